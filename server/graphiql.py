@@ -1,0 +1,202 @@
+"""GraphiQL served from our own origin, so dashboards work with no internet.
+
+The JS/CSS come from npm (`graphiql`, `react`, `react-dom` in package.json) and are copied by the setup
+step into server/static/graphiql/ (git-ignored):
+
+    npm ci --ignore-scripts --no-audit --no-fund
+    python -m server.graphiql install
+
+The page references only `/static/...` on the same origin: no CDN, no web fonts (GraphiQL's CSS inlines
+its fonts as data: URLs), no source-map comments. Config (endpoint, example tabs, the auth header example)
+goes into a JSON block read by server/static/graphiql-init.js, so the page needs no inline script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import html
+import json
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from starlette.responses import HTMLResponse
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+log = logging.getLogger(__name__)
+
+STATIC_URL = "/static"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+ASSET_DIR = STATIC_DIR / "graphiql"
+TEMPLATE = STATIC_DIR / "graphiql.html"
+NODE_MODULES = Path(__file__).resolve().parents[1] / "node_modules"
+SETUP_COMMAND = "npm ci --ignore-scripts --no-audit --no-fund && python -m server.graphiql install"
+
+# Shown in the headers editor as an example. The init script drops this exact value before sending,
+# so an untouched example never reaches the server as a (bogus) credential.
+AUTH_PLACEHOLDER = "Bearer <token>"
+DEFAULT_HEADERS = json.dumps({"Authorization": AUTH_PLACEHOLDER}, indent=2)
+
+EXAMPLE_TABS: tuple[dict[str, str], ...] = (
+    {"query": "# Paste a token into the Headers tab below to call authenticated fields.\n{ __typename }\n"},
+    {"query": "query Me {\n  me {\n    id\n    email\n    roles\n  }\n}\n"},
+    {
+        "query": (
+            "mutation Login($email: String!, $password: String!) {\n"
+            "  login(email: $email, password: $password) {\n"
+            "    __typename\n"
+            "  }\n"
+            "}\n"
+        ),
+        "variables": json.dumps({"email": "alice@example.com", "password": "correct horse battery"}, indent=2),
+    },
+)
+
+
+@dataclass(frozen=True)
+class Asset:
+    package: str  # npm package name under node_modules/
+    source: str  # path inside the package
+    target: str  # file name under ASSET_DIR
+    slot: str  # placeholder in server/static/graphiql.html
+
+
+ASSETS: tuple[Asset, ...] = (
+    Asset("react", "umd/react.production.min.js", "react.production.min.js", "react_js"),
+    Asset("react-dom", "umd/react-dom.production.min.js", "react-dom.production.min.js", "react_dom_js"),
+    Asset("graphiql", "graphiql.min.js", "graphiql.min.js", "graphiql_js"),
+    Asset("graphiql", "graphiql.min.css", "graphiql.min.css", "graphiql_css"),
+)
+
+# `//# sourceMappingURL=...` (JS) and `/*# sourceMappingURL=... */` (CSS): the maps are not shipped,
+# and a dangling reference makes devtools fetch a 404.
+_SOURCE_MAP = re.compile(rb"\n?(//[#@] sourceMappingURL=[^\n]*|/\*[#@] sourceMappingURL=[^*]*\*/)\s*$")
+
+
+class AssetsNotInstalled(RuntimeError):
+    """The npm packages GraphiQL needs are missing from node_modules or from server/static/graphiql/."""
+
+
+def _package_version(node_modules: Path, package: str) -> str:
+    manifest = node_modules / package / "package.json"
+    if not manifest.is_file():
+        raise AssetsNotInstalled(f"{manifest} not found: run `npm ci --ignore-scripts --no-audit --no-fund` first")
+    return str(json.loads(manifest.read_text())["version"])
+
+
+def install_assets(node_modules: Path = NODE_MODULES, dest: Path = ASSET_DIR) -> dict[str, dict[str, str]]:
+    """Copy GraphiQL's browser bundles from node_modules into `dest`; returns the manifest written."""
+    manifest: dict[str, dict[str, str]] = {}
+    dest.mkdir(parents=True, exist_ok=True)
+    for asset in ASSETS:
+        version = _package_version(node_modules, asset.package)
+        src = node_modules / asset.package / asset.source
+        if not src.is_file():
+            raise AssetsNotInstalled(f"{src} not found in {asset.package}@{version}")
+        data = _SOURCE_MAP.sub(b"\n", src.read_bytes())
+        (dest / asset.target).write_bytes(data)
+        manifest[asset.target] = {
+            "package": asset.package,
+            "version": version,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        licence = node_modules / asset.package / "LICENSE"
+        if licence.is_file():
+            (dest / f"{asset.package}.LICENSE").write_bytes(licence.read_bytes())
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def missing_assets(dest: Path | None = None) -> list[str]:
+    """Asset files the page needs that are not installed (empty when GraphiQL can be served)."""
+    dest = ASSET_DIR if dest is None else dest
+    return [a.target for a in ASSETS if not (dest / a.target).is_file()]
+
+
+def _asset_urls(dest: Path) -> dict[str, str]:
+    # The version in the query string busts browser caches when package.json moves to a new release.
+    try:
+        manifest = json.loads((dest / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    urls = {}
+    for asset in ASSETS:
+        version = manifest.get(asset.target, {}).get("version", "0")
+        urls[asset.slot] = f"{STATIC_URL}/graphiql/{asset.target}?v={version}"
+    return urls
+
+
+def _json_for_script(value: object) -> str:
+    # Inside <script type="application/json"> only "</" could end the block; escape every "<".
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+def _not_installed_page(missing: list[str]) -> str:
+    message = (
+        "GraphiQL assets are not installed (missing: " + ", ".join(missing) + "). "
+        f"Run the setup command: {SETUP_COMMAND}"
+    )
+    log.error(message)
+    return (
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>GraphiQL unavailable</title></head>"
+        f"<body><h1>GraphiQL unavailable</h1><p id=\"graphiql-error\">{html.escape(message)}</p>"
+        "<p>The GraphQL endpoint itself still accepts POST requests.</p></body></html>"
+    )
+
+
+def graphiql_html(endpoint: str = "/graphql", subscription_endpoint: str | None = "/graphql") -> str:
+    """The GraphiQL page; every URL in it is on the serving origin. An explanatory page if assets are missing."""
+    missing = missing_assets()
+    if missing:
+        return _not_installed_page(missing)
+    config = {
+        "endpoint": endpoint,
+        "subscriptionEndpoint": subscription_endpoint,
+        "defaultHeaders": DEFAULT_HEADERS,
+        "authPlaceholder": AUTH_PLACEHOLDER,
+        "tabs": [{**tab, "headers": DEFAULT_HEADERS} for tab in EXAMPLE_TABS],
+        "setupCommand": SETUP_COMMAND,
+    }
+    return Template(TEMPLATE.read_text()).substitute(
+        config=_json_for_script(config),
+        init_js=f"{STATIC_URL}/graphiql-init.js",
+        **_asset_urls(ASSET_DIR),
+    )
+
+
+def graphiql_response(endpoint: str = "/graphql") -> HTMLResponse:
+    """For Strawberry's `render_graphql_ide` override: 200 with the page, or 503 with setup instructions."""
+    status = 503 if missing_assets() else 200
+    return HTMLResponse(graphiql_html(endpoint), status_code=status)
+
+
+def static_mount() -> Mount:
+    """Serves server/static/ (init script and the installed GraphiQL bundles) at /static."""
+    return Mount(STATIC_URL, app=StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server.graphiql", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    install = sub.add_parser("install", help="copy GraphiQL assets from node_modules into server/static/graphiql/")
+    install.add_argument("--node-modules", type=Path, default=NODE_MODULES)
+    install.add_argument("--dest", type=Path, default=ASSET_DIR)
+    args = parser.parse_args(argv)
+    try:
+        manifest = install_assets(args.node_modules, args.dest)
+    except AssetsNotInstalled as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for target, info in manifest.items():
+        print(f"{target}: {info['package']}@{info['version']}")
+    print(f"installed into {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

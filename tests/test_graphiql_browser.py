@@ -1,0 +1,183 @@
+"""GraphiQL in a real headless Chromium against a real uvicorn server, with every other host unreachable.
+
+Checks what a dashboard user sees with no internet: the page loads only from our origin, shows the example
+tabs and the Authorization example in an editable headers editor, and runs `{ __typename }` via Run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import strawberry
+from playwright.sync_api import Page, Request, sync_playwright
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from server import graphiql
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path("/tmp/graphiql.png")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # Belt and braces: any name but our own server fails to resolve, as on a machine with no internet.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+
+
+# --- stand-in for server.app until the lead's app factory lands -------------------------------------
+@strawberry.type
+class _Query:
+    @strawberry.field
+    def hello(self) -> str:
+        return "world"
+
+
+class _GraphQLWithLocalIDE(GraphQL):
+    async def render_graphql_ide(self, request: StarletteRequest) -> Response:
+        return graphiql.graphiql_response()
+
+
+def create_minimal_app() -> Starlette:
+    view = _GraphQLWithLocalIDE(strawberry.Schema(query=_Query))
+    return Starlette(routes=[Route("/graphql", view), graphiql.static_mount()])
+
+
+# --------------------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def assets_installed() -> None:
+    # The setup command's second half; node_modules comes from `npm ci` (package.json).
+    graphiql.install_assets()
+    assert graphiql.missing_assets() == []
+
+
+@pytest.fixture(scope="module")
+def server_url(assets_installed: None) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "tests.test_graphiql_browser:create_minimal_app",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, "uvicorn exited during startup"
+            try:
+                httpx.get(url + "/static/graphiql-init.js", timeout=0.5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _editor_value(page: Page, container: str) -> str:
+    return str(page.evaluate(f"document.querySelector('{container} .CodeMirror').CodeMirror.getValue()"))
+
+
+def test_graphiql_runs_typename_offline(server_url: str) -> None:
+    assert CHROMIUM.exists(), "Debian chromium is required (apt-get install chromium)"
+    requests: list[Request] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("request", lambda request: requests.append(request))
+            page.goto(server_url + "/graphql", wait_until="load", timeout=10_000)
+
+            # Example tabs, and the auth header example in an open, editable headers editor.
+            page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=10_000)
+            tabs = page.locator(".graphiql-tab").all_inner_texts()
+            assert [t.strip() for t in tabs][:3] == ["<untitled>", "Me", "Login"], tabs
+            headers_editor = page.locator(".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror")
+            assert headers_editor.is_visible()
+            assert '"Authorization": "Bearer <token>"' in _editor_value(page, ".graphiql-editor-tool .graphiql-editor:not(.hidden)")
+
+            # Type a query into the editor and a real token into the headers editor, as a user would.
+            page.click(".graphiql-query-editor .CodeMirror")
+            page.keyboard.press("Control+A")
+            page.keyboard.press("Delete")
+            page.keyboard.type("{ __typename", delay=5)
+            page.keyboard.press("Escape")  # close the autocomplete popup, keep the auto-closed brace
+            assert " ".join(_editor_value(page, ".graphiql-query-editor").split()) == "{ __typename}"
+            headers_editor.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.press("Delete")
+            page.keyboard.insert_text('{"Authorization": "Bearer test-token"}')
+
+            with page.expect_request(lambda r: r.method == "POST" and "__typename" in (r.post_data or "")) as run:
+                page.click(".graphiql-execute-button")
+            page.wait_for_function(
+                "document.querySelector('.graphiql-response').innerText.includes('\"__typename\": \"Query\"')",
+                timeout=10_000,
+            )
+            assert run.value.headers.get("authorization") == "Bearer test-token"
+            page.screenshot(path=str(SCREENSHOT))
+        finally:
+            browser.close()
+
+    origin = urlsplit(server_url).netloc
+    urls = [r.url for r in requests]
+    # data: URLs are GraphiQL's inlined fonts and the inline favicon: no network involved.
+    foreign = [u for u in urls if not u.startswith("data:") and urlsplit(u).netloc != origin]
+    assert foreign == [], foreign
+    assert any("/static/graphiql/graphiql.min.js" in u for u in urls), urls
+    # The untouched placeholder is not sent: schema introspection at load went out anonymously.
+    introspection = [r for r in requests if r.method == "POST" and "IntrospectionQuery" in (r.post_data or "")]
+    assert introspection and all("authorization" not in r.headers for r in introspection)
+
+
+def test_page_without_assets_says_run_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(graphiql, "ASSET_DIR", tmp_path / "graphiql")
+    response = graphiql.graphiql_response()
+    assert response.status_code == 503
+    assert b"Run the setup command" in response.body and b"python -m server.graphiql install" in response.body
+
+
+def test_page_references_only_same_origin(assets_installed: None) -> None:
+    page = graphiql.graphiql_html()
+    assert "http://" not in page and "https://" not in page and "//" + "unpkg" not in page
+    for asset in graphiql.ASSETS:
+        assert f"/static/graphiql/{asset.target}?v=" in page
+        assert b"sourceMappingURL" not in (graphiql.ASSET_DIR / asset.target).read_bytes()
+    config_block = page.split('id="graphiql-config">')[1].split("</script>")[0]
+    assert "<" not in config_block  # the example "<token>" is escaped, so it cannot close the block
+
+
+def test_install_fails_clearly_without_node_modules(tmp_path: Path) -> None:
+    with pytest.raises(graphiql.AssetsNotInstalled, match="npm ci"):
+        graphiql.install_assets(node_modules=tmp_path, dest=tmp_path / "out")
