@@ -42,6 +42,7 @@ SETUP_COMMAND = "npm ci --ignore-scripts --no-audit --no-fund && python -m serve
 AUTH_PLACEHOLDER = "Bearer <token>"
 DEFAULT_HEADERS = json.dumps({"Authorization": AUTH_PLACEHOLDER}, indent=2)
 
+# Follow schema/identity.py (me, login); a test validates them against the assembled schema.
 EXAMPLE_TABS: tuple[dict[str, str], ...] = (
     {"query": "# Paste a token into the Headers tab below to call authenticated fields.\n{ __typename }\n"},
     {"query": "query Me {\n  me {\n    id\n    email\n    roles\n  }\n}\n"},
@@ -49,7 +50,10 @@ EXAMPLE_TABS: tuple[dict[str, str], ...] = (
         "query": (
             "mutation Login($email: String!, $password: String!) {\n"
             "  login(email: $email, password: $password) {\n"
-            "    __typename\n"
+            "    accessToken  # put it in Headers as: Bearer <accessToken>\n"
+            "    accessTokenExpiresAt\n"
+            "    refreshToken\n"
+            "    user { id email roles }\n"
             "  }\n"
             "}\n"
         ),

@@ -181,3 +181,14 @@ def test_page_references_only_same_origin(assets_installed: None) -> None:
 def test_install_fails_clearly_without_node_modules(tmp_path: Path) -> None:
     with pytest.raises(graphiql.AssetsNotInstalled, match="npm ci"):
         graphiql.install_assets(node_modules=tmp_path, dest=tmp_path / "out")
+
+
+def test_example_tabs_are_valid_against_the_schema() -> None:
+    from graphql import parse, validate
+
+    from core.settings import Settings
+    from schema import build_schema
+
+    schema = build_schema(Settings())
+    for tab in graphiql.EXAMPLE_TABS:
+        assert validate(schema._schema, parse(tab["query"])) == [], tab["query"]
