@@ -1,0 +1,7 @@
+"""SQLAlchemy models shared by the API, the indexer and the workers. Import every model module here so that
+`Base.metadata` is complete for migrations and the drift test."""
+
+from models.base import Base
+from models import identity  # noqa: F401
+
+__all__ = ["Base"]

@@ -1,0 +1,27 @@
+"""Async SQLAlchemy engine and session factory shared by the API, the indexer and the workers."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        # asyncpg caches prepared statements per connection; keep it, it is most of the speed.
+        connect_args={"server_settings": {"application_name": "stablerwa"}},
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def sync_url(database_url: str) -> str:
+    """The same database for sync drivers (alembic autogenerate comparisons, psycopg2 tools)."""
+    return database_url.replace("+asyncpg", "+psycopg2")

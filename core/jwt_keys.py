@@ -1,0 +1,111 @@
+"""Access tokens: EdDSA (Ed25519) JWTs with a `kid` header.
+
+Rotation: the active key signs; keys listed in JWT_RETIRED_PUBLIC_KEYS still verify until they are removed.
+Verification uses already-parsed key objects, so a request costs one signature check and no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from core.errors import Unauthenticated
+
+ALGORITHM = "EdDSA"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    roles: frozenset[str]
+    expires_at: int
+    session_family: str | None
+
+
+def generate_private_key_pem() -> str:
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def public_key_pem(private_pem: str) -> str:
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_or_create_dev_key(data_dir: Path) -> str:
+    """Development only: one key per data dir, shared by every process using it."""
+    path = data_dir / "jwt-dev-ed25519.pem"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(generate_private_key_pem())
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_text()
+
+
+class KeyRing:
+    def __init__(self, private_pem: str, kid: str, retired_public: dict[str, str] | None = None,
+                 issuer: str = "stablerwa", ttl_s: int = 900) -> None:
+        key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("JWT_PRIVATE_KEY must be an Ed25519 private key (PEM)")
+        self._signing = key
+        self.kid = kid
+        self.issuer = issuer
+        self.ttl_s = ttl_s
+        self._verifying: dict[str, Ed25519PublicKey] = {kid: key.public_key()}
+        for rkid, pem in (retired_public or {}).items():
+            pub = serialization.load_pem_public_key(pem.encode())
+            if not isinstance(pub, Ed25519PublicKey):
+                raise ValueError(f"retired JWT key {rkid!r} is not an Ed25519 public key")
+            self._verifying.setdefault(rkid, pub)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(kid={self.kid!r}, verifying={sorted(self._verifying)})"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "KeyRing":
+        if settings.jwt_private_key is not None:
+            pem = settings.jwt_private_key.get_secret_value()
+        else:
+            pem = load_or_create_dev_key(settings.data_path())
+        retired = json.loads(settings.jwt_retired_public_keys or "{}")
+        return cls(pem, settings.jwt_key_id, retired, settings.jwt_issuer, settings.access_token_ttl_s)
+
+    def issue(self, user_id: uuid.UUID, roles: list[str], session_family: str | None = None,
+              now: int | None = None) -> tuple[str, int]:
+        now = int(now if now is not None else time.time())
+        exp = now + self.ttl_s
+        claims = {"sub": str(user_id), "roles": sorted(roles), "iat": now, "exp": exp, "iss": self.issuer}
+        if session_family:
+            claims["sid"] = session_family
+        token = jwt.encode(claims, self._signing, algorithm=ALGORITHM, headers={"kid": self.kid})
+        return token, exp
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._verifying.get(kid or "")
+            if key is None:
+                raise Unauthenticated("access token signed with an unknown key")
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self.issuer,
+                                options={"require": ["exp", "sub", "iat"]})
+            return AccessClaims(uuid.UUID(claims["sub"]), frozenset(claims.get("roles", ())),
+                                int(claims["exp"]), claims.get("sid"))
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED") from exc
+        except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+            raise Unauthenticated("invalid access token") from exc

@@ -1,0 +1,123 @@
+"""One typed settings object, read once from the environment (12-factor).
+
+Secrets are `SecretStr` so they never appear in reprs or logs. In production (`RWA_ENV=production`)
+`Settings.check_production()` refuses placeholder or missing secrets, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "example", "secret")
+
+
+class Environment(str, Enum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    env: Environment = Field(Environment.DEVELOPMENT, alias="RWA_ENV")
+    data_dir: str = Field(".rwa", alias="RWA_DATA_DIR")
+
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    broker_url: str | None = Field(None, alias="BROKER_URL")
+    redis_prefix: str = Field("rwa:", alias="RWA_REDIS_PREFIX")
+    db_pool_size: int = Field(10, alias="RWA_DB_POOL_SIZE")
+
+    # JWT: Ed25519 private key (PEM) that signs, its key id, and retired public keys that still verify.
+    jwt_private_key: SecretStr | None = Field(None, alias="JWT_PRIVATE_KEY")
+    jwt_key_id: str = Field("dev-1", alias="JWT_KEY_ID")
+    # JSON object {"kid": "-----BEGIN PUBLIC KEY-----..."}: keys being rotated out
+    jwt_retired_public_keys: str = Field("{}", alias="JWT_RETIRED_PUBLIC_KEYS")
+    jwt_issuer: str = Field("stablerwa", alias="JWT_ISSUER")
+    access_token_ttl_s: int = Field(900, alias="ACCESS_TOKEN_TTL_S")
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_S")
+
+    # AES-256-GCM key for personal data at rest (base64 or hex of 32 bytes)
+    kyc_encryption_key: SecretStr | None = Field(None, alias="KYC_ENCRYPTION_KEY")
+    # BIP-39 mnemonic for deposit addresses (payments)
+    hd_wallet_mnemonic: SecretStr | None = Field(None, alias="HD_WALLET_MNEMONIC")
+    # private key that deploys security tokens (an anvil account in dev)
+    deployer_private_key: SecretStr | None = Field(None, alias="DEPLOYER_PRIVATE_KEY")
+    webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET")
+
+    graphiql_enabled: bool | None = Field(None, alias="GRAPHIQL_ENABLED")
+    introspection_enabled: bool | None = Field(None, alias="INTROSPECTION_ENABLED")
+    max_query_depth: int = Field(12, alias="MAX_QUERY_DEPTH")
+    max_aliases: int = Field(30, alias="MAX_ALIASES")
+    max_query_tokens: int = Field(2000, alias="MAX_QUERY_TOKENS")
+    max_query_cost: int = Field(50_000, alias="MAX_QUERY_COST")
+    parser_cache_size: int = Field(512, alias="PARSER_CACHE_SIZE")
+
+    login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
+    login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")
+    login_lock_s: int = Field(300, alias="LOGIN_LOCK_S")
+
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    log_json: bool = Field(True, alias="LOG_JSON")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def graphiql(self) -> bool:
+        return (not self.is_production) if self.graphiql_enabled is None else self.graphiql_enabled
+
+    @property
+    def introspection(self) -> bool:
+        return (not self.is_production) if self.introspection_enabled is None else self.introspection_enabled
+
+    @property
+    def embedded(self) -> bool:
+        """Embedded Postgres/Redis are used for whatever is not configured."""
+        return self.database_url is None or self.redis_url is None
+
+    def rpc_urls(self, chain_id: int) -> list[str]:
+        raw = os.environ.get(f"RPC_URLS_{chain_id}", "")
+        return [u.strip() for u in raw.split(",") if u.strip()]
+
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def check_production(self) -> None:
+        """Refuse to run production with missing or placeholder secrets."""
+        if not self.is_production:
+            return
+        required: dict[str, SecretStr | str | None] = {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "JWT_PRIVATE_KEY": self.jwt_private_key,
+            "KYC_ENCRYPTION_KEY": self.kyc_encryption_key,
+            "HD_WALLET_MNEMONIC": self.hd_wallet_mnemonic,
+            "WEBHOOK_SECRET": self.webhook_secret,
+        }
+        for name, value in required.items():
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not raw:
+                raise ConfigError(f"{name} must be set when RWA_ENV=production")
+            lowered = raw.lower()
+            if name.endswith("_URL"):
+                continue
+            if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
+                raise ConfigError(f"{name} looks like a placeholder; set a real secret for RWA_ENV=production")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]

@@ -1,0 +1,156 @@
+"""Accounts: register, login (rate limits + lockout), logout, roles."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import BadUserInput, Conflict, NotFound, RateLimited, Unauthenticated
+from core.passwords import hash_password, verify_password
+from core.rate_limit import hit
+from models.identity import Role, User, UserStatus
+from resolvers.audit import record
+from resolvers.identity.sessions import IssuedSession, family_of, revoke_family, rotate, start_session
+from resolvers.identity.validation import check_password, normalize_email
+from server.context import Context
+
+WINDOW_S = 60
+
+
+async def _limit(ctx: Context, action: str, email: str) -> None:
+    s, keys = ctx.settings, ctx.services.keys
+    await hit(ctx.services.redis, keys("rl", action, "ip", ctx.viewer.client_ip), s.login_rate_per_minute * 3,
+              WINDOW_S, f"{action} attempts from this address")
+    await hit(ctx.services.redis, keys("rl", action, "acct", email), s.login_rate_per_minute, WINDOW_S,
+              f"{action} attempts for this account")
+
+
+async def create_user(session: AsyncSession, email: str, password: str, roles: list[str]) -> User:
+    email = normalize_email(email)
+    check_password(password)
+    user = User(id=uuid.uuid4(), email=email, password_hash=hash_password(password), roles=roles)
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict("an account with this email already exists", field="email") from exc
+    return user
+
+
+async def register(ctx: Context, email: str, password: str) -> IssuedSession:
+    normalized = normalize_email(email)
+    await _limit(ctx, "register", normalized)
+    session = await ctx.session()
+    user = await create_user(session, normalized, password, [Role.INVESTOR.value])
+    issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
+    record(session, actor_id=user.id, action="user.register", target_type="user", target_id=user.id,
+           request_id=ctx.request_id)
+    await session.commit()
+    return issued
+
+
+async def login(ctx: Context, email: str, password: str) -> IssuedSession:
+    try:
+        normalized = normalize_email(email)
+    except BadUserInput:
+        raise Unauthenticated("invalid email or password")
+    await _limit(ctx, "login", normalized)
+    session = await ctx.session()
+    user = (await session.execute(select(User).where(User.email == normalized).with_for_update())).scalar_one_or_none()
+    now = datetime.now(timezone.utc)
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        raise RateLimited("account temporarily locked after repeated failures",
+                          retry_after=int((user.locked_until - now).total_seconds()) + 1)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        if user is not None:
+            await _register_failure(session, ctx, user, now)
+        raise Unauthenticated("invalid email or password")
+    if user.status is not UserStatus.ACTIVE:
+        raise Unauthenticated("account disabled")
+    user.failed_logins = 0
+    user.locked_until = None
+    issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
+    record(session, actor_id=user.id, action="user.login", target_type="user", target_id=user.id,
+           request_id=ctx.request_id)
+    await session.commit()
+    return issued
+
+
+async def _register_failure(session: AsyncSession, ctx: Context, user: User, now: datetime) -> None:
+    """Lock for login_lock_s after N failures, doubling with every further failure (capped at a day)."""
+    user.failed_logins += 1
+    over = user.failed_logins - ctx.settings.login_failures_before_lock
+    if over >= 0:
+        user.locked_until = now + timedelta(seconds=min(ctx.settings.login_lock_s * (2 ** over), 86_400))
+    await session.commit()
+
+
+async def refresh(ctx: Context, refresh_token: str) -> IssuedSession:
+    session = await ctx.session()
+    issued = await rotate(session, ctx.services.keyring, refresh_token, ctx.settings.refresh_token_ttl_s)
+    await session.commit()
+    return issued
+
+
+async def logout(ctx: Context, refresh_token: str | None) -> bool:
+    """Revoke the session family of the presented refresh token (or of the caller's access token)."""
+    user_id = ctx.viewer.require_user()
+    session = await ctx.session()
+    family = await family_of(session, refresh_token) if refresh_token else None
+    if family is None and ctx.viewer.session_family:
+        family = uuid.UUID(ctx.viewer.session_family)
+    if family is None:
+        raise BadUserInput("no session to log out of", field="refreshToken")
+    await revoke_family(session, family, "LOGOUT")
+    record(session, actor_id=user_id, action="user.logout", target_type="session", target_id=family,
+           request_id=ctx.request_id)
+    await session.commit()
+    return True
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    return user
+
+
+async def set_role(ctx: Context, user_id: uuid.UUID, role: Role, granted: bool) -> User:
+    actor = ctx.viewer.require_role(Role.ADMIN.value)
+    session = await ctx.session()
+    user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one_or_none()
+    if user is None:
+        raise NotFound("user not found")
+    roles = set(user.roles)
+    if granted:
+        roles.add(role.value)
+    else:
+        if actor == user.id and role is Role.ADMIN:
+            raise Conflict("an admin cannot revoke their own ADMIN role")
+        roles.discard(role.value)
+    user.roles = sorted(roles)
+    record(session, actor_id=actor, action="user.grant_role" if granted else "user.revoke_role",
+           target_type="user", target_id=user.id, request_id=ctx.request_id, details={"role": role.value})
+    await session.commit()
+    return user
+
+
+async def create_admin(session: AsyncSession, email: str, password: str) -> User:
+    """`rwa user create-admin`: create the account or promote an existing one."""
+    normalized = normalize_email(email)
+    existing = (await session.execute(select(User).where(User.email == normalized))).scalar_one_or_none()
+    if existing is not None:
+        await session.execute(update(User).where(User.id == existing.id)
+                              .values(roles=sorted(set(existing.roles) | {Role.ADMIN.value})))
+        user = existing
+    else:
+        user = await create_user(session, normalized, password, [Role.INVESTOR.value, Role.ADMIN.value])
+    record(session, actor_id=None, action="user.create_admin", target_type="user", target_id=user.id,
+           details={"via": "cli"})
+    await session.commit()
+    return user

@@ -1,0 +1,86 @@
+"""Login sessions: access JWT + opaque refresh token, rotated on every use.
+
+Each login starts a refresh-token family. Refreshing spends the presented token and issues the next one in the
+same family; presenting a spent token again means it leaked, so the whole family is revoked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Unauthenticated
+from core.jwt_keys import KeyRing
+from core.opaque_tokens import digest, new_secret
+from models.identity import RefreshToken, RefreshTokenFamily, User, UserStatus
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    user: User
+
+
+async def start_session(session: AsyncSession, keyring: KeyRing, user: User, refresh_ttl_s: int) -> IssuedSession:
+    family = RefreshTokenFamily(id=uuid.uuid4(), user_id=user.id)
+    session.add(family)
+    await session.flush()
+    return await _issue(session, keyring, user, family.id, refresh_ttl_s)
+
+
+async def _issue(session: AsyncSession, keyring: KeyRing, user: User, family_id: uuid.UUID,
+                 refresh_ttl_s: int) -> IssuedSession:
+    refresh = new_secret("rwar")
+    now = datetime.now(timezone.utc)
+    session.add(RefreshToken(family_id=family_id, token_hash=digest(refresh),
+                             expires_at=now + timedelta(seconds=refresh_ttl_s)))
+    access, exp = keyring.issue(user.id, list(user.roles), str(family_id))
+    return IssuedSession(access, datetime.fromtimestamp(exp, timezone.utc), refresh, user)
+
+
+async def rotate(session: AsyncSession, keyring: KeyRing, presented: str, refresh_ttl_s: int) -> IssuedSession:
+    """Spend `presented` and issue its successor. The row lock makes two concurrent uses count as reuse."""
+    row = (await session.execute(
+        select(RefreshToken, RefreshTokenFamily)
+        .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
+        .where(RefreshToken.token_hash == digest(presented))
+        .with_for_update(of=RefreshToken)
+    )).first()
+    if row is None:
+        raise Unauthenticated("invalid refresh token")
+    token, family = row
+    now = datetime.now(timezone.utc)
+    if family.revoked_at is not None:
+        raise Unauthenticated("session revoked")
+    if token.spent_at is not None:
+        await revoke_family(session, family.id, "REUSE_DETECTED")
+        await session.commit()
+        raise Unauthenticated("refresh token reuse detected; all sessions of this login were revoked",
+                              reason="REFRESH_TOKEN_REUSED")
+    if token.expires_at <= now:
+        raise Unauthenticated("refresh token expired")
+    user = await session.get(User, family.user_id)
+    if user is None or user.status is not UserStatus.ACTIVE:
+        raise Unauthenticated("account disabled")
+    token.spent_at = now
+    return await _issue(session, keyring, user, family.id, refresh_ttl_s)
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str) -> None:
+    await session.execute(
+        update(RefreshTokenFamily)
+        .where(RefreshTokenFamily.id == family_id, RefreshTokenFamily.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(timezone.utc), revoked_reason=reason)
+    )
+
+
+async def family_of(session: AsyncSession, presented: str) -> uuid.UUID | None:
+    return (await session.execute(
+        select(RefreshToken.family_id).where(RefreshToken.token_hash == digest(presented))
+    )).scalar_one_or_none()

@@ -1,0 +1,91 @@
+"""Schema extensions: stable error codes with masking, and per-operation metrics.
+
+Every error leaving the API has `extensions.code`. Domain errors (`core.errors.AppError`) keep their message;
+anything unexpected is logged with its traceback and replaced by "Internal server error" (code INTERNAL).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from graphql import ExecutionResult as GraphQLExecutionResult
+from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
+
+from core.errors import AppError, ErrorCode
+from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
+
+log = logging.getLogger("rwa.graphql")
+
+_TOO_COMPLEX_MARKERS = ("exceeds maximum operation depth", "aliases found", "more than", "tokens")
+
+
+def classify(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    existing = (error.extensions or {}).get("code")
+    if isinstance(original, AppError):
+        code, message, extra = original.code.value, original.message, original.extensions
+    elif existing in ErrorCode.__members__:
+        return error
+    elif original is None:
+        # parse/validation/variable-coercion errors: the client's document or variables are wrong
+        lowered = error.message.lower()
+        code = (ErrorCode.QUERY_TOO_COMPLEX.value
+                if any(m in lowered for m in _TOO_COMPLEX_MARKERS) and ("depth" in lowered or "alias" in lowered
+                                                                         or "token" in lowered)
+                else ErrorCode.BAD_USER_INPUT.value)
+        message, extra = error.message, {}
+    else:
+        log.error("unhandled error in %s", error.path, exc_info=original)
+        code, message, extra = ErrorCode.INTERNAL.value, "Internal server error", {}
+    return GraphQLError(message, nodes=error.nodes, source=error.source, positions=error.positions,
+                        path=error.path, original_error=None, extensions={**extra, "code": code})
+
+
+def classify_all(errors: list[GraphQLError]) -> list[GraphQLError]:
+    out = [classify(e) for e in errors]
+    for e in out:
+        GRAPHQL_ERRORS.labels(e.extensions["code"]).inc()
+    return out
+
+
+class ErrorCodes(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if isinstance(result, (GraphQLExecutionResult, StrawberryExecutionResult)) and result.errors:
+            result.errors = classify_all(result.errors)
+        elif (initial := getattr(result, "initial_result", None)) is not None and initial.errors:
+            initial.errors = classify_all(initial.errors)
+
+
+class OperationMetrics(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        ctx = self.execution_context
+        name = ctx.operation_name or "anonymous"
+        try:
+            op_type = ctx.operation_type.value
+        except Exception:  # the document did not parse: no operation type
+            op_type = "invalid"
+        # bound label cardinality: only names of documents that validated are recorded verbatim
+        if op_type == "invalid" or len(name) > 64:
+            name = "invalid" if op_type == "invalid" else "long-name"
+        GRAPHQL_REQUESTS.labels(name, op_type).inc()
+        GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
+
+
+class CloseSession(SchemaExtension):
+    """Return the request's DB connection to the pool as soon as the operation ends."""
+
+    async def on_operation(self):  # type: ignore[override]
+        try:
+            yield
+        finally:
+            context = self.execution_context.context
+            if context is not None and not getattr(context, "keeps_session", False):
+                await context.close()

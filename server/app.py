@@ -1,0 +1,73 @@
+"""The ASGI application: /graphql (POST, GraphiQL on GET, graphql-transport-ws), /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+from core.logging import configure_logging
+from core.settings import Settings, get_settings
+from schema import build_schema
+from server.graphql_view import GraphQLView
+from server.health import healthz, metrics, readyz
+from server.middleware import RequestContextMiddleware
+from server.services import Services, build_services
+
+log = logging.getLogger("rwa.server")
+
+
+def _graphiql(settings: Settings) -> tuple[str | None, list[BaseRoute]]:
+    if not settings.graphiql:
+        return None, []
+    try:
+        from server.graphiql import graphiql_html, static_mount
+    except ImportError:  # GraphiQL page not available in this build
+        return None, []
+    return graphiql_html(), [static_mount()]
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+    """`services` is injected by tests (transaction-bound sessions); otherwise built from settings at startup."""
+    settings = settings or (services.settings if services else get_settings())
+    settings.check_production()
+    owns_services = services is None
+    services = services or build_services(settings)
+    schema = build_schema(settings)
+    graphiql_html, static_routes = _graphiql(settings)
+    view = GraphQLView(schema, services, graphiql_html)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info("api started", extra={"env": settings.env.value, "graphiql": graphiql_html is not None,
+                                       "introspection": settings.introspection})
+        try:
+            yield
+        finally:
+            if owns_services:
+                await services.aclose()
+            log.info("api stopped")
+
+    routes: list[BaseRoute] = [
+        Route("/graphql", view, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", view),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        *static_routes,
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.services = services
+    app.state.schema = schema
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """uvicorn --factory entry point for worker processes (settings and URLs come from the environment)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

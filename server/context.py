@@ -1,0 +1,50 @@
+"""Per-request GraphQL context: services, the caller, one lazily opened DB session, and DataLoaders."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from core.logging import request_id_var
+from server.services import Services
+from server.viewer import Viewer
+
+
+class Context:
+    def __init__(self, services: Services, request: Request | WebSocket, response: Response | WebSocket | None,
+                 viewer: Viewer) -> None:
+        self.services = services
+        self.request = request
+        self.response = response
+        self.viewer = viewer
+        self.request_id = request_id_var.get()
+        self._session: AsyncSession | None = None
+        self._loaders: dict[str, Any] = {}
+        # set by graphql-transport-ws from the connection_init payload
+        self.connection_params: dict[str, Any] | None = None
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        return self.services.settings
+
+    async def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self.services.session_factory()
+        return self._session
+
+    def loader(self, name: str, factory: Callable[["Context"], Any]) -> Any:
+        """One DataLoader per name per request (batching and caching scoped to the request)."""
+        loader = self._loaders.get(name)
+        if loader is None:
+            loader = self._loaders[name] = factory(self)
+        return loader
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+        self._loaders.clear()

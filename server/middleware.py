@@ -1,0 +1,61 @@
+"""ASGI middleware: request ids (echoed, and on every log line), one access log line per request, and a last
+line of defence that turns an unexpected exception into a typed JSON error instead of a stack trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.logging import request_id_var
+from core.metrics import HTTP_REQUESTS
+
+log = logging.getLogger("rwa.http")
+_VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        rid = incoming if incoming and _VALID_RID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["sent"] = True
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if scope["type"] == "http" and not status["sent"]:
+                body = json.dumps({"errors": [{"message": "Internal server error",
+                                               "extensions": {"code": "INTERNAL"}}]}).encode()
+                await send_with_id({"type": "http.response.start", "status": 500,
+                                    "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            if scope["type"] == "http":
+                path = scope.get("path", "")
+                path_label = path if path in _KNOWN_PATHS else ("/static" if path.startswith("/static") else "other")
+                HTTP_REQUESTS.labels(scope.get("method", ""), path_label, str(status["code"])).inc()
+                log.info("request", extra={"method": scope.get("method"), "path": path, "status": status["code"],
+                                           "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+            request_id_var.reset(token)

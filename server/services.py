@@ -1,0 +1,62 @@
+"""Process-wide services the API needs, built once at startup and shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.db import SessionFactory, create_engine, create_session_factory
+from core.encryption import FieldCipher, parse_key
+from core.jwt_keys import KeyRing
+from core.redis import Keys, create_redis
+from core.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    session_factory: SessionFactory
+    redis: Redis
+    keyring: KeyRing
+    cipher: FieldCipher
+    engine: AsyncEngine | None = None
+    keys: Keys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = Keys(self.settings.redis_prefix)
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+def dev_cipher_key(settings: Settings) -> bytes:
+    """Development only: a per-data-dir key so encrypted rows survive restarts."""
+    import os
+
+    path = settings.data_path() / "kyc-dev-aes256.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(os.urandom(32).hex())
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return parse_key(path.read_text())
+
+
+def build_services(settings: Settings) -> Services:
+    assert settings.database_url and settings.redis_url, "resolve embedded services before building the app"
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+    key = (parse_key(settings.kyc_encryption_key.get_secret_value()) if settings.kyc_encryption_key
+           else dev_cipher_key(settings))
+    return Services(
+        settings=settings,
+        session_factory=create_session_factory(engine),
+        redis=create_redis(settings.redis_url),
+        keyring=KeyRing.from_settings(settings),
+        cipher=FieldCipher(key),
+        engine=engine,
+    )
