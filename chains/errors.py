@@ -1,0 +1,232 @@
+"""Errors of the chains package.
+
+RPC failures are split by what the caller should do about them (cf. httpx/_exceptions.py):
+
+    RpcError                      any failure talking to a node
+    ├── RetryableRpcError         transient: the same request may succeed later or on another URL;
+    │   │                         RpcClient retries these (idempotent methods only) and fails over
+    │   ├── RpcTimeout            connect/read/write/pool timeout
+    │   ├── RpcRateLimited        HTTP 429 or a JSON-RPC rate-limit error; carries retry_after
+    │   ├── RpcServerError        HTTP 5xx/408, or a JSON-RPC error a load-balanced node gives
+    │   │                         while lagging ("header not found")
+    │   └── RpcUnavailable        connection refused/reset, DNS failure, protocol error
+    ├── FatalRpcError             retrying the same request cannot help; never retried
+    │   ├── RpcResponseError      a JSON-RPC error object (code, message, data), e.g. a revert
+    │   ├── RpcHttpError          a non-retryable HTTP status (401, 403, 404...) without a JSON-RPC body
+    │   ├── MalformedResponse     not JSON, not JSON-RPC, or ids that do not match the request
+    │   └── ChainIdMismatch       the node serves another chain than configured
+    ├── LogRangeTooLarge          eth_getLogs span or result count over the provider's limit:
+    │                             neither retried as-is nor fatal; ask again for a smaller range
+    └── AllEndpointsFailed        every URL failed with retryable errors until retries ran out;
+                                  transient from the caller's point of view (sleep, then retry)
+
+URLs in these errors are always redacted to scheme://host:port, since provider URLs carry API keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+
+class UnknownChain(LookupError):
+    """A chain id or name that the registry does not know."""
+
+    def __init__(self, key: object, known: Sequence[str]) -> None:
+        self.key = key
+        self.known = list(known)
+        super().__init__(f"unknown chain {key!r}; known chains: {', '.join(self.known)}")
+
+
+class RpcError(Exception):
+    """Base of every RPC failure. ``url`` is the redacted endpoint label, ``method`` the JSON-RPC method."""
+
+    kind = "error"  # short label for metrics and logs
+
+    def __init__(self, message: str, *, url: str | None = None, method: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.method = method
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (self.method, f"@ {self.url}" if self.url else None) if p)
+        return f"{self.message} ({where})" if where else self.message
+
+
+class RetryableRpcError(RpcError):
+    """Transient failure: retry later or on another endpoint (idempotent methods only)."""
+
+
+class RpcTimeout(RetryableRpcError):
+    kind = "timeout"
+
+
+class RpcRateLimited(RetryableRpcError):
+    """429 or a JSON-RPC rate-limit error. ``retry_after`` is in seconds when the server said."""
+
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class RpcServerError(RetryableRpcError):
+    kind = "server_error"
+
+    def __init__(self, message: str, *, status_code: int | None = None, **kw: str | None) -> None:
+        super().__init__(message, **kw)
+        self.status_code = status_code
+
+
+class RpcUnavailable(RetryableRpcError):
+    kind = "unavailable"
+
+
+class FatalRpcError(RpcError):
+    """Retrying the same request cannot help."""
+
+
+class RpcResponseError(FatalRpcError):
+    """A JSON-RPC error object that is not retryable (bad params, execution reverted, ...)."""
+
+    kind = "response_error"
+
+    def __init__(self, code: int, message: str, data: object = None, **kw: str | None) -> None:
+        super().__init__(f"JSON-RPC error {code}: {message}", **kw)
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+
+
+class RpcHttpError(FatalRpcError):
+    kind = "http_error"
+
+    def __init__(self, message: str, *, status_code: int, **kw: str | None) -> None:
+        super().__init__(message, **kw)
+        self.status_code = status_code
+
+
+class MalformedResponse(FatalRpcError):
+    kind = "malformed"
+
+
+class ChainIdMismatch(FatalRpcError):
+    """The node serves another chain than the one configured (a misconfigured RPC_URLS_<id>)."""
+
+    kind = "chain_id_mismatch"
+
+    def __init__(self, *, expected: int, got: int, url: str | None = None) -> None:
+        super().__init__(f"node reports chain id {got}, expected {expected}", url=url, method="eth_chainId")
+        self.expected = expected
+        self.got = got
+
+
+class LogRangeTooLarge(RpcError):
+    """eth_getLogs asked for too many blocks or results. ``suggested_range`` is the (from, to)
+    the provider proposed in its message (Alchemy and Infura do), else None."""
+
+    kind = "range_too_large"
+
+    def __init__(
+        self,
+        code: int | None,
+        message: str,
+        *,
+        suggested_range: tuple[int, int] | None = None,
+        **kw: str | None,
+    ) -> None:
+        super().__init__(f"log range too large ({code}): {message}", **kw)
+        self.code = code
+        self.rpc_message = message
+        self.suggested_range = suggested_range
+
+
+class AllEndpointsFailed(RpcError):
+    """Retries ran out. ``errors`` maps each redacted URL to the last error it gave."""
+
+    kind = "all_failed"
+
+    def __init__(self, errors: Mapping[str, RpcError], *, method: str | None = None) -> None:
+        self.errors = dict(errors)
+        detail = "; ".join(f"{url}: {type(e).__name__}: {e.message}" for url, e in self.errors.items())
+        super().__init__(f"all {len(self.errors)} RPC endpoint(s) failed: {detail}", method=method)
+
+    @property
+    def last_error(self) -> RpcError | None:
+        return next(reversed(self.errors.values()), None)
+
+    @property
+    def all_timeouts(self) -> bool:
+        return bool(self.errors) and all(isinstance(e, RpcTimeout) for e in self.errors.values())
+
+
+# --- classifying JSON-RPC error objects -------------------------------------------------------
+
+# Messages providers use when an eth_getLogs span or result set is over their limit.
+_RANGE_PATTERNS = re.compile(
+    "|".join(
+        (
+            r"log response size exceeded",  # Alchemy
+            r"query returned more than \d+ results",  # Infura
+            r"block range is too (large|wide)",  # geth-based, QuickNode
+            r"exceed(s|ed)? (the )?max(imum)? block range",  # BSC "exceed maximum block range: 5000"
+            r"block range (limit|too large|exceeded)",
+            r"range (is )?too large",
+            r"limit exceeded",
+            r"query timeout exceeded",  # Ankr and others
+            r"response size should not greater than",
+            r"response size (is )?too (large|big)",
+            r"too many (logs|results|blocks)",
+            r"max(imum)? results? (count|size)? ?exceeded",
+            r"logs? (are|is)? ?over the limit",
+        )
+    ),
+    re.IGNORECASE,
+)
+_RATE_PATTERNS = re.compile(
+    r"rate.?limit|too many requests|request rate|exceeded .*(capacity|quota|credits)|daily request count",
+    re.IGNORECASE,
+)
+# Transient node-side states: a load balancer routed us to a node that lags or is busy.
+_TRANSIENT_PATTERNS = re.compile(
+    r"header not found|unknown block|busy|try again|temporarily unavailable|"
+    r"upstream|timeout|timed out|service unavailable|internal server error",
+    re.IGNORECASE,
+)
+_HINT = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
+
+LIMIT_EXCEEDED = -32005  # EIP-1474 "limit exceeded"
+
+
+def classify_rpc_error(error: object, *, method: str, url: str | None) -> RpcError:
+    """Turn a JSON-RPC ``error`` object into the right exception type.
+
+    Rate-limit messages win over range messages ("daily request limit exceeded" is about rate);
+    range messages only count for eth_getLogs, since "limit exceeded" means rate elsewhere.
+    """
+    if not isinstance(error, dict):
+        return MalformedResponse(f"error member is not an object: {error!r:.200}", url=url, method=method)
+    code = error.get("code")
+    code = code if isinstance(code, int) else None
+    message = str(error.get("message", ""))
+    data = error.get("data")
+    ctx = {"url": url, "method": method}
+    if code == 429 or _RATE_PATTERNS.search(message):
+        return RpcRateLimited(f"rate limited ({code}): {message}", **ctx)
+    if method == "eth_getLogs" and (code == LIMIT_EXCEEDED or _RANGE_PATTERNS.search(message)):
+        return LogRangeTooLarge(code, message, suggested_range=_suggested_range(message), **ctx)
+    if code == LIMIT_EXCEEDED:
+        return RpcRateLimited(f"limit exceeded ({code}): {message}", **ctx)
+    if _TRANSIENT_PATTERNS.search(message) and code != 3:  # code 3 = execution reverted
+        return RpcServerError(f"node error ({code}): {message}", **ctx)
+    return RpcResponseError(code if code is not None else 0, message, data, **ctx)
+
+
+def _suggested_range(message: str) -> tuple[int, int] | None:
+    m = _HINT.search(message)
+    if not m:
+        return None
+    lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+    return (lo, hi) if lo <= hi else None

@@ -1,0 +1,134 @@
+"""One HTTP round trip to one RPC endpoint: send JSON-RPC bytes, map every failure to an RpcError.
+
+Kept apart from RpcClient so that the retry/failover policy (rpc.py) reads on its own.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from chains.errors import (
+    MalformedResponse,
+    RpcError,
+    RpcHttpError,
+    RpcRateLimited,
+    RpcServerError,
+    RpcTimeout,
+    RpcUnavailable,
+)
+from chains.metrics import RPC_CALLS, RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
+from chains.rpc_ratelimit import TokenBucket
+from chains.rpc_urls import url_label
+
+MAX_RETRY_AFTER_S = 60.0  # never let one server park us for longer than this
+
+
+@dataclass(slots=True)
+class Endpoint:
+    url: str  # secret: never log it
+    label: str  # scheme://host:port, safe to show
+    bucket: TokenBucket | None = None
+    not_before: float = 0.0  # monotonic time before which Retry-After asks us to stay away
+    chain_label: str = "unknown"
+
+    @classmethod
+    def from_url(cls, url: str, *, rate: float | None, chain_label: str) -> Endpoint:
+        return cls(url, url_label(url), TokenBucket(rate) if rate else None, chain_label=chain_label)
+
+    def record_error(self, method: str, kind: str) -> None:
+        RPC_ERRORS.labels(self.chain_label, method, self.label, kind).inc()
+
+
+def metric_method(methods: list[str], batch: bool) -> str:
+    """A bounded label: the method, batch:<method> for a uniform batch, else batch:mixed."""
+    if not batch:
+        return methods[0]
+    first = methods[0]
+    return f"batch:{first}" if all(m == first for m in methods) else "batch:mixed"
+
+
+async def post(
+    client: httpx.AsyncClient,
+    endpoint: Endpoint,
+    payload: list[dict[str, Any]] | dict[str, Any],
+    *,
+    label_method: str,
+    timeout: float | None = None,
+) -> Any:
+    """POST one JSON-RPC request (object or batch array) and return the decoded JSON body.
+
+    Raises RetryableRpcError for timeouts, connection failures, 429 and 5xx; RpcHttpError for
+    other non-2xx statuses without a JSON body; MalformedResponse for bodies that are not JSON.
+    A JSON body on an error status is returned so that its JSON-RPC errors can be classified.
+    """
+    if endpoint.bucket is not None:
+        await endpoint.bucket.acquire()
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    chain, url = endpoint.chain_label, endpoint.label
+    RPC_REQUESTS.labels(chain, label_method, url).inc()
+    if isinstance(payload, list):
+        for item in payload:
+            RPC_CALLS.labels(chain, item["method"], url).inc()
+    else:
+        RPC_CALLS.labels(chain, payload["method"], url).inc()
+    kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    started = time.perf_counter()
+    try:
+        try:
+            resp = await client.post(endpoint.url, content=body, **kw)
+        except httpx.TimeoutException as exc:
+            raise RpcTimeout(f"timed out ({type(exc).__name__})", url=url, method=label_method) from None
+        except httpx.TransportError as exc:
+            # Never include str(exc): some httpx messages quote the request URL.
+            raise RpcUnavailable(f"connection failed ({type(exc).__name__})", url=url, method=label_method) from None
+        return _decode(resp, url=url, method=label_method)
+    except RpcError as err:
+        endpoint.record_error(label_method, err.kind)
+        raise
+    finally:
+        RPC_LATENCY.labels(chain, label_method, url).observe(time.perf_counter() - started)
+
+
+def _decode(resp: httpx.Response, *, url: str, method: str) -> Any:
+    status = resp.status_code
+    if status == 429:
+        retry_after = parse_retry_after(resp.headers.get("retry-after"))
+        raise RpcRateLimited("HTTP 429 Too Many Requests", retry_after=retry_after, url=url, method=method)
+    try:
+        decoded = json.loads(resp.content)
+    except ValueError:
+        decoded = None
+        if status < 400:
+            raise MalformedResponse(f"HTTP {status} body is not JSON", url=url, method=method) from None
+    if status >= 400 and not _looks_like_jsonrpc(decoded):
+        if status >= 500 or status == 408:
+            raise RpcServerError(f"HTTP {status}", status_code=status, url=url, method=method)
+        raise RpcHttpError(f"HTTP {status}", status_code=status, url=url, method=method)
+    return decoded
+
+
+def _looks_like_jsonrpc(body: Any) -> bool:
+    if isinstance(body, list):
+        return bool(body) and all(isinstance(i, dict) and "id" in i for i in body)
+    return isinstance(body, dict) and ("result" in body or "error" in body) and body.get("id") is not None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After is delta-seconds or an HTTP date; some providers send fractional seconds."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
