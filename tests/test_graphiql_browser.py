@@ -1,4 +1,4 @@
-"""GraphiQL in a real headless Chromium against a real uvicorn server, with every other host unreachable.
+"""GraphiQL in headless Chromium against the real app (server.app:create_app under uvicorn), every other host unreachable.
 
 Checks what a dashboard user sees with no internet: the page loads only from our origin, shows the example
 tabs and the Authorization example in an editable headers editor, and runs `{ __typename }` via Run.
@@ -6,25 +6,22 @@ tabs and the Authorization example in an editable headers editor, and runs `{ __
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import strawberry
 from playwright.sync_api import Page, Request, sync_playwright
-from starlette.applications import Starlette
-from starlette.requests import Request as StarletteRequest
-from starlette.responses import Response
-from starlette.routing import Route
-from strawberry.asgi import GraphQL
 
+from core.jwt_keys import KeyRing, generate_private_key_pem
 from server import graphiql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,25 +40,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-# --- stand-in for server.app until the lead's app factory lands -------------------------------------
-@strawberry.type
-class _Query:
-    @strawberry.field
-    def hello(self) -> str:
-        return "world"
-
-
-class _GraphQLWithLocalIDE(GraphQL):
-    async def render_graphql_ide(self, request: StarletteRequest) -> Response:
-        return graphiql.graphiql_response()
-
-
-def create_minimal_app() -> Starlette:
-    view = _GraphQLWithLocalIDE(strawberry.Schema(query=_Query))
-    return Starlette(routes=[Route("/graphql", view), graphiql.static_mount()])
-
-
-# --------------------------------------------------------------------------------------------------------
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -75,14 +53,36 @@ def assets_installed() -> None:
     assert graphiql.missing_assets() == []
 
 
+JWT_KEY_ID = "graphiql-test"
+
+
 @pytest.fixture(scope="module")
-def server_url(assets_installed: None) -> Iterator[str]:
+def jwt_private_pem() -> str:
+    return generate_private_key_pem()
+
+
+@pytest.fixture(scope="module")
+def server_url(assets_installed: None, jwt_private_pem: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app (server.app:create_app) under uvicorn; `{ __typename }` and JWT checks need no tables."""
     port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "RWA_ENV": "development",
+        "RWA_DATA_DIR": str(tmp_path_factory.mktemp("rwa-data")),
+        "DATABASE_URL": os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
+        "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "RWA_REDIS_PREFIX": f"test-graphiql-{uuid.uuid4().hex[:8]}:",
+        "JWT_PRIVATE_KEY": jwt_private_pem,
+        "JWT_KEY_ID": JWT_KEY_ID,
+        "GRAPHIQL_ENABLED": "true",
+        "LOG_LEVEL": "WARNING",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "tests.test_graphiql_browser:create_minimal_app",
+        [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -109,8 +109,10 @@ def _editor_value(page: Page, container: str) -> str:
     return str(page.evaluate(f"document.querySelector('{container} .CodeMirror').CodeMirror.getValue()"))
 
 
-def test_graphiql_runs_typename_offline(server_url: str) -> None:
+def test_graphiql_runs_typename_offline(server_url: str, jwt_private_pem: str) -> None:
     assert CHROMIUM.exists(), "Debian chromium is required (apt-get install chromium)"
+    # A token the server accepts, so a successful result also proves the edited header passed its JWT check.
+    token, _ = KeyRing(jwt_private_pem, JWT_KEY_ID).issue(uuid.uuid4(), ["INVESTOR"])
     requests: list[Request] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -137,7 +139,7 @@ def test_graphiql_runs_typename_offline(server_url: str) -> None:
             headers_editor.click()
             page.keyboard.press("Control+A")
             page.keyboard.press("Delete")
-            page.keyboard.insert_text('{"Authorization": "Bearer test-token"}')
+            page.keyboard.insert_text(json.dumps({"Authorization": f"Bearer {token}"}))
 
             with page.expect_request(lambda r: r.method == "POST" and "__typename" in (r.post_data or "")) as run:
                 page.click(".graphiql-execute-button")
@@ -145,7 +147,7 @@ def test_graphiql_runs_typename_offline(server_url: str) -> None:
                 "document.querySelector('.graphiql-response').innerText.includes('\"__typename\": \"Query\"')",
                 timeout=10_000,
             )
-            assert run.value.headers.get("authorization") == "Bearer test-token"
+            assert run.value.headers.get("authorization") == f"Bearer {token}"
             page.screenshot(path=str(SCREENSHOT))
         finally:
             browser.close()
