@@ -1,0 +1,315 @@
+"""Embedded Postgres + Redis: real processes, real signals, checked through psutil (/proc).
+
+Each test uses its own data dir under /tmp (never under root's home) and kills, by pid, whatever a
+failing test leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import psutil
+import psycopg2
+import pytest
+import redis
+
+from core import embedded
+from core.embedded import EmbeddedError, EmbeddedServices, refuse_root_home, resolve_data_dir, stop_orphans
+from core.embedded_registry import load_registry, process_started
+
+REPO = Path(__file__).resolve().parents[1]
+EXIT_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 60.0
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+class Runner:
+    """`python -m tests.embedded_runner <data_dir>` as a child process."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.embedded_runner", str(data_dir), *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def event(self, timeout: float = READY_TIMEOUT_S) -> dict:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            raise AssertionError(f"runner gave no event (rc={self.proc.returncode}):\n{err}")
+        return json.loads(line)
+
+    def ready(self) -> dict:
+        assert self.event()["event"] == "starting"
+        event = self.event()
+        assert event["event"] == "ready"
+        return event
+
+    def stop(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"runner ignored {signal.Signals(sig).name} for {EXIT_TIMEOUT_S}s") from None
+        return self.proc.returncode
+
+
+def alive(pid: int) -> bool:
+    return process_started(pid) is not None
+
+
+def service_pids(data_dir: Path) -> dict[str, list[int]]:
+    """Postmaster + its children, and the registered redis-server, as running now."""
+    pids: dict[str, list[int]] = {"postgres": [], "redis": []}
+    pidfile = data_dir / "pg" / "postmaster.pid"
+    if pidfile.exists():
+        postmaster = psutil.Process(int(pidfile.read_text().split()[0]))
+        pids["postgres"] = [postmaster.pid] + [c.pid for c in postmaster.children(recursive=True)]
+    server = load_registry(data_dir).redis
+    if server is not None:
+        pids["redis"] = [server.pid]
+    return pids
+
+
+def procs_referencing(data_dir: Path) -> list[tuple[int, list[str]]]:
+    """Live processes whose command line mentions the data dir (postmaster -D, redis --unixsocket, runners)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmdline = proc.info["cmdline"] or []
+        if any(str(data_dir) in arg for arg in cmdline):
+            found.append((proc.pid, cmdline))
+    return found
+
+
+def assert_clean(data_dir: Path, pids: dict[str, list[int]]) -> None:
+    left = [pid for group in pids.values() for pid in group if alive(pid)]
+    assert not left, f"processes left running: {left}"
+    assert not procs_referencing(data_dir)
+    assert not (data_dir / "redis.sock").exists()
+
+
+def check_services(database_url: str, redis_url: str) -> None:
+    host = parse_qs(urlsplit(database_url).query)["host"][0]
+    with psycopg2.connect(host=host, user="postgres", dbname="postgres", connect_timeout=5) as conn:
+        with conn.cursor() as cur:
+            cur.execute("select 41 + 1")
+            assert cur.fetchone() == (42,)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        assert client.ping() is True
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rwa-emb-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        # Whatever a failed test left behind, killed by pid: runners first, then the servers.
+        for pid, _ in procs_referencing(path):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        postmaster = path / "pg" / "postmaster.pid"
+        if postmaster.exists():
+            try:
+                os.kill(int(postmaster.read_text().split()[0]), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- data dir -----------------------------------------------------------------------------------
+
+
+def test_default_data_dir_is_dot_rwa_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_dir(None) == tmp_path.resolve() / ".rwa"
+    assert resolve_data_dir("") == tmp_path.resolve() / ".rwa"
+    assert resolve_data_dir("rel/dir") == tmp_path.resolve() / "rel" / "dir"
+    assert not (tmp_path / ".rwa").exists(), "resolving must not create anything"
+
+
+def test_root_home_is_refused_only_for_root() -> None:
+    homes = [Path("/root")]
+    for inside in (Path("/root"), Path("/root/.rwa"), Path("/root/app/.rwa")):
+        with pytest.raises(EmbeddedError, match="RWA_DATA_DIR"):
+            refuse_root_home(inside, euid=0, homes=homes)
+    refuse_root_home(Path("/var/lib/rwa"), euid=0, homes=homes)
+    refuse_root_home(Path("/rootfs/rwa"), euid=0, homes=homes)  # a sibling, not inside
+    refuse_root_home(Path("/root/.rwa"), euid=1000, homes=homes)
+
+
+def test_resolve_data_dir_refuses_root_home_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded.os, "geteuid", lambda: 0)
+    with pytest.raises(EmbeddedError, match="/var/lib/rwa"):
+        resolve_data_dir("/root/somewhere/.rwa")
+    assert resolve_data_dir("/var/tmp/rwa") == Path("/var/tmp/rwa")
+
+
+# --- in-process API -----------------------------------------------------------------------------
+
+
+async def test_endpoints_work_with_sqlalchemy_and_redis_asyncio(data_dir: Path) -> None:
+    from redis.asyncio import Redis
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    with EmbeddedServices(data_dir) as endpoints:
+        assert endpoints.database_url is not None and endpoints.redis_url is not None
+        assert endpoints.database_url.startswith("postgresql+asyncpg://postgres@/postgres?host=/")
+        assert endpoints.redis_url == f"unix://{data_dir}/redis.sock"
+        engine = create_async_engine(endpoints.database_url)
+        try:
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("select current_user"))).scalar() == "postgres"
+        finally:
+            await engine.dispose()
+        client = Redis.from_url(endpoints.redis_url)
+        assert await client.ping()
+        await client.aclose()
+        pids = service_pids(data_dir)
+        assert pids["postgres"] and pids["redis"]
+    assert_clean(data_dir, pids)
+    assert load_registry(data_dir).users == []
+
+
+def test_only_the_requested_services_start(data_dir: Path) -> None:
+    with EmbeddedServices(data_dir, postgres=False) as endpoints:
+        assert endpoints.database_url is None and endpoints.redis_url is not None
+        assert not (data_dir / "pg").exists()
+        pids = service_pids(data_dir)
+    assert_clean(data_dir, pids)
+
+
+def test_objects_in_one_process_share_until_the_last_stops(data_dir: Path) -> None:
+    first, second = EmbeddedServices(data_dir), EmbeddedServices(data_dir)
+    a = first.start()
+    b = second.start()
+    assert a == b
+    pids = service_pids(data_dir)
+    first.stop()
+    first.stop()  # idempotent
+    check_services(b.database_url or "", b.redis_url or "")
+    second.stop()
+    assert_clean(data_dir, pids)
+
+
+# --- signals, sharing, kill -9 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_stops_everything(data_dir: Path, sig: signal.Signals) -> None:
+    runner = Runner(data_dir)
+    ready = runner.ready()
+    check_services(ready["database_url"], ready["redis_url"])
+    pids = service_pids(data_dir)
+    assert pids["postgres"] and pids["redis"]
+    rc = runner.stop(sig)
+    assert rc in (128 + sig, -sig), f"unexpected exit code {rc}"
+    assert_clean(data_dir, pids)
+
+
+def test_signal_during_cold_start_leaves_nothing(data_dir: Path) -> None:
+    runner = Runner(data_dir)
+    assert runner.event()["event"] == "starting"
+    time.sleep(0.3)  # cold start takes ~1.3 s (initdb): the signal lands while start() runs
+    runner.stop(signal.SIGTERM)
+    assert_clean(data_dir, service_pids(data_dir))
+    assert not any(p for p in (data_dir / "pg").glob("postmaster.pid"))
+
+
+def test_two_processes_share_one_data_dir(data_dir: Path) -> None:
+    first = Runner(data_dir)
+    a = first.ready()
+    second = Runner(data_dir)
+    b = second.ready()
+    assert (a["database_url"], a["redis_url"]) == (b["database_url"], b["redis_url"])
+    pids = service_pids(data_dir)
+    assert len(load_registry(data_dir).users) == 2
+
+    first.stop(signal.SIGTERM)
+    assert service_pids(data_dir)["postgres"][0] == pids["postgres"][0]
+    assert all(alive(pid) for pid in pids["redis"])
+    check_services(b["database_url"], b["redis_url"])
+    assert len(load_registry(data_dir).users) == 1
+
+    second.stop(signal.SIGTERM)
+    assert_clean(data_dir, pids)
+
+
+def test_next_start_after_kill_9_reuses_then_cleans_up(data_dir: Path) -> None:
+    owner = Runner(data_dir)
+    owner.ready()
+    pids = service_pids(data_dir)
+    owner.proc.kill()
+    owner.proc.wait(10)
+    # SIGKILL cannot be handled: the servers outlive their owner...
+    assert all(alive(pid) for pid in pids["redis"] + pids["postgres"][:1])
+
+    successor = Runner(data_dir)
+    ready = successor.ready()
+    check_services(ready["database_url"], ready["redis_url"])
+    registry = load_registry(data_dir)
+    assert [u.process.pid for u in registry.users] == [successor.proc.pid], "the dead owner is pruned"
+    handles = json.loads((data_dir / "pg" / ".handle_pids.json").read_text())
+    assert handles == [successor.proc.pid]
+
+    # ...and the last live user stops what the killed one left.
+    successor.stop(signal.SIGTERM)
+    assert_clean(data_dir, pids)
+
+
+def test_stop_orphans_after_kill_9(data_dir: Path) -> None:
+    owner = Runner(data_dir)
+    owner.ready()
+    pids = service_pids(data_dir)
+    owner.proc.kill()
+    owner.proc.wait(10)
+    assert sorted(stop_orphans(data_dir)) == ["postgres", "redis"]
+    assert_clean(data_dir, pids)
+    assert stop_orphans(data_dir) == []
+
+
+def test_stale_socket_and_reused_postmaster_pid_do_not_block_start(data_dir: Path) -> None:
+    with EmbeddedServices(data_dir):
+        postmaster_pid_file = (data_dir / "pg" / "postmaster.pid").read_text()
+    # A killed redis leaves its socket file; a restarted machine/container gives the old postmaster pid
+    # to another program (here: this test process).
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(data_dir / "redis.sock"))
+    stale.close()
+    lines = postmaster_pid_file.split("\n")
+    (data_dir / "pg" / "postmaster.pid").write_text("\n".join([str(os.getpid()), *lines[1:]]))
+
+    with EmbeddedServices(data_dir) as endpoints:
+        check_services(endpoints.database_url or "", endpoints.redis_url or "")
+        pids = service_pids(data_dir)
+        assert os.getpid() not in pids["postgres"]
+    assert_clean(data_dir, pids)
