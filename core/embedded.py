@@ -228,8 +228,8 @@ class EmbeddedServices:
             if join_redis:
                 started_redis = self._join_redis(share, registry)
         except BaseException as exc:
-            if pg is not None and share.pg is pg:
-                share.pg = None
+            if pg is not None:
+                share.pg, share.database_url = None, None
                 pg.leave(dead)
             registry.set_user(User(me, postgres=share.pg_users > 0, redis=share.redis_users > 0))
             if started_redis and not registry.redis_users():
@@ -286,8 +286,7 @@ class EmbeddedServices:
                 if not registry.redis_users():
                     stop_redis(registry.redis, socket_path(self.data_dir), share.redis_child)
                     registry.redis = None
-                elif share.redis_child is not None:
-                    share.redis_child.returncode = 0  # others still use it; never wait on it from here
+                # Else others still use it; dropping our Popen lets subprocess reap it if it dies while we run.
                 share.redis_child, share.redis_url = None, None
             save_registry(self.data_dir, registry)
 

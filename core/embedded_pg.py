@@ -36,9 +36,7 @@ def _pgserver() -> ModuleType:
 
 
 def _server_class() -> Any:
-    from pgserver.postgres_server import PostgresServer
-
-    return PostgresServer
+    return _pgserver().postgres_server.PostgresServer
 
 
 def database_url(socket_dir: Path) -> str:
@@ -105,11 +103,10 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         prune_handle_pids(self.pgdata, dead_pids)
         remove_stale_postmaster_pid(self.pgdata)
-        server = _pgserver().get_server(self.pgdata)
+        server = self._server = _pgserver().get_server(self.pgdata)
         # get_server returns a cached handle without re-registering us; make sure our pid is listed.
         with server._lock:
             server.global_process_id_list.get_and_add(os.getpid())
-        self._server = server
         info = server.get_postmaster_info()
         assert info.socket_dir is not None, "pgserver always uses a unix socket on POSIX"
         return database_url(info.socket_dir)
