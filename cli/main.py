@@ -1,0 +1,83 @@
+"""`rwa`: the operator CLI. Every command works on the embedded default when no DATABASE_URL/REDIS_URL is set."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from cli.runtime import err, fail, runtime
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="StableRWA: API server, indexer and workers.")
+user_app = typer.Typer(no_args_is_help=True, help="Manage users.")
+schema_app = typer.Typer(no_args_is_help=True, help="GraphQL schema tools.")
+app.add_typer(user_app, name="user")
+app.add_typer(schema_app, name="schema")
+
+try:  # the indexer registers its own command group
+    from indexer.cli import app as index_app
+
+    app.add_typer(index_app, name="index")
+except ImportError:  # pragma: no cover - indexer not installed in this build
+    pass
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+          port: int = typer.Option(8000, help="TCP port."),
+          workers: int = typer.Option(1, min=1, help="uvicorn worker processes.")) -> None:
+    """Run the GraphQL API (/graphql, /healthz, /readyz, /metrics)."""
+    import uvicorn
+
+    with runtime() as settings:
+        err.print(f"[green]API[/] on http://{host}:{port}/graphql (env={settings.env.value})")
+        uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_config=None, timeout_graceful_shutdown=10, ws="websockets-sansio", proxy_headers=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent)."""
+    with runtime(migrate=True):
+        err.print("[green]database is at the latest migration[/]")
+
+
+@user_app.command("create-admin")
+def create_admin(email: str = typer.Option(..., help="Admin email."),
+                 password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
+                                              help="Password (prompted if omitted).")) -> None:
+    """Create the first ADMIN (or promote an existing user)."""
+    from core.db import create_engine, create_session_factory
+    from core.errors import AppError
+    from resolvers.identity.accounts import create_admin as _create
+
+    with runtime(quiet_logs=True) as settings:
+        async def _run() -> str:
+            engine = create_engine(settings.database_url or "", pool_size=1)
+            try:
+                async with create_session_factory(engine)() as session:
+                    return str((await _create(session, email, password)).id)
+            finally:
+                await engine.dispose()
+
+        try:
+            user_id = asyncio.run(_run())
+        except AppError as exc:
+            raise fail(exc.message, 2)
+        err.print(f"[green]admin ready[/]: {email} ({user_id})")
+
+
+@schema_app.command("export")
+def schema_export(out: Path = typer.Option(Path("schema.graphql"), help="Where to write the SDL.")) -> None:
+    """Write the GraphQL SDL (committed as schema.graphql; a test fails when it is stale)."""
+    from core.settings import Settings
+    from schema import build_schema
+
+    sdl = build_schema(Settings()).as_str() + "\n"  # type: ignore[call-arg]
+    out.write_text(sdl)
+    err.print(f"wrote {out} ({len(sdl.splitlines())} lines)")
+
+
+if __name__ == "__main__":
+    app()

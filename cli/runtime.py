@@ -1,0 +1,74 @@
+"""Process bootstrap shared by every `rwa` command: settings, logging, and the embedded services when
+DATABASE_URL / REDIS_URL are not set (started in the data dir, migrated, stopped on exit or signal)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from core.logging import configure_logging
+from core.settings import ConfigError, Settings, get_settings
+
+err = Console(stderr=True)
+log = logging.getLogger("rwa.cli")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        settings = get_settings()
+        settings.check_production()
+    except ConfigError as exc:
+        raise fail(str(exc), 2)
+    except ValueError as exc:  # pydantic validation of env values
+        raise fail(f"invalid configuration: {exc}", 2)
+    return settings
+
+
+@contextlib.contextmanager
+def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Settings]:
+    """Yield settings whose database_url / redis_url point at live services (embedded where not configured).
+
+    The resolved URLs are exported to the environment so that child processes (uvicorn workers, dramatiq
+    workers) use the same services.
+    """
+    settings = load_settings()
+    configure_logging("WARNING" if quiet_logs else settings.log_level, settings.log_json)
+    stack = contextlib.ExitStack()
+    with stack:
+        if settings.embedded:
+            from core.embedded import EmbeddedError, EmbeddedServices, install_signal_handlers, resolve_data_dir
+
+            try:
+                data_dir = resolve_data_dir(settings.data_dir)
+                install_signal_handlers()
+                endpoints = stack.enter_context(EmbeddedServices(
+                    data_dir, postgres=settings.database_url is None, redis=settings.redis_url is None))
+            except EmbeddedError as exc:
+                raise fail(str(exc), 3)
+            updates = {}
+            if settings.database_url is None:
+                updates["DATABASE_URL"] = endpoints.database_url
+            if settings.redis_url is None:
+                updates["REDIS_URL"] = endpoints.redis_url
+            os.environ.update({k: v for k, v in updates.items() if v})
+            os.environ.setdefault("RWA_DATA_DIR", str(data_dir))
+            get_settings.cache_clear()
+            settings = get_settings()
+        if migrate:
+            from core.migrate import upgrade_sync
+
+            try:
+                upgrade_sync(settings.database_url or "")
+            except OSError as exc:
+                raise fail(f"cannot reach the database: {exc}", 3)
+        yield settings
