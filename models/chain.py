@@ -1,0 +1,74 @@
+"""Chain state written by the indexer: blocks, raw events, per-chain cursors and fetched intervals.
+
+Every row starts its key with chain_id. Raw events are unique per (chain_id, block_hash, log_index), so
+replaying a range is an idempotent upsert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, updated_at
+
+
+class Block(Base):
+    __tablename__ = "blocks"
+
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    parent_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("uq_blocks_chain_hash", "chain_id", "hash", unique=True),)
+
+
+class ChainEvent(Base):
+    __tablename__ = "chain_events"
+
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    tx_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    tx_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    address: Mapped[str] = mapped_column(String(42), nullable=False)  # checksummed emitter
+    event: Mapped[str] = mapped_column(String(40), nullable=False)  # decoded name, or "Unknown"
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(66)), nullable=False)
+    data: Mapped[str] = mapped_column(Text, nullable=False)
+    args: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)  # ints as strings
+
+    __table_args__ = (
+        Index("ix_chain_events_chain_block", "chain_id", "block_number", "log_index"),
+        Index("ix_chain_events_chain_address_block", "chain_id", "address", "block_number"),
+    )
+
+
+class IndexerCursor(Base):
+    """Where the indexer is on one chain. Moves in the same transaction as the rows it covers."""
+
+    __tablename__ = "indexer_cursors"
+
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    indexed_block: Mapped[int] = mapped_column(BigInteger, nullable=False, default=-1)
+    indexed_hash: Mapped[str | None] = mapped_column(String(66))
+    safe_block: Mapped[int | None] = mapped_column(BigInteger)
+    finalized_block: Mapped[int | None] = mapped_column(BigInteger)
+    head_block: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = updated_at()
+
+
+class FetchedInterval(Base):
+    """Block ranges already indexed for one contract, so backfills resume and never refetch."""
+
+    __tablename__ = "fetched_intervals"
+
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    from_block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    to_block: Mapped[int] = mapped_column(BigInteger, nullable=False)
