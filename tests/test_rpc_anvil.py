@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -70,21 +71,28 @@ async def client(anvil: Any) -> AsyncIterator[RpcClient]:
         yield c
 
 
+async def mined_receipt(client: RpcClient, tx: str) -> dict[str, Any]:
+    """anvil may answer eth_sendTransaction before mining: poll for the receipt."""
+    for _ in range(200):
+        receipt = await client.get_transaction_receipt(tx)
+        if receipt is not None:
+            assert receipt["status"] == "0x1"
+            return receipt
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{tx} not mined")
+
+
 async def deploy_emitter(client: RpcClient) -> str:
     sender = (await client.call("eth_accounts"))[0]
     tx = await client.call("eth_sendTransaction", [{"from": sender, "data": LOG_EMITTER_INITCODE, "gas": hex(200_000)}])
-    receipt = await client.get_transaction_receipt(tx)
-    assert receipt is not None and receipt["status"] == "0x1"
-    return receipt["contractAddress"]
+    return (await mined_receipt(client, tx))["contractAddress"]
 
 
 async def emit(client: RpcClient, emitter: str, n: int) -> dict[str, Any]:
     sender = (await client.call("eth_accounts"))[0]
     data = "0x" + n.to_bytes(32, "big").hex()
     tx = await client.call("eth_sendTransaction", [{"from": sender, "to": emitter, "data": data, "gas": hex(30_000 + 2_000 * n)}])
-    receipt = await client.get_transaction_receipt(tx)
-    assert receipt is not None and receipt["status"] == "0x1"
-    return receipt
+    return await mined_receipt(client, tx)
 
 
 async def test_block_number_and_chain_id(client: RpcClient) -> None:
