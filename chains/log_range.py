@@ -59,10 +59,14 @@ async def iter_logs(
     from_block: int,
     to_block: int,
     ranger: AdaptiveLogRange,
+    *,
+    timeout: float | None = None,
 ) -> AsyncIterator[tuple[int, int, list[dict[str, Any]]]]:
     """Yield ``(from, to, logs)`` covering ``[from_block, to_block]`` exactly once, in order.
 
-    Raises the provider's error when a span at the floor is still refused.
+    Raises the provider's error when a span at the floor is still refused. Timeouts only shrink
+    the range once the client has given up on them (after its retries/failover); a client with
+    a short ``timeout`` and few retries lets the range adapt sooner.
     """
     if from_block > to_block:
         return
@@ -70,7 +74,7 @@ async def iter_logs(
     while start <= to_block:
         end = min(to_block, start + ranger.size - 1)
         try:
-            logs = await client.get_logs(addresses, topics, start, end)
+            logs = await client.get_logs(addresses, topics, start, end, timeout=timeout)
         except RpcError as err:
             if not _should_shrink(err):
                 raise

@@ -292,8 +292,11 @@ class RpcClient:
         topics: Sequence[str | Sequence[str] | None] | None,
         from_block: BlockRef,
         to_block: BlockRef,
+        *,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
-        return await self.call("eth_getLogs", [logs_filter(address, topics, from_block, to_block)])
+        """Logs in [from_block, to_block]. ``timeout`` overrides the client's for wide scans."""
+        return await self.call("eth_getLogs", [logs_filter(address, topics, from_block, to_block)], timeout=timeout)
 
     async def eth_call(self, to: str, data: str, block: BlockRef = "latest") -> str:
         return await self.call("eth_call", [{"to": to, "data": data}, block_param(block)])

@@ -20,7 +20,6 @@ from chains.errors import (
     RpcRateLimited,
     RpcResponseError,
     RpcServerError,
-    RpcTimeout,
     classify_rpc_error,
 )
 from chains.rpc import RpcClient
