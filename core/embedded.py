@@ -231,6 +231,8 @@ class EmbeddedServices:
             if pg is not None:
                 share.pg, share.database_url = None, None
                 pg.leave(dead)
+                # A Ctrl-C to the process group can kill pg_ctl after the postmaster (own session) started.
+                pg.stop_orphan()
             registry.set_user(User(me, postgres=share.pg_users > 0, redis=share.redis_users > 0))
             if started_redis and not registry.redis_users():
                 stop_redis(registry.redis, socket_path(self.data_dir), share.redis_child)
@@ -291,10 +293,21 @@ class EmbeddedServices:
             save_registry(self.data_dir, registry)
 
     def _stop_at_exit(self) -> None:
-        try:
-            self.stop()
-        except (KeyboardInterrupt, SystemExit):
-            pass  # a signal held during stop(); we are exiting anyway
+        # We are exiting anyway: hold further signals for the whole cleanup, then drop them.
+        main = threading.current_thread() is threading.main_thread()
+        for _ in range(3):  # a signal landing before the hold starts interrupts once; try again
+            try:
+                if main:
+                    _signals.depth += 1
+                try:
+                    self.stop()
+                finally:
+                    if main:
+                        _signals.depth -= 1
+                        _signals.pending = None
+                return
+            except (KeyboardInterrupt, SystemExit):
+                continue
 
     def __enter__(self) -> EmbeddedEndpoints:
         return self.start()

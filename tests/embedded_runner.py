@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from core.embedded import EmbeddedServices, install_signal_handlers, resolve_data_dir
 
@@ -28,8 +29,30 @@ def main(argv: list[str]) -> None:
             "start_s": time.perf_counter() - t0,
         }
         print(json.dumps(ready), flush=True)
-        while True:
-            time.sleep(3600)
+        if "--uvicorn" in argv:
+            serve_with_uvicorn()
+        else:
+            while True:
+                time.sleep(3600)
+
+
+def serve_with_uvicorn() -> None:
+    """uvicorn installs its own SIGINT/SIGTERM handlers while serving, then restores ours and re-raises."""
+    import uvicorn
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                    print(json.dumps({"event": "serving"}), flush=True)
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    print(json.dumps({"event": "uvicorn-stopped"}), flush=True)
+                    return
+
+    uvicorn.run(app, host="127.0.0.1", port=0, log_level="warning")
 
 
 if __name__ == "__main__":

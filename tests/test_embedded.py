@@ -47,6 +47,7 @@ class Runner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group, as a shell job would have
         )
 
     def event(self, timeout: float = READY_TIMEOUT_S) -> dict:
@@ -236,6 +237,22 @@ def test_signal_stops_everything(data_dir: Path, sig: signal.Signals) -> None:
     assert_clean(data_dir, pids)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_signal_under_uvicorn_stops_everything(data_dir: Path, sig: signal.Signals) -> None:
+    runner = Runner(data_dir, "--uvicorn")
+    ready = runner.ready()
+    assert runner.event()["event"] == "serving"  # uvicorn's handlers are installed now
+    pids = service_pids(data_dir)
+    check_services(ready["database_url"], ready["redis_url"])
+    runner.proc.send_signal(sig)
+    assert runner.event(EXIT_TIMEOUT_S)["event"] == "uvicorn-stopped"  # graceful shutdown ran first
+    rc = runner.proc.wait(EXIT_TIMEOUT_S)
+    # uvicorn.run() swallows the KeyboardInterrupt it re-raises for SIGINT, so that exit is a normal one.
+    expected = (0,) if sig == signal.SIGINT else (128 + sig, -sig)
+    assert rc in expected, f"unexpected exit code {rc}"
+    assert_clean(data_dir, pids)
+
+
 def test_signal_during_cold_start_leaves_nothing(data_dir: Path) -> None:
     runner = Runner(data_dir)
     assert runner.event()["event"] == "starting"
@@ -243,6 +260,26 @@ def test_signal_during_cold_start_leaves_nothing(data_dir: Path) -> None:
     runner.stop(signal.SIGTERM)
     assert_clean(data_dir, service_pids(data_dir))
     assert not any(p for p in (data_dir / "pg").glob("postmaster.pid"))
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.8, 1.5])
+def test_ctrl_c_to_the_process_group_during_cold_start(data_dir: Path, delay: float) -> None:
+    """A terminal's Ctrl-C also hits initdb/pg_ctl (same group): nothing may survive, whatever the phase."""
+    runner = Runner(data_dir)
+    assert runner.event()["event"] == "starting"
+    time.sleep(delay)
+    os.killpg(runner.proc.pid, signal.SIGINT)
+    try:
+        runner.proc.wait(EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        runner.proc.kill()
+        raise
+    assert_clean(data_dir, service_pids(data_dir))
+    # and the data dir still works afterwards
+    with EmbeddedServices(data_dir) as endpoints:
+        check_services(endpoints.database_url or "", endpoints.redis_url or "")
+        pids = service_pids(data_dir)
+    assert_clean(data_dir, pids)
 
 
 def test_two_processes_share_one_data_dir(data_dir: Path) -> None:
