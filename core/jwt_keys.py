@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class KeyRing:
         self.issuer = issuer
         self.ttl_s = ttl_s
         self._verifying: dict[str, Ed25519PublicKey] = {kid: key.public_key()}
+        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._cache_size = 10_000
         for rkid, pem in (retired_public or {}).items():
             pub = serialization.load_pem_public_key(pem.encode())
             if not isinstance(pub, Ed25519PublicKey):
@@ -96,6 +99,21 @@ class KeyRing:
         return token, exp
 
     def verify(self, token: str) -> AccessClaims:
+        """Verify signature, issuer and expiry. Verified tokens are remembered until they expire (bounded LRU),
+        so a client reusing its token costs a dict lookup instead of a signature check."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.expires_at > time.time():
+                self._verified.move_to_end(token)
+                return cached
+            self._verified.pop(token, None)
+        claims = self._verify_uncached(token)
+        self._verified[token] = claims
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _verify_uncached(self, token: str) -> AccessClaims:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._verifying.get(kid or "")

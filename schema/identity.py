@@ -26,7 +26,7 @@ class User:
     created_at: datetime
 
     @classmethod
-    def from_model(cls, user: UserModel) -> "User":
+    def from_model(cls, user: "UserModel | accounts.Profile") -> "User":
         return cls(id=user.id, email=user.email, roles=[RoleModel(r) for r in user.roles], status=user.status.value,
                    created_at=user.created_at)
 
@@ -49,7 +49,7 @@ class Query:
     @strawberry.field(extensions=authenticated(), description="The signed-in user.")
     async def me(self, info: Info) -> User:
         session = await info.context.session()
-        return User.from_model(await accounts.get_user(session, info.context.viewer.require_user()))
+        return User.from_model(await accounts.get_profile(session, info.context.viewer.require_user()))
 
     @strawberry.field(extensions=requires(RoleModel.ADMIN, RoleModel.COMPLIANCE), description="Any user, for staff.")
     async def user(self, info: Info, id: uuid.UUID) -> User:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
@@ -19,6 +20,15 @@ from resolvers.identity.validation import check_password, normalize_email
 from server.context import Context
 
 WINDOW_S = 60
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: uuid.UUID
+    email: str
+    roles: list[str]
+    status: UserStatus
+    created_at: datetime
 
 
 async def _limit(ctx: Context, action: str, email: str) -> None:
@@ -111,6 +121,16 @@ async def logout(ctx: Context, refresh_token: str | None) -> bool:
            request_id=ctx.request_id)
     await session.commit()
     return True
+
+
+async def get_profile(session: AsyncSession, user_id: uuid.UUID) -> Profile:
+    """Lean read for `me`: one column select, no ORM identity map."""
+    row = (await session.execute(
+        select(User.id, User.email, User.roles, User.status, User.created_at).where(User.id == user_id)
+    )).first()
+    if row is None:
+        raise NotFound("user not found")
+    return Profile(*row)
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
