@@ -70,15 +70,19 @@ def root_homes() -> list[Path]:
     return sorted({h.resolve() for h in homes if h.resolve() != Path("/")})
 
 
-def refuse_root_home(path: Path, *, euid: int, homes: Iterable[Path], what: str = "data dir") -> None:
+DATA_DIR_HINT = "Set RWA_DATA_DIR to a directory outside it, e.g. RWA_DATA_DIR=/var/lib/rwa"
+
+
+def refuse_root_home(
+    path: Path, *, euid: int, homes: Iterable[Path], what: str = "data dir", hint: str = DATA_DIR_HINT
+) -> None:
     if euid != 0:
         return
     for home in homes:
         if path == home or home in path.parents:
             raise EmbeddedError(
-                f"refusing embedded {what} {path}: running as root and it is inside root's home {home}, "
-                "where pgserver would open read permission on every parent directory. "
-                "Set RWA_DATA_DIR to a directory outside it, e.g. RWA_DATA_DIR=/var/lib/rwa"
+                f"refusing embedded Postgres {what} {path}: running as root and it is inside root's home "
+                f"{home}, where pgserver would open read permission on every parent directory. {hint}"
             )
 
 
@@ -94,7 +98,13 @@ def _check_pgserver_install() -> None:
     spec = importlib.util.find_spec("pgserver")
     if spec is None or spec.origin is None:
         raise EmbeddedError("the pgserver package is not installed; set DATABASE_URL or install pgserver")
-    refuse_root_home(Path(spec.origin).resolve().parent, euid=os.geteuid(), homes=root_homes(), what="pgserver install")
+    refuse_root_home(
+        Path(spec.origin).resolve().parent,
+        euid=os.geteuid(),
+        homes=root_homes(),
+        what="install",
+        hint="Install pgserver in an environment outside it (e.g. a venv under /opt), or set DATABASE_URL",
+    )
 
 
 # --- signals ------------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ def _pgserver() -> ModuleType:
         warnings.simplefilter("ignore")
         import pgserver
 
+    quiet = logging.getLogger("pgserver")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)  # its INFO lines are every command line it runs
     return pgserver
 
 

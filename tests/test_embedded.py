@@ -46,18 +46,26 @@ class Runner:
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            bufsize=0,
             start_new_session=True,  # its own process group, as a shell job would have
         )
+        self._buffer = b""
 
     def event(self, timeout: float = READY_TIMEOUT_S) -> dict:
+        """Next JSON line; reads the raw fd so that select() never misses lines already buffered."""
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
-            raise AssertionError(f"runner gave no event (rc={self.proc.returncode}):\n{err}")
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(remaining, 0))
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                self.proc.kill()
+                _, err = self.proc.communicate(timeout=10)
+                raise AssertionError(f"runner gave no event (rc={self.proc.returncode}):\n{err.decode()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
 
     def ready(self) -> dict:
@@ -103,6 +111,10 @@ def procs_referencing(data_dir: Path) -> list[tuple[int, list[str]]]:
         if any(str(data_dir) in arg for arg in cmdline):
             found.append((proc.pid, cmdline))
     return found
+
+
+def procs_named(data_dir: Path, name: str) -> list[int]:
+    return [pid for pid, cmdline in procs_referencing(data_dir) if name in cmdline[0]]
 
 
 def assert_clean(data_dir: Path, pids: dict[str, list[int]]) -> None:
@@ -299,6 +311,32 @@ def test_two_processes_share_one_data_dir(data_dir: Path) -> None:
 
     second.stop(signal.SIGTERM)
     assert_clean(data_dir, pids)
+
+
+def test_concurrent_cold_starts_on_a_fresh_data_dir(data_dir: Path) -> None:
+    runners = [Runner(data_dir), Runner(data_dir)]
+    events = [r.ready() for r in runners]
+    assert events[0]["database_url"] == events[1]["database_url"]
+    assert events[0]["redis_url"] == events[1]["redis_url"]
+    pids = service_pids(data_dir)
+    assert len(pids["redis"]) == 1 and len(procs_named(data_dir, "redis-server")) == 1
+    for runner, event in zip(runners, events):
+        check_services(event["database_url"], event["redis_url"])
+        runner.stop(signal.SIGTERM)
+    assert_clean(data_dir, pids)
+
+
+def test_long_data_dir_path_uses_short_socket_dirs(data_dir: Path) -> None:
+    deep = data_dir / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    with EmbeddedServices(deep) as endpoints:
+        assert endpoints.redis_url is not None and str(deep) not in endpoints.redis_url
+        assert endpoints.database_url is not None and str(deep) not in endpoints.database_url
+        check_services(endpoints.database_url, endpoints.redis_url)
+        pids = service_pids(deep)
+        sock = Path(endpoints.redis_url.removeprefix("unix://"))
+    assert_clean(deep, pids)
+    assert not sock.exists()
 
 
 def test_next_start_after_kill_9_reuses_then_cleans_up(data_dir: Path) -> None:
