@@ -9,7 +9,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, SmallInteger, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, TokenUnits, created_at, updated_at, uuid_pk
@@ -28,7 +28,7 @@ class Token(Base):
     chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
     address: Mapped[str] = mapped_column(String(42), nullable=False)  # checksummed
     kind: Mapped[TokenKind] = mapped_column(pg_enum(TokenKind, "token_kind"), nullable=False)
-    asset_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True, index=True)
+    asset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("assets.id"), nullable=True, index=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False, default="")
     symbol: Mapped[str] = mapped_column(String(32), nullable=False, default="")
     decimals: Mapped[int] = mapped_column(SmallInteger, nullable=False)
