@@ -15,7 +15,7 @@ from strawberry.tools import merge_types
 
 from core.settings import Settings
 from schema import identity
-from schema.extensions import CloseSession, ErrorCodes, OperationMetrics
+from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ReadOnlyApiKeys
 
 QUERIES: tuple[type, ...] = (identity.Query,)
 MUTATIONS: tuple[type, ...] = (identity.Mutation,)
@@ -40,6 +40,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         lambda: ValidationCache(maxsize=settings.parser_cache_size),
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        ReadOnlyApiKeys,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

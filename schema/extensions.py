@@ -7,6 +7,7 @@ anything unexpected is logged with its traceback and replaced by "Internal serve
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 
@@ -14,13 +15,23 @@ from graphql import GraphQLError
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
+from strawberry.types.graphql import OperationType
 
-from core.errors import AppError, ErrorCode
+from core.errors import AppError, ErrorCode, Forbidden
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
 
 log = logging.getLogger("rwa.graphql")
 
-_TOO_COMPLEX_MARKERS = ("exceeds maximum operation depth", "aliases found", "more than", "tokens")
+# The exact messages of strawberry's QueryDepthLimiter / MaxAliasesLimiter and graphql-core's token/size limits
+# (MaxTokensLimiter). Anchored, so that a field named e.g. `tokens` in an ordinary validation error cannot match;
+# tests/platform/test_graphql_limits.py fails if a library upgrade changes them.
+_TOO_COMPLEX = re.compile(
+    r"^(?:'[^']*' exceeds maximum operation depth of \d+"
+    r"|\d+ aliases found\. Allowed: \d+"
+    r"|Syntax Error: Document contains more than \d+ tokens\..*"
+    r"|Syntax Error: Source contains more than \d+ code points\..*)$",
+    re.DOTALL,
+)
 
 
 def classify(error: GraphQLError) -> GraphQLError:
@@ -32,10 +43,7 @@ def classify(error: GraphQLError) -> GraphQLError:
         return error
     elif original is None:
         # parse/validation/variable-coercion errors: the client's document or variables are wrong
-        lowered = error.message.lower()
-        code = (ErrorCode.QUERY_TOO_COMPLEX.value
-                if any(m in lowered for m in _TOO_COMPLEX_MARKERS) and ("depth" in lowered or "alias" in lowered
-                                                                         or "token" in lowered)
+        code = (ErrorCode.QUERY_TOO_COMPLEX.value if _TOO_COMPLEX.match(error.message)
                 else ErrorCode.BAD_USER_INPUT.value)
         message, extra = error.message, {}
     else:
@@ -60,6 +68,20 @@ class ErrorCodes(SchemaExtension):
             result.errors = classify_all(result.errors)
         elif (initial := getattr(result, "initial_result", None)) is not None and initial.errors:
             initial.errors = classify_all(initial.errors)
+
+
+class ReadOnlyApiKeys(SchemaExtension):
+    """API keys are read-only: refuse every mutation and subscription made with one, public ones included
+    (field permissions only guard protected fields)."""
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context
+        viewer = getattr(ctx.context, "viewer", None)
+        if viewer is not None and viewer.read_only and ctx.operation_type is not OperationType.QUERY:
+            # a result set before execution makes strawberry skip it; ErrorCodes then gives it its code
+            ctx.result = GraphQLExecutionResult(data=None, errors=[
+                GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))])
+        yield
 
 
 class OperationMetrics(SchemaExtension):

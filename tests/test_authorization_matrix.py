@@ -1,0 +1,168 @@
+"""Every root field of the schema is in the authorization matrix (tests/authz), and behaves as it says.
+
+Each entry is called as anonymous, as a user of each role and with a read-only API key:
+- anonymous on a protected field -> UNAUTHENTICATED;
+- a role the entry does not allow -> FORBIDDEN;
+- an allowed caller -> anything but UNAUTHENTICATED/FORBIDDEN (NOT_FOUND, BAD_USER_INPUT... are fine); on a
+  public field UNAUTHENTICATED is the field's own answer to bad credentials (login, refreshToken), so only
+  FORBIDDEN counts as a denial there;
+- an API key -> FORBIDDEN for every mutation and subscription, and for queries the entry marks `api_key=False`.
+Queries and mutations go over HTTP through the real ASGI app; subscriptions through `schema.subscribe` with the
+viewer built exactly as graphql-transport-ws builds it from `connection_init`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from graphql import GraphQLError
+from starlette.websockets import WebSocket
+
+from core.errors import AppError
+from core.opaque_tokens import new_secret, digest
+from core.settings import Environment, Settings
+from models.identity import ApiKey
+from schema import build_schema
+from server.context import Context
+from server.viewer import viewer_from_headers
+from tests.authz import ROLES, Rule, all_entries
+
+DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
+# A subscription that passed authorization waits for events; this long without an error means "allowed".
+SUBSCRIPTION_WAIT_S = 1.0
+
+
+def schema_root_fields() -> list[str]:
+    schema = build_schema(Settings(RWA_ENV=Environment.TEST))  # type: ignore[call-arg]
+    gql_schema = schema._schema
+    names = []
+    for root in (gql_schema.query_type, gql_schema.mutation_type, gql_schema.subscription_type):
+        if root is not None:
+            names += [f"{root.name}.{field}" for field in root.fields]
+    return names
+
+
+SCHEMA_FIELDS = schema_root_fields()
+ENTRIES = all_entries()
+ALL_NAMES = sorted(set(SCHEMA_FIELDS) | set(ENTRIES))
+
+
+def test_matrix_lists_exactly_the_schema_fields() -> None:
+    missing = sorted(set(SCHEMA_FIELDS) - set(ENTRIES))
+    stale = sorted(set(ENTRIES) - set(SCHEMA_FIELDS))
+    assert not missing, f"root fields without an entry in tests/authz/<domain>.py: {missing}"
+    assert not stale, f"tests/authz entries for fields the schema does not have: {stale}"
+
+
+def test_entries_are_consistent() -> None:
+    for name, rule in ENTRIES.items():
+        assert rule.roles <= set(ROLES), f"{name}: unknown roles {set(rule.roles) - set(ROLES)}"
+        assert rule.public or rule.roles, f"{name}: a protected field must allow at least one role"
+        field = name.partition(".")[2]
+        assert field in rule.document, f"{name}: its document does not call {field}"
+
+
+def codes_of(errors: list[dict[str, Any]] | None) -> list[str]:
+    return [(e.get("extensions") or {}).get("code", "<no code>") for e in errors or []]
+
+
+async def make_api_key(session_factory, user_id: uuid.UUID) -> str:  # type: ignore[no-untyped-def]
+    secret = new_secret("rwak")
+    async with session_factory() as s:
+        s.add(ApiKey(id=uuid.uuid4(), user_id=user_id, name="matrix", prefix=secret[:12], key_hash=digest(secret)))
+        await s.commit()
+    return secret
+
+
+class Caller:
+    """One identity calling one entry; `call` returns the error codes of the response."""
+
+    def __init__(self, label: str, authorization: str | None) -> None:
+        self.label = label
+        self.authorization = authorization
+
+
+async def call_http(gql, rule: Rule, caller: Caller) -> list[str]:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": caller.authorization} if caller.authorization else {}
+    result = await gql(rule.document, rule.variables, headers=headers)
+    assert "errors" in result or "data" in result, f"{caller.label}: not a GraphQL response: {result}"
+    for error in result.get("errors") or []:
+        assert "code" in (error.get("extensions") or {}), f"{caller.label}: error without a code: {error}"
+    return codes_of(result.get("errors"))
+
+
+def _error_code(error: GraphQLError) -> str:
+    code = (error.extensions or {}).get("code")
+    if code is None and isinstance(error.original_error, AppError):
+        code = error.original_error.code.value
+    return code or "<no code>"
+
+
+async def call_subscription(schema, services, rule: Rule, caller: Caller) -> list[str]:  # type: ignore[no-untyped-def]
+    """Like graphql-transport-ws: the viewer comes from the connection_init `authorization` payload."""
+    socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50000)},
+                       receive=_never, send=_never)
+    if caller.authorization:
+        try:
+            viewer = await viewer_from_headers(services, caller.authorization, None, "127.0.0.1")
+        except AppError as exc:  # the socket would be rejected at connection_init
+            return [exc.code.value]
+    else:
+        from server.viewer import Viewer
+
+        viewer = Viewer(client_ip="127.0.0.1")
+    context = Context(services, socket, socket, viewer)
+    result = await schema.subscribe(rule.document, variable_values=rule.variables, context_value=context)
+    try:
+        if not hasattr(result, "__anext__"):  # rejected before execution (parse/validation)
+            return [_error_code(e) for e in result.errors or []]
+        try:
+            first = await asyncio.wait_for(result.__anext__(), SUBSCRIPTION_WAIT_S)
+        except (asyncio.TimeoutError, StopAsyncIteration):
+            return []
+        return [_error_code(e) for e in first.errors or []]
+    finally:
+        if hasattr(result, "aclose"):
+            await result.aclose()
+        await context.close()
+
+
+async def _never(*args: Any) -> Any:
+    raise RuntimeError("not a real socket")
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+async def test_field_authorization(name: str, gql, make_user, services, session_factory) -> None:  # type: ignore[no-untyped-def]
+    assert name in SCHEMA_FIELDS, f"{name} is in tests/authz but not in the schema"
+    assert name in ENTRIES, f"{name} has no entry in tests/authz/<domain>.py"
+    rule = ENTRIES[name]
+    root = name.partition(".")[0]
+    read_only_denied = root != "Query" or not rule.api_key
+
+    callers: list[tuple[Caller, bool]] = [(Caller("anonymous", None), rule.public)]
+    for role in ROLES:
+        user = await make_user(roles=[role])
+        callers.append((Caller(role, f"Bearer {user.token}"), rule.public or role in rule.roles))
+    # the key's owner holds every role, so only the read-only rule can deny it
+    owner = await make_user(roles=list(ROLES))
+    api_key = await make_api_key(session_factory, owner.id)
+    callers.append((Caller("api-key", f"Bearer {api_key}"), not read_only_denied))
+
+    schema = build_schema(services.settings) if root == "Subscription" else None
+    problems = []
+    for caller, allowed in callers:
+        if root == "Subscription":
+            codes = await call_subscription(schema, services, rule, caller)
+        else:
+            codes = await call_http(gql, rule, caller)
+        if allowed:
+            if (DENIED if not rule.public else {"FORBIDDEN"}) & set(codes):
+                problems.append(f"{caller.label} should be allowed, got {codes}")
+        else:
+            expected = "UNAUTHENTICATED" if caller.label == "anonymous" else "FORBIDDEN"
+            if expected not in codes:
+                problems.append(f"{caller.label} should get {expected}, got {codes or 'no error'}")
+    assert not problems, f"{name}: " + "; ".join(problems)
