@@ -37,6 +37,35 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
 
 
 @app.command()
+def dev(host: str = typer.Option("127.0.0.1", help="API interface."),
+        port: int = typer.Option(8000, help="API port."),
+        worker: bool = typer.Option(True, help="Also run a background-job worker.")) -> None:
+    """Run everything locally: embedded Postgres/Redis, three anvil chains, API, indexer and worker."""
+    from cli.dev import run_dev
+
+    run_dev(host, port, None, worker)
+
+
+@app.command()
+def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
+           threads: int = typer.Option(4, min=1, help="Threads per process.")) -> None:
+    """Run the background-job workers (dramatiq) for every actor in jobs/actors.py."""
+    import subprocess
+    import sys
+
+    with runtime() as settings:
+        err.print(f"[green]worker[/] broker={'rabbitmq' if (settings.broker_url or '').startswith('amqp') else 'redis'}")
+        proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes),
+                                 "--threads", str(threads), "--worker-shutdown-timeout", "10000"])
+        try:
+            raise SystemExit(proc.wait())
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(15)
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations (idempotent)."""
     with runtime(migrate=True):

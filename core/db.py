@@ -12,7 +12,8 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # no pre-ping: it costs a round trip per checkout; stale connections are recycled and errors surface
+        pool_recycle=1800,
         # asyncpg caches prepared statements per connection; keep it, it is most of the speed.
         connect_args={"server_settings": {"application_name": "stablerwa"}},
     )
@@ -20,6 +21,12 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def create_read_session_factory(engine: AsyncEngine) -> SessionFactory:
+    """Sessions for GraphQL queries: autocommit, so a read costs no BEGIN/ROLLBACK round trips."""
+    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False,
+                              autoflush=False)
 
 
 def sync_url(database_url: str) -> str:

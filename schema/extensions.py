@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from graphql import GraphQLError
 from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import SchemaExtension
-from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 from strawberry.types.graphql import OperationType
+from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 
 from core.errors import AppError, ErrorCode, Forbidden
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
@@ -102,7 +102,17 @@ class OperationMetrics(SchemaExtension):
 
 
 class CloseSession(SchemaExtension):
-    """Return the request's DB connection to the pool as soon as the operation ends."""
+    """Queries read through autocommit sessions; every operation returns its DB connection to the pool as soon
+    as it ends."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if context is not None:
+            try:
+                context.read_only = self.execution_context.operation_type is OperationType.QUERY
+            except Exception:  # no operation (invalid document): nothing will execute
+                pass
+        yield
 
     async def on_operation(self):  # type: ignore[override]
         try:

@@ -23,6 +23,8 @@ class Context:
         self.viewer = viewer
         self.request_id = request_id_var.get()
         self._session: AsyncSession | None = None
+        # set before execution for query operations (schema.extensions.CloseSession)
+        self.read_only = False
         self._loaders: dict[str, Any] = {}
         # set by graphql-transport-ws from the connection_init payload
         self.connection_params: dict[str, Any] | None = None
@@ -32,8 +34,10 @@ class Context:
         return self.services.settings
 
     async def session(self) -> AsyncSession:
+        """The operation's session: autocommit for queries (no transaction round trips), transactional otherwise."""
         if self._session is None:
-            self._session = self.services.session_factory()
+            factory = self.services.read_session_factory if self.read_only else self.services.session_factory
+            self._session = (factory or self.services.session_factory)()
         return self._session
 
     def loader(self, name: str, factory: Callable[["Context"], Any]) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.db import SessionFactory, create_engine, create_session_factory
+from core.db import SessionFactory, create_engine, create_read_session_factory, create_session_factory
 from core.encryption import FieldCipher, parse_key
 from core.jwt_keys import KeyRing
 from core.redis import Keys, create_redis
@@ -22,10 +22,14 @@ class Services:
     keyring: KeyRing
     cipher: FieldCipher
     engine: AsyncEngine | None = None
+    # autocommit sessions for read-only operations; defaults to session_factory (tests bind both to one transaction)
+    read_session_factory: SessionFactory | None = None
     keys: Keys = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
+        if self.read_session_factory is None:
+            self.read_session_factory = self.session_factory
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -55,6 +59,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         session_factory=create_session_factory(engine),
+        read_session_factory=create_read_session_factory(engine),
         redis=create_redis(settings.redis_url),
         keyring=KeyRing.from_settings(settings),
         cipher=FieldCipher(key),
