@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,10 +42,18 @@ class ChainEvent(Base):
     topics: Mapped[list[str]] = mapped_column(ARRAY(String(66)), nullable=False)
     data: Mapped[str] = mapped_column(Text, nullable=False)
     args: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)  # ints as strings
+    # The account whose state the event sets (holder/investor; the token for Paused/Unpaused; NULL for
+    # Transfer): derived freeze/pause/identity state is recomputed from the latest such events.
+    subject: Mapped[str | None] = mapped_column(String(42))
 
     __table_args__ = (
         Index("ix_chain_events_chain_block", "chain_id", "block_number", "log_index"),
         Index("ix_chain_events_chain_address_block", "chain_id", "address", "block_number"),
+        # Partial: Transfers (the bulk) have no subject, so this index costs them nothing.
+        Index(
+            "ix_chain_events_subject", "chain_id", "address", "subject", "block_number", "log_index",
+            postgresql_where=text("subject IS NOT NULL"),
+        ),
     )
 
 

@@ -72,6 +72,7 @@ class TokenTransfer(Base):
 
     __table_args__ = (
         Index("ix_token_transfers_token_block", "chain_id", "token_address", "block_number", "log_index"),
+        Index("ix_token_transfers_chain_block", "chain_id", "block_number"),  # reorg rollbacks
         Index("ix_token_transfers_from", "chain_id", "token_address", "from_address", "block_number"),
         Index("ix_token_transfers_to", "chain_id", "token_address", "to_address", "block_number"),
     )

@@ -38,10 +38,12 @@ def upgrade() -> None:
     sa.Column('topics', postgresql.ARRAY(sa.String(length=66)), nullable=False),
     sa.Column('data', sa.Text(), nullable=False),
     sa.Column('args', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('subject', sa.String(length=42), nullable=True),
     sa.PrimaryKeyConstraint('chain_id', 'block_hash', 'log_index', name=op.f('pk_chain_events'))
     )
     op.create_index('ix_chain_events_chain_address_block', 'chain_events', ['chain_id', 'address', 'block_number'], unique=False)
     op.create_index('ix_chain_events_chain_block', 'chain_events', ['chain_id', 'block_number', 'log_index'], unique=False)
+    op.create_index('ix_chain_events_subject', 'chain_events', ['chain_id', 'address', 'subject', 'block_number', 'log_index'], unique=False, postgresql_where=sa.text('subject IS NOT NULL'))
     op.create_table('fetched_intervals',
     sa.Column('chain_id', sa.Integer(), nullable=False),
     sa.Column('address', sa.String(length=42), nullable=False),
@@ -96,6 +98,7 @@ def upgrade() -> None:
     op.create_index('ix_token_transfers_from', 'token_transfers', ['chain_id', 'token_address', 'from_address', 'block_number'], unique=False)
     op.create_index('ix_token_transfers_to', 'token_transfers', ['chain_id', 'token_address', 'to_address', 'block_number'], unique=False)
     op.create_index('ix_token_transfers_token_block', 'token_transfers', ['chain_id', 'token_address', 'block_number', 'log_index'], unique=False)
+    op.create_index('ix_token_transfers_chain_block', 'token_transfers', ['chain_id', 'block_number'], unique=False)
     op.create_table('tokens',
     sa.Column('id', sa.UUID(), nullable=False),
     sa.Column('chain_id', sa.Integer(), nullable=False),
@@ -123,6 +126,7 @@ def downgrade() -> None:
     op.drop_index('uq_tokens_chain_address', table_name='tokens')
     op.drop_index(op.f('ix_tokens_asset_id'), table_name='tokens')
     op.drop_table('tokens')
+    op.drop_index('ix_token_transfers_chain_block', table_name='token_transfers')
     op.drop_index('ix_token_transfers_token_block', table_name='token_transfers')
     op.drop_index('ix_token_transfers_to', table_name='token_transfers')
     op.drop_index('ix_token_transfers_from', table_name='token_transfers')
@@ -132,6 +136,7 @@ def downgrade() -> None:
     op.drop_index('ix_holdings_token_balance', table_name='holdings')
     op.drop_table('holdings')
     op.drop_table('fetched_intervals')
+    op.drop_index('ix_chain_events_subject', table_name='chain_events', postgresql_where=sa.text('subject IS NOT NULL'))
     op.drop_index('ix_chain_events_chain_block', table_name='chain_events')
     op.drop_index('ix_chain_events_chain_address_block', table_name='chain_events')
     op.drop_table('chain_events')
