@@ -40,7 +40,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from core.embedded_pg import EmbeddedPostgres
-from core.embedded_redis import ping, redis_url, socket_path, start_redis, stop_redis
+from core.embedded_redis import ping, redis_url, release_socket_dir, socket_path, start_redis, stop_redis
 from core.embedded_registry import ProcessId, Registry, User, data_dir_lock, load_registry, save_registry
 
 DEFAULT_DATA_DIR = ".rwa"
@@ -152,12 +152,15 @@ def install_signal_handlers(
     signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP),
 ) -> dict[int, Any]:
     """Turn SIGINT into KeyboardInterrupt and SIGTERM/SIGHUP into SystemExit(128+n), so `with`
-    blocks and the atexit hook run stop(). Main thread only. Returns the previous handlers.
+    blocks and the atexit hook run stop(). Signals already ignored (nohup) stay ignored.
+    Main thread only. Returns the previous handlers.
     `services` is accepted for symmetry; every started EmbeddedServices is already covered by atexit.
     """
     previous = {}
     for signum in signals:
         previous[signum] = signal.signal(signum, _on_signal)
+        if previous[signum] == signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_IGN)  # nohup, or `cmd &` from a script: keep ignoring
     return previous
 
 
@@ -296,7 +299,9 @@ class EmbeddedServices:
         finally:
             if leave_redis:
                 if not registry.redis_users():
-                    stop_redis(registry.redis, socket_path(self.data_dir), share.redis_child)
+                    sock = socket_path(self.data_dir)
+                    stop_redis(registry.redis, sock, share.redis_child)
+                    release_socket_dir(self.data_dir, sock)
                     registry.redis = None
                 # Else others still use it; dropping our Popen lets subprocess reap it if it dies while we run.
                 share.redis_child, share.redis_url = None, None
@@ -341,6 +346,7 @@ def stop_orphans(data_dir: Path) -> list[str]:
         sock = socket_path(data_dir)
         if not registry.redis_users() and ((registry.redis and registry.redis.alive()) or ping(sock)):
             stop_redis(registry.redis, sock, None)
+            release_socket_dir(data_dir, sock)
             registry.redis = None
             stopped.append("redis")
         save_registry(data_dir, registry)

@@ -94,6 +94,20 @@ def running_postmaster(pgdata: Path) -> psutil.Process | None:
     return None
 
 
+def _make_private(socket_dir: Path) -> None:
+    """Local connections use trust auth: only the server's owner may reach the socket.
+
+    pgserver falls back to a socket dir under its runtime path when <pgdata> is too long for AF_UNIX,
+    and as root makes it mode 777. Hand it to the server user with mode 700 (root connects anyway).
+    """
+    if os.geteuid() == 0:
+        import pwd
+
+        entry = pwd.getpwnam("pgserver")
+        os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
+    socket_dir.chmod(0o700)
+
+
 class EmbeddedPostgres:
     """This process's handle on the postgres serving <pgdata>."""
 
@@ -112,6 +126,8 @@ class EmbeddedPostgres:
             server.global_process_id_list.get_and_add(os.getpid())
         info = server.get_postmaster_info()
         assert info.socket_dir is not None, "pgserver always uses a unix socket on POSIX"
+        if info.socket_dir != self.pgdata:
+            _make_private(info.socket_dir)
         return database_url(info.socket_dir)
 
     def leave(self, dead_pids: set[int]) -> None:

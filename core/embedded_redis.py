@@ -11,6 +11,7 @@ import hashlib
 import os
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -48,6 +49,10 @@ def socket_path(data_dir: Path) -> Path:
     digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:12]
     short = Path(tempfile.gettempdir()) / f"rwa-{os.geteuid()}-{digest}"
     short.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(short)
+    # /tmp is shared: never use a directory someone else created (they could swap the socket).
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise RedisStartError(f"{short} is not a private directory of ours; remove it or use a shorter data dir")
     return short / SOCKET_NAME
 
 
@@ -113,6 +118,15 @@ def stop_redis(server: ProcessId | None, sock: Path, child: subprocess.Popen[byt
     if child is not None:
         child.poll()  # reap our child so it does not linger as a zombie
     sock.unlink(missing_ok=True)
+
+
+def release_socket_dir(data_dir: Path, sock: Path) -> None:
+    """Remove the short-path fallback dir of socket_path(), once Redis is gone."""
+    if sock.parent != data_dir:
+        try:
+            sock.parent.rmdir()
+        except OSError:
+            pass
 
 
 def _terminate(pid: int, child: subprocess.Popen[bytes] | None) -> None:

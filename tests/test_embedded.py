@@ -40,9 +40,9 @@ READY_TIMEOUT_S = 60.0
 class Runner:
     """`python -m tests.embedded_runner <data_dir>` as a child process."""
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, prefix: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.embedded_runner", str(data_dir), *args],
+            [*prefix, sys.executable, "-m", "tests.embedded_runner", str(data_dir), *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -249,6 +249,18 @@ def test_signal_stops_everything(data_dir: Path, sig: signal.Signals) -> None:
     assert_clean(data_dir, pids)
 
 
+def test_ignored_sighup_stays_ignored_under_nohup(data_dir: Path) -> None:
+    runner = Runner(data_dir, prefix=("nohup",))
+    ready = runner.ready()
+    pids = service_pids(data_dir)
+    runner.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert runner.proc.poll() is None, "nohup asked for SIGHUP to be ignored"
+    check_services(ready["database_url"], ready["redis_url"])
+    assert runner.stop(signal.SIGTERM) in (128 + signal.SIGTERM, -signal.SIGTERM)
+    assert_clean(data_dir, pids)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_signal_under_uvicorn_stops_everything(data_dir: Path, sig: signal.Signals) -> None:
     runner = Runner(data_dir, "--uvicorn")
@@ -335,8 +347,11 @@ def test_long_data_dir_path_uses_short_socket_dirs(data_dir: Path) -> None:
         check_services(endpoints.database_url, endpoints.redis_url)
         pids = service_pids(deep)
         sock = Path(endpoints.redis_url.removeprefix("unix://"))
+        pg_socket_dir = Path(parse_qs(urlsplit(endpoints.database_url).query)["host"][0])
+        for private in (pg_socket_dir, sock.parent):  # trust auth / no password: nobody else may get in
+            assert private.stat().st_mode & 0o077 == 0, f"{private} is reachable by other users"
     assert_clean(deep, pids)
-    assert not sock.exists()
+    assert not sock.exists() and not sock.parent.exists()
 
 
 def test_next_start_after_kill_9_reuses_then_cleans_up(data_dir: Path) -> None:
