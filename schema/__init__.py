@@ -14,6 +14,7 @@ from strawberry.extensions import (
 from strawberry.tools import merge_types
 
 from core.settings import Settings
+from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema import identity
 from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ReadOnlyApiKeys
 
@@ -22,9 +23,36 @@ MUTATIONS: tuple[type, ...] = (identity.Mutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 
 
+# Subscription root fields whose results depend on the caller (shared only between sockets of the same user),
+# and fields that start with a snapshot (late joiners and slow consumers get a fresh one). See
+# server/shared_subscriptions.py.
+PERSONAL_SUBSCRIPTIONS: frozenset[str] = frozenset()
+SNAPSHOT_SUBSCRIPTIONS: frozenset[str] = frozenset()
+
+
 class RwaSchema(strawberry.Schema):
+    shared: SharedSubscriptions | None = None
+
     def process_errors(self, errors, execution_context=None):  # type: ignore[no-untyped-def,override]
         """Expected errors are the client's business; ErrorCodes logs the unexpected ones with their traceback."""
+
+    async def stream(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
+                     operation_name=None, operation_extensions=None, allowed_operation_types=None):
+        """Subscriptions run once per distinct operation per process and fan out (SharedSubscriptions)."""
+        fields = subscription_fields(query, operation_name) if (self.shared and query) else None
+        if not fields:
+            return await super().stream(query, variable_values, context_value, root_value, operation_name,
+                                        operation_extensions, allowed_operation_types)
+        base = super()
+
+        async def start(ctx):  # type: ignore[no-untyped-def]
+            return await base.stream(query, variable_values, ctx, root_value, operation_name,
+                                     operation_extensions, allowed_operation_types)
+
+        key = self.shared.key(query, variable_values, operation_name, fields, getattr(context_value, "viewer", None))
+        return await self.shared.join(key, fields, context_value, start)
+
+
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
@@ -44,4 +72,6 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    return RwaSchema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+    schema = RwaSchema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+    schema.shared = SharedSubscriptions(personal_fields=PERSONAL_SUBSCRIPTIONS, snapshot_fields=SNAPSHOT_SUBSCRIPTIONS)
+    return schema

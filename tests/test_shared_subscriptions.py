@@ -1,0 +1,175 @@
+"""One execution per distinct subscription per process, bounded per-subscriber queues, snapshots for late
+joiners and slow consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import strawberry
+
+from schema import RwaSchema
+from server.shared_subscriptions import SharedSubscriptions
+
+
+@dataclass
+class FakeViewer:
+    user_id: str | None = None
+    roles: frozenset[str] = frozenset()
+
+
+@dataclass
+class FakeContext:
+    viewer: FakeViewer = field(default_factory=FakeViewer)
+    snapshot_only: bool = False
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.queues: list[asyncio.Queue[int]] = []
+        self.resolver_runs = 0
+        self.items_resolved = 0
+
+    async def publish(self, value: int) -> None:
+        for q in self.queues:
+            q.put_nowait(value)
+
+
+FEED = Feed()
+
+
+@strawberry.type
+class Book:
+    sequence: int
+    snapshot: bool
+
+
+@strawberry.type
+class Query:
+    ok: bool = True
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def ticks(self, market: int) -> AsyncGenerator[int, None]:
+        FEED.resolver_runs += 1
+        q: asyncio.Queue[int] = asyncio.Queue()
+        FEED.queues.append(q)
+        try:
+            while True:
+                value = await q.get()
+                FEED.items_resolved += 1
+                yield value * 10 + market
+        finally:
+            FEED.queues.remove(q)
+
+    @strawberry.subscription
+    async def book(self, info: strawberry.Info) -> AsyncGenerator[Book, None]:
+        yield Book(sequence=FEED.items_resolved, snapshot=True)
+        if info.context.snapshot_only:
+            return
+        q: asyncio.Queue[int] = asyncio.Queue()
+        FEED.queues.append(q)
+        try:
+            while True:
+                value = await q.get()
+                FEED.items_resolved += 1
+                yield Book(sequence=value, snapshot=False)
+        finally:
+            FEED.queues.remove(q)
+
+
+def make_schema(queue_size: int = 16) -> RwaSchema:
+    schema = RwaSchema(query=Query, subscription=Subscription)
+    schema.shared = SharedSubscriptions(snapshot_fields=frozenset({"book"}), queue_size=queue_size)
+    return schema
+
+
+async def collect(stream, n: int) -> list:  # type: ignore[no-untyped-def]
+    out = []
+    async for result in stream:
+        out.append(result.data)
+        if len(out) == n:
+            break
+    await stream.aclose()
+    return out
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_identical_subscriptions_execute_once():
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    streams = [await schema.stream("subscription { ticks(market: 1) }", context_value=FakeContext())
+               for _ in range(50)]
+    other = await schema.stream("subscription { ticks(market: 2) }", context_value=FakeContext())
+    tasks = [asyncio.create_task(collect(s, 3)) for s in [*streams, other]]
+    await _settle()
+    for v in (1, 2, 3):
+        await FEED.publish(v)
+        await _settle()
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert FEED.resolver_runs == 2  # one per distinct document/variables, not one per subscriber
+    assert FEED.items_resolved == 6
+    assert all(r == [{"ticks": 11}, {"ticks": 21}, {"ticks": 31}] for r in results[:-1])
+    assert results[-1] == [{"ticks": 12}, {"ticks": 22}, {"ticks": 32}]
+    await _settle()
+    assert schema.shared.active() == 0  # last subscriber gone: the source stopped
+
+
+async def test_different_roles_do_not_share():
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    a = await schema.stream("subscription { ticks(market: 1) }", context_value=FakeContext(FakeViewer("u1", frozenset({"ADMIN"}))))
+    b = await schema.stream("subscription { ticks(market: 1) }", context_value=FakeContext(FakeViewer("u2", frozenset({"INVESTOR"}))))
+    tasks = [asyncio.create_task(collect(s, 1)) for s in (a, b)]
+    await _settle()
+    await FEED.publish(1)
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert FEED.resolver_runs == 2
+
+
+async def test_slow_consumer_is_bounded_and_does_not_block_others():
+    global FEED
+    FEED = Feed()
+    schema = make_schema(queue_size=4)
+    fast = await schema.stream("subscription { ticks(market: 0) }", context_value=FakeContext())
+    slow = await schema.stream("subscription { ticks(market: 0) }", context_value=FakeContext())
+    fast_task = asyncio.create_task(collect(fast, 20))
+    await _settle()
+    for v in range(20):
+        await FEED.publish(v)
+        await _settle()
+    assert len(await asyncio.wait_for(fast_task, 5)) == 20
+    # the slow one never read: it kept only the newest 4
+    got = await asyncio.wait_for(collect(slow, 4), 5)
+    assert got == [{"ticks": v * 10} for v in (16, 17, 18, 19)]
+
+
+async def test_late_joiner_of_snapshot_field_gets_a_fresh_snapshot_then_newer_deltas():
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    first = await schema.stream("subscription { book { sequence snapshot } }", context_value=FakeContext())
+    first_task = asyncio.create_task(collect(first, 4))
+    await _settle()
+    for v in (1, 2):
+        await FEED.publish(v)
+        await _settle()
+    late = await schema.stream("subscription { book { sequence snapshot } }", context_value=FakeContext())
+    late_task = asyncio.create_task(collect(late, 2))
+    await _settle()
+    await FEED.publish(3)
+    await _settle()
+    assert await asyncio.wait_for(first_task, 5) == [
+        {"book": {"sequence": 0, "snapshot": True}}, {"book": {"sequence": 1, "snapshot": False}},
+        {"book": {"sequence": 2, "snapshot": False}}, {"book": {"sequence": 3, "snapshot": False}}]
+    assert await asyncio.wait_for(late_task, 5) == [
+        {"book": {"sequence": 2, "snapshot": True}}, {"book": {"sequence": 3, "snapshot": False}}]
