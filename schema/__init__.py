@@ -7,7 +7,6 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     ValidationCache,
 )
@@ -16,7 +15,7 @@ from strawberry.tools import merge_types
 from core.settings import Settings
 from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema import identity
-from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ReadOnlyApiKeys
+from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ParserCacheKeepingErrors, ReadOnlyApiKeys
 
 QUERIES: tuple[type, ...] = (identity.Query,)
 MUTATIONS: tuple[type, ...] = (identity.Mutation,)
@@ -64,7 +63,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         OperationMetrics,
         ErrorCodes,
         MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        lambda: ParserCache(maxsize=settings.parser_cache_size),
+        lambda: ParserCacheKeepingErrors(maxsize=settings.parser_cache_size),
         lambda: ValidationCache(maxsize=settings.parser_cache_size),
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),

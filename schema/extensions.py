@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from graphql import GraphQLError
 from graphql import ExecutionResult as GraphQLExecutionResult
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.types.graphql import OperationType
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 
@@ -68,6 +68,20 @@ class ErrorCodes(SchemaExtension):
             result.errors = classify_all(result.errors)
         elif (initial := getattr(result, "initial_result", None)) is not None and initial.errors:
             initial.errors = classify_all(initial.errors)
+
+
+class ParserCacheKeepingErrors(ParserCache):
+    """strawberry's ParserCache parses in its hook, outside the `try` that turns a syntax error (or the token limit)
+    into a result, so such errors used to escape ErrorCodes and reach the client without a code. On a syntax error
+    the document is left unset and strawberry parses again inside that `try` (only on the error path)."""
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        try:
+            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
+        except GraphQLError:
+            pass
+        yield
 
 
 class ReadOnlyApiKeys(SchemaExtension):

@@ -1,0 +1,1 @@
+"""Platform guarantees: settings, HTTP operations, GraphQL limits, schema SDL, CLI, embedded serve."""

@@ -1,0 +1,41 @@
+"""Platform test helpers: the real app in-process with settings a test chooses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from server.app import create_app
+from server.services import Services
+
+
+@pytest.fixture
+def app_client(services: Services) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """`async with app_client(MAX_ALIASES=2) as c:` -> a client of create_app(settings + overrides, test services)."""
+
+    @asynccontextmanager
+    async def _client(**overrides: object) -> AsyncIterator[httpx.AsyncClient]:
+        settings = Settings(**{**_as_env(services.settings), **overrides})  # type: ignore[arg-type]
+        app = create_app(settings, services)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+    return _client
+
+
+def _as_env(settings: Settings) -> dict[str, object]:
+    """The settings as constructor keywords (their env-var aliases), secrets unwrapped."""
+    out: dict[str, object] = {}
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if value is not None:
+            out[field.alias or name] = value
+    return out
+

@@ -1,0 +1,145 @@
+"""GraphQL hygiene: depth/alias/token limits -> QUERY_TOO_COMPLEX, bad documents -> BAD_USER_INPUT, unexpected
+exceptions -> INTERNAL with nothing of the internals, and bounded parser/validation caches."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import strawberry
+from strawberry.extensions.parser_cache import _get_parse_cache
+from strawberry.extensions.validation_cache import _get_validate_cache
+
+import schema as schema_package
+from tests.platform.responses import codes, first_code
+
+
+@strawberry.type
+class Node:
+    """A self-nesting type, so depth limits can be tested whatever the product schema looks like."""
+
+    value: int = 1
+
+    @strawberry.field
+    def child(self) -> "Node":
+        return Node()
+
+
+@strawberry.type
+class ProbeQuery:
+    @strawberry.field
+    def probe_node(self) -> Node:
+        return Node()
+
+    @strawberry.field
+    async def probe_crash(self) -> int:
+        raise RuntimeError("connection to db-secret-host:5432 failed; password=hunter2")
+
+
+@pytest.fixture
+def probe_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_schema (hence create_app) includes the test-only probe fields, with every production extension."""
+    monkeypatch.setattr(schema_package, "QUERIES", (*schema_package.QUERIES, ProbeQuery))
+
+
+def nested_query(depth: int) -> str:
+    """`{ probeNode { child { ... { value } } } }` with `depth` levels of fields below the root field."""
+    inner = "value"
+    for _ in range(depth - 1):
+        inner = f"child {{ {inner} }}"
+    return f"{{ probeNode {{ {inner} }} }}"
+
+
+async def post(client, query: str, variables: dict | None = None) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    resp = await client.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert resp.status_code < 500, resp.text
+    return resp.json()
+
+
+async def test_depth_limit(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
+    async with app_client(MAX_QUERY_DEPTH=5) as c:
+        assert codes(await post(c, nested_query(5))) == []
+        body = await post(c, nested_query(6))
+    assert codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body.get("data") is None
+
+
+async def test_depth_limit_with_defaults(app_client, probe_schema, settings) -> None:  # type: ignore[no-untyped-def]
+    async with app_client() as c:
+        assert codes(await post(c, nested_query(settings.max_query_depth))) == []
+        assert first_code(await post(c, nested_query(settings.max_query_depth + 1))) == "QUERY_TOO_COMPLEX"
+
+
+async def test_depth_through_fragments_counts(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
+    query = ("query { probeNode { ...A } } fragment A on Node { child { ...B } } "
+             "fragment B on Node { child { child { value } } }")
+    async with app_client(MAX_QUERY_DEPTH=3) as c:
+        assert first_code(await post(c, query)) == "QUERY_TOO_COMPLEX"
+
+
+async def test_alias_limit(app_client) -> None:  # type: ignore[no-untyped-def]
+    async with app_client(MAX_ALIASES=3) as c:
+        ok = await post(c, "{ a: __typename b: __typename c: __typename }")
+        assert ok["data"] == {"a": "Query", "b": "Query", "c": "Query"}
+        body = await post(c, "{ a: __typename b: __typename c: __typename d: __typename }")
+    assert codes(body) == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_token_limit(app_client) -> None:  # type: ignore[no-untyped-def]
+    async with app_client(MAX_QUERY_TOKENS=50) as c:
+        assert codes(await post(c, "{ " + "__typename " * 40 + "}")) == []
+        body = await post(c, "{ " + "__typename " * 60 + "}")
+    assert codes(body) == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_token_limit_with_defaults(client, settings) -> None:  # type: ignore[no-untyped-def]
+    body = await post(client, "{ " + "__typename " * (settings.max_query_tokens + 10) + "}")
+    assert codes(body) == ["QUERY_TOO_COMPLEX"]
+
+
+@pytest.mark.parametrize("query,variables", [
+    ("{ nope }", None),
+    ("{ me { nope } }", None),
+    ("{", None),
+    ("query { __typename } query { __typename }", None),
+    ("query($n: Int!) { __typename }", {}),
+    # words of the limit messages in an ordinary error must not make it QUERY_TOO_COMPLEX
+    ("query($n: Int!) { __typename }", {"n": "more than 3 tokens, aliases found, exceeds maximum operation depth"}),
+    ("{ tokens }", None),
+    ("{ moreThanTokens_depth: __typename aliases found }", None),
+])
+async def test_invalid_documents_are_bad_user_input(client, query: str, variables: dict | None) -> None:  # type: ignore[no-untyped-def,type-arg]
+    body = await post(client, query, variables)
+    assert codes(body) and set(codes(body)) == {"BAD_USER_INPUT"}, body
+
+
+async def test_unexpected_exception_is_masked_as_internal(app_client, probe_schema, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.ERROR, logger="rwa.graphql"):
+        async with app_client() as c:
+            resp = await c.post("/graphql", json={"query": "{ probeCrash }"})
+    assert resp.status_code == 200
+    body = resp.json()
+    assert codes(body) == ["INTERNAL"]
+    assert body["errors"][0]["message"] == "Internal server error"
+    for leaked in ("hunter2", "db-secret-host", "RuntimeError", "Traceback", "accounts.py"):
+        assert leaked not in resp.text
+    # the operator still gets the real error, with its traceback, in the logs
+    logged = [r for r in caplog.records if r.exc_info and "hunter2" in str(r.exc_info[1])]
+    assert logged, "the masked exception was not logged"
+
+
+async def test_parser_and_validation_caches_are_bounded(app_client) -> None:  # type: ignore[no-untyped-def]
+    size = 7
+    parse_cache, validate_cache = _get_parse_cache(size), _get_validate_cache(size)
+    async with app_client(PARSER_CACHE_SIZE=size) as c:
+        for i in range(size * 3):
+            assert codes(await post(c, f"query Q{i} {{ __typename }}")) == []
+    for cache in (parse_cache, validate_cache):
+        info = cache.cache_info()
+        assert info.maxsize == size
+        assert info.currsize == size  # full, and no larger
+    # a repeated document is served from the cache
+    hits = parse_cache.cache_info().hits
+    async with app_client(PARSER_CACHE_SIZE=size) as c:
+        await post(c, f"query Q{size * 3 - 1} {{ __typename }}")
+    assert parse_cache.cache_info().hits == hits + 1
