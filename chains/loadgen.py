@@ -1,0 +1,138 @@
+"""Generate Transfer-event volume on a local chain with ``batchTransfer`` (500 Transfers per tx).
+
+Transactions go out as raw JSON-RPC batches of ``eth_sendTransaction`` with explicit nonces (anvil
+rejects a batch without them), then receipts are polled in batches. Works for SecurityToken and
+Stablecoin alike (same ``batchTransfer(address[],uint256[])``); for a SecurityToken the sender and
+recipients must be verified first: ``prepare_security_token_load`` does that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from eth_abi import encode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3 import AsyncWeb3
+
+from chains.deploy import RwaStack, Sender, sender_address, transact
+
+MAX_BATCH = 500  # the contracts' DynArray bound
+_BATCH_TRANSFER = function_signature_to_4byte_selector("batchTransfer(address[],uint256[])")
+_MAX_REQUEST_BYTES = 1_500_000
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    txs: int
+    events: int
+    seconds: float
+    first_block: int
+    last_block: int
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def load_recipients(count: int, offset: int = 0x10000) -> list[str]:
+    """Deterministic, distinct, non-precompile recipient addresses (checksummed)."""
+    return [to_checksum_address(f"0x{offset + i:040x}") for i in range(count)]
+
+
+def batch_transfer_calldata(recipients: Sequence[str], amounts: Sequence[int]) -> str:
+    if len(recipients) != len(amounts) or len(recipients) > MAX_BATCH:
+        raise ValueError(f"need equal lengths <= {MAX_BATCH}")
+    args = encode(["address[]", "uint256[]"], [list(recipients), list(amounts)])
+    return "0x" + (_BATCH_TRANSFER + args).hex()
+
+
+async def _call(client: httpx.AsyncClient, url: str, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+    payload = [{"jsonrpc": "2.0", "id": next(_ids), "method": m, "params": p} for m, p in requests]
+    reply = await client.post(url, json=payload)
+    reply.raise_for_status()
+    body = reply.json()
+    if not isinstance(body, list):  # a batch-level error (e.g. request too large)
+        raise RuntimeError(f"JSON-RPC batch of {len(payload)} failed: {body}")
+    by_id = {item["id"]: item for item in body}
+    out = []
+    for req in payload:
+        item = by_id[req["id"]]
+        if "error" in item:
+            raise RuntimeError(f"{req['method']} failed: {item['error']}")
+        out.append(item["result"])
+    return out
+
+
+async def send_batch_transfers(
+    url: str,
+    token: str,
+    sender: str,
+    recipients: Sequence[str],
+    txs: int,
+    amount: int = 1,
+    rpc_batch: int | None = None,
+) -> LoadResult:
+    """Send ``txs`` batchTransfer txs from unlocked ``sender`` paying ``amount`` to each recipient.
+
+    Emits ``txs * len(recipients)`` Transfer events; the sender needs that much free balance.
+    Raises RuntimeError if any transaction reverts.
+    """
+    data = batch_transfer_calldata(recipients, [amount] * len(recipients))
+    tx = {"from": sender, "to": token, "data": data}
+    # anvil refuses request bodies over ~2 MB ("Invalid request"): a 500-transfer call is ~64 KB.
+    rpc_batch = rpc_batch or max(1, min(200, _MAX_REQUEST_BYTES // len(data)))
+    async with httpx.AsyncClient(timeout=120.0) as client:
+        nonce_hex, gas_hex, head_hex = await _call(
+            client,
+            url,
+            [("eth_getTransactionCount", [sender, "pending"]), ("eth_estimateGas", [tx]), ("eth_blockNumber", [])],
+        )
+        nonce, gas = int(nonce_hex, 16), int(gas_hex, 16) * 6 // 5  # margin: the first sends cost more
+        started = time.perf_counter()
+        hashes: list[str] = []
+        for start in range(0, txs, rpc_batch):
+            chunk = [
+                ("eth_sendTransaction", [{**tx, "nonce": hex(nonce + i), "gas": hex(gas)}])
+                for i in range(start, min(start + rpc_batch, txs))
+            ]
+            hashes += await _call(client, url, chunk)
+        receipts: dict[str, dict[str, Any]] = {}
+        pending = list(hashes)
+        while pending:
+            before = len(receipts)
+            got = await _call(client, url, [("eth_getTransactionReceipt", [h]) for h in pending])
+            receipts.update({h: r for h, r in zip(pending, got) if r is not None})
+            stalled = len(receipts) == before
+            pending = [h for h in pending if h not in receipts]
+            if pending and stalled:
+                # anvil's automine mines only when a tx arrives; once a block is full the rest
+                # wait in the pool, so mine explicitly to drain it.
+                await _call(client, url, [("evm_mine", [])])
+                await asyncio.sleep(0.01)
+        seconds = time.perf_counter() - started
+    failed = [h for h, r in receipts.items() if r["status"] != "0x1"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} batchTransfer txs reverted, first {failed[0]}")
+    blocks = [int(r["blockNumber"], 16) for r in receipts.values()]
+    events = sum(len(r["logs"]) for r in receipts.values())
+    return LoadResult(txs=txs, events=events, seconds=seconds, first_block=int(head_hex, 16) + 1, last_block=max(blocks))
+
+
+async def prepare_security_token_load(
+    w3: AsyncWeb3, stack: RwaStack, agent: Sender, recipients: Sequence[str], supply: int, country: int = 840
+) -> None:
+    """Register ``agent`` and ``recipients`` in the stack's registry (identity = the wallet itself,
+    good enough for load) and mint ``supply`` tokens to the agent, who then sends the load."""
+    agent_addr = sender_address(agent)
+    wallets = [agent_addr, *recipients]
+    for start in range(0, len(wallets), MAX_BATCH):
+        chunk = wallets[start : start + MAX_BATCH]
+        await transact(stack.registry.functions.batchRegisterIdentity(chunk, chunk, [country] * len(chunk)), agent)
+    await transact(stack.token.functions.mint(agent_addr, supply), agent)
