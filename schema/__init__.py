@@ -14,10 +14,10 @@ from strawberry.tools import merge_types
 
 from core.settings import Settings
 from server.shared_subscriptions import SharedSubscriptions, subscription_fields
-from schema import identity
+from schema import chain, identity
 from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ParserCacheKeepingErrors, ReadOnlyApiKeys
 
-QUERIES: tuple[type, ...] = (identity.Query,)
+QUERIES: tuple[type, ...] = (identity.Query, chain.Query)
 MUTATIONS: tuple[type, ...] = (identity.Mutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 

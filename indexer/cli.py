@@ -1,0 +1,406 @@
+"""`rwa index`: run, backfill, status and verify the multi-chain indexer.
+
+Exit codes (every command):
+  0    success (run: stopped by Ctrl-C/SIGTERM after a clean shutdown)
+  1    failure: verify found mismatches, or the indexer stopped on an error
+  2    bad input: unknown chain, bad address or checksum, from-block > to-block, block out of range,
+       no RPC URL configured for the chain (RPC_URLS_<chain_id>)
+  3    unreachable: the RPC node(s) of a chain, or the database
+  130  backfill interrupted (Ctrl-C/SIGTERM); what was written is kept, a rerun resumes
+
+Errors are one line on stderr, never a traceback. RPC endpoints are shown as scheme://host:port only:
+provider URLs carry API keys in their paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from chains.errors import RpcError, UnknownChain
+from chains.registry import all_chains, rpc_urls_for
+from chains.rpc import RpcClient
+from chains.rpc_urls import url_label
+from chains.spec import ChainSpec
+from cli.runtime import err, runtime
+from core.settings import Settings
+from indexer.inputs import checksum_address, parse_chain
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n", 1)[0] + "\n\n" + (
+    "Exit codes: 0 ok; 1 mismatch or indexer failure; 2 bad input (unknown chain, bad address, from > to, "
+    "no RPC_URLS_<id>); 3 RPC node or database unreachable; 130 backfill interrupted (rerun resumes)."))
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """One line on stderr (never wrapped, whatever the width), then exit with `code`."""
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    return typer.Exit(code)
+
+
+def _out() -> Console:
+    console = Console()
+    # Piped output (CI logs, tests): wide enough that 42-character addresses are never cut.
+    return console if console.is_terminal else Console(width=200)
+
+
+# --- input checks --------------------------------------------------------------------------------
+
+def _chain(value: str) -> ChainSpec:
+    try:
+        return parse_chain(value)
+    except UnknownChain as exc:
+        raise fail(f"unknown chain {value!r}; known chains: {', '.join(exc.known)}", EXIT_BAD_INPUT)
+
+
+def _address(value: str, what: str = "token") -> str:
+    try:
+        return checksum_address(value)
+    except ValueError as exc:
+        raise fail(f"{what}: {exc}", EXIT_BAD_INPUT)
+
+
+def _urls(spec: ChainSpec) -> list[str]:
+    urls = rpc_urls_for(spec.chain_id)
+    if not urls:
+        raise fail(f"no RPC URL for {spec.short_name} (chain {spec.chain_id}): set RPC_URLS_{spec.chain_id}",
+                   EXIT_BAD_INPUT)
+    return urls
+
+
+def _where(urls: Sequence[str]) -> str:
+    return ", ".join(url_label(u) for u in urls)
+
+
+async def _head(spec: ChainSpec, urls: Sequence[str]) -> int:
+    """Check that the node answers for the right chain; return its head. Raises typer.Exit(3)."""
+    try:
+        async with RpcClient(urls, chain_id=spec.chain_id, timeout=5, max_retries=1, backoff_base=0.05) as rpc:
+            await rpc.verify_chain_id()
+            return await rpc.block_number()
+    except RpcError as exc:
+        raise _rpc_fail(spec, urls, exc)
+
+
+def _rpc_fail(spec: ChainSpec, urls: Sequence[str], exc: RpcError) -> typer.Exit:
+    from chains.errors import AllEndpointsFailed, ChainIdMismatch
+
+    if isinstance(exc, ChainIdMismatch):
+        return fail(f"{spec.short_name} (chain {spec.chain_id}): the node at {_where(urls)} serves chain {exc.got}",
+                    EXIT_BAD_INPUT)
+    reason = type(exc.last_error).__name__ if isinstance(exc, AllEndpointsFailed) and exc.last_error else exc.kind
+    return fail(f"{spec.short_name} (chain {spec.chain_id}): RPC unreachable at {_where(urls)} ({reason})",
+                EXIT_UNREACHABLE)
+
+
+# --- running async work with a clean Ctrl-C ------------------------------------------------------
+
+async def _until_signalled(work: Callable[[asyncio.Event], Awaitable[T]]) -> tuple[T, bool]:
+    """Run `work(stop)`; SIGINT/SIGTERM set `stop` (a second one cancels). Returns (result, interrupted)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(work(stop))
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            err.print("[yellow]second signal: cancelling now[/]")
+            task.cancel()
+            return
+        err.print(f"[yellow]{signal.Signals(signum).name}: stopping after the current batch...[/]")
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await task, stop.is_set()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from core.db import create_engine
+
+    return create_engine(settings.database_url or "", pool_size=2)
+
+
+def _pipeline() -> Any:
+    try:
+        from indexer import service
+    except ImportError as exc:  # the pipeline module is missing from this build
+        raise fail(f"indexer pipeline unavailable: {exc}", EXIT_FAILED)
+    return service
+
+
+# --- run -----------------------------------------------------------------------------------------
+
+@app.command()
+def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc; "
+                                         "default: every chain with RPC_URLS_<id> set.")) -> None:
+    """Index all configured chains (or one) and follow their heads until Ctrl-C/SIGTERM.
+
+    Exit codes:
+    0 stopped cleanly by Ctrl-C/SIGTERM
+    1 the indexer stopped on an error
+    2 unknown chain, or no RPC_URLS_<id> set
+    3 RPC node or database unreachable
+    """
+    specs = [_chain(chain)] if chain else [s for s in all_chains() if rpc_urls_for(s.chain_id)]
+    if not specs:
+        raise fail("no chain configured: set RPC_URLS_1, RPC_URLS_137 and/or RPC_URLS_56", EXIT_BAD_INPUT)
+    urls = {s.chain_id: _urls(s) for s in specs}
+    service = _pipeline()
+    with runtime() as settings:
+        async def main() -> bool:
+            for spec in specs:
+                head = await _head(spec, urls[spec.chain_id])
+                err.print(f"{spec.short_name} (chain {spec.chain_id}): node at {_where(urls[spec.chain_id])}, "
+                          f"head {head}")
+            ids = [s.chain_id for s in specs] if chain else None
+            _, interrupted = await _until_signalled(lambda stop: service.run_indexer(settings, ids, stop=stop))
+            return interrupted
+
+        _guarded(lambda: asyncio.run(main()), specs, urls)
+        err.print("[green]indexer stopped[/]")
+
+
+def _guarded(call: Callable[[], T], specs: Sequence[ChainSpec], urls: dict[int, list[str]]) -> T:
+    """Turn failures escaping the pipeline into one-line messages and exit codes."""
+    try:
+        return call()
+    except typer.Exit:
+        raise
+    except RpcError as exc:  # RpcError texts carry redacted endpoint labels only
+        if len(specs) == 1:
+            raise _rpc_fail(specs[0], urls.get(specs[0].chain_id, []), exc)
+        raise fail(f"RPC failure: {exc}", EXIT_UNREACHABLE)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise fail("interrupted", EXIT_INTERRUPTED)
+    except OSError as exc:
+        raise fail(f"database or network unreachable: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE)
+    except Exception as exc:  # a pipeline error (e.g. a reorg deeper than finality): say what, not where
+        raise fail(f"indexer stopped: {type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+# --- backfill ------------------------------------------------------------------------------------
+
+class _RateColumn(ProgressColumn):
+    """blocks/s or events/s from the pipeline's own counters and elapsed time."""
+
+    def __init__(self, field: str, unit: str) -> None:
+        super().__init__()
+        self.field, self.unit = field, unit
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.fields.get("elapsed") or 0.0
+        value = task.completed if self.field == "blocks" else task.fields.get("events", 0)
+        rate = value / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:,.0f} {self.unit}/s", style="progress.data.speed")
+
+
+class _ProgressView:
+    """Feeds ProgressUpdate into a rich progress bar (or, when stderr is not a terminal, a line every 2 s)."""
+
+    def __init__(self, label: str) -> None:
+        self.last: Any = None
+        self.started = time.monotonic()
+        self._printed = 0.0
+        self.live = err.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} blocks"), _RateColumn("blocks", "blocks"),
+            TextColumn("{task.fields[events]:,} events"), _RateColumn("events", "events"),
+            TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=not self.live)
+        self.task = self.progress.add_task(label, total=None, events=0, elapsed=0.0)
+
+    def __call__(self, update: Any) -> None:
+        self.last = update
+        self.progress.update(self.task, completed=update.blocks_done, total=update.blocks_total,
+                             events=update.events, elapsed=update.elapsed)
+        now = time.monotonic()
+        if not self.live and now - self._printed >= 2.0:
+            self._printed = now
+            err.print(self.line(update), highlight=False)
+
+    @staticmethod
+    def line(update: Any) -> str:
+        elapsed = max(update.elapsed, 1e-9)
+        return (f"{update.blocks_done:,}/{update.blocks_total:,} blocks, {update.events:,} events in "
+                f"{update.elapsed:.1f}s ({update.blocks_done / elapsed:,.0f} blocks/s, "
+                f"{update.events / elapsed:,.0f} events/s)")
+
+
+@app.command()
+def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc."),
+             from_block: int = typer.Option(..., "--from-block", min=0, help="First block (inclusive)."),
+             to_block: int | None = typer.Option(None, "--to-block", min=0,
+                                                 help="Last block (inclusive); default: the finalized head."),
+             token: str | None = typer.Option(None, "--token", help="Only this contract (checksummed or lowercase "
+                                              "0x address); default: every watched contract.")) -> None:
+    """Index a block range (idempotent: rerunning a range changes nothing).
+
+    Ctrl-C stops after the current batch; a rerun resumes where it stopped.
+
+    Exit codes:
+    0 done
+    1 the indexer stopped on an error
+    2 bad input: unknown chain, bad address, from-block > to-block, block above the head, no RPC_URLS_<id>
+    3 RPC node or database unreachable
+    130 interrupted (rerun to resume)
+    """
+    spec = _chain(chain)
+    address = _address(token) if token else None
+    if to_block is not None and from_block > to_block:
+        raise fail(f"--from-block {from_block} is above --to-block {to_block}", EXIT_BAD_INPUT)
+    urls = {spec.chain_id: _urls(spec)}
+    service = _pipeline()
+    with runtime(quiet_logs=True) as settings:
+        view = _ProgressView(f"{spec.short_name} {from_block}..{to_block if to_block is not None else 'finalized'}")
+
+        async def main() -> tuple[Any, bool]:
+            head = await _head(spec, urls[spec.chain_id])
+            for name, value in (("--from-block", from_block), ("--to-block", to_block)):
+                if value is not None and value > head:
+                    raise fail(f"{name} {value} is above the head {head} of {spec.short_name}", EXIT_BAD_INPUT)
+            with view.progress:
+                return await _until_signalled(lambda stop: service.backfill(
+                    settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop))
+
+        result, interrupted = _guarded(lambda: asyncio.run(main()), [spec], urls)
+    summary = view.line(view.last) if view.last is not None else str(result)
+    if interrupted:
+        err.print(f"[yellow]interrupted[/]: {summary}; rerun the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    err.print(f"[green]backfill done[/]: {summary}", highlight=False)
+
+
+# --- status --------------------------------------------------------------------------------------
+
+@app.command()
+def status(chain: str | None = typer.Option(None, "--chain", "-c", help="Only this chain."),
+           as_json: bool = typer.Option(False, "--json", help="JSON on stdout instead of a table."),
+           window: int = typer.Option(100, min=1, help="Blocks over which recent events/s is measured."),
+           timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for each node.")) -> None:
+    """Per chain: node head, safe, finalized, indexed block, lag and recent events/s.
+
+    A node that does not answer is shown on its own row.
+
+    Exit codes:
+    0 at least one configured node answered (or no chain has RPC_URLS_<id>)
+    2 unknown chain
+    3 every configured node is unreachable, or the database is
+    """
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from indexer.status import chain_status
+
+    specs = [_chain(chain)] if chain else list(all_chains())
+    urls = {s.chain_id: rpc_urls_for(s.chain_id) for s in specs}
+    with runtime(quiet_logs=True) as settings:
+        async def main() -> list[Any]:
+            engine = _engine(settings)
+            try:
+                async with AsyncSession(engine) as session:
+                    return await chain_status(session, specs, urls, timeout=timeout, window_blocks=window)
+            finally:
+                await engine.dispose()
+
+        rows = _guarded(lambda: asyncio.run(main()), specs, urls)
+    if as_json:
+        print(json.dumps({"chains": [r.as_json() for r in rows]}, indent=2))
+    else:
+        _status_table(rows)
+    configured = [r for r in rows if r.configured]
+    if configured and not any(r.reachable for r in configured):
+        raise typer.Exit(EXIT_UNREACHABLE)
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _status_table(rows: Sequence[Any]) -> None:
+    table = Table(title="indexer status")
+    for name in ("chain", "node", "head", "safe", "finalized", "indexed", "lag", "events/s"):
+        table.add_column(name, justify="left" if name in ("chain", "node") else "right", no_wrap=name != "node")
+    for r in rows:
+        node = ", ".join(r.endpoints) if r.reachable else f"[red]{r.error}[/]"
+        rate = "-" if r.events_per_second is None else f"{r.events_per_second:,.1f} ({r.recent_events:,} in " \
+                                                      f"{r.window_blocks} blocks)"
+        table.add_row(f"{r.chain} ({r.chain_id})", node, _fmt(r.head), _fmt(r.safe), _fmt(r.finalized),
+                      _fmt(r.indexed), _fmt(r.lag), rate)
+    _out().print(table)
+
+
+# --- verify --------------------------------------------------------------------------------------
+
+@app.command()
+def verify(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc."),
+           token: str = typer.Option(..., "--token", "-t", help="Token contract address."),
+           block: int | None = typer.Option(None, "--block", min=0, help="Default: the indexed block.")) -> None:
+    """Check indexed holdings of a token against balanceOf/totalSupply on the node.
+
+    Each holding vs balanceOf(holder), by batched eth_call at the block (default: the indexed block).
+    totalSupply() vs the sum of indexed balances. Mismatches are listed in a table.
+
+    Exit codes:
+    0 every balance and the total supply match
+    1 at least one mismatch
+    2 bad input: unknown chain, bad address, block above the indexed block, nothing indexed, no RPC_URLS_<id>
+    3 RPC node or database unreachable
+    """
+    from indexer.verify import VerifyError, verify_token
+
+    spec = _chain(chain)
+    address = _address(token)
+    urls = {spec.chain_id: _urls(spec)}
+    with runtime(quiet_logs=True) as settings:
+        async def main() -> Any:
+            engine = _engine(settings)
+            try:
+                async with RpcClient(urls[spec.chain_id], chain_id=spec.chain_id, timeout=20, max_retries=2) as rpc:
+                    return await verify_token(engine, rpc, spec.chain_id, address, block)
+            except VerifyError as exc:
+                raise fail(str(exc), EXIT_BAD_INPUT)
+            finally:
+                await engine.dispose()
+
+        report = _guarded(lambda: asyncio.run(main()), [spec], urls)
+    _verify_output(spec, report)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _verify_output(spec: ChainSpec, report: Any, limit: int = 1000) -> None:
+    out = _out()
+    where = f"{report.token} on {spec.short_name} (chain {spec.chain_id}) at block {report.block:,}"
+    if report.mismatches:
+        table = Table(title=f"{len(report.mismatches)} mismatched holding(s)")
+        for name in ("holder", "indexed", "on chain", "indexed - on chain"):
+            table.add_column(name, justify="left" if name == "holder" else "right", no_wrap=True)
+        for m in report.mismatches[:limit]:
+            table.add_row(m.holder, f"{m.indexed:,}", f"{m.onchain:,}", f"{m.difference:+,}")
+        out.print(table)
+        if len(report.mismatches) > limit:
+            out.print(f"... and {len(report.mismatches) - limit} more")
+    supply = "matches" if report.supply_matches else (
+        f"MISMATCH: totalSupply {report.total_supply:,} vs indexed sum {report.indexed_sum:,} "
+        f"({report.indexed_sum - report.total_supply:+,})")
+    verdict = "[green]OK[/]" if report.ok else "[bold red]MISMATCH[/]"
+    out.print(f"{verdict}: {report.holders_checked:,} holder(s) of {where}; "
+              f"{len(report.mismatches)} mismatched; total supply {supply}", highlight=False)

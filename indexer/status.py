@@ -1,0 +1,210 @@
+"""Where each chain's indexer stands: the node's head/safe/finalized and the database's indexed block.
+
+Two halves, used separately:
+- `read_cursor_status` (database only) serves the GraphQL `indexerStatus` field; the node head there is the
+  `head_block` the indexer last wrote into its cursor.
+- `probe_node` asks a node directly; `chain_status` combines both for `rwa index status`.
+
+"Recent events/s" is measured in chain time: events stored in the last `window_blocks` indexed blocks,
+divided by the seconds between the first and last stored block of that window. It says how busy the
+indexed contracts are, and stays meaningful whether the indexer is backfilling or following the head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chains.errors import AllEndpointsFailed, ChainIdMismatch, RpcError
+from chains.rpc import RpcClient
+from chains.rpc_urls import url_label
+from chains.spec import ChainSpec
+from models.chain import Block, ChainEvent, FetchedInterval, IndexerCursor
+
+DEFAULT_WINDOW_BLOCKS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CursorStatus:
+    """The database side of one chain. Every block number is None until the indexer wrote a cursor."""
+
+    chain_id: int
+    indexed_block: int | None
+    head_block: int | None  # as last seen by the indexer
+    safe_block: int | None
+    finalized_block: int | None
+    updated_at: datetime | None
+    recent_events: int
+    window_blocks: int
+    events_per_second: float | None
+
+    @property
+    def lag(self) -> int | None:
+        if self.head_block is None or self.indexed_block is None:
+            return None
+        return max(self.head_block - self.indexed_block, 0)
+
+
+async def read_cursor_status(session: AsyncSession, chain_ids: Sequence[int],
+                             window_blocks: int = DEFAULT_WINDOW_BLOCKS) -> list[CursorStatus]:
+    """One CursorStatus per chain id, in the order given (3 small indexed queries per chain with a cursor)."""
+    rows = (await session.execute(
+        select(IndexerCursor.chain_id, IndexerCursor.indexed_block, IndexerCursor.head_block,
+               IndexerCursor.safe_block, IndexerCursor.finalized_block, IndexerCursor.updated_at)
+        .where(IndexerCursor.chain_id.in_(list(chain_ids)))
+    )).all()
+    by_chain = {r.chain_id: r for r in rows}
+    out: list[CursorStatus] = []
+    for chain_id in chain_ids:
+        row = by_chain.get(chain_id)
+        indexed = row.indexed_block if row is not None and row.indexed_block >= 0 else None
+        events, rate = 0, None
+        if indexed is not None:
+            events, rate = await _recent_rate(session, chain_id, indexed, window_blocks)
+        out.append(CursorStatus(
+            chain_id=chain_id, indexed_block=indexed,
+            head_block=row.head_block if row is not None else None,
+            safe_block=row.safe_block if row is not None else None,
+            finalized_block=row.finalized_block if row is not None else None,
+            updated_at=row.updated_at if row is not None else None,
+            recent_events=events, window_blocks=window_blocks, events_per_second=rate))
+    return out
+
+
+async def _recent_rate(session: AsyncSession, chain_id: int, indexed: int, window: int) -> tuple[int, float | None]:
+    low = indexed - window  # exclusive
+    events = (await session.execute(
+        select(func.count()).select_from(ChainEvent)
+        .where(ChainEvent.chain_id == chain_id, ChainEvent.block_number > low, ChainEvent.block_number <= indexed)
+    )).scalar_one()
+    first, last = (await session.execute(
+        select(func.min(Block.timestamp), func.max(Block.timestamp))
+        .where(Block.chain_id == chain_id, Block.number > low, Block.number <= indexed)
+    )).one()
+    if first is None or last is None:
+        return int(events), None
+    span = (last - first).total_seconds()
+    return int(events), (round(events / span, 3) if span > 0 else None)
+
+
+async def indexed_block_for(session: AsyncSession, chain_id: int, token: str) -> int | None:
+    """The chain cursor's indexed block; for a token only backfilled so far, the end of its fetched ranges."""
+    indexed = (await session.execute(
+        select(IndexerCursor.indexed_block).where(IndexerCursor.chain_id == chain_id))).scalar_one_or_none()
+    if indexed is not None and indexed >= 0:
+        return int(indexed)
+    fetched = (await session.execute(
+        select(func.max(FetchedInterval.to_block))
+        .where(FetchedInterval.chain_id == chain_id, FetchedInterval.address == token))).scalar_one()
+    return int(fetched) if fetched is not None else None
+
+
+@dataclass(slots=True)
+class NodeStatus:
+    """The node side of one chain. `error` is set (and the blocks None) when no endpoint answered."""
+
+    chain_id: int
+    endpoints: list[str]  # redacted scheme://host:port labels, never the full URLs
+    head_block: int | None = None
+    safe_block: int | None = None
+    finalized_block: int | None = None
+    error: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.error is None and self.head_block is not None
+
+
+async def probe_node(chain_id: int, urls: Sequence[str], *, timeout: float = 5.0) -> NodeStatus:
+    """Head, safe and finalized block numbers in one batched round trip (tags the node lacks stay None)."""
+    labels = [url_label(u) for u in urls]
+    status = NodeStatus(chain_id=chain_id, endpoints=labels)
+    if not urls:
+        status.error = f"no RPC URL configured (set RPC_URLS_{chain_id})"
+        return status
+    try:
+        async with RpcClient(urls, chain_id=chain_id, timeout=timeout, max_retries=1, backoff_base=0.05) as rpc:
+            chain, latest, safe, final = await rpc.batch(
+                [("eth_chainId", []), ("eth_getBlockByNumber", ["latest", False]),
+                 ("eth_getBlockByNumber", ["safe", False]), ("eth_getBlockByNumber", ["finalized", False])],
+                return_exceptions=True)
+    except RpcError as exc:
+        status.error = describe_rpc_error(exc, chain_id, labels)
+        return status
+    if isinstance(chain, RpcError) or isinstance(latest, RpcError) or latest is None:
+        status.error = describe_rpc_error(chain if isinstance(chain, RpcError) else latest, chain_id, labels)
+        return status
+    if int(chain, 16) != chain_id:
+        status.error = str(ChainIdMismatch(expected=chain_id, got=int(chain, 16), url=", ".join(labels)))
+        return status
+    status.head_block = int(latest["number"], 16)
+    status.safe_block = _number(safe)
+    status.finalized_block = _number(final)
+    return status
+
+
+def _number(block: Any) -> int | None:
+    return int(block["number"], 16) if isinstance(block, dict) and block.get("number") else None
+
+
+def describe_rpc_error(exc: object, chain_id: int, labels: Sequence[str]) -> str:
+    """One line naming the chain and the endpoints (redacted), without the provider's URL paths or keys."""
+    where = ", ".join(labels) or "no endpoint"
+    if isinstance(exc, AllEndpointsFailed):
+        last = exc.last_error
+        reason = type(last).__name__ if last is not None else "unreachable"
+        return f"chain {chain_id}: RPC unreachable at {where} ({reason})"
+    if isinstance(exc, RpcError):
+        return f"chain {chain_id}: RPC error at {where}: {exc.message}"
+    return f"chain {chain_id}: unexpected RPC reply at {where}"
+
+
+@dataclass(slots=True)
+class ChainStatus:
+    """One row of `rwa index status`: the node's view next to the database's."""
+
+    chain_id: int
+    chain: str
+    configured: bool
+    reachable: bool
+    error: str | None
+    endpoints: list[str]
+    head: int | None
+    safe: int | None
+    finalized: int | None
+    indexed: int | None
+    lag: int | None
+    recent_events: int
+    window_blocks: int
+    events_per_second: float | None
+    cursor_updated_at: str | None = field(default=None)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def combine(spec: ChainSpec, node: NodeStatus, cursor: CursorStatus) -> ChainStatus:
+    head = node.head_block if node.reachable else cursor.head_block
+    lag = max(head - cursor.indexed_block, 0) if head is not None and cursor.indexed_block is not None else None
+    return ChainStatus(
+        chain_id=spec.chain_id, chain=spec.short_name, configured=bool(node.endpoints), reachable=node.reachable,
+        error=node.error, endpoints=node.endpoints,
+        head=node.head_block, safe=node.safe_block, finalized=node.finalized_block,
+        indexed=cursor.indexed_block, lag=lag, recent_events=cursor.recent_events,
+        window_blocks=cursor.window_blocks, events_per_second=cursor.events_per_second,
+        cursor_updated_at=cursor.updated_at.isoformat() if cursor.updated_at else None)
+
+
+async def chain_status(session: AsyncSession, specs: Sequence[ChainSpec], urls: dict[int, list[str]], *,
+                       timeout: float = 5.0, window_blocks: int = DEFAULT_WINDOW_BLOCKS) -> list[ChainStatus]:
+    """Probe every node concurrently while the database is read."""
+    probes = asyncio.gather(*(probe_node(s.chain_id, urls.get(s.chain_id, []), timeout=timeout) for s in specs))
+    cursors = await read_cursor_status(session, [s.chain_id for s in specs], window_blocks)
+    nodes = await probes
+    return [combine(s, n, c) for s, n, c in zip(specs, nodes, cursors)]
