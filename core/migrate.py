@@ -18,7 +18,7 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def upgrade(database_url: str, revision: str = "head") -> None:
+async def upgrade(database_url: str, revision: str = "heads") -> None:
     """Run `alembic upgrade` on an async connection (env.py takes the advisory lock)."""
     engine = create_async_engine(database_url)
     try:
@@ -33,7 +33,7 @@ async def upgrade(database_url: str, revision: str = "head") -> None:
         await engine.dispose()
 
 
-def upgrade_sync(database_url: str, revision: str = "head") -> None:
+def upgrade_sync(database_url: str, revision: str = "heads") -> None:
     asyncio.run(upgrade(database_url, revision))
 
 
@@ -58,7 +58,7 @@ async def autogenerate(message: str, rev_id: str, admin_url: str) -> None:
             def _gen(sync_conn):  # type: ignore[no-untyped-def]
                 cfg = alembic_config()
                 cfg.attributes["connection"] = sync_conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, "heads")
                 command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
             await conn.run_sync(_gen)
             await conn.commit()

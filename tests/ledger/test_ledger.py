@@ -1,0 +1,96 @@
+"""The cash ledger: balanced movements, idempotency per reference, no negative user balances, zero sum."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from core.errors import Conflict
+from models.ledger import AccountKind
+from resolvers import ledger
+from resolvers.ledger import Platform, UserAccount
+
+
+async def test_credit_reserve_release_and_zero_sum(session, make_user):
+    user = await make_user()
+    assert await ledger.credit_deposit(session, user.id, Decimal("100.50"), "USD", "test:credit:1")
+    assert await ledger.reserve(session, user.id, Decimal("40.25"), "USD", "test:reserve:1")
+    [bal] = await ledger.balances(session, user.id)
+    assert (bal.currency, bal.available, bal.reserved) == ("USD", Decimal("60.25"), Decimal("40.25"))
+    assert await ledger.release(session, user.id, Decimal("40.25"), "USD", "test:release:1")
+    [bal] = await ledger.balances(session, user.id)
+    assert bal.available == Decimal("100.50") and bal.reserved == 0
+    assert await ledger.total_by_currency(session) == {"USD": Decimal(0)}
+
+
+async def test_same_reference_posts_once(session, make_user):
+    user = await make_user()
+    results = [await ledger.credit_deposit(session, user.id, Decimal("5"), "USD", "payment:42:credit")
+               for _ in range(3)]
+    assert results == [True, False, False]
+    [bal] = await ledger.balances(session, user.id)
+    assert bal.available == Decimal("5")
+
+
+async def test_overspending_is_refused_and_changes_nothing(session, make_user):
+    user = await make_user()
+    await ledger.credit_deposit(session, user.id, Decimal("10"), "USD", "c1")
+    with pytest.raises(Conflict) as exc:
+        async with session.begin_nested():
+            await ledger.reserve(session, user.id, Decimal("10.01"), "USD", "r1")
+    assert exc.value.extensions["reason"] == "INSUFFICIENT_FUNDS"
+    [bal] = await ledger.balances(session, user.id)
+    assert bal.available == Decimal("10") and bal.reserved == 0
+
+
+async def test_database_refuses_unbalanced_entries_and_edits(session, make_user):
+    user = await make_user()
+    await ledger.credit_deposit(session, user.id, Decimal("1"), "USD", "c2")
+    acc = await ledger.account_id(session, UserAccount(user.id), "USD")
+    txn = (await session.execute(text("SELECT transaction_id FROM ledger_entries LIMIT 1"))).scalar_one()
+    with pytest.raises(DBAPIError, match="does not balance"):
+        async with session.begin_nested():
+            await session.execute(text("INSERT INTO ledger_entries (transaction_id, account_id, currency, amount) "
+                                       "VALUES (:t, :a, 'USD', 1)"), {"t": txn, "a": acc})
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with session.begin_nested():
+            await session.execute(text("UPDATE ledger_entries SET amount = 0"))
+
+
+async def test_concurrent_reservations_never_overspend(engine, make_user):
+    """Twenty concurrent reservations of 10 against 100 of cash: exactly ten succeed (committed data)."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from models.identity import User
+
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    import uuid
+
+    async with factory() as s:
+        user = User(id=uuid.uuid4(), email=f"c-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", roles=["INVESTOR"])
+        s.add(user)
+        await s.commit()
+        await ledger.credit_deposit(s, user.id, Decimal("100"), "USDX", f"c:{user.id}")
+        await s.commit()
+
+    async def attempt(i: int) -> bool:
+        async with factory() as s:
+            try:
+                await ledger.reserve(s, user.id, Decimal("10"), "USDX", f"r:{user.id}:{i}")
+                await s.commit()
+                return True
+            except Conflict:
+                await s.rollback()
+                return False
+
+    outcomes = await asyncio.gather(*(attempt(i) for i in range(20)))
+    assert sum(outcomes) == 10
+    async with factory() as s:
+        [bal] = await ledger.balances(s, user.id)
+        assert (bal.available, bal.reserved) == (Decimal(0), Decimal(100))
+        totals = await ledger.total_by_currency(s)
+        assert totals["USDX"] == 0
