@@ -184,6 +184,10 @@ _shares: dict[Path, _ProcessShare] = {}
 _shares_lock = threading.Lock()
 
 
+# A forked child holds nothing: its parent owns the registrations, servers and locks it inherited.
+os.register_at_fork(after_in_child=_shares.clear)
+
+
 def _share_for(data_dir: Path) -> _ProcessShare:
     with _shares_lock:
         return _shares.setdefault(data_dir, _ProcessShare())
@@ -206,6 +210,7 @@ class EmbeddedServices:
             if self._endpoints is not None:
                 return self._endpoints
             if self.postgres:
+                refuse_root_home(self.data_dir, euid=os.geteuid(), homes=root_homes())
                 _check_pgserver_install()
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             share = _share_for(self.data_dir)
@@ -273,12 +278,9 @@ class EmbeddedServices:
                 return
             atexit.unregister(self._stop_at_exit)
             self._endpoints = None
-            share = _share_for(self.data_dir)
             if self._owner_pid != os.getpid():
-                # A forked child inherited our state; the parent owns the registration.
-                with _shares_lock:
-                    _shares.pop(self.data_dir, None)
-                return
+                return  # a forked child inherited this object; the parent owns the registration
+            share = _share_for(self.data_dir)
             with share.lock:
                 share.pg_users -= int(self.postgres)
                 share.redis_users -= int(self.redis)

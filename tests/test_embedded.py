@@ -234,6 +234,30 @@ def test_objects_in_one_process_share_until_the_last_stops(data_dir: Path) -> No
     assert_clean(data_dir, pids)
 
 
+def test_a_forked_child_leaves_the_parents_services_alone(data_dir: Path) -> None:
+    parent = EmbeddedServices(data_dir)
+    with parent as endpoints:
+        pids = service_pids(data_dir)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                parent.stop()  # inherited object: must not unregister the parent or stop its servers
+                fresh = EmbeddedServices(data_dir)
+                fresh.start()  # a new user in the child registers itself and joins the servers
+                users = {u.process.pid for u in load_registry(data_dir).users}
+                handles = json.loads((data_dir / "pg" / ".handle_pids.json").read_text())
+                fresh.stop()
+                code = 0 if users == {os.getpid(), os.getppid()} and os.getpid() in handles else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        check_services(endpoints.database_url or "", endpoints.redis_url or "")
+        assert [u.process.pid for u in load_registry(data_dir).users] == [os.getpid()]
+    assert_clean(data_dir, pids)
+
+
 # --- signals, sharing, kill -9 ------------------------------------------------------------------
 
 
