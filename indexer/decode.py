@@ -1,0 +1,87 @@
+"""Decode stage: a FetchedRange becomes the row tuples the writer copies into Postgres.
+
+Pure and synchronous (testable without a node or a database). Column orders are the
+``*_COLUMNS`` tuples below; the writer copies them as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from indexer.events import TRANSFER_TOPIC0, UndecodableLog, checksum, decode_log, subject_of, topic_address
+from indexer.fetch import FetchedRange
+
+BLOCK_COLUMNS = ("chain_id", "number", "hash", "parent_hash", "timestamp")
+EVENT_COLUMNS = (
+    "chain_id", "block_hash", "log_index", "block_number", "tx_hash", "tx_index",
+    "address", "event", "topics", "data", "args", "subject",
+)
+TRANSFER_COLUMNS = (
+    "chain_id", "block_hash", "log_index", "block_number", "block_time", "tx_hash",
+    "token_address", "from_address", "to_address", "value",
+)
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    chain_id: int
+    from_block: int
+    to_block: int
+    end_hash: str
+    blocks: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    transfers: list[tuple[Any, ...]] = field(default_factory=list)
+    first_hash: str | None = None  # block from_block's hash, if fetched (parent check against the cursor)
+    first_parent: str | None = None
+
+
+def _ts(hex_ts: str) -> datetime:
+    return datetime.fromtimestamp(int(hex_ts, 16), tz=UTC)
+
+
+def decode_range(batch: FetchedRange) -> DecodedBatch:
+    chain_id = batch.chain_id
+    out = DecodedBatch(chain_id, batch.from_block, batch.to_block, batch.end_hash)
+    times: dict[int, datetime] = {}
+    for n, blk in batch.blocks.items():
+        t = _ts(blk["timestamp"])
+        times[n] = t
+        out.blocks.append((chain_id, n, blk["hash"], blk["parentHash"], t))
+    first = batch.blocks.get(batch.from_block)
+    if first is not None:
+        out.first_hash, out.first_parent = first["hash"], first["parentHash"]
+
+    events, transfers = out.events, out.transfers
+    for lg in batch.logs:
+        topics: list[str] = lg["topics"]
+        data: str = lg["data"]
+        block_hash: str = lg["blockHash"]
+        n = int(lg["blockNumber"], 16)
+        log_index = int(lg["logIndex"], 16)
+        tx_hash = lg["transactionHash"]
+        emitter = checksum(lg["address"])
+        if topics and topics[0] == TRANSFER_TOPIC0 and len(topics) == 3:
+            # The hot path: slice the words directly.
+            frm, to, value = topic_address(topics[1]), topic_address(topics[2]), int(data[2:66], 16)
+            args = f'{{"from": "{frm}", "to": "{to}", "value": "{value}"}}'
+            events.append((chain_id, block_hash, log_index, n, tx_hash, int(lg["transactionIndex"], 16),
+                           emitter, "Transfer", topics, data, args, None))
+            transfers.append((chain_id, block_hash, log_index, n, times[n], tx_hash, emitter, frm, to, value))
+            continue
+        try:
+            decoded = decode_log(topics, data)
+        except UndecodableLog:
+            decoded = None
+        if decoded is None:
+            name, arg_map, subject = "Unknown", {}, None
+        else:
+            name, arg_map = decoded
+            if name == "IdentityRegistered":
+                arg_map["country"] = batch.countries.get((block_hash, log_index))
+            subject = subject_of(name, arg_map, emitter)
+        events.append((chain_id, block_hash, log_index, n, tx_hash, int(lg["transactionIndex"], 16),
+                       emitter, name, topics, data, json.dumps(arg_map), subject))
+    return out

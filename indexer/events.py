@@ -1,0 +1,142 @@
+"""Event signatures of the watched contracts and hex-slicing decoders (no eth_abi on the hot path).
+
+Each decoder takes the log's ``topics`` and ``data`` (0x-hex strings as the node returns them) and
+gives the event's arguments as a dict of JSON-safe values (addresses checksummed, uint256 as str).
+``subject`` is the account whose state the event changes, used to recompute derived state:
+the holder/investor for freeze and identity events, the token itself for Paused/Unpaused, None
+for Transfer (derived through token_transfers) and RecoverySuccess (its effects have own events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+@lru_cache(maxsize=1 << 17)
+def checksum(address: str) -> str:
+    """Checksum a 0x-address; cached because a busy token sees the same holders again and again."""
+    return to_checksum_address(address)
+
+
+def topic_address(topic: str) -> str:
+    return checksum("0x" + topic[-40:])
+
+
+def word(data: str, i: int) -> str:
+    """The i-th 32-byte word of ``data`` as 64 hex chars."""
+    start = 2 + 64 * i
+    return data[start : start + 64]
+
+
+def signature_topic(signature: str) -> str:
+    return "0x" + keccak(text=signature).hex()
+
+
+Args = dict[str, Any]
+Decoder = Callable[[list[str], str], Args]
+
+
+def _transfer(topics: list[str], data: str) -> Args:
+    return {"from": topic_address(topics[1]), "to": topic_address(topics[2]), "value": str(int(data[2:66], 16))}
+
+
+def _pause(topics: list[str], data: str) -> Args:
+    return {"account": checksum("0x" + word(data, 0)[24:])}
+
+
+def _address_frozen(topics: list[str], data: str) -> Args:
+    return {"user": topic_address(topics[1]), "frozen": int(topics[2], 16) != 0, "owner": topic_address(topics[3])}
+
+
+def _tokens_frozen(topics: list[str], data: str) -> Args:
+    return {"user": topic_address(topics[1]), "amount": str(int(data[2:66], 16))}
+
+
+def _recovery(topics: list[str], data: str) -> Args:
+    return {
+        "lostWallet": topic_address(topics[1]),
+        "newWallet": topic_address(topics[2]),
+        "investorOnchainId": topic_address(topics[3]),
+    }
+
+
+def _identity(topics: list[str], data: str) -> Args:
+    return {"investor": topic_address(topics[1]), "identity": topic_address(topics[2])}
+
+
+def _country(topics: list[str], data: str) -> Args:
+    return {"investor": topic_address(topics[1]), "country": int(topics[2], 16)}
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    name: str
+    signature: str
+    decode: Decoder
+    subject_arg: str | None  # which arg is the subject; "@token" means the emitting contract
+
+    @property
+    def topic0(self) -> str:
+        return signature_topic(self.signature)
+
+
+EVENT_TYPES: tuple[EventType, ...] = (
+    # ERC-20 Transfer: security tokens and stablecoins alike
+    EventType("Transfer", "Transfer(address,address,uint256)", _transfer, None),
+    EventType("Paused", "Paused(address)", _pause, "@token"),
+    EventType("Unpaused", "Unpaused(address)", _pause, "@token"),
+    EventType("AddressFrozen", "AddressFrozen(address,bool,address)", _address_frozen, "user"),
+    EventType("TokensFrozen", "TokensFrozen(address,uint256)", _tokens_frozen, "user"),
+    EventType("TokensUnfrozen", "TokensUnfrozen(address,uint256)", _tokens_frozen, "user"),
+    EventType("RecoverySuccess", "RecoverySuccess(address,address,address)", _recovery, None),
+    EventType("IdentityRegistered", "IdentityRegistered(address,address)", _identity, "investor"),
+    EventType("IdentityRemoved", "IdentityRemoved(address,address)", _identity, "investor"),
+    EventType("CountryUpdated", "CountryUpdated(address,uint16)", _country, "investor"),
+)
+BY_TOPIC0: dict[str, EventType] = {e.topic0: e for e in EVENT_TYPES}
+BY_NAME: dict[str, EventType] = {e.name: e for e in EVENT_TYPES}
+TRANSFER_TOPIC0 = BY_NAME["Transfer"].topic0
+WATCHED_TOPIC0S: list[str] = [e.topic0 for e in EVENT_TYPES]
+# Events whose derived state is recomputed from the remaining raw events (after inserts and reorgs).
+HOLDING_STATE_EVENTS = ("AddressFrozen", "TokensFrozen", "TokensUnfrozen")
+TOKEN_STATE_EVENTS = ("Paused", "Unpaused")
+IDENTITY_EVENTS = ("IdentityRegistered", "IdentityRemoved", "CountryUpdated")
+
+# investorCountry(address): the country is not in IdentityRegistered, so it is read at that block.
+INVESTOR_COUNTRY_SELECTOR = "0x" + keccak(text="investorCountry(address)")[:4].hex()
+
+
+class UndecodableLog(ValueError):
+    """A log with a known topic0 whose topics/data do not fit the event (e.g. an ERC-721 Transfer)."""
+
+
+def decode_log(topics: list[str], data: str) -> tuple[str, Args] | None:
+    """(event name, args) for a watched event, None for an unknown topic0.
+
+    Raises UndecodableLog if the shape is wrong (another contract's event with the same topic0).
+    """
+    if not topics:
+        return None
+    etype = BY_TOPIC0.get(topics[0])
+    if etype is None:
+        return None
+    try:
+        return etype.name, etype.decode(topics, data)
+    except (IndexError, ValueError) as exc:
+        raise UndecodableLog(f"{etype.name}: {exc}") from exc
+
+
+def subject_of(name: str, args: Args, emitter: str) -> str | None:
+    arg = BY_NAME[name].subject_arg
+    if arg is None:
+        return None
+    if arg == "@token":
+        return emitter
+    return args[arg]

@@ -1,0 +1,157 @@
+"""Fetch stage: logs of the watched contracts over a block range, and the blocks they sit in.
+
+``fetch_ranges`` walks [from, to] with adaptive eth_getLogs spans and yields ``FetchedRange``
+batches of about ``max_events`` logs, each with:
+- the blocks holding its logs, its end block, and every block above ``finalized`` (so the
+  unfinalized part of the chain is stored as a parent-hash chain for reorg detection);
+- the investor country of each IdentityRegistered (not in the event: read with eth_call at
+  that block hash).
+Each batch is checked for internal consistency (log block hashes = fetched block hashes,
+parent hashes chain); a reorg racing the fetch raises InconsistentFetch and the caller retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chains.errors import AllEndpointsFailed, LogRangeTooLarge, RpcError, RpcTimeout
+from chains.log_range import AdaptiveLogRange
+from chains.rpc import RpcClient
+from indexer.errors import InconsistentFetch
+from indexer.events import BY_NAME, INVESTOR_COUNTRY_SELECTOR, WATCHED_TOPIC0S
+
+_REGISTERED_TOPIC0 = BY_NAME["IdentityRegistered"].topic0
+
+
+@dataclass(slots=True)
+class FetchedRange:
+    chain_id: int
+    from_block: int
+    to_block: int
+    logs: list[dict[str, Any]]
+    blocks: dict[int, dict[str, Any]]  # number -> raw block (hash, parentHash, timestamp as hex)
+    countries: dict[tuple[str, int], int] = field(default_factory=dict)  # (block hash, log index) -> country
+
+    @property
+    def end_hash(self) -> str:
+        return str(self.blocks[self.to_block]["hash"])
+
+
+def _shrinkable(err: RpcError) -> bool:
+    # A timeout on eth_getLogs usually means the node scans too much, not that it is down.
+    return isinstance(err, LogRangeTooLarge | RpcTimeout) or (isinstance(err, AllEndpointsFailed) and err.all_timeouts)
+
+
+async def _logs_until(
+    client: RpcClient,
+    addresses: Sequence[str],
+    start: int,
+    to_block: int,
+    ranger: AdaptiveLogRange,
+    max_events: int,
+    logs_per_call: int,
+    timeout: float | None,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Logs from ``start`` on, span after span, until ``max_events`` or ``to_block``; returns (end, logs)."""
+    logs: list[dict[str, Any]] = []
+    end = start - 1
+    while end < to_block and len(logs) < max_events:
+        s = end + 1
+        e = min(to_block, s + ranger.size - 1)
+        try:
+            got = await client.get_logs(list(addresses), [WATCHED_TOPIC0S], s, e, timeout=timeout)
+        except RpcError as err:
+            suggested = None
+            if isinstance(err, LogRangeTooLarge) and err.suggested_range is not None:
+                lo, hi = err.suggested_range
+                suggested = hi - s + 1 if lo == s and hi < e else None
+            if _shrinkable(err) and ranger.shrink(e - s + 1, suggested):
+                continue
+            raise
+        if len(got) > logs_per_call and e > s:
+            ranger.shrink(e - s + 1)  # keep these logs; the next span is smaller (memory, latency)
+        else:
+            ranger.observe(e - s + 1, len(got))
+        logs.extend(got)
+        end = e
+    return end, logs
+
+
+async def fetch_blocks(client: RpcClient, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Blocks by number (batched); InconsistentFetch if the node does not know one (it went away)."""
+    numbers = sorted(set(numbers))
+    got = await client.get_blocks(numbers)
+    blocks: dict[int, dict[str, Any]] = {}
+    for n, blk in zip(numbers, got):
+        if blk is None:
+            raise InconsistentFetch(f"node has no block {n} (chain shortened?)")
+        blocks[n] = {"hash": blk["hash"], "parentHash": blk["parentHash"], "timestamp": blk["timestamp"]}
+    return blocks
+
+
+async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> dict[tuple[str, int], int]:
+    """investorCountry(investor) at the block of each IdentityRegistered log."""
+    regs = [lg for lg in logs if lg["topics"] and lg["topics"][0] == _REGISTERED_TOPIC0]
+    if not regs:
+        return {}
+    calls = [
+        (
+            "eth_call",
+            [
+                {"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + lg["topics"][1][2:]},
+                {"blockHash": lg["blockHash"]},  # EIP-1898: the state of exactly that block
+            ],
+        )
+        for lg in regs
+    ]
+    try:
+        results = await client.batch(calls)
+    except RpcError as err:
+        raise InconsistentFetch(f"investorCountry at a fetched block failed: {err}") from err
+    return {(lg["blockHash"], int(lg["logIndex"], 16)): int(r, 16) if r not in (None, "0x") else 0 for lg, r in zip(regs, results)}
+
+
+def check_consistency(batch: FetchedRange) -> None:
+    """Raise InconsistentFetch if the logs and blocks of one batch come from different forks."""
+    blocks = batch.blocks
+    for lg in batch.logs:
+        if lg.get("removed"):
+            raise InconsistentFetch(f"removed log in block {int(lg['blockNumber'], 16)}")
+        n = int(lg["blockNumber"], 16)
+        if blocks[n]["hash"] != lg["blockHash"]:
+            raise InconsistentFetch(f"log block hash differs from block {n}'s hash")
+    prev_n, prev_hash = None, None
+    for n in sorted(blocks):
+        if prev_n is not None and n == prev_n + 1 and blocks[n]["parentHash"] != prev_hash:
+            raise InconsistentFetch(f"block {n} does not extend block {prev_n}")
+        prev_n, prev_hash = n, blocks[n]["hash"]
+
+
+async def fetch_ranges(
+    client: RpcClient,
+    chain_id: int,
+    addresses: Sequence[str],
+    from_block: int,
+    to_block: int,
+    *,
+    finalized: int,
+    ranger: AdaptiveLogRange,
+    max_events: int = 20_000,
+    logs_per_call: int = 10_000,
+    timeout: float | None = None,
+) -> AsyncIterator[FetchedRange]:
+    """Yield consistent batches covering [from_block, to_block] exactly once, in order."""
+    start = from_block
+    while start <= to_block:
+        end, logs = await _logs_until(client, addresses, start, to_block, ranger, max_events, logs_per_call, timeout)
+        wanted = {int(lg["blockNumber"], 16) for lg in logs}
+        wanted.add(end)
+        wanted.update(range(max(start, finalized + 1), end + 1))
+        blocks = await fetch_blocks(client, sorted(wanted))
+        batch = FetchedRange(chain_id, start, end, logs, blocks)
+        check_consistency(batch)
+        batch.countries = await read_countries(client, logs)
+        yield batch
+        start = end + 1

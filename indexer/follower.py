@@ -1,0 +1,180 @@
+"""One chain's indexing loop (run while this process holds the chain's writer lock).
+
+Each step: read the node's heads; check the block under the cursor still has the stored hash
+(else walk back and roll back); let addresses that lag the cursor (tokens added later) catch up
+on their own; then extend the cursor towards the head for every caught-up address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import asyncpg
+from redis.asyncio import Redis
+
+from chains.errors import RpcError
+from chains.log_range import AdaptiveLogRange
+from chains.rpc import RpcClient
+from chains.spec import ChainSpec
+from indexer import intervals, metrics
+from indexer.chainstate import Cursor, Heads, load_cursor, load_watched, read_heads, save_heads
+from indexer.config import IndexerConfig
+from indexer.errors import InconsistentFetch, ReorgDetected, ReorgTooDeep
+from indexer.pipeline import index_range
+from indexer.reorg import find_common_ancestor, publish_reorg, rollback
+from indexer.write import ensure_cursor, prepare_connection
+
+log = logging.getLogger(__name__)
+
+
+class ChainFollower:
+    def __init__(
+        self,
+        spec: ChainSpec,
+        client: RpcClient,
+        conn: asyncpg.Connection,
+        config: IndexerConfig,
+        *,
+        redis: Redis | None = None,
+        redis_prefix: str = "rwa:",
+    ) -> None:
+        self.spec = spec
+        self.chain_id = spec.chain_id
+        self.client = client
+        self.conn = conn
+        self.config = config
+        self.redis = redis
+        self.redis_prefix = redis_prefix
+        self.depth = config.depth_for(spec)
+        self.ranger = AdaptiveLogRange.for_chain(spec, initial=config.initial_span)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow until ``stop``; ReorgTooDeep and lost-connection errors propagate, others are retried."""
+        await prepare_connection(self.conn)
+        poll = self.config.poll_for(self.spec)
+        c = str(self.chain_id)
+        while not stop.is_set():
+            try:
+                busy = await self.step(stop)
+            except ReorgTooDeep:
+                metrics.REORGS_TOO_DEEP.labels(c).inc()
+                raise
+            except (ReorgDetected, InconsistentFetch) as exc:
+                log.info("chain %s: %s; re-checking", self.chain_id, exc)
+                continue
+            except (RpcError, asyncpg.PostgresError, OSError, ValueError, KeyError, TypeError) as exc:
+                # RPC faults, malformed replies, transient DB errors: back off, retry the step.
+                if self.conn.is_closed():
+                    raise
+                metrics.ITERATION_ERRORS.labels(c, type(exc).__name__).inc()
+                log.warning("chain %s: step failed (%s: %s); retrying", self.chain_id, type(exc).__name__, exc)
+                await _sleep(stop, self.config.error_backoff_s)
+                continue
+            if not busy:
+                await _sleep(stop, poll)
+
+    async def step(self, stop: asyncio.Event | None = None) -> bool:
+        """One iteration; True if it wrote or rolled back something (so the next runs at once)."""
+        heads = await read_heads(self.client, self.spec, self.depth, self.config.use_finality_tags)
+        watched = await load_watched(self.conn, self.chain_id)
+        cursor = await load_cursor(self.conn, self.chain_id)
+        if cursor is None:
+            if not watched:
+                return False
+            await ensure_cursor(self.conn, self.chain_id, min(watched.values()) - 1)
+            cursor = await load_cursor(self.conn, self.chain_id)
+            assert cursor is not None
+        await save_heads(self.conn, self.chain_id, heads)
+        metrics.observe_heads(self.chain_id, heads.head, heads.safe, heads.finalized, cursor.indexed_block)
+
+        if cursor.indexed_hash is not None and cursor.indexed_block >= 0:
+            node_block = await self.client.get_block(cursor.indexed_block)
+            if node_block is None or node_block["hash"] != cursor.indexed_hash:
+                await self.handle_reorg(cursor)
+                return True
+        if not watched:
+            return False
+        busy = await self.catch_up(watched, cursor, heads, stop)
+        cursor = await self.resume_from_intervals(watched, cursor, heads)
+        if cursor.indexed_block < heads.head and not (stop is not None and stop.is_set()):
+            addresses = {a: s for a, s in watched.items()}
+            last = await index_range(
+                self.conn, self.client, self.chain_id, addresses, cursor.indexed_block + 1, heads.head,
+                finalized=heads.finalized, ranger=self.ranger, move_cursor=True,
+                max_events=self.config.batch_events, logs_per_call=self.config.logs_per_call,
+                rpc_timeout=self.config.rpc_timeout_s, stop=stop,
+            )
+            metrics.LAG_BLOCKS.labels(str(self.chain_id)).set(max(0, heads.head - last))
+            busy = busy or last > cursor.indexed_block
+        return busy
+
+    async def catch_up(self, watched: Mapping[str, int], cursor: Cursor, heads: Heads, stop: asyncio.Event | None) -> bool:
+        """Backfill addresses whose history up to the cursor is incomplete (a token added while running)."""
+        covered = await intervals.load(self.conn, self.chain_id)
+        did = False
+        for address, start in sorted(watched.items()):
+            if start > cursor.indexed_block:
+                continue
+            for lo, hi in intervals.gaps(covered.get(address, []), start, cursor.indexed_block):
+                log.info("chain %s: backfilling %s over [%s, %s]", self.chain_id, address, lo, hi)
+                await index_range(
+                    self.conn, self.client, self.chain_id, {address: start}, lo, hi,
+                    finalized=heads.finalized, ranger=self.ranger, move_cursor=False,
+                    max_events=self.config.batch_events, logs_per_call=self.config.logs_per_call,
+                    rpc_timeout=self.config.rpc_timeout_s, stop=stop,
+                )
+                did = True
+                if stop is not None and stop.is_set():
+                    return did
+        return did
+
+    async def resume_from_intervals(self, watched: Mapping[str, int], cursor: Cursor, heads: Heads) -> Cursor:
+        """Move the cursor over blocks every watched address already has (a finished `backfill`)."""
+        covered = await intervals.load(self.conn, self.chain_id)
+        nxt = cursor.indexed_block + 1
+        reach = heads.finalized
+        for address, start in watched.items():
+            if start > nxt:
+                reach = min(reach, start - 1)
+                continue
+            ends = [hi for lo, hi in covered.get(address, []) if lo <= nxt <= hi]
+            reach = min(reach, ends[0] if ends else cursor.indexed_block)
+        if reach <= cursor.indexed_block:
+            return cursor
+        block_hash = await self.conn.fetchval(
+            "SELECT hash FROM blocks WHERE chain_id = $1 AND number = $2", self.chain_id, reach
+        )
+        if block_hash is None:
+            blk = await self.client.get_block(reach)
+            if blk is None:
+                return cursor
+            block_hash = blk["hash"]
+        await self.conn.execute(
+            "UPDATE indexer_cursors SET indexed_block = $2, indexed_hash = $3, updated_at = now() "
+            "WHERE chain_id = $1 AND indexed_block = $4",
+            self.chain_id, reach, block_hash, cursor.indexed_block,
+        )
+        log.info("chain %s: cursor resumes at %s from fetched intervals", self.chain_id, reach)
+        return Cursor(reach, block_hash, cursor.finalized_block)
+
+    async def handle_reorg(self, cursor: Cursor) -> None:
+        ancestor, ancestor_hash = await find_common_ancestor(
+            self.conn, self.client, self.chain_id, cursor.indexed_block, self.depth, cursor.finalized_block
+        )
+        rb = await rollback(self.conn, self.chain_id, ancestor, ancestor_hash)
+        metrics.REORGS.labels(str(self.chain_id), str(rb.depth)).inc()
+        metrics.INDEXED_BLOCK.labels(str(self.chain_id)).set(ancestor)
+        log.warning("chain %s: reorg of depth %s rolled back to block %s", self.chain_id, rb.depth, ancestor)
+        await publish_reorg(self.redis, self.redis_prefix, rb)
+
+
+async def _sleep(stop: asyncio.Event | None, seconds: float) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,215 @@
+"""Public entry points for the CLI and `rwa dev`: ``run_indexer`` and ``backfill``.
+
+    await run_indexer(settings)                       # all three chains, until stop is set
+    await run_indexer(settings, [137], stop=stop)     # one chain
+    result = await backfill(settings, 1, 18_000_000, None, token="0x...", progress=print)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+
+from chains.log_range import AdaptiveLogRange
+from chains.registry import all_chains, get_chain, rpc_urls_for
+from chains.rpc import RpcClient
+from core.redis import create_redis
+from core.settings import ConfigError, Settings
+from indexer import intervals, lock, metrics
+from indexer.chainstate import load_cursor, load_watched, read_heads
+from indexer.config import IndexerConfig
+from indexer.errors import IndexerBusy, NoRpcUrls, ReorgTooDeep, UnknownToken
+from indexer.events import checksum
+from indexer.follower import ChainFollower
+from indexer.pipeline import BatchDone, index_range
+from indexer.write import ensure_cursor, prepare_connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    chain_id: int
+    blocks_done: int
+    blocks_total: int
+    events: int  # raw events newly written so far
+    elapsed_s: float
+    current_block: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillResult:
+    chain_id: int
+    from_block: int
+    to_block: int
+    blocks: int  # blocks scanned (ranges already fetched are skipped)
+    events: int  # raw events newly written (0 when re-running a range)
+    transfers: int
+    elapsed_s: float
+    stopped: bool  # stop was set before the end; a rerun resumes
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def _database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL must be set for the indexer (or start it through `rwa dev`)")
+    return settings.database_url
+
+
+def make_client(settings: Settings, chain_id: int, config: IndexerConfig) -> RpcClient:
+    urls = settings.rpc_urls(chain_id) or rpc_urls_for(chain_id)
+    if not urls:
+        raise NoRpcUrls(chain_id)
+    return RpcClient(urls, chain_id=chain_id, timeout=config.rpc_timeout_s)
+
+
+async def _run_chain(
+    settings: Settings, chain_id: int, config: IndexerConfig, stop: asyncio.Event, redis: Redis | None
+) -> None:
+    """Wait for the chain's writer lock, then follow; reconnect and re-elect after a lost connection."""
+    spec = get_chain(chain_id)
+    db_url = _database_url(settings)
+    c = str(chain_id)
+    async with make_client(settings, chain_id, config) as client:
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await lock.connect(db_url, chain_id)
+                if not await lock.wait_for_lock(conn, chain_id, stop, config.lock_retry_s):
+                    return
+                metrics.IS_LEADER.labels(c).set(1)
+                log.info("chain %s: writer lock acquired; indexing", chain_id)
+                follower = ChainFollower(spec, client, conn, config, redis=redis, redis_prefix=settings.redis_prefix)
+                await follower.run(stop)
+            except ReorgTooDeep:
+                raise
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.warning("chain %s: database connection lost (%s); re-electing", chain_id, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=config.error_backoff_s)
+                except TimeoutError:
+                    pass
+            finally:
+                metrics.IS_LEADER.labels(c).set(0)
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+
+
+async def run_indexer(
+    settings: Settings,
+    chain_ids: list[int] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    config: IndexerConfig | None = None,
+) -> None:
+    """Index the given chains (default: all) concurrently until ``stop`` is set.
+
+    A chain that hits ReorgTooDeep stops alone; the others go on. When every chain has ended,
+    the first ReorgTooDeep is raised (so a CLI exits non-zero).
+    """
+    config = config or IndexerConfig.from_env()
+    stop = stop or asyncio.Event()
+    ids = chain_ids or [s.chain_id for s in all_chains()]
+    for cid in ids:
+        get_chain(cid)  # UnknownChain early
+    redis = create_redis(settings.redis_url) if settings.redis_url else None
+    try:
+        tasks = {asyncio.create_task(_run_chain(settings, cid, config, stop, redis), name=f"chain-{cid}"): cid for cid in ids}
+        errors: list[BaseException] = []
+        for task in asyncio.as_completed(tasks):
+            try:
+                await task
+            except ReorgTooDeep as exc:
+                log.error("%s", exc)
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+    finally:
+        if redis is not None:
+            await redis.aclose()
+
+
+async def backfill(
+    settings: Settings,
+    chain_id: int,
+    from_block: int,
+    to_block: int | None,
+    token: str | None = None,
+    progress: Callable[[ProgressUpdate], None] | None = None,
+    stop: asyncio.Event | None = None,
+    *,
+    config: IndexerConfig | None = None,
+) -> BackfillResult:
+    """Index [from_block, to_block] (default: the finalized head) for every watched address of the
+    chain, or for one token (and its identity registry). Idempotent; skips what is already fetched;
+    refuses (IndexerBusy) while another process holds the chain's writer lock."""
+    config = config or IndexerConfig.from_env()
+    spec = get_chain(chain_id)
+    if from_block < 0 or (to_block is not None and from_block > to_block):
+        raise ValueError(f"bad block range: from {from_block} to {to_block}")
+    started = time.perf_counter()
+    async with make_client(settings, chain_id, config) as client:
+        conn = await lock.connect(_database_url(settings), chain_id, role="backfill")
+        try:
+            if not await lock.try_lock(conn, chain_id):
+                raise IndexerBusy(chain_id)
+            await prepare_connection(conn)
+            watched = await load_watched(conn, chain_id)
+            if token is not None:
+                addr = checksum(token)
+                row = await conn.fetchrow(
+                    "SELECT start_block, identity_registry FROM tokens WHERE chain_id = $1 AND address = $2",
+                    chain_id, addr,
+                )
+                if row is None:
+                    raise UnknownToken(chain_id, addr)
+                targets = {a: s for a, s in watched.items() if a in (addr, row["identity_registry"])}
+            else:
+                targets = dict(watched)
+            heads = await read_heads(client, spec, config.depth_for(spec), config.use_finality_tags)
+            end = heads.finalized if to_block is None else to_block
+            if from_block > end:
+                raise ValueError(f"bad block range: from {from_block} is above {end}")
+            if watched:
+                await ensure_cursor(conn, chain_id, min(watched.values()) - 1)
+            covered = await intervals.load(conn, chain_id)
+            spans = intervals.merge([
+                g for a, s in targets.items()
+                for g in intervals.gaps(covered.get(a, []), max(from_block, s), end) if max(from_block, s) <= end
+            ])
+            total = sum(hi - lo + 1 for lo, hi in spans)
+            done = events = transfers = 0
+            ranger = AdaptiveLogRange.for_chain(spec, initial=config.initial_span)
+            stopped = False
+            for lo, hi in spans:
+                cursor = await load_cursor(conn, chain_id)
+                move = token is None and cursor is not None and cursor.indexed_block == lo - 1 and targets == watched
+
+                def on_batch(b: BatchDone) -> None:
+                    nonlocal done, events, transfers
+                    done += b.to_block - b.from_block + 1
+                    events += b.result.events
+                    transfers += b.result.transfers
+                    if progress is not None:
+                        progress(ProgressUpdate(chain_id, done, total, events, time.perf_counter() - started, b.to_block))
+
+                last = await index_range(
+                    conn, client, chain_id, targets, lo, hi, finalized=heads.finalized, ranger=ranger,
+                    move_cursor=move, max_events=config.batch_events, logs_per_call=config.logs_per_call,
+                    rpc_timeout=config.rpc_timeout_s, stop=stop, on_batch=on_batch,
+                )
+                if last < hi:
+                    stopped = True
+                    break
+        finally:
+            await conn.close()
+    return BackfillResult(chain_id, from_block, end, done, events, transfers, time.perf_counter() - started, stopped)

@@ -1,0 +1,108 @@
+"""Write stage: one decoded batch -> one Postgres transaction, on the chain's own asyncpg connection.
+
+In that transaction: blocks (checked against the stored hash chain), raw events and token
+transfers (COPY into temp tables, then INSERT ... ON CONFLICT DO NOTHING), derived state from
+the rows actually inserted (replaying a range changes nothing), the fetched intervals of the
+addresses covered, and, when the batch extends the chain's cursor, the cursor itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+
+from indexer import intervals
+from indexer.decode import BLOCK_COLUMNS, EVENT_COLUMNS, TRANSFER_COLUMNS, DecodedBatch
+from indexer.errors import ReorgDetected
+from indexer.state import INSERT_TRANSFERS_SQL, recompute_for_events
+
+_TEMP_TABLES = """
+CREATE TEMP TABLE IF NOT EXISTS _bl (LIKE blocks) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _ev (LIKE chain_events) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS _tt (LIKE token_transfers) ON COMMIT DELETE ROWS;
+"""
+
+_INSERT_BLOCKS = "INSERT INTO blocks SELECT * FROM _bl ON CONFLICT (chain_id, number) DO NOTHING"
+_BLOCK_MISMATCH = """
+SELECT b.number FROM _bl JOIN blocks b ON b.chain_id = _bl.chain_id AND b.number = _bl.number
+WHERE b.hash <> _bl.hash ORDER BY b.number LIMIT 1
+"""
+_INSERT_EVENTS = f"""
+WITH ins AS (
+    INSERT INTO chain_events ({", ".join(EVENT_COLUMNS)}) SELECT {", ".join(EVENT_COLUMNS)} FROM _ev
+    ON CONFLICT DO NOTHING RETURNING event, address, subject)
+SELECT event, address, subject, count(*) AS n FROM ins GROUP BY event, address, subject
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    events: int  # raw events newly inserted
+    transfers: int
+    by_event: Mapping[str, int]
+
+
+async def prepare_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute(_TEMP_TABLES)
+
+
+async def ensure_cursor(conn: asyncpg.Connection, chain_id: int, indexed_block: int) -> None:
+    await conn.execute(
+        "INSERT INTO indexer_cursors (chain_id, indexed_block) VALUES ($1, $2) ON CONFLICT (chain_id) DO NOTHING",
+        chain_id, indexed_block,
+    )
+
+
+async def write_batch(
+    conn: asyncpg.Connection,
+    batch: DecodedBatch,
+    *,
+    address_starts: Mapping[str, int],
+    move_cursor: bool,
+) -> WriteResult:
+    """Write ``batch`` for the addresses in ``address_starts`` (address -> its start block).
+
+    With ``move_cursor`` the batch must start right after the cursor and extend its hash
+    (else ReorgDetected); the cursor then moves to the batch's end in the same transaction.
+    """
+    chain_id = batch.chain_id
+    async with conn.transaction():
+        if move_cursor:
+            row = await conn.fetchrow(
+                "SELECT indexed_block, indexed_hash FROM indexer_cursors WHERE chain_id = $1 FOR UPDATE", chain_id
+            )
+            if row is None or row["indexed_block"] != batch.from_block - 1:
+                got = None if row is None else row["indexed_block"]
+                raise ReorgDetected(chain_id, batch.from_block, f"cursor is at {got}, batch starts at {batch.from_block}")
+            if batch.first_parent is not None and row["indexed_hash"] and batch.first_parent != row["indexed_hash"]:
+                raise ReorgDetected(chain_id, batch.from_block, "parent hash differs from the indexed block's hash")
+        if batch.blocks:
+            await conn.copy_records_to_table("_bl", records=batch.blocks, columns=BLOCK_COLUMNS)
+            await conn.execute(_INSERT_BLOCKS)
+            bad = await conn.fetchval(_BLOCK_MISMATCH)
+            if bad is not None:
+                raise ReorgDetected(chain_id, bad, "fetched block hash differs from the stored one")
+        by_event: Counter[str] = Counter()
+        touched: list[tuple[str, str, str | None]] = []
+        if batch.events:
+            await conn.copy_records_to_table("_ev", records=batch.events, columns=EVENT_COLUMNS)
+            for r in await conn.fetch(_INSERT_EVENTS):
+                by_event[r["event"]] += r["n"]
+                if r["subject"] is not None:
+                    touched.append((r["event"], r["address"], r["subject"]))
+        transfers = 0
+        if batch.transfers:
+            await conn.copy_records_to_table("_tt", records=batch.transfers, columns=TRANSFER_COLUMNS)
+            transfers = (await conn.fetchrow(INSERT_TRANSFERS_SQL, chain_id))["transfers"]
+        if touched:
+            await recompute_for_events(conn, chain_id, touched, batch.to_block)
+        await intervals.extend(conn, chain_id, address_starts, batch.from_block, batch.to_block)
+        if move_cursor:
+            await conn.execute(
+                "UPDATE indexer_cursors SET indexed_block = $2, indexed_hash = $3, updated_at = now() WHERE chain_id = $1",
+                chain_id, batch.to_block, batch.end_hash,
+            )
+    return WriteResult(sum(by_event.values()), transfers, dict(by_event))
