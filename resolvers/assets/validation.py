@@ -1,0 +1,97 @@
+"""Input checks for assets: ISO codes and the per-type metadata schemas."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.errors import BadUserInput
+from models.assets import AssetType
+
+# ISO 4217 active codes (subset kept short on purpose: fiat used by issuers plus XAU/XAG for commodities)
+CURRENCIES = frozenset("""
+AED ARS AUD BGN BHD BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY KES KRW KWD MAD MXN
+MYR NGN NOK NZD OMR PEN PHP PLN QAR RON RSD RUB SAR SEK SGD THB TRY TWD UAH USD VND XAG XAU ZAR
+""".split())
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def currency(code: str, field: str = "currency") -> str:
+    code = code.strip().upper()
+    if code not in CURRENCIES:
+        raise BadUserInput(f"{code!r} is not a supported ISO-4217 currency code", field=field)
+    return code
+
+
+def jurisdiction(code: str) -> str:
+    code = code.strip().upper()
+    if not _COUNTRY.match(code):
+        raise BadUserInput("jurisdiction must be an ISO 3166-1 alpha-2 country code", field="jurisdiction")
+    return code
+
+
+def name(value: str) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= 200:
+        raise BadUserInput("name must have 1 to 200 characters", field="name")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class RealEstate(_Strict):
+    address: str = Field(min_length=3)
+    area_sqm: Decimal = Field(gt=0)
+    property_type: str = Field(min_length=1)
+
+
+class Bond(_Strict):
+    coupon_rate: Decimal = Field(ge=0, le=100)
+    maturity_date: date
+    face_value: Decimal = Field(gt=0)
+    isin: str | None = Field(None, pattern=r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$")
+
+
+class Fund(_Strict):
+    strategy: str = Field(min_length=1)
+    management_fee_pct: Decimal = Field(ge=0, le=100)
+
+
+class Invoice(_Strict):
+    debtor: str = Field(min_length=1)
+    due_date: date
+    face_value: Decimal = Field(gt=0)
+
+
+class Commodity(_Strict):
+    commodity: str = Field(min_length=1)
+    quantity: Decimal = Field(gt=0)
+    unit: str = Field(min_length=1)
+
+
+SCHEMAS: dict[AssetType, type[BaseModel] | None] = {
+    AssetType.REAL_ESTATE: RealEstate, AssetType.BOND: Bond, AssetType.FUND: Fund,
+    AssetType.INVOICE: Invoice, AssetType.COMMODITY: Commodity, AssetType.OTHER: None,
+}
+
+
+def metadata(asset_type: AssetType, raw: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate `raw` against the type's schema; returns JSON-ready values (Decimals and dates as strings)."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise BadUserInput("metadata must be an object", field="metadata")
+    model = SCHEMAS[asset_type]
+    if model is None:
+        return raw
+    try:
+        return model.model_validate(raw).model_dump(mode="json", exclude_none=True)
+    except ValidationError as exc:
+        problems = {".".join(str(p) for p in e["loc"]) or "metadata": e["msg"] for e in exc.errors()}
+        raise BadUserInput(f"metadata is not valid for {asset_type.value}", field="metadata",
+                           problems=problems) from exc

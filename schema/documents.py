@@ -1,0 +1,69 @@
+"""Asset documents. Upload with the GraphQL multipart request spec:
+
+    curl http://host/graphql -H "Authorization: Bearer $T" -H "Apollo-Require-Preflight: true" \
+      -F operations='{"query":"mutation($f: Upload!){ uploadAssetDocument(assetId: \"...\", kind: PROSPECTUS, file: $f){ id sha256 } }","variables":{"f":null}}' \
+      -F map='{"0":["variables.f"]}' -F 0=@prospectus.pdf
+
+Strawberry refuses multipart requests without a CSRF-safe header (any non-empty `Apollo-Require-Preflight`,
+`x-apollo-operation-name` or a non-simple content type set by the client): plain HTML forms cannot add it,
+so a cross-site form post cannot upload on a user's behalf.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+
+import strawberry
+from strawberry.file_uploads import Upload
+from strawberry.types import Info
+
+from models.assets import DocumentKind as DocumentKindModel
+from models.identity import Role
+from resolvers.assets import documents
+from resolvers.assets.documents import DocumentRow
+from schema.permissions import authenticated, requires
+
+DocumentKind = strawberry.enum(DocumentKindModel)
+
+
+@strawberry.type(description="A stored file; sha256 is recorded at upload and checked again on every download.")
+class AssetDocument:
+    id: uuid.UUID
+    asset_id: uuid.UUID
+    kind: DocumentKind
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, r: DocumentRow) -> "AssetDocument":
+        return cls(id=r.id, asset_id=r.asset_id, kind=r.kind, filename=r.filename, content_type=r.content_type,
+                   size=r.size, sha256=r.sha256, created_at=r.created_at)
+
+
+@strawberry.type(description="A document's bytes (base64), after its sha256 was verified.")
+class DocumentContent:
+    document: AssetDocument
+    content_base64: str
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(extensions=authenticated(),
+                      description="Download a document. Fails with CONFLICT if the stored bytes no longer match.")
+    async def document_content(self, info: Info, id: uuid.UUID) -> DocumentContent:
+        row, data = await documents.download(info.context, id)
+        return DocumentContent(document=AssetDocument.from_row(row), content_base64=base64.b64encode(data).decode())
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.COMPLIANCE, Role.ADMIN),
+                         description=f"Attach a file (max {documents.MAX_BYTES} bytes; PDF, PNG, JPEG, text, CSV).")
+    async def upload_asset_document(self, info: Info, asset_id: uuid.UUID, kind: DocumentKind,
+                                    file: Upload) -> AssetDocument:
+        return AssetDocument.from_row(await documents.upload_document(info.context, asset_id, kind, file))

@@ -1,0 +1,78 @@
+"""Token type: on-chain facts from the tokens table; holders and transfers reuse schema/chain.py's connections
+(resolvers/holdings.py: the indexer's holdings and token_transfers tables, with their access rule)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from chains.registry import get_chain
+from models.tokens import TokenKind as TokenKindModel
+from resolvers.assets import token_reads
+from resolvers.assets.loaders import db_lock, loader
+from resolvers.assets.token_reads import TokenRow
+from schema.chain import TokenHolding, TokenTransfer, holdings_connection, transfers_connection
+from schema.pagination import Connection
+from schema.permissions import authenticated
+from schema.scalars import BigInt
+
+TokenKind = strawberry.enum(TokenKindModel)
+
+
+@strawberry.type(description="A token contract on one chain. Amounts are raw integer units (divide by 10^decimals).")
+class Token:
+    id: uuid.UUID
+    asset_id: uuid.UUID | None
+    chain_id: int
+    address: str = strawberry.field(description="EIP-55 checksummed contract address.")
+    kind: TokenKind
+    name: str
+    symbol: str
+    decimals: int
+    total_supply: BigInt  # type: ignore[valid-type]
+    paused: bool
+    start_block: int
+    _row: strawberry.Private[TokenRow]
+
+    @classmethod
+    def from_row(cls, r: TokenRow) -> "Token":
+        return cls(id=r.id, asset_id=r.asset_id, chain_id=r.chain_id, address=r.address, kind=r.kind, name=r.name,
+                   symbol=r.symbol, decimals=r.decimals, total_supply=r.total_supply, paused=r.paused,
+                   start_block=r.start_block, _row=r)
+
+    @strawberry.field(description="Chain name (ethereum, polygon, bsc).")
+    def chain_name(self) -> str:
+        return get_chain(self.chain_id).name
+
+    @strawberry.field(description="Addresses with a positive balance, from the indexer.")
+    async def holder_count(self, info: Info) -> int:
+        return await loader(info.context, "HolderCountByTokenLoader").load((self.chain_id, self.address))
+
+    @strawberry.field(description="Holders by balance, largest first (same rules as Query.tokenHoldings).")
+    async def holdings(self, info: Info, holder: str | None = None, include_zero: bool = False,
+                       first: int | None = None, after: str | None = None, last: int | None = None,
+                       before: str | None = None) -> Connection[TokenHolding]:
+        async with db_lock(info.context):
+            return await holdings_connection(info, chain_id=self.chain_id, token=self.address, holder=holder,
+                                             include_zero=include_zero, first=first, after=after, last=last,
+                                             before=before)
+
+    @strawberry.field(description="Transfers, newest first (same rules as Query.tokenTransfers).")
+    async def transfers(self, info: Info, holder: str | None = None, first: int | None = None,
+                        after: str | None = None, last: int | None = None,
+                        before: str | None = None) -> Connection[TokenTransfer]:
+        async with db_lock(info.context):
+            return await transfers_connection(info, chain_id=self.chain_id, token=self.address, holder=holder,
+                                              first=first, after=after, last=last, before=before)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(extensions=authenticated(), description="A token by id, or by chainId and address.")
+    async def token(self, info: Info, id: uuid.UUID | None = None, chain_id: int | None = None,
+                    address: str | None = None) -> Token:
+        async with db_lock(info.context) as session:
+            return Token.from_row(await token_reads.get_token(session, id, chain_id, address))
