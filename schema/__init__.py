@@ -14,15 +14,11 @@ from strawberry.tools import merge_types
 
 from core.settings import Settings
 from server.shared_subscriptions import SharedSubscriptions, subscription_fields
-from schema import chain, identity
-from schema import assets, documents, tokens
-from schema.cost import QueryCost
+from schema import api_keys, audit, chain, identity, kyc, wallets
 from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ParserCacheKeepingErrors, ReadOnlyApiKeys
 
-QUERIES: tuple[type, ...] = (identity.Query, chain.Query)
-QUERIES += (assets.Query, documents.Query, tokens.Query)
-MUTATIONS: tuple[type, ...] = (identity.Mutation,)
-MUTATIONS += (assets.Mutation, documents.Mutation)
+QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
+MUTATIONS: tuple[type, ...] = (identity.Mutation, kyc.Mutation, wallets.Mutation, api_keys.Mutation)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 
 
@@ -72,7 +68,6 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ReadOnlyApiKeys,
-        lambda: QueryCost(max_cost=settings.max_query_cost),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

@@ -1,0 +1,214 @@
+"""KYC cases: submission with personal data encrypted at rest, review by COMPLIANCE, suspension and expiry.
+
+Who sees the decrypted personal details: the case owner (their own case) and COMPLIANCE (to review it), both
+only through an interactive session (JWT), never through a long-lived read-only API key. ADMIN and everyone
+else see status and dates only. The details are one AES-256-GCM blob whose associated data is the case id, so a
+blob copied onto another case does not decrypt. `country` is also kept in clear: it is the jurisdiction that
+transfer eligibility rules filter on. Personal fields are never put in logs or audit rows.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.encryption import FieldCipher
+from core.errors import BadUserInput, Conflict, Forbidden, NotFound
+from models.identity import KycCase, KycStatus, Role
+from resolvers.audit import record
+from resolvers.identity.countries import ISO_3166_ALPHA2
+from resolvers.identity.kyc_states import APPROVAL_VALIDITY, ACTOR, KycEvent, effective_status, next_status
+from resolvers.pagination import Page, keyset_page
+from server.context import Context
+from server.viewer import Viewer
+
+
+class DocumentType(str, enum.Enum):
+    PASSPORT = "PASSPORT"
+    NATIONAL_ID = "NATIONAL_ID"
+    DRIVING_LICENSE = "DRIVING_LICENSE"
+    RESIDENCE_PERMIT = "RESIDENCE_PERMIT"
+
+
+class KycDecision(str, enum.Enum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+@dataclass(frozen=True)
+class KycDetails:
+    full_name: str
+    date_of_birth: date
+    country: str
+    document_type: DocumentType
+    document_number: str
+    address: str
+
+
+_DOCUMENT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-/]{0,63}$")
+MAX_REASON = 1000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _text(value: str, field: str, max_len: int) -> str:
+    value = " ".join(value.split())
+    if not value or len(value) > max_len:
+        raise BadUserInput(f"{field} must be 1 to {max_len} characters", field=field)
+    return value
+
+
+def validate(details: KycDetails, today: date) -> KycDetails:
+    """Normalize the submission or raise BAD_USER_INPUT naming the field (the value is never echoed)."""
+    country = details.country.strip().upper()
+    if country not in ISO_3166_ALPHA2:
+        raise BadUserInput("country must be an ISO 3166-1 alpha-2 code", field="country")
+    if not date(1900, 1, 1) <= details.date_of_birth < today:
+        raise BadUserInput("dateOfBirth must be in the past", field="dateOfBirth")
+    number = details.document_number.strip()
+    if not _DOCUMENT_NUMBER.match(number):
+        raise BadUserInput("documentNumber must be 1 to 64 letters, digits, spaces, '-' or '/'",
+                           field="documentNumber")
+    return KycDetails(full_name=_text(details.full_name, "fullName", 200), date_of_birth=details.date_of_birth,
+                      country=country, document_type=DocumentType(details.document_type), document_number=number,
+                      address=_text(details.address, "address", 500))
+
+
+def encrypt_details(cipher: FieldCipher, case_id: uuid.UUID, details: KycDetails) -> bytes:
+    payload = asdict(details)
+    payload["date_of_birth"] = details.date_of_birth.isoformat()
+    payload["document_type"] = details.document_type.value
+    return cipher.encrypt_json(payload, associated_data=case_id.bytes)
+
+
+def decrypt_details(cipher: FieldCipher, case: KycCase) -> KycDetails | None:
+    if case.personal_data is None:
+        return None
+    raw = cipher.decrypt_json(case.personal_data, associated_data=case.id.bytes)
+    return KycDetails(full_name=raw["full_name"], date_of_birth=date.fromisoformat(raw["date_of_birth"]),
+                      country=raw["country"], document_type=DocumentType(raw["document_type"]),
+                      document_number=raw["document_number"], address=raw["address"])
+
+
+def may_read_details(viewer: Viewer, case: KycCase) -> bool:
+    if viewer.read_only or viewer.user_id is None:
+        return False
+    return viewer.user_id == case.user_id or viewer.has_role(Role.COMPLIANCE.value)
+
+
+def details_for(ctx: Context, case: KycCase) -> KycDetails | None:
+    if not may_read_details(ctx.viewer, case):
+        raise Forbidden("personal details are visible only to their owner and to COMPLIANCE (not via API keys)")
+    return decrypt_details(ctx.services.cipher, case)
+
+
+def status_of(case: KycCase, now: datetime | None = None) -> KycStatus:
+    return effective_status(case.status, case.expires_at, now or utcnow())
+
+
+async def my_case(session: AsyncSession, user_id: uuid.UUID) -> KycCase | None:
+    return (await session.execute(select(KycCase).where(KycCase.user_id == user_id))).scalar_one_or_none()
+
+
+async def submit(ctx: Context, details: KycDetails) -> KycCase:
+    user_id = ctx.viewer.require_user()
+    now = utcnow()
+    details = validate(details, now.date())
+    session = await ctx.session()
+    case = (await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
+            ).scalar_one_or_none()
+    current = KycStatus.NOT_STARTED if case is None else status_of(case, now)
+    target = next_status(KycEvent.SUBMIT, current)
+    if case is None:
+        case = KycCase(id=uuid.uuid4(), user_id=user_id)
+        session.add(case)
+    case.status = target
+    case.personal_data = encrypt_details(ctx.services.cipher, case.id, details)
+    case.country = details.country
+    case.submitted_at = now
+    case.reviewed_by = case.reviewed_at = case.decision_reason = case.expires_at = None
+    record(session, actor_id=user_id, action="kyc.submit", target_type="kyc_case", target_id=case.id,
+           request_id=ctx.request_id, details={"from": current.value, "to": target.value})
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # two first submissions raced; the other one won
+        await session.rollback()
+        raise Conflict("a KYC case for this user was created concurrently; retry") from exc
+    await session.commit()
+    return case
+
+
+async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason: str | None) -> KycCase:
+    role = ACTOR[event]
+    assert role is not None
+    actor = ctx.viewer.require_role(role.value)
+    session = await ctx.session()
+    case = (await session.execute(select(KycCase).where(KycCase.id == case_id).with_for_update())
+            ).scalar_one_or_none()
+    if case is None:
+        raise NotFound("KYC case not found")
+    if case.user_id == actor:
+        raise Forbidden("nobody may decide on their own KYC case")
+    now = utcnow()
+    current = status_of(case, now)
+    target = next_status(event, current)
+    case.status = target
+    if event in (KycEvent.APPROVE, KycEvent.REJECT):
+        case.reviewed_by, case.reviewed_at = actor, now
+    case.expires_at = now + APPROVAL_VALIDITY if target is KycStatus.APPROVED else (
+        now if target is KycStatus.EXPIRED else case.expires_at)
+    case.decision_reason = reason
+    details: dict[str, str] = {"from": current.value, "to": target.value}
+    if reason:
+        details["reason"] = reason
+    record(session, actor_id=actor, action=f"kyc.{event.value.lower()}", target_type="kyc_case",
+           target_id=case.id, request_id=ctx.request_id, details=details)
+    await session.commit()
+    return case
+
+
+def _reason(reason: str | None, required: bool) -> str | None:
+    reason = " ".join(reason.split()) if reason else None
+    if required and not reason:
+        raise BadUserInput("a reason is required", field="reason")
+    if reason and len(reason) > MAX_REASON:
+        raise BadUserInput(f"reason must be at most {MAX_REASON} characters", field="reason")
+    return reason
+
+
+async def review(ctx: Context, case_id: uuid.UUID, decision: KycDecision, reason: str | None) -> KycCase:
+    reason = _reason(reason, required=decision is KycDecision.REJECT)
+    event = KycEvent.APPROVE if decision is KycDecision.APPROVE else KycEvent.REJECT
+    return await _transition(ctx, case_id, event, reason)
+
+
+async def suspend(ctx: Context, case_id: uuid.UUID, reason: str) -> KycCase:
+    return await _transition(ctx, case_id, KycEvent.SUSPEND, _reason(reason, required=True))
+
+
+async def expire(ctx: Context, case_id: uuid.UUID, reason: str | None) -> KycCase:
+    return await _transition(ctx, case_id, KycEvent.EXPIRE, _reason(reason, required=False))
+
+
+async def list_cases(session: AsyncSession, status: KycStatus | None, first: int | None, after: str | None,
+                     now: datetime | None = None) -> Page[KycCase]:
+    """Review queue order: oldest submission first. Status filters use the effective status (lapsed = EXPIRED)."""
+    now = now or utcnow()
+    stmt = select(KycCase)
+    if status is KycStatus.APPROVED:
+        stmt = stmt.where(KycCase.status == status, or_(KycCase.expires_at.is_(None), KycCase.expires_at > now))
+    elif status is KycStatus.EXPIRED:
+        stmt = stmt.where(or_(KycCase.status == status,
+                              and_(KycCase.status == KycStatus.APPROVED, KycCase.expires_at <= now)))
+    elif status is not None:
+        stmt = stmt.where(KycCase.status == status)
+    return await keyset_page(session, stmt, [KycCase.submitted_at, KycCase.id], first=first, after=after)

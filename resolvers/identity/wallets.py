@@ -1,0 +1,178 @@
+"""Wallet linking by signed challenge (EIP-191 personal_sign, a Sign-In-With-Ethereum style message).
+
+`challenge` stores the exact message under (user, address) in Redis with a TTL; `link` takes it back with
+GETDEL, so each nonce is usable once whatever the outcome, then checks its expiry and the signer. The Redis
+TTL outlives the message expiry by a grace period so a late answer reads "expired", not "unknown".
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import is_address, is_checksum_address, to_checksum_address
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import BadUserInput, Conflict, NotFound
+from core.rate_limit import hit
+from models.identity import Wallet
+from resolvers.audit import record
+from server.context import Context
+
+CHALLENGE_TTL = timedelta(minutes=10)
+_REDIS_GRACE_S = 300
+CHALLENGES_PER_MINUTE = 30
+
+
+class ChallengeNotFound(BadUserInput):
+    """No pending challenge for this address: never issued, already used, or long gone."""
+
+    def __init__(self) -> None:
+        super().__init__("no pending challenge for this address; request a new one", field="address",
+                         reason="CHALLENGE_NOT_FOUND")
+
+
+class ChallengeExpired(BadUserInput):
+    def __init__(self) -> None:
+        super().__init__("the challenge expired; request a new one", field="signature", reason="CHALLENGE_EXPIRED")
+
+
+class SignatureInvalid(BadUserInput):
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message, field="signature", reason=reason)
+
+
+@dataclass(frozen=True)
+class WalletChallenge:
+    domain: str
+    address: str
+    nonce: str
+    issued_at: datetime
+    expires_at: datetime
+    message: str
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def checksum(address: str) -> str:
+    """EIP-55 form of a 0x address; BAD_USER_INPUT for anything else (including a wrong mixed-case checksum)."""
+    address = address.strip()
+    body = address[2:]
+    mixed_case = body != body.lower() and body != body.upper()
+    if not (len(address) == 42 and address[:2] == "0x" and is_address(address)) or (
+            mixed_case and not is_checksum_address(address)):
+        raise BadUserInput("address must be a 0x-prefixed 20-byte hex address (EIP-55 if mixed case)",
+                           field="address")
+    return to_checksum_address(address)
+
+
+def render_message(domain: str, address: str, nonce: str, issued_at: datetime, expires_at: datetime) -> str:
+    return (f"{domain} wants you to link your Ethereum account:\n{address}\n\n"
+            f"Link this wallet to your StableRWA account. Signing costs nothing and moves no funds.\n\n"
+            f"Nonce: {nonce}\nIssued At: {issued_at.isoformat()}\nExpiration Time: {expires_at.isoformat()}")
+
+
+def _key(ctx: Context, user_id: uuid.UUID, address: str) -> str:
+    return ctx.services.keys("wallet-challenge", user_id, address)
+
+
+def _domain(ctx: Context) -> str:
+    host = ctx.request.headers.get("host") if ctx.request is not None else None
+    return (host or "stablerwa").split(",")[0].strip()[:255]
+
+
+async def challenge(ctx: Context, address: str) -> WalletChallenge:
+    user_id = ctx.viewer.require_user()
+    address = checksum(address)
+    await hit(ctx.services.redis, ctx.services.keys("rl", "wallet-challenge", user_id), CHALLENGES_PER_MINUTE, 60,
+              "wallet challenges")
+    now = utcnow().replace(microsecond=0)
+    domain, nonce, expires_at = _domain(ctx), secrets.token_hex(16), now + CHALLENGE_TTL
+    message = render_message(domain, address, nonce, now, expires_at)
+    stored = {"message": message, "nonce": nonce, "expires_at": expires_at.isoformat()}
+    # a newer challenge for the same address replaces the older one
+    await ctx.services.redis.set(_key(ctx, user_id, address), json.dumps(stored),
+                                 ex=int(CHALLENGE_TTL.total_seconds()) + _REDIS_GRACE_S)
+    session = await ctx.session()
+    record(session, actor_id=user_id, action="wallet.challenge", target_type="wallet", target_id=address,
+           request_id=ctx.request_id)
+    await session.commit()
+    return WalletChallenge(domain, address, nonce, now, expires_at, message)
+
+
+def recover_signer(message: str, signature: str) -> str:
+    sig = signature.strip()
+    try:
+        raw = bytes.fromhex(sig[2:] if sig[:2] in ("0x", "0X") else sig)
+    except ValueError as exc:
+        raise SignatureInvalid("signature must be hex", "SIGNATURE_MALFORMED") from exc
+    if len(raw) != 65:
+        raise SignatureInvalid("signature must be 65 bytes (r, s, v)", "SIGNATURE_MALFORMED")
+    try:
+        return Account.recover_message(encode_defunct(text=message), signature=raw)
+    except Exception as exc:  # eth-keys raises several types for out-of-range r/s/v
+        raise SignatureInvalid("signature does not verify", "SIGNATURE_MALFORMED") from exc
+
+
+async def link(ctx: Context, address: str, signature: str) -> Wallet:
+    user_id = ctx.viewer.require_user()
+    address = checksum(address)
+    raw = await ctx.services.redis.getdel(_key(ctx, user_id, address))
+    if raw is None:
+        raise ChallengeNotFound()
+    stored = json.loads(raw)
+    if datetime.fromisoformat(stored["expires_at"]) <= utcnow():
+        raise ChallengeExpired()
+    if recover_signer(stored["message"], signature) != address:
+        raise SignatureInvalid("the signature was not made by this address", "SIGNER_MISMATCH")
+    session = await ctx.session()
+    owner = (await session.execute(select(Wallet.user_id).where(Wallet.address == address))).scalar_one_or_none()
+    if owner is not None:
+        raise _linked_conflict(owner == user_id)
+    wallet = Wallet(id=uuid.uuid4(), user_id=user_id, address=address, linked_at=utcnow())
+    session.add(wallet)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # linked concurrently
+        await session.rollback()
+        raise _linked_conflict(False) from exc
+    record(session, actor_id=user_id, action="wallet.link", target_type="wallet", target_id=address,
+           request_id=ctx.request_id, details={"nonce": stored["nonce"]})
+    await session.commit()
+    return wallet
+
+
+def _linked_conflict(mine: bool) -> Conflict:
+    if mine:
+        return Conflict("this wallet is already linked to your account", field="address",
+                        reason="WALLET_ALREADY_LINKED")
+    return Conflict("this wallet is linked to another account", field="address", reason="WALLET_LINKED_ELSEWHERE")
+
+
+async def unlink(ctx: Context, address: str) -> bool:
+    user_id = ctx.viewer.require_user()
+    address = checksum(address)
+    session = await ctx.session()
+    deleted = (await session.execute(
+        delete(Wallet).where(Wallet.address == address, Wallet.user_id == user_id).returning(Wallet.id)
+    )).scalar_one_or_none()
+    if deleted is None:
+        raise NotFound("no such wallet on your account", field="address")
+    record(session, actor_id=user_id, action="wallet.unlink", target_type="wallet", target_id=address,
+           request_id=ctx.request_id)
+    await session.commit()
+    return True
+
+
+async def wallets_of(session: AsyncSession, user_id: uuid.UUID) -> list[Wallet]:
+    return list((await session.execute(
+        select(Wallet).where(Wallet.user_id == user_id).order_by(Wallet.linked_at, Wallet.id))).scalars())

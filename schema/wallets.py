@@ -1,0 +1,62 @@
+"""Wallets linked by a signed challenge. Types and fields only; the work is in resolvers/identity/wallets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from models.identity import Wallet as WalletModel
+from resolvers.identity import wallets
+from schema.permissions import authenticated
+
+
+@strawberry.type(description="An EVM address linked to the caller; the same address on every chain.")
+class Wallet:
+    id: uuid.UUID
+    address: str = strawberry.field(description="EIP-55 checksummed")
+    linked_at: datetime
+
+    @classmethod
+    def from_model(cls, w: WalletModel) -> "Wallet":
+        return cls(id=w.id, address=w.address, linked_at=w.linked_at)
+
+
+@strawberry.type(description="Sign `message` with the wallet (personal_sign / EIP-191), then call linkWallet.")
+class WalletChallenge:
+    domain: str
+    address: str
+    nonce: str = strawberry.field(description="Single use; a new challenge for the address replaces it.")
+    issued_at: datetime
+    expires_at: datetime
+    message: str = strawberry.field(description="The exact text to sign.")
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(extensions=authenticated(), description="The caller's linked wallets.")
+    async def my_wallets(self, info: Info) -> list[Wallet]:
+        rows = await wallets.wallets_of(await info.context.session(), info.context.viewer.require_user())
+        return [Wallet.from_model(w) for w in rows]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(extensions=authenticated(), description="Start linking `address`: returns the message.")
+    async def wallet_challenge(self, info: Info, address: str) -> WalletChallenge:
+        c = await wallets.challenge(info.context, address)
+        return WalletChallenge(domain=c.domain, address=c.address, nonce=c.nonce, issued_at=c.issued_at,
+                               expires_at=c.expires_at, message=c.message)
+
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Finish linking: the signature of the challenge message by `address`. Errors carry extensions.reason: "
+        "CHALLENGE_NOT_FOUND, CHALLENGE_EXPIRED, SIGNATURE_MALFORMED, SIGNER_MISMATCH (BAD_USER_INPUT) or "
+        "WALLET_LINKED_ELSEWHERE, WALLET_ALREADY_LINKED (CONFLICT)."))
+    async def link_wallet(self, info: Info, address: str, signature: str) -> Wallet:
+        return Wallet.from_model(await wallets.link(info.context, address, signature))
+
+    @strawberry.mutation(extensions=authenticated(), description="Remove one of the caller's wallets.")
+    async def unlink_wallet(self, info: Info, address: str) -> bool:
+        return await wallets.unlink(info.context, address)

@@ -1,0 +1,263 @@
+"""KYC: encryption at rest, every transition of the state machine, who sees what, the review queue."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from sqlalchemy import select, text, update
+
+from models.identity import AuditLog, KycCase, KycStatus
+from resolvers.identity.kyc_states import KycEvent
+
+SUBMIT = """mutation($input: KycInput!) { submitKyc(input: $input) {
+  id userId status submittedAt reviewedAt decisionReason expiresAt } }"""
+REVIEW = """mutation($id: UUID!, $d: KycDecision!, $r: String) {
+  reviewKyc(caseId: $id, decision: $d, reason: $r) { id status reviewedAt reviewedBy decisionReason expiresAt } }"""
+SUSPEND = "mutation($id: UUID!, $r: String!) { suspendKyc(caseId: $id, reason: $r) { status decisionReason } }"
+EXPIRE = "mutation($id: UUID!, $r: String) { expireKyc(caseId: $id, reason: $r) { status expiresAt } }"
+MY_KYC = """{ myKyc { id status decisionReason expiresAt details {
+  fullName dateOfBirth country documentType documentNumber address } } }"""
+CASES = """query($status: KycStatus, $first: Int, $after: String) { kycCases(status: $status, first: $first,
+  after: $after) { edges { cursor node { id userId status submittedAt } } pageInfo { hasNextPage endCursor } } }"""
+# the specification, written out independently of resolvers/identity/kyc_states.py
+E, S = KycEvent, KycStatus
+EXPECTED = {
+    (E.SUBMIT, S.REJECTED): S.PENDING_REVIEW, (E.SUBMIT, S.EXPIRED): S.PENDING_REVIEW,
+    (E.APPROVE, S.PENDING_REVIEW): S.APPROVED, (E.REJECT, S.PENDING_REVIEW): S.REJECTED,
+    (E.SUSPEND, S.APPROVED): S.SUSPENDED, (E.EXPIRE, S.APPROVED): S.EXPIRED,
+}
+CASES_WITH_DETAILS = "{ kycCases { edges { node { id details { fullName documentNumber } } } } }"
+
+PERSONAL = {"fullName": "Zebulon Quagmire-Oyelaran", "dateOfBirth": "1984-02-29", "country": "de",
+            "documentType": "PASSPORT", "documentNumber": "C01X00T47", "address": "Lindenstrasse 7, 10969 Berlin"}
+
+
+async def submit(gql, user, **changes):  # type: ignore[no-untyped-def]
+    return await gql(SUBMIT, {"input": {**PERSONAL, **changes}}, token=user.token)
+
+
+async def actions(session) -> list[str]:  # type: ignore[no-untyped-def]
+    return list((await session.execute(select(AuditLog.action).order_by(AuditLog.id))).scalars())
+
+
+async def test_submit_encrypts_personal_fields_at_rest(gql, make_user, session, services, caplog):
+    owner = await make_user()
+    caplog.set_level(logging.DEBUG)
+    result = await submit(gql, owner)
+    case = result["data"]["submitKyc"]
+    assert case["status"] == "PENDING_REVIEW" and case["userId"] == str(owner.id)
+
+    raw = (await session.execute(text("SELECT personal_data, country FROM kyc_cases WHERE id = :id"),
+                                 {"id": case["id"]})).one()
+    blob = bytes(raw.personal_data)
+    for secret in ("Zebulon", "Quagmire", "C01X00T47", "Lindenstrasse", "1984-02-29", "PASSPORT"):
+        assert secret.encode() not in blob
+        assert secret not in caplog.text
+    assert raw.country == "DE"  # kept in clear on purpose: jurisdiction rules filter on it
+    # AES-GCM bound to the case id: the blob opens for its own case and for no other
+    case_id = uuid.UUID(case["id"])
+    assert services.cipher.decrypt_json(blob, associated_data=case_id.bytes)["full_name"] == PERSONAL["fullName"]
+    with pytest.raises(InvalidTag):
+        services.cipher.decrypt_json(blob, associated_data=uuid.uuid4().bytes)
+
+    mine = (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]
+    assert mine["details"] == {**PERSONAL, "country": "DE"}
+    row = (await session.execute(select(AuditLog).where(AuditLog.action == "kyc.submit"))).scalar_one()
+    assert row.actor_id == owner.id and row.target_id == case["id"] and row.request_id
+    assert "Zebulon" not in str(row.details) and row.details == {"from": "NOT_STARTED", "to": "PENDING_REVIEW"}
+
+
+async def test_my_kyc_before_submission_is_not_started(gql, make_user):
+    user = await make_user()
+    mine = (await gql(MY_KYC, token=user.token))["data"]["myKyc"]
+    assert mine == {"id": None, "status": "NOT_STARTED", "decisionReason": None, "expiresAt": None,
+                    "details": None}
+
+
+async def test_approve_then_suspend(gql, make_user, session):
+    owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
+    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    approved = (await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token))["data"]["reviewKyc"]
+    assert approved["status"] == "APPROVED" and approved["reviewedBy"] == str(officer.id)
+    expires = datetime.fromisoformat(approved["expiresAt"])
+    assert timedelta(days=364) < expires - datetime.now(timezone.utc) <= timedelta(days=365)
+    suspended = await gql(SUSPEND, {"id": case_id, "r": "sanctions hit"}, token=officer.token)
+    assert suspended["data"]["suspendKyc"] == {"status": "SUSPENDED", "decisionReason": "sanctions hit"}
+    assert await actions(session) == ["kyc.submit", "kyc.approve", "kyc.suspend"]
+
+
+async def test_reject_needs_reason_then_resubmit(gql, make_user, session):
+    owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
+    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    no_reason = await gql(REVIEW, {"id": case_id, "d": "REJECT", "r": "  "}, token=officer.token)
+    assert gql.error_code(no_reason) == "BAD_USER_INPUT"
+    rejected = await gql(REVIEW, {"id": case_id, "d": "REJECT", "r": "document unreadable"}, token=officer.token)
+    assert rejected["data"]["reviewKyc"]["status"] == "REJECTED"
+    mine = (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]
+    assert (mine["status"], mine["decisionReason"]) == ("REJECTED", "document unreadable")
+
+    again = (await submit(gql, owner, documentNumber="C01X00T48"))["data"]["submitKyc"]
+    assert again["id"] == case_id and again["status"] == "PENDING_REVIEW"
+    assert again["reviewedAt"] is None and again["decisionReason"] is None
+    assert (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]["details"]["documentNumber"] == "C01X00T48"
+    assert await actions(session) == ["kyc.submit", "kyc.reject", "kyc.submit"]
+
+
+async def test_every_transition_of_the_table(gql, make_user, session):
+    """Each (event, state): allowed pairs land on the table's target; the others are CONFLICT and change nothing."""
+    owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
+    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    calls = {
+        KycEvent.SUBMIT: lambda: submit(gql, owner),
+        KycEvent.APPROVE: lambda: gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token),
+        KycEvent.REJECT: lambda: gql(REVIEW, {"id": case_id, "d": "REJECT", "r": "no"}, token=officer.token),
+        KycEvent.SUSPEND: lambda: gql(SUSPEND, {"id": case_id, "r": "why"}, token=officer.token),
+        KycEvent.EXPIRE: lambda: gql(EXPIRE, {"id": case_id}, token=officer.token),
+    }
+    future = datetime.now(timezone.utc) + timedelta(days=30)
+    checked = 0
+    for state in KycStatus:
+        if state is KycStatus.NOT_STARTED:
+            continue  # no row yet: covered by the first submission above and test_my_kyc_before_submission
+        for event, call in calls.items():
+            await session.execute(update(KycCase).where(KycCase.id == uuid.UUID(case_id))
+                                  .values(status=state, expires_at=future))
+            await session.commit()
+            audit_before = len(await actions(session))
+            result = await call()
+            field = next(iter(result["data"] or {"x": None}))
+            target = EXPECTED.get((event, state))
+            stored = (await session.execute(select(KycCase.status).where(KycCase.id == uuid.UUID(case_id))
+                                            .execution_options(populate_existing=True))).scalar_one()
+            if target is None:
+                assert gql.error_code(result) == "CONFLICT", (event, state, result)
+                assert result["errors"][0]["extensions"]["current"] == state.value
+                assert stored is state and len(await actions(session)) == audit_before, (event, state)
+            else:
+                assert result["data"][field]["status"] == target.value, (event, state, result)
+                assert stored is target and len(await actions(session)) == audit_before + 1
+            checked += 1
+    assert checked == 5 * 5
+
+
+async def test_approval_lapses_at_expiry_and_can_be_renewed(gql, make_user, session):
+    owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
+    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
+    await session.execute(update(KycCase).where(KycCase.id == uuid.UUID(case_id))
+                          .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    await session.commit()
+    assert (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]["status"] == "EXPIRED"
+    expired = await gql(CASES, {"status": "EXPIRED"}, token=officer.token)
+    assert [e["node"]["id"] for e in expired["data"]["kycCases"]["edges"]] == [case_id]
+    approved = await gql(CASES, {"status": "APPROVED"}, token=officer.token)
+    assert approved["data"]["kycCases"]["edges"] == []
+    # already lapsed: expiring again is not a transition
+    assert gql.error_code(await gql(EXPIRE, {"id": case_id}, token=officer.token)) == "CONFLICT"
+    assert (await submit(gql, owner))["data"]["submitKyc"]["status"] == "PENDING_REVIEW"
+
+
+async def test_expire_early_by_compliance(gql, make_user):
+    owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
+    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
+    expired = (await gql(EXPIRE, {"id": case_id, "r": "document expired"}, token=officer.token))["data"]
+    assert expired["expireKyc"]["status"] == "EXPIRED"
+    assert datetime.fromisoformat(expired["expireKyc"]["expiresAt"]) <= datetime.now(timezone.utc)
+
+
+async def test_details_visible_to_owner_and_compliance_only(gql, make_user):
+    owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
+    admin, other = await make_user(roles=["ADMIN"]), await make_user()
+    await submit(gql, owner)
+    seen = (await gql(CASES_WITH_DETAILS, token=officer.token))["data"]["kycCases"]["edges"]
+    assert seen[0]["node"]["details"] == {"fullName": PERSONAL["fullName"], "documentNumber": "C01X00T47"}
+
+    as_admin = await gql(CASES_WITH_DETAILS, token=admin.token)
+    assert gql.error_code(as_admin) == "FORBIDDEN"
+    assert as_admin["data"]["kycCases"]["edges"][0]["node"]["details"] is None
+    assert "Zebulon" not in str(as_admin)
+    assert gql.error_code(await gql(CASES_WITH_DETAILS, token=other.token)) == "FORBIDDEN"
+    # the other investor's own case is empty: nothing of the owner's leaks through myKyc
+    assert (await gql(MY_KYC, token=other.token))["data"]["myKyc"]["details"] is None
+
+    # a long-lived read-only key never opens personal data, even the compliance officer's
+    key = (await gql('mutation { createApiKey(name: "desk") { secret } }', token=officer.token))
+    secret = key["data"]["createApiKey"]["secret"]
+    via_key = await gql(CASES_WITH_DETAILS, headers={"X-API-Key": secret})
+    assert gql.error_code(via_key) == "FORBIDDEN" and "Zebulon" not in str(via_key)
+    owner_key = (await gql('mutation { createApiKey(name: "me") { secret } }', token=owner.token))
+    mine = await gql(MY_KYC, headers={"X-API-Key": owner_key["data"]["createApiKey"]["secret"]})
+    assert gql.error_code(mine) == "FORBIDDEN" and mine["data"]["myKyc"]["details"] is None
+
+
+async def test_roles_on_review_mutations(gql, make_user, session):
+    owner = await make_user()
+    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    for roles in (["INVESTOR"], ["ISSUER"], ["ADMIN"]):
+        staff = await make_user(roles=roles)
+        assert gql.error_code(await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=staff.token)) == "FORBIDDEN"
+    assert gql.error_code(await gql(REVIEW, {"id": case_id, "d": "APPROVE"})) == "UNAUTHENTICATED"
+    assert await actions(session) == ["kyc.submit"]
+
+
+async def test_compliance_cannot_review_own_case(gql, make_user):
+    officer = await make_user(roles=["INVESTOR", "COMPLIANCE"])
+    case_id = (await submit(gql, officer))["data"]["submitKyc"]["id"]
+    result = await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
+    assert gql.error_code(result) == "FORBIDDEN"
+    assert (await gql(MY_KYC, token=officer.token))["data"]["myKyc"]["status"] == "PENDING_REVIEW"
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"country": "XX"}, "country"),
+    ({"country": "DEU"}, "country"),
+    ({"dateOfBirth": "2999-01-01"}, "dateOfBirth"),
+    ({"fullName": "   "}, "fullName"),
+    ({"documentNumber": "<script>"}, "documentNumber"),
+    ({"address": "x" * 501}, "address"),
+])
+async def test_bad_input_is_typed_and_stores_nothing(gql, make_user, session, changes, field):
+    owner = await make_user()
+    result = await submit(gql, owner, **changes)
+    assert gql.error_code(result) == "BAD_USER_INPUT"
+    assert result["errors"][0]["extensions"]["field"] == field
+    assert (await session.execute(select(KycCase.id))).first() is None
+    assert await actions(session) == []
+
+
+async def test_unknown_case_is_not_found(gql, make_user):
+    officer = await make_user(roles=["COMPLIANCE"])
+    result = await gql(REVIEW, {"id": str(uuid.uuid4()), "d": "APPROVE"}, token=officer.token)
+    assert gql.error_code(result) == "NOT_FOUND"
+
+
+async def test_queue_filters_and_pages_oldest_first(gql, make_user, session):
+    officer = await make_user(roles=["COMPLIANCE"])
+    ids = []
+    for _ in range(5):
+        ids.append((await submit(gql, await make_user()))["data"]["submitKyc"]["id"])
+    # one transaction: give the submissions distinct times so the order is the submission order
+    base = datetime.now(timezone.utc) - timedelta(hours=1)
+    for i, case_id in enumerate(ids):
+        await session.execute(update(KycCase).where(KycCase.id == uuid.UUID(case_id))
+                              .values(submitted_at=base + timedelta(minutes=i)))
+    await session.commit()
+    await gql(REVIEW, {"id": ids[1], "d": "APPROVE"}, token=officer.token)
+
+    seen, after = [], None
+    while True:
+        page = (await gql(CASES, {"status": "PENDING_REVIEW", "first": 2, "after": after},
+                          token=officer.token))["data"]["kycCases"]
+        seen += [e["node"]["id"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == [ids[0], ids[2], ids[3], ids[4]]
+    approved = (await gql(CASES, {"status": "APPROVED"}, token=officer.token))["data"]["kycCases"]["edges"]
+    assert [e["node"]["id"] for e in approved] == [ids[1]]
+    assert gql.error_code(await gql(CASES, {"after": "garbage"}, token=officer.token)) == "BAD_USER_INPUT"
