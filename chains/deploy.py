@@ -21,6 +21,7 @@ from eth_utils import to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract.async_contract import AsyncContract, AsyncContractConstructor, AsyncContractFunction
 from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from chains.contracts import load_artifact
@@ -150,3 +151,10 @@ async def deploy_rwa_stack(
     await transact(registry.functions.addAgent(token.address), deployer)
     stablecoin = await deploy_stablecoin(w3, deployer)
     return RwaStack(registry=registry, token=token, stablecoin=stablecoin)
+
+
+def receipt_events(contract: AsyncContract, event: str, receipt: TxReceipt) -> list[dict[str, Any]]:
+    """The ``event`` logs of ``contract`` in ``receipt`` as plain arg dicts, in log order
+    (logs of other events or contracts are skipped silently)."""
+    processed = getattr(contract.events, event)().process_receipt(receipt, errors=DISCARD)
+    return [dict(log["args"]) for log in processed if log["address"] == contract.address]

@@ -15,10 +15,14 @@ from strawberry.tools import merge_types
 from core.settings import Settings
 from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema import api_keys, audit, chain, identity, kyc, wallets
+from schema import assets, documents, tokens
+from schema.cost import QueryCost
 from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ParserCacheKeepingErrors, ReadOnlyApiKeys
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
+QUERIES += (assets.Query, documents.Query, tokens.Query)
 MUTATIONS: tuple[type, ...] = (identity.Mutation, kyc.Mutation, wallets.Mutation, api_keys.Mutation)
+MUTATIONS += (assets.Mutation, documents.Mutation)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 
 
@@ -68,6 +72,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         ReadOnlyApiKeys,
+        lambda: QueryCost(max_cost=settings.max_query_cost),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
