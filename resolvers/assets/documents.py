@@ -88,6 +88,8 @@ def check_content(content_type: str, data: bytes) -> str:
 
 async def read_upload(upload: Any, max_bytes: int = MAX_BYTES) -> tuple[bytes, str, str]:
     """(data, filename, declared content type) from a Starlette UploadFile, refusing more than max_bytes."""
+    if not hasattr(upload, "read"):
+        raise BadUserInput("file must be sent as a multipart upload", field="file")
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise BadUserInput(f"file is larger than {max_bytes} bytes", field="file", maxBytes=max_bytes)
