@@ -227,3 +227,30 @@ async def assert_matches_chain(db_url: str, chain_id: int, d: Deployed, extra_ho
             assert identity == await registry.functions.identity(investor).call(), investor
             assert country == await registry.functions.investorCountry(investor).call(), investor
     return len(keys)
+
+
+async def wait_at_head(db_url: str, chain_id: int, n: AnvilNode, timeout: float = 20.0,
+                       task: asyncio.Task[Any] | None = None) -> None:
+    """Until the cursor is exactly the node's head block (number and hash): a reorg was handled."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if task is not None and task.done():
+            task.result()
+            raise AssertionError("indexer ended")
+        head = n.rpc("eth_getBlockByNumber", "latest", False)
+        rows = await table_rows(db_url, "SELECT indexed_block, indexed_hash FROM indexer_cursors WHERE chain_id = $1",
+                                chain_id)
+        if rows and rows[0] == (int(head["number"], 16), head["hash"]):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"cursor {rows} never reached head {int(head['number'], 16)}")
+        await asyncio.sleep(0.05)
+
+
+def transfer_request(sender: str, token: str, to: str, amount: int) -> dict[str, str]:
+    """A transfer(to, amount) tx request for an unlocked account (anvil_reorg replacement txs)."""
+    from eth_abi import encode
+    from eth_utils import function_signature_to_4byte_selector
+
+    data = function_signature_to_4byte_selector("transfer(address,uint256)") + encode(["address", "uint256"], [to, amount])
+    return {"from": sender, "to": token, "data": "0x" + data.hex(), "gas": hex(300_000)}
