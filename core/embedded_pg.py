@@ -73,8 +73,9 @@ def remove_stale_postmaster_pid(pgdata: Path) -> None:
     except (FileNotFoundError, ValueError):
         return
     try:
-        proc = psutil.Process(pid)
-        if proc.name() == "postgres" and proc.status() != psutil.STATUS_ZOMBIE:
+        # A negative pid marks a single-user backend (initdb's bootstrap); none runs after wait_for_orphaned_tools.
+        proc = psutil.Process(pid) if pid > 0 else None
+        if proc is not None and proc.name() == "postgres" and proc.status() != psutil.STATUS_ZOMBIE:
             return
     except psutil.NoSuchProcess:
         pass
@@ -82,10 +83,25 @@ def remove_stale_postmaster_pid(pgdata: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
+def wait_for_orphaned_tools(pgdata: Path, timeout: float = 60.0) -> None:
+    """An initdb or pg_ctl whose caller was killed keeps running on pgdata; let it finish first."""
+    needle = str(pgdata)
+    tools = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] in ("initdb", "pg_ctl") and needle in (p.info["cmdline"] or [])
+    ]
+    if tools:
+        log.warning("waiting for %s still working on %s", [p.info["name"] for p in tools], pgdata)
+        psutil.wait_procs(tools, timeout=timeout)
+
+
 def running_postmaster(pgdata: Path) -> psutil.Process | None:
     """The live postmaster serving pgdata, if any (read from postmaster.pid)."""
     try:
         pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        if pid <= 0:
+            return None
         proc = psutil.Process(pid)
         if proc.name() == "postgres" and proc.status() != psutil.STATUS_ZOMBIE:
             return proc
@@ -118,6 +134,7 @@ class EmbeddedPostgres:
     def join(self, dead_pids: set[int]) -> str:
         """Start postgres or join the running one; return its database URL."""
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        wait_for_orphaned_tools(self.pgdata)
         prune_handle_pids(self.pgdata, dead_pids)
         remove_stale_postmaster_pid(self.pgdata)
         server = self._server = _pgserver().get_server(self.pgdata)

@@ -400,6 +400,18 @@ def test_next_start_after_kill_9_reuses_then_cleans_up(data_dir: Path) -> None:
     assert_clean(data_dir, pids)
 
 
+def test_kill_9_during_cold_start_then_next_start_works(data_dir: Path) -> None:
+    owner = Runner(data_dir)
+    assert owner.event()["event"] == "starting"
+    time.sleep(0.3)  # initdb is running; SIGKILL leaves it (and maybe pg_ctl) running on their own
+    owner.proc.kill()
+    owner.proc.wait(10)
+    with EmbeddedServices(data_dir) as endpoints:
+        check_services(endpoints.database_url or "", endpoints.redis_url or "")
+        pids = service_pids(data_dir)
+    assert_clean(data_dir, pids)
+
+
 def test_stop_orphans_after_kill_9(data_dir: Path) -> None:
     owner = Runner(data_dir)
     owner.ready()
