@@ -44,7 +44,9 @@ async def test_mined_revert_raises_with_receipt(anvil_w3: AsyncWeb3, anvil_accou
 async def test_separate_deploys_with_extra_agents(anvil_w3: AsyncWeb3, anvil_accounts: list[str]) -> None:
     owner, extra = anvil_accounts[0], anvil_accounts[3]
     registry = await deploy_identity_registry(anvil_w3, owner, agents=(extra,))
-    token = await deploy_security_token(anvil_w3, owner, "Green Bond 2030", "GB30", 6, registry.address, agents=(extra,))
+    token = await deploy_security_token(
+        anvil_w3, owner, "Green Bond 2030", "GB30", 6, registry.address, agents=(extra,)
+    )
     assert await registry.functions.isAgent(extra).call() and await token.functions.isAgent(extra).call()
     assert await token.functions.decimals().call() == 6
     assert await token.functions.name().call() == "Green Bond 2030"

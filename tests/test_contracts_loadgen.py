@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from web3 import AsyncWeb3
+
 from chains.anvil import AnvilNode
 from chains.deploy import RwaStack, transact
 from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers
 
 
-async def test_security_token_load(anvil: AnvilNode, anvil_w3, rwa_stack: RwaStack, anvil_accounts: list[str]) -> None:
+async def test_security_token_load(
+    anvil: AnvilNode, anvil_w3: AsyncWeb3, rwa_stack: RwaStack, anvil_accounts: list[str]
+) -> None:
     agent = anvil_accounts[0]
     recipients = load_recipients(500)
     await prepare_security_token_load(anvil_w3, rwa_stack, agent, recipients, supply=10**24)
@@ -22,7 +26,9 @@ async def test_security_token_load(anvil: AnvilNode, anvil_w3, rwa_stack: RwaSta
     assert result.events_per_second > 0
 
 
-async def test_stablecoin_load_without_identities(anvil: AnvilNode, rwa_stack: RwaStack, anvil_accounts: list[str]) -> None:
+async def test_stablecoin_load_without_identities(
+    anvil: AnvilNode, rwa_stack: RwaStack, anvil_accounts: list[str]
+) -> None:
     owner = anvil_accounts[0]
     await transact(rwa_stack.stablecoin.functions.mint(owner, 10**12), owner)
     recipients = load_recipients(100, offset=0x20000)

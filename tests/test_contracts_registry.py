@@ -29,7 +29,8 @@ async def test_register_update_delete_emit_events(rwa_stack: RwaStack, anvil_acc
     assert not await registry.functions.isVerified(user).call()
 
     receipt = await transact(registry.functions.registerIdentity(user, onchain_id, 250), agent)
-    assert receipt_events(registry, "IdentityRegistered", receipt) == [{"investorAddress": user, "identity": onchain_id}]
+    registered = receipt_events(registry, "IdentityRegistered", receipt)
+    assert registered == [{"investorAddress": user, "identity": onchain_id}]
     assert await registry.functions.isVerified(user).call()
     assert await registry.functions.identity(user).call() == onchain_id
     assert await registry.functions.investorCountry(user).call() == 250
@@ -71,7 +72,9 @@ async def test_only_agents_write(rwa_stack: RwaStack, anvil_accounts: list[str])
     assert await registry.functions.isAgent(rwa_stack.token.address).call()  # wired by deploy_rwa_stack
 
 
-async def test_token_transfers_stop_when_sender_identity_is_deleted(rwa_stack: RwaStack, anvil_accounts: list[str]) -> None:
+async def test_token_transfers_stop_when_sender_identity_is_deleted(
+    rwa_stack: RwaStack, anvil_accounts: list[str]
+) -> None:
     agent, alice, bob = anvil_accounts[:3]
     registry, token = rwa_stack.registry, rwa_stack.token
     await transact(registry.functions.batchRegisterIdentity([alice, bob], [addr(50), addr(51)], [250, 250]), agent)
