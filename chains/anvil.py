@@ -13,12 +13,14 @@ functions taking an RPC url (async tests, the dev seeder).
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import shutil
 import socket
 import subprocess
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -79,6 +81,17 @@ def _result(method: str, reply: httpx.Response) -> Any:
 
 def _reorg_params(depth: int, txs: Iterable[ReorgTx]) -> list[Any]:
     return [depth, [[tx, offset] for tx, offset in txs]]
+
+
+# Nodes still running at interpreter exit (a test run or `rwa dev` ended without stop()) are
+# stopped then, so no anvil outlives its parent after a normal exit or Ctrl-C.
+_running: weakref.WeakSet[AnvilNode] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftover_nodes() -> None:
+    for node in list(_running):
+        node.stop(timeout=2.0)
 
 
 class AnvilNode:
@@ -145,6 +158,7 @@ class AnvilNode:
             ok, last_error = self._wait_ready(timeout)
             if ok:
                 self._client = httpx.Client(base_url=self.url, timeout=30.0)
+                _running.add(self)
                 return self
             self._terminate()
         raise AnvilError(f"anvil (chain {self.chain_id}) did not start on {self.host}:{self.port}: {last_error}")
@@ -168,6 +182,7 @@ class AnvilNode:
         return False, f"no RPC answer within {timeout}s"
 
     def _terminate(self, timeout: float = 5.0) -> None:
+        _running.discard(self)
         proc, self._proc = self._proc, None
         if proc is None:
             return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -128,3 +131,15 @@ async def test_async_helpers(anvil: AnvilNode) -> None:
     assert int(_block(anvil, "latest")["timestamp"], 16) == ts
     with pytest.raises(AnvilError, match="evm_revert"):
         await anvil_mod.rpc(anvil.url, "evm_revert", "not-a-snapshot")
+
+
+def test_nodes_left_running_are_stopped_at_interpreter_exit() -> None:
+    code = (
+        "from chains.anvil import AnvilNode\n"
+        "node = AnvilNode(5).start()\n"
+        "print(node.pid, flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    pid = int(out.stdout.strip())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
