@@ -8,6 +8,7 @@ TTL outlives the message expiry by a grace period so a late answer reads "expire
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -85,9 +86,13 @@ def _key(ctx: Context, user_id: uuid.UUID, address: str) -> str:
     return ctx.services.keys("wallet-challenge", user_id, address)
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(?::\d{1,5})?$")
+
+
 def _domain(ctx: Context) -> str:
-    host = ctx.request.headers.get("host") if ctx.request is not None else None
-    return (host or "stablerwa").split(",")[0].strip()[:255]
+    """The host the user is talking to, shown by wallets; anything odd in the header falls back to a constant."""
+    host = (ctx.request.headers.get("host") or "") if ctx.request is not None else ""
+    return host if _HOST.match(host) else "stablerwa"
 
 
 async def challenge(ctx: Context, address: str) -> WalletChallenge:

@@ -155,3 +155,10 @@ async def test_anonymous_callers_are_refused(gql):
     address = Account.create().address
     assert gql.error_code(await gql(CHALLENGE, {"a": address})) == "UNAUTHENTICATED"
     assert gql.error_code(await gql(MY_WALLETS)) == "UNAUTHENTICATED"
+
+
+async def test_challenges_are_rate_limited_per_user(gql, make_user):
+    user, address = await make_user(), Account.create().address
+    codes = [gql.error_code(await gql(CHALLENGE, {"a": address}, token=user.token))
+             for _ in range(wallet_rules.CHALLENGES_PER_MINUTE + 1)]
+    assert codes[:-1] == [None] * wallet_rules.CHALLENGES_PER_MINUTE and codes[-1] == "RATE_LIMITED"
