@@ -1,8 +1,9 @@
 """Micro-benchmark: eth_getLogs read throughput (logs/s) through RpcClient vs web3's get_logs.
 
-Starts its own anvil, deploys a tiny log emitter (hand-assembled bytecode, no compiler), emits
-``--logs`` Ping logs, then reads the same range repeatedly through both clients in one run and
-prints both rates and the ratio (these machines are noisy; compare within one run only).
+Starts its own anvil (chains.anvil.AnvilNode), deploys a tiny log emitter (hand-assembled
+bytecode, no compiler), emits ``--logs`` Ping logs, then reads the same range through both
+clients, alternating rounds, and prints both rates and the ratio (these machines are noisy;
+compare within one run only). Both sides include anvil's own time to serve the logs.
 
     .venv/bin/python bench/rpc_getlogs.py --logs 20000 --rounds 5
 """
@@ -11,47 +12,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_utils import keccak
 from web3 import AsyncWeb3
 
+from chains.anvil import AnvilNode
 from chains.rpc import RpcClient
 
-ANVIL = Path(__file__).resolve().parent.parent / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 PING = "0x" + keccak(text="Ping(address,uint256)").hex()
 # for i in n..1 (n = calldata word 0): LOG2(data=i, topic0=PING, topic1=caller)
 _RUNTIME = "6000355b8015603b578060005233" + "7f" + PING[2:] + "60206000a2600190036003565b00"
 EMITTER_INITCODE = "0x603d600c600039603d6000f3" + _RUNTIME
 LOGS_PER_TX = 500
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_anvil() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", "1", "--silent",
-         "--gas-limit", "100000000"]
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("anvil did not start")
 
 
 async def seed(client: RpcClient, n_logs: int) -> tuple[str, int, int]:
@@ -74,37 +48,41 @@ async def seed(client: RpcClient, n_logs: int) -> tuple[str, int, int]:
     return emitter, first, last
 
 
-async def time_reads(fn: Any, rounds: int) -> tuple[float, int]:
-    await fn()  # warm-up (connection, caches)
-    started = time.perf_counter()
-    total = 0
+async def interleaved_rates(readers: dict[str, Any], rounds: int) -> tuple[dict[str, float], int]:
+    """logs/s per reader; rounds alternate between readers so load spikes hit both alike."""
+    counts = {name: len(await read()) for name, read in readers.items()}  # warm-up, and sizes
+    assert len(set(counts.values())) == 1, counts
+    elapsed = dict.fromkeys(readers, 0.0)
     for _ in range(rounds):
-        total += len(await fn())
-    return total / (time.perf_counter() - started), total // rounds
+        for name, read in readers.items():
+            started = time.perf_counter()
+            await read()
+            elapsed[name] += time.perf_counter() - started
+    n = next(iter(counts.values()))
+    return {name: n * rounds / t for name, t in elapsed.items()}, n
 
 
 async def main(n_logs: int, rounds: int) -> None:
-    proc, url = start_anvil()
-    try:
-        async with RpcClient([url], chain_id=1) as client:
+    with AnvilNode(1, extra_args=["--gas-limit", "100000000"]) as node:
+        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(node.url))
+        async with RpcClient([node.url], chain_id=1) as client:
             emitter, first, last = await seed(client, n_logs)
-            raw_rate, raw_n = await time_reads(lambda: client.get_logs(emitter, [PING], first, last), rounds)
+            flt = {"address": AsyncWeb3.to_checksum_address(emitter), "topics": [PING], "fromBlock": first, "toBlock": last}
+            try:
+                rates, n = await interleaved_rates(
+                    {
+                        "RpcClient.get_logs": lambda: client.get_logs(emitter, [PING], first, last),
+                        "web3 eth.get_logs": lambda: w3.eth.get_logs(flt),
+                    },
+                    rounds,
+                )
+            finally:
+                await w3.provider.disconnect()
 
-        w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(url))
-        flt = {"address": AsyncWeb3.to_checksum_address(emitter), "topics": [PING], "fromBlock": first, "toBlock": last}
-        try:
-            w3_rate, w3_n = await time_reads(lambda: w3.eth.get_logs(flt), rounds)
-        finally:
-            await w3.provider.disconnect()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-    assert raw_n == w3_n, (raw_n, w3_n)
-    print(f"logs per read: {raw_n} (blocks {first}..{last}), rounds: {rounds}")
-    print(f"RpcClient.get_logs : {raw_rate:12,.0f} logs/s")
-    print(f"web3 eth.get_logs  : {w3_rate:12,.0f} logs/s")
-    print(f"ratio RpcClient/web3: {raw_rate / w3_rate:.1f}x")
+    print(f"logs per read: {n} (blocks {first}..{last}), rounds: {rounds}")
+    for name, rate in rates.items():
+        print(f"{name:20s}: {rate:12,.0f} logs/s")
+    print(f"ratio RpcClient/web3: {rates['RpcClient.get_logs'] / rates['web3 eth.get_logs']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,21 @@
-"""RpcClient's normal path against a real anvil node: blocks, batches, logs, eth_call, failover."""
+"""RpcClient's normal path against real anvil nodes (shared fixtures `anvil`, `local_chains`):
+blocks, batches, logs, eth_call, failover."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from eth_utils import keccak
 from prometheus_client import REGISTRY
 
+from chains.anvil import AnvilNode
 from chains.errors import AllEndpointsFailed, ChainIdMismatch, RpcUnavailable
 from chains.log_range import AdaptiveLogRange, iter_logs
+from chains.registry import get_chain
 from chains.rpc import RpcClient
 from chains.rpc_urls import url_label
 
@@ -33,40 +32,8 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-ANVIL_BIN = "/work/main/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-
-
-@dataclass
-class _LocalAnvil:
-    url: str
-
-
-@pytest.fixture(scope="module")
-def anvil() -> Iterator[_LocalAnvil]:
-    """Stand-in until tests/fixtures/chain.py provides the shared ``anvil`` fixture."""
-    port = closed_port()
-    proc = subprocess.Popen(
-        [ANVIL_BIN, "--host", "127.0.0.1", "--port", str(port), "--chain-id", "1", "--silent", "--slots-in-an-epoch", "4"]
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield _LocalAnvil(url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
-async def client(anvil: Any) -> AsyncIterator[RpcClient]:
+async def client(anvil: AnvilNode) -> AsyncIterator[RpcClient]:
     async with RpcClient([anvil.url], chain_id=1, backoff_base=0.001) as c:
         yield c
 
@@ -102,7 +69,7 @@ async def test_block_number_and_chain_id(client: RpcClient) -> None:
     assert await client.verify_chain_id() == 1
 
 
-async def test_wrong_chain_id_is_detected(anvil: Any) -> None:
+async def test_wrong_chain_id_is_detected(anvil: AnvilNode) -> None:
     async with RpcClient([anvil.url], chain_id=137) as c:
         with pytest.raises(ChainIdMismatch):
             await c.verify_chain_id()
@@ -124,7 +91,7 @@ async def test_get_block_by_tag_number_and_hash(client: RpcClient) -> None:
     assert await client.get_block("0x" + "00" * 32) is None
 
 
-async def test_get_blocks_is_one_batched_request_per_chunk(anvil: Any) -> None:
+async def test_get_blocks_is_one_batched_request_per_chunk(anvil: AnvilNode) -> None:
     label = url_label(anvil.url)
     key = {"chain_id": "1", "method": "batch:eth_getBlockByNumber", "url": label}
     async with RpcClient([anvil.url], chain_id=1, batch_size=4) as c:
@@ -170,7 +137,7 @@ async def test_eth_call_on_the_identity_precompile(client: RpcClient) -> None:
     assert await client.eth_call(identity, "0x01", block=0) == "0x01"
 
 
-async def test_failover_from_a_dead_url_to_anvil(anvil: Any) -> None:
+async def test_failover_from_a_dead_url_to_anvil(anvil: AnvilNode) -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
     key = {"chain_id": "1", "method": "eth_blockNumber", "url": url_label(dead), "kind": "unavailable"}
     before = REGISTRY.get_sample_value("rwa_rpc_errors_total", key) or 0.0
@@ -191,3 +158,11 @@ async def test_dead_urls_only_raise_all_endpoints_failed() -> None:
         # A write is tried once, on one URL, and its own error surfaces.
         with pytest.raises(RpcUnavailable):
             await c.send_raw_transaction("0x00")
+
+
+@pytest.mark.parametrize("chain_id", [1, 137, 56])
+async def test_client_per_local_chain_matches_its_spec(local_chains: dict[int, AnvilNode], chain_id: int) -> None:
+    spec = get_chain(chain_id)
+    async with RpcClient([local_chains[chain_id].url], chain_id=spec.chain_id) as c:
+        assert await c.verify_chain_id() == spec.chain_id
+        assert (await c.get_block("finalized")) is not None
