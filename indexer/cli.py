@@ -162,13 +162,13 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
     if not specs:
         raise fail("no chain configured: set RPC_URLS_1, RPC_URLS_137 and/or RPC_URLS_56", EXIT_BAD_INPUT)
     urls = {s.chain_id: _urls(s) for s in specs}
-    service = _pipeline()
     with runtime() as settings:
         async def main() -> bool:
             for spec in specs:
                 head = await _head(spec, urls[spec.chain_id])
                 err.print(f"{spec.short_name} (chain {spec.chain_id}): node at {_where(urls[spec.chain_id])}, "
-                          f"head {head}")
+                          f"head {head}", highlight=False)
+            service = _pipeline()
             ids = [s.chain_id for s in specs] if chain else None
             _, interrupted = await _until_signalled(lambda stop: service.run_indexer(settings, ids, stop=stop))
             return interrupted
@@ -266,7 +266,6 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
     if to_block is not None and from_block > to_block:
         raise fail(f"--from-block {from_block} is above --to-block {to_block}", EXIT_BAD_INPUT)
     urls = {spec.chain_id: _urls(spec)}
-    service = _pipeline()
     with runtime(quiet_logs=True) as settings:
         view = _ProgressView(f"{spec.short_name} {from_block}..{to_block if to_block is not None else 'finalized'}")
 
@@ -275,6 +274,7 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
             for name, value in (("--from-block", from_block), ("--to-block", to_block)):
                 if value is not None and value > head:
                     raise fail(f"{name} {value} is above the head {head} of {spec.short_name}", EXIT_BAD_INPUT)
+            service = _pipeline()
             with view.progress:
                 return await _until_signalled(lambda stop: service.backfill(
                     settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop))
@@ -371,6 +371,7 @@ def verify(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or eth
     urls = {spec.chain_id: _urls(spec)}
     with runtime(quiet_logs=True) as settings:
         async def main() -> Any:
+            await _head(spec, urls[spec.chain_id])  # a wrong or dead node is reported before anything else
             engine = _engine(settings)
             try:
                 async with RpcClient(urls[spec.chain_id], chain_id=spec.chain_id, timeout=20, max_retries=2) as rpc:
