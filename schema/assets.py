@@ -24,6 +24,7 @@ from resolvers.assets.assets import AssetRow, TransitionRow
 from resolvers.assets.fx import FxRateRow
 from resolvers.assets.loaders import IssuerRow, db_lock, loader
 from resolvers.assets.valuations import ValuationRow
+from resolvers.assets.validation import trim
 from schema.documents import AssetDocument
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
@@ -55,7 +56,7 @@ class Valuation:
 
     @classmethod
     def from_row(cls, r: ValuationRow) -> "Valuation":
-        return cls(id=r.id, asset_id=r.asset_id, amount=r.amount, currency=r.currency, method=r.method,
+        return cls(id=r.id, asset_id=r.asset_id, amount=trim(r.amount), currency=r.currency, method=r.method,
                    as_of=r.as_of, source=r.source, created_at=r.created_at)
 
     @strawberry.field(description="The amount in another currency, at the ADMIN-maintained FX rate as of asOf.")
@@ -89,7 +90,7 @@ class FxRate:
 
     @classmethod
     def from_row(cls, r: FxRateRow) -> "FxRate":
-        return cls(base=r.base, quote=r.quote, as_of=r.as_of, rate=r.rate, updated_at=r.updated_at)
+        return cls(base=r.base, quote=r.quote, as_of=r.as_of, rate=trim(r.rate), updated_at=r.updated_at)
 
 
 @strawberry.type(description="A real-world asset registered by an issuer.")

@@ -4,9 +4,9 @@
       -F operations='{"query":"mutation($f: Upload!){ uploadAssetDocument(assetId: \"...\", kind: PROSPECTUS, file: $f){ id sha256 } }","variables":{"f":null}}' \
       -F map='{"0":["variables.f"]}' -F 0=@prospectus.pdf
 
-Strawberry refuses multipart requests without a CSRF-safe header (any non-empty `Apollo-Require-Preflight`,
-`x-apollo-operation-name` or a non-simple content type set by the client): plain HTML forms cannot add it,
-so a cross-site form post cannot upload on a user's behalf.
+Strawberry 0.341 itself has no CSRF check for multipart requests (checked: the view parses any
+multipart/form-data body), so the upload mutation requires a non-empty `Apollo-Require-Preflight` or
+`X-Apollo-Operation-Name` header (BAD_USER_INPUT otherwise): a plain cross-site HTML form cannot set one.
 """
 
 from __future__ import annotations

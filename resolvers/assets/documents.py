@@ -98,8 +98,17 @@ async def read_upload(upload: Any, max_bytes: int = MAX_BYTES) -> tuple[bytes, s
     return data, _filename(getattr(upload, "filename", None)), getattr(upload, "content_type", "") or ""
 
 
+def check_preflight(ctx: Context) -> None:
+    """CSRF guard for multipart requests (strawberry 0.341 has none): a plain cross-site HTML form cannot set a
+    custom header, so require `Apollo-Require-Preflight` or `X-Apollo-Operation-Name` like Apollo Server does."""
+    headers = getattr(ctx.request, "headers", {})
+    if not (headers.get("apollo-require-preflight") or headers.get("x-apollo-operation-name")):
+        raise BadUserInput("multipart uploads need the Apollo-Require-Preflight header", field="file")
+
+
 async def upload_document(ctx: Context, asset_id: uuid.UUID, kind: DocumentKind, upload: Any) -> DocumentRow:
     user_id = ctx.viewer.require_user()
+    check_preflight(ctx)
     roles = ctx.viewer.roles
     data, filename, declared = await read_upload(upload)
     ctype = check_content(declared, data)

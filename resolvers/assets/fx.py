@@ -79,7 +79,7 @@ async def convert(session: AsyncSession, amount: Decimal, currency: str, target:
     rate = await rate_on(session, currency, target, on)
     with localcontext() as c:
         c.prec = 60
-        return (amount * rate).quantize(QUANTUM, rounding=ROUND_HALF_EVEN).normalize()
+        return validation.trim((amount * rate).quantize(QUANTUM, rounding=ROUND_HALF_EVEN))
 
 
 async def rates_page(session: AsyncSession, base: str | None, quote: str | None, first: int | None,

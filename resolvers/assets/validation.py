@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,6 +18,14 @@ AED ARS AUD BGN BHD BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS 
 MYR NGN NOK NZD OMR PEN PHP PLN QAR RON RSD RUB SAR SEK SGD THB TRY TWD UAH USD VND XAG XAU ZAR
 """.split())
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def trim(value: Decimal) -> Decimal:
+    """Drop the column's trailing zeros without switching to exponent notation (300.000 -> 300, not 3E+2)."""
+    with localcontext() as ctx:
+        ctx.prec = 80  # the default 28 digits would round Numeric(38, 18) values
+        n = value.normalize()
+        return n.quantize(Decimal(1)) if n.as_tuple().exponent > 0 else n  # type: ignore[operator]
 
 
 def currency(code: str, field: str = "currency") -> str:
