@@ -138,11 +138,12 @@ async def prepare_security_token_load(
     await transact(stack.token.functions.mint(agent_addr, supply), agent)
 
 
-async def _measure(events: int, contract: str, recipients_per_tx: int) -> LoadResult:
+async def _measure(events: int, contract: str, recipients_per_tx: int, gas_limit: int | None) -> LoadResult:
     from chains.anvil import AnvilNode
     from chains.deploy import connect, deploy_rwa_stack
 
-    with AnvilNode(1) as node:
+    extra = ["--gas-limit", str(gas_limit)] if gas_limit else []
+    with AnvilNode(1, extra_args=extra) as node:
         w3 = connect(node.url)
         agent = (await w3.eth.accounts)[0]
         stack = await deploy_rwa_stack(w3, agent)
@@ -170,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--contract", choices=("token", "stablecoin"), default="token")
     parser.add_argument("--per-tx", type=int, default=MAX_BATCH)
+    parser.add_argument("--gas-limit", type=int, default=None, help="block gas limit (anvil default 30M)")
     args = parser.parse_args(argv)
-    result = asyncio.run(_measure(args.events, args.contract, args.per_tx))
+    result = asyncio.run(_measure(args.events, args.contract, args.per_tx, args.gas_limit))
     print(
         f"{args.contract}: {result.events} Transfer events in {result.txs} txs, blocks "
         f"{result.first_block}-{result.last_block}, {result.seconds:.2f} s, {result.events_per_second:,.0f} events/s"
