@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(2000, alias="MAX_QUERY_TOKENS")
     max_query_cost: int = Field(50_000, alias="MAX_QUERY_COST")
     parser_cache_size: int = Field(512, alias="PARSER_CACHE_SIZE")
+    # request bodies: JSON GraphQL requests, and multipart uploads (asset documents, up to 10 MiB each)
+    max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES")
+    max_upload_bytes: int = Field(16 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")
 
     login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")

@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             log.info("api stopped")
 
     routes: list[BaseRoute] = [
-        Route("/graphql", view, methods=["GET", "POST"]),
+        # every method reaches the view, which answers the unsupported ones with a typed JSON 405
+        Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

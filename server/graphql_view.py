@@ -4,11 +4,13 @@ malformed HTTP requests with typed JSON errors instead of plain-text 400s."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from itertools import accumulate
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -24,9 +26,45 @@ from server.shared_subscriptions import SharedBytesWebSocketAdapter
 from server.viewer import Viewer, viewer_from_headers
 
 
+MAX_JSON_NESTING = 64
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
 def error_response(message: str, code: str, status: int, **extensions: object) -> Response:
     body = {"data": None, "errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
     return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def json_nesting_exceeds(data: bytes, limit: int) -> bool:
+    """True when the JSON text nests arrays/objects deeper than `limit`. json's C decoder recurses on the C stack,
+    and py_ecc (imported by eth-account) raises the recursion limit to 100000, so a body of 100k `[` crashed the
+    worker with a segfault instead of raising RecursionError."""
+    if data.count(b"[") + data.count(b"{") <= limit:  # cannot nest deeper than it has brackets
+        return False
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    return max(accumulate(_BRACKET_STEP[b] for b in brackets), default=0) > limit
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def limit_body(receive: Receive, max_bytes: int) -> Receive:
+    """`receive` that refuses a body (chunked or not) larger than max_bytes."""
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > max_bytes:
+                raise BodyTooLarge
+        return message
+
+    return limited
 
 
 class GraphQLView(GraphQL):
@@ -48,9 +86,22 @@ class GraphQLView(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        request = Request(scope=scope, receive=receive)
+        settings = self.services.settings
+        headers = dict(scope.get("headers") or [])
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
+        max_bytes = settings.max_upload_bytes if multipart else settings.max_request_bytes
+        request = Request(scope=scope, receive=limit_body(receive, max_bytes))
         try:
+            declared = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            declared = 0
+        try:
+            if declared > max_bytes:
+                raise BodyTooLarge
             response = await self.run(request)
+        except BodyTooLarge:
+            response = error_response(f"request body larger than {max_bytes} bytes", "BAD_USER_INPUT", 413,
+                                      maxBytes=max_bytes)
         except HTTPException as exc:
             if exc.status_code == 404 and request.method == "GET":
                 response = error_response("GraphiQL is disabled; POST GraphQL requests", "NOT_FOUND", 404)
@@ -61,6 +112,26 @@ class GraphQLView(GraphQL):
         except AppError as exc:  # raised while building the context (bad credentials, rate limits)
             response = error_response(exc.message, exc.code.value, 200, **exc.extensions)
         await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Also decodes graphql-transport-ws messages, whose handler expects JSONDecodeError for anything bad."""
+        raw = data.encode() if isinstance(data, str) else data
+        if json_nesting_exceeds(raw, MAX_JSON_NESTING):
+            raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_NESTING} levels", "", 0)
+        try:
+            return json.loads(raw)
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError("not UTF-8", "", exc.start) from exc
+
+    def parse_json(self, data: str | bytes) -> object:
+        """HTTP bodies (and GET/multipart JSON parameters): a JSON object, else a typed 400."""
+        try:
+            decoded = self.decode_json(data)
+        except json.JSONDecodeError as exc:
+            raise HTTPException(400, f"Unable to parse request body as JSON: {exc.msg}") from exc
+        if not isinstance(decoded, dict):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return decoded
 
     async def process_result(self, request: Request, result):  # type: ignore[no-untyped-def,override]
         # Last line of defence: an error that bypassed the schema's ErrorCodes (raised from an extension hook,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
 
+import schema as schema_package
 from core.settings import Settings
 from server.app import create_app
 from server.services import Services
+from tests.platform.probes import ProbeQuery
 
 
 @pytest.fixture
@@ -20,7 +23,7 @@ def app_client(services: Services) -> Callable[..., AbstractAsyncContextManager[
     @asynccontextmanager
     async def _client(**overrides: object) -> AsyncIterator[httpx.AsyncClient]:
         settings = Settings(**{**_as_env(services.settings), **overrides})  # type: ignore[arg-type]
-        app = create_app(settings, services)
+        app = create_app(settings, dataclasses.replace(services, settings=settings))
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
@@ -39,3 +42,9 @@ def _as_env(settings: Settings) -> dict[str, object]:
             out[field.alias or name] = value
     return out
 
+
+
+@pytest.fixture
+def probe_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_schema (hence create_app) includes the test-only probe fields of tests/platform/probes.py."""
+    monkeypatch.setattr(schema_package, "QUERIES", (*schema_package.QUERIES, ProbeQuery))

@@ -6,40 +6,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-import strawberry
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
-import schema as schema_package
 from tests.platform.responses import codes, first_code
-
-
-@strawberry.type
-class Node:
-    """A self-nesting type, so depth limits can be tested whatever the product schema looks like."""
-
-    value: int = 1
-
-    @strawberry.field
-    def child(self) -> "Node":
-        return Node()
-
-
-@strawberry.type
-class ProbeQuery:
-    @strawberry.field
-    def probe_node(self) -> Node:
-        return Node()
-
-    @strawberry.field
-    async def probe_crash(self) -> int:
-        raise RuntimeError("connection to db-secret-host:5432 failed; password=hunter2")
-
-
-@pytest.fixture
-def probe_schema(monkeypatch: pytest.MonkeyPatch) -> None:
-    """build_schema (hence create_app) includes the test-only probe fields, with every production extension."""
-    monkeypatch.setattr(schema_package, "QUERIES", (*schema_package.QUERIES, ProbeQuery))
 
 
 def nested_query(depth: int) -> str:

@@ -1,0 +1,292 @@
+"""What platform operators rely on: request ids (header and every JSON log line), /healthz, /readyz naming the
+failing dependency, /metrics content, and typed JSON errors (never a 500 or a stack trace) for malformed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import logging
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.db import create_engine, create_session_factory
+from core.logging import JsonFormatter
+from core.redis import create_redis
+from server.app import create_app
+from server.services import Services
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class JsonLogs:
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.setFormatter(JsonFormatter())
+
+    def lines(self) -> list[dict]:  # type: ignore[type-arg]
+        # every line must be one JSON object: json.loads fails the test otherwise
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[JsonLogs]:
+    logs = JsonLogs()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(logs.handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield logs
+    finally:
+        root.removeHandler(logs.handler)
+        root.setLevel(old_level)
+
+
+# --- request ids ----------------------------------------------------------------------------------------------
+
+
+async def test_request_id_is_echoed(client) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.get("/healthz", headers={"X-Request-ID": "abc-123.DEF:9_x"})
+    assert resp.headers["x-request-id"] == "abc-123.DEF:9_x"
+
+
+async def test_request_id_is_generated(client) -> None:  # type: ignore[no-untyped-def]
+    first = (await client.get("/healthz")).headers["x-request-id"]
+    second = (await client.post("/graphql", json={"query": "{ __typename }"})).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", first) and re.fullmatch(r"[0-9a-f]{32}", second)
+    assert first != second
+
+
+@pytest.mark.parametrize("junk", ["x" * 65, "bad id with spaces", "<script>", "id\tTAB", "ünïcode", "a;b=c"])
+async def test_junk_request_id_is_replaced(client, junk: str) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.get("/healthz", headers={"X-Request-ID": junk.encode("utf-8")})
+    rid = resp.headers["x-request-id"]
+    assert rid != junk and re.fullmatch(r"[0-9a-f]{32}", rid)
+
+
+async def test_request_id_on_every_log_line_of_the_request(app_client, probe_schema, json_logs) -> None:  # type: ignore[no-untyped-def]
+    query = "query($t: String!) { probeLog(tag: $t) }"
+    async with app_client() as c:
+        # two requests interleaved on one event loop: each line must carry its own request's id
+        responses = await asyncio.gather(*(
+            c.post("/graphql", json={"query": query, "variables": {"t": tag}}, headers={"X-Request-ID": f"rid-{tag}"})
+            for tag in ("one", "two")))
+    assert [r.json()["data"]["probeLog"] for r in responses] == ["one", "two"]
+    lines = json_logs.lines()
+    for tag in ("one", "two"):
+        probe_lines = [line for line in lines if line.get("tag") == tag]
+        assert [line["msg"] for line in probe_lines] == ["probe before", "probe after"]
+        assert all(line["request_id"] == f"rid-{tag}" for line in probe_lines), probe_lines
+        access = [line for line in lines if line.get("msg") == "request" and line.get("request_id") == f"rid-{tag}"]
+        assert len(access) == 1 and access[0]["status"] == 200 and access[0]["path"] == "/graphql"
+    for line in lines:
+        assert {"ts", "level", "logger", "msg"} <= line.keys()
+
+
+async def test_masked_error_log_line_carries_the_request_id(app_client, probe_schema, json_logs) -> None:  # type: ignore[no-untyped-def]
+    async with app_client() as c:
+        resp = await c.post("/graphql", json={"query": "{ probeCrash }"}, headers={"X-Request-ID": "crash-1"})
+    assert resp.json()["errors"][0]["extensions"]["code"] == "INTERNAL"
+    errors = [line for line in json_logs.lines() if line["level"] == "ERROR"]
+    assert errors and all(line["request_id"] == "crash-1" for line in errors)
+    assert any("hunter2" in line.get("exc", "") for line in errors), "the traceback goes to the log, not the client"
+
+
+# --- health and readiness -------------------------------------------------------------------------------------
+
+
+async def test_healthz(client) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.get("/healthz")
+    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+
+
+async def ready(services: Services) -> httpx.Response:
+    app = create_app(services.settings, services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        return await c.get("/readyz")
+
+
+async def test_readyz_ok(services) -> None:  # type: ignore[no-untyped-def]
+    resp = await ready(services)
+    assert resp.status_code == 200 and resp.json()["status"] == "ready"
+
+
+async def test_readyz_names_redis(services) -> None:  # type: ignore[no-untyped-def]
+    dead_redis = create_redis(f"redis://127.0.0.1:{closed_port()}/0")
+    try:
+        resp = await ready(dataclasses.replace(services, redis=dead_redis))
+    finally:
+        await dead_redis.aclose()
+    assert resp.status_code == 503
+    assert resp.json()["failing"] == ["redis"]
+
+
+async def test_readyz_names_postgres(services) -> None:  # type: ignore[no-untyped-def]
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/postgres", pool_size=1)
+    dead = create_session_factory(engine)
+    try:
+        resp = await ready(dataclasses.replace(services, session_factory=dead, read_session_factory=dead))
+    finally:
+        await engine.dispose()
+    assert resp.status_code == 503
+    assert resp.json()["failing"] == ["postgres"]
+
+
+async def test_readyz_names_both(services) -> None:  # type: ignore[no-untyped-def]
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/postgres", pool_size=1)
+    dead_db = create_session_factory(engine)
+    dead_redis = create_redis(f"redis://127.0.0.1:{closed_port()}/0")
+    try:
+        resp = await ready(dataclasses.replace(services, session_factory=dead_db, read_session_factory=dead_db,
+                                               redis=dead_redis))
+    finally:
+        await dead_redis.aclose()
+        await engine.dispose()
+    assert resp.status_code == 503
+    assert sorted(resp.json()["failing"]) == ["postgres", "redis"]
+
+
+# --- metrics --------------------------------------------------------------------------------------------------
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_metrics(services, database_url: str) -> None:  # type: ignore[no-untyped-def]
+    engine = create_engine(database_url, pool_size=3)
+    svc = dataclasses.replace(services, engine=engine)
+    app = create_app(svc.settings, svc)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+            before = samples((await c.get("/metrics")).text)
+            for _ in range(3):
+                await c.post("/graphql", json={"query": "query MetricsProbe { __typename }"})
+            await c.post("/graphql", json={"query": "query MetricsProbeBad { nope }"})
+            resp = await c.get("/metrics")
+    finally:
+        await engine.dispose()
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    after = samples(resp.text)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("rwa_graphql_requests_total", operation="MetricsProbe", operation_type="query") == 3
+    assert delta("rwa_graphql_errors_total", code="BAD_USER_INPUT") >= 1
+    assert delta("rwa_graphql_request_seconds_count", operation="MetricsProbe") == 3
+    assert delta("rwa_graphql_request_seconds_bucket", operation="MetricsProbe", le="+Inf") == 3
+    assert after[("rwa_db_pool_size", ())] == 3
+    assert ("rwa_db_pool_connections_in_use", ()) in after
+    assert delta("rwa_http_requests_total", method="POST", path="/graphql", status="200") == 4
+
+
+# --- malformed requests ---------------------------------------------------------------------------------------
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    """A body without Content-Length (sent chunked)."""
+    for part in parts:
+        yield part
+
+
+MALFORMED = {
+    "invalid json": dict(method="POST", content=b'{"query": "{ __typename }"', headers={"content-type": "application/json"}),
+    "json array": dict(method="POST", content=b"[1, 2]", headers={"content-type": "application/json"}),
+    "json null": dict(method="POST", content=b"null", headers={"content-type": "application/json"}),
+    "json string": dict(method="POST", content=b'"{ __typename }"', headers={"content-type": "application/json"}),
+    "missing query": dict(method="POST", json={"variables": {}}),
+    "query not a string": dict(method="POST", json={"query": 42}),
+    "variables not an object": dict(method="POST", json={"query": "{ __typename }", "variables": [1]}),
+    "unknown operation name": dict(method="POST", json={"query": "query A { __typename }", "operationName": "B"}),
+    "wrong content type": dict(method="POST", content=b"{ __typename }", headers={"content-type": "text/plain"}),
+    "no content type": dict(method="POST", content=b'{"query": "{ __typename }"}'),
+    "form body": dict(method="POST", data={"query": "{ __typename }"}),
+    "bad multipart": dict(method="POST", files={"operations": (None, "not json")}),
+    "not utf-8": dict(method="POST", content=b'{"query": "\xff\xfe"}', headers={"content-type": "application/json"}),
+    "GET with query params": dict(method="GET", params={"query": "{ __typename }"}),
+    "GET mutation": dict(method="GET", params={"query": "mutation { logout }"}),
+    "PUT": dict(method="PUT", json={"query": "{ __typename }"}),
+    "huge variables": dict(method="POST", json={"query": "query($s: String) { __typename }",
+                                                "variables": {"s": "x" * 3_000_000, "n": list(range(100_000))}}),
+    "huge chunked body": dict(method="POST", content=lambda: chunks(b'{"query": "{ __typename }", "variables": {"s": "',
+                                                            *[b"x" * 100_000] * 30, b'"}}'),
+                              headers={"content-type": "application/json"}),
+    "deeply nested variables": dict(method="POST", content=b'{"query": "{ __typename }", "variables": {"a": '
+                                    + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+                                    headers={"content-type": "application/json"}),
+    "subscription over http": dict(method="POST", json={"query": "subscription { __typename }"}),
+}
+
+
+async def test_body_limit_is_a_setting(app_client) -> None:  # type: ignore[no-untyped-def]
+    body = {"query": "query($s: String) { __typename }", "variables": {"s": "x" * 2000}}
+    async with app_client(MAX_REQUEST_BYTES=1000) as c:
+        small = await c.post("/graphql", json={"query": "{ __typename }"})
+        big = await c.post("/graphql", json=body)
+    assert small.json()["data"] == {"__typename": "Query"}
+    assert big.status_code == 413
+    assert big.json()["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "maxBytes": 1000}
+
+
+async def test_moderate_nesting_is_accepted(client) -> None:  # type: ignore[no-untyped-def]
+    nested: object = "leaf"
+    for _ in range(30):
+        nested = [nested, {"k": "]]]}}}"}]  # brackets inside strings do not count
+    resp = await client.post("/graphql", json={"query": "{ __typename }", "variables": {"w": nested}})
+    assert resp.json()["data"] == {"__typename": "Query"}, resp.json()
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+async def test_malformed_requests_get_typed_json_errors(client, case: str) -> None:  # type: ignore[no-untyped-def]
+    kwargs = dict(MALFORMED[case])
+    method = kwargs.pop("method")
+    if callable(kwargs.get("content")):  # a fresh generator per run
+        kwargs["content"] = kwargs["content"]()
+    resp = await client.request(method, "/graphql", **kwargs)
+    assert resp.status_code < 500, (resp.status_code, resp.text[:500])
+    assert "Traceback" not in resp.text and "File \"" not in resp.text
+    assert resp.headers["content-type"].startswith("application/json"), resp.headers["content-type"]
+    body = resp.json()
+    errors = body.get("errors")
+    assert errors, body
+    for error in errors:
+        assert error["extensions"]["code"] in {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX", "NOT_FOUND"}, error
+
+
+def test_websocket_rejects_bad_messages_without_crashing(services) -> None:  # type: ignore[no-untyped-def]
+    """graphql-transport-ws decodes messages with the view's decode_json: bad ones close the socket with 4400."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(services.settings, services)
+    nested = '{"type": "ping", "payload": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    with TestClient(app) as tc:
+        for bad in (nested, "not json"):
+            with tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+                ws.send_json({"type": "connection_init"})
+                assert ws.receive_json()["type"] == "connection_ack"
+                ws.send_json({"type": "ping"})
+                assert ws.receive_json()["type"] == "pong"
+                ws.send_text(bad)
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+                assert closed.value.code == 4400
