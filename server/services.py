@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core.db import SessionFactory, create_engine, create_read_session_factory, create_session_factory
 from core.encryption import FieldCipher, parse_key
 from core.jwt_keys import KeyRing
+from core.pubsub import PubSubHub
 from core.redis import Keys, create_redis
 from core.settings import Settings
 
@@ -28,10 +29,20 @@ class Services:
 
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
+        self._pubsub: PubSubHub | None = None
+
+    @property
+    def pubsub(self) -> PubSubHub:
+        """This process's fan-out hub: one Redis subscription per channel (keys prefixed like every key)."""
+        if self._pubsub is None:
+            self._pubsub = PubSubHub(self.redis, self.settings.redis_prefix)
+        return self._pubsub
         if self.read_session_factory is None:
             self.read_session_factory = self.session_factory
 
     async def aclose(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
         await self.redis.aclose()
         if self.engine is not None:
             await self.engine.dispose()
