@@ -137,8 +137,26 @@ def check_services(database_url: str, redis_url: str) -> None:
         client.close()
 
 
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[Path]:
+    """One initdb per session; most tests copy it and get a warm start (~0.15 s instead of ~1.2 s)."""
+    path = Path(tempfile.mkdtemp(prefix="rwa-emb-template-", dir="/tmp"))
+    with EmbeddedServices(path, redis=False):
+        pass
+    yield path / "pg"
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
+def data_dir(fresh_data_dir: Path, pg_template: Path) -> Path:
+    """A data dir with an initialized, stopped cluster (cp -a keeps the pgserver ownership as root)."""
+    subprocess.run(["cp", "-a", str(pg_template), str(fresh_data_dir / "pg")], check=True)
+    return fresh_data_dir
+
+
+@pytest.fixture
+def fresh_data_dir() -> Iterator[Path]:
+    """An empty data dir: start() runs initdb."""
     path = Path(tempfile.mkdtemp(prefix="rwa-emb-", dir="/tmp"))
     try:
         yield path
@@ -213,12 +231,12 @@ async def test_endpoints_work_with_sqlalchemy_and_redis_asyncio(data_dir: Path) 
     assert load_registry(data_dir).users == []
 
 
-def test_only_the_requested_services_start(data_dir: Path) -> None:
-    with EmbeddedServices(data_dir, postgres=False) as endpoints:
+def test_only_the_requested_services_start(fresh_data_dir: Path) -> None:
+    with EmbeddedServices(fresh_data_dir, postgres=False) as endpoints:
         assert endpoints.database_url is None and endpoints.redis_url is not None
-        assert not (data_dir / "pg").exists()
-        pids = service_pids(data_dir)
-    assert_clean(data_dir, pids)
+        assert not (fresh_data_dir / "pg").exists()
+        pids = service_pids(fresh_data_dir)
+    assert_clean(fresh_data_dir, pids)
 
 
 def test_objects_in_one_process_share_until_the_last_stops(data_dir: Path) -> None:
@@ -301,19 +319,19 @@ def test_signal_under_uvicorn_stops_everything(data_dir: Path, sig: signal.Signa
     assert_clean(data_dir, pids)
 
 
-def test_signal_during_cold_start_leaves_nothing(data_dir: Path) -> None:
-    runner = Runner(data_dir)
+def test_signal_during_cold_start_leaves_nothing(fresh_data_dir: Path) -> None:
+    runner = Runner(fresh_data_dir)
     assert runner.event()["event"] == "starting"
     time.sleep(0.3)  # cold start takes ~1.3 s (initdb): the signal lands while start() runs
     runner.stop(signal.SIGTERM)
-    assert_clean(data_dir, service_pids(data_dir))
-    assert not any(p for p in (data_dir / "pg").glob("postmaster.pid"))
+    assert_clean(fresh_data_dir, service_pids(fresh_data_dir))
+    assert not any(p for p in (fresh_data_dir / "pg").glob("postmaster.pid"))
 
 
 @pytest.mark.parametrize("delay", [0.2, 0.8, 1.5])
-def test_ctrl_c_to_the_process_group_during_cold_start(data_dir: Path, delay: float) -> None:
+def test_ctrl_c_to_the_process_group_during_cold_start(fresh_data_dir: Path, delay: float) -> None:
     """A terminal's Ctrl-C also hits initdb/pg_ctl (same group): nothing may survive, whatever the phase."""
-    runner = Runner(data_dir)
+    runner = Runner(fresh_data_dir)
     assert runner.event()["event"] == "starting"
     time.sleep(delay)
     os.killpg(runner.proc.pid, signal.SIGINT)
@@ -322,12 +340,12 @@ def test_ctrl_c_to_the_process_group_during_cold_start(data_dir: Path, delay: fl
     except subprocess.TimeoutExpired:
         runner.proc.kill()
         raise
-    assert_clean(data_dir, service_pids(data_dir))
+    assert_clean(fresh_data_dir, service_pids(fresh_data_dir))
     # and the data dir still works afterwards
-    with EmbeddedServices(data_dir) as endpoints:
+    with EmbeddedServices(fresh_data_dir) as endpoints:
         check_services(endpoints.database_url or "", endpoints.redis_url or "")
-        pids = service_pids(data_dir)
-    assert_clean(data_dir, pids)
+        pids = service_pids(fresh_data_dir)
+    assert_clean(fresh_data_dir, pids)
 
 
 def test_two_processes_share_one_data_dir(data_dir: Path) -> None:
@@ -349,21 +367,21 @@ def test_two_processes_share_one_data_dir(data_dir: Path) -> None:
     assert_clean(data_dir, pids)
 
 
-def test_concurrent_cold_starts_on_a_fresh_data_dir(data_dir: Path) -> None:
-    runners = [Runner(data_dir), Runner(data_dir)]
+def test_concurrent_cold_starts_on_a_fresh_data_dir(fresh_data_dir: Path) -> None:
+    runners = [Runner(fresh_data_dir), Runner(fresh_data_dir)]
     events = [r.ready() for r in runners]
     assert events[0]["database_url"] == events[1]["database_url"]
     assert events[0]["redis_url"] == events[1]["redis_url"]
-    pids = service_pids(data_dir)
-    assert len(pids["redis"]) == 1 and len(procs_named(data_dir, "redis-server")) == 1
+    pids = service_pids(fresh_data_dir)
+    assert len(pids["redis"]) == 1 and len(procs_named(fresh_data_dir, "redis-server")) == 1
     for runner, event in zip(runners, events):
         check_services(event["database_url"], event["redis_url"])
         runner.stop(signal.SIGTERM)
-    assert_clean(data_dir, pids)
+    assert_clean(fresh_data_dir, pids)
 
 
-def test_long_data_dir_path_uses_short_socket_dirs(data_dir: Path) -> None:
-    deep = data_dir / ("d" * 60) / ("e" * 60)
+def test_long_data_dir_path_uses_short_socket_dirs(fresh_data_dir: Path) -> None:
+    deep = fresh_data_dir / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
     with EmbeddedServices(deep) as endpoints:
         assert endpoints.redis_url is not None and str(deep) not in endpoints.redis_url
@@ -400,16 +418,16 @@ def test_next_start_after_kill_9_reuses_then_cleans_up(data_dir: Path) -> None:
     assert_clean(data_dir, pids)
 
 
-def test_kill_9_during_cold_start_then_next_start_works(data_dir: Path) -> None:
-    owner = Runner(data_dir)
+def test_kill_9_during_cold_start_then_next_start_works(fresh_data_dir: Path) -> None:
+    owner = Runner(fresh_data_dir)
     assert owner.event()["event"] == "starting"
     time.sleep(0.3)  # initdb is running; SIGKILL leaves it (and maybe pg_ctl) running on their own
     owner.proc.kill()
     owner.proc.wait(10)
-    with EmbeddedServices(data_dir) as endpoints:
+    with EmbeddedServices(fresh_data_dir) as endpoints:
         check_services(endpoints.database_url or "", endpoints.redis_url or "")
-        pids = service_pids(data_dir)
-    assert_clean(data_dir, pids)
+        pids = service_pids(fresh_data_dir)
+    assert_clean(fresh_data_dir, pids)
 
 
 def test_stop_orphans_after_kill_9(data_dir: Path) -> None:
