@@ -1,0 +1,143 @@
+"""Tokenization against anvil: deploy the project's SecurityToken, or register an existing contract checked
+through eth_call; the asset goes APPROVED -> TOKENIZING -> ACTIVE, or back to APPROVED on failure."""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import to_checksum_address
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chains.deploy import transact
+from models.assets import AssetStatus as S
+from models.tokens import Holding, Token, TokenKind
+
+TOKENIZE = ("mutation($a: UUID!, $addr: String, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, "
+            "address: $addr, deploy: $d) { asset { status tokens { address } } token { id chainId chainName "
+            "address symbol decimals totalSupply paused startBlock holderCount kind } } }")
+HISTORY = "query($id: UUID!) { asset(id: $id) { status transitions { edges { node { action toStatus reason } } } } }"
+
+
+@pytest.fixture
+def chain_env(anvil, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("RPC_URLS_1", anvil.url)
+    return anvil
+
+
+async def first_code_block(w3, address: str) -> int:  # type: ignore[no-untyped-def]
+    head = await w3.eth.block_number
+    for n in range(head + 1):  # linear on purpose: independent of the binary search under test
+        if await w3.eth.get_code(address, n):
+            return n
+    raise AssertionError("no code")
+
+
+async def test_deploy_path(chain_env, anvil_w3, make_user, make_asset, gql, session: AsyncSession) -> None:
+    issuer = await make_user(roles=["ISSUER"])
+    asset_id = await make_asset(issuer.id, status=S.APPROVED)
+    r = await gql(TOKENIZE, {"a": str(asset_id), "d": {"name": "Harbour Loft Shares", "symbol": "HLS",
+                                                       "decimals": 6}}, token=issuer.token)
+    assert "errors" not in r, r
+    result = r["data"]["tokenizeAsset"]
+    token = result["token"]
+    assert result["asset"]["status"] == "ACTIVE" and result["asset"]["tokens"] == [{"address": token["address"]}]
+    assert token["address"] == to_checksum_address(token["address"])
+    assert (token["symbol"], token["decimals"], token["totalSupply"], token["paused"], token["kind"]) == \
+        ("HLS", 6, "0", False, "SECURITY")
+    assert token["chainName"].lower() == "ethereum"
+    assert await anvil_w3.eth.get_code(token["address"])  # really deployed
+    assert token["startBlock"] == await first_code_block(anvil_w3, token["address"])
+    row = (await session.execute(select(Token).where(Token.address == token["address"]))).scalar_one()
+    assert (row.chain_id, row.kind, row.asset_id, row.start_block) == (1, TokenKind.SECURITY, asset_id,
+                                                                       token["startBlock"])
+    assert row.identity_registry is not None and await anvil_w3.eth.get_code(row.identity_registry)
+    r = await gql(HISTORY, {"id": str(asset_id)}, token=issuer.token)
+    steps = [e["node"]["action"] for e in r["data"]["asset"]["transitions"]["edges"]]
+    assert steps[-2:] == ["tokenize", "confirm_tokens"]
+
+
+async def test_register_path_validates_on_chain(chain_env, anvil_w3, rwa_stack, anvil_accounts, make_user,
+                                                make_asset, gql, session: AsyncSession) -> None:
+    admin = await make_user(roles=["ADMIN"])
+    issuer = await make_user(roles=["ISSUER"])
+    asset_id = await make_asset(issuer.id, status=S.APPROVED)
+    token_contract = rwa_stack.token
+    holder = anvil_accounts[3]
+    await transact(rwa_stack.registry.functions.registerIdentity(holder, holder, 276), anvil_accounts[0])
+    await transact(token_contract.functions.mint(holder, 5 * 10**18), anvil_accounts[0])
+    r = await gql(TOKENIZE, {"a": str(asset_id), "addr": token_contract.address.lower()}, token=admin.token)
+    assert "errors" not in r, r
+    token = r["data"]["tokenizeAsset"]["token"]
+    assert r["data"]["tokenizeAsset"]["asset"]["status"] == "ACTIVE"
+    assert token["address"] == token_contract.address  # stored checksummed
+    assert (token["symbol"], token["decimals"], token["totalSupply"]) == ("TREF", 18, str(5 * 10**18))
+    assert token["startBlock"] == await first_code_block(anvil_w3, token_contract.address)
+    row = (await session.execute(select(Token).where(Token.address == token_contract.address))).scalar_one()
+    assert row.identity_registry == rwa_stack.registry.address
+    # holder count and holdings come from the indexer's tables
+    session.add(Holding(chain_id=1, token_address=token_contract.address, holder=holder, balance=5 * 10**18,
+                        updated_block=token["startBlock"]))
+    await session.commit()
+    r = await gql("query($a: String!) { token(chainId: 1, address: $a) { holderCount holdings { edges { node "
+                  "{ holder balance } } } transfers { edges { node { txHash } } } } }",
+                  {"a": token_contract.address}, token=admin.token)
+    assert r["data"]["token"]["holderCount"] == 1
+    assert r["data"]["token"]["holdings"]["edges"] == [{"node": {"holder": holder, "balance": str(5 * 10**18)}}]
+
+    # the same contract cannot back a second asset
+    second = await make_asset(issuer.id, status=S.APPROVED)
+    r = await gql(TOKENIZE, {"a": str(second), "addr": token_contract.address}, token=issuer.token)
+    assert gql.error_code(r) == "CONFLICT"
+    r = await gql(HISTORY, {"id": str(second)}, token=issuer.token)
+    assert r["data"]["asset"]["status"] == "APPROVED"
+
+
+@pytest.mark.parametrize("target", ["eoa", "stablecoin_registry"])
+async def test_register_refuses_what_is_not_a_token(target, chain_env, rwa_stack, anvil_accounts, make_user,
+                                                   make_asset, gql) -> None:
+    issuer = await make_user(roles=["ISSUER"])
+    asset_id = await make_asset(issuer.id, status=S.APPROVED)
+    # an account without code; a contract without decimals/symbol/totalSupply (the identity registry)
+    address = anvil_accounts[5] if target == "eoa" else rwa_stack.registry.address
+    r = await gql(TOKENIZE, {"a": str(asset_id), "addr": address}, token=issuer.token)
+    assert gql.error_code(r) == "BAD_USER_INPUT" and r["errors"][0]["extensions"]["field"] == "address"
+    r = await gql(HISTORY, {"id": str(asset_id)}, token=issuer.token)
+    asset = r["data"]["asset"]
+    assert asset["status"] == "APPROVED"
+    last = asset["transitions"]["edges"][-1]["node"]
+    assert (last["action"], last["toStatus"]) == ("abandon_tokens", "APPROVED") and last["reason"]
+
+
+async def test_unreachable_chain_returns_the_asset_to_approved(monkeypatch, make_user, make_asset, gql) -> None:
+    from tests.fixtures.app import free_port
+
+    monkeypatch.setenv("RPC_URLS_1", f"http://127.0.0.1:{free_port()}")
+    issuer = await make_user(roles=["ISSUER"])
+    asset_id = await make_asset(issuer.id, status=S.APPROVED)
+    r = await gql(TOKENIZE, {"a": str(asset_id), "d": {"name": "X", "symbol": "X"}}, token=issuer.token)
+    assert gql.error_code(r) == "CONFLICT"
+    r = await gql(HISTORY, {"id": str(asset_id)}, token=issuer.token)
+    assert r["data"]["asset"]["status"] == "APPROVED"
+
+
+async def test_tokenize_checks_state_role_and_input(chain_env, make_user, make_asset, gql) -> None:
+    issuer, other = await make_user(roles=["ISSUER"]), await make_user(roles=["ISSUER"])
+    compliance = await make_user(roles=["COMPLIANCE"])
+    draft = await make_asset(issuer.id, status=S.DRAFT)
+    approved = await make_asset(issuer.id, status=S.APPROVED)
+    deploy = {"name": "X", "symbol": "X"}
+    r = await gql(TOKENIZE, {"a": str(draft), "d": deploy}, token=issuer.token)
+    assert gql.error_code(r) == "CONFLICT"
+    r = await gql(TOKENIZE, {"a": str(approved), "d": deploy}, token=compliance.token)
+    assert gql.error_code(r) == "FORBIDDEN"
+    r = await gql(TOKENIZE, {"a": str(approved), "d": deploy}, token=other.token)
+    assert gql.error_code(r) == "NOT_FOUND"
+    for variables in ({"a": str(approved)}, {"a": str(approved), "d": deploy, "addr": "0x1"},
+                      {"a": str(approved), "d": {"name": "X", "symbol": "X", "decimals": 40}}):
+        r = await gql(TOKENIZE, variables, token=issuer.token)
+        assert gql.error_code(r) == "BAD_USER_INPUT", variables
+    r = await gql("mutation($a: UUID!) { tokenizeAsset(assetId: $a, chainId: 10, deploy: {name: \"X\", "
+                  "symbol: \"X\"}) { token { id } } }", {"a": str(approved)}, token=issuer.token)
+    assert gql.error_code(r) == "BAD_USER_INPUT"
+    r = await gql(HISTORY, {"id": str(approved)}, token=issuer.token)
+    assert r["data"]["asset"]["status"] == "APPROVED"
