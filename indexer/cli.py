@@ -169,7 +169,7 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
                 err.print(f"{spec.short_name} (chain {spec.chain_id}): node at {_where(urls[spec.chain_id])}, "
                           f"head {head}", highlight=False)
             service = _pipeline()
-            ids = [s.chain_id for s in specs] if chain else None
+            ids = [s.chain_id for s in specs]
             _, interrupted = await _until_signalled(lambda stop: service.run_indexer(settings, ids, stop=stop))
             return interrupted
 
@@ -191,8 +191,28 @@ def _guarded(call: Callable[[], T], specs: Sequence[ChainSpec], urls: dict[int, 
         raise fail("interrupted", EXIT_INTERRUPTED)
     except OSError as exc:
         raise fail(f"database or network unreachable: {type(exc).__name__}: {exc}", EXIT_UNREACHABLE)
-    except Exception as exc:  # a pipeline error (e.g. a reorg deeper than finality): say what, not where
+    except Exception as exc:
+        code = _pipeline_error_code(exc)
+        if code is not None:
+            raise fail(str(exc), code)
+        # anything else: say what, not where (the traceback is for the logs, not the operator's screen)
         raise fail(f"indexer stopped: {type(exc).__name__}: {exc}", EXIT_FAILED)
+
+
+def _pipeline_error_code(exc: Exception) -> int | None:
+    """The pipeline's own errors: bad input (unknown token, no RPC URL, a range above the finalized head) is 2;
+    another writer holding the chain's lock, or a reorg deeper than finality, is 1."""
+    try:
+        from indexer.errors import IndexerBusy, NoRpcUrls, ReorgTooDeep, UnknownToken
+    except ImportError:  # pragma: no cover - pipeline missing
+        return None
+    if isinstance(exc, (UnknownToken, NoRpcUrls)):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, (IndexerBusy, ReorgTooDeep)):
+        return EXIT_FAILED
+    if isinstance(exc, ValueError) and str(exc).startswith("bad block range"):
+        return EXIT_BAD_INPUT
+    return None
 
 
 # --- backfill ------------------------------------------------------------------------------------
@@ -229,7 +249,7 @@ class _ProgressView:
     def __call__(self, update: Any) -> None:
         self.last = update
         self.progress.update(self.task, completed=update.blocks_done, total=update.blocks_total,
-                             events=update.events, elapsed=update.elapsed)
+                             events=update.events, elapsed=update.elapsed_s)
         now = time.monotonic()
         if not self.live and now - self._printed >= 2.0:
             self._printed = now
@@ -237,9 +257,9 @@ class _ProgressView:
 
     @staticmethod
     def line(update: Any) -> str:
-        elapsed = max(update.elapsed, 1e-9)
+        elapsed = max(update.elapsed_s, 1e-9)
         return (f"{update.blocks_done:,}/{update.blocks_total:,} blocks, {update.events:,} events in "
-                f"{update.elapsed:.1f}s ({update.blocks_done / elapsed:,.0f} blocks/s, "
+                f"{update.elapsed_s:.1f}s ({update.blocks_done / elapsed:,.0f} blocks/s, "
                 f"{update.events / elapsed:,.0f} events/s)")
 
 
@@ -280,8 +300,10 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
                     settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop))
 
         result, interrupted = _guarded(lambda: asyncio.run(main()), [spec], urls)
-    summary = view.line(view.last) if view.last is not None else str(result)
-    if interrupted:
+    summary = view.line(view.last) if view.last is not None else (
+        f"{result.blocks:,} blocks, {result.events:,} events in {result.elapsed_s:.1f}s (nothing left to fetch "
+        f"in {result.from_block:,}..{result.to_block:,})")
+    if interrupted or result.stopped:
         err.print(f"[yellow]interrupted[/]: {summary}; rerun the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED)
     err.print(f"[green]backfill done[/]: {summary}", highlight=False)

@@ -94,15 +94,18 @@ async def _recent_rate(session: AsyncSession, chain_id: int, indexed: int, windo
 
 
 async def indexed_block_for(session: AsyncSession, chain_id: int, token: str) -> int | None:
-    """The chain cursor's indexed block; for a token only backfilled so far, the end of its fetched ranges."""
+    """The last block up to which a token's history is indexed without a gap: the end of its first fetched
+    interval (the indexer records one per watched address with every write, merged, so a token followed from
+    its start block ends where the cursor is, and a token only backfilled ends where the backfill stopped).
+    With no interval recorded for it, the chain cursor's indexed block; None when neither exists."""
+    fetched = (await session.execute(
+        select(FetchedInterval.to_block).where(FetchedInterval.chain_id == chain_id, FetchedInterval.address == token)
+        .order_by(FetchedInterval.from_block).limit(1))).scalar_one_or_none()
+    if fetched is not None:
+        return int(fetched)
     indexed = (await session.execute(
         select(IndexerCursor.indexed_block).where(IndexerCursor.chain_id == chain_id))).scalar_one_or_none()
-    if indexed is not None and indexed >= 0:
-        return int(indexed)
-    fetched = (await session.execute(
-        select(func.max(FetchedInterval.to_block))
-        .where(FetchedInterval.chain_id == chain_id, FetchedInterval.address == token))).scalar_one()
-    return int(fetched) if fetched is not None else None
+    return int(indexed) if indexed is not None and indexed >= 0 else None
 
 
 @dataclass(slots=True)

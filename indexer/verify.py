@@ -3,8 +3,9 @@
 At the indexed block the holdings table is compared as is; at an earlier block each holder's balance is
 recomputed from the indexed transfers (sum in - sum out up to that block). The holder set is the holdings
 table either way, and `totalSupply()` is compared with the sum of the indexed balances, which catches
-holders the index missed. Cursor and holdings are read in one REPEATABLE READ transaction, so a running
-indexer cannot move them apart mid-read. The eth_calls go out as batched JSON-RPC.
+holders the index missed. The indexed block (indexer.status.indexed_block_for) and the holdings are read in
+one REPEATABLE READ transaction, so a running indexer cannot move them apart mid-read. The eth_calls go out
+as batched JSON-RPC.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ import pytest
 from eth_utils import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models.chain import Block, ChainEvent, IndexerCursor
+from models.chain import Block, ChainEvent, FetchedInterval, IndexerCursor
 from models.identity import Wallet
 from models.tokens import Holding, TokenTransfer
+# the API's settings, not tests/indexer/conftest.py's indexer settings (same name, closer scope wins otherwise)
+from tests.fixtures.app import settings  # noqa: F401
 
 TOKEN = to_checksum_address("0x" + "ab" * 20)
 OTHER_TOKEN = to_checksum_address("0x" + "cd" * 20)
@@ -135,6 +137,20 @@ async def test_holder_balance_at_past_blocks(gql, session_factory, staff) -> Non
     assert above["errors"][0]["extensions"]["indexedBlock"] == 14
     negative = await gql(BALANCE_Q, {"holder": ALICE, "atBlock": -1}, token=staff.token)
     assert gql.error_code(negative) == "BAD_USER_INPUT"
+
+
+async def test_holder_balance_bound_is_the_tokens_fetched_history(gql, session_factory, staff) -> None:  # type: ignore[no-untyped-def]
+    """A token backfilled on its own (cursor behind) is indexed up to the end of its first fetched interval."""
+    await seed(session_factory, indexed=3)
+    async with session_factory() as s:
+        s.add_all([FetchedInterval(chain_id=1, address=TOKEN, from_block=10, to_block=13),
+                   FetchedInterval(chain_id=1, address=TOKEN, from_block=20, to_block=30)])
+        await s.commit()
+    ok = await gql(BALANCE_Q, {"holder": ALICE}, token=staff.token)
+    assert ok["data"]["holderBalance"] == {"balance": str(BIG - 450), "atBlock": 13, "indexedBlock": 13,
+                                           "holder": ALICE}
+    above = await gql(BALANCE_Q, {"holder": ALICE, "atBlock": 14}, token=staff.token)
+    assert gql.error_code(above) == "BAD_USER_INPUT"
 
 
 async def test_holder_balance_before_any_indexing_is_bad_input(gql, staff) -> None:  # type: ignore[no-untyped-def]
