@@ -83,9 +83,7 @@ async def rollback(conn: asyncpg.Connection, chain_id: int, ancestor: int, ances
             chain_id, ancestor,
         )
         await conn.execute("DELETE FROM chain_events WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor)
-        await recompute_for_events(
-            conn, chain_id, {(r["event"], r["address"], r["subject"]) for r in touched}, ancestor
-        )
+        await recompute_for_events(conn, chain_id, {(r["event"], r["address"], r["subject"]) for r in touched})
         await conn.execute("DELETE FROM blocks WHERE chain_id = $1 AND number > $2", chain_id, ancestor)
         await intervals.truncate_above(conn, chain_id, ancestor)
         await conn.execute(

@@ -77,7 +77,8 @@ SELECT $1, k.token, k.holder, 0,
     coalesce((SELECT (e.args->>'frozen')::boolean FROM chain_events e
               WHERE e.chain_id = $1 AND e.address = k.token AND e.subject = k.holder AND e.event = 'AddressFrozen'
               ORDER BY e.block_number DESC, e.log_index DESC LIMIT 1), false),
-    $4
+    coalesce((SELECT max(e.block_number) FROM chain_events e
+              WHERE e.chain_id = $1 AND e.address = k.token AND e.subject = k.holder), 0)
 FROM unnest($2::text[], $3::text[]) AS k(token, holder)
 ON CONFLICT (chain_id, token_address, holder) DO UPDATE
     SET frozen_amount = excluded.frozen_amount, frozen = excluded.frozen,
@@ -122,10 +123,10 @@ def _split(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
-async def recompute_holdings(conn: asyncpg.Connection, chain_id: int, keys: Iterable[tuple[str, str]], block: int) -> None:
+async def recompute_holdings(conn: asyncpg.Connection, chain_id: int, keys: Iterable[tuple[str, str]]) -> None:
     tokens, holders = _split(keys)
     if tokens:
-        await conn.execute(_RECOMPUTE_HOLDINGS_SQL, chain_id, tokens, holders, block)
+        await conn.execute(_RECOMPUTE_HOLDINGS_SQL, chain_id, tokens, holders)
 
 
 async def recompute_paused(conn: asyncpg.Connection, chain_id: int, tokens: Iterable[str]) -> None:
@@ -157,7 +158,7 @@ async def recompute_identities(conn: asyncpg.Connection, chain_id: int, keys: It
 
 
 async def recompute_for_events(
-    conn: asyncpg.Connection, chain_id: int, touched: Iterable[tuple[str, str, str | None]], block: int
+    conn: asyncpg.Connection, chain_id: int, touched: Iterable[tuple[str, str, str | None]]
 ) -> None:
     """Recompute the state keyed by (event, emitter, subject) rows just inserted or deleted."""
     holdings: set[tuple[str, str]] = set()
@@ -172,6 +173,6 @@ async def recompute_for_events(
             paused.add(address)
         elif event in ("IdentityRegistered", "IdentityRemoved", "CountryUpdated"):
             identities.add((address, subject))
-    await recompute_holdings(conn, chain_id, holdings, block)
+    await recompute_holdings(conn, chain_id, holdings)
     await recompute_paused(conn, chain_id, paused)
     await recompute_identities(conn, chain_id, identities)

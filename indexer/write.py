@@ -98,7 +98,7 @@ async def write_batch(
             await conn.copy_records_to_table("_tt", records=batch.transfers, columns=TRANSFER_COLUMNS)
             transfers = (await conn.fetchrow(INSERT_TRANSFERS_SQL, chain_id))["transfers"]
         if touched:
-            await recompute_for_events(conn, chain_id, touched, batch.to_block)
+            await recompute_for_events(conn, chain_id, touched)
         await intervals.extend(conn, chain_id, address_starts, batch.from_block, batch.to_block)
         if move_cursor:
             await conn.execute(
