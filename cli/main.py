@@ -82,19 +82,20 @@ def create_admin(email: str = typer.Option(..., help="Admin email."),
     from resolvers.identity.accounts import create_admin as _create
 
     with runtime(quiet_logs=True) as settings:
-        async def _run() -> str:
+        async def _run() -> tuple[str, str]:
             engine = create_engine(settings.database_url or "", pool_size=1)
             try:
                 async with create_session_factory(engine)() as session:
-                    return str((await _create(session, email, password)).id)
+                    user = await _create(session, email, password)
+                    return str(user.id), user.email
             finally:
                 await engine.dispose()
 
         try:
-            user_id = asyncio.run(_run())
+            user_id, stored_email = asyncio.run(_run())
         except AppError as exc:
             raise fail(exc.message, 2)
-        err.print(f"[green]admin ready[/]: {email} ({user_id})")
+        err.print(f"[green]admin ready[/]: {stored_email} ({user_id})")  # as stored: normalized
 
 
 @schema_app.command("export")
