@@ -6,9 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RWA_SETUP_BROWSER=1 bash scripts/setup.sh
 
-export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres}"
-export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
-
+# With TEST_DATABASE_URL / TEST_REDIS_URL unset and no local servers, the fixtures start embedded ones.
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if command -v pg_ctlcluster >/dev/null 2>&1; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
@@ -21,6 +19,14 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
       --dir /var/lib/redis --logfile /var/log/redis/ci.log
   fi
 fi
+
+if [ -z "${TEST_DATABASE_URL:-}" ] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  export TEST_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+fi
+if [ -z "${TEST_REDIS_URL:-}" ] && (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  export TEST_REDIS_URL="redis://127.0.0.1:6379/0"
+fi
+echo "tests use: ${TEST_DATABASE_URL:-embedded Postgres} / ${TEST_REDIS_URL:-embedded Redis}"
 
 # pytest exits 5 when it collected nothing: that is a failure here too.
 exec .venv/bin/pytest "$@"
