@@ -6,6 +6,7 @@ from models import identity  # noqa: F401
 from models import chain, tokens  # noqa: F401
 from models import assets  # noqa: F401
 from models import ledger  # noqa: F401
+from models import trading  # noqa: F401
 from models import payments  # noqa: F401
 
 __all__ = ["Base"]

@@ -1,0 +1,186 @@
+"""Trading: markets (a security token against a stablecoin quote currency), orders, trades, settlement
+instructions for the on-chain leg, and rolled-up candles.
+
+Prices and quantities are Decimal in whole token units (quantity) and quote currency (price); the on-chain leg is
+converted to raw integer units with the token's decimals. Cash moves only through the ledger (resolvers/ledger.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, Money, TokenUnits, created_at, updated_at, uuid_pk
+from models.identity import pg_enum
+
+
+class MarketStatus(str, enum.Enum):
+    OPEN = "OPEN"
+    HALTED = "HALTED"  # temporarily no new orders; resting orders stay
+    CLOSED = "CLOSED"
+
+
+class Side(str, enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(str, enum.Enum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+
+
+class TimeInForce(str, enum.Enum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    GTD = "GTD"
+
+
+class OrderStatus(str, enum.Enum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+class SettlementStatus(str, enum.Enum):
+    PENDING = "PENDING"
+    SETTLED = "SETTLED"
+    FAILED = "FAILED"
+
+
+class InstructionStatus(str, enum.Enum):
+    PENDING = "PENDING"
+    SUBMITTED = "SUBMITTED"
+    CONFIRMED = "CONFIRMED"
+    FAILED = "FAILED"
+
+
+class Market(Base):
+    __tablename__ = "markets"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    symbol: Mapped[str] = mapped_column(String(50), nullable=False, unique=True)
+    base_token_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tokens.id"), nullable=False)
+    chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_address: Mapped[str] = mapped_column(String(42), nullable=False)
+    base_decimals: Mapped[int] = mapped_column(Integer, nullable=False)
+    quote_currency: Mapped[str] = mapped_column(String(16), nullable=False)  # ledger currency (stablecoin symbol)
+    tick_size: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    lot_size: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    min_notional: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    maker_fee_bps: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    taker_fee_bps: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    status: Mapped[MarketStatus] = mapped_column(pg_enum(MarketStatus, "market_status"), nullable=False,
+                                                 default=MarketStatus.OPEN)
+    # per-market book sequence: bumped under the market's matching lock, so it orders book events
+    book_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (UniqueConstraint("base_token_id", "quote_currency", name="uq_markets_token_quote"),)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    # arrival order (time priority); assigned at insert, which happens under the market lock
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False, unique=True)
+    market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), nullable=False)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
+    client_order_id: Mapped[str | None] = mapped_column(String(64))
+    side: Mapped[Side] = mapped_column(pg_enum(Side, "order_side"), nullable=False)
+    type: Mapped[OrderType] = mapped_column(pg_enum(OrderType, "order_type"), nullable=False)
+    time_in_force: Mapped[TimeInForce] = mapped_column(pg_enum(TimeInForce, "time_in_force"), nullable=False)
+    price: Mapped[Decimal | None] = mapped_column(Money)  # limit price; for MARKET buys the price cap
+    quantity: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    filled_quantity: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal(0))
+    status: Mapped[OrderStatus] = mapped_column(pg_enum(OrderStatus, "order_status"), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(40))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    wallet_address: Mapped[str | None] = mapped_column(String(42))  # settles to/from this wallet
+    reserved_cash: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal(0))  # buys: still held
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "client_order_id", name="uq_orders_user_client_order_id"),
+        Index("ix_orders_book", "market_id", "side", "price", "seq",
+              postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED')")),
+        Index("ix_orders_user_created", "user_id", "seq"),
+        Index("ix_orders_gtd_due", "expires_at",
+              postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED') AND expires_at IS NOT NULL")),
+    )
+
+
+class Trade(Base):
+    __tablename__ = "trades"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False, unique=True)
+    market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), nullable=False)
+    maker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    taker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    taker_side: Mapped[Side] = mapped_column(pg_enum(Side, "order_side"), nullable=False)
+    price: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    quantity: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    maker_fee: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    taker_fee: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    settlement: Mapped[SettlementStatus] = mapped_column(pg_enum(SettlementStatus, "settlement_status"),
+                                                         nullable=False, default=SettlementStatus.PENDING)
+    created_at: Mapped[datetime] = created_at()
+
+    __table_args__ = (Index("ix_trades_market_seq", "market_id", "seq"),
+                      Index("ix_trades_market_created", "market_id", "created_at"))
+
+
+class SettlementInstruction(Base):
+    """The token leg of a trade, for the agent to execute on chain (seller wallet -> buyer wallet)."""
+
+    __tablename__ = "settlement_instructions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    trade_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("trades.id"), nullable=False, unique=True)
+    chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_address: Mapped[str] = mapped_column(String(42), nullable=False)
+    from_wallet: Mapped[str] = mapped_column(String(42), nullable=False)
+    to_wallet: Mapped[str] = mapped_column(String(42), nullable=False)
+    amount: Mapped[int] = mapped_column(TokenUnits, nullable=False)  # raw token units
+    status: Mapped[InstructionStatus] = mapped_column(pg_enum(InstructionStatus, "instruction_status"),
+                                                      nullable=False, default=InstructionStatus.PENDING)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (Index("ix_settlement_instructions_pending", "chain_id", "token_address", "from_wallet",
+                            postgresql_where=text("status IN ('PENDING', 'SUBMITTED')")),)
+
+
+class Candle(Base):
+    """OHLCV per market, interval and bucket, rolled up from trades by a job (resolvers/trading/candles.py)."""
+
+    __tablename__ = "candles"
+
+    market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    interval: Mapped[str] = mapped_column(String(16), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    open: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    high: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    low: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    close: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    volume: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    trade_count: Mapped[int] = mapped_column(Integer, nullable=False)
