@@ -15,6 +15,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "example", "secret")
+# anvil's/hardhat's default mnemonic: every key it derives is public
+WELL_KNOWN_MNEMONICS = frozenset({"test test test test test test test test test test test junk"})
 
 
 class Environment(str, Enum):
@@ -117,6 +119,8 @@ class Settings(BaseSettings):
             lowered = raw.lower()
             if name.endswith("_URL"):
                 continue
+            if name == "HD_WALLET_MNEMONIC" and " ".join(lowered.split()) in WELL_KNOWN_MNEMONICS:
+                raise ConfigError(f"{name} is the public anvil/hardhat test mnemonic; set a real one for RWA_ENV=production")
             if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
                 raise ConfigError(f"{name} looks like a placeholder; set a real secret for RWA_ENV=production")
 
