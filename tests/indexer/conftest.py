@@ -190,14 +190,17 @@ async def assert_matches_chain(db_url: str, chain_id: int, d: Deployed, extra_ho
     """INVARIANT 1 and friends: every indexed holding (and every address ever involved) equals the
     contract views; paused, total supply and identity entries too. Returns the holders checked."""
     token, registry, stable = d.stack.token, d.stack.registry, d.stack.stablecoin
+    mine = [token.address, stable.address]
     rows = await table_rows(
-        db_url, "SELECT token_address, holder, balance, frozen_amount, frozen FROM holdings WHERE chain_id = $1", chain_id
+        db_url, "SELECT token_address, holder, balance, frozen_amount, frozen FROM holdings "
+        "WHERE chain_id = $1 AND token_address = ANY($2::text[])", chain_id, mine,
     )
     held = {(r[0], r[1]): r for r in rows}
     involved = await table_rows(
         db_url,
         "SELECT DISTINCT token_address, a FROM token_transfers, LATERAL (VALUES (from_address), (to_address)) v(a) "
-        "WHERE chain_id = $1 AND a <> '0x0000000000000000000000000000000000000000'", chain_id,
+        "WHERE chain_id = $1 AND token_address = ANY($2::text[]) AND a <> '0x0000000000000000000000000000000000000000'",
+        chain_id, mine,
     )
     keys = set(held) | {(t, a) for t, a in involved} | {(token.address, h) for h in extra_holders}
     for tok_addr, holder in sorted(keys):
@@ -211,17 +214,17 @@ async def assert_matches_chain(db_url: str, chain_id: int, d: Deployed, extra_ho
         if contract is token:
             assert int(got[3]) == await token.functions.getFrozenTokens(holder).call(), holder
             assert got[4] == await token.functions.isFrozen(holder).call(), holder
-    tokens = await table_rows(db_url, "SELECT address, total_supply, paused FROM tokens WHERE chain_id = $1", chain_id)
+    tokens = await table_rows(db_url, "SELECT address, total_supply, paused FROM tokens "
+                              "WHERE chain_id = $1 AND address = ANY($2::text[])", chain_id, mine)
     for addr, supply, paused in tokens:
         contract = token if addr == token.address else stable
         assert int(supply) == await contract.functions.totalSupply().call(), addr
         if contract is token:
             assert paused == await token.functions.paused().call()
     for reg, investor, identity, country, registered in await table_rows(
-        db_url, "SELECT registry_address, investor, identity, country, registered FROM identities WHERE chain_id = $1",
-        chain_id,
+        db_url, "SELECT registry_address, investor, identity, country, registered FROM identities "
+        "WHERE chain_id = $1 AND registry_address = $2", chain_id, registry.address,
     ):
-        assert reg == registry.address
         assert registered == await registry.functions.isVerified(investor).call(), investor
         if registered:
             assert identity == await registry.functions.identity(investor).call(), investor
