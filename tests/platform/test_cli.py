@@ -51,6 +51,7 @@ async def test_create_admin_then_login_and_grant_role(run, gql, make_user, sessi
     assert not (tmp_path / "data" / "pg").exists(), "a configured DATABASE_URL must not start embedded Postgres"
 
     login = await gql(LOGIN, {"e": email.lower(), "p": PASSWORD})
+    assert (login.get("data") or {}).get("login"), login
     assert sorted(login["data"]["login"]["user"]["roles"]) == ["ADMIN", "INVESTOR"], login
     token = login["data"]["login"]["accessToken"]
     investor = await make_user()
