@@ -23,9 +23,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
 from chains.errors import RpcError, UnknownChain
 from chains.registry import all_chains, rpc_urls_for
@@ -34,6 +32,7 @@ from chains.rpc_urls import url_label
 from chains.spec import ChainSpec
 from cli.runtime import err, runtime
 from core.settings import Settings
+from indexer.cli_progress import BackfillProgress
 from indexer.inputs import checksum_address, parse_chain
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -217,52 +216,6 @@ def _pipeline_error_code(exc: Exception) -> int | None:
 
 # --- backfill ------------------------------------------------------------------------------------
 
-class _RateColumn(ProgressColumn):
-    """blocks/s or events/s from the pipeline's own counters and elapsed time."""
-
-    def __init__(self, field: str, unit: str) -> None:
-        super().__init__()
-        self.field, self.unit = field, unit
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.fields.get("elapsed") or 0.0
-        value = task.completed if self.field == "blocks" else task.fields.get("events", 0)
-        rate = value / elapsed if elapsed > 0 else 0.0
-        return Text(f"{rate:,.0f} {self.unit}/s", style="progress.data.speed")
-
-
-class _ProgressView:
-    """Feeds ProgressUpdate into a rich progress bar (or, when stderr is not a terminal, a line every 2 s)."""
-
-    def __init__(self, label: str) -> None:
-        self.last: Any = None
-        self.started = time.monotonic()
-        self._printed = 0.0
-        self.live = err.is_terminal
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} blocks"), _RateColumn("blocks", "blocks"),
-            TextColumn("{task.fields[events]:,} events"), _RateColumn("events", "events"),
-            TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=not self.live)
-        self.task = self.progress.add_task(label, total=None, events=0, elapsed=0.0)
-
-    def __call__(self, update: Any) -> None:
-        self.last = update
-        self.progress.update(self.task, completed=update.blocks_done, total=update.blocks_total,
-                             events=update.events, elapsed=update.elapsed_s)
-        now = time.monotonic()
-        if not self.live and now - self._printed >= 2.0:
-            self._printed = now
-            err.print(self.line(update), highlight=False)
-
-    @staticmethod
-    def line(update: Any) -> str:
-        elapsed = max(update.elapsed_s, 1e-9)
-        return (f"{update.blocks_done:,}/{update.blocks_total:,} blocks, {update.events:,} events in "
-                f"{update.elapsed_s:.1f}s ({update.blocks_done / elapsed:,.0f} blocks/s, "
-                f"{update.events / elapsed:,.0f} events/s)")
-
-
 @app.command()
 def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc."),
              from_block: int = typer.Option(..., "--from-block", min=0, help="First block (inclusive)."),
@@ -287,7 +240,8 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
         raise fail(f"--from-block {from_block} is above --to-block {to_block}", EXIT_BAD_INPUT)
     urls = {spec.chain_id: _urls(spec)}
     with runtime(quiet_logs=True) as settings:
-        view = _ProgressView(f"{spec.short_name} {from_block}..{to_block if to_block is not None else 'finalized'}")
+        view = BackfillProgress(f"{spec.short_name} {from_block}..{to_block if to_block is not None else 'finalized'}",
+                                err)
 
         async def main() -> tuple[Any, bool]:
             head = await _head(spec, urls[spec.chain_id])
@@ -299,14 +253,15 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
                 return await _until_signalled(lambda stop: service.backfill(
                     settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop))
 
-        result, interrupted = _guarded(lambda: asyncio.run(main()), [spec], urls)
+        result, _ = _guarded(lambda: asyncio.run(main()), [spec], urls)
     summary = view.line(view.last) if view.last is not None else (
         f"{result.blocks:,} blocks, {result.events:,} events in {result.elapsed_s:.1f}s (nothing left to fetch "
         f"in {result.from_block:,}..{result.to_block:,})")
-    if interrupted or result.stopped:
-        err.print(f"[yellow]interrupted[/]: {summary}; rerun the same command to resume")
+    if result.stopped:  # a signal that came after the last batch changed nothing: that run is done
+        err.print(f"[yellow]interrupted[/]: {summary}; rerun the same command to resume", soft_wrap=True,
+                  highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
-    err.print(f"[green]backfill done[/]: {summary}", highlight=False)
+    err.print(f"[green]backfill done[/]: {summary}", soft_wrap=True, highlight=False)
 
 
 # --- status --------------------------------------------------------------------------------------
