@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 

@@ -1,5 +1,5 @@
 """`rwa index backfill` / `run` end to end, as an operator runs them: progress with events, Ctrl-C then a rerun
-that resumes, an idempotent third run, `verify` on the result, `run` stopped cleanly by SIGINT while `status`
+that resumes, an idempotent third run, `verify` on the result, `run` stopped cleanly by SIGTERM while `status`
 reports it; and the GraphQL resolvers over the indexed rows."""
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ async def test_backfill_progress_interrupt_resume_verify(idx_db, node, redis_url
         await engine.dispose()
 
 
-async def test_run_follows_until_sigint_and_status_reports_it(idx_db, node, redis_url) -> None:  # type: ignore[no-untyped-def]
+async def test_run_follows_until_sigterm_and_status_reports_it(idx_db, node, redis_url) -> None:  # type: ignore[no-untyped-def]
     d = await deploy(node.url)
     await add_tokens(idx_db, 1, d, security=False, stable=True)
     await transact(d.stack.stablecoin.functions.mint(d.agent, 10**9), d.agent)
@@ -162,7 +162,7 @@ async def test_run_follows_until_sigint_and_status_reports_it(idx_db, node, redi
             assert time.monotonic() < deadline, "indexer did not reach the head"
             time.sleep(0.1)
         status = run_rwa(["status", "--json", "--chain", "1"], idx_db, redis_url, rpc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # what a process manager sends; the backfill test covers Ctrl-C
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
