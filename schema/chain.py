@@ -51,7 +51,8 @@ class TokenHolding:
     token: str
     holder: str
     balance: BigInt  # type: ignore[valid-type]
-    frozen_amount: BigInt = strawberry.field(description="Part of the balance frozen by an agent.")  # type: ignore[valid-type]
+    frozen_amount: BigInt = strawberry.field(  # type: ignore[valid-type]
+        description="Part of the balance frozen by an agent.")
     frozen: bool = strawberry.field(description="The whole address is frozen.")
     updated_block: int
 

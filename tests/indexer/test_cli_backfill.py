@@ -56,7 +56,8 @@ class RangeLimitedProxy:
         time.sleep(self.delay_s)
         flt = body["params"][0]
         if int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1 > self.max_span:
-            return {"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32602, "message": "block range is too large"}}
+            error = {"code": -32602, "message": "block range is too large"}
+            return {"jsonrpc": "2.0", "id": body["id"], "error": error}
         return None
 
     def __enter__(self) -> "RangeLimitedProxy":
@@ -79,7 +80,7 @@ def _numbers(line: str) -> tuple[int, int, int]:
     return tuple(int(g.replace(",", "")) for g in m.groups())  # type: ignore[return-value]
 
 
-async def test_backfill_progress_interrupt_resume_verify(idx_db, node, redis_url) -> None:  # type: ignore[no-untyped-def]
+async def test_backfill_progress_interrupt_resume_verify(idx_db, node, redis_url) -> None:
     d = await deploy(node.url)
     usd = d.stack.stablecoin
     await add_tokens(idx_db, 1, d, security=False, stable=True)
@@ -146,7 +147,7 @@ async def test_backfill_progress_interrupt_resume_verify(idx_db, node, redis_url
         await engine.dispose()
 
 
-async def test_run_follows_until_sigterm_and_status_reports_it(idx_db, node, redis_url) -> None:  # type: ignore[no-untyped-def]
+async def test_run_follows_until_sigterm_and_status_reports_it(idx_db, node, redis_url) -> None:
     d = await deploy(node.url)
     await add_tokens(idx_db, 1, d, security=False, stable=True)
     await transact(d.stack.stablecoin.functions.mint(d.agent, 10**9), d.agent)

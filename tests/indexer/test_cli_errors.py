@@ -33,10 +33,11 @@ def test_bad_input_exits_2_with_one_line(database_url, redis_url) -> None:  # ty
         assert "Traceback" not in result.output
 
 
-def test_unreachable_rpc_exits_3_naming_chain_and_host_only(database_url, redis_url) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_rpc_exits_3_naming_chain_and_host_only(database_url, redis_url) -> None:
     port = closed_port()
     rpc = {1: secret_url(port)}
-    calls = [(["verify", "--chain", "1", "--token", GOOD], rpc), (["backfill", "--chain", "1", "--from-block", "0"], rpc),
+    calls = [(["verify", "--chain", "1", "--token", GOOD], rpc),
+             (["backfill", "--chain", "1", "--from-block", "0"], rpc),
              (["run", "--chain", "eth"], rpc), (["run"], rpc)]
     for (args, _), result in zip(calls, run_many(calls, database_url, redis_url)):
         assert result.code == 3, (args, result.output)

@@ -79,7 +79,7 @@ async def staff(make_user):  # type: ignore[no-untyped-def]
     return await make_user(roles=["COMPLIANCE"])
 
 
-async def test_holdings_largest_first_with_keyset_pages(gql, session_factory, staff) -> None:  # type: ignore[no-untyped-def]
+async def test_holdings_largest_first_with_keyset_pages(gql, session_factory, staff) -> None:
     await seed(session_factory)
     first = await gql(HOLDINGS_Q, {"chainId": 1, "token": TOKEN, "first": 2}, token=staff.token)
     assert "errors" not in first, first
@@ -98,7 +98,7 @@ async def test_holdings_largest_first_with_keyset_pages(gql, session_factory, st
     assert [e["node"]["holder"] for e in one["data"]["tokenHoldings"]["edges"]] == [BOB]
 
 
-async def test_transfers_by_block_and_log_index_with_filters(gql, session_factory, staff) -> None:  # type: ignore[no-untyped-def]
+async def test_transfers_by_block_and_log_index_with_filters(gql, session_factory, staff) -> None:
     await seed(session_factory)
     newest = await gql(TRANSFERS_Q, {"token": TOKEN, "first": 3}, token=staff.token)
     assert "errors" not in newest, newest
@@ -139,7 +139,7 @@ async def test_holder_balance_at_past_blocks(gql, session_factory, staff) -> Non
     assert gql.error_code(negative) == "BAD_USER_INPUT"
 
 
-async def test_holder_balance_bound_is_the_tokens_fetched_history(gql, session_factory, staff) -> None:  # type: ignore[no-untyped-def]
+async def test_holder_balance_bound_is_the_tokens_fetched_history(gql, session_factory, staff) -> None:
     """A token backfilled on its own (cursor behind) is indexed up to the end of its first fetched interval."""
     await seed(session_factory, indexed=3)
     async with session_factory() as s:
@@ -181,7 +181,7 @@ async def test_transfers_reject_inverted_block_range(gql, staff) -> None:  # typ
     assert gql.error_code(result) == "BAD_USER_INPUT"
 
 
-async def test_investor_sees_only_linked_wallets(gql, session_factory, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_investor_sees_only_linked_wallets(gql, session_factory, make_user) -> None:
     await seed(session_factory)
     investor = await make_user(roles=["INVESTOR"])
     async with session_factory() as s:
@@ -216,8 +216,9 @@ async def test_indexer_status_per_chain(gql, session_factory, make_user) -> None
             s.add(Block(chain_id=137, number=n, hash=f"0x{n:064x}", parent_hash=f"0x{n - 1:064x}",
                         timestamp=T0 + timedelta(seconds=2 * n)))
         for i, n in enumerate([150] * 5 + list(range(271, 301))):
-            s.add(ChainEvent(chain_id=137, block_hash=f"0x{n:064x}", log_index=i, block_number=n, tx_hash="0x" + "1" * 64,
-                             tx_index=0, address=TOKEN, event="Transfer", topics=[], data="0x", args={}))
+            s.add(ChainEvent(chain_id=137, block_hash=f"0x{n:064x}", log_index=i, block_number=n,
+                             tx_hash="0x" + "1" * 64, tx_index=0, address=TOKEN, event="Transfer", topics=[], data="0x",
+                             args={}))
         await s.commit()
     result = await gql(STATUS_Q, token=user.token)
     assert "errors" not in result, result

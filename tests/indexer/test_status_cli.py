@@ -43,7 +43,7 @@ async def test_status_json_and_table(cli_database_url, redis_url, local_chains) 
     assert not [s for s in SECRETS if s in table.output]
 
 
-def test_status_exits_3_when_every_configured_node_is_down(cli_database_url, redis_url) -> None:  # type: ignore[no-untyped-def]
+def test_status_exits_3_when_every_configured_node_is_down(cli_database_url, redis_url) -> None:
     down, unconfigured = run_many([(["status", "--json"], {1: secret_url(closed_port())}), (["status", "--json"], {})],
                                   cli_database_url, redis_url)
     assert down.code == 3, down.output

@@ -9,7 +9,7 @@ from tests.indexer.cli_helpers import cli_database_url, run_many, run_rwa, sql  
 ZERO = "0x" + "0" * 40
 
 
-async def test_verify_matches_then_catches_a_tampered_holding(cli_database_url, redis_url, anvil, anvil_w3,  # type: ignore[no-untyped-def]
+async def test_verify_matches_then_catches_a_tampered_holding(cli_database_url, redis_url, anvil, anvil_w3,
                                                               anvil_accounts) -> None:
     owner, alice, bob, carol = anvil_accounts[:4]
     usd = await deploy_stablecoin(anvil_w3, owner)
@@ -21,7 +21,8 @@ async def test_verify_matches_then_catches_a_tampered_holding(cli_database_url, 
         log = receipt["logs"][-1]
         blocks.append(receipt["blockNumber"])
         await sql(cli_database_url, """INSERT INTO token_transfers (chain_id, block_hash, log_index, block_number,
-                      tx_hash, token_address, from_address, to_address, value) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)""",
+                      tx_hash, token_address, from_address, to_address, value)
+                      VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8)""",
                   "0x" + log["blockHash"].hex().removeprefix("0x"), log["logIndex"], receipt["blockNumber"],
                   "0x" + receipt["transactionHash"].hex().removeprefix("0x"), usd.address, src, dst, value)
     for holder, balance in ((alice, 700_000), (bob, 500_000), (carol, 300_000)):
