@@ -175,3 +175,18 @@ async def test_run_follows_until_sigterm_and_status_reports_it(idx_db, node, red
     (row,) = status.json()["chains"]
     assert row["reachable"] and row["indexed"] >= head and row["lag"] == row["head"] - row["indexed"]
     assert row["recent_events"] >= 1  # the mint, at least
+
+    # the API's indexerStatus reads the heads the indexer wrote into its cursor
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from resolvers.indexer import indexer_status
+
+    engine = create_async_engine(idx_db)
+    try:
+        async with AsyncSession(engine) as session:
+            (api_row,) = await indexer_status(session, 1)
+    finally:
+        await engine.dispose()
+    assert api_row.indexed_block is not None and api_row.indexed_block >= head
+    assert api_row.head_block is not None and api_row.head_block >= api_row.indexed_block
+    assert api_row.finalized_block is not None and api_row.lag == api_row.head_block - api_row.indexed_block
