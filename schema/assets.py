@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Optional
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -24,6 +25,7 @@ from resolvers.assets.assets import AssetRow, TransitionRow
 from resolvers.assets.fx import FxRateRow
 from resolvers.assets.loaders import IssuerRow, db_lock, loader
 from resolvers.assets.valuations import ValuationRow
+from resolvers.pagination import Page
 from resolvers.assets.validation import trim
 from schema.documents import AssetDocument
 from schema.pagination import Connection
@@ -93,6 +95,26 @@ class FxRate:
         return cls(base=r.base, quote=r.quote, as_of=r.as_of, rate=trim(r.rate), updated_at=r.updated_at)
 
 
+NOT_LOADED = object()
+
+
+def _issuer_from(row: IssuerRow | None) -> Issuer | None:
+    return Issuer(id=row.id, email=row.email) if row else None
+
+
+async def _issuer_of(info: Info, issuer_id: uuid.UUID) -> Issuer | None:
+    return _issuer_from(await loader(info.context, "IssuerByIdLoader").load(issuer_id))
+
+
+async def _latest_of(info: Info, asset_id: uuid.UUID) -> Valuation | None:
+    row = await loader(info.context, "LatestValuationByAssetLoader").load(asset_id)
+    return Valuation.from_row(row) if row else None
+
+
+async def _tokens_of(info: Info, asset_id: uuid.UUID) -> list[Token]:
+    return [Token.from_row(r) for r in await loader(info.context, "TokensByAssetLoader").load(asset_id)]
+
+
 @strawberry.type(description="A real-world asset registered by an issuer.")
 class Asset:
     id: uuid.UUID
@@ -108,6 +130,11 @@ class Asset:
     updated_at: datetime
     issuer_id: uuid.UUID
     _latest_valuation_id: strawberry.Private[uuid.UUID | None]
+    # filled by Query.assets for a whole page at once (through the same DataLoaders), so these fields resolve
+    # without one awaitable per row; NOT_LOADED falls back to the loader
+    _issuer: strawberry.Private[object] = NOT_LOADED
+    _latest: strawberry.Private[object] = NOT_LOADED
+    _tokens: strawberry.Private[object] = NOT_LOADED
 
     @classmethod
     def from_row(cls, r: AssetRow) -> "Asset":
@@ -116,21 +143,24 @@ class Asset:
                    review_reason=r.review_reason, created_at=r.created_at, updated_at=r.updated_at,
                    issuer_id=r.issuer_id, _latest_valuation_id=r.latest_valuation_id)
 
+    # sync resolvers that return either the prefetched value or the loader's awaitable
     @strawberry.field
-    async def issuer(self, info: Info) -> Issuer | None:
-        row: IssuerRow | None = await loader(info.context, "IssuerByIdLoader").load(self.issuer_id)
-        return Issuer(id=row.id, email=row.email) if row else None
+    def issuer(self, info: Info) -> Issuer | None:
+        if self._issuer is not NOT_LOADED:
+            return self._issuer  # type: ignore[return-value]
+        return _issuer_of(info, self.issuer_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The valuation with the newest as-of date.")
-    async def latest_valuation(self, info: Info) -> Valuation | None:
-        if self._latest_valuation_id is None:
-            return None
-        row = await loader(info.context, "LatestValuationByAssetLoader").load(self.id)
-        return Valuation.from_row(row) if row else None
+    def latest_valuation(self, info: Info) -> Valuation | None:
+        if self._latest is not NOT_LOADED or self._latest_valuation_id is None:
+            return None if self._latest is NOT_LOADED else self._latest  # type: ignore[return-value]
+        return _latest_of(info, self.id)  # type: ignore[return-value]
 
     @strawberry.field
-    async def tokens(self, info: Info) -> list[Token]:
-        return [Token.from_row(r) for r in await loader(info.context, "TokensByAssetLoader").load(self.id)]
+    def tokens(self, info: Info) -> list[Token]:
+        if self._tokens is not NOT_LOADED:
+            return self._tokens  # type: ignore[return-value]
+        return _tokens_of(info, self.id)  # type: ignore[return-value]
 
     @strawberry.field(description="Valuation history, newest first.")
     async def valuations(self, info: Info, first: int | None = None, after: str | None = None,
@@ -226,7 +256,10 @@ class Query:
         f = AssetFilterRow(**vars(filter)) if filter is not None else AssetFilterRow()
         async with db_lock(info.context):
             page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before)
-        return Connection.from_page(page, Asset.from_row)
+        nodes = [Asset.from_row(r) for r in page.rows]
+        await prefetch(info, nodes, node_fields(info))
+        return Connection.from_page(Page(nodes, page.cursors, page.has_next_page, page.has_previous_page),
+                                    lambda n: n)
 
     @strawberry.field(extensions=authenticated(), description="FX rates, newest as-of first.")
     async def fx_rates(self, info: Info, base: str | None = None, quote: str | None = None,
@@ -242,6 +275,51 @@ class Query:
         async with db_lock(info.context) as session:
             from resolvers.assets.validation import currency
             return await fx.convert(session, amount, currency(from_currency, "fromCurrency"), to_currency, as_of)
+
+
+def node_fields(info: Info) -> set[str]:
+    """Names selected under `edges { node { ... } }` of this connection field (fragments included)."""
+    raw = info._raw_info
+    out: set[str] = set()
+
+    def walk(selection_set, path: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+        for sel in selection_set.selections if selection_set else ():
+            if isinstance(sel, FieldNode):
+                name = sel.name.value
+                if path == ("edges", "node"):
+                    out.add(name)
+                elif len(path) < 2 and name == ("edges", "node")[len(path)]:
+                    walk(sel.selection_set, (*path, name))
+            elif isinstance(sel, InlineFragmentNode):
+                walk(sel.selection_set, path)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value in raw.fragments:
+                walk(raw.fragments[sel.name.value].selection_set, path)
+
+    for node in raw.field_nodes:
+        walk(node.selection_set, ())
+    return out
+
+
+async def prefetch(info: Info, nodes: list[Asset], wanted: set[str]) -> None:
+    """Load issuer / latest valuation / tokens for the whole page through the DataLoaders (one statement each)."""
+    if not nodes:
+        return
+    ctx = info.context
+    if "issuer" in wanted:
+        issuers = await loader(ctx, "IssuerByIdLoader").load_many([n.issuer_id for n in nodes])
+        for n, row in zip(nodes, issuers):
+            n._issuer = _issuer_from(row)
+    if "latestValuation" in wanted:
+        valued = [n for n in nodes if n._latest_valuation_id is not None]
+        rows = await loader(ctx, "LatestValuationByAssetLoader").load_many([n.id for n in valued])
+        for n in nodes:
+            n._latest = None
+        for n, row in zip(valued, rows):
+            n._latest = Valuation.from_row(row) if row else None
+    if "tokens" in wanted:
+        token_lists = await loader(ctx, "TokensByAssetLoader").load_many([n.id for n in nodes])
+        for n, rows in zip(nodes, token_lists):
+            n._tokens = [Token.from_row(r) for r in rows]
 
 
 def _changes(data: UpdateAssetInput) -> dict[str, object]:

@@ -136,9 +136,10 @@ async def list_assets(ctx: Context, f: AssetFilter, order: AssetOrder, first: in
     stmt = select(*ROW_COLUMNS)
     if conditions:
         stmt = stmt.where(and_(*conditions))
-    session = await ctx.session()
-    page = await keyset_page(session, stmt, key, descending=descending, first=first, after=after, last=last,
-                             before=before, scalars=False)
+    # the Core connection, not the ORM session: no identity map or ORM result layer for a read of plain rows
+    conn = await (await ctx.session()).connection()
+    page = await keyset_page(conn, stmt, key, descending=descending, first=first, after=after,  # type: ignore[arg-type]
+                             last=last, before=before, scalars=False)
     return Page([AssetRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
 
 

@@ -14,12 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select
 from strawberry.dataloader import DataLoader
 
-from models.assets import Asset, Valuation
-from models.identity import User
-from models.tokens import Holding, Token
+from models.assets import ValuationMethod
 from resolvers.assets.token_reads import TOKEN_COLUMNS, TokenRow, token_row
 from resolvers.assets.valuations import COLUMNS as VALUATION_COLUMNS
 from resolvers.assets.valuations import ValuationRow
@@ -45,24 +43,40 @@ async def run(ctx: Context, stmt: Select) -> Sequence[Any]:
         return (await session.execute(stmt)).all()
 
 
+async def run_sql(ctx: Context, sql: str, *params: Any) -> Sequence[Any]:
+    """A fixed SQL string through the session's connection: no per-call compilation, and `= ANY($1)` keeps one
+    prepared statement whatever the batch size (an expanded IN list would be a new statement per size)."""
+    async with _lock(ctx):
+        conn = await (await ctx.session()).connection()
+        return (await conn.exec_driver_sql(sql, params)).all()
+
+
 def _loader(ctx: Context, batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
     return DataLoader(load_fn=batch, max_batch_size=500)
 
 
+ISSUERS_SQL = "SELECT id, email FROM users WHERE id = ANY($1::uuid[])"
+TOKENS_SQL = (f"SELECT {', '.join(c.key for c in TOKEN_COLUMNS)} FROM tokens WHERE asset_id = ANY($1::uuid[]) "
+              "ORDER BY asset_id, created_at, id")
+LATEST_SQL = (f"SELECT {', '.join('v.' + c.key for c in VALUATION_COLUMNS)} FROM assets a "
+              "JOIN valuations v ON v.id = a.latest_valuation_id WHERE a.id = ANY($1::uuid[])")
+HOLDERS_SQL = ("SELECT h.chain_id, h.token_address, count(*) FROM holdings h "
+               "JOIN unnest($1::int[], $2::text[]) AS k(chain_id, address) "
+               "ON h.chain_id = k.chain_id AND h.token_address = k.address "
+               "WHERE h.balance > 0 GROUP BY h.chain_id, h.token_address")
+
+
 def issuer_by_id(ctx: Context) -> DataLoader[uuid.UUID, IssuerRow | None]:
     async def batch(ids: list[uuid.UUID]) -> list[IssuerRow | None]:
-        rows = await run(ctx, select(User.id, User.email).where(User.id.in_(ids)))
-        found = {r[0]: IssuerRow(r[0], r[1]) for r in rows}
+        found = {r[0]: IssuerRow(r[0], r[1]) for r in await run_sql(ctx, ISSUERS_SQL, ids)}
         return [found.get(i) for i in ids]
     return _loader(ctx, batch)
 
 
 def tokens_by_asset(ctx: Context) -> DataLoader[uuid.UUID, list[TokenRow]]:
     async def batch(ids: list[uuid.UUID]) -> list[list[TokenRow]]:
-        rows = await run(ctx, select(*TOKEN_COLUMNS).where(Token.asset_id.in_(ids))
-                         .order_by(Token.asset_id, Token.created_at, Token.id))
         grouped: dict[uuid.UUID, list[TokenRow]] = defaultdict(list)
-        for r in rows:
+        for r in await run_sql(ctx, TOKENS_SQL, ids):
             grouped[r[1]].append(token_row(tuple(r)))
         return [grouped.get(i, []) for i in ids]
     return _loader(ctx, batch)
@@ -71,9 +85,11 @@ def tokens_by_asset(ctx: Context) -> DataLoader[uuid.UUID, list[TokenRow]]:
 def latest_valuation_by_asset(ctx: Context) -> DataLoader[uuid.UUID, ValuationRow | None]:
     """Keyed by asset id; follows the denormalized assets.latest_valuation_id (a primary-key join)."""
     async def batch(ids: list[uuid.UUID]) -> list[ValuationRow | None]:
-        rows = await run(ctx, select(*VALUATION_COLUMNS).join(Asset, Asset.latest_valuation_id == Valuation.id)
-                         .where(Asset.id.in_(ids)))
-        found = {r[1]: ValuationRow(*r) for r in rows}
+        found = {}
+        for r in await run_sql(ctx, LATEST_SQL, ids):
+            row = ValuationRow(*r)
+            row.method = ValuationMethod(row.method)
+            found[row.asset_id] = row
         return [found.get(i) for i in ids]
     return _loader(ctx, batch)
 
@@ -81,9 +97,7 @@ def latest_valuation_by_asset(ctx: Context) -> DataLoader[uuid.UUID, ValuationRo
 def holder_count_by_token(ctx: Context) -> DataLoader[tuple[int, str], int]:
     """Keyed by (chain_id, checksummed address): holders with a positive balance."""
     async def batch(keys: list[tuple[int, str]]) -> list[int]:
-        rows = await run(ctx, select(Holding.chain_id, Holding.token_address, func.count())
-                         .where(tuple_(Holding.chain_id, Holding.token_address).in_(keys), Holding.balance > 0)
-                         .group_by(Holding.chain_id, Holding.token_address))
+        rows = await run_sql(ctx, HOLDERS_SQL, [k[0] for k in keys], [k[1] for k in keys])
         found = {(r[0], r[1]): int(r[2]) for r in rows}
         return [found.get(k, 0) for k in keys]
     return _loader(ctx, batch)

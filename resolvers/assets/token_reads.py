@@ -35,6 +35,8 @@ TOKEN_COLUMNS = (Token.id, Token.asset_id, Token.chain_id, Token.address, Token.
 def token_row(values: tuple) -> TokenRow:  # type: ignore[type-arg]
     row = TokenRow(*values)
     row.total_supply = int(row.total_supply)
+    if not isinstance(row.kind, TokenKind):  # driver SQL returns the enum's text
+        row.kind = TokenKind(row.kind)
     return row
 
 

@@ -1,0 +1,163 @@
+"""Benchmark (issue 4): the canonical asset list at 1,000,000 assets, our API next to PostGraphile, one run.
+
+    .venv/bin/python -m bench.assets_list [--assets 1000000] [--duration 15] [--connections 8] [--reseed]
+
+Seeds (or reuses) the separate database `rwa_bench_assets` (bench/seed_assets.py, COPY), then runs the same
+list through wrk against: `rwa serve`-equivalent uvicorn (1 worker) and PostGraphile 4 (npm, installed into a
+temp dir at bench time, 1 node process) on the same tables. The query: first 50 ACTIVE BONDs ordered by latest
+valuation (desc), with issuer and tokens. Prints req/s, p50, p99, peak RSS and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from bench.harness import REDIS_URL, Server, free_port, print_table, uvicorn_server, wrk_post
+from bench.seed_assets import ensure_seeded
+
+OURS = ("{ assets(first: 50, filter: {status: ACTIVE, type: BOND}, orderBy: VALUATION_DESC) { edges { cursor node "
+        "{ id name status type latestValuation { amount currency } issuer { id email } "
+        "tokens { chainId address symbol decimals } } } pageInfo { hasNextPage endCursor } } }")
+POSTGRAPHILE = ("{ allAssets(first: 50, condition: {status: ACTIVE, type: BOND}, "
+                "orderBy: [LATEST_VALUATION_AMOUNT_DESC, ID_DESC]) { edges { cursor node { id name status type "
+                "latestValuationAmount latestValuationCurrency userByIssuerId { id email } "
+                "tokensByAssetId { nodes { chainId address symbol decimals } } } } "
+                "pageInfo { hasNextPage endCursor } } }")
+POSTGRAPHILE_VERSION = os.environ.get("BENCH_POSTGRAPHILE_VERSION", "4")
+
+
+def install_postgraphile(target: Path) -> Path:
+    """npm install into `target` (a temp dir; never the repo's package.json). Returns the CLI path."""
+    cli = target / "node_modules" / ".bin" / "postgraphile"
+    if not cli.exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", str(target),
+                        f"postgraphile@{POSTGRAPHILE_VERSION}"], check=True, timeout=600, capture_output=True)
+    return cli
+
+
+@contextmanager
+def postgraphile_server(cli: Path, database_url: str) -> Iterator[Server]:
+    port = free_port()
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    proc = subprocess.Popen([str(cli), "-c", dsn, "--schema", "public", "--host", "127.0.0.1", "--port", str(port),
+                             "--disable-query-log", "--disable-graphiql"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NODE_ENV": "production"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"postgraphile exited: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+        try:
+            httpx.post(url + "/graphql", json={"query": "{ __typename }"}, timeout=2)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("postgraphile did not start")
+            time.sleep(0.2)
+    try:
+        yield Server(url, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def check(url: str, body: str, headers: dict[str, str], path: tuple[str, ...]) -> int:
+    """One request first: the answer must be a full page without errors (otherwise wrk measures errors)."""
+    resp = httpx.post(url, content=body, headers=headers, timeout=30)
+    data = resp.json()
+    assert resp.status_code == 200 and not data.get("errors"), data
+    node = data["data"]
+    for key in path:
+        node = node[key]
+    return len(node)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--assets", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--db", default="rwa_bench_assets")
+    parser.add_argument("--workers", type=int, default=1, help="also measure uvicorn with this many workers")
+    args = parser.parse_args()
+
+    from core.jwt_keys import KeyRing, generate_private_key_pem
+
+    started = time.perf_counter()
+    db_url, timings = asyncio.run(ensure_seeded(args.assets, args.db, reseed=args.reseed))
+    if timings:
+        print(f"seeded {args.assets:,} assets in {timings['total']:.1f}s (" +
+              ", ".join(f"{k} {v:.1f}s" for k, v in timings.items() if k not in ("total", "rows")) + ")")
+    else:
+        print(f"reusing {args.assets:,} seeded assets ({time.perf_counter() - started:.1f}s)")
+
+    pem = generate_private_key_pem()
+    token, _ = KeyRing(pem, "bench", ttl_s=3600).issue(uuid.uuid4(), ["ADMIN"])
+    pg_dir = Path(os.environ.get("BENCH_POSTGRAPHILE_DIR") or tempfile.mkdtemp(prefix="postgraphile-"))
+    cli = install_postgraphile(pg_dir)
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as data_dir:
+            env = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test", "RWA_DATA_DIR": data_dir,
+                   "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench", "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+                   "RWA_REDIS_PREFIX": "rwa-bench:", "LOG_LEVEL": "WARNING"}
+            body = json.dumps({"query": OURS})
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            with uvicorn_server("server.app:create_app_from_env", env) as api:
+                rows = check(api.url + "/graphql", body, headers, ("assets", "edges"))
+                wrk_post("warmup", api.url + "/graphql", body, headers, duration_s=3, connections=args.connections,
+                         threads=1)
+                ours = wrk_post("stablerwa assets(first: 50)", api.url + "/graphql", body, headers,
+                                duration_s=args.duration, connections=args.connections, threads=1)
+                ours.peak_rss_mb = api.peak_rss_mb()
+            extra = []
+            if args.workers > 1:
+                with uvicorn_server("server.app:create_app_from_env", env, workers=args.workers) as api:
+                    check(api.url + "/graphql", body, headers, ("assets", "edges"))
+                    wrk_post("warmup", api.url + "/graphql", body, headers, duration_s=3,
+                             connections=args.connections, threads=1)
+                    multi = wrk_post(f"stablerwa ({args.workers} workers)", api.url + "/graphql", body, headers,
+                                     duration_s=args.duration, connections=args.connections, threads=1)
+                    multi.peak_rss_mb = api.peak_rss_mb()
+                    extra.append(multi)
+            pg_body = json.dumps({"query": POSTGRAPHILE})
+            pg_headers = {"Content-Type": "application/json"}
+            with postgraphile_server(cli, db_url) as pg:
+                pg_rows = check(pg.url + "/graphql", pg_body, pg_headers, ("allAssets", "edges"))
+                wrk_post("warmup", pg.url + "/graphql", pg_body, pg_headers, duration_s=3,
+                         connections=args.connections, threads=1)
+                theirs = wrk_post(f"postgraphile@{POSTGRAPHILE_VERSION} allAssets(50)", pg.url + "/graphql", pg_body,
+                                  pg_headers, duration_s=args.duration, connections=args.connections, threads=1)
+                theirs.peak_rss_mb = pg.peak_rss_mb()
+            results = [theirs, ours, *extra]
+    finally:
+        if not os.environ.get("BENCH_POSTGRAPHILE_DIR"):
+            shutil.rmtree(pg_dir, ignore_errors=True)
+    print(f"\nrows per page: ours {rows}, postgraphile {pg_rows}; wrk -t1 -c{args.connections} -d{args.duration}s")
+    print_table(results, theirs)
+    ratio = ours.requests_per_s / theirs.requests_per_s
+    print(f"\ntargets: req/s >= 0.5x PostGraphile -> {ratio:.2f}x {'OK' if ratio >= 0.5 else 'MISS'}; "
+          f"p99 < 100 ms -> {ours.p99_ms:.1f} ms {'OK' if ours.p99_ms < 100 else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()
