@@ -48,8 +48,7 @@ class AuthPayload:
 class Query:
     @strawberry.field(extensions=authenticated(), description="The signed-in user.")
     async def me(self, info: Info) -> User:
-        session = await info.context.session()
-        return User.from_model(await accounts.get_profile(session, info.context.viewer.require_user()))
+        return User.from_model(await accounts.get_profile(info.context, info.context.viewer.require_user()))
 
     @strawberry.field(extensions=requires(RoleModel.ADMIN, RoleModel.COMPLIANCE), description="Any user, for staff.")
     async def user(self, info: Info, id: uuid.UUID) -> User:

@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await services.open_read_pool()
         log.info("api started", extra={"env": settings.env.value, "graphiql": graphiql_html is not None,
                                        "introspection": settings.introspection})
         try:

@@ -40,6 +40,16 @@ class Context:
             self._session = (factory or self.services.session_factory)()
         return self._session
 
+    async def fetch_one(self, sql: str, *params: Any) -> Any:
+        """Hot-path read: one raw SQL statement ($1-style parameters) on the asyncpg read pool (no ORM, no
+        statement compilation, autocommit). Falls back to the operation's session when the services have no
+        read pool (tests bind everything to one transaction)."""
+        pool = self.services.read_pool
+        if pool is not None and self._session is None:
+            return await pool.fetchrow(sql, *params)
+        session = await self.session()
+        return (await (await session.connection()).exec_driver_sql(sql, params)).first()
+
     def loader(self, name: str, factory: Callable[["Context"], Any]) -> Any:
         """One DataLoader per name per request (batching and caching scoped to the request)."""
         loader = self._loaders.get(name)

@@ -123,14 +123,15 @@ async def logout(ctx: Context, refresh_token: str | None) -> bool:
     return True
 
 
-async def get_profile(session: AsyncSession, user_id: uuid.UUID) -> Profile:
-    """Lean read for `me`: one column select, no ORM identity map."""
-    row = (await session.execute(
-        select(User.id, User.email, User.roles, User.status, User.created_at).where(User.id == user_id)
-    )).first()
+_PROFILE_SQL = "SELECT id, email, roles, status, created_at FROM users WHERE id = $1"
+
+
+async def get_profile(ctx: Context, user_id: uuid.UUID) -> Profile:
+    """Hot path of `me`: one raw statement, no ORM, no compilation."""
+    row = await ctx.fetch_one(_PROFILE_SQL, user_id)
     if row is None:
         raise NotFound("user not found")
-    return Profile(*row)
+    return Profile(row[0], row[1], list(row[2]), UserStatus(row[3]), row[4])
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
