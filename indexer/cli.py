@@ -315,7 +315,7 @@ def _status_table(rows: Sequence[Any]) -> None:
     for name in ("chain", "node", "head", "safe", "finalized", "indexed", "lag", "events/s"):
         table.add_column(name, justify="left" if name in ("chain", "node") else "right", no_wrap=name != "node")
     for r in rows:
-        node = ", ".join(r.endpoints) if r.reachable else f"[red]{r.error}[/]"
+        node = ", ".join(r.endpoints) if r.reachable else f"[red]{r.error}[/]" if r.configured else f"[dim]{r.error}[/]"
         rate = "-" if r.events_per_second is None else f"{r.events_per_second:,.1f} ({r.recent_events:,} in " \
                                                       f"{r.window_blocks} blocks)"
         table.add_row(f"{r.chain} ({r.chain_id})", node, _fmt(r.head), _fmt(r.safe), _fmt(r.finalized),
