@@ -1,0 +1,132 @@
+"""Market data events: published to Redis after the matching transaction commits, fanned out to every API process
+(core/pubsub.PubSubHub), read back by the subscriptions in schema/market_data.py.
+
+Channels (under the deployment's Redis prefix):
+    market:<id>:trades   one message per trade (`sequence` = the trade's global seq)
+    market:<id>:book     one message per book change: changed levels with their new totals (0 = level gone),
+                         `sequence` = the market's book sequence (consecutive; a gap means a lost or reordered
+                         message, and the subscription answers it with a fresh snapshot)
+    user:<id>:orders     the caller's order updates (myOrders)
+
+Snapshot reads (order book, ticker, current candle) open their own short DB session per use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.trading import Market, Side, Trade
+from resolvers.trading import book
+
+log = logging.getLogger("rwa.trading.market_data")
+
+
+def trades_channel(market_id: uuid.UUID | str) -> str:
+    return f"market:{market_id}:trades"
+
+
+def book_channel(market_id: uuid.UUID | str) -> str:
+    return f"market:{market_id}:book"
+
+
+def orders_channel(user_id: uuid.UUID | str) -> str:
+    return f"user:{user_id}:orders"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (uuid.UUID,)):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    raise TypeError(type(value).__name__)
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, default=_default, separators=(",", ":")).encode()
+
+
+@dataclass
+class Events:
+    """What one committed transaction announces, published in order after commit."""
+
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, channel: str, event: dict[str, Any]) -> None:
+        self.messages.append((channel, event))
+
+
+async def publish(hub: Any, events: Events) -> None:
+    """Best effort: the trade is committed whatever Redis says; book subscribers resync from snapshots on gaps."""
+    for channel, event in events.messages:
+        try:
+            await hub.publish(channel, encode(event))
+        except Exception:
+            log.warning("could not publish %s", channel, exc_info=True)
+
+
+def book_event(market_id: uuid.UUID, sequence: int, levels: list[tuple[Side, Decimal, Decimal]]) -> dict[str, Any]:
+    return {"marketId": market_id, "sequence": sequence, "snapshot": False,
+            "bids": [[p, q] for s, p, q in levels if s is Side.BUY],
+            "asks": [[p, q] for s, p, q in levels if s is Side.SELL]}
+
+
+@dataclass(frozen=True)
+class BookSnapshot:
+    market_id: uuid.UUID
+    sequence: int
+    bids: list[tuple[Decimal, Decimal]]
+    asks: list[tuple[Decimal, Decimal]]
+
+
+async def book_snapshot(session: AsyncSession, market_id: uuid.UUID, depth: int) -> BookSnapshot:
+    # one REPEATABLE READ-like view is not needed: the sequence is read first, so levels are at least that new and
+    # a delta with a higher sequence that was already included is idempotent (it carries absolute totals)
+    seq = (await session.execute(select(Market.book_sequence).where(Market.id == market_id))).scalar_one_or_none()
+    if seq is None:
+        from core.errors import NotFound
+
+        raise NotFound("market not found", field="marketId")
+    bids = await book.depth(session, market_id, Side.BUY, depth)
+    asks = await book.depth(session, market_id, Side.SELL, depth)
+    return BookSnapshot(market_id, seq, bids, asks)
+
+
+@dataclass(frozen=True)
+class TickerData:
+    market_id: uuid.UUID
+    last: Decimal | None
+    best_bid: Decimal | None
+    best_ask: Decimal | None
+    change_24h: Decimal | None
+    volume_24h: Decimal
+    high_24h: Decimal | None
+    low_24h: Decimal | None
+    sequence: int
+
+
+async def ticker(session: AsyncSession, market_id: uuid.UUID, now: datetime) -> TickerData:
+    since = now - timedelta(hours=24)
+    snap = await book_snapshot(session, market_id, 1)
+    last = (await session.execute(select(Trade.price).where(Trade.market_id == market_id)
+                                  .order_by(Trade.seq.desc()).limit(1))).scalar_one_or_none()
+    window = select(Trade).where(Trade.market_id == market_id, Trade.created_at >= since).subquery()
+    high, low, volume = (await session.execute(select(func.max(window.c.price), func.min(window.c.price),
+                                                      func.coalesce(func.sum(window.c.quantity), 0)))).one()
+    first = (await session.execute(select(Trade.price).where(Trade.market_id == market_id, Trade.created_at >= since)
+                                   .order_by(Trade.seq.asc()).limit(1))).scalar_one_or_none()
+    return TickerData(market_id, last, snap.bids[0][0] if snap.bids else None, snap.asks[0][0] if snap.asks else None,
+                      (last - first) if (last is not None and first is not None) else None, Decimal(volume),
+                      high, low, snap.sequence)

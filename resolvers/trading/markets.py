@@ -1,0 +1,118 @@
+"""Markets: ADMIN opens one per ACTIVE security token and stablecoin quote currency; status OPEN | HALTED | CLOSED."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import BadUserInput, Conflict, NotFound
+from models.assets import Asset, AssetStatus
+from models.tokens import Token, TokenKind
+from models.trading import Market, MarketStatus
+from resolvers.audit import record
+from server.context import Context
+
+MAX_FEE_BPS = 1000  # 10 %
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    token_id: uuid.UUID
+    quote_currency: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_notional: Decimal = Decimal(0)
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
+    symbol: str | None = None
+
+
+def _places(d: Decimal) -> int:
+    exp = d.normalize().as_tuple().exponent
+    return max(0, -int(exp))
+
+
+def validate_spec(spec: MarketSpec, decimals: int) -> None:
+    for name, value in (("tickSize", spec.tick_size), ("lotSize", spec.lot_size)):
+        if not value.is_finite() or value <= 0:
+            raise BadUserInput(f"{name} must be positive", field=name)
+    if not spec.min_notional.is_finite() or spec.min_notional < 0:
+        raise BadUserInput("minNotional must not be negative", field="minNotional")
+    # price x quantity must be exact in the ledger's 18 decimal places
+    if _places(spec.tick_size) + _places(spec.lot_size) > 18:
+        raise BadUserInput("tickSize and lotSize together may have at most 18 decimal places", field="lotSize")
+    # quantities convert to whole token units on chain
+    if _places(spec.lot_size) > decimals:
+        raise BadUserInput(f"lotSize needs more than the token's {decimals} decimals", field="lotSize")
+    for name, bps in (("makerFeeBps", spec.maker_fee_bps), ("takerFeeBps", spec.taker_fee_bps)):
+        if not 0 <= bps <= MAX_FEE_BPS:
+            raise BadUserInput(f"{name} must be between 0 and {MAX_FEE_BPS}", field=name)
+
+
+async def open_market(ctx: Context, spec: MarketSpec) -> Market:
+    actor = ctx.viewer.require_user()
+    session = await ctx.session()
+    token = await session.get(Token, spec.token_id)
+    if token is None:
+        raise NotFound("token not found", field="tokenId")
+    if token.kind is not TokenKind.SECURITY:
+        raise BadUserInput("markets trade security tokens", field="tokenId")
+    asset = await session.get(Asset, token.asset_id) if token.asset_id else None
+    if asset is None or asset.status is not AssetStatus.ACTIVE:
+        raise Conflict("the token's asset is not ACTIVE", reason="ASSET_NOT_ACTIVE")
+    quote = spec.quote_currency.strip().upper()
+    stable = (await session.execute(select(Token.id).where(
+        Token.kind == TokenKind.STABLECOIN, Token.symbol == quote).limit(1))).scalar_one_or_none()
+    if stable is None:
+        raise BadUserInput(f"{quote!r} is not a known stablecoin", field="quoteCurrency")
+    validate_spec(spec, token.decimals)
+    market = Market(id=uuid.uuid4(), symbol=spec.symbol or f"{token.symbol or token.address[:8]}/{quote}",
+                    base_token_id=token.id, chain_id=token.chain_id, token_address=token.address,
+                    base_decimals=token.decimals, quote_currency=quote, tick_size=spec.tick_size,
+                    lot_size=spec.lot_size, min_notional=spec.min_notional, maker_fee_bps=spec.maker_fee_bps,
+                    taker_fee_bps=spec.taker_fee_bps, status=MarketStatus.OPEN, book_sequence=0)
+    session.add(market)
+    record(session, actor_id=actor, action="market.open", target_type="market", target_id=market.id,
+           request_id=ctx.request_id, details={"symbol": market.symbol})
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict("a market for this token and quote currency (or symbol) exists", reason="DUPLICATE") from exc
+    return market
+
+
+async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -> Market:
+    actor = ctx.viewer.require_user()
+    session = await ctx.session()
+    market = (await session.execute(select(Market).where(Market.id == market_id).with_for_update())
+              ).scalar_one_or_none()
+    if market is None:
+        raise NotFound("market not found")
+    if market.status is MarketStatus.CLOSED and status is not MarketStatus.CLOSED:
+        raise Conflict("a CLOSED market stays closed", reason="MARKET_CLOSED")
+    previous = market.status
+    market.status = status
+    record(session, actor_id=actor, action="market.status", target_type="market", target_id=market.id,
+           request_id=ctx.request_id, details={"from": previous.value, "to": status.value})
+    await session.commit()
+    return market
+
+
+async def get_market(session: AsyncSession, market_id: uuid.UUID) -> Market:
+    market = await session.get(Market, market_id)
+    if market is None:
+        raise NotFound("market not found", field="marketId")
+    return market
+
+
+async def list_markets(session: AsyncSession, status: MarketStatus | None = None) -> list[Market]:
+    stmt = select(Market).order_by(Market.symbol)
+    if status is not None:
+        stmt = stmt.where(Market.status == status)
+    return list((await session.execute(stmt)).scalars())

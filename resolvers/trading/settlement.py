@@ -1,0 +1,109 @@
+"""Settlement of a trade, in the matching transaction: the cash leg moves in the ledger (buyer RESERVED -> seller
+AVAILABLE, both fees -> the platform FEES account) and the token leg becomes a PENDING transfer instruction
+(seller wallet -> buyer wallet, raw units) for the agent to execute on chain. The trade goes PENDING -> SETTLED,
+or FAILED if the ledger refuses (it cannot while reservations are consistent; FAILED keeps the trade visible).
+
+Fees are rounded down to the ledger's 18 places, so fills never consume more than the buy order reserved
+(`buy_reservation`, rounded up).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Conflict
+from models.ledger import AccountKind
+from models.trading import InstructionStatus, Market, SettlementInstruction, SettlementStatus, Side, Trade
+from resolvers import ledger
+from resolvers.ledger import Platform, UserAccount
+from resolvers.trading.gate import to_units
+
+QUANTUM = Decimal("1e-18")
+BPS = Decimal(10000)
+
+
+def fee(notional: Decimal, bps: int) -> Decimal:
+    with localcontext(prec=100):
+        return (notional * bps / BPS).quantize(QUANTUM, rounding=ROUND_FLOOR)
+
+
+def notional_of(price: Decimal, quantity: Decimal) -> Decimal:
+    with localcontext(prec=100):
+        return price * quantity
+
+
+def buy_reservation(market: Market, price: Decimal, quantity: Decimal) -> Decimal:
+    bps = max(market.maker_fee_bps, market.taker_fee_bps)
+    with localcontext(prec=100):
+        return (price * quantity * (BPS + bps) / BPS).quantize(QUANTUM, rounding=ROUND_CEILING)
+
+
+@dataclass(frozen=True)
+class SettledTrade:
+    id: uuid.UUID
+    seq: int
+    market_id: uuid.UUID
+    taker_side: Side
+    price: Decimal
+    quantity: Decimal
+    buyer_cost: Decimal  # what left the buyer's reservation: notional + buyer fee
+    maker_fee: Decimal
+    taker_fee: Decimal
+    status: SettlementStatus
+    created_at: datetime
+
+    def event(self) -> dict[str, Any]:
+        return {"id": self.id, "sequence": self.seq, "marketId": self.market_id, "takerSide": self.taker_side,
+                "price": self.price, "quantity": self.quantity, "createdAt": self.created_at}
+
+
+async def settle(session: AsyncSession, market: Market, *, maker_order_id: uuid.UUID, taker_order_id: uuid.UUID,
+                 taker_side: Side, buyer_id: uuid.UUID, seller_id: uuid.UUID, price: Decimal, quantity: Decimal,
+                 buyer_wallet: str | None, seller_wallet: str | None, now: datetime) -> SettledTrade:
+    """Record the trade (PENDING) and settle it: cash in the ledger, token leg as an instruction."""
+    notional = notional_of(price, quantity)  # Numeric(38, 18) products need more than 28 digits
+    maker_fee = fee(notional, market.maker_fee_bps)
+    taker_fee = fee(notional, market.taker_fee_bps)
+    buyer_is_taker = taker_side is Side.BUY
+    trade_id = uuid.uuid4()
+    seq = (await session.execute(insert(Trade).values(
+        id=trade_id, market_id=market.id, maker_order_id=maker_order_id, taker_order_id=taker_order_id,
+        buyer_id=buyer_id, seller_id=seller_id, taker_side=taker_side, price=price, quantity=quantity,
+        maker_fee=maker_fee, taker_fee=taker_fee, settlement=SettlementStatus.PENDING, created_at=now,
+    ).returning(Trade.seq))).scalar_one()
+    buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
+    legs = [(UserAccount(buyer_id, AccountKind.RESERVED), -(notional + buyer_fee)),
+            (UserAccount(seller_id), notional - seller_fee)]
+    if buyer_fee + seller_fee:
+        legs.append((Platform(AccountKind.FEES), buyer_fee + seller_fee))
+    status = SettlementStatus.SETTLED
+    try:
+        async with session.begin_nested():
+            await ledger.post(session, kind="SETTLE", reference=f"trade:{trade_id}:settle",
+                              currency=market.quote_currency, legs=legs,
+                              details={"market": str(market.id), "price": str(price), "quantity": str(quantity)})
+    except Conflict:
+        status = SettlementStatus.FAILED
+    await session.execute(update(Trade).where(Trade.id == trade_id).values(settlement=status))
+    if status is SettlementStatus.SETTLED and buyer_wallet and seller_wallet:
+        await session.execute(insert(SettlementInstruction).values(
+            id=uuid.uuid4(), trade_id=trade_id, chain_id=market.chain_id, token_address=market.token_address,
+            from_wallet=seller_wallet, to_wallet=buyer_wallet, amount=to_units(quantity, market.base_decimals),
+            status=InstructionStatus.PENDING))
+    return SettledTrade(trade_id, seq, market.id, taker_side, price, quantity, notional + buyer_fee, maker_fee,
+                        taker_fee, status, now)
+
+
+async def release_reservation(session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID, amount: Decimal,
+                              currency: str) -> None:
+    """Give back what a finished buy order still holds (once per order: the reference is idempotent)."""
+    if amount > 0:
+        await ledger.release(session, user_id, amount, currency, reference=f"order:{order_id}:release")

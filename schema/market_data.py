@@ -1,0 +1,199 @@
+"""Market data subscriptions over graphql-transport-ws, fed by Redis pub/sub (resolvers/trading/market_data.py).
+
+Each resolver runs once per process per distinct operation (schema/__init__.py: RwaSchema.stream shares it) and
+opens a DB session only for the moment it reads a snapshot, never across events.
+
+- `orderBook` starts with a snapshot; then deltas with consecutive `sequence`s. When the resolver sees a gap (a
+  message lost or reordered between API processes) or its listener dropped messages, it sends a fresh snapshot
+  instead (`snapshot: true`); a client that sees a gap itself resubscribes.
+- `myOrders` is per user; the socket is closed (4401) when the access token it authenticated with expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from models.trading import OrderStatus, OrderType, Side, TimeInForce
+from resolvers.trading import candles as candle_rules
+from resolvers.trading import market_data
+from resolvers.trading.orders import OrderView
+from schema.permissions import authenticated
+from schema.trading import (
+    Candle,
+    CandleInterval,
+    Order,
+    OrderBook,
+    Trade,
+    book_of,
+    candle_of,
+    check_depth,
+    levels,
+)
+from resolvers.assets.validation import trim
+
+TOKEN_EXPIRED_CLOSE_CODE = 4401
+
+
+@strawberry.type(description="Last price, best bid/ask and the last 24 hours.")
+class Ticker:
+    market_id: uuid.UUID
+    sequence: int
+    last: Decimal | None
+    best_bid: Decimal | None
+    best_ask: Decimal | None
+    change_24h: Decimal | None
+    volume_24h: Decimal
+    high_24h: Decimal | None
+    low_24h: Decimal | None
+
+
+def _d(value: Decimal | None) -> Decimal | None:
+    return None if value is None else trim(Decimal(value))
+
+
+def trade_of_event(e: dict[str, Any]) -> Trade:
+    return Trade(id=uuid.UUID(e["id"]), sequence=e["sequence"], market_id=uuid.UUID(e["marketId"]),
+                 price=trim(Decimal(e["price"])), quantity=trim(Decimal(e["quantity"])), taker_side=Side(e["takerSide"]),
+                 created_at=datetime.fromisoformat(e["createdAt"]))
+
+
+def order_of_event(e: dict[str, Any]) -> Order:
+    def dt(v: str | None) -> datetime | None:
+        return None if v is None else datetime.fromisoformat(v)
+
+    view = OrderView(
+        id=uuid.UUID(e["id"]), seq=e["seq"], market_id=uuid.UUID(e["market_id"]), user_id=uuid.UUID(e["user_id"]),
+        client_order_id=e["client_order_id"], side=Side(e["side"]), type=OrderType(e["type"]),
+        time_in_force=TimeInForce(e["time_in_force"]), price=None if e["price"] is None else Decimal(e["price"]),
+        quantity=Decimal(e["quantity"]), filled_quantity=Decimal(e["filled_quantity"]),
+        status=OrderStatus(e["status"]), reason=e["reason"], expires_at=dt(e["expires_at"]),
+        wallet_address=e["wallet_address"], reserved_cash=Decimal(e["reserved_cash"]),
+        created_at=dt(e["created_at"]), updated_at=dt(e["updated_at"]))  # type: ignore[arg-type]
+    return Order.of(view)
+
+
+async def _snapshot(info: Info, market_id: uuid.UUID, depth: int) -> OrderBook:
+    async with info.context.services.session_factory() as session:
+        return book_of(await market_data.book_snapshot(session, market_id, depth))
+
+
+async def _ticker(info: Info, market_id: uuid.UUID) -> Ticker:
+    async with info.context.services.session_factory() as session:
+        t = await market_data.ticker(session, market_id, datetime.now(timezone.utc))
+    return Ticker(market_id=t.market_id, sequence=t.sequence, last=_d(t.last), best_bid=_d(t.best_bid),
+                  best_ask=_d(t.best_ask), change_24h=_d(t.change_24h), volume_24h=trim(t.volume_24h),
+                  high_24h=_d(t.high_24h), low_24h=_d(t.low_24h))
+
+
+async def _candle(info: Info, market_id: uuid.UUID, interval: candle_rules.CandleInterval,
+                  at: datetime) -> Candle | None:
+    start = candle_rules.bucket_of(at, interval)
+    async with info.context.services.session_factory() as session:
+        rows = await candle_rules.aggregate(session, market_id, interval, start, start + candle_rules.STEP[interval])
+    return candle_of(rows[0]) if rows else None
+
+
+def _drain(events: Any) -> Any:
+    """Coalesce: only the newest queued message matters for recomputed views (ticker, candles)."""
+    last = None
+    while not events.queue.empty():
+        last = events.queue.get_nowait()
+    return last
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(extensions=authenticated(), description="Trades of a market as they happen.")
+    async def trades(self, info: Info, market_id: uuid.UUID) -> AsyncGenerator[Trade, None]:
+        await _snapshot(info, market_id, 1)  # NOT_FOUND for an unknown market
+        async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
+            async for payload in events:
+                yield trade_of_event(json.loads(payload))
+
+    @strawberry.subscription(extensions=authenticated(), description=(
+        "A snapshot of the top `depth` levels, then deltas (changed levels, quantity 0 = gone), each with the "
+        "market's book sequence. Deltas may touch levels beyond `depth`."))
+    async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> AsyncGenerator[OrderBook, None]:
+        check_depth(depth)
+        if getattr(info.context, "snapshot_only", False):
+            yield await _snapshot(info, market_id, depth)
+            return
+        # listen before reading the snapshot, so nothing committed after it is missed
+        async with info.context.services.pubsub.listen(market_data.book_channel(market_id)) as events:
+            snap = await _snapshot(info, market_id, depth)
+            last = snap.sequence
+            yield snap
+            async for payload in events:
+                e = json.loads(payload)
+                seq = e["sequence"]
+                if seq <= last:
+                    continue  # already in the snapshot
+                if seq != last + 1 or events.dropped:
+                    events.dropped = 0
+                    snap = await _snapshot(info, market_id, depth)
+                    last = snap.sequence
+                    yield snap
+                    continue
+                last = seq
+                yield OrderBook(market_id=market_id, sequence=seq, snapshot=False, bids=levels(e["bids"]),
+                                asks=levels(e["asks"]))
+
+    @strawberry.subscription(extensions=authenticated(), description="The ticker now, then on every book change.")
+    async def ticker(self, info: Info, market_id: uuid.UUID) -> AsyncGenerator[Ticker, None]:
+        async with info.context.services.pubsub.listen(market_data.book_channel(market_id)) as events:
+            yield await _ticker(info, market_id)
+            async for _ in events:
+                _drain(events)
+                yield await _ticker(info, market_id)
+
+    @strawberry.subscription(extensions=authenticated(), description="The current candle, updated on every trade.")
+    async def candles(self, info: Info, market_id: uuid.UUID,
+                      interval: CandleInterval) -> AsyncGenerator[Candle, None]:  # type: ignore[valid-type]
+        async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
+            await _snapshot(info, market_id, 1)
+            current = await _candle(info, market_id, interval, datetime.now(timezone.utc))
+            if current is not None:
+                yield current
+            async for payload in events:
+                payload = _drain(events) or payload
+                at = datetime.fromisoformat(json.loads(payload)["createdAt"])
+                candle = await _candle(info, market_id, interval, at)
+                if candle is not None:
+                    yield candle
+
+    @strawberry.subscription(extensions=authenticated(), description=(
+        "The caller's order updates. The socket closes (code 4401) when its access token expires."))
+    async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
+        viewer = info.context.viewer
+        user_id = viewer.require_user()
+        async with info.context.services.pubsub.listen(market_data.orders_channel(user_id)) as events:
+            while True:
+                timeout = None if viewer.expires_at is None else viewer.expires_at - time.time()
+                if timeout is not None and timeout <= 0:
+                    await _close_expired(info)
+                    return
+                try:
+                    payload = await asyncio.wait_for(events.__anext__(), timeout)
+                except asyncio.TimeoutError:
+                    continue
+                yield order_of_event(json.loads(payload))
+
+
+async def _close_expired(info: Info) -> None:
+    socket = info.context.request
+    close = getattr(socket, "close", None)
+    if close is not None:
+        try:
+            await close(code=TOKEN_EXPIRED_CLOSE_CODE, reason="access token expired")
+        except Exception:  # already closing
+            pass

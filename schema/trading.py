@@ -1,0 +1,346 @@
+"""Trading: markets, orders, trades, order book, candles and cash balances (resolvers/trading)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Annotated, Any
+
+import strawberry
+from sqlalchemy import or_, select
+from strawberry.types import Info
+
+from core.errors import BadUserInput
+from models.identity import Role
+from models.trading import Market as MarketModel
+from models.trading import MarketStatus as MarketStatusModel
+from models.trading import Order as OrderModel
+from models.trading import OrderStatus as OrderStatusModel
+from models.trading import OrderType as OrderTypeModel
+from models.trading import SettlementStatus as SettlementStatusModel
+from models.trading import Side as SideModel
+from models.trading import TimeInForce as TimeInForceModel
+from models.trading import Trade as TradeModel
+from resolvers import ledger
+from resolvers.assets.validation import trim
+from resolvers.audit import record
+from resolvers.pagination import keyset_page
+from resolvers.trading import candles as candle_rules
+from resolvers.trading import market_data, markets, orders
+from schema.pagination import Connection
+from schema.permissions import authenticated, requires
+
+MarketStatus = strawberry.enum(MarketStatusModel)
+OrderSide = strawberry.enum(SideModel, name="OrderSide")
+OrderType = strawberry.enum(OrderTypeModel)
+TimeInForce = strawberry.enum(TimeInForceModel)
+OrderStatus = strawberry.enum(OrderStatusModel)
+SettlementStatus = strawberry.enum(SettlementStatusModel)
+CandleInterval = strawberry.enum(candle_rules.CandleInterval)
+MAX_DEPTH = 200
+
+
+@strawberry.type(description="A security token traded against a stablecoin quote currency.")
+class Market:
+    id: uuid.UUID
+    symbol: str
+    token_id: uuid.UUID
+    chain_id: int
+    token_address: str
+    quote_currency: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_notional: Decimal
+    maker_fee_bps: int
+    taker_fee_bps: int
+    status: MarketStatus  # type: ignore[valid-type]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: MarketModel) -> "Market":
+        return cls(id=m.id, symbol=m.symbol, token_id=m.base_token_id, chain_id=m.chain_id,
+                   token_address=m.token_address, quote_currency=m.quote_currency, tick_size=trim(m.tick_size),
+                   lot_size=trim(m.lot_size), min_notional=trim(m.min_notional),
+                   maker_fee_bps=m.maker_fee_bps, taker_fee_bps=m.taker_fee_bps, status=m.status,
+                   created_at=m.created_at)
+
+
+@strawberry.type(description="An order. REJECTED orders carry the compliance gate's code in `reason`.")
+class Order:
+    id: uuid.UUID
+    market_id: uuid.UUID
+    client_order_id: str | None
+    side: OrderSide  # type: ignore[valid-type]
+    type: OrderType  # type: ignore[valid-type]
+    time_in_force: TimeInForce  # type: ignore[valid-type]
+    price: Decimal | None
+    quantity: Decimal
+    filled_quantity: Decimal
+    status: OrderStatus  # type: ignore[valid-type]
+    reason: str | None = strawberry.field(description=(
+        "Why the order is REJECTED (MARKET_NOT_OPEN, TOKEN_PAUSED, KYC_NOT_APPROVED, NO_LINKED_WALLET, "
+        "WALLET_FROZEN, INSUFFICIENT_TOKEN_BALANCE, INSUFFICIENT_CASH), CANCELED (USER_CANCELED, IOC_UNFILLED, "
+        "NO_LIQUIDITY, FOK_UNFILLABLE, SELF_TRADE_PREVENTED, MARKET_CLOSED) or EXPIRED (GTD_EXPIRED)."))
+    expires_at: datetime | None
+    wallet_address: str | None
+    reserved_cash: Decimal
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, o: Any) -> "Order":
+        def n(d: Decimal | None) -> Decimal | None:
+            return None if d is None else trim(d)
+
+        return cls(id=o.id, market_id=o.market_id, client_order_id=o.client_order_id, side=o.side, type=o.type,
+                   time_in_force=o.time_in_force, price=n(o.price), quantity=n(o.quantity),  # type: ignore[arg-type]
+                   filled_quantity=n(o.filled_quantity), status=o.status, reason=o.reason,  # type: ignore[arg-type]
+                   expires_at=o.expires_at, wallet_address=o.wallet_address,
+                   reserved_cash=n(o.reserved_cash), created_at=o.created_at,  # type: ignore[arg-type]
+                   updated_at=o.updated_at)
+
+
+@strawberry.type(description="A trade at the resting (maker) order's price.")
+class Trade:
+    id: uuid.UUID
+    sequence: int
+    market_id: uuid.UUID
+    price: Decimal
+    quantity: Decimal
+    taker_side: OrderSide  # type: ignore[valid-type]
+    created_at: datetime
+
+
+@strawberry.type(description="One of the caller's trades, with both orders, fees and the settlement state.")
+class MyTrade(Trade):
+    maker_order_id: uuid.UUID
+    taker_order_id: uuid.UUID
+    side: OrderSide  # type: ignore[valid-type]
+    fee: Decimal
+    settlement: SettlementStatus  # type: ignore[valid-type]
+
+
+def trade_of(t: TradeModel) -> Trade:
+    return Trade(id=t.id, sequence=t.seq, market_id=t.market_id, price=trim(t.price),
+                 quantity=trim(t.quantity), taker_side=t.taker_side, created_at=t.created_at)
+
+
+@strawberry.type
+class BookLevel:
+    price: Decimal
+    quantity: Decimal = strawberry.field(description="Open quantity at this price; 0 in a delta: the level is gone.")
+
+
+@strawberry.type(description="Order book levels, best first. `snapshot` false: a delta of changed levels.")
+class OrderBook:
+    market_id: uuid.UUID
+    sequence: int
+    snapshot: bool
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+
+
+def levels(pairs: Any) -> list[BookLevel]:
+    return [BookLevel(price=trim(Decimal(p)), quantity=trim(Decimal(q))) for p, q in pairs]
+
+
+def book_of(snap: market_data.BookSnapshot) -> OrderBook:
+    return OrderBook(market_id=snap.market_id, sequence=snap.sequence, snapshot=True, bids=levels(snap.bids),
+                     asks=levels(snap.asks))
+
+
+@strawberry.type
+class Candle:
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trade_count: int
+
+
+def candle_of(c: candle_rules.CandleRow) -> Candle:
+    return Candle(start=c.bucket_start, open=trim(c.open), high=trim(c.high), low=trim(c.low),
+                  close=trim(c.close), volume=trim(c.volume), trade_count=c.trade_count)
+
+
+@strawberry.type
+class CashBalance:
+    currency: str
+    available: Decimal
+    reserved: Decimal
+    total: Decimal
+
+
+def check_depth(depth: int) -> None:
+    if not 1 <= depth <= MAX_DEPTH:
+        raise BadUserInput(f"depth must be between 1 and {MAX_DEPTH}", field="depth")
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(extensions=authenticated(), description="Markets by symbol.")
+    async def markets(self, info: Info, status: MarketStatus | None = None) -> list[Market]:  # type: ignore[valid-type]
+        session = await info.context.session()
+        return [Market.of(m) for m in await markets.list_markets(session, status)]
+
+    @strawberry.field(extensions=authenticated(), description="Top `depth` price levels per side, with the sequence.")
+    async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> OrderBook:
+        check_depth(depth)
+        return book_of(await market_data.book_snapshot(await info.context.session(), market_id, depth))
+
+    @strawberry.field(extensions=authenticated(), description="A market's trades, newest first.")
+    async def trades(self, info: Info, market_id: uuid.UUID, first: int | None = None, after: str | None = None,
+                     last: int | None = None, before: str | None = None) -> Connection[Trade]:
+        session = await info.context.session()
+        page = await keyset_page(session, select(TradeModel).where(TradeModel.market_id == market_id),
+                                 [TradeModel.seq], descending=True, first=first, after=after, last=last,
+                                 before=before)
+        return Connection.from_page(page, trade_of)  # type: ignore[arg-type]
+
+    @strawberry.field(extensions=authenticated(), description="OHLCV buckets in [from, to) (default: the last day).")
+    async def candles(self, info: Info, market_id: uuid.UUID, interval: CandleInterval,  # type: ignore[valid-type]
+                      from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+                      to: datetime | None = None) -> list[Candle]:
+        end = to or datetime.now(timezone.utc)
+        start = from_ or end - timedelta(days=1)
+        if start >= end:
+            raise BadUserInput("from must be before to", field="from")
+        session = await info.context.session()
+        return [candle_of(c) for c in await candle_rules.candles(session, market_id, interval, start, end)]
+
+    @strawberry.field(extensions=authenticated(), description="The caller's orders, newest first.")
+    async def my_orders(self, info: Info, status: list[OrderStatus] | None = None,  # type: ignore[valid-type]
+                        market_id: uuid.UUID | None = None, first: int | None = None,
+                        after: str | None = None) -> Connection[Order]:
+        user_id = info.context.viewer.require_user()
+        stmt = select(OrderModel).where(OrderModel.user_id == user_id)
+        if status:
+            stmt = stmt.where(OrderModel.status.in_(status))
+        if market_id is not None:
+            stmt = stmt.where(OrderModel.market_id == market_id)
+        page = await keyset_page(await info.context.session(), stmt, [OrderModel.seq], descending=True,
+                                 first=first, after=after)
+        return Connection.from_page(page, Order.of)  # type: ignore[arg-type]
+
+    @strawberry.field(extensions=authenticated(), description="The caller's trades (as buyer or seller), newest first.")
+    async def my_trades(self, info: Info, market_id: uuid.UUID | None = None, first: int | None = None,
+                        after: str | None = None) -> Connection[MyTrade]:
+        user_id = info.context.viewer.require_user()
+        stmt = select(TradeModel).where(or_(TradeModel.buyer_id == user_id, TradeModel.seller_id == user_id))
+        if market_id is not None:
+            stmt = stmt.where(TradeModel.market_id == market_id)
+        page = await keyset_page(await info.context.session(), stmt, [TradeModel.seq], descending=True,
+                                 first=first, after=after)
+
+        def node(t: TradeModel) -> MyTrade:
+            side = SideModel.BUY if t.buyer_id == user_id else SideModel.SELL
+            is_taker = side is t.taker_side
+            return MyTrade(id=t.id, sequence=t.seq, market_id=t.market_id, price=trim(t.price),
+                           quantity=trim(t.quantity), taker_side=t.taker_side, created_at=t.created_at,
+                           maker_order_id=t.maker_order_id, taker_order_id=t.taker_order_id, side=side,
+                           fee=trim(t.taker_fee if is_taker else t.maker_fee), settlement=t.settlement)
+
+        return Connection.from_page(page, node)  # type: ignore[arg-type]
+
+    @strawberry.field(extensions=authenticated(), description="The caller's cash per currency (ledger).")
+    async def my_balances(self, info: Info) -> list[CashBalance]:
+        user_id = info.context.viewer.require_user()
+        rows = await ledger.balances(await info.context.session(), user_id)
+        return [CashBalance(currency=b.currency, available=trim(b.available), reserved=trim(b.reserved),
+                            total=trim(b.total)) for b in rows]
+
+
+@strawberry.input
+class PlaceOrderInput:
+    market_id: uuid.UUID
+    side: OrderSide  # type: ignore[valid-type]
+    type: OrderType  # type: ignore[valid-type]
+    quantity: Decimal
+    price: Decimal | None = strawberry.field(default=None, description="Limit price; for MARKET buys the price cap.")
+    time_in_force: TimeInForce | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Default GTC for LIMIT, IOC for MARKET.")
+    expires_at: datetime | None = None
+    client_order_id: str | None = strawberry.field(default=None, description="Idempotency key per user.")
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(extensions=requires(Role.ADMIN), description="Open a market for an ACTIVE security token.")
+    async def open_market(self, info: Info, token_id: uuid.UUID, quote_currency: str, tick_size: Decimal,
+                          lot_size: Decimal, min_notional: Decimal = Decimal(0), maker_fee_bps: int = 0,
+                          taker_fee_bps: int = 0, symbol: str | None = None) -> Market:
+        spec = markets.MarketSpec(token_id, quote_currency, tick_size, lot_size, min_notional, maker_fee_bps,
+                                  taker_fee_bps, symbol)
+        return Market.of(await markets.open_market(info.context, spec))
+
+    @strawberry.mutation(extensions=requires(Role.ADMIN),
+                         description="OPEN | HALTED | CLOSED. Closing cancels the market's open orders.")
+    async def set_market_status(self, info: Info, market_id: uuid.UUID,
+                                status: MarketStatus) -> Market:  # type: ignore[valid-type]
+        market = await markets.set_status(info.context, market_id, status)
+        if market.status is MarketStatusModel.CLOSED:
+            session = await info.context.session()
+            _, events = await orders.cancel_orders(session, None, market.id, None, reason="MARKET_CLOSED",
+                                                   request_id=info.context.request_id)
+            await market_data.publish(info.context.services.pubsub, events)
+        return Market.of(market)
+
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Place an order (idempotent per clientOrderId). A compliance refusal is a REJECTED order with a reason, "
+        "not an error."))
+    async def place_order(self, info: Info, input: PlaceOrderInput) -> Order:
+        user_id = info.context.viewer.require_user()
+        req = orders.OrderRequest(input.market_id, input.side, input.type, input.quantity, input.price,
+                                  input.time_in_force, input.expires_at, input.client_order_id)
+        placed = await orders.place_order(await info.context.session(), user_id, req,
+                                          request_id=info.context.request_id)
+        await market_data.publish(info.context.services.pubsub, placed.events)
+        return Order.of(placed.order)
+
+    @strawberry.mutation(extensions=authenticated(), description="Cancel one of the caller's open orders.")
+    async def cancel_order(self, info: Info, id: uuid.UUID) -> Order:
+        user_id = info.context.viewer.require_user()
+        view, events = await orders.cancel_order(await info.context.session(), user_id, id,
+                                                 request_id=info.context.request_id)
+        await market_data.publish(info.context.services.pubsub, events)
+        return Order.of(view)
+
+    @strawberry.mutation(extensions=authenticated(), description="Cancel all of the caller's open orders in a market.")
+    async def cancel_all_orders(self, info: Info, market_id: uuid.UUID) -> list[Order]:
+        user_id = info.context.viewer.require_user()
+        session = await info.context.session()
+        await markets.get_market(session, market_id)
+        views, events = await orders.cancel_orders(session, user_id, market_id, None, reason="USER_CANCELED",
+                                                   request_id=info.context.request_id)
+        await market_data.publish(info.context.services.pubsub, events)
+        return [Order.of(v) for v in views]
+
+    @strawberry.mutation(extensions=requires(Role.ADMIN),
+                         description="Dev funding: credit a user's cash through the ledger (idempotent per reference).")
+    async def credit_cash(self, info: Info, user_id: uuid.UUID, amount: Decimal, currency: str,
+                          reference: str) -> list[CashBalance]:
+        actor = info.context.viewer.require_user()
+        if not reference or len(reference) > 80:
+            raise BadUserInput("reference must have 1 to 80 characters", field="reference")
+        session = await info.context.session()
+        from models.identity import User
+
+        if await session.get(User, user_id) is None:
+            from core.errors import NotFound
+
+            raise NotFound("user not found", field="userId")
+        currency = currency.strip().upper()
+        if not currency or len(currency) > 16:
+            raise BadUserInput("currency must have 1 to 16 characters", field="currency")
+        posted = await ledger.credit_deposit(session, user_id, amount, currency, reference=f"admin-credit:{reference}",
+                                             details={"by": str(actor)})
+        if posted:
+            record(session, actor_id=actor, action="cash.credit", target_type="user", target_id=user_id,
+                   request_id=info.context.request_id, details={"amount": str(amount), "currency": currency})
+        await session.commit()
+        rows = await ledger.balances(session, user_id)
+        return [CashBalance(currency=b.currency, available=trim(b.available), reserved=trim(b.reserved),
+                            total=trim(b.total)) for b in rows]
