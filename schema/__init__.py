@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import strawberry
 from strawberry.extensions import (
     DisableIntrospection,
@@ -16,6 +18,7 @@ from core.settings import Settings
 from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema import api_keys, audit, chain, identity, kyc, wallets
 from schema import assets, documents, tokens
+from schema import market_data, trading
 from schema.cost import QueryCost
 from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ParserCacheKeepingErrors, ReadOnlyApiKeys
 
@@ -23,6 +26,8 @@ QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.
 QUERIES += (assets.Query, documents.Query, tokens.Query)
 MUTATIONS: tuple[type, ...] = (identity.Mutation, kyc.Mutation, wallets.Mutation, api_keys.Mutation)
 MUTATIONS += (assets.Mutation, documents.Mutation)
+QUERIES += (trading.Query,)
+MUTATIONS += (trading.Mutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 
 
@@ -31,6 +36,9 @@ SUBSCRIPTIONS: tuple[type, ...] = ()
 # server/shared_subscriptions.py.
 PERSONAL_SUBSCRIPTIONS: frozenset[str] = frozenset()
 SNAPSHOT_SUBSCRIPTIONS: frozenset[str] = frozenset()
+SUBSCRIPTIONS += (market_data.Subscription,)
+PERSONAL_SUBSCRIPTIONS |= {"myOrders"}
+SNAPSHOT_SUBSCRIPTIONS |= {"orderBook"}
 
 
 class RwaSchema(strawberry.Schema):
@@ -78,4 +86,6 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     schema = RwaSchema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
     schema.shared = SharedSubscriptions(personal_fields=PERSONAL_SUBSCRIPTIONS, snapshot_fields=SNAPSHOT_SUBSCRIPTIONS)
+    if os.environ.get("RWA_SHARED_SUBSCRIPTIONS", "1") == "0":  # per-subscriber execution (benchmarks)
+        schema.shared = None
     return schema

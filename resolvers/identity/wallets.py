@@ -14,8 +14,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_utils import is_address, is_checksum_address, to_checksum_address
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -123,6 +121,9 @@ def recover_signer(message: str, signature: str) -> str:
     if len(raw) != 65:
         raise SignatureInvalid("signature must be 65 bytes (r, s, v)", "SIGNATURE_MALFORMED")
     try:
+        from eth_account import Account  # heavy (py_ecc): imported on first use, not at API start
+        from eth_account.messages import encode_defunct
+
         return Account.recover_message(encode_defunct(text=message), signature=raw)
     except Exception as exc:  # eth-keys raises several types for out-of-range r/s/v
         raise SignatureInvalid("signature does not verify", "SIGNATURE_MALFORMED") from exc
