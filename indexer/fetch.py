@@ -19,6 +19,7 @@ from typing import Any
 from chains.errors import AllEndpointsFailed, LogRangeTooLarge, RpcError, RpcTimeout
 from chains.log_range import AdaptiveLogRange
 from chains.rpc import RpcClient
+from chains.spec import ChainSpec
 from indexer.errors import InconsistentFetch
 from indexer.events import BY_NAME, INVESTOR_COUNTRY_SELECTOR, WATCHED_TOPIC0S
 
@@ -42,6 +43,21 @@ class FetchedRange:
 def _shrinkable(err: RpcError) -> bool:
     # A timeout on eth_getLogs usually means the node scans too much, not that it is down.
     return isinstance(err, LogRangeTooLarge | RpcTimeout) or (isinstance(err, AllEndpointsFailed) and err.all_timeouts)
+
+
+def make_ranger(spec: ChainSpec, initial_span: int | None = None) -> AdaptiveLogRange:
+    """Start small (a dense token returns thousands of logs per block) and let ``steer`` grow it."""
+    initial = initial_span if initial_span is not None else min(10, spec.max_logs_range)
+    return AdaptiveLogRange(initial, spec.max_logs_range_floor, max(initial, spec.max_logs_range))
+
+
+def steer(ranger: AdaptiveLogRange, span: int, n_logs: int, logs_per_call: int) -> None:
+    """Aim the next span at ``logs_per_call`` logs: proportional shrink, growth at most x2 per call."""
+    if n_logs > logs_per_call and span > 1:
+        ranger.size = max(ranger.floor, min(ranger.size, span * logs_per_call // n_logs))
+    elif span >= ranger.size and n_logs < logs_per_call // 2:
+        target = span * 2 if n_logs == 0 else min(span * 2, span * logs_per_call // n_logs)
+        ranger.size = max(ranger.floor, min(ranger.ceiling, target))
 
 
 async def _logs_until(
@@ -70,10 +86,7 @@ async def _logs_until(
             if _shrinkable(err) and ranger.shrink(e - s + 1, suggested):
                 continue
             raise
-        if len(got) > logs_per_call and e > s:
-            ranger.shrink(e - s + 1)  # keep these logs; the next span is smaller (memory, latency)
-        else:
-            ranger.observe(e - s + 1, len(got))
+        steer(ranger, e - s + 1, len(got), logs_per_call)
         logs.extend(got)
         end = e
     return end, logs

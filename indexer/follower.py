@@ -15,12 +15,12 @@ import asyncpg
 from redis.asyncio import Redis
 
 from chains.errors import RpcError
-from chains.log_range import AdaptiveLogRange
 from chains.rpc import RpcClient
 from chains.spec import ChainSpec
 from indexer import intervals, metrics
 from indexer.chainstate import Cursor, Heads, load_cursor, load_watched, read_heads, save_heads
 from indexer.config import IndexerConfig
+from indexer.fetch import make_ranger
 from indexer.errors import InconsistentFetch, ReorgDetected, ReorgTooDeep
 from indexer.pipeline import index_range
 from indexer.reorg import find_common_ancestor, publish_reorg, rollback
@@ -48,7 +48,7 @@ class ChainFollower:
         self.redis = redis
         self.redis_prefix = redis_prefix
         self.depth = config.depth_for(spec)
-        self.ranger = AdaptiveLogRange.for_chain(spec, initial=config.initial_span)
+        self.ranger = make_ranger(spec, config.initial_span)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow until ``stop``; ReorgTooDeep and lost-connection errors propagate, others are retried."""

@@ -50,7 +50,7 @@ async def index_range(
     Batches are written in order; a failure in either stage cancels the other and propagates.
     ``stop`` is honoured between batches (what is committed stays committed).
     """
-    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=2)  # bounded: memory stays ~2 batches
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)  # bounded: one batch waits while one is written
     addresses = sorted(address_starts)
 
     async def produce() -> None:

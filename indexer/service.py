@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import asyncpg
 from redis.asyncio import Redis
 
-from chains.log_range import AdaptiveLogRange
 from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.redis import create_redis
@@ -24,6 +23,7 @@ from core.settings import ConfigError, Settings
 from indexer import intervals, lock, metrics
 from indexer.chainstate import load_cursor, load_watched, read_heads
 from indexer.config import IndexerConfig
+from indexer.fetch import make_ranger
 from indexer.errors import IndexerBusy, NoRpcUrls, ReorgTooDeep, UnknownToken
 from indexer.events import checksum
 from indexer.follower import ChainFollower
@@ -188,7 +188,7 @@ async def backfill(
             ])
             total = sum(hi - lo + 1 for lo, hi in spans)
             done = events = transfers = 0
-            ranger = AdaptiveLogRange.for_chain(spec, initial=config.initial_span)
+            ranger = make_ranger(spec, config.initial_span)
             stopped = False
             for lo, hi in spans:
                 cursor = await load_cursor(conn, chain_id)

@@ -17,6 +17,7 @@ import asyncpg
 from indexer import intervals
 from indexer.decode import BLOCK_COLUMNS, EVENT_COLUMNS, TRANSFER_COLUMNS, DecodedBatch
 from indexer.errors import ReorgDetected
+from indexer.events import ZERO_ADDRESS
 from indexer.state import INSERT_TRANSFERS_SQL, recompute_for_events
 
 _TEMP_TABLES = """
@@ -36,6 +37,89 @@ WITH ins AS (
     ON CONFLICT DO NOTHING RETURNING event, address, subject)
 SELECT event, address, subject, count(*) AS n FROM ins GROUP BY event, address, subject
 """
+
+
+_ANY_FETCHED = """
+SELECT EXISTS (SELECT 1 FROM fetched_intervals
+               WHERE chain_id = $1 AND address = ANY($2::text[]) AND to_block >= $3 AND from_block <= $4)
+"""
+_ADD_BALANCES = """
+INSERT INTO holdings AS t (chain_id, token_address, holder, balance, frozen_amount, frozen, updated_block)
+SELECT $1, u.token, u.holder, u.delta, 0, false, u.blk
+FROM unnest($2::text[], $3::text[], $4::numeric[], $5::bigint[]) AS u(token, holder, delta, blk)
+ON CONFLICT (chain_id, token_address, holder) DO UPDATE
+    SET balance = t.balance + excluded.balance, updated_block = greatest(t.updated_block, excluded.updated_block)
+"""
+_ADD_SUPPLY = """
+UPDATE tokens t SET total_supply = t.total_supply + u.minted, updated_at = now()
+FROM unnest($2::text[], $3::numeric[]) AS u(token, minted)
+WHERE t.chain_id = $1 AND t.address = u.token
+"""
+
+Written = tuple[Counter[str], list[tuple[str, str, str | None]], int]
+
+
+async def _write_replay(conn: asyncpg.Connection, batch: DecodedBatch) -> Written:
+    """Rows may exist already: insert through temp tables ON CONFLICT DO NOTHING; derived deltas
+    come from the rows actually inserted (RETURNING), so a replay changes nothing."""
+    by_event: Counter[str] = Counter()
+    touched: list[tuple[str, str, str | None]] = []
+    if batch.events:
+        await conn.copy_records_to_table("_ev", records=batch.events, columns=EVENT_COLUMNS)
+        for r in await conn.fetch(_INSERT_EVENTS):
+            by_event[r["event"]] += r["n"]
+            if r["subject"] is not None:
+                touched.append((r["event"], r["address"], r["subject"]))
+    transfers = 0
+    if batch.transfers:
+        await conn.copy_records_to_table("_tt", records=batch.transfers, columns=TRANSFER_COLUMNS)
+        transfers = (await conn.fetchrow(INSERT_TRANSFERS_SQL, batch.chain_id))["transfers"]
+    return by_event, touched, transfers
+
+
+async def _write_fresh(conn: asyncpg.Connection, batch: DecodedBatch) -> Written | None:
+    """No address of the batch was ever fetched over its range, so none of its rows can exist:
+    COPY straight into the tables and aggregate balances in memory (the fast path of backfills).
+    None if a row exists after all (intervals edited by hand): the caller replays instead."""
+    try:
+        async with conn.transaction():  # a savepoint: undone alone on a duplicate
+            await conn.copy_records_to_table("chain_events", records=batch.events, columns=EVENT_COLUMNS)
+            if batch.transfers:
+                await conn.copy_records_to_table("token_transfers", records=batch.transfers, columns=TRANSFER_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        return None
+    by_event: Counter[str] = Counter()
+    touched: list[tuple[str, str, str | None]] = []
+    for ev in batch.events:
+        by_event[ev[7]] += 1
+        if ev[11] is not None:
+            touched.append((ev[7], ev[6], ev[11]))
+    if batch.transfers:
+        deltas: dict[tuple[str, str], list[int]] = {}
+        minted: dict[str, int] = {}
+        for t in batch.transfers:
+            token, frm, to, value, blk = t[6], t[7], t[8], t[9], t[3]
+            if frm == ZERO_ADDRESS:
+                minted[token] = minted.get(token, 0) + value
+            else:
+                d = deltas.setdefault((token, frm), [0, blk])
+                d[0] -= value
+                d[1] = blk
+            if to == ZERO_ADDRESS:
+                minted[token] = minted.get(token, 0) - value
+            else:
+                d = deltas.setdefault((token, to), [0, blk])
+                d[0] += value
+                d[1] = blk
+        keys = list(deltas)
+        await conn.execute(
+            _ADD_BALANCES, batch.chain_id, [k[0] for k in keys], [k[1] for k in keys],
+            [deltas[k][0] for k in keys], [deltas[k][1] for k in keys],
+        )
+        moved = [(tok, m) for tok, m in minted.items() if m]
+        if moved:
+            await conn.execute(_ADD_SUPPLY, batch.chain_id, [m[0] for m in moved], [m[1] for m in moved])
+    return by_event, touched, len(batch.transfers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +169,13 @@ async def write_batch(
             bad = await conn.fetchval(_BLOCK_MISMATCH)
             if bad is not None:
                 raise ReorgDetected(chain_id, bad, "fetched block hash differs from the stored one")
-        by_event: Counter[str] = Counter()
-        touched: list[tuple[str, str, str | None]] = []
-        if batch.events:
-            await conn.copy_records_to_table("_ev", records=batch.events, columns=EVENT_COLUMNS)
-            for r in await conn.fetch(_INSERT_EVENTS):
-                by_event[r["event"]] += r["n"]
-                if r["subject"] is not None:
-                    touched.append((r["event"], r["address"], r["subject"]))
-        transfers = 0
-        if batch.transfers:
-            await conn.copy_records_to_table("_tt", records=batch.transfers, columns=TRANSFER_COLUMNS)
-            transfers = (await conn.fetchrow(INSERT_TRANSFERS_SQL, chain_id))["transfers"]
+        fresh = batch.events and not await conn.fetchval(
+            _ANY_FETCHED, chain_id, list(address_starts), batch.from_block, batch.to_block
+        )
+        written = await _write_fresh(conn, batch) if fresh else None
+        if written is None:
+            written = await _write_replay(conn, batch)
+        by_event, touched, transfers = written
         if touched:
             await recompute_for_events(conn, chain_id, touched)
         await intervals.extend(conn, chain_id, address_starts, batch.from_block, batch.to_block)

@@ -1,0 +1,174 @@
+"""Benchmark: indexer backfill throughput (fetch + decode + write, holdings included) on a busy token.
+
+Starts its own anvil, deploys the RWA stack, generates ``--events`` Transfers with batchTransfer
+(500 per tx), then in the same run measures, on the same block range:
+- the read baseline: raw eth_getLogs through RpcClient (same spans as the indexer, no decode/write);
+- the write ceiling: the same raw-event and transfer rows written by asyncpg COPY alone;
+- end to end: ``indexer.service.backfill`` in a child process (its peak RSS is reported too).
+Each measurement uses a fresh database migrated to head. Compare numbers within one run only.
+
+    .venv/bin/python bench/indexer_backfill.py --events 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from chains.anvil import AnvilNode  # noqa: E402
+from chains.deploy import connect, deploy_rwa_stack  # noqa: E402
+from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers  # noqa: E402
+from chains.registry import get_chain  # noqa: E402
+from chains.rpc import RpcClient  # noqa: E402
+from core.migrate import upgrade  # noqa: E402
+from indexer.config import IndexerConfig  # noqa: E402
+from indexer.decode import EVENT_COLUMNS, TRANSFER_COLUMNS, decode_range  # noqa: E402
+from indexer.fetch import fetch_ranges, make_ranger  # noqa: E402
+from indexer.lock import asyncpg_dsn  # noqa: E402
+
+ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+CONFIG = IndexerConfig()
+
+
+async def fresh_db() -> tuple[str, str]:
+    name = f"rwa_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    await upgrade(url)
+    return name, url
+
+
+async def drop_db(name: str) -> None:
+    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+async def add_token(url: str, token: str, registry: str, start: int) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    await conn.execute(
+        "INSERT INTO tokens (id, chain_id, address, kind, decimals, total_supply, paused, identity_registry, start_block, "
+        "name, symbol) VALUES ($1, 1, $2, 'SECURITY', 18, 0, false, $3, $4, 'Bench', 'BNCH')",
+        uuid.uuid4(), token, registry, start,
+    )
+    await conn.close()
+
+
+async def read_baseline(url: str, addresses: list[str], lo: int, hi: int) -> tuple[int, float]:
+    """Raw eth_getLogs through RpcClient over the range, in the indexer's adaptive spans."""
+    async with RpcClient([url], chain_id=1, timeout=60) as client:
+        ranger = make_ranger(get_chain(1), CONFIG.initial_span)
+        started = time.perf_counter()
+        n = 0
+        from indexer.fetch import _logs_until  # the same span logic, logs only
+
+        start = lo
+        while start <= hi:
+            end, logs = await _logs_until(client, addresses, start, hi, ranger, CONFIG.batch_events,
+                                          CONFIG.logs_per_call, 60)
+            n += len(logs)
+            start = end + 1
+        return n, time.perf_counter() - started
+
+
+async def copy_ceiling(rpc_url: str, addresses: list[str], lo: int, hi: int) -> tuple[int, float]:
+    """Decode (untimed), then time asyncpg COPY of the same chain_events + token_transfers rows."""
+    async with RpcClient([rpc_url], chain_id=1, timeout=60) as client:
+        ranger = make_ranger(get_chain(1), CONFIG.initial_span)
+        batches = [decode_range(b) async for b in fetch_ranges(
+            client, 1, addresses, lo, hi, finalized=hi, ranger=ranger, max_events=CONFIG.batch_events,
+            logs_per_call=CONFIG.logs_per_call, timeout=60)]
+    name, url = await fresh_db()
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        started = time.perf_counter()
+        n = 0
+        for b in batches:
+            async with conn.transaction():
+                await conn.copy_records_to_table("chain_events", records=b.events, columns=EVENT_COLUMNS)
+                await conn.copy_records_to_table("token_transfers", records=b.transfers, columns=TRANSFER_COLUMNS)
+            n += len(b.events)
+        elapsed = time.perf_counter() - started
+        await conn.close()
+        return n, elapsed
+    finally:
+        await drop_db(name)
+
+
+def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
+    """Runs in a child process: the end-to-end backfill, printing JSON with its own peak RSS."""
+    from core.settings import Settings
+    from indexer.service import backfill
+
+    os.environ["RPC_URLS_1"] = rpc_url
+    settings = Settings(DATABASE_URL=db_url, REDIS_URL=None)  # type: ignore[call-arg]
+    result = asyncio.run(backfill(settings, 1, lo, hi, config=CONFIG))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"events": result.events, "transfers": result.transfers, "seconds": result.elapsed_s,
+                      "rss_mb": rss_mb}))
+
+
+async def main(n_events: int) -> None:
+    with AnvilNode(1, extra_args=("--gas-limit", "100000000")) as node:
+        w3 = connect(node.url)
+        agent = (await w3.eth.accounts)[0]
+        start = await w3.eth.block_number + 1
+        stack = await deploy_rwa_stack(w3, agent)
+        recipients = load_recipients(500)
+        await prepare_security_token_load(w3, stack, agent, recipients, supply=10**30)
+        t0 = time.perf_counter()
+        load = await send_batch_transfers(node.url, stack.token.address, agent, recipients, txs=max(1, n_events // 500))
+        print(f"generated {load.events} Transfers in {load.txs} txs, blocks {load.first_block}-{load.last_block} "
+              f"({time.perf_counter() - t0:.1f}s)")
+        head = node.block_number()
+        addresses = [stack.token.address, stack.registry.address]
+
+        n_read, t_read = await read_baseline(node.url, addresses, start, head)
+        n_copy, t_copy = await copy_ceiling(node.url, addresses, start, head)
+
+        name, db_url = await fresh_db()
+        try:
+            await add_token(db_url, stack.token.address, stack.registry.address, start)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", db_url, node.url, str(start), str(head)],
+                check=True, capture_output=True, text=True, cwd=REPO,
+            )
+            e2e = json.loads(out.stdout.strip().splitlines()[-1])
+            conn = await asyncpg.connect(asyncpg_dsn(db_url))
+            holders = await conn.fetchval("SELECT count(*) FROM holdings")
+            await conn.close()
+        finally:
+            await drop_db(name)
+
+    e2e_rate = e2e["events"] / e2e["seconds"]
+    copy_rate = n_copy / t_copy
+    print(f"read baseline (RpcClient eth_getLogs, no writes): {n_read:>8} logs   {n_read / t_read:>10,.0f} logs/s")
+    print(f"COPY ceiling (same rows, asyncpg COPY alone):     {n_copy:>8} rows   {copy_rate:>10,.0f} rows/s")
+    print(f"end-to-end backfill (fetch+decode+write+holdings): {e2e['events']:>7} events {e2e_rate:>10,.0f} events/s "
+          f"({e2e['seconds']:.2f}s, peak RSS {e2e['rss_mb']:.0f} MB, {holders} holdings)")
+    print(f"end-to-end / COPY ceiling: {e2e_rate / copy_rate:.0%}   end-to-end / read baseline: "
+          f"{e2e_rate / (n_read / t_read):.0%}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_backfill(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--events", type=int, default=50_000)
+        asyncio.run(main(parser.parse_args().events))
