@@ -14,10 +14,6 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from eth_account import Account
-from eth_account.hdaccount import Language, generate_mnemonic, seed_from_mnemonic
-from eth_account.hdaccount.deterministic import HDPath, SoftNode, derive_child_key, hmac_sha512
-
 from core.settings import Settings
 
 ACCOUNT_PATH = "m/44'/60'/0'/0"
@@ -29,6 +25,10 @@ class DepositWallet:
     __slots__ = ("_key", "_chain_code")
 
     def __init__(self, mnemonic: str) -> None:
+        # eth_account is imported lazily: it is heavy and the API only needs it when a payment is created
+        from eth_account.hdaccount import seed_from_mnemonic
+        from eth_account.hdaccount.deterministic import HDPath, derive_child_key, hmac_sha512
+
         root = hmac_sha512(b"Bitcoin seed", seed_from_mnemonic(" ".join(mnemonic.split()), ""))
         key, chain_code = root[:32], root[32:]
         for node in HDPath(ACCOUNT_PATH)._path:
@@ -40,6 +40,8 @@ class DepositWallet:
 
     def private_key(self, index: int) -> bytes:
         """The key of deposit address `index` (for sweeping; never log it)."""
+        from eth_account.hdaccount.deterministic import SoftNode, derive_child_key
+
         if not 0 <= index < 2**31:
             raise ValueError("derivation index out of range")
         key, _ = derive_child_key(self._key, self._chain_code, SoftNode(index))
@@ -47,6 +49,8 @@ class DepositWallet:
 
     def address(self, index: int) -> str:
         """Checksummed address of m/44'/60'/0'/0/<index>; equals Account.from_mnemonic(..., account_path=...)."""
+        from eth_account import Account
+
         return Account.from_key(self.private_key(index)).address
 
     @classmethod
@@ -67,6 +71,8 @@ def mnemonic_for(settings: Settings) -> str:
 
 def dev_mnemonic(settings: Settings) -> str:
     """Development only: a mnemonic generated once per data dir, so deposit addresses survive restarts."""
+    from eth_account.hdaccount import Language, generate_mnemonic
+
     path = settings.data_path() / "hd-wallet-dev.mnemonic"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

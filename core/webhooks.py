@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 SIGNATURE_HEADER = "X-RWA-Signature"
 DEFAULT_TOLERANCE_S = 300
@@ -34,3 +38,20 @@ def verify(secret: bytes, body: bytes, header: str, tolerance_s: int = DEFAULT_T
         return False
     expected = hmac.new(secret, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, given)
+
+
+def secret_for(settings: "Settings") -> bytes:
+    """WEBHOOK_SECRET, or in development a secret generated once per data dir (production refuses to start
+    without a real one: Settings.check_production)."""
+    import os
+
+    if settings.webhook_secret is not None and settings.webhook_secret.get_secret_value():
+        return settings.webhook_secret.get_secret_value().encode()
+    path = settings.data_path() / "webhook-dev.secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(os.urandom(32).hex())
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_text().strip().encode()

@@ -1,3 +1,23 @@
-"""Every actor module, imported so `dramatiq jobs.actors` (and `rwa worker`) registers them all."""
+"""Every actor module, imported so `dramatiq jobs.actors` (and `rwa worker`) registers them all, and the
+periodic schedule the worker runs (jobs/scheduler.py)."""
 
 from jobs import broker  # noqa: F401  (installs the broker first)
+from jobs import candles, orders, payments, webhooks  # noqa: F401
+from jobs.scheduler import Scheduler
+
+
+def build_scheduler() -> Scheduler:
+    from chains.registry import all_chains
+
+    s = Scheduler()
+    for spec in all_chains():
+        s.add("reconcile_chain", 0.5, spec.chain_id)
+    s.add("expire_payments", 5.0)
+    s.add("dispatch_webhooks", 0.5)
+    s.add("expire_orders", 1.0)
+    s.add("roll_up_candles", 30.0)
+    return s
+
+
+scheduler = build_scheduler()
+broker.broker.add_middleware(scheduler)

@@ -19,6 +19,7 @@ from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema import api_keys, audit, chain, identity, kyc, wallets
 from schema import assets, documents, tokens
 from schema import market_data, trading
+from schema import payments
 from schema.cost import QueryCost
 from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ParserCacheKeepingErrors, ReadOnlyApiKeys
 
@@ -29,6 +30,9 @@ MUTATIONS += (assets.Mutation, documents.Mutation)
 QUERIES += (trading.Query,)
 MUTATIONS += (trading.Mutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
+QUERIES += (payments.Query,)
+MUTATIONS += (payments.Mutation,)
+SUBSCRIPTIONS += (payments.Subscription,)
 
 
 # Subscription root fields whose results depend on the caller (shared only between sockets of the same user),
@@ -39,6 +43,7 @@ SNAPSHOT_SUBSCRIPTIONS: frozenset[str] = frozenset()
 SUBSCRIPTIONS += (market_data.Subscription,)
 PERSONAL_SUBSCRIPTIONS |= {"myOrders"}
 SNAPSHOT_SUBSCRIPTIONS |= {"orderBook"}
+PERSONAL_SUBSCRIPTIONS |= {"paymentUpdates"}
 
 
 class RwaSchema(strawberry.Schema):

@@ -1,0 +1,52 @@
+"""Webhook actors: hand PENDING deliveries to `deliver_webhook`, which POSTs one (HMAC-signed) and raises on
+failure so dramatiq retries it with exponential backoff; when retries run out `webhook_dead_letter` marks the
+row DEAD (listed to ADMIN by Query.webhookDeliveries(state: "DEAD"))."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import dramatiq
+
+from core.webhooks import secret_for
+from jobs import broker  # noqa: F401  (installs the broker first)
+from jobs.context import job_context
+from jobs.scheduler import release
+from resolvers.payments import webhooks
+from resolvers.payments.webhooks import DeliveryFailed
+
+MAX_RETRIES = int(os.environ.get("RWA_WEBHOOK_MAX_RETRIES", 8))
+MIN_BACKOFF_MS = int(os.environ.get("RWA_WEBHOOK_MIN_BACKOFF_MS", 2_000))
+MAX_BACKOFF_MS = int(os.environ.get("RWA_WEBHOOK_MAX_BACKOFF_MS", 15 * 60_000))
+
+
+@dramatiq.actor(queue_name="webhooks", max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS,
+                max_backoff=MAX_BACKOFF_MS, on_retry_exhausted="webhook_dead_letter", time_limit=60_000)
+async def deliver_webhook(delivery_id: str) -> None:
+    ctx = job_context()
+    async with ctx.session_factory() as session:
+        await webhooks.attempt(session, uuid.UUID(delivery_id), secret_for(ctx.settings), ctx.http)
+
+
+@dramatiq.actor(queue_name="webhooks", max_retries=10)
+async def webhook_dead_letter(message_data: dict, retry_info: dict) -> None:
+    ctx = job_context()
+    async with ctx.session_factory() as session:
+        await webhooks.mark_dead(session, uuid.UUID(message_data["args"][0]))
+
+
+@dramatiq.actor(queue_name="webhooks", max_retries=3, min_backoff=500)
+async def dispatch_webhooks() -> None:
+    ctx = job_context()
+    try:
+        async with ctx.session_factory() as session:
+            ids = await webhooks.claim_pending(session)
+            await session.commit()
+        for delivery_id in ids:
+            deliver_webhook.send(str(delivery_id))
+    finally:
+        release("dispatch_webhooks")
+
+
+__all__ = ["DeliveryFailed", "deliver_webhook", "dispatch_webhooks", "webhook_dead_letter"]

@@ -1,0 +1,79 @@
+"""Notifications of payment transitions, sent only for what was committed.
+
+`states.transition` queues an event on the session; `commit(session, redis, prefix)` writes one webhook
+delivery row per active endpoint and event (an outbox, in the same transaction as the transition), commits,
+then publishes each event on the Redis channel `payments:<id>` (what `paymentUpdates` listens to). The worker's
+scheduler hands PENDING deliveries to the `deliver_webhook` actor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.payments import Payment, PaymentState
+
+log = logging.getLogger("rwa.payments")
+_KEY = "payment_events"
+
+
+def channel(payment_id: object) -> str:
+    return f"payments:{payment_id}"
+
+
+def event_payload(payment: Payment, previous: PaymentState | None) -> dict[str, Any]:
+    return {
+        "id": str(payment.id), "userId": str(payment.user_id), "state": payment.state.value,
+        "previousState": previous.value if previous else None, "method": payment.method.value,
+        "amount": str(payment.amount), "currency": payment.currency, "chainId": payment.chain_id,
+        "receivedAmount": str(payment.received_amount), "creditedAmount": str(payment.credited_amount),
+    }
+
+
+def queue(session: AsyncSession, payment: Payment, previous: PaymentState | None) -> None:
+    session.info.setdefault(_KEY, []).append(event_payload(payment, previous))
+
+
+def pending(session: AsyncSession) -> list[dict[str, Any]]:
+    return list(session.info.get(_KEY, []))
+
+
+async def write_outbox(session: AsyncSession) -> None:
+    events = session.info.get(_KEY)
+    if not events:
+        return
+    rows = [{"event": f"payment.{e['state'].lower()}", "payload": e} for e in events]
+    await session.execute(text(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, url, event, payload, state, attempts) "
+        "SELECT gen_random_uuid(), e.id, e.url, ev.event, ev.payload, 'PENDING', 0 "
+        "FROM webhook_endpoints e CROSS JOIN jsonb_to_recordset(CAST(:events AS jsonb)) AS ev(event text, payload jsonb) "
+        "WHERE e.active"), {"events": json.dumps(rows)})
+
+
+async def commit(session: AsyncSession, redis: Redis | None, prefix: str) -> list[dict[str, Any]]:
+    """Write the outbox, commit, then publish. Returns the events sent."""
+    await write_outbox(session)
+    await session.commit()
+    events = session.info.pop(_KEY, [])
+    if redis is not None and events:
+        await publish(redis, prefix, events)
+    return events
+
+
+async def publish(redis: Redis, prefix: str, events: list[dict[str, Any]]) -> None:
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for e in events:
+                pipe.publish(prefix + channel(e["id"]), json.dumps(e))
+            await pipe.execute()
+    except Exception:  # the state is committed; a lost live update is recovered by re-reading the payment
+        log.warning("could not publish %d payment events", len(events), exc_info=True)
+
+
+def discard(session: AsyncSession) -> None:
+    session.info.pop(_KEY, None)

@@ -1,0 +1,243 @@
+"""On-chain reconciliation: match indexed stablecoin transfers to payments' deposit addresses.
+
+Ground truth is `token_transfers` (written by the indexer, with reorged rows deleted) and the chain's
+`indexer_cursors.finalized_block`. Each pass reads every open payment of a chain with its transfers in one
+query, finds those whose observed totals changed, and applies the decision under a row lock, in chunks (one
+transaction each, committed as it goes so confirmations are not held back by a big pass):
+
+- transfers seen, total < intended                          -> UNDERPAID (top-ups sum until expiry)
+- total >= intended, some transfer not final               -> DETECTED
+- all final, total == intended                             -> CONFIRMED, intended amount credited
+- all final, total > intended                              -> OVERPAID, intended amount credited, the excess
+                                                              booked as refundable (DEPOSITS -> REFUNDS_PAYABLE)
+- a reorg removed the transfers before finality            -> AWAITING_FUNDS (nothing was credited)
+- an EXPIRED payment whose late transfers are final         -> LATE, everything held for review
+A transfer is late when its block time is after the payment's expiry.
+
+Exactly once: the credit is a ledger movement with reference "payment:<id>:credit" (a retry is a no-op) made in
+the same transaction as the transition, and a transition is only applied when the locked row is still in the
+state the decision was made from. Credit happens only on final blocks, so a reorg never has a credit to undo.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from redis.asyncio import Redis
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models.ledger import AccountKind
+from models.payments import Payment, PaymentMatch, PaymentState
+from resolvers.ledger import Platform, credit_deposit, post
+from resolvers.payments import notify
+from resolvers.payments.intents import from_units
+from resolvers.payments.states import OPEN_STATES, Actor, transition, utcnow
+
+log = logging.getLogger("rwa.payments.reconcile")
+S = PaymentState
+LATE_WINDOW = timedelta(days=30)  # how long an EXPIRED payment's address is still watched for late funds
+CHUNK = 500
+_LOCK_BASE = 0x5041_594D_0000  # "PAYM": advisory lock key space, + chain id
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    block_hash: str
+    log_index: int
+    block_number: int
+    tx_hash: str
+    from_address: str
+    value: int
+    block_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    target: PaymentState | None  # None: stay
+    received_units: int  # every matched transfer, final or not, late or not
+    final_units: int
+    counted_units: int  # on-time transfers (what the intent is judged on)
+
+
+@dataclass
+class ReconcileStats:
+    scanned: int = 0
+    changed: int = 0
+    transitions: dict[str, int] = field(default_factory=dict)
+    finalized_block: int | None = None
+
+
+def is_final(t: Transfer, finalized: int | None) -> bool:
+    return finalized is not None and t.block_number <= finalized
+
+
+def decide(state: PaymentState, intended: int, expires_at: datetime, transfers: Sequence[Transfer],
+           finalized: int | None) -> Decision:
+    """Pure: the state the observed transfers call for (the table in the module docstring)."""
+    received = sum(t.value for t in transfers)
+    final = sum(t.value for t in transfers if is_final(t, finalized))
+    on_time = [t for t in transfers if t.block_time is None or t.block_time <= expires_at]
+    counted = sum(t.value for t in on_time)
+    all_final = all(is_final(t, finalized) for t in on_time)
+    target: PaymentState | None = None
+    if state in OPEN_STATES:
+        if counted == 0:
+            target = S.AWAITING_FUNDS
+        elif counted < intended:
+            target = S.UNDERPAID
+        elif not all_final:
+            target = S.DETECTED
+        else:
+            target = S.CONFIRMED if counted == intended else S.OVERPAID
+    elif state is S.EXPIRED and received > 0 and received == final:
+        target = S.LATE
+    return Decision(None if target is state else target, received, final, counted)
+
+
+_OPEN_SQL = """
+SELECT p.id, p.state, p.amount_units, p.expires_at, p.received_units, p.final_units,
+       t.block_hash, t.log_index, t.block_number, t.tx_hash, t.from_address, t.value, t.block_time
+FROM payments p
+LEFT JOIN token_transfers t
+  ON t.chain_id = p.chain_id AND t.token_address = p.token_address AND t.to_address = p.deposit_address
+WHERE p.chain_id = :chain_id AND p.method = 'STABLECOIN'
+  AND p.state IN ('AWAITING_FUNDS', 'DETECTED', 'UNDERPAID', 'EXPIRED')
+  AND (p.state <> 'EXPIRED' OR (p.refundable_amount = 0 AND p.expires_at > :late_since))
+  {extra}
+"""
+
+
+async def _observe(session: AsyncSession, chain_id: int, now: datetime, ids: Sequence[uuid.UUID] | None = None
+                   ) -> dict[uuid.UUID, tuple[tuple, list[Transfer]]]:
+    extra = "AND p.id = ANY(:ids)" if ids is not None else ""
+    params: dict[str, object] = {"chain_id": chain_id, "late_since": now - LATE_WINDOW}
+    if ids is not None:
+        params["ids"] = list(ids)
+    out: dict[uuid.UUID, tuple[tuple, list[Transfer]]] = {}
+    for r in (await session.execute(text(_OPEN_SQL.format(extra=extra)), params)).all():
+        entry = out.get(r[0])
+        if entry is None:
+            entry = out[r[0]] = ((S(r[1]), int(r[2]), r[3], int(r[4]), int(r[5])), [])
+        if r[6] is not None:
+            entry[1].append(Transfer(r[6], r[7], r[8], r[9], r[10], int(r[11]), r[12]))
+    return out
+
+
+async def finalized_block(session: AsyncSession, chain_id: int) -> int | None:
+    return (await session.execute(text("SELECT finalized_block FROM indexer_cursors WHERE chain_id = :c"),
+                                  {"c": chain_id})).scalar_one_or_none()
+
+
+async def reconcile_chain(session_factory: async_sessionmaker[AsyncSession], chain_id: int, *,
+                          redis: Redis | None = None, prefix: str = "", now: datetime | None = None,
+                          chunk: int = CHUNK) -> ReconcileStats:
+    """One pass over chain `chain_id`. Idempotent: running it again (or concurrently) changes nothing more."""
+    now = now or utcnow()
+    stats = ReconcileStats()
+    async with session_factory() as session:
+        finalized = await finalized_block(session, chain_id)
+        observed = await _observe(session, chain_id, now)
+        await session.rollback()
+    stats.finalized_block, stats.scanned = finalized, len(observed)
+    changed = []
+    for pid, ((state, intended, expires_at, received, final), transfers) in observed.items():
+        d = decide(state, intended, expires_at, transfers, finalized)
+        if d.target is not None or d.received_units != received or d.final_units != final:
+            changed.append(pid)
+    for start in range(0, len(changed), chunk):
+        async with session_factory() as session:
+            await _apply_chunk(session, chain_id, changed[start:start + chunk], now, stats)
+            await notify.commit(session, redis, prefix)
+    return stats
+
+
+async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID], now: datetime,
+                       stats: ReconcileStats) -> None:
+    # one reconciler per chain at a time; concurrent passes queue here and then find nothing left to do
+    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_BASE + chain_id})
+    finalized = await finalized_block(session, chain_id)
+    payments = {p.id: p for p in (await session.execute(
+        select(Payment).where(Payment.id.in_(ids)).order_by(Payment.id).with_for_update()
+        .execution_options(populate_existing=True))).scalars()}
+    fresh = await _observe(session, chain_id, now, ids)
+    for pid, (_, transfers) in fresh.items():
+        payment = payments.get(pid)
+        if payment is None or payment.amount_units is None:
+            continue
+        d = decide(payment.state, int(payment.amount_units), payment.expires_at, transfers, finalized)
+        if d.target is None and d.received_units == payment.received_units and d.final_units == payment.final_units:
+            continue
+        stats.changed += 1
+        await _sync_matches(session, chain_id, payment, transfers)
+        decimals = payment.decimals or 0
+        payment.received_units, payment.final_units = d.received_units, d.final_units
+        payment.received_amount = from_units(d.final_units, decimals)
+        payment.final_block = max((t.block_number for t in transfers), default=None)
+        payment.updated_at = now
+        if d.target is None:
+            notify.queue(session, payment, payment.state)  # amounts changed: live update, no transition
+            continue
+        await _settle(session, payment, d, decimals)
+        transition(session, payment, d.target, actor=Actor.SYSTEM, now=now,
+                   reason=f"received {from_units(d.received_units, decimals)} (final {from_units(d.final_units, decimals)})"
+                          f" at finalized block {finalized}")
+        stats.transitions[d.target.value] = stats.transitions.get(d.target.value, 0) + 1
+
+
+async def _settle(session: AsyncSession, payment: Payment, d: Decision, decimals: int) -> None:
+    """Ledger effects of reaching a settled state; every movement has a per-payment reference (retry-safe)."""
+    details = {"paymentId": str(payment.id), "chainId": payment.chain_id}
+    if d.target in (S.CONFIRMED, S.OVERPAID):
+        await credit_deposit(session, payment.user_id, payment.amount, payment.currency,
+                             f"payment:{payment.id}:credit", details)
+        payment.credited_amount = payment.amount
+        excess = from_units(d.counted_units - int(payment.amount_units or 0), decimals)
+        if excess > 0:
+            await _hold(session, payment, excess, "excess")
+    elif d.target is S.LATE:
+        await _hold(session, payment, from_units(d.received_units, decimals), "hold")
+
+
+async def _hold(session: AsyncSession, payment: Payment, amount: Decimal, what: str) -> None:
+    """Money received but not credited: owed back to the payer until refunded (or accepted)."""
+    await post(session, kind="HOLD", reference=f"payment:{payment.id}:{what}", currency=payment.currency,
+               details={"paymentId": str(payment.id)},
+               legs=[(Platform(AccountKind.DEPOSITS), -amount), (Platform(AccountKind.REFUNDS_PAYABLE), amount)])
+    payment.refundable_amount = amount
+
+
+async def _sync_matches(session: AsyncSession, chain_id: int, payment: Payment, transfers: Sequence[Transfer]) -> None:
+    await session.execute(delete(PaymentMatch).where(PaymentMatch.payment_id == payment.id))
+    if transfers:
+        await session.execute(insert(PaymentMatch), [
+            {"chain_id": chain_id, "block_hash": t.block_hash, "log_index": t.log_index, "payment_id": payment.id,
+             "block_number": t.block_number, "tx_hash": t.tx_hash, "from_address": t.from_address, "value": t.value}
+            for t in transfers])
+
+
+async def expire_payments(session_factory: async_sessionmaker[AsyncSession], *, redis: Redis | None = None,
+                          prefix: str = "", now: datetime | None = None, limit: int = 1000) -> int:
+    """AWAITING_FUNDS past expiry -> EXPIRED; UNDERPAID past expiry with every transfer final -> EXPIRED with what
+    arrived held for refund. DETECTED never expires: the full amount arrived in time. Idempotent."""
+    now = now or utcnow()
+    done = 0
+    async with session_factory() as session:
+        rows = (await session.execute(
+            select(Payment).where(Payment.state.in_([S.AWAITING_FUNDS, S.UNDERPAID]), Payment.expires_at < now)
+            .order_by(Payment.expires_at).limit(limit).with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True))).scalars().all()
+        for payment in rows:
+            if payment.state is S.UNDERPAID:
+                if payment.received_units != payment.final_units:
+                    continue  # wait until what arrived is final
+                await _hold(session, payment, from_units(int(payment.final_units), payment.decimals or 0), "hold")
+            transition(session, payment, S.EXPIRED, actor=Actor.SYSTEM, now=now, reason="expired")
+            done += 1
+        await notify.commit(session, redis, prefix)
+    return done

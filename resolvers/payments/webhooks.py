@@ -1,0 +1,129 @@
+"""Webhook endpoints (managed by ADMIN), the delivery outbox and one delivery attempt.
+
+Deliveries are rows written in the same transaction as the transition they announce (notify.write_outbox).
+The worker's scheduler claims PENDING rows (-> QUEUED) and sends their ids to `deliver_webhook`; each attempt
+POSTs the JSON payload with an HMAC-SHA256 signature header. A failed attempt raises so dramatiq retries it
+with exponential backoff; when retries are exhausted the row becomes DEAD (a dead letter, listed to ADMIN).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import BadUserInput, Conflict, NotFound
+from core.webhooks import SIGNATURE_HEADER, sign
+from models.payments import WebhookDelivery, WebhookEndpoint
+from resolvers.audit import record
+from resolvers.pagination import Page, keyset_page
+
+STATES = ("PENDING", "QUEUED", "DELIVERED", "DEAD")
+REQUEUE_AFTER = timedelta(minutes=15)  # a QUEUED row this old lost its message (broker restart): send again
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not answer 2xx; dramatiq retries."""
+
+
+def _check_url(url: str) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 500:
+        raise BadUserInput("url must be an http(s) URL of at most 500 characters", field="url")
+    return url
+
+
+async def endpoints(session: AsyncSession) -> list[WebhookEndpoint]:
+    return list((await session.execute(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at))).scalars())
+
+
+async def create_endpoint(session: AsyncSession, url: str, actor_id: uuid.UUID, request_id: str | None) -> WebhookEndpoint:
+    row = WebhookEndpoint(id=uuid.uuid4(), url=_check_url(url), active=True)
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    record(session, actor_id=actor_id, action="webhook.create_endpoint", target_type="webhook_endpoint",
+           target_id=row.id, request_id=request_id, details={"url": row.url})
+    return row
+
+
+async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, actor_id: uuid.UUID,
+                           request_id: str | None) -> WebhookEndpoint:
+    row = await session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    if row is None:
+        raise NotFound("webhook endpoint not found")
+    row.active = False
+    record(session, actor_id=actor_id, action="webhook.disable_endpoint", target_type="webhook_endpoint",
+           target_id=row.id, request_id=request_id)
+    return row
+
+
+async def deliveries(session: AsyncSession, state: str | None, first: int | None, after: str | None) -> Page:
+    stmt = select(WebhookDelivery)
+    if state is not None:
+        if state not in STATES:
+            raise BadUserInput(f"state must be one of {', '.join(STATES)}", field="state")
+        stmt = stmt.where(WebhookDelivery.state == state)
+    return await keyset_page(session, stmt, [WebhookDelivery.created_at, WebhookDelivery.id], descending=True,
+                             first=first, after=after)
+
+
+async def redeliver(session: AsyncSession, delivery_id: uuid.UUID, actor_id: uuid.UUID,
+                    request_id: str | None) -> WebhookDelivery:
+    row = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if row is None:
+        raise NotFound("webhook delivery not found")
+    if row.state != "DEAD":
+        raise Conflict("only dead letters can be redelivered", reason="INVALID_STATE")
+    row.state, row.attempts, row.last_error = "PENDING", 0, None
+    record(session, actor_id=actor_id, action="webhook.redeliver", target_type="webhook_delivery", target_id=row.id,
+           request_id=request_id)
+    return row
+
+
+async def claim_pending(session: AsyncSession, limit: int = 500) -> list[uuid.UUID]:
+    """PENDING (and long-lost QUEUED) -> QUEUED; returns the ids to send to the actor. The caller commits."""
+    rows = await session.execute(text(
+        "UPDATE webhook_deliveries SET state = 'QUEUED' WHERE id IN ("
+        " SELECT id FROM webhook_deliveries WHERE state = 'PENDING' OR (state = 'QUEUED' AND created_at < :stale)"
+        " ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING id"),
+        {"stale": datetime.now(timezone.utc) - REQUEUE_AFTER, "n": limit})
+    return [r[0] for r in rows]
+
+
+async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, client: httpx.AsyncClient) -> bool:
+    """POST once. True when delivered (or already delivered/dead: nothing to do); raises DeliveryFailed."""
+    row = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if row is None or row.state in ("DELIVERED", "DEAD"):
+        await session.rollback()
+        return True
+    body = json.dumps({"id": str(row.id), "event": row.event, "data": row.payload}, separators=(",", ":")).encode()
+    row.attempts += 1
+    error: str | None = None
+    try:
+        reply = await client.post(row.url, content=body, headers={
+            "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
+            "X-RWA-Event": row.event, "X-RWA-Delivery": str(row.id)})
+        if not 200 <= reply.status_code < 300:
+            error = f"HTTP {reply.status_code}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    if error is None:
+        row.state, row.delivered_at, row.last_error = "DELIVERED", datetime.now(timezone.utc), None
+        await session.commit()
+        return True
+    row.last_error = error
+    await session.commit()
+    raise DeliveryFailed(error)
+
+
+async def mark_dead(session: AsyncSession, delivery_id: uuid.UUID) -> None:
+    await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
+                                                        WebhookDelivery.state != "DELIVERED").values(state="DEAD"))
+    await session.commit()
