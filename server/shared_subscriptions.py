@@ -82,6 +82,8 @@ class SharedSubscriptions:
         personal = any(f in self.personal_fields for f in fields)
         return (query, json.dumps(variables or {}, sort_keys=True, default=str), operation_name,
                 tuple(sorted(getattr(viewer, "roles", ()))), bool(getattr(viewer, "user_id", None)),
+                # a read-only API key is refused what its owner's token may do: never share across the two
+                bool(getattr(viewer, "read_only", False)),
                 getattr(viewer, "user_id", None) if personal else None)
 
     def active(self) -> int:

@@ -14,6 +14,7 @@ viewer built exactly as graphql-transport-ws builds it from `connection_init`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -130,6 +131,29 @@ async def call_subscription(schema, services, rule: Rule, caller: Caller) -> lis
         await context.close()
 
 
+async def hold_subscription(schema, services, rule: Rule, caller: Caller):  # type: ignore[no-untyped-def]
+    """Start a subscription and keep it waiting for events; returns an async function that ends it."""
+    viewer = await viewer_from_headers(services, caller.authorization, None, "127.0.0.1")
+    socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50001)},
+                       receive=_never, send=_never)
+    context = Context(services, socket, socket, viewer)
+    result = await schema.subscribe(rule.document, variable_values=rule.variables, context_value=context)
+    waiting = asyncio.ensure_future(result.__anext__()) if hasattr(result, "__anext__") else None
+    await asyncio.sleep(0.05)  # let the shared execution start
+
+    async def release() -> None:
+        if waiting is not None:
+            waiting.cancel()
+            with contextlib.suppress(BaseException):
+                await waiting
+        if hasattr(result, "aclose"):
+            with contextlib.suppress(Exception):
+                await result.aclose()
+        await context.close()
+
+    return release
+
+
 async def _never(*args: Any) -> Any:
     raise RuntimeError("not a real socket")
 
@@ -152,17 +176,26 @@ async def test_field_authorization(name: str, gql, make_user, services, session_
     callers.append((Caller("api-key", f"Bearer {api_key}"), not read_only_denied))
 
     schema = build_schema(services.settings) if root == "Subscription" else None
+    holder = None
+    if schema is not None:
+        # Subscriptions with equal documents share one execution (server/shared_subscriptions.py): keep one open
+        # for a user holding every role, so a caller who must be denied cannot ride on it.
+        holder = await hold_subscription(schema, services, rule, Caller("holder", f"Bearer {owner.token}"))
     problems = []
-    for caller, allowed in callers:
-        if root == "Subscription":
-            codes = await call_subscription(schema, services, rule, caller)
-        else:
-            codes = await call_http(gql, rule, caller)
-        if allowed:
-            if (DENIED if not rule.public else {"FORBIDDEN"}) & set(codes):
-                problems.append(f"{caller.label} should be allowed, got {codes}")
-        else:
-            expected = "UNAUTHENTICATED" if caller.label == "anonymous" else "FORBIDDEN"
-            if expected not in codes:
-                problems.append(f"{caller.label} should get {expected}, got {codes or 'no error'}")
+    try:
+        for caller, allowed in callers:
+            if schema is not None:
+                codes = await call_subscription(schema, services, rule, caller)
+            else:
+                codes = await call_http(gql, rule, caller)
+            if allowed:
+                if (DENIED if not rule.public else {"FORBIDDEN"}) & set(codes):
+                    problems.append(f"{caller.label} should be allowed, got {codes}")
+            else:
+                expected = "UNAUTHENTICATED" if caller.label == "anonymous" else "FORBIDDEN"
+                if expected not in codes:
+                    problems.append(f"{caller.label} should get {expected}, got {codes or 'no error'}")
+    finally:
+        if holder is not None:
+            await holder()
     assert not problems, f"{name}: " + "; ".join(problems)
