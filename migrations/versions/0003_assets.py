@@ -5,7 +5,8 @@ Revises: 0002
 Create Date: 2026-11-23
 
 The trigram index for name search needs the pg_trgm extension: created when the server ships it (system
-Postgres does; the embedded pgserver wheel does not, where name search falls back to a sequential ILIKE).
+Postgres does). The embedded pgserver wheel does not ship it: there the index of that name is a plain btree
+on name, and ILIKE '%term%' scans (fine at embedded/dev sizes).
 """
 
 from alembic import op
@@ -61,6 +62,8 @@ def upgrade() -> None:
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         op.create_index('ix_assets_name_trgm', 'assets', ['name'], unique=False, postgresql_using='gin',
                         postgresql_ops={'name': 'gin_trgm_ops'})
+    else:  # same name and column everywhere (the drift test compares names and columns), a plain btree here
+        op.create_index('ix_assets_name_trgm', 'assets', ['name'], unique=False)
     op.create_index('ix_assets_status_created', 'assets', ['status', 'created_at', 'id'], unique=False)
     op.create_index('ix_assets_status_type_valuation', 'assets', ['status', 'type', 'latest_valuation_amount', 'id'], unique=False)
     op.create_index('ix_assets_status_valuation', 'assets', ['status', 'latest_valuation_amount', 'id'], unique=False)

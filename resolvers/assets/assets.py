@@ -13,16 +13,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Forbidden, InvalidTransition, NotFound
 from models.assets import Asset, AssetStatus, AssetTransition, AssetType
 from models.identity import Role
-from models.tokens import Token
-from resolvers.assets import lifecycle, validation
+from resolvers.assets import asset_page, lifecycle, validation
 from resolvers.audit import record
-from resolvers.pagination import Page, decode_cursor, keyset_page
+from resolvers.pagination import Page, keyset_page
 from server.context import Context
 
 PUBLIC_STATUSES = frozenset({AssetStatus.TOKENIZING, AssetStatus.ACTIVE, AssetStatus.SUSPENDED,
@@ -65,17 +64,6 @@ class AssetOrder(enum.Enum):
     VALUATION_DESC = "VALUATION_DESC"
 
 
-# ordering -> (key columns ending in the primary key, descending, python type of the first key)
-ORDERINGS: dict[AssetOrder, tuple[tuple[Any, ...], bool, type]] = {
-    AssetOrder.CREATED_ASC: ((Asset.created_at, Asset.id), False, datetime),
-    AssetOrder.CREATED_DESC: ((Asset.created_at, Asset.id), True, datetime),
-    AssetOrder.NAME_ASC: ((Asset.name, Asset.id), False, str),
-    AssetOrder.NAME_DESC: ((Asset.name, Asset.id), True, str),
-    AssetOrder.VALUATION_ASC: ((Asset.latest_valuation_amount, Asset.id), False, Decimal),
-    AssetOrder.VALUATION_DESC: ((Asset.latest_valuation_amount, Asset.id), True, Decimal),
-}
-
-
 @dataclass(frozen=True)
 class AssetFilter:
     status: AssetStatus | None = None
@@ -86,61 +74,50 @@ class AssetFilter:
     search: str | None = None
 
 
-def visible_clause(user_id: uuid.UUID | None, roles: frozenset[str]) -> ColumnElement[bool] | None:
-    if roles & STAFF:
-        return None
-    public = Asset.status.in_(PUBLIC_STATUSES)
-    if user_id is not None and Role.ISSUER.value in roles:
-        return or_(public, Asset.issuer_id == user_id)
-    return public
-
-
 def can_see(row: AssetRow | Asset, user_id: uuid.UUID | None, roles: frozenset[str]) -> bool:
     return bool(roles & STAFF) or row.status in PUBLIC_STATUSES or (
         user_id is not None and row.issuer_id == user_id and Role.ISSUER.value in roles)
 
 
-def _where(f: AssetFilter) -> list[ColumnElement[bool]]:
-    out: list[ColumnElement[bool]] = []
+def _filters(f: AssetFilter) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if f.status is not None:
-        out.append(Asset.status == f.status)
+        out["status"] = f.status.value
     if f.type is not None:
-        out.append(Asset.type == f.type)
+        out["type"] = f.type.value
     if f.issuer_id is not None:
-        out.append(Asset.issuer_id == f.issuer_id)
+        out["issuer_id"] = f.issuer_id
     if f.jurisdiction is not None:
-        out.append(Asset.jurisdiction == f.jurisdiction.strip().upper())
+        out["jurisdiction"] = f.jurisdiction.strip().upper()
     if f.chain_id is not None:
-        out.append(exists().where(Token.asset_id == Asset.id, Token.chain_id == f.chain_id))
+        out["chain_id"] = f.chain_id
     if f.search:
         term = f.search.strip()
         if len(term) > 100:
             raise BadUserInput("search is limited to 100 characters", field="search")
         escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        out.append(Asset.name.ilike(f"%{escaped}%", escape="\\"))
+        out["search"] = f"%{escaped}%"
     return out
+
+
+_PUBLIC = sorted(s.value for s in PUBLIC_STATUSES)
 
 
 async def list_assets(ctx: Context, f: AssetFilter, order: AssetOrder, first: int | None, after: str | None,
                       last: int | None, before: str | None) -> Page[AssetRow]:
-    """One SQL statement for the page; related objects come from the loaders."""
-    key, descending, first_type = ORDERINGS[order]
-    for cursor in (after, before):
-        if cursor and not isinstance(decode_cursor(cursor, len(key))[0], first_type):
-            raise BadUserInput("cursor does not belong to this ordering", field="cursor")
+    """One SQL statement for the page (cached SQL text per shape); related objects come from the loaders."""
     viewer = ctx.viewer
-    conditions = _where(f)
-    visible = visible_clause(viewer.user_id, viewer.roles)
-    if visible is not None:
-        conditions.append(visible)
-    stmt = select(*ROW_COLUMNS)
-    if conditions:
-        stmt = stmt.where(and_(*conditions))
-    # the Core connection, not the ORM session: no identity map or ORM result layer for a read of plain rows
+    if viewer.roles & STAFF:
+        visibility = "all"
+    elif viewer.user_id is not None and Role.ISSUER.value in viewer.roles:
+        visibility = "public_or_own"
+    else:
+        visibility = "public"
+    column, direction = order.value.rsplit("_", 1)
     conn = await (await ctx.session()).connection()
-    page = await keyset_page(conn, stmt, key, descending=descending, first=first, after=after,  # type: ignore[arg-type]
-                             last=last, before=before, scalars=False)
-    return Page([AssetRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
+    return await asset_page.fetch_page(conn, order=column, descending=direction == "DESC", filters=_filters(f),
+                                       visibility=visibility, visible_statuses=_PUBLIC, viewer_id=viewer.user_id,
+                                       first=first, after=after, last=last, before=before, make_row=AssetRow)
 
 
 async def get_asset_row(ctx: Context, asset_id: uuid.UUID) -> AssetRow:
