@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import typer
@@ -31,7 +32,12 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     import uvicorn
 
     with runtime() as settings:
-        err.print(f"[green]API[/] on http://{host}:{port}/graphql (env={settings.env.value})")
+        url = f"http://{host}:{port}/graphql"
+        if settings.log_json:  # a service's stderr is its log stream: keep every line JSON
+            logging.getLogger("rwa.cli").info("serving", extra={"url": url, "env": settings.env.value,
+                                                                "workers": workers})
+        else:
+            err.print(f"[green]API[/] on {url} (env={settings.env.value})")
         uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_config=None, timeout_graceful_shutdown=10, ws="websockets-sansio", proxy_headers=False)
 

@@ -4,6 +4,7 @@ redis-server behind. `--workers 2` runs two worker processes that both serve."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -68,12 +69,12 @@ def alive(pid: int) -> bool:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, log_level: str = "WARNING") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"{data_dir.name}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "RWA_ENV")}
-        env.update(RWA_DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")
+        env.update(RWA_DATA_DIR=str(data_dir), LOG_LEVEL=log_level)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen([RWA, "serve", "--port", str(self.port), *args], env=env, cwd=data_dir.parent,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -132,8 +133,8 @@ def serve(data_dir: Path) -> Iterator:  # type: ignore[type-arg]
     """`serve(*args)` starts `rwa serve`; whatever is still running at the end is killed (its process group)."""
     started: list[Server] = []
 
-    def _serve(*args: str) -> Server:
-        server = Server(data_dir, *args)
+    def _serve(*args: str, log_level: str = "WARNING") -> Server:
+        server = Server(data_dir, *args, log_level=log_level)
         started.append(server)
         return server
 
@@ -147,10 +148,10 @@ def serve(data_dir: Path) -> Iterator:  # type: ignore[type-arg]
             server.proc.wait(10)
 
 
-def register(url: str) -> None:
+def register(url: str, request_id: str | None = None) -> None:
     email = f"embedded-{uuid.uuid4().hex[:8]}@example.com"
     resp = httpx.post(url + "/graphql", json={"query": REGISTER, "variables": {"e": email, "p": "embedded-pass-1"}},
-                      timeout=30)
+                      headers={"X-Request-ID": request_id} if request_id else {}, timeout=30)
     body = resp.json()
     assert body.get("data") and body["data"]["register"]["user"]["email"] == email, body
     assert body["data"]["register"]["accessToken"]
@@ -166,18 +167,25 @@ def assert_nothing_left(data_dir: Path, pids: list[int]) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_embedded_then_signal_leaves_nothing(serve, data_dir: Path, sig: signal.Signals) -> None:  # type: ignore[no-untyped-def]
-    server = serve()
+    server = serve(log_level="INFO")
     server.wait_ready()
     ready = httpx.get(server.url + "/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
-    register(server.url)
+    register(server.url, request_id=f"embedded-{sig.name}")
     pids = service_pids(data_dir)
     assert len(pids) >= 2, "expected an embedded postmaster and redis-server"
     assert any("redis-server" in " ".join(psutil.Process(p).cmdline()) for p in pids)
     elapsed = server.stop(sig)
     assert elapsed < EXIT_TIMEOUT_S
     assert_nothing_left(data_dir, pids)
-    assert "Traceback" not in server.output()
+    output = server.log.read_text(errors="replace")
+    assert "Traceback" not in output
+    # the process's log stream, start to shutdown: one JSON object per line, request lines carry the request id
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    request_lines = [line for line in lines if line.get("request_id") == f"embedded-{sig.name}"]
+    assert [(line["msg"], line["path"]) for line in request_lines if line["logger"] == "rwa.http"] == \
+        [("request", "/graphql")]
+    assert any(line["msg"] == "api stopped" for line in lines), "graceful shutdown ran the lifespan end"
 
 
 def worker_pids(server: Server) -> list[int]:
