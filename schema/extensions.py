@@ -99,8 +99,20 @@ class ReadOnlyApiKeys(SchemaExtension):
 
 
 class OperationMetrics(SchemaExtension):
+    """Requests and latency per operation name. Names are client-chosen, so label cardinality is bounded: a name
+    is recorded verbatim only for documents that validated, and only the first `max_operation_names` distinct
+    names are (later ones count as "other"); a name a client can vary freely never grows /metrics."""
+
+    max_operation_names = 500
+    _known_names: set[str] = set()
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self._validated = not self.execution_context.pre_execution_errors
+
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
+        self._validated = False
         yield
         ctx = self.execution_context
         name = ctx.operation_name or "anonymous"
@@ -108,9 +120,15 @@ class OperationMetrics(SchemaExtension):
             op_type = ctx.operation_type.value
         except Exception:  # the document did not parse: no operation type
             op_type = "invalid"
-        # bound label cardinality: only names of documents that validated are recorded verbatim
-        if op_type == "invalid" or len(name) > 64:
-            name = "invalid" if op_type == "invalid" else "long-name"
+        if op_type == "invalid" or not self._validated:
+            name = "invalid"
+        elif len(name) > 64:
+            name = "long-name"
+        elif name not in self._known_names:
+            if len(self._known_names) >= self.max_operation_names:
+                name = "other"
+            else:
+                self._known_names.add(name)
         GRAPHQL_REQUESTS.labels(name, op_type).inc()
         GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
 

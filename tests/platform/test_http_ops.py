@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -198,6 +199,22 @@ async def test_metrics(services, database_url: str) -> None:  # type: ignore[no-
     assert after[("rwa_db_pool_size", ())] == 3
     assert ("rwa_db_pool_connections_in_use", ()) in after
     assert delta("rwa_http_requests_total", method="POST", path="/graphql", status="200") == 4
+
+
+async def test_operation_name_labels_are_bounded(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from schema.extensions import OperationMetrics
+
+    monkeypatch.setattr(OperationMetrics, "_known_names", set(OperationMetrics._known_names))
+    monkeypatch.setattr(OperationMetrics, "max_operation_names", len(OperationMetrics._known_names) + 2)
+    tag = uuid.uuid4().hex[:8]
+    await client.post("/graphql", json={"query": f"query Invalid{tag} {{ nope }}"})
+    for i in range(5):
+        await client.post("/graphql", json={"query": f"query Name{tag}x{i} {{ __typename }}"})
+    text = (await client.get("/metrics")).text
+    assert f"Invalid{tag}" not in text, "a document that failed validation must not create a label"
+    recorded = [i for i in range(5) if f'operation="Name{tag}x{i}"' in text]
+    assert recorded == [0, 1]
+    assert 'rwa_graphql_requests_total{operation="other",operation_type="query"}' in text
 
 
 # --- malformed requests ---------------------------------------------------------------------------------------
