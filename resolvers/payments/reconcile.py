@@ -130,8 +130,11 @@ async def _observe(session: AsyncSession, chain_id: int, now: datetime, ids: Seq
 
 
 async def finalized_block(session: AsyncSession, chain_id: int) -> int | None:
-    return (await session.execute(text("SELECT finalized_block FROM indexer_cursors WHERE chain_id = :c"),
-                                  {"c": chain_id})).scalar_one_or_none()
+    """The chain's finalized block as far as the indexer has indexed it (rows above `indexed_block` may not
+    have been checked against the node's canonical chain yet)."""
+    return (await session.execute(text(
+        "SELECT LEAST(finalized_block, indexed_block) FROM indexer_cursors WHERE chain_id = :c"), {"c": chain_id})
+    ).scalar_one_or_none()
 
 
 async def reconcile_chain(session_factory: async_sessionmaker[AsyncSession], chain_id: int, *,
