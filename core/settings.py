@@ -17,6 +17,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "example", "secret")
 # anvil's/hardhat's default mnemonic: every key it derives is public
 WELL_KNOWN_MNEMONICS = frozenset({"test test test test test test test test test test test junk"})
+# the first accounts of that mnemonic (anvil's funded dev accounts): anyone can sign with them
+WELL_KNOWN_PRIVATE_KEYS = frozenset({
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+})
 
 
 class Environment(str, Enum):
@@ -123,6 +129,14 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{name} is the public anvil/hardhat test mnemonic; set a real one for RWA_ENV=production")
             if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
                 raise ConfigError(f"{name} looks like a placeholder; set a real secret for RWA_ENV=production")
+        # optional in production, but when set it signs real deployments
+        if self.deployer_private_key is not None:
+            raw = self.deployer_private_key.get_secret_value().strip()
+            if raw.lower().removeprefix("0x") in WELL_KNOWN_PRIVATE_KEYS:
+                raise ConfigError("DEPLOYER_PRIVATE_KEY is a public anvil/hardhat test key; set a real one for "
+                                  "RWA_ENV=production")
+            if any(marker in raw.lower() for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
+                raise ConfigError("DEPLOYER_PRIVATE_KEY looks like a placeholder; set a real key for RWA_ENV=production")
 
 
 @lru_cache(maxsize=1)

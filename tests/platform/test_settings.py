@@ -28,7 +28,8 @@ PLACEHOLDERS = ("change-me", "CHANGEME-please-0123456789abcdefghijklmnop", "plac
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings also read the process environment: only what each test passes may count."""
-    for name in ("RWA_ENV", "DATABASE_URL", "REDIS_URL", "GRAPHIQL_ENABLED", "INTROSPECTION_ENABLED", *SECRET_VARS):
+    for name in ("RWA_ENV", "DATABASE_URL", "REDIS_URL", "GRAPHIQL_ENABLED", "INTROSPECTION_ENABLED",
+                 "DEPLOYER_PRIVATE_KEY", *SECRET_VARS):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -65,6 +66,23 @@ def test_production_refuses_a_placeholder(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name) as refused:
         Settings(**env).check_production()  # type: ignore[arg-type]
     assert value not in str(refused.value), "the refusal must not print the secret itself"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("HD_WALLET_MNEMONIC", "test test test test test test test test test test test junk"),
+    ("HD_WALLET_MNEMONIC", "  Test test TEST test test test test test test test test junk "),
+    ("DEPLOYER_PRIVATE_KEY", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
+    ("DEPLOYER_PRIVATE_KEY", "59C6995E998F97A5A0044966F0945389DC9E86DAE88C7A8412F4603B6B78690D"),
+    ("DEPLOYER_PRIVATE_KEY", "change-me"),
+])
+def test_production_refuses_public_dev_keys(name: str, value: str) -> None:
+    """anvil's mnemonic and funded accounts are public: real money must never sit behind them."""
+    with pytest.raises(ConfigError, match=name):
+        Settings(**{**production_env(), name: value}).check_production()  # type: ignore[arg-type]
+
+
+def test_production_accepts_a_real_deployer_key() -> None:
+    Settings(**{**production_env(), "DEPLOYER_PRIVATE_KEY": "0x" + secrets.token_hex(32)}).check_production()  # type: ignore[arg-type]
 
 
 def test_development_does_not_require_secrets() -> None:
