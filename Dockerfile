@@ -22,13 +22,14 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
 COPY --from=npm /src/node_modules ./node_modules
-# dependencies first (every runtime dependency ships manylinux wheels: no compiler needed)
+# dependencies and the project (every runtime dependency ships manylinux wheels: no compiler needed)
 RUN pip install --upgrade pip wheel && pip install .
-# GraphiQL JS/CSS from node_modules into server/static/graphiql, then rebuild the project wheel so it carries them
+# GraphiQL JS/CSS from node_modules into server/static/graphiql, then rebuild the project wheel so it carries them;
+# the check runs from / so it sees the installed package, not the source tree
 RUN python -m server.graphiql install \
     && pip wheel --no-deps --wheel-dir /wheels . \
     && pip install --no-deps --force-reinstall /wheels/stablerwa-*.whl \
-    && python -c "from server.graphiql import missing_assets; assert not missing_assets(), missing_assets()"
+    && cd / && python -c "from server.graphiql import missing_assets; assert not missing_assets(), missing_assets()"
 
 # --- runtime ------------------------------------------------------------------------------------------------------
 FROM --platform=linux/amd64 python:3.11-slim AS runtime
