@@ -301,23 +301,24 @@ def node_fields(info: Info) -> set[str]:
 
 
 async def prefetch(info: Info, nodes: list[Asset], wanted: set[str]) -> None:
-    """Load issuer / latest valuation / tokens for the whole page through the DataLoaders (one statement each)."""
+    """Load issuer / latest valuation / tokens for the whole page with the DataLoaders' batch functions (one
+    statement each; calling the batch directly skips a future per key, since the page already is the batch)."""
     if not nodes:
         return
     ctx = info.context
     if "issuer" in wanted:
-        issuers = await loader(ctx, "IssuerByIdLoader").load_many([n.issuer_id for n in nodes])
+        issuers = await loader(ctx, "IssuerByIdLoader").load_fn([n.issuer_id for n in nodes])
         for n, row in zip(nodes, issuers):
             n._issuer = _issuer_from(row)
     if "latestValuation" in wanted:
         valued = [n for n in nodes if n._latest_valuation_id is not None]
-        rows = await loader(ctx, "LatestValuationByAssetLoader").load_many([n.id for n in valued])
+        rows = await loader(ctx, "LatestValuationByAssetLoader").load_fn([n.id for n in valued]) if valued else []
         for n in nodes:
             n._latest = None
         for n, row in zip(valued, rows):
             n._latest = Valuation.from_row(row) if row else None
     if "tokens" in wanted:
-        token_lists = await loader(ctx, "TokensByAssetLoader").load_many([n.id for n in nodes])
+        token_lists = await loader(ctx, "TokensByAssetLoader").load_fn([n.id for n in nodes])
         for n, rows in zip(nodes, token_lists):
             n._tokens = [Token.from_row(r) for r in rows]
 
