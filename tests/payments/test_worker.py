@@ -1,0 +1,145 @@
+"""The dramatiq worker (in-process, on a StubBroker, with the real scheduler middleware) and the in-process
+indexer bring deposits to CONFIRMED; webhooks are POSTed signed, retried with backoff against a local receiver
+that fails the first attempts, and dead-lettered when every retry fails."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AsyncIO
+
+from core.webhooks import SIGNATURE_HEADER, verify
+from jobs import context as job_context
+from models.payments import PaymentState, WebhookEndpoint
+from resolvers.payments import webhooks
+from tests.payments.conftest import USDC, Rig, state_is
+
+S = PaymentState
+
+
+@pytest.fixture
+def worker() -> Iterator[dramatiq.Worker]:
+    """All actors of jobs/actors.py moved onto a fresh StubBroker with the worker's middleware, and a worker."""
+    import jobs.actors
+
+    old = dramatiq.get_broker()
+    stub = StubBroker()
+    stub.add_middleware(AsyncIO())
+    stub.add_middleware(jobs.actors.build_scheduler())
+    stub.emit_after("process_boot")
+    names = list(old.get_declared_actors())
+    for name in names:
+        actor = old.get_actor(name)
+        actor.broker = stub
+        stub.declare_actor(actor)
+    dramatiq.set_broker(stub)
+    w = dramatiq.Worker(stub, worker_timeout=50, worker_threads=4)
+    w.start()
+    try:
+        yield w
+    finally:
+        get_event_loop_thread().run_coroutine(job_context.close_current())  # type: ignore[union-attr]
+        w.stop()
+        for name in names:
+            stub.get_actor(name).broker = old
+        dramatiq.set_broker(old)
+
+
+async def test_indexer_and_worker_confirm_a_deposit_once(rig: Rig, worker: dramatiq.Worker) -> None:
+    p = await rig.create("10.25")
+    block = await rig.pay(p, 10_250_000)
+    await rig.wait(state_is(rig, p.id, S.DETECTED))
+    await rig.wait_final(block)
+    await rig.wait(state_is(rig, p.id, S.CONFIRMED))
+    from jobs.payments import reconcile_chain
+
+    for _ in range(5):  # duplicate messages and the scheduler's own keep running: still one credit
+        reconcile_chain.send(1)
+    await asyncio.sleep(1.5)
+    assert await rig.credits(p.id) == 1 and await rig.ledger_balanced()
+    assert (await rig.payment(p.id)).credited_amount == 10.25
+
+
+class Receiver:
+    """A local webhook receiver: /ok answers 500 to the first `fail_first` attempts of each delivery, /down always."""
+
+    def __init__(self, fail_first: int) -> None:
+        self.fail_first = fail_first
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((self.path, dict(self.headers), body))
+                delivery = self.headers["X-RWA-Delivery"]
+                seen = sum(1 for _, h, _ in receiver.requests if h["X-RWA-Delivery"] == delivery)
+                ok = self.path == "/ok" and seen > receiver.fail_first
+                self.send_response(200 if ok else 500)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "Receiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_webhooks_signed_retried_and_dead_lettered(rig: Rig, worker: dramatiq.Worker,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.webhooks import deliver_webhook
+
+    monkeypatch.setitem(deliver_webhook.options, "min_backoff", 50)
+    monkeypatch.setitem(deliver_webhook.options, "max_backoff", 200)
+    monkeypatch.setitem(deliver_webhook.options, "max_retries", 3)
+    with Receiver(fail_first=2) as receiver:
+        async with rig.factory() as s:
+            s.add_all([WebhookEndpoint(url=receiver.url + "/ok"), WebhookEndpoint(url=receiver.url + "/down")])
+            await s.commit()
+        p = await rig.create("3")
+        block = await rig.pay(p, 3 * USDC)
+        await rig.wait_final(block)
+        await rig.wait(state_is(rig, p.id, S.CONFIRMED))
+
+        async def settled() -> bool:
+            return await rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state IN ('PENDING', 'QUEUED')") == 0
+        await rig.wait(settled, timeout=30)
+
+    secret = rig.settings.webhook_secret.get_secret_value().encode()  # type: ignore[union-attr]
+    ok = [(h, b) for path, h, b in receiver.requests if path == "/ok"]
+    events = [json.loads(b)["event"] for h, b in ok]
+    # each event failed twice then went through: 3 attempts each, all validly signed
+    assert {"payment.awaiting_funds", "payment.confirmed"} <= set(events)  # DETECTED too if a pass saw it unfinal
+    assert all(events.count(e) == 3 for e in set(events))
+    assert all(verify(secret, b, h[SIGNATURE_HEADER]) for h, b in ok)
+    assert not verify(b"wrong" * 8, ok[0][1], ok[0][0][SIGNATURE_HEADER])
+    confirmed = [json.loads(b) for h, b in ok if json.loads(b)["event"] == "payment.confirmed"][0]
+    assert confirmed["data"]["id"] == str(p.id) and confirmed["data"]["creditedAmount"] in ("3", "3.000000000000000000")
+    async with rig.factory() as s:
+        delivered = await webhooks.deliveries(s, "DELIVERED", 50, None)
+        dead = await webhooks.deliveries(s, "DEAD", 50, None)
+    assert len(delivered.rows) == len(set(events)) and all(d.attempts == 3 and d.url.endswith("/ok") for d in delivered.rows)
+    # the always-failing endpoint: 1 try + 3 retries, then a dead letter with the last error
+    assert len(dead.rows) == len(set(events)) and all(d.url.endswith("/down") and d.last_error == "HTTP 500" for d in dead.rows)
+    assert [d.attempts for d in dead.rows] == [4] * len(dead.rows)
