@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.trading import Candle, Trade
@@ -51,7 +51,7 @@ async def aggregate(session: AsyncSession, market_id: uuid.UUID, interval: Candl
     bucket = func.date_bin(text(f"interval '{int(STEP[interval].total_seconds())} seconds'"), Trade.created_at,
                            EPOCH).label("bucket")
     rows = (await session.execute(
-        select(bucket, func.array_agg(Trade.price).within_group(Trade.seq).label("prices"), func.max(Trade.price),
+        select(bucket, func.array_agg(aggregate_order_by(Trade.price, Trade.seq)).label("prices"), func.max(Trade.price),
                func.min(Trade.price), func.sum(Trade.quantity), func.count())
         .where(Trade.market_id == market_id, Trade.created_at >= start, Trade.created_at < end)
         .group_by(bucket).order_by(bucket).limit(MAX_CANDLES))).all()
