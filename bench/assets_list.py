@@ -1,10 +1,11 @@
 """Benchmark (issue 4): the canonical asset list at 1,000,000 assets, our API next to PostGraphile, one run.
 
-    .venv/bin/python -m bench.assets_list [--assets 1000000] [--duration 15] [--connections 8] [--reseed]
+    .venv/bin/python -m bench.assets_list [--assets 1000000] [--duration 15] [--rounds 3] [--connections 8]
+                                          [--workers 2] [--reseed]
 
 Seeds (or reuses) the separate database `rwa_bench_assets` (bench/seed_assets.py, COPY), then runs the same
 list through wrk against: `rwa serve`-equivalent uvicorn (1 worker) and PostGraphile 4 (npm, installed into a
-temp dir at bench time, 1 node process) on the same tables. The query: first 50 ACTIVE BONDs ordered by latest
+temp dir at bench time, 1 node process) on the same tables, both up at once and measured in alternating wrk slices. The query: first 50 ACTIVE BONDs ordered by latest
 valuation (desc), with issuer and tokens. Prints req/s, p50, p99, peak RSS and the ratio.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -26,7 +28,7 @@ from typing import Iterator
 import httpx
 from sqlalchemy.engine import make_url
 
-from bench.harness import REDIS_URL, Server, free_port, print_table, uvicorn_server, wrk_post
+from bench.harness import REDIS_URL, Server, WrkResult, free_port, print_table, uvicorn_server, wrk_post
 from bench.seed_assets import ensure_seeded
 
 OURS = ("{ assets(first: 50, filter: {status: ACTIVE, type: BOND}, orderBy: VALUATION_DESC) { edges { cursor node "
@@ -90,6 +92,12 @@ def check(url: str, body: str, headers: dict[str, str], path: tuple[str, ...]) -
     return len(node)
 
 
+def combine(name: str, runs: list[WrkResult]) -> WrkResult:
+    return WrkResult(name, sum(r.requests_per_s for r in runs) / len(runs),
+                     statistics.median(r.p50_ms for r in runs), max(r.p99_ms for r in runs),
+                     sum(r.non_2xx for r in runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--assets", type=int, default=1_000_000)
@@ -98,6 +106,7 @@ def main() -> None:
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--db", default="rwa_bench_assets")
     parser.add_argument("--workers", type=int, default=1, help="also measure uvicorn with this many workers")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     from core.jwt_keys import KeyRing, generate_private_key_pem
@@ -122,13 +131,27 @@ def main() -> None:
                    "RWA_REDIS_PREFIX": "rwa-bench:", "LOG_LEVEL": "WARNING"}
             body = json.dumps({"query": OURS})
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-            with uvicorn_server("server.app:create_app_from_env", env) as api:
+            pg_body = json.dumps({"query": POSTGRAPHILE})
+            pg_headers = {"Content-Type": "application/json"}
+            # both servers up at once, measured in alternating slices: this machine's load drifts, and a
+            # sequential A-then-B run would charge the drift to one side
+            with uvicorn_server("server.app:create_app_from_env", env) as api, postgraphile_server(cli, db_url) as pg:
                 rows = check(api.url + "/graphql", body, headers, ("assets", "edges"))
-                wrk_post("warmup", api.url + "/graphql", body, headers, duration_s=3, connections=args.connections,
-                         threads=1)
-                ours = wrk_post("stablerwa assets(first: 50)", api.url + "/graphql", body, headers,
-                                duration_s=args.duration, connections=args.connections, threads=1)
-                ours.peak_rss_mb = api.peak_rss_mb()
+                pg_rows = check(pg.url + "/graphql", pg_body, pg_headers, ("allAssets", "edges"))
+                targets = [("stablerwa assets(first: 50)", api, body, headers),
+                           (f"postgraphile@{POSTGRAPHILE_VERSION} allAssets(50)", pg, pg_body, pg_headers)]
+                for _, server, b, h in targets:
+                    wrk_post("warmup", server.url + "/graphql", b, h, duration_s=3, connections=args.connections,
+                             threads=1)
+                slices: dict[str, list] = {name: [] for name, *_ in targets}
+                slice_s = max(args.duration // args.rounds, 2)
+                for _ in range(args.rounds):
+                    for name, server, b, h in targets:
+                        slices[name].append(wrk_post(name, server.url + "/graphql", b, h, duration_s=slice_s,
+                                                     connections=args.connections, threads=1))
+                ours, theirs = (combine(name, slices[name]) for name, *_ in targets)
+                ours.peak_rss_mb, theirs.peak_rss_mb = api.peak_rss_mb(), pg.peak_rss_mb()
+                per_round = [o.requests_per_s / t.requests_per_s for o, t in zip(*slices.values())]
             extra = []
             if args.workers > 1:
                 with uvicorn_server("server.app:create_app_from_env", env, workers=args.workers) as api:
@@ -139,20 +162,13 @@ def main() -> None:
                                      duration_s=args.duration, connections=args.connections, threads=1)
                     multi.peak_rss_mb = api.peak_rss_mb()
                     extra.append(multi)
-            pg_body = json.dumps({"query": POSTGRAPHILE})
-            pg_headers = {"Content-Type": "application/json"}
-            with postgraphile_server(cli, db_url) as pg:
-                pg_rows = check(pg.url + "/graphql", pg_body, pg_headers, ("allAssets", "edges"))
-                wrk_post("warmup", pg.url + "/graphql", pg_body, pg_headers, duration_s=3,
-                         connections=args.connections, threads=1)
-                theirs = wrk_post(f"postgraphile@{POSTGRAPHILE_VERSION} allAssets(50)", pg.url + "/graphql", pg_body,
-                                  pg_headers, duration_s=args.duration, connections=args.connections, threads=1)
-                theirs.peak_rss_mb = pg.peak_rss_mb()
             results = [theirs, ours, *extra]
     finally:
         if not os.environ.get("BENCH_POSTGRAPHILE_DIR"):
             shutil.rmtree(pg_dir, ignore_errors=True)
-    print(f"\nrows per page: ours {rows}, postgraphile {pg_rows}; wrk -t1 -c{args.connections} -d{args.duration}s")
+    print(f"\nrows per page: ours {rows}, postgraphile {pg_rows}; wrk -t1 -c{args.connections}, {args.rounds} "
+          f"alternating rounds of {max(args.duration // args.rounds, 2)}s each; p50 = median of rounds, p99 = worst")
+    print("ratio per round: " + ", ".join(f"{r:.2f}" for r in per_round))
     print_table(results, theirs)
     ratio = ours.requests_per_s / theirs.requests_per_s
     print(f"\ntargets: req/s >= 0.5x PostGraphile -> {ratio:.2f}x {'OK' if ratio >= 0.5 else 'MISS'}; "
