@@ -28,22 +28,19 @@ import asyncpg
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chains.anvil import AnvilNode  # noqa: E402
-from chains.deploy import connect, deploy_rwa_stack  # noqa: E402
-from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers  # noqa: E402
-from chains.registry import get_chain  # noqa: E402
-from chains.rpc import RpcClient  # noqa: E402
-from core.migrate import upgrade  # noqa: E402
 from indexer.config import IndexerConfig  # noqa: E402
-from indexer.decode import EVENT_COLUMNS, TRANSFER_COLUMNS, decode_range  # noqa: E402
-from indexer.fetch import fetch_ranges, make_ranger  # noqa: E402
 from indexer.lock import asyncpg_dsn  # noqa: E402
+
+# The child process (end-to-end run, whose RSS is reported) must import only what the indexer
+# imports: web3, alembic and the load generator are imported by the parent's functions only.
 
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 CONFIG = IndexerConfig()
 
 
 async def fresh_db() -> tuple[str, str]:
+    from core.migrate import upgrade
+
     name = f"rwa_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -71,12 +68,14 @@ async def add_token(url: str, token: str, registry: str, start: int) -> None:
 
 async def read_baseline(url: str, addresses: list[str], lo: int, hi: int) -> tuple[int, float]:
     """Raw eth_getLogs through RpcClient over the range, in the indexer's adaptive spans."""
+    from chains.registry import get_chain
+    from chains.rpc import RpcClient
+    from indexer.fetch import _logs_until, make_ranger
+
     async with RpcClient([url], chain_id=1, timeout=60) as client:
         ranger = make_ranger(get_chain(1), CONFIG.initial_span)
         started = time.perf_counter()
         n = 0
-        from indexer.fetch import _logs_until  # the same span logic, logs only
-
         start = lo
         while start <= hi:
             end, logs = await _logs_until(client, addresses, start, hi, ranger, CONFIG.batch_events,
@@ -88,6 +87,11 @@ async def read_baseline(url: str, addresses: list[str], lo: int, hi: int) -> tup
 
 async def copy_ceiling(rpc_url: str, addresses: list[str], lo: int, hi: int) -> tuple[int, float]:
     """Decode (untimed), then time asyncpg COPY of the same chain_events + token_transfers rows."""
+    from chains.registry import get_chain
+    from chains.rpc import RpcClient
+    from indexer.decode import EVENT_COLUMNS, TRANSFER_COLUMNS, decode_range
+    from indexer.fetch import fetch_ranges, make_ranger
+
     async with RpcClient([rpc_url], chain_id=1, timeout=60) as client:
         ranger = make_ranger(get_chain(1), CONFIG.initial_span)
         batches = [decode_range(b) async for b in fetch_ranges(
@@ -124,6 +128,10 @@ def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
 
 
 async def main(n_events: int) -> None:
+    from chains.anvil import AnvilNode
+    from chains.deploy import connect, deploy_rwa_stack
+    from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers
+
     with AnvilNode(1, extra_args=("--gas-limit", "100000000")) as node:
         w3 = connect(node.url)
         agent = (await w3.eth.accounts)[0]

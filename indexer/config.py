@@ -16,8 +16,8 @@ class IndexerConfig:
 
     poll_interval_s: float | None = None
     finality_depth: Mapping[int, int] = field(default_factory=dict)
-    batch_events: int = 10_000  # events per write transaction (bounds memory: ~2 batches in flight)
-    logs_per_call: int = 5_000  # shrink the getLogs span when a call returns more
+    batch_events: int = 5_000  # events per write transaction (bounds memory: ~3 batches in flight)
+    logs_per_call: int = 2_500  # shrink the getLogs span when a call returns more
     initial_span: int | None = None  # first getLogs span; None: min(10, spec.max_logs_range)
     lock_retry_s: float = 1.0  # how often a standby process tries to take the writer lock
     error_backoff_s: float = 1.0  # pause after an RPC/DB failure before retrying an iteration
@@ -35,8 +35,8 @@ class IndexerConfig:
         return cls(
             poll_interval_s=float(poll) if poll else None,
             finality_depth=depths,
-            batch_events=int(environ.get("RWA_INDEXER_BATCH_EVENTS", 10_000)),
-            logs_per_call=int(environ.get("RWA_INDEXER_LOGS_PER_CALL", 5_000)),
+            batch_events=int(environ.get("RWA_INDEXER_BATCH_EVENTS", 5_000)),
+            logs_per_call=int(environ.get("RWA_INDEXER_LOGS_PER_CALL", 2_500)),
             lock_retry_s=float(environ.get("RWA_INDEXER_LOCK_RETRY_S", 1.0)),
             use_finality_tags=environ.get("RWA_INDEXER_FINALITY_TAGS", "1") not in ("0", "false", "no"),
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from indexer.events import TRANSFER_TOPIC0, UndecodableLog, checksum, decode_log, subject_of, topic_address
+from indexer.events import TRANSFER_TOPIC0, UndecodableLog, checksum, decode_log, subject_of
 from indexer.fetch import FetchedRange
 
 BLOCK_COLUMNS = ("chain_id", "number", "hash", "parent_hash", "timestamp")
@@ -55,21 +55,28 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
         out.first_hash, out.first_parent = first["hash"], first["parentHash"]
 
     events, transfers = out.events, out.transfers
+    ev_append, tt_append = events.append, transfers.append
+    numbers: dict[str, int] = {}  # "0x..." -> int: a busy block repeats its number thousands of times
     for lg in batch.logs:
         topics: list[str] = lg["topics"]
         data: str = lg["data"]
         block_hash: str = lg["blockHash"]
-        n = int(lg["blockNumber"], 16)
+        hex_n = lg["blockNumber"]
+        n = numbers.get(hex_n)
+        if n is None:
+            n = numbers[hex_n] = int(hex_n, 16)
         log_index = int(lg["logIndex"], 16)
         tx_hash = lg["transactionHash"]
         emitter = checksum(lg["address"])
-        if topics and topics[0] == TRANSFER_TOPIC0 and len(topics) == 3:
+        if len(topics) == 3 and topics[0] == TRANSFER_TOPIC0:
             # The hot path: slice the words directly.
-            frm, to, value = topic_address(topics[1]), topic_address(topics[2]), int(data[2:66], 16)
-            args = f'{{"from": "{frm}", "to": "{to}", "value": "{value}"}}'
-            events.append((chain_id, block_hash, log_index, n, tx_hash, int(lg["transactionIndex"], 16),
-                           emitter, "Transfer", topics, data, args, None))
-            transfers.append((chain_id, block_hash, log_index, n, times[n], tx_hash, emitter, frm, to, value))
+            frm = checksum("0x" + topics[1][26:])
+            to = checksum("0x" + topics[2][26:])
+            value = int(data[2:66], 16)
+            ev_append((chain_id, block_hash, log_index, n, tx_hash, int(lg["transactionIndex"], 16),
+                       emitter, "Transfer", topics, data, f'{{"from": "{frm}", "to": "{to}", "value": "{value}"}}',
+                       None))
+            tt_append((chain_id, block_hash, log_index, n, times[n], tx_hash, emitter, frm, to, value))
             continue
         try:
             decoded = decode_log(topics, data)

@@ -27,6 +27,7 @@ from indexer.reorg import find_common_ancestor, publish_reorg, rollback
 from indexer.write import ensure_cursor, prepare_connection
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = 256  # blocks of finality progress between two prunes
 
 
 class ChainFollower:
@@ -49,6 +50,7 @@ class ChainFollower:
         self.redis_prefix = redis_prefix
         self.depth = config.depth_for(spec)
         self.ranger = make_ranger(spec, config.initial_span)
+        self._pruned_to = -1  # blocks at or below this number were pruned (first pass scans all)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow until ``stop``; ReorgTooDeep and lost-connection errors propagate, others are retried."""
@@ -108,7 +110,22 @@ class ChainFollower:
             )
             metrics.LAG_BLOCKS.labels(str(self.chain_id)).set(max(0, heads.head - last))
             busy = busy or last > cursor.indexed_block
+        await self.prune_blocks(heads)
         return busy
+
+    async def prune_blocks(self, heads: Heads) -> None:
+        """Drop stored blocks without events once they are finalized and out of the reorg window;
+        blocks with events stay (their timestamps and hashes are referenced)."""
+        below = min(heads.finalized, heads.head - self.depth) - 1
+        if below - self._pruned_to < PRUNE_EVERY:
+            return
+        await self.conn.execute(
+            "DELETE FROM blocks b WHERE b.chain_id = $1 AND b.number > $2 AND b.number < $3 "
+            "AND NOT EXISTS (SELECT 1 FROM chain_events e WHERE e.chain_id = b.chain_id AND e.block_number = b.number) "
+            "AND b.number <> (SELECT indexed_block FROM indexer_cursors WHERE chain_id = $1)",
+            self.chain_id, self._pruned_to, below,
+        )
+        self._pruned_to = below - 1
 
     async def catch_up(self, watched: Mapping[str, int], cursor: Cursor, heads: Heads, stop: asyncio.Event | None) -> bool:
         """Backfill addresses whose history up to the cursor is incomplete (a token added while running)."""

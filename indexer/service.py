@@ -167,12 +167,13 @@ async def backfill(
             if token is not None:
                 addr = checksum(token)
                 row = await conn.fetchrow(
-                    "SELECT start_block, identity_registry FROM tokens WHERE chain_id = $1 AND address = $2",
+                    "SELECT start_block, identity_registry FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)",
                     chain_id, addr,
                 )
                 if row is None:
                     raise UnknownToken(chain_id, addr)
-                targets = {a: s for a, s in watched.items() if a in (addr, row["identity_registry"])}
+                registry = checksum(row["identity_registry"]) if row["identity_registry"] else None
+                targets = {a: s for a, s in watched.items() if a in (addr, registry)}
             else:
                 targets = dict(watched)
             heads = await read_heads(client, spec, config.depth_for(spec), config.use_finality_tags)

@@ -46,7 +46,7 @@ supply AS (
 ),
 s AS (
     UPDATE tokens t SET total_supply = t.total_supply + supply.minted, updated_at = now()
-    FROM supply WHERE t.chain_id = $1 AND t.address = supply.token_address AND supply.minted <> 0
+    FROM supply WHERE t.chain_id = $1 AND lower(t.address) = lower(supply.token_address) AND supply.minted <> 0
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM moved) AS transfers, (SELECT count(*) FROM h) AS holdings
@@ -85,12 +85,14 @@ ON CONFLICT (chain_id, token_address, holder) DO UPDATE
         updated_block = greatest(t.updated_block, excluded.updated_block)
 """
 
+# Token addresses are matched case-insensitively: rows written by other code may not be checksummed.
 _RECOMPUTE_PAUSED_SQL = """
 UPDATE tokens t SET updated_at = now(), paused = coalesce(
     (SELECT e.event = 'Paused' FROM chain_events e
-     WHERE e.chain_id = $1 AND e.address = t.address AND e.subject = t.address AND e.event IN ('Paused', 'Unpaused')
+     WHERE e.chain_id = $1 AND e.address = u.token AND e.subject = u.token AND e.event IN ('Paused', 'Unpaused')
      ORDER BY e.block_number DESC, e.log_index DESC LIMIT 1), false)
-WHERE t.chain_id = $1 AND t.address = ANY($2::text[])
+FROM unnest($2::text[]) AS u(token)
+WHERE t.chain_id = $1 AND lower(t.address) = lower(u.token)
 """
 
 _LATEST_IDENTITY_SQL = """

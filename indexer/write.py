@@ -53,7 +53,7 @@ ON CONFLICT (chain_id, token_address, holder) DO UPDATE
 _ADD_SUPPLY = """
 UPDATE tokens t SET total_supply = t.total_supply + u.minted, updated_at = now()
 FROM unnest($2::text[], $3::numeric[]) AS u(token, minted)
-WHERE t.chain_id = $1 AND t.address = u.token
+WHERE t.chain_id = $1 AND lower(t.address) = lower(u.token)
 """
 
 Written = tuple[Counter[str], list[tuple[str, str, str | None]], int]
