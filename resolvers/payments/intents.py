@@ -137,17 +137,16 @@ async def create_payment(session: AsyncSession, wallet: DepositWallet, *, user_i
         values.update(derivation_index=index, deposit_address=wallet.address(int(index)))
     else:
         values["reference_code"] = _reference_code()
-    inserted = (await session.execute(insert(Payment).values(
+    payment = (await session.scalars(insert(Payment).values(
         id=pid, user_id=user_id, method=method, state=PaymentState.AWAITING_FUNDS, amount=amount, currency=code,
         idempotency_key=key, expires_at=now + timedelta(seconds=expires_in), received_units=0, final_units=0,
         received_amount=Decimal(0), credited_amount=Decimal(0), refundable_amount=Decimal(0),
         refunded_amount=Decimal(0), created_at=now, updated_at=now, **values,
-    ).on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"]).returning(Payment.id))).scalar_one_or_none()
-    if inserted is None:  # a concurrent request with the same key won
+    ).on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"]).returning(Payment))).one_or_none()
+    if payment is None:  # a concurrent request with the same key won
         winner = await by_idempotency_key(session, user_id, key)
         assert winner is not None
         return winner, False
-    payment = await get(session, pid)
     session.add(PaymentTransition(payment_id=pid, from_state="NEW", to_state=PaymentState.AWAITING_FUNDS.value,
                                   actor_id=user_id, reason="created", at=now))
     notify.queue(session, payment, None)

@@ -42,7 +42,7 @@ from resolvers.payments.states import OPEN_STATES, Actor, transition, utcnow
 log = logging.getLogger("rwa.payments.reconcile")
 S = PaymentState
 LATE_WINDOW = timedelta(days=30)  # how long an EXPIRED payment's address is still watched for late funds
-CHUNK = 500
+CHUNK = 200  # payments per transaction: the DEPOSITS ledger row stays locked until the chunk commits
 _LOCK_BASE = 0x5041_594D_0000  # "PAYM": advisory lock key space, + chain id
 
 
@@ -71,6 +71,8 @@ class ReconcileStats:
     changed: int = 0
     transitions: dict[str, int] = field(default_factory=dict)
     finalized_block: int | None = None
+    # (payment id, new state, commit time) of every transition, for latency measurements
+    committed: list[tuple[uuid.UUID, PaymentState, datetime]] = field(default_factory=list)
 
 
 def is_final(t: Transfer, finalized: int | None) -> bool:
@@ -156,7 +158,9 @@ async def reconcile_chain(session_factory: async_sessionmaker[AsyncSession], cha
     for start in range(0, len(changed), chunk):
         async with session_factory() as session:
             await _apply_chunk(session, chain_id, changed[start:start + chunk], now, stats)
-            await notify.commit(session, redis, prefix)
+            events = await notify.commit(session, redis, prefix)
+        at = utcnow()
+        stats.committed += [(uuid.UUID(e["id"]), S(e["state"]), at) for e in events if e["previousState"] != e["state"]]
     return stats
 
 
@@ -169,6 +173,7 @@ async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID
         select(Payment).where(Payment.id.in_(ids)).order_by(Payment.id).with_for_update()
         .execution_options(populate_existing=True))).scalars()}
     fresh = await _observe(session, chain_id, now, ids)
+    resync: dict[uuid.UUID, Sequence[Transfer]] = {}
     for pid, (_, transfers) in fresh.items():
         payment = payments.get(pid)
         if payment is None or payment.amount_units is None:
@@ -177,7 +182,7 @@ async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID
         if d.target is None and d.received_units == payment.received_units and d.final_units == payment.final_units:
             continue
         stats.changed += 1
-        await _sync_matches(session, chain_id, payment, transfers)
+        resync[pid] = transfers
         decimals = payment.decimals or 0
         payment.received_units, payment.final_units = d.received_units, d.final_units
         payment.received_amount = from_units(d.final_units, decimals)
@@ -187,10 +192,11 @@ async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID
             notify.queue(session, payment, payment.state)  # amounts changed: live update, no transition
             continue
         await _settle(session, payment, d, decimals)
-        transition(session, payment, d.target, actor=Actor.SYSTEM, now=now,
+        transition(session, payment, d.target, actor=Actor.SYSTEM,
                    reason=f"received {from_units(d.received_units, decimals)} (final {from_units(d.final_units, decimals)})"
                           f" at finalized block {finalized}")
         stats.transitions[d.target.value] = stats.transitions.get(d.target.value, 0) + 1
+    await _sync_matches(session, chain_id, resync)
 
 
 async def _settle(session: AsyncSession, payment: Payment, d: Decision, decimals: int) -> None:
@@ -215,13 +221,16 @@ async def _hold(session: AsyncSession, payment: Payment, amount: Decimal, what: 
     payment.refundable_amount = amount
 
 
-async def _sync_matches(session: AsyncSession, chain_id: int, payment: Payment, transfers: Sequence[Transfer]) -> None:
-    await session.execute(delete(PaymentMatch).where(PaymentMatch.payment_id == payment.id))
-    if transfers:
-        await session.execute(insert(PaymentMatch), [
-            {"chain_id": chain_id, "block_hash": t.block_hash, "log_index": t.log_index, "payment_id": payment.id,
+async def _sync_matches(session: AsyncSession, chain_id: int, current: dict[uuid.UUID, Sequence[Transfer]]) -> None:
+    """Replace the matches of these payments with the transfers seen now (two statements per chunk)."""
+    if not current:
+        return
+    await session.execute(delete(PaymentMatch).where(PaymentMatch.payment_id.in_(list(current))))
+    rows = [{"chain_id": chain_id, "block_hash": t.block_hash, "log_index": t.log_index, "payment_id": pid,
              "block_number": t.block_number, "tx_hash": t.tx_hash, "from_address": t.from_address, "value": t.value}
-            for t in transfers])
+            for pid, transfers in current.items() for t in transfers]
+    if rows:
+        await session.execute(insert(PaymentMatch), rows)
 
 
 async def expire_payments(session_factory: async_sessionmaker[AsyncSession], *, redis: Redis | None = None,
