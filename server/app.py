@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -43,6 +44,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.open_read_pool()
+        # Everything allocated at startup (schema, modules) is permanent: keep it out of the collector's
+        # generations, so full collections stay short (a ~250 ms pause otherwise dominated p99).
+        gc.collect()
+        gc.freeze()
         log.info("api started", extra={"env": settings.env.value, "graphiql": graphiql_html is not None,
                                        "introspection": settings.introspection})
         try:

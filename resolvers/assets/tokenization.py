@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 
 from eth_abi import decode
-from eth_account import Account
 from eth_utils import is_address, to_checksum_address
 from sqlalchemy.exc import IntegrityError
 
@@ -147,6 +146,8 @@ async def inspect_contract(rpc: RpcClient, address: str) -> TokenFacts:
 async def deploy_token(url: str, key: str, req: DeployRequest) -> TokenFacts:
     """Deploy (registry +) SecurityToken from the deployer key and wait for the receipts."""
     from chains.deploy import connect, deploy_identity_registry, transact
+
+    from eth_account import Account  # heavy (py_ecc): loaded on the first deployment, not at API start
 
     account = Account.from_key(key)
     w3 = connect(url)
