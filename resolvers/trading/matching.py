@@ -163,9 +163,11 @@ class _Side:
             self.prices.pop(bisect.bisect_left(self.prices, price))
 
     def in_priority(self) -> Iterator[BookOrder]:
+        # lazy and without copies: `match` stops at the first non-crossing price, and the book is only changed
+        # after it returns
         ordered = reversed(self.prices) if self.side is Side.BUY else iter(self.prices)
-        for price in list(ordered):
-            yield from list(self.levels.get(price, ()))
+        for price in ordered:
+            yield from self.levels[price]
 
     def depth(self, n: int) -> list[tuple[Decimal, Decimal]]:
         ordered = list(reversed(self.prices) if self.side is Side.BUY else self.prices)[:n]
