@@ -1,5 +1,6 @@
-"""`rwa user create-admin` and `rwa migrate` as an operator runs them: subprocesses against the test database
-(DATABASE_URL/REDIS_URL set, so no embedded services start)."""
+"""`rwa user create-admin` and `rwa migrate` as an operator runs them: subprocesses with DATABASE_URL/REDIS_URL set
+(so no embedded services start). They commit, and audit rows cannot be deleted, so they get databases of their own
+rather than the shared test database that other tests expect to be empty."""
 
 from __future__ import annotations
 
@@ -10,17 +11,25 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from core.migrate import upgrade
+from core.settings import Environment, Settings
 from models.identity import AuditLog, User
+from server.app import create_app
+from server.services import build_services
+from tests.fixtures.app import TEST_JWT_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 RWA = str(Path(sys.executable).with_name("rwa"))
 PASSWORD = "admin-passphrase-42"
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { roles } } }"
 GRANT = "mutation($u: UUID!) { grantRole(userId: $u, role: ISSUER) { id roles } }"
+REGISTER = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }"
 
 
 def rwa(*args: str, database_url: str, redis_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -30,10 +39,68 @@ def rwa(*args: str, database_url: str, redis_url: str, tmp_path: Path) -> subpro
                           stdin=subprocess.DEVNULL)
 
 
+async def create_database(database_url: str, *, migrated: bool) -> str:
+    """A new database on the test database's server."""
+    url = make_url(database_url)
+    name = f"rwa_cli_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(url.set(drivername="postgresql", database="postgres")
+                                  .render_as_string(hide_password=False))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    new_url = url.set(database=name).render_as_string(hide_password=False)
+    if migrated:
+        await upgrade(new_url)
+    return new_url
+
+
+async def drop_database(database_url: str) -> None:
+    url = make_url(database_url)
+    admin = await asyncpg.connect(url.set(drivername="postgresql", database="postgres")
+                                  .render_as_string(hide_password=False))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def cli_database(database_url: str):  # type: ignore[no-untyped-def]
+    url = await create_database(database_url, migrated=True)
+    yield url
+    await drop_database(url)
+
+
 @pytest.fixture
-def run(database_url: str, redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+async def cli_session(cli_database: str):  # type: ignore[no-untyped-def]
+    engine = create_async_engine(cli_database, pool_size=1)
+    async with AsyncSession(engine) as session:
+        yield session
+    await engine.dispose()
+
+
+@pytest.fixture
+async def cli_gql(cli_database: str, redis_url: str, redis_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """POST a GraphQL document to the real app running on the CLI's database."""
+    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=cli_database, REDIS_URL=redis_url,  # type: ignore[call-arg]
+                        RWA_REDIS_PREFIX=redis_prefix, RWA_DATA_DIR=str(tmp_path / "app"),
+                        JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=os.urandom(32).hex(), LOG_JSON=False)
+    services = build_services(settings)
+    app = create_app(settings, services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        async def _post(query: str, variables: dict, token: str | None = None) -> dict:  # type: ignore[type-arg]
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return (await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
+
+        yield _post
+    await services.aclose()
+
+
+@pytest.fixture
+def run(cli_database: str, redis_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     def _run(*args: str) -> subprocess.CompletedProcess[str]:
-        return rwa(*args, database_url=database_url, redis_url=redis_url, tmp_path=tmp_path)
+        return rwa(*args, database_url=cli_database, redis_url=redis_url, tmp_path=tmp_path)
 
     return _run
 
@@ -43,33 +110,34 @@ def assert_clean_failure(proc: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
 
 
-async def test_create_admin_then_login_and_grant_role(run, gql, make_user, session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_create_admin_then_login_and_grant_role(run, cli_gql, cli_session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     email = f"Admin-{uuid.uuid4().hex[:8]}@Example.com"
     proc = run("user", "create-admin", "--email", email, "--password", PASSWORD)
     assert proc.returncode == 0, proc.stderr
     assert email.lower() in proc.stderr
     assert not (tmp_path / "data" / "pg").exists(), "a configured DATABASE_URL must not start embedded Postgres"
 
-    login = await gql(LOGIN, {"e": email.lower(), "p": PASSWORD})
+    login = await cli_gql(LOGIN, {"e": email.lower(), "p": PASSWORD})
     assert (login.get("data") or {}).get("login"), login
     assert sorted(login["data"]["login"]["user"]["roles"]) == ["ADMIN", "INVESTOR"], login
     token = login["data"]["login"]["accessToken"]
-    investor = await make_user()
-    granted = await gql(GRANT, {"u": str(investor.id)}, token=token)
+    investor = await cli_gql(REGISTER, {"e": f"inv-{uuid.uuid4().hex[:8]}@example.com", "p": "investor-pass-1"})
+    investor_id = investor["data"]["register"]["user"]["id"]
+    granted = await cli_gql(GRANT, {"u": investor_id}, token=token)
     assert sorted(granted["data"]["grantRole"]["roles"]) == ["INVESTOR", "ISSUER"], granted
 
-    admin_id = (await session.execute(select(User.id).where(User.email == email.lower()))).scalar_one()
-    audit = (await session.execute(select(AuditLog.action).where(AuditLog.target_id == str(admin_id)))).scalars().all()
-    assert "user.create_admin" in audit
+    admin_id = (await cli_session.execute(select(User.id).where(User.email == email.lower()))).scalar_one()
+    audit = (await cli_session.execute(select(AuditLog.action).where(AuditLog.target_id == str(admin_id))))
+    assert "user.create_admin" in audit.scalars().all()
 
 
-async def test_create_admin_promotes_an_existing_user(run, make_user, session) -> None:  # type: ignore[no-untyped-def]
+async def test_create_admin_promotes_an_existing_user(run, cli_session) -> None:  # type: ignore[no-untyped-def]
     email = f"promote-{uuid.uuid4().hex[:8]}@example.com"
     first = run("user", "create-admin", "--email", email, "--password", PASSWORD)
     assert first.returncode == 0, first.stderr
     again = run("user", "create-admin", "--email", email, "--password", "another-pass-99")
     assert again.returncode == 0, again.stderr
-    rows = (await session.execute(select(User.roles).where(User.email == email))).scalars().all()
+    rows = (await cli_session.execute(select(User.roles).where(User.email == email))).scalars().all()
     assert len(rows) == 1 and "ADMIN" in rows[0]
 
 
@@ -78,13 +146,13 @@ async def test_create_admin_promotes_an_existing_user(run, make_user, session) -
     ("", PASSWORD, "invalid email"),
     ("ok-{}@example.com", "short", "password"),
 ])
-async def test_create_admin_refuses_bad_input(run, session, email: str, password: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+async def test_create_admin_refuses_bad_input(run, cli_session, email: str, password: str, expected: str) -> None:  # type: ignore[no-untyped-def]
     email = email.format(uuid.uuid4().hex[:8])
     proc = run("user", "create-admin", "--email", email, "--password", password)
     assert_clean_failure(proc)
     assert expected in proc.stderr.lower()
     if email:
-        assert (await session.execute(select(User.id).where(User.email == email.lower()))).first() is None
+        assert (await cli_session.execute(select(User.id).where(User.email == email.lower()))).first() is None
 
 
 def test_create_admin_with_unreachable_database_fails_cleanly(tmp_path: Path, redis_url: str) -> None:
@@ -97,21 +165,9 @@ def test_create_admin_with_unreachable_database_fails_cleanly(tmp_path: Path, re
 
 @pytest.fixture
 async def empty_database(database_url: str):  # type: ignore[no-untyped-def]
-    """A database with nothing in it, on the same server as the test database."""
-    url = make_url(database_url)
-    name = f"rwa_cli_{uuid.uuid4().hex[:10]}"
-    admin_dsn = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield url.set(database=name).render_as_string(hide_password=False)
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    url = await create_database(database_url, migrated=False)
+    yield url
+    await drop_database(url)
 
 
 async def schema_fingerprint(database_url: str) -> tuple[str, list[tuple[str, str]]]:
