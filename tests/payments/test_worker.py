@@ -143,3 +143,15 @@ async def test_webhooks_signed_retried_and_dead_lettered(rig: Rig, worker: drama
     # the always-failing endpoint: 1 try + 3 retries, then a dead letter with the last error
     assert len(dead.rows) == len(set(events)) and all(d.url.endswith("/down") and d.last_error == "HTTP 500" for d in dead.rows)
     assert [d.attempts for d in dead.rows] == [4] * len(dead.rows)
+
+
+async def test_trading_actors_run_against_the_schema(pay_settings, worker: dramatiq.Worker) -> None:  # type: ignore[no-untyped-def]
+    """GTD expiry and candle roll-ups run to completion on the worker (no markets: nothing to do)."""
+    from jobs.candles import roll_up_candles
+    from jobs.orders import expire_orders
+
+    broker = worker.broker
+    for actor in (expire_orders, roll_up_candles):
+        actor.send_with_options(max_retries=0)
+    await asyncio.to_thread(broker.join, "trading", fail_fast=True, timeout=20_000)
+    assert not broker.dead_letters
