@@ -8,7 +8,6 @@ import strawberry
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
     QueryDepthLimiter,
     ValidationCache,
 )
@@ -21,7 +20,7 @@ from schema import assets, documents, tokens
 from schema import market_data, trading
 from schema import payments
 from schema.cost import QueryCost
-from schema.extensions import CloseSession, ErrorCodes, OperationMetrics, ParserCacheKeepingErrors, ReadOnlyApiKeys
+from schema.extensions import OperationLifecycle, ParserCacheKeepingErrors
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
 QUERIES += (assets.Query, documents.Query, tokens.Query)
@@ -50,7 +49,7 @@ class RwaSchema(strawberry.Schema):
     shared: SharedSubscriptions | None = None
 
     def process_errors(self, errors, execution_context=None):  # type: ignore[no-untyped-def,override]
-        """Expected errors are the client's business; ErrorCodes logs the unexpected ones with their traceback."""
+        """Expected errors are the client's business; OperationLifecycle logs the unexpected ones with their traceback."""
 
     async def stream(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
                      operation_name=None, operation_extensions=None, allowed_operation_types=None):
@@ -69,22 +68,16 @@ class RwaSchema(strawberry.Schema):
         return await self.shared.join(key, fields, context_value, start)
 
 
-
-
 def build_schema(settings: Settings) -> strawberry.Schema:
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS)
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
     extensions: list = [
-        CloseSession,
-        OperationMetrics,
-        ErrorCodes,
-        MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: OperationLifecycle(max_tokens=settings.max_query_tokens),
         lambda: ParserCacheKeepingErrors(maxsize=settings.parser_cache_size),
         lambda: ValidationCache(maxsize=settings.parser_cache_size),
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        ReadOnlyApiKeys,
         lambda: QueryCost(max_cost=settings.max_query_cost),
     ]
     if not settings.introspection:

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import GraphQLError
 from graphql import ExecutionResult as GraphQLExecutionResult
@@ -60,16 +61,6 @@ def classify_all(errors: list[GraphQLError]) -> list[GraphQLError]:
     return out
 
 
-class ErrorCodes(SchemaExtension):
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if isinstance(result, (GraphQLExecutionResult, StrawberryExecutionResult)) and result.errors:
-            result.errors = classify_all(result.errors)
-        elif (initial := getattr(result, "initial_result", None)) is not None and initial.errors:
-            initial.errors = classify_all(initial.errors)
-
-
 class ParserCacheKeepingErrors(ParserCache):
     """strawberry's ParserCache parses in its hook, outside the `try` that turns a syntax error (or the token limit)
     into a result, so such errors used to escape ErrorCodes and reach the client without a code. On a syntax error
@@ -84,37 +75,64 @@ class ParserCacheKeepingErrors(ParserCache):
         yield
 
 
-class ReadOnlyApiKeys(SchemaExtension):
-    """API keys are read-only: refuse every mutation and subscription made with one, public ones included
-    (field permissions only guard protected fields)."""
+class OperationLifecycle(SchemaExtension):
+    """Everything the API does around each operation, in one extension (each extension costs hook dispatches
+    on every request):
 
-    def on_execute(self) -> Iterator[None]:
-        ctx = self.execution_context
-        viewer = getattr(ctx.context, "viewer", None)
-        if viewer is not None and viewer.read_only and ctx.operation_type is not OperationType.QUERY:
-            # a result set before execution makes strawberry skip it; ErrorCodes then gives it its code
-            ctx.result = GraphQLExecutionResult(data=None, errors=[
-                GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))])
-        yield
+    - parse: the token limit (`max_tokens`; over it -> QUERY_TOO_COMPLEX);
+    - execute: queries get autocommit read sessions; API keys are read-only (mutations and subscriptions made
+      with one are refused before execution, public fields included);
+    - end: every error gets its `extensions.code` (unexpected ones masked and logged), requests and latency are
+      counted per operation name, and the DB session goes back to the pool.
 
-
-class OperationMetrics(SchemaExtension):
-    """Requests and latency per operation name. Names are client-chosen, so label cardinality is bounded: a name
-    is recorded verbatim only for documents that validated, and only the first `max_operation_names` distinct
-    names are (later ones count as "other"); a name a client can vary freely never grows /metrics."""
+    Metrics label cardinality is bounded: a name is recorded verbatim only for documents that validated, and only
+    the first `max_operation_names` distinct names are (later ones count as "other").
+    """
 
     max_operation_names = 500
     _known_names: set[str] = set()
+
+    def __init__(self, *, max_tokens: int, execution_context: Any = None) -> None:
+        self.max_tokens = max_tokens
+        if execution_context is not None:
+            self.execution_context = execution_context
+
+    async def on_operation(self):  # type: ignore[override]
+        started = time.perf_counter()
+        ctx = self.execution_context
+        ctx.parse_options["max_tokens"] = self.max_tokens
+        self._validated = False
+        try:
+            yield
+            result = ctx.result
+            if isinstance(result, (GraphQLExecutionResult, StrawberryExecutionResult)) and result.errors:
+                result.errors = classify_all(result.errors)
+            elif (initial := getattr(result, "initial_result", None)) is not None and initial.errors:
+                initial.errors = classify_all(initial.errors)
+            self._record(ctx, started)
+        finally:
+            context = ctx.context
+            if context is not None and not getattr(context, "keeps_session", False):
+                await context.close()
 
     def on_validate(self) -> Iterator[None]:
         yield
         self._validated = not self.execution_context.pre_execution_errors
 
-    def on_operation(self) -> Iterator[None]:
-        started = time.perf_counter()
-        self._validated = False
-        yield
+    def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
+        context = ctx.context
+        op_type = ctx.operation_type
+        if context is not None:
+            context.read_only = op_type is OperationType.QUERY
+            viewer = getattr(context, "viewer", None)
+            if viewer is not None and viewer.read_only and op_type is not OperationType.QUERY:
+                # a result set before execution makes strawberry skip it; on_operation then gives it its code
+                ctx.result = GraphQLExecutionResult(data=None, errors=[
+                    GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))])
+        yield
+
+    def _record(self, ctx: Any, started: float) -> None:
         name = ctx.operation_name or "anonymous"
         try:
             op_type = ctx.operation_type.value
@@ -131,25 +149,3 @@ class OperationMetrics(SchemaExtension):
                 self._known_names.add(name)
         GRAPHQL_REQUESTS.labels(name, op_type).inc()
         GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
-
-
-class CloseSession(SchemaExtension):
-    """Queries read through autocommit sessions; every operation returns its DB connection to the pool as soon
-    as it ends."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context.context
-        if context is not None:
-            try:
-                context.read_only = self.execution_context.operation_type is OperationType.QUERY
-            except Exception:  # no operation (invalid document): nothing will execute
-                pass
-        yield
-
-    async def on_operation(self):  # type: ignore[override]
-        try:
-            yield
-        finally:
-            context = self.execution_context.context
-            if context is not None and not getattr(context, "keeps_session", False):
-                await context.close()

@@ -23,7 +23,7 @@ class Context:
         self.viewer = viewer
         self.request_id = request_id_var.get()
         self._session: AsyncSession | None = None
-        # set before execution for query operations (schema.extensions.CloseSession)
+        # set before execution for query operations (schema.extensions.OperationLifecycle)
         self.read_only = False
         self._loaders: dict[str, Any] = {}
         # set by graphql-transport-ws from the connection_init payload

@@ -134,7 +134,7 @@ class GraphQLView(GraphQL):
         return decoded
 
     async def process_result(self, request: Request, result):  # type: ignore[no-untyped-def,override]
-        # Last line of defence: an error that bypassed the schema's ErrorCodes (raised from an extension hook,
+        # Last line of defence: an error that bypassed the schema's OperationLifecycle (raised from an extension hook,
         # say) still leaves with a code, and masked if it is not a domain error.
         if result.errors and any("code" not in (e.extensions or {}) for e in result.errors):
             uncoded = [e for e in result.errors if "code" not in (e.extensions or {})]

@@ -202,7 +202,7 @@ async def test_metrics(services, database_url: str) -> None:  # type: ignore[no-
 
 
 async def test_operation_name_labels_are_bounded(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from schema.extensions import OperationMetrics
+    from schema.extensions import OperationLifecycle as OperationMetrics
 
     monkeypatch.setattr(OperationMetrics, "_known_names", set(OperationMetrics._known_names))
     monkeypatch.setattr(OperationMetrics, "max_operation_names", len(OperationMetrics._known_names) + 2)
