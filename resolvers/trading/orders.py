@@ -1,10 +1,13 @@
 """Placing and canceling orders: validation, idempotency per (user, clientOrderId), the compliance gate, matching
 under the market lock, settlement and reservations, all in one transaction; market data published after commit.
 
-Cash: a buy reserves `price x quantity x (1 + max fee)` (settlement.buy_reservation) from AVAILABLE; fills consume
-it; what is left is released when the order stops being open. MARKET orders never rest (IOC, or FOK); a MARKET buy
-must carry `price` as its price cap, which bounds both the fills and the reservation. A MARKET sell may carry a
-floor. Sells reserve token balance implicitly: the gate subtracts open sells and unsettled transfers.
+Cash: the gate checks that AVAILABLE covers `price x quantity x (1 + max fee)` (settlement.buy_reservation). Fills
+of an incoming buy are paid from AVAILABLE; the part that rests reserves its own `buy_reservation` (AVAILABLE ->
+RESERVED), which its later fills consume and which is released when it stops being open. If another market spent
+the cash in between, the ledger refuses and the placement fails with CONFLICT (reason INSUFFICIENT_FUNDS), changing
+nothing. MARKET orders never rest (IOC, or FOK); a MARKET buy must carry `price` as its price cap, which bounds both
+the fills and the cash check. A MARKET sell may carry a floor. Sells reserve token balance implicitly: the gate
+subtracts open sells and unsettled outgoing transfers from the indexed balance.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import BadUserInput, Conflict, InvalidTransition, NotFound
+from core.errors import BadUserInput, InvalidTransition, NotFound
 from models.tokens import Token
 from models.trading import OPEN_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger
@@ -138,38 +141,34 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
                       request_id: str | None = None, now: datetime | None = None) -> Placed:
     """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused)."""
     now = now or utcnow()
-    market = await session.get(Market, req.market_id)
-    if market is None:
+    # the lock comes first: everything read after it (market status, fees, the book, open sells) is current
+    await book.lock_market(session, req.market_id)
+    row = (await session.execute(select(Market, Token).join(Token, Token.id == Market.base_token_id)
+                                 .where(Market.id == req.market_id))).one_or_none()
+    if row is None:
         raise NotFound("market not found", field="marketId")
+    market, token = row
     tif = validate(req, market, now)
     if (found := await _existing(session, user_id, req.client_order_id)) is not None:
         await session.rollback()
         return Placed(found, Events(), replayed=True)
-    await book.lock_market(session, market.id)
-    if (found := await _existing(session, user_id, req.client_order_id)) is not None:
-        await session.rollback()
-        return Placed(found, Events(), replayed=True)
-    await session.refresh(market)  # status and fees as of the lock
-    token = await session.get(Token, market.base_token_id)
-    assert token is not None
     reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)
     verdict = await gate.check(session, market, token, user_id, req.side, req.quantity, reservation, now)
     order_id = uuid.uuid4()
     values = dict(id=order_id, market_id=market.id, user_id=user_id, client_order_id=req.client_order_id,
                   side=req.side, type=req.type, time_in_force=tif, price=req.price, quantity=req.quantity,
-                  filled_quantity=Decimal(0), expires_at=req.expires_at, wallet_address=verdict.wallet)
+                  filled_quantity=Decimal(0), expires_at=req.expires_at, wallet_address=verdict.wallet,
+                  reserved_cash=Decimal(0))
     events = Events()
+    touched: set[uuid.UUID] = {order_id}
     try:
         if verdict.reason is not None:
-            await session.execute(insert(Order).values(**values, status=OrderStatus.REJECTED, reason=verdict.reason,
-                                                       reserved_cash=Decimal(0)))
+            await session.execute(insert(Order).values(**values, status=OrderStatus.REJECTED, reason=verdict.reason))
         else:
-            await session.execute(insert(Order).values(**values, status=OrderStatus.NEW, reserved_cash=reservation))
-            if reservation and not await _reserve(session, user_id, order_id, reservation, market.quote_currency):
-                return await _commit_placed(session, market, user_id, order_id, events, request_id)
-            seq = (await session.execute(select(Order.seq).where(Order.id == order_id))).scalar_one()
+            seq = (await session.execute(insert(Order).values(**values, status=OrderStatus.NEW)
+                                         .returning(Order.seq))).scalar_one()
             taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, seq, req.expires_at)
-            await _execute(session, market, taker, reservation, verdict.wallet, now, events)
+            touched |= await _execute(session, market, taker, verdict.wallet, now, events)
     except IntegrityError:
         # the same clientOrderId placed concurrently in another market: the first one wins
         await session.rollback()
@@ -177,26 +176,10 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
         if found is None:
             raise
         return Placed(found, Events(), replayed=True)
-    return await _commit_placed(session, market, user_id, order_id, events, request_id)
-
-
-async def _reserve(session: AsyncSession, user_id: uuid.UUID, order_id: uuid.UUID, amount: Decimal,
-                   currency: str) -> bool:
-    """Hold the buy's cash; if another market took it meanwhile, the order is REJECTED like at the gate."""
-    try:
-        async with session.begin_nested():
-            await ledger.reserve(session, user_id, amount, currency, reference=f"order:{order_id}:reserve")
-        return True
-    except Conflict:
-        await session.execute(update(Order).where(Order.id == order_id).values(
-            status=OrderStatus.REJECTED, reason="INSUFFICIENT_CASH", reserved_cash=Decimal(0)))
-        return False
-
-
-async def _commit_placed(session: AsyncSession, market: Market, user_id: uuid.UUID, order_id: uuid.UUID,
-                         events: Events, request_id: str | None) -> Placed:
-    view = (await load_views(session, Order.id == order_id))[0]
-    events.add(market_data.orders_channel(user_id), view.event())
+    views = {v.id: v for v in await load_views(session, Order.id.in_(touched))}
+    for view in views.values():
+        events.add(market_data.orders_channel(view.user_id), view.event())
+    view = views[order_id]
     record(session, actor_id=user_id, action="order.place", target_type="order", target_id=order_id,
            request_id=request_id, details={"market": str(market.id), "status": view.status.value,
                                            "reason": view.reason})
@@ -204,8 +187,9 @@ async def _commit_placed(session: AsyncSession, market: Market, user_id: uuid.UU
     return Placed(view, events)
 
 
-async def _execute(session: AsyncSession, market: Market, taker: Incoming, reservation: Decimal,
-                   taker_wallet: str | None, now: datetime, events: Events) -> None:
+async def _execute(session: AsyncSession, market: Market, taker: Incoming, taker_wallet: str | None,
+                   now: datetime, events: Events) -> set[uuid.UUID]:
+    """Match the taker, settle its fills, update the makers; returns the makers touched."""
     result, resting = await book.match_against_book(session, market.id, taker, now)
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY
     levels: set[tuple[Side, Decimal]] = set()
@@ -216,46 +200,42 @@ async def _execute(session: AsyncSession, market: Market, taker: Incoming, reser
         touched.add(maker_id)
         await _finish(session, market, maker_id, r.user_id, opposite, r.reserved_cash, OrderStatus.EXPIRED,
                       "GTD_EXPIRED")
-    taker_reserved = reservation
-    trades = []
+    buyer_is_taker = taker.side is Side.BUY
     for fill in result.fills:
         r = resting[fill.maker_id]
-        buyer_is_taker = taker.side is Side.BUY
         buyer_id, seller_id = (taker.owner, r.user_id) if buyer_is_taker else (r.user_id, taker.owner)
         buyer_wallet, seller_wallet = (taker_wallet, r.wallet) if buyer_is_taker else (r.wallet, taker_wallet)
-        settled = await settle(session, market, maker_order_id=fill.maker_id, taker_order_id=taker.id,
+        settled = await settle(session, market, maker_order_id=fill.maker_id, taker_order_id=taker.id,  # type: ignore[arg-type]
                                taker_side=taker.side, buyer_id=buyer_id, seller_id=seller_id,  # type: ignore[arg-type]
                                price=fill.price, quantity=fill.quantity, buyer_wallet=buyer_wallet,
                                seller_wallet=seller_wallet, now=now)
-        trades.append(settled)
+        events.add(market_data.trades_channel(market.id), settled.event())
         levels.add((opposite, r.price))
-        touched.add(fill.maker_id)
+        touched.add(fill.maker_id)  # type: ignore[arg-type]
         maker_reserved = r.reserved_cash - (settled.buyer_cost if not buyer_is_taker else 0)
-        if buyer_is_taker:
-            taker_reserved -= settled.buyer_cost
         if fill.maker_remaining == 0:
-            await _finish(session, market, fill.maker_id, r.user_id, opposite, maker_reserved, OrderStatus.FILLED,
+            await _finish(session, market, fill.maker_id, r.user_id, opposite, maker_reserved, OrderStatus.FILLED,  # type: ignore[arg-type]
                           None, filled=r.quantity)
         else:
             await session.execute(update(Order).where(Order.id == fill.maker_id).values(
                 filled_quantity=r.quantity - fill.maker_remaining, status=OrderStatus.PARTIALLY_FILLED,
                 reserved_cash=maker_reserved, updated_at=now))
+    values: dict[str, Any] = dict(filled_quantity=result.filled, status=result.status, reason=result.reason)
     if result.rests:
         assert taker.price is not None
         levels.add((taker.side, taker.price))
-        await session.execute(update(Order).where(Order.id == taker.id).values(
-            filled_quantity=result.filled, status=result.status, reason=result.reason, reserved_cash=taker_reserved))
-    else:
-        await _finish(session, market, taker.id, taker.owner, taker.side, taker_reserved,  # type: ignore[arg-type]
-                      result.status, result.reason, filled=result.filled)
-    for t in trades:
-        events.add(market_data.trades_channel(market.id), t.event())
+        if buyer_is_taker:  # only the resting part holds cash; the fills were paid from AVAILABLE
+            held = buy_reservation(market, taker.price, result.remaining)
+            await ledger.reserve(session, taker.owner, held, market.quote_currency,  # type: ignore[arg-type]
+                                 reference=f"order:{taker.id}:reserve")
+            values["reserved_cash"] = held
+    if result.status is not OrderStatus.NEW or "reserved_cash" in values:  # a plain resting sell is as inserted
+        await session.execute(update(Order).where(Order.id == taker.id).values(**values))
     if levels:
         seq = await book.next_sequence(session, market.id)
         events.add(market_data.book_channel(market.id),
                    market_data.book_event(market.id, seq, await book.level_totals(session, market.id, levels)))
-    for view in await load_views(session, Order.id.in_(touched)) if touched else ():
-        events.add(market_data.orders_channel(view.user_id), view.event())
+    return touched
 
 
 async def _finish(session: AsyncSession, market: Market, order_id: uuid.UUID, user_id: uuid.UUID, side: Side,

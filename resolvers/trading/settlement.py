@@ -1,9 +1,15 @@
-"""Settlement of a trade, in the matching transaction: the cash leg moves in the ledger (buyer RESERVED -> seller
-AVAILABLE, both fees -> the platform FEES account) and the token leg becomes a PENDING transfer instruction
-(seller wallet -> buyer wallet, raw units) for the agent to execute on chain. The trade goes PENDING -> SETTLED,
-or FAILED if the ledger refuses (it cannot while reservations are consistent; FAILED keeps the trade visible).
+"""Settlement of a trade, in the matching transaction.
 
-Fees are rounded down to the ledger's 18 places, so fills never consume more than the buy order reserved
+Cash leg (at match time, in the ledger): buyer -> seller AVAILABLE, both fees -> the platform FEES account. A
+resting (maker) buyer pays from its RESERVED cash; a taker buyer pays straight from AVAILABLE (the gate checked it
+under the market lock, and reserving then releasing within one transaction would only cost statements) and only
+the part of it that rests is reserved. If the ledger refuses, the whole placement rolls back (CONFLICT).
+
+Token leg: a PENDING transfer instruction (seller wallet -> buyer wallet, raw units) for the agent to execute on
+chain. The trade's `settlement` follows it: PENDING until the agent reports the transfer
+(`record_transfer_result`): SETTLED when confirmed, FAILED when it failed.
+
+Fees are rounded down to the ledger's 18 places, so fills never consume more than a buy reserved
 (`buy_reservation`, rounded up).
 """
 
@@ -16,10 +22,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import Conflict
+from core.errors import NotFound
 from models.ledger import AccountKind
 from models.trading import InstructionStatus, Market, SettlementInstruction, SettlementStatus, Side, Trade
 from resolvers import ledger
@@ -68,7 +74,7 @@ class SettledTrade:
 async def settle(session: AsyncSession, market: Market, *, maker_order_id: uuid.UUID, taker_order_id: uuid.UUID,
                  taker_side: Side, buyer_id: uuid.UUID, seller_id: uuid.UUID, price: Decimal, quantity: Decimal,
                  buyer_wallet: str | None, seller_wallet: str | None, now: datetime) -> SettledTrade:
-    """Record the trade (PENDING) and settle it: cash in the ledger, token leg as an instruction."""
+    """Record the trade (PENDING), move its cash, and record the token leg as an instruction."""
     notional = notional_of(price, quantity)  # Numeric(38, 18) products need more than 28 digits
     maker_fee = fee(notional, market.maker_fee_bps)
     taker_fee = fee(notional, market.taker_fee_bps)
@@ -80,26 +86,40 @@ async def settle(session: AsyncSession, market: Market, *, maker_order_id: uuid.
         maker_fee=maker_fee, taker_fee=taker_fee, settlement=SettlementStatus.PENDING, created_at=now,
     ).returning(Trade.seq))).scalar_one()
     buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
-    legs = [(UserAccount(buyer_id, AccountKind.RESERVED), -(notional + buyer_fee)),
+    buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED
+    legs = [(UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),
             (UserAccount(seller_id), notional - seller_fee)]
     if buyer_fee + seller_fee:
         legs.append((Platform(AccountKind.FEES), buyer_fee + seller_fee))
-    status = SettlementStatus.SETTLED
-    try:
-        async with session.begin_nested():
-            await ledger.post(session, kind="SETTLE", reference=f"trade:{trade_id}:settle",
-                              currency=market.quote_currency, legs=legs,
-                              details={"market": str(market.id), "price": str(price), "quantity": str(quantity)})
-    except Conflict:
-        status = SettlementStatus.FAILED
-    await session.execute(update(Trade).where(Trade.id == trade_id).values(settlement=status))
-    if status is SettlementStatus.SETTLED and buyer_wallet and seller_wallet:
+    await ledger.post(session, kind="SETTLE", reference=f"trade:{trade_id}:settle", currency=market.quote_currency,
+                      legs=legs, details={"market": str(market.id), "price": str(price), "quantity": str(quantity)})
+    status = SettlementStatus.PENDING
+    if buyer_wallet and seller_wallet:
         await session.execute(insert(SettlementInstruction).values(
             id=uuid.uuid4(), trade_id=trade_id, chain_id=market.chain_id, token_address=market.token_address,
             from_wallet=seller_wallet, to_wallet=buyer_wallet, amount=to_units(quantity, market.base_decimals),
             status=InstructionStatus.PENDING))
     return SettledTrade(trade_id, seq, market.id, taker_side, price, quantity, notional + buyer_fee, maker_fee,
                         taker_fee, status, now)
+
+
+async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
+                                 tx_hash: str | None = None) -> SettlementStatus:
+    """The agent reports the on-chain transfer of a trade: the instruction becomes CONFIRMED | FAILED and the trade
+    SETTLED | FAILED. Idempotent; a finished instruction does not change. Commits."""
+    instruction = (await session.execute(select(SettlementInstruction).where(
+        SettlementInstruction.id == instruction_id).with_for_update())).scalar_one_or_none()
+    if instruction is None:
+        raise NotFound("settlement instruction not found")
+    if (done := instruction.status) in (InstructionStatus.CONFIRMED, InstructionStatus.FAILED):
+        await session.rollback()
+        return SettlementStatus.SETTLED if done is InstructionStatus.CONFIRMED else SettlementStatus.FAILED
+    instruction.status = InstructionStatus.CONFIRMED if confirmed else InstructionStatus.FAILED
+    instruction.tx_hash = tx_hash or instruction.tx_hash
+    status = SettlementStatus.SETTLED if confirmed else SettlementStatus.FAILED
+    await session.execute(update(Trade).where(Trade.id == instruction.trade_id).values(settlement=status))
+    await session.commit()
+    return status
 
 
 async def release_reservation(session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID, amount: Decimal,

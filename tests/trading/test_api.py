@@ -115,7 +115,7 @@ async def test_fund_trade_and_read_back(gql, make_user, services, session_factor
         {"price": "2.5", "quantity": "4", "takerSide": "BUY"}]
     mine = await gql("{ myTrades { edges { node { side fee settlement } } } }", token=seller_user.token)
     assert [e["node"] for e in mine["data"]["myTrades"]["edges"]] == [
-        {"side": "SELL", "fee": "0", "settlement": "SETTLED"}]
+        {"side": "SELL", "fee": "0", "settlement": "PENDING"}]
     now = datetime.now(timezone.utc)
     candles = await gql('query($m: UUID!, $f: DateTime!) { candles(marketId: $m, interval: ONE_MINUTE, from: $f) '
                         '{ open close volume tradeCount } }',

@@ -10,6 +10,7 @@ from models.ledger import AccountKind, LedgerAccount
 from models.trading import InstructionStatus, OrderStatus, OrderType, SettlementInstruction, SettlementStatus, Side, Trade
 from resolvers import ledger
 from resolvers.trading.orders import OrderRequest, cancel_order, place_order
+from resolvers.trading.settlement import record_transfer_result
 from tests.trading.factories import make_market, make_trader
 
 
@@ -36,7 +37,7 @@ async def test_cross_settles_cash_and_records_token_instruction(session_factory,
 
     trade = (await session.execute(select(Trade).where(Trade.taker_order_id == bid.order.id))).scalar_one()
     assert trade.price == Decimal("5") and trade.quantity == 4  # the maker's price
-    assert trade.settlement is SettlementStatus.SETTLED
+    assert trade.settlement is SettlementStatus.PENDING  # cash moved; the token leg waits for the agent
     assert trade.taker_fee == Decimal("0.04") and trade.maker_fee == Decimal("0.02")
     (buyer_cash,) = await ledger.balances(session, buyer.user_id)
     assert buyer_cash.available == Decimal("10000") - Decimal("20.04") and buyer_cash.reserved == 0
@@ -51,6 +52,28 @@ async def test_cross_settles_cash_and_records_token_instruction(session_factory,
     assert (instruction.from_wallet, instruction.to_wallet) == (seller.wallet, buyer.wallet)
     assert instruction.amount == 4 * 10**m.decimals and instruction.status is InstructionStatus.PENDING
 
+    assert await record_transfer_result(session, instruction.id, confirmed=True, tx_hash="0x" + "ab" * 32) \
+        is SettlementStatus.SETTLED
+    await session.refresh(trade)
+    await session.refresh(instruction)
+    assert trade.settlement is SettlementStatus.SETTLED and instruction.status is InstructionStatus.CONFIRMED
+    # a late duplicate report changes nothing
+    assert await record_transfer_result(session, instruction.id, confirmed=False) is SettlementStatus.SETTLED
+
+
+async def test_failed_transfer_marks_the_trade_failed(session_factory, session):  # type: ignore[no-untyped-def]
+    m = await make_market(session_factory)
+    seller = await make_trader(session_factory, m, tokens="10")
+    buyer = await make_trader(session_factory, m, cash="100")
+    await place_order(session, seller.user_id, limit(m, Side.SELL, "1", "1.00"))
+    await place_order(session, buyer.user_id, limit(m, Side.BUY, "1", "1.00"))
+    instruction = (await session.execute(select(SettlementInstruction).where(
+        SettlementInstruction.from_wallet == seller.wallet))).scalar_one()
+    assert await record_transfer_result(session, instruction.id, confirmed=False) is SettlementStatus.FAILED
+    trade = (await session.execute(select(Trade).where(Trade.id == instruction.trade_id))).scalar_one()
+    await session.refresh(trade)
+    assert trade.settlement is SettlementStatus.FAILED
+
 
 async def test_resting_buy_reserves_and_cancel_releases(session_factory, session):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory, maker_bps=10, taker_bps=20)
@@ -58,6 +81,7 @@ async def test_resting_buy_reserves_and_cancel_releases(session_factory, session
     placed = await place_order(session, buyer.user_id, limit(m, Side.BUY, "10", "2.50"))
     assert placed.order.status is OrderStatus.NEW
     assert placed.order.reserved_cash == Decimal("25.05")  # 25 + the larger fee (20 bps)
+    assert placed.order.status is OrderStatus.NEW
     (cash,) = await ledger.balances(session, buyer.user_id)
     assert (cash.available, cash.reserved) == (Decimal("974.95"), Decimal("25.05"))
     canceled, events = await cancel_order(session, buyer.user_id, placed.order.id)
