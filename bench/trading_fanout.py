@@ -1,0 +1,257 @@
+"""Benchmark (issue 5c): fan-out of `trades(marketId)` to many websocket subscribers on one API process.
+
+    .venv/bin/python -m bench.trading_fanout [--subscribers 1000 5000] [--trades 50] [--clients 4]
+
+For each subscriber count, one uvicorn worker runs twice in the same run: with shared subscriptions (one
+execution per distinct operation per process, the default) and with per-subscriber execution
+(RWA_SHARED_SUBSCRIPTIONS=0). Client processes (the `websockets` library, one asyncio loop each) open the
+graphql-transport-ws connections and subscribe; then one trade event every 100 ms is published to the market's
+Redis channel exactly as the matching transaction publishes it (with `createdAt` = publish time), so the server
+does only the fan-out work. Reported: delivered messages, delivery latency p50/p99 (publish -> client receive),
+and server CPU (utime+stime from /proc/<pid>/stat) per delivered message over the publishing window.
+Everything runs on 127.0.0.1 and stops itself (timeouts on every wait, processes killed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+from bench.harness import REDIS_URL, REPO, free_port, scratch_database
+
+QUERY = "subscription($m: UUID!) { trades(marketId: $m) { id price quantity takerSide sequence createdAt } }"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+async def _client_main(url: str, token: str, market_id: str, n: int, ready: mp.Queue, go: mp.Event,  # type: ignore[type-arg]
+                       stop: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    import websockets
+
+    latencies: list[float] = []
+    received = 0
+    errors = 0
+    marker = '"createdAt":"'
+
+    async def one(i: int) -> None:
+        nonlocal received, errors
+        try:
+            async with websockets.connect(url, subprotocols=["graphql-transport-ws"], open_timeout=60,  # type: ignore[list-item]
+                                          ping_interval=None, max_queue=None) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+                await asyncio.wait_for(ws.recv(), 60)
+                await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                          "payload": {"query": QUERY, "variables": {"m": market_id}}}))
+                ready.put(1)
+                while not stop.is_set():
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), 0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    now = time.time()
+                    at = raw.find(marker)
+                    if at < 0:
+                        continue
+                    start = at + len(marker)
+                    sent = datetime.fromisoformat(raw[start:raw.index('"', start)]).timestamp()
+                    received += 1
+                    latencies.append(now - sent)
+        except Exception:
+            errors += 1
+            ready.put(0)
+
+    sem = asyncio.Semaphore(100)  # bounded connection setup
+
+    async def limited(i: int) -> None:
+        async with sem:
+            task = asyncio.create_task(one(i))
+            await asyncio.sleep(0.002)
+        await task
+
+    tasks = [asyncio.create_task(limited(i)) for i in range(n)]
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    await asyncio.wait(tasks, timeout=10)
+    out.put((received, errors, latencies))
+
+
+def client_process(*args: object) -> None:
+    asyncio.run(_client_main(*args))  # type: ignore[arg-type]
+
+
+@dataclass
+class RunResult:
+    mode: str
+    subscribers: int
+    connected: int
+    delivered: int
+    expected: int
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_msg: float
+    cpu_s: float
+
+
+def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server.app:create_app_from_env", "--factory",
+                             "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets-sansio",
+                             "--backlog", "8192", "--log-level", "warning", "--no-access-log"],
+                            cwd=REPO, env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"api exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("api did not start")
+            time.sleep(0.1)
+
+
+async def publish_trades(prefix: str, market_id: str, count: int, interval_s: float) -> None:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(REDIS_URL)
+    channel = f"{prefix}market:{market_id}:trades"
+    try:
+        next_at = time.monotonic()
+        for i in range(count):
+            event = {"id": str(uuid.uuid4()), "sequence": i + 1, "marketId": market_id, "takerSide": "BUY",
+                     "price": "10.5", "quantity": "3", "createdAt": datetime.now(timezone.utc).isoformat()}
+            await redis.publish(channel, json.dumps(event, separators=(",", ":")))
+            next_at += interval_s
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    finally:
+        await redis.aclose()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, trades: int,
+            clients: int) -> RunResult:
+    ctx = mp.get_context("spawn")
+    env = {**env, "RWA_SHARED_SUBSCRIPTIONS": "1" if mode == "shared" else "0"}
+    proc, url = start_api(env)
+    ws_url = url.replace("http://", "ws://") + "/graphql"
+    ready, out = ctx.Queue(), ctx.Queue()
+    go, stop = ctx.Event(), ctx.Event()
+    per = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    workers = [ctx.Process(target=client_process, args=(ws_url, token, market_id, k, ready, go, stop, out),
+                           daemon=True) for k in per if k]
+    try:
+        for w in workers:
+            w.start()
+        connected = failed = 0
+        deadline = time.monotonic() + 180
+        while connected + failed < n and time.monotonic() < deadline:
+            try:
+                ok = ready.get(timeout=max(0.1, deadline - time.monotonic()))
+            except Exception:
+                break
+            connected += ok
+            failed += 1 - ok
+        time.sleep(2.0)  # subscriptions reach their Redis listeners
+        cpu0 = cpu_seconds(proc.pid)
+        asyncio.run(publish_trades(env["RWA_REDIS_PREFIX"], market_id, trades, 0.1))
+        time.sleep(3.0)  # drain
+        cpu1 = cpu_seconds(proc.pid)
+        stop.set()
+        delivered, errors, latencies = 0, 0, []
+        for _ in workers:
+            r, e, lat = out.get(timeout=60)
+            delivered += r
+            errors += e
+            latencies += lat
+        cpu = cpu1 - cpu0
+        return RunResult(mode, n, connected, delivered, connected * trades, percentile(latencies, 0.5) * 1000,
+                         percentile(latencies, 0.99) * 1000, cpu / max(delivered, 1) * 1e6, cpu)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(15)
+            if w.is_alive():
+                w.kill()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def _setup(database_url: str) -> tuple[str, uuid.UUID]:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from tests.trading.factories import make_market, make_user
+
+    engine = create_async_engine(database_url, pool_size=2)
+    sf = async_sessionmaker(engine, expire_on_commit=False)
+    m = await make_market(sf)
+    user = await make_user(sf)
+    await engine.dispose()
+    return str(m.market_id), user
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--trades", type=int, default=50, help="trades published, one every 100 ms")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    args = parser.parse_args()
+
+    from core.jwt_keys import KeyRing, generate_private_key_pem
+
+    pem = generate_private_key_pem()
+    results = []
+    with scratch_database() as db_url, tempfile.TemporaryDirectory() as data_dir:
+        market_id, user_id = asyncio.run(_setup(db_url))
+        token, _ = KeyRing(pem, "bench", ttl_s=3600).issue(user_id, ["INVESTOR"])
+        env = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test", "RWA_DATA_DIR": data_dir,
+               "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench", "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+               "RWA_REDIS_PREFIX": f"rwa-bench-fanout:{uuid.uuid4().hex[:6]}:"}
+        for n in args.subscribers:
+            for mode in ("shared", "per-subscriber"):
+                r = run_one(mode, n, env, token, market_id, args.trades, args.clients)
+                results.append(r)
+                print(f"  {mode} x {n}: delivered {r.delivered}/{r.expected}", flush=True)
+    print(f"\n{'mode':<16} {'subs':>6} {'conn':>6} {'delivered':>10} {'expected':>9} {'p50 ms':>8} {'p99 ms':>9} "
+          f"{'CPU s':>6} {'CPU us/msg':>10}")
+    for r in results:
+        print(f"{r.mode:<16} {r.subscribers:>6} {r.connected:>6} {r.delivered:>10} {r.expected:>9} {r.p50_ms:>8.1f} "
+              f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f}")
+    by = {(r.mode, r.subscribers): r for r in results}
+    for n in args.subscribers:
+        s, p = by[("shared", n)], by[("per-subscriber", n)]
+        print(f"{n} subscribers: per-subscriber / shared CPU per delivered message = "
+              f"{p.cpu_us_per_msg / s.cpu_us_per_msg:.1f}x; shared p99 {s.p99_ms:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
