@@ -35,6 +35,11 @@ def event_payload(payment: Payment, previous: PaymentState | None) -> dict[str, 
     }
 
 
+def event_name(e: dict[str, Any]) -> str:
+    """payment.<new state> for a transition; payment.funds_updated when only the amounts seen changed."""
+    return "payment.funds_updated" if e["previousState"] == e["state"] else f"payment.{e['state'].lower()}"
+
+
 def queue(session: AsyncSession, payment: Payment, previous: PaymentState | None) -> None:
     session.info.setdefault(_KEY, []).append(event_payload(payment, previous))
 
@@ -47,7 +52,7 @@ async def write_outbox(session: AsyncSession) -> None:
     events = session.info.get(_KEY)
     if not events:
         return
-    rows = [{"event": f"payment.{e['state'].lower()}", "payload": e} for e in events]
+    rows = [{"event": event_name(e), "payload": e} for e in events]
     await session.execute(text(
         "INSERT INTO webhook_deliveries (id, endpoint_id, url, event, payload, state, attempts) "
         "SELECT gen_random_uuid(), e.id, e.url, ev.event, ev.payload, 'PENDING', 0 "
