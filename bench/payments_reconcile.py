@@ -69,12 +69,12 @@ async def create_payments(factory, user_id: uuid.UUID, token: str, n: int) -> li
     return out
 
 
-async def send_deposits(url: str, token: str, sender: str, addresses: list[str]) -> list[int]:
-    """One batchTransfer per 500 deposit addresses (automine: one block each); returns the blocks."""
+async def send_deposits(url: str, token: str, sender: str, addresses: list[str], per_tx: int) -> list[int]:
+    """One batchTransfer per `per_tx` deposit addresses (automine: one block each); returns the blocks."""
     blocks = []
     async with httpx.AsyncClient(timeout=120) as client:
-        for start in range(0, len(addresses), MAX_BATCH):
-            chunk = addresses[start:start + MAX_BATCH]
+        for start in range(0, len(addresses), per_tx):
+            chunk = addresses[start:start + per_tx]
             data = batch_transfer_calldata(chunk, [AMOUNT_UNITS] * len(chunk))
             (tx_hash,) = await _call(client, url, [("eth_sendTransaction", [{"from": sender, "to": token,
                                                                              "data": data, "gas": hex(29_000_000)}])])
@@ -89,7 +89,7 @@ async def send_deposits(url: str, token: str, sender: str, addresses: list[str])
     return blocks
 
 
-async def run(n: int, block_time: float, interval: float, db_url: str, db2_url: str) -> dict:
+async def run(n: int, block_time: float, interval: float, per_tx: int, db_url: str, db2_url: str) -> dict:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -125,6 +125,7 @@ async def run(n: int, block_time: float, interval: float, db_url: str, db2_url: 
         final_at: dict[int, float] = {}  # block -> wall time the indexer showed it final
         confirmed_at: dict[uuid.UUID, float] = {}
         busy = [0.0]
+        passes: list[tuple[float, int]] = []  # (seconds, payments changed) of passes that did work
 
         async def monitor() -> None:
             seen = -1
@@ -144,6 +145,8 @@ async def run(n: int, block_time: float, interval: float, db_url: str, db2_url: 
                 t = time.perf_counter()
                 stats = await reconcile_chain(factory, 1)
                 busy[0] += time.perf_counter() - t
+                if stats.changed:
+                    passes.append((time.perf_counter() - t, stats.changed))
                 for pid, state, at in stats.committed:
                     if state.value == "CONFIRMED":
                         confirmed_at[pid] = at.timestamp()
@@ -156,13 +159,13 @@ async def run(n: int, block_time: float, interval: float, db_url: str, db2_url: 
 
         tasks = [asyncio.create_task(monitor()), asyncio.create_task(reconciler())]
         t_send = time.perf_counter()
-        blocks = await send_deposits(node.url, stable.address, sender, [a for _, a in payments])
+        blocks = await send_deposits(node.url, stable.address, sender, [a for _, a in payments], per_tx)
         send_s = time.perf_counter() - t_send
         print(f"sent {n} deposits in {len(blocks)} txs (blocks {blocks[0]}-{blocks[-1]}) in {send_s:.1f} s", flush=True)
         tasks.append(asyncio.create_task(miner()))
         block_of = {}
         for i, (pid, _) in enumerate(payments):
-            block_of[pid] = blocks[i // MAX_BATCH]
+            block_of[pid] = blocks[i // per_tx]
         deadline = time.perf_counter() + 600
         while len(confirmed_at) < n and time.perf_counter() < deadline:
             if indexer.done():
@@ -194,13 +197,16 @@ async def run(n: int, block_time: float, interval: float, db_url: str, db2_url: 
         bf = await backfill(settings2, 1, start_block, blocks[-1], config=IndexerConfig(finality_depth={1: 8}))
 
     return {
-        "payments": n, "create_per_s": n / create_s, "deposit_txs": len(blocks), "block_time_s": block_time,
+        "payments": n, "create_per_s": n / create_s, "deposit_txs": len(blocks), "deposits_per_block": per_tx,
+        "block_time_s": block_time,
         "reconcile_interval_s": interval,
         "confirmed": confirmed, "credit_movements": credits, "user_cash": str(cash), "expected_cash": str(Decimal(n * AMOUNT_UNITS).scaleb(-6)),
         "ledger_balanced": balanced,
         "reconciled_per_busy_s": len(confirmed_at) / busy[0] if busy[0] else float("nan"),
         "reconciled_per_wall_s": len(confirmed_at) / wall if wall else float("nan"),
         "latency_p50_s": pct(latencies, 0.50), "latency_p99_s": pct(latencies, 0.99), "latency_max_s": max(latencies, default=float("nan")),
+        "working_passes": len(passes), "pass_s_p50": pct([p[0] for p in passes], 0.5),
+        "pass_s_max": max((p[0] for p in passes), default=float("nan")),
         "indexer_backfill_events_per_s": bf.events_per_s, "indexer_backfill_events": bf.events,
     }
 
@@ -210,9 +216,10 @@ def main() -> int:
     parser.add_argument("--payments", type=int, default=10_000)
     parser.add_argument("--block-time", type=float, default=0.5, help="seconds between mined blocks after the deposits")
     parser.add_argument("--interval", type=float, default=0.5, help="reconciler pause between passes (worker: 0.5 s)")
+    parser.add_argument("--per-tx", type=int, default=MAX_BATCH, help="deposits per batchTransfer (= per block)")
     args = parser.parse_args()
     with scratch_database("rwa_bench_pay") as db_url, scratch_database("rwa_bench_pay_idx") as db2_url:
-        result = asyncio.run(run(args.payments, args.block_time, args.interval, db_url, db2_url))
+        result = asyncio.run(run(args.payments, args.block_time, args.interval, min(args.per_tx, MAX_BATCH), db_url, db2_url))
     width = max(len(k) for k in result)
     for k, v in result.items():
         print(f"{k:<{width}}  {v:,.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
