@@ -54,25 +54,23 @@ async def _client_main(url: str, token: str, market_id: str, n: int, ready: mp.Q
         nonlocal received, errors
         try:
             async with websockets.connect(url, subprotocols=["graphql-transport-ws"], open_timeout=60,  # type: ignore[list-item]
-                                          ping_interval=None, max_queue=None) as ws:
+                                          ping_interval=None, max_queue=None, compression=None) as ws:
                 await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
                 await asyncio.wait_for(ws.recv(), 60)
                 await ws.send(json.dumps({"id": "1", "type": "subscribe",
                                           "payload": {"query": QUERY, "variables": {"m": market_id}}}))
                 ready.put(1)
-                while not stop.is_set():
-                    try:
-                        raw = await asyncio.wait_for(ws.recv(), 0.5)
-                    except asyncio.TimeoutError:
-                        continue
+                async for raw in ws:  # canceled at the end of the run
                     now = time.time()
-                    at = raw.find(marker)
+                    at = raw.find(marker)  # type: ignore[union-attr,arg-type]
                     if at < 0:
                         continue
                     start = at + len(marker)
-                    sent = datetime.fromisoformat(raw[start:raw.index('"', start)]).timestamp()
+                    sent = datetime.fromisoformat(raw[start:raw.index('"', start)]).timestamp()  # type: ignore[index,arg-type,union-attr]
                     received += 1
                     latencies.append(now - sent)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             errors += 1
             ready.put(0)
@@ -88,6 +86,8 @@ async def _client_main(url: str, token: str, market_id: str, n: int, ready: mp.Q
     tasks = [asyncio.create_task(limited(i)) for i in range(n)]
     while not stop.is_set():
         await asyncio.sleep(0.2)
+    for t in tasks:
+        t.cancel()
     await asyncio.wait(tasks, timeout=10)
     out.put((received, errors, latencies))
 
@@ -107,6 +107,7 @@ class RunResult:
     p99_ms: float
     cpu_us_per_msg: float
     cpu_s: float
+    work_us_per_msg: float  # idle CPU (same window length, no events) subtracted
 
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
@@ -179,10 +180,13 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
             connected += ok
             failed += 1 - ok
         time.sleep(2.0)  # subscriptions reach their Redis listeners
-        cpu0 = cpu_seconds(proc.pid)
+        idle0, t_idle = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(2.0)  # what the server burns with N idle sockets, subtracted below
+        idle_rate = (cpu_seconds(proc.pid) - idle0) / (time.monotonic() - t_idle)
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         asyncio.run(publish_trades(env["RWA_REDIS_PREFIX"], market_id, trades, 0.1))
         time.sleep(3.0)  # drain
-        cpu1 = cpu_seconds(proc.pid)
+        cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
         stop.set()
         delivered, errors, latencies = 0, 0, []
         for _ in workers:
@@ -191,8 +195,10 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
             errors += e
             latencies += lat
         cpu = cpu1 - cpu0
+        work = max(0.0, cpu - idle_rate * (t1 - t0))
         return RunResult(mode, n, connected, delivered, connected * trades, percentile(latencies, 0.5) * 1000,
-                         percentile(latencies, 0.99) * 1000, cpu / max(delivered, 1) * 1e6, cpu)
+                         percentile(latencies, 0.99) * 1000, cpu / max(delivered, 1) * 1e6, cpu,
+                         work / max(delivered, 1) * 1e6)
     finally:
         stop.set()
         for w in workers:
@@ -242,15 +248,16 @@ def main() -> None:
                 results.append(r)
                 print(f"  {mode} x {n}: delivered {r.delivered}/{r.expected}", flush=True)
     print(f"\n{'mode':<16} {'subs':>6} {'conn':>6} {'delivered':>10} {'expected':>9} {'p50 ms':>8} {'p99 ms':>9} "
-          f"{'CPU s':>6} {'CPU us/msg':>10}")
+          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12}")
     for r in results:
         print(f"{r.mode:<16} {r.subscribers:>6} {r.connected:>6} {r.delivered:>10} {r.expected:>9} {r.p50_ms:>8.1f} "
-              f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f}")
+              f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f} {r.work_us_per_msg:>12.1f}")
     by = {(r.mode, r.subscribers): r for r in results}
     for n in args.subscribers:
         s, p = by[("shared", n)], by[("per-subscriber", n)]
         print(f"{n} subscribers: per-subscriber / shared CPU per delivered message = "
-              f"{p.cpu_us_per_msg / s.cpu_us_per_msg:.1f}x; shared p99 {s.p99_ms:.1f} ms")
+              f"{p.cpu_us_per_msg / s.cpu_us_per_msg:.1f}x (idle-corrected "
+              f"{p.work_us_per_msg / max(s.work_us_per_msg, 1e-9):.1f}x); shared p99 {s.p99_ms:.1f} ms")
 
 
 if __name__ == "__main__":
