@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the whole product on the embedded default: `rwa dev`.
+# Set up (idempotent) and run the whole product on the embedded default: `rwa dev` (arguments go to it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-# Embedded Postgres refuses a data dir inside root's home (it would open permissions on it): as root with the
-# checkout there, keep the data under /var/lib instead.
-if [ -z "${RWA_DATA_DIR:-}" ] && [ "$(id -u)" = "0" ] && [[ "$PWD/" == "$HOME/"* || "$PWD/" == /root/* ]]; then
-  export RWA_DATA_DIR="/var/lib/stablerwa/$(basename "$PWD")"
-  echo "data dir: $RWA_DATA_DIR (the checkout is inside root's home)" >&2
+# As root, pgserver runs postgres as its own OS user and opens read permission on every parent directory of
+# its data dir and of its install dir (the venv): with the checkout inside root's home, keep both under
+# /var/lib/stablerwa/<checkout name> instead, so root's home stays closed.
+if [ "$(id -u)" = "0" ] && [[ "$PWD/" == "$HOME/"* || "$PWD/" == /root/* ]]; then
+  base="/var/lib/stablerwa/$(basename "$PWD")"
+  export RWA_VENV="${RWA_VENV:-$base/venv}" RWA_DATA_DIR="${RWA_DATA_DIR:-$base/data}"
+  echo "the checkout is inside root's home: venv $RWA_VENV, data dir $RWA_DATA_DIR" >&2
 fi
-exec .venv/bin/rwa dev "$@"
+bash scripts/setup.sh
+exec "${RWA_VENV:-.venv}/bin/rwa" dev "$@"

@@ -4,24 +4,44 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+# The venv: ./.venv unless RWA_VENV says otherwise (scripts/dev.sh moves it out of root's home).
+VENV="${RWA_VENV:-.venv}"
+
+# A Python the wheels exist for (pgserver: CPython 3.10-3.12) with venv support; $PYTHON overrides.
+usable_python() {
+  command -v "$1" >/dev/null 2>&1 &&
+    "$1" -c 'import sys, venv, ensurepip; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1
+}
+if [ ! -x "$VENV/bin/python" ]; then
+  PYTHON="${PYTHON:-}"
+  if [ -z "$PYTHON" ]; then
+    for candidate in python3 python3.12 python3.11 python3.10; do
+      if usable_python "$candidate"; then PYTHON="$candidate"; break; fi
+    done
+  fi
+  if [ -z "$PYTHON" ] || ! usable_python "$PYTHON"; then
+    echo "error: need Python 3.10-3.12 with venv (Debian/Ubuntu: apt-get install python3-venv; or set PYTHON=...)" >&2
+    exit 1
+  fi
+  mkdir -p "$(dirname "$VENV")"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null  # editable installs from pyproject need a recent pip
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # stamp file: skip the (slow) resolver run when pyproject.toml did not change
-stamp=.venv/.rwa-installed
+stamp="$VENV/.rwa-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q -e ".[dev]"
+  "$VENV/bin/pip" install -q -e ".[dev]"
   touch "$stamp"
 fi
 
+command -v npm >/dev/null 2>&1 || { echo "error: npm not found (Node 20: apt-get install nodejs npm)" >&2; exit 1; }
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 fi
-.venv/bin/python -m server.graphiql install >/dev/null
+"$VENV/bin/python" -m server.graphiql install >/dev/null
 
-if [ "${RWA_SETUP_BROWSER:-0}" = "1" ] && ! command -v chromium >/dev/null 2>&1; then
+# The browser test runs Debian's /usr/bin/chromium (not a snap, not Playwright's download).
+if [ "${RWA_SETUP_BROWSER:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = "0" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else

@@ -7,16 +7,20 @@ cd "$(dirname "$0")/.."
 RWA_SETUP_BROWSER=1 bash scripts/setup.sh
 
 # With TEST_DATABASE_URL / TEST_REDIS_URL unset and no local servers, the fixtures start embedded ones.
-if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
-  if command -v pg_ctlcluster >/dev/null 2>&1; then
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+# Starting them is best effort (needs root): when it fails the fixtures fall back to embedded services.
+if [ -z "${TEST_DATABASE_URL:-}" ] && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    for version in $(ls /etc/postgresql); do
+      pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null && break
+    done || true
   fi
 fi
-if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+if [ -z "${TEST_REDIS_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   if command -v redis-server >/dev/null 2>&1; then
-    mkdir -p /var/lib/redis /var/log/redis
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    { mkdir -p /var/lib/redis /var/log/redis &&
+      redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log; } 2>/dev/null || true
+    for _ in 1 2 3 4 5 6 7 8 9 10; do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.2; done
   fi
 fi
 
@@ -29,4 +33,4 @@ fi
 echo "tests use: ${TEST_DATABASE_URL:-embedded Postgres} / ${TEST_REDIS_URL:-embedded Redis}"
 
 # pytest exits 5 when it collected nothing: that is a failure here too.
-exec .venv/bin/pytest "$@"
+exec "${RWA_VENV:-.venv}/bin/pytest" "$@"
