@@ -18,7 +18,7 @@ class IndexerConfig:
     finality_depth: Mapping[int, int] = field(default_factory=dict)
     batch_events: int = 5_000  # events per write transaction (bounds memory: ~3 batches in flight)
     logs_per_call: int = 2_500  # shrink the getLogs span when a call returns more
-    initial_span: int | None = None  # first getLogs span; None: min(10, spec.max_logs_range)
+    initial_span: int | None = None  # first getLogs span; None: 1, grown by the fetcher
     lock_retry_s: float = 1.0  # how often a standby process tries to take the writer lock
     error_backoff_s: float = 1.0  # pause after an RPC/DB failure before retrying an iteration
     rpc_timeout_s: float = 20.0

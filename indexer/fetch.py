@@ -45,19 +45,36 @@ def _shrinkable(err: RpcError) -> bool:
     return isinstance(err, LogRangeTooLarge | RpcTimeout) or (isinstance(err, AllEndpointsFailed) and err.all_timeouts)
 
 
-def make_ranger(spec: ChainSpec, initial_span: int | None = None) -> AdaptiveLogRange:
-    """Start small (a dense token returns thousands of logs per block) and let ``steer`` grow it."""
-    initial = initial_span if initial_span is not None else min(10, spec.max_logs_range)
-    return AdaptiveLogRange(initial, spec.max_logs_range_floor, max(initial, spec.max_logs_range))
+class LogSpan(AdaptiveLogRange):
+    """AdaptiveLogRange that also remembers the densest span seen lately (logs per block, halved
+    after each call), so it does not grow back into a dense region at full speed."""
+
+    def __init__(self, initial: int, floor: int = 1, ceiling: int | None = None) -> None:
+        super().__init__(initial, floor, ceiling)
+        self.density = 0.0
+
+
+def make_ranger(spec: ChainSpec, initial_span: int | None = None) -> LogSpan:
+    """Start at one block (a dense token returns thousands of logs per block); ``steer`` grows it
+    while results stay sparse, so a quiet history reaches the spec's maximum span in a few calls."""
+    initial = initial_span if initial_span is not None else 1
+    return LogSpan(initial, spec.max_logs_range_floor, max(initial, spec.max_logs_range))
 
 
 def steer(ranger: AdaptiveLogRange, span: int, n_logs: int, logs_per_call: int) -> None:
-    """Aim the next span at ``logs_per_call`` logs: proportional shrink, growth at most x2 per call."""
-    if n_logs > logs_per_call and span > 1:
-        ranger.size = max(ranger.floor, min(ranger.size, span * logs_per_call // n_logs))
-    elif span >= ranger.size and n_logs < logs_per_call // 2:
-        target = span * 2 if n_logs == 0 else min(span * 2, span * logs_per_call // n_logs)
+    """Aim the next span at ``logs_per_call`` logs: proportional shrink; growth at most x2 per call
+    and, for a LogSpan, no further than the recent peak density allows (bounds memory per call)."""
+    density = n_logs / span
+    if isinstance(ranger, LogSpan):
+        ranger.density = max(density, ranger.density / 2)
+        density = ranger.density
+    if density * span > logs_per_call and span > 1:
+        ranger.size = max(ranger.floor, min(ranger.size, int(logs_per_call / density)))
+    elif span >= ranger.size and density * span < logs_per_call / 2:
+        target = span * 2 if density == 0 else min(span * 2, int(logs_per_call / density))
         ranger.size = max(ranger.floor, min(ranger.ceiling, target))
+    elif density * span > logs_per_call:
+        ranger.size = ranger.floor
 
 
 async def _logs_until(

@@ -119,21 +119,27 @@ async def run_indexer(
     config = config or IndexerConfig.from_env()
     stop = stop or asyncio.Event()
     ids = chain_ids or [s.chain_id for s in all_chains()]
+    _database_url(settings)
     for cid in ids:
         get_chain(cid)  # UnknownChain early
+        if not (settings.rpc_urls(cid) or rpc_urls_for(cid)):
+            raise NoRpcUrls(cid)
     redis = create_redis(settings.redis_url) if settings.redis_url else None
+    tasks = [asyncio.create_task(_run_chain(settings, cid, config, stop, redis), name=f"chain-{cid}") for cid in ids]
     try:
-        tasks = {asyncio.create_task(_run_chain(settings, cid, config, stop, redis), name=f"chain-{cid}"): cid for cid in ids}
         errors: list[BaseException] = []
-        for task in asyncio.as_completed(tasks):
+        for fut in asyncio.as_completed(tasks):
             try:
-                await task
-            except ReorgTooDeep as exc:
+                await fut
+            except ReorgTooDeep as exc:  # that chain stops; the others go on
                 log.error("%s", exc)
                 errors.append(exc)
         if errors:
             raise errors[0]
     finally:
+        for task in tasks:  # an unexpected error (or cancellation) must not leave chains running
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if redis is not None:
             await redis.aclose()
 

@@ -64,9 +64,9 @@ class FaultyRpc:
         refusal = self._too_wide(payload)
         if refusal is not None:
             return web.json_response(refusal)
-        kind = self.rng.choice(KINDS) if self.rng.random() < self.fault_rate else None
-        if kind == "drop_item" and not isinstance(payload, list):
-            kind = None
+        kind = self.rng.choice(KINDS[:-1]) if self.rng.random() < self.fault_rate else None
+        if kind is None and isinstance(payload, list) and len(payload) > 1 and self.rng.random() < self.fault_rate:
+            kind = "drop_item"
         if kind is not None:
             self.injected[kind] += 1
         if kind == "429":
