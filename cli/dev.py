@@ -5,7 +5,8 @@ USD stablecoin deployed on each, then the API server, the indexer and a job work
 
 Stopping: Ctrl-C / SIGTERM / SIGHUP stops the children (each in its own session, so a terminal Ctrl-C reaches
 only us and each child gets exactly one SIGTERM: a second signal would make the indexer cancel mid-batch),
-then the chains, then the embedded services; a second Ctrl-C kills the children at once. If `rwa dev` itself
+then the chains, then the embedded services;
+  another Ctrl-C a second or more later kills the children at once. If `rwa dev` itself
 is killed (SIGKILL), a watchdog process (cli/dev_reaper.py) stops everything it had started.
 
 Local chains are new on every start, so on-chain rows of the local chain ids from a previous run are cleared;
@@ -22,13 +23,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from chains.anvil import AnvilError, AnvilNode, stop_nodes
 from cli.dev_reaper import watched
 from cli.runtime import err, fail
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # anvil's first well-known development account; never valid outside local chains
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -110,8 +116,9 @@ def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
     return Child(name, proc)
 
 
-def _group_alive(pgid: int) -> bool:
-    """A live (non-zombie) process is in group `pgid`: a child's own children (dramatiq) may outlive it."""
+def group_members(pgid: int) -> dict[int, int]:
+    """pid -> parent pid of the live (non-zombie) processes in group `pgid`."""
+    members = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -119,26 +126,42 @@ def _group_alive(pgid: int) -> bool:
             except (OSError, IndexError):
                 continue
             if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                return True
-    return False
+                members[int(entry.name)] = int(fields[1])
+    return members
 
 
 def _running(child: Child) -> bool:
-    return child.proc.poll() is None or _group_alive(child.proc.pid)
+    return child.proc.poll() is None or bool(group_members(child.proc.pid))
 
 
-def stop_children(children: list[Child], hurry: list[int]) -> None:
-    """SIGTERM each child's process group; wait up to STOP_TIMEOUT_S (less if a signal lands in `hurry`) for it and everything in
-    its process group to exit, then SIGKILL the group."""
+def _terminate_orphans(child: Child, signalled: set[int]) -> None:
+    """After a child exited, SIGTERM (once) the processes of its group it left without a parent in the group.
+
+    `rwa worker` dies of SIGTERM at once when DATABASE_URL/REDIS_URL are set (it installs no handler then),
+    orphaning its dramatiq main process. Signalling that one only matters: a second SIGTERM to dramatiq's worker
+    processes (ours on top of the one their main forwards) makes them kill themselves mid-job."""
+    members = group_members(child.proc.pid)
+    for pid, parent in members.items():
+        if parent not in members and pid not in signalled:
+            signalled.add(pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def stop_children(children: list[Child], hurry: Callable[[], bool] = lambda: False) -> None:
+    """SIGTERM each child, then the orphans it leaves in its process group; wait up to STOP_TIMEOUT_S (or until
+    `hurry()`) for everything in those groups to exit, then SIGKILL what is left."""
     for child in children:
-        # The whole group: `rwa worker` dies of SIGTERM at once when DATABASE_URL/REDIS_URL are set (it installs
-        # no handler then), so its dramatiq processes must get the SIGTERM themselves.
-        try:
-            os.killpg(child.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        if child.proc.poll() is None:
+            child.proc.terminate()
+    signalled: set[int] = set()
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and not hurry and any(_running(c) for c in children):
+    while time.monotonic() < deadline and not hurry() and any(_running(c) for c in children):
+        for child in children:
+            if child.proc.poll() is not None:
+                _terminate_orphans(child, signalled)
         time.sleep(0.2)
     for child in children:
         if _running(child):
@@ -185,6 +208,73 @@ def _release_reaper(reaper: subprocess.Popen[bytes]) -> None:
         reaper.kill()
 
 
+class StopSignals:
+    """SIGINT/SIGTERM/SIGHUP only record that a stop was asked (no exception lands in the middle of the cleanup).
+    A signal at least a second after the first one means "hurry": `timeout`, or a terminal and a script, may
+    deliver the same stop twice at once."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) != signal.SIG_IGN:  # nohup / `cmd &` in a script: keep ignoring
+                signal.signal(signum, self._record)
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.times.append(time.monotonic())
+
+    @property
+    def stop(self) -> bool:
+        return bool(self.times)
+
+    def hurry(self) -> bool:
+        return bool(self.times) and self.times[-1] - self.times[0] >= 1.0
+
+
+def _start_all(host: str, port: int, with_worker: bool, settings: Settings, nodes: list[SessionAnvil],
+               children: list[Child], reaper: subprocess.Popen[bytes], signals: StopSignals) -> bool:
+    """Chains, seed, child processes. False when a stop signal arrived meanwhile."""
+    for node in nodes:
+        try:
+            node.start()
+        except AnvilError as exc:  # e.g. `npm ci` not run: say so in one line
+            raise fail(str(exc), 3) from None
+        _watch(reaper, node.pid)
+        if signals.stop:
+            return False
+    urls = {n.chain_id: n.url for n in nodes}
+    asyncio.run(reset_local_chain_rows(settings.database_url or ""))
+    coins = asyncio.run(seed_stablecoins(settings.database_url or "", urls))
+    env = {**os.environ, **{f"RPC_URLS_{cid}": url for cid, url in urls.items()}}
+    env.setdefault("DEPLOYER_PRIVATE_KEY", ANVIL_DEV_KEY)
+    commands = [("api", ["serve", "--host", host, "--port", str(port)]), ("indexer", ["index", "run"])]
+    if with_worker:
+        commands.append(("worker", ["worker"]))
+    for name, args in commands:
+        if signals.stop:
+            return False
+        children.append(_spawn(name, args, env))
+        _watch(reaper, children[-1].proc.pid, group=True)
+    for cid, url in urls.items():  # one line each (soft_wrap): scripts and tests parse them
+        err.print(f"chain {cid} {url}  USDC {coins[cid]}", soft_wrap=True, highlight=False)
+    err.print(f"[bold green]StableRWA dev[/]: GraphiQL at http://{host}:{port}/graphql  (Ctrl-C to stop)",
+              soft_wrap=True, highlight=False)
+    return not signals.stop
+
+
+def _watch_children(children: list[Child], signals: StopSignals) -> int | None:
+    """Until a stop signal (None) or a child exits (its exit code, at least 1)."""
+    while not signals.stop:
+        for child in children:
+            code = child.proc.poll()
+            if code is not None:
+                err.print(f"[red]{child.name} exited with {code}; stopping[/]")
+                return code or 1
+        time.sleep(0.2)
+    return None
+
+
 def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with_worker: bool) -> None:
     from cli.runtime import load_settings, runtime
 
@@ -192,66 +282,25 @@ def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with
     if configured.is_production:
         raise fail("rwa dev clears the local chains' rows on start; it refuses RWA_ENV=production", 2)
     _check_port_free(host, port)
+    failed: int | None = None
+    # runtime() starts the embedded services with handlers that turn a signal into an exception (it cleans up);
+    # from then on StopSignals takes over, so the shutdown below always runs to the end.
     with runtime() as settings:  # from here on settings carry the embedded URLs: ask `configured`
+        signals = StopSignals()
+        signals.install()
         reaper = _start_reaper(configured.data_path() if configured.embedded else None)
         nodes = [SessionAnvil(cid, port=chain_ports[i] if chain_ports else None)
                  for i, cid in enumerate(LOCAL_CHAINS)]
         children: list[Child] = []
-        requested = False
         try:
-            for node in nodes:
-                try:
-                    node.start()
-                except AnvilError as exc:  # e.g. `npm ci` not run: say so in one line
-                    raise fail(str(exc), 3) from None
-                _watch(reaper, node.pid)
-            urls = {n.chain_id: n.url for n in nodes}
-            asyncio.run(reset_local_chain_rows(settings.database_url or ""))
-            coins = asyncio.run(seed_stablecoins(settings.database_url or "", urls))
-            env = {**os.environ, **{f"RPC_URLS_{cid}": url for cid, url in urls.items()}}
-            env.setdefault("DEPLOYER_PRIVATE_KEY", ANVIL_DEV_KEY)
-            commands = [("api", ["serve", "--host", host, "--port", str(port)]), ("indexer", ["index", "run"])]
-            if with_worker:
-                commands.append(("worker", ["worker"]))
-            for name, args in commands:
-                children.append(_spawn(name, args, env))
-                _watch(reaper, children[-1].proc.pid, group=True)
-            for cid, url in urls.items():  # one line each (soft_wrap): scripts and tests parse them
-                err.print(f"chain {cid} {url}  USDC {coins[cid]}", soft_wrap=True, highlight=False)
-            err.print(f"[bold green]StableRWA dev[/]: GraphiQL at http://{host}:{port}/graphql  (Ctrl-C to stop)",
-                      soft_wrap=True, highlight=False)
-            while True:
-                for child in children:
-                    code = child.proc.poll()
-                    if code is not None:
-                        err.print(f"[red]{child.name} exited with {code}; stopping[/]")
-                        raise SystemExit(code or 1)
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            requested = True
-        except SystemExit as exc:
-            requested = exc.code in (128 + signal.SIGTERM, 128 + signal.SIGHUP)  # from install_signal_handlers
-            if not requested:
-                raise
+            if _start_all(host, port, with_worker, settings, nodes, children, reaper, signals):
+                failed = _watch_children(children, signals)
         finally:
-            hurry = _hurry_on_further_signals()
             err.print("stopping...")
-            stop_children(children, hurry)
+            stop_children(children, signals.hurry)
             stop_nodes(nodes)
         # leaving runtime() stops the embedded services; only then is the watchdog no longer needed
     _release_reaper(reaper)
-    if requested:
-        err.print("[green]stopped[/]")
-
-
-def _hurry_on_further_signals() -> list[int]:
-    """During shutdown a further Ctrl-C/SIGTERM only hurries it (kills the children) instead of aborting it."""
-    hurry: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        hurry.append(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, on_signal)
-    return hurry
+    if failed is not None:
+        raise SystemExit(failed)
+    err.print("[green]stopped[/]")
