@@ -1,7 +1,7 @@
 """Benchmark (issue 5a): `placeOrder` over HTTP on one uvicorn worker with wrk, next to the plain Starlette +
 asyncpg endpoint (bench/plain_app.py) in the same run.
 
-    .venv/bin/python -m bench.trading_http [--duration 10] [--connections 50]
+    .venv/bin/python -m bench.trading_place_order [--duration 10] [--connections 50]
 
 The wrk script alternates a seller's SELL and a buyer's BUY at one price, so every other request crosses: half
 the requests rest an order, half trade against it (settlement in the ledger, a transfer instruction, market data
@@ -50,7 +50,8 @@ def wrk_alternating(name: str, url: str, bodies: list[str], tokens: list[str], *
               '  io.write(string.format("NON2XX %d\\n", summary.errors.status))\nend\n')
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", f.name, url],
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--timeout", "30s", "--latency",
+                          "-s", f.name, url],
                          capture_output=True, text=True, timeout=duration_s + 60, check=True).stdout
     os.unlink(f.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
