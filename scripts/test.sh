@@ -4,6 +4,12 @@
 # starting them when they are installed but down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/root_home.sh
+base="$(rwa_root_home_base)"
+if [ -n "$base" ]; then  # the tests start embedded Postgres too: same venv as scripts/dev.sh
+  export RWA_VENV="${RWA_VENV:-$base/venv}"
+  echo "the checkout is inside root's home: venv $RWA_VENV" >&2
+fi
 RWA_SETUP_BROWSER=1 bash scripts/setup.sh
 
 # With TEST_DATABASE_URL / TEST_REDIS_URL unset and no local servers, the fixtures start embedded ones.
