@@ -3,11 +3,12 @@
 Embedded Postgres + Redis (data dir), three local anvil chains (Ethereum 1, Polygon 137, BSC 56) with a
 USD stablecoin deployed on each, then the API server, the indexer and a job worker as child processes.
 
-Stopping: Ctrl-C / SIGTERM / SIGHUP stops the children (each in its own session, so a terminal Ctrl-C reaches
-only us and each child gets exactly one SIGTERM: a second signal would make the indexer cancel mid-batch),
-then the chains, then the embedded services;
-  another Ctrl-C a second or more later kills the children at once. If `rwa dev` itself
-is killed (SIGKILL), a watchdog process (cli/dev_reaper.py) stops everything it had started.
+Stopping: Ctrl-C / SIGTERM / SIGHUP stops the children, then the chains, then the embedded services. Children and
+chains run in their own sessions, so a terminal Ctrl-C reaches only us and each child gets exactly one SIGTERM (a
+second would make the indexer cancel mid-batch and dramatiq kill its workers); the chains outlive the children, which
+would otherwise spend their shutdown retrying dead RPC endpoints. Another Ctrl-C a second or more later kills the
+children at once. If `rwa dev` itself is killed (SIGKILL), a watchdog process (cli/dev_reaper.py) stops everything
+it had started.
 
 Local chains are new on every start, so on-chain rows of the local chain ids from a previous run are cleared;
 that is why `rwa dev` refuses RWA_ENV=production.
