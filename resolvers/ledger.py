@@ -6,11 +6,13 @@
 `post` is idempotent per `reference` (returns False when it was already posted), locks the touched accounts in
 id order (no deadlocks between concurrent movements), refuses to take a user account below zero (Conflict,
 reason INSUFFICIENT_FUNDS; the database's CHECK constraint backs this up) and writes all entries in one
-INSERT, which a trigger checks balances to zero.
+INSERT, which a trigger checks balances to zero. Hot path: raw asyncpg on the session's connection
+(resolvers/raw_sql.py), 3 statements per movement (4-5 the first time an account is used).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,7 +23,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Conflict
-from models.ledger import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
+from models.ledger import AccountKind, LedgerAccount
+from resolvers.raw_sql import pg
 
 USER_KINDS = (AccountKind.AVAILABLE, AccountKind.RESERVED)
 
@@ -61,6 +64,32 @@ async def account_id(session: AsyncSession, ref: AccountRef, currency: str) -> u
         LedgerAccount.kind == ref.kind, LedgerAccount.currency == currency))).scalar_one()
 
 
+_INSERT_TXN = ("INSERT INTO ledger_transactions (id, kind, reference, details) VALUES ($1, $2, $3, $4) "
+               "ON CONFLICT (reference) DO NOTHING RETURNING id")
+# user legs match (owner, kind) pairs exactly; platform legs have no owner (NULL never equals, so a second arm)
+_LOCK_ACCOUNTS = """
+SELECT a.id, a.owner_id, a.kind::text AS kind, a.balance FROM ledger_accounts a
+WHERE a.currency = $1
+  AND ((a.owner_id, a.kind) IN (SELECT * FROM unnest($2::uuid[], $3::ledger_account_kind[]))
+       OR (a.owner_id IS NULL AND a.kind = ANY($4::ledger_account_kind[])))
+ORDER BY a.id FOR UPDATE"""
+_CREATE_ACCOUNTS = """
+INSERT INTO ledger_accounts (id, owner_id, kind, currency, balance)
+SELECT gen_random_uuid(), o, k, $1, 0 FROM unnest($2::uuid[], $3::ledger_account_kind[]) AS u(o, k)
+ON CONFLICT DO NOTHING"""
+# entries in one multi-row INSERT (the balance trigger checks each statement as a whole) and the running balances,
+# in one round trip
+_WRITE = """
+WITH e AS (INSERT INTO ledger_entries (transaction_id, account_id, currency, amount)
+           SELECT $1, a, $2, m FROM unnest($3::uuid[], $4::numeric[]) WITH ORDINALITY AS u(a, m, n) ORDER BY n)
+UPDATE ledger_accounts a SET balance = a.balance + d.delta
+FROM unnest($5::uuid[], $6::numeric[]) AS d(id, delta) WHERE a.id = d.id"""
+
+
+def _key(ref: AccountRef) -> tuple[uuid.UUID | None, str]:
+    return (ref.user_id if isinstance(ref, UserAccount) else None, ref.kind.value)
+
+
 async def post(session: AsyncSession, *, kind: str, reference: str, currency: str,
                legs: list[tuple[AccountRef, Decimal]], details: dict[str, Any] | None = None) -> bool:
     """Record one balanced movement. Returns False (and changes nothing) if `reference` was already posted."""
@@ -68,30 +97,28 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
         raise ValueError(f"ledger movement {reference} does not balance")
     if any(not amount.is_finite() for _, amount in legs):
         raise BadUserInput("amount must be a finite number")
-    txn_id = (await session.execute(
-        insert(LedgerTransaction).values(id=uuid.uuid4(), kind=kind, reference=reference, details=details or {})
-        .on_conflict_do_nothing(index_elements=["reference"]).returning(LedgerTransaction.id)
-    )).scalar_one_or_none()
+    conn = await pg(session)
+    txn_id = await conn.fetchval(_INSERT_TXN, uuid.uuid4(), kind, reference, json.dumps(details or {}))
     if txn_id is None:
         return False
-    ids = [await account_id(session, ref, currency) for ref, _ in legs]
-    accounts = {a.id: a for a in (await session.execute(
-        select(LedgerAccount).where(LedgerAccount.id.in_(ids)).order_by(LedgerAccount.id).with_for_update()
-    )).scalars()}
+    keys = [_key(ref) for ref, _ in legs]
+    users = sorted({k for k in keys if k[0] is not None}, key=str)
+    platform = sorted({k[1] for k in keys if k[0] is None})
+    lock_args = (currency, [u for u, _ in users], [k for _, k in users], platform)
+    rows = await conn.fetch(_LOCK_ACCOUNTS, *lock_args)
+    if len(rows) < len(users) + len(platform):  # first movement of an account: create it, then lock all in id order
+        await conn.execute(_CREATE_ACCOUNTS, currency, [u for u, _ in keys], [k for _, k in keys])
+        rows = await conn.fetch(_LOCK_ACCOUNTS, *lock_args)
+    accounts = {(r["owner_id"], r["kind"]): r for r in rows}
     deltas: dict[uuid.UUID, Decimal] = {}
-    for acc_id, (_, amount) in zip(ids, legs):
+    for key, (_, amount) in zip(keys, legs):
+        acc_id = accounts[key]["id"]
         deltas[acc_id] = deltas.get(acc_id, Decimal(0)) + amount
-    for acc_id, delta in deltas.items():
-        account = accounts[acc_id]
-        if account.owner_id is not None and account.balance + delta < 0:
-            raise Conflict(f"insufficient {account.kind.value.lower()} {currency} balance", reason="INSUFFICIENT_FUNDS")
-    # one multi-row VALUES statement: the balance trigger checks each statement as a whole
-    await session.execute(insert(LedgerEntry).values([
-        {"transaction_id": txn_id, "account_id": acc_id, "currency": currency, "amount": amount}
-        for acc_id, (_, amount) in zip(ids, legs)]))
-    for acc_id, delta in deltas.items():
-        await session.execute(update(LedgerAccount).where(LedgerAccount.id == acc_id)
-                              .values(balance=LedgerAccount.balance + delta))
+    for key, account in accounts.items():
+        if key[0] is not None and account["balance"] + deltas[account["id"]] < 0:
+            raise Conflict(f"insufficient {key[1].lower()} {currency} balance", reason="INSUFFICIENT_FUNDS")
+    await conn.execute(_WRITE, txn_id, currency, [accounts[k]["id"] for k in keys], [a for _, a in legs],
+                       list(deltas), list(deltas.values()))
     return True
 
 
