@@ -121,7 +121,14 @@ def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
 
     os.environ["RPC_URLS_1"] = rpc_url
     settings = Settings(DATABASE_URL=db_url, REDIS_URL=None)  # type: ignore[call-arg]
-    result = asyncio.run(backfill(settings, 1, lo, hi, config=CONFIG))
+    trace = os.environ.get("BENCH_TRACE_RSS")
+
+    def progress(u) -> None:  # type: ignore[no-untyped-def]
+        if trace:
+            rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+            print(f"block {u.current_block} events {u.events} rss {rss} MB", file=sys.stderr)
+
+    result = asyncio.run(backfill(settings, 1, lo, hi, config=CONFIG, progress=progress))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"events": result.events, "transfers": result.transfers, "seconds": result.elapsed_s,
                       "rss_mb": rss_mb}))
@@ -154,7 +161,7 @@ async def main(n_events: int) -> None:
             await add_token(db_url, stack.token.address, stack.registry.address, start)
             out = subprocess.run(
                 [sys.executable, __file__, "--child", db_url, node.url, str(start), str(head)],
-                check=True, capture_output=True, text=True, cwd=REPO,
+                check=True, stdout=subprocess.PIPE, text=True, cwd=REPO,
             )
             e2e = json.loads(out.stdout.strip().splitlines()[-1])
             conn = await asyncpg.connect(asyncpg_dsn(db_url))
