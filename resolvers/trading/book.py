@@ -13,10 +13,11 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.trading import OPEN_STATUSES, Market, Order, Side
+from models.trading import OPEN_STATUSES, Market, MarketStatus, Order, Side
+from resolvers.raw_sql import pg
 from resolvers.trading.matching import BookOrder, Incoming, MatchResult, match
 
 FIRST_BATCH = 64
@@ -27,7 +28,57 @@ def lock_key(market_id: uuid.UUID) -> int:
 
 
 async def lock_market(session: AsyncSession, market_id: uuid.UUID) -> None:
-    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(market_id)})
+    await (await pg(session)).execute("SELECT pg_advisory_xact_lock($1)", lock_key(market_id))
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSpec:
+    """What placing an order reads of a market and its base token (attribute names as on models Market/Token)."""
+
+    id: uuid.UUID
+    status: MarketStatus
+    base_token_id: uuid.UUID
+    chain_id: int
+    token_address: str
+    base_decimals: int
+    quote_currency: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_notional: Decimal
+    maker_fee_bps: int
+    taker_fee_bps: int
+    paused: bool  # the token's
+    identity_registry: str | None  # the token's
+
+
+_MARKET = """
+SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
+       m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry
+FROM markets m JOIN tokens t ON t.id = m.base_token_id WHERE m.id = $1"""
+
+
+async def load_market(session: AsyncSession, market_id: uuid.UUID) -> MarketSpec | None:
+    r = await (await pg(session)).fetchrow(_MARKET, market_id)
+    return None if r is None else MarketSpec(r[0], MarketStatus(r[1]), *r[2:])
+
+
+_SEQUENCE_AND_LEVELS = """
+WITH s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 RETURNING book_sequence)
+SELECT s.book_sequence, l.side, l.price, l.qty FROM s LEFT JOIN (
+    SELECT o.side, o.price, sum(o.quantity - o.filled_quantity) AS qty FROM orders o
+    WHERE o.market_id = $1 AND o.status IN ('NEW', 'PARTIALLY_FILLED')
+      AND (o.side, o.price) IN (SELECT * FROM unnest($2::order_side[], $3::numeric[]))
+    GROUP BY o.side, o.price) l ON true"""
+
+
+async def sequence_and_levels(session: AsyncSession, market_id: uuid.UUID, levels: set[tuple[Side, Decimal]]
+                              ) -> tuple[int, list[tuple[Side, Decimal, Decimal]]]:
+    """next_sequence and level_totals in one round trip (the level read sees this transaction's changes)."""
+    ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
+    rows = await (await pg(session)).fetch(_SEQUENCE_AND_LEVELS, market_id, [s.value for s, _ in ordered],
+                                           [p for _, p in ordered])
+    found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
+    return rows[0][0], [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
 
 
 async def next_sequence(session: AsyncSession, market_id: uuid.UUID) -> int:
@@ -48,24 +99,26 @@ class Resting:
     filled: Decimal
 
 
+_RESTING = """
+SELECT id, user_id, price, quantity, filled_quantity, seq, expires_at, wallet_address, reserved_cash FROM orders
+WHERE market_id = $1 AND side = $2 AND status IN ('NEW', 'PARTIALLY_FILLED'){cross}
+ORDER BY price {direction}, seq ASC LIMIT $3"""
+# (side, has a limit price) -> SQL; separate texts so each keeps its own plan on the book index
+_RESTING_SQL = {
+    (Side.SELL, False): _RESTING.format(cross="", direction="ASC"),
+    (Side.SELL, True): _RESTING.format(cross=" AND price <= $4", direction="ASC"),
+    (Side.BUY, False): _RESTING.format(cross="", direction="DESC"),
+    (Side.BUY, True): _RESTING.format(cross=" AND price >= $4", direction="DESC"),
+}
+
+
 async def resting_orders(session: AsyncSession, market_id: uuid.UUID, side: Side, limit_price: Decimal | None,
                          limit: int) -> tuple[list[BookOrder], dict[uuid.UUID, Resting]]:
     """Open orders on `side` that cross `limit_price`, best first (price, then arrival)."""
-    stmt = (select(Order.id, Order.user_id, Order.price, Order.quantity, Order.filled_quantity, Order.seq,
-                   Order.expires_at, Order.wallet_address, Order.reserved_cash)
-            .where(Order.market_id == market_id, Order.side == side, Order.status.in_(OPEN_STATUSES)))
-    if side is Side.SELL:
-        stmt = stmt.order_by(Order.price.asc(), Order.seq.asc())
-        if limit_price is not None:
-            stmt = stmt.where(Order.price <= limit_price)
-    else:
-        stmt = stmt.order_by(Order.price.desc(), Order.seq.asc())
-        if limit_price is not None:
-            stmt = stmt.where(Order.price >= limit_price)
-    rows = (await session.execute(stmt.limit(limit))).all()
-    book = [BookOrder(r.id, r.user_id, side, r.price, r.quantity - r.filled_quantity, r.seq, r.expires_at)
-            for r in rows]
-    extra = {r.id: Resting(r.user_id, r.price, r.wallet_address, r.reserved_cash, r.quantity, r.filled_quantity) for r in rows}
+    args: tuple[object, ...] = (market_id, side.value, limit) + ((limit_price,) if limit_price is not None else ())
+    rows = await (await pg(session)).fetch(_RESTING_SQL[(side, limit_price is not None)], *args)
+    book = [BookOrder(r[0], r[1], side, r[2], r[3] - r[4], r[5], r[6]) for r in rows]
+    extra = {r[0]: Resting(r[1], r[2], r[7], r[8], r[3], r[4]) for r in rows}
     return book, extra
 
 

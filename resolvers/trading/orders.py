@@ -12,22 +12,24 @@ subtracts open sells and unsettled outgoing transfers from the indexed balance.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+import asyncpg
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, InvalidTransition, NotFound
-from models.tokens import Token
 from models.trading import OPEN_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger
 from resolvers.audit import record
+from resolvers.raw_sql import pg
 from resolvers.trading import book, gate, market_data
+from resolvers.trading.book import MarketSpec
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import Incoming
 from resolvers.trading.settlement import buy_reservation, notional_of, release_reservation, settle
@@ -73,10 +75,29 @@ class OrderView:
 
 
 VIEW_COLUMNS = tuple(getattr(Order, f.name) for f in fields(OrderView))
+VIEW_SQL = ", ".join(f.name for f in fields(OrderView))  # the column names are the field names
 
 
 async def load_views(session: AsyncSession, *where: Any) -> list[OrderView]:
     return [OrderView(*r) for r in (await session.execute(select(*VIEW_COLUMNS).where(*where))).all()]
+
+
+def _view(r: Any) -> OrderView:
+    """An OrderView from a raw row of VIEW_SQL (asyncpg returns enums as str)."""
+    return OrderView(r[0], r[1], r[2], r[3], r[4], Side(r[5]), OrderType(r[6]), TimeInForce(r[7]), r[8], r[9], r[10],
+                     OrderStatus(r[11]), r[12], r[13], r[14], r[15], r[16], r[17])
+
+
+_BY_CLIENT_ID = f"SELECT {VIEW_SQL} FROM orders WHERE user_id = $1 AND client_order_id = $2"
+_INSERT = (f"INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity, "
+           f"filled_quantity, status, reason, expires_at, wallet_address, reserved_cash) "
+           f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, 0) RETURNING {VIEW_SQL}")
+_UPDATE_FILL = (f"UPDATE orders SET filled_quantity = $2, status = $3, reason = $4, reserved_cash = $5, "
+                f"updated_at = $6 WHERE id = $1 RETURNING {VIEW_SQL}")
+_FINISH = (f"UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4, "
+           f"filled_quantity = coalesce($5, filled_quantity) WHERE id = $1 RETURNING {VIEW_SQL}")
+_AUDIT = ("INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details) "
+          "VALUES ($1, $2, $3, $4, $5, $6)")
 
 
 @dataclass
@@ -133,73 +154,72 @@ def validate(req: OrderRequest, market: Market, now: datetime) -> TimeInForce:
 async def _existing(session: AsyncSession, user_id: uuid.UUID, client_order_id: str | None) -> OrderView | None:
     if client_order_id is None:
         return None
-    views = await load_views(session, Order.user_id == user_id, Order.client_order_id == client_order_id)
-    return views[0] if views else None
+    row = await (await pg(session)).fetchrow(_BY_CLIENT_ID, user_id, client_order_id)
+    return None if row is None else _view(row)
 
 
 async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderRequest, *,
                       request_id: str | None = None, now: datetime | None = None) -> Placed:
-    """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused)."""
+    """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused).
+
+    Hot path: raw asyncpg on the session's connection and transaction (resolvers/raw_sql.py); every write returns
+    the rows it changed, so the views published after commit need no re-read."""
     now = now or utcnow()
     # the lock comes first: everything read after it (market status, fees, the book, open sells) is current
     await book.lock_market(session, req.market_id)
-    row = (await session.execute(select(Market, Token).join(Token, Token.id == Market.base_token_id)
-                                 .where(Market.id == req.market_id))).one_or_none()
-    if row is None:
+    market = await book.load_market(session, req.market_id)
+    if market is None:
         raise NotFound("market not found", field="marketId")
-    market, token = row
-    tif = validate(req, market, now)
+    tif = validate(req, market, now)  # type: ignore[arg-type]
     if (found := await _existing(session, user_id, req.client_order_id)) is not None:
         await session.rollback()
         return Placed(found, Events(), replayed=True)
-    reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)
-    verdict = await gate.check(session, market, token, user_id, req.side, req.quantity, reservation, now)
+    reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)  # type: ignore[arg-type]
+    verdict = await gate.check(session, market, market, user_id, req.side, req.quantity, reservation, now)
     order_id = uuid.uuid4()
-    values = dict(id=order_id, market_id=market.id, user_id=user_id, client_order_id=req.client_order_id,
-                  side=req.side, type=req.type, time_in_force=tif, price=req.price, quantity=req.quantity,
-                  filled_quantity=Decimal(0), expires_at=req.expires_at, wallet_address=verdict.wallet,
-                  reserved_cash=Decimal(0))
+    conn = await pg(session)
     events = Events()
-    touched: set[uuid.UUID] = {order_id}
     try:
-        if verdict.reason is not None:
-            await session.execute(insert(Order).values(**values, status=OrderStatus.REJECTED, reason=verdict.reason))
-        else:
-            seq = (await session.execute(insert(Order).values(**values, status=OrderStatus.NEW)
-                                         .returning(Order.seq))).scalar_one()
-            taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, seq, req.expires_at)
+        status = OrderStatus.REJECTED if verdict.reason is not None else OrderStatus.NEW
+        view = _view(await conn.fetchrow(_INSERT, order_id, market.id, user_id, req.client_order_id, req.side.value,
+                                         req.type.value, tif.value, req.price, req.quantity, status.value,
+                                         verdict.reason, req.expires_at, verdict.wallet))
+        touched = {order_id: view}
+        if verdict.reason is None:
+            taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, view.seq,
+                             req.expires_at)
             touched |= await _execute(session, market, taker, verdict.wallet, now, events)
-    except IntegrityError:
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "uq_orders_user_client_order_id":
+            raise
         # the same clientOrderId placed concurrently in another market: the first one wins
         await session.rollback()
         found = await _existing(session, user_id, req.client_order_id)
         if found is None:
             raise
         return Placed(found, Events(), replayed=True)
-    views = {v.id: v for v in await load_views(session, Order.id.in_(touched))}
-    for view in views.values():
-        events.add(market_data.orders_channel(view.user_id), view.event())
-    view = views[order_id]
-    record(session, actor_id=user_id, action="order.place", target_type="order", target_id=order_id,
-           request_id=request_id, details={"market": str(market.id), "status": view.status.value,
-                                           "reason": view.reason})
+    for v in touched.values():
+        events.add(market_data.orders_channel(v.user_id), v.event())
+    view = touched[order_id]
+    await conn.execute(_AUDIT, user_id, "order.place", "order", str(order_id), request_id,
+                       json.dumps({"market": str(market.id), "status": view.status.value, "reason": view.reason}))
     await session.commit()
     return Placed(view, events)
 
 
-async def _execute(session: AsyncSession, market: Market, taker: Incoming, taker_wallet: str | None,
-                   now: datetime, events: Events) -> set[uuid.UUID]:
-    """Match the taker, settle its fills, update the makers; returns the makers touched."""
+async def _execute(session: AsyncSession, market: MarketSpec, taker: Incoming, taker_wallet: str | None,
+                   now: datetime, events: Events) -> dict[uuid.UUID, OrderView]:
+    """Match the taker, settle its fills, update the makers and the taker; returns the orders changed."""
+    conn = await pg(session)
     result, resting = await book.match_against_book(session, market.id, taker, now)
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY
     levels: set[tuple[Side, Decimal]] = set()
-    touched: set[uuid.UUID] = set()
+    touched: dict[uuid.UUID, OrderView] = {}
     for maker_id in result.expired_makers:
         r = resting[maker_id]
         levels.add((opposite, r.price))
-        touched.add(maker_id)
-        await _finish(session, market, maker_id, r.user_id, opposite, r.reserved_cash, OrderStatus.EXPIRED,
-                      "GTD_EXPIRED")
+        touched[maker_id] = await _finish(session, market, maker_id, r.user_id, opposite,  # type: ignore[index]
+                                          r.reserved_cash, OrderStatus.EXPIRED, "GTD_EXPIRED", now=now)
     buyer_is_taker = taker.side is Side.BUY
     for fill in result.fills:
         r = resting[fill.maker_id]
@@ -211,42 +231,40 @@ async def _execute(session: AsyncSession, market: Market, taker: Incoming, taker
                                seller_wallet=seller_wallet, now=now)
         events.add(market_data.trades_channel(market.id), settled.event())
         levels.add((opposite, r.price))
-        touched.add(fill.maker_id)  # type: ignore[arg-type]
         maker_reserved = r.reserved_cash - (settled.buyer_cost if not buyer_is_taker else 0)
         if fill.maker_remaining == 0:
-            await _finish(session, market, fill.maker_id, r.user_id, opposite, maker_reserved, OrderStatus.FILLED,  # type: ignore[arg-type]
-                          None, filled=r.quantity)
+            touched[fill.maker_id] = await _finish(  # type: ignore[index]
+                session, market, fill.maker_id, r.user_id, opposite, maker_reserved,  # type: ignore[arg-type]
+                OrderStatus.FILLED, None, filled=r.quantity, now=now)
         else:
-            await session.execute(update(Order).where(Order.id == fill.maker_id).values(
-                filled_quantity=r.quantity - fill.maker_remaining, status=OrderStatus.PARTIALLY_FILLED,
-                reserved_cash=maker_reserved, updated_at=now))
-    values: dict[str, Any] = dict(filled_quantity=result.filled, status=result.status, reason=result.reason)
+            touched[fill.maker_id] = _view(await conn.fetchrow(  # type: ignore[index]
+                _UPDATE_FILL, fill.maker_id, r.quantity - fill.maker_remaining, OrderStatus.PARTIALLY_FILLED.value,
+                None, maker_reserved, now))
+    held = Decimal(0)
     if result.rests:
         assert taker.price is not None
         levels.add((taker.side, taker.price))
         if buyer_is_taker:  # only the resting part holds cash; the fills were paid from AVAILABLE
-            held = buy_reservation(market, taker.price, result.remaining)
+            held = buy_reservation(market, taker.price, result.remaining)  # type: ignore[arg-type]
             await ledger.reserve(session, taker.owner, held, market.quote_currency,  # type: ignore[arg-type]
                                  reference=f"order:{taker.id}:reserve")
-            values["reserved_cash"] = held
-    if result.status is not OrderStatus.NEW or "reserved_cash" in values:  # a plain resting sell is as inserted
-        await session.execute(update(Order).where(Order.id == taker.id).values(**values))
+    if result.status is not OrderStatus.NEW or held:  # a plain resting sell is as inserted
+        touched[taker.id] = _view(await conn.fetchrow(  # type: ignore[index]
+            _UPDATE_FILL, taker.id, result.filled, result.status.value, result.reason, held, utcnow()))
     if levels:
-        seq = await book.next_sequence(session, market.id)
-        events.add(market_data.book_channel(market.id),
-                   market_data.book_event(market.id, seq, await book.level_totals(session, market.id, levels)))
+        seq, totals = await book.sequence_and_levels(session, market.id, levels)
+        events.add(market_data.book_channel(market.id), market_data.book_event(market.id, seq, totals))
     return touched
 
 
-async def _finish(session: AsyncSession, market: Market, order_id: uuid.UUID, user_id: uuid.UUID, side: Side,
-                  reserved: Decimal, status: OrderStatus, reason: str | None, filled: Decimal | None = None) -> None:
+async def _finish(session: AsyncSession, market: Any, order_id: uuid.UUID, user_id: uuid.UUID, side: Side,
+                  reserved: Decimal, status: OrderStatus, reason: str | None, filled: Decimal | None = None,
+                  now: datetime | None = None) -> OrderView:
     """Take an order off the book (FILLED, CANCELED, EXPIRED) and give back what it still holds."""
     if side is Side.BUY:
         await release_reservation(session, order_id, user_id, reserved, market.quote_currency)
-    values: dict[str, Any] = dict(status=status, reason=reason, reserved_cash=Decimal(0), updated_at=utcnow())
-    if filled is not None:
-        values["filled_quantity"] = filled
-    await session.execute(update(Order).where(Order.id == order_id).values(**values))
+    row = await (await pg(session)).fetchrow(_FINISH, order_id, status.value, reason, now or utcnow(), filled)
+    return _view(row)
 
 
 async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market_id: uuid.UUID,
@@ -273,15 +291,14 @@ async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market
     assert market is not None
     events = Events()
     levels: set[tuple[Side, Decimal]] = set()
+    views = []
     for v in victims:
-        await _finish(session, market, v.id, v.user_id, v.side, v.reserved_cash, status, reason)
+        views.append(await _finish(session, market, v.id, v.user_id, v.side, v.reserved_cash, status, reason))
         if v.price is not None:
             levels.add((v.side, v.price))
     if victims:
-        seq = await book.next_sequence(session, market_id)
-        events.add(market_data.book_channel(market_id),
-                   market_data.book_event(market_id, seq, await book.level_totals(session, market_id, levels)))
-        views = await load_views(session, Order.id.in_([v.id for v in victims]))
+        seq, totals = await book.sequence_and_levels(session, market_id, levels)
+        events.add(market_data.book_channel(market_id), market_data.book_event(market_id, seq, totals))
         for view in views:
             events.add(market_data.orders_channel(view.user_id), view.event())
             record(session, actor_id=user_id, action=f"order.{status.value.lower()}", target_type="order",

@@ -22,7 +22,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
@@ -30,6 +30,7 @@ from models.ledger import AccountKind
 from models.trading import InstructionStatus, Market, SettlementInstruction, SettlementStatus, Side, Trade
 from resolvers import ledger
 from resolvers.ledger import Platform, UserAccount
+from resolvers.raw_sql import pg
 from resolvers.trading.gate import to_units
 
 QUANTUM = Decimal("1e-18")
@@ -71,20 +72,35 @@ class SettledTrade:
                 "price": self.price, "quantity": self.quantity, "createdAt": self.created_at}
 
 
-async def settle(session: AsyncSession, market: Market, *, maker_order_id: uuid.UUID, taker_order_id: uuid.UUID,
+# the trade and its token leg (when both wallets are known) in one round trip; the instruction's foreign key is
+# checked at the end of the statement, when the trade row exists
+_TRADE = """
+WITH t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side, price,
+                               quantity, maker_fee, taker_fee, settlement, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'PENDING', $12) RETURNING seq),
+     i AS (INSERT INTO settlement_instructions (id, trade_id, chain_id, token_address, from_wallet, to_wallet, amount,
+                                                status)
+           SELECT $13, $1, $14, $15, $16::varchar, $17::varchar, $18, 'PENDING'
+           WHERE $16::varchar IS NOT NULL AND $17::varchar IS NOT NULL)
+SELECT seq FROM t"""
+
+
+async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUID, taker_order_id: uuid.UUID,
                  taker_side: Side, buyer_id: uuid.UUID, seller_id: uuid.UUID, price: Decimal, quantity: Decimal,
                  buyer_wallet: str | None, seller_wallet: str | None, now: datetime) -> SettledTrade:
-    """Record the trade (PENDING), move its cash, and record the token leg as an instruction."""
+    """Record the trade (PENDING) with its token leg as an instruction, and move its cash.
+    `market`: models Market or book.MarketSpec."""
     notional = notional_of(price, quantity)  # Numeric(38, 18) products need more than 28 digits
     maker_fee = fee(notional, market.maker_fee_bps)
     taker_fee = fee(notional, market.taker_fee_bps)
     buyer_is_taker = taker_side is Side.BUY
     trade_id = uuid.uuid4()
-    seq = (await session.execute(insert(Trade).values(
-        id=trade_id, market_id=market.id, maker_order_id=maker_order_id, taker_order_id=taker_order_id,
-        buyer_id=buyer_id, seller_id=seller_id, taker_side=taker_side, price=price, quantity=quantity,
-        maker_fee=maker_fee, taker_fee=taker_fee, settlement=SettlementStatus.PENDING, created_at=now,
-    ).returning(Trade.seq))).scalar_one()
+    both = bool(buyer_wallet and seller_wallet)
+    seq = await (await pg(session)).fetchval(
+        _TRADE, trade_id, market.id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side.value, price,
+        quantity, maker_fee, taker_fee, now, uuid.uuid4(), market.chain_id, market.token_address,
+        seller_wallet if both else None, buyer_wallet if both else None,
+        Decimal(to_units(quantity, market.base_decimals)))
     buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
     buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED
     legs = [(UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),
@@ -93,14 +109,8 @@ async def settle(session: AsyncSession, market: Market, *, maker_order_id: uuid.
         legs.append((Platform(AccountKind.FEES), buyer_fee + seller_fee))
     await ledger.post(session, kind="SETTLE", reference=f"trade:{trade_id}:settle", currency=market.quote_currency,
                       legs=legs, details={"market": str(market.id), "price": str(price), "quantity": str(quantity)})
-    status = SettlementStatus.PENDING
-    if buyer_wallet and seller_wallet:
-        await session.execute(insert(SettlementInstruction).values(
-            id=uuid.uuid4(), trade_id=trade_id, chain_id=market.chain_id, token_address=market.token_address,
-            from_wallet=seller_wallet, to_wallet=buyer_wallet, amount=to_units(quantity, market.base_decimals),
-            status=InstructionStatus.PENDING))
     return SettledTrade(trade_id, seq, market.id, taker_side, price, quantity, notional + buyer_fee, maker_fee,
-                        taker_fee, status, now)
+                        taker_fee, SettlementStatus.PENDING, now)
 
 
 async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
