@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from chains.anvil import AnvilNode
 from core.settings import Settings
 from indexer.service import run_indexer
@@ -22,6 +24,14 @@ async def test_scenario_state_matches_contract_views(node: AnvilNode, settings: 
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+    # Prometheus: node head, indexed and finalized block, lag, events written (counters are per process)
+    head = node.block_number()
+    sample = REGISTRY.get_sample_value
+    assert sample("rwa_indexer_indexed_block", {"chain_id": "1"}) == head
+    assert sample("rwa_indexer_node_head_block", {"chain_id": "1"}) >= head - 1
+    assert sample("rwa_indexer_finalized_block", {"chain_id": "1"}) == head - 8
+    assert sample("rwa_indexer_lag_blocks", {"chain_id": "1"}) is not None
+    assert (sample("rwa_indexer_events_written_total", {"chain_id": "1", "event": "TokensFrozen"}) or 0) >= 2
     checked = await assert_matches_chain(idx_db, 1, d, extra_holders=tuple(wallets.values()))
     assert checked >= 6
     events = dict(await table_rows(idx_db, "SELECT event, count(*) FROM chain_events GROUP BY event"))
