@@ -147,8 +147,14 @@ def _pipeline() -> Any:
 
 @app.command()
 def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc; "
-                                         "default: every chain with RPC_URLS_<id> set.")) -> None:
-    """Index all configured chains (or one) and follow their heads until Ctrl-C/SIGTERM.
+                                         "default: every chain with RPC_URLS_<id> set."),
+        metrics_port: int = typer.Option(9101, "--metrics-port", envvar="RWA_INDEXER_METRICS_PORT",
+                                         help="Serve Prometheus /metrics on this port (0: off)."),
+        metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="RWA_INDEXER_METRICS_HOST",
+                                         help="Interface for /metrics.")) -> None:
+    """Index all configured chains (or one) and follow their heads until Ctrl-C/SIGTERM. Prometheus metrics
+    (head/indexed/finalized block and lag per chain, events written, reorgs by depth, RPC requests/errors/latency
+    by method and URL) are served on --metrics-port.
 
     Exit codes:
     0 stopped cleanly by Ctrl-C/SIGTERM
@@ -161,6 +167,16 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
         raise fail("no chain configured: set RPC_URLS_1, RPC_URLS_137 and/or RPC_URLS_56", EXIT_BAD_INPUT)
     urls = {s.chain_id: _urls(s) for s in specs}
     with runtime() as settings:
+        if metrics_port:
+            from indexer.metrics import start_metrics_server
+
+            try:
+                start_metrics_server(metrics_port, metrics_host)
+                err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics", highlight=False)
+            except OSError as exc:  # metrics are not worth refusing to index: say so and go on
+                err.print(f"[yellow]warning:[/] cannot serve metrics on {metrics_host}:{metrics_port}: "
+                          f"{exc.strerror}", highlight=False)
+
         async def main() -> bool:
             for spec in specs:
                 head = await _head(spec, urls[spec.chain_id])

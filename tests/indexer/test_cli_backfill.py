@@ -153,8 +153,13 @@ async def test_run_follows_until_sigterm_and_status_reports_it(idx_db, node, red
     await transact(d.stack.stablecoin.functions.mint(d.agent, 10**9), d.agent)
     rpc = {1: node.url}
     env = rwa_env(idx_db, redis_url, rpc, {"RWA_INDEXER_POLL_S": "0.1", "RWA_FINALITY_DEPTH_1": "8"})
-    proc = subprocess.Popen([RWA, "index", "run", "--chain", "ethereum"], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    import httpx
+
+    from tests.fixtures.app import free_port
+
+    metrics_port = free_port()
+    proc = subprocess.Popen([RWA, "index", "run", "--chain", "ethereum", "--metrics-port", str(metrics_port)],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         head = node.block_number()
         deadline = time.monotonic() + 60
@@ -163,6 +168,11 @@ async def test_run_follows_until_sigterm_and_status_reports_it(idx_db, node, red
             assert time.monotonic() < deadline, "indexer did not reach the head"
             time.sleep(0.1)
         status = run_rwa(["status", "--json", "--chain", "1"], idx_db, redis_url, rpc)
+        # the indexer process serves Prometheus metrics: per-chain blocks and lag, RPC calls by method and URL
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        indexed = [line for line in metrics.splitlines() if line.startswith("rwa_indexer_indexed_block{")]
+        assert indexed and float(indexed[0].rsplit(" ", 1)[1]) >= head, indexed
+        assert 'rwa_rpc_requests_total{chain_id="1"' in metrics
         proc.send_signal(signal.SIGTERM)  # what a process manager sends; the backfill test covers Ctrl-C
         _, err = proc.communicate(timeout=30)
     finally:
