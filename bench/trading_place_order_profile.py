@@ -1,7 +1,8 @@
-"""In-process cost of `place_order` (no HTTP): sequential alternating SELL/BUY at one price against a scratch
-database, reporting CPU and wall per order and SQL statements per order; `--profile` prints cProfile CPU-time tables.
+"""In-process cost of `place_order`: sequential alternating SELL/BUY at one price against a scratch database,
+reporting CPU and wall per order and SQL statements per order; `--profile` prints cProfile CPU-time tables.
+`--http` goes through the whole ASGI app instead (JWT, GraphQL, session, publish to Redis), without sockets.
 
-    .venv/bin/python -m bench.trading_place_order_profile [--orders 400] [--profile]
+    .venv/bin/python -m bench.trading_place_order_profile [--orders 400] [--profile] [--http]
 """
 
 from __future__ import annotations
@@ -14,10 +15,45 @@ from decimal import Decimal
 
 from sqlalchemy import event
 
-from bench.harness import scratch_database
+from bench.harness import REDIS_URL, scratch_database
 
 
-async def _run(db_url: str, n: int, profile: bool) -> None:
+async def _http_client(db_url: str, market_id: uuid.UUID, users: list[uuid.UUID]):  # type: ignore[no-untyped-def]
+    """A `one(i)` that posts placeOrder through the app (lifespan entered for the rest of the run)."""
+    import json
+    import os
+    import tempfile
+
+    import httpx
+
+    from core.jwt_keys import KeyRing, generate_private_key_pem
+
+    pem = generate_private_key_pem()
+    os.environ.update({"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test",
+                       "RWA_DATA_DIR": tempfile.mkdtemp(), "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench",
+                       "KYC_ENCRYPTION_KEY": os.urandom(32).hex(), "RWA_REDIS_PREFIX": "rwa-bench-trading:",
+                       "LOG_LEVEL": "WARNING"})
+    from server.app import create_app_from_env
+
+    app = create_app_from_env()
+    await app.router.lifespan_context(app).__aenter__()  # left open: the process ends with the run
+    keyring = KeyRing(pem, "bench", ttl_s=3600)
+    query = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }"
+    posts = [(json.dumps({"query": query, "variables": {"i": {"marketId": str(market_id), "side": side,
+                                                              "type": "LIMIT", "quantity": "1", "price": "10.00"}}}),
+              {"Content-Type": "application/json", "Authorization": f"Bearer {keyring.issue(uid, ['INVESTOR'])[0]}"})
+             for uid, side in zip(users, ["SELL", "BUY"])]
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+
+    async def one(i: int) -> None:
+        body, headers = posts[i % 2]
+        r = await client.post("/graphql", content=body, headers=headers)
+        assert r.status_code == 200 and "errors" not in r.json(), r.text
+
+    return one
+
+
+async def _run(db_url: str, n: int, profile: bool, http: bool = False) -> None:
     from core.db import create_engine, create_session_factory
     from models.trading import OrderType, Side
     from resolvers.trading.orders import OrderRequest, place_order
@@ -35,6 +71,12 @@ async def _run(db_url: str, n: int, profile: bool) -> None:
         statements += 1
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
+    await engine.dispose()  # new connections get the raw-statement counter below
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: object, _rec: object) -> None:  # statements run on raw asyncpg (resolvers/raw_sql)
+        dbapi_conn.driver_connection.add_query_logger(lambda _r: count())  # type: ignore[attr-defined]
+
     reqs = [(seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(1), Decimal("10.00"))),
             (buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal("10.00")))]
 
@@ -42,6 +84,9 @@ async def _run(db_url: str, n: int, profile: bool) -> None:
         uid, req = reqs[i % 2]
         async with sf() as s:
             await place_order(s, uid, req, request_id=str(uuid.uuid4()))
+
+    if http:
+        one = await _http_client(db_url, m.market_id, [seller.user_id, buyer.user_id])
 
     for i in range(40):  # warm caches (compiled SQL, pool)
         await one(i)
@@ -72,9 +117,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=400)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--http", action="store_true")
     args = parser.parse_args()
     with scratch_database() as db_url:
-        asyncio.run(_run(db_url, args.orders, args.profile))
+        asyncio.run(_run(db_url, args.orders, args.profile, args.http))
 
 
 if __name__ == "__main__":

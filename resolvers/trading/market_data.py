@@ -69,12 +69,17 @@ class Events:
 
 
 async def publish(hub: Any, events: Events) -> None:
-    """Best effort: the trade is committed whatever Redis says; book subscribers resync from snapshots on gaps."""
-    for channel, event in events.messages:
-        try:
-            await hub.publish(channel, encode(event))
-        except Exception:
-            log.warning("could not publish %s", channel, exc_info=True)
+    """Best effort: the trade is committed whatever Redis says; book subscribers resync from snapshots on gaps.
+    All messages of one transaction go in one pipelined round trip, in order."""
+    if not events.messages:
+        return
+    try:
+        async with hub.redis.pipeline(transaction=False) as pipe:
+            for channel, event in events.messages:
+                pipe.publish(hub.prefix + channel, encode(event))
+            await pipe.execute()
+    except Exception:
+        log.warning("could not publish %s", ", ".join(c for c, _ in events.messages), exc_info=True)
 
 
 def book_event(market_id: uuid.UUID, sequence: int, levels: list[tuple[Side, Decimal, Decimal]]) -> dict[str, Any]:
