@@ -4,10 +4,11 @@
 
 For each subscriber count, one uvicorn worker runs twice in the same run: with shared subscriptions (one
 execution per distinct operation per process, the default) and with per-subscriber execution
-(RWA_SHARED_SUBSCRIPTIONS=0). Client processes (the `websockets` library, one asyncio loop each) open the
-graphql-transport-ws connections and subscribe; then one trade event every 100 ms is published to the market's
+(RWA_SHARED_SUBSCRIPTIONS=0). Client processes (one uvloop each) open the graphql-transport-ws connections
+and subscribe; then one trade event every 100 ms is published to the market's
 Redis channel exactly as the matching transaction publishes it (with `createdAt` = publish time), so the server
-does only the fan-out work. Reported: delivered messages, delivery latency p50/p99 (publish -> client receive),
+does only the fan-out work. The clients (bench/fanout_client.py) are raw asyncio protocols that only split frames
+and read `createdAt`, so that at thousands of subscribers the server, not the clients, is what is measured. Reported: delivered messages, delivery latency p50/p99 (publish -> client receive),
 and server CPU (utime+stime from /proc/<pid>/stat) per delivered message over the publishing window.
 Everything runs on 127.0.0.1 and stops itself (timeouts on every wait, processes killed at the end).
 """
@@ -31,69 +32,35 @@ from pathlib import Path
 import httpx
 
 from bench.harness import REDIS_URL, REPO, free_port, scratch_database
+from cli.main import WEBSOCKETS  # the server runs as `rwa serve` runs it
 
 QUERY = "subscription($m: UUID!) { trades(marketId: $m) { id price quantity takerSide sequence createdAt } }"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds; on loopback the kernel's TCP work for each frame is system time."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime
 
 
 async def _client_main(url: str, token: str, market_id: str, n: int, ready: mp.Queue, go: mp.Event,  # type: ignore[type-arg]
                        stop: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    import websockets
+    from bench.fanout_client import run_subscribers
 
-    latencies: list[float] = []
-    received = 0
-    errors = 0
-    marker = '"createdAt":"'
-
-    async def one(i: int) -> None:
-        nonlocal received, errors
-        try:
-            async with websockets.connect(url, subprotocols=["graphql-transport-ws"], open_timeout=60,  # type: ignore[list-item]
-                                          ping_interval=None, max_queue=None, compression=None) as ws:
-                await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
-                await asyncio.wait_for(ws.recv(), 60)
-                await ws.send(json.dumps({"id": "1", "type": "subscribe",
-                                          "payload": {"query": QUERY, "variables": {"m": market_id}}}))
-                ready.put(1)
-                async for raw in ws:  # canceled at the end of the run
-                    now = time.time()
-                    at = raw.find(marker)  # type: ignore[union-attr,arg-type]
-                    if at < 0:
-                        continue
-                    start = at + len(marker)
-                    sent = datetime.fromisoformat(raw[start:raw.index('"', start)]).timestamp()  # type: ignore[index,arg-type,union-attr]
-                    received += 1
-                    latencies.append(now - sent)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            errors += 1
-            ready.put(0)
-
-    sem = asyncio.Semaphore(100)  # bounded connection setup
-
-    async def limited(i: int) -> None:
-        async with sem:
-            task = asyncio.create_task(one(i))
-            await asyncio.sleep(0.002)
-        await task
-
-    tasks = [asyncio.create_task(limited(i)) for i in range(n)]
-    while not stop.is_set():
-        await asyncio.sleep(0.2)
-    for t in tasks:
-        t.cancel()
-    await asyncio.wait(tasks, timeout=10)
-    out.put((received, errors, latencies))
+    stats = await run_subscribers(url, token, QUERY, {"m": market_id}, n, lambda ok: ready.put(1 if ok else 0),
+                                  stop.is_set)
+    out.put((stats.received, stats.errors, stats.latencies))
 
 
 def client_process(*args: object) -> None:
-    asyncio.run(_client_main(*args))  # type: ignore[arg-type]
+    import uvloop
+
+    uvloop.run(_client_main(*args))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -108,12 +75,14 @@ class RunResult:
     cpu_us_per_msg: float
     cpu_s: float
     work_us_per_msg: float  # idle CPU (same window length, no events) subtracted
+    sys_share: float  # of the CPU in the publishing window, the kernel's part
 
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server.app:create_app_from_env", "--factory",
-                             "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets-sansio",
+                             "--host", "127.0.0.1", "--port", str(port), "--ws", os.environ.get("BENCH_WS", WEBSOCKETS),
+                             "--no-proxy-headers",
                              "--backlog", "8192", "--log-level", "warning", "--no-access-log"],
                             cwd=REPO, env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -183,10 +152,12 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
         idle0, t_idle = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(2.0)  # what the server burns with N idle sockets, subtracted below
         idle_rate = (cpu_seconds(proc.pid) - idle0) / (time.monotonic() - t_idle)
-        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        split0 = cpu_split(proc.pid)
+        cpu0, t0 = sum(split0), time.monotonic()
         asyncio.run(publish_trades(env["RWA_REDIS_PREFIX"], market_id, trades, 0.1))
         time.sleep(3.0)  # drain
-        cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+        split1 = cpu_split(proc.pid)
+        cpu1, t1 = sum(split1), time.monotonic()
         stop.set()
         delivered, errors, latencies = 0, 0, []
         for _ in workers:
@@ -198,7 +169,7 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
         work = max(0.0, cpu - idle_rate * (t1 - t0))
         return RunResult(mode, n, connected, delivered, connected * trades, percentile(latencies, 0.5) * 1000,
                          percentile(latencies, 0.99) * 1000, cpu / max(delivered, 1) * 1e6, cpu,
-                         work / max(delivered, 1) * 1e6)
+                         work / max(delivered, 1) * 1e6, (split1[1] - split0[1]) / max(cpu, 1e-9))
     finally:
         stop.set()
         for w in workers:
@@ -230,6 +201,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--trades", type=int, default=50, help="trades published, one every 100 ms")
     parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--modes", nargs="+", default=["shared", "per-subscriber"],
+                        choices=["shared", "per-subscriber"])
     args = parser.parse_args()
 
     from core.jwt_keys import KeyRing, generate_private_key_pem
@@ -243,17 +216,18 @@ def main() -> None:
                "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench", "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
                "RWA_REDIS_PREFIX": f"rwa-bench-fanout:{uuid.uuid4().hex[:6]}:"}
         for n in args.subscribers:
-            for mode in ("shared", "per-subscriber"):
+            for mode in args.modes:
                 r = run_one(mode, n, env, token, market_id, args.trades, args.clients)
                 results.append(r)
                 print(f"  {mode} x {n}: delivered {r.delivered}/{r.expected}", flush=True)
     print(f"\n{'mode':<16} {'subs':>6} {'conn':>6} {'delivered':>10} {'expected':>9} {'p50 ms':>8} {'p99 ms':>9} "
-          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12}")
+          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12} {'sys %':>6}")
     for r in results:
         print(f"{r.mode:<16} {r.subscribers:>6} {r.connected:>6} {r.delivered:>10} {r.expected:>9} {r.p50_ms:>8.1f} "
-              f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f} {r.work_us_per_msg:>12.1f}")
+              f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f} {r.work_us_per_msg:>12.1f} "
+              f"{100 * r.sys_share:>6.0f}")
     by = {(r.mode, r.subscribers): r for r in results}
-    for n in args.subscribers:
+    for n in args.subscribers if len(args.modes) == 2 else ():
         s, p = by[("shared", n)], by[("per-subscriber", n)]
         print(f"{n} subscribers: per-subscriber / shared CPU per delivered message = "
               f"{p.cpu_us_per_msg / s.cpu_us_per_msg:.1f}x (idle-corrected "

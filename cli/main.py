@@ -23,6 +23,9 @@ try:  # the indexer registers its own command group
 except ImportError:  # pragma: no cover - indexer not installed in this build
     pass
 
+# uvicorn's websocket implementation (bench/trading_fanout.py measures the one `rwa serve` uses)
+WEBSOCKETS = "websockets-sansio"
+
 
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
@@ -39,7 +42,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
         else:
             err.print(f"[green]API[/] on {url} (env={settings.env.value})")
         uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, timeout_graceful_shutdown=10, ws="websockets-sansio", proxy_headers=False)
+                    log_config=None, timeout_graceful_shutdown=10, ws=WEBSOCKETS, proxy_headers=False)
 
 
 @app.command()

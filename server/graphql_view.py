@@ -22,7 +22,7 @@ from core.errors import AppError
 from schema.extensions import classify_all
 from server.context import Context
 from server.services import Services
-from server.shared_subscriptions import SharedBytesWebSocketAdapter
+from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 from server.viewer import Viewer, viewer_from_headers
 
 
@@ -69,6 +69,8 @@ def limit_body(receive: Receive, max_bytes: int) -> Receive:
 
 class GraphQLView(GraphQL):
     websocket_adapter_class = SharedBytesWebSocketAdapter  # type: ignore[assignment]
+    graphql_transport_ws_handler_class = SharedDeliveryHandler  # type: ignore[assignment]
+
     def __init__(self, schema, services: Services, graphiql_html: str | None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(
             schema,

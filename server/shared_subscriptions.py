@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
-from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Mapping
+import types
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +29,15 @@ from graphql.error import GraphQLSyntaxError
 from strawberry.asgi import ASGIWebSocketAdapter
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 _END = object()
+_WOKEN = object()  # _next: deliver has a finished/failed direct send to look at
 StreamFactory = Callable[[Any], Awaitable[AsyncIterator[Any]]]
 
 
+@functools.lru_cache(maxsize=512)  # parsed once per distinct document, not once per subscriber
 def subscription_fields(query: str, operation_name: str | None) -> tuple[str, ...] | None:
     """Root field names of the selected operation if it is a subscription, else None."""
     try:
@@ -48,22 +54,10 @@ def subscription_fields(query: str, operation_name: str | None) -> tuple[str, ..
     return None
 
 
-@dataclass(eq=False)
-class _Subscriber:
-    queue: asyncio.Queue[Any]
-    dropped: int = 0
-
-    def offer(self, item: Any) -> None:
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.dropped += 1
-        self.queue.put_nowait(item)
-
-
 @dataclass
 class _Shared:
     key: Hashable
-    subscribers: set[_Subscriber] = field(default_factory=set)
+    subscribers: set[SharedStream] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
     first: Any = None  # a pre-execution error, replayed to late joiners
 
@@ -76,6 +70,7 @@ class SharedSubscriptions:
         self.queue_size = queue_size
         self._streams: dict[Hashable, _Shared] = {}
         self.executions_started = 0  # observable in tests and benchmarks
+        self.direct_sends = 0  # frames the pump wrote itself (no wake-up of the subscriber's task)
 
     def key(self, query: str, variables: Mapping[str, Any] | None, operation_name: str | None,
             fields: tuple[str, ...], viewer: Any) -> Hashable:
@@ -90,17 +85,18 @@ class SharedSubscriptions:
         return len(self._streams)
 
     async def join(self, key: Hashable, fields: tuple[str, ...], context: Any,
-                   start: StreamFactory) -> AsyncGenerator[Any, None]:
+                   start: StreamFactory) -> SharedStream:
         shared = self._streams.get(key)
         late = shared is not None
         if shared is None:
             shared = self._streams[key] = _Shared(key)
-        me = _Subscriber(asyncio.Queue(self.queue_size))
+        me = SharedStream(self, shared, fields, context, start, late,
+                          any(f in self.snapshot_fields for f in fields))
         shared.subscribers.add(me)
         if shared.task is None:
             self.executions_started += 1
             shared.task = asyncio.create_task(self._pump(shared, start, context))
-        return self._consume(shared, me, fields, context, start, late)
+        return me
 
     async def _pump(self, shared: _Shared, start: StreamFactory, context: Any) -> None:
         source = await start(context)
@@ -108,8 +104,16 @@ class SharedSubscriptions:
             async for result in source:
                 if getattr(result, "data", None) is None and shared.first is None:
                     shared.first = result
+                # an ordinary result goes straight to the sockets of idle subscribers, serialized once
+                direct = type(result) is ExecutionResult
+                payload: str | None = None
                 for sub in tuple(shared.subscribers):
-                    sub.offer(result)
+                    if direct and sub.fast:
+                        if payload is None:
+                            payload = next_payload_json(result)
+                        sub.send_now(result, payload)
+                    else:
+                        sub.offer(result)
         finally:
             with contextlib.suppress(Exception):
                 await source.aclose()  # type: ignore[attr-defined]
@@ -118,56 +122,222 @@ class SharedSubscriptions:
             if self._streams.get(shared.key) is shared:
                 del self._streams[shared.key]
 
-    async def _snapshot(self, context: Any, start: StreamFactory) -> Any:
-        snap_ctx = copy.copy(context)
-        snap_ctx.snapshot_only = True
-        source = await start(snap_ctx)
-        try:
-            async for result in source:
-                return result
-        finally:
-            with contextlib.suppress(Exception):
-                await source.aclose()  # type: ignore[attr-defined]
-        return None
+    def _leave(self, shared: _Shared, me: SharedStream) -> None:
+        shared.subscribers.discard(me)
+        if not shared.subscribers and shared.task is not None and not shared.task.done():
+            shared.task.cancel()
+            if self._streams.get(shared.key) is shared:
+                del self._streams[shared.key]
 
-    async def _consume(self, shared: _Shared, me: _Subscriber, fields: tuple[str, ...], context: Any,
-                       start: StreamFactory, late: bool) -> AsyncGenerator[Any, None]:
-        snapshotting = any(f in self.snapshot_fields for f in fields)
-        floor: int | None = None
-        try:
-            if late and shared.first is not None:
-                yield shared.first
+
+class SharedStream:
+    """One subscriber of a shared execution: an async iterator of results over a bounded buffer (the oldest
+    result is dropped when it is full). Run by `deliver` instead (the graphql-transport-ws handler does), the
+    pump writes each result to this subscriber's socket itself while the subscriber is idle, so a message costs
+    one frame write per subscriber and no task wake-up; a send that would block (the socket's buffer is full)
+    is finished by a task of its own while later results queue here."""
+
+    def __init__(self, owner: SharedSubscriptions, shared: _Shared, fields: tuple[str, ...], context: Any,
+                 start: StreamFactory, late: bool, snapshotting: bool) -> None:
+        self._owner, self._shared, self._fields = owner, shared, fields
+        self._context, self._start, self._late, self._snapshotting = context, start, late, snapshotting
+        self._buffer: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+        self._floor: int | None = None  # deltas up to this sequence are in the snapshot already sent
+        self._started = False
+        self._closed = False
+        # direct delivery (deliver): the socket, this operation's frame prefix, a send still in progress
+        self.fast = False
+        self._operation: Any = None
+        self._operations: dict[str, Any] = {}  # the handler's live operations by id
+        self._ws: Any = None
+        self._head = ""
+        self._inflight: asyncio.Task[Any] | None = None
+        self._error: BaseException | None = None
+
+    # --- fed by the pump
+    def offer(self, item: Any) -> None:
+        if item is not _END and len(self._buffer) >= self._owner.queue_size:
+            self._buffer.popleft()
+            self.dropped += 1
+        self._buffer.append(item)
+        self._wake()
+
+    def send_now(self, result: Any, payload: str) -> None:
+        """Write one result to the socket from the pump; only called while `fast` (idle, nothing queued)."""
+        if self._operations.get(self._operation.id) is not self._operation:
+            return  # completed or canceled (its task may not have run yet)
+        if self._floor is not None:
+            seq = _sequence(result, self._fields)
+            if seq is not None and seq <= self._floor:
                 return
-            if late and snapshotting:
-                snap = await self._snapshot(context, start)
+        coro = self._ws.send({"type": "websocket.send", "text": self._head + payload + "}"})
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            self._owner.direct_sends += 1
+            return
+        except BaseException as exc:  # the socket is gone: the subscriber's task ends with it
+            self.fast = False
+            self._error = exc
+            self._wake()
+            return
+        # the transport is not writable: finish this send in a task; later results queue until it is done
+        self.fast = False
+        self._inflight = asyncio.get_running_loop().create_task(_finish_send(coro, yielded))
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # --- read by the subscriber
+    def __aiter__(self) -> SharedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._next()
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+    async def _next(self) -> Any:
+        """The next result for this subscriber, _END at the end, or _WOKEN when `deliver` has work to do."""
+        if self._closed:
+            return _END
+        if not self._started:
+            self._started = True
+            if self._late and self._shared.first is not None:
+                self._closed = True  # replay the execution's error, then end
+                return self._shared.first
+            if self._late and self._snapshotting:
+                return await self._resnapshot(clear=False) or await self._next()
+        while True:
+            if self._error is not None or self._inflight is not None:
+                return _WOKEN
+            if not self._buffer:
+                self._waiter = asyncio.get_running_loop().create_future()
+                # idle with nothing queued: the pump may write to the socket itself
+                self.fast = self._ws is not None
+                try:
+                    await self._waiter
+                finally:
+                    self.fast = False
+                    self._waiter = None
+                continue
+            if self.dropped and self._snapshotting:  # what is queued is older than a fresh snapshot
+                snap = await self._resnapshot(clear=True)
                 if snap is not None:
-                    floor = _sequence(snap, fields)
-                    yield snap
-            while True:
-                item = await me.queue.get()
-                if item is _END:
-                    return
-                if me.dropped and snapshotting:
-                    me.dropped = 0
-                    while not me.queue.empty():  # what is queued is older than the snapshot
-                        if me.queue.get_nowait() is _END:
-                            return
-                    snap = await self._snapshot(context, start)
-                    if snap is not None:
-                        floor = _sequence(snap, fields)
-                        yield snap
+                    return snap
+                continue
+            item = self._buffer.popleft()
+            if item is _END:
+                self._closed = True
+                return _END
+            if self._floor is not None:
+                seq = _sequence(item, self._fields)
+                if seq is not None and seq <= self._floor:
                     continue
-                if floor is not None:
-                    seq = _sequence(item, fields)
-                    if seq is not None and seq <= floor:
-                        continue
-                yield item
-        finally:
-            shared.subscribers.discard(me)
-            if not shared.subscribers and shared.task is not None and not shared.task.done():
-                shared.task.cancel()
-                if self._streams.get(shared.key) is shared:
-                    del self._streams[shared.key]
+            return item
+
+    async def _resnapshot(self, *, clear: bool) -> Any:
+        self.dropped = 0
+        if clear:
+            ended = _END in self._buffer
+            self._buffer.clear()
+            if ended:
+                self._buffer.append(_END)
+                return None
+        snap = await _snapshot(self._context, self._start)
+        if snap is not None:
+            self._floor = _sequence(snap, self._fields)
+        return snap
+
+    async def deliver(self, operation: Any, handler: Any) -> None:
+        """Send this subscriber's results as `next` messages of `operation` (strawberry's graphql-transport-ws
+        Operation) until the stream ends; what `BaseGraphQLTransportWSHandler._send_result_stream` does, with
+        ordinary results written by the pump directly (see `send_now`)."""
+        self._operation = operation
+        self._operations = handler.operations
+        self._ws = getattr(handler.websocket, "ws", None)  # starlette WebSocket (strawberry.asgi adapter)
+        self._head = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
+        first = True
+        while True:
+            if self._inflight is not None:
+                inflight, self._inflight = self._inflight, None
+                await inflight  # raises if the socket failed meanwhile
+            if self._error is not None:
+                error, self._error = self._error, None
+                if isinstance(error, WebSocketDisconnect):
+                    raise WebSocketDisconnected from error
+                raise error
+            item = await self._next()
+            if item is _WOKEN:
+                continue
+            if item is _END:
+                return
+            if first and isinstance(item, PreExecutionError):
+                await handler._handle_pre_execution_error(operation, item)
+                return
+            if not isinstance(item, ExecutionResult):
+                await handler._reject_incremental_delivery(operation)
+                return
+            first = False
+            await operation.send_next(item)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self.fast = False
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.cancel()
+        self._owner._leave(self._shared, self)
+
+
+async def _finish_send(coro: Any, yielded: Any) -> Any:
+    return await _resume(coro, yielded)
+
+
+@types.coroutine
+def _resume(coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Drive `coro`, already run up to its first suspension (where it yielded `yielded`), to its end: what
+    `yield from` does, resumed mid-way (the eager start of a task, which Python 3.11 lacks)."""
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # thrown in by the task (cancellation): pass it on
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            yielded = coro.send(sent)
+        except StopIteration as stop:
+            return stop.value
+
+
+async def _snapshot(context: Any, start: StreamFactory) -> Any:
+    snap_ctx = copy.copy(context)
+    snap_ctx.snapshot_only = True
+    source = await start(snap_ctx)
+    try:
+        async for result in source:
+            return result
+    finally:
+        with contextlib.suppress(Exception):
+            await source.aclose()  # type: ignore[attr-defined]
+    return None
+
+
+def next_payload_json(result: Any) -> str:
+    """The `payload` of a graphql-transport-ws `next` message, as strawberry's Operation.send_next builds it."""
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        payload["errors"] = [err.formatted for err in result.errors]
+    if result.extensions:
+        payload["extensions"] = result.extensions
+    return json.dumps(payload, separators=(",", ":"))
 
 
 def _sequence(result: Any, fields: tuple[str, ...]) -> int | None:
@@ -201,3 +371,13 @@ class SharedBytesWebSocketAdapter(ASGIWebSocketAdapter):
                 raise WebSocketDisconnected from exc
             return
         await super().send_json(message)
+
+
+class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type-arg]
+    """graphql-transport-ws handler that lets shared subscriptions deliver their results directly."""
+
+    async def _send_result_stream(self, operation, result_source):  # type: ignore[no-untyped-def,override]
+        if isinstance(result_source, SharedStream):
+            await result_source.deliver(operation, self)
+            return
+        await super()._send_result_stream(operation, result_source)
