@@ -7,7 +7,7 @@
 id order (no deadlocks between concurrent movements), refuses to take a user account below zero (Conflict,
 reason INSUFFICIENT_FUNDS; the database's CHECK constraint backs this up) and writes all entries in one
 INSERT, which a trigger checks balances to zero. Hot path: raw asyncpg on the session's connection
-(resolvers/raw_sql.py), 3 statements per movement (4-5 the first time an account is used).
+(resolvers/raw_sql.py), 2 statements per movement (a few more the first time an account is used).
 """
 
 from __future__ import annotations
@@ -64,15 +64,23 @@ async def account_id(session: AsyncSession, ref: AccountRef, currency: str) -> u
         LedgerAccount.kind == ref.kind, LedgerAccount.currency == currency))).scalar_one()
 
 
-_INSERT_TXN = ("INSERT INTO ledger_transactions (id, kind, reference, details) VALUES ($1, $2, $3, $4) "
-               "ON CONFLICT (reference) DO NOTHING RETURNING id")
 # user legs match (owner, kind) pairs exactly; platform legs have no owner (NULL never equals, so a second arm)
 _LOCK_ACCOUNTS = """
 SELECT a.id, a.owner_id, a.kind::text AS kind, a.balance FROM ledger_accounts a
 WHERE a.currency = $1
   AND ((a.owner_id, a.kind) IN (SELECT * FROM unnest($2::uuid[], $3::ledger_account_kind[]))
        OR (a.owner_id IS NULL AND a.kind = ANY($4::ledger_account_kind[])))
-ORDER BY a.id FOR UPDATE"""
+ORDER BY a.id FOR UPDATE OF a"""
+# the same, after recording the transaction (idempotent per reference) in the same round trip; `txn` is NULL on
+# every row when the reference was already posted
+_RECORD_AND_LOCK = """
+WITH t AS (INSERT INTO ledger_transactions (id, kind, reference, details) VALUES ($5, $6, $7, $8)
+           ON CONFLICT (reference) DO NOTHING RETURNING id)
+SELECT (SELECT id FROM t) AS txn, a.id, a.owner_id, a.kind::text AS kind, a.balance FROM ledger_accounts a
+WHERE a.currency = $1
+  AND ((a.owner_id, a.kind) IN (SELECT * FROM unnest($2::uuid[], $3::ledger_account_kind[]))
+       OR (a.owner_id IS NULL AND a.kind = ANY($4::ledger_account_kind[])))
+ORDER BY a.id FOR UPDATE OF a"""
 _CREATE_ACCOUNTS = """
 INSERT INTO ledger_accounts (id, owner_id, kind, currency, balance)
 SELECT gen_random_uuid(), o, k, $1, 0 FROM unnest($2::uuid[], $3::ledger_account_kind[]) AS u(o, k)
@@ -98,14 +106,17 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
     if any(not amount.is_finite() for _, amount in legs):
         raise BadUserInput("amount must be a finite number")
     conn = await pg(session)
-    txn_id = await conn.fetchval(_INSERT_TXN, uuid.uuid4(), kind, reference, json.dumps(details or {}))
-    if txn_id is None:
-        return False
     keys = [_key(ref) for ref, _ in legs]
     users = sorted({k for k in keys if k[0] is not None}, key=str)
     platform = sorted({k[1] for k in keys if k[0] is None})
     lock_args = (currency, [u for u, _ in users], [k for _, k in users], platform)
-    rows = await conn.fetch(_LOCK_ACCOUNTS, *lock_args)
+    txn_id = uuid.uuid4()
+    rows = await conn.fetch(_RECORD_AND_LOCK, *lock_args, txn_id, kind, reference, json.dumps(details or {}))
+    if rows and rows[0]["txn"] is None:
+        return False
+    if not rows and await conn.fetchval("SELECT id FROM ledger_transactions WHERE reference = $1",
+                                        reference) != txn_id:
+        return False  # posted before (and its accounts do not exist: nothing was locked)
     if len(rows) < len(users) + len(platform):  # first movement of an account: create it, then lock all in id order
         await conn.execute(_CREATE_ACCOUNTS, currency, [u for u, _ in keys], [k for _, k in keys])
         rows = await conn.fetch(_LOCK_ACCOUNTS, *lock_args)

@@ -26,6 +26,7 @@ from models.identity import KycStatus
 from models.trading import MarketStatus, Side
 from resolvers.identity.kyc_states import effective_status
 from resolvers.raw_sql import pg
+from resolvers.trading.book import MarketSpec
 
 
 @dataclass(frozen=True)
@@ -38,57 +39,78 @@ def to_units(quantity: Decimal, decimals: int) -> int:
     return int(quantity.scaleb(decimals))
 
 
-# Everything the gate reads, in one round trip: the KYC case, AVAILABLE cash (buys), and every linked wallet the
-# token's identity registry lists with its holding and, for sells, what is already promised from it (open sells of
-# the token in any of its markets, unsettled outgoing instructions). One row per wallet; one row of NULL wallet
-# columns when there is none.
-_GATE = """
-SELECT k.status AS kyc, k.expires_at AS kyc_expires,
-       CASE WHEN NOT $6 THEN (SELECT a.balance FROM ledger_accounts a
-                              WHERE a.owner_id = $1 AND a.kind = 'AVAILABLE' AND a.currency = $2) END AS cash,
+# The market with its base token, the caller's earlier order with this clientOrderId (idempotency), and everything
+# the gate reads, in one round trip: the KYC case, AVAILABLE cash (buys), and every linked wallet the token's
+# identity registry lists with its holding and, for sells, what is already promised from it (open sells of the token
+# in any of its markets, unsettled outgoing instructions). One row per wallet; one row of NULL wallet columns when
+# there is none; no row when the market does not exist.
+_READ = """
+SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
+       m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry,
+       (SELECT o.id FROM orders o WHERE o.user_id = $2 AND o.client_order_id = $4) AS existing,
+       k.status AS kyc, k.expires_at AS kyc_expires,
+       CASE WHEN NOT $3 THEN (SELECT a.balance FROM ledger_accounts a WHERE a.owner_id = $2 AND a.kind = 'AVAILABLE'
+                                                                      AND a.currency = m.quote_currency) END AS cash,
        w.address, w.balance, w.frozen_amount, w.frozen, w.open_qty, w.pending
-FROM (SELECT 1) one
-LEFT JOIN kyc_cases k ON k.user_id = $1
+FROM markets m
+JOIN tokens t ON t.id = m.base_token_id
+LEFT JOIN kyc_cases k ON k.user_id = $2
 LEFT JOIN LATERAL (
     SELECT wa.address, wa.linked_at, h.balance, h.frozen_amount, h.frozen,
-           CASE WHEN $6 THEN (SELECT coalesce(sum(o.quantity - o.filled_quantity), 0) FROM orders o
-                              WHERE o.market_id IN (SELECT m.id FROM markets m WHERE m.base_token_id = $7)
+           CASE WHEN $3 THEN (SELECT coalesce(sum(o.quantity - o.filled_quantity), 0) FROM orders o
+                              WHERE o.market_id IN (SELECT mm.id FROM markets mm WHERE mm.base_token_id = m.base_token_id)
                                 AND o.side = 'SELL' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
                                 AND o.wallet_address = wa.address) END AS open_qty,
-           CASE WHEN $6 THEN (SELECT coalesce(sum(s.amount), 0) FROM settlement_instructions s
-                              WHERE s.chain_id = $3 AND s.token_address = $4 AND s.from_wallet = wa.address
-                                AND s.status IN ('PENDING', 'SUBMITTED')) END AS pending
+           CASE WHEN $3 THEN (SELECT coalesce(sum(s.amount), 0) FROM settlement_instructions s
+                              WHERE s.chain_id = m.chain_id AND s.token_address = m.token_address
+                                AND s.from_wallet = wa.address AND s.status IN ('PENDING', 'SUBMITTED')) END AS pending
     FROM wallets wa
-    JOIN identities ie ON ie.investor = wa.address AND ie.chain_id = $3 AND ie.registry_address = $5
-                          AND ie.registered
-    LEFT JOIN holdings h ON h.holder = wa.address AND h.chain_id = $3 AND h.token_address = $4
-    WHERE wa.user_id = $1
+    JOIN identities ie ON ie.investor = wa.address AND ie.chain_id = m.chain_id
+                          AND ie.registry_address = t.identity_registry AND ie.registered
+    LEFT JOIN holdings h ON h.holder = wa.address AND h.chain_id = m.chain_id AND h.token_address = m.token_address
+    WHERE wa.user_id = $2
 ) w ON true
+WHERE m.id = $1
 ORDER BY w.linked_at, w.address"""
 
 
-async def check(session: AsyncSession, market: Any, token: Any, user_id: uuid.UUID, side: Side,
-                quantity: Decimal, cash_needed: Decimal, now: datetime) -> GateResult:
-    """`market`: models Market or book.MarketSpec; `token`: anything with `paused` and `identity_registry`."""
+@dataclass
+class Inputs:
+    """What `read` found: the market (None: no such market), the earlier order with the same clientOrderId, and
+    the rows `decide` needs."""
+
+    market: MarketSpec | None
+    existing: uuid.UUID | None
+    rows: list[Any]
+
+
+async def read(session: AsyncSession, market_id: uuid.UUID, user_id: uuid.UUID, side: Side,
+               client_order_id: str | None) -> Inputs:
+    """Run under the market lock (see the module docstring)."""
+    rows = await (await pg(session)).fetch(_READ, market_id, user_id, side is Side.SELL, client_order_id)
+    if not rows:
+        return Inputs(None, None, [])
+    r = rows[0]
+    return Inputs(MarketSpec(r[0], MarketStatus(r[1]), *r[2:14]), r["existing"], rows)
+
+
+def decide(market: MarketSpec, rows: list[Any], user_side: Side, quantity: Decimal, cash_needed: Decimal,
+           now: datetime) -> GateResult:
     if market.status is not MarketStatus.OPEN:
         return GateResult("MARKET_NOT_OPEN")
-    if token.paused:
+    if market.paused:
         return GateResult("TOKEN_PAUSED")
-    selling = side is Side.SELL
-    rows = await (await pg(session)).fetch(_GATE, user_id, market.quote_currency, market.chain_id,
-                                           market.token_address, token.identity_registry, selling,
-                                           market.base_token_id)
     first = rows[0]
     if first["kyc"] is None or effective_status(KycStatus(first["kyc"]), first["kyc_expires"], now) \
             is not KycStatus.APPROVED:
         return GateResult("KYC_NOT_APPROVED")
     wallets = [r for r in rows if r["address"] is not None]
-    if token.identity_registry is None or not wallets:
+    if market.identity_registry is None or not wallets:
         return GateResult("NO_LINKED_WALLET")
     usable = [r for r in wallets if not r["frozen"]]
     if not usable:
         return GateResult("WALLET_FROZEN", wallets[0]["address"])
-    if selling:
+    if user_side is Side.SELL:
         need = to_units(quantity, market.base_decimals)
         best: tuple[int, str] | None = None
         for r in usable:

@@ -89,15 +89,36 @@ def _view(r: Any) -> OrderView:
 
 
 _BY_CLIENT_ID = f"SELECT {VIEW_SQL} FROM orders WHERE user_id = $1 AND client_order_id = $2"
-_INSERT = (f"INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity, "
-           f"filled_quantity, status, reason, expires_at, wallet_address, reserved_cash) "
-           f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, 0) RETURNING {VIEW_SQL}")
-_UPDATE_FILL = (f"UPDATE orders SET filled_quantity = $2, status = $3, reason = $4, reserved_cash = $5, "
-                f"updated_at = $6 WHERE id = $1 RETURNING {VIEW_SQL}")
-_FINISH = (f"UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4, "
-           f"filled_quantity = coalesce($5, filled_quantity) WHERE id = $1 RETURNING {VIEW_SQL}")
-_AUDIT = ("INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details) "
-          "VALUES ($1, $2, $3, $4, $5, $6)")
+_BY_ID = f"SELECT {VIEW_SQL} FROM orders WHERE id = $1"
+# the incoming order is inserted once matching has decided its state (under the lock, so its seq still gives it
+# time priority), before the trades that reference it; the audit row rides along on a rejection
+_INSERT = f"""
+WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity,
+                               filled_quantity, status, reason, expires_at, wallet_address, reserved_cash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {VIEW_SQL}),
+     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           SELECT $3, 'order.place', 'order', $1::text, $16, $17 WHERE $17::jsonb IS NOT NULL)
+SELECT * FROM o"""
+# the makers a placement changed (fills, finishes), one statement
+_UPDATE_MAKERS = f"""
+UPDATE orders o SET filled_quantity = coalesce(u.filled, o.filled_quantity), status = u.status, reason = u.reason,
+                    reserved_cash = u.reserved, updated_at = $6
+FROM unnest($1::uuid[], $2::numeric[], $3::order_status[], $4::varchar[], $5::numeric[])
+     AS u(id, filled, status, reason, reserved)
+WHERE o.id = u.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}"""
+_FINISH = (f"UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4 "
+           f"WHERE id = $1 RETURNING {VIEW_SQL}")
+# the audit row, and (when the book changed) the market's next book sequence with the new totals of the changed
+# levels; the level read sees the statements before this one
+_FINAL = """
+WITH a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           VALUES ($4, 'order.place', 'order', $5, $6, $7)),
+     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 AND $8 RETURNING book_sequence)
+SELECT s.book_sequence, l.side, l.price, l.qty FROM (SELECT 1) one LEFT JOIN s ON true LEFT JOIN (
+    SELECT o.side, o.price, sum(o.quantity - o.filled_quantity) AS qty FROM orders o
+    WHERE o.market_id = $1 AND o.status IN ('NEW', 'PARTIALLY_FILLED')
+      AND (o.side, o.price) IN (SELECT * FROM unnest($2::order_side[], $3::numeric[]))
+    GROUP BY o.side, o.price) l ON true"""
 
 
 @dataclass
@@ -158,71 +179,86 @@ async def _existing(session: AsyncSession, user_id: uuid.UUID, client_order_id: 
     return None if row is None else _view(row)
 
 
+def _audit_details(market_id: uuid.UUID, status: OrderStatus, reason: str | None) -> str:
+    return json.dumps({"market": str(market_id), "status": status.value, "reason": reason})
+
+
 async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderRequest, *,
                       request_id: str | None = None, now: datetime | None = None) -> Placed:
     """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused).
 
-    Hot path: raw asyncpg on the session's connection and transaction (resolvers/raw_sql.py); every write returns
-    the rows it changed, so the views published after commit need no re-read."""
+    Hot path (the market lock is held from the first statement to the commit, so its round trips bound a market's
+    throughput): raw asyncpg on the session's connection and transaction (resolvers/raw_sql.py); one read for the
+    market, idempotency and the gate; writes return the rows they change, so nothing is re-read."""
     now = now or utcnow()
+    conn = await pg(session)
     # the lock comes first: everything read after it (market status, fees, the book, open sells) is current
-    await book.lock_market(session, req.market_id)
-    market = await book.load_market(session, req.market_id)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", book.lock_key(req.market_id))
+    found = await gate.read(session, req.market_id, user_id, req.side, req.client_order_id)
+    market = found.market
     if market is None:
         raise NotFound("market not found", field="marketId")
     tif = validate(req, market, now)  # type: ignore[arg-type]
-    if (found := await _existing(session, user_id, req.client_order_id)) is not None:
+    if found.existing is not None:
+        view = _view(await conn.fetchrow(_BY_ID, found.existing))
         await session.rollback()
-        return Placed(found, Events(), replayed=True)
+        return Placed(view, Events(), replayed=True)
     reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)  # type: ignore[arg-type]
-    verdict = await gate.check(session, market, market, user_id, req.side, req.quantity, reservation, now)
+    verdict = gate.decide(market, found.rows, req.side, req.quantity, reservation, now)
     order_id = uuid.uuid4()
-    conn = await pg(session)
     events = Events()
+    insert = (order_id, market.id, user_id, req.client_order_id, req.side.value, req.type.value, tif.value,
+              req.price, req.quantity)
     try:
-        status = OrderStatus.REJECTED if verdict.reason is not None else OrderStatus.NEW
-        view = _view(await conn.fetchrow(_INSERT, order_id, market.id, user_id, req.client_order_id, req.side.value,
-                                         req.type.value, tif.value, req.price, req.quantity, status.value,
-                                         verdict.reason, req.expires_at, verdict.wallet))
-        touched = {order_id: view}
-        if verdict.reason is None:
-            taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, view.seq,
-                             req.expires_at)
-            touched |= await _execute(session, market, taker, verdict.wallet, now, events)
+        if verdict.reason is not None:
+            view = _view(await conn.fetchrow(
+                _INSERT, *insert, Decimal(0), OrderStatus.REJECTED.value, verdict.reason, req.expires_at,
+                verdict.wallet, Decimal(0), request_id,
+                _audit_details(market.id, OrderStatus.REJECTED, verdict.reason)))
+            events.add(market_data.orders_channel(user_id), view.event())
+        else:
+            taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
+            view = await _execute(session, conn, market, taker, insert, verdict.wallet, request_id, now, events)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "uq_orders_user_client_order_id":
             raise
         # the same clientOrderId placed concurrently in another market: the first one wins
         await session.rollback()
-        found = await _existing(session, user_id, req.client_order_id)
-        if found is None:
+        replay = await _existing(session, user_id, req.client_order_id)
+        if replay is None:
             raise
-        return Placed(found, Events(), replayed=True)
-    for v in touched.values():
-        events.add(market_data.orders_channel(v.user_id), v.event())
-    view = touched[order_id]
-    await conn.execute(_AUDIT, user_id, "order.place", "order", str(order_id), request_id,
-                       json.dumps({"market": str(market.id), "status": view.status.value, "reason": view.reason}))
+        return Placed(replay, Events(), replayed=True)
     await session.commit()
     return Placed(view, events)
 
 
-async def _execute(session: AsyncSession, market: MarketSpec, taker: Incoming, taker_wallet: str | None,
-                   now: datetime, events: Events) -> dict[uuid.UUID, OrderView]:
-    """Match the taker, settle its fills, update the makers and the taker; returns the orders changed."""
-    conn = await pg(session)
+async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: MarketSpec, taker: Incoming,
+                   insert: tuple[Any, ...], taker_wallet: str | None, request_id: str | None, now: datetime,
+                   events: Events) -> OrderView:
+    """Match the taker, store it, settle its fills, update the makers, audit, bump the book sequence; add the
+    events (trades, book, orders); return the taker as stored."""
     result, resting = await book.match_against_book(session, market.id, taker, now)
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY
-    levels: set[tuple[Side, Decimal]] = set()
-    touched: dict[uuid.UUID, OrderView] = {}
-    for maker_id in result.expired_makers:
-        r = resting[maker_id]
-        levels.add((opposite, r.price))
-        touched[maker_id] = await _finish(session, market, maker_id, r.user_id, opposite,  # type: ignore[index]
-                                          r.reserved_cash, OrderStatus.EXPIRED, "GTD_EXPIRED", now=now)
     buyer_is_taker = taker.side is Side.BUY
+    held = Decimal(0)
+    levels: set[tuple[Side, Decimal]] = set()
+    if result.rests:
+        assert taker.price is not None
+        levels.add((taker.side, taker.price))
+        if buyer_is_taker:  # only the resting part holds cash; the fills are paid from AVAILABLE
+            held = buy_reservation(market, taker.price, result.remaining)  # type: ignore[arg-type]
+    taker_view = _view(await conn.fetchrow(_INSERT, *insert, result.filled, result.status.value, result.reason,
+                                           taker.expires_at, taker_wallet, held, None, None))
+    # makers: (id, filled or None to keep, status, reason, reserved cash left)
+    makers: list[tuple[Any, Decimal | None, str, str | None, Decimal]] = []
+    for maker_id in result.expired_makers:
+        r = resting[maker_id]  # type: ignore[index]
+        levels.add((opposite, r.price))
+        if opposite is Side.BUY:
+            await release_reservation(session, maker_id, r.user_id, r.reserved_cash, market.quote_currency)  # type: ignore[arg-type]
+        makers.append((maker_id, None, OrderStatus.EXPIRED.value, "GTD_EXPIRED", Decimal(0)))
     for fill in result.fills:
-        r = resting[fill.maker_id]
+        r = resting[fill.maker_id]  # type: ignore[index]
         buyer_id, seller_id = (taker.owner, r.user_id) if buyer_is_taker else (r.user_id, taker.owner)
         buyer_wallet, seller_wallet = (taker_wallet, r.wallet) if buyer_is_taker else (r.wallet, taker_wallet)
         settled = await settle(session, market, maker_order_id=fill.maker_id, taker_order_id=taker.id,  # type: ignore[arg-type]
@@ -233,37 +269,38 @@ async def _execute(session: AsyncSession, market: MarketSpec, taker: Incoming, t
         levels.add((opposite, r.price))
         maker_reserved = r.reserved_cash - (settled.buyer_cost if not buyer_is_taker else 0)
         if fill.maker_remaining == 0:
-            touched[fill.maker_id] = await _finish(  # type: ignore[index]
-                session, market, fill.maker_id, r.user_id, opposite, maker_reserved,  # type: ignore[arg-type]
-                OrderStatus.FILLED, None, filled=r.quantity, now=now)
+            if opposite is Side.BUY:  # give back what the filled buy still holds (rounding of its reservation)
+                await release_reservation(session, fill.maker_id, r.user_id, maker_reserved,  # type: ignore[arg-type]
+                                          market.quote_currency)
+            makers.append((fill.maker_id, r.quantity, OrderStatus.FILLED.value, None, Decimal(0)))
         else:
-            touched[fill.maker_id] = _view(await conn.fetchrow(  # type: ignore[index]
-                _UPDATE_FILL, fill.maker_id, r.quantity - fill.maker_remaining, OrderStatus.PARTIALLY_FILLED.value,
-                None, maker_reserved, now))
-    held = Decimal(0)
-    if result.rests:
-        assert taker.price is not None
-        levels.add((taker.side, taker.price))
-        if buyer_is_taker:  # only the resting part holds cash; the fills were paid from AVAILABLE
-            held = buy_reservation(market, taker.price, result.remaining)  # type: ignore[arg-type]
-            await ledger.reserve(session, taker.owner, held, market.quote_currency,  # type: ignore[arg-type]
-                                 reference=f"order:{taker.id}:reserve")
-    if result.status is not OrderStatus.NEW or held:  # a plain resting sell is as inserted
-        touched[taker.id] = _view(await conn.fetchrow(  # type: ignore[index]
-            _UPDATE_FILL, taker.id, result.filled, result.status.value, result.reason, held, utcnow()))
+            makers.append((fill.maker_id, r.quantity - fill.maker_remaining, OrderStatus.PARTIALLY_FILLED.value,
+                           None, maker_reserved))
+    if held:
+        await ledger.reserve(session, taker.owner, held, market.quote_currency,  # type: ignore[arg-type]
+                             reference=f"order:{taker.id}:reserve")
+    views = [taker_view]
+    if makers:
+        views += map(_view, await conn.fetch(_UPDATE_MAKERS, *(list(c) for c in zip(*makers)), now))
+    ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
+    rows = await conn.fetch(_FINAL, market.id, [s.value for s, _ in ordered], [p for _, p in ordered],
+                            taker.owner, str(taker.id), request_id,
+                            _audit_details(market.id, taker_view.status, taker_view.reason), bool(levels))
     if levels:
-        seq, totals = await book.sequence_and_levels(session, market.id, levels)
-        events.add(market_data.book_channel(market.id), market_data.book_event(market.id, seq, totals))
-    return touched
+        found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
+        totals = [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
+        events.add(market_data.book_channel(market.id), market_data.book_event(market.id, rows[0][0], totals))
+    for v in views:
+        events.add(market_data.orders_channel(v.user_id), v.event())
+    return taker_view
 
 
 async def _finish(session: AsyncSession, market: Any, order_id: uuid.UUID, user_id: uuid.UUID, side: Side,
-                  reserved: Decimal, status: OrderStatus, reason: str | None, filled: Decimal | None = None,
-                  now: datetime | None = None) -> OrderView:
-    """Take an order off the book (FILLED, CANCELED, EXPIRED) and give back what it still holds."""
+                  reserved: Decimal, status: OrderStatus, reason: str | None, now: datetime | None = None) -> OrderView:
+    """Take an open order off the book (CANCELED, EXPIRED) and give back what it still holds."""
     if side is Side.BUY:
         await release_reservation(session, order_id, user_id, reserved, market.quote_currency)
-    row = await (await pg(session)).fetchrow(_FINISH, order_id, status.value, reason, now or utcnow(), filled)
+    row = await (await pg(session)).fetchrow(_FINISH, order_id, status.value, reason, now or utcnow())
     return _view(row)
 
 
