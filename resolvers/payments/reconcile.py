@@ -29,11 +29,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import and_, delete, exists, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.ledger import AccountKind
-from models.payments import Payment, PaymentMatch, PaymentState
+from models.chain import IndexerCursor
+from models.payments import Payment, PaymentMatch, PaymentMethod, PaymentState
+from models.tokens import TokenTransfer
 from resolvers.ledger import Platform, credit_deposit, post
 from resolvers.payments import notify
 from resolvers.payments.intents import from_units
@@ -240,9 +242,21 @@ async def expire_payments(session_factory: async_sessionmaker[AsyncSession], *, 
     now = now or utcnow()
     done = 0
     async with session_factory() as session:
+        on_time_transfer = exists().where(
+            TokenTransfer.chain_id == Payment.chain_id, TokenTransfer.token_address == Payment.token_address,
+            TokenTransfer.to_address == Payment.deposit_address,
+            or_(TokenTransfer.block_time.is_(None), TokenTransfer.block_time <= Payment.expires_at))
+        # A stablecoin payment expires only once the indexer has polled its chain after the expiry moment (so a
+        # transfer mined just in time is not missed because of indexer lag), and only with no on-time transfer
+        # left unreconciled (the reconciler settles those).
+        indexed_past_expiry = IndexerCursor.updated_at > Payment.expires_at + timedelta(seconds=1)
         rows = (await session.execute(
-            select(Payment).where(Payment.state.in_([S.AWAITING_FUNDS, S.UNDERPAID]), Payment.expires_at < now)
-            .order_by(Payment.expires_at).limit(limit).with_for_update(skip_locked=True)
+            select(Payment).outerjoin(IndexerCursor, IndexerCursor.chain_id == Payment.chain_id)
+            .where(Payment.state.in_([S.AWAITING_FUNDS, S.UNDERPAID]), Payment.expires_at < now,
+                   or_(Payment.method == PaymentMethod.BANK_TRANSFER,
+                       and_(indexed_past_expiry,
+                            or_(Payment.state == S.UNDERPAID, ~on_time_transfer))))
+            .order_by(Payment.expires_at).limit(limit).with_for_update(of=Payment, skip_locked=True)
             .execution_options(populate_existing=True))).scalars().all()
         for payment in rows:
             if payment.state is S.UNDERPAID:

@@ -92,7 +92,7 @@ async def test_overpaid_credits_the_intended_amount_and_flags_the_excess(rig: Ri
 async def test_expired_without_funds_then_a_late_transfer_is_held_for_review(rig: Rig) -> None:
     p = await rig.create("20", expires_in=1)
     idle = await rig.create("5", expires_in=1)
-    await asyncio.sleep(2.1)  # block timestamps have a 1 s resolution
+    await asyncio.sleep(2.5)  # block timestamps have a 1 s resolution; the indexer polls past expiry + 1 s
     assert await expire_payments(rig.factory) == 2
     assert await expire_payments(rig.factory) == 0  # idempotent
     assert (await rig.payment(idle.id)).state is S.EXPIRED
@@ -119,7 +119,7 @@ async def test_underpaid_at_expiry_expires_with_the_funds_held(rig: Rig) -> None
     await rig.wait_final(block)
     await reconcile(rig)
     assert (await rig.payment(p.id)).state is S.UNDERPAID
-    await asyncio.sleep(4.2)
+    await asyncio.sleep(5.5)  # expiry, plus the 1 s the indexer must have polled past it
     await expire_payments(rig.factory)
     gone = await rig.payment(p.id)
     assert gone.state is S.EXPIRED and gone.refundable_amount == 15 and await rig.credits(p.id) == 0
@@ -155,3 +155,15 @@ async def test_reorg_removing_the_deposit_returns_it_to_awaiting_funds(rig: Rig)
     await reconcile(rig)
     assert (await rig.payment(p.id)).state is S.CONFIRMED and await rig.credits(p.id) == 1
     assert await rig.available() == 70 and await rig.ledger_balanced()
+
+
+async def test_a_transfer_mined_before_expiry_is_not_expired_by_indexer_lag(rig: Rig) -> None:
+    """The transfer landed on time but the reconciler had not run when the expiry job did: not EXPIRED/LATE."""
+    p = await rig.create("12", expires_in=3)
+    block = await rig.pay(p, 12 * USDC)
+    await rig.wait_indexed(block)
+    await asyncio.sleep(4.5)
+    assert await expire_payments(rig.factory) == 0
+    await rig.wait_final(block)
+    await reconcile(rig)
+    assert (await rig.payment(p.id)).state is S.CONFIRMED and await rig.credits(p.id) == 1
