@@ -2,14 +2,17 @@
 
 Subscribers whose operations are identical — same document, variables and operation name, the same roles
 (so authorization decides the same) and, for viewer-specific fields (`personal_fields`), the same user —
-share one execution: the resolver runs once per event, graphql-core completes the result once, and the
-websocket layer (`SharedBytesWebSocketAdapter`) serializes it once and sends the same bytes to all of them.
+share one execution: the resolver runs once per event, graphql-core completes the result once, and it is
+serialized once for all of them.
 
-Each subscriber reads from its own bounded queue: a slow one loses its oldest messages and never blocks the
+Delivery: over graphql-transport-ws (`SharedDeliveryHandler`), the pump writes each result itself to every
+subscriber that is idle (nothing queued, no send in progress): a delivered message costs one frame write to
+that socket and no task wake-up. A send that would block (the socket's buffer is full) is finished by a task of
+its own, and meanwhile that subscriber's results go to its bounded buffer, which its operation task drains (as
+it does for any other consumer of the stream): a slow subscriber loses its oldest messages and never blocks the
 others or the source. For fields that start with a snapshot (`snapshot_fields`, e.g. an order book), a
 subscriber that joins late or lost messages first gets a fresh snapshot (the same document executed with
-`context.snapshot_only = True`), and deltas older than that snapshot's `sequence` are skipped.
-"""
+`context.snapshot_only = True`), and deltas older than that snapshot's `sequence` are skipped."""
 
 from __future__ import annotations
 

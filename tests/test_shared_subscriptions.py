@@ -4,13 +4,16 @@ joiners and slow consumers."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import strawberry
+from starlette.websockets import WebSocketDisconnect
 
 from schema import RwaSchema
-from server.shared_subscriptions import SharedSubscriptions
+from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler, SharedSubscriptions
 
 
 @dataclass
@@ -173,3 +176,133 @@ async def test_late_joiner_of_snapshot_field_gets_a_fresh_snapshot_then_newer_de
         {"book": {"sequence": 2, "snapshot": False}}, {"book": {"sequence": 3, "snapshot": False}}]
     assert await asyncio.wait_for(late_task, 5) == [
         {"book": {"sequence": 2, "snapshot": True}}, {"book": {"sequence": 3, "snapshot": False}}]
+
+
+# --- direct delivery through strawberry's graphql-transport-ws handler (SharedDeliveryHandler)
+
+class FakeSocket:
+    """The starlette WebSocket surface the handler and the pump use; `gate` holds sends (a full transport)."""
+
+    def __init__(self, gate: asyncio.Event | None = None, broken: bool = False) -> None:
+        self.frames: list[dict] = []
+        self.gate, self.broken = gate, broken
+
+    async def send(self, message: dict) -> None:
+        if self.broken:
+            raise WebSocketDisconnect(1006)
+        if self.gate is not None:
+            await self.gate.wait()
+        self.frames.append(json.loads(message["text"]))
+
+    async def send_text(self, text: str) -> None:
+        await self.send({"type": "websocket.send", "text": text})
+
+
+class FakeView:
+    def encode_json(self, data: object) -> str:
+        return json.dumps(data)
+
+
+async def open_handler(schema: RwaSchema, socket: FakeSocket, op_id: str, query: str) -> SharedDeliveryHandler:
+    adapter = SharedBytesWebSocketAdapter(FakeView(), socket, socket)  # type: ignore[arg-type]
+    handler = SharedDeliveryHandler(view=FakeView(), websocket=adapter, context=FakeContext(), root_value=None,  # type: ignore[arg-type]
+                                    schema=schema, connection_init_wait_timeout=timedelta(seconds=5),
+                                    max_subscriptions_per_connection=None)
+    handler.connection_acknowledged = True
+    await handler.handle_subscribe({"id": op_id, "type": "subscribe", "payload": {"query": query}})
+    return handler
+
+
+def nexts(socket: FakeSocket, op_id: str) -> list:
+    assert all(f["id"] == op_id and f["type"] == "next" and set(f["payload"]) == {"data"} for f in socket.frames)
+    return [f["payload"]["data"] for f in socket.frames]
+
+
+async def test_pump_writes_to_idle_subscribers_without_waking_their_tasks():
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    sockets = [FakeSocket() for _ in range(20)]
+    handlers = [await open_handler(schema, s, f"op-{i}", "subscription { ticks(market: 1) }")
+                for i, s in enumerate(sockets)]
+    await _settle()
+    for v in (1, 2, 3):
+        await FEED.publish(v)
+        await _settle()
+    assert FEED.resolver_runs == 1
+    for i, s in enumerate(sockets):
+        assert nexts(s, f"op-{i}") == [{"ticks": 11}, {"ticks": 21}, {"ticks": 31}]
+    assert schema.shared.direct_sends == 20 * 3  # every frame written by the pump itself
+    await FEED.publish(4)  # the pump runs next, before the tasks canceled below
+    for h in handlers:
+        await h.handle_complete({"id": next(iter(h.operations)), "type": "complete"})
+    await _settle()  # completed: nothing more is written to them
+    assert all(len(s.frames) == 3 for s in sockets)
+    for h in handlers:
+        await h.shutdown()
+    assert schema.shared.active() == 0
+
+
+async def test_blocked_socket_queues_boundedly_in_order_and_does_not_block_others():
+    global FEED
+    FEED = Feed()
+    schema = make_schema(queue_size=4)
+    gate = asyncio.Event()
+    slow, fast = FakeSocket(gate), FakeSocket()
+    handlers = [await open_handler(schema, slow, "slow", "subscription { ticks(market: 0) }"),
+                await open_handler(schema, fast, "fast", "subscription { ticks(market: 0) }")]
+    await _settle()
+    for v in range(20):
+        await FEED.publish(v)
+        await _settle()
+    assert nexts(fast, "fast") == [{"ticks": v * 10} for v in range(20)]
+    assert slow.frames == []
+    gate.set()
+    await _settle()
+    # the send in progress when the socket blocked, then the newest 4
+    assert nexts(slow, "slow") == [{"ticks": v * 10} for v in (0, 16, 17, 18, 19)]
+    await FEED.publish(20)  # drained: back to direct writes
+    await _settle()
+    assert nexts(slow, "slow")[-1] == {"ticks": 200} and nexts(fast, "fast")[-1] == {"ticks": 200}
+    for h in handlers:
+        await h.shutdown()
+    assert schema.shared.active() == 0
+
+
+async def test_broken_socket_leaves_without_disturbing_the_others():
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    broken, ok = FakeSocket(broken=True), FakeSocket()
+    handlers = [await open_handler(schema, broken, "b", "subscription { ticks(market: 3) }"),
+                await open_handler(schema, ok, "ok", "subscription { ticks(market: 3) }")]
+    await _settle()
+    for v in (1, 2):
+        await FEED.publish(v)
+        await _settle()
+    assert nexts(ok, "ok") == [{"ticks": 13}, {"ticks": 23}]
+    assert "b" not in handlers[0].operations  # its operation ended with the socket
+    for h in handlers:
+        await h.shutdown()
+    assert schema.shared.active() == 0
+
+
+async def test_direct_late_joiner_of_snapshot_field_gets_snapshot_then_newer_deltas():
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    first, late = FakeSocket(), FakeSocket()
+    handlers = [await open_handler(schema, first, "1", "subscription { book { sequence snapshot } }")]
+    await _settle()
+    for v in (1, 2):
+        await FEED.publish(v)
+        await _settle()
+    handlers.append(await open_handler(schema, late, "2", "subscription { book { sequence snapshot } }"))
+    await _settle()
+    await FEED.publish(3)
+    await _settle()
+    assert nexts(first, "1") == [{"book": {"sequence": s, "snapshot": s == 0}} for s in (0, 1, 2, 3)]
+    assert nexts(late, "2") == [{"book": {"sequence": 2, "snapshot": True}},
+                                {"book": {"sequence": 3, "snapshot": False}}]
+    for h in handlers:
+        await h.shutdown()
