@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.trading import OPEN_STATUSES, Market, MarketStatus, Order, Side
+from models.trading import OPEN_STATUSES, MarketStatus, Order, Side
 from resolvers.raw_sql import pg
 from resolvers.trading.matching import BookOrder, Incoming, MatchResult, match
 
@@ -51,17 +51,6 @@ class MarketSpec:
     identity_registry: str | None  # the token's
 
 
-_MARKET = """
-SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
-       m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry
-FROM markets m JOIN tokens t ON t.id = m.base_token_id WHERE m.id = $1"""
-
-
-async def load_market(session: AsyncSession, market_id: uuid.UUID) -> MarketSpec | None:
-    r = await (await pg(session)).fetchrow(_MARKET, market_id)
-    return None if r is None else MarketSpec(r[0], MarketStatus(r[1]), *r[2:])
-
-
 _SEQUENCE_AND_LEVELS = """
 WITH s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 RETURNING book_sequence)
 SELECT s.book_sequence, l.side, l.price, l.qty FROM s LEFT JOIN (
@@ -73,18 +62,13 @@ SELECT s.book_sequence, l.side, l.price, l.qty FROM s LEFT JOIN (
 
 async def sequence_and_levels(session: AsyncSession, market_id: uuid.UUID, levels: set[tuple[Side, Decimal]]
                               ) -> tuple[int, list[tuple[Side, Decimal, Decimal]]]:
-    """next_sequence and level_totals in one round trip (the level read sees this transaction's changes)."""
+    """Bump the market's book sequence and read the open quantity at each changed (side, price) after the change
+    (0 where a level emptied), in one round trip (the level read sees this transaction's earlier statements)."""
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
     rows = await (await pg(session)).fetch(_SEQUENCE_AND_LEVELS, market_id, [s.value for s, _ in ordered],
                                            [p for _, p in ordered])
     found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
     return rows[0][0], [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
-
-
-async def next_sequence(session: AsyncSession, market_id: uuid.UUID) -> int:
-    return (await session.execute(update(Market).where(Market.id == market_id)
-                                  .values(book_sequence=Market.book_sequence + 1)
-                                  .returning(Market.book_sequence))).scalar_one()
 
 
 @dataclass(slots=True)
@@ -135,20 +119,6 @@ async def match_against_book(session: AsyncSession, market_id: uuid.UUID, taker:
         if exhausted or done:
             return result, extra
         limit *= 4
-
-
-async def level_totals(session: AsyncSession, market_id: uuid.UUID,
-                       levels: set[tuple[Side, Decimal]]) -> list[tuple[Side, Decimal, Decimal]]:
-    """Open quantity at each (side, price) after the change; 0 where a level emptied."""
-    if not levels:
-        return []
-    rows = (await session.execute(
-        select(Order.side, Order.price, func.sum(Order.quantity - Order.filled_quantity))
-        .where(Order.market_id == market_id, Order.status.in_(OPEN_STATUSES),
-               tuple_(Order.side, Order.price).in_([(s, p) for s, p in levels]))
-        .group_by(Order.side, Order.price))).all()
-    found = {(s, Decimal(p)): Decimal(q) for s, p, q in rows}
-    return [(s, p, found.get((s, p), Decimal(0))) for s, p in sorted(levels, key=lambda x: (x[0].value, x[1]))]
 
 
 async def depth(session: AsyncSession, market_id: uuid.UUID, side: Side, n: int) -> list[tuple[Decimal, Decimal]]:
