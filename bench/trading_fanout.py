@@ -76,6 +76,7 @@ class RunResult:
     cpu_s: float
     work_us_per_msg: float  # idle CPU (same window length, no events) subtracted
     sys_share: float  # of the CPU in the publishing window, the kernel's part
+    client_cpu_s: float  # all client processes, same window: they must not be the bottleneck
 
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
@@ -152,11 +153,13 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
         idle0, t_idle = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(2.0)  # what the server burns with N idle sockets, subtracted below
         idle_rate = (cpu_seconds(proc.pid) - idle0) / (time.monotonic() - t_idle)
+        clients0 = sum(cpu_seconds(w.pid) for w in workers if w.pid)
         split0 = cpu_split(proc.pid)
         cpu0, t0 = sum(split0), time.monotonic()
         asyncio.run(publish_trades(env["RWA_REDIS_PREFIX"], market_id, trades, 0.1))
         time.sleep(3.0)  # drain
         split1 = cpu_split(proc.pid)
+        clients1 = sum(cpu_seconds(w.pid) for w in workers if w.pid)
         cpu1, t1 = sum(split1), time.monotonic()
         stop.set()
         delivered, errors, latencies = 0, 0, []
@@ -169,7 +172,7 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
         work = max(0.0, cpu - idle_rate * (t1 - t0))
         return RunResult(mode, n, connected, delivered, connected * trades, percentile(latencies, 0.5) * 1000,
                          percentile(latencies, 0.99) * 1000, cpu / max(delivered, 1) * 1e6, cpu,
-                         work / max(delivered, 1) * 1e6, (split1[1] - split0[1]) / max(cpu, 1e-9))
+                         work / max(delivered, 1) * 1e6, (split1[1] - split0[1]) / max(cpu, 1e-9), clients1 - clients0)
     finally:
         stop.set()
         for w in workers:
@@ -221,11 +224,11 @@ def main() -> None:
                 results.append(r)
                 print(f"  {mode} x {n}: delivered {r.delivered}/{r.expected}", flush=True)
     print(f"\n{'mode':<16} {'subs':>6} {'conn':>6} {'delivered':>10} {'expected':>9} {'p50 ms':>8} {'p99 ms':>9} "
-          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12} {'sys %':>6}")
+          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12} {'sys %':>6} {'clients CPU s':>13}")
     for r in results:
         print(f"{r.mode:<16} {r.subscribers:>6} {r.connected:>6} {r.delivered:>10} {r.expected:>9} {r.p50_ms:>8.1f} "
               f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f} {r.work_us_per_msg:>12.1f} "
-              f"{100 * r.sys_share:>6.0f}")
+              f"{100 * r.sys_share:>6.0f} {r.client_cpu_s:>13.2f}")
     by = {(r.mode, r.subscribers): r for r in results}
     for n in args.subscribers if len(args.modes) == 2 else ():
         s, p = by[("shared", n)], by[("per-subscriber", n)]
