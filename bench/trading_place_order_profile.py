@@ -109,7 +109,7 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False) -> None:
         stats.sort_stats("tottime").print_stats(45)
         stats.sort_stats("cumulative").print_stats(70)
     print(f"{n} orders: CPU {cpu / n * 1000:.2f} ms/order, wall {wall / n * 1000:.2f} ms/order, "
-          f"{statements / n:.1f} SQL statements/order")
+          + ("(statements: the app has its own engine)" if http else f"{statements / n:.1f} SQL statements/order"))
     await engine.dispose()
 
 
