@@ -58,20 +58,52 @@ def dev(host: str = typer.Option("127.0.0.1", help="API interface."),
 @app.command()
 def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
            threads: int = typer.Option(4, min=1, help="Threads per process.")) -> None:
-    """Run the background-job workers (dramatiq) for every actor in jobs/actors.py."""
+    """Run the background-job workers (dramatiq) for every actor in jobs/actors.py.
+
+    SIGTERM/SIGINT are forwarded once to dramatiq (which finishes the messages in hand); if it has not stopped
+    after the shutdown timeout, its whole process group is killed. Nothing is left running either way.
+    """
+    import signal
     import subprocess
     import sys
 
     with runtime() as settings:
         err.print(f"[green]worker[/] broker={'rabbitmq' if (settings.broker_url or '').startswith('amqp') else 'redis'}")
+        # its own session: a terminal's Ctrl-C reaches dramatiq only through us, exactly once
         proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes),
-                                 "--threads", str(threads), "--worker-shutdown-timeout", "10000"])
+                                 "--threads", str(threads), "--worker-shutdown-timeout", "10000"],
+                                start_new_session=True)
+        stopping: list[int] = []
+
+        def forward(signum: int, frame: object) -> None:
+            if not stopping and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            stopping.append(signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            raise SystemExit(proc.wait())
+            while True:
+                try:
+                    code = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         finally:
             if proc.poll() is None:
-                proc.terminate()
-                proc.wait(15)
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                err.print("[yellow]worker did not stop in 20 s; killing it[/]")
+            import os
+
+            try:  # dramatiq's worker processes share its process group
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        raise SystemExit(0 if stopping else code)
 
 
 @app.command()

@@ -53,5 +53,7 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
-    # uvicorn's access log duplicates our request log line
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # uvicorn's access log duplicates our request log line; httpx logs every RPC call at INFO; alembic's INFO
+    # lines describe its plugins on every start
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -18,6 +18,7 @@ from tests.indexer.test_crash import start_indexer
 HOLDER_SQL = """
 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.classid = $1::bigint::oid AND l.objid = 1 AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 APPS_SQL = "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
 

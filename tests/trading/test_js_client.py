@@ -1,4 +1,4 @@
-"""The reference JS client (npm graphql-ws, installed into a temp dir at test time) subscribes to `trades` on a
+"""The reference JS client (npm graphql-ws, pinned in package.json and installed by scripts/setup.sh) subscribes to `trades` on a
 real API process and receives a trade placed over HTTP."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,16 +20,16 @@ SCRIPT = Path(__file__).with_name("graphql_ws_client.mjs")
 PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { status } }"
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="module")
-def node_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "node and npm are needed for the reference client test"
-    workdir = tmp_path_factory.mktemp("graphql-ws-client")
-    (workdir / "package.json").write_text('{"name": "gql-ws-check", "private": true, "type": "module"}')
-    subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent", "graphql-ws@6", "ws@8", "graphql@16"],
-                   cwd=workdir, check=True, timeout=180, capture_output=True)
-    shutil.copy(SCRIPT, workdir / SCRIPT.name)
-    return workdir / SCRIPT.name
+def node_client() -> Path:
+    """The client script runs next to the repository's node_modules (graphql-ws, ws, graphql from the lockfile)."""
+    assert shutil.which("node"), "node is needed for the reference client test"
+    for package in ("graphql-ws", "ws", "graphql"):
+        assert (REPO / "node_modules" / package).is_dir(), f"{package} missing: run scripts/setup.sh (npm ci)"
+    return SCRIPT
 
 
 def order(market_id: str, side: str) -> dict:  # type: ignore[type-arg]
