@@ -181,7 +181,7 @@ class SharedStream:
         except StopIteration:
             self._owner.direct_sends += 1
             return
-        except BaseException as exc:  # the socket is gone: the subscriber's task ends with it
+        except Exception as exc:  # the socket is gone: the subscriber's task ends with it
             self.fast = False
             self._error = exc
             self._wake()
@@ -292,8 +292,11 @@ class SharedStream:
     async def aclose(self) -> None:
         self._closed = True
         self.fast = False
-        if self._inflight is not None and not self._inflight.done():
-            self._inflight.cancel()
+        if self._inflight is not None:
+            if not self._inflight.done():
+                self._inflight.cancel()
+            elif not self._inflight.cancelled():
+                self._inflight.exception()  # retrieved: the socket's failure is not this stream's error
         self._owner._leave(self._shared, self)
 
 
