@@ -276,6 +276,18 @@ def _watch_children(children: list[Child], signals: StopSignals) -> int | None:
     return None
 
 
+def _chain_port(host: str, avoid: set[int]) -> int:
+    """A free port for a chain that is not the API's: the API binds its port only later, so the OS could hand
+    the same number to an anvil first."""
+    from chains.anvil import free_port
+
+    while True:
+        candidate = free_port(host)
+        if candidate not in avoid:
+            avoid.add(candidate)
+            return candidate
+
+
 def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with_worker: bool) -> None:
     from cli.runtime import load_settings, runtime
 
@@ -290,7 +302,8 @@ def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with
         signals = StopSignals()
         signals.install()
         reaper = _start_reaper(configured.data_path() if configured.embedded else None)
-        nodes = [SessionAnvil(cid, port=chain_ports[i] if chain_ports else None)
+        taken = {port}
+        nodes = [SessionAnvil(cid, port=chain_ports[i] if chain_ports else _chain_port(host, avoid=taken))
                  for i, cid in enumerate(LOCAL_CHAINS)]
         children: list[Child] = []
         try:
