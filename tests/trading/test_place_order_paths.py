@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from models.identity import AuditLog
 from models.ledger import LedgerAccount
@@ -104,3 +104,20 @@ async def test_round_trips_per_placement(session_factory, session):  # type: ign
     assert resting == 5, queries
     # crossing buy: + trade with its instruction, ledger (2), makers
     assert crossing == 9, queries
+
+
+async def test_raw_statements_run_in_the_session_transaction(engine):  # type: ignore[no-untyped-def]
+    """pg() begins the session's transaction itself: an xact advisory lock taken as the first statement is held
+    until commit (were the statement autocommitted, the lock would be released at once)."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    key = uuid.uuid4().int % 2**62
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    async with factory() as holder, engine.connect() as other:
+        await (await pg(holder)).execute("SELECT pg_advisory_xact_lock($1)", key)
+        probe = "SELECT pg_try_advisory_xact_lock(:k)"
+        assert (await other.execute(text(probe), {"k": key})).scalar_one() is False
+        await other.rollback()
+        await holder.commit()
+        assert (await other.execute(text(probe), {"k": key})).scalar_one() is True
+        await other.rollback()
