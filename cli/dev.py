@@ -59,22 +59,33 @@ async def reset_local_chain_rows(database_url: str) -> None:
     async with engine.begin() as conn:
         for table in _CHAIN_TABLES:
             await conn.execute(text(f"DELETE FROM {table} WHERE chain_id = ANY(:ids)"), {"ids": list(LOCAL_CHAINS)})
-        await conn.execute(text("DELETE FROM tokens WHERE chain_id = ANY(:ids) AND kind = 'STABLECOIN'"),
-                           {"ids": list(LOCAL_CHAINS)})
+        # the previous run's demo tokens (stablecoins, and security tokens no asset or market uses)
+        await conn.execute(text(
+            "DELETE FROM tokens t WHERE t.chain_id = ANY(:ids) AND (t.kind = 'STABLECOIN' OR (t.asset_id IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM markets m WHERE m.base_token_id = t.id)))"), {"ids": list(LOCAL_CHAINS)})
     await engine.dispose()
 
 
-async def seed_stablecoins(database_url: str, urls: dict[int, str]) -> dict[int, str]:
-    """Deploy a 6-decimal USDC on each chain and register it as a watched stablecoin token."""
+@dataclass(frozen=True)
+class DemoChain:
+    stablecoin: str
+    token: str
+    registry: str
+
+
+async def seed_demo(database_url: str, urls: dict[int, str]) -> dict[int, DemoChain]:
+    """On each chain: deploy the identity registry, a security token wired to it and a 6-decimal USDC, register
+    them as watched tokens, and make a little activity for the indexer (three verified investors, a mint, a few
+    transfers, USDC balances)."""
     from eth_account import Account
     from sqlalchemy.dialects.postgresql import insert
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from chains.deploy import connect, deploy_stablecoin
+    from chains.deploy import connect, deploy_rwa_stack, transact
     from models.tokens import Token, TokenKind
 
     deployer = Account.from_key(ANVIL_DEV_KEY)
-    addresses: dict[int, str] = {}
+    deployed: dict[int, DemoChain] = {}
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as conn:
@@ -82,16 +93,29 @@ async def seed_stablecoins(database_url: str, urls: dict[int, str]) -> dict[int,
                 w3 = connect(url)
                 try:
                     start = await w3.eth.block_number
-                    coin = await deploy_stablecoin(w3, deployer)
+                    stack = await deploy_rwa_stack(w3, deployer, "Demo Real Estate Fund", "DREF", 18)
+                    investors = (await w3.eth.accounts)[1:4]
+                    for i, investor in enumerate(investors):
+                        await transact(stack.registry.functions.registerIdentity(investor, investor, 840 + i),
+                                       deployer)
+                        await transact(stack.stablecoin.functions.mint(investor, 100_000 * 10**6), deployer)
+                    await transact(stack.token.functions.mint(investors[0], 1_000 * 10**18), deployer)
+                    await transact(stack.token.functions.transfer(investors[1], 250 * 10**18), investors[0])
+                    await transact(stack.token.functions.transfer(investors[2], 100 * 10**18), investors[1])
+                    await transact(stack.stablecoin.functions.transfer(investors[0], 5_000 * 10**6), investors[2])
                 finally:
                     await w3.provider.disconnect()  # else aiohttp logs "Unclosed client session" at exit
-                addresses[chain_id] = coin.address
+                deployed[chain_id] = DemoChain(stack.stablecoin.address, stack.token.address, stack.registry.address)
                 await conn.execute(insert(Token).values(
-                    chain_id=chain_id, address=coin.address, kind=TokenKind.STABLECOIN, name="USD Coin",
+                    chain_id=chain_id, address=stack.stablecoin.address, kind=TokenKind.STABLECOIN, name="USD Coin",
                     symbol="USDC", decimals=6, start_block=start).on_conflict_do_nothing())
+                await conn.execute(insert(Token).values(
+                    chain_id=chain_id, address=stack.token.address, kind=TokenKind.SECURITY,
+                    name="Demo Real Estate Fund", symbol="DREF", decimals=18, start_block=start,
+                    identity_registry=stack.registry.address).on_conflict_do_nothing())
     finally:
         await engine.dispose()
-    return addresses
+    return deployed
 
 
 class SessionAnvil(AnvilNode):
@@ -246,7 +270,7 @@ def _start_all(host: str, port: int, with_worker: bool, settings: Settings, node
             return False
     urls = {n.chain_id: n.url for n in nodes}
     asyncio.run(reset_local_chain_rows(settings.database_url or ""))
-    coins = asyncio.run(seed_stablecoins(settings.database_url or "", urls))
+    demo = asyncio.run(seed_demo(settings.database_url or "", urls))
     env = {**os.environ, **{f"RPC_URLS_{cid}": url for cid, url in urls.items()}}
     env.setdefault("DEPLOYER_PRIVATE_KEY", ANVIL_DEV_KEY)
     commands = [("api", ["serve", "--host", host, "--port", str(port)]), ("indexer", ["index", "run"])]
@@ -258,7 +282,8 @@ def _start_all(host: str, port: int, with_worker: bool, settings: Settings, node
         children.append(_spawn(name, args, env))
         _watch(reaper, children[-1].proc.pid, group=True)
     for cid, url in urls.items():  # one line each (soft_wrap): scripts and tests parse them
-        err.print(f"chain {cid} {url}  USDC {coins[cid]}", soft_wrap=True, highlight=False)
+        err.print(f"chain {cid} {url}  USDC {demo[cid].stablecoin}  DREF {demo[cid].token}", soft_wrap=True,
+                  highlight=False)
     err.print(f"[bold green]StableRWA dev[/]: GraphiQL at http://{host}:{port}/graphql  (Ctrl-C to stop)",
               soft_wrap=True, highlight=False)
     return not signals.stop

@@ -1,5 +1,5 @@
 """`rwa dev` end to end, as the README's `bash scripts/dev.sh` runs it: with DATABASE_URL/REDIS_URL unset it starts
-embedded Postgres/Redis, three anvil chains with a USDC each, the API, the indexer and a worker. The API answers
+embedded Postgres/Redis, three anvil chains with the demo contracts (identity registry, DREF security token, USDC) and some activity, the API, the indexer and a worker. The API answers
 register/login/me, serves GraphiQL, and reports the three chains with an indexed block that follows their heads
 and the events we cause; Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGTERM stops it within
 30 s leaving no process behind; and if `rwa dev` is SIGKILLed its watchdog stops everything it started."""
@@ -30,7 +30,8 @@ RWA = str(Path(sys.executable).with_name("rwa"))
 READY_TIMEOUT_S = 90.0  # cold initdb, migrations, three deploys, four Python processes on a busy 2-core machine
 EXIT_TIMEOUT_S = 30.0
 ANVIL_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-CHAIN_LINE = re.compile(r"^chain (\d+) (http://127\.0\.0\.1:(\d+))\s+USDC (0x[0-9a-fA-F]{40})$", re.M)
+CHAIN_LINE = re.compile(r"^chain (\d+) (http://127\.0\.0\.1:(\d+))\s+USDC (0x[0-9a-fA-F]{40})\s+DREF (0x[0-9a-fA-F]{40})$",
+                        re.M)
 STATUS = "{ indexerStatus { chainId chain headBlock indexedBlock recentEvents } }"
 
 pytestmark = pytest.mark.slow
