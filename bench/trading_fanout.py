@@ -9,7 +9,9 @@ and subscribe; then one trade event every 100 ms is published to the market's
 Redis channel exactly as the matching transaction publishes it (with `createdAt` = publish time), so the server
 does only the fan-out work. The clients (bench/fanout_client.py) are raw asyncio protocols that only split frames
 and read `createdAt`, so that at thousands of subscribers the server, not the clients, is what is measured. Reported: delivered messages, delivery latency p50/p99 (publish -> client receive),
-and server CPU (utime+stime from /proc/<pid>/stat) per delivered message over the publishing window.
+and server CPU (utime+stime from /proc/<pid>/stat) per delivered message over the publishing window, with the
+kernel's share (on loopback each frame's TCP send, including the receiving side's softirq work, is system time
+of the server) and the client processes' CPU in the same window (they must not be the bottleneck).
 Everything runs on 127.0.0.1 and stops itself (timeouts on every wait, processes killed at the end).
 """
 
