@@ -42,7 +42,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            # a websocket's frames go straight out: wrapping every send would cost a call per delivered message
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         except Exception:
             log.exception("unhandled error")
             if scope["type"] == "http" and not status["sent"]:
