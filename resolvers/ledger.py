@@ -8,6 +8,7 @@ id order (no deadlocks between concurrent movements), refuses to take a user acc
 reason INSUFFICIENT_FUNDS; the database's CHECK constraint backs this up) and writes all entries in one
 INSERT, which a trigger checks balances to zero. Hot path: raw asyncpg on the session's connection
 (resolvers/raw_sql.py), 2 statements per movement (a few more the first time an account is used).
+`credit_deposits` posts a batch of deposit credits in 3 statements whatever its size (the reconciler's path).
 """
 
 from __future__ import annotations
@@ -140,6 +141,73 @@ async def credit_deposit(session: AsyncSession, user_id: uuid.UUID, amount: Deci
         raise BadUserInput("amount must be positive", field="amount")
     return await post(session, kind="CREDIT", reference=reference, currency=currency, details=details,
                       legs=[(Platform(AccountKind.DEPOSITS), -amount), (UserAccount(user_id), amount)])
+
+
+# --- batch of deposit credits (the reconciler confirms payments in chunks) ---
+_RECORD_MANY = """
+INSERT INTO ledger_transactions (id, kind, reference, details)
+SELECT i, 'CREDIT', r, d::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(i, r, d)
+ON CONFLICT (reference) DO NOTHING RETURNING reference"""
+# every user AVAILABLE account and the DEPOSITS account of each currency in the batch, locked in id order
+_LOCK_MANY = """
+SELECT a.id, a.owner_id, a.currency FROM ledger_accounts a
+WHERE (a.kind = 'AVAILABLE' AND (a.owner_id, a.currency) IN (SELECT * FROM unnest($1::uuid[], $2::text[])))
+   OR (a.owner_id IS NULL AND a.kind = 'DEPOSITS' AND a.currency = ANY($3::text[]))
+ORDER BY a.id FOR UPDATE OF a"""
+_CREATE_MANY = """
+INSERT INTO ledger_accounts (id, owner_id, kind, currency, balance)
+SELECT gen_random_uuid(), o, k, c, 0 FROM unnest($1::uuid[], $2::ledger_account_kind[], $3::text[]) AS u(o, k, c)
+ON CONFLICT DO NOTHING"""
+_WRITE_MANY = """
+WITH e AS (INSERT INTO ledger_entries (transaction_id, account_id, currency, amount)
+           SELECT t, a, c, m FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::numeric[]) WITH ORDINALITY
+                                  AS u(t, a, c, m, n) ORDER BY n)
+UPDATE ledger_accounts a SET balance = a.balance + d.delta
+FROM unnest($5::uuid[], $6::numeric[]) AS d(id, delta) WHERE a.id = d.id"""
+
+DepositCredit = tuple[uuid.UUID, Decimal, str, str, dict[str, Any] | None]  # user, amount, currency, reference, details
+
+
+async def credit_deposits(session: AsyncSession, items: list[DepositCredit]) -> set[str]:
+    """Many `credit_deposit`s in a few statements, whatever their number: record the transactions (idempotent per
+    reference: a reference already posted, or repeated in `items`, credits once), lock the accounts in id order,
+    write every entry in one INSERT (each transaction DEPOSITS -amount / user AVAILABLE +amount, so the trigger
+    finds each balanced) and the balances from aggregated deltas. Returns the references posted by this call."""
+    first: dict[str, DepositCredit] = {}
+    for item in items:
+        if not item[1].is_finite() or item[1] <= 0:
+            raise BadUserInput("amount must be positive", field="amount")
+        first.setdefault(item[3], item)
+    if not first:
+        return set()
+    conn = await pg(session)
+    txn_ids = {ref: uuid.uuid4() for ref in first}
+    posted = {r["reference"] for r in await conn.fetch(
+        _RECORD_MANY, list(txn_ids.values()), list(txn_ids), [json.dumps(first[r][4] or {}) for r in txn_ids])}
+    if not posted:
+        return posted
+    todo = [first[r] for r in txn_ids if r in posted]
+    users = sorted({(i[0], i[2]) for i in todo}, key=str)
+    currencies = sorted({i[2] for i in todo})
+    lock_args = ([u for u, _ in users], [c for _, c in users], currencies)
+    rows = await conn.fetch(_LOCK_MANY, *lock_args)
+    if len(rows) < len(users) + len(currencies):  # first movement of some account: create, then lock all in id order
+        await conn.execute(_CREATE_MANY, [u for u, _ in users] + [None] * len(currencies),
+                           ["AVAILABLE"] * len(users) + ["DEPOSITS"] * len(currencies),
+                           [c for _, c in users] + currencies)
+        rows = await conn.fetch(_LOCK_MANY, *lock_args)
+    accounts = {(r["owner_id"], r["currency"]): r["id"] for r in rows}
+    txns, accs, curs, amounts = [], [], [], []
+    deltas: dict[uuid.UUID, Decimal] = {}
+    for user_id, amount, currency, reference, _ in todo:
+        for acc, m in ((accounts[(None, currency)], -amount), (accounts[(user_id, currency)], amount)):
+            txns.append(txn_ids[reference])
+            accs.append(acc)
+            curs.append(currency)
+            amounts.append(m)
+            deltas[acc] = deltas.get(acc, Decimal(0)) + m
+    await conn.execute(_WRITE_MANY, txns, accs, curs, amounts, list(deltas), list(deltas.values()))
+    return posted
 
 
 async def reserve(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str, reference: str) -> bool:

@@ -36,7 +36,7 @@ from models.ledger import AccountKind
 from models.chain import IndexerCursor
 from models.payments import Payment, PaymentMatch, PaymentMethod, PaymentState
 from models.tokens import TokenTransfer
-from resolvers.ledger import Platform, credit_deposit, post
+from resolvers.ledger import DepositCredit, Platform, credit_deposits, post
 from resolvers.payments import notify
 from resolvers.payments.intents import from_units
 from resolvers.payments.states import OPEN_STATES, Actor, transition, utcnow
@@ -176,6 +176,7 @@ async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID
         .execution_options(populate_existing=True))).scalars()}
     fresh = await _observe(session, chain_id, now, ids)
     resync: dict[uuid.UUID, Sequence[Transfer]] = {}
+    credits: list[DepositCredit] = []  # the chunk's credits, posted together (3 statements, not 2 per payment)
     for pid, (_, transfers) in fresh.items():
         payment = payments.get(pid)
         if payment is None or payment.amount_units is None:
@@ -193,20 +194,22 @@ async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID
         if d.target is None:
             notify.queue(session, payment, payment.state)  # amounts changed: live update, no transition
             continue
-        await _settle(session, payment, d, decimals)
+        await _settle(session, payment, d, decimals, credits)
         transition(session, payment, d.target, actor=Actor.SYSTEM,
                    reason=f"received {from_units(d.received_units, decimals)} (final {from_units(d.final_units, decimals)})"
                           f" at finalized block {finalized}")
         stats.transitions[d.target.value] = stats.transitions.get(d.target.value, 0) + 1
+    await credit_deposits(session, credits)
     await _sync_matches(session, chain_id, resync)
 
 
-async def _settle(session: AsyncSession, payment: Payment, d: Decision, decimals: int) -> None:
-    """Ledger effects of reaching a settled state; every movement has a per-payment reference (retry-safe)."""
+async def _settle(session: AsyncSession, payment: Payment, d: Decision, decimals: int,
+                  credits: list[DepositCredit]) -> None:
+    """Ledger effects of reaching a settled state; every movement has a per-payment reference (retry-safe). The
+    credit is appended to `credits`, which the caller posts in the same transaction before it commits."""
     details = {"paymentId": str(payment.id), "chainId": payment.chain_id}
     if d.target in (S.CONFIRMED, S.OVERPAID):
-        await credit_deposit(session, payment.user_id, payment.amount, payment.currency,
-                             f"payment:{payment.id}:credit", details)
+        credits.append((payment.user_id, payment.amount, payment.currency, f"payment:{payment.id}:credit", details))
         payment.credited_amount = payment.amount
         excess = from_units(d.counted_units - int(payment.amount_units or 0), decimals)
         if excess > 0:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from core.errors import Conflict
+from core.errors import BadUserInput, Conflict
 from models.ledger import AccountKind
 from resolvers import ledger
 from resolvers.ledger import Platform, UserAccount
@@ -95,3 +95,72 @@ async def test_concurrent_reservations_never_overspend(engine, make_user):
         assert (bal.available, bal.reserved) == (Decimal(0), Decimal(100))
         totals = await ledger.total_by_currency(s)
         assert totals["USDX"] == 0
+
+
+async def test_batch_credits_post_each_reference_once_and_balance(session, make_user):
+    """credit_deposits: a reference repeated in one batch, already posted singly, or repeated in a later batch
+    credits once; accounts are created on first use; every transaction balances and the ledger sums to zero."""
+    a, b = await make_user(), await make_user()
+    assert await ledger.credit_deposit(session, a.id, Decimal("1"), "USDB", "batch:pre")
+    first = await ledger.credit_deposits(session, [
+        (a.id, Decimal("10"), "USDB", "batch:1", {"n": 1}),
+        (b.id, Decimal("20"), "USDB", "batch:2", None),
+        (a.id, Decimal("10"), "USDB", "batch:1", {"n": 1}),  # duplicate within the batch
+        (a.id, Decimal("1"), "USDB", "batch:pre", None),  # posted before by credit_deposit
+        (b.id, Decimal("3.5"), "EURB", "batch:3", None),  # second currency, new accounts
+    ])
+    assert first == {"batch:1", "batch:2", "batch:3"}
+    second = await ledger.credit_deposits(session, [
+        (a.id, Decimal("10"), "USDB", "batch:1", None), (b.id, Decimal("20"), "USDB", "batch:2", None),
+        (a.id, Decimal("0.25"), "USDB", "batch:4", None)])
+    assert second == {"batch:4"}
+    assert await ledger.credit_deposits(session, []) == set()
+    assert not await ledger.credit_deposit(session, a.id, Decimal("10"), "USDB", "batch:1")
+    assert {(x.currency, x.available) for x in await ledger.balances(session, a.id)} == {("USDB", Decimal("11.25"))}
+    assert {(x.currency, x.available) for x in await ledger.balances(session, b.id)} == {
+        ("EURB", Decimal("3.5")), ("USDB", Decimal("20"))}
+    rows = (await session.execute(text(
+        "SELECT t.reference, count(*), sum(e.amount), t.details FROM ledger_transactions t "
+        "JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.reference LIKE 'batch:%' "
+        "GROUP BY t.reference, t.details ORDER BY t.reference"))).all()
+    assert [(r[0], r[1], r[2]) for r in rows] == [(f"batch:{k}", 2, 0) for k in ("1", "2", "3", "4", "pre")]
+    assert rows[0][3] == {"n": 1}
+    totals = await ledger.total_by_currency(session)
+    assert totals["USDB"] == 0 and totals["EURB"] == 0
+
+
+async def test_batch_credit_refuses_non_positive_amounts(session, make_user):
+    user = await make_user()
+    with pytest.raises(BadUserInput):
+        await ledger.credit_deposits(session, [(user.id, Decimal("0"), "USDB", "batch:zero", None)])
+    assert await ledger.balances(session, user.id) == []
+
+
+async def test_concurrent_batches_credit_once(engine, make_user):
+    """Two sessions posting overlapping batches at once (committed data): each reference credited once."""
+    import uuid
+
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from models.identity import User
+
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    async with factory() as s:
+        user = User(id=uuid.uuid4(), email=f"b-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", roles=["INVESTOR"])
+        s.add(user)
+        await s.commit()
+    refs = [f"cb:{user.id}:{i}" for i in range(30)]
+
+    async def batch(part: list[str]) -> set[str]:
+        async with factory() as s:
+            posted = await ledger.credit_deposits(s, [(user.id, Decimal("2"), "USDC9", r, None) for r in part])
+            await asyncio.sleep(0.05)  # hold the locks so the other batch queues behind them
+            await s.commit()
+            return posted
+
+    one, two = await asyncio.gather(batch(refs[:20]), batch(refs[10:]))
+    assert one | two == set(refs) and not one & two
+    async with factory() as s:
+        [bal] = await ledger.balances(s, user.id)
+        assert bal.available == Decimal(60)
+        assert (await ledger.total_by_currency(s))["USDC9"] == 0
