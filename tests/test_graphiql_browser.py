@@ -62,7 +62,8 @@ def jwt_private_pem() -> str:
 
 
 @pytest.fixture(scope="module")
-def server_url(assets_installed: None, jwt_private_pem: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url(assets_installed: None, jwt_private_pem: str, tmp_path_factory: pytest.TempPathFactory,
+               database_url: str, redis_url: str) -> Iterator[str]:
     """The real app (server.app:create_app) under uvicorn; `{ __typename }` and JWT checks need no tables."""
     port = _free_port()
     env = {
@@ -70,8 +71,8 @@ def server_url(assets_installed: None, jwt_private_pem: str, tmp_path_factory: p
         "PYTHONPATH": str(ROOT),
         "RWA_ENV": "development",
         "RWA_DATA_DIR": str(tmp_path_factory.mktemp("rwa-data")),
-        "DATABASE_URL": os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
-        "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
         "RWA_REDIS_PREFIX": f"test-graphiql-{uuid.uuid4().hex[:8]}:",
         "JWT_PRIVATE_KEY": jwt_private_pem,
         "JWT_KEY_ID": JWT_KEY_ID,

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from core.migrate import upgrade
-from tests.fixtures.db import DEFAULT_TEST_DATABASE_URL, _asyncpg_dsn
+from tests.fixtures.db import _asyncpg_dsn, admin_database_url
 
 REPO = Path(__file__).resolve().parents[2]
 RWA = str(REPO / ".venv" / "bin" / "rwa")
@@ -77,9 +77,9 @@ def run_many(calls: list[tuple[list[str], dict[int, str] | None]], database_url:
 
 
 @pytest.fixture(scope="module")
-async def cli_database_url() -> AsyncIterator[str]:
+async def cli_database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
     """A fresh migrated database per module: the CLI runs in another process and sees committed rows only."""
-    admin_url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    admin_url = admin_database_url()
     name = f"rwa_test_cli_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(_asyncpg_dsn(admin_url))
     try:

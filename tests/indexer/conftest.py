@@ -8,7 +8,6 @@ not share chain or row state with any other test.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ from core.migrate import upgrade
 from core.settings import Settings
 from indexer.config import IndexerConfig
 from indexer.lock import asyncpg_dsn
+from tests.fixtures.db import admin_database_url
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 # anvil --slots-in-an-epoch 4: finalized = head - 8; the fallback depth and reorg window match it.
 TEST_CONFIG = IndexerConfig(
     poll_interval_s=0.05, finality_depth={1: 8, 137: 8, 56: 8}, lock_retry_s=0.2, error_backoff_s=0.2,
@@ -35,26 +34,26 @@ TEST_CONFIG = IndexerConfig(
 
 
 def _url(database: str) -> str:
-    return make_url(ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+    return make_url(admin_database_url()).set(database=database).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
-async def indexer_template_db() -> AsyncIterator[str]:
+async def indexer_template_db(service_urls: tuple[str, str]) -> AsyncIterator[str]:
     """A migrated database no one connects to, so CREATE DATABASE ... TEMPLATE can copy it."""
     name = f"rwa_idx_tmpl_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     await upgrade(_url(name))
     yield name
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
 
 
 async def clone_db(template: str) -> str:
     name = f"rwa_idx_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
     try:
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     finally:
@@ -63,7 +62,7 @@ async def clone_db(template: str) -> str:
 
 
 async def drop_db(name: str) -> None:
-    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -5,7 +5,6 @@ in-process, and helpers to create payments, pay them and wait for states."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,13 +27,13 @@ from core.migrate import upgrade
 from core.settings import Environment, Settings
 from indexer.config import IndexerConfig
 from indexer.lock import asyncpg_dsn
+from tests.fixtures.db import admin_database_url
 from indexer.service import run_indexer
 from jobs import context as job_context
 from models.identity import User
 from models.payments import Payment, PaymentMethod, PaymentState
 from resolvers.payments import intents, notify
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 INDEXER_CONFIG = IndexerConfig(poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2,
                                rpc_timeout_s=10)
 TEST_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
@@ -42,11 +41,11 @@ USDC = 10**6
 
 
 def _url(database: str) -> str:
-    return make_url(ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+    return make_url(admin_database_url()).set(database=database).render_as_string(hide_password=False)
 
 
 async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    conn = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
     try:
         await conn.execute(sql)
     finally:
@@ -54,7 +53,7 @@ async def _admin(sql: str) -> None:
 
 
 @pytest.fixture(scope="session")
-async def payments_template_db() -> AsyncIterator[str]:
+async def payments_template_db(service_urls: tuple[str, str]) -> AsyncIterator[str]:
     name = f"rwa_pay_tmpl_{uuid.uuid4().hex[:8]}"
     await _admin(f'CREATE DATABASE "{name}"')
     await upgrade(_url(name))
