@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import InvalidTransition
 from models.payments import Payment, PaymentState, PaymentTransition
 from resolvers.payments import notify
+from resolvers.raw_sql import pg
 
 S = PaymentState
 
@@ -74,6 +75,19 @@ OPEN_STATES = (S.AWAITING_FUNDS, S.DETECTED, S.UNDERPAID)
 TERMINAL_STATES = frozenset({S.CANCELED, S.REFUNDED, S.FAILED})
 
 
+# (payment id, from state, to state, actor id, reason, at): a payment_transitions row collected by `transition`
+HistoryRow = tuple[uuid.UUID, str, str, uuid.UUID | None, str, datetime]
+_INSERT_HISTORY = """
+INSERT INTO payment_transitions (payment_id, from_state, to_state, actor_id, reason, at)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::timestamptz[])"""
+
+
+async def insert_history(session: AsyncSession, rows: list[HistoryRow]) -> None:
+    """Write collected transition rows in one statement (raw asyncpg, in the session's transaction)."""
+    if rows:
+        await (await pg(session)).execute(_INSERT_HISTORY, *map(list, zip(*rows)))
+
+
 def allowed(current: PaymentState, target: PaymentState, actor: Actor) -> bool:
     return actor in TRANSITIONS.get((current, target), frozenset())
 
@@ -83,8 +97,11 @@ def utcnow() -> datetime:
 
 
 def transition(session: AsyncSession, payment: Payment, target: PaymentState, *, actor: Actor,
-               actor_id: uuid.UUID | None = None, reason: str = "", now: datetime | None = None) -> None:
-    """Move `payment` (a row locked by the caller) to `target`, or raise InvalidTransition (CONFLICT)."""
+               actor_id: uuid.UUID | None = None, reason: str = "", now: datetime | None = None,
+               history: list[HistoryRow] | None = None) -> None:
+    """Move `payment` (a row locked by the caller) to `target`, or raise InvalidTransition (CONFLICT). With
+    `history`, the payment_transitions row is appended there for the caller to insert with its batch
+    (`insert_history`, in the same transaction) instead of being added to the session one ORM object at a time."""
     current = payment.state
     if not allowed(current, target, actor):
         raise InvalidTransition("payment", current.value, target.value)
@@ -95,6 +112,9 @@ def transition(session: AsyncSession, payment: Payment, target: PaymentState, *,
         payment.detected_at = now
     if target in (S.CONFIRMED, S.OVERPAID):
         payment.confirmed_at = now
-    session.add(PaymentTransition(payment_id=payment.id, from_state=current.value, to_state=target.value,
-                                  actor_id=actor_id, reason=reason[:1000], at=now))
+    if history is not None:
+        history.append((payment.id, current.value, target.value, actor_id, reason[:1000], now))
+    else:
+        session.add(PaymentTransition(payment_id=payment.id, from_state=current.value, to_state=target.value,
+                                      actor_id=actor_id, reason=reason[:1000], at=now))
     notify.queue(session, payment, current)
