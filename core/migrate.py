@@ -18,19 +18,27 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def upgrade(database_url: str, revision: str = "heads") -> None:
-    """Run `alembic upgrade` on an async connection (env.py takes the advisory lock)."""
+async def _run(database_url: str, step: str, revision: str) -> None:
+    """Run an alembic command (`upgrade` / `downgrade`) on an async connection (env.py takes the advisory lock)."""
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
-            def _upgrade(sync_conn):  # type: ignore[no-untyped-def]
+            def _command(sync_conn):  # type: ignore[no-untyped-def]
                 cfg = alembic_config()
                 cfg.attributes["connection"] = sync_conn
-                command.upgrade(cfg, revision)
-            await conn.run_sync(_upgrade)
+                getattr(command, step)(cfg, revision)
+            await conn.run_sync(_command)
             await conn.commit()
     finally:
         await engine.dispose()
+
+
+async def upgrade(database_url: str, revision: str = "heads") -> None:
+    await _run(database_url, "upgrade", revision)
+
+
+async def downgrade(database_url: str, revision: str = "base") -> None:
+    await _run(database_url, "downgrade", revision)
 
 
 def upgrade_sync(database_url: str, revision: str = "heads") -> None:

@@ -25,7 +25,7 @@ async def test_downgrade_and_upgrade_round_trip(database_url: str) -> None:
     import asyncpg
     from sqlalchemy.engine import make_url
 
-    from core.migrate import upgrade
+    from core.migrate import downgrade, upgrade
 
     name = f"rwa_roundtrip_{uuid.uuid4().hex[:8]}"
     dsn = make_url(database_url).set(drivername="postgresql", database="postgres").render_as_string(False)
@@ -34,20 +34,16 @@ async def test_downgrade_and_upgrade_round_trip(database_url: str) -> None:
     try:
         url = make_url(database_url).set(database=name).render_as_string(False)
         await upgrade(url)
-        from alembic import command
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        from core.migrate import alembic_config
-
-        eng = create_async_engine(url)
-        async with eng.connect() as conn:
-            def down(sync_conn):  # type: ignore[no-untyped-def]
-                cfg = alembic_config()
-                cfg.attributes["connection"] = sync_conn
-                command.downgrade(cfg, "base")
-            await conn.run_sync(down)
-            await conn.commit()
-        await eng.dispose()
+        await downgrade(url)
+        conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+        try:
+            left = await conn.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+                                    "AND table_name <> 'alembic_version'")
+            types = await conn.fetch("SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                                     "WHERE n.nspname = 'public' AND t.typtype = 'e'")
+        finally:
+            await conn.close()
+        assert [r[0] for r in left] == [] and [r[0] for r in types] == [], (left, types)
         await upgrade(url)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
