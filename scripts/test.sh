@@ -30,6 +30,14 @@ if [ -z "${TEST_REDIS_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/nu
   fi
 fi
 
+# RabbitMQ (the alternative job broker, tests/jobs) has no embedded fallback: start it when installed but down.
+if [ -z "${TEST_BROKER_URL:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  if command -v rabbitmq-server >/dev/null 2>&1; then
+    rabbitmq-server -detached 2>/dev/null || true
+    for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.3; done
+  fi
+fi
+
 if [ -z "${TEST_DATABASE_URL:-}" ] && pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   export TEST_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 fi
