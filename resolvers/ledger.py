@@ -95,6 +95,10 @@ UPDATE ledger_accounts a SET balance = a.balance + d.delta
 FROM unnest($5::uuid[], $6::numeric[]) AS d(id, delta) WHERE a.id = d.id"""
 
 
+# (currency, (owner, kind)) of accounts seen locked, i.e. committed: no need to try creating them again
+_existing_accounts: set[tuple[str, tuple[uuid.UUID | None, str]]] = set()
+
+
 def _key(ref: AccountRef) -> tuple[uuid.UUID | None, str]:
     return (ref.user_id if isinstance(ref, UserAccount) else None, ref.kind.value)
 
@@ -111,6 +115,13 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
     users = sorted({k for k in keys if k[0] is not None}, key=str)
     platform = sorted({k[1] for k in keys if k[0] is None})
     lock_args = (currency, [u for u, _ in users], [k for _, k in users], platform)
+    if any((currency, k) not in _existing_accounts for k in keys):
+        # Create missing accounts before locking any: an INSERT that meets another transaction's uncommitted
+        # copy of the same account waits for it, and must not wait while holding a lock that one needs
+        # (that was a deadlock between concurrent first reservations). A replayed reference creates nothing.
+        if await conn.fetchval("SELECT 1 FROM ledger_transactions WHERE reference = $1", reference):
+            return False
+        await conn.execute(_CREATE_ACCOUNTS, currency, [u for u, _ in keys], [k for _, k in keys])
     txn_id = uuid.uuid4()
     rows = await conn.fetch(_RECORD_AND_LOCK, *lock_args, txn_id, kind, reference, json.dumps(details or {}))
     if rows and rows[0]["txn"] is None:
@@ -122,6 +133,9 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
         await conn.execute(_CREATE_ACCOUNTS, currency, [u for u, _ in keys], [k for _, k in keys])
         rows = await conn.fetch(_LOCK_ACCOUNTS, *lock_args)
     accounts = {(r["owner_id"], r["kind"]): r for r in rows}
+    if len(_existing_accounts) > 100_000:
+        _existing_accounts.clear()
+    _existing_accounts.update((currency, k) for k in accounts)
     deltas: dict[uuid.UUID, Decimal] = {}
     for key, (_, amount) in zip(keys, legs):
         acc_id = accounts[key]["id"]
