@@ -16,10 +16,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
-from core.migrate import upgrade
-from tests.fixtures.db import _asyncpg_dsn, admin_database_url
+from tests.fixtures.db import _asyncpg_dsn, admin_database_url, fresh_database
 
 REPO = Path(__file__).resolve().parents[2]
 RWA = str(REPO / ".venv" / "bin" / "rwa")
@@ -79,21 +77,8 @@ def run_many(calls: list[tuple[list[str], dict[int, str] | None]], database_url:
 @pytest.fixture(scope="module")
 async def cli_database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
     """A fresh migrated database per module: the CLI runs in another process and sees committed rows only."""
-    admin_url = admin_database_url()
-    name = f"rwa_test_cli_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_asyncpg_dsn(admin_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    await upgrade(url)
-    yield url
-    admin = await asyncpg.connect(_asyncpg_dsn(admin_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(admin_database_url(), "rwa_test_cli") as url:
+        yield url
 
 
 async def sql(database_url: str, statement: str, *args: Any) -> Any:
