@@ -28,7 +28,8 @@ from typing import Iterator
 import httpx
 from sqlalchemy.engine import make_url
 
-from bench.harness import REDIS_URL, Server, WrkResult, free_port, print_table, uvicorn_server, wrk_post
+from bench.harness import (REDIS_URL, Server, WrkResult, free_port, print_table, running_server, uvicorn_server,
+                           wrk_post)
 from bench.seed_assets import ensure_seeded
 
 OURS = ("{ assets(first: 50, filter: {status: ACTIVE, type: BOND}, orderBy: VALUATION_DESC) { edges { cursor node "
@@ -58,27 +59,10 @@ def postgraphile_server(cli: Path, database_url: str) -> Iterator[Server]:
     proc = subprocess.Popen([str(cli), "-c", dsn, "--schema", "public", "--host", "127.0.0.1", "--port", str(port),
                              "--disable-query-log", "--disable-graphiql"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NODE_ENV": "production"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"postgraphile exited: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
-        try:
-            httpx.post(url + "/graphql", json={"query": "{ __typename }"}, timeout=2)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("postgraphile did not start")
-            time.sleep(0.2)
-    try:
-        yield Server(url, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running_server("postgraphile", proc, f"http://127.0.0.1:{port}",
+                        lambda url: httpx.post(url + "/graphql", json={"query": "{ __typename }"}, timeout=2),
+                        timeout_s=60) as server:
+        yield server
 
 
 def check(url: str, body: str, headers: dict[str, str], path: tuple[str, ...]) -> int:

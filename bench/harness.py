@@ -14,7 +14,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
@@ -82,26 +82,20 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = True, workers: int = 1) -> Iterator[Server]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
-    if factory:
-        cmd.append("--factory")
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+def running_server(name: str, proc: subprocess.Popen, url: str, ready: Callable[[str], object], *,
+                   timeout_s: float = 30) -> Iterator[Server]:
+    """Wait until `ready(url)` stops raising httpx errors (the process must stay up), yield it, stop it."""
+    deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"{app} exited: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
         try:
-            httpx.get(url + "/healthz", timeout=1)
+            ready(url)
             break
         except httpx.HTTPError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"{app} did not start")
+                raise RuntimeError(f"{name} did not start")
             time.sleep(0.1)
     try:
         yield Server(url, proc)
@@ -111,6 +105,20 @@ def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = True, worke
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = True, workers: int = 1) -> Iterator[Server]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    if factory:
+        cmd.append("--factory")
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with running_server(app, proc, f"http://127.0.0.1:{port}",
+                        lambda url: httpx.get(url + "/healthz", timeout=1)) as server:
+        yield server
 
 
 @dataclass
