@@ -57,7 +57,8 @@ EXAMPLE_TABS: tuple[dict[str, str], ...] = (
             "  }\n"
             "}\n"
         ),
-        "variables": json.dumps({"email": "alice@example.com", "password": "correct horse battery"}, indent=2),
+        # the account README's first session registers, so the tab works as the README says
+        "variables": json.dumps({"email": "ada@example.com", "password": "correct-horse-9"}, indent=2),
     },
 )
 
