@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -114,6 +113,15 @@ async def copy_ceiling(rpc_url: str, addresses: list[str], lo: int, hi: int) -> 
         await drop_db(name)
 
 
+def peak_rss_mb() -> float:
+    """VmHWM: the peak resident set of this process's own address space. (Not ru_maxrss: Linux carries
+    it over from the parent across vfork+exec, so the child would report the parent's peak.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
     """Runs in a child process: the end-to-end backfill, printing JSON with its own peak RSS."""
     from core.settings import Settings
@@ -129,7 +137,7 @@ def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
             print(f"block {u.current_block} events {u.events} rss {rss} MB", file=sys.stderr)
 
     result = asyncio.run(backfill(settings, 1, lo, hi, config=CONFIG, progress=progress))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     print(json.dumps({"events": result.events, "transfers": result.transfers, "seconds": result.elapsed_s,
                       "rss_mb": rss_mb}))
 

@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, updated_at
+from models.base import Address, Base, Hash32, updated_at
 
 
 class Block(Base):
@@ -21,8 +21,8 @@ class Block(Base):
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    hash: Mapped[str] = mapped_column(String(66), nullable=False)
-    parent_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    hash: Mapped[str] = mapped_column(Hash32, nullable=False)
+    parent_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
     __table_args__ = (Index("uq_blocks_chain_hash", "chain_id", "hash", unique=True),)
@@ -32,19 +32,19 @@ class ChainEvent(Base):
     __tablename__ = "chain_events"
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    block_hash: Mapped[str] = mapped_column(Hash32, primary_key=True)
     log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    tx_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    tx_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
     tx_index: Mapped[int] = mapped_column(Integer, nullable=False)
-    address: Mapped[str] = mapped_column(String(42), nullable=False)  # checksummed emitter
+    address: Mapped[str] = mapped_column(Address, nullable=False)  # checksummed emitter
     event: Mapped[str] = mapped_column(String(40), nullable=False)  # decoded name, or "Unknown"
     topics: Mapped[list[str]] = mapped_column(ARRAY(String(66)), nullable=False)
     data: Mapped[str] = mapped_column(Text, nullable=False)
     args: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)  # ints as strings
     # The account whose state the event sets (holder/investor; the token for Paused/Unpaused; NULL for
     # Transfer): derived freeze/pause/identity state is recomputed from the latest such events.
-    subject: Mapped[str | None] = mapped_column(String(42))
+    subject: Mapped[str | None] = mapped_column(Address)
 
     __table_args__ = (
         Index("ix_chain_events_chain_block", "chain_id", "block_number", "log_index"),
@@ -64,7 +64,7 @@ class IndexerCursor(Base):
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     indexed_block: Mapped[int] = mapped_column(BigInteger, nullable=False, default=-1)
-    indexed_hash: Mapped[str | None] = mapped_column(String(66))
+    indexed_hash: Mapped[str | None] = mapped_column(Hash32)
     safe_block: Mapped[int | None] = mapped_column(BigInteger)
     finalized_block: Mapped[int | None] = mapped_column(BigInteger)
     head_block: Mapped[int | None] = mapped_column(BigInteger)
@@ -77,6 +77,6 @@ class FetchedInterval(Base):
     __tablename__ = "fetched_intervals"
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    address: Mapped[str] = mapped_column(Address, primary_key=True)
     from_block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     to_block: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, Enum, ForeignKey, 
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, updated_at, uuid_pk
+from models.base import Address, Base, created_at, updated_at, uuid_pk
 
 
 class Role(str, enum.Enum):
@@ -108,7 +108,7 @@ class Wallet(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
-    address: Mapped[str] = mapped_column(String(42), unique=True, nullable=False)  # EIP-55 checksummed
+    address: Mapped[str] = mapped_column(Address, unique=True, nullable=False)  # EIP-55 checksummed
     linked_at: Mapped[datetime] = created_at()
 
 

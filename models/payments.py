@@ -19,7 +19,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, Sequenc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, Money, TokenUnits, created_at, updated_at, uuid_pk
+from models.base import Address, Base, Hash32, Money, TokenUnits, created_at, updated_at, uuid_pk
 from models.identity import pg_enum
 
 DEPOSIT_INDEX_SEQ = Sequence("payment_deposit_index_seq", metadata=Base.metadata)
@@ -57,9 +57,9 @@ class Payment(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     # STABLECOIN
     chain_id: Mapped[int | None] = mapped_column(Integer)
-    token_address: Mapped[str | None] = mapped_column(String(42))
+    token_address: Mapped[str | None] = mapped_column(Address)
     decimals: Mapped[int | None] = mapped_column(SmallInteger)
-    deposit_address: Mapped[str | None] = mapped_column(String(42))
+    deposit_address: Mapped[str | None] = mapped_column(Address)
     derivation_index: Mapped[int | None] = mapped_column(BigInteger)
     amount_units: Mapped[int | None] = mapped_column(TokenUnits)
     received_units: Mapped[int] = mapped_column(TokenUnits, nullable=False, default=0)  # seen, final or not
@@ -97,12 +97,12 @@ class PaymentMatch(Base):
     __tablename__ = "payment_matches"
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    block_hash: Mapped[str] = mapped_column(Hash32, primary_key=True)
     log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"), nullable=False, index=True)
     block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    tx_hash: Mapped[str] = mapped_column(String(66), nullable=False)
-    from_address: Mapped[str] = mapped_column(String(42), nullable=False)
+    tx_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
+    from_address: Mapped[str] = mapped_column(Address, nullable=False)
     value: Mapped[int] = mapped_column(TokenUnits, nullable=False)
     seen_at: Mapped[datetime] = created_at()
 
@@ -142,11 +142,11 @@ class OutgoingTransfer(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     refund_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_refunds.id"), nullable=False, unique=True)
     chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    token_address: Mapped[str] = mapped_column(String(42), nullable=False)
-    to_address: Mapped[str] = mapped_column(String(42), nullable=False)
+    token_address: Mapped[str] = mapped_column(Address, nullable=False)
+    to_address: Mapped[str] = mapped_column(Address, nullable=False)
     amount_units: Mapped[int] = mapped_column(TokenUnits, nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="PENDING")
-    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    tx_hash: Mapped[str | None] = mapped_column(Hash32)
     created_at: Mapped[datetime] = created_at()
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, TokenUnits, created_at, updated_at, uuid_pk
+from models.base import Address, Base, Hash32, TokenUnits, created_at, updated_at, uuid_pk
 from models.identity import pg_enum
 
 
@@ -26,7 +26,7 @@ class Token(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    address: Mapped[str] = mapped_column(String(42), nullable=False)  # checksummed
+    address: Mapped[str] = mapped_column(Address, nullable=False)  # checksummed
     kind: Mapped[TokenKind] = mapped_column(pg_enum(TokenKind, "token_kind"), nullable=False)
     asset_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("assets.id"), nullable=True, index=True)
     name: Mapped[str] = mapped_column(String(100), nullable=False, default="")
@@ -34,7 +34,7 @@ class Token(Base):
     decimals: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     total_supply: Mapped[int] = mapped_column(TokenUnits, nullable=False, default=0)
     paused: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    identity_registry: Mapped[str | None] = mapped_column(String(42))
+    identity_registry: Mapped[str | None] = mapped_column(Address)
     start_block: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)  # deployment block
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
@@ -46,8 +46,8 @@ class Holding(Base):
     __tablename__ = "holdings"
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    token_address: Mapped[str] = mapped_column(String(42), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(42), primary_key=True)
+    token_address: Mapped[str] = mapped_column(Address, primary_key=True)
+    holder: Mapped[str] = mapped_column(Address, primary_key=True)
     balance: Mapped[int] = mapped_column(TokenUnits, nullable=False, default=0)
     frozen_amount: Mapped[int] = mapped_column(TokenUnits, nullable=False, default=0)
     frozen: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -60,14 +60,14 @@ class TokenTransfer(Base):
     __tablename__ = "token_transfers"
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    block_hash: Mapped[str] = mapped_column(Hash32, primary_key=True)
     log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
     block_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    tx_hash: Mapped[str] = mapped_column(String(66), nullable=False)
-    token_address: Mapped[str] = mapped_column(String(42), nullable=False)
-    from_address: Mapped[str] = mapped_column(String(42), nullable=False)
-    to_address: Mapped[str] = mapped_column(String(42), nullable=False)
+    tx_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
+    token_address: Mapped[str] = mapped_column(Address, nullable=False)
+    from_address: Mapped[str] = mapped_column(Address, nullable=False)
+    to_address: Mapped[str] = mapped_column(Address, nullable=False)
     value: Mapped[int] = mapped_column(TokenUnits, nullable=False)
 
     __table_args__ = (
@@ -84,9 +84,9 @@ class IdentityEntry(Base):
     __tablename__ = "identities"
 
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    registry_address: Mapped[str] = mapped_column(String(42), primary_key=True)
-    investor: Mapped[str] = mapped_column(String(42), primary_key=True)
-    identity: Mapped[str | None] = mapped_column(String(42))
+    registry_address: Mapped[str] = mapped_column(Address, primary_key=True)
+    investor: Mapped[str] = mapped_column(Address, primary_key=True)
+    identity: Mapped[str | None] = mapped_column(Address)
     country: Mapped[int | None] = mapped_column(SmallInteger)
     registered: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     updated_block: Mapped[int] = mapped_column(BigInteger, nullable=False)

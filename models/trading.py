@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, Money, TokenUnits, created_at, updated_at, uuid_pk
+from models.base import Address, Base, Hash32, Money, TokenUnits, created_at, updated_at, uuid_pk
 from models.identity import pg_enum
 
 
@@ -74,7 +74,7 @@ class Market(Base):
     symbol: Mapped[str] = mapped_column(String(50), nullable=False, unique=True)
     base_token_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tokens.id"), nullable=False)
     chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    token_address: Mapped[str] = mapped_column(String(42), nullable=False)
+    token_address: Mapped[str] = mapped_column(Address, nullable=False)
     base_decimals: Mapped[int] = mapped_column(Integer, nullable=False)
     quote_currency: Mapped[str] = mapped_column(String(16), nullable=False)  # ledger currency (stablecoin symbol)
     tick_size: Mapped[Decimal] = mapped_column(Money, nullable=False)
@@ -110,7 +110,7 @@ class Order(Base):
     status: Mapped[OrderStatus] = mapped_column(pg_enum(OrderStatus, "order_status"), nullable=False)
     reason: Mapped[str | None] = mapped_column(String(40))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    wallet_address: Mapped[str | None] = mapped_column(String(42))  # settles to/from this wallet
+    wallet_address: Mapped[str | None] = mapped_column(Address)  # settles to/from this wallet
     reserved_cash: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal(0))  # buys: still held
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
@@ -156,13 +156,13 @@ class SettlementInstruction(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     trade_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("trades.id"), nullable=False, unique=True)
     chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    token_address: Mapped[str] = mapped_column(String(42), nullable=False)
-    from_wallet: Mapped[str] = mapped_column(String(42), nullable=False)
-    to_wallet: Mapped[str] = mapped_column(String(42), nullable=False)
+    token_address: Mapped[str] = mapped_column(Address, nullable=False)
+    from_wallet: Mapped[str] = mapped_column(Address, nullable=False)
+    to_wallet: Mapped[str] = mapped_column(Address, nullable=False)
     amount: Mapped[int] = mapped_column(TokenUnits, nullable=False)  # raw token units
     status: Mapped[InstructionStatus] = mapped_column(pg_enum(InstructionStatus, "instruction_status"),
                                                       nullable=False, default=InstructionStatus.PENDING)
-    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    tx_hash: Mapped[str | None] = mapped_column(Hash32)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 
