@@ -65,10 +65,27 @@ def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Setti
             get_settings.cache_clear()
             settings = get_settings()
         if migrate:
-            from core.migrate import upgrade_sync
-
-            try:
-                upgrade_sync(settings.database_url or "")
-            except OSError as exc:
-                raise fail(f"cannot reach the database: {exc}", 3)
+            migrate_or_fail(settings.database_url or "")
         yield settings
+
+
+def migrate_or_fail(database_url: str) -> None:
+    """Apply migrations; an unusable DATABASE_URL (unparseable, not PostgreSQL, unreachable, refused) is one
+    line on stderr and a non-zero exit, not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from core.migrate import upgrade_sync
+
+    try:
+        driver = make_url(database_url).drivername
+    except ArgumentError:
+        driver = ""
+    if driver != "postgresql+asyncpg":
+        raise fail("DATABASE_URL must be a postgresql+asyncpg://user:pass@host:5432/db URL", 2)
+    try:
+        upgrade_sync(database_url)
+    except OSError as exc:
+        raise fail(f"cannot reach the database: {exc}", 3)
+    except DBAPIError as exc:  # reached, but refused: unknown role or database, wrong password
+        raise fail(f"the database refused the connection: {exc.orig}", 3)

@@ -198,3 +198,20 @@ def test_migrate_with_unreachable_database_fails_cleanly(tmp_path: Path, redis_u
                tmp_path=tmp_path)
     assert_clean_failure(proc)
     assert "database" in proc.stderr.lower()
+
+
+@pytest.mark.parametrize("broken, expected", [
+    (lambda url: "not a url", "postgresql+asyncpg://"),
+    (lambda url: "mysql://root@127.0.0.1/db", "postgresql+asyncpg://"),
+    (lambda url: url.set(drivername="postgresql"), "postgresql+asyncpg://"),  # sync driver: unusable
+    (lambda url: url.set(database=f"missing_{uuid.uuid4().hex[:8]}"), "does not exist"),
+    (lambda url: url.set(username=f"nobody_{uuid.uuid4().hex[:8]}", password="x"), "refused"),
+])
+def test_migrate_with_an_unusable_database_url_fails_cleanly(broken, expected: str, database_url: str,  # type: ignore[no-untyped-def]
+                                                            redis_url: str, tmp_path: Path) -> None:
+    bad = broken(make_url(database_url))
+    bad = bad if isinstance(bad, str) else bad.render_as_string(hide_password=False)
+    proc = rwa("migrate", database_url=bad, redis_url=redis_url, tmp_path=tmp_path)
+    assert_clean_failure(proc)
+    assert proc.returncode in (2, 3), proc.stderr
+    assert expected in " ".join(proc.stderr.split()), proc.stderr  # rich wraps at the terminal width
