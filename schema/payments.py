@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from core.hd_wallet import DepositWallet
+from core.transactions import retry_transient
 from models.identity import Role
 from models.payments import Payment as PaymentModel
 from models.payments import PaymentMethod as PaymentMethodModel
@@ -27,6 +29,8 @@ from resolvers.payments.report import plain
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.scalars import BigInt
+
+T = TypeVar("T")
 
 PaymentMethod = strawberry.enum(PaymentMethodModel, description="STABLECOIN (chain + token) or BANK_TRANSFER.")
 PaymentState = strawberry.enum(PaymentStateModel, description=(
@@ -165,9 +169,20 @@ class CreatePaymentInput:
     expires_in: int = strawberry.field(default=intents.DEFAULT_EXPIRES_S, description="Seconds.")
 
 
-async def _commit(info: Info) -> None:
+async def _unit(info: Info, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """A payment mutation's database work, its webhook outbox and the commit, as one unit re-run from the start on
+    a deadlock or serialization failure (core.transactions); its live events are published once, after the commit."""
     ctx = info.context
-    await notify.commit(await ctx.session(), ctx.services.redis, ctx.settings.redis_prefix)
+    session = await ctx.session()
+
+    async def unit() -> T:
+        result = await work(session)
+        await notify.commit_outbox(session)
+        return result
+
+    result = await retry_transient(session, unit, on_retry=lambda: notify.discard(session))
+    await notify.publish_committed(session, ctx.services.redis, ctx.settings.redis_prefix)
+    return result
 
 
 @strawberry.type
@@ -220,30 +235,26 @@ class Mutation:
         "the currency (ISO-4217 minor units, or the token's decimals) is BAD_USER_INPUT."))
     async def create_payment(self, info: Info, input: CreatePaymentInput) -> Payment:
         ctx = info.context
-        session = await ctx.session()
-        payment, created = await intents.create_payment(
-            session, DepositWallet.from_settings(ctx.settings), user_id=ctx.viewer.require_user(), amount=input.amount,
+        payment, _ = await _unit(info, lambda s: intents.create_payment(
+            s, DepositWallet.from_settings(ctx.settings), user_id=ctx.viewer.require_user(), amount=input.amount,
             currency=input.currency, method=input.method, idempotency_key=input.idempotency_key,
-            chain_id=input.chain_id, token=input.token, expires_in=input.expires_in, request_id=ctx.request_id)
-        if created:
-            await _commit(info)
+            chain_id=input.chain_id, token=input.token, expires_in=input.expires_in, request_id=ctx.request_id))
         return Payment.from_model(payment)
 
     @strawberry.mutation(extensions=authenticated(), description="AWAITING_FUNDS -> CANCELED (owner or ADMIN).")
     async def cancel_payment(self, info: Info, id: uuid.UUID) -> Payment:
         ctx = info.context
-        payment = await intents.cancel(await ctx.session(), id, ctx.viewer.require_user(),
-                                       staff=ctx.viewer.has_role(Role.ADMIN.value), request_id=ctx.request_id)
-        await _commit(info)
+        payment = await _unit(info, lambda s: intents.cancel(s, id, ctx.viewer.require_user(),
+                                                             staff=ctx.viewer.has_role(Role.ADMIN.value),
+                                                             request_id=ctx.request_id))
         return Payment.from_model(payment)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
         "The bank shows the transfer: credit the intended amount (once) and record the bank's reference."))
     async def confirm_bank_transfer(self, info: Info, payment_id: uuid.UUID, bank_reference: str) -> Payment:
         ctx = info.context
-        payment = await refunds.confirm_bank_transfer(await ctx.session(), payment_id, bank_reference,
-                                                      ctx.viewer.require_user(), ctx.request_id)
-        await _commit(info)
+        payment = await _unit(info, lambda s: refunds.confirm_bank_transfer(s, payment_id, bank_reference,
+                                                                            ctx.viewer.require_user(), ctx.request_id))
         return Payment.from_model(payment)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
@@ -252,46 +263,40 @@ class Mutation:
     async def refund_payment(self, info: Info, payment_id: uuid.UUID, reason: str,
                              amount: Decimal | None = None) -> PaymentRefund:
         ctx = info.context
-        session = await ctx.session()
-        row, payment = await refunds.refund(session, payment_id, amount, reason, ctx.viewer.require_user(),
-                                            ctx.request_id)
-        await _commit(info)
+        row, payment = await _unit(info, lambda s: refunds.refund(s, payment_id, amount, reason,
+                                                                  ctx.viewer.require_user(), ctx.request_id))
         return PaymentRefund.from_model(row, payment)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="LATE -> CONFIRMED: credit the held funds.")
     async def accept_late_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:
         ctx = info.context
-        payment = await refunds.accept_late(await ctx.session(), payment_id, ctx.viewer.require_user(), reason,
-                                            ctx.request_id)
-        await _commit(info)
+        payment = await _unit(info, lambda s: refunds.accept_late(s, payment_id, ctx.viewer.require_user(), reason,
+                                                                  ctx.request_id))
         return Payment.from_model(payment)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Give up on a payment nothing was credited for.")
     async def fail_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:
         ctx = info.context
-        payment = await refunds.fail(await ctx.session(), payment_id, reason, ctx.viewer.require_user(), ctx.request_id)
-        await _commit(info)
+        payment = await _unit(info, lambda s: refunds.fail(s, payment_id, reason, ctx.viewer.require_user(),
+                                                           ctx.request_id))
         return Payment.from_model(payment)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="POST payment events to this http(s) URL.")
     async def create_webhook_endpoint(self, info: Info, url: str) -> WebhookEndpoint:
         ctx = info.context
-        row = await webhooks.create_endpoint(await ctx.session(), url, ctx.viewer.require_user(), ctx.request_id)
-        await _commit(info)
+        row = await _unit(info, lambda s: webhooks.create_endpoint(s, url, ctx.viewer.require_user(), ctx.request_id))
         return WebhookEndpoint.from_model(row)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Stop sending to this endpoint.")
     async def disable_webhook_endpoint(self, info: Info, id: uuid.UUID) -> WebhookEndpoint:
         ctx = info.context
-        row = await webhooks.disable_endpoint(await ctx.session(), id, ctx.viewer.require_user(), ctx.request_id)
-        await _commit(info)
+        row = await _unit(info, lambda s: webhooks.disable_endpoint(s, id, ctx.viewer.require_user(), ctx.request_id))
         return WebhookEndpoint.from_model(row)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Send a dead letter again (DEAD -> PENDING).")
     async def redeliver_webhook(self, info: Info, id: uuid.UUID) -> WebhookDelivery:
         ctx = info.context
-        row = await webhooks.redeliver(await ctx.session(), id, ctx.viewer.require_user(), ctx.request_id)
-        await _commit(info)
+        row = await _unit(info, lambda s: webhooks.redeliver(s, id, ctx.viewer.require_user(), ctx.request_id))
         return WebhookDelivery.from_model(row)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import or_, select
 from strawberry.types import Info
 
 from core.errors import BadUserInput
+from core.transactions import retry_transient
 from models.identity import Role
 from models.trading import Market as MarketModel
 from models.trading import MarketStatus as MarketStatusModel
@@ -335,12 +336,16 @@ class Mutation:
         currency = currency.strip().upper()
         if not currency or len(currency) > 16:
             raise BadUserInput("currency must have 1 to 16 characters", field="currency")
-        posted = await ledger.credit_deposit(session, user_id, amount, currency, reference=f"admin-credit:{reference}",
-                                             details={"by": str(actor)})
-        if posted:
-            record(session, actor_id=actor, action="cash.credit", target_type="user", target_id=user_id,
-                   request_id=info.context.request_id, details={"amount": str(amount), "currency": currency})
-        await session.commit()
+
+        async def credit() -> None:
+            posted = await ledger.credit_deposit(session, user_id, amount, currency,
+                                                 reference=f"admin-credit:{reference}", details={"by": str(actor)})
+            if posted:
+                record(session, actor_id=actor, action="cash.credit", target_type="user", target_id=user_id,
+                       request_id=info.context.request_id, details={"amount": str(amount), "currency": currency})
+            await session.commit()
+
+        await retry_transient(session, credit)
         rows = await ledger.balances(session, user_id)
         return [CashBalance(currency=b.currency, available=trim(b.available), reserved=trim(b.reserved),
                             total=trim(b.total)) for b in rows]

@@ -60,10 +60,20 @@ async def write_outbox(session: AsyncSession) -> None:
         "WHERE e.active"), {"events": json.dumps(rows)})
 
 
-async def commit(session: AsyncSession, redis: Redis | None, prefix: str) -> list[dict[str, Any]]:
-    """Write the outbox, commit, then publish. Returns the events sent."""
+async def commit_outbox(session: AsyncSession) -> None:
+    """Write the outbox and commit (the end of a unit of work: core.transactions may re-run everything up to here)."""
     await write_outbox(session)
     await session.commit()
+
+
+async def commit(session: AsyncSession, redis: Redis | None, prefix: str) -> list[dict[str, Any]]:
+    """Write the outbox, commit, then publish. Returns the events sent."""
+    await commit_outbox(session)
+    return await publish_committed(session, redis, prefix)
+
+
+async def publish_committed(session: AsyncSession, redis: Redis | None, prefix: str) -> list[dict[str, Any]]:
+    """Publish the events of what was just committed (once). Returns them."""
     events = session.info.pop(_KEY, [])
     if redis is not None and events:
         await publish(redis, prefix, events)

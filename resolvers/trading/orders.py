@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, InvalidTransition, NotFound
+from core.transactions import transient_retry
 from models.trading import OPEN_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger
 from resolvers.audit import record
@@ -183,6 +184,7 @@ def _audit_details(market_id: uuid.UUID, status: OrderStatus, reason: str | None
     return json.dumps({"market": str(market_id), "status": status.value, "reason": reason})
 
 
+@transient_retry
 async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderRequest, *,
                       request_id: str | None = None, now: datetime | None = None) -> Placed:
     """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused).
@@ -304,6 +306,7 @@ async def _finish(session: AsyncSession, market: Any, order_id: uuid.UUID, user_
     return _view(row)
 
 
+@transient_retry
 async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market_id: uuid.UUID,
                         order_ids: list[uuid.UUID] | None, *, reason: str, status: OrderStatus = OrderStatus.CANCELED,
                         request_id: str | None = None, now: datetime | None = None,
@@ -345,6 +348,7 @@ async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market
     return victims, events
 
 
+@transient_retry
 async def cancel_order(session: AsyncSession, user_id: uuid.UUID, order_id: uuid.UUID, *,
                        request_id: str | None = None) -> tuple[OrderView, Events]:
     owned = await load_views(session, Order.id == order_id, Order.user_id == user_id)

@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
+from core.transactions import transient_retry
 from models.ledger import AccountKind
 from models.trading import InstructionStatus, Market, SettlementInstruction, SettlementStatus, Side, Trade
 from resolvers import ledger
@@ -113,6 +114,7 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
                         taker_fee, SettlementStatus.PENDING, now)
 
 
+@transient_retry
 async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
                                  tx_hash: str | None = None) -> SettlementStatus:
     """The agent reports the on-chain transfer of a trade: the instruction becomes CONFIRMED | FAILED and the trade
