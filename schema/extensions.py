@@ -42,8 +42,9 @@ def classify(error: GraphQLError) -> GraphQLError:
         code, message, extra = original.code.value, original.message, original.extensions
     elif existing in ErrorCode.__members__:
         return error
-    elif original is None:
-        # parse/validation/variable-coercion errors: the client's document or variables are wrong
+    elif original is None or (error.path is None and error.message.startswith("Variable '$")):
+        # parse/validation/variable-coercion errors: the client's document or variables are wrong (graphql-core 3.3
+        # keeps the scalar's exception, e.g. "not a UUID", or its own GraphQLError as a bad variable's original_error)
         code = (ErrorCode.QUERY_TOO_COMPLEX.value if _TOO_COMPLEX.match(error.message)
                 else ErrorCode.BAD_USER_INPUT.value)
         message, extra = error.message, {}

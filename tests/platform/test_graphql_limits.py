@@ -76,6 +76,16 @@ async def test_token_limit_with_defaults(client, settings) -> None:  # type: ign
     # words of the limit messages in an ordinary error must not make it QUERY_TOO_COMPLEX
     ("query($n: Int!) { __typename }", {"n": "more than 3 tokens, aliases found, exceeds maximum operation depth"}),
     ("{ tokens }", None),
+    # variables that do not coerce (graphql-core sets original_error on these: they were masked as INTERNAL)
+    ("query($id: UUID!) { asset(id: $id) { id } }", {}),
+    ("query($id: UUID!) { asset(id: $id) { id } }", {"id": None}),
+    ("query($id: UUID!) { asset(id: $id) { id } }", {"id": "not-a-uuid"}),
+    ("query($id: UUID!) { asset(id: $id) { id } }", {"id": 5}),
+    ("mutation($d: Date!) { setFxRate(base: \"USD\", quote: \"EUR\", asOf: $d, rate: \"1\") { rate } }",
+     {"d": "2020-13-45"}),
+    ("mutation($r: Decimal!) { setFxRate(base: \"USD\", quote: \"EUR\", asOf: \"2024-01-01\", rate: $r) { rate } }",
+     {"r": "abc"}),
+    ("mutation($s: OrderSide!) { cancelAllOrders(marketId: $s) { id } }", {"s": "SIDEWAYS"}),
     ("{ moreThanTokens_depth: __typename aliases found }", None),
 ])
 async def test_invalid_documents_are_bad_user_input(client, query: str, variables: dict | None) -> None:  # type: ignore[no-untyped-def,type-arg]
