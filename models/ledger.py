@@ -6,7 +6,7 @@ running sum of its entries, updated in the same transaction, for cheap reads. Am
 
 Accounts per user and currency: AVAILABLE (free cash) and RESERVED (held by open buy orders). Platform
 accounts (no owner): DEPOSITS (the outside world money comes from), FEES (trading fees earned),
-WITHDRAWALS (money paid out), REFUNDS_PAYABLE.
+WITHDRAWALS (money paid out), REFUNDS_PAYABLE, RECEIVABLES (owed to the platform).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class AccountKind(str, enum.Enum):
     FEES = "FEES"
     WITHDRAWALS = "WITHDRAWALS"
     REFUNDS_PAYABLE = "REFUNDS_PAYABLE"
+    RECEIVABLES = "RECEIVABLES"  # owed to the platform: a failed trade's seller who no longer had the cash
 
 
 class LedgerAccount(Base):

@@ -142,6 +142,7 @@ class Trade(Base):
     taker_fee: Mapped[Decimal] = mapped_column(Money, nullable=False)
     settlement: Mapped[SettlementStatus] = mapped_column(pg_enum(SettlementStatus, "settlement_status"),
                                                          nullable=False, default=SettlementStatus.PENDING)
+    failure_reason: Mapped[str | None] = mapped_column(String(80))  # why the settlement FAILED
     created_at: Mapped[datetime] = created_at()
 
     __table_args__ = (Index("ix_trades_market_seq", "market_id", "seq"),

@@ -103,6 +103,26 @@ def _key(ref: AccountRef) -> tuple[uuid.UUID | None, str]:
     return (ref.user_id if isinstance(ref, UserAccount) else None, ref.kind.value)
 
 
+def _lock_args(currency: str, keys: list[tuple[uuid.UUID | None, str]]
+               ) -> tuple[list[tuple[uuid.UUID | None, str]], list[str], tuple[Any, ...]]:
+    """(user keys, platform kinds, the parameters of _LOCK_ACCOUNTS) of the accounts `keys` name."""
+    users = sorted({k for k in keys if k[0] is not None}, key=str)
+    platform = sorted({k[1] for k in keys if k[0] is None})
+    return users, platform, (currency, [u for u, _ in users], [k for _, k in users], platform)
+
+
+async def locked_balances(session: AsyncSession, currency: str, refs: list[AccountRef]) -> dict[AccountRef, Decimal]:
+    """Create the accounts if missing, lock them in id order (as `post` does, so no deadlock with it) and return
+    their balances: for a movement whose amounts depend on a balance (the `post` that follows in the same
+    transaction finds the locks already held)."""
+    conn = await pg(session)
+    keys = [_key(ref) for ref in refs]
+    await conn.execute(_CREATE_ACCOUNTS, currency, [u for u, _ in keys], [k for _, k in keys])
+    rows = await conn.fetch(_LOCK_ACCOUNTS, *_lock_args(currency, keys)[2])
+    found = {(r["owner_id"], r["kind"]): r["balance"] for r in rows}
+    return {ref: found[_key(ref)] for ref in refs}
+
+
 async def post(session: AsyncSession, *, kind: str, reference: str, currency: str,
                legs: list[tuple[AccountRef, Decimal]], details: dict[str, Any] | None = None) -> bool:
     """Record one balanced movement. Returns False (and changes nothing) if `reference` was already posted."""
@@ -112,9 +132,7 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
         raise BadUserInput("amount must be a finite number")
     conn = await pg(session)
     keys = [_key(ref) for ref, _ in legs]
-    users = sorted({k for k in keys if k[0] is not None}, key=str)
-    platform = sorted({k[1] for k in keys if k[0] is None})
-    lock_args = (currency, [u for u, _ in users], [k for _, k in users], platform)
+    users, platform, lock_args = _lock_args(currency, keys)
     if any((currency, k) not in _existing_accounts for k in keys):
         # Create missing accounts before locking any: an INSERT that meets another transaction's uncommitted
         # copy of the same account waits for it, and must not wait while holding a lock that one needs

@@ -7,7 +7,8 @@ the part of it that rests is reserved. If the ledger refuses, the whole placemen
 
 Token leg: a PENDING transfer instruction (seller wallet -> buyer wallet, raw units) for the agent to execute on
 chain. The trade's `settlement` follows it: PENDING until the agent reports the transfer
-(`record_transfer_result`): SETTLED when confirmed, FAILED when it failed.
+(`record_transfer_result`): SETTLED when confirmed, FAILED (with a reason, the cash leg reversed, an audit row)
+when it failed.
 
 Fees are rounded down to the ledger's 18 places, so fills never consume more than a buy reserved
 (`buy_reservation`, rounded up).
@@ -15,6 +16,7 @@ Fees are rounded down to the ledger's 18 places, so fills never consume more tha
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,18 +24,21 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import NotFound
+from core.errors import BadUserInput, NotFound
 from core.transactions import transient_retry
 from models.ledger import AccountKind
 from models.trading import InstructionStatus, Market, SettlementInstruction, SettlementStatus, Side, Trade
 from resolvers import ledger
 from resolvers.ledger import Platform, UserAccount
+from resolvers.assets.validation import trim
+from resolvers.audit import record
 from resolvers.raw_sql import pg
 from resolvers.trading.gate import to_units
 
+log = logging.getLogger("rwa.trading")
 QUANTUM = Decimal("1e-18")
 BPS = Decimal(10000)
 
@@ -114,11 +119,19 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
                         taker_fee, SettlementStatus.PENDING, now)
 
 
+MAX_FAILURE_REASON = 80
+
+
 @transient_retry
 async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
-                                 tx_hash: str | None = None) -> SettlementStatus:
+                                 tx_hash: str | None = None, reason: str | None = None,
+                                 actor_id: uuid.UUID | None = None, request_id: str | None = None) -> SettlementStatus:
     """The agent reports the on-chain transfer of a trade: the instruction becomes CONFIRMED | FAILED and the trade
-    SETTLED | FAILED. Idempotent; a finished instruction does not change. Commits."""
+    SETTLED | FAILED (with `reason`, default TRANSFER_FAILED, and its cash compensated: `_reverse_cash`).
+    Idempotent; a finished instruction does not change. Commits."""
+    why = None if confirmed else " ".join((reason or "TRANSFER_FAILED").split())
+    if why is not None and not 0 < len(why) <= MAX_FAILURE_REASON:
+        raise BadUserInput(f"reason must have 1 to {MAX_FAILURE_REASON} characters", field="reason")
     instruction = (await session.execute(select(SettlementInstruction).where(
         SettlementInstruction.id == instruction_id).with_for_update())).scalar_one_or_none()
     if instruction is None:
@@ -129,9 +142,42 @@ async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUI
     instruction.status = InstructionStatus.CONFIRMED if confirmed else InstructionStatus.FAILED
     instruction.tx_hash = tx_hash or instruction.tx_hash
     status = SettlementStatus.SETTLED if confirmed else SettlementStatus.FAILED
-    await session.execute(update(Trade).where(Trade.id == instruction.trade_id).values(settlement=status))
+    trade = (await session.execute(select(Trade).where(Trade.id == instruction.trade_id).with_for_update())
+             ).scalar_one()
+    trade.settlement, trade.failure_reason = status, why
+    if why is not None:
+        reversal = await _reverse_cash(session, trade)
+        log.warning("trade %s settlement FAILED (%s); cash reversed: %s", trade.id, why, reversal)
+        record(session, actor_id=actor_id, action="trade.settlement_failed", target_type="trade", target_id=trade.id,
+               request_id=request_id, details={"reason": why, "instruction": str(instruction.id), **reversal})
     await session.commit()
     return status
+
+
+async def _reverse_cash(session: AsyncSession, trade: Trade) -> dict[str, str]:
+    """Undo a failed trade's cash leg (the token never moved, and the seller's tokens were only held by the now
+    FAILED instruction, which the gate stops counting): the buyer gets back what it paid (notional + its fee) as
+    AVAILABLE cash (a still-open maker buy keeps exactly the reservation its remaining quantity needs), the FEES
+    account gives back both fees, and the seller gives back what it received from AVAILABLE cash. What the seller
+    no longer has (spent since) is booked to RECEIVABLES, owed to the platform, so the ledger still sums to zero and
+    no user balance goes negative. Idempotent per trade (reference trade:<id>:reverse)."""
+    currency = (await session.execute(select(Market.quote_currency).where(Market.id == trade.market_id))).scalar_one()
+    notional = notional_of(trade.price, trade.quantity)
+    buyer_fee, seller_fee = ((trade.taker_fee, trade.maker_fee) if trade.taker_side is Side.BUY
+                             else (trade.maker_fee, trade.taker_fee))
+    buyer, seller = UserAccount(trade.buyer_id), UserAccount(trade.seller_id)
+    receivable, fees = Platform(AccountKind.RECEIVABLES), Platform(AccountKind.FEES)
+    owed = notional - seller_fee
+    balances = await ledger.locked_balances(session, currency, [buyer, seller, receivable, fees])
+    taken = min(owed, balances[seller])
+    legs = [(buyer, notional + buyer_fee), (seller, -taken), (receivable, -(owed - taken)),
+            (fees, -(buyer_fee + seller_fee))]
+    await ledger.post(session, kind="SETTLE_REVERSAL", reference=f"trade:{trade.id}:reverse", currency=currency,
+                      legs=[(ref, amount) for ref, amount in legs if amount],
+                      details={"trade": str(trade.id), "market": str(trade.market_id)})
+    amounts = {"refundedToBuyer": notional + buyer_fee, "takenFromSeller": taken, "owedBySeller": owed - taken,
+               "feesReversed": buyer_fee + seller_fee}
+    return {"currency": currency, **{k: str(trim(v)) for k, v in amounts.items()}}
 
 
 async def release_reservation(session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID, amount: Decimal,
