@@ -27,6 +27,10 @@ from server.viewer import Viewer, viewer_from_headers
 
 
 MAX_JSON_NESTING = 64
+# JSON escapes of text no column can store: NUL (Postgres text refuses it) and UTF-16 surrogates (JSON decodes a
+# lone one into a str that cannot be encoded as UTF-8). Only bodies containing one are walked (see unstorable_text).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_GRAPHQL_NUL_ESCAPE = re.compile(r"\\u(?:0000|\{0+\})")
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
@@ -45,6 +49,24 @@ def json_nesting_exceeds(data: bytes, limit: int) -> bool:
         return False
     brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     return max(accumulate(_BRACKET_STEP[b] for b in brackets), default=0) > limit
+
+
+def unstorable_text(value: object) -> bool:
+    """True when a decoded JSON value holds a string with NUL or a lone surrogate, or a GraphQL document with a
+    NUL escape in a literal; each ended as an INTERNAL error where the string reached Postgres or a hash."""
+    if isinstance(value, str):
+        if "\x00" in value or _GRAPHQL_NUL_ESCAPE.search(value):
+            return True
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(unstorable_text(k) or unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(unstorable_text(v) for v in value)
+    return False
 
 
 class BodyTooLarge(Exception):
@@ -121,9 +143,12 @@ class GraphQLView(GraphQL):
         if json_nesting_exceeds(raw, MAX_JSON_NESTING):
             raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_NESTING} levels", "", 0)
         try:
-            return json.loads(raw)
+            decoded = json.loads(raw)
         except UnicodeDecodeError as exc:
             raise json.JSONDecodeError("not UTF-8", "", exc.start) from exc
+        if (_SUSPECT_ESCAPE.search(raw) or b"u{" in raw) and unstorable_text(decoded):
+            raise json.JSONDecodeError("strings must not contain NUL characters or unpaired surrogates", "", 0)
+        return decoded
 
     def parse_json(self, data: str | bytes) -> object:
         """HTTP bodies (and GET/multipart JSON parameters): a JSON object, else a typed 400."""

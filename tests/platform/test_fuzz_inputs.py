@@ -1,0 +1,100 @@
+"""Hostile mutation input, as an outside reviewer sends it: every answer is a typed error (never INTERNAL, never a
+5xx), and a refused mutation writes nothing. Found by fuzzing a running `rwa dev`."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from sqlalchemy import func, select
+
+from models.identity import ApiKey, AuditLog
+from models.payments import Payment
+
+CREATE_KEY = "mutation($n: String!) { createApiKey(name: $n) { apiKey { id name } } }"
+CREATE_PAYMENT = "mutation($i: CreatePaymentInput!) { createPayment(input: $i) { id amount } }"
+TYPED = {"BAD_USER_INPUT", "CONFLICT", "FORBIDDEN", "NOT_FOUND", "RATE_LIMITED", "UNAUTHENTICATED"}
+
+
+async def count(session, model) -> int:  # type: ignore[no-untyped-def]
+    return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+async def post_raw(client, body: str, token: str):  # type: ignore[no-untyped-def]
+    """The body exactly as given (json.dumps escapes lone surrogates as \\udXXX, as a hostile client would)."""
+    return await client.post("/graphql", content=body.encode(),
+                             headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+
+
+def assert_typed(resp) -> list[str]:  # type: ignore[no-untyped-def]
+    assert resp.status_code < 500, resp.text[:500]
+    assert "Traceback" not in resp.text and "asyncpg" not in resp.text
+    codes = [e["extensions"]["code"] for e in resp.json().get("errors") or []]
+    assert set(codes) <= TYPED, resp.text[:500]
+    return codes
+
+
+@pytest.mark.parametrize("variables", [
+    '{"n": "a\\u0000b"}',  # NUL: Postgres text refuses it (was INTERNAL after the resolver ran)
+    '{"n": "\\ud800"}',  # a lone surrogate cannot be encoded as UTF-8 (was INTERNAL)
+    '{"n": "ok", "extra": ["\\udfff"]}',  # anywhere in the body
+])
+async def test_unstorable_text_is_refused_and_nothing_is_written(client, make_user, session, variables: str) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user()
+    resp = await post_raw(client, '{"query": %s, "variables": %s}' % (json.dumps(CREATE_KEY), variables), user.token)
+    assert resp.status_code == 400, resp.text
+    assert assert_typed(resp) == ["BAD_USER_INPUT"]
+    assert await count(session, ApiKey) == 0 and await count(session, AuditLog) == 0
+
+
+async def test_nul_escape_in_a_graphql_literal_is_refused(client, make_user, session) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user()
+    for literal in ('"a\\u0000b"', '"a\\u{0}b"'):
+        query = "mutation { createApiKey(name: %s) { apiKey { id } } }" % literal
+        resp = await post_raw(client, json.dumps({"query": query}), user.token)
+        assert assert_typed(resp) == ["BAD_USER_INPUT"], (literal, resp.text)
+    assert await count(session, ApiKey) == 0
+
+
+async def test_escaped_surrogate_pairs_are_ordinary_text(client, make_user) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user()
+    resp = await post_raw(client, json.dumps({"query": CREATE_KEY, "variables": {"n": "key \U0001F600"}}), user.token)
+    assert resp.json()["data"]["createApiKey"]["apiKey"]["name"] == "key \U0001F600", resp.text
+
+
+_HOSTILE_TEXT = st.one_of(st.text(max_size=300), st.sampled_from(["\x00", "\ud800", "'; DROP TABLE users; --", " " * 5,
+                                                                  "\u202e", "x" * 10_000]))
+_HOSTILE_AMOUNT = st.one_of(
+    st.decimals(allow_nan=True, allow_infinity=True).map(str),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.sampled_from(["NaN", "-Infinity", "1e999999", "-0", "0", "0.0000001", "1,5", "0x10", " 1", "1" * 80, ""]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_HOSTILE_TEXT)
+async def test_create_api_key_with_any_name(client, make_user, session, name: str) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user()
+    before = await count(session, ApiKey)
+    resp = await post_raw(client, json.dumps({"query": CREATE_KEY, "variables": {"n": name}}), user.token)
+    codes = assert_typed(resp)
+    assert await count(session, ApiKey) == before + (0 if codes else 1)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(amount=_HOSTILE_AMOUNT, currency=st.one_of(st.sampled_from(["USD", "EUR", "JPY", "usd"]), _HOSTILE_TEXT),
+       key=_HOSTILE_TEXT, expires=st.one_of(st.integers(min_value=-(2**31), max_value=2**31 - 1), st.just("60")))
+async def test_create_bank_payment_with_any_input(client, make_user, session, amount, currency, key, expires) -> None:  # type: ignore[no-untyped-def]
+    user = await make_user()
+    before = await count(session, Payment)
+    variables = {"i": {"amount": amount, "currency": currency, "method": "BANK_TRANSFER", "idempotencyKey": key,
+                       "expiresIn": expires}}
+    resp = await post_raw(client, json.dumps({"query": CREATE_PAYMENT, "variables": variables}), user.token)
+    codes = assert_typed(resp)
+    if codes:
+        assert await count(session, Payment) == before
+    else:  # accepted: a positive amount, stored exactly as sent
+        stored = Decimal(resp.json()["data"]["createPayment"]["amount"])
+        assert stored > 0 and stored == Decimal(str(amount))
