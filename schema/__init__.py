@@ -21,6 +21,7 @@ from schema import market_data, trading
 from schema import payments
 from schema.cost import QueryCost
 from schema.extensions import OperationLifecycle, ParserCacheKeepingErrors
+from schema.fast_executor import executor_for
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
 QUERIES += (assets.Query, documents.Query, tokens.Query)
@@ -83,6 +84,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     schema = RwaSchema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+    schema.execution_context_class = executor_for(schema)
     schema.shared = SharedSubscriptions(personal_fields=PERSONAL_SUBSCRIPTIONS, snapshot_fields=SNAPSHOT_SUBSCRIPTIONS)
     if os.environ.get("RWA_SHARED_SUBSCRIPTIONS", "1") == "0":  # per-subscriber execution (benchmarks)
         schema.shared = None
