@@ -17,6 +17,9 @@ from core.metrics import HTTP_REQUESTS
 log = logging.getLogger("rwa.http")
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
+# the server's own ASGI send of a websocket, before any wrapping: shared subscriptions write frames to the
+# connection behind it directly (server/shared_subscriptions.py)
+RAW_SEND_SCOPE_KEY = "rwa.raw_send"
 
 
 class RequestContextMiddleware:
@@ -41,6 +44,8 @@ class RequestContextMiddleware:
                 message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
             await send(message)
 
+        if scope["type"] == "websocket":
+            scope[RAW_SEND_SCOPE_KEY] = send
         try:
             # a websocket's frames go straight out: wrapping every send would cost a call per delivered message
             await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)

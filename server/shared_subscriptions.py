@@ -5,12 +5,14 @@ Subscribers whose operations are identical — same document, variables and oper
 share one execution: the resolver runs once per event, graphql-core completes the result once, and it is
 serialized once for all of them.
 
-Delivery: over graphql-transport-ws (`SharedDeliveryHandler`), the pump writes each result itself to every
-subscriber that is idle (nothing queued, no send in progress): a delivered message costs one frame write to
-that socket and no task wake-up. A send that would block (the socket's buffer is full) is finished by a task of
-its own, and meanwhile that subscriber's results go to its bounded buffer, which its operation task drains (as
-it does for any other consumer of the stream): a slow subscriber loses its oldest messages and never blocks the
-others or the source. For fields that start with a snapshot (`snapshot_fields`, e.g. an order book), a
+Delivery: over graphql-transport-ws (`SharedDeliveryHandler`) on uvicorn's websockets-sansio protocol (what
+`rwa serve` runs), the pump writes each result itself to the transport of every subscriber that is idle (nothing
+queued): the `next` payload is serialized once per event, each distinct operation id's complete websocket frame
+is built once per event, and a delivered message costs one `transport.write` of that shared frame — no task
+wake-up, no await, no per-subscriber encoding. A subscriber whose transport is above its high-water mark (uvicorn
+paused writing) is slow: its results go to its bounded buffer, which its operation task drains through the
+ordinary ASGI send (as it does for any other consumer of the stream, and on other servers): a slow subscriber
+loses its oldest messages and never blocks the others or the source. For fields that start with a snapshot (`snapshot_fields`, e.g. an order book), a
 subscriber that joins late or lost messages first gets a fresh snapshot (the same document executed with
 `context.snapshot_only = True`), and deltas older than that snapshot's `sequence` are skipped."""
 
@@ -21,9 +23,8 @@ import contextlib
 import copy
 import functools
 import json
-import types
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +35,12 @@ from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types.execution import ExecutionResult, PreExecutionError
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+from server.middleware import RAW_SEND_SCOPE_KEY
 
 _END = object()
-_WOKEN = object()  # _next: deliver has a finished/failed direct send to look at
 StreamFactory = Callable[[Any], Awaitable[AsyncIterator[Any]]]
 
 
@@ -73,7 +77,7 @@ class SharedSubscriptions:
         self.queue_size = queue_size
         self._streams: dict[Hashable, _Shared] = {}
         self.executions_started = 0  # observable in tests and benchmarks
-        self.direct_sends = 0  # frames the pump wrote itself (no wake-up of the subscriber's task)
+        self.direct_sends = 0  # frames the pump wrote to transports itself (no wake-up of the subscriber's task)
 
     def key(self, query: str, variables: Mapping[str, Any] | None, operation_name: str | None,
             fields: tuple[str, ...], viewer: Any) -> Hashable:
@@ -107,14 +111,16 @@ class SharedSubscriptions:
             async for result in source:
                 if getattr(result, "data", None) is None and shared.first is None:
                     shared.first = result
-                # an ordinary result goes straight to the sockets of idle subscribers, serialized once
+                # an ordinary result goes straight to the transports of idle subscribers: serialized once, one
+                # frame per distinct operation id (see send_now)
                 direct = type(result) is ExecutionResult
-                payload: str | None = None
+                tail: bytes | None = None
+                frames: dict[bytes, bytes] = {}
                 for sub in tuple(shared.subscribers):
                     if direct and sub.fast:
-                        if payload is None:
-                            payload = next_payload_json(result)
-                        sub.send_now(result, payload)
+                        if tail is None:
+                            tail = (',"type":"next","payload":' + next_payload_json(result) + "}").encode()
+                        sub.send_now(result, tail, frames)
                     else:
                         sub.offer(result)
         finally:
@@ -135,10 +141,10 @@ class SharedSubscriptions:
 
 class SharedStream:
     """One subscriber of a shared execution: an async iterator of results over a bounded buffer (the oldest
-    result is dropped when it is full). Run by `deliver` instead (the graphql-transport-ws handler does), the
-    pump writes each result to this subscriber's socket itself while the subscriber is idle, so a message costs
-    one frame write per subscriber and no task wake-up; a send that would block (the socket's buffer is full)
-    is finished by a task of its own while later results queue here."""
+    result is dropped when it is full). Run by `deliver` instead (the graphql-transport-ws handler does) on a
+    websockets-sansio connection, the pump writes each result to this subscriber's transport itself while the
+    subscriber is idle (`send_now`); once its transport is paused (a slow reader), results queue here and its
+    task sends them through the ordinary ASGI send, which waits until the transport drains."""
 
     def __init__(self, owner: SharedSubscriptions, shared: _Shared, fields: tuple[str, ...], context: Any,
                  start: StreamFactory, late: bool, snapshotting: bool) -> None:
@@ -150,14 +156,12 @@ class SharedStream:
         self._floor: int | None = None  # deltas up to this sequence are in the snapshot already sent
         self._started = False
         self._closed = False
-        # direct delivery (deliver): the socket, this operation's frame prefix, a send still in progress
+        # direct delivery (deliver): the connection's protocol, this operation's frame prefix
         self.fast = False
         self._operation: Any = None
         self._operations: dict[str, Any] = {}  # the handler's live operations by id
-        self._ws: Any = None
-        self._head = ""
-        self._inflight: asyncio.Task[Any] | None = None
-        self._error: BaseException | None = None
+        self._proto: WebSocketsSansIOProtocol | None = None
+        self._head = b""
 
     # --- fed by the pump
     def offer(self, item: Any) -> None:
@@ -165,35 +169,33 @@ class SharedStream:
             self._buffer.popleft()
             self.dropped += 1
         self._buffer.append(item)
-        self._wake()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
-    def send_now(self, result: Any, payload: str) -> None:
-        """Write one result to the socket from the pump; only called while `fast` (idle, nothing queued)."""
+    def send_now(self, result: Any, tail: bytes, frames: dict[bytes, bytes]) -> None:
+        """Write one result to the transport from the pump; only called while `fast` (idle, nothing queued).
+        `tail` is the serialized rest of the `next` message after the id; `frames` caches, for this event, the
+        complete websocket frame per operation id prefix (most subscribers share one)."""
         if self._operations.get(self._operation.id) is not self._operation:
             return  # completed or canceled (its task may not have run yet)
         if self._floor is not None:
             seq = _sequence(result, self._fields)
             if seq is not None and seq <= self._floor:
                 return
-        coro = self._ws.send({"type": "websocket.send", "text": self._head + payload + "}"})
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            self._owner.direct_sends += 1
-            return
-        except Exception as exc:  # the socket is gone: the subscriber's task ends with it
+        proto = self._proto
+        if proto.close_sent:  # type: ignore[union-attr]
+            return  # the server is closing this connection (and ending its operations)
+        if not proto.writable.is_set() or proto.disconnected or proto.conn.state is not State.OPEN:  # type: ignore[union-attr]
+            # above the high-water mark (a slow reader), or the peer is gone: its task takes over, in order, and
+            # waits for the transport to drain or ends the operation with the connection
             self.fast = False
-            self._error = exc
-            self._wake()
+            self.offer(result)
             return
-        # the transport is not writable: finish this send in a task; later results queue until it is done
-        self.fast = False
-        self._inflight = asyncio.get_running_loop().create_task(_finish_send(coro, yielded))
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        frame = frames.get(self._head)
+        if frame is None:
+            frame = frames[self._head] = text_frame(self._head + tail)
+        proto.transport.write(frame)  # type: ignore[union-attr]
+        self._owner.direct_sends += 1
 
     # --- read by the subscriber
     def __aiter__(self) -> SharedStream:
@@ -206,7 +208,7 @@ class SharedStream:
         return item
 
     async def _next(self) -> Any:
-        """The next result for this subscriber, _END at the end, or _WOKEN when `deliver` has work to do."""
+        """The next result for this subscriber, or _END at the end."""
         if self._closed:
             return _END
         if not self._started:
@@ -217,12 +219,10 @@ class SharedStream:
             if self._late and self._snapshotting:
                 return await self._resnapshot(clear=False) or await self._next()
         while True:
-            if self._error is not None or self._inflight is not None:
-                return _WOKEN
             if not self._buffer:
                 self._waiter = asyncio.get_running_loop().create_future()
-                # idle with nothing queued: the pump may write to the socket itself
-                self.fast = self._ws is not None
+                # idle with nothing queued: the pump may write to the transport itself
+                self.fast = self._proto is not None
                 try:
                     await self._waiter
                 finally:
@@ -260,24 +260,14 @@ class SharedStream:
     async def deliver(self, operation: Any, handler: Any) -> None:
         """Send this subscriber's results as `next` messages of `operation` (strawberry's graphql-transport-ws
         Operation) until the stream ends; what `BaseGraphQLTransportWSHandler._send_result_stream` does, with
-        ordinary results written by the pump directly (see `send_now`)."""
+        ordinary results written by the pump directly (see `send_now`) when the server's protocol allows."""
         self._operation = operation
         self._operations = handler.operations
-        self._ws = getattr(handler.websocket, "ws", None)  # starlette WebSocket (strawberry.asgi adapter)
-        self._head = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
+        self._proto = direct_protocol(handler.websocket)
+        self._head = b'{"id":' + json.dumps(operation.id).encode()
         first = True
         while True:
-            if self._inflight is not None:
-                inflight, self._inflight = self._inflight, None
-                await inflight  # raises if the socket failed meanwhile
-            if self._error is not None:
-                error, self._error = self._error, None
-                if isinstance(error, WebSocketDisconnect):
-                    raise WebSocketDisconnected from error
-                raise error
             item = await self._next()
-            if item is _WOKEN:
-                continue
             if item is _END:
                 return
             if first and isinstance(item, PreExecutionError):
@@ -292,35 +282,27 @@ class SharedStream:
     async def aclose(self) -> None:
         self._closed = True
         self.fast = False
-        if self._inflight is not None:
-            if not self._inflight.done():
-                self._inflight.cancel()
-            elif not self._inflight.cancelled():
-                self._inflight.exception()  # retrieved: the socket's failure is not this stream's error
         self._owner._leave(self._shared, self)
 
 
-async def _finish_send(coro: Any, yielded: Any) -> Any:
-    return await _resume(coro, yielded)
+def direct_protocol(websocket: Any) -> WebSocketsSansIOProtocol | None:
+    """The uvicorn websockets-sansio protocol behind a strawberry websocket adapter, if that is what serves it
+    (the middleware put its ASGI send, a bound method of the protocol, in the scope); else None."""
+    scope = getattr(getattr(websocket, "ws", None), "scope", None) or {}
+    proto = getattr(scope.get(RAW_SEND_SCOPE_KEY), "__self__", None)
+    return proto if isinstance(proto, WebSocketsSansIOProtocol) else None
 
 
-@types.coroutine
-def _resume(coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
-    """Drive `coro`, already run up to its first suspension (where it yielded `yielded`), to its end: what
-    `yield from` does, resumed mid-way (the eager start of a task, which Python 3.11 lacks)."""
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:  # thrown in by the task (cancellation): pass it on
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
-        try:
-            yielded = coro.send(sent)
-        except StopIteration as stop:
-            return stop.value
+def text_frame(data: bytes) -> bytes:
+    """An unmasked, unfragmented, uncompressed server text frame (RFC 6455 5.2) carrying `data`."""
+    n = len(data)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 65536:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return head + data
 
 
 async def _snapshot(context: Any, start: StreamFactory) -> Any:

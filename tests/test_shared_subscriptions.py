@@ -8,12 +8,18 @@ import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 
 import strawberry
 from starlette.websockets import WebSocketDisconnect
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from schema import RwaSchema
-from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler, SharedSubscriptions
+from server.middleware import RAW_SEND_SCOPE_KEY
+from server.shared_subscriptions import (SharedBytesWebSocketAdapter, SharedDeliveryHandler, SharedSubscriptions,
+                                         text_frame)
 
 
 @dataclass
@@ -180,18 +186,47 @@ async def test_late_joiner_of_snapshot_field_gets_a_fresh_snapshot_then_newer_de
 
 # --- direct delivery through strawberry's graphql-transport-ws handler (SharedDeliveryHandler)
 
+class FakeTransport:
+    def __init__(self, frames: list[dict]) -> None:
+        self.frames = frames
+
+    def write(self, data: bytes) -> None:
+        assert data[0] == 0x81  # one complete, unfragmented, unmasked text frame
+        n, head = data[1], 2
+        if n == 126:
+            n, head = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, head = int.from_bytes(data[2:10], "big"), 10
+        assert len(data) == head + n
+        self.frames.append(json.loads(data[head:]))
+
+
+class FakeProtocol(WebSocketsSansIOProtocol):
+    """The parts of uvicorn's websockets-sansio protocol the pump writes through."""
+
+    def __init__(self, frames: list[dict], writable: bool, broken: bool) -> None:  # no super(): no server
+        self.transport = FakeTransport(frames)  # type: ignore[assignment]
+        self.writable = asyncio.Event()
+        if writable:
+            self.writable.set()
+        self.close_sent, self.disconnected = False, broken
+        self.conn = SimpleNamespace(state=State.OPEN)  # type: ignore[assignment]
+
+
 class FakeSocket:
-    """The starlette WebSocket surface the handler and the pump use; `gate` holds sends (a full transport)."""
+    """The starlette WebSocket surface the handler uses, over a FakeProtocol (its ASGI send in the scope as the
+    middleware puts it); `paused` starts with the transport above its high-water mark (a slow reader)."""
 
-    def __init__(self, gate: asyncio.Event | None = None, broken: bool = False) -> None:
+    def __init__(self, paused: bool = False, broken: bool = False) -> None:
         self.frames: list[dict] = []
-        self.gate, self.broken = gate, broken
+        self.broken = broken
+        self.proto = FakeProtocol(self.frames, not paused, broken)
+        self.scope = {RAW_SEND_SCOPE_KEY: self.proto.send}
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: dict) -> None:  # the ordinary path: waits until the transport drains
         if self.broken:
             raise WebSocketDisconnect(1006)
-        if self.gate is not None:
-            await self.gate.wait()
+        await self.proto.writable.wait()
         self.frames.append(json.loads(message["text"]))
 
     async def send_text(self, text: str) -> None:
@@ -232,7 +267,7 @@ async def test_pump_writes_to_idle_subscribers_without_waking_their_tasks():
     assert FEED.resolver_runs == 1
     for i, s in enumerate(sockets):
         assert nexts(s, f"op-{i}") == [{"ticks": 11}, {"ticks": 21}, {"ticks": 31}]
-    assert schema.shared.direct_sends == 20 * 3  # every frame written by the pump itself
+    assert schema.shared.direct_sends == 20 * 3  # every frame written to the transport by the pump itself
     await FEED.publish(4)  # the pump runs next, before the tasks canceled below
     for h in handlers:
         await h.handle_complete({"id": next(iter(h.operations)), "type": "complete"})
@@ -247,8 +282,7 @@ async def test_blocked_socket_queues_boundedly_in_order_and_does_not_block_other
     global FEED
     FEED = Feed()
     schema = make_schema(queue_size=4)
-    gate = asyncio.Event()
-    slow, fast = FakeSocket(gate), FakeSocket()
+    slow, fast = FakeSocket(paused=True), FakeSocket()
     handlers = [await open_handler(schema, slow, "slow", "subscription { ticks(market: 0) }"),
                 await open_handler(schema, fast, "fast", "subscription { ticks(market: 0) }")]
     await _settle()
@@ -257,7 +291,7 @@ async def test_blocked_socket_queues_boundedly_in_order_and_does_not_block_other
         await _settle()
     assert nexts(fast, "fast") == [{"ticks": v * 10} for v in range(20)]
     assert slow.frames == []
-    gate.set()
+    slow.proto.writable.set()  # the transport drained
     await _settle()
     # the send in progress when the socket blocked, then the newest 4
     assert nexts(slow, "slow") == [{"ticks": v * 10} for v in (0, 16, 17, 18, 19)]
@@ -306,3 +340,9 @@ async def test_direct_late_joiner_of_snapshot_field_gets_snapshot_then_newer_del
                                 {"book": {"sequence": 3, "snapshot": False}}]
     for h in handlers:
         await h.shutdown()
+
+
+def test_text_frame_is_what_websockets_serializes_for_every_length_encoding():
+    for n in (0, 125, 126, 65535, 65536):
+        data = b"x" * n
+        assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False)

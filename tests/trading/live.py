@@ -19,6 +19,7 @@ import httpx
 import websockets
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from cli.main import WEBSOCKETS  # the API runs as `rwa serve` runs it
 from tests.fixtures.app import REPO, TEST_JWT_KEY, free_port
 
 
@@ -43,7 +44,7 @@ def api_servers(database_url: str, redis_url: str, n: int = 2, extra_env: dict[s
             port = free_port()
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "server.app:create_app_from_env", "--factory", "--host",
-                 "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                 "127.0.0.1", "--port", str(port), "--ws", WEBSOCKETS, "--log-level", "warning", "--no-access-log"],
                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 40
