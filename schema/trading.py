@@ -313,7 +313,6 @@ class Mutation:
     async def cancel_all_orders(self, info: Info, market_id: uuid.UUID) -> list[Order]:
         user_id = info.context.viewer.require_user()
         session = await info.context.session()
-        await markets.get_market(session, market_id)
         views, events = await orders.cancel_orders(session, user_id, market_id, None, reason="USER_CANCELED",
                                                    request_id=info.context.request_id)
         await market_data.publish(info.context.services.pubsub, events)

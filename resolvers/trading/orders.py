@@ -20,14 +20,12 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 import asyncpg
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, InvalidTransition, NotFound
 from core.transactions import transient_retry
-from models.trading import OPEN_STATUSES, Market, Order, OrderStatus, OrderType, Side, TimeInForce
+from models.trading import Market, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger
-from resolvers.audit import record
 from resolvers.raw_sql import pg
 from resolvers.trading import book, gate, market_data
 from resolvers.trading.book import MarketSpec
@@ -75,12 +73,7 @@ class OrderView:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-VIEW_COLUMNS = tuple(getattr(Order, f.name) for f in fields(OrderView))
 VIEW_SQL = ", ".join(f.name for f in fields(OrderView))  # the column names are the field names
-
-
-async def load_views(session: AsyncSession, *where: Any) -> list[OrderView]:
-    return [OrderView(*r) for r in (await session.execute(select(*VIEW_COLUMNS).where(*where))).all()]
 
 
 def _view(r: Any) -> OrderView:
@@ -297,13 +290,19 @@ async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: Mark
     return taker_view
 
 
-async def _finish(session: AsyncSession, market: Any, order_id: uuid.UUID, user_id: uuid.UUID, side: Side,
-                  reserved: Decimal, status: OrderStatus, reason: str | None, now: datetime | None = None) -> OrderView:
-    """Take an open order off the book (CANCELED, EXPIRED) and give back what it still holds."""
-    if side is Side.BUY:
-        await release_reservation(session, order_id, user_id, reserved, market.quote_currency)
-    row = await (await pg(session)).fetchrow(_FINISH, order_id, status.value, reason, now or utcnow())
-    return _view(row)
+# the open orders a cancel takes off the book: of a market; of one user (or all); the given ids (or all); for
+# expiry only the due ones. Arrival order, so reservations are released and events sent in a stable order.
+_VICTIMS = f"""
+SELECT {VIEW_SQL} FROM orders
+WHERE market_id = $1 AND status IN ('NEW', 'PARTIALLY_FILLED') AND ($2::uuid IS NULL OR user_id = $2)
+  AND ($3::uuid[] IS NULL OR id = ANY($3)) AND (NOT $4 OR expires_at <= $5)
+ORDER BY seq"""
+# every victim finished, and one audit row each, in one round trip
+_FINISH_MANY = f"""
+WITH a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           SELECT $5::uuid, $6::varchar, 'order', unnest($1::uuid[])::text, $7::varchar, $8::jsonb)
+UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4 WHERE id = ANY($1)
+RETURNING {VIEW_SQL}"""
 
 
 @transient_retry
@@ -312,48 +311,48 @@ async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market
                         request_id: str | None = None, now: datetime | None = None,
                         strict: bool = False) -> tuple[list[OrderView], Events]:
     """Cancel open orders of a market (the given ids, or all of `user_id`'s, or all when user_id is None) under
-    the market lock, release their reservations, bump the book sequence once, commit."""
+    the market lock, release their reservations, bump the book sequence once, commit. The one path of
+    cancelOrder, cancelAllOrders, market closing and GTD expiry (raw asyncpg, like placeOrder; resolvers/raw_sql.py).
+    NOT_FOUND for an unknown market; with `strict`, CONFLICT when none of `order_ids` is open any more."""
     now = now or utcnow()
+    conn = await pg(session)
     await book.lock_market(session, market_id)
-    where = [Order.market_id == market_id, Order.status.in_(OPEN_STATUSES)]
-    if user_id is not None:
-        where.append(Order.user_id == user_id)
-    if order_ids is not None:
-        where.append(Order.id.in_(order_ids))
-    if status is OrderStatus.EXPIRED:
-        where.append(Order.expires_at <= now)
-    victims = await load_views(session, *where)
+    currency = await conn.fetchval("SELECT quote_currency FROM markets WHERE id = $1", market_id)
+    if currency is None:
+        raise NotFound("market not found", field="marketId")
+    victims = [_view(r) for r in await conn.fetch(_VICTIMS, market_id, user_id, order_ids,
+                                                  status is OrderStatus.EXPIRED, now)]
     if strict and order_ids and not victims:
-        current = await load_views(session, Order.id.in_(order_ids))
+        current = await conn.fetchval("SELECT status::text FROM orders WHERE id = ANY($1) LIMIT 1", order_ids)
         await session.rollback()
-        raise InvalidTransition("order", current[0].status.value if current else "UNKNOWN", status.value)
-    market = await session.get(Market, market_id)
-    assert market is not None
+        raise InvalidTransition("order", current or "UNKNOWN", status.value)
     events = Events()
-    levels: set[tuple[Side, Decimal]] = set()
-    views = []
+    if not victims:
+        await session.commit()
+        return [], events
     for v in victims:
-        views.append(await _finish(session, market, v.id, v.user_id, v.side, v.reserved_cash, status, reason))
-        if v.price is not None:
-            levels.add((v.side, v.price))
-    if victims:
-        seq, totals = await book.sequence_and_levels(session, market_id, levels)
-        events.add(market_data.book_channel(market_id), market_data.book_event(market_id, seq, totals))
-        for view in views:
-            events.add(market_data.orders_channel(view.user_id), view.event())
-            record(session, actor_id=user_id, action=f"order.{status.value.lower()}", target_type="order",
-                   target_id=view.id, request_id=request_id, details={"reason": reason})
-        victims = views
+        if v.side is Side.BUY:
+            await release_reservation(session, v.id, v.user_id, v.reserved_cash, currency)
+    finished = {r[0]: _view(r) for r in await conn.fetch(
+        _FINISH_MANY, [v.id for v in victims], status.value, reason, now, user_id, f"order.{status.value.lower()}",
+        request_id, json.dumps({"reason": reason}))}
+    views = [finished[v.id] for v in victims]
+    seq, totals = await book.sequence_and_levels(session, market_id,
+                                                 {(v.side, v.price) for v in victims if v.price is not None})
+    events.add(market_data.book_channel(market_id), market_data.book_event(market_id, seq, totals))
+    for view in views:
+        events.add(market_data.orders_channel(view.user_id), view.event())
     await session.commit()
-    return victims, events
+    return views, events
 
 
 @transient_retry
 async def cancel_order(session: AsyncSession, user_id: uuid.UUID, order_id: uuid.UUID, *,
                        request_id: str | None = None) -> tuple[OrderView, Events]:
-    owned = await load_views(session, Order.id == order_id, Order.user_id == user_id)
-    if not owned:
+    market_id = await (await pg(session)).fetchval("SELECT market_id FROM orders WHERE id = $1 AND user_id = $2",
+                                                   order_id, user_id)
+    if market_id is None:
         raise NotFound("order not found", field="id")
-    done, events = await cancel_orders(session, user_id, owned[0].market_id, [order_id], reason="USER_CANCELED",
+    done, events = await cancel_orders(session, user_id, market_id, [order_id], reason="USER_CANCELED",
                                        request_id=request_id, strict=True)
     return done[0], events
