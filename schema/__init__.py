@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 
 import strawberry
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from graphql import specified_rules
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.tools import merge_types
 
 from core.settings import Settings
@@ -19,8 +16,8 @@ from schema import api_keys, audit, chain, identity, kyc, wallets
 from schema import assets, documents, tokens
 from schema import market_data, trading
 from schema import payments
-from schema.cost import QueryCost
-from schema.extensions import OperationLifecycle, ParserCacheKeepingErrors
+from schema.cost import CostCache
+from schema.extensions import DocumentCache, Limits, OperationLifecycle
 from schema.fast_executor import executor_for
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
@@ -48,6 +45,7 @@ PERSONAL_SUBSCRIPTIONS |= {"paymentUpdates"}
 
 class RwaSchema(strawberry.Schema):
     shared: SharedSubscriptions | None = None
+    documents: DocumentCache | None = None
 
     def process_errors(self, errors, execution_context=None):  # type: ignore[no-untyped-def,override]
         """Expected errors are the client's business; OperationLifecycle logs the unexpected ones with their traceback."""
@@ -73,17 +71,18 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS)
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
-    extensions: list = [
-        lambda: OperationLifecycle(max_tokens=settings.max_query_tokens),
-        lambda: ParserCacheKeepingErrors(maxsize=settings.parser_cache_size),
-        lambda: ValidationCache(maxsize=settings.parser_cache_size),
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: QueryCost(max_cost=settings.max_query_cost),
-    ]
+    # graphql-core's rules, then depth, aliases and (when off) introspection: strawberry's limiter extensions'
+    # rules, run inside the one cached validation
+    rules = (*specified_rules, *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+             *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules)
     if not settings.introspection:
-        extensions.append(DisableIntrospection)
-    schema = RwaSchema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+        rules += (NoSchemaIntrospectionCustomRule,)
+    documents = DocumentCache(maxsize=settings.parser_cache_size, max_tokens=settings.max_query_tokens, rules=rules)
+    limits = Limits(documents, CostCache(), settings.max_query_cost)
+    schema = RwaSchema(query=query, mutation=mutation, subscription=subscription,
+                       extensions=[lambda: OperationLifecycle(limits)])
+    documents.schema = schema._schema
+    schema.documents = documents
     schema.execution_context_class = executor_for(schema)
     schema.shared = SharedSubscriptions(personal_fields=PERSONAL_SUBSCRIPTIONS, snapshot_fields=SNAPSHOT_SUBSCRIPTIONS)
     if os.environ.get("RWA_SHARED_SUBSCRIPTIONS", "1") == "0":  # per-subscriber execution (benchmarks)

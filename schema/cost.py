@@ -7,13 +7,12 @@ page size asked for (DEFAULT_PAGE when neither is given), so nested lists cost w
     = 1 + 100 * (1 + 1 + 1 + 1 + 100 * (1 + 1 + 1))  ~ 30,000
 
 Over settings.max_query_cost the request fails with QUERY_TOO_COMPLEX (`extensions.cost`, `extensions.maxCost`)
-and nothing executes; accepted operations report `{"extensions": {"cost": n}}`.
+and nothing executes; accepted operations report `{"extensions": {"cost": n}}` (schema/extensions.py).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 from graphql import (
@@ -31,7 +30,6 @@ from graphql import (
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.type.definition import GraphQLNamedType, GraphQLObjectType
-from strawberry.extensions import SchemaExtension
 
 from core.errors import QueryTooComplex
 from resolvers.pagination import DEFAULT_PAGE
@@ -112,20 +110,15 @@ def operation_cost(schema: GraphQLSchema, document: Any, operation_name: str | N
     return _Walker(schema, fragments, variables or {}).selection_cost(op.selection_set, root)
 
 
-class QueryCost(SchemaExtension):
-    """Rejects over-budget operations before execution; reports the cost of accepted ones."""
+class CostCache:
+    """Costs by (query text, operation, int variables), shared by all requests, bounded."""
 
-    # shared by all requests (instances are per request): (query text, operation, int variables) -> cost
-    _cache: "OrderedDict[tuple[str, str | None, tuple[tuple[str, Any], ...]], int]" = OrderedDict()
+    def __init__(self, maxsize: int = _CACHE_SIZE) -> None:
+        self.maxsize = maxsize
+        self._cache: "OrderedDict[tuple[str, str | None, tuple[tuple[str, Any], ...]], int]" = OrderedDict()
 
-    def __init__(self, *, max_cost: int, execution_context: Any = None) -> None:
-        self.max_cost = max_cost
-        self.cost: int | None = None
-        if execution_context is not None:
-            self.execution_context = execution_context
-
-    def _compute(self) -> int:
-        ctx = self.execution_context
+    def cost(self, ctx: Any) -> int:
+        """The cost of the execution context's operation (its document must have parsed)."""
         variables = ctx.variables or {}
         # page sizes are the only variables that change the cost
         key = (ctx.query or "", ctx.operation_name,
@@ -136,20 +129,14 @@ class QueryCost(SchemaExtension):
             return cached
         cost = operation_cost(ctx.schema._schema, ctx.graphql_document, ctx.operation_name, variables)
         self._cache[key] = cost
-        if len(self._cache) > _CACHE_SIZE:
+        if len(self._cache) > self.maxsize:
             self._cache.popitem(last=False)
         return cost
 
-    def on_execute(self) -> Iterator[None]:
-        ctx = self.execution_context
-        if ctx.graphql_document is not None and ctx.result is None:
-            self.cost = self._compute()
-            if self.cost > self.max_cost:
-                error = QueryTooComplex(f"query cost {self.cost} exceeds the maximum of {self.max_cost}",
-                                        cost=self.cost, maxCost=self.max_cost)
-                ctx.result = GraphQLExecutionResult(data=None, errors=[GraphQLError(error.message,
-                                                                                    original_error=error)])
-        yield
 
-    def get_results(self) -> dict[str, Any]:
-        return {"cost": self.cost} if self.cost is not None else {}
+def over_budget(cost: int, max_cost: int) -> GraphQLExecutionResult | None:
+    """The QUERY_TOO_COMPLEX result for an operation over budget (nothing executes), else None."""
+    if cost <= max_cost:
+        return None
+    error = QueryTooComplex(f"query cost {cost} exceeds the maximum of {max_cost}", cost=cost, maxCost=max_cost)
+    return GraphQLExecutionResult(data=None, errors=[GraphQLError(error.message, original_error=error)])

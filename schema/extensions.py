@@ -1,4 +1,4 @@
-"""Schema extensions: stable error codes with masking, and per-operation metrics.
+"""The schema extension: cached parse/validation, limits, stable error codes with masking, per-operation metrics.
 
 Every error leaving the API has `extensions.code`. Domain errors (`core.errors.AppError`) keep their message;
 anything unexpected is logged with its traceback and replaced by "Internal server error" (code INTERNAL).
@@ -10,16 +10,21 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from typing import Any
 
-from graphql import GraphQLError
 from graphql import ExecutionResult as GraphQLExecutionResult
-from strawberry.extensions import ParserCache, SchemaExtension
+from graphql import GraphQLError, GraphQLSchema, parse
+from graphql.validation import ASTValidationRule
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
 from strawberry.types.graphql import OperationType
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 
 from core.errors import AppError, ErrorCode, Forbidden
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
+from schema.cost import CostCache, over_budget
 
 log = logging.getLogger("rwa.graphql")
 
@@ -62,27 +67,43 @@ def classify_all(errors: list[GraphQLError]) -> list[GraphQLError]:
     return out
 
 
-class ParserCacheKeepingErrors(ParserCache):
-    """strawberry's ParserCache parses in its hook, outside the `try` that turns a syntax error (or the token limit)
-    into a result, so such errors used to escape ErrorCodes and reach the client without a code. On a syntax error
-    the document is left unset and strawberry parses again inside that `try` (only on the error path)."""
+class DocumentCache:
+    """Parsed documents and their validation errors by query text, shared by all requests (bounded LRUs).
 
-    def on_parse(self) -> Iterator[None]:
-        ctx = self.execution_context
-        try:
-            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
-        except GraphQLError:
-            pass
-        yield
+    Parsing and validating are most of a small operation's cost. A syntax error (or the token limit) is not cached
+    and leaves the document unset: strawberry then parses again inside the `try` that turns the error into a
+    result (only on the error path). `schema` is set once the schema is built."""
+
+    def __init__(self, *, maxsize: int, max_tokens: int, rules: tuple[type[ASTValidationRule], ...]) -> None:
+        self.max_tokens = max_tokens
+        self.rules = rules
+        self.schema: GraphQLSchema | None = None
+        self.parse = lru_cache(maxsize=maxsize)(partial(parse, max_tokens=max_tokens))
+        self.errors = lru_cache(maxsize=maxsize)(self._validate)
+
+    def _validate(self, query: str) -> tuple[GraphQLError, ...]:
+        assert self.schema is not None
+        return tuple(validate_document(self.schema, self.parse(query), self.rules))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What OperationLifecycle enforces, built once per schema."""
+
+    documents: DocumentCache
+    costs: CostCache
+    max_cost: int
 
 
 class OperationLifecycle(SchemaExtension):
-    """Everything the API does around each operation, in one extension (each extension costs hook dispatches
-    on every request):
+    """Everything the API does around each operation, in one extension with two hooks (every hook of every
+    extension costs context-manager plumbing on each request):
 
-    - parse: the token limit (`max_tokens`; over it -> QUERY_TOO_COMPLEX);
+    - operation start: parse and validate through the DocumentCache (token limit -> QUERY_TOO_COMPLEX; depth,
+      alias and introspection rules are part of validation);
     - execute: queries get autocommit read sessions; API keys are read-only (mutations and subscriptions made
-      with one are refused before execution, public fields included);
+      with one are refused before execution, public fields included); the query cost is computed and an
+      operation over budget is refused before execution (schema/cost.py); accepted ones report `cost`;
     - end: every error gets its `extensions.code` (unexpected ones masked and logged), requests and latency are
       counted per operation name, and the DB session goes back to the pool.
 
@@ -92,17 +113,30 @@ class OperationLifecycle(SchemaExtension):
 
     max_operation_names = 500
     _known_names: set[str] = set()
+    _metrics: dict[tuple[str, str], tuple[Any, Any]] = {}
 
-    def __init__(self, *, max_tokens: int, execution_context: Any = None) -> None:
-        self.max_tokens = max_tokens
+    def __init__(self, limits: Limits, *, execution_context: Any = None) -> None:
+        self.limits = limits
+        self.cost: int | None = None
         if execution_context is not None:
             self.execution_context = execution_context
 
     async def on_operation(self):  # type: ignore[override]
         started = time.perf_counter()
         ctx = self.execution_context
-        ctx.parse_options["max_tokens"] = self.max_tokens
+        documents = self.limits.documents
+        ctx.parse_options["max_tokens"] = documents.max_tokens
         self._validated = False
+        if ctx.query and ctx.graphql_document is None:
+            try:
+                ctx.graphql_document = documents.parse(ctx.query)
+            except GraphQLError:
+                pass
+            else:
+                errors = documents.errors(ctx.query)
+                # strawberry validates only when this is None; it checks the operation type first either way
+                ctx.pre_execution_errors = list(errors)
+                self._validated = not errors
         try:
             yield
             result = ctx.result
@@ -116,10 +150,6 @@ class OperationLifecycle(SchemaExtension):
             if context is not None and not getattr(context, "keeps_session", False):
                 await context.close()
 
-    def on_validate(self) -> Iterator[None]:
-        yield
-        self._validated = not self.execution_context.pre_execution_errors
-
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
         context = ctx.context
@@ -131,7 +161,15 @@ class OperationLifecycle(SchemaExtension):
                 # a result set before execution makes strawberry skip it; on_operation then gives it its code
                 ctx.result = GraphQLExecutionResult(data=None, errors=[
                     GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))])
+        if ctx.graphql_document is not None and ctx.result is None:
+            self.cost = self.limits.costs.cost(ctx)
+            refused = over_budget(self.cost, self.limits.max_cost)
+            if refused is not None:
+                ctx.result = refused
         yield
+
+    def get_results(self) -> dict[str, Any]:
+        return {"cost": self.cost} if self.cost is not None else {}
 
     def _record(self, ctx: Any, started: float) -> None:
         name = ctx.operation_name or "anonymous"
@@ -148,5 +186,9 @@ class OperationLifecycle(SchemaExtension):
                 name = "other"
             else:
                 self._known_names.add(name)
-        GRAPHQL_REQUESTS.labels(name, op_type).inc()
-        GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
+        children = self._metrics.get((name, op_type))
+        if children is None:  # bounded like the names (labels() takes a lock and validates on every call)
+            children = self._metrics[(name, op_type)] = (GRAPHQL_REQUESTS.labels(name, op_type),
+                                                         GRAPHQL_LATENCY.labels(name))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)

@@ -26,6 +26,7 @@ def app_client(services: Services) -> Callable[..., AbstractAsyncContextManager[
         app = create_app(settings, dataclasses.replace(services, settings=settings))
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.app = app  # type: ignore[attr-defined]
             yield client
 
     return _client

@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from strawberry.extensions.parser_cache import _get_parse_cache
-from strawberry.extensions.validation_cache import _get_validate_cache
 
 from tests.platform.responses import codes, first_code
 
@@ -110,16 +108,15 @@ async def test_unexpected_exception_is_masked_as_internal(app_client, probe_sche
 
 async def test_parser_and_validation_caches_are_bounded(app_client) -> None:  # type: ignore[no-untyped-def]
     size = 7
-    parse_cache, validate_cache = _get_parse_cache(size), _get_validate_cache(size)
     async with app_client(PARSER_CACHE_SIZE=size) as c:
+        documents = c.app.state.schema.documents
         for i in range(size * 3):
             assert codes(await post(c, f"query Q{i} {{ __typename }}")) == []
-    for cache in (parse_cache, validate_cache):
-        info = cache.cache_info()
-        assert info.maxsize == size
-        assert info.currsize == size  # full, and no larger
-    # a repeated document is served from the cache
-    hits = parse_cache.cache_info().hits
-    async with app_client(PARSER_CACHE_SIZE=size) as c:
+        for cache in (documents.parse, documents.errors):
+            info = cache.cache_info()
+            assert info.maxsize == size
+            assert info.currsize == size  # full, and no larger
+        # a repeated document is served from the cache, parsed and validated
+        hits = documents.parse.cache_info().hits, documents.errors.cache_info().hits
         await post(c, f"query Q{size * 3 - 1} {{ __typename }}")
-    assert parse_cache.cache_info().hits == hits + 1
+        assert (documents.parse.cache_info().hits, documents.errors.cache_info().hits) == (hits[0] + 1, hits[1] + 1)
