@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     routes: list[BaseRoute] = [
         # every method reaches the view, which answers the unsupported ones with a typed JSON 405
-        Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz),
         Route("/readyz", readyz),

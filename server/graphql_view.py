@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from itertools import accumulate
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -133,6 +134,8 @@ class GraphQLView(GraphQL):
                 response = error_response(exc.reason, "BAD_USER_INPUT", 405)
             else:
                 response = error_response(exc.reason, "BAD_USER_INPUT", exc.status_code)
+        except StarletteHTTPException as exc:  # request.form(): a multipart body without boundary or malformed
+            response = error_response(exc.detail, "BAD_USER_INPUT", exc.status_code)
         except AppError as exc:  # raised while building the context (bad credentials, rate limits)
             response = error_response(exc.message, exc.code.value, 200, **exc.extensions)
         await response(scope, receive, send)

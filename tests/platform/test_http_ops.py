@@ -251,6 +251,11 @@ MALFORMED = {
                                     + b"[" * 100_000 + b"]" * 100_000 + b"}}",
                                     headers={"content-type": "application/json"}),
     "subscription over http": dict(method="POST", json={"query": "subscription { __typename }"}),
+    # request.form() refused these with Starlette's plain-text 400
+    "multipart without boundary": dict(method="POST", content=b"xx", headers={"content-type": "multipart/form-data"}),
+    "garbage multipart": dict(method="POST", content=b"garbage",
+                              headers={"content-type": "multipart/form-data; boundary=abc"}),
+    "OPTIONS": dict(method="OPTIONS"),  # the route did not list it: plain-text 405
 }
 
 
