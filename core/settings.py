@@ -58,6 +58,8 @@ class Settings(BaseSettings):
 
     # AES-256-GCM key for personal data at rest (base64 or hex of 32 bytes)
     kyc_encryption_key: SecretStr | None = Field(None, alias="KYC_ENCRYPTION_KEY")
+    # how long a KYC approval is valid; a worker job writes EXPIRED once it lapses
+    kyc_approval_days: int = Field(365, alias="KYC_APPROVAL_DAYS", ge=1, le=3650)
     # BIP-39 mnemonic for deposit addresses (payments)
     hd_wallet_mnemonic: SecretStr | None = Field(None, alias="HD_WALLET_MNEMONIC")
     # private key that deploys security tokens (an anvil account in dev)

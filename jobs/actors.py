@@ -2,7 +2,7 @@
 periodic schedule the worker runs (jobs/scheduler.py)."""
 
 from jobs import broker  # noqa: F401  (installs the broker first)
-from jobs import candles, orders, payments, webhooks  # noqa: F401
+from jobs import candles, kyc, orders, payments, webhooks  # noqa: F401
 from jobs.scheduler import Scheduler
 
 
@@ -16,6 +16,7 @@ def build_scheduler() -> Scheduler:
     s.add("dispatch_webhooks", 0.5)
     s.add("expire_orders", 1.0)
     s.add("roll_up_candles", 30.0)
+    s.add("expire_kyc_approvals", 60.0)
     return s
 
 

@@ -13,7 +13,7 @@ import enum
 import re
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -21,11 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.encryption import FieldCipher
 from core.errors import BadUserInput, Conflict, Forbidden, NotFound
+from core.transactions import transient_retry
 from models.identity import KycCase, KycStatus, Role
 from resolvers.audit import record
 from resolvers.identity.countries import ISO_3166_ALPHA2
-from resolvers.identity.kyc_states import APPROVAL_VALIDITY, ACTOR, KycEvent, effective_status, next_status
+from resolvers.identity.kyc_states import ACTOR, KycEvent, effective_status, next_status
 from resolvers.pagination import Page, keyset_page
+from resolvers.raw_sql import pg
 from server.context import Context
 from server.viewer import Viewer
 
@@ -164,7 +166,8 @@ async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason:
     case.status = target
     if event in (KycEvent.APPROVE, KycEvent.REJECT):
         case.reviewed_by, case.reviewed_at = actor, now
-    case.expires_at = now + APPROVAL_VALIDITY if target is KycStatus.APPROVED else (
+    validity = timedelta(days=ctx.settings.kyc_approval_days)  # KYC_APPROVAL_DAYS
+    case.expires_at = now + validity if target is KycStatus.APPROVED else (
         now if target is KycStatus.EXPIRED else case.expires_at)
     case.decision_reason = reason
     details: dict[str, str] = {"from": current.value, "to": target.value}
@@ -197,6 +200,40 @@ async def suspend(ctx: Context, case_id: uuid.UUID, reason: str) -> KycCase:
 
 async def expire(ctx: Context, case_id: uuid.UUID, reason: str | None) -> KycCase:
     return await _transition(ctx, case_id, KycEvent.EXPIRE, _reason(reason, required=False))
+
+
+# one batch of lapsed approvals: locked (SKIP LOCKED: a reviewer's transition in flight waits for the next pass),
+# written EXPIRED (expires_at kept: when the approval lapsed) with one audit row each, in one statement
+_EXPIRE_LAPSED = """
+WITH due AS (SELECT id FROM kyc_cases WHERE status = 'APPROVED' AND expires_at <= $1
+             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+     up AS (UPDATE kyc_cases k SET status = $3::kyc_status, updated_at = $1 FROM due WHERE k.id = due.id
+            RETURNING k.id, k.user_id),
+     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           SELECT NULL, 'kyc.expire', 'kyc_case', up.id::text, NULL,
+                  jsonb_build_object('from', 'APPROVED', 'to', $3::text, 'reason', 'APPROVAL_LAPSED') FROM up)
+SELECT count(*) FROM up"""
+EXPIRE_BATCH = 500
+
+
+@transient_retry
+async def _expire_batch(session: AsyncSession, now: datetime, limit: int) -> int:
+    target = next_status(KycEvent.EXPIRE, KycStatus.APPROVED)  # the state machine decides, not this statement
+    n = await (await pg(session)).fetchval(_EXPIRE_LAPSED, now, limit, target.value)
+    await session.commit()
+    return int(n)
+
+
+async def expire_lapsed(session: AsyncSession, now: datetime | None = None, batch: int = EXPIRE_BATCH) -> int:
+    """Write EXPIRED on every APPROVED case whose approval lapsed (`expires_at` <= now), batch by batch, each
+    committed with its audit rows (action kyc.expire, no actor, reason APPROVAL_LAPSED). Reads already treat a
+    lapsed approval as EXPIRED (`effective_status`); this makes the stored state, filters and indexes agree.
+    Idempotent; returns how many cases it expired. Run periodically by the worker (jobs/kyc.py)."""
+    now = now or utcnow()
+    total = 0
+    while n := await _expire_batch(session, now, batch):
+        total += n
+    return total
 
 
 async def list_cases(session: AsyncSession, status: KycStatus | None, first: int | None, after: str | None,

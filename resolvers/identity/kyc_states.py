@@ -11,12 +11,10 @@ EXPIRED for every purpose (reads, filters and transitions) even before anyone wr
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from core.errors import InvalidTransition
 from models.identity import KycStatus, Role
-
-APPROVAL_VALIDITY = timedelta(days=365)
 
 
 class KycEvent(str, enum.Enum):

@@ -155,3 +155,25 @@ async def test_trading_actors_run_against_the_schema(pay_settings, worker: drama
         actor.send_with_options(max_retries=0)
     await asyncio.to_thread(broker.join, "trading", fail_fast=True, timeout=20_000)
     assert not broker.dead_letters
+
+
+async def test_kyc_expiry_actor_expires_a_lapsed_approval(pay_settings, factory, worker: dramatiq.Worker) -> None:  # type: ignore[no-untyped-def]
+    """The periodic KYC job runs on the worker and writes EXPIRED on a lapsed approval (committed data)."""
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from jobs.kyc import expire_kyc_approvals
+    from models.identity import KycCase, KycStatus, User
+
+    user_id, case_id = uuid.uuid4(), uuid.uuid4()
+    async with factory() as s:
+        s.add(User(id=user_id, email=f"kyc-{user_id.hex[:8]}@example.com", password_hash="x"))
+        await s.flush()
+        s.add(KycCase(id=case_id, user_id=user_id, status=KycStatus.APPROVED,
+                      expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        await s.commit()
+    expire_kyc_approvals.send_with_options(max_retries=0)
+    await asyncio.to_thread(worker.broker.join, "identity", fail_fast=True, timeout=20_000)
+    assert not worker.broker.dead_letters
+    async with factory() as s:
+        assert (await s.get(KycCase, case_id)).status is KycStatus.EXPIRED  # type: ignore[union-attr]
