@@ -120,6 +120,8 @@ class MyTrade(Trade):
     side: OrderSide  # type: ignore[valid-type]
     fee: Decimal
     settlement: SettlementStatus  # type: ignore[valid-type]
+    settlement_failure_reason: str | None = strawberry.field(
+        description="Why the settlement FAILED (its cash was then reversed); null otherwise.")
 
 
 def trade_of(t: TradeModel) -> Trade:
@@ -242,7 +244,8 @@ class Query:
             return MyTrade(id=t.id, sequence=t.seq, market_id=t.market_id, price=trim(t.price),
                            quantity=trim(t.quantity), taker_side=t.taker_side, created_at=t.created_at,
                            maker_order_id=t.maker_order_id, taker_order_id=t.taker_order_id, side=side,
-                           fee=trim(t.taker_fee if is_taker else t.maker_fee), settlement=t.settlement)
+                           fee=trim(t.taker_fee if is_taker else t.maker_fee), settlement=t.settlement,
+                           settlement_failure_reason=t.failure_reason)
 
         return Connection.from_page(page, node)  # type: ignore[arg-type]
 

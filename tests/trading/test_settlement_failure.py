@@ -85,7 +85,7 @@ async def test_failed_transfer_reverses_cash_frees_tokens_and_audits(session_fac
     assert await cash(session, buyer.user_id) == (Decimal("969.92"), Decimal("30.08"))
 
 
-async def test_cash_the_seller_spent_is_owed_in_receivables(session_factory, session):  # type: ignore[no-untyped-def]
+async def test_cash_the_seller_spent_is_owed_in_receivables(session_factory, session, gql, services):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory, maker_bps=0, taker_bps=0)
     seller = await make_trader(session_factory, m, tokens="10")
     buyer = await make_trader(session_factory, m, cash="100")
@@ -102,8 +102,10 @@ async def test_cash_the_seller_spent_is_owed_in_receivables(session_factory, ses
     assert await open_reserved(session, seller.user_id) == Decimal("15")
     assert await platform_balance(session, AccountKind.RECEIVABLES, m.quote) == Decimal("-15")
     assert (await ledger.total_by_currency(session))[m.quote] == 0
-    trade, _ = await trade_of(session, seller.wallet)
-    assert trade.failure_reason == "TRANSFER_FAILED"
+    mine = await gql("{ myTrades { edges { node { side settlement settlementFailureReason } } } }",
+                     token=services.keyring.issue(seller.user_id, ["INVESTOR"])[0])
+    assert [e["node"] for e in mine["data"]["myTrades"]["edges"]] == [
+        {"side": "SELL", "settlement": "FAILED", "settlementFailureReason": "TRANSFER_FAILED"}]
 
 
 async def test_bad_reason_is_refused_and_changes_nothing(session_factory, session):  # type: ignore[no-untyped-def]
