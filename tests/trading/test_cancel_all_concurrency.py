@@ -25,8 +25,8 @@ CANCELERS = 3
 CANCELS_EACH = 4
 
 
-async def test_cancel_all_races_place_order(database_url):  # type: ignore[no-untyped-def]
-    async with committed_sessions(database_url) as sf:
+async def test_cancel_all_races_place_order(module_database_url):  # type: ignore[no-untyped-def]
+    async with committed_sessions(module_database_url) as sf:
         m = await make_market(sf, maker_bps=10, taker_bps=20)
         user = await make_trader(sf, m, cash="100000")
         other = await make_trader(sf, m, tokens="100")

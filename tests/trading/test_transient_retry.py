@@ -30,10 +30,10 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-async def factory(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def factory(module_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     # the application's side checks for a deadlock 2 s after it starts waiting; the other side (60 s) never
     # does first, so the application's transaction is the one Postgres aborts
-    engine = create_async_engine(database_url, pool_size=2,
+    engine = create_async_engine(module_database_url, pool_size=2,
                                  connect_args={"server_settings": {"deadlock_timeout": "2s"}})
     try:
         yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
@@ -87,11 +87,11 @@ def _buy(m, client_order_id: str) -> OrderRequest:  # type: ignore[no-untyped-de
                         client_order_id=client_order_id)
 
 
-async def test_place_order_runs_again_after_a_real_deadlock(database_url, factory, caplog):  # type: ignore[no-untyped-def]
+async def test_place_order_runs_again_after_a_real_deadlock(module_database_url, factory, caplog):  # type: ignore[no-untyped-def]
     m, buyer = await _setup(factory)
     caplog.set_level(logging.INFO, logger="rwa.db")
     async with factory() as s:
-        placing = await _deadlock_once(database_url, buyer.user_id, m.quote, m.market_id,
+        placing = await _deadlock_once(module_database_url, buyer.user_id, m.quote, m.market_id,
                                        lambda: place_order(s, buyer.user_id, _buy(m, "deadlocked")))
         placed = await placing
     assert placed.order.status is OrderStatus.FILLED and not placed.replayed
@@ -105,10 +105,10 @@ async def test_place_order_runs_again_after_a_real_deadlock(database_url, factor
         assert (await ledger.total_by_currency(s))[m.quote] == 0
 
 
-async def test_no_attempt_left_is_a_conflict_and_writes_nothing(database_url, factory):  # type: ignore[no-untyped-def]
+async def test_no_attempt_left_is_a_conflict_and_writes_nothing(module_database_url, factory):  # type: ignore[no-untyped-def]
     m, buyer = await _setup(factory)
     async with factory() as s:
-        placing = await _deadlock_once(database_url, buyer.user_id, m.quote, m.market_id, lambda: retry_transient(
+        placing = await _deadlock_once(module_database_url, buyer.user_id, m.quote, m.market_id, lambda: retry_transient(
             s, lambda: place_order(s, buyer.user_id, _buy(m, "given-up")), attempts=1))
         with pytest.raises(Conflict) as exc:
             await placing
