@@ -16,7 +16,6 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from core.hd_wallet import DepositWallet
-from core.transactions import retry_transient
 from models.identity import Role
 from models.payments import Payment as PaymentModel
 from models.payments import PaymentMethod as PaymentMethodModel
@@ -170,19 +169,10 @@ class CreatePaymentInput:
 
 
 async def _unit(info: Info, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """A payment mutation's database work, its webhook outbox and the commit, as one unit re-run from the start on
-    a deadlock or serialization failure (core.transactions); its live events are published once, after the commit."""
+    """A payment mutation's database work, outbox and commit as one retried unit (notify.commit_unit)."""
     ctx = info.context
     session = await ctx.session()
-
-    async def unit() -> T:
-        result = await work(session)
-        await notify.commit_outbox(session)
-        return result
-
-    result = await retry_transient(session, unit, on_retry=lambda: notify.discard(session))
-    await notify.publish_committed(session, ctx.services.redis, ctx.settings.redis_prefix)
-    return result
+    return await notify.commit_unit(session, lambda: work(session), ctx.services.redis, ctx.settings.redis_prefix)
 
 
 @strawberry.type

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.transactions import retry_transient
 from models.payments import Payment, PaymentState
 
 log = logging.getLogger("rwa.payments")
 _KEY = "payment_events"
+T = TypeVar("T")
 
 
 def channel(payment_id: object) -> str:
@@ -64,6 +67,21 @@ async def commit_outbox(session: AsyncSession) -> None:
     """Write the outbox and commit (the end of a unit of work: core.transactions may re-run everything up to here)."""
     await write_outbox(session)
     await session.commit()
+
+
+async def commit_unit(session: AsyncSession, work: Callable[[], Awaitable[T]], redis: Redis | None,
+                      prefix: str) -> T:
+    """`work` (a payment change on `session`), its outbox and the commit as one unit, re-run from the start on a
+    deadlock or serialization failure (core.transactions; the events queued by a failed attempt are dropped);
+    the committed events are published once, after it."""
+    async def unit() -> T:
+        result = await work()
+        await commit_outbox(session)
+        return result
+
+    result = await retry_transient(session, unit, on_retry=lambda: discard(session))
+    await publish_committed(session, redis, prefix)
+    return result
 
 
 async def commit(session: AsyncSession, redis: Redis | None, prefix: str) -> list[dict[str, Any]]:

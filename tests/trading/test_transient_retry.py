@@ -12,10 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from core.errors import Conflict
@@ -24,6 +22,7 @@ from models.trading import Order, OrderStatus, OrderType, Side, Trade
 from resolvers import ledger
 from resolvers.trading import book
 from resolvers.trading.orders import OrderRequest, place_order
+from tests.deadlock import APP_SETTINGS, deadlock_once
 from tests.trading.factories import make_market, make_trader
 
 T = TypeVar("T")
@@ -31,45 +30,21 @@ T = TypeVar("T")
 
 @pytest.fixture
 async def factory(module_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    # the application's side checks for a deadlock 2 s after it starts waiting; the other side (60 s) never
-    # does first, so the application's transaction is the one Postgres aborts
-    engine = create_async_engine(module_database_url, pool_size=2,
-                                 connect_args={"server_settings": {"deadlock_timeout": "2s"}})
+    engine = create_async_engine(module_database_url, pool_size=2, connect_args={"server_settings": APP_SETTINGS})
     try:
         yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
     finally:
         await engine.dispose()
 
 
-async def _waiting_on(conn: asyncpg.Connection, blocker_pid: int) -> None:
-    """Until some backend waits for a lock `blocker_pid` holds (polled; no time limit but the test's own)."""
-    while not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                                  blocker_pid):
-        await asyncio.sleep(0.01)
-
-
-async def _deadlock_once(database_url: str, buyer_id: uuid.UUID, currency: str, market_id: uuid.UUID,
-                         place: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
-    """Hold the buyer's AVAILABLE account, then start `place`; once it waits for the account (holding the market
-    lock), take the market lock: a deadlock that Postgres resolves by aborting `place`'s transaction. Commits when
-    it gets the lock; returns `place`'s task."""
-    other = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False),
-                                  server_settings={"deadlock_timeout": "60s"})
-    watcher = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
-    try:
-        async with other.transaction():
-            await other.fetch("SELECT id FROM ledger_accounts WHERE owner_id = $1 AND kind = 'AVAILABLE' "
-                              "AND currency = $2 FOR UPDATE", buyer_id, currency)
-            placing = asyncio.ensure_future(place())
-            waiting = asyncio.ensure_future(_waiting_on(watcher, other.get_server_pid()))
-            await asyncio.wait([placing, waiting], return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-            assert not placing.done(), "placeOrder finished without waiting for the held account"
-            await other.execute("SELECT pg_advisory_xact_lock($1)", book.lock_key(market_id))
-    finally:
-        await other.close()
-        await watcher.close()
-    return placing
+def _deadlock(database_url: str, buyer_id: uuid.UUID, currency: str, market_id: uuid.UUID,
+              work: Callable[[], Awaitable[T]]) -> Awaitable[asyncio.Future[T]]:
+    """Hold the buyer's AVAILABLE account; placeOrder waits for it holding the market lock; then take the market
+    lock."""
+    return deadlock_once(
+        database_url, ("SELECT id FROM ledger_accounts WHERE owner_id = $1 AND kind = 'AVAILABLE' AND currency = $2 "
+                       "FOR UPDATE", (buyer_id, currency)),
+        ("SELECT pg_advisory_xact_lock($1)", (book.lock_key(market_id),)), work)
 
 
 async def _setup(factory: async_sessionmaker[AsyncSession]):  # type: ignore[no-untyped-def]
@@ -91,7 +66,7 @@ async def test_place_order_runs_again_after_a_real_deadlock(module_database_url,
     m, buyer = await _setup(factory)
     caplog.set_level(logging.INFO, logger="rwa.db")
     async with factory() as s:
-        placing = await _deadlock_once(module_database_url, buyer.user_id, m.quote, m.market_id,
+        placing = await _deadlock(module_database_url, buyer.user_id, m.quote, m.market_id,
                                        lambda: place_order(s, buyer.user_id, _buy(m, "deadlocked")))
         placed = await placing
     assert placed.order.status is OrderStatus.FILLED and not placed.replayed
@@ -108,7 +83,7 @@ async def test_place_order_runs_again_after_a_real_deadlock(module_database_url,
 async def test_no_attempt_left_is_a_conflict_and_writes_nothing(module_database_url, factory):  # type: ignore[no-untyped-def]
     m, buyer = await _setup(factory)
     async with factory() as s:
-        placing = await _deadlock_once(module_database_url, buyer.user_id, m.quote, m.market_id, lambda: retry_transient(
+        placing = await _deadlock(module_database_url, buyer.user_id, m.quote, m.market_id, lambda: retry_transient(
             s, lambda: place_order(s, buyer.user_id, _buy(m, "given-up")), attempts=1))
         with pytest.raises(Conflict) as exc:
             await placing
