@@ -7,16 +7,28 @@ deadlocks sooner than the second connection (`APP_SETTINGS`), so Postgres aborts
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 T = TypeVar("T")
 # Postgres checks once, deadlock_timeout after a wait starts: the second connection starts waiting well within
 # these 2 s of the application's wait, and never checks itself first
 APP_SETTINGS = {"deadlock_timeout": "2s"}
+
+
+@pytest.fixture
+async def app_sessions(module_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the module's own database that check for deadlocks first (import this fixture into a module)."""
+    engine = create_async_engine(module_database_url, pool_size=2, connect_args={"server_settings": APP_SETTINGS})
+    try:
+        yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    finally:
+        await engine.dispose()
 
 
 def _dsn(database_url: str) -> str:

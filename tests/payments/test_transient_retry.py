@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from models.identity import AuditLog, User
 from models.payments import PaymentMethod, PaymentState, PaymentTransition, WebhookDelivery, WebhookEndpoint
 from resolvers.payments import intents, notify
-from tests.deadlock import APP_SETTINGS, deadlock_once
-
-
-@pytest.fixture
-async def factory(module_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(module_database_url, pool_size=2, connect_args={"server_settings": APP_SETTINGS})
-    try:
-        yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-    finally:
-        await engine.dispose()
+from tests.deadlock import app_sessions as factory  # noqa: F401  (a fixture)
+from tests.deadlock import deadlock_once
 
 
 async def test_cancel_payment_runs_again_after_a_deadlock_and_queues_its_webhook_once(  # type: ignore[no-untyped-def]

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.errors import Conflict
 from core.transactions import retry_transient, transient_sqlstate
@@ -22,19 +22,11 @@ from models.trading import Order, OrderStatus, OrderType, Side, Trade
 from resolvers import ledger
 from resolvers.trading import book
 from resolvers.trading.orders import OrderRequest, place_order
-from tests.deadlock import APP_SETTINGS, deadlock_once
+from tests.deadlock import app_sessions as factory  # noqa: F401  (a fixture)
+from tests.deadlock import deadlock_once
 from tests.trading.factories import make_market, make_trader
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def factory(module_database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_async_engine(module_database_url, pool_size=2, connect_args={"server_settings": APP_SETTINGS})
-    try:
-        yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-    finally:
-        await engine.dispose()
 
 
 def _deadlock(database_url: str, buyer_id: uuid.UUID, currency: str, market_id: uuid.UUID,
