@@ -3,6 +3,8 @@ a cancel, quantity and cash conserved, reservations consistent, the book never c
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import random
 from decimal import Decimal
@@ -23,6 +25,12 @@ START_CASH = Decimal("100000")
 START_TOKENS = Decimal("1000")
 PLACE = ("mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }")
 CANCEL = "mutation($id: UUID!) { cancelOrder(id: $id) { id status filledQuantity } }"
+
+
+@pytest.fixture(scope="module")
+def database_url(module_database_url: str) -> str:
+    """The API processes and sessions here commit: their rows stay in this module's own database."""
+    return module_database_url
 
 
 async def client_run(n: int, urls: list[str], market_id: str, token: str, canceled: dict[str, Decimal],

@@ -24,6 +24,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
+def database_url(module_database_url: str) -> str:
+    """The API processes and sessions here commit: their rows stay in this module's own database."""
+    return module_database_url
+
+
+@pytest.fixture(scope="module")
 def node_client() -> Path:
     """The client script runs next to the repository's node_modules (graphql-ws, ws, graphql from the lockfile)."""
     assert shutil.which("node"), "node is needed for the reference client test"

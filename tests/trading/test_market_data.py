@@ -22,6 +22,12 @@ PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
 
 
 @pytest.fixture(scope="module")
+def database_url(module_database_url: str) -> str:
+    """The API processes and sessions here commit: their rows stay in this module's own database."""
+    return module_database_url
+
+
+@pytest.fixture(scope="module")
 def servers(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     with api_servers(database_url, redis_url, n=2, data_dir=str(tmp_path_factory.mktemp("md"))) as s:
         yield s
