@@ -70,6 +70,18 @@ def unstorable_text(value: object) -> bool:
     return False
 
 
+def well_formed_ws_message(message: object) -> bool:
+    """An object; a subscribe's payload an object with a string query and optional object variables/extensions."""
+    if not isinstance(message, dict):
+        return False
+    if message.get("type") != "subscribe":
+        return True
+    payload = message.get("payload")
+    return (isinstance(payload, dict) and isinstance(payload.get("query"), str)
+            and isinstance(payload.get("variables") or {}, dict) and isinstance(payload.get("extensions") or {}, dict)
+            and isinstance(payload.get("operationName") or "", str))
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -141,7 +153,15 @@ class GraphQLView(GraphQL):
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
-        """Also decodes graphql-transport-ws messages, whose handler expects JSONDecodeError for anything bad."""
+        """graphql-transport-ws messages (strawberry's ASGI adapter decodes each with this; its handler closes the
+        socket with 4400 on JSONDecodeError). A message of the wrong shape (an array, a subscribe payload that is
+        not an object with a string query) crashed the handler instead: the socket dropped without a close code."""
+        message = self._loads(data)
+        if not well_formed_ws_message(message):
+            raise json.JSONDecodeError("not a graphql-transport-ws message", "", 0)
+        return message
+
+    def _loads(self, data: str | bytes) -> object:
         raw = data.encode() if isinstance(data, str) else data
         if json_nesting_exceeds(raw, MAX_JSON_NESTING):
             raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_NESTING} levels", "", 0)
@@ -156,7 +176,7 @@ class GraphQLView(GraphQL):
     def parse_json(self, data: str | bytes) -> object:
         """HTTP bodies (and GET/multipart JSON parameters): a JSON object, else a typed 400."""
         try:
-            decoded = self.decode_json(data)
+            decoded = self._loads(data)
         except json.JSONDecodeError as exc:
             raise HTTPException(400, f"Unable to parse request body as JSON: {exc.msg}") from exc
         if not isinstance(decoded, dict):

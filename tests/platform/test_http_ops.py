@@ -302,7 +302,11 @@ def test_websocket_rejects_bad_messages_without_crashing(services) -> None:  # t
     app = create_app(services.settings, services)
     nested = '{"type": "ping", "payload": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
     with TestClient(app) as tc:
-        for bad in (nested, "not json"):
+        shapes = ("[1, 2]", '"ping"', '{"id": "1", "type": "subscribe", "payload": "x"}',  # crashed the handler
+                  '{"id": "1", "type": "subscribe", "payload": {"query": 5}}',
+                  '{"id": "1", "type": "subscribe", "payload": {"query": "subscription { __typename }", "variables": [1]}}',
+                  '{"type": "ping", "payload": {"a": "\\ud800"}}')
+        for bad in (nested, "not json", *shapes):
             with tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
                 ws.send_json({"type": "connection_init"})
                 assert ws.receive_json()["type"] == "connection_ack"
