@@ -18,6 +18,7 @@ from schema import market_data, trading
 from schema import payments
 from schema.cost import CostCache
 from schema.extensions import DocumentCache, Limits, OperationLifecycle
+from schema.scalars import SCALAR_OVERRIDES
 from schema.fast_executor import executor_for
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
@@ -80,7 +81,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     documents = DocumentCache(maxsize=settings.parser_cache_size, max_tokens=settings.max_query_tokens, rules=rules)
     limits = Limits(documents, CostCache(), settings.max_query_cost)
     schema = RwaSchema(query=query, mutation=mutation, subscription=subscription,
-                       extensions=[lambda: OperationLifecycle(limits)])
+                       extensions=[lambda: OperationLifecycle(limits)], scalar_overrides=SCALAR_OVERRIDES)
     documents.schema = schema._schema
     schema.documents = documents
     schema.execution_context_class = executor_for(schema)

@@ -98,3 +98,22 @@ async def test_create_bank_payment_with_any_input(client, make_user, session, am
     else:  # accepted: a positive amount, stored exactly as sent
         stored = Decimal(resp.json()["data"]["createPayment"]["amount"])
         assert stored > 0 and stored == Decimal(str(amount))
+
+
+REPORT = "query($f: DateTime!, $t: DateTime!) { settlementReport(from: $f, to: $t) { state } }"
+
+
+@pytest.mark.parametrize("start, end, code", [
+    ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00+02:00", None),
+    ("2024-01-01", "2024-02-01T00:00:00Z", "BAD_USER_INPUT"),  # no offset (was TypeError naive/aware -> INTERNAL)
+    ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00", "BAD_USER_INPUT"),
+    ("0001-01-01T00:00:00+14:00", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),  # before year 1 in UTC (was INTERNAL)
+    ("2024-13-01T00:00:00Z", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),
+    ("yesterday", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),
+])
+async def test_datetime_arguments_need_an_offset(gql, make_user, start: str, end: str, code: str | None) -> None:  # type: ignore[no-untyped-def]
+    admin = await make_user(roles=["ADMIN"])
+    result = await gql(REPORT, {"f": start, "t": end}, token=admin.token)
+    assert gql.error_code(result) == code, result
+    literal = await gql('{ settlementReport(from: "%s", to: "%s") { state } }' % (start, end), token=admin.token)
+    assert gql.error_code(literal) == code, literal
