@@ -31,6 +31,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from chains.anvil import AnvilError, AnvilNode, stop_nodes
+from cli import dev_chains
 from cli.dev_reaper import watched
 from cli.runtime import err, fail
 
@@ -271,6 +272,7 @@ def _start_all(host: str, port: int, with_worker: bool, settings: Settings, node
     urls = {n.chain_id: n.url for n in nodes}
     asyncio.run(reset_local_chain_rows(settings.database_url or ""))
     demo = asyncio.run(seed_demo(settings.database_url or "", urls))
+    dev_chains.publish(settings.data_path(), urls)  # for `rwa index ...` in another shell
     env = {**os.environ, **{f"RPC_URLS_{cid}": url for cid, url in urls.items()}}
     env.setdefault("DEPLOYER_PRIVATE_KEY", ANVIL_DEV_KEY)
     commands = [("api", ["serve", "--host", host, "--port", str(port)]), ("indexer", ["index", "run"])]
@@ -338,6 +340,7 @@ def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with
             err.print("stopping...")
             stop_children(children, signals.hurry)
             stop_nodes(nodes)
+            dev_chains.withdraw(settings.data_path())
         # leaving runtime() stops the embedded services; only then is the watchdog no longer needed
     _release_reaper(reaper)
     if failed is not None:

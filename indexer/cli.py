@@ -43,6 +43,15 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split
 T = TypeVar("T")
 
 
+@app.callback()
+def _dev_chains() -> None:
+    """Next to a running `rwa dev` (same data dir), its local chains count as configured (cli/dev_chains.py)."""
+    from cli.dev_chains import adopt
+    from cli.runtime import load_settings
+
+    adopt(load_settings().data_path())
+
+
 def fail(message: str, code: int) -> typer.Exit:
     """One line on stderr (never wrapped, whatever the width), then exit with `code`."""
     err.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)

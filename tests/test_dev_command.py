@@ -6,6 +6,7 @@ and the events we cause; Ctrl-C (SIGINT to the process group, as a terminal send
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -196,6 +197,19 @@ def test_dev_serves_indexes_and_ctrl_c_stops_everything(start_dev: Callable[[], 
         after = wait_indexed(dev, token, chain_id, head, events=before["recentEvents"] + 1)
         assert after["headBlock"] >= head
 
+    # `rwa index` in another shell (same data dir, no RPC_URLS_<id>) sees the dev chains (cli/dev_chains.py)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RPC_URLS_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env["RWA_DATA_DIR"] = str(dev.base / "data")
+    status = subprocess.run([RWA, "index", "status", "--json"], env=env, cwd=dev.base, capture_output=True,
+                            text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    reachable = {row["chain_id"]: row["reachable"] for row in json.loads(status.stdout)["chains"]}
+    assert reachable == {1: True, 137: True, 56: True}, status.stdout
+    usdc = dev.chains[1][2]
+    verify = subprocess.run([RWA, "index", "verify", "--chain", "1", "--token", usdc], env=env, cwd=dev.base,
+                            capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0 and verify.stdout.startswith("OK"), (verify.stdout, verify.stderr)
+
     page = httpx.get(dev.url + "/graphql", headers={"accept": "text/html"}, timeout=10)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "GraphiQL" in page.text
@@ -212,6 +226,7 @@ def test_dev_serves_indexes_and_ctrl_c_stops_everything(start_dev: Callable[[], 
     assert code == 0, dev.output()[-3000:]
     assert time.monotonic() - started < EXIT_TIMEOUT_S
     assert_all_stopped(dev, pids)
+    assert not (dev.base / "data" / "dev-chains.json").exists()  # withdrawn: its chains are gone
     output = dev.output()
     assert "Traceback" not in output and "second signal" not in output and "Unclosed" not in output, output[-3000:]
     assert "killing its process group" not in output, output[-3000:]  # every child stopped gracefully
