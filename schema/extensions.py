@@ -150,6 +150,14 @@ class OperationLifecycle(SchemaExtension):
             if context is not None and not getattr(context, "keeps_session", False):
                 await context.close()
 
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        """Streaming transports (a query or mutation sent over graphql-transport-ws) send each result before
+        on_operation resumes: code and mask its errors here (on_operation counts them, once, for the metrics).
+        Without this they left with no extensions.code and unexpected errors unmasked."""
+        if getattr(result, "errors", None):
+            result.errors = [classify(e) for e in result.errors]
+        yield
+
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
         context = ctx.context

@@ -316,3 +316,22 @@ def test_websocket_rejects_bad_messages_without_crashing(services) -> None:  # t
                 with pytest.raises(WebSocketDisconnect) as closed:
                     ws.receive_json()
                 assert closed.value.code == 4400
+
+
+def test_queries_over_websocket_get_codes_and_masking(services, probe_schema) -> None:  # type: ignore[no-untyped-def]
+    """A query or mutation sent over graphql-transport-ws is streamed: its errors had no extensions.code, and an
+    unexpected exception's message reached the client unmasked."""
+    from starlette.testclient import TestClient
+
+    app = create_app(services.settings, services)
+    with TestClient(app) as tc, tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init"})
+        assert ws.receive_json()["type"] == "connection_ack"
+        for op_id, query, code in (("1", "{ me { id } }", "UNAUTHENTICATED"), ("2", "mutation { logout }", "UNAUTHENTICATED"),
+                                   ("3", "{ probeCrash }", "INTERNAL")):
+            ws.send_json({"id": op_id, "type": "subscribe", "payload": {"query": query}})
+            frame = ws.receive_json()
+            assert frame["id"] == op_id and frame["type"] == "next", frame
+            assert [e["extensions"]["code"] for e in frame["payload"]["errors"]] == [code], frame
+            assert ws.receive_json() == {"id": op_id, "type": "complete"}
+        assert "hunter2" not in str(frame) and frame["payload"]["errors"][0]["message"] == "Internal server error"
