@@ -113,8 +113,20 @@ def migrate() -> None:
         err.print("[green]database is at the latest migration[/]")
 
 
+def _email(value: str) -> str:
+    """Checked before the password prompt: a typo in the address should not cost typing the password twice."""
+    from core.errors import AppError
+    from resolvers.identity.validation import normalize_email
+
+    try:
+        normalize_email(value)
+    except AppError as exc:
+        raise typer.BadParameter(exc.message) from None
+    return value
+
+
 @user_app.command("create-admin")
-def create_admin(email: str = typer.Option(..., help="Admin email."),
+def create_admin(email: str = typer.Option(..., help="Admin email.", callback=_email),
                  password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
                                               help="Password (prompted if omitted).")) -> None:
     """Create the first ADMIN (or promote an existing user)."""

@@ -155,6 +155,13 @@ async def test_create_admin_refuses_bad_input(run, cli_session, email: str, pass
         assert (await cli_session.execute(select(User.id).where(User.email == email.lower()))).first() is None
 
 
+def test_create_admin_checks_the_email_before_prompting(run) -> None:  # type: ignore[no-untyped-def]
+    proc = run("user", "create-admin", "--email", "not-an-email")  # no --password: it would prompt
+    assert_clean_failure(proc)
+    assert proc.returncode == 2 and "invalid email" in proc.stderr.lower()
+    assert "password" not in (proc.stdout + proc.stderr).lower()
+
+
 def test_create_admin_with_unreachable_database_fails_cleanly(tmp_path: Path, redis_url: str) -> None:
     proc = rwa("user", "create-admin", "--email", "a@example.com", "--password", PASSWORD,
                database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres", redis_url=redis_url,
