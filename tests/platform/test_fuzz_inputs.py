@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 
+from models.assets import FxRate
 from models.identity import ApiKey, AuditLog
+from models.ledger import LedgerTransaction
 from models.payments import Payment
 
 CREATE_KEY = "mutation($n: String!) { createApiKey(name: $n) { apiKey { id name } } }"
@@ -117,3 +119,20 @@ async def test_datetime_arguments_need_an_offset(gql, make_user, start: str, end
     assert gql.error_code(result) == code, result
     literal = await gql('{ settlementReport(from: "%s", to: "%s") { state } }' % (start, end), token=admin.token)
     assert gql.error_code(literal) == code, literal
+
+
+SET_FX = 'mutation($r: Decimal!) { setFxRate(base: "USD", quote: "EUR", asOf: "2024-01-01", rate: $r) { rate } }'
+CREDIT = 'mutation($u: UUID!, $a: Decimal!) { creditCash(userId: $u, amount: $a, currency: "USD", reference: "fz") { available } }'
+
+
+@pytest.mark.parametrize("number", ["NaN", "sNaN", "-Infinity", "1E+999999999", "1e-999999999", "9" * 60,
+                                    "1." + "1" * 58])
+async def test_decimals_that_break_arithmetic_are_refused(gql, make_user, session, number: str) -> None:  # type: ignore[no-untyped-def]
+    """They reached Decimal arithmetic / asyncpg's encoder: InvalidOperation, Overflow, a ledger sum rounded at
+    28 digits ("does not balance") and an unencodable exponent were all INTERNAL."""
+    admin = await make_user(roles=["ADMIN"])
+    before = (await count(session, FxRate), await count(session, LedgerTransaction))
+    fx = await gql(SET_FX, {"r": number}, token=admin.token)
+    credit = await gql(CREDIT, {"u": str(admin.id), "a": number}, token=admin.token)
+    assert (gql.error_code(fx), gql.error_code(credit)) == ("BAD_USER_INPUT", "BAD_USER_INPUT"), (fx, credit)
+    assert (await count(session, FxRate), await count(session, LedgerTransaction)) == before
