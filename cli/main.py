@@ -29,7 +29,7 @@ WEBSOCKETS = "websockets-sansio"
 
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-          port: int = typer.Option(8000, help="TCP port."),
+          port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
           workers: int = typer.Option(1, min=1, help="uvicorn worker processes.")) -> None:
     """Run the GraphQL API (/graphql, /healthz, /readyz, /metrics)."""
     import uvicorn
@@ -47,7 +47,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
 
 @app.command()
 def dev(host: str = typer.Option("127.0.0.1", help="API interface."),
-        port: int = typer.Option(8000, help="API port."),
+        port: int = typer.Option(8000, min=1, max=65535, help="API port."),
         worker: bool = typer.Option(True, help="Also run a background-job worker.")) -> None:
     """Run everything locally: embedded Postgres/Redis, three anvil chains, API, indexer and worker."""
     from cli.dev import run_dev

@@ -157,7 +157,7 @@ def _pipeline() -> Any:
 @app.command()
 def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc; "
                                          "default: every chain with RPC_URLS_<id> set."),
-        metrics_port: int = typer.Option(9101, "--metrics-port", envvar="RWA_INDEXER_METRICS_PORT",
+        metrics_port: int = typer.Option(9101, "--metrics-port", envvar="RWA_INDEXER_METRICS_PORT", min=0, max=65535,
                                          help="Serve Prometheus /metrics on this port (0: off)."),
         metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="RWA_INDEXER_METRICS_HOST",
                                          help="Interface for /metrics.")) -> None:

@@ -162,6 +162,16 @@ def test_create_admin_checks_the_email_before_prompting(run) -> None:  # type: i
     assert "password" not in (proc.stdout + proc.stderr).lower()
 
 
+@pytest.mark.parametrize("args", [("serve", "--port", "99999"), ("dev", "--port", "0"),
+                                  ("index", "run", "--metrics-port", "70000")])
+def test_ports_out_of_range_are_refused(args: tuple[str, ...], tmp_path: Path, redis_url: str) -> None:
+    """`rwa serve --port 99999` used to start, announcing port 99999 while listening on 99999 % 65536."""
+    proc = rwa(*args, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres", redis_url=redis_url,
+               tmp_path=tmp_path)
+    assert_clean_failure(proc)
+    assert proc.returncode == 2 and "port" in proc.stderr.lower(), proc.stderr
+
+
 def test_create_admin_with_unreachable_database_fails_cleanly(tmp_path: Path, redis_url: str) -> None:
     proc = rwa("user", "create-admin", "--email", "a@example.com", "--password", PASSWORD,
                database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres", redis_url=redis_url,
