@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli.runtime import err, fail, runtime
+from cli.runtime import check_secrets, err, fail, runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="StableRWA: API server, indexer and workers.")
 user_app = typer.Typer(no_args_is_help=True, help="Manage users.")
@@ -35,6 +35,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     import uvicorn
 
     with runtime() as settings:
+        check_secrets(settings)
         url = f"http://{host}:{port}/graphql"
         if settings.log_json:  # a service's stderr is its log stream: keep every line JSON
             logging.getLogger("rwa.cli").info("serving", extra={"url": url, "env": settings.env.value,
@@ -68,6 +69,7 @@ def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
     import sys
 
     with runtime() as settings:
+        check_secrets(settings)
         err.print(f"[green]worker[/] broker={'rabbitmq' if (settings.broker_url or '').startswith('amqp') else 'redis'}")
         # its own session: a terminal's Ctrl-C reaches dramatiq only through us, exactly once
         proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes),

@@ -42,7 +42,10 @@ def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Setti
     workers) use the same services.
     """
     settings = load_settings()
-    configure_logging("WARNING" if quiet_logs else settings.log_level, settings.log_json)
+    try:
+        configure_logging("WARNING" if quiet_logs else settings.log_level, settings.log_json)
+    except ValueError as exc:  # logging's "Unknown level: 'BOGUS'"
+        raise fail(f"invalid configuration: LOG_LEVEL: {exc}", 2)
     stack = contextlib.ExitStack()
     with stack:
         if settings.embedded:
@@ -55,6 +58,8 @@ def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Setti
                     data_dir, postgres=settings.database_url is None, redis=settings.redis_url is None))
             except EmbeddedError as exc:
                 raise fail(str(exc), 3)
+            except OSError as exc:  # e.g. RWA_DATA_DIR that cannot be created
+                raise fail(f"cannot use the data dir {settings.data_dir!r}: {exc.strerror or exc}", 3)
             updates = {}
             if settings.database_url is None:
                 updates["DATABASE_URL"] = endpoints.database_url
@@ -67,6 +72,30 @@ def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Setti
         if migrate:
             migrate_or_fail(settings.database_url or "")
         yield settings
+
+
+def check_secrets(settings: Settings) -> None:
+    """The keys the API and workers build at startup, checked first: a malformed one is a line naming the variable,
+    not a traceback from inside a uvicorn or dramatiq worker."""
+    import json
+
+    from core.encryption import parse_key
+    from core.jwt_keys import KeyRing
+
+    try:
+        json.loads(settings.jwt_retired_public_keys or "{}")
+    except ValueError as exc:
+        raise fail(f"invalid configuration: JWT_RETIRED_PUBLIC_KEYS is not JSON ({exc})", 2)
+    checks = (("JWT_PRIVATE_KEY / JWT_RETIRED_PUBLIC_KEYS", lambda: KeyRing.from_settings(settings)),
+              ("KYC_ENCRYPTION_KEY", lambda: settings.kyc_encryption_key is None
+               or parse_key(settings.kyc_encryption_key.get_secret_value())))
+    for name, check in checks:
+        try:
+            check()
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise fail(f"invalid configuration: {name}: {str(exc).split('. See ')[0]}", 2)
+        except OSError as exc:  # the development key in an unusable RWA_DATA_DIR
+            raise fail(f"cannot use the data dir {settings.data_dir!r}: {exc.strerror or exc}", 3)
 
 
 def migrate_or_fail(database_url: str) -> None:

@@ -32,9 +32,10 @@ GRANT = "mutation($u: UUID!) { grantRole(userId: $u, role: ISSUER) { id roles } 
 REGISTER = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }"
 
 
-def rwa(*args: str, database_url: str, redis_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def rwa(*args: str, database_url: str, redis_url: str, tmp_path: Path,
+        **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "RWA_ENV": "test",
-           "RWA_DATA_DIR": str(tmp_path / "data")}
+           "RWA_DATA_DIR": str(tmp_path / "data"), **extra_env}
     return subprocess.run([RWA, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
 
@@ -170,6 +171,21 @@ def test_ports_out_of_range_are_refused(args: tuple[str, ...], tmp_path: Path, r
                tmp_path=tmp_path)
     assert_clean_failure(proc)
     assert proc.returncode == 2 and "port" in proc.stderr.lower(), proc.stderr
+
+
+@pytest.mark.parametrize("command", [("serve", "--port", "1"), ("worker",)])
+@pytest.mark.parametrize("variable, value, code", [
+    ("JWT_PRIVATE_KEY", "garbage", 2), ("JWT_RETIRED_PUBLIC_KEYS", "not json", 2),
+    ("JWT_RETIRED_PUBLIC_KEYS", '{"old": "garbage"}', 2), ("KYC_ENCRYPTION_KEY", "short", 2),
+    ("LOG_LEVEL", "bogus", 2), ("RWA_DATA_DIR", "/proc/no-such-dir/data", 3),
+])
+def test_bad_configuration_is_one_line_naming_it(command: tuple[str, ...], variable: str, value: str, code: int,
+                                                 database_url: str, redis_url: str, tmp_path: Path) -> None:
+    """Each was a traceback (from inside the uvicorn worker for the keys); nothing starts listening."""
+    proc = rwa(*command, database_url=database_url, redis_url=redis_url, tmp_path=tmp_path, **{variable: value})
+    assert_clean_failure(proc)
+    assert proc.returncode == code, proc.stderr
+    assert (variable if code == 2 else "data dir") in " ".join(proc.stderr.split()), proc.stderr
 
 
 def test_create_admin_with_unreachable_database_fails_cleanly(tmp_path: Path, redis_url: str) -> None:
