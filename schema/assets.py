@@ -28,6 +28,7 @@ from resolvers.assets.valuations import ValuationRow
 from resolvers.pagination import Page
 from resolvers.assets.validation import trim
 from schema.documents import AssetDocument
+from schema.fast_executor import NOT_LOADED, PREFETCHED
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.tokens import Token
@@ -95,9 +96,6 @@ class FxRate:
         return cls(base=r.base, quote=r.quote, as_of=r.as_of, rate=trim(r.rate), updated_at=r.updated_at)
 
 
-NOT_LOADED = object()
-
-
 def _issuer_from(row: IssuerRow | None) -> Issuer | None:
     return Issuer(id=row.id, email=row.email) if row else None
 
@@ -131,7 +129,7 @@ class Asset:
     issuer_id: uuid.UUID
     _latest_valuation_id: strawberry.Private[uuid.UUID | None]
     # filled by Query.assets for a whole page at once (through the same DataLoaders), so these fields resolve
-    # without one awaitable per row; NOT_LOADED falls back to the loader
+    # without one awaitable per row (and without a resolver call: PREFETCHED); NOT_LOADED falls back to the loader
     _issuer: strawberry.Private[object] = NOT_LOADED
     _latest: strawberry.Private[object] = NOT_LOADED
     _tokens: strawberry.Private[object] = NOT_LOADED
@@ -144,19 +142,19 @@ class Asset:
                    issuer_id=r.issuer_id, _latest_valuation_id=r.latest_valuation_id)
 
     # sync resolvers that return either the prefetched value or the loader's awaitable
-    @strawberry.field
+    @strawberry.field(metadata={PREFETCHED: "_issuer"})
     def issuer(self, info: Info) -> Issuer | None:
         if self._issuer is not NOT_LOADED:
             return self._issuer  # type: ignore[return-value]
         return _issuer_of(info, self.issuer_id)  # type: ignore[return-value]
 
-    @strawberry.field(description="The valuation with the newest as-of date.")
+    @strawberry.field(description="The valuation with the newest as-of date.", metadata={PREFETCHED: "_latest"})
     def latest_valuation(self, info: Info) -> Valuation | None:
         if self._latest is not NOT_LOADED or self._latest_valuation_id is None:
             return None if self._latest is NOT_LOADED else self._latest  # type: ignore[return-value]
         return _latest_of(info, self.id)  # type: ignore[return-value]
 
-    @strawberry.field
+    @strawberry.field(metadata={PREFETCHED: "_tokens"})
     def tokens(self, info: Info) -> list[Token]:
         if self._tokens is not NOT_LOADED:
             return self._tokens  # type: ignore[return-value]
@@ -254,8 +252,7 @@ class Query:
                      after: str | None = None, last: int | None = None,
                      before: str | None = None) -> Connection[Asset]:
         f = AssetFilterRow(**vars(filter)) if filter is not None else AssetFilterRow()
-        async with db_lock(info.context):
-            page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before)
+        page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before)
         nodes = [Asset.from_row(r) for r in page.rows]
         await prefetch(info, nodes, node_fields(info))
         return Connection.from_page(Page(nodes, page.cursors, page.has_next_page, page.has_previous_page),

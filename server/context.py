@@ -50,6 +50,15 @@ class Context:
         session = await self.session()
         return (await (await session.connection()).exec_driver_sql(sql, params)).first()
 
+    async def fetch_all(self, sql: str, *params: Any) -> list[Any]:
+        """All rows of one raw SQL statement: on the read pool for query operations (like fetch_one); operations
+        that write read through their session, so they see their own uncommitted rows."""
+        pool = self.services.read_pool
+        if pool is not None and self._session is None and self.read_only:
+            return await pool.fetch(sql, *params)
+        session = await self.session()
+        return list((await (await session.connection()).exec_driver_sql(sql, params)).all())
+
     def loader(self, name: str, factory: Callable[["Context"], Any]) -> Any:
         """One DataLoader per name per request (batching and caching scoped to the request)."""
         loader = self._loaders.get(name)

@@ -13,9 +13,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any, Awaitable, Callable
 
 from core.errors import BadUserInput
 from models.assets import AssetStatus, AssetType
@@ -75,11 +73,12 @@ def _bound(cursor: str, kind: type) -> list[Any]:
     return values
 
 
-async def fetch_page(conn: AsyncConnection, *, order: str, descending: bool, filters: dict[str, Any],
+async def fetch_page(fetch: Callable[..., Awaitable[list[Any]]], *, order: str, descending: bool, filters: dict[str, Any],
                      visibility: str, visible_statuses: list[str], viewer_id: uuid.UUID | None,
                      first: int | None, after: str | None, last: int | None, before: str | None,
                      make_row: Any) -> Page[Any]:
-    """`filters` in a stable key order with values already validated; `make_row(values)` builds one row."""
+    """`filters` in a stable key order with values already validated; `make_row(values)` builds one row;
+    `fetch(sql, *params)` runs the statement (Context.fetch_all)."""
     limit, backwards = check_window(first, last)
     column, kind = ORDER_COLUMN[order]
     params: list[Any] = list(filters.values())
@@ -93,7 +92,7 @@ async def fetch_page(conn: AsyncConnection, *, order: str, descending: bool, fil
         params += _bound(before, kind)
     params.append(limit + 1)
     sql = page_sql(column, descending, backwards, tuple(filters), visibility, bool(after), bool(before))
-    result = (await conn.exec_driver_sql(sql, tuple(params))).all()
+    result = await fetch(sql, *params)
     more = len(result) > limit
     result = result[:limit]
     if backwards:

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
@@ -114,8 +115,9 @@ async def list_assets(ctx: Context, f: AssetFilter, order: AssetOrder, first: in
     else:
         visibility = "public"
     column, direction = order.value.rsplit("_", 1)
-    conn = await (await ctx.session()).connection()
-    return await asset_page.fetch_page(conn, order=column, descending=direction == "DESC", filters=_filters(f),
+    from resolvers.assets.loaders import run_sql  # loaders -> valuations -> this module
+
+    return await asset_page.fetch_page(partial(run_sql, ctx), order=column, descending=direction == "DESC", filters=_filters(f),
                                        visibility=visibility, visible_statuses=_PUBLIC, viewer_id=viewer.user_id,
                                        first=first, after=after, last=last, before=before, make_row=AssetRow)
 

@@ -44,11 +44,11 @@ async def run(ctx: Context, stmt: Select) -> Sequence[Any]:
 
 
 async def run_sql(ctx: Context, sql: str, *params: Any) -> Sequence[Any]:
-    """A fixed SQL string through the session's connection: no per-call compilation, and `= ANY($1)` keeps one
-    prepared statement whatever the batch size (an expanded IN list would be a new statement per size)."""
+    """A fixed SQL string (Context.fetch_all: the read pool for queries, else the session's connection): no
+    per-call compilation, and `= ANY($1)` keeps one prepared statement whatever the batch size (an expanded IN
+    list would be a new statement per size)."""
     async with _lock(ctx):
-        conn = await (await ctx.session()).connection()
-        return (await conn.exec_driver_sql(sql, params)).all()
+        return await ctx.fetch_all(sql, *params)
 
 
 def _loader(ctx: Context, batch: Callable[[list[K]], Awaitable[list[V]]]) -> DataLoader[K, V]:
