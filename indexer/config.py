@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from chains.spec import ChainSpec
 
@@ -26,18 +27,18 @@ class IndexerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> IndexerConfig:
+        """ValueError naming the variable for a value that is not a (positive) number."""
         depths = {
-            int(k.removeprefix("RWA_FINALITY_DEPTH_")): int(v)
+            int(k.removeprefix("RWA_FINALITY_DEPTH_")): _number(environ, k, 0, int, minimum=0)
             for k, v in environ.items()
-            if k.startswith("RWA_FINALITY_DEPTH_") and v.strip()
+            if k.startswith("RWA_FINALITY_DEPTH_") and k.removeprefix("RWA_FINALITY_DEPTH_").isdigit() and v.strip()
         }
-        poll = environ.get("RWA_INDEXER_POLL_S")
         return cls(
-            poll_interval_s=float(poll) if poll else None,
+            poll_interval_s=_number(environ, "RWA_INDEXER_POLL_S", None, float),
             finality_depth=depths,
-            batch_events=int(environ.get("RWA_INDEXER_BATCH_EVENTS", 5_000)),
-            logs_per_call=int(environ.get("RWA_INDEXER_LOGS_PER_CALL", 2_500)),
-            lock_retry_s=float(environ.get("RWA_INDEXER_LOCK_RETRY_S", 1.0)),
+            batch_events=_number(environ, "RWA_INDEXER_BATCH_EVENTS", 5_000, int),
+            logs_per_call=_number(environ, "RWA_INDEXER_LOGS_PER_CALL", 2_500, int),
+            lock_retry_s=_number(environ, "RWA_INDEXER_LOCK_RETRY_S", 1.0, float),
             use_finality_tags=environ.get("RWA_INDEXER_FINALITY_TAGS", "1") not in ("0", "false", "no"),
         )
 
@@ -46,3 +47,17 @@ class IndexerConfig:
 
     def poll_for(self, spec: ChainSpec) -> float:
         return self.poll_interval_s if self.poll_interval_s is not None else spec.block_time_s
+
+
+def _number(environ: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any],
+            minimum: float = 1e-9) -> Any:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not value >= minimum:  # also refuses nan
+        raise ValueError(f"{name} must be a {'positive ' if minimum > 0 else ''}number, got {raw!r}")
+    return value
