@@ -32,6 +32,16 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return head + b"\0\0\0\0" + payload
 
 
+def _single_frame_length(data: bytes) -> int:
+    """The length of the whole frame that starts `data`, as far as its first bytes tell (0 if they do not)."""
+    n = data[1] & 0x7F
+    if n < 126:
+        return 2 + n
+    if n == 126 and len(data) >= 4:
+        return 4 + int.from_bytes(data[2:4], "big")
+    return 0
+
+
 class Stats:
     def __init__(self) -> None:
         self.received = 0
@@ -73,6 +83,10 @@ class Subscriber(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
+        if (not self.buf and self.acked and len(data) > 3 and data[0] == 0x81
+                and len(data) == _single_frame_length(data)):
+            self.stats.record(data, now)  # the usual case: exactly one complete text frame (the header has no '"')
+            return
         buf = self.buf + data if self.buf else data
         if not self.upgraded:
             end = buf.find(b"\r\n\r\n")

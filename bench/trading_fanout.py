@@ -1,17 +1,21 @@
 """Benchmark (issue 5c): fan-out of `trades(marketId)` to many websocket subscribers on one API process.
 
-    .venv/bin/python -m bench.trading_fanout [--subscribers 1000 5000] [--trades 50] [--clients 4]
+    .venv/bin/python -m bench.trading_fanout [--subscribers 1000 5000] [--trades 50] [--clients N]
 
 For each subscriber count, one uvicorn worker runs twice in the same run: with shared subscriptions (one
 execution per distinct operation per process, the default) and with per-subscriber execution
-(RWA_SHARED_SUBSCRIPTIONS=0). Client processes (one uvloop each) open the graphql-transport-ws connections
-and subscribe; then one trade event every 100 ms is published to the market's
-Redis channel exactly as the matching transaction publishes it (with `createdAt` = publish time), so the server
-does only the fan-out work. The clients (bench/fanout_client.py) are raw asyncio protocols that only split frames
-and read `createdAt`, so that at thousands of subscribers the server, not the clients, is what is measured. Reported: delivered messages, delivery latency p50/p99 (publish -> client receive),
-and server CPU (utime+stime from /proc/<pid>/stat) per delivered message over the publishing window, with the
-kernel's share (on loopback each frame's TCP send, including the receiving side's softirq work, is system time
-of the server) and the client processes' CPU in the same window (they must not be the bottleneck).
+(RWA_SHARED_SUBSCRIPTIONS=0). Client processes open the graphql-transport-ws connections and subscribe; then one
+trade event every 100 ms is published to the market's Redis channel exactly as the matching transaction publishes
+it (with `createdAt` = publish time), so the server does only the fan-out work. The clients
+(bench/fanout_client.py) are raw asyncio protocols on uvloop that only split frames and read `createdAt`, so that
+at thousands of subscribers the server, not the clients, is what is measured; by default one client process per
+two cores: the server needs a core of its own for the fan-out burst, and more client processes than the remaining
+cores only add wake-ups and context switches that both sides pay for (on 2 cores, 4 client processes doubled p99).
+Reported: delivered messages, delivery latency p50/p99 (publish -> client receive), and server CPU (utime+stime
+from /proc/<pid>/stat) per delivered message over the publishing window, with the kernel's share (on loopback
+each frame's TCP send, including the receiving side's softirq work, is system time of the server) and the client
+processes' CPU in the same window, total and the busiest process's share of the window (they must not be the
+bottleneck: a client near 100% would inflate the latencies).
 Everything runs on 127.0.0.1 and stops itself (timeouts on every wait, processes killed at the end).
 """
 
@@ -79,6 +83,7 @@ class RunResult:
     work_us_per_msg: float  # idle CPU (same window length, no events) subtracted
     sys_share: float  # of the CPU in the publishing window, the kernel's part
     client_cpu_s: float  # all client processes, same window: they must not be the bottleneck
+    client_busy: float  # the busiest client process's CPU / window length
 
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
@@ -155,13 +160,13 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
         idle0, t_idle = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(2.0)  # what the server burns with N idle sockets, subtracted below
         idle_rate = (cpu_seconds(proc.pid) - idle0) / (time.monotonic() - t_idle)
-        clients0 = sum(cpu_seconds(w.pid) for w in workers if w.pid)
+        clients0 = [cpu_seconds(w.pid) for w in workers]
         split0 = cpu_split(proc.pid)
         cpu0, t0 = sum(split0), time.monotonic()
         asyncio.run(publish_trades(env["RWA_REDIS_PREFIX"], market_id, trades, 0.1))
         time.sleep(3.0)  # drain
         split1 = cpu_split(proc.pid)
-        clients1 = sum(cpu_seconds(w.pid) for w in workers if w.pid)
+        clients1 = [cpu_seconds(w.pid) for w in workers]
         cpu1, t1 = sum(split1), time.monotonic()
         stop.set()
         delivered, errors, latencies = 0, 0, []
@@ -174,7 +179,8 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
         work = max(0.0, cpu - idle_rate * (t1 - t0))
         return RunResult(mode, n, connected, delivered, connected * trades, percentile(latencies, 0.5) * 1000,
                          percentile(latencies, 0.99) * 1000, cpu / max(delivered, 1) * 1e6, cpu,
-                         work / max(delivered, 1) * 1e6, (split1[1] - split0[1]) / max(cpu, 1e-9), clients1 - clients0)
+                         work / max(delivered, 1) * 1e6, (split1[1] - split0[1]) / max(cpu, 1e-9),
+                         sum(clients1) - sum(clients0), max(b - a for a, b in zip(clients0, clients1)) / (t1 - t0))
     finally:
         stop.set()
         for w in workers:
@@ -205,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--trades", type=int, default=50, help="trades published, one every 100 ms")
-    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--clients", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="client processes")
     parser.add_argument("--modes", nargs="+", default=["shared", "per-subscriber"],
                         choices=["shared", "per-subscriber"])
     args = parser.parse_args()
@@ -226,11 +232,11 @@ def main() -> None:
                 results.append(r)
                 print(f"  {mode} x {n}: delivered {r.delivered}/{r.expected}", flush=True)
     print(f"\n{'mode':<16} {'subs':>6} {'conn':>6} {'delivered':>10} {'expected':>9} {'p50 ms':>8} {'p99 ms':>9} "
-          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12} {'sys %':>6} {'clients CPU s':>13}")
+          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12} {'sys %':>6} {'clients CPU s':>13} {'busiest client %':>16}")
     for r in results:
         print(f"{r.mode:<16} {r.subscribers:>6} {r.connected:>6} {r.delivered:>10} {r.expected:>9} {r.p50_ms:>8.1f} "
               f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f} {r.work_us_per_msg:>12.1f} "
-              f"{100 * r.sys_share:>6.0f} {r.client_cpu_s:>13.2f}")
+              f"{100 * r.sys_share:>6.0f} {r.client_cpu_s:>13.2f} {100 * r.client_busy:>16.0f}")
     by = {(r.mode, r.subscribers): r for r in results}
     for n in args.subscribers if len(args.modes) == 2 else ():
         s, p = by[("shared", n)], by[("per-subscriber", n)]

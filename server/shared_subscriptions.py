@@ -36,7 +36,6 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
 
 from server.middleware import RAW_SEND_SCOPE_KEY
 
@@ -116,13 +115,15 @@ class SharedSubscriptions:
                 direct = type(result) is ExecutionResult
                 tail: bytes | None = None
                 frames: dict[bytes, bytes] = {}
+                sent = 0
                 for sub in tuple(shared.subscribers):
                     if direct and sub.fast:
                         if tail is None:
                             tail = (',"type":"next","payload":' + next_payload_json(result) + "}").encode()
-                        sub.send_now(result, tail, frames)
+                        sent += sub.send_now(result, tail, frames)
                     else:
                         sub.offer(result)
+                self.direct_sends += sent
         finally:
             with contextlib.suppress(Exception):
                 await source.aclose()  # type: ignore[attr-defined]
@@ -156,11 +157,10 @@ class SharedStream:
         self._floor: int | None = None  # deltas up to this sequence are in the snapshot already sent
         self._started = False
         self._closed = False
-        # direct delivery (deliver): the connection's protocol, this operation's frame prefix
+        # direct delivery (deliver): the connection's protocol and transport, this operation's frame prefix
         self.fast = False
-        self._operation: Any = None
-        self._operations: dict[str, Any] = {}  # the handler's live operations by id
         self._proto: WebSocketsSansIOProtocol | None = None
+        self._transport: Any = None
         self._head = b""
 
     # --- fed by the pump
@@ -172,30 +172,34 @@ class SharedStream:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def send_now(self, result: Any, tail: bytes, frames: dict[bytes, bytes]) -> None:
+    def send_now(self, result: Any, tail: bytes, frames: dict[bytes, bytes]) -> bool:
         """Write one result to the transport from the pump; only called while `fast` (idle, nothing queued).
         `tail` is the serialized rest of the `next` message after the id; `frames` caches, for this event, the
-        complete websocket frame per operation id prefix (most subscribers share one)."""
-        if self._operations.get(self._operation.id) is not self._operation:
-            return  # completed or canceled (its task may not have run yet)
+        complete websocket frame per operation id prefix (most subscribers share one). True if written."""
         if self._floor is not None:
             seq = _sequence(result, self._fields)
             if seq is not None and seq <= self._floor:
-                return
+                return False
         proto = self._proto
         if proto.close_sent:  # type: ignore[union-attr]
-            return  # the server is closing this connection (and ending its operations)
-        if not proto.writable.is_set() or proto.disconnected or proto.conn.state is not State.OPEN:  # type: ignore[union-attr]
+            return False  # the server is closing this connection (and ending its operations)
+        # uvicorn closes the transport when the peer closes, breaks the protocol or is gone
+        if not proto.writable.is_set() or self._transport.is_closing():  # type: ignore[union-attr]
             # above the high-water mark (a slow reader), or the peer is gone: its task takes over, in order, and
             # waits for the transport to drain or ends the operation with the connection
             self.fast = False
             self.offer(result)
-            return
+            return False
         frame = frames.get(self._head)
         if frame is None:
             frame = frames[self._head] = text_frame(self._head + tail)
-        proto.transport.write(frame)  # type: ignore[union-attr]
-        self._owner.direct_sends += 1
+        self._transport.write(frame)
+        return True
+
+    def stop_direct(self) -> None:
+        """The operation was completed or canceled (its task may not have run yet): the pump writes no more."""
+        self.fast = False
+        self._proto = None
 
     # --- read by the subscriber
     def __aiter__(self) -> SharedStream:
@@ -261,9 +265,8 @@ class SharedStream:
         """Send this subscriber's results as `next` messages of `operation` (strawberry's graphql-transport-ws
         Operation) until the stream ends; what `BaseGraphQLTransportWSHandler._send_result_stream` does, with
         ordinary results written by the pump directly (see `send_now`) when the server's protocol allows."""
-        self._operation = operation
-        self._operations = handler.operations
         self._proto = direct_protocol(handler.websocket)
+        self._transport = self._proto.transport if self._proto is not None else None
         self._head = b'{"id":' + json.dumps(operation.id).encode()
         first = True
         while True:
@@ -362,10 +365,32 @@ class SharedBytesWebSocketAdapter(ASGIWebSocketAdapter):
 
 
 class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type-arg]
-    """graphql-transport-ws handler that lets shared subscriptions deliver their results directly."""
+    """graphql-transport-ws handler that lets shared subscriptions deliver their results directly; an operation
+    that is completed or canceled stops its direct delivery at once (before its task sees the cancellation)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._direct: dict[Any, SharedStream] = {}  # operation -> its shared stream, while delivering
 
     async def _send_result_stream(self, operation, result_source):  # type: ignore[no-untyped-def,override]
         if isinstance(result_source, SharedStream):
-            await result_source.deliver(operation, self)
+            self._direct[operation] = result_source
+            try:
+                await result_source.deliver(operation, self)
+            finally:
+                self._direct.pop(operation, None)
             return
         await super()._send_result_stream(operation, result_source)
+
+    def _stop_direct(self, operation_id: str) -> None:
+        stream = self._direct.pop(self.operations.get(operation_id), None)
+        if stream is not None:
+            stream.stop_direct()
+
+    def forget_id(self, id: str) -> None:  # noqa: A002 (strawberry's signature)
+        self._stop_direct(id)
+        super().forget_id(id)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        self._stop_direct(operation_id)
+        await super().cleanup_operation(operation_id)

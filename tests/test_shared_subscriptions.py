@@ -8,13 +8,11 @@ import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from types import SimpleNamespace
 
 import strawberry
 from starlette.websockets import WebSocketDisconnect
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
-from websockets.protocol import State
 
 from schema import RwaSchema
 from server.middleware import RAW_SEND_SCOPE_KEY
@@ -187,8 +185,11 @@ async def test_late_joiner_of_snapshot_field_gets_a_fresh_snapshot_then_newer_de
 # --- direct delivery through strawberry's graphql-transport-ws handler (SharedDeliveryHandler)
 
 class FakeTransport:
-    def __init__(self, frames: list[dict]) -> None:
-        self.frames = frames
+    def __init__(self, frames: list[dict], closing: bool) -> None:
+        self.frames, self.closing = frames, closing
+
+    def is_closing(self) -> bool:
+        return self.closing
 
     def write(self, data: bytes) -> None:
         assert data[0] == 0x81  # one complete, unfragmented, unmasked text frame
@@ -205,12 +206,11 @@ class FakeProtocol(WebSocketsSansIOProtocol):
     """The parts of uvicorn's websockets-sansio protocol the pump writes through."""
 
     def __init__(self, frames: list[dict], writable: bool, broken: bool) -> None:  # no super(): no server
-        self.transport = FakeTransport(frames)  # type: ignore[assignment]
+        self.transport = FakeTransport(frames, closing=broken)  # type: ignore[assignment]
         self.writable = asyncio.Event()
         if writable:
             self.writable.set()
         self.close_sent, self.disconnected = False, broken
-        self.conn = SimpleNamespace(state=State.OPEN)  # type: ignore[assignment]
 
 
 class FakeSocket:
