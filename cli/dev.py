@@ -283,12 +283,25 @@ def _start_all(host: str, port: int, with_worker: bool, settings: Settings, node
             return False
         children.append(_spawn(name, args, env))
         _watch(reaper, children[-1].proc.pid, group=True)
+    _wait_listening(host, port, children[0], signals)  # the URL below answers once it is printed
     for cid, url in urls.items():  # one line each (soft_wrap): scripts and tests parse them
         err.print(f"chain {cid} {url}  USDC {demo[cid].stablecoin}  DREF {demo[cid].token}", soft_wrap=True,
                   highlight=False)
     err.print(f"[bold green]StableRWA dev[/]: GraphiQL at http://{host}:{port}/graphql  (Ctrl-C to stop)",
               soft_wrap=True, highlight=False)
     return not signals.stop
+
+
+def _wait_listening(host: str, port: int, api: Child, signals: StopSignals, timeout_s: float = 60.0) -> None:
+    """Until the API accepts connections (uvicorn listens after its startup), it exits, or a stop is asked."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not signals.stop and api.proc.poll() is None:
+        try:
+            with socket.create_connection((target, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
 
 
 def _watch_children(children: list[Child], signals: StopSignals) -> int | None:

@@ -75,11 +75,15 @@ class Dev:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
+        announced = False
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"rwa dev exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
+            if not announced and "GraphiQL at" in self.output():
+                announced = True  # printed once the API listens (it was printed before uvicorn had bound)
+                assert httpx.get(self.url + "/healthz", timeout=5).status_code == 200
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200 and "GraphiQL at" in self.output():
+                if announced and httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
