@@ -157,7 +157,7 @@ async def main(n_events: int) -> None:
         t0 = time.perf_counter()
         load = await send_batch_transfers(node.url, stack.token.address, agent, recipients, txs=max(1, n_events // 500))
         print(f"generated {load.events} Transfers in {load.txs} txs, blocks {load.first_block}-{load.last_block} "
-              f"({time.perf_counter() - t0:.1f}s)")
+              f"({time.perf_counter() - t0:.1f}s)", flush=True)
         head = node.block_number()
         addresses = [stack.token.address, stack.registry.address]
 

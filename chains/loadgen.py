@@ -70,6 +70,9 @@ async def _call(client: httpx.AsyncClient, url: str, requests: list[tuple[str, l
     return out
 
 
+_MAX_EMPTY_MINES = 200  # blocks mined in a row without one more receipt: the pool lost a transaction
+
+
 async def send_batch_transfers(
     url: str,
     token: str,
@@ -105,12 +108,17 @@ async def send_batch_transfers(
             hashes += await _call(client, url, chunk)
         receipts: dict[str, dict[str, Any]] = {}
         pending = list(hashes)
+        stalled_rounds = 0
         while pending:
             before = len(receipts)
             got = await _call(client, url, [("eth_getTransactionReceipt", [h]) for h in pending])
             receipts.update({h: r for h, r in zip(pending, got) if r is not None})
             stalled = len(receipts) == before
             pending = [h for h in pending if h not in receipts]
+            stalled_rounds = stalled_rounds + 1 if stalled else 0
+            if pending and stalled_rounds > _MAX_EMPTY_MINES:
+                raise RuntimeError(f"{len(pending)} of {len(hashes)} transactions still unmined after "
+                                   f"{_MAX_EMPTY_MINES} blocks without progress (first {pending[0]})")
             if pending and stalled:
                 # anvil's automine mines only when a tx arrives; once a block is full the rest
                 # wait in the pool, so mine explicitly to drain it.
