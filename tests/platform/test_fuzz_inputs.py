@@ -136,3 +136,31 @@ async def test_decimals_that_break_arithmetic_are_refused(gql, make_user, sessio
     credit = await gql(CREDIT, {"u": str(admin.id), "a": number}, token=admin.token)
     assert (gql.error_code(fx), gql.error_code(credit)) == ("BAD_USER_INPUT", "BAD_USER_INPUT"), (fx, credit)
     assert (await count(session, FxRate), await count(session, LedgerTransaction)) == before
+
+
+PLACE = ("mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status reason price quantity "
+         "reservedCash } }")
+_HOSTILE_DATETIME = st.one_of(st.none(), st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+                              st.sampled_from(["", "now", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00"]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(side=st.sampled_from(["BUY", "SELL"]), kind=st.sampled_from(["LIMIT", "MARKET"]),
+       quantity=_HOSTILE_AMOUNT, price=st.one_of(st.none(), _HOSTILE_AMOUNT),
+       tif=st.sampled_from([None, "GTC", "IOC", "FOK", "GTD"]), expires=_HOSTILE_DATETIME,
+       client_id=st.one_of(st.none(), _HOSTILE_TEXT))
+async def test_place_order_with_any_input(client, services, session_factory, session, side, kind, quantity, price,  # type: ignore[no-untyped-def]
+                                          tif, expires, client_id) -> None:
+    from models.trading import Order
+    from tests.trading.factories import make_market, make_trader
+
+    market = await make_market(session_factory)
+    trader = await make_trader(session_factory, market, cash="1000", tokens="100")
+    token, _ = services.keyring.issue(trader.user_id, ["INVESTOR"])
+    variables = {"i": {"marketId": str(market.market_id), "side": side, "type": kind, "quantity": quantity,
+                       "price": price, "timeInForce": tif, "expiresAt": expires, "clientOrderId": client_id}}
+    resp = await post_raw(client, json.dumps({"query": PLACE, "variables": variables}), token)
+    codes = assert_typed(resp)
+    mine = select(func.count()).select_from(Order).where(Order.user_id == trader.user_id)
+    if codes:
+        assert (await session.execute(mine)).scalar_one() == 0
