@@ -1,6 +1,6 @@
 """Query cost: computed from the document and variables before execution.
 
-Every field costs 1. A connection field (it takes `first`/`last`) multiplies the cost of its selection by the
+Every field costs 1 (`__schema`: INTROSPECTION_SCHEMA_COST). A connection field (it takes `first`/`last`) multiplies the cost of its selection by the
 page size asked for (DEFAULT_PAGE when neither is given), so nested lists cost what they may fetch:
 
     assets(first: 100) { edges { node { tokens { holdings(first: 100) { edges { node { holder }}}}}}}
@@ -35,6 +35,9 @@ from core.errors import QueryTooComplex
 from resolvers.pagination import DEFAULT_PAGE
 
 _CACHE_SIZE = 1024
+# A full introspection (`__schema`) serializes the whole schema (~2.5 MB for 29 aliased copies, seconds of CPU):
+# priced so that one fits the default budget (GraphiQL's own introspection) and a handful of aliased copies do not.
+INTROSPECTION_SCHEMA_COST = 20_000
 
 
 def _page_size(node: FieldNode, variables: dict[str, Any]) -> int | None:
@@ -81,6 +84,8 @@ class _Walker:
 
     def field_cost(self, node: FieldNode, parent: GraphQLNamedType | None, seen: frozenset[str]) -> int:
         name = node.name.value
+        if name == "__schema":  # walks every type, field and argument however small the selection looks
+            return INTROSPECTION_SCHEMA_COST
         if name.startswith("__") or not isinstance(parent, GraphQLObjectType) and not hasattr(parent, "fields"):
             return 1
         field = parent.fields.get(name)  # type: ignore[union-attr]

@@ -64,3 +64,18 @@ async def test_accepted_queries_report_their_cost(gql, make_user) -> None:
     assert r["extensions"]["cost"] == 1 + 7 * 4
     r = await gql(q, {"n": 70}, token=user.token)  # same document, other page size: not a stale cached cost
     assert r["extensions"]["cost"] == 1 + 70 * 4
+
+
+async def test_introspection_is_priced_so_aliased_copies_are_refused(gql, settings) -> None:
+    from graphql import get_introspection_query
+
+    from schema.cost import INTROSPECTION_SCHEMA_COST
+
+    full = get_introspection_query()  # what GraphiQL sends: fits the default budget
+    assert cost(full) >= INTROSPECTION_SCHEMA_COST
+    r = await gql(full)
+    assert "errors" not in r and r["data"]["__schema"]["queryType"]["name"] == "Query"
+    copies = "{ " + " ".join(f"s{i}: __schema {{ types {{ name fields {{ name }} }} }}" for i in range(5)) + " }"
+    r = await gql(copies)
+    assert gql.error_code(r) == "QUERY_TOO_COMPLEX" and r["data"] is None
+    assert cost("{ __typename me { id } }") == 3  # __typename stays a plain field
