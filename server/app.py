@@ -19,7 +19,6 @@ from server.middleware import RequestContextMiddleware
 from server.services import Services, build_services
 
 log = logging.getLogger("rwa.server")
-GC_GEN0_THRESHOLD = 20_000
 
 
 def _graphiql(settings: Settings) -> tuple[str | None, list[BaseRoute]]:
@@ -49,10 +48,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # generations, so full collections stay short (a ~250 ms pause otherwise dominated p99).
         gc.collect()
         gc.freeze()
-        # A request allocates thousands of short-lived containers: with the default gen0 threshold (700) a list page
-        # triggered several young collections per request. Young collections stay cheap at this size (what
-        # survives them is what a request still holds), and full ones only see what was allocated after freeze.
-        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
         log.info("api started", extra={"env": settings.env.value, "graphiql": graphiql_html is not None,
                                        "introspection": settings.introspection})
         try:
