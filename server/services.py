@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,28 @@ from core.jwt_keys import KeyRing
 from core.pubsub import PubSubHub
 from core.redis import Keys, create_redis
 from core.settings import Settings
+
+
+class FairReadPool:
+    """An asyncpg pool whose waiters are served in arrival order. asyncpg's pool queue lets a newcomer take a
+    just-released connection before the waiter that was woken for it, which then queues again at the back: with
+    more concurrent requests than connections, a few requests starved (api_me p99 ~100 ms at a p50 of 14 ms). A
+    fair semaphore as large as the pool admits callers in order, so the pool itself never has waiters."""
+
+    def __init__(self, pool: Any, size: int) -> None:
+        self.pool = pool
+        self._gate = asyncio.Semaphore(size)
+
+    async def fetchrow(self, sql: str, *params: Any) -> Any:
+        async with self._gate:
+            return await self.pool.fetchrow(sql, *params)
+
+    async def fetch(self, sql: str, *params: Any) -> list[Any]:
+        async with self._gate:
+            return await self.pool.fetch(sql, *params)
+
+    async def close(self) -> None:
+        await self.pool.close()
 
 
 @dataclass
@@ -31,7 +54,7 @@ class Services:
     def __post_init__(self) -> None:
         self.keys = Keys(self.settings.redis_prefix)
         self._pubsub: PubSubHub | None = None
-        self.read_pool: Any = None  # asyncpg.Pool, see open_read_pool
+        self.read_pool: FairReadPool | None = None  # see open_read_pool
 
     async def open_read_pool(self) -> None:
         """asyncpg pool for single-statement hot reads (`Context.fetch_one`): ~40% less CPU per read than going
@@ -43,8 +66,9 @@ class Services:
 
         dsn = make_url(self.settings.database_url or "").set(drivername="postgresql").render_as_string(
             hide_password=False)
-        self.read_pool = await asyncpg.create_pool(dsn, min_size=1, max_size=self.settings.db_pool_size,
-                                                   reset=_keep_session_state)
+        size = self.settings.db_pool_size
+        self.read_pool = FairReadPool(await asyncpg.create_pool(dsn, min_size=1, max_size=size,
+                                                                reset=_keep_session_state), size)
 
     @property
     def pubsub(self) -> PubSubHub:
