@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, Undefined, is_leaf_type
-from graphql.pyutils import Path
+from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 _BACKREF = "strawberry-definition"
@@ -77,10 +77,49 @@ def plain_leaf_fields(schema: GraphQLSchema, usable: bool) -> PlainFields:
     return table
 
 
+# per object type name: {field name: (attribute, field type, object type, is list)}
+ObjectFields = dict[str, dict[str, tuple[str, Any, GraphQLObjectType, bool]]]
+
+
+def _object_shape(type_: Any) -> tuple[GraphQLObjectType, bool] | None:
+    """(object type, is list) for `T`, `T!`, `[T!]` and `[T!]!` of an object type without is_type_of."""
+    inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+    is_list = isinstance(inner, GraphQLList)
+    if is_list:
+        if not isinstance(inner.of_type, GraphQLNonNull):
+            return None
+        inner = inner.of_type.of_type
+    if isinstance(inner, GraphQLObjectType) and inner.is_type_of is None:
+        return inner, is_list
+    return None
+
+
+def plain_object_fields(schema: GraphQLSchema, usable: bool) -> ObjectFields:
+    """Object-typed fields that are plain attributes (or PREFETCHED ones: their value unless NOT_LOADED)."""
+    table: ObjectFields = {}
+    for type_ in schema.type_map.values() if usable else ():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        fields = {}
+        for name, field in type_.fields.items():
+            definition = (field.extensions or {}).get(_BACKREF)
+            if definition is None or definition.extensions:
+                continue
+            attr = (definition.metadata or {}).get(PREFETCHED) or (
+                definition.python_name if definition.is_basic_field else None)
+            shape = _object_shape(field.type)
+            if attr and shape:
+                fields[name] = (attr, field.type, *shape)
+        if fields:
+            table[type_.name] = fields
+    return table
+
+
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
-    """Set `plain` (plain_leaf_fields of the schema) on a subclass per schema; see `executor_for`."""
+    """Set `plain` and `objects` (of the schema) on a subclass per schema; see `executor_for`."""
 
     plain: PlainFields = {}
+    objects: ObjectFields = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,13 +128,37 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def execute_fields(self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None,
                        grouped_field_set: Any, position_context: Any) -> Any:
-        plain = self.plain.get(parent_type.name) if self._fast else None
-        if plain is None:
+        name = parent_type.name
+        plain = self.plain.get(name, _NONE) if self._fast else None
+        objects = self.objects.get(name, _NONE) if self._fast else None
+        if plain is None or (plain is _NONE and objects is _NONE):
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
         results: dict[str, Any] = {}
         rest = None
+        pending = None
         for response_name, details in grouped_field_set.items():
-            spec = plain.get(details[0].node.name.value)
+            node = details[0].node
+            spec = plain.get(node.name.value)
+            ospec = objects.get(node.name.value) if spec is None else None
+            if ospec is not None and not node.directives:
+                value = getattr(source_value, ospec[0], NOT_LOADED)
+                if value is None and not isinstance(ospec[1], GraphQLNonNull):
+                    results[response_name] = None
+                    continue
+                if value is not NOT_LOADED and value is not None and _completable(value, ospec[3]):
+                    try:
+                        completed = self._complete_object_field(ospec, details, Path(path, response_name, name),
+                                                                value, position_context)
+                    except Exception:
+                        if pending:
+                            self.settle_in_background([results[n] for n in pending])
+                        raise
+                    results[response_name] = completed
+                    if self.is_awaitable(completed):
+                        if pending is None:
+                            pending = []
+                        pending.append(response_name)
+                    continue
             if spec is not None:
                 value = getattr(source_value, spec[0], None)
                 if value is not None:
@@ -110,16 +173,80 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 rest = {}
             rest[response_name] = details
             results[response_name] = None  # keeps the response's key order
-        if rest is None:
-            return results
-        others = super().execute_fields(parent_type, source_value, path, rest, position_context)
-        if not self.is_awaitable(others):
-            return _merge(results, rest, others)
+        try:
+            others = super().execute_fields(parent_type, source_value, path, rest, position_context) if rest else None
+        except Exception:
+            if pending:  # as graphql-core does with its own awaitables when a sibling fails
+                self.settle_in_background([results[n] for n in pending])
+            raise
+        if pending is None:
+            if others is None:
+                return results
+            if not self.is_awaitable(others):
+                return _merge(results, rest, others)
 
         async def merged() -> dict[str, Any]:
-            return _merge(results, rest, await others)
+            names = pending or []
+            waiting = [results[n] for n in names]
+            others_async = others is not None and self.is_awaitable(others)
+            if others_async:
+                waiting.append(others)
+            values = await gather_with_cancel(*waiting)
+            results.update(zip(names, values))
+            if others is None:
+                return results
+            return _merge(results, rest, values[-1] if others_async else others)
 
         return merged()
+
+    def _complete_object_field(self, spec: tuple[str, Any, GraphQLObjectType, bool], details: Any, path: Path,
+                               value: Any, position_context: Any) -> Any:
+        """graphql-core's complete_object_value / complete_list_value for an object (or [T!]) value in hand,
+        with its error handling: an error nulls the field, or propagates when the field is non-null."""
+        _, field_type, object_type, is_list = spec
+        execute = self.collect_and_execute_subfields
+        awaitables: list[int] = []
+        try:
+            if not is_list:
+                completed = execute(object_type, details, path, value, position_context)
+            else:
+                completed = []
+                for index, item in enumerate(value):
+                    done = execute(object_type, details, path.add_key(index, None), item, position_context)
+                    if self.is_awaitable(done):
+                        awaitables.append(index)
+                    completed.append(done)
+        except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core's execute_field does
+            if awaitables:
+                self.settle_in_background([completed[i] for i in awaitables])
+            self.handle_field_error(raw_error, field_type, details, path)
+            return None
+        if not (awaitables or (not is_list and self.is_awaitable(completed))):
+            return completed
+
+        async def await_completed() -> Any:
+            try:
+                if not is_list:
+                    return await completed
+                values = await gather_with_cancel(*(completed[i] for i in awaitables))
+                for i, v in zip(awaitables, values):
+                    completed[i] = v
+                return completed
+            except Exception as raw_error:  # noqa: BLE001
+                self.handle_field_error(raw_error, field_type, details, path)
+                return None
+
+        return await_completed()
+
+
+_NONE: dict[str, Any] = {}
+
+
+def _completable(value: Any, is_list: bool) -> bool:
+    """Values graphql-core would complete without an error of their own (a list of non-null items)."""
+    if not is_list:
+        return not isinstance(value, Exception)
+    return isinstance(value, (list, tuple)) and all(v is not None and not isinstance(v, Exception) for v in value)
 
 
 def _merge(results: dict[str, Any], rest: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
@@ -168,4 +295,5 @@ def executor_for(schema: Any) -> type[FastExecutor]:
     usable = not schema.exception_handlers and schema.config.default_resolver is getattr
     if usable:
         install_lean_resolvers(schema._schema)
-    return type("SchemaFastExecutor", (FastExecutor,), {"plain": plain_leaf_fields(schema._schema, usable)})
+    return type("SchemaFastExecutor", (FastExecutor,), {"plain": plain_leaf_fields(schema._schema, usable),
+                                                        "objects": plain_object_fields(schema._schema, usable)})

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import pytest
 import strawberry
 
-from schema.fast_executor import executor_for
+from schema.fast_executor import NOT_LOADED, PREFETCHED, executor_for
 
 
 @strawberry.enum
@@ -31,7 +31,32 @@ class Item:
 
 
 @strawberry.type
+class Box:
+    item: Optional[Item]
+    strict: Item
+    items: list[Item]
+    maybe_items: Optional[list[Item]]
+    _cached: strawberry.Private[object] = NOT_LOADED
+
+    @strawberry.field(metadata={PREFETCHED: "_cached"})
+    def cached(self) -> Optional[Item]:  # like Asset's prefetched fields: the prefetched value, else a load
+        return self.strict if self._cached is NOT_LOADED else self._cached  # type: ignore[return-value]
+
+    @strawberry.field
+    async def later(self) -> Item:
+        return self.strict
+
+
+@strawberry.type
 class Query:
+    @strawberry.field
+    def boxes(self) -> list[Optional[Box]]:
+        good = ITEMS[1]
+        return [Box(item=None, strict=good, items=ITEMS, maybe_items=None),
+                Box(item=good, strict=good, items=ITEMS, maybe_items=ITEMS, _cached=ITEMS[2]),
+                Box(item=BAD[0], strict=good, items=ITEMS, maybe_items=[ITEMS[0], BAD[1]]),  # nulls the lists
+                Box(item=good, strict=BAD[1], items=ITEMS, maybe_items=None)]  # nulls the box
+
     @strawberry.field
     def items(self) -> list[Item]:
         return ITEMS
@@ -71,6 +96,22 @@ async def test_same_data_and_errors(field: str) -> None:
         assert got.data == {"bad": [None, None, None, None]} and len(got.errors) == 4
     else:
         assert list(got.data[field][0]) == ["id", "n", "maybe", "colors", "tags", "doubled", "__typename"]
+
+
+BOXES = ("{ boxes { item { id n: count } strict { id colors } items { id n: count } maybeItems { count } "
+         "cached { id } later { id count } } }")
+
+
+async def test_objects_lists_prefetched_and_errors_inside_them() -> None:
+    plain, fast = _schemas()
+    assert fast.execution_context_class.objects["Box"].keys() == {"item", "strict", "items", "maybeItems", "cached"}
+    expected = await plain.execute(BOXES)
+    got = await fast.execute(BOXES)
+    assert got.data == expected.data
+    assert [(e.message, e.path) for e in got.errors] == [(e.message, e.path) for e in expected.errors]
+    assert got.data["boxes"][0]["item"] is None and got.data["boxes"][1]["cached"] == {"id": "2"}
+    assert got.data["boxes"][2]["maybeItems"] is None and got.data["boxes"][3] is None
+    assert len(got.errors) == 3
 
 
 def test_exception_handlers_or_another_default_resolver_turn_it_off() -> None:
