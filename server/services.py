@@ -76,8 +76,6 @@ class Services:
         if self._pubsub is None:
             self._pubsub = PubSubHub(self.redis, self.settings.redis_prefix)
         return self._pubsub
-        if self.read_session_factory is None:
-            self.read_session_factory = self.session_factory
 
     async def aclose(self) -> None:
         if self.read_pool is not None:
