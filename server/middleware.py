@@ -1,5 +1,6 @@
 """ASGI middleware: request ids (echoed, and on every log line), one access log line per request, and a last
-line of defence that turns an unexpected exception into a typed JSON error instead of a stack trace."""
+line of defence that turns an unexpected exception into a typed JSON error (HTTP) or a 1011 close (websocket)
+instead of a stack trace or a silent socket."""
 
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ class RequestContextMiddleware:
                 await send_with_id({"type": "http.response.start", "status": 500,
                                     "headers": [(b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": body})
+            elif scope["type"] == "websocket":
+                # the client must not wait on a socket nobody serves: 1011 = internal error (before the handshake
+                # was accepted, the server turns this close into a 403 rejection)
+                try:
+                    await send({"type": "websocket.close", "code": 1011})
+                except Exception:  # noqa: BLE001 - already closed: nothing left to tell the client
+                    pass
         finally:
             if scope["type"] == "http":
                 path = scope.get("path", "")

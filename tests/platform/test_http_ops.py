@@ -335,3 +335,25 @@ def test_queries_over_websocket_get_codes_and_masking(services, probe_schema) ->
             assert [e["extensions"]["code"] for e in frame["payload"]["errors"]] == [code], frame
             assert ws.receive_json() == {"id": op_id, "type": "complete"}
         assert "hunter2" not in str(frame) and frame["payload"]["errors"][0]["message"] == "Internal server error"
+
+
+def test_websocket_handler_crash_closes_with_1011() -> None:
+    """An exception escaping a websocket handler closes the socket with 1011 instead of leaving the client waiting."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    from server.middleware import RequestContextMiddleware
+
+    async def crashing(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.receive_text()
+        raise RuntimeError("handler bug")
+
+    app = RequestContextMiddleware(Starlette(routes=[WebSocketRoute("/ws", crashing)]))
+    with TestClient(app) as tc, tc.websocket_connect("/ws") as ws:
+        ws.send_text("hello")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1011
