@@ -394,3 +394,13 @@ class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type
     async def cleanup_operation(self, operation_id: str) -> None:
         self._stop_direct(operation_id)
         await super().cleanup_operation(operation_id)
+
+    async def send_message(self, message: Any) -> None:
+        """`error` frames strawberry makes itself (the per-connection operation limit) get a code like every other
+        error: RATE_LIMITED for the limit, BAD_USER_INPUT for any other operation refused before it ran."""
+        if message.get("type") == "error":
+            for err in message.get("payload") or ():
+                if isinstance(err, dict) and "code" not in (err.get("extensions") or {}):
+                    code = "RATE_LIMITED" if err.get("message") == "Subscription limit reached" else "BAD_USER_INPUT"
+                    err["extensions"] = {**(err.get("extensions") or {}), "code": code}
+        await super().send_message(message)

@@ -357,3 +357,24 @@ def test_websocket_handler_crash_closes_with_1011() -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
         assert closed.value.code == 1011
+
+
+
+async def test_operation_limit_per_socket_is_a_typed_error(live_server, services) -> None:  # type: ignore[no-untyped-def]
+    """The 51st concurrent operation on one socket is refused with an `error` frame carrying RATE_LIMITED; the socket
+    and the 50 running subscriptions stay up."""
+    import websockets
+
+    token, _ = services.keyring.issue(uuid.uuid4(), ["INVESTOR"])  # the live server's key (TEST_JWT_KEY)
+    ws_url = live_server.url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        for i in range(51):
+            await ws.send(json.dumps({"id": str(i), "type": "subscribe",
+                                      "payload": {"query": "subscription { myOrders { id } }"}}))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert frame["id"] == "50" and frame["type"] == "error", frame
+        assert [e["extensions"]["code"] for e in frame["payload"]] == ["RATE_LIMITED"]
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"
