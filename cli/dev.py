@@ -243,8 +243,10 @@ class StopSignals:
         self.times: list[float] = []
 
     def install(self) -> None:
+        # SIGINT and SIGTERM always stop: a script's `rwa dev &` starts with SIGINT ignored, and `kill -INT <pid>`
+        # must still stop the stack like Ctrl-C (`rwa serve` behaves the same). SIGHUP ignored (nohup) stays ignored.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(signum) != signal.SIG_IGN:  # nohup / `cmd &` in a script: keep ignoring
+            if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN:
                 signal.signal(signum, self._record)
 
     def _record(self, signum: int, frame: FrameType | None) -> None:

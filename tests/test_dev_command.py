@@ -28,6 +28,7 @@ from eth_utils import function_signature_to_4byte_selector
 from tests.fixtures.app import free_port
 
 RWA = str(Path(sys.executable).with_name("rwa"))
+REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 90.0  # cold initdb, migrations, three deploys, four Python processes on a busy 2-core machine
 EXIT_TIMEOUT_S = 30.0
 ANVIL_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -255,3 +256,19 @@ def test_dev_sigkill_watchdog_stops_everything(start_dev: Callable[[], Dev]) -> 
     dev.proc.wait(5)
     # the watchdog gives the children 20 s to stop gracefully, then stops the orphaned Postgres/Redis
     assert_all_stopped(dev, pids, within=EXIT_TIMEOUT_S)
+
+
+def test_stop_signals_honour_sigint_even_when_started_ignored() -> None:
+    """A script's `rwa dev &` starts with SIGINT ignored: `kill -INT <pid>` must still stop it; SIGHUP ignored by
+    nohup stays ignored. (Run in a child: signal dispositions are per process.)"""
+    code = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "from cli.dev import StopSignals\n"
+        "s = StopSignals(); s.install()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "print(s.stop, signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
