@@ -152,15 +152,16 @@ def install_signal_handlers(
     signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP),
 ) -> dict[int, Any]:
     """Turn SIGINT into KeyboardInterrupt and SIGTERM/SIGHUP into SystemExit(128+n), so `with`
-    blocks and the atexit hook run stop(). Signals already ignored (nohup) stay ignored.
+    blocks and the atexit hook run stop(). SIGHUP already ignored (nohup) stays ignored; SIGINT always counts
+    (a script's `cmd &` starts with it ignored, and `kill -INT <pid>` must still stop the process and its services).
     Main thread only. Returns the previous handlers.
     `services` is accepted for symmetry; every started EmbeddedServices is already covered by atexit.
     """
     previous = {}
     for signum in signals:
         previous[signum] = signal.signal(signum, _on_signal)
-        if previous[signum] == signal.SIG_IGN:
-            signal.signal(signum, signal.SIG_IGN)  # nohup, or `cmd &` from a script: keep ignoring
+        if signum == signal.SIGHUP and previous[signum] == signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_IGN)  # nohup: keep ignoring
     return previous
 
 

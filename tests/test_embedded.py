@@ -457,3 +457,24 @@ def test_stale_socket_and_reused_postmaster_pid_do_not_block_start(data_dir: Pat
         pids = service_pids(data_dir)
         assert os.getpid() not in pids["postgres"]
     assert_clean(data_dir, pids)
+
+
+def test_signal_handlers_take_sigint_even_when_started_ignored() -> None:
+    """`rwa ... &` from a script starts with SIGINT ignored: `kill -INT` must still stop it (KeyboardInterrupt, so the
+    embedded services are stopped); a SIGHUP ignored by nohup stays ignored. Run in a child process."""
+    code = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "from core.embedded import install_signal_handlers\n"
+        "install_signal_handlers()\n"
+        "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, flush=True)\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    signal.sigtimedwait([], 0.1) if hasattr(signal, 'sigtimedwait') else None\n"
+        "    print('ignored')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.split() == ["True", "interrupted"], (out.stdout, out.stderr)
