@@ -33,6 +33,15 @@ class ProbeQuery:
         raise RuntimeError("connection to db-secret-host:5432 failed; password=hunter2")
 
     @strawberry.field
+    async def probe_deadlock(self) -> int:
+        """What an ORM write path outside a retried unit raises when Postgres picks it as a deadlock victim."""
+        import asyncpg
+        from sqlalchemy.exc import DBAPIError
+
+        orig = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        raise DBAPIError("UPDATE users SET ...", {}, orig)
+
+    @strawberry.field
     async def probe_log(self, tag: str) -> str:
         """Logs before and after yielding to the loop, so concurrent requests interleave their log lines."""
         log.info("probe before", extra={"tag": tag})

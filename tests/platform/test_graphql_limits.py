@@ -106,6 +106,16 @@ async def test_unexpected_exception_is_masked_as_internal(app_client, probe_sche
     assert logged, "the masked exception was not logged"
 
 
+async def test_deadlock_victim_is_a_retryable_conflict(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
+    """A deadlock or serialization failure that escapes a resolver is CONFLICT (reason TRANSIENT_DB_CONFLICT): the
+    transaction was rolled back and the client may send the operation again. Not INTERNAL, and no SQL leaks."""
+    async with app_client() as c:
+        resp = await c.post("/graphql", json={"query": "{ probeDeadlock }"})
+    body = resp.json()
+    assert codes(body) == ["CONFLICT"] and body["errors"][0]["extensions"]["reason"] == "TRANSIENT_DB_CONFLICT"
+    assert "UPDATE users" not in resp.text and "deadlock detected" not in resp.text
+
+
 async def test_parser_and_validation_caches_are_bounded(app_client) -> None:  # type: ignore[no-untyped-def]
     size = 7
     async with app_client(PARSER_CACHE_SIZE=size) as c:
