@@ -60,6 +60,13 @@ def transient_sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def transient_conflict(advice: str) -> Conflict:
+    """What the client gets for a transaction Postgres aborted (deadlock, serialization failure): CONFLICT with
+    reason TRANSIENT_DB_CONFLICT, i.e. send the operation again."""
+    return Conflict(f"the database aborted this change because of concurrent changes; {advice}",
+                    reason="TRANSIENT_DB_CONFLICT")
+
+
 def backoff(attempt: int, rng: random.Random | None = None) -> float:
     """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
     return (rng or random).uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempt))
@@ -86,8 +93,7 @@ async def retry_transient(session: AsyncSession, unit: Callable[[], Awaitable[T]
                     on_retry()
                 if attempt == attempts:
                     log.warning("transaction aborted (%s) %d times; giving up", code, attempts)
-                    raise Conflict("the database aborted this change because of concurrent changes; nothing was "
-                                   "written, send it again", reason="TRANSIENT_DB_CONFLICT") from exc
+                    raise transient_conflict("nothing was written, send it again") from exc
                 log.info("transaction aborted (%s), attempt %d of %d; running it again", code, attempt, attempts)
                 await asyncio.sleep(backoff(attempt))
         raise AssertionError("unreachable")

@@ -1,7 +1,8 @@
 """Query cost: computed from the document and variables before execution.
 
-Every field costs 1 (`__schema`: INTROSPECTION_SCHEMA_COST). A connection field (it takes `first`/`last`) multiplies the cost of its selection by the
-page size asked for (DEFAULT_PAGE when neither is given), so nested lists cost what they may fetch:
+Every field costs 1 (`__schema`: INTROSPECTION_SCHEMA_COST). A connection field (it takes `first`/`last`)
+multiplies the cost of its selection by the page size asked for (DEFAULT_PAGE when neither is given), so nested
+lists cost what they may fetch:
 
     assets(first: 100) { edges { node { tokens { holdings(first: 100) { edges { node { holder }}}}}}}
     = 1 + 100 * (1 + 1 + 1 + 1 + 100 * (1 + 1 + 1))  ~ 30,000

@@ -23,7 +23,7 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 
 from core.errors import AppError, ErrorCode, Forbidden
-from core.transactions import transient_sqlstate
+from core.transactions import transient_conflict, transient_sqlstate
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
 from schema.cost import CostCache, over_budget
 
@@ -54,12 +54,12 @@ def classify(error: GraphQLError) -> GraphQLError:
         code = (ErrorCode.QUERY_TOO_COMPLEX.value if _TOO_COMPLEX.match(error.message)
                 else ErrorCode.BAD_USER_INPUT.value)
         message, extra = error.message, {}
-    elif transient_sqlstate(original) is not None:
+    elif (sqlstate := transient_sqlstate(original)) is not None:
         # a deadlock/serialization failure outside a retried unit (core.transactions): Postgres rolled the
         # transaction back, so the client may simply send the operation again
-        log.warning("transaction aborted (%s) in %s", transient_sqlstate(original), error.path)
-        code, message, extra = (ErrorCode.CONFLICT.value, "the database aborted this operation because of "
-                                "concurrent changes; send it again", {"reason": "TRANSIENT_DB_CONFLICT"})
+        log.warning("transaction aborted (%s) in %s", sqlstate, error.path)
+        conflict = transient_conflict("send it again")
+        code, message, extra = conflict.code.value, conflict.message, conflict.extensions
     else:
         log.error("unhandled error in %s", error.path, exc_info=original)
         code, message, extra = ErrorCode.INTERNAL.value, "Internal server error", {}

@@ -37,6 +37,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from core.errors import ErrorCode
 from server.middleware import RAW_SEND_SCOPE_KEY
 
 _END = object()
@@ -401,6 +402,7 @@ class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type
         if message.get("type") == "error":
             for err in message.get("payload") or ():
                 if isinstance(err, dict) and "code" not in (err.get("extensions") or {}):
-                    code = "RATE_LIMITED" if err.get("message") == "Subscription limit reached" else "BAD_USER_INPUT"
-                    err["extensions"] = {**(err.get("extensions") or {}), "code": code}
+                    code = (ErrorCode.RATE_LIMITED if err.get("message") == "Subscription limit reached"
+                            else ErrorCode.BAD_USER_INPUT)
+                    err["extensions"] = {**(err.get("extensions") or {}), "code": code.value}
         await super().send_message(message)

@@ -100,8 +100,6 @@ UPDATE orders o SET filled_quantity = coalesce(u.filled, o.filled_quantity), sta
 FROM unnest($1::uuid[], $2::numeric[], $3::order_status[], $4::varchar[], $5::numeric[])
      AS u(id, filled, status, reason, reserved)
 WHERE o.id = u.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}"""
-_FINISH = (f"UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4 "
-           f"WHERE id = $1 RETURNING {VIEW_SQL}")
 # the audit row, and (when the book changed) the market's next book sequence with the new totals of the changed
 # levels; the level read sees the statements before this one
 _FINAL = """
