@@ -8,5 +8,6 @@ from models import assets  # noqa: F401
 from models import ledger  # noqa: F401
 from models import trading  # noqa: F401
 from models import payments  # noqa: F401
+from models import operations  # noqa: F401
 
 __all__ = ["Base"]
