@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from chains.rpc import RpcClient
 from indexer import intervals
 from indexer.errors import ReorgTooDeep
-from indexer.state import DELETE_TRANSFERS_SQL, recompute_for_events
+from indexer.state import DELETE_TRANSFERS_SQL, recompute_for_events, settle_holdings_above
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ async def rollback(conn: asyncpg.Connection, chain_id: int, ancestor: int, ances
         )
         await conn.execute("DELETE FROM chain_events WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor)
         await recompute_for_events(conn, chain_id, {(r["event"], r["address"], r["subject"]) for r in touched})
+        await settle_holdings_above(conn, chain_id, ancestor)  # no stale updated_block, no orphan zero rows
         await conn.execute("DELETE FROM blocks WHERE chain_id = $1 AND number > $2", chain_id, ancestor)
         await intervals.truncate_above(conn, chain_id, ancestor)
         await conn.execute(

@@ -52,6 +52,38 @@ s AS (
 SELECT (SELECT count(*) FROM moved) AS transfers, (SELECT count(*) FROM h) AS holdings
 """
 
+# After a rollback above $2: a holding last written above it gets the block of the newest event still
+# stored for it, and a zero row nothing refers to any more (its only transfer was rolled back) goes, so
+# the table is what indexing the surviving events alone writes. Only rows with updated_block > $2 can
+# have been touched by the rolled-back events, so the reorg window bounds the work.
+_SETTLE_HOLDINGS_SQL = """
+WITH k AS (
+    SELECT h.token_address, h.holder, greatest(
+        (SELECT max(t.block_number) FROM token_transfers t WHERE t.chain_id = $1
+            AND t.token_address = h.token_address AND t.from_address = h.holder),
+        (SELECT max(t.block_number) FROM token_transfers t WHERE t.chain_id = $1
+            AND t.token_address = h.token_address AND t.to_address = h.holder),
+        (SELECT max(e.block_number) FROM chain_events e WHERE e.chain_id = $1
+            AND e.address = h.token_address AND e.subject = h.holder)) AS blk
+    FROM holdings h WHERE h.chain_id = $1 AND h.updated_block > $2
+),
+gone AS (
+    DELETE FROM holdings h USING k
+    WHERE h.chain_id = $1 AND h.token_address = k.token_address AND h.holder = k.holder AND k.blk IS NULL
+      AND h.balance = 0 AND h.frozen_amount = 0 AND NOT h.frozen
+    RETURNING 1
+)
+UPDATE holdings h SET updated_block = k.blk FROM k
+WHERE h.chain_id = $1 AND h.token_address = k.token_address AND h.holder = k.holder
+  AND k.blk IS NOT NULL AND h.updated_block <> k.blk
+"""
+
+
+async def settle_holdings_above(conn: asyncpg.Connection, chain_id: int, ancestor: int) -> None:
+    """Call last in a rollback to ``ancestor`` (after transfers and events above it are gone)."""
+    await conn.execute(_SETTLE_HOLDINGS_SQL, chain_id, ancestor)
+
+
 _TRANSFER_COLS = "token_address, from_address, to_address, value, block_number"
 
 INSERT_TRANSFERS_SQL = _DELTAS_SQL.format(

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Address, Base, Hash32, updated_at
+from models.base import Address, Base, Hash32, created_at, updated_at
 
 
 class Block(Base):
@@ -69,6 +69,13 @@ class IndexerCursor(Base):
     finalized_block: Mapped[int | None] = mapped_column(BigInteger)
     head_block: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = updated_at()
+    # Health, written by the running indexer (indexer/health.py) and cleared by its next good step:
+    # why the chain stopped (ReorgTooDeep), and the run of step failures it is retrying through.
+    stopped_reason: Mapped[str | None] = mapped_column(Text)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"), default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class FetchedInterval(Base):
@@ -80,3 +87,28 @@ class FetchedInterval(Base):
     address: Mapped[str] = mapped_column(Address, primary_key=True)
     from_block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     to_block: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class BackfillRequest(Base):
+    """`rwa index backfill` next to a running indexer: a range the chain's writer executes for the operator,
+    with its progress (indexer/backfill_requests.py). State: PENDING -> RUNNING -> DONE | FAILED | CANCELLED."""
+
+    __tablename__ = "indexer_backfill_requests"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_address: Mapped[str | None] = mapped_column(Address)  # None: every watched contract
+    from_block: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    to_block: Mapped[int | None] = mapped_column(BigInteger)  # None: the finalized head when it starts
+    state: Mapped[str] = mapped_column(String(12), nullable=False, server_default=text("'PENDING'"))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    blocks_total: Mapped[int | None] = mapped_column(BigInteger)
+    blocks_done: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    events: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (Index("ix_indexer_backfill_requests_chain_state", "chain_id", "state", "id"),)

@@ -9,7 +9,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Address, Base, Hash32, TokenUnits, created_at, updated_at, uuid_pk
@@ -88,5 +88,8 @@ class IdentityEntry(Base):
     investor: Mapped[str] = mapped_column(Address, primary_key=True)
     identity: Mapped[str | None] = mapped_column(Address)
     country: Mapped[int | None] = mapped_column(SmallInteger)
+    # Where `country` comes from: EVENT (CountryUpdated, or read at the registration's block), LATEST (the
+    # node had no state that old: read at a recent block) or UNKNOWN (could not be read; country is NULL).
+    country_source: Mapped[str] = mapped_column(String(8), nullable=False, server_default=text("'EVENT'"))
     registered: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     updated_block: Mapped[int] = mapped_column(BigInteger, nullable=False)
