@@ -155,11 +155,10 @@ def create_admin(email: str = typer.Option(..., help="Admin email.", callback=_e
 
 @schema_app.command("export")
 def schema_export(out: Path = typer.Option(Path("schema.graphql"), help="Where to write the SDL.")) -> None:
-    """Write the GraphQL SDL (committed as schema.graphql; a test fails when it is stale)."""
-    from core.settings import Settings
-    from schema import build_schema
+    """Write the production GraphQL SDL (committed as schema.graphql; a test fails when it is stale)."""
+    from schema import production_sdl
 
-    sdl = build_schema(Settings()).as_str() + "\n"  # type: ignore[call-arg]
+    sdl = production_sdl()
     out.write_text(sdl)
     err.print(f"wrote {out} ({len(sdl.splitlines())} lines)")
 

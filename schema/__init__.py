@@ -10,15 +10,17 @@ from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.tools import merge_types
 
-from core.settings import Settings
+from core.settings import Environment, Settings
 from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema import api_keys, audit, chain, identity, kyc, wallets
 from schema import assets, documents, tokens
 from schema import market_data, trading
 from schema import payments
+from schema import dev_funding
 from schema.cost import CostCache
 from schema.extensions import DocumentCache, Limits, OperationLifecycle
 from schema.scalars import SCALAR_OVERRIDES
+from schema.suggestions import HideSuggestions, without_suggestions
 from schema.fast_executor import executor_for
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
@@ -31,6 +33,8 @@ SUBSCRIPTIONS: tuple[type, ...] = ()
 QUERIES += (payments.Query,)
 MUTATIONS += (payments.Mutation,)
 SUBSCRIPTIONS += (payments.Subscription,)
+# Development-only root fields (schema/dev_funding.py: funding without a payment): absent from production
+DEV_MUTATIONS: tuple[type, ...] = (dev_funding.DevMutation,)
 
 
 # Subscription root fields whose results depend on the caller (shared only between sockets of the same user),
@@ -70,14 +74,15 @@ class RwaSchema(strawberry.Schema):
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     query = merge_types("Query", QUERIES)
-    mutation = merge_types("Mutation", MUTATIONS)
+    mutation = merge_types("Mutation", MUTATIONS if settings.is_production else (*MUTATIONS, *DEV_MUTATIONS))
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
     # graphql-core's rules, then depth, aliases and (when off) introspection: strawberry's limiter extensions'
     # rules, run inside the one cached validation
     rules = (*specified_rules, *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules)
     if not settings.introspection:
-        rules += (NoSchemaIntrospectionCustomRule,)
+        # and no "Did you mean ...?" naming schema fields either (schema/suggestions.py)
+        rules = (HideSuggestions, *rules, NoSchemaIntrospectionCustomRule)
     documents = DocumentCache(maxsize=settings.parser_cache_size, max_tokens=settings.max_query_tokens, rules=rules)
     limits = Limits(documents, CostCache(), settings.max_query_cost)
     schema = RwaSchema(query=query, mutation=mutation, subscription=subscription,
@@ -85,7 +90,14 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     documents.schema = schema._schema
     schema.documents = documents
     schema.execution_context_class = executor_for(schema)
+    if not settings.introspection:
+        schema.execution_context_class = without_suggestions(schema.execution_context_class)
     schema.shared = SharedSubscriptions(personal_fields=PERSONAL_SUBSCRIPTIONS, snapshot_fields=SNAPSHOT_SUBSCRIPTIONS)
     if os.environ.get("RWA_SHARED_SUBSCRIPTIONS", "1") == "0":  # per-subscriber execution (benchmarks)
         schema.shared = None
     return schema
+
+
+def production_sdl() -> str:
+    """The SDL committed as schema.graphql: the schema production serves (development adds DEV_MUTATIONS)."""
+    return build_schema(Settings(RWA_ENV=Environment.PRODUCTION)).as_str() + "\n"  # type: ignore[call-arg]

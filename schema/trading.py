@@ -12,7 +12,6 @@ from sqlalchemy import or_, select
 from strawberry.types import Info
 
 from core.errors import BadUserInput
-from core.transactions import retry_transient
 from models.identity import Role
 from models.trading import Market as MarketModel
 from models.trading import MarketStatus as MarketStatusModel
@@ -25,7 +24,6 @@ from models.trading import TimeInForce as TimeInForceModel
 from models.trading import Trade as TradeModel
 from resolvers import ledger
 from resolvers.assets.validation import trim
-from resolvers.audit import record
 from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data, markets, orders
@@ -320,34 +318,3 @@ class Mutation:
                                                    request_id=info.context.request_id)
         await market_data.publish(info.context.services.pubsub, events)
         return [Order.of(v) for v in views]
-
-    @strawberry.mutation(extensions=requires(Role.ADMIN),
-                         description="Dev funding: credit a user's cash through the ledger (idempotent per reference).")
-    async def credit_cash(self, info: Info, user_id: uuid.UUID, amount: Decimal, currency: str,
-                          reference: str) -> list[CashBalance]:
-        actor = info.context.viewer.require_user()
-        if not reference or len(reference) > 80:
-            raise BadUserInput("reference must have 1 to 80 characters", field="reference")
-        session = await info.context.session()
-        from models.identity import User
-
-        if await session.get(User, user_id) is None:
-            from core.errors import NotFound
-
-            raise NotFound("user not found", field="userId")
-        currency = currency.strip().upper()
-        if not currency or len(currency) > 16:
-            raise BadUserInput("currency must have 1 to 16 characters", field="currency")
-
-        async def credit() -> None:
-            posted = await ledger.credit_deposit(session, user_id, amount, currency,
-                                                 reference=f"admin-credit:{reference}", details={"by": str(actor)})
-            if posted:
-                record(session, actor_id=actor, action="cash.credit", target_type="user", target_id=user_id,
-                       request_id=info.context.request_id, details={"amount": str(amount), "currency": currency})
-            await session.commit()
-
-        await retry_transient(session, credit)
-        rows = await ledger.balances(session, user_id)
-        return [CashBalance(currency=b.currency, available=trim(b.available), reserved=trim(b.reserved),
-                            total=trim(b.total)) for b in rows]

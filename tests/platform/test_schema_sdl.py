@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.settings import Settings
-from schema import build_schema
+from core.settings import Environment, Settings
+from schema import build_schema, production_sdl
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "schema.graphql"
@@ -16,7 +16,7 @@ RWA = str(Path(sys.executable).with_name("rwa"))
 
 
 def current_sdl() -> str:
-    return build_schema(Settings()).as_str() + "\n"  # type: ignore[call-arg]
+    return production_sdl()
 
 
 def stale_message(committed: str, current: str) -> str:
@@ -39,3 +39,16 @@ def test_export_command_writes_the_served_sdl(tmp_path: Path) -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == current_sdl()
+
+
+def test_development_schema_is_the_contract_plus_the_dev_only_fields() -> None:
+    """schema.graphql is what production serves; development and test add only the documented dev-only fields
+    (schema/dev_funding.py), so nothing a front end builds against the contract is missing in development."""
+    dev = build_schema(Settings(RWA_ENV=Environment.DEVELOPMENT))._schema  # type: ignore[call-arg]
+    prod = build_schema(Settings(RWA_ENV=Environment.PRODUCTION))._schema  # type: ignore[call-arg]
+    extra = {(t, f) for t in ("Query", "Mutation", "Subscription")
+             for f in getattr(dev.get_type(t), "fields", {}) if f not in getattr(prod.get_type(t), "fields", {})}
+    missing = {(t, f) for t in ("Query", "Mutation", "Subscription")
+               for f in getattr(prod.get_type(t), "fields", {}) if f not in getattr(dev.get_type(t), "fields", {})}
+    assert extra == {("Mutation", "creditCash")} and not missing
+    assert "creditCash" not in COMMITTED.read_text()
