@@ -87,7 +87,8 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
         else:
             name, arg_map = decoded
             if name == "IdentityRegistered":
-                arg_map["country"] = batch.countries.get((block_hash, log_index))
+                reading = batch.countries.get((block_hash, log_index))
+                arg_map.update(reading.args() if reading is not None else {"country": None})
             subject = subject_of(name, arg_map, emitter)
         events.append((chain_id, block_hash, log_index, n, tx_hash, int(lg["transactionIndex"], 16),
                        emitter, name, topics, data, json.dumps(arg_map), subject))

@@ -5,7 +5,7 @@ batches of about ``max_events`` logs, each with:
 - the blocks holding its logs, its end block, and every block above ``finalized`` (so the
   unfinalized part of the chain is stored as a parent-hash chain for reorg detection);
 - the investor country of each IdentityRegistered (not in the event: read with eth_call at
-  that block hash).
+  that block hash, or at a recent block where the node keeps no state that old: indexer/countries.py).
 Each batch is checked for internal consistency (log block hashes = fetched block hashes,
 parent hashes chain); a reorg racing the fetch raises InconsistentFetch and the caller retries.
 """
@@ -21,9 +21,8 @@ from chains.log_range import AdaptiveLogRange
 from chains.rpc import RpcClient
 from chains.spec import ChainSpec
 from indexer.errors import InconsistentFetch
-from indexer.events import BY_NAME, INVESTOR_COUNTRY_SELECTOR, WATCHED_TOPIC0S
-
-_REGISTERED_TOPIC0 = BY_NAME["IdentityRegistered"].topic0
+from indexer.countries import CountryReading, read_countries
+from indexer.events import WATCHED_TOPIC0S
 
 
 @dataclass(slots=True)
@@ -33,7 +32,7 @@ class FetchedRange:
     to_block: int
     logs: list[dict[str, Any]]
     blocks: dict[int, dict[str, Any]]  # number -> raw block (hash, parentHash, timestamp as hex)
-    countries: dict[tuple[str, int], int] = field(default_factory=dict)  # (block hash, log index) -> country
+    countries: dict[tuple[str, int], CountryReading] = field(default_factory=dict)  # (block hash, log index) ->
 
     @property
     def end_hash(self) -> str:
@@ -119,28 +118,6 @@ async def fetch_blocks(client: RpcClient, numbers: Sequence[int]) -> dict[int, d
             raise InconsistentFetch(f"node has no block {n} (chain shortened?)")
         blocks[n] = {"hash": blk["hash"], "parentHash": blk["parentHash"], "timestamp": blk["timestamp"]}
     return blocks
-
-
-async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> dict[tuple[str, int], int]:
-    """investorCountry(investor) at the block of each IdentityRegistered log."""
-    regs = [lg for lg in logs if lg["topics"] and lg["topics"][0] == _REGISTERED_TOPIC0]
-    if not regs:
-        return {}
-    calls = [
-        (
-            "eth_call",
-            [
-                {"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + lg["topics"][1][2:]},
-                {"blockHash": lg["blockHash"]},  # EIP-1898: the state of exactly that block
-            ],
-        )
-        for lg in regs
-    ]
-    try:
-        results = await client.batch(calls)
-    except RpcError as err:
-        raise InconsistentFetch(f"investorCountry at a fetched block failed: {err}") from err
-    return {(lg["blockHash"], int(lg["logIndex"], 16)): int(r, 16) if r not in (None, "0x") else 0 for lg, r in zip(regs, results)}
 
 
 def check_consistency(batch: FetchedRange) -> None:

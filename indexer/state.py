@@ -128,7 +128,7 @@ WHERE t.chain_id = $1 AND lower(t.address) = lower(u.token)
 """
 
 _LATEST_IDENTITY_SQL = """
-SELECT k.registry, k.investor, r.event, r.identity, r.block_number, c.country
+SELECT k.registry, k.investor, r.event, r.identity, r.block_number, c.country, c.source
 FROM unnest($2::text[], $3::text[]) AS k(registry, investor)
 LEFT JOIN LATERAL (
     SELECT e.event, e.args->>'identity' AS identity, e.block_number FROM chain_events e
@@ -136,7 +136,8 @@ LEFT JOIN LATERAL (
       AND e.event IN ('IdentityRegistered', 'IdentityRemoved')
     ORDER BY e.block_number DESC, e.log_index DESC LIMIT 1) r ON true
 LEFT JOIN LATERAL (
-    SELECT CASE WHEN e.event = 'IdentityRemoved' THEN NULL ELSE (e.args->>'country')::int END AS country
+    SELECT CASE WHEN e.event = 'IdentityRemoved' THEN NULL ELSE (e.args->>'country')::int END AS country,
+           coalesce(e.args->>'countrySource', 'EVENT') AS source
     FROM chain_events e
     WHERE e.chain_id = $1 AND e.address = k.registry AND e.subject = k.investor
       AND e.event IN ('IdentityRegistered', 'IdentityRemoved', 'CountryUpdated')
@@ -144,11 +145,12 @@ LEFT JOIN LATERAL (
 """
 
 _UPSERT_IDENTITY_SQL = """
-INSERT INTO identities AS t (chain_id, registry_address, investor, identity, country, registered, updated_block)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO identities AS t (chain_id, registry_address, investor, identity, country, registered, updated_block,
+                             country_source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (chain_id, registry_address, investor) DO UPDATE
     SET identity = excluded.identity, country = excluded.country, registered = excluded.registered,
-        updated_block = excluded.updated_block
+        updated_block = excluded.updated_block, country_source = excluded.country_source
 """
 
 
@@ -178,7 +180,7 @@ async def recompute_identities(conn: asyncpg.Connection, chain_id: int, keys: It
     live = [
         (chain_id, r["registry"], r["investor"],
          r["identity"] if r["event"] == "IdentityRegistered" else None,
-         r["country"], r["event"] == "IdentityRegistered", r["block_number"])
+         r["country"], r["event"] == "IdentityRegistered", r["block_number"], r["source"] or "EVENT")
         for r in rows if r["event"] is not None
     ]
     if live:
