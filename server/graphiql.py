@@ -37,6 +37,14 @@ TEMPLATE = STATIC_DIR / "graphiql.html"
 NODE_MODULES = Path(__file__).resolve().parents[1] / "node_modules"
 SETUP_COMMAND = "npm ci --ignore-scripts --no-audit --no-fund && python -m server.graphiql install"
 
+# What the page may load and do: its scripts and styles from this origin only (no inline script: the config is a
+# JSON block), inline styles (the page's <style> block; GraphiQL and CodeMirror set style attributes), GraphiQL's
+# inlined data: fonts and images, requests (HTTP and graphql-transport-ws) to this origin only; and it must never
+# be framed (clickjacking a signed-in dashboard): CSP frame-ancestors plus X-Frame-Options for older browsers.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+
 # Shown in the headers editor as an example. The init script drops this exact value before sending,
 # so an untouched example never reaches the server as a (bogus) credential.
 AUTH_PLACEHOLDER = "Bearer <token>"
@@ -177,7 +185,7 @@ def graphiql_html(endpoint: str = "/graphql", subscription_endpoint: str | None 
 def graphiql_response(endpoint: str = "/graphql") -> HTMLResponse:
     """For Strawberry's `render_graphql_ide` override: 200 with the page, or 503 with setup instructions."""
     status = 503 if missing_assets() else 200
-    return HTMLResponse(graphiql_html(endpoint), status_code=status)
+    return HTMLResponse(graphiql_html(endpoint), status_code=status, headers=PAGE_HEADERS)
 
 
 def static_mount() -> Mount:

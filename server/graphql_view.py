@@ -23,6 +23,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from core.errors import AppError
 from schema.extensions import classify_all
 from server.context import Context
+from server.graphiql import PAGE_HEADERS
 from server.services import Services
 from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 from server.viewer import Viewer, viewer_from_headers
@@ -97,6 +98,14 @@ class BodyTooLarge(Exception):
     pass
 
 
+# headers a plain cross-site form cannot send (they force a CORS preflight): see GraphQLView.parse_multipart
+PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
+
+
+class PreflightRequired(HTTPException):
+    """A multipart request without a CSRF preflight header."""
+
+
 def limit_body(receive: Receive, max_bytes: int) -> Receive:
     """`receive` that refuses a body (chunked or not) larger than max_bytes."""
     seen = 0
@@ -155,6 +164,8 @@ class GraphQLView(GraphQL):
                 response = error_response("GraphiQL is disabled; POST GraphQL requests", "NOT_FOUND", 404)
             elif exc.status_code == 405:
                 response = error_response(exc.reason, "BAD_USER_INPUT", 405)
+            elif isinstance(exc, PreflightRequired):
+                response = error_response(exc.reason, "BAD_USER_INPUT", 400, reason="CSRF_PREFLIGHT_REQUIRED")
             else:
                 response = error_response(exc.reason, "BAD_USER_INPUT", exc.status_code)
         except StarletteHTTPException as exc:  # request.form(): a multipart body without boundary or malformed
@@ -215,7 +226,18 @@ class GraphQLView(GraphQL):
         return await super().process_result(request, result)
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(self._graphiql_html or "")
+        return HTMLResponse(self._graphiql_html or "", headers=PAGE_HEADERS)
+
+    async def parse_multipart(self, request):  # type: ignore[no-untyped-def,override]
+        """CSRF: a cross-site HTML form can send a multipart POST without a CORS preflight, and it runs with the
+        victim's cookies or ambient credentials. Strawberry 0.341 has no check, so every multipart request (any
+        operation, not only uploads) must carry a header such a form cannot set, as Apollo Server requires.
+        Checked where strawberry decides the body is multipart, before the form is read."""
+        headers = request.headers
+        if not any((headers.get(name) or "").strip() for name in PREFLIGHT_HEADERS):
+            raise PreflightRequired(400, "multipart requests need a non-empty Apollo-Require-Preflight (or "
+                                         "X-Apollo-Operation-Name) header")
+        return await super().parse_multipart(request)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:  # type: ignore[override]
         client_ip = request.client.host if request.client else "unknown"

@@ -1,6 +1,10 @@
-"""ASGI middleware: request ids (echoed, and on every log line), one access log line per request, and a last
-line of defence that turns an unexpected exception into a typed JSON error (HTTP) or a 1011 close (websocket)
-instead of a stack trace or a silent socket."""
+"""ASGI middleware: request ids (echoed, and on every log line), one access log line per request, security
+headers on every HTTP response, and a last line of defence that turns an unexpected exception into a typed JSON
+error (HTTP) or a 1011 close (websocket) instead of a stack trace or a silent socket.
+
+Security headers are defaults: a response that already carries one keeps its own. So the GraphiQL page sets the
+CSP that lets it run (server/graphiql.py), and a view that wants a response cached (public persisted queries,
+later) sets its own Cache-Control; everything else is `no-store` except the versioned static assets."""
 
 from __future__ import annotations
 
@@ -21,6 +25,17 @@ _KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
 # the server's own ASGI send of a websocket, before any wrapping: shared subscriptions write frames to the
 # connection behind it directly (server/shared_subscriptions.py)
 RAW_SEND_SCOPE_KEY = "rwa.raw_send"
+# Every HTTP response: no MIME sniffing (a JSON error echoing input must not render as HTML), no framing
+# (clickjacking), no referrer leaking URLs, and a CSP that allows nothing (API responses are data, not pages).
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+)
+# GraphQL results, errors and health answers are per caller and per moment: no shared or browser cache keeps them
+NO_STORE = (b"cache-control", b"no-store")
+_CACHEABLE_PREFIX = "/static/"  # GraphiQL's bundles, versioned in their URLs
 
 
 class RequestContextMiddleware:
@@ -37,12 +52,18 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
 
+        defaults = SECURITY_HEADERS if scope.get("path", "").startswith(_CACHEABLE_PREFIX) else (*SECURITY_HEADERS,
+                                                                                                 NO_STORE)
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["sent"] = True
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
+                headers = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
+                headers += [h for h in defaults if h[0] not in present]
+                headers.append((b"x-request-id", rid.encode()))
+                message["headers"] = headers
             await send(message)
 
         if scope["type"] == "websocket":

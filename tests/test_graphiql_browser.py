@@ -120,7 +120,15 @@ def test_graphiql_runs_typename_offline(server_url: str, jwt_private_pem: str) -
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.on("request", lambda request: requests.append(request))
-            page.goto(server_url + "/graphql", wait_until="load", timeout=10_000)
+            # the page's Content-Security-Policy must not block anything GraphiQL does
+            violations: list[str] = []
+            page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text
+                    else None)
+            page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                                 "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+            loaded = page.goto(server_url + "/graphql", wait_until="load", timeout=10_000)
+            assert loaded is not None and "frame-ancestors 'none'" in loaded.headers["content-security-policy"]
+            assert loaded.headers["x-frame-options"] == "DENY"
 
             # Example tabs, and the auth header example in an open, editable headers editor.
             page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=10_000)
@@ -149,6 +157,8 @@ def test_graphiql_runs_typename_offline(server_url: str, jwt_private_pem: str) -
                 timeout=10_000,
             )
             assert run.value.headers.get("authorization") == f"Bearer {token}"
+            assert page.evaluate("window.__csp") == [] and violations == [], (page.evaluate("window.__csp"),
+                                                                               violations)
             page.screenshot(path=str(SCREENSHOT))
         finally:
             browser.close()

@@ -237,7 +237,8 @@ MALFORMED = {
     "wrong content type": dict(method="POST", content=b"{ __typename }", headers={"content-type": "text/plain"}),
     "no content type": dict(method="POST", content=b'{"query": "{ __typename }"}'),
     "form body": dict(method="POST", data={"query": "{ __typename }"}),
-    "bad multipart": dict(method="POST", files={"operations": (None, "not json")}),
+    "bad multipart": dict(method="POST", files={"operations": (None, "not json")},
+                          headers={"apollo-require-preflight": "true"}),
     "not utf-8": dict(method="POST", content=b'{"query": "\xff\xfe"}', headers={"content-type": "application/json"}),
     "GET with query params": dict(method="GET", params={"query": "{ __typename }"}),
     "GET mutation": dict(method="GET", params={"query": "mutation { logout }"}),
@@ -252,9 +253,11 @@ MALFORMED = {
                                     headers={"content-type": "application/json"}),
     "subscription over http": dict(method="POST", json={"query": "subscription { __typename }"}),
     # request.form() refused these with Starlette's plain-text 400
-    "multipart without boundary": dict(method="POST", content=b"xx", headers={"content-type": "multipart/form-data"}),
+    "multipart without boundary": dict(method="POST", content=b"xx", headers={"content-type": "multipart/form-data",
+                                                                           "apollo-require-preflight": "true"}),
     "garbage multipart": dict(method="POST", content=b"garbage",
-                              headers={"content-type": "multipart/form-data; boundary=abc"}),
+                              headers={"content-type": "multipart/form-data; boundary=abc",
+                                       "apollo-require-preflight": "true"}),
     "OPTIONS": dict(method="OPTIONS"),  # the route did not list it: plain-text 405
 }
 
