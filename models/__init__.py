@@ -9,5 +9,6 @@ from models import ledger  # noqa: F401
 from models import trading  # noqa: F401
 from models import payments  # noqa: F401
 from models import operations  # noqa: F401
+from models import withdrawals  # noqa: F401
 
 __all__ = ["Base"]

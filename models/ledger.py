@@ -33,6 +33,7 @@ class AccountKind(str, enum.Enum):
     WITHDRAWALS = "WITHDRAWALS"
     REFUNDS_PAYABLE = "REFUNDS_PAYABLE"
     RECEIVABLES = "RECEIVABLES"  # owed to the platform: a failed trade's seller who no longer had the cash
+    WITHDRAWALS_PENDING = "WITHDRAWALS_PENDING"  # withdrawals requested, not yet paid out on chain (migration 0011)
 
 
 class LedgerAccount(Base):

@@ -99,6 +99,9 @@ class ChainOperation(Base):
     __table_args__ = (
         Index("ix_chain_operations_state_chain", "state", "chain_id", "created_at"),
         Index("ix_chain_operations_kind_created", "kind", "created_at"),
+        # prefix lookups of versioned refs ("identity:<chain>:<registry>:<wallet>:<n>"; migration 0011)
+        Index("ix_chain_operations_business_ref_prefix", "business_ref",
+              postgresql_ops={"business_ref": "varchar_pattern_ops"}),
         # One live operation per (chain, sender, nonce): a second writer could never sign over a held nonce.
         Index("uq_chain_operations_sender_nonce", "chain_id", "sender", "nonce", unique=True,
               postgresql_where=text("nonce IS NOT NULL AND state <> 'CANCELED'")),

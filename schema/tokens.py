@@ -35,13 +35,15 @@ class Token:
     total_supply: BigInt  # type: ignore[valid-type]
     paused: bool
     start_block: int
+    identity_registry: str | None = strawberry.field(description=(
+        "The ERC-3643 identity registry the token checks transfers against (EIP-55); null for stablecoins."))
     _row: strawberry.Private[TokenRow]
 
     @classmethod
     def from_row(cls, r: TokenRow) -> "Token":
         return cls(id=r.id, asset_id=r.asset_id, chain_id=r.chain_id, address=r.address, kind=r.kind, name=r.name,
                    symbol=r.symbol, decimals=r.decimals, total_supply=r.total_supply, paused=r.paused,
-                   start_block=r.start_block, _row=r)
+                   start_block=r.start_block, identity_registry=r.identity_registry, _row=r)
 
     @strawberry.field(description="Chain name (ethereum, polygon, bsc).")
     def chain_name(self) -> str:

@@ -9,8 +9,20 @@ import strawberry
 from strawberry.types import Info
 
 from models.identity import Wallet as WalletModel
-from resolvers.identity import wallets
+from resolvers.identity import verifications, wallets
 from schema.permissions import authenticated
+
+
+@strawberry.type(description=(
+    "The wallet's standing in one identity registry of the platform's security tokens, as indexed from the chain."))
+class WalletVerification:
+    chain_id: int
+    registry: str = strawberry.field(description="The identity registry contract (EIP-55).")
+    verified: bool = strawberry.field(description="Listed in the registry (transfers to/from it are allowed).")
+    identity: str | None = strawberry.field(description="The on-chain identity it is registered with.")
+    country: int | None = strawberry.field(description="ISO 3166-1 numeric country code stored on chain.")
+    updated_block: int | None
+    pending: bool = strawberry.field(description="A register/delete operation for it is on its way to the chain.")
 
 
 @strawberry.type(description="An EVM address linked to the caller; the same address on every chain.")
@@ -18,6 +30,15 @@ class Wallet:
     id: uuid.UUID
     address: str = strawberry.field(description="EIP-55 checksummed")
     linked_at: datetime
+
+    @strawberry.field(description=(
+        "One entry per identity registry of the platform's security tokens (each chain, each registry): KYC "
+        "APPROVED wallets are registered there by the platform's agent, others deleted."))
+    async def verifications(self, info: Info) -> list[WalletVerification]:
+        found = await verifications.verifications_of(await info.context.session(), [self.address])
+        return [WalletVerification(chain_id=v.chain_id, registry=v.registry, verified=v.verified,
+                                   identity=v.identity, country=v.country, updated_block=v.updated_block,
+                                   pending=v.pending) for v in found[self.address]]
 
     @classmethod
     def from_model(cls, w: WalletModel) -> "Wallet":

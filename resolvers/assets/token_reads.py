@@ -26,10 +26,11 @@ class TokenRow:
     total_supply: int
     paused: bool
     start_block: int
+    identity_registry: str | None = None
 
 
 TOKEN_COLUMNS = (Token.id, Token.asset_id, Token.chain_id, Token.address, Token.kind, Token.name, Token.symbol,
-                 Token.decimals, Token.total_supply, Token.paused, Token.start_block)
+                 Token.decimals, Token.total_supply, Token.paused, Token.start_block, Token.identity_registry)
 
 
 def token_row(values: tuple) -> TokenRow:  # type: ignore[type-arg]

@@ -26,6 +26,7 @@ from models.identity import KycCase, KycStatus, Role
 from resolvers.audit import record
 from resolvers.identity.countries import ISO_3166_ALPHA2
 from resolvers.identity.kyc_states import ACTOR, KycEvent, effective_status, next_status
+from resolvers.identity.registry_sync import sync_users
 from resolvers.pagination import Page, keyset_page
 from resolvers.raw_sql import pg
 from server.context import Context
@@ -145,6 +146,7 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
     except IntegrityError as exc:  # two first submissions raced; the other one won
         await session.rollback()
         raise Conflict("a KYC case for this user was created concurrently; retry") from exc
+    await sync_users(session, [user_id], actor_id=user_id)  # back in review: no longer verified on chain
     await session.commit()
     return case
 
@@ -175,6 +177,8 @@ async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason:
         details["reason"] = reason
     record(session, actor_id=actor, action=f"kyc.{event.value.lower()}", target_type="kyc_case",
            target_id=case.id, request_id=ctx.request_id, details=details)
+    await session.flush()
+    await sync_users(session, [case.user_id], actor_id=actor)  # the identity registries follow (registry_sync)
     await session.commit()
     return case
 
@@ -212,16 +216,17 @@ WITH due AS (SELECT id FROM kyc_cases WHERE status = 'APPROVED' AND expires_at <
      a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
            SELECT NULL, 'kyc.expire', 'kyc_case', up.id::text, NULL,
                   jsonb_build_object('from', 'APPROVED', 'to', $3::text, 'reason', 'APPROVAL_LAPSED') FROM up)
-SELECT count(*) FROM up"""
+SELECT coalesce(array_agg(user_id), '{}') FROM up"""
 EXPIRE_BATCH = 500
 
 
 @transient_retry
 async def _expire_batch(session: AsyncSession, now: datetime, limit: int) -> int:
     target = next_status(KycEvent.EXPIRE, KycStatus.APPROVED)  # the state machine decides, not this statement
-    n = await (await pg(session)).fetchval(_EXPIRE_LAPSED, now, limit, target.value)
+    users = await (await pg(session)).fetchval(_EXPIRE_LAPSED, now, limit, target.value)
+    await sync_users(session, list(users))  # their wallets leave the identity registries (registry_sync)
     await session.commit()
-    return int(n)
+    return len(users)
 
 
 async def expire_lapsed(session: AsyncSession, now: datetime | None = None, batch: int = EXPIRE_BATCH) -> int:

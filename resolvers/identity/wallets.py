@@ -23,6 +23,7 @@ from core.errors import BadUserInput, Conflict, NotFound
 from core.rate_limit import hit
 from models.identity import Wallet
 from resolvers.audit import record
+from resolvers.identity.registry_sync import sync_wallets
 from server.context import Context
 
 CHALLENGE_TTL = timedelta(minutes=10)
@@ -153,6 +154,7 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
         raise _linked_conflict(False) from exc
     record(session, actor_id=user_id, action="wallet.link", target_type="wallet", target_id=address,
            request_id=ctx.request_id, details={"nonce": stored["nonce"]})
+    await sync_wallets(session, [address], actor_id=user_id)  # KYC APPROVED: registered on chain (registry_sync)
     await session.commit()
     return wallet
 
@@ -175,6 +177,7 @@ async def unlink(ctx: Context, address: str) -> bool:
         raise NotFound("no such wallet on your account", field="address")
     record(session, actor_id=user_id, action="wallet.unlink", target_type="wallet", target_id=address,
            request_id=ctx.request_id)
+    await sync_wallets(session, [address], actor_id=user_id)  # deleted from the identity registries
     await session.commit()
     return True
 

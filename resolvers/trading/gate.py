@@ -4,8 +4,14 @@ REJECTED with one of these reason codes, checked in this order:
     MARKET_NOT_OPEN, TOKEN_PAUSED, KYC_NOT_APPROVED,
     NO_LINKED_WALLET           no linked wallet that the token's indexed identity registry lists (registered)
     WALLET_FROZEN              every eligible wallet is frozen (holdings.frozen)
-    INSUFFICIENT_TOKEN_BALANCE sell: indexed balance - frozen amount - open sells - unsettled outgoing < quantity
+    INSUFFICIENT_TOKEN_BALANCE sell: indexed balance - frozen amount - open sells - outstanding outgoing < quantity
     INSUFFICIENT_CASH          buy: ledger AVAILABLE < the order's cash reservation (price x qty + max fee)
+
+Outstanding outgoing: settlement instructions from the wallet that are not finished (their operation is not yet
+CONFIRMED/FAILED, which moves the instruction in the same transaction) AND whose transfer is not yet in the indexed
+`token_transfers` (matched by any tx hash the agent broadcast for it). Holdings are indexed balances: once the
+transfer is indexed, final or not, the balance already shows it, and counting the instruction too would count the
+same tokens twice (a reorg that removes the transfer brings the instruction back into the count).
 
 Runs under the market's matching lock, so the user's open sells in this market cannot change meanwhile (open
 sells of the same token in its other quote-currency markets are counted, but not locked).
@@ -62,8 +68,14 @@ LEFT JOIN LATERAL (
                                 AND o.side = 'SELL' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
                                 AND o.wallet_address = wa.address) END AS open_qty,
            CASE WHEN $3 THEN (SELECT coalesce(sum(s.amount), 0) FROM settlement_instructions s
+                              LEFT JOIN chain_operations op ON op.business_ref = 'settlement:' || s.id::text
                               WHERE s.chain_id = m.chain_id AND s.token_address = m.token_address
-                                AND s.from_wallet = wa.address AND s.status IN ('PENDING', 'SUBMITTED')) END AS pending
+                                AND s.from_wallet = wa.address AND s.status IN ('PENDING', 'SUBMITTED')
+                                AND NOT EXISTS (
+                                    SELECT 1 FROM token_transfers tt
+                                    WHERE tt.chain_id = s.chain_id AND tt.token_address = s.token_address
+                                      AND tt.from_address = s.from_wallet
+                                      AND tt.tx_hash = ANY(coalesce(op.tx_hashes, '{}') || s.tx_hash))) END AS pending
     FROM wallets wa
     JOIN identities ie ON ie.investor = wa.address AND ie.chain_id = m.chain_id
                           AND ie.registry_address = t.identity_registry AND ie.registered

@@ -5,10 +5,12 @@ resting (maker) buyer pays from its RESERVED cash; a taker buyer pays straight f
 under the market lock, and reserving then releasing within one transaction would only cost statements) and only
 the part of it that rests is reserved. If the ledger refuses, the whole placement rolls back (CONFLICT).
 
-Token leg: a PENDING transfer instruction (seller wallet -> buyer wallet, raw units) for the agent to execute on
-chain. The trade's `settlement` follows it: PENDING until the agent reports the transfer
-(`record_transfer_result`): SETTLED when confirmed, FAILED (with a reason, the cash leg reversed, an audit row)
-when it failed.
+Token leg: a PENDING transfer instruction (seller wallet -> buyer wallet, raw units) and, in the same transaction,
+its on-chain operation in the agent's outbox (kind "settlement.transfer", business_ref "settlement:<instruction id>":
+SecurityToken.forcedTransfer(seller, buyer, units) signed by the token agent). The trade's `settlement` follows it:
+PENDING until the operation completes (agent/effects/settlement.py calls `apply_transfer_result` in the executor's
+transaction): SETTLED when the transfer is indexed and final, FAILED (with the revert reason, the cash leg reversed,
+an audit row) when it reverted or was canceled.
 
 Fees are rounded down to the ledger's 18 places, so fills never consume more than a buy reserved
 (`buy_reservation`, rounded up).
@@ -27,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agent.outbox import enqueue
 from core.errors import BadUserInput, NotFound
 from core.transactions import transient_retry
 from models.ledger import AccountKind
@@ -41,6 +44,18 @@ from resolvers.trading.gate import to_units
 log = logging.getLogger("rwa.trading")
 QUANTUM = Decimal("1e-18")
 BPS = Decimal(10000)
+
+
+TRANSFER_KIND = "settlement.transfer"
+
+
+def business_ref(instruction_id: uuid.UUID) -> str:
+    return f"settlement:{instruction_id}"
+
+
+def instruction_of(ref: str) -> uuid.UUID:
+    """The instruction id of a settlement operation's business_ref."""
+    return uuid.UUID(ref.removeprefix("settlement:"))
 
 
 def fee(notional: Decimal, bps: int) -> Decimal:
@@ -102,11 +117,15 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
     buyer_is_taker = taker_side is Side.BUY
     trade_id = uuid.uuid4()
     both = bool(buyer_wallet and seller_wallet)
+    instruction_id, units = uuid.uuid4(), to_units(quantity, market.base_decimals)
     seq = await (await pg(session)).fetchval(
         _TRADE, trade_id, market.id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side.value, price,
-        quantity, maker_fee, taker_fee, now, uuid.uuid4(), market.chain_id, market.token_address,
-        seller_wallet if both else None, buyer_wallet if both else None,
-        Decimal(to_units(quantity, market.base_decimals)))
+        quantity, maker_fee, taker_fee, now, instruction_id, market.chain_id, market.token_address,
+        seller_wallet if both else None, buyer_wallet if both else None, Decimal(units))
+    if both:
+        await enqueue(session, kind=TRANSFER_KIND, chain_id=market.chain_id, contract=market.token_address,
+                      abi_name="SecurityToken", function="forcedTransfer", args=[seller_wallet, buyer_wallet, units],
+                      business_ref=business_ref(instruction_id))
     buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
     buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED
     legs = [(UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),
@@ -126,9 +145,26 @@ MAX_FAILURE_REASON = 80
 async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
                                  tx_hash: str | None = None, reason: str | None = None,
                                  actor_id: uuid.UUID | None = None, request_id: str | None = None) -> SettlementStatus:
-    """The agent reports the on-chain transfer of a trade: the instruction becomes CONFIRMED | FAILED and the trade
+    """`apply_transfer_result`, committed (a finished instruction changes nothing and rolls back)."""
+    status, changed = await apply_transfer_result(session, instruction_id, confirmed=confirmed, tx_hash=tx_hash,
+                                                  reason=reason, actor_id=actor_id, request_id=request_id)
+    await (session.commit() if changed else session.rollback())
+    return status
+
+
+def failure_reason(reason: str | None) -> str:
+    """A revert reason as a trade's failure_reason: one line, at most MAX_FAILURE_REASON characters."""
+    why = " ".join((reason or "TRANSFER_FAILED").split()) or "TRANSFER_FAILED"
+    return why if len(why) <= MAX_FAILURE_REASON else why[:MAX_FAILURE_REASON - 3] + "..."
+
+
+async def apply_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
+                                tx_hash: str | None = None, reason: str | None = None,
+                                actor_id: uuid.UUID | None = None,
+                                request_id: str | None = None) -> tuple[SettlementStatus, bool]:
+    """The on-chain transfer of a trade completed: the instruction becomes CONFIRMED | FAILED and the trade
     SETTLED | FAILED (with `reason`, default TRANSFER_FAILED, and its cash compensated: `_reverse_cash`).
-    Idempotent; a finished instruction does not change. Commits."""
+    Idempotent: a finished instruction does not change (returns its status and False). Does not commit."""
     why = None if confirmed else " ".join((reason or "TRANSFER_FAILED").split())
     if why is not None and not 0 < len(why) <= MAX_FAILURE_REASON:
         raise BadUserInput(f"reason must have 1 to {MAX_FAILURE_REASON} characters", field="reason")
@@ -137,8 +173,7 @@ async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUI
     if instruction is None:
         raise NotFound("settlement instruction not found")
     if (done := instruction.status) in (InstructionStatus.CONFIRMED, InstructionStatus.FAILED):
-        await session.rollback()
-        return SettlementStatus.SETTLED if done is InstructionStatus.CONFIRMED else SettlementStatus.FAILED
+        return (SettlementStatus.SETTLED if done is InstructionStatus.CONFIRMED else SettlementStatus.FAILED), False
     instruction.status = InstructionStatus.CONFIRMED if confirmed else InstructionStatus.FAILED
     instruction.tx_hash = tx_hash or instruction.tx_hash
     status = SettlementStatus.SETTLED if confirmed else SettlementStatus.FAILED
@@ -150,8 +185,11 @@ async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUI
         log.warning("trade %s settlement FAILED (%s); cash reversed: %s", trade.id, why, reversal)
         record(session, actor_id=actor_id, action="trade.settlement_failed", target_type="trade", target_id=trade.id,
                request_id=request_id, details={"reason": why, "instruction": str(instruction.id), **reversal})
-    await session.commit()
-    return status
+    else:
+        record(session, actor_id=actor_id, action="trade.settled", target_type="trade", target_id=trade.id,
+               request_id=request_id, details={"instruction": str(instruction.id), "txHash": instruction.tx_hash})
+    await session.flush()
+    return status, True
 
 
 async def _reverse_cash(session: AsyncSession, trade: Trade) -> dict[str, str]:
