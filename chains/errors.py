@@ -4,21 +4,33 @@ RPC failures are split by what the caller should do about them (cf. httpx/_excep
 
     RpcError                      any failure talking to a node
     ├── RetryableRpcError         transient: the same request may succeed later or on another URL;
-    │   │                         RpcClient retries these (idempotent methods only) and fails over
+    │   │                         RpcClient retries these (idempotent methods only) with backoff and
+    │   │                         jitter, moving to the next URL after each failure
     │   ├── RpcTimeout            connect/read/write/pool timeout
     │   ├── RpcRateLimited        HTTP 429 or a JSON-RPC rate-limit error; carries retry_after
-    │   ├── RpcServerError        HTTP 5xx/408, or a JSON-RPC error a load-balanced node gives
-    │   │                         while lagging ("header not found")
-    │   └── RpcUnavailable        connection refused/reset, DNS failure, protocol error
-    ├── FatalRpcError             retrying the same request cannot help; never retried
-    │   ├── RpcResponseError      a JSON-RPC error object (code, message, data), e.g. a revert
-    │   ├── RpcHttpError          a non-retryable HTTP status (401, 403, 404...) without a JSON-RPC body
-    │   ├── MalformedResponse     not JSON, not JSON-RPC, or ids that do not match the request
-    │   └── ChainIdMismatch       the node serves another chain than configured
+    │   ├── RpcServerError        HTTP 5xx/408; a JSON-RPC error that is not about our request: -32603
+    │   │   │                     "internal error", -32000.. server codes, -32601 on one provider, a
+    │   │   │                     lagging node's "header not found"/"unknown block", any unclassified
+    │   │   │                     code on a read method
+    │   │   └── BlockUnavailable  a block the caller knows exists came back null/absent (a lagging or
+    │   │                         load-balanced node): never evidence of a reorg
+    │   ├── RpcUnavailable        connection refused/reset, DNS failure, protocol error
+    │   ├── RpcHttpError          any other non-2xx status without a JSON-RPC body (401/403: a bad
+    │   │                         key on one provider, 404: a wrong path): the next URL may work
+    │   └── MalformedResponse     not JSON, truncated JSON, HTML with status 200, no ``result``, a
+    │                             wrong ``id`` (single or batch item), a result of the wrong shape
+    ├── FatalRpcError             retrying cannot help; never retried
+    │   ├── RpcResponseError      a JSON-RPC error about the request itself, the same on every node:
+    │   │                         execution reverted (code 3), -32600 invalid request or -32602
+    │   │                         invalid params (our bug), state outside the node's window
+    │   │                         ("missing trie node", "BlockOutOfRange"); on a write method (not
+    │   │                         idempotent) every unclassified JSON-RPC error is fatal too
+    │   └── ChainIdMismatch       every configured URL serves another chain than configured (one
+    │                             wrong URL among several is dropped from the rotation instead)
     ├── LogRangeTooLarge          eth_getLogs span or result count over the provider's limit:
     │                             neither retried as-is nor fatal; ask again for a smaller range
     └── AllEndpointsFailed        every URL failed with retryable errors until retries ran out;
-                                  transient from the caller's point of view (sleep, then retry)
+                                  transient from the caller's point of view (back off, then retry)
 
 URLs in these errors are always redacted to scheme://host:port, since provider URLs carry API keys.
 """
@@ -80,8 +92,32 @@ class RpcServerError(RetryableRpcError):
         self.status_code = status_code
 
 
+class BlockUnavailable(RpcServerError):
+    """A block that must exist (at or below a head the node reported, or stored by us) came back null."""
+
+    kind = "block_unavailable"
+
+
 class RpcUnavailable(RetryableRpcError):
     kind = "unavailable"
+
+
+class RpcHttpError(RetryableRpcError):
+    """A non-2xx status without a JSON-RPC body. 401/403/404 are about that provider (key, plan, path),
+    not about the request: the next URL may serve it, so the client fails over."""
+
+    kind = "http_error"
+
+    def __init__(self, message: str, *, status_code: int, **kw: str | None) -> None:
+        super().__init__(message, **kw)
+        self.status_code = status_code
+
+
+class MalformedResponse(RetryableRpcError):
+    """Garbage from a proxy, a load balancer or a node under stress: the same request usually succeeds
+    on a retry or on another URL."""
+
+    kind = "malformed"
 
 
 class FatalRpcError(RpcError):
@@ -100,20 +136,10 @@ class RpcResponseError(FatalRpcError):
         self.data = data
 
 
-class RpcHttpError(FatalRpcError):
-    kind = "http_error"
-
-    def __init__(self, message: str, *, status_code: int, **kw: str | None) -> None:
-        super().__init__(message, **kw)
-        self.status_code = status_code
-
-
-class MalformedResponse(FatalRpcError):
-    kind = "malformed"
-
-
 class ChainIdMismatch(FatalRpcError):
-    """The node serves another chain than the one configured (a misconfigured RPC_URLS_<id>)."""
+    """The node serves another chain than the one configured (a misconfigured RPC_URLS_<id>).
+
+    RpcClient drops such a URL from its rotation; this is raised when no URL is left."""
 
     kind = "chain_id_mismatch"
 
@@ -191,20 +217,36 @@ _RATE_PATTERNS = re.compile(
 )
 # Transient node-side states: a load balancer routed us to a node that lags or is busy.
 _TRANSIENT_PATTERNS = re.compile(
-    r"header not found|unknown block|busy|try again|temporarily unavailable|"
-    r"upstream|timeout|timed out|service unavailable|internal server error",
+    r"header not found|unknown block|block not found|busy|try again|temporarily unavailable|"
+    r"upstream|timeout|timed out|service unavailable|internal server error|internal error|"
+    r"beyond (the )?current head|not (yet )?(synced|processed|available yet)|overloaded",
+    re.IGNORECASE,
+)
+# Answers that are about the request and come back the same from every node: never retried.
+_DETERMINISTIC_PATTERNS = re.compile(
+    r"revert|out of gas|invalid opcode|invalid jump|stack (over|under)flow|"
+    # state outside the node's window (indexer/countries.py falls back to a recent block on these)
+    r"block ?out ?of ?range|requested was|missing trie node|historical state|pruned|not an archive|"
+    r"distance to target block exceeds|state (is )?(not available|unavailable)",
     re.IGNORECASE,
 )
 _HINT = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 
 LIMIT_EXCEEDED = -32005  # EIP-1474 "limit exceeded"
+EXECUTION_ERROR = 3  # EIP-1474 / geth: execution reverted
+INVALID_REQUEST, INVALID_PARAMS = -32600, -32602  # our request is wrong: the same everywhere
 
 
-def classify_rpc_error(error: object, *, method: str, url: str | None) -> RpcError:
+def classify_rpc_error(error: object, *, method: str, url: str | None, idempotent: bool = False) -> RpcError:
     """Turn a JSON-RPC ``error`` object into the right exception type.
 
     Rate-limit messages win over range messages ("daily request limit exceeded" is about rate);
-    range messages only count for eth_getLogs, since "limit exceeded" means rate elsewhere.
+    range messages only count for eth_getLogs, since "limit exceeded" means rate elsewhere. Then
+    deterministic answers (reverts, invalid request/params, state out of the node's window) are
+    fatal; known transient messages are RpcServerError; anything else is transient on an
+    ``idempotent`` read (-32603 internal error, -32000 with an unknown message, -32601 on one
+    provider: another try or another URL may answer) and fatal on a write, as a write is never
+    retried blindly.
     """
     if not isinstance(error, dict):
         return MalformedResponse(f"error member is not an object: {error!r:.200}", url=url, method=method)
@@ -219,7 +261,9 @@ def classify_rpc_error(error: object, *, method: str, url: str | None) -> RpcErr
         return LogRangeTooLarge(code, message, suggested_range=_suggested_range(message), **ctx)
     if code == LIMIT_EXCEEDED:
         return RpcRateLimited(f"limit exceeded ({code}): {message}", **ctx)
-    if _TRANSIENT_PATTERNS.search(message) and code != 3:  # code 3 = execution reverted
+    if code == EXECUTION_ERROR or _DETERMINISTIC_PATTERNS.search(message):
+        return RpcResponseError(code if code is not None else 0, message, data, **ctx)
+    if _TRANSIENT_PATTERNS.search(message) or (idempotent and code not in (INVALID_REQUEST, INVALID_PARAMS)):
         return RpcServerError(f"node error ({code}): {message}", **ctx)
     return RpcResponseError(code if code is not None else 0, message, data, **ctx)
 

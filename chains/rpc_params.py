@@ -1,4 +1,4 @@
-"""Building JSON-RPC parameters: block references and eth_getLogs filters."""
+"""Building JSON-RPC parameters: block references and eth_getLogs filters (by range or by block hash)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ def logs_filter(
 ) -> dict[str, Any]:
     """The eth_getLogs filter object; an empty address list means "any address" and is omitted."""
     flt: dict[str, Any] = {"fromBlock": block_param(from_block), "toBlock": block_param(to_block)}
+    if isinstance(address, str):
+        flt["address"] = address
+    elif address:
+        flt["address"] = list(address)
+    if topics:
+        flt["topics"] = [t if t is None or isinstance(t, str) else list(t) for t in topics]
+    return flt
+
+
+def logs_filter_by_hash(
+    address: str | Sequence[str] | None,
+    topics: Sequence[str | Sequence[str] | None] | None,
+    block_hash: str,
+) -> dict[str, Any]:
+    """The eth_getLogs filter for exactly one block (EIP-234): no fromBlock/toBlock beside blockHash."""
+    flt: dict[str, Any] = {"blockHash": block_hash}
     if isinstance(address, str):
         flt["address"] = address
     elif address:

@@ -98,7 +98,7 @@ async def test_503_then_success_is_retried() -> None:
 async def test_5xx_with_json_rpc_error_body_is_classified_from_the_body() -> None:
     script = Script(a_example=[rpc_error(-32000, "header not found", status=500), ok("0x2")])
     async with make_client(script) as client:
-        assert await client.get_block(5) == "0x2"
+        assert await client.call("eth_getBlockByNumber", ["0x5", False]) == "0x2"
     assert len(script.seen) == 2
 
 
@@ -119,19 +119,28 @@ async def test_failover_to_a_fresh_url_does_not_sleep() -> None:
         assert time.monotonic() - started < 2.0  # a backoff sleep would take >= 2.5 s
 
 
-async def test_malformed_json_is_fatal_and_not_retried() -> None:
+async def test_html_with_status_200_fails_over_to_the_next_url() -> None:
     script = Script(a_example=[httpx.Response(200, text="<html>gateway</html>")], b_example=[ok("0x1")])
     async with make_client(script, [A, B]) as client:
-        with pytest.raises(MalformedResponse):
-            await client.block_number()
-    assert len(script.seen) == 1
+        assert await client.block_number() == 1
+        assert client.current_endpoint == LABEL_B
+    assert script.hosts() == ["a.example", "b.example"]
 
 
-async def test_mismatched_response_id_is_malformed() -> None:
-    script = Script(a_example=[lambda b: httpx.Response(200, json={"jsonrpc": "2.0", "id": 999, "result": "0x1"})])
+async def test_mismatched_response_id_is_malformed_and_retried() -> None:
+    script = Script(a_example=[lambda b: httpx.Response(200, json={"jsonrpc": "2.0", "id": 999, "result": "0x1"}),
+                               ok("0x2")])
     async with make_client(script) as client:
-        with pytest.raises(MalformedResponse):
+        assert await client.block_number() == 2
+    assert len(script.seen) == 2
+
+
+async def test_a_malformed_reply_on_every_attempt_ends_in_all_endpoints_failed() -> None:
+    script = Script(a_example=[httpx.Response(200, text='{"jsonrpc": "2.0", "resu')])
+    async with make_client(script, max_retries=2) as client:
+        with pytest.raises(AllEndpointsFailed) as exc:
             await client.block_number()
+    assert isinstance(exc.value.last_error, MalformedResponse) and len(script.seen) == 3
 
 
 async def test_non_idempotent_method_is_never_retried() -> None:
@@ -142,12 +151,20 @@ async def test_non_idempotent_method_is_never_retried() -> None:
     assert script.hosts() == ["a.example"]
 
 
-async def test_http_401_is_fatal() -> None:
-    script = Script(a_example=[httpx.Response(401, text="invalid api key"), ok("0x1")])
-    async with make_client(script) as client:
-        with pytest.raises(RpcHttpError) as exc:
+async def test_http_401_fails_over_to_the_next_url() -> None:
+    script = Script(a_example=[httpx.Response(401, text="invalid api key")], b_example=[ok("0x1")])
+    async with make_client(script, [A, B]) as client:
+        assert await client.block_number() == 1
+    assert script.hosts() == ["a.example", "b.example"]
+
+
+async def test_http_403_on_the_only_url_is_retried_then_all_endpoints_failed() -> None:
+    script = Script(a_example=[httpx.Response(403, text="forbidden")])
+    async with make_client(script, max_retries=1) as client:
+        with pytest.raises(AllEndpointsFailed) as exc:
             await client.block_number()
-    assert exc.value.status_code == 401 and len(script.seen) == 1
+    assert isinstance(exc.value.last_error, RpcHttpError) and exc.value.last_error.status_code == 403
+    assert len(script.seen) == 2
 
 
 async def test_json_rpc_revert_is_fatal_with_code_and_message() -> None:
@@ -234,7 +251,8 @@ async def test_batch_retries_only_the_items_that_failed_transiently() -> None:
                 flaky["left"] -= 1
                 out.append({"jsonrpc": "2.0", "id": i["id"], "error": {"code": -32000, "message": "header not found"}})
             else:
-                out.append({"jsonrpc": "2.0", "id": i["id"], "result": {"number": i["params"][0]}})
+                out.append({"jsonrpc": "2.0", "id": i["id"], "result": {"number": i["params"][0], "hash": "0x1",
+                                                                         "parentHash": "0x0"}})
         return httpx.Response(200, json=out)
 
     script = Script(a_example=[first_time_header_not_found])
