@@ -7,6 +7,7 @@ Secrets are `SecretStr` so they never appear in reprs or logs. In production (`R
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
@@ -60,11 +61,22 @@ class Settings(BaseSettings):
     kyc_encryption_key: SecretStr | None = Field(None, alias="KYC_ENCRYPTION_KEY")
     # how long a KYC approval is valid; a worker job writes EXPIRED once it lapses
     kyc_approval_days: int = Field(365, alias="KYC_APPROVAL_DAYS", ge=1, le=3650)
+    # direct issuance (issueTokens) of more whole tokens than this waits for COMPLIANCE approval
+    issuance_approval_threshold: Decimal = Field(Decimal(10_000), alias="ISSUANCE_APPROVAL_THRESHOLD", ge=0)
     # BIP-39 mnemonic for deposit addresses (payments)
     hd_wallet_mnemonic: SecretStr | None = Field(None, alias="HD_WALLET_MNEMONIC")
     # private key that deploys security tokens (an anvil account in dev)
     deployer_private_key: SecretStr | None = Field(None, alias="DEPLOYER_PRIVATE_KEY")
     webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET")
+    # webhooks to loopback receivers (http allowed): on by default outside production, refused in production
+    # (core/webhook_targets.py: every other non-public address is refused everywhere)
+    webhook_allow_loopback: bool | None = Field(None, alias="WEBHOOK_ALLOW_LOOPBACK")
+    # the on-chain agent's keys (agent/signers.py): one for all chains, or per chain AGENT_PRIVATE_KEY_<chainid>;
+    # the treasury key pays stablecoin out (falls back to the agent key outside production). A remote signer
+    # (eth_signTransaction over JSON-RPC: Web3Signer, Clef) replaces a local key: AGENT_SIGNER_URL[_<chainid>] +
+    # AGENT_SIGNER_ADDRESS[_<chainid>] (TREASURY_SIGNER_URL/ADDRESS likewise).
+    agent_private_key: SecretStr | None = Field(None, alias="AGENT_PRIVATE_KEY")
+    treasury_private_key: SecretStr | None = Field(None, alias="TREASURY_PRIVATE_KEY")
 
     graphiql_enabled: bool | None = Field(None, alias="GRAPHIQL_ENABLED")
     introspection_enabled: bool | None = Field(None, alias="INTROSPECTION_ENABLED")
@@ -73,6 +85,10 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(2000, alias="MAX_QUERY_TOKENS")
     max_query_cost: int = Field(50_000, alias="MAX_QUERY_COST")
     parser_cache_size: int = Field(512, alias="PARSER_CACHE_SIZE")
+    # the parsed/validated document cache is bounded in bytes too (estimated footprint of the ASTs it keeps), and
+    # documents longer than DOCUMENT_CACHE_MAX_CHARS are never kept (schema/document_cache.py)
+    document_cache_bytes: int = Field(32 * 1024 * 1024, alias="DOCUMENT_CACHE_BYTES", ge=0)
+    document_cache_max_chars: int = Field(32 * 1024, alias="DOCUMENT_CACHE_MAX_CHARS", ge=0)
     # request bodies: JSON GraphQL requests, and multipart uploads (asset documents, up to 10 MiB each)
     max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_upload_bytes: int = Field(16 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")
@@ -97,6 +113,10 @@ class Settings(BaseSettings):
         return (not self.is_production) if self.introspection_enabled is None else self.introspection_enabled
 
     @property
+    def webhook_loopback_allowed(self) -> bool:
+        return (not self.is_production) if self.webhook_allow_loopback is None else self.webhook_allow_loopback
+
+    @property
     def embedded(self) -> bool:
         """Embedded Postgres/Redis are used for whatever is not configured."""
         return self.database_url is None or self.redis_url is None
@@ -104,6 +124,16 @@ class Settings(BaseSettings):
     def rpc_urls(self, chain_id: int) -> list[str]:
         raw = os.environ.get(f"RPC_URLS_{chain_id}", "")
         return [u.strip() for u in raw.split(",") if u.strip()]
+
+    def chain_value(self, name: str, chain_id: int) -> str | None:
+        """``<NAME>_<chainid>`` if set, else ``<NAME>`` (per-chain overrides of the agent's keys and signers)."""
+        raw = os.environ.get(f"{name}_{chain_id}", "").strip()
+        if raw:
+            return raw
+        field = {"AGENT_PRIVATE_KEY": self.agent_private_key, "TREASURY_PRIVATE_KEY": self.treasury_private_key}
+        if field.get(name) is not None:
+            return field[name].get_secret_value().strip() or None  # type: ignore[union-attr]
+        return os.environ.get(name, "").strip() or None
 
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
@@ -131,6 +161,9 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{name} is the public anvil/hardhat test mnemonic; set a real one for RWA_ENV=production")
             if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
                 raise ConfigError(f"{name} looks like a placeholder; set a real secret for RWA_ENV=production")
+        if self.webhook_allow_loopback:
+            raise ConfigError("WEBHOOK_ALLOW_LOOPBACK must not be enabled when RWA_ENV=production (webhooks go to "
+                              "public https endpoints only)")
         # optional in production, but when set it signs real deployments
         if self.deployer_private_key is not None:
             raw = self.deployer_private_key.get_secret_value().strip()

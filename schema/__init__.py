@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import strawberry
-from graphql import specified_rules
+from graphql import DocumentNode, GraphQLError, parse, specified_rules
 from graphql.validation import NoSchemaIntrospectionCustomRule
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.tools import merge_types
 
 from core.settings import Environment, Settings
@@ -16,9 +15,11 @@ from schema import api_keys, audit, chain, identity, kyc, wallets
 from schema import assets, documents, tokens
 from schema import market_data, trading
 from schema import payments
+from schema import operations
+from schema import issuance
 from schema import dev_funding
-from schema.cost import CostCache
-from schema.extensions import DocumentCache, Limits, OperationLifecycle
+from schema.document_cache import DocumentCache
+from schema.extensions import Limits, OperationLifecycle
 from schema.scalars import SCALAR_OVERRIDES
 from schema.suggestions import HideSuggestions, without_suggestions
 from schema.fast_executor import executor_for
@@ -33,6 +34,11 @@ SUBSCRIPTIONS: tuple[type, ...] = ()
 QUERIES += (payments.Query,)
 MUTATIONS += (payments.Mutation,)
 SUBSCRIPTIONS += (payments.Subscription,)
+QUERIES += (operations.Query,)
+MUTATIONS += (operations.Mutation,)
+QUERIES += (issuance.Query,)
+MUTATIONS += (issuance.Mutation,)
+SUBSCRIPTIONS += (issuance.Subscription,)
 # Development-only root fields (schema/dev_funding.py: funding without a payment): absent from production
 DEV_MUTATIONS: tuple[type, ...] = (dev_funding.DevMutation,)
 
@@ -55,10 +61,20 @@ class RwaSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None):  # type: ignore[no-untyped-def,override]
         """Expected errors are the client's business; OperationLifecycle logs the unexpected ones with their traceback."""
 
+    def _document(self, query: str) -> DocumentNode | None:
+        """Parsed through the bounded DocumentCache (a schema built without one, in unit tests, parses here)."""
+        if self.documents is not None:
+            return self.documents.document(query)
+        try:
+            return parse(query, max_tokens=2000)
+        except GraphQLError:
+            return None
+
     async def stream(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
                      operation_name=None, operation_extensions=None, allowed_operation_types=None):
         """Subscriptions run once per distinct operation per process and fan out (SharedSubscriptions)."""
-        fields = subscription_fields(query, operation_name) if (self.shared and query) else None
+        fields = (subscription_fields(self._document(query), operation_name)
+                  if (self.shared and query) else None)
         if not fields:
             return await super().stream(query, variable_values, context_value, root_value, operation_name,
                                         operation_extensions, allowed_operation_types)
@@ -76,15 +92,17 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS if settings.is_production else (*MUTATIONS, *DEV_MUTATIONS))
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
-    # graphql-core's rules, then depth, aliases and (when off) introspection: strawberry's limiter extensions'
-    # rules, run inside the one cached validation
-    rules = (*specified_rules, *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-             *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules)
+    # depth, aliases and field merging are checked first, in linear time (schema/document_limits.py), then
+    # graphql-core's rules and (when off) introspection, inside the one cached validation
+    rules = tuple(specified_rules)
     if not settings.introspection:
         # and no "Did you mean ...?" naming schema fields either (schema/suggestions.py)
         rules = (HideSuggestions, *rules, NoSchemaIntrospectionCustomRule)
-    documents = DocumentCache(maxsize=settings.parser_cache_size, max_tokens=settings.max_query_tokens, rules=rules)
-    limits = Limits(documents, CostCache(), settings.max_query_cost)
+    documents = DocumentCache(max_entries=settings.parser_cache_size, max_bytes=settings.document_cache_bytes,
+                              max_document_chars=settings.document_cache_max_chars,
+                              max_tokens=settings.max_query_tokens, rules=rules,
+                              max_depth=settings.max_query_depth, max_aliases=settings.max_aliases)
+    limits = Limits(documents, settings.max_query_cost)
     schema = RwaSchema(query=query, mutation=mutation, subscription=subscription,
                        extensions=[lambda: OperationLifecycle(limits)], scalar_overrides=SCALAR_OVERRIDES)
     documents.schema = schema._schema

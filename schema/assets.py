@@ -278,9 +278,13 @@ def node_fields(info: Info) -> set[str]:
     """Names selected under `edges { node { ... } }` of this connection field (fragments included)."""
     raw = info._raw_info
     out: set[str] = set()
+    walked: set[tuple[int, tuple[str, ...]]] = set()  # a selection set is walked once per path, however often spread
 
     def walk(selection_set, path: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
-        for sel in selection_set.selections if selection_set else ():
+        if selection_set is None or (id(selection_set), path) in walked:
+            return
+        walked.add((id(selection_set), path))
+        for sel in selection_set.selections:
             if isinstance(sel, FieldNode):
                 name = sel.name.value
                 if path == ("edges", "node"):

@@ -13,12 +13,10 @@ and nothing executes; accepted operations report `{"extensions": {"cost": n}}` (
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from graphql import (
     FieldNode,
-    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     GraphQLSchema,
@@ -30,12 +28,13 @@ from graphql import (
     get_named_type,
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql.type.definition import GraphQLNamedType, GraphQLObjectType
+from graphql.type.definition import GraphQLNamedType
 
 from core.errors import QueryTooComplex
 from resolvers.pagination import DEFAULT_PAGE
+from schema.document_cache import CachedDocument
+from schema.document_limits import fragment_definitions, fragment_order
 
-_CACHE_SIZE = 1024
 # A full introspection (`__schema`) serializes the whole schema (~2.5 MB for 29 aliased copies, seconds of CPU):
 # priced so that one fits the default budget (GraphiQL's own introspection) and a handful of aliased copies do not.
 INTROSPECTION_SCHEMA_COST = 20_000
@@ -56,88 +55,70 @@ def _page_size(node: FieldNode, variables: dict[str, Any]) -> int | None:
     return None
 
 
-class _Walker:
-    def __init__(self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode],
-                 variables: dict[str, Any]) -> None:
-        self.schema = schema
-        self.fragments = fragments
-        self.variables = variables
-
-    def selection_cost(self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType | None,
-                       seen: frozenset[str] = frozenset()) -> int:
-        if selection_set is None:
-            return 0
-        total = 0
-        for sel in selection_set.selections:
+def _local_cost(schema: GraphQLSchema, selection_set: SelectionSetNode, parent: GraphQLNamedType | None,
+                variables: dict[str, Any], fragment_costs: dict[str, int]) -> int:
+    """The cost of one selection set, a spread adding its fragment's cost (already computed) times the page sizes
+    above it. Iterative: the document's nesting is not the interpreter's."""
+    total = 0
+    stack: list[tuple[SelectionSetNode, GraphQLNamedType | None, int]] = [(selection_set, parent, 1)]
+    while stack:
+        sset, parent_type, multiplier = stack.pop()
+        fields = getattr(parent_type, "fields", None)
+        for sel in sset.selections:
             if isinstance(sel, FieldNode):
-                total += self.field_cost(sel, parent, seen)
-            elif isinstance(sel, InlineFragmentNode):
-                cond = self.schema.get_type(sel.type_condition.name.value) if sel.type_condition else parent
-                total += self.selection_cost(sel.selection_set, cond, seen)
-            elif isinstance(sel, FragmentSpreadNode):
                 name = sel.name.value
-                frag = self.fragments.get(name)
-                if frag is None or name in seen:  # validation reports unknown/cyclic fragments
+                if name == "__schema":  # walks every type, field and argument however small the selection looks
+                    total += multiplier * INTROSPECTION_SCHEMA_COST
                     continue
-                cond = self.schema.get_type(frag.type_condition.name.value)
-                total += self.selection_cost(frag.selection_set, cond, seen | {name})
-        return total
-
-    def field_cost(self, node: FieldNode, parent: GraphQLNamedType | None, seen: frozenset[str]) -> int:
-        name = node.name.value
-        if name == "__schema":  # walks every type, field and argument however small the selection looks
-            return INTROSPECTION_SCHEMA_COST
-        if name.startswith("__") or not isinstance(parent, GraphQLObjectType) and not hasattr(parent, "fields"):
-            return 1
-        field = parent.fields.get(name)  # type: ignore[union-attr]
-        if field is None:
-            return 1
-        child_type = get_named_type(field.type)
-        children = self.selection_cost(node.selection_set, child_type, seen)
-        if "first" in field.args or "last" in field.args:
-            size = _page_size(node, self.variables)
-            return 1 + (DEFAULT_PAGE if size is None else size) * children
-        return 1 + children
+                total += multiplier
+                field = None if name.startswith("__") or fields is None else fields.get(name)
+                if field is None or sel.selection_set is None:
+                    continue
+                if "first" in field.args or "last" in field.args:
+                    size = _page_size(sel, variables)
+                    child_multiplier = multiplier * (DEFAULT_PAGE if size is None else size)
+                else:
+                    child_multiplier = multiplier
+                stack.append((sel.selection_set, get_named_type(field.type), child_multiplier))
+            elif isinstance(sel, InlineFragmentNode):
+                cond = schema.get_type(sel.type_condition.name.value) if sel.type_condition else parent_type
+                stack.append((sel.selection_set, cond, multiplier))
+            elif isinstance(sel, FragmentSpreadNode):
+                # unknown or cyclic fragments cost nothing here: validation refuses them
+                total += multiplier * fragment_costs.get(sel.name.value, 0)
+    return total
 
 
 def operation_cost(schema: GraphQLSchema, document: Any, operation_name: str | None,
                    variables: dict[str, Any] | None) -> int:
-    fragments: dict[str, FragmentDefinitionNode] = {}
-    operations: list[OperationDefinitionNode] = []
-    for d in document.definitions:
-        if isinstance(d, FragmentDefinitionNode):
-            fragments[d.name.value] = d
-        elif isinstance(d, OperationDefinitionNode):
-            operations.append(d)
-    op = next((o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)), None)
+    """Every fragment's cost is computed once, in dependency order, so a fragment spread twice by each of 22
+    nested fragments costs 22 steps, not 4 million (its cost, 2^22, is what executing it would walk)."""
+    variables = variables or {}
+    op = next((d for d in document.definitions if isinstance(d, OperationDefinitionNode)
+               and (operation_name is None or (d.name and d.name.value == operation_name))), None)
     if op is None:
         return 0
-    root = schema.get_root_type(op.operation)
-    return _Walker(schema, fragments, variables or {}).selection_cost(op.selection_set, root)
+    fragments = fragment_definitions(document)
+    costs: dict[str, int] = {}
+    for name in fragment_order(fragments):
+        frag = fragments[name]
+        costs[name] = _local_cost(schema, frag.selection_set, schema.get_type(frag.type_condition.name.value),
+                                  variables, costs)
+    return _local_cost(schema, op.selection_set, schema.get_root_type(op.operation), variables, costs)
 
 
-class CostCache:
-    """Costs by (query text, operation, int variables), shared by all requests, bounded."""
-
-    def __init__(self, maxsize: int = _CACHE_SIZE) -> None:
-        self.maxsize = maxsize
-        self._cache: "OrderedDict[tuple[str, str | None, tuple[tuple[str, Any], ...]], int]" = OrderedDict()
-
-    def cost(self, ctx: Any) -> int:
-        """The cost of the execution context's operation (its document must have parsed)."""
-        variables = ctx.variables or {}
-        # page sizes are the only variables that change the cost
-        key = (ctx.query or "", ctx.operation_name,
-               tuple(sorted((k, v) for k, v in variables.items() if isinstance(v, int))))
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
+def cached_cost(ctx: Any, entry: CachedDocument | None) -> int:
+    """The cost of the execution context's operation, remembered on its cached document: page sizes are the only
+    variables that change it."""
+    variables = ctx.variables or {}
+    if entry is None:
+        return operation_cost(ctx.schema._schema, ctx.graphql_document, ctx.operation_name, variables)
+    key = (ctx.operation_name, *sorted((k, v) for k, v in variables.items() if type(v) is int))
+    cost = entry.costs.get(key)
+    if cost is None:
         cost = operation_cost(ctx.schema._schema, ctx.graphql_document, ctx.operation_name, variables)
-        self._cache[key] = cost
-        if len(self._cache) > self.maxsize:
-            self._cache.popitem(last=False)
-        return cost
+        entry.remember_cost(key, cost)
+    return cost
 
 
 def over_budget(cost: int, max_cost: int) -> GraphQLExecutionResult | None:

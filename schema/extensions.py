@@ -11,21 +11,19 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache, partial
 from typing import Any
 
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError, GraphQLSchema, parse
-from graphql.validation import ASTValidationRule
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 from strawberry.types.graphql import OperationType
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 
 from core.errors import AppError, ErrorCode, Forbidden
 from core.transactions import transient_conflict, transient_sqlstate
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
-from schema.cost import CostCache, over_budget
+from schema.cost import cached_cost, over_budget
+from schema.document_cache import CachedDocument, DocumentCache
 
 log = logging.getLogger("rwa.graphql")
 
@@ -36,6 +34,7 @@ _TOO_COMPLEX = re.compile(
     r"^(?:'[^']*' exceeds maximum operation depth of \d+"
     r"|\d+ aliases found\. Allowed: \d+"
     r"|Syntax Error: Document contains more than \d+ tokens\..*"
+    r"|Syntax Error: Document is nested too deeply\..*"
     r"|Syntax Error: Source contains more than \d+ code points\..*)$",
     re.DOTALL,
 )
@@ -74,31 +73,11 @@ def classify_all(errors: list[GraphQLError]) -> list[GraphQLError]:
     return out
 
 
-class DocumentCache:
-    """Parsed documents and their validation errors by query text, shared by all requests (bounded LRUs).
-
-    Parsing and validating are most of a small operation's cost. A syntax error (or the token limit) is not cached
-    and leaves the document unset: strawberry then parses again inside the `try` that turns the error into a
-    result (only on the error path). `schema` is set once the schema is built."""
-
-    def __init__(self, *, maxsize: int, max_tokens: int, rules: tuple[type[ASTValidationRule], ...]) -> None:
-        self.max_tokens = max_tokens
-        self.rules = rules
-        self.schema: GraphQLSchema | None = None
-        self.parse = lru_cache(maxsize=maxsize)(partial(parse, max_tokens=max_tokens))
-        self.errors = lru_cache(maxsize=maxsize)(self._validate)
-
-    def _validate(self, query: str) -> tuple[GraphQLError, ...]:
-        assert self.schema is not None
-        return tuple(validate_document(self.schema, self.parse(query), self.rules))
-
-
 @dataclass(frozen=True)
 class Limits:
     """What OperationLifecycle enforces, built once per schema."""
 
     documents: DocumentCache
-    costs: CostCache
     max_cost: int
 
 
@@ -107,7 +86,8 @@ class OperationLifecycle(SchemaExtension):
     extension costs context-manager plumbing on each request):
 
     - operation start: parse and validate through the DocumentCache (token limit -> QUERY_TOO_COMPLEX; depth,
-      alias and introspection rules are part of validation);
+      alias and field-merge limits are checked first, in linear time, then graphql-core's and the introspection
+      rule: schema/document_cache.py);
     - execute: queries get autocommit read sessions; API keys are read-only (mutations and subscriptions made
       with one are refused before execution, public fields included); the query cost is computed and an
       operation over budget is refused before execution (schema/cost.py); accepted ones report `cost`;
@@ -125,6 +105,7 @@ class OperationLifecycle(SchemaExtension):
     def __init__(self, limits: Limits, *, execution_context: Any = None) -> None:
         self.limits = limits
         self.cost: int | None = None
+        self._entry: CachedDocument | None = None
         if execution_context is not None:
             self.execution_context = execution_context
 
@@ -136,14 +117,14 @@ class OperationLifecycle(SchemaExtension):
         self._validated = False
         if ctx.query and ctx.graphql_document is None:
             try:
-                ctx.graphql_document = documents.parse(ctx.query)
+                self._entry = documents.get(ctx.query)
             except GraphQLError:
                 pass
             else:
-                errors = documents.errors(ctx.query)
+                ctx.graphql_document = self._entry.document
                 # strawberry validates only when this is None; it checks the operation type first either way
-                ctx.pre_execution_errors = list(errors)
-                self._validated = not errors
+                ctx.pre_execution_errors = list(self._entry.errors)
+                self._validated = not self._entry.errors
         try:
             yield
             result = ctx.result
@@ -170,14 +151,19 @@ class OperationLifecycle(SchemaExtension):
         context = ctx.context
         op_type = ctx.operation_type
         if context is not None:
-            context.read_only = op_type is OperationType.QUERY
+            # queries get autocommit sessions; on a websocket each operation gets database state of its own
+            start = getattr(context, "start_operation", None)
+            if start is not None:
+                start(read_only=op_type is OperationType.QUERY)
+            else:
+                context.read_only = op_type is OperationType.QUERY
             viewer = getattr(context, "viewer", None)
             if viewer is not None and viewer.read_only and op_type is not OperationType.QUERY:
                 # a result set before execution makes strawberry skip it; on_operation then gives it its code
                 ctx.result = GraphQLExecutionResult(data=None, errors=[
                     GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))])
         if ctx.graphql_document is not None and ctx.result is None:
-            self.cost = self.limits.costs.cost(ctx)
+            self.cost = cached_cost(ctx, self._entry)
             refused = over_budget(self.cost, self.limits.max_cost)
             if refused is not None:
                 ctx.result = refused

@@ -21,15 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
 import json
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import OperationDefinitionNode, OperationType, parse
-from graphql.error import GraphQLSyntaxError
+from graphql import DocumentNode, OperationDefinitionNode, OperationType
 from strawberry.asgi import ASGIWebSocketAdapter
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -44,12 +42,11 @@ _END = object()
 StreamFactory = Callable[[Any], Awaitable[AsyncIterator[Any]]]
 
 
-@functools.lru_cache(maxsize=512)  # parsed once per distinct document, not once per subscriber
-def subscription_fields(query: str, operation_name: str | None) -> tuple[str, ...] | None:
-    """Root field names of the selected operation if it is a subscription, else None."""
-    try:
-        document = parse(query)
-    except GraphQLSyntaxError:
+def subscription_fields(document: DocumentNode | None, operation_name: str | None) -> tuple[str, ...] | None:
+    """Root field names of the selected operation if it is a subscription, else None. The document comes from the
+    schema's bounded DocumentCache (parsed once per distinct text, with the token limit; an lru_cache here kept 512
+    full texts of any size)."""
+    if document is None:
         return None
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode) and (
