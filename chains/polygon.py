@@ -13,5 +13,9 @@ POLYGON = ChainSpec(
     supports_finality_tags=True,
     max_logs_range=2_000,
     max_logs_range_floor=1,
+    tx_type=2,
+    max_fee_cap_wei=5_000 * 10**9,  # Polygon base fees spike into the thousands of gwei
+    priority_fee_wei=30 * 10**9,  # validators ignore tips under 25-30 gwei
+    min_signer_balance_wei=2 * 10**18,  # 2 POL
     native_currency=NativeCurrency("POL", "POL"),
 )

@@ -31,6 +31,13 @@ class ChainSpec:
     max_logs_range_floor: int
     native_currency: NativeCurrency
     aliases: tuple[str, ...] = ()
+    # Write side (agent/fees.py): 2 = EIP-1559 fees, 0 = legacy gas price. The caps bound what a replacement may
+    # bump to (max fee per gas, or gas price for legacy); the priority fee is the tip offered at first send.
+    tx_type: int = 2
+    max_fee_cap_wei: int = 500 * 10**9
+    priority_fee_wei: int = 2 * 10**9
+    # Below this native balance the agent's signer stops sending (alert; operations wait).
+    min_signer_balance_wei: int = 5 * 10**16
     # Empty on purpose: production URLs carry API keys and come from RPC_URLS_<chain_id>;
     # dev and tests use local anvil nodes.
     default_rpc_urls: tuple[str, ...] = field(default=())
@@ -42,3 +49,7 @@ class ChainSpec:
             raise ValueError("need 1 <= max_logs_range_floor <= max_logs_range")
         if self.finality_depth < 0:
             raise ValueError("finality_depth must be >= 0")
+        if self.tx_type not in (0, 2):
+            raise ValueError("tx_type must be 0 (legacy) or 2 (EIP-1559)")
+        if self.max_fee_cap_wei <= 0 or self.priority_fee_wei < 0 or self.priority_fee_wei > self.max_fee_cap_wei:
+            raise ValueError("need 0 <= priority_fee_wei <= max_fee_cap_wei and a positive cap")

@@ -23,6 +23,13 @@ try:  # the indexer registers its own command group
 except ImportError:  # pragma: no cover - indexer not installed in this build
     pass
 
+try:  # the on-chain agent (executor of the operations outbox)
+    from cli.agent import app as agent_app
+
+    app.add_typer(agent_app, name="agent")
+except ImportError:  # pragma: no cover
+    pass
+
 # uvicorn's websocket implementation (bench/trading_fanout.py measures the one `rwa serve` uses)
 WEBSOCKETS = "websockets-sansio"
 

@@ -1,0 +1,215 @@
+"""Sign -> store -> broadcast: PENDING operations become signed transactions at consecutive nonces, committed
+(raw tx, nonce, hash) BEFORE anything leaves the process, then sent in one JSON-RPC batch.
+
+A crash after the commit leaves SIGNED rows whose raw txs `broadcast_signed` sends again at the next start (the same
+bytes: at most one of them can ever be mined, whatever was already sent). Gas is estimated first: a revert at
+estimation makes the op FAILED with the decoded reason and nothing is signed. Several ops per sender are in flight at
+once (up to `max_in_flight` signed-but-unmined), which is where the throughput comes from.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+
+from agent import metrics
+from agent.calls import decode_revert, encode_call, is_revert, revert_data
+from agent.context import ChainView, SenderContext, log
+from agent.fees import Fees, with_margin
+from agent.nonces import foreign_nonces, free_nonces
+from agent.transitions import fail
+from chains.errors import RetryableRpcError, RpcError, RpcResponseError
+from models.operations import ChainOperation, OperationState
+
+S = OperationState
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def crash_point(ctx: SenderContext, point: str) -> None:
+    """Test hook (RWA_AGENT_TEST_CRASH_AT): die like kill -9 at `point`, for the fault tests."""
+    if ctx.config.crash_at == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def tx_dict(ctx: SenderContext, op: ChainOperation, data: str, nonce: int, gas: int, fees: Fees) -> dict[str, Any]:
+    return {"chainId": ctx.chain_id, "nonce": nonce, "to": op.contract, "value": int(op.value or 0), "data": data,
+            "gas": gas, **fees.tx_fields()}
+
+
+def op_fees(op: ChainOperation) -> Fees:
+    if op.gas_price is not None:
+        return Fees(gas_price=int(op.gas_price))
+    return Fees(max_fee_per_gas=int(op.max_fee_per_gas or 0), max_priority_fee_per_gas=int(op.max_priority_fee_per_gas or 0))
+
+
+def set_fees(op: ChainOperation, fees: Fees) -> None:
+    op.gas_price = fees.gas_price
+    op.max_fee_per_gas = fees.max_fee_per_gas
+    op.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
+
+
+async def in_flight(ctx: SenderContext) -> int:
+    async with ctx.session() as s:
+        n = await s.scalar(select(func.count()).select_from(ChainOperation).where(
+            ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
+            ChainOperation.state.in_((S.SIGNED, S.BROADCAST))))
+        await s.commit()
+    return int(n or 0)
+
+
+async def sign_new(ctx: SenderContext, view: ChainView) -> int:
+    """Take PENDING ops (oldest first), estimate, sign at fresh nonces, commit, broadcast. Returns ops signed."""
+    room = min(ctx.config.batch, ctx.config.max_in_flight - await in_flight(ctx))
+    if room <= 0:
+        return 0
+    async with ctx.session() as s:
+        ops = list((await s.scalars(
+            select(ChainOperation).where(
+                ChainOperation.chain_id == ctx.chain_id, ChainOperation.signer.in_(ctx.roles),
+                ChainOperation.state == S.PENDING,
+                (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()))
+            .order_by(ChainOperation.created_at, ChainOperation.id).limit(room))).all())
+        await s.commit()
+    if not ops:
+        return 0
+    datas: dict[Any, str] = {}
+    bad: dict[Any, str] = {}
+    for op in ops:
+        try:
+            datas[op.id] = encode_call(op.abi_name, op.function, list(op.args))
+        except (ValueError, KeyError) as exc:
+            bad[op.id] = f"bad call: {exc}"
+    sendable = [op for op in ops if op.id in datas]
+    estimates = await ctx.client.batch(
+        [("eth_estimateGas", [{"from": ctx.address, "to": op.contract, "data": datas[op.id],
+                               "value": hex(int(op.value or 0))}]) for op in sendable],
+        return_exceptions=True,
+    ) if sendable else []
+    gas: dict[Any, int] = {}
+    reverted: dict[Any, str] = dict(bad)
+    later: dict[Any, str] = {}
+    for op, est in zip(sendable, estimates):
+        if isinstance(est, RpcResponseError) and is_revert(est.code, est.rpc_message):
+            reverted[op.id] = decode_revert(revert_data(est), est.rpc_message)
+        elif isinstance(est, Exception):
+            later[op.id] = f"gas estimation failed: {est}"
+        else:
+            gas[op.id] = with_margin(int(est, 16), ctx.config.gas_margin_pct)
+    signed: list[ChainOperation] = []
+    async with ctx.session() as s:
+        async with s.begin():
+            # Re-read under row locks: retry/cancel may have moved an op meanwhile.
+            ids = [op.id for op in ops]
+            locked = {op.id: op for op in (await s.scalars(
+                select(ChainOperation).where(ChainOperation.id.in_(ids), ChainOperation.state == S.PENDING)
+                .with_for_update())).all()}
+            for op_id, reason in reverted.items():
+                if op_id in locked:
+                    await fail(s, locked[op_id], reason, where="estimation")
+            for op_id, why in later.items():
+                if op_id in locked:
+                    locked[op_id].last_error = why[:2000]
+                    locked[op_id].next_attempt_at = now() + timedelta(seconds=ctx.config.failed_backoff_s)
+            to_sign = [locked[op.id] for op in ops if op.id in gas and op.id in locked]
+            if to_sign:
+                held = (await s.scalars(select(ChainOperation.nonce).where(
+                    ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
+                    ChainOperation.nonce.is_not(None), ChainOperation.state != S.CANCELED,
+                    ChainOperation.nonce >= view.mined_nonce))).all()
+                held_set = {int(n) for n in held}
+                foreign = foreign_nonces(view.mined_nonce, view.pending_nonce, held_set)
+                if foreign:
+                    metrics.FOREIGN_NONCES.labels(str(ctx.chain_id)).inc(len(foreign))
+                    ctx.warn_once("foreign", "chain %s: %s has pending nonce(s) %s not sent by the agent (the key is "
+                                  "used outside the platform); skipping them", ctx.chain_id, ctx.address, foreign)
+                nonces = free_nonces(view.mined_nonce, view.pending_nonce, held_set)
+                stamp = now()
+                for op in to_sign:
+                    nonce = next(nonces)
+                    raw, tx_hash = await ctx.signer.sign(tx_dict(ctx, op, datas[op.id], nonce, gas[op.id], view.fees))
+                    op.state, op.sender, op.nonce, op.raw_tx, op.tx_hash = S.SIGNED, ctx.address, nonce, raw, tx_hash
+                    op.tx_hashes = [*op.tx_hashes, tx_hash]
+                    op.gas_limit = gas[op.id]
+                    set_fees(op, view.fees)
+                    op.attempts += 1
+                    op.signed_at, op.last_error, op.next_attempt_at = stamp, None, None
+                    signed.append(op)
+    for op_id in reverted:
+        metrics.TRANSITIONS.labels(str(ctx.chain_id), "FAILED").inc()
+    if not signed:
+        return 0
+    metrics.TRANSITIONS.labels(str(ctx.chain_id), "SIGNED").inc(len(signed))
+    crash_point(ctx, "after_sign")
+    await broadcast(ctx, signed, why="first")
+    return len(signed)
+
+
+_ALREADY = ("already known", "known transaction", "already imported", "alreadyknown", "already exists",
+            "nonce too low", "replacement transaction underpriced", "transaction underpriced")
+_FUNDS = ("insufficient funds", "insufficient balance")
+
+
+async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> None:
+    """Send the stored raw txs (one batch); SIGNED -> BROADCAST for each the node took or already has.
+
+    "nonce too low" / "already known" mean the tx (or another at its nonce) is already in the pool or mined: the
+    op is BROADCAST and the receipt poll decides which. Funds and transport errors keep the op SIGNED (sent again
+    next iteration)."""
+    if not ops:
+        return
+    results = await ctx.client.batch([("eth_sendRawTransaction", [op.raw_tx]) for op in ops], return_exceptions=True)
+    crash_point(ctx, "after_broadcast")  # sent, but the database still says SIGNED: the hardest restart
+    metrics.BROADCASTS.labels(str(ctx.chain_id), why).inc(len(ops))
+    sent: list[Any] = []
+    errors: dict[Any, str] = {}
+    for op, res in zip(ops, results):
+        if not isinstance(res, Exception):
+            sent.append(op.id)
+            continue
+        msg = (res.rpc_message if isinstance(res, RpcResponseError) else str(res)).lower()
+        if isinstance(res, RpcResponseError) and any(m in msg for m in _ALREADY):
+            sent.append(op.id)
+        elif any(m in msg for m in _FUNDS):
+            errors[op.id] = f"broadcast refused: {msg[:300]}"
+            ctx.warn_once("funds", "chain %s: %s cannot pay for gas (%s); operations wait", ctx.chain_id,
+                          ctx.address, msg[:120], level=40)
+        else:
+            errors[op.id] = f"broadcast failed: {msg[:300]}"
+            kind = "transient" if isinstance(res, (RetryableRpcError, RpcError)) else "error"
+            ctx.warn_once(f"bcast:{kind}", "chain %s: broadcast failed (%s); will retry", ctx.chain_id, msg[:200])
+    stamp = now()
+    async with ctx.session() as s:
+        async with s.begin():
+            rows = {op.id: op for op in (await s.scalars(
+                select(ChainOperation).where(ChainOperation.id.in_([op.id for op in ops])).with_for_update())).all()}
+            for op_id in sent:
+                op = rows.get(op_id)
+                if op is None:
+                    continue
+                if op.state == S.SIGNED:
+                    op.state = S.BROADCAST
+                    metrics.TRANSITIONS.labels(str(ctx.chain_id), "BROADCAST").inc()
+                if op.state == S.BROADCAST:
+                    op.broadcast_at = stamp
+            for op_id, msg in errors.items():
+                if op_id in rows:
+                    rows[op_id].last_error = msg
+
+
+async def broadcast_signed(ctx: SenderContext) -> int:
+    """Send again every SIGNED op of this sender (a crash between commit and send, or a refused send)."""
+    async with ctx.session() as s:
+        ops = list((await s.scalars(select(ChainOperation).where(
+            ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
+            ChainOperation.state == S.SIGNED).order_by(ChainOperation.nonce).limit(ctx.config.batch))).all())
+        await s.commit()
+    if ops and not ctx.gas_low:
+        await broadcast(ctx, ops, why="signed")
+    return len(ops)

@@ -1,0 +1,111 @@
+"""`rwa agent status`: per chain and signer address, the numbers an operator (and Prometheus) needs.
+
+Healthy means: the node answers, the signer's balance is at or above the chain's threshold, and no operation has
+been open for longer than `stale_after_s` (default 15 minutes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from agent import metrics
+from agent.config import AgentConfig
+from agent.errors import SignerError
+from agent.lock import holder_count
+from agent.signers import signer_for
+from chains.registry import get_chain, rpc_urls_for
+from chains.rpc import RpcClient
+from core.settings import Settings
+from models.operations import OPEN_STATES, ChainOperation, OperationState
+
+
+@dataclass
+class SignerStatus:
+    chain_id: int
+    chain: str
+    roles: list[str]
+    address: str | None
+    gas_balance_wei: int | None
+    min_balance_wei: int
+    next_nonce: int | None
+    pending: int
+    signed_unsent: int
+    oldest_pending_age_s: float | None
+    failed: int
+    sender_running: bool
+    healthy: bool
+    problems: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["gas_balance_wei"] = None if self.gas_balance_wei is None else str(self.gas_balance_wei)
+        d["min_balance_wei"] = str(self.min_balance_wei)
+        return d
+
+
+async def collect(settings: Settings, engine: AsyncEngine, chain_ids: list[int], config: AgentConfig | None = None,
+                  stale_after_s: float = 900.0) -> list[SignerStatus]:
+    config = config or AgentConfig.from_env()
+    out: list[SignerStatus] = []
+    for cid in chain_ids:
+        spec = get_chain(cid)
+        by_addr: dict[str | None, list[str]] = {}
+        problems: dict[str | None, list[str]] = {}
+        async with engine.connect() as conn:
+            extra = (await conn.scalars(select(ChainOperation.signer).where(
+                ChainOperation.chain_id == cid, ChainOperation.state.in_(OPEN_STATES)).distinct())).all()
+        for role in sorted({"agent", "treasury", *extra}):
+            try:
+                s = signer_for(settings, cid, role)
+                addr: str | None = s.address
+                await s.aclose()
+            except SignerError as exc:
+                addr = None
+                problems.setdefault(None, []).append(f"{role}: {exc}")
+            by_addr.setdefault(addr, []).append(role)
+        urls = settings.rpc_urls(cid) or rpc_urls_for(cid)
+        for addr, roles in by_addr.items():
+            probs = list(problems.get(addr, []))
+            balance = nonce = None
+            if addr is not None and urls:
+                try:
+                    async with RpcClient(urls, chain_id=cid, timeout=5, max_retries=1) as client:
+                        bal, n = await client.batch([("eth_getBalance", [addr, "latest"]),
+                                                     ("eth_getTransactionCount", [addr, "pending"])])
+                        balance, nonce = int(bal, 16), int(n, 16)
+                except Exception as exc:  # noqa: BLE001  (status reports, never raises)
+                    probs.append(f"node unreachable: {type(exc).__name__}: {exc}")
+            elif not urls:
+                probs.append(f"RPC_URLS_{cid} is not set")
+            async with engine.connect() as conn:
+                row = (await conn.execute(select(
+                    func.count(), func.min(ChainOperation.created_at),
+                    func.count().filter(ChainOperation.state == OperationState.SIGNED),
+                ).where(ChainOperation.chain_id == cid, ChainOperation.signer.in_(roles),
+                        ChainOperation.state.in_(OPEN_STATES)))).one()
+                failed = await conn.scalar(select(func.count()).where(
+                    ChainOperation.chain_id == cid, ChainOperation.signer.in_(roles),
+                    ChainOperation.state == OperationState.FAILED))
+                running = addr is not None and await holder_count(conn, cid, addr) > 0
+            age = None if row[1] is None else (datetime.now(timezone.utc) - row[1]).total_seconds()
+            threshold = config.min_balance(spec)
+            if balance is not None and balance < threshold:
+                probs.append(f"gas balance {balance} wei below {threshold} wei: operations wait")
+            if age is not None and age > stale_after_s:
+                probs.append(f"oldest open operation is {age:.0f} s old")
+            st = SignerStatus(cid, spec.short_name, roles, addr, balance, threshold, nonce, int(row[0]), int(row[2]),
+                              age, int(failed or 0), running, not probs, probs)
+            out.append(st)
+            if addr is not None:
+                c = str(cid)
+                metrics.PENDING.labels(c, addr).set(st.pending)
+                metrics.OLDEST_PENDING_AGE.labels(c, addr).set(age or 0)
+                if balance is not None:
+                    metrics.GAS_BALANCE.labels(c, addr).set(balance)
+                if nonce is not None:
+                    metrics.NEXT_NONCE.labels(c, addr).set(nonce)
+    return out
