@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.redis import create_redis
 from core.settings import Settings, get_settings
+from resolvers.payments.webhooks import delivery_client
 
 _settings: Settings | None = None
 
@@ -63,7 +64,7 @@ def job_context() -> JobContext:
             settings=s, engine=engine,
             session_factory=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
             redis=create_redis(s.redis_url) if s.redis_url else None,
-            http=httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False))
+            http=delivery_client())
     return ctx
 
 

@@ -9,6 +9,7 @@ import uuid
 
 import dramatiq
 
+from core.webhook_targets import TargetPolicy
 from core.webhooks import secret_for
 from jobs import broker  # noqa: F401  (installs the broker first)
 from jobs.context import job_context
@@ -26,7 +27,8 @@ MAX_BACKOFF_MS = int(os.environ.get("RWA_WEBHOOK_MAX_BACKOFF_MS", 15 * 60_000))
 async def deliver_webhook(delivery_id: str) -> None:
     ctx = job_context()
     async with ctx.session_factory() as session:
-        await webhooks.attempt(session, uuid.UUID(delivery_id), secret_for(ctx.settings), ctx.http)
+        await webhooks.attempt(session, uuid.UUID(delivery_id), secret_for(ctx.settings), ctx.http,
+                               TargetPolicy.from_settings(ctx.settings))
 
 
 @dramatiq.actor(queue_name="webhooks", max_retries=10)

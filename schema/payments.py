@@ -16,6 +16,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from core.hd_wallet import DepositWallet
+from core.webhook_targets import TargetPolicy
 from models.identity import Role
 from models.payments import Payment as PaymentModel
 from models.payments import PaymentMethod as PaymentMethodModel
@@ -271,10 +272,14 @@ class Mutation:
                                                            ctx.request_id))
         return Payment.from_model(payment)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="POST payment events to this http(s) URL.")
+    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
+        "POST payment events to this https URL. Its host must resolve to public addresses only (checked now and "
+        "before every delivery): else BAD_USER_INPUT, reason WEBHOOK_TARGET_REFUSED."))
     async def create_webhook_endpoint(self, info: Info, url: str) -> WebhookEndpoint:
         ctx = info.context
-        row = await _unit(info, lambda s: webhooks.create_endpoint(s, url, ctx.viewer.require_user(), ctx.request_id))
+        policy = TargetPolicy.from_settings(ctx.settings)
+        row = await _unit(info, lambda s: webhooks.create_endpoint(s, url, ctx.viewer.require_user(), ctx.request_id,
+                                                                   policy))
         return WebhookEndpoint.from_model(row)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Stop sending to this endpoint.")

@@ -4,6 +4,11 @@ Deliveries are rows written in the same transaction as the transition they annou
 The worker's scheduler claims PENDING rows (-> QUEUED) and sends their ids to `deliver_webhook`; each attempt
 POSTs the JSON payload with an HMAC-SHA256 signature header. A failed attempt raises so dramatiq retries it
 with exponential backoff; when retries are exhausted the row becomes DEAD (a dead letter, listed to ADMIN).
+
+Targets (core/webhook_targets.py): an endpoint URL must be public https when registered, and each attempt checks it
+again on what its host resolves to at that moment and connects to that checked address (no redirects followed,
+the response body never read). A URL the policy refuses makes the delivery DEAD at once; a host that does not
+resolve is retried.
 """
 
 from __future__ import annotations
@@ -11,13 +16,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Conflict, NotFound
+from core.webhook_targets import Resolver, TargetPolicy, TargetRefused, resolve_target, system_resolve
 from core.webhooks import SIGNATURE_HEADER, sign
 from models.payments import WebhookDelivery, WebhookEndpoint
 from resolvers.audit import record
@@ -31,11 +36,13 @@ class DeliveryFailed(Exception):
     """The receiver did not answer 2xx; dramatiq retries."""
 
 
-def _check_url(url: str) -> str:
+async def check_url(url: str, policy: TargetPolicy, resolve: Resolver = system_resolve) -> str:
+    """The URL to store, if webhooks may be sent to it now; BAD_USER_INPUT (reason WEBHOOK_TARGET_REFUSED) if not."""
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 500:
-        raise BadUserInput("url must be an http(s) URL of at most 500 characters", field="url")
+    try:
+        await resolve_target(url, policy, resolve)
+    except TargetRefused as exc:
+        raise BadUserInput(exc.message, field="url", reason="WEBHOOK_TARGET_REFUSED") from None
     return url
 
 
@@ -43,8 +50,9 @@ async def endpoints(session: AsyncSession) -> list[WebhookEndpoint]:
     return list((await session.execute(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at))).scalars())
 
 
-async def create_endpoint(session: AsyncSession, url: str, actor_id: uuid.UUID, request_id: str | None) -> WebhookEndpoint:
-    row = WebhookEndpoint(id=uuid.uuid4(), url=_check_url(url), active=True)
+async def create_endpoint(session: AsyncSession, url: str, actor_id: uuid.UUID, request_id: str | None,
+                          policy: TargetPolicy, resolve: Resolver = system_resolve) -> WebhookEndpoint:
+    row = WebhookEndpoint(id=uuid.uuid4(), url=await check_url(url, policy, resolve), active=True)
     session.add(row)
     await session.flush()
     await session.refresh(row)
@@ -97,8 +105,18 @@ async def claim_pending(session: AsyncSession, limit: int = 500) -> list[uuid.UU
     return [r[0] for r in rows]
 
 
-async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, client: httpx.AsyncClient) -> bool:
-    """POST once. True when delivered (or already delivered/dead: nothing to do); raises DeliveryFailed."""
+def delivery_client(timeout_s: float = 10.0) -> httpx.AsyncClient:
+    """The HTTP client deliveries go through: no redirects, no proxy from the environment (the checked address is
+    the one connected to), and no kept-alive connections (a pooled TLS connection is keyed by address, not by the
+    host name it was verified for)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
+                             limits=httpx.Limits(max_keepalive_connections=0))
+
+
+async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, client: httpx.AsyncClient,
+                  policy: TargetPolicy, resolve: Resolver = system_resolve) -> bool:
+    """POST once. True when delivered (or already delivered/dead: nothing to do); raises DeliveryFailed. A target
+    the policy refuses ends the delivery (DEAD, with the reason); only an unresolvable host is retried."""
     row = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if row is None or row.state in ("DELIVERED", "DEAD"):
         await session.rollback()
@@ -107,9 +125,23 @@ async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, 
     row.attempts += 1
     error: str | None = None
     try:
-        reply = await client.post(row.url, content=body, headers={
-            "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
-            "X-RWA-Event": row.event, "X-RWA-Delivery": str(row.id)})
+        target = await resolve_target(row.url, policy, resolve)
+    except TargetRefused as exc:
+        row.last_error = f"refused: {exc.message}"[:500]
+        if not exc.retryable:
+            row.state = "DEAD"
+            await session.commit()
+            return False
+        await session.commit()
+        raise DeliveryFailed(row.last_error) from None
+    try:
+        request = client.build_request("POST", target.pinned_url(), content=body, headers={
+            "Host": target.host_header, "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
+            "X-RWA-Event": row.event, "X-RWA-Delivery": str(row.id)},
+            # TLS to the checked address, verified for the host name
+            extensions={"sni_hostname": target.host} if target.scheme == "https" else {})
+        reply = await client.send(request, follow_redirects=False, stream=True)
+        await reply.aclose()  # the status is all we need: never read a receiver's body
         if not 200 <= reply.status_code < 300:
             error = f"HTTP {reply.status_code}"
     except httpx.HTTPError as exc:
