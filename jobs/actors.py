@@ -17,6 +17,7 @@ def build_scheduler() -> Scheduler:
     s.add("expire_orders", 1.0)
     s.add("roll_up_candles", 30.0)
     s.add("expire_kyc_approvals", 60.0)
+    s.add("reconcile_identity_registries", 10.0)
     return s
 
 

@@ -16,6 +16,7 @@ from schema import assets, documents, tokens
 from schema import market_data, trading
 from schema import payments
 from schema import operations
+from schema import operations
 from schema import issuance
 from schema import dev_funding
 from schema.document_cache import DocumentCache
@@ -34,6 +35,8 @@ SUBSCRIPTIONS: tuple[type, ...] = ()
 QUERIES += (payments.Query,)
 MUTATIONS += (payments.Mutation,)
 SUBSCRIPTIONS += (payments.Subscription,)
+QUERIES += (operations.Query,)
+MUTATIONS += (operations.Mutation,)
 QUERIES += (operations.Query,)
 MUTATIONS += (operations.Mutation,)
 QUERIES += (issuance.Query,)

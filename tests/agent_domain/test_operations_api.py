@@ -1,0 +1,96 @@
+"""Operations for ADMIN/COMPLIANCE over GraphQL (list with filters, retry, cancel) and the compliance actions that
+create them: typed errors, audit rows, idempotency keys, one action in flight per (token, subject)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from models.identity import AuditLog
+from models.operations import ChainOperation, OperationState
+from models.trading import SettlementStatus, Side, Trade
+from resolvers.trading.orders import place_order
+from tests.agent_domain.helpers import complete, op_by_ref
+from tests.trading.factories import make_market, make_trader
+from tests.trading.test_orders_flow import limit
+from tests.trading.test_settlement_failure import trade_of
+
+OPS = """query($s: [OperationState!], $k: String, $c: Int) { operations(state: $s, kind: $k, chainId: $c, first: 10) {
+  edges { node { id kind state businessRef args contract chainId } } pageInfo { hasNextPage } } }"""
+CANCEL = "mutation($id: UUID!, $r: String!) { cancelOperation(id: $id, reason: $r) { id state revertReason } }"
+RETRY = "mutation($id: UUID!) { retryOperation(id: $id) { id state } }"
+FREEZE = """mutation($t: UUID!, $w: String!, $k: String) { freezeWallet(tokenId: $t, wallet: $w, reason: "AML hold",
+  idempotencyKey: $k) { id kind function args state } }"""
+PARTIAL = """mutation($t: UUID!, $w: String!, $a: Decimal!) { freezeTokens(tokenId: $t, wallet: $w, amount: $a,
+  reason: "court order") { id args } }"""
+PAUSE = 'mutation($t: UUID!) { pauseToken(tokenId: $t, reason: "incident") { id kind function args } }'
+
+
+def code(result) -> str | None:  # type: ignore[no-untyped-def]
+    errors = result.get("errors") or []
+    return errors[0]["extensions"].get("reason") or errors[0]["extensions"]["code"] if errors else None
+
+
+async def test_list_filter_and_cancel_a_settlement(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
+    m = await make_market(session_factory)
+    seller = await make_trader(session_factory, m, tokens="10")
+    buyer = await make_trader(session_factory, m, cash="1000")
+    await place_order(session, buyer.user_id, limit(m, Side.BUY, "4", "5.00"))
+    await place_order(session, seller.user_id, limit(m, Side.SELL, "4", "5.00"))
+    await session.commit()
+    trade, instruction = await trade_of(session, seller.wallet)
+    staff = await make_user(["COMPLIANCE"])
+    listed = await gql(OPS, {"s": ["PENDING"], "k": "settlement.", "c": m.chain_id}, token=staff.token)
+    [edge] = listed["data"]["operations"]["edges"]
+    assert edge["node"]["businessRef"] == f"settlement:{instruction.id}" and edge["node"]["kind"] == "settlement.transfer"
+    assert (await gql(OPS, {"k": "identity."}, token=staff.token))["data"]["operations"]["edges"] == []
+
+    op_id = edge["node"]["id"]
+    canceled = await gql(CANCEL, {"id": op_id, "r": "wrong wallet"}, token=staff.token)
+    assert canceled["data"]["cancelOperation"]["state"] == "CANCELED"
+    await session.refresh(trade)
+    assert trade.settlement is SettlementStatus.FAILED and trade.failure_reason == "canceled: wrong wallet"
+    # compensated: never sent again; canceled twice: CONFLICT
+    assert code(await gql(RETRY, {"id": op_id}, token=staff.token)) == "COMPENSATED"
+    assert code(await gql(CANCEL, {"id": op_id, "r": "again"}, token=staff.token)) == "INVALID_STATE"
+    assert code(await gql(CANCEL, {"id": op_id, "r": " "}, token=staff.token)) == "BAD_USER_INPUT"
+    assert await session.scalar(select(func.count()).select_from(AuditLog).where(
+        AuditLog.action == "operation.cancel", AuditLog.target_id == op_id)) == 1
+
+
+async def test_compliance_actions(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
+    m = await make_market(session_factory, decimals=6)
+    holder = await make_trader(session_factory, m, tokens="10")
+    officer = await make_user(["COMPLIANCE"])
+    first = await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet.lower(), "k": "case-17"}, token=officer.token)
+    op = first["data"]["freezeWallet"]
+    assert (op["kind"], op["function"], op["args"]) == ("compliance.freeze", "setAddressFrozen", [holder.wallet, True])
+    # the same key: the same operation; another freeze while it is in flight: CONFLICT
+    again = await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet, "k": "case-17"}, token=officer.token)
+    assert again["data"]["freezeWallet"]["id"] == op["id"]
+    assert code(await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet}, token=officer.token)) \
+        == "OPERATION_IN_FLIGHT"
+    # partial freezes are checked against the indexed balance, in token units
+    other = await make_trader(session_factory, m, tokens="10")
+    assert code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "10.5"}, token=officer.token)) \
+        == "BAD_USER_INPUT"
+    assert code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "0.0000001"},
+                          token=officer.token)) == "BAD_USER_INPUT"
+    ok = await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "2.5"}, token=officer.token)
+    assert ok["data"]["freezeTokens"]["args"] == [other.wallet, "2500000"]
+    paused = await gql(PAUSE, {"t": str(m.token_id)}, token=officer.token)
+    assert paused["data"]["pauseToken"]["function"] == "pause"
+    unpause = 'mutation($t: UUID!) { unpauseToken(tokenId: $t, reason: "x") { id } }'
+    assert code(await gql(unpause, {"t": str(m.token_id)}, token=officer.token)) == "OPERATION_IN_FLIGHT"
+    m2 = await make_market(session_factory)
+    assert code(await gql(unpause, {"t": str(m2.token_id)}, token=officer.token)) == "NOT_PAUSED"
+    assert code(await gql(FREEZE, {"t": "00000000-0000-0000-0000-000000000000", "w": holder.wallet},
+                          token=officer.token)) == "NOT_FOUND"
+    actions = (await session.execute(select(AuditLog.action).where(AuditLog.action.like("compliance.%"))
+                                     .order_by(AuditLog.id))).scalars().all()
+    assert actions == ["compliance.freeze", "compliance.freeze_partial", "compliance.pause"]
+    # confirmed: an audit row of the outcome (the indexer updates holdings/tokens from the event itself)
+    frozen = await op_by_ref(session, (await session.get(ChainOperation, __import__("uuid").UUID(op["id"]))).business_ref)
+    await complete(session, frozen, confirmed=True)
+    assert frozen.state is OperationState.CONFIRMED
+    assert await session.scalar(select(func.count()).select_from(AuditLog).where(
+        AuditLog.action == "compliance.freeze.confirmed")) == 1

@@ -1,0 +1,28 @@
+"""The agent's operations and the compliance actions in the authorization matrix."""
+
+from tests.authz import Rule
+
+NOBODY = "00000000-0000-0000-0000-000000000000"
+STAFF = frozenset({"ADMIN", "COMPLIANCE"})
+COMPLIANCE = frozenset({"COMPLIANCE"})
+WALLET = "0x0000000000000000000000000000000000000001"
+
+
+def _m(call: str, roles: frozenset[str]) -> Rule:
+    return Rule(f"mutation {{ {call} {{ id }} }}", roles=roles)
+
+
+ENTRIES = {
+    "Query.operations": Rule("{ operations(first: 1) { edges { node { id } } } }", roles=STAFF),
+    "Mutation.retryOperation": _m(f'retryOperation(id: "{NOBODY}")', STAFF),
+    "Mutation.cancelOperation": _m(f'cancelOperation(id: "{NOBODY}", reason: "x")', STAFF),
+    "Mutation.freezeWallet": _m(f'freezeWallet(tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x")', COMPLIANCE),
+    "Mutation.unfreezeWallet": _m(f'unfreezeWallet(tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x")',
+                                  COMPLIANCE),
+    "Mutation.freezeTokens": _m(f'freezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x")',
+                                COMPLIANCE),
+    "Mutation.unfreezeTokens": _m(f'unfreezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", '
+                                  f'reason: "x")', COMPLIANCE),
+    "Mutation.pauseToken": _m(f'pauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
+    "Mutation.unpauseToken": _m(f'unpauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
+}
