@@ -2,7 +2,7 @@
 
 Exit codes (every command):
   0    success (run: stopped by Ctrl-C/SIGTERM after a clean shutdown)
-  1    failure: verify found mismatches, or the indexer stopped on an error
+  1    failure: verify found mismatches, the indexer stopped on an error, status: a chain stopped or failing
   2    bad input: unknown chain, bad address or checksum, from-block > to-block, block out of range,
        no RPC URL configured for the chain (RPC_URLS_<chain_id>)
   3    unreachable: the RPC node(s) of a chain, or the database
@@ -246,10 +246,16 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
              to_block: int | None = typer.Option(None, "--to-block", min=0,
                                                  help="Last block (inclusive); default: the finalized head."),
              token: str | None = typer.Option(None, "--token", help="Only this contract (checksummed or lowercase "
-                                              "0x address); default: every watched contract.")) -> None:
+                                              "0x address); default: every watched contract."),
+             no_wait: bool = typer.Option(False, "--no-wait", help="When a running `rwa index run` holds the "
+                                          "chain: file the request and return at once (progress in `rwa index "
+                                          "status` and indexerStatus).")) -> None:
     """Index a block range (idempotent: rerunning a range changes nothing).
 
     Ctrl-C stops after the current batch; a rerun resumes where it stopped.
+
+    Next to a running `rwa index run` the range is handed to it as a backfill request: it executes the
+    request between follow steps while this command shows its progress (Ctrl-C cancels the request).
 
     Exit codes:
     0 done
@@ -273,11 +279,26 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
                 if value is not None and value > head:
                     raise fail(f"{name} {value} is above the head {head} of {spec.short_name}", EXIT_BAD_INPUT)
             service = _pipeline()
-            with view.progress:
-                return await _until_signalled(lambda stop: service.backfill(
-                    settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop))
+            from indexer.errors import IndexerBusy
+
+            try:
+                with view.progress:
+                    return await _until_signalled(lambda stop: service.backfill(
+                        settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop))
+            except IndexerBusy:  # a running indexer holds the chain: hand it the range
+                pass
+            err.print(f"{spec.short_name}: a running indexer holds the chain; it will execute this backfill",
+                      highlight=False)
+            waiting = BackfillProgress(view.progress.tasks[0].description, err)
+            with waiting.progress:
+                return await _until_signalled(lambda stop: service.request_backfill(
+                    settings, spec.chain_id, from_block, to_block, token=address, wait=not no_wait,
+                    progress=waiting, stop=stop))
 
         result, _ = _guarded(lambda: asyncio.run(main()), [spec], urls)
+    if hasattr(result, "state"):
+        _request_outcome(result, no_wait)
+        return
     summary = view.line(view.last) if view.last is not None else (
         f"{result.blocks:,} blocks, {result.events:,} events in {result.elapsed_s:.1f}s (nothing left to fetch "
         f"in {result.from_block:,}..{result.to_block:,})")
@@ -288,6 +309,25 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
     err.print(f"[green]backfill done[/]: {summary}", soft_wrap=True, highlight=False)
 
 
+def _request_outcome(req: Any, no_wait: bool) -> None:
+    """Exit as a direct backfill would: 0 done, 1 failed, 130 cancelled; --no-wait: 0 once filed."""
+    blocks = f"{req.blocks_done:,}/{req.blocks_total:,} blocks" if req.blocks_total is not None else "not started"
+    what = f"backfill request {req.id} ({req.from_block:,}..{req.to_block if req.to_block is not None else 'finalized'})"
+    if no_wait and not req.finished:
+        err.print(f"[green]filed[/] {what}: the running indexer executes it; follow it with `rwa index status`",
+                  soft_wrap=True, highlight=False)
+        return
+    if req.state == "DONE":
+        err.print(f"[green]backfill done[/] by the running indexer: {what}, {blocks}, {req.events:,} events",
+                  soft_wrap=True, highlight=False)
+        return
+    if req.state == "FAILED":
+        raise fail(f"{what} failed: {req.error}", EXIT_FAILED)
+    err.print(f"[yellow]cancelled[/]: {what} after {blocks}; what was written is kept, rerun to resume",
+              soft_wrap=True, highlight=False)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
 # --- status --------------------------------------------------------------------------------------
 
 @app.command()
@@ -295,12 +335,15 @@ def status(chain: str | None = typer.Option(None, "--chain", "-c", help="Only th
            as_json: bool = typer.Option(False, "--json", help="JSON on stdout instead of a table."),
            window: int = typer.Option(100, min=1, help="Blocks over which recent events/s is measured."),
            timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for each node.")) -> None:
-    """Per chain: node head, safe, finalized, indexed block, lag and recent events/s.
+    """Per chain: node head, safe, finalized, indexed block, lag, recent events/s, the indexer's state
+    (ok, stopped: a reorg below finality, with the reason; failing: 3+ failed steps in a row, with the last
+    error) and its backfill requests.
 
     A node that does not answer is shown on its own row.
 
     Exit codes:
-    0 at least one configured node answered (or no chain has RPC_URLS_<id>)
+    0 at least one configured node answered (or no chain has RPC_URLS_<id>), and no chain is stopped or failing
+    1 a chain's indexer is stopped or failing (for health checks: `rwa index status --json`)
     2 unknown chain
     3 every configured node is unreachable, or the database is
     """
@@ -327,6 +370,8 @@ def status(chain: str | None = typer.Option(None, "--chain", "-c", help="Only th
     configured = [r for r in rows if r.configured]
     if configured and not any(r.reachable for r in configured):
         raise typer.Exit(EXIT_UNREACHABLE)
+    if any(r.unhealthy for r in rows):
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _fmt(value: object) -> str:
@@ -337,15 +382,31 @@ def _fmt(value: object) -> str:
 
 def _status_table(rows: Sequence[Any]) -> None:
     table = Table(title="indexer status")
-    for name in ("chain", "node", "head", "safe", "finalized", "indexed", "lag", "events/s"):
-        table.add_column(name, justify="left" if name in ("chain", "node") else "right", no_wrap=name != "node")
+    for name in ("chain", "state", "node", "head", "safe", "finalized", "indexed", "lag", "events/s"):
+        table.add_column(name, justify="left" if name in ("chain", "state", "node") else "right",
+                         no_wrap=name not in ("node", "state"))
+    notes: list[str] = []
     for r in rows:
         node = ", ".join(r.endpoints) if r.reachable else f"[red]{r.error}[/]" if r.configured else f"[dim]{r.error}[/]"
         rate = "-" if r.events_per_second is None else f"{r.events_per_second:,.1f} ({r.recent_events:,} in " \
                                                       f"{r.window_blocks} blocks)"
-        table.add_row(f"{r.chain} ({r.chain_id})", node, _fmt(r.head), _fmt(r.safe), _fmt(r.finalized),
+        state = {"stopped": "[bold red]STOPPED[/]", "failing": "[red]failing[/]"}.get(r.state, r.state)
+        table.add_row(f"{r.chain} ({r.chain_id})", state, node, _fmt(r.head), _fmt(r.safe), _fmt(r.finalized),
                       _fmt(r.indexed), _fmt(r.lag), rate)
-    _out().print(table)
+        if r.stopped_reason:
+            notes.append(f"{r.chain}: stopped: {r.stopped_reason}")
+        elif r.state == "failing":
+            notes.append(f"{r.chain}: {r.error_count} failed steps in a row; last: {r.last_error}")
+        for b in r.backfills:
+            total = "?" if b["blocks_total"] is None else f"{b['blocks_total']:,}"
+            notes.append(f"{r.chain}: backfill request {b['id']} {b['from_block']:,}.."
+                         f"{'finalized' if b['to_block'] is None else format(b['to_block'], ',')}"
+                         f"{' token ' + b['token'] if b['token'] else ''}: {b['state']} {b['blocks_done']:,}/{total} "
+                         f"blocks, {b['events']:,} events{' (' + b['error'] + ')' if b['error'] else ''}")
+    out = _out()
+    out.print(table)
+    for note in notes:
+        out.print(note, soft_wrap=True, highlight=False, markup=False)
 
 
 # --- verify --------------------------------------------------------------------------------------

@@ -20,13 +20,13 @@ from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.redis import create_redis
 from core.settings import ConfigError, Settings
-from indexer import intervals, lock, metrics
+from indexer import backfill_requests, health, intervals, lock, metrics
 from indexer.chainstate import load_cursor, load_watched, read_heads
 from indexer.config import IndexerConfig
 from indexer.fetch import make_ranger
 from indexer.errors import IndexerBusy, NoRpcUrls, ReorgTooDeep, UnknownToken
 from indexer.events import checksum
-from indexer.follower import ChainFollower
+from indexer.writer import ChainWriter
 from indexer.pipeline import BatchDone, index_range
 from indexer.write import ensure_cursor, prepare_connection
 
@@ -88,9 +88,11 @@ async def _run_chain(
                     return
                 metrics.IS_LEADER.labels(c).set(1)
                 log.info("chain %s: writer lock acquired; indexing", chain_id)
-                follower = ChainFollower(spec, client, conn, config, redis=redis, redis_prefix=settings.redis_prefix)
+                follower = ChainWriter(spec, client, conn, config, redis=redis, redis_prefix=settings.redis_prefix)
                 await follower.run(stop)
-            except ReorgTooDeep:
+            except ReorgTooDeep as exc:
+                if conn is not None:  # durable, for `rwa index status` and indexerStatus
+                    await health.record_stop(conn, chain_id, exc)
                 raise
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 log.warning("chain %s: database connection lost (%s); re-electing", chain_id, exc)
@@ -220,3 +222,112 @@ async def backfill(
         finally:
             await conn.close()
     return BackfillResult(chain_id, from_block, end, done, events, transfers, time.perf_counter() - started, stopped)
+
+
+def _request_update(req: backfill_requests.BackfillRequest, elapsed_s: float) -> ProgressUpdate:
+    return ProgressUpdate(req.chain_id, req.blocks_done, req.blocks_total or 0, req.events, elapsed_s,
+                          req.to_block if req.to_block is not None else req.from_block)
+
+
+async def request_backfill(
+    settings: Settings,
+    chain_id: int,
+    from_block: int,
+    to_block: int | None,
+    token: str | None = None,
+    *,
+    wait: bool = True,
+    progress: Callable[[ProgressUpdate], None] | None = None,
+    stop: asyncio.Event | None = None,
+    config: IndexerConfig | None = None,
+    poll_s: float = 0.25,
+) -> backfill_requests.BackfillRequest:
+    """File a backfill for the process that holds the chain's writer lock (a running `rwa index run`), which
+    executes it between follow steps (indexer/backfill_requests.py). With ``wait``, report its progress
+    until it finishes; if the lock is free meanwhile (no writer, or its chain stopped), take it and execute
+    the request here. ``stop`` cancels the request (what was written is kept)."""
+    config = config or IndexerConfig.from_env()
+    get_chain(chain_id)
+    if from_block < 0 or (to_block is not None and from_block > to_block):
+        raise ValueError(f"bad block range: from {from_block} to {to_block}")
+    db_url = _database_url(settings)
+    conn = await lock.connect(db_url, chain_id, role="backfill-request")
+    try:
+        if token is not None:
+            token = checksum(token)
+            if not await conn.fetchval("SELECT 1 FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)",
+                                       chain_id, token):
+                raise UnknownToken(chain_id, token)
+        req = await backfill_requests.submit(conn, chain_id, from_block, to_block, token)
+        log.info("chain %s: backfill request %s filed for the running writer", chain_id, req.id)
+        if not wait:
+            return req
+        return await _follow_request(settings, conn, req.id, chain_id, config, progress, stop, poll_s)
+    finally:
+        await conn.close()
+
+
+async def _follow_request(
+    settings: Settings, conn: asyncpg.Connection, request_id: int, chain_id: int, config: IndexerConfig,
+    progress: Callable[[ProgressUpdate], None] | None, stop: asyncio.Event | None, poll_s: float,
+) -> backfill_requests.BackfillRequest:
+    started = time.perf_counter()
+    next_lock_try = 0.0
+    while True:
+        req = await backfill_requests.get(conn, request_id)
+        assert req is not None
+        if progress is not None and req.blocks_total is not None:
+            progress(_request_update(req, time.perf_counter() - started))
+        if req.finished:
+            return req
+        if stop is not None and stop.is_set():
+            await backfill_requests.cancel(conn, request_id)
+            return await backfill_requests.get(conn, request_id)  # type: ignore[return-value]
+        if time.perf_counter() >= next_lock_try:
+            next_lock_try = time.perf_counter() + config.lock_retry_s
+            done = await _execute_if_no_writer(settings, request_id, chain_id, config, progress, stop, started)
+            if done is not None:
+                return done
+        await _sleep_or_stop(stop, poll_s)
+
+
+async def _execute_if_no_writer(
+    settings: Settings, request_id: int, chain_id: int, config: IndexerConfig,
+    progress: Callable[[ProgressUpdate], None] | None, stop: asyncio.Event | None, started: float,
+) -> backfill_requests.BackfillRequest | None:
+    """Take the writer lock if free and run the request to its end here; None if another process holds it."""
+    spec = get_chain(chain_id)
+    conn = await lock.connect(_database_url(settings), chain_id, role="backfill")
+    try:
+        if not await lock.try_lock(conn, chain_id):
+            return None
+        log.info("chain %s: no writer holds the lock; executing backfill request %s here", chain_id, request_id)
+        await prepare_connection(conn)
+        async with make_client(settings, chain_id, config) as client:
+            heads = await read_heads(client, spec, config.depth_for(spec), config.use_finality_tags)
+            watched = await load_watched(conn, chain_id)
+            if watched:
+                await ensure_cursor(conn, chain_id, min(watched.values()) - 1)
+
+            def report(req: backfill_requests.BackfillRequest) -> None:
+                if progress is not None and req.blocks_total is not None:
+                    progress(_request_update(req, time.perf_counter() - started))
+
+            await backfill_requests.execute(
+                conn, client, chain_id, config, make_ranger(spec, config.initial_span), finalized=heads.finalized,
+                ceiling=heads.finalized, budget_s=None, stop=stop, on_progress=report, only=request_id)
+        if stop is not None and stop.is_set():
+            await backfill_requests.cancel(conn, request_id, writer=True)
+        return await backfill_requests.get(conn, request_id)
+    finally:
+        await conn.close()
+
+
+async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -25,7 +25,8 @@ from chains.errors import AllEndpointsFailed, ChainIdMismatch, RpcError
 from chains.rpc import RpcClient
 from chains.rpc_urls import url_label
 from chains.spec import ChainSpec
-from models.chain import Block, ChainEvent, FetchedInterval, IndexerCursor
+from indexer.health import state_of
+from models.chain import BackfillRequest, Block, ChainEvent, FetchedInterval, IndexerCursor
 
 DEFAULT_WINDOW_BLOCKS = 100
 
@@ -43,6 +44,12 @@ class CursorStatus:
     recent_events: int
     window_blocks: int
     events_per_second: float | None
+    # health (indexer/health.py) and the chain's backfill requests (unfinished + the last few)
+    state: str = "not indexed"
+    stopped_reason: str | None = None
+    error_count: int = 0
+    last_error: str | None = None
+    backfills: tuple[BackfillRequestStatus, ...] = ()
 
     @property
     def lag(self) -> int | None:
@@ -56,10 +63,12 @@ async def read_cursor_status(session: AsyncSession, chain_ids: Sequence[int],
     """One CursorStatus per chain id, in the order given (3 small indexed queries per chain with a cursor)."""
     rows = (await session.execute(
         select(IndexerCursor.chain_id, IndexerCursor.indexed_block, IndexerCursor.head_block,
-               IndexerCursor.safe_block, IndexerCursor.finalized_block, IndexerCursor.updated_at)
+               IndexerCursor.safe_block, IndexerCursor.finalized_block, IndexerCursor.updated_at,
+               IndexerCursor.stopped_reason, IndexerCursor.error_count, IndexerCursor.last_error)
         .where(IndexerCursor.chain_id.in_(list(chain_ids)))
     )).all()
     by_chain = {r.chain_id: r for r in rows}
+    requests = await _backfills(session, list(chain_ids))
     out: list[CursorStatus] = []
     for chain_id in chain_ids:
         row = by_chain.get(chain_id)
@@ -73,7 +82,54 @@ async def read_cursor_status(session: AsyncSession, chain_ids: Sequence[int],
             safe_block=row.safe_block if row is not None else None,
             finalized_block=row.finalized_block if row is not None else None,
             updated_at=row.updated_at if row is not None else None,
-            recent_events=events, window_blocks=window_blocks, events_per_second=rate))
+            recent_events=events, window_blocks=window_blocks, events_per_second=rate,
+            state=state_of(row.stopped_reason if row is not None else None,
+                           row.error_count if row is not None else 0, indexed),
+            stopped_reason=row.stopped_reason if row is not None else None,
+            error_count=row.error_count if row is not None else 0,
+            last_error=row.last_error if row is not None else None,
+            backfills=tuple(requests.get(chain_id, ()))))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequestStatus:
+    """One `rwa index backfill` handed to the running writer (indexer/backfill_requests.py)."""
+
+    id: int
+    token: str | None
+    from_block: int
+    to_block: int | None
+    state: str  # PENDING | RUNNING | DONE | FAILED | CANCELLED
+    blocks_done: int
+    blocks_total: int | None
+    events: int
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["created_at"] = self.created_at.isoformat()
+        d["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        return d
+
+
+async def _backfills(session: AsyncSession, chain_ids: list[int], recent: int = 3
+                     ) -> dict[int, list[BackfillRequestStatus]]:
+    """Per chain: every unfinished request and the last ``recent`` finished ones, oldest first."""
+    ranked = select(BackfillRequest, func.row_number().over(
+        partition_by=BackfillRequest.chain_id, order_by=BackfillRequest.id.desc()).label("n")) \
+        .where(BackfillRequest.chain_id.in_(chain_ids)).subquery()
+    rows = (await session.execute(
+        select(ranked).where((ranked.c.state.in_(("PENDING", "RUNNING"))) | (ranked.c.n <= recent))
+        .order_by(ranked.c.chain_id, ranked.c.id))).all()
+    out: dict[int, list[BackfillRequestStatus]] = {}
+    for r in rows:
+        out.setdefault(r.chain_id, []).append(BackfillRequestStatus(
+            id=r.id, token=r.token_address, from_block=r.from_block, to_block=r.to_block, state=r.state,
+            blocks_done=r.blocks_done, blocks_total=r.blocks_total, events=r.events, error=r.error,
+            created_at=r.created_at, finished_at=r.finished_at))
     return out
 
 
@@ -187,6 +243,15 @@ class ChainStatus:
     window_blocks: int
     events_per_second: float | None
     cursor_updated_at: str | None = field(default=None)
+    state: str = "not indexed"  # ok | stopped | failing | not indexed (indexer/health.py)
+    stopped_reason: str | None = None
+    error_count: int = 0
+    last_error: str | None = None
+    backfills: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def unhealthy(self) -> bool:
+        return self.state in ("stopped", "failing")
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,7 +266,9 @@ def combine(spec: ChainSpec, node: NodeStatus, cursor: CursorStatus) -> ChainSta
         head=node.head_block, safe=node.safe_block, finalized=node.finalized_block,
         indexed=cursor.indexed_block, lag=lag, recent_events=cursor.recent_events,
         window_blocks=cursor.window_blocks, events_per_second=cursor.events_per_second,
-        cursor_updated_at=cursor.updated_at.isoformat() if cursor.updated_at else None)
+        cursor_updated_at=cursor.updated_at.isoformat() if cursor.updated_at else None,
+        state=cursor.state, stopped_reason=cursor.stopped_reason, error_count=cursor.error_count,
+        last_error=cursor.last_error, backfills=[b.as_json() for b in cursor.backfills])
 
 
 async def chain_status(session: AsyncSession, specs: Sequence[ChainSpec], urls: dict[int, list[str]], *,

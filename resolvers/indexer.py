@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chains.registry import all_chains
-from indexer.status import DEFAULT_WINDOW_BLOCKS, read_cursor_status
+from indexer.status import DEFAULT_WINDOW_BLOCKS, BackfillRequestStatus, read_cursor_status
 from resolvers.holdings import parse_chain_id
 
 
@@ -28,6 +28,11 @@ class ChainStatusRow:
     window_blocks: int
     events_per_second: float | None
     updated_at: datetime | None
+    state: str = "not indexed"
+    stopped_reason: str | None = None
+    error_count: int = 0
+    last_error: str | None = None
+    backfills: tuple[BackfillRequestStatus, ...] = ()
 
 
 async def indexer_status(session: AsyncSession, chain_id: int | None = None,
@@ -39,5 +44,7 @@ async def indexer_status(session: AsyncSession, chain_id: int | None = None,
     return [ChainStatusRow(chain_id=s.chain_id, chain=s.short_name, head_block=c.head_block, safe_block=c.safe_block,
                            finalized_block=c.finalized_block, indexed_block=c.indexed_block, lag=c.lag,
                            recent_events=c.recent_events, window_blocks=c.window_blocks,
-                           events_per_second=c.events_per_second, updated_at=c.updated_at)
+                           events_per_second=c.events_per_second, updated_at=c.updated_at, state=c.state,
+                           stopped_reason=c.stopped_reason, error_count=c.error_count, last_error=c.last_error,
+                           backfills=c.backfills)
             for s, c in zip(specs, cursors)]

@@ -22,6 +22,21 @@ _ACCESS = ("Staff (ADMIN, COMPLIANCE, ISSUER) see every holder; other callers mu
            "their linked wallets. API keys act with their owner's roles.")
 
 
+@strawberry.type(description="A `rwa index backfill` handed to the chain's running indexer, with its progress.")
+class IndexerBackfillRequest:
+    id: int
+    token: str | None = strawberry.field(description="Only this contract; null: every watched contract.")
+    from_block: int
+    to_block: int | None = strawberry.field(description="Null until started: then the finalized head.")
+    state: str = strawberry.field(description="PENDING, RUNNING, DONE, FAILED or CANCELLED.")
+    blocks_done: int
+    blocks_total: int | None = strawberry.field(description="Blocks left to fetch when it started.")
+    events: int = strawberry.field(description="Raw events newly written.")
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
 @strawberry.type(description="Where the indexer of one chain stands. Block numbers are null before its first run.")
 class ChainIndexerStatus:
     chain_id: int
@@ -36,13 +51,26 @@ class ChainIndexerStatus:
     events_per_second: float | None = strawberry.field(
         description="recentEvents per second of chain time over that window; null when it spans no time.")
     updated_at: datetime | None = strawberry.field(description="When the indexer last moved its cursor.")
+    state: str = strawberry.field(description=(
+        "ok; stopped (a reorg below finality: see stoppedReason; an operator must act); failing (3 or more "
+        "failed steps in a row: see lastError); not indexed."))
+    stopped_reason: str | None
+    error_count: int = strawberry.field(description="Failed steps in a row (0 when the last step succeeded).")
+    last_error: str | None
+    backfills: list[IndexerBackfillRequest] = strawberry.field(
+        description="Unfinished backfill requests and the last few finished ones, oldest first.")
 
     @classmethod
     def from_row(cls, r: indexer.ChainStatusRow) -> "ChainIndexerStatus":
         return cls(chain_id=r.chain_id, chain=r.chain, head_block=r.head_block, safe_block=r.safe_block,
                    finalized_block=r.finalized_block, indexed_block=r.indexed_block, lag=r.lag,
                    recent_events=r.recent_events, window_blocks=r.window_blocks,
-                   events_per_second=r.events_per_second, updated_at=r.updated_at)
+                   events_per_second=r.events_per_second, updated_at=r.updated_at, state=r.state,
+                   stopped_reason=r.stopped_reason, error_count=r.error_count, last_error=r.last_error,
+                   backfills=[IndexerBackfillRequest(
+                       id=b.id, token=b.token, from_block=b.from_block, to_block=b.to_block, state=b.state,
+                       blocks_done=b.blocks_done, blocks_total=b.blocks_total, events=b.events, error=b.error,
+                       created_at=b.created_at, finished_at=b.finished_at) for b in r.backfills])
 
 
 @strawberry.type(description="One holder's indexed position in one token (raw units; divide by 10^decimals).")

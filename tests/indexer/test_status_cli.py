@@ -5,7 +5,8 @@ from __future__ import annotations
 from tests.indexer.cli_helpers import SECRETS, cli_database_url, closed_port, run_many, secret_url, sql  # noqa: F401
 
 KEYS = {"chain_id", "chain", "configured", "reachable", "error", "endpoints", "head", "safe", "finalized", "indexed",
-        "lag", "recent_events", "window_blocks", "events_per_second", "cursor_updated_at"}
+        "lag", "recent_events", "window_blocks", "events_per_second", "cursor_updated_at", "state", "stopped_reason",
+        "error_count", "last_error", "backfills"}
 
 
 async def test_status_json_and_table(cli_database_url, redis_url, local_chains) -> None:  # type: ignore[no-untyped-def]
