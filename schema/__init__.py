@@ -16,6 +16,7 @@ from schema import assets, documents, tokens
 from schema import market_data, trading
 from schema import payments
 from schema import operations
+from schema import settlements
 from schema import operations
 from schema import issuance
 from schema import dev_funding
@@ -55,6 +56,8 @@ SUBSCRIPTIONS += (market_data.Subscription,)
 PERSONAL_SUBSCRIPTIONS |= {"myOrders"}
 SNAPSHOT_SUBSCRIPTIONS |= {"orderBook"}
 PERSONAL_SUBSCRIPTIONS |= {"paymentUpdates"}
+SUBSCRIPTIONS += (settlements.Subscription,)
+PERSONAL_SUBSCRIPTIONS |= {"mySettlements"}
 
 
 class RwaSchema(strawberry.Schema):

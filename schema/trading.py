@@ -26,7 +26,7 @@ from resolvers import ledger
 from resolvers.assets.validation import trim
 from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
-from resolvers.trading import market_data, markets, orders
+from resolvers.trading import market_data, markets, orders, settlement
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 
@@ -120,6 +120,13 @@ class MyTrade(Trade):
     settlement: SettlementStatus  # type: ignore[valid-type]
     settlement_failure_reason: str | None = strawberry.field(
         description="Why the settlement FAILED (its cash was then reversed); null otherwise.")
+    settlement_tx_hash: str | None = strawberry.field(default=None, description=(
+        "The token transfer's transaction once the agent sent it (the one that landed, once mined)."))
+    settlement_block: int | None = strawberry.field(default=None, description=(
+        "The block the token transfer was mined in; the trade is SETTLED when that block is final."))
+    settlement_operation_state: str | None = strawberry.field(default=None, description=(
+        "The agent operation's state (PENDING, SIGNED, BROADCAST, MINED, CONFIRMED, FAILED, CANCELED); null when "
+        "the trade has no on-chain leg."))
 
 
 def trade_of(t: TradeModel) -> Trade:
@@ -233,17 +240,21 @@ class Query:
         stmt = select(TradeModel).where(or_(TradeModel.buyer_id == user_id, TradeModel.seller_id == user_id))
         if market_id is not None:
             stmt = stmt.where(TradeModel.market_id == market_id)
-        page = await keyset_page(await info.context.session(), stmt, [TradeModel.seq], descending=True,
-                                 first=first, after=after)
+        session = await info.context.session()
+        page = await keyset_page(session, stmt, [TradeModel.seq], descending=True, first=first, after=after)
+        legs = await settlement.chain_legs(session, [t.id for t in page.rows])
+        no_leg = settlement.ChainLeg(None, None, None)
 
         def node(t: TradeModel) -> MyTrade:
             side = SideModel.BUY if t.buyer_id == user_id else SideModel.SELL
             is_taker = side is t.taker_side
+            leg = legs.get(t.id, no_leg)
             return MyTrade(id=t.id, sequence=t.seq, market_id=t.market_id, price=trim(t.price),
                            quantity=trim(t.quantity), taker_side=t.taker_side, created_at=t.created_at,
                            maker_order_id=t.maker_order_id, taker_order_id=t.taker_order_id, side=side,
                            fee=trim(t.taker_fee if is_taker else t.maker_fee), settlement=t.settlement,
-                           settlement_failure_reason=t.failure_reason)
+                           settlement_failure_reason=t.failure_reason, settlement_tx_hash=leg.tx_hash,
+                           settlement_block=leg.block_number, settlement_operation_state=leg.operation_state)
 
         return Connection.from_page(page, node)  # type: ignore[arg-type]
 

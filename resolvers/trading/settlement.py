@@ -223,3 +223,31 @@ async def release_reservation(session: AsyncSession, order_id: uuid.UUID, user_i
     """Give back what a finished buy order still holds (once per order: the reference is idempotent)."""
     if amount > 0:
         await ledger.release(session, user_id, amount, currency, reference=f"order:{order_id}:release")
+
+
+@dataclass(frozen=True)
+class ChainLeg:
+    """Where a trade's token leg is on chain: the transfer's tx hash and block (None until sent / mined), and the
+    state of its operation (None when the trade has no on-chain leg)."""
+
+    tx_hash: str | None
+    block_number: int | None
+    operation_state: str | None
+
+
+_CHAIN_LEGS = """
+SELECT s.trade_id, coalesce(o.mined_tx_hash, s.tx_hash, o.tx_hash) AS tx_hash,
+       coalesce(o.mined_block, (SELECT min(tt.block_number) FROM token_transfers tt
+                                WHERE tt.chain_id = s.chain_id AND tt.tx_hash = s.tx_hash)) AS block,
+       o.state::text AS state
+FROM settlement_instructions s
+LEFT JOIN chain_operations o ON o.business_ref = 'settlement:' || s.id::text
+WHERE s.trade_id = ANY($1::uuid[])"""
+
+
+async def chain_legs(session: AsyncSession, trade_ids: list[uuid.UUID]) -> dict[uuid.UUID, ChainLeg]:
+    """trade id -> its ChainLeg, for a page of trades in one statement."""
+    if not trade_ids:
+        return {}
+    rows = await (await pg(session)).fetch(_CHAIN_LEGS, trade_ids)
+    return {r["trade_id"]: ChainLeg(r["tx_hash"], r["block"], r["state"]) for r in rows}

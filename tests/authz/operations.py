@@ -26,3 +26,4 @@ ENTRIES = {
     "Mutation.pauseToken": _m(f'pauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
     "Mutation.unpauseToken": _m(f'unpauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
 }
+ENTRIES["Subscription.mySettlements"] = Rule("subscription { mySettlements { tradeId } }")
