@@ -2,7 +2,7 @@
 periodic schedule the worker runs (jobs/scheduler.py)."""
 
 from jobs import broker  # noqa: F401  (installs the broker first)
-from jobs import candles, kyc, orders, payments, webhooks  # noqa: F401
+from jobs import candles, kyc, offerings, orders, payments, webhooks  # noqa: F401
 from jobs.scheduler import Scheduler
 
 
@@ -17,6 +17,7 @@ def build_scheduler() -> Scheduler:
     s.add("expire_orders", 1.0)
     s.add("roll_up_candles", 30.0)
     s.add("expire_kyc_approvals", 60.0)
+    s.add("close_due_offerings", 5.0)
     s.add("reconcile_identity_registries", 10.0)
     return s
 

@@ -10,5 +10,6 @@ from models import trading  # noqa: F401
 from models import payments  # noqa: F401
 from models import operations  # noqa: F401
 from models import withdrawals  # noqa: F401
+from models import issuance  # noqa: F401
 
 __all__ = ["Base"]

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -90,6 +90,8 @@ class KycCase(Base):
     # AES-GCM ciphertext of the personal fields (core.encryption); associated data = case id
     personal_data: Mapped[bytes | None] = mapped_column(LargeBinary)
     country: Mapped[str | None] = mapped_column(String(2))
+    # set by COMPLIANCE (setAccreditation): offerings may be restricted to accredited investors
+    accredited: Mapped[bool] = mapped_column(nullable=False, default=False, server_default=text("false"))
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reviewed_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,206 @@
+"""Closing an offering: allocation, the batched mints, and what their confirmation or failure does to the cash.
+
+close (ISSUER, or the scheduled job once closesAt has passed), in one transaction under the offering's lock:
+1. OPEN -> CLOSED;
+2. ACTIVE subscriptions whose wallet is no longer listed by the identity registry, or is frozen, are REJECTED
+   (WALLET_NOT_VERIFIED) with their cash released, since a mint to them would revert the whole batch;
+3. if the whole lots asked fall short of the target, the offering is CANCELED (TARGET_NOT_REACHED) and every
+   reservation released;
+4. otherwise allocation.allocate() fixes each subscription's lots: none -> UNALLOCATED (cash released), some ->
+   ALLOCATED (what did not buy a lot is released at once, the allocated cash stays RESERVED);
+5. ALLOCATED subscriptions are minted in time order in batches of MINT_BATCH through the agent
+   (`batchMint`, kind "offering.mint", business_ref "offering:<id>:mint:<n>"), and the offering is ALLOCATED.
+
+When a batch's mint is indexed and final (agent/effects/issuance.py calls `mint_confirmed` in the executor's
+transaction): its subscriptions are SETTLED and their allocated cash moves RESERVED -> issuer AVAILABLE, the
+platform's fee (feeBps of the batch, rounded down) -> FEES, in one ledger movement per batch (reference
+"<business_ref>:settle", so exactly once). A failed mint makes them FAILED and releases their cash. The offering is
+SETTLED once no subscription is ALLOCATED any more.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import ROUND_FLOOR, Decimal, localcontext
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agent.outbox import enqueue
+from models.issuance import Offering, OfferingState, OfferingSubscription, SubscriptionState
+from models.ledger import AccountKind
+from models.operations import ChainOperation
+from models.tokens import Token
+from resolvers import ledger
+from resolvers.audit import record
+from resolvers.issuance.allocation import Demand, allocate
+from resolvers.issuance.offerings import Actor, _check_issuer, locked, transition
+from resolvers.ledger import Platform, UserAccount
+from resolvers.raw_sql import pg
+from resolvers.trading.gate import to_units
+
+log = logging.getLogger("rwa.issuance")
+# 200 mints of ~45k gas each stay far below a 30M block gas limit; the contract allows 500
+MINT_BATCH = 200
+MINT_KIND = "offering.mint"
+QUANTUM = Decimal("1e-18")
+
+# ACTIVE subscriptions whose wallet the token's registry still lists and which are not frozen
+_STILL_VERIFIED = """
+SELECT s.id FROM offering_subscriptions s
+JOIN tokens t ON t.id = $2
+JOIN identities ie ON ie.investor = s.wallet_address AND ie.chain_id = t.chain_id
+                      AND ie.registry_address = t.identity_registry AND ie.registered
+LEFT JOIN holdings h ON h.holder = s.wallet_address AND h.chain_id = t.chain_id AND h.token_address = t.address
+WHERE s.offering_id = $1 AND s.state = 'ACTIVE' AND NOT coalesce(h.frozen, false)"""
+
+
+async def _active(session: AsyncSession, offering: Offering) -> list[OfferingSubscription]:
+    return list((await session.execute(
+        select(OfferingSubscription).where(OfferingSubscription.offering_id == offering.id,
+                                           OfferingSubscription.state == SubscriptionState.ACTIVE)
+        .order_by(OfferingSubscription.seq).with_for_update().execution_options(populate_existing=True)
+    )).scalars())
+
+
+async def _release(session: AsyncSession, offering: Offering, subs: list[OfferingSubscription],
+                   amounts: list[Decimal], reference: str) -> None:
+    """Give `amounts` of the subscriptions' reserved cash back, in one ledger movement."""
+    legs: list[tuple[ledger.AccountRef, Decimal]] = []
+    for sub, amount in zip(subs, amounts):
+        if amount > 0:
+            legs += [(UserAccount(sub.user_id, AccountKind.RESERVED), -amount), (UserAccount(sub.user_id), amount)]
+    if legs:
+        await ledger.post(session, kind="RELEASE", reference=reference, currency=offering.quote_currency, legs=legs)
+
+
+async def cancel_offering(session: AsyncSession, actor: Actor, offering_id: uuid.UUID, reason: str = "ISSUER_CANCELED"
+                          ) -> Offering:
+    offering = await locked(session, offering_id)
+    _check_issuer(actor, offering.issuer_id)
+    await _cancel(session, actor, offering, reason)
+    return offering
+
+
+async def _cancel(session: AsyncSession, actor: Actor, offering: Offering, reason: str) -> None:
+    transition(session, actor, offering, (OfferingState.DRAFT, OfferingState.OPEN, OfferingState.CLOSED),
+               OfferingState.CANCELED, "cancel", {"reason": reason})
+    subs = await _active(session, offering)
+    await _release(session, offering, subs, [s.amount for s in subs], f"offering:{offering.id}:cancel")
+    for s in subs:
+        s.state, s.reason = SubscriptionState.CANCELED, reason
+    offering.subscribed_total, offering.subscription_count = Decimal(0), 0
+
+
+async def close_offering(session: AsyncSession, actor: Actor, offering_id: uuid.UUID) -> Offering:
+    """Close, allocate and enqueue the mints (see the module docstring). Does not commit."""
+    offering = await locked(session, offering_id)
+    _check_issuer(actor, offering.issuer_id)
+    transition(session, actor, offering, (OfferingState.OPEN,), OfferingState.CLOSED, "close")
+    token = await session.get(Token, offering.token_id)
+    assert token is not None
+    subs = await _active(session, offering)
+    verified = {r[0] for r in await (await pg(session)).fetch(_STILL_VERIFIED, offering.id, token.id)}
+    gone = [s for s in subs if s.id not in verified]
+    await _release(session, offering, gone, [s.amount for s in gone], f"offering:{offering.id}:unverified")
+    for s in gone:
+        s.state, s.reason = SubscriptionState.REJECTED, "WALLET_NOT_VERIFIED"
+    subs = [s for s in subs if s.id in verified]
+    with localcontext(prec=100):
+        lot_price = offering.price * offering.lot_size
+    allocations = allocate([Demand(s.id, s.seq, s.amount) for s in subs], lot_price=lot_price,
+                           hard_cap=offering.hard_cap, rule=offering.allocation_rule)
+    if sum(a.cash for a in allocations) < offering.target or not any(a.lots for a in allocations):
+        await _cancel(session, actor, offering, "TARGET_NOT_REACHED")
+        return offering
+    await _release(session, offering, subs, [a.released for a in allocations], f"offering:{offering.id}:leftover")
+    allocated: list[OfferingSubscription] = []
+    for s, a in zip(subs, allocations):
+        if a.lots == 0:
+            s.state, s.reason = SubscriptionState.UNALLOCATED, "NOT_ALLOCATED"
+            continue
+        with localcontext(prec=100):
+            quantity = offering.lot_size * a.lots
+        s.state, s.allocated_quantity, s.allocated_cash = SubscriptionState.ALLOCATED, quantity, a.cash
+        s.allocated_units = to_units(quantity, token.decimals)
+        allocated.append(s)
+    for n, start in enumerate(range(0, len(allocated), MINT_BATCH)):
+        batch = allocated[start:start + MINT_BATCH]
+        ref = f"offering:{offering.id}:mint:{n}"
+        await enqueue(session, kind=MINT_KIND, chain_id=offering.chain_id, contract=offering.token_address,
+                      abi_name="SecurityToken", function="batchMint",
+                      args=[[s.wallet_address for s in batch], [int(s.allocated_units) for s in batch]],
+                      business_ref=ref, actor_id=actor.user_id)
+        for s in batch:
+            s.mint_ref = ref
+    offering.allocated_total = sum((a.cash for a in allocations), Decimal(0))
+    transition(session, actor, offering, (OfferingState.CLOSED,), OfferingState.ALLOCATED, "allocate",
+               {"allocated": str(offering.allocated_total), "subscriptions": str(len(allocated)),
+                "mintBatches": str((len(allocated) + MINT_BATCH - 1) // MINT_BATCH)})
+    return offering
+
+
+def platform_fee(amount: Decimal, bps: int) -> Decimal:
+    with localcontext(prec=100):
+        return (amount * bps / Decimal(10000)).quantize(QUANTUM, rounding=ROUND_FLOOR)
+
+
+async def _batch(session: AsyncSession, op: ChainOperation) -> tuple[Offering, list[OfferingSubscription]] | None:
+    offering_id = op.business_ref.split(":")[1]
+    offering = await locked(session, uuid.UUID(offering_id))
+    subs = list((await session.execute(
+        select(OfferingSubscription).where(OfferingSubscription.mint_ref == op.business_ref,
+                                           OfferingSubscription.state == SubscriptionState.ALLOCATED)
+        .order_by(OfferingSubscription.seq).with_for_update().execution_options(populate_existing=True)
+    )).scalars())
+    return (offering, subs) if subs else None
+
+
+async def _maybe_settled(session: AsyncSession, offering: Offering) -> None:
+    await session.flush()  # the batch's new states (sessions may not autoflush)
+    left = (await session.execute(select(OfferingSubscription.id).where(
+        OfferingSubscription.offering_id == offering.id,
+        OfferingSubscription.state == SubscriptionState.ALLOCATED).limit(1))).first()
+    if left is None and offering.state is OfferingState.ALLOCATED:
+        transition(session, Actor(None), offering, (OfferingState.ALLOCATED,), OfferingState.SETTLED, "settle")
+
+
+async def mint_confirmed(session: AsyncSession, op: ChainOperation) -> None:
+    """The batch's mint is indexed and final: pay the issuer (and the platform's fee) from the reserved cash."""
+    found = await _batch(session, op)
+    if found is None:
+        return
+    offering, subs = found
+    total = sum((s.allocated_cash for s in subs), Decimal(0))
+    fee = platform_fee(total, offering.fee_bps)
+    legs: list[tuple[ledger.AccountRef, Decimal]] = [
+        (UserAccount(s.user_id, AccountKind.RESERVED), -s.allocated_cash) for s in subs]
+    legs.append((UserAccount(offering.issuer_id), total - fee))
+    if fee:
+        legs.append((Platform(AccountKind.FEES), fee))
+    await ledger.post(session, kind="ISSUANCE", reference=f"{op.business_ref}:settle",
+                      currency=offering.quote_currency, legs=legs,
+                      details={"offering": str(offering.id), "tx": op.mined_tx_hash or op.tx_hash})
+    for s in subs:
+        s.state = SubscriptionState.SETTLED
+    record(session, actor_id=None, action="offering.mint_settled", target_type="offering", target_id=offering.id,
+           details={"operation": str(op.id), "subscriptions": str(len(subs)), "cash": str(total), "fee": str(fee)})
+    await _maybe_settled(session, offering)
+
+
+async def mint_failed(session: AsyncSession, op: ChainOperation, reason: str) -> None:
+    """The batch's mint failed: its investors get their allocated cash back."""
+    found = await _batch(session, op)
+    if found is None:
+        return
+    offering, subs = found
+    await _release(session, offering, subs, [s.allocated_cash for s in subs], f"{op.business_ref}:failed")
+    why = " ".join(reason.split())[:40] or "MINT_FAILED"
+    for s in subs:
+        s.state, s.reason = SubscriptionState.FAILED, why
+    log.warning("offering %s mint %s failed (%s): %d subscriptions released", offering.id, op.business_ref, why,
+                len(subs))
+    record(session, actor_id=None, action="offering.mint_failed", target_type="offering", target_id=offering.id,
+           details={"operation": str(op.id), "reason": reason[:200], "subscriptions": str(len(subs))})
+    await _maybe_settled(session, offering)

@@ -1,0 +1,169 @@
+"""Subscriptions: an INVESTOR asks for tokens of an OPEN offering with an amount of cash.
+
+Runs under the offering's row lock, so the cap check and the running totals cannot race (concurrent subscriptions
+at the cap: exactly the ones that fit are taken). Validation errors (amount not positive, outside the ticket
+limits) are BAD_USER_INPUT and change nothing; a refusal is a REJECTED subscription with a reason, like the
+order gate, checked in this order:
+
+    OFFERING_NOT_OPEN, OFFERING_NOT_STARTED, OFFERING_CLOSED,
+    KYC_NOT_APPROVED, COUNTRY_NOT_ELIGIBLE, NOT_ACCREDITED,
+    NO_VERIFIED_WALLET       no linked wallet that the token's identity registry lists and that is not frozen
+    MAX_TICKET_EXCEEDED      the investor's active subscriptions plus this one exceed maxTicket
+    CAP_REACHED              FIRST_COME: the hard cap is already subscribed (PRO_RATA takes oversubscription)
+    INSUFFICIENT_CASH        ledger AVAILABLE < amount
+
+An accepted subscription is ACTIVE with its cash reserved (AVAILABLE -> RESERVED, reference
+`subscription:<id>:reserve`). Idempotent per (offering, investor, clientKey): a repeated key returns the stored
+subscription, whatever its state. Canceling (while the offering is OPEN) releases the cash.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import BadUserInput, Conflict, NotFound
+from models.identity import KycStatus
+from models.issuance import AllocationRule, Offering, OfferingState, OfferingSubscription, SubscriptionState
+from resolvers import ledger
+from resolvers.audit import record
+from resolvers.identity.kyc_states import effective_status
+from resolvers.issuance.offerings import Actor, accepts_subscriptions, locked
+from resolvers.raw_sql import pg
+
+MAX_CLIENT_KEY = 64
+
+# The investor's KYC case, AVAILABLE cash in the quote currency, active subscriptions to this offering, and each
+# linked wallet the token's identity registry lists (registered) with its frozen flag: one round trip.
+_READ = """
+SELECT k.status AS kyc, k.expires_at AS kyc_expires, k.country, k.accredited,
+       (SELECT a.balance FROM ledger_accounts a WHERE a.owner_id = $1 AND a.kind = 'AVAILABLE'
+                                                 AND a.currency = $2) AS cash,
+       (SELECT coalesce(sum(s.amount), 0) FROM offering_subscriptions s
+        WHERE s.offering_id = $3 AND s.user_id = $1 AND s.state = 'ACTIVE') AS mine,
+       w.address, w.frozen
+FROM (SELECT 1) one
+LEFT JOIN kyc_cases k ON k.user_id = $1
+LEFT JOIN LATERAL (
+    SELECT wa.address, wa.linked_at, coalesce(h.frozen, false) AS frozen
+    FROM wallets wa
+    JOIN tokens t ON t.id = $4
+    JOIN identities ie ON ie.investor = wa.address AND ie.chain_id = t.chain_id
+                          AND ie.registry_address = t.identity_registry AND ie.registered
+    LEFT JOIN holdings h ON h.holder = wa.address AND h.chain_id = t.chain_id AND h.token_address = t.address
+    WHERE wa.user_id = $1
+) w ON true
+ORDER BY w.linked_at, w.address"""
+
+
+@dataclass(frozen=True)
+class SubscribeRequest:
+    offering_id: uuid.UUID
+    amount: Decimal
+    client_key: str | None = None
+
+
+def _validate(req: SubscribeRequest, offering: Offering) -> None:
+    if not req.amount.is_finite() or req.amount <= 0:
+        raise BadUserInput("amount must be positive", field="amount")
+    if req.amount.as_tuple().exponent < -18:  # type: ignore[operator]
+        raise BadUserInput("amount may have at most 18 decimal places", field="amount")
+    if req.amount < offering.min_ticket:
+        raise BadUserInput(f"amount is below the minimum ticket {offering.min_ticket.normalize():f}", field="amount")
+    if offering.max_ticket is not None and req.amount > offering.max_ticket:
+        raise BadUserInput(f"amount is above the maximum ticket {offering.max_ticket.normalize():f}", field="amount")
+
+
+def decide(offering: Offering, rows: list[Any], amount: Decimal, now: datetime) -> tuple[str | None, str | None]:
+    """(refusal reason or None, the wallet to mint to)."""
+    if (why := accepts_subscriptions(offering, now)) is not None:
+        return why, None
+    first = rows[0]
+    if first["kyc"] is None or effective_status(KycStatus(first["kyc"]), first["kyc_expires"], now) \
+            is not KycStatus.APPROVED:
+        return "KYC_NOT_APPROVED", None
+    if offering.eligible_countries is not None and first["country"] not in offering.eligible_countries:
+        return "COUNTRY_NOT_ELIGIBLE", None
+    if offering.accredited_only and not first["accredited"]:
+        return "NOT_ACCREDITED", None
+    wallets = [r["address"] for r in rows if r["address"] is not None and not r["frozen"]]
+    if not wallets:
+        return "NO_VERIFIED_WALLET", None
+    if offering.max_ticket is not None and Decimal(first["mine"]) + amount > offering.max_ticket:
+        return "MAX_TICKET_EXCEEDED", wallets[0]
+    if offering.allocation_rule is AllocationRule.FIRST_COME and \
+            offering.subscribed_total + amount > offering.hard_cap:
+        return "CAP_REACHED", wallets[0]
+    cash = first["cash"] if first["cash"] is not None else Decimal(0)
+    if cash < amount:
+        return "INSUFFICIENT_CASH", wallets[0]
+    return None, wallets[0]
+
+
+async def _existing(session: AsyncSession, offering_id: uuid.UUID, user_id: uuid.UUID,
+                    client_key: str) -> OfferingSubscription | None:
+    return (await session.execute(select(OfferingSubscription).where(
+        OfferingSubscription.offering_id == offering_id, OfferingSubscription.user_id == user_id,
+        OfferingSubscription.client_key == client_key))).scalar_one_or_none()
+
+
+async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) -> OfferingSubscription:
+    """Does not commit (the caller's unit of work does)."""
+    user_id = actor.user_id
+    if user_id is None:
+        raise BadUserInput("a subscription needs an investor")
+    key = None if req.client_key is None else req.client_key.strip()
+    if key is not None and not 0 < len(key) <= MAX_CLIENT_KEY:
+        raise BadUserInput(f"clientKey must have 1 to {MAX_CLIENT_KEY} characters", field="clientKey")
+    offering = await locked(session, req.offering_id)
+    if key is not None and (earlier := await _existing(session, offering.id, user_id, key)) is not None:
+        return earlier  # before validation: a retried request gets what it got the first time
+    _validate(req, offering)
+    now = datetime.now(timezone.utc)
+    rows = await (await pg(session)).fetch(_READ, user_id, offering.quote_currency, offering.id, offering.token_id)
+    reason, wallet = decide(offering, rows, req.amount, now)
+    sub = OfferingSubscription(id=uuid.uuid4(), offering_id=offering.id, user_id=user_id, client_key=key,
+                               amount=req.amount, wallet_address=wallet, reason=reason,
+                               state=SubscriptionState.REJECTED if reason else SubscriptionState.ACTIVE,
+                               allocated_quantity=Decimal(0), allocated_units=0, allocated_cash=Decimal(0))
+    session.add(sub)
+    await session.flush()
+    if reason is None:
+        await ledger.reserve(session, user_id, req.amount, offering.quote_currency, f"subscription:{sub.id}:reserve")
+        offering.subscribed_total += req.amount
+        offering.subscription_count += 1
+    record(session, actor_id=user_id, action="offering.subscribe", target_type="offering_subscription",
+           target_id=sub.id, request_id=actor.request_id,
+           details={"offering": str(offering.id), "amount": str(req.amount), "state": sub.state.value,
+                    **({"reason": reason} if reason else {})})
+    return sub
+
+
+async def cancel_subscription(session: AsyncSession, actor: Actor, subscription_id: uuid.UUID
+                              ) -> OfferingSubscription:
+    """The investor takes an ACTIVE subscription back while the offering is OPEN; its cash is released."""
+    found = (await session.execute(select(OfferingSubscription.offering_id).where(
+        OfferingSubscription.id == subscription_id, OfferingSubscription.user_id == actor.user_id))).scalar()
+    if found is None:
+        raise NotFound("subscription not found")
+    offering = await locked(session, found)  # the offering first, as subscribe and close lock it: no deadlock
+    sub = (await session.execute(select(OfferingSubscription).where(OfferingSubscription.id == subscription_id)
+                                 .with_for_update().execution_options(populate_existing=True))).scalar_one()
+    if offering.state is not OfferingState.OPEN:
+        raise Conflict(f"the offering is {offering.state.value}; subscriptions can be canceled while it is OPEN",
+                       reason="OFFERING_NOT_OPEN")
+    if sub.state is not SubscriptionState.ACTIVE:
+        raise Conflict(f"the subscription is {sub.state.value}", reason="INVALID_STATE")
+    await ledger.release(session, sub.user_id, sub.amount, offering.quote_currency, f"subscription:{sub.id}:release")
+    sub.state, sub.reason = SubscriptionState.CANCELED, "USER_CANCELED"
+    offering.subscribed_total -= sub.amount
+    offering.subscription_count -= 1
+    record(session, actor_id=actor.user_id, action="offering.subscription_cancel", target_type="offering_subscription",
+           target_id=sub.id, request_id=actor.request_id, details={"offering": str(offering.id)})
+    return sub

@@ -1,0 +1,233 @@
+"""Offerings over GraphQL (in-process app, real Postgres): the state machine, eligibility, reservations, allocation
+at close, and what the agent's confirmation or failure of a mint does to the cash (handlers called as the executor
+calls them, in one transaction). The on-chain loop is in test_issuance_chain.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy import select, update
+
+from models.assets import Asset
+from models.identity import AuditLog, KycCase
+from models.issuance import OfferingSubscription, SubscriptionState
+from models.ledger import AccountKind
+from models.operations import ChainOperation
+from models.tokens import IdentityEntry, Token
+from resolvers import ledger
+from resolvers.issuance import closing
+from tests.trading.factories import make_market, make_trader
+
+OFFERING = "id state subscribedTotal subscriptionCount allocatedTotal hardCap"
+CREATE = f"mutation($i: CreateOfferingInput!) {{ createOffering(input: $i) {{ {OFFERING} }} }}"
+SUB = "id state reason amount allocatedQuantity allocatedUnits allocatedCash walletAddress"
+SUBSCRIBE = f"mutation($i: SubscribeInput!) {{ subscribeToOffering(input: $i) {{ {SUB} }} }}"
+
+
+def _input(m, **over):  # type: ignore[no-untyped-def]
+    now = datetime.now(timezone.utc)
+    base = {"tokenId": str(m.token_id), "name": "Fund A, class 1", "quoteCurrency": m.quote, "price": "10",
+            "minTicket": "10", "target": "50", "hardCap": "200", "opensAt": (now - timedelta(minutes=1)).isoformat(),
+            "closesAt": (now + timedelta(days=1)).isoformat(), "allocationRule": "PRO_RATA", "feeBps": 100}
+    return {"i": {**base, **over}}
+
+
+async def _setup(gql, make_user, session_factory, **market):  # type: ignore[no-untyped-def]
+    m = await make_market(session_factory, **market)
+    issuer = await make_user(roles=["ISSUER"])
+    async with session_factory() as s:
+        token = await s.get(Token, m.token_id)
+        await s.execute(update(Asset).where(Asset.id == token.asset_id).values(issuer_id=issuer.id))
+        await s.commit()
+    return m, issuer
+
+
+async def _investor(gql, make_user, session_factory, m, cash="1000", country="DE", **kw):  # type: ignore[no-untyped-def]
+    user = await make_user(roles=["INVESTOR"])
+    trader = await make_trader(session_factory, m, cash=cash, user_id=user.id, **kw)
+    async with session_factory() as s:
+        await s.execute(update(KycCase).where(KycCase.user_id == user.id).values(country=country))
+        await s.commit()
+    return user, trader
+
+
+async def _cash(session_factory, user_id, currency):  # type: ignore[no-untyped-def]
+    async with session_factory() as s:
+        [b] = [b for b in await ledger.balances(s, user_id) if b.currency == currency] or [None]
+    return (Decimal(0), Decimal(0)) if b is None else (b.available, b.reserved)
+
+
+async def _open(gql, issuer, m, **over):  # type: ignore[no-untyped-def]
+    created = await gql(CREATE, _input(m, **over), token=issuer.token)
+    offering = created["data"]["createOffering"]
+    assert offering["state"] == "DRAFT", created
+    opened = await gql("mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": offering["id"]},
+                       token=issuer.token)
+    assert opened["data"]["openOffering"]["state"] == "OPEN"
+    return offering["id"]
+
+
+async def test_pro_rata_offering_from_subscription_to_settled_cash(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m, eligibleCountries=["DE", "FR"])
+    investors = [await _investor(gql, make_user, session_factory, m) for _ in range(3)]
+    subs = []
+    for user, _ in investors:
+        res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100", "clientKey": "k1"}}, token=user.token)
+        sub = res["data"]["subscribeToOffering"]
+        assert sub["state"] == "ACTIVE", res
+        again = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100", "clientKey": "k1"}}, token=user.token)
+        assert again["data"]["subscribeToOffering"]["id"] == sub["id"]  # idempotent per client key
+        subs.append(sub)
+        assert await _cash(session_factory, user.id, m.quote) == (Decimal(900), Decimal(100))
+    # refusals are REJECTED subscriptions with a reason, holding nothing
+    us, _ = await _investor(gql, make_user, session_factory, m, country="US")
+    res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=us.token)
+    assert (res["data"]["subscribeToOffering"]["state"], res["data"]["subscribeToOffering"]["reason"]) == \
+        ("REJECTED", "COUNTRY_NOT_ELIGIBLE")
+    poor, _ = await _investor(gql, make_user, session_factory, m, cash="5")
+    res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "50"}}, token=poor.token)
+    assert res["data"]["subscribeToOffering"]["reason"] == "INSUFFICIENT_CASH"
+    assert await _cash(session_factory, poor.id, m.quote) == (Decimal(5), Decimal(0))
+    # validation errors are typed and change nothing
+    res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "5"}}, token=investors[0][0].token)
+    assert gql.error_code(res) == "BAD_USER_INPUT" and res["errors"][0]["extensions"]["field"] == "amount"
+    # the US investor cannot see it; eligible ones and the issuer can
+    assert (await gql("query($id: UUID!) { offering(id: $id) { id } }", {"id": oid}, token=us.token)
+            )["data"]["offering"] is None
+    seen = await gql("query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }", {"id": oid},
+                     token=investors[0][0].token)
+    assert seen["data"]["offering"] == {"subscribedTotal": "300", "subscriptionCount": 3}
+
+    closed = await gql(f"mutation($id: UUID!) {{ closeOffering(id: $id) {{ {OFFERING} }} }}", {"id": oid},
+                       token=issuer.token)
+    assert closed["data"]["closeOffering"]["state"] == "ALLOCATED", closed
+    assert closed["data"]["closeOffering"]["allocatedTotal"] == "200"
+    mine = await gql(f"{{ mySubscriptions(first: 5) {{ edges {{ node {{ {SUB} }} }} }} }}", token=investors[0][0].token)
+    first = mine["data"]["mySubscriptions"]["edges"][0]["node"]
+    # 3 x 10 lots asked, 20 lots to give: 6 each and the 2 left over by time priority
+    assert (first["state"], first["allocatedQuantity"], first["allocatedCash"]) == ("ALLOCATED", "7", "70")
+    assert first["allocatedUnits"] == str(7 * 10 ** m.decimals)
+    assert await _cash(session_factory, investors[0][0].id, m.quote) == (Decimal(930), Decimal(70))
+    assert await _cash(session_factory, investors[2][0].id, m.quote) == (Decimal(940), Decimal(60))
+    async with session_factory() as s:
+        [op] = (await s.execute(select(ChainOperation).where(
+            ChainOperation.business_ref.like(f"offering:{oid}:mint:%")))).scalars().all()
+    assert (op.kind, op.function, op.abi_name) == ("offering.mint", "batchMint", "SecurityToken")
+    assert op.args[0] == [t.wallet for _, t in investors]
+    assert op.args[1] == [str(n * 10 ** m.decimals) for n in (7, 7, 6)]
+
+    # the agent confirms the mint from the indexed event: cash goes to the issuer, the fee to the platform
+    async with session_factory() as s:
+        op = await s.get(ChainOperation, op.id)
+        fees_before = (await ledger.locked_balances(s, m.quote, [ledger.Platform(AccountKind.FEES)]))
+        await closing.mint_confirmed(s, op)
+        await closing.mint_confirmed(s, op)  # a replay changes nothing
+        await s.commit()
+    assert await _cash(session_factory, issuer.id, m.quote) == (Decimal(198), Decimal(0))
+    for user, _ in investors:
+        available, reserved = await _cash(session_factory, user.id, m.quote)
+        assert reserved == 0 and available in (Decimal(930), Decimal(940))
+    async with session_factory() as s:
+        fees = await ledger.locked_balances(s, m.quote, [ledger.Platform(AccountKind.FEES)])
+        await s.rollback()
+    assert fees[ledger.Platform(AccountKind.FEES)] - fees_before[ledger.Platform(AccountKind.FEES)] == Decimal(2)
+    final = await gql("query($id: UUID!) { offering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+    assert final["data"]["offering"]["state"] == "SETTLED"
+    async with session_factory() as s:
+        actions = set((await s.execute(select(AuditLog.action).where(AuditLog.target_id == oid))).scalars())
+    assert {"offering.create", "offering.open", "offering.close", "offering.allocate", "offering.settle",
+            "offering.mint_settled"} <= actions
+
+
+async def test_failed_mint_releases_the_allocated_cash(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m, allocationRule="FIRST_COME")
+    user, _ = await _investor(gql, make_user, session_factory, m)
+    await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "105"}}, token=user.token)
+    await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+    assert await _cash(session_factory, user.id, m.quote) == (Decimal(900), Decimal(100))
+    async with session_factory() as s:
+        op = (await s.execute(select(ChainOperation).where(
+            ChainOperation.business_ref == f"offering:{oid}:mint:0"))).scalar_one()
+        await closing.mint_failed(s, op, "receiver not verified")
+        await s.commit()
+    assert await _cash(session_factory, user.id, m.quote) == (Decimal(1000), Decimal(0))
+    assert await _cash(session_factory, issuer.id, m.quote) == (Decimal(0), Decimal(0))
+    async with session_factory() as s:
+        sub = (await s.execute(select(OfferingSubscription).where(
+            OfferingSubscription.user_id == user.id))).scalar_one()
+    assert (sub.state, sub.reason) == (SubscriptionState.FAILED, "receiver not verified")
+
+
+async def test_target_missed_cancels_and_releases_everything(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m, target="150")
+    user, _ = await _investor(gql, make_user, session_factory, m)
+    await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=user.token)
+    closed = await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+    assert closed["data"]["closeOffering"]["state"] == "CANCELED"
+    assert await _cash(session_factory, user.id, m.quote) == (Decimal(1000), Decimal(0))
+    again = await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+    assert gql.error_code(again) == "CONFLICT"
+
+
+async def test_unverified_wallet_at_close_is_rejected_not_minted(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m)
+    ok, _ = await _investor(gql, make_user, session_factory, m)
+    gone, trader = await _investor(gql, make_user, session_factory, m)
+    for u in (ok, gone):
+        await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=u.token)
+    async with session_factory() as s:  # KYC suspended: the agent deleted the wallet's identity
+        await s.execute(update(IdentityEntry).where(IdentityEntry.investor == trader.wallet).values(registered=False))
+        await s.commit()
+    await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+    async with session_factory() as s:
+        sub = (await s.execute(select(OfferingSubscription).where(OfferingSubscription.user_id == gone.id))
+               ).scalar_one()
+        op = (await s.execute(select(ChainOperation).where(
+            ChainOperation.business_ref == f"offering:{oid}:mint:0"))).scalar_one()
+    assert (sub.state, sub.reason) == (SubscriptionState.REJECTED, "WALLET_NOT_VERIFIED")
+    assert trader.wallet not in op.args[0]
+    assert await _cash(session_factory, gone.id, m.quote) == (Decimal(1000), Decimal(0))
+
+
+async def test_state_and_role_checks(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    other = await make_user(roles=["ISSUER"])
+    res = await gql(CREATE, _input(m), token=other.token)
+    assert gql.error_code(res) == "FORBIDDEN"
+    res = await gql(CREATE, _input(m, hardCap="5"), token=issuer.token)
+    assert gql.error_code(res) == "BAD_USER_INPUT" and res["errors"][0]["extensions"]["field"] == "hardCap"
+    res = await gql(CREATE, _input(m, eligibleCountries=["XX"]), token=issuer.token)
+    assert gql.error_code(res) == "BAD_USER_INPUT"
+    created = (await gql(CREATE, _input(m), token=issuer.token))["data"]["createOffering"]
+    user, _ = await _investor(gql, make_user, session_factory, m)
+    res = await gql(SUBSCRIBE, {"i": {"offeringId": created["id"], "amount": "100"}}, token=user.token)
+    assert res["data"]["subscribeToOffering"]["reason"] == "OFFERING_NOT_OPEN"  # still DRAFT
+    res = await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": created["id"]},
+                    token=issuer.token)
+    assert gql.error_code(res) == "CONFLICT"
+    res = await gql("mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": created["id"]},
+                    token=other.token)
+    assert gql.error_code(res) == "FORBIDDEN"
+
+
+async def test_cancel_subscription_releases_cash_only_while_open(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m)
+    user, _ = await _investor(gql, make_user, session_factory, m)
+    sub = (await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=user.token)
+           )["data"]["subscribeToOffering"]
+    cancel = "mutation($id: UUID!) { cancelSubscription(id: $id) { state reason } }"
+    stranger, _ = await _investor(gql, make_user, session_factory, m)
+    assert gql.error_code(await gql(cancel, {"id": sub["id"]}, token=stranger.token)) == "NOT_FOUND"
+    res = await gql(cancel, {"id": sub["id"]}, token=user.token)
+    assert res["data"]["cancelSubscription"] == {"state": "CANCELED", "reason": "USER_CANCELED"}
+    assert await _cash(session_factory, user.id, m.quote) == (Decimal(1000), Decimal(0))
+    assert gql.error_code(await gql(cancel, {"id": sub["id"]}, token=user.token)) == "CONFLICT"
+    offering = await gql("query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }",
+                         {"id": oid}, token=issuer.token)
+    assert offering["data"]["offering"] == {"subscribedTotal": "0", "subscriptionCount": 0}
