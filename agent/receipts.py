@@ -19,7 +19,7 @@ from sqlalchemy import select
 from agent import metrics
 from agent.calls import encode_call
 from agent.context import ChainView, SenderContext, log
-from agent.fees import bumped
+from agent.fees import Fees, bumped
 from agent.sender import broadcast, op_fees, set_fees, tx_dict
 from models.operations import ChainOperation, OperationState
 
@@ -73,6 +73,13 @@ def mark_mined(op: ChainOperation, rcpt: dict[str, Any]) -> None:
     op.mined_at = _now()
 
 
+def competitive(fees: Fees, view: ChainView) -> bool:
+    """Could a block include a tx with these fees now? (A dropped tx that could not is replaced, not re-sent.)"""
+    if fees.gas_price is not None:
+        return fees.gas_price >= (view.fees.gas_price or 0) * 100 // 125  # within the node's price band
+    return view.base_fee is None or int(fees.max_fee_per_gas or 0) >= view.base_fee
+
+
 async def poll(ctx: SenderContext, view: ChainView) -> int:
     """Advance BROADCAST ops. Returns how many moved."""
     ops = await load(ctx, S.BROADCAST, ctx.config.max_in_flight)
@@ -116,10 +123,19 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
                 row = rows.get(op.id)
                 if row is None:
                     continue
-                if not known.get(op.id):  # dropped from the pool: the same bytes again
-                    rebroadcast.append(row)
-                    continue
                 fresh = view.fees
+                if not known.get(op.id) and competitive(op_fees(row), view):
+                    rebroadcast.append(row)  # dropped from the pool: the same bytes again
+                    continue
+                if row.nonce != view.mined_nonce:
+                    # behind another pending tx (ours, or a gap): only the lowest nonce can be mined next, and
+                    # paying more for this one would not help; it waits (sent again if the node dropped it)
+                    if not known.get(op.id):
+                        rebroadcast.append(row)
+                    else:
+                        row.broadcast_at = _now()
+                    continue
+                # the lowest nonce, still pending or dropped because its fees no longer reach the base fee: replace
                 new_fees = bumped(op_fees(row), fresh, ctx.cap, ctx.config.fee_bump_pct)
                 if new_fees is None:
                     ctx.warn_once(f"cap:{row.id}", "chain %s: op %s is stuck at the fee cap (%s wei); waiting",

@@ -113,14 +113,15 @@ class World:
 
 
 @pytest.fixture
-async def world(settings: Settings, node: AnvilNode, idx_db: str) -> World:
+async def world(settings: Settings, node: AnvilNode, idx_db: str) -> AsyncIterator[World]:
     d = await deploy(node.url)
     await add_tokens(idx_db, 1, d)
     reg, tok = d.stack.registry, d.stack.token
     for inv in d.accounts[1:4]:
         await transact(reg.functions.registerIdentity(inv, inv, 840), d.agent)
     await transact(tok.functions.mint(d.accounts[1], 10**24), d.agent)
-    return World(settings, node, d, idx_db)
+    yield World(settings, node, d, idx_db)
+    await d.w3.provider.disconnect()
 
 
 @contextlib.asynccontextmanager
