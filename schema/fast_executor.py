@@ -126,6 +126,50 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         self._fast = not (manager is not None and manager.middlewares)
 
+    def execute_root_grouped_field_set(self, root_type: GraphQLObjectType, root_value: Any, grouped_field_set: Any,
+                                       serially: bool, position_context: Any) -> Any:
+        """A query's root fields run concurrently (graphql-core gathers them), so each gets a database slot of its
+        own (server.context): they shared one AsyncSession, and concurrent use of it failed ("This session is
+        provisioning a new connection"). Mutations run serially in the operation's slot; a single root field
+        (the hot path) keeps it too."""
+        open_slot = getattr(self.context_value, "root_field_slot", None)
+        if serially or open_slot is None or len(grouped_field_set) < 2:
+            return super().execute_root_grouped_field_set(root_type, root_value, grouped_field_set, serially,
+                                                          position_context)
+        context = self.context_value
+        results: dict[str, Any] = {}
+        pending: list[str] = []
+        try:
+            for response_name, details in grouped_field_set.items():
+                slot = open_slot()
+                # the resolver's synchronous part (a DataLoader.load schedules its batch here) runs in the slot too
+                token = context.enter_slot(slot)
+                try:
+                    result = self.execute_field(root_type, root_value, details, Path(None, response_name,
+                                                                                     root_type.name),
+                                                position_context)
+                finally:
+                    context.leave_slot(token)
+                if result is Undefined:
+                    continue
+                if self.is_awaitable(result):
+                    result = context.run_in_slot(slot, result)
+                    pending.append(response_name)
+                results[response_name] = result
+        except Exception:
+            if pending:  # as graphql-core's execute_fields: settle what the other root fields started
+                self.settle_in_background([results[n] for n in pending])
+            raise
+        if not pending:
+            return results
+
+        async def gathered() -> dict[str, Any]:
+            values = await gather_with_cancel(*(results[n] for n in pending))
+            results.update(zip(pending, values))
+            return results
+
+        return gathered()
+
     def execute_fields(self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None,
                        grouped_field_set: Any, position_context: Any) -> Any:
         name = parent_type.name

@@ -1,7 +1,24 @@
-"""Per-request GraphQL context: services, the caller, one lazily opened DB session, and DataLoaders."""
+"""Per-request GraphQL context: services, the caller, lazily opened DB sessions, and DataLoaders.
+
+An AsyncSession (one connection) admits one statement at a time, so whatever runs concurrently needs a session of
+its own. The database state of an operation (session, DataLoaders, read-only flag) lives in a `DbSlot`:
+
+- an HTTP request runs one operation: the context's default slot (the hot path: no context variable involved);
+- a query's root fields are resolved concurrently (graphql-core gathers them): when there are several, the
+  executor opens one slot per root field (`root_field_slot`) and every resolver and DataLoader below that root
+  field, down to the leaves, uses it; the slot's session is closed as soon as its root field is complete, so a
+  request never holds one connection while waiting for another (no pool deadlock under load);
+- a websocket runs many operations concurrently over one context: each gets its own slot (`start_operation`).
+
+Which slot is current is carried by a context variable, which asyncio copies into every task an operation
+spawns (graphql-core's gathers, DataLoader batches). Mutations resolve their root fields serially in one slot,
+so they read their own uncommitted writes.
+"""
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Awaitable
 from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +31,34 @@ from server.services import Services
 from server.viewer import Viewer
 
 
+class DbSlot:
+    """The database state of one operation, or of one root field of a query."""
+
+    __slots__ = ("owner", "session", "loaders", "read_only", "children", "closed")
+
+    def __init__(self, owner: "Context", read_only: bool = False) -> None:
+        self.owner = owner
+        self.session: AsyncSession | None = None
+        self.loaders: dict[str, Any] = {}
+        self.read_only = read_only
+        self.children: list[DbSlot] = []
+        self.closed = False
+
+    async def close(self) -> None:
+        """Give the connection back (also of root-field slots opened below this one)."""
+        self.closed = True
+        children, self.children = self.children, []
+        for child in children:
+            await child.close()
+        if self.session is not None:
+            session, self.session = self.session, None
+            await session.close()
+        self.loaders.clear()
+
+
+_current_slot: contextvars.ContextVar[DbSlot | None] = contextvars.ContextVar("rwa_db_slot", default=None)
+
+
 class Context:
     def __init__(self, services: Services, request: Request | WebSocket, response: Response | WebSocket | None,
                  viewer: Viewer) -> None:
@@ -22,30 +67,96 @@ class Context:
         self.response = response
         self.viewer = viewer
         self.request_id = request_id_var.get()
-        self._session: AsyncSession | None = None
-        # set before execution for query operations (schema.extensions.OperationLifecycle)
-        self.read_only = False
-        self._loaders: dict[str, Any] = {}
+        self._default = DbSlot(self)
+        # True once a slot other than the default was opened: only then is the context variable consulted
+        self._scoped = False
+        # a websocket's context serves many concurrent operations (see start_operation)
+        self.per_operation_slots = isinstance(request, WebSocket)
         # set by graphql-transport-ws from the connection_init payload
         self.connection_params: dict[str, Any] | None = None
+
+    def __copy__(self) -> "Context":
+        """A copy (a subscription's snapshot context) has database state of its own."""
+        clone = object.__new__(Context)
+        clone.__dict__.update(self.__dict__)
+        clone._default = DbSlot(clone, self._slot().read_only)
+        clone._scoped = False
+        return clone
 
     @property
     def settings(self):  # type: ignore[no-untyped-def]
         return self.services.settings
 
+    def _slot(self) -> DbSlot:
+        if self._scoped:
+            slot = _current_slot.get()
+            if slot is not None and slot.owner is self:
+                return slot
+        return self._default
+
+    @property
+    def read_only(self) -> bool:
+        """The operation is a query: its sessions are autocommit and raw reads may use the read pool."""
+        return self._slot().read_only
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        self._slot().read_only = value
+
+    def start_operation(self, read_only: bool) -> None:
+        """Called before an operation executes (schema.extensions.OperationLifecycle), in the operation's task.
+        On a websocket, the operation gets a slot of its own (closed by `close` at its end)."""
+        if self.per_operation_slots:
+            slot = DbSlot(self, read_only)
+            self._scoped = True
+            _current_slot.set(slot)  # the operation's own task: nothing to reset
+        else:
+            self._slot().read_only = read_only
+
+    def root_field_slot(self) -> DbSlot:
+        """A slot for one root field of a query (schema.fast_executor): closed when the root field is complete,
+        or with its operation's slot at the latest."""
+        parent = self._slot()
+        slot = DbSlot(self, parent.read_only)
+        parent.children.append(slot)
+        self._scoped = True
+        return slot
+
+    @staticmethod
+    def enter_slot(slot: DbSlot) -> contextvars.Token:
+        return _current_slot.set(slot)
+
+    @staticmethod
+    def leave_slot(token: contextvars.Token) -> None:
+        _current_slot.reset(token)
+
+    @staticmethod
+    async def run_in_slot(slot: DbSlot, work: Awaitable[Any]) -> Any:
+        """Await `work` (a root field's resolution and completion) with `slot` current, then close the slot."""
+        token = _current_slot.set(slot)
+        try:
+            return await work
+        finally:
+            _current_slot.reset(token)
+            await slot.close()
+
     async def session(self) -> AsyncSession:
-        """The operation's session: autocommit for queries (no transaction round trips), transactional otherwise."""
-        if self._session is None:
-            factory = self.services.read_session_factory if self.read_only else self.services.session_factory
-            self._session = (factory or self.services.session_factory)()
-        return self._session
+        """The slot's session: autocommit for queries (no transaction round trips), transactional otherwise."""
+        slot = self._slot()
+        if slot.session is None:
+            if slot.closed and slot is not self._default:
+                # work left running after its root field ended (a sibling's error settles it in the background)
+                raise RuntimeError("the root field's database session is closed")
+            factory = self.services.read_session_factory if slot.read_only else self.services.session_factory
+            slot.session = (factory or self.services.session_factory)()
+        return slot.session
 
     async def fetch_one(self, sql: str, *params: Any) -> Any:
         """Hot-path read: one raw SQL statement ($1-style parameters) on the asyncpg read pool (no ORM, no
-        statement compilation, autocommit). Falls back to the operation's session when the services have no
+        statement compilation, autocommit). Falls back to the slot's session when the services have no
         read pool (tests bind everything to one transaction)."""
         pool = self.services.read_pool
-        if pool is not None and self._session is None:
+        if pool is not None and self._slot().session is None:
             return await pool.fetchrow(sql, *params)
         session = await self.session()
         return (await (await session.connection()).exec_driver_sql(sql, params)).first()
@@ -54,20 +165,21 @@ class Context:
         """All rows of one raw SQL statement: on the read pool for query operations (like fetch_one); operations
         that write read through their session, so they see their own uncommitted rows."""
         pool = self.services.read_pool
-        if pool is not None and self._session is None and self.read_only:
+        slot = self._slot()
+        if pool is not None and slot.session is None and slot.read_only:
             return await pool.fetch(sql, *params)
         session = await self.session()
         return list((await (await session.connection()).exec_driver_sql(sql, params)).all())
 
     def loader(self, name: str, factory: Callable[["Context"], Any]) -> Any:
-        """One DataLoader per name per request (batching and caching scoped to the request)."""
-        loader = self._loaders.get(name)
+        """One DataLoader per name per slot (batching and caching scoped to the operation, or to one root field
+        of a query: a loader's batches run on its slot's session)."""
+        loaders = self._slot().loaders
+        loader = loaders.get(name)
         if loader is None:
-            loader = self._loaders[name] = factory(self)
+            loader = loaders[name] = factory(self)
         return loader
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-        self._loaders.clear()
+        """End of the operation: close the current slot (on a websocket the operation's own)."""
+        await self._slot().close()

@@ -1,0 +1,126 @@
+"""Root fields that graphql-core resolves concurrently (a query's) each get their own database session.
+
+One AsyncSession was handed to every root field of a query; graphql-core gathers a query's root fields, so a
+dashboard batching `{ myKyc myApiKeys myWallets markets }` failed INTERNAL under load ("This session is
+provisioning a new connection; concurrent operations are not permitted"). These tests run the app over its real
+engine, session factories and read pool (as `rwa serve` does) on a database of the module's own, since the
+test-transaction fixtures bind every session to one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from core.jwt_keys import KeyRing
+from core.settings import Environment, Settings
+from models.identity import Role, User
+from server.app import create_app
+from server.services import Services, build_services
+from tests.fixtures.app import TEST_JWT_KEY
+
+DASHBOARD = "{ myKyc { status } myApiKeys { id } myWallets { address } markets { id } }"
+# every root field reads through the session; the nested `issuer` fields go through a DataLoader of their root field
+DASHBOARD_WITH_LOADERS = """{ a: assets(first: 5) { edges { node { id issuer { id } } } }
+  myKyc { status } b: assets(first: 5) { edges { node { id issuer { id } } } } myWallets { address } }"""
+
+
+@pytest.fixture
+async def real_services(module_database_url: str, redis_url: str, redis_prefix: str,
+                        tmp_path: Path) -> AsyncIterator[Services]:
+    """Services as `rwa serve` builds them: own engine (small pool, so requests must share it), read pool."""
+    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=module_database_url, REDIS_URL=redis_url,
+                        RWA_REDIS_PREFIX=redis_prefix, RWA_DATA_DIR=str(tmp_path / "data"), RWA_DB_POOL_SIZE=5,
+                        JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=os.urandom(32).hex(), LOG_JSON=False)
+    services = build_services(settings)
+    await services.open_read_pool()
+    try:
+        yield services
+    finally:
+        await services.aclose()
+
+
+async def _user(services: Services) -> str:
+    async with services.session_factory() as s:
+        user = User(id=uuid.uuid4(), email=f"dash-{uuid.uuid4().hex[:8]}@example.com", password_hash="x",
+                    roles=[Role.INVESTOR.value])
+        s.add(user)
+        await s.commit()
+    keyring: KeyRing = services.keyring
+    return keyring.issue(user.id, [Role.INVESTOR.value])[0]
+
+
+async def _many(services: Services, query: str, token: str, n: int) -> list[dict]:
+    app = create_app(services.settings, services)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
+        async def one() -> dict:
+            resp = await client.post("/graphql", json={"query": query},
+                                     headers={"Authorization": f"Bearer {token}"})
+            assert resp.status_code == 200, resp.text
+            return resp.json()
+
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def test_sixty_concurrent_dashboard_queries_all_succeed(real_services: Services) -> None:
+    token = await _user(real_services)
+    results = await _many(real_services, DASHBOARD, token, 60)
+    errors = [r["errors"] for r in results if r.get("errors")]
+    assert errors == []
+    assert all(r["data"]["myKyc"]["status"] == "NOT_STARTED" and r["data"]["markets"] == [] for r in results)
+
+
+async def test_root_fields_with_dataloaders_under_load(real_services: Services) -> None:
+    token = await _user(real_services)
+    results = await _many(real_services, DASHBOARD_WITH_LOADERS, token, 40)
+    assert [r for r in results if r.get("errors")] == []
+
+
+async def test_one_request_many_root_fields(real_services: Services) -> None:
+    """Twelve aliased root fields in one request, more than the pool holds: no deadlock, no shared session."""
+    token = await _user(real_services)
+    query = "{ " + " ".join(f"k{i}: myKyc {{ status }} w{i}: myWallets {{ address }}" for i in range(6)) + " }"
+    (result,) = await _many(real_services, query, token, 1)
+    assert "errors" not in result
+    assert len(result["data"]) == 12
+
+
+@pytest.mark.parametrize("query", [DASHBOARD, "{ myKyc { status } }", "{ myWallets { address } }"])
+def test_concurrent_operations_on_one_websocket(real_services: Services, query: str) -> None:
+    """graphql-transport-ws runs a socket's operations concurrently over one context: each gets its own session
+    (one operation ending closed the session another was using)."""
+    token = asyncio.run(_user_sync_helper(real_services.settings))
+    app = create_app(real_services.settings, None)
+    with TestClient(app) as client, client.websocket_connect(
+            "/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert ws.receive_json()["type"] == "connection_ack"
+        for i in range(20):
+            ws.send_json({"id": str(i), "type": "subscribe", "payload": {"query": query}})
+        nexts, completes = {}, set()
+        while len(completes) < 20:
+            msg = ws.receive_json()
+            if msg["type"] == "next":
+                nexts[msg["id"]] = msg["payload"]
+            elif msg["type"] == "complete":
+                completes.add(msg["id"])
+            else:
+                raise AssertionError(msg)
+    assert [p for p in nexts.values() if p.get("errors")] == []
+    assert len(nexts) == 20
+
+
+async def _user_sync_helper(settings: Settings) -> str:
+    services = build_services(settings)
+    try:
+        return await _user(services)
+    finally:
+        await services.aclose()
