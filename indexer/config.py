@@ -21,7 +21,9 @@ class IndexerConfig:
     logs_per_call: int = 2_500  # shrink the getLogs span when a call returns more
     initial_span: int | None = None  # first getLogs span; None: 1, grown by the fetcher
     lock_retry_s: float = 1.0  # how often a standby process tries to take the writer lock
-    error_backoff_s: float = 1.0  # pause after an RPC/DB failure before retrying an iteration
+    error_backoff_s: float = 1.0  # first pause after a failed iteration; doubles (with jitter) while failures last
+    error_backoff_max_s: float = 30.0  # ... up to this
+    self_check_interval_s: float = 30.0  # how often stored recent block hashes are compared with the node
     rpc_timeout_s: float = 20.0
     use_finality_tags: bool = True
 
@@ -39,6 +41,7 @@ class IndexerConfig:
             batch_events=_number(environ, "RWA_INDEXER_BATCH_EVENTS", 5_000, int),
             logs_per_call=_number(environ, "RWA_INDEXER_LOGS_PER_CALL", 2_500, int),
             lock_retry_s=_number(environ, "RWA_INDEXER_LOCK_RETRY_S", 1.0, float),
+            self_check_interval_s=_number(environ, "RWA_INDEXER_SELF_CHECK_S", 30.0, float),
             use_finality_tags=environ.get("RWA_INDEXER_FINALITY_TAGS", "1") not in ("0", "false", "no"),
         )
 

@@ -1,13 +1,19 @@
 """Fetch stage: logs of the watched contracts over a block range, and the blocks they sit in.
 
-``fetch_ranges`` walks [from, to] with adaptive eth_getLogs spans and yields ``FetchedRange``
-batches of about ``max_events`` logs, each with:
-- the blocks holding its logs, its end block, and every block above ``finalized`` (so the
-  unfinalized part of the chain is stored as a parent-hash chain for reorg detection);
+``fetch_ranges`` walks [from, to] and yields ``FetchedRange`` batches of about ``max_events`` logs.
+Every block the cursor passes is proven to be the block whose logs were read:
+- at or below ``finalized`` (blocks that cannot change) logs are read by number over adaptive
+  eth_getLogs spans, and only the blocks holding logs plus the batch end are fetched;
+- above it (the reorg window) the headers come first, then each header's logs by its block hash
+  (EIP-234), so a reorg between the two reads cannot pair one fork's (empty) logs with the other
+  fork's block: by number, an empty read on the old fork followed by the new fork's block lost
+  the new block's Transfer for good. Every window block is kept as a parent-hash chain.
+Each batch also carries:
 - the investor country of each IdentityRegistered (not in the event: read with eth_call at
   that block hash, or at a recent block where the node keeps no state that old: indexer/countries.py).
-Each batch is checked for internal consistency (log block hashes = fetched block hashes,
-parent hashes chain); a reorg racing the fetch raises InconsistentFetch and the caller retries.
+Each batch is checked for internal consistency (log block hashes = fetched block hashes, logs
+inside the range, parent hashes chain, also across batches); a reorg racing the fetch raises
+InconsistentFetch and the caller retries after a backoff (indexer/pipeline.py).
 """
 
 from __future__ import annotations
@@ -109,26 +115,86 @@ async def _logs_until(
 
 
 async def fetch_blocks(client: RpcClient, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Blocks by number (batched); InconsistentFetch if the node does not know one (it went away)."""
+    """Blocks by number (batched). Each must exist (at or below a head the node reported): a null
+    answer is BlockUnavailable, retried and failed over by the client, never taken as a reorg."""
     numbers = sorted(set(numbers))
-    got = await client.get_blocks(numbers)
+    got = await client.get_blocks(numbers, require=True)
     blocks: dict[int, dict[str, Any]] = {}
     for n, blk in zip(numbers, got):
-        if blk is None:
-            raise InconsistentFetch(f"node has no block {n} (chain shortened?)")
+        if blk is None or int(blk["number"], 16) != n:
+            raise InconsistentFetch(f"node answered another block for block {n}")
         blocks[n] = {"hash": blk["hash"], "parentHash": blk["parentHash"], "timestamp": blk["timestamp"]}
     return blocks
 
 
-def check_consistency(batch: FetchedRange) -> None:
-    """Raise InconsistentFetch if the logs and blocks of one batch come from different forks."""
+# Blocks per batch of by-hash log reads (one eth_getLogs per block in one JSON-RPC batch).
+MAX_BLOCKS_BY_HASH = 128
+
+
+async def _window_by_hash(
+    client: RpcClient,
+    addresses: Sequence[str],
+    start: int,
+    to_block: int,
+    ranger: AdaptiveLogRange,
+    max_events: int,
+    logs_per_call: int,
+) -> tuple[int, list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Unfinalized blocks from ``start``: headers by number, then the logs of exactly those headers by
+    block hash, chunk after chunk (``ranger.size`` blocks, steered like spans) until ``max_events`` or
+    ``to_block``. Returns (end, logs, blocks); a header the node no longer knows fails the read (the
+    client retries "unknown block" on the next URL; the caller retries the batch after a backoff)."""
+    logs: list[dict[str, Any]] = []
+    blocks: dict[int, dict[str, Any]] = {}
+    end = start - 1
+    while end < to_block and len(logs) < max_events:
+        s = end + 1
+        e = min(to_block, s + max(1, min(ranger.size, MAX_BLOCKS_BY_HASH)) - 1)
+        headers = await fetch_blocks(client, range(s, e + 1))
+        per_block = await client.get_logs_by_hash(
+            list(addresses), [WATCHED_TOPIC0S], [headers[n]["hash"] for n in range(s, e + 1)]
+        )
+        got = 0
+        for n, block_logs in zip(range(s, e + 1), per_block):
+            want = headers[n]["hash"]
+            for lg in block_logs:
+                if lg.get("blockHash") != want:
+                    raise InconsistentFetch(f"logs read by hash for block {n} name another block")
+            got += len(block_logs)
+            logs.extend(block_logs)
+        steer(ranger, e - s + 1, got, logs_per_call)
+        blocks.update(headers)
+        end = e
+    return end, logs, blocks
+
+
+_LOG_KEYS = frozenset(("blockNumber", "blockHash", "logIndex", "transactionHash", "transactionIndex", "address",
+                       "topics", "data"))
+
+
+def check_consistency(batch: FetchedRange, parent_hash: str | None = None) -> None:
+    """Raise InconsistentFetch if the logs and blocks of one batch come from different forks, a log lies
+    outside the batch or lacks a field, or the batch does not extend ``parent_hash`` (the previous
+    batch's end)."""
     blocks = batch.blocks
+    keys = _LOG_KEYS
     for lg in batch.logs:
+        if not keys <= lg.keys():
+            raise InconsistentFetch(f"log without {', '.join(sorted(keys - lg.keys()))}")
         if lg.get("removed"):
-            raise InconsistentFetch(f"removed log in block {int(lg['blockNumber'], 16)}")
-        n = int(lg["blockNumber"], 16)
-        if blocks[n]["hash"] != lg["blockHash"]:
+            raise InconsistentFetch(f"removed log in block {lg['blockNumber']}")
+        try:
+            n = int(lg["blockNumber"], 16)
+        except (TypeError, ValueError):
+            raise InconsistentFetch(f"log with block number {lg['blockNumber']!r:.40}") from None
+        blk = blocks.get(n)
+        if blk is None or not batch.from_block <= n <= batch.to_block:
+            raise InconsistentFetch(f"log of block {n} outside [{batch.from_block}, {batch.to_block}]")
+        if blk["hash"] != lg["blockHash"]:
             raise InconsistentFetch(f"log block hash differs from block {n}'s hash")
+    first = blocks.get(batch.from_block)
+    if parent_hash is not None and first is not None and first["parentHash"] != parent_hash:
+        raise InconsistentFetch(f"block {batch.from_block} does not extend the previous batch")
     prev_n, prev_hash = None, None
     for n in sorted(blocks):
         if prev_n is not None and n == prev_n + 1 and blocks[n]["parentHash"] != prev_hash:
@@ -148,17 +214,31 @@ async def fetch_ranges(
     max_events: int = 20_000,
     logs_per_call: int = 10_000,
     timeout: float | None = None,
+    parent_hash: str | None = None,
 ) -> AsyncIterator[FetchedRange]:
-    """Yield consistent batches covering [from_block, to_block] exactly once, in order."""
+    """Yield consistent batches covering [from_block, to_block] exactly once, in order: by number up to
+    ``finalized``, by block hash above it. ``parent_hash``: the hash of block from_block - 1 if known
+    (each batch must extend the one before)."""
     start = from_block
     while start <= to_block:
-        end, logs = await _logs_until(client, addresses, start, to_block, ranger, max_events, logs_per_call, timeout)
-        wanted = {int(lg["blockNumber"], 16) for lg in logs}
-        wanted.add(end)
-        wanted.update(range(max(start, finalized + 1), end + 1))
-        blocks = await fetch_blocks(client, sorted(wanted))
+        if start <= finalized:
+            end, logs = await _logs_until(
+                client, addresses, start, min(to_block, finalized), ranger, max_events, logs_per_call, timeout
+            )
+            wanted = set()
+            for lg in logs:
+                try:
+                    wanted.add(int(lg["blockNumber"], 16))
+                except (KeyError, TypeError, ValueError):
+                    raise InconsistentFetch("log without a block number") from None
+            wanted.add(end)
+            blocks = await fetch_blocks(client, sorted(w for w in wanted if start <= w <= end))
+        else:
+            end, logs, blocks = await _window_by_hash(client, addresses, start, to_block, ranger, max_events,
+                                                      logs_per_call)
         batch = FetchedRange(chain_id, start, end, logs, blocks)
-        check_consistency(batch)
+        check_consistency(batch, parent_hash)
         batch.countries = await read_countries(client, logs)
         yield batch
+        parent_hash = batch.end_hash
         start = end + 1

@@ -1,33 +1,42 @@
 """One chain's indexing loop (run while this process holds the chain's writer lock).
 
 Each step: read the node's heads; check the block under the cursor still has the stored hash
-(else walk back and roll back); let addresses that lag the cursor (tokens added later) catch up
-on their own; then extend the cursor towards the head for every caught-up address.
+(else walk back and roll back); now and then (and after any doubt) compare every stored block of the
+reorg window with the node and heal from the lowest one that differs; let addresses that lag the
+cursor (tokens added later) catch up on their own; then extend the cursor towards the head for every
+caught-up address.
+
+Only a proven hash mismatch is a reorg: a null block (a lagging or load-balanced node) or a node whose
+head is below the cursor is transient, retried after a backoff. Every failed step, reorg races
+included, waits through an exponential backoff with jitter and a cap before the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 
 import asyncpg
 from redis.asyncio import Redis
 
-from chains.errors import RpcError
+from chains.errors import ChainIdMismatch, RpcError
 from chains.rpc import RpcClient
 from chains.spec import ChainSpec
 from indexer import intervals, metrics
+from indexer.backoff import Backoff, sleep_or_stop
 from indexer.chainstate import Cursor, Heads, load_cursor, load_watched, read_heads, save_heads
 from indexer.config import IndexerConfig
 from indexer.fetch import make_ranger
 from indexer.errors import InconsistentFetch, ReorgDetected, ReorgTooDeep
 from indexer.pipeline import index_range
-from indexer.reorg import find_common_ancestor, publish_reorg, rollback
+from indexer.reorg import find_common_ancestor, find_divergence, publish_reorg, rollback
 from indexer.write import ensure_cursor, prepare_connection
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 256  # blocks of finality progress between two prunes
+FETCH_RETRY_FOR_S = 60.0  # a fetch failing this long ends the step (the next one re-reads the heads)
 
 
 class ChainFollower:
@@ -51,9 +60,12 @@ class ChainFollower:
         self.depth = config.depth_for(spec)
         self.ranger = make_ranger(spec, config.initial_span)
         self._pruned_to = -1  # blocks at or below this number were pruned (first pass scans all)
+        self._next_self_check = 0.0  # monotonic time of the next self-check (the first step runs one)
+        self.backoff = Backoff(config.error_backoff_s, max(config.error_backoff_s, config.error_backoff_max_s))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow until ``stop``; ReorgTooDeep and lost-connection errors propagate, others are retried."""
+        """Follow until ``stop``. ReorgTooDeep, ChainIdMismatch (no URL serves this chain) and lost-connection
+        errors propagate; anything else is retried after a backoff (reorg races too, then self-checked)."""
         await prepare_connection(self.conn)
         poll = self.config.poll_for(self.spec)
         c = str(self.chain_id)
@@ -63,19 +75,29 @@ class ChainFollower:
             except ReorgTooDeep:
                 metrics.REORGS_TOO_DEEP.labels(c).inc()
                 raise
+            except ChainIdMismatch:
+                raise
             except (ReorgDetected, InconsistentFetch) as exc:
-                log.info("chain %s: %s; re-checking", self.chain_id, exc)
+                # The chain moved under a batch: re-check the stored window against the node first.
+                self._next_self_check = 0.0
+                delay = self.backoff.next()
+                metrics.ITERATION_ERRORS.labels(c, type(exc).__name__).inc()
+                log.info("chain %s: %s; re-checking in %.2fs", self.chain_id, exc, delay)
+                await sleep_or_stop(stop, delay)
                 continue
             except (RpcError, asyncpg.PostgresError, OSError, ValueError, KeyError, TypeError) as exc:
                 # RPC faults, malformed replies, transient DB errors: back off, retry the step.
                 if self.conn.is_closed():
                     raise
+                delay = self.backoff.next()
                 metrics.ITERATION_ERRORS.labels(c, type(exc).__name__).inc()
-                log.warning("chain %s: step failed (%s: %s); retrying", self.chain_id, type(exc).__name__, exc)
-                await _sleep(stop, self.config.error_backoff_s)
+                log.warning("chain %s: step failed (%s: %s); retrying in %.2fs", self.chain_id, type(exc).__name__,
+                            exc, delay)
+                await sleep_or_stop(stop, delay)
                 continue
+            self.backoff.reset()
             if not busy:
-                await _sleep(stop, poll)
+                await sleep_or_stop(stop, poll)
 
     async def step(self, stop: asyncio.Event | None = None) -> bool:
         """One iteration; True if it wrote or rolled back something (so the next runs at once)."""
@@ -88,14 +110,29 @@ class ChainFollower:
             await ensure_cursor(self.conn, self.chain_id, min(watched.values()) - 1)
             cursor = await load_cursor(self.conn, self.chain_id)
             assert cursor is not None
-        await save_heads(self.conn, self.chain_id, heads)
         metrics.observe_heads(self.chain_id, heads.head, heads.safe, heads.finalized, cursor.indexed_block)
 
         if cursor.indexed_hash is not None and cursor.indexed_block >= 0:
-            node_block = await self.client.get_block(cursor.indexed_block)
-            if node_block is None or node_block["hash"] != cursor.indexed_hash:
+            if cursor.indexed_block > heads.head:
+                # The node is behind the cursor (a lagging provider, or a reorg to a shorter chain that will
+                # grow back past it): nothing is proven either way, so wait.
+                log.info("chain %s: node head %s is below the indexed block %s; waiting", self.chain_id,
+                         heads.head, cursor.indexed_block)
+                return False
+            node_block = await self.client.get_block(cursor.indexed_block, require=True)  # null: transient
+            assert node_block is not None
+            if node_block["hash"] != cursor.indexed_hash:
                 await self.handle_reorg(cursor)
                 return True
+        if time.monotonic() >= self._next_self_check:
+            healed = await self.self_check(cursor, heads)
+            self._next_self_check = time.monotonic() + self.config.self_check_interval_s
+            if healed:
+                return True
+        # Recorded only once the indexed chain is verified at the cursor: it is the floor below which a
+        # later mismatch means a finalized block changed (ReorgTooDeep), so it must not move up on a
+        # step that could not verify anything.
+        await save_heads(self.conn, self.chain_id, heads)
         if not watched:
             return False
         busy = await self.catch_up(watched, cursor, heads, stop)
@@ -106,7 +143,7 @@ class ChainFollower:
                 self.conn, self.client, self.chain_id, addresses, cursor.indexed_block + 1, heads.head,
                 finalized=heads.finalized, ranger=self.ranger, move_cursor=True,
                 max_events=self.config.batch_events, logs_per_call=self.config.logs_per_call,
-                rpc_timeout=self.config.rpc_timeout_s, stop=stop,
+                rpc_timeout=self.config.rpc_timeout_s, stop=stop, **self._retry,
             )
             metrics.LAG_BLOCKS.labels(str(self.chain_id)).set(max(0, heads.head - last))
             busy = busy or last > cursor.indexed_block
@@ -140,7 +177,7 @@ class ChainFollower:
                     self.conn, self.client, self.chain_id, {address: start}, lo, hi,
                     finalized=heads.finalized, ranger=self.ranger, move_cursor=False,
                     max_events=self.config.batch_events, logs_per_call=self.config.logs_per_call,
-                    rpc_timeout=self.config.rpc_timeout_s, stop=stop,
+                    rpc_timeout=self.config.rpc_timeout_s, stop=stop, **self._retry,
                 )
                 did = True
                 if stop is not None and stop.is_set():
@@ -176,6 +213,30 @@ class ChainFollower:
         log.info("chain %s: cursor resumes at %s from fetched intervals", self.chain_id, reach)
         return Cursor(reach, block_hash, cursor.finalized_block)
 
+    @property
+    def _retry(self) -> dict[str, float]:
+        """index_range's fetch retry pacing: the follower's backoff, and a budget after which the step ends."""
+        return {"retry_base_s": self.backoff.base, "retry_cap_s": self.backoff.cap, "retry_for_s": FETCH_RETRY_FOR_S}
+
+    async def self_check(self, cursor: Cursor, heads: Heads) -> bool:
+        """Compare every stored block from ``depth`` below the cursor up to the node's head with the node; if one
+        differs, roll back to the highest stored block below it that the node still serves (the finality floor
+        applies: ReorgTooDeep if that would remove a block recorded as finalized). True if it rolled back."""
+        lo = max(0, cursor.indexed_block - self.depth)
+        bad = await find_divergence(self.conn, self.client, self.chain_id, lo, heads.head)
+        if bad is None:
+            return False
+        ancestor, ancestor_hash = await find_common_ancestor(
+            self.conn, self.client, self.chain_id, bad - 1, self.depth, cursor.finalized_block
+        )
+        rb = await rollback(self.conn, self.chain_id, ancestor, ancestor_hash)
+        metrics.REORGS.labels(str(self.chain_id), str(rb.depth)).inc()
+        log.warning("chain %s: self-check: stored block %s differs from the node's; rolled back above block %s "
+                    "(cursor %s -> %s)", self.chain_id, bad, ancestor, cursor.indexed_block,
+                    min(cursor.indexed_block, ancestor))
+        await publish_reorg(self.redis, self.redis_prefix, rb)
+        return True
+
     async def handle_reorg(self, cursor: Cursor) -> None:
         ancestor, ancestor_hash = await find_common_ancestor(
             self.conn, self.client, self.chain_id, cursor.indexed_block, self.depth, cursor.finalized_block
@@ -186,12 +247,3 @@ class ChainFollower:
         log.warning("chain %s: reorg of depth %s rolled back to block %s", self.chain_id, rb.depth, ancestor)
         await publish_reorg(self.redis, self.redis_prefix, rb)
 
-
-async def _sleep(stop: asyncio.Event | None, seconds: float) -> None:
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

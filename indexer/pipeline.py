@@ -1,20 +1,35 @@
-"""fetch -> decode -> write over one block range, with the next batch fetched while one is written."""
+"""fetch -> decode -> write over one block range, with the next batch fetched while one is written.
+
+A transient failure of the fetch stage (an RPC fault that outlasted the client's retries and failover,
+a reorg racing the reads) does not end the range: the fetch resumes after the last batch it produced,
+after a backoff with jitter, until ``retry_for_s`` seconds pass without progress. So a backfill through
+a provider that fails 20% of its requests finishes instead of stopping with "RPC unreachable".
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import asyncpg
 
+from chains.errors import AllEndpointsFailed, RetryableRpcError
 from chains.log_range import AdaptiveLogRange
 from chains.rpc import RpcClient
 from indexer import metrics
+from indexer.backoff import Backoff, sleep_or_stop
 from indexer.decode import DecodedBatch, decode_range
+from indexer.errors import InconsistentFetch
 from indexer.fetch import fetch_ranges
 from indexer.write import WriteResult, write_batch
+
+log = logging.getLogger(__name__)
+
+# Failures the fetch stage retries: the next attempt (later, or on another URL) may succeed.
+TRANSIENT_FETCH_ERRORS = (RetryableRpcError, AllEndpointsFailed, InconsistentFetch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +59,45 @@ async def index_range(
     rpc_timeout: float | None = None,
     stop: asyncio.Event | None = None,
     on_batch: Callable[[BatchDone], None] | None = None,
+    retry_base_s: float = 0.25,
+    retry_cap_s: float = 10.0,
+    retry_for_s: float = 300.0,
 ) -> int:
     """Index [lo, hi] for ``address_starts``; returns the last block written (lo - 1 if none).
 
-    Batches are written in order; a failure in either stage cancels the other and propagates.
-    ``stop`` is honoured between batches (what is committed stays committed).
+    Batches are written in order. The fetch stage retries TRANSIENT_FETCH_ERRORS (backoff from
+    ``retry_base_s`` to ``retry_cap_s``) until they last ``retry_for_s``; any other failure in either
+    stage cancels the other and propagates. ``stop`` is honoured between batches and during a backoff
+    (what is committed stays committed).
     """
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)  # bounded: one batch waits while one is written
     addresses = sorted(address_starts)
 
     async def produce() -> None:
-        async for fetched in fetch_ranges(
-            client, chain_id, addresses, lo, hi, finalized=finalized, ranger=ranger,
-            max_events=max_events, logs_per_call=logs_per_call, timeout=rpc_timeout,
-        ):
-            await queue.put(decode_range(fetched))
-            if stop is not None and stop.is_set():
-                break
+        pos, parent = lo, None  # next block to fetch, hash of the block before it (once known)
+        retry = Backoff(retry_base_s, max(retry_base_s, retry_cap_s))
+        while pos <= hi and not (stop is not None and stop.is_set()):
+            try:
+                async for fetched in fetch_ranges(
+                    client, chain_id, addresses, pos, hi, finalized=finalized, ranger=ranger,
+                    max_events=max_events, logs_per_call=logs_per_call, timeout=rpc_timeout, parent_hash=parent,
+                ):
+                    await queue.put(decode_range(fetched))
+                    pos, parent = fetched.to_block + 1, fetched.end_hash
+                    retry.reset()
+                    if stop is not None and stop.is_set():
+                        break
+            except TRANSIENT_FETCH_ERRORS as exc:
+                if retry.failing_for >= retry_for_s:
+                    raise
+                delay = retry.next()
+                metrics.ITERATION_ERRORS.labels(str(chain_id), type(exc).__name__).inc()
+                log.warning("chain %s: fetch from block %s failed (%s: %s); retrying in %.1fs",
+                            chain_id, pos, type(exc).__name__, exc, delay)
+                if await sleep_or_stop(stop, delay):
+                    break
+                continue
+            break
         await queue.put(_END)
 
     producer = asyncio.create_task(produce())

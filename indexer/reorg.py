@@ -49,8 +49,12 @@ async def find_common_ancestor(
 ) -> tuple[int, str]:
     """(number, hash) of the highest stored block the node still has, within ``max_depth``.
 
-    ReorgTooDeep if none matches, or if the ancestor lies below ``finalized_floor`` (a block we
-    saw finalized changed: never roll back finalized data automatically).
+    Only a proven hash mismatch walks down: a stored block the node answers null for (a lagging or
+    load-balanced node) raises BlockUnavailable, transient, so the caller retries later instead of
+    rolling back or stopping. ReorgTooDeep if no stored block matches, or if the ancestor lies below
+    ``finalized_floor`` (the rollback would remove a block recorded as finalized: never roll back
+    finalized data automatically). The floor only matters for what must be rolled back: the caller
+    passes the finalized block recorded while its indexed chain was last verified.
     """
     rows = await conn.fetch(
         "SELECT number, hash FROM blocks WHERE chain_id = $1 AND number <= $2 AND number >= $3 ORDER BY number DESC",
@@ -58,7 +62,7 @@ async def find_common_ancestor(
     )
     if not rows:
         raise ReorgTooDeep(chain_id, indexed_block, f"no stored block within {max_depth} blocks")
-    node_blocks = await client.get_blocks([r["number"] for r in rows])
+    node_blocks = await client.get_blocks([r["number"] for r in rows], require=True)
     for r, blk in zip(rows, node_blocks):
         if blk is not None and blk["hash"] == r["hash"]:
             if finalized_floor is not None and r["number"] < finalized_floor:
@@ -71,11 +75,32 @@ async def find_common_ancestor(
     )
 
 
+async def find_divergence(
+    conn: asyncpg.Connection, client: RpcClient, chain_id: int, lo: int, hi: int, limit: int = 1_000
+) -> int | None:
+    """The lowest stored block in [lo, hi] whose hash the node does not serve at that height, or None.
+
+    The periodic self-check: the cursor check only looks at the cursor's block, but stored blocks above
+    or below it (a catch-up or backfill range, a batch written from another fork) can disagree with the
+    node too. A null answer is BlockUnavailable (transient), never a divergence."""
+    rows = await conn.fetch(
+        "SELECT number, hash FROM blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3 ORDER BY number LIMIT $4",
+        chain_id, lo, hi, limit,
+    )
+    if not rows:
+        return None
+    node_blocks = await client.get_blocks([r["number"] for r in rows], require=True)
+    for r, blk in zip(rows, node_blocks):
+        if blk is not None and blk["hash"] != r["hash"]:
+            return int(r["number"])
+    return None
+
+
 async def rollback(conn: asyncpg.Connection, chain_id: int, ancestor: int, ancestor_hash: str) -> Rollback:
-    """Delete everything above ``ancestor`` and move the cursor there, in one transaction."""
+    """Delete everything above ``ancestor`` and move the cursor there (never up), in one transaction."""
     async with conn.transaction():
         cur = await conn.fetchrow("SELECT indexed_block FROM indexer_cursors WHERE chain_id = $1 FOR UPDATE", chain_id)
-        old = cur["indexed_block"] if cur else ancestor
+        old = max(cur["indexed_block"], ancestor) if cur else ancestor
         await conn.fetchrow(DELETE_TRANSFERS_SQL, chain_id, ancestor)
         touched = await conn.fetch(
             "DELETE FROM chain_events WHERE chain_id = $1 AND block_number > $2 AND subject IS NOT NULL "
@@ -88,7 +113,8 @@ async def rollback(conn: asyncpg.Connection, chain_id: int, ancestor: int, ances
         await conn.execute("DELETE FROM blocks WHERE chain_id = $1 AND number > $2", chain_id, ancestor)
         await intervals.truncate_above(conn, chain_id, ancestor)
         await conn.execute(
-            "UPDATE indexer_cursors SET indexed_block = $2, indexed_hash = $3, updated_at = now() WHERE chain_id = $1",
+            "UPDATE indexer_cursors SET indexed_block = $2, indexed_hash = $3, updated_at = now() "
+            "WHERE chain_id = $1 AND indexed_block >= $2",  # a divergence above the cursor leaves it where it is
             chain_id, ancestor, ancestor_hash,
         )
     return Rollback(chain_id, old, ancestor)
