@@ -17,9 +17,9 @@ from schema import market_data, trading
 from schema import payments
 from schema import operations
 from schema import settlements
-from schema import operations
 from schema import issuance
 from schema import dev_funding
+from schema import sharing
 from schema.document_cache import DocumentCache
 from schema.extensions import Limits, OperationLifecycle
 from schema.scalars import SCALAR_OVERRIDES
@@ -38,8 +38,6 @@ MUTATIONS += (payments.Mutation,)
 SUBSCRIPTIONS += (payments.Subscription,)
 QUERIES += (operations.Query,)
 MUTATIONS += (operations.Mutation,)
-QUERIES += (operations.Query,)
-MUTATIONS += (operations.Mutation,)
 QUERIES += (issuance.Query,)
 MUTATIONS += (issuance.Mutation,)
 SUBSCRIPTIONS += (issuance.Subscription,)
@@ -47,15 +45,11 @@ SUBSCRIPTIONS += (issuance.Subscription,)
 DEV_MUTATIONS: tuple[type, ...] = (dev_funding.DevMutation,)
 
 
-# Subscription root fields whose results depend on the caller (shared only between sockets of the same user),
-# and fields that start with a snapshot (late joiners and slow consumers get a fresh one). See
-# server/shared_subscriptions.py.
+# Whether a subscription's results are shared across sockets is declared on its field (schema/sharing.py: SHARED,
+# SHARED_WITH_SNAPSHOT or PRIVATE; undeclared is private). These lists are no longer read.
 PERSONAL_SUBSCRIPTIONS: frozenset[str] = frozenset()
 SNAPSHOT_SUBSCRIPTIONS: frozenset[str] = frozenset()
 SUBSCRIPTIONS += (market_data.Subscription,)
-PERSONAL_SUBSCRIPTIONS |= {"myOrders"}
-SNAPSHOT_SUBSCRIPTIONS |= {"orderBook"}
-PERSONAL_SUBSCRIPTIONS |= {"paymentUpdates"}
 SUBSCRIPTIONS += (settlements.Subscription,)
 PERSONAL_SUBSCRIPTIONS |= {"mySettlements"}
 
@@ -78,10 +72,11 @@ class RwaSchema(strawberry.Schema):
 
     async def stream(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
                      operation_name=None, operation_extensions=None, allowed_operation_types=None):
-        """Subscriptions run once per distinct operation per process and fan out (SharedSubscriptions)."""
+        """Subscriptions declared shared run once per distinct operation per process and fan out
+        (SharedSubscriptions); private ones run per subscriber."""
         fields = (subscription_fields(self._document(query), operation_name)
                   if (self.shared and query) else None)
-        if not fields:
+        if not (self.shared and self.shared.shareable(fields)):  # private (the default): one execution each
             return await super().stream(query, variable_values, context_value, root_value, operation_name,
                                         operation_extensions, allowed_operation_types)
         base = super()
@@ -116,7 +111,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     schema.execution_context_class = executor_for(schema)
     if not settings.introspection:
         schema.execution_context_class = without_suggestions(schema.execution_context_class)
-    schema.shared = SharedSubscriptions(personal_fields=PERSONAL_SUBSCRIPTIONS, snapshot_fields=SNAPSHOT_SUBSCRIPTIONS)
+    # which results are shared is declared on each subscription field (schema/sharing.py)
+    schema.shared = SharedSubscriptions(shared_fields=sharing.shared_fields(schema._schema),
+                                        snapshot_fields=sharing.snapshot_fields(schema._schema))
     if os.environ.get("RWA_SHARED_SUBSCRIPTIONS", "1") == "0":  # per-subscriber execution (benchmarks)
         schema.shared = None
     return schema

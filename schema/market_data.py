@@ -1,7 +1,8 @@
 """Market data subscriptions over graphql-transport-ws, fed by Redis pub/sub (resolvers/trading/market_data.py).
 
-Each resolver runs once per process per distinct operation (schema/__init__.py: RwaSchema.stream shares it) and
-opens a DB session only for the moment it reads a snapshot, never across events.
+The market-data fields are declared SHARED (schema/sharing.py): each runs once per process per distinct operation
+(schema/__init__.py: RwaSchema.stream shares it) and opens a DB session only for the moment it reads a snapshot,
+never across events. `myOrders` is PRIVATE: executed for each subscriber alone.
 
 - `orderBook` starts with a snapshot; then deltas with consecutive `sequence`s. When the resolver sees a gap (a
   message lost or reordered between API processes) or its listener dropped messages, it sends a fresh snapshot
@@ -28,6 +29,7 @@ from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data
 from resolvers.trading.orders import OrderView
 from schema.permissions import authenticated
+from schema.sharing import PRIVATE, SHARED, SHARED_WITH_SNAPSHOT
 from schema.trading import (
     Candle,
     CandleInterval,
@@ -113,14 +115,15 @@ def _drain(events: Any) -> Any:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=authenticated(), description="Trades of a market as they happen.")
+    @strawberry.subscription(extensions=authenticated(), metadata=SHARED,
+                             description="Trades of a market as they happen.")
     async def trades(self, info: Info, market_id: uuid.UUID) -> AsyncGenerator[Trade, None]:
         await _snapshot(info, market_id, 1)  # NOT_FOUND for an unknown market
         async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
             async for payload in events:
                 yield trade_of_event(json.loads(payload))
 
-    @strawberry.subscription(extensions=authenticated(), description=(
+    @strawberry.subscription(extensions=authenticated(), metadata=SHARED_WITH_SNAPSHOT, description=(
         "A snapshot of the top `depth` levels, then deltas (changed levels, quantity 0 = gone), each with the "
         "market's book sequence. Deltas may touch levels beyond `depth`."))
     async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> AsyncGenerator[OrderBook, None]:
@@ -148,7 +151,8 @@ class Subscription:
                 yield OrderBook(market_id=market_id, sequence=seq, snapshot=False, bids=levels(e["bids"]),
                                 asks=levels(e["asks"]))
 
-    @strawberry.subscription(extensions=authenticated(), description="The ticker now, then on every book change.")
+    @strawberry.subscription(extensions=authenticated(), metadata=SHARED,
+                             description="The ticker now, then on every book change.")
     async def ticker(self, info: Info, market_id: uuid.UUID) -> AsyncGenerator[Ticker, None]:
         async with info.context.services.pubsub.listen(market_data.book_channel(market_id)) as events:
             yield await _ticker(info, market_id)
@@ -156,7 +160,8 @@ class Subscription:
                 _drain(events)
                 yield await _ticker(info, market_id)
 
-    @strawberry.subscription(extensions=authenticated(), description="The current candle, updated on every trade.")
+    @strawberry.subscription(extensions=authenticated(), metadata=SHARED,
+                             description="The current candle, updated on every trade.")
     async def candles(self, info: Info, market_id: uuid.UUID,
                       interval: CandleInterval) -> AsyncGenerator[Candle, None]:  # type: ignore[valid-type]
         async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
@@ -171,7 +176,7 @@ class Subscription:
                 if candle is not None:
                     yield candle
 
-    @strawberry.subscription(extensions=authenticated(), description=(
+    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
         "The caller's order updates. The socket closes (code 4401) when its access token expires."))
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
         viewer = info.context.viewer

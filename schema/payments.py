@@ -29,6 +29,7 @@ from resolvers.payments.report import plain
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.scalars import BigInt
+from schema.sharing import PRIVATE
 
 T = TypeVar("T")
 
@@ -297,7 +298,7 @@ class Mutation:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=authenticated(), description=(
+    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
         "The payment's current state, then every change (its owner, or ADMIN/COMPLIANCE)."))
     async def payment_updates(self, info: Info, id: uuid.UUID) -> AsyncGenerator[PaymentUpdate, None]:
         ctx = info.context

@@ -1,9 +1,15 @@
-"""Execute each subscription once per process per distinct operation, whatever the number of subscribers.
+"""Execute each shareable subscription once per process per distinct operation, whatever the number of subscribers.
 
-Subscribers whose operations are identical — same document, variables and operation name, the same roles
-(so authorization decides the same) and, for viewer-specific fields (`personal_fields`), the same user —
+Only operations whose root fields are all declared shared where they are defined (schema/sharing.py, read into
+`shared_fields`) are shared. Every other subscription (private is the default: `myOrders`, `paymentUpdates`,
+anything undeclared, and any document reaching its root field through a fragment) runs once per subscriber, with
+that socket's own caller. Subscribers whose shareable operations are identical — same document, variables and
+operation name, the same roles (so authorization decides the same), signed in or not, token or read-only API key —
 share one execution: the resolver runs once per event, graphql-core completes the result once, and it is
 serialized once for all of them.
+
+A socket signed in with an access token is closed with 4401 when the token expires (`SharedDeliveryHandler`), its
+operations stopped first: nothing more is sent on the authority of an expired token.
 
 Delivery: over graphql-transport-ws (`SharedDeliveryHandler`) on uvicorn's websockets-sansio protocol (what
 `rwa serve` runs), the pump writes each result itself to the transport of every subscriber that is idle (nothing
@@ -22,12 +28,13 @@ import asyncio
 import contextlib
 import copy
 import json
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphql import DocumentNode, OperationDefinitionNode, OperationType
+from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType
 from strawberry.asgi import ASGIWebSocketAdapter
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -39,6 +46,7 @@ from core.errors import ErrorCode
 from server.middleware import RAW_SEND_SCOPE_KEY
 
 _END = object()
+TOKEN_EXPIRED_CLOSE_CODE = 4401  # graphql-transport-ws "Unauthorized"
 StreamFactory = Callable[[Any], Awaitable[AsyncIterator[Any]]]
 
 
@@ -54,7 +62,12 @@ def subscription_fields(document: DocumentNode | None, operation_name: str | Non
         ):
             if definition.operation is not OperationType.SUBSCRIPTION:
                 return None
-            return tuple(sel.name.value for sel in definition.selection_set.selections if hasattr(sel, "name"))
+            selections = definition.selection_set.selections
+            # a fragment spread's name is not a field's, and an inline fragment has none: such documents are
+            # never shared (their field could be private)
+            if not all(isinstance(sel, FieldNode) for sel in selections):
+                return None
+            return tuple(sel.name.value for sel in selections)  # type: ignore[attr-defined]
     return None
 
 
@@ -67,23 +80,25 @@ class _Shared:
 
 
 class SharedSubscriptions:
-    def __init__(self, *, personal_fields: frozenset[str] = frozenset(),
+    def __init__(self, *, shared_fields: frozenset[str] = frozenset(),
                  snapshot_fields: frozenset[str] = frozenset(), queue_size: int = 128) -> None:
-        self.personal_fields = personal_fields
+        self.shared_fields = shared_fields
         self.snapshot_fields = snapshot_fields
         self.queue_size = queue_size
         self._streams: dict[Hashable, _Shared] = {}
         self.executions_started = 0  # observable in tests and benchmarks
         self.direct_sends = 0  # frames the pump wrote to transports itself (no wake-up of the subscriber's task)
 
+    def shareable(self, fields: tuple[str, ...] | None) -> bool:
+        """True when the operation selects root fields that are all declared shared (private is the default)."""
+        return bool(fields) and all(f in self.shared_fields for f in fields)  # type: ignore[union-attr]
+
     def key(self, query: str, variables: Mapping[str, Any] | None, operation_name: str | None,
             fields: tuple[str, ...], viewer: Any) -> Hashable:
-        personal = any(f in self.personal_fields for f in fields)
         return (query, json.dumps(variables or {}, sort_keys=True, default=str), operation_name,
                 tuple(sorted(getattr(viewer, "roles", ()))), bool(getattr(viewer, "user_id", None)),
                 # a read-only API key is refused what its owner's token may do: never share across the two
-                bool(getattr(viewer, "read_only", False)),
-                getattr(viewer, "user_id", None) if personal else None)
+                bool(getattr(viewer, "read_only", False)))
 
     def active(self) -> int:
         return len(self._streams)
@@ -364,11 +379,33 @@ class SharedBytesWebSocketAdapter(ASGIWebSocketAdapter):
 
 class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type-arg]
     """graphql-transport-ws handler that lets shared subscriptions deliver their results directly; an operation
-    that is completed or canceled stops its direct delivery at once (before its task sees the cancellation)."""
+    that is completed or canceled stops its direct delivery at once (before its task sees the cancellation).
+    A socket signed in with an access token is closed with 4401 when the token expires, its operations (whatever
+    they subscribe to) stopped first."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._direct: dict[Any, SharedStream] = {}  # operation -> its shared stream, while delivering
+        self._expiry: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        expires_at = getattr(getattr(self.context, "viewer", None), "expires_at", None)
+        if self.connection_acknowledged and expires_at is not None and self._expiry is None:
+            self._expiry = asyncio.create_task(self._close_at(float(expires_at)))
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        for operation_id in list(self.operations):
+            self._stop_direct(operation_id)
+            await self.cleanup_operation(operation_id)
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            await self.websocket.close(code=TOKEN_EXPIRED_CLOSE_CODE, reason="access token expired")
+
+    async def shutdown(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await super().shutdown()
 
     async def _send_result_stream(self, operation, result_source):  # type: ignore[no-untyped-def,override]
         if isinstance(result_source, SharedStream):

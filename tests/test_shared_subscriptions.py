@@ -1,5 +1,6 @@
-"""One execution per distinct subscription per process, bounded per-subscriber queues, snapshots for late
-joiners and slow consumers."""
+"""One execution per distinct subscription per process for fields declared shared (every other subscription is
+private: one execution per subscriber), bounded per-subscriber queues, snapshots for late joiners and slow
+consumers; every subscription root field of the real schema is classified."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from starlette.websockets import WebSocketDisconnect
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 
-from schema import RwaSchema
+from core.settings import Environment, Settings
+from schema import RwaSchema, build_schema, sharing
+from schema.sharing import SHARED, SHARED_WITH_SNAPSHOT
 from server.middleware import RAW_SEND_SCOPE_KEY
 from server.shared_subscriptions import (SharedBytesWebSocketAdapter, SharedDeliveryHandler, SharedSubscriptions,
                                          text_frame)
@@ -59,7 +62,7 @@ class Query:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription
+    @strawberry.subscription(metadata=SHARED)
     async def ticks(self, market: int) -> AsyncGenerator[int, None]:
         FEED.resolver_runs += 1
         q: asyncio.Queue[int] = asyncio.Queue()
@@ -72,7 +75,7 @@ class Subscription:
         finally:
             FEED.queues.remove(q)
 
-    @strawberry.subscription
+    @strawberry.subscription(metadata=SHARED_WITH_SNAPSHOT)
     async def book(self, info: strawberry.Info) -> AsyncGenerator[Book, None]:
         yield Book(sequence=FEED.items_resolved, snapshot=True)
         if info.context.snapshot_only:
@@ -88,9 +91,23 @@ class Subscription:
             FEED.queues.remove(q)
 
 
+    @strawberry.subscription  # declares nothing: private
+    async def mine(self, info: strawberry.Info) -> AsyncGenerator[str, None]:
+        FEED.resolver_runs += 1
+        q: asyncio.Queue[int] = asyncio.Queue()
+        FEED.queues.append(q)
+        try:
+            while True:
+                value = await q.get()
+                yield f"{info.context.viewer.user_id}:{value}"
+        finally:
+            FEED.queues.remove(q)
+
+
 def make_schema(queue_size: int = 16) -> RwaSchema:
     schema = RwaSchema(query=Query, subscription=Subscription)
-    schema.shared = SharedSubscriptions(snapshot_fields=frozenset({"book"}), queue_size=queue_size)
+    schema.shared = SharedSubscriptions(shared_fields=sharing.shared_fields(schema._schema),
+                                        snapshot_fields=sharing.snapshot_fields(schema._schema), queue_size=queue_size)
     return schema
 
 
@@ -346,3 +363,60 @@ def test_text_frame_is_what_websockets_serializes_for_every_length_encoding():
     for n in (0, 125, 126, 65535, 65536):
         data = b"x" * n
         assert text_frame(data) == Frame(Opcode.TEXT, data).serialize(mask=False)
+
+
+def test_every_subscription_root_field_declares_whether_it_is_shared() -> None:
+    """A new subscription must say on its field whether its results may go to other sockets (schema/sharing.py)."""
+    for env in (Environment.DEVELOPMENT, Environment.PRODUCTION):
+        declared = sharing.declared_sharing(build_schema(Settings(RWA_ENV=env))._schema)  # type: ignore[call-arg]
+        assert declared, "the schema has subscriptions"
+        unclassified = sorted(name for name, kind in declared.items() if kind not in ("shared", "private"))
+        assert not unclassified, (f"subscription fields {unclassified} declare neither metadata=SHARED nor "
+                                  "metadata=PRIVATE (schema/sharing.py)")
+    assert {n for n, kind in declared.items() if kind == "private"} >= {"myOrders", "paymentUpdates"}
+    assert {n for n, kind in declared.items() if kind == "shared"} >= {"trades", "orderBook", "ticker", "candles"}
+
+
+def test_an_undeclared_subscription_field_is_private() -> None:
+    schema = make_schema()
+    assert schema.shared is not None
+    assert "mine" not in schema.shared.shared_fields and sharing.declared_sharing(schema._schema)["mine"] is None
+
+
+async def test_private_fields_run_per_subscriber_with_their_own_caller():
+    """Two users (and one user on two sockets) with the same document never get one another's results."""
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    contexts = [FakeContext(FakeViewer("alice", frozenset({"INVESTOR"}))),
+                FakeContext(FakeViewer("bob", frozenset({"INVESTOR"}))),
+                FakeContext(FakeViewer("alice", frozenset({"INVESTOR"})))]
+    documents = ["subscription { mine }", "subscription { ...F } fragment F on Subscription { mine }",
+                 "subscription { ... on Subscription { mine } }", "subscription { x: mine }"]
+    streams = [await schema.stream(doc, context_value=ctx) for doc in documents for ctx in contexts]
+    tasks = [asyncio.create_task(collect(s, 2)) for s in streams]
+    await _settle()
+    for v in (1, 2):
+        await FEED.publish(v)
+        await _settle()
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert schema.shared.executions_started == 0 and FEED.resolver_runs == len(streams)
+    for (doc, ctx), result in zip([(d, c) for d in documents for c in contexts], results):
+        user = ctx.viewer.user_id
+        assert [list(r.values())[0] for r in result] == [f"{user}:1", f"{user}:2"], (doc, user, result)
+
+
+async def test_a_shared_field_reached_through_a_fragment_is_not_shared():
+    """The sharing decision reads root field names; a fragment spread's name is not one, so such a document runs on
+    its own (before, `...F` was taken for a field called F, which no declaration made personal)."""
+    global FEED
+    FEED = Feed()
+    schema = make_schema()
+    doc = "subscription { ...F } fragment F on Subscription { ticks(market: 1) }"
+    streams = [await schema.stream(doc, context_value=FakeContext()) for _ in range(2)]
+    tasks = [asyncio.create_task(collect(s, 1)) for s in streams]
+    await _settle()
+    await FEED.publish(1)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert results == [[{"ticks": 11}], [{"ticks": 11}]]
+    assert schema.shared.executions_started == 0 and FEED.resolver_runs == 2
