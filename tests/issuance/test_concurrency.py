@@ -1,0 +1,122 @@
+"""Subscriptions racing each other at the cap, and cancels racing the close, each on its own connection with
+committed data: the offering's lock makes exactly the subscriptions that fit ACTIVE, and every investor's cash adds
+up whatever won the race."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.errors import Conflict
+from models.assets import Asset
+from models.issuance import AllocationRule, OfferingSubscription, SubscriptionState
+from models.tokens import Token
+from resolvers import ledger
+from resolvers.issuance import closing, offerings, subscriptions
+from resolvers.issuance.offerings import Actor
+from tests.trading.factories import make_market, make_trader, make_user
+from tests.trading.live import committed_sessions
+
+
+@pytest.fixture(scope="module")
+def database_url(module_database_url: str) -> str:
+    return module_database_url
+
+
+@pytest.fixture
+async def sf(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    async with committed_sessions(database_url) as factory:
+        yield factory
+
+
+async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, hard_cap: str, n: int):  # type: ignore[no-untyped-def]
+    m = await make_market(sf)
+    issuer = await make_user(sf, ["ISSUER"])
+    async with sf() as s:
+        token = await s.get(Token, m.token_id)
+        await s.execute(update(Asset).where(Asset.id == token.asset_id).values(issuer_id=issuer))
+        await s.commit()
+    boss = Actor(issuer, frozenset({"ISSUER"}))
+    now = datetime.now(timezone.utc)
+    spec = offerings.OfferingSpec(token_id=m.token_id, name="race", quote_currency=m.quote, price=Decimal(10),
+                                  min_ticket=Decimal(10), target=Decimal(10), hard_cap=Decimal(hard_cap),
+                                  opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
+                                  allocation_rule=rule)
+    async with sf() as s:
+        o = await offerings.create_offering(s, boss, spec)
+        await offerings.open_offering(s, boss, o.id)
+        await s.commit()
+    traders = [await make_trader(sf, m, cash="1000") for _ in range(n)]
+    return m, boss, o.id, traders
+
+
+async def _subscribe(sf, offering_id, user_id, amount):  # type: ignore[no-untyped-def]
+    async with sf() as s:
+        sub = await subscriptions.subscribe(s, Actor(user_id, frozenset({"INVESTOR"})),
+                                            subscriptions.SubscribeRequest(offering_id, Decimal(amount)))
+        await s.commit()
+        return sub
+
+
+async def _cash(sf, user_id, currency):  # type: ignore[no-untyped-def]
+    async with sf() as s:
+        return {b.currency: b for b in await ledger.balances(s, user_id)}[currency]
+
+
+async def test_concurrent_subscriptions_at_the_cap_take_exactly_what_fits(sf) -> None:  # type: ignore[no-untyped-def]
+    m, _, oid, traders = await _offering(sf, AllocationRule.FIRST_COME, "500", 12)
+    subs = await asyncio.gather(*[_subscribe(sf, oid, t.user_id, "100") for t in traders])
+    states = [s.state for s in subs]
+    assert states.count(SubscriptionState.ACTIVE) == 5
+    assert {s.reason for s in subs if s.state is SubscriptionState.REJECTED} == {"CAP_REACHED"}
+    reserved = Decimal(0)
+    for t, s in zip(traders, subs):
+        b = await _cash(sf, t.user_id, m.quote)
+        assert b.available + b.reserved == Decimal(1000)
+        assert b.reserved == (Decimal(100) if s.state is SubscriptionState.ACTIVE else 0)
+        reserved += b.reserved
+    async with sf() as s:
+        o = await offerings.locked(s, oid)
+        assert (o.subscribed_total, o.subscription_count) == (Decimal(500), 5) and reserved == Decimal(500)
+
+
+async def test_cancels_racing_the_close_conserve_every_investors_cash(sf) -> None:  # type: ignore[no-untyped-def]
+    m, boss, oid, traders = await _offering(sf, AllocationRule.PRO_RATA, "300", 6)
+    subs = [await _subscribe(sf, oid, t.user_id, "100") for t in traders]
+
+    async def cancel(sub: OfferingSubscription) -> str:
+        async with sf() as s:
+            try:
+                await subscriptions.cancel_subscription(s, Actor(sub.user_id), sub.id)
+                await s.commit()
+                return "canceled"
+            except Conflict:
+                return "too late"
+
+    async def close() -> str:
+        async with sf() as s:
+            await closing.close_offering(s, boss, oid)
+            await s.commit()
+            return "closed"
+
+    results = await asyncio.gather(*[cancel(s) for s in subs[::2]], close(), *[cancel(s) for s in subs[1::2]])
+    assert "closed" in results
+    async with sf() as s:
+        rows = {r.user_id: r for r in (await s.execute(select(OfferingSubscription).where(
+            OfferingSubscription.offering_id == oid))).scalars()}
+    allocated = Decimal(0)
+    for t in traders:
+        sub, b = rows[t.user_id], await _cash(sf, t.user_id, m.quote)
+        assert b.available + b.reserved == Decimal(1000)  # nothing paid yet: the mint is not confirmed
+        if sub.state is SubscriptionState.ALLOCATED:
+            assert b.reserved == sub.allocated_cash > 0
+            allocated += sub.allocated_cash
+        else:
+            assert sub.state in (SubscriptionState.CANCELED, SubscriptionState.UNALLOCATED) and b.reserved == 0
+    assert allocated <= Decimal(300)
