@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal as PyDecimal
+from decimal import Decimal as PyDecimal, localcontext
 from operator import methodcaller
 from typing import NewType
 
@@ -67,6 +67,14 @@ def _parse_decimal(value: object) -> PyDecimal:
 # scalar_overrides); same names and descriptions, so the SDL does not change.
 DateTime = strawberry.scalar(name="DateTime", description="Date with time (isoformat)",
                              serialize=methodcaller("isoformat"), parse_value=_parse_datetime)
-Decimal = strawberry.scalar(name="Decimal", description="Decimal (fixed-point)", serialize=str,
+def _serialize_decimal(value: PyDecimal) -> str:
+    """Plain decimal notation without trailing zeros: "300" (not "3E+2"), "0" (not "0E-18"), "0.0000001" (not
+    "1E-7"): JavaScript's Number()/BigInt() and decimal libraries read it as is."""
+    with localcontext(prec=80):  # the default 28 digits would round Numeric(38, 18) values
+        n = value.normalize()
+    return format(n, "f")
+
+
+Decimal = strawberry.scalar(name="Decimal", description="Decimal (fixed-point)", serialize=_serialize_decimal,
                             parse_value=_parse_decimal)
 SCALAR_OVERRIDES = {datetime: DateTime, PyDecimal: Decimal}

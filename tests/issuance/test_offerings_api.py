@@ -231,3 +231,50 @@ async def test_cancel_subscription_releases_cash_only_while_open(gql, make_user,
     offering = await gql("query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }",
                          {"id": oid}, token=issuer.token)
     assert offering["data"]["offering"] == {"subscribedTotal": "0", "subscriptionCount": 0}
+
+
+async def test_offering_updates_start_with_the_state_then_follow_each_change(gql, make_user, session_factory,
+                                                                             services) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from tests.payments.test_updates import _never  # a socket nobody talks to
+    from starlette.websockets import WebSocket
+
+    from schema import build_schema
+    from server.context import Context
+    from server.viewer import viewer_from_headers
+
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m, eligibleCountries=["DE"])
+    watcher, _ = await _investor(gql, make_user, session_factory, m)
+    outsider, _ = await _investor(gql, make_user, session_factory, m, country="US")
+    doc = "subscription($id: UUID!) { offeringUpdates(offeringId: $id) { state subscribedTotal subscriptionCount } }"
+
+    async def subscribe(token: str):  # type: ignore[no-untyped-def]
+        viewer = await viewer_from_headers(services, f"Bearer {token}", None, "127.0.0.1")
+        socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 5)},
+                           receive=_never, send=_never)  # type: ignore[arg-type]
+        ctx = Context(services, socket, socket, viewer)
+        return await build_schema(services.settings).subscribe(doc, variable_values={"id": oid},
+                                                               context_value=ctx), ctx
+
+    denied, ctx = await subscribe(outsider.token)
+    first = await asyncio.wait_for(denied.__anext__(), 5)
+    assert first.errors and first.errors[0].extensions["code"] == "NOT_FOUND"
+    await denied.aclose()
+    await ctx.close()
+    stream, ctx = await subscribe(watcher.token)
+    try:
+        now = await asyncio.wait_for(stream.__anext__(), 5)
+        assert now.data["offeringUpdates"] == {"state": "OPEN", "subscribedTotal": "0", "subscriptionCount": 0}
+        await asyncio.sleep(0.2)  # the Redis subscription is up
+        await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "120"}}, token=watcher.token)
+        update_ = await asyncio.wait_for(stream.__anext__(), 5)
+        assert update_.data["offeringUpdates"] == {"state": "OPEN", "subscribedTotal": "120",
+                                                   "subscriptionCount": 1}
+        await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+        closed = await asyncio.wait_for(stream.__anext__(), 5)
+        assert closed.data["offeringUpdates"]["state"] == "ALLOCATED"
+    finally:
+        await stream.aclose()
+        await ctx.close()
