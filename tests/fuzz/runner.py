@@ -1,0 +1,141 @@
+"""Sends a generated operation as one caller and checks the gate's contract on the answer: no HTTP 5xx, a JSON body,
+no error coded INTERNAL, and an `extensions.code` on every error. A failure names the operation, the caller and the
+server's own traceback (captured from the `rwa` loggers), and is also appended to $RWA_FUZZ_LOG (JSON lines) when set,
+so a long run lists everything it found instead of stopping at the first example."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from collections import Counter
+from typing import Any
+
+import graphql
+import httpx
+
+from tests.fuzz.documents import Operation
+from tests.fuzz.scalars import Pools
+from tests.fuzz.world import Account, World, call
+
+TOKEN_REFRESH_S = 600  # access tokens live 900 s: a long run renews them through refreshToken before that
+
+
+class ServerErrors(logging.Handler):
+    """Collects the exceptions the app logs while a request is served (the INTERNAL's cause)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def drain(self) -> str:
+        out = []
+        for record in self.records:
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info))[-3000:]
+            out.append(text)
+        self.records.clear()
+        return "\n".join(out)
+
+
+class Caller:
+    """One role's view of the API: its token (renewed in long runs) and the shared pools."""
+
+    def __init__(self, client: httpx.AsyncClient, world: World, pools: Pools, role: str) -> None:
+        self.client, self.world, self.pools, self.role = client, world, pools, role
+        self.account: Account | None = world.accounts.get(role)
+        self.renewed = time.monotonic()
+        self.errors = ServerErrors()
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (root fields, first error code or "data")
+        logging.getLogger("rwa").addHandler(self.errors)
+
+    def close(self) -> None:
+        logging.getLogger("rwa").removeHandler(self.errors)
+
+    async def headers(self) -> dict[str, str]:
+        if self.account is None:
+            return {}
+        if time.monotonic() - self.renewed > TOKEN_REFRESH_S:
+            data = await call(self.client, "mutation($r: String!) { refreshToken(refreshToken: $r) "
+                                           "{ accessToken refreshToken } }", {"r": self.account.refresh_token})
+            self.account.access_token = data["refreshToken"]["accessToken"]
+            self.account.refresh_token = data["refreshToken"]["refreshToken"]
+            self.renewed = time.monotonic()
+        return {"Authorization": f"Bearer {self.account.access_token}"}
+
+    async def send(self, op: Operation) -> httpx.Response:
+        headers = await self.headers()
+        if not op.files:
+            # json.dumps(allow_nan=True): a variable may be Infinity/NaN, which hostile clients do send
+            body = json.dumps({"query": op.query, "variables": op.variables}).encode()
+            return await self.client.post("/graphql", content=body,
+                                          headers={**headers, "content-type": "application/json"})
+        names = list(op.files)
+        form = {"operations": json.dumps({"query": op.query, "variables": op.variables}),
+                "map": json.dumps({str(i): [f"variables.{name}"] for i, name in enumerate(names)})}
+        files = {str(i): op.files[name] for i, name in enumerate(names)}
+        return await self.client.post("/graphql", data=form, files=files,
+                                      headers={**headers, "Apollo-Require-Preflight": "true"})
+
+    async def check(self, op: Operation) -> None:
+        self.errors.drain()
+        resp = await self.send(op)
+        problem = _problem(resp)
+        self.outcomes[_outcome(op, resp)] += 1
+        if problem is None:
+            self.pools.harvest(resp.json().get("data"))
+            return
+        server = self.errors.drain()
+        _log_failure(self.role, op, resp, problem, server)
+        raise AssertionError(f"{problem} as {self.role}\n{op.describe()}\nHTTP {resp.status_code}: {resp.text[:1500]}"
+                             + (f"\nserver log:\n{server}" if server else ""))
+
+
+def _problem(resp: httpx.Response) -> str | None:
+    if resp.status_code >= 500:
+        return f"HTTP {resp.status_code}"
+    try:
+        body = resp.json()
+    except ValueError:
+        return "a body that is not JSON"
+    if not isinstance(body, dict):
+        return "a body that is not a JSON object"
+    for error in body.get("errors") or []:
+        code = (error.get("extensions") or {}).get("code") if isinstance(error, dict) else None
+        if not code:
+            return "an error without extensions.code"
+        if code == "INTERNAL":
+            return "an INTERNAL error"
+    return None
+
+
+def _outcome(op: Operation, resp: httpx.Response) -> tuple[str, str]:
+    try:
+        body = resp.json()
+        document = graphql.parse(op.query)
+    except (ValueError, graphql.GraphQLError):
+        return ("?", f"HTTP {resp.status_code}")
+    fields = sorted({sel.name.value for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)
+                     for sel in d.selection_set.selections if isinstance(sel, graphql.FieldNode)})
+    errors = body.get("errors") if isinstance(body, dict) else None
+    code = ((errors[0].get("extensions") or {}).get("code") or "UNCODED") if errors else "data"
+    if errors:  # the start of the message tells which check refused it
+        code += ": " + str(errors[0].get("message"))[:70]
+    return (",".join(fields) if len(fields) < 3 else f"{len(fields)} fields", str(code))
+
+
+def _log_failure(role: str, op: Operation, resp: httpx.Response, problem: str, server: str) -> None:
+    path = os.environ.get("RWA_FUZZ_LOG")
+    if not path:
+        return
+    entry: dict[str, Any] = {"problem": problem, "role": role, "query": op.query, "variables": repr(op.variables)[:2000],
+                             "files": [f[0] for f in op.files.values()], "status": resp.status_code,
+                             "body": resp.text[:1000], "server": server[-3000:]}
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps(entry) + "\n")
