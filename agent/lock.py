@@ -30,6 +30,6 @@ async def try_lock(conn: AsyncConnection, chain_id: int, address: str) -> bool:
 async def holder_count(conn: AsyncConnection, chain_id: int, address: str) -> int:
     """How many sessions hold the sender lock (0 or 1): `rwa agent status` shows whether a sender runs."""
     n = await conn.scalar(text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :c::oid "
-        "AND objid = (:k)::bigint::oid"), {"c": LOCK_CLASS & 0xFFFFFFFF, "k": lock_key(chain_id, address) & 0xFFFFFFFF})
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid = CAST(CAST(:c AS bigint) AS oid) AND objid = CAST(CAST(:k AS bigint) AS oid)"), {"c": LOCK_CLASS & 0xFFFFFFFF, "k": lock_key(chain_id, address) & 0xFFFFFFFF})
     return int(n or 0)

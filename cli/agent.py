@@ -84,6 +84,8 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
             raise fail(str(exc), 2) from None
         except OSError as exc:
             raise fail(f"database unreachable: {exc}", 3) from None
+        except ValueError as exc:
+            raise fail(f"invalid configuration: {exc}", 2) from None
         err.print("[green]agent stopped[/]")
 
 
@@ -109,6 +111,9 @@ def status(chain: str | None = typer.Option(None, "--chain", "-c", help="One cha
             rows = asyncio.run(main())
         except OSError as exc:
             raise fail(f"database unreachable: {exc}", 3) from None
+        except Exception as exc:  # noqa: BLE001  (one line, never a traceback)
+            raise fail(f"status failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 1) \
+                from None
     if as_json:
         typer.echo(json.dumps({"healthy": all(r.healthy for r in rows), "signers": [r.as_dict() for r in rows]}))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+
 from agent import handlers
 from models.operations import OperationState
 from tests.agent.conftest import World, running
@@ -56,3 +57,48 @@ async def test_revert_at_estimation_fails_without_sending(world: World, calls: l
     assert world.node.rpc("eth_getTransactionCount", world.d.agent, "latest") == nonce_before
     assert calls == [("failed", "test:too-much", "sender balance too low")]
     assert OperationState(op["state"]) is OperationState.FAILED
+
+
+async def test_remote_signer_end_to_end(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AGENT_SIGNER_URL: the node's eth_signTransaction signs (as Web3Signer/Clef would); no local key is used."""
+    monkeypatch.setenv("AGENT_SIGNER_URL", world.node.url)
+    monkeypatch.setenv("AGENT_SIGNER_ADDRESS", world.d.agent)
+    await world.enqueue_transfer("test:remote", 3 * 10**18)
+    async with running(world) as tasks:
+        ops = await world.wait_ops(lambda o: o["test:remote"]["state"] == "CONFIRMED", tasks=tasks)
+    assert ops["test:remote"]["sender"] == world.d.agent
+    assert len(world.transfers_on_chain()) == 1
+
+
+def _status(world: World) -> tuple[int, dict]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "TREASURY_", "RPC_URLS_"))}
+    env.update(DATABASE_URL=world.db_url, REDIS_URL=world.settings.redis_url or "", RPC_URLS_1=world.node.url,
+               AGENT_PRIVATE_KEY="0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+               RWA_DATA_DIR="/tmp/rwa-agent-status-test")
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "agent", "status", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+async def test_status_json_reports_and_fails_when_out_of_gas(world: World) -> None:
+    await world.enqueue_transfer("test:status", 10**18)
+    code, body = _status(world)
+    assert code == 0 and body["healthy"] is True
+    (row,) = body["signers"]
+    assert row["address"] == world.d.agent and row["roles"] == ["agent", "treasury"]
+    assert row["pending"] == 1 and row["oldest_pending_age_s"] >= 0 and row["sender_running"] is False
+    assert row["next_nonce"] == int(world.node.rpc("eth_getTransactionCount", world.d.agent, "pending"), 16) and \
+        isinstance(row["next_nonce"], int)
+    saved = world.node.rpc("eth_getBalance", world.d.agent, "latest")
+    world.node.rpc("anvil_setBalance", world.d.agent, "0x1")
+    try:
+        code, body = _status(world)
+    finally:
+        world.node.rpc("anvil_setBalance", world.d.agent, saved)
+    assert code == 1 and body["healthy"] is False
+    assert body["signers"][0]["gas_balance_wei"] == "1" and "gas balance" in body["signers"][0]["problems"][0]

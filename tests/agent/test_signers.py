@@ -1,0 +1,101 @@
+"""Signers: local keys from settings (production refuses dev/placeholder/missing keys), and a remote signer over
+JSON-RPC (anvil's eth_signTransaction stands in for Web3Signer/Clef), checked to sign as the configured address."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+
+from agent.errors import RemoteSignerError, SignerNotConfigured, SignerRefused
+from agent.signers import LocalSigner, RemoteSigner, signer_for
+from core.settings import Settings
+
+REAL_KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+ANVIL_5 = "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba"  # account 5 of the test mnemonic
+
+
+def _settings(monkeypatch: pytest.MonkeyPatch, env: str = "development", **values: str) -> Settings:
+    for var in ("AGENT_PRIVATE_KEY", "TREASURY_PRIVATE_KEY", "AGENT_SIGNER_URL", "AGENT_SIGNER_ADDRESS",
+                "AGENT_PRIVATE_KEY_1", "AGENT_PRIVATE_KEY_137", "TREASURY_PRIVATE_KEY_1"):
+        monkeypatch.delenv(var, raising=False)
+    return Settings(RWA_ENV=env, **values)  # type: ignore[call-arg]
+
+
+def test_one_key_for_all_chains_or_one_per_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = _settings(monkeypatch, AGENT_PRIVATE_KEY=REAL_KEY)
+    monkeypatch.setenv("AGENT_PRIVATE_KEY_137", ANVIL_5)
+    assert signer_for(s, 1, "agent").address == Account.from_key(REAL_KEY).address
+    assert signer_for(s, 137, "agent").address == Account.from_key(ANVIL_5).address
+    # the treasury falls back to the agent key outside production
+    assert signer_for(s, 1, "treasury").address == Account.from_key(REAL_KEY).address
+    monkeypatch.setenv("TREASURY_PRIVATE_KEY_1", ANVIL_5)
+    assert signer_for(s, 1, "treasury").address == Account.from_key(ANVIL_5).address
+
+
+@pytest.mark.parametrize("key", [ANVIL_5, "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"])
+def test_production_refuses_public_dev_keys(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    s = _settings(monkeypatch, env="production", AGENT_PRIVATE_KEY=key)
+    with pytest.raises(SignerRefused, match="AGENT_PRIVATE_KEY is a public"):
+        signer_for(s, 1, "agent")
+
+
+def test_production_refuses_missing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SignerRefused, match="AGENT_PRIVATE_KEY"):
+        signer_for(_settings(monkeypatch, env="production"), 1, "agent")
+    s = _settings(monkeypatch, env="production", AGENT_PRIVATE_KEY=REAL_KEY)
+    assert signer_for(s, 1, "agent").address == Account.from_key(REAL_KEY).address
+    with pytest.raises(SignerRefused, match="TREASURY_PRIVATE_KEY"):  # no silent fallback in production
+        signer_for(s, 1, "treasury")
+
+
+def test_missing_or_malformed_key_names_the_variable_not_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SignerNotConfigured, match="AGENT_PRIVATE_KEY"):
+        signer_for(_settings(monkeypatch), 1, "agent")
+    with pytest.raises(SignerNotConfigured) as info:
+        signer_for(_settings(monkeypatch, AGENT_PRIVATE_KEY="0xnot-a-key-12345"), 1, "agent")
+    assert "not-a-key" not in str(info.value)
+    with pytest.raises(SignerNotConfigured, match="role"):
+        signer_for(_settings(monkeypatch, AGENT_PRIVATE_KEY=REAL_KEY), 1, "root")
+
+
+def test_remote_signer_needs_its_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_SIGNER_URL", "http://127.0.0.1:1")
+    with pytest.raises(SignerNotConfigured, match="AGENT_SIGNER_ADDRESS"):
+        signer_for(Settings(), 1, "agent")  # type: ignore[call-arg]
+
+
+async def test_remote_signer_signs_like_the_local_key(anvil) -> None:  # type: ignore[no-untyped-def]
+    account0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    key0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+    tx = {"chainId": 1, "nonce": 7, "to": account0, "value": 1, "data": "0x", "gas": 21000,
+          "maxFeePerGas": 3 * 10**9, "maxPriorityFeePerGas": 10**9, "type": 2}
+    remote = RemoteSigner(anvil.url, account0)
+    try:
+        raw, h = await remote.sign(tx)
+    finally:
+        await remote.aclose()
+    local_raw, local_h = await LocalSigner(key0).sign(tx)
+    assert Account.recover_transaction(raw) == account0
+    assert (raw, h) == (local_raw, local_h)  # deterministic signatures (RFC 6979): the same bytes
+
+
+async def test_remote_signer_signing_as_another_account_is_refused(anvil, anvil_accounts) -> None:  # type: ignore[no-untyped-def]
+    class Liar(RemoteSigner):
+        pass
+
+    remote = Liar(anvil.url, anvil_accounts[0])
+    remote.address = anvil_accounts[1]  # the endpoint signs for accounts[1] but we expect accounts[0]
+    tx = {"chainId": 1, "nonce": 0, "to": anvil_accounts[0], "value": 0, "data": "0x", "gas": 21000,
+          "maxFeePerGas": 3 * 10**9, "maxPriorityFeePerGas": 10**9, "type": 2}
+    try:
+        orig = remote._client.call
+
+        async def call(method, params=None, **kw):  # type: ignore[no-untyped-def]
+            params[0]["from"] = anvil_accounts[0]
+            return await orig(method, params, **kw)
+
+        remote._client.call = call  # type: ignore[method-assign]
+        with pytest.raises(RemoteSignerError, match="signed as"):
+            await remote.sign(tx)
+    finally:
+        await remote.aclose()
