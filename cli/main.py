@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -49,8 +50,13 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
                                                                 "workers": workers})
         else:
             err.print(f"[green]API[/] on {url} (env={settings.env.value})")
+        # with --workers N > 1 uvicorn's supervisor replaces a worker that dies (SIGKILL, SIGSEGV); each worker's
+        # /readyz compares the live workers with N (server/health.py)
+        os.environ["RWA_SERVE_WORKERS"] = str(workers)
+        # a websocket message is bounded like an HTTP body (uvicorn's default is 16 MiB)
         uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, timeout_graceful_shutdown=10, ws=WEBSOCKETS, proxy_headers=False)
+                    log_config=None, timeout_graceful_shutdown=10, ws=WEBSOCKETS, proxy_headers=False,
+                    ws_max_size=settings.max_request_bytes)
 
 
 @app.command()

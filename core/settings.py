@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     kyc_encryption_key: SecretStr | None = Field(None, alias="KYC_ENCRYPTION_KEY")
     # how long a KYC approval is valid; a worker job writes EXPIRED once it lapses
     kyc_approval_days: int = Field(365, alias="KYC_APPROVAL_DAYS", ge=1, le=3650)
+    # cash out (resolvers/payments/withdrawals.py), in the currency's units: per request, per user per rolling 24 h,
+    # and above which an ADMIN approves
+    withdrawal_min: Decimal = Field(Decimal("1"), alias="WITHDRAWAL_MIN", gt=0)
+    withdrawal_max: Decimal = Field(Decimal("100000"), alias="WITHDRAWAL_MAX", gt=0)
+    withdrawal_daily_max: Decimal = Field(Decimal("250000"), alias="WITHDRAWAL_DAILY_MAX", gt=0)
+    withdrawal_approval_threshold: Decimal = Field(Decimal("10000"), alias="WITHDRAWAL_APPROVAL_THRESHOLD", ge=0)
+    # deposit sweeps (resolvers/payments/sweeps.py): a deposit address holding less than this is left alone
+    sweep_min_amount: Decimal = Field(Decimal("1"), alias="SWEEP_MIN_AMOUNT", gt=0)
     # direct issuance (issueTokens) of more whole tokens than this waits for COMPLIANCE approval
     issuance_approval_threshold: Decimal = Field(Decimal(10_000), alias="ISSUANCE_APPROVAL_THRESHOLD", ge=0)
     # BIP-39 mnemonic for deposit addresses (payments)
@@ -96,6 +104,9 @@ class Settings(BaseSettings):
     login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")
     login_lock_s: int = Field(300, alias="LOGIN_LOCK_S")
+
+    # set by `rwa serve --workers N` for its workers: /readyz reports the supervisor's live workers against it
+    serve_workers: int = Field(1, alias="RWA_SERVE_WORKERS", ge=1)
 
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")

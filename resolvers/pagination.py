@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Generic, Sequence, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import BigInteger, Enum, Select, SmallInteger, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -53,25 +54,121 @@ def _tag(value: Any) -> list[Any]:
     raise TypeError(f"cannot put {type(value).__name__} in a cursor")
 
 
-def _untag(item: list[Any]) -> Any:
-    kind, raw = item
-    return {"dt": datetime.fromisoformat, "d": date.fromisoformat, "dec": Decimal, "u": uuid.UUID}.get(
-        kind, lambda v: v)(raw)
+# A cursor this module writes is ~60-120 characters (two tagged values); anything much longer is not one of ours.
+# The cap, and refusing nesting before decoding, keep the JSON decoder (recursive in C) away from crafted input: a
+# 312 kB cursor of nested arrays segfaulted a process whose recursion limit py_ecc had raised (core/recursion_limit.py).
+MAX_CURSOR_CHARS = 4096  # a 200-character name of emoji, JSON-escaped (12 bytes each), in base64: ~3,300
+_MAX_TEXT = 256  # a string key value (an address, a name, a currency)
+_INT_BOUND = 2 ** 63  # Postgres bigint
+# Decimal keys (prices, balances in raw token units: up to 78 digits): finite and of a size a column can hold
+_DECIMAL_DIGITS = 100
+_DECIMAL_EXPONENT = 100
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _text(raw: Any, limit: int = _MAX_TEXT) -> str:
+    if not isinstance(raw, str) or len(raw) > limit or "\x00" in raw:
+        raise _Malformed("not a cursor string")
+    raw.encode()  # a lone surrogate (JSON "\ud800") raises UnicodeEncodeError, a ValueError
+    return raw
+
+
+def _datetime(raw: Any) -> datetime:
+    value = datetime.fromisoformat(_text(raw, 64))
+    if value.tzinfo is not None:
+        value.astimezone(timezone.utc)  # OverflowError for year 1 at +01:00, say: the driver converts to UTC
+    return value
+
+
+def _decimal(raw: Any) -> Decimal:
+    value = Decimal(_text(raw, _DECIMAL_DIGITS + 10))
+    if not value.is_finite() or len(value.as_tuple().digits) > _DECIMAL_DIGITS \
+            or abs(value.as_tuple().exponent) > _DECIMAL_EXPONENT:  # type: ignore[arg-type]
+        raise _Malformed("decimal out of range")
+    return value
+
+
+def _plain(raw: Any) -> Any:
+    if raw is None or isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int):
+        if not -_INT_BOUND <= raw < _INT_BOUND:
+            raise _Malformed("integer out of range")
+        return raw
+    return _text(raw)  # floats, lists and objects are not values this module writes
+
+
+_UNTAG = {"dt": _datetime, "d": lambda raw: date.fromisoformat(_text(raw, 16)), "dec": _decimal,
+          "u": lambda raw: uuid.UUID(_text(raw, 64)), "v": _plain}
+
+
+def _untag(item: Any) -> Any:
+    if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str) or item[0] not in _UNTAG:
+        raise _Malformed("not a tagged cursor value")
+    return _UNTAG[item[0]](item[1])
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps([_tag(v) for v in values]).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, width: int) -> list[Any]:
+def decode_cursor(cursor: str, width: int, columns: Sequence[ColumnElement[Any]] | None = None) -> list[Any]:
+    """The values of a cursor from encode_cursor; anything else (too long, not base64 JSON, nested, unknown tags,
+    values no key column can hold, or of another column's type when `columns` are given) is BAD_USER_INPUT."""
+    if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_CHARS:
+        raise BadUserInput("invalid cursor", field="cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = [_untag(item) for item in json.loads(raw)]
-    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+        if _nesting(raw) > 2:  # a list of [tag, value] pairs
+            raise _Malformed("nested")
+        items = json.loads(raw)
+        if not isinstance(items, list):
+            raise _Malformed("not a list")
+        values = [_untag(item) for item in items]
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:  # ArithmeticError: decimal, overflow
         raise BadUserInput("invalid cursor", field="cursor") from exc
-    if len(values) != width:
+    if len(values) != width or (columns is not None and not all(map(_fits, values, columns))):
         raise BadUserInput("cursor does not belong to this list", field="cursor")
     return values
+
+
+def _nesting(raw: bytes) -> int:
+    """How deep the JSON text nests arrays/objects (strings skipped), without decoding it."""
+    depth = deepest = 0
+    for b in _JSON_STRING.sub(b"", raw):
+        if b in (91, 123):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (93, 125):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _fits(value: Any, column: ColumnElement[Any]) -> bool:
+    """Whether a decoded value can be compared with a key column (else Postgres refused the statement: INTERNAL)."""
+    if value is None:
+        return True
+    col_type = column.type
+    if isinstance(col_type, Enum):
+        return isinstance(value, str) and value in col_type.enums
+    try:
+        expected = col_type.python_type
+    except NotImplementedError:
+        return True
+    if expected is datetime or expected is date:
+        return type(value) is expected
+    if expected is int:
+        bits = 15 if isinstance(col_type, SmallInteger) else 63 if isinstance(col_type, BigInteger) else 31
+        return type(value) is int and -(2 ** bits) <= value < 2 ** bits
+    if expected is Decimal:
+        return isinstance(value, Decimal) or type(value) is int
+    return isinstance(value, expected)
 
 
 def check_window(first: int | None, last: int | None) -> tuple[int, bool]:
@@ -91,10 +188,10 @@ async def keyset_page(session: AsyncSession, stmt: Select, key: Sequence[ColumnE
     limit, backwards = check_window(first, last)
     cols = tuple_(*key)
     if after:
-        bound = tuple_(*decode_cursor(after, len(key)))
+        bound = tuple_(*decode_cursor(after, len(key), key))
         stmt = stmt.where(cols < bound if descending else cols > bound)
     if before:
-        bound = tuple_(*decode_cursor(before, len(key)))
+        bound = tuple_(*decode_cursor(before, len(key), key))
         stmt = stmt.where(cols > bound if descending else cols < bound)
     forward_desc = descending != backwards
     stmt = stmt.add_columns(*key).order_by(*[(c.desc() if forward_desc else c.asc()) for c in key]).limit(limit + 1)

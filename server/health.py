@@ -1,8 +1,14 @@
-"""Operational endpoints: liveness, readiness (Postgres and Redis reachable) and Prometheus metrics."""
+"""Operational endpoints: liveness, readiness (Postgres and Redis reachable; under `rwa serve --workers N`, every
+worker alive) and Prometheus metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from typing import Any
+
+import psutil
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -10,6 +16,37 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.metrics import DB_POOL_IN_USE, DB_POOL_SIZE
+
+_STARTED = time.monotonic()
+# A worker started this long after its supervisor replaced one that died (startup of all workers takes ~2-5 s).
+REPLACED_AFTER_S = 20.0
+
+
+def worker_state(expected: int) -> tuple[dict[str, Any], bool]:
+    """This worker's pid and uptime; under a supervisor of `expected` workers (uvicorn's Multiprocess, which
+    replaces a worker that dies, even by SIGKILL or SIGSEGV), how many are alive and how many are replacements.
+    Not ready while fewer than `expected` are alive: a worker is being replaced (or keeps dying)."""
+    state: dict[str, Any] = {"pid": os.getpid(), "uptimeS": round(time.monotonic() - _STARTED, 1)}
+    if expected <= 1:
+        return state, True
+    try:
+        supervisor = psutil.Process(os.getppid())
+        workers = [p for p in supervisor.children() if _is_worker(p)]
+        started = supervisor.create_time()
+        replaced = sum(1 for p in workers if p.create_time() > started + REPLACED_AFTER_S)
+    except psutil.Error:  # the supervisor is gone: this worker is an orphan about to be stopped
+        return {**state, "expected": expected, "alive": 0}, False
+    state.update(expected=expected, alive=len(workers), replaced=replaced)
+    return state, len(workers) >= expected
+
+
+def _is_worker(process: psutil.Process) -> bool:
+    try:
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        return "resource_tracker" not in " ".join(process.cmdline())  # multiprocessing's helper, not a worker
+    except psutil.Error:
+        return False
 
 
 async def healthz(request: Request) -> Response:
@@ -32,9 +69,12 @@ async def readyz(request: Request) -> Response:
             await asyncio.wait_for(check(), timeout=2.0)
         except Exception:
             failing.append(name)
+    worker, workers_ok = await asyncio.to_thread(worker_state, services.settings.serve_workers)
+    if not workers_ok:
+        failing.append("workers")
     if failing:
-        return JSONResponse({"status": "unavailable", "failing": failing}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", "failing": failing, "worker": worker}, status_code=503)
+    return JSONResponse({"status": "ready", "worker": worker})
 
 
 async def metrics(request: Request) -> Response:
