@@ -17,6 +17,7 @@ from schema import market_data, trading
 from schema import payments
 from schema import operations
 from schema import settlements
+from schema import withdrawals
 from schema import issuance
 from schema import dev_funding
 from schema import sharing
@@ -52,6 +53,9 @@ SNAPSHOT_SUBSCRIPTIONS: frozenset[str] = frozenset()
 SUBSCRIPTIONS += (market_data.Subscription,)
 SUBSCRIPTIONS += (settlements.Subscription,)
 PERSONAL_SUBSCRIPTIONS |= {"mySettlements"}
+QUERIES += (withdrawals.Query,)
+MUTATIONS += (withdrawals.Mutation,)
+SUBSCRIPTIONS += (withdrawals.Subscription,)
 
 
 class RwaSchema(strawberry.Schema):

@@ -3,7 +3,8 @@
 Refunds pay back first what was held (excess of an OVERPAID payment, funds of a LATE or expired-underpaid one:
 REFUNDS_PAYABLE -> WITHDRAWALS), then what was credited (the user's AVAILABLE -> WITHDRAWALS; CONFLICT
 INSUFFICIENT_FUNDS if the user already spent it). One ledger movement per refund, so the ledger stays
-balanced. A stablecoin refund also creates an outgoing transfer instruction to the address the funds came from.
+balanced. A stablecoin refund also creates an outgoing transfer to the address the funds came from and queues its
+payout on chain (resolvers/payments/payouts.py: the treasury pays; a failed payout undoes the refund).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from models.payments import OutgoingTransfer, Payment, PaymentMatch, PaymentMeth
 from resolvers.audit import record
 from resolvers.ledger import Platform, UserAccount, credit_deposit, post
 from resolvers.payments.intents import MINOR_UNITS, get, parse_amount, to_units
+from resolvers.payments import payouts
 from resolvers.payments.states import Actor, transition
 
 S = PaymentState
@@ -115,8 +117,11 @@ async def refund(session: AsyncSession, payment_id: uuid.UUID, amount: Decimal |
                                        .order_by(PaymentMatch.block_number.desc()).limit(1))).scalar_one_or_none()
         if payer is None:
             raise Conflict("no on-chain transfer to refund to", reason="NO_SOURCE_ADDRESS")
-        session.add(OutgoingTransfer(refund_id=row.id, chain_id=payment.chain_id, token_address=payment.token_address,
-                                     to_address=payer, amount_units=to_units(value, payment.decimals or 0)))
+        transfer = OutgoingTransfer(refund_id=row.id, chain_id=payment.chain_id, token_address=payment.token_address,
+                                    to_address=payer, amount_units=to_units(value, payment.decimals or 0))
+        session.add(transfer)
+        await session.flush()
+        await payouts.enqueue_refund(session, transfer, actor_id)  # paid by the treasury signer (agent outbox)
     payment.refunded_amount += value
     target = S.REFUNDED if value == available else S.PARTIALLY_REFUNDED
     transition(session, payment, target, actor=Actor.ADMIN, actor_id=actor_id, reason=why)

@@ -10,6 +10,7 @@ queues a notification (Redis `payments:<id>` channel + webhook outbox rows), sen
     DETECTED/UNDERPAID -> AWAITING_FUNDS             (a reorg removed the transfer before finality)
     AWAITING_FUNDS/UNDERPAID -> EXPIRED -> LATE      (funds after expiry: held for review)
     CONFIRMED/OVERPAID/LATE/EXPIRED -> PARTIALLY_REFUNDED -> REFUNDED
+    REFUNDED/PARTIALLY_REFUNDED -> back                (a refund's payout failed on chain: the refund is undone)
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ TRANSITIONS: dict[tuple[PaymentState, PaymentState], frozenset[Actor]] = {
     (S.OVERPAID, S.PARTIALLY_REFUNDED): _ADMIN,
     (S.PARTIALLY_REFUNDED, S.PARTIALLY_REFUNDED): _ADMIN,
     (S.PARTIALLY_REFUNDED, S.REFUNDED): _ADMIN,
+    # a refund's payout failed on chain: the refund is undone (resolvers/payments/payouts.py)
+    (S.REFUNDED, S.PARTIALLY_REFUNDED): _SYS,
+    **{(s, back): _SYS for s in (S.REFUNDED, S.PARTIALLY_REFUNDED)
+       for back in (S.CONFIRMED, S.OVERPAID, S.LATE, S.EXPIRED)},
 }
 
 # states the reconciler still looks at (an EXPIRED payment may still receive a late transfer)

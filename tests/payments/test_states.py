@@ -53,8 +53,10 @@ def test_table_enforces_who_may_move_what() -> None:
     assert not allowed(S.AWAITING_FUNDS, S.CANCELED, Actor.SYSTEM)
     assert allowed(S.AWAITING_FUNDS, S.CANCELED, Actor.OWNER)
     assert not allowed(S.CONFIRMED, S.AWAITING_FUNDS, Actor.SYSTEM)  # finalized funds never go back
-    for terminal in (S.CANCELED, S.REFUNDED, S.FAILED):
+    for terminal in (S.CANCELED, S.FAILED):
         assert not [k for k in TRANSITIONS if k[0] is terminal]
+    # REFUNDED is final for people; only a failed on-chain payout (the system) undoes it
+    assert all(actors == {Actor.SYSTEM} for k, actors in TRANSITIONS.items() if k[0] is S.REFUNDED)
 
 
 def test_refused_transition_is_a_typed_conflict() -> None:

@@ -1,0 +1,156 @@
+"""Withdrawals (cash out in stablecoin): request, ADMIN approval above the threshold, the caller's list and live
+updates, the staff list. Types and fields only; the work is in resolvers/payments/withdrawals.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import strawberry
+from sqlalchemy import select
+from strawberry.types import Info
+
+from core.transactions import retry_transient
+from models.identity import Role
+from models.withdrawals import Withdrawal as WithdrawalModel
+from models.withdrawals import WithdrawalState as WithdrawalStateModel
+from resolvers.assets.validation import trim
+from resolvers.pagination import keyset_page
+from resolvers.payments import withdrawals
+from schema.pagination import Connection
+from schema.permissions import authenticated, requires
+from schema.scalars import BigInt
+from schema.settlements import personal_stream
+from schema.sharing import PRIVATE
+
+WithdrawalState = strawberry.enum(WithdrawalStateModel, description=(
+    "PENDING_APPROVAL (above the approval threshold) -> APPROVED (payout queued) -> COMPLETED (the transfer is final "
+    "on chain) | FAILED (cash given back); PENDING_APPROVAL -> REJECTED (cash given back)."))
+STAFF = (Role.ADMIN, Role.COMPLIANCE)
+
+
+@strawberry.type(description="Cash paid out in stablecoin to one of the owner's wallets.")
+class Withdrawal:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    currency: str
+    amount: Decimal
+    chain_id: int
+    token_address: str
+    to_address: str
+    amount_units: BigInt  # type: ignore[valid-type]
+    state: WithdrawalState  # type: ignore[valid-type]
+    reason: str | None = strawberry.field(description="Why it was REJECTED or FAILED.")
+    tx_hash: str | None
+    block_number: int | None
+    decided_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, w: Any) -> "Withdrawal":
+        return cls(id=w.id, user_id=w.user_id, currency=w.currency, amount=trim(w.amount), chain_id=w.chain_id,
+                   token_address=w.token_address, to_address=w.to_address, amount_units=int(w.amount_units),
+                   state=w.state, reason=w.reason, tx_hash=w.tx_hash, block_number=w.block_number,
+                   decided_at=w.decided_at, created_at=w.created_at, updated_at=w.updated_at)
+
+
+@strawberry.type(description="A live change of one of the caller's withdrawals.")
+class WithdrawalUpdate:
+    id: uuid.UUID
+    state: WithdrawalState  # type: ignore[valid-type]
+    amount: Decimal
+    currency: str
+    tx_hash: str | None
+    block_number: int | None
+    reason: str | None
+
+
+def _page(info: Info, stmt, first, after, last, before):  # type: ignore[no-untyped-def]
+    async def run():  # type: ignore[no-untyped-def]
+        page = await keyset_page(await info.context.session(), stmt, [WithdrawalModel.created_at, WithdrawalModel.id],
+                                 descending=True, first=first, after=after, last=last, before=before)
+        return Connection.from_page(page, Withdrawal.of)
+    return run()
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(extensions=authenticated(), description="The caller's withdrawals, newest first.")
+    async def my_withdrawals(self, info: Info, state: WithdrawalState | None = None,  # type: ignore[valid-type]
+                             first: int | None = None, after: str | None = None, last: int | None = None,
+                             before: str | None = None) -> Connection[Withdrawal]:
+        stmt = select(WithdrawalModel).where(WithdrawalModel.user_id == info.context.viewer.require_user())
+        if state is not None:
+            stmt = stmt.where(WithdrawalModel.state == state)
+        return await _page(info, stmt, first, after, last, before)
+
+    @strawberry.field(extensions=requires(*STAFF), description=(
+        "Everyone's withdrawals, newest first (state PENDING_APPROVAL: the approval queue)."))
+    async def withdrawals(self, info: Info, state: WithdrawalState | None = None,  # type: ignore[valid-type]
+                          user_id: uuid.UUID | None = None, first: int | None = None, after: str | None = None,
+                          last: int | None = None, before: str | None = None) -> Connection[Withdrawal]:
+        stmt = select(WithdrawalModel)
+        if state is not None:
+            stmt = stmt.where(WithdrawalModel.state == state)
+        if user_id is not None:
+            stmt = stmt.where(WithdrawalModel.user_id == user_id)
+        return await _page(info, stmt, first, after, last, before)
+
+
+async def _unit(info: Info, work):  # type: ignore[no-untyped-def]
+    session = await info.context.session()
+
+    async def unit():  # type: ignore[no-untyped-def]
+        result = await work(session)
+        await session.commit()
+        return result
+
+    return await retry_transient(session, unit)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Cash out `amount` of a stablecoin `currency` to one of the caller's linked, verified wallets (idempotent per "
+        "idempotencyKey). The cash is reserved at once; above the approval threshold an ADMIN approves first. "
+        "Errors: BAD_USER_INPUT (reason LIMIT_EXCEEDED for the per-request/daily limits), NOT_FOUND (not your "
+        "wallet), FORBIDDEN (KYC_NOT_APPROVED, WALLET_NOT_VERIFIED), CONFLICT (INSUFFICIENT_FUNDS, "
+        "IDEMPOTENCY_KEY_REUSED)."))
+    async def request_withdrawal(self, info: Info, currency: str, amount: Decimal, wallet: str, idempotency_key: str,
+                                 chain_id: int | None = None) -> Withdrawal:
+        ctx = info.context
+        user_id = ctx.viewer.require_user()
+        req = withdrawals.WithdrawalRequest(currency, amount, wallet, idempotency_key, chain_id)
+        w, _ = await _unit(info, lambda s: withdrawals.request(s, ctx.settings, user_id, req,
+                                                               request_id=ctx.request_id))
+        return Withdrawal.of(w)
+
+    @strawberry.mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> APPROVED: pay it out.")
+    async def approve_withdrawal(self, info: Info, id: uuid.UUID, reason: str | None = None) -> Withdrawal:
+        ctx = info.context
+        actor = ctx.viewer.require_user()
+        return Withdrawal.of(await _unit(info, lambda s: withdrawals.decide(
+            s, id, approve=True, actor_id=actor, reason=reason, request_id=ctx.request_id)))
+
+    @strawberry.mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> REJECTED: cash released.")
+    async def reject_withdrawal(self, info: Info, id: uuid.UUID, reason: str) -> Withdrawal:
+        ctx = info.context
+        actor = ctx.viewer.require_user()
+        return Withdrawal.of(await _unit(info, lambda s: withdrawals.decide(
+            s, id, approve=False, actor_id=actor, reason=reason, request_id=ctx.request_id)))
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
+        "The caller's withdrawals as their payout completes or fails on chain."))
+    async def my_withdrawals(self, info: Info) -> AsyncGenerator[WithdrawalUpdate, None]:
+        user_id = info.context.viewer.require_user()
+        async for e in personal_stream(info, f"user:{user_id}:withdrawals"):
+            yield WithdrawalUpdate(id=uuid.UUID(e["id"]), state=WithdrawalStateModel(e["state"]),
+                                   amount=trim(Decimal(e["amount"])), currency=e["currency"], tx_hash=e.get("txHash"),
+                                   block_number=e.get("blockNumber"), reason=e.get("reason"))
