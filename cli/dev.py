@@ -10,8 +10,9 @@ would otherwise spend their shutdown retrying dead RPC endpoints. Another Ctrl-C
 children at once. If `rwa dev` itself is killed (SIGKILL), a watchdog process (cli/dev_reaper.py) stops everything
 it had started.
 
-Local chains are new on every start, so on-chain rows of the local chain ids from a previous run are cleared;
-that is why `rwa dev` refuses RWA_ENV=production.
+The local chains persist in the data dir (cli/dev_state.py): a restart continues the same chains, and what a
+chain lost (no state yet, or the last seconds before a kill -9) is reconciled with the rows before anything else
+starts; `rwa dev` may delete rows of the local chain ids, which is why it refuses RWA_ENV=production.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from chains.anvil import AnvilError, AnvilNode, stop_nodes
-from cli import dev_chains
+from cli import dev_chains, dev_state
 from cli.dev_reaper import watched
 from cli.runtime import err, fail
 
@@ -42,29 +43,12 @@ if TYPE_CHECKING:
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 LOCAL_CHAINS = (1, 137, 56)
 STOP_TIMEOUT_S = 15.0  # each child's own graceful shutdown is bounded by 10 s
-_CHAIN_TABLES = ("token_transfers", "holdings", "identities", "chain_events", "blocks", "fetched_intervals",
-                 "indexer_cursors")
 
 
 @dataclass
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
-
-
-async def reset_local_chain_rows(database_url: str) -> None:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(database_url)
-    async with engine.begin() as conn:
-        for table in _CHAIN_TABLES:
-            await conn.execute(text(f"DELETE FROM {table} WHERE chain_id = ANY(:ids)"), {"ids": list(LOCAL_CHAINS)})
-        # the previous run's demo tokens (stablecoins, and security tokens no asset or market uses)
-        await conn.execute(text(
-            "DELETE FROM tokens t WHERE t.chain_id = ANY(:ids) AND (t.kind = 'STABLECOIN' OR (t.asset_id IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM markets m WHERE m.base_token_id = t.id)))"), {"ids": list(LOCAL_CHAINS)})
-    await engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -117,6 +101,28 @@ async def seed_demo(database_url: str, urls: dict[int, str]) -> dict[int, DemoCh
     finally:
         await engine.dispose()
     return deployed
+
+
+async def _prepare_chains(database_url: str, urls: dict[int, str], restored: dict[int, bool]) -> dict[int, DemoChain]:
+    """Reconcile the rows with what each chain kept (cli/dev_state.py), then seed the demo where it is missing."""
+    from eth_account import Account
+
+    deployer = Account.from_key(os.environ.get("DEPLOYER_PRIVATE_KEY") or ANVIL_DEV_KEY).address
+    for r in await dev_state.reconcile(database_url, urls, restored, deployer):
+        if r.restored and r.rolled_back_to is not None:
+            err.print(f"[yellow]chain {r.chain_id}: lost its last blocks (killed?); index rolled back to block "
+                      f"{r.rolled_back_to:,}[/]", soft_wrap=True, highlight=False)
+        elif r.restored and r.reset:
+            err.print(f"[yellow]chain {r.chain_id}: lost blocks below the index; re-indexing it[/]", highlight=False)
+        if r.lost_tokens:
+            err.print(f"[yellow]chain {r.chain_id}: registered tokens without a contract: "
+                      f"{', '.join(r.lost_tokens)}[/]", soft_wrap=True, highlight=False)
+    kept = await dev_state.existing_demo(database_url, list(urls))
+    demo = {cid: DemoChain(*kept[cid]) for cid in urls if cid in kept}
+    missing = {cid: url for cid, url in urls.items() if cid not in demo}
+    if missing:
+        demo.update(await seed_demo(database_url, missing))
+    return demo
 
 
 class SessionAnvil(AnvilNode):
@@ -263,17 +269,25 @@ class StopSignals:
 def _start_all(host: str, port: int, with_worker: bool, settings: Settings, nodes: list[SessionAnvil],
                children: list[Child], reaper: subprocess.Popen[bytes], signals: StopSignals) -> bool:
     """Chains, seed, child processes. False when a stop signal arrived meanwhile."""
+    restored = {n.chain_id: dev_state.has_state(settings.data_path(), n.chain_id) for n in nodes}
     for node in nodes:
         try:
             node.start()
         except AnvilError as exc:  # e.g. `npm ci` not run: say so in one line
-            raise fail(str(exc), 3) from None
+            if not restored[node.chain_id]:
+                raise fail(str(exc), 3) from None
+            aside = dev_state.set_aside(settings.data_path(), node.chain_id)  # unreadable state: start new
+            err.print(f"[yellow]chain {node.chain_id}: saved state unreadable ({aside}); starting a new chain[/]")
+            restored[node.chain_id] = False
+            try:
+                node.start()
+            except AnvilError as again:
+                raise fail(str(again), 3) from None
         _watch(reaper, node.pid)
         if signals.stop:
             return False
     urls = {n.chain_id: n.url for n in nodes}
-    asyncio.run(reset_local_chain_rows(settings.database_url or ""))
-    demo = asyncio.run(seed_demo(settings.database_url or "", urls))
+    demo = asyncio.run(_prepare_chains(settings.database_url or "", urls, restored))
     dev_chains.publish(settings.data_path(), urls)  # for `rwa index ...` in another shell
     env = {**os.environ, **{f"RPC_URLS_{cid}": url for cid, url in urls.items()}}
     env.setdefault("DEPLOYER_PRIVATE_KEY", ANVIL_DEV_KEY)
@@ -345,7 +359,8 @@ def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with
         signals.install()
         reaper = _start_reaper(configured.data_path() if configured.embedded else None)
         taken = {port}
-        nodes = [SessionAnvil(cid, port=chain_ports[i] if chain_ports else _chain_port(host, avoid=taken))
+        nodes = [SessionAnvil(cid, port=chain_ports[i] if chain_ports else _chain_port(host, avoid=taken),
+                              extra_args=dev_state.anvil_args(configured.data_path(), cid))
                  for i, cid in enumerate(LOCAL_CHAINS)]
         children: list[Child] = []
         try:
