@@ -354,14 +354,17 @@ class RpcClient:
             return await self.chain_id()
         self.verify_chain = True
         errors: dict[str, RpcError] = {}
-        for ep in list(self._endpoints):
-            try:
-                await self._verify_endpoint(ep)
-            except RetryableRpcError as err:
-                errors[ep.label] = err
-        if not self._chain_ok:
-            raise AllEndpointsFailed(errors, method="eth_chainId")
-        return self.expected_chain_id
+        for round_no in range(self.max_retries + 1):  # rounds over the URLs, with backoff, until one answers
+            if round_no:
+                await asyncio.sleep(self._backoff(round_no - 1))
+            for ep in [e for e in self._endpoints if e.label not in self._chain_ok]:
+                try:
+                    await self._verify_endpoint(ep)
+                except RetryableRpcError as err:
+                    errors[ep.label] = err
+            if self._chain_ok:
+                return self.expected_chain_id
+        raise AllEndpointsFailed(errors, method="eth_chainId")
 
     async def get_block(self, block: BlockRef, full_txs: bool = False, *, require: bool = False) -> dict[str, Any] | None:
         """Block by number, tag (latest/safe/finalized/earliest/pending) or 32-byte hash; None if unknown.

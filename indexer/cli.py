@@ -95,7 +95,8 @@ def _where(urls: Sequence[str]) -> str:
 async def _head(spec: ChainSpec, urls: Sequence[str]) -> int:
     """Check that the node answers for the right chain; return its head. Raises typer.Exit(3)."""
     try:
-        async with RpcClient(urls, chain_id=spec.chain_id, timeout=5, max_retries=1, backoff_base=0.05) as rpc:
+        # A few retries with backoff: one bad reply from one provider must not stop `run`/`backfill` at start-up.
+        async with RpcClient(urls, chain_id=spec.chain_id, timeout=5, max_retries=3, backoff_base=0.2) as rpc:
             await rpc.verify_chain_id()
             return await rpc.block_number()
     except RpcError as exc:

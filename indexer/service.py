@@ -69,7 +69,8 @@ def make_client(settings: Settings, chain_id: int, config: IndexerConfig) -> Rpc
     urls = settings.rpc_urls(chain_id) or rpc_urls_for(chain_id)
     if not urls:
         raise NoRpcUrls(chain_id)
-    return RpcClient(urls, chain_id=chain_id, timeout=config.rpc_timeout_s)
+    # verify_chain: a URL serving another chain is dropped from the rotation (logged), the others go on
+    return RpcClient(urls, chain_id=chain_id, timeout=config.rpc_timeout_s, verify_chain=True)
 
 
 async def _run_chain(

@@ -288,3 +288,11 @@ async def test_a_deterministic_error_is_not_retried() -> None:
             with pytest.raises(RpcResponseError):
                 await c.block_number()
     assert len(seen_a) == 1 and not seen_b
+
+
+async def test_verify_chain_id_retries_a_single_url_that_answers_badly_once() -> None:
+    with respx.mock() as mock:
+        seen = route(mock, A, BAD_REPLIES["truncated_json"], serving_chain("0x1"))
+        async with client(A) as c:
+            assert await c.verify_chain_id() == 1
+    assert len(seen) == 2
