@@ -170,3 +170,34 @@ async def test_payment_updates_are_never_handed_to_another_user(server, database
                 assert update["state"] == "CANCELED", update
                 leaked = [msg for msg in await other.quiet(1.0) if msg["type"] == "next"]
                 assert leaked == [], (doc, leaked)
+
+
+async def test_any_socket_is_closed_when_its_token_expires(server, database_url, settings) -> None:  # type: ignore[no-untyped-def]
+    """Not only myOrders (whose resolver watches the expiry itself): a socket subscribed to its payment's updates or
+    to shared market data is closed with 4401 at its token's expiry, by the connection."""
+    keyring = KeyRing.from_settings(settings)
+    async with committed_sessions(database_url) as sf:
+        m = await make_market(sf)
+        frank = await make_trader(sf, m)
+    long_token = keyring.issue(frank.user_id, ["INVESTOR"])[0]
+    short_token = keyring.issue(frank.user_id, ["INVESTOR"], now=int(time.time()) - settings.access_token_ttl_s + 4)[0]
+    url = server.urls[0]
+    create = ('mutation($k: String!) { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
+              'idempotencyKey: $k}) { id } }')
+    async with httpx.AsyncClient(timeout=30) as http:
+        payment = (await graphql(http, url, create, {"k": uuid.uuid4().hex}, long_token))["data"]["createPayment"]
+    updates = "subscription($p: UUID!) { paymentUpdates(id: $p) { state } }"
+    trades = "subscription($m: UUID!) { trades(marketId: $m) { id } }"
+    started = time.monotonic()
+    async with socket(url, short_token, updates, {"p": payment["id"]}) as mine, \
+            socket(url, short_token, trades, {"m": str(m.market_id)}) as market, \
+            socket(url, long_token, trades, {"m": str(m.market_id)}) as lasting:
+        assert (await mine.recv(10))["payload"]["data"]["paymentUpdates"]["state"] == "AWAITING_FUNDS"
+        for sock in (mine, market):
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                extra = await sock.recv(15)
+                raise AssertionError(f"after expiry: {extra}")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        assert time.monotonic() - started < 12
+        assert await lasting.quiet(0.5) == []  # the long-lived socket on the same shared execution stays open
+        await lasting.ws.ping()
