@@ -222,3 +222,52 @@ async def test_run_starts_with_a_broken_first_provider_and_drops_a_wrong_chain_o
     rows = await table_rows(idx_db, "SELECT count(*) FROM token_transfers WHERE token_address = $1",
                             d.stack.stablecoin.address)
     assert rows[0][0] >= 1
+
+
+async def test_self_check_heals_stored_blocks_that_differ_from_the_node(
+    node: AnvilNode, settings: Settings, idx_db: str
+) -> None:
+    """A stored window block that the node does not serve (below the cursor: its events would be silently
+    wrong; above it: every batch was refused with ReorgDetected, retried at once forever) is found by the
+    self-check, rolled back and re-indexed."""
+    d = await deploy(node.url)
+    await add_tokens(idx_db, 1, d)
+    w = await ready(d)
+    config = dataclasses.replace(TEST_CONFIG, self_check_interval_s=0.3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=config))
+    try:
+        await wait_at_head(idx_db, 1, node, task=task)
+        head = node.block_number()
+        bogus = "0x" + "de" * 32
+        # below the cursor: a block from "another fork", and its Transfer gone with it
+        await table_rows(idx_db, "UPDATE blocks SET hash = $3 WHERE chain_id = $1 AND number = $2 RETURNING 1",
+                         1, head - 2, bogus)
+        # above the cursor: what a backfill from another fork would have left
+        await table_rows(idx_db, "INSERT INTO blocks (chain_id, number, hash, parent_hash, timestamp) "
+                                 "VALUES ($1, $2, $3, $3, now()) RETURNING 1", 1, head + 2, "0x" + "ad" * 32)
+        for _ in range(3):
+            await transact(d.stack.token.functions.transfer(w["dave"], E18), w["bob"])
+        await wait_at_head(idx_db, 1, node, task=task, timeout=40)
+        stored = dict(await table_rows(idx_db, "SELECT number, hash FROM blocks WHERE chain_id = 1 AND number >= $1",
+                                       head - 2))
+        for n in (head - 2, head + 2):
+            assert stored[n] == node.rpc("eth_getBlockByNumber", hex(n), False)["hash"]
+    finally:
+        await stop_indexer(stop, task)
+    await assert_matches_chain(idx_db, 1, d, extra_holders=tuple(w.values()))
+
+
+def test_backoff_grows_with_jitter_to_a_cap_and_resets() -> None:
+    import random
+
+    from indexer.backoff import Backoff
+
+    b = Backoff(0.1, 2.0, rng=random.Random(1))
+    delays = [b.next() for _ in range(8)]
+    for i, delay in enumerate(delays):
+        full = min(2.0, 0.1 * 2**i)
+        assert full / 2 <= delay <= full
+    assert max(delays) <= 2.0 and b.failing_for >= 0
+    b.reset()
+    assert b.next() <= 0.1
