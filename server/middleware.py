@@ -36,6 +36,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # GraphQL results, errors and health answers are per caller and per moment: no shared or browser cache keeps them
 NO_STORE = (b"cache-control", b"no-store")
 _CACHEABLE_PREFIX = "/static/"  # GraphiQL's bundles, versioned in their URLs
+_DEFAULT_NAMES = frozenset(name for name, _ in (*SECURITY_HEADERS, NO_STORE))
 
 
 class RequestContextMiddleware:
@@ -61,7 +62,10 @@ class RequestContextMiddleware:
                 status["sent"] = True
                 headers = list(message.get("headers") or ())
                 present = {name.lower() for name, _ in headers}
-                headers += [h for h in defaults if h[0] not in present]
+                if present.isdisjoint(_DEFAULT_NAMES):  # the usual case: one extend, no per-header test
+                    headers += defaults
+                else:
+                    headers += [h for h in defaults if h[0] not in present]
                 headers.append((b"x-request-id", rid.encode()))
                 message["headers"] = headers
             await send(message)
