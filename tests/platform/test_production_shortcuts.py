@@ -81,7 +81,10 @@ def test_no_suggestions_over_websocket_when_introspection_is_off(services) -> No
     with TestClient(app) as tc, tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json({"type": "connection_init"})
         assert ws.receive_json()["type"] == "connection_ack"
-        for n, (query, variables) in enumerate(SUGGESTING.values()):
+        # over a socket a subscription's variables are coerced too (its enum value would be suggested)
+        candles = ('subscription($i: CandleInterval!) { candles(marketId: "00000000-0000-0000-0000-000000000000", '
+                   'interval: $i) { open } }', {"i": "ONE_MINUTEE"})
+        for n, (query, variables) in enumerate([*SUGGESTING.values(), candles]):
             ws.send_json({"id": str(n), "type": "subscribe", "payload": {"query": query, "variables": variables}})
             frame = ws.receive_json()
             assert frame["id"] == str(n) and frame["type"] in ("error", "next"), frame
