@@ -108,7 +108,7 @@ def address_refusal(ip: IPAddress, policy: TargetPolicy) -> str | None:
     return None
 
 
-def parse_target(url: str, policy: TargetPolicy) -> tuple[str, str, int, str]:
+def parse_target(url: str) -> tuple[str, str, int, str]:
     """(scheme, ASCII host, port, path+query) of an acceptable URL, before resolution; TargetRefused otherwise."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise TargetRefused(f"url must be an https URL of at most {MAX_URL_LENGTH} characters")
@@ -157,7 +157,7 @@ async def system_resolve(host: str, port: int) -> list[str]:
 
 async def resolve_target(url: str, policy: TargetPolicy, resolve: Resolver = system_resolve) -> ResolvedTarget:
     """Check `url` and every address its host resolves to now; the result says where to connect."""
-    scheme, host, port, path = parse_target(url, policy)
+    scheme, host, port, path = parse_target(url)
     try:
         raw = await resolve(host, port)
     except (OSError, asyncio.TimeoutError, UnicodeError) as exc:
