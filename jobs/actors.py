@@ -3,6 +3,7 @@ periodic schedule the worker runs (jobs/scheduler.py)."""
 
 from jobs import broker  # noqa: F401  (installs the broker first)
 from jobs import candles, kyc, offerings, orders, payments, webhooks  # noqa: F401
+from jobs import sweeps  # noqa: F401
 from jobs.scheduler import Scheduler
 
 
@@ -19,6 +20,8 @@ def build_scheduler() -> Scheduler:
     s.add("expire_kyc_approvals", 60.0)
     s.add("close_due_offerings", 5.0)
     s.add("reconcile_identity_registries", 10.0)
+    for spec in all_chains():
+        s.add("sweep_deposits", 30.0, spec.chain_id)
     return s
 
 

@@ -49,3 +49,23 @@ async def on_withdrawal_failed(session: AsyncSession, op: ChainOperation, reason
 
 register(payouts.REFUND_KIND, on_confirmed=on_refund_confirmed, on_failed=on_refund_failed)
 register(withdrawals.KIND, on_confirmed=on_withdrawal_confirmed, on_failed=on_withdrawal_failed)
+
+
+async def _sweep_done(session: AsyncSession, op: ChainOperation) -> None:
+    # the holdings move with the indexed Transfer itself; the log keeps who moved what where
+    from resolvers.audit import record
+
+    record(session, actor_id=None, action=f"{op.kind}.confirmed", target_type="chain_operation",
+           target_id=str(op.id), details={"chainId": op.chain_id, "to": op.contract, "args": op.args,
+                                          "value": str(op.value), "txHash": op.mined_tx_hash or op.tx_hash})
+
+
+async def _sweep_failed(session: AsyncSession, op: ChainOperation, reason: str) -> None:
+    from resolvers.audit import record
+
+    record(session, actor_id=None, action=f"{op.kind}.failed", target_type="chain_operation", target_id=str(op.id),
+           details={"chainId": op.chain_id, "to": op.contract, "reason": reason[:500]})  # the next pass retries
+
+
+register("sweep.", on_confirmed=_sweep_done, on_failed=_sweep_failed)
+register("gas.", on_confirmed=_sweep_done, on_failed=_sweep_failed)
