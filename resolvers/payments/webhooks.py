@@ -134,16 +134,24 @@ async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, 
             return False
         await session.commit()
         raise DeliveryFailed(row.last_error) from None
+    headers = {"Host": target.host_header, "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
+               "X-RWA-Event": row.event, "X-RWA-Delivery": str(row.id)}
+    # TLS to the checked address, verified for the host name
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
-        request = client.build_request("POST", target.pinned_url(), content=body, headers={
-            "Host": target.host_header, "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
-            "X-RWA-Event": row.event, "X-RWA-Delivery": str(row.id)},
-            # TLS to the checked address, verified for the host name
-            extensions={"sni_hostname": target.host} if target.scheme == "https" else {})
-        reply = await client.send(request, follow_redirects=False, stream=True)
-        await reply.aclose()  # the status is all we need: never read a receiver's body
-        if not 200 <= reply.status_code < 300:
-            error = f"HTTP {reply.status_code}"
+        for n, address in enumerate(target.addresses):  # each checked address in turn until one accepts
+            request = client.build_request("POST", target.pinned_url(address), content=body, headers=headers,
+                                           extensions=extensions)
+            try:
+                reply = await client.send(request, follow_redirects=False, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if n + 1 < len(target.addresses):
+                    continue  # e.g. an AAAA answer on a host without IPv6 routes
+                raise
+            await reply.aclose()  # the status is all we need: never read a receiver's body
+            if not 200 <= reply.status_code < 300:
+                error = f"HTTP {reply.status_code}"
+            break
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     if error is None:

@@ -299,3 +299,16 @@ async def test_https_to_the_checked_address_verifies_the_certificate_for_the_hos
     finally:
         tls_receiver.close()
     assert [(p, h["Host"]) for p, h in tls_receiver.requests] == [("/secure", f"{host}:{tls_receiver.port}")]
+
+
+async def test_each_checked_address_is_tried_in_turn(session, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+    """A host with an address that refuses connections (an AAAA record without an IPv6 route, say) and one that
+    works: delivered to the second, and still only to checked addresses."""
+
+    async def two(host: str, port: int) -> list[str]:
+        return ["127.0.0.2", "127.0.0.1"]  # nothing listens on 127.0.0.2 at this port
+
+    delivery = await make_delivery(session, f"http://hooks.two.invalid:{receiver.port}/two")
+    async with webhooks.delivery_client() as http:
+        assert await webhooks.attempt(session, delivery, SECRET, http, DEV, two) is True
+    assert [p for p, _ in receiver.requests] == ["/two"]
