@@ -139,3 +139,50 @@ async def test_offering_mints_through_the_agent_and_settles(world: World) -> Non
     assert int(final3[0]["balance"]) == 85 * 10**18  # 80 allocated + 7 issued - 2 redeemed
     states = {r["kind"]: r["state"] for r in await w.sql("SELECT kind, state FROM token_issuances")}
     assert states == {"ISSUE": "SETTLED", "REDEEM": "SETTLED"}
+
+
+async def test_close_during_a_reorg_mints_once_and_pays_once(world: World) -> None:  # noqa: F811
+    w = world
+    issuer, token_id, investors = await _seed(w)
+    now = datetime.now(timezone.utc)
+    spec = offerings.OfferingSpec(token_id=token_id, name="Reorged placement", quote_currency=QUOTE,
+                                  price=Decimal(1), min_ticket=Decimal(1), target=Decimal(1), hard_cap=Decimal(500),
+                                  opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
+                                  allocation_rule=AllocationRule.FIRST_COME)
+    boss = Actor(issuer, frozenset({"ISSUER"}))
+    async with running(w, agent=False):  # index the registry's identities first
+        for _ in range(200):
+            if len(await w.sql("SELECT 1 FROM identities WHERE registered")) >= 3:
+                break
+            await asyncio.sleep(0.1)
+    offering = await _unit(w, lambda s: offerings.create_offering(s, boss, spec))
+    await _unit(w, lambda s: offerings.open_offering(s, boss, offering.id))
+    for uid in investors[1:]:
+        await _unit(w, lambda s, uid=uid: subscriptions.subscribe(
+            s, Actor(uid, frozenset({"INVESTOR"})), subscriptions.SubscribeRequest(offering.id, Decimal(50))))
+    await _unit(w, lambda s: closing.close_offering(s, boss, offering.id))
+    ref = f"offering:{offering.id}:mint:0"
+    w.node.mine(3)  # the reorg below must only remove blocks holding this test's mint
+    async with running(w, miner=False) as tasks:
+        ops = await w.wait_ops(lambda o: o[ref]["state"] == "MINED", tasks=tasks)
+        gone = ops[ref]
+        w.node.mine(1)
+        w.node.reorg(2)  # the mint's block replaced by an empty one before it was final
+        await w.wait_ops(lambda o: o[ref]["mined_block_hash"] not in (None, gone["mined_block_hash"]), tasks=tasks)
+    async with running(w) as tasks:
+        await w.wait_ops(lambda o: o[ref]["state"] == "CONFIRMED", tasks=tasks)
+        for _ in range(100):  # the handler ran in the confirming transaction
+            if [r["state"] for r in await w.sql("SELECT state FROM offerings")] == ["SETTLED"]:
+                break
+            await asyncio.sleep(0.1)
+    assert [r["state"] for r in await w.sql("SELECT state FROM offerings")] == ["SETTLED"]
+    from eth_utils import keccak
+    topic = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+    for account in w.d.accounts[2:4]:
+        mints = w.node.rpc("eth_getLogs", {"address": w.d.stack.token.address, "fromBlock": "0x0",
+                                           "toBlock": "latest",
+                                           "topics": [topic, "0x" + "0" * 64, "0x" + "0" * 24 + account[2:].lower()]})
+        assert len(mints) == 1  # minted exactly once, after the reorg
+    assert {r["state"] for r in await w.sql("SELECT state FROM offering_subscriptions")} == {"SETTLED"}
+    paid = await w.sql("SELECT count(*) AS n FROM ledger_transactions WHERE reference = $1", f"{ref}:settle")
+    assert paid[0]["n"] == 1
