@@ -23,8 +23,19 @@ def _parse_big_int(value: object) -> int:
         raise BadUserInput(f"not an integer: {value!r}") from None
 
 
+def _serialize_big_int(value: object) -> str:
+    """A plain decimal integer string whatever the source: raw token units come from Numeric(78, 0) columns as
+    Decimal, and str(Decimal("2.5E+8")) is "2.5E+8", which JavaScript's BigInt() rejects."""
+    if isinstance(value, bool):
+        raise TypeError("BigInt cannot represent a boolean")
+    number = PyDecimal(value) if isinstance(value, (int, PyDecimal)) else PyDecimal(str(value))
+    if not number.is_finite() or number != number.to_integral_value():
+        raise TypeError(f"BigInt cannot represent a non-integer: {value!r}")
+    return str(int(number))
+
+
 BigInt = strawberry.scalar(
-    NewType("BigInt", int), name="BigInt", serialize=str, parse_value=_parse_big_int,
+    NewType("BigInt", int), name="BigInt", serialize=_serialize_big_int, parse_value=_parse_big_int,
     description="An integer of any size (e.g. raw token units, up to uint256), as a decimal string.")
 
 

@@ -74,6 +74,8 @@ async def test_stablecoin_payment_gets_its_own_deposit_address(gql, make_user, u
     b = (await gql(CREATE, {"input": {**inp, "idempotencyKey": "b"}}, token=user.token))["data"]["createPayment"]
     assert a["depositAddress"] != b["depositAddress"] and a["depositAddress"].startswith("0x")
     assert a["amountUnits"] == "25123456" and a["chainId"] == 137
+    round_ = (await gql(CREATE, {"input": {**inp, "amount": "250.0", "idempotencyKey": "e"}}, token=user.token))
+    assert round_["data"]["createPayment"]["amountUnits"] == "250000000"  # not "2.500E+8": JS BigInt() reads it
     too_fine = await gql(CREATE, {"input": {**inp, "amount": "1.0000001", "idempotencyKey": "c"}}, token=user.token)
     assert gql.error_code(too_fine) == "BAD_USER_INPUT"
     wrong_currency = await gql(CREATE, {"input": {**inp, "currency": "USD", "idempotencyKey": "d"}}, token=user.token)
