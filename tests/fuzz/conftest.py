@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from chains.anvil import AnvilNode
 from core.jwt_keys import generate_private_key_pem
@@ -46,7 +47,10 @@ async def fuzz_services(module_database_url: str, redis_url: str, fuzz_rpc_env: 
     settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=module_database_url, REDIS_URL=redis_url,
                         RWA_REDIS_PREFIX=f"rwa-fuzz:{uuid.uuid4().hex[:8]}:", RWA_DATA_DIR=str(data_dir),
                         JWT_PRIVATE_KEY=generate_private_key_pem(), KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
-                        HD_WALLET_MNEMONIC=TEST_MNEMONIC, LOG_JSON=False)
+                        HD_WALLET_MNEMONIC=TEST_MNEMONIC, LOG_JSON=False,
+                        # the callers sign in again after every generated `logout` of their own session, far more
+                        # often than the per-account limit allows (the limiter has its own tests)
+                        LOGIN_RATE_PER_MINUTE=1_000_000)
     services = build_services(settings)  # as `rwa serve` builds them: its own engine, sessions and read pool
     await services.open_read_pool()
     try:
@@ -59,13 +63,27 @@ async def fuzz_services(module_database_url: str, redis_url: str, fuzz_rpc_env: 
 
 
 @pytest.fixture(scope="module")
-async def fuzz_client(fuzz_services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(fuzz_services.settings, fuzz_services)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
+def fuzz_app(fuzz_services: Services) -> Starlette:
+    return create_app(fuzz_services.settings, fuzz_services)
+
+
+@pytest.fixture(scope="module")
+async def fuzz_client(fuzz_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """The generated operations' client."""
+    transport = httpx.ASGITransport(app=fuzz_app, client=("127.0.0.1", 50001))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-async def world(fuzz_client: httpx.AsyncClient, fuzz_services: Services) -> World:
-    return await seed_world(fuzz_client, fuzz_services)
+async def setup_client(fuzz_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """Seeding and restoring accounts come from another address: the per-IP limits (login, register) the generated
+    operations run into must not refuse them."""
+    transport = httpx.ASGITransport(app=fuzz_app, client=("127.0.0.2", 50002))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def world(setup_client: httpx.AsyncClient, fuzz_services: Services) -> World:
+    return await seed_world(setup_client, fuzz_services)

@@ -18,8 +18,12 @@ import httpx
 
 from tests.fuzz.documents import Operation
 from tests.fuzz.scalars import Pools
-from tests.fuzz.world import Account, World, call
+from server.services import Services
+from tests.fuzz.world import Account, World, call, restore
 
+# root fields by which a caller may end its own session or lose its role: the runner then restores the account, or
+# every later operation of that caller would stop at UNAUTHENTICATED/FORBIDDEN and the gate would test nothing
+SELF_HARM = {"logout", "revokeRole", "grantRole"}
 TOKEN_REFRESH_S = 600  # access tokens live 900 s: a long run renews them through refreshToken before that
 
 
@@ -47,8 +51,10 @@ class ServerErrors(logging.Handler):
 class Caller:
     """One role's view of the API: its token (renewed in long runs) and the shared pools."""
 
-    def __init__(self, client: httpx.AsyncClient, world: World, pools: Pools, role: str) -> None:
-        self.client, self.world, self.pools, self.role = client, world, pools, role
+    def __init__(self, client: httpx.AsyncClient, setup_client: httpx.AsyncClient, services: Services, world: World,
+                 pools: Pools, role: str) -> None:
+        self.client, self.services, self.world, self.pools, self.role = client, services, world, pools, role
+        self.setup_client = setup_client
         self.account: Account | None = world.accounts.get(role)
         self.renewed = time.monotonic()
         self.errors = ServerErrors()
@@ -62,7 +68,7 @@ class Caller:
         if self.account is None:
             return {}
         if time.monotonic() - self.renewed > TOKEN_REFRESH_S:
-            data = await call(self.client, "mutation($r: String!) { refreshToken(refreshToken: $r) "
+            data = await call(self.setup_client, "mutation($r: String!) { refreshToken(refreshToken: $r) "
                                            "{ accessToken refreshToken } }", {"r": self.account.refresh_token})
             self.account.access_token = data["refreshToken"]["accessToken"]
             self.account.refresh_token = data["refreshToken"]["refreshToken"]
@@ -87,9 +93,13 @@ class Caller:
         self.errors.drain()
         resp = await self.send(op)
         problem = _problem(resp)
-        self.outcomes[_outcome(op, resp)] += 1
+        fields, outcome = _outcome(op, resp)
+        self.outcomes[(",".join(fields) if len(fields) < 3 else f"{len(fields)} fields", outcome)] += 1
         if problem is None:
             self.pools.harvest(resp.json().get("data"))
+            if self.account is not None and (SELF_HARM & set(fields) or "session ended" in outcome):
+                await restore(self.setup_client, self.services, self.world, self.account)
+                self.renewed = time.monotonic()
             return
         server = self.errors.drain()
         _log_failure(self.role, op, resp, problem, server)
@@ -115,19 +125,20 @@ def _problem(resp: httpx.Response) -> str | None:
     return None
 
 
-def _outcome(op: Operation, resp: httpx.Response) -> tuple[str, str]:
+def _outcome(op: Operation, resp: httpx.Response) -> tuple[list[str], str]:
+    """(the operation's root fields, its first error's code and message start, or "data")."""
     try:
         body = resp.json()
         document = graphql.parse(op.query)
     except (ValueError, graphql.GraphQLError):
-        return ("?", f"HTTP {resp.status_code}")
+        return ([], f"HTTP {resp.status_code}")
     fields = sorted({sel.name.value for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)
                      for sel in d.selection_set.selections if isinstance(sel, graphql.FieldNode)})
     errors = body.get("errors") if isinstance(body, dict) else None
     code = ((errors[0].get("extensions") or {}).get("code") or "UNCODED") if errors else "data"
     if errors:  # the start of the message tells which check refused it
         code += ": " + str(errors[0].get("message"))[:70]
-    return (",".join(fields) if len(fields) < 3 else f"{len(fields)} fields", str(code))
+    return (fields, str(code))
 
 
 def _log_failure(role: str, op: Operation, resp: httpx.Response, problem: str, server: str) -> None:

@@ -9,6 +9,8 @@ logic. `Pools` is shared with the runner, which adds what responses return (ids,
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import date, datetime, timezone
 from dataclasses import dataclass, field
@@ -26,6 +28,9 @@ class Pools:
     ids: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
     cursors: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:  # Hypothesis prints the test's arguments on failure: not 400 ids
+        return f"Pools({len(self.ids)} ids, {len(self.strings)} strings, {len(self.cursors)} cursors)"
 
     def remember(self, pool: list[str], value: str) -> None:
         if value not in pool:
@@ -104,10 +109,12 @@ def json_values() -> st.SearchStrategy[graphql.ValueNode]:
     leaves = st.one_of(st.none().map(lambda _: graphql.NullValueNode()), st.booleans().map(nodes.Boolean),
                        st.integers(min_value=-(2**70), max_value=2**70).map(raw_int), TEXT.map(string_node),
                        st.floats(allow_nan=False, allow_infinity=False).map(nodes.Float),
-                       st.sampled_from(["1e400", "-1e400", "1e-400"]).map(raw_float))
+                       st.sampled_from(["1e400", "-1e400", "1e-400"]).map(raw_float),
+                       st.just(nodes.List([])), st.just(graphql.ObjectValueNode(fields=())))
     return st.recursive(leaves, lambda children: st.one_of(
-        st.lists(children, max_size=4).map(nodes.List),
-        st.lists(st.tuples(st.from_regex(r"[_A-Za-z][_0-9A-Za-z]{0,8}", fullmatch=True), children), max_size=4,
+        st.lists(children, min_size=1, max_size=4).map(nodes.List),
+        st.lists(st.tuples(st.from_regex(r"[_A-Za-z][_0-9A-Za-z]{0,8}", fullmatch=True), children), min_size=1,
+                 max_size=4,
                  unique_by=lambda kv: kv[0]).map(lambda kvs: graphql.ObjectValueNode(fields=tuple(
                      graphql.ObjectFieldNode(name=graphql.NameNode(value=k), value=v) for k, v in kvs)))),
         max_leaves=30)
@@ -117,6 +124,40 @@ def wrong_type() -> st.SearchStrategy[graphql.ValueNode]:
     """A value of another JSON type than the scalar expects (the scalar's parser must refuse it with a code)."""
     return st.one_of(st.booleans().map(nodes.Boolean), st.just(nodes.List([])),
                      st.just(graphql.ObjectValueNode(fields=())), st.floats(allow_nan=False).map(nodes.Float))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+CURSOR_VALUES = st.one_of(
+    st.sampled_from([["dt", "0001-01-01T00:00:00+14:00"], ["dt", "9999-12-31T23:59:59-12:00"], ["dt", "2026-01-01"],
+                     ["d", "0001-01-01"], ["dec", "1e999999999"], ["dec", "NaN"], ["dec", "-0"], ["u", "x"],
+                     ["u", str(uuid.UUID(int=0))], ["v", 2**63], ["v", -(2**63) - 1], ["v", 1.5], ["v", None],
+                     ["v", True], ["v", "a\x00"], ["v", "\ud800"], ["v", [1]], ["zz", 1], ["v"], [], {"a": 1}]),
+    st.tuples(st.sampled_from(["dt", "d", "dec", "u", "v"]),
+              st.one_of(st.integers(), st.text(max_size=30), st.none(), st.booleans())).map(list))
+
+
+def crafted_cursors(pools: Pools) -> st.SearchStrategy[str]:
+    """Cursors that look like the API's (base64url JSON of [tag, value] pairs), with values of the wrong tag, type or
+    range, spliced into real ones taken from the pool, or nested, huge and not JSON at all."""
+    def splice(cursor: str, index: int, value: Any) -> str:
+        try:
+            items = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        except ValueError:
+            items = []
+        items = items if isinstance(items, list) and items else [value]
+        items[index % len(items)] = value
+        return _b64(json.dumps(items).encode())
+
+    return st.one_of(
+        st.builds(splice, live(pools.cursors), st.integers(0, 3), CURSOR_VALUES),
+        st.lists(CURSOR_VALUES, max_size=3).map(lambda items: _b64(json.dumps(items).encode())),
+        st.integers(1, 3000).map(lambda depth: _b64(b"[" * depth + b"]" * depth)),
+        st.sampled_from([_b64(b"{}"), _b64(b"null"), _b64(b"[[\"u\", \"" + b"9" * 5000 + b"\"]]"), "!!!", "====",
+                         _b64(b"\xff\xfe")]),
+    )
 
 
 def mostly(plausible: st.SearchStrategy[graphql.ValueNode],
@@ -131,7 +172,8 @@ WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ABCXYZ-0123456789", min_siz
 def scalar_strategies(pools: Pools) -> dict[str, st.SearchStrategy[graphql.ValueNode]]:
     ids, strings, cursors = live(pools.ids), live(pools.strings), live(pools.cursors)
     return {
-        "String": mostly(st.one_of(strings, cursors, WORDS).map(string_node), TEXT.map(string_node)),
+        "String": mostly(st.one_of(strings, cursors, WORDS).map(string_node),
+                         st.one_of(TEXT, crafted_cursors(pools)).map(string_node)),
         "ID": mostly(ids.map(string_node), st.one_of(UUID_TEXT.map(string_node), INTS.map(raw_int))),
         "Int": mostly(st.sampled_from([0, 1, 2, 5, 10, 20, 100, 1, 137, 56]).map(raw_int),
                       st.one_of(INTS.map(raw_int), st.integers(min_value=2**31, max_value=2**70).map(raw_int))),

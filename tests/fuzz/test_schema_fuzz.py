@@ -26,6 +26,7 @@ from hypothesis_graphql import Mode
 
 from core.settings import Environment, Settings
 from schema import build_schema
+from server.services import Services
 from tests.fuzz.documents import operations
 from tests.fuzz.runner import Caller
 from tests.fuzz.scalars import Pools
@@ -56,8 +57,9 @@ def pools(world: World) -> Pools:
 
 
 @pytest.fixture(scope="module")
-async def callers(fuzz_client: httpx.AsyncClient, world: World, pools: Pools) -> AsyncIterator[dict[str, Caller]]:
-    made = {role: Caller(fuzz_client, world, pools, role) for role in ROLES}
+async def callers(fuzz_client: httpx.AsyncClient, setup_client: httpx.AsyncClient, fuzz_services: Services,
+                  world: World, pools: Pools) -> AsyncIterator[dict[str, Caller]]:
+    made = {role: Caller(fuzz_client, setup_client, fuzz_services, world, pools, role) for role in ROLES}
     yield made
     for caller in made.values():
         caller.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.passwords import hash_password
 from models.identity import User
@@ -23,6 +23,7 @@ from server.services import Services
 from tests.trading.factories import make_market, make_trader
 
 PASSWORD = "correct-horse-9-battery"
+CALLERS = ("ADMIN", "INVESTOR")  # the signed-in callers of the gate (beside the anonymous one)
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
 
 
@@ -66,6 +67,17 @@ async def login(client: httpx.AsyncClient, account: Account) -> None:
     account.refresh_token = data["login"]["refreshToken"]
 
 
+async def restore(client: httpx.AsyncClient, services: Services, world: World, account: Account) -> None:
+    """Undo what a generated operation did to the callers' accounts (`logout` ended a session, `revokeRole` took a
+    role, of the caller or of the other one): their roles as seeded, and a new session for `account`."""
+    async with services.session_factory() as s:
+        for role in CALLERS:
+            seeded = world.accounts[role]
+            await s.execute(update(User).where(User.id == seeded.id).values(roles=seeded.roles))
+        await s.commit()
+    await login(client, account)
+
+
 async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     sf = services.session_factory
     password_hash = hash_password(PASSWORD)
@@ -79,9 +91,10 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
             accounts[role] = account
         await s.commit()
     world = World(accounts)
-    for account in accounts.values():
+    for role, account in accounts.items():
         world.ids.append(str(account.id))
-        world.strings.append(account.email)
+        if role not in CALLERS:  # a generated `login` with a wrong password must not lock a caller out
+            world.strings.append(account.email)
         if account.roles != ["INVESTOR"] or account is accounts["INVESTOR"]:
             await login(client, account)
     admin, investor = accounts["ADMIN"].access_token, accounts["INVESTOR"].access_token
