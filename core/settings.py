@@ -36,6 +36,11 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the variable."""
 
 
+# Vite, Create React App / Next.js and Angular dev servers, on localhost and 127.0.0.1
+DEV_FRONTEND_ORIGINS = tuple(f"http://{host}:{port}" for host in ("localhost", "127.0.0.1")
+                             for port in (3000, 4200, 5173))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
@@ -86,6 +91,9 @@ class Settings(BaseSettings):
     agent_private_key: SecretStr | None = Field(None, alias="AGENT_PRIVATE_KEY")
     treasury_private_key: SecretStr | None = Field(None, alias="TREASURY_PRIVATE_KEY")
 
+    # browser origins allowed to call the API (comma-separated, "*" for any); unset: none in production, the usual
+    # local front-end dev servers elsewhere
+    cors_origins: str | None = Field(None, alias="CORS_ORIGINS")
     graphiql_enabled: bool | None = Field(None, alias="GRAPHIQL_ENABLED")
     introspection_enabled: bool | None = Field(None, alias="INTROSPECTION_ENABLED")
     max_query_depth: int = Field(12, alias="MAX_QUERY_DEPTH")
@@ -114,6 +122,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        if self.cors_origins is None:
+            return [] if self.is_production else list(DEV_FRONTEND_ORIGINS)
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def graphiql(self) -> bool:

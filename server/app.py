@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from core.logging import configure_logging
@@ -16,6 +17,12 @@ from schema import build_schema
 from server.graphql_view import GraphQLView
 from server.health import healthz, metrics, readyz
 from server.middleware import RequestContextMiddleware
+
+# Browsers on an allowed origin (CORS_ORIGINS) may send these; credentials travel in the Authorization header, never
+# in cookies, so no Access-Control-Allow-Credentials.
+CORS_METHODS = ["GET", "POST", "OPTIONS"]
+CORS_HEADERS = ["Authorization", "Content-Type", "X-API-Key", "X-Request-ID", "Apollo-Require-Preflight",
+                "X-Apollo-Operation-Name"]
 from server.services import Services, build_services
 
 log = logging.getLogger("rwa.server")
@@ -43,7 +50,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await services.open_read_pool()
+        # injected services (tests) are started by whoever built them
+        await (services.start() if owns_services else services.open_read_pool())
         # Everything allocated at startup (schema, modules) is permanent: keep it out of the collector's
         # generations, so full collections stay short (a ~250 ms pause otherwise dominated p99).
         gc.collect()
@@ -69,6 +77,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     app.state.schema = schema
+    if settings.allowed_origins:  # inside RequestContextMiddleware: preflight answers get the security headers too
+        app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=CORS_METHODS,
+                           allow_headers=CORS_HEADERS, expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
     app.add_middleware(RequestContextMiddleware)
     return app
 
