@@ -1,7 +1,8 @@
 """`rwa dev`: the whole product on one machine with no external services.
 
 Embedded Postgres + Redis (data dir), three local anvil chains (Ethereum 1, Polygon 137, BSC 56) with a
-USD stablecoin deployed on each, then the API server, the indexer and a job worker as child processes.
+USD stablecoin deployed on each, then the API server, the indexer, the on-chain agent and a job worker as child
+processes. The chains mine a block every second (besides one per transaction), so finality advances.
 
 Stopping: Ctrl-C / SIGTERM / SIGHUP stops the children, then the chains, then the embedded services. Children and
 chains run in their own sessions, so a terminal Ctrl-C reaches only us and each child gets exactly one SIGTERM (a
@@ -41,7 +42,11 @@ if TYPE_CHECKING:
 
 # anvil's first well-known development account; never valid outside local chains
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+# anvil's 10th development account: the on-chain agent (and treasury) of `rwa dev`. Not the deployer's key: two
+# programs signing with one key race for its nonces (a tokenization's deploy failed "nonce too low" beside the agent)
+ANVIL_AGENT_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
 LOCAL_CHAINS = (1, 137, 56)
+DEV_BLOCK_TIME_S = 1.0
 STOP_TIMEOUT_S = 15.0  # each child's own graceful shutdown is bounded by 10 s
 
 
@@ -88,6 +93,10 @@ async def seed_demo(database_url: str, urls: dict[int, str]) -> dict[int, DemoCh
                     await transact(stack.token.functions.transfer(investors[1], 250 * 10**18), investors[0])
                     await transact(stack.token.functions.transfer(investors[2], 100 * 10**18), investors[1])
                     await transact(stack.stablecoin.functions.transfer(investors[0], 5_000 * 10**6), investors[2])
+                    agent = Account.from_key(ANVIL_AGENT_KEY).address  # settles, registers, pays out (treasury)
+                    await transact(stack.token.functions.addAgent(agent), deployer)
+                    await transact(stack.registry.functions.addAgent(agent), deployer)
+                    await transact(stack.stablecoin.functions.mint(agent, 1_000_000 * 10**6), deployer)
                 finally:
                     await w3.provider.disconnect()  # else aiohttp logs "Unclosed client session" at exit
                 deployed[chain_id] = DemoChain(stack.stablecoin.address, stack.token.address, stack.registry.address)
@@ -291,7 +300,9 @@ def _start_all(host: str, port: int, with_worker: bool, settings: Settings, node
     dev_chains.publish(settings.data_path(), urls)  # for `rwa index ...` in another shell
     env = {**os.environ, **{f"RPC_URLS_{cid}": url for cid, url in urls.items()}}
     env.setdefault("DEPLOYER_PRIVATE_KEY", ANVIL_DEV_KEY)
-    commands = [("api", ["serve", "--host", host, "--port", str(port)]), ("indexer", ["index", "run"])]
+    env.setdefault("AGENT_PRIVATE_KEY", ANVIL_AGENT_KEY)  # tokenization makes it an agent of what it deploys
+    commands = [("api", ["serve", "--host", host, "--port", str(port)]), ("indexer", ["index", "run"]),
+                ("agent", ["agent", "run"])]
     if with_worker:
         commands.append(("worker", ["worker"]))
     for name, args in commands:
@@ -359,8 +370,11 @@ def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with
         signals.install()
         reaper = _start_reaper(configured.data_path() if configured.embedded else None)
         taken = {port}
+        # a block every second besides the automined ones (--mixed-mining): finality advances without traffic, so
+        # a trade settles (at the finalized block) a few seconds after it is matched
         nodes = [SessionAnvil(cid, port=chain_ports[i] if chain_ports else _chain_port(host, avoid=taken),
-                              extra_args=dev_state.anvil_args(configured.data_path(), cid))
+                              block_time=DEV_BLOCK_TIME_S,
+                              extra_args=(*dev_state.anvil_args(configured.data_path(), cid), "--mixed-mining"))
                  for i, cid in enumerate(LOCAL_CHAINS)]
         children: list[Child] = []
         try:

@@ -31,6 +31,10 @@ try:  # the on-chain agent (executor of the operations outbox)
 except ImportError:  # pragma: no cover
     pass
 
+from cli.demo import demo as _demo  # noqa: E402  (`rwa demo`: the scripted first session against `rwa dev`)
+
+app.command("demo")(_demo)
+
 # uvicorn's websocket implementation (bench/trading_fanout.py measures the one `rwa serve` uses)
 WEBSOCKETS = "websockets-sansio"
 

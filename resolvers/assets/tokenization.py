@@ -69,6 +69,21 @@ def deployer_key(settings: Settings) -> str:
     return ANVIL_DEV_KEY
 
 
+def agent_addresses(settings: Settings, chain_id: int) -> list[str]:
+    """The on-chain agent's signer address on `chain_id` (AGENT_SIGNER_ADDRESS, or the address of AGENT_PRIVATE_KEY):
+    made an agent of what a tokenization deploys, so the platform's agent can mint, settle and register
+    identities there. Empty when no agent is configured (the deployer is then the only agent)."""
+    address = settings.chain_value("AGENT_SIGNER_ADDRESS", chain_id)
+    if address is None and (key := settings.chain_value("AGENT_PRIVATE_KEY", chain_id)) is not None:
+        from eth_account import Account
+
+        try:
+            address = Account.from_key(key).address
+        except Exception:  # noqa: BLE001  (never echo a key; the agent itself reports a bad one)
+            return []
+    return [to_checksum_address(address)] if address and is_address(address) else []
+
+
 def rpc_urls(settings: Settings, chain_id: int) -> list[str]:
     try:
         get_chain(chain_id)
@@ -143,8 +158,9 @@ async def inspect_contract(rpc: RpcClient, address: str) -> TokenFacts:
                       identity_registry=registry, start_block=await _deployment_block(rpc, address, head))
 
 
-async def deploy_token(url: str, key: str, req: DeployRequest) -> TokenFacts:
-    """Deploy (registry +) SecurityToken from the deployer key and wait for the receipts."""
+async def deploy_token(url: str, key: str, req: DeployRequest, agents: list[str] | None = None) -> TokenFacts:
+    """Deploy (registry +) SecurityToken from the deployer key and wait for the receipts; `agents` (the platform's
+    agent signer) become agents of the token and of the registry it deployed."""
     from chains.deploy import connect, deploy_identity_registry, transact
 
     from eth_account import Account  # heavy (py_ecc): loaded on the first deployment, not at API start
@@ -160,9 +176,15 @@ async def deploy_token(url: str, key: str, req: DeployRequest) -> TokenFacts:
                              account)
     token = w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
     await transact(token.functions.addAgent(account.address), account)
+    extra = [a for a in (agents or []) if a != account.address]
+    for agent in extra:
+        await transact(token.functions.addAgent(agent), account)
     if req.identity_registry is None:  # the token must be an agent of its own registry (recovery re-registers)
         from chains.deploy import at
-        await transact(at(w3, "IdentityRegistry", registry).functions.addAgent(token.address), account)
+        fresh = at(w3, "IdentityRegistry", registry)
+        await transact(fresh.functions.addAgent(token.address), account)
+        for agent in extra:
+            await transact(fresh.functions.addAgent(agent), account)
     return TokenFacts(address=to_checksum_address(token.address), name=req.name, symbol=req.symbol,
                       decimals=req.decimals, total_supply=0, paused=False,
                       identity_registry=to_checksum_address(registry), start_block=int(receipt["blockNumber"]))
@@ -203,7 +225,8 @@ async def tokenize_asset(ctx: Context, asset_id: uuid.UUID, chain_id: int, *, ad
                 facts = await inspect_contract(rpc, address)
         else:
             assert deploy is not None
-            facts = await deploy_token(urls[0], deployer_key(ctx.settings), deploy)
+            facts = await deploy_token(urls[0], deployer_key(ctx.settings), deploy,
+                                       agent_addresses(ctx.settings, chain_id))
         token_id = await _confirm(ctx, asset_id, chain_id, facts)
     except Exception as exc:
         await session.rollback()
