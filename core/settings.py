@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     # local front-end dev servers elsewhere
     cors_origins: str | None = Field(None, alias="CORS_ORIGINS")
     graphiql_enabled: bool | None = Field(None, alias="GRAPHIQL_ENABLED")
+    # GraphiQL's explorer plugin (the schema as a tree of checkboxes), open when the page loads; on outside production
+    graphiql_explorer_enabled: bool | None = Field(None, alias="GRAPHIQL_EXPLORER")
     introspection_enabled: bool | None = Field(None, alias="INTROSPECTION_ENABLED")
     max_query_depth: int = Field(12, alias="MAX_QUERY_DEPTH")
     max_aliases: int = Field(30, alias="MAX_ALIASES")
@@ -103,7 +105,7 @@ class Settings(BaseSettings):
     parser_cache_size: int = Field(512, alias="PARSER_CACHE_SIZE")
     # the parsed/validated document cache is bounded in bytes too (estimated footprint of the ASTs it keeps), and
     # documents longer than DOCUMENT_CACHE_MAX_CHARS are never kept (schema/document_cache.py)
-    document_cache_bytes: int = Field(32 * 1024 * 1024, alias="DOCUMENT_CACHE_BYTES", ge=0)
+    document_cache_bytes: int = Field(16 * 1024 * 1024, alias="DOCUMENT_CACHE_BYTES", ge=0)
     document_cache_max_chars: int = Field(32 * 1024, alias="DOCUMENT_CACHE_MAX_CHARS", ge=0)
     # request bodies: JSON GraphQL requests, and multipart uploads (asset documents, up to 10 MiB each)
     max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES")
@@ -132,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def graphiql(self) -> bool:
         return (not self.is_production) if self.graphiql_enabled is None else self.graphiql_enabled
+
+    @property
+    def graphiql_explorer(self) -> bool:
+        return (not self.is_production) if self.graphiql_explorer_enabled is None else self.graphiql_explorer_enabled
 
     @property
     def introspection(self) -> bool:
