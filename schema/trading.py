@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -212,10 +212,7 @@ class Query:
     async def candles(self, info: Info, market_id: uuid.UUID, interval: CandleInterval,  # type: ignore[valid-type]
                       from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
                       to: datetime | None = None) -> list[Candle]:
-        end = to or datetime.now(timezone.utc)
-        start = from_ or end - timedelta(days=1)
-        if start >= end:
-            raise BadUserInput("from must be before to", field="from")
+        start, end = candle_rules.window(from_, to, datetime.now(timezone.utc))
         session = await info.context.session()
         return [candle_of(c) for c in await candle_rules.candles(session, market_id, interval, start, end)]
 

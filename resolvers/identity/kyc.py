@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.encryption import FieldCipher
-from core.errors import BadUserInput, Conflict, Forbidden, NotFound
+from core.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from core.transactions import transient_retry
 from models.identity import KycCase, KycStatus, Role
 from resolvers.audit import record
@@ -122,6 +122,15 @@ async def my_case(session: AsyncSession, user_id: uuid.UUID) -> KycCase | None:
     return (await session.execute(select(KycCase).where(KycCase.user_id == user_id))).scalar_one_or_none()
 
 
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def _sqlstate(exc: IntegrityError) -> str | None:
+    """The SQLSTATE of a wrapped driver error (SQLAlchemy's asyncpg adapter carries it as `sqlstate`)."""
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+
+
 async def submit(ctx: Context, details: KycDetails) -> KycCase:
     user_id = ctx.viewer.require_user()
     now = utcnow()
@@ -143,8 +152,11 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
            request_id=ctx.request_id, details={"from": current.value, "to": target.value})
     try:
         await session.flush()
-    except IntegrityError as exc:  # two first submissions raced; the other one won
+    except IntegrityError as exc:
         await session.rollback()
+        if _sqlstate(exc) == FOREIGN_KEY_VIOLATION:  # the account was deleted while its token was still valid
+            raise Unauthenticated("this account no longer exists") from exc
+        # two first submissions raced; the other one won
         raise Conflict("a KYC case for this user was created concurrently; retry") from exc
     await sync_users(session, [user_id], actor_id=user_id)  # back in review: no longer verified on chain
     await session.commit()

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import BadUserInput
 from models.trading import Candle, Trade
 
 EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -39,6 +40,20 @@ class CandleRow:
     close: Decimal
     volume: Decimal
     trade_count: int
+
+
+DEFAULT_WINDOW = timedelta(days=1)
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def window(from_: datetime | None, to: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of a candles query: `to` defaults to now, `from` to a day before `to`, but no earlier than the
+    first instant a datetime can hold (`to: "0001-01-01T00:00:00Z"` overflowed in `to - 1 day`: INTERNAL)."""
+    end = to or now
+    start = from_ if from_ is not None else (end - DEFAULT_WINDOW if end - _EARLIEST >= DEFAULT_WINDOW else _EARLIEST)
+    if start >= end:
+        raise BadUserInput("from must be before to", field="from")
+    return start, end
 
 
 def bucket_of(at: datetime, interval: CandleInterval) -> datetime:

@@ -191,11 +191,20 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
     market = found.market
     if market is None:
         raise NotFound("market not found", field="marketId")
-    tif = validate(req, market, now)  # type: ignore[arg-type]
+    # idempotency before validation: a retry gets the stored order even when the request would no longer validate
+    # (a GTD order's expiresAt has passed since, the lot size changed)
     if found.existing is not None:
         view = _view(await conn.fetchrow(_BY_ID, found.existing))
         await session.rollback()
         return Placed(view, Events(), replayed=True)
+    try:
+        tif = validate(req, market, now)  # type: ignore[arg-type]
+    except BadUserInput:
+        replay = await _existing(session, user_id, req.client_order_id)  # stored in another market
+        if replay is None:
+            raise
+        await session.rollback()
+        return Placed(replay, Events(), replayed=True)
     reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)  # type: ignore[arg-type]
     verdict = gate.decide(market, found.rows, req.side, req.quantity, reservation, now)
     order_id = uuid.uuid4()

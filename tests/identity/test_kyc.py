@@ -261,3 +261,15 @@ async def test_queue_filters_and_pages_oldest_first(gql, make_user, session):
     approved = (await gql(CASES, {"status": "APPROVED"}, token=officer.token))["data"]["kycCases"]["edges"]
     assert [e["node"]["id"] for e in approved] == [ids[1]]
     assert gql.error_code(await gql(CASES, {"after": "garbage"}, token=officer.token)) == "BAD_USER_INPUT"
+
+
+async def test_submit_for_a_vanished_account_is_unauthenticated(gql, make_user, session):  # type: ignore[no-untyped-def]
+    """The account was deleted while its access token was still valid: not "created concurrently; retry"."""
+    gone = await make_user()
+    await session.execute(text("DELETE FROM users WHERE id = :id"), {"id": gone.id})
+    await session.commit()
+    result = await submit(gql, gone)
+    assert gql.error_code(result) == "UNAUTHENTICATED", result
+    assert "concurrently" not in result["errors"][0]["message"]
+    assert (await session.execute(text("SELECT count(*) FROM kyc_cases WHERE user_id = :id"),
+                                  {"id": gone.id})).scalar_one() == 0
