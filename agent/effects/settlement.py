@@ -1,8 +1,9 @@
-"""Trade settlement: a "settlement.transfer" operation (SecurityToken.forcedTransfer seller -> buyer) completed.
+"""Trade settlement: a "settlement.transfer" operation (SecurityToken.settlementTransfer seller -> buyer) completed.
 
 CONFIRMED (the Transfer is indexed at or below the finalized block): the instruction CONFIRMED, the trade SETTLED.
-FAILED (reverted at estimation or when mined: seller no longer holds the tokens, receiver not verified...; or
-canceled before broadcast): the trade FAILED with the reason, its cash reversed (settlement._reverse_cash).
+FAILED (reverted at estimation or when mined: seller no longer holds the tokens, token paused, a wallet frozen,
+receiver no longer verified; or canceled before broadcast): the trade FAILED with the reason, its cash reversed
+(settlement._reverse_cash).
 Both go through resolvers.trading.settlement.apply_transfer_result in the executor's transaction (no commit here);
 the buyer and the seller get a live update (`mySettlements`) once it commits.
 """

@@ -7,7 +7,9 @@ the part of it that rests is reserved. If the ledger refuses, the whole placemen
 
 Token leg: a PENDING transfer instruction (seller wallet -> buyer wallet, raw units) and, in the same transaction,
 its on-chain operation in the agent's outbox (kind "settlement.transfer", business_ref "settlement:<instruction id>":
-SecurityToken.forcedTransfer(seller, buyer, units) signed by the token agent). The trade's `settlement` follows it:
+SecurityToken.settlementTransfer(seller, buyer, units) signed by the token agent: an agent-executed transfer under
+every rule of the token, so a pause, a frozen wallet, a receiver no longer verified or tokens moved away since the
+match make it revert, unlike forcedTransfer's regulatory override). The trade's `settlement` follows it:
 PENDING until the operation completes (agent/effects/settlement.py calls `apply_transfer_result` in the executor's
 transaction): SETTLED when the transfer is indexed and final, FAILED (with the revert reason, the cash leg reversed,
 an audit row) when it reverted or was canceled.
@@ -124,7 +126,8 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
         seller_wallet if both else None, buyer_wallet if both else None, Decimal(units))
     if both:
         await enqueue(session, kind=TRANSFER_KIND, chain_id=market.chain_id, contract=market.token_address,
-                      abi_name="SecurityToken", function="forcedTransfer", args=[seller_wallet, buyer_wallet, units],
+                      abi_name="SecurityToken", function="settlementTransfer",
+                      args=[seller_wallet, buyer_wallet, units],
                       business_ref=business_ref(instruction_id))
     buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
     buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED

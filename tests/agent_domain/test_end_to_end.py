@@ -127,6 +127,7 @@ async def test_trade_settles_on_chain_and_a_revert_fails_it(world: World) -> Non
         assert op["state"] == "CONFIRMED" and op["confirmed_block"] <= fin
         assert await token.functions.balanceOf(buyer_w).call() == 5 * 10**18
         assert len(world.transfers_on_chain(seller_w)) == 1  # one transfer for the one instruction
+        assert op["function"] == "settlementTransfer"
         tx = await p.indexed("SELECT tx_hash FROM settlement_instructions WHERE id = $1", instruction.id)
         assert tx == op["mined_tx_hash"]
 
@@ -152,9 +153,25 @@ async def test_trade_settles_on_chain_and_a_revert_fails_it(world: World) -> Non
         await until(lambda: p.indexed("SELECT count(*) FROM holdings WHERE holder = $1 AND balance = 0", mover_w),
                     tasks=tasks)
     reason = await p.indexed("SELECT failure_reason FROM trades WHERE id = $1", failed_trade.id)
-    assert reason == "sender balance too low"
+    assert reason == "insufficient unfrozen balance"
     async with p.sf() as s:
         assert (await ledger.balances(s, buyer))[0].available == Decimal(1000 - 50)  # the failed 30 came back
+
+    # a settlement after the token was paused: reverts (settlementTransfer keeps the token's rules), FAILED
+    async with running(world, agent=False) as tasks:
+        await p.order(buyer, Side.BUY, "2", "10.00")
+        await p.order(seller, Side.SELL, "2", "10.00")
+    paused_trade, _ = await p.trade_of(seller_w)
+    await transact(token.functions.pause(), world.d.agent)
+    async with running(world) as tasks:
+        async def refused() -> bool:
+            return await p.indexed("SELECT settlement::text FROM trades WHERE id = $1", paused_trade.id) == "FAILED"
+        await until(refused, tasks=tasks)
+    assert await p.indexed("SELECT failure_reason FROM trades WHERE id = $1", paused_trade.id) == "token is paused"
+    await transact(token.functions.unpause(), world.d.agent)
+    async with running(world, agent=False) as tasks:
+        await until(lambda: p.indexed("SELECT NOT paused FROM tokens WHERE address = $1", token.address),
+                    tasks=tasks)
     async with RpcClient([world.node.url], chain_id=1) as rpc:
         report = await verify_token(p.engine, rpc, 1, token.address)
     assert report.mismatches == [] and report.holders_checked >= 3
