@@ -1,8 +1,12 @@
 """The KYC case state machine, as one table: (event, from-state) -> to-state, and who may fire each event.
 
-    NOT_STARTED --submit--> PENDING_REVIEW --approve--> APPROVED --suspend--> SUSPENDED
+    NOT_STARTED --submit--> PENDING_REVIEW --approve--> APPROVED --suspend--> SUSPENDED --approve--> APPROVED
                                   ^        --reject---> REJECTED           --expire---> EXPIRED
                                   '--------submit------ REJECTED | EXPIRED
+
+COMPLIANCE lifts a suspension by approving the case again (a new validity period starts); the identity registries
+follow every transition (resolvers/identity/registry_sync.py: suspended wallets are deleted, re-approved ones
+registered again).
 
 A resubmission after EXPIRED is how an investor renews. An APPROVED case whose `expires_at` has passed is
 EXPIRED for every purpose (reads, filters and transitions) even before anyone writes the new state.
@@ -33,6 +37,7 @@ TRANSITIONS: dict[tuple[KycEvent, KycStatus], KycStatus] = {
     (KycEvent.APPROVE, S.PENDING_REVIEW): S.APPROVED,
     (KycEvent.REJECT, S.PENDING_REVIEW): S.REJECTED,
     (KycEvent.SUSPEND, S.APPROVED): S.SUSPENDED,
+    (KycEvent.APPROVE, S.SUSPENDED): S.APPROVED,  # the suspension is lifted
     (KycEvent.EXPIRE, S.APPROVED): S.EXPIRED,
 }
 

@@ -46,3 +46,42 @@ async def test_token_identity_registry_and_wallet_verifications(gql, make_user, 
     assert wallet["verifications"][0] | {"pending": False} == {
         "chainId": m.chain_id, "registry": m.registry, "verified": True, "identity": op.args[1], "country": 380,
         "pending": False}
+
+
+async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from tests.agent_domain.helpers import complete
+    from tests.identity.test_kyc import PERSONAL, REVIEW, SUSPEND, SUBMIT
+
+    m = await make_market(session_factory)
+    user, officer, account = await make_user(), await make_user(roles=["COMPLIANCE"]), Account.create()
+    case = (await gql(SUBMIT, {"input": PERSONAL}, token=user.token))["data"]["submitKyc"]["id"]
+    issued = await challenge(gql, user, account.address)
+    await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
+
+    async def ops() -> list[ChainOperation]:
+        return list((await session.execute(select(ChainOperation).where(ChainOperation.kind.like("identity.%"))
+                                           .order_by(ChainOperation.created_at)
+                                           .execution_options(populate_existing=True))).scalars())
+
+    assert await ops() == []  # linked, but not approved yet
+    assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)
+    [register] = await ops()
+    assert register.args[2] == "276"  # PERSONAL's country DE
+    assert "errors" not in await gql(SUSPEND, {"id": case, "r": "sanctions hit"}, token=officer.token)
+    assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)  # lifted
+    assert len(await ops()) == 1  # one in flight per (registry, wallet): nothing new yet
+    session.add(IdentityEntry(chain_id=m.chain_id, registry_address=m.registry, investor=account.address,
+                              identity=register.args[1], country=276, registered=True, updated_block=9))
+    await complete(session, register, confirmed=True)
+    assert len(await ops()) == 1  # approved and registered: nothing to do
+    assert "errors" not in await gql(SUSPEND, {"id": case, "r": "again"}, token=officer.token)
+    [_, delete] = await ops()
+    assert delete.kind == "identity.delete" and delete.business_ref.endswith(":2")
+    await session.execute(update(IdentityEntry).where(IdentityEntry.investor == account.address)
+                          .values(registered=False))
+    assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)
+    await complete(session, delete, confirmed=True)
+    kinds = [(o.kind, o.business_ref.rsplit(":", 1)[1]) for o in await ops()]
+    assert kinds == [("identity.register", "1"), ("identity.delete", "2"), ("identity.register", "3")]
