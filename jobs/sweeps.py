@@ -16,6 +16,7 @@ log = logging.getLogger("rwa.jobs.sweeps")
 
 @dramatiq.actor(queue_name="payments", max_retries=3, min_backoff=1_000, max_backoff=30_000)
 async def sweep_deposits(chain_id: int) -> None:
+    from agent.errors import SignerError
     from agent.signers import signer_for
     from chains.registry import rpc_urls_for
     from chains.rpc import RpcClient
@@ -26,7 +27,11 @@ async def sweep_deposits(chain_id: int) -> None:
         urls = ctx.settings.rpc_urls(chain_id) or rpc_urls_for(chain_id)
         if not urls:
             return
-        treasury = signer_for(ctx.settings, chain_id, "treasury")
+        try:
+            treasury = signer_for(ctx.settings, chain_id, "treasury")
+        except SignerError as exc:  # not configured (production without TREASURY_*): nothing to sweep to
+            log.warning("chain %s: no sweeps: %s", chain_id, exc)
+            return
         try:
             async with RpcClient(urls, chain_id=chain_id) as rpc:
                 async def balance(_: int, address: str) -> int:
