@@ -21,6 +21,7 @@ from chains.rpc import RpcClient
 from core.redis import create_redis
 from core.settings import ConfigError, Settings
 from indexer import backfill_requests, health, intervals, lock, metrics
+from indexer.backoff import Backoff, sleep_or_stop
 from indexer.chainstate import load_cursor, load_watched, read_heads
 from indexer.config import IndexerConfig
 from indexer.fetch import make_ranger
@@ -80,6 +81,7 @@ async def _run_chain(
     spec = get_chain(chain_id)
     db_url = _database_url(settings)
     c = str(chain_id)
+    reconnect = Backoff(config.error_backoff_s, max(config.error_backoff_s, config.error_backoff_max_s))
     async with make_client(settings, chain_id, config) as client:
         while not stop.is_set():
             conn: asyncpg.Connection | None = None
@@ -87,6 +89,7 @@ async def _run_chain(
                 conn = await lock.connect(db_url, chain_id)
                 if not await lock.wait_for_lock(conn, chain_id, stop, config.lock_retry_s):
                     return
+                reconnect.reset()
                 metrics.IS_LEADER.labels(c).set(1)
                 log.info("chain %s: writer lock acquired; indexing", chain_id)
                 follower = ChainWriter(spec, client, conn, config, redis=redis, redis_prefix=settings.redis_prefix)
@@ -96,11 +99,9 @@ async def _run_chain(
                     await health.record_stop(conn, chain_id, exc)
                 raise
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                log.warning("chain %s: database connection lost (%s); re-electing", chain_id, exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=config.error_backoff_s)
-                except TimeoutError:
-                    pass
+                delay = reconnect.next()  # a database that stays down is retried less and less often
+                log.warning("chain %s: database connection lost (%s); re-electing in %.1fs", chain_id, exc, delay)
+                await sleep_or_stop(stop, delay)
             finally:
                 metrics.IS_LEADER.labels(c).set(0)
                 if conn is not None and not conn.is_closed():
