@@ -7,6 +7,7 @@ Verification uses already-parsed key objects, so a request costs one signature c
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -28,7 +29,28 @@ class AccessClaims:
     user_id: uuid.UUID
     roles: frozenset[str]
     expires_at: int
-    session_family: str | None
+    # the session (refresh-token family) the token belongs to: what logout and reuse detection revoke
+    session_family: str
+    issued_at: float
+    subject: str  # user_id as text (the revocation list's key), computed once per token
+
+
+def _claims_of(claims: Any) -> AccessClaims:
+    """Strict shapes: a validly signed token with claims of the wrong type is refused like a forged one (one
+    with `roles` a list of objects, or `sub` a number, ended as an HTTP 500)."""
+    if not isinstance(claims, dict):
+        raise ValueError("claims must be an object")
+    sub, roles, exp, iat, sid = (claims.get(k) for k in ("sub", "roles", "exp", "iat", "sid"))
+    if not isinstance(sub, str) or not isinstance(sid, str) or not isinstance(roles, list):
+        raise ValueError("sub, sid and roles are required")
+    if not all(isinstance(r, str) for r in roles):
+        raise ValueError("roles must be strings")
+    for value in (exp, iat):
+        # numbers a float holds exactly (a 400-digit exp passed PyJWT and overflowed where it became a float)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -2**53 < value < 2**53:
+            raise ValueError("exp and iat must be numbers")
+    user_id = uuid.UUID(sub)
+    return AccessClaims(user_id, frozenset(roles), int(exp), str(uuid.UUID(sid)), float(iat), str(user_id))
 
 
 def generate_private_key_pem() -> str:
@@ -90,11 +112,14 @@ class KeyRing:
 
     def issue(self, user_id: uuid.UUID, roles: list[str], session_family: str | None = None,
               now: int | None = None) -> tuple[str, int]:
-        now = int(now if now is not None else time.time())
-        exp = now + self.ttl_s
-        claims = {"sub": str(user_id), "roles": sorted(roles), "iat": now, "exp": exp, "iss": self.issuer}
-        if session_family:
-            claims["sid"] = session_family
+        # iat to the millisecond: a revocation of the user at T ends the tokens issued before T (core.revocation),
+        # and a token issued just after it, in the same second, must survive
+        issued = math.floor((now if now is not None else time.time()) * 1000) / 1000
+        exp = int(issued) + self.ttl_s
+        # every token names a session; tokens issued outside a login (tests, tools) get one of their own
+        sid = session_family or str(uuid.uuid4())
+        claims = {"sub": str(user_id), "roles": sorted(roles), "iat": issued, "exp": exp, "iss": self.issuer,
+                  "sid": sid}
         token = jwt.encode(claims, self._signing, algorithm=ALGORITHM, headers={"kid": self.kid})
         return token, exp
 
@@ -116,14 +141,13 @@ class KeyRing:
     def _verify_uncached(self, token: str) -> AccessClaims:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
-            key = self._verifying.get(kid or "")
+            key = self._verifying.get(kid) if isinstance(kid, str) else None
             if key is None:
                 raise Unauthenticated("access token signed with an unknown key")
             claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self.issuer,
-                                options={"require": ["exp", "sub", "iat"]})
-            return AccessClaims(uuid.UUID(claims["sub"]), frozenset(claims.get("roles", ())),
-                                int(claims["exp"]), claims.get("sid"))
+                                options={"require": ["exp", "sub", "iat", "sid"]})
+            return _claims_of(claims)
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED") from exc
-        except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+        except (jwt.InvalidTokenError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise Unauthenticated("invalid access token") from exc

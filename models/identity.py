@@ -147,3 +147,18 @@ class AuditLog(Base):
         Index("ix_audit_log_action_at", "action", "at"),
         Index("ix_audit_log_at", "at"),
     )
+
+
+class UserRevocation(Base):
+    """A user disabled, deleted or stripped of a role: written by a trigger on `users` (migration 0013), which also
+    notifies the API processes (core/user_changes.py); tokens issued before `revoked_at` are refused."""
+
+    __tablename__ = "user_revocations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=text("clock_timestamp()"))
+    reason: Mapped[str] = mapped_column(String(16), nullable=False)
+
+    __table_args__ = (Index("ix_user_revocations_revoked_at", "revoked_at"),)

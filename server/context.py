@@ -74,6 +74,8 @@ class Context:
         self.per_operation_slots = isinstance(request, WebSocket)
         # set by graphql-transport-ws from the connection_init payload
         self.connection_params: dict[str, Any] | None = None
+        # a socket's revocation watch (server.graphql_view): lives as long as the socket's context
+        self.revocation_watch: Any = None
 
     def __copy__(self) -> "Context":
         """A copy (a subscription's snapshot context) has database state of its own."""

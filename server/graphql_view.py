@@ -256,5 +256,23 @@ class GraphQLView(GraphQL):
                 context.viewer = await viewer_from_headers(self.services, str(auth), None, context.viewer.client_ip)
             except AppError as exc:
                 raise ConnectionRejectionError({"code": exc.code.value, "message": exc.message}) from exc
+            _end_with_session(self.services, context)
         # a socket lives for many operations: its DB session is opened per use, not kept per operation
         return UNSET
+
+
+def _end_with_session(services: Services, context: Context) -> None:
+    """A socket authenticated by an access token closes (4403) when its session or user is revoked, on whichever
+    process that happens: it would otherwise keep delivering private events until the token expires."""
+    viewer, socket = context.viewer, context.request
+    if viewer.session_family is None or viewer.issued_at is None or not isinstance(socket, WebSocket):
+        return
+
+    async def end() -> None:
+        try:
+            await socket.close(code=4403, reason="session revoked")
+        except Exception:  # noqa: BLE001 - already closing: nothing left to end
+            pass
+
+    context.revocation_watch = services.revocations.watch(str(viewer.user_id), viewer.session_family,
+                                                           viewer.issued_at, end)

@@ -1,21 +1,27 @@
-"""Who is calling: resolved once per request from the Authorization header (JWT or API key)."""
+"""Who is calling: resolved once per request from the Authorization header (JWT or API key).
+
+A JWT is verified locally and checked against the revocation list (core.revocation: an in-memory mirror of Redis,
+so no I/O per request): a logged-out session, a family revoked for refresh-token reuse, a disabled or deleted user
+end at once on every process. API keys are looked up by digest and cached briefly; the same list (revoked keys,
+revoked users) invalidates the cache on every process at once."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import select, update
 
 from core.errors import Forbidden, Unauthenticated
 from core.opaque_tokens import digest
-from models.identity import ApiKey, User, UserStatus
+from models.identity import ApiKey, Role, User, UserStatus
 from server.services import Services
 
 API_KEY_PREFIX = "rwak"
 _API_KEY_CACHE_S = 5.0
+KNOWN_ROLES = frozenset(r.value for r in Role)
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class Viewer:
     expires_at: int | None = None
     client_ip: str = "unknown"
     session_family: str | None = None
+    issued_at: float | None = None  # of the access token
 
     @property
     def authenticated(self) -> bool:
@@ -50,13 +57,9 @@ class Viewer:
         return user_id
 
 
-@dataclass
-class _ApiKeyCache:
-    entries: dict[str, tuple[float, Viewer | None]] = field(default_factory=dict)
-
-
-_api_key_cache = _ApiKeyCache()
-
+def _api_key_cache(services: Services) -> dict[str, tuple[float, float, Viewer | None]]:
+    """Per process (per Services): digest -> (valid until (monotonic), loaded at (epoch), viewer or None)."""
+    return services.api_key_cache
 
 async def viewer_from_headers(services: Services, authorization: str | None, api_key: str | None,
                               client_ip: str) -> Viewer:
@@ -68,7 +71,15 @@ async def viewer_from_headers(services: Services, authorization: str | None, api
             api_key = credential
         elif scheme.lower() == "bearer" and credential:
             claims = services.keyring.verify(credential)
-            return Viewer(claims.user_id, claims.roles, None, claims.expires_at, client_ip, claims.session_family)
+            if not claims.roles <= KNOWN_ROLES:
+                raise Unauthenticated("invalid access token")
+            revocations = services.revocations
+            if (revocations.token_revoked_here(claims.subject, claims.session_family, claims.issued_at)
+                    if revocations.live else
+                    await revocations.token_revoked(claims.subject, claims.session_family, claims.issued_at)):
+                raise Unauthenticated("session ended; sign in again", reason="SESSION_REVOKED")
+            return Viewer(claims.user_id, claims.roles, None, claims.expires_at, client_ip, claims.session_family,
+                          claims.issued_at)
         elif scheme.lower() == "apikey" and credential:
             api_key = credential
         else:
@@ -80,31 +91,46 @@ async def viewer_from_headers(services: Services, authorization: str | None, api
 
 async def _viewer_from_api_key(services: Services, api_key: str, client_ip: str) -> Viewer:
     key_digest = digest(api_key)
-    now = time.monotonic()
-    cached = _api_key_cache.entries.get(key_digest)
-    if cached and cached[0] > now:
-        viewer = cached[1]
+    cached = _api_key_cache(services).get(key_digest)
+    viewer: Viewer | None = None
+    if cached is not None and cached[0] > time.monotonic():
+        viewer = cached[2]
+        if viewer is not None:
+            revoked, user_revoked_at = await services.revocations.api_key_state(key_digest, str(viewer.user_id))
+            if revoked:
+                raise Unauthenticated("invalid or revoked API key")
+            if user_revoked_at >= cached[1]:  # the user was disabled or lost a role since it was read: read again
+                cached = None
     else:
-        async with services.session_factory() as session:
-            row = (await session.execute(
-                select(ApiKey.id, ApiKey.user_id, User.roles, User.status)
-                .join(User, User.id == ApiKey.user_id)
-                .where(ApiKey.key_hash == key_digest, ApiKey.revoked_at.is_(None))
-            )).first()
-            viewer = None
-            if row is not None and row.status == UserStatus.ACTIVE:
-                viewer = Viewer(row.user_id, frozenset(row.roles), row.id, None, client_ip)
-                await session.execute(update(ApiKey).where(ApiKey.id == row.id)
-                                      .values(last_used_at=datetime.now(timezone.utc)))
-                await session.commit()
-        if len(_api_key_cache.entries) > 10_000:
-            _api_key_cache.entries.clear()
-        _api_key_cache.entries[key_digest] = (now + _API_KEY_CACHE_S, viewer)
+        cached = None
+    if cached is None:
+        viewer = await _load_api_key(services, key_digest, client_ip)
     if viewer is None:
         raise Unauthenticated("invalid or revoked API key")
     return Viewer(viewer.user_id, viewer.roles, viewer.api_key_id, None, client_ip)
 
 
-def forget_api_key(key_hash: str) -> None:
-    """Called on revocation so this process stops accepting the key at once."""
-    _api_key_cache.entries.pop(key_hash, None)
+async def _load_api_key(services: Services, key_digest: str, client_ip: str) -> Viewer | None:
+    loaded_at = time.time()
+    async with services.session_factory() as session:
+        row = (await session.execute(
+            select(ApiKey.id, ApiKey.user_id, User.roles, User.status)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == key_digest, ApiKey.revoked_at.is_(None))
+        )).first()
+        viewer = None
+        if row is not None and row.status == UserStatus.ACTIVE:
+            viewer = Viewer(row.user_id, frozenset(row.roles), row.id, None, client_ip)
+            await session.execute(update(ApiKey).where(ApiKey.id == row.id)
+                                  .values(last_used_at=datetime.now(timezone.utc)))
+            await session.commit()
+    cache = _api_key_cache(services)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[key_digest] = (time.monotonic() + _API_KEY_CACHE_S, loaded_at, viewer)
+    return viewer
+
+
+def forget_api_key(services: Services, key_hash: str) -> None:
+    """Called on revocation (other processes learn it from the revocation list)."""
+    _api_key_cache(services).pop(key_hash, None)

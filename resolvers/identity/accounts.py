@@ -102,24 +102,31 @@ async def _register_failure(session: AsyncSession, ctx: Context, user: User, now
 
 async def refresh(ctx: Context, refresh_token: str) -> IssuedSession:
     session = await ctx.session()
-    issued = await rotate(session, ctx.services.keyring, refresh_token, ctx.settings.refresh_token_ttl_s)
+    issued = await rotate(session, ctx.services.keyring, refresh_token, ctx.settings.refresh_token_ttl_s,
+                          ctx.services.revocations)
     await session.commit()
     return issued
 
 
 async def logout(ctx: Context, refresh_token: str | None) -> bool:
-    """Revoke the session family of the presented refresh token (or of the caller's access token)."""
+    """End one of the caller's sessions: the one of the presented refresh token, else the access token's own.
+    Its refresh tokens are revoked and its access tokens refused from now on, on every process. A refresh token
+    that is not one of the caller's names no session (NOT_FOUND, nothing revoked)."""
     user_id = ctx.viewer.require_user()
     session = await ctx.session()
-    family = await family_of(session, refresh_token) if refresh_token else None
-    if family is None and ctx.viewer.session_family:
+    if refresh_token:
+        family = await family_of(session, refresh_token, user_id)
+        if family is None:
+            raise NotFound("no such session of yours", field="refreshToken")
+    elif ctx.viewer.session_family:
         family = uuid.UUID(ctx.viewer.session_family)
-    if family is None:
+    else:
         raise BadUserInput("no session to log out of", field="refreshToken")
     await revoke_family(session, family, "LOGOUT")
     record(session, actor_id=user_id, action="user.logout", target_type="session", target_id=family,
            request_id=ctx.request_id)
     await session.commit()
+    await ctx.services.revocations.revoke_session(family)
     return True
 
 
@@ -154,10 +161,13 @@ async def set_role(ctx: Context, user_id: uuid.UUID, role: Role, granted: bool) 
         if actor == user.id and role is Role.ADMIN:
             raise Conflict("an admin cannot revoke their own ADMIN role")
         roles.discard(role.value)
+    lost_role = not set(user.roles) <= roles
     user.roles = sorted(roles)
     record(session, actor_id=actor, action="user.grant_role" if granted else "user.revoke_role",
            target_type="user", target_id=user.id, request_id=ctx.request_id, details={"role": role.value})
     await session.commit()
+    if lost_role:  # tokens carry roles: end the ones that still claim it (the next refresh issues the new set)
+        await ctx.services.revocations.revoke_user(user.id)
     return user
 
 

@@ -69,7 +69,9 @@ async def revoke(ctx: Context, key_id: uuid.UUID) -> ApiKey:
     record(session, actor_id=user_id, action="api_key.revoke", target_type="api_key", target_id=key.id,
            request_id=ctx.request_id, details={"prefix": key.prefix})
     await session.commit()
-    forget_api_key(key.key_hash)
+    forget_api_key(ctx.services, key.key_hash)
+    # every other process refuses it from now on (the schema promises "stops working immediately")
+    await ctx.services.revocations.revoke_api_key(key.key_hash)
     return key
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import Unauthenticated
 from core.jwt_keys import KeyRing
 from core.opaque_tokens import digest, new_secret
+from core.revocation import RevocationList
 from models.identity import RefreshToken, RefreshTokenFamily, User, UserStatus
 
 
@@ -44,8 +45,10 @@ async def _issue(session: AsyncSession, keyring: KeyRing, user: User, family_id:
     return IssuedSession(access, datetime.fromtimestamp(exp, timezone.utc), refresh, user)
 
 
-async def rotate(session: AsyncSession, keyring: KeyRing, presented: str, refresh_ttl_s: int) -> IssuedSession:
-    """Spend `presented` and issue its successor. The row lock makes two concurrent uses count as reuse."""
+async def rotate(session: AsyncSession, keyring: KeyRing, presented: str, refresh_ttl_s: int,
+                 revocations: RevocationList | None = None) -> IssuedSession:
+    """Spend `presented` and issue its successor. The row lock makes two concurrent uses count as reuse, which
+    revokes the family: its refresh tokens here, its access tokens through `revocations`."""
     row = (await session.execute(
         select(RefreshToken, RefreshTokenFamily)
         .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
@@ -61,6 +64,8 @@ async def rotate(session: AsyncSession, keyring: KeyRing, presented: str, refres
     if token.spent_at is not None:
         await revoke_family(session, family.id, "REUSE_DETECTED")
         await session.commit()
+        if revocations is not None:
+            await revocations.revoke_session(family.id)
         raise Unauthenticated("refresh token reuse detected; all sessions of this login were revoked",
                               reason="REFRESH_TOKEN_REUSED")
     if token.expires_at <= now:
@@ -80,7 +85,11 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str
     )
 
 
-async def family_of(session: AsyncSession, presented: str) -> uuid.UUID | None:
+async def family_of(session: AsyncSession, presented: str, user_id: uuid.UUID) -> uuid.UUID | None:
+    """The session of a refresh token, if it is one of `user_id`'s (another user's token names no session of
+    theirs: a caller can only end their own sessions)."""
     return (await session.execute(
-        select(RefreshToken.family_id).where(RefreshToken.token_hash == digest(presented))
+        select(RefreshToken.family_id)
+        .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
+        .where(RefreshToken.token_hash == digest(presented), RefreshTokenFamily.user_id == user_id)
     )).scalar_one_or_none()

@@ -1,0 +1,213 @@
+"""Revocation across processes: two app instances (two Services, as two `rwa serve` processes build them) share
+Redis and the database. A session logged out, an API key revoked on one is refused by the very next request on
+the other; a user disabled or deleted in the database (by SQL, whoever does it) loses every token on both, and a
+process started later learns it too."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from core.revocation import USER
+from core.settings import Environment, Settings
+from models.identity import Role, User
+from server.app import create_app
+from server.services import Services, build_services
+from tests.fixtures.app import TEST_JWT_KEY
+from tests.fixtures.db import _asyncpg_dsn
+
+ME = "{ me { id } }"
+LOGOUT = "mutation { logout }"
+CREATE_KEY = 'mutation { createApiKey(name: "board") { secret apiKey { id } } }'
+REVOKE_KEY = "mutation($id: UUID!) { revokeApiKey(id: $id) { id } }"
+WRITES = [CREATE_KEY, LOGOUT, 'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
+          'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
+          'idempotencyKey: "k1"}) { id } }',
+          'mutation { placeOrder(input: {marketId: "%s", side: BUY, type: LIMIT, quantity: "1", price: "1", '
+          'clientOrderId: "c1"}) { id } }' % uuid.uuid4()]
+
+
+def _settings(database_url: str, redis_url: str, prefix: str, data_dir: Path) -> Settings:
+    return Settings(RWA_ENV=Environment.TEST, DATABASE_URL=database_url, REDIS_URL=redis_url,
+                    RWA_REDIS_PREFIX=prefix, RWA_DATA_DIR=str(data_dir), RWA_DB_POOL_SIZE=3,
+                    JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=os.urandom(32).hex(), LOG_JSON=False)
+
+
+@pytest.fixture
+async def process_factory(module_database_url: str, redis_url: str, redis_prefix: str,
+                          tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
+    """`await new_process()` -> (Services started as `rwa serve` starts them, a client of its app)."""
+    started: list[tuple[Services, httpx.AsyncClient]] = []
+
+    async def new_process() -> tuple[Services, httpx.AsyncClient]:
+        services = build_services(_settings(module_database_url, redis_url, redis_prefix, tmp_path / "data"))
+        await services.start()
+        app = create_app(services.settings, services)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)),
+                                   base_url="http://testserver")
+        started.append((services, client))
+        return services, client
+
+    yield new_process
+    for services, client in started:
+        await client.aclose()
+        await services.aclose()
+
+
+async def _gql(client: httpx.AsyncClient, query: str, token: str, variables: dict | None = None) -> dict:  # type: ignore[type-arg]
+    resp = await client.post("/graphql", json={"query": query, "variables": variables or {}},
+                             headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _code(result: dict) -> str | None:  # type: ignore[type-arg]
+    return result["errors"][0]["extensions"]["code"] if result.get("errors") else None
+
+
+async def _register(client: httpx.AsyncClient) -> dict:  # type: ignore[type-arg]
+    result = await client.post("/graphql", json={
+        "query": "mutation($e: String!) { register(email: $e, password: \"s3cure-passphrase\") "
+                 "{ accessToken refreshToken user { id } } }",
+        "variables": {"e": f"p-{uuid.uuid4().hex[:10]}@example.com"}})
+    return result.json()["data"]["register"]
+
+
+async def _sql(database_url: str, statement: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(_asyncpg_dsn(database_url))
+    try:
+        return await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for an asynchronous delivery (a Postgres notification) to be applied, bounded."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not applied in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_logout_on_one_process_is_seen_on_the_other_at_once(process_factory) -> None:  # type: ignore[no-untyped-def]
+    (a, client_a), (b, client_b) = await process_factory(), await process_factory()
+    assert a.revocations.live and b.revocations.live  # both answer from their in-memory mirror
+    session = await _register(client_a)
+    token = session["accessToken"]
+    assert _code(await _gql(client_b, ME, token)) is None
+    assert (await _gql(client_a, LOGOUT, token))["data"]["logout"] is True
+    assert _code(await _gql(client_b, ME, token)) == "UNAUTHENTICATED"
+    assert _code(await _gql(client_a, ME, token)) == "UNAUTHENTICATED"
+
+
+async def test_revoked_api_key_stops_on_every_process_at_once(process_factory) -> None:  # type: ignore[no-untyped-def]
+    (_, client_a), (_, client_b) = await process_factory(), await process_factory()
+    token = (await _register(client_a))["accessToken"]
+    created = (await _gql(client_a, CREATE_KEY, token))["data"]["createApiKey"]
+    key = {"X-API-Key": created["secret"]}
+    for client in (client_a, client_b):  # both processes now hold it in their cache
+        assert (await client.post("/graphql", json={"query": ME}, headers=key)).json()["data"]["me"]
+    assert _code(await _gql(client_a, REVOKE_KEY, token, {"id": created["apiKey"]["id"]})) is None
+    for client in (client_b, client_a):
+        body = (await client.post("/graphql", json={"query": ME}, headers=key)).json()
+        assert _code(body) == "UNAUTHENTICATED", body
+
+
+async def test_without_a_mirror_the_check_asks_redis(process_factory) -> None:  # type: ignore[no-untyped-def]
+    (a, client_a), (b, client_b) = await process_factory(), await process_factory()
+    await b.revocations.stop()  # B lost its subscription: it checks Redis per request
+    assert not b.revocations.live
+    token = (await _register(client_a))["accessToken"]
+    assert _code(await _gql(client_b, ME, token)) is None
+    await _gql(client_a, LOGOUT, token)
+    assert _code(await _gql(client_b, ME, token)) == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("change", ["UPDATE users SET status = 'DISABLED' WHERE id = $1",
+                                    "DELETE FROM users WHERE id = $1"])
+async def test_user_disabled_or_deleted_in_the_database_loses_every_token(process_factory, module_database_url,
+                                                                         change: str) -> None:  # type: ignore[no-untyped-def]
+    (a, client_a), (b, client_b) = await process_factory(), await process_factory()
+    user_id = uuid.uuid4()
+    async with a.session_factory() as s:
+        s.add(User(id=user_id, email=f"gone-{user_id.hex[:8]}@example.com", password_hash="x",
+                   roles=[Role.INVESTOR.value]))
+        await s.commit()
+    token = a.keyring.issue(user_id, [Role.INVESTOR.value])[0]
+    assert _code(await _gql(client_b, ME, token)) is None
+    await _sql(module_database_url, change, user_id)
+    await _until(lambda: str(user_id) in a.revocations._mirror[USER] and str(user_id) in b.revocations._mirror[USER])
+    for client in (client_a, client_b):
+        for doc in (ME, *WRITES):
+            result = await _gql(client, doc, token)
+            assert _code(result) == "UNAUTHENTICATED", (doc, result)
+    audit = await _sql_fetch(module_database_url, "SELECT count(*) FROM audit_log WHERE actor_id = $1", user_id)
+    assert audit == 0
+
+
+async def test_a_process_started_later_knows_earlier_changes(process_factory, module_database_url) -> None:  # type: ignore[no-untyped-def]
+    """Changed while no process listened: the table written by the trigger is replayed at start."""
+    user_id = uuid.uuid4()
+    await _sql(module_database_url, "INSERT INTO users (id, email, password_hash, roles, status, failed_logins, "
+               "created_at, updated_at) VALUES ($1, $2, 'x', '{INVESTOR}', 'ACTIVE', 0, now(), now())",
+               user_id, f"late-{user_id.hex[:8]}@example.com")
+    from core.jwt_keys import KeyRing
+
+    token = KeyRing(TEST_JWT_KEY, "dev-1").issue(user_id, ["INVESTOR"])[0]
+    await _sql(module_database_url, "UPDATE users SET status = 'DISABLED' WHERE id = $1", user_id)
+    _, client = await process_factory()
+    assert _code(await _gql(client, ME, token)) == "UNAUTHENTICATED"
+
+
+async def _sql_fetch(database_url: str, statement: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(_asyncpg_dsn(database_url))
+    try:
+        return await conn.fetchval(statement, *args)
+    finally:
+        await conn.close()
+
+
+def test_a_socket_closes_when_its_session_is_revoked(module_database_url, redis_url, redis_prefix,  # type: ignore[no-untyped-def]
+                                                       tmp_path) -> None:
+    """Logged out on another process (another app instance): the socket authenticated by that session closes
+    with 4403 instead of delivering private events until the token expires."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    settings = _settings(module_database_url, redis_url, redis_prefix, tmp_path / "data")
+    with TestClient(create_app(settings)) as socket_side, TestClient(create_app(settings)) as other_side:
+        session = other_side.post("/graphql", json={
+            "query": "mutation($e: String!) { register(email: $e, password: \"s3cure-passphrase\") "
+                     "{ accessToken refreshToken } }",
+            "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"}}).json()["data"]["register"]
+        other = other_side.post("/graphql", json={
+            "query": "mutation($e: String!) { register(email: $e, password: \"s3cure-passphrase\") "
+                     "{ accessToken } }",
+            "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"}}).json()["data"]["register"]
+        sockets = []
+        for token in (session["accessToken"], other["accessToken"]):
+            ws = socket_side.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]).__enter__()
+            ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+            assert ws.receive_json()["type"] == "connection_ack"
+            sockets.append(ws)
+        revoked, unrelated = sockets
+        logout = other_side.post("/graphql", json={"query": LOGOUT},
+                                 headers={"Authorization": f"Bearer {session['accessToken']}"}).json()
+        assert logout["data"]["logout"] is True, logout
+        with pytest.raises(WebSocketDisconnect) as closed:
+            revoked.receive_json()
+        assert closed.value.code == 4403
+        # the other user's socket still serves
+        unrelated.send_json({"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }"}})
+        assert unrelated.receive_json()["type"] == "next"
+        for ws in sockets:
+            ws.__exit__(None, None, None)
