@@ -35,7 +35,7 @@ def _graphiql(settings: Settings) -> tuple[str | None, list[BaseRoute]]:
         from server.graphiql import graphiql_html, static_mount
     except ImportError:  # GraphiQL page not available in this build
         return None, []
-    return graphiql_html(), [static_mount()]
+    return graphiql_html(explorer=settings.graphiql_explorer), [static_mount()]
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:

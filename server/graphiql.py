@@ -1,14 +1,17 @@
 """GraphiQL served from our own origin, so dashboards work with no internet.
 
-The JS/CSS come from npm (`graphiql`, `react`, `react-dom` in package.json) and are copied by the setup
-step into server/static/graphiql/ (git-ignored):
+The JS/CSS come from npm (`graphiql`, `react`, `react-dom`, `graphql-ws`, `@graphiql/plugin-explorer` in
+package.json) and are copied by the setup step into server/static/graphiql/ (git-ignored):
 
     npm ci --ignore-scripts --no-audit --no-fund
     python -m server.graphiql install
 
 The page references only `/static/...` on the same origin: no CDN, no web fonts (GraphiQL's CSS inlines
-its fonts as data: URLs), no source-map comments. Config (endpoint, example tabs, the auth header example)
-goes into a JSON block read by server/static/graphiql-init.js, so the page needs no inline script.
+its fonts as data: URLs), no source-map comments. Config (endpoints, the ready-made tabs of
+server/graphiql_operations.py, whether the explorer plugin is on) goes into a JSON block read by
+server/static/graphiql-init.js, so the page needs no inline script. That script adds the sign-in bar (password or
+API key; the token in memory, renewed before expiry; localStorage only for a remembered refresh token) and the
+graphql-transport-ws client that authenticates in connection_init.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from server.graphiql_operations import FIRST_MARKET, NOW, READY_OPERATIONS
+
 log = logging.getLogger(__name__)
+
+# The one localStorage entry the page may write: the refresh token, and only when the user ticks "Remember me".
+REMEMBER_KEY = "stablerwa.graphiql.refreshToken"
 
 STATIC_URL = "/static"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -45,38 +53,18 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inl
             "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
-# Shown in the headers editor as an example. The init script drops this exact value before sending,
-# so an untouched example never reaches the server as a (bogus) credential.
-AUTH_PLACEHOLDER = "Bearer <token>"
-DEFAULT_HEADERS = json.dumps({"Authorization": AUTH_PLACEHOLDER}, indent=2)
-
-# Follow schema/identity.py (me, login); a test validates them against the assembled schema.
-EXAMPLE_TABS: tuple[dict[str, str], ...] = (
-    {"query": "# Paste a token into the Headers tab below to call authenticated fields.\n{ __typename }\n"},
-    {"query": "query Me {\n  me {\n    id\n    email\n    roles\n  }\n}\n"},
-    {
-        "query": (
-            "mutation Login($email: String!, $password: String!) {\n"
-            "  login(email: $email, password: $password) {\n"
-            "    accessToken  # put it in Headers as: Bearer <accessToken>\n"
-            "    accessTokenExpiresAt\n"
-            "    refreshToken\n"
-            "    user { id email roles }\n"
-            "  }\n"
-            "}\n"
-        ),
-        # the account README's first session registers, so the tab works as the README says
-        "variables": json.dumps({"email": "ada@example.com", "password": "correct-horse-9"}, indent=2),
-    },
-)
-
+# The first tab is a blank one for the explorer to fill; then the ready-made dashboard operations, each titled with
+# the role that may run it (server/graphiql_operations.py). Credentials come from the sign-in bar, not the editors.
+EXPLORER_TAB = {"query": "# Tick fields in the Explorer on the left to build a query here, then press Run.\n"}
+EXAMPLE_TABS: tuple[dict[str, str], ...] = (EXPLORER_TAB, *(op.tab() for op in READY_OPERATIONS))
 
 @dataclass(frozen=True)
 class Asset:
     package: str  # npm package name under node_modules/
     source: str  # path inside the package
     target: str  # file name under ASSET_DIR
-    slot: str  # placeholder in server/static/graphiql.html
+    slot: str  # names the asset in tests and in the manifest
+    feature: str = "core"  # "explorer": only on pages with the explorer plugin
 
 
 ASSETS: tuple[Asset, ...] = (
@@ -84,6 +72,11 @@ ASSETS: tuple[Asset, ...] = (
     Asset("react-dom", "umd/react-dom.production.min.js", "react-dom.production.min.js", "react_dom_js"),
     Asset("graphiql", "graphiql.min.js", "graphiql.min.js", "graphiql_js"),
     Asset("graphiql", "graphiql.min.css", "graphiql.min.css", "graphiql_css"),
+    # the subscription client the page drives itself (auth in connection_init, restarted when the token changes)
+    Asset("graphql-ws", "umd/graphql-ws.min.js", "graphql-ws.min.js", "graphql_ws_js"),
+    # GraphiQL's own explorer plugin (3.2.x pairs with graphiql 3.9 / @graphiql/react 0.29); no eval, no fetches
+    Asset("@graphiql/plugin-explorer", "dist/index.umd.js", "plugin-explorer.umd.js", "explorer_js", "explorer"),
+    Asset("@graphiql/plugin-explorer", "dist/style.css", "plugin-explorer.css", "explorer_css", "explorer"),
 )
 
 # `//# sourceMappingURL=...` (JS) and `/*# sourceMappingURL=... */` (CSS): the maps are not shipped,
@@ -118,9 +111,11 @@ def install_assets(node_modules: Path = NODE_MODULES, dest: Path = ASSET_DIR) ->
             "version": version,
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-        licence = node_modules / asset.package / "LICENSE"
-        if licence.is_file():
-            (dest / f"{asset.package}.LICENSE").write_bytes(licence.read_bytes())
+        for name in ("LICENSE", "LICENSE.md"):
+            licence = node_modules / asset.package / name
+            if licence.is_file():
+                (dest / f"{asset.package.replace('/', '__')}.LICENSE").write_bytes(licence.read_bytes())
+                break
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
@@ -131,17 +126,29 @@ def missing_assets(dest: Path | None = None) -> list[str]:
     return [a.target for a in ASSETS if not (dest / a.target).is_file()]
 
 
-def _asset_urls(dest: Path) -> dict[str, str]:
+def _asset_tags(dest: Path, explorer: bool) -> dict[str, str]:
+    """The page's <link> and <script> tags, in ASSETS order (scripts depend on the ones before them)."""
     # The version in the query string busts browser caches when package.json moves to a new release.
     try:
         manifest = json.loads((dest / "manifest.json").read_text())
     except (OSError, ValueError):
         manifest = {}
-    urls = {}
+    styles, scripts = [], []
     for asset in ASSETS:
+        if asset.feature == "explorer" and not explorer:
+            continue
         version = manifest.get(asset.target, {}).get("version", "0")
-        urls[asset.slot] = f"{STATIC_URL}/graphiql/{asset.target}?v={version}"
-    return urls
+        url = html.escape(f"{STATIC_URL}/graphiql/{asset.target}?v={version}")
+        if asset.target.endswith(".css"):
+            styles.append(f'<link rel="stylesheet" href="{url}" />')
+        else:
+            scripts.append(f'<script src="{url}"></script>')
+    return {"styles": "\n    ".join(styles), "scripts": "\n    ".join(scripts)}
+
+
+def _content_version(path: Path) -> str:
+    # our own script changes with the code, not with a package version: its URL carries a digest of its bytes
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def _json_for_script(value: object) -> str:
@@ -162,23 +169,28 @@ def _not_installed_page(missing: list[str]) -> str:
     )
 
 
-def graphiql_html(endpoint: str = "/graphql", subscription_endpoint: str | None = "/graphql") -> str:
-    """The GraphiQL page; every URL in it is on the serving origin. An explanatory page if assets are missing."""
+def graphiql_html(endpoint: str = "/graphql", subscription_endpoint: str | None = "/graphql",
+                  explorer: bool = True) -> str:
+    """The GraphiQL page; every URL in it is on the serving origin. An explanatory page if assets are missing.
+
+    `explorer` (settings.graphiql_explorer: GRAPHIQL_EXPLORER, on outside production) adds the explorer plugin,
+    open when the page loads."""
     missing = missing_assets()
     if missing:
         return _not_installed_page(missing)
     config = {
         "endpoint": endpoint,
         "subscriptionEndpoint": subscription_endpoint,
-        "defaultHeaders": DEFAULT_HEADERS,
-        "authPlaceholder": AUTH_PLACEHOLDER,
-        "tabs": [{**tab, "headers": DEFAULT_HEADERS} for tab in EXAMPLE_TABS],
+        "explorer": explorer,
+        "tabs": list(EXAMPLE_TABS),
+        "placeholders": {"now": NOW, "firstMarket": FIRST_MARKET},
+        "rememberKey": REMEMBER_KEY,
         "setupCommand": SETUP_COMMAND,
     }
     return Template(TEMPLATE.read_text()).substitute(
         config=_json_for_script(config),
-        init_js=f"{STATIC_URL}/graphiql-init.js",
-        **_asset_urls(ASSET_DIR),
+        init_js=f"{STATIC_URL}/graphiql-init.js?v={_content_version(STATIC_DIR / 'graphiql-init.js')}",
+        **_asset_tags(ASSET_DIR, explorer),
     )
 
 
