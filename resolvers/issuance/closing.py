@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, localcontext
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.outbox import enqueue
-from models.issuance import Offering, OfferingState, OfferingSubscription, SubscriptionState
+from models.issuance import Offering, OfferingState, SubscriptionState
 from models.ledger import AccountKind
 from models.operations import ChainOperation
 from models.tokens import Token
@@ -56,16 +56,72 @@ LEFT JOIN holdings h ON h.holder = s.wallet_address AND h.chain_id = t.chain_id 
 WHERE s.offering_id = $1 AND s.state = 'ACTIVE' AND NOT coalesce(h.frozen, false)"""
 
 
-async def _active(session: AsyncSession, offering: Offering) -> list[OfferingSubscription]:
-    return list((await session.execute(
-        select(OfferingSubscription).where(OfferingSubscription.offering_id == offering.id,
-                                           OfferingSubscription.state == SubscriptionState.ACTIVE)
-        .order_by(OfferingSubscription.seq).with_for_update().execution_options(populate_existing=True)
-    )).scalars())
+@dataclass(frozen=True)
+class Sub:
+    """The columns of a subscription that closing and settling need (read in bulk: an offering may have 10,000+)."""
+
+    id: uuid.UUID
+    seq: int
+    user_id: uuid.UUID
+    amount: Decimal
+    wallet: str | None
+    allocated_cash: Decimal
 
 
-async def _release(session: AsyncSession, offering: Offering, subs: list[OfferingSubscription],
-                   amounts: list[Decimal], reference: str) -> None:
+_SUBS = """
+SELECT id, seq, user_id, amount, wallet_address, allocated_cash FROM offering_subscriptions
+WHERE offering_id = $1 AND state = $2::subscription_state {extra} ORDER BY seq FOR UPDATE"""
+# every changed subscription in one statement
+_SET = """
+UPDATE offering_subscriptions s
+SET state = u.state::subscription_state, reason = u.reason, allocated_quantity = u.quantity,
+    allocated_units = u.units, allocated_cash = u.cash, mint_ref = u.ref, updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::text[])
+     AS u(id, state, reason, quantity, units, cash, ref)
+WHERE s.id = u.id"""
+
+
+@dataclass
+class Change:
+    state: SubscriptionState
+    reason: str | None = None
+    quantity: Decimal = Decimal(0)
+    units: int = 0
+    cash: Decimal = Decimal(0)
+    ref: str | None = None
+
+
+async def _subs(session: AsyncSession, offering_id: uuid.UUID, state: SubscriptionState, mint_ref: str | None = None
+                ) -> list[Sub]:
+    """Subscriptions of `offering_id` in `state` (and of one mint batch), locked, in time priority."""
+    conn = await pg(session)
+    if mint_ref is None:
+        rows = await conn.fetch(_SUBS.format(extra=""), offering_id, state.value)
+    else:
+        rows = await conn.fetch(_SUBS.format(extra="AND mint_ref = $3"), offering_id, state.value, mint_ref)
+    return [Sub(*r) for r in rows]
+
+
+async def _apply(session: AsyncSession, changes: dict[uuid.UUID, Change]) -> None:
+    if not changes:
+        return
+    ids = list(changes)
+    c = [changes[i] for i in ids]
+    await (await pg(session)).execute(
+        _SET, ids, [x.state.value for x in c], [x.reason for x in c], [x.quantity for x in c],
+        [Decimal(x.units) for x in c], [x.cash for x in c], [x.ref for x in c])
+
+
+async def _set_state(session: AsyncSession, ids: list[uuid.UUID], state: SubscriptionState,
+                     reason: str | None = None) -> None:
+    """Only the state (and a reason): what was allocated stays."""
+    await (await pg(session)).execute(
+        "UPDATE offering_subscriptions SET state = $2::subscription_state, reason = coalesce($3, reason), "
+        "updated_at = now() WHERE id = ANY($1::uuid[])", ids, state.value, reason)
+
+
+async def _release(session: AsyncSession, offering: Offering, subs: list[Sub], amounts: list[Decimal],
+                   reference: str) -> None:
     """Give `amounts` of the subscriptions' reserved cash back, in one ledger movement."""
     legs: list[tuple[ledger.AccountRef, Decimal]] = []
     for sub, amount in zip(subs, amounts):
@@ -86,10 +142,9 @@ async def cancel_offering(session: AsyncSession, actor: Actor, offering_id: uuid
 async def _cancel(session: AsyncSession, actor: Actor, offering: Offering, reason: str) -> None:
     transition(session, actor, offering, (OfferingState.DRAFT, OfferingState.OPEN, OfferingState.CLOSED),
                OfferingState.CANCELED, "cancel", {"reason": reason})
-    subs = await _active(session, offering)
+    subs = await _subs(session, offering.id, SubscriptionState.ACTIVE)
     await _release(session, offering, subs, [s.amount for s in subs], f"offering:{offering.id}:cancel")
-    for s in subs:
-        s.state, s.reason = SubscriptionState.CANCELED, reason
+    await _apply(session, {s.id: Change(SubscriptionState.CANCELED, reason) for s in subs})
     offering.subscribed_total, offering.subscription_count = Decimal(0), 0
 
 
@@ -100,40 +155,41 @@ async def close_offering(session: AsyncSession, actor: Actor, offering_id: uuid.
     transition(session, actor, offering, (OfferingState.OPEN,), OfferingState.CLOSED, "close")
     token = await session.get(Token, offering.token_id)
     assert token is not None
-    subs = await _active(session, offering)
+    subs = await _subs(session, offering.id, SubscriptionState.ACTIVE)
     verified = {r[0] for r in await (await pg(session)).fetch(_STILL_VERIFIED, offering.id, token.id)}
     gone = [s for s in subs if s.id not in verified]
     await _release(session, offering, gone, [s.amount for s in gone], f"offering:{offering.id}:unverified")
-    for s in gone:
-        s.state, s.reason = SubscriptionState.REJECTED, "WALLET_NOT_VERIFIED"
+    changes = {s.id: Change(SubscriptionState.REJECTED, "WALLET_NOT_VERIFIED") for s in gone}
     subs = [s for s in subs if s.id in verified]
     with localcontext(prec=100):
         lot_price = offering.price * offering.lot_size
     allocations = allocate([Demand(s.id, s.seq, s.amount) for s in subs], lot_price=lot_price,
                            hard_cap=offering.hard_cap, rule=offering.allocation_rule)
     if sum(a.cash for a in allocations) < offering.target or not any(a.lots for a in allocations):
+        await _apply(session, changes)
         await _cancel(session, actor, offering, "TARGET_NOT_REACHED")
         return offering
     await _release(session, offering, subs, [a.released for a in allocations], f"offering:{offering.id}:leftover")
-    allocated: list[OfferingSubscription] = []
+    allocated: list[tuple[Sub, Change]] = []
     for s, a in zip(subs, allocations):
         if a.lots == 0:
-            s.state, s.reason = SubscriptionState.UNALLOCATED, "NOT_ALLOCATED"
+            changes[s.id] = Change(SubscriptionState.UNALLOCATED, "NOT_ALLOCATED")
             continue
         with localcontext(prec=100):
             quantity = offering.lot_size * a.lots
-        s.state, s.allocated_quantity, s.allocated_cash = SubscriptionState.ALLOCATED, quantity, a.cash
-        s.allocated_units = to_units(quantity, token.decimals)
-        allocated.append(s)
+        changes[s.id] = change = Change(SubscriptionState.ALLOCATED, None, quantity,
+                                        to_units(quantity, token.decimals), a.cash)
+        allocated.append((s, change))
     for n, start in enumerate(range(0, len(allocated), MINT_BATCH)):
         batch = allocated[start:start + MINT_BATCH]
         ref = f"offering:{offering.id}:mint:{n}"
         await enqueue(session, kind=MINT_KIND, chain_id=offering.chain_id, contract=offering.token_address,
                       abi_name="SecurityToken", function="batchMint",
-                      args=[[s.wallet_address for s in batch], [int(s.allocated_units) for s in batch]],
+                      args=[[s.wallet for s, _ in batch], [c.units for _, c in batch]],
                       business_ref=ref, actor_id=actor.user_id)
-        for s in batch:
-            s.mint_ref = ref
+        for _, c in batch:
+            c.ref = ref
+    await _apply(session, changes)
     offering.allocated_total = sum((a.cash for a in allocations), Decimal(0))
     transition(session, actor, offering, (OfferingState.CLOSED,), OfferingState.ALLOCATED, "allocate",
                {"allocated": str(offering.allocated_total), "subscriptions": str(len(allocated)),
@@ -146,22 +202,15 @@ def platform_fee(amount: Decimal, bps: int) -> Decimal:
         return (amount * bps / Decimal(10000)).quantize(QUANTUM, rounding=ROUND_FLOOR)
 
 
-async def _batch(session: AsyncSession, op: ChainOperation) -> tuple[Offering, list[OfferingSubscription]] | None:
-    offering_id = op.business_ref.split(":")[1]
-    offering = await locked(session, uuid.UUID(offering_id))
-    subs = list((await session.execute(
-        select(OfferingSubscription).where(OfferingSubscription.mint_ref == op.business_ref,
-                                           OfferingSubscription.state == SubscriptionState.ALLOCATED)
-        .order_by(OfferingSubscription.seq).with_for_update().execution_options(populate_existing=True)
-    )).scalars())
+async def _batch(session: AsyncSession, op: ChainOperation) -> tuple[Offering, list[Sub]] | None:
+    offering = await locked(session, uuid.UUID(op.business_ref.split(":")[1]))
+    subs = await _subs(session, offering.id, SubscriptionState.ALLOCATED, op.business_ref)
     return (offering, subs) if subs else None
 
 
 async def _maybe_settled(session: AsyncSession, offering: Offering) -> None:
-    await session.flush()  # the batch's new states (sessions may not autoflush)
-    left = (await session.execute(select(OfferingSubscription.id).where(
-        OfferingSubscription.offering_id == offering.id,
-        OfferingSubscription.state == SubscriptionState.ALLOCATED).limit(1))).first()
+    left = await (await pg(session)).fetchval(
+        "SELECT 1 FROM offering_subscriptions WHERE offering_id = $1 AND state = 'ALLOCATED' LIMIT 1", offering.id)
     if left is None and offering.state is OfferingState.ALLOCATED:
         transition(session, Actor(None), offering, (OfferingState.ALLOCATED,), OfferingState.SETTLED, "settle")
 
@@ -182,8 +231,7 @@ async def mint_confirmed(session: AsyncSession, op: ChainOperation) -> None:
     await ledger.post(session, kind="ISSUANCE", reference=f"{op.business_ref}:settle",
                       currency=offering.quote_currency, legs=legs,
                       details={"offering": str(offering.id), "tx": op.mined_tx_hash or op.tx_hash})
-    for s in subs:
-        s.state = SubscriptionState.SETTLED
+    await _set_state(session, [s.id for s in subs], SubscriptionState.SETTLED)
     record(session, actor_id=None, action="offering.mint_settled", target_type="offering", target_id=offering.id,
            details={"operation": str(op.id), "subscriptions": str(len(subs)), "cash": str(total), "fee": str(fee)})
     await _maybe_settled(session, offering)
@@ -197,8 +245,7 @@ async def mint_failed(session: AsyncSession, op: ChainOperation, reason: str) ->
     offering, subs = found
     await _release(session, offering, subs, [s.allocated_cash for s in subs], f"{op.business_ref}:failed")
     why = " ".join(reason.split())[:40] or "MINT_FAILED"
-    for s in subs:
-        s.state, s.reason = SubscriptionState.FAILED, why
+    await _set_state(session, [s.id for s in subs], SubscriptionState.FAILED, why)
     log.warning("offering %s mint %s failed (%s): %d subscriptions released", offering.id, op.business_ref, why,
                 len(subs))
     record(session, actor_id=None, action="offering.mint_failed", target_type="offering", target_id=offering.id,
