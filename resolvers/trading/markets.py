@@ -83,8 +83,17 @@ async def open_market(ctx: Context, spec: MarketSpec) -> Market:
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
-        raise Conflict("a market for this token and quote currency (or symbol) exists", reason="DUPLICATE") from exc
+        raise _duplicate(exc, market.symbol, quote) from exc
     return market
+
+
+def _duplicate(exc: IntegrityError, symbol: str, quote: str) -> Conflict:
+    """Name what collided: the symbol (another token's market may hold it) or this token's market in `quote`."""
+    constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None) or str(exc.orig)
+    if "symbol" in constraint:
+        return Conflict(f"the market symbol {symbol!r} is taken; pass another `symbol`", reason="DUPLICATE_SYMBOL",
+                        field="symbol")
+    return Conflict(f"this token already has a market in {quote}", reason="DUPLICATE_MARKET", field="quoteCurrency")
 
 
 async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -> Market:

@@ -47,7 +47,14 @@ async def test_open_market_and_status(gql, make_user, session_factory):  # type:
     ok = await gql(call, args, token=admin.token)
     market = ok["data"]["openMarket"]
     assert market["status"] == "OPEN" and market["tickSize"] == "0.01" and market["takerFeeBps"] == 25
-    assert gql.error_code(await gql(call, args, token=admin.token)) == "CONFLICT"
+    again = await gql(call, args, token=admin.token)
+    assert gql.error_code(again) == "CONFLICT" and again["errors"][0]["extensions"]["reason"] == "DUPLICATE_MARKET"
+    other = await make_market(session_factory)  # another token asking for the same symbol
+    named = ("mutation($t: UUID!, $q: String!, $s: String!) { openMarket(tokenId: $t, quoteCurrency: $q, "
+             "tickSize: \"0.01\", lotSize: \"1\", symbol: $s) { id } }")
+    taken = await gql(named, {"t": str(other.token_id), "q": quote, "s": market["symbol"]}, token=admin.token)
+    assert taken["errors"][0]["extensions"]["reason"] == "DUPLICATE_SYMBOL"
+    assert market["symbol"] in taken["errors"][0]["message"]
     halted = await gql('mutation($m: UUID!) { setMarketStatus(marketId: $m, status: HALTED) { status } }',
                        {"m": market["id"]}, token=admin.token)
     assert halted["data"]["setMarketStatus"]["status"] == "HALTED"
