@@ -31,7 +31,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent.outbox import enqueue
 from core.errors import BadUserInput, NotFound
 from core.transactions import transient_retry
 from models.ledger import AccountKind
@@ -95,8 +94,10 @@ class SettledTrade:
                 "price": self.price, "quantity": self.quantity, "createdAt": self.created_at}
 
 
-# the trade and its token leg (when both wallets are known) in one round trip; the instruction's foreign key is
-# checked at the end of the statement, when the trade row exists
+# the trade, its token leg (when both wallets are known) and the leg's agent operation in one round trip; the
+# instruction's foreign key is checked at the end of the statement, when the trade row exists. The operation row is
+# what agent.outbox.enqueue writes (a test compares them), inlined: enqueue's ORM insert + read back cost ~4-6 ms per
+# trade on these machines against ~1 ms for a separate raw INSERT and nothing extra here, on the matching hot path.
 _TRADE = """
 WITH t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side, price,
                                quantity, maker_fee, taker_fee, settlement, created_at)
@@ -104,7 +105,14 @@ WITH t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, bu
      i AS (INSERT INTO settlement_instructions (id, trade_id, chain_id, token_address, from_wallet, to_wallet, amount,
                                                 status)
            SELECT $13, $1, $14, $15, $16::varchar, $17::varchar, $18, 'PENDING'
-           WHERE $16::varchar IS NOT NULL AND $17::varchar IS NOT NULL)
+           WHERE $16::varchar IS NOT NULL AND $17::varchar IS NOT NULL),
+     o AS (INSERT INTO chain_operations (id, kind, chain_id, contract, abi_name, function, args, value, signer,
+                                         business_ref, state, attempts, tx_hashes)
+           SELECT $19, 'settlement.transfer', $14, $15, 'SecurityToken', 'settlementTransfer',
+                  jsonb_build_array($16::varchar, $17::varchar, $18::numeric::text), 0, 'agent',
+                  'settlement:' || $13::text, 'PENDING', 0, '{}'
+           WHERE $16::varchar IS NOT NULL AND $17::varchar IS NOT NULL
+           ON CONFLICT (business_ref) DO NOTHING)
 SELECT seq FROM t"""
 
 
@@ -123,12 +131,7 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
     seq = await (await pg(session)).fetchval(
         _TRADE, trade_id, market.id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side.value, price,
         quantity, maker_fee, taker_fee, now, instruction_id, market.chain_id, market.token_address,
-        seller_wallet if both else None, buyer_wallet if both else None, Decimal(units))
-    if both:
-        await enqueue(session, kind=TRANSFER_KIND, chain_id=market.chain_id, contract=market.token_address,
-                      abi_name="SecurityToken", function="settlementTransfer",
-                      args=[seller_wallet, buyer_wallet, units],
-                      business_ref=business_ref(instruction_id))
+        seller_wallet if both else None, buyer_wallet if both else None, Decimal(units), uuid.uuid4())
     buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
     buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED
     legs = [(UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),

@@ -71,3 +71,17 @@ async def test_revert_fails_the_trade_and_reverses_cash(session_factory, session
     [audit] = (await session.execute(select(AuditLog).where(AuditLog.action == "trade.settlement_failed",
                                                             AuditLog.target_id == str(trade.id)))).scalars()
     assert audit.details["instruction"] == str(instruction.id)
+
+
+async def test_inlined_operation_is_what_enqueue_writes(session_factory, session):  # type: ignore[no-untyped-def]
+    """settle() inlines the operation insert (hot path): the row must be exactly agent.outbox.enqueue's."""
+    from agent.outbox import enqueue
+
+    m, seller, buyer, trade, instruction = await _trade(session_factory, session)
+    inlined = await op_by_ref(session, f"settlement:{instruction.id}")
+    twin = await enqueue(session, kind="settlement.transfer", chain_id=m.chain_id, contract=m.token_address,
+                         abi_name="SecurityToken", function="settlementTransfer",
+                         args=[seller.wallet, buyer.wallet, int(instruction.amount)], business_ref="twin:1")
+    columns = ("kind", "chain_id", "contract", "abi_name", "function", "args", "value", "signer", "state", "attempts",
+               "sender", "nonce", "raw_tx", "tx_hash", "tx_hashes", "created_by", "next_attempt_at")
+    assert {c: getattr(inlined, c) for c in columns} == {c: getattr(twin, c) for c in columns}
