@@ -70,7 +70,9 @@ class Mutation:
     async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
         return AuthPayload.from_issued(await accounts.refresh(info.context, refresh_token))
 
-    @strawberry.mutation(extensions=authenticated(), description="Revoke the session (all its refresh tokens).")
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "End one of your sessions: the one of `refreshToken` (NOT_FOUND if it is not yours), else the one of the "
+        "access token used. Its refresh tokens and access tokens stop working at once, on every server."))
     async def logout(self, info: Info, refresh_token: str | None = None) -> bool:
         return await accounts.logout(info.context, refresh_token)
 
