@@ -3,9 +3,9 @@ freezePartialTokens/unfreezePartialTokens) and pause/unpause a token. Each is on
 "compliance.<action>", signed by the token agent) with an audit row, enqueued in the caller's transaction; the API
 shows the result only once the indexer has stored the event (holdings.frozen / frozen_amount, tokens.paused).
 
-Rules, checked against the indexed state: pausing a paused token, unpausing an unpaused one, freezing more than the
-wallet's unfrozen balance or unfreezing more than it has frozen are refused (CONFLICT / BAD_USER_INPUT) rather than
-sent to revert. One action at a time per (token, subject): another one still in flight is CONFLICT
+Rules, checked against the indexed state: pausing a paused token, unpausing an unpaused one, freezing a frozen wallet,
+unfreezing one that is not frozen (CONFLICT), freezing more than the wallet's unfrozen balance or unfreezing more than
+it has frozen (BAD_USER_INPUT) are refused rather than sent for nothing or to revert. One action at a time per (token, subject): another one still in flight is CONFLICT
 OPERATION_IN_FLIGHT (the second would be estimated against the state before the first, and could revert).
 `idempotencyKey` (optional, per token and subject): the same key returns the operation it created.
 """
@@ -105,9 +105,14 @@ async def act(session: AsyncSession, action: Action, token_id: uuid.UUID, *, act
         raise Conflict("the token is already paused", reason="ALREADY_PAUSED")
     if action is Action.UNPAUSE and not token.paused:
         raise Conflict("the token is not paused", reason="NOT_PAUSED")
+    frozen_flag = bool(holding.frozen) if holding is not None else False
     if action is Action.FREEZE:
+        if frozen_flag:
+            raise Conflict("the wallet is already frozen on this token", reason="ALREADY_FROZEN")
         args = [subject, True]
     elif action is Action.UNFREEZE:
+        if not frozen_flag:
+            raise Conflict("the wallet is not frozen on this token", reason="NOT_FROZEN")
         args = [subject, False]
     elif action is Action.FREEZE_PARTIAL:
         units = _units(amount, token.decimals)

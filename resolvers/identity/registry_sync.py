@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,9 @@ from resolvers.raw_sql import pg
 log = logging.getLogger("rwa.identity.registry")
 REGISTER, DELETE = "identity.register", "identity.delete"
 OPEN_STATES = ("PENDING", "SIGNED", "BROADCAST", "MINED")
+# a register/delete that FAILED is tried again by a later decision or the reconcile only after this long (an operator
+# may retry it at once with retryOperation), so a permanent revert does not queue a new operation every pass
+RETRY_FAILED_AFTER = timedelta(minutes=15)
 
 
 def onchain_identity(user_id: uuid.UUID) -> str:
@@ -86,8 +89,11 @@ SELECT (SELECT coalesce(i.registered, false) FROM identities i
                                                  AND o.state::text = ANY($5::text[])
                                                  AND o.id IS DISTINCT FROM $6) AS open,
        EXISTS (SELECT 1 FROM chain_operations o WHERE o.business_ref LIKE $4 || '%' AND o.kind = 'identity.register'
-                                                 AND o.state = 'CONFIRMED') AS ours
+                                                 AND o.state = 'CONFIRMED') AS ours,
+       last.kind AS last_kind, last.state::text AS last_state, last.updated_at AS last_at
 FROM (SELECT 1) one
+LEFT JOIN LATERAL (SELECT o.kind, o.state, o.updated_at FROM chain_operations o WHERE o.business_ref LIKE $4 || '%'
+                   ORDER BY o.created_at DESC LIMIT 1) last ON true
 LEFT JOIN wallets w ON w.address = $3
 LEFT JOIN kyc_cases k ON k.user_id = w.user_id"""
 
@@ -126,6 +132,9 @@ async def sync_one(session: AsyncSession, chain_id: int, registry: str, wallet: 
         kind, function, args = DELETE, "deleteIdentity", [wallet]
     if failed and completed is not None and kind == completed.kind:
         return None
+    if (completed is None and r["last_kind"] == kind and r["last_state"] in ("FAILED", "CANCELED")
+            and r["last_at"] is not None and now - r["last_at"] < RETRY_FAILED_AFTER):
+        return None  # the same change just failed (e.g. the agent is not an agent of that registry): back off
     op = await enqueue(session, kind=kind, chain_id=chain_id, contract=registry, abi_name="IdentityRegistry",
                        function=function, args=args, business_ref=f"{prefix}{int(r['versions']) + 1}",
                        actor_id=actor_id)

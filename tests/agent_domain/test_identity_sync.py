@@ -95,6 +95,13 @@ async def test_failed_operation_does_not_loop(session_factory, session):  # type
     [register] = await sync_wallets(session, [t.wallet])
     await complete(session, register, confirmed=False, reason="caller is not an agent")
     assert len(await ops_of(session, t.wallet)) == 1
+    # neither a later decision nor the reconcile re-sends the same change at once...
+    assert await sync_wallets(session, [t.wallet]) == []
+    assert await reconcile(session) == 0
+    # ...but after the back-off they do
+    later = datetime.now(timezone.utc) + registry_sync.RETRY_FAILED_AFTER + timedelta(seconds=1)
+    assert await reconcile(session, now=later) == 1
+    assert [o.business_ref[-2:] for o in await ops_of(session, t.wallet)] == [":1", ":2"]
 
 
 async def test_unlink_and_expiry_delete_only_what_the_platform_registered(session_factory, session):  # type: ignore[no-untyped-def]

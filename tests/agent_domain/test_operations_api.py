@@ -71,6 +71,10 @@ async def test_compliance_actions(gql, make_user, session_factory, session):  # 
         == "OPERATION_IN_FLIGHT"
     # partial freezes are checked against the indexed balance, in token units
     other = await make_trader(session_factory, m, tokens="10")
+    unfreeze = """mutation($t: UUID!, $w: String!) { unfreezeWallet(tokenId: $t, wallet: $w, reason: "x") { id } }"""
+    assert code(await gql(unfreeze, {"t": str(m.token_id), "w": other.wallet}, token=officer.token)) == "NOT_FROZEN"
+    iced = await make_trader(session_factory, m, tokens="1", frozen=True)
+    assert code(await gql(FREEZE, {"t": str(m.token_id), "w": iced.wallet}, token=officer.token)) == "ALREADY_FROZEN"
     assert code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "10.5"}, token=officer.token)) \
         == "BAD_USER_INPUT"
     assert code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "0.0000001"},
