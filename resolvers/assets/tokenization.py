@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 from dataclasses import dataclass
 
 from eth_abi import decode
@@ -161,12 +162,21 @@ async def inspect_contract(rpc: RpcClient, address: str) -> TokenFacts:
 async def deploy_token(url: str, key: str, req: DeployRequest, agents: list[str] | None = None) -> TokenFacts:
     """Deploy (registry +) SecurityToken from the deployer key and wait for the receipts; `agents` (the platform's
     agent signer) become agents of the token and of the registry it deployed."""
-    from chains.deploy import connect, deploy_identity_registry, transact
+    from chains.deploy import connect
 
     from eth_account import Account  # heavy (py_ecc): loaded on the first deployment, not at API start
 
     account = Account.from_key(key)
     w3 = connect(url)
+    try:  # the provider's aiohttp session must be closed, else "Unclosed client session" is logged later
+        return await _deploy(w3, account, req, agents)
+    finally:
+        await w3.provider.disconnect()
+
+
+async def _deploy(w3: Any, account: Any, req: DeployRequest, agents: list[str] | None) -> TokenFacts:
+    from chains.deploy import at, deploy_identity_registry, transact
+
     registry = req.identity_registry
     if registry is None:
         registry = (await deploy_identity_registry(w3, account)).address
@@ -180,7 +190,6 @@ async def deploy_token(url: str, key: str, req: DeployRequest, agents: list[str]
     for agent in extra:
         await transact(token.functions.addAgent(agent), account)
     if req.identity_registry is None:  # the token must be an agent of its own registry (recovery re-registers)
-        from chains.deploy import at
         fresh = at(w3, "IdentityRegistry", registry)
         await transact(fresh.functions.addAgent(token.address), account)
         for agent in extra:

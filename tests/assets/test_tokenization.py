@@ -141,3 +141,23 @@ async def test_tokenize_checks_state_role_and_input(chain_env, make_user, make_a
     assert gql.error_code(r) == "BAD_USER_INPUT"
     r = await gql(HISTORY, {"id": str(approved)}, token=issuer.token)
     assert r["data"]["asset"]["status"] == "APPROVED"
+
+
+async def test_a_deployment_leaves_no_open_http_session(anvil) -> None:  # type: ignore[no-untyped-def]
+    """web3's provider keeps an aiohttp session; left open, it was reported later ("Unclosed client session") as an
+    ERROR tagged with whichever request was running when it was collected."""
+    import gc
+
+    import aiohttp
+
+    from resolvers.assets.tokenization import DeployRequest, deploy_token
+
+    def open_sessions() -> set[int]:
+        gc.collect()
+        return {id(o) for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed}
+
+    before = open_sessions()
+    key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil account 0
+    facts = await deploy_token(anvil.url, key, DeployRequest(name="Leak check", symbol="LEAK", decimals=0))
+    assert facts.address.startswith("0x")
+    assert open_sessions() - before == set()
