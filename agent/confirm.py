@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 
 from agent import metrics
 from agent.calls import decode_revert, encode_call, is_revert, revert_data
@@ -61,11 +61,16 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
         Block.hash != ChainOperation.mined_block_hash))
     async with ctx.session() as s:
         indexed = await s.scalar(select(IndexerCursor.indexed_block).where(IndexerCursor.chain_id == ctx.chain_id))
+        indexed = -1 if indexed is None else int(indexed)
+        # only what can move now: final and indexed, or seen under another block hash (the rest waits cheaply)
         rows = (await s.execute(select(ChainOperation.id, event.label("has_event"), other_hash.label("moved")).where(
             ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-            ChainOperation.state == S.MINED).order_by(ChainOperation.nonce).limit(2000))).all()
+            ChainOperation.state == S.MINED,
+            or_(ChainOperation.mined_block <= min(view.finalized, indexed), other_hash),
+        ).order_by(ChainOperation.nonce).limit(2000))).all()
         await s.commit()
-    indexed = -1 if indexed is None else int(indexed)
+    if not rows:
+        return 0
     done: list[tuple[Any, bool]] = []  # (op id, has event) at finality
     suspect: list[Any] = []  # maybe reorged out
     async with ctx.session() as s:

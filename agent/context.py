@@ -73,15 +73,14 @@ class SenderContext:
             ("eth_getBalance", [self.address, "latest"]),
             ("eth_getBlockByNumber", ["latest", False]),
             ("eth_gasPrice", []),
+            ("eth_maxPriorityFeePerGas", []),  # optional: some nodes lack it, the spec's tip then suffices
         ]
-        mined, pending, balance, block, gas_price = await self.client.batch(calls)
-        tip: int | None = None
+        mined, pending, balance, block, gas_price, node_tip = await self.client.batch(calls, return_exceptions=True)
+        for value in (mined, pending, balance, block, gas_price):
+            if isinstance(value, Exception):
+                raise value
         base_fee = int(block["baseFeePerGas"], 16) if block and block.get("baseFeePerGas") else None
-        if self.spec.tx_type == 2 and base_fee is not None:
-            try:
-                tip = int(await self.client.call("eth_maxPriorityFeePerGas"), 16)
-            except Exception:  # noqa: BLE001  (optional method: the spec's tip suffices)
-                tip = None
+        tip = None if isinstance(node_tip, Exception) or not node_tip else int(node_tip, 16)
         finalized = await self.conn.scalar(
             text("SELECT finalized_block FROM indexer_cursors WHERE chain_id = :c"), {"c": self.chain_id})
         await self.conn.commit()

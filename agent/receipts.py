@@ -30,15 +30,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def load(ctx: SenderContext, state: OperationState, limit: int) -> list[ChainOperation]:
-    async with ctx.session() as s:
-        ops = list((await s.scalars(select(ChainOperation).where(
-            ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-            ChainOperation.state == state).order_by(ChainOperation.nonce).limit(limit))).all())
-        await s.commit()
-    return ops
-
-
 async def fetch_receipts(ctx: SenderContext, ops: list[ChainOperation]) -> dict[Any, dict[str, Any]]:
     """op id -> the receipt of whichever of its hashes was mined (latest hash first)."""
     calls: list[tuple[str, list[Any]]] = []
@@ -81,56 +72,55 @@ def competitive(fees: Fees, view: ChainView) -> bool:
 
 
 async def poll(ctx: SenderContext, view: ChainView) -> int:
-    """Advance BROADCAST ops. Returns how many moved."""
-    ops = await load(ctx, S.BROADCAST, ctx.config.max_in_flight)
-    if not ops:
-        return 0
-    receipts = await fetch_receipts(ctx, ops)
-    waiting = [op for op in ops if op.id not in receipts]
-    consumed = [op for op in waiting if op.nonce is not None and op.nonce < view.mined_nonce]
-    finalized_nonce = None
-    if consumed:
-        finalized_nonce = int(await ctx.client.call("eth_getTransactionCount", [ctx.address, "finalized"]), 16)
-    overdue_at = _now() - timedelta(seconds=ctx.config.replace_after_s)
-    overdue = [op for op in waiting if op not in consumed and (op.broadcast_at is None or op.broadcast_at <= overdue_at)]
-    known: dict[Any, bool] = {}
-    if overdue:
-        txs = await ctx.client.batch([("eth_getTransactionByHash", [op.tx_hash]) for op in overdue])
-        known = {op.id: tx is not None for op, tx in zip(overdue, txs)}
+    """Advance BROADCAST ops (locked for the pass; SKIP LOCKED leaves an operator's action alone). Returns how
+    many moved."""
     rebroadcast: list[ChainOperation] = []
-    moved = 0
+    moved = mined = 0
     async with ctx.session() as s:
         async with s.begin():
-            rows = {op.id: op for op in (await s.scalars(select(ChainOperation).where(
-                ChainOperation.id.in_([op.id for op in ops]), ChainOperation.state == S.BROADCAST)
-                .with_for_update())).all()}
-            for op_id, rcpt in receipts.items():
-                if op_id in rows:
-                    mark_mined(rows[op_id], rcpt)
+            ops = list((await s.scalars(select(ChainOperation).where(
+                ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
+                ChainOperation.state == S.BROADCAST).order_by(ChainOperation.nonce).limit(ctx.config.max_in_flight)
+                .with_for_update(skip_locked=True))).all())
+            if not ops:
+                return 0
+            receipts = await fetch_receipts(ctx, ops)
+            for op in ops:
+                rcpt = receipts.get(op.id)
+                if rcpt is not None:
+                    mark_mined(op, rcpt)
+                    mined += 1
+            waiting = [op for op in ops if op.id not in receipts]
+            consumed = [op for op in waiting if op.nonce is not None and op.nonce < view.mined_nonce]
+            if consumed:
+                finalized_nonce = int(await ctx.client.call("eth_getTransactionCount", [ctx.address, "finalized"]), 16)
+                for row in consumed:
+                    if row.nonce is None or row.nonce >= finalized_nonce:
+                        continue  # consumed, but not yet final: a reorg could still bring ours back
+                    log.warning("chain %s: nonce %s of %s was used by a transaction not sent by the agent; operation "
+                                "%s is signed again at a fresh nonce", ctx.chain_id, row.nonce, ctx.address,
+                                row.business_ref)
+                    metrics.FOREIGN_NONCES.labels(str(ctx.chain_id)).inc()
+                    row.last_error = f"nonce {row.nonce} consumed outside the platform; signing again"
+                    row.state, row.nonce, row.raw_tx, row.tx_hash = S.PENDING, None, None, None
+                    row.broadcast_at = row.signed_at = None
                     moved += 1
-            for op in consumed:
-                row = rows.get(op.id)
-                if row is None or finalized_nonce is None or row.nonce is None or row.nonce >= finalized_nonce:
-                    continue  # consumed, but not yet final: a reorg could still bring ours back
-                log.warning("chain %s: nonce %s of %s was used by a transaction not sent by the agent; operation %s "
-                            "is signed again at a fresh nonce", ctx.chain_id, row.nonce, ctx.address, row.business_ref)
-                metrics.FOREIGN_NONCES.labels(str(ctx.chain_id)).inc()
-                row.last_error = f"nonce {row.nonce} consumed outside the platform; signing again"
-                row.state, row.nonce, row.raw_tx, row.tx_hash = S.PENDING, None, None, None
-                row.broadcast_at = row.signed_at = None
-                moved += 1
-            for op in overdue:
-                row = rows.get(op.id)
-                if row is None:
-                    continue
+            overdue_at = _now() - timedelta(seconds=ctx.config.replace_after_s)
+            overdue = [op for op in waiting if op not in consumed
+                       and (op.broadcast_at is None or op.broadcast_at <= overdue_at)]
+            known: dict[Any, bool] = {}
+            if overdue:
+                txs = await ctx.client.batch([("eth_getTransactionByHash", [op.tx_hash]) for op in overdue])
+                known = {op.id: tx is not None for op, tx in zip(overdue, txs)}
+            for row in overdue:
                 fresh = view.fees
-                if not known.get(op.id) and competitive(op_fees(row), view):
+                if not known.get(row.id) and competitive(op_fees(row), view):
                     rebroadcast.append(row)  # dropped from the pool: the same bytes again
                     continue
                 if row.nonce != view.mined_nonce:
                     # behind another pending tx (ours, or a gap): only the lowest nonce can be mined next, and
                     # paying more for this one would not help; it waits (sent again if the node dropped it)
-                    if not known.get(op.id):
+                    if not known.get(row.id):
                         rebroadcast.append(row)
                     else:
                         row.broadcast_at = _now()
@@ -150,8 +140,8 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
                 rebroadcast.append(row)
                 log.info("chain %s: op %s stuck at nonce %s; replaced with fees %s", ctx.chain_id, row.business_ref,
                          row.nonce, new_fees.tx_fields())
-    if moved:
-        metrics.TRANSITIONS.labels(str(ctx.chain_id), "MINED").inc(len(receipts))
+    if mined:
+        metrics.TRANSITIONS.labels(str(ctx.chain_id), "MINED").inc(mined)
     if rebroadcast:  # committed above (the replacement's raw tx first), now sent
         await broadcast(ctx, rebroadcast, why="replace")
-    return moved + len(rebroadcast)
+    return mined + moved + len(rebroadcast)

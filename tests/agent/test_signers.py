@@ -99,3 +99,20 @@ async def test_remote_signer_signing_as_another_account_is_refused(anvil, anvil_
             await remote.sign(tx)
     finally:
         await remote.aclose()
+
+
+@pytest.mark.parametrize("tx", [
+    {"chainId": 1, "nonce": 0, "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "value": 0, "data": "0x",
+     "gas": 21000, "maxFeePerGas": 3 * 10**9, "maxPriorityFeePerGas": 10**9, "type": 2},
+    {"chainId": 137, "nonce": 2**40, "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "value": 10**18,
+     "data": "0x9fc1d0e7" + "00" * 96, "gas": 150_000, "maxFeePerGas": 5 * 10**12, "maxPriorityFeePerGas": 0,
+     "type": 2},
+    {"chainId": 56, "nonce": 5, "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "value": 1, "data": "0xabcdef",
+     "gas": 100_000, "gasPrice": 3 * 10**9},
+])
+async def test_fast_local_signing_equals_eth_account(tx: dict) -> None:
+    key = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    raw, h = await LocalSigner(key).sign(tx)
+    ref = Account.from_key(key).sign_transaction(tx)
+    assert raw == "0x" + bytes(ref.raw_transaction).hex() and h == "0x" + bytes(ref.hash).hex()
+    assert Account.recover_transaction(raw) == Account.from_key(key).address
