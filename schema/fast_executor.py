@@ -132,11 +132,14 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         own (server.context): they shared one AsyncSession, and concurrent use of it failed ("This session is
         provisioning a new connection"). Mutations run serially in the operation's slot; a single root field
         (the hot path) keeps it too."""
-        open_slot = getattr(self.context_value, "root_field_slot", None)
+        context = self.context_value
+        open_slot = getattr(context, "root_field_slot", None)
         if serially or open_slot is None or len(grouped_field_set) < 2:
             return super().execute_root_grouped_field_set(root_type, root_value, grouped_field_set, serially,
                                                           position_context)
-        context = self.context_value
+        if context.services.single_connection:  # one connection for every session: one root field at a time
+            return super().execute_root_grouped_field_set(root_type, root_value, grouped_field_set, True,
+                                                          position_context)
         results: dict[str, Any] = {}
         pending: list[str] = []
         try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.db import SessionFactory, create_engine, create_read_session_factory, create_session_factory
 from core.encryption import FieldCipher, parse_key
@@ -59,6 +59,9 @@ class Services:
         # revoked sessions, users and API keys of every process; mirrored in memory once started (see start)
         self.revocations = RevocationList(self.redis, self.keys, self.settings.access_token_ttl_s)
         self.api_key_cache: dict[str, Any] = {}  # server.viewer
+        # sessions bound to one connection (tests: one rolled-back transaction) cannot run concurrently: such
+        # services resolve a query's root fields one after the other (schema.fast_executor)
+        self.single_connection = isinstance(getattr(self.session_factory, "kw", {}).get("bind"), AsyncConnection)
         self._user_changes: Any = None
 
     async def start(self) -> None:

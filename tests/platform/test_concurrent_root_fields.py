@@ -124,3 +124,13 @@ async def _user_sync_helper(settings: Settings) -> str:
         return await _user(services)
     finally:
         await services.aclose()
+
+
+async def test_sessions_bound_to_one_connection_take_turns(gql, make_user, services: Services) -> None:
+    """The test-transaction services bind every session to one connection: root fields then run one after the
+    other instead of failing on that connection (fuzzers and tests send multi-root queries in-process too)."""
+    assert services.single_connection
+    user = await make_user()
+    for _ in range(3):
+        result = await gql(DASHBOARD.replace("}", "} me { id }", 1), token=user.token)
+        assert "errors" not in result, result
