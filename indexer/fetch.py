@@ -140,17 +140,18 @@ async def _window_by_hash(
     max_events: int,
     logs_per_call: int,
 ) -> tuple[int, list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """Unfinalized blocks from ``start``: headers by number, then the logs of exactly those headers by
-    block hash, chunk after chunk (``ranger.size`` blocks, steered like spans) until ``max_events`` or
-    ``to_block``. Returns (end, logs, blocks); a header the node no longer knows fails the read (the
-    client retries "unknown block" on the next URL; the caller retries the batch after a backoff)."""
+    """Unfinalized blocks from ``start``: headers by number (one batch for up to MAX_BLOCKS_BY_HASH), then the
+    logs of exactly those headers by block hash, chunk after chunk (``ranger.size`` blocks, steered like
+    spans) until ``max_events`` or ``to_block``. Returns (end, logs, blocks); a header the node no longer
+    knows fails the read (the client retries "unknown block" on the next URL; the caller retries the batch
+    after a backoff)."""
+    last = min(to_block, start + MAX_BLOCKS_BY_HASH - 1)
+    headers = await fetch_blocks(client, range(start, last + 1))
     logs: list[dict[str, Any]] = []
-    blocks: dict[int, dict[str, Any]] = {}
     end = start - 1
-    while end < to_block and len(logs) < max_events:
+    while end < last and len(logs) < max_events:
         s = end + 1
-        e = min(to_block, s + max(1, min(ranger.size, MAX_BLOCKS_BY_HASH)) - 1)
-        headers = await fetch_blocks(client, range(s, e + 1))
+        e = min(last, s + max(1, ranger.size) - 1)
         per_block = await client.get_logs_by_hash(
             list(addresses), [WATCHED_TOPIC0S], [headers[n]["hash"] for n in range(s, e + 1)]
         )
@@ -163,9 +164,8 @@ async def _window_by_hash(
             got += len(block_logs)
             logs.extend(block_logs)
         steer(ranger, e - s + 1, got, logs_per_call)
-        blocks.update(headers)
         end = e
-    return end, logs, blocks
+    return end, logs, {n: headers[n] for n in range(start, end + 1)}
 
 
 _LOG_KEYS = frozenset(("blockNumber", "blockHash", "logIndex", "transactionHash", "transactionIndex", "address",
