@@ -204,3 +204,25 @@ def test_page_references_only_same_origin(assets_installed: None) -> None:
 def test_install_fails_clearly_without_node_modules(tmp_path: Path) -> None:
     with pytest.raises(graphiql.AssetsNotInstalled, match="npm ci"):
         graphiql.install_assets(node_modules=tmp_path, dest=tmp_path / "out")
+
+
+@pytest.mark.parametrize("env,page_served,explorer", [
+    ({}, True, True),  # development: GraphiQL with the explorer open
+    ({"GRAPHIQL_EXPLORER": "false"}, True, False),
+    ({"RWA_ENV": "production"}, False, False),  # production: no GraphiQL at all unless enabled
+    ({"RWA_ENV": "production", "GRAPHIQL_ENABLED": "true"}, True, False),
+    ({"RWA_ENV": "production", "GRAPHIQL_ENABLED": "true", "GRAPHIQL_EXPLORER": "true"}, True, True),
+])
+def test_explorer_switch(assets_installed: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
+                         page_served: bool, explorer: bool) -> None:
+    from core.settings import Settings
+    from server.app import _graphiql
+
+    for name in ("RWA_ENV", "GRAPHIQL_ENABLED", "GRAPHIQL_EXPLORER"):
+        monkeypatch.delenv(name, raising=False)
+    page, _ = _graphiql(Settings(**env))  # type: ignore[arg-type]
+    assert (page is not None) is page_served
+    if page is not None:
+        assert ("/static/graphiql/plugin-explorer.umd.js?v=" in page) is explorer
+        config = json.loads(page.split('id="graphiql-config">')[1].split("</script>")[0])
+        assert config["explorer"] is explorer

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,13 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], database_url: 
             titles = [t.strip() for t in page.locator(".graphiql-tab").all_inner_texts()]
             assert "AuditLog_asCOMPLIANCE" in titles and "LiveTrades_asINVESTOR" in titles, titles
 
+            # A wrong password is refused in the bar with the server's message, and signs nobody in.
+            page.fill("#auth-email", world["email"])
+            page.fill("#auth-password", "not-the-password")
+            page.click("#auth-signin")
+            page.wait_for_selector("#auth-error", timeout=10_000)
+            assert page.locator("#auth-user").count() == 0
+
             # Sign in through the bar: no credential reaches localStorage.
             _sign_in(page, world["email"], PASSWORD)
             assert world["email"] in page.inner_text("#auth-user")
@@ -168,12 +176,18 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], database_url: 
             sequence = _wait_for_trade(page, url, world, after=None)
 
             # The token is renewed before it expires; the socket reconnects with it and keeps delivering.
-            with page.expect_request(lambda r: r.method == "POST" and "GraphiQLRefresh" in (r.post_data or ""),
-                                     timeout=(TOKEN_TTL_S + 10) * 1000) as renewal:
-                pass
-            renewal_body = json.loads(renewal.value.post_data or "{}")
+            def renewals() -> list[Request]:
+                return [r for r in requests if r.method == "POST" and "GraphiQLRefresh" in (r.post_data or "")]
+            seen = len(renewals())
+            deadline = time.monotonic() + TOKEN_TTL_S + 10
+            while len(renewals()) == seen:
+                assert time.monotonic() < deadline, [json.loads(r.post_data or "{}").get("query", "")[:40]
+                                                     for r in requests if r.method == "POST"]
+                page.wait_for_timeout(200)
+            renewal = renewals()[-1]
+            renewal_body = json.loads(renewal.post_data or "{}")
             assert renewal_body["variables"]["refreshToken"], renewal_body
-            renewed = renewal.value.response()
+            renewed = renewal.response()
             assert renewed is not None and "errors" not in renewed.json(), renewed.json() if renewed else None
             page.wait_for_timeout(500)  # let the restarted socket resubscribe
             _wait_for_trade(page, url, world, after=sequence)

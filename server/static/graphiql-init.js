@@ -287,10 +287,28 @@
     return found;
   }
 
+  // GraphiQL can send the operation name of the tab shown before (the explorer sets it as it edits): a name the
+  // document does not define is replaced by the document's only operation, instead of failing the run.
+  function withKnownOperation(params, documentAST) {
+    if (!documentAST || !params.operationName) return params;
+    var names = documentAST.definitions.filter(function (d) { return d.kind === "OperationDefinition"; })
+      .map(function (d) { return d.name ? d.name.value : null; });
+    if (names.indexOf(params.operationName) >= 0 || names.length !== 1) return params;
+    return Object.assign({}, params, {operationName: names[0] || undefined});
+  }
+
+  // The query editor's parsed document can lag behind its text (or be missing right after a tab switch): parse the
+  // text being sent, so the operation and whether it is a subscription are read from what actually goes out.
+  function parsed(query, fallback) {
+    try { return window.GraphiQL.GraphQL.parse(query); } catch (e) { return fallback || null; }
+  }
+
   function fetcher(params, opts) {
+    opts = Object.assign({}, opts, {documentAST: parsed(params.query, opts && opts.documentAST)});
+    params = withKnownOperation(params, opts.documentAST);
     var headers = Object.assign({}, opts && opts.headers);
     var own = editorCredential(headers);
-    if (opts && isSubscription(opts.documentAST, params.operationName) && sockets.subscribe) {
+    if (isSubscription(opts.documentAST, params.operationName) && sockets.subscribe) {
       return {
         subscribe: function (observer) {
           var ended = false, end = null;
