@@ -81,6 +81,7 @@ class RevocationList:
         self._watches: dict[tuple[str, str], weakref.WeakSet[Watch]] = {}
         self.live = False
         self._reader: asyncio.Task[None] | None = None
+        self._pubsub: _MirrorPubSub | None = None
         self._channel = keys("revocations")
         self._last_prune = 0.0
 
@@ -195,7 +196,7 @@ class RevocationList:
 
     async def _follow(self, ready: asyncio.Future[None]) -> None:
         while True:
-            pubsub = _MirrorPubSub(self.redis.connection_pool, ignore_subscribe_messages=True)
+            pubsub = self._pubsub = _MirrorPubSub(self.redis.connection_pool, ignore_subscribe_messages=True)
             resubscribed = pubsub.resubscribed
             try:
                 await pubsub.subscribe(self._channel)

@@ -211,3 +211,24 @@ def test_a_socket_closes_when_its_session_is_revoked(module_database_url, redis_
         assert unrelated.receive_json()["type"] == "next"
         for ws in sockets:
             ws.__exit__(None, None, None)
+
+
+async def test_the_mirror_reloads_after_its_subscription_was_cut(process_factory, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """redis-py reconnects and resubscribes by itself; a revocation published while the subscription was down
+    must still reach the mirror (it reloads the sets after resubscribing)."""
+    from redis.asyncio import Redis
+
+    services, client = await process_factory()
+    token = (await _register(client))["accessToken"]
+    claims = services.keyring.verify(token)
+    sockname = services.revocations._pubsub.connection._writer.get_extra_info("sockname")  # type: ignore[union-attr]
+    admin = Redis.from_url(redis_url)
+    try:
+        await admin.execute_command("CLIENT", "KILL", "ADDR", f"{sockname[0]}:{sockname[1]}")
+        # written while no subscription exists (as another process would, its message lost): the set only
+        await admin.zadd(services.keys("revoked", "sid"), {claims.session_family: time.time()})
+    finally:
+        await admin.aclose()
+    await _until(lambda: claims.session_family in services.revocations._sids)
+    assert services.revocations.live
+    assert _code(await _gql(client, ME, token)) == "UNAUTHENTICATED"
