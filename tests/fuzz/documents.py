@@ -5,6 +5,7 @@ arguments as real multipart files."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ import graphql
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, queries
 
-from tests.fuzz.scalars import Pools, scalar_strategies
+from tests.fuzz.scalars import Pools, argument_kind, named_type, scalar_strategies
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
 FILES = st.tuples(
@@ -35,12 +36,6 @@ class Operation:
         return f"query: {self.query}\nvariables: {self.variables!r}"[:4000] + (f"\nfiles: {files}" if files else "")
 
 
-def _named(type_: graphql.GraphQLType) -> graphql.GraphQLNamedType:
-    while isinstance(type_, graphql.GraphQLWrappingType):
-        type_ = type_.of_type
-    return type_  # type: ignore[return-value]
-
-
 def hoist(schema: graphql.GraphQLSchema, document: graphql.DocumentNode,
           files: list[tuple[str, bytes, str]]) -> Operation:
     """The same operation with every root field argument passed as a variable of the argument's declared type."""
@@ -61,7 +56,7 @@ def hoist(schema: graphql.GraphQLSchema, document: graphql.DocumentNode,
             name = graphql.NameNode(value=f"v{len(definitions)}")
             definitions.append(graphql.VariableDefinitionNode(
                 variable=graphql.VariableNode(name=name), type=graphql.parse_type(str(arg_def.type)), directives=()))
-            if _named(arg_def.type).name == "Upload" and isinstance(arg_def.type, graphql.GraphQLNonNull) and files:
+            if named_type(arg_def.type).name == "Upload" and isinstance(arg_def.type, graphql.GraphQLNonNull) and files:
                 variables[name.value] = None
                 uploads[name.value] = files[len(uploads) % len(files)]
             else:
@@ -75,14 +70,62 @@ def hoist(schema: graphql.GraphQLSchema, document: graphql.DocumentNode,
     return Operation(graphql.print_ast(graphql.DocumentNode(definitions=(hoisted,))), variables, uploads)
 
 
+RETARGET_SHARE = 0.7  # of the arguments with a known kind that take a value of that kind from the pools
+
+
+def retarget(schema: graphql.GraphQLSchema, document: graphql.DocumentNode, pools: Pools,
+             rnd: random.Random) -> graphql.DocumentNode:
+    """hypothesis-graphql draws each scalar by type alone; here arguments and input fields whose name tells their
+    kind (`marketId`, `caseId`, the `id` of `cancelOrder`, `currency`, `holder`, `chainId`) mostly take a value of
+    that kind from the pools instead (new nodes: the generated ones may be cached and shared)."""
+    op = document.definitions[0]
+    assert isinstance(op, graphql.OperationDefinitionNode)
+    root = schema.get_root_type(op.operation)
+    assert root is not None
+
+    def value(name: str, type_: graphql.GraphQLInputType, node: graphql.ValueNode,
+              id_of: graphql.GraphQLNamedType | None) -> graphql.ValueNode:
+        named = named_type(type_)
+        if isinstance(named, graphql.GraphQLInputObjectType) and isinstance(node, graphql.ObjectValueNode):
+            return graphql.ObjectValueNode(fields=tuple(
+                graphql.ObjectFieldNode(name=f.name, value=value(f.name.value, named.fields[f.name.value].type,
+                                                                 f.value, None))
+                if f.name.value in named.fields else f for f in node.fields))
+        if isinstance(node, graphql.ListValueNode) or rnd.random() > RETARGET_SHARE:
+            return node
+        if name == "chainId" and named.name == "Int":
+            return graphql.IntValueNode(value=rnd.choice(["1", "1", "137", "56"]))
+        kind = argument_kind(name, id_of)
+        choices = pools.named.get(kind or "")
+        return graphql.StringValueNode(value=rnd.choice(choices)) if choices and named.name != "Int" else node
+
+    selections = []
+    for selection in op.selection_set.selections:
+        if not isinstance(selection, graphql.FieldNode) or selection.name.value not in root.fields:
+            selections.append(selection)
+            continue
+        field_def = root.fields[selection.name.value]
+        arguments = tuple(
+            graphql.ArgumentNode(name=a.name, value=value(a.name.value, field_def.args[a.name.value].type, a.value,
+                                                          named_type(field_def.type)))
+            if a.name.value in field_def.args else a for a in selection.arguments or ())
+        selections.append(graphql.FieldNode(alias=selection.alias, name=selection.name, arguments=arguments,
+                                            directives=selection.directives, selection_set=selection.selection_set))
+    return graphql.DocumentNode(definitions=(graphql.OperationDefinitionNode(
+        operation=op.operation, name=op.name, variable_definitions=op.variable_definitions, directives=op.directives,
+        selection_set=graphql.SelectionSetNode(selections=tuple(selections))),))
+
+
 def operations(schema: graphql.GraphQLSchema, pools: Pools, kind: str, fields: list[str] | None,
                mode: Mode = Mode.POSITIVE) -> st.SearchStrategy[Operation]:
     """Operations of `kind` ("query" or "mutation") over `fields` (None: any subset of the root fields)."""
     build = queries if kind == "query" else mutations
     documents = build(schema, fields=fields, custom_scalars=scalar_strategies(pools), mode=mode,
                       print_ast=lambda d: d, allow_x00=False, codec="utf-8")
-    literal = documents.map(lambda d: Operation(graphql.print_ast(d)))
     if mode is Mode.NEGATIVE:  # an invalid document may not even name valid arguments: send it as it is
-        return literal
+        return documents.map(lambda d: Operation(graphql.print_ast(d)))
+    documents = st.tuples(documents, st.randoms(use_true_random=False)).map(
+        lambda t: retarget(schema, t[0], pools, t[1]))
+    literal = documents.map(lambda d: Operation(graphql.print_ast(d)))
     hoisted = st.tuples(documents, st.lists(FILES, min_size=1, max_size=2)).map(lambda t: hoist(schema, *t))
     return st.one_of(literal, hoisted)

@@ -51,10 +51,10 @@ class ServerErrors(logging.Handler):
 class Caller:
     """One role's view of the API: its token (renewed in long runs) and the shared pools."""
 
-    def __init__(self, client: httpx.AsyncClient, setup_client: httpx.AsyncClient, services: Services, world: World,
-                 pools: Pools, role: str) -> None:
+    def __init__(self, schema: graphql.GraphQLSchema, client: httpx.AsyncClient, setup_client: httpx.AsyncClient,
+                 services: Services, world: World, pools: Pools, role: str) -> None:
         self.client, self.services, self.world, self.pools, self.role = client, services, world, pools, role
-        self.setup_client = setup_client
+        self.schema, self.setup_client = schema, setup_client
         self.account: Account | None = world.accounts.get(role)
         self.renewed = time.monotonic()
         self.errors = ServerErrors()
@@ -96,7 +96,7 @@ class Caller:
         fields, outcome = _outcome(op, resp)
         self.outcomes[(",".join(fields) if len(fields) < 3 else f"{len(fields)} fields", outcome)] += 1
         if problem is None:
-            self.pools.harvest(resp.json().get("data"))
+            self.pools.harvest(resp.json().get("data"), _root_type(self.schema, op))
             if self.account is not None and (SELF_HARM & set(fields) or "session ended" in outcome):
                 await restore(self.setup_client, self.services, self.world, self.account)
                 self.renewed = time.monotonic()
@@ -123,6 +123,13 @@ def _problem(resp: httpx.Response) -> str | None:
         if code == "INTERNAL":
             return "an INTERNAL error"
     return None
+
+
+def _root_type(schema: graphql.GraphQLSchema, op: Operation) -> graphql.GraphQLObjectType | None:
+    document = graphql.parse(op.query)
+    definition = document.definitions[0]
+    return schema.get_root_type(definition.operation) if isinstance(definition, graphql.OperationDefinitionNode) \
+        else None
 
 
 def _outcome(op: Operation, resp: httpx.Response) -> tuple[list[str], str]:

@@ -28,6 +28,8 @@ class Pools:
     ids: list[str] = field(default_factory=list)
     strings: list[str] = field(default_factory=list)
     cursors: list[str] = field(default_factory=list)
+    # by kind: "marketId", "orderId" (from `id` fields of Order objects), "address", "currency"
+    named: dict[str, list[str]] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # Hypothesis prints the test's arguments on failure: not 400 ids
         return f"Pools({len(self.ids)} ids, {len(self.strings)} strings, {len(self.cursors)} cursors)"
@@ -38,21 +40,65 @@ class Pools:
             if len(pool) > POOL_LIMIT:
                 del pool[: len(pool) - POOL_LIMIT]
 
-    def harvest(self, data: Any) -> None:
-        """Walk a response's data: UUID-looking strings go to `ids`, cursors to `cursors`."""
-        stack = [data]
+    def harvest(self, data: Any, type_: graphql.GraphQLNamedType | None = None) -> None:
+        """Walk a response's data (`type_`: the operation's root type): UUIDs go to `ids` and, when their kind is
+        known (an `id` of an Order object, a `marketId` field), to `named[kind]`; cursors to `cursors`."""
+        stack: list[tuple[Any, graphql.GraphQLNamedType | None]] = [(data, type_)]
         while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                for key, value in item.items():
-                    if isinstance(value, str) and key in ("cursor", "startCursor", "endCursor"):
-                        self.remember(self.cursors, value)
-                    elif isinstance(value, str) and len(value) == 36 and value.count("-") == 4:
-                        self.remember(self.ids, value)
-                    elif isinstance(value, (dict, list)):
-                        stack.append(value)
-            elif isinstance(item, list):
-                stack.extend(item)
+            item, parent = stack.pop()
+            if isinstance(item, list):
+                stack.extend((child, parent) for child in item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            fields = parent.fields if isinstance(parent, (graphql.GraphQLObjectType, graphql.GraphQLInterfaceType)) \
+                else {}
+            for key, value in item.items():
+                if isinstance(value, (dict, list)):
+                    stack.append((value, named_type(fields[key].type) if key in fields else None))
+                elif not isinstance(value, str):
+                    continue
+                elif key in ("cursor", "startCursor", "endCursor"):
+                    self.remember(self.cursors, value)
+                elif len(value) == 36 and value.count("-") == 4:
+                    self.remember(self.ids, value)
+                    kind = key if key.endswith("Id") else id_kind(parent) if key == "id" else None
+                    if kind:
+                        self.remember(self.named.setdefault(kind, []), value)
+                elif key in ADDRESS_NAMES and value.startswith("0x"):
+                    self.remember(self.named.setdefault("address", []), value)
+
+
+ADDRESS_NAMES = {"address", "token", "holder", "tokenAddress", "walletAddress", "depositAddress", "identityRegistry"}
+CURRENCY_NAMES = {"currency", "quoteCurrency", "base", "quote", "fromCurrency", "toCurrency"}
+ID_KIND_ALIASES = {"caseId": "kycCaseId", "documentContentId": "assetDocumentId"}
+
+
+def named_type(type_: graphql.GraphQLType) -> graphql.GraphQLNamedType:
+    while isinstance(type_, graphql.GraphQLWrappingType):
+        type_ = type_.of_type
+    return type_  # type: ignore[return-value]
+
+
+def id_kind(type_: graphql.GraphQLNamedType | None) -> str | None:
+    """The pool of ids of objects of `type_`: Order -> "orderId"."""
+    if type_ is None:
+        return None
+    kind = type_.name[0].lower() + type_.name[1:] + "Id"
+    return ID_KIND_ALIASES.get(kind, kind)
+
+
+def argument_kind(name: str, id_of: graphql.GraphQLNamedType | None) -> str | None:
+    """The pool an argument or input field named `name` draws from (`id` arguments: the root field's type)."""
+    if name in ADDRESS_NAMES:
+        return "address"
+    if name in CURRENCY_NAMES:
+        return "currency"
+    if name == "id":
+        return id_kind(id_of)
+    if name.endswith("Id"):
+        return ID_KIND_ALIASES.get(name, name)
+    return None
 
 
 def live(pool: list[str]) -> st.SearchStrategy[str]:
@@ -162,8 +208,9 @@ def crafted_cursors(pools: Pools) -> st.SearchStrategy[str]:
 
 def mostly(plausible: st.SearchStrategy[graphql.ValueNode],
            hostile: st.SearchStrategy[graphql.ValueNode]) -> st.SearchStrategy[graphql.ValueNode]:
-    """About four plausible values to one hostile: most operations get past input checks into the resolvers."""
-    return st.one_of(plausible, plausible, plausible, plausible, hostile)
+    """Nine plausible values to one hostile. hypothesis-graphql fills every optional argument too, so with (say)
+    eight arguments a higher share would leave few operations that get past input checks into the resolvers."""
+    return st.integers(min_value=0, max_value=9).flatmap(lambda i: hostile if i == 0 else plausible)
 
 
 WORDS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ABCXYZ-0123456789", min_size=1, max_size=24)

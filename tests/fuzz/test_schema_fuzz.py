@@ -53,13 +53,14 @@ def fuzz_settings(examples: int):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def pools(world: World) -> Pools:
-    return Pools(ids=list(world.ids), strings=[*world.strings, PASSWORD])
+    return Pools(ids=list(world.ids), strings=[*world.strings, PASSWORD],
+                 named={kind: list(values) for kind, values in world.named.items()})
 
 
 @pytest.fixture(scope="module")
 async def callers(fuzz_client: httpx.AsyncClient, setup_client: httpx.AsyncClient, fuzz_services: Services,
                   world: World, pools: Pools) -> AsyncIterator[dict[str, Caller]]:
-    made = {role: Caller(fuzz_client, setup_client, fuzz_services, world, pools, role) for role in ROLES}
+    made = {role: Caller(SCHEMA, fuzz_client, setup_client, fuzz_services, world, pools, role) for role in ROLES}
     yield made
     for caller in made.values():
         caller.close()

@@ -41,6 +41,11 @@ class World:
     accounts: dict[str, Account]
     ids: list[str] = field(default_factory=list)  # UUIDs of seeded rows
     strings: list[str] = field(default_factory=list)  # addresses, currencies, symbols, emails, urls
+    named: dict[str, list[str]] = field(default_factory=dict)  # ids by kind ("marketId") and addresses, currencies
+
+    def add(self, kind: str, *values: str) -> None:
+        self.named.setdefault(kind, []).extend(values)
+        (self.strings if kind in ("address", "currency") else self.ids).extend(values)
 
     def token(self, role: str) -> str | None:
         return self.accounts[role].access_token if role in self.accounts else None
@@ -92,7 +97,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
         await s.commit()
     world = World(accounts)
     for role, account in accounts.items():
-        world.ids.append(str(account.id))
+        world.add("userId", str(account.id))
         if role not in CALLERS:  # a generated `login` with a wrong password must not lock a caller out
             world.strings.append(account.email)
         if account.roles != ["INVESTOR"] or account is accounts["INVESTOR"]:
@@ -106,14 +111,17 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     trader = await make_trader(sf, market, cash="100000", tokens="1000", user_id=accounts["INVESTOR"].id)
     counterparty = await make_trader(sf, market, cash="100000", tokens="1000")
     counter_token, _ = services.keyring.issue(counterparty.user_id, ["INVESTOR"])
-    world.ids += [str(market.market_id), str(market.token_id), str(counterparty.user_id)]
-    world.strings += [market.token_address, market.registry, market.quote, trader.wallet, counterparty.wallet]
+    world.add("marketId", str(market.market_id))
+    world.add("tokenId", str(market.token_id))
+    world.add("userId", str(counterparty.user_id))
+    world.add("address", market.token_address, market.registry, trader.wallet, counterparty.wallet)
+    world.add("currency", market.quote, "USD", "EUR")
     place = ("mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }")
     for who, side, price in ((investor, "BUY", "1.00"), (investor, "SELL", "5.00"), (counter_token, "SELL", "1.00"),
                              (counter_token, "BUY", "0.50")):
         order = await call(client, place, {"i": {"marketId": str(market.market_id), "side": side, "type": "LIMIT",
                                                  "quantity": "2", "price": price}}, who)
-        world.ids.append(order["placeOrder"]["id"])
+        world.add("orderId", order["placeOrder"]["id"])
     markets = await call(client, "{ markets { id symbol } }", token=investor)
     world.strings += [m["symbol"] for m in markets["markets"]]
 
@@ -129,7 +137,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
         await call(client, "mutation($a: UUID!) { submitAsset(id: $a) { id } }", {"a": asset_id}, issuer)
     await call(client, "mutation($a: UUID!) { approveAsset(id: $a) { id } }", {"a": asset_ids[2]},
                accounts["COMPLIANCE"].access_token)
-    world.ids += asset_ids
+    world.add("assetId", *asset_ids)
     ops = {"query": "mutation($a: UUID!, $f: Upload!) { uploadAssetDocument(assetId: $a, kind: PROSPECTUS, file: $f) "
                     "{ id } }", "variables": {"a": asset_ids[0], "f": None}}
     resp = await client.post("/graphql", data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.f"]})},
@@ -137,12 +145,13 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
                              headers={"Authorization": f"Bearer {issuer}", "Apollo-Require-Preflight": "true"})
     if resp.status_code != 200 or resp.json().get("errors"):
         raise SeedFailed(f"seeding the fuzz world failed: upload -> {resp.status_code} {resp.text[:500]}")
-    world.ids.append(resp.json()["data"]["uploadAssetDocument"]["id"])
+    world.add("assetDocumentId", resp.json()["data"]["uploadAssetDocument"]["id"])
     market_asset = await call(client, "query($t: UUID!) { token(id: $t) { assetId } }", {"t": str(market.token_id)}, admin)
     valuation = await call(client, "mutation($i: AddValuationInput!) { addValuation(input: $i) { id } }",
                            {"i": {"assetId": market_asset["token"]["assetId"], "amount": "1250000.50",
                                   "currency": "EUR", "method": "NAV", "asOf": "2026-01-01", "source": "fuzz"}}, admin)
-    world.ids += [market_asset["token"]["assetId"], valuation["addValuation"]["id"]]
+    world.add("assetId", market_asset["token"]["assetId"])
+    world.add("valuationId", valuation["addValuation"]["id"])
     await call(client, 'mutation { setFxRate(base: "USD", quote: "EUR", asOf: "2026-01-01", rate: "0.92") { rate } }',
                token=admin)
 
@@ -150,7 +159,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     async with sf() as s:
         stablecoin = (await s.execute(select(Token.address).where(
             Token.kind == TokenKind.STABLECOIN, Token.symbol == market.quote))).scalar_one()
-    world.strings.append(stablecoin)
+    world.add("address", stablecoin)
     pay = "mutation($i: CreatePaymentInput!) { createPayment(input: $i) { id } }"
     payment_ids = []
     for key, extra in (("fuzz-bank-1", {}), ("fuzz-bank-2", {}),
@@ -161,21 +170,21 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
         payment_ids.append(data["createPayment"]["id"])
     await call(client, 'mutation($p: UUID!) { confirmBankTransfer(paymentId: $p, bankReference: "FZ-1") { id } }',
                {"p": payment_ids[0]}, admin)
-    world.ids += payment_ids
+    world.add("paymentId", *payment_ids)
     world.strings += ["fuzz-bank-1", "FZ-1"]
 
     # identity: an API key, a KYC case waiting for review (the victim's), a webhook endpoint
     key = await call(client, 'mutation { createApiKey(name: "fuzz") { apiKey { id } } }', token=investor)
-    world.ids.append(key["createApiKey"]["apiKey"]["id"])
+    world.add("apiKeyId", key["createApiKey"]["apiKey"]["id"])
     victim = services.keyring.issue(accounts["VICTIM"].id, ["INVESTOR"])[0]
     kyc = await call(client, "mutation($i: KycInput!) { submitKyc(input: $i) { id } }",
                      {"i": {"fullName": "Vic Tim", "dateOfBirth": "1990-05-01", "country": "DE",
                             "documentType": "PASSPORT", "documentNumber": "C01X00T47", "address": "Hauptstr. 1"}},
                      victim)
-    world.ids.append(kyc["submitKyc"]["id"])
+    world.add("kycCaseId", kyc["submitKyc"]["id"])
     # loopback resolves without a network (production refuses it; deliveries are not run here)
     hook = await call(client, 'mutation { createWebhookEndpoint(url: "https://localhost:9/hooks/rwa") { id url } }',
                       token=admin)
-    world.ids.append(hook["createWebhookEndpoint"]["id"])
+    world.add("webhookEndpointId", hook["createWebhookEndpoint"]["id"])
     world.strings += [hook["createWebhookEndpoint"]["url"], "https://example.com/hooks/rwa"]
     return world
