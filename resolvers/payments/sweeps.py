@@ -25,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent.outbox import enqueue
 from resolvers.raw_sql import pg
 
-TRANSFER_GAS = 80_000  # a stablecoin transfer uses ~35-52k; the margin covers a fee bump
+TRANSFER_GAS = 80_000  # a stablecoin transfer uses ~35-52k, estimated with the agent's margin
+# the agent signs at maxFeePerGas (about 2 x base fee + tip) and may bump it: the node wants gas x max fee up front
+FEE_HEADROOM = 3
 SWEEPABLE = ("CONFIRMED", "OVERPAID")
 _OPEN = ("PENDING", "SIGNED", "BROADCAST", "MINED")
 
@@ -69,7 +71,7 @@ async def sweep_pass(session: AsyncSession, min_amount: Decimal, treasury: Calla
     """Queue the top-ups and sweeps one pass needs (see the module docstring). Does not commit. Returns counts."""
     queued = {"topups": 0, "sweeps": 0}
     for c in await candidates(session, min_amount, chain_id=chain_id):
-        need = TRANSFER_GAS * await gas_price(c.chain_id)
+        need = TRANSFER_GAS * FEE_HEADROOM * await gas_price(c.chain_id)
         have = await native_balance(c.chain_id, c.address)
         n = c.versions + 1
         if have < need:

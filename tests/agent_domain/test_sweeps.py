@@ -10,7 +10,7 @@ from decimal import Decimal
 from models.operations import OperationState
 from models.payments import Payment, PaymentMethod, PaymentState
 from models.tokens import Holding
-from resolvers.payments.sweeps import TRANSFER_GAS, sweep_pass
+from resolvers.payments.sweeps import FEE_HEADROOM, TRANSFER_GAS, sweep_pass
 from tests.agent_domain.helpers import complete, op_by_ref
 from tests.trading.factories import make_user, random_address
 
@@ -49,7 +49,7 @@ async def test_sweep_pass(session_factory, session):  # type: ignore[no-untyped-
     assert queued == {"topups": 1, "sweeps": 1}
     topup = await op_by_ref(session, f"gas:1:{ok}:1")
     assert (topup.kind, topup.signer, topup.contract, int(topup.value)) == ("gas.topup", "treasury", ok,
-                                                                             TRANSFER_GAS * 10**9)
+                                                                             TRANSFER_GAS * FEE_HEADROOM * 10**9)
     sweep = await op_by_ref(session, f"sweep:1:{over}:1")
     assert (sweep.signer, sweep.function, sweep.args) == (f"deposit:{base + 2}", "transfer", [TREASURY, "3000000"])
     # in flight: nothing more; dust and unconfirmed payments never
@@ -59,7 +59,7 @@ async def test_sweep_pass(session_factory, session):  # type: ignore[no-untyped-
     # the top-up landed: the next pass sweeps that address
     await complete(session, topup, confirmed=True)
     assert topup.state is OperationState.CONFIRMED
-    gas[ok] = TRANSFER_GAS * 10**9
+    gas[ok] = TRANSFER_GAS * FEE_HEADROOM * 10**9
     assert await sweep_pass(session, Decimal(1), lambda _: TREASURY, balance, price, chain_id=1) == \
         {"topups": 0, "sweeps": 1}
     assert (await op_by_ref(session, f"sweep:1:{ok}:2")).args == [TREASURY, str(50 * 10**6)]
