@@ -145,6 +145,8 @@
         refreshTimer = window.setTimeout(function () { refreshSession().catch(function () {}); }, 5000);
       } else if (!error.retryable) {
         endLocally("Your session ended (" + error.message + "). Sign in again.");
+      } else if (auth.kind !== "session") {
+        setAuth({notice: "Could not restore your session (" + error.message + "). Reload, or sign in again."});
       }
       throw error;
     }).finally(function () { refreshing = null; });
