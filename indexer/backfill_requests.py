@@ -94,15 +94,6 @@ async def cancel(conn: asyncpg.Connection, request_id: int, *, writer: bool = Fa
         "WHERE id = $1 AND state NOT IN ('DONE', 'FAILED', 'CANCELLED')", request_id)
 
 
-async def recent(conn_or_session: Any, chain_ids: list[int], limit: int = 5) -> list[BackfillRequest]:
-    """Unfinished requests and the last few finished ones per chain (for status displays); asyncpg only."""
-    rows = await conn_or_session.fetch(
-        f"SELECT {_COLUMNS} FROM (SELECT *, row_number() OVER (PARTITION BY chain_id ORDER BY id DESC) AS n "
-        f"FROM indexer_backfill_requests WHERE chain_id = ANY($1::int[])) r "
-        f"WHERE state IN ('PENDING', 'RUNNING') OR n <= $2 ORDER BY chain_id, id", chain_ids, limit)
-    return [BackfillRequest(**dict(r)) for r in rows]
-
-
 async def _finish(conn: asyncpg.Connection, request_id: int, state: str, error: str | None = None) -> None:
     await conn.execute(
         "UPDATE indexer_backfill_requests SET state = $2, error = $3, finished_at = now(), updated_at = now() "
