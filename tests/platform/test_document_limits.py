@@ -155,3 +155,25 @@ async def test_nesting_beyond_the_parser_is_too_complex(client) -> None:  # type
 async def test_graphiql_introspection_still_fits(client) -> None:  # type: ignore[no-untyped-def]
     body, _ = await post(client, get_introspection_query(descriptions=True))
     assert codes(body) == [] and body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+@pytest.mark.parametrize("depth", [10, 60, 300, 700])
+async def test_nested_json_literals_and_variables_are_typed(gql, make_user, depth: int) -> None:  # type: ignore[no-untyped-def]
+    """A JSON scalar nests as deep as its input allows: in the document (bounded by the parser) or in variables
+    (bounded by the body's nesting guard). Either way a typed answer, never INTERNAL or a crash."""
+    issuer = await make_user(roles=["ISSUER"])
+    literal = "{a: " * depth + "1" + "}" * depth
+    create = ("mutation { createAsset(input: {name: \"Nested\", type: OTHER, jurisdiction: \"DE\", currency: \"EUR\", "
+              f"metadata: {literal}}}) {{ id }} }}")
+    result = await gql(create, token=issuer.token)
+    assert {e["extensions"]["code"] for e in result.get("errors") or []} <= {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}, result
+    nested: object = 1
+    for _ in range(depth):
+        nested = {"a": nested}
+    variables = {"i": {"name": "Nested", "type": "OTHER", "jurisdiction": "DE", "currency": "EUR", "metadata": nested}}
+    resp = await gql.client.post("/graphql", json={"query": "mutation($i: CreateAssetInput!) { createAsset(input: $i) "
+                                                            "{ id } }", "variables": variables},
+                                 headers={"Authorization": f"Bearer {issuer.token}"})
+    assert resp.status_code < 500
+    body = resp.json()
+    assert {e["extensions"]["code"] for e in body.get("errors") or []} <= {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}, body
