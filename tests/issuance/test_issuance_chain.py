@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from chains.deploy import transact
 from chains.rpc import RpcClient
 from indexer.verify import verify_token
 from models.assets import Asset, AssetStatus, AssetType
@@ -186,3 +187,41 @@ async def test_close_during_a_reorg_mints_once_and_pays_once(world: World) -> No
     assert {r["state"] for r in await w.sql("SELECT state FROM offering_subscriptions")} == {"SETTLED"}
     paid = await w.sql("SELECT count(*) AS n FROM ledger_transactions WHERE reference = $1", f"{ref}:settle")
     assert paid[0]["n"] == 1
+
+
+async def test_a_mint_the_chain_refuses_releases_the_cash(world: World) -> None:  # noqa: F811
+    w = world
+    issuer, token_id, investors = await _seed(w)
+    now = datetime.now(timezone.utc)
+    spec = offerings.OfferingSpec(token_id=token_id, name="Refused placement", quote_currency=QUOTE,
+                                  price=Decimal(1), min_ticket=Decimal(1), target=Decimal(1), hard_cap=Decimal(500),
+                                  opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
+                                  allocation_rule=AllocationRule.FIRST_COME)
+    boss = Actor(issuer, frozenset({"ISSUER"}))
+    async with running(w, agent=False):  # index the registry's identities first
+        for _ in range(200):
+            if len(await w.sql("SELECT 1 FROM identities WHERE registered")) >= 3:
+                break
+            await asyncio.sleep(0.1)
+    offering = await _unit(w, lambda s: offerings.create_offering(s, boss, spec))
+    await _unit(w, lambda s: offerings.open_offering(s, boss, offering.id))
+    await _unit(w, lambda s: subscriptions.subscribe(s, Actor(investors[1], frozenset({"INVESTOR"})),
+                                                     subscriptions.SubscribeRequest(offering.id, Decimal(40))))
+    await _unit(w, lambda s: closing.close_offering(s, boss, offering.id))
+    # the investor's identity is deleted on chain after the close: the token refuses to mint to the wallet
+    await transact(w.d.stack.registry.functions.deleteIdentity(w.d.accounts[2]), w.d.agent)
+    ref = f"offering:{offering.id}:mint:0"
+    async with running(w) as tasks:
+        ops = await w.wait_ops(lambda o: o[ref]["state"] == "FAILED", tasks=tasks)
+    assert ops[ref]["revert_reason"]
+    [sub] = await w.sql("SELECT state, reason FROM offering_subscriptions")
+    assert sub["state"] == "FAILED"
+    engine = create_async_engine(w.db_url)
+    try:
+        async with AsyncSession(engine) as s:
+            cash = {b.currency: b for b in await ledger.balances(s, investors[1])}[QUOTE]
+            paid = {b.currency: b for b in await ledger.balances(s, issuer)}.get(QUOTE)
+    finally:
+        await engine.dispose()
+    assert (cash.available, cash.reserved) == (Decimal(1000), 0) and paid is None
+    assert [r["state"] for r in await w.sql("SELECT state FROM offerings")] == ["SETTLED"]
