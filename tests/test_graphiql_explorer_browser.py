@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -104,17 +105,23 @@ def _sign_in(page: Page, email: str, password: str, remember: bool = False) -> N
     page.wait_for_selector("#auth-user", timeout=10_000)
 
 
-def test_dashboard_session_in_the_explorer(world: dict[str, Any], database_url: str, redis_url: str,
-                                           tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server_url(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real API process (as `rwa serve` runs it) with GraphiQL and short-lived access tokens."""
     assert CHROMIUM.exists(), "Debian chromium is required (apt-get install chromium)"
     graphiql.install_assets()
     env = {"GRAPHIQL_ENABLED": "true", "ACCESS_TOKEN_TTL_S": str(TOKEN_TTL_S)}
+    with api_servers(database_url, redis_url, n=1, extra_env=env,
+                     data_dir=str(tmp_path_factory.mktemp("graphiql-live"))) as servers:
+        yield servers.urls[0]
+
+
+def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: str, tmp_path: Path) -> None:
     requests: list[Request] = []
     sockets: list[WebSocket] = []
     console_errors: list[str] = []
-    with api_servers(database_url, redis_url, n=1, extra_env=env, data_dir=str(tmp_path)) as servers, \
-            sync_playwright() as pw:
-        url = servers.urls[0]
+    with sync_playwright() as pw:
+        url = server_url
         origin = urlsplit(url).netloc
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -249,6 +256,88 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], database_url: 
     assert foreign == [], foreign
     assert sockets and all(ws.url.startswith(f"ws://{origin}/graphql") for ws in sockets)
     assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
+
+
+def _renewals(requests: list[Request]) -> list[Request]:
+    return [r for r in requests if r.method == "POST" and "GraphiQLRefresh" in (r.post_data or "")]
+
+
+def test_remembered_session_in_two_tabs_survives_renewals(world: dict[str, Any], server_url: str) -> None:
+    """Two tabs share the remembered refresh token, which is single use (reusing a spent one revokes the session):
+    each tab renews with the newest stored token, one at a time, and both stay signed in through several renewals."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            pages, seen = [], []
+            for index in range(2):
+                page = context.new_page()
+                requests: list[Request] = []
+                page.on("request", lambda r, requests=requests: requests.append(r))
+                page.goto(server_url + "/graphql", wait_until="load")
+                if index == 0:
+                    _sign_in(page, world["email"], PASSWORD, remember=True)
+                else:  # restored from the token the first tab stored
+                    page.wait_for_selector("#auth-user", timeout=15_000)
+                pages.append(page)
+                seen.append(requests)
+            deadline = time.monotonic() + 2 * TOKEN_TTL_S + 15
+            while min(len(_renewals(r)) for r in seen) < 2:
+                assert time.monotonic() < deadline, [len(_renewals(r)) for r in seen]
+                pages[0].wait_for_timeout(250)
+            for requests in seen:
+                for renewal in _renewals(requests):
+                    response = renewal.response()
+                    assert response is not None and "errors" not in response.json(), response.json()
+            for page in pages:
+                assert world["email"] in page.inner_text("#auth-user")
+                page.locator(".graphiql-tab", has_text="Me_asINVESTOR").click()
+                with page.expect_response(lambda r: "Me_asINVESTOR" in (r.request.post_data or "")) as me:
+                    page.click(".graphiql-execute-button")
+                assert me.value.json()["data"]["me"]["email"] == world["email"], me.value.json()
+            stored = dict(pages[0].evaluate("Object.fromEntries(Object.entries(localStorage))"))
+            assert list(stored) == ["stablerwa.graphiql.refreshToken"], stored
+        finally:
+            browser.close()
+
+
+def test_sign_in_bar_offers_an_mfa_code_when_login_takes_one(server_url: str) -> None:
+    """The schema has no MFA yet: the login arguments the page reads at load are answered here with an `mfaCode`,
+    and the bar must show the field and send the code as that argument (the sign-in itself is answered too)."""
+    sent: list[dict[str, Any]] = []
+
+    def answer(route: Any) -> None:
+        body = json.loads(route.request.post_data or "{}")
+        query = body.get("query", "")
+        if "GraphiQLLoginArgs" in query:
+            args = [{"name": n, "type": {"kind": "NON_NULL", "name": None, "ofType": {"kind": "SCALAR", "name": "String"}}}
+                    for n in ("email", "password")]
+            args.append({"name": "mfaCode", "type": {"kind": "SCALAR", "name": "String", "ofType": None}})
+            route.fulfill(json={"data": {"__type": {"fields": [{"name": "login", "args": args}]}}})
+        elif "GraphiQLSignIn" in query:
+            sent.append(body)
+            route.fulfill(json={"data": None, "errors": [{"message": "Wrong MFA code",
+                                                          "extensions": {"code": "UNAUTHENTICATED"}}]})
+        else:
+            route.continue_()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route(server_url + "/graphql", answer)
+            page.goto(server_url + "/graphql", wait_until="load")
+            page.wait_for_selector("#auth-mfa", timeout=10_000)
+            page.fill("#auth-email", "ada@example.com")
+            page.fill("#auth-password", "correct-horse-9")
+            page.fill("#auth-mfa", "123456")
+            page.click("#auth-signin")
+            page.wait_for_selector("#auth-error", timeout=10_000)
+            assert "Wrong MFA code" in page.inner_text("#auth-error")
+        finally:
+            browser.close()
+    assert len(sent) == 1 and sent[0]["variables"]["mfaCode"] == "123456", sent
+    assert "mfaCode: $mfaCode" in sent[0]["query"] and "$mfaCode: String" in sent[0]["query"]
 
 
 def _wait_for_trade(page: Page, url: str, world: dict[str, Any], after: int | None) -> int:

@@ -313,20 +313,30 @@
     if (isSubscription(opts.documentAST, params.operationName) && sockets.subscribe) {
       return {
         subscribe: function (observer) {
-          var ended = false, end = null;
-          ensureFresh().then(function () {
-            if (ended) return;
-            end = sockets.subscribe(params, own, {
-              next: function (value) { observer.next(value); },
-              error: function (error) {
-                if (error && typeof error.code === "number") {
-                  error = new Error("Socket closed with event " + error.code + " " + (error.reason || ""));
-                }
-                observer.error(error);
-              },
-              complete: function () { observer.complete(); },
+          var ended = false, end = null, renewedForThis = false;
+          var start = function () {
+            ensureFresh().then(function () {
+              if (ended) return;
+              end = sockets.subscribe(params, own, {
+                next: function (value) { renewedForThis = false; observer.next(value); },
+                error: function (error) {
+                  // 4401: the socket outlived its token (a sleeping tab's renewal timer did not fire): renew the
+                  // session and subscribe again, once; anything else ends the operation.
+                  if (error && error.code === 4401 && !own && auth.kind === "session" && !renewedForThis) {
+                    renewedForThis = true;
+                    refreshSession().then(start, function () { observer.error(new Error("Session expired.")); });
+                    return;
+                  }
+                  if (error && typeof error.code === "number") {
+                    error = new Error("Socket closed with event " + error.code + " " + (error.reason || ""));
+                  }
+                  observer.error(error);
+                },
+                complete: function () { observer.complete(); },
+              });
             });
-          });
+          };
+          start();
           return {unsubscribe: function () { ended = true; if (end) end(); }};
         },
       };
