@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Annotated, TypeVar
 
 import strawberry
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.scalars import JSON
 from strawberry.types import Info
@@ -20,6 +21,7 @@ from core.webhook_targets import TargetPolicy
 from models.identity import Role
 from models.payments import Payment as PaymentModel
 from models.payments import PaymentMethod as PaymentMethodModel
+from models.payments import OutgoingTransfer as OutgoingTransferModel
 from models.payments import PaymentRefund as PaymentRefundModel
 from models.payments import PaymentState as PaymentStateModel
 from models.payments import WebhookDelivery as WebhookDeliveryModel
@@ -107,11 +109,17 @@ class PaymentRefund:
     reason: str
     created_at: datetime
     payment: Payment
+    payout_state: str | None = strawberry.field(default=None, description=(
+        "STABLECOIN refunds: the on-chain payout, PENDING until the treasury's transfer is final (COMPLETED) or "
+        "FAILED (the refund is then undone); null for bank transfers."))
+    payout_tx_hash: str | None = None
 
     @classmethod
-    def from_model(cls, r: PaymentRefundModel, payment: PaymentModel) -> "PaymentRefund":
+    def from_model(cls, r: PaymentRefundModel, payment: PaymentModel,
+                   payout: OutgoingTransferModel | None = None) -> "PaymentRefund":
         return cls(id=r.id, payment_id=r.payment_id, amount=plain(r.amount), reason=r.reason,
-                   created_at=r.created_at, payment=Payment.from_model(payment))
+                   created_at=r.created_at, payment=Payment.from_model(payment),
+                   payout_state=payout.state if payout else None, payout_tx_hash=payout.tx_hash if payout else None)
 
 
 @strawberry.type(description="Totals of the payments created in the window with one state, method, currency and chain.")
@@ -251,13 +259,15 @@ class Mutation:
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
         "Refund `amount` (default: all that is left). Held/excess funds are paid back first, then the credited "
-        "cash; a stablecoin refund creates an outgoing transfer instruction to the paying address."))
+        "cash; a stablecoin refund is paid on chain by the treasury to the paying address (payoutState)."))
     async def refund_payment(self, info: Info, payment_id: uuid.UUID, reason: str,
                              amount: Decimal | None = None) -> PaymentRefund:
         ctx = info.context
         row, payment = await _unit(info, lambda s: refunds.refund(s, payment_id, amount, reason,
                                                                   ctx.viewer.require_user(), ctx.request_id))
-        return PaymentRefund.from_model(row, payment)
+        payout = (await (await ctx.session()).execute(select(OutgoingTransferModel).where(
+            OutgoingTransferModel.refund_id == row.id))).scalar_one_or_none()
+        return PaymentRefund.from_model(row, payment, payout)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="LATE -> CONFIRMED: credit the held funds.")
     async def accept_late_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:

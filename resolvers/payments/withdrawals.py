@@ -187,6 +187,8 @@ async def decide(session: AsyncSession, withdrawal_id: uuid.UUID, *, approve: bo
     if w.state is not W.PENDING_APPROVAL:
         raise Conflict(f"a {w.state.value} withdrawal is not awaiting approval", reason="INVALID_STATE")
     now = utcnow()
+    if approve:  # still the owner's, still verified, KYC still approved: else the ADMIN rejects it
+        await _check_wallet(session, w.user_id, w.to_address, w.chain_id, now)
     w.decided_by, w.decided_at, w.updated_at, w.reason = actor_id, now, now, why
     if approve:
         w.state = W.APPROVED

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from core.errors import AppError
 from core.settings import Environment, Settings
-from models.identity import AuditLog
+from models.identity import AuditLog, Wallet
 from models.ledger import AccountKind
 from models.operations import ChainOperation
 from models.payments import OutgoingTransfer, Payment, PaymentMatch, PaymentMethod, PaymentState
@@ -122,13 +122,22 @@ async def test_large_withdrawal_waits_for_an_admin(session_factory, session):  #
         "3000000000"
     assert await reason_of(withdrawals.decide(session, w.id, approve=False, actor_id=admin, reason="x")) == \
         ("CONFLICT", "INVALID_STATE")
+    # approval re-checks the wallet: unlinked meanwhile, it cannot be approved (only rejected)
+    w3, _ = await withdrawals.request(session, s, t.user_id, WithdrawalRequest(m.quote, Decimal(1001), t.wallet, "b3"))
+    async with session.begin_nested() as unlinked:
+        await session.execute(delete(Wallet).where(Wallet.address == t.wallet))
+        assert await reason_of(withdrawals.decide(session, w3.id, approve=True, actor_id=admin)) == \
+            ("NOT_FOUND", None)
+        await unlinked.rollback()
+    await withdrawals.decide(session, w3.id, approve=False, actor_id=admin, reason="wallet unlinked")
     w2, _ = await withdrawals.request(session, s, t.user_id, WithdrawalRequest(m.quote, Decimal(1500), t.wallet, "b2"))
     await withdrawals.decide(session, w2.id, approve=False, actor_id=admin, reason="source of funds unclear")
     assert w2.state is WithdrawalState.REJECTED
     assert await cash(session, t.user_id) == (Decimal(2000), 0)
     actions = (await session.execute(select(AuditLog.action).where(AuditLog.action.like("withdrawal.%"))
                                      .order_by(AuditLog.id))).scalars().all()
-    assert actions == ["withdrawal.request", "withdrawal.approve", "withdrawal.request", "withdrawal.reject"]
+    assert actions == ["withdrawal.request", "withdrawal.approve", "withdrawal.request", "withdrawal.reject",
+                       "withdrawal.request", "withdrawal.reject"]
 
 
 async def test_refund_payout_failure_undoes_the_refund(session_factory, session):  # type: ignore[no-untyped-def]
