@@ -131,7 +131,18 @@ def test_a_killed_worker_is_replaced_and_readyz_tells(served) -> None:  # type: 
     assert ready["worker"]["replaced"] == 0
     victim = workers_of(proc)[0]
     survivor = next(p for p in workers_of(proc) if p.pid != victim.pid)
-    os.kill(victim.pid, signal.SIGKILL)
+    # the supervisor paused (so it cannot replace the victim yet): the survivor's /readyz names the missing worker
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        os.kill(victim.pid, signal.SIGKILL)
+        wait_for(lambda: len(workers_of(proc)) == 1, 10, "the victim to die")
+        resp = httpx.get(url + "/readyz", timeout=5, headers={"Connection": "close"})
+        assert resp.status_code == 503, resp.text
+        body = resp.json()
+        assert body["failing"] == ["workers"] and body["worker"]["pid"] == survivor.pid
+        assert body["worker"]["alive"] == 1 and body["worker"]["expected"] == 2
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
     replacement = wait_for(lambda: [p for p in workers_of(proc) if p.pid not in (victim.pid, survivor.pid)], 30,
                            "a replacement worker")
     assert len(replacement) == 1
