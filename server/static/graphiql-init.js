@@ -113,7 +113,7 @@
              busy: false, error: null});
     scheduleRefresh();
     sockets.restart();
-    loadMarkets();
+    if (!firstMarketId) loadMarkets();  // once: renewals do not need it again
   }
 
   function scheduleRefresh() {
