@@ -202,6 +202,7 @@ async def main(n_events: int, shape: str) -> None:
             await conn.close()
         finally:
             await drop_db(name)
+        await w3.provider.disconnect()  # else aiohttp warns "Unclosed client session" at exit
 
     e2e_rate = e2e["events"] / e2e["seconds"]
     copy_rate = n_copy / t_copy

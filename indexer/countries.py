@@ -10,8 +10,8 @@ where it came from (``source``: EVENT | LATEST | UNKNOWN), the decoder puts that
 and the identities row carries it (``country_source``), and a warning names what could not be read, so a
 backfill of old history completes instead of stopping.
 
-Any other failure (a transient RPC error, an unknown block hash after a reorg) raises InconsistentFetch:
-the caller retries the batch.
+A transient RPC failure propagates as itself (the caller's retry policy for RPC faults applies); any other
+failure (e.g. an unknown block hash after a reorg) raises InconsistentFetch: the caller retries the batch.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from chains.errors import AllEndpointsFailed, RpcError, RpcResponseError
+from chains.errors import AllEndpointsFailed, RetryableRpcError, RpcError, RpcResponseError
 from chains.rpc import RpcClient
 from indexer.errors import InconsistentFetch
 from indexer.events import BY_NAME, INVESTOR_COUNTRY_SELECTOR
@@ -35,6 +35,7 @@ _REGISTERED_TOPIC0 = BY_NAME["IdentityRegistered"].topic0
 _IDENTITY_SELECTOR = "0x" + keccak(text="identity(address)")[:4].hex()
 
 EVENT, LATEST, UNKNOWN = "EVENT", "LATEST", "UNKNOWN"
+CALLS_PER_GROUP = 500
 
 # What nodes answer for state they no longer keep (anvil, geth/erigon/reth/nethermind, hosted providers).
 _STATE_WINDOW = re.compile(
@@ -72,6 +73,22 @@ def is_state_window_error(err: object) -> bool:
     return bool(_STATE_WINDOW.search(text))
 
 
+async def _batched(client: RpcClient, calls: list[Any], where: str) -> list[Any]:
+    """The calls in groups of CALLS_PER_GROUP, one group at a time (a batch's chunks go out concurrently: 5,000
+    registrations at once made a busy node time out), failed items in place. A transient failure of a whole
+    group propagates as the RPC error it is (the caller's retry policy for RPC faults applies); anything
+    else is InconsistentFetch."""
+    out: list[Any] = []
+    for i in range(0, len(calls), CALLS_PER_GROUP):
+        try:
+            out += await client.batch(calls[i:i + CALLS_PER_GROUP], return_exceptions=True)
+        except (RetryableRpcError, AllEndpointsFailed):
+            raise
+        except RpcError as err:
+            raise InconsistentFetch(f"investorCountry {where} failed: {err}") from err
+    return out
+
+
 def _word_int(result: Any) -> int:
     return int(result, 16) if result not in (None, "0x") else 0
 
@@ -90,10 +107,7 @@ async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> d
                       {"blockHash": lg["blockHash"]}])  # EIP-1898: the state of exactly that block
         for lg in regs
     ]
-    try:
-        results = await client.batch(calls, return_exceptions=True)
-    except RpcError as err:
-        raise InconsistentFetch(f"investorCountry at a fetched block failed: {err}") from err
+    results = await _batched(client, calls, "at a fetched block")
     out: dict[tuple[str, int], CountryReading] = {}
     too_old: list[dict[str, Any]] = []
     for lg, r in zip(regs, results):
@@ -118,9 +132,14 @@ async def _read_at_latest(client: RpcClient, regs: Sequence[dict[str, Any]]) -> 
             investor = lg["topics"][1][2:]
             calls.append(("eth_call", [{"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + investor}, tag]))
             calls.append(("eth_call", [{"to": lg["address"], "data": _IDENTITY_SELECTOR + investor}, tag]))
-        results = await client.batch(calls)
+        results = await _batched(client, calls, "at the latest block")
+    except (RetryableRpcError, AllEndpointsFailed):
+        raise
     except RpcError as err:
         raise InconsistentFetch(f"investorCountry at the latest block failed: {err}") from err
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise InconsistentFetch(f"investorCountry at the latest block failed: {failed[0]}") from failed[0]
     out: dict[tuple[str, int], CountryReading] = {}
     unknown: list[str] = []
     for i, lg in enumerate(regs):
