@@ -87,6 +87,7 @@ async def retry(session: AsyncSession, op_id: uuid.UUID, *, actor_id: uuid.UUID 
         raise Conflict(f"a {previous.value} operation is being handled by the agent; only PENDING, FAILED or "
                        "CANCELED operations can be retried", reason="INVALID_STATE")
     op.next_attempt_at, op.last_error = None, f"retried by an operator (was {previous.value})"
+    op.updated_at = datetime.now(timezone.utc)  # set here: an expired server-side value cannot load after commit
     _audit(session, actor_id, "operation.retry", op, request_id, **{"from": previous.value})
     await session.flush()
     return op

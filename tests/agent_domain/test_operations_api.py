@@ -98,3 +98,28 @@ async def test_compliance_actions(gql, make_user, session_factory, session):  # 
     assert frozen.state is OperationState.CONFIRMED
     assert await session.scalar(select(func.count()).select_from(AuditLog).where(
         AuditLog.action == "compliance.freeze.confirmed")) == 1
+
+
+async def test_retry_a_failed_identity_operation(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
+    from resolvers.identity.registry_sync import sync_wallets
+    from tests.agent_domain.helpers import broadcast
+
+    m = await make_market(session_factory)
+    t = await make_trader(session_factory, m, registered=False)
+    await session.execute(__import__("sqlalchemy").text("UPDATE kyc_cases SET country = 'NL' WHERE user_id = :u"),
+                          {"u": t.user_id})
+    [op] = await sync_wallets(session, [t.wallet])
+    await complete(session, op, confirmed=False, reason="caller is not an agent")
+    await session.commit()
+    admin = await make_user(["ADMIN"])
+    retried = await gql(RETRY, {"id": str(op.id)}, token=admin.token)
+    assert retried["data"]["retryOperation"]["state"] == "PENDING", retried
+    op = await op_by_ref(session, op.business_ref)
+    assert op.revert_reason is None and op.nonce is None
+    await broadcast(session, op)
+    await session.commit()
+    assert code(await gql(RETRY, {"id": str(op.id)}, token=admin.token)) == "INVALID_STATE"
+    assert code(await gql(CANCEL, {"id": str(op.id), "r": "x"}, token=admin.token)) == "INVALID_STATE"
+    assert code(await gql(RETRY, {"id": "00000000-0000-0000-0000-000000000000"}, token=admin.token)) == "NOT_FOUND"
+    investor = await make_user()
+    assert code(await gql(RETRY, {"id": str(op.id)}, token=investor.token)) == "FORBIDDEN"
