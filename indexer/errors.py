@@ -2,8 +2,11 @@
 
 IndexerError
 ├── ReorgDetected      the chain under the cursor changed (handled: walk back, roll back, re-fetch)
-├── InconsistentFetch  logs and blocks of one fetch disagree (a reorg raced the fetch; retried)
-├── ReorgTooDeep       the common ancestor is below the finality window: that chain stops, untouched
+├── InconsistentFetch  logs and blocks of one fetch disagree (a reorg raced the fetch): retried after a
+│                      backoff, then the stored window is self-checked against the node
+├── ReorgTooDeep       a proven hash mismatch whose rollback would remove a block recorded as finalized:
+│                      that chain stops, untouched (a null block is never a reorg: BlockUnavailable in
+│                      chains.errors, transient)
 ├── IndexerBusy        another process holds the chain's writer lock (backfill refuses to run)
 ├── UnknownToken       backfill --token names a token the database does not list
 └── NoRpcUrls          no RPC_URLS_<chain_id> configured

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from chains.errors import AllEndpointsFailed, RetryableRpcError
+from chains.errors import AllEndpointsFailed, LogRangeTooLarge, RetryableRpcError
 from chains.log_range import AdaptiveLogRange
 from chains.rpc import RpcClient
 from indexer import metrics
@@ -28,8 +28,10 @@ from indexer.write import WriteResult, write_batch
 
 log = logging.getLogger(__name__)
 
-# Failures the fetch stage retries: the next attempt (later, or on another URL) may succeed.
-TRANSIENT_FETCH_ERRORS = (RetryableRpcError, AllEndpointsFailed, InconsistentFetch)
+# Failures the fetch stage retries: the next attempt (later, or on another URL) may succeed. A range error
+# reaches here only for a span that cannot be split further (one block): some providers send it as a
+# disguised rate limit, so it is retried too, within the same time budget, before it stops a backfill.
+TRANSIENT_FETCH_ERRORS = (RetryableRpcError, AllEndpointsFailed, InconsistentFetch, LogRangeTooLarge)
 
 
 @dataclass(frozen=True, slots=True)
