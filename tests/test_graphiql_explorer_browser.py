@@ -301,6 +301,37 @@ def test_remembered_session_in_two_tabs_survives_renewals(world: dict[str, Any],
             browser.close()
 
 
+def test_subscription_outlives_a_frozen_tab(world: dict[str, Any], server_url: str) -> None:
+    """A tab frozen past its token's expiry (as browsers freeze background tabs: its renewal timer cannot fire, and the
+    server closes the socket whose token expired) wakes up, renews the session and its subscription delivers again,
+    whichever comes first: the late renewal (socket restarted) or the 4401 close (renew, then subscribe again)."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            requests: list[Request] = []
+            page.on("request", lambda r: requests.append(r))
+            page.goto(server_url + "/graphql", wait_until="load")
+            _sign_in(page, world["email"], PASSWORD)
+            page.locator(".graphiql-tab", has_text="LiveTrades_asINVESTOR").click()
+            _until(page, "document.querySelector('.graphiql-editor-tool .graphiql-editor .CodeMirror').CodeMirror"
+                         f".getValue().includes('{world['market_id']}')", timeout=10_000)
+            page.click(".graphiql-execute-button")
+            sequence = _wait_for_trade(page, server_url, world, after=None)
+            cdp = page.context.new_cdp_session(page)
+            renewals_before = len([r for r in requests if "GraphiQLRefresh" in (r.post_data or "")])
+            cdp.send("Page.setWebLifecycleState", {"state": "frozen"})
+            # a wall-clock deadline, not a race: the token the socket signed in with expires while the tab sleeps
+            time.sleep(TOKEN_TTL_S + 2)
+            assert len([r for r in requests if "GraphiQLRefresh" in (r.post_data or "")]) == renewals_before  # the tab is frozen: no event of its own can be awaited
+            cdp.send("Page.setWebLifecycleState", {"state": "active"})
+            _wait_for_trade(page, server_url, world, after=sequence)
+            assert "Socket closed" not in _response_text(page)
+            assert world["email"] in page.inner_text("#auth-user")
+        finally:
+            browser.close()
+
+
 def test_sign_in_bar_offers_an_mfa_code_when_login_takes_one(server_url: str) -> None:
     """The schema has no MFA yet: the login arguments the page reads at load are answered here with an `mfaCode`,
     and the bar must show the field and send the code as that argument (the sign-in itself is answered too)."""
