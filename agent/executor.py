@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -35,14 +36,28 @@ log = logging.getLogger("rwa.agent")
 
 async def iterate(ctx: SenderContext) -> int:
     """One pass; returns how much work was done (0: the loop may sleep)."""
+    c = str(ctx.chain_id)
+    t = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        metrics.STEP_SECONDS.labels(c, step).observe(now - t)
+        t = now
+
     view = await ctx.read_chain()
+    lap("read")
     low = gas.watch(ctx, view)
     work = await sender.broadcast_signed(ctx)
+    lap("resend")
     if not low:
         work += await sender.sign_new(ctx, view)
+        lap("sign")
     work += await receipts.poll(ctx, view)
+    lap("receipts")
     work += await confirm.step(ctx, view)
-    metrics.NEXT_NONCE.labels(str(ctx.chain_id), ctx.address).set(view.pending_nonce)
+    lap("confirm")
+    metrics.NEXT_NONCE.labels(c, ctx.address).set(view.pending_nonce)
     return work
 
 

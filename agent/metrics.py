@@ -18,3 +18,5 @@ FOREIGN_NONCES = Counter("rwa_agent_foreign_nonces_total", "Nonces found used ou
 ERRORS = Counter("rwa_agent_errors_total", "Failed iterations (retried) by error type", ["chain_id", "error"])
 CONFIRM_LATENCY = Histogram("rwa_agent_confirm_seconds", "Enqueue to CONFIRMED", ["chain_id"],
                             buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))
+STEP_SECONDS = Histogram("rwa_agent_step_seconds", "Time per executor step (read, sign, receipts, confirm)",
+                         ["chain_id", "step"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
