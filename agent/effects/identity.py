@@ -1,4 +1,4 @@
-"""Identity registry operations ("identity.register" / "identity.delete") completed: re-check the key's desired
+"""Identity registry operations ("identity.register" / "identity.delete" / "identity.update_country") completed: re-check the key's desired
 state (resolvers/identity/registry_sync.py) under the same lock as the decisions, so a KYC change or an unlink that
 committed while the operation was in flight gets its own operation now. A FAILED operation is not re-enqueued in the
 same direction (a permanent revert would loop); the periodic reconcile or an operator's retryOperation takes it up.

@@ -9,7 +9,8 @@ from a new tokenization, anything missed); for each (registry, wallet) under a t
 
     an identity operation of this key still open (PENDING..MINED) -> nothing now: its completion handler
         (agent/effects/identity.py) re-runs the check once it is CONFIRMED/FAILED, in the executor's transaction;
-    desired == indexed `identities.registered`                     -> nothing;
+    desired == indexed `identities.registered`                     -> nothing (registered with another country
+                                                                      than the KYC's: updateCountry);
     otherwise                                                      -> enqueue register/delete, version n+1.
 
 So operations of one (registry, wallet) never overlap (a delete cannot be estimated against a register still in
@@ -41,7 +42,7 @@ from resolvers.identity.kyc_states import effective_status
 from resolvers.raw_sql import pg
 
 log = logging.getLogger("rwa.identity.registry")
-REGISTER, DELETE = "identity.register", "identity.delete"
+REGISTER, DELETE, UPDATE_COUNTRY = "identity.register", "identity.delete", "identity.update_country"
 OPEN_STATES = ("PENDING", "SIGNED", "BROADCAST", "MINED")
 # a register/delete that FAILED is tried again by a later decision or the reconcile only after this long (an operator
 # may retry it at once with retryOperation), so a permanent revert does not queue a new operation every pass
@@ -83,6 +84,8 @@ async def wallets_of_users(session: AsyncSession, user_ids: list[uuid.UUID]) -> 
 _STATE = """
 SELECT (SELECT coalesce(i.registered, false) FROM identities i
         WHERE i.chain_id = $1 AND i.registry_address = $2 AND i.investor = $3) AS registered,
+       (SELECT i.country FROM identities i
+        WHERE i.chain_id = $1 AND i.registry_address = $2 AND i.investor = $3 AND i.registered) AS onchain_country,
        w.user_id, k.status AS kyc, k.expires_at, k.country,
        (SELECT count(*) FROM chain_operations o WHERE o.business_ref LIKE $4 || '%') AS versions,
        (SELECT count(*) FROM chain_operations o WHERE o.business_ref LIKE $4 || '%'
@@ -116,15 +119,22 @@ async def sync_one(session: AsyncSession, chain_id: int, registry: str, wallet: 
     approved = (r["kyc"] is not None and
                 effective_status(KycStatus(r["kyc"]), r["expires_at"], now) is KycStatus.APPROVED)
     registered = bool(r["registered"])
-    if approved == registered:
+    country = ISO_3166_NUMERIC.get(r["country"] or "")
+    args: list
+    if approved and registered:
+        # registered with another country (by hand, or before a new KYC): the registry follows the KYC country.
+        # An unknown on-chain country (NULL: the indexer could not read it) is left alone rather than rewritten.
+        if country is None or r["onchain_country"] is None or int(r["onchain_country"]) == country:
+            return None
+        kind, function, args = UPDATE_COUNTRY, "updateCountry", [wallet, country]
+    elif approved == registered:
         return None
-    if approved:
-        country = ISO_3166_NUMERIC.get(r["country"] or "")
+    elif approved:
         if country is None:
             log.error("cannot register %s: KYC country %r has no ISO 3166 numeric code", wallet, r["country"])
             return None
         kind, function = REGISTER, "registerIdentity"
-        args: list = [wallet, onchain_identity(r["user_id"]), country]
+        args = [wallet, onchain_identity(r["user_id"]), country]
     else:
         ours = r["ours"] or (completed is not None and not failed and completed.kind == REGISTER)
         if r["user_id"] is None and not ours:
@@ -181,6 +191,13 @@ WHERE i.registered AND i.investor NOT IN (SELECT address FROM approved)
        OR EXISTS (SELECT 1 FROM chain_operations o
                   WHERE o.business_ref LIKE 'identity:' || i.chain_id || ':' || i.registry_address || ':'
                                             || i.investor || ':%'))
+UNION
+SELECT i.chain_id, i.registry_address, i.investor FROM identities i
+JOIN r ON r.chain_id = i.chain_id AND r.registry = i.registry_address
+JOIN wallets w ON w.address = i.investor
+JOIN kyc_cases k ON k.user_id = w.user_id AND k.status = 'APPROVED' AND (k.expires_at IS NULL OR k.expires_at > $1)
+JOIN unnest($3::text[], $4::int[]) AS c(alpha2, num) ON c.alpha2 = k.country
+WHERE i.registered AND i.country IS NOT NULL AND i.country <> c.num
 ORDER BY 1, 2, 3
 LIMIT $2"""
 
@@ -190,7 +207,7 @@ async def reconcile(session: AsyncSession, *, limit: int = 500, now: datetime | 
     `sync_one` for each drifting key (it skips keys with an operation in flight). Returns the operations queued.
     Does not commit."""
     now = now or datetime.now(timezone.utc)
-    rows = await (await pg(session)).fetch(_DRIFT, now, limit)
+    rows = await (await pg(session)).fetch(_DRIFT, now, limit, list(ISO_3166_NUMERIC), list(ISO_3166_NUMERIC.values()))
     n = 0
     for chain_id, registry, wallet in rows:
         if await sync_one(session, chain_id, registry, wallet, now=now) is not None:

@@ -128,3 +128,22 @@ async def test_reconcile_registers_approved_wallets_in_a_new_registry(session_fa
     ops = await ops_of(session, t.wallet)
     assert [(o.kind, o.contract) for o in ops] == [("identity.register", other.registry)]
     assert await reconcile(session) == 0 or all(o.contract != other.registry for o in (await ops_of(session, t.wallet))[1:])
+
+
+async def test_registered_with_another_country_is_updated(session_factory, session):  # type: ignore[no-untyped-def]
+    m = await make_market(session_factory)
+    t = await investor(session_factory, session, m, registered=True)  # KYC country FR (250)
+    entry = await session.get(IdentityEntry, (m.chain_id, m.registry, t.wallet))
+    entry.country = 840
+    await session.flush()
+    assert await reconcile(session) == 1
+    [op] = await ops_of(session, t.wallet)
+    assert (op.kind, op.function, op.args) == ("identity.update_country", "updateCountry", [t.wallet, "250"])
+    entry.country = 250
+    await session.flush()
+    await complete(session, op, confirmed=True)
+    assert len(await ops_of(session, t.wallet)) == 1 and await reconcile(session) == 0
+    # a country the indexer could not read (NULL) is left alone
+    entry.country = None
+    await session.flush()
+    assert await sync_wallets(session, [t.wallet]) == [] and await reconcile(session) == 0
