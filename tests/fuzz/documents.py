@@ -117,10 +117,10 @@ def retarget(schema: graphql.GraphQLSchema, document: graphql.DocumentNode, pool
 
 
 def operations(schema: graphql.GraphQLSchema, pools: Pools, kind: str, fields: list[str] | None,
-               mode: Mode = Mode.POSITIVE) -> st.SearchStrategy[Operation]:
+               mode: Mode = Mode.POSITIVE, hostile: bool = True) -> st.SearchStrategy[Operation]:
     """Operations of `kind` ("query" or "mutation") over `fields` (None: any subset of the root fields)."""
     build = queries if kind == "query" else mutations
-    documents = build(schema, fields=fields, custom_scalars=scalar_strategies(pools), mode=mode,
+    documents = build(schema, fields=fields, custom_scalars=scalar_strategies(pools, hostile), mode=mode,
                       print_ast=lambda d: d, allow_x00=False, codec="utf-8")
     if mode is Mode.NEGATIVE:  # an invalid document may not even name valid arguments: send it as it is
         return documents.map(lambda d: Operation(graphql.print_ast(d)))

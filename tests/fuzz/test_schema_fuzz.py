@@ -4,7 +4,8 @@ error, or an error without `extensions.code`.
 
 Stages:
 - every query and mutation root field alone, per caller (so each field is reached, and a failure names it);
-- documents selecting several root fields at once (graphql-core resolves query root fields concurrently);
+- documents selecting 2-5 root fields at once, with plausible arguments (graphql-core resolves query root fields
+  concurrently, each with its own database session);
 - schema-violating documents (hypothesis-graphql's negative mode): refused with a code.
 
 Budget: RWA_FUZZ_EXAMPLES examples per root field and caller (default 3), RWA_FUZZ_MULTI_EXAMPLES per caller and
@@ -70,14 +71,21 @@ async def callers(fuzz_client: httpx.AsyncClient, setup_client: httpx.AsyncClien
         Path(os.environ["RWA_FUZZ_STATS"]).write_text(json.dumps(stats, indent=1))
 
 
-_strategies: dict[tuple[str, str | None, Mode], st.SearchStrategy] = {}
+_strategies: dict[tuple[str, tuple[str, ...] | None, Mode], st.SearchStrategy] = {}
 
 
-def strategy(pools: Pools, kind: str, field: str | None, mode: Mode = Mode.POSITIVE) -> st.SearchStrategy:
-    key = (kind, field, mode)
+def strategy(pools: Pools, kind: str, fields: tuple[str, ...] | None, mode: Mode = Mode.POSITIVE) -> st.SearchStrategy:
+    key = (kind, fields, mode)
     if key not in _strategies:
-        _strategies[key] = operations(SCHEMA, pools, kind, None if field is None else [field], mode)
+        # several root fields: plausible arguments only, so that the fields get to run side by side
+        _strategies[key] = operations(SCHEMA, pools, kind, None if fields is None else list(fields), mode,
+                                      hostile=fields is None or len(fields) == 1)
     return _strategies[key]
+
+
+def root_field_sets(kind: str) -> st.SearchStrategy[tuple[str, ...]]:
+    names = sorted(SCHEMA.query_type.fields if kind == "query" else SCHEMA.mutation_type.fields)  # type: ignore[union-attr]
+    return st.lists(st.sampled_from(names), min_size=2, max_size=5, unique=True).map(lambda f: tuple(sorted(f)))
 
 
 def test_every_root_field_is_fuzzed() -> None:
@@ -92,7 +100,7 @@ def test_every_root_field_is_fuzzed() -> None:
 @given(data=st.data())
 async def test_root_field(callers: dict[str, Caller], pools: Pools, role: str, kind: str, field: str,
                           data: st.DataObject) -> None:
-    await callers[role].check(data.draw(strategy(pools, kind, field)))
+    await callers[role].check(data.draw(strategy(pools, kind, (field,))))
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -101,7 +109,7 @@ async def test_root_field(callers: dict[str, Caller], pools: Pools, role: str, k
 @given(data=st.data())
 async def test_several_root_fields(callers: dict[str, Caller], pools: Pools, role: str, kind: str,
                                    data: st.DataObject) -> None:
-    await callers[role].check(data.draw(strategy(pools, kind, None)))
+    await callers[role].check(data.draw(strategy(pools, kind, data.draw(root_field_sets(kind)))))
 
 
 @pytest.mark.parametrize("role", ["ANONYMOUS", "ADMIN"])
