@@ -193,3 +193,36 @@ async def test_request_withdrawal_over_graphql(gql, make_user, session_factory):
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     mine = await gql("{ myWithdrawals(first: 5) { edges { node { id state } } } }", token=user.token)
     assert [e["node"]["id"] for e in mine["data"]["myWithdrawals"]["edges"]] == [ok["data"]["requestWithdrawal"]["id"]]
+
+
+async def test_my_withdrawals_hears_the_payout(gql, make_user, services, session_factory, session):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from agent.effects import live
+    from tests.agent_domain.test_settlement_api import subscribe
+
+    m = await make_market(session_factory)
+    user = await make_user()
+    t = await make_trader(session_factory, m, cash="100", user_id=user.id)
+    w, _ = await withdrawals.request(session, settings(), t.user_id, WithdrawalRequest(m.quote, Decimal(9), t.wallet,
+                                                                                       "sub"))
+    await session.commit()
+    live.configure(services.redis, services.settings.redis_prefix)
+    stream, ctx = await subscribe(services, user.token,
+                                  "subscription { myWithdrawals { id state amount txHash blockNumber } }")
+    try:
+        first = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.3)  # the Redis subscription is up
+        async with session_factory() as s:
+            op = await op_by_ref(s, f"withdrawal:{w.id}")
+            op.mined_tx_hash, op.mined_block = tx_hash(), 31
+            await complete(s, op, confirmed=True)
+            await s.commit()
+        await live.drain()
+        update = await asyncio.wait_for(first, 5)
+        assert update.data["myWithdrawals"] == {"id": str(w.id), "state": "COMPLETED", "amount": "9",
+                                                "txHash": op.mined_tx_hash, "blockNumber": 31}
+    finally:
+        live.configure(None)
+        await stream.aclose()
+        await ctx.close()

@@ -27,12 +27,12 @@ async def _never() -> None:
     await asyncio.Future()
 
 
-async def subscribe(services, token: str):  # type: ignore[no-untyped-def]
+async def subscribe(services, token: str, document: str = SUB):  # type: ignore[no-untyped-def]
     viewer = await viewer_from_headers(services, f"Bearer {token}", None, "127.0.0.1")
     socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50003)},
                        receive=_never, send=_never)  # type: ignore[arg-type]
     context = Context(services, socket, socket, viewer)
-    return await build_schema(services.settings).subscribe(SUB, context_value=context), context
+    return await build_schema(services.settings).subscribe(document, context_value=context), context
 
 
 async def test_my_trades_and_my_settlements(gql, make_user, services, session_factory, session):  # type: ignore[no-untyped-def]
