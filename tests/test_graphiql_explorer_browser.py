@@ -128,7 +128,12 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
             context = browser.new_context(viewport={"width": 1440, "height": 900})
             page = context.new_page()
             page.on("request", lambda r: requests.append(r))
-            page.on("websocket", lambda ws: sockets.append(ws))
+            frames: list[dict[str, Any]] = []
+
+            def on_socket(ws: WebSocket) -> None:
+                sockets.append(ws)
+                ws.on("framesent", lambda payload: frames.append(json.loads(payload)))
+            page.on("websocket", on_socket)
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
             page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
                                  "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
@@ -255,6 +260,10 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
     foreign = [u for u in urls if not u.startswith("data:") and urlsplit(u).netloc != origin]
     assert foreign == [], foreign
     assert sockets and all(ws.url.startswith(f"ws://{origin}/graphql") for ws in sockets)
+    # every socket authenticated in connection_init; after the renewal the socket came back with the new token
+    inits = [f.get("payload") or {} for f in frames if f.get("type") == "connection_init"]
+    assert inits and all(str(p.get("authorization", "")).startswith("Bearer ey") for p in inits[:2]), inits
+    assert len({p["authorization"] for p in inits[:2]}) == 2, "the renewed token reached a new connection_init"
     assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
 
 
