@@ -54,13 +54,25 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
                                                                 "workers": workers})
         else:
             err.print(f"[green]API[/] on {url} (env={settings.env.value})")
-        # with --workers N > 1 uvicorn's supervisor replaces a worker that dies (SIGKILL, SIGSEGV); each worker's
-        # /readyz compares the live workers with N (server/health.py)
+        # each worker's /readyz compares the supervisor's live workers with N (server/health.py)
         os.environ["RWA_SERVE_WORKERS"] = str(workers)
         # a websocket message is bounded like an HTTP body (uvicorn's default is 16 MiB)
-        uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_config=None, timeout_graceful_shutdown=10, ws=WEBSOCKETS, proxy_headers=False,
-                    ws_max_size=settings.max_request_bytes)
+        config = uvicorn.Config("server.app:create_app_from_env", factory=True, host=host, port=port,
+                                workers=workers, log_config=None, timeout_graceful_shutdown=10, ws=WEBSOCKETS,
+                                proxy_headers=False, ws_max_size=settings.max_request_bytes)
+        _supervise(config)
+
+
+def _supervise(config: "uvicorn.Config") -> None:  # type: ignore[name-defined]  # noqa: F821
+    """uvicorn's multiprocess supervisor for every worker count, one included: a worker that dies (SIGKILL, a
+    segfault) is replaced instead of taking the API down. uvicorn.run supervises only from two workers on."""
+    from uvicorn.server import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):  # the app cannot start: not a clean exit
+        raise typer.Exit(STARTUP_FAILURE)
 
 
 @app.command()

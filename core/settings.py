@@ -115,8 +115,9 @@ class Settings(BaseSettings):
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")
     login_lock_s: int = Field(300, alias="LOGIN_LOCK_S")
 
-    # set by `rwa serve --workers N` for its workers: /readyz reports the supervisor's live workers against it
-    serve_workers: int = Field(1, alias="RWA_SERVE_WORKERS", ge=1)
+    # set by `rwa serve --workers N` for its workers (0: not under rwa serve's supervisor): /readyz reports the
+    # supervisor's live workers against it
+    serve_workers: int = Field(0, alias="RWA_SERVE_WORKERS", ge=0)
 
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")

@@ -1,5 +1,5 @@
-"""Operational endpoints: liveness, readiness (Postgres and Redis reachable; under `rwa serve --workers N`, every
-worker alive) and Prometheus metrics."""
+"""Operational endpoints: liveness, readiness (Postgres and Redis reachable; under `rwa serve --workers N`, all N
+workers alive) and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def worker_state(expected: int) -> tuple[dict[str, Any], bool]:
     replaces a worker that dies, even by SIGKILL or SIGSEGV), how many are alive and how many are replacements.
     Not ready while fewer than `expected` are alive: a worker is being replaced (or keeps dying)."""
     state: dict[str, Any] = {"pid": os.getpid(), "uptimeS": round(time.monotonic() - _STARTED, 1)}
-    if expected <= 1:
+    if expected < 1:  # not under `rwa serve` (uvicorn run directly, tests)
         return state, True
     try:
         supervisor = psutil.Process(os.getppid())

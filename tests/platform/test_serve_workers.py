@@ -50,13 +50,14 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def served(module_database_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def served(request, module_database_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # type: ignore[no-untyped-def]
+    workers = getattr(request, "param", 2)
     port = free_port()
     env = {**os.environ, "DATABASE_URL": module_database_url, "REDIS_URL": redis_url, "RWA_ENV": "test",
            "RWA_DATA_DIR": str(tmp_path / "data"), "RWA_REDIS_PREFIX": f"rwa-serve:{uuid.uuid4().hex[:8]}:",
            "JWT_PRIVATE_KEY": TEST_JWT_KEY, "KYC_ENCRYPTION_KEY": os.urandom(32).hex(), "LOG_LEVEL": "WARNING"}
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([RWA, "serve", "--port", str(port), "--workers", "2"], env=env, cwd=REPO,
+    proc = subprocess.Popen([RWA, "serve", "--port", str(port), "--workers", str(workers)], env=env, cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -70,11 +71,11 @@ def served(module_database_url: str, redis_url: str, tmp_path: Path) -> Iterator
             last[:] = [repr(exc)]
             return False
         last[:] = [resp.text]
-        return resp.status_code == 200 and len(workers_of(proc)) == 2
+        return resp.status_code == 200 and len(workers_of(proc)) == workers
 
     try:
         try:
-            wait_for(ready, 60, "rwa serve --workers 2")
+            wait_for(ready, 60, f"rwa serve --workers {workers}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {last} {(tmp_path / 'serve.log').read_text()[-3000:]}") from None
         yield url, proc
@@ -159,6 +160,26 @@ def test_a_killed_worker_is_replaced_and_readyz_tells(served) -> None:  # type: 
     # the replacement started long after the supervisor (REPLACED_AFTER_S is 20 s); a fresh server reports 0
     assert body["worker"]["alive"] == 2
     assert proc.poll() is None
+
+
+@pytest.mark.parametrize("served", [1], indirect=True)
+def test_a_single_worker_is_supervised_too(served) -> None:  # type: ignore[no-untyped-def]
+    """`rwa serve` (one worker, the Dockerfile's default) runs it under the supervisor as well: killed, replaced."""
+    url, proc = served
+    (victim,) = workers_of(proc)
+    worker = httpx.get(url + "/readyz", timeout=5).json()["worker"]
+    assert (worker["pid"], worker["expected"], worker["alive"]) == (victim.pid, 1, 1)
+    os.kill(victim.pid, signal.SIGKILL)
+
+    def answered_by_replacement() -> bool:
+        try:
+            body = httpx.get(url + "/readyz", timeout=2, headers={"Connection": "close"}).json()
+        except httpx.HTTPError:
+            return False
+        return body["status"] == "ready" and body["worker"]["pid"] != victim.pid
+
+    wait_for(answered_by_replacement, 60, "the replacement worker")
+    assert proc.poll() is None and len(workers_of(proc)) == 1
 
 
 def test_recursion_limit_is_the_default_in_every_entry_point() -> None:
