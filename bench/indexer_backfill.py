@@ -163,7 +163,8 @@ async def main(n_events: int, shape: str) -> None:
     from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers
 
     print(f"--- shape: {shape}", flush=True)
-    with AnvilNode(1, extra_args=("--gas-limit", "100000000")) as node:
+    # base fee 0: full blocks would raise it above the fee cap the load txs were sent with (they then never mine)
+    with AnvilNode(1, extra_args=("--gas-limit", "100000000", "--base-fee", "0")) as node:
         w3 = connect(node.url)
         agent = (await w3.eth.accounts)[0]
         start = await w3.eth.block_number + 1
