@@ -61,10 +61,12 @@ async def stop_indexer(stop: asyncio.Event, task: asyncio.Task[Any]) -> None:
     await asyncio.wait_for(task, 20)
 
 
-@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize(("depth", "after"), [(1, "eth_getLogs"), (2, "eth_getLogs"), (1, "eth_getBlockByNumber")])
 async def test_a_reorg_between_get_logs_and_the_block_fetch_loses_nothing(
-    node: AnvilNode, settings: Settings, idx_db: str, monkeypatch: pytest.MonkeyPatch, depth: int
+    node: AnvilNode, settings: Settings, idx_db: str, monkeypatch: pytest.MonkeyPatch, depth: int, after: str
 ) -> None:
+    """The reorg lands right after the node answered ``after`` (eth_getLogs: the race of the issue; a block
+    read: any other point of a step, e.g. between the headers and the by-hash log reads)."""
     d = await deploy(node.url)
     await add_tokens(idx_db, 1, d)
     w = await ready(d)
@@ -73,7 +75,7 @@ async def test_a_reorg_between_get_logs_and_the_block_fetch_loses_nothing(
 
     async def reorg_after_get_logs(payload: Any, reply: Any) -> None:
         methods = [i["method"] for i in payload] if isinstance(payload, list) else [payload["method"]]
-        if armed["on"] and "eth_getLogs" in methods:
+        if armed["on"] and after in methods:
             armed["on"] = False
             # the reply still carries the old fork's (empty) logs; the next read sees the new fork, whose
             # last block holds a Transfer
