@@ -68,6 +68,35 @@ async def _unit(w: World, work):  # type: ignore[no-untyped-def]
         await engine.dispose()
 
 
+async def _closed_first_come(w: World, amounts: dict[int, int]) -> tuple[str, uuid.UUID, list[uuid.UUID]]:
+    """A FIRST_COME offering (1 USDT per token, cap 500) that the investors at `amounts`' indexes subscribed to,
+    closed with the agent not running yet: (the mint's business_ref, the issuer, the investors)."""
+    issuer, token_id, investors = await _seed(w)
+    now = datetime.now(timezone.utc)
+    spec = offerings.OfferingSpec(token_id=token_id, name="Placement", quote_currency=QUOTE, price=Decimal(1),
+                                  min_ticket=Decimal(1), target=Decimal(1), hard_cap=Decimal(500),
+                                  opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
+                                  allocation_rule=AllocationRule.FIRST_COME)
+    boss = Actor(issuer, frozenset({"ISSUER"}))
+    async with running(w, agent=False):  # subscriptions need the registry's identities indexed
+        await _identities_indexed(w)
+    offering = await _unit(w, lambda s: offerings.create_offering(s, boss, spec))
+    await _unit(w, lambda s: offerings.open_offering(s, boss, offering.id))
+    for i, amount in amounts.items():
+        await _unit(w, lambda s, uid=investors[i], amount=amount: subscriptions.subscribe(
+            s, Actor(uid, frozenset({"INVESTOR"})), subscriptions.SubscribeRequest(offering.id, Decimal(amount))))
+    await _unit(w, lambda s: closing.close_offering(s, boss, offering.id))
+    return f"offering:{offering.id}:mint:0", issuer, investors
+
+
+async def _identities_indexed(w: World, count: int = 3) -> None:
+    for _ in range(200):
+        if len(await w.sql("SELECT 1 FROM identities WHERE registered")) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the registry's identities were not indexed")
+
+
 async def test_offering_mints_through_the_agent_and_settles(world: World) -> None:  # noqa: F811
     w = world
     issuer, token_id, investors = await _seed(w)
@@ -79,11 +108,7 @@ async def test_offering_mints_through_the_agent_and_settles(world: World) -> Non
                                   lot_size=Decimal("0.5"), fee_bps=50)
     boss = Actor(issuer, frozenset({"ISSUER"}))
     async with running(w) as tasks:
-        # the indexer must have stored the registry's identities before subscriptions can see verified wallets
-        for _ in range(200):
-            if len(await w.sql("SELECT 1 FROM identities WHERE registered")) >= 3:
-                break
-            await asyncio.sleep(0.1)
+        await _identities_indexed(w)  # subscriptions need the registry's identities indexed
         offering = await _unit(w, lambda s: offerings.create_offering(s, boss, spec))
         await _unit(w, lambda s: offerings.open_offering(s, boss, offering.id))
         for uid, amount in zip(investors, (600, 600, 300)):
@@ -144,25 +169,7 @@ async def test_offering_mints_through_the_agent_and_settles(world: World) -> Non
 
 async def test_close_during_a_reorg_mints_once_and_pays_once(world: World) -> None:  # noqa: F811
     w = world
-    issuer, token_id, investors = await _seed(w)
-    now = datetime.now(timezone.utc)
-    spec = offerings.OfferingSpec(token_id=token_id, name="Reorged placement", quote_currency=QUOTE,
-                                  price=Decimal(1), min_ticket=Decimal(1), target=Decimal(1), hard_cap=Decimal(500),
-                                  opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
-                                  allocation_rule=AllocationRule.FIRST_COME)
-    boss = Actor(issuer, frozenset({"ISSUER"}))
-    async with running(w, agent=False):  # index the registry's identities first
-        for _ in range(200):
-            if len(await w.sql("SELECT 1 FROM identities WHERE registered")) >= 3:
-                break
-            await asyncio.sleep(0.1)
-    offering = await _unit(w, lambda s: offerings.create_offering(s, boss, spec))
-    await _unit(w, lambda s: offerings.open_offering(s, boss, offering.id))
-    for uid in investors[1:]:
-        await _unit(w, lambda s, uid=uid: subscriptions.subscribe(
-            s, Actor(uid, frozenset({"INVESTOR"})), subscriptions.SubscribeRequest(offering.id, Decimal(50))))
-    await _unit(w, lambda s: closing.close_offering(s, boss, offering.id))
-    ref = f"offering:{offering.id}:mint:0"
+    ref, _, _ = await _closed_first_come(w, {1: 50, 2: 50})
     w.node.mine(3)  # the reorg below must only remove blocks holding this test's mint
     async with running(w, miner=False) as tasks:
         ops = await w.wait_ops(lambda o: o[ref]["state"] == "MINED", tasks=tasks)
@@ -191,26 +198,9 @@ async def test_close_during_a_reorg_mints_once_and_pays_once(world: World) -> No
 
 async def test_a_mint_the_chain_refuses_releases_the_cash(world: World) -> None:  # noqa: F811
     w = world
-    issuer, token_id, investors = await _seed(w)
-    now = datetime.now(timezone.utc)
-    spec = offerings.OfferingSpec(token_id=token_id, name="Refused placement", quote_currency=QUOTE,
-                                  price=Decimal(1), min_ticket=Decimal(1), target=Decimal(1), hard_cap=Decimal(500),
-                                  opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
-                                  allocation_rule=AllocationRule.FIRST_COME)
-    boss = Actor(issuer, frozenset({"ISSUER"}))
-    async with running(w, agent=False):  # index the registry's identities first
-        for _ in range(200):
-            if len(await w.sql("SELECT 1 FROM identities WHERE registered")) >= 3:
-                break
-            await asyncio.sleep(0.1)
-    offering = await _unit(w, lambda s: offerings.create_offering(s, boss, spec))
-    await _unit(w, lambda s: offerings.open_offering(s, boss, offering.id))
-    await _unit(w, lambda s: subscriptions.subscribe(s, Actor(investors[1], frozenset({"INVESTOR"})),
-                                                     subscriptions.SubscribeRequest(offering.id, Decimal(40))))
-    await _unit(w, lambda s: closing.close_offering(s, boss, offering.id))
+    ref, issuer, investors = await _closed_first_come(w, {1: 40})
     # the investor's identity is deleted on chain after the close: the token refuses to mint to the wallet
     await transact(w.d.stack.registry.functions.deleteIdentity(w.d.accounts[2]), w.d.agent)
-    ref = f"offering:{offering.id}:mint:0"
     async with running(w) as tasks:
         ops = await w.wait_ops(lambda o: o[ref]["state"] == "FAILED", tasks=tasks)
     assert ops[ref]["revert_reason"]
