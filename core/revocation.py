@@ -97,7 +97,7 @@ class RevocationList:
     async def token_revoked(self, user_id: str, sid: str, issued_at: float) -> bool:
         """True when the token's session was revoked or its user's tokens issued before `issued_at` were."""
         if self.live:
-            return sid in self._sids or self._users.get(user_id, 0.0) > issued_at
+            return self.token_revoked_here(user_id, sid, issued_at)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zscore(self._set(SID), sid)
         pipe.zscore(self._set(USER), user_id)
