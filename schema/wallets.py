@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from models.identity import Wallet as WalletModel
+from resolvers.assets.loaders import db_lock
 from resolvers.identity import verifications, wallets
 from schema.permissions import authenticated
 
@@ -25,6 +28,17 @@ class WalletVerification:
     pending: bool = strawberry.field(description="A register/delete operation for it is on its way to the chain.")
 
 
+def _verifications_loader(ctx: Any) -> DataLoader[str, list[verifications.Verification]]:
+    """Every wallet of the response in one statement, on the request's session held exclusively (sibling fields
+    resolve concurrently on one connection)."""
+    async def batch(addresses: list[str]) -> list[list[verifications.Verification]]:
+        async with db_lock(ctx) as session:
+            found = await verifications.verifications_of(session, list(addresses))
+        return [found[a] for a in addresses]
+
+    return DataLoader(load_fn=batch, max_batch_size=500)
+
+
 @strawberry.type(description="An EVM address linked to the caller; the same address on every chain.")
 class Wallet:
     id: uuid.UUID
@@ -35,10 +49,10 @@ class Wallet:
         "One entry per identity registry of the platform's security tokens (each chain, each registry): KYC "
         "APPROVED wallets are registered there by the platform's agent, others deleted."))
     async def verifications(self, info: Info) -> list[WalletVerification]:
-        found = await verifications.verifications_of(await info.context.session(), [self.address])
+        rows = await info.context.loader("WalletVerificationsLoader", _verifications_loader).load(self.address)
         return [WalletVerification(chain_id=v.chain_id, registry=v.registry, verified=v.verified,
                                    identity=v.identity, country=v.country, updated_block=v.updated_block,
-                                   pending=v.pending) for v in found[self.address]]
+                                   pending=v.pending) for v in rows]
 
     @classmethod
     def from_model(cls, w: WalletModel) -> "Wallet":

@@ -85,3 +85,23 @@ async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session
     await complete(session, delete, confirmed=True)
     kinds = [(o.kind, o.business_ref.rsplit(":", 1)[1]) for o in await ops()]
     assert kinds == [("identity.register", "1"), ("identity.delete", "2"), ("identity.register", "3")]
+
+
+async def test_verifications_of_several_wallets_in_one_response(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    """Sibling wallets resolve concurrently on one connection: one batched statement, no interleaved queries."""
+    m = await make_market(session_factory)
+    other = await make_market(session_factory)
+    user = await make_user()
+    linked = []
+    for _ in range(4):
+        account = Account.create()
+        issued = await challenge(gql, user, account.address)
+        assert "errors" not in await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])},
+                                         token=user.token)
+        linked.append(account.address)
+    result = await gql(WALLETS, token=user.token)
+    assert "errors" not in result, result
+    wallets = result["data"]["myWallets"]
+    assert sorted(w["address"] for w in wallets) == sorted(linked)
+    assert all(sorted(v["registry"] for v in w["verifications"]) == sorted([m.registry, other.registry])
+               for w in wallets)
