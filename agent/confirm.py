@@ -109,19 +109,35 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
             locked = {op.id: op for op in (await s.scalars(select(ChainOperation).where(
                 ChainOperation.id.in_([i for i, _ in done] + suspect), ChainOperation.state == S.MINED)
                 .with_for_update())).all()}
-            for op_id, has in done:
-                op = locked.get(op_id)
-                if op is None or (not has and not canonical.get(op_id)):
-                    continue
+            ready = [(i, locked[i]) for i, has in done
+                     if i in locked and (has or canonical.get(i))]
+
+            async def complete(op: ChainOperation) -> None:
+                if op.mined_status == 0:
+                    if await fail(s, op, reasons.get(op.id, "reverted"), where="mining"):
+                        metrics.TRANSITIONS.labels(str(ctx.chain_id), "FAILED").inc()
+                else:
+                    await confirm(s, op, int(op.mined_block or 0))
+
+            # Optimistic: the whole batch under one savepoint (one flush; per-op savepoints cost ~3 round trips
+            # each and made confirmations the slowest step at 1,000 ops). A handler that raises rolls the batch
+            # back; it is then redone op by op so that only the failing op waits.
+            try:
+                async with s.begin_nested():
+                    for _, op in ready:
+                        await complete(op)
+                changed += len(ready)
+                ready = []
+            except Exception:  # noqa: BLE001
+                locked = {op.id: op for op in (await s.scalars(select(ChainOperation).where(
+                    ChainOperation.id.in_([i for i, _ in done] + suspect))
+                    .execution_options(populate_existing=True))).all()}
+                ready = [(i, locked[i]) for i, _ in ready if locked[i].state is S.MINED]
+            for op_id, op in ready:
                 ref = op.business_ref
                 try:
                     async with s.begin_nested():
-                        if op.mined_status == 0:
-                            ok = await fail(s, op, reasons.get(op_id, "reverted"), where="mining")
-                            if ok:
-                                metrics.TRANSITIONS.labels(str(ctx.chain_id), "FAILED").inc()
-                        else:
-                            await confirm(s, op, int(op.mined_block or 0))
+                        await complete(op)
                     changed += 1
                 except Exception as exc:  # noqa: BLE001  (a handler bug must not stop the other ops)
                     # the savepoint rolled back and expired the row: write the error with a plain UPDATE

@@ -102,3 +102,38 @@ async def test_status_json_reports_and_fails_when_out_of_gas(world: World) -> No
         world.node.rpc("anvil_setBalance", world.d.agent, saved)
     assert code == 1 and body["healthy"] is False
     assert body["signers"][0]["gas_balance_wei"] == "1" and "gas balance" in body["signers"][0]["problems"][0]
+
+
+async def test_a_failing_handler_holds_back_only_its_own_operation(world: World) -> None:
+    """Confirmations run as one batch; a handler that raises rolls that back and the batch is redone op by op:
+    the others confirm, the failing one stays MINED with the error until its handler succeeds (exactly once)."""
+    broken = {"on": True}
+    seen: list[str] = []
+
+    async def on_confirmed(session, op) -> None:  # type: ignore[no-untyped-def]
+        from models.identity import AuditLog
+
+        # a domain effect in the confirming transaction (rolled back with it when the batch is redone)
+        session.add(AuditLog(action="test.effect", target_type="op", target_id=op.business_ref, details={}))
+        await session.flush()
+        if op.business_ref == "test:h:1" and broken["on"]:
+            raise RuntimeError("domain bug")
+        seen.append(op.business_ref)
+
+    handlers.register("test.", on_confirmed=on_confirmed)
+    try:
+        refs = [f"test:h:{i}" for i in range(4)]
+        for ref in refs:
+            await world.enqueue_transfer(ref, 10**18)
+        async with running(world) as tasks:
+            ops = await world.wait_ops(lambda o: sum(o[r]["state"] == "CONFIRMED" for r in refs) == 3
+                                       and o["test:h:1"]["last_error"] is not None, tasks=tasks)
+            assert ops["test:h:1"]["state"] == "MINED"
+            assert "domain bug" in ops["test:h:1"]["last_error"]
+            broken["on"] = False
+            ops = await world.wait_ops(lambda o: o["test:h:1"]["state"] == "CONFIRMED", tasks=tasks)
+    finally:
+        handlers.unregister("test.")
+    effects = await world.sql("SELECT target_id, count(*) FROM audit_log WHERE action = 'test.effect' GROUP BY 1")
+    assert sorted((r[0], r[1]) for r in effects) == [(r, 1) for r in sorted(refs)]  # each effect exactly once
+    assert set(seen) == set(refs)
