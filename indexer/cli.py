@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -92,15 +93,30 @@ def _where(urls: Sequence[str]) -> str:
     return ", ".join(url_label(u) for u in urls)
 
 
+HEAD_CHECK_S = 30.0  # how long start-up keeps asking providers that answer, but badly
+
+
 async def _head(spec: ChainSpec, urls: Sequence[str]) -> int:
-    """Check that the node answers for the right chain; return its head. Raises typer.Exit(3)."""
-    try:
-        # A few retries with backoff: one bad reply from one provider must not stop `run`/`backfill` at start-up.
-        async with RpcClient(urls, chain_id=spec.chain_id, timeout=5, max_retries=3, backoff_base=0.2) as rpc:
-            await rpc.verify_chain_id()
-            return await rpc.block_number()
-    except RpcError as exc:
-        raise _rpc_fail(spec, urls, exc)
+    """Check that the node answers for the right chain; return its head. Raises typer.Exit(3).
+
+    Nobody listening on any URL (connection refused, DNS) exits at once; providers that answer with
+    transient faults (garbage, 5xx, 401/403, server errors) are asked again with backoff for up to
+    HEAD_CHECK_S: a few bad replies from one provider must not stop `run`/`backfill` at start-up."""
+    from chains.errors import AllEndpointsFailed, RpcUnavailable
+
+    deadline = time.monotonic() + HEAD_CHECK_S
+    async with RpcClient(urls, chain_id=spec.chain_id, timeout=5, max_retries=3, backoff_base=0.2) as rpc:
+        while True:
+            try:
+                await rpc.verify_chain_id()
+                return await rpc.block_number()
+            except AllEndpointsFailed as exc:
+                nobody = all(isinstance(e, RpcUnavailable) for e in exc.errors.values())
+                if nobody or time.monotonic() >= deadline:
+                    raise _rpc_fail(spec, urls, exc)
+                await asyncio.sleep(1.0)
+            except RpcError as exc:
+                raise _rpc_fail(spec, urls, exc)
 
 
 def _rpc_fail(spec: ChainSpec, urls: Sequence[str], exc: RpcError) -> typer.Exit:

@@ -273,3 +273,35 @@ def test_backoff_grows_with_jitter_to_a_cap_and_resets() -> None:
     assert max(delays) <= 2.0 and b.failing_for >= 0
     b.reset()
     assert b.next() <= 0.1
+
+
+async def test_rwa_index_backfill_through_20_percent_faults_finishes_and_verify_passes(
+    idx_db: str, node: AnvilNode, redis_url: str
+) -> None:
+    """The CLI as operators run it (start-up checks included) through a provider failing 20% of its requests:
+    one run finishes (before: "RPC unreachable", rerun after rerun), then `rwa index verify` exits 0."""
+    from tests.indexer.cli_helpers import run_rwa
+
+    d = await deploy(node.url)
+    await add_tokens(idx_db, 1, d)
+    w = await ready(d)
+    for _ in range(8):
+        await transact(d.stack.token.functions.transfer(w["dave"], E18), w["bob"])
+    node.mine(10)
+    proxy = await FaultProxy(node.url, fault_rate=0.2, timeout_s=1.0, seed=7).start()
+    extra = {"RWA_INDEXER_BATCH_EVENTS": "10", "RWA_INDEXER_LOGS_PER_CALL": "5"}
+    try:
+        result = await asyncio.to_thread(
+            run_rwa, ["backfill", "--chain", "1", "--from-block", str(d.start_block)], idx_db, redis_url,
+            {1: proxy.url}, 240, extra,
+        )
+    finally:
+        await proxy.stop()
+    assert result.code == 0, result.output
+    assert "backfill done" in result.stderr and "Traceback" not in result.output
+    assert sum(proxy.injected.values()) >= 3, proxy.injected
+    for token in (d.stack.token.address, d.stack.stablecoin.address):
+        verified = await asyncio.to_thread(run_rwa, ["verify", "--chain", "1", "--token", token], idx_db, redis_url,
+                                           {1: node.url})
+        assert verified.code == 0, verified.output
+    await assert_matches_chain(idx_db, 1, d, extra_holders=tuple(w.values()))
