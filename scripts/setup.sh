@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup: Python venv with the project (+dev extras), npm packages (anvil, GraphiQL assets),
-# GraphiQL assets copied into server/static, and Debian tools the tests use (chromium) when missing.
+# GraphiQL assets copied into server/static, and Debian tools the tests use (chromium; kubectl + promtool) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,5 +46,15 @@ if [ "${RWA_SETUP_BROWSER:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "note: chromium is not installed; the GraphiQL browser test needs it (apt-get install chromium)" >&2
+  fi
+fi
+
+# Deployment tooling for tests/platform/test_deploy_manifests.py: Debian's kubectl (kustomize) and prometheus
+# (promtool); kubernetes-validate comes with the dev extra. The test fails, not skips, when they are missing.
+if [ "${RWA_SETUP_DEPLOY_TOOLS:-0}" = "1" ] && { ! command -v kubectl >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl prometheus >/dev/null
+  else
+    echo "note: kubectl/promtool are not installed; the deploy manifest tests need them (apt-get install kubectl prometheus)" >&2
   fi
 fi

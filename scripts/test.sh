@@ -10,7 +10,7 @@ if [ -n "$base" ]; then  # the tests start embedded Postgres too: same venv as s
   export RWA_VENV="${RWA_VENV:-$base/venv}"
   echo "the checkout is inside root's home: venv $RWA_VENV" >&2
 fi
-RWA_SETUP_BROWSER=1 bash scripts/setup.sh
+RWA_SETUP_BROWSER=1 RWA_SETUP_DEPLOY_TOOLS=1 bash scripts/setup.sh
 
 # With TEST_DATABASE_URL / TEST_REDIS_URL unset and no local servers, the fixtures start embedded ones.
 # Starting them is best effort (needs root): when it fails the fixtures fall back to embedded services.
