@@ -166,11 +166,15 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
     return True
 
 
+MAX_CREDIT = Decimal(10) ** 15  # one credit; payments accept the same (resolvers/payments/intents.py)
+
+
 async def credit_deposit(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str,
                          reference: str, details: dict[str, Any] | None = None) -> bool:
     """Money arrived from outside (a settled payment, an admin credit in dev)."""
-    if amount <= 0:
-        raise BadUserInput("amount must be positive", field="amount")
+    # entries and balances are NUMERIC(38, 18): 1E+25 overflowed the INSERT and came back INTERNAL (fuzz gate)
+    if not amount.is_finite() or amount <= 0 or amount >= MAX_CREDIT:
+        raise BadUserInput("amount must be positive and below 10^15", field="amount")
     return await post(session, kind="CREDIT", reference=reference, currency=currency, details=details,
                       legs=[(Platform(AccountKind.DEPOSITS), -amount), (UserAccount(user_id), amount)])
 

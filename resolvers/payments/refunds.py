@@ -27,6 +27,7 @@ from resolvers.payments.states import Actor, transition
 S = PaymentState
 REFUNDABLE_STATES = (S.CONFIRMED, S.OVERPAID, S.PARTIALLY_REFUNDED, S.LATE, S.EXPIRED)
 MAX_TEXT = 1000
+BANK_REFERENCE_CHARS = 120
 
 
 def _places(payment: Payment) -> int:
@@ -40,17 +41,18 @@ def outstanding(payment: Payment) -> tuple[Decimal, Decimal]:
     return held_left, payment.credited_amount - credit_refunded
 
 
-def _text(value: str, field: str) -> str:
+def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
     value = " ".join(value.split())
-    if not value or len(value) > MAX_TEXT:
-        raise BadUserInput(f"{field} must be 1 to {MAX_TEXT} characters", field=field)
+    if not value or len(value) > limit:
+        raise BadUserInput(f"{field} must be 1 to {limit} characters", field=field)
     return value
 
 
 async def confirm_bank_transfer(session: AsyncSession, payment_id: uuid.UUID, bank_reference: str,
                                 actor_id: uuid.UUID, request_id: str | None = None) -> Payment:
     """The bank statement shows the money: credit the intended amount once and record the bank's reference."""
-    reference = _text(bank_reference, "bankReference")
+    # payments.bank_reference is VARCHAR(120): a longer one failed the UPDATE and came back INTERNAL (fuzz gate)
+    reference = _text(bank_reference, "bankReference", BANK_REFERENCE_CHARS)
     payment = await get(session, payment_id, lock=True)
     if payment.method is not PaymentMethod.BANK_TRANSFER:
         raise BadUserInput("only BANK_TRANSFER payments are confirmed by hand", field="paymentId")

@@ -18,6 +18,8 @@ from resolvers.audit import record
 from server.context import Context
 
 MAX_FEE_BPS = 1000  # 10 %
+MAX_SYMBOL_CHARS = 50  # markets.symbol is VARCHAR(50)
+MONEY_LIMIT = Decimal(10) ** 20  # Money columns are NUMERIC(38, 18): 20 digits before the point
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,17 @@ class MarketSpec:
 def _places(d: Decimal) -> int:
     exp = d.normalize().as_tuple().exponent
     return max(0, -int(exp))
+
+
+def check_storable(spec: MarketSpec) -> None:
+    """What the markets row cannot hold is the client's error, not the database's: a 51-character symbol or a tick
+    size of 1E+25 failed the INSERT and came back INTERNAL (found by the fuzz gate)."""
+    if spec.symbol is not None and not (spec.symbol.strip() and len(spec.symbol) <= MAX_SYMBOL_CHARS
+                                        and spec.symbol.isprintable()):
+        raise BadUserInput(f"symbol must be 1 to {MAX_SYMBOL_CHARS} printable characters", field="symbol")
+    for name, value in (("tickSize", spec.tick_size), ("lotSize", spec.lot_size), ("minNotional", spec.min_notional)):
+        if value.is_finite() and abs(value) >= MONEY_LIMIT:
+            raise BadUserInput(f"{name} must be below 1E+20", field=name)
 
 
 def validate_spec(spec: MarketSpec, decimals: int) -> None:
@@ -56,6 +69,7 @@ def validate_spec(spec: MarketSpec, decimals: int) -> None:
 
 async def open_market(ctx: Context, spec: MarketSpec) -> Market:
     actor = ctx.viewer.require_user()
+    check_storable(spec)
     session = await ctx.session()
     token = await session.get(Token, spec.token_id)
     if token is None:

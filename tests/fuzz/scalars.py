@@ -94,6 +94,8 @@ def argument_kind(name: str, id_of: graphql.GraphQLNamedType | None) -> str | No
         return "address"
     if name in CURRENCY_NAMES:
         return "currency"
+    if name in ("country", "jurisdiction"):
+        return "country"
     if name == "id":
         return id_kind(id_of)
     if name.endswith("Id"):

@@ -45,7 +45,7 @@ class World:
 
     def add(self, kind: str, *values: str) -> None:
         self.named.setdefault(kind, []).extend(values)
-        (self.strings if kind in ("address", "currency") else self.ids).extend(values)
+        (self.strings if kind in ("address", "currency", "country") else self.ids).extend(values)
 
     def token(self, role: str) -> str | None:
         return self.accounts[role].access_token if role in self.accounts else None
@@ -116,6 +116,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     world.add("userId", str(counterparty.user_id))
     world.add("address", market.token_address, market.registry, trader.wallet, counterparty.wallet)
     world.add("currency", market.quote, "USD", "EUR")
+    world.add("country", "DE", "FR", "US", "GB", "CH")
     place = ("mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }")
     for who, side, price in ((investor, "BUY", "1.00"), (investor, "SELL", "5.00"), (counter_token, "SELL", "1.00"),
                              (counter_token, "BUY", "0.50")):
