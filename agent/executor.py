@@ -187,8 +187,8 @@ async def run_agent(settings: Settings, chain_ids: list[int] | None = None, *, s
         get_chain(cid)
         if not (settings.rpc_urls(cid) or rpc_urls_for(cid)):
             raise ConfigError(f"RPC_URLS_{cid} is not set")
-        signer_for(settings, cid, "agent")  # refuse a missing / dev key in production before starting
-        signer_for(settings, cid, "treasury")
+        for role in ("agent", "treasury"):  # refuse a missing / dev key in production before starting
+            await signer_for(settings, cid, role).aclose()
     handlers.load_effects()
     engine = create_async_engine(settings.database_url, pool_size=4 * len(ids) + 2, max_overflow=10)
     try:
