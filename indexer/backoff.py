@@ -9,8 +9,14 @@ the jitter keeps several chains or processes from retrying in step.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Backoff:
@@ -53,3 +59,25 @@ async def sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]], *, what: str, budget_s: float = 120.0, base: float = 0.25, cap: float = 5.0,
+    stop: asyncio.Event | None = None,
+) -> T:
+    """``call()`` again after transient RPC failures (RetryableRpcError, AllEndpointsFailed) with backoff, for up
+    to ``budget_s``; then (or on any other error) the error propagates. For one-off reads outside a retrying loop
+    (a backfill's heads), so that a burst of bad replies does not end a command that would then succeed."""
+    from chains.errors import AllEndpointsFailed, RetryableRpcError
+
+    backoff = Backoff(base, max(base, cap))
+    while True:
+        try:
+            return await call()
+        except (RetryableRpcError, AllEndpointsFailed) as exc:
+            if backoff.failing_for >= budget_s:
+                raise
+            delay = backoff.next()
+            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
+            if await sleep_or_stop(stop, delay):
+                raise

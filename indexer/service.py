@@ -21,7 +21,7 @@ from chains.rpc import RpcClient
 from core.redis import create_redis
 from core.settings import ConfigError, Settings
 from indexer import backfill_requests, health, intervals, lock, metrics
-from indexer.backoff import Backoff, sleep_or_stop
+from indexer.backoff import Backoff, retry_transient, sleep_or_stop
 from indexer.chainstate import load_cursor, load_watched, read_heads
 from indexer.config import IndexerConfig
 from indexer.fetch import make_ranger
@@ -186,7 +186,9 @@ async def backfill(
                 targets = {a: s for a, s in watched.items() if a in (addr, registry)}
             else:
                 targets = dict(watched)
-            heads = await read_heads(client, spec, config.depth_for(spec), config.use_finality_tags)
+            heads = await retry_transient(
+                lambda: read_heads(client, spec, config.depth_for(spec), config.use_finality_tags),
+                what=f"chain {chain_id}: reading the heads", stop=stop)
             end = heads.finalized if to_block is None else to_block
             if from_block > end:
                 raise ValueError(f"bad block range: from {from_block} is above {end}")
@@ -306,7 +308,9 @@ async def _execute_if_no_writer(
         log.info("chain %s: no writer holds the lock; executing backfill request %s here", chain_id, request_id)
         await prepare_connection(conn)
         async with make_client(settings, chain_id, config) as client:
-            heads = await read_heads(client, spec, config.depth_for(spec), config.use_finality_tags)
+            heads = await retry_transient(
+                lambda: read_heads(client, spec, config.depth_for(spec), config.use_finality_tags),
+                what=f"chain {chain_id}: reading the heads", stop=stop)
             watched = await load_watched(conn, chain_id)
             if watched:
                 await ensure_cursor(conn, chain_id, min(watched.values()) - 1)
