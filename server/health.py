@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from core.metrics import DB_POOL_IN_USE, DB_POOL_SIZE
 
 _STARTED = time.monotonic()
+_SUPERVISOR = os.getppid()  # at import, in the worker: a later getppid() that differs means the supervisor died
 # A worker started this long after its supervisor replaced one that died (startup of all workers takes ~2-5 s).
 REPLACED_AFTER_S = 20.0
 
@@ -29,8 +30,10 @@ def worker_state(expected: int) -> tuple[dict[str, Any], bool]:
     state: dict[str, Any] = {"pid": os.getpid(), "uptimeS": round(time.monotonic() - _STARTED, 1)}
     if expected < 1:  # not under `rwa serve` (uvicorn run directly, tests)
         return state, True
+    if os.getppid() != _SUPERVISOR:  # orphaned: nothing replaces workers any more; this one should be stopped
+        return {**state, "expected": expected, "alive": 0, "supervisor": "gone"}, False
     try:
-        supervisor = psutil.Process(os.getppid())
+        supervisor = psutil.Process(_SUPERVISOR)
         workers = [p for p in supervisor.children() if _is_worker(p)]
         started = supervisor.create_time()
         replaced = sum(1 for p in workers if p.create_time() > started + REPLACED_AFTER_S)

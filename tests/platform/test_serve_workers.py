@@ -180,6 +180,17 @@ def test_a_single_worker_is_supervised_too(served) -> None:  # type: ignore[no-u
 
     wait_for(answered_by_replacement, 60, "the replacement worker")
     assert proc.poll() is None and len(workers_of(proc)) == 1
+    # the supervisor itself killed: its orphaned worker still answers, but is not ready (nothing would replace it)
+    (orphan,) = workers_of(proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    try:
+        wait_for(lambda: orphan.ppid() != proc.pid, 10, "the worker to be orphaned")
+        resp = httpx.get(url + "/readyz", timeout=5, headers={"Connection": "close"})
+        assert resp.status_code == 503 and resp.json()["failing"] == ["workers"], resp.text
+        assert resp.json()["worker"]["supervisor"] == "gone"
+    finally:
+        orphan.kill()
 
 
 def test_recursion_limit_is_the_default_in_every_entry_point() -> None:
