@@ -297,3 +297,18 @@ def test_a_renamed_metric_would_be_caught() -> None:
     assert _queried_metrics('rate(rwa_graphql_request_seconds_bucket[5m]) + rwa_no_such_metric') - _code_metrics() == {
         "rwa_no_such_metric"}
 
+
+
+def test_worker_liveness_probe_finds_a_dramatiq_process() -> None:
+    """The worker's exec probe (`rwa worker` has no HTTP endpoint) recognises `python -m dramatiq ...`, the
+    dramatiq child of `rwa worker`."""
+    worker = next(d for d in _render("production") if d["metadata"]["name"] == "rwa-worker")
+    command = worker["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"]["command"]
+    assert command[:2] == ["python", "-c"]
+    probe = [sys.executable, "-c", command[2]]
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "dramatiq", "jobs.actors"])
+    try:
+        assert _run(probe).returncode == 0
+    finally:
+        fake.kill()
+        fake.wait()
