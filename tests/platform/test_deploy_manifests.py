@@ -205,6 +205,7 @@ def test_roles_probes_scaling_and_disruption(overlay: str) -> None:
     # writer + standby: the advisory lock decides, so exactly two and no autoscaler on it
     assert deployments["rwa-indexer"]["spec"]["replicas"] == 2
     assert deployments["rwa-agent"]["spec"]["replicas"] == 2
+    assert "replicas" not in deployments["rwa-api"]["spec"], "the HPA owns the API's replica count"
     hpas = _by_kind(docs, "HorizontalPodAutoscaler")
     assert [(h["apiVersion"], h["spec"]["scaleTargetRef"]["name"]) for h in hpas] == [("autoscaling/v2", "rwa-api")]
     assert hpas[0]["spec"]["metrics"][0]["resource"]["name"] == "cpu"
@@ -312,3 +313,8 @@ def test_worker_liveness_probe_finds_a_dramatiq_process() -> None:
     finally:
         fake.kill()
         fake.wait()
+
+
+def test_a_missing_tool_fails_the_test_instead_of_skipping() -> None:
+    with pytest.raises(pytest.fail.Exception, match="RWA_SETUP_DEPLOY_TOOLS=1"):
+        _tool("rwa-no-such-deploy-tool")
