@@ -219,7 +219,8 @@ def test_roles_probes_scaling_and_disruption(overlay: str) -> None:
     assert "rwa-api" in {p["metadata"]["name"] for p in _by_kind(docs, "PodDisruptionBudget")}
     services = _by_kind(docs, "Service")
     for sm in _by_kind(docs, "ServiceMonitor"):
-        matching = [s for s in services if sm["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+        wanted = sm["spec"]["selector"]["matchLabels"].items()
+        matching = [s for s in services if wanted <= s["metadata"]["labels"].items()]
         ports = {p["name"] for s in matching for p in s["spec"]["ports"]}
         assert {e["port"] for e in sm["spec"]["endpoints"]} <= ports, sm["metadata"]["name"]
     job = _by_kind(docs, "Job")[0]
