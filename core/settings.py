@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")
     login_lock_s: int = Field(300, alias="LOGIN_LOCK_S")
+    # MFA (resolvers/identity/mfa.py): roles that must have a confirmed TOTP factor to sign in when
+    # RWA_ENV=production (comma-separated); the life of a login's "MFA required" challenge; the otpauth issuer
+    mfa_required_roles: str = Field("ADMIN,COMPLIANCE", alias="MFA_REQUIRED_ROLES")
+    mfa_challenge_ttl_s: int = Field(300, alias="MFA_CHALLENGE_TTL_S", ge=30, le=3600)
+    mfa_issuer: str = Field("StableRWA", alias="MFA_ISSUER", min_length=1, max_length=64)
 
     # set by `rwa serve --workers N` for its workers (0: not under rwa serve's supervisor): /readyz reports the
     # supervisor's live workers against it

@@ -162,3 +162,23 @@ class UserRevocation(Base):
     reason: Mapped[str] = mapped_column(String(16), nullable=False)
 
     __table_args__ = (Index("ix_user_revocations_revoked_at", "revoked_at"),)
+
+
+class UserMfa(Base):
+    """A user's TOTP second factor (resolvers/identity/mfa.py). The secret is AES-GCM ciphertext (core.encryption,
+    associated data = user id); it counts only once `confirmed_at` is set. `last_used_step` is the RFC 6238
+    time-step of the last accepted code, so a code cannot be replayed. Recovery codes are kept as sha256 hex
+    digests and removed when spent. Code failures lock the factor like password failures lock the account."""
+
+    __tablename__ = "user_mfa"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger)
+    recovery_code_hashes: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False, default=list,
+                                                            server_default=text("'{}'"))
+    failed_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()

@@ -1,4 +1,4 @@
-"""Identity & access: accounts, sessions and roles. Types and fields only; the work is in resolvers/identity."""
+"""Identity & access: accounts, sessions, MFA and roles. Types and fields only; the work is in resolvers/identity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from strawberry.types import Info
 
 from models.identity import Role as RoleModel
 from models.identity import User as UserModel
-from resolvers.identity import accounts
+from resolvers.identity import accounts, mfa_flows
 from resolvers.identity.sessions import IssuedSession
 from schema.permissions import authenticated, requires
 
@@ -44,8 +44,60 @@ class AuthPayload:
                    refresh_token=issued.refresh_token, user=User.from_model(issued.user))
 
 
+@strawberry.type(description=(
+    "Returned by login. Without MFA (or with a valid `mfaCode`) it carries the session, as AuthPayload does. "
+    "For an account with MFA and no code, `mfaRequired` is true, the token fields are null and `mfaChallenge` is "
+    "to be completed by `completeMfaLogin` before `mfaChallengeExpiresAt`."))
+class LoginPayload:
+    access_token: str | None
+    access_token_expires_at: datetime | None
+    refresh_token: str | None
+    user: User | None
+    mfa_required: bool
+    mfa_challenge: str | None
+    mfa_challenge_expires_at: datetime | None
+
+    @classmethod
+    def from_result(cls, result: accounts.LoginResult) -> "LoginPayload":
+        if result.session is not None:
+            s = result.session
+            return cls(access_token=s.access_token, access_token_expires_at=s.access_expires_at,
+                       refresh_token=s.refresh_token, user=User.from_model(s.user), mfa_required=False,
+                       mfa_challenge=None, mfa_challenge_expires_at=None)
+        challenge = result.mfa_challenge
+        assert challenge is not None
+        return cls(access_token=None, access_token_expires_at=None, refresh_token=None, user=None,
+                   mfa_required=True, mfa_challenge=challenge.challenge,
+                   mfa_challenge_expires_at=challenge.expires_at)
+
+
+@strawberry.type(description="A new TOTP secret, inactive until confirmMfaEnrolment. Shown once.")
+class MfaEnrolment:
+    otpauth_uri: str = strawberry.field(description="otpauth://totp/... for an authenticator app (or a QR code).")
+    secret: str = strawberry.field(description="The base32 secret, for manual entry.")
+
+
+@strawberry.type(description="One-time recovery codes, each usable once instead of a TOTP code. Shown once.")
+class MfaRecoveryCodes:
+    recovery_codes: list[str]
+
+
+@strawberry.type(description="The caller's second factor.")
+class MfaStatus:
+    enabled: bool
+    pending_enrolment: bool
+    confirmed_at: datetime | None
+    recovery_codes_left: int
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(extensions=authenticated(), description="Whether the signed-in user has MFA enabled.")
+    async def mfa_status(self, info: Info) -> MfaStatus:
+        st = await mfa_flows.my_state(info.context)
+        return MfaStatus(enabled=st.enabled, pending_enrolment=st.pending, confirmed_at=st.confirmed_at,
+                         recovery_codes_left=st.recovery_codes_left)
+
     @strawberry.field(extensions=authenticated(), description="The signed-in user.")
     async def me(self, info: Info) -> User:
         return User.from_model(await accounts.get_profile(info.context, info.context.viewer.require_user()))
@@ -62,9 +114,41 @@ class Mutation:
     async def register(self, info: Info, email: str, password: str) -> AuthPayload:
         return AuthPayload.from_issued(await accounts.register(info.context, email, password))
 
-    @strawberry.mutation(description="Sign in. Repeated failures lock the account for a growing time.")
-    async def login(self, info: Info, email: str, password: str) -> AuthPayload:
-        return AuthPayload.from_issued(await accounts.login(info.context, email, password))
+    @strawberry.mutation(description=(
+        "Sign in. Repeated failures lock the account for a growing time. For an account with MFA, pass `mfaCode` "
+        "(a TOTP or recovery code) to sign in at once, or omit it to get `mfaRequired` and a challenge for "
+        "completeMfaLogin."))
+    async def login(self, info: Info, email: str, password: str, mfa_code: str | None = None) -> LoginPayload:
+        return LoginPayload.from_result(await accounts.login(info.context, email, password, mfa_code))
+
+    @strawberry.mutation(description=(
+        "Finish an MFA sign-in: the challenge from login and a TOTP code (or a recovery code, then spent). "
+        "Wrong codes count towards a lock like wrong passwords."))
+    async def complete_mfa_login(self, info: Info, challenge: str, code: str) -> AuthPayload:
+        return AuthPayload.from_issued(await mfa_flows.complete_login(info.context, challenge, code))
+
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Start TOTP enrolment: a new secret (replacing an unconfirmed one), active once confirmMfaEnrolment gets a "
+        "first valid code. CONFLICT if MFA is already enabled."))
+    async def begin_mfa_enrolment(self, info: Info) -> MfaEnrolment:
+        e = await mfa_flows.begin_enrolment(info.context)
+        return MfaEnrolment(otpauth_uri=e.otpauth_uri, secret=e.secret)
+
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Activate MFA with a first code from the authenticator; returns recovery codes, shown once."))
+    async def confirm_mfa_enrolment(self, info: Info, code: str) -> MfaRecoveryCodes:
+        return MfaRecoveryCodes(recovery_codes=await mfa_flows.confirm_enrolment(info.context, code))
+
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Turn MFA off; needs a fresh TOTP code (or a recovery code). Refused for roles that require MFA in "
+        "production."))
+    async def disable_mfa(self, info: Info, code: str) -> bool:
+        return await mfa_flows.disable(info.context, code)
+
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Replace all recovery codes (the old ones stop working); needs a fresh code."))
+    async def regenerate_mfa_recovery_codes(self, info: Info, code: str) -> MfaRecoveryCodes:
+        return MfaRecoveryCodes(recovery_codes=await mfa_flows.regenerate_recovery_codes(info.context, code))
 
     @strawberry.mutation(description="Spend a refresh token for a new pair. Reusing a spent one revokes the session.")
     async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:

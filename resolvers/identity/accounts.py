@@ -1,4 +1,4 @@
-"""Accounts: register, login (rate limits + lockout), logout, roles."""
+"""Accounts: register, login (rate limits + lockout, the MFA step), logout, roles."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import BadUserInput, Conflict, NotFound, RateLimited, Unauthenticated
+from core.errors import BadUserInput, Conflict, Forbidden, NotFound, RateLimited, Unauthenticated
 from core.passwords import hash_password, verify_password
 from core.rate_limit import hit
 from models.identity import Role, User, UserStatus
 from resolvers.audit import record
+from resolvers.identity import mfa, mfa_flows
 from resolvers.identity.sessions import IssuedSession, family_of, revoke_family, rotate, start_session
 from resolvers.identity.validation import check_password, normalize_email
 from server.context import Context
@@ -64,7 +65,15 @@ async def register(ctx: Context, email: str, password: str) -> IssuedSession:
     return issued
 
 
-async def login(ctx: Context, email: str, password: str) -> IssuedSession:
+@dataclass(frozen=True)
+class LoginResult:
+    """Either a session, or (the account has MFA and no code came with the password) a challenge for
+    `completeMfaLogin`."""
+    session: IssuedSession | None
+    mfa_challenge: mfa_flows.MfaChallenge | None
+
+
+async def login(ctx: Context, email: str, password: str, mfa_code: str | None = None) -> LoginResult:
     try:
         normalized = normalize_email(email)
     except BadUserInput:
@@ -82,13 +91,38 @@ async def login(ctx: Context, email: str, password: str) -> IssuedSession:
         raise Unauthenticated("invalid email or password")
     if user.status is not UserStatus.ACTIVE:
         raise Unauthenticated("account disabled")
+    factor = await mfa.factor_for_update(session, user.id)
+    if factor is not None and factor.confirmed_at is None:
+        factor = None  # an enrolment never confirmed does not protect (nor block) the account
+    mfa_kind: str | None = None
+    if factor is None:
+        required = mfa.roles_requiring_mfa(ctx.settings) & set(user.roles)
+        if required:
+            record(session, actor_id=user.id, action="user.login_refused", target_type="user", target_id=user.id,
+                   request_id=ctx.request_id, details={"reason": "MFA_ENROLMENT_REQUIRED"})
+            await session.commit()
+            raise Forbidden(f"{', '.join(sorted(required))} accounts must sign in with MFA in production: enrol "
+                            "with `rwa user mfa-enrol --email <your email>` on a server host",
+                            reason="MFA_ENROLMENT_REQUIRED")
+    elif not mfa_code:
+        # the password was right: open a short-lived challenge instead of a session
+        user.failed_logins, user.locked_until = 0, None
+        challenge = await mfa_flows.open_challenge(ctx, user.id)
+        record(session, actor_id=user.id, action="user.login_mfa_challenge", target_type="user", target_id=user.id,
+               request_id=ctx.request_id)
+        await session.commit()
+        return LoginResult(None, challenge)
+    else:
+        await mfa_flows.limit_codes(ctx, user.id)
+        mfa_kind = await mfa.check_code(session, ctx.services.cipher, ctx.settings, factor, mfa_code, Unauthenticated,
+                                        ctx.request_id)
     user.failed_logins = 0
     user.locked_until = None
     issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
     record(session, actor_id=user.id, action="user.login", target_type="user", target_id=user.id,
-           request_id=ctx.request_id)
+           request_id=ctx.request_id, details={"mfa": mfa_kind} if mfa_kind else None)
     await session.commit()
-    return issued
+    return LoginResult(issued, None)
 
 
 async def _register_failure(session: AsyncSession, ctx: Context, user: User, now: datetime) -> None:
