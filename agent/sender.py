@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from agent import metrics
 from agent.calls import decode_revert, encode_call, is_revert, revert_data
-from agent.context import ChainView, SenderContext, log
+from agent.context import ChainView, SenderContext
 from agent.fees import Fees, with_margin
 from agent.nonces import foreign_nonces, free_nonces
 from agent.transitions import fail
