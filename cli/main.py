@@ -35,6 +35,10 @@ from cli.demo import demo as _demo  # noqa: E402  (`rwa demo`: the scripted firs
 
 app.command("demo")(_demo)
 
+from cli.mfa import mfa_enrol as _mfa_enrol  # noqa: E402  (`rwa user mfa-enrol`: MFA for staff, from a host)
+
+user_app.command("mfa-enrol")(_mfa_enrol)
+
 # uvicorn's websocket implementation (bench/trading_fanout.py measures the one `rwa serve` uses)
 WEBSOCKETS = "websockets-sansio"
 
