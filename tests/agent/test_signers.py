@@ -116,3 +116,29 @@ async def test_fast_local_signing_equals_eth_account(tx: dict) -> None:
     ref = Account.from_key(key).sign_transaction(tx)
     assert raw == "0x" + bytes(ref.raw_transaction).hex() and h == "0x" + bytes(ref.hash).hex()
     assert Account.recover_transaction(raw) == Account.from_key(key).address
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6", "public anvil/hardhat test key"),
+    (None, "must be set when RWA_ENV=production"),
+])
+def test_agent_run_refuses_to_start_in_production_with_a_dev_or_missing_key(
+        module_database_url: str, redis_url: str, key: str | None, message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "TREASURY_", "RPC_URLS_"))}
+    env.update(RWA_ENV="production", DATABASE_URL=module_database_url, REDIS_URL=redis_url,
+               JWT_PRIVATE_KEY="k" * 40, KYC_ENCRYPTION_KEY="a" * 64, WEBHOOK_SECRET="w" * 40,
+               HD_WALLET_MNEMONIC="legal winner thank year wave sausage worth useful legal winner thank yellow",
+               RPC_URLS_1="http://127.0.0.1:9", RWA_DATA_DIR="/tmp/rwa-agent-prod-test", LOG_LEVEL="WARNING")
+    if key:
+        env["AGENT_PRIVATE_KEY"] = key
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "agent", "run", "--chain", "1"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "AGENT_PRIVATE_KEY" in proc.stderr and message in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr
+    if key:
+        assert key[2:] not in proc.stderr + proc.stdout  # the key itself is never printed
