@@ -180,6 +180,9 @@
       }
       var result = await call("mutation GraphiQLSignIn(" + args + ") { login(" + pass + ") { " + SESSION_FIELDS +
                               " } }", variables);
+      // an account with MFA and no code: login answers mfaRequired with null tokens (a challenge, not a session)
+      if (!result.data.login.accessToken) throw new ServerError("Enter the code from your authenticator app.",
+                                                                "MFA_REQUIRED");
       applySession(result.data.login, result.skewMs, rememberMe);
     } catch (error) {
       if (/^MFA/.test(error.code || "") && !mfa.arg) mfa = {arg: "mfaCode", type: "String", required: true};
