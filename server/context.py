@@ -17,6 +17,8 @@ so they read their own uncommitted writes.
 
 from __future__ import annotations
 
+import asyncio
+
 import contextvars
 from collections.abc import Awaitable
 from typing import Any, Callable
@@ -31,10 +33,13 @@ from server.services import Services
 from server.viewer import Viewer
 
 
+SETTLE_S = 5.0  # how long closing waits for sibling work still running on the session
+
+
 class DbSlot:
     """The database state of one operation, or of one root field of a query."""
 
-    __slots__ = ("owner", "session", "loaders", "read_only", "children", "closed")
+    __slots__ = ("owner", "session", "loaders", "read_only", "children", "closed", "users")
 
     def __init__(self, owner: "Context", read_only: bool = False) -> None:
         self.owner = owner
@@ -43,16 +48,28 @@ class DbSlot:
         self.read_only = read_only
         self.children: list[DbSlot] = []
         self.closed = False
+        # tasks that took the session: when a non-null child fails, graphql-core's gather raises at once and leaves
+        # its siblings running; closing the session under a sibling's statement put a closed connection back in the
+        # pool, and the next request on it answered INTERNAL
+        self.users: set[asyncio.Task[Any]] = set()
 
     async def close(self) -> None:
-        """Give the connection back (also of root-field slots opened below this one)."""
+        """Give the connection back (also of root-field slots opened below this one), once the other tasks using
+        it have finished; one still running after SETTLE_S gets its connection discarded instead."""
+        current = asyncio.current_task()
+        others = [t for t in self.users if t is not current and not t.done()]
+        self.users.clear()
+        discard = False
+        if others:
+            _, pending = await asyncio.wait(others, timeout=SETTLE_S)
+            discard = bool(pending)
         self.closed = True
         children, self.children = self.children, []
         for child in children:
             await child.close()
         if self.session is not None:
             session, self.session = self.session, None
-            await session.close()
+            await (session.invalidate() if discard else session.close())
         self.loaders.clear()
 
 
@@ -151,6 +168,9 @@ class Context:
                 raise RuntimeError("the root field's database session is closed")
             factory = self.services.read_session_factory if slot.read_only else self.services.session_factory
             slot.session = (factory or self.services.session_factory)()
+        task = asyncio.current_task()
+        if task is not None:
+            slot.users.add(task)
         return slot.session
 
     async def fetch_one(self, sql: str, *params: Any) -> Any:
