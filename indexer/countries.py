@@ -4,8 +4,11 @@ IdentityRegistered(investor, identity) does not carry the country: the registry 
 with ``investorCountry(investor)``. Read at the log's own block (EIP-1898 block hash) it is exact, but a
 node that keeps only recent state (anvil --prune-history, geth/erigon/reth full nodes, most providers)
 refuses blocks older than its state window ("BlockOutOfRangeError ... requested was 7", "missing trie
-node"). Then the country is read at the node's latest block, and trusted only if the investor is still
-registered there with the same identity as in the log; else it is recorded as unknown. Each reading says
+node"), and an archive read is slow (anvil: 3.4k calls/s at an old block hash vs 10.5k at the head). So
+only registrations within RECENT_BLOCKS of the head are read at their own block (falling back as below on
+a state-window error); older ones are read at the node's latest block, and trusted only if the investor is
+still registered there with the same identity as in the log (then the country is this registration's,
+or a later CountryUpdated's, which the identity row takes from that event anyway); else it is unknown. Each reading says
 where it came from (``source``: EVENT | LATEST | UNKNOWN), the decoder puts that into the event's args
 and the identities row carries it (``country_source``), and a warning names what could not be read, so a
 backfill of old history completes instead of stopping.
@@ -36,6 +39,9 @@ _IDENTITY_SELECTOR = "0x" + keccak(text="identity(address)")[:4].hex()
 
 EVENT, LATEST, UNKNOWN = "EVENT", "LATEST", "UNKNOWN"
 CALLS_PER_GROUP = 500
+# Registrations at most this far below the head are read at their own block (exact; full nodes keep 128
+# blocks of state, anvil keeps its newest states in memory); older ones at the head, with the identity check.
+RECENT_BLOCKS = 64
 
 # What nodes answer for state they no longer keep (anvil, geth/erigon/reth/nethermind, hosted providers).
 _STATE_WINDOW = re.compile(
@@ -102,13 +108,20 @@ async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> d
     regs = [lg for lg in logs if lg["topics"] and lg["topics"][0] == _REGISTERED_TOPIC0]
     if not regs:
         return {}
+    head = await client.block_number()
+    old = [lg for lg in regs if head - int(lg["blockNumber"], 16) > RECENT_BLOCKS]
+    out: dict[tuple[str, int], CountryReading] = {}
+    if old:  # a backfill of old history: no archive state needed (and 3x faster on anvil)
+        regs = [lg for lg in regs if head - int(lg["blockNumber"], 16) <= RECENT_BLOCKS]
+        out.update(await _read_at_latest(client, old, head))
+        if not regs:
+            return out
     calls = [
         ("eth_call", [{"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + lg["topics"][1][2:]},
                       {"blockHash": lg["blockHash"]}])  # EIP-1898: the state of exactly that block
         for lg in regs
     ]
     results = await _batched(client, calls, "at a fetched block")
-    out: dict[tuple[str, int], CountryReading] = {}
     too_old: list[dict[str, Any]] = []
     for lg, r in zip(regs, results):
         if isinstance(r, BaseException):
@@ -118,14 +131,16 @@ async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> d
         else:
             out[(lg["blockHash"], int(lg["logIndex"], 16))] = CountryReading(_word_int(r), EVENT)
     if too_old:
-        out.update(await _read_at_latest(client, too_old))
+        out.update(await _read_at_latest(client, too_old, head))
     return out
 
 
-async def _read_at_latest(client: RpcClient, regs: Sequence[dict[str, Any]]) -> dict[tuple[str, int], CountryReading]:
-    """Country and identity at one recent block for registrations whose own block's state is gone."""
+async def _read_at_latest(client: RpcClient, regs: Sequence[dict[str, Any]],
+                          head: int | None = None) -> dict[tuple[str, int], CountryReading]:
+    """Country and identity at one recent block for registrations whose own block's state is gone or old."""
     try:
-        head = await client.block_number()
+        if head is None:
+            head = await client.block_number()
         tag = hex(head)
         calls: list[tuple[str, list[Any]]] = []
         for lg in regs:
