@@ -202,3 +202,4 @@ async def test_every_step_audited(gql, make_user, session):
                                     "user.login_mfa_challenge"]
     assert rows[3][1] == {"mfa": "totp"} and rows[5][1] == {"failures": 1, "locked": False}
     assert not any(c in str(r[1]) for r in rows for c in recovery + [secret])
+
