@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 from eth_utils import to_checksum_address
+from web3.exceptions import TimeExhausted
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -42,6 +43,7 @@ from indexer.lock import asyncpg_dsn  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 E18 = 10**18
+TX_WAIT_S = 5.0  # automine answers at once; a receipt that never comes means a reorg dropped the tx
 CONFIG = IndexerConfig(poll_interval_s=0.1, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2,
                        error_backoff_max_s=3.0, self_check_interval_s=5.0, rpc_timeout_s=1.0, batch_events=500,
                        logs_per_call=250)
@@ -103,42 +105,47 @@ class Driver:
             self.done["reorg_race"] += 1
 
     async def act(self) -> None:
+        try:
+            await self._act()
+        except TransactionReverted:
+            self.done["reverted"] += 1  # e.g. a transfer of tokens a reorg took away: fine
+        except TimeExhausted:
+            self.done["dropped_by_reorg"] += 1  # the reorg race replaced the block that held it: fine
+
+    async def _act(self) -> None:
         roll = self.rng.random()
         token, stable = self.stack.token, self.stack.stablecoin
         a, b = self.rng.sample(self.wallets, 2)
-        try:
-            if roll < 0.45:
-                await transact(token.functions.transfer(b, self.rng.randint(1, 5) * E18), a)
-                self.done["transfer"] += 1
-            elif roll < 0.6:
-                await transact(stable.functions.transfer(b, self.rng.randint(1, 1000)), a)
-                self.done["stable_transfer"] += 1
-            elif roll < 0.68:
-                await transact(token.functions.mint(a, 100 * E18), self.agent)
-                self.done["mint"] += 1
-            elif roll < 0.74:
-                frozen = await token.functions.getFrozenTokens(a).call()
-                if frozen:
-                    await transact(token.functions.unfreezePartialTokens(a, frozen), self.agent)
-                else:
-                    await transact(token.functions.freezePartialTokens(a, E18), self.agent)
-                self.done["freeze"] += 1
-            elif roll < 0.86:
-                depth = self.rng.randint(1, 5)
-                if self.node.block_number() > depth + 20:
-                    txs = [(transfer_request(a, token.address, b, E18), self.rng.randrange(depth))]
-                    await anvil_rpc.reorg(self.node.url, depth, txs)
-                    self.done[f"reorg_{depth}"] += 1
-            elif roll < 0.93:
-                self.race_armed = True
-                await anvil_rpc.mine(self.node.url, 1)
-                self.done["race_armed"] += 1
+        if roll < 0.45:
+            await transact(token.functions.transfer(b, self.rng.randint(1, 5) * E18), a, timeout=TX_WAIT_S)
+            self.done["transfer"] += 1
+        elif roll < 0.6:
+            await transact(stable.functions.transfer(b, self.rng.randint(1, 1000)), a, timeout=TX_WAIT_S)
+            self.done["stable_transfer"] += 1
+        elif roll < 0.68:
+            await transact(token.functions.mint(a, 100 * E18), self.agent, timeout=TX_WAIT_S)
+            self.done["mint"] += 1
+        elif roll < 0.74:
+            frozen = await token.functions.getFrozenTokens(a).call()
+            if frozen:
+                await transact(token.functions.unfreezePartialTokens(a, frozen), self.agent, timeout=TX_WAIT_S)
             else:
-                head = self.node.block_number()
-                self.proxy.answer_null(self.rng.randint(1, 3), when=lambda n, h=head: n > h - 10)
-                self.done["null_blocks"] += 1
-        except TransactionReverted:
-            self.done["reverted"] += 1  # e.g. a transfer of tokens a reorg took away: fine
+                await transact(token.functions.freezePartialTokens(a, E18), self.agent, timeout=TX_WAIT_S)
+            self.done["freeze"] += 1
+        elif roll < 0.86:
+            depth = self.rng.randint(1, 5)
+            if self.node.block_number() > depth + 20:
+                txs = [(transfer_request(a, token.address, b, E18), self.rng.randrange(depth))]
+                await anvil_rpc.reorg(self.node.url, depth, txs)
+                self.done[f"reorg_{depth}"] += 1
+        elif roll < 0.93:
+            self.race_armed = True
+            await anvil_rpc.mine(self.node.url, 1)
+            self.done["race_armed"] += 1
+        else:
+            head = self.node.block_number()
+            self.proxy.answer_null(self.rng.randint(1, 3), when=lambda n, h=head: n > h - 10)
+            self.done["null_blocks"] += 1
 
 
 async def check(db_url: str, node_url: str, stack: Any, wallets: list[str]) -> list[str]:
