@@ -113,6 +113,11 @@ async def run_sender(engine: AsyncEngine, client: RpcClient, spec: SenderSpec, c
                             await _sleep(stop, config.poll_s)
                 finally:
                     metrics.IS_SENDER.labels(c, a).set(0)
+                    # the connection goes back to the pool: it must not keep holding the sender lock there
+                    try:
+                        await asyncio.shield(lock.unlock(conn, spec.chain_id, a))
+                    except BaseException:  # noqa: BLE001  (broken or cancelled: drop the connection, lock with it)
+                        await conn.invalidate()
         except Exception as exc:  # noqa: BLE001  (database connection lost: reconnect, re-elect)
             log.warning("chain %s: sender %s lost its database connection (%s); re-electing", spec.chain_id, a, exc)
             await _sleep(stop, config.error_backoff_s)
@@ -154,6 +159,11 @@ async def run_chain(settings: Settings, engine: AsyncEngine, chain_id: int, conf
                             specs += _signers(settings, chain_id, [role], known)
                         except SignerError:
                             pass
+                wanted = {spec.signer.address for spec in specs}
+                for a in [a for a in tasks if a not in wanted]:  # e.g. a deposit key whose sweeps are done
+                    tasks[a].cancel()
+                    await asyncio.gather(tasks.pop(a), return_exceptions=True)
+                    roles_running.pop(a, None)
                 for spec in specs:
                     a = spec.signer.address
                     if a in tasks and roles_running.get(a) != spec.roles:  # a role joined: restart with it

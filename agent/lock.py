@@ -27,6 +27,12 @@ async def try_lock(conn: AsyncConnection, chain_id: int, address: str) -> bool:
     return bool(got)
 
 
+async def unlock(conn: AsyncConnection, chain_id: int, address: str) -> None:
+    await conn.rollback()
+    await conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"), {"c": LOCK_CLASS, "k": lock_key(chain_id, address)})
+    await conn.commit()
+
+
 async def holder_count(conn: AsyncConnection, chain_id: int, address: str) -> int:
     """How many sessions hold the sender lock (0 or 1): `rwa agent status` shows whether a sender runs."""
     n = await conn.scalar(text(

@@ -137,3 +137,33 @@ async def test_a_failing_handler_holds_back_only_its_own_operation(world: World)
     effects = await world.sql("SELECT target_id, count(*) FROM audit_log WHERE action = 'test.effect' GROUP BY 1")
     assert sorted((r[0], r[1]) for r in effects) == [(r, 1) for r in sorted(refs)]  # each effect exactly once
     assert set(seen) == set(refs)
+
+
+async def test_a_stopped_sender_releases_its_lock_before_its_connection_returns_to_the_pool(world: World) -> None:
+    """A sender stopped inside a running process (a deposit key whose sweeps are done, a lost connection) must not
+    leave its advisory lock on a pooled connection: no other process could ever send for that address."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from agent.executor import SenderSpec, run_sender
+    from agent.signers import LocalSigner
+    from chains.rpc import RpcClient
+    from tests.agent.conftest import AGENT_KEY, FAST
+
+    engine = create_async_engine(world.db_url, pool_size=2)
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid"
+    try:
+        async with RpcClient([world.node.url], chain_id=1) as client:
+            task = asyncio.create_task(run_sender(engine, client, SenderSpec(1, LocalSigner(AGENT_KEY), ("agent",)),
+                                                  FAST, asyncio.Event()))
+            for _ in range(200):
+                if (await world.sql(held, 0x52574132))[0][0] == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await world.sql(held, 0x52574132))[0][0] == 1
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert (await world.sql(held, 0x52574132))[0][0] == 0  # engine alive, pool kept: lock released
+    finally:
+        await engine.dispose()
