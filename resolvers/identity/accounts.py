@@ -138,6 +138,12 @@ async def refresh(ctx: Context, refresh_token: str) -> IssuedSession:
     session = await ctx.session()
     issued = await rotate(session, ctx.services.keyring, refresh_token, ctx.settings.refresh_token_ttl_s,
                           ctx.services.revocations)
+    required = mfa.roles_requiring_mfa(ctx.settings) & set(issued.user.roles)
+    if required and not await mfa.has_active_factor(session, issued.user.id):
+        # a session opened before the account gained a staff role must not refresh into a staff token without MFA
+        await session.rollback()
+        raise Forbidden(f"{', '.join(sorted(required))} accounts must use MFA in production: enrol with "
+                        "`rwa user mfa-enrol --email <your email>` on a server host", reason="MFA_ENROLMENT_REQUIRED")
     await session.commit()
     return issued
 

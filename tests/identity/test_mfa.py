@@ -185,6 +185,28 @@ async def test_production_requires_mfa_for_staff(gql, make_user, settings, monke
     assert (await gql(LOGIN, {"e": compliance.email, "p": compliance.password}))["data"]["login"]["accessToken"]
 
 
+async def test_production_session_cannot_refresh_into_staff_without_mfa(gql, make_user, settings, monkeypatch):
+    """An investor's session (no MFA needed) made ADMIN later: its refresh must not issue an ADMIN token."""
+    monkeypatch.setattr(settings, "env", Environment.PRODUCTION)
+    admin_secret_user = await make_user(roles=["ADMIN"])
+    secret, _ = await enrol(gql, admin_secret_user)
+    investor = await make_user()
+    pair = (await gql(LOGIN, {"e": investor.email, "p": investor.password}))["data"]["login"]
+    admin = (await gql(LOGIN, {"e": admin_secret_user.email, "p": admin_secret_user.password,
+                               "m": code(secret, 0)}))["data"]["login"]
+    granted = await gql('mutation($u: UUID!) { grantRole(userId: $u, role: ADMIN) { roles } }',
+                        {"u": str(investor.id)}, token=admin["accessToken"])
+    assert "ADMIN" in granted["data"]["grantRole"]["roles"]
+    refreshed = await gql("mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }",
+                          {"t": pair["refreshToken"]})
+    assert gql.error_code(refreshed) == "FORBIDDEN" and reason(refreshed) == "MFA_ENROLMENT_REQUIRED"
+    # with MFA enrolled the session refreshes again (the refused attempt did not spend the token)
+    secret2, _ = await enrol(gql, investor)
+    again = await gql("mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }",
+                      {"t": pair["refreshToken"]})
+    assert again["data"]["refreshToken"]["accessToken"], again
+
+
 async def test_every_step_audited(gql, make_user, session):
     user = await make_user()
     secret, recovery = await enrol(gql, user)
