@@ -113,7 +113,7 @@ async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> d
     out: dict[tuple[str, int], CountryReading] = {}
     if old:  # a backfill of old history: no archive state needed (and 3x faster on anvil)
         regs = [lg for lg in regs if head - int(lg["blockNumber"], 16) <= RECENT_BLOCKS]
-        out.update(await _read_at_latest(client, old, head))
+        out.update(await _read_at_latest(client, old, head, why="old"))
         if not regs:
             return out
     calls = [
@@ -131,12 +131,12 @@ async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> d
         else:
             out[(lg["blockHash"], int(lg["logIndex"], 16))] = CountryReading(_word_int(r), EVENT)
     if too_old:
-        out.update(await _read_at_latest(client, too_old, head))
+        out.update(await _read_at_latest(client, too_old, head, why="no state"))
     return out
 
 
 async def _read_at_latest(client: RpcClient, regs: Sequence[dict[str, Any]],
-                          head: int | None = None) -> dict[tuple[str, int], CountryReading]:
+                          head: int | None = None, why: str = "no state") -> dict[tuple[str, int], CountryReading]:
     """Country and identity at one recent block for registrations whose own block's state is gone or old."""
     try:
         if head is None:
@@ -166,9 +166,13 @@ async def _read_at_latest(client: RpcClient, regs: Sequence[dict[str, Any]],
         else:  # removed or re-registered since: today's country is not this registration's
             out[key] = CountryReading(None, UNKNOWN, None)
             unknown.append(f"{'0x' + lg['topics'][1][-40:]}@{int(lg['blockNumber'], 16)}")
-    log.warning(
-        "identity registry: the node keeps no state at %s registration block(s) (oldest %s); country read at "
-        "block %s for %s, unknown for %s%s", len(regs), min(int(lg["blockNumber"], 16) for lg in regs), head,
+    cause = ("the node keeps no state at" if why == "no state"
+             else f"more than {RECENT_BLOCKS} blocks below the head are")
+    # a registration that is no longer current, or a node without the state, is news; an old block is not
+    level = logging.WARNING if unknown or why == "no state" else logging.INFO
+    log.log(
+        level, "identity registry: %s %s registration block(s) (oldest %s); country read at block %s for %s, "
+        "unknown for %s%s", cause, len(regs), min(int(lg["blockNumber"], 16) for lg in regs), head,
         len(regs) - len(unknown), len(unknown), f" ({', '.join(unknown[:5])})" if unknown else "",
     )
     return out
