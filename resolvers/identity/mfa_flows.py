@@ -33,11 +33,13 @@ class MfaChallenge:
     expires_at: datetime
 
 
-async def limit_codes(ctx: Context, account: object) -> None:
-    """Code attempts share the login budget: per address and per account, per minute."""
+async def limit_codes(ctx: Context, account: object | None) -> None:
+    """Code attempts share the login budget: per address and per account (when known), per minute."""
     s, keys = ctx.settings, ctx.services.keys
     await hit(ctx.services.redis, keys("rl", "mfa", "ip", ctx.viewer.client_ip), s.login_rate_per_minute * 3,
               WINDOW_S, "MFA code attempts from this address")
+    if account is None:  # e.g. an unknown challenge: one shared bucket would let anyone block everybody
+        return
     await hit(ctx.services.redis, keys("rl", "mfa", "acct", account), s.login_rate_per_minute, WINDOW_S,
               "MFA code attempts for this account")
 
@@ -61,7 +63,7 @@ async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSessi
     key = _challenge_key(ctx, challenge)
     raw = await ctx.services.redis.get(key)
     if raw is None:
-        await limit_codes(ctx, "unknown-challenge")
+        await limit_codes(ctx, None)
         raise invalid
     user_id = uuid.UUID(raw.decode() if isinstance(raw, bytes) else raw)
     await limit_codes(ctx, user_id)

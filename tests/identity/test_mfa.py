@@ -225,3 +225,9 @@ async def test_every_step_audited(gql, make_user, session):
     assert rows[3][1] == {"mfa": "totp"} and rows[5][1] == {"failures": 1, "locked": False}
     assert not any(c in str(r[1]) for r in rows for c in recovery + [secret])
 
+
+
+async def test_guessing_challenges_is_rate_limited_per_address(gql, settings):
+    budget = settings.login_rate_per_minute * 3
+    codes = [gql.error_code(await gql(COMPLETE, {"ch": f"rwamfa_guess{i}", "c": "123456"})) for i in range(budget + 1)]
+    assert codes[:-1] == ["UNAUTHENTICATED"] * budget and codes[-1] == "RATE_LIMITED"
