@@ -47,13 +47,22 @@ MINT_KIND = "offering.mint"
 QUANTUM = Decimal("1e-18")
 
 # ACTIVE subscriptions whose wallet the token's registry still lists and which are not frozen
-_STILL_VERIFIED = """
-SELECT s.id FROM offering_subscriptions s
-JOIN tokens t ON t.id = $2
-JOIN identities ie ON ie.investor = s.wallet_address AND ie.chain_id = t.chain_id
-                      AND ie.registry_address = t.identity_registry AND ie.registered
-LEFT JOIN holdings h ON h.holder = s.wallet_address AND h.chain_id = t.chain_id AND h.token_address = t.address
-WHERE s.offering_id = $1 AND s.state = 'ACTIVE' AND NOT coalesce(h.frozen, false)"""
+# Of the subscriptions' wallets: those the token's registry lists, and those frozen. Two index lookups by key
+# (= ANY of the wallets), not a join: a join over a just-filled offering_subscriptions table (no planner statistics
+# yet) was planned as nested seq scans, 1.3 s for 2,000 subscriptions.
+_REGISTERED = """
+SELECT investor FROM identities
+WHERE chain_id = $1 AND registry_address = $2 AND registered AND investor = ANY($3::text[])"""
+_FROZEN = """
+SELECT holder FROM holdings WHERE chain_id = $1 AND token_address = $2 AND frozen AND holder = ANY($3::text[])"""
+
+
+async def _mintable_wallets(session: AsyncSession, token: Token, wallets: set[str]) -> set[str]:
+    """The wallets a mint can go to: listed by the token's identity registry and not frozen."""
+    conn, listed = await pg(session), list(wallets)
+    registered = {r[0] for r in await conn.fetch(_REGISTERED, token.chain_id, token.identity_registry, listed)}
+    frozen = {r[0] for r in await conn.fetch(_FROZEN, token.chain_id, token.address, listed)}
+    return registered - frozen
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,8 @@ async def close_offering(session: AsyncSession, actor: Actor, offering_id: uuid.
     token = await session.get(Token, offering.token_id)
     assert token is not None
     subs = await _subs(session, offering.id, SubscriptionState.ACTIVE)
-    verified = {r[0] for r in await (await pg(session)).fetch(_STILL_VERIFIED, offering.id, token.id)}
+    mintable = await _mintable_wallets(session, token, {s.wallet for s in subs if s.wallet})
+    verified = {s.id for s in subs if s.wallet in mintable}
     gone = [s for s in subs if s.id not in verified]
     await _release(session, offering, gone, [s.amount for s in gone], f"offering:{offering.id}:unverified")
     changes = {s.id: Change(SubscriptionState.REJECTED, "WALLET_NOT_VERIFIED") for s in gone}
