@@ -37,5 +37,7 @@ async def holder_count(conn: AsyncConnection, chain_id: int, address: str) -> in
     """How many sessions hold the sender lock (0 or 1): `rwa agent status` shows whether a sender runs."""
     n = await conn.scalar(text(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        # pg_locks spans the whole server: another database's agent (same key) is not our sender
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         "AND classid = CAST(CAST(:c AS bigint) AS oid) AND objid = CAST(CAST(:k AS bigint) AS oid)"), {"c": LOCK_CLASS & 0xFFFFFFFF, "k": lock_key(chain_id, address) & 0xFFFFFFFF})
     return int(n or 0)

@@ -137,6 +137,8 @@ async def agent_run(node: AnvilNode, db_url: str, token: str, moves: list[tuple[
                 await asyncio.sleep(0.05)
             # the agent is ready when it holds its sender lock (its imports take seconds on a busy machine)
             while not await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                          "AND database = (SELECT oid FROM pg_database "
+                                          "WHERE datname = current_database()) "
                                           "AND classid = $1::bigint::oid", 0x52574132):
                 await asyncio.sleep(0.05)
             nonce_before = int(await client.call("eth_getTransactionCount", [AGENT_ADDR, "latest"]), 16)

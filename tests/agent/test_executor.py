@@ -152,7 +152,8 @@ async def test_a_stopped_sender_releases_its_lock_before_its_connection_returns_
     from tests.agent.conftest import AGENT_KEY, FAST
 
     engine = create_async_engine(world.db_url, pool_size=2)
-    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid"
+    held = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")  # server-wide view
     try:
         async with RpcClient([world.node.url], chain_id=1) as client:
             task = asyncio.create_task(run_sender(engine, client, SenderSpec(1, LocalSigner(AGENT_KEY), ("agent",)),

@@ -181,7 +181,9 @@ async def test_two_agent_processes_one_sender(world: World) -> None:
         procs = [agent_process(world), agent_process(world)]
         try:
             ops = await world.wait_ops(lambda o: all(o[r]["state"] == "CONFIRMED" for r in refs), tasks=tasks)
+            # this database's sender locks only: pg_locks spans the server, where other runs may hold theirs
             holders = await world.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                      "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                                       "AND classid = $1::bigint::oid", 0x52574132)
         finally:
             for p in procs:
