@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from core.logging import configure_logging
@@ -16,7 +15,9 @@ from core.settings import Settings, get_settings
 from schema import build_schema
 from server.graphql_view import GraphQLView
 from server.health import healthz, metrics, readyz
+from server.cors import OriginGatedCORS
 from server.middleware import RequestContextMiddleware
+from server.oauth_token import token_endpoint
 
 # Browsers on an allowed origin (CORS_ORIGINS) may send these; credentials travel in the Authorization header, never
 # in cookies, so no Access-Control-Allow-Credentials.
@@ -72,13 +73,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        # OAuth 2.0 client-credentials grant for partners' clients (server/oauth_token.py)
+        Route("/oauth/token", token_endpoint(services), methods=["GET", "POST", "PUT", "DELETE"]),
         *static_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     app.state.schema = schema
     if settings.allowed_origins:  # inside RequestContextMiddleware: preflight answers get the security headers too
-        app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=CORS_METHODS,
+        app.add_middleware(OriginGatedCORS, allow_origins=settings.allowed_origins, allow_methods=CORS_METHODS,
                            allow_headers=CORS_HEADERS, expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -12,7 +12,8 @@ import json
 import logging
 import re
 import time
-import uuid
+import os
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +40,19 @@ _CACHEABLE_PREFIX = "/static/"  # GraphiQL's bundles, versioned in their URLs
 _DEFAULT_NAMES = frozenset(name for name, _ in (*SECURITY_HEADERS, NO_STORE))
 
 
+_COUNTERS: dict[tuple[str, str, int], Any] = {}
+
+
+def _request_counter(method: str, path_label: str, status: int) -> Any:
+    """The labelled child of HTTP_REQUESTS; `labels()` validates and hashes its arguments on every call, so the
+    children are kept here. Bounded: methods the server answers x known paths x HTTP status codes."""
+    key = (method, path_label, status)
+    child = _COUNTERS.get(key)
+    if child is None:
+        child = _COUNTERS[key] = HTTP_REQUESTS.labels(method[:16], path_label, str(status))
+    return child
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -48,7 +62,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
-        rid = incoming if incoming and _VALID_RID.match(incoming) else uuid.uuid4().hex
+        rid = incoming if incoming and _VALID_RID.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
@@ -94,7 +108,7 @@ class RequestContextMiddleware:
             if scope["type"] == "http":
                 path = scope.get("path", "")
                 path_label = path if path in _KNOWN_PATHS else ("/static" if path.startswith("/static") else "other")
-                HTTP_REQUESTS.labels(scope.get("method", ""), path_label, str(status["code"])).inc()
+                _request_counter(scope.get("method", ""), path_label, status["code"]).inc()
                 log.info("request", extra={"method": scope.get("method"), "path": path, "status": status["code"],
                                            "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
             request_id_var.reset(token)
