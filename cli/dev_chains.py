@@ -47,4 +47,8 @@ def adopt(data_dir: Path, environ: MutableMapping[str, str] = os.environ) -> dic
         return {}
     adopted = {cid: url for cid, url in urls.items() if not environ.get(f"RPC_URLS_{cid}", "").strip()}
     environ.update({f"RPC_URLS_{cid}": url for cid, url in adopted.items()})
+    if adopted and environ is os.environ:  # the settings object read RPC_URLS_<id> once: read them again
+        from core.settings import get_settings
+
+        get_settings.cache_clear()
     return adopted

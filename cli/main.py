@@ -35,7 +35,12 @@ from cli.demo import demo as _demo  # noqa: E402  (`rwa demo`: the scripted firs
 
 app.command("demo")(_demo)
 
+from cli.kyc import app as _kyc_app  # noqa: E402  (`rwa kyc rekey`: KYC key rotation)
+from cli.keys import app as _keys_app  # noqa: E402  (`rwa keys jwt-new | jwt-status`: JWT key rotation)
 from cli.mfa import mfa_enrol as _mfa_enrol  # noqa: E402  (`rwa user mfa-enrol`: MFA for staff, from a host)
+
+app.add_typer(_kyc_app, name="kyc")
+app.add_typer(_keys_app, name="keys")
 
 user_app.command("mfa-enrol")(_mfa_enrol)
 

@@ -25,18 +25,15 @@ def mfa_enrol(email: str = typer.Option(..., help="The account's email."),
     from sqlalchemy import select
 
     from core.db import create_engine, create_session_factory
-    from core.encryption import FieldCipher, parse_key
     from core.errors import AppError, BadUserInput
     from models.identity import User
     from resolvers.audit import record
     from resolvers.identity import mfa
     from resolvers.identity.validation import normalize_email
-    from server.services import dev_cipher_key
+    from server.services import build_cipher
 
     with runtime(quiet_logs=True) as settings:
-        key = (parse_key(settings.kyc_encryption_key.get_secret_value()) if settings.kyc_encryption_key
-               else dev_cipher_key(settings))
-        cipher = FieldCipher(key)
+        cipher = build_cipher(settings)
 
         async def _run(step: str, code: str | None) -> tuple[str, object]:
             engine = create_engine(settings.database_url or "", pool_size=1)

@@ -88,7 +88,8 @@ def check_secrets(settings: Settings) -> None:
         raise fail(f"invalid configuration: JWT_RETIRED_PUBLIC_KEYS is not JSON ({exc})", 2)
     checks = (("JWT_PRIVATE_KEY / JWT_RETIRED_PUBLIC_KEYS", lambda: KeyRing.from_settings(settings)),
               ("KYC_ENCRYPTION_KEY", lambda: settings.kyc_encryption_key is None
-               or parse_key(settings.kyc_encryption_key.get_secret_value())))
+               or parse_key(settings.kyc_encryption_key.get_secret_value())),
+              ("KYC_RETIRED_ENCRYPTION_KEYS", settings.kyc_retired_keys))
     for name, check in checks:
         try:
             check()

@@ -7,12 +7,15 @@ Secrets are `SecretStr` so they never appear in reprs or logs. In production (`R
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "example", "secret")
@@ -41,8 +44,27 @@ DEV_FRONTEND_ORIGINS = tuple(f"http://{host}:{port}" for host in ("localhost", "
                              for port in (3000, 4200, 5173))
 
 
+# variables named per chain (or their chain-less fallback), read by Settings.model_post_init
+_PER_CHAIN = re.compile(r"^(RPC_URLS_\d+|RWA_FINALITY_DEPTH_\d+|RWA_AGENT_FEE_CAP_WEI_\d+|RWA_AGENT_MIN_BALANCE_WEI_\d+"
+                        r"|(AGENT|TREASURY)_(PRIVATE_KEY_\d+|SIGNER_URL(_\d+)?|SIGNER_ADDRESS(_\d+)?))$")
+_PER_CHAIN_INTS = ("RWA_FINALITY_DEPTH_", "RWA_AGENT_FEE_CAP_WEI_", "RWA_AGENT_MIN_BALANCE_WEI_")
+
+
+def _int_var(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{name} must be a number >= 0, got {raw!r}")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    _per_chain: dict[str, str] = PrivateAttr(default_factory=dict)
+    _rpc: dict[int, list[str]] = PrivateAttr(default_factory=dict)
+    _chain_ints: dict[str, dict[int, int]] = PrivateAttr(default_factory=dict)
 
     env: Environment = Field(Environment.DEVELOPMENT, alias="RWA_ENV")
     data_dir: str = Field(".rwa", alias="RWA_DATA_DIR")
@@ -62,8 +84,11 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(900, alias="ACCESS_TOKEN_TTL_S")
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_S")
 
-    # AES-256-GCM key for personal data at rest (base64 or hex of 32 bytes)
+    # AES-256-GCM key for personal data at rest (base64 or hex of 32 bytes): encrypts, and decrypts what it wrote
     kyc_encryption_key: SecretStr | None = Field(None, alias="KYC_ENCRYPTION_KEY")
+    # comma-separated keys that only decrypt (a rotation: the new key published before it writes, the old one
+    # kept until `rwa kyc rekey` has re-encrypted every row; docs/runbooks/rotate-kyc-key.md)
+    kyc_retired_encryption_keys: SecretStr | None = Field(None, alias="KYC_RETIRED_ENCRYPTION_KEYS")
     # how long a KYC approval is valid; a worker job writes EXPIRED once it lapses
     kyc_approval_days: int = Field(365, alias="KYC_APPROVAL_DAYS", ge=1, le=3650)
     # cash out (resolvers/payments/withdrawals.py), in the currency's units: per request, per user per rolling 24 h,
@@ -84,6 +109,45 @@ class Settings(BaseSettings):
     # webhooks to loopback receivers (http allowed): on by default outside production, refused in production
     # (core/webhook_targets.py: every other non-public address is refused everywhere)
     webhook_allow_loopback: bool | None = Field(None, alias="WEBHOOK_ALLOW_LOOPBACK")
+    # delivery retries (jobs/webhooks.py): attempts after the first, and the exponential backoff's bounds
+    webhook_max_retries: int = Field(8, alias="RWA_WEBHOOK_MAX_RETRIES", ge=0, le=50)
+    webhook_min_backoff_ms: int = Field(2_000, alias="RWA_WEBHOOK_MIN_BACKOFF_MS", ge=0)
+    webhook_max_backoff_ms: int = Field(15 * 60_000, alias="RWA_WEBHOOK_MAX_BACKOFF_MS", ge=0)
+
+    # uploaded documents (core/storage.py): unset = <data dir>/documents (one machine only); s3://bucket/prefix or
+    # file:///shared/volume. S3 keys are optional: without them boto3's default chain (IAM role, IRSA, instance
+    # profile, AWS_* variables) signs
+    document_storage_url: str | None = Field(None, alias="DOCUMENT_STORAGE_URL")
+    s3_endpoint: str | None = Field(None, alias="S3_ENDPOINT")
+    s3_region: str | None = Field(None, alias="S3_REGION")
+    s3_access_key_id: SecretStr | None = Field(None, alias="S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(None, alias="S3_SECRET_ACCESS_KEY")
+    s3_addressing_style: Literal["auto", "path", "virtual"] | None = Field(None, alias="S3_ADDRESSING_STYLE")
+
+    # OpenTelemetry (core/tracing.py): spans are exported over OTLP/HTTP only when the endpoint is set
+    otel_exporter_otlp_endpoint: str | None = Field(None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str | None = Field(None, alias="OTEL_SERVICE_NAME")
+    otel_traces_sampler_ratio: float = Field(1.0, alias="RWA_TRACE_SAMPLE_RATIO", ge=0.0, le=1.0)
+
+    # indexer tuning (indexer/config.py); RWA_FINALITY_DEPTH_<chainid> per chain
+    indexer_poll_s: float | None = Field(None, alias="RWA_INDEXER_POLL_S", gt=0)
+    indexer_batch_events: int = Field(5_000, alias="RWA_INDEXER_BATCH_EVENTS", gt=0)
+    indexer_logs_per_call: int = Field(2_500, alias="RWA_INDEXER_LOGS_PER_CALL", gt=0)
+    indexer_lock_retry_s: float = Field(1.0, alias="RWA_INDEXER_LOCK_RETRY_S", gt=0)
+    indexer_self_check_s: float = Field(30.0, alias="RWA_INDEXER_SELF_CHECK_S", gt=0)
+    indexer_finality_tags: bool = Field(True, alias="RWA_INDEXER_FINALITY_TAGS")
+    # agent tuning (agent/config.py); RWA_AGENT_FEE_CAP_WEI_<chainid> / RWA_AGENT_MIN_BALANCE_WEI_<chainid>
+    agent_poll_s: float = Field(0.2, alias="RWA_AGENT_POLL_S", gt=0)
+    agent_replace_after_s: float = Field(30.0, alias="RWA_AGENT_REPLACE_AFTER_S", gt=0)
+    agent_fee_bump_pct: int = Field(25, alias="RWA_AGENT_FEE_BUMP_PCT", ge=13)
+    agent_gas_margin_pct: int = Field(25, alias="RWA_AGENT_GAS_MARGIN_PCT", ge=0)
+    agent_max_in_flight: int = Field(256, alias="RWA_AGENT_MAX_IN_FLIGHT", ge=1)
+    agent_batch: int = Field(200, alias="RWA_AGENT_BATCH", ge=1)
+    agent_test_crash_at: str | None = Field(None, alias="RWA_AGENT_TEST_CRASH_AT")
+    # market-data subscriptions run once per process (0: per subscriber, for benchmarks only)
+    shared_subscriptions: bool = Field(True, alias="RWA_SHARED_SUBSCRIPTIONS")
+    # the anvil binary for local chains (default: node_modules' or PATH's)
+    anvil_bin: str | None = Field(None, alias="ANVIL_BIN")
     # the on-chain agent's keys (agent/signers.py): one for all chains, or per chain AGENT_PRIVATE_KEY_<chainid>;
     # the treasury key pays stablecoin out (falls back to the agent key outside production). A remote signer
     # (eth_signTransaction over JSON-RPC: Web3Signer, Clef) replaces a local key: AGENT_SIGNER_URL[_<chainid>] +
@@ -158,19 +222,45 @@ class Settings(BaseSettings):
         """Embedded Postgres/Redis are used for whatever is not configured."""
         return self.database_url is None or self.redis_url is None
 
+    def model_post_init(self, context: Any, /) -> None:
+        """The variable families whose names carry a chain id (``RPC_URLS_137``, ``AGENT_PRIVATE_KEY_56``...),
+        read here once, with the process environment under values passed to the constructor."""
+        found = {k.upper(): str(v) for k, v in os.environ.items() if _PER_CHAIN.match(k.upper())}
+        found.update({k.upper(): str(v) for k, v in (context or {}).get("per_chain", {}).items()})
+        self._per_chain = {k: v.strip() for k, v in found.items() if v.strip()}
+        self._rpc = {int(k.removeprefix("RPC_URLS_")): [u.strip() for u in v.split(",") if u.strip()]
+                     for k, v in self._per_chain.items() if k.startswith("RPC_URLS_")}
+        self._chain_ints = {prefix: {int(k.removeprefix(prefix)): _int_var(k, v)
+                                     for k, v in self._per_chain.items()
+                                     if k.startswith(prefix) and k.removeprefix(prefix).isdigit()}
+                            for prefix in _PER_CHAIN_INTS}
+
+    @classmethod
+    def with_chain_values(cls, per_chain: Mapping[str, str], **values: Any) -> "Settings":
+        """Settings with per-chain variables given explicitly (tests, tools) on top of the environment's."""
+        settings = cls(**values)
+        settings.model_post_init({"per_chain": per_chain})
+        return settings
+
     def rpc_urls(self, chain_id: int) -> list[str]:
-        raw = os.environ.get(f"RPC_URLS_{chain_id}", "")
-        return [u.strip() for u in raw.split(",") if u.strip()]
+        return list(self._rpc.get(chain_id, ()))
+
+    def rpc_chain_ids(self) -> list[int]:
+        return sorted(cid for cid, urls in self._rpc.items() if urls)
+
+    def chain_ints(self, prefix: str) -> dict[int, int]:
+        """``<prefix><chainid>`` integers (RWA_FINALITY_DEPTH_, RWA_AGENT_FEE_CAP_WEI_, RWA_AGENT_MIN_BALANCE_WEI_)."""
+        return dict(self._chain_ints[prefix])
 
     def chain_value(self, name: str, chain_id: int) -> str | None:
         """``<NAME>_<chainid>`` if set, else ``<NAME>`` (per-chain overrides of the agent's keys and signers)."""
-        raw = os.environ.get(f"{name}_{chain_id}", "").strip()
+        raw = self._per_chain.get(f"{name}_{chain_id}")
         if raw:
             return raw
         field = {"AGENT_PRIVATE_KEY": self.agent_private_key, "TREASURY_PRIVATE_KEY": self.treasury_private_key}
         if field.get(name) is not None:
             return field[name].get_secret_value().strip() or None  # type: ignore[union-attr]
-        return os.environ.get(name, "").strip() or None
+        return self._per_chain.get(name) or None
 
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
@@ -201,6 +291,8 @@ class Settings(BaseSettings):
         if self.webhook_allow_loopback:
             raise ConfigError("WEBHOOK_ALLOW_LOOPBACK must not be enabled when RWA_ENV=production (webhooks go to "
                               "public https endpoints only)")
+        self._check_production_storage()
+        self._check_production_kyc_keys()
         # optional in production, but when set it signs real deployments
         if self.deployer_private_key is not None:
             raw = self.deployer_private_key.get_secret_value().strip()
@@ -209,6 +301,42 @@ class Settings(BaseSettings):
                                   "RWA_ENV=production")
             if any(marker in raw.lower() for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
                 raise ConfigError("DEPLOYER_PRIVATE_KEY looks like a placeholder; set a real key for RWA_ENV=production")
+
+
+    def _check_production_storage(self) -> None:
+        url = self.document_storage_url or ""
+        if url and not url.startswith(("s3://", "file://", "/")):
+            raise ConfigError("DOCUMENT_STORAGE_URL must be s3://bucket[/prefix] or file:///path")
+        if url.startswith("s3://") and not url.removeprefix("s3://").split("/", 1)[0]:
+            raise ConfigError("DOCUMENT_STORAGE_URL names no bucket (s3://bucket[/prefix])")
+        key_id, secret = self.s3_access_key_id, self.s3_secret_access_key
+        if (key_id is None) != (secret is None):
+            raise ConfigError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together (or neither: IAM role / default "
+                              "credential chain)")
+        if secret is not None:
+            raw = secret.get_secret_value()
+            if any(marker in raw.lower() for marker in PLACEHOLDER_MARKERS) or len(raw) < 20:
+                raise ConfigError("S3_SECRET_ACCESS_KEY looks like a placeholder; set a real secret (or unset both S3 "
+                                  "keys to use the IAM role) for RWA_ENV=production")
+
+    def _check_production_kyc_keys(self) -> None:
+        from core.encryption import parse_key  # noqa: PLC0415 (core.encryption imports nothing of ours)
+
+        current = self.kyc_encryption_key.get_secret_value() if self.kyc_encryption_key else ""
+        try:
+            parse_key(current)
+            retired = self.kyc_retired_keys()
+        except ValueError as exc:
+            raise ConfigError(f"KYC_ENCRYPTION_KEY / KYC_RETIRED_ENCRYPTION_KEYS: {exc}") from exc
+        if parse_key(current) in retired:
+            raise ConfigError("KYC_RETIRED_ENCRYPTION_KEYS lists the current KYC_ENCRYPTION_KEY")
+
+    def kyc_retired_keys(self) -> list[bytes]:
+        """The decrypt-only KYC keys (ValueError for one that is not 32 bytes, hex or base64)."""
+        from core.encryption import parse_key  # noqa: PLC0415
+
+        raw = self.kyc_retired_encryption_keys.get_secret_value() if self.kyc_retired_encryption_keys else ""
+        return [parse_key(part) for part in raw.split(",") if part.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -133,17 +133,22 @@ def dev_cipher_key(settings: Settings) -> bytes:
     return parse_key(path.read_text())
 
 
+def build_cipher(settings: Settings) -> FieldCipher:
+    """The personal-data cipher: encrypts under KYC_ENCRYPTION_KEY, also decrypts under the retired keys."""
+    key = (parse_key(settings.kyc_encryption_key.get_secret_value()) if settings.kyc_encryption_key
+           else dev_cipher_key(settings))
+    return FieldCipher(key, settings.kyc_retired_keys())
+
+
 def build_services(settings: Settings) -> Services:
     assert settings.database_url and settings.redis_url, "resolve embedded services before building the app"
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    key = (parse_key(settings.kyc_encryption_key.get_secret_value()) if settings.kyc_encryption_key
-           else dev_cipher_key(settings))
     return Services(
         settings=settings,
         session_factory=create_session_factory(engine),
         read_session_factory=create_read_session_factory(engine),
         redis=create_redis(settings.redis_url),
         keyring=KeyRing.from_settings(settings),
-        cipher=FieldCipher(key),
+        cipher=build_cipher(settings),
         engine=engine,
     )

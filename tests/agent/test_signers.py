@@ -22,13 +22,15 @@ def _settings(monkeypatch: pytest.MonkeyPatch, env: str = "development", **value
 
 
 def test_one_key_for_all_chains_or_one_per_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    s = _settings(monkeypatch, AGENT_PRIVATE_KEY=REAL_KEY)
+    _settings(monkeypatch)
     monkeypatch.setenv("AGENT_PRIVATE_KEY_137", ANVIL_5)
+    s = Settings(AGENT_PRIVATE_KEY=REAL_KEY)  # type: ignore[call-arg]  # per-chain variables: read at construction
     assert signer_for(s, 1, "agent").address == Account.from_key(REAL_KEY).address
     assert signer_for(s, 137, "agent").address == Account.from_key(ANVIL_5).address
     # the treasury falls back to the agent key outside production
     assert signer_for(s, 1, "treasury").address == Account.from_key(REAL_KEY).address
     monkeypatch.setenv("TREASURY_PRIVATE_KEY_1", ANVIL_5)
+    s = Settings(AGENT_PRIVATE_KEY=REAL_KEY)  # type: ignore[call-arg]
     assert signer_for(s, 1, "treasury").address == Account.from_key(ANVIL_5).address
 
 
