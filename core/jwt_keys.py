@@ -33,6 +33,10 @@ class AccessClaims:
     session_family: str
     issued_at: float
     subject: str  # user_id as text (the revocation list's key), computed once per token
+    # OAuth 2.0 client tokens (resolvers/identity/oauth_clients.py): the granted scopes (RFC 9068 `scope`) and the
+    # client; None on a user's own login token, which no scope restricts
+    scopes: frozenset[str] | None = None
+    client_id: str | None = None
 
 
 def _claims_of(claims: Any) -> AccessClaims:
@@ -49,8 +53,14 @@ def _claims_of(claims: Any) -> AccessClaims:
         # numbers a float holds exactly (a 400-digit exp passed PyJWT and overflowed where it became a float)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -2**53 < value < 2**53:
             raise ValueError("exp and iat must be numbers")
+    scope, client_id = claims.get("scope"), claims.get("client_id")
+    if (scope is None) != (client_id is None):
+        raise ValueError("scope and client_id go together")
+    if scope is not None and (not isinstance(scope, str) or not isinstance(client_id, str)):
+        raise ValueError("scope and client_id must be strings")
     user_id = uuid.UUID(sub)
-    return AccessClaims(user_id, frozenset(roles), int(exp), str(uuid.UUID(sid)), float(iat), str(user_id))
+    return AccessClaims(user_id, frozenset(roles), int(exp), str(uuid.UUID(sid)), float(iat), str(user_id),
+                        None if scope is None else frozenset(scope.split()), client_id)
 
 
 def generate_private_key_pem() -> str:
@@ -111,15 +121,22 @@ class KeyRing:
         return cls(pem, settings.jwt_key_id, retired, settings.jwt_issuer, settings.access_token_ttl_s)
 
     def issue(self, user_id: uuid.UUID, roles: list[str], session_family: str | None = None,
-              now: int | None = None) -> tuple[str, int]:
+              now: int | None = None, *, scopes: list[str] | None = None, client_id: str | None = None,
+              not_after: int | None = None) -> tuple[str, int]:
+        """A user's token; with `scopes` and `client_id`, an OAuth client's (restricted to those scopes), which
+        also expires no later than `not_after` (the end of its secret's validity)."""
         # iat to the millisecond: a revocation of the user at T ends the tokens issued before T (core.revocation),
         # and a token issued just after it, in the same second, must survive
         issued = math.floor((now if now is not None else time.time()) * 1000) / 1000
         exp = int(issued) + self.ttl_s
+        if not_after is not None:
+            exp = min(exp, not_after)
         # every token names a session; tokens issued outside a login (tests, tools) get one of their own
         sid = session_family or str(uuid.uuid4())
         claims = {"sub": str(user_id), "roles": sorted(roles), "iat": issued, "exp": exp, "iss": self.issuer,
                   "sid": sid}
+        if client_id is not None:
+            claims["scope"], claims["client_id"] = " ".join(sorted(scopes or ())), client_id
         token = jwt.encode(claims, self._signing, algorithm=ALGORITHM, headers={"kid": self.kid})
         return token, exp
 

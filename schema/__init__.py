@@ -20,6 +20,7 @@ from schema import settlements
 from schema import withdrawals
 from schema import issuance
 from schema import dev_funding
+from schema import oauth
 from schema import sharing
 from schema.document_cache import DocumentCache
 from schema.extensions import Limits, OperationLifecycle
@@ -56,6 +57,8 @@ PERSONAL_SUBSCRIPTIONS |= {"mySettlements"}
 QUERIES += (withdrawals.Query,)
 MUTATIONS += (withdrawals.Mutation,)
 SUBSCRIPTIONS += (withdrawals.Subscription,)
+QUERIES += (oauth.Query,)
+MUTATIONS += (oauth.Mutation,)
 
 
 class RwaSchema(strawberry.Schema):

@@ -24,6 +24,7 @@ from core.transactions import transient_conflict, transient_sqlstate
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
 from schema.cost import cached_cost, over_budget
 from schema.document_cache import CachedDocument, DocumentCache
+from schema.scopes import scope_refusal
 
 log = logging.getLogger("rwa.graphql")
 
@@ -162,6 +163,15 @@ class OperationLifecycle(SchemaExtension):
                 # a result set before execution makes strawberry skip it; on_operation then gives it its code
                 ctx.result = GraphQLExecutionResult(data=None, errors=[
                     GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))])
+            elif viewer is not None and getattr(viewer, "scopes", None) is not None:
+                # an OAuth client's token: only the root fields its scopes allow (schema/scopes.py); a subscription
+                # is refused by raising here (strawberry subscribes whatever the result)
+                refused = scope_refusal(ctx.graphql_document, ctx.operation_name, viewer.scopes)
+                if refused is not None and op_type is OperationType.SUBSCRIPTION:
+                    raise refused
+                if refused is not None:
+                    ctx.result = GraphQLExecutionResult(data=None, errors=[
+                        GraphQLError(refused.message, original_error=refused)])
         if ctx.graphql_document is not None and ctx.result is None:
             self.cost = cached_cost(ctx, self._entry)
             refused = over_budget(self.cost, self.limits.max_cost)

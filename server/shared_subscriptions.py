@@ -98,7 +98,9 @@ class SharedSubscriptions:
         return (query, json.dumps(variables or {}, sort_keys=True, default=str), operation_name,
                 tuple(sorted(getattr(viewer, "roles", ()))), bool(getattr(viewer, "user_id", None)),
                 # a read-only API key is refused what its owner's token may do: never share across the two
-                bool(getattr(viewer, "read_only", False)))
+                bool(getattr(viewer, "read_only", False)),
+                # an OAuth client's scopes decide which root fields it may run (schema/scopes.py)
+                tuple(sorted(getattr(viewer, "scopes", None) or ())), getattr(viewer, "scopes", None) is None)
 
     def active(self) -> int:
         return len(self._streams)

@@ -33,6 +33,10 @@ class Viewer:
     client_ip: str = "unknown"
     session_family: str | None = None
     issued_at: float | None = None  # of the access token
+    # an OAuth 2.0 client token: the scopes it was granted (None: a user's own login, unrestricted by scopes);
+    # schema.scopes refuses every root field none of these scopes allows
+    scopes: frozenset[str] | None = None
+    client_id: str | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -41,6 +45,11 @@ class Viewer:
     @property
     def read_only(self) -> bool:
         return self.api_key_id is not None
+
+    @property
+    def interactive(self) -> bool:
+        """A person's own login (not an API key, not an OAuth client acting for the account)."""
+        return self.user_id is not None and self.api_key_id is None and self.scopes is None
 
     def require_user(self) -> uuid.UUID:
         if self.user_id is None:
@@ -79,7 +88,7 @@ async def viewer_from_headers(services: Services, authorization: str | None, api
                     await revocations.token_revoked(claims.subject, claims.session_family, claims.issued_at)):
                 raise Unauthenticated("session ended; sign in again", reason="SESSION_REVOKED")
             return Viewer(claims.user_id, claims.roles, None, claims.expires_at, client_ip, claims.session_family,
-                          claims.issued_at)
+                          claims.issued_at, claims.scopes, claims.client_id)
         elif scheme.lower() == "apikey" and credential:
             api_key = credential
         else:

@@ -6,7 +6,9 @@ Each entry is called as anonymous, as a user of each role and with a read-only A
 - an allowed caller -> anything but UNAUTHENTICATED/FORBIDDEN (NOT_FOUND, BAD_USER_INPUT... are fine); on a
   public field UNAUTHENTICATED is the field's own answer to bad credentials (login, refreshToken), so only
   FORBIDDEN counts as a denial there;
-- an API key -> FORBIDDEN for every mutation and subscription, and for queries the entry marks `api_key=False`.
+- an API key -> FORBIDDEN for every mutation and subscription, and for queries the entry marks `api_key=False`;
+- an OAuth client token (for an owner holding every role) -> FORBIDDEN unless it holds one of the entry's `scopes`;
+  with them, allowed.
 Queries and mutations go over HTTP through the real ASGI app; subscriptions through `schema.subscribe` with the
 viewer built exactly as graphql-transport-ws builds it from `connection_init`.
 """
@@ -26,7 +28,9 @@ from core.errors import AppError
 from core.opaque_tokens import new_secret, digest
 from core.settings import Environment, Settings
 from models.identity import ApiKey
+from core.oauth_scopes import ALL_SCOPES
 from schema import build_schema
+from schema.scopes import FIELD_SCOPES
 from server.context import Context
 from server.viewer import viewer_from_headers
 from tests.authz import ROLES, Rule, all_entries
@@ -64,6 +68,10 @@ def test_entries_are_consistent() -> None:
         assert rule.public or rule.roles, f"{name}: a protected field must allow at least one role"
         field = name.partition(".")[2]
         assert field in rule.document, f"{name}: its document does not call {field}"
+        assert rule.scopes <= ALL_SCOPES, f"{name}: unknown scopes {set(rule.scopes) - ALL_SCOPES}"
+        declared = FIELD_SCOPES.get(name, frozenset())
+        assert rule.scopes == declared, (f"{name}: the matrix says scopes {sorted(rule.scopes)}, the schema "
+                                         f"(core/oauth_scopes.py) {sorted(declared)}")
 
 
 def codes_of(errors: list[dict[str, Any]] | None) -> list[str]:
@@ -172,6 +180,14 @@ async def test_field_authorization(name: str, gql, make_user, services, session_
     owner = await make_user(roles=list(ROLES))
     api_key = await make_api_key(session_factory, owner.id)
     callers.append((Caller("api-key", f"Bearer {api_key}"), not read_only_denied))
+
+    # OAuth client tokens acting for that owner: every scope but the field's is refused; the field's own is let in
+    others = sorted(ALL_SCOPES - rule.scopes)
+    token, _ = services.keyring.issue(owner.id, list(ROLES), scopes=others, client_id="rwac_matrix")
+    callers.append((Caller("client-without-scope", f"Bearer {token}"), False))
+    if rule.scopes:
+        token, _ = services.keyring.issue(owner.id, list(ROLES), scopes=sorted(rule.scopes), client_id="rwac_matrix")
+        callers.append((Caller("client-with-scope", f"Bearer {token}"), True))
 
     schema = build_schema(services.settings) if root == "Subscription" else None
     holder = None

@@ -103,7 +103,7 @@ def decrypt_details(cipher: FieldCipher, case: KycCase) -> KycDetails | None:
 
 
 def may_read_details(viewer: Viewer, case: KycCase) -> bool:
-    if viewer.read_only or viewer.user_id is None:
+    if not viewer.interactive:  # API keys and OAuth clients acting for the account never see them
         return False
     return viewer.user_id == case.user_id or viewer.has_role(Role.COMPLIANCE.value)
 

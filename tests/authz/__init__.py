@@ -2,7 +2,7 @@
 
 Each domain lists its fields in tests/authz/<domain>.py as `ENTRIES: dict[str, Rule]`, keyed "Query.me",
 "Mutation.grantRole", ... `tests/test_authorization_matrix.py` calls every entry as anonymous, as each role and
-with an API key, and fails when a schema field has no entry. A `document` only needs to reach the field's
+with an API key, and with OAuth client tokens (scopes), and fails when a schema field has no entry. A `document` only needs to reach the field's
 authorization check: arguments may point at rows that do not exist (NOT_FOUND is a pass for allowed callers).
 """
 
@@ -23,6 +23,9 @@ class Rule:
     public: bool = False  # anonymous callers allowed
     roles: frozenset[str] = ANY_ROLE  # roles allowed when not public
     api_key: bool = True  # read-only API keys allowed (queries only; mutations never)
+    # OAuth 2.0 scopes that let a partner client's token call the field (core/oauth_scopes.py); none: every
+    # client token is refused (FORBIDDEN, reason INSUFFICIENT_SCOPE), whatever its owner's roles
+    scopes: frozenset[str] = frozenset()
 
 
 def all_entries() -> dict[str, Rule]:

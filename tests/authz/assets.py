@@ -11,13 +11,13 @@ def _m(call: str, roles: set[str]) -> Rule:
 
 
 ENTRIES = {
-    "Query.asset": Rule(f'{{ asset(id: "{NOBODY}") {{ id }} }}'),
-    "Query.assets": Rule("{ assets(first: 1) { edges { node { id } } } }"),
-    "Query.fxRates": Rule("{ fxRates(first: 1) { edges { node { rate } } } }"),
+    "Query.asset": Rule(f'{{ asset(id: "{NOBODY}") {{ id }} }}', scopes=frozenset({"assets:read"})),
+    "Query.assets": Rule("{ assets(first: 1) { edges { node { id } } } }", scopes=frozenset({"assets:read"})),
+    "Query.fxRates": Rule("{ fxRates(first: 1) { edges { node { rate } } } }", scopes=frozenset({"assets:read"})),
     "Query.convertAmount": Rule('{ convertAmount(amount: "1", fromCurrency: "EUR", toCurrency: "USD", '
-                                'asOf: "2026-01-01") }'),
+                                'asOf: "2026-01-01") }', scopes=frozenset({"assets:read"})),
     "Query.documentContent": Rule(f'{{ documentContent(id: "{NOBODY}") {{ contentBase64 }} }}'),
-    "Query.token": Rule(f'{{ token(id: "{NOBODY}") {{ address }} }}'),
+    "Query.token": Rule(f'{{ token(id: "{NOBODY}") {{ address }} }}', scopes=frozenset({"assets:read"})),
     "Mutation.createAsset": _m('createAsset(input: {name: "", type: OTHER, jurisdiction: "x", currency: "x"})',
                                {"ISSUER"}),
     "Mutation.updateAsset": _m(f'updateAsset(id: "{NOBODY}", input: {{name: "x"}})', {"ISSUER"}),

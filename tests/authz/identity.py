@@ -5,7 +5,7 @@ from tests.authz import Rule
 NOBODY = "00000000-0000-0000-0000-000000000000"
 
 ENTRIES = {
-    "Query.me": Rule("{ me { id } }"),
+    "Query.me": Rule("{ me { id } }", scopes=frozenset({"account:read"})),
     "Query.user": Rule(f'{{ user(id: "{NOBODY}") {{ id }} }}', roles=frozenset({"ADMIN", "COMPLIANCE"})),
     "Mutation.register": Rule('mutation { register(email: "x", password: "y") { accessToken } }', public=True),
     "Mutation.login": Rule('mutation { login(email: "x@example.com", password: "y") { accessToken } }', public=True),

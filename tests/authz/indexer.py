@@ -14,10 +14,11 @@ ENTRIES = {
     "Query.indexerStatus": Rule("{ indexerStatus { chainId indexedBlock } }"),
     "Query.tokenHoldings": Rule(
         f'{{ tokenHoldings(chainId: 1, token: "{TOKEN}") {{ edges {{ node {{ holder balance }} }} }} }}',
-        roles=STAFF),
+        roles=STAFF, scopes=frozenset({"holdings:read"})),
     "Query.tokenTransfers": Rule(
         f'{{ tokenTransfers(chainId: 1, token: "{TOKEN}", holder: "{HOLDER}") {{ edges {{ node {{ value }} }} }} }}',
-        roles=STAFF),
+        roles=STAFF, scopes=frozenset({"holdings:read"})),
     "Query.holderBalance": Rule(
-        f'{{ holderBalance(chainId: 1, token: "{TOKEN}", holder: "{HOLDER}") {{ balance }} }}', roles=STAFF),
+        f'{{ holderBalance(chainId: 1, token: "{TOKEN}", holder: "{HOLDER}") {{ balance }} }}', roles=STAFF,
+            scopes=frozenset({"holdings:read"})),
 }

@@ -8,14 +8,15 @@ STAFF_AND_ISSUERS = frozenset({"ISSUER", "ADMIN", "COMPLIANCE"})
 INVESTORS = frozenset({"INVESTOR"})
 
 
-def _m(call: str, roles: frozenset[str]) -> Rule:
-    return Rule(f"mutation {{ {call} {{ __typename }} }}", roles=roles)
+def _m(call: str, roles: frozenset[str], scopes: frozenset[str] = frozenset()) -> Rule:
+    return Rule(f"mutation {{ {call} {{ __typename }} }}", roles=roles, scopes=scopes)
 
 
 ENTRIES = {
-    "Query.offerings": Rule("{ offerings(first: 1) { edges { node { id } } } }"),
-    "Query.offering": Rule(f'{{ offering(id: "{NOBODY}") {{ id }} }}'),
-    "Query.mySubscriptions": Rule("{ mySubscriptions(first: 1) { edges { node { id } } } }"),
+    "Query.offerings": Rule("{ offerings(first: 1) { edges { node { id } } } }", scopes=frozenset({"offerings:read"})),
+    "Query.offering": Rule(f'{{ offering(id: "{NOBODY}") {{ id }} }}', scopes=frozenset({"offerings:read"})),
+    "Query.mySubscriptions": Rule("{ mySubscriptions(first: 1) { edges { node { id } } } }",
+        scopes=frozenset({"offerings:read"})),
     "Query.offeringSubscriptions": Rule(f'{{ offeringSubscriptions(offeringId: "{NOBODY}") {{ edges {{ cursor }} }} }}',
                                         roles=STAFF_AND_ISSUERS),
     "Query.tokenIssuances": Rule("{ tokenIssuances(first: 1) { edges { cursor } } }", roles=STAFF_AND_ISSUERS),
@@ -27,8 +28,9 @@ ENTRIES = {
     "Mutation.closeOffering": _m(f'closeOffering(id: "{NOBODY}")', ISSUERS),
     "Mutation.cancelOffering": _m(f'cancelOffering(id: "{NOBODY}")', ISSUERS),
     "Mutation.subscribeToOffering": _m(f'subscribeToOffering(input: {{offeringId: "{NOBODY}", amount: "1"}})',
-                                       INVESTORS),
-    "Mutation.cancelSubscription": _m(f'cancelSubscription(id: "{NOBODY}")', INVESTORS),
+                                       INVESTORS, scopes=frozenset({"offerings:write"})),
+    "Mutation.cancelSubscription": _m(f'cancelSubscription(id: "{NOBODY}")', INVESTORS,
+        scopes=frozenset({"offerings:write"})),
     "Mutation.issueTokens": _m(f'issueTokens(input: {{tokenId: "{NOBODY}", allocations: [{{userId: "{NOBODY}", '
                                f'amount: "1"}}]}})', ISSUERS),
     "Mutation.approveIssuance": _m(f'approveIssuance(id: "{NOBODY}")', frozenset({"COMPLIANCE", "ADMIN"})),
@@ -37,5 +39,6 @@ ENTRIES = {
                                 ISSUERS),
     "Mutation.setAccreditation": Rule(f'mutation {{ setAccreditation(userId: "{NOBODY}", accredited: true) }}',
                                       roles=frozenset({"COMPLIANCE"})),
-    "Subscription.offeringUpdates": Rule(f'subscription {{ offeringUpdates(offeringId: "{NOBODY}") {{ state }} }}'),
+    "Subscription.offeringUpdates": Rule(f'subscription {{ offeringUpdates(offeringId: "{NOBODY}") {{ state }} }}',
+        scopes=frozenset({"offerings:read"})),
 }

@@ -26,12 +26,15 @@ ENTRIES = {
     "Mutation.pauseToken": _m(f'pauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
     "Mutation.unpauseToken": _m(f'unpauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
 }
-ENTRIES["Subscription.mySettlements"] = Rule("subscription { mySettlements { tradeId } }")
-ENTRIES["Query.myWithdrawals"] = Rule("{ myWithdrawals(first: 1) { edges { node { id } } } }")
+ENTRIES["Subscription.mySettlements"] = Rule("subscription { mySettlements { tradeId } }",
+                                             scopes=frozenset({"orders:read"}))
+ENTRIES["Query.myWithdrawals"] = Rule("{ myWithdrawals(first: 1) { edges { node { id } } } }",
+                                      scopes=frozenset({"payments:read"}))
 ENTRIES["Query.withdrawals"] = Rule("{ withdrawals(first: 1) { edges { node { id } } } }", roles=STAFF)
 ENTRIES["Mutation.requestWithdrawal"] = _m(f'requestWithdrawal(currency: "USDC", amount: "1", wallet: "{WALLET}", '
                                            f'idempotencyKey: "k")', frozenset({"INVESTOR", "ISSUER", "COMPLIANCE",
                                                                                "ADMIN"}))
 ENTRIES["Mutation.approveWithdrawal"] = _m(f'approveWithdrawal(id: "{NOBODY}")', frozenset({"ADMIN"}))
 ENTRIES["Mutation.rejectWithdrawal"] = _m(f'rejectWithdrawal(id: "{NOBODY}", reason: "x")', frozenset({"ADMIN"}))
-ENTRIES["Subscription.myWithdrawals"] = Rule("subscription { myWithdrawals { id } }")
+ENTRIES["Subscription.myWithdrawals"] = Rule("subscription { myWithdrawals { id } }",
+                                             scopes=frozenset({"payments:read"}))
