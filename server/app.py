@@ -18,8 +18,6 @@ from server.health import healthz, metrics, readyz
 from server.cors import OriginGatedCORS
 from server.middleware import RequestContextMiddleware
 from server.oauth_token import token_endpoint
-from server.oauth_token import token_endpoint
-from server.oauth_token import token_endpoint
 
 # Browsers on an allowed origin (CORS_ORIGINS) may send these; credentials travel in the Authorization header, never
 # in cookies, so no Access-Control-Allow-Credentials.
@@ -75,10 +73,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
-        # OAuth 2.0 client-credentials grant for partners' clients (server/oauth_token.py)
-        Route("/oauth/token", token_endpoint(services), methods=["GET", "POST", "PUT", "DELETE"]),
-        # OAuth 2.0 client-credentials grant for partners' clients (server/oauth_token.py)
-        Route("/oauth/token", token_endpoint(services), methods=["GET", "POST", "PUT", "DELETE"]),
         # OAuth 2.0 client-credentials grant for partners' clients (server/oauth_token.py)
         Route("/oauth/token", token_endpoint(services), methods=["GET", "POST", "PUT", "DELETE"]),
         *static_routes,
