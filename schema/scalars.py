@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import uuid
+from datetime import date, datetime, timezone
 from decimal import Decimal as PyDecimal, localcontext
-from operator import methodcaller
 from typing import NewType
 
 import strawberry
 from strawberry.exceptions import StrawberryInputCoercionError
-from strawberry.schema.types.base_scalars import DateTimeDefinition, DecimalDefinition
+from strawberry.file_uploads import Upload as PyUpload
+from strawberry.scalars import JSON as PyJSON
+from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition, DecimalDefinition, UUIDDefinition
+from strawberry.schema.types.scalar import DEFAULT_SCALAR_REGISTRY
 
 from core.errors import BadUserInput
 
@@ -36,7 +39,11 @@ def _serialize_big_int(value: object) -> str:
 
 BigInt = strawberry.scalar(
     NewType("BigInt", int), name="BigInt", serialize=_serialize_big_int, parse_value=_parse_big_int,
-    description="An integer of any size (e.g. raw token units, up to uint256), as a decimal string.")
+    description=(
+        "An integer of any size (raw token units, up to uint256). Wire format: always a JSON string holding a plain "
+        "decimal integer: an optional `-` then digits, no exponent, no `+`, no leading zeros, no fraction "
+        "(`\"250000000\"`, `\"0\"`); JavaScript reads it with `BigInt(value)`. Inputs: that string or a JSON "
+        "integer."))
 
 
 def _parse_datetime(value: object) -> datetime:
@@ -76,8 +83,22 @@ def _parse_decimal(value: object) -> PyDecimal:
 
 # Replace strawberry's DateTime and Decimal for every `datetime` / `Decimal` argument (RwaSchema's
 # scalar_overrides); same names and descriptions, so the SDL does not change.
-DateTime = strawberry.scalar(name="DateTime", description="Date with time (isoformat)",
-                             serialize=methodcaller("isoformat"), parse_value=_parse_datetime)
+def _serialize_datetime(value: datetime) -> str:
+    """ISO 8601 in UTC, whatever zone the value came in (a naive value is UTC: the database stores UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc).isoformat()
+    if value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return value.isoformat()
+
+
+DateTime = strawberry.scalar(
+    name="DateTime", serialize=_serialize_datetime, parse_value=_parse_datetime,
+    description=(
+        "An instant. Wire format: an ISO 8601 / RFC 3339 string in UTC with an explicit `+00:00` offset, "
+        "microseconds only when non-zero (`\"2026-01-31T09:30:00+00:00\"`, `\"2026-01-31T09:30:00.250000+00:00\"`); "
+        "JavaScript: `new Date(value)`. Inputs: ISO 8601 with an offset (`Z` or `+hh:mm`); a time without one is "
+        "BAD_USER_INPUT."))
 def _serialize_decimal(value: PyDecimal) -> str:
     """Plain decimal notation without trailing zeros: "300" (not "3E+2"), "0" (not "0E-18"), "0.0000001" (not
     "1E-7"): JavaScript's Number()/BigInt() and decimal libraries read it as is."""
@@ -86,6 +107,36 @@ def _serialize_decimal(value: PyDecimal) -> str:
     return format(n, "f")
 
 
-Decimal = strawberry.scalar(name="Decimal", description="Decimal (fixed-point)", serialize=_serialize_decimal,
-                            parse_value=_parse_decimal)
-SCALAR_OVERRIDES = {datetime: DateTime, PyDecimal: Decimal}
+Decimal = strawberry.scalar(
+    name="Decimal", serialize=_serialize_decimal, parse_value=_parse_decimal,
+    description=(
+        "An exact decimal number (money, prices, quantities). Wire format: always a JSON string in plain decimal "
+        "notation: an optional `-`, digits, optionally `.` and digits; never an exponent, no trailing zeros after "
+        "the point (`\"1234.5\"`, `\"0.000001\"`, `\"300\"`, `\"0\"`). Read it with a decimal library "
+        "(decimal.js, big.js), never into a float. Inputs: such a string (an exponent is accepted) or a JSON number; "
+        f"at most {DECIMAL_DIGITS} digits before and after the point, finite."))
+
+# The remaining built-in scalars keep their parsing and serialization; only their descriptions say the wire format.
+Date = strawberry.scalar(
+    name="Date", serialize=DateDefinition.serialize, parse_value=DateDefinition.parse_value,
+    description="A calendar day. Wire format: an ISO 8601 string `YYYY-MM-DD` (`\"2026-01-31\"`), no time, no zone.")
+UUID = strawberry.scalar(
+    name="UUID", serialize=UUIDDefinition.serialize, parse_value=UUIDDefinition.parse_value,
+    description=(
+        "The id of a row. Wire format: a UUID (RFC 9562) string, lowercase, hyphenated "
+        "(`\"0b7c5a8e-2f4d-4c1a-9d3e-5f6a7b8c9d0e\"`). Opaque: compare it as a string, do not derive meaning from it."))
+JSON = strawberry.scalar(
+    name="JSON", serialize=DEFAULT_SCALAR_REGISTRY[PyJSON].serialize,
+    parse_value=DEFAULT_SCALAR_REGISTRY[PyJSON].parse_value,
+    specified_by_url="https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_december_2017.pdf",
+    description=(
+        "Free-form JSON (ECMA-404) sent as is, not as a string: an object, array, string, number, boolean or null. "
+        "Objects the API writes use camelCase keys; numbers meant to be exact are strings."))
+Upload = strawberry.scalar(
+    name="Upload", serialize=DEFAULT_SCALAR_REGISTRY[PyUpload].serialize,
+    parse_value=DEFAULT_SCALAR_REGISTRY[PyUpload].parse_value,
+    description=(
+        "A file, input only: a variable set to null in `operations` and mapped to a multipart part, per the "
+        "GraphQL multipart request specification; the request needs an `Apollo-Require-Preflight` header."))
+SCALAR_OVERRIDES = {datetime: DateTime, PyDecimal: Decimal, date: Date, uuid.UUID: UUID, PyJSON: JSON,
+                    PyUpload: Upload}

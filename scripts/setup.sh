@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent setup: Python venv with the project (+dev extras), npm packages (anvil, GraphiQL assets),
+# Idempotent setup: Python venv with the project (+dev extras), npm packages (anvil, GraphiQL assets; clients/),
 # GraphiQL assets copied into server/static, and Debian tools the tests use (chromium; kubectl + promtool) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +39,10 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 fi
 "$VENV/bin/python" -m server.graphiql install >/dev/null
+# The front-end check (tests/clients): graphql-codegen, TypeScript and graphql-ws for clients/, from its own lockfile.
+if [ ! -d clients/node_modules ] || [ clients/package-lock.json -nt clients/node_modules/.package-lock.json ]; then
+  (cd clients && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
 
 # The browser test runs Debian's /usr/bin/chromium (not a snap, not Playwright's download).
 if [ "${RWA_SETUP_BROWSER:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then

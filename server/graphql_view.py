@@ -135,6 +135,9 @@ class GraphQLView(GraphQL):
             connection_init_wait_timeout=timedelta(seconds=10),
             max_subscriptions_per_connection=50,
             multipart_uploads_enabled=True,
+            # Browsers apply no CORS to WebSockets; strawberry refuses a cross-origin handshake (403) unless its
+            # origin is listed: the CORS_ORIGINS front-ends may subscribe, other pages may not.
+            allowed_origins=services.settings.allowed_origins,
         )
         self.services = services
         self._graphiql_html = graphiql_html
