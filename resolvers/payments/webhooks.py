@@ -2,7 +2,7 @@
 
 Deliveries are rows written in the same transaction as the transition they announce (notify.write_outbox).
 The worker's scheduler claims PENDING rows (-> QUEUED) and sends their ids to `deliver_webhook`; each attempt
-POSTs the JSON payload with an HMAC-SHA256 signature header. A failed attempt raises so dramatiq retries it
+POSTs the JSON payload signed per Standard Webhooks (core/webhooks.py). A failed attempt raises so dramatiq retries it
 with exponential backoff; when retries are exhausted the row becomes DEAD (a dead letter, listed to ADMIN).
 
 Targets (core/webhook_targets.py): an endpoint URL must be public https when registered, and each attempt checks it
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Conflict, NotFound
 from core.webhook_targets import Resolver, TargetPolicy, TargetRefused, resolve_target, system_resolve
-from core.webhooks import SIGNATURE_HEADER, sign
+from core.webhooks import headers as signed_headers
 from models.payments import WebhookDelivery, WebhookEndpoint
 from resolvers.audit import record
 from resolvers.pagination import Page, keyset_page
@@ -134,8 +134,9 @@ async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, 
             return False
         await session.commit()
         raise DeliveryFailed(row.last_error) from None
-    headers = {"Host": target.host_header, "Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
-               "X-RWA-Event": row.event, "X-RWA-Delivery": str(row.id)}
+    # Standard Webhooks: webhook-id is the delivery's id (stable across retries), signed with this attempt's time
+    headers = {"Host": target.host_header, "Content-Type": "application/json", "X-RWA-Event": row.event,
+               **signed_headers(secret, str(row.id), body)}
     # TLS to the checked address, verified for the host name
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:

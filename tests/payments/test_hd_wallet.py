@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 
 import pytest
@@ -11,7 +9,6 @@ from eth_account import Account
 
 from core.hd_wallet import DepositWallet, mnemonic_for
 from core.settings import ConfigError, Environment, Settings
-from core.webhooks import sign, verify
 from tests.platform.test_settings import production_env
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -50,15 +47,3 @@ def test_production_refuses_the_public_anvil_mnemonic(monkeypatch: pytest.Monkey
     for value in (ANVIL_MNEMONIC, ANVIL_MNEMONIC.upper(), "  test test test test test test test test test test test  junk "):
         with pytest.raises(ConfigError, match="HD_WALLET_MNEMONIC"):
             Settings(**{**env, "HD_WALLET_MNEMONIC": value}).check_production()  # type: ignore[arg-type]
-
-
-def test_webhook_signature_round_trip() -> None:
-    secret, body = b"k" * 32, b'{"event":"payment.confirmed"}'
-    header = sign(secret, body, timestamp=1_700_000_000)
-    digest = hmac.new(secret, b"1700000000." + body, hashlib.sha256).hexdigest()
-    assert header == f"t=1700000000,v1={digest}"
-    assert verify(secret, body, header, now=1_700_000_010)
-    assert not verify(secret, body + b" ", header, now=1_700_000_010)
-    assert not verify(b"x" * 32, body, header, now=1_700_000_010)
-    assert not verify(secret, body, header, now=1_700_000_000 + 3600)  # replayed too late
-    assert not verify(secret, body, "garbage", now=1_700_000_010)
