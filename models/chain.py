@@ -25,7 +25,11 @@ class Block(Base):
     parent_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
-    __table_args__ = (Index("uq_blocks_chain_hash", "chain_id", "hash", unique=True),)
+    __table_args__ = (
+        Index("uq_blocks_chain_hash", "chain_id", "hash", unique=True),
+        # a date -> the last block at or before it (cap tables at a date, resolvers/reports/cap_table.py)
+        Index("ix_blocks_chain_timestamp", "chain_id", "timestamp", "number"),
+    )
 
 
 class ChainEvent(Base):

@@ -20,6 +20,7 @@ from schema import settlements
 from schema import withdrawals
 from schema import issuance
 from schema import dev_funding
+from schema import reports
 from schema import oauth
 from schema import sharing
 from schema.document_cache import DocumentCache
@@ -57,6 +58,7 @@ PERSONAL_SUBSCRIPTIONS |= {"mySettlements"}
 QUERIES += (withdrawals.Query,)
 MUTATIONS += (withdrawals.Mutation,)
 SUBSCRIPTIONS += (withdrawals.Subscription,)
+QUERIES += (reports.Query,)
 QUERIES += (oauth.Query,)
 MUTATIONS += (oauth.Mutation,)
 

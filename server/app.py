@@ -17,6 +17,7 @@ from server.graphql_view import GraphQLView
 from server.health import healthz, metrics, readyz
 from server.cors import OriginGatedCORS
 from server.middleware import RequestContextMiddleware
+from server.reports_http import report_routes
 from server.oauth_token import token_endpoint
 
 # Browsers on an allowed origin (CORS_ORIGINS) may send these; credentials travel in the Authorization header, never
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
+        *report_routes(services),  # CSV/PDF downloads, authorized like /graphql (server/reports_http.py)
         # OAuth 2.0 client-credentials grant for partners' clients (server/oauth_token.py)
         Route("/oauth/token", token_endpoint(services), methods=["GET", "POST", "PUT", "DELETE"]),
         *static_routes,
