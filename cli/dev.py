@@ -116,7 +116,10 @@ async def _prepare_chains(database_url: str, urls: dict[int, str], restored: dic
     """Reconcile the rows with what each chain kept (cli/dev_state.py), then seed the demo where it is missing."""
     from eth_account import Account
 
-    deployer = Account.from_key(os.environ.get("DEPLOYER_PRIVATE_KEY") or ANVIL_DEV_KEY).address
+    from core.settings import get_settings
+
+    key = get_settings().deployer_private_key
+    deployer = Account.from_key(key.get_secret_value() if key else ANVIL_DEV_KEY).address
     for r in await dev_state.reconcile(database_url, urls, restored, deployer):
         if r.restored and r.rolled_back_to is not None:
             err.print(f"[yellow]chain {r.chain_id}: lost its last blocks (killed?); index rolled back to block "

@@ -46,6 +46,9 @@ def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Setti
         configure_logging("WARNING" if quiet_logs else settings.log_level, settings.log_json)
     except ValueError as exc:  # logging's "Unknown level: 'BOGUS'"
         raise fail(f"invalid configuration: LOG_LEVEL: {exc}", 2)
+    from core import tracing
+
+    tracing.setup(settings)  # OTEL_EXPORTER_OTLP_ENDPOINT set: spans of RPC calls, SQL, Redis, jobs (core/tracing.py)
     stack = contextlib.ExitStack()
     with stack:
         if settings.embedded:

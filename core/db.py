@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core import tracing
+
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -17,6 +19,8 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # asyncpg caches prepared statements per connection; keep it, it is most of the speed.
         connect_args={"server_settings": {"application_name": "stablerwa"}},
     )
+    tracing.instrument_engine(engine)  # statement spans when tracing is on (core/tracing.py); else nothing
+    return engine
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -146,8 +146,6 @@ class Settings(BaseSettings):
     agent_test_crash_at: str | None = Field(None, alias="RWA_AGENT_TEST_CRASH_AT")
     # market-data subscriptions run once per process (0: per subscriber, for benchmarks only)
     shared_subscriptions: bool = Field(True, alias="RWA_SHARED_SUBSCRIPTIONS")
-    # the anvil binary for local chains (default: node_modules' or PATH's)
-    anvil_bin: str | None = Field(None, alias="ANVIL_BIN")
     # the on-chain agent's keys (agent/signers.py): one for all chains, or per chain AGENT_PRIVATE_KEY_<chainid>;
     # the treasury key pays stablecoin out (falls back to the agent key outside production). A remote signer
     # (eth_signTransaction over JSON-RPC: Web3Signer, Clef) replaces a local key: AGENT_SIGNER_URL[_<chainid>] +

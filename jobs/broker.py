@@ -28,11 +28,15 @@ def make_broker(url: str | None) -> dramatiq.Broker:
 
 
 def configure_broker(*, stub: bool = False) -> dramatiq.Broker:
+    from core import tracing
+
     settings = get_settings()
     broker = StubBroker() if stub else make_broker(settings.broker_url or settings.redis_url)
     if stub:
         broker.add_middleware(AsyncIO())
         broker.emit_after("process_boot")
+    if tracing.setup(settings):  # trace context travels in the messages (core/tracing.py); off: nothing added
+        broker.add_middleware(tracing.dramatiq_middleware())
     dramatiq.set_broker(broker)
     return broker
 

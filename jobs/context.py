@@ -13,6 +13,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core import tracing
 from core.redis import create_redis
 from core.settings import Settings, get_settings
 from resolvers.payments.webhooks import delivery_client
@@ -60,6 +61,7 @@ def job_context() -> JobContext:
         if not s.database_url:
             raise RuntimeError("DATABASE_URL is not set for the job worker (start it through `rwa worker`)")
         engine = create_async_engine(s.database_url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        tracing.instrument_engine(engine)
         ctx = _contexts[id(loop)] = JobContext(
             settings=s, engine=engine,
             session_factory=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),

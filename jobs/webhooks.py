@@ -4,11 +4,11 @@ row DEAD (listed to ADMIN by Query.webhookDeliveries(state: "DEAD"))."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import dramatiq
 
+from core.settings import get_settings
 from core.webhook_targets import TargetPolicy
 from core.webhooks import secret_for
 from jobs import broker  # noqa: F401  (installs the broker first)
@@ -17,9 +17,10 @@ from jobs.scheduler import release
 from resolvers.payments import webhooks
 from resolvers.payments.webhooks import DeliveryFailed
 
-MAX_RETRIES = int(os.environ.get("RWA_WEBHOOK_MAX_RETRIES", 8))
-MIN_BACKOFF_MS = int(os.environ.get("RWA_WEBHOOK_MIN_BACKOFF_MS", 2_000))
-MAX_BACKOFF_MS = int(os.environ.get("RWA_WEBHOOK_MAX_BACKOFF_MS", 15 * 60_000))
+# retry policy from the settings object (RWA_WEBHOOK_MAX_RETRIES / _MIN_BACKOFF_MS / _MAX_BACKOFF_MS)
+MAX_RETRIES = get_settings().webhook_max_retries
+MIN_BACKOFF_MS = get_settings().webhook_min_backoff_ms
+MAX_BACKOFF_MS = get_settings().webhook_max_backoff_ms
 
 
 @dramatiq.actor(queue_name="webhooks", max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import strawberry
 from graphql import DocumentNode, GraphQLError, parse, specified_rules
 from graphql.validation import NoSchemaIntrospectionCustomRule
@@ -123,7 +121,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     # which results are shared is declared on each subscription field (schema/sharing.py)
     schema.shared = SharedSubscriptions(shared_fields=sharing.shared_fields(schema._schema),
                                         snapshot_fields=sharing.snapshot_fields(schema._schema))
-    if os.environ.get("RWA_SHARED_SUBSCRIPTIONS", "1") == "0":  # per-subscriber execution (benchmarks)
+    if not settings.shared_subscriptions:  # RWA_SHARED_SUBSCRIPTIONS=0: per-subscriber execution (benchmarks)
         schema.shared = None
     return schema
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
+from core import tracing
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from schema import build_schema
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """`services` is injected by tests (transaction-bound sessions); otherwise built from settings at startup."""
     settings = settings or (services.settings if services else get_settings())
     settings.check_production()
+    tracing.setup(settings)  # OTEL_EXPORTER_OTLP_ENDPOINT unset: nothing installed (core/tracing.py)
     owns_services = services is None
     services = services or build_services(settings)
     schema = build_schema(settings)
@@ -86,6 +88,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.add_middleware(OriginGatedCORS, allow_origins=settings.allowed_origins, allow_methods=CORS_METHODS,
                            allow_headers=CORS_HEADERS, expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
     app.add_middleware(RequestContextMiddleware)
+    if (traced := tracing.asgi_middleware()) is not None:  # outermost: the request span covers everything
+        app.add_middleware(traced[0], **traced[1])
     return app
 
 
