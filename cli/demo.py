@@ -40,7 +40,15 @@ class Api:
 
     def __call__(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        reply = self.http.post(self.url, json={"query": query, "variables": variables or {}}, headers=headers).json()
+        try:
+            response = self.http.post(self.url, json={"query": query, "variables": variables or {}}, headers=headers)
+            reply = response.json()
+        except httpx.TransportError as exc:
+            raise fail(f"cannot reach the API at {self.url} ({exc.__class__.__name__}: {exc}); is `rwa dev` running? "
+                       "(--api points elsewhere)", 3)
+        except ValueError:
+            raise fail(f"{self.url} answered HTTP {response.status_code} without a GraphQL JSON body; is it the "
+                       "StableRWA API?", 3)
         if reply.get("errors"):
             e = reply["errors"][0]
             raise fail(f"{e.get('message')} ({(e.get('extensions') or {}).get('code')}) in: {query.split('(')[0]}", 1)
@@ -112,6 +120,7 @@ MY_TRADES = """{ myTrades(first: 1) { edges { node { id settlement settlementOpe
 
 def run(api_url: str, timeout: float) -> None:
     api = Api(api_url)
+    api("{ __typename }")  # the API is up (else one line and exit 3) before the admin is written to the database
     tag = secrets.token_hex(3)
     password = f"demo-{secrets.token_hex(8)}-9"  # letters, digits and symbols
     step(f"users (suffix {tag}): admin, compliance officer, issuer, investors Alice and Bob")

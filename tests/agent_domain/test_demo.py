@@ -27,3 +27,17 @@ def test_demo_trade_settles_on_rwa_dev(start_dev: Callable[[], Dev]) -> None:  #
     finally:
         os.killpg(dev.proc.pid, signal.SIGINT)
         dev.proc.wait(60)
+
+
+def test_demo_without_a_running_api_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No `rwa dev` listening: one line naming the URL and exit 3, not an httpx traceback."""
+    from bench.harness import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/graphql"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(RWA_DATA_DIR=str(tmp_path / "data"), LOG_LEVEL="WARNING")
+    demo = subprocess.run([RWA, "demo", "--api", url, "--timeout", "5"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    out = " ".join((demo.stdout + demo.stderr).split())
+    assert demo.returncode == 3, out
+    assert f"cannot reach the API at {url}" in out and "Traceback" not in out, out
