@@ -1,9 +1,22 @@
 """Subscriptions: an INVESTOR asks for tokens of an OPEN offering with an amount of cash.
 
-Runs under the offering's row lock, so the cap check and the running totals cannot race (concurrent subscriptions
-at the cap: exactly the ones that fit are taken). Validation errors (amount not positive, outside the ticket
-limits) are BAD_USER_INPUT and change nothing; a refusal is a REJECTED subscription with a reason, like the
-order gate, checked in this order:
+Locking (subscriptions of different investors run side by side; only the running totals' update and the commit are
+serialized):
+- the offering row FOR KEY SHARE for the whole subscription: it conflicts with the FOR UPDATE that every state
+  change (close, cancel, allocation, settlement) takes, so the offering cannot leave OPEN while a subscription is
+  in flight, and close waits for every subscription in flight and then sees it; it does not conflict with other
+  subscriptions' key shares nor with their totals' UPDATE (FOR NO KEY UPDATE);
+- a transaction advisory lock per (offering, investor): the investor's concurrent requests (max ticket, the
+  client key) are taken one at a time;
+- the totals (subscribed_total, subscription_count) move by a relative UPDATE as the last statement, which takes
+  the row's NO KEY UPDATE lock until commit; for FIRST_COME its WHERE re-checks the hard cap on the latest row
+  version, so concurrent subscriptions at the cap take exactly what fits: one that lost the race is rolled back
+  to a savepoint (its reservation undone) and REJECTED with CAP_REACHED.
+Lock order everywhere: offering (key share or update) -> investor's lock -> subscription rows -> ledger accounts ->
+offering totals; nothing waits for a key-share holder while holding what that holder still needs.
+
+Validation errors (amount not positive, outside the ticket limits) are BAD_USER_INPUT and change nothing; a refusal
+is a REJECTED subscription with a reason, like the order gate, checked in this order:
 
     OFFERING_NOT_OPEN, OFFERING_NOT_STARTED, OFFERING_CLOSED,
     KYC_NOT_APPROVED, COUNTRY_NOT_ELIGIBLE, NOT_ACCREDITED,
@@ -27,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.errors import BadUserInput, Conflict, NotFound
 from models.identity import KycStatus
@@ -34,7 +48,7 @@ from models.issuance import AllocationRule, Offering, OfferingState, OfferingSub
 from resolvers import ledger
 from resolvers.audit import record
 from resolvers.identity.kyc_states import effective_status
-from resolvers.issuance.offerings import Actor, accepts_subscriptions, locked
+from resolvers.issuance.offerings import Actor, accepts_subscriptions
 from resolvers.raw_sql import pg
 
 MAX_CLIENT_KEY = 64
@@ -106,6 +120,32 @@ def decide(offering: Offering, rows: list[Any], amount: Decimal, now: datetime) 
     return None, wallets[0]
 
 
+# the running totals, moved relatively (concurrent subscriptions each add theirs); for FIRST_COME the hard cap is
+# checked on the row version this UPDATE locks, so no two subscriptions can both take its last room
+_CLAIM = """
+UPDATE offerings SET subscribed_total = subscribed_total + $2, subscription_count = subscription_count + $3,
+                     updated_at = now()
+WHERE id = $1 AND state = 'OPEN' AND (NOT $4 OR subscribed_total + $2 <= hard_cap)
+RETURNING subscribed_total, subscription_count"""
+
+
+async def _key_shared(session: AsyncSession, offering_id: uuid.UUID) -> Offering:
+    """The offering, re-read under FOR KEY SHARE (see the module docstring)."""
+    await session.flush()
+    offering = (await session.execute(
+        select(Offering).where(Offering.id == offering_id).with_for_update(read=True, key_share=True)
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+    if offering is None:
+        raise NotFound("offering not found")
+    return offering
+
+
+def _totals(offering: Offering, row: Any) -> None:
+    """The totals the UPDATE wrote, as the loaded object's committed state (nothing left for the ORM to flush)."""
+    set_committed_value(offering, "subscribed_total", row["subscribed_total"])
+    set_committed_value(offering, "subscription_count", row["subscription_count"])
+
+
 async def _existing(session: AsyncSession, offering_id: uuid.UUID, user_id: uuid.UUID,
                     client_key: str) -> OfferingSubscription | None:
     return (await session.execute(select(OfferingSubscription).where(
@@ -121,12 +161,15 @@ async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) 
     key = None if req.client_key is None else req.client_key.strip()
     if key is not None and not 0 < len(key) <= MAX_CLIENT_KEY:
         raise BadUserInput(f"clientKey must have 1 to {MAX_CLIENT_KEY} characters", field="clientKey")
-    offering = await locked(session, req.offering_id)
+    offering = await _key_shared(session, req.offering_id)
+    conn = await pg(session)
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                       f"offering-subscriber:{offering.id}:{user_id}")
     if key is not None and (earlier := await _existing(session, offering.id, user_id, key)) is not None:
         return earlier  # before validation: a retried request gets what it got the first time
     _validate(req, offering)
     now = datetime.now(timezone.utc)
-    rows = await (await pg(session)).fetch(_READ, user_id, offering.quote_currency, offering.id, offering.token_id)
+    rows = await conn.fetch(_READ, user_id, offering.quote_currency, offering.id, offering.token_id)
     reason, wallet = decide(offering, rows, req.amount, now)
     sub = OfferingSubscription(id=uuid.uuid4(), offering_id=offering.id, user_id=user_id, client_key=key,
                                amount=req.amount, wallet_address=wallet, reason=reason,
@@ -135,13 +178,19 @@ async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) 
     session.add(sub)
     await session.flush()
     if reason is None:
+        await conn.execute("SAVEPOINT subscribe")
         await ledger.reserve(session, user_id, req.amount, offering.quote_currency, f"subscription:{sub.id}:reserve")
-        offering.subscribed_total += req.amount
-        offering.subscription_count += 1
+        first_come = offering.allocation_rule is AllocationRule.FIRST_COME
+        claimed = await conn.fetchrow(_CLAIM, offering.id, req.amount, 1, first_come)
+        if claimed is None:  # the cap's last room went to a concurrent subscription (the state cannot move)
+            await conn.execute("ROLLBACK TO SAVEPOINT subscribe")
+            sub.state, sub.reason = SubscriptionState.REJECTED, "CAP_REACHED" if first_come else "OFFERING_NOT_OPEN"
+        else:
+            _totals(offering, claimed)
     record(session, actor_id=user_id, action="offering.subscribe", target_type="offering_subscription",
            target_id=sub.id, request_id=actor.request_id,
            details={"offering": str(offering.id), "amount": str(req.amount), "state": sub.state.value,
-                    **({"reason": reason} if reason else {})})
+                    **({"reason": sub.reason} if sub.reason else {})})
     return sub
 
 
@@ -152,7 +201,7 @@ async def cancel_subscription(session: AsyncSession, actor: Actor, subscription_
         OfferingSubscription.id == subscription_id, OfferingSubscription.user_id == actor.user_id))).scalar()
     if found is None:
         raise NotFound("subscription not found")
-    offering = await locked(session, found)  # the offering first, as subscribe and close lock it: no deadlock
+    offering = await _key_shared(session, found)  # the offering first, as subscribe and close lock it: no deadlock
     sub = (await session.execute(select(OfferingSubscription).where(OfferingSubscription.id == subscription_id)
                                  .with_for_update().execution_options(populate_existing=True))).scalar_one()
     if offering.state is not OfferingState.OPEN:
@@ -160,10 +209,10 @@ async def cancel_subscription(session: AsyncSession, actor: Actor, subscription_
                        reason="OFFERING_NOT_OPEN")
     if sub.state is not SubscriptionState.ACTIVE:
         raise Conflict(f"the subscription is {sub.state.value}", reason="INVALID_STATE")
+    conn = await pg(session)
     await ledger.release(session, sub.user_id, sub.amount, offering.quote_currency, f"subscription:{sub.id}:release")
     sub.state, sub.reason = SubscriptionState.CANCELED, "USER_CANCELED"
-    offering.subscribed_total -= sub.amount
-    offering.subscription_count -= 1
+    _totals(offering, await conn.fetchrow(_CLAIM, offering.id, -sub.amount, -1, False))
     record(session, actor_id=actor.user_id, action="offering.subscription_cancel", target_type="offering_subscription",
            target_id=sub.id, request_id=actor.request_id, details={"offering": str(offering.id)})
     return sub

@@ -35,7 +35,8 @@ async def sf(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
         yield factory
 
 
-async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, hard_cap: str, n: int):  # type: ignore[no-untyped-def]
+async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, hard_cap: str, n: int,  # type: ignore[no-untyped-def]
+                    max_ticket: str | None = None):
     m = await make_market(sf)
     issuer = await make_user(sf, ["ISSUER"])
     async with sf() as s:
@@ -47,7 +48,8 @@ async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, 
     spec = offerings.OfferingSpec(token_id=m.token_id, name="race", quote_currency=m.quote, price=Decimal(10),
                                   min_ticket=Decimal(10), target=Decimal(10), hard_cap=Decimal(hard_cap),
                                   opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
-                                  allocation_rule=rule)
+                                  allocation_rule=rule,
+                                  max_ticket=None if max_ticket is None else Decimal(max_ticket))
     async with sf() as s:
         o = await offerings.create_offering(s, boss, spec)
         await offerings.open_offering(s, boss, o.id)
@@ -56,10 +58,10 @@ async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, 
     return m, boss, o.id, traders
 
 
-async def _subscribe(sf, offering_id, user_id, amount):  # type: ignore[no-untyped-def]
+async def _subscribe(sf, offering_id, user_id, amount, key=None):  # type: ignore[no-untyped-def]
     async with sf() as s:
         sub = await subscriptions.subscribe(s, Actor(user_id, frozenset({"INVESTOR"})),
-                                            subscriptions.SubscribeRequest(offering_id, Decimal(amount)))
+                                            subscriptions.SubscribeRequest(offering_id, Decimal(amount), key))
         await s.commit()
         return sub
 
@@ -120,3 +122,55 @@ async def test_cancels_racing_the_close_conserve_every_investors_cash(sf) -> Non
         else:
             assert sub.state in (SubscriptionState.CANCELED, SubscriptionState.UNALLOCATED) and b.reserved == 0
     assert allocated <= Decimal(300)
+
+
+async def test_subscriptions_racing_the_close_are_allocated_or_refused_never_left_reserved(sf) -> None:  # type: ignore[no-untyped-def]
+    m, boss, oid, traders = await _offering(sf, AllocationRule.PRO_RATA, "400", 10)
+
+    async def subscribe(user_id) -> OfferingSubscription:  # type: ignore[no-untyped-def]
+        return await _subscribe(sf, oid, user_id, "100")
+
+    async def close() -> None:
+        async with sf() as s:
+            await closing.close_offering(s, boss, oid)
+            await s.commit()
+
+    first = [await subscribe(t.user_id) for t in traders[:2]]  # so that the close never misses its target
+    results = first + await asyncio.gather(*[subscribe(t.user_id) for t in traders[2:6]], close(),
+                                           *[subscribe(t.user_id) for t in traders[6:]])
+    async with sf() as s:
+        rows = {r.user_id: r for r in (await s.execute(select(OfferingSubscription).where(
+            OfferingSubscription.offering_id == oid))).scalars()}
+        o = await offerings.locked(s, oid)
+    taken = [r for r in rows.values() if r.state in (SubscriptionState.ALLOCATED, SubscriptionState.UNALLOCATED)]
+    refused = [r for r in rows.values() if r.state is SubscriptionState.REJECTED]
+    assert len(taken) + len(refused) == 10 and len(taken) >= 2
+    assert {r.reason for r in refused} <= {"OFFERING_NOT_OPEN", "OFFERING_CLOSED"}
+    # the close allocated exactly what was subscribed when it ran, and the running totals agree
+    assert (o.subscribed_total, o.subscription_count) == (Decimal(100) * len(taken), len(taken))
+    assert sum((r.allocated_cash for r in taken), Decimal(0)) == min(Decimal(400), Decimal(100) * len(taken))
+    for t in traders:
+        b, sub = await _cash(sf, t.user_id, m.quote), rows[t.user_id]
+        assert b.available + b.reserved == Decimal(1000)
+        assert b.reserved == sub.allocated_cash  # refused and unallocated: nothing held
+    assert {r.id for r in results if r is not None} == {r.id for r in rows.values()}
+
+
+async def test_one_investors_concurrent_subscriptions_stay_within_the_max_ticket(sf) -> None:  # type: ignore[no-untyped-def]
+    m, _, oid, [t] = await _offering(sf, AllocationRule.PRO_RATA, "5000", 1, max_ticket="300")
+    subs = await asyncio.gather(*[_subscribe(sf, oid, t.user_id, "100") for _ in range(6)])
+    assert [s.state for s in subs].count(SubscriptionState.ACTIVE) == 3
+    assert {s.reason for s in subs if s.state is SubscriptionState.REJECTED} == {"MAX_TICKET_EXCEEDED"}
+    b = await _cash(sf, t.user_id, m.quote)
+    assert (b.available, b.reserved) == (Decimal(700), Decimal(300))
+
+
+async def test_a_client_key_sent_concurrently_subscribes_once(sf) -> None:  # type: ignore[no-untyped-def]
+    m, _, oid, [t] = await _offering(sf, AllocationRule.PRO_RATA, "5000", 1)
+    subs = await asyncio.gather(*[_subscribe(sf, oid, t.user_id, "100", key="k-1") for _ in range(5)])
+    assert len({s.id for s in subs}) == 1 and subs[0].state is SubscriptionState.ACTIVE
+    b = await _cash(sf, t.user_id, m.quote)
+    assert (b.available, b.reserved) == (Decimal(900), Decimal(100))
+    async with sf() as s:
+        o = await offerings.locked(s, oid)
+        assert (o.subscribed_total, o.subscription_count) == (Decimal(100), 1)
