@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.dataloader import DataLoader
@@ -59,14 +59,19 @@ class Wallet:
         return cls(id=w.id, address=w.address, linked_at=w.linked_at)
 
 
-@strawberry.type(description="Sign `message` with the wallet (personal_sign / EIP-191), then call linkWallet.")
+@strawberry.type(description=(
+    "A Sign-In with Ethereum (EIP-4361) message linking the wallet: sign `message` with it (personal_sign / "
+    "EIP-191), then call linkWallet. Contract wallets (Safe and other EIP-1271 accounts) sign it as they sign any "
+    "message; the API asks their isValidSignature on `chainId`."))
 class WalletChallenge:
-    domain: str
-    address: str
+    domain: str = strawberry.field(description="The host the message was issued for (EIP-4361 domain).")
+    address: str = strawberry.field(description="The wallet, EIP-55 checksummed.")
+    chain_id: int = strawberry.field(description="EIP-4361 Chain ID: where a contract wallet's signature is checked.")
+    uri: str = strawberry.field(description="EIP-4361 URI: the API the wallet is linked to.")
     nonce: str = strawberry.field(description="Single use; a new challenge for the address replaces it.")
     issued_at: datetime
     expires_at: datetime
-    message: str = strawberry.field(description="The exact text to sign.")
+    message: str = strawberry.field(description="The exact EIP-4361 text to sign.")
 
 
 @strawberry.type
@@ -79,16 +84,25 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=authenticated(), description="Start linking `address`: returns the message.")
-    async def wallet_challenge(self, info: Info, address: str) -> WalletChallenge:
-        c = await wallets.challenge(info.context, address)
-        return WalletChallenge(domain=c.domain, address=c.address, nonce=c.nonce, issued_at=c.issued_at,
-                               expires_at=c.expires_at, message=c.message)
+    @strawberry.mutation(extensions=authenticated(), description=(
+        "Start linking `address`: returns the EIP-4361 message to sign. BAD_USER_INPUT for a malformed address or "
+        "an unsupported chain."))
+    async def wallet_challenge(
+        self, info: Info,
+        address: str,
+        chain_id: Annotated[int, strawberry.argument(description=(
+            "The chain of a contract wallet (EIP-1271), whose isValidSignature is asked; any supported chain for "
+            "an account."))] = 1,
+    ) -> WalletChallenge:
+        c = await wallets.challenge(info.context, address, chain_id)
+        return WalletChallenge(domain=c.domain, address=c.address, chain_id=c.chain_id, uri=c.uri, nonce=c.nonce,
+                               issued_at=c.issued_at, expires_at=c.expires_at, message=c.message)
 
     @strawberry.mutation(extensions=authenticated(), description=(
-        "Finish linking: the signature of the challenge message by `address`. Errors carry extensions.reason: "
+        "Finish linking: the signature of the challenge message by `address` (65 bytes r, s, v from an account, or "
+        "whatever the contract wallet's EIP-1271 isValidSignature accepts). Errors carry extensions.reason: "
         "CHALLENGE_NOT_FOUND, CHALLENGE_EXPIRED, SIGNATURE_MALFORMED, SIGNER_MISMATCH (BAD_USER_INPUT) or "
-        "WALLET_LINKED_ELSEWHERE, WALLET_ALREADY_LINKED (CONFLICT)."))
+        "WALLET_LINKED_ELSEWHERE, WALLET_ALREADY_LINKED, CHAIN_UNAVAILABLE (CONFLICT)."))
     async def link_wallet(self, info: Info, address: str, signature: str) -> Wallet:
         return Wallet.from_model(await wallets.link(info.context, address, signature))
 

@@ -1,8 +1,10 @@
-"""Wallet linking by signed challenge (EIP-191 personal_sign, a Sign-In-With-Ethereum style message).
+"""Wallet linking by a signed Sign-In with Ethereum (EIP-4361) message, personal_sign (EIP-191).
 
 `challenge` stores the exact message under (user, address) in Redis with a TTL; `link` takes it back with
-GETDEL, so each nonce is usable once whatever the outcome, then checks its expiry and the signer. The Redis
-TTL outlives the message expiry by a grace period so a late answer reads "expired", not "unknown".
+GETDEL, so each nonce is usable once whatever the outcome, parses it and checks its fields (domain, address, chain
+id, nonce, expiry: resolvers/identity/siwe.py), then the signer: an externally owned account by recovering the
+signature, a contract wallet (Safe and other EIP-1271 accounts) by asking its `isValidSignature` on the message's
+chain. The Redis TTL outlives the message expiry by a grace period so a late answer reads "expired", not "unknown".
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chains.errors import RpcError, UnknownChain
+from chains.registry import get_chain
+from chains.rpc import RpcClient
 from core.errors import BadUserInput, Conflict, NotFound
 from core.rate_limit import hit
 from models.identity import Wallet
 from resolvers.audit import record
+from resolvers.identity import eip1271, siwe
 from resolvers.identity.registry_sync import sync_wallets
 from server.context import Context
 
 CHALLENGE_TTL = timedelta(minutes=10)
 _REDIS_GRACE_S = 300
 CHALLENGES_PER_MINUTE = 30
+MAX_SIGNATURE_BYTES = 65 * 32  # a Safe with many owners concatenates 65 bytes per owner
 
 
 class ChallengeNotFound(BadUserInput):
@@ -57,6 +64,8 @@ class WalletChallenge:
     issued_at: datetime
     expires_at: datetime
     message: str
+    chain_id: int
+    uri: str
 
 
 def utcnow() -> datetime:
@@ -75,10 +84,10 @@ def checksum(address: str) -> str:
     return to_checksum_address(address)
 
 
-def render_message(domain: str, address: str, nonce: str, issued_at: datetime, expires_at: datetime) -> str:
-    return (f"{domain} wants you to link your Ethereum account:\n{address}\n\n"
-            f"Link this wallet to your StableRWA account. Signing costs nothing and moves no funds.\n\n"
-            f"Nonce: {nonce}\nIssued At: {issued_at.isoformat()}\nExpiration Time: {expires_at.isoformat()}")
+def render_message(domain: str, address: str, nonce: str, issued_at: datetime, expires_at: datetime,
+                   chain_id: int = 1, uri: str | None = None) -> str:
+    return siwe.SiweMessage(domain=domain, address=address, statement=siwe.STATEMENT, uri=uri or f"https://{domain}",
+                            chain_id=chain_id, nonce=nonce, issued_at=issued_at, expiration_time=expires_at).render()
 
 
 def _key(ctx: Context, user_id: uuid.UUID, address: str) -> str:
@@ -94,40 +103,78 @@ def _domain(ctx: Context) -> str:
     return host if _HOST.match(host) else "stablerwa"
 
 
-async def challenge(ctx: Context, address: str) -> WalletChallenge:
+def _uri(ctx: Context, domain: str) -> str:
+    scheme = ctx.request.url.scheme if ctx.request is not None else "https"
+    return f"{'https' if scheme in ('https', 'wss') else 'http'}://{domain}"
+
+
+def _chain(chain_id: int) -> int:
+    try:
+        return get_chain(chain_id).chain_id
+    except (UnknownChain, ValueError, TypeError):
+        raise BadUserInput(f"unsupported chain {chain_id}", field="chainId") from None
+
+
+async def challenge(ctx: Context, address: str, chain_id: int = 1) -> WalletChallenge:
     user_id = ctx.viewer.require_user()
     address = checksum(address)
+    chain_id = _chain(chain_id)
     await hit(ctx.services.redis, ctx.services.keys("rl", "wallet-challenge", user_id), CHALLENGES_PER_MINUTE, 60,
               "wallet challenges")
     now = utcnow().replace(microsecond=0)
     domain, nonce, expires_at = _domain(ctx), secrets.token_hex(16), now + CHALLENGE_TTL
-    message = render_message(domain, address, nonce, now, expires_at)
-    stored = {"message": message, "nonce": nonce, "expires_at": expires_at.isoformat()}
+    uri = _uri(ctx, domain)
+    message = render_message(domain, address, nonce, now, expires_at, chain_id, uri)
+    stored = {"message": message, "nonce": nonce, "expires_at": expires_at.isoformat(), "domain": domain,
+              "chain_id": chain_id}
     # a newer challenge for the same address replaces the older one
     await ctx.services.redis.set(_key(ctx, user_id, address), json.dumps(stored),
                                  ex=int(CHALLENGE_TTL.total_seconds()) + _REDIS_GRACE_S)
     session = await ctx.session()
     record(session, actor_id=user_id, action="wallet.challenge", target_type="wallet", target_id=address,
-           request_id=ctx.request_id)
+           request_id=ctx.request_id, details={"chainId": chain_id})
     await session.commit()
-    return WalletChallenge(domain, address, nonce, now, expires_at, message)
+    return WalletChallenge(domain, address, nonce, now, expires_at, message, chain_id, uri)
 
 
-def recover_signer(message: str, signature: str) -> str:
+def signature_bytes(signature: str) -> bytes:
     sig = signature.strip()
     try:
         raw = bytes.fromhex(sig[2:] if sig[:2] in ("0x", "0X") else sig)
     except ValueError as exc:
         raise SignatureInvalid("signature must be hex", "SIGNATURE_MALFORMED") from exc
+    if not 0 < len(raw) <= MAX_SIGNATURE_BYTES:
+        raise SignatureInvalid(f"signature must have 1 to {MAX_SIGNATURE_BYTES} bytes", "SIGNATURE_MALFORMED")
+    return raw
+
+
+def recover_signer(message: str, raw: bytes) -> str | None:
+    """The externally owned account that made a 65-byte (r, s, v) signature; None when it is not one."""
     if len(raw) != 65:
-        raise SignatureInvalid("signature must be 65 bytes (r, s, v)", "SIGNATURE_MALFORMED")
+        return None
     try:
         from eth_account import Account  # heavy (py_ecc): imported on first use, not at API start
         from eth_account.messages import encode_defunct
 
-        return Account.recover_message(encode_defunct(text=message), signature=raw)
-    except Exception as exc:  # eth-keys raises several types for out-of-range r/s/v
-        raise SignatureInvalid("signature does not verify", "SIGNATURE_MALFORMED") from exc
+        return str(Account.recover_message(encode_defunct(text=message), signature=raw))
+    except Exception:  # noqa: BLE001  (eth-keys raises several types for out-of-range r/s/v)
+        return None
+
+
+async def contract_signed(ctx: Context, chain_id: int, address: str, message: str, raw: bytes) -> bool | None:
+    """EIP-1271: True/False when `address` is a contract on `chain_id` that accepts/refuses the signature; None
+    when it is no contract there, or no RPC endpoint is configured for that chain (nothing to ask)."""
+    urls = ctx.settings.rpc_urls(chain_id)
+    if not urls:
+        return None
+    try:
+        async with RpcClient(urls, chain_id=chain_id) as rpc:
+            if not await eip1271.has_code(rpc, address):
+                return None
+            return await eip1271.is_valid_signature(rpc, address, message, raw)
+    except RpcError as exc:
+        raise Conflict(f"chain {chain_id} could not be asked whether the contract wallet signed: "
+                       f"{type(exc).__name__}; try again", field="signature", reason="CHAIN_UNAVAILABLE") from exc
 
 
 async def link(ctx: Context, address: str, signature: str) -> Wallet:
@@ -139,8 +186,21 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
     stored = json.loads(raw)
     if datetime.fromisoformat(stored["expires_at"]) <= utcnow():
         raise ChallengeExpired()
-    if recover_signer(stored["message"], signature) != address:
-        raise SignatureInvalid("the signature was not made by this address", "SIGNER_MISMATCH")
+    message = siwe.parse(stored["message"])
+    chain_id = int(stored.get("chain_id", message.chain_id))
+    problem = siwe.check(message, domain=stored.get("domain", message.domain), address=address, chain_id=chain_id,
+                         nonce=stored["nonce"], now=utcnow())
+    if problem is not None:  # the stored message is ours: a mismatch is a bug, never the caller's input
+        raise ChallengeNotFound()
+    sig = signature_bytes(signature)
+    signer = recover_signer(stored["message"], sig)
+    if signer != address:
+        by_contract = await contract_signed(ctx, chain_id, address, stored["message"], sig)
+        if by_contract is None and signer is None:
+            raise SignatureInvalid("signature does not verify (65 bytes r, s, v from an account, or what the "
+                                   "contract wallet's isValidSignature accepts)", "SIGNATURE_MALFORMED")
+        if not by_contract:
+            raise SignatureInvalid("the signature was not made by this address", "SIGNER_MISMATCH")
     session = await ctx.session()
     owner = (await session.execute(select(Wallet.user_id).where(Wallet.address == address))).scalar_one_or_none()
     if owner is not None:
@@ -153,7 +213,8 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
         await session.rollback()
         raise _linked_conflict(False) from exc
     record(session, actor_id=user_id, action="wallet.link", target_type="wallet", target_id=address,
-           request_id=ctx.request_id, details={"nonce": stored["nonce"]})
+           request_id=ctx.request_id, details={"nonce": stored["nonce"], "chainId": chain_id,
+                                               "signer": "EOA" if signer == address else "EIP1271"})
     await sync_wallets(session, [address], actor_id=user_id)  # KYC APPROVED: registered on chain (registry_sync)
     await session.commit()
     return wallet
