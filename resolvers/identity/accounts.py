@@ -137,13 +137,15 @@ async def _register_failure(session: AsyncSession, ctx: Context, user: User, now
 async def refresh(ctx: Context, refresh_token: str) -> IssuedSession:
     session = await ctx.session()
     issued = await rotate(session, ctx.services.keyring, refresh_token, ctx.settings.refresh_token_ttl_s,
-                          ctx.services.revocations)
+                          ctx.services.revocations, ctx.request_id)
     required = mfa.roles_requiring_mfa(ctx.settings) & set(issued.user.roles)
     if required and not await mfa.has_active_factor(session, issued.user.id):
         # a session opened before the account gained a staff role must not refresh into a staff token without MFA
         await session.rollback()
         raise Forbidden(f"{', '.join(sorted(required))} accounts must use MFA in production: enrol with "
                         "`rwa user mfa-enrol --email <your email>` on a server host", reason="MFA_ENROLMENT_REQUIRED")
+    record(session, actor_id=issued.user.id, action="user.refresh_token", target_type="session",
+           target_id=issued.family_id, request_id=ctx.request_id)
     await session.commit()
     return issued
 

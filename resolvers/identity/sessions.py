@@ -18,6 +18,7 @@ from core.jwt_keys import KeyRing
 from core.opaque_tokens import digest, new_secret
 from core.revocation import RevocationList
 from models.identity import RefreshToken, RefreshTokenFamily, User, UserStatus
+from resolvers.audit import record
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class IssuedSession:
     access_expires_at: datetime
     refresh_token: str
     user: User
+    family_id: uuid.UUID | None = None  # the login (session) these tokens belong to
 
 
 async def start_session(session: AsyncSession, keyring: KeyRing, user: User, refresh_ttl_s: int) -> IssuedSession:
@@ -42,11 +44,11 @@ async def _issue(session: AsyncSession, keyring: KeyRing, user: User, family_id:
     session.add(RefreshToken(family_id=family_id, token_hash=digest(refresh),
                              expires_at=now + timedelta(seconds=refresh_ttl_s)))
     access, exp = keyring.issue(user.id, list(user.roles), str(family_id))
-    return IssuedSession(access, datetime.fromtimestamp(exp, timezone.utc), refresh, user)
+    return IssuedSession(access, datetime.fromtimestamp(exp, timezone.utc), refresh, user, family_id)
 
 
 async def rotate(session: AsyncSession, keyring: KeyRing, presented: str, refresh_ttl_s: int,
-                 revocations: RevocationList | None = None) -> IssuedSession:
+                 revocations: RevocationList | None = None, request_id: str | None = None) -> IssuedSession:
     """Spend `presented` and issue its successor. The row lock makes two concurrent uses count as reuse, which
     revokes the family: its refresh tokens here, its access tokens through `revocations`."""
     row = (await session.execute(
@@ -63,6 +65,8 @@ async def rotate(session: AsyncSession, keyring: KeyRing, presented: str, refres
         raise Unauthenticated("session revoked")
     if token.spent_at is not None:
         await revoke_family(session, family.id, "REUSE_DETECTED")
+        record(session, actor_id=family.user_id, action="user.refresh_token_reused", target_type="session",
+               target_id=family.id, request_id=request_id)
         await session.commit()
         if revocations is not None:
             await revocations.revoke_session(family.id)
