@@ -24,6 +24,7 @@ class AgentConfig:
     gas_margin_pct: int = 25  # estimated gas x (1 + margin)
     max_in_flight: int = 256  # signed-but-unmined txs per sender (consecutive nonces)
     batch: int = 200  # ops signed and broadcast per iteration
+    batch_max: int = 100  # members per batch operation (agent/batches.py); 1 sends every operation alone
     error_backoff_s: float = 1.0
     lock_retry_s: float = 1.0
     failed_backoff_s: float = 5.0  # an op whose estimate failed for a non-revert reason waits this long
@@ -47,6 +48,7 @@ class AgentConfig:
             gas_margin_pct=_number(environ, "RWA_AGENT_GAS_MARGIN_PCT", 25, int, minimum=0),
             max_in_flight=_number(environ, "RWA_AGENT_MAX_IN_FLIGHT", 256, int, minimum=1),
             batch=_number(environ, "RWA_AGENT_BATCH", 200, int, minimum=1),
+            batch_max=_number(environ, "RWA_AGENT_BATCH_MAX", 100, int, minimum=1),
             fee_cap_wei=_per_chain(environ, "RWA_AGENT_FEE_CAP_WEI_"),
             min_balance_wei=_per_chain(environ, "RWA_AGENT_MIN_BALANCE_WEI_"),
             crash_at=crash,

@@ -3,8 +3,8 @@
     await run_agent(settings)                       # every chain with RPC URLs, until stop is set
     await run_agent(settings, [1], stop=stop)
 
-Per iteration (one batched chain read): gas watch -> send again what is SIGNED -> sign and send new PENDING ops ->
-receipts (MINED / dropped / stuck / foreign nonce) -> confirmations from the indexer at finality. Roles that share
+Per iteration (one batched chain read): gas watch -> send again what is SIGNED -> fold batchable PENDING ops into
+batch operations (agent/batches.py) -> sign and send new PENDING ops -> receipts (MINED / dropped / stuck / foreign nonce) -> confirmations from the indexer at finality. Roles that share
 an address (the treasury falls back to the agent key in dev) share one sender. Senders for "deposit:<i>" roles start
 when such operations appear. An RPC or database failure is logged and the iteration retried after a pause; a signer
 that cannot be configured is reported once and its operations wait.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from agent import confirm, gas, handlers, lock, metrics, receipts, sender
+from agent import batches, confirm, gas, handlers, lock, metrics, receipts, sender
 from agent.config import AgentConfig
 from agent.context import SenderContext
 from agent.errors import SignerError
@@ -51,7 +51,9 @@ async def iterate(ctx: SenderContext) -> int:
     work = await sender.broadcast_signed(ctx)
     lap("resend")
     if not low:
-        work += await sender.sign_new(ctx, view)
+        folded = await batches.fold(ctx)
+        lap("fold")
+        work += folded.members + await sender.sign_new(ctx, view, folded)
         lap("sign")
     work += await receipts.poll(ctx, view)
     lap("receipts")

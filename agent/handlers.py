@@ -21,6 +21,7 @@ log = logging.getLogger("rwa.agent.handlers")
 
 OnConfirmed = Callable[[AsyncSession, ChainOperation], Awaitable[None]]
 OnFailed = Callable[[AsyncSession, ChainOperation, str], Awaitable[None]]
+OnConfirmedMany = Callable[[AsyncSession, list[ChainOperation]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,16 @@ class Handler:
     kind_prefix: str
     on_confirmed: OnConfirmed
     on_failed: OnFailed | None = None
+    on_confirmed_many: OnConfirmedMany | None = None  # the same as on_confirmed for each, set-based
 
 
 _registry: dict[str, Handler] = {}
 
 
-def register(kind_prefix: str, *, on_confirmed: OnConfirmed, on_failed: OnFailed | None = None) -> None:
+def register(kind_prefix: str, *, on_confirmed: OnConfirmed, on_failed: OnFailed | None = None,
+             on_confirmed_many: OnConfirmedMany | None = None) -> None:
     """Register (or replace, so a module re-import is harmless) the hooks for kinds starting with `kind_prefix`."""
-    _registry[kind_prefix] = Handler(kind_prefix, on_confirmed, on_failed)
+    _registry[kind_prefix] = Handler(kind_prefix, on_confirmed, on_failed, on_confirmed_many)
 
 
 def unregister(kind_prefix: str) -> None:
@@ -56,6 +59,21 @@ async def run_confirmed(session: AsyncSession, op: ChainOperation) -> None:
         await h.on_confirmed(session, op)
 
 
+async def run_confirmed_many(session: AsyncSession, ops: list[ChainOperation]) -> None:
+    """run_confirmed for each op, through the kind's set-based hook where it has one (ops grouped by handler)."""
+    groups: dict[str, tuple[Handler, list[ChainOperation]]] = {}
+    for op in ops:
+        h = handler_for(op.kind)
+        if h is not None:
+            groups.setdefault(h.kind_prefix, (h, []))[1].append(op)
+    for h, members in groups.values():
+        if h.on_confirmed_many is not None:
+            await h.on_confirmed_many(session, members)
+        else:
+            for op in members:
+                await h.on_confirmed(session, op)
+
+
 async def run_failed(session: AsyncSession, op: ChainOperation, reason: str) -> None:
     h = handler_for(op.kind)
     if h is not None and h.on_failed is not None:
@@ -63,7 +81,9 @@ async def run_failed(session: AsyncSession, op: ChainOperation, reason: str) -> 
 
 
 def load_effects() -> None:
-    """Import `agent.effects` (the domain's handlers) if it exists; its modules register on import."""
+    """Import `agent.effects` (the domain's handlers) if it exists, and the batch operations' own hooks
+    (agent.batches); their modules register on import."""
+    importlib.import_module("agent.batches")
     try:
         importlib.import_module("agent.effects")
     except ModuleNotFoundError as exc:

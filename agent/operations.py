@@ -6,6 +6,7 @@ Plain functions over a session (the caller commits); each leaves an audit row.
   in `tx_hashes`), and a PENDING one waiting out a backoff is retried now. Refused (CONFLICT COMPENSATED) for kinds
   whose failure handler already compensated the decision (a FAILED settlement reversed the trade's cash, a FAILED
   payout gave the cash back): sending them now would act twice; a new decision is needed instead.
+  A failed or canceled batch (agent/batches.py) is refused too: its members were already sent alone.
 - `cancel`: only before anything was signed (PENDING): a signed transaction may already sit in a node's pool, so
   canceling it could not guarantee it never lands. The operation becomes CANCELED and the kind's failure handler
   runs in the same transaction (a canceled settlement FAILS its trade and reverses the cash; a canceled payout gives
@@ -22,6 +23,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import handlers
+from agent.batches import PREFIX as BATCH_PREFIX
 from core.errors import BadUserInput, Conflict, NotFound
 from models.identity import AuditLog
 from models.operations import ChainOperation, OperationState
@@ -77,6 +79,9 @@ async def retry(session: AsyncSession, op_id: uuid.UUID, *, actor_id: uuid.UUID 
     op = await _locked(session, op_id)
     previous = op.state
     if previous in (S.FAILED, S.CANCELED):
+        if op.kind.startswith(BATCH_PREFIX):
+            raise Conflict(f"a {previous.value} batch operation's members were sent alone; it cannot be sent again",
+                           reason="COMPENSATED")
         if op.kind.startswith(COMPENSATED_KINDS):
             raise Conflict(f"a {previous.value} {op.kind} operation was compensated; it cannot be sent again",
                            reason="COMPENSATED")

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agent import metrics
+from agent import batches, metrics
 from agent.calls import encode_call
 from agent.context import ChainView, SenderContext, log
 from agent.fees import Fees, bumped
@@ -75,6 +75,7 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
     """Advance BROADCAST ops (locked for the pass; SKIP LOCKED leaves an operator's action alone). Returns how
     many moved."""
     rebroadcast: list[ChainOperation] = []
+    replaced: list[ChainOperation] = []  # signed again at the same nonce (fee bump)
     moved = mined = 0
     async with ctx.session() as s:
         async with s.begin():
@@ -138,8 +139,12 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
                 row.raw_tx, row.tx_hash, row.tx_hashes = raw, tx_hash, [*row.tx_hashes, tx_hash]
                 set_fees(row, new_fees)
                 rebroadcast.append(row)
+                replaced.append(row)
                 log.info("chain %s: op %s stuck at nonce %s; replaced with fees %s", ctx.chain_id, row.business_ref,
                          row.nonce, new_fees.tx_fields())
+            if replaced:
+                await s.flush()
+                await batches.follow_signatures(s, replaced)
     if mined:
         metrics.TRANSITIONS.labels(str(ctx.chain_id), "MINED").inc(mined)
     if rebroadcast:  # committed above (the replacement's raw tx first), now sent

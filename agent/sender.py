@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 
-from agent import metrics
+from agent import batches, metrics
 from agent.calls import decode_revert, encode_call, is_revert, revert_data
 from agent.context import ChainView, SenderContext
 from agent.fees import Fees, with_margin
@@ -55,8 +55,9 @@ def set_fees(op: ChainOperation, fees: Fees) -> None:
     op.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
 
 
-async def sign_new(ctx: SenderContext, view: ChainView) -> int:
+async def sign_new(ctx: SenderContext, view: ChainView, folded: batches.Folded | None = None) -> int:
     """Take PENDING ops (oldest first), estimate, sign at fresh nonces, commit, broadcast. Returns ops signed.
+    `folded`: this pass's batches.fold; a batchable op it did not see alone is left for the next fold.
 
     One transaction: the PENDING rows are locked (SKIP LOCKED: an operator's retry/cancel in progress is left
     for the next pass) while their gas is estimated and they are signed, so a cancel can never slip between the
@@ -75,7 +76,8 @@ async def sign_new(ctx: SenderContext, view: ChainView) -> int:
                 select(ChainOperation).where(
                     ChainOperation.chain_id == ctx.chain_id, ChainOperation.signer.in_(ctx.roles),
                     ChainOperation.state == S.PENDING,
-                    (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()))
+                    (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()),
+                    *([folded.sendable()] if folded is not None and ctx.config.batch_max > 1 else []))
                 .order_by(ChainOperation.created_at, ChainOperation.id).limit(room)
                 .with_for_update(skip_locked=True))).all())
             if not ops:
@@ -127,6 +129,8 @@ async def sign_new(ctx: SenderContext, view: ChainView) -> int:
                     op.attempts += 1
                     op.signed_at, op.last_error, op.next_attempt_at = stamp, None, None
                     signed.append(op)
+                await s.flush()
+                await batches.follow_signatures(s, signed)  # a batch's hash onto its members, stored with it
     if n_failed:
         metrics.TRANSITIONS.labels(str(ctx.chain_id), "FAILED").inc(n_failed)
     if not signed:

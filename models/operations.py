@@ -9,7 +9,9 @@ still yields one operation. The executor (agent/) drives the row through its sta
        |          |          |<---------'     (reorg removed the tx before finality: re-broadcast the stored raw tx)
        |          |          '-> PENDING      (its nonce was consumed on chain by a transaction not ours: re-sign)
        |          '-> CANCELED                (only if the signed tx never reached any node)
-       '-> FAILED (reverted at gas estimation, nothing sent) | CANCELED
+       |-> FAILED (reverted at gas estimation, nothing sent) | CANCELED
+       '-> BATCHED -> CONFIRMED               (a member of a batch operation, `batch_id`: agent/batches.py)
+              '-> PENDING                     (the batch reverted: sent alone, never batched again)
 
 `raw_tx` and `nonce` are committed BEFORE the broadcast: a crash at any point re-broadcasts the same signed
 transaction (same nonce, so it can only land once). Every hash ever broadcast for the op (fee-bump replacements
@@ -29,7 +31,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, SmallInteger, String, Text, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,11 +48,12 @@ class OperationState(str, enum.Enum):
     FAILED = "FAILED"
     REPLACED = "REPLACED"
     CANCELED = "CANCELED"
+    BATCHED = "BATCHED"  # carried by the batch operation `batch_id` (one transaction for many operations)
 
 
 # States in which the operation still owns its nonce / still needs the executor.
 IN_FLIGHT_STATES = (OperationState.SIGNED, OperationState.BROADCAST, OperationState.MINED)
-OPEN_STATES = (OperationState.PENDING, *IN_FLIGHT_STATES)
+OPEN_STATES = (OperationState.PENDING, OperationState.BATCHED, *IN_FLIGHT_STATES)
 FINAL_STATES = (OperationState.CONFIRMED, OperationState.FAILED, OperationState.CANCELED)
 
 
@@ -95,10 +98,13 @@ class ChainOperation(Base):
     mined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the batch operation that carries (or carried, if it reverted) this one's call; NULL for a batch or a single
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("chain_operations.id"))
 
     __table_args__ = (
         Index("ix_chain_operations_state_chain", "state", "chain_id", "created_at"),
         Index("ix_chain_operations_kind_created", "kind", "created_at"),
+        Index("ix_chain_operations_batch_id", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
         # prefix lookups of versioned refs ("identity:<chain>:<registry>:<wallet>:<n>"; migration 0011)
         Index("ix_chain_operations_business_ref_prefix", "business_ref",
               postgresql_ops={"business_ref": "varchar_pattern_ops"}),

@@ -26,7 +26,8 @@ from schema.scalars import BigInt
 
 OperationState = strawberry.enum(OperationStateModel, description=(
     "PENDING -> SIGNED -> BROADCAST -> MINED -> CONFIRMED (its event indexed at or below the finalized block) | "
-    "FAILED (reverted at estimation or when mined) | CANCELED (by an operator, before signing)."))
+    "FAILED (reverted at estimation or when mined) | CANCELED (by an operator, before signing). BATCHED: carried by "
+    "a batch operation's transaction (kind batch.<kind>), CONFIRMED with it or sent alone if it reverts."))
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 

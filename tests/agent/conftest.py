@@ -69,14 +69,15 @@ class World:
             await conn.close()
 
     async def enqueue_transfer(self, ref: str, amount: int, *, sender: str | None = None,
-                               receiver: str | None = None, kind: str = "test.transfer") -> uuid.UUID:
+                               receiver: str | None = None, kind: str = "test.transfer",
+                               function: str = "forcedTransfer") -> uuid.UUID:
         from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
         engine = create_async_engine(self.db_url)
         try:
             async with AsyncSession(engine, expire_on_commit=False) as s:
                 op = await enqueue(s, kind=kind, chain_id=1, contract=self.d.stack.token.address,
-                                   abi_name="SecurityToken", function="forcedTransfer",
+                                   abi_name="SecurityToken", function=function,
                                    args=[sender or self.seller, receiver or self.buyer, amount],
                                    business_ref=ref)
                 await s.commit()
