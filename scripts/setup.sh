@@ -27,10 +27,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null  # editable installs from pyproject need a recent pip
 fi
-# stamp file: skip the (slow) resolver run when pyproject.toml did not change
+# The dependencies exactly as locked (runtime + dev extra, sha256-checked: requirements-dev.lock, written by
+# scripts/lock.sh from pyproject.toml), then the project itself without resolving anything again.
+# Stamp file: skip both when neither the lockfile nor pyproject.toml changed since the last install.
 stamp="$VENV/.rwa-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  "$VENV/bin/pip" install -q -e ".[dev]"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-dev.lock -nt "$stamp" ]; then
+  "$VENV/bin/pip" install -q --require-hashes -r requirements-dev.lock
+  "$VENV/bin/pip" install -q --no-deps -e .
   touch "$stamp"
 fi
 
