@@ -17,6 +17,15 @@ from core.tracing import current_ids
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# Event-loop reports (a resource collected unclosed, a task's exception never retrieved) are written from a
+# finalizer or callback in whatever request happens to be running: tagging them with its id blamed that request.
+_LOOP_LOGGERS = ("asyncio",)
+
+
+def _request_id(record: logging.LogRecord) -> str | None:
+    if record.name.startswith(_LOOP_LOGGERS):
+        return None
+    return request_id_var.get()
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        rid = request_id_var.get()
+        rid = _request_id(record)
         if rid:
             payload["request_id"] = rid
         if (ids := current_ids()) is not None:
@@ -42,7 +51,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        rid = request_id_var.get()
+        rid = _request_id(record)
         base = super().format(record)
         return f"{base} [rid={rid}]" if rid else base
 
