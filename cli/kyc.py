@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="Personal data at rest (KYC key rot
 def rekey(batch: int = typer.Option(500, min=1, max=10_000, help="Rows per transaction."),
           status: bool = typer.Option(False, "--status", help="Only count the rows not yet under the current key; "
                                                               "exit 1 when some are left.")) -> None:
-    """Re-encrypt every KYC case and MFA secret not yet under KYC_ENCRYPTION_KEY (old keys in
+    """Re-wrap every personal-data key (per user; they encrypt the KYC cases) and MFA secret not yet under KYC_ENCRYPTION_KEY (old keys in
     KYC_RETIRED_ENCRYPTION_KEYS). Resumable and idempotent; safe next to running API processes."""
     from core.db import create_engine, create_session_factory
     from resolvers.identity.rekey import rekey_all, remaining

@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     # comma-separated keys that only decrypt (a rotation: the new key published before it writes, the old one
     # kept until `rwa kyc rekey` has re-encrypted every row; docs/runbooks/rotate-kyc-key.md)
     kyc_retired_encryption_keys: SecretStr | None = Field(None, alias="KYC_RETIRED_ENCRYPTION_KEYS")
+    # privacy (resolvers/privacy): after an erasure, how long the user's KYC data key is kept before it is destroyed
+    # (a legal hold such as AML record keeping; 0: destroyed when COMPLIANCE processes the erasure), and after how
+    # many days ended login sessions and revoked API keys are deleted by the retention job
+    privacy_kyc_retention_days: int = Field(0, alias="PRIVACY_KYC_RETENTION_DAYS", ge=0, le=3650)
+    privacy_session_retention_days: int = Field(90, alias="PRIVACY_SESSION_RETENTION_DAYS", ge=1, le=3650)
+    privacy_api_key_retention_days: int = Field(90, alias="PRIVACY_API_KEY_RETENTION_DAYS", ge=1, le=3650)
+    # HMAC key of OAuth client secrets (resolvers/identity/oauth_clients.py); unset: derived from the master key
+    oauth_secret_pepper: SecretStr | None = Field(None, alias="OAUTH_SECRET_PEPPER")
     # how long a KYC approval is valid; a worker job writes EXPIRED once it lapses
     kyc_approval_days: int = Field(365, alias="KYC_APPROVAL_DAYS", ge=1, le=3650)
     # cash out (resolvers/payments/withdrawals.py), in the currency's units: per request, per user per rolling 24 h,

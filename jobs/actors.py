@@ -4,6 +4,7 @@ periodic schedule the worker runs (jobs/scheduler.py)."""
 from jobs import broker  # noqa: F401  (installs the broker first)
 from jobs import candles, kyc, offerings, orders, payments, webhooks  # noqa: F401
 from jobs import sweeps  # noqa: F401
+from jobs import privacy  # noqa: F401
 from jobs import reports  # noqa: F401
 from jobs.scheduler import Scheduler
 
@@ -19,6 +20,7 @@ def build_scheduler() -> Scheduler:
     s.add("expire_orders", 1.0)
     s.add("roll_up_candles", 30.0)
     s.add("expire_kyc_approvals", 60.0)
+    s.add("purge_past_retention", privacy.INTERVAL_S)
     s.add("close_due_offerings", 5.0)
     s.add("reconcile_identity_registries", 10.0)
     s.add("refresh_platform_kpis", 30.0)  # resolvers/reports/kpis.py: REFRESH_S

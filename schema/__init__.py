@@ -20,6 +20,7 @@ from schema import issuance
 from schema import dev_funding
 from schema import reports
 from schema import oauth
+from schema import privacy
 from schema import sharing
 from schema.document_cache import DocumentCache
 from schema.extensions import Limits, OperationLifecycle
@@ -59,6 +60,8 @@ SUBSCRIPTIONS += (withdrawals.Subscription,)
 QUERIES += (reports.Query,)
 QUERIES += (oauth.Query,)
 MUTATIONS += (oauth.Mutation,)
+QUERIES += (privacy.Query,)
+MUTATIONS += (privacy.Mutation,)
 
 
 class RwaSchema(strawberry.Schema):

@@ -52,10 +52,10 @@ class KycCase:
     @strawberry.field(description=(
         "The submitted personal details, decrypted. The owner sees their own; COMPLIANCE sees any to review it; "
         "anyone else (ADMIN included) and every API key gets FORBIDDEN."))
-    def details(self, info: Info) -> KycDetails | None:
+    async def details(self, info: Info) -> KycDetails | None:
         if self.row is None:
             return None
-        found = kyc.details_for(info.context, self.row)
+        found = await kyc.details_for(info.context, self.row)
         return KycDetails.from_details(found) if found else None
 
     @classmethod

@@ -47,7 +47,7 @@ def _basic(header: str) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise OAuthError("invalid_client", "malformed Basic credentials", 401) from exc
     client_id, sep, secret = decoded.partition(":")
-    if not sep:
+    if not sep or "\x00" in unquote_plus(decoded):
         raise OAuthError("invalid_client", "malformed Basic credentials", 401)
     return unquote_plus(client_id), unquote_plus(secret)
 
@@ -65,6 +65,8 @@ async def _form(request: Request) -> dict[str, str]:
         raise OAuthError("invalid_request", "the body is not UTF-8") from exc
     form: dict[str, str] = {}
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:  # no column stores NUL: refused here, not as a database error
+            raise OAuthError("invalid_request", "parameters must not contain NUL")
         if key in form:  # §3.2: parameters MUST NOT be included more than once
             raise OAuthError("invalid_request", f"parameter {key} repeated")
         form[key] = value

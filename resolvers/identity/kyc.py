@@ -10,6 +10,7 @@ transfer eligibility rules filter on. Personal fields are never put in logs or a
 from __future__ import annotations
 
 import enum
+import json
 import re
 import uuid
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from resolvers.identity.countries import ISO_3166_ALPHA2
 from resolvers.identity.kyc_states import ACTOR, KycEvent, effective_status, next_status
 from resolvers.identity.registry_sync import sync_users
 from resolvers.pagination import Page, keyset_page
+from resolvers.privacy.keys import Erased, cipher_for, decrypt_blob
 from resolvers.raw_sql import pg
 from server.context import Context
 from server.viewer import Viewer
@@ -93,10 +95,12 @@ def encrypt_details(cipher: FieldCipher, case_id: uuid.UUID, details: KycDetails
     return cipher.encrypt_json(payload, associated_data=case_id.bytes)
 
 
-def decrypt_details(cipher: FieldCipher, case: KycCase) -> KycDetails | None:
+def decrypt_details(cipher: FieldCipher, case: KycCase, user_cipher: FieldCipher | None = None) -> KycDetails | None:
+    """`cipher` is the master key's; `user_cipher` the case owner's data key (resolvers/privacy/keys.py), under which
+    details are written since migration 0019 (without it only rows still under the master key read)."""
     if case.personal_data is None:
         return None
-    raw = cipher.decrypt_json(case.personal_data, associated_data=case.id.bytes)
+    raw = json.loads(decrypt_blob(cipher, user_cipher, case.personal_data, case.id.bytes))
     return KycDetails(full_name=raw["full_name"], date_of_birth=date.fromisoformat(raw["date_of_birth"]),
                       country=raw["country"], document_type=DocumentType(raw["document_type"]),
                       document_number=raw["document_number"], address=raw["address"])
@@ -108,10 +112,21 @@ def may_read_details(viewer: Viewer, case: KycCase) -> bool:
     return viewer.user_id == case.user_id or viewer.has_role(Role.COMPLIANCE.value)
 
 
-def details_for(ctx: Context, case: KycCase) -> KycDetails | None:
+async def read_details(session: AsyncSession, master: FieldCipher, case: KycCase) -> KycDetails | None:
+    """The case's details under its owner's data key; None when there are none or they were erased."""
+    if case.personal_data is None:
+        return None
+    try:
+        user_cipher = await cipher_for(session, master, case.user_id)
+    except Erased:
+        return None
+    return decrypt_details(master, case, user_cipher)
+
+
+async def details_for(ctx: Context, case: KycCase) -> KycDetails | None:
     if not may_read_details(ctx.viewer, case):
         raise Forbidden("personal details are visible only to their owner and to COMPLIANCE (not via API keys)")
-    return decrypt_details(ctx.services.cipher, case)
+    return await read_details(await ctx.session(), ctx.services.cipher, case)
 
 
 def status_of(case: KycCase, now: datetime | None = None) -> KycStatus:
@@ -136,6 +151,12 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
     now = utcnow()
     details = validate(details, now.date())
     session = await ctx.session()
+    try:  # details go under the user's own data key, so that an erasure can destroy it (resolvers/privacy)
+        user_cipher = await cipher_for(session, ctx.services.cipher, user_id, create=True)
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Unauthenticated("this account no longer exists") from exc
+    assert user_cipher is not None
     case = (await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
             ).scalar_one_or_none()
     current = KycStatus.NOT_STARTED if case is None else status_of(case, now)
@@ -144,7 +165,7 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
         case = KycCase(id=uuid.uuid4(), user_id=user_id)
         session.add(case)
     case.status = target
-    case.personal_data = encrypt_details(ctx.services.cipher, case.id, details)
+    case.personal_data = encrypt_details(user_cipher, case.id, details)
     case.country = details.country
     case.submitted_at = now
     case.reviewed_by = case.reviewed_at = case.decision_reason = case.expires_at = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.data_keys import wrap_aad
 from core.encryption import KEY_ID_BYTES, FieldCipher
 from resolvers.audit import record
 
@@ -31,7 +32,8 @@ class Column:
 
 
 COLUMNS = (
-    Column("kyc_cases.personal_data", "kyc_cases", "id", "personal_data", lambda case_id: case_id.bytes),
+    # personal data is under per-user data keys (core/data_keys.py): rotating the master key re-wraps those keys
+    Column("user_data_keys.wrapped_key", "user_data_keys", "user_id", "wrapped_key", wrap_aad),
     Column("user_mfa.secret_enc", "user_mfa", "user_id", "secret_enc", lambda user_id: b"mfa-totp:" + user_id.bytes),
 )
 

@@ -12,6 +12,7 @@ from sqlalchemy import select, text, update
 
 from models.identity import AuditLog, KycCase, KycStatus
 from resolvers.identity.kyc_states import KycEvent
+from resolvers.privacy.keys import cipher_for
 
 SUBMIT = """mutation($input: KycInput!) { submitKyc(input: $input) {
   id userId status submittedAt reviewedAt decisionReason expiresAt } }"""
@@ -59,11 +60,16 @@ async def test_submit_encrypts_personal_fields_at_rest(gql, make_user, session, 
         assert secret.encode() not in blob
         assert secret not in caplog.text
     assert raw.country == "DE"  # kept in clear on purpose: jurisdiction rules filter on it
-    # AES-GCM bound to the case id: the blob opens for its own case and for no other
+    # AES-GCM under the owner's data key (wrapped by the master key), bound to the case id: the blob opens for its
+    # own case and for no other, and not with the master key itself
     case_id = uuid.UUID(case["id"])
-    assert services.cipher.decrypt_json(blob, associated_data=case_id.bytes)["full_name"] == PERSONAL["fullName"]
+    user_cipher = await cipher_for(session, services.cipher, owner.id)
+    assert user_cipher is not None
+    assert user_cipher.decrypt_json(blob, associated_data=case_id.bytes)["full_name"] == PERSONAL["fullName"]
     with pytest.raises(InvalidTag):
-        services.cipher.decrypt_json(blob, associated_data=uuid.uuid4().bytes)
+        user_cipher.decrypt_json(blob, associated_data=uuid.uuid4().bytes)
+    with pytest.raises((InvalidTag, ValueError)):
+        services.cipher.decrypt_json(blob, associated_data=case_id.bytes)
 
     mine = (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]
     assert mine["details"] == {**PERSONAL, "country": "DE"}

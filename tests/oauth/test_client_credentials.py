@@ -135,6 +135,11 @@ async def test_rfc6749_errors(gql, make_user, client, session):
     repeated = await client.post("/oauth/token", content="grant_type=client_credentials&grant_type=x",
                                  headers=basic(client_id, secret))
     assert repeated.status_code == 400 and repeated.json()["error"] == "invalid_request"
+    nul = await client.post("/oauth/token", content="grant_type=client_credentials&client_id=a%00b&client_secret=x",
+                            headers=FORM)
+    assert nul.status_code == 400 and nul.json()["error"] == "invalid_request"
+    nul = await token(client, "rwac_\x00", secret)
+    assert nul.status_code == 401 and nul.json()["error"] == "invalid_client"
     # none of it issued a token
     issued = (await session.execute(select(AuditLog).where(AuditLog.action == "oauth_client.token"))).all()
     assert issued == []

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from core.data_keys import wrap_aad
 from core.db import create_engine
 from core.encryption import FieldCipher, key_id
 from core.errors import Unauthenticated
@@ -84,7 +85,8 @@ async def headers(db: str) -> dict[str, set[bytes]]:
     engine = create_engine(db, pool_size=1)
     try:
         async with engine.connect() as conn:
-            kyc = (await conn.execute(text("SELECT personal_data FROM kyc_cases WHERE personal_data IS NOT NULL"))).scalars()
+            kyc = (await conn.execute(text("SELECT wrapped_key FROM user_data_keys WHERE wrapped_key IS NOT NULL"))
+                   ).scalars()  # personal data is under per-user data keys, wrapped by the KYC key
             kyc_heads = {bytes(b)[:9] for b in kyc}
             mfa = (await conn.execute(text("SELECT secret_enc FROM user_mfa"))).scalars()
             return {"kyc": kyc_heads, "mfa": {bytes(b)[:9] for b in mfa}}
@@ -105,13 +107,13 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
                 tokens.append(token)
             assert "errors" not in await gql("mutation { beginMfaEnrolment { secret } }", token=tokens[0])
             async with services.session_factory() as session:  # a row written before key ids existed (v1)
-                row = (await session.execute(text("SELECT id, personal_data FROM kyc_cases LIMIT 1"))).one()
-                plain = services.cipher.decrypt(bytes(row.personal_data), row.id.bytes)
+                row = (await session.execute(text("SELECT user_id, wrapped_key FROM user_data_keys LIMIT 1"))).one()
+                plain = services.cipher.decrypt(bytes(row.wrapped_key), wrap_aad(row.user_id))
                 nonce = os.urandom(12)
                 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-                v1 = b"\x01" + nonce + AESGCM(bytes.fromhex(old)).encrypt(nonce, plain, row.id.bytes)
-                await session.execute(text("UPDATE kyc_cases SET personal_data = :b WHERE id = :id"),
-                                      {"b": v1, "id": row.id})
+                v1 = b"\x01" + nonce + AESGCM(bytes.fromhex(old)).encrypt(nonce, plain, wrap_aad(row.user_id))
+                await session.execute(text("UPDATE user_data_keys SET wrapped_key = :b WHERE user_id = :id"),
+                                      {"b": v1, "id": row.user_id})
                 await session.commit()
 
         # a process with the new key only cannot read the old rows: this is why the old key stays (retired)
@@ -130,7 +132,7 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
 
             env = {"KYC_ENCRYPTION_KEY": new, "KYC_RETIRED_ENCRYPTION_KEYS": old}
             code, out = finish(run_rwa("kyc", "rekey", "--status", db=db, redis_url=redis_url, tmp_path=tmp_path, **env))
-            assert code == 1 and "kyc_cases.personal_data: 3 left" in out and "user_mfa.secret_enc: 1 left" in out, out
+            assert code == 1 and "user_data_keys.wrapped_key: 3 left" in out and "user_mfa.secret_enc: 1 left" in out, out
 
             # the rekey runs (batches of 1) while the API keeps answering reads of every case
             proc = run_rwa("kyc", "rekey", "--batch", "1", db=db, redis_url=redis_url, tmp_path=tmp_path, **env)
