@@ -22,7 +22,7 @@ from core.metrics import HTTP_REQUESTS
 
 log = logging.getLogger("rwa.http")
 _VALID_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics"}
+_KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics", "/oauth/token"}
 # the server's own ASGI send of a websocket, before any wrapping: shared subscriptions write frames to the
 # connection behind it directly (server/shared_subscriptions.py)
 RAW_SEND_SCOPE_KEY = "rwa.raw_send"

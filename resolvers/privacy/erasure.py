@@ -10,10 +10,11 @@ Erasing an account, in one transaction:
   users trigger, core/user_changes.py); sessions, API keys, the MFA factor and OAuth clients are deleted or revoked;
 - what the law requires to keep stays, under the user's id, which is now a pseudonym: the ledger (still balanced),
   orders and trades, payments and withdrawals, the audit log (append-only). Linked wallet addresses stay as the
-  key between that history and the chains; the KYC case keeps its status and dates, not its country or notes.
+  key between that history and the chains, but they leave the identity registries: an approved KYC case expires
+  (a pending one is rejected) through the KYC state machine; the case keeps its dates, not its country.
 
-It is refused (CONFLICT `ERASURE_BLOCKED`, with `blockers`) while the account has open orders or withdrawals in
-flight: COMPLIANCE settles those first. Nobody decides on their own request.
+It is refused (CONFLICT `ERASURE_BLOCKED`, with `blockers`) while the account has open orders, withdrawals in
+flight, trades not yet settled on chain or security tokens in its wallets: COMPLIANCE settles those first. Nobody decides on their own request.
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Conflict, Forbidden, NotFound
-from models.identity import ApiKey, KycCase, RefreshTokenFamily, Role, User, UserMfa, UserStatus
+from models.identity import ApiKey, KycCase, KycStatus, RefreshTokenFamily, Role, User, UserMfa, UserStatus
 from models.oauth import OAuthClient, OAuthClientSecret
 from models.privacy import ErasureRequest, ErasureStatus
 from resolvers.audit import record
+from resolvers.identity.kyc import status_of
+from resolvers.identity.kyc_states import KycEvent, next_status
+from resolvers.identity.registry_sync import sync_users
 from resolvers.pagination import Page, keyset_page
 from resolvers.privacy import keys
 from server.context import Context
@@ -87,16 +91,22 @@ async def request(ctx: Context, reason: str | None) -> ErasureRequest:
 _BLOCKERS = """
 SELECT (SELECT count(*) FROM orders WHERE user_id = :uid AND status IN ('NEW', 'PARTIALLY_FILLED')) AS open_orders,
        (SELECT count(*) FROM withdrawals WHERE user_id = :uid AND state IN ('PENDING_APPROVAL', 'APPROVED'))
-         AS open_withdrawals"""
+         AS open_withdrawals,
+       (SELECT count(*) FROM trades WHERE (buyer_id = :uid OR seller_id = :uid) AND settlement = 'PENDING')
+         AS pending_settlements,
+       (SELECT count(*) FROM holdings h JOIN wallets w ON w.address = h.holder
+        WHERE w.user_id = :uid AND h.balance > 0) AS token_holdings"""
 
 
 async def blockers(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    """What must be settled before an account can be erased: open orders and withdrawals, trades whose settlement
+    is still on its way, and security tokens held in its wallets (a register cannot name a holder nobody knows)."""
     row = (await session.execute(text(_BLOCKERS), {"uid": user_id})).one()
     found = []
-    if row.open_orders:
-        found.append("OPEN_ORDERS")
-    if row.open_withdrawals:
-        found.append("OPEN_WITHDRAWALS")
+    for name, count in (("OPEN_ORDERS", row.open_orders), ("OPEN_WITHDRAWALS", row.open_withdrawals),
+                        ("PENDING_SETTLEMENTS", row.pending_settlements), ("TOKEN_HOLDINGS", row.token_holdings)):
+        if count:
+            found.append(name)
     return found
 
 
@@ -114,8 +124,8 @@ async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision
     if row.status is not ErasureStatus.PENDING:
         raise Conflict(f"the request is already {row.status.value}", current=row.status.value)
     now = utcnow()
-    row.processed_by, row.processed_at, row.decision_reason = actor, now, reason
     if decision is ErasureDecision.REJECT:
+        row.processed_by, row.processed_at, row.decision_reason = actor, now, reason
         row.status = ErasureStatus.REJECTED
         record(session, actor_id=actor, action="privacy.erasure_reject", target_type="erasure_request",
                target_id=row.id, request_id=ctx.request_id, details={"reason": reason})
@@ -125,8 +135,10 @@ async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision
     found = await blockers(session, user.id)
     if found:
         raise Conflict("settle the account first: " + ", ".join(found), reason="ERASURE_BLOCKED", blockers=found)
+    row.processed_by, row.processed_at, row.decision_reason = actor, now, reason
     hold_days = ctx.settings.privacy_kyc_retention_days
     revoked_keys, secret_ids = await _erase(session, user, now, destroy_key=hold_days == 0)
+    await _close_kyc(session, user.id, actor, now)
     row.status = ErasureStatus.COMPLETED
     row.key_destroy_after = None if hold_days == 0 else now + timedelta(days=hold_days)
     record(session, actor_id=actor, action="privacy.erasure", target_type="user", target_id=user.id,
@@ -166,11 +178,31 @@ async def _erase(session: AsyncSession, user: User, now: datetime, *,
     return key_hashes, secret_ids
 
 
+async def _close_kyc(session: AsyncSession, user_id: uuid.UUID, actor: uuid.UUID, now: datetime) -> None:
+    """The erased person is no longer a verified investor: an approval expires now, a pending case is rejected
+    (through the KYC state machine), and their wallets leave the identity registries (registry_sync, by the agent)."""
+    case = (await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
+            ).scalar_one_or_none()
+    if case is not None:
+        current = status_of(case, now)
+        event = {KycStatus.APPROVED: KycEvent.EXPIRE, KycStatus.PENDING_REVIEW: KycEvent.REJECT}.get(current)
+        if event is not None:
+            case.status = next_status(event, current)
+            case.reviewed_by, case.reviewed_at = (actor, now) if event is KycEvent.REJECT else (
+                case.reviewed_by, case.reviewed_at)
+            case.expires_at = now if event is KycEvent.EXPIRE else case.expires_at
+            record(session, actor_id=actor, action=f"kyc.{event.value.lower()}", target_type="kyc_case",
+                   target_id=case.id, details={"from": current.value, "to": case.status.value,
+                                               "reason": "ACCOUNT_ERASED"})
+        case.decision_reason = "account erased"
+    await session.flush()
+    await sync_users(session, [user_id], actor_id=actor)
+
+
 async def shred(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> None:
-    """Destroy the data key, and the clear-text KYC fields that go with it (country, reviewer's notes)."""
+    """Destroy the data key, and the clear-text KYC field that goes with it (the country)."""
     await keys.destroy(session, user_id, now)
-    await session.execute(update(KycCase).where(KycCase.user_id == user_id)
-                          .values(country=None, decision_reason=None))
+    await session.execute(update(KycCase).where(KycCase.user_id == user_id).values(country=None))
 
 
 async def list_requests(session: AsyncSession, status: ErasureStatus | None, first: int | None,

@@ -11,7 +11,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select, text
 
-from models.identity import ApiKey, AuditLog, KycCase, RefreshTokenFamily, User, UserStatus
+from models.identity import ApiKey, AuditLog, KycCase, KycStatus, RefreshTokenFamily, User, UserStatus
 from models.ledger import LedgerAccount, LedgerEntry
 from resolvers.privacy.erasure import pseudonym_email
 from resolvers.privacy.keys import Erased, cipher_for
@@ -43,7 +43,7 @@ async def world(gql, make_user, session_factory):  # type: ignore[no-untyped-def
     case_id = ok(await gql(SUBMIT, {"i": PERSONAL}, token=alice.token))["submitKyc"]["id"]
     ok(await gql(REVIEW, {"id": case_id}, token=compliance.token))
     m = await make_market(session_factory)
-    a = await make_trader(session_factory, m, tokens="50", cash="5", kyc=None, user_id=alice.id)
+    a = await make_trader(session_factory, m, tokens="10", cash="5", kyc=None, user_id=alice.id)
     b = await make_trader(session_factory, m, cash="1000", user_id=bob.id)
     sell = ok(await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "SELL", "type": "LIMIT",
                                       "quantity": "10", "price": "25"}}, token=alice.token))["placeOrder"]
@@ -117,14 +117,20 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
     assert gql.error_code(await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=alice.token)) == "FORBIDDEN"
     assert gql.error_code(await gql(PROCESS, {"id": req["id"], "d": "REJECT"},
                                     token=compliance.token)) == "BAD_USER_INPUT"
-    resting = ok(await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "SELL", "type": "LIMIT",
-                                         "quantity": "5", "price": "30"}}, token=alice.token))["placeOrder"]
+    resting = ok(await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT",
+                                         "quantity": "1", "price": "1"}}, token=alice.token))["placeOrder"]
     blocked = await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token)
     assert gql.error_code(blocked) == "CONFLICT"
     assert blocked["errors"][0]["extensions"]["reason"] == "ERASURE_BLOCKED"
-    assert blocked["errors"][0]["extensions"]["blockers"] == ["OPEN_ORDERS"]
+    assert blocked["errors"][0]["extensions"]["blockers"] == ["OPEN_ORDERS", "PENDING_SETTLEMENTS", "TOKEN_HOLDINGS"]
     assert (await session.get(User, alice.id)).email == alice.email  # type: ignore[union-attr]
     ok(await gql(CANCEL, {"id": resting["id"]}, token=alice.token))
+    # the trade settles on chain: her 10 tokens went to Bob (what the agent and the indexer would record)
+    await session.execute(text("UPDATE trades SET settlement = 'SETTLED' WHERE market_id = :m"), {"m": m.market_id})
+    await session.execute(text("UPDATE holdings SET balance = 0 WHERE holder = :w"), {"w": a.wallet})
+    await session.commit()
+    balances_before = {r.id: r.balance for r in (await session.execute(
+        select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()}
 
     done = ok(await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token))["processErasure"]
     assert done["status"] == "COMPLETED" and done["keyDestroyAfter"] is None
@@ -143,6 +149,11 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
     # nothing decrypts: the ciphertext is still there, its key is gone; not even the master key opens it
     case = await session.get(KycCase, uuid.UUID(case_id))
     assert case is not None and case.personal_data is not None and case.country is None
+    # no longer a verified investor: the approval expired, and her wallet leaves the identity registry
+    assert case.status is KycStatus.EXPIRED
+    ops = (await session.execute(text("SELECT kind FROM chain_operations WHERE business_ref LIKE :p"),
+                                 {"p": f"identity:{m.chain_id}:{m.registry}:{a.wallet}:%"})).scalars().all()
+    assert ops == ["identity.delete"]
     with pytest.raises(Erased):
         await cipher_for(session, services.cipher, alice.id)
     with pytest.raises((InvalidTag, ValueError)):
@@ -153,7 +164,7 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
     cases = ok(await gql("{ kycCases { edges { node { id status details { fullName } } } } }",
                          token=compliance.token))["kycCases"]["edges"]
     mine = [e["node"] for e in cases if e["node"]["id"] == case_id]
-    assert mine == [{"id": case_id, "status": "APPROVED", "details": None}]
+    assert mine == [{"id": case_id, "status": "EXPIRED", "details": None}]
 
     # the ledger keeps the pseudonymous accounts, balanced; trades still list for the counterparty and the market
     after = {r.id: r.balance for r in (await session.execute(
@@ -218,3 +229,22 @@ async def test_legal_hold_then_retention_job_destroys_the_key(gql, make_user, se
     # idempotent
     later = await purge(session, services.settings, datetime.now(timezone.utc) + timedelta(days=32))
     assert later.keys_destroyed == 0
+
+
+async def test_a_rejected_request_changes_nothing_and_may_be_asked_again(gql, make_user, session):
+    compliance, alice = await make_user(roles=["COMPLIANCE"]), await make_user()
+    req = ok(await gql(REQUEST, {"r": "please"}, token=alice.token))["requestErasure"]
+    queue = ok(await gql("{ erasureRequests(status: PENDING) { edges { node { id userId } } } }",
+                         token=compliance.token))["erasureRequests"]["edges"]
+    assert [e["node"] for e in queue] == [{"id": req["id"], "userId": str(alice.id)}]
+    done = ok(await gql(PROCESS, {"id": req["id"], "d": "REJECT", "r": "legal hold: open investigation"},
+                        token=compliance.token))["processErasure"]
+    assert done["status"] == "REJECTED"
+    mine = ok(await gql("{ myErasureRequests { id status decisionReason } }", token=alice.token))
+    assert mine["myErasureRequests"] == [{"id": req["id"], "status": "REJECTED",
+                                          "decisionReason": "legal hold: open investigation"}]
+    assert ok(await gql("{ me { email } }", token=alice.token))["me"]["email"] == alice.email
+    assert ok(await gql(REQUEST, {}, token=alice.token))["requestErasure"]["status"] == "PENDING"
+    actions = (await session.execute(select(AuditLog.action).where(AuditLog.action.like("privacy.%"))
+                                     .order_by(AuditLog.id))).scalars().all()
+    assert actions == ["privacy.erasure_request", "privacy.erasure_reject", "privacy.erasure_request"]
