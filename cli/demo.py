@@ -145,8 +145,8 @@ def run(api_url: str, timeout: float) -> None:
 
     step("the issuer tokenizes an asset on chain 1 (a new token and identity registry)")
     asset = api("""mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "DE",
-                  currency: "EUR", metadata: {address: "Mainzer Landstrasse 1, Frankfurt", area_sqm: "1200",
-                  property_type: "office"}}) { id } }""", {"n": f"Demo Tower {tag}"}, issuer)["createAsset"]["id"]
+                  currency: "EUR", metadata: {address: "Mainzer Landstrasse 1, Frankfurt", areaSqm: "1200",
+                  propertyType: "office"}}) { id } }""", {"n": f"Demo Tower {tag}"}, issuer)["createAsset"]["id"]
     api("mutation($id: UUID!) { submitAsset(id: $id) { status } }", {"id": asset}, issuer)
     api("mutation($id: UUID!) { approveAsset(id: $id) { status } }", {"id": asset}, officer)
     token = api("""mutation($a: UUID!, $s: String!) { tokenizeAsset(assetId: $a, chainId: 1,

@@ -20,7 +20,7 @@ from tests.test_dev_command import ANVIL_ACCOUNT_0, EXIT_TIMEOUT_S, RWA, Dev, as
 pytestmark = pytest.mark.slow
 
 ASSET = ('mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "nl", currency: '
-         '"EUR", metadata: {address: "Kade 1, Amsterdam", area_sqm: "120.5", property_type: "residential"}}) { id } }')
+         '"EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", propertyType: "residential"}}) { id } }')
 TOKENIZE = ('mutation($a: UUID!, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, deploy: $d) '
             '{ asset { status } token { address startBlock } } }')
 

@@ -8,6 +8,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
 
 from core.errors import BadUserInput
 from models.assets import AssetType
@@ -50,7 +51,9 @@ def name(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    """Metadata keys follow the API's casing (camelCase: `areaSqm`), in and out; snake_case keys are unknown."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, alias_generator=to_camel, populate_by_name=False)
 
 
 class RealEstate(_Strict):
@@ -98,7 +101,7 @@ def metadata(asset_type: AssetType, raw: dict[str, Any] | None) -> dict[str, Any
     if model is None:
         return raw
     try:
-        return model.model_validate(raw).model_dump(mode="json", exclude_none=True)
+        return model.model_validate(raw).model_dump(mode="json", exclude_none=True, by_alias=True)
     except ValidationError as exc:
         problems = {".".join(str(p) for p in e["loc"]) or "metadata": e["msg"] for e in exc.errors()}
         raise BadUserInput(f"metadata is not valid for {asset_type.value}", field="metadata",

@@ -111,8 +111,8 @@ async def test_reject_needs_a_reason_and_records_it(actors, make_asset, gql) -> 
 async def test_full_lifecycle_through_the_api(actors, gql) -> None:
     owner, compliance = actors["owner"], actors["COMPLIANCE"]
     r = await gql('mutation { createAsset(input: {name: "Harbour Loft", type: REAL_ESTATE, jurisdiction: "nl", '
-                  'currency: "EUR", metadata: {address: "Kade 1, Amsterdam", area_sqm: "120.5", '
-                  'property_type: "residential"}}) { id status jurisdiction } }', token=owner.token)
+                  'currency: "EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", '
+                  'propertyType: "residential"}}) { id status jurisdiction } }', token=owner.token)
     asset = r["data"]["createAsset"]
     assert asset["status"] == "DRAFT" and asset["jurisdiction"] == "NL"
     v = {"id": asset["id"]}
@@ -134,8 +134,8 @@ async def test_full_lifecycle_through_the_api(actors, gql) -> None:
                      ("submit", "UNDER_REVIEW"), ("approve", "APPROVED")]
 
 
-@pytest.mark.parametrize("metadata", [{"address": "x"}, {"address": "Main St 1", "area_sqm": "-1",
-                                                          "property_type": "office"}, {"unknown": 1}])
+@pytest.mark.parametrize("metadata", [{"address": "x"}, {"address": "Main St 1", "areaSqm": "-1",
+                                                          "propertyType": "office"}, {"unknown": 1}])
 async def test_metadata_is_validated_per_type(metadata, actors, gql) -> None:
     r = await gql('mutation($m: JSON) { createAsset(input: {name: "A", type: REAL_ESTATE, jurisdiction: "DE", '
                   'currency: "EUR", metadata: $m}) { id } }', {"m": metadata}, token=actors["owner"].token)

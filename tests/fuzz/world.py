@@ -131,8 +131,8 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     asset_ids = []
     for name in ("Fuzz Draft Tower", "Fuzz Review Bond", "Fuzz Approved Fund"):
         data = await call(client, create, {"i": {"name": name, "type": "REAL_ESTATE", "jurisdiction": "DE",
-                                                 "currency": "EUR", "metadata": {"address": "Hauptstr. 1, Berlin", "area_sqm": "1200.5",
-                                                              "property_type": "office"}}}, issuer)
+                                                 "currency": "EUR", "metadata": {"address": "Hauptstr. 1, Berlin", "areaSqm": "1200.5",
+                                                              "propertyType": "office"}}}, issuer)
         asset_ids.append(data["createAsset"]["id"])
     for asset_id in asset_ids[1:]:
         await call(client, "mutation($a: UUID!) { submitAsset(id: $a) { id } }", {"a": asset_id}, issuer)
