@@ -12,7 +12,9 @@ Who may read one: the investor (their own) and ADMIN/COMPLIANCE (anyone's); ever
   which side took). FAILED trades are listed but count in no total (their cash was reversed).
 - Fees: per currency, the investor's trade fees in the period (FAILED trades excluded).
 - Holdings: per security token, the balance of the investor's linked wallets before `from` and before `to`, summed
-  from indexed transfers by block time (ix_token_transfers_from/_to per token and wallet).
+  from indexed transfers by block time. Only tokens a wallet ever held are read (a holdings primary-key probe per
+  security token and wallet; the indexer writes a holdings row for every address a transfer touches), then their
+  transfers through ix_token_transfers_from/_to (per token and wallet).
 A period is at most MAX_PERIOD_DAYS long.
 """
 
@@ -155,6 +157,8 @@ FROM tokens tk CROSS JOIN LATERAL (
             AND t.block_time < $3) m
 ) x
 WHERE tk.kind = 'SECURITY' AND (x.start_units <> 0 OR x.end_units <> 0)
+  AND EXISTS (SELECT 1 FROM holdings h WHERE h.chain_id = tk.chain_id AND h.token_address = tk.address
+              AND h.holder = ANY($1::varchar[]))
 ORDER BY tk.chain_id, tk.symbol, tk.address"""
 
 
