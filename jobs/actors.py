@@ -4,6 +4,7 @@ periodic schedule the worker runs (jobs/scheduler.py)."""
 from jobs import broker  # noqa: F401  (installs the broker first)
 from jobs import candles, kyc, offerings, orders, payments, webhooks  # noqa: F401
 from jobs import sweeps  # noqa: F401
+from jobs import trading_risk  # noqa: F401
 from jobs import privacy  # noqa: F401
 from jobs import reports  # noqa: F401
 from jobs.scheduler import Scheduler
@@ -18,6 +19,8 @@ def build_scheduler() -> Scheduler:
     s.add("expire_payments", 5.0)
     s.add("dispatch_webhooks", 0.5)
     s.add("expire_orders", 1.0)
+    s.add("resume_halted_markets", 1.0)
+    s.add("sample_market_makers", trading_risk.SAMPLE_INTERVAL_S)
     s.add("roll_up_candles", 30.0)
     s.add("expire_kyc_approvals", 60.0)
     s.add("purge_past_retention", privacy.INTERVAL_S)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Identity, Index, Integer, Numeric, String,
+                        UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Address, Base, Hash32, Money, TokenUnits, created_at, updated_at, uuid_pk
@@ -122,6 +123,9 @@ class Order(Base):
         Index("ix_orders_user_created", "user_id", "seq"),
         Index("ix_orders_gtd_due", "expires_at",
               postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED') AND expires_at IS NOT NULL")),
+        # a user's open orders (the maximum position counts open buys)
+        Index("ix_orders_user_open", "user_id", "market_id",
+              postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED')")),
     )
 
 
@@ -168,6 +172,9 @@ class SettlementInstruction(Base):
     updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (Index("ix_settlement_instructions_pending", "chain_id", "token_address", "from_wallet",
+                            postgresql_where=text("status IN ('PENDING', 'SUBMITTED')")),
+                      # incoming legs not yet finished (the maximum position counts them)
+                      Index("ix_settlement_instructions_pending_to", "chain_id", "token_address", "to_wallet",
                             postgresql_where=text("status IN ('PENDING', 'SUBMITTED')")),)
 
 
@@ -185,3 +192,75 @@ class Candle(Base):
     close: Mapped[Decimal] = mapped_column(Money, nullable=False)
     volume: Mapped[Decimal] = mapped_column(Money, nullable=False)
     trade_count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class MarketRiskLimits(Base):
+    """Pre-trade risk controls of a market (resolvers/trading/risk.py), set by ADMIN, and its halt state. NULL: the
+    control is off. Checked under the market's matching lock."""
+
+    __tablename__ = "market_risk_limits"
+
+    market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    price_band_bps: Mapped[int | None] = mapped_column(Integer)  # around the last trade, else reference_price
+    reference_price: Mapped[Decimal | None] = mapped_column(Money)  # before any trade (e.g. from the valuation)
+    max_order_quantity: Mapped[Decimal | None] = mapped_column(Money)
+    max_order_notional: Mapped[Decimal | None] = mapped_column(Money)
+    daily_notional_limit: Mapped[Decimal | None] = mapped_column(Money)  # per investor per UTC day
+    max_position: Mapped[Decimal | None] = mapped_column(Money)  # per investor, whole token units
+    breaker_move_bps: Mapped[int | None] = mapped_column(Integer)
+    breaker_window_s: Mapped[int | None] = mapped_column(Integer)
+    breaker_halt_s: Mapped[int | None] = mapped_column(Integer)
+    halted_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # circuit breaker halt end
+    halt_reason: Mapped[str | None] = mapped_column(String(40))  # CIRCUIT_BREAKER | KILL_SWITCH while HALTED
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (Index("ix_market_risk_limits_halted_until", "halted_until",
+                            postgresql_where=text("halted_until IS NOT NULL")),)
+
+
+class InvestorDailyNotional(Base):
+    """Order value an investor committed in a market on a UTC day (limit price x quantity filled or resting; a
+    cancel gives back its remainder): what the daily notional limit is checked against."""
+
+    __tablename__ = "investor_daily_notional"
+
+    market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    notional: Mapped[Decimal] = mapped_column(Money, nullable=False)
+
+
+class MarketMaker(Base):
+    """A designated market maker of a market: its own fee tier (a negative maker fee is a rebate) and quoting
+    obligations (resolvers/trading/market_makers.py)."""
+
+    __tablename__ = "market_makers"
+
+    market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    maker_fee_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    taker_fee_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_spread_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    min_quote_size: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    min_uptime: Mapped[Decimal] = mapped_column(Numeric(5, 4), nullable=False)  # fraction of samples, 0..1
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+
+class MarketMakerSample(Base):
+    """One look at a market maker's quotes (a worker job samples every open market's makers)."""
+
+    __tablename__ = "market_maker_samples"
+
+    market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    sampled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    bid: Mapped[Decimal | None] = mapped_column(Money)
+    ask: Mapped[Decimal | None] = mapped_column(Money)
+    bid_size: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    ask_size: Mapped[Decimal] = mapped_column(Money, nullable=False)
+    spread_bps: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    compliant: Mapped[bool] = mapped_column(Boolean, nullable=False)

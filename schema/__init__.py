@@ -18,6 +18,7 @@ from schema import settlements
 from schema import withdrawals
 from schema import issuance
 from schema import dev_funding
+from schema import trading_risk
 from schema import reports
 from schema import oauth
 from schema import privacy
@@ -57,6 +58,8 @@ PERSONAL_SUBSCRIPTIONS |= {"mySettlements"}
 QUERIES += (withdrawals.Query,)
 MUTATIONS += (withdrawals.Mutation,)
 SUBSCRIPTIONS += (withdrawals.Subscription,)
+QUERIES += (trading_risk.Query,)
+MUTATIONS += (trading_risk.Mutation,)
 QUERIES += (reports.Query,)
 QUERIES += (oauth.Query,)
 MUTATIONS += (oauth.Mutation,)

@@ -33,6 +33,7 @@ from models.trading import MarketStatus, Side
 from resolvers.identity.kyc_states import effective_status
 from resolvers.raw_sql import pg
 from resolvers.trading.book import MarketSpec
+from resolvers.trading.risk import LIMITS_SQL, Limits, limits_of
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ def to_units(quantity: Decimal, decimals: int) -> int:
 # The market with its base token, the caller's earlier order with this clientOrderId (idempotency), and everything
 # the gate reads, in one round trip: the KYC case, AVAILABLE cash (buys), and every linked wallet the token's
 # identity registry lists with its holding and, for sells, what is already promised from it (open sells of the token
-# in any of its markets, unsettled outgoing instructions). One row per wallet; one row of NULL wallet columns when
-# there is none; no row when the market does not exist.
+# in any of its markets, unsettled outgoing instructions), and the market's risk limits and maker fee tiers
+# (resolvers/trading/risk.py, $5: now). One row per wallet; one row of NULL wallet columns when there is none; no row
+# when the market does not exist.
 _READ = """
 SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
        m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry,
@@ -57,10 +59,11 @@ SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_deci
        k.status AS kyc, k.expires_at AS kyc_expires,
        CASE WHEN NOT $3 THEN (SELECT a.balance FROM ledger_accounts a WHERE a.owner_id = $2 AND a.kind = 'AVAILABLE'
                                                                       AND a.currency = m.quote_currency) END AS cash,
-       w.address, w.balance, w.frozen_amount, w.frozen, w.open_qty, w.pending
+       w.address, w.balance, w.frozen_amount, w.frozen, w.open_qty, w.pending, rk.*
 FROM markets m
 JOIN tokens t ON t.id = m.base_token_id
 LEFT JOIN kyc_cases k ON k.user_id = $2
+LEFT JOIN LATERAL (""" + LIMITS_SQL + """) rk ON true
 LEFT JOIN LATERAL (
     SELECT wa.address, wa.linked_at, h.balance, h.frozen_amount, h.frozen,
            CASE WHEN $3 THEN (SELECT coalesce(sum(o.quantity - o.filled_quantity), 0) FROM orders o
@@ -94,16 +97,17 @@ class Inputs:
     market: MarketSpec | None
     existing: uuid.UUID | None
     rows: list[Any]
+    limits: Limits = Limits()
 
 
 async def read(session: AsyncSession, market_id: uuid.UUID, user_id: uuid.UUID, side: Side,
-               client_order_id: str | None) -> Inputs:
+               client_order_id: str | None, now: datetime) -> Inputs:
     """Run under the market lock (see the module docstring)."""
-    rows = await (await pg(session)).fetch(_READ, market_id, user_id, side is Side.SELL, client_order_id)
+    rows = await (await pg(session)).fetch(_READ, market_id, user_id, side is Side.SELL, client_order_id, now)
     if not rows:
         return Inputs(None, None, [])
     r = rows[0]
-    return Inputs(MarketSpec(r[0], MarketStatus(r[1]), *r[2:14]), r["existing"], rows)
+    return Inputs(MarketSpec(r[0], MarketStatus(r[1]), *r[2:14]), r["existing"], rows, limits_of(r))
 
 
 def decide(market: MarketSpec, rows: list[Any], user_side: Side, quantity: Decimal, cash_needed: Decimal,

@@ -6,15 +6,16 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Conflict, NotFound
 from models.assets import Asset, AssetStatus
 from models.tokens import Token, TokenKind
-from models.trading import Market, MarketStatus
+from models.trading import Market, MarketRiskLimits, MarketStatus
 from resolvers.audit import record
+from resolvers.trading.book import lock_market
 from server.context import Context
 
 MAX_FEE_BPS = 1000  # 10 %
@@ -113,6 +114,7 @@ def _duplicate(exc: IntegrityError, symbol: str, quote: str) -> Conflict:
 async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -> Market:
     actor = ctx.viewer.require_user()
     session = await ctx.session()
+    await lock_market(session, market_id)  # serialized with placements, which read the status under this lock
     market = (await session.execute(select(Market).where(Market.id == market_id).with_for_update())
               ).scalar_one_or_none()
     if market is None:
@@ -121,6 +123,9 @@ async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -
         raise Conflict("a CLOSED market stays closed", reason="MARKET_CLOSED")
     previous = market.status
     market.status = status
+    # any halt (circuit breaker, kill switch) ends with this decision
+    await session.execute(update(MarketRiskLimits).where(MarketRiskLimits.market_id == market_id)
+                          .values(halted_until=None, halt_reason=None))
     record(session, actor_id=actor, action="market.status", target_type="market", target_id=market.id,
            request_id=ctx.request_id, details={"from": previous.value, "to": status.value})
     await session.commit()

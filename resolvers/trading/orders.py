@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from dataclasses import dataclass, fields, replace
+from datetime import date, datetime, timezone
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, InvalidTransition, NotFound
 from core.transactions import transient_retry
-from models.trading import Market, OrderStatus, OrderType, Side, TimeInForce
+from models.trading import Market, MarketStatus, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger
 from resolvers.raw_sql import pg
-from resolvers.trading import book, gate, market_data
+from resolvers.trading import book, gate, market_data, risk
 from resolvers.trading.book import MarketSpec
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import Incoming
@@ -100,11 +100,16 @@ UPDATE orders o SET filled_quantity = coalesce(u.filled, o.filled_quantity), sta
 FROM unnest($1::uuid[], $2::numeric[], $3::order_status[], $4::varchar[], $5::numeric[])
      AS u(id, filled, status, reason, reserved)
 WHERE o.id = u.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}"""
-# the audit row, and (when the book changed) the market's next book sequence with the new totals of the changed
-# levels; the level read sees the statements before this one
+# the audit row, the investor's daily order value (when the market limits it: $9 day, $10 value added) and (when
+# the book changed) the market's next book sequence with the new totals of the changed levels; the level read sees
+# the statements before this one
 _FINAL = """
 WITH a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
            VALUES ($4, 'order.place', 'order', $5, $6, $7)),
+     u AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
+           SELECT $1, $4, $9::date, $10::numeric WHERE $10::numeric IS NOT NULL
+           ON CONFLICT (market_id, user_id, day)
+           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
      s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 AND $8 RETURNING book_sequence)
 SELECT s.book_sequence, l.side, l.price, l.qty FROM (SELECT 1) one LEFT JOIN s ON true LEFT JOIN (
     SELECT o.side, o.price, sum(o.quantity - o.filled_quantity) AS qty FROM orders o
@@ -122,6 +127,11 @@ class Placed:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def risk_day(now: datetime) -> date:
+    """The UTC day an order's value counts on (the daily notional limit)."""
+    return now.astimezone(timezone.utc).date()
 
 
 MAX_AMOUNT = Decimal("1e18")  # Numeric(38, 18) holds 20 integer digits; products must stay in range
@@ -187,7 +197,7 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
     conn = await pg(session)
     # the lock comes first: everything read after it (market status, fees, the book, open sells) is current
     await conn.execute("SELECT pg_advisory_xact_lock($1)", book.lock_key(req.market_id))
-    found = await gate.read(session, req.market_id, user_id, req.side, req.client_order_id)
+    found = await gate.read(session, req.market_id, user_id, req.side, req.client_order_id, now)
     market = found.market
     if market is None:
         raise NotFound("market not found", field="marketId")
@@ -205,8 +215,18 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
             raise
         await session.rollback()
         return Placed(replay, Events(), replayed=True)
+    limits = found.limits
+    if market.status is MarketStatus.HALTED and limits.resume_due(now) and await risk.resume_if_due(conn, market.id,
+                                                                                                     now):
+        market = replace(market, status=MarketStatus.OPEN)  # a circuit-breaker halt that is over
     reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)  # type: ignore[arg-type]
     verdict = gate.decide(market, found.rows, req.side, req.quantity, reservation, now)
+    checked = risk.Verdict(None)
+    if verdict.reason is None and limits.present:
+        checked = risk.check(limits, req.side, req.type, req.quantity, req.price, market.tick_size)
+        reason = checked.reason or await risk.position_refusal(conn, limits, market, user_id, req.side,
+                                                               req.quantity)
+        verdict = gate.GateResult(reason, verdict.wallet) if reason else verdict
     order_id = uuid.uuid4()
     events = Events()
     insert = (order_id, market.id, user_id, req.client_order_id, req.side.value, req.type.value, tif.value,
@@ -220,7 +240,8 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
             events.add(market_data.orders_channel(user_id), view.event())
         else:
             taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
-            view = await _execute(session, conn, market, taker, insert, verdict.wallet, request_id, now, events)
+            view = await _execute(session, conn, market, taker, insert, verdict.wallet, request_id, now, events,
+                                  limits, checked)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "uq_orders_user_client_order_id":
             raise
@@ -236,10 +257,14 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
 
 async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: MarketSpec, taker: Incoming,
                    insert: tuple[Any, ...], taker_wallet: str | None, request_id: str | None, now: datetime,
-                   events: Events) -> OrderView:
-    """Match the taker, store it, settle its fills, update the makers, audit, bump the book sequence; add the
-    events (trades, book, orders); return the taker as stored."""
-    result, resting = await book.match_against_book(session, market.id, taker, now)
+                   events: Events, limits: risk.Limits, checked: risk.Verdict) -> OrderView:
+    """Match the taker (a MARKET order within the price band; stopped by the circuit breaker), store it, settle
+    its fills (at each side's fee tier), update the makers, audit, count the daily order value, bump the book
+    sequence; add the events (trades, book, orders); return the taker as stored."""
+    matcher = risk.with_price(taker, checked.match_price) if taker.type is OrderType.MARKET else taker
+    result, resting = await book.match_against_book(session, market.id, matcher, now)
+    tripped = risk.breaker_cut(limits, taker, result)
+    taker_fee_bps = limits.fees(taker.owner, market.maker_fee_bps, market.taker_fee_bps)[1]
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY
     buyer_is_taker = taker.side is Side.BUY
     held = Decimal(0)
@@ -251,6 +276,8 @@ async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: Mark
             held = buy_reservation(market, taker.price, result.remaining)  # type: ignore[arg-type]
     taker_view = _view(await conn.fetchrow(_INSERT, *insert, result.filled, result.status.value, result.reason,
                                            taker.expires_at, taker_wallet, held, None, None))
+    if tripped:
+        await risk.trip(conn, limits, market.id, now, request_id, taker.id)  # type: ignore[arg-type]
     # makers: (id, filled or None to keep, status, reason, reserved cash left)
     makers: list[tuple[Any, Decimal | None, str, str | None, Decimal]] = []
     for maker_id in result.expired_makers:
@@ -266,7 +293,9 @@ async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: Mark
         settled = await settle(session, market, maker_order_id=fill.maker_id, taker_order_id=taker.id,  # type: ignore[arg-type]
                                taker_side=taker.side, buyer_id=buyer_id, seller_id=seller_id,  # type: ignore[arg-type]
                                price=fill.price, quantity=fill.quantity, buyer_wallet=buyer_wallet,
-                               seller_wallet=seller_wallet, now=now)
+                               seller_wallet=seller_wallet, now=now,
+                               maker_fee_bps=limits.fees(r.user_id, market.maker_fee_bps, market.taker_fee_bps)[0],
+                               taker_fee_bps=taker_fee_bps)
         events.add(market_data.trades_channel(market.id), settled.event())
         levels.add((opposite, r.price))
         maker_reserved = r.reserved_cash - (settled.buyer_cost if not buyer_is_taker else 0)
@@ -284,10 +313,14 @@ async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: Mark
     views = [taker_view]
     if makers:
         views += map(_view, await conn.fetch(_UPDATE_MAKERS, *(list(c) for c in zip(*makers)), now))
+    counted = result.filled + (result.remaining if result.rests else 0)
+    value = (notional_of(checked.value_price, counted) if limits.daily is not None
+             and checked.value_price is not None and counted else None)
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
     rows = await conn.fetch(_FINAL, market.id, [s.value for s, _ in ordered], [p for _, p in ordered],
                             taker.owner, str(taker.id), request_id,
-                            _audit_details(market.id, taker_view.status, taker_view.reason), bool(levels))
+                            _audit_details(market.id, taker_view.status, taker_view.reason), bool(levels),
+                            risk_day(now), value)
     if levels:
         found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
         totals = [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
@@ -304,10 +337,16 @@ SELECT {VIEW_SQL} FROM orders
 WHERE market_id = $1 AND status IN ('NEW', 'PARTIALLY_FILLED') AND ($2::uuid IS NULL OR user_id = $2)
   AND ($3::uuid[] IS NULL OR id = ANY($3)) AND (NOT $4 OR expires_at <= $5)
 ORDER BY seq"""
-# every victim finished, and one audit row each, in one round trip
+# every victim finished, one audit row each, and the remainders' value given back to their owners' daily order
+# value counters (risk.py; no row when the market has no daily limit), in one round trip
 _FINISH_MANY = f"""
 WITH a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           SELECT $5::uuid, $6::varchar, 'order', unnest($1::uuid[])::text, $7::varchar, $8::jsonb)
+           SELECT $5::uuid, $6::varchar, 'order', unnest($1::uuid[])::text, $7::varchar, $8::jsonb),
+     d AS (UPDATE investor_daily_notional n SET notional = greatest(n.notional - v.amount, 0)
+           FROM (SELECT o.market_id, o.user_id, (o.created_at AT TIME ZONE 'UTC')::date AS day,
+                        sum(o.price * (o.quantity - o.filled_quantity)) AS amount
+                 FROM orders o WHERE o.id = ANY($1) AND o.price IS NOT NULL GROUP BY 1, 2, 3) v
+           WHERE n.market_id = v.market_id AND n.user_id = v.user_id AND n.day = v.day)
 UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4 WHERE id = ANY($1)
 RETURNING {VIEW_SQL}"""
 
@@ -322,8 +361,18 @@ async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market
     cancelOrder, cancelAllOrders, market closing and GTD expiry (raw asyncpg, like placeOrder; resolvers/raw_sql.py).
     NOT_FOUND for an unknown market; with `strict`, CONFLICT when none of `order_ids` is open any more."""
     now = now or utcnow()
-    conn = await pg(session)
     await book.lock_market(session, market_id)
+    views, events = await cancel_locked(session, user_id, market_id, order_ids, reason=reason, status=status,
+                                        request_id=request_id, now=now, strict=strict, actor_id=user_id)
+    await session.commit()
+    return views, events
+
+
+async def cancel_locked(session: AsyncSession, user_id: uuid.UUID | None, market_id: uuid.UUID,
+                        order_ids: list[uuid.UUID] | None, *, reason: str, status: OrderStatus, request_id: str | None,
+                        now: datetime, strict: bool, actor_id: uuid.UUID | None) -> tuple[list[OrderView], Events]:
+    """`cancel_orders` under a market lock the caller holds, without committing; audit rows name `actor_id`."""
+    conn = await pg(session)
     currency = await conn.fetchval("SELECT quote_currency FROM markets WHERE id = $1", market_id)
     if currency is None:
         raise NotFound("market not found", field="marketId")
@@ -335,13 +384,12 @@ async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market
         raise InvalidTransition("order", current or "UNKNOWN", status.value)
     events = Events()
     if not victims:
-        await session.commit()
         return [], events
     for v in victims:
         if v.side is Side.BUY:
             await release_reservation(session, v.id, v.user_id, v.reserved_cash, currency)
     finished = {r[0]: _view(r) for r in await conn.fetch(
-        _FINISH_MANY, [v.id for v in victims], status.value, reason, now, user_id, f"order.{status.value.lower()}",
+        _FINISH_MANY, [v.id for v in victims], status.value, reason, now, actor_id, f"order.{status.value.lower()}",
         request_id, json.dumps({"reason": reason}))}
     views = [finished[v.id] for v in victims]
     seq, totals = await book.sequence_and_levels(session, market_id,
@@ -349,7 +397,6 @@ async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market
     events.add(market_data.book_channel(market_id), market_data.book_event(market_id, seq, totals))
     for view in views:
         events.add(market_data.orders_channel(view.user_id), view.event())
-    await session.commit()
     return views, events
 
 

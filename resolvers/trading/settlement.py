@@ -24,7 +24,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, localcontext
 
 from typing import Any
 
@@ -60,8 +60,9 @@ def instruction_of(ref: str) -> uuid.UUID:
 
 
 def fee(notional: Decimal, bps: int) -> Decimal:
+    """Rounded toward zero: a fee never charges, and a rebate (negative bps) never pays, more than exact."""
     with localcontext(prec=100):
-        return (notional * bps / BPS).quantize(QUANTUM, rounding=ROUND_FLOOR)
+        return (notional * bps / BPS).quantize(QUANTUM, rounding=ROUND_DOWN)
 
 
 def notional_of(price: Decimal, quantity: Decimal) -> Decimal:
@@ -118,12 +119,14 @@ SELECT seq FROM t"""
 
 async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUID, taker_order_id: uuid.UUID,
                  taker_side: Side, buyer_id: uuid.UUID, seller_id: uuid.UUID, price: Decimal, quantity: Decimal,
-                 buyer_wallet: str | None, seller_wallet: str | None, now: datetime) -> SettledTrade:
+                 buyer_wallet: str | None, seller_wallet: str | None, now: datetime,
+                 maker_fee_bps: int | None = None, taker_fee_bps: int | None = None) -> SettledTrade:
     """Record the trade (PENDING) with its token leg as an instruction, and move its cash.
-    `market`: models Market or book.MarketSpec."""
+    `market`: models Market or book.MarketSpec. The fee rates default to the market's; a designated market maker's
+    tier may differ (a negative maker fee is a rebate, paid from the FEES account: the movement still balances)."""
     notional = notional_of(price, quantity)  # Numeric(38, 18) products need more than 28 digits
-    maker_fee = fee(notional, market.maker_fee_bps)
-    taker_fee = fee(notional, market.taker_fee_bps)
+    maker_fee = fee(notional, market.maker_fee_bps if maker_fee_bps is None else maker_fee_bps)
+    taker_fee = fee(notional, market.taker_fee_bps if taker_fee_bps is None else taker_fee_bps)
     buyer_is_taker = taker_side is Side.BUY
     trade_id = uuid.uuid4()
     both = bool(buyer_wallet and seller_wallet)
