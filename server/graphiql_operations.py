@@ -139,6 +139,19 @@ READY_OPERATIONS: tuple[ReadyOperation, ...] = (
         {"from": days_ago(30), "to": NOW, "state": "AWAITING_FUNDS", "first": 20},
     ),
     ReadyOperation(
+        "Platform KPIs: assets by status, tokenized value, trading volume and fees (24h/7d/30d), fees earned, "
+        "payments by state; a snapshot the worker refreshes every 30 s, cheap to poll.",
+        STAFF,
+        "query PlatformKpis_asCOMPLIANCE {\n"
+        "  platformKpis {\n    computedAt\n    ageSeconds\n"
+        "    assetsByStatus {\n      status\n      count\n    }\n"
+        "    tokenizedValue {\n      currency\n      amount\n      assets\n    }\n"
+        "    tradingVolume {\n      window\n      currency\n      volume\n      trades\n      fees\n    }\n"
+        "    feesEarned {\n      currency\n      amount\n    }\n"
+        "    paymentsByState {\n      state\n      currency\n      count\n      amount\n    }\n  }\n"
+        "}\n",
+    ),
+    ReadyOperation(
         "Indexer status per chain: head, safe, finalized and indexed blocks, lag, events/s, errors.",
         ANY_SIGNED_IN,
         "query IndexerStatus_asINVESTOR($chainId: Int) {\n"

@@ -25,7 +25,7 @@ from tests.trading.factories import make_market, make_user
 from tests.trading.live import api_servers, committed_sessions
 
 QUESTIONS = ("asset pipeline", "tokenized value by chain", "order book", "payments by state", "indexer status",
-             "audit log", "trades as they happen")
+             "audit log", "trades as they happen", "platform kpis")
 
 
 def test_every_dashboard_question_has_an_operation() -> None:
