@@ -1,6 +1,7 @@
 """Offerings whose closing time has passed are closed and allocated (resolvers.issuance.closing.close_offering),
-run periodically by the worker's scheduler (jobs/actors.py). Idempotent: a closed offering is not OPEN any more, and
-each offering closes in its own transaction, so one failing offering does not hold the others back."""
+run periodically by the worker's scheduler (jobs/actors.py), then their leftovers released in a second transaction
+(closing.release_leftovers). Idempotent: a closed offering is not OPEN any more, and each offering closes in its own
+transaction, so one failing offering does not hold the others back."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from jobs import broker  # noqa: F401  (installs the broker first)
 from jobs.context import job_context
 from jobs.scheduler import release
 from models.issuance import Offering, OfferingState
-from resolvers.issuance.closing import close_offering
+from resolvers.issuance.closing import close_offering, release_leftovers
 from resolvers.issuance.offerings import SYSTEM
 
 log = logging.getLogger("rwa.jobs.offerings")
@@ -34,6 +35,8 @@ async def close_due(session_factory) -> int:  # type: ignore[no-untyped-def]
                 await close_offering(session, SYSTEM, offering_id)
                 await session.commit()
                 closed += 1
+                await release_leftovers(session, offering_id)  # its own transaction (closing.py)
+                await session.commit()
             except Exception:
                 await session.rollback()
                 log.exception("could not close offering %s", offering_id)

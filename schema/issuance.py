@@ -292,7 +292,9 @@ class Mutation:
         "OPEN -> CLOSED -> ALLOCATED: allocate by the offering's rule, release what was not allocated and send the "
         "mints to the agent (or CANCELED when the target was missed). Also done by the scheduler at closesAt."))
     async def close_offering(self, info: Info, id: uuid.UUID) -> Offering:
-        return Offering.of(await _unit(info, lambda s: closing.close_offering(s, _actor(info), id)))
+        closed = await _unit(info, lambda s: closing.close_offering(s, _actor(info), id))
+        await _unit(info, lambda s: closing.release_leftovers(s, id))  # its own transaction: see closing.py
+        return Offering.of(closed)
 
     @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description=(
         "DRAFT, OPEN or CLOSED -> CANCELED; every reservation is released."))

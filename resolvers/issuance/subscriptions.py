@@ -176,22 +176,35 @@ async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) 
                                state=SubscriptionState.REJECTED if reason else SubscriptionState.ACTIVE,
                                allocated_quantity=Decimal(0), allocated_units=0, allocated_cash=Decimal(0))
     session.add(sub)
+    first_come = offering.allocation_rule is AllocationRule.FIRST_COME
+    if reason is not None or not first_come:
+        # the outcome is known (PRO_RATA takes every subscription of an OPEN offering, and it stays OPEN under our
+        # key share): its audit row goes in now, outside the serialized part (the totals' UPDATE to the commit)
+        _audit(session, actor, sub)
     await session.flush()
-    if reason is None:
+    if reason is not None:
+        return sub
+    if first_come:
         await conn.execute("SAVEPOINT subscribe")
-        await ledger.reserve(session, user_id, req.amount, offering.quote_currency, f"subscription:{sub.id}:reserve")
-        first_come = offering.allocation_rule is AllocationRule.FIRST_COME
-        claimed = await conn.fetchrow(_CLAIM, offering.id, req.amount, 1, first_come)
-        if claimed is None:  # the cap's last room went to a concurrent subscription (the state cannot move)
-            await conn.execute("ROLLBACK TO SAVEPOINT subscribe")
-            sub.state, sub.reason = SubscriptionState.REJECTED, "CAP_REACHED" if first_come else "OFFERING_NOT_OPEN"
-        else:
-            _totals(offering, claimed)
-    record(session, actor_id=user_id, action="offering.subscribe", target_type="offering_subscription",
-           target_id=sub.id, request_id=actor.request_id,
-           details={"offering": str(offering.id), "amount": str(req.amount), "state": sub.state.value,
-                    **({"reason": sub.reason} if sub.reason else {})})
+    await ledger.reserve(session, user_id, req.amount, offering.quote_currency, f"subscription:{sub.id}:reserve")
+    claimed = await conn.fetchrow(_CLAIM, offering.id, req.amount, 1, first_come)
+    if claimed is not None:
+        _totals(offering, claimed)
+    elif not first_come:  # cannot happen while we hold the key share; refuse rather than leave it unaccounted
+        raise Conflict("the offering is no longer open", reason="OFFERING_NOT_OPEN")
+    else:  # the cap's last room went to a concurrent subscription: undo the reservation
+        await conn.execute("ROLLBACK TO SAVEPOINT subscribe")
+        sub.state, sub.reason = SubscriptionState.REJECTED, "CAP_REACHED"
+    if first_come:
+        _audit(session, actor, sub)
     return sub
+
+
+def _audit(session: AsyncSession, actor: Actor, sub: OfferingSubscription) -> None:
+    record(session, actor_id=actor.user_id, action="offering.subscribe", target_type="offering_subscription",
+           target_id=sub.id, request_id=actor.request_id,
+           details={"offering": str(sub.offering_id), "amount": str(sub.amount), "state": sub.state.value,
+                    **({"reason": sub.reason} if sub.reason else {})})
 
 
 async def cancel_subscription(session: AsyncSession, actor: Actor, subscription_id: uuid.UUID

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.errors import Conflict
 from models.assets import Asset
 from models.issuance import AllocationRule, OfferingSubscription, SubscriptionState
+from models.operations import ChainOperation
 from models.tokens import Token
 from resolvers import ledger
 from resolvers.issuance import closing, offerings, subscriptions
@@ -105,6 +106,8 @@ async def test_cancels_racing_the_close_conserve_every_investors_cash(sf) -> Non
         async with sf() as s:
             await closing.close_offering(s, boss, oid)
             await s.commit()
+            await closing.release_leftovers(s, oid)
+            await s.commit()
             return "closed"
 
     results = await asyncio.gather(*[cancel(s) for s in subs[::2]], close(), *[cancel(s) for s in subs[1::2]])
@@ -133,6 +136,8 @@ async def test_subscriptions_racing_the_close_are_allocated_or_refused_never_lef
     async def close() -> None:
         async with sf() as s:
             await closing.close_offering(s, boss, oid)
+            await s.commit()
+            await closing.release_leftovers(s, oid)
             await s.commit()
 
     first = [await subscribe(t.user_id) for t in traders[:2]]  # so that the close never misses its target
@@ -174,3 +179,28 @@ async def test_a_client_key_sent_concurrently_subscribes_once(sf) -> None:  # ty
     async with sf() as s:
         o = await offerings.locked(s, oid)
         assert (o.subscribed_total, o.subscription_count) == (Decimal(100), 1)
+
+
+async def test_leftovers_not_released_after_the_close_are_released_by_the_first_mint_settlement(sf) -> None:  # type: ignore[no-untyped-def]
+    m, boss, oid, traders = await _offering(sf, AllocationRule.PRO_RATA, "150", 2)
+    subs = [await _subscribe(sf, oid, t.user_id, amount) for t, amount in zip(traders, ("100", "105"))]
+    async with sf() as s:
+        await closing.close_offering(s, boss, oid)
+        await s.commit()  # and the process dies before release_leftovers
+    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == \
+        [ledger.Balance(m.quote, Decimal(900), Decimal(100)), ledger.Balance(m.quote, Decimal(895), Decimal(105))]
+    async with sf() as s:
+        [op] = (await s.execute(select(ChainOperation).where(ChainOperation.business_ref.like(f"offering:{oid}:mint:%"))
+                                )).scalars().all()
+        await closing.mint_confirmed(s, op)
+        await s.commit()
+        assert not await closing.release_leftovers(s, oid)  # once only
+        await s.commit()
+    async with sf() as s:
+        rows = {r.user_id: r for r in (await s.execute(select(OfferingSubscription).where(
+            OfferingSubscription.offering_id == oid))).scalars()}
+    # 15 lots of 10 for 10 + 10 asked: 7 each, the last one by time priority to the first
+    assert [rows[t.user_id].allocated_cash for t in traders] == [Decimal(80), Decimal(70)]
+    assert {r.state for r in rows.values()} == {SubscriptionState.SETTLED} and len(subs) == 2
+    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == \
+        [ledger.Balance(m.quote, Decimal(920), Decimal(0)), ledger.Balance(m.quote, Decimal(930), Decimal(0))]

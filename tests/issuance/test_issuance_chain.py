@@ -86,6 +86,7 @@ async def _closed_first_come(w: World, amounts: dict[int, int]) -> tuple[str, uu
         await _unit(w, lambda s, uid=investors[i], amount=amount: subscriptions.subscribe(
             s, Actor(uid, frozenset({"INVESTOR"})), subscriptions.SubscribeRequest(offering.id, Decimal(amount))))
     await _unit(w, lambda s: closing.close_offering(s, boss, offering.id))
+    await _unit(w, lambda s: closing.release_leftovers(s, offering.id))
     return f"offering:{offering.id}:mint:0", issuer, investors
 
 
@@ -116,6 +117,7 @@ async def test_offering_mints_through_the_agent_and_settles(world: World) -> Non
                 s, Actor(uid, frozenset({"INVESTOR"})), subscriptions.SubscribeRequest(offering.id, Decimal(amount))))
             assert sub.state.value == "ACTIVE", sub.reason
         await _unit(w, lambda s: closing.close_offering(s, boss, offering.id))
+        await _unit(w, lambda s: closing.release_leftovers(s, offering.id))
         ops = await w.wait_ops(lambda ops: all(o["state"] == "CONFIRMED" for k, o in ops.items()
                                                if k.startswith("offering:")) and
                                any(k.startswith("offering:") for k in ops), timeout=90, tasks=tasks)
