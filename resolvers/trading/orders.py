@@ -221,7 +221,7 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
         market = replace(market, status=MarketStatus.OPEN)  # a circuit-breaker halt that is over
     reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)  # type: ignore[arg-type]
     verdict = gate.decide(market, found.rows, req.side, req.quantity, reservation, now)
-    checked = risk.Verdict(None)
+    checked = risk.Verdict(None, req.price, req.price)  # no limits: the order as given
     if verdict.reason is None and limits.present:
         checked = risk.check(limits, req.side, req.type, req.quantity, req.price, market.tick_size)
         reason = checked.reason or await risk.position_refusal(conn, limits, market, user_id, req.side,

@@ -217,3 +217,24 @@ async def test_bad_limits_are_typed_errors(session_factory):  # type: ignore[no-
     with pytest.raises(Conflict):
         async with sf() as s:
             await risk_admin.kill_market(s, admin, m.market_id, None, None)
+
+
+async def test_market_orders_keep_their_cap_and_floor_without_limits(session_factory):  # type: ignore[no-untyped-def]
+    """A market without risk limits matches a MARKET order at its own cap / floor (the band does not apply)."""
+    sf = session_factory
+    m = await make_market(sf)
+    seller = await make_trader(sf, m, tokens="1000")
+    buyer = await make_trader(sf, m, cash="100000")
+    await place(sf, seller.user_id, limit(m, Side.SELL, "2", "10"))
+    await place(sf, seller.user_id, limit(m, Side.SELL, "2", "12"))
+    await place(sf, buyer.user_id, limit(m, Side.BUY, "2", "8"))
+    await place(sf, buyer.user_id, limit(m, Side.BUY, "2", "6"))
+    buy = await place(sf, buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.MARKET, Decimal(4),
+                                                      Decimal("11")))
+    assert (buy.status, buy.filled_quantity, buy.reason) == (OrderStatus.CANCELED, 2, "NO_LIQUIDITY")
+    sell = await place(sf, seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.MARKET, Decimal(4),
+                                                        Decimal("7")))
+    assert (sell.status, sell.filled_quantity, sell.reason) == (OrderStatus.CANCELED, 2, "NO_LIQUIDITY")
+    async with sf() as s:
+        prices = (await s.execute(select(Trade.price).where(Trade.market_id == m.market_id))).scalars().all()
+    assert sorted(prices) == [Decimal("8"), Decimal("10")]
