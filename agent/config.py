@@ -6,7 +6,6 @@ RWA_AGENT_MIN_BALANCE_WEI_<chainid> (the gas-balance alert threshold); otherwise
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,27 @@ class AgentConfig:
     crash_at: str | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> AgentConfig:
+    def from_settings(cls, settings: Any) -> AgentConfig:
+        """The tuning the settings object read (RWA_AGENT_*; core/settings.py)."""
+        crash = settings.agent_test_crash_at
+        if crash is not None and crash not in CRASH_POINTS:
+            raise ValueError(f"RWA_AGENT_TEST_CRASH_AT must be one of {', '.join(CRASH_POINTS)}")
+        if crash is not None and settings.is_production:
+            raise ValueError("RWA_AGENT_TEST_CRASH_AT is a test hook; refused when RWA_ENV=production")
+        return cls(poll_s=settings.agent_poll_s, replace_after_s=settings.agent_replace_after_s,
+                   fee_bump_pct=settings.agent_fee_bump_pct, gas_margin_pct=settings.agent_gas_margin_pct,
+                   max_in_flight=settings.agent_max_in_flight, batch=settings.agent_batch,
+                   batch_max=settings.agent_batch_max,
+                   fee_cap_wei=settings.chain_ints("RWA_AGENT_FEE_CAP_WEI_"),
+                   min_balance_wei=settings.chain_ints("RWA_AGENT_MIN_BALANCE_WEI_"), crash_at=crash)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentConfig:
+        """From the settings object; with an explicit mapping (tests, tools), parsed from it."""
+        if environ is None:
+            from core.settings import get_settings
+
+            return cls.from_settings(get_settings())
         crash = environ.get("RWA_AGENT_TEST_CRASH_AT", "").strip() or None
         if crash is not None and crash not in CRASH_POINTS:
             raise ValueError(f"RWA_AGENT_TEST_CRASH_AT must be one of {', '.join(CRASH_POINTS)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +27,21 @@ class IndexerConfig:
     use_finality_tags: bool = True
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> IndexerConfig:
-        """ValueError naming the variable for a value that is not a (positive) number."""
+    def from_settings(cls, settings: Any) -> IndexerConfig:
+        """The tuning the settings object read (RWA_INDEXER_*, RWA_FINALITY_DEPTH_<chainid>; core/settings.py)."""
+        return cls(poll_interval_s=settings.indexer_poll_s, finality_depth=settings.chain_ints("RWA_FINALITY_DEPTH_"),
+                   batch_events=settings.indexer_batch_events, logs_per_call=settings.indexer_logs_per_call,
+                   lock_retry_s=settings.indexer_lock_retry_s, self_check_interval_s=settings.indexer_self_check_s,
+                   use_finality_tags=settings.indexer_finality_tags)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> IndexerConfig:
+        """From the settings object; with an explicit mapping (tests, tools), parsed from it. ValueError naming the
+        variable for a value that is not a (positive) number."""
+        if environ is None:
+            from core.settings import get_settings
+
+            return cls.from_settings(get_settings())
         depths = {
             int(k.removeprefix("RWA_FINALITY_DEPTH_")): _number(environ, k, 0, int, minimum=0)
             for k, v in environ.items()
