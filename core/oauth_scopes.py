@@ -7,7 +7,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "account:read": ("Query.me", "Query.myWallets"),
     "assets:read": ("Query.asset", "Query.assets", "Query.token", "Query.fxRates", "Query.convertAmount"),
     "holdings:read": ("Query.tokenHoldings", "Query.tokenTransfers", "Query.holderBalance"),
-    "market-data:read": ("Query.markets", "Query.orderBook", "Query.trades", "Query.candles",
+    "market-data:read": ("Query.markets", "Query.orderBook", "Query.trades", "Query.candles", "Query.ticker",
                          "Subscription.trades", "Subscription.orderBook", "Subscription.ticker",
                          "Subscription.candles"),
     "orders:read": ("Query.myOrders", "Query.myTrades", "Subscription.myOrders", "Subscription.mySettlements"),

@@ -151,7 +151,6 @@ class Settings(BaseSettings):
     agent_gas_margin_pct: int = Field(25, alias="RWA_AGENT_GAS_MARGIN_PCT", ge=0)
     agent_max_in_flight: int = Field(256, alias="RWA_AGENT_MAX_IN_FLIGHT", ge=1)
     agent_batch: int = Field(200, alias="RWA_AGENT_BATCH", ge=1)
-    agent_batch_max: int = Field(100, alias="RWA_AGENT_BATCH_MAX", ge=1)
     agent_test_crash_at: str | None = Field(None, alias="RWA_AGENT_TEST_CRASH_AT")
     # market-data subscriptions run once per process (0: per subscriber, for benchmarks only)
     shared_subscriptions: bool = Field(True, alias="RWA_SHARED_SUBSCRIPTIONS")
@@ -185,6 +184,10 @@ class Settings(BaseSettings):
     login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")
     login_lock_s: int = Field(300, alias="LOGIN_LOCK_S")
+    # public market data (markets, orderBook, trades, ticker, candles): readable without a login unless
+    # MARKET_DATA_REQUIRES_LOGIN; anonymous callers get PUBLIC_RATE_PER_MINUTE requests per client IP
+    market_data_requires_login: bool = Field(False, alias="MARKET_DATA_REQUIRES_LOGIN")
+    public_rate_per_minute: int = Field(600, alias="PUBLIC_RATE_PER_MINUTE")
     # MFA (resolvers/identity/mfa.py): roles that must have a confirmed TOTP factor to sign in when
     # RWA_ENV=production (comma-separated); the life of a login's "MFA required" challenge; the otpauth issuer
     mfa_required_roles: str = Field("ADMIN,COMPLIANCE", alias="MFA_REQUIRED_ROLES")

@@ -15,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Identity, Index, Integer, Numeric, String,
                         UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import FetchedValue
 
 from models.base import Address, Base, Hash32, Money, TokenUnits, created_at, updated_at, uuid_pk
 from models.identity import pg_enum
@@ -87,6 +88,9 @@ class Market(Base):
                                                  default=MarketStatus.OPEN)
     # per-market book sequence: bumped under the market's matching lock, so it orders book events
     book_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # per-market trade sequence: bumped for each trade by a trigger (migration 0020), under the market's
+    # matching lock, so it numbers the market's trades consecutively (the `trades` stream's sequence)
+    trade_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 
@@ -135,6 +139,8 @@ class Trade(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False, unique=True)
     market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), nullable=False)
+    # 1, 2, 3... per market, set by the database on insert (markets.trade_sequence)
+    market_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=FetchedValue())
     maker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
     taker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
     buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
@@ -150,6 +156,7 @@ class Trade(Base):
     created_at: Mapped[datetime] = created_at()
 
     __table_args__ = (Index("ix_trades_market_seq", "market_id", "seq"),
+                      Index("ux_trades_market_sequence", "market_id", "market_sequence", unique=True),
                       Index("ix_trades_market_created", "market_id", "created_at"))
 
 

@@ -6,6 +6,7 @@ import strawberry
 from graphql import DocumentNode, GraphQLError, parse, specified_rules
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.tools import merge_types
+from strawberry.types.graphql import OperationType
 
 from core.settings import Environment, Settings
 from server.shared_subscriptions import SharedSubscriptions, subscription_fields
@@ -53,6 +54,7 @@ DEV_MUTATIONS: tuple[type, ...] = (dev_funding.DevMutation,)
 PERSONAL_SUBSCRIPTIONS: frozenset[str] = frozenset()
 SNAPSHOT_SUBSCRIPTIONS: frozenset[str] = frozenset()
 SUBSCRIPTIONS += (market_data.Subscription,)
+QUERIES += (market_data.Query,)
 SUBSCRIPTIONS += (settlements.Subscription,)
 PERSONAL_SUBSCRIPTIONS |= {"mySettlements"}
 QUERIES += (withdrawals.Query,)
@@ -82,6 +84,16 @@ class RwaSchema(strawberry.Schema):
             return parse(query, max_tokens=2000)
         except GraphQLError:
             return None
+
+    async def execute(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
+                      operation_name=None, allowed_operation_types=None, operation_extensions=None):
+        """HTTP requests never run subscriptions (they need the graphql-transport-ws websocket): strawberry allows
+        them over GET/POST for a multipart protocol this API does not serve, and executed like a query a subscription
+        answered INTERNAL. Refused instead as an operation type the method does not allow (400 BAD_USER_INPUT)."""
+        if allowed_operation_types is not None and OperationType.SUBSCRIPTION in allowed_operation_types:
+            allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
+        return await super().execute(query, variable_values, context_value, root_value, operation_name,
+                                     allowed_operation_types, operation_extensions)
 
     async def stream(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
                      operation_name=None, operation_extensions=None, allowed_operation_types=None):

@@ -1,12 +1,18 @@
 """Market data subscriptions over graphql-transport-ws, fed by Redis pub/sub (resolvers/trading/market_data.py).
 
-The market-data fields are declared SHARED (schema/sharing.py): each runs once per process per distinct operation
-(schema/__init__.py: RwaSchema.stream shares it) and opens a DB session only for the moment it reads a snapshot,
-never across events. `myOrders` is PRIVATE: executed for each subscriber alone.
+Market data is public (schema/permissions.public_market_data: no login needed unless MARKET_DATA_REQUIRES_LOGIN;
+anonymous callers rate-limited per IP). The market-data fields are declared SHARED_WITH_SNAPSHOT (schema/sharing.py):
+each runs once per process per distinct operation (schema/__init__.py: RwaSchema.stream shares it), every subscriber
+starts with the current state (a late joiner gets a fresh snapshot: the field run with `snapshot_only`), and a DB
+session is open only for the moment a snapshot is read, never across events. `myOrders` is PRIVATE: executed for
+each subscriber alone.
 
 - `orderBook` starts with a snapshot; then deltas with consecutive `sequence`s. When the resolver sees a gap (a
   message lost or reordered between API processes) or its listener dropped messages, it sends a fresh snapshot
   instead (`snapshot: true`); a client that sees a gap itself resubscribes.
+- `trades` works the same way over the market's trade sequence (1, 2, 3... per market): a snapshot of the latest
+  `last` trades, then one message per trade.
+- `ticker` and `candles` start with the current ticker / candle, then follow every change.
 - `myOrders` is per user; the socket is closed (4401) when the access token it authenticated with expires.
 """
 
@@ -28,8 +34,9 @@ from models.trading import OrderStatus, OrderType, Side, TimeInForce
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data
 from resolvers.trading.orders import OrderView
-from schema.permissions import authenticated
+from schema.permissions import authenticated, public_market_data
 from schema.sharing import PRIVATE, SHARED, SHARED_WITH_SNAPSHOT
+from core.errors import BadUserInput
 from schema.trading import (
     Candle,
     CandleInterval,
@@ -40,10 +47,26 @@ from schema.trading import (
     candle_of,
     check_depth,
     levels,
+    trade_of,
 )
 from resolvers.assets.validation import trim
 
 TOKEN_EXPIRED_CLOSE_CODE = 4401
+
+
+MAX_TRADES_SNAPSHOT = market_data.MAX_TRADES_SNAPSHOT
+
+
+@strawberry.type(description=(
+    "Trades of a market: first a snapshot of the latest trades (`snapshot: true`), then one message per new trade. "
+    "`sequence` is the market's trade sequence of the newest trade in the message (1, 2, 3... per market; 0 before "
+    "the first trade): consecutive messages have consecutive sequences, so a gap means a message was lost. The "
+    "server answers a gap it sees with a fresh snapshot; merge snapshots by trade sequence."))
+class TradeUpdate:
+    market_id: uuid.UUID
+    sequence: int
+    snapshot: bool
+    trades: list[Trade] = strawberry.field(description="Oldest first.")
 
 
 @strawberry.type(description="Last price, best bid/ask and the last 24 hours.")
@@ -105,6 +128,25 @@ async def _candle(info: Info, market_id: uuid.UUID, interval: candle_rules.Candl
     return candle_of(rows[0]) if rows else None
 
 
+async def _current_candle(info: Info, market_id: uuid.UUID, interval: candle_rules.CandleInterval) -> Candle | None:
+    async with info.context.services.session_factory() as session:
+        await market_data.book_snapshot(session, market_id, 1)  # NOT_FOUND for an unknown market
+        row = await candle_rules.current(session, market_id, interval, datetime.now(timezone.utc))
+    return None if row is None else candle_of(row)
+
+
+async def _trades_snapshot(info: Info, market_id: uuid.UUID, last: int) -> TradeUpdate:
+    async with info.context.services.session_factory() as session:
+        snap = await market_data.trades_snapshot(session, market_id, last)
+    return TradeUpdate(market_id=market_id, sequence=snap.sequence, snapshot=True,
+                       trades=[trade_of(t) for t in snap.trades])
+
+
+def check_last(last: int) -> None:
+    if not 0 <= last <= MAX_TRADES_SNAPSHOT:
+        raise BadUserInput(f"last must be between 0 and {MAX_TRADES_SNAPSHOT}", field="last")
+
+
 def _drain(events: Any) -> Any:
     """Coalesce: only the newest queued message matters for recomputed views (ticker, candles)."""
     last = None
@@ -114,16 +156,42 @@ def _drain(events: Any) -> Any:
 
 
 @strawberry.type
-class Subscription:
-    @strawberry.subscription(extensions=authenticated(), metadata=SHARED,
-                             description="Trades of a market as they happen.")
-    async def trades(self, info: Info, market_id: uuid.UUID) -> AsyncGenerator[Trade, None]:
-        await _snapshot(info, market_id, 1)  # NOT_FOUND for an unknown market
-        async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
-            async for payload in events:
-                yield trade_of_event(json.loads(payload))
+class Query:
+    @strawberry.field(extensions=public_market_data(), description="A market's ticker now (as the subscription's first message).")
+    async def ticker(self, info: Info, market_id: uuid.UUID) -> Ticker:
+        return await _ticker(info, market_id)
 
-    @strawberry.subscription(extensions=authenticated(), metadata=SHARED_WITH_SNAPSHOT, description=(
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT, description=(
+        "The latest `last` trades of a market (snapshot), then each trade as it happens, with the market's trade "
+        "sequence (see TradeUpdate)."))
+    async def trades(self, info: Info, market_id: uuid.UUID, last: int = 50) -> AsyncGenerator[TradeUpdate, None]:
+        check_last(last)
+        if getattr(info.context, "snapshot_only", False):
+            yield await _trades_snapshot(info, market_id, last)
+            return
+        # listen before reading the snapshot, so nothing committed after it is missed
+        async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
+            snap = await _trades_snapshot(info, market_id, last)  # NOT_FOUND for an unknown market
+            seen = snap.sequence
+            yield snap
+            async for payload in events:
+                e = json.loads(payload)
+                seq = e["sequence"]
+                if seq <= seen:
+                    continue  # already in the snapshot
+                if seq != seen + 1 or events.dropped:
+                    events.dropped = 0
+                    snap = await _trades_snapshot(info, market_id, last)
+                    seen = snap.sequence
+                    yield snap
+                    continue
+                seen = seq
+                yield TradeUpdate(market_id=market_id, sequence=seq, snapshot=False, trades=[trade_of_event(e)])
+
+    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT, description=(
         "A snapshot of the top `depth` levels, then deltas (changed levels, quantity 0 = gone), each with the "
         "market's book sequence. Deltas may touch levels beyond `depth`."))
     async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> AsyncGenerator[OrderBook, None]:
@@ -151,22 +219,30 @@ class Subscription:
                 yield OrderBook(market_id=market_id, sequence=seq, snapshot=False, bids=levels(e["bids"]),
                                 asks=levels(e["asks"]))
 
-    @strawberry.subscription(extensions=authenticated(), metadata=SHARED,
+    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT,
                              description="The ticker now, then on every book change.")
     async def ticker(self, info: Info, market_id: uuid.UUID) -> AsyncGenerator[Ticker, None]:
+        if getattr(info.context, "snapshot_only", False):
+            yield await _ticker(info, market_id)
+            return
         async with info.context.services.pubsub.listen(market_data.book_channel(market_id)) as events:
             yield await _ticker(info, market_id)
             async for _ in events:
                 _drain(events)
                 yield await _ticker(info, market_id)
 
-    @strawberry.subscription(extensions=authenticated(), metadata=SHARED,
-                             description="The current candle, updated on every trade.")
+    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT, description=(
+        "The current candle (for an interval without trades yet, a flat one at the last price with volume 0), then "
+        "the candle of each trade as it happens. A market that never traded sends nothing until its first trade."))
     async def candles(self, info: Info, market_id: uuid.UUID,
                       interval: CandleInterval) -> AsyncGenerator[Candle, None]:  # type: ignore[valid-type]
+        if getattr(info.context, "snapshot_only", False):
+            current = await _current_candle(info, market_id, interval)
+            if current is not None:
+                yield current
+            return
         async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
-            await _snapshot(info, market_id, 1)
-            current = await _candle(info, market_id, interval, datetime.now(timezone.utc))
+            current = await _current_candle(info, market_id, interval)
             if current is not None:
                 yield current
             async for payload in events:

@@ -2,6 +2,8 @@
 
     @strawberry.field(extensions=authenticated())        any signed-in caller (API keys: queries only)
     @strawberry.mutation(extensions=requires(Role.ADMIN)) one of the roles
+    @strawberry.field(extensions=public_market_data())   anyone (MARKET_DATA_REQUIRES_LOGIN: signed in);
+                                                         anonymous callers rate-limited per client IP
 
 API keys are read-only: any mutation called with one is FORBIDDEN.
 """
@@ -16,6 +18,7 @@ from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
 from core.errors import Forbidden
+from core.rate_limit import hit
 from models.identity import Role
 
 
@@ -39,6 +42,30 @@ class HasRole(BasePermission):
         info.context.viewer.require_role(*self.roles)
         _check_read_only(info)
         return True
+
+
+class PublicMarketData(BasePermission):
+    """Public market data (markets, order books, trades, tickers, candles): readable without a login, as exchanges
+    publish it, unless MARKET_DATA_REQUIRES_LOGIN. Anonymous callers share PUBLIC_RATE_PER_MINUTE reads per client
+    IP (one count per root field and per subscription start); signed-in callers and API keys are not counted
+    (API keys, read-only, still cannot subscribe)."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        context = info.context
+        viewer = context.viewer
+        if viewer.authenticated:
+            _check_read_only(info)  # API keys: queries only, as everywhere
+            return True
+        settings = context.services.settings
+        if settings.market_data_requires_login:
+            viewer.require_user()
+        await hit(context.services.redis, context.services.keys("rl", "public", viewer.client_ip),
+                  settings.public_rate_per_minute, 60, "market data requests")
+        return True
+
+
+def public_market_data() -> list[FieldExtension]:
+    return [PermissionExtension(permissions=[PublicMarketData()], use_directives=False)]
 
 
 def authenticated() -> list[FieldExtension]:

@@ -28,7 +28,7 @@ from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data, markets, orders, settlement
 from schema.pagination import Connection
-from schema.permissions import authenticated, requires
+from schema.permissions import authenticated, public_market_data, requires
 
 MarketStatus = strawberry.enum(MarketStatusModel)
 OrderSide = strawberry.enum(SideModel, name="OrderSide")
@@ -106,7 +106,9 @@ class Order:
 @strawberry.type(description="A trade at the resting (maker) order's price.")
 class Trade:
     id: uuid.UUID
-    sequence: int
+    sequence: int = strawberry.field(description=(
+        "The market's trade sequence: 1, 2, 3... per market, in matching order (the `trades` stream's "
+        "sequence)."))
     market_id: uuid.UUID
     price: Decimal
     quantity: Decimal
@@ -133,7 +135,7 @@ class MyTrade(Trade):
 
 
 def trade_of(t: TradeModel) -> Trade:
-    return Trade(id=t.id, sequence=t.seq, market_id=t.market_id, price=trim(t.price),
+    return Trade(id=t.id, sequence=t.market_sequence, market_id=t.market_id, price=trim(t.price),
                  quantity=trim(t.quantity), taker_side=t.taker_side, created_at=t.created_at)
 
 
@@ -192,17 +194,18 @@ def check_depth(depth: int) -> None:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(), description="Markets by symbol.")
+    @strawberry.field(extensions=public_market_data(), description="Markets by symbol.")
     async def markets(self, info: Info, status: MarketStatus | None = None) -> list[Market]:  # type: ignore[valid-type]
         session = await info.context.session()
         return [Market.of(m) for m in await markets.list_markets(session, status)]
 
-    @strawberry.field(extensions=authenticated(), description="Top `depth` price levels per side, with the sequence.")
+    @strawberry.field(extensions=public_market_data(),
+                      description="Top `depth` price levels per side, with the sequence.")
     async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> OrderBook:
         check_depth(depth)
         return book_of(await market_data.book_snapshot(await info.context.session(), market_id, depth))
 
-    @strawberry.field(extensions=authenticated(), description="A market's trades, newest first.")
+    @strawberry.field(extensions=public_market_data(), description="A market's trades, newest first.")
     async def trades(self, info: Info, market_id: uuid.UUID, first: int | None = None, after: str | None = None,
                      last: int | None = None, before: str | None = None) -> Connection[Trade]:
         session = await info.context.session()
@@ -211,7 +214,8 @@ class Query:
                                  before=before)
         return Connection.from_page(page, trade_of)  # type: ignore[arg-type]
 
-    @strawberry.field(extensions=authenticated(), description="OHLCV buckets in [from, to) (default: the last day).")
+    @strawberry.field(extensions=public_market_data(),
+                      description="OHLCV buckets in [from, to) (default: the last day).")
     async def candles(self, info: Info, market_id: uuid.UUID, interval: CandleInterval,  # type: ignore[valid-type]
                       from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
                       to: datetime | None = None) -> list[Candle]:

@@ -176,7 +176,8 @@ READY_OPERATIONS: tuple[ReadyOperation, ...] = (
         "A market's trades as they happen (graphql-transport-ws; Run starts it, Stop ends it).",
         ANY_SIGNED_IN,
         "subscription LiveTrades_asINVESTOR($marketId: UUID!) {\n"
-        "  trades(marketId: $marketId) {\n    sequence\n    price\n    quantity\n    takerSide\n    createdAt\n  }\n"
+        "  trades(marketId: $marketId) {\n    sequence\n    snapshot\n"
+        "    trades {\n      sequence\n      price\n      quantity\n      takerSide\n      createdAt\n    }\n  }\n"
         "}\n",
         {"marketId": FIRST_MARKET},
     ),

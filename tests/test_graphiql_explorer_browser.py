@@ -392,7 +392,8 @@ def _wait_for_trade(page: Page, url: str, world: dict[str, Any], after: int | No
         except TimeoutError:  # the subscription may still be starting: trade again
             continue
         text = _response_text(page)
-        trade = json.loads(text)["data"]["trades"]
-        assert trade["price"] == "1.5" and trade["quantity"] == "2", trade
-        return int(trade["sequence"])
+        update = json.loads(text)["data"]["trades"]
+        trade = update["trades"][-1]  # the newest (a snapshot lists the latest trades, oldest first)
+        assert trade["price"] == "1.5" and trade["quantity"] == "2", update
+        return int(update["sequence"])
     raise AssertionError(f"no trade arrived in the subscription pane: {_response_text(page)}")

@@ -100,3 +100,16 @@ async def roll_up(session: AsyncSession, market_id: uuid.UUID, interval: CandleI
             set_={k: stmt.excluded[k] for k in ("open", "high", "low", "close", "volume", "trade_count")}))
     await session.commit()
     return len(rows)
+
+
+async def current(session: AsyncSession, market_id: uuid.UUID, interval: CandleInterval,
+                  now: datetime) -> CandleRow | None:
+    """The candle of the bucket holding `now`; when that bucket has no trade yet, a flat one at the last trade's
+    price (volume 0), as exchanges draw an empty interval. None for a market that never traded."""
+    start = bucket_of(now, interval)
+    rows = await aggregate(session, market_id, interval, start, start + STEP[interval])
+    if rows:
+        return rows[0]
+    last = (await session.execute(select(Trade.price).where(Trade.market_id == market_id)
+                                  .order_by(Trade.seq.desc()).limit(1))).scalar_one_or_none()
+    return None if last is None else CandleRow(start, last, last, last, last, Decimal(0), 0)

@@ -2,7 +2,8 @@
 (core/pubsub.PubSubHub), read back by the subscriptions in schema/market_data.py.
 
 Channels (under the deployment's Redis prefix):
-    market:<id>:trades   one message per trade (`sequence` = the trade's global seq)
+    market:<id>:trades   one message per trade (`sequence` = the market's trade sequence: consecutive per market,
+                         so a gap means a lost or reordered message, answered with a fresh snapshot)
     market:<id>:book     one message per book change: changed levels with their new totals (0 = level gone),
                          `sequence` = the market's book sequence (consecutive; a gap means a lost or reordered
                          message, and the subscription answers it with a fresh snapshot)
@@ -21,9 +22,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.errors import NotFound
 from models.trading import Market, Side, Trade
 from resolvers.trading import book
 
@@ -135,3 +137,31 @@ async def ticker(session: AsyncSession, market_id: uuid.UUID, now: datetime) -> 
     return TickerData(market_id, last, snap.bids[0][0] if snap.bids else None, snap.asks[0][0] if snap.asks else None,
                       (last - first) if (last is not None and first is not None) else None, Decimal(volume),
                       high, low, snap.sequence)
+
+
+MAX_TRADES_SNAPSHOT = 200
+
+
+@dataclass(frozen=True)
+class TradesSnapshot:
+    market_id: uuid.UUID
+    sequence: int  # the market's trade sequence: the newest trade's, 0 before the first
+    trades: list[Trade]  # oldest first
+
+
+_TRADES_SNAPSHOT = text("""
+SELECT m.trade_sequence, t.id, t.market_sequence, t.price, t.quantity, t.taker_side::text, t.created_at
+FROM markets m
+LEFT JOIN LATERAL (SELECT * FROM trades WHERE market_id = m.id ORDER BY market_sequence DESC LIMIT :limit) t ON true
+WHERE m.id = :market""")
+
+
+async def trades_snapshot(session: AsyncSession, market_id: uuid.UUID, limit: int) -> TradesSnapshot:
+    """The latest `limit` trades of a market with its trade sequence, in one statement (one consistent view: the
+    sequence is the newest trade's). NOT_FOUND for an unknown market."""
+    rows = (await session.execute(_TRADES_SNAPSHOT, {"market": market_id, "limit": limit})).all()
+    if not rows:
+        raise NotFound("market not found", field="marketId")
+    trades = [Trade(id=r[1], market_id=market_id, market_sequence=r[2], price=r[3], quantity=r[4],
+                    taker_side=Side(r[5]), created_at=r[6]) for r in rows if r[1] is not None]
+    return TradesSnapshot(market_id, rows[0][0], trades[::-1])

@@ -89,9 +89,11 @@ class SettledTrade:
     taker_fee: Decimal
     status: SettlementStatus
     created_at: datetime
+    market_sequence: int = 0  # 1, 2, 3... per market (the trades stream's sequence)
 
     def event(self) -> dict[str, Any]:
-        return {"id": self.id, "sequence": self.seq, "marketId": self.market_id, "takerSide": self.taker_side,
+        return {"id": self.id, "sequence": self.market_sequence, "marketId": self.market_id,
+                "takerSide": self.taker_side,
                 "price": self.price, "quantity": self.quantity, "createdAt": self.created_at}
 
 
@@ -102,7 +104,7 @@ class SettledTrade:
 _TRADE = """
 WITH t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side, price,
                                quantity, maker_fee, taker_fee, settlement, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'PENDING', $12) RETURNING seq),
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'PENDING', $12) RETURNING seq, market_sequence),
      i AS (INSERT INTO settlement_instructions (id, trade_id, chain_id, token_address, from_wallet, to_wallet, amount,
                                                 status)
            SELECT $13, $1, $14, $15, $16::varchar, $17::varchar, $18, 'PENDING'
@@ -114,7 +116,7 @@ WITH t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, bu
                   'settlement:' || $13::text, 'PENDING', 0, '{}'
            WHERE $16::varchar IS NOT NULL AND $17::varchar IS NOT NULL
            ON CONFLICT (business_ref) DO NOTHING)
-SELECT seq FROM t"""
+SELECT seq, market_sequence FROM t"""
 
 
 async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUID, taker_order_id: uuid.UUID,
@@ -131,7 +133,7 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
     trade_id = uuid.uuid4()
     both = bool(buyer_wallet and seller_wallet)
     instruction_id, units = uuid.uuid4(), to_units(quantity, market.base_decimals)
-    seq = await (await pg(session)).fetchval(
+    seq, market_sequence = await (await pg(session)).fetchrow(
         _TRADE, trade_id, market.id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side.value, price,
         quantity, maker_fee, taker_fee, now, instruction_id, market.chain_id, market.token_address,
         seller_wallet if both else None, buyer_wallet if both else None, Decimal(units), uuid.uuid4())
@@ -144,7 +146,7 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
     await ledger.post(session, kind="SETTLE", reference=f"trade:{trade_id}:settle", currency=market.quote_currency,
                       legs=legs, details={"market": str(market.id), "price": str(price), "quantity": str(quantity)})
     return SettledTrade(trade_id, seq, market.id, taker_side, price, quantity, notional + buyer_fee, maker_fee,
-                        taker_fee, SettlementStatus.PENDING, now)
+                        taker_fee, SettlementStatus.PENDING, now, market_sequence)
 
 
 MAX_FAILURE_REASON = 80

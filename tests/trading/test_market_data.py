@@ -55,23 +55,50 @@ async def cross(http, url, m, seller, buyer, price="2.50", qty="3"):  # type: ig
 async def test_trade_on_one_process_reaches_subscribers_on_the_other(servers, database_url, settings):  # type: ignore[no-untyped-def]
     m, seller, buyer, _ = await setup_market(database_url, settings)
     a, b = servers.urls
-    query = "subscription($m: UUID!) { trades(marketId: $m) { marketId price quantity takerSide sequence } }"
+    query = ("subscription($m: UUID!) { trades(marketId: $m) { marketId sequence snapshot "
+             "trades { price quantity takerSide sequence } } }")
     async with subscribe(a, query, {"m": str(m.market_id)}, seller) as s1, \
             subscribe(a, query, {"m": str(m.market_id)}, buyer) as s2, httpx.AsyncClient(timeout=30) as http:
-        msg = None
-        for _ in range(10):  # the subscription is live once its Redis listener is; retry until a trade arrives
-            await cross(http, b, m, seller, buyer)
-            try:
-                msg = await s1.next(timeout=2)
-                break
-            except asyncio.TimeoutError:
-                continue
-        assert msg is not None and msg["type"] == "next", msg
-        trade = msg["payload"]["data"]["trades"]
-        assert trade["price"] == "2.5" and trade["quantity"] == "3" and trade["takerSide"] == "BUY"
-        assert trade["marketId"] == str(m.market_id) and isinstance(trade["sequence"], int)
-        other = await s2.next(timeout=5)  # the second subscriber (same document) gets the same event
-        assert other["payload"]["data"]["trades"]["sequence"] >= trade["sequence"]
+        for sub in (s1, s2):  # both start with the market's (empty) snapshot at sequence 0
+            snap = (await sub.next())["payload"]["data"]["trades"]
+            assert snap == {"marketId": str(m.market_id), "sequence": 0, "snapshot": True, "trades": []}
+        await cross(http, b, m, seller, buyer)
+        msg = (await s1.next())["payload"]["data"]["trades"]
+        assert msg == {"marketId": str(m.market_id), "sequence": 1, "snapshot": False,
+                       "trades": [{"price": "2.5", "quantity": "3", "takerSide": "BUY", "sequence": 1}]}
+        assert (await s2.next())["payload"]["data"]["trades"] == msg  # the same event, same sequence
+        await cross(http, b, m, seller, buyer, price="2.60", qty="1")
+        assert (await s1.next())["payload"]["data"]["trades"]["sequence"] == 2  # consecutive per market
+
+
+async def test_trades_stream_starts_with_the_latest_trades(servers, database_url, settings):  # type: ignore[no-untyped-def]
+    """A subscriber that arrives after trades sees them (oldest first, with their sequences), then the next one
+    with the following sequence; trades of another market never move this market's sequence."""
+    m, seller, buyer, _ = await setup_market(database_url, settings)
+    other, o_seller, o_buyer, _ = await setup_market(database_url, settings)
+    a, b = servers.urls
+    query = ("subscription($m: UUID!, $n: Int!) { trades(marketId: $m, last: $n) { sequence snapshot "
+             "trades { price sequence } } }")
+    async with httpx.AsyncClient(timeout=30) as http:
+        for price in ("1.00", "2.00", "3.00"):
+            await cross(http, b, m, seller, buyer, price=price, qty="1")
+            await cross(http, b, other, o_seller, o_buyer, price=price, qty="1")
+        async with subscribe(a, query, {"m": str(m.market_id), "n": 2}, buyer) as sub:
+            snap = (await sub.next())["payload"]["data"]["trades"]
+            assert snap == {"sequence": 3, "snapshot": True,
+                            "trades": [{"price": "2", "sequence": 2}, {"price": "3", "sequence": 3}]}
+            await cross(http, b, other, o_seller, o_buyer, price="9.00", qty="1")
+            await cross(http, b, m, seller, buyer, price="4.00", qty="1")
+            assert (await sub.next())["payload"]["data"]["trades"] == {
+                "sequence": 4, "snapshot": False, "trades": [{"price": "4", "sequence": 4}]}
+        page = await graphql(http, a, "query($m: UUID!) { trades(marketId: $m, first: 2) { edges { node { sequence "
+                             "price } } } }", {"m": str(m.market_id)})
+        assert [e["node"] for e in page["data"]["trades"]["edges"]] == [{"sequence": 4, "price": "4"},
+                                                                        {"sequence": 3, "price": "3"}]
+        async with subscribe(a, query, {"m": str(m.market_id), "n": 201}) as too_many:
+            refused = await too_many.next()
+            errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+            assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT", refused
 
 
 async def test_order_book_snapshot_then_consecutive_deltas(servers, database_url, settings):  # type: ignore[no-untyped-def]
@@ -108,7 +135,7 @@ async def test_ticker_and_candles_follow_trades(servers, database_url, settings)
             subscribe(a, cq, {"m": str(m.market_id)}, buyer) as candles, httpx.AsyncClient(timeout=30) as http:
         first = (await ticker.next())["payload"]["data"]["ticker"]
         assert first["last"] is None and first["volume24h"] == "0"
-        await asyncio.sleep(0.3)  # candles has no first message; let its listener start
+        await asyncio.sleep(0.3)  # a market that never traded has no candle yet; let its listener start
         await cross(http, b, m, seller, buyer, price="2.00", qty="1")
         await cross(http, b, m, seller, buyer, price="4.00", qty="1")
         deadline = time.monotonic() + 10
@@ -121,6 +148,15 @@ async def test_ticker_and_candles_follow_trades(servers, database_url, settings)
         while candle.get("tradeCount") != 2 and time.monotonic() < deadline:
             candle = (await candles.next())["payload"]["data"]["candles"]
         assert candle == {"open": "2", "close": "4", "volume": "2", "tradeCount": 2}
+        # subscribers arriving now get the current state at once: on this process they join the shared streams
+        # above, on the other they start new ones
+        for url in (a, b):
+            async with subscribe(url, tq, {"m": str(m.market_id)}) as late_ticker, \
+                    subscribe(url, cq, {"m": str(m.market_id)}) as late_candles:
+                assert (await late_ticker.next(timeout=15))["payload"]["data"]["ticker"]["last"] == "4"
+                assert (await late_candles.next(timeout=15))["payload"]["data"]["candles"] in (
+                    {"open": "2", "close": "4", "volume": "2", "tradeCount": 2},
+                    {"open": "4", "close": "4", "volume": "0", "tradeCount": 0})  # the minute turned: flat at the last
 
 
 async def test_my_orders_is_personal_and_closes_when_the_token_expires(servers, database_url, settings):  # type: ignore[no-untyped-def]
