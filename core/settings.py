@@ -151,6 +151,7 @@ class Settings(BaseSettings):
     agent_gas_margin_pct: int = Field(25, alias="RWA_AGENT_GAS_MARGIN_PCT", ge=0)
     agent_max_in_flight: int = Field(256, alias="RWA_AGENT_MAX_IN_FLIGHT", ge=1)
     agent_batch: int = Field(200, alias="RWA_AGENT_BATCH", ge=1)
+    agent_batch_max: int = Field(100, alias="RWA_AGENT_BATCH_MAX", ge=1)
     agent_test_crash_at: str | None = Field(None, alias="RWA_AGENT_TEST_CRASH_AT")
     # market-data subscriptions run once per process (0: per subscriber, for benchmarks only)
     shared_subscriptions: bool = Field(True, alias="RWA_SHARED_SUBSCRIPTIONS")
