@@ -6,7 +6,8 @@ X-API-Key), with the same rules as the GraphQL fields (resolvers/reports/):
     GET /reports/statement.pdf?from=...&to=...[&userId=...]
 
 Errors answer with the GraphQL error shape and the code's HTTP status (400 BAD_USER_INPUT, 401 UNAUTHENTICATED,
-403 FORBIDDEN, 404 NOT_FOUND); anything unexpected is logged and answers 500 INTERNAL without details. Each
+403 FORBIDDEN, 404 NOT_FOUND, 405 for a method other than GET); OAuth client tokens are refused (no scope opens
+reports: FORBIDDEN, reason INSUFFICIENT_SCOPE); anything unexpected is logged and answers 500 INTERNAL without details. Each
 download writes an audit row (`report.cap_table.download`, `report.statement.download`): the files carry
 personal data.
 """
@@ -130,10 +131,16 @@ async def statement_pdf(services: Services, viewer: Viewer, request: Request) ->
 
 
 Handler = Callable[[Services, Viewer, Request], Awaitable[Response]]
+# every method reaches the endpoint, which answers all but GET with a typed JSON 405 (as /graphql does)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def _endpoint(services: Services, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            response = error_response("reports are downloaded with GET", ErrorCode.BAD_USER_INPUT.value, 405)
+            response.headers["Allow"] = "GET"
+            return response
         try:
             client_ip = request.client.host if request.client else "unknown"
             viewer = await viewer_from_headers(services, request.headers.get("authorization"),
@@ -151,7 +158,7 @@ def _endpoint(services: Services, handler: Handler) -> Callable[[Request], Await
 
 def report_routes(services: Services) -> list[Route]:
     return [
-        Route("/reports/cap-table.csv", _endpoint(services, cap_table_csv), methods=["GET"]),
-        Route("/reports/statement.csv", _endpoint(services, statement_csv), methods=["GET"]),
-        Route("/reports/statement.pdf", _endpoint(services, statement_pdf), methods=["GET"]),
+        Route(path, _endpoint(services, handler), methods=METHODS)
+        for path, handler in (("/reports/cap-table.csv", cap_table_csv), ("/reports/statement.csv", statement_csv),
+                              ("/reports/statement.pdf", statement_pdf))
     ]

@@ -249,15 +249,18 @@ def _percent(balance: int, total: int) -> Decimal:
         return (Decimal(balance) * 100 / Decimal(total)).quantize(PERCENT_PLACES, rounding=ROUND_HALF_EVEN)
 
 
-def _full_name(cipher: FieldCipher, case_id: uuid.UUID | None, personal_data: bytes | None) -> str | None:
+def _full_name(cipher: FieldCipher, user_cipher: FieldCipher | None, case_id: uuid.UUID | None,
+               personal_data: bytes | None) -> str | None:
+    """The KYC full name, under the owner's data key (resolvers/privacy/keys.py); None when unreadable: erased
+    (crypto-shredded) or a key this process lacks."""
     if case_id is None or personal_data is None:
         return None
     from resolvers.identity.kyc import decrypt_details
 
     try:
-        details = decrypt_details(cipher, KycCase(id=case_id, personal_data=personal_data))
-    except Exception:  # unreadable (erased, or another key): the report goes on without the name
-        log.warning("cap table: KYC details of case %s are not readable", case_id)
+        details = decrypt_details(cipher, KycCase(id=case_id, personal_data=personal_data), user_cipher)
+    except Exception:  # the report goes on without the name
+        log.info("cap table: KYC details of case %s are not readable", case_id)
         return None
     return details.full_name if details is not None else None
 
@@ -288,6 +291,12 @@ async def cap_table(session: AsyncSession, viewer: Viewer, *, chain_id: int, tok
     if ordered:
         identities = {r["address"]: r for r in await (await pg(session)).fetch(
             _IDENTITIES, [holder for holder, _ in ordered])}
+    user_ciphers: dict[uuid.UUID, FieldCipher | None] = {}
+    if names and cipher is not None:
+        from resolvers.privacy.keys import ciphers_for
+
+        with_data = [r["id"] for r in identities.values() if r["personal_data"] is not None]
+        user_ciphers = await ciphers_for(session, cipher, with_data) if with_data else {}
     rows = []
     for holder, balance in ordered:
         who = identities.get(holder)
@@ -299,8 +308,8 @@ async def cap_table(session: AsyncSession, viewer: Viewer, *, chain_id: int, tok
             rows.append(CapTableRow(**common, user_id=who["id"], kyc_country=who["country"]))
         else:
             rows.append(CapTableRow(**common, user_id=who["id"], email=who["email"], kyc_country=who["country"],
-                                    full_name=_full_name(cipher, who["case_id"], who["personal_data"])
-                                    if names and cipher is not None else None))
+                                    full_name=_full_name(cipher, user_ciphers.get(who["id"]), who["case_id"],
+                                                         who["personal_data"]) if names and cipher is not None else None))
     return CapTable(token=info, at_block=block, at_block_time=block_time, indexed_block=indexed,
                     final=finalized is not None and block <= int(finalized), total_supply=total,
                     holder_count=len(balances), rows=rows, identity=level, strategy=strategy, names=names)

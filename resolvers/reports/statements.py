@@ -182,17 +182,19 @@ def authorize(viewer: Viewer, user_id: uuid.UUID | None) -> uuid.UUID:
     return user_id
 
 
-def _name(viewer: Viewer, user_id: uuid.UUID, cipher: FieldCipher | None, case_id: uuid.UUID | None,
-          personal_data: bytes | None) -> str | None:
+async def _name(session: AsyncSession, viewer: Viewer, user_id: uuid.UUID, cipher: FieldCipher | None,
+                case_id: uuid.UUID | None, personal_data: bytes | None) -> str | None:
+    """The KYC full name for the investor and COMPLIANCE, signed in interactively; None when erased or unreadable."""
     if cipher is None or case_id is None or personal_data is None or not interactive(viewer):
         return None
     if viewer.user_id != user_id and not viewer.has_role(Role.COMPLIANCE.value):
         return None
-    from resolvers.identity.kyc import decrypt_details
+    from resolvers.identity.kyc import read_details
 
     try:
-        details = decrypt_details(cipher, KycCase(id=case_id, personal_data=personal_data))
-    except Exception:  # unreadable (erased, or a key this process lacks): the statement goes on without it
+        details = await read_details(session, cipher, KycCase(id=case_id, user_id=user_id,
+                                                               personal_data=personal_data))
+    except Exception:  # a key this process lacks: the statement goes on without it
         return None
     return details.full_name if details is not None else None
 
@@ -212,7 +214,7 @@ async def statement(session: AsyncSession, viewer: Viewer, *, period_from: datet
     if user is None:
         raise NotFound("no such user")
     out = Statement(user_id=target, email=user["email"],
-                    full_name=_name(viewer, target, cipher, user["case_id"], user["personal_data"]),
+                    full_name=await _name(session, viewer, target, cipher, user["case_id"], user["personal_data"]),
                     period_from=period_from, period_to=period_to, generated_at=now or datetime.now(timezone.utc),
                     wallets=list(user["wallets"]))
     _cash(out, await conn.fetch(_CASH, target, period_from))

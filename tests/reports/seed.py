@@ -16,6 +16,7 @@ from models.chain import Block, IndexerCursor
 from models.identity import KycCase, KycStatus, Wallet
 from models.tokens import Holding, Token, TokenKind, TokenTransfer
 from resolvers.identity.kyc import DocumentType, KycDetails, encrypt_details
+from resolvers.privacy.keys import cipher_for
 
 TOKEN = to_checksum_address("0x" + "ab" * 20)
 ZERO = "0x" + "0" * 40
@@ -68,13 +69,17 @@ async def seed_token(session_factory: async_sessionmaker[AsyncSession], cipher: 
             if holder != ZERO:
                 s.add(Holding(chain_id=1, token_address=TOKEN, holder=holder, balance=balance, updated_block=14))
         s.add(IndexerCursor(chain_id=1, indexed_block=indexed, head_block=20, safe_block=16, finalized_block=12))
-        for user_id, wallet, name, country in ((alice_user, ALICE, "Alice Example", "FR"),
-                                               (bob_user, BOB, "Bob Example", "DE")):
+        # Alice's details under her own data key (as KYC writes them since migration 0019), Bob's under the master
+        # key (a row from before it)
+        for user_id, wallet, name, country, own_key in ((alice_user, ALICE, "Alice Example", "FR", True),
+                                                        (bob_user, BOB, "Bob Example", "DE", False)):
             s.add(Wallet(id=uuid.uuid4(), user_id=user_id, address=wallet))
             case_id = uuid.uuid4()
             details = KycDetails(full_name=name, date_of_birth=date(1990, 1, 1), country=country,
                                  document_type=DocumentType.PASSPORT, document_number="X1234567", address="1 Main St")
+            key = await cipher_for(s, cipher, user_id, create=True) if own_key else cipher
+            assert key is not None
             s.add(KycCase(id=case_id, user_id=user_id, status=KycStatus.APPROVED, country=country,
-                          personal_data=encrypt_details(cipher, case_id, details)))
+                          personal_data=encrypt_details(key, case_id, details)))
         await s.commit()
     return Seeded(token.id, asset.id, alice_user, bob_user)

@@ -67,6 +67,20 @@ async def test_balances_at_past_blocks_with_identity_for_compliance(gql, make_us
     assert parsed[0]["full_name"] == "Alice Example" and parsed[1]["balance_units"] == "350"
 
 
+async def test_an_erased_investor_keeps_no_name(gql, make_user, world, session) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from resolvers.privacy.keys import destroy
+
+    officer = await make_user(roles=["COMPLIANCE"])
+    assert holders(await gql(Q, {}, token=officer.token))[ALICE]["fullName"] == "Alice Example"
+    await destroy(session, world["alice"].id, datetime.now(timezone.utc))  # crypto-shredding: her data key is gone
+    await session.commit()
+    rows = holders(await gql(Q, {}, token=officer.token))
+    assert rows[ALICE]["fullName"] is None and rows[ALICE]["balance"] == str(BIG - 450)
+    assert rows[BOB]["fullName"] == "Bob Example"
+
+
 async def test_both_strategies_give_the_same_rows(session, world) -> None:  # type: ignore[no-untyped-def]
     viewer = Viewer(user_id=uuid.uuid4(), roles=frozenset({"ADMIN"}))
     for block in range(9, 15):
@@ -137,7 +151,7 @@ async def test_unknown_token_and_first(gql, make_user, world) -> None:  # type: 
     assert [h["holder"] for h in top["holders"]] == [ALICE] and top["holderCount"] == 2
 
 
-async def test_csv_download(client, make_user, world, session) -> None:  # type: ignore[no-untyped-def]
+async def test_csv_download(client, make_user, world, session, services) -> None:  # type: ignore[no-untyped-def]
     officer = await make_user(roles=["COMPLIANCE"])
     resp = await client.get("/reports/cap-table.csv", params={"chainId": 1, "token": TOKEN, "atBlock": 11},
                             headers={"Authorization": f"Bearer {officer.token}"})
@@ -165,6 +179,14 @@ async def test_csv_download(client, make_user, world, session) -> None:  # type:
         resp = await client.get("/reports/cap-table.csv", params=params, headers=headers)
         assert resp.status_code == status, (params, resp.text)
         assert resp.json()["errors"][0]["extensions"]["code"] == code
+    # an OAuth partner client acting for a COMPLIANCE account: no scope opens reports
+    client_token, _ = services.keyring.issue(officer.id, ["COMPLIANCE"], scopes=["holdings:read"], client_id="rwac_r")
+    resp = await client.get("/reports/cap-table.csv", params={"chainId": 1, "token": TOKEN},
+                            headers={"Authorization": f"Bearer {client_token}"})
+    assert resp.status_code == 403 and resp.json()["errors"][0]["extensions"]["reason"] == "INSUFFICIENT_SCOPE"
+    resp = await client.post("/reports/cap-table.csv", headers={"Authorization": f"Bearer {officer.token}"})
+    assert resp.status_code == 405 and resp.headers["allow"] == "GET"
+    assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     still = (await session.execute(select(AuditLog).where(AuditLog.action == "report.cap_table.download"))).scalars().all()
     assert len(still) == 1  # refusals export nothing and record nothing
 

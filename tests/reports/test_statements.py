@@ -153,3 +153,25 @@ async def test_pdf_and_csv_downloads(client, world, session, make_user) -> None:
     assert bad.status_code == 400 and bad.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     missing = await client.get("/reports/statement.csv", params={"from": "2026-01-01T00:00:00Z"}, headers=headers)
     assert missing.status_code == 400 and missing.json()["errors"][0]["extensions"]["field"] == "to"
+
+
+async def test_the_kyc_name_for_the_investor_and_compliance_only(gql, make_user, world, session, services) -> None:  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    from models.identity import KycCase
+    from resolvers.identity.kyc import DocumentType, KycDetails, encrypt_details
+    from resolvers.privacy.keys import cipher_for
+
+    buyer = world["buyer"]
+    case = (await session.execute(select(KycCase).where(KycCase.user_id == buyer.user_id))).scalar_one()
+    key = await cipher_for(session, services.cipher, buyer.user_id, create=True)
+    case.personal_data = encrypt_details(key, case.id, KycDetails(
+        full_name="Bea Buyer", date_of_birth=date(1985, 5, 5), country="NL", document_type=DocumentType.PASSPORT,
+        document_number="P1", address="2 Canal St"))
+    await session.commit()
+    args = {**period(world, -1, 1), "userId": str(buyer.user_id)}
+    own = (await gql(Q, args, token=world["tokens"][buyer.user_id]))["data"]["investorStatement"]
+    assert own["fullName"] == "Bea Buyer"
+    officer, admin = await make_user(roles=["COMPLIANCE"]), await make_user(roles=["ADMIN"])
+    assert (await gql(Q, args, token=officer.token))["data"]["investorStatement"]["fullName"] == "Bea Buyer"
+    assert (await gql(Q, args, token=admin.token))["data"]["investorStatement"]["fullName"] is None
