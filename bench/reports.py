@@ -8,7 +8,7 @@ Seeds (or reuses) the separate database `rwa_bench_reports` by COPY: one securit
 transfers over `--transfers / 5` blocks (one stored block each, 12 s apart) between `--holders` holders (each minted
 at the start), the holdings they sum to, the indexer cursor; `--assets` assets in every status, 20 markets with
 `--trades` trades over 60 days, `--payments` payments over 60 days, the FEES ledger accounts. Prints medians of 3
-runs (ms) and the plans' top lines.
+runs (ms) and the plans' top lines, then one `platformKpis` poll through the app vs `{ __typename }`.
 """
 
 from __future__ import annotations
@@ -244,6 +244,44 @@ async def bench_kpis(url: str) -> None:
         await engine.dispose()
 
 
+async def bench_kpi_http(url: str, requests: int = 300) -> None:
+    """`platformKpis` through the real app (in-process ASGI, an ADMIN's JWT) vs `{ __typename }` in the same run."""
+    import httpx
+
+    from core.jwt_keys import generate_private_key_pem
+    from core.settings import Environment, Settings
+    from server.app import create_app
+    from server.services import build_services
+
+    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=url, REDIS_URL=REDIS_URL,  # type: ignore[call-arg]
+                        RWA_REDIS_PREFIX=f"rwa-bench-reports:{uuid.uuid4().hex[:6]}:",
+                        JWT_PRIVATE_KEY=generate_private_key_pem(), KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
+                        LOG_JSON=False)
+    services = build_services(settings)
+    app = create_app(settings, services)
+    token, _ = services.keyring.issue(uuid.uuid4(), ["ADMIN"])
+    headers = {"Authorization": f"Bearer {token}"}
+    kpi = {"query": "{ platformKpis { computedAt assetsByStatus { status count } tokenizedValue { currency amount } "
+                    "tradingVolume { window currency volume trades fees } feesEarned { currency amount } "
+                    "paymentsByState { state currency count amount } } }"}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+            first = await client.post("/graphql", json=kpi, headers=headers)  # computes and stores the snapshot
+            assert "errors" not in first.json(), first.text
+            results = {}
+            for name, body in (("{ __typename }", {"query": "{ __typename }"}), ("platformKpis", kpi)):
+                started = time.perf_counter()
+                for _ in range(requests):
+                    r = await client.post("/graphql", json=body, headers=headers)
+                    assert r.status_code == 200
+                results[name] = (time.perf_counter() - started) / requests * 1000
+        print(f"  one poll over HTTP (in-process, {requests} requests): platformKpis {results['platformKpis']:.2f} ms "
+              f"vs {{ __typename }} {results['{ __typename }']:.2f} ms")
+    finally:
+        await services.redis.delete(f"{settings.redis_prefix}reports:kpis")
+        await services.aclose()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--transfers", type=int, default=1_000_000)
@@ -252,6 +290,7 @@ async def main() -> None:
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--payments", type=int, default=200_000)
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--only-kpis", action="store_true", help="skip the cap tables")
     args = parser.parse_args()
     url = database_url(BENCH_DB)
     admin = await asyncpg.connect(_dsn(url.rsplit("/", 1)[0] + "/postgres"))
@@ -261,8 +300,10 @@ async def main() -> None:
         url = await create_database(BENCH_DB)
         await seed(url, args)
     print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-    await bench_cap_table(url)
+    if not args.only_kpis:
+        await bench_cap_table(url)
     await bench_kpis(url)
+    await bench_kpi_http(url)
 
 
 if __name__ == "__main__":
