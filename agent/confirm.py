@@ -22,7 +22,7 @@ from agent.calls import decode_revert, encode_call, is_revert, revert_data
 from agent.context import ChainView, SenderContext, log
 from agent.receipts import fetch_receipts, mark_mined
 from agent.sender import broadcast
-from agent.transitions import confirm, fail
+from agent.transitions import confirm, confirm_many, fail
 from chains.errors import RpcResponseError
 from models.chain import Block, ChainEvent, IndexerCursor
 from models.operations import ChainOperation, OperationState
@@ -120,12 +120,15 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
                     await confirm(s, op, int(op.mined_block or 0))
 
             # Optimistic: the whole batch under one savepoint (one flush; per-op savepoints cost ~3 round trips
-            # each and made confirmations the slowest step at 1,000 ops). A handler that raises rolls the batch
-            # back; it is then redone op by op so that only the failing op waits.
+            # each and made confirmations the slowest step at 1,000 ops), the confirmations' handlers set-based.
+            # A handler that raises rolls the batch back; it is then redone op by op so that only the failing op
+            # waits.
             try:
                 async with s.begin_nested():
                     for _, op in ready:
-                        await complete(op)
+                        if op.mined_status == 0:
+                            await complete(op)
+                    await confirm_many(s, [op for _, op in ready if op.mined_status != 0])
                 changed += len(ready)
                 ready = []
             except Exception:  # noqa: BLE001

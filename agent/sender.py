@@ -55,6 +55,39 @@ def set_fees(op: ChainOperation, fees: Fees) -> None:
     op.max_priority_fee_per_gas = fees.max_priority_fee_per_gas
 
 
+# A batch's gas comes from one simulation (eth_createAccessList's gasUsed, after refunds; EIP-3529 caps refunds at
+# 1/5 of the gas used, so the limit must be >= 25% above it) instead of eth_estimateGas's binary search: ~8
+# executions of a 100-transfer call, 84 ms against 18 ms on a busy anvil, and most of the time to sign a burst.
+SIMULATED_MARGIN_PCT = 30
+
+
+async def estimate(ctx: SenderContext, ops: list[ChainOperation], datas: dict[Any, str]) -> list[Any]:
+    """Per op, the gas limit to sign with, or the estimation's exception (a revert: RpcResponseError).
+
+    Batch operations are simulated once; one whose simulation fails (it reverts, or the node lacks the method) is
+    estimated with eth_estimateGas, which carries the revert data the reason is decoded from."""
+    def call(op: ChainOperation) -> dict[str, str]:
+        return {"from": ctx.address, "to": op.contract, "data": datas[op.id], "value": hex(int(op.value or 0))}
+
+    first = await ctx.client.batch([("eth_createAccessList", [call(op), "latest"]) if batches.is_batch(op)
+                                    else ("eth_estimateGas", [call(op)]) for op in ops], return_exceptions=True)
+    out: list[Any] = []
+    redo: list[int] = []
+    for i, (op, res) in enumerate(zip(ops, first)):
+        if not batches.is_batch(op):
+            out.append(res if isinstance(res, Exception) else with_margin(int(res, 16), ctx.config.gas_margin_pct))
+        elif isinstance(res, dict) and not res.get("error") and res.get("gasUsed"):
+            out.append(with_margin(int(res["gasUsed"], 16), max(ctx.config.gas_margin_pct, SIMULATED_MARGIN_PCT)))
+        else:
+            out.append(None)
+            redo.append(i)
+    if redo:
+        again = await ctx.client.batch([("eth_estimateGas", [call(ops[i])]) for i in redo], return_exceptions=True)
+        for i, res in zip(redo, again):
+            out[i] = res if isinstance(res, Exception) else with_margin(int(res, 16), ctx.config.gas_margin_pct)
+    return out
+
+
 async def sign_new(ctx: SenderContext, view: ChainView, folded: batches.Folded | None = None) -> int:
     """Take PENDING ops (oldest first), estimate, sign at fresh nonces, commit, broadcast. Returns ops signed.
     `folded`: this pass's batches.fold; a batchable op it did not see alone is left for the next fold.
@@ -90,11 +123,7 @@ async def sign_new(ctx: SenderContext, view: ChainView, folded: batches.Folded |
                     await fail(s, op, f"bad call: {exc}", where="encoding")
                     n_failed += 1
             sendable = [op for op in ops if op.id in datas]
-            estimates = await ctx.client.batch(
-                [("eth_estimateGas", [{"from": ctx.address, "to": op.contract, "data": datas[op.id],
-                                       "value": hex(int(op.value or 0))}]) for op in sendable],
-                return_exceptions=True,
-            ) if sendable else []
+            estimates = await estimate(ctx, sendable, datas) if sendable else []
             gas: dict[Any, int] = {}
             for op, est in zip(sendable, estimates):
                 if isinstance(est, RpcResponseError) and is_revert(est.code, est.rpc_message):
@@ -104,7 +133,7 @@ async def sign_new(ctx: SenderContext, view: ChainView, folded: batches.Folded |
                     op.last_error = f"gas estimation failed: {est}"[:2000]
                     op.next_attempt_at = now() + timedelta(seconds=ctx.config.failed_backoff_s)
                 else:
-                    gas[op.id] = with_margin(int(est, 16), ctx.config.gas_margin_pct)
+                    gas[op.id] = est
             to_sign = [op for op in sendable if op.id in gas]
             if to_sign:
                 held = (await s.scalars(select(ChainOperation.nonce).where(

@@ -28,6 +28,21 @@ async def confirm(session: AsyncSession, op: ChainOperation, block: int) -> bool
     return True
 
 
+async def confirm_many(session: AsyncSession, ops: list[ChainOperation]) -> int:
+    """`confirm` for each op at its mined block, with the kinds' handlers set-based (handlers.run_confirmed_many).
+    Returns how many changed."""
+    now = datetime.now(timezone.utc)
+    changed = [op for op in ops if op.state is not S.CONFIRMED]
+    for op in changed:
+        op.state, op.confirmed_block, op.confirmed_at, op.last_error = S.CONFIRMED, op.mined_block, now, None
+    await handlers.run_confirmed_many(session, changed)
+    for op in changed:
+        metrics.TRANSITIONS.labels(str(op.chain_id), "CONFIRMED").inc()
+        if op.created_at is not None:
+            metrics.CONFIRM_LATENCY.labels(str(op.chain_id)).observe((now - op.created_at).total_seconds())
+    return len(changed)
+
+
 async def fail(session: AsyncSession, op: ChainOperation, reason: str, *, where: str) -> bool:
     """FAILED with `reason` (reverted at estimation or when mined); the handler compensates."""
     if op.state in (S.CONFIRMED, S.FAILED, S.CANCELED):
