@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     # documents longer than DOCUMENT_CACHE_MAX_CHARS are never kept (schema/document_cache.py)
     document_cache_bytes: int = Field(16 * 1024 * 1024, alias="DOCUMENT_CACHE_BYTES", ge=0)
     document_cache_max_chars: int = Field(32 * 1024, alias="DOCUMENT_CACHE_MAX_CHARS", ge=0)
+    # automatic persisted queries (server/persisted_queries.py): how long Redis keeps a registered document, the
+    # longest one registered, and how long shared caches may keep a GET persisted query answered to a caller
+    # without credentials (public data)
+    apq_ttl_s: int = Field(86400, alias="APQ_TTL_S", ge=1)
+    apq_max_query_bytes: int = Field(32 * 1024, alias="APQ_MAX_QUERY_BYTES", ge=0)
+    apq_public_max_age_s: int = Field(5, alias="APQ_PUBLIC_MAX_AGE_S", ge=0)
     # request bodies: JSON GraphQL requests, and multipart uploads (asset documents, up to 10 MiB each)
     max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_upload_bytes: int = Field(16 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")

@@ -3,6 +3,7 @@ malformed HTTP requests with typed JSON errors instead of plain-text 400s."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 from datetime import timedelta
@@ -24,12 +25,15 @@ from core.errors import AppError
 from schema.extensions import classify_all
 from server.context import Context
 from server.graphiql import PAGE_HEADERS
+from server.persisted_queries import NOT_FOUND_MESSAGE, PersistedQueries, PersistedQueryNotFound, etag_matches, etag_of
 from server.services import Services
 from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 from server.viewer import Viewer, viewer_from_headers
 
 
 MAX_JSON_NESTING = 64
+# set by parse_http_body when the request named a persisted query (run in __call__'s task, read after it)
+_persisted: contextvars.ContextVar[bool] = contextvars.ContextVar("rwa_persisted_query", default=False)
 # types json.dumps refuses are refused by orjson too (they then fail in json.dumps, as before)
 _ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 # JSON escapes of text no column can store: NUL (Postgres text refuses it) and UTF-16 surrogates (JSON decodes a
@@ -130,7 +134,8 @@ class GraphQLView(GraphQL):
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql_html is not None else None,
-            allow_queries_via_get=False,
+            # GET runs persisted queries only (parse_http_body refuses the others): cacheable reads
+            allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=10),
             max_subscriptions_per_connection=50,
@@ -141,6 +146,9 @@ class GraphQLView(GraphQL):
         )
         self.services = services
         self._graphiql_html = graphiql_html
+        settings = services.settings
+        self.persisted = PersistedQueries(services.redis, services.keys, ttl_s=settings.apq_ttl_s,
+                                          max_query_bytes=settings.apq_max_query_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,7 +166,12 @@ class GraphQLView(GraphQL):
         try:
             if declared > max_bytes:
                 raise BodyTooLarge
+            _persisted.set(False)
             response = await self.run(request)
+            if _persisted.get() and request.method == "GET" and response.status_code == 200:
+                response = self._cacheable(response, headers)
+        except PersistedQueryNotFound:
+            response = error_response(NOT_FOUND_MESSAGE, "PERSISTED_QUERY_NOT_FOUND", 200)
         except BodyTooLarge:
             response = error_response(f"request body larger than {max_bytes} bytes", "BAD_USER_INPUT", 413,
                                       maxBytes=max_bytes)
@@ -176,6 +189,43 @@ class GraphQLView(GraphQL):
         except AppError as exc:  # raised while building the context (bad credentials, rate limits)
             response = error_response(exc.message, exc.code.value, 200, **exc.extensions)
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request) -> bool:  # type: ignore[no-untyped-def,override]
+        """A GET naming a persisted query (no `query` parameter) is a query, not a browser opening the page."""
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(request)
+
+    async def parse_http_body(self, request):  # type: ignore[no-untyped-def,override]
+        """Automatic persisted queries (server/persisted_queries.py): a persistedQuery extension supplies or names
+        the document. GET runs persisted queries only."""
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):
+            return data
+        digest = PersistedQueries.requested_hash(data.extensions)
+        if digest is None:
+            if request.method == "GET":
+                raise HTTPException(400, "GET runs persisted queries only (extensions.persistedQuery, Apollo's "
+                                         "automatic persisted queries); POST other queries")
+            return data
+        data.query = await self.persisted.resolve(digest, data.query)
+        _persisted.set(True)
+        return data
+
+    def _cacheable(self, response: Response, headers: dict[bytes, bytes]) -> Response:
+        """A GET persisted query's answer: public when no credentials came with it (public data only), private
+        otherwise; an ETag, and 304 when the client already holds this body. Answers with errors stay no-store."""
+        body = bytes(response.body)
+        if b'"errors"' in body:
+            return response
+        anonymous = not (headers.get(b"authorization") or headers.get(b"x-api-key"))
+        max_age = self.services.settings.apq_public_max_age_s
+        cache_control = f"public, max-age={max_age}" if anonymous else "private, no-cache"
+        etag = etag_of(body)
+        if etag_matches(headers.get(b"if-none-match", b"").decode("latin-1"), etag):
+            return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache_control})
+        response.headers["ETag"] = etag
+        response.headers["Cache-Control"] = cache_control
+        response.headers["Vary"] = "Authorization, X-API-Key"
+        return response
 
     def create_response(self, response_data, sub_response: Response) -> Response:  # type: ignore[no-untyped-def,override]
         """strawberry's, with the body encoded by orjson (~5x faster than json.dumps on a page of results).
