@@ -5,7 +5,8 @@ credentials (password, key and secret digests, the TOTP secret) and the ids of o
 the caller's case or withdrawal are named by role ("staff"), a trade names the caller's side, never the
 counterparty, and audit rows by someone else show who acted as `self`/`staff`/`system` only. KYC personal fields
 are decrypted with the caller's own data key; the document is for the caller only (a person's own login: API keys
-and OAuth clients cannot call it). Money and token amounts are strings (exact), as everywhere in the API.
+and OAuth clients cannot call it). Keys are camelCase, money and token amounts exact strings, as everywhere in the
+API.
 """
 
 from __future__ import annotations
@@ -96,7 +97,24 @@ def _number(raw: str) -> int | str:
 
 
 def _load(raw: str | None) -> Any:
-    return json.loads(raw, parse_float=str, parse_int=_number) if raw is not None else []
+    return _camel(json.loads(raw, parse_float=str, parse_int=_number)) if raw is not None else []
+
+
+_FREE_FORM = frozenset({"details", "attributes", "metadata"})  # stored JSON, exported as stored
+
+
+def _camel(value: Any) -> Any:
+    """Column names as the API spells keys (camelCase); stored free-form JSON is left as it is."""
+    if isinstance(value, list):
+        return [_camel(v) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            head, *rest = key.split("_")
+            name = head + "".join(p[:1].upper() + p[1:] for p in rest)
+            out[name] = item if key in _FREE_FORM else _camel(item)
+        return out
+    return value
 
 
 async def _existing_tables(session: AsyncSession) -> set[str]:
@@ -134,9 +152,9 @@ async def collect(session: AsyncSession, master: FieldCipher, user_id: uuid.UUID
             personal = asdict(details)
             personal["date_of_birth"] = details.date_of_birth.isoformat()
             personal["document_type"] = details.document_type.value
-            kyc["personal_details"] = personal
+            kyc["personalDetails"] = _camel(personal)
         else:
-            kyc["personal_details"] = None
+            kyc["personalDetails"] = None
         bundle["kyc"] = kyc
     tables = await _existing_tables(session)
     for name, sql, table in _SECTIONS:

@@ -58,18 +58,18 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(gq
     compliance, alice, bob, m, a, b, sell, buy, case_id = await world(gql, make_user, session_factory)
     data = ok(await gql(EXPORT, token=alice.token))["exportMyData"]
     assert data["profile"]["id"] == str(alice.id) and data["profile"]["email"] == alice.email
-    assert "password_hash" not in data["profile"]
+    assert "passwordHash" not in data["profile"] and "password_hash" not in str(data)
     assert data["kyc"]["id"] == case_id and data["kyc"]["status"] == "APPROVED"
-    details = data["kyc"]["personal_details"]
-    assert details["full_name"] == PERSONAL["fullName"] and details["document_number"] == PERSONAL["documentNumber"]
-    assert "personal_data" not in data["kyc"] and "reviewed_by" not in data["kyc"]
+    details = data["kyc"]["personalDetails"]
+    assert details == {**PERSONAL, "country": "AT"}
+    assert "personalData" not in data["kyc"] and "reviewedBy" not in data["kyc"]
     assert [w["address"] for w in data["wallets"]] == [a.wallet]
     assert [o["id"] for o in data["orders"]] == [sell["id"]]
     [trade] = data["trades"]
     assert trade["side"] == "SELL" and trade["orderId"] == sell["id"] and trade["quantity"].startswith("10")
     assert Decimal(trade["price"]) == Decimal(25) and isinstance(trade["fee"], str)
     accounts = {acc["id"]: acc for acc in data["ledgerAccounts"]}
-    assert accounts and all(acc["owner_id"] == str(alice.id) for acc in accounts.values())
+    assert accounts and all(acc["ownerId"] == str(alice.id) for acc in accounts.values())
     assert data["ledgerEntries"] and all(e["accountId"] in accounts for e in data["ledgerEntries"])
     # her balance is the sum of her entries (money as exact strings)
     assert sum(Decimal(e["amount"]) for e in data["ledgerEntries"]) == sum(
@@ -97,7 +97,7 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(gq
     refused = await gql(EXPORT, token=client_token)
     assert gql.error_code(refused) == "FORBIDDEN"
     bobs = ok(await gql(EXPORT, token=bob.token))["exportMyData"]
-    assert bobs["kyc"]["personal_details"] is None and PERSONAL["fullName"] not in str(bobs)
+    assert bobs["kyc"]["personalDetails"] is None and PERSONAL["fullName"] not in str(bobs)
     assert bobs["trades"][0]["side"] == "BUY" and str(alice.id) not in str(bobs)
 
 
