@@ -131,7 +131,7 @@ JSON = strawberry.scalar(
     specified_by_url="https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_december_2017.pdf",
     description=(
         "Free-form JSON (ECMA-404) sent as is, not as a string: an object, array, string, number, boolean or null. "
-        "Objects the API writes use camelCase keys; numbers meant to be exact are strings."))
+        "Keys the API defines (asset metadata, payment events) are camelCase; exact amounts are strings."))
 Upload = strawberry.scalar(
     name="Upload", serialize=DEFAULT_SCALAR_REGISTRY[PyUpload].serialize,
     parse_value=DEFAULT_SCALAR_REGISTRY[PyUpload].parse_value,

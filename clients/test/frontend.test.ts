@@ -101,23 +101,26 @@ test("order book, trades and ticker subscriptions see a trade placed over HTTP; 
   const mine = new Subscription(client, MyOrderUpdatesDocument);
   const snapshot = await book.next((b) => b.orderBook.snapshot);
   assert.equal(snapshot.orderBook.marketId, MARKET_ID);
+  // the trades stream starts with the latest trades (none yet) and the market's trade sequence
+  const before = await trades.next((t) => t.trades.snapshot);
+  assert.deepEqual(before.trades.trades, []);
+  await ticker.next(); // the ticker now
 
-  // Subscriptions start asynchronously on the server: trade until the trade stream has delivered one.
-  let trade = null;
-  for (let attempt = 0; attempt < 10 && trade === null; attempt++) {
-    const sell = await seller.request(PlaceOrderDocument, {
-      input: { marketId: MARKET_ID, side: "SELL", type: "LIMIT", quantity: "2", price: "1.50" } });
-    assert.equal(sell.placeOrder.status, "NEW");
-    const buy = await buyer.request(PlaceOrderDocument, {
-      input: { marketId: MARKET_ID, side: "BUY", type: "LIMIT", quantity: "2", price: "1.50" } });
-    assert.equal(buy.placeOrder.status, "FILLED");
-    trade = await trades.next(() => true, 2_000).catch(() => null);
-  }
-  assert.ok(trade, "no trade on the trades subscription");
-  assert.equal(trade.trades.price, "1.5");
-  assert.equal(trade.trades.quantity, "2");
-  assert.equal(trade.trades.takerSide, "BUY");
-  assert.match(trade.trades.createdAt, DATE_TIME);
+  const sell = await seller.request(PlaceOrderDocument, {
+    input: { marketId: MARKET_ID, side: "SELL", type: "LIMIT", quantity: "2", price: "1.50" } });
+  assert.equal(sell.placeOrder.status, "NEW");
+  const buy = await buyer.request(PlaceOrderDocument, {
+    input: { marketId: MARKET_ID, side: "BUY", type: "LIMIT", quantity: "2", price: "1.50" } });
+  assert.equal(buy.placeOrder.status, "FILLED");
+  const update = await trades.next((t) => !t.trades.snapshot);
+  assert.equal(update.trades.sequence, before.trades.sequence + 1);
+  const trade = update.trades.trades[0];
+  assert.ok(trade && update.trades.trades.length === 1);
+  assert.equal(trade.sequence, update.trades.sequence);
+  assert.equal(trade.price, "1.5");
+  assert.equal(trade.quantity, "2");
+  assert.equal(trade.takerSide, "BUY");
+  assert.match(trade.createdAt, DATE_TIME);
   const tick = await ticker.next((t) => t.ticker.last === "1.5");
   assert.match(tick.ticker.volume24h, DECIMAL);
   const later = await book.next((b) => b.orderBook.sequence > snapshot.orderBook.sequence);
