@@ -27,6 +27,7 @@ def build_scheduler() -> Scheduler:
     s.add("close_due_offerings", 5.0)
     s.add("reconcile_identity_registries", 10.0)
     s.add("refresh_platform_kpis", 30.0)  # resolvers/reports/kpis.py: REFRESH_S
+    s.add("checkpoint_cap_tables", 60.0)  # resolvers/reports/checkpoints.py: CHECKPOINT_INTERVAL_S
     for spec in all_chains():
         s.add("sweep_deposits", 30.0, spec.chain_id)
     return s

@@ -13,5 +13,6 @@ from models import withdrawals  # noqa: F401
 from models import issuance  # noqa: F401
 from models import oauth  # noqa: F401
 from models import privacy  # noqa: F401
+from models import reports  # noqa: F401
 
 __all__ = ["Base"]

@@ -57,7 +57,8 @@ class CapTable:
     total_amount: Decimal
     holder_count: int = strawberry.field(description="Every holder with a non-zero balance (holders may be cut by first).")
     computed_by: str = strawberry.field(description=(
-        "FORWARD (transfers up to the block) or REVERSE (current holdings minus later transfers): the cheaper one."))
+        "FORWARD (transfers up to the block), REVERSE (current holdings minus later transfers) or CHECKPOINT (stored "
+        "balances at an earlier finalized block plus the transfers since): the cheapest."))
     holders: list[CapTableHolder] = strawberry.field(description="Largest balance first, then by address.")
     _table: strawberry.Private[caps.CapTable]
 

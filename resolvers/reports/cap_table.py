@@ -13,8 +13,10 @@ How balances at block N are computed, in one SQL statement (one snapshot, so a r
   index ix_token_transfers_token_block, chain_id/token/block range): cost ~ transfers up to N;
 - REVERSE: the holdings table (the balances at the indexed block) minus every transfer after N: cost ~ holders +
   transfers after N. A recent block on a long history reads a few rows instead of the whole history.
-The cheaper one is chosen from bounded counts of transfers before/after N (index-only, at most PROBE_LIMIT rows
-each). Both give the same rows (tests/reports/test_cap_table_anvil.py checks both against balanceOf at every block).
+- CHECKPOINT: the balances stored at the nearest checkpoint at or below N (resolvers/reports/checkpoints.py: every
+  CHECKPOINT_EVERY transfers, at finalized blocks) plus the transfers since: cost ~ holders + at most that many.
+The cheapest is chosen from bounded index-only counts (`choose_strategy`). All give the same rows
+(tests/reports/test_cap_table_anvil.py checks each against balanceOf at every block).
 
 A date is resolved to the last stored block at or before it (index ix_blocks_chain_timestamp): the indexer keeps
 every block that has an event, so no transfer lies between that block and the date. A block above the token's
@@ -59,6 +61,7 @@ class IdentityLevel(str, enum.Enum):
 class Strategy(str, enum.Enum):
     FORWARD = "FORWARD"
     REVERSE = "REVERSE"
+    CHECKPOINT = "CHECKPOINT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +150,8 @@ _BLOCK_TIME = "SELECT timestamp FROM blocks WHERE chain_id = $1 AND number = $2"
 
 _FINALIZED = "SELECT finalized_block FROM indexer_cursors WHERE chain_id = $1"
 
-# Bounded counts (index-only): the transfers up to the block (at most PROBE_LIMIT), then the holders and the later
-# transfers, each at most that many: REVERSE can only win when both are fewer, so neither count reads further.
+# Bounded counts (index-only), each reading at most $4 rows: REVERSE's or FORWARD's or CHECKPOINT's rows can only
+# win when fewer than the best found so far, so no count reads further than that.
 _PROBE_BEFORE = """
 SELECT count(*) FROM (SELECT 1 FROM token_transfers WHERE chain_id = $1 AND token_address = $2
                       AND block_number <= $3 LIMIT $4) b"""
@@ -156,6 +159,13 @@ _PROBE_AFTER = """
 SELECT (SELECT count(*) FROM (SELECT 1 FROM holdings WHERE chain_id = $1 AND token_address = $2 LIMIT $4) h)
      + (SELECT count(*) FROM (SELECT 1 FROM token_transfers WHERE chain_id = $1 AND token_address = $2
                               AND block_number > $3 LIMIT $4) a)"""
+_PROBE_SINCE = """
+SELECT count(*) FROM (SELECT 1 FROM token_transfers WHERE chain_id = $1 AND token_address = $2
+                      AND block_number > $5 AND block_number <= $3 LIMIT $4) c"""
+_CHECKPOINT_BELOW = """
+SELECT block_number, holders FROM cap_table_checkpoints WHERE chain_id = $1 AND token_address = $2
+  AND block_number <= $3
+ORDER BY block_number DESC LIMIT 1"""
 
 # Each transfer is read once and split into its credit and its debit (LATERAL VALUES), then grouped per address.
 _FORWARD = f"""
@@ -172,6 +182,20 @@ SELECT m.holder, sum(m.delta) AS balance FROM (
     FROM token_transfers t
     CROSS JOIN LATERAL (VALUES (t.to_address, t.value), (t.from_address, -t.value)) AS v(holder, delta)
     WHERE t.chain_id = $1 AND t.token_address = $2 AND t.block_number > $3
+) m
+WHERE m.holder <> '{ZERO_ADDRESS}'
+GROUP BY m.holder HAVING sum(m.delta) <> 0"""
+
+# the checkpoint's balances ($4) plus the transfers after it, up to the block
+_FROM_CHECKPOINT = f"""
+SELECT m.holder, sum(m.delta) AS balance FROM (
+    SELECT c.holder, c.balance AS delta FROM cap_table_checkpoint_balances c
+    WHERE c.chain_id = $1 AND c.token_address = $2 AND c.block_number = $4
+    UNION ALL
+    SELECT v.holder, v.delta
+    FROM token_transfers t
+    CROSS JOIN LATERAL (VALUES (t.to_address, t.value), (t.from_address, -t.value)) AS v(holder, delta)
+    WHERE t.chain_id = $1 AND t.token_address = $2 AND t.block_number > $4 AND t.block_number <= $3
 ) m
 WHERE m.holder <> '{ZERO_ADDRESS}'
 GROUP BY m.holder HAVING sum(m.delta) <> 0"""
@@ -221,24 +245,55 @@ async def resolve_block(session: AsyncSession, token: TokenInfo, at_block: int |
     return at_block, await conn.fetchval(_BLOCK_TIME, token.chain_id, at_block), indexed
 
 
-async def choose_strategy(session: AsyncSession, token: TokenInfo, block: int, indexed: int) -> Strategy:
-    """REVERSE when holders + transfers after the block are fewer than the transfers up to it. The counts stop at
-    the smaller side (and at PROBE_LIMIT), so choosing costs at most ~3x the cheaper strategy's row count."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    strategy: Strategy
+    checkpoint: int | None = None  # the checkpoint block CHECKPOINT starts from
+
+
+async def checkpoint_below(session: AsyncSession, token: TokenInfo, block: int) -> tuple[int, int] | None:
+    """(block, holders) of the nearest checkpoint at or below `block` (resolvers/reports/checkpoints.py)."""
+    row = await (await pg(session)).fetchrow(_CHECKPOINT_BELOW, token.chain_id, token.address, block)
+    return None if row is None else (int(row["block_number"]), int(row["holders"]))
+
+
+async def choose_strategy(session: AsyncSession, token: TokenInfo, block: int, indexed: int) -> Plan:
+    """The strategy reading the fewest rows: FORWARD (transfers up to the block), REVERSE (holders + transfers after
+    it) or CHECKPOINT (the nearest checkpoint's holders + the transfers since). Each count stops at the best cost
+    found so far (and at PROBE_LIMIT), so choosing costs at most a few times the chosen strategy's rows."""
     if block >= indexed:
-        return Strategy.REVERSE  # the holdings table as it is
+        return Plan(Strategy.REVERSE)  # the holdings table as it is
     conn = await pg(session)
-    before = int(await conn.fetchval(_PROBE_BEFORE, token.chain_id, token.address, block, PROBE_LIMIT))
-    if before == 0:
-        return Strategy.FORWARD
-    after = int(await conn.fetchval(_PROBE_AFTER, token.chain_id, token.address, block, before))
-    if before >= PROBE_LIMIT and after >= PROBE_LIMIT:  # both sides long: the nearer end of the range
-        return Strategy.REVERSE if indexed - block < block - token.start_block else Strategy.FORWARD
-    return Strategy.REVERSE if after < before else Strategy.FORWARD
+    args = (token.chain_id, token.address, block)
+    candidates: list[tuple[int, int, Plan]] = []
+    bound = PROBE_LIMIT
+    checkpoint = await checkpoint_below(session, token, block)
+    if checkpoint is not None:
+        since = int(await conn.fetchval(_PROBE_SINCE, *args, bound, checkpoint[0]))
+        if since < bound:
+            cost = checkpoint[1] + since
+            candidates.append((cost, 0, Plan(Strategy.CHECKPOINT, checkpoint[0])))
+            bound = max(min(bound, cost), 1)
+    before = int(await conn.fetchval(_PROBE_BEFORE, *args, bound))
+    if before < bound:
+        candidates.append((before, 1, Plan(Strategy.FORWARD)))
+        bound = max(before, 1)
+    after = int(await conn.fetchval(_PROBE_AFTER, *args, bound))
+    if after < bound:
+        candidates.append((after, 2, Plan(Strategy.REVERSE)))
+    if candidates:
+        return min(candidates, key=lambda c: (c[0], c[1]))[2]
+    # no checkpoint and both sides past PROBE_LIMIT: the nearer end of the range
+    return Plan(Strategy.REVERSE if indexed - block < block - token.start_block else Strategy.FORWARD)
 
 
-async def balances_at(session: AsyncSession, token: TokenInfo, block: int, strategy: Strategy) -> dict[str, int]:
-    sql = _FORWARD if strategy is Strategy.FORWARD else _REVERSE
-    rows = await (await pg(session)).fetch(sql, token.chain_id, token.address, block)
+async def balances_at(session: AsyncSession, token: TokenInfo, block: int, plan: Plan) -> dict[str, int]:
+    conn = await pg(session)
+    if plan.strategy is Strategy.CHECKPOINT and plan.checkpoint is not None:
+        rows = await conn.fetch(_FROM_CHECKPOINT, token.chain_id, token.address, block, plan.checkpoint)
+    else:
+        sql = _REVERSE if plan.strategy is Strategy.REVERSE else _FORWARD
+        rows = await conn.fetch(sql, token.chain_id, token.address, block)
     return {r["holder"]: int(r["balance"]) for r in rows}
 
 
@@ -279,8 +334,14 @@ async def cap_table(session: AsyncSession, viewer: Viewer, *, chain_id: int, tok
     info = await load_token(session, chain_id, address)
     level = access(viewer, info)
     block, block_time, indexed = await resolve_block(session, info, at_block, at_time, now)
-    strategy = strategy or await choose_strategy(session, info, block, indexed)
-    balances = await balances_at(session, info, block, strategy)
+    if strategy is None:
+        plan = await choose_strategy(session, info, block, indexed)
+    elif strategy is Strategy.CHECKPOINT:  # forced (tests): from the nearest checkpoint, else from the start
+        checkpoint = await checkpoint_below(session, info, block)
+        plan = Plan(Strategy.CHECKPOINT, checkpoint[0]) if checkpoint else Plan(Strategy.FORWARD)
+    else:
+        plan = Plan(strategy)
+    balances = await balances_at(session, info, block, plan)
     finalized = await (await pg(session)).fetchval(_FINALIZED, chain_id)
     total = sum(balances.values())
     ordered = sorted(balances.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -312,4 +373,4 @@ async def cap_table(session: AsyncSession, viewer: Viewer, *, chain_id: int, tok
                                                          who["personal_data"]) if names and cipher is not None else None))
     return CapTable(token=info, at_block=block, at_block_time=block_time, indexed_block=indexed,
                     final=finalized is not None and block <= int(finalized), total_supply=total,
-                    holder_count=len(balances), rows=rows, identity=level, strategy=strategy, names=names)
+                    holder_count=len(balances), rows=rows, identity=level, strategy=plan.strategy, names=names)

@@ -1,9 +1,9 @@
 """The cap table at every past block equals `balanceOf`/`totalSupply` read from the chain at that block.
 
 A token on anvil: identities registered, mints, transfers, a forced transfer and a burn at distinct blocks (a
-minute apart); the real indexer indexes it; then for every block from the deployment to the head the cap table, by
-both strategies, is compared with the contract's views at that block, and at each block's time the table of that
-block comes back.
+minute apart); the real indexer indexes it; checkpoints are written every two transfers; then for every block from
+the first mint to the head the cap table, by each strategy (FORWARD, REVERSE, CHECKPOINT, automatic), is compared
+with the contract's views at that block, and at each block's time the table of that block comes back.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from chains.deploy import transact
 from core.settings import Settings
 from indexer.service import run_indexer
 from resolvers.reports.cap_table import Strategy, cap_table
+from resolvers.reports.checkpoints import write_checkpoints
 from server.viewer import Viewer
 from tests.indexer.conftest import TEST_CONFIG, add_tokens, deploy, idx_db, indexer_template_db, node, wait_synced  # noqa: F401
 
@@ -56,7 +57,7 @@ async def test_cap_table_matches_the_chain_at_every_block(node: AnvilNode, idx_d
         node.rpc("evm_increaseTime", 60)  # a distinct block time for each step (the chain runs ahead of the clock)
         receipt = await transact(fn, sender)
         moved_at.append(receipt["blockNumber"])
-    node.mine(3)
+    node.mine(12)  # every step final (finalized = head - 8): checkpoints may cover all of them
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(indexer_settings, [1], stop=stop, config=TEST_CONFIG))
     try:
@@ -71,6 +72,8 @@ async def test_cap_table_matches_the_chain_at_every_block(node: AnvilNode, idx_d
     engine = create_async_engine(idx_db)
     try:
         async with AsyncSession(engine) as session:
+            written = await write_checkpoints(session, every=2)  # a checkpoint every two transfers
+            assert len(written) == len(steps) // 2
             checked = 0
             for block in range(moved_at[0] - 1, head + 1):  # from the block before the first mint
                 expected = {}
@@ -79,7 +82,7 @@ async def test_cap_table_matches_the_chain_at_every_block(node: AnvilNode, idx_d
                     if balance:
                         expected[w] = balance
                 supply = await token.functions.totalSupply().call(block_identifier=block)
-                for strategy in (Strategy.FORWARD, Strategy.REVERSE, None):
+                for strategy in (Strategy.FORWARD, Strategy.REVERSE, Strategy.CHECKPOINT, None):
                     table = await cap_table(session, viewer, chain_id=1, token=token.address, at_block=block,
                                             strategy=strategy)
                     assert {r.holder: r.balance for r in table.rows} == expected, (block, strategy)

@@ -113,8 +113,11 @@ async def test_the_worker_refreshes_it_on_a_schedule(services, settings) -> None
     from jobs.actors import build_scheduler
     from jobs.reports import refresh_platform_kpis
 
-    assert any(j.actor_name == "refresh_platform_kpis" and j.interval_s == kpis.REFRESH_S
-               for j in build_scheduler().jobs)
+    from resolvers.reports.checkpoints import CHECKPOINT_INTERVAL_S
+
+    jobs = {(j.actor_name, j.interval_s) for j in build_scheduler().jobs}
+    assert ("refresh_platform_kpis", kpis.REFRESH_S) in jobs
+    assert ("checkpoint_cap_tables", CHECKPOINT_INTERVAL_S) in jobs
     context.configure(settings)
     try:
         await refresh_platform_kpis.fn.__wrapped__()  # the async body, against the committed database
