@@ -118,7 +118,9 @@ def asgi_middleware() -> tuple[type, dict[str, Any]] | None:
         return None
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    return OpenTelemetryMiddleware, {"excluded_urls": EXCLUDED_URLS, "tracer_provider": _provider}
+    # no span per ASGI receive/send message: they doubled the spans of every request for nothing a trace shows
+    return OpenTelemetryMiddleware, {"excluded_urls": EXCLUDED_URLS, "tracer_provider": _provider,
+                                     "exclude_spans": ["receive", "send"]}
 
 
 def current_ids() -> tuple[str, str] | None:
