@@ -41,6 +41,7 @@ CLIENT_ID_PREFIX = "rwac"
 SECRET_PREFIX = "rwacs"
 DISPLAY_PREFIX_LEN = 12
 MAX_OVERLAP_S = 30 * 24 * 3600
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def utcnow() -> datetime:
@@ -251,7 +252,11 @@ async def client_credentials(services: Services, client_id: str, client_secret: 
         not_after = int(match.expires_at.timestamp()) if match.expires_at is not None else None
         token, exp = services.keyring.issue(owner.id, list(owner.roles), str(match.id), scopes=scopes,
                                             client_id=client.client_id, not_after=not_after)
-        await session.execute(update(OAuthClient).where(OAuthClient.id == client.id).values(last_used_at=now))
+        # at most once a minute: concurrent token requests of one client would otherwise queue on its row lock
+        await session.execute(update(OAuthClient).where(
+            OAuthClient.id == client.id,
+            or_(OAuthClient.last_used_at.is_(None), OAuthClient.last_used_at < now - LAST_USED_RESOLUTION))
+            .values(last_used_at=now))
         record(session, actor_id=owner.id, action="oauth_client.token", target_type="oauth_client",
                target_id=client.id, request_id=request_id,
                details={"clientId": client.client_id, "scope": " ".join(scopes), "secretPrefix": match.prefix})
