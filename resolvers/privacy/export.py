@@ -3,7 +3,8 @@
 Every table keyed by the user is read whole (`to_jsonb` of each row, so a column added later is exported too) minus
 credentials (password, key and secret digests, the TOTP secret) and the ids of other people: staff who decided on
 the caller's case or withdrawal are named by role ("staff"), a trade names the caller's side, never the
-counterparty, and audit rows by someone else show who acted as `self`/`staff`/`system` only. KYC personal fields
+counterparty, audit rows by someone else show who acted as `self`/`staff`/`system` only, and the caller's own
+actions on other people's objects (a reviewer's decisions) keep the action and time, not the target or details. KYC personal fields
 are decrypted with the caller's own data key; the document is for the caller only (a person's own login: API keys
 and OAuth clients cannot call it). Keys are camelCase, money and token amounts exact strings, as everywhere in the
 API.
@@ -85,7 +86,9 @@ SELECT array_agg(id::text) FROM (
     UNION ALL SELECT id FROM erasure_requests WHERE user_id = :uid) ids"""
 _AUDIT = """
 SELECT jsonb_agg(jsonb_build_object('id', a.id, 'at', a.at, 'action', a.action, 'targetType', a.target_type,
-                 'targetId', a.target_id, 'details', a.details,
+                 -- what the caller did to someone else's object (staff work): the action, not whose or what
+                 'targetId', CASE WHEN a.target_id = ANY(:ids) THEN a.target_id END,
+                 'details', CASE WHEN a.target_id = ANY(:ids) THEN a.details END,
                  'actor', CASE WHEN a.actor_id = :uid THEN 'self' WHEN a.actor_id IS NULL THEN 'system'
                                ELSE 'staff' END) ORDER BY a.id)
 FROM audit_log a WHERE a.actor_id = :uid OR a.target_id = ANY(:ids)"""

@@ -96,6 +96,11 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(gq
                                              client_id="rwac_test")
     refused = await gql(EXPORT, token=client_token)
     assert gql.error_code(refused) == "FORBIDDEN"
+    # the reviewer's export shows that they approved a case, not whose, nor the details
+    staff = ok(await gql(EXPORT, token=compliance.token))["exportMyData"]
+    [approval] = [r for r in staff["auditLog"] if r["action"] == "kyc.approve"]
+    assert approval["actor"] == "self" and approval["targetId"] is None and approval["details"] is None
+    assert case_id not in str(staff) and str(alice.id) not in str(staff)
     bobs = ok(await gql(EXPORT, token=bob.token))["exportMyData"]
     assert bobs["kyc"]["personalDetails"] is None and PERSONAL["fullName"] not in str(bobs)
     assert bobs["trades"][0]["side"] == "BUY" and str(alice.id) not in str(bobs)
