@@ -148,8 +148,13 @@ def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations (idempotent)."""
-    with runtime(migrate=True):
+    """Apply database migrations (idempotent). Refuses to run while another migration holds the migration lock
+    (exit 5); a DDL waiting longer than MIGRATION_LOCK_TIMEOUT_S for a table lock aborts it with nothing applied
+    (exit 6)."""
+    from cli.runtime import migrate_exclusive
+
+    with runtime(migrate=False) as settings:
+        migrate_exclusive(settings)
         err.print("[green]database is at the latest migration[/]")
 
 

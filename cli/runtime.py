@@ -72,8 +72,10 @@ def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Setti
             os.environ.setdefault("RWA_DATA_DIR", str(data_dir))
             get_settings.cache_clear()
             settings = get_settings()
-        if migrate:
+        if migrate and settings.migrate_at_start:
             migrate_or_fail(settings.database_url or "")
+        elif migrate:  # production: the `rwa migrate` Job migrates; a release never runs on a schema behind it
+            require_schema_at_head(settings.database_url or "")
         yield settings
 
 
@@ -102,13 +104,15 @@ def check_secrets(settings: Settings) -> None:
             raise fail(f"cannot use the data dir {settings.data_dir!r}: {exc.strerror or exc}", 3)
 
 
-def migrate_or_fail(database_url: str) -> None:
-    """Apply migrations; an unusable DATABASE_URL (unparseable, not PostgreSQL, unreachable, refused) is one
-    line on stderr and a non-zero exit, not a traceback."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, DBAPIError
+# exit codes of the migration paths (README "Deploying")
+EXIT_SCHEMA_BEHIND = 4  # a command that does not migrate found the database behind this release
+EXIT_MIGRATION_BUSY = 5  # `rwa migrate`: another migration holds the migration lock
+EXIT_MIGRATION_TIMEOUT = 6  # `rwa migrate`: a DDL waited longer than MIGRATION_LOCK_TIMEOUT_S (nothing applied)
 
-    from core.migrate import upgrade_sync
+
+def _check_url(database_url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         driver = make_url(database_url).drivername
@@ -116,6 +120,85 @@ def migrate_or_fail(database_url: str) -> None:
         driver = ""
     if driver != "postgresql+asyncpg":
         raise fail("DATABASE_URL must be a postgresql+asyncpg://user:pass@host:5432/db URL", 2)
+
+
+def require_schema_at_head(database_url: str) -> None:
+    """With MIGRATE_ON_START off: refuse to start on a database behind this release's migrations (exit 4). A database
+    ahead of it (a newer release migrated it: a rollback) is accepted with a warning: migrations are expand-only
+    (docs/runbooks/deploy-and-rollback.md)."""
+    import asyncio
+
+    import asyncpg
+
+    from core.migrate import current_revisions, head_revisions, schema_state
+
+    _check_url(database_url)
+    try:
+        current = asyncio.run(current_revisions(database_url))
+    except OSError as exc:
+        raise fail(f"cannot reach the database: {exc}", 3)
+    except asyncpg.PostgresError as exc:
+        raise fail(f"the database refused the connection: {exc}", 3)
+    state = schema_state(current)
+    if state == "behind":
+        raise fail(f"the database schema is at {', '.join(sorted(current)) or 'no revision (empty)'}, this release needs "
+                   f"{', '.join(sorted(head_revisions()))}: run `rwa migrate` (the rwa-migrate Job) first, or set "
+                   "MIGRATE_ON_START=true to migrate on start", EXIT_SCHEMA_BEHIND)
+    if state == "ahead":
+        log.warning("database schema %s is newer than this release (%s): running on it (rollback)",
+                    ",".join(sorted(current)), ",".join(sorted(head_revisions())))
+
+
+def migrate_exclusive(settings: Settings) -> None:
+    """`rwa migrate`: refuse at once when another migration holds the lock (exit 5), and bound every DDL's wait for
+    a table lock (MIGRATION_LOCK_TIMEOUT_S, exit 6 with nothing applied) and its run time
+    (MIGRATION_STATEMENT_TIMEOUT_S)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from core.migrate import MigrationBusy, upgrade_sync
+
+    database_url = settings.database_url or ""
+    _check_url(database_url)
+    try:
+        upgrade_sync(database_url, exclusive=True, lock_timeout_s=settings.migration_lock_timeout_s,
+                     statement_timeout_s=settings.migration_statement_timeout_s)
+    except MigrationBusy as exc:
+        raise fail(f"{exc}: not migrating; wait for it to finish and run `rwa migrate` again", EXIT_MIGRATION_BUSY)
+    except OSError as exc:
+        raise fail(f"cannot reach the database: {exc}", 3)
+    except DBAPIError as exc:
+        sqlstate = _sqlstate(exc)
+        if sqlstate == "55P03":  # lock_not_available: lock_timeout
+            raise fail(f"a migration waited more than MIGRATION_LOCK_TIMEOUT_S={settings.migration_lock_timeout_s:g} s "
+                       "for a table lock (a long transaction holds the table); nothing was applied. Retry when the "
+                       "table is quiet, or raise MIGRATION_LOCK_TIMEOUT_S", EXIT_MIGRATION_TIMEOUT)
+        if sqlstate == "57014":  # query_canceled: statement_timeout
+            raise fail(f"a migration statement ran longer than MIGRATION_STATEMENT_TIMEOUT_S="
+                       f"{settings.migration_statement_timeout_s:g} s; nothing was applied", EXIT_MIGRATION_TIMEOUT)
+        if sqlstate is None or sqlstate.startswith(("08", "28", "3D")):  # connection, auth, unknown database
+            raise fail(f"the database refused the connection: {exc.orig}", 3)
+        raise
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        for attr in ("sqlstate", "pgcode"):
+            value = getattr(seen, attr, None)
+            if isinstance(value, str):
+                return value
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+def migrate_or_fail(database_url: str) -> None:
+    """Apply migrations; an unusable DATABASE_URL (unparseable, not PostgreSQL, unreachable, refused) is one
+    line on stderr and a non-zero exit, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from core.migrate import upgrade_sync
+
+    _check_url(database_url)
     try:
         upgrade_sync(database_url)
     except OSError as exc:

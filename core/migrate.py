@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -18,14 +19,33 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def _run(database_url: str, step: str, revision: str) -> None:
-    """Run an alembic command (`upgrade` / `downgrade`) on an async connection (env.py takes the advisory lock)."""
-    engine = create_async_engine(database_url)
+MIGRATION_LOCK_ID = 7_261_001  # the advisory lock migrations/env.py holds while it migrates
+
+
+class MigrationBusy(Exception):
+    """Another session holds the migration lock (another `rwa migrate`, or a process migrating on start)."""
+
+    def __init__(self, holder: dict[str, Any] | None) -> None:
+        self.holder = holder or {}
+        who = ", ".join(f"{k} {v}" for k, v in self.holder.items() if v not in (None, "")) or "unknown session"
+        super().__init__(f"another migration is running ({who})")
+
+
+async def _run(database_url: str, step: str, revision: str, *, exclusive: bool = False,
+               lock_timeout_s: float = 0, statement_timeout_s: float = 0) -> None:
+    """Run an alembic command (`upgrade` / `downgrade`) on an async connection (env.py takes the advisory lock:
+    waiting for it, or with `exclusive` refusing with MigrationBusy when another session holds it). Timeouts in
+    seconds (0: none) apply to every statement of the migration: a DDL waiting longer than lock_timeout for a table
+    lock fails (the whole upgrade is one transaction: nothing is applied) instead of queueing every query on that
+    table behind it."""
+    engine = create_async_engine(database_url, connect_args={"server_settings": {"application_name": "rwa-migrate"}})
     try:
         async with engine.connect() as conn:
             def _command(sync_conn):  # type: ignore[no-untyped-def]
                 cfg = alembic_config()
-                cfg.attributes["connection"] = sync_conn
+                cfg.attributes.update(connection=sync_conn, try_lock=exclusive,
+                                      lock_timeout_ms=int(lock_timeout_s * 1000),
+                                      statement_timeout_ms=int(statement_timeout_s * 1000))
                 getattr(command, step)(cfg, revision)
             await conn.run_sync(_command)
             await conn.commit()
@@ -33,16 +53,55 @@ async def _run(database_url: str, step: str, revision: str) -> None:
         await engine.dispose()
 
 
-async def upgrade(database_url: str, revision: str = "heads") -> None:
-    await _run(database_url, "upgrade", revision)
+async def upgrade(database_url: str, revision: str = "heads", **options: Any) -> None:
+    await _run(database_url, "upgrade", revision, **options)
 
 
 async def downgrade(database_url: str, revision: str = "base") -> None:
     await _run(database_url, "downgrade", revision)
 
 
-def upgrade_sync(database_url: str, revision: str = "heads") -> None:
-    asyncio.run(upgrade(database_url, revision))
+def upgrade_sync(database_url: str, revision: str = "heads", **options: Any) -> None:
+    asyncio.run(upgrade(database_url, revision, **options))
+
+
+def head_revisions() -> set[str]:
+    """The heads of this release's migration scripts."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+async def current_revisions(database_url: str) -> set[str]:
+    """The revisions stamped in the database (empty: never migrated)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
+            return set()
+        return {r[0] for r in await conn.fetch("SELECT version_num FROM alembic_version")}
+    finally:
+        await conn.close()
+
+
+def schema_state(current: set[str]) -> str:
+    """``at head`` | ``behind`` (migrations of this release not applied) | ``ahead`` (the database carries a
+    revision this release does not know: a newer release migrated it, e.g. during a rollback)."""
+    heads = head_revisions()
+    if current == heads:
+        return "at head"
+    if current - known_revisions():
+        return "ahead"
+    return "behind"
 
 
 async def autogenerate(message: str, rev_id: str, admin_url: str) -> None:

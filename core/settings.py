@@ -205,12 +205,35 @@ class Settings(BaseSettings):
     # supervisor's live workers against it
     serve_workers: int = Field(0, alias="RWA_SERVE_WORKERS", ge=0)
 
+    # ops ports (README "Deploying"): interface of every process's ops port (/metrics, /healthz, /readyz), loopback
+    # unless told (0.0.0.0 in the image)
+    ops_host: str = Field("127.0.0.1", alias="RWA_OPS_HOST")
+    # ops port of `rwa serve` (metrics of all its workers; 0: off) and of `rwa worker`
+    api_metrics_port: int = Field(9100, alias="RWA_API_METRICS_PORT", ge=0, le=65535)
+    worker_metrics_port: int = Field(9103, alias="RWA_WORKER_METRICS_PORT", ge=0, le=65535)
+    # also serve /metrics on the public API port (off: metrics live on the ops port only)
+    metrics_on_api_port: bool = Field(False, alias="METRICS_ON_API_PORT")
+
+    # migrations at start: on outside production; off in production, where the `rwa migrate` Job runs them and the
+    # others refuse a schema behind
+    migrate_on_start: bool | None = Field(None, alias="MIGRATE_ON_START")
+    # `rwa migrate`: how long a DDL statement may wait for a table lock (0: no limit) and may run (0: no limit)
+    migration_lock_timeout_s: float = Field(10.0, alias="MIGRATION_LOCK_TIMEOUT_S", ge=0)
+    migration_statement_timeout_s: float = Field(0.0, alias="MIGRATION_STATEMENT_TIMEOUT_S", ge=0)
+    # peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's forwarded_allow_ips: comma-separated
+    # IPs or CIDRs, "*" for any); others' headers are ignored, so the login rate limit keys on the real client
+    forwarded_allow_ips: str = Field("127.0.0.1", alias="FORWARDED_ALLOW_IPS")
+
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
 
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def migrate_at_start(self) -> bool:
+        return (not self.is_production) if self.migrate_on_start is None else self.migrate_on_start
 
     @property
     def allowed_origins(self) -> list[str]:
