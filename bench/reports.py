@@ -1,5 +1,5 @@
 """Reports on a large seeded database: the cap table at past blocks (FORWARD vs REVERSE vs the automatic choice, and
-at a date) and the dashboard KPIs (computing the snapshot vs one poll), with EXPLAIN ANALYZE of each statement.
+at a date; then with checkpoints written: CHECKPOINT vs automatic) and the dashboard KPIs (computing the snapshot vs one poll), with EXPLAIN ANALYZE of each statement.
 
     .venv/bin/python -m bench.reports [--transfers 1000000] [--holders 10000] [--trades 1000000] [--assets 100000]
                                       [--payments 200000] [--reseed]
@@ -196,6 +196,25 @@ async def bench_cap_table(url: str) -> None:
             ms, table = await timed(lambda: caps.cap_table(session, viewer, chain_id=1, token=TOKEN, at_time=when,
                                                            limit=1000))
             print(f"  at a date (block {table.at_block:,}): {ms:.1f} ms, {table.strategy.value}")
+            from resolvers.reports.checkpoints import CHECKPOINT_EVERY, write_checkpoints
+
+            await (await session.connection()).exec_driver_sql(
+                "TRUNCATE cap_table_checkpoints, cap_table_checkpoint_balances")
+            await session.commit()
+            started = time.perf_counter()
+            written = await write_checkpoints(session)
+            took = (time.perf_counter() - started) * 1000
+            print(f"  writing {len(written)} checkpoints (every {CHECKPOINT_EVERY:,} transfers): {took:,.0f} ms "
+                  f"({took / max(len(written), 1):,.0f} ms each)")
+            print(f"  {'block':>10} {'CHECKPOINT':>10} {'auto':>9}  chose")
+            for frac in (0.01, 0.5, 0.9, 0.99):
+                block = max(int(last * frac), 1)
+                ms_ck, _ = await timed(lambda b=block: caps.cap_table(  # type: ignore[misc]
+                    session, viewer, chain_id=1, token=TOKEN, at_block=b, strategy=caps.Strategy.CHECKPOINT,
+                    limit=1000))
+                ms_auto, table = await timed(lambda b=block: caps.cap_table(  # type: ignore[misc]
+                    session, viewer, chain_id=1, token=TOKEN, at_block=b, limit=1000))
+                print(f"  {block:>10,} {ms_ck:>10.1f} {ms_auto:>9.1f}  {table.strategy.value}")
             info = await caps.load_token(session, 1, TOKEN)
             ms, _ = await timed(lambda: caps.choose_strategy(session, info, int(last * 0.5), last))
             print(f"  choosing the strategy alone (bounded counts, limit {caps.PROBE_LIMIT:,}): {ms:.1f} ms")
@@ -299,6 +318,10 @@ async def main() -> None:
     if args.reseed or not exists:
         url = await create_database(BENCH_DB)
         await seed(url, args)
+    else:
+        from core.migrate import upgrade
+
+        await upgrade(url)  # a database seeded before the latest migrations
     print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     if not args.only_kpis:
         await bench_cap_table(url)
