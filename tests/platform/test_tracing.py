@@ -157,3 +157,45 @@ def test_no_endpoint_installs_nothing() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+async def test_outgoing_rpc_call_is_a_client_span_and_carries_the_trace(spans) -> None:  # type: ignore[no-untyped-def]
+    """httpx calls (JSON-RPC to the nodes, webhook deliveries) are spans of the caller's trace, and the node
+    receives the trace context (W3C traceparent)."""
+    import http.server
+    import threading
+
+    from chains.rpc import RpcClient
+
+    received: list[str | None] = []
+
+    class Node(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            received.append(self.headers.get("traceparent"))
+            reply = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x2a"}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Node)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = RpcClient([f"http://127.0.0.1:{server.server_address[1]}"], max_retries=0)
+        tracer = trace.get_tracer("test", tracer_provider=tracing._provider)
+        with tracer.start_as_current_span("index step") as parent:
+            assert await client.call("eth_blockNumber") == "0x2a"
+        await client.aclose()
+    finally:
+        server.shutdown()
+        server.server_close()
+    calls = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT and s.name.startswith("POST")]
+    assert len(calls) == 1 and calls[0].context.trace_id == parent.get_span_context().trace_id
+    trace_hex = _hex(parent.get_span_context().trace_id)
+    assert received and received[0] is not None and received[0].split("-")[1] == trace_hex
