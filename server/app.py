@@ -17,7 +17,7 @@ from schema import build_schema
 from server.graphql_view import GraphQLView
 from server.health import healthz, metrics, readyz
 from server.cors import OriginGatedCORS
-from server.middleware import RequestContextMiddleware
+from server.middleware import GraphQLFastPath, RequestContextMiddleware
 from server.reports_http import report_routes
 from server.oauth_token import token_endpoint
 
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     app.state.schema = schema
+    app.add_middleware(GraphQLFastPath, view=view)  # innermost: see server/middleware.py
     if settings.allowed_origins:  # inside RequestContextMiddleware: preflight answers get the security headers too
         app.add_middleware(OriginGatedCORS, allow_origins=settings.allowed_origins, allow_methods=CORS_METHODS,
                            allow_headers=CORS_HEADERS, expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
