@@ -14,7 +14,8 @@ compliance gate (resolvers/trading/gate.py), in this order:
 
 Order value = quantity x the order's price: its limit price, a MARKET buy's cap, a MARKET sell's floor (else the
 band's low edge, else the last trade). The daily counter (investor_daily_notional) adds the value of what an order
-filled or left resting; canceling or expiring a resting order gives its remainder back.
+filled or left resting; canceling or expiring a resting order gives its remainder back (a GTD order that a taker
+finds expired while matching keeps it counted: conservative).
 
 Position (buys only) = the token balance of all the investor's linked wallets (indexed) + incoming settlement legs
 not yet indexed + open buys in every market of the token; it is read under a second advisory lock per
