@@ -204,3 +204,22 @@ async def test_leftovers_not_released_after_the_close_are_released_by_the_first_
     assert {r.state for r in rows.values()} == {SubscriptionState.SETTLED} and len(subs) == 2
     assert [await _cash(sf, t.user_id, m.quote) for t in traders] == \
         [ledger.Balance(m.quote, Decimal(920), Decimal(0)), ledger.Balance(m.quote, Decimal(930), Decimal(0))]
+
+
+async def test_the_scheduled_close_allocates_and_releases_the_leftovers(sf) -> None:  # type: ignore[no-untyped-def]
+    from jobs.offerings import close_due
+    from models.issuance import Offering, OfferingState
+
+    m, _, oid, traders = await _offering(sf, AllocationRule.PRO_RATA, "150", 2)
+    for t, amount in zip(traders, ("100", "105")):
+        await _subscribe(sf, oid, t.user_id, amount)
+    async with sf() as s:
+        await s.execute(update(Offering).where(Offering.id == oid).values(
+            closes_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        await s.commit()
+    assert await close_due(sf) >= 1
+    async with sf() as s:
+        assert (await offerings.locked(s, oid)).state is OfferingState.ALLOCATED
+    # allocated cash stays reserved until the mint settles; the rest is back at once
+    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == \
+        [ledger.Balance(m.quote, Decimal(920), Decimal(80)), ledger.Balance(m.quote, Decimal(930), Decimal(70))]
