@@ -30,6 +30,7 @@ from resolvers.assets.validation import trim
 from schema.documents import AssetDocument
 from schema.fast_executor import NOT_LOADED, PREFETCHED
 from schema.pagination import Connection
+from schema.lookups import found
 from schema.permissions import authenticated, requires
 from schema.tokens import Token
 
@@ -241,10 +242,12 @@ class TokenizationResult:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated())
-    async def asset(self, info: Info, id: uuid.UUID) -> Asset:
+    @strawberry.field(extensions=authenticated(),
+                      description="An asset; null when missing or not visible to the caller.")
+    async def asset(self, info: Info, id: uuid.UUID) -> Asset | None:
         async with db_lock(info.context):
-            return Asset.from_row(await asset_rules.get_asset_row(info.context, id))
+            row = await found(asset_rules.get_asset_row(info.context, id))
+        return None if row is None else Asset.from_row(row)
 
     @strawberry.field(extensions=authenticated(), description="Assets visible to the caller; keyset-paginated.")
     async def assets(self, info: Info, filter: AssetFilter | None = None,

@@ -23,6 +23,7 @@ from models.assets import DocumentKind as DocumentKindModel
 from models.identity import Role
 from resolvers.assets import documents
 from resolvers.assets.documents import DocumentRow
+from schema.lookups import found
 from schema.permissions import authenticated, requires
 
 DocumentKind = strawberry.enum(DocumentKindModel)
@@ -54,9 +55,13 @@ class DocumentContent:
 @strawberry.type
 class Query:
     @strawberry.field(extensions=authenticated(),
-                      description="Download a document. Fails with CONFLICT if the stored bytes no longer match.")
-    async def document_content(self, info: Info, id: uuid.UUID) -> DocumentContent:
-        row, data = await documents.download(info.context, id)
+                      description=("Download a document; null when missing or not visible. Fails with CONFLICT if "
+                                   "the stored bytes no longer match."))
+    async def document_content(self, info: Info, id: uuid.UUID) -> DocumentContent | None:
+        got = await found(documents.download(info.context, id))
+        if got is None:
+            return None
+        row, data = got
         return DocumentContent(document=AssetDocument.from_row(row), content_base64=base64.b64encode(data).decode())
 
 

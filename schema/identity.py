@@ -12,6 +12,7 @@ from models.identity import Role as RoleModel
 from models.identity import User as UserModel
 from resolvers.identity import accounts, mfa_flows
 from resolvers.identity.sessions import IssuedSession
+from schema.lookups import found
 from schema.permissions import authenticated, requires
 
 Role = strawberry.enum(RoleModel, description="What a user may do; ADMIN grants and revokes roles.")
@@ -102,10 +103,12 @@ class Query:
     async def me(self, info: Info) -> User:
         return User.from_model(await accounts.get_profile(info.context, info.context.viewer.require_user()))
 
-    @strawberry.field(extensions=requires(RoleModel.ADMIN, RoleModel.COMPLIANCE), description="Any user, for staff.")
-    async def user(self, info: Info, id: uuid.UUID) -> User:
+    @strawberry.field(extensions=requires(RoleModel.ADMIN, RoleModel.COMPLIANCE),
+                      description="Any user, for staff; null when there is none with this id.")
+    async def user(self, info: Info, id: uuid.UUID) -> User | None:
         session = await info.context.session()
-        return User.from_model(await accounts.get_user(session, id))
+        model = await found(accounts.get_user(session, id))
+        return None if model is None else User.from_model(model)
 
 
 @strawberry.type

@@ -34,6 +34,7 @@ from models.trading import OrderStatus, OrderType, Side, TimeInForce
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data
 from resolvers.trading.orders import OrderView
+from schema.lookups import found
 from schema.permissions import authenticated, public_market_data
 from schema.sharing import PRIVATE, SHARED, SHARED_WITH_SNAPSHOT
 from core.errors import BadUserInput
@@ -157,9 +158,10 @@ def _drain(events: Any) -> Any:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=public_market_data(), description="A market's ticker now (as the subscription's first message).")
-    async def ticker(self, info: Info, market_id: uuid.UUID) -> Ticker:
-        return await _ticker(info, market_id)
+    @strawberry.field(extensions=public_market_data(), description=(
+        "A market's ticker now (as the subscription's first message); null for an unknown market."))
+    async def ticker(self, info: Info, market_id: uuid.UUID) -> Ticker | None:
+        return await found(_ticker(info, market_id))
 
 
 @strawberry.type

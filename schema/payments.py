@@ -29,6 +29,7 @@ from models.payments import WebhookEndpoint as WebhookEndpointModel
 from resolvers.payments import intents, notify, refunds, report, webhooks
 from resolvers.payments.report import plain
 from schema.pagination import Connection
+from schema.lookups import found
 from schema.permissions import authenticated, requires
 from schema.scalars import BigInt
 from schema.sharing import PRIVATE
@@ -203,11 +204,13 @@ class Query:
                                            before=before)
         return Connection.from_page(page, Payment.from_model)
 
-    @strawberry.field(extensions=authenticated(), description="One payment: its owner's, or any for ADMIN/COMPLIANCE.")
-    async def payment(self, info: Info, id: uuid.UUID) -> Payment:
+    @strawberry.field(extensions=authenticated(), description=(
+        "One payment: its owner's, or any for ADMIN/COMPLIANCE; null when missing or not visible."))
+    async def payment(self, info: Info, id: uuid.UUID) -> Payment | None:
         viewer = info.context.viewer
-        return Payment.from_model(await intents.get_visible(await info.context.session(), id, viewer.require_user(),
-                                                            _staff(info)))
+        model = await found(intents.get_visible(await info.context.session(), id, viewer.require_user(),
+                                                _staff(info)))
+        return None if model is None else Payment.from_model(model)
 
     @strawberry.field(extensions=requires(*STAFF), description=(
         "Totals per state, method, currency and chain of the payments created in [from, to)."))

@@ -16,6 +16,7 @@ from resolvers.assets.loaders import db_lock, loader
 from resolvers.assets.token_reads import TokenRow
 from schema.chain import TokenHolding, TokenTransfer, holdings_connection, transfers_connection
 from schema.pagination import Connection
+from schema.lookups import found
 from schema.permissions import authenticated
 from schema.scalars import BigInt
 
@@ -73,8 +74,10 @@ class Token:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(), description="A token by id, or by chainId and address.")
+    @strawberry.field(extensions=authenticated(), description=(
+        "A token by id, or by chainId and address; null when there is none."))
     async def token(self, info: Info, id: uuid.UUID | None = None, chain_id: int | None = None,
-                    address: str | None = None) -> Token:
+                    address: str | None = None) -> Token | None:
         async with db_lock(info.context) as session:
-            return Token.from_row(await token_reads.get_token(session, id, chain_id, address))
+            row = await found(token_reads.get_token(session, id, chain_id, address))
+        return None if row is None else Token.from_row(row)

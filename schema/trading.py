@@ -28,6 +28,7 @@ from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data, markets, orders, settlement
 from schema.pagination import Connection
+from schema.lookups import found
 from schema.permissions import authenticated, public_market_data, requires
 
 MarketStatus = strawberry.enum(MarketStatusModel)
@@ -200,10 +201,11 @@ class Query:
         return [Market.of(m) for m in await markets.list_markets(session, status)]
 
     @strawberry.field(extensions=public_market_data(),
-                      description="Top `depth` price levels per side, with the sequence.")
-    async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> OrderBook:
+                      description="Top `depth` price levels per side, with the sequence; null for an unknown market.")
+    async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> OrderBook | None:
         check_depth(depth)
-        return book_of(await market_data.book_snapshot(await info.context.session(), market_id, depth))
+        snap = await found(market_data.book_snapshot(await info.context.session(), market_id, depth))
+        return None if snap is None else book_of(snap)
 
     @strawberry.field(extensions=public_market_data(), description="A market's trades, newest first.")
     async def trades(self, info: Info, market_id: uuid.UUID, first: int | None = None, after: str | None = None,

@@ -79,6 +79,7 @@ test("asset list pages with cursors; asset detail with BigInt supply", async () 
   assert.notEqual(second.assets.edges[0]?.node.id, first.assets.edges[0]?.node.id);
 
   const { asset } = await buyer.request(AssetDetailDocument, { id: ASSET_ID });
+  assert.ok(asset, "a visible asset (lookups are null when missing or hidden)");
   assert.equal(asset.id, ASSET_ID);
   assert.match(asset.createdAt, DATE_TIME);
   const token = asset.tokens[0];

@@ -187,12 +187,14 @@ async def test_any_socket_is_closed_when_its_token_expires(server, database_url,
     async with httpx.AsyncClient(timeout=30) as http:
         payment = (await graphql(http, url, create, {"k": uuid.uuid4().hex}, long_token))["data"]["createPayment"]
     updates = "subscription($p: UUID!) { paymentUpdates(id: $p) { state } }"
-    trades = "subscription($m: UUID!) { trades(marketId: $m) { id } }"
+    trades = "subscription($m: UUID!) { trades(marketId: $m) { sequence snapshot } }"
     started = time.monotonic()
     async with socket(url, short_token, updates, {"p": payment["id"]}) as mine, \
             socket(url, short_token, trades, {"m": str(m.market_id)}) as market, \
             socket(url, long_token, trades, {"m": str(m.market_id)}) as lasting:
         assert (await mine.recv(10))["payload"]["data"]["paymentUpdates"]["state"] == "AWAITING_FUNDS"
+        for sock in (market, lasting):  # the trades stream starts with its snapshot
+            assert (await sock.recv(10))["payload"]["data"]["trades"]["snapshot"] is True
         for sock in (mine, market):
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 extra = await sock.recv(15)
