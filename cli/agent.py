@@ -46,9 +46,11 @@ def _chain_ids(chain: str | None, settings: object) -> list[int]:
 def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 or a name; default: every chain "
                                          "with RPC_URLS_<id> set."),
         metrics_port: int = typer.Option(0, "--metrics-port", envvar="RWA_AGENT_METRICS_PORT", min=0, max=65535,
-                                         help="Serve Prometheus /metrics on this port (0: off)."),
-        metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="RWA_AGENT_METRICS_HOST")) -> None:
-    """Sign, send, replace and confirm the outbox's operations until Ctrl-C/SIGTERM."""
+                                         help="Ops port: /metrics, /healthz, /readyz (0: off)."),
+        metrics_host: str | None = typer.Option(None, "--metrics-host", envvar="RWA_AGENT_METRICS_HOST",
+                                                help="Interface of the ops port (default: RWA_OPS_HOST).")) -> None:
+    """Sign, send, replace and confirm the outbox's operations until Ctrl-C/SIGTERM. The ops port serves /metrics,
+    /healthz (the loop turns) and /readyz (no signer this process sends for is below its gas threshold)."""
     import signal
 
     from agent.config import AgentConfig
@@ -62,20 +64,24 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
             config = AgentConfig.from_env()
         except ValueError as exc:
             raise fail(f"invalid configuration: {exc}", 2) from None
-        if metrics_port:
-            from prometheus_client import start_http_server
+        from agent.ops import readiness
+        from core.ops_server import Heartbeat, start_ops_server
 
-            try:
-                start_http_server(metrics_port, addr=metrics_host)
-            except OSError as exc:
-                err.print(f"[yellow]warning:[/] cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
+        heartbeat = Heartbeat()
+        if metrics_port:
+            start_ops_server(metrics_host or settings.ops_host, metrics_port, role="agent", liveness=heartbeat.check,
+                             readiness=readiness(heartbeat))
 
         async def main() -> None:
+            beating = asyncio.create_task(heartbeat.run())
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
-            await run_agent(settings, ids, stop=stop, config=config)
+            try:
+                await run_agent(settings, ids, stop=stop, config=config)
+            finally:
+                beating.cancel()
 
         err.print(f"[green]agent[/] chains {', '.join(map(str, ids))}", highlight=False)
         try:

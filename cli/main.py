@@ -51,8 +51,11 @@ WEBSOCKETS = "websockets-sansio"
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
           port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
-          workers: int = typer.Option(1, min=1, help="uvicorn worker processes.")) -> None:
-    """Run the GraphQL API (/graphql, /healthz, /readyz, /metrics)."""
+          workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
+          metrics_port: int | None = typer.Option(None, "--metrics-port", min=0, max=65535,
+                                                  help="Ops port: /metrics of all workers, /healthz, /readyz "
+                                                       "(default RWA_API_METRICS_PORT; 0: off).")) -> None:
+    """Run the GraphQL API (/graphql, /healthz, /readyz); Prometheus /metrics of every worker on the ops port."""
     import uvicorn
 
     with runtime() as settings:
@@ -66,10 +69,24 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
         # each worker's /readyz compares the supervisor's live workers with N (server/health.py)
         os.environ["RWA_SERVE_WORKERS"] = str(workers)
         # a websocket message is bounded like an HTTP body (uvicorn's default is 16 MiB)
+        # X-Forwarded-For/-Proto are believed from FORWARDED_ALLOW_IPS peers only (the client IP the login rate limit
+        # keys on); everyone else's are ignored
         config = uvicorn.Config("server.app:create_app_from_env", factory=True, host=host, port=port,
                                 workers=workers, log_config=None, timeout_graceful_shutdown=10, ws=WEBSOCKETS,
-                                proxy_headers=False, ws_max_size=settings.max_request_bytes)
-        _supervise(config)
+                                proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+                                ws_max_size=settings.max_request_bytes)
+        from core.ops_server import prepare_multiproc_dir, remove_multiproc_dir, start_ops_server
+
+        # every worker writes its metrics there; the supervisor's ops port serves their sum
+        metrics_dir = prepare_multiproc_dir("serve")
+        port_ = settings.api_metrics_port if metrics_port is None else metrics_port
+        ops = start_ops_server(settings.ops_host, port_, role="api") if port_ else None
+        try:
+            _supervise(config)
+        finally:
+            if ops is not None:
+                ops.stop()
+            remove_multiproc_dir(metrics_dir)
 
 
 def _supervise(config: "uvicorn.Config") -> None:  # type: ignore[name-defined]  # noqa: F821
@@ -96,7 +113,12 @@ def dev(host: str = typer.Option("127.0.0.1", help="API interface."),
 
 @app.command()
 def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
-           threads: int = typer.Option(4, min=1, help="Threads per process.")) -> None:
+           threads: int = typer.Option(4, min=1, help="Threads per process."),
+           metrics_port: int | None = typer.Option(None, "--metrics-port", min=0, max=65535,
+                                                   help="Ops port: /metrics (jobs processed/failed/duration of every "
+                                                        "worker process), /healthz (dramatiq running), /readyz (and "
+                                                        "the broker reachable); default RWA_WORKER_METRICS_PORT, "
+                                                        "0: off.")) -> None:
     """Run the background-job workers (dramatiq) for every actor in jobs/actors.py.
 
     SIGTERM/SIGINT are forwarded once to dramatiq (which finishes the messages in hand); if it has not stopped
@@ -109,10 +131,19 @@ def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
     with runtime() as settings:
         check_secrets(settings)
         err.print(f"[green]worker[/] broker={'rabbitmq' if (settings.broker_url or '').startswith('amqp') else 'redis'}")
+        from core.ops_server import prepare_multiproc_dir, remove_multiproc_dir, start_ops_server
+        from jobs.ops import WorkerHealth
+
+        metrics_dir = prepare_multiproc_dir("worker")  # dramatiq's processes write their job metrics there
         # its own session: a terminal's Ctrl-C reaches dramatiq only through us, exactly once
         proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes),
                                  "--threads", str(threads), "--worker-shutdown-timeout", "10000"],
                                 start_new_session=True)
+        broker_url = settings.broker_url or settings.redis_url or ""
+        health = WorkerHealth(proc, broker_url, "rabbitmq" if broker_url.startswith("amqp") else "redis")
+        port_ = settings.worker_metrics_port if metrics_port is None else metrics_port
+        ops = start_ops_server(settings.ops_host, port_, role="worker", liveness=health.liveness,
+                               readiness=health.readiness) if port_ else None
         stopping: list[int] = []
 
         def forward(signum: int, frame: object) -> None:
@@ -141,6 +172,9 @@ def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            if ops is not None:
+                ops.stop()
+            remove_multiproc_dir(metrics_dir)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         raise SystemExit(0 if stopping else code)

@@ -176,11 +176,15 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
                                          "default: every chain with RPC_URLS_<id> set."),
         metrics_port: int = typer.Option(9101, "--metrics-port", envvar="RWA_INDEXER_METRICS_PORT", min=0, max=65535,
                                          help="Serve Prometheus /metrics on this port (0: off)."),
-        metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", envvar="RWA_INDEXER_METRICS_HOST",
-                                         help="Interface for /metrics.")) -> None:
-    """Index all configured chains (or one) and follow their heads until Ctrl-C/SIGTERM. Prometheus metrics
-    (head/indexed/finalized block and lag per chain, events written, reorgs by depth, RPC requests/errors/latency
-    by method and URL) are served on --metrics-port.
+        metrics_host: str | None = typer.Option(None, "--metrics-host", envvar="RWA_INDEXER_METRICS_HOST",
+                                                help="Interface of the ops port (default: RWA_OPS_HOST)."),
+        ready_max_lag: int = typer.Option(100, "--ready-max-lag", envvar="RWA_INDEXER_READY_MAX_LAG", min=0,
+                                          help="/readyz fails while a chain this process writes lags more blocks.")
+        ) -> None:
+    """Index all configured chains (or one) and follow their heads until Ctrl-C/SIGTERM. The ops port
+    (--metrics-port) serves Prometheus /metrics (head/indexed/finalized block and lag per chain, events written,
+    reorgs by depth, RPC requests/errors/latency by method and URL), /healthz (the process's loop turns) and
+    /readyz (per chain: writer within --ready-max-lag blocks of the head, or standby; a stopped chain fails it).
 
     Exit codes:
     0 stopped cleanly by Ctrl-C/SIGTERM
@@ -193,24 +197,29 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
         raise fail("no chain configured: set RPC_URLS_1, RPC_URLS_137 and/or RPC_URLS_56", EXIT_BAD_INPUT)
     urls = {s.chain_id: _urls(s) for s in specs}
     with runtime() as settings:
-        if metrics_port:
-            from indexer.metrics import start_metrics_server
+        from core.ops_server import Heartbeat, start_ops_server
+        from indexer.ops import readiness
 
-            try:
-                start_metrics_server(metrics_port, metrics_host)
-                err.print(f"metrics on http://{metrics_host}:{metrics_port}/metrics", highlight=False)
-            except OSError as exc:  # metrics are not worth refusing to index: say so and go on
-                err.print(f"[yellow]warning:[/] cannot serve metrics on {metrics_host}:{metrics_port}: "
-                          f"{exc.strerror}", highlight=False)
+        heartbeat = Heartbeat()
+        if metrics_port:  # metrics are not worth refusing to index: start_ops_server says why not and goes on
+            host = metrics_host or settings.ops_host
+            ops = start_ops_server(host, metrics_port, role="indexer", liveness=heartbeat.check,
+                                   readiness=readiness([s.chain_id for s in specs], heartbeat, ready_max_lag))
+            if ops is not None:
+                err.print(f"ops port http://{ops.address} (/metrics /healthz /readyz)", highlight=False)
 
         async def main() -> bool:
+            beating = asyncio.create_task(heartbeat.run())
             for spec in specs:
                 head = await _head(spec, urls[spec.chain_id])
                 err.print(f"{spec.short_name} (chain {spec.chain_id}): node at {_where(urls[spec.chain_id])}, "
                           f"head {head}", highlight=False)
             service = _pipeline()
             ids = [s.chain_id for s in specs]
-            _, interrupted = await _until_signalled(lambda stop: service.run_indexer(settings, ids, stop=stop))
+            try:
+                _, interrupted = await _until_signalled(lambda stop: service.run_indexer(settings, ids, stop=stop))
+            finally:
+                beating.cancel()
             return interrupted
 
         _guarded(lambda: asyncio.run(main()), specs, urls)

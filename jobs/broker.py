@@ -35,6 +35,9 @@ def configure_broker(*, stub: bool = False) -> dramatiq.Broker:
     if stub:
         broker.add_middleware(AsyncIO())
         broker.emit_after("process_boot")
+    from jobs.metrics import JobMetrics
+
+    broker.add_middleware(JobMetrics())  # jobs processed/failed/duration, workers alive (jobs/metrics.py)
     if tracing.setup(settings):  # trace context travels in the messages (core/tracing.py); off: nothing added
         broker.add_middleware(tracing.dramatiq_middleware())
     dramatiq.set_broker(broker)

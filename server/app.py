@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -15,7 +16,7 @@ from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from schema import build_schema
 from server.graphql_view import GraphQLView
-from server.health import healthz, metrics, readyz
+from server.health import healthz, metrics, readyz, sample_pool
 from server.cors import OriginGatedCORS
 from server.middleware import GraphQLFastPath, RequestContextMiddleware
 from server.reports_http import report_routes
@@ -60,11 +61,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # generations, so full collections stay short (a ~250 ms pause otherwise dominated p99).
         gc.collect()
         gc.freeze()
+        pool_sampler = asyncio.create_task(sample_pool(services))  # pool gauges for the ops port's /metrics
         log.info("api started", extra={"env": settings.env.value, "graphiql": graphiql_html is not None,
                                        "introspection": settings.introspection})
         try:
             yield
         finally:
+            pool_sampler.cancel()
             if owns_services:
                 await services.aclose()
             log.info("api stopped")
@@ -75,7 +78,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         WebSocketRoute("/graphql", view),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        # /metrics lives on the ops port (core/ops_server.py); on the public port only when asked
+        *([Route("/metrics", metrics)] if settings.metrics_on_api_port else []),
         *report_routes(services),  # CSV/PDF downloads, authorized like /graphql (server/reports_http.py)
         # OAuth 2.0 client-credentials grant for partners' clients (server/oauth_token.py)
         Route("/oauth/token", token_endpoint(services), methods=["GET", "POST", "PUT", "DELETE"]),

@@ -22,6 +22,7 @@ from cross_web import HTTPException
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from core.errors import AppError
+from core.metrics import WEBSOCKETS_CLOSED_BY_SERVER
 from schema.extensions import classify_all
 from server.context import Context
 from server.graphiql import PAGE_HEADERS
@@ -322,6 +323,7 @@ def _end_with_session(services: Services, context: Context) -> None:
         return
 
     async def end() -> None:
+        WEBSOCKETS_CLOSED_BY_SERVER.labels("4403").inc()
         try:
             await socket.close(code=4403, reason="session revoked")
         except Exception:  # noqa: BLE001 - already closing: nothing left to end

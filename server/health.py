@@ -10,7 +10,6 @@ from typing import Any
 
 import psutil
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -80,10 +79,25 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready", "worker": worker})
 
 
-async def metrics(request: Request) -> Response:
-    engine = request.app.state.services.engine
+def observe_pool(engine: Any) -> None:
     if engine is not None:
         pool = engine.pool
         DB_POOL_IN_USE.set(pool.checkedout())
         DB_POOL_SIZE.set(pool.size())
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def sample_pool(services: Any, every_s: float = 5.0) -> None:
+    """The pool gauges, kept fresh by each worker: under `rwa serve` /metrics is served by the supervisor's ops port
+    (core/ops_server.py), which reads the workers' values and cannot ask their pools."""
+    while True:
+        observe_pool(services.engine)
+        await asyncio.sleep(every_s)
+
+
+async def metrics(request: Request) -> Response:
+    """/metrics on the API port: only with METRICS_ON_API_PORT (the ops port serves it otherwise)."""
+    from core.ops_server import metrics_payload
+
+    observe_pool(request.app.state.services.engine)
+    body, content_type = metrics_payload()
+    return Response(body, media_type=content_type)

@@ -42,6 +42,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from core import metrics
 from core.errors import ErrorCode
 from server.middleware import RAW_SEND_SCOPE_KEY
 
@@ -401,6 +402,7 @@ class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type
         for operation_id in list(self.operations):
             self._stop_direct(operation_id)
             await self.cleanup_operation(operation_id)
+        metrics.WEBSOCKETS_CLOSED_BY_SERVER.labels(str(TOKEN_EXPIRED_CLOSE_CODE)).inc()
         with contextlib.suppress(Exception):  # the peer may be gone already
             await self.websocket.close(code=TOKEN_EXPIRED_CLOSE_CODE, reason="access token expired")
 
@@ -409,15 +411,29 @@ class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type
             self._expiry.cancel()
         await super().shutdown()
 
+    async def handle(self) -> None:
+        metrics.WEBSOCKETS_OPENED.inc()
+        metrics.WEBSOCKETS_OPEN.inc()
+        try:
+            await super().handle()
+        finally:
+            metrics.WEBSOCKETS_OPEN.dec()
+
     async def _send_result_stream(self, operation, result_source):  # type: ignore[no-untyped-def,override]
-        if isinstance(result_source, SharedStream):
-            self._direct[operation] = result_source
-            try:
-                await result_source.deliver(operation, self)
-            finally:
-                self._direct.pop(operation, None)
-            return
-        await super()._send_result_stream(operation, result_source)
+        kind = "shared" if isinstance(result_source, SharedStream) else "private"
+        metrics.SUBSCRIPTIONS_STARTED.labels(kind).inc()
+        metrics.SUBSCRIPTIONS_ACTIVE.labels(kind).inc()
+        try:
+            if isinstance(result_source, SharedStream):
+                self._direct[operation] = result_source
+                try:
+                    await result_source.deliver(operation, self)
+                finally:
+                    self._direct.pop(operation, None)
+                return
+            await super()._send_result_stream(operation, result_source)
+        finally:
+            metrics.SUBSCRIPTIONS_ACTIVE.labels(kind).dec()
 
     def _stop_direct(self, operation_id: str) -> None:
         stream = self._direct.pop(self.operations.get(operation_id), None)

@@ -174,8 +174,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 async def test_metrics(services, database_url: str) -> None:  # type: ignore[no-untyped-def]
     engine = create_engine(database_url, pool_size=3)
-    svc = dataclasses.replace(services, engine=engine)
-    app = create_app(svc.settings, svc)
+    settings = services.settings.model_copy(update={"metrics_on_api_port": True})
+    svc = dataclasses.replace(services, engine=engine, settings=settings)
+    app = create_app(settings, svc)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
             before = samples((await c.get("/metrics")).text)
@@ -201,7 +202,14 @@ async def test_metrics(services, database_url: str) -> None:  # type: ignore[no-
     assert delta("rwa_http_requests_total", method="POST", path="/graphql", status="200") == 4
 
 
+async def test_metrics_are_not_on_the_api_port_by_default(client) -> None:  # type: ignore[no-untyped-def]
+    resp = await client.get("/metrics")
+    assert resp.status_code == 404 and "rwa_graphql" not in resp.text
+
+
 async def test_operation_name_labels_are_bounded(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from core.ops_server import metrics_payload
+
     from schema.extensions import OperationLifecycle as OperationMetrics
 
     monkeypatch.setattr(OperationMetrics, "_known_names", set(OperationMetrics._known_names))
@@ -210,7 +218,7 @@ async def test_operation_name_labels_are_bounded(client, monkeypatch) -> None:  
     await client.post("/graphql", json={"query": f"query Invalid{tag} {{ nope }}"})
     for i in range(5):
         await client.post("/graphql", json={"query": f"query Name{tag}x{i} {{ __typename }}"})
-    text = (await client.get("/metrics")).text
+    text = metrics_payload()[0].decode()  # what the ops port serves (core/ops_server.py)
     assert f"Invalid{tag}" not in text, "a document that failed validation must not create a label"
     recorded = [i for i in range(5) if f'operation="Name{tag}x{i}"' in text]
     assert recorded == [0, 1]

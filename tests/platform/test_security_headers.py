@@ -26,7 +26,7 @@ def assert_secured(resp: httpx.Response, *, cache: str | None = "no-store") -> N
 
 async def test_every_response_carries_the_security_headers(app_client) -> None:  # type: ignore[no-untyped-def]
     graphiql.install_assets()
-    async with app_client(MAX_REQUEST_BYTES=2000, GRAPHIQL_ENABLED="true") as c:
+    async with app_client(MAX_REQUEST_BYTES=2000, GRAPHIQL_ENABLED="true", METRICS_ON_API_PORT="true") as c:
         answers = [
             await c.post("/graphql", json={"query": "{ __typename }"}),  # 200 result
             await c.post("/graphql", json={"query": "{ nope }"}),  # 200 with errors
