@@ -86,7 +86,12 @@ class Chain:
 
     async def _watch(self) -> None:
         while not self.stop.is_set():
-            b = await self.client.call("eth_getBlockByNumber", ["finalized", False])
+            try:
+                b = await self.client.call("eth_getBlockByNumber", ["finalized", False])
+            except Exception as exc:  # noqa: BLE001  (a slow node on a busy machine: keep watching)
+                print(f"finality watch: {type(exc).__name__}: {exc}", file=sys.stderr)
+                await asyncio.sleep(0.1)
+                continue
             n = int(b["number"], 16) if b else -1
             now = time.time()
             for k in range(self.last_final + 1, n + 1):
@@ -96,14 +101,20 @@ class Chain:
 
     async def _produce(self) -> None:
         while not self.stop.is_set():
-            await self.client.call("evm_mine")
+            try:
+                await self.client.call("evm_mine")
+            except Exception as exc:  # noqa: BLE001
+                print(f"block producer: {type(exc).__name__}: {exc}", file=sys.stderr)
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._produce())]
 
-    async def until_final(self, block: int) -> float:
+    async def until_final(self, block: int, timeout: float = 120.0) -> float:
+        deadline = time.monotonic() + timeout
         while self.last_final < block:
+            if time.monotonic() > deadline or any(t.done() for t in self.tasks):
+                raise RuntimeError(f"block {block} not final after {timeout} s (finalized: {self.last_final})")
             await asyncio.sleep(0.005)
         return self.final_at[block]
 
@@ -177,7 +188,10 @@ async def raw_script(client: RpcClient, chain: Chain, token: str, investors: lis
     pending = [h for _, h in raws]
     gas: list[int] = []
     last_block = 0
+    deadline = time.monotonic() + 300
     while pending:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"raw script: {len(pending)} txs not mined after 300 s")
         rcpts = await client.batch([("eth_getTransactionReceipt", [h]) for h in pending])
         gas += [int(r["gasUsed"], 16) for r in rcpts if r]
         last_block = max([last_block] + [int(r["blockNumber"], 16) for r in rcpts if r])
@@ -217,13 +231,18 @@ async def agent_run(node: AnvilNode, client: RpcClient, chain: Chain, db_url: st
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
         head = int(await client.call("eth_blockNumber"), 16)
+        ready_by = time.time() + 300
         while (await conn.fetchval("SELECT indexed_block FROM indexer_cursors WHERE chain_id = 1") or -1) < head:
+            if time.time() > ready_by or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the indexer did not catch up: see /tmp/rwa-bench-agent-index.log")
             await asyncio.sleep(0.05)
         # the agent is ready when it holds its sender lock (its imports take seconds on a busy machine)
         while not await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
                                       "AND database = (SELECT oid FROM pg_database "
                                       "WHERE datname = current_database()) "
                                       "AND classid = $1::bigint::oid", 0x52574132):
+            if time.time() > ready_by or any(p.poll() is not None for p in procs):
+                raise RuntimeError("the agent did not start: see /tmp/rwa-bench-agent-agent.log")
             await asyncio.sleep(0.05)
         nonce_before = int(await client.call("eth_getTransactionCount", [AGENT_ADDR, "latest"]), 16)
         first_block = int(await client.call("eth_blockNumber"), 16) + 1
@@ -345,13 +364,16 @@ async def batched_gas(url: str, token_addr: str, registry: str, agent: str, per_
 
 
 async def main_async(node: AnvilNode, db_url: str, n: int, block_interval: float) -> dict[str, Any]:
+    print("setup...", file=sys.stderr)
     stack, investors, rows = await setup(node.url, db_url)
     moves = transfers(investors, n)
     async with RpcClient([node.url], chain_id=1, batch_size=BATCH, timeout=60) as client:
         chain = Chain(client, block_interval)
         chain.start()
         try:
+            print("raw script...", file=sys.stderr)
             raw = await raw_script(client, chain, stack.token.address, investors, moves)
+            print("agent...", file=sys.stderr)
             agent = await agent_run(node, client, chain, db_url, stack.token.address, investors, rows, moves)
         finally:
             await chain.close()
