@@ -50,10 +50,16 @@ RUN groupadd --system --gid 10001 rwa \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /var/lib/rwa
 USER rwa:rwa
-EXPOSE 8000
-# python, not curl: the slim image has no curl; liveness only (/readyz is for the orchestrator's readiness probe)
+# API, then the ops ports (/metrics /healthz /readyz) of serve, index run, agent run, worker
+EXPOSE 8000 9100 9101 9102 9103
+# ops ports reachable from outside the container (scrapes, probes); the agent's ops port on like the others
+ENV RWA_OPS_HOST=0.0.0.0 \
+    RWA_AGENT_METRICS_PORT=9102
+# python, not curl: the slim image has no curl. Liveness of whichever role the container runs (core/healthcheck.py
+# reads PID 1's command: serve -> :8000/healthz, index run -> :9101, agent run -> :9102, worker -> :9103; a one-off
+# command such as migrate has nothing to probe); /readyz is for the orchestrator's readiness probe
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["python", "-m", "core.healthcheck"]
 # uvicorn drains in-flight requests on SIGTERM (graceful shutdown, 10 s)
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["rwa"]

@@ -26,7 +26,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 MONITORING = DEPLOY / "monitoring"
 OVERLAYS = ("development", "production")
-METRIC_MODULES = ("core/metrics.py", "indexer/metrics.py", "agent/metrics.py", "chains/metrics.py")
+METRIC_MODULES = ("core/metrics.py", "indexer/metrics.py", "agent/metrics.py", "chains/metrics.py",
+                  "jobs/metrics.py")
 
 # Kinds kubernetes-validate has no schema for (CRDs of the Prometheus Operator): validated by _check_crd below.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
@@ -301,19 +302,32 @@ def test_a_renamed_metric_would_be_caught() -> None:
 
 
 
-def test_worker_liveness_probe_finds_a_dramatiq_process() -> None:
-    """The worker's exec probe (`rwa worker` has no HTTP endpoint) recognises `python -m dramatiq ...`, the
-    dramatiq child of `rwa worker`."""
-    worker = next(d for d in _render("production") if d["metadata"]["name"] == "rwa-worker")
-    command = worker["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"]["command"]
-    assert command[:2] == ["python", "-c"]
-    probe = [sys.executable, "-c", command[2]]
-    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "dramatiq", "jobs.actors"])
-    try:
-        assert _run(probe).returncode == 0
-    finally:
-        fake.kill()
-        fake.wait()
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_role_is_probed_on_its_ops_port(overlay: str) -> None:
+    """Indexer, agent and worker: liveness /healthz and readiness /readyz on the ops port their process serves
+    (core/ops_server.py), the port the ConfigMap gives it; the API's metrics are scraped from its ops port only."""
+    docs = _render(overlay)
+    config = _by_kind(docs, "ConfigMap")[0]["data"]
+    assert config["RWA_OPS_HOST"] == "0.0.0.0"
+    ports = {"indexer": config["RWA_INDEXER_METRICS_PORT"], "agent": config["RWA_AGENT_METRICS_PORT"],
+             "worker": config["RWA_WORKER_METRICS_PORT"], "api": config["RWA_API_METRICS_PORT"]}
+    deployments = {d["metadata"]["name"]: d for d in _by_kind(docs, "Deployment")}
+    for role, port in ports.items():
+        c = deployments[f"rwa-{role}"]["spec"]["template"]["spec"]["containers"][0]
+        named = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert named["metrics"] == int(port), role
+        if role == "api":
+            continue
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
+            assert c[probe]["httpGet"] == {"path": path, "port": "metrics"}, (role, probe)
+    monitors = {m["metadata"]["name"]: m for m in _by_kind(docs, "ServiceMonitor")}
+    if overlay == "production":
+        assert {e["port"] for e in monitors["rwa-api"]["spec"]["endpoints"]} == {"metrics"}
+        assert "rwa-worker" in monitors
+    assert config["MIGRATE_ON_START"] == "false"
+    policies = {p["metadata"]["name"]: p["spec"] for p in _by_kind(docs, "NetworkPolicy")}
+    scraped = {p["port"] for p in policies["rwa-metrics-ingress"]["ingress"][0]["ports"]}
+    assert {int(p) for p in ports.values()} <= scraped
 
 
 def test_a_missing_tool_fails_the_test_instead_of_skipping() -> None:

@@ -149,22 +149,28 @@ def test_entrypoint_and_cmd_are_a_valid_rwa_serve(runtime: Stage, pyproject: dic
     assert params["host"] == "0.0.0.0" and params["port"] == 8000  # reachable from outside the container
 
 
-def healthcheck_script(runtime: Stage) -> str:
+def healthcheck_command(runtime: Stage) -> list[str]:
     args = runtime.last("HEALTHCHECK")
     exec_form = json.loads(args[args.index("CMD") + 3:].strip())
-    assert exec_form[:2] == ["python", "-c"], "the slim image has no curl: the probe is python"
-    return exec_form[2]
+    assert exec_form[0] == "python", "the slim image has no curl: the probe is python"
+    return exec_form
 
 
 def test_healthcheck_probes_healthz(runtime: Stage, live_server) -> None:  # type: ignore[no-untyped-def]
-    script = healthcheck_script(runtime)
-    assert "http://127.0.0.1:8000/healthz" in script
+    """The image's probe finds the role from PID 1's command (core/healthcheck.py; every role's URL is tested in
+    tests/platform/test_ops_ports.py); here it probes a live API given that command."""
+    command = healthcheck_command(runtime)
+    assert command == ["python", "-m", "core.healthcheck"]
     port = live_server.url.rsplit(":", 1)[1]
-    ok = subprocess.run([sys.executable, "-c", script.replace(":8000/", f":{port}/")], capture_output=True, timeout=30)
+    probe = [sys.executable, *command[1:]]
+    ok = subprocess.run([*probe, "rwa", "serve", "--host", "0.0.0.0", "--port", port], capture_output=True,
+                        timeout=30, cwd=REPO)
     assert ok.returncode == 0, ok.stderr
-    down = subprocess.run([sys.executable, "-c", script.replace(":8000/", f":{free_port()}/")], capture_output=True,
-                          timeout=30)
+    down = subprocess.run([*probe, "rwa", "serve", "--port", str(free_port())], capture_output=True, timeout=30,
+                          cwd=REPO)
     assert down.returncode != 0
+    assert {"8000", "9100", "9101", "9102", "9103"} <= set(runtime.last("EXPOSE").split())
+    assert env_of(runtime).get("RWA_OPS_HOST") == "0.0.0.0", "probes and scrapes reach the ops ports from outside"
 
 
 def test_build_inputs_are_in_the_context(stages: list[Stage], dockerignore: list[str], pyproject: dict) -> None:  # type: ignore[type-arg]
