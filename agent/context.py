@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agent.config import AgentConfig
 from agent.fees import Fees, initial_fees
-from agent.signers import Signer
 from chains.rpc import RpcClient
 from chains.spec import ChainSpec
+
+if TYPE_CHECKING:  # eth-account (~1 s, ~20 MB) stays out of the API, which imports the operations API only
+    from agent.signers import Signer
 
 log = logging.getLogger("rwa.agent")
 
