@@ -119,7 +119,7 @@ async def fold(ctx: SenderContext) -> Folded:
             for r in rows:
                 groups.setdefault((r.kind, r.contract, r.abi_name, r.function, r.signer), []).append(r)
             batches: list[dict[str, Any]] = []
-            members: list[dict[str, Any]] = []
+            members: list[tuple[uuid.UUID, list[uuid.UUID]]] = []
             lone: set[uuid.UUID] = set()
             for (kind, contract, abi_name, function, signer), group in groups.items():
                 spec = BATCHABLE[(abi_name, function)]
@@ -132,15 +132,16 @@ async def fold(ctx: SenderContext) -> Folded:
                         id=bid, kind=PREFIX + kind, chain_id=ctx.chain_id, contract=contract, abi_name=abi_name,
                         function=spec.batch_function, args=columns([list(r.args) for r in chunk]), value=0,
                         signer=signer, business_ref=f"batch:{bid}", state=S.PENDING, attempts=0, tx_hashes=[]))
-                    members += [{"m_id": r.id, "b_id": bid} for r in chunk]
+                    members.append((bid, [r.id for r in chunk]))
             if not batches:
                 return Folded(0, lone)
             await s.execute(insert(ChainOperation), batches)
             table = ChainOperation.__table__
-            await s.execute(update(table).where(table.c.id == bindparam("m_id"))
-                            .values(state=S.BATCHED.value, batch_id=bindparam("b_id")), members)
-    metrics.TRANSITIONS.labels(str(ctx.chain_id), "BATCHED").inc(len(members))
-    return Folded(len(members), lone)
+            for bid, ids in members:  # one statement per batch (an executemany per member cost ~1 ms each)
+                await s.execute(update(table).where(table.c.id.in_(ids)).values(state=S.BATCHED.value, batch_id=bid))
+    folded = sum(len(ids) for _, ids in members)
+    metrics.TRANSITIONS.labels(str(ctx.chain_id), "BATCHED").inc(folded)
+    return Folded(folded, lone)
 
 
 async def follow_signatures(session: AsyncSession, ops: list[ChainOperation]) -> None:
