@@ -1,0 +1,33 @@
+"""The reduced scale-out run CI does (bench/scale_out.py --quick, bounded in time): three `rwa serve` processes
+and two `rwa index run` on one Postgres and Redis. Three processes serve more than one; a rolling restart of the
+three under load loses no request and closes websockets with 1012 (reconnect); killing the indexer writer with
+SIGKILL hands the chain to the standby within seconds, with every holder matching balanceOf afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_scale_out_quick(database_url: str, redis_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+    env = {**os.environ, "BENCH_DATABASE_URL": admin, "BENCH_REDIS_URL": redis_url}
+    proc = subprocess.run([sys.executable, "-m", "bench.scale_out", "--quick"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["failures"] == []
+    assert report["throughput"]["ratio"] > 1.0, report["throughput"]
+    assert report["throughput"]["non_2xx"] == 0
+    restart = report["rolling_restart"]
+    assert restart["requests"] > 100 and restart["lost"] == 0, restart
+    assert restart["websocket_close_codes"] == [1012, 1012, 1012]
+    indexer = report["indexer"]
+    assert indexer["verify_ok"] and indexer["takeover_s"] < 15, indexer
