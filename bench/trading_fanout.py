@@ -40,7 +40,9 @@ import httpx
 from bench.harness import REDIS_URL, REPO, free_port, scratch_database
 from cli.main import WEBSOCKETS  # the server runs as `rwa serve` runs it
 
-QUERY = "subscription($m: UUID!) { trades(marketId: $m) { id price quantity takerSide sequence createdAt } }"
+# last: 0 -> the stream starts with an empty snapshot (no createdAt: the clients do not count it)
+QUERY = ("subscription($m: UUID!) { trades(marketId: $m, last: 0) { sequence "
+         "trades { id price quantity takerSide sequence createdAt } } }")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

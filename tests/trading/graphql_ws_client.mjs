@@ -15,11 +15,13 @@ const client = createClient({
 });
 client.subscribe(
   {
-    query: "subscription($m: UUID!) { trades(marketId: $m) { marketId price quantity takerSide sequence } }",
+    query: "subscription($m: UUID!) { trades(marketId: $m) { marketId sequence snapshot " +
+      "trades { price quantity takerSide sequence } } }",
     variables: { m: marketId },
   },
   {
     next: (value) => {
+      if (value?.data?.trades?.snapshot) return; // the stream starts with the latest trades: wait for a new one
       say({ event: "next", value });
       clearTimeout(timer);
       client.dispose().then(() => process.exit(0));

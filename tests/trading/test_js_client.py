@@ -72,8 +72,10 @@ async def test_graphql_ws_reference_client_receives_a_trade(node_client, databas
                     except asyncio.TimeoutError:
                         continue
             assert event is not None and event["event"] == "next", event
-            trade = event["value"]["data"]["trades"]
-            assert trade["marketId"] == market_id and trade["price"] == "1.5" and trade["quantity"] == "2"
+            update = event["value"]["data"]["trades"]
+            trade = update["trades"][-1]
+            assert update["marketId"] == market_id and update["snapshot"] is False, update
+            assert trade["price"] == "1.5" and trade["quantity"] == "2" and trade["sequence"] == update["sequence"]
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         finally:
             if proc.returncode is None:
