@@ -95,8 +95,9 @@ def resolve_data_dir(path: str | Path | None = None) -> Path:
 
 
 # the embedded services are development tools: their packages come with the dev extra, not with a production install
-DEV_EXTRA_HINT = ("install the dev extra (`pip install -r requirements-dev.lock && pip install --no-deps -e .`, or "
-                  "`pip install -e '.[dev]'`; scripts/setup.sh does it), or set DATABASE_URL and REDIS_URL")
+# (no square brackets: the CLI prints this through rich, which would take `[dev]` for markup and drop it)
+DEV_EXTRA_HINT = ("install the dev extra (`pip install -r requirements-dev.lock && pip install -e .`; "
+                  "bash scripts/setup.sh does it), or set DATABASE_URL and REDIS_URL")
 
 
 def check_dev_packages(postgres: bool, redis: bool) -> None:

