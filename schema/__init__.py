@@ -24,6 +24,7 @@ from schema import reports
 from schema import oauth
 from schema import privacy
 from schema import sharing
+from schema.descriptions import describe
 from schema.document_cache import DocumentCache
 from schema.extensions import Limits, OperationLifecycle
 from schema.scalars import SCALAR_OVERRIDES
@@ -131,6 +132,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     limits = Limits(documents, settings.max_query_cost)
     schema = RwaSchema(query=query, mutation=mutation, subscription=subscription,
                        extensions=[lambda: OperationLifecycle(limits)], scalar_overrides=SCALAR_OVERRIDES)
+    describe(schema._schema)  # arguments and fields their definition leaves undescribed (schema/descriptions.py)
     documents.schema = schema._schema
     schema.documents = documents
     schema.execution_context_class = executor_for(schema)
