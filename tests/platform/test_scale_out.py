@@ -1,7 +1,9 @@
 """The reduced scale-out run CI does (bench/scale_out.py --quick, bounded in time): three `rwa serve` processes
 and two `rwa index run` on one Postgres and Redis. Three processes serve more than one; a rolling restart of the
 three under load loses no request and closes websockets with 1012 (reconnect); killing the indexer writer with
-SIGKILL hands the chain to the standby within seconds, with every holder matching balanceOf afterwards."""
+SIGKILL hands the chain to the standby within seconds, with every holder matching balanceOf afterwards; a worker
+killed with SIGKILL mid-job (a webhook POST in flight) leaves the job to the other worker, which completes it once.
+Needs RabbitMQ on 127.0.0.1:5672 and rabbitmqctl (a vhost per run)."""
 
 from __future__ import annotations
 
@@ -31,3 +33,5 @@ def test_scale_out_quick(database_url: str, redis_url: str) -> None:
     assert restart["websocket_close_codes"] == [1012, 1012, 1012]
     indexer = report["indexer"]
     assert indexer["verify_ok"] and indexer["takeover_s"] < 15, indexer
+    worker = report["worker"]  # SIGKILL mid-job: redelivered by RabbitMQ, completed once by the other worker
+    assert worker["exactly_once"] and worker["posts_answered"] == 1 and worker["same_webhook_id"], worker
