@@ -21,8 +21,9 @@ What it does and reports (JSON on the last line of stdout; exit 1 if a check fai
   receiver that holds the first POST open; the worker process sending it is found (by its TCP connection) and
   killed with SIGKILL mid-job; RabbitMQ redelivers the unacked message to the other worker. The job must complete
   exactly once: the delivery DELIVERED with one attempt recorded, one POST answered by the receiver.
-
-Not covered here (see the README): a trade placed on one API process reaching a subscriber on another.
+- Trades across processes: a `trades(marketId)` subscriber on the first API process receives a trade placed (a
+  crossing SELL and BUY over HTTP) on the second, through Redis pub/sub (market and traders seeded in the database
+  with tests/trading/factories.py).
 
 Loopback only: Postgres of BENCH_DATABASE_URL/TEST_DATABASE_URL (a scratch database, dropped), Redis of
 BENCH_REDIS_URL (its own key prefix), its own anvil.
@@ -197,6 +198,45 @@ async def rolling_restart(apis: list[Api], clients: int, drain_s: float) -> dict
         await asyncio.gather(*tasks)
     return {"requests": counts["ok"] + counts["lost"], "lost": counts["lost"], "errors": errors[:10],
             "websocket_close_codes": ws_codes, "restart_s": restart_s}
+
+
+# --- trades across processes --------------------------------------------------------------------------------------
+
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
+TRADES = "subscription($m: UUID!) { trades(marketId: $m) { sequence snapshot trades { price quantity takerSide } } }"
+
+
+async def trades_across_processes(db_url: str, env: dict[str, str], apis: list[Api]) -> dict[str, Any]:
+    from core.jwt_keys import KeyRing
+    from core.settings import Settings
+    from tests.trading.factories import make_market, make_trader
+    from tests.trading.live import committed_sessions, graphql, subscribe
+
+    keyring = KeyRing.from_settings(Settings(RWA_ENV="test", JWT_PRIVATE_KEY=env["JWT_PRIVATE_KEY"],  # type: ignore[call-arg]
+                                             KYC_ENCRYPTION_KEY=env["KYC_ENCRYPTION_KEY"]))
+    async with committed_sessions(db_url) as sf:
+        m = await make_market(sf, maker_bps=0, taker_bps=0)
+        seller = await make_trader(sf, m, tokens="1000")
+        buyer = await make_trader(sf, m, cash="100000")
+    sell_token = keyring.issue(seller.user_id, ["INVESTOR"])[0]
+    buy_token = keyring.issue(buyer.user_id, ["INVESTOR"])[0]
+
+    def order(side: str) -> dict[str, Any]:
+        return {"i": {"marketId": str(m.market_id), "side": side, "type": "LIMIT", "quantity": "3", "price": "2.50"}}
+
+    async with subscribe(apis[0].url, TRADES, {"m": str(m.market_id)}, buy_token) as sub, \
+            httpx.AsyncClient(timeout=30) as http:
+        snapshot = (await sub.next(timeout=30))["payload"]["data"]["trades"]
+        started = time.monotonic()
+        placed = [await graphql(http, apis[1].url, PLACE, order("SELL"), sell_token),
+                  await graphql(http, apis[1].url, PLACE, order("BUY"), buy_token)]
+        message = (await sub.next(timeout=30))["payload"]["data"]["trades"]
+        latency_ms = (time.monotonic() - started) * 1000
+    statuses = [p["data"]["placeOrder"]["status"] for p in placed]
+    received = message == {"sequence": 1, "snapshot": False,
+                           "trades": [{"price": "2.5", "quantity": "3", "takerSide": "BUY"}]}
+    return {"subscribed_on": apis[0].port, "placed_on": apis[1].port, "snapshot_sequence": snapshot["sequence"],
+            "order_statuses": statuses, "received": received, "place_to_receive_ms": round(latency_ms)}
 
 
 # --- indexer takeover ----------------------------------------------------------------------------------------------
@@ -431,11 +471,15 @@ def main() -> int:
             if apis:
                 report["throughput"] = throughput(apis, seconds)
                 print(f"throughput: {report['throughput']}", flush=True)
+                report["trades"] = asyncio.run(trades_across_processes(db_url, env, apis))
+                print(f"trades across processes: {report['trades']}", flush=True)
                 report["rolling_restart"] = asyncio.run(rolling_restart(apis, clients=16, drain_s=0.5))
                 print(f"rolling restart: {report['rolling_restart']}", flush=True)
         finally:
             for api in apis:
                 api.kill()
+        if "trades" in report and not report["trades"]["received"]:
+            failures.append("the subscriber did not receive the trade placed on another process")
         rr = report.get("rolling_restart", {"lost": 0, "websocket_close_codes": []})
         if rr["lost"]:
             failures.append(f"{rr['lost']} request(s) lost during the rolling restart")

@@ -1,5 +1,6 @@
 """The reduced scale-out run CI does (bench/scale_out.py --quick, bounded in time): three `rwa serve` processes
-and two `rwa index run` on one Postgres and Redis. Three processes serve more than one; a rolling restart of the
+and two `rwa index run` on one Postgres and Redis. Three processes serve more than one; a trades subscriber on one
+process receives a trade placed on another; a rolling restart of the
 three under load loses no request and closes websockets with 1012 (reconnect); killing the indexer writer with
 SIGKILL hands the chain to the standby within seconds, with every holder matching balanceOf afterwards; a worker
 killed with SIGKILL mid-job (a webhook POST in flight) leaves the job to the other worker, which completes it once.
@@ -28,6 +29,8 @@ def test_scale_out_quick(database_url: str, redis_url: str) -> None:
     assert report["failures"] == []
     assert report["throughput"]["ratio"] > 1.0, report["throughput"]
     assert report["throughput"]["non_2xx"] == 0
+    trades = report["trades"]  # subscribed on process 0, placed on process 1
+    assert trades["received"] and trades["order_statuses"] == ["NEW", "FILLED"], trades
     restart = report["rolling_restart"]
     assert restart["requests"] > 100 and restart["lost"] == 0, restart
     assert restart["websocket_close_codes"] == [1012, 1012, 1012]
