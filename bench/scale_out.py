@@ -49,11 +49,10 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.harness import ADMIN_URL, REDIS_URL, free_port, scratch_database, wrk_post  # noqa: E402
+from bench.harness import REDIS_URL, free_port, scratch_database, wrk_post  # noqa: E402
 
 RWA = str(Path(sys.executable).with_name("rwa"))
 PROBE = '{"query": "{ __typename }"}'
-TEST_JWT_KEY = None  # set in main from tests' dev key generation (a fresh Ed25519 key)
 
 
 def _jwt_key() -> str:
