@@ -16,6 +16,7 @@ from chains.anvil import AnvilNode, free_port
 from chains.deploy import deploy_stablecoin, transact
 from cli import dev_state
 from core.settings import Settings
+from tests.fixtures.db import reloaded
 from indexer.service import run_indexer
 from indexer.lock import asyncpg_dsn
 from tests.indexer.conftest import (
@@ -48,6 +49,7 @@ async def test_kill_9_loses_blocks_and_reconcile_heals_the_index(tmp_path: Path,
     second = AnvilNode(1, port=port, extra_args=state).start()
     try:
         monkeypatch.setenv("RPC_URLS_1", second.url)
+        settings = reloaded(settings)  # per-chain URLs are read when settings are built
         kept_head = second.block_number()
         await _follow(settings, idx_db, second)
         # blocks the kill will lose: transfers, and a demo stablecoin deployed and registered
@@ -68,6 +70,7 @@ async def test_kill_9_loses_blocks_and_reconcile_heals_the_index(tmp_path: Path,
     with AnvilNode(1, port=port, extra_args=state) as third:
         assert third.block_number() == kept_head
         monkeypatch.setenv("RPC_URLS_1", third.url)
+        settings = reloaded(settings)  # per-chain URLs are read when settings are built
         [result] = await dev_state.reconcile(idx_db, {1: third.url}, {1: True}, d.agent)
         assert result.restored and result.rolled_back_to is not None and result.rolled_back_to <= kept_head
         assert not result.reset and result.lost_tokens == ()

@@ -25,6 +25,7 @@ from chains.anvil import AnvilNode
 from chains.deploy import transact
 from chains.rpc import RpcClient
 from core.settings import Settings
+from tests.fixtures.db import reloaded
 from indexer.service import backfill, run_indexer
 from indexer.verify import verify_token
 from tests.indexer.cli_helpers import REPO, RWA, rwa_env
@@ -84,6 +85,7 @@ async def test_a_reorg_between_get_logs_and_the_block_fetch_loses_nothing(
 
     proxy = await FaultProxy(node.url, on_forwarded=reorg_after_get_logs).start()
     monkeypatch.setenv("RPC_URLS_1", proxy.url)
+    settings = reloaded(settings)  # per-chain URLs are read when settings are built
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=TEST_CONFIG))
     try:
@@ -124,6 +126,7 @@ async def test_one_null_block_while_catching_up_is_not_a_reorg(
     proxy = await FaultProxy(node.url).start()
     proxy.answer_null(1, when=lambda n: n == stopped_at)  # one lagging answer for the cursor's block
     monkeypatch.setenv("RPC_URLS_1", proxy.url)
+    settings = reloaded(settings)  # per-chain URLs are read when settings are built
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=TEST_CONFIG))
     try:
@@ -144,6 +147,7 @@ async def test_null_blocks_in_the_reorg_window_and_the_ancestor_search_are_retri
     w = await ready(d)
     proxy = await FaultProxy(node.url).start()
     monkeypatch.setenv("RPC_URLS_1", proxy.url)
+    settings = reloaded(settings)  # per-chain URLs are read when settings are built
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=TEST_CONFIG))
     try:
@@ -175,6 +179,7 @@ async def test_backfill_through_a_provider_failing_20_percent_finishes_and_verif
     node.mine(10)  # every event finalized: a backfill (to the finalized block) covers them all
     proxy = await FaultProxy(node.url, fault_rate=0.2, timeout_s=1.0, seed=2026).start()
     monkeypatch.setenv("RPC_URLS_1", proxy.url)
+    settings = reloaded(settings)  # per-chain URLs are read when settings are built
     # small batches and spans: many requests, so every kind of fault lands somewhere
     config = dataclasses.replace(TEST_CONFIG, rpc_timeout_s=0.6, batch_events=40, logs_per_call=20, initial_span=1)
     started = time.monotonic()

@@ -11,6 +11,7 @@ import pytest
 from chains.anvil import AnvilNode
 from chains.deploy import transact
 from core.settings import Settings
+from tests.fixtures.db import reloaded
 from indexer.errors import ReorgTooDeep
 from indexer.lock import asyncpg_dsn
 from indexer.reorg import rollback
@@ -76,6 +77,7 @@ async def test_repeated_step_failures_read_failing(node: AnvilNode, settings: Se
     d = await deploy(node.url)
     await add_tokens(idx_db, 1, d)
     monkeypatch.setenv("RPC_URLS_1", f"http://127.0.0.1:{closed_port()}")  # the indexer's provider is down
+    settings = reloaded(settings)  # per-chain URLs are read when settings are built
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=TEST_CONFIG))
     try:
@@ -91,6 +93,7 @@ async def test_repeated_step_failures_read_failing(node: AnvilNode, settings: Se
     assert "AllEndpointsFailed" in row["last_error"] or "Rpc" in row["last_error"], row["last_error"]
 
     monkeypatch.setenv("RPC_URLS_1", node.url)  # provider back: the first good step clears the run
+    settings = reloaded(settings)  # per-chain URLs are read when settings are built
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=TEST_CONFIG))
     try:

@@ -12,6 +12,7 @@ from chains.anvil import AnvilNode
 from chains.deploy import transact
 from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers
 from core.settings import Settings
+from tests.fixtures.db import reloaded
 from indexer.service import run_indexer
 from tests.indexer.conftest import (
     TEST_CONFIG, add_tokens, assert_matches_chain, deploy, table_rows, transfer_request, wait_at_head,
@@ -32,6 +33,7 @@ async def test_faulty_provider_and_dead_url_still_index_exactly(
     w = await run_scenario(d)
     proxy = await FaultyRpc(node.url, fault_rate=0.25, delay_s=1.2).start()
     monkeypatch.setenv("RPC_URLS_1", f"http://127.0.0.1:{closed_port()},{proxy.url}")
+    settings = reloaded(settings)  # per-chain URLs are read when settings are built
     config = dataclasses.replace(TEST_CONFIG, rpc_timeout_s=0.8, error_backoff_s=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=config))

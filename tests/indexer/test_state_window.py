@@ -19,6 +19,7 @@ from eth_utils import to_checksum_address
 from chains.anvil import AnvilNode, free_port
 from chains.deploy import transact
 from core.settings import Settings
+from tests.fixtures.db import reloaded
 from indexer.service import backfill
 from tests.indexer.conftest import TEST_CONFIG, add_tokens, assert_matches_chain, deploy, table_rows
 from tests.indexer.scenario import run_scenario
@@ -119,6 +120,7 @@ async def test_backfill_past_anvils_state_window(idx_db: str, settings: Settings
     """A real node that keeps 5 states: the error is anvil's own BlockOutOfRangeError."""
     with AnvilNode(1, extra_args=["--prune-history", "5"]) as pruned:
         monkeypatch.setenv("RPC_URLS_1", pruned.url)
+        settings = reloaded(settings)  # per-chain URLs are read when settings are built
         d, w, frank, end = await _story(pruned.url, idx_db)
         pruned.mine(20)
         old = pruned.rpc("eth_getBlockByNumber", hex(d.start_block), False)["hash"]
@@ -142,6 +144,7 @@ async def test_backfill_through_a_full_node_refusing_old_state(node: AnvilNode, 
     proxy = await StateWindowProxy(node.url, window=16).start()
     try:
         monkeypatch.setenv("RPC_URLS_1", proxy.url)
+        settings = reloaded(settings)  # per-chain URLs are read when settings are built
         result = await backfill(settings, 1, d.start_block, end, config=TEST_CONFIG)
         assert not result.stopped and proxy.refused >= 5
         await _check(idx_db, d, w, frank)
