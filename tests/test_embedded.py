@@ -37,6 +37,10 @@ READY_TIMEOUT_S = 60.0
 # --- helpers ------------------------------------------------------------------------------------
 
 
+def _default_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class Runner:
     """`python -m tests.embedded_runner <data_dir>` as a child process."""
 
@@ -48,6 +52,9 @@ class Runner:
             stderr=subprocess.PIPE,
             bufsize=0,
             start_new_session=True,  # its own process group, as a shell job would have
+            # signal dispositions as an interactive shell gives them, whatever launched pytest (under nohup the
+            # runner would inherit an ignored SIGHUP and, by design, keep ignoring it); `nohup` in `prefix` sets it
+            preexec_fn=_default_sighup,
         )
         self._buffer = b""
 
