@@ -22,7 +22,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -143,6 +144,31 @@ async def _trades_snapshot(info: Info, market_id: uuid.UUID, last: int) -> Trade
                        trades=[trade_of(t) for t in snap.trades])
 
 
+async def _sequenced(info: Info, channel: str, snapshot: Callable[[], Awaitable[Any]],
+                     delta: Callable[[int, dict[str, Any]], Any]) -> AsyncGenerator[Any, None]:
+    """A snapshot, then one delta per event with consecutive `sequence`s (orderBook, trades). An event already in
+    the snapshot is skipped; a gap (a message lost or reordered between API processes) or messages dropped by the
+    listener is answered with a fresh snapshot. Listening starts before the snapshot is read, so nothing committed
+    after it is missed; the snapshot raises NOT_FOUND for an unknown market."""
+    async with info.context.services.pubsub.listen(channel) as events:
+        snap = await snapshot()
+        seen = snap.sequence
+        yield snap
+        async for payload in events:
+            e = json.loads(payload)
+            seq = e["sequence"]
+            if seq <= seen:
+                continue  # already in the snapshot
+            if seq != seen + 1 or events.dropped:
+                events.dropped = 0
+                snap = await snapshot()
+                seen = snap.sequence
+                yield snap
+                continue
+            seen = seq
+            yield delta(seq, e)
+
+
 def check_last(last: int) -> None:
     if not 0 <= last <= MAX_TRADES_SNAPSHOT:
         raise BadUserInput(f"last must be between 0 and {MAX_TRADES_SNAPSHOT}", field="last")
@@ -174,24 +200,13 @@ class Subscription:
         if getattr(info.context, "snapshot_only", False):
             yield await _trades_snapshot(info, market_id, last)
             return
-        # listen before reading the snapshot, so nothing committed after it is missed
-        async with info.context.services.pubsub.listen(market_data.trades_channel(market_id)) as events:
-            snap = await _trades_snapshot(info, market_id, last)  # NOT_FOUND for an unknown market
-            seen = snap.sequence
-            yield snap
-            async for payload in events:
-                e = json.loads(payload)
-                seq = e["sequence"]
-                if seq <= seen:
-                    continue  # already in the snapshot
-                if seq != seen + 1 or events.dropped:
-                    events.dropped = 0
-                    snap = await _trades_snapshot(info, market_id, last)
-                    seen = snap.sequence
-                    yield snap
-                    continue
-                seen = seq
-                yield TradeUpdate(market_id=market_id, sequence=seq, snapshot=False, trades=[trade_of_event(e)])
+        stream = _sequenced(info, market_data.trades_channel(market_id),
+                            lambda: _trades_snapshot(info, market_id, last),
+                            lambda seq, e: TradeUpdate(market_id=market_id, sequence=seq, snapshot=False,
+                                                       trades=[trade_of_event(e)]))
+        async with aclosing(stream):  # an unsubscribe closes the listener now, not at garbage collection
+            async for update in stream:
+                yield update
 
     @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT, description=(
         "A snapshot of the top `depth` levels, then deltas (changed levels, quantity 0 = gone), each with the "
@@ -201,25 +216,12 @@ class Subscription:
         if getattr(info.context, "snapshot_only", False):
             yield await _snapshot(info, market_id, depth)
             return
-        # listen before reading the snapshot, so nothing committed after it is missed
-        async with info.context.services.pubsub.listen(market_data.book_channel(market_id)) as events:
-            snap = await _snapshot(info, market_id, depth)
-            last = snap.sequence
-            yield snap
-            async for payload in events:
-                e = json.loads(payload)
-                seq = e["sequence"]
-                if seq <= last:
-                    continue  # already in the snapshot
-                if seq != last + 1 or events.dropped:
-                    events.dropped = 0
-                    snap = await _snapshot(info, market_id, depth)
-                    last = snap.sequence
-                    yield snap
-                    continue
-                last = seq
-                yield OrderBook(market_id=market_id, sequence=seq, snapshot=False, bids=levels(e["bids"]),
-                                asks=levels(e["asks"]))
+        stream = _sequenced(info, market_data.book_channel(market_id), lambda: _snapshot(info, market_id, depth),
+                            lambda seq, e: OrderBook(market_id=market_id, sequence=seq, snapshot=False,
+                                                     bids=levels(e["bids"]), asks=levels(e["asks"])))
+        async with aclosing(stream):
+            async for update in stream:
+                yield update
 
     @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT,
                              description="The ticker now, then on every book change.")
