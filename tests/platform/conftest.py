@@ -13,6 +13,7 @@ import schema as schema_package
 from core.settings import Settings
 from server.app import create_app
 from server.services import Services
+from tests.fixtures.db import settings_values
 from tests.platform.probes import ProbeQuery
 
 
@@ -32,16 +33,7 @@ def app_client(services: Services) -> Callable[..., AbstractAsyncContextManager[
     return _client
 
 
-def _as_env(settings: Settings) -> dict[str, object]:
-    """The settings as constructor keywords (their env-var aliases), secrets unwrapped."""
-    out: dict[str, object] = {}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if value is not None:
-            out[field.alias or name] = value
-    return out
+_as_env = settings_values  # the settings as constructor keywords (tests/fixtures/db.py)
 
 
 
