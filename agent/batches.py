@@ -52,8 +52,11 @@ class Batchable:
     max_members: int  # the contract's bound (SecurityToken.vy MAX_BATCH)
 
 
-BATCHABLE = {("SecurityToken", "settlementTransfer"): Batchable("SecurityToken", "settlementTransfer",
-                                                                "batchSettlementTransfer", 500)}
+BATCHABLE = {
+    ("SecurityToken", "settlementTransfer"): Batchable(
+        "SecurityToken", "settlementTransfer", "batchSettlementTransfer", 500
+    )
+}
 
 
 def is_batch(op: ChainOperation) -> bool:
@@ -69,7 +72,7 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
     out, at = [], 0
     for i in range(n):
         k = base + (1 if i < extra else 0)
-        out.append(items[at:at + k])
+        out.append(items[at : at + k])
         at += k
     return out
 
@@ -93,10 +96,13 @@ class Folded:
 def foldable() -> Any:
     """An operation that may join a batch (besides being PENDING and due): never in one, a batchable call with its
     three arguments, no value, a kind that leaves room for the prefix."""
-    return (ChainOperation.batch_id.is_(None) & (ChainOperation.value == 0)
-            & tuple_(ChainOperation.abi_name, ChainOperation.function).in_(list(BATCHABLE))
-            & (func.jsonb_array_length(ChainOperation.args) == 3)
-            & (func.length(ChainOperation.kind) <= MAX_KIND - len(PREFIX)))
+    return (
+        ChainOperation.batch_id.is_(None)
+        & (ChainOperation.value == 0)
+        & tuple_(ChainOperation.abi_name, ChainOperation.function).in_(list(BATCHABLE))
+        & (func.jsonb_array_length(ChainOperation.args) == 3)
+        & (func.length(ChainOperation.kind) <= MAX_KIND - len(PREFIX))
+    )
 
 
 async def fold(ctx: SenderContext) -> Folded:
@@ -107,14 +113,29 @@ async def fold(ctx: SenderContext) -> Folded:
     limit = size * max(1, min(ctx.config.batch, 20))
     async with ctx.session() as s:
         async with s.begin():
-            rows = (await s.execute(
-                select(ChainOperation.id, ChainOperation.kind, ChainOperation.contract, ChainOperation.abi_name,
-                       ChainOperation.function, ChainOperation.args, ChainOperation.signer)
-                .where(ChainOperation.chain_id == ctx.chain_id, ChainOperation.signer.in_(ctx.roles),
-                       ChainOperation.state == S.PENDING, foldable(),
-                       (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()))
-                .order_by(ChainOperation.created_at, ChainOperation.id).limit(limit)
-                .with_for_update(skip_locked=True))).all()
+            rows = (
+                await s.execute(
+                    select(
+                        ChainOperation.id,
+                        ChainOperation.kind,
+                        ChainOperation.contract,
+                        ChainOperation.abi_name,
+                        ChainOperation.function,
+                        ChainOperation.args,
+                        ChainOperation.signer,
+                    )
+                    .where(
+                        ChainOperation.chain_id == ctx.chain_id,
+                        ChainOperation.signer.in_(ctx.roles),
+                        ChainOperation.state == S.PENDING,
+                        foldable(),
+                        (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()),
+                    )
+                    .order_by(ChainOperation.created_at, ChainOperation.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
             groups: dict[tuple[str, str, str, str, str], list[Any]] = {}
             for r in rows:
                 groups.setdefault((r.kind, r.contract, r.abi_name, r.function, r.signer), []).append(r)
@@ -128,10 +149,23 @@ async def fold(ctx: SenderContext) -> Folded:
                         lone.update(r.id for r in chunk)
                         continue
                     bid = uuid.uuid4()
-                    batches.append(dict(
-                        id=bid, kind=PREFIX + kind, chain_id=ctx.chain_id, contract=contract, abi_name=abi_name,
-                        function=spec.batch_function, args=columns([list(r.args) for r in chunk]), value=0,
-                        signer=signer, business_ref=f"batch:{bid}", state=S.PENDING, attempts=0, tx_hashes=[]))
+                    batches.append(
+                        dict(
+                            id=bid,
+                            kind=PREFIX + kind,
+                            chain_id=ctx.chain_id,
+                            contract=contract,
+                            abi_name=abi_name,
+                            function=spec.batch_function,
+                            args=columns([list(r.args) for r in chunk]),
+                            value=0,
+                            signer=signer,
+                            business_ref=f"batch:{bid}",
+                            state=S.PENDING,
+                            attempts=0,
+                            tx_hashes=[],
+                        )
+                    )
                     members.append((bid, [r.id for r in chunk]))
             if not batches:
                 return Folded(0, lone)
@@ -151,9 +185,11 @@ async def follow_signatures(session: AsyncSession, ops: list[ChainOperation]) ->
         return
     table = ChainOperation.__table__
     await session.execute(
-        update(table).where(table.c.batch_id == bindparam("b_id"), table.c.state == S.BATCHED.value)
+        update(table)
+        .where(table.c.batch_id == bindparam("b_id"), table.c.state == S.BATCHED.value)
         .values(tx_hash=bindparam("h"), tx_hashes=func.array_append(table.c.tx_hashes, bindparam("h"))),
-        [{"b_id": i, "h": h} for i, h in pairs])
+        [{"b_id": i, "h": h} for i, h in pairs],
+    )
 
 
 @dataclass(slots=True)
@@ -201,23 +237,49 @@ async def members_confirmed_many(session: AsyncSession, confirmed: list[ChainOpe
     A member without its Transfer raises: nothing of the call is kept, and the batches are redone one by one."""
     by_id = {b.id: b for b in confirmed}
     table = ChainOperation.__table__
-    rows = (await session.execute(
-        select(table.c.id, table.c.kind, table.c.business_ref, table.c.args, table.c.tx_hash, table.c.tx_hashes,
-               table.c.created_at, table.c.created_by, table.c.chain_id, table.c.contract, table.c.batch_id)
-        .where(table.c.batch_id.in_(list(by_id)), table.c.state == S.BATCHED.value)
-        .order_by(table.c.batch_id, table.c.id).with_for_update())).all()
+    rows = (
+        await session.execute(
+            select(
+                table.c.id,
+                table.c.kind,
+                table.c.business_ref,
+                table.c.args,
+                table.c.tx_hash,
+                table.c.tx_hashes,
+                table.c.created_at,
+                table.c.created_by,
+                table.c.chain_id,
+                table.c.contract,
+                table.c.batch_id,
+            )
+            .where(table.c.batch_id.in_(list(by_id)), table.c.state == S.BATCHED.value)
+            .order_by(table.c.batch_id, table.c.id)
+            .with_for_update()
+        )
+    ).all()
     if not rows:
         return
-    transfers = (await session.execute(
-        select(TokenTransfer.block_hash, TokenTransfer.tx_hash, TokenTransfer.token_address,
-               TokenTransfer.from_address, TokenTransfer.to_address, TokenTransfer.value).where(
-            TokenTransfer.chain_id.in_(list({b.chain_id for b in confirmed})),
-            TokenTransfer.tx_hash.in_([b.mined_tx_hash for b in confirmed]),
-            TokenTransfer.block_hash.in_([b.mined_block_hash for b in confirmed])))).all()
+    transfers = (
+        await session.execute(
+            select(
+                TokenTransfer.block_hash,
+                TokenTransfer.tx_hash,
+                TokenTransfer.token_address,
+                TokenTransfer.from_address,
+                TokenTransfer.to_address,
+                TokenTransfer.value,
+            ).where(
+                TokenTransfer.chain_id.in_(list({b.chain_id for b in confirmed})),
+                TokenTransfer.tx_hash.in_([b.mined_tx_hash for b in confirmed]),
+                TokenTransfer.block_hash.in_([b.mined_block_hash for b in confirmed]),
+            )
+        )
+    ).all()
     indexed: dict[tuple[str, str, str], Counter[tuple[str, str, int]]] = {}
     for t in transfers:
         indexed.setdefault((t.block_hash, t.tx_hash, t.token_address), Counter())[
-            _key(t.from_address, t.to_address, t.value)] += 1
+            _key(t.from_address, t.to_address, t.value)
+        ] += 1
     members: dict[uuid.UUID, list[Any]] = {}
     missing = []
     for r in rows:
@@ -231,17 +293,32 @@ async def members_confirmed_many(session: AsyncSession, confirmed: list[ChainOpe
             missing.append(r.business_ref)
     if missing:
         raise RuntimeError(f"no indexed Transfer for {len(missing)} batch member(s) ({', '.join(missing[:3])}...)")
-    fields = {bid: dict(state=S.CONFIRMED, confirmed_block=b.confirmed_block, confirmed_at=b.confirmed_at,
-                        last_error=None, sender=b.sender, mined_block=b.mined_block,
-                        mined_block_hash=b.mined_block_hash, mined_tx_hash=b.mined_tx_hash,
-                        mined_status=b.mined_status, mined_at=b.mined_at,
-                        gas_used=None if b.gas_used is None else int(b.gas_used) // len(members[bid]))
-              for bid, b in by_id.items() if bid in members}
+    fields = {
+        bid: dict(
+            state=S.CONFIRMED,
+            confirmed_block=b.confirmed_block,
+            confirmed_at=b.confirmed_at,
+            last_error=None,
+            sender=b.sender,
+            mined_block=b.mined_block,
+            mined_block_hash=b.mined_block_hash,
+            mined_tx_hash=b.mined_tx_hash,
+            mined_status=b.mined_status,
+            mined_at=b.mined_at,
+            gas_used=None if b.gas_used is None else int(b.gas_used) // len(members[bid]),
+        )
+        for bid, b in by_id.items()
+        if bid in members
+    }
     await session.execute(
-        update(table).where(table.c.batch_id == bindparam("b_id"), table.c.state == S.BATCHED.value)
+        update(table)
+        .where(table.c.batch_id == bindparam("b_id"), table.c.state == S.BATCHED.value)
         .values(**{k: bindparam(f"v_{k}") for k in next(iter(fields.values()))}, updated_at=func.now()),
-        [{"b_id": bid, **{f"v_{k}": (v.value if k == "state" else v) for k, v in f.items()}}
-         for bid, f in fields.items()])
+        [
+            {"b_id": bid, **{f"v_{k}": (v.value if k == "state" else v) for k, v in f.items()}}
+            for bid, f in fields.items()
+        ],
+    )
     # what the handlers read, as plain rows (an ORM instance each cost ~0.7 ms: most of a batch's confirmation)
     done = [ConfirmedMember(**r._mapping, **fields[bid]) for bid, rs in members.items() for r in rs]
     await handlers.run_confirmed_many(session, done)  # type: ignore[arg-type]
@@ -256,13 +333,20 @@ async def members_released(session: AsyncSession, batch: ChainOperation, reason:
     """The batch FAILED or was canceled (nothing of it is on chain): its members are sent alone."""
     table = ChainOperation.__table__
     why = f"batch {batch.business_ref} did not go through ({reason}); sent alone"[:2000]
-    moved = await session.execute(update(table).where(table.c.batch_id == batch.id, table.c.state == S.BATCHED.value)
-                                  .values(state=S.PENDING.value, last_error=why, next_attempt_at=None,
-                                          updated_at=func.now()))
+    moved = await session.execute(
+        update(table)
+        .where(table.c.batch_id == batch.id, table.c.state == S.BATCHED.value)
+        .values(state=S.PENDING.value, last_error=why, next_attempt_at=None, updated_at=func.now())
+    )
     if moved.rowcount:
-        log.info("batch %s (%d members) did not go through (%s): its members are sent alone", batch.business_ref,
-                 moved.rowcount, reason)
+        log.info(
+            "batch %s (%d members) did not go through (%s): its members are sent alone",
+            batch.business_ref,
+            moved.rowcount,
+            reason,
+        )
 
 
-handlers.register(PREFIX, on_confirmed=members_confirmed, on_failed=members_released,
-                  on_confirmed_many=members_confirmed_many)
+handlers.register(
+    PREFIX, on_confirmed=members_confirmed, on_failed=members_released, on_confirmed_many=members_confirmed_many
+)

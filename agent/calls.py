@@ -9,7 +9,7 @@ ABIs, else the node's message.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from eth_abi import decode, encode
@@ -28,7 +28,7 @@ def _type_str(param: dict[str, Any]) -> str:
     return param["type"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def function_types(abi_name: str, function: str, arity: int) -> tuple[bytes, tuple[str, ...]]:
     """(4-byte selector, input types) of `function` with `arity` inputs in artifact `abi_name`."""
     for entry in load_artifact(abi_name)["abi"]:

@@ -41,12 +41,18 @@ class AgentConfig:
             raise ValueError(f"RWA_AGENT_TEST_CRASH_AT must be one of {', '.join(CRASH_POINTS)}")
         if crash is not None and settings.is_production:
             raise ValueError("RWA_AGENT_TEST_CRASH_AT is a test hook; refused when RWA_ENV=production")
-        return cls(poll_s=settings.agent_poll_s, replace_after_s=settings.agent_replace_after_s,
-                   fee_bump_pct=settings.agent_fee_bump_pct, gas_margin_pct=settings.agent_gas_margin_pct,
-                   max_in_flight=settings.agent_max_in_flight, batch=settings.agent_batch,
-                   batch_max=settings.agent_batch_max,
-                   fee_cap_wei=settings.chain_ints("RWA_AGENT_FEE_CAP_WEI_"),
-                   min_balance_wei=settings.chain_ints("RWA_AGENT_MIN_BALANCE_WEI_"), crash_at=crash)
+        return cls(
+            poll_s=settings.agent_poll_s,
+            replace_after_s=settings.agent_replace_after_s,
+            fee_bump_pct=settings.agent_fee_bump_pct,
+            gas_margin_pct=settings.agent_gas_margin_pct,
+            max_in_flight=settings.agent_max_in_flight,
+            batch=settings.agent_batch,
+            batch_max=settings.agent_batch_max,
+            fee_cap_wei=settings.chain_ints("RWA_AGENT_FEE_CAP_WEI_"),
+            min_balance_wei=settings.chain_ints("RWA_AGENT_MIN_BALANCE_WEI_"),
+            crash_at=crash,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -88,8 +94,9 @@ def _per_chain(environ: Mapping[str, str], prefix: str) -> dict[int, int]:
     }
 
 
-def _number(environ: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any],
-            minimum: float = 1e-9) -> Any:
+def _number(
+    environ: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any], minimum: float = 1e-9
+) -> Any:
     raw = environ.get(name, "").strip()
     if not raw:
         return default

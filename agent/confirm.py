@@ -33,8 +33,13 @@ S = OperationState
 async def replay_reason(ctx: SenderContext, op: ChainOperation) -> str:
     """Why a mined tx reverted: eth_call of the same call at the block before it (then at its block)."""
     data = encode_call(op.abi_name, op.function, list(op.args))
-    call = {"from": ctx.address, "to": op.contract, "data": data, "value": hex(int(op.value or 0)),
-            "gas": hex(int(op.gas_limit or 0))}
+    call = {
+        "from": ctx.address,
+        "to": op.contract,
+        "data": data,
+        "value": hex(int(op.value or 0)),
+        "gas": hex(int(op.gas_limit or 0)),
+    }
     for block in (int(op.mined_block or 1) - 1, int(op.mined_block or 0)):
         try:
             await ctx.client.call("eth_call", [call, hex(max(block, 0))])
@@ -52,30 +57,49 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
     """Confirm or fail MINED ops at finality; move reorged ones back. Returns how many changed."""
     if view.finalized is None:
         return 0
-    event = exists().where(and_(
-        ChainEvent.chain_id == ChainOperation.chain_id, ChainEvent.address == ChainOperation.contract,
-        ChainEvent.block_number == ChainOperation.mined_block, ChainEvent.block_hash == ChainOperation.mined_block_hash,
-        ChainEvent.tx_hash == ChainOperation.mined_tx_hash))
-    other_hash = exists().where(and_(
-        Block.chain_id == ChainOperation.chain_id, Block.number == ChainOperation.mined_block,
-        Block.hash != ChainOperation.mined_block_hash))
+    event = exists().where(
+        and_(
+            ChainEvent.chain_id == ChainOperation.chain_id,
+            ChainEvent.address == ChainOperation.contract,
+            ChainEvent.block_number == ChainOperation.mined_block,
+            ChainEvent.block_hash == ChainOperation.mined_block_hash,
+            ChainEvent.tx_hash == ChainOperation.mined_tx_hash,
+        )
+    )
+    other_hash = exists().where(
+        and_(
+            Block.chain_id == ChainOperation.chain_id,
+            Block.number == ChainOperation.mined_block,
+            Block.hash != ChainOperation.mined_block_hash,
+        )
+    )
     async with ctx.session() as s:
         indexed = await s.scalar(select(IndexerCursor.indexed_block).where(IndexerCursor.chain_id == ctx.chain_id))
         indexed = -1 if indexed is None else int(indexed)
         # only what can move now: final and indexed, or seen under another block hash (the rest waits cheaply)
-        rows = (await s.execute(select(ChainOperation.id, event.label("has_event"), other_hash.label("moved")).where(
-            ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-            ChainOperation.state == S.MINED,
-            or_(ChainOperation.mined_block <= min(view.finalized, indexed), other_hash),
-        ).order_by(ChainOperation.nonce).limit(2000))).all()
+        rows = (
+            await s.execute(
+                select(ChainOperation.id, event.label("has_event"), other_hash.label("moved"))
+                .where(
+                    ChainOperation.chain_id == ctx.chain_id,
+                    ChainOperation.sender == ctx.address,
+                    ChainOperation.state == S.MINED,
+                    or_(ChainOperation.mined_block <= min(view.finalized, indexed), other_hash),
+                )
+                .order_by(ChainOperation.nonce)
+                .limit(2000)
+            )
+        ).all()
         await s.commit()
     if not rows:
         return 0
     done: list[tuple[Any, bool]] = []  # (op id, has event) at finality
     suspect: list[Any] = []  # maybe reorged out
     async with ctx.session() as s:
-        ops = {op.id: op for op in (await s.scalars(select(ChainOperation).where(
-            ChainOperation.id.in_([r.id for r in rows])))).all()}
+        ops = {
+            op.id: op
+            for op in (await s.scalars(select(ChainOperation).where(ChainOperation.id.in_([r.id for r in rows])))).all()
+        }
         await s.commit()
     for r in rows:
         op = ops[r.id]
@@ -92,8 +116,9 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
     check = [ops[i] for i, has in done if not has] + [ops[i] for i in suspect]
     canonical: dict[Any, bool] = {}
     if check:
-        blocks = await ctx.client.batch([("eth_getBlockByNumber", [hex(int(op.mined_block or 0)), False])
-                                         for op in check])
+        blocks = await ctx.client.batch(
+            [("eth_getBlockByNumber", [hex(int(op.mined_block or 0)), False]) for op in check]
+        )
         canonical = {op.id: bool(b) and b.get("hash") == op.mined_block_hash for op, b in zip(check, blocks)}
     gone = [ops[i] for i in suspect if not canonical.get(i)]
     receipts = await fetch_receipts(ctx, gone) if gone else {}
@@ -106,11 +131,17 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
     rebroadcast: list[ChainOperation] = []
     async with ctx.session() as s:
         async with s.begin():
-            locked = {op.id: op for op in (await s.scalars(select(ChainOperation).where(
-                ChainOperation.id.in_([i for i, _ in done] + suspect), ChainOperation.state == S.MINED)
-                .with_for_update())).all()}
-            ready = [(i, locked[i]) for i, has in done
-                     if i in locked and (has or canonical.get(i))]
+            locked = {
+                op.id: op
+                for op in (
+                    await s.scalars(
+                        select(ChainOperation)
+                        .where(ChainOperation.id.in_([i for i, _ in done] + suspect), ChainOperation.state == S.MINED)
+                        .with_for_update()
+                    )
+                ).all()
+            }
+            ready = [(i, locked[i]) for i, has in done if i in locked and (has or canonical.get(i))]
 
             async def complete(op: ChainOperation) -> None:
                 if op.mined_status == 0:
@@ -132,9 +163,16 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
                 changed += len(ready)
                 ready = []
             except Exception:  # noqa: BLE001
-                locked = {op.id: op for op in (await s.scalars(select(ChainOperation).where(
-                    ChainOperation.id.in_([i for i, _ in done] + suspect))
-                    .execution_options(populate_existing=True))).all()}
+                locked = {
+                    op.id: op
+                    for op in (
+                        await s.scalars(
+                            select(ChainOperation)
+                            .where(ChainOperation.id.in_([i for i, _ in done] + suspect))
+                            .execution_options(populate_existing=True)
+                        )
+                    ).all()
+                }
                 ready = [(i, locked[i]) for i, _ in ready if locked[i].state is S.MINED]
             for op_id, op in ready:
                 ref = op.business_ref
@@ -144,26 +182,43 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
                     changed += 1
                 except Exception as exc:  # noqa: BLE001  (a handler bug must not stop the other ops)
                     # the savepoint rolled back and expired the row: write the error with a plain UPDATE
-                    ctx.warn_once(f"handler:{op_id}", "chain %s: completion handler of %s failed; retried every "
-                                  "iteration", ctx.chain_id, ref, level=40, exc_info=exc)
-                    await s.execute(update(ChainOperation).where(ChainOperation.id == op_id)
-                                    .values(last_error=f"handler failed: {type(exc).__name__}: {exc}"[:2000]))
+                    ctx.warn_once(
+                        f"handler:{op_id}",
+                        "chain %s: completion handler of %s failed; retried every iteration",
+                        ctx.chain_id,
+                        ref,
+                        level=40,
+                        exc_info=exc,
+                    )
+                    await s.execute(
+                        update(ChainOperation)
+                        .where(ChainOperation.id == op_id)
+                        .values(last_error=f"handler failed: {type(exc).__name__}: {exc}"[:2000])
+                    )
             for op_id in suspect:
                 op = locked.get(op_id)
                 if op is None:
                     continue
                 if canonical.get(op_id):
-                    ctx.warn_once(f"noevent:{op_id}", "chain %s: op %s is mined in a final block but the indexer has "
-                                  "no event of %s for it: is the contract among the indexed tokens?", ctx.chain_id,
-                                  op.business_ref, op.contract)
+                    ctx.warn_once(
+                        f"noevent:{op_id}",
+                        "chain %s: op %s is mined in a final block but the indexer has "
+                        "no event of %s for it: is the contract among the indexed tokens?",
+                        ctx.chain_id,
+                        op.business_ref,
+                        op.contract,
+                    )
                     op.last_error = "mined and final, but no indexed event yet"
                     continue
                 rcpt = receipts.get(op_id)
                 if rcpt is not None:
                     mark_mined(op, rcpt)  # re-mined in another block after the reorg
                 else:
-                    log.warning("chain %s: op %s's tx left the chain in a reorg; sending the stored tx again",
-                                ctx.chain_id, op.business_ref)
+                    log.warning(
+                        "chain %s: op %s's tx left the chain in a reorg; sending the stored tx again",
+                        ctx.chain_id,
+                        op.business_ref,
+                    )
                     op.state = S.BROADCAST
                     op.mined_block = op.mined_block_hash = op.mined_tx_hash = op.mined_status = None
                     rebroadcast.append(op)

@@ -60,8 +60,15 @@ class SenderContext:
     def session(self) -> AsyncSession:
         return AsyncSession(bind=self.conn, expire_on_commit=False, autoflush=False)
 
-    def warn_once(self, key: str, msg: str, *args: Any, every_s: float = 60.0, level: int = logging.WARNING,
-                  exc_info: BaseException | None = None) -> None:
+    def warn_once(
+        self,
+        key: str,
+        msg: str,
+        *args: Any,
+        every_s: float = 60.0,
+        level: int = logging.WARNING,
+        exc_info: BaseException | None = None,
+    ) -> None:
         """Log at most once per `every_s` per key: a condition that persists must not flood the log."""
         now = time.monotonic()
         if now - self.warned.get(key, -1e9) >= every_s:
@@ -84,11 +91,15 @@ class SenderContext:
         base_fee = int(block["baseFeePerGas"], 16) if block and block.get("baseFeePerGas") else None
         tip = None if isinstance(node_tip, Exception) or not node_tip else int(node_tip, 16)
         finalized = await self.conn.scalar(
-            text("SELECT finalized_block FROM indexer_cursors WHERE chain_id = :c"), {"c": self.chain_id})
+            text("SELECT finalized_block FROM indexer_cursors WHERE chain_id = :c"), {"c": self.chain_id}
+        )
         await self.conn.commit()
         return ChainView(
-            mined_nonce=int(mined, 16), pending_nonce=int(pending, 16), balance=int(balance, 16),
-            head=int(block["number"], 16), base_fee=base_fee,
+            mined_nonce=int(mined, 16),
+            pending_nonce=int(pending, 16),
+            balance=int(balance, 16),
+            head=int(block["number"], 16),
+            base_fee=base_fee,
             fees=initial_fees(self.spec, self.cap, base_fee, tip, int(gas_price, 16)),
             finalized=None if finalized is None else int(finalized),
         )

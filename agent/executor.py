@@ -25,8 +25,8 @@ from agent.config import AgentConfig
 from agent.context import SenderContext
 from agent.errors import SignerError
 from agent.signers import Signer, signer_for
-from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.errors import RpcError
+from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.settings import ConfigError, Settings
 from models.operations import OPEN_STATES, ChainOperation
@@ -77,8 +77,9 @@ class SenderSpec:
     roles: tuple[str, ...]
 
 
-async def run_sender(engine: AsyncEngine, client: RpcClient, spec: SenderSpec, config: AgentConfig,
-                     stop: asyncio.Event) -> None:
+async def run_sender(
+    engine: AsyncEngine, client: RpcClient, spec: SenderSpec, config: AgentConfig, stop: asyncio.Event
+) -> None:
     """Hold the (chain, address) lock and iterate until stop; re-elect after a lost connection."""
     chain = get_chain(spec.chain_id)
     c, a = str(spec.chain_id), spec.signer.address
@@ -102,9 +103,15 @@ async def run_sender(engine: AsyncEngine, client: RpcClient, spec: SenderSpec, c
                             if conn.closed or conn.invalidated:
                                 raise
                             metrics.ERRORS.labels(c, type(exc).__name__).inc()
-                            ctx.warn_once(f"iter:{type(exc).__name__}", "chain %s: agent iteration failed (%s: %s); "
-                                          "retrying", spec.chain_id, type(exc).__name__, exc, every_s=30,
-                                          exc_info=None if isinstance(exc, RpcError) else exc)
+                            ctx.warn_once(
+                                f"iter:{type(exc).__name__}",
+                                "chain %s: agent iteration failed (%s: %s); retrying",
+                                spec.chain_id,
+                                type(exc).__name__,
+                                exc,
+                                every_s=30,
+                                exc_info=None if isinstance(exc, RpcError) else exc,
+                            )
                             try:
                                 await conn.rollback()
                             except Exception:  # noqa: BLE001
@@ -138,8 +145,9 @@ def _signers(settings: Settings, chain_id: int, roles: list[str], known: dict[st
     return [SenderSpec(chain_id, s, tuple(r)) for s, r in by_addr.values()]
 
 
-async def run_chain(settings: Settings, engine: AsyncEngine, chain_id: int, config: AgentConfig,
-                    stop: asyncio.Event) -> None:
+async def run_chain(
+    settings: Settings, engine: AsyncEngine, chain_id: int, config: AgentConfig, stop: asyncio.Event
+) -> None:
     urls = settings.rpc_urls(chain_id) or rpc_urls_for(chain_id)
     known: dict[str, Signer] = {}
     tasks: dict[str, asyncio.Task[None]] = {}  # address -> sender task
@@ -148,8 +156,13 @@ async def run_chain(settings: Settings, engine: AsyncEngine, chain_id: int, conf
         try:
             while not stop.is_set():
                 async with engine.connect() as conn:
-                    extra = (await conn.scalars(select(ChainOperation.signer).distinct().where(
-                        ChainOperation.chain_id == chain_id, ChainOperation.state.in_(OPEN_STATES)))).all()
+                    extra = (
+                        await conn.scalars(
+                            select(ChainOperation.signer)
+                            .distinct()
+                            .where(ChainOperation.chain_id == chain_id, ChainOperation.state.in_(OPEN_STATES))
+                        )
+                    ).all()
                 roles = sorted({"agent", "treasury", *extra})
                 try:
                     specs = _signers(settings, chain_id, roles, known)
@@ -174,8 +187,9 @@ async def run_chain(settings: Settings, engine: AsyncEngine, chain_id: int, conf
                         del tasks[a]
                     if a not in tasks or tasks[a].done():
                         roles_running[a] = spec.roles
-                        tasks[a] = asyncio.create_task(run_sender(engine, client, spec, config, stop),
-                                                       name=f"agent-{chain_id}-{a}")
+                        tasks[a] = asyncio.create_task(
+                            run_sender(engine, client, spec, config, stop), name=f"agent-{chain_id}-{a}"
+                        )
                 await _sleep(stop, 5.0)
         finally:
             for t in tasks.values():
@@ -185,8 +199,13 @@ async def run_chain(settings: Settings, engine: AsyncEngine, chain_id: int, conf
                 await s.aclose()
 
 
-async def run_agent(settings: Settings, chain_ids: list[int] | None = None, *, stop: asyncio.Event | None = None,
-                    config: AgentConfig | None = None) -> None:
+async def run_agent(
+    settings: Settings,
+    chain_ids: list[int] | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    config: AgentConfig | None = None,
+) -> None:
     """Run the executor for the given chains (default: every chain with RPC URLs) until `stop` is set."""
     config = config or AgentConfig.from_env()
     stop = stop or asyncio.Event()

@@ -34,12 +34,16 @@ class Fees:
     def tx_fields(self) -> dict[str, int]:
         if self.gas_price is not None:
             return {"gasPrice": self.gas_price}
-        return {"maxFeePerGas": int(self.max_fee_per_gas or 0), "maxPriorityFeePerGas": int(self.max_priority_fee_per_gas or 0),
-                "type": 2}
+        return {
+            "maxFeePerGas": int(self.max_fee_per_gas or 0),
+            "maxPriorityFeePerGas": int(self.max_priority_fee_per_gas or 0),
+            "type": 2,
+        }
 
 
-def initial_fees(spec: ChainSpec, cap: int, base_fee: int | None, node_tip: int | None,
-                 node_gas_price: int | None) -> Fees:
+def initial_fees(
+    spec: ChainSpec, cap: int, base_fee: int | None, node_tip: int | None, node_gas_price: int | None
+) -> Fees:
     if spec.tx_type == 0 or base_fee is None:
         price = max(node_gas_price or 0, spec.priority_fee_wei, 1)
         return Fees(gas_price=min(price, cap))
@@ -54,6 +58,7 @@ def _bump(old: int, pct: int) -> int:
 
 def bumped(old: Fees, fresh: Fees, cap: int, pct: int) -> Fees | None:
     """The replacement's fees, or None when the cap leaves no valid (>= +12.5%) bump."""
+
     def valid(new: int, prev: int) -> bool:
         return new * MIN_BUMP_DEN >= prev * MIN_BUMP_NUM
 

@@ -19,8 +19,15 @@ def watch(ctx: SenderContext, view: ChainView) -> bool:
     low = view.balance < threshold
     metrics.GAS_LOW.labels(c, a).set(1 if low else 0)
     if low:
-        ctx.warn_once("gaslow", "chain %s: signer %s has %s wei, below the %s wei threshold: operations wait until "
-                      "it is topped up", ctx.chain_id, a, view.balance, threshold, level=logging.ERROR)
+        ctx.warn_once(
+            "gaslow",
+            "chain %s: signer %s has %s wei, below the %s wei threshold: operations wait until it is topped up",
+            ctx.chain_id,
+            a,
+            view.balance,
+            threshold,
+            level=logging.ERROR,
+        )
     elif ctx.gas_low:
         ctx.warned.pop("gaslow", None)
         log.info("chain %s: signer %s topped up (%s wei); sending resumes", ctx.chain_id, a, view.balance)

@@ -35,8 +35,13 @@ class Handler:
 _registry: dict[str, Handler] = {}
 
 
-def register(kind_prefix: str, *, on_confirmed: OnConfirmed, on_failed: OnFailed | None = None,
-             on_confirmed_many: OnConfirmedMany | None = None) -> None:
+def register(
+    kind_prefix: str,
+    *,
+    on_confirmed: OnConfirmed,
+    on_failed: OnFailed | None = None,
+    on_confirmed_many: OnConfirmedMany | None = None,
+) -> None:
     """Register (or replace, so a module re-import is harmless) the hooks for kinds starting with `kind_prefix`."""
     _registry[kind_prefix] = Handler(kind_prefix, on_confirmed, on_failed, on_confirmed_many)
 

@@ -21,8 +21,9 @@ def lock_key(chain_id: int, address: str) -> int:
 
 
 async def try_lock(conn: AsyncConnection, chain_id: int, address: str) -> bool:
-    got = await conn.scalar(text("SELECT pg_try_advisory_lock(:c, :k)"),
-                            {"c": LOCK_CLASS, "k": lock_key(chain_id, address)})
+    got = await conn.scalar(
+        text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": LOCK_CLASS, "k": lock_key(chain_id, address)}
+    )
     await conn.commit()  # session-level lock: it outlives this transaction
     return bool(got)
 
@@ -35,9 +36,13 @@ async def unlock(conn: AsyncConnection, chain_id: int, address: str) -> None:
 
 async def holder_count(conn: AsyncConnection, chain_id: int, address: str) -> int:
     """How many sessions hold the sender lock (0 or 1): `rwa agent status` shows whether a sender runs."""
-    n = await conn.scalar(text(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        # pg_locks spans the whole server: another database's agent (same key) is not our sender
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND classid = CAST(CAST(:c AS bigint) AS oid) AND objid = CAST(CAST(:k AS bigint) AS oid)"), {"c": LOCK_CLASS & 0xFFFFFFFF, "k": lock_key(chain_id, address) & 0xFFFFFFFF})
+    n = await conn.scalar(
+        text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            # pg_locks spans the whole server: another database's agent (same key) is not our sender
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid = CAST(CAST(:c AS bigint) AS oid) AND objid = CAST(CAST(:k AS bigint) AS oid)"
+        ),
+        {"c": LOCK_CLASS & 0xFFFFFFFF, "k": lock_key(chain_id, address) & 0xFFFFFFFF},
+    )
     return int(n or 0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,8 +50,9 @@ def filtered(f: OperationFilter) -> Select:
         kind = f.kind.strip()
         if not 1 <= len(kind) <= 40:
             raise BadUserInput("kind must have 1 to 40 characters", field="kind")
-        stmt = stmt.where(ChainOperation.kind.startswith(kind, autoescape=True) if kind.endswith(".")
-                          else ChainOperation.kind == kind)
+        stmt = stmt.where(
+            ChainOperation.kind.startswith(kind, autoescape=True) if kind.endswith(".") else ChainOperation.kind == kind
+        )
     if f.chain_id is not None:
         stmt = stmt.where(ChainOperation.chain_id == f.chain_id)
     if f.business_ref:
@@ -60,56 +61,89 @@ def filtered(f: OperationFilter) -> Select:
 
 
 async def _locked(session: AsyncSession, op_id: uuid.UUID) -> ChainOperation:
-    op = (await session.execute(select(ChainOperation).where(ChainOperation.id == op_id).with_for_update()
-                                .execution_options(populate_existing=True))).scalar_one_or_none()
+    op = (
+        await session.execute(
+            select(ChainOperation)
+            .where(ChainOperation.id == op_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if op is None:
         raise NotFound("operation not found", field="id")
     return op
 
 
-def _audit(session: AsyncSession, actor_id: uuid.UUID | None, action: str, op: ChainOperation, request_id: str | None,
-           **details: object) -> None:
-    session.add(AuditLog(actor_id=actor_id, action=action, target_type="chain_operation", target_id=str(op.id),
-                         request_id=request_id, details={"kind": op.kind, "businessRef": op.business_ref,
-                                                         "chainId": op.chain_id, **details}))
+def _audit(
+    session: AsyncSession,
+    actor_id: uuid.UUID | None,
+    action: str,
+    op: ChainOperation,
+    request_id: str | None,
+    **details: object,
+) -> None:
+    session.add(
+        AuditLog(
+            actor_id=actor_id,
+            action=action,
+            target_type="chain_operation",
+            target_id=str(op.id),
+            request_id=request_id,
+            details={"kind": op.kind, "businessRef": op.business_ref, "chainId": op.chain_id, **details},
+        )
+    )
 
 
-async def retry(session: AsyncSession, op_id: uuid.UUID, *, actor_id: uuid.UUID | None = None,
-                request_id: str | None = None) -> ChainOperation:
+async def retry(
+    session: AsyncSession, op_id: uuid.UUID, *, actor_id: uuid.UUID | None = None, request_id: str | None = None
+) -> ChainOperation:
     op = await _locked(session, op_id)
     previous = op.state
     if previous in (S.FAILED, S.CANCELED):
         if op.kind.startswith(BATCH_PREFIX):
-            raise Conflict(f"a {previous.value} batch operation's members were sent alone; it cannot be sent again",
-                           reason="COMPENSATED")
+            raise Conflict(
+                f"a {previous.value} batch operation's members were sent alone; it cannot be sent again",
+                reason="COMPENSATED",
+            )
         if op.kind.startswith(COMPENSATED_KINDS):
-            raise Conflict(f"a {previous.value} {op.kind} operation was compensated; it cannot be sent again",
-                           reason="COMPENSATED")
+            raise Conflict(
+                f"a {previous.value} {op.kind} operation was compensated; it cannot be sent again", reason="COMPENSATED"
+            )
         op.state, op.nonce, op.raw_tx, op.tx_hash, op.sender = S.PENDING, None, None, None, None
         op.mined_block = op.mined_block_hash = op.mined_tx_hash = op.mined_status = None
         op.revert_reason = None
     elif previous is not S.PENDING:
-        raise Conflict(f"a {previous.value} operation is being handled by the agent; only PENDING, FAILED or "
-                       "CANCELED operations can be retried", reason="INVALID_STATE")
+        raise Conflict(
+            f"a {previous.value} operation is being handled by the agent; only PENDING, FAILED or "
+            "CANCELED operations can be retried",
+            reason="INVALID_STATE",
+        )
     op.next_attempt_at, op.last_error = None, f"retried by an operator (was {previous.value})"
-    op.updated_at = datetime.now(timezone.utc)  # set here: an expired server-side value cannot load after commit
+    op.updated_at = datetime.now(UTC)  # set here: an expired server-side value cannot load after commit
     _audit(session, actor_id, "operation.retry", op, request_id, **{"from": previous.value})
     await session.flush()
     return op
 
 
-async def cancel(session: AsyncSession, op_id: uuid.UUID, reason: str, *, actor_id: uuid.UUID | None = None,
-                 request_id: str | None = None) -> ChainOperation:
+async def cancel(
+    session: AsyncSession,
+    op_id: uuid.UUID,
+    reason: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    request_id: str | None = None,
+) -> ChainOperation:
     why = " ".join((reason or "").split())
     if not 1 <= len(why) <= MAX_REASON:
         raise BadUserInput(f"reason must have 1 to {MAX_REASON} characters", field="reason")
     op = await _locked(session, op_id)
     if op.state is not S.PENDING:
-        raise Conflict(f"a {op.state.value} operation cannot be canceled (only before it is signed)",
-                       reason="INVALID_STATE")
+        raise Conflict(
+            f"a {op.state.value} operation cannot be canceled (only before it is signed)", reason="INVALID_STATE"
+        )
     op.state, op.revert_reason = S.CANCELED, f"canceled: {why}"
     op.last_error = "canceled by an operator"
-    op.updated_at = datetime.now(timezone.utc)
+    op.updated_at = datetime.now(UTC)
     handlers.load_effects()  # the API process has not loaded them (the executor does at start)
     await handlers.run_failed(session, op, f"canceled: {why}")
     _audit(session, actor_id, "operation.cancel", op, request_id, reason=why)

@@ -33,8 +33,15 @@ def signers() -> tuple[bool, list[dict[str, Any]]]:
         sending = senders.get(key) == 1
         gas_low = sending and low.get(key) == 1
         ok = ok and not gas_low
-        rows.append({"chainId": int(key[0]), "address": key[1], "role": "sender" if sending else "standby",
-                     "balanceWei": None if key not in balance else str(int(balance[key])), "gasLow": gas_low})
+        rows.append(
+            {
+                "chainId": int(key[0]),
+                "address": key[1],
+                "role": "sender" if sending else "standby",
+                "balanceWei": None if key not in balance else str(int(balance[key])),
+                "gasLow": gas_low,
+            }
+        )
     return ok, rows
 
 

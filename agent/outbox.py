@@ -37,9 +37,19 @@ def normalize_args(args: list[Any]) -> list[Any]:
     return out
 
 
-def _row(*, kind: str, chain_id: int, contract: str, abi_name: str, function: str, args: list[Any],
-         business_ref: str, signer: str = "agent", actor_id: uuid.UUID | None = None, value: int = 0
-         ) -> dict[str, Any]:
+def _row(
+    *,
+    kind: str,
+    chain_id: int,
+    contract: str,
+    abi_name: str,
+    function: str,
+    args: list[Any],
+    business_ref: str,
+    signer: str = "agent",
+    actor_id: uuid.UUID | None = None,
+    value: int = 0,
+) -> dict[str, Any]:
     """The checked column values of a new operation."""
     if not business_ref or len(business_ref) > 200:
         raise ValueError("business_ref must be 1..200 characters")
@@ -51,31 +61,74 @@ def _row(*, kind: str, chain_id: int, contract: str, abi_name: str, function: st
         raise ValueError("value must be >= 0")
     if not function and not value:
         raise ValueError("an operation calls a function or sends a value")
-    return dict(id=uuid.uuid4(), kind=kind, chain_id=int(chain_id), contract=to_checksum_address(contract),
-                abi_name=abi_name, function=function, args=normalize_args(args), value=int(value), signer=signer,
-                business_ref=business_ref, state=OperationState.PENDING, attempts=0, tx_hashes=[],
-                created_by=actor_id)
+    return dict(
+        id=uuid.uuid4(),
+        kind=kind,
+        chain_id=int(chain_id),
+        contract=to_checksum_address(contract),
+        abi_name=abi_name,
+        function=function,
+        args=normalize_args(args),
+        value=int(value),
+        signer=signer,
+        business_ref=business_ref,
+        state=OperationState.PENDING,
+        attempts=0,
+        tx_hashes=[],
+        created_by=actor_id,
+    )
 
 
 async def enqueue_many(session: AsyncSession, operations: list[dict[str, Any]]) -> None:
     """`enqueue` for each of `operations` (its keyword arguments as dicts) in one INSERT, without reading the rows
     back: for a decision that makes many operations at once (an offering's mint batches). Does not commit."""
     if operations:
-        await session.execute(insert(ChainOperation).values([_row(**op) for op in operations])
-                              .on_conflict_do_nothing(index_elements=["business_ref"]))
+        await session.execute(
+            insert(ChainOperation)
+            .values([_row(**op) for op in operations])
+            .on_conflict_do_nothing(index_elements=["business_ref"])
+        )
 
 
-async def enqueue(session: AsyncSession, *, kind: str, chain_id: int, contract: str, abi_name: str,
-                  function: str, args: list[Any], business_ref: str, signer: str = "agent",
-                  actor_id: uuid.UUID | None = None, value: int = 0) -> ChainOperation:
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    chain_id: int,
+    contract: str,
+    abi_name: str,
+    function: str,
+    args: list[Any],
+    business_ref: str,
+    signer: str = "agent",
+    actor_id: uuid.UUID | None = None,
+    value: int = 0,
+) -> ChainOperation:
     """Insert the operation unless `business_ref` exists; return the (new or existing) row. Does not commit."""
-    stmt = insert(ChainOperation).values(**_row(
-        kind=kind, chain_id=chain_id, contract=contract, abi_name=abi_name, function=function, args=args,
-        business_ref=business_ref, signer=signer, actor_id=actor_id, value=value)
-    ).on_conflict_do_nothing(index_elements=["business_ref"])
+    stmt = (
+        insert(ChainOperation)
+        .values(
+            **_row(
+                kind=kind,
+                chain_id=chain_id,
+                contract=contract,
+                abi_name=abi_name,
+                function=function,
+                args=args,
+                business_ref=business_ref,
+                signer=signer,
+                actor_id=actor_id,
+                value=value,
+            )
+        )
+        .on_conflict_do_nothing(index_elements=["business_ref"])
+    )
     await session.execute(stmt)
-    row = (await session.execute(
-        select(ChainOperation).where(ChainOperation.business_ref == business_ref)
-        .execution_options(populate_existing=True)
-    )).scalar_one()
+    row = (
+        await session.execute(
+            select(ChainOperation)
+            .where(ChainOperation.business_ref == business_ref)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
     return row

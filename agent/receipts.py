@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +27,7 @@ S = OperationState
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def fetch_receipts(ctx: SenderContext, ops: list[ChainOperation]) -> dict[Any, dict[str, Any]]:
@@ -79,10 +79,21 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
     moved = mined = 0
     async with ctx.session() as s:
         async with s.begin():
-            ops = list((await s.scalars(select(ChainOperation).where(
-                ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-                ChainOperation.state == S.BROADCAST).order_by(ChainOperation.nonce).limit(ctx.config.max_in_flight)
-                .with_for_update(skip_locked=True))).all())
+            ops = list(
+                (
+                    await s.scalars(
+                        select(ChainOperation)
+                        .where(
+                            ChainOperation.chain_id == ctx.chain_id,
+                            ChainOperation.sender == ctx.address,
+                            ChainOperation.state == S.BROADCAST,
+                        )
+                        .order_by(ChainOperation.nonce)
+                        .limit(ctx.config.max_in_flight)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            )
             if not ops:
                 return 0
             receipts = await fetch_receipts(ctx, ops)
@@ -98,17 +109,25 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
                 for row in consumed:
                     if row.nonce is None or row.nonce >= finalized_nonce:
                         continue  # consumed, but not yet final: a reorg could still bring ours back
-                    log.warning("chain %s: nonce %s of %s was used by a transaction not sent by the agent; operation "
-                                "%s is signed again at a fresh nonce", ctx.chain_id, row.nonce, ctx.address,
-                                row.business_ref)
+                    log.warning(
+                        "chain %s: nonce %s of %s was used by a transaction not sent by the agent; operation "
+                        "%s is signed again at a fresh nonce",
+                        ctx.chain_id,
+                        row.nonce,
+                        ctx.address,
+                        row.business_ref,
+                    )
                     metrics.FOREIGN_NONCES.labels(str(ctx.chain_id)).inc()
                     row.last_error = f"nonce {row.nonce} consumed outside the platform; signing again"
                     row.state, row.nonce, row.raw_tx, row.tx_hash = S.PENDING, None, None, None
                     row.broadcast_at = row.signed_at = None
                     moved += 1
             overdue_at = _now() - timedelta(seconds=ctx.config.replace_after_s)
-            overdue = [op for op in waiting if op not in consumed
-                       and (op.broadcast_at is None or op.broadcast_at <= overdue_at)]
+            overdue = [
+                op
+                for op in waiting
+                if op not in consumed and (op.broadcast_at is None or op.broadcast_at <= overdue_at)
+            ]
             known: dict[Any, bool] = {}
             if overdue:
                 txs = await ctx.client.batch([("eth_getTransactionByHash", [op.tx_hash]) for op in overdue])
@@ -129,19 +148,30 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
                 # the lowest nonce, still pending or dropped because its fees no longer reach the base fee: replace
                 new_fees = bumped(op_fees(row), fresh, ctx.cap, ctx.config.fee_bump_pct)
                 if new_fees is None:
-                    ctx.warn_once(f"cap:{row.id}", "chain %s: op %s is stuck at the fee cap (%s wei); waiting",
-                                  ctx.chain_id, row.business_ref, ctx.cap)
+                    ctx.warn_once(
+                        f"cap:{row.id}",
+                        "chain %s: op %s is stuck at the fee cap (%s wei); waiting",
+                        ctx.chain_id,
+                        row.business_ref,
+                        ctx.cap,
+                    )
                     row.broadcast_at = _now()
                     continue
                 data = encode_call(row.abi_name, row.function, list(row.args))
-                raw, tx_hash = await ctx.signer.sign(tx_dict(ctx, row, data, int(row.nonce or 0),
-                                                             int(row.gas_limit or 0), new_fees))
+                raw, tx_hash = await ctx.signer.sign(
+                    tx_dict(ctx, row, data, int(row.nonce or 0), int(row.gas_limit or 0), new_fees)
+                )
                 row.raw_tx, row.tx_hash, row.tx_hashes = raw, tx_hash, [*row.tx_hashes, tx_hash]
                 set_fees(row, new_fees)
                 rebroadcast.append(row)
                 replaced.append(row)
-                log.info("chain %s: op %s stuck at nonce %s; replaced with fees %s", ctx.chain_id, row.business_ref,
-                         row.nonce, new_fees.tx_fields())
+                log.info(
+                    "chain %s: op %s stuck at nonce %s; replaced with fees %s",
+                    ctx.chain_id,
+                    row.business_ref,
+                    row.nonce,
+                    new_fees.tx_fields(),
+                )
             if replaced:
                 await s.flush()
                 await batches.follow_signatures(s, replaced)

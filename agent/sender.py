@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -29,7 +29,7 @@ S = OperationState
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def crash_point(ctx: SenderContext, point: str) -> None:
@@ -39,14 +39,23 @@ def crash_point(ctx: SenderContext, point: str) -> None:
 
 
 def tx_dict(ctx: SenderContext, op: ChainOperation, data: str, nonce: int, gas: int, fees: Fees) -> dict[str, Any]:
-    return {"chainId": ctx.chain_id, "nonce": nonce, "to": op.contract, "value": int(op.value or 0), "data": data,
-            "gas": gas, **fees.tx_fields()}
+    return {
+        "chainId": ctx.chain_id,
+        "nonce": nonce,
+        "to": op.contract,
+        "value": int(op.value or 0),
+        "data": data,
+        "gas": gas,
+        **fees.tx_fields(),
+    }
 
 
 def op_fees(op: ChainOperation) -> Fees:
     if op.gas_price is not None:
         return Fees(gas_price=int(op.gas_price))
-    return Fees(max_fee_per_gas=int(op.max_fee_per_gas or 0), max_priority_fee_per_gas=int(op.max_priority_fee_per_gas or 0))
+    return Fees(
+        max_fee_per_gas=int(op.max_fee_per_gas or 0), max_priority_fee_per_gas=int(op.max_priority_fee_per_gas or 0)
+    )
 
 
 def set_fees(op: ChainOperation, fees: Fees) -> None:
@@ -66,11 +75,17 @@ async def estimate(ctx: SenderContext, ops: list[ChainOperation], datas: dict[An
 
     Batch operations are simulated once; one whose simulation fails (it reverts, or the node lacks the method) is
     estimated with eth_estimateGas, which carries the revert data the reason is decoded from."""
+
     def call(op: ChainOperation) -> dict[str, str]:
         return {"from": ctx.address, "to": op.contract, "data": datas[op.id], "value": hex(int(op.value or 0))}
 
-    first = await ctx.client.batch([("eth_createAccessList", [call(op), "latest"]) if batches.is_batch(op)
-                                    else ("eth_estimateGas", [call(op)]) for op in ops], return_exceptions=True)
+    first = await ctx.client.batch(
+        [
+            ("eth_createAccessList", [call(op), "latest"]) if batches.is_batch(op) else ("eth_estimateGas", [call(op)])
+            for op in ops
+        ],
+        return_exceptions=True,
+    )
     out: list[Any] = []
     redo: list[int] = []
     for i, (op, res) in enumerate(zip(ops, first)):
@@ -99,20 +114,35 @@ async def sign_new(ctx: SenderContext, view: ChainView, folded: batches.Folded |
     n_failed = 0
     async with ctx.session() as s:
         async with s.begin():
-            busy = await s.scalar(select(func.count()).select_from(ChainOperation).where(
-                ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-                ChainOperation.state.in_((S.SIGNED, S.BROADCAST))))
+            busy = await s.scalar(
+                select(func.count())
+                .select_from(ChainOperation)
+                .where(
+                    ChainOperation.chain_id == ctx.chain_id,
+                    ChainOperation.sender == ctx.address,
+                    ChainOperation.state.in_((S.SIGNED, S.BROADCAST)),
+                )
+            )
             room = min(ctx.config.batch, ctx.config.max_in_flight - int(busy or 0))
             if room <= 0:
                 return 0
-            ops = list((await s.scalars(
-                select(ChainOperation).where(
-                    ChainOperation.chain_id == ctx.chain_id, ChainOperation.signer.in_(ctx.roles),
-                    ChainOperation.state == S.PENDING,
-                    (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()),
-                    *([folded.sendable()] if folded is not None and ctx.config.batch_max > 1 else []))
-                .order_by(ChainOperation.created_at, ChainOperation.id).limit(room)
-                .with_for_update(skip_locked=True))).all())
+            ops = list(
+                (
+                    await s.scalars(
+                        select(ChainOperation)
+                        .where(
+                            ChainOperation.chain_id == ctx.chain_id,
+                            ChainOperation.signer.in_(ctx.roles),
+                            ChainOperation.state == S.PENDING,
+                            (ChainOperation.next_attempt_at.is_(None)) | (ChainOperation.next_attempt_at <= func.now()),
+                            *([folded.sendable()] if folded is not None and ctx.config.batch_max > 1 else []),
+                        )
+                        .order_by(ChainOperation.created_at, ChainOperation.id)
+                        .limit(room)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            )
             if not ops:
                 return 0
             datas: dict[Any, str] = {}
@@ -136,16 +166,29 @@ async def sign_new(ctx: SenderContext, view: ChainView, folded: batches.Folded |
                     gas[op.id] = est
             to_sign = [op for op in sendable if op.id in gas]
             if to_sign:
-                held = (await s.scalars(select(ChainOperation.nonce).where(
-                    ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-                    ChainOperation.nonce.is_not(None), ChainOperation.state != S.CANCELED,
-                    ChainOperation.nonce >= view.mined_nonce))).all()
+                held = (
+                    await s.scalars(
+                        select(ChainOperation.nonce).where(
+                            ChainOperation.chain_id == ctx.chain_id,
+                            ChainOperation.sender == ctx.address,
+                            ChainOperation.nonce.is_not(None),
+                            ChainOperation.state != S.CANCELED,
+                            ChainOperation.nonce >= view.mined_nonce,
+                        )
+                    )
+                ).all()
                 held_set = {int(n) for n in held}
                 foreign = foreign_nonces(view.mined_nonce, view.pending_nonce, held_set)
                 if foreign:
                     metrics.FOREIGN_NONCES.labels(str(ctx.chain_id)).inc(len(foreign))
-                    ctx.warn_once("foreign", "chain %s: %s has pending nonce(s) %s not sent by the agent (the key is "
-                                  "used outside the platform); skipping them", ctx.chain_id, ctx.address, foreign)
+                    ctx.warn_once(
+                        "foreign",
+                        "chain %s: %s has pending nonce(s) %s not sent by the agent (the key is "
+                        "used outside the platform); skipping them",
+                        ctx.chain_id,
+                        ctx.address,
+                        foreign,
+                    )
                 nonces = free_nonces(view.mined_nonce, view.pending_nonce, held_set)
                 stamp = now()
                 for op in to_sign:
@@ -170,8 +213,16 @@ async def sign_new(ctx: SenderContext, view: ChainView, folded: batches.Folded |
     return len(signed)
 
 
-_ALREADY = ("already known", "known transaction", "already imported", "alreadyknown", "already exists",
-            "nonce too low", "replacement transaction underpriced", "transaction underpriced")
+_ALREADY = (
+    "already known",
+    "known transaction",
+    "already imported",
+    "alreadyknown",
+    "already exists",
+    "nonce too low",
+    "replacement transaction underpriced",
+    "transaction underpriced",
+)
 _FUNDS = ("insufficient funds", "insufficient balance")
 
 
@@ -197,8 +248,14 @@ async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> 
             sent.append(op.id)
         elif any(m in msg for m in _FUNDS):
             errors[op.id] = f"broadcast refused: {msg[:300]}"
-            ctx.warn_once("funds", "chain %s: %s cannot pay for gas (%s); operations wait", ctx.chain_id,
-                          ctx.address, msg[:120], level=40)
+            ctx.warn_once(
+                "funds",
+                "chain %s: %s cannot pay for gas (%s); operations wait",
+                ctx.chain_id,
+                ctx.address,
+                msg[:120],
+                level=40,
+            )
         else:
             errors[op.id] = f"broadcast failed: {msg[:300]}"
             kind = "transient" if isinstance(res, (RetryableRpcError, RpcError)) else "error"
@@ -207,26 +264,43 @@ async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> 
     async with ctx.session() as s:
         async with s.begin():
             if sent:
-                moved = await s.execute(update(ChainOperation).where(
-                    ChainOperation.id.in_(sent), ChainOperation.state == S.SIGNED)
-                    .values(state=S.BROADCAST, broadcast_at=func.now()))
-                await s.execute(update(ChainOperation).where(
-                    ChainOperation.id.in_(sent), ChainOperation.state == S.BROADCAST)
-                    .values(broadcast_at=func.now()))
+                moved = await s.execute(
+                    update(ChainOperation)
+                    .where(ChainOperation.id.in_(sent), ChainOperation.state == S.SIGNED)
+                    .values(state=S.BROADCAST, broadcast_at=func.now())
+                )
+                await s.execute(
+                    update(ChainOperation)
+                    .where(ChainOperation.id.in_(sent), ChainOperation.state == S.BROADCAST)
+                    .values(broadcast_at=func.now())
+                )
                 if moved.rowcount:
                     metrics.TRANSITIONS.labels(str(ctx.chain_id), "BROADCAST").inc(moved.rowcount)
             if errors:
                 table = ChainOperation.__table__
-                await s.execute(update(table).where(table.c.id == bindparam("op_id")).values(last_error=bindparam("msg")),
-                                [{"op_id": k, "msg": v} for k, v in errors.items()])
+                await s.execute(
+                    update(table).where(table.c.id == bindparam("op_id")).values(last_error=bindparam("msg")),
+                    [{"op_id": k, "msg": v} for k, v in errors.items()],
+                )
 
 
 async def broadcast_signed(ctx: SenderContext) -> int:
     """Send again every SIGNED op of this sender (a crash between commit and send, or a refused send)."""
     async with ctx.session() as s:
-        ops = list((await s.scalars(select(ChainOperation).where(
-            ChainOperation.chain_id == ctx.chain_id, ChainOperation.sender == ctx.address,
-            ChainOperation.state == S.SIGNED).order_by(ChainOperation.nonce).limit(ctx.config.batch))).all())
+        ops = list(
+            (
+                await s.scalars(
+                    select(ChainOperation)
+                    .where(
+                        ChainOperation.chain_id == ctx.chain_id,
+                        ChainOperation.sender == ctx.address,
+                        ChainOperation.state == S.SIGNED,
+                    )
+                    .order_by(ChainOperation.nonce)
+                    .limit(ctx.config.batch)
+                )
+            ).all()
+        )
         await s.commit()
     if ops and not ctx.gas_low:
         await broadcast(ctx, ops, why="signed")

@@ -89,11 +89,19 @@ class LocalSigner:
             v = sig[64] + chain * 2 + 35
             raw = rlp_([*body, v, int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")])
         else:
-            body = [_int(tx["chainId"]), *common, _int(tx["maxPriorityFeePerGas"]), _int(tx["maxFeePerGas"]),
-                    _int(tx["gas"]), to, _int(tx.get("value", 0)), data, []]
+            body = [
+                _int(tx["chainId"]),
+                *common,
+                _int(tx["maxPriorityFeePerGas"]),
+                _int(tx["maxFeePerGas"]),
+                _int(tx["gas"]),
+                to,
+                _int(tx.get("value", 0)),
+                data,
+                [],
+            ]
             sig = self._key.sign_recoverable(keccak(b"\x02" + rlp_(body)), hasher=None)
-            raw = b"\x02" + rlp_([*body, sig[64], int.from_bytes(sig[:32], "big"),
-                                        int.from_bytes(sig[32:64], "big")])
+            raw = b"\x02" + rlp_([*body, sig[64], int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")])
         return "0x" + raw.hex(), "0x" + keccak(raw).hex()
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ been open for longer than `stale_after_s` (default 15 minutes).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -47,8 +47,13 @@ class SignerStatus:
         return d
 
 
-async def collect(settings: Settings, engine: AsyncEngine, chain_ids: list[int], config: AgentConfig | None = None,
-                  stale_after_s: float = 900.0) -> list[SignerStatus]:
+async def collect(
+    settings: Settings,
+    engine: AsyncEngine,
+    chain_ids: list[int],
+    config: AgentConfig | None = None,
+    stale_after_s: float = 900.0,
+) -> list[SignerStatus]:
     config = config or AgentConfig.from_env()
     out: list[SignerStatus] = []
     for cid in chain_ids:
@@ -56,8 +61,13 @@ async def collect(settings: Settings, engine: AsyncEngine, chain_ids: list[int],
         by_addr: dict[str | None, list[str]] = {}
         problems: dict[str | None, list[str]] = {}
         async with engine.connect() as conn:
-            extra = (await conn.scalars(select(ChainOperation.signer).where(
-                ChainOperation.chain_id == cid, ChainOperation.state.in_(OPEN_STATES)).distinct())).all()
+            extra = (
+                await conn.scalars(
+                    select(ChainOperation.signer)
+                    .where(ChainOperation.chain_id == cid, ChainOperation.state.in_(OPEN_STATES))
+                    .distinct()
+                )
+            ).all()
         for role in sorted({"agent", "treasury", *extra}):
             try:
                 s = signer_for(settings, cid, role)
@@ -74,31 +84,58 @@ async def collect(settings: Settings, engine: AsyncEngine, chain_ids: list[int],
             if addr is not None and urls:
                 try:
                     async with RpcClient(urls, chain_id=cid, timeout=5, max_retries=1) as client:
-                        bal, n = await client.batch([("eth_getBalance", [addr, "latest"]),
-                                                     ("eth_getTransactionCount", [addr, "pending"])])
+                        bal, n = await client.batch(
+                            [("eth_getBalance", [addr, "latest"]), ("eth_getTransactionCount", [addr, "pending"])]
+                        )
                         balance, nonce = int(bal, 16), int(n, 16)
                 except Exception as exc:  # noqa: BLE001  (status reports, never raises)
                     probs.append(f"node unreachable: {type(exc).__name__}: {exc}")
             elif not urls:
                 probs.append(f"RPC_URLS_{cid} is not set")
             async with engine.connect() as conn:
-                row = (await conn.execute(select(
-                    func.count(), func.min(ChainOperation.created_at),
-                    func.count().filter(ChainOperation.state == OperationState.SIGNED),
-                ).where(ChainOperation.chain_id == cid, ChainOperation.signer.in_(roles),
-                        ChainOperation.state.in_(OPEN_STATES)))).one()
-                failed = await conn.scalar(select(func.count()).where(
-                    ChainOperation.chain_id == cid, ChainOperation.signer.in_(roles),
-                    ChainOperation.state == OperationState.FAILED))
+                row = (
+                    await conn.execute(
+                        select(
+                            func.count(),
+                            func.min(ChainOperation.created_at),
+                            func.count().filter(ChainOperation.state == OperationState.SIGNED),
+                        ).where(
+                            ChainOperation.chain_id == cid,
+                            ChainOperation.signer.in_(roles),
+                            ChainOperation.state.in_(OPEN_STATES),
+                        )
+                    )
+                ).one()
+                failed = await conn.scalar(
+                    select(func.count()).where(
+                        ChainOperation.chain_id == cid,
+                        ChainOperation.signer.in_(roles),
+                        ChainOperation.state == OperationState.FAILED,
+                    )
+                )
                 running = addr is not None and await holder_count(conn, cid, addr) > 0
-            age = None if row[1] is None else (datetime.now(timezone.utc) - row[1]).total_seconds()
+            age = None if row[1] is None else (datetime.now(UTC) - row[1]).total_seconds()
             threshold = config.min_balance(spec)
             if balance is not None and balance < threshold:
                 probs.append(f"gas balance {balance} wei below {threshold} wei: operations wait")
             if age is not None and age > stale_after_s:
                 probs.append(f"oldest open operation is {age:.0f} s old")
-            st = SignerStatus(cid, spec.short_name, roles, addr, balance, threshold, nonce, int(row[0]), int(row[2]),
-                              age, int(failed or 0), running, not probs, probs)
+            st = SignerStatus(
+                cid,
+                spec.short_name,
+                roles,
+                addr,
+                balance,
+                threshold,
+                nonce,
+                int(row[0]),
+                int(row[2]),
+                age,
+                int(failed or 0),
+                running,
+                not probs,
+                probs,
+            )
             out.append(st)
             if addr is not None:
                 c = str(cid)

@@ -6,7 +6,7 @@ op's state commit together, exactly once (the state check makes a second call a 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,19 +19,18 @@ S = OperationState
 async def confirm(session: AsyncSession, op: ChainOperation, block: int) -> bool:
     if op.state is S.CONFIRMED:
         return False
-    op.state, op.confirmed_block, op.confirmed_at, op.last_error = S.CONFIRMED, block, datetime.now(timezone.utc), None
+    op.state, op.confirmed_block, op.confirmed_at, op.last_error = S.CONFIRMED, block, datetime.now(UTC), None
     await handlers.run_confirmed(session, op)
     metrics.TRANSITIONS.labels(str(op.chain_id), "CONFIRMED").inc()
     if op.created_at is not None:
-        metrics.CONFIRM_LATENCY.labels(str(op.chain_id)).observe(
-            (op.confirmed_at - op.created_at).total_seconds())
+        metrics.CONFIRM_LATENCY.labels(str(op.chain_id)).observe((op.confirmed_at - op.created_at).total_seconds())
     return True
 
 
 async def confirm_many(session: AsyncSession, ops: list[ChainOperation]) -> int:
     """`confirm` for each op at its mined block, with the kinds' handlers set-based (handlers.run_confirmed_many).
     Returns how many changed."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     changed = [op for op in ops if op.state is not S.CONFIRMED]
     for op in changed:
         op.state, op.confirmed_block, op.confirmed_at, op.last_error = S.CONFIRMED, op.mined_block, now, None

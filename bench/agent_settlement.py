@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -135,31 +135,58 @@ async def setup(url: str, db_url: str) -> tuple[Any, list[str], dict[str, Any]]:
     accounts = list(await w3.eth.accounts)
     start = await w3.eth.block_number + 1
     stack = await deploy_rwa_stack(w3, accounts[0])
-    investors = accounts[1:1 + INVESTORS]
+    investors = accounts[1 : 1 + INVESTORS]
     for inv in investors:
         await transact(stack.registry.functions.registerIdentity(inv, inv, 840), accounts[0])
         await transact(stack.token.functions.mint(inv, 10**24), accounts[0])
     engine = create_async_engine(db_url)
     try:
         async with AsyncSession(engine, expire_on_commit=False) as s:
-            token = Token(id=uuid.uuid4(), chain_id=1, address=stack.token.address, kind=TokenKind.SECURITY,
-                          name="Bench", symbol="BNCH", decimals=18, total_supply=0, paused=False,
-                          identity_registry=stack.registry.address, start_block=start)
+            token = Token(
+                id=uuid.uuid4(),
+                chain_id=1,
+                address=stack.token.address,
+                kind=TokenKind.SECURITY,
+                name="Bench",
+                symbol="BNCH",
+                decimals=18,
+                total_supply=0,
+                paused=False,
+                identity_registry=stack.registry.address,
+                start_block=start,
+            )
             s.add(token)
             await s.flush()
-            market = Market(id=uuid.uuid4(), symbol="BNCH/USDC", base_token_id=token.id, chain_id=1,
-                            token_address=stack.token.address, base_decimals=18, quote_currency="USDC",
-                            tick_size=Decimal("0.01"), lot_size=Decimal(1), min_notional=Decimal(0))
-            users = [User(id=uuid.uuid4(), email=f"bench-{i}@example.com", password_hash="x")
-                     for i in range(INVESTORS)]
+            market = Market(
+                id=uuid.uuid4(),
+                symbol="BNCH/USDC",
+                base_token_id=token.id,
+                chain_id=1,
+                token_address=stack.token.address,
+                base_decimals=18,
+                quote_currency="USDC",
+                tick_size=Decimal("0.01"),
+                lot_size=Decimal(1),
+                min_notional=Decimal(0),
+            )
+            users = [User(id=uuid.uuid4(), email=f"bench-{i}@example.com", password_hash="x") for i in range(INVESTORS)]
             s.add_all([market, *users])
             await s.flush()
             orders = {}
             for i, u in enumerate(users):  # what the trades refer to (maker = the buy, taker = the sell)
                 for side in (Side.BUY, Side.SELL):
-                    o = Order(id=uuid.uuid4(), market_id=market.id, user_id=u.id, side=side, type=OrderType.LIMIT,
-                              time_in_force=TimeInForce.GTC, price=Decimal(10), quantity=Decimal(10**6),
-                              status=OrderStatus.PARTIALLY_FILLED, wallet_address=investors[i])
+                    o = Order(
+                        id=uuid.uuid4(),
+                        market_id=market.id,
+                        user_id=u.id,
+                        side=side,
+                        type=OrderType.LIMIT,
+                        time_in_force=TimeInForce.GTC,
+                        price=Decimal(10),
+                        quantity=Decimal(10**6),
+                        status=OrderStatus.PARTIALLY_FILLED,
+                        wallet_address=investors[i],
+                    )
                     s.add(o)
                     orders[(i, side.value)] = o.id
             await s.commit()
@@ -168,8 +195,9 @@ async def setup(url: str, db_url: str) -> tuple[Any, list[str], dict[str, Any]]:
     return stack, investors, {"market": market.id, "users": [u.id for u in users], "orders": orders}
 
 
-async def raw_script(client: RpcClient, chain: Chain, token: str, investors: list[str],
-                     moves: list[tuple[int, int]]) -> dict[str, float]:
+async def raw_script(
+    client: RpcClient, chain: Chain, token: str, investors: list[str], moves: list[tuple[int, int]]
+) -> dict[str, float]:
     """The plain baseline: sign, eth_sendRawTransaction in batches, receipts in batches (then: until final)."""
     signer = LocalSigner(AGENT_KEY)
     nonce = int(await client.call("eth_getTransactionCount", [signer.address, "pending"]), 16)
@@ -178,13 +206,21 @@ async def raw_script(client: RpcClient, chain: Chain, token: str, investors: lis
     t_sign = time.perf_counter()
     raws = []
     for i, (a, b) in enumerate(moves):
-        tx = {"chainId": 1, "nonce": nonce + i, "to": token, "value": 0, "gas": 150_000, "type": 2,
-              "data": encode_call("SecurityToken", "settlementTransfer", [investors[a], investors[b], str(UNIT)]),
-              "maxFeePerGas": max_fee, "maxPriorityFeePerGas": 2 * 10**9}
+        tx = {
+            "chainId": 1,
+            "nonce": nonce + i,
+            "to": token,
+            "value": 0,
+            "gas": 150_000,
+            "type": 2,
+            "data": encode_call("SecurityToken", "settlementTransfer", [investors[a], investors[b], str(UNIT)]),
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": 2 * 10**9,
+        }
         raws.append(await signer.sign(tx))
     t0 = time.perf_counter()
     for i in range(0, len(raws), BATCH):
-        await client.batch([("eth_sendRawTransaction", [r]) for r, _ in raws[i:i + BATCH]])
+        await client.batch([("eth_sendRawTransaction", [r]) for r, _ in raws[i : i + BATCH]])
     pending = [h for _, h in raws]
     gas: list[int] = []
     last_block = 0
@@ -202,32 +238,55 @@ async def raw_script(client: RpcClient, chain: Chain, token: str, investors: lis
     await chain.until_final(last_block)
     t2 = time.perf_counter()
     n = len(moves)
-    return {"raw_per_s": n / (t1 - t0), "raw_with_signing_per_s": n / (t1 - t_sign),
-            "raw_to_final_per_s": n / (t2 - t0), "raw_gas_per_trade": sum(gas) / len(gas)}
+    return {
+        "raw_per_s": n / (t1 - t0),
+        "raw_with_signing_per_s": n / (t1 - t_sign),
+        "raw_to_final_per_s": n / (t2 - t0),
+        "raw_gas_per_trade": sum(gas) / len(gas),
+    }
 
 
 def child(args: list[str], env: dict[str, str], profile: str | None = None) -> subprocess.Popen[bytes]:
     log = open(f"/tmp/rwa-bench-agent-{args[0]}.log", "wb")  # noqa: SIM115  (the child's stderr, kept for a failure)
     pre = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", profile] if profile else [sys.executable]
-    return subprocess.Popen([*pre, "-m", "cli.main", *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=log)
+    return subprocess.Popen([*pre, "-m", "cli.main", *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
 
 
 _TRADES = "SELECT count(*) FILTER (WHERE settlement = 'PENDING') AS open, count(*) AS total FROM trades"
 
 
-async def agent_run(node: AnvilNode, client: RpcClient, chain: Chain, db_url: str, token: str,
-                    investors: list[str], rows: dict[str, Any], moves: list[tuple[int, int]]) -> dict[str, Any]:
+async def agent_run(
+    node: AnvilNode,
+    client: RpcClient,
+    chain: Chain,
+    db_url: str,
+    token: str,
+    investors: list[str],
+    rows: dict[str, Any],
+    moves: list[tuple[int, int]],
+) -> dict[str, Any]:
     from chains.anvil import free_port
     from resolvers.trading.settlement import _TRADE
 
     mport = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "TREASURY_", "RPC_URLS_"))}
-    env.update(DATABASE_URL=db_url, REDIS_URL=REDIS_URL, RPC_URLS_1=node.url, AGENT_PRIVATE_KEY=AGENT_KEY,
-               RWA_AGENT_POLL_S="0.02", RWA_INDEXER_POLL_S="0.05", LOG_JSON="false", LOG_LEVEL="WARNING",
-               RWA_DATA_DIR="/tmp/rwa-bench-agent", RWA_INDEXER_METRICS_PORT="0", RWA_AGENT_METRICS_PORT=str(mport))
-    procs = [child(["index", "run", "--chain", "1"], env),
-             child(["agent", "run", "--chain", "1"], env, os.environ.get("BENCH_PROFILE"))]
+    env.update(
+        DATABASE_URL=db_url,
+        REDIS_URL=REDIS_URL,
+        RPC_URLS_1=node.url,
+        AGENT_PRIVATE_KEY=AGENT_KEY,
+        RWA_AGENT_POLL_S="0.02",
+        RWA_INDEXER_POLL_S="0.05",
+        LOG_JSON="false",
+        LOG_LEVEL="WARNING",
+        RWA_DATA_DIR="/tmp/rwa-bench-agent",
+        RWA_INDEXER_METRICS_PORT="0",
+        RWA_AGENT_METRICS_PORT=str(mport),
+    )
+    procs = [
+        child(["index", "run", "--chain", "1"], env),
+        child(["agent", "run", "--chain", "1"], env, os.environ.get("BENCH_PROFILE")),
+    ]
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
         head = int(await client.call("eth_blockNumber"), 16)
@@ -237,22 +296,44 @@ async def agent_run(node: AnvilNode, client: RpcClient, chain: Chain, db_url: st
                 raise RuntimeError("the indexer did not catch up: see /tmp/rwa-bench-agent-index.log")
             await asyncio.sleep(0.05)
         # the agent is ready when it holds its sender lock (its imports take seconds on a busy machine)
-        while not await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                                      "AND database = (SELECT oid FROM pg_database "
-                                      "WHERE datname = current_database()) "
-                                      "AND classid = $1::bigint::oid", 0x52574132):
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database()) "
+            "AND classid = $1::bigint::oid",
+            0x52574132,
+        ):
             if time.time() > ready_by or any(p.poll() is not None for p in procs):
                 raise RuntimeError("the agent did not start: see /tmp/rwa-bench-agent-agent.log")
             await asyncio.sleep(0.05)
         nonce_before = int(await client.call("eth_getTransactionCount", [AGENT_ADDR, "latest"]), 16)
         first_block = int(await client.call("eth_blockNumber"), 16) + 1
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         params = []
         for a, b in moves:  # seller a sells one token to buyer b: maker = b's buy, taker = a's sell
-            params.append((uuid.uuid4(), rows["market"], rows["orders"][(b, "BUY")], rows["orders"][(a, "SELL")],
-                           rows["users"][b], rows["users"][a], "SELL", Decimal(10), Decimal(1), Decimal(0),
-                           Decimal(0), now, uuid.uuid4(), 1, token, investors[a], investors[b], Decimal(UNIT),
-                           uuid.uuid4()))
+            params.append(
+                (
+                    uuid.uuid4(),
+                    rows["market"],
+                    rows["orders"][(b, "BUY")],
+                    rows["orders"][(a, "SELL")],
+                    rows["users"][b],
+                    rows["users"][a],
+                    "SELL",
+                    Decimal(10),
+                    Decimal(1),
+                    Decimal(0),
+                    Decimal(0),
+                    now,
+                    uuid.uuid4(),
+                    1,
+                    token,
+                    investors[a],
+                    investors[b],
+                    Decimal(UNIT),
+                    uuid.uuid4(),
+                )
+            )
         t_match = time.time()
         async with conn.transaction():
             await conn.executemany(_TRADE, params)
@@ -283,18 +364,28 @@ async def agent_run(node: AnvilNode, client: RpcClient, chain: Chain, db_url: st
             "o.batch_id IS NOT NULL AS batched, (SELECT count(*) FROM token_transfers tt WHERE tt.tx_hash = "
             "o.mined_tx_hash AND tt.from_address = s.from_wallet AND tt.to_address = s.to_wallet) AS carried "
             "FROM trades t JOIN settlement_instructions s ON s.trade_id = t.id "
-            "JOIN chain_operations o ON o.business_ref = 'settlement:' || s.id::text")
+            "JOIN chain_operations o ON o.business_ref = 'settlement:' || s.id::text"
+        )
         txs = await conn.fetch(  # the transactions that carried them: batches, and operations sent alone
             "SELECT function, gas_used, array_length(tx_hashes, 1) AS sent, mined_tx_hash, mined_block, "
             "extract(epoch from signed_at) AS signed, extract(epoch from mined_at) AS mined, "
             "extract(epoch from confirmed_at) AS confirmed, "
             "(SELECT count(*) FROM chain_operations m WHERE m.batch_id = o.id) AS members FROM chain_operations o "
-            "WHERE mined_tx_hash IS NOT NULL AND (kind LIKE 'batch.%' OR batch_id IS NULL)")
+            "WHERE mined_tx_hash IS NOT NULL AND (kind LIKE 'batch.%' OR batch_id IS NULL)"
+        )
         from eth_utils import keccak
 
-        logs = await client.call("eth_getLogs", [{"address": token, "fromBlock": hex(first_block), "toBlock": "latest",
-                                                  "topics": ["0x" + keccak(text="Transfer(address,address,uint256)")
-                                                             .hex()]}])
+        logs = await client.call(
+            "eth_getLogs",
+            [
+                {
+                    "address": token,
+                    "fromBlock": hex(first_block),
+                    "toBlock": "latest",
+                    "topics": ["0x" + keccak(text="Transfer(address,address,uint256)").hex()],
+                }
+            ],
+        )
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -310,31 +401,43 @@ async def agent_run(node: AnvilNode, client: RpcClient, chain: Chain, db_url: st
     last = max(settled, key=lambda r: float(r["mined"]))
     finality_wait = chain.final_at.get(last["mined_block"], float("nan")) - float(last["mined"])
     lat = [float(r["confirmed"]) - t_committed for r in settled]
-    after_final = [float(r["confirmed"]) - chain.final_at[r["mined_block"]] for r in settled
-                   if r["mined_block"] in chain.final_at]
+    after_final = [
+        float(r["confirmed"]) - chain.final_at[r["mined_block"]] for r in settled if r["mined_block"] in chain.final_at
+    ]
     mined_txs = [t for t in txs if t["gas_used"] is not None]
     batches = [t for t in mined_txs if t["function"] == "batchSettlementTransfer"]
     # when each transaction was signed, mined, final on the node and confirmed, in s after the commit (first 12)
-    timeline = [[round(float(t[k]) - t_committed, 2) if t[k] is not None else None for k in ("signed", "mined")]
-                + [round(chain.final_at.get(t["mined_block"], float("nan")) - t_committed, 2),
-                   round(float(t["confirmed"]) - t_committed, 2)]
-                for t in sorted(mined_txs, key=lambda t: t["mined_block"])[:12]]
+    timeline = [
+        [round(float(t[k]) - t_committed, 2) if t[k] is not None else None for k in ("signed", "mined")]
+        + [
+            round(chain.final_at.get(t["mined_block"], float("nan")) - t_committed, 2),
+            round(float(t["confirmed"]) - t_committed, 2),
+        ]
+        for t in sorted(mined_txs, key=lambda t: t["mined_block"])[:12]
+    ]
     return {
-        "settled": len(settled), "failed": sum(r["settlement"] == "FAILED" for r in trades),
+        "settled": len(settled),
+        "failed": sum(r["settlement"] == "FAILED" for r in trades),
         "settled_per_s": n / (last_confirmed - t_committed),
         "mined_per_s": n / (max(float(r["mined"]) for r in settled) - t_committed),
-        "latency_p50_s": pct(lat, 0.5), "latency_p99_s": pct(lat, 0.99),
-        "after_final_p50_s": pct(after_final, 0.5), "after_final_p99_s": pct(after_final, 0.99),
+        "latency_p50_s": pct(lat, 0.5),
+        "latency_p99_s": pct(lat, 0.99),
+        "after_final_p50_s": pct(after_final, 0.5),
+        "after_final_p99_s": pct(after_final, 0.99),
         "finality_wait_s": finality_wait,
         # the same, less the chain's wait for the last transfer's block to become final (a property of the chain:
         # 8 blocks here, at --block-interval; it does not depend on N, so it is the latency, not the rate)
         "settled_per_s_net_of_finality": n / (last_confirmed - t_committed - finality_wait),
-        "transfer_logs": len(logs), "agent_nonces_used": nonce_after - nonce_before, "transactions": len(mined_txs),
-        "batches": len(batches), "trades_in_batches": sum(r["batched"] for r in settled),
+        "transfer_logs": len(logs),
+        "agent_nonces_used": nonce_after - nonce_before,
+        "transactions": len(mined_txs),
+        "batches": len(batches),
+        "trades_in_batches": sum(r["batched"] for r in settled),
         "all_carried_by_their_tx": all(r["state"] == "CONFIRMED" and r["carried"] >= 1 for r in settled),
         "resends": sum((t["sent"] or 1) - 1 for t in txs),
         "gas_per_trade": sum(int(t["gas_used"]) for t in mined_txs) / max(1, len(settled)),
-        "match_commit_s": t_committed - t_match, "agent_step_seconds": steps,
+        "match_commit_s": t_committed - t_match,
+        "agent_step_seconds": steps,
         "tx_signed_mined_final_confirmed_s": timeline,
         "wall_after_commit_s": t_done - t_committed,
     }
@@ -354,11 +457,17 @@ async def batched_gas(url: str, token_addr: str, registry: str, agent: str, per_
         for wlt in wallets:
             await transact(reg.functions.registerIdentity(wlt, wlt, 840), agent)
             await transact(tok.functions.mint(wlt, 10**20), agent)
-        senders, receivers = wallets[:per_tx + 1], wallets[per_tx + 1:]
+        senders, receivers = wallets[: per_tx + 1], wallets[per_tx + 1 :]
         single = await transact(tok.functions.settlementTransfer(senders[0], receivers[0], UNIT), agent)
-        r = await transact(tok.functions.batchSettlementTransfer(senders[1:], receivers[1:], [UNIT] * per_tx),
-                           agent, {"gas": 10_000_000})
-        return {"single_gas_cold_wallets": single["gasUsed"], "batched_gas_per_trade_cold_wallets": r["gasUsed"] / per_tx}
+        r = await transact(
+            tok.functions.batchSettlementTransfer(senders[1:], receivers[1:], [UNIT] * per_tx),
+            agent,
+            {"gas": 10_000_000},
+        )
+        return {
+            "single_gas_cold_wallets": single["gasUsed"],
+            "batched_gas_per_trade_cold_wallets": r["gasUsed"] / per_tx,
+        }
     finally:
         await w3.provider.disconnect()
 
@@ -379,21 +488,27 @@ async def main_async(node: AnvilNode, db_url: str, n: int, block_interval: float
             await chain.close()
     batched = await batched_gas(node.url, stack.token.address, stack.registry.address, AGENT_ADDR, 50)
     out: dict[str, Any] = {
-        "transfers": n, "block_interval_s": block_interval,
+        "transfers": n,
+        "block_interval_s": block_interval,
         "batch_max": int(os.environ.get("RWA_AGENT_BATCH_MAX", "100")),
         "raw_includes": "one settlementTransfer tx per trade, signed beforehand; eth_sendRawTransaction in batches "
-                        "of 200 + receipts polled until all mined (raw_to_final: + until the last block is final)",
+        "of 200 + receipts polled until all mined (raw_to_final: + until the last block is final)",
         "agent_includes": "commit of N matched trades (trade, instruction, operation rows) -> every trade SETTLED: "
-                          "fold into batches, estimate, sign, store, broadcast, receipts, indexer stores the "
-                          "Transfers, block final, confirmation from the indexed events, trades SETTLED + audit",
-        **raw, **agent, **batched,
+        "fold into batches, estimate, sign, store, broadcast, receipts, indexer stores the "
+        "Transfers, block final, confirmation from the indexed events, trades SETTLED + audit",
+        **raw,
+        **agent,
+        **batched,
     }
     out["settled_vs_raw"] = agent["settled_per_s"] / raw["raw_per_s"]
     out["settled_vs_raw_to_final"] = agent["settled_per_s"] / raw["raw_to_final_per_s"]
     out["net_of_finality_vs_raw"] = agent["settled_per_s_net_of_finality"] / raw["raw_per_s"]
     out["mined_vs_raw"] = agent["mined_per_s"] / raw["raw_per_s"]
-    out["no_double_send"] = (agent["transfer_logs"] == n and agent["all_carried_by_their_tx"]
-                             and agent["agent_nonces_used"] == agent["transactions"])
+    out["no_double_send"] = (
+        agent["transfer_logs"] == n
+        and agent["all_carried_by_their_tx"]
+        and agent["agent_nonces_used"] == agent["transactions"]
+    )
     return out
 
 

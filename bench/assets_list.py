@@ -21,25 +21,28 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 from sqlalchemy.engine import make_url
 
-from bench.harness import (REDIS_URL, Server, WrkResult, free_port, print_table, running_server, uvicorn_server,
-                           wrk_post)
+from bench.harness import REDIS_URL, Server, WrkResult, free_port, print_table, running_server, uvicorn_server, wrk_post
 from bench.seed_assets import ensure_seeded
 
-OURS = ("{ assets(first: 50, filter: {status: ACTIVE, type: BOND}, orderBy: VALUATION_DESC) { edges { cursor node "
-        "{ id name status type latestValuation { amount currency } issuer { id email } "
-        "tokens { chainId address symbol decimals } } } pageInfo { hasNextPage endCursor } } }")
-POSTGRAPHILE = ("{ allAssets(first: 50, condition: {status: ACTIVE, type: BOND}, "
-                "orderBy: [LATEST_VALUATION_AMOUNT_DESC, ID_DESC]) { edges { cursor node { id name status type "
-                "latestValuationAmount latestValuationCurrency userByIssuerId { id email } "
-                "tokensByAssetId { nodes { chainId address symbol decimals } } } } "
-                "pageInfo { hasNextPage endCursor } } }")
+OURS = (
+    "{ assets(first: 50, filter: {status: ACTIVE, type: BOND}, orderBy: VALUATION_DESC) { edges { cursor node "
+    "{ id name status type latestValuation { amount currency } issuer { id email } "
+    "tokens { chainId address symbol decimals } } } pageInfo { hasNextPage endCursor } } }"
+)
+POSTGRAPHILE = (
+    "{ allAssets(first: 50, condition: {status: ACTIVE, type: BOND}, "
+    "orderBy: [LATEST_VALUATION_AMOUNT_DESC, ID_DESC]) { edges { cursor node { id name status type "
+    "latestValuationAmount latestValuationCurrency userByIssuerId { id email } "
+    "tokensByAssetId { nodes { chainId address symbol decimals } } } } "
+    "pageInfo { hasNextPage endCursor } } }"
+)
 POSTGRAPHILE_VERSION = os.environ.get("BENCH_POSTGRAPHILE_VERSION", "4")
 
 
@@ -47,8 +50,21 @@ def install_postgraphile(target: Path) -> Path:
     """npm install into `target` (a temp dir; never the repo's package.json). Returns the CLI path."""
     cli = target / "node_modules" / ".bin" / "postgraphile"
     if not cli.exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix", str(target),
-                        f"postgraphile@{POSTGRAPHILE_VERSION}"], check=True, timeout=600, capture_output=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+                str(target),
+                f"postgraphile@{POSTGRAPHILE_VERSION}",
+            ],
+            check=True,
+            timeout=600,
+            capture_output=True,
+        )
     return cli
 
 
@@ -56,12 +72,31 @@ def install_postgraphile(target: Path) -> Path:
 def postgraphile_server(cli: Path, database_url: str) -> Iterator[Server]:
     port = free_port()
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    proc = subprocess.Popen([str(cli), "-c", dsn, "--schema", "public", "--host", "127.0.0.1", "--port", str(port),
-                             "--disable-query-log", "--disable-graphiql"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NODE_ENV": "production"})
-    with running_server("postgraphile", proc, f"http://127.0.0.1:{port}",
-                        lambda url: httpx.post(url + "/graphql", json={"query": "{ __typename }"}, timeout=2),
-                        timeout_s=60) as server:
+    proc = subprocess.Popen(
+        [
+            str(cli),
+            "-c",
+            dsn,
+            "--schema",
+            "public",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--disable-query-log",
+            "--disable-graphiql",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "NODE_ENV": "production"},
+    )
+    with running_server(
+        "postgraphile",
+        proc,
+        f"http://127.0.0.1:{port}",
+        lambda url: httpx.post(url + "/graphql", json={"query": "{ __typename }"}, timeout=2),
+        timeout_s=60,
+    ) as server:
         yield server
 
 
@@ -77,9 +112,13 @@ def check(url: str, body: str, headers: dict[str, str], path: tuple[str, ...]) -
 
 
 def combine(name: str, runs: list[WrkResult]) -> WrkResult:
-    return WrkResult(name, sum(r.requests_per_s for r in runs) / len(runs),
-                     statistics.median(r.p50_ms for r in runs), max(r.p99_ms for r in runs),
-                     sum(r.non_2xx for r in runs))
+    return WrkResult(
+        name,
+        sum(r.requests_per_s for r in runs) / len(runs),
+        statistics.median(r.p50_ms for r in runs),
+        max(r.p99_ms for r in runs),
+        sum(r.non_2xx for r in runs),
+    )
 
 
 def main() -> None:
@@ -98,8 +137,11 @@ def main() -> None:
     started = time.perf_counter()
     db_url, timings = asyncio.run(ensure_seeded(args.assets, args.db, reseed=args.reseed))
     if timings:
-        print(f"seeded {args.assets:,} assets in {timings['total']:.1f}s (" +
-              ", ".join(f"{k} {v:.1f}s" for k, v in timings.items() if k not in ("total", "rows")) + ")")
+        print(
+            f"seeded {args.assets:,} assets in {timings['total']:.1f}s ("
+            + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items() if k not in ("total", "rows"))
+            + ")"
+        )
     else:
         print(f"reusing {args.assets:,} seeded assets ({time.perf_counter() - started:.1f}s)")
 
@@ -110,9 +152,17 @@ def main() -> None:
     results = []
     try:
         with tempfile.TemporaryDirectory() as data_dir:
-            env = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test", "RWA_DATA_DIR": data_dir,
-                   "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench", "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
-                   "RWA_REDIS_PREFIX": "rwa-bench:", "LOG_LEVEL": "WARNING"}
+            env = {
+                "DATABASE_URL": db_url,
+                "REDIS_URL": REDIS_URL,
+                "RWA_ENV": "test",
+                "RWA_DATA_DIR": data_dir,
+                "JWT_PRIVATE_KEY": pem,
+                "JWT_KEY_ID": "bench",
+                "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+                "RWA_REDIS_PREFIX": "rwa-bench:",
+                "LOG_LEVEL": "WARNING",
+            }
             body = json.dumps({"query": OURS})
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
             pg_body = json.dumps({"query": POSTGRAPHILE})
@@ -122,17 +172,29 @@ def main() -> None:
             with uvicorn_server("server.app:create_app_from_env", env) as api, postgraphile_server(cli, db_url) as pg:
                 rows = check(api.url + "/graphql", body, headers, ("assets", "edges"))
                 pg_rows = check(pg.url + "/graphql", pg_body, pg_headers, ("allAssets", "edges"))
-                targets = [("stablerwa assets(first: 50)", api, body, headers),
-                           (f"postgraphile@{POSTGRAPHILE_VERSION} allAssets(50)", pg, pg_body, pg_headers)]
+                targets = [
+                    ("stablerwa assets(first: 50)", api, body, headers),
+                    (f"postgraphile@{POSTGRAPHILE_VERSION} allAssets(50)", pg, pg_body, pg_headers),
+                ]
                 for _, server, b, h in targets:
-                    wrk_post("warmup", server.url + "/graphql", b, h, duration_s=3, connections=args.connections,
-                             threads=1)
+                    wrk_post(
+                        "warmup", server.url + "/graphql", b, h, duration_s=3, connections=args.connections, threads=1
+                    )
                 slices: dict[str, list] = {name: [] for name, *_ in targets}
                 slice_s = max(args.duration // args.rounds, 2)
                 for _ in range(args.rounds):
                     for name, server, b, h in targets:
-                        slices[name].append(wrk_post(name, server.url + "/graphql", b, h, duration_s=slice_s,
-                                                     connections=args.connections, threads=1))
+                        slices[name].append(
+                            wrk_post(
+                                name,
+                                server.url + "/graphql",
+                                b,
+                                h,
+                                duration_s=slice_s,
+                                connections=args.connections,
+                                threads=1,
+                            )
+                        )
                 ours, theirs = (combine(name, slices[name]) for name, *_ in targets)
                 ours.peak_rss_mb, theirs.peak_rss_mb = api.peak_rss_mb(), pg.peak_rss_mb()
                 per_round = [o.requests_per_s / t.requests_per_s for o, t in zip(*slices.values())]
@@ -140,23 +202,41 @@ def main() -> None:
             if args.workers > 1:
                 with uvicorn_server("server.app:create_app_from_env", env, workers=args.workers) as api:
                     check(api.url + "/graphql", body, headers, ("assets", "edges"))
-                    wrk_post("warmup", api.url + "/graphql", body, headers, duration_s=3,
-                             connections=args.connections, threads=1)
-                    multi = wrk_post(f"stablerwa ({args.workers} workers)", api.url + "/graphql", body, headers,
-                                     duration_s=args.duration, connections=args.connections, threads=1)
+                    wrk_post(
+                        "warmup",
+                        api.url + "/graphql",
+                        body,
+                        headers,
+                        duration_s=3,
+                        connections=args.connections,
+                        threads=1,
+                    )
+                    multi = wrk_post(
+                        f"stablerwa ({args.workers} workers)",
+                        api.url + "/graphql",
+                        body,
+                        headers,
+                        duration_s=args.duration,
+                        connections=args.connections,
+                        threads=1,
+                    )
                     multi.peak_rss_mb = api.peak_rss_mb()
                     extra.append(multi)
             results = [theirs, ours, *extra]
     finally:
         if not os.environ.get("BENCH_POSTGRAPHILE_DIR"):
             shutil.rmtree(pg_dir, ignore_errors=True)
-    print(f"\nrows per page: ours {rows}, postgraphile {pg_rows}; wrk -t1 -c{args.connections}, {args.rounds} "
-          f"alternating rounds of {max(args.duration // args.rounds, 2)}s each; p50 = median of rounds, p99 = worst")
+    print(
+        f"\nrows per page: ours {rows}, postgraphile {pg_rows}; wrk -t1 -c{args.connections}, {args.rounds} "
+        f"alternating rounds of {max(args.duration // args.rounds, 2)}s each; p50 = median of rounds, p99 = worst"
+    )
     print("ratio per round: " + ", ".join(f"{r:.2f}" for r in per_round))
     print_table(results, theirs)
     ratio = ours.requests_per_s / theirs.requests_per_s
-    print(f"\ntargets: req/s >= 0.5x PostGraphile -> {ratio:.2f}x {'OK' if ratio >= 0.5 else 'MISS'}; "
-          f"p99 < 100 ms -> {ours.p99_ms:.1f} ms {'OK' if ours.p99_ms < 100 else 'MISS'}")
+    print(
+        f"\ntargets: req/s >= 0.5x PostGraphile -> {ratio:.2f}x {'OK' if ratio >= 0.5 else 'MISS'}; "
+        f"p99 < 100 ms -> {ours.p99_ms:.1f} ms {'OK' if ours.p99_ms < 100 else 'MISS'}"
+    )
 
 
 if __name__ == "__main__":

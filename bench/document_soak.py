@@ -44,8 +44,9 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def documents(padding: int) -> "itertools.cycle[tuple[str, dict[str, object]]]":
+def documents(padding: int) -> itertools.cycle[tuple[str, dict[str, object]]]:
     """Generators of distinct hostile requests, in rotation."""
+
     def padded() -> tuple[str, dict[str, object]]:
         return f"{{ __typename }}\n# {uuid.uuid4().hex} " + "x" * padding, {}
 
@@ -110,8 +111,10 @@ def run(url: str, pid: int, args: argparse.Namespace) -> int:
     start, peak, sent, failed = asyncio.run(fire(url, args.duration, args.concurrency, args.padding, pid))
     end = rss_mb(pid)
     ratio = end / start if start else float("inf")
-    print(f"RSS start {start:.1f} MB, end {end:.1f} MB ({(ratio - 1) * 100:+.1f}%), peak {peak:.1f} MB; "
-          f"{sent} requests in {args.duration:.0f} s, {failed} failed (5xx or connection)")
+    print(
+        f"RSS start {start:.1f} MB, end {end:.1f} MB ({(ratio - 1) * 100:+.1f}%), peak {peak:.1f} MB; "
+        f"{sent} requests in {args.duration:.0f} s, {failed} failed (5xx or connection)"
+    )
     return 0 if ratio <= 1.2 and failed == 0 else 1
 
 
@@ -131,12 +134,23 @@ def main() -> None:
         sys.exit(run(args.url.rstrip("/"), args.pid, args))
     port = free_port()
     with scratch_database("rwa_soak") as database_url:
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "development",
-               "RWA_DATA_DIR": f"/tmp/rwa-soak-{uuid.uuid4().hex[:8]}", "LOG_LEVEL": "WARNING",
-               "RWA_REDIS_PREFIX": f"rwa-soak:{uuid.uuid4().hex[:8]}:"}
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("rwa")), "serve", "--port", str(port),
-                                 "--workers", str(args.workers)], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "RWA_ENV": "development",
+            "RWA_DATA_DIR": f"/tmp/rwa-soak-{uuid.uuid4().hex[:8]}",
+            "LOG_LEVEL": "WARNING",
+            "RWA_REDIS_PREFIX": f"rwa-soak:{uuid.uuid4().hex[:8]}:",
+        }
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("rwa")), "serve", "--port", str(port), "--workers", str(args.workers)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60

@@ -55,7 +55,7 @@ class Stats:
         if at < 0:
             return
         start = at + len(_MARKER)
-        stamp = payload[start:payload.index(b'"', start)]
+        stamp = payload[start : payload.index(b'"', start)]
         sent = self.sent_at.get(stamp)
         if sent is None:
             sent = self.sent_at[stamp] = datetime.fromisoformat(stamp.decode()).timestamp()
@@ -64,8 +64,9 @@ class Stats:
 
 
 class Subscriber(asyncio.Protocol):
-    def __init__(self, stats: Stats, host: str, path: str, init: bytes, subscribe: bytes,
-                 on_ready: Callable[[bool], None]) -> None:
+    def __init__(
+        self, stats: Stats, host: str, path: str, init: bytes, subscribe: bytes, on_ready: Callable[[bool], None]
+    ) -> None:
         self.stats, self.host, self.path = stats, host, path
         self.init, self.subscribe, self.on_ready = init, subscribe, on_ready
         self.transport: asyncio.Transport | None = None
@@ -77,14 +78,23 @@ class Subscriber(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         key = base64.b64encode(os.urandom(16)).decode()
-        self.transport.write((f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"  # type: ignore[union-attr]
-                              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                              "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n").encode())
+        self.transport.write(
+            (
+                f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"  # type: ignore[union-attr]
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+            ).encode()
+        )
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
-        if (not self.buf and self.acked and len(data) > 3 and data[0] == 0x81
-                and len(data) == _single_frame_length(data)):
+        if (
+            not self.buf
+            and self.acked
+            and len(data) > 3
+            and data[0] == 0x81
+            and len(data) == _single_frame_length(data)
+        ):
             self.stats.record(data, now)  # the usual case: exactly one complete text frame (the header has no '"')
             return
         buf = self.buf + data if self.buf else data
@@ -97,7 +107,7 @@ class Subscriber(asyncio.Protocol):
                 self._fail()
                 return
             self.upgraded = True
-            buf = buf[end + 4:]
+            buf = buf[end + 4 :]
             self.transport.write(client_frame(self.init))  # type: ignore[union-attr]
         while len(buf) >= 2:
             opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
@@ -112,7 +122,7 @@ class Subscriber(asyncio.Protocol):
                 n, head = int.from_bytes(buf[2:10], "big"), 10
             if len(buf) < head + n:
                 break
-            payload, buf = buf[head:head + n], buf[head + n:]
+            payload, buf = buf[head : head + n], buf[head + n :]
             if opcode == 0x1:
                 if self.acked:
                     self.stats.record(payload, now)
@@ -139,15 +149,23 @@ class Subscriber(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def run_subscribers(url: str, token: str, query: str, variables: dict[str, object], n: int,
-                          on_ready: Callable[[bool], None], stop: Callable[[], bool]) -> Stats:
+async def run_subscribers(
+    url: str,
+    token: str,
+    query: str,
+    variables: dict[str, object],
+    n: int,
+    on_ready: Callable[[bool], None],
+    stop: Callable[[], bool],
+) -> Stats:
     """Open n subscriptions (at most 100 handshakes at a time), keep them until stop() is true."""
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
     stats = Stats()
     init = json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}).encode()
-    subscribe = json.dumps({"id": "1", "type": "subscribe",
-                            "payload": {"query": query, "variables": variables}}).encode()
+    subscribe = json.dumps(
+        {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}
+    ).encode()
     sem = asyncio.Semaphore(100)
     protocols: list[Subscriber] = []
 
@@ -165,10 +183,12 @@ async def run_subscribers(url: str, token: str, query: str, variables: dict[str,
             try:
                 _, proto = await loop.create_connection(
                     lambda: Subscriber(stats, parts.netloc, parts.path or "/", init, subscribe, ready),
-                    parts.hostname, parts.port)
+                    parts.hostname,
+                    parts.port,
+                )
                 protocols.append(proto)
                 await asyncio.wait_for(handshake, 60)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 ready(False)
 
     openers = [asyncio.create_task(open_one()) for _ in range(n)]

@@ -11,16 +11,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", os.environ.get("TEST_DATABASE_URL",
-                           "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"))
+ADMIN_URL = os.environ.get(
+    "BENCH_DATABASE_URL", os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+)
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -82,8 +83,9 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def running_server(name: str, proc: subprocess.Popen, url: str, ready: Callable[[str], object], *,
-                   timeout_s: float = 30) -> Iterator[Server]:
+def running_server(
+    name: str, proc: subprocess.Popen, url: str, ready: Callable[[str], object], *, timeout_s: float = 30
+) -> Iterator[Server]:
     """Wait until `ready(url)` stops raising httpx errors (the process must stay up), yield it, stop it."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -110,14 +112,33 @@ def running_server(name: str, proc: subprocess.Popen, url: str, ready: Callable[
 @contextmanager
 def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = True, workers: int = 1) -> Iterator[Server]:
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     if factory:
         cmd.append("--factory")
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    with running_server(app, proc, f"http://127.0.0.1:{port}",
-                        lambda url: httpx.get(url + "/healthz", timeout=1)) as server:
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    with running_server(
+        app, proc, f"http://127.0.0.1:{port}", lambda url: httpx.get(url + "/healthz", timeout=1)
+    ) as server:
         yield server
 
 
@@ -140,17 +161,32 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk_post(name: str, url: str, body: str, headers: dict[str, str], *, connections: int = 50,
-             duration_s: int = 10, threads: int = 2) -> WrkResult:
+def wrk_post(
+    name: str,
+    url: str,
+    body: str,
+    headers: dict[str, str],
+    *,
+    connections: int = 50,
+    duration_s: int = 10,
+    threads: int = 2,
+) -> WrkResult:
     """POST `body` to `url` with wrk; return req/s and latency percentiles."""
     header_lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
     script = f'wrk.method = "POST"\nwrk.body = [==[{body}]==]\n{header_lines}'
-    script += ('done = function(summary, latency, requests)\n'
-               '  io.write(string.format("NON2XX %d\\n", summary.errors.status))\nend\n')
+    script += (
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("NON2XX %d\\n", summary.errors.status))\nend\n'
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", f.name,
-                          url], capture_output=True, text=True, timeout=duration_s + 60, check=True).stdout
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 60,
+        check=True,
+    ).stdout
     os.unlink(f.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -163,5 +199,7 @@ def print_table(results: list[WrkResult], baseline: WrkResult) -> None:
     print(f"{'target':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>8} {'non2xx':>7} {'x baseline':>10}")
     for r in results:
         rss = f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "-"
-        print(f"{r.name:<34} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {rss:>8} {r.non_2xx:>7} "
-              f"{r.requests_per_s / baseline.requests_per_s:>10.2f}")
+        print(
+            f"{r.name:<34} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {rss:>8} {r.non_2xx:>7} "
+            f"{r.requests_per_s / baseline.requests_per_s:>10.2f}"
+        )

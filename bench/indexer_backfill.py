@@ -66,7 +66,10 @@ async def add_token(url: str, token: str, registry: str, start: int) -> None:
     await conn.execute(
         "INSERT INTO tokens (id, chain_id, address, kind, decimals, total_supply, paused, identity_registry, start_block, "
         "name, symbol) VALUES ($1, 1, $2, 'SECURITY', 18, 0, false, $3, $4, 'Bench', 'BNCH')",
-        uuid.uuid4(), token, registry, start,
+        uuid.uuid4(),
+        token,
+        registry,
+        start,
     )
     await conn.close()
 
@@ -83,8 +86,9 @@ async def read_baseline(url: str, addresses: list[str], lo: int, hi: int) -> tup
         n = 0
         start = lo
         while start <= hi:
-            end, logs = await _logs_until(client, addresses, start, hi, ranger, CONFIG.batch_events,
-                                          CONFIG.logs_per_call, 60)
+            end, logs = await _logs_until(
+                client, addresses, start, hi, ranger, CONFIG.batch_events, CONFIG.logs_per_call, 60
+            )
             n += len(logs)
             start = end + 1
         return n, time.perf_counter() - started
@@ -99,9 +103,21 @@ async def copy_ceiling(rpc_url: str, addresses: list[str], lo: int, hi: int) -> 
 
     async with RpcClient([rpc_url], chain_id=1, timeout=60) as client:
         ranger = make_ranger(get_chain(1), CONFIG.initial_span)
-        batches = [decode_range(b) async for b in fetch_ranges(
-            client, 1, addresses, lo, hi, finalized=hi, ranger=ranger, max_events=CONFIG.batch_events,
-            logs_per_call=CONFIG.logs_per_call, timeout=60)]
+        batches = [
+            decode_range(b)
+            async for b in fetch_ranges(
+                client,
+                1,
+                addresses,
+                lo,
+                hi,
+                finalized=hi,
+                ranger=ranger,
+                max_events=CONFIG.batch_events,
+                logs_per_call=CONFIG.logs_per_call,
+                timeout=60,
+            )
+        ]
     name, url = await fresh_db()
     try:
         conn = await asyncpg.connect(asyncpg_dsn(url))
@@ -153,8 +169,11 @@ def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
         profiler.stop()
         Path(profile).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
     rss_mb = peak_rss_mb()
-    print(json.dumps({"events": result.events, "transfers": result.transfers, "seconds": result.elapsed_s,
-                      "rss_mb": rss_mb}))
+    print(
+        json.dumps(
+            {"events": result.events, "transfers": result.transfers, "seconds": result.elapsed_s, "rss_mb": rss_mb}
+        )
+    )
 
 
 async def main(n_events: int, shape: str) -> None:
@@ -173,10 +192,14 @@ async def main(n_events: int, shape: str) -> None:
         if shape == "busy":
             recipients = load_recipients(500)
             await prepare_security_token_load(w3, stack, agent, recipients, supply=10**30)
-            load = await send_batch_transfers(node.url, stack.token.address, agent, recipients,
-                                              txs=max(1, n_events // 500))
-            print(f"generated {load.events} Transfers in {load.txs} txs, blocks {load.first_block}-{load.last_block} "
-                  f"({time.perf_counter() - t0:.1f}s)", flush=True)
+            load = await send_batch_transfers(
+                node.url, stack.token.address, agent, recipients, txs=max(1, n_events // 500)
+            )
+            print(
+                f"generated {load.events} Transfers in {load.txs} txs, blocks {load.first_block}-{load.last_block} "
+                f"({time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
         else:
             from bench.realistic_chain import Shape, generate
 
@@ -194,7 +217,10 @@ async def main(n_events: int, shape: str) -> None:
             spawned = time.perf_counter()
             out = subprocess.run(
                 [sys.executable, __file__, "--child", db_url, node.url, str(start), str(head)],
-                check=True, stdout=subprocess.PIPE, text=True, cwd=REPO,
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
             )
             process_s = time.perf_counter() - spawned
             e2e = json.loads(out.stdout.strip().splitlines()[-1])
@@ -209,12 +235,18 @@ async def main(n_events: int, shape: str) -> None:
     copy_rate = n_copy / t_copy
     print(f"read baseline (RpcClient eth_getLogs, no writes): {n_read:>8} logs   {n_read / t_read:>10,.0f} logs/s")
     print(f"COPY ceiling (same rows, asyncpg COPY alone):     {n_copy:>8} rows   {copy_rate:>10,.0f} rows/s")
-    print(f"end-to-end backfill (fetch+decode+write+holdings): {e2e['events']:>7} events {e2e_rate:>10,.0f} events/s "
-          f"({e2e['seconds']:.2f}s, peak RSS {e2e['rss_mb']:.0f} MB, {holders} holdings)")
-    print(f"end-to-end from process start (spawn to exit):     {e2e['events']:>7} events "
-          f"{e2e['events'] / process_s:>10,.0f} events/s ({process_s:.2f}s)")
-    print(f"end-to-end / COPY ceiling: {e2e_rate / copy_rate:.0%}   end-to-end / read baseline: "
-          f"{e2e_rate / (n_read / t_read):.0%}")
+    print(
+        f"end-to-end backfill (fetch+decode+write+holdings): {e2e['events']:>7} events {e2e_rate:>10,.0f} events/s "
+        f"({e2e['seconds']:.2f}s, peak RSS {e2e['rss_mb']:.0f} MB, {holders} holdings)"
+    )
+    print(
+        f"end-to-end from process start (spawn to exit):     {e2e['events']:>7} events "
+        f"{e2e['events'] / process_s:>10,.0f} events/s ({process_s:.2f}s)"
+    )
+    print(
+        f"end-to-end / COPY ceiling: {e2e_rate / copy_rate:.0%}   end-to-end / read baseline: "
+        f"{e2e_rate / (n_read / t_read):.0%}"
+    )
 
 
 if __name__ == "__main__":
@@ -225,5 +257,5 @@ if __name__ == "__main__":
         parser.add_argument("--events", type=int, default=50_000)
         parser.add_argument("--shape", choices=("busy", "realistic", "both"), default="both")
         args = parser.parse_args()
-        for s in (("busy", "realistic") if args.shape == "both" else (args.shape,)):
+        for s in ("busy", "realistic") if args.shape == "both" else (args.shape,):
             asyncio.run(main(args.events, s))

@@ -44,16 +44,26 @@ from indexer.lock import asyncpg_dsn  # noqa: E402
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 E18 = 10**18
 TX_WAIT_S = 5.0  # automine answers at once; a receipt that never comes means a reorg dropped the tx
-CONFIG = IndexerConfig(poll_interval_s=0.1, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2,
-                       error_backoff_max_s=3.0, self_check_interval_s=5.0, rpc_timeout_s=1.0, batch_events=500,
-                       logs_per_call=250)
+CONFIG = IndexerConfig(
+    poll_interval_s=0.1,
+    finality_depth={1: 8},
+    lock_retry_s=0.2,
+    error_backoff_s=0.2,
+    error_backoff_max_s=3.0,
+    self_check_interval_s=5.0,
+    rpc_timeout_s=1.0,
+    batch_events=500,
+    logs_per_call=250,
+)
 
 
 def transfer_request(sender: str, token: str, to: str, amount: int) -> dict[str, str]:
     from eth_abi import encode
     from eth_utils import function_signature_to_4byte_selector
 
-    data = function_signature_to_4byte_selector("transfer(address,uint256)") + encode(["address", "uint256"], [to, amount])
+    data = function_signature_to_4byte_selector("transfer(address,uint256)") + encode(
+        ["address", "uint256"], [to, amount]
+    )
     return {"from": sender, "to": token, "data": "0x" + data.hex(), "gas": hex(300_000)}
 
 
@@ -164,15 +174,20 @@ async def check(db_url: str, node_url: str, stack: Any, wallets: list[str]) -> l
                 for m in report.mismatches:
                     problems.append(f"{contract.address} {m.holder}: indexed {m.indexed} != balanceOf {m.onchain}")
                 if not report.supply_matches:
-                    problems.append(f"{contract.address}: totalSupply {report.total_supply} != indexed sum "
-                                    f"{report.indexed_sum}")
-                print(f"verify {contract.address}: {report.holders_checked} holders at block {report.block}: "
-                      f"{'OK' if report.ok else 'MISMATCH'}")
+                    problems.append(
+                        f"{contract.address}: totalSupply {report.total_supply} != indexed sum {report.indexed_sum}"
+                    )
+                print(
+                    f"verify {contract.address}: {report.holders_checked} holders at block {report.block}: "
+                    f"{'OK' if report.ok else 'MISMATCH'}"
+                )
     finally:
         await engine.dispose()
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
-        dupes = await conn.fetchval("SELECT count(*) - count(DISTINCT (chain_id, tx_hash, log_index)) FROM chain_events")
+        dupes = await conn.fetchval(
+            "SELECT count(*) - count(DISTINCT (chain_id, tx_hash, log_index)) FROM chain_events"
+        )
     finally:
         await conn.close()
     if dupes:
@@ -190,11 +205,16 @@ async def wait_caught_up(db_url: str, node: AnvilNode, task: asyncio.Task[Any], 
                 raise RuntimeError("indexer ended early")
             head = node.rpc("eth_getBlockByNumber", "latest", False)
             row = await conn.fetchrow("SELECT indexed_block, indexed_hash FROM indexer_cursors WHERE chain_id = 1")
-            if row is not None and (row["indexed_block"], row["indexed_hash"]) == (int(head["number"], 16), head["hash"]):
+            if row is not None and (row["indexed_block"], row["indexed_hash"]) == (
+                int(head["number"], 16),
+                head["hash"],
+            ):
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"indexer at {row and row['indexed_block']} did not reach head "
-                                   f"{int(head['number'], 16)} within {timeout}s")
+                raise RuntimeError(
+                    f"indexer at {row and row['indexed_block']} did not reach head "
+                    f"{int(head['number'], 16)} within {timeout}s"
+                )
             await asyncio.sleep(0.2)
     finally:
         await conn.close()
@@ -212,12 +232,19 @@ async def soak(minutes: float, fault_rate: float, seed: int) -> int:
             start = await w3.eth.block_number + 1
             stack = await deploy_rwa_stack(w3, accounts[0])
             conn = await asyncpg.connect(asyncpg_dsn(db_url))
-            for address, kind, registry in ((stack.token.address, "SECURITY", stack.registry.address),
-                                            (stack.stablecoin.address, "STABLECOIN", None)):
+            for address, kind, registry in (
+                (stack.token.address, "SECURITY", stack.registry.address),
+                (stack.stablecoin.address, "STABLECOIN", None),
+            ):
                 await conn.execute(
                     "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, "
                     "identity_registry, start_block) VALUES ($1, 1, $2, $3, 'Soak', 'SOAK', 18, 0, false, $4, $5)",
-                    uuid.uuid4(), address, kind, registry, start)
+                    uuid.uuid4(),
+                    address,
+                    kind,
+                    registry,
+                    start,
+                )
             await conn.close()
             proxy = await FaultProxy(node.url, fault_rate=fault_rate, timeout_s=1.5, seed=seed).start()
             driver = Driver(node, proxy, stack, accounts, seed)
@@ -246,8 +273,10 @@ async def soak(minutes: float, fault_rate: float, seed: int) -> int:
             problems = await check(db_url, node.url, stack, driver.wallets)
             print(f"soak: {elapsed / 60:.1f} min, head {node.block_number()}, fault rate {fault_rate:.0%}")
             print(f"  driver: {dict(sorted(driver.done.items()))}")
-            print(f"  faults injected: {dict(sorted(proxy.injected.items()))} "
-                  f"({sum(proxy.injected.values())} of {sum(proxy.requests.values())} calls)")
+            print(
+                f"  faults injected: {dict(sorted(proxy.injected.items()))} "
+                f"({sum(proxy.injected.values())} of {sum(proxy.requests.values())} calls)"
+            )
     finally:
         await drop_db(name)
     for p in problems:

@@ -37,7 +37,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -76,7 +76,7 @@ def wallets(n: int, first: int = 1000) -> list[str]:
 
 async def register_all(w3, registry, agent: str, addresses: list[str]) -> None:  # type: ignore[no-untyped-def]
     for i in range(0, len(addresses), REGISTER_BATCH):
-        chunk = addresses[i:i + REGISTER_BATCH]
+        chunk = addresses[i : i + REGISTER_BATCH]
         await transact(registry.functions.batchRegisterIdentity(chunk, chunk, [276] * len(chunk)), agent)
 
 
@@ -95,8 +95,11 @@ async def raw_mints(url: str, token, addresses: list[str], batch: int) -> RawRun
     polled (one batch request every 20 ms). Nothing is written anywhere."""
     acct = Account.from_key(AGENT_KEY)
     async with httpx.AsyncClient(timeout=60) as http:
+
         async def call(method: str, *params):  # type: ignore[no-untyped-def]
-            r = (await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})).json()
+            r = (
+                await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+            ).json()
             if "error" in r:
                 raise RuntimeError(r["error"])
             return r["result"]
@@ -111,13 +114,26 @@ async def raw_mints(url: str, token, addresses: list[str], batch: int) -> RawRun
 
         nonce = int(await call("eth_getTransactionCount", acct.address, "pending"), 16)
         gas_price = int(await call("eth_gasPrice"), 16) * 2
-        datas = [token.encode_abi("batchMint", args=[addresses[i:i + batch], [10**18] * len(addresses[i:i + batch])])
-                 for i in range(0, len(addresses), batch)]
+        datas = [
+            token.encode_abi("batchMint", args=[addresses[i : i + batch], [10**18] * len(addresses[i : i + batch])])
+            for i in range(0, len(addresses), batch)
+        ]
         gas = int(await call("eth_estimateGas", {"from": acct.address, "to": token.address, "data": datas[0]}), 16)
-        txs = [acct.sign_transaction({"to": token.address, "data": data, "nonce": nonce + n, "chainId": 1,
-                                      "gas": gas * 105 // 100, "maxFeePerGas": gas_price,
-                                      "maxPriorityFeePerGas": 10**9, "type": 2})
-               for n, data in enumerate(datas)]
+        txs = [
+            acct.sign_transaction(
+                {
+                    "to": token.address,
+                    "data": data,
+                    "nonce": nonce + n,
+                    "chainId": 1,
+                    "gas": gas * 105 // 100,
+                    "maxFeePerGas": gas_price,
+                    "maxPriorityFeePerGas": 10**9,
+                    "type": 2,
+                }
+            )
+            for n, data in enumerate(datas)
+        ]
         t0 = time.perf_counter()
         hashes = await batch_call([("eth_sendRawTransaction", ["0x" + tx.raw_transaction.hex()]) for tx in txs])
         receipts: dict[str, dict] = {}  # type: ignore[type-arg]
@@ -143,18 +159,24 @@ async def seed_investors(sf: async_sessionmaker[AsyncSession], addresses: list[s
         conn = await (await s.connection()).get_raw_connection()
         raw = conn.driver_connection
         await raw.copy_records_to_table(
-            "users", columns=["id", "email", "password_hash", "roles", "status", "failed_logins"],
-            records=[(u, f"{u.hex}@bench.example", "x", ["INVESTOR"], "ACTIVE", 0) for u in ids])
+            "users",
+            columns=["id", "email", "password_hash", "roles", "status", "failed_logins"],
+            records=[(u, f"{u.hex}@bench.example", "x", ["INVESTOR"], "ACTIVE", 0) for u in ids],
+        )
         await raw.copy_records_to_table(
-            "kyc_cases", columns=["id", "user_id", "status", "country", "expires_at", "accredited"],
-            records=[(uuid.uuid4(), u, "APPROVED", "DE", datetime(2100, 1, 1, tzinfo=timezone.utc), False)
-                     for u in ids])
-        await raw.copy_records_to_table("wallets", columns=["id", "user_id", "address"],
-                                        records=[(uuid.uuid4(), u, a) for u, a in zip(ids, addresses)])
+            "kyc_cases",
+            columns=["id", "user_id", "status", "country", "expires_at", "accredited"],
+            records=[(uuid.uuid4(), u, "APPROVED", "DE", datetime(2100, 1, 1, tzinfo=UTC), False) for u in ids],
+        )
+        await raw.copy_records_to_table(
+            "wallets",
+            columns=["id", "user_id", "address"],
+            records=[(uuid.uuid4(), u, a) for u, a in zip(ids, addresses)],
+        )
         await s.commit()
     for i in range(0, len(ids), 1000):
         async with sf() as s:
-            await ledger.credit_deposits(s, [(u, Decimal(1000), QUOTE, f"bench:{u}", None) for u in ids[i:i + 1000]])
+            await ledger.credit_deposits(s, [(u, Decimal(1000), QUOTE, f"bench:{u}", None) for u in ids[i : i + 1000]])
             await s.commit()
     return ids
 
@@ -188,44 +210,87 @@ async def run(n: int, batch: int, block_time: int, db_url: str, node: AnvilNode)
         issuer = uuid.uuid4()
         s.add(User(id=issuer, email="issuer@bench.example", password_hash="x", roles=["ISSUER"]))
         await s.flush()
-        asset = Asset(id=uuid.uuid4(), issuer_id=issuer, name="Bench fund", type=AssetType.OTHER,
-                      status=AssetStatus.ACTIVE, jurisdiction="DE", currency="EUR", attributes={})
+        asset = Asset(
+            id=uuid.uuid4(),
+            issuer_id=issuer,
+            name="Bench fund",
+            type=AssetType.OTHER,
+            status=AssetStatus.ACTIVE,
+            jurisdiction="DE",
+            currency="EUR",
+            attributes={},
+        )
         s.add(asset)
         await s.flush()
         token_id = uuid.uuid4()
-        s.add(Token(id=token_id, chain_id=1, address=stack.token.address, kind=TokenKind.SECURITY,
-                    asset_id=asset.id, symbol="B", decimals=18, identity_registry=stack.registry.address))
+        s.add(
+            Token(
+                id=token_id,
+                chain_id=1,
+                address=stack.token.address,
+                kind=TokenKind.SECURITY,
+                asset_id=asset.id,
+                symbol="B",
+                decimals=18,
+                identity_registry=stack.registry.address,
+            )
+        )
         await s.commit()
-    settings = Settings(DATABASE_URL=db_url, REDIS_URL=REDIS_URL, AGENT_PRIVATE_KEY=AGENT_KEY,  # type: ignore[call-arg]
-                        RWA_REDIS_PREFIX=f"rwa-bench:{uuid.uuid4().hex[:8]}:")
+    settings = Settings(
+        DATABASE_URL=db_url,
+        REDIS_URL=REDIS_URL,
+        AGENT_PRIVATE_KEY=AGENT_KEY,  # type: ignore[call-arg]
+        RWA_REDIS_PREFIX=f"rwa-bench:{uuid.uuid4().hex[:8]}:",
+    )
     os.environ["RPC_URLS_1"] = node.url
     stop = asyncio.Event()
-    indexer = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=IndexerConfig(
-        poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2)))
+    indexer = asyncio.create_task(
+        run_indexer(
+            settings,
+            [1],
+            stop=stop,
+            config=IndexerConfig(poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2),
+        )
+    )
 
     async def identities_indexed() -> bool:
         async with sf() as s:
             return (await s.execute(text("SELECT count(*) FROM identities WHERE registered"))).scalar_one() >= 2 * n
+
     await wait_for(identities_indexed, 600, "identities indexed")
-    print(f"setup: identities indexed; chain: a block every {block_time} s, gas limit {gas_limit:,}, "
-          f"finalized = head - 8", flush=True)
+    print(
+        f"setup: identities indexed; chain: a block every {block_time} s, gas limit {gas_limit:,}, "
+        f"finalized = head - 8",
+        flush=True,
+    )
 
     raw = await raw_mints(node.url, stack.token, raw_addresses, batch)
-    print(f"raw batchMint: {n} mints in {raw.txs} txs over {raw.blocks} blocks ({raw.gas_per_mint:,} gas per mint): "
-          f"all receipts after {raw.mined_s:.2f} s = {n / raw.mined_s:,.0f} mints/s; last block final after "
-          f"{raw.final_s:.2f} s = {n / raw.final_s:,.0f} mints/s", flush=True)
+    print(
+        f"raw batchMint: {n} mints in {raw.txs} txs over {raw.blocks} blocks ({raw.gas_per_mint:,} gas per mint): "
+        f"all receipts after {raw.mined_s:.2f} s = {n / raw.mined_s:,.0f} mints/s; last block final after "
+        f"{raw.final_s:.2f} s = {n / raw.final_s:,.0f} mints/s",
+        flush=True,
+    )
 
     investors = await seed_investors(sf, addresses)
     async with engine.connect() as conn:  # what autovacuum does on a real database (this dev server runs without it)
         await conn.execute(text("ANALYZE"))
         await conn.commit()
     boss = Actor(issuer, frozenset({"ISSUER"}))
-    now = datetime.now(timezone.utc)
-    spec = offerings.OfferingSpec(token_id=token_id, name="Bench placement", quote_currency=QUOTE,
-                                  price=Decimal("3"), min_ticket=Decimal(3), target=Decimal(1),
-                                  hard_cap=Decimal(n) * Decimal(90), opens_at=now - timedelta(minutes=1),
-                                  closes_at=now + timedelta(hours=1), allocation_rule=AllocationRule.PRO_RATA,
-                                  fee_bps=25)
+    now = datetime.now(UTC)
+    spec = offerings.OfferingSpec(
+        token_id=token_id,
+        name="Bench placement",
+        quote_currency=QUOTE,
+        price=Decimal("3"),
+        min_ticket=Decimal(3),
+        target=Decimal(1),
+        hard_cap=Decimal(n) * Decimal(90),
+        opens_at=now - timedelta(minutes=1),
+        closes_at=now + timedelta(hours=1),
+        allocation_rule=AllocationRule.PRO_RATA,
+        fee_bps=25,
+    )
     async with sf() as s:
         offering = await offerings.create_offering(s, boss, spec)
         await offerings.open_offering(s, boss, offering.id)
@@ -239,10 +304,12 @@ async def run(n: int, batch: int, block_time: int, db_url: str, node: AnvilNode)
             i, u = queue.pop()
             async with sf() as s:
                 amount = Decimal(100 + (i % 7) * 10)  # oversubscribed: pro-rata with remainders
-                sub = await subscriptions.subscribe(s, Actor(u, frozenset({"INVESTOR"})),
-                                                    subscriptions.SubscribeRequest(offering.id, amount))
+                sub = await subscriptions.subscribe(
+                    s, Actor(u, frozenset({"INVESTOR"})), subscriptions.SubscribeRequest(offering.id, amount)
+                )
                 assert sub.reason is None, sub.reason
                 await s.commit()
+
     await asyncio.gather(*[subscriber() for _ in range(SUBSCRIBERS_AT_ONCE)])
     sub_s = time.perf_counter() - t
     _report(profiler, 6000)
@@ -251,8 +318,14 @@ async def run(n: int, batch: int, block_time: int, db_url: str, node: AnvilNode)
     # batch: operations estimated and signed per pass (RWA_AGENT_BATCH, default 200). An estimate of a 200-wallet
     # batchMint costs anvil 20-70 ms, so with the default all 50 are estimated before the first is sent; 10 a pass
     # puts the first ones in the pool at once and the rest follow while the chain mines (5 fit in a block)
-    agent = asyncio.create_task(run_agent(settings, [1], stop=stop, config=AgentConfig(
-        poll_s=0.05, replace_after_s=30.0, lock_retry_s=0.2, batch=AGENT_BATCH)))
+    agent = asyncio.create_task(
+        run_agent(
+            settings,
+            [1],
+            stop=stop,
+            config=AgentConfig(poll_s=0.05, replace_after_s=30.0, lock_retry_s=0.2, batch=AGENT_BATCH),
+        )
+    )
     await asyncio.sleep(1.0)  # the agent has its sender lock and idles (not timed)
     profiler = _profiler("close")
     t0 = time.perf_counter()
@@ -269,14 +342,18 @@ async def run(n: int, batch: int, block_time: int, db_url: str, node: AnvilNode)
 
     async def all_done() -> bool:
         async with sf() as s:
-            rows = (await s.execute(text("SELECT state FROM chain_operations WHERE kind = 'offering.mint'"))
-                    ).scalars().all()
+            rows = (
+                (await s.execute(text("SELECT state FROM chain_operations WHERE kind = 'offering.mint'")))
+                .scalars()
+                .all()
+            )
         now = time.perf_counter() - t0
         if "sent" not in marks and rows and all(r not in ("PENDING", "SIGNED") for r in rows):
             marks["sent"] = now
         if "mined" not in marks and rows and all(r in ("MINED", "CONFIRMED") for r in rows):
             marks["mined"] = now
         return bool(rows) and all(r == "CONFIRMED" for r in rows)
+
     await wait_for(all_done, 900, "mint operations confirmed")
     total_s = time.perf_counter() - t0
     release_s = await release
@@ -302,6 +379,7 @@ def _profiler(phase: str):  # type: ignore[no-untyped-def]
     if os.environ.get("BENCH_PROFILE") != phase:
         return None
     from pyinstrument import Profiler
+
     profiler = Profiler(async_mode="enabled")
     profiler.start()
     return profiler
@@ -313,49 +391,88 @@ def _report(profiler, chars: int) -> None:  # type: ignore[no-untyped-def]
         print(profiler.output_text(unicode=False, color=False, show_all=False)[:chars])
 
 
-async def check(sf, engine, node, stack, n: int, issuer: uuid.UUID, raw: RawRun, close_s: float,  # type: ignore[no-untyped-def]
-                release_s: float, marks: dict[str, float], total_s: float) -> None:
+async def check(
+    sf,
+    engine,
+    node,
+    stack,
+    n: int,
+    issuer: uuid.UUID,
+    raw: RawRun,
+    close_s: float,  # type: ignore[no-untyped-def]
+    release_s: float,
+    marks: dict[str, float],
+    total_s: float,
+) -> None:
     """Print the agent's numbers next to the raw run's, then check the outcome: every subscription SETTLED with
     tokens, cash conserved to the unit (investors, issuer, fees), indexed holdings = allocations = balanceOf."""
     async with sf() as s:
         q = lambda sql: s.execute(text(sql))  # noqa: E731
         states = dict((await q("SELECT state, count(*) FROM offering_subscriptions GROUP BY state")).all())
-        alloc = (await q("SELECT sum(allocated_cash), sum(amount), count(*) FILTER (WHERE allocated_units > 0) "
-                         "FROM offering_subscriptions")).one()
-        reserved = (await q("SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE kind = 'RESERVED'")
-                    ).scalar_one()
+        alloc = (
+            await q(
+                "SELECT sum(allocated_cash), sum(amount), count(*) FILTER (WHERE allocated_units > 0) "
+                "FROM offering_subscriptions"
+            )
+        ).one()
+        reserved = (
+            await q("SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE kind = 'RESERVED'")
+        ).scalar_one()
         users_total = (await q("SELECT sum(balance) FROM ledger_accounts WHERE owner_id IS NOT NULL")).scalar_one()
-        fees = (await q("SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE owner_id IS NULL "
-                        "AND kind = 'FEES'")).scalar_one()
-        issuer_cash = (await s.execute(text("SELECT coalesce(sum(balance), 0) FROM ledger_accounts "
-                                            "WHERE owner_id = :u"), {"u": issuer})).scalar_one()
+        fees = (
+            await q("SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE owner_id IS NULL AND kind = 'FEES'")
+        ).scalar_one()
+        issuer_cash = (
+            await s.execute(
+                text("SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE owner_id = :u"), {"u": issuer}
+            )
+        ).scalar_one()
         # each investor: AVAILABLE = seeded - allocated cash, to the unit
-        wrong_cash = (await q("SELECT count(*) FROM offering_subscriptions s JOIN ledger_accounts a "
-                              "ON a.owner_id = s.user_id AND a.kind = 'AVAILABLE' "
-                              "WHERE a.balance <> 1000 - s.allocated_cash")).scalar_one()
+        wrong_cash = (
+            await q(
+                "SELECT count(*) FROM offering_subscriptions s JOIN ledger_accounts a "
+                "ON a.owner_id = s.user_id AND a.kind = 'AVAILABLE' "
+                "WHERE a.balance <> 1000 - s.allocated_cash"
+            )
+        ).scalar_one()
         # each investor's wallet holds (indexed) exactly its allocation
-        wrong_tokens = (await q("SELECT count(*) FROM offering_subscriptions s LEFT JOIN holdings h "
-                                "ON h.holder = s.wallet_address WHERE coalesce(h.balance, 0) <> s.allocated_units"
-                                )).scalar_one()
-        ops = (await q("SELECT count(*), sum(cardinality(tx_hashes)), min(mined_block), max(mined_block), "
-                       "count(DISTINCT mined_block) FROM chain_operations WHERE kind = 'offering.mint'")).one()
+        wrong_tokens = (
+            await q(
+                "SELECT count(*) FROM offering_subscriptions s LEFT JOIN holdings h "
+                "ON h.holder = s.wallet_address WHERE coalesce(h.balance, 0) <> s.allocated_units"
+            )
+        ).scalar_one()
+        ops = (
+            await q(
+                "SELECT count(*), sum(cardinality(tx_hashes)), min(mined_block), max(mined_block), "
+                "count(DISTINCT mined_block) FROM chain_operations WHERE kind = 'offering.mint'"
+            )
+        ).one()
     rpc = RpcClient([node.url], chain_id=1)
     report = await verify_token(engine, rpc, 1, stack.token.address)
     await rpc.aclose()
     await engine.dispose()
     rate = n / total_s
-    print(f"agent: close+allocation {close_s:.2f} s (then the leftovers' release, beside the agent: {release_s:.2f} s); all {ops[0]} "
-          f"batchMint ops sent after {marks['sent']:.2f} s, "
-          f"MINED after {marks['mined']:.2f} s (blocks {ops[2]}..{ops[3]}, {ops[4]} with mints), CONFIRMED "
-          f"(indexed and final) after {total_s:.2f} s = {rate:,.0f} mints/s; {ops[1]} broadcasts")
-    print(f"ratios, same boundary: agent MINED / raw receipts {raw.mined_s / marks['mined']:.2f}; agent CONFIRMED / "
-          f"raw final {raw.final_s / total_s:.2f}; strict (agent CONFIRMED / raw receipts): "
-          f"{raw.mined_s / total_s:.2f}")
-    print(f"subscriptions: {states}; {alloc[2]} got tokens; allocated {alloc[0]} of {alloc[1]} asked; reserved "
-          f"left {reserved}; users' cash {users_total} + fees {fees} = {users_total + fees} (seeded {n * 1000}); "
-          f"issuer {issuer_cash}; investors off by a unit: {wrong_cash}; holdings off: {wrong_tokens}")
-    print(f"verify: {report.holders_checked} holders, {len(report.mismatches)} mismatches, "
-          f"supply {report.total_supply} = indexed {report.indexed_sum}")
+    print(
+        f"agent: close+allocation {close_s:.2f} s (then the leftovers' release, beside the agent: {release_s:.2f} s); all {ops[0]} "
+        f"batchMint ops sent after {marks['sent']:.2f} s, "
+        f"MINED after {marks['mined']:.2f} s (blocks {ops[2]}..{ops[3]}, {ops[4]} with mints), CONFIRMED "
+        f"(indexed and final) after {total_s:.2f} s = {rate:,.0f} mints/s; {ops[1]} broadcasts"
+    )
+    print(
+        f"ratios, same boundary: agent MINED / raw receipts {raw.mined_s / marks['mined']:.2f}; agent CONFIRMED / "
+        f"raw final {raw.final_s / total_s:.2f}; strict (agent CONFIRMED / raw receipts): "
+        f"{raw.mined_s / total_s:.2f}"
+    )
+    print(
+        f"subscriptions: {states}; {alloc[2]} got tokens; allocated {alloc[0]} of {alloc[1]} asked; reserved "
+        f"left {reserved}; users' cash {users_total} + fees {fees} = {users_total + fees} (seeded {n * 1000}); "
+        f"issuer {issuer_cash}; investors off by a unit: {wrong_cash}; holdings off: {wrong_tokens}"
+    )
+    print(
+        f"verify: {report.holders_checked} holders, {len(report.mismatches)} mismatches, "
+        f"supply {report.total_supply} = indexed {report.indexed_sum}"
+    )
     assert states == {"SETTLED": n} and alloc[2] == n, states
     assert reserved == 0 and users_total + fees == n * 1000 and issuer_cash + fees == alloc[0]
     assert wrong_cash == 0 and wrong_tokens == 0 and not report.mismatches
@@ -367,8 +484,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=closing.MINT_BATCH)
     parser.add_argument("--block-time", type=int, default=1, help="seconds between blocks (anvil interval mining)")
     args = parser.parse_args()
-    with scratch_database("rwa_bench_issuance") as db_url, \
-            AnvilNode(port=free_port(), chain_id=1, slots_in_an_epoch=4) as node:
+    with (
+        scratch_database("rwa_bench_issuance") as db_url,
+        AnvilNode(port=free_port(), chain_id=1, slots_in_an_epoch=4) as node,
+    ):
         asyncio.run(run(args.subscribers, args.batch, args.block_time, db_url, node))
 
 

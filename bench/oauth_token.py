@@ -32,11 +32,18 @@ async def _seed(database_url: str, pepper: bytes, secret: str) -> tuple[uuid.UUI
     async with create_session_factory(engine)() as s:
         s.add(User(id=user_id, email="bench-partner@example.com", password_hash="x", roles=["INVESTOR"]))
         await s.flush()
-        s.add(OAuthClient(id=client_pk, client_id=client_id, name="bench", owner_id=user_id,
-                          scopes=["market-data:read"]))
+        s.add(
+            OAuthClient(id=client_pk, client_id=client_id, name="bench", owner_id=user_id, scopes=["market-data:read"])
+        )
         await s.flush()
-        s.add(OAuthClientSecret(id=uuid.uuid4(), client_pk=client_pk, prefix=secret[:12],
-                                secret_hash=hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest()))
+        s.add(
+            OAuthClientSecret(
+                id=uuid.uuid4(),
+                client_pk=client_pk,
+                prefix=secret[:12],
+                secret_hash=hmac.new(pepper, secret.encode(), hashlib.sha256).hexdigest(),
+            )
+        )
         await s.commit()
     await engine.dispose()
     return user_id, client_id
@@ -57,25 +64,51 @@ def main() -> None:
         keyring = KeyRing(pem, "bench", ttl_s=3600)
         user_token, _ = keyring.issue(user_id, ["INVESTOR"])
         client_token, _ = keyring.issue(user_id, ["INVESTOR"], scopes=["market-data:read"], client_id=client_id)
-        env = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test", "RWA_DATA_DIR": data_dir,
-               "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench", "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
-               "OAUTH_SECRET_PEPPER": pepper.decode(), "RWA_REDIS_PREFIX": f"rwa-bench-{uuid.uuid4().hex[:6]}:",
-               "LOG_LEVEL": "WARNING"}
+        env = {
+            "DATABASE_URL": db_url,
+            "REDIS_URL": REDIS_URL,
+            "RWA_ENV": "test",
+            "RWA_DATA_DIR": data_dir,
+            "JWT_PRIVATE_KEY": pem,
+            "JWT_KEY_ID": "bench",
+            "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+            "OAUTH_SECRET_PEPPER": pepper.decode(),
+            "RWA_REDIS_PREFIX": f"rwa-bench-{uuid.uuid4().hex[:6]}:",
+            "LOG_LEVEL": "WARNING",
+        }
         read = json.dumps({"query": "{ markets { id } }"})
         basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
         with uvicorn_server("server.app:create_app_from_env", env) as api:
-            def post(name: str, path: str, body: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
-                return wrk_post(name, api.url + path, body, headers, duration_s=args.duration,
-                                connections=args.connections)
 
-            post("warmup", "/graphql", read, {"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {user_token}"})
-            baseline = post("markets, user token", "/graphql", read,
-                            {"Content-Type": "application/json", "Authorization": f"Bearer {user_token}"})
-            scoped = post("markets, client token", "/graphql", read,
-                          {"Content-Type": "application/json", "Authorization": f"Bearer {client_token}"})
-            tokens = post("POST /oauth/token", "/oauth/token", "grant_type=client_credentials",
-                          {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"})
+            def post(name: str, path: str, body: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+                return wrk_post(
+                    name, api.url + path, body, headers, duration_s=args.duration, connections=args.connections
+                )
+
+            post(
+                "warmup",
+                "/graphql",
+                read,
+                {"Content-Type": "application/json", "Authorization": f"Bearer {user_token}"},
+            )
+            baseline = post(
+                "markets, user token",
+                "/graphql",
+                read,
+                {"Content-Type": "application/json", "Authorization": f"Bearer {user_token}"},
+            )
+            scoped = post(
+                "markets, client token",
+                "/graphql",
+                read,
+                {"Content-Type": "application/json", "Authorization": f"Bearer {client_token}"},
+            )
+            tokens = post(
+                "POST /oauth/token",
+                "/oauth/token",
+                "grant_type=client_credentials",
+                {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"},
+            )
             for r in (baseline, scoped, tokens):
                 r.peak_rss_mb = api.peak_rss_mb()
         print_table([baseline, scoped, tokens], baseline)

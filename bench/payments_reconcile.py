@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -61,9 +59,17 @@ async def create_payments(factory, user_id: uuid.UUID, token: str, n: int) -> li
         async with factory() as s:
             for i in range(start, min(n, start + 500)):
                 p, _ = await intents.create_payment(
-                    s, wallet, user_id=user_id, amount=Decimal(AMOUNT_UNITS).scaleb(-6), currency="USDC",
-                    method=PaymentMethod.STABLECOIN, idempotency_key=f"bench-{i}", chain_id=1, token=token,
-                    expires_in=24 * 3600)
+                    s,
+                    wallet,
+                    user_id=user_id,
+                    amount=Decimal(AMOUNT_UNITS).scaleb(-6),
+                    currency="USDC",
+                    method=PaymentMethod.STABLECOIN,
+                    idempotency_key=f"bench-{i}",
+                    chain_id=1,
+                    token=token,
+                    expires_in=24 * 3600,
+                )
                 out.append((p.id, p.deposit_address))
             await notify.commit(s, None, "")
     return out
@@ -74,10 +80,13 @@ async def send_deposits(url: str, token: str, sender: str, addresses: list[str],
     blocks = []
     async with httpx.AsyncClient(timeout=120) as client:
         for start in range(0, len(addresses), per_tx):
-            chunk = addresses[start:start + per_tx]
+            chunk = addresses[start : start + per_tx]
             data = batch_transfer_calldata(chunk, [AMOUNT_UNITS] * len(chunk))
-            (tx_hash,) = await _call(client, url, [("eth_sendTransaction", [{"from": sender, "to": token,
-                                                                             "data": data, "gas": hex(29_000_000)}])])
+            (tx_hash,) = await _call(
+                client,
+                url,
+                [("eth_sendTransaction", [{"from": sender, "to": token, "data": data, "gas": hex(29_000_000)}])],
+            )
             while True:
                 (receipt,) = await _call(client, url, [("eth_getTransactionReceipt", [tx_hash])])
                 if receipt:
@@ -98,8 +107,13 @@ async def run(n: int, block_time: float, interval: float, per_tx: int, db_url: s
 
     with AnvilNode(1, extra_args=["--gas-limit", "60000000"]) as node:
         os.environ["RPC_URLS_1"] = node.url
-        settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=db_url, REDIS_URL=REDIS_URL,  # type: ignore[call-arg]
-                            RWA_REDIS_PREFIX=f"rwa-bench:{uuid.uuid4().hex[:8]}:", HD_WALLET_MNEMONIC=MNEMONIC)
+        settings = Settings(
+            RWA_ENV=Environment.TEST,
+            DATABASE_URL=db_url,
+            REDIS_URL=REDIS_URL,  # type: ignore[call-arg]
+            RWA_REDIS_PREFIX=f"rwa-bench:{uuid.uuid4().hex[:8]}:",
+            HD_WALLET_MNEMONIC=MNEMONIC,
+        )
         engine = create_async_engine(db_url, pool_size=5)
         factory = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         w3 = connect(node.url)
@@ -109,10 +123,13 @@ async def run(n: int, block_time: float, interval: float, per_tx: int, db_url: s
         await transact(stable.functions.mint(sender, n * AMOUNT_UNITS), sender)
         user_id = uuid.uuid4()
         async with factory() as s:
-            await s.execute(text(
-                "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, "
-                "start_block) VALUES (:id, 1, :a, 'STABLECOIN', 'USD Coin', 'USDC', 6, 0, false, :b)"),
-                {"id": uuid.uuid4(), "a": stable.address, "b": start_block})
+            await s.execute(
+                text(
+                    "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, "
+                    "start_block) VALUES (:id, 1, :a, 'STABLECOIN', 'USD Coin', 'USDC', 6, 0, false, :b)"
+                ),
+                {"id": uuid.uuid4(), "a": stable.address, "b": start_block},
+            )
             s.add(User(id=user_id, email="bench@example.com", password_hash="x"))
             await s.commit()
         t0 = time.perf_counter()
@@ -131,8 +148,11 @@ async def run(n: int, block_time: float, interval: float, per_tx: int, db_url: s
             seen = -1
             while not stop.is_set():
                 async with factory() as s:
-                    f = (await s.execute(text("SELECT LEAST(finalized_block, indexed_block) FROM indexer_cursors "
-                                              "WHERE chain_id = 1"))).scalar()
+                    f = (
+                        await s.execute(
+                            text("SELECT LEAST(finalized_block, indexed_block) FROM indexer_cursors WHERE chain_id = 1")
+                        )
+                    ).scalar()
                 now = time.time()
                 if f is not None and f > seen:
                     for b in range(seen + 1, f + 1):
@@ -180,34 +200,52 @@ async def run(n: int, block_time: float, interval: float, per_tx: int, db_url: s
         async with factory() as s:
             q = lambda sql: s.execute(text(sql))  # noqa: E731
             confirmed = (await q("SELECT count(*) FROM payments WHERE state = 'CONFIRMED'")).scalar()
-            credits = (await q("SELECT count(*) FROM ledger_transactions WHERE reference LIKE 'payment:%' AND kind = 'CREDIT'")).scalar()
-            cash = (await q(f"SELECT balance FROM ledger_accounts WHERE owner_id = '{user_id}' AND kind = 'AVAILABLE'")).scalar()
-            balanced = (await q("SELECT bool_and(t = 0) FROM (SELECT sum(balance) t FROM ledger_accounts "
-                                "GROUP BY currency) x")).scalar()
+            credits = (
+                await q("SELECT count(*) FROM ledger_transactions WHERE reference LIKE 'payment:%' AND kind = 'CREDIT'")
+            ).scalar()
+            cash = (
+                await q(f"SELECT balance FROM ledger_accounts WHERE owner_id = '{user_id}' AND kind = 'AVAILABLE'")
+            ).scalar()
+            balanced = (
+                await q("SELECT bool_and(t = 0) FROM (SELECT sum(balance) t FROM ledger_accounts GROUP BY currency) x")
+            ).scalar()
         await engine.dispose()
         await w3.provider.disconnect()
 
         # the indexer's raw event rate on the same blocks, into a second fresh database
         settings2 = settings.model_copy(update={"database_url": db2_url})
         async with create_async_engine(db2_url).begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, "
-                "start_block) VALUES (:id, 1, :a, 'STABLECOIN', 'USD Coin', 'USDC', 6, 0, false, :b)"),
-                {"id": uuid.uuid4(), "a": stable.address, "b": start_block})
+            await conn.execute(
+                text(
+                    "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, "
+                    "start_block) VALUES (:id, 1, :a, 'STABLECOIN', 'USD Coin', 'USDC', 6, 0, false, :b)"
+                ),
+                {"id": uuid.uuid4(), "a": stable.address, "b": start_block},
+            )
         bf = await backfill(settings2, 1, start_block, blocks[-1], config=IndexerConfig(finality_depth={1: 8}))
 
     return {
-        "payments": n, "create_per_s": n / create_s, "deposit_txs": len(blocks), "deposits_per_block": per_tx,
+        "payments": n,
+        "create_per_s": n / create_s,
+        "deposit_txs": len(blocks),
+        "deposits_per_block": per_tx,
         "block_time_s": block_time,
         "reconcile_interval_s": interval,
-        "confirmed": confirmed, "credit_movements": credits, "user_cash": str(cash), "expected_cash": str(Decimal(n * AMOUNT_UNITS).scaleb(-6)),
+        "confirmed": confirmed,
+        "credit_movements": credits,
+        "user_cash": str(cash),
+        "expected_cash": str(Decimal(n * AMOUNT_UNITS).scaleb(-6)),
         "ledger_balanced": balanced,
         "reconciled_per_busy_s": len(confirmed_at) / busy[0] if busy[0] else float("nan"),
         "reconciled_per_wall_s": len(confirmed_at) / wall if wall else float("nan"),
-        "latency_p50_s": pct(latencies, 0.50), "latency_p99_s": pct(latencies, 0.99), "latency_max_s": max(latencies, default=float("nan")),
-        "working_passes": len(passes), "pass_s_p50": pct([p[0] for p in passes], 0.5),
+        "latency_p50_s": pct(latencies, 0.50),
+        "latency_p99_s": pct(latencies, 0.99),
+        "latency_max_s": max(latencies, default=float("nan")),
+        "working_passes": len(passes),
+        "pass_s_p50": pct([p[0] for p in passes], 0.5),
         "pass_s_max": max((p[0] for p in passes), default=float("nan")),
-        "indexer_backfill_events_per_s": bf.events_per_s, "indexer_backfill_events": bf.events,
+        "indexer_backfill_events_per_s": bf.events_per_s,
+        "indexer_backfill_events": bf.events,
     }
 
 
@@ -219,12 +257,18 @@ def main() -> int:
     parser.add_argument("--per-tx", type=int, default=MAX_BATCH, help="deposits per batchTransfer (= per block)")
     args = parser.parse_args()
     with scratch_database("rwa_bench_pay") as db_url, scratch_database("rwa_bench_pay_idx") as db2_url:
-        result = asyncio.run(run(args.payments, args.block_time, args.interval, min(args.per_tx, MAX_BATCH), db_url, db2_url))
+        result = asyncio.run(
+            run(args.payments, args.block_time, args.interval, min(args.per_tx, MAX_BATCH), db_url, db2_url)
+        )
     width = max(len(k) for k in result)
     for k, v in result.items():
         print(f"{k:<{width}}  {v:,.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-    ok = (result["confirmed"] == args.payments and result["credit_movements"] == args.payments
-          and Decimal(result["user_cash"]) == Decimal(result["expected_cash"]) and result["ledger_balanced"])
+    ok = (
+        result["confirmed"] == args.payments
+        and result["credit_movements"] == args.payments
+        and Decimal(result["user_cash"]) == Decimal(result["expected_cash"])
+        and result["ledger_balanced"]
+    )
     print("CHECK", "OK: all confirmed, one credit each" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -28,7 +28,9 @@ def create_app() -> Starlette:
     async def me(request: Request) -> JSONResponse:
         await request.body()
         row = await pool["p"].fetchrow("SELECT id, email, roles FROM users WHERE id = $1", user_id)
-        return JSONResponse({"data": {"me": {"id": str(row["id"]), "email": row["email"], "roles": list(row["roles"])}}})
+        return JSONResponse(
+            {"data": {"me": {"id": str(row["id"]), "email": row["email"], "roles": list(row["roles"])}}}
+        )
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -47,8 +47,10 @@ async def _send_all(client: httpx.AsyncClient, url: str, txs: list[dict[str, Any
     hashes: list[str] = []
     for start in range(0, len(txs), chunk):
         batch = []
-        for t in txs[start:start + chunk]:
-            batch.append(("eth_sendTransaction", [{**t, "nonce": hex(nonce[t["from"]]), "gas": hex(t.get("gas", 30_000_000))}]))
+        for t in txs[start : start + chunk]:
+            batch.append(
+                ("eth_sendTransaction", [{**t, "nonce": hex(nonce[t["from"]]), "gas": hex(t.get("gas", 30_000_000))}])
+            )
             nonce[t["from"]] += 1
         hashes += await _call(client, url, batch)
     receipts: dict[str, dict[str, Any]] = {}
@@ -79,21 +81,48 @@ async def generate(url: str, token: str, registry: str, agent: str, shape: Shape
         await _call(client, url, [("anvil_autoImpersonateAccount", [True])])
         await _call(client, url, [("anvil_setBalance", [p, hex(10**21)]) for p in payers])
         # identities: every holder registered (500 per tx), a tenth of them change country
-        txs = [{"from": agent, "to": registry, "data": _calldata(
-            "batchRegisterIdentity(address[],address[],uint16[])", ["address[]", "address[]", "uint16[]"],
-            [holders[i:i + MAX_BATCH], holders[i:i + MAX_BATCH], [rng.choice((250, 276, 826, 840)) for _ in
-                                                                   holders[i:i + MAX_BATCH]]])}
-               for i in range(0, len(holders), MAX_BATCH)]
-        txs += [{"from": agent, "to": registry, "data": _calldata("updateCountry(address,uint16)", ["address", "uint16"],
-                                                                   [h, rng.choice((40, 56, 208))]), "gas": 200_000}
-                for h in rng.sample(holders, len(holders) // 10)]
+        txs = [
+            {
+                "from": agent,
+                "to": registry,
+                "data": _calldata(
+                    "batchRegisterIdentity(address[],address[],uint16[])",
+                    ["address[]", "address[]", "uint16[]"],
+                    [
+                        holders[i : i + MAX_BATCH],
+                        holders[i : i + MAX_BATCH],
+                        [rng.choice((250, 276, 826, 840)) for _ in holders[i : i + MAX_BATCH]],
+                    ],
+                ),
+            }
+            for i in range(0, len(holders), MAX_BATCH)
+        ]
+        txs += [
+            {
+                "from": agent,
+                "to": registry,
+                "data": _calldata(
+                    "updateCountry(address,uint16)", ["address", "uint16"], [h, rng.choice((40, 56, 208))]
+                ),
+                "gas": 200_000,
+            }
+            for h in rng.sample(holders, len(holders) // 10)
+        ]
         counts["identity"] = await _send_all(client, url, txs)
         # supply: every holder minted a balance (payers much more: they pay the rest)
         amounts = {h: (10**24 if h in set(payers) else 10**20) for h in holders}
-        txs = [{"from": agent, "to": token, "data": _calldata(
-            "batchMint(address[],uint256[])", ["address[]", "uint256[]"],
-            [holders[i:i + MAX_BATCH], [amounts[h] for h in holders[i:i + MAX_BATCH]]])}
-               for i in range(0, len(holders), MAX_BATCH)]
+        txs = [
+            {
+                "from": agent,
+                "to": token,
+                "data": _calldata(
+                    "batchMint(address[],uint256[])",
+                    ["address[]", "uint256[]"],
+                    [holders[i : i + MAX_BATCH], [amounts[h] for h in holders[i : i + MAX_BATCH]]],
+                ),
+            }
+            for i in range(0, len(holders), MAX_BATCH)
+        ]
         counts["mint"] = await _send_all(client, url, txs)
         # trading: interleaved rounds of payers paying random payees, and compliance actions on the frozen set
         transfers_left = max(0, int(shape.events * 0.8) - counts["mint"])
@@ -106,17 +135,28 @@ async def generate(url: str, token: str, registry: str, agent: str, shape: Shape
                     break
                 n = min(shape.per_tx, transfers_left)
                 to = rng.sample(payees, n)
-                txs.append({"from": p, "to": token, "gas": 60_000 * n, "data": _calldata(
-                    "batchTransfer(address[],uint256[])", ["address[]", "uint256[]"],
-                    [to, [rng.randrange(1, 10**18) for _ in to]])})
+                txs.append(
+                    {
+                        "from": p,
+                        "to": token,
+                        "gas": 60_000 * n,
+                        "data": _calldata(
+                            "batchTransfer(address[],uint256[])",
+                            ["address[]", "uint256[]"],
+                            [to, [rng.randrange(1, 10**18) for _ in to]],
+                        ),
+                    }
+                )
                 transfers_left -= n
             per_round = freeze_left // (rounds - r)
             for _ in range(per_round // 4):  # 4 events per holder: frozen, unfrozen, tokens frozen/unfrozen
                 h = rng.choice(frozen_set)
-                for sig, types, args in (("setAddressFrozen(address,bool)", ["address", "bool"], [h, True]),
-                                         ("setAddressFrozen(address,bool)", ["address", "bool"], [h, False]),
-                                         ("freezePartialTokens(address,uint256)", ["address", "uint256"], [h, 5]),
-                                         ("unfreezePartialTokens(address,uint256)", ["address", "uint256"], [h, 5])):
+                for sig, types, args in (
+                    ("setAddressFrozen(address,bool)", ["address", "bool"], [h, True]),
+                    ("setAddressFrozen(address,bool)", ["address", "bool"], [h, False]),
+                    ("freezePartialTokens(address,uint256)", ["address", "uint256"], [h, 5]),
+                    ("unfreezePartialTokens(address,uint256)", ["address", "uint256"], [h, 5]),
+                ):
                     txs.append({"from": agent, "to": token, "data": _calldata(sig, types, args), "gas": 200_000})
             freeze_left -= per_round // 4 * 4
             got = await _send_all(client, url, txs)

@@ -31,8 +31,20 @@ from aiohttp import web
 from chains.anvil import free_port
 
 KINDS = (
-    "429", "503", "timeout", "truncated", "html200", "missing_result", "wrong_id", "internal_error",
-    "server_error", "401", "403", "getlogs_error", "null_block", "batch_item",
+    "429",
+    "503",
+    "timeout",
+    "truncated",
+    "html200",
+    "missing_result",
+    "wrong_id",
+    "internal_error",
+    "server_error",
+    "401",
+    "403",
+    "getlogs_error",
+    "null_block",
+    "batch_item",
 )
 
 Payload = dict[str, Any] | list[dict[str, Any]]
@@ -134,12 +146,18 @@ class FaultProxy:
         if self.fault_rate <= 0 or self.rng.random() >= self.fault_rate:
             return None
         methods = _methods(payload)
-        usable = [k for k in self.kinds
-                  if (k != "getlogs_error" or "eth_getLogs" in methods)
-                  and (k != "null_block" or "eth_getBlockByNumber" in methods)
-                  and (k != "batch_item" or isinstance(payload, list))
-                  and (k not in ("missing_result", "wrong_id", "internal_error", "server_error")
-                       or not isinstance(payload, list) or payload)]
+        usable = [
+            k
+            for k in self.kinds
+            if (k != "getlogs_error" or "eth_getLogs" in methods)
+            and (k != "null_block" or "eth_getBlockByNumber" in methods)
+            and (k != "batch_item" or isinstance(payload, list))
+            and (
+                k not in ("missing_result", "wrong_id", "internal_error", "server_error")
+                or not isinstance(payload, list)
+                or payload
+            )
+        ]
         return self.rng.choice(usable) if usable else None
 
     async def _early_fault(self, kind: str, payload: Payload) -> web.StreamResponse | None:
@@ -165,8 +183,10 @@ class FaultProxy:
 
     def _errors(self, payload: Payload, code: int, message: str, only: str | None = None) -> Any:
         """An error for every item (or only for ``only``'s items; the others get an error too if single)."""
+
         def err(item: dict[str, Any]) -> dict[str, Any]:
             return {"jsonrpc": "2.0", "id": item.get("id"), "error": {"code": code, "message": message}}
+
         if isinstance(payload, list):
             return [err(i) for i in payload if only is None or i.get("method") == only] or [err(payload[0])]
         return err(payload)

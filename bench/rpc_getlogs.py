@@ -36,9 +36,12 @@ async def seed(client: RpcClient, n_logs: int) -> tuple[str, int, int]:
     hashes = []
     for _ in range(0, n_logs, LOGS_PER_TX):
         data = "0x" + LOGS_PER_TX.to_bytes(32, "big").hex()
-        hashes.append(await client.call(
-            "eth_sendTransaction", [{"from": sender, "to": emitter, "data": data, "gas": hex(30_000 + 2_000 * LOGS_PER_TX)}]
-        ))
+        hashes.append(
+            await client.call(
+                "eth_sendTransaction",
+                [{"from": sender, "to": emitter, "data": data, "gas": hex(30_000 + 2_000 * LOGS_PER_TX)}],
+            )
+        )
     last = first
     for h in hashes:  # anvil may answer before mining: wait for every receipt
         while (receipt := await client.get_transaction_receipt(h)) is None:
@@ -67,7 +70,12 @@ async def main(n_logs: int, rounds: int) -> None:
         w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(node.url))
         async with RpcClient([node.url], chain_id=1) as client:
             emitter, first, last = await seed(client, n_logs)
-            flt = {"address": AsyncWeb3.to_checksum_address(emitter), "topics": [PING], "fromBlock": first, "toBlock": last}
+            flt = {
+                "address": AsyncWeb3.to_checksum_address(emitter),
+                "topics": [PING],
+                "fromBlock": first,
+                "toBlock": last,
+            }
             try:
                 rates, n = await interleaved_rates(
                     {

@@ -59,15 +59,27 @@ def _jwt_key() -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    return Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()).decode()
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
 
 
 def base_env(db_url: str, workdir: Path) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test",
-            "RWA_DATA_DIR": str(workdir / "data"), "RWA_REDIS_PREFIX": f"rwa-scale:{uuid.uuid4().hex[:8]}:",
-            "JWT_PRIVATE_KEY": _jwt_key(), "KYC_ENCRYPTION_KEY": os.urandom(32).hex(), "LOG_LEVEL": "WARNING",
-            "MIGRATE_ON_START": "false", "RWA_PROMETHEUS_BASE_DIR": str(workdir / "prom")}
+    return {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": REDIS_URL,
+        "RWA_ENV": "test",
+        "RWA_DATA_DIR": str(workdir / "data"),
+        "RWA_REDIS_PREFIX": f"rwa-scale:{uuid.uuid4().hex[:8]}:",
+        "JWT_PRIVATE_KEY": _jwt_key(),
+        "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+        "LOG_LEVEL": "WARNING",
+        "MIGRATE_ON_START": "false",
+        "RWA_PROMETHEUS_BASE_DIR": str(workdir / "prom"),
+    }
 
 
 class Api:
@@ -81,8 +93,14 @@ class Api:
 
     def start(self) -> None:
         log = open(self.workdir / f"api{self.index}.log", "ab")
-        self.proc = subprocess.Popen([RWA, "serve", "--port", str(self.port), "--metrics-port", "0"], env=self.env,
-                                     cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [RWA, "serve", "--port", str(self.port), "--metrics-port", "0"],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -108,13 +126,27 @@ class Api:
 
 
 def throughput(apis: list[Api], seconds: int) -> dict[str, float]:
-    one = wrk_post("1 process", apis[0].url + "/graphql", PROBE, {"content-type": "application/json"},
-                   connections=32, duration_s=seconds, threads=1)
+    one = wrk_post(
+        "1 process",
+        apis[0].url + "/graphql",
+        PROBE,
+        {"content-type": "application/json"},
+        connections=32,
+        duration_s=seconds,
+        threads=1,
+    )
     results: list[Any] = [None] * len(apis)
 
     def run(i: int) -> None:
-        results[i] = wrk_post(f"process {i}", apis[i].url + "/graphql", PROBE, {"content-type": "application/json"},
-                              connections=32, duration_s=seconds, threads=1)
+        results[i] = wrk_post(
+            f"process {i}",
+            apis[i].url + "/graphql",
+            PROBE,
+            {"content-type": "application/json"},
+            connections=32,
+            duration_s=seconds,
+            threads=1,
+        )
 
     import threading
 
@@ -124,17 +156,19 @@ def throughput(apis: list[Api], seconds: int) -> dict[str, float]:
     for t in threads:
         t.join()
     many = sum(r.requests_per_s for r in results)
-    return {"one_process_rps": round(one.requests_per_s), f"{len(apis)}_processes_rps": round(many),
-            "ratio": round(many / one.requests_per_s, 2),
-            "non_2xx": one.non_2xx + sum(r.non_2xx for r in results)}
+    return {
+        "one_process_rps": round(one.requests_per_s),
+        f"{len(apis)}_processes_rps": round(many),
+        "ratio": round(many / one.requests_per_s, 2),
+        "non_2xx": one.non_2xx + sum(r.non_2xx for r in results),
+    }
 
 
 async def ws_close_code(url: str, ready: asyncio.Event, closed: dict[str, Any]) -> None:
     """Open a graphql-transport-ws socket, signal when acknowledged, record the close code the server sends."""
     import websockets
 
-    async with websockets.connect(url.replace("http", "ws") + "/graphql",
-                                  subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(url.replace("http", "ws") + "/graphql", subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         await ws.send('{"type": "connection_init", "payload": {}}')
         assert "connection_ack" in await ws.recv()
         ready.set()
@@ -158,8 +192,9 @@ async def rolling_restart(apis: list[Api], clients: int, drain_s: float) -> dict
             while not stop.is_set():
                 api = apis[rng.choice(rotation)]
                 try:
-                    resp = await c.post(api.url + "/graphql", content=PROBE,
-                                        headers={"content-type": "application/json"})
+                    resp = await c.post(
+                        api.url + "/graphql", content=PROBE, headers={"content-type": "application/json"}
+                    )
                     if resp.status_code == 200 and resp.json().get("data") == {"__typename": "Query"}:
                         counts["ok"] += 1
                     else:
@@ -195,8 +230,13 @@ async def rolling_restart(apis: list[Api], clients: int, drain_s: float) -> dict
     finally:
         stop.set()
         await asyncio.gather(*tasks)
-    return {"requests": counts["ok"] + counts["lost"], "lost": counts["lost"], "errors": errors[:10],
-            "websocket_close_codes": ws_codes, "restart_s": restart_s}
+    return {
+        "requests": counts["ok"] + counts["lost"],
+        "lost": counts["lost"],
+        "errors": errors[:10],
+        "websocket_close_codes": ws_codes,
+        "restart_s": restart_s,
+    }
 
 
 # --- trades across processes --------------------------------------------------------------------------------------
@@ -211,8 +251,13 @@ async def trades_across_processes(db_url: str, env: dict[str, str], apis: list[A
     from tests.trading.factories import make_market, make_trader
     from tests.trading.live import committed_sessions, graphql, subscribe
 
-    keyring = KeyRing.from_settings(Settings(RWA_ENV="test", JWT_PRIVATE_KEY=env["JWT_PRIVATE_KEY"],  # type: ignore[call-arg]
-                                             KYC_ENCRYPTION_KEY=env["KYC_ENCRYPTION_KEY"]))
+    keyring = KeyRing.from_settings(
+        Settings(
+            RWA_ENV="test",
+            JWT_PRIVATE_KEY=env["JWT_PRIVATE_KEY"],  # type: ignore[call-arg]
+            KYC_ENCRYPTION_KEY=env["KYC_ENCRYPTION_KEY"],
+        )
+    )
     async with committed_sessions(db_url) as sf:
         m = await make_market(sf, maker_bps=0, taker_bps=0)
         seller = await make_trader(sf, m, tokens="1000")
@@ -223,27 +268,47 @@ async def trades_across_processes(db_url: str, env: dict[str, str], apis: list[A
     def order(side: str) -> dict[str, Any]:
         return {"i": {"marketId": str(m.market_id), "side": side, "type": "LIMIT", "quantity": "3", "price": "2.50"}}
 
-    async with subscribe(apis[0].url, TRADES, {"m": str(m.market_id)}, buy_token) as sub, \
-            httpx.AsyncClient(timeout=30) as http:
+    async with (
+        subscribe(apis[0].url, TRADES, {"m": str(m.market_id)}, buy_token) as sub,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
         snapshot = (await sub.next(timeout=30))["payload"]["data"]["trades"]
         started = time.monotonic()
-        placed = [await graphql(http, apis[1].url, PLACE, order("SELL"), sell_token),
-                  await graphql(http, apis[1].url, PLACE, order("BUY"), buy_token)]
+        placed = [
+            await graphql(http, apis[1].url, PLACE, order("SELL"), sell_token),
+            await graphql(http, apis[1].url, PLACE, order("BUY"), buy_token),
+        ]
         message = (await sub.next(timeout=30))["payload"]["data"]["trades"]
         latency_ms = (time.monotonic() - started) * 1000
     statuses = [p["data"]["placeOrder"]["status"] for p in placed]
-    received = message == {"sequence": 1, "snapshot": False,
-                           "trades": [{"price": "2.5", "quantity": "3", "takerSide": "BUY"}]}
-    return {"subscribed_on": apis[0].port, "placed_on": apis[1].port, "snapshot_sequence": snapshot["sequence"],
-            "order_statuses": statuses, "received": received, "place_to_receive_ms": round(latency_ms)}
+    received = message == {
+        "sequence": 1,
+        "snapshot": False,
+        "trades": [{"price": "2.5", "quantity": "3", "takerSide": "BUY"}],
+    }
+    return {
+        "subscribed_on": apis[0].port,
+        "placed_on": apis[1].port,
+        "snapshot_sequence": snapshot["sequence"],
+        "order_statuses": statuses,
+        "received": received,
+        "place_to_receive_ms": round(latency_ms),
+    }
 
 
 # --- indexer takeover ----------------------------------------------------------------------------------------------
 
+
 def _indexer(env: dict[str, str], workdir: Path, name: str, ops_port: int) -> subprocess.Popen[bytes]:
     log = open(workdir / f"{name}.log", "ab")
-    return subprocess.Popen([RWA, "index", "run", "--chain", "1", "--metrics-port", str(ops_port)], env=env,
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [RWA, "index", "run", "--chain", "1", "--metrics-port", str(ops_port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _role(ops_port: int) -> str | None:
@@ -256,11 +321,11 @@ def _role(ops_port: int) -> str | None:
 
 async def indexer_takeover(db_url: str, workdir: Path, env: dict[str, str], traffic_s: float) -> dict[str, Any]:
     import asyncpg
+    from eth_utils import to_checksum_address
 
     from bench.indexer_soak import check, wait_caught_up
     from chains.anvil import AnvilNode
     from chains.deploy import connect, deploy_rwa_stack, transact
-    from eth_utils import to_checksum_address
     from indexer.lock import asyncpg_dsn
 
     e18 = 10**18
@@ -271,16 +336,24 @@ async def indexer_takeover(db_url: str, workdir: Path, env: dict[str, str], traf
         stack = await deploy_rwa_stack(w3, accounts[0])
         agent, wallets = accounts[0], accounts[1:5]
         conn = await asyncpg.connect(asyncpg_dsn(db_url))
-        for address, kind, registry in ((stack.token.address, "SECURITY", stack.registry.address),
-                                        (stack.stablecoin.address, "STABLECOIN", None)):
+        for address, kind, registry in (
+            (stack.token.address, "SECURITY", stack.registry.address),
+            (stack.stablecoin.address, "STABLECOIN", None),
+        ):
             await conn.execute(
                 "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, "
                 "identity_registry, start_block) VALUES ($1, 1, $2, $3, 'Scale', 'SCL', 18, 0, false, $4, $5)",
-                uuid.uuid4(), address, kind, registry, start)
+                uuid.uuid4(),
+                address,
+                kind,
+                registry,
+                start,
+            )
         await conn.close()
         for i, w in enumerate(wallets):
-            await transact(stack.registry.functions.registerIdentity(w, to_checksum_address(f"0x{0x2D000 + i:040x}"),
-                                                                     250), agent)
+            await transact(
+                stack.registry.functions.registerIdentity(w, to_checksum_address(f"0x{0x2D000 + i:040x}"), 250), agent
+            )
             await transact(stack.token.functions.mint(w, 1_000 * e18), agent)
             await transact(stack.stablecoin.functions.mint(w, 10**12), agent)
         if await stack.token.functions.paused().call():
@@ -339,11 +412,17 @@ async def indexer_takeover(db_url: str, workdir: Path, env: dict[str, str], traf
                         p.wait(20)
                     except subprocess.TimeoutExpired:
                         os.killpg(p.pid, signal.SIGKILL)
-    return {"takeover_s": round(takeover, 2), "transfers": sent, "head": head,
-            "verify_ok": not problems, "problems": problems[:10]}
+    return {
+        "takeover_s": round(takeover, 2),
+        "transfers": sent,
+        "head": head,
+        "verify_ok": not problems,
+        "problems": problems[:10],
+    }
 
 
 # --- worker killed mid-job -----------------------------------------------------------------------------------------
+
 
 class HoldingReceiver:
     """A webhook receiver whose first POST is never answered (the sender stays mid-job); later ones get 200."""
@@ -354,7 +433,7 @@ class HoldingReceiver:
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 
-    async def start(self) -> "HoldingReceiver":
+    async def start(self) -> HoldingReceiver:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
@@ -362,11 +441,16 @@ class HoldingReceiver:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-            headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in
-                       head.decode().split("\r\n")[1:] if ":" in line)}
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, v in (line.split(":", 1) for line in head.decode().split("\r\n")[1:] if ":" in line)
+            }
             await reader.readexactly(int(headers.get("content-length", "0")))
-            entry = {"peer_port": writer.get_extra_info("peername")[1], "id": headers.get("webhook-id"),
-                     "answered": False}
+            entry = {
+                "peer_port": writer.get_extra_info("peername")[1],
+                "id": headers.get("webhook-id"),
+                "answered": False,
+            }
             self.requests.append(entry)
             if len(self.requests) == 1:
                 self.first.set()
@@ -399,27 +483,45 @@ async def worker_killed_mid_job(db_url: str, workdir: Path, env: dict[str, str])
     workers = []
     for i in range(2):
         log = open(workdir / f"worker{i}.log", "ab")
-        workers.append(subprocess.Popen([RWA, "worker", "--threads", "2", "--metrics-port", "0"], env=wenv, cwd=REPO,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        workers.append(
+            subprocess.Popen(
+                [RWA, "worker", "--threads", "2", "--metrics-port", "0"],
+                env=wenv,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     delivery = uuid.uuid4()
     try:
         await asyncio.sleep(5)  # both workers consuming
-        await conn.execute("INSERT INTO webhook_deliveries (id, url, event, payload, state, attempts, created_at) "
-                           "VALUES ($1, $2, 'scale.test', '{}'::jsonb, 'PENDING', 0, now())", delivery,
-                           f"http://127.0.0.1:{receiver.port}/hook")
+        await conn.execute(
+            "INSERT INTO webhook_deliveries (id, url, event, payload, state, attempts, created_at) "
+            "VALUES ($1, $2, 'scale.test', '{}'::jsonb, 'PENDING', 0, now())",
+            delivery,
+            f"http://127.0.0.1:{receiver.port}/hook",
+        )
         await asyncio.wait_for(receiver.first.wait(), 60)
         peer = receiver.requests[0]["peer_port"]
-        owner = next(c.pid for c in psutil.net_connections("tcp")
-                     if c.laddr and c.laddr.port == peer and c.raddr and c.raddr.port == receiver.port and c.pid)
+        owner = next(
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == peer and c.raddr and c.raddr.port == receiver.port and c.pid
+        )
         group = os.getpgid(owner)  # the dramatiq processes of one `rwa worker` (its own session)
-        victim = next(i for i, w in enumerate(workers)
-                      if any(os.getpgid(ch.pid) == group for ch in psutil.Process(w.pid).children()))
+        victim = next(
+            i
+            for i, w in enumerate(workers)
+            if any(os.getpgid(ch.pid) == group for ch in psutil.Process(w.pid).children())
+        )
         os.killpg(group, signal.SIGKILL)  # mid-job: the POST in flight, the row locked, the message unacked
         os.kill(workers[victim].pid, signal.SIGKILL)
         killed = time.monotonic()
-        while (state := await conn.fetchval("SELECT state FROM webhook_deliveries WHERE id = $1", delivery)) \
-                != "DELIVERED":
+        while (
+            state := await conn.fetchval("SELECT state FROM webhook_deliveries WHERE id = $1", delivery)
+        ) != "DELIVERED":
             assert time.monotonic() - killed < 90, f"not delivered after the kill (state {state})"
             await asyncio.sleep(0.2)
         completed_after = time.monotonic() - killed
@@ -439,10 +541,15 @@ async def worker_killed_mid_job(db_url: str, workdir: Path, env: dict[str, str])
         receiver.server.close()
         await asyncio.to_thread(_rabbitmqctl, "delete_vhost", vhost)
     answered = [r for r in receiver.requests if r["answered"]]
-    return {"state": row["state"], "attempts": row["attempts"], "posts_received": len(receiver.requests),
-            "posts_answered": len(answered), "same_webhook_id": len({r["id"] for r in receiver.requests}) == 1,
-            "completed_after_kill_s": round(completed_after, 2),
-            "exactly_once": row["state"] == "DELIVERED" and row["attempts"] == 1 and len(answered) == 1}
+    return {
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "posts_received": len(receiver.requests),
+        "posts_answered": len(answered),
+        "same_webhook_id": len({r["id"] for r in receiver.requests}) == 1,
+        "completed_after_kill_s": round(completed_after, 2),
+        "exactly_once": row["state"] == "DELIVERED" and row["attempts"] == 1 and len(answered) == 1,
+    }
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -25,17 +25,52 @@ from bench.harness import ADMIN_URL
 
 BENCH_DB = "rwa_bench_assets"
 ISSUERS = 1000
-STATUSES = ["DRAFT", "UNDER_REVIEW", "APPROVED", "REJECTED", "TOKENIZING", "ACTIVE", "SUSPENDED", "REDEEMING",
-            "RETIRED"]
+STATUSES = [
+    "DRAFT",
+    "UNDER_REVIEW",
+    "APPROVED",
+    "REJECTED",
+    "TOKENIZING",
+    "ACTIVE",
+    "SUSPENDED",
+    "REDEEMING",
+    "RETIRED",
+]
 WEIGHTS = [8, 4, 4, 3, 1, 60, 5, 5, 10]
 TOKENIZED = {"TOKENIZING", "ACTIVE", "SUSPENDED", "REDEEMING", "RETIRED"}
 TYPES = ["REAL_ESTATE", "BOND", "FUND", "INVOICE", "COMMODITY", "OTHER"]
 CHAINS = [1, 137, 56]
 COUNTRIES = ["DE", "FR", "LU", "NL", "CH", "GB", "US", "SG", "AE", "IE"]
-WORDS = ["Harbour", "Alpine", "Greenfield", "Northern", "Sterling", "Atlas", "Meridian", "Cedar", "Beacon", "Summit",
-         "Riverside", "Granite", "Oak", "Pacific", "Aurora", "Crown", "Liberty", "Nova", "Vista", "Orion"]
-NOUNS = {"REAL_ESTATE": "Tower", "BOND": "Bond", "FUND": "Fund", "INVOICE": "Receivables", "COMMODITY": "Gold",
-         "OTHER": "Holding"}
+WORDS = [
+    "Harbour",
+    "Alpine",
+    "Greenfield",
+    "Northern",
+    "Sterling",
+    "Atlas",
+    "Meridian",
+    "Cedar",
+    "Beacon",
+    "Summit",
+    "Riverside",
+    "Granite",
+    "Oak",
+    "Pacific",
+    "Aurora",
+    "Crown",
+    "Liberty",
+    "Nova",
+    "Vista",
+    "Orion",
+]
+NOUNS = {
+    "REAL_ESTATE": "Tower",
+    "BOND": "Bond",
+    "FUND": "Fund",
+    "INVOICE": "Receivables",
+    "COMMODITY": "Gold",
+    "OTHER": "Holding",
+}
 
 
 def database_url(name: str = BENCH_DB) -> str:
@@ -70,7 +105,7 @@ async def _copy(url: str, table: str, columns: list[str], records: list[tuple]) 
         await conn.execute("SET session_replication_role = replica")
         chunk = 200_000
         for start in range(0, len(records), chunk):
-            await conn.copy_records_to_table(table, columns=columns, records=records[start:start + chunk])
+            await conn.copy_records_to_table(table, columns=columns, records=records[start : start + chunk])
     finally:
         await conn.close()
 
@@ -97,20 +132,31 @@ async def seed(url: str, n_assets: int, seed_value: int = 7) -> dict[str, float]
     conn = await asyncpg.connect(_dsn(url))
     try:
         started = time.perf_counter()
-        index_defs = [r["indexdef"] for r in await conn.fetch(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY($1) "
-            "AND indexname NOT LIKE 'pk_%'", ["assets", "valuations", "tokens"])]
-        for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND "
-                                  "tablename = ANY($1) AND indexname NOT LIKE 'pk_%'", ["assets", "valuations", "tokens"]):
+        index_defs = [
+            r["indexdef"]
+            for r in await conn.fetch(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY($1) "
+                "AND indexname NOT LIKE 'pk_%'",
+                ["assets", "valuations", "tokens"],
+            )
+        ]
+        for r in await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND "
+            "tablename = ANY($1) AND indexname NOT LIKE 'pk_%'",
+            ["assets", "valuations", "tokens"],
+        ):
             await conn.execute(f'DROP INDEX "{r["indexname"]}"')
         await conn.execute("SET session_replication_role = replica")  # FK triggers off during the bulk load
 
-        now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+        now = datetime(2026, 11, 1, tzinfo=UTC)
         issuers = _uuids(ISSUERS, rng)
-        await conn.copy_records_to_table("users", columns=["id", "email", "password_hash", "roles", "status",
-                                                           "failed_logins", "created_at", "updated_at"],
-                                         records=[(u, f"issuer{i}@bench.example", "x", ["ISSUER"], "ACTIVE", 0,
-                                                   now, now) for i, u in enumerate(issuers)])
+        await conn.copy_records_to_table(
+            "users",
+            columns=["id", "email", "password_hash", "roles", "status", "failed_logins", "created_at", "updated_at"],
+            records=[
+                (u, f"issuer{i}@bench.example", "x", ["ISSUER"], "ACTIVE", 0, now, now) for i, u in enumerate(issuers)
+            ],
+        )
         asset_ids = _uuids(n_assets, rng)
         valuation_ids = _uuids(n_assets, rng)
         assets, valuations, tokens = [], [], []
@@ -127,23 +173,98 @@ async def seed(url: str, n_assets: int, seed_value: int = 7) -> dict[str, float]
             created = now - timedelta(seconds=n_assets - i)
             name = f"{names[i % 400]} {NOUNS[atype]} {i}"
             aid = asset_ids[i]
-            assets.append((aid, issuers[i % ISSUERS], name, atype, status, "", COUNTRIES[i % 10], "EUR", "{}",
-                           None, valuation_ids[i], amount, "EUR", as_of, created, created))
+            assets.append(
+                (
+                    aid,
+                    issuers[i % ISSUERS],
+                    name,
+                    atype,
+                    status,
+                    "",
+                    COUNTRIES[i % 10],
+                    "EUR",
+                    "{}",
+                    None,
+                    valuation_ids[i],
+                    amount,
+                    "EUR",
+                    as_of,
+                    created,
+                    created,
+                )
+            )
             valuations.append((valuation_ids[i], aid, amount, "EUR", "NAV", as_of, "seed", created))
             if status in TOKENIZED:
-                tokens.append((uuid.UUID(int=rng.getrandbits(128), version=4), CHAINS[i % 3], f"0x{i + 1:040x}",
-                               "SECURITY", aid, name[:100], f"T{i}", 18, supply, False, 1000 + i, created, created))
+                tokens.append(
+                    (
+                        uuid.UUID(int=rng.getrandbits(128), version=4),
+                        CHAINS[i % 3],
+                        f"0x{i + 1:040x}",
+                        "SECURITY",
+                        aid,
+                        name[:100],
+                        f"T{i}",
+                        18,
+                        supply,
+                        False,
+                        1000 + i,
+                        created,
+                        created,
+                    )
+                )
         timings["generate"] = time.perf_counter() - started
         t = time.perf_counter()
         await asyncio.gather(
-            _copy(url, "assets", ["id", "issuer_id", "name", "type", "status", "description", "jurisdiction",
-                                  "currency", "attributes", "review_reason", "latest_valuation_id",
-                                  "latest_valuation_amount", "latest_valuation_currency", "latest_valuation_as_of",
-                                  "created_at", "updated_at"], assets),
-            _copy(url, "valuations", ["id", "asset_id", "amount", "currency", "method", "as_of", "source",
-                                      "created_at"], valuations),
-            _copy(url, "tokens", ["id", "chain_id", "address", "kind", "asset_id", "name", "symbol", "decimals",
-                                  "total_supply", "paused", "start_block", "created_at", "updated_at"], tokens))
+            _copy(
+                url,
+                "assets",
+                [
+                    "id",
+                    "issuer_id",
+                    "name",
+                    "type",
+                    "status",
+                    "description",
+                    "jurisdiction",
+                    "currency",
+                    "attributes",
+                    "review_reason",
+                    "latest_valuation_id",
+                    "latest_valuation_amount",
+                    "latest_valuation_currency",
+                    "latest_valuation_as_of",
+                    "created_at",
+                    "updated_at",
+                ],
+                assets,
+            ),
+            _copy(
+                url,
+                "valuations",
+                ["id", "asset_id", "amount", "currency", "method", "as_of", "source", "created_at"],
+                valuations,
+            ),
+            _copy(
+                url,
+                "tokens",
+                [
+                    "id",
+                    "chain_id",
+                    "address",
+                    "kind",
+                    "asset_id",
+                    "name",
+                    "symbol",
+                    "decimals",
+                    "total_supply",
+                    "paused",
+                    "start_block",
+                    "created_at",
+                    "updated_at",
+                ],
+                tokens,
+            ),
+        )
         timings["copy"] = time.perf_counter() - t
         t = time.perf_counter()
         await conn.execute("SET session_replication_role = origin")
@@ -183,9 +304,11 @@ def main() -> None:
     parser.add_argument("--db", default=BENCH_DB)
     args = parser.parse_args()
     url, timings = asyncio.run(ensure_seeded(args.assets, args.db, reseed=True))
-    print(f"seeded {args.assets:,} assets into {args.db}: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()
-                                                                      if k != "rows")
-          + f" ({timings['rows']:,.0f} rows)")
+    print(
+        f"seeded {args.assets:,} assets into {args.db}: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items() if k != "rows")
+        + f" ({timings['rows']:,.0f} rows)"
+    )
 
 
 if __name__ == "__main__":

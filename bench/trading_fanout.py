@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -41,8 +41,10 @@ from bench.harness import REDIS_URL, REPO, free_port, scratch_database
 from cli.main import WEBSOCKETS  # the server runs as `rwa serve` runs it
 
 # last: 0 -> the stream starts with an empty snapshot (no createdAt: the clients do not count it)
-QUERY = ("subscription($m: UUID!) { trades(marketId: $m, last: 0) { sequence "
-         "trades { id price quantity takerSide sequence createdAt } } }")
+QUERY = (
+    "subscription($m: UUID!) { trades(marketId: $m, last: 0) { sequence "
+    "trades { id price quantity takerSide sequence createdAt } } }"
+)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,12 +58,21 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # utime, stime
 
 
-async def _client_main(url: str, token: str, market_id: str, n: int, ready: mp.Queue, go: mp.Event,  # type: ignore[type-arg]
-                       stop: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
+async def _client_main(
+    url: str,
+    token: str,
+    market_id: str,
+    n: int,
+    ready: mp.Queue,
+    go: mp.Event,  # type: ignore[type-arg]
+    stop: mp.Event,
+    out: mp.Queue,
+) -> None:  # type: ignore[type-arg]
     from bench.fanout_client import run_subscribers
 
-    stats = await run_subscribers(url, token, QUERY, {"m": market_id}, n, lambda ok: ready.put(1 if ok else 0),
-                                  stop.is_set)
+    stats = await run_subscribers(
+        url, token, QUERY, {"m": market_id}, n, lambda ok: ready.put(1 if ok else 0), stop.is_set
+    )
     out.put((stats.received, stats.errors, stats.latencies))
 
 
@@ -90,12 +101,31 @@ class RunResult:
 
 def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "server.app:create_app_from_env", "--factory",
-                             "--host", "127.0.0.1", "--port", str(port), "--ws", os.environ.get("BENCH_WS", WEBSOCKETS),
-                             "--no-proxy-headers",
-                             "--backlog", "8192", "--log-level", "warning", "--no-access-log"],
-                            cwd=REPO, env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "server.app:create_app_from_env",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            os.environ.get("BENCH_WS", WEBSOCKETS),
+            "--no-proxy-headers",
+            "--backlog",
+            "8192",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=REPO,
+        env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -119,8 +149,15 @@ async def publish_trades(prefix: str, market_id: str, count: int, interval_s: fl
     try:
         next_at = time.monotonic()
         for i in range(count):
-            event = {"id": str(uuid.uuid4()), "sequence": i + 1, "marketId": market_id, "takerSide": "BUY",
-                     "price": "10.5", "quantity": "3", "createdAt": datetime.now(timezone.utc).isoformat()}
+            event = {
+                "id": str(uuid.uuid4()),
+                "sequence": i + 1,
+                "marketId": market_id,
+                "takerSide": "BUY",
+                "price": "10.5",
+                "quantity": "3",
+                "createdAt": datetime.now(UTC).isoformat(),
+            }
             await redis.publish(channel, json.dumps(event, separators=(",", ":")))
             next_at += interval_s
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -135,8 +172,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, trades: int,
-            clients: int) -> RunResult:
+def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, trades: int, clients: int) -> RunResult:
     ctx = mp.get_context("spawn")
     env = {**env, "RWA_SHARED_SUBSCRIPTIONS": "1" if mode == "shared" else "0"}
     proc, url = start_api(env)
@@ -144,8 +180,11 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
     ready, out = ctx.Queue(), ctx.Queue()
     go, stop = ctx.Event(), ctx.Event()
     per = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
-    workers = [ctx.Process(target=client_process, args=(ws_url, token, market_id, k, ready, go, stop, out),
-                           daemon=True) for k in per if k]
+    workers = [
+        ctx.Process(target=client_process, args=(ws_url, token, market_id, k, ready, go, stop, out), daemon=True)
+        for k in per
+        if k
+    ]
     try:
         for w in workers:
             w.start()
@@ -179,10 +218,21 @@ def run_one(mode: str, n: int, env: dict[str, str], token: str, market_id: str, 
             latencies += lat
         cpu = cpu1 - cpu0
         work = max(0.0, cpu - idle_rate * (t1 - t0))
-        return RunResult(mode, n, connected, delivered, connected * trades, percentile(latencies, 0.5) * 1000,
-                         percentile(latencies, 0.99) * 1000, cpu / max(delivered, 1) * 1e6, cpu,
-                         work / max(delivered, 1) * 1e6, (split1[1] - split0[1]) / max(cpu, 1e-9),
-                         sum(clients1) - sum(clients0), max(b - a for a, b in zip(clients0, clients1)) / (t1 - t0))
+        return RunResult(
+            mode,
+            n,
+            connected,
+            delivered,
+            connected * trades,
+            percentile(latencies, 0.5) * 1000,
+            percentile(latencies, 0.99) * 1000,
+            cpu / max(delivered, 1) * 1e6,
+            cpu,
+            work / max(delivered, 1) * 1e6,
+            (split1[1] - split0[1]) / max(cpu, 1e-9),
+            sum(clients1) - sum(clients0),
+            max(b - a for a, b in zip(clients0, clients1)) / (t1 - t0),
+        )
     finally:
         stop.set()
         for w in workers:
@@ -214,8 +264,9 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--trades", type=int, default=50, help="trades published, one every 100 ms")
     parser.add_argument("--clients", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="client processes")
-    parser.add_argument("--modes", nargs="+", default=["shared", "per-subscriber"],
-                        choices=["shared", "per-subscriber"])
+    parser.add_argument(
+        "--modes", nargs="+", default=["shared", "per-subscriber"], choices=["shared", "per-subscriber"]
+    )
     args = parser.parse_args()
 
     from core.jwt_keys import KeyRing, generate_private_key_pem
@@ -225,26 +276,39 @@ def main() -> None:
     with scratch_database() as db_url, tempfile.TemporaryDirectory() as data_dir:
         market_id, user_id = asyncio.run(_setup(db_url))
         token, _ = KeyRing(pem, "bench", ttl_s=3600).issue(user_id, ["INVESTOR"])
-        env = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test", "RWA_DATA_DIR": data_dir,
-               "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench", "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
-               "RWA_REDIS_PREFIX": f"rwa-bench-fanout:{uuid.uuid4().hex[:6]}:"}
+        env = {
+            "DATABASE_URL": db_url,
+            "REDIS_URL": REDIS_URL,
+            "RWA_ENV": "test",
+            "RWA_DATA_DIR": data_dir,
+            "JWT_PRIVATE_KEY": pem,
+            "JWT_KEY_ID": "bench",
+            "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+            "RWA_REDIS_PREFIX": f"rwa-bench-fanout:{uuid.uuid4().hex[:6]}:",
+        }
         for n in args.subscribers:
             for mode in args.modes:
                 r = run_one(mode, n, env, token, market_id, args.trades, args.clients)
                 results.append(r)
                 print(f"  {mode} x {n}: delivered {r.delivered}/{r.expected}", flush=True)
-    print(f"\n{'mode':<16} {'subs':>6} {'conn':>6} {'delivered':>10} {'expected':>9} {'p50 ms':>8} {'p99 ms':>9} "
-          f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12} {'sys %':>6} {'clients CPU s':>13} {'busiest client %':>16}")
+    print(
+        f"\n{'mode':<16} {'subs':>6} {'conn':>6} {'delivered':>10} {'expected':>9} {'p50 ms':>8} {'p99 ms':>9} "
+        f"{'CPU s':>6} {'CPU us/msg':>10} {'-idle us/msg':>12} {'sys %':>6} {'clients CPU s':>13} {'busiest client %':>16}"
+    )
     for r in results:
-        print(f"{r.mode:<16} {r.subscribers:>6} {r.connected:>6} {r.delivered:>10} {r.expected:>9} {r.p50_ms:>8.1f} "
-              f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f} {r.work_us_per_msg:>12.1f} "
-              f"{100 * r.sys_share:>6.0f} {r.client_cpu_s:>13.2f} {100 * r.client_busy:>16.0f}")
+        print(
+            f"{r.mode:<16} {r.subscribers:>6} {r.connected:>6} {r.delivered:>10} {r.expected:>9} {r.p50_ms:>8.1f} "
+            f"{r.p99_ms:>9.1f} {r.cpu_s:>6.2f} {r.cpu_us_per_msg:>10.1f} {r.work_us_per_msg:>12.1f} "
+            f"{100 * r.sys_share:>6.0f} {r.client_cpu_s:>13.2f} {100 * r.client_busy:>16.0f}"
+        )
     by = {(r.mode, r.subscribers): r for r in results}
     for n in args.subscribers if len(args.modes) == 2 else ():
         s, p = by[("shared", n)], by[("per-subscriber", n)]
-        print(f"{n} subscribers: per-subscriber / shared CPU per delivered message = "
-              f"{p.cpu_us_per_msg / s.cpu_us_per_msg:.1f}x (idle-corrected "
-              f"{p.work_us_per_msg / max(s.work_us_per_msg, 1e-9):.1f}x); shared p99 {s.p99_ms:.1f} ms")
+        print(
+            f"{n} subscribers: per-subscriber / shared CPU per delivered message = "
+            f"{p.cpu_us_per_msg / s.cpu_us_per_msg:.1f}x (idle-corrected "
+            f"{p.work_us_per_msg / max(s.work_us_per_msg, 1e-9):.1f}x); shared p99 {s.p99_ms:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,17 @@ def make_orders(n: int, seed: int, crossing: bool) -> list[Incoming]:
             price = rng.choice(prices)
         else:  # bids below 10, asks above: nothing crosses
             price = rng.choice(prices[:100]) if side is Side.BUY else rng.choice(prices[101:])
-        out.append(Incoming(i, rng.randrange(1000), side, OrderType.LIMIT, rng.choice(tifs) if crossing else
-                            TimeInForce.GTC, price, Decimal(rng.randint(1, 50))))
+        out.append(
+            Incoming(
+                i,
+                rng.randrange(1000),
+                side,
+                OrderType.LIMIT,
+                rng.choice(tifs) if crossing else TimeInForce.GTC,
+                price,
+                Decimal(rng.randint(1, 50)),
+            )
+        )
     return out
 
 

@@ -29,20 +29,45 @@ async def _http_client(db_url: str, market_id: uuid.UUID, users: list[uuid.UUID]
     from core.jwt_keys import KeyRing, generate_private_key_pem
 
     pem = generate_private_key_pem()
-    os.environ.update({"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RWA_ENV": "test",
-                       "RWA_DATA_DIR": tempfile.mkdtemp(), "JWT_PRIVATE_KEY": pem, "JWT_KEY_ID": "bench",
-                       "KYC_ENCRYPTION_KEY": os.urandom(32).hex(), "RWA_REDIS_PREFIX": "rwa-bench-trading:",
-                       "LOG_LEVEL": "WARNING"})
+    os.environ.update(
+        {
+            "DATABASE_URL": db_url,
+            "REDIS_URL": REDIS_URL,
+            "RWA_ENV": "test",
+            "RWA_DATA_DIR": tempfile.mkdtemp(),
+            "JWT_PRIVATE_KEY": pem,
+            "JWT_KEY_ID": "bench",
+            "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+            "RWA_REDIS_PREFIX": "rwa-bench-trading:",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     from server.app import create_app_from_env
 
     app = create_app_from_env()
     await app.router.lifespan_context(app).__aenter__()  # left open: the process ends with the run
     keyring = KeyRing(pem, "bench", ttl_s=3600)
     query = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }"
-    posts = [(json.dumps({"query": query, "variables": {"i": {"marketId": str(market_id), "side": side,
-                                                              "type": "LIMIT", "quantity": "1", "price": "10.00"}}}),
-              {"Content-Type": "application/json", "Authorization": f"Bearer {keyring.issue(uid, ['INVESTOR'])[0]}"})
-             for uid, side in zip(users, ["SELL", "BUY"])]
+    posts = [
+        (
+            json.dumps(
+                {
+                    "query": query,
+                    "variables": {
+                        "i": {
+                            "marketId": str(market_id),
+                            "side": side,
+                            "type": "LIMIT",
+                            "quantity": "1",
+                            "price": "10.00",
+                        }
+                    },
+                }
+            ),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {keyring.issue(uid, ['INVESTOR'])[0]}"},
+        )
+        for uid, side in zip(users, ["SELL", "BUY"])
+    ]
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
 
     async def one(i: int) -> None:
@@ -77,8 +102,10 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False) -> None:
     def _on_connect(dbapi_conn: object, _rec: object) -> None:  # statements run on raw asyncpg (resolvers/raw_sql)
         dbapi_conn.driver_connection.add_query_logger(lambda _r: count())  # type: ignore[attr-defined]
 
-    reqs = [(seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(1), Decimal("10.00"))),
-            (buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal("10.00")))]
+    reqs = [
+        (seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(1), Decimal("10.00"))),
+        (buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal("10.00"))),
+    ]
 
     async def one(i: int) -> None:
         uid, req = reqs[i % 2]
@@ -108,8 +135,10 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False) -> None:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(45)
         stats.sort_stats("cumulative").print_stats(70)
-    print(f"{n} orders: CPU {cpu / n * 1000:.2f} ms/order, wall {wall / n * 1000:.2f} ms/order, "
-          + ("(statements: the app has its own engine)" if http else f"{statements / n:.1f} SQL statements/order"))
+    print(
+        f"{n} orders: CPU {cpu / n * 1000:.2f} ms/order, wall {wall / n * 1000:.2f} ms/order, "
+        + ("(statements: the app has its own engine)" if http else f"{statements / n:.1f} SQL statements/order")
+    )
     await engine.dispose()
 
 

@@ -29,12 +29,15 @@ async def _setup_with_risk(database_url: str):  # type: ignore[no-untyped-def]
             "INSERT INTO market_risk_limits (market_id, price_band_bps, reference_price, max_order_quantity, "
             "max_order_notional, daily_notional_limit, max_position, breaker_move_bps, breaker_window_s, "
             "breaker_halt_s) VALUES ($1, 1000, 10, 1000, 1000000, 1000000000000, 1000000000, 1000, 300, 60)",
-            uuid.UUID(market_id))
+            uuid.UUID(market_id),
+        )
         seller = next(uid for uid, side in traders if side == "SELL")
         await conn.execute(
             "INSERT INTO market_makers (market_id, user_id, maker_fee_bps, taker_fee_bps, max_spread_bps, "
             "min_quote_size, min_uptime, active) VALUES ($1, $2, -5, 10, 100, 1, 0.9, true)",
-            uuid.UUID(market_id), uuid.UUID(seller))
+            uuid.UUID(market_id),
+            uuid.UUID(seller),
+        )
     finally:
         await conn.close()
     return market_id, traders, plain_user

@@ -133,10 +133,14 @@ class AnvilNode:
     def _command(self) -> list[str]:
         cmd = [
             find_anvil_binary(),
-            "--host", self.host,
-            "--port", str(self.port),
-            "--chain-id", str(self.chain_id),
-            "--slots-in-an-epoch", str(self.slots_in_an_epoch),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(self.chain_id),
+            "--slots-in-an-epoch",
+            str(self.slots_in_an_epoch),
             "--silent",
         ]
         if self.block_time is not None:

@@ -14,7 +14,7 @@ eth-account ``LocalAccount`` (we sign locally and send the raw transaction). Use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -26,8 +26,8 @@ from web3.types import TxReceipt
 
 from chains.contracts import load_artifact
 
-Sender = Union[str, LocalAccount]
-Transactable = Union[AsyncContractFunction, AsyncContractConstructor]
+Sender = str | LocalAccount
+Transactable = AsyncContractFunction | AsyncContractConstructor
 
 
 class TransactionReverted(RuntimeError):

@@ -117,8 +117,10 @@ async def send_batch_transfers(
             pending = [h for h in pending if h not in receipts]
             stalled_rounds = stalled_rounds + 1 if stalled else 0
             if pending and stalled_rounds > _MAX_EMPTY_MINES:
-                raise RuntimeError(f"{len(pending)} of {len(hashes)} transactions still unmined after "
-                                   f"{_MAX_EMPTY_MINES} blocks without progress (first {pending[0]})")
+                raise RuntimeError(
+                    f"{len(pending)} of {len(hashes)} transactions still unmined after "
+                    f"{_MAX_EMPTY_MINES} blocks without progress (first {pending[0]})"
+                )
             if pending and stalled:
                 # anvil's automine mines only when a tx arrives; once a block is full the rest
                 # wait in the pool, so mine explicitly to drain it.
@@ -130,7 +132,9 @@ async def send_batch_transfers(
         raise RuntimeError(f"{len(failed)} batchTransfer txs reverted, first {failed[0]}")
     blocks = [int(r["blockNumber"], 16) for r in receipts.values()]
     events = sum(len(r["logs"]) for r in receipts.values())
-    return LoadResult(txs=txs, events=events, seconds=seconds, first_block=int(head_hex, 16) + 1, last_block=max(blocks))
+    return LoadResult(
+        txs=txs, events=events, seconds=seconds, first_block=int(head_hex, 16) + 1, last_block=max(blocks)
+    )
 
 
 async def prepare_security_token_load(

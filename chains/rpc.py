@@ -153,7 +153,11 @@ class RpcClient:
     # --- raw calls ----------------------------------------------------------------------------
 
     async def call(
-        self, method: str, params: Sequence[Any] | None = None, *, timeout: float | None = None,
+        self,
+        method: str,
+        params: Sequence[Any] | None = None,
+        *,
+        timeout: float | None = None,
         validate: Validator | None = None,
     ) -> Any:
         """One JSON-RPC call; returns ``result`` or raises an RpcError subclass. ``validate`` checks the
@@ -181,7 +185,10 @@ class RpcClient:
         return await self._with_failover(method, idempotent, attempt)
 
     async def batch(
-        self, calls: Sequence[tuple[str, Sequence[Any]]], *, return_exceptions: bool = False,
+        self,
+        calls: Sequence[tuple[str, Sequence[Any]]],
+        *,
+        return_exceptions: bool = False,
         validate: Validator | None = None,
     ) -> list[Any]:
         """Many calls as JSON arrays of at most ``batch_size`` items, chunks sent concurrently.
@@ -313,8 +320,12 @@ class RpcClient:
             if ep not in self._endpoints:
                 return False
             req_id = next(self._ids)
-            body = await post(self._http, ep, {"jsonrpc": "2.0", "id": req_id, "method": "eth_chainId", "params": []},
-                              label_method="eth_chainId")
+            body = await post(
+                self._http,
+                ep,
+                {"jsonrpc": "2.0", "id": req_id, "method": "eth_chainId", "params": []},
+                label_method="eth_chainId",
+            )
             got = _chain_id_of(body, req_id, ep)
             if got == self.expected_chain_id:
                 self._chain_ok.add(ep.label)
@@ -328,7 +339,11 @@ class RpcClient:
                 self._current = max(0, self._current - 1) % len(self._endpoints)
             log.error(
                 "RPC endpoint %s serves chain %s, not %s: dropped from the rotation (%s left: %s)",
-                ep.label, got, self.expected_chain_id, len(self._endpoints), ", ".join(self.endpoint_labels),
+                ep.label,
+                got,
+                self.expected_chain_id,
+                len(self._endpoints),
+                ", ".join(self.endpoint_labels),
             )
             return False
 
@@ -366,7 +381,9 @@ class RpcClient:
                 return self.expected_chain_id
         raise AllEndpointsFailed(errors, method="eth_chainId")
 
-    async def get_block(self, block: BlockRef, full_txs: bool = False, *, require: bool = False) -> dict[str, Any] | None:
+    async def get_block(
+        self, block: BlockRef, full_txs: bool = False, *, require: bool = False
+    ) -> dict[str, Any] | None:
         """Block by number, tag (latest/safe/finalized/earliest/pending) or 32-byte hash; None if unknown.
         With ``require`` (the caller knows the block exists) a null answer is BlockUnavailable, retried
         and failed over like any transient failure."""
@@ -450,7 +467,9 @@ def _hex_quantity(result: Any) -> None:
 def _block_or_none(result: Any) -> None:
     if result is None:
         return
-    if not isinstance(result, dict) or not all(isinstance(result.get(k), str) for k in ("hash", "parentHash", "number")):
+    if not isinstance(result, dict) or not all(
+        isinstance(result.get(k), str) for k in ("hash", "parentHash", "number")
+    ):
         raise MalformedResponse("block without hash/parentHash/number")
 
 

@@ -43,12 +43,25 @@ def _chain_ids(chain: str | None, settings: object) -> list[int]:
 
 
 @app.command()
-def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 or a name; default: every chain "
-                                         "with RPC_URLS_<id> set."),
-        metrics_port: int = typer.Option(0, "--metrics-port", envvar="RWA_AGENT_METRICS_PORT", min=0, max=65535,
-                                         help="Ops port: /metrics, /healthz, /readyz (0: off)."),
-        metrics_host: str | None = typer.Option(None, "--metrics-host", envvar="RWA_AGENT_METRICS_HOST",
-                                                help="Interface of the ops port (default: RWA_OPS_HOST).")) -> None:
+def run(
+    chain: str | None = typer.Option(
+        None, "--chain", "-c", help="1/137/56 or a name; default: every chain with RPC_URLS_<id> set."
+    ),
+    metrics_port: int = typer.Option(
+        0,
+        "--metrics-port",
+        envvar="RWA_AGENT_METRICS_PORT",
+        min=0,
+        max=65535,
+        help="Ops port: /metrics, /healthz, /readyz (0: off).",
+    ),
+    metrics_host: str | None = typer.Option(
+        None,
+        "--metrics-host",
+        envvar="RWA_AGENT_METRICS_HOST",
+        help="Interface of the ops port (default: RWA_OPS_HOST).",
+    ),
+) -> None:
     """Sign, send, replace and confirm the outbox's operations until Ctrl-C/SIGTERM. The ops port serves /metrics,
     /healthz (the loop turns) and /readyz (no signer this process sends for is below its gas threshold)."""
     import signal
@@ -69,8 +82,13 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
 
         heartbeat = Heartbeat()
         if metrics_port:
-            start_ops_server(metrics_host or settings.ops_host, metrics_port, role="agent", liveness=heartbeat.check,
-                             readiness=readiness(heartbeat))
+            start_ops_server(
+                metrics_host or settings.ops_host,
+                metrics_port,
+                role="agent",
+                liveness=heartbeat.check,
+                readiness=readiness(heartbeat),
+            )
 
         async def main() -> None:
             beating = asyncio.create_task(heartbeat.run())
@@ -96,8 +114,10 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
 
 
 @app.command()
-def status(chain: str | None = typer.Option(None, "--chain", "-c", help="One chain (default: all configured)."),
-           as_json: bool = typer.Option(False, "--json", help="JSON lines for scripts and health checks.")) -> None:
+def status(
+    chain: str | None = typer.Option(None, "--chain", "-c", help="One chain (default: all configured)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines for scripts and health checks."),
+) -> None:
     """Per chain and signer: address, gas balance, next nonce, open operations and the oldest one's age.
     Exits 1 when a chain is unhealthy (usable as a health check)."""
     from agent.status import collect
@@ -118,20 +138,28 @@ def status(chain: str | None = typer.Option(None, "--chain", "-c", help="One cha
         except OSError as exc:
             raise fail(f"database unreachable: {exc}", 3) from None
         except Exception as exc:  # noqa: BLE001  (one line, never a traceback)
-            raise fail(f"status failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 1) \
-                from None
+            raise fail(
+                f"status failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", 1
+            ) from None
     if as_json:
         typer.echo(json.dumps({"healthy": all(r.healthy for r in rows), "signers": [r.as_dict() for r in rows]}))
     else:
-        table = Table("chain", "roles", "signer", "gas balance", "next nonce", "open", "oldest open", "failed",
-                      "sender", "health")
+        table = Table(
+            "chain", "roles", "signer", "gas balance", "next nonce", "open", "oldest open", "failed", "sender", "health"
+        )
         for r in rows:
-            table.add_row(f"{r.chain} ({r.chain_id})", ",".join(r.roles), r.address or "-",
-                          "-" if r.gas_balance_wei is None else f"{r.gas_balance_wei / 1e18:.6f}",
-                          "-" if r.next_nonce is None else str(r.next_nonce), str(r.pending),
-                          "-" if r.oldest_pending_age_s is None else f"{r.oldest_pending_age_s:.0f} s", str(r.failed),
-                          "running" if r.sender_running else "stopped",
-                          "ok" if r.healthy else "; ".join(r.problems))
+            table.add_row(
+                f"{r.chain} ({r.chain_id})",
+                ",".join(r.roles),
+                r.address or "-",
+                "-" if r.gas_balance_wei is None else f"{r.gas_balance_wei / 1e18:.6f}",
+                "-" if r.next_nonce is None else str(r.next_nonce),
+                str(r.pending),
+                "-" if r.oldest_pending_age_s is None else f"{r.oldest_pending_age_s:.0f} s",
+                str(r.failed),
+                "running" if r.sender_running else "stopped",
+                "ok" if r.healthy else "; ".join(r.problems),
+            )
         err.print(table)
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)

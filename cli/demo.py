@@ -44,24 +44,34 @@ class Api:
             response = self.http.post(self.url, json={"query": query, "variables": variables or {}}, headers=headers)
             reply = response.json()
         except httpx.TransportError as exc:
-            raise fail(f"cannot reach the API at {self.url} ({exc.__class__.__name__}: {exc}); is `rwa dev` running? "
-                       "(--api points elsewhere)", 3)
+            raise fail(
+                f"cannot reach the API at {self.url} ({exc.__class__.__name__}: {exc}); is `rwa dev` running? "
+                "(--api points elsewhere)",
+                3,
+            )
         except ValueError:
-            raise fail(f"{self.url} answered HTTP {response.status_code} without a GraphQL JSON body; is it the "
-                       "StableRWA API?", 3)
+            raise fail(
+                f"{self.url} answered HTTP {response.status_code} without a GraphQL JSON body; is it the "
+                "StableRWA API?",
+                3,
+            )
         if reply.get("errors"):
             e = reply["errors"][0]
             raise fail(f"{e.get('message')} ({(e.get('extensions') or {}).get('code')}) in: {query.split('(')[0]}", 1)
         return reply["data"]
 
     def user(self, email: str, password: str) -> tuple[str, str]:
-        self("mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }",
-             {"e": email, "p": password})
+        self(
+            "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }",
+            {"e": email, "p": password},
+        )
         return self.login(email, password)
 
     def login(self, email: str, password: str) -> tuple[str, str]:
-        data = self("mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { id } } }",
-                    {"e": email, "p": password})["login"]
+        data = self(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { id } } }",
+            {"e": email, "p": password},
+        )["login"]
         return data["user"]["id"], data["accessToken"]
 
 
@@ -76,17 +86,21 @@ def wait(what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:
         if result:
             return result
         if time.monotonic() > deadline:
-            raise fail(f"timed out after {timeout:.0f} s waiting for {what} (are `rwa dev`'s agent, indexer and "
-                       "worker running?)", 1)
+            raise fail(
+                f"timed out after {timeout:.0f} s waiting for {what} (are `rwa dev`'s agent, indexer and "
+                "worker running?)",
+                1,
+            )
         time.sleep(interval)
 
 
 def create_admin(email: str, password: str) -> None:
-    from core.db import create_engine, create_session_factory
     from cli.runtime import runtime
+    from core.db import create_engine, create_session_factory
     from resolvers.identity.accounts import create_admin as _create
 
     with runtime(quiet_logs=True) as settings:
+
         async def run() -> None:
             engine = create_engine(settings.database_url or "", pool_size=1)
             try:
@@ -104,11 +118,15 @@ def link_wallet(api: Api, token: str) -> str:
     from eth_account.messages import encode_defunct
 
     account = Account.create()
-    message = api("mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address},
-                  token)["walletChallenge"]["message"]
+    message = api("mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address}, token)[
+        "walletChallenge"
+    ]["message"]
     signature = "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
-    api("mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
-        {"a": account.address, "s": signature}, token)
+    api(
+        "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
+        {"a": account.address, "s": signature},
+        token,
+    )
     return str(account.address)
 
 
@@ -138,51 +156,78 @@ def run(api_url: str, timeout: float) -> None:
     for name in ("Alice", "Bob"):
         user_id, token = api.user(f"{name.lower()}-{tag}@demo.stablerwa.dev", password)
         case = api(KYC, {"n": f"{name} Demo"}, token)["submitKyc"]["id"]
-        api('mutation($c: UUID!) { reviewKyc(caseId: $c, decision: APPROVE) { status } }', {"c": case}, officer)
+        api("mutation($c: UUID!) { reviewKyc(caseId: $c, decision: APPROVE) { status } }", {"c": case}, officer)
         wallet = link_wallet(api, token)
         investors[name] = (user_id, token, wallet)
         step(f"{name}: KYC APPROVED, wallet {wallet} linked")
 
     step("the issuer tokenizes an asset on chain 1 (a new token and identity registry)")
-    asset = api("""mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "DE",
+    asset = api(
+        """mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "DE",
                   currency: "EUR", metadata: {address: "Mainzer Landstrasse 1, Frankfurt", areaSqm: "1200",
-                  propertyType: "office"}}) { id } }""", {"n": f"Demo Tower {tag}"}, issuer)["createAsset"]["id"]
+                  propertyType: "office"}}) { id } }""",
+        {"n": f"Demo Tower {tag}"},
+        issuer,
+    )["createAsset"]["id"]
     api("mutation($id: UUID!) { submitAsset(id: $id) { status } }", {"id": asset}, issuer)
     api("mutation($id: UUID!) { approveAsset(id: $id) { status } }", {"id": asset}, officer)
-    token = api("""mutation($a: UUID!, $s: String!) { tokenizeAsset(assetId: $a, chainId: 1,
+    token = api(
+        """mutation($a: UUID!, $s: String!) { tokenizeAsset(assetId: $a, chainId: 1,
                   deploy: {name: "Demo Tower", symbol: $s, decimals: 18}) {
                   token { id address identityRegistry } } }""",
-                {"a": asset, "s": f"DT{tag[:4].upper()}"}, issuer)["tokenizeAsset"]["token"]
+        {"a": asset, "s": f"DT{tag[:4].upper()}"},
+        issuer,
+    )["tokenizeAsset"]["token"]
     step(f"token {token['address']}, identity registry {token['identityRegistry']}")
 
     def registered() -> bool:
         for _, inv_token, _ in investors.values():
             wallets = api("{ myWallets { verifications { registry verified } } }", None, inv_token)["myWallets"]
-            if not any(v["verified"] and v["registry"] == token["identityRegistry"]
-                       for w in wallets for v in w["verifications"]):
+            if not any(
+                v["verified"] and v["registry"] == token["identityRegistry"]
+                for w in wallets
+                for v in w["verifications"]
+            ):
                 return False
         return True
+
     wait("the agent to register the investors' wallets in the new identity registry", registered, timeout)
     step("the agent registered both wallets in the registry (indexed IdentityRegistered events)")
 
     alice_id, alice, alice_wallet = investors["Alice"]
     bob_id, bob, _ = investors["Bob"]
-    api("""mutation($t: UUID!, $u: UUID!) { issueTokens(input: {tokenId: $t, allocations: [{userId: $u,
-          amount: "100"}]}) { state } }""", {"t": token["id"], "u": alice_id}, issuer)
+    api(
+        """mutation($t: UUID!, $u: UUID!) { issueTokens(input: {tokenId: $t, allocations: [{userId: $u,
+          amount: "100"}]}) { state } }""",
+        {"t": token["id"], "u": alice_id},
+        issuer,
+    )
 
     def minted() -> bool:
-        rows = api("""query($t: UUID!, $h: String!) { token(id: $t) { holdings(holder: $h, first: 1) {
-                     edges { node { balance } } } } }""", {"t": token["id"], "h": alice_wallet}, alice)
+        rows = api(
+            """query($t: UUID!, $h: String!) { token(id: $t) { holdings(holder: $h, first: 1) {
+                     edges { node { balance } } } } }""",
+            {"t": token["id"], "h": alice_wallet},
+            alice,
+        )
         edges = rows["token"]["holdings"]["edges"]
         return bool(edges) and int(edges[0]["node"]["balance"]) == 100 * 10**18
+
     wait("the 100 tokens minted to Alice", minted, timeout)
     step("100 tokens minted to Alice (issueTokens -> agent mint -> indexed Transfer)")
 
-    market = api("""mutation($t: UUID!, $s: String!) { openMarket(tokenId: $t, quoteCurrency: "USDC",
+    market = api(
+        """mutation($t: UUID!, $s: String!) { openMarket(tokenId: $t, quoteCurrency: "USDC",
                    tickSize: "0.01", lotSize: "1", symbol: $s) { id symbol } }""",
-                 {"t": token["id"], "s": f"DT{tag}/USDC"}, admin)["openMarket"]
-    api("""mutation($u: UUID!, $r: String!) { creditCash(userId: $u, amount: "1000", currency: "USDC",
-          reference: $r) { currency } }""", {"u": bob_id, "r": f"demo-{tag}"}, admin)
+        {"t": token["id"], "s": f"DT{tag}/USDC"},
+        admin,
+    )["openMarket"]
+    api(
+        """mutation($u: UUID!, $r: String!) { creditCash(userId: $u, amount: "1000", currency: "USDC",
+          reference: $r) { currency } }""",
+        {"u": bob_id, "r": f"demo-{tag}"},
+        admin,
+    )
     step(f"market {market['symbol']} open; Bob has 1000 USDC")
 
     order = """mutation($m: UUID!, $s: OrderSide!) { placeOrder(input: {marketId: $m, side: $s, type: LIMIT,
@@ -200,25 +245,34 @@ def run(api_url: str, timeout: float) -> None:
         state = f"{node['settlement']} (operation {node['settlementOperationState']})"
         if not seen or seen[-1] != state:
             seen.append(state)
-            step(f"  trade {node['settlement']}, operation {node['settlementOperationState']}"
-                 + (f", tx {node['settlementTxHash']}" if node["settlementTxHash"] else "")
-                 + (f" in block {node['settlementBlock']}" if node["settlementBlock"] else ""))
+            step(
+                f"  trade {node['settlement']}, operation {node['settlementOperationState']}"
+                + (f", tx {node['settlementTxHash']}" if node["settlementTxHash"] else "")
+                + (f" in block {node['settlementBlock']}" if node["settlementBlock"] else "")
+            )
         if node["settlement"] == "FAILED":
             raise fail("the settlement FAILED", 1)
         return node if node["settlement"] == "SETTLED" else None
+
     done = wait("the trade to be SETTLED", settled, timeout)
     step(f"SETTLED: the transfer is in block {done['settlementBlock']}, final on chain 1")
 
     step(f"rwa index verify --chain 1 --token {token['address']}")
-    verify = subprocess.run([sys.executable, "-m", "cli.main", "index", "verify", "--chain", str(CHAIN),
-                             "--token", token["address"]], capture_output=True, text=True, timeout=120)
+    verify = subprocess.run(
+        [sys.executable, "-m", "cli.main", "index", "verify", "--chain", str(CHAIN), "--token", token["address"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     sys.stderr.write(verify.stdout + verify.stderr)
     if verify.returncode != 0:
         raise fail("rwa index verify disagrees", 1)
     err.print("[bold green]demo done[/]: KYC reached the chain, tokens minted, a trade settled, and the index agrees")
 
 
-def demo(api: str = typer.Option("http://127.0.0.1:8000/graphql", help="The running `rwa dev` API."),
-         timeout: float = typer.Option(120.0, min=1.0, help="Seconds to wait for each on-chain step.")) -> None:
+def demo(
+    api: str = typer.Option("http://127.0.0.1:8000/graphql", help="The running `rwa dev` API."),
+    timeout: float = typer.Option(120.0, min=1.0, help="Seconds to wait for each on-chain step."),
+) -> None:
     """The first session, scripted: two investors trade and the trade settles on chain (needs `rwa dev`)."""
     run(api, timeout)

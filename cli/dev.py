@@ -86,8 +86,7 @@ async def seed_demo(database_url: str, urls: dict[int, str]) -> dict[int, DemoCh
                     stack = await deploy_rwa_stack(w3, deployer, "Demo Real Estate Fund", "DREF", 18)
                     investors = (await w3.eth.accounts)[1:4]
                     for i, investor in enumerate(investors):
-                        await transact(stack.registry.functions.registerIdentity(investor, investor, 840 + i),
-                                       deployer)
+                        await transact(stack.registry.functions.registerIdentity(investor, investor, 840 + i), deployer)
                         await transact(stack.stablecoin.functions.mint(investor, 100_000 * 10**6), deployer)
                     await transact(stack.token.functions.mint(investors[0], 1_000 * 10**18), deployer)
                     await transact(stack.token.functions.transfer(investors[1], 250 * 10**18), investors[0])
@@ -100,13 +99,33 @@ async def seed_demo(database_url: str, urls: dict[int, str]) -> dict[int, DemoCh
                 finally:
                     await w3.provider.disconnect()  # else aiohttp logs "Unclosed client session" at exit
                 deployed[chain_id] = DemoChain(stack.stablecoin.address, stack.token.address, stack.registry.address)
-                await conn.execute(insert(Token).values(
-                    chain_id=chain_id, address=stack.stablecoin.address, kind=TokenKind.STABLECOIN, name="USD Coin",
-                    symbol="USDC", decimals=6, start_block=start).on_conflict_do_nothing())
-                await conn.execute(insert(Token).values(
-                    chain_id=chain_id, address=stack.token.address, kind=TokenKind.SECURITY,
-                    name="Demo Real Estate Fund", symbol="DREF", decimals=18, start_block=start,
-                    identity_registry=stack.registry.address).on_conflict_do_nothing())
+                await conn.execute(
+                    insert(Token)
+                    .values(
+                        chain_id=chain_id,
+                        address=stack.stablecoin.address,
+                        kind=TokenKind.STABLECOIN,
+                        name="USD Coin",
+                        symbol="USDC",
+                        decimals=6,
+                        start_block=start,
+                    )
+                    .on_conflict_do_nothing()
+                )
+                await conn.execute(
+                    insert(Token)
+                    .values(
+                        chain_id=chain_id,
+                        address=stack.token.address,
+                        kind=TokenKind.SECURITY,
+                        name="Demo Real Estate Fund",
+                        symbol="DREF",
+                        decimals=18,
+                        start_block=start,
+                        identity_registry=stack.registry.address,
+                    )
+                    .on_conflict_do_nothing()
+                )
     finally:
         await engine.dispose()
     return deployed
@@ -122,13 +141,20 @@ async def _prepare_chains(database_url: str, urls: dict[int, str], restored: dic
     deployer = Account.from_key(key.get_secret_value() if key else ANVIL_DEV_KEY).address
     for r in await dev_state.reconcile(database_url, urls, restored, deployer):
         if r.restored and r.rolled_back_to is not None:
-            err.print(f"[yellow]chain {r.chain_id}: lost its last blocks (killed?); index rolled back to block "
-                      f"{r.rolled_back_to:,}[/]", soft_wrap=True, highlight=False)
+            err.print(
+                f"[yellow]chain {r.chain_id}: lost its last blocks (killed?); index rolled back to block "
+                f"{r.rolled_back_to:,}[/]",
+                soft_wrap=True,
+                highlight=False,
+            )
         elif r.restored and r.reset:
             err.print(f"[yellow]chain {r.chain_id}: lost blocks below the index; re-indexing it[/]", highlight=False)
         if r.lost_tokens:
-            err.print(f"[yellow]chain {r.chain_id}: registered tokens without a contract: "
-                      f"{', '.join(r.lost_tokens)}[/]", soft_wrap=True, highlight=False)
+            err.print(
+                f"[yellow]chain {r.chain_id}: registered tokens without a contract: {', '.join(r.lost_tokens)}[/]",
+                soft_wrap=True,
+                highlight=False,
+            )
     kept = await dev_state.existing_demo(database_url, list(urls))
     demo = {cid: DemoChain(*kept[cid]) for cid in urls if cid in kept}
     missing = {cid: url for cid, url in urls.items() if cid not in demo}
@@ -278,8 +304,16 @@ class StopSignals:
         return bool(self.times) and self.times[-1] - self.times[0] >= 1.0
 
 
-def _start_all(host: str, port: int, with_worker: bool, settings: Settings, nodes: list[SessionAnvil],
-               children: list[Child], reaper: subprocess.Popen[bytes], signals: StopSignals) -> bool:
+def _start_all(
+    host: str,
+    port: int,
+    with_worker: bool,
+    settings: Settings,
+    nodes: list[SessionAnvil],
+    children: list[Child],
+    reaper: subprocess.Popen[bytes],
+    signals: StopSignals,
+) -> bool:
     """Chains, seed, child processes. False when a stop signal arrived meanwhile."""
     restored = {n.chain_id: dev_state.has_state(settings.data_path(), n.chain_id) for n in nodes}
     for node in nodes:
@@ -304,8 +338,11 @@ def _start_all(host: str, port: int, with_worker: bool, settings: Settings, node
     env = {**os.environ, **{f"RPC_URLS_{cid}": url for cid, url in urls.items()}}
     env.setdefault("DEPLOYER_PRIVATE_KEY", ANVIL_DEV_KEY)
     env.setdefault("AGENT_PRIVATE_KEY", ANVIL_AGENT_KEY)  # tokenization makes it an agent of what it deploys
-    commands = [("api", ["serve", "--host", host, "--port", str(port)]), ("indexer", ["index", "run"]),
-                ("agent", ["agent", "run"])]
+    commands = [
+        ("api", ["serve", "--host", host, "--port", str(port)]),
+        ("indexer", ["index", "run"]),
+        ("agent", ["agent", "run"]),
+    ]
     if with_worker:
         commands.append(("worker", ["worker"]))
     for name, args in commands:
@@ -315,10 +352,14 @@ def _start_all(host: str, port: int, with_worker: bool, settings: Settings, node
         _watch(reaper, children[-1].proc.pid, group=True)
     _wait_listening(host, port, children[0], signals)  # the URL below answers once it is printed
     for cid, url in urls.items():  # one line each (soft_wrap): scripts and tests parse them
-        err.print(f"chain {cid} {url}  USDC {demo[cid].stablecoin}  DREF {demo[cid].token}", soft_wrap=True,
-                  highlight=False)
-    err.print(f"[bold green]StableRWA dev[/]: GraphiQL at http://{host}:{port}/graphql  (Ctrl-C to stop)",
-              soft_wrap=True, highlight=False)
+        err.print(
+            f"chain {cid} {url}  USDC {demo[cid].stablecoin}  DREF {demo[cid].token}", soft_wrap=True, highlight=False
+        )
+    err.print(
+        f"[bold green]StableRWA dev[/]: GraphiQL at http://{host}:{port}/graphql  (Ctrl-C to stop)",
+        soft_wrap=True,
+        highlight=False,
+    )
     return not signals.stop
 
 
@@ -375,10 +416,15 @@ def run_dev(host: str, port: int, chain_ports: tuple[int, int, int] | None, with
         taken = {port}
         # a block every second besides the automined ones (--mixed-mining): finality advances without traffic, so
         # a trade settles (at the finalized block) a few seconds after it is matched
-        nodes = [SessionAnvil(cid, port=chain_ports[i] if chain_ports else _chain_port(host, avoid=taken),
-                              block_time=DEV_BLOCK_TIME_S,
-                              extra_args=(*dev_state.anvil_args(configured.data_path(), cid), "--mixed-mining"))
-                 for i, cid in enumerate(LOCAL_CHAINS)]
+        nodes = [
+            SessionAnvil(
+                cid,
+                port=chain_ports[i] if chain_ports else _chain_port(host, avoid=taken),
+                block_time=DEV_BLOCK_TIME_S,
+                extra_args=(*dev_state.anvil_args(configured.data_path(), cid), "--mixed-mining"),
+            )
+            for i, cid in enumerate(LOCAL_CHAINS)
+        ]
         children: list[Child] = []
         try:
             if _start_all(host, port, with_worker, settings, nodes, children, reaper, signals):

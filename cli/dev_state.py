@@ -31,8 +31,16 @@ log = logging.getLogger(__name__)
 STATE_DIR = "chains"
 STATE_INTERVAL_S = 2  # a kill -9 loses at most about this much chain history
 NONCE_LOOKAHEAD = 5_000  # deployer nonces checked for a collision with a registered address
-_CHAIN_TABLES = ("token_transfers", "holdings", "identities", "chain_events", "blocks", "fetched_intervals",
-                 "indexer_cursors", "indexer_backfill_requests")
+_CHAIN_TABLES = (
+    "token_transfers",
+    "holdings",
+    "identities",
+    "chain_events",
+    "blocks",
+    "fetched_intervals",
+    "indexer_cursors",
+    "indexer_backfill_requests",
+)
 
 
 def state_path(data_dir: Path, chain_id: int) -> Path:
@@ -81,8 +89,9 @@ async def _rpc(client, url: str, method: str, *params: object) -> object:  # typ
     return await rpc(url, method, *params, client=client)
 
 
-async def reconcile(database_url: str, urls: dict[int, str], restored: dict[int, bool],
-                    deployer: str) -> list[Reconciled]:
+async def reconcile(
+    database_url: str, urls: dict[int, str], restored: dict[int, bool], deployer: str
+) -> list[Reconciled]:
     import asyncpg
     import httpx
 
@@ -99,13 +108,20 @@ async def reconcile(database_url: str, urls: dict[int, str], restored: dict[int,
     return out
 
 
-async def _reconcile_chain(conn, client, chain_id: int, url: str, restored: bool,  # type: ignore[no-untyped-def]
-                           deployer: str) -> Reconciled:
+async def _reconcile_chain(
+    conn,
+    client,
+    chain_id: int,
+    url: str,
+    restored: bool,  # type: ignore[no-untyped-def]
+    deployer: str,
+) -> Reconciled:
     rolled_back_to: int | None = None
     reset = not restored
     if restored:
         cursor = await conn.fetchrow(
-            "SELECT indexed_block, indexed_hash FROM indexer_cursors WHERE chain_id = $1", chain_id)
+            "SELECT indexed_block, indexed_hash FROM indexer_cursors WHERE chain_id = $1", chain_id
+        )
         if cursor is not None and cursor["indexed_hash"] is not None and cursor["indexed_block"] >= 0:
             blk = await _rpc(client, url, "eth_getBlockByNumber", hex(cursor["indexed_block"]), False)
             if not isinstance(blk, dict) or blk["hash"] != cursor["indexed_hash"]:
@@ -119,7 +135,8 @@ async def _reconcile_chain(conn, client, chain_id: int, url: str, restored: bool
         tokens = await conn.fetch(
             "SELECT t.id, t.address, (t.kind = 'STABLECOIN' OR (t.asset_id IS NULL AND NOT EXISTS "
             "(SELECT 1 FROM markets m WHERE m.base_token_id = t.id))) AS demo FROM tokens t WHERE t.chain_id = $1",
-            chain_id)
+            chain_id,
+        )
         lost: list[str] = []
         for t in tokens:
             if await _rpc(client, url, "eth_getCode", t["address"], "latest") in ("0x", None):
@@ -130,11 +147,15 @@ async def _reconcile_chain(conn, client, chain_id: int, url: str, restored: bool
     nonce_moved_to = await _skip_registered_addresses(conn, client, chain_id, url, deployer)
     result = Reconciled(chain_id, restored, rolled_back_to, reset, nonce_moved_to, tuple(lost))
     if rolled_back_to is not None:
-        log.warning("chain %s lost blocks since its last state dump; index rolled back to block %s",
-                    chain_id, rolled_back_to)
+        log.warning(
+            "chain %s lost blocks since its last state dump; index rolled back to block %s", chain_id, rolled_back_to
+        )
     if lost:
-        log.warning("chain %s: registered tokens without a contract on the chain (lost with its history): %s",
-                    chain_id, ", ".join(lost))
+        log.warning(
+            "chain %s: registered tokens without a contract on the chain (lost with its history): %s",
+            chain_id,
+            ", ".join(lost),
+        )
     return result
 
 
@@ -154,12 +175,19 @@ async def _heal_index(conn, client, chain_id: int, url: str) -> int | None:  # t
     return None
 
 
-async def _skip_registered_addresses(conn, client, chain_id: int, url: str,  # type: ignore[no-untyped-def]
-                                     deployer: str) -> int | None:
+async def _skip_registered_addresses(
+    conn,
+    client,
+    chain_id: int,
+    url: str,  # type: ignore[no-untyped-def]
+    deployer: str,
+) -> int | None:
     """Move the deployer's nonce past the highest nonce whose CREATE address a token row names."""
     rows = await conn.fetch(
         "SELECT address FROM tokens WHERE chain_id = $1 UNION SELECT identity_registry FROM tokens "
-        "WHERE chain_id = $1 AND identity_registry IS NOT NULL", chain_id)
+        "WHERE chain_id = $1 AND identity_registry IS NOT NULL",
+        chain_id,
+    )
     registered = {to_checksum_address(r["address"]) for r in rows}
     if not registered:
         return None
@@ -168,8 +196,9 @@ async def _skip_registered_addresses(conn, client, chain_id: int, url: str,  # t
     if not taken:
         return None
     await _rpc(client, url, "anvil_setNonce", deployer, hex(max(taken) + 1))
-    log.warning("chain %s: deployer nonce moved from %s to %s (addresses of registered tokens)", chain_id, nonce,
-                max(taken) + 1)
+    log.warning(
+        "chain %s: deployer nonce moved from %s to %s (addresses of registered tokens)", chain_id, nonce, max(taken) + 1
+    )
     return max(taken) + 1
 
 
@@ -186,7 +215,9 @@ async def existing_demo(database_url: str, chain_ids: list[int]) -> dict[int, tu
             "FROM tokens s JOIN tokens d ON d.chain_id = s.chain_id AND d.kind = 'SECURITY' AND d.symbol = 'DREF' "
             "AND d.asset_id IS NULL AND d.identity_registry IS NOT NULL "
             "WHERE s.chain_id = ANY($1::int[]) AND s.kind = 'STABLECOIN' AND s.symbol = 'USDC' "
-            "ORDER BY s.chain_id, s.start_block DESC, d.start_block DESC", chain_ids)
+            "ORDER BY s.chain_id, s.start_block DESC, d.start_block DESC",
+            chain_ids,
+        )
     finally:
         await conn.close()
     out: dict[int, tuple[str, str, str]] = {}

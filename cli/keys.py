@@ -1,7 +1,7 @@
 """`rwa keys`: the JWT signing key rotation path (docs/runbooks/rotate-jwt-key.md).
 
-    rwa keys jwt-new --kid prod-2 --out jwt-prod-2.pem   # new Ed25519 key (0600) + the phase-1 JSON to publish
-    rwa keys jwt-status [--json]                          # the kid this configuration signs with, and the ones it verifies
+rwa keys jwt-new --kid prod-2 --out jwt-prod-2.pem   # new Ed25519 key (0600) + the phase-1 JSON to publish
+rwa keys jwt-status [--json]                          # the kid this configuration signs with, and the ones it verifies
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ def _retired(raw: str | None) -> dict[str, str]:
 
 
 @app.command("jwt-new")
-def jwt_new(kid: str = typer.Option(..., help="Key id of the new key (e.g. prod-2)."),
-            out: Path = typer.Option(..., help="Where to write the private key (PEM, mode 0600; never overwritten).")
-            ) -> None:
+def jwt_new(
+    kid: str = typer.Option(..., help="Key id of the new key (e.g. prod-2)."),
+    out: Path = typer.Option(..., help="Where to write the private key (PEM, mode 0600; never overwritten)."),
+) -> None:
     """Generate a new Ed25519 signing key. Prints the JWT_RETIRED_PUBLIC_KEYS value of phase 1: the keys that
     verify today plus the new public key, so every pod knows it before any pod signs with it."""
     from core.jwt_keys import generate_private_key_pem, public_key_pem

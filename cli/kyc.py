@@ -13,9 +13,12 @@ app = typer.Typer(no_args_is_help=True, help="Personal data at rest (KYC key rot
 
 
 @app.command("rekey")
-def rekey(batch: int = typer.Option(500, min=1, max=10_000, help="Rows per transaction."),
-          status: bool = typer.Option(False, "--status", help="Only count the rows not yet under the current key; "
-                                                              "exit 1 when some are left.")) -> None:
+def rekey(
+    batch: int = typer.Option(500, min=1, max=10_000, help="Rows per transaction."),
+    status: bool = typer.Option(
+        False, "--status", help="Only count the rows not yet under the current key; exit 1 when some are left."
+    ),
+) -> None:
     """Re-wrap every personal-data key (per user; they encrypt the KYC cases) and MFA secret not yet under KYC_ENCRYPTION_KEY (old keys in
     KYC_RETIRED_ENCRYPTION_KEYS). Resumable and idempotent; safe next to running API processes."""
     from core.db import create_engine, create_session_factory
@@ -34,8 +37,7 @@ def rekey(batch: int = typer.Option(500, min=1, max=10_000, help="Rows per trans
             try:
                 done: dict[str, int] = {}
                 if not status:
-                    done = await rekey_all(factory, cipher, batch,
-                                           lambda col, n: err.print(f"{col}: {n} re-encrypted"))
+                    done = await rekey_all(factory, cipher, batch, lambda col, n: err.print(f"{col}: {n} re-encrypted"))
                 async with factory() as session:
                     return done, await remaining(session, cipher)
             finally:
@@ -46,8 +48,11 @@ def rekey(batch: int = typer.Option(500, min=1, max=10_000, help="Rows per trans
         try:
             done, left = asyncio.run(_run())
         except (InvalidTag, ValueError) as exc:
-            raise fail("a row is encrypted under a key that is neither KYC_ENCRYPTION_KEY nor in "
-                       f"KYC_RETIRED_ENCRYPTION_KEYS ({type(exc).__name__}); its batch was rolled back", 3)
+            raise fail(
+                "a row is encrypted under a key that is neither KYC_ENCRYPTION_KEY nor in "
+                f"KYC_RETIRED_ENCRYPTION_KEYS ({type(exc).__name__}); its batch was rolled back",
+                3,
+            )
         for col in left:
             line = f"{col}: {left[col]} left under an old key"
             if not status:

@@ -35,8 +35,8 @@ from cli.demo import demo as _demo  # noqa: E402  (`rwa demo`: the scripted firs
 
 app.command("demo")(_demo)
 
-from cli.kyc import app as _kyc_app  # noqa: E402  (`rwa kyc rekey`: KYC key rotation)
 from cli.keys import app as _keys_app  # noqa: E402  (`rwa keys jwt-new | jwt-status`: JWT key rotation)
+from cli.kyc import app as _kyc_app  # noqa: E402  (`rwa kyc rekey`: KYC key rotation)
 from cli.mfa import mfa_enrol as _mfa_enrol  # noqa: E402  (`rwa user mfa-enrol`: MFA for staff, from a host)
 
 app.add_typer(_kyc_app, name="kyc")
@@ -49,12 +49,18 @@ WEBSOCKETS = "websockets-sansio"
 
 
 @app.command()
-def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-          port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
-          workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
-          metrics_port: int | None = typer.Option(None, "--metrics-port", min=0, max=65535,
-                                                  help="Ops port: /metrics of all workers, /healthz, /readyz "
-                                                       "(default RWA_API_METRICS_PORT; 0: off).")) -> None:
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Ops port: /metrics of all workers, /healthz, /readyz (default RWA_API_METRICS_PORT; 0: off).",
+    ),
+) -> None:
     """Run the GraphQL API (/graphql, /healthz, /readyz); Prometheus /metrics of every worker on the ops port."""
     import uvicorn
 
@@ -62,8 +68,9 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
         check_secrets(settings)
         url = f"http://{host}:{port}/graphql"
         if settings.log_json:  # a service's stderr is its log stream: keep every line JSON
-            logging.getLogger("rwa.cli").info("serving", extra={"url": url, "env": settings.env.value,
-                                                                "workers": workers})
+            logging.getLogger("rwa.cli").info(
+                "serving", extra={"url": url, "env": settings.env.value, "workers": workers}
+            )
         else:
             err.print(f"[green]API[/] on {url} (env={settings.env.value})")
         # each worker's /readyz compares the supervisor's live workers with N (server/health.py)
@@ -71,10 +78,19 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
         # a websocket message is bounded like an HTTP body (uvicorn's default is 16 MiB)
         # X-Forwarded-For/-Proto are believed from FORWARDED_ALLOW_IPS peers only (the client IP the login rate limit
         # keys on); everyone else's are ignored
-        config = uvicorn.Config("server.app:create_app_from_env", factory=True, host=host, port=port,
-                                workers=workers, log_config=None, timeout_graceful_shutdown=10, ws=WEBSOCKETS,
-                                proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
-                                ws_max_size=settings.max_request_bytes)
+        config = uvicorn.Config(
+            "server.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+            ws=WEBSOCKETS,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            ws_max_size=settings.max_request_bytes,
+        )
         from core.ops_server import prepare_multiproc_dir, remove_multiproc_dir, start_ops_server
 
         # every worker writes its metrics there; the supervisor's ops port serves their sum
@@ -89,7 +105,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Interface to bind."),
             remove_multiproc_dir(metrics_dir)
 
 
-def _supervise(config: "uvicorn.Config") -> None:  # type: ignore[name-defined]  # noqa: F821
+def _supervise(config: uvicorn.Config) -> None:  # type: ignore[name-defined]  # noqa: F821
     """uvicorn's multiprocess supervisor for every worker count, one included: a worker that dies (SIGKILL, a
     segfault) is replaced instead of taking the API down. uvicorn.run supervises only from two workers on."""
     from uvicorn.server import STARTUP_FAILURE
@@ -102,9 +118,11 @@ def _supervise(config: "uvicorn.Config") -> None:  # type: ignore[name-defined] 
 
 
 @app.command()
-def dev(host: str = typer.Option("127.0.0.1", help="API interface."),
-        port: int = typer.Option(8000, min=1, max=65535, help="API port."),
-        worker: bool = typer.Option(True, help="Also run a background-job worker.")) -> None:
+def dev(
+    host: str = typer.Option("127.0.0.1", help="API interface."),
+    port: int = typer.Option(8000, min=1, max=65535, help="API port."),
+    worker: bool = typer.Option(True, help="Also run a background-job worker."),
+) -> None:
     """Run everything locally: embedded Postgres/Redis, three anvil chains, API, indexer and worker."""
     from cli.dev import run_dev
 
@@ -112,13 +130,20 @@ def dev(host: str = typer.Option("127.0.0.1", help="API interface."),
 
 
 @app.command()
-def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
-           threads: int = typer.Option(4, min=1, help="Threads per process."),
-           metrics_port: int | None = typer.Option(None, "--metrics-port", min=0, max=65535,
-                                                   help="Ops port: /metrics (jobs processed/failed/duration of every "
-                                                        "worker process), /healthz (dramatiq running), /readyz (and "
-                                                        "the broker reachable); default RWA_WORKER_METRICS_PORT, "
-                                                        "0: off.")) -> None:
+def worker(
+    processes: int = typer.Option(1, min=1, help="Worker processes."),
+    threads: int = typer.Option(4, min=1, help="Threads per process."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Ops port: /metrics (jobs processed/failed/duration of every "
+        "worker process), /healthz (dramatiq running), /readyz (and "
+        "the broker reachable); default RWA_WORKER_METRICS_PORT, "
+        "0: off.",
+    ),
+) -> None:
     """Run the background-job workers (dramatiq) for every actor in jobs/actors.py.
 
     SIGTERM/SIGINT are forwarded once to dramatiq (which finishes the messages in hand); if it has not stopped
@@ -130,20 +155,39 @@ def worker(processes: int = typer.Option(1, min=1, help="Worker processes."),
 
     with runtime() as settings:
         check_secrets(settings)
-        err.print(f"[green]worker[/] broker={'rabbitmq' if (settings.broker_url or '').startswith('amqp') else 'redis'}")
+        err.print(
+            f"[green]worker[/] broker={'rabbitmq' if (settings.broker_url or '').startswith('amqp') else 'redis'}"
+        )
         from core.ops_server import prepare_multiproc_dir, remove_multiproc_dir, start_ops_server
         from jobs.ops import WorkerHealth
 
         metrics_dir = prepare_multiproc_dir("worker")  # dramatiq's processes write their job metrics there
         # its own session: a terminal's Ctrl-C reaches dramatiq only through us, exactly once
-        proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes),
-                                 "--threads", str(threads), "--worker-shutdown-timeout", "10000"],
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dramatiq",
+                "jobs.actors",
+                "--processes",
+                str(processes),
+                "--threads",
+                str(threads),
+                "--worker-shutdown-timeout",
+                "10000",
+            ],
+            start_new_session=True,
+        )
         broker_url = settings.broker_url or settings.redis_url or ""
         health = WorkerHealth(proc, broker_url, "rabbitmq" if broker_url.startswith("amqp") else "redis")
         port_ = settings.worker_metrics_port if metrics_port is None else metrics_port
-        ops = start_ops_server(settings.ops_host, port_, role="worker", liveness=health.liveness,
-                               readiness=health.readiness) if port_ else None
+        ops = (
+            start_ops_server(
+                settings.ops_host, port_, role="worker", liveness=health.liveness, readiness=health.readiness
+            )
+            if port_
+            else None
+        )
         stopping: list[int] = []
 
         def forward(signum: int, frame: object) -> None:
@@ -205,15 +249,19 @@ def _email(value: str) -> str:
 
 
 @user_app.command("create-admin")
-def create_admin(email: str = typer.Option(..., help="Admin email.", callback=_email),
-                 password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
-                                              help="Password (prompted if omitted).")) -> None:
+def create_admin(
+    email: str = typer.Option(..., help="Admin email.", callback=_email),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="Password (prompted if omitted)."
+    ),
+) -> None:
     """Create the first ADMIN (or promote an existing user)."""
     from core.db import create_engine, create_session_factory
     from core.errors import AppError
     from resolvers.identity.accounts import create_admin as _create
 
     with runtime(quiet_logs=True) as settings:
+
         async def _run() -> tuple[str, str]:
             engine = create_engine(settings.database_url or "", pool_size=1)
             try:

@@ -18,9 +18,12 @@ import typer
 from cli.runtime import err, fail, runtime
 
 
-def mfa_enrol(email: str = typer.Option(..., help="The account's email."),
-              code: str | None = typer.Option(None, help="Confirm a pending enrolment with this authenticator "
-                                                         "code (otherwise a new enrolment starts).")) -> None:
+def mfa_enrol(
+    email: str = typer.Option(..., help="The account's email."),
+    code: str | None = typer.Option(
+        None, help="Confirm a pending enrolment with this authenticator code (otherwise a new enrolment starts)."
+    ),
+) -> None:
     """Enrol a user's TOTP authenticator (required for ADMIN and COMPLIANCE in production)."""
     from sqlalchemy import select
 
@@ -39,8 +42,9 @@ def mfa_enrol(email: str = typer.Option(..., help="The account's email."),
             engine = create_engine(settings.database_url or "", pool_size=1)
             try:
                 async with create_session_factory(engine)() as session:
-                    user = (await session.execute(select(User).where(User.email == normalize_email(email)))
-                            ).scalar_one_or_none()
+                    user = (
+                        await session.execute(select(User).where(User.email == normalize_email(email)))
+                    ).scalar_one_or_none()
                     if user is None:
                         raise BadUserInput("no account with this email", field="email")
                     if step == "begin":
@@ -49,8 +53,14 @@ def mfa_enrol(email: str = typer.Option(..., help="The account's email."),
                     else:
                         result = await mfa.confirm(session, cipher, settings, user.id, code or "", BadUserInput)
                         action = "mfa.enrolment_confirm"
-                    record(session, actor_id=None, action=action, target_type="user", target_id=user.id,
-                           details={"via": "cli"})
+                    record(
+                        session,
+                        actor_id=None,
+                        action=action,
+                        target_type="user",
+                        target_id=user.id,
+                        details={"via": "cli"},
+                    )
                     await session.commit()
                     return user.email, result
             finally:

@@ -57,8 +57,9 @@ def runtime(*, migrate: bool = True, quiet_logs: bool = False) -> Iterator[Setti
             try:
                 data_dir = resolve_data_dir(settings.data_dir)
                 install_signal_handlers()
-                endpoints = stack.enter_context(EmbeddedServices(
-                    data_dir, postgres=settings.database_url is None, redis=settings.redis_url is None))
+                endpoints = stack.enter_context(
+                    EmbeddedServices(data_dir, postgres=settings.database_url is None, redis=settings.redis_url is None)
+                )
             except EmbeddedError as exc:
                 raise fail(str(exc), 3)
             except OSError as exc:  # e.g. RWA_DATA_DIR that cannot be created
@@ -91,10 +92,14 @@ def check_secrets(settings: Settings) -> None:
         json.loads(settings.jwt_retired_public_keys or "{}")
     except ValueError as exc:
         raise fail(f"invalid configuration: JWT_RETIRED_PUBLIC_KEYS is not JSON ({exc})", 2)
-    checks = (("JWT_PRIVATE_KEY / JWT_RETIRED_PUBLIC_KEYS", lambda: KeyRing.from_settings(settings)),
-              ("KYC_ENCRYPTION_KEY", lambda: settings.kyc_encryption_key is None
-               or parse_key(settings.kyc_encryption_key.get_secret_value())),
-              ("KYC_RETIRED_ENCRYPTION_KEYS", settings.kyc_retired_keys))
+    checks = (
+        ("JWT_PRIVATE_KEY / JWT_RETIRED_PUBLIC_KEYS", lambda: KeyRing.from_settings(settings)),
+        (
+            "KYC_ENCRYPTION_KEY",
+            lambda: settings.kyc_encryption_key is None or parse_key(settings.kyc_encryption_key.get_secret_value()),
+        ),
+        ("KYC_RETIRED_ENCRYPTION_KEYS", settings.kyc_retired_keys),
+    )
     for name, check in checks:
         try:
             check()
@@ -141,12 +146,18 @@ def require_schema_at_head(database_url: str) -> None:
         raise fail(f"the database refused the connection: {exc}", 3)
     state = schema_state(current)
     if state == "behind":
-        raise fail(f"the database schema is at {', '.join(sorted(current)) or 'no revision (empty)'}, this release needs "
-                   f"{', '.join(sorted(head_revisions()))}: run `rwa migrate` (the rwa-migrate Job) first, or set "
-                   "MIGRATE_ON_START=true to migrate on start", EXIT_SCHEMA_BEHIND)
+        raise fail(
+            f"the database schema is at {', '.join(sorted(current)) or 'no revision (empty)'}, this release needs "
+            f"{', '.join(sorted(head_revisions()))}: run `rwa migrate` (the rwa-migrate Job) first, or set "
+            "MIGRATE_ON_START=true to migrate on start",
+            EXIT_SCHEMA_BEHIND,
+        )
     if state == "ahead":
-        log.warning("database schema %s is newer than this release (%s): running on it (rollback)",
-                    ",".join(sorted(current)), ",".join(sorted(head_revisions())))
+        log.warning(
+            "database schema %s is newer than this release (%s): running on it (rollback)",
+            ",".join(sorted(current)),
+            ",".join(sorted(head_revisions())),
+        )
 
 
 def migrate_exclusive(settings: Settings) -> None:
@@ -160,8 +171,12 @@ def migrate_exclusive(settings: Settings) -> None:
     database_url = settings.database_url or ""
     _check_url(database_url)
     try:
-        upgrade_sync(database_url, exclusive=True, lock_timeout_s=settings.migration_lock_timeout_s,
-                     statement_timeout_s=settings.migration_statement_timeout_s)
+        upgrade_sync(
+            database_url,
+            exclusive=True,
+            lock_timeout_s=settings.migration_lock_timeout_s,
+            statement_timeout_s=settings.migration_statement_timeout_s,
+        )
     except MigrationBusy as exc:
         raise fail(f"{exc}: not migrating; wait for it to finish and run `rwa migrate` again", EXIT_MIGRATION_BUSY)
     except OSError as exc:
@@ -169,12 +184,18 @@ def migrate_exclusive(settings: Settings) -> None:
     except DBAPIError as exc:
         sqlstate = _sqlstate(exc)
         if sqlstate == "55P03":  # lock_not_available: lock_timeout
-            raise fail(f"a migration waited more than MIGRATION_LOCK_TIMEOUT_S={settings.migration_lock_timeout_s:g} s "
-                       "for a table lock (a long transaction holds the table); nothing was applied. Retry when the "
-                       "table is quiet, or raise MIGRATION_LOCK_TIMEOUT_S", EXIT_MIGRATION_TIMEOUT)
+            raise fail(
+                f"a migration waited more than MIGRATION_LOCK_TIMEOUT_S={settings.migration_lock_timeout_s:g} s "
+                "for a table lock (a long transaction holds the table); nothing was applied. Retry when the "
+                "table is quiet, or raise MIGRATION_LOCK_TIMEOUT_S",
+                EXIT_MIGRATION_TIMEOUT,
+            )
         if sqlstate == "57014":  # query_canceled: statement_timeout
-            raise fail(f"a migration statement ran longer than MIGRATION_STATEMENT_TIMEOUT_S="
-                       f"{settings.migration_statement_timeout_s:g} s; nothing was applied", EXIT_MIGRATION_TIMEOUT)
+            raise fail(
+                f"a migration statement ran longer than MIGRATION_STATEMENT_TIMEOUT_S="
+                f"{settings.migration_statement_timeout_s:g} s; nothing was applied",
+                EXIT_MIGRATION_TIMEOUT,
+            )
         if sqlstate is None or sqlstate.startswith(("08", "28", "3D")):  # connection, auth, unknown database
             raise fail(f"the database refused the connection: {exc.orig}", 3)
         raise

@@ -29,8 +29,9 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
 
 def create_read_session_factory(engine: AsyncEngine) -> SessionFactory:
     """Sessions for GraphQL queries: autocommit, so a read costs no BEGIN/ROLLBACK round trips."""
-    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False,
-                              autoflush=False)
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False, autoflush=False
+    )
 
 
 def sync_url(database_url: str) -> str:

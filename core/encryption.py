@@ -63,11 +63,13 @@ class FieldCipher:
     def decrypt(self, blob: bytes, associated_data: bytes = b"") -> bytes:
         version = blob[:1]
         if version == _V2:
-            aead = self._by_id.get(blob[1:1 + KEY_ID_BYTES])
+            aead = self._by_id.get(blob[1 : 1 + KEY_ID_BYTES])
             if aead is None:
-                raise ValueError("ciphertext was written under a KYC key this process does not have "
-                                 "(KYC_ENCRYPTION_KEY / KYC_RETIRED_ENCRYPTION_KEYS)")
-            body = blob[1 + KEY_ID_BYTES:]
+                raise ValueError(
+                    "ciphertext was written under a KYC key this process does not have "
+                    "(KYC_ENCRYPTION_KEY / KYC_RETIRED_ENCRYPTION_KEYS)"
+                )
+            body = blob[1 + KEY_ID_BYTES :]
             return aead.decrypt(body[:12], body[12:], associated_data)
         if version == _V1:
             for aead in self._by_id.values():
@@ -80,7 +82,7 @@ class FieldCipher:
 
     def needs_rekey(self, blob: bytes) -> bool:
         """True when the blob is not under the current key (an older layout or a retired key)."""
-        return not (blob[:1] == _V2 and blob[1:1 + KEY_ID_BYTES] == self.key_id)
+        return not (blob[:1] == _V2 and blob[1 : 1 + KEY_ID_BYTES] == self.key_id)
 
     def rekey(self, blob: bytes, associated_data: bytes = b"") -> bytes:
         return self.encrypt(self.decrypt(blob, associated_data), associated_data)

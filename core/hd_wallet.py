@@ -18,7 +18,7 @@ from core.settings import Settings
 
 ACCOUNT_PATH = "m/44'/60'/0'/0"
 # anvil's and hardhat's default mnemonic: its keys are public, so production must never use it.
-from core.settings import WELL_KNOWN_MNEMONICS  # noqa: F401  (re-exported)
+from core.settings import WELL_KNOWN_MNEMONICS  # noqa: E402, F401  (re-exported after the path constants)
 
 
 class DepositWallet:
@@ -54,7 +54,7 @@ class DepositWallet:
         return Account.from_key(self.private_key(index)).address
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DepositWallet":
+    def from_settings(cls, settings: Settings) -> DepositWallet:
         return _wallet(mnemonic_for(settings))
 
 

@@ -51,7 +51,7 @@ def _claims_of(claims: Any) -> AccessClaims:
         raise ValueError("roles must be strings")
     for value in (exp, iat):
         # numbers a float holds exactly (a 400-digit exp passed PyJWT and overflowed where it became a float)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -2**53 < value < 2**53:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -(2**53) < value < 2**53:
             raise ValueError("exp and iat must be numbers")
     scope, client_id = claims.get("scope"), claims.get("client_id")
     if (scope is None) != (client_id is None):
@@ -59,8 +59,16 @@ def _claims_of(claims: Any) -> AccessClaims:
     if scope is not None and (not isinstance(scope, str) or not isinstance(client_id, str)):
         raise ValueError("scope and client_id must be strings")
     user_id = uuid.UUID(sub)
-    return AccessClaims(user_id, frozenset(roles), int(exp), str(uuid.UUID(sid)), float(iat), str(user_id),
-                        None if scope is None else frozenset(scope.split()), client_id)
+    return AccessClaims(
+        user_id,
+        frozenset(roles),
+        int(exp),
+        str(uuid.UUID(sid)),
+        float(iat),
+        str(user_id),
+        None if scope is None else frozenset(scope.split()),
+        client_id,
+    )
 
 
 def generate_private_key_pem() -> str:
@@ -72,9 +80,11 @@ def generate_private_key_pem() -> str:
 
 def public_key_pem(private_pem: str) -> str:
     key = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def load_or_create_dev_key(data_dir: Path) -> str:
@@ -90,8 +100,14 @@ def load_or_create_dev_key(data_dir: Path) -> str:
 
 
 class KeyRing:
-    def __init__(self, private_pem: str, kid: str, retired_public: dict[str, str] | None = None,
-                 issuer: str = "stablerwa", ttl_s: int = 900) -> None:
+    def __init__(
+        self,
+        private_pem: str,
+        kid: str,
+        retired_public: dict[str, str] | None = None,
+        issuer: str = "stablerwa",
+        ttl_s: int = 900,
+    ) -> None:
         key = serialization.load_pem_private_key(private_pem.encode(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError("JWT_PRIVATE_KEY must be an Ed25519 private key (PEM)")
@@ -112,7 +128,7 @@ class KeyRing:
         return f"KeyRing(kid={self.kid!r}, verifying={sorted(self._verifying)})"
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "KeyRing":
+    def from_settings(cls, settings: Any) -> KeyRing:
         if settings.jwt_private_key is not None:
             pem = settings.jwt_private_key.get_secret_value()
         else:
@@ -120,9 +136,17 @@ class KeyRing:
         retired = json.loads(settings.jwt_retired_public_keys or "{}")
         return cls(pem, settings.jwt_key_id, retired, settings.jwt_issuer, settings.access_token_ttl_s)
 
-    def issue(self, user_id: uuid.UUID, roles: list[str], session_family: str | None = None,
-              now: int | None = None, *, scopes: list[str] | None = None, client_id: str | None = None,
-              not_after: int | None = None) -> tuple[str, int]:
+    def issue(
+        self,
+        user_id: uuid.UUID,
+        roles: list[str],
+        session_family: str | None = None,
+        now: int | None = None,
+        *,
+        scopes: list[str] | None = None,
+        client_id: str | None = None,
+        not_after: int | None = None,
+    ) -> tuple[str, int]:
         """A user's token; with `scopes` and `client_id`, an OAuth client's (restricted to those scopes), which
         also expires no later than `not_after` (the end of its secret's validity)."""
         # iat to the millisecond: a revocation of the user at T ends the tokens issued before T (core.revocation),
@@ -133,8 +157,14 @@ class KeyRing:
             exp = min(exp, not_after)
         # every token names a session; tokens issued outside a login (tests, tools) get one of their own
         sid = session_family or str(uuid.uuid4())
-        claims = {"sub": str(user_id), "roles": sorted(roles), "iat": issued, "exp": exp, "iss": self.issuer,
-                  "sid": sid}
+        claims = {
+            "sub": str(user_id),
+            "roles": sorted(roles),
+            "iat": issued,
+            "exp": exp,
+            "iss": self.issuer,
+            "sid": sid,
+        }
         if client_id is not None:
             claims["scope"], claims["client_id"] = " ".join(sorted(scopes or ())), client_id
         token = jwt.encode(claims, self._signing, algorithm=ALGORITHM, headers={"kid": self.kid})
@@ -161,8 +191,13 @@ class KeyRing:
             key = self._verifying.get(kid) if isinstance(kid, str) else None
             if key is None:
                 raise Unauthenticated("access token signed with an unknown key")
-            claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=self.issuer,
-                                options={"require": ["exp", "sub", "iat", "sid"]})
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", "iat", "sid"]},
+            )
             return _claims_of(claims)
         except jwt.ExpiredSignatureError as exc:
             raise Unauthenticated("access token expired", reason="TOKEN_EXPIRED") from exc

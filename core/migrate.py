@@ -31,8 +31,15 @@ class MigrationBusy(Exception):
         super().__init__(f"another migration is running ({who})")
 
 
-async def _run(database_url: str, step: str, revision: str, *, exclusive: bool = False,
-               lock_timeout_s: float = 0, statement_timeout_s: float = 0) -> None:
+async def _run(
+    database_url: str,
+    step: str,
+    revision: str,
+    *,
+    exclusive: bool = False,
+    lock_timeout_s: float = 0,
+    statement_timeout_s: float = 0,
+) -> None:
     """Run an alembic command (`upgrade` / `downgrade`) on an async connection (env.py takes the advisory lock:
     waiting for it, or with `exclusive` refusing with MigrationBusy when another session holds it). Timeouts in
     seconds (0: none) apply to every statement of the migration: a DDL waiting longer than lock_timeout for a table
@@ -41,12 +48,17 @@ async def _run(database_url: str, step: str, revision: str, *, exclusive: bool =
     engine = create_async_engine(database_url, connect_args={"server_settings": {"application_name": "rwa-migrate"}})
     try:
         async with engine.connect() as conn:
+
             def _command(sync_conn):  # type: ignore[no-untyped-def]
                 cfg = alembic_config()
-                cfg.attributes.update(connection=sync_conn, try_lock=exclusive,
-                                      lock_timeout_ms=int(lock_timeout_s * 1000),
-                                      statement_timeout_ms=int(statement_timeout_s * 1000))
+                cfg.attributes.update(
+                    connection=sync_conn,
+                    try_lock=exclusive,
+                    lock_timeout_ms=int(lock_timeout_s * 1000),
+                    statement_timeout_ms=int(statement_timeout_s * 1000),
+                )
                 getattr(command, step)(cfg, revision)
+
             await conn.run_sync(_command)
             await conn.commit()
     finally:
@@ -107,7 +119,7 @@ def schema_state(current: set[str]) -> str:
 async def autogenerate(message: str, rev_id: str, admin_url: str) -> None:
     """Developer tool: create a scratch database, upgrade it to head, autogenerate the next revision, drop it.
 
-        python -m core.migrate "assets" 0003
+    python -m core.migrate "assets" 0003
     """
     import uuid
 
@@ -122,11 +134,13 @@ async def autogenerate(message: str, rev_id: str, admin_url: str) -> None:
     try:
         engine = create_async_engine(url)
         async with engine.connect() as conn:
+
             def _gen(sync_conn):  # type: ignore[no-untyped-def]
                 cfg = alembic_config()
                 cfg.attributes["connection"] = sync_conn
                 command.upgrade(cfg, "heads")
                 command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
+
             await conn.run_sync(_gen)
             await conn.commit()
         await engine.dispose()
@@ -139,5 +153,10 @@ if __name__ == "__main__":
     import os
     import sys
 
-    asyncio.run(autogenerate(sys.argv[1], sys.argv[2],
-                             os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")))
+    asyncio.run(
+        autogenerate(
+            sys.argv[1],
+            sys.argv[2],
+            os.environ.get("TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"),
+        )
+    )

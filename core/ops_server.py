@@ -59,8 +59,9 @@ def prepare_multiproc_dir(role: str) -> Path:
     import shutil
     import tempfile
 
-    base = Path(os.environ.get("RWA_PROMETHEUS_BASE_DIR") or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-                or tempfile.gettempdir())
+    base = Path(
+        os.environ.get("RWA_PROMETHEUS_BASE_DIR") or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.gettempdir()
+    )
     base.mkdir(parents=True, exist_ok=True)
     os.environ["RWA_PROMETHEUS_BASE_DIR"] = str(base)  # a nested supervisor (rwa dev) starts from the same base
     for stale in base.glob("rwa-*-metrics-*"):
@@ -117,8 +118,9 @@ def metrics_payload() -> tuple[bytes, str]:
 
 
 class OpsServer:
-    def __init__(self, host: str, port: int, *, liveness: Check = _always_ok, readiness: Check = _always_ok,
-                 role: str = "rwa") -> None:
+    def __init__(
+        self, host: str, port: int, *, liveness: Check = _always_ok, readiness: Check = _always_ok, role: str = "rwa"
+    ) -> None:
         self.role = role
         self.liveness = liveness
         self.readiness = readiness
@@ -133,8 +135,12 @@ class OpsServer:
                         self._send(200, body, ctype)
                     elif path in ("/healthz", "/readyz"):
                         ok, details = (server.liveness if path == "/healthz" else server.readiness)()
-                        payload = {"status": ("ok" if path == "/healthz" else "ready") if ok else "unavailable",
-                                   "role": server.role, "pid": os.getpid(), **details}
+                        payload = {
+                            "status": ("ok" if path == "/healthz" else "ready") if ok else "unavailable",
+                            "role": server.role,
+                            "pid": os.getpid(),
+                            **details,
+                        }
                         self._send(200 if ok else 503, json.dumps(payload, default=str).encode(), "application/json")
                     else:
                         self._send(404, b'{"error": "not found"}', "application/json")
@@ -159,7 +165,7 @@ class OpsServer:
         self.address = f"{host}:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"ops-{role}", daemon=True)
 
-    def start(self) -> "OpsServer":
+    def start(self) -> OpsServer:
         self.thread.start()
         return self
 
@@ -175,7 +181,8 @@ def start_ops_server(host: str, port: int, **kw: Any) -> OpsServer | None:
     try:
         server = OpsServer(host, port, **kw).start()
     except OSError as exc:
-        Console(stderr=True).print(f"[yellow]warning:[/] cannot serve the ops port on {host}:{port}: "
-                                   f"{exc.strerror or exc}", highlight=False)
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] cannot serve the ops port on {host}:{port}: {exc.strerror or exc}", highlight=False
+        )
         return None
     return server

@@ -33,7 +33,7 @@ class Listener:
             self.dropped += 1
         self.queue.put_nowait(payload)
 
-    def __aiter__(self) -> "Listener":
+    def __aiter__(self) -> Listener:
         return self
 
     async def __anext__(self) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 
 
-
 def pin() -> int:
     """Import py_ecc now and restore the limit it raises; return the limit in force."""
     limit = sys.getrecursionlimit()

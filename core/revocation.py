@@ -119,8 +119,9 @@ class RevocationList:
         try:
             return list(await pipe.execute())
         except (RedisError, OSError) as exc:  # fail closed, with a code the client can act on
-            raise AppError("cannot check the session right now; try again", reason="REVOCATION_UNAVAILABLE",
-                           retryable=True) from exc
+            raise AppError(
+                "cannot check the session right now; try again", reason="REVOCATION_UNAVAILABLE", retryable=True
+            ) from exc
 
     # -- revoking ---------------------------------------------------------------------------------------------
 
@@ -175,7 +176,7 @@ class RevocationList:
 
     # -- long-lived connections ---------------------------------------------------------------------------------
 
-    def watch(self, user_id: str, sid: str, issued_at: float, on_revoked: Callable[[], Awaitable[None]]) -> "Watch":
+    def watch(self, user_id: str, sid: str, issued_at: float, on_revoked: Callable[[], Awaitable[None]]) -> Watch:
         """Call `on_revoked` (once) when this token's session or user is revoked, on any process: a websocket
         authenticated at connection time ends with its session. Held weakly: keep the returned Watch as long as
         the connection lives."""

@@ -22,11 +22,13 @@ PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "exam
 # anvil's/hardhat's default mnemonic: every key it derives is public
 WELL_KNOWN_MNEMONICS = frozenset({"test test test test test test test test test test test junk"})
 # the first accounts of that mnemonic (anvil's funded dev accounts): anyone can sign with them
-WELL_KNOWN_PRIVATE_KEYS = frozenset({
-    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-})
+WELL_KNOWN_PRIVATE_KEYS = frozenset(
+    {
+        "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+        "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    }
+)
 
 
 class Environment(str, Enum):
@@ -40,13 +42,16 @@ class ConfigError(Exception):
 
 
 # Vite, Create React App / Next.js and Angular dev servers, on localhost and 127.0.0.1
-DEV_FRONTEND_ORIGINS = tuple(f"http://{host}:{port}" for host in ("localhost", "127.0.0.1")
-                             for port in (3000, 4200, 5173))
+DEV_FRONTEND_ORIGINS = tuple(
+    f"http://{host}:{port}" for host in ("localhost", "127.0.0.1") for port in (3000, 4200, 5173)
+)
 
 
 # variables named per chain (or their chain-less fallback), read by Settings.model_post_init
-_PER_CHAIN = re.compile(r"^(RPC_URLS_\d+|RWA_FINALITY_DEPTH_\d+|RWA_AGENT_FEE_CAP_WEI_\d+|RWA_AGENT_MIN_BALANCE_WEI_\d+"
-                        r"|(AGENT|TREASURY)_(PRIVATE_KEY_\d+|SIGNER_URL(_\d+)?|SIGNER_ADDRESS(_\d+)?))$")
+_PER_CHAIN = re.compile(
+    r"^(RPC_URLS_\d+|RWA_FINALITY_DEPTH_\d+|RWA_AGENT_FEE_CAP_WEI_\d+|RWA_AGENT_MIN_BALANCE_WEI_\d+"
+    r"|(AGENT|TREASURY)_(PRIVATE_KEY_\d+|SIGNER_URL(_\d+)?|SIGNER_ADDRESS(_\d+)?))$"
+)
 _PER_CHAIN_INTS = ("RWA_FINALITY_DEPTH_", "RWA_AGENT_FEE_CAP_WEI_", "RWA_AGENT_MIN_BALANCE_WEI_")
 
 
@@ -268,15 +273,22 @@ class Settings(BaseSettings):
         found = {k.upper(): str(v) for k, v in os.environ.items() if _PER_CHAIN.match(k.upper())}
         found.update({k.upper(): str(v) for k, v in (context or {}).get("per_chain", {}).items()})
         self._per_chain = {k: v.strip() for k, v in found.items() if v.strip()}
-        self._rpc = {int(k.removeprefix("RPC_URLS_")): [u.strip() for u in v.split(",") if u.strip()]
-                     for k, v in self._per_chain.items() if k.startswith("RPC_URLS_")}
-        self._chain_ints = {prefix: {int(k.removeprefix(prefix)): _int_var(k, v)
-                                     for k, v in self._per_chain.items()
-                                     if k.startswith(prefix) and k.removeprefix(prefix).isdigit()}
-                            for prefix in _PER_CHAIN_INTS}
+        self._rpc = {
+            int(k.removeprefix("RPC_URLS_")): [u.strip() for u in v.split(",") if u.strip()]
+            for k, v in self._per_chain.items()
+            if k.startswith("RPC_URLS_")
+        }
+        self._chain_ints = {
+            prefix: {
+                int(k.removeprefix(prefix)): _int_var(k, v)
+                for k, v in self._per_chain.items()
+                if k.startswith(prefix) and k.removeprefix(prefix).isdigit()
+            }
+            for prefix in _PER_CHAIN_INTS
+        }
 
     @classmethod
-    def with_chain_values(cls, per_chain: Mapping[str, str], **values: Any) -> "Settings":
+    def with_chain_values(cls, per_chain: Mapping[str, str], **values: Any) -> Settings:
         """Settings with per-chain variables given explicitly (tests, tools) on top of the environment's."""
         settings = cls(**values)
         settings.model_post_init({"per_chain": per_chain})
@@ -325,23 +337,29 @@ class Settings(BaseSettings):
             if name.endswith("_URL"):
                 continue
             if name == "HD_WALLET_MNEMONIC" and " ".join(lowered.split()) in WELL_KNOWN_MNEMONICS:
-                raise ConfigError(f"{name} is the public anvil/hardhat test mnemonic; set a real one for RWA_ENV=production")
+                raise ConfigError(
+                    f"{name} is the public anvil/hardhat test mnemonic; set a real one for RWA_ENV=production"
+                )
             if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
                 raise ConfigError(f"{name} looks like a placeholder; set a real secret for RWA_ENV=production")
         if self.webhook_allow_loopback:
-            raise ConfigError("WEBHOOK_ALLOW_LOOPBACK must not be enabled when RWA_ENV=production (webhooks go to "
-                              "public https endpoints only)")
+            raise ConfigError(
+                "WEBHOOK_ALLOW_LOOPBACK must not be enabled when RWA_ENV=production (webhooks go to "
+                "public https endpoints only)"
+            )
         self._check_production_storage()
         self._check_production_kyc_keys()
         # optional in production, but when set it signs real deployments
         if self.deployer_private_key is not None:
             raw = self.deployer_private_key.get_secret_value().strip()
             if raw.lower().removeprefix("0x") in WELL_KNOWN_PRIVATE_KEYS:
-                raise ConfigError("DEPLOYER_PRIVATE_KEY is a public anvil/hardhat test key; set a real one for "
-                                  "RWA_ENV=production")
+                raise ConfigError(
+                    "DEPLOYER_PRIVATE_KEY is a public anvil/hardhat test key; set a real one for RWA_ENV=production"
+                )
             if any(marker in raw.lower() for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
-                raise ConfigError("DEPLOYER_PRIVATE_KEY looks like a placeholder; set a real key for RWA_ENV=production")
-
+                raise ConfigError(
+                    "DEPLOYER_PRIVATE_KEY looks like a placeholder; set a real key for RWA_ENV=production"
+                )
 
     def _check_production_storage(self) -> None:
         url = self.document_storage_url or ""
@@ -351,13 +369,17 @@ class Settings(BaseSettings):
             raise ConfigError("DOCUMENT_STORAGE_URL names no bucket (s3://bucket[/prefix])")
         key_id, secret = self.s3_access_key_id, self.s3_secret_access_key
         if (key_id is None) != (secret is None):
-            raise ConfigError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together (or neither: IAM role / default "
-                              "credential chain)")
+            raise ConfigError(
+                "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together (or neither: IAM role / default "
+                "credential chain)"
+            )
         if secret is not None:
             raw = secret.get_secret_value()
             if any(marker in raw.lower() for marker in PLACEHOLDER_MARKERS) or len(raw) < 20:
-                raise ConfigError("S3_SECRET_ACCESS_KEY looks like a placeholder; set a real secret (or unset both S3 "
-                                  "keys to use the IAM role) for RWA_ENV=production")
+                raise ConfigError(
+                    "S3_SECRET_ACCESS_KEY looks like a placeholder; set a real secret (or unset both S3 "
+                    "keys to use the IAM role) for RWA_ENV=production"
+                )
 
     def _check_production_kyc_keys(self) -> None:
         from core.encryption import parse_key  # noqa: PLC0415 (core.encryption imports nothing of ours)

@@ -82,18 +82,35 @@ class S3Storage:
     IRSA, ECS task role, EC2 instance profile, shared config), so an IAM role needs no key in the settings.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, region: str | None = None,
-                 access_key_id: str | None = None, secret_access_key: str | None = None,
-                 addressing_style: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        addressing_style: str | None = None,
+    ) -> None:
         import boto3  # only when S3 is configured: ~0.2 s and ~20 MB that a local-disk process does not need
         from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        config = Config(region_name=region or None, signature_version="s3v4", connect_timeout=5, read_timeout=30,
-                        retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32,
-                        s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")})
-        static = {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key} \
-            if access_key_id and secret_access_key else {}
+        config = Config(
+            region_name=region or None,
+            signature_version="s3v4",
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 4, "mode": "standard"},
+            max_pool_connections=32,
+            s3={"addressing_style": addressing_style or ("path" if endpoint_url else "auto")},
+        )
+        static = (
+            {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key}
+            if access_key_id and secret_access_key
+            else {}
+        )
         self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url or None, config=config, **static)
 
     def __repr__(self) -> str:
@@ -112,8 +129,9 @@ class S3Storage:
             err = exc.response.get("Error", {})
             if err.get("Code") in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectMissing(key) from exc
-            raise StorageError(f"{op} {key}: {err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")) \
-                from exc
+            raise StorageError(
+                f"{op} {key}: {err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
+            ) from exc
         except BotoCoreError as exc:  # no credentials, endpoint unreachable, timeouts (after boto3's retries)
             raise StorageError(f"{op} {key}: {exc}") from exc
 
@@ -132,12 +150,17 @@ def storage_from_settings(settings: Settings) -> Storage:
     url = settings.document_storage_url or ""
     if url.startswith("s3://"):
         parsed = urlparse(url)
-        return S3Storage(parsed.netloc, parsed.path, endpoint_url=settings.s3_endpoint, region=settings.s3_region,
-                         access_key_id=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id
-                         else None,
-                         secret_access_key=settings.s3_secret_access_key.get_secret_value()
-                         if settings.s3_secret_access_key else None,
-                         addressing_style=settings.s3_addressing_style)
+        return S3Storage(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=settings.s3_endpoint,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None,
+            secret_access_key=settings.s3_secret_access_key.get_secret_value()
+            if settings.s3_secret_access_key
+            else None,
+            addressing_style=settings.s3_addressing_style,
+        )
     if url:
         return LocalStorage(Path(url.removeprefix("file://")).expanduser().resolve())
     return LocalStorage(settings.data_path() / "documents")

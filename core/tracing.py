@@ -50,23 +50,28 @@ def setup(settings: Settings, *, exporter: SpanExporter | None = None, service_n
 
     name = service_name or settings.otel_service_name or "stablerwa"
     command = " ".join(a.rsplit("/", 1)[-1] for a in sys.argv[:3])
-    provider = TracerProvider(resource=Resource.create({"service.name": name, "process.command_line": command,
-                                                        "deployment.environment": settings.env.value}),
-                              sampler=ParentBased(TraceIdRatioBased(settings.otel_traces_sampler_ratio)))
+    provider = TracerProvider(
+        resource=Resource.create(
+            {"service.name": name, "process.command_line": command, "deployment.environment": settings.env.value}
+        ),
+        sampler=ParentBased(TraceIdRatioBased(settings.otel_traces_sampler_ratio)),
+    )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         # the exporter reads OTEL_EXPORTER_OTLP_* itself (headers, timeout, certificate): the standard names
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(
-            endpoint=settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces")))  # type: ignore[union-attr]
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces")
+            )
+        )  # type: ignore[union-attr]
         trace.set_tracer_provider(provider)  # once per process, for any other instrumented library
 
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
     RedisInstrumentor().instrument(tracer_provider=provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
@@ -84,11 +89,10 @@ def reset() -> None:
     global _enabled, _provider
     if not _enabled:
         return
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
     AsyncPGInstrumentor().uninstrument()
     RedisInstrumentor().uninstrument()
@@ -107,8 +111,9 @@ def instrument_engine(engine: AsyncEngine) -> None:
 
     # skip_dep_check: the instrumentation declares sqlalchemy<2.1 but only uses the engine event API, unchanged
     # in 2.1 (tests/platform/test_tracing.py checks the statement spans)
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False, tracer_provider=_provider,
-                                        skip_dep_check=True)
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, enable_commenter=False, tracer_provider=_provider, skip_dep_check=True
+    )
     _instrumented_engines.add(id(engine))
 
 
@@ -119,8 +124,11 @@ def asgi_middleware() -> tuple[type, dict[str, Any]] | None:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     # no span per ASGI receive/send message: they doubled the spans of every request for nothing a trace shows
-    return OpenTelemetryMiddleware, {"excluded_urls": EXCLUDED_URLS, "tracer_provider": _provider,
-                                     "exclude_spans": ["receive", "send"]}
+    return OpenTelemetryMiddleware, {
+        "excluded_urls": EXCLUDED_URLS,
+        "tracer_provider": _provider,
+        "exclude_spans": ["receive", "send"],
+    }
 
 
 def current_ids() -> tuple[str, str] | None:
@@ -157,8 +165,9 @@ def dramatiq_middleware() -> Any:
         def before_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
             if MESSAGE_OPTION in message.options:  # a retry re-enqueues the same message: keep its origin
                 return
-            with tracer.start_as_current_span(f"publish {message.actor_name}", kind=SpanKind.PRODUCER,
-                                              attributes=_attributes(message)):
+            with tracer.start_as_current_span(
+                f"publish {message.actor_name}", kind=SpanKind.PRODUCER, attributes=_attributes(message)
+            ):
                 carrier: dict[str, str] = {}
                 inject(carrier)
                 message.options[MESSAGE_OPTION] = carrier
@@ -166,13 +175,19 @@ def dramatiq_middleware() -> Any:
         def before_process_message(self, broker: Any, message: Any) -> None:
             parent = trace.get_current_span(extract(message.options.get(MESSAGE_OPTION) or {})).get_span_context()
             links = [Link(parent)] if parent.is_valid else []
-            span = tracer.start_span(f"process {message.actor_name}", kind=SpanKind.CONSUMER, links=links,
-                                     context=otel_context.Context(), attributes=_attributes(message))
+            span = tracer.start_span(
+                f"process {message.actor_name}",
+                kind=SpanKind.CONSUMER,
+                links=links,
+                context=otel_context.Context(),
+                attributes=_attributes(message),
+            )
             token = otel_context.attach(trace.set_span_in_context(span))
             self._open[message.message_id] = (span, token)
 
-        def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
-                                  exception: BaseException | None = None) -> None:
+        def after_process_message(
+            self, broker: Any, message: Any, *, result: Any = None, exception: BaseException | None = None
+        ) -> None:
             span, token = self._open.pop(message.message_id, (None, None))
             if span is None:
                 return
@@ -191,6 +206,10 @@ def dramatiq_middleware() -> Any:
 
 
 def _attributes(message: Any) -> dict[str, Any]:
-    return {"messaging.system": "dramatiq", "messaging.destination.name": message.queue_name,
-            "messaging.message.id": message.message_id, "rwa.actor": message.actor_name,
-            "messaging.message.retry": int(message.options.get("retries", 0))}
+    return {
+        "messaging.system": "dramatiq",
+        "messaging.destination.name": message.queue_name,
+        "messaging.message.id": message.message_id,
+        "rwa.actor": message.actor_name,
+        "messaging.message.retry": int(message.options.get("retries", 0)),
+    }

@@ -23,9 +23,9 @@ it may roll back and re-run.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -63,17 +63,23 @@ def transient_sqlstate(exc: BaseException) -> str | None:
 def transient_conflict(advice: str) -> Conflict:
     """What the client gets for a transaction Postgres aborted (deadlock, serialization failure): CONFLICT with
     reason TRANSIENT_DB_CONFLICT, i.e. send the operation again."""
-    return Conflict(f"the database aborted this change because of concurrent changes; {advice}",
-                    reason="TRANSIENT_DB_CONFLICT")
+    return Conflict(
+        f"the database aborted this change because of concurrent changes; {advice}", reason="TRANSIENT_DB_CONFLICT"
+    )
 
 
 def backoff(attempt: int, rng: random.Random | None = None) -> float:
     """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
-    return (rng or random).uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempt))
+    return (rng or random).uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt))
 
 
-async def retry_transient(session: AsyncSession, unit: Callable[[], Awaitable[T]], *, attempts: int = ATTEMPTS,
-                          on_retry: Callable[[], None] | None = None) -> T:
+async def retry_transient(
+    session: AsyncSession,
+    unit: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = ATTEMPTS,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
     """Run `unit` (database work on `session` that commits at its end); on a deadlock or serialization failure
     roll the session back, call `on_retry` (to drop per-attempt state kept outside the database, e.g. queued
     events), wait a jittered backoff and run it again, at most `attempts` times in all."""
@@ -103,7 +109,9 @@ async def retry_transient(session: AsyncSession, unit: Callable[[], Awaitable[T]
 
 def transient_retry(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Decorate a unit of work `fn(session, ...)` (it commits at its end) with `retry_transient`."""
+
     @functools.wraps(fn)
     async def run(session: AsyncSession, *args: Any, **kwargs: Any) -> T:
         return await retry_transient(session, lambda: fn(session, *args, **kwargs))
+
     return run

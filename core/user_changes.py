@@ -45,7 +45,7 @@ class UserChangeListener:
             try:
                 conn = await asyncpg.connect(self.dsn)
                 lost = asyncio.get_running_loop().create_future()
-                conn.add_termination_listener(lambda _c: lost.done() or lost.set_result(None))
+                conn.add_termination_listener(lambda _c, lost=lost: lost.done() or lost.set_result(None))
                 await conn.add_listener(CHANNEL, self._notified)
                 await self._replay(conn)  # after LISTEN: nothing committed meanwhile is missed
                 if not ready.done():
@@ -64,8 +64,9 @@ class UserChangeListener:
     async def _replay(self, conn: Any) -> None:
         floor = time.time() - self.revocations.ttl_s
         await conn.execute("DELETE FROM user_revocations WHERE revoked_at < to_timestamp($1)", floor)
-        rows = await conn.fetch("SELECT user_id, max(extract(epoch FROM revoked_at)) FROM user_revocations "
-                                "GROUP BY user_id")
+        rows = await conn.fetch(
+            "SELECT user_id, max(extract(epoch FROM revoked_at)) FROM user_revocations GROUP BY user_id"
+        )
         for user_id, at in rows:
             await self.revocations.record_user(str(user_id), float(at))
 
@@ -87,4 +88,3 @@ class UserChangeListener:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-

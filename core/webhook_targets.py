@@ -35,13 +35,39 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host, port -> the addresses (as text) a connection could go to
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-_DENIED = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
-    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-    "224.0.0.0/4", "240.0.0.0/4",
-    "::/96", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20",
-    "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-))
+_DENIED = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/96",
+        "::ffff:0:0/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "2002::/16",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -61,7 +87,7 @@ class TargetPolicy:
     allow_loopback: bool = False
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "TargetPolicy":
+    def from_settings(cls, settings: Settings) -> TargetPolicy:
         return cls(allow_loopback=settings.webhook_loopback_allowed)
 
 
@@ -102,8 +128,14 @@ def address_refusal(ip: IPAddress, policy: TargetPolicy) -> str | None:
             return "a scoped (link-local) IPv6 address"
     if is_loopback(ip):
         return None if policy.allow_loopback else "a loopback address"
-    if any(ip in net for net in _DENIED if net.version == ip.version) or not ip.is_global or ip.is_multicast \
-            or ip.is_reserved or ip.is_unspecified or ip.is_link_local:
+    if (
+        any(ip in net for net in _DENIED if net.version == ip.version)
+        or not ip.is_global
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip.is_link_local
+    ):
         return "a private, link-local, reserved or multicast address"
     return None
 
@@ -160,7 +192,7 @@ async def resolve_target(url: str, policy: TargetPolicy, resolve: Resolver = sys
     scheme, host, port, path = parse_target(url)
     try:
         raw = await resolve(host, port)
-    except (OSError, asyncio.TimeoutError, UnicodeError) as exc:
+    except (TimeoutError, OSError, UnicodeError) as exc:
         raise TargetRefused(f"url host {host!r} does not resolve", retryable=True) from exc
     addresses: list[IPAddress] = []
     for text in raw:

@@ -33,7 +33,7 @@ def key_of(secret: str) -> bytes:
     `whsec_` + base64 of its bytes: `public_secret`)."""
     if secret.startswith(SECRET_PREFIX):
         try:
-            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
         except binascii.Error:
             raise ValueError("WEBHOOK_SECRET: whsec_ must be followed by base64") from None
     return secret.encode()
@@ -55,8 +55,9 @@ def headers(key: bytes, message_id: str, body: bytes, timestamp: int | None = No
     return {ID_HEADER: message_id, TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: signature(key, message_id, ts, body)}
 
 
-def verify(key: bytes, body: bytes, received: dict[str, str], tolerance_s: int = DEFAULT_TOLERANCE_S,
-           now: float | None = None) -> bool:
+def verify(
+    key: bytes, body: bytes, received: dict[str, str], tolerance_s: int = DEFAULT_TOLERANCE_S, now: float | None = None
+) -> bool:
     """True when `received` (header names in lower case) sign `body` within `tolerance_s` seconds; any of the
     space-separated `v1,` signatures may match (a receiver rotating keys sees several)."""
     try:
@@ -70,7 +71,7 @@ def verify(key: bytes, body: bytes, received: dict[str, str], tolerance_s: int =
     return any(hmac.compare_digest(expected, candidate) for candidate in given)
 
 
-def secret_for(settings: "Settings") -> bytes:
+def secret_for(settings: Settings) -> bytes:
     """The HMAC key: of WEBHOOK_SECRET, or in development of a `whsec_` secret generated once per data dir (its
     file, `webhook-dev.secret`, is what a local receiver configures). Production refuses to start without a real
     one: Settings.check_production."""

@@ -39,8 +39,10 @@ TERMINAL = (DONE, FAILED, CANCELLED)
 SLICE_S = 2.0  # longest a writer spends on requests before following the head again
 PROGRESS_EVERY_S = 1.0  # progress is written to the request row about this often
 
-_COLUMNS = ("id, chain_id, token_address, from_block, to_block, state, cancel_requested, blocks_total, "
-            "blocks_done, events, error, created_at, started_at, finished_at")
+_COLUMNS = (
+    "id, chain_id, token_address, from_block, to_block, state, cancel_requested, blocks_total, "
+    "blocks_done, events, error, created_at, started_at, finished_at"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +71,17 @@ def _row(r: Mapping[str, Any] | None) -> BackfillRequest | None:
     return None if r is None else BackfillRequest(**dict(r))
 
 
-async def submit(conn: asyncpg.Connection, chain_id: int, from_block: int, to_block: int | None,
-                 token: str | None) -> BackfillRequest:
+async def submit(
+    conn: asyncpg.Connection, chain_id: int, from_block: int, to_block: int | None, token: str | None
+) -> BackfillRequest:
     r = await conn.fetchrow(
         f"INSERT INTO indexer_backfill_requests (chain_id, token_address, from_block, to_block) "
-        f"VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}", chain_id, token, from_block, to_block)
+        f"VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
+        chain_id,
+        token,
+        from_block,
+        to_block,
+    )
     req = _row(r)
     assert req is not None
     return req
@@ -91,13 +99,19 @@ async def cancel(conn: asyncpg.Connection, request_id: int, *, writer: bool = Fa
         "UPDATE indexer_backfill_requests SET cancel_requested = true, updated_at = now(), "
         f"state = CASE WHEN {now} THEN 'CANCELLED' ELSE state END, "
         f"finished_at = CASE WHEN {now} THEN now() ELSE finished_at END "
-        "WHERE id = $1 AND state NOT IN ('DONE', 'FAILED', 'CANCELLED')", request_id)
+        "WHERE id = $1 AND state NOT IN ('DONE', 'FAILED', 'CANCELLED')",
+        request_id,
+    )
 
 
 async def _finish(conn: asyncpg.Connection, request_id: int, state: str, error: str | None = None) -> None:
     await conn.execute(
         "UPDATE indexer_backfill_requests SET state = $2, error = $3, finished_at = now(), updated_at = now() "
-        "WHERE id = $1", request_id, state, error)
+        "WHERE id = $1",
+        request_id,
+        state,
+        error,
+    )
 
 
 async def _targets(conn: asyncpg.Connection, req: BackfillRequest) -> dict[str, int] | str:
@@ -107,19 +121,20 @@ async def _targets(conn: asyncpg.Connection, req: BackfillRequest) -> dict[str, 
         return watched
     addr = checksum(req.token_address)
     row = await conn.fetchrow(
-        "SELECT identity_registry FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)", req.chain_id, addr)
+        "SELECT identity_registry FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)", req.chain_id, addr
+    )
     if row is None:
         return f"token {addr} is not registered on chain {req.chain_id}"
     registry = checksum(row["identity_registry"]) if row["identity_registry"] else None
     return {a: s for a, s in watched.items() if a in (addr, registry)}
 
 
-def _spans(targets: Mapping[str, int], covered: Mapping[str, list[intervals.Interval]], lo: int,
-           hi: int) -> list[intervals.Interval]:
-    return intervals.merge([
-        g for a, s in targets.items() if max(lo, s) <= hi
-        for g in intervals.gaps(covered.get(a, []), max(lo, s), hi)
-    ])
+def _spans(
+    targets: Mapping[str, int], covered: Mapping[str, list[intervals.Interval]], lo: int, hi: int
+) -> list[intervals.Interval]:
+    return intervals.merge(
+        [g for a, s in targets.items() if max(lo, s) <= hi for g in intervals.gaps(covered.get(a, []), max(lo, s), hi)]
+    )
 
 
 async def execute(
@@ -142,7 +157,9 @@ async def execute(
     where = "id = $2" if only is not None else "state IN ('PENDING', 'RUNNING')"
     r = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM indexer_backfill_requests WHERE chain_id = $1 AND {where} ORDER BY id LIMIT 1",
-        chain_id, *(() if only is None else (only,)))
+        chain_id,
+        *(() if only is None else (only,)),
+    )
     req = _row(r)
     if req is None or req.finished:
         return False
@@ -160,7 +177,11 @@ async def execute(
         total = sum(b - a + 1 for a, b in spans)
         await conn.execute(
             "UPDATE indexer_backfill_requests SET state = 'RUNNING', started_at = now(), to_block = $2, "
-            "blocks_total = $3, updated_at = now() WHERE id = $1", req.id, end, total)
+            "blocks_total = $3, updated_at = now() WHERE id = $1",
+            req.id,
+            end,
+            total,
+        )
         req = await get(conn, req.id)
         assert req is not None
 
@@ -180,20 +201,38 @@ async def execute(
             blocks += b.to_block - b.from_block + 1
             events += b.result.events
             now = time.monotonic()
-            if (now - round_started >= PROGRESS_EVERY_S or (budget_s is not None and now - started >= budget_s)
-                    or (stop is not None and stop.is_set())):
-                round_stop.set()  # index_range stops after this batch: record progress, look for a cancel
+            if (
+                now - round_started >= PROGRESS_EVERY_S  # noqa: B023 (on_batch runs only within this round)
+                or (budget_s is not None and now - started >= budget_s)
+                or (stop is not None and stop.is_set())
+            ):
+                round_stop.set()  # noqa: B023 (this round's event) index_range stops after this batch: record progress, look for a cancel
 
         try:
             await index_range(
-                conn, client, chain_id, targets, lo, hi, finalized=finalized, ranger=ranger, move_cursor=False,
-                max_events=config.batch_events, logs_per_call=config.logs_per_call,
-                rpc_timeout=config.rpc_timeout_s, stop=round_stop, on_batch=on_batch,
+                conn,
+                client,
+                chain_id,
+                targets,
+                lo,
+                hi,
+                finalized=finalized,
+                ranger=ranger,
+                move_cursor=False,
+                max_events=config.batch_events,
+                logs_per_call=config.logs_per_call,
+                rpc_timeout=config.rpc_timeout_s,
+                stop=round_stop,
+                on_batch=on_batch,
             )
         finally:  # what was committed is counted even if the next batch failed
             cancelled = await conn.fetchval(
                 "UPDATE indexer_backfill_requests SET blocks_done = blocks_done + $2, events = events + $3, "
-                "updated_at = now() WHERE id = $1 RETURNING cancel_requested", req.id, blocks, events)
+                "updated_at = now() WHERE id = $1 RETURNING cancel_requested",
+                req.id,
+                blocks,
+                events,
+            )
         if cancelled:
             state = CANCELLED
         elif (budget_s is not None and time.monotonic() - started >= budget_s) or (stop is not None and stop.is_set()):

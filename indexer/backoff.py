@@ -62,7 +62,12 @@ async def sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
 
 
 async def retry_transient(
-    call: Callable[[], Awaitable[T]], *, what: str, budget_s: float = 120.0, base: float = 0.25, cap: float = 5.0,
+    call: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    budget_s: float = 120.0,
+    base: float = 0.25,
+    cap: float = 5.0,
     stop: asyncio.Event | None = None,
 ) -> T:
     """``call()`` again after transient RPC failures (RetryableRpcError, AllEndpointsFailed) with backoff, for up

@@ -22,8 +22,11 @@ async def read_heads(client: RpcClient, spec: ChainSpec, depth: int, use_tags: b
     """The node's ``finalized``/``safe`` tags where served, else head - depth (safe: head - depth/2)."""
     if use_tags and spec.supports_finality_tags:
         got = await client.batch(
-            [("eth_blockNumber", []), ("eth_getBlockByNumber", ["finalized", False]),
-             ("eth_getBlockByNumber", ["safe", False])],
+            [
+                ("eth_blockNumber", []),
+                ("eth_getBlockByNumber", ["finalized", False]),
+                ("eth_getBlockByNumber", ["safe", False]),
+            ],
             return_exceptions=True,
         )
         if isinstance(got[0], Exception):
@@ -56,16 +59,17 @@ async def save_heads(conn: asyncpg.Connection, chain_id: int, heads: Heads) -> N
     await conn.execute(
         "UPDATE indexer_cursors SET head_block = $2, safe_block = $3, finalized_block = $4, updated_at = now() "
         "WHERE chain_id = $1",
-        chain_id, heads.head, heads.safe, heads.finalized,
+        chain_id,
+        heads.head,
+        heads.safe,
+        heads.finalized,
     )
 
 
 async def load_watched(conn: asyncpg.Connection, chain_id: int) -> dict[str, int]:
     """Every token of the chain (security tokens and stablecoins) and the identity registries they
     reference, each with the block its history starts at (a registry: its earliest token's start)."""
-    rows = await conn.fetch(
-        "SELECT address, start_block, identity_registry FROM tokens WHERE chain_id = $1", chain_id
-    )
+    rows = await conn.fetch("SELECT address, start_block, identity_registry FROM tokens WHERE chain_id = $1", chain_id)
     watched: dict[str, int] = {}
     for r in rows:
         for addr in (r["address"], r["identity_registry"]):

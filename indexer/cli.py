@@ -37,9 +37,16 @@ from indexer.inputs import checksum_address, parse_chain
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n\n", 1)[0] + "\n\n" + (
-    "Exit codes: 0 ok; 1 mismatch or indexer failure; 2 bad input (unknown chain, bad address, from > to, "
-    "no RPC_URLS_<id>); 3 RPC node or database unreachable; 130 backfill interrupted (rerun resumes)."))
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__.split("\n\n", 1)[0]
+    + "\n\n"
+    + (
+        "Exit codes: 0 ok; 1 mismatch or indexer failure; 2 bad input (unknown chain, bad address, from > to, "
+        "no RPC_URLS_<id>); 3 RPC node or database unreachable; 130 backfill interrupted (rerun resumes)."
+    ),
+)
 
 T = TypeVar("T")
 
@@ -67,6 +74,7 @@ def _out() -> Console:
 
 # --- input checks --------------------------------------------------------------------------------
 
+
 def _chain(value: str) -> ChainSpec:
     try:
         return parse_chain(value)
@@ -84,8 +92,9 @@ def _address(value: str, what: str = "token") -> str:
 def _urls(spec: ChainSpec) -> list[str]:
     urls = rpc_urls_for(spec.chain_id)
     if not urls:
-        raise fail(f"no RPC URL for {spec.short_name} (chain {spec.chain_id}): set RPC_URLS_{spec.chain_id}",
-                   EXIT_BAD_INPUT)
+        raise fail(
+            f"no RPC URL for {spec.short_name} (chain {spec.chain_id}): set RPC_URLS_{spec.chain_id}", EXIT_BAD_INPUT
+        )
     return urls
 
 
@@ -123,14 +132,18 @@ def _rpc_fail(spec: ChainSpec, urls: Sequence[str], exc: RpcError) -> typer.Exit
     from chains.errors import AllEndpointsFailed, ChainIdMismatch
 
     if isinstance(exc, ChainIdMismatch):
-        return fail(f"{spec.short_name} (chain {spec.chain_id}): the node at {_where(urls)} serves chain {exc.got}",
-                    EXIT_BAD_INPUT)
+        return fail(
+            f"{spec.short_name} (chain {spec.chain_id}): the node at {_where(urls)} serves chain {exc.got}",
+            EXIT_BAD_INPUT,
+        )
     reason = type(exc.last_error).__name__ if isinstance(exc, AllEndpointsFailed) and exc.last_error else exc.kind
-    return fail(f"{spec.short_name} (chain {spec.chain_id}): RPC unreachable at {_where(urls)} ({reason})",
-                EXIT_UNREACHABLE)
+    return fail(
+        f"{spec.short_name} (chain {spec.chain_id}): RPC unreachable at {_where(urls)} ({reason})", EXIT_UNREACHABLE
+    )
 
 
 # --- running async work with a clean Ctrl-C ------------------------------------------------------
+
 
 async def _until_signalled(work: Callable[[asyncio.Event], Awaitable[T]]) -> tuple[T, bool]:
     """Run `work(stop)`; SIGINT/SIGTERM set `stop` (a second one cancels). Returns (result, interrupted)."""
@@ -171,16 +184,34 @@ def _pipeline() -> Any:
 
 # --- run -----------------------------------------------------------------------------------------
 
+
 @app.command()
-def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc; "
-                                         "default: every chain with RPC_URLS_<id> set."),
-        metrics_port: int = typer.Option(9101, "--metrics-port", envvar="RWA_INDEXER_METRICS_PORT", min=0, max=65535,
-                                         help="Serve Prometheus /metrics on this port (0: off)."),
-        metrics_host: str | None = typer.Option(None, "--metrics-host", envvar="RWA_INDEXER_METRICS_HOST",
-                                                help="Interface of the ops port (default: RWA_OPS_HOST)."),
-        ready_max_lag: int = typer.Option(100, "--ready-max-lag", envvar="RWA_INDEXER_READY_MAX_LAG", min=0,
-                                          help="/readyz fails while a chain this process writes lags more blocks.")
-        ) -> None:
+def run(
+    chain: str | None = typer.Option(
+        None, "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc; default: every chain with RPC_URLS_<id> set."
+    ),
+    metrics_port: int = typer.Option(
+        9101,
+        "--metrics-port",
+        envvar="RWA_INDEXER_METRICS_PORT",
+        min=0,
+        max=65535,
+        help="Serve Prometheus /metrics on this port (0: off).",
+    ),
+    metrics_host: str | None = typer.Option(
+        None,
+        "--metrics-host",
+        envvar="RWA_INDEXER_METRICS_HOST",
+        help="Interface of the ops port (default: RWA_OPS_HOST).",
+    ),
+    ready_max_lag: int = typer.Option(
+        100,
+        "--ready-max-lag",
+        envvar="RWA_INDEXER_READY_MAX_LAG",
+        min=0,
+        help="/readyz fails while a chain this process writes lags more blocks.",
+    ),
+) -> None:
     """Index all configured chains (or one) and follow their heads until Ctrl-C/SIGTERM. The ops port
     (--metrics-port) serves Prometheus /metrics (head/indexed/finalized block and lag per chain, events written,
     reorgs by depth, RPC requests/errors/latency by method and URL), /healthz (the process's loop turns) and
@@ -203,8 +234,13 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
         heartbeat = Heartbeat()
         if metrics_port:  # metrics are not worth refusing to index: start_ops_server says why not and goes on
             host = metrics_host or settings.ops_host
-            ops = start_ops_server(host, metrics_port, role="indexer", liveness=heartbeat.check,
-                                   readiness=readiness([s.chain_id for s in specs], heartbeat, ready_max_lag))
+            ops = start_ops_server(
+                host,
+                metrics_port,
+                role="indexer",
+                liveness=heartbeat.check,
+                readiness=readiness([s.chain_id for s in specs], heartbeat, ready_max_lag),
+            )
             if ops is not None:
                 err.print(f"ops port http://{ops.address} (/metrics /healthz /readyz)", highlight=False)
 
@@ -212,8 +248,10 @@ def run(chain: str | None = typer.Option(None, "--chain", "-c", help="1/137/56 o
             beating = asyncio.create_task(heartbeat.run())
             for spec in specs:
                 head = await _head(spec, urls[spec.chain_id])
-                err.print(f"{spec.short_name} (chain {spec.chain_id}): node at {_where(urls[spec.chain_id])}, "
-                          f"head {head}", highlight=False)
+                err.print(
+                    f"{spec.short_name} (chain {spec.chain_id}): node at {_where(urls[spec.chain_id])}, head {head}",
+                    highlight=False,
+                )
             service = _pipeline()
             ids = [s.chain_id for s in specs]
             try:
@@ -266,16 +304,27 @@ def _pipeline_error_code(exc: Exception) -> int | None:
 
 # --- backfill ------------------------------------------------------------------------------------
 
+
 @app.command()
-def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc."),
-             from_block: int = typer.Option(..., "--from-block", min=0, help="First block (inclusive)."),
-             to_block: int | None = typer.Option(None, "--to-block", min=0,
-                                                 help="Last block (inclusive); default: the finalized head."),
-             token: str | None = typer.Option(None, "--token", help="Only this contract (checksummed or lowercase "
-                                              "0x address); default: every watched contract."),
-             no_wait: bool = typer.Option(False, "--no-wait", help="When a running `rwa index run` holds the "
-                                          "chain: file the request and return at once (progress in `rwa index "
-                                          "status` and indexerStatus).")) -> None:
+def backfill(
+    chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc."),
+    from_block: int = typer.Option(..., "--from-block", min=0, help="First block (inclusive)."),
+    to_block: int | None = typer.Option(
+        None, "--to-block", min=0, help="Last block (inclusive); default: the finalized head."
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        help="Only this contract (checksummed or lowercase 0x address); default: every watched contract.",
+    ),
+    no_wait: bool = typer.Option(
+        False,
+        "--no-wait",
+        help="When a running `rwa index run` holds the "
+        "chain: file the request and return at once (progress in `rwa index "
+        "status` and indexerStatus).",
+    ),
+) -> None:
     """Index a block range (idempotent: rerunning a range changes nothing).
 
     Ctrl-C stops after the current batch; a rerun resumes where it stopped.
@@ -296,8 +345,9 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
         raise fail(f"--from-block {from_block} is above --to-block {to_block}", EXIT_BAD_INPUT)
     urls = {spec.chain_id: _urls(spec)}
     with runtime(quiet_logs=True) as settings:
-        view = BackfillProgress(f"{spec.short_name} {from_block}..{to_block if to_block is not None else 'finalized'}",
-                                err)
+        view = BackfillProgress(
+            f"{spec.short_name} {from_block}..{to_block if to_block is not None else 'finalized'}", err
+        )
 
         async def main() -> tuple[Any, bool]:
             head = await _head(spec, urls[spec.chain_id])
@@ -309,28 +359,47 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
 
             try:
                 with view.progress:
-                    return await _until_signalled(lambda stop: service.backfill(
-                        settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop))
+                    return await _until_signalled(
+                        lambda stop: service.backfill(
+                            settings, spec.chain_id, from_block, to_block, token=address, progress=view, stop=stop
+                        )
+                    )
             except IndexerBusy:  # a running indexer holds the chain: hand it the range
                 pass
-            err.print(f"{spec.short_name}: a running indexer holds the chain; it will execute this backfill",
-                      highlight=False)
+            err.print(
+                f"{spec.short_name}: a running indexer holds the chain; it will execute this backfill", highlight=False
+            )
             waiting = BackfillProgress(view.progress.tasks[0].description, err)
             with waiting.progress:
-                return await _until_signalled(lambda stop: service.request_backfill(
-                    settings, spec.chain_id, from_block, to_block, token=address, wait=not no_wait,
-                    progress=waiting, stop=stop))
+                return await _until_signalled(
+                    lambda stop: service.request_backfill(
+                        settings,
+                        spec.chain_id,
+                        from_block,
+                        to_block,
+                        token=address,
+                        wait=not no_wait,
+                        progress=waiting,
+                        stop=stop,
+                    )
+                )
 
         result, _ = _guarded(lambda: asyncio.run(main()), [spec], urls)
     if hasattr(result, "state"):
         _request_outcome(result, no_wait)
         return
-    summary = view.line(view.last) if view.last is not None else (
-        f"{result.blocks:,} blocks, {result.events:,} events in {result.elapsed_s:.1f}s (nothing left to fetch "
-        f"in {result.from_block:,}..{result.to_block:,})")
+    summary = (
+        view.line(view.last)
+        if view.last is not None
+        else (
+            f"{result.blocks:,} blocks, {result.events:,} events in {result.elapsed_s:.1f}s (nothing left to fetch "
+            f"in {result.from_block:,}..{result.to_block:,})"
+        )
+    )
     if result.stopped:  # a signal that came after the last batch changed nothing: that run is done
-        err.print(f"[yellow]interrupted[/]: {summary}; rerun the same command to resume", soft_wrap=True,
-                  highlight=False)
+        err.print(
+            f"[yellow]interrupted[/]: {summary}; rerun the same command to resume", soft_wrap=True, highlight=False
+        )
         raise typer.Exit(EXIT_INTERRUPTED)
     err.print(f"[green]backfill done[/]: {summary}", soft_wrap=True, highlight=False)
 
@@ -338,29 +407,43 @@ def backfill(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or e
 def _request_outcome(req: Any, no_wait: bool) -> None:
     """Exit as a direct backfill would: 0 done, 1 failed, 130 cancelled; --no-wait: 0 once filed."""
     blocks = f"{req.blocks_done:,}/{req.blocks_total:,} blocks" if req.blocks_total is not None else "not started"
-    what = f"backfill request {req.id} ({req.from_block:,}..{req.to_block if req.to_block is not None else 'finalized'})"
+    what = (
+        f"backfill request {req.id} ({req.from_block:,}..{req.to_block if req.to_block is not None else 'finalized'})"
+    )
     if no_wait and not req.finished:
-        err.print(f"[green]filed[/] {what}: the running indexer executes it; follow it with `rwa index status`",
-                  soft_wrap=True, highlight=False)
+        err.print(
+            f"[green]filed[/] {what}: the running indexer executes it; follow it with `rwa index status`",
+            soft_wrap=True,
+            highlight=False,
+        )
         return
     if req.state == "DONE":
-        err.print(f"[green]backfill done[/] by the running indexer: {what}, {blocks}, {req.events:,} events",
-                  soft_wrap=True, highlight=False)
+        err.print(
+            f"[green]backfill done[/] by the running indexer: {what}, {blocks}, {req.events:,} events",
+            soft_wrap=True,
+            highlight=False,
+        )
         return
     if req.state == "FAILED":
         raise fail(f"{what} failed: {req.error}", EXIT_FAILED)
-    err.print(f"[yellow]cancelled[/]: {what} after {blocks}; what was written is kept, rerun to resume",
-              soft_wrap=True, highlight=False)
+    err.print(
+        f"[yellow]cancelled[/]: {what} after {blocks}; what was written is kept, rerun to resume",
+        soft_wrap=True,
+        highlight=False,
+    )
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
 # --- status --------------------------------------------------------------------------------------
 
+
 @app.command()
-def status(chain: str | None = typer.Option(None, "--chain", "-c", help="Only this chain."),
-           as_json: bool = typer.Option(False, "--json", help="JSON on stdout instead of a table."),
-           window: int = typer.Option(100, min=1, help="Blocks over which recent events/s is measured."),
-           timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for each node.")) -> None:
+def status(
+    chain: str | None = typer.Option(None, "--chain", "-c", help="Only this chain."),
+    as_json: bool = typer.Option(False, "--json", help="JSON on stdout instead of a table."),
+    window: int = typer.Option(100, min=1, help="Blocks over which recent events/s is measured."),
+    timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for each node."),
+) -> None:
     """Per chain: node head, safe, finalized, indexed block, lag, recent events/s, the indexer's state
     (ok, stopped: a reorg below finality, with the reason; failing: 3+ failed steps in a row, with the last
     error) and its backfill requests.
@@ -380,6 +463,7 @@ def status(chain: str | None = typer.Option(None, "--chain", "-c", help="Only th
     specs = [_chain(chain)] if chain else list(all_chains())
     urls = {s.chain_id: rpc_urls_for(s.chain_id) for s in specs}
     with runtime(quiet_logs=True) as settings:
+
         async def main() -> list[Any]:
             engine = _engine(settings)
             try:
@@ -409,26 +493,43 @@ def _fmt(value: object) -> str:
 def _status_table(rows: Sequence[Any]) -> None:
     table = Table(title="indexer status")
     for name in ("chain", "state", "node", "head", "safe", "finalized", "indexed", "lag", "events/s"):
-        table.add_column(name, justify="left" if name in ("chain", "state", "node") else "right",
-                         no_wrap=name not in ("node", "state"))
+        table.add_column(
+            name,
+            justify="left" if name in ("chain", "state", "node") else "right",
+            no_wrap=name not in ("node", "state"),
+        )
     notes: list[str] = []
     for r in rows:
         node = ", ".join(r.endpoints) if r.reachable else f"[red]{r.error}[/]" if r.configured else f"[dim]{r.error}[/]"
-        rate = "-" if r.events_per_second is None else f"{r.events_per_second:,.1f} ({r.recent_events:,} in " \
-                                                      f"{r.window_blocks} blocks)"
+        rate = (
+            "-"
+            if r.events_per_second is None
+            else f"{r.events_per_second:,.1f} ({r.recent_events:,} in {r.window_blocks} blocks)"
+        )
         state = {"stopped": "[bold red]STOPPED[/]", "failing": "[red]failing[/]"}.get(r.state, r.state)
-        table.add_row(f"{r.chain} ({r.chain_id})", state, node, _fmt(r.head), _fmt(r.safe), _fmt(r.finalized),
-                      _fmt(r.indexed), _fmt(r.lag), rate)
+        table.add_row(
+            f"{r.chain} ({r.chain_id})",
+            state,
+            node,
+            _fmt(r.head),
+            _fmt(r.safe),
+            _fmt(r.finalized),
+            _fmt(r.indexed),
+            _fmt(r.lag),
+            rate,
+        )
         if r.stopped_reason:
             notes.append(f"{r.chain}: stopped: {r.stopped_reason}")
         elif r.state == "failing":
             notes.append(f"{r.chain}: {r.error_count} failed steps in a row; last: {r.last_error}")
         for b in r.backfills:
             total = "?" if b["blocks_total"] is None else f"{b['blocks_total']:,}"
-            notes.append(f"{r.chain}: backfill request {b['id']} {b['from_block']:,}.."
-                         f"{'finalized' if b['to_block'] is None else format(b['to_block'], ',')}"
-                         f"{' token ' + b['token'] if b['token'] else ''}: {b['state']} {b['blocks_done']:,}/{total} "
-                         f"blocks, {b['events']:,} events{' (' + b['error'] + ')' if b['error'] else ''}")
+            notes.append(
+                f"{r.chain}: backfill request {b['id']} {b['from_block']:,}.."
+                f"{'finalized' if b['to_block'] is None else format(b['to_block'], ',')}"
+                f"{' token ' + b['token'] if b['token'] else ''}: {b['state']} {b['blocks_done']:,}/{total} "
+                f"blocks, {b['events']:,} events{' (' + b['error'] + ')' if b['error'] else ''}"
+            )
     out = _out()
     out.print(table)
     for note in notes:
@@ -437,10 +538,13 @@ def _status_table(rows: Sequence[Any]) -> None:
 
 # --- verify --------------------------------------------------------------------------------------
 
+
 @app.command()
-def verify(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc."),
-           token: str = typer.Option(..., "--token", "-t", help="Token contract address."),
-           block: int | None = typer.Option(None, "--block", min=0, help="Default: the indexed block.")) -> None:
+def verify(
+    chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or ethereum/polygon/bsc."),
+    token: str = typer.Option(..., "--token", "-t", help="Token contract address."),
+    block: int | None = typer.Option(None, "--block", min=0, help="Default: the indexed block."),
+) -> None:
     """Check indexed holdings of a token against balanceOf/totalSupply on the node.
 
     Each holding vs balanceOf(holder), by batched eth_call at the block (default: the indexed block).
@@ -458,6 +562,7 @@ def verify(chain: str = typer.Option(..., "--chain", "-c", help="1/137/56 or eth
     address = _address(token)
     urls = {spec.chain_id: _urls(spec)}
     with runtime(quiet_logs=True) as settings:
+
         async def main() -> Any:
             await _head(spec, urls[spec.chain_id])  # a wrong or dead node is reported before anything else
             engine = _engine(settings)
@@ -487,9 +592,17 @@ def _verify_output(spec: ChainSpec, report: Any, limit: int = 1000) -> None:
         out.print(table)
         if len(report.mismatches) > limit:
             out.print(f"... and {len(report.mismatches) - limit} more")
-    supply = "matches" if report.supply_matches else (
-        f"MISMATCH: totalSupply {report.total_supply:,} vs indexed sum {report.indexed_sum:,} "
-        f"({report.indexed_sum - report.total_supply:+,})")
+    supply = (
+        "matches"
+        if report.supply_matches
+        else (
+            f"MISMATCH: totalSupply {report.total_supply:,} vs indexed sum {report.indexed_sum:,} "
+            f"({report.indexed_sum - report.total_supply:+,})"
+        )
+    )
     verdict = "[green]OK[/]" if report.ok else "[bold red]MISMATCH[/]"
-    out.print(f"{verdict}: {report.holders_checked:,} holder(s) of {where}; "
-              f"{len(report.mismatches)} mismatched; total supply {supply}", highlight=False)
+    out.print(
+        f"{verdict}: {report.holders_checked:,} holder(s) of {where}; "
+        f"{len(report.mismatches)} mismatched; total supply {supply}",
+        highlight=False,
+    )

@@ -42,15 +42,27 @@ class BackfillProgress:
         self.line_every_s = line_every_s
         self._printed = float("-inf")
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), _CountsColumn(), _RateColumn("blocks", "blocks"),
-            _RateColumn("events", "events"), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console, disable=not self.live)
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            _CountsColumn(),
+            _RateColumn("blocks", "blocks"),
+            _RateColumn("events", "events"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not self.live,
+        )
         self.task = self.progress.add_task(label, total=None, events=0, elapsed=0.0)
 
     def __call__(self, update: Any) -> None:
         self.last = update
-        self.progress.update(self.task, completed=update.blocks_done, total=update.blocks_total,
-                             events=update.events, elapsed=update.elapsed_s)
+        self.progress.update(
+            self.task,
+            completed=update.blocks_done,
+            total=update.blocks_total,
+            events=update.events,
+            elapsed=update.elapsed_s,
+        )
         now = time.monotonic()
         if not self.live and now - self._printed >= self.line_every_s:
             self._printed = now
@@ -59,6 +71,8 @@ class BackfillProgress:
     @staticmethod
     def line(update: Any) -> str:
         elapsed = max(update.elapsed_s, 1e-9)
-        return (f"{update.blocks_done:,}/{update.blocks_total:,} blocks, {update.events:,} events in "
-                f"{update.elapsed_s:.1f}s ({update.blocks_done / elapsed:,.0f} blocks/s, "
-                f"{update.events / elapsed:,.0f} events/s)")
+        return (
+            f"{update.blocks_done:,}/{update.blocks_total:,} blocks, {update.events:,} events in "
+            f"{update.elapsed_s:.1f}s ({update.blocks_done / elapsed:,.0f} blocks/s, "
+            f"{update.events / elapsed:,.0f} events/s)"
+        )

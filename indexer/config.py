@@ -29,10 +29,15 @@ class IndexerConfig:
     @classmethod
     def from_settings(cls, settings: Any) -> IndexerConfig:
         """The tuning the settings object read (RWA_INDEXER_*, RWA_FINALITY_DEPTH_<chainid>; core/settings.py)."""
-        return cls(poll_interval_s=settings.indexer_poll_s, finality_depth=settings.chain_ints("RWA_FINALITY_DEPTH_"),
-                   batch_events=settings.indexer_batch_events, logs_per_call=settings.indexer_logs_per_call,
-                   lock_retry_s=settings.indexer_lock_retry_s, self_check_interval_s=settings.indexer_self_check_s,
-                   use_finality_tags=settings.indexer_finality_tags)
+        return cls(
+            poll_interval_s=settings.indexer_poll_s,
+            finality_depth=settings.chain_ints("RWA_FINALITY_DEPTH_"),
+            batch_events=settings.indexer_batch_events,
+            logs_per_call=settings.indexer_logs_per_call,
+            lock_retry_s=settings.indexer_lock_retry_s,
+            self_check_interval_s=settings.indexer_self_check_s,
+            use_finality_tags=settings.indexer_finality_tags,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IndexerConfig:
@@ -64,8 +69,9 @@ class IndexerConfig:
         return self.poll_interval_s if self.poll_interval_s is not None else spec.block_time_s
 
 
-def _number(environ: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any],
-            minimum: float = 1e-9) -> Any:
+def _number(
+    environ: Mapping[str, str], name: str, default: Any, kind: Callable[[str], Any], minimum: float = 1e-9
+) -> Any:
     raw = environ.get(name, "").strip()
     if not raw:
         return default

@@ -87,7 +87,7 @@ async def _batched(client: RpcClient, calls: list[Any], where: str) -> list[Any]
     out: list[Any] = []
     for i in range(0, len(calls), CALLS_PER_GROUP):
         try:
-            out += await client.batch(calls[i:i + CALLS_PER_GROUP], return_exceptions=True)
+            out += await client.batch(calls[i : i + CALLS_PER_GROUP], return_exceptions=True)
         except (RetryableRpcError, AllEndpointsFailed):
             raise
         except RpcError as err:
@@ -117,8 +117,13 @@ async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> d
         if not regs:
             return out
     calls = [
-        ("eth_call", [{"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + lg["topics"][1][2:]},
-                      {"blockHash": lg["blockHash"]}])  # EIP-1898: the state of exactly that block
+        (
+            "eth_call",
+            [
+                {"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + lg["topics"][1][2:]},
+                {"blockHash": lg["blockHash"]},
+            ],
+        )  # EIP-1898: the state of exactly that block
         for lg in regs
     ]
     results = await _batched(client, calls, "at a fetched block")
@@ -135,8 +140,9 @@ async def read_countries(client: RpcClient, logs: Sequence[dict[str, Any]]) -> d
     return out
 
 
-async def _read_at_latest(client: RpcClient, regs: Sequence[dict[str, Any]],
-                          head: int | None = None, why: str = "no state") -> dict[tuple[str, int], CountryReading]:
+async def _read_at_latest(
+    client: RpcClient, regs: Sequence[dict[str, Any]], head: int | None = None, why: str = "no state"
+) -> dict[tuple[str, int], CountryReading]:
     """Country and identity at one recent block for registrations whose own block's state is gone or old."""
     try:
         if head is None:
@@ -166,13 +172,20 @@ async def _read_at_latest(client: RpcClient, regs: Sequence[dict[str, Any]],
         else:  # removed or re-registered since: today's country is not this registration's
             out[key] = CountryReading(None, UNKNOWN, None)
             unknown.append(f"{'0x' + lg['topics'][1][-40:]}@{int(lg['blockNumber'], 16)}")
-    cause = ("the node keeps no state at" if why == "no state"
-             else f"more than {RECENT_BLOCKS} blocks below the head are")
+    cause = (
+        "the node keeps no state at" if why == "no state" else f"more than {RECENT_BLOCKS} blocks below the head are"
+    )
     # a registration that is no longer current, or a node without the state, is news; an old block is not
     level = logging.WARNING if unknown or why == "no state" else logging.INFO
     log.log(
-        level, "identity registry: %s %s registration block(s) (oldest %s); country read at block %s for %s, "
-        "unknown for %s%s", cause, len(regs), min(int(lg["blockNumber"], 16) for lg in regs), head,
-        len(regs) - len(unknown), len(unknown), f" ({', '.join(unknown[:5])})" if unknown else "",
+        level,
+        "identity registry: %s %s registration block(s) (oldest %s); country read at block %s for %s, unknown for %s%s",
+        cause,
+        len(regs),
+        min(int(lg["blockNumber"], 16) for lg in regs),
+        head,
+        len(regs) - len(unknown),
+        len(unknown),
+        f" ({', '.join(unknown[:5])})" if unknown else "",
     )
     return out

@@ -16,12 +16,30 @@ from indexer.fetch import FetchedRange
 
 BLOCK_COLUMNS = ("chain_id", "number", "hash", "parent_hash", "timestamp")
 EVENT_COLUMNS = (
-    "chain_id", "block_hash", "log_index", "block_number", "tx_hash", "tx_index",
-    "address", "event", "topics", "data", "args", "subject",
+    "chain_id",
+    "block_hash",
+    "log_index",
+    "block_number",
+    "tx_hash",
+    "tx_index",
+    "address",
+    "event",
+    "topics",
+    "data",
+    "args",
+    "subject",
 )
 TRANSFER_COLUMNS = (
-    "chain_id", "block_hash", "log_index", "block_number", "block_time", "tx_hash",
-    "token_address", "from_address", "to_address", "value",
+    "chain_id",
+    "block_hash",
+    "log_index",
+    "block_number",
+    "block_time",
+    "tx_hash",
+    "token_address",
+    "from_address",
+    "to_address",
+    "value",
 )
 
 
@@ -73,9 +91,22 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
             frm = checksum("0x" + topics[1][26:])
             to = checksum("0x" + topics[2][26:])
             value = int(data[2:66], 16)
-            ev_append((chain_id, block_hash, log_index, n, tx_hash, int(lg["transactionIndex"], 16),
-                       emitter, "Transfer", topics, data, f'{{"from": "{frm}", "to": "{to}", "value": "{value}"}}',
-                       None))
+            ev_append(
+                (
+                    chain_id,
+                    block_hash,
+                    log_index,
+                    n,
+                    tx_hash,
+                    int(lg["transactionIndex"], 16),
+                    emitter,
+                    "Transfer",
+                    topics,
+                    data,
+                    f'{{"from": "{frm}", "to": "{to}", "value": "{value}"}}',
+                    None,
+                )
+            )
             tt_append((chain_id, block_hash, log_index, n, times[n], tx_hash, emitter, frm, to, value))
             continue
         try:
@@ -90,6 +121,20 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
                 reading = batch.countries.get((block_hash, log_index))
                 arg_map.update(reading.args() if reading is not None else {"country": None})
             subject = subject_of(name, arg_map, emitter)
-        events.append((chain_id, block_hash, log_index, n, tx_hash, int(lg["transactionIndex"], 16),
-                       emitter, name, topics, data, json.dumps(arg_map), subject))
+        events.append(
+            (
+                chain_id,
+                block_hash,
+                log_index,
+                n,
+                tx_hash,
+                int(lg["transactionIndex"], 16),
+                emitter,
+                name,
+                topics,
+                data,
+                json.dumps(arg_map),
+                subject,
+            )
+        )
     return out

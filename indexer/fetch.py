@@ -26,8 +26,8 @@ from chains.errors import AllEndpointsFailed, LogRangeTooLarge, RpcError, RpcTim
 from chains.log_range import AdaptiveLogRange
 from chains.rpc import RpcClient
 from chains.spec import ChainSpec
-from indexer.errors import InconsistentFetch
 from indexer.countries import CountryReading, read_countries
+from indexer.errors import InconsistentFetch
 from indexer.events import WATCHED_TOPIC0S
 
 
@@ -168,8 +168,9 @@ async def _window_by_hash(
     return end, logs, {n: headers[n] for n in range(start, end + 1)}
 
 
-_LOG_KEYS = frozenset(("blockNumber", "blockHash", "logIndex", "transactionHash", "transactionIndex", "address",
-                       "topics", "data"))
+_LOG_KEYS = frozenset(
+    ("blockNumber", "blockHash", "logIndex", "transactionHash", "transactionIndex", "address", "topics", "data")
+)
 
 
 def check_consistency(batch: FetchedRange, parent_hash: str | None = None) -> None:
@@ -234,8 +235,9 @@ async def fetch_ranges(
             wanted.add(end)
             blocks = await fetch_blocks(client, sorted(w for w in wanted if start <= w <= end))
         else:
-            end, logs, blocks = await _window_by_hash(client, addresses, start, to_block, ranger, max_events,
-                                                      logs_per_call)
+            end, logs, blocks = await _window_by_hash(
+                client, addresses, start, to_block, ranger, max_events, logs_per_call
+            )
         batch = FetchedRange(chain_id, start, end, logs, blocks)
         check_consistency(batch, parent_hash)
         batch.countries = await read_countries(client, logs)

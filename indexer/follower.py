@@ -28,8 +28,8 @@ from indexer import intervals, metrics
 from indexer.backoff import Backoff, sleep_or_stop
 from indexer.chainstate import Cursor, Heads, load_cursor, load_watched, read_heads, save_heads
 from indexer.config import IndexerConfig
-from indexer.fetch import make_ranger
 from indexer.errors import InconsistentFetch, ReorgDetected, ReorgTooDeep
+from indexer.fetch import make_ranger
 from indexer.pipeline import index_range
 from indexer.reorg import find_common_ancestor, find_divergence, publish_reorg, rollback
 from indexer.write import ensure_cursor, prepare_connection
@@ -91,8 +91,9 @@ class ChainFollower:
                     raise
                 delay = self.backoff.next()
                 metrics.ITERATION_ERRORS.labels(c, type(exc).__name__).inc()
-                log.warning("chain %s: step failed (%s: %s); retrying in %.2fs", self.chain_id, type(exc).__name__,
-                            exc, delay)
+                log.warning(
+                    "chain %s: step failed (%s: %s); retrying in %.2fs", self.chain_id, type(exc).__name__, exc, delay
+                )
                 await sleep_or_stop(stop, delay)
                 continue
             self.backoff.reset()
@@ -116,8 +117,12 @@ class ChainFollower:
             if cursor.indexed_block > heads.head:
                 # The node is behind the cursor (a lagging provider, or a reorg to a shorter chain that will
                 # grow back past it): nothing is proven either way, so wait.
-                log.info("chain %s: node head %s is below the indexed block %s; waiting", self.chain_id,
-                         heads.head, cursor.indexed_block)
+                log.info(
+                    "chain %s: node head %s is below the indexed block %s; waiting",
+                    self.chain_id,
+                    heads.head,
+                    cursor.indexed_block,
+                )
                 return False
             node_block = await self.client.get_block(cursor.indexed_block, require=True)  # null: transient
             assert node_block is not None
@@ -140,10 +145,20 @@ class ChainFollower:
         if cursor.indexed_block < heads.head and not (stop is not None and stop.is_set()):
             addresses = {a: s for a, s in watched.items()}
             last = await index_range(
-                self.conn, self.client, self.chain_id, addresses, cursor.indexed_block + 1, heads.head,
-                finalized=heads.finalized, ranger=self.ranger, move_cursor=True,
-                max_events=self.config.batch_events, logs_per_call=self.config.logs_per_call,
-                rpc_timeout=self.config.rpc_timeout_s, stop=stop, **self._retry,
+                self.conn,
+                self.client,
+                self.chain_id,
+                addresses,
+                cursor.indexed_block + 1,
+                heads.head,
+                finalized=heads.finalized,
+                ranger=self.ranger,
+                move_cursor=True,
+                max_events=self.config.batch_events,
+                logs_per_call=self.config.logs_per_call,
+                rpc_timeout=self.config.rpc_timeout_s,
+                stop=stop,
+                **self._retry,
             )
             metrics.LAG_BLOCKS.labels(str(self.chain_id)).set(max(0, heads.head - last))
             busy = busy or last > cursor.indexed_block
@@ -160,11 +175,15 @@ class ChainFollower:
             "DELETE FROM blocks b WHERE b.chain_id = $1 AND b.number > $2 AND b.number < $3 "
             "AND NOT EXISTS (SELECT 1 FROM chain_events e WHERE e.chain_id = b.chain_id AND e.block_number = b.number) "
             "AND b.number <> (SELECT indexed_block FROM indexer_cursors WHERE chain_id = $1)",
-            self.chain_id, self._pruned_to, below,
+            self.chain_id,
+            self._pruned_to,
+            below,
         )
         self._pruned_to = below - 1
 
-    async def catch_up(self, watched: Mapping[str, int], cursor: Cursor, heads: Heads, stop: asyncio.Event | None) -> bool:
+    async def catch_up(
+        self, watched: Mapping[str, int], cursor: Cursor, heads: Heads, stop: asyncio.Event | None
+    ) -> bool:
         """Backfill addresses whose history up to the cursor is incomplete (a token added while running)."""
         covered = await intervals.load(self.conn, self.chain_id)
         did = False
@@ -174,10 +193,20 @@ class ChainFollower:
             for lo, hi in intervals.gaps(covered.get(address, []), start, cursor.indexed_block):
                 log.info("chain %s: backfilling %s over [%s, %s]", self.chain_id, address, lo, hi)
                 await index_range(
-                    self.conn, self.client, self.chain_id, {address: start}, lo, hi,
-                    finalized=heads.finalized, ranger=self.ranger, move_cursor=False,
-                    max_events=self.config.batch_events, logs_per_call=self.config.logs_per_call,
-                    rpc_timeout=self.config.rpc_timeout_s, stop=stop, **self._retry,
+                    self.conn,
+                    self.client,
+                    self.chain_id,
+                    {address: start},
+                    lo,
+                    hi,
+                    finalized=heads.finalized,
+                    ranger=self.ranger,
+                    move_cursor=False,
+                    max_events=self.config.batch_events,
+                    logs_per_call=self.config.logs_per_call,
+                    rpc_timeout=self.config.rpc_timeout_s,
+                    stop=stop,
+                    **self._retry,
                 )
                 did = True
                 if stop is not None and stop.is_set():
@@ -208,7 +237,10 @@ class ChainFollower:
         await self.conn.execute(
             "UPDATE indexer_cursors SET indexed_block = $2, indexed_hash = $3, updated_at = now() "
             "WHERE chain_id = $1 AND indexed_block = $4",
-            self.chain_id, reach, block_hash, cursor.indexed_block,
+            self.chain_id,
+            reach,
+            block_hash,
+            cursor.indexed_block,
         )
         log.info("chain %s: cursor resumes at %s from fetched intervals", self.chain_id, reach)
         return Cursor(reach, block_hash, cursor.finalized_block)
@@ -231,9 +263,15 @@ class ChainFollower:
         )
         rb = await rollback(self.conn, self.chain_id, ancestor, ancestor_hash)
         metrics.REORGS.labels(str(self.chain_id), str(rb.depth)).inc()
-        log.warning("chain %s: self-check: stored block %s differs from the node's; rolled back above block %s "
-                    "(cursor %s -> %s)", self.chain_id, bad, ancestor, cursor.indexed_block,
-                    min(cursor.indexed_block, ancestor))
+        log.warning(
+            "chain %s: self-check: stored block %s differs from the node's; rolled back above block %s "
+            "(cursor %s -> %s)",
+            self.chain_id,
+            bad,
+            ancestor,
+            cursor.indexed_block,
+            min(cursor.indexed_block, ancestor),
+        )
         await publish_reorg(self.redis, self.redis_prefix, rb)
         return True
 
@@ -246,4 +284,3 @@ class ChainFollower:
         metrics.INDEXED_BLOCK.labels(str(self.chain_id)).set(ancestor)
         log.warning("chain %s: reorg of depth %s rolled back to block %s", self.chain_id, rb.depth, ancestor)
         await publish_reorg(self.redis, self.redis_prefix, rb)
-

@@ -29,11 +29,15 @@ INSERT INTO indexer_cursors AS c (chain_id, indexed_block, {cols}) VALUES ($1, -
 ON CONFLICT (chain_id) DO UPDATE SET {sets}
 """
 _STOP_SQL = _UPSERT.format(
-    cols="stopped_reason, stopped_at", vals="$2, now()",
-    sets="stopped_reason = excluded.stopped_reason, stopped_at = excluded.stopped_at")
+    cols="stopped_reason, stopped_at",
+    vals="$2, now()",
+    sets="stopped_reason = excluded.stopped_reason, stopped_at = excluded.stopped_at",
+)
 _ERROR_SQL = _UPSERT.format(
-    cols="error_count, last_error, last_error_at", vals="1, $2, now()",
-    sets="error_count = c.error_count + 1, last_error = excluded.last_error, last_error_at = excluded.last_error_at")
+    cols="error_count, last_error, last_error_at",
+    vals="1, $2, now()",
+    sets="error_count = c.error_count + 1, last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+)
 _HEALTHY_SQL = """
 UPDATE indexer_cursors SET stopped_reason = NULL, stopped_at = NULL, error_count = 0, last_error = NULL,
     last_error_at = NULL

@@ -62,7 +62,10 @@ async def extend(conn: asyncpg.Connection, chain_id: int, address_starts: Mappin
         rows = await conn.fetch(
             "DELETE FROM fetched_intervals WHERE chain_id = $1 AND address = $2 AND to_block >= $3 AND from_block <= $4 "
             "RETURNING from_block, to_block",
-            chain_id, address, a - 1, hi + 1,
+            chain_id,
+            address,
+            a - 1,
+            hi + 1,
         )
         spans = merge([(a, hi), *[(r["from_block"], r["to_block"]) for r in rows]])
         await conn.executemany(

@@ -14,7 +14,9 @@ BATCHES_WRITTEN = Counter("rwa_indexer_batches_total", "Write transactions commi
 REORGS = Counter("rwa_indexer_reorgs_total", "Reorgs rolled back, by depth in blocks", ["chain_id", "depth"])
 REORGS_TOO_DEEP = Counter("rwa_indexer_reorgs_too_deep_total", "Reorgs beyond the finality window", ["chain_id"])
 IS_LEADER = Gauge("rwa_indexer_leader", "1 while this process holds the chain's writer lock", ["chain_id"])
-ITERATION_ERRORS = Counter("rwa_indexer_errors_total", "Failed iterations (retried) by error type", ["chain_id", "error"])
+ITERATION_ERRORS = Counter(
+    "rwa_indexer_errors_total", "Failed iterations (retried) by error type", ["chain_id", "error"]
+)
 
 
 def observe_heads(chain_id: int, head: int, safe: int, finalized: int, indexed: int) -> None:

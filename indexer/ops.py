@@ -26,8 +26,11 @@ def chain_health(chain_id: int, max_lag: int) -> tuple[bool, dict[str, Any]]:
     if _sample("rwa_indexer_leader", chain_id) != 1:
         return True, {"role": "standby"}
     lag = _sample("rwa_indexer_lag_blocks", chain_id)
-    details: dict[str, Any] = {"role": "writer", "lagBlocks": None if lag is None else int(lag),
-                               "indexedBlock": _sample("rwa_indexer_indexed_block", chain_id)}
+    details: dict[str, Any] = {
+        "role": "writer",
+        "lagBlocks": None if lag is None else int(lag),
+        "indexedBlock": _sample("rwa_indexer_indexed_block", chain_id),
+    }
     if lag is None:  # elected, first step not done yet
         return True, details
     return lag <= max_lag, details

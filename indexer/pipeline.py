@@ -81,8 +81,17 @@ async def index_range(
         while pos <= hi and not (stop is not None and stop.is_set()):
             try:
                 async for fetched in fetch_ranges(
-                    client, chain_id, addresses, pos, hi, finalized=finalized, ranger=ranger,
-                    max_events=max_events, logs_per_call=logs_per_call, timeout=rpc_timeout, parent_hash=parent,
+                    client,
+                    chain_id,
+                    addresses,
+                    pos,
+                    hi,
+                    finalized=finalized,
+                    ranger=ranger,
+                    max_events=max_events,
+                    logs_per_call=logs_per_call,
+                    timeout=rpc_timeout,
+                    parent_hash=parent,
                 ):
                     await queue.put(decode_range(fetched))
                     pos, parent = fetched.to_block + 1, fetched.end_hash
@@ -94,8 +103,14 @@ async def index_range(
                     raise
                 delay = retry.next()
                 metrics.ITERATION_ERRORS.labels(str(chain_id), type(exc).__name__).inc()
-                log.warning("chain %s: fetch from block %s failed (%s: %s); retrying in %.1fs",
-                            chain_id, pos, type(exc).__name__, exc, delay)
+                log.warning(
+                    "chain %s: fetch from block %s failed (%s: %s); retrying in %.1fs",
+                    chain_id,
+                    pos,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
                 if await sleep_or_stop(stop, delay):
                     break
                 continue

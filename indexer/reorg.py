@@ -44,7 +44,11 @@ class Rollback:
 
 
 async def find_common_ancestor(
-    conn: asyncpg.Connection, client: RpcClient, chain_id: int, indexed_block: int, max_depth: int,
+    conn: asyncpg.Connection,
+    client: RpcClient,
+    chain_id: int,
+    indexed_block: int,
+    max_depth: int,
     finalized_floor: int | None,
 ) -> tuple[int, str]:
     """(number, hash) of the highest stored block the node still has, within ``max_depth``.
@@ -58,7 +62,9 @@ async def find_common_ancestor(
     """
     rows = await conn.fetch(
         "SELECT number, hash FROM blocks WHERE chain_id = $1 AND number <= $2 AND number >= $3 ORDER BY number DESC",
-        chain_id, indexed_block, indexed_block - max_depth,
+        chain_id,
+        indexed_block,
+        indexed_block - max_depth,
     )
     if not rows:
         raise ReorgTooDeep(chain_id, indexed_block, f"no stored block within {max_depth} blocks")
@@ -85,7 +91,10 @@ async def find_divergence(
     node too. A null answer is BlockUnavailable (transient), never a divergence."""
     rows = await conn.fetch(
         "SELECT number, hash FROM blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3 ORDER BY number LIMIT $4",
-        chain_id, lo, hi, limit,
+        chain_id,
+        lo,
+        hi,
+        limit,
     )
     if not rows:
         return None
@@ -105,7 +114,8 @@ async def rollback(conn: asyncpg.Connection, chain_id: int, ancestor: int, ances
         touched = await conn.fetch(
             "DELETE FROM chain_events WHERE chain_id = $1 AND block_number > $2 AND subject IS NOT NULL "
             "RETURNING event, address, subject",
-            chain_id, ancestor,
+            chain_id,
+            ancestor,
         )
         await conn.execute("DELETE FROM chain_events WHERE chain_id = $1 AND block_number > $2", chain_id, ancestor)
         await recompute_for_events(conn, chain_id, {(r["event"], r["address"], r["subject"]) for r in touched})
@@ -115,7 +125,9 @@ async def rollback(conn: asyncpg.Connection, chain_id: int, ancestor: int, ances
         await conn.execute(
             "UPDATE indexer_cursors SET indexed_block = $2, indexed_hash = $3, updated_at = now() "
             "WHERE chain_id = $1 AND indexed_block >= $2",  # a divergence above the cursor leaves it where it is
-            chain_id, ancestor, ancestor_hash,
+            chain_id,
+            ancestor,
+            ancestor_hash,
         )
     return Rollback(chain_id, old, ancestor)
 

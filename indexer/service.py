@@ -1,8 +1,8 @@
 """Public entry points for the CLI and `rwa dev`: ``run_indexer`` and ``backfill``.
 
-    await run_indexer(settings)                       # all three chains, until stop is set
-    await run_indexer(settings, [137], stop=stop)     # one chain
-    result = await backfill(settings, 1, 18_000_000, None, token="0x...", progress=print)
+await run_indexer(settings)                       # all three chains, until stop is set
+await run_indexer(settings, [137], stop=stop)     # one chain
+result = await backfill(settings, 1, 18_000_000, None, token="0x...", progress=print)
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from indexer import backfill_requests, health, intervals, lock, metrics
 from indexer.backoff import Backoff, retry_transient, sleep_or_stop
 from indexer.chainstate import load_cursor, load_watched, read_heads
 from indexer.config import IndexerConfig
-from indexer.fetch import make_ranger
 from indexer.errors import IndexerBusy, NoRpcUrls, ReorgTooDeep, UnknownToken
 from indexer.events import checksum
-from indexer.writer import ChainWriter
+from indexer.fetch import make_ranger
 from indexer.pipeline import BatchDone, index_range
 from indexer.write import ensure_cursor, prepare_connection
+from indexer.writer import ChainWriter
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ async def backfill(
                 addr = checksum(token)
                 row = await conn.fetchrow(
                     "SELECT start_block, identity_registry FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)",
-                    chain_id, addr,
+                    chain_id,
+                    addr,
                 )
                 if row is None:
                     raise UnknownToken(chain_id, addr)
@@ -188,17 +189,23 @@ async def backfill(
                 targets = dict(watched)
             heads = await retry_transient(
                 lambda: read_heads(client, spec, config.depth_for(spec), config.use_finality_tags),
-                what=f"chain {chain_id}: reading the heads", stop=stop)
+                what=f"chain {chain_id}: reading the heads",
+                stop=stop,
+            )
             end = heads.finalized if to_block is None else to_block
             if from_block > end:
                 raise ValueError(f"bad block range: from {from_block} is above {end}")
             if watched:
                 await ensure_cursor(conn, chain_id, min(watched.values()) - 1)
             covered = await intervals.load(conn, chain_id)
-            spans = intervals.merge([
-                g for a, s in targets.items()
-                for g in intervals.gaps(covered.get(a, []), max(from_block, s), end) if max(from_block, s) <= end
-            ])
+            spans = intervals.merge(
+                [
+                    g
+                    for a, s in targets.items()
+                    for g in intervals.gaps(covered.get(a, []), max(from_block, s), end)
+                    if max(from_block, s) <= end
+                ]
+            )
             total = sum(hi - lo + 1 for lo, hi in spans)
             done = events = transfers = 0
             ranger = make_ranger(spec, config.initial_span)
@@ -213,12 +220,25 @@ async def backfill(
                     events += b.result.events
                     transfers += b.result.transfers
                     if progress is not None:
-                        progress(ProgressUpdate(chain_id, done, total, events, time.perf_counter() - started, b.to_block))
+                        progress(
+                            ProgressUpdate(chain_id, done, total, events, time.perf_counter() - started, b.to_block)
+                        )
 
                 last = await index_range(
-                    conn, client, chain_id, targets, lo, hi, finalized=heads.finalized, ranger=ranger,
-                    move_cursor=move, max_events=config.batch_events, logs_per_call=config.logs_per_call,
-                    rpc_timeout=config.rpc_timeout_s, stop=stop, on_batch=on_batch,
+                    conn,
+                    client,
+                    chain_id,
+                    targets,
+                    lo,
+                    hi,
+                    finalized=heads.finalized,
+                    ranger=ranger,
+                    move_cursor=move,
+                    max_events=config.batch_events,
+                    logs_per_call=config.logs_per_call,
+                    rpc_timeout=config.rpc_timeout_s,
+                    stop=stop,
+                    on_batch=on_batch,
                 )
                 if last < hi:
                     stopped = True
@@ -229,8 +249,14 @@ async def backfill(
 
 
 def _request_update(req: backfill_requests.BackfillRequest, elapsed_s: float) -> ProgressUpdate:
-    return ProgressUpdate(req.chain_id, req.blocks_done, req.blocks_total or 0, req.events, elapsed_s,
-                          req.to_block if req.to_block is not None else req.from_block)
+    return ProgressUpdate(
+        req.chain_id,
+        req.blocks_done,
+        req.blocks_total or 0,
+        req.events,
+        elapsed_s,
+        req.to_block if req.to_block is not None else req.from_block,
+    )
 
 
 async def request_backfill(
@@ -259,8 +285,9 @@ async def request_backfill(
     try:
         if token is not None:
             token = checksum(token)
-            if not await conn.fetchval("SELECT 1 FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)",
-                                       chain_id, token):
+            if not await conn.fetchval(
+                "SELECT 1 FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)", chain_id, token
+            ):
                 raise UnknownToken(chain_id, token)
         req = await backfill_requests.submit(conn, chain_id, from_block, to_block, token)
         log.info("chain %s: backfill request %s filed for the running writer", chain_id, req.id)
@@ -272,8 +299,14 @@ async def request_backfill(
 
 
 async def _follow_request(
-    settings: Settings, conn: asyncpg.Connection, request_id: int, chain_id: int, config: IndexerConfig,
-    progress: Callable[[ProgressUpdate], None] | None, stop: asyncio.Event | None, poll_s: float,
+    settings: Settings,
+    conn: asyncpg.Connection,
+    request_id: int,
+    chain_id: int,
+    config: IndexerConfig,
+    progress: Callable[[ProgressUpdate], None] | None,
+    stop: asyncio.Event | None,
+    poll_s: float,
 ) -> backfill_requests.BackfillRequest:
     started = time.perf_counter()
     next_lock_try = 0.0
@@ -296,8 +329,13 @@ async def _follow_request(
 
 
 async def _execute_if_no_writer(
-    settings: Settings, request_id: int, chain_id: int, config: IndexerConfig,
-    progress: Callable[[ProgressUpdate], None] | None, stop: asyncio.Event | None, started: float,
+    settings: Settings,
+    request_id: int,
+    chain_id: int,
+    config: IndexerConfig,
+    progress: Callable[[ProgressUpdate], None] | None,
+    stop: asyncio.Event | None,
+    started: float,
 ) -> backfill_requests.BackfillRequest | None:
     """Take the writer lock if free and run the request to its end here; None if another process holds it."""
     spec = get_chain(chain_id)
@@ -310,7 +348,9 @@ async def _execute_if_no_writer(
         async with make_client(settings, chain_id, config) as client:
             heads = await retry_transient(
                 lambda: read_heads(client, spec, config.depth_for(spec), config.use_finality_tags),
-                what=f"chain {chain_id}: reading the heads", stop=stop)
+                what=f"chain {chain_id}: reading the heads",
+                stop=stop,
+            )
             watched = await load_watched(conn, chain_id)
             if watched:
                 await ensure_cursor(conn, chain_id, min(watched.values()) - 1)
@@ -320,8 +360,18 @@ async def _execute_if_no_writer(
                     progress(_request_update(req, time.perf_counter() - started))
 
             await backfill_requests.execute(
-                conn, client, chain_id, config, make_ranger(spec, config.initial_span), finalized=heads.finalized,
-                ceiling=heads.finalized, budget_s=None, stop=stop, on_progress=report, only=request_id)
+                conn,
+                client,
+                chain_id,
+                config,
+                make_ranger(spec, config.initial_span),
+                finalized=heads.finalized,
+                ceiling=heads.finalized,
+                budget_s=None,
+                stop=stop,
+                on_progress=report,
+                only=request_id,
+            )
         if stop is not None and stop.is_set():
             await backfill_requests.cancel(conn, request_id, writer=True)
         return await backfill_requests.get(conn, request_id)

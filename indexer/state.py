@@ -178,10 +178,18 @@ async def recompute_identities(conn: asyncpg.Connection, chain_id: int, keys: It
     rows = await conn.fetch(_LATEST_IDENTITY_SQL, chain_id, registries, investors)
     gone = [(r["registry"], r["investor"]) for r in rows if r["event"] is None]
     live = [
-        (chain_id, r["registry"], r["investor"],
-         r["identity"] if r["event"] == "IdentityRegistered" else None,
-         r["country"], r["event"] == "IdentityRegistered", r["block_number"], r["source"] or "EVENT")
-        for r in rows if r["event"] is not None
+        (
+            chain_id,
+            r["registry"],
+            r["investor"],
+            r["identity"] if r["event"] == "IdentityRegistered" else None,
+            r["country"],
+            r["event"] == "IdentityRegistered",
+            r["block_number"],
+            r["source"] or "EVENT",
+        )
+        for r in rows
+        if r["event"] is not None
     ]
     if live:
         await conn.executemany(_UPSERT_IDENTITY_SQL, live)
@@ -189,7 +197,9 @@ async def recompute_identities(conn: asyncpg.Connection, chain_id: int, keys: It
         await conn.execute(
             "DELETE FROM identities WHERE chain_id = $1 AND (registry_address, investor) IN "
             "(SELECT * FROM unnest($2::text[], $3::text[]))",
-            chain_id, [g[0] for g in gone], [g[1] for g in gone],
+            chain_id,
+            [g[0] for g in gone],
+            [g[1] for g in gone],
         )
 
 

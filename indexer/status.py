@@ -58,15 +58,25 @@ class CursorStatus:
         return max(self.head_block - self.indexed_block, 0)
 
 
-async def read_cursor_status(session: AsyncSession, chain_ids: Sequence[int],
-                             window_blocks: int = DEFAULT_WINDOW_BLOCKS) -> list[CursorStatus]:
+async def read_cursor_status(
+    session: AsyncSession, chain_ids: Sequence[int], window_blocks: int = DEFAULT_WINDOW_BLOCKS
+) -> list[CursorStatus]:
     """One CursorStatus per chain id, in the order given (3 small indexed queries per chain with a cursor)."""
-    rows = (await session.execute(
-        select(IndexerCursor.chain_id, IndexerCursor.indexed_block, IndexerCursor.head_block,
-               IndexerCursor.safe_block, IndexerCursor.finalized_block, IndexerCursor.updated_at,
-               IndexerCursor.stopped_reason, IndexerCursor.error_count, IndexerCursor.last_error)
-        .where(IndexerCursor.chain_id.in_(list(chain_ids)))
-    )).all()
+    rows = (
+        await session.execute(
+            select(
+                IndexerCursor.chain_id,
+                IndexerCursor.indexed_block,
+                IndexerCursor.head_block,
+                IndexerCursor.safe_block,
+                IndexerCursor.finalized_block,
+                IndexerCursor.updated_at,
+                IndexerCursor.stopped_reason,
+                IndexerCursor.error_count,
+                IndexerCursor.last_error,
+            ).where(IndexerCursor.chain_id.in_(list(chain_ids)))
+        )
+    ).all()
     by_chain = {r.chain_id: r for r in rows}
     requests = await _backfills(session, list(chain_ids))
     out: list[CursorStatus] = []
@@ -76,19 +86,26 @@ async def read_cursor_status(session: AsyncSession, chain_ids: Sequence[int],
         events, rate = 0, None
         if indexed is not None:
             events, rate = await _recent_rate(session, chain_id, indexed, window_blocks)
-        out.append(CursorStatus(
-            chain_id=chain_id, indexed_block=indexed,
-            head_block=row.head_block if row is not None else None,
-            safe_block=row.safe_block if row is not None else None,
-            finalized_block=row.finalized_block if row is not None else None,
-            updated_at=row.updated_at if row is not None else None,
-            recent_events=events, window_blocks=window_blocks, events_per_second=rate,
-            state=state_of(row.stopped_reason if row is not None else None,
-                           row.error_count if row is not None else 0, indexed),
-            stopped_reason=row.stopped_reason if row is not None else None,
-            error_count=row.error_count if row is not None else 0,
-            last_error=row.last_error if row is not None else None,
-            backfills=tuple(requests.get(chain_id, ()))))
+        out.append(
+            CursorStatus(
+                chain_id=chain_id,
+                indexed_block=indexed,
+                head_block=row.head_block if row is not None else None,
+                safe_block=row.safe_block if row is not None else None,
+                finalized_block=row.finalized_block if row is not None else None,
+                updated_at=row.updated_at if row is not None else None,
+                recent_events=events,
+                window_blocks=window_blocks,
+                events_per_second=rate,
+                state=state_of(
+                    row.stopped_reason if row is not None else None, row.error_count if row is not None else 0, indexed
+                ),
+                stopped_reason=row.stopped_reason if row is not None else None,
+                error_count=row.error_count if row is not None else 0,
+                last_error=row.last_error if row is not None else None,
+                backfills=tuple(requests.get(chain_id, ())),
+            )
+        )
     return out
 
 
@@ -115,34 +132,63 @@ class BackfillRequestStatus:
         return d
 
 
-async def _backfills(session: AsyncSession, chain_ids: list[int], recent: int = 3
-                     ) -> dict[int, list[BackfillRequestStatus]]:
+async def _backfills(
+    session: AsyncSession, chain_ids: list[int], recent: int = 3
+) -> dict[int, list[BackfillRequestStatus]]:
     """Per chain: every unfinished request and the last ``recent`` finished ones, oldest first."""
-    ranked = select(BackfillRequest, func.row_number().over(
-        partition_by=BackfillRequest.chain_id, order_by=BackfillRequest.id.desc()).label("n")) \
-        .where(BackfillRequest.chain_id.in_(chain_ids)).subquery()
-    rows = (await session.execute(
-        select(ranked).where((ranked.c.state.in_(("PENDING", "RUNNING"))) | (ranked.c.n <= recent))
-        .order_by(ranked.c.chain_id, ranked.c.id))).all()
+    ranked = (
+        select(
+            BackfillRequest,
+            func.row_number()
+            .over(partition_by=BackfillRequest.chain_id, order_by=BackfillRequest.id.desc())
+            .label("n"),
+        )
+        .where(BackfillRequest.chain_id.in_(chain_ids))
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(ranked)
+            .where((ranked.c.state.in_(("PENDING", "RUNNING"))) | (ranked.c.n <= recent))
+            .order_by(ranked.c.chain_id, ranked.c.id)
+        )
+    ).all()
     out: dict[int, list[BackfillRequestStatus]] = {}
     for r in rows:
-        out.setdefault(r.chain_id, []).append(BackfillRequestStatus(
-            id=r.id, token=r.token_address, from_block=r.from_block, to_block=r.to_block, state=r.state,
-            blocks_done=r.blocks_done, blocks_total=r.blocks_total, events=r.events, error=r.error,
-            created_at=r.created_at, finished_at=r.finished_at))
+        out.setdefault(r.chain_id, []).append(
+            BackfillRequestStatus(
+                id=r.id,
+                token=r.token_address,
+                from_block=r.from_block,
+                to_block=r.to_block,
+                state=r.state,
+                blocks_done=r.blocks_done,
+                blocks_total=r.blocks_total,
+                events=r.events,
+                error=r.error,
+                created_at=r.created_at,
+                finished_at=r.finished_at,
+            )
+        )
     return out
 
 
 async def _recent_rate(session: AsyncSession, chain_id: int, indexed: int, window: int) -> tuple[int, float | None]:
     low = indexed - window  # exclusive
-    events = (await session.execute(
-        select(func.count()).select_from(ChainEvent)
-        .where(ChainEvent.chain_id == chain_id, ChainEvent.block_number > low, ChainEvent.block_number <= indexed)
-    )).scalar_one()
-    first, last = (await session.execute(
-        select(func.min(Block.timestamp), func.max(Block.timestamp))
-        .where(Block.chain_id == chain_id, Block.number > low, Block.number <= indexed)
-    )).one()
+    events = (
+        await session.execute(
+            select(func.count())
+            .select_from(ChainEvent)
+            .where(ChainEvent.chain_id == chain_id, ChainEvent.block_number > low, ChainEvent.block_number <= indexed)
+        )
+    ).scalar_one()
+    first, last = (
+        await session.execute(
+            select(func.min(Block.timestamp), func.max(Block.timestamp)).where(
+                Block.chain_id == chain_id, Block.number > low, Block.number <= indexed
+            )
+        )
+    ).one()
     if first is None or last is None:
         return int(events), None
     span = (last - first).total_seconds()
@@ -154,13 +200,19 @@ async def indexed_block_for(session: AsyncSession, chain_id: int, token: str) ->
     interval (the indexer records one per watched address with every write, merged, so a token followed from
     its start block ends where the cursor is, and a token only backfilled ends where the backfill stopped).
     With no interval recorded for it, the chain cursor's indexed block; None when neither exists."""
-    fetched = (await session.execute(
-        select(FetchedInterval.to_block).where(FetchedInterval.chain_id == chain_id, FetchedInterval.address == token)
-        .order_by(FetchedInterval.from_block).limit(1))).scalar_one_or_none()
+    fetched = (
+        await session.execute(
+            select(FetchedInterval.to_block)
+            .where(FetchedInterval.chain_id == chain_id, FetchedInterval.address == token)
+            .order_by(FetchedInterval.from_block)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
     if fetched is not None:
         return int(fetched)
-    indexed = (await session.execute(
-        select(IndexerCursor.indexed_block).where(IndexerCursor.chain_id == chain_id))).scalar_one_or_none()
+    indexed = (
+        await session.execute(select(IndexerCursor.indexed_block).where(IndexerCursor.chain_id == chain_id))
+    ).scalar_one_or_none()
     return int(indexed) if indexed is not None and indexed >= 0 else None
 
 
@@ -190,9 +242,14 @@ async def probe_node(chain_id: int, urls: Sequence[str], *, timeout: float = 5.0
     try:
         async with RpcClient(urls, chain_id=chain_id, timeout=timeout, max_retries=1, backoff_base=0.05) as rpc:
             chain, latest, safe, final = await rpc.batch(
-                [("eth_chainId", []), ("eth_getBlockByNumber", ["latest", False]),
-                 ("eth_getBlockByNumber", ["safe", False]), ("eth_getBlockByNumber", ["finalized", False])],
-                return_exceptions=True)
+                [
+                    ("eth_chainId", []),
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_getBlockByNumber", ["safe", False]),
+                    ("eth_getBlockByNumber", ["finalized", False]),
+                ],
+                return_exceptions=True,
+            )
     except RpcError as exc:
         status.error = describe_rpc_error(exc, chain_id, labels)
         return status
@@ -261,18 +318,37 @@ def combine(spec: ChainSpec, node: NodeStatus, cursor: CursorStatus) -> ChainSta
     head = node.head_block if node.reachable else cursor.head_block
     lag = max(head - cursor.indexed_block, 0) if head is not None and cursor.indexed_block is not None else None
     return ChainStatus(
-        chain_id=spec.chain_id, chain=spec.short_name, configured=bool(node.endpoints), reachable=node.reachable,
-        error=node.error, endpoints=node.endpoints,
-        head=node.head_block, safe=node.safe_block, finalized=node.finalized_block,
-        indexed=cursor.indexed_block, lag=lag, recent_events=cursor.recent_events,
-        window_blocks=cursor.window_blocks, events_per_second=cursor.events_per_second,
+        chain_id=spec.chain_id,
+        chain=spec.short_name,
+        configured=bool(node.endpoints),
+        reachable=node.reachable,
+        error=node.error,
+        endpoints=node.endpoints,
+        head=node.head_block,
+        safe=node.safe_block,
+        finalized=node.finalized_block,
+        indexed=cursor.indexed_block,
+        lag=lag,
+        recent_events=cursor.recent_events,
+        window_blocks=cursor.window_blocks,
+        events_per_second=cursor.events_per_second,
         cursor_updated_at=cursor.updated_at.isoformat() if cursor.updated_at else None,
-        state=cursor.state, stopped_reason=cursor.stopped_reason, error_count=cursor.error_count,
-        last_error=cursor.last_error, backfills=[b.as_json() for b in cursor.backfills])
+        state=cursor.state,
+        stopped_reason=cursor.stopped_reason,
+        error_count=cursor.error_count,
+        last_error=cursor.last_error,
+        backfills=[b.as_json() for b in cursor.backfills],
+    )
 
 
-async def chain_status(session: AsyncSession, specs: Sequence[ChainSpec], urls: dict[int, list[str]], *,
-                       timeout: float = 5.0, window_blocks: int = DEFAULT_WINDOW_BLOCKS) -> list[ChainStatus]:
+async def chain_status(
+    session: AsyncSession,
+    specs: Sequence[ChainSpec],
+    urls: dict[int, list[str]],
+    *,
+    timeout: float = 5.0,
+    window_blocks: int = DEFAULT_WINDOW_BLOCKS,
+) -> list[ChainStatus]:
     """Probe every node concurrently while the database is read."""
     probes = asyncio.gather(*(probe_node(s.chain_id, urls.get(s.chain_id, []), timeout=timeout) for s in specs))
     cursors = await read_cursor_status(session, [s.chain_id for s in specs], window_blocks)

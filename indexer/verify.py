@@ -60,13 +60,20 @@ class VerifyReport:
         return not self.mismatches and self.supply_matches
 
 
-async def indexed_balances(session: AsyncSession, chain_id: int, token: str, block: int | None,
-                           indexed: int) -> dict[str, int]:
+async def indexed_balances(
+    session: AsyncSession, chain_id: int, token: str, block: int | None, indexed: int
+) -> dict[str, int]:
     """holder -> balance at `block` (None or `indexed`: the holdings table; earlier: from transfers)."""
-    holders = {h: int(b) for h, b in (await session.execute(
-        select(Holding.holder, Holding.balance)
-        .where(Holding.chain_id == chain_id, Holding.token_address == token, Holding.holder != ZERO_ADDRESS)
-    )).all()}
+    holders = {
+        h: int(b)
+        for h, b in (
+            await session.execute(
+                select(Holding.holder, Holding.balance).where(
+                    Holding.chain_id == chain_id, Holding.token_address == token, Holding.holder != ZERO_ADDRESS
+                )
+            )
+        ).all()
+    }
     if block is None or block == indexed:
         return holders
     t = TokenTransfer
@@ -74,10 +81,12 @@ async def indexed_balances(session: AsyncSession, chain_id: int, token: str, blo
         holders[holder] = 0
     # One grouped pass over the token's transfers up to `block`, credited and debited per address.
     signed = [
-        select(t.to_address.label("holder"), t.value.label("delta"))
-        .where(t.chain_id == chain_id, t.token_address == token, t.block_number <= block),
-        select(t.from_address.label("holder"), (-t.value).label("delta"))
-        .where(t.chain_id == chain_id, t.token_address == token, t.block_number <= block),
+        select(t.to_address.label("holder"), t.value.label("delta")).where(
+            t.chain_id == chain_id, t.token_address == token, t.block_number <= block
+        ),
+        select(t.from_address.label("holder"), (-t.value).label("delta")).where(
+            t.chain_id == chain_id, t.token_address == token, t.block_number <= block
+        ),
     ]
     moves = signed[0].union_all(signed[1]).subquery()
     rows = (await session.execute(select(moves.c.holder, func.sum(moves.c.delta)).group_by(moves.c.holder))).all()
@@ -90,8 +99,9 @@ async def indexed_balances(session: AsyncSession, chain_id: int, token: str, blo
 async def onchain_balances(rpc: RpcClient, token: str, holders: Sequence[str], block: int) -> dict[str, int]:
     """`balanceOf(holder)` for every holder at `block`, as batched eth_calls."""
     tag = block_param(block)
-    calls = [("eth_call", [{"to": token, "data": BALANCE_OF + holder[2:].lower().rjust(64, "0")}, tag])
-             for holder in holders]
+    calls = [
+        ("eth_call", [{"to": token, "data": BALANCE_OF + holder[2:].lower().rjust(64, "0")}, tag]) for holder in holders
+    ]
     results = await rpc.batch(calls)
     return {holder: _uint(raw, token, block) for holder, raw in zip(holders, results)}
 
@@ -106,8 +116,9 @@ def _uint(raw: str, token: str, block: int) -> int:
     return int(raw, 16)
 
 
-async def verify_token(engine: AsyncEngine, rpc: RpcClient, chain_id: int, token: str,
-                       block: int | None = None) -> VerifyReport:
+async def verify_token(
+    engine: AsyncEngine, rpc: RpcClient, chain_id: int, token: str, block: int | None = None
+) -> VerifyReport:
     """Compare; raises VerifyError for input that cannot be verified and RpcError when the node fails."""
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="REPEATABLE READ")
@@ -118,10 +129,20 @@ async def verify_token(engine: AsyncEngine, rpc: RpcClient, chain_id: int, token
             if block is not None and block > indexed:
                 raise VerifyError(f"block {block} is above the indexed block {indexed} of chain {chain_id}")
             at = indexed if block is None else block
-            has_rows = (await session.execute(select(func.count()).select_from(Holding).where(
-                Holding.chain_id == chain_id, Holding.token_address == token))).scalar_one()
-            has_transfers = (await session.execute(select(TokenTransfer.log_index).where(
-                TokenTransfer.chain_id == chain_id, TokenTransfer.token_address == token).limit(1))).first()
+            has_rows = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(Holding)
+                    .where(Holding.chain_id == chain_id, Holding.token_address == token)
+                )
+            ).scalar_one()
+            has_transfers = (
+                await session.execute(
+                    select(TokenTransfer.log_index)
+                    .where(TokenTransfer.chain_id == chain_id, TokenTransfer.token_address == token)
+                    .limit(1)
+                )
+            ).first()
             if not has_rows and has_transfers is None:
                 raise VerifyError(f"token {token} has no indexed holdings or transfers on chain {chain_id}")
             balances = await indexed_balances(session, chain_id, token, block, indexed)
@@ -129,5 +150,12 @@ async def verify_token(engine: AsyncEngine, rpc: RpcClient, chain_id: int, token
     onchain = await onchain_balances(rpc, token, holders, at)
     supply = await onchain_total_supply(rpc, token, at)
     mismatches = [Mismatch(h, balances[h], onchain[h]) for h in holders if balances[h] != onchain[h]]
-    return VerifyReport(chain_id=chain_id, token=token, block=at, holders_checked=len(holders), total_supply=supply,
-                        indexed_sum=sum(balances.values()), mismatches=mismatches)
+    return VerifyReport(
+        chain_id=chain_id,
+        token=token,
+        block=at,
+        holders_checked=len(holders),
+        total_supply=supply,
+        indexed_sum=sum(balances.values()),
+        mismatches=mismatches,
+    )

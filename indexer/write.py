@@ -113,8 +113,12 @@ async def _write_fresh(conn: asyncpg.Connection, batch: DecodedBatch) -> Written
                 d[1] = blk
         keys = list(deltas)
         await conn.execute(
-            _ADD_BALANCES, batch.chain_id, [k[0] for k in keys], [k[1] for k in keys],
-            [deltas[k][0] for k in keys], [deltas[k][1] for k in keys],
+            _ADD_BALANCES,
+            batch.chain_id,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [deltas[k][0] for k in keys],
+            [deltas[k][1] for k in keys],
         )
         moved = [(tok, m) for tok, m in minted.items() if m]
         if moved:
@@ -161,7 +165,8 @@ async def prepare_connection(conn: asyncpg.Connection) -> None:
 async def ensure_cursor(conn: asyncpg.Connection, chain_id: int, indexed_block: int) -> None:
     await conn.execute(
         "INSERT INTO indexer_cursors (chain_id, indexed_block) VALUES ($1, $2) ON CONFLICT (chain_id) DO NOTHING",
-        chain_id, indexed_block,
+        chain_id,
+        indexed_block,
     )
 
 
@@ -185,7 +190,9 @@ async def write_batch(
             )
             if row is None or row["indexed_block"] != batch.from_block - 1:
                 got = None if row is None else row["indexed_block"]
-                raise ReorgDetected(chain_id, batch.from_block, f"cursor is at {got}, batch starts at {batch.from_block}")
+                raise ReorgDetected(
+                    chain_id, batch.from_block, f"cursor is at {got}, batch starts at {batch.from_block}"
+                )
             if batch.first_parent is not None and row["indexed_hash"] and batch.first_parent != row["indexed_hash"]:
                 raise ReorgDetected(chain_id, batch.from_block, "parent hash differs from the indexed block's hash")
         if batch.blocks:
@@ -208,6 +215,8 @@ async def write_batch(
         if move_cursor:
             await conn.execute(
                 "UPDATE indexer_cursors SET indexed_block = $2, indexed_hash = $3, updated_at = now() WHERE chain_id = $1",
-                chain_id, batch.to_block, batch.end_hash,
+                chain_id,
+                batch.to_block,
+                batch.end_hash,
             )
     return WriteResult(sum(by_event.values()), transfers, dict(by_event))

@@ -35,9 +35,18 @@ class ChainWriter(ChainFollower):
         if stop is not None and stop.is_set():
             return False
         finalized = await self.conn.fetchval(
-            "SELECT finalized_block FROM indexer_cursors WHERE chain_id = $1", self.chain_id)
+            "SELECT finalized_block FROM indexer_cursors WHERE chain_id = $1", self.chain_id
+        )
         if finalized is None:
             return False
         return await backfill_requests.execute(
-            self.conn, self.client, self.chain_id, self.config, self.ranger, finalized=finalized,
-            ceiling=finalized, budget_s=backfill_requests.SLICE_S, stop=stop)
+            self.conn,
+            self.client,
+            self.chain_id,
+            self.config,
+            self.ranger,
+            finalized=finalized,
+            ceiling=finalized,
+            budget_s=backfill_requests.SLICE_S,
+            stop=stop,
+        )

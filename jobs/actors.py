@@ -1,12 +1,19 @@
 """Every actor module, imported so `dramatiq jobs.actors` (and `rwa worker`) registers them all, and the
 periodic schedule the worker runs (jobs/scheduler.py)."""
 
-from jobs import broker  # noqa: F401  (installs the broker first)
-from jobs import candles, kyc, offerings, orders, payments, webhooks  # noqa: F401
-from jobs import sweeps  # noqa: F401
-from jobs import trading_risk  # noqa: F401
-from jobs import privacy  # noqa: F401
-from jobs import reports  # noqa: F401
+from jobs import (  # noqa: F401 (imported for their side effects)
+    broker,  # installs the broker first
+    candles,
+    kyc,
+    offerings,
+    orders,
+    payments,
+    privacy,
+    reports,
+    sweeps,
+    trading_risk,
+    webhooks,
+)
 from jobs.scheduler import Scheduler
 
 

@@ -18,6 +18,7 @@ except ImportError:  # trading not installed in this build: no actors
 
 
 if roll_up is not None:
+
     @dramatiq.actor(queue_name="trading", max_retries=3, min_backoff=1_000)
     async def roll_up_market_candles(market_id: str, interval: str) -> None:
         import uuid

@@ -63,10 +63,12 @@ def job_context() -> JobContext:
         engine = create_async_engine(s.database_url, pool_size=5, max_overflow=5, pool_pre_ping=True)
         tracing.instrument_engine(engine)
         ctx = _contexts[id(loop)] = JobContext(
-            settings=s, engine=engine,
+            settings=s,
+            engine=engine,
             session_factory=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
             redis=create_redis(s.redis_url) if s.redis_url else None,
-            http=delivery_client())
+            http=delivery_client(),
+        )
     return ctx
 
 

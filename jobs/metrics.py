@@ -16,12 +16,18 @@ from prometheus_client import Counter, Gauge, Histogram
 JOBS_ENQUEUED = Counter("rwa_jobs_enqueued_total", "Messages enqueued, by actor", ["actor"])
 JOBS_PROCESSED = Counter("rwa_jobs_processed_total", "Messages whose actor returned, by actor", ["actor"])
 JOBS_FAILED = Counter("rwa_jobs_failed_total", "Attempts whose actor raised (retried or not), by actor", ["actor"])
-JOBS_SKIPPED = Counter("rwa_jobs_skipped_total", "Messages skipped (expired, or a middleware said so), by actor",
-                       ["actor"])
-JOB_SECONDS = Histogram("rwa_job_seconds", "Time an actor ran, by actor", ["actor"],
-                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
-JOBS_IN_PROGRESS = Gauge("rwa_jobs_in_progress", "Messages being processed now, by actor", ["actor"],
-                         multiprocess_mode="livesum")
+JOBS_SKIPPED = Counter(
+    "rwa_jobs_skipped_total", "Messages skipped (expired, or a middleware said so), by actor", ["actor"]
+)
+JOB_SECONDS = Histogram(
+    "rwa_job_seconds",
+    "Time an actor ran, by actor",
+    ["actor"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+JOBS_IN_PROGRESS = Gauge(
+    "rwa_jobs_in_progress", "Messages being processed now, by actor", ["actor"], multiprocess_mode="livesum"
+)
 WORKER_PROCESSES = Gauge("rwa_worker_processes", "dramatiq worker processes alive", multiprocess_mode="livesum")
 
 
@@ -46,8 +52,14 @@ class JobMetrics(dramatiq.Middleware):
             self._started[message.message_id] = time.perf_counter()
         JOBS_IN_PROGRESS.labels(message.actor_name).inc()
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None,
-                              exception: BaseException | None = None) -> None:
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.Message,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
         with self._lock:
             started = self._started.pop(message.message_id, None)
         actor = message.actor_name

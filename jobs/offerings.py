@@ -6,7 +6,7 @@ transaction, so one failing offering does not hold the others back."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dramatiq
 from sqlalchemy import select
@@ -25,9 +25,16 @@ BATCH = 20
 async def close_due(session_factory) -> int:  # type: ignore[no-untyped-def]
     """Close every OPEN offering past its closing time; returns how many were closed."""
     async with session_factory() as session:
-        due = list((await session.execute(select(Offering.id).where(
-            Offering.state == OfferingState.OPEN, Offering.closes_at <= datetime.now(timezone.utc))
-            .order_by(Offering.closes_at).limit(BATCH))).scalars())
+        due = list(
+            (
+                await session.execute(
+                    select(Offering.id)
+                    .where(Offering.state == OfferingState.OPEN, Offering.closes_at <= datetime.now(UTC))
+                    .order_by(Offering.closes_at)
+                    .limit(BATCH)
+                )
+            ).scalars()
+        )
     closed = 0
     for offering_id in due:
         async with session_factory() as session:

@@ -3,7 +3,7 @@ order already expired is not open any more."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dramatiq
 
@@ -18,11 +18,12 @@ except ImportError:  # trading not installed in this build: no actor
 
 
 if expire_due_orders is not None:
+
     @dramatiq.actor(queue_name="trading", max_retries=3, min_backoff=500)
     async def expire_orders() -> None:
         ctx = job_context()
         try:
             async with ctx.session_factory() as session:
-                await expire_due_orders(session, datetime.now(timezone.utc))
+                await expire_due_orders(session, datetime.now(UTC))
         finally:
             release("expire_orders")

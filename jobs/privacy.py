@@ -23,7 +23,11 @@ async def purge_past_retention() -> None:
         async with ctx.session_factory() as session:
             done = await purge(session, ctx.settings)
         if done.keys_destroyed or done.sessions or done.api_keys:
-            log.info("retention: %d data keys destroyed, %d sessions and %d API keys deleted",
-                     done.keys_destroyed, done.sessions, done.api_keys)
+            log.info(
+                "retention: %d data keys destroyed, %d sessions and %d API keys deleted",
+                done.keys_destroyed,
+                done.sessions,
+                done.api_keys,
+            )
     finally:
         release("purge_past_retention")

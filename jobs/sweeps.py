@@ -34,6 +34,7 @@ async def sweep_deposits(chain_id: int) -> None:
             return
         try:
             async with RpcClient(urls, chain_id=chain_id) as rpc:
+
                 async def balance(_: int, address: str) -> int:
                     return int(await rpc.call("eth_getBalance", [address, "latest"]), 16)
 
@@ -41,8 +42,14 @@ async def sweep_deposits(chain_id: int) -> None:
                     return int(await rpc.call("eth_gasPrice", []), 16)
 
                 async with ctx.session_factory() as session:
-                    queued = await sweep_pass(session, ctx.settings.sweep_min_amount, lambda _: treasury.address,
-                                              balance, price, chain_id=chain_id)
+                    queued = await sweep_pass(
+                        session,
+                        ctx.settings.sweep_min_amount,
+                        lambda _: treasury.address,
+                        balance,
+                        price,
+                        chain_id=chain_id,
+                    )
                     await session.commit()
         finally:
             await treasury.aclose()

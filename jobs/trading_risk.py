@@ -4,7 +4,7 @@ circuit-breaker halts (resolvers.trading.risk_admin) and sampling the designated
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dramatiq
 
@@ -20,7 +20,7 @@ async def resume_halted_markets() -> None:
     ctx = job_context()
     try:
         async with ctx.session_factory() as session:
-            await resume_due_markets(session, datetime.now(timezone.utc))
+            await resume_due_markets(session, datetime.now(UTC))
     finally:
         release("resume_halted_markets")
 
@@ -30,6 +30,6 @@ async def sample_market_makers() -> None:
     ctx = job_context()
     try:
         async with ctx.session_factory() as session:
-            await sample_quotes(session, datetime.now(timezone.utc))
+            await sample_quotes(session, datetime.now(UTC))
     finally:
         release("sample_market_makers")

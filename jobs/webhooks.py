@@ -23,13 +23,24 @@ MIN_BACKOFF_MS = get_settings().webhook_min_backoff_ms
 MAX_BACKOFF_MS = get_settings().webhook_max_backoff_ms
 
 
-@dramatiq.actor(queue_name="webhooks", max_retries=MAX_RETRIES, min_backoff=MIN_BACKOFF_MS,
-                max_backoff=MAX_BACKOFF_MS, on_retry_exhausted="webhook_dead_letter", time_limit=60_000)
+@dramatiq.actor(
+    queue_name="webhooks",
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
+    on_retry_exhausted="webhook_dead_letter",
+    time_limit=60_000,
+)
 async def deliver_webhook(delivery_id: str) -> None:
     ctx = job_context()
     async with ctx.session_factory() as session:
-        await webhooks.attempt(session, uuid.UUID(delivery_id), secret_for(ctx.settings), ctx.http,
-                               TargetPolicy.from_settings(ctx.settings))
+        await webhooks.attempt(
+            session,
+            uuid.UUID(delivery_id),
+            secret_for(ctx.settings),
+            ctx.http,
+            TargetPolicy.from_settings(ctx.settings),
+        )
 
 
 @dramatiq.actor(queue_name="webhooks", max_retries=10)

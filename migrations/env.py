@@ -11,7 +11,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import models
-
 from core.migrate import MIGRATION_LOCK_ID, MigrationBusy
 
 config = context.config
@@ -41,8 +40,9 @@ def _lock(connection: Connection) -> None:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
-                      transaction_per_migration=False)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, compare_type=True, transaction_per_migration=False
+    )
     _lock(connection)
     try:
         # after the lock (lock_timeout would also bound the wait for it): every DDL below waits at most this long for
@@ -76,8 +76,7 @@ def run() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True)
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -64,16 +64,18 @@ class Asset(Base):
     issuer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     type: Mapped[AssetType] = mapped_column(pg_enum(AssetType, "asset_type"), nullable=False)
-    status: Mapped[AssetStatus] = mapped_column(pg_enum(AssetStatus, "asset_status"), nullable=False,
-                                                default=AssetStatus.DRAFT)
+    status: Mapped[AssetStatus] = mapped_column(
+        pg_enum(AssetStatus, "asset_status"), nullable=False, default=AssetStatus.DRAFT
+    )
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
     jurisdiction: Mapped[str] = mapped_column(String(2), nullable=False)  # ISO 3166-1 alpha-2
     currency: Mapped[str] = mapped_column(String(3), nullable=False)  # ISO 4217
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)  # per-type metadata
     review_reason: Mapped[str | None] = mapped_column(Text)
     latest_valuation_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
-    latest_valuation_amount: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal(0),
-                                                             server_default=text("0"))
+    latest_valuation_amount: Mapped[Decimal] = mapped_column(
+        Money, nullable=False, default=Decimal(0), server_default=text("0")
+    )
     latest_valuation_currency: Mapped[str | None] = mapped_column(String(3))
     latest_valuation_as_of: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = created_at()

@@ -55,7 +55,12 @@ class ChainEvent(Base):
         Index("ix_chain_events_chain_address_block", "chain_id", "address", "block_number"),
         # Partial: Transfers (the bulk) have no subject, so this index costs them nothing.
         Index(
-            "ix_chain_events_subject", "chain_id", "address", "subject", "block_number", "log_index",
+            "ix_chain_events_subject",
+            "chain_id",
+            "address",
+            "subject",
+            "block_number",
+            "log_index",
             postgresql_where=text("subject IS NOT NULL"),
         ),
     )

@@ -7,7 +7,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,8 +57,9 @@ class User(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(Text, nullable=False)
-    status: Mapped[UserStatus] = mapped_column(pg_enum(UserStatus, "user_status"), default=UserStatus.ACTIVE,
-                                               nullable=False)
+    status: Mapped[UserStatus] = mapped_column(
+        pg_enum(UserStatus, "user_status"), default=UserStatus.ACTIVE, nullable=False
+    )
     roles: Mapped[list[str]] = mapped_column(ARRAY(String(16)), nullable=False, default=lambda: [Role.INVESTOR.value])
     failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -72,8 +85,9 @@ class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    family_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("refresh_token_families.id", ondelete="CASCADE"),
-                                                 nullable=False, index=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("refresh_token_families.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     created_at: Mapped[datetime] = created_at()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -85,8 +99,9 @@ class KycCase(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, unique=True)
-    status: Mapped[KycStatus] = mapped_column(pg_enum(KycStatus, "kyc_status"), nullable=False,
-                                              default=KycStatus.NOT_STARTED)
+    status: Mapped[KycStatus] = mapped_column(
+        pg_enum(KycStatus, "kyc_status"), nullable=False, default=KycStatus.NOT_STARTED
+    )
     # AES-GCM ciphertext of the personal fields (core.encryption); associated data = case id
     personal_data: Mapped[bytes | None] = mapped_column(LargeBinary)
     country: Mapped[str | None] = mapped_column(String(2))
@@ -157,8 +172,9 @@ class UserRevocation(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     user_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
-    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
-                                                 server_default=text("clock_timestamp()"))
+    revoked_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("clock_timestamp()")
+    )
     reason: Mapped[str] = mapped_column(String(16), nullable=False)
 
     __table_args__ = (Index("ix_user_revocations_revoked_at", "revoked_at"),)
@@ -176,8 +192,9 @@ class UserMfa(Base):
     secret_enc: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_step: Mapped[int | None] = mapped_column(BigInteger)
-    recovery_code_hashes: Mapped[list[str]] = mapped_column(ARRAY(String(64)), nullable=False, default=list,
-                                                            server_default=text("'{}'"))
+    recovery_code_hashes: Mapped[list[str]] = mapped_column(
+        ARRAY(String(64)), nullable=False, default=list, server_default=text("'{}'")
+    )
     failed_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default=text("0"))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at()

@@ -85,11 +85,11 @@ class Offering(Base):
     closes_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     eligible_countries: Mapped[list[str] | None] = mapped_column(ARRAY(String(2)))  # NULL: any country
     accredited_only: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    allocation_rule: Mapped[AllocationRule] = mapped_column(pg_enum(AllocationRule, "allocation_rule"),
-                                                            nullable=False)
+    allocation_rule: Mapped[AllocationRule] = mapped_column(pg_enum(AllocationRule, "allocation_rule"), nullable=False)
     fee_bps: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # platform fee on the raised cash
-    state: Mapped[OfferingState] = mapped_column(pg_enum(OfferingState, "offering_state"), nullable=False,
-                                                 default=OfferingState.DRAFT)
+    state: Mapped[OfferingState] = mapped_column(
+        pg_enum(OfferingState, "offering_state"), nullable=False, default=OfferingState.DRAFT
+    )
     subscribed_total: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal(0))
     allocated_total: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal(0))
     subscription_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -109,8 +109,7 @@ class OfferingSubscription(Base):
     client_key: Mapped[str | None] = mapped_column(String(64))
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)  # cash asked (and reserved when ACTIVE)
     wallet_address: Mapped[str | None] = mapped_column(Address)
-    state: Mapped[SubscriptionState] = mapped_column(pg_enum(SubscriptionState, "subscription_state"),
-                                                     nullable=False)
+    state: Mapped[SubscriptionState] = mapped_column(pg_enum(SubscriptionState, "subscription_state"), nullable=False)
     reason: Mapped[str | None] = mapped_column(String(40))
     allocated_quantity: Mapped[Decimal] = mapped_column(Money, nullable=False, default=Decimal(0))  # whole tokens
     allocated_units: Mapped[int] = mapped_column(TokenUnits, nullable=False, default=0)
@@ -122,8 +121,14 @@ class OfferingSubscription(Base):
     __table_args__ = (
         Index("ix_offering_subscriptions_offering", "offering_id", "state", "seq"),
         Index("ix_offering_subscriptions_mint_ref", "mint_ref", postgresql_where=text("mint_ref IS NOT NULL")),
-        Index("uq_offering_subscriptions_client_key", "offering_id", "user_id", "client_key", unique=True,
-              postgresql_where=text("client_key IS NOT NULL")),
+        Index(
+            "uq_offering_subscriptions_client_key",
+            "offering_id",
+            "user_id",
+            "client_key",
+            unique=True,
+            postgresql_where=text("client_key IS NOT NULL"),
+        ),
     )
 
 
@@ -147,8 +152,15 @@ class TokenIssuance(Base):
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 
-    __table_args__ = (Index("uq_token_issuances_client_key", "requested_by", "client_key", unique=True,
-                            postgresql_where=text("client_key IS NOT NULL")),)
+    __table_args__ = (
+        Index(
+            "uq_token_issuances_client_key",
+            "requested_by",
+            "client_key",
+            unique=True,
+            postgresql_where=text("client_key IS NOT NULL"),
+        ),
+    )
 
 
 class TokenIssuanceLine(Base):

@@ -50,8 +50,14 @@ class LedgerAccount(Base):
         # users can never hold negative cash, whatever the concurrency (platform accounts may: DEPOSITS is the
         # mirror of all money that came in)
         CheckConstraint("owner_id IS NULL OR balance >= 0", name="user_balance_not_negative"),
-        Index("uq_ledger_accounts_owner_kind_currency", "owner_id", "kind", "currency", unique=True,
-              postgresql_nulls_not_distinct=True),
+        Index(
+            "uq_ledger_accounts_owner_kind_currency",
+            "owner_id",
+            "kind",
+            "currency",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
     )
 
 

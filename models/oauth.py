@@ -23,8 +23,7 @@ class OAuthClient(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     client_id: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
-    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
-                                                index=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(32)), nullable=False)
     created_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = created_at()
@@ -36,8 +35,9 @@ class OAuthClientSecret(Base):
     __tablename__ = "oauth_client_secrets"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    client_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=False,
-                                                 index=True)
+    client_pk: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     prefix: Mapped[str] = mapped_column(String(16), nullable=False)
     created_at: Mapped[datetime] = created_at()

@@ -70,8 +70,9 @@ class ChainOperation(Base):
     value: Mapped[int] = mapped_column(TokenUnits, nullable=False, default=0)  # wei sent with the call
     signer: Mapped[str] = mapped_column(String(20), nullable=False, default="agent")  # key role
     business_ref: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
-    state: Mapped[OperationState] = mapped_column(pg_enum(OperationState, "operation_state"), nullable=False,
-                                                  default=OperationState.PENDING)
+    state: Mapped[OperationState] = mapped_column(
+        pg_enum(OperationState, "operation_state"), nullable=False, default=OperationState.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     sender: Mapped[str | None] = mapped_column(Address)
     nonce: Mapped[int | None] = mapped_column(BigInteger)
@@ -106,9 +107,18 @@ class ChainOperation(Base):
         Index("ix_chain_operations_kind_created", "kind", "created_at"),
         Index("ix_chain_operations_batch_id", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
         # prefix lookups of versioned refs ("identity:<chain>:<registry>:<wallet>:<n>"; migration 0011)
-        Index("ix_chain_operations_business_ref_prefix", "business_ref",
-              postgresql_ops={"business_ref": "varchar_pattern_ops"}),
+        Index(
+            "ix_chain_operations_business_ref_prefix",
+            "business_ref",
+            postgresql_ops={"business_ref": "varchar_pattern_ops"},
+        ),
         # One live operation per (chain, sender, nonce): a second writer could never sign over a held nonce.
-        Index("uq_chain_operations_sender_nonce", "chain_id", "sender", "nonce", unique=True,
-              postgresql_where=text("nonce IS NOT NULL AND state <> 'CANCELED'")),
+        Index(
+            "uq_chain_operations_sender_nonce",
+            "chain_id",
+            "sender",
+            "nonce",
+            unique=True,
+            postgresql_where=text("nonce IS NOT NULL AND state <> 'CANCELED'"),
+        ),
     )

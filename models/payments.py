@@ -86,8 +86,13 @@ class Payment(Base):
         Index("ix_payments_user_created", "user_id", "created_at", "id"),
         Index("ix_payments_created", "created_at", "id"),
         # the reconciler's and expiry job's working set: only payments still waiting for money
-        Index("ix_payments_open", "chain_id", "state", "expires_at",
-              postgresql_where=text("state IN ('AWAITING_FUNDS', 'DETECTED', 'UNDERPAID', 'EXPIRED')")),
+        Index(
+            "ix_payments_open",
+            "chain_id",
+            "state",
+            "expires_at",
+            postgresql_where=text("state IN ('AWAITING_FUNDS', 'DETECTED', 'UNDERPAID', 'EXPIRED')"),
+        ),
     )
 
 

@@ -39,10 +39,10 @@ class ErasureRequest(Base):
     __tablename__ = "erasure_requests"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
-                                               index=True)
-    status: Mapped[ErasureStatus] = mapped_column(pg_enum(ErasureStatus, "erasure_status"), nullable=False,
-                                                  default=ErasureStatus.PENDING)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    status: Mapped[ErasureStatus] = mapped_column(
+        pg_enum(ErasureStatus, "erasure_status"), nullable=False, default=ErasureStatus.PENDING
+    )
     reason: Mapped[str | None] = mapped_column(Text)
     requested_at: Mapped[datetime] = created_at()
     processed_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
@@ -51,7 +51,6 @@ class ErasureRequest(Base):
     key_destroy_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        Index("uq_erasure_requests_pending_user", "user_id", unique=True,
-              postgresql_where=text("status = 'PENDING'")),
+        Index("uq_erasure_requests_pending_user", "user_id", unique=True, postgresql_where=text("status = 'PENDING'")),
         Index("ix_erasure_requests_status_requested", "status", "requested_at"),
     )

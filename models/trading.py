@@ -12,8 +12,20 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Identity, Index, Integer, Numeric, String,
-                        UniqueConstraint, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.schema import FetchedValue
 
@@ -84,8 +96,9 @@ class Market(Base):
     min_notional: Mapped[Decimal] = mapped_column(Money, nullable=False)
     maker_fee_bps: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     taker_fee_bps: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    status: Mapped[MarketStatus] = mapped_column(pg_enum(MarketStatus, "market_status"), nullable=False,
-                                                 default=MarketStatus.OPEN)
+    status: Mapped[MarketStatus] = mapped_column(
+        pg_enum(MarketStatus, "market_status"), nullable=False, default=MarketStatus.OPEN
+    )
     # per-market book sequence: bumped under the market's matching lock, so it orders book events
     book_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     # per-market trade sequence: bumped for each trade by a trigger (migration 0020), under the market's
@@ -122,14 +135,27 @@ class Order(Base):
 
     __table_args__ = (
         UniqueConstraint("user_id", "client_order_id", name="uq_orders_user_client_order_id"),
-        Index("ix_orders_book", "market_id", "side", "price", "seq",
-              postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED')")),
+        Index(
+            "ix_orders_book",
+            "market_id",
+            "side",
+            "price",
+            "seq",
+            postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED')"),
+        ),
         Index("ix_orders_user_created", "user_id", "seq"),
-        Index("ix_orders_gtd_due", "expires_at",
-              postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED') AND expires_at IS NOT NULL")),
+        Index(
+            "ix_orders_gtd_due",
+            "expires_at",
+            postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED') AND expires_at IS NOT NULL"),
+        ),
         # a user's open orders (the maximum position counts open buys)
-        Index("ix_orders_user_open", "user_id", "market_id",
-              postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED')")),
+        Index(
+            "ix_orders_user_open",
+            "user_id",
+            "market_id",
+            postgresql_where=text("status IN ('NEW', 'PARTIALLY_FILLED')"),
+        ),
     )
 
 
@@ -150,14 +176,17 @@ class Trade(Base):
     quantity: Mapped[Decimal] = mapped_column(Money, nullable=False)
     maker_fee: Mapped[Decimal] = mapped_column(Money, nullable=False)
     taker_fee: Mapped[Decimal] = mapped_column(Money, nullable=False)
-    settlement: Mapped[SettlementStatus] = mapped_column(pg_enum(SettlementStatus, "settlement_status"),
-                                                         nullable=False, default=SettlementStatus.PENDING)
+    settlement: Mapped[SettlementStatus] = mapped_column(
+        pg_enum(SettlementStatus, "settlement_status"), nullable=False, default=SettlementStatus.PENDING
+    )
     failure_reason: Mapped[str | None] = mapped_column(String(80))  # why the settlement FAILED
     created_at: Mapped[datetime] = created_at()
 
-    __table_args__ = (Index("ix_trades_market_seq", "market_id", "seq"),
-                      Index("ux_trades_market_sequence", "market_id", "market_sequence", unique=True),
-                      Index("ix_trades_market_created", "market_id", "created_at"))
+    __table_args__ = (
+        Index("ix_trades_market_seq", "market_id", "seq"),
+        Index("ux_trades_market_sequence", "market_id", "market_sequence", unique=True),
+        Index("ix_trades_market_created", "market_id", "created_at"),
+    )
 
 
 class SettlementInstruction(Base):
@@ -172,17 +201,30 @@ class SettlementInstruction(Base):
     from_wallet: Mapped[str] = mapped_column(Address, nullable=False)
     to_wallet: Mapped[str] = mapped_column(Address, nullable=False)
     amount: Mapped[int] = mapped_column(TokenUnits, nullable=False)  # raw token units
-    status: Mapped[InstructionStatus] = mapped_column(pg_enum(InstructionStatus, "instruction_status"),
-                                                      nullable=False, default=InstructionStatus.PENDING)
+    status: Mapped[InstructionStatus] = mapped_column(
+        pg_enum(InstructionStatus, "instruction_status"), nullable=False, default=InstructionStatus.PENDING
+    )
     tx_hash: Mapped[str | None] = mapped_column(Hash32)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 
-    __table_args__ = (Index("ix_settlement_instructions_pending", "chain_id", "token_address", "from_wallet",
-                            postgresql_where=text("status IN ('PENDING', 'SUBMITTED')")),
-                      # incoming legs not yet finished (the maximum position counts them)
-                      Index("ix_settlement_instructions_pending_to", "chain_id", "token_address", "to_wallet",
-                            postgresql_where=text("status IN ('PENDING', 'SUBMITTED')")),)
+    __table_args__ = (
+        Index(
+            "ix_settlement_instructions_pending",
+            "chain_id",
+            "token_address",
+            "from_wallet",
+            postgresql_where=text("status IN ('PENDING', 'SUBMITTED')"),
+        ),
+        # incoming legs not yet finished (the maximum position counts them)
+        Index(
+            "ix_settlement_instructions_pending_to",
+            "chain_id",
+            "token_address",
+            "to_wallet",
+            postgresql_where=text("status IN ('PENDING', 'SUBMITTED')"),
+        ),
+    )
 
 
 class Candle(Base):
@@ -222,8 +264,9 @@ class MarketRiskLimits(Base):
     updated_by: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     updated_at: Mapped[datetime] = updated_at()
 
-    __table_args__ = (Index("ix_market_risk_limits_halted_until", "halted_until",
-                            postgresql_where=text("halted_until IS NOT NULL")),)
+    __table_args__ = (
+        Index("ix_market_risk_limits_halted_until", "halted_until", postgresql_where=text("halted_until IS NOT NULL")),
+    )
 
 
 class InvestorDailyNotional(Base):

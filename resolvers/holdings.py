@@ -33,6 +33,7 @@ STAFF_ROLES = (Role.ADMIN.value, Role.COMPLIANCE.value, Role.ISSUER.value)
 
 # --- input ---------------------------------------------------------------------------------------
 
+
 def parse_chain_id(chain_id: int, field: str = "chainId") -> int:
     try:
         return parse_chain(chain_id).chain_id
@@ -56,6 +57,7 @@ def parse_block(value: int | None, field: str) -> int | None:
 
 # --- authorization -------------------------------------------------------------------------------
 
+
 async def authorize_holder_view(session: AsyncSession, viewer: Viewer, holder: str | None) -> None:
     """Raise unless the caller may see holdings/transfers/balances of `holder` (None: of every holder)."""
     user_id = viewer.require_user()
@@ -63,13 +65,15 @@ async def authorize_holder_view(session: AsyncSession, viewer: Viewer, holder: s
         return
     if holder is None:
         raise Forbidden("only staff may list every holder; pass holder: one of your linked wallets")
-    linked = (await session.execute(
-        select(Wallet.id).where(Wallet.user_id == user_id, Wallet.address == holder).limit(1))).first()
+    linked = (
+        await session.execute(select(Wallet.id).where(Wallet.user_id == user_id, Wallet.address == holder).limit(1))
+    ).first()
     if linked is None:
         raise Forbidden("holder is not one of your linked wallets")
 
 
 # --- rows ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class HoldingRow:
@@ -112,10 +116,20 @@ def _mapped(page: Page[Any], build: Any) -> Page[Any]:
 
 # --- queries -------------------------------------------------------------------------------------
 
-async def token_holdings(session: AsyncSession, viewer: Viewer, *, chain_id: int, token: str,
-                         holder: str | None = None, include_zero: bool = False, first: int | None = None,
-                         after: str | None = None, last: int | None = None,
-                         before: str | None = None) -> Page[HoldingRow]:
+
+async def token_holdings(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    chain_id: int,
+    token: str,
+    holder: str | None = None,
+    include_zero: bool = False,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[HoldingRow]:
     """Holders of a token, largest balance first. Zero balances (former holders) only with include_zero."""
     chain_id = parse_chain_id(chain_id)
     token = parse_address(token, "token")
@@ -123,20 +137,41 @@ async def token_holdings(session: AsyncSession, viewer: Viewer, *, chain_id: int
     await authorize_holder_view(session, viewer, holder)
     h = Holding
     stmt = select(h.holder, h.balance, h.frozen_amount, h.frozen, h.updated_block).where(
-        h.chain_id == chain_id, h.token_address == token)
+        h.chain_id == chain_id, h.token_address == token
+    )
     if holder is not None:
         stmt = stmt.where(h.holder == holder)
     if not include_zero:
         stmt = stmt.where(h.balance > 0)
-    page = await keyset_page(session, stmt, [h.balance, h.holder], descending=True, first=first, after=after,
-                             last=last, before=before, scalars=False)
+    page = await keyset_page(
+        session,
+        stmt,
+        [h.balance, h.holder],
+        descending=True,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        scalars=False,
+    )
     return _mapped(page, lambda r: HoldingRow(chain_id, token, r[0], int(r[1]), int(r[2]), r[3], r[4]))
 
 
-async def token_transfers(session: AsyncSession, viewer: Viewer, *, chain_id: int, token: str,
-                          holder: str | None = None, from_block: int | None = None, to_block: int | None = None,
-                          newest_first: bool = True, first: int | None = None, after: str | None = None,
-                          last: int | None = None, before: str | None = None) -> Page[TransferRow]:
+async def token_transfers(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    chain_id: int,
+    token: str,
+    holder: str | None = None,
+    from_block: int | None = None,
+    to_block: int | None = None,
+    newest_first: bool = True,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[TransferRow]:
     """Transfers of a token (mints and burns included), optionally of one holder (either side) and a block range."""
     chain_id = parse_chain_id(chain_id)
     token = parse_address(token, "token")
@@ -146,21 +181,32 @@ async def token_transfers(session: AsyncSession, viewer: Viewer, *, chain_id: in
         raise BadUserInput("fromBlock is above toBlock", field="fromBlock")
     await authorize_holder_view(session, viewer, holder)
     t = TokenTransfer
-    stmt = select(t.block_number, t.block_hash, t.log_index, t.block_time, t.tx_hash, t.from_address,
-                  t.to_address, t.value).where(t.chain_id == chain_id, t.token_address == token)
+    stmt = select(
+        t.block_number, t.block_hash, t.log_index, t.block_time, t.tx_hash, t.from_address, t.to_address, t.value
+    ).where(t.chain_id == chain_id, t.token_address == token)
     if holder is not None:
         stmt = stmt.where(or_(t.from_address == holder, t.to_address == holder))
     if from_block is not None:
         stmt = stmt.where(t.block_number >= from_block)
     if to_block is not None:
         stmt = stmt.where(t.block_number <= to_block)
-    page = await keyset_page(session, stmt, [t.block_number, t.log_index, t.block_hash], descending=newest_first,
-                             first=first, after=after, last=last, before=before, scalars=False)
+    page = await keyset_page(
+        session,
+        stmt,
+        [t.block_number, t.log_index, t.block_hash],
+        descending=newest_first,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        scalars=False,
+    )
     return _mapped(page, lambda r: TransferRow(chain_id, token, r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7])))
 
 
-async def holder_balance(session: AsyncSession, viewer: Viewer, *, chain_id: int, token: str, holder: str,
-                         at_block: int | None = None) -> BalanceRow:
+async def holder_balance(
+    session: AsyncSession, viewer: Viewer, *, chain_id: int, token: str, holder: str, at_block: int | None = None
+) -> BalanceRow:
     """Balance at the end of `at_block` (default: the indexed block), summed from indexed transfers."""
     chain_id = parse_chain_id(chain_id)
     token = parse_address(token, "token")
@@ -171,13 +217,21 @@ async def holder_balance(session: AsyncSession, viewer: Viewer, *, chain_id: int
     if indexed is None:
         raise BadUserInput(f"chain {chain_id} has not been indexed yet", field="chainId")
     if at_block is not None and at_block > indexed:
-        raise BadUserInput(f"atBlock {at_block} is above the indexed block {indexed}", field="atBlock",
-                           indexedBlock=indexed)
+        raise BadUserInput(
+            f"atBlock {at_block} is above the indexed block {indexed}", field="atBlock", indexedBlock=indexed
+        )
     at = indexed if at_block is None else at_block
     t = TokenTransfer
     received = func.coalesce(func.sum(case((t.to_address == holder, t.value), else_=0)), 0)
     sent = func.coalesce(func.sum(case((t.from_address == holder, t.value), else_=0)), 0)
-    balance = (await session.execute(
-        select(received - sent).where(t.chain_id == chain_id, t.token_address == token, t.block_number <= at,
-                                      or_(t.from_address == holder, t.to_address == holder)))).scalar_one()
+    balance = (
+        await session.execute(
+            select(received - sent).where(
+                t.chain_id == chain_id,
+                t.token_address == token,
+                t.block_number <= at,
+                or_(t.from_address == holder, t.to_address == holder),
+            )
+        )
+    ).scalar_one()
     return BalanceRow(chain_id, token, holder, int(balance), at, indexed)

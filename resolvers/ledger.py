@@ -57,12 +57,20 @@ class Balance:
 
 async def account_id(session: AsyncSession, ref: AccountRef, currency: str) -> uuid.UUID:
     owner = ref.user_id if isinstance(ref, UserAccount) else None
-    await session.execute(insert(LedgerAccount).values(id=uuid.uuid4(), owner_id=owner, kind=ref.kind,
-                                                       currency=currency, balance=Decimal(0))
-                          .on_conflict_do_nothing())
-    return (await session.execute(select(LedgerAccount.id).where(
-        LedgerAccount.owner_id.is_(None) if owner is None else LedgerAccount.owner_id == owner,
-        LedgerAccount.kind == ref.kind, LedgerAccount.currency == currency))).scalar_one()
+    await session.execute(
+        insert(LedgerAccount)
+        .values(id=uuid.uuid4(), owner_id=owner, kind=ref.kind, currency=currency, balance=Decimal(0))
+        .on_conflict_do_nothing()
+    )
+    return (
+        await session.execute(
+            select(LedgerAccount.id).where(
+                LedgerAccount.owner_id.is_(None) if owner is None else LedgerAccount.owner_id == owner,
+                LedgerAccount.kind == ref.kind,
+                LedgerAccount.currency == currency,
+            )
+        )
+    ).scalar_one()
 
 
 # user legs match (owner, kind) pairs exactly; platform legs have no owner (NULL never equals, so a second arm)
@@ -103,8 +111,9 @@ def _key(ref: AccountRef) -> tuple[uuid.UUID | None, str]:
     return (ref.user_id if isinstance(ref, UserAccount) else None, ref.kind.value)
 
 
-def _lock_args(currency: str, keys: list[tuple[uuid.UUID | None, str]]
-               ) -> tuple[list[tuple[uuid.UUID | None, str]], list[str], tuple[Any, ...]]:
+def _lock_args(
+    currency: str, keys: list[tuple[uuid.UUID | None, str]]
+) -> tuple[list[tuple[uuid.UUID | None, str]], list[str], tuple[Any, ...]]:
     """(user keys, platform kinds, the parameters of _LOCK_ACCOUNTS) of the accounts `keys` name."""
     users = sorted({k for k in keys if k[0] is not None}, key=str)
     platform = sorted({k[1] for k in keys if k[0] is None})
@@ -123,8 +132,15 @@ async def locked_balances(session: AsyncSession, currency: str, refs: list[Accou
     return {ref: found[_key(ref)] for ref in refs}
 
 
-async def post(session: AsyncSession, *, kind: str, reference: str, currency: str,
-               legs: list[tuple[AccountRef, Decimal]], details: dict[str, Any] | None = None) -> bool:
+async def post(
+    session: AsyncSession,
+    *,
+    kind: str,
+    reference: str,
+    currency: str,
+    legs: list[tuple[AccountRef, Decimal]],
+    details: dict[str, Any] | None = None,
+) -> bool:
     """Record one balanced movement. Returns False (and changes nothing) if `reference` was already posted."""
     if sum((amount for _, amount in legs), Decimal(0)) != 0:
         raise ValueError(f"ledger movement {reference} does not balance")
@@ -144,8 +160,7 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
     rows = await conn.fetch(_RECORD_AND_LOCK, *lock_args, txn_id, kind, reference, json.dumps(details or {}))
     if rows and rows[0]["txn"] is None:
         return False
-    if not rows and await conn.fetchval("SELECT id FROM ledger_transactions WHERE reference = $1",
-                                        reference) != txn_id:
+    if not rows and await conn.fetchval("SELECT id FROM ledger_transactions WHERE reference = $1", reference) != txn_id:
         return False  # posted before (and its accounts do not exist: nothing was locked)
     if len(rows) < len(users) + len(platform):  # first movement of an account: create it, then lock all in id order
         await conn.execute(_CREATE_ACCOUNTS, currency, [u for u, _ in keys], [k for _, k in keys])
@@ -161,22 +176,41 @@ async def post(session: AsyncSession, *, kind: str, reference: str, currency: st
     for key, account in accounts.items():
         if key[0] is not None and account["balance"] + deltas[account["id"]] < 0:
             raise Conflict(f"insufficient {key[1].lower()} {currency} balance", reason="INSUFFICIENT_FUNDS")
-    await conn.execute(_WRITE, txn_id, currency, [accounts[k]["id"] for k in keys], [a for _, a in legs],
-                       list(deltas), list(deltas.values()))
+    await conn.execute(
+        _WRITE,
+        txn_id,
+        currency,
+        [accounts[k]["id"] for k in keys],
+        [a for _, a in legs],
+        list(deltas),
+        list(deltas.values()),
+    )
     return True
 
 
 MAX_CREDIT = Decimal(10) ** 15  # one credit; payments accept the same (resolvers/payments/intents.py)
 
 
-async def credit_deposit(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str,
-                         reference: str, details: dict[str, Any] | None = None) -> bool:
+async def credit_deposit(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    amount: Decimal,
+    currency: str,
+    reference: str,
+    details: dict[str, Any] | None = None,
+) -> bool:
     """Money arrived from outside (a settled payment, an admin credit in dev)."""
     # entries and balances are NUMERIC(38, 18): 1E+25 overflowed the INSERT and came back INTERNAL (fuzz gate)
     if not amount.is_finite() or amount <= 0 or amount >= MAX_CREDIT:
         raise BadUserInput("amount must be positive and below 10^15", field="amount")
-    return await post(session, kind="CREDIT", reference=reference, currency=currency, details=details,
-                      legs=[(Platform(AccountKind.DEPOSITS), -amount), (UserAccount(user_id), amount)])
+    return await post(
+        session,
+        kind="CREDIT",
+        reference=reference,
+        currency=currency,
+        details=details,
+        legs=[(Platform(AccountKind.DEPOSITS), -amount), (UserAccount(user_id), amount)],
+    )
 
 
 # --- batch of deposit credits (the reconciler confirms payments in chunks) ---
@@ -218,8 +252,12 @@ async def credit_deposits(session: AsyncSession, items: list[DepositCredit]) -> 
         return set()
     conn = await pg(session)
     txn_ids = {ref: uuid.uuid4() for ref in first}
-    posted = {r["reference"] for r in await conn.fetch(
-        _RECORD_MANY, list(txn_ids.values()), list(txn_ids), [json.dumps(first[r][4] or {}) for r in txn_ids])}
+    posted = {
+        r["reference"]
+        for r in await conn.fetch(
+            _RECORD_MANY, list(txn_ids.values()), list(txn_ids), [json.dumps(first[r][4] or {}) for r in txn_ids]
+        )
+    }
     if not posted:
         return posted
     todo = [first[r] for r in txn_ids if r in posted]
@@ -228,9 +266,12 @@ async def credit_deposits(session: AsyncSession, items: list[DepositCredit]) -> 
     lock_args = ([u for u, _ in users], [c for _, c in users], currencies)
     rows = await conn.fetch(_LOCK_MANY, *lock_args)
     if len(rows) < len(users) + len(currencies):  # first movement of some account: create, then lock all in id order
-        await conn.execute(_CREATE_MANY, [u for u, _ in users] + [None] * len(currencies),
-                           ["AVAILABLE"] * len(users) + ["DEPOSITS"] * len(currencies),
-                           [c for _, c in users] + currencies)
+        await conn.execute(
+            _CREATE_MANY,
+            [u for u, _ in users] + [None] * len(currencies),
+            ["AVAILABLE"] * len(users) + ["DEPOSITS"] * len(currencies),
+            [c for _, c in users] + currencies,
+        )
         rows = await conn.fetch(_LOCK_MANY, *lock_args)
     accounts = {(r["owner_id"], r["currency"]): r["id"] for r in rows}
     txns, accs, curs, amounts = [], [], [], []
@@ -248,30 +289,50 @@ async def credit_deposits(session: AsyncSession, items: list[DepositCredit]) -> 
 
 async def reserve(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str, reference: str) -> bool:
     """Hold free cash for an open buy order (AVAILABLE -> RESERVED)."""
-    return await post(session, kind="RESERVE", reference=reference, currency=currency,
-                      legs=[(UserAccount(user_id), -amount), (UserAccount(user_id, AccountKind.RESERVED), amount)])
+    return await post(
+        session,
+        kind="RESERVE",
+        reference=reference,
+        currency=currency,
+        legs=[(UserAccount(user_id), -amount), (UserAccount(user_id, AccountKind.RESERVED), amount)],
+    )
 
 
 async def release(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str, reference: str) -> bool:
     """Give held cash back (RESERVED -> AVAILABLE), e.g. when an order is canceled."""
-    return await post(session, kind="RELEASE", reference=reference, currency=currency,
-                      legs=[(UserAccount(user_id, AccountKind.RESERVED), -amount), (UserAccount(user_id), amount)])
+    return await post(
+        session,
+        kind="RELEASE",
+        reference=reference,
+        currency=currency,
+        legs=[(UserAccount(user_id, AccountKind.RESERVED), -amount), (UserAccount(user_id), amount)],
+    )
 
 
 async def balances(session: AsyncSession, user_id: uuid.UUID) -> list[Balance]:
-    rows = (await session.execute(select(LedgerAccount.currency, LedgerAccount.kind, LedgerAccount.balance)
-                                  .where(LedgerAccount.owner_id == user_id))).all()
+    rows = (
+        await session.execute(
+            select(LedgerAccount.currency, LedgerAccount.kind, LedgerAccount.balance).where(
+                LedgerAccount.owner_id == user_id
+            )
+        )
+    ).all()
     out: dict[str, dict[AccountKind, Decimal]] = {}
     for currency, kind, balance in rows:
         out.setdefault(currency, {})[kind] = balance
-    return [Balance(c, v.get(AccountKind.AVAILABLE, Decimal(0)), v.get(AccountKind.RESERVED, Decimal(0)))
-            for c, v in sorted(out.items())]
+    return [
+        Balance(c, v.get(AccountKind.AVAILABLE, Decimal(0)), v.get(AccountKind.RESERVED, Decimal(0)))
+        for c, v in sorted(out.items())
+    ]
 
 
 async def total_by_currency(session: AsyncSession) -> dict[str, Decimal]:
     """Sum over every account per currency: zero at all times (the invariant tests assert)."""
     from sqlalchemy import func
 
-    rows = (await session.execute(select(LedgerAccount.currency, func.sum(LedgerAccount.balance))
-                                  .group_by(LedgerAccount.currency))).all()
+    rows = (
+        await session.execute(
+            select(LedgerAccount.currency, func.sum(LedgerAccount.balance)).group_by(LedgerAccount.currency)
+        )
+    ).all()
     return {c: Decimal(t) for c, t in rows}

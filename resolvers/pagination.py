@@ -14,10 +14,11 @@ import base64
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import BigInteger, Enum, Select, SmallInteger, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,7 +60,7 @@ def _tag(value: Any) -> list[Any]:
 # 312 kB cursor of nested arrays segfaulted a process whose recursion limit py_ecc had raised (core/recursion_limit.py).
 MAX_CURSOR_CHARS = 4096  # a 200-character name of emoji, JSON-escaped (12 bytes each), in base64: ~3,300
 _MAX_TEXT = 256  # a string key value (an address, a name, a currency)
-_INT_BOUND = 2 ** 63  # Postgres bigint
+_INT_BOUND = 2**63  # Postgres bigint
 # Decimal keys (prices, balances in raw token units: up to 78 digits): finite and of a size a column can hold
 _DECIMAL_DIGITS = 100
 _DECIMAL_EXPONENT = 100
@@ -82,14 +83,17 @@ def _text(raw: Any, limit: int = _MAX_TEXT) -> str:
 def _datetime(raw: Any) -> datetime:
     value = datetime.fromisoformat(_text(raw, 64))
     if value.tzinfo is not None:
-        value.astimezone(timezone.utc)  # OverflowError for year 1 at +01:00, say: the driver converts to UTC
+        value.astimezone(UTC)  # OverflowError for year 1 at +01:00, say: the driver converts to UTC
     return value
 
 
 def _decimal(raw: Any) -> Decimal:
     value = Decimal(_text(raw, _DECIMAL_DIGITS + 10))
-    if not value.is_finite() or len(value.as_tuple().digits) > _DECIMAL_DIGITS \
-            or abs(value.as_tuple().exponent) > _DECIMAL_EXPONENT:  # type: ignore[arg-type]
+    if (
+        not value.is_finite()
+        or len(value.as_tuple().digits) > _DECIMAL_DIGITS
+        or abs(value.as_tuple().exponent) > _DECIMAL_EXPONENT
+    ):  # type: ignore[arg-type]
         raise _Malformed("decimal out of range")
     return value
 
@@ -104,8 +108,13 @@ def _plain(raw: Any) -> Any:
     return _text(raw)  # floats, lists and objects are not values this module writes
 
 
-_UNTAG = {"dt": _datetime, "d": lambda raw: date.fromisoformat(_text(raw, 16)), "dec": _decimal,
-          "u": lambda raw: uuid.UUID(_text(raw, 64)), "v": _plain}
+_UNTAG = {
+    "dt": _datetime,
+    "d": lambda raw: date.fromisoformat(_text(raw, 16)),
+    "dec": _decimal,
+    "u": lambda raw: uuid.UUID(_text(raw, 64)),
+    "v": _plain,
+}
 
 
 def _untag(item: Any) -> Any:
@@ -165,7 +174,7 @@ def _fits(value: Any, column: ColumnElement[Any]) -> bool:
         return type(value) is expected
     if expected is int:
         bits = 15 if isinstance(col_type, SmallInteger) else 63 if isinstance(col_type, BigInteger) else 31
-        return type(value) is int and -(2 ** bits) <= value < 2 ** bits
+        return type(value) is int and -(2**bits) <= value < 2**bits
     if expected is Decimal:
         return isinstance(value, Decimal) or type(value) is int
     return isinstance(value, expected)
@@ -181,9 +190,18 @@ def check_window(first: int | None, last: int | None) -> tuple[int, bool]:
     return n, last is not None
 
 
-async def keyset_page(session: AsyncSession, stmt: Select, key: Sequence[ColumnElement[Any]], *,
-                      descending: bool = False, first: int | None = None, after: str | None = None,
-                      last: int | None = None, before: str | None = None, scalars: bool = True) -> Page[Any]:
+async def keyset_page(
+    session: AsyncSession,
+    stmt: Select,
+    key: Sequence[ColumnElement[Any]],
+    *,
+    descending: bool = False,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    scalars: bool = True,
+) -> Page[Any]:
     """Run `stmt` one page at a time. The key columns must be selected-from entities of `stmt`."""
     limit, backwards = check_window(first, last)
     cols = tuple_(*key)
@@ -203,6 +221,9 @@ async def keyset_page(session: AsyncSession, stmt: Select, key: Sequence[ColumnE
     width = len(key)
     rows = [(r[0] if scalars else tuple(r[:-width])) for r in result]
     cursors = [encode_cursor(tuple(r[-width:])) for r in result]
-    return Page(rows, cursors,
-                has_next_page=more if not backwards else bool(before),
-                has_previous_page=more if backwards else bool(after))
+    return Page(
+        rows,
+        cursors,
+        has_next_page=more if not backwards else bool(before),
+        has_previous_page=more if backwards else bool(after),
+    )

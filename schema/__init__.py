@@ -9,27 +9,37 @@ from strawberry.tools import merge_types
 from strawberry.types.graphql import OperationType
 
 from core.settings import Environment, Settings
-from server.shared_subscriptions import SharedSubscriptions, subscription_fields
-from schema import api_keys, audit, chain, identity, kyc, wallets
-from schema import assets, documents, tokens
-from schema import market_data, trading
-from schema import payments
-from schema import operations
-from schema import settlements
-from schema import withdrawals
-from schema import issuance
-from schema import dev_funding
-from schema import trading_risk
-from schema import reports
-from schema import oauth
-from schema import privacy
-from schema import sharing
+from schema import (
+    api_keys,
+    assets,
+    audit,
+    chain,
+    dev_funding,
+    documents,
+    identity,
+    issuance,
+    kyc,
+    market_data,
+    oauth,
+    operations,
+    payments,
+    privacy,
+    reports,
+    settlements,
+    sharing,
+    tokens,
+    trading,
+    trading_risk,
+    wallets,
+    withdrawals,
+)
 from schema.descriptions import describe
 from schema.document_cache import DocumentCache
 from schema.extensions import Limits, OperationLifecycle
+from schema.fast_executor import executor_for
 from schema.scalars import SCALAR_OVERRIDES
 from schema.suggestions import HideSuggestions, without_suggestions
-from schema.fast_executor import executor_for
+from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
 QUERIES += (assets.Query, documents.Query, tokens.Query)
@@ -86,30 +96,60 @@ class RwaSchema(strawberry.Schema):
         except GraphQLError:
             return None
 
-    async def execute(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
-                      operation_name=None, allowed_operation_types=None, operation_extensions=None):
+    async def execute(
+        self,
+        query,
+        variable_values=None,
+        context_value=None,
+        root_value=None,  # type: ignore[override]
+        operation_name=None,
+        allowed_operation_types=None,
+        operation_extensions=None,
+    ):
         """HTTP requests never run subscriptions (they need the graphql-transport-ws websocket): strawberry allows
         them over GET/POST for a multipart protocol this API does not serve, and executed like a query a subscription
         answered INTERNAL. Refused instead as an operation type the method does not allow (400 BAD_USER_INPUT)."""
         if allowed_operation_types is not None and OperationType.SUBSCRIPTION in allowed_operation_types:
             allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
-        return await super().execute(query, variable_values, context_value, root_value, operation_name,
-                                     allowed_operation_types, operation_extensions)
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
 
-    async def stream(self, query, variable_values=None, context_value=None, root_value=None,  # type: ignore[override]
-                     operation_name=None, operation_extensions=None, allowed_operation_types=None):
+    async def stream(
+        self,
+        query,
+        variable_values=None,
+        context_value=None,
+        root_value=None,  # type: ignore[override]
+        operation_name=None,
+        operation_extensions=None,
+        allowed_operation_types=None,
+    ):
         """Subscriptions declared shared run once per distinct operation per process and fan out
         (SharedSubscriptions); private ones run per subscriber."""
-        fields = (subscription_fields(self._document(query), operation_name)
-                  if (self.shared and query) else None)
+        fields = subscription_fields(self._document(query), operation_name) if (self.shared and query) else None
         if not (self.shared and self.shared.shareable(fields)):  # private (the default): one execution each
-            return await super().stream(query, variable_values, context_value, root_value, operation_name,
-                                        operation_extensions, allowed_operation_types)
+            return await super().stream(
+                query,
+                variable_values,
+                context_value,
+                root_value,
+                operation_name,
+                operation_extensions,
+                allowed_operation_types,
+            )
         base = super()
 
         async def start(ctx):  # type: ignore[no-untyped-def]
-            return await base.stream(query, variable_values, ctx, root_value, operation_name,
-                                     operation_extensions, allowed_operation_types)
+            return await base.stream(
+                query, variable_values, ctx, root_value, operation_name, operation_extensions, allowed_operation_types
+            )
 
         key = self.shared.key(query, variable_values, operation_name, fields, getattr(context_value, "viewer", None))
         return await self.shared.join(key, fields, context_value, start)
@@ -125,13 +165,23 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if not settings.introspection:
         # and no "Did you mean ...?" naming schema fields either (schema/suggestions.py)
         rules = (HideSuggestions, *rules, NoSchemaIntrospectionCustomRule)
-    documents = DocumentCache(max_entries=settings.parser_cache_size, max_bytes=settings.document_cache_bytes,
-                              max_document_chars=settings.document_cache_max_chars,
-                              max_tokens=settings.max_query_tokens, rules=rules,
-                              max_depth=settings.max_query_depth, max_aliases=settings.max_aliases)
+    documents = DocumentCache(
+        max_entries=settings.parser_cache_size,
+        max_bytes=settings.document_cache_bytes,
+        max_document_chars=settings.document_cache_max_chars,
+        max_tokens=settings.max_query_tokens,
+        rules=rules,
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+    )
     limits = Limits(documents, settings.max_query_cost)
-    schema = RwaSchema(query=query, mutation=mutation, subscription=subscription,
-                       extensions=[lambda: OperationLifecycle(limits)], scalar_overrides=SCALAR_OVERRIDES)
+    schema = RwaSchema(
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        extensions=[lambda: OperationLifecycle(limits)],
+        scalar_overrides=SCALAR_OVERRIDES,
+    )
     describe(schema._schema)  # arguments and fields their definition leaves undescribed (schema/descriptions.py)
     documents.schema = schema._schema
     schema.documents = documents
@@ -139,8 +189,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if not settings.introspection:
         schema.execution_context_class = without_suggestions(schema.execution_context_class)
     # which results are shared is declared on each subscription field (schema/sharing.py)
-    schema.shared = SharedSubscriptions(shared_fields=sharing.shared_fields(schema._schema),
-                                        snapshot_fields=sharing.snapshot_fields(schema._schema))
+    schema.shared = SharedSubscriptions(
+        shared_fields=sharing.shared_fields(schema._schema), snapshot_fields=sharing.snapshot_fields(schema._schema)
+    )
     if not settings.shared_subscriptions:  # RWA_SHARED_SUBSCRIPTIONS=0: per-subscriber execution (benchmarks)
         schema.shared = None
     return schema

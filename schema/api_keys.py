@@ -24,9 +24,16 @@ class ApiKey:
     revoked_at: datetime | None
 
     @classmethod
-    def from_model(cls, k: ApiKeyModel) -> "ApiKey":
-        return cls(id=k.id, name=k.name, prefix=k.prefix, scope=k.scope, created_at=k.created_at,
-                   last_used_at=k.last_used_at, revoked_at=k.revoked_at)
+    def from_model(cls, k: ApiKeyModel) -> ApiKey:
+        return cls(
+            id=k.id,
+            name=k.name,
+            prefix=k.prefix,
+            scope=k.scope,
+            created_at=k.created_at,
+            last_used_at=k.last_used_at,
+            revoked_at=k.revoked_at,
+        )
 
 
 @strawberry.type(description="The secret is shown here once and never again.")
@@ -39,8 +46,7 @@ class CreatedApiKey:
 class Query:
     @strawberry.field(extensions=authenticated(), description="The caller's API keys (never their secrets).")
     async def my_api_keys(self, info: Info, include_revoked: bool = False) -> list[ApiKey]:
-        rows = await api_keys.keys_of(await info.context.session(), info.context.viewer.require_user(),
-                                      include_revoked)
+        rows = await api_keys.keys_of(await info.context.session(), info.context.viewer.require_user(), include_revoked)
         return [ApiKey.from_model(k) for k in rows]
 
 

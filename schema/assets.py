@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Optional
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
@@ -24,19 +23,22 @@ from resolvers.assets.assets import AssetOrder as AssetOrderModel
 from resolvers.assets.assets import AssetRow, TransitionRow
 from resolvers.assets.fx import FxRateRow
 from resolvers.assets.loaders import IssuerRow, db_lock, loader
+from resolvers.assets.validation import trim
 from resolvers.assets.valuations import ValuationRow
 from resolvers.pagination import Page
-from resolvers.assets.validation import trim
 from schema.documents import AssetDocument
 from schema.fast_executor import NOT_LOADED, PREFETCHED
-from schema.pagination import Connection
 from schema.lookups import found
+from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.tokens import Token
 
 AssetType = strawberry.enum(AssetTypeModel)
-AssetStatus = strawberry.enum(AssetStatusModel, description="DRAFT -> UNDER_REVIEW -> APPROVED | REJECTED "
-                              "(-> DRAFT) -> TOKENIZING -> ACTIVE <-> SUSPENDED -> REDEEMING -> RETIRED")
+AssetStatus = strawberry.enum(
+    AssetStatusModel,
+    description="DRAFT -> UNDER_REVIEW -> APPROVED | REJECTED "
+    "(-> DRAFT) -> TOKENIZING -> ACTIVE <-> SUSPENDED -> REDEEMING -> RETIRED",
+)
 ValuationMethod = strawberry.enum(ValuationMethodModel)
 AssetOrder = strawberry.enum(AssetOrderModel)
 
@@ -59,9 +61,17 @@ class Valuation:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, r: ValuationRow) -> "Valuation":
-        return cls(id=r.id, asset_id=r.asset_id, amount=trim(r.amount), currency=r.currency, method=r.method,
-                   as_of=r.as_of, source=r.source, created_at=r.created_at)
+    def from_row(cls, r: ValuationRow) -> Valuation:
+        return cls(
+            id=r.id,
+            asset_id=r.asset_id,
+            amount=trim(r.amount),
+            currency=r.currency,
+            method=r.method,
+            as_of=r.as_of,
+            source=r.source,
+            created_at=r.created_at,
+        )
 
     @strawberry.field(description="The amount in another currency, at the ADMIN-maintained FX rate as of asOf.")
     async def amount_in(self, info: Info, currency: str) -> Decimal:
@@ -71,7 +81,7 @@ class Valuation:
 
 @strawberry.type
 class AssetTransition:
-    from_status: Optional[AssetStatus]
+    from_status: AssetStatus | None
     to_status: AssetStatus
     action: str
     actor_id: uuid.UUID | None
@@ -79,9 +89,15 @@ class AssetTransition:
     at: datetime
 
     @classmethod
-    def from_row(cls, r: TransitionRow) -> "AssetTransition":
-        return cls(from_status=r.from_status, to_status=r.to_status, action=r.action, actor_id=r.actor_id,
-                   reason=r.reason, at=r.at)
+    def from_row(cls, r: TransitionRow) -> AssetTransition:
+        return cls(
+            from_status=r.from_status,
+            to_status=r.to_status,
+            action=r.action,
+            actor_id=r.actor_id,
+            reason=r.reason,
+            at=r.at,
+        )
 
 
 @strawberry.type
@@ -93,7 +109,7 @@ class FxRate:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, r: FxRateRow) -> "FxRate":
+    def from_row(cls, r: FxRateRow) -> FxRate:
         return cls(base=r.base, quote=r.quote, as_of=r.as_of, rate=trim(r.rate), updated_at=r.updated_at)
 
 
@@ -136,11 +152,22 @@ class Asset:
     _tokens: strawberry.Private[object] = NOT_LOADED
 
     @classmethod
-    def from_row(cls, r: AssetRow) -> "Asset":
-        return cls(id=r.id, name=r.name, type=r.type, status=r.status, description=r.description,
-                   jurisdiction=r.jurisdiction, currency=r.currency, metadata=r.attributes,
-                   review_reason=r.review_reason, created_at=r.created_at, updated_at=r.updated_at,
-                   issuer_id=r.issuer_id, _latest_valuation_id=r.latest_valuation_id)
+    def from_row(cls, r: AssetRow) -> Asset:
+        return cls(
+            id=r.id,
+            name=r.name,
+            type=r.type,
+            status=r.status,
+            description=r.description,
+            jurisdiction=r.jurisdiction,
+            currency=r.currency,
+            metadata=r.attributes,
+            review_reason=r.review_reason,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            issuer_id=r.issuer_id,
+            _latest_valuation_id=r.latest_valuation_id,
+        )
 
     # sync resolvers that return either the prefetched value or the loader's awaitable
     @strawberry.field(metadata={PREFETCHED: "_issuer"})
@@ -162,22 +189,40 @@ class Asset:
         return _tokens_of(info, self.id)  # type: ignore[return-value]
 
     @strawberry.field(description="Valuation history, newest first.")
-    async def valuations(self, info: Info, first: int | None = None, after: str | None = None,
-                         last: int | None = None, before: str | None = None) -> Connection[Valuation]:
+    async def valuations(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Valuation]:
         async with db_lock(info.context) as session:
             page = await valuations.valuations_page(session, self.id, first, after, last, before)
         return Connection.from_page(page, Valuation.from_row)
 
     @strawberry.field(description="Lifecycle history, oldest first.")
-    async def transitions(self, info: Info, first: int | None = None, after: str | None = None,
-                          last: int | None = None, before: str | None = None) -> Connection[AssetTransition]:
+    async def transitions(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[AssetTransition]:
         async with db_lock(info.context) as session:
             page = await asset_rules.transitions_page(session, self.id, first, after, last, before)
         return Connection.from_page(page, AssetTransition.from_row)
 
     @strawberry.field(description="Documents the caller may read, newest first.")
-    async def documents(self, info: Info, first: int | None = None, after: str | None = None,
-                        last: int | None = None, before: str | None = None) -> Connection[AssetDocument]:
+    async def documents(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[AssetDocument]:
         viewer = info.context.viewer
         kinds = document_rules.readable_kinds(self.issuer_id, viewer.user_id, viewer.roles)
         async with db_lock(info.context) as session:
@@ -187,8 +232,8 @@ class Asset:
 
 @strawberry.input
 class AssetFilter:
-    status: Optional[AssetStatus] = None
-    type: Optional[AssetType] = None
+    status: AssetStatus | None = None
+    type: AssetType | None = None
     issuer_id: uuid.UUID | None = None
     chain_id: int | None = strawberry.field(default=None, description="Assets with a token on this chain.")
     jurisdiction: str | None = None
@@ -208,7 +253,7 @@ class CreateAssetInput:
 @strawberry.input
 class UpdateAssetInput:
     name: str | None = strawberry.UNSET
-    type: Optional[AssetType] = strawberry.UNSET
+    type: AssetType | None = strawberry.UNSET
     jurisdiction: str | None = strawberry.UNSET
     currency: str | None = strawberry.UNSET
     description: str | None = strawberry.UNSET
@@ -230,8 +275,9 @@ class DeployTokenInput:
     name: str
     symbol: str
     decimals: int = 18
-    identity_registry: str | None = strawberry.field(default=None,
-                                                     description="Existing registry; default: deploy a new one.")
+    identity_registry: str | None = strawberry.field(
+        default=None, description="Existing registry; default: deploy a new one."
+    )
 
 
 @strawberry.type
@@ -242,38 +288,53 @@ class TokenizationResult:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(),
-                      description="An asset; null when missing or not visible to the caller.")
+    @strawberry.field(
+        extensions=authenticated(), description="An asset; null when missing or not visible to the caller."
+    )
     async def asset(self, info: Info, id: uuid.UUID) -> Asset | None:
         async with db_lock(info.context):
             row = await found(asset_rules.get_asset_row(info.context, id))
         return None if row is None else Asset.from_row(row)
 
     @strawberry.field(extensions=authenticated(), description="Assets visible to the caller; keyset-paginated.")
-    async def assets(self, info: Info, filter: AssetFilter | None = None,
-                     order_by: AssetOrder = AssetOrderModel.CREATED_DESC, first: int | None = None,
-                     after: str | None = None, last: int | None = None,
-                     before: str | None = None) -> Connection[Asset]:
+    async def assets(
+        self,
+        info: Info,
+        filter: AssetFilter | None = None,
+        order_by: AssetOrder = AssetOrderModel.CREATED_DESC,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Asset]:
         f = AssetFilterRow(**vars(filter)) if filter is not None else AssetFilterRow()
         page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before)
         nodes = [Asset.from_row(r) for r in page.rows]
         await prefetch(info, nodes, node_fields(info))
-        return Connection.from_page(Page(nodes, page.cursors, page.has_next_page, page.has_previous_page),
-                                    lambda n: n)
+        return Connection.from_page(Page(nodes, page.cursors, page.has_next_page, page.has_previous_page), lambda n: n)
 
     @strawberry.field(extensions=authenticated(), description="FX rates, newest as-of first.")
-    async def fx_rates(self, info: Info, base: str | None = None, quote: str | None = None,
-                       first: int | None = None, after: str | None = None, last: int | None = None,
-                       before: str | None = None) -> Connection[FxRate]:
+    async def fx_rates(
+        self,
+        info: Info,
+        base: str | None = None,
+        quote: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[FxRate]:
         async with db_lock(info.context) as session:
             page = await fx.rates_page(session, base, quote, first, after, last, before)
         return Connection.from_page(page, FxRate.from_row)
 
     @strawberry.field(extensions=authenticated(), description="Convert an amount at the rate in force on a date.")
-    async def convert_amount(self, info: Info, amount: Decimal, from_currency: str, to_currency: str,
-                             as_of: date) -> Decimal:
+    async def convert_amount(
+        self, info: Info, amount: Decimal, from_currency: str, to_currency: str, as_of: date
+    ) -> Decimal:
         async with db_lock(info.context) as session:
             from resolvers.assets.validation import currency
+
             return await fx.convert(session, amount, currency(from_currency, "fromCurrency"), to_currency, as_of)
 
 
@@ -335,9 +396,17 @@ def _changes(data: UpdateAssetInput) -> dict[str, object]:
 class Mutation:
     @strawberry.mutation(extensions=requires(Role.ISSUER), description="Create a DRAFT asset owned by the caller.")
     async def create_asset(self, info: Info, input: CreateAssetInput) -> Asset:
-        return Asset.from_row(await asset_rules.create_asset(
-            info.context, name=input.name, type=input.type, jurisdiction=input.jurisdiction, currency=input.currency,
-            description=input.description, metadata=input.metadata))
+        return Asset.from_row(
+            await asset_rules.create_asset(
+                info.context,
+                name=input.name,
+                type=input.type,
+                jurisdiction=input.jurisdiction,
+                currency=input.currency,
+                description=input.description,
+                metadata=input.metadata,
+            )
+        )
 
     @strawberry.mutation(extensions=requires(Role.ISSUER), description="Edit a DRAFT (its issuer only).")
     async def update_asset(self, info: Info, id: uuid.UUID, input: UpdateAssetInput) -> Asset:
@@ -367,8 +436,10 @@ class Mutation:
     async def resume_asset(self, info: Info, id: uuid.UUID) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "resume"))
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN),
-                         description="ACTIVE | SUSPENDED -> REDEEMING (its issuer or ADMIN).")
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.ADMIN),
+        description="ACTIVE | SUSPENDED -> REDEEMING (its issuer or ADMIN).",
+    )
     async def start_asset_redemption(self, info: Info, id: uuid.UUID, reason: str | None = None) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "redeem", reason))
 
@@ -376,25 +447,45 @@ class Mutation:
     async def retire_asset(self, info: Info, id: uuid.UUID) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "retire"))
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description=(
-        "APPROVED -> TOKENIZING -> ACTIVE. Pass `address` to register an existing contract (checked on chain), "
-        "or `deploy` to deploy the project's SecurityToken. Waits for the deployment receipt."))
-    async def tokenize_asset(self, info: Info, asset_id: uuid.UUID, chain_id: int, address: str | None = None,
-                             deploy: DeployTokenInput | None = None) -> TokenizationResult:
-        request = tokenization.DeployRequest(deploy.name, deploy.symbol, deploy.decimals,
-                                             deploy.identity_registry) if deploy else None
-        row, token_id = await tokenization.tokenize_asset(info.context, asset_id, chain_id, address=address,
-                                                          deploy=request)
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.ADMIN),
+        description=(
+            "APPROVED -> TOKENIZING -> ACTIVE. Pass `address` to register an existing contract (checked on chain), "
+            "or `deploy` to deploy the project's SecurityToken. Waits for the deployment receipt."
+        ),
+    )
+    async def tokenize_asset(
+        self,
+        info: Info,
+        asset_id: uuid.UUID,
+        chain_id: int,
+        address: str | None = None,
+        deploy: DeployTokenInput | None = None,
+    ) -> TokenizationResult:
+        request = (
+            tokenization.DeployRequest(deploy.name, deploy.symbol, deploy.decimals, deploy.identity_registry)
+            if deploy
+            else None
+        )
+        row, token_id = await tokenization.tokenize_asset(
+            info.context, asset_id, chain_id, address=address, deploy=request
+        )
         from resolvers.assets.token_reads import get_token
+
         async with db_lock(info.context) as session:
             token = await get_token(session, token_id)
         return TokenizationResult(asset=Asset.from_row(row), token=Token.from_row(token))
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.COMPLIANCE, Role.ADMIN),
-                         description="Record a valuation (the asset's issuer or staff).")
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.COMPLIANCE, Role.ADMIN),
+        description="Record a valuation (the asset's issuer or staff).",
+    )
     async def add_valuation(self, info: Info, input: AddValuationInput) -> Valuation:
-        return Valuation.from_row(await valuations.add_valuation(
-            info.context, input.asset_id, input.amount, input.currency, input.method, input.as_of, input.source))
+        return Valuation.from_row(
+            await valuations.add_valuation(
+                info.context, input.asset_id, input.amount, input.currency, input.method, input.as_of, input.source
+            )
+        )
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Set 1 base = rate quote from asOf on.")
     async def set_fx_rate(self, info: Info, base: str, quote: str, as_of: date, rate: Decimal) -> FxRate:

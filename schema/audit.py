@@ -28,21 +28,49 @@ class AuditEntry:
     details: JSON
 
     @classmethod
-    def from_model(cls, row: AuditLogModel) -> "AuditEntry":
-        return cls(id=strawberry.ID(str(row.id)), at=row.at, actor_id=row.actor_id, action=row.action,
-                   target_type=row.target_type, target_id=row.target_id, request_id=row.request_id,
-                   details=row.details)
+    def from_model(cls, row: AuditLogModel) -> AuditEntry:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            at=row.at,
+            actor_id=row.actor_id,
+            action=row.action,
+            target_type=row.target_type,
+            target_id=row.target_id,
+            request_id=row.request_id,
+            details=row.details,
+        )
 
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=requires(Role.ADMIN, Role.COMPLIANCE), description=(
-        "Newest first. `action` matches exactly, or by prefix when it ends in '.*' (e.g. \"kyc.*\"); "
-        "`since` is inclusive, `until` exclusive."))
-    async def audit_log(self, info: Info, actor_id: uuid.UUID | None = None, action: str | None = None,
-                        since: datetime | None = None, until: datetime | None = None, first: int | None = None,
-                        after: str | None = None, last: int | None = None,
-                        before: str | None = None) -> Connection[AuditEntry]:
-        page = await audit_log.entries(await info.context.session(), actor_id=actor_id, action=action, since=since,
-                                       until=until, first=first, after=after, last=last, before=before)
+    @strawberry.field(
+        extensions=requires(Role.ADMIN, Role.COMPLIANCE),
+        description=(
+            "Newest first. `action` matches exactly, or by prefix when it ends in '.*' (e.g. \"kyc.*\"); "
+            "`since` is inclusive, `until` exclusive."
+        ),
+    )
+    async def audit_log(
+        self,
+        info: Info,
+        actor_id: uuid.UUID | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[AuditEntry]:
+        page = await audit_log.entries(
+            await info.context.session(),
+            actor_id=actor_id,
+            action=action,
+            since=since,
+            until=until,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
         return Connection.from_page(page, AuditEntry.from_model)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
@@ -27,7 +28,6 @@ from graphql import (
     VariableNode,
     get_named_type,
 )
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.type.definition import GraphQLNamedType
 
 from core.errors import QueryTooComplex
@@ -55,8 +55,13 @@ def _page_size(node: FieldNode, variables: dict[str, Any]) -> int | None:
     return None
 
 
-def _local_cost(schema: GraphQLSchema, selection_set: SelectionSetNode, parent: GraphQLNamedType | None,
-                variables: dict[str, Any], fragment_costs: dict[str, int]) -> int:
+def _local_cost(
+    schema: GraphQLSchema,
+    selection_set: SelectionSetNode,
+    parent: GraphQLNamedType | None,
+    variables: dict[str, Any],
+    fragment_costs: dict[str, int],
+) -> int:
     """The cost of one selection set, a spread adding its fragment's cost (already computed) times the page sizes
     above it. Iterative: the document's nesting is not the interpreter's."""
     total = 0
@@ -89,21 +94,30 @@ def _local_cost(schema: GraphQLSchema, selection_set: SelectionSetNode, parent: 
     return total
 
 
-def operation_cost(schema: GraphQLSchema, document: Any, operation_name: str | None,
-                   variables: dict[str, Any] | None) -> int:
+def operation_cost(
+    schema: GraphQLSchema, document: Any, operation_name: str | None, variables: dict[str, Any] | None
+) -> int:
     """Every fragment's cost is computed once, in dependency order, so a fragment spread twice by each of 22
     nested fragments costs 22 steps, not 4 million (its cost, 2^22, is what executing it would walk)."""
     variables = variables or {}
-    op = next((d for d in document.definitions if isinstance(d, OperationDefinitionNode)
-               and (operation_name is None or (d.name and d.name.value == operation_name))), None)
+    op = next(
+        (
+            d
+            for d in document.definitions
+            if isinstance(d, OperationDefinitionNode)
+            and (operation_name is None or (d.name and d.name.value == operation_name))
+        ),
+        None,
+    )
     if op is None:
         return 0
     fragments = fragment_definitions(document)
     costs: dict[str, int] = {}
     for name in fragment_order(fragments):
         frag = fragments[name]
-        costs[name] = _local_cost(schema, frag.selection_set, schema.get_type(frag.type_condition.name.value),
-                                  variables, costs)
+        costs[name] = _local_cost(
+            schema, frag.selection_set, schema.get_type(frag.type_condition.name.value), variables, costs
+        )
     return _local_cost(schema, op.selection_set, schema.get_root_type(op.operation), variables, costs)
 
 

@@ -28,8 +28,10 @@ ARGS: dict[str, str] = {
     "paymentId": "The payment's id (`Payment.id`).",
     "caseId": "The KYC case's id (`KycCase.id`).",
     "reason": "Why, in free text (1 to 500 characters after collapsing whitespace); recorded in the audit log.",
-    "idempotencyKey": ("A key of your choice, 1 to 64 letters, digits, '-' or '_': the same key for the same "
-                       "token and subject returns the operation created the first time instead of a new one."),
+    "idempotencyKey": (
+        "A key of your choice, 1 to 64 letters, digits, '-' or '_': the same key for the same "
+        "token and subject returns the operation created the first time instead of a new one."
+    ),
     "wallet": f"The wallet's EVM address ({_ADDRESS}).",
     "holder": f"A holder's EVM address ({_ADDRESS}).",
     "token": f"The token contract's EVM address ({_ADDRESS}).",
@@ -127,8 +129,9 @@ ARG_OVERRIDES: dict[str, str] = {
     "Mutation.registerOAuthClient.name": "The partner's name, for staff.",
     "Mutation.registerOAuthClient.ownerId": "The account the client's tokens act for (with its roles).",
     "Mutation.registerOAuthClient.scopes": "The scopes its tokens may carry (see the field's description).",
-    "Mutation.rotateOAuthClientSecret.overlapSeconds": ("Seconds the current secrets keep working (0 to 2592000, "
-                                                        "30 days); 0 revokes them and their tokens now."),
+    "Mutation.rotateOAuthClientSecret.overlapSeconds": (
+        "Seconds the current secrets keep working (0 to 2592000, 30 days); 0 revokes them and their tokens now."
+    ),
     # assets
     "Mutation.tokenizeAsset.assetId": "The APPROVED asset's id.",
     "Mutation.tokenizeAsset.chainId": "The chain the token lives on (one the platform is configured for).",
@@ -153,11 +156,13 @@ ARG_OVERRIDES: dict[str, str] = {
     "Mutation.openMarket.tickSize": "Price increment: every LIMIT price must be a multiple of it.",
     "Mutation.openMarket.lotSize": "Quantity increment in tokens: every order quantity must be a multiple of it.",
     "Mutation.openMarket.minNotional": "Smallest order value (price x quantity) in the quote currency.",
-    "Mutation.openMarket.symbol": ("The market's unique symbol, 1 to 50 printable characters; "
-                                   "default: <token symbol>/<quote currency>."),
+    "Mutation.openMarket.symbol": (
+        "The market's unique symbol, 1 to 50 printable characters; default: <token symbol>/<quote currency>."
+    ),
     "Mutation.setMarketStatus.status": "OPEN, HALTED (no matching) or CLOSED (open orders canceled).",
-    "Mutation.setMarketMaker.makerFeeBps": ("Its fee on maker fills, in bps of the notional: -1000 (a rebate) to the "
-                                            "market's highest fee."),
+    "Mutation.setMarketMaker.makerFeeBps": (
+        "Its fee on maker fills, in bps of the notional: -1000 (a rebate) to the market's highest fee."
+    ),
     "Mutation.setMarketMaker.takerFeeBps": "Its taker fee, in bps of the notional: 0 to the market's highest fee.",
     "Mutation.setMarketMaker.maxSpreadBps": "Widest quoting spread (ask - bid) / mid it may keep, in bps (1 to 10000).",
     "Mutation.setMarketMaker.minQuoteSize": "Smallest quantity (tokens) on each side for a sample to count.",
@@ -191,8 +196,10 @@ ARG_OVERRIDES: dict[str, str] = {
     "Mutation.requestWithdrawal.currency": "The stablecoin to pay out (its ledger currency, e.g. USDC).",
     "Mutation.requestWithdrawal.amount": "Cash to pay out, in `currency` (at most the token's decimals).",
     "Mutation.requestWithdrawal.wallet": "One of the caller's linked, verified wallets to pay to.",
-    "Mutation.requestWithdrawal.idempotencyKey": ("1 to 120 characters of your choice: the same key and parameters "
-                                                  "return the same withdrawal; other parameters: CONFLICT."),
+    "Mutation.requestWithdrawal.idempotencyKey": (
+        "1 to 120 characters of your choice: the same key and parameters "
+        "return the same withdrawal; other parameters: CONFLICT."
+    ),
     "Mutation.requestWithdrawal.chainId": "The chain to pay out on; needed when the stablecoin is on several.",
     "Query.myWithdrawals.state": "Only withdrawals in this state.",
     "Query.withdrawals.state": "Only withdrawals in this state (PENDING_APPROVAL: the approval queue).",
@@ -543,8 +550,9 @@ FIELD_OVERRIDES: dict[str, str] = {
     "Ticker.last": "Last trade price; null before the first trade.",
     "Ticker.bestBid": "Highest bid price; null when no bids.",
     "Ticker.bestAsk": "Lowest ask price; null when no asks.",
-    "Ticker.change24h": ("The last price minus the first trade price of the last 24 hours; null without trades in "
-                         "that window."),
+    "Ticker.change24h": (
+        "The last price minus the first trade price of the last 24 hours; null without trades in that window."
+    ),
     "Ticker.volume24h": "Tokens traded in the last 24 hours.",
     "Ticker.high24h": "Highest trade price in the last 24 hours; null without trades.",
     "Ticker.low24h": "Lowest trade price in the last 24 hours; null without trades.",

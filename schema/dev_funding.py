@@ -23,11 +23,16 @@ from schema.trading import CashBalance
 
 @strawberry.type
 class DevMutation:
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
-        "Development only (absent from the production schema): credit a user's cash through the ledger "
-        "(idempotent per reference)."))
-    async def credit_cash(self, info: Info, user_id: uuid.UUID, amount: Decimal, currency: str,
-                          reference: str) -> list[CashBalance]:
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN),
+        description=(
+            "Development only (absent from the production schema): credit a user's cash through the ledger "
+            "(idempotent per reference)."
+        ),
+    )
+    async def credit_cash(
+        self, info: Info, user_id: uuid.UUID, amount: Decimal, currency: str, reference: str
+    ) -> list[CashBalance]:
         actor = info.context.viewer.require_user()
         if not reference or len(reference) > 80:
             raise BadUserInput("reference must have 1 to 80 characters", field="reference")
@@ -39,14 +44,26 @@ class DevMutation:
             raise BadUserInput("currency must have 1 to 16 characters", field="currency")
 
         async def credit() -> None:
-            posted = await ledger.credit_deposit(session, user_id, amount, currency,
-                                                 reference=f"admin-credit:{reference}", details={"by": str(actor)})
+            posted = await ledger.credit_deposit(
+                session, user_id, amount, currency, reference=f"admin-credit:{reference}", details={"by": str(actor)}
+            )
             if posted:
-                record(session, actor_id=actor, action="cash.credit", target_type="user", target_id=user_id,
-                       request_id=info.context.request_id, details={"amount": str(amount), "currency": currency})
+                record(
+                    session,
+                    actor_id=actor,
+                    action="cash.credit",
+                    target_type="user",
+                    target_id=user_id,
+                    request_id=info.context.request_id,
+                    details={"amount": str(amount), "currency": currency},
+                )
             await session.commit()
 
         await retry_transient(session, credit)
         rows = await ledger.balances(session, user_id)
-        return [CashBalance(currency=b.currency, available=trim(b.available), reserved=trim(b.reserved),
-                            total=trim(b.total)) for b in rows]
+        return [
+            CashBalance(
+                currency=b.currency, available=trim(b.available), reserved=trim(b.reserved), total=trim(b.total)
+            )
+            for b in rows
+        ]

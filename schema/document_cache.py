@@ -67,8 +67,17 @@ class DocumentCache:
     """`get(query)` -> the parsed document and its validation errors (a syntax error raises GraphQLError and is not
     cached). `schema` is set once the schema is built."""
 
-    def __init__(self, *, max_entries: int, max_bytes: int, max_document_chars: int, max_tokens: int,
-                 rules: tuple[type[ASTValidationRule], ...], max_depth: int, max_aliases: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        max_document_chars: int,
+        max_tokens: int,
+        rules: tuple[type[ASTValidationRule], ...],
+        max_depth: int,
+        max_aliases: int,
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_document_chars = max_document_chars

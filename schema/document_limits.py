@@ -99,8 +99,9 @@ def _summarise(selection_set: SelectionSetNode, done: dict[str, _Summary]) -> _S
                 if sel.alias is not None:
                     aliases += 1
                 if sel.selection_set is not None:
-                    stack.append((sel.selection_set, level + 1,
-                                  inside_introspection or sel.name.value.startswith("__")))
+                    stack.append(
+                        (sel.selection_set, level + 1, inside_introspection or sel.name.value.startswith("__"))
+                    )
             elif isinstance(sel, InlineFragmentNode):
                 stack.append((sel.selection_set, level, inside_introspection))
             elif isinstance(sel, FragmentSpreadNode):
@@ -135,8 +136,14 @@ def _flatten(selection_set: SelectionSetNode, flat: dict[str, list[FieldNode]], 
     return out
 
 
-def merge_work(document: DocumentNode, order: list[str], fragments: dict[str, FragmentDefinitionNode], *,
-               pair_budget: int = MERGE_PAIR_BUDGET, field_budget: int = MERGE_FIELD_BUDGET) -> bool:
+def merge_work(
+    document: DocumentNode,
+    order: list[str],
+    fragments: dict[str, FragmentDefinitionNode],
+    *,
+    pair_budget: int = MERGE_PAIR_BUDGET,
+    field_budget: int = MERGE_FIELD_BUDGET,
+) -> bool:
     """True when the pairs of same-response-key fields (grouped by response path, as OverlappingFieldsCanBeMerged
     compares them) stay within budget. Stops as soon as a budget is exceeded, so its own work is bounded."""
     flat: dict[str, list[FieldNode]] = {}
@@ -195,6 +202,10 @@ def limit_errors(document: DocumentNode, *, max_depth: int, max_aliases: int) ->
     if aliases > max_aliases:
         errors.append(_too_complex(f"{aliases} aliases found. Allowed: {max_aliases}"))
     if not errors and not merge_work(document, order, fragments):
-        errors.append(_too_complex("the document repeats fields too often to validate (fields that share a "
-                                   "response name, fragments expanded, are compared pairwise)"))
+        errors.append(
+            _too_complex(
+                "the document repeats fields too often to validate (fields that share a "
+                "response name, fragments expanded, are compared pairwise)"
+            )
+        )
     return errors

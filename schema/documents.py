@@ -41,9 +41,17 @@ class AssetDocument:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, r: DocumentRow) -> "AssetDocument":
-        return cls(id=r.id, asset_id=r.asset_id, kind=r.kind, filename=r.filename, content_type=r.content_type,
-                   size=r.size, sha256=r.sha256, created_at=r.created_at)
+    def from_row(cls, r: DocumentRow) -> AssetDocument:
+        return cls(
+            id=r.id,
+            asset_id=r.asset_id,
+            kind=r.kind,
+            filename=r.filename,
+            content_type=r.content_type,
+            size=r.size,
+            sha256=r.sha256,
+            created_at=r.created_at,
+        )
 
 
 @strawberry.type(description="A document's bytes (base64), after its sha256 was verified.")
@@ -54,9 +62,13 @@ class DocumentContent:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(),
-                      description=("Download a document; null when missing or not visible. Fails with CONFLICT if "
-                                   "the stored bytes no longer match."))
+    @strawberry.field(
+        extensions=authenticated(),
+        description=(
+            "Download a document; null when missing or not visible. Fails with CONFLICT if "
+            "the stored bytes no longer match."
+        ),
+    )
     async def document_content(self, info: Info, id: uuid.UUID) -> DocumentContent | None:
         got = await found(documents.download(info.context, id))
         if got is None:
@@ -67,8 +79,11 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.COMPLIANCE, Role.ADMIN),
-                         description=f"Attach a file (max {documents.MAX_BYTES} bytes; PDF, PNG, JPEG, text, CSV).")
-    async def upload_asset_document(self, info: Info, asset_id: uuid.UUID, kind: DocumentKind,
-                                    file: Upload) -> AssetDocument:
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.COMPLIANCE, Role.ADMIN),
+        description=f"Attach a file (max {documents.MAX_BYTES} bytes; PDF, PNG, JPEG, text, CSV).",
+    )
+    async def upload_asset_document(
+        self, info: Info, asset_id: uuid.UUID, kind: DocumentKind, file: Upload
+    ) -> AssetDocument:
         return AssetDocument.from_row(await documents.upload_document(info.context, asset_id, kind, file))

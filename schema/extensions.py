@@ -16,12 +16,12 @@ from typing import Any
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
+from strawberry.types.graphql import OperationType
 
 from core.errors import AppError, ErrorCode, Forbidden
-from core.transactions import transient_conflict, transient_sqlstate
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
+from core.transactions import transient_conflict, transient_sqlstate
 from schema.cost import cached_cost, over_budget
 from schema.document_cache import CachedDocument, DocumentCache
 from schema.scopes import scope_refusal
@@ -51,8 +51,9 @@ def classify(error: GraphQLError) -> GraphQLError:
     elif original is None or (error.path is None and error.message.startswith("Variable '$")):
         # parse/validation/variable-coercion errors: the client's document or variables are wrong (graphql-core 3.3
         # keeps the scalar's exception, e.g. "not a UUID", or its own GraphQLError as a bad variable's original_error)
-        code = (ErrorCode.QUERY_TOO_COMPLEX.value if _TOO_COMPLEX.match(error.message)
-                else ErrorCode.BAD_USER_INPUT.value)
+        code = (
+            ErrorCode.QUERY_TOO_COMPLEX.value if _TOO_COMPLEX.match(error.message) else ErrorCode.BAD_USER_INPUT.value
+        )
         message, extra = error.message, {}
     elif (sqlstate := transient_sqlstate(original)) is not None:
         # a deadlock/serialization failure outside a retried unit (core.transactions): Postgres rolled the
@@ -63,8 +64,15 @@ def classify(error: GraphQLError) -> GraphQLError:
     else:
         log.error("unhandled error in %s", error.path, exc_info=original)
         code, message, extra = ErrorCode.INTERNAL.value, "Internal server error", {}
-    return GraphQLError(message, nodes=error.nodes, source=error.source, positions=error.positions,
-                        path=error.path, original_error=None, extensions={**extra, "code": code})
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={**extra, "code": code},
+    )
 
 
 def classify_all(errors: list[GraphQLError]) -> list[GraphQLError]:
@@ -161,8 +169,10 @@ class OperationLifecycle(SchemaExtension):
             viewer = getattr(context, "viewer", None)
             if viewer is not None and viewer.read_only and op_type is not OperationType.QUERY:
                 # a result set before execution makes strawberry skip it; on_operation then gives it its code
-                ctx.result = GraphQLExecutionResult(data=None, errors=[
-                    GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))])
+                ctx.result = GraphQLExecutionResult(
+                    data=None,
+                    errors=[GraphQLError("API keys are read-only", original_error=Forbidden("API keys are read-only"))],
+                )
             elif viewer is not None and getattr(viewer, "scopes", None) is not None:
                 # an OAuth client's token: only the root fields its scopes allow (schema/scopes.py); a subscription
                 # is refused by raising here (strawberry subscribes whatever the result)
@@ -170,8 +180,9 @@ class OperationLifecycle(SchemaExtension):
                 if refused is not None and op_type is OperationType.SUBSCRIPTION:
                     raise refused
                 if refused is not None:
-                    ctx.result = GraphQLExecutionResult(data=None, errors=[
-                        GraphQLError(refused.message, original_error=refused)])
+                    ctx.result = GraphQLExecutionResult(
+                        data=None, errors=[GraphQLError(refused.message, original_error=refused)]
+                    )
         if ctx.graphql_document is not None and ctx.result is None:
             self.cost = cached_cost(ctx, self._entry)
             refused = over_budget(self.cost, self.limits.max_cost)
@@ -199,7 +210,9 @@ class OperationLifecycle(SchemaExtension):
                 self._known_names.add(name)
         children = self._metrics.get((name, op_type))
         if children is None:  # bounded like the names (labels() takes a lock and validates on every call)
-            children = self._metrics[(name, op_type)] = (GRAPHQL_REQUESTS.labels(name, op_type),
-                                                         GRAPHQL_LATENCY.labels(name))
+            children = self._metrics[(name, op_type)] = (
+                GRAPHQL_REQUESTS.labels(name, op_type),
+                GRAPHQL_LATENCY.labels(name),
+            )
         children[0].inc()
         children[1].observe(time.perf_counter() - started)

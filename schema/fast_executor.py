@@ -18,7 +18,8 @@ runs as usual: a list resolver can fill a whole page at once and skip one resolv
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, Undefined, is_leaf_type
 from graphql.pyutils import Path, gather_with_cancel
@@ -38,8 +39,11 @@ def _serializer(type_: Any) -> Callable[[Any], Any] | None:
     inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
     if is_leaf_type(inner):
         return inner.coerce_output_value  # type: ignore[no-any-return]
-    if isinstance(inner, GraphQLList) and isinstance(inner.of_type, GraphQLNonNull) and is_leaf_type(
-            inner.of_type.of_type):
+    if (
+        isinstance(inner, GraphQLList)
+        and isinstance(inner.of_type, GraphQLNonNull)
+        and is_leaf_type(inner.of_type.of_type)
+    ):
         coerce = inner.of_type.of_type.coerce_output_value
 
         def serialize_list(values: Any) -> list[Any] | None:
@@ -106,7 +110,8 @@ def plain_object_fields(schema: GraphQLSchema, usable: bool) -> ObjectFields:
             if definition is None or definition.extensions:
                 continue
             attr = (definition.metadata or {}).get(PREFETCHED) or (
-                definition.python_name if definition.is_basic_field else None)
+                definition.python_name if definition.is_basic_field else None
+            )
             shape = _object_shape(field.type)
             if attr and shape:
                 fields[name] = (attr, field.type, *shape)
@@ -126,8 +131,14 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         self._fast = not (manager is not None and manager.middlewares)
 
-    def execute_root_grouped_field_set(self, root_type: GraphQLObjectType, root_value: Any, grouped_field_set: Any,
-                                       serially: bool, position_context: Any) -> Any:
+    def execute_root_grouped_field_set(
+        self,
+        root_type: GraphQLObjectType,
+        root_value: Any,
+        grouped_field_set: Any,
+        serially: bool,
+        position_context: Any,
+    ) -> Any:
         """A query's root fields run concurrently (graphql-core gathers them), so each gets a database slot of its
         own (server.context): they shared one AsyncSession, and concurrent use of it failed ("This session is
         provisioning a new connection"). Mutations run serially in the operation's slot; a single root field
@@ -135,11 +146,13 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         context = self.context_value
         open_slot = getattr(context, "root_field_slot", None)
         if serially or open_slot is None or len(grouped_field_set) < 2:
-            return super().execute_root_grouped_field_set(root_type, root_value, grouped_field_set, serially,
-                                                          position_context)
+            return super().execute_root_grouped_field_set(
+                root_type, root_value, grouped_field_set, serially, position_context
+            )
         if context.services.single_connection:  # one connection for every session: one root field at a time
-            return super().execute_root_grouped_field_set(root_type, root_value, grouped_field_set, True,
-                                                          position_context)
+            return super().execute_root_grouped_field_set(
+                root_type, root_value, grouped_field_set, True, position_context
+            )
         results: dict[str, Any] = {}
         pending: list[str] = []
         try:
@@ -148,9 +161,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 # the resolver's synchronous part (a DataLoader.load schedules its batch here) runs in the slot too
                 token = context.enter_slot(slot)
                 try:
-                    result = self.execute_field(root_type, root_value, details, Path(None, response_name,
-                                                                                     root_type.name),
-                                                position_context)
+                    result = self.execute_field(
+                        root_type, root_value, details, Path(None, response_name, root_type.name), position_context
+                    )
                 finally:
                     context.leave_slot(token)
                 if result is Undefined:
@@ -173,8 +186,14 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return gathered()
 
-    def execute_fields(self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None,
-                       grouped_field_set: Any, position_context: Any) -> Any:
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
         name = parent_type.name
         plain = self.plain.get(name, _NONE) if self._fast else None
         objects = self.objects.get(name, _NONE) if self._fast else None
@@ -194,8 +213,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     continue
                 if value is not NOT_LOADED and value is not None and _completable(value, ospec[3]):
                     try:
-                        completed = self._complete_object_field(ospec, details, Path(path, response_name, name),
-                                                                value, position_context)
+                        completed = self._complete_object_field(
+                            ospec, details, Path(path, response_name, name), value, position_context
+                        )
                     except Exception:
                         if pending:
                             self.settle_in_background([results[n] for n in pending])
@@ -246,8 +266,14 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return merged()
 
-    def _complete_object_field(self, spec: tuple[str, Any, GraphQLObjectType, bool], details: Any, path: Path,
-                               value: Any, position_context: Any) -> Any:
+    def _complete_object_field(
+        self,
+        spec: tuple[str, Any, GraphQLObjectType, bool],
+        details: Any,
+        path: Path,
+        value: Any,
+        position_context: Any,
+    ) -> Any:
         """graphql-core's complete_object_value / complete_list_value for an object (or [T!]) value in hand,
         with its error handling: an error nulls the field, or propagates when the field is non-null."""
         _, field_type, object_type, is_list = spec
@@ -342,5 +368,8 @@ def executor_for(schema: Any) -> type[FastExecutor]:
     usable = not schema.exception_handlers and schema.config.default_resolver is getattr
     if usable:
         install_lean_resolvers(schema._schema)
-    return type("SchemaFastExecutor", (FastExecutor,), {"plain": plain_leaf_fields(schema._schema, usable),
-                                                        "objects": plain_object_fields(schema._schema, usable)})
+    return type(
+        "SchemaFastExecutor",
+        (FastExecutor,),
+        {"plain": plain_leaf_fields(schema._schema, usable), "objects": plain_object_fields(schema._schema, usable)},
+    )

@@ -27,9 +27,14 @@ class User:
     created_at: datetime
 
     @classmethod
-    def from_model(cls, user: "UserModel | accounts.Profile") -> "User":
-        return cls(id=user.id, email=user.email, roles=[RoleModel(r) for r in user.roles], status=user.status.value,
-                   created_at=user.created_at)
+    def from_model(cls, user: UserModel | accounts.Profile) -> User:
+        return cls(
+            id=user.id,
+            email=user.email,
+            roles=[RoleModel(r) for r in user.roles],
+            status=user.status.value,
+            created_at=user.created_at,
+        )
 
 
 @strawberry.type(description="Returned by register, login and refreshToken. The refresh token is shown once.")
@@ -40,15 +45,22 @@ class AuthPayload:
     user: User
 
     @classmethod
-    def from_issued(cls, issued: IssuedSession) -> "AuthPayload":
-        return cls(access_token=issued.access_token, access_token_expires_at=issued.access_expires_at,
-                   refresh_token=issued.refresh_token, user=User.from_model(issued.user))
+    def from_issued(cls, issued: IssuedSession) -> AuthPayload:
+        return cls(
+            access_token=issued.access_token,
+            access_token_expires_at=issued.access_expires_at,
+            refresh_token=issued.refresh_token,
+            user=User.from_model(issued.user),
+        )
 
 
-@strawberry.type(description=(
-    "Returned by login. Without MFA (or with a valid `mfaCode`) it carries the session, as AuthPayload does. "
-    "For an account with MFA and no code, `mfaRequired` is true, the token fields are null and `mfaChallenge` is "
-    "to be completed by `completeMfaLogin` before `mfaChallengeExpiresAt`."))
+@strawberry.type(
+    description=(
+        "Returned by login. Without MFA (or with a valid `mfaCode`) it carries the session, as AuthPayload does. "
+        "For an account with MFA and no code, `mfaRequired` is true, the token fields are null and `mfaChallenge` is "
+        "to be completed by `completeMfaLogin` before `mfaChallengeExpiresAt`."
+    )
+)
 class LoginPayload:
     access_token: str | None
     access_token_expires_at: datetime | None
@@ -59,17 +71,29 @@ class LoginPayload:
     mfa_challenge_expires_at: datetime | None
 
     @classmethod
-    def from_result(cls, result: accounts.LoginResult) -> "LoginPayload":
+    def from_result(cls, result: accounts.LoginResult) -> LoginPayload:
         if result.session is not None:
             s = result.session
-            return cls(access_token=s.access_token, access_token_expires_at=s.access_expires_at,
-                       refresh_token=s.refresh_token, user=User.from_model(s.user), mfa_required=False,
-                       mfa_challenge=None, mfa_challenge_expires_at=None)
+            return cls(
+                access_token=s.access_token,
+                access_token_expires_at=s.access_expires_at,
+                refresh_token=s.refresh_token,
+                user=User.from_model(s.user),
+                mfa_required=False,
+                mfa_challenge=None,
+                mfa_challenge_expires_at=None,
+            )
         challenge = result.mfa_challenge
         assert challenge is not None
-        return cls(access_token=None, access_token_expires_at=None, refresh_token=None, user=None,
-                   mfa_required=True, mfa_challenge=challenge.challenge,
-                   mfa_challenge_expires_at=challenge.expires_at)
+        return cls(
+            access_token=None,
+            access_token_expires_at=None,
+            refresh_token=None,
+            user=None,
+            mfa_required=True,
+            mfa_challenge=challenge.challenge,
+            mfa_challenge_expires_at=challenge.expires_at,
+        )
 
 
 @strawberry.type(description="A new TOTP secret, inactive until confirmMfaEnrolment. Shown once.")
@@ -96,15 +120,21 @@ class Query:
     @strawberry.field(extensions=authenticated(), description="Whether the signed-in user has MFA enabled.")
     async def mfa_status(self, info: Info) -> MfaStatus:
         st = await mfa_flows.my_state(info.context)
-        return MfaStatus(enabled=st.enabled, pending_enrolment=st.pending, confirmed_at=st.confirmed_at,
-                         recovery_codes_left=st.recovery_codes_left)
+        return MfaStatus(
+            enabled=st.enabled,
+            pending_enrolment=st.pending,
+            confirmed_at=st.confirmed_at,
+            recovery_codes_left=st.recovery_codes_left,
+        )
 
     @strawberry.field(extensions=authenticated(), description="The signed-in user.")
     async def me(self, info: Info) -> User:
         return User.from_model(await accounts.get_profile(info.context, info.context.viewer.require_user()))
 
-    @strawberry.field(extensions=requires(RoleModel.ADMIN, RoleModel.COMPLIANCE),
-                      description="Any user, for staff; null when there is none with this id.")
+    @strawberry.field(
+        extensions=requires(RoleModel.ADMIN, RoleModel.COMPLIANCE),
+        description="Any user, for staff; null when there is none with this id.",
+    )
     async def user(self, info: Info, id: uuid.UUID) -> User | None:
         session = await info.context.session()
         model = await found(accounts.get_user(session, id))
@@ -117,39 +147,57 @@ class Mutation:
     async def register(self, info: Info, email: str, password: str) -> AuthPayload:
         return AuthPayload.from_issued(await accounts.register(info.context, email, password))
 
-    @strawberry.mutation(description=(
-        "Sign in. Repeated failures lock the account for a growing time. For an account with MFA, pass `mfaCode` "
-        "(a TOTP or recovery code) to sign in at once, or omit it to get `mfaRequired` and a challenge for "
-        "completeMfaLogin."))
+    @strawberry.mutation(
+        description=(
+            "Sign in. Repeated failures lock the account for a growing time. For an account with MFA, pass `mfaCode` "
+            "(a TOTP or recovery code) to sign in at once, or omit it to get `mfaRequired` and a challenge for "
+            "completeMfaLogin."
+        )
+    )
     async def login(self, info: Info, email: str, password: str, mfa_code: str | None = None) -> LoginPayload:
         return LoginPayload.from_result(await accounts.login(info.context, email, password, mfa_code))
 
-    @strawberry.mutation(description=(
-        "Finish an MFA sign-in: the challenge from login and a TOTP code (or a recovery code, then spent). "
-        "Wrong codes count towards a lock like wrong passwords."))
+    @strawberry.mutation(
+        description=(
+            "Finish an MFA sign-in: the challenge from login and a TOTP code (or a recovery code, then spent). "
+            "Wrong codes count towards a lock like wrong passwords."
+        )
+    )
     async def complete_mfa_login(self, info: Info, challenge: str, code: str) -> AuthPayload:
         return AuthPayload.from_issued(await mfa_flows.complete_login(info.context, challenge, code))
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Start TOTP enrolment: a new secret (replacing an unconfirmed one), active once confirmMfaEnrolment gets a "
-        "first valid code. CONFLICT if MFA is already enabled."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Start TOTP enrolment: a new secret (replacing an unconfirmed one), active once confirmMfaEnrolment gets a "
+            "first valid code. CONFLICT if MFA is already enabled."
+        ),
+    )
     async def begin_mfa_enrolment(self, info: Info) -> MfaEnrolment:
         e = await mfa_flows.begin_enrolment(info.context)
         return MfaEnrolment(otpauth_uri=e.otpauth_uri, secret=e.secret)
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Activate MFA with a first code from the authenticator; returns recovery codes, shown once."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=("Activate MFA with a first code from the authenticator; returns recovery codes, shown once."),
+    )
     async def confirm_mfa_enrolment(self, info: Info, code: str) -> MfaRecoveryCodes:
         return MfaRecoveryCodes(recovery_codes=await mfa_flows.confirm_enrolment(info.context, code))
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Turn MFA off; needs a fresh TOTP code (or a recovery code). Refused for roles that require MFA in "
-        "production."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Turn MFA off; needs a fresh TOTP code (or a recovery code). Refused for roles that require MFA in "
+            "production."
+        ),
+    )
     async def disable_mfa(self, info: Info, code: str) -> bool:
         return await mfa_flows.disable(info.context, code)
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Replace all recovery codes (the old ones stop working); needs a fresh code."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=("Replace all recovery codes (the old ones stop working); needs a fresh code."),
+    )
     async def regenerate_mfa_recovery_codes(self, info: Info, code: str) -> MfaRecoveryCodes:
         return MfaRecoveryCodes(recovery_codes=await mfa_flows.regenerate_recovery_codes(info.context, code))
 
@@ -157,9 +205,13 @@ class Mutation:
     async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
         return AuthPayload.from_issued(await accounts.refresh(info.context, refresh_token))
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "End one of your sessions: the one of `refreshToken` (NOT_FOUND if it is not yours), else the one of the "
-        "access token used. Its refresh tokens and access tokens stop working at once, on every server."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "End one of your sessions: the one of `refreshToken` (NOT_FOUND if it is not yours), else the one of the "
+            "access token used. Its refresh tokens and access tokens stop working at once, on every server."
+        ),
+    )
     async def logout(self, info: Info, refresh_token: str | None = None) -> bool:
         return await accounts.logout(info.context, refresh_token)
 

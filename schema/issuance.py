@@ -38,8 +38,9 @@ from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.sharing import PRIVATE  # who may see an offering depends on the caller
 
-OfferingState = strawberry.enum(OfferingStateModel, description="DRAFT -> OPEN -> CLOSED -> ALLOCATED -> SETTLED, "
-                                "or CANCELED before allocation.")
+OfferingState = strawberry.enum(
+    OfferingStateModel, description="DRAFT -> OPEN -> CLOSED -> ALLOCATED -> SETTLED, or CANCELED before allocation."
+)
 AllocationRule = strawberry.enum(AllocationRuleModel, description="How an oversubscribed offering is shared.")
 SubscriptionState = strawberry.enum(SubscriptionStateModel, name="OfferingSubscriptionState")
 IssuanceKind = strawberry.enum(IssuanceKindModel)
@@ -61,8 +62,9 @@ class Offering:
     lot_size: Decimal = strawberry.field(description="Allocations are whole lots of this many tokens.")
     min_ticket: Decimal
     max_ticket: Decimal | None = strawberry.field(description="Per investor, all their subscriptions together.")
-    target: Decimal = strawberry.field(description="Below this at close (in allocatable lots) the offering is "
-                                                   "CANCELED and every reservation released.")
+    target: Decimal = strawberry.field(
+        description="Below this at close (in allocatable lots) the offering is CANCELED and every reservation released."
+    )
     hard_cap: Decimal
     opens_at: datetime
     closes_at: datetime
@@ -78,23 +80,45 @@ class Offering:
     updated_at: datetime
 
     @classmethod
-    def of(cls, o: OfferingModel) -> "Offering":
+    def of(cls, o: OfferingModel) -> Offering:
         n = trim
-        return cls(id=o.id, token_id=o.token_id, asset_id=o.asset_id, issuer_id=o.issuer_id, chain_id=o.chain_id,
-                   token_address=o.token_address, name=o.name, quote_currency=o.quote_currency, price=n(o.price),
-                   lot_size=n(o.lot_size), min_ticket=n(o.min_ticket),
-                   max_ticket=None if o.max_ticket is None else n(o.max_ticket), target=n(o.target),
-                   hard_cap=n(o.hard_cap), opens_at=o.opens_at, closes_at=o.closes_at,
-                   eligible_countries=o.eligible_countries, accredited_only=o.accredited_only,
-                   allocation_rule=o.allocation_rule, fee_bps=o.fee_bps, state=o.state,
-                   subscribed_total=n(o.subscribed_total), subscription_count=o.subscription_count,
-                   allocated_total=n(o.allocated_total), created_at=o.created_at, updated_at=o.updated_at)
+        return cls(
+            id=o.id,
+            token_id=o.token_id,
+            asset_id=o.asset_id,
+            issuer_id=o.issuer_id,
+            chain_id=o.chain_id,
+            token_address=o.token_address,
+            name=o.name,
+            quote_currency=o.quote_currency,
+            price=n(o.price),
+            lot_size=n(o.lot_size),
+            min_ticket=n(o.min_ticket),
+            max_ticket=None if o.max_ticket is None else n(o.max_ticket),
+            target=n(o.target),
+            hard_cap=n(o.hard_cap),
+            opens_at=o.opens_at,
+            closes_at=o.closes_at,
+            eligible_countries=o.eligible_countries,
+            accredited_only=o.accredited_only,
+            allocation_rule=o.allocation_rule,
+            fee_bps=o.fee_bps,
+            state=o.state,
+            subscribed_total=n(o.subscribed_total),
+            subscription_count=o.subscription_count,
+            allocated_total=n(o.allocated_total),
+            created_at=o.created_at,
+            updated_at=o.updated_at,
+        )
 
 
-@strawberry.type(description=(
-    "An investor's subscription. REJECTED ones carry the reason (OFFERING_NOT_OPEN, OFFERING_NOT_STARTED, "
-    "OFFERING_CLOSED, KYC_NOT_APPROVED, COUNTRY_NOT_ELIGIBLE, NOT_ACCREDITED, NO_VERIFIED_WALLET, "
-    "MAX_TICKET_EXCEEDED, CAP_REACHED, INSUFFICIENT_CASH, WALLET_NOT_VERIFIED at close)."))
+@strawberry.type(
+    description=(
+        "An investor's subscription. REJECTED ones carry the reason (OFFERING_NOT_OPEN, OFFERING_NOT_STARTED, "
+        "OFFERING_CLOSED, KYC_NOT_APPROVED, COUNTRY_NOT_ELIGIBLE, NOT_ACCREDITED, NO_VERIFIED_WALLET, "
+        "MAX_TICKET_EXCEEDED, CAP_REACHED, INSUFFICIENT_CASH, WALLET_NOT_VERIFIED at close)."
+    )
+)
 class OfferingSubscription:
     id: uuid.UUID
     offering_id: uuid.UUID
@@ -111,11 +135,22 @@ class OfferingSubscription:
     updated_at: datetime
 
     @classmethod
-    def of(cls, s: SubscriptionModel) -> "OfferingSubscription":
-        return cls(id=s.id, offering_id=s.offering_id, user_id=s.user_id, client_key=s.client_key,
-                   amount=trim(s.amount), wallet_address=s.wallet_address, state=s.state, reason=s.reason,
-                   allocated_quantity=trim(s.allocated_quantity), allocated_units=str(int(s.allocated_units)),
-                   allocated_cash=trim(s.allocated_cash), created_at=s.created_at, updated_at=s.updated_at)
+    def of(cls, s: SubscriptionModel) -> OfferingSubscription:
+        return cls(
+            id=s.id,
+            offering_id=s.offering_id,
+            user_id=s.user_id,
+            client_key=s.client_key,
+            amount=trim(s.amount),
+            wallet_address=s.wallet_address,
+            state=s.state,
+            reason=s.reason,
+            allocated_quantity=trim(s.allocated_quantity),
+            allocated_units=str(int(s.allocated_units)),
+            allocated_cash=trim(s.allocated_cash),
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+        )
 
 
 @strawberry.type(description="A direct issuance (mint to named investors) or a redemption (burn).")
@@ -132,10 +167,19 @@ class TokenIssuance:
     created_at: datetime
 
     @classmethod
-    def of(cls, i: TokenIssuanceModel) -> "TokenIssuance":
-        return cls(id=i.id, kind=i.kind, token_id=i.token_id, chain_id=i.chain_id, state=i.state,
-                   total_quantity=trim(i.total_quantity), reason=i.reason, requested_by=i.requested_by,
-                   decided_by=i.decided_by, created_at=i.created_at)
+    def of(cls, i: TokenIssuanceModel) -> TokenIssuance:
+        return cls(
+            id=i.id,
+            kind=i.kind,
+            token_id=i.token_id,
+            chain_id=i.chain_id,
+            state=i.state,
+            total_quantity=trim(i.total_quantity),
+            reason=i.reason,
+            requested_by=i.requested_by,
+            decided_by=i.decided_by,
+            created_at=i.created_at,
+        )
 
 
 def _actor(info: Info) -> Actor:
@@ -177,8 +221,9 @@ class CreateOfferingInput:
     allocation_rule: AllocationRule  # type: ignore[valid-type]
     lot_size: Decimal = strawberry.field(default=Decimal(1), description="Whole tokens per lot (default 1).")
     max_ticket: Decimal | None = None
-    eligible_countries: list[str] | None = strawberry.field(default=None, description="ISO 3166-1 alpha-2; "
-                                                            "null for any country.")
+    eligible_countries: list[str] | None = strawberry.field(
+        default=None, description="ISO 3166-1 alpha-2; null for any country."
+    )
     accredited_only: bool = False
     fee_bps: int = strawberry.field(default=0, description="Platform fee on the raised cash, in basis points.")
 
@@ -213,12 +258,21 @@ class RedeemTokensInput:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(), description=(
-        "Offerings, newest first. Investors see OPEN offerings they are eligible for (KYC, country, accreditation) "
-        "and those they subscribed to; issuers also see their own; ADMIN and COMPLIANCE see all."))
-    async def offerings(self, info: Info, state: OfferingState | None = None,  # type: ignore[valid-type]
-                        token_id: uuid.UUID | None = None, first: int | None = None,
-                        after: str | None = None) -> Connection[Offering]:
+    @strawberry.field(
+        extensions=authenticated(),
+        description=(
+            "Offerings, newest first. Investors see OPEN offerings they are eligible for (KYC, country, accreditation) "
+            "and those they subscribed to; issuers also see their own; ADMIN and COMPLIANCE see all."
+        ),
+    )
+    async def offerings(
+        self,
+        info: Info,
+        state: OfferingState | None = None,  # type: ignore[valid-type]
+        token_id: uuid.UUID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Offering]:
         session = await info.context.session()
         stmt = await visibility.visible_offerings(session, _actor(info))
         if state is not None:
@@ -236,31 +290,43 @@ class Query:
         return None if found is None else Offering.of(found)
 
     @strawberry.field(extensions=authenticated(), description="The caller's subscriptions, newest first.")
-    async def my_subscriptions(self, info: Info, offering_id: uuid.UUID | None = None, first: int | None = None,
-                               after: str | None = None) -> Connection[OfferingSubscription]:
+    async def my_subscriptions(
+        self, info: Info, offering_id: uuid.UUID | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[OfferingSubscription]:
         user_id = info.context.viewer.require_user()
         stmt = select(SubscriptionModel).where(SubscriptionModel.user_id == user_id)
         if offering_id is not None:
             stmt = stmt.where(SubscriptionModel.offering_id == offering_id)
-        page = await keyset_page(await info.context.session(), stmt, [SubscriptionModel.seq], descending=True,
-                                 first=first, after=after)
+        page = await keyset_page(
+            await info.context.session(), stmt, [SubscriptionModel.seq], descending=True, first=first, after=after
+        )
         return Connection.from_page(page, OfferingSubscription.of)  # type: ignore[arg-type]
 
-    @strawberry.field(extensions=requires(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE), description=(
-        "Every subscription of an offering, in time priority (its issuer, ADMIN, COMPLIANCE)."))
-    async def offering_subscriptions(self, info: Info, offering_id: uuid.UUID, first: int | None = None,
-                                     after: str | None = None) -> Connection[OfferingSubscription]:
+    @strawberry.field(
+        extensions=requires(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE),
+        description=("Every subscription of an offering, in time priority (its issuer, ADMIN, COMPLIANCE)."),
+    )
+    async def offering_subscriptions(
+        self, info: Info, offering_id: uuid.UUID, first: int | None = None, after: str | None = None
+    ) -> Connection[OfferingSubscription]:
         session = await info.context.session()
         await visibility.require_manager(session, _actor(info), offering_id)
         stmt = select(SubscriptionModel).where(SubscriptionModel.offering_id == offering_id)
         page = await keyset_page(session, stmt, [SubscriptionModel.seq], first=first, after=after)
         return Connection.from_page(page, OfferingSubscription.of)  # type: ignore[arg-type]
 
-    @strawberry.field(extensions=requires(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE), description=(
-        "Direct issuances and redemptions, newest first (issuers see those of their assets' tokens)."))
-    async def token_issuances(self, info: Info, token_id: uuid.UUID | None = None,
-                              state: IssuanceState | None = None,  # type: ignore[valid-type]
-                              first: int | None = None, after: str | None = None) -> Connection[TokenIssuance]:
+    @strawberry.field(
+        extensions=requires(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE),
+        description=("Direct issuances and redemptions, newest first (issuers see those of their assets' tokens)."),
+    )
+    async def token_issuances(
+        self,
+        info: Info,
+        token_id: uuid.UUID | None = None,
+        state: IssuanceState | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[TokenIssuance]:
         session = await info.context.session()
         stmt = visibility.visible_issuances(_actor(info))
         if token_id is not None:
@@ -273,88 +339,149 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description=(
-        "Create an offering (DRAFT) on an ACTIVE security token of one of the caller's assets."))
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.ADMIN),
+        description=("Create an offering (DRAFT) on an ACTIVE security token of one of the caller's assets."),
+    )
     async def create_offering(self, info: Info, input: CreateOfferingInput) -> Offering:
         spec = offerings.OfferingSpec(
-            token_id=input.token_id, name=input.name, quote_currency=input.quote_currency, price=input.price,
-            min_ticket=input.min_ticket, target=input.target, hard_cap=input.hard_cap, opens_at=input.opens_at,
-            closes_at=input.closes_at, allocation_rule=input.allocation_rule, lot_size=input.lot_size,
-            max_ticket=input.max_ticket, eligible_countries=input.eligible_countries,
-            accredited_only=input.accredited_only, fee_bps=input.fee_bps)
+            token_id=input.token_id,
+            name=input.name,
+            quote_currency=input.quote_currency,
+            price=input.price,
+            min_ticket=input.min_ticket,
+            target=input.target,
+            hard_cap=input.hard_cap,
+            opens_at=input.opens_at,
+            closes_at=input.closes_at,
+            allocation_rule=input.allocation_rule,
+            lot_size=input.lot_size,
+            max_ticket=input.max_ticket,
+            eligible_countries=input.eligible_countries,
+            accredited_only=input.accredited_only,
+            fee_bps=input.fee_bps,
+        )
         return Offering.of(await _unit(info, lambda s: offerings.create_offering(s, _actor(info), spec)))
 
     @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description="DRAFT -> OPEN.")
     async def open_offering(self, info: Info, id: uuid.UUID) -> Offering:
         return Offering.of(await _unit(info, lambda s: offerings.open_offering(s, _actor(info), id)))
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description=(
-        "OPEN -> CLOSED -> ALLOCATED: allocate by the offering's rule, release what was not allocated and send the "
-        "mints to the agent (or CANCELED when the target was missed). Also done by the scheduler at closesAt."))
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.ADMIN),
+        description=(
+            "OPEN -> CLOSED -> ALLOCATED: allocate by the offering's rule, release what was not allocated and send the "
+            "mints to the agent (or CANCELED when the target was missed). Also done by the scheduler at closesAt."
+        ),
+    )
     async def close_offering(self, info: Info, id: uuid.UUID) -> Offering:
         closed = await _unit(info, lambda s: closing.close_offering(s, _actor(info), id))
         await _unit(info, lambda s: closing.release_leftovers(s, id))  # its own transaction: see closing.py
         return Offering.of(closed)
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description=(
-        "DRAFT, OPEN or CLOSED -> CANCELED; every reservation is released."))
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.ADMIN),
+        description=("DRAFT, OPEN or CLOSED -> CANCELED; every reservation is released."),
+    )
     async def cancel_offering(self, info: Info, id: uuid.UUID) -> Offering:
         return Offering.of(await _unit(info, lambda s: closing.cancel_offering(s, _actor(info), id)))
 
-    @strawberry.mutation(extensions=requires(Role.INVESTOR), description=(
-        "Subscribe cash to an OPEN offering (reserved at once; idempotent per clientKey). A refusal is a REJECTED "
-        "subscription with a reason, not an error."))
+    @strawberry.mutation(
+        extensions=requires(Role.INVESTOR),
+        description=(
+            "Subscribe cash to an OPEN offering (reserved at once; idempotent per clientKey). A refusal is a REJECTED "
+            "subscription with a reason, not an error."
+        ),
+    )
     async def subscribe_to_offering(self, info: Info, input: SubscribeInput) -> OfferingSubscription:
         req = subscriptions.SubscribeRequest(input.offering_id, input.amount, input.client_key)
         return OfferingSubscription.of(await _unit(info, lambda s: subscriptions.subscribe(s, _actor(info), req)))
 
-    @strawberry.mutation(extensions=requires(Role.INVESTOR), description=(
-        "Cancel one of the caller's ACTIVE subscriptions while the offering is OPEN; the cash is released."))
+    @strawberry.mutation(
+        extensions=requires(Role.INVESTOR),
+        description=(
+            "Cancel one of the caller's ACTIVE subscriptions while the offering is OPEN; the cash is released."
+        ),
+    )
     async def cancel_subscription(self, info: Info, id: uuid.UUID) -> OfferingSubscription:
         return OfferingSubscription.of(
-            await _unit(info, lambda s: subscriptions.cancel_subscription(s, _actor(info), id)))
+            await _unit(info, lambda s: subscriptions.cancel_subscription(s, _actor(info), id))
+        )
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description=(
-        "Mint tokens to named investors without an offering; above ISSUANCE_APPROVAL_THRESHOLD tokens it waits "
-        "for COMPLIANCE (approveIssuance)."))
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.ADMIN),
+        description=(
+            "Mint tokens to named investors without an offering; above ISSUANCE_APPROVAL_THRESHOLD tokens it waits "
+            "for COMPLIANCE (approveIssuance)."
+        ),
+    )
     async def issue_tokens(self, info: Info, input: IssueTokensInput) -> TokenIssuance:
         lines = [direct.Line(a.user_id, a.amount) for a in input.allocations]
         threshold = info.context.settings.issuance_approval_threshold
-        return TokenIssuance.of(await _unit(info, lambda s: direct.issue_tokens(
-            s, _actor(info), input.token_id, lines, approval_threshold=threshold, client_key=input.client_key)))
+        return TokenIssuance.of(
+            await _unit(
+                info,
+                lambda s: direct.issue_tokens(
+                    s, _actor(info), input.token_id, lines, approval_threshold=threshold, client_key=input.client_key
+                ),
+            )
+        )
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE, Role.ADMIN), description=(
-        "Approve a PENDING_APPROVAL issuance (four eyes: not its requester); its mints go to the agent."))
+    @strawberry.mutation(
+        extensions=requires(Role.COMPLIANCE, Role.ADMIN),
+        description=("Approve a PENDING_APPROVAL issuance (four eyes: not its requester); its mints go to the agent."),
+    )
     async def approve_issuance(self, info: Info, id: uuid.UUID) -> TokenIssuance:
-        return TokenIssuance.of(await _unit(info, lambda s: direct.decide_issuance(s, _actor(info), id,
-                                                                                   approve=True)))
+        return TokenIssuance.of(await _unit(info, lambda s: direct.decide_issuance(s, _actor(info), id, approve=True)))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE, Role.ADMIN), description=(
-        "Reject a PENDING_APPROVAL issuance."))
+    @strawberry.mutation(
+        extensions=requires(Role.COMPLIANCE, Role.ADMIN), description=("Reject a PENDING_APPROVAL issuance.")
+    )
     async def reject_issuance(self, info: Info, id: uuid.UUID, reason: str) -> TokenIssuance:
-        return TokenIssuance.of(await _unit(info, lambda s: direct.decide_issuance(s, _actor(info), id,
-                                                                                   approve=False, reason=reason)))
+        return TokenIssuance.of(
+            await _unit(info, lambda s: direct.decide_issuance(s, _actor(info), id, approve=False, reason=reason))
+        )
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description=(
-        "Burn an investor's tokens (redemption). When the last token of a REDEEMING asset is burned, the asset is "
-        "RETIRED."))
+    @strawberry.mutation(
+        extensions=requires(Role.ISSUER, Role.ADMIN),
+        description=(
+            "Burn an investor's tokens (redemption). When the last token of a REDEEMING asset is burned, the asset is "
+            "RETIRED."
+        ),
+    )
     async def redeem_tokens(self, info: Info, input: RedeemTokensInput) -> TokenIssuance:
-        return TokenIssuance.of(await _unit(info, lambda s: direct.redeem_tokens(
-            s, _actor(info), input.token_id, input.user_id, input.amount, client_key=input.client_key)))
+        return TokenIssuance.of(
+            await _unit(
+                info,
+                lambda s: direct.redeem_tokens(
+                    s, _actor(info), input.token_id, input.user_id, input.amount, client_key=input.client_key
+                ),
+            )
+        )
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description=(
-        "Mark an investor (with a KYC case) as accredited or not, for accredited-only offerings."))
+    @strawberry.mutation(
+        extensions=requires(Role.COMPLIANCE),
+        description=("Mark an investor (with a KYC case) as accredited or not, for accredited-only offerings."),
+    )
     async def set_accreditation(self, info: Info, user_id: uuid.UUID, accredited: bool) -> bool:
         actor = _actor(info)
 
         async def work(session: AsyncSession) -> bool:
-            case = (await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
-                    ).scalar_one_or_none()
+            case = (
+                await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
+            ).scalar_one_or_none()
             if case is None:
                 raise NotFound("this user has no KYC case")
             case.accredited = accredited
-            record(session, actor_id=actor.user_id, action="kyc.accreditation", target_type="user",
-                   target_id=user_id, request_id=actor.request_id, details={"accredited": accredited})
+            record(
+                session,
+                actor_id=actor.user_id,
+                action="kyc.accreditation",
+                target_type="user",
+                target_id=user_id,
+                request_id=actor.request_id,
+                details={"accredited": accredited},
+            )
             return accredited
 
         return bool(await _unit(info, work))
@@ -369,16 +496,23 @@ class OfferingUpdate:
     allocated_total: Decimal
 
     @classmethod
-    def from_event(cls, e: dict[str, Any]) -> "OfferingUpdate":
-        return cls(offering_id=uuid.UUID(e["offeringId"]), state=OfferingStateModel(e["state"]),
-                   subscribed_total=Decimal(e["subscribedTotal"]), subscription_count=int(e["subscriptionCount"]),
-                   allocated_total=Decimal(e["allocatedTotal"]))
+    def from_event(cls, e: dict[str, Any]) -> OfferingUpdate:
+        return cls(
+            offering_id=uuid.UUID(e["offeringId"]),
+            state=OfferingStateModel(e["state"]),
+            subscribed_total=Decimal(e["subscribedTotal"]),
+            subscription_count=int(e["subscriptionCount"]),
+            allocated_total=Decimal(e["allocatedTotal"]),
+        )
 
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
-        "The offering's current state, then every change (for those who may see the offering)."))
+    @strawberry.subscription(
+        extensions=authenticated(),
+        metadata=PRIVATE,
+        description=("The offering's current state, then every change (for those who may see the offering)."),
+    )
     async def offering_updates(self, info: Info, offering_id: uuid.UUID) -> AsyncGenerator[OfferingUpdate, None]:
         ctx = info.context
         async with ctx.services.session_factory() as session:

@@ -15,9 +15,13 @@ from resolvers.identity import kyc
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 
-KycStatus = strawberry.enum(KycStatusModel, description=(
-    "NOT_STARTED -> PENDING_REVIEW -> APPROVED | REJECTED; REJECTED or EXPIRED may resubmit; "
-    "APPROVED -> SUSPENDED | EXPIRED (an approval lapses by itself at expiresAt)."))
+KycStatus = strawberry.enum(
+    KycStatusModel,
+    description=(
+        "NOT_STARTED -> PENDING_REVIEW -> APPROVED | REJECTED; REJECTED or EXPIRED may resubmit; "
+        "APPROVED -> SUSPENDED | EXPIRED (an approval lapses by itself at expiresAt)."
+    ),
+)
 DocumentType = strawberry.enum(kyc.DocumentType)
 KycDecision = strawberry.enum(kyc.KycDecision)
 
@@ -32,9 +36,15 @@ class KycDetails:
     address: str
 
     @classmethod
-    def from_details(cls, d: kyc.KycDetails) -> "KycDetails":
-        return cls(full_name=d.full_name, date_of_birth=d.date_of_birth, country=d.country,
-                   document_type=d.document_type, document_number=d.document_number, address=d.address)
+    def from_details(cls, d: kyc.KycDetails) -> KycDetails:
+        return cls(
+            full_name=d.full_name,
+            date_of_birth=d.date_of_birth,
+            country=d.country,
+            document_type=d.document_type,
+            document_number=d.document_number,
+            address=d.address,
+        )
 
 
 @strawberry.type(description="A user's KYC case. Status and dates are visible to staff; details are not.")
@@ -49,9 +59,12 @@ class KycCase:
     expires_at: datetime | None = strawberry.field(description="When an approval lapses.")
     row: strawberry.Private[KycCaseModel | None]
 
-    @strawberry.field(description=(
-        "The submitted personal details, decrypted. The owner sees their own; COMPLIANCE sees any to review it; "
-        "anyone else (ADMIN included) and every API key gets FORBIDDEN."))
+    @strawberry.field(
+        description=(
+            "The submitted personal details, decrypted. The owner sees their own; COMPLIANCE sees any to review it; "
+            "anyone else (ADMIN included) and every API key gets FORBIDDEN."
+        )
+    )
     async def details(self, info: Info) -> KycDetails | None:
         if self.row is None:
             return None
@@ -59,15 +72,32 @@ class KycCase:
         return KycDetails.from_details(found) if found else None
 
     @classmethod
-    def from_model(cls, case: KycCaseModel) -> "KycCase":
-        return cls(id=case.id, user_id=case.user_id, status=kyc.status_of(case), submitted_at=case.submitted_at,
-                   reviewed_at=case.reviewed_at, reviewed_by=case.reviewed_by,
-                   decision_reason=case.decision_reason, expires_at=case.expires_at, row=case)
+    def from_model(cls, case: KycCaseModel) -> KycCase:
+        return cls(
+            id=case.id,
+            user_id=case.user_id,
+            status=kyc.status_of(case),
+            submitted_at=case.submitted_at,
+            reviewed_at=case.reviewed_at,
+            reviewed_by=case.reviewed_by,
+            decision_reason=case.decision_reason,
+            expires_at=case.expires_at,
+            row=case,
+        )
 
     @classmethod
-    def not_started(cls, user_id: uuid.UUID) -> "KycCase":
-        return cls(id=None, user_id=user_id, status=KycStatusModel.NOT_STARTED, submitted_at=None,
-                   reviewed_at=None, reviewed_by=None, decision_reason=None, expires_at=None, row=None)
+    def not_started(cls, user_id: uuid.UUID) -> KycCase:
+        return cls(
+            id=None,
+            user_id=user_id,
+            status=KycStatusModel.NOT_STARTED,
+            submitted_at=None,
+            reviewed_at=None,
+            reviewed_by=None,
+            decision_reason=None,
+            expires_at=None,
+            row=None,
+        )
 
 
 @strawberry.input(description="Personal details for KYC; encrypted at rest and never logged.")
@@ -80,9 +110,14 @@ class KycInput:
     address: str
 
     def to_details(self) -> kyc.KycDetails:
-        return kyc.KycDetails(full_name=self.full_name, date_of_birth=self.date_of_birth, country=self.country,
-                              document_type=self.document_type, document_number=self.document_number,
-                              address=self.address)
+        return kyc.KycDetails(
+            full_name=self.full_name,
+            date_of_birth=self.date_of_birth,
+            country=self.country,
+            document_type=self.document_type,
+            document_number=self.document_number,
+            address=self.address,
+        )
 
 
 @strawberry.type
@@ -93,25 +128,32 @@ class Query:
         case = await kyc.my_case(await info.context.session(), user_id)
         return KycCase.from_model(case) if case else KycCase.not_started(user_id)
 
-    @strawberry.field(extensions=requires(Role.COMPLIANCE, Role.ADMIN),
-                      description="The review queue, oldest submission first. Details: COMPLIANCE only.")
-    async def kyc_cases(self, info: Info, status: KycStatus | None = None, first: int | None = None,
-                        after: str | None = None) -> Connection[KycCase]:
+    @strawberry.field(
+        extensions=requires(Role.COMPLIANCE, Role.ADMIN),
+        description="The review queue, oldest submission first. Details: COMPLIANCE only.",
+    )
+    async def kyc_cases(
+        self, info: Info, status: KycStatus | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[KycCase]:
         page = await kyc.list_cases(await info.context.session(), status, first, after)
         return Connection.from_page(page, KycCase.from_model)
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=authenticated(),
-                         description="Submit (or resubmit after REJECTED/EXPIRED) for review.")
+    @strawberry.mutation(
+        extensions=authenticated(), description="Submit (or resubmit after REJECTED/EXPIRED) for review."
+    )
     async def submit_kyc(self, info: Info, input: KycInput) -> KycCase:
         return KycCase.from_model(await kyc.submit(info.context, input.to_details()))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE),
-                         description="Approve or reject a PENDING_REVIEW case; REJECT needs a reason.")
-    async def review_kyc(self, info: Info, case_id: uuid.UUID, decision: KycDecision,
-                         reason: str | None = None) -> KycCase:
+    @strawberry.mutation(
+        extensions=requires(Role.COMPLIANCE),
+        description="Approve or reject a PENDING_REVIEW case; REJECT needs a reason.",
+    )
+    async def review_kyc(
+        self, info: Info, case_id: uuid.UUID, decision: KycDecision, reason: str | None = None
+    ) -> KycCase:
         return KycCase.from_model(await kyc.review(info.context, case_id, decision, reason))
 
     @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="APPROVED -> SUSPENDED.")

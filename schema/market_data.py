@@ -24,21 +24,22 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
+from core.errors import BadUserInput
 from models.trading import OrderStatus, OrderType, Side, TimeInForce
+from resolvers.assets.validation import trim
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data
 from resolvers.trading.orders import OrderView
 from schema.lookups import found
 from schema.permissions import authenticated, public_market_data
-from schema.sharing import PRIVATE, SHARED, SHARED_WITH_SNAPSHOT
-from core.errors import BadUserInput
+from schema.sharing import PRIVATE, SHARED_WITH_SNAPSHOT
 from schema.trading import (
     Candle,
     CandleInterval,
@@ -51,7 +52,6 @@ from schema.trading import (
     levels,
     trade_of,
 )
-from resolvers.assets.validation import trim
 
 TOKEN_EXPIRED_CLOSE_CODE = 4401
 
@@ -59,11 +59,14 @@ TOKEN_EXPIRED_CLOSE_CODE = 4401
 MAX_TRADES_SNAPSHOT = market_data.MAX_TRADES_SNAPSHOT
 
 
-@strawberry.type(description=(
-    "Trades of a market: first a snapshot of the latest trades (`snapshot: true`), then one message per new trade. "
-    "`sequence` is the market's trade sequence of the newest trade in the message (1, 2, 3... per market; 0 before "
-    "the first trade): consecutive messages have consecutive sequences, so a gap means a message was lost. The "
-    "server answers a gap it sees with a fresh snapshot; merge snapshots by trade sequence."))
+@strawberry.type(
+    description=(
+        "Trades of a market: first a snapshot of the latest trades (`snapshot: true`), then one message per new trade. "
+        "`sequence` is the market's trade sequence of the newest trade in the message (1, 2, 3... per market; 0 before "
+        "the first trade): consecutive messages have consecutive sequences, so a gap means a message was lost. The "
+        "server answers a gap it sees with a fresh snapshot; merge snapshots by trade sequence."
+    )
+)
 class TradeUpdate:
     market_id: uuid.UUID
     sequence: int
@@ -89,9 +92,15 @@ def _d(value: Decimal | None) -> Decimal | None:
 
 
 def trade_of_event(e: dict[str, Any]) -> Trade:
-    return Trade(id=uuid.UUID(e["id"]), sequence=e["sequence"], market_id=uuid.UUID(e["marketId"]),
-                 price=trim(Decimal(e["price"])), quantity=trim(Decimal(e["quantity"])), taker_side=Side(e["takerSide"]),
-                 created_at=datetime.fromisoformat(e["createdAt"]))
+    return Trade(
+        id=uuid.UUID(e["id"]),
+        sequence=e["sequence"],
+        market_id=uuid.UUID(e["marketId"]),
+        price=trim(Decimal(e["price"])),
+        quantity=trim(Decimal(e["quantity"])),
+        taker_side=Side(e["takerSide"]),
+        created_at=datetime.fromisoformat(e["createdAt"]),
+    )
 
 
 def order_of_event(e: dict[str, Any]) -> Order:
@@ -99,13 +108,25 @@ def order_of_event(e: dict[str, Any]) -> Order:
         return None if v is None else datetime.fromisoformat(v)
 
     view = OrderView(
-        id=uuid.UUID(e["id"]), seq=e["seq"], market_id=uuid.UUID(e["market_id"]), user_id=uuid.UUID(e["user_id"]),
-        client_order_id=e["client_order_id"], side=Side(e["side"]), type=OrderType(e["type"]),
-        time_in_force=TimeInForce(e["time_in_force"]), price=None if e["price"] is None else Decimal(e["price"]),
-        quantity=Decimal(e["quantity"]), filled_quantity=Decimal(e["filled_quantity"]),
-        status=OrderStatus(e["status"]), reason=e["reason"], expires_at=dt(e["expires_at"]),
-        wallet_address=e["wallet_address"], reserved_cash=Decimal(e["reserved_cash"]),
-        created_at=dt(e["created_at"]), updated_at=dt(e["updated_at"]))  # type: ignore[arg-type]
+        id=uuid.UUID(e["id"]),
+        seq=e["seq"],
+        market_id=uuid.UUID(e["market_id"]),
+        user_id=uuid.UUID(e["user_id"]),
+        client_order_id=e["client_order_id"],
+        side=Side(e["side"]),
+        type=OrderType(e["type"]),
+        time_in_force=TimeInForce(e["time_in_force"]),
+        price=None if e["price"] is None else Decimal(e["price"]),
+        quantity=Decimal(e["quantity"]),
+        filled_quantity=Decimal(e["filled_quantity"]),
+        status=OrderStatus(e["status"]),
+        reason=e["reason"],
+        expires_at=dt(e["expires_at"]),
+        wallet_address=e["wallet_address"],
+        reserved_cash=Decimal(e["reserved_cash"]),
+        created_at=dt(e["created_at"]),
+        updated_at=dt(e["updated_at"]),
+    )  # type: ignore[arg-type]
     return Order.of(view)
 
 
@@ -116,14 +137,23 @@ async def _snapshot(info: Info, market_id: uuid.UUID, depth: int) -> OrderBook:
 
 async def _ticker(info: Info, market_id: uuid.UUID) -> Ticker:
     async with info.context.services.session_factory() as session:
-        t = await market_data.ticker(session, market_id, datetime.now(timezone.utc))
-    return Ticker(market_id=t.market_id, sequence=t.sequence, last=_d(t.last), best_bid=_d(t.best_bid),
-                  best_ask=_d(t.best_ask), change_24h=_d(t.change_24h), volume_24h=trim(t.volume_24h),
-                  high_24h=_d(t.high_24h), low_24h=_d(t.low_24h))
+        t = await market_data.ticker(session, market_id, datetime.now(UTC))
+    return Ticker(
+        market_id=t.market_id,
+        sequence=t.sequence,
+        last=_d(t.last),
+        best_bid=_d(t.best_bid),
+        best_ask=_d(t.best_ask),
+        change_24h=_d(t.change_24h),
+        volume_24h=trim(t.volume_24h),
+        high_24h=_d(t.high_24h),
+        low_24h=_d(t.low_24h),
+    )
 
 
-async def _candle(info: Info, market_id: uuid.UUID, interval: candle_rules.CandleInterval,
-                  at: datetime) -> Candle | None:
+async def _candle(
+    info: Info, market_id: uuid.UUID, interval: candle_rules.CandleInterval, at: datetime
+) -> Candle | None:
     start = candle_rules.bucket_of(at, interval)
     async with info.context.services.session_factory() as session:
         rows = await candle_rules.aggregate(session, market_id, interval, start, start + candle_rules.STEP[interval])
@@ -133,19 +163,21 @@ async def _candle(info: Info, market_id: uuid.UUID, interval: candle_rules.Candl
 async def _current_candle(info: Info, market_id: uuid.UUID, interval: candle_rules.CandleInterval) -> Candle | None:
     async with info.context.services.session_factory() as session:
         await market_data.book_snapshot(session, market_id, 1)  # NOT_FOUND for an unknown market
-        row = await candle_rules.current(session, market_id, interval, datetime.now(timezone.utc))
+        row = await candle_rules.current(session, market_id, interval, datetime.now(UTC))
     return None if row is None else candle_of(row)
 
 
 async def _trades_snapshot(info: Info, market_id: uuid.UUID, last: int) -> TradeUpdate:
     async with info.context.services.session_factory() as session:
         snap = await market_data.trades_snapshot(session, market_id, last)
-    return TradeUpdate(market_id=market_id, sequence=snap.sequence, snapshot=True,
-                       trades=[trade_of(t) for t in snap.trades])
+    return TradeUpdate(
+        market_id=market_id, sequence=snap.sequence, snapshot=True, trades=[trade_of(t) for t in snap.trades]
+    )
 
 
-async def _sequenced(info: Info, channel: str, snapshot: Callable[[], Awaitable[Any]],
-                     delta: Callable[[int, dict[str, Any]], Any]) -> AsyncGenerator[Any, None]:
+async def _sequenced(
+    info: Info, channel: str, snapshot: Callable[[], Awaitable[Any]], delta: Callable[[int, dict[str, Any]], Any]
+) -> AsyncGenerator[Any, None]:
     """A snapshot, then one delta per event with consecutive `sequence`s (orderBook, trades). An event already in
     the snapshot is skipped; a gap (a message lost or reordered between API processes) or messages dropped by the
     listener is answered with a fresh snapshot. Listening starts before the snapshot is read, so nothing committed
@@ -184,47 +216,69 @@ def _drain(events: Any) -> Any:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=public_market_data(), description=(
-        "A market's ticker now (as the subscription's first message); null for an unknown market."))
+    @strawberry.field(
+        extensions=public_market_data(),
+        description=("A market's ticker now (as the subscription's first message); null for an unknown market."),
+    )
     async def ticker(self, info: Info, market_id: uuid.UUID) -> Ticker | None:
         return await found(_ticker(info, market_id))
 
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT, description=(
-        "The latest `last` trades of a market (snapshot), then each trade as it happens, with the market's trade "
-        "sequence (see TradeUpdate)."))
+    @strawberry.subscription(
+        extensions=public_market_data(),
+        metadata=SHARED_WITH_SNAPSHOT,
+        description=(
+            "The latest `last` trades of a market (snapshot), then each trade as it happens, with the market's trade "
+            "sequence (see TradeUpdate)."
+        ),
+    )
     async def trades(self, info: Info, market_id: uuid.UUID, last: int = 50) -> AsyncGenerator[TradeUpdate, None]:
         check_last(last)
         if getattr(info.context, "snapshot_only", False):
             yield await _trades_snapshot(info, market_id, last)
             return
-        stream = _sequenced(info, market_data.trades_channel(market_id),
-                            lambda: _trades_snapshot(info, market_id, last),
-                            lambda seq, e: TradeUpdate(market_id=market_id, sequence=seq, snapshot=False,
-                                                       trades=[trade_of_event(e)]))
+        stream = _sequenced(
+            info,
+            market_data.trades_channel(market_id),
+            lambda: _trades_snapshot(info, market_id, last),
+            lambda seq, e: TradeUpdate(market_id=market_id, sequence=seq, snapshot=False, trades=[trade_of_event(e)]),
+        )
         async with aclosing(stream):  # an unsubscribe closes the listener now, not at garbage collection
             async for update in stream:
                 yield update
 
-    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT, description=(
-        "A snapshot of the top `depth` levels, then deltas (changed levels, quantity 0 = gone), each with the "
-        "market's book sequence. Deltas may touch levels beyond `depth`."))
+    @strawberry.subscription(
+        extensions=public_market_data(),
+        metadata=SHARED_WITH_SNAPSHOT,
+        description=(
+            "A snapshot of the top `depth` levels, then deltas (changed levels, quantity 0 = gone), each with the "
+            "market's book sequence. Deltas may touch levels beyond `depth`."
+        ),
+    )
     async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> AsyncGenerator[OrderBook, None]:
         check_depth(depth)
         if getattr(info.context, "snapshot_only", False):
             yield await _snapshot(info, market_id, depth)
             return
-        stream = _sequenced(info, market_data.book_channel(market_id), lambda: _snapshot(info, market_id, depth),
-                            lambda seq, e: OrderBook(market_id=market_id, sequence=seq, snapshot=False,
-                                                     bids=levels(e["bids"]), asks=levels(e["asks"])))
+        stream = _sequenced(
+            info,
+            market_data.book_channel(market_id),
+            lambda: _snapshot(info, market_id, depth),
+            lambda seq, e: OrderBook(
+                market_id=market_id, sequence=seq, snapshot=False, bids=levels(e["bids"]), asks=levels(e["asks"])
+            ),
+        )
         async with aclosing(stream):
             async for update in stream:
                 yield update
 
-    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT,
-                             description="The ticker now, then on every book change.")
+    @strawberry.subscription(
+        extensions=public_market_data(),
+        metadata=SHARED_WITH_SNAPSHOT,
+        description="The ticker now, then on every book change.",
+    )
     async def ticker(self, info: Info, market_id: uuid.UUID) -> AsyncGenerator[Ticker, None]:
         if getattr(info.context, "snapshot_only", False):
             yield await _ticker(info, market_id)
@@ -235,11 +289,15 @@ class Subscription:
                 _drain(events)
                 yield await _ticker(info, market_id)
 
-    @strawberry.subscription(extensions=public_market_data(), metadata=SHARED_WITH_SNAPSHOT, description=(
-        "The current candle (for an interval without trades yet, a flat one at the last price with volume 0), then "
-        "the candle of each trade as it happens. A market that never traded sends nothing until its first trade."))
-    async def candles(self, info: Info, market_id: uuid.UUID,
-                      interval: CandleInterval) -> AsyncGenerator[Candle, None]:  # type: ignore[valid-type]
+    @strawberry.subscription(
+        extensions=public_market_data(),
+        metadata=SHARED_WITH_SNAPSHOT,
+        description=(
+            "The current candle (for an interval without trades yet, a flat one at the last price with volume 0), then "
+            "the candle of each trade as it happens. A market that never traded sends nothing until its first trade."
+        ),
+    )
+    async def candles(self, info: Info, market_id: uuid.UUID, interval: CandleInterval) -> AsyncGenerator[Candle, None]:  # type: ignore[valid-type]
         if getattr(info.context, "snapshot_only", False):
             current = await _current_candle(info, market_id, interval)
             if current is not None:
@@ -256,8 +314,11 @@ class Subscription:
                 if candle is not None:
                     yield candle
 
-    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
-        "The caller's order updates. The socket closes (code 4401) when its access token expires."))
+    @strawberry.subscription(
+        extensions=authenticated(),
+        metadata=PRIVATE,
+        description=("The caller's order updates. The socket closes (code 4401) when its access token expires."),
+    )
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
         viewer = info.context.viewer
         user_id = viewer.require_user()
@@ -269,7 +330,7 @@ class Subscription:
                     return
                 try:
                     payload = await asyncio.wait_for(events.__anext__(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 yield order_of_event(json.loads(payload))
 

@@ -24,13 +24,16 @@ class OAuthClientSecret:
     revoked_at: datetime | None
 
     @classmethod
-    def from_model(cls, s: SecretModel) -> "OAuthClientSecret":
+    def from_model(cls, s: SecretModel) -> OAuthClientSecret:
         return cls(prefix=s.prefix, created_at=s.created_at, expires_at=s.expires_at, revoked_at=s.revoked_at)
 
 
-@strawberry.type(description=(
-    "A partner's client for the client-credentials grant at POST /oauth/token. Its tokens act for `ownerId` with "
-    "that account's roles, restricted to `scopes`."))
+@strawberry.type(
+    description=(
+        "A partner's client for the client-credentials grant at POST /oauth/token. Its tokens act for `ownerId` with "
+        "that account's roles, restricted to `scopes`."
+    )
+)
 class OAuthClient:
     id: uuid.UUID
     client_id: str
@@ -43,10 +46,18 @@ class OAuthClient:
     secrets: list[OAuthClientSecret]
 
     @classmethod
-    def from_model(cls, c: OAuthClientModel, secrets: list[SecretModel] | None = None) -> "OAuthClient":
-        return cls(id=c.id, client_id=c.client_id, name=c.name, owner_id=c.owner_id, scopes=list(c.scopes),
-                   created_at=c.created_at, last_used_at=c.last_used_at, revoked_at=c.revoked_at,
-                   secrets=[OAuthClientSecret.from_model(s) for s in secrets or []])
+    def from_model(cls, c: OAuthClientModel, secrets: list[SecretModel] | None = None) -> OAuthClient:
+        return cls(
+            id=c.id,
+            client_id=c.client_id,
+            name=c.name,
+            owner_id=c.owner_id,
+            scopes=list(c.scopes),
+            created_at=c.created_at,
+            last_used_at=c.last_used_at,
+            revoked_at=c.revoked_at,
+            secrets=[OAuthClientSecret.from_model(s) for s in secrets or []],
+        )
 
 
 @strawberry.type(description="The client secret is shown here once and never again.")
@@ -54,7 +65,8 @@ class IssuedOAuthClientSecret:
     client: OAuthClient
     client_secret: str
     previous_secrets_valid_until: datetime | None = strawberry.field(
-        description="After a rotation with overlap: when the secrets valid before it stop working.")
+        description="After a rotation with overlap: when the secrets valid before it stop working."
+    )
 
 
 async def _with_secrets(info: Info, clients: list[OAuthClientModel]) -> list[OAuthClient]:
@@ -64,8 +76,9 @@ async def _with_secrets(info: Info, clients: list[OAuthClientModel]) -> list[OAu
 
 async def _issued(info: Info, issued: oauth_clients.IssuedSecret) -> IssuedOAuthClientSecret:
     (client,) = await _with_secrets(info, [issued.client])
-    return IssuedOAuthClientSecret(client=client, client_secret=issued.secret,
-                                   previous_secrets_valid_until=issued.previous_valid_until)
+    return IssuedOAuthClientSecret(
+        client=client, client_secret=issued.secret, previous_secrets_valid_until=issued.previous_valid_until
+    )
 
 
 @strawberry.type
@@ -78,22 +91,37 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(name="registerOAuthClient", extensions=requires(Role.ADMIN), description=(
-        "Register a partner's client acting for `ownerId` within `scopes` (account:read, assets:read, "
-        "holdings:read, market-data:read, orders:read, orders:write, payments:read, payments:write, "
-        "offerings:read, offerings:write)."))
-    async def register_oauth_client(self, info: Info, name: str, owner_id: uuid.UUID,
-                                    scopes: list[str]) -> IssuedOAuthClientSecret:
+    @strawberry.mutation(
+        name="registerOAuthClient",
+        extensions=requires(Role.ADMIN),
+        description=(
+            "Register a partner's client acting for `ownerId` within `scopes` (account:read, assets:read, "
+            "holdings:read, market-data:read, orders:read, orders:write, payments:read, payments:write, "
+            "offerings:read, offerings:write)."
+        ),
+    )
+    async def register_oauth_client(
+        self, info: Info, name: str, owner_id: uuid.UUID, scopes: list[str]
+    ) -> IssuedOAuthClientSecret:
         return await _issued(info, await oauth_clients.register(info.context, name, owner_id, scopes))
 
-    @strawberry.mutation(name="rotateOAuthClientSecret", extensions=requires(Role.ADMIN), description=(
-        "A new secret; the current ones keep working `overlapSeconds` more (0: they and their tokens stop now)."))
-    async def rotate_oauth_client_secret(self, info: Info, client_id: str,
-                                         overlap_seconds: int = 86400) -> IssuedOAuthClientSecret:
+    @strawberry.mutation(
+        name="rotateOAuthClientSecret",
+        extensions=requires(Role.ADMIN),
+        description=(
+            "A new secret; the current ones keep working `overlapSeconds` more (0: they and their tokens stop now)."
+        ),
+    )
+    async def rotate_oauth_client_secret(
+        self, info: Info, client_id: str, overlap_seconds: int = 86400
+    ) -> IssuedOAuthClientSecret:
         return await _issued(info, await oauth_clients.rotate(info.context, client_id, overlap_seconds))
 
-    @strawberry.mutation(name="revokeOAuthClient", extensions=requires(Role.ADMIN),
-                         description="The client and every token it holds stop working at once, on every process.")
+    @strawberry.mutation(
+        name="revokeOAuthClient",
+        extensions=requires(Role.ADMIN),
+        description="The client and every token it holds stop working at once, on every process.",
+    )
     async def revoke_oauth_client(self, info: Info, client_id: str) -> OAuthClient:
         client = await oauth_clients.revoke(info.context, client_id)
         return (await _with_secrets(info, [client]))[0]

@@ -24,10 +24,14 @@ from schema.pagination import Connection
 from schema.permissions import requires
 from schema.scalars import BigInt
 
-OperationState = strawberry.enum(OperationStateModel, description=(
-    "PENDING -> SIGNED -> BROADCAST -> MINED -> CONFIRMED (its event indexed at or below the finalized block) | "
-    "FAILED (reverted at estimation or when mined) | CANCELED (by an operator, before signing). BATCHED: carried by "
-    "a batch operation's transaction (kind batch.<kind>), CONFIRMED with it or sent alone if it reverts."))
+OperationState = strawberry.enum(
+    OperationStateModel,
+    description=(
+        "PENDING -> SIGNED -> BROADCAST -> MINED -> CONFIRMED (its event indexed at or below the finalized block) | "
+        "FAILED (reverted at estimation or when mined) | CANCELED (by an operator, before signing). BATCHED: carried by "
+        "a batch operation's transaction (kind batch.<kind>), CONFIRMED with it or sent alone if it reverts."
+    ),
+)
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
@@ -59,29 +63,67 @@ class ChainOperation:
     confirmed_at: datetime | None
 
     @classmethod
-    def of(cls, o: Any) -> "ChainOperation":
-        return cls(id=o.id, kind=o.kind, chain_id=o.chain_id, contract=o.contract, function=o.function, args=o.args,
-                   signer=o.signer, business_ref=o.business_ref, state=o.state, attempts=o.attempts,
-                   sender=o.sender, nonce=o.nonce, tx_hash=o.tx_hash, tx_hashes=list(o.tx_hashes or []),
-                   mined_tx_hash=o.mined_tx_hash, mined_block=o.mined_block, confirmed_block=o.confirmed_block,
-                   revert_reason=o.revert_reason, last_error=o.last_error, created_by=o.created_by,
-                   created_at=o.created_at, updated_at=o.updated_at, broadcast_at=o.broadcast_at,
-                   confirmed_at=o.confirmed_at)
+    def of(cls, o: Any) -> ChainOperation:
+        return cls(
+            id=o.id,
+            kind=o.kind,
+            chain_id=o.chain_id,
+            contract=o.contract,
+            function=o.function,
+            args=o.args,
+            signer=o.signer,
+            business_ref=o.business_ref,
+            state=o.state,
+            attempts=o.attempts,
+            sender=o.sender,
+            nonce=o.nonce,
+            tx_hash=o.tx_hash,
+            tx_hashes=list(o.tx_hashes or []),
+            mined_tx_hash=o.mined_tx_hash,
+            mined_block=o.mined_block,
+            confirmed_block=o.confirmed_block,
+            revert_reason=o.revert_reason,
+            last_error=o.last_error,
+            created_by=o.created_by,
+            created_at=o.created_at,
+            updated_at=o.updated_at,
+            broadcast_at=o.broadcast_at,
+            confirmed_at=o.confirmed_at,
+        )
 
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=requires(*STAFF), description=(
-        "On-chain operations, newest first. kind: an exact kind (settlement.transfer) or a prefix ending in '.' "
-        "(identity.)."))
-    async def operations(self, info: Info, state: list[OperationState] | None = None,  # type: ignore[valid-type]
-                         kind: str | None = None, chain_id: int | None = None, business_ref: str | None = None,
-                         first: int | None = None, after: str | None = None, last: int | None = None,
-                         before: str | None = None) -> Connection[ChainOperation]:
+    @strawberry.field(
+        extensions=requires(*STAFF),
+        description=(
+            "On-chain operations, newest first. kind: an exact kind (settlement.transfer) or a prefix ending in '.' "
+            "(identity.)."
+        ),
+    )
+    async def operations(
+        self,
+        info: Info,
+        state: list[OperationState] | None = None,  # type: ignore[valid-type]
+        kind: str | None = None,
+        chain_id: int | None = None,
+        business_ref: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[ChainOperation]:
         stmt = operations.filtered(operations.OperationFilter(state, kind, chain_id, business_ref))
-        page = await keyset_page(await info.context.session(), stmt,
-                                 [ChainOperationModel.created_at, ChainOperationModel.id], descending=True,
-                                 first=first, after=after, last=last, before=before)
+        page = await keyset_page(
+            await info.context.session(),
+            stmt,
+            [ChainOperationModel.created_at, ChainOperationModel.id],
+            descending=True,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
         return Connection.from_page(page, ChainOperation.of)  # type: ignore[arg-type]
 
 
@@ -97,12 +139,31 @@ async def _unit(info: Info, work):  # type: ignore[no-untyped-def]
     return await retry_transient(session, unit)
 
 
-async def _act(info: Info, action: Action, token_id: uuid.UUID, reason: str, wallet: str | None = None,
-               amount: Decimal | None = None, idempotency_key: str | None = None) -> ChainOperation:
+async def _act(
+    info: Info,
+    action: Action,
+    token_id: uuid.UUID,
+    reason: str,
+    wallet: str | None = None,
+    amount: Decimal | None = None,
+    idempotency_key: str | None = None,
+) -> ChainOperation:
     ctx = info.context
     actor = ctx.viewer.require_user()
-    op = await _unit(info, lambda s: act(s, action, token_id, actor_id=actor, reason=reason, wallet=wallet,
-                                         amount=amount, idempotency_key=idempotency_key, request_id=ctx.request_id))
+    op = await _unit(
+        info,
+        lambda s: act(
+            s,
+            action,
+            token_id,
+            actor_id=actor,
+            reason=reason,
+            wallet=wallet,
+            amount=amount,
+            idempotency_key=idempotency_key,
+            request_id=ctx.request_id,
+        ),
+    )
     return ChainOperation.of(op)
 
 
@@ -111,52 +172,86 @@ _KEY_DOC = "Optional; the same key (per token and wallet) returns the operation 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=requires(*STAFF), description=(
-        "FAILED/CANCELED -> PENDING (sent again, new nonce), or a PENDING one in backoff now. CONFLICT COMPENSATED "
-        "for settlements and payouts whose failure was already compensated."))
+    @strawberry.mutation(
+        extensions=requires(*STAFF),
+        description=(
+            "FAILED/CANCELED -> PENDING (sent again, new nonce), or a PENDING one in backoff now. CONFLICT COMPENSATED "
+            "for settlements and payouts whose failure was already compensated."
+        ),
+    )
     async def retry_operation(self, info: Info, id: uuid.UUID) -> ChainOperation:
         ctx = info.context
         actor = ctx.viewer.require_user()
-        return ChainOperation.of(await _unit(info, lambda s: operations.retry(
-            s, id, actor_id=actor, request_id=ctx.request_id)))
+        return ChainOperation.of(
+            await _unit(info, lambda s: operations.retry(s, id, actor_id=actor, request_id=ctx.request_id))
+        )
 
-    @strawberry.mutation(extensions=requires(*STAFF), description=(
-        "PENDING -> CANCELED (only before signing); the decision is compensated as for a revert (a settlement's "
-        "trade FAILS and its cash is reversed; a payout's cash is given back)."))
+    @strawberry.mutation(
+        extensions=requires(*STAFF),
+        description=(
+            "PENDING -> CANCELED (only before signing); the decision is compensated as for a revert (a settlement's "
+            "trade FAILS and its cash is reversed; a payout's cash is given back)."
+        ),
+    )
     async def cancel_operation(self, info: Info, id: uuid.UUID, reason: str) -> ChainOperation:
         ctx = info.context
         actor = ctx.viewer.require_user()
-        return ChainOperation.of(await _unit(info, lambda s: operations.cancel(
-            s, id, reason, actor_id=actor, request_id=ctx.request_id)))
+        return ChainOperation.of(
+            await _unit(info, lambda s: operations.cancel(s, id, reason, actor_id=actor, request_id=ctx.request_id))
+        )
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description=(
-        "Freeze a wallet on a token (setAddressFrozen true): no transfer from or to it until unfrozen."))
-    async def freeze_wallet(self, info: Info, token_id: uuid.UUID, wallet: str, reason: str,
-                            idempotency_key: str | None = strawberry.UNSET) -> ChainOperation:
+    @strawberry.mutation(
+        extensions=requires(Role.COMPLIANCE),
+        description=("Freeze a wallet on a token (setAddressFrozen true): no transfer from or to it until unfrozen."),
+    )
+    async def freeze_wallet(
+        self, info: Info, token_id: uuid.UUID, wallet: str, reason: str, idempotency_key: str | None = strawberry.UNSET
+    ) -> ChainOperation:
         return await _act(info, Action.FREEZE, token_id, reason, wallet, idempotency_key=idempotency_key or None)
 
     @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="setAddressFrozen false.")
-    async def unfreeze_wallet(self, info: Info, token_id: uuid.UUID, wallet: str, reason: str,
-                              idempotency_key: str | None = strawberry.UNSET) -> ChainOperation:
+    async def unfreeze_wallet(
+        self, info: Info, token_id: uuid.UUID, wallet: str, reason: str, idempotency_key: str | None = strawberry.UNSET
+    ) -> ChainOperation:
         return await _act(info, Action.UNFREEZE, token_id, reason, wallet, idempotency_key=idempotency_key or None)
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description=(
-        "Freeze `amount` tokens (whole units, up to the token's decimals) of a wallet (freezePartialTokens)."))
-    async def freeze_tokens(self, info: Info, token_id: uuid.UUID, wallet: str, amount: Decimal, reason: str,
-                            idempotency_key: str | None = strawberry.UNSET) -> ChainOperation:
+    @strawberry.mutation(
+        extensions=requires(Role.COMPLIANCE),
+        description=(
+            "Freeze `amount` tokens (whole units, up to the token's decimals) of a wallet (freezePartialTokens)."
+        ),
+    )
+    async def freeze_tokens(
+        self,
+        info: Info,
+        token_id: uuid.UUID,
+        wallet: str,
+        amount: Decimal,
+        reason: str,
+        idempotency_key: str | None = strawberry.UNSET,
+    ) -> ChainOperation:
         return await _act(info, Action.FREEZE_PARTIAL, token_id, reason, wallet, amount, idempotency_key or None)
 
     @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="unfreezePartialTokens.")
-    async def unfreeze_tokens(self, info: Info, token_id: uuid.UUID, wallet: str, amount: Decimal, reason: str,
-                              idempotency_key: str | None = strawberry.UNSET) -> ChainOperation:
+    async def unfreeze_tokens(
+        self,
+        info: Info,
+        token_id: uuid.UUID,
+        wallet: str,
+        amount: Decimal,
+        reason: str,
+        idempotency_key: str | None = strawberry.UNSET,
+    ) -> ChainOperation:
         return await _act(info, Action.UNFREEZE_PARTIAL, token_id, reason, wallet, amount, idempotency_key or None)
 
     @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="Pause every transfer of a token.")
-    async def pause_token(self, info: Info, token_id: uuid.UUID, reason: str,
-                          idempotency_key: str | None = strawberry.UNSET) -> ChainOperation:
+    async def pause_token(
+        self, info: Info, token_id: uuid.UUID, reason: str, idempotency_key: str | None = strawberry.UNSET
+    ) -> ChainOperation:
         return await _act(info, Action.PAUSE, token_id, reason, idempotency_key=idempotency_key or None)
 
     @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="Unpause a paused token.")
-    async def unpause_token(self, info: Info, token_id: uuid.UUID, reason: str,
-                            idempotency_key: str | None = strawberry.UNSET) -> ChainOperation:
+    async def unpause_token(
+        self, info: Info, token_id: uuid.UUID, reason: str, idempotency_key: str | None = strawberry.UNSET
+    ) -> ChainOperation:
         return await _act(info, Action.UNPAUSE, token_id, reason, idempotency_key=idempotency_key or None)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import strawberry
 
@@ -31,9 +32,14 @@ class Connection(Generic[NodeT]):
     page_info: PageInfo
 
     @classmethod
-    def from_page(cls, page: Page, to_node: Callable[[object], NodeT]) -> "Connection[NodeT]":
+    def from_page(cls, page: Page, to_node: Callable[[object], NodeT]) -> Connection[NodeT]:
         edges = [Edge(cursor=c, node=to_node(r)) for r, c in zip(page.rows, page.cursors)]
-        return cls(edges=edges, page_info=PageInfo(
-            has_next_page=page.has_next_page, has_previous_page=page.has_previous_page,
-            start_cursor=page.cursors[0] if page.cursors else None,
-            end_cursor=page.cursors[-1] if page.cursors else None))
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=page.cursors[0] if page.cursors else None,
+                end_cursor=page.cursors[-1] if page.cursors else None,
+            ),
+        )

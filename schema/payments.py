@@ -19,17 +19,17 @@ from strawberry.types import Info
 from core.hd_wallet import DepositWallet
 from core.webhook_targets import TargetPolicy
 from models.identity import Role
+from models.payments import OutgoingTransfer as OutgoingTransferModel
 from models.payments import Payment as PaymentModel
 from models.payments import PaymentMethod as PaymentMethodModel
-from models.payments import OutgoingTransfer as OutgoingTransferModel
 from models.payments import PaymentRefund as PaymentRefundModel
 from models.payments import PaymentState as PaymentStateModel
 from models.payments import WebhookDelivery as WebhookDeliveryModel
 from models.payments import WebhookEndpoint as WebhookEndpointModel
 from resolvers.payments import intents, notify, refunds, report, webhooks
 from resolvers.payments.report import plain
-from schema.pagination import Connection
 from schema.lookups import found
+from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.scalars import BigInt
 from schema.sharing import PRIVATE
@@ -37,10 +37,14 @@ from schema.sharing import PRIVATE
 T = TypeVar("T")
 
 PaymentMethod = strawberry.enum(PaymentMethodModel, description="STABLECOIN (chain + token) or BANK_TRANSFER.")
-PaymentState = strawberry.enum(PaymentStateModel, description=(
-    "AWAITING_FUNDS -> DETECTED (transfer seen) -> CONFIRMED (final on its chain; cash credited once). UNDERPAID "
-    "waits for top-ups until expiry; OVERPAID credits the intended amount and flags the excess for refund; LATE: "
-    "funds after expiry, held for review; a reorg before finality returns DETECTED/UNDERPAID to AWAITING_FUNDS."))
+PaymentState = strawberry.enum(
+    PaymentStateModel,
+    description=(
+        "AWAITING_FUNDS -> DETECTED (transfer seen) -> CONFIRMED (final on its chain; cash credited once). UNDERPAID "
+        "waits for top-ups until expiry; OVERPAID credits the intended amount and flags the excess for refund; LATE: "
+        "funds after expiry, held for review; a reorg before finality returns DETECTED/UNDERPAID to AWAITING_FUNDS."
+    ),
+)
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
@@ -75,15 +79,32 @@ class Payment:
     updated_at: datetime
 
     @classmethod
-    def from_model(cls, p: PaymentModel) -> "Payment":
-        return cls(id=p.id, user_id=p.user_id, method=p.method, state=p.state, amount=plain(p.amount),
-                   currency=p.currency, chain_id=p.chain_id, token_address=p.token_address,
-                   deposit_address=p.deposit_address, amount_units=p.amount_units, received_units=p.received_units,
-                   final_units=p.final_units, reference_code=p.reference_code, bank_reference=p.bank_reference,
-                   received_amount=plain(p.received_amount), credited_amount=plain(p.credited_amount),
-                   refundable_amount=plain(p.refundable_amount), refunded_amount=plain(p.refunded_amount),
-                   expires_at=p.expires_at, detected_at=p.detected_at, confirmed_at=p.confirmed_at,
-                   created_at=p.created_at, updated_at=p.updated_at)
+    def from_model(cls, p: PaymentModel) -> Payment:
+        return cls(
+            id=p.id,
+            user_id=p.user_id,
+            method=p.method,
+            state=p.state,
+            amount=plain(p.amount),
+            currency=p.currency,
+            chain_id=p.chain_id,
+            token_address=p.token_address,
+            deposit_address=p.deposit_address,
+            amount_units=p.amount_units,
+            received_units=p.received_units,
+            final_units=p.final_units,
+            reference_code=p.reference_code,
+            bank_reference=p.bank_reference,
+            received_amount=plain(p.received_amount),
+            credited_amount=plain(p.credited_amount),
+            refundable_amount=plain(p.refundable_amount),
+            refunded_amount=plain(p.refunded_amount),
+            expires_at=p.expires_at,
+            detected_at=p.detected_at,
+            confirmed_at=p.confirmed_at,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+        )
 
 
 @strawberry.type(description="A live change of one payment (a transition, or more funds seen).")
@@ -95,11 +116,15 @@ class PaymentUpdate:
     credited_amount: Decimal
 
     @classmethod
-    def from_event(cls, e: dict) -> "PaymentUpdate":
+    def from_event(cls, e: dict) -> PaymentUpdate:
         prev = e.get("previousState")
-        return cls(payment_id=uuid.UUID(e["id"]), state=PaymentStateModel(e["state"]),
-                   previous_state=PaymentStateModel(prev) if prev else None,
-                   received_amount=plain(Decimal(e["receivedAmount"])), credited_amount=plain(Decimal(e["creditedAmount"])))
+        return cls(
+            payment_id=uuid.UUID(e["id"]),
+            state=PaymentStateModel(e["state"]),
+            previous_state=PaymentStateModel(prev) if prev else None,
+            received_amount=plain(Decimal(e["receivedAmount"])),
+            credited_amount=plain(Decimal(e["creditedAmount"])),
+        )
 
 
 @strawberry.type
@@ -110,17 +135,29 @@ class PaymentRefund:
     reason: str
     created_at: datetime
     payment: Payment
-    payout_state: str | None = strawberry.field(default=None, description=(
-        "STABLECOIN refunds: the on-chain payout, PENDING until the treasury's transfer is final (COMPLETED) or "
-        "FAILED (the refund is then undone); null for bank transfers."))
+    payout_state: str | None = strawberry.field(
+        default=None,
+        description=(
+            "STABLECOIN refunds: the on-chain payout, PENDING until the treasury's transfer is final (COMPLETED) or "
+            "FAILED (the refund is then undone); null for bank transfers."
+        ),
+    )
     payout_tx_hash: str | None = None
 
     @classmethod
-    def from_model(cls, r: PaymentRefundModel, payment: PaymentModel,
-                   payout: OutgoingTransferModel | None = None) -> "PaymentRefund":
-        return cls(id=r.id, payment_id=r.payment_id, amount=plain(r.amount), reason=r.reason,
-                   created_at=r.created_at, payment=Payment.from_model(payment),
-                   payout_state=payout.state if payout else None, payout_tx_hash=payout.tx_hash if payout else None)
+    def from_model(
+        cls, r: PaymentRefundModel, payment: PaymentModel, payout: OutgoingTransferModel | None = None
+    ) -> PaymentRefund:
+        return cls(
+            id=r.id,
+            payment_id=r.payment_id,
+            amount=plain(r.amount),
+            reason=r.reason,
+            created_at=r.created_at,
+            payment=Payment.from_model(payment),
+            payout_state=payout.state if payout else None,
+            payout_tx_hash=payout.tx_hash if payout else None,
+        )
 
 
 @strawberry.type(description="Totals of the payments created in the window with one state, method, currency and chain.")
@@ -145,7 +182,7 @@ class WebhookEndpoint:
     created_at: datetime
 
     @classmethod
-    def from_model(cls, e: WebhookEndpointModel) -> "WebhookEndpoint":
+    def from_model(cls, e: WebhookEndpointModel) -> WebhookEndpoint:
         return cls(id=e.id, url=e.url, active=e.active, created_at=e.created_at)
 
 
@@ -163,9 +200,19 @@ class WebhookDelivery:
     delivered_at: datetime | None
 
     @classmethod
-    def from_model(cls, d: WebhookDeliveryModel) -> "WebhookDelivery":
-        return cls(id=d.id, endpoint_id=d.endpoint_id, url=d.url, event=d.event, payload=d.payload, state=d.state,
-                   attempts=d.attempts, last_error=d.last_error, created_at=d.created_at, delivered_at=d.delivered_at)
+    def from_model(cls, d: WebhookDeliveryModel) -> WebhookDelivery:
+        return cls(
+            id=d.id,
+            endpoint_id=d.endpoint_id,
+            url=d.url,
+            event=d.event,
+            payload=d.payload,
+            state=d.state,
+            attempts=d.attempts,
+            last_error=d.last_error,
+            created_at=d.created_at,
+            delivered_at=d.delivered_at,
+        )
 
 
 @strawberry.input
@@ -188,34 +235,60 @@ async def _unit(info: Info, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(), description=(
-        "Newest first. The caller's own payments; ADMIN and COMPLIANCE see everyone's (and may filter by userId). "
-        "createdFrom inclusive, createdTo exclusive."))
-    async def payments(self, info: Info, state: PaymentState | None = None, method: PaymentMethod | None = None,
-                       currency: str | None = None, chain_id: int | None = None, created_from: datetime | None = None,
-                       created_to: datetime | None = None, user_id: uuid.UUID | None = None, first: int | None = None,
-                       after: str | None = None, last: int | None = None,
-                       before: str | None = None) -> Connection[Payment]:
+    @strawberry.field(
+        extensions=authenticated(),
+        description=(
+            "Newest first. The caller's own payments; ADMIN and COMPLIANCE see everyone's (and may filter by userId). "
+            "createdFrom inclusive, createdTo exclusive."
+        ),
+    )
+    async def payments(
+        self,
+        info: Info,
+        state: PaymentState | None = None,
+        method: PaymentMethod | None = None,
+        currency: str | None = None,
+        chain_id: int | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        user_id: uuid.UUID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Payment]:
         viewer = info.context.viewer
         owner = user_id if _staff(info) else viewer.require_user()
-        f = intents.PaymentFilter(state=state, method=method, currency=currency, chain_id=chain_id,
-                                  created_from=created_from, created_to=created_to, user_id=owner)
-        page = await intents.list_payments(await info.context.session(), f, first=first, after=after, last=last,
-                                           before=before)
+        f = intents.PaymentFilter(
+            state=state,
+            method=method,
+            currency=currency,
+            chain_id=chain_id,
+            created_from=created_from,
+            created_to=created_to,
+            user_id=owner,
+        )
+        page = await intents.list_payments(
+            await info.context.session(), f, first=first, after=after, last=last, before=before
+        )
         return Connection.from_page(page, Payment.from_model)
 
-    @strawberry.field(extensions=authenticated(), description=(
-        "One payment: its owner's, or any for ADMIN/COMPLIANCE; null when missing or not visible."))
+    @strawberry.field(
+        extensions=authenticated(),
+        description=("One payment: its owner's, or any for ADMIN/COMPLIANCE; null when missing or not visible."),
+    )
     async def payment(self, info: Info, id: uuid.UUID) -> Payment | None:
         viewer = info.context.viewer
-        model = await found(intents.get_visible(await info.context.session(), id, viewer.require_user(),
-                                                _staff(info)))
+        model = await found(intents.get_visible(await info.context.session(), id, viewer.require_user(), _staff(info)))
         return None if model is None else Payment.from_model(model)
 
-    @strawberry.field(extensions=requires(*STAFF), description=(
-        "Totals per state, method, currency and chain of the payments created in [from, to)."))
-    async def settlement_report(self, info: Info, from_: Annotated[datetime, strawberry.argument(name="from")],
-                                to: datetime) -> list[SettlementLine]:
+    @strawberry.field(
+        extensions=requires(*STAFF),
+        description=("Totals per state, method, currency and chain of the payments created in [from, to)."),
+    )
+    async def settlement_report(
+        self, info: Info, from_: Annotated[datetime, strawberry.argument(name="from")], to: datetime
+    ) -> list[SettlementLine]:
         lines = await report.settlement_report(await info.context.session(), from_, to)
         return [SettlementLine(**vars(line)) for line in lines]
 
@@ -223,77 +296,121 @@ class Query:
     async def webhook_endpoints(self, info: Info) -> list[WebhookEndpoint]:
         return [WebhookEndpoint.from_model(e) for e in await webhooks.endpoints(await info.context.session())]
 
-    @strawberry.field(extensions=requires(Role.ADMIN), description=(
-        "Webhook deliveries, newest first; state DEAD lists the dead letters."))
-    async def webhook_deliveries(self, info: Info, state: str | None = None, first: int | None = None,
-                                 after: str | None = None) -> Connection[WebhookDelivery]:
+    @strawberry.field(
+        extensions=requires(Role.ADMIN),
+        description=("Webhook deliveries, newest first; state DEAD lists the dead letters."),
+    )
+    async def webhook_deliveries(
+        self, info: Info, state: str | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[WebhookDelivery]:
         page = await webhooks.deliveries(await info.context.session(), state, first, after)
         return Connection.from_page(page, WebhookDelivery.from_model)
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Create a payment, or return the one created earlier with the same idempotencyKey. Too many decimals for "
-        "the currency (ISO-4217 minor units, or the token's decimals) is BAD_USER_INPUT."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Create a payment, or return the one created earlier with the same idempotencyKey. Too many decimals for "
+            "the currency (ISO-4217 minor units, or the token's decimals) is BAD_USER_INPUT."
+        ),
+    )
     async def create_payment(self, info: Info, input: CreatePaymentInput) -> Payment:
         ctx = info.context
-        payment, _ = await _unit(info, lambda s: intents.create_payment(
-            s, DepositWallet.from_settings(ctx.settings), user_id=ctx.viewer.require_user(), amount=input.amount,
-            currency=input.currency, method=input.method, idempotency_key=input.idempotency_key,
-            chain_id=input.chain_id, token=input.token, expires_in=input.expires_in, request_id=ctx.request_id))
+        payment, _ = await _unit(
+            info,
+            lambda s: intents.create_payment(
+                s,
+                DepositWallet.from_settings(ctx.settings),
+                user_id=ctx.viewer.require_user(),
+                amount=input.amount,
+                currency=input.currency,
+                method=input.method,
+                idempotency_key=input.idempotency_key,
+                chain_id=input.chain_id,
+                token=input.token,
+                expires_in=input.expires_in,
+                request_id=ctx.request_id,
+            ),
+        )
         return Payment.from_model(payment)
 
     @strawberry.mutation(extensions=authenticated(), description="AWAITING_FUNDS -> CANCELED (owner or ADMIN).")
     async def cancel_payment(self, info: Info, id: uuid.UUID) -> Payment:
         ctx = info.context
-        payment = await _unit(info, lambda s: intents.cancel(s, id, ctx.viewer.require_user(),
-                                                             staff=ctx.viewer.has_role(Role.ADMIN.value),
-                                                             request_id=ctx.request_id))
+        payment = await _unit(
+            info,
+            lambda s: intents.cancel(
+                s, id, ctx.viewer.require_user(), staff=ctx.viewer.has_role(Role.ADMIN.value), request_id=ctx.request_id
+            ),
+        )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
-        "The bank shows the transfer: credit the intended amount (once) and record the bank's reference."))
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN),
+        description=("The bank shows the transfer: credit the intended amount (once) and record the bank's reference."),
+    )
     async def confirm_bank_transfer(self, info: Info, payment_id: uuid.UUID, bank_reference: str) -> Payment:
         ctx = info.context
-        payment = await _unit(info, lambda s: refunds.confirm_bank_transfer(s, payment_id, bank_reference,
-                                                                            ctx.viewer.require_user(), ctx.request_id))
+        payment = await _unit(
+            info,
+            lambda s: refunds.confirm_bank_transfer(
+                s, payment_id, bank_reference, ctx.viewer.require_user(), ctx.request_id
+            ),
+        )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
-        "Refund `amount` (default: all that is left). Held/excess funds are paid back first, then the credited "
-        "cash; a stablecoin refund is paid on chain by the treasury to the paying address (payoutState)."))
-    async def refund_payment(self, info: Info, payment_id: uuid.UUID, reason: str,
-                             amount: Decimal | None = None) -> PaymentRefund:
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN),
+        description=(
+            "Refund `amount` (default: all that is left). Held/excess funds are paid back first, then the credited "
+            "cash; a stablecoin refund is paid on chain by the treasury to the paying address (payoutState)."
+        ),
+    )
+    async def refund_payment(
+        self, info: Info, payment_id: uuid.UUID, reason: str, amount: Decimal | None = None
+    ) -> PaymentRefund:
         ctx = info.context
-        row, payment = await _unit(info, lambda s: refunds.refund(s, payment_id, amount, reason,
-                                                                  ctx.viewer.require_user(), ctx.request_id))
-        payout = (await (await ctx.session()).execute(select(OutgoingTransferModel).where(
-            OutgoingTransferModel.refund_id == row.id))).scalar_one_or_none()
+        row, payment = await _unit(
+            info, lambda s: refunds.refund(s, payment_id, amount, reason, ctx.viewer.require_user(), ctx.request_id)
+        )
+        payout = (
+            await (await ctx.session()).execute(
+                select(OutgoingTransferModel).where(OutgoingTransferModel.refund_id == row.id)
+            )
+        ).scalar_one_or_none()
         return PaymentRefund.from_model(row, payment, payout)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="LATE -> CONFIRMED: credit the held funds.")
     async def accept_late_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:
         ctx = info.context
-        payment = await _unit(info, lambda s: refunds.accept_late(s, payment_id, ctx.viewer.require_user(), reason,
-                                                                  ctx.request_id))
+        payment = await _unit(
+            info, lambda s: refunds.accept_late(s, payment_id, ctx.viewer.require_user(), reason, ctx.request_id)
+        )
         return Payment.from_model(payment)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Give up on a payment nothing was credited for.")
     async def fail_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:
         ctx = info.context
-        payment = await _unit(info, lambda s: refunds.fail(s, payment_id, reason, ctx.viewer.require_user(),
-                                                           ctx.request_id))
+        payment = await _unit(
+            info, lambda s: refunds.fail(s, payment_id, reason, ctx.viewer.require_user(), ctx.request_id)
+        )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
-        "POST payment events to this https URL. Its host must resolve to public addresses only (checked now and "
-        "before every delivery): else BAD_USER_INPUT, reason WEBHOOK_TARGET_REFUSED."))
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN),
+        description=(
+            "POST payment events to this https URL. Its host must resolve to public addresses only (checked now and "
+            "before every delivery): else BAD_USER_INPUT, reason WEBHOOK_TARGET_REFUSED."
+        ),
+    )
     async def create_webhook_endpoint(self, info: Info, url: str) -> WebhookEndpoint:
         ctx = info.context
         policy = TargetPolicy.from_settings(ctx.settings)
-        row = await _unit(info, lambda s: webhooks.create_endpoint(s, url, ctx.viewer.require_user(), ctx.request_id,
-                                                                   policy))
+        row = await _unit(
+            info, lambda s: webhooks.create_endpoint(s, url, ctx.viewer.require_user(), ctx.request_id, policy)
+        )
         return WebhookEndpoint.from_model(row)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Stop sending to this endpoint.")
@@ -311,8 +428,11 @@ class Mutation:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
-        "The payment's current state, then every change (its owner, or ADMIN/COMPLIANCE)."))
+    @strawberry.subscription(
+        extensions=authenticated(),
+        metadata=PRIVATE,
+        description=("The payment's current state, then every change (its owner, or ADMIN/COMPLIANCE)."),
+    )
     async def payment_updates(self, info: Info, id: uuid.UUID) -> AsyncGenerator[PaymentUpdate, None]:
         ctx = info.context
         async with ctx.services.session_factory() as session:

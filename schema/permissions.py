@@ -59,8 +59,13 @@ class PublicMarketData(BasePermission):
         settings = context.services.settings
         if settings.market_data_requires_login:
             viewer.require_user()
-        await hit(context.services.redis, context.services.keys("rl", "public", viewer.client_ip),
-                  settings.public_rate_per_minute, 60, "market data requests")
+        await hit(
+            context.services.redis,
+            context.services.keys("rl", "public", viewer.client_ip),
+            settings.public_rate_per_minute,
+            60,
+            "market data requests",
+        )
         return True
 
 

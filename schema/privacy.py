@@ -18,8 +18,9 @@ from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 
 ErasureStatus = strawberry.enum(ErasureStatusModel, description="PENDING until COMPLIANCE decides.")
-ErasureDecision = strawberry.enum(erasure.ErasureDecision,
-                                  description="ERASE the account's personal data, or REJECT (a reason is required).")
+ErasureDecision = strawberry.enum(
+    erasure.ErasureDecision, description="ERASE the account's personal data, or REJECT (a reason is required)."
+)
 
 
 @strawberry.type(description="A request to erase the requester's personal data (GDPR art. 17).")
@@ -31,14 +32,22 @@ class ErasureRequest:
     requested_at: datetime
     processed_at: datetime | None
     decision_reason: str | None
-    key_destroy_after: datetime | None = strawberry.field(description=(
-        "Under a legal hold (PRIVACY_KYC_RETENTION_DAYS): when the personal data key is destroyed."))
+    key_destroy_after: datetime | None = strawberry.field(
+        description=("Under a legal hold (PRIVACY_KYC_RETENTION_DAYS): when the personal data key is destroyed.")
+    )
 
     @classmethod
-    def from_model(cls, r: ErasureRequestModel) -> "ErasureRequest":
-        return cls(id=r.id, user_id=r.user_id, status=r.status, reason=r.reason, requested_at=r.requested_at,
-                   processed_at=r.processed_at, decision_reason=r.decision_reason,
-                   key_destroy_after=r.key_destroy_after)
+    def from_model(cls, r: ErasureRequestModel) -> ErasureRequest:
+        return cls(
+            id=r.id,
+            user_id=r.user_id,
+            status=r.status,
+            reason=r.reason,
+            requested_at=r.requested_at,
+            processed_at=r.processed_at,
+            decision_reason=r.decision_reason,
+            key_destroy_after=r.key_destroy_after,
+        )
 
 
 @strawberry.type
@@ -49,31 +58,45 @@ class Query:
         return [ErasureRequest.from_model(r) for r in rows]
 
     @strawberry.field(extensions=requires(Role.COMPLIANCE), description="Erasure requests, oldest first.")
-    async def erasure_requests(self, info: Info, status: ErasureStatus | None = None, first: int | None = None,
-                               after: str | None = None) -> Connection[ErasureRequest]:
+    async def erasure_requests(
+        self, info: Info, status: ErasureStatus | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[ErasureRequest]:
         page = await erasure.list_requests(await info.context.session(), status, first, after)
         return Connection.from_page(page, ErasureRequest.from_model)
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Everything the platform holds about you, as one JSON document: profile, KYC (personal fields decrypted), "
-        "wallets, sessions, API keys, ledger accounts and entries, orders, trades (your side only), payments, "
-        "withdrawals, subscriptions, holdings, erasure requests and the audit rows about you. Your own sign-in "
-        "only (not API keys or OAuth clients); the export itself is audited."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Everything the platform holds about you, as one JSON document: profile, KYC (personal fields decrypted), "
+            "wallets, sessions, API keys, ledger accounts and entries, orders, trades (your side only), payments, "
+            "withdrawals, subscriptions, holdings, erasure requests and the audit rows about you. Your own sign-in "
+            "only (not API keys or OAuth clients); the export itself is audited."
+        ),
+    )
     async def export_my_data(self, info: Info) -> JSON:
         return await export.export_my_data(info.context)
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Ask for your personal data to be erased. COMPLIANCE processes it; afterwards you cannot sign in."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Ask for your personal data to be erased. COMPLIANCE processes it; afterwards you cannot sign in."
+        ),
+    )
     async def request_erasure(self, info: Info, reason: str | None = None) -> ErasureRequest:
         return ErasureRequest.from_model(await erasure.request(info.context, reason))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description=(
-        "ERASE: personal data made unreadable (its data key destroyed), email pseudonymized, sign-in impossible; "
-        "ledger, trades and audit log keep the pseudonymous id. Refused (ERASURE_BLOCKED) while orders or "
-        "withdrawals are open."))
-    async def process_erasure(self, info: Info, id: uuid.UUID, decision: ErasureDecision = ErasureDecision.ERASE,
-                              reason: str | None = None) -> ErasureRequest:
+    @strawberry.mutation(
+        extensions=requires(Role.COMPLIANCE),
+        description=(
+            "ERASE: personal data made unreadable (its data key destroyed), email pseudonymized, sign-in impossible; "
+            "ledger, trades and audit log keep the pseudonymous id. Refused (ERASURE_BLOCKED) while orders or "
+            "withdrawals are open."
+        ),
+    )
+    async def process_erasure(
+        self, info: Info, id: uuid.UUID, decision: ErasureDecision = ErasureDecision.ERASE, reason: str | None = None
+    ) -> ErasureRequest:
         return ErasureRequest.from_model(await erasure.process(info.context, id, decision, reason))

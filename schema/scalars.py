@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
-from decimal import Decimal as PyDecimal, localcontext
+from datetime import UTC, date, datetime
+from decimal import Decimal as PyDecimal
+from decimal import localcontext
 from typing import NewType
 
 import strawberry
@@ -38,12 +39,17 @@ def _serialize_big_int(value: object) -> str:
 
 
 BigInt = strawberry.scalar(
-    NewType("BigInt", int), name="BigInt", serialize=_serialize_big_int, parse_value=_parse_big_int,
+    NewType("BigInt", int),
+    name="BigInt",
+    serialize=_serialize_big_int,
+    parse_value=_parse_big_int,
     description=(
         "An integer of any size (raw token units, up to uint256). Wire format: always a JSON string holding a plain "
         "decimal integer: an optional `-` then digits, no exponent, no `+`, no leading zeros, no fraction "
-        "(`\"250000000\"`, `\"0\"`); JavaScript reads it with `BigInt(value)`. Inputs: that string or a JSON "
-        "integer."))
+        '(`"250000000"`, `"0"`); JavaScript reads it with `BigInt(value)`. Inputs: that string or a JSON '
+        "integer."
+    ),
+)
 
 
 def _parse_datetime(value: object) -> datetime:
@@ -53,7 +59,7 @@ def _parse_datetime(value: object) -> datetime:
     try:
         parsed = DateTimeDefinition.parse_value(value)  # type: ignore[misc]
         if parsed.tzinfo is not None:
-            parsed.astimezone(timezone.utc)
+            parsed.astimezone(UTC)
     except (StrawberryInputCoercionError, OverflowError):
         raise BadUserInput(f"not an ISO 8601 date-time: {value!r}") from None
     if parsed.tzinfo is None:
@@ -74,10 +80,13 @@ def _parse_decimal(value: object) -> PyDecimal:
         raise BadUserInput(f"not a decimal number: {str(value)[:40]!r}") from None
     if parsed.is_finite() and parsed.is_zero():
         return PyDecimal(0)  # "0E-1000026" included: asyncpg cannot encode that exponent
-    if not (parsed.is_finite() and parsed.adjusted() < DECIMAL_DIGITS
-            and parsed.as_tuple().exponent >= -DECIMAL_DIGITS):  # type: ignore[operator]
-        raise BadUserInput(f"a decimal must be finite, with at most {DECIMAL_DIGITS} digits before and after the "
-                           f"point: {str(value)[:40]!r}")
+    if not (
+        parsed.is_finite() and parsed.adjusted() < DECIMAL_DIGITS and parsed.as_tuple().exponent >= -DECIMAL_DIGITS
+    ):  # type: ignore[operator]
+        raise BadUserInput(
+            f"a decimal must be finite, with at most {DECIMAL_DIGITS} digits before and after the "
+            f"point: {str(value)[:40]!r}"
+        )
     return parsed
 
 
@@ -86,19 +95,25 @@ def _parse_decimal(value: object) -> PyDecimal:
 def _serialize_datetime(value: datetime) -> str:
     """ISO 8601 in UTC, whatever zone the value came in (a naive value is UTC: the database stores UTC)."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc).isoformat()
+        return value.replace(tzinfo=UTC).isoformat()
     if value.utcoffset():
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.isoformat()
 
 
 DateTime = strawberry.scalar(
-    name="DateTime", serialize=_serialize_datetime, parse_value=_parse_datetime,
+    name="DateTime",
+    serialize=_serialize_datetime,
+    parse_value=_parse_datetime,
     description=(
         "An instant. Wire format: an ISO 8601 / RFC 3339 string in UTC with an explicit `+00:00` offset, "
-        "microseconds only when non-zero (`\"2026-01-31T09:30:00+00:00\"`, `\"2026-01-31T09:30:00.250000+00:00\"`); "
+        'microseconds only when non-zero (`"2026-01-31T09:30:00+00:00"`, `"2026-01-31T09:30:00.250000+00:00"`); '
         "JavaScript: `new Date(value)`. Inputs: ISO 8601 with an offset (`Z` or `+hh:mm`); a time without one is "
-        "BAD_USER_INPUT."))
+        "BAD_USER_INPUT."
+    ),
+)
+
+
 def _serialize_decimal(value: PyDecimal) -> str:
     """Plain decimal notation without trailing zeros: "300" (not "3E+2"), "0" (not "0E-18"), "0.0000001" (not
     "1E-7"): JavaScript's Number()/BigInt() and decimal libraries read it as is."""
@@ -108,35 +123,51 @@ def _serialize_decimal(value: PyDecimal) -> str:
 
 
 Decimal = strawberry.scalar(
-    name="Decimal", serialize=_serialize_decimal, parse_value=_parse_decimal,
+    name="Decimal",
+    serialize=_serialize_decimal,
+    parse_value=_parse_decimal,
     description=(
         "An exact decimal number (money, prices, quantities). Wire format: always a JSON string in plain decimal "
         "notation: an optional `-`, digits, optionally `.` and digits; never an exponent, no trailing zeros after "
-        "the point (`\"1234.5\"`, `\"0.000001\"`, `\"300\"`, `\"0\"`). Read it with a decimal library "
+        'the point (`"1234.5"`, `"0.000001"`, `"300"`, `"0"`). Read it with a decimal library '
         "(decimal.js, big.js), never into a float. Inputs: such a string (an exponent is accepted) or a JSON number; "
-        f"at most {DECIMAL_DIGITS} digits before and after the point, finite."))
+        f"at most {DECIMAL_DIGITS} digits before and after the point, finite."
+    ),
+)
 
 # The remaining built-in scalars keep their parsing and serialization; only their descriptions say the wire format.
 Date = strawberry.scalar(
-    name="Date", serialize=DateDefinition.serialize, parse_value=DateDefinition.parse_value,
-    description="A calendar day. Wire format: an ISO 8601 string `YYYY-MM-DD` (`\"2026-01-31\"`), no time, no zone.")
+    name="Date",
+    serialize=DateDefinition.serialize,
+    parse_value=DateDefinition.parse_value,
+    description='A calendar day. Wire format: an ISO 8601 string `YYYY-MM-DD` (`"2026-01-31"`), no time, no zone.',
+)
 UUID = strawberry.scalar(
-    name="UUID", serialize=UUIDDefinition.serialize, parse_value=UUIDDefinition.parse_value,
+    name="UUID",
+    serialize=UUIDDefinition.serialize,
+    parse_value=UUIDDefinition.parse_value,
     description=(
         "The id of a row. Wire format: a UUID (RFC 9562) string, lowercase, hyphenated "
-        "(`\"0b7c5a8e-2f4d-4c1a-9d3e-5f6a7b8c9d0e\"`). Opaque: compare it as a string, do not derive meaning from it."))
+        '(`"0b7c5a8e-2f4d-4c1a-9d3e-5f6a7b8c9d0e"`). Opaque: compare it as a string, do not derive meaning from it.'
+    ),
+)
 JSON = strawberry.scalar(
-    name="JSON", serialize=DEFAULT_SCALAR_REGISTRY[PyJSON].serialize,
+    name="JSON",
+    serialize=DEFAULT_SCALAR_REGISTRY[PyJSON].serialize,
     parse_value=DEFAULT_SCALAR_REGISTRY[PyJSON].parse_value,
     specified_by_url="https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_december_2017.pdf",
     description=(
         "Free-form JSON (ECMA-404) sent as is, not as a string: an object, array, string, number, boolean or null. "
-        "Keys the API defines (asset metadata, payment events) are camelCase; exact amounts are strings."))
+        "Keys the API defines (asset metadata, payment events) are camelCase; exact amounts are strings."
+    ),
+)
 Upload = strawberry.scalar(
-    name="Upload", serialize=DEFAULT_SCALAR_REGISTRY[PyUpload].serialize,
+    name="Upload",
+    serialize=DEFAULT_SCALAR_REGISTRY[PyUpload].serialize,
     parse_value=DEFAULT_SCALAR_REGISTRY[PyUpload].parse_value,
     description=(
         "A file, input only: a variable set to null in `operations` and mapped to a multipart part, per the "
-        "GraphQL multipart request specification; the request needs an `Apollo-Require-Preflight` header."))
-SCALAR_OVERRIDES = {datetime: DateTime, PyDecimal: Decimal, date: Date, uuid.UUID: UUID, PyJSON: JSON,
-                    PyUpload: Upload}
+        "GraphQL multipart request specification; the request needs an `Apollo-Require-Preflight` header."
+    ),
+)
+SCALAR_OVERRIDES = {datetime: DateTime, PyDecimal: Decimal, date: Date, uuid.UUID: UUID, PyJSON: JSON, PyUpload: Upload}

@@ -9,12 +9,18 @@ scopes per field and checks both ways.
 
 from __future__ import annotations
 
-from graphql import (DocumentNode, FieldNode, FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode,
-                     OperationDefinitionNode, SelectionSetNode)
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
 
 from core.errors import Forbidden
 from core.oauth_scopes import SCOPES
-
 
 FIELD_SCOPES: dict[str, frozenset[str]] = {}
 for _scope, _fields in SCOPES.items():
@@ -56,8 +62,9 @@ def root_fields(document: DocumentNode, operation_name: str | None) -> tuple[str
     return _ROOT[operation.operation.value], names
 
 
-def scope_refusal(document: DocumentNode | None, operation_name: str | None,
-                  granted: frozenset[str]) -> Forbidden | None:
+def scope_refusal(
+    document: DocumentNode | None, operation_name: str | None, granted: frozenset[str]
+) -> Forbidden | None:
     """None when every root field of the operation is allowed by one of the `granted` scopes; else the FORBIDDEN
     error to answer instead of executing it."""
     found = root_fields(document, operation_name) if document is not None else None
@@ -69,7 +76,10 @@ def scope_refusal(document: DocumentNode | None, operation_name: str | None,
             continue
         allowed = FIELD_SCOPES.get(f"{root}.{name}", frozenset())
         if not allowed & granted:
-            message = (f"this client's token may not call {name}" if not allowed else
-                       f"{name} needs the scope {' or '.join(sorted(allowed))}")
+            message = (
+                f"this client's token may not call {name}"
+                if not allowed
+                else f"{name} needs the scope {' or '.join(sorted(allowed))}"
+            )
             return Forbidden(message, reason="INSUFFICIENT_SCOPE", field=name, requiredScopes=sorted(allowed))
     return None

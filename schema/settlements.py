@@ -29,12 +29,17 @@ class SettlementUpdate:
     block_number: int | None
 
     @classmethod
-    def of(cls, e: dict[str, Any]) -> "SettlementUpdate":
+    def of(cls, e: dict[str, Any]) -> SettlementUpdate:
         from models.trading import SettlementStatus as Status
 
-        return cls(trade_id=uuid.UUID(e["tradeId"]), market_id=uuid.UUID(e["marketId"]),
-                   settlement=Status(e["settlement"]), failure_reason=e.get("failureReason"),
-                   tx_hash=e.get("txHash"), block_number=e.get("blockNumber"))
+        return cls(
+            trade_id=uuid.UUID(e["tradeId"]),
+            market_id=uuid.UUID(e["marketId"]),
+            settlement=Status(e["settlement"]),
+            failure_reason=e.get("failureReason"),
+            tx_hash=e.get("txHash"),
+            block_number=e.get("blockNumber"),
+        )
 
 
 async def personal_stream(info: Info, channel: str) -> AsyncGenerator[dict[str, Any], None]:
@@ -48,15 +53,18 @@ async def personal_stream(info: Info, channel: str) -> AsyncGenerator[dict[str, 
                 return
             try:
                 payload = await asyncio.wait_for(events.__anext__(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             yield json.loads(payload)
 
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
-        "The caller's trades (as buyer or seller) as their settlement finishes on chain."))
+    @strawberry.subscription(
+        extensions=authenticated(),
+        metadata=PRIVATE,
+        description=("The caller's trades (as buyer or seller) as their settlement finishes on chain."),
+    )
     async def my_settlements(self, info: Info) -> AsyncGenerator[SettlementUpdate, None]:
         user_id = info.context.viewer.require_user()
         async for event in personal_stream(info, f"user:{user_id}:settlements"):

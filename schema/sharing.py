@@ -47,5 +47,8 @@ def shared_fields(schema: GraphQLSchema) -> frozenset[str]:
 
 def snapshot_fields(schema: GraphQLSchema) -> frozenset[str]:
     root = schema.subscription_type
-    return frozenset(name for name, field in (root.fields.items() if root else ())
-                     if _metadata(field).get(SNAPSHOT) and _metadata(field).get(SHARING) == "shared")
+    return frozenset(
+        name
+        for name, field in (root.fields.items() if root else ())
+        if _metadata(field).get(SNAPSHOT) and _metadata(field).get(SHARING) == "shared"
+    )

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import strawberry
 from strawberry.types import Info
@@ -15,8 +14,8 @@ from resolvers.assets import token_reads
 from resolvers.assets.loaders import db_lock, loader
 from resolvers.assets.token_reads import TokenRow
 from schema.chain import TokenHolding, TokenTransfer, holdings_connection, transfers_connection
-from schema.pagination import Connection
 from schema.lookups import found
+from schema.pagination import Connection
 from schema.permissions import authenticated
 from schema.scalars import BigInt
 
@@ -36,15 +35,30 @@ class Token:
     total_supply: BigInt  # type: ignore[valid-type]
     paused: bool
     start_block: int
-    identity_registry: str | None = strawberry.field(description=(
-        "The ERC-3643 identity registry the token checks transfers against (EIP-55); null for stablecoins."))
+    identity_registry: str | None = strawberry.field(
+        description=(
+            "The ERC-3643 identity registry the token checks transfers against (EIP-55); null for stablecoins."
+        )
+    )
     _row: strawberry.Private[TokenRow]
 
     @classmethod
-    def from_row(cls, r: TokenRow) -> "Token":
-        return cls(id=r.id, asset_id=r.asset_id, chain_id=r.chain_id, address=r.address, kind=r.kind, name=r.name,
-                   symbol=r.symbol, decimals=r.decimals, total_supply=r.total_supply, paused=r.paused,
-                   start_block=r.start_block, identity_registry=r.identity_registry, _row=r)
+    def from_row(cls, r: TokenRow) -> Token:
+        return cls(
+            id=r.id,
+            asset_id=r.asset_id,
+            chain_id=r.chain_id,
+            address=r.address,
+            kind=r.kind,
+            name=r.name,
+            symbol=r.symbol,
+            decimals=r.decimals,
+            total_supply=r.total_supply,
+            paused=r.paused,
+            start_block=r.start_block,
+            identity_registry=r.identity_registry,
+            _row=r,
+        )
 
     @strawberry.field(description="Chain name (ethereum, polygon, bsc).")
     def chain_name(self) -> str:
@@ -55,29 +69,60 @@ class Token:
         return await loader(info.context, "HolderCountByTokenLoader").load((self.chain_id, self.address))
 
     @strawberry.field(description="Holders by balance, largest first (same rules as Query.tokenHoldings).")
-    async def holdings(self, info: Info, holder: str | None = None, include_zero: bool = False,
-                       first: int | None = None, after: str | None = None, last: int | None = None,
-                       before: str | None = None) -> Connection[TokenHolding]:
+    async def holdings(
+        self,
+        info: Info,
+        holder: str | None = None,
+        include_zero: bool = False,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[TokenHolding]:
         async with db_lock(info.context):
-            return await holdings_connection(info, chain_id=self.chain_id, token=self.address, holder=holder,
-                                             include_zero=include_zero, first=first, after=after, last=last,
-                                             before=before)
+            return await holdings_connection(
+                info,
+                chain_id=self.chain_id,
+                token=self.address,
+                holder=holder,
+                include_zero=include_zero,
+                first=first,
+                after=after,
+                last=last,
+                before=before,
+            )
 
     @strawberry.field(description="Transfers, newest first (same rules as Query.tokenTransfers).")
-    async def transfers(self, info: Info, holder: str | None = None, first: int | None = None,
-                        after: str | None = None, last: int | None = None,
-                        before: str | None = None) -> Connection[TokenTransfer]:
+    async def transfers(
+        self,
+        info: Info,
+        holder: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[TokenTransfer]:
         async with db_lock(info.context):
-            return await transfers_connection(info, chain_id=self.chain_id, token=self.address, holder=holder,
-                                              first=first, after=after, last=last, before=before)
+            return await transfers_connection(
+                info,
+                chain_id=self.chain_id,
+                token=self.address,
+                holder=holder,
+                first=first,
+                after=after,
+                last=last,
+                before=before,
+            )
 
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(), description=(
-        "A token by id, or by chainId and address; null when there is none."))
-    async def token(self, info: Info, id: uuid.UUID | None = None, chain_id: int | None = None,
-                    address: str | None = None) -> Token | None:
+    @strawberry.field(
+        extensions=authenticated(), description=("A token by id, or by chainId and address; null when there is none.")
+    )
+    async def token(
+        self, info: Info, id: uuid.UUID | None = None, chain_id: int | None = None, address: str | None = None
+    ) -> Token | None:
         async with db_lock(info.context) as session:
             row = await found(token_reads.get_token(session, id, chain_id, address))
         return None if row is None else Token.from_row(row)

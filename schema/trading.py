@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -27,8 +27,8 @@ from resolvers.assets.validation import trim
 from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data, markets, orders, settlement
-from schema.pagination import Connection
 from schema.lookups import found
+from schema.pagination import Connection
 from schema.permissions import authenticated, public_market_data, requires
 
 MarketStatus = strawberry.enum(MarketStatusModel)
@@ -58,12 +58,22 @@ class Market:
     created_at: datetime
 
     @classmethod
-    def of(cls, m: MarketModel) -> "Market":
-        return cls(id=m.id, symbol=m.symbol, token_id=m.base_token_id, chain_id=m.chain_id,
-                   token_address=m.token_address, quote_currency=m.quote_currency, tick_size=trim(m.tick_size),
-                   lot_size=trim(m.lot_size), min_notional=trim(m.min_notional),
-                   maker_fee_bps=m.maker_fee_bps, taker_fee_bps=m.taker_fee_bps, status=m.status,
-                   created_at=m.created_at)
+    def of(cls, m: MarketModel) -> Market:
+        return cls(
+            id=m.id,
+            symbol=m.symbol,
+            token_id=m.base_token_id,
+            chain_id=m.chain_id,
+            token_address=m.token_address,
+            quote_currency=m.quote_currency,
+            tick_size=trim(m.tick_size),
+            lot_size=trim(m.lot_size),
+            min_notional=trim(m.min_notional),
+            maker_fee_bps=m.maker_fee_bps,
+            taker_fee_bps=m.taker_fee_bps,
+            status=m.status,
+            created_at=m.created_at,
+        )
 
 
 @strawberry.type(description="An order. REJECTED orders carry the compliance gate's code in `reason`.")
@@ -78,13 +88,16 @@ class Order:
     quantity: Decimal
     filled_quantity: Decimal
     status: OrderStatus  # type: ignore[valid-type]
-    reason: str | None = strawberry.field(description=(
-        "Why the order is REJECTED (MARKET_NOT_OPEN, TOKEN_PAUSED, KYC_NOT_APPROVED, NO_LINKED_WALLET, "
-        "WALLET_FROZEN, INSUFFICIENT_TOKEN_BALANCE, INSUFFICIENT_CASH; risk controls: PRICE_OUTSIDE_BAND, "
-        "MAX_ORDER_QUANTITY_EXCEEDED, PRICE_REQUIRED, MAX_ORDER_NOTIONAL_EXCEEDED, DAILY_NOTIONAL_LIMIT_EXCEEDED, "
-        "MAX_POSITION_EXCEEDED, CIRCUIT_BREAKER), CANCELED (USER_CANCELED, IOC_UNFILLED, NO_LIQUIDITY, "
-        "FOK_UNFILLABLE, SELF_TRADE_PREVENTED, MARKET_CLOSED, KILL_SWITCH, CIRCUIT_BREAKER) or EXPIRED "
-        "(GTD_EXPIRED)."))
+    reason: str | None = strawberry.field(
+        description=(
+            "Why the order is REJECTED (MARKET_NOT_OPEN, TOKEN_PAUSED, KYC_NOT_APPROVED, NO_LINKED_WALLET, "
+            "WALLET_FROZEN, INSUFFICIENT_TOKEN_BALANCE, INSUFFICIENT_CASH; risk controls: PRICE_OUTSIDE_BAND, "
+            "MAX_ORDER_QUANTITY_EXCEEDED, PRICE_REQUIRED, MAX_ORDER_NOTIONAL_EXCEEDED, DAILY_NOTIONAL_LIMIT_EXCEEDED, "
+            "MAX_POSITION_EXCEEDED, CIRCUIT_BREAKER), CANCELED (USER_CANCELED, IOC_UNFILLED, NO_LIQUIDITY, "
+            "FOK_UNFILLABLE, SELF_TRADE_PREVENTED, MARKET_CLOSED, KILL_SWITCH, CIRCUIT_BREAKER) or EXPIRED "
+            "(GTD_EXPIRED)."
+        )
+    )
     expires_at: datetime | None
     wallet_address: str | None
     reserved_cash: Decimal
@@ -92,24 +105,38 @@ class Order:
     updated_at: datetime
 
     @classmethod
-    def of(cls, o: Any) -> "Order":
+    def of(cls, o: Any) -> Order:
         def n(d: Decimal | None) -> Decimal | None:
             return None if d is None else trim(d)
 
-        return cls(id=o.id, market_id=o.market_id, client_order_id=o.client_order_id, side=o.side, type=o.type,
-                   time_in_force=o.time_in_force, price=n(o.price), quantity=n(o.quantity),  # type: ignore[arg-type]
-                   filled_quantity=n(o.filled_quantity), status=o.status, reason=o.reason,  # type: ignore[arg-type]
-                   expires_at=o.expires_at, wallet_address=o.wallet_address,
-                   reserved_cash=n(o.reserved_cash), created_at=o.created_at,  # type: ignore[arg-type]
-                   updated_at=o.updated_at)
+        return cls(
+            id=o.id,
+            market_id=o.market_id,
+            client_order_id=o.client_order_id,
+            side=o.side,
+            type=o.type,
+            time_in_force=o.time_in_force,
+            price=n(o.price),
+            quantity=n(o.quantity),  # type: ignore[arg-type]
+            filled_quantity=n(o.filled_quantity),
+            status=o.status,
+            reason=o.reason,  # type: ignore[arg-type]
+            expires_at=o.expires_at,
+            wallet_address=o.wallet_address,
+            reserved_cash=n(o.reserved_cash),
+            created_at=o.created_at,  # type: ignore[arg-type]
+            updated_at=o.updated_at,
+        )
 
 
 @strawberry.type(description="A trade at the resting (maker) order's price.")
 class Trade:
     id: uuid.UUID
-    sequence: int = strawberry.field(description=(
-        "The market's trade sequence: 1, 2, 3... per market, in matching order (the `trades` stream's "
-        "sequence)."))
+    sequence: int = strawberry.field(
+        description=(
+            "The market's trade sequence: 1, 2, 3... per market, in matching order (the `trades` stream's sequence)."
+        )
+    )
     market_id: uuid.UUID
     price: Decimal
     quantity: Decimal
@@ -125,19 +152,35 @@ class MyTrade(Trade):
     fee: Decimal
     settlement: SettlementStatus  # type: ignore[valid-type]
     settlement_failure_reason: str | None = strawberry.field(
-        description="Why the settlement FAILED (its cash was then reversed); null otherwise.")
-    settlement_tx_hash: str | None = strawberry.field(default=None, description=(
-        "The token transfer's transaction once the agent sent it (the one that landed, once mined)."))
-    settlement_block: int | None = strawberry.field(default=None, description=(
-        "The block the token transfer was mined in; the trade is SETTLED when that block is final."))
-    settlement_operation_state: str | None = strawberry.field(default=None, description=(
-        "The agent operation's state (PENDING, SIGNED, BROADCAST, MINED, CONFIRMED, FAILED, CANCELED); null when "
-        "the trade has no on-chain leg."))
+        description="Why the settlement FAILED (its cash was then reversed); null otherwise."
+    )
+    settlement_tx_hash: str | None = strawberry.field(
+        default=None,
+        description=("The token transfer's transaction once the agent sent it (the one that landed, once mined)."),
+    )
+    settlement_block: int | None = strawberry.field(
+        default=None,
+        description=("The block the token transfer was mined in; the trade is SETTLED when that block is final."),
+    )
+    settlement_operation_state: str | None = strawberry.field(
+        default=None,
+        description=(
+            "The agent operation's state (PENDING, SIGNED, BROADCAST, MINED, CONFIRMED, FAILED, CANCELED); null when "
+            "the trade has no on-chain leg."
+        ),
+    )
 
 
 def trade_of(t: TradeModel) -> Trade:
-    return Trade(id=t.id, sequence=t.market_sequence, market_id=t.market_id, price=trim(t.price),
-                 quantity=trim(t.quantity), taker_side=t.taker_side, created_at=t.created_at)
+    return Trade(
+        id=t.id,
+        sequence=t.market_sequence,
+        market_id=t.market_id,
+        price=trim(t.price),
+        quantity=trim(t.quantity),
+        taker_side=t.taker_side,
+        created_at=t.created_at,
+    )
 
 
 @strawberry.type
@@ -160,8 +203,9 @@ def levels(pairs: Any) -> list[BookLevel]:
 
 
 def book_of(snap: market_data.BookSnapshot) -> OrderBook:
-    return OrderBook(market_id=snap.market_id, sequence=snap.sequence, snapshot=True, bids=levels(snap.bids),
-                     asks=levels(snap.asks))
+    return OrderBook(
+        market_id=snap.market_id, sequence=snap.sequence, snapshot=True, bids=levels(snap.bids), asks=levels(snap.asks)
+    )
 
 
 @strawberry.type
@@ -176,8 +220,15 @@ class Candle:
 
 
 def candle_of(c: candle_rules.CandleRow) -> Candle:
-    return Candle(start=c.bucket_start, open=trim(c.open), high=trim(c.high), low=trim(c.low),
-                  close=trim(c.close), volume=trim(c.volume), trade_count=c.trade_count)
+    return Candle(
+        start=c.bucket_start,
+        open=trim(c.open),
+        high=trim(c.high),
+        low=trim(c.low),
+        close=trim(c.close),
+        volume=trim(c.volume),
+        trade_count=c.trade_count,
+    )
 
 
 @strawberry.type
@@ -200,48 +251,77 @@ class Query:
         session = await info.context.session()
         return [Market.of(m) for m in await markets.list_markets(session, status)]
 
-    @strawberry.field(extensions=public_market_data(),
-                      description="Top `depth` price levels per side, with the sequence; null for an unknown market.")
+    @strawberry.field(
+        extensions=public_market_data(),
+        description="Top `depth` price levels per side, with the sequence; null for an unknown market.",
+    )
     async def order_book(self, info: Info, market_id: uuid.UUID, depth: int = 20) -> OrderBook | None:
         check_depth(depth)
         snap = await found(market_data.book_snapshot(await info.context.session(), market_id, depth))
         return None if snap is None else book_of(snap)
 
     @strawberry.field(extensions=public_market_data(), description="A market's trades, newest first.")
-    async def trades(self, info: Info, market_id: uuid.UUID, first: int | None = None, after: str | None = None,
-                     last: int | None = None, before: str | None = None) -> Connection[Trade]:
+    async def trades(
+        self,
+        info: Info,
+        market_id: uuid.UUID,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Trade]:
         session = await info.context.session()
-        page = await keyset_page(session, select(TradeModel).where(TradeModel.market_id == market_id),
-                                 [TradeModel.seq], descending=True, first=first, after=after, last=last,
-                                 before=before)
+        page = await keyset_page(
+            session,
+            select(TradeModel).where(TradeModel.market_id == market_id),
+            [TradeModel.seq],
+            descending=True,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
         return Connection.from_page(page, trade_of)  # type: ignore[arg-type]
 
-    @strawberry.field(extensions=public_market_data(),
-                      description="OHLCV buckets in [from, to) (default: the last day).")
-    async def candles(self, info: Info, market_id: uuid.UUID, interval: CandleInterval,  # type: ignore[valid-type]
-                      from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
-                      to: datetime | None = None) -> list[Candle]:
-        start, end = candle_rules.window(from_, to, datetime.now(timezone.utc))
+    @strawberry.field(
+        extensions=public_market_data(), description="OHLCV buckets in [from, to) (default: the last day)."
+    )
+    async def candles(
+        self,
+        info: Info,
+        market_id: uuid.UUID,
+        interval: CandleInterval,  # type: ignore[valid-type]
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> list[Candle]:
+        start, end = candle_rules.window(from_, to, datetime.now(UTC))
         session = await info.context.session()
         return [candle_of(c) for c in await candle_rules.candles(session, market_id, interval, start, end)]
 
     @strawberry.field(extensions=authenticated(), description="The caller's orders, newest first.")
-    async def my_orders(self, info: Info, status: list[OrderStatus] | None = None,  # type: ignore[valid-type]
-                        market_id: uuid.UUID | None = None, first: int | None = None,
-                        after: str | None = None) -> Connection[Order]:
+    async def my_orders(
+        self,
+        info: Info,
+        status: list[OrderStatus] | None = None,  # type: ignore[valid-type]
+        market_id: uuid.UUID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Order]:
         user_id = info.context.viewer.require_user()
         stmt = select(OrderModel).where(OrderModel.user_id == user_id)
         if status:
             stmt = stmt.where(OrderModel.status.in_(status))
         if market_id is not None:
             stmt = stmt.where(OrderModel.market_id == market_id)
-        page = await keyset_page(await info.context.session(), stmt, [OrderModel.seq], descending=True,
-                                 first=first, after=after)
+        page = await keyset_page(
+            await info.context.session(), stmt, [OrderModel.seq], descending=True, first=first, after=after
+        )
         return Connection.from_page(page, Order.of)  # type: ignore[arg-type]
 
     @strawberry.field(extensions=authenticated(), description="The caller's trades (as buyer or seller), newest first.")
-    async def my_trades(self, info: Info, market_id: uuid.UUID | None = None, first: int | None = None,
-                        after: str | None = None) -> Connection[MyTrade]:
+    async def my_trades(
+        self, info: Info, market_id: uuid.UUID | None = None, first: int | None = None, after: str | None = None
+    ) -> Connection[MyTrade]:
         user_id = info.context.viewer.require_user()
         stmt = select(TradeModel).where(or_(TradeModel.buyer_id == user_id, TradeModel.seller_id == user_id))
         if market_id is not None:
@@ -255,12 +335,24 @@ class Query:
             side = SideModel.BUY if t.buyer_id == user_id else SideModel.SELL
             is_taker = side is t.taker_side
             leg = legs.get(t.id, no_leg)
-            return MyTrade(id=t.id, sequence=t.seq, market_id=t.market_id, price=trim(t.price),
-                           quantity=trim(t.quantity), taker_side=t.taker_side, created_at=t.created_at,
-                           maker_order_id=t.maker_order_id, taker_order_id=t.taker_order_id, side=side,
-                           fee=trim(t.taker_fee if is_taker else t.maker_fee), settlement=t.settlement,
-                           settlement_failure_reason=t.failure_reason, settlement_tx_hash=leg.tx_hash,
-                           settlement_block=leg.block_number, settlement_operation_state=leg.operation_state)
+            return MyTrade(
+                id=t.id,
+                sequence=t.seq,
+                market_id=t.market_id,
+                price=trim(t.price),
+                quantity=trim(t.quantity),
+                taker_side=t.taker_side,
+                created_at=t.created_at,
+                maker_order_id=t.maker_order_id,
+                taker_order_id=t.taker_order_id,
+                side=side,
+                fee=trim(t.taker_fee if is_taker else t.maker_fee),
+                settlement=t.settlement,
+                settlement_failure_reason=t.failure_reason,
+                settlement_tx_hash=leg.tx_hash,
+                settlement_block=leg.block_number,
+                settlement_operation_state=leg.operation_state,
+            )
 
         return Connection.from_page(page, node)  # type: ignore[arg-type]
 
@@ -268,8 +360,12 @@ class Query:
     async def my_balances(self, info: Info) -> list[CashBalance]:
         user_id = info.context.viewer.require_user()
         rows = await ledger.balances(await info.context.session(), user_id)
-        return [CashBalance(currency=b.currency, available=trim(b.available), reserved=trim(b.reserved),
-                            total=trim(b.total)) for b in rows]
+        return [
+            CashBalance(
+                currency=b.currency, available=trim(b.available), reserved=trim(b.reserved), total=trim(b.total)
+            )
+            for b in rows
+        ]
 
 
 @strawberry.input
@@ -280,7 +376,8 @@ class PlaceOrderInput:
     quantity: Decimal
     price: Decimal | None = strawberry.field(default=None, description="Limit price; for MARKET buys the price cap.")
     time_in_force: TimeInForce | None = strawberry.field(  # type: ignore[valid-type]
-        default=None, description="Default GTC for LIMIT, IOC for MARKET.")
+        default=None, description="Default GTC for LIMIT, IOC for MARKET."
+    )
     expires_at: datetime | None = None
     client_order_id: str | None = strawberry.field(default=None, description="Idempotency key per user.")
 
@@ -288,42 +385,67 @@ class PlaceOrderInput:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="Open a market for an ACTIVE security token.")
-    async def open_market(self, info: Info, token_id: uuid.UUID, quote_currency: str, tick_size: Decimal,
-                          lot_size: Decimal, min_notional: Decimal = Decimal(0), maker_fee_bps: int = 0,
-                          taker_fee_bps: int = 0, symbol: str | None = None) -> Market:
-        spec = markets.MarketSpec(token_id, quote_currency, tick_size, lot_size, min_notional, maker_fee_bps,
-                                  taker_fee_bps, symbol)
+    async def open_market(
+        self,
+        info: Info,
+        token_id: uuid.UUID,
+        quote_currency: str,
+        tick_size: Decimal,
+        lot_size: Decimal,
+        min_notional: Decimal = Decimal(0),
+        maker_fee_bps: int = 0,
+        taker_fee_bps: int = 0,
+        symbol: str | None = None,
+    ) -> Market:
+        spec = markets.MarketSpec(
+            token_id, quote_currency, tick_size, lot_size, min_notional, maker_fee_bps, taker_fee_bps, symbol
+        )
         return Market.of(await markets.open_market(info.context, spec))
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN),
-                         description="OPEN | HALTED | CLOSED. Closing cancels the market's open orders.")
-    async def set_market_status(self, info: Info, market_id: uuid.UUID,
-                                status: MarketStatus) -> Market:  # type: ignore[valid-type]
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN), description="OPEN | HALTED | CLOSED. Closing cancels the market's open orders."
+    )
+    async def set_market_status(self, info: Info, market_id: uuid.UUID, status: MarketStatus) -> Market:  # type: ignore[valid-type]
         market = await markets.set_status(info.context, market_id, status)
         if market.status is MarketStatusModel.CLOSED:
             session = await info.context.session()
-            _, events = await orders.cancel_orders(session, None, market.id, None, reason="MARKET_CLOSED",
-                                                   request_id=info.context.request_id)
+            _, events = await orders.cancel_orders(
+                session, None, market.id, None, reason="MARKET_CLOSED", request_id=info.context.request_id
+            )
             await market_data.publish(info.context.services.pubsub, events)
         return Market.of(market)
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Place an order (idempotent per clientOrderId). A compliance refusal is a REJECTED order with a reason, "
-        "not an error."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Place an order (idempotent per clientOrderId). A compliance refusal is a REJECTED order with a reason, "
+            "not an error."
+        ),
+    )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> Order:
         user_id = info.context.viewer.require_user()
-        req = orders.OrderRequest(input.market_id, input.side, input.type, input.quantity, input.price,
-                                  input.time_in_force, input.expires_at, input.client_order_id)
-        placed = await orders.place_order(await info.context.session(), user_id, req,
-                                          request_id=info.context.request_id)
+        req = orders.OrderRequest(
+            input.market_id,
+            input.side,
+            input.type,
+            input.quantity,
+            input.price,
+            input.time_in_force,
+            input.expires_at,
+            input.client_order_id,
+        )
+        placed = await orders.place_order(
+            await info.context.session(), user_id, req, request_id=info.context.request_id
+        )
         await market_data.publish(info.context.services.pubsub, placed.events)
         return Order.of(placed.order)
 
     @strawberry.mutation(extensions=authenticated(), description="Cancel one of the caller's open orders.")
     async def cancel_order(self, info: Info, id: uuid.UUID) -> Order:
         user_id = info.context.viewer.require_user()
-        view, events = await orders.cancel_order(await info.context.session(), user_id, id,
-                                                 request_id=info.context.request_id)
+        view, events = await orders.cancel_order(
+            await info.context.session(), user_id, id, request_id=info.context.request_id
+        )
         await market_data.publish(info.context.services.pubsub, events)
         return Order.of(view)
 
@@ -331,7 +453,8 @@ class Mutation:
     async def cancel_all_orders(self, info: Info, market_id: uuid.UUID) -> list[Order]:
         user_id = info.context.viewer.require_user()
         session = await info.context.session()
-        views, events = await orders.cancel_orders(session, user_id, market_id, None, reason="USER_CANCELED",
-                                                   request_id=info.context.request_id)
+        views, events = await orders.cancel_orders(
+            session, user_id, market_id, None, reason="USER_CANCELED", request_id=info.context.request_id
+        )
         await market_data.publish(info.context.services.pubsub, events)
         return [Order.of(v) for v in views]

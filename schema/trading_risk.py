@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -27,16 +27,24 @@ def _n(d: Decimal | None) -> Decimal | None:
 @strawberry.type(description="A market's risk limits (null: that control is off) and its halt state.")
 class MarketRiskLimits:
     market_id: uuid.UUID
-    price_band_bps: int | None = strawberry.field(description=(
-        "LIMIT prices must lie within the reference price x (1 +- band); MARKET orders fill only inside it."))
-    reference_price: Decimal | None = strawberry.field(description=(
-        "The band's reference before the market's first trade (afterwards: the last trade's price)."))
+    price_band_bps: int | None = strawberry.field(
+        description=(
+            "LIMIT prices must lie within the reference price x (1 +- band); MARKET orders fill only inside it."
+        )
+    )
+    reference_price: Decimal | None = strawberry.field(
+        description=("The band's reference before the market's first trade (afterwards: the last trade's price).")
+    )
     max_order_quantity: Decimal | None
     max_order_notional: Decimal | None
-    daily_notional_limit: Decimal | None = strawberry.field(description=(
-        "Per investor and UTC day: the value of the orders filled or resting (a cancel gives its remainder back)."))
-    max_position: Decimal | None = strawberry.field(description=(
-        "Per investor, in tokens: holdings + incoming settlements + open buys in any market of the token."))
+    daily_notional_limit: Decimal | None = strawberry.field(
+        description=(
+            "Per investor and UTC day: the value of the orders filled or resting (a cancel gives its remainder back)."
+        )
+    )
+    max_position: Decimal | None = strawberry.field(
+        description=("Per investor, in tokens: holdings + incoming settlements + open buys in any market of the token.")
+    )
     breaker_move_bps: int | None
     breaker_window_s: int | None
     breaker_halt_s: int | None
@@ -45,27 +53,42 @@ class MarketRiskLimits:
     updated_at: datetime
 
     @classmethod
-    def of(cls, r: LimitsModel) -> "MarketRiskLimits":
-        return cls(market_id=r.market_id, price_band_bps=r.price_band_bps, reference_price=_n(r.reference_price),
-                   max_order_quantity=_n(r.max_order_quantity), max_order_notional=_n(r.max_order_notional),
-                   daily_notional_limit=_n(r.daily_notional_limit), max_position=_n(r.max_position),
-                   breaker_move_bps=r.breaker_move_bps, breaker_window_s=r.breaker_window_s,
-                   breaker_halt_s=r.breaker_halt_s, halted_until=r.halted_until, halt_reason=r.halt_reason,
-                   updated_at=r.updated_at)
+    def of(cls, r: LimitsModel) -> MarketRiskLimits:
+        return cls(
+            market_id=r.market_id,
+            price_band_bps=r.price_band_bps,
+            reference_price=_n(r.reference_price),
+            max_order_quantity=_n(r.max_order_quantity),
+            max_order_notional=_n(r.max_order_notional),
+            daily_notional_limit=_n(r.daily_notional_limit),
+            max_position=_n(r.max_position),
+            breaker_move_bps=r.breaker_move_bps,
+            breaker_window_s=r.breaker_window_s,
+            breaker_halt_s=r.breaker_halt_s,
+            halted_until=r.halted_until,
+            halt_reason=r.halt_reason,
+            updated_at=r.updated_at,
+        )
 
 
 @strawberry.input(description="A market's whole risk configuration: an omitted limit is off.")
 class MarketRiskLimitsInput:
     price_band_bps: int | None = None
-    reference_price: Decimal | None = strawberry.field(default=None, description=(
-        "Needed with a band before the first trade unless the asset's valuation per token gives one."))
+    reference_price: Decimal | None = strawberry.field(
+        default=None,
+        description=("Needed with a band before the first trade unless the asset's valuation per token gives one."),
+    )
     max_order_quantity: Decimal | None = None
     max_order_notional: Decimal | None = None
     daily_notional_limit: Decimal | None = None
     max_position: Decimal | None = None
-    breaker_move_bps: int | None = strawberry.field(default=None, description=(
-        "Circuit breaker: a move above this many bps from the price `breakerWindowS` seconds ago halts the market "
-        "for `breakerHaltS` seconds (all three together)."))
+    breaker_move_bps: int | None = strawberry.field(
+        default=None,
+        description=(
+            "Circuit breaker: a move above this many bps from the price `breakerWindowS` seconds ago halts the market "
+            "for `breakerHaltS` seconds (all three together)."
+        ),
+    )
     breaker_window_s: int | None = None
     breaker_halt_s: int | None = None
 
@@ -90,11 +113,18 @@ class MarketMaker:
     updated_at: datetime
 
     @classmethod
-    def of(cls, m: MarketMakerModel) -> "MarketMaker":
-        return cls(market_id=m.market_id, user_id=m.user_id, maker_fee_bps=m.maker_fee_bps,
-                   taker_fee_bps=m.taker_fee_bps, max_spread_bps=m.max_spread_bps,
-                   min_quote_size=trim(m.min_quote_size), min_uptime=trim(m.min_uptime), active=m.active,
-                   updated_at=m.updated_at)
+    def of(cls, m: MarketMakerModel) -> MarketMaker:
+        return cls(
+            market_id=m.market_id,
+            user_id=m.user_id,
+            maker_fee_bps=m.maker_fee_bps,
+            taker_fee_bps=m.taker_fee_bps,
+            max_spread_bps=m.max_spread_bps,
+            min_quote_size=trim(m.min_quote_size),
+            min_uptime=trim(m.min_uptime),
+            active=m.active,
+            updated_at=m.updated_at,
+        )
 
 
 @strawberry.type(description="A market maker's measured quoting and trading in a period.")
@@ -121,12 +151,25 @@ class MarketMakerPerformance:
 
 def _perf(p: market_makers.Performance) -> MarketMakerPerformance:
     return MarketMakerPerformance(
-        user_id=p.user_id, email=p.email, active=p.active, maker_fee_bps=p.maker_fee_bps,
-        taker_fee_bps=p.taker_fee_bps, max_spread_bps=p.max_spread_bps, min_quote_size=trim(p.min_quote_size),
-        min_uptime=trim(p.min_uptime), samples=p.samples, compliant_samples=p.compliant_samples,
-        uptime=_n(p.uptime), meets_obligations=p.meets_obligations, average_spread_bps=_n(p.average_spread_bps),
-        two_sided_samples=p.two_sided_samples, maker_volume=trim(p.maker_volume), taker_volume=trim(p.taker_volume),
-        maker_fees=trim(p.maker_fees), taker_fees=trim(p.taker_fees))
+        user_id=p.user_id,
+        email=p.email,
+        active=p.active,
+        maker_fee_bps=p.maker_fee_bps,
+        taker_fee_bps=p.taker_fee_bps,
+        max_spread_bps=p.max_spread_bps,
+        min_quote_size=trim(p.min_quote_size),
+        min_uptime=trim(p.min_uptime),
+        samples=p.samples,
+        compliant_samples=p.compliant_samples,
+        uptime=_n(p.uptime),
+        meets_obligations=p.meets_obligations,
+        average_spread_bps=_n(p.average_spread_bps),
+        two_sided_samples=p.two_sided_samples,
+        maker_volume=trim(p.maker_volume),
+        taker_volume=trim(p.taker_volume),
+        maker_fees=trim(p.maker_fees),
+        taker_fees=trim(p.taker_fees),
+    )
 
 
 @strawberry.type
@@ -136,55 +179,91 @@ class Query:
         row = await risk_admin.get_limits(await info.context.session(), market_id)
         return None if row is None else MarketRiskLimits.of(row)
 
-    @strawberry.field(extensions=requires(Role.ADMIN), description=(
-        "Each market maker of a market with its obligations measured in [from, to) (default: the last day)."))
-    async def market_maker_report(self, info: Info, market_id: uuid.UUID,
-                                  from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
-                                  to: datetime | None = None) -> list[MarketMakerPerformance]:
-        start, end = market_makers.report_window(from_, to, datetime.now(timezone.utc))
+    @strawberry.field(
+        extensions=requires(Role.ADMIN),
+        description=(
+            "Each market maker of a market with its obligations measured in [from, to) (default: the last day)."
+        ),
+    )
+    async def market_maker_report(
+        self,
+        info: Info,
+        market_id: uuid.UUID,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+    ) -> list[MarketMakerPerformance]:
+        start, end = market_makers.report_window(from_, to, datetime.now(UTC))
         rows = await market_makers.report(await info.context.session(), market_id, start, end)
         return [_perf(p) for p in rows]
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
-        "Replace a market's risk limits (omitted: off); the halt state is kept."))
-    async def set_market_risk_limits(self, info: Info, market_id: uuid.UUID,
-                                     input: MarketRiskLimitsInput) -> MarketRiskLimits:
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN),
+        description=("Replace a market's risk limits (omitted: off); the halt state is kept."),
+    )
+    async def set_market_risk_limits(
+        self, info: Info, market_id: uuid.UUID, input: MarketRiskLimitsInput
+    ) -> MarketRiskLimits:
         actor = info.context.viewer.require_user()
         spec = risk_admin.LimitsSpec(
-            input.price_band_bps, input.reference_price, input.max_order_quantity, input.max_order_notional,
-            input.daily_notional_limit, input.max_position, input.breaker_move_bps, input.breaker_window_s,
-            input.breaker_halt_s)
-        row = await risk_admin.set_limits(await info.context.session(), actor, market_id, spec,
-                                          info.context.request_id)
+            input.price_band_bps,
+            input.reference_price,
+            input.max_order_quantity,
+            input.max_order_notional,
+            input.daily_notional_limit,
+            input.max_position,
+            input.breaker_move_bps,
+            input.breaker_window_s,
+            input.breaker_halt_s,
+        )
+        row = await risk_admin.set_limits(await info.context.session(), actor, market_id, spec, info.context.request_id)
         return MarketRiskLimits.of(row)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
-        "Kill switch: HALT the market and cancel every open order (reservations released). setMarketStatus(OPEN) "
-        "resumes it."))
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN),
+        description=(
+            "Kill switch: HALT the market and cancel every open order (reservations released). setMarketStatus(OPEN) "
+            "resumes it."
+        ),
+    )
     async def kill_market(self, info: Info, market_id: uuid.UUID, reason: str | None = None) -> KillSwitchResult:
         actor = info.context.viewer.require_user()
-        killed = await risk_admin.kill_market(await info.context.session(), actor, market_id, reason,
-                                              info.context.request_id)
+        killed = await risk_admin.kill_market(
+            await info.context.session(), actor, market_id, reason, info.context.request_id
+        )
         await market_data.publish(info.context.services.pubsub, killed.events)
         return KillSwitchResult(market_id=market_id, status=killed.status, canceled_orders=killed.canceled)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description=(
-        "Designate (or update) an account as a market maker of a market with its fee tier and obligations."))
-    async def set_market_maker(self, info: Info, market_id: uuid.UUID, user_id: uuid.UUID, maker_fee_bps: int,
-                               taker_fee_bps: int, max_spread_bps: int, min_quote_size: Decimal,
-                               min_uptime: Decimal) -> MarketMaker:
+    @strawberry.mutation(
+        extensions=requires(Role.ADMIN),
+        description=(
+            "Designate (or update) an account as a market maker of a market with its fee tier and obligations."
+        ),
+    )
+    async def set_market_maker(
+        self,
+        info: Info,
+        market_id: uuid.UUID,
+        user_id: uuid.UUID,
+        maker_fee_bps: int,
+        taker_fee_bps: int,
+        max_spread_bps: int,
+        min_quote_size: Decimal,
+        min_uptime: Decimal,
+    ) -> MarketMaker:
         actor = info.context.viewer.require_user()
         spec = market_makers.MakerSpec(maker_fee_bps, taker_fee_bps, max_spread_bps, min_quote_size, min_uptime)
-        row = await market_makers.set_market_maker(await info.context.session(), actor, market_id, user_id, spec,
-                                                   info.context.request_id)
+        row = await market_makers.set_market_maker(
+            await info.context.session(), actor, market_id, user_id, spec, info.context.request_id
+        )
         return MarketMaker.of(row)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="End a market-maker designation.")
     async def remove_market_maker(self, info: Info, market_id: uuid.UUID, user_id: uuid.UUID) -> MarketMaker:
         actor = info.context.viewer.require_user()
-        row = await market_makers.remove_market_maker(await info.context.session(), actor, market_id, user_id,
-                                                      info.context.request_id)
+        row = await market_makers.remove_market_maker(
+            await info.context.session(), actor, market_id, user_id, info.context.request_id
+        )
         return MarketMaker.of(row)

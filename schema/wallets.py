@@ -16,8 +16,11 @@ from resolvers.identity import verifications, wallets
 from schema.permissions import authenticated
 
 
-@strawberry.type(description=(
-    "The wallet's standing in one identity registry of the platform's security tokens, as indexed from the chain."))
+@strawberry.type(
+    description=(
+        "The wallet's standing in one identity registry of the platform's security tokens, as indexed from the chain."
+    )
+)
 class WalletVerification:
     chain_id: int
     registry: str = strawberry.field(description="The identity registry contract (EIP-55).")
@@ -31,6 +34,7 @@ class WalletVerification:
 def _verifications_loader(ctx: Any) -> DataLoader[str, list[verifications.Verification]]:
     """Every wallet of the response in one statement, on the request's session held exclusively (sibling fields
     resolve concurrently on one connection)."""
+
     async def batch(addresses: list[str]) -> list[list[verifications.Verification]]:
         async with db_lock(ctx) as session:
             found = await verifications.verifications_of(session, list(addresses))
@@ -45,24 +49,39 @@ class Wallet:
     address: str = strawberry.field(description="EIP-55 checksummed")
     linked_at: datetime
 
-    @strawberry.field(description=(
-        "One entry per identity registry of the platform's security tokens (each chain, each registry): KYC "
-        "APPROVED wallets are registered there by the platform's agent, others deleted."))
+    @strawberry.field(
+        description=(
+            "One entry per identity registry of the platform's security tokens (each chain, each registry): KYC "
+            "APPROVED wallets are registered there by the platform's agent, others deleted."
+        )
+    )
     async def verifications(self, info: Info) -> list[WalletVerification]:
         rows = await info.context.loader("WalletVerificationsLoader", _verifications_loader).load(self.address)
-        return [WalletVerification(chain_id=v.chain_id, registry=v.registry, verified=v.verified,
-                                   identity=v.identity, country=v.country, updated_block=v.updated_block,
-                                   pending=v.pending) for v in rows]
+        return [
+            WalletVerification(
+                chain_id=v.chain_id,
+                registry=v.registry,
+                verified=v.verified,
+                identity=v.identity,
+                country=v.country,
+                updated_block=v.updated_block,
+                pending=v.pending,
+            )
+            for v in rows
+        ]
 
     @classmethod
-    def from_model(cls, w: WalletModel) -> "Wallet":
+    def from_model(cls, w: WalletModel) -> Wallet:
         return cls(id=w.id, address=w.address, linked_at=w.linked_at)
 
 
-@strawberry.type(description=(
-    "A Sign-In with Ethereum (EIP-4361) message linking the wallet: sign `message` with it (personal_sign / "
-    "EIP-191), then call linkWallet. Contract wallets (Safe and other EIP-1271 accounts) sign it as they sign any "
-    "message; the API asks their isValidSignature on `chainId`."))
+@strawberry.type(
+    description=(
+        "A Sign-In with Ethereum (EIP-4361) message linking the wallet: sign `message` with it (personal_sign / "
+        "EIP-191), then call linkWallet. Contract wallets (Safe and other EIP-1271 accounts) sign it as they sign any "
+        "message; the API asks their isValidSignature on `chainId`."
+    )
+)
 class WalletChallenge:
     domain: str = strawberry.field(description="The host the message was issued for (EIP-4361 domain).")
     address: str = strawberry.field(description="The wallet, EIP-55 checksummed.")
@@ -84,25 +103,48 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Start linking `address`: returns the EIP-4361 message to sign. BAD_USER_INPUT for a malformed address or "
-        "an unsupported chain."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Start linking `address`: returns the EIP-4361 message to sign. BAD_USER_INPUT for a malformed address or "
+            "an unsupported chain."
+        ),
+    )
     async def wallet_challenge(
-        self, info: Info,
+        self,
+        info: Info,
         address: str,
-        chain_id: Annotated[int, strawberry.argument(description=(
-            "The chain of a contract wallet (EIP-1271), whose isValidSignature is asked; any supported chain for "
-            "an account."))] = 1,
+        chain_id: Annotated[
+            int,
+            strawberry.argument(
+                description=(
+                    "The chain of a contract wallet (EIP-1271), whose isValidSignature is asked; any supported chain for "
+                    "an account."
+                )
+            ),
+        ] = 1,
     ) -> WalletChallenge:
         c = await wallets.challenge(info.context, address, chain_id)
-        return WalletChallenge(domain=c.domain, address=c.address, chain_id=c.chain_id, uri=c.uri, nonce=c.nonce,
-                               issued_at=c.issued_at, expires_at=c.expires_at, message=c.message)
+        return WalletChallenge(
+            domain=c.domain,
+            address=c.address,
+            chain_id=c.chain_id,
+            uri=c.uri,
+            nonce=c.nonce,
+            issued_at=c.issued_at,
+            expires_at=c.expires_at,
+            message=c.message,
+        )
 
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Finish linking: the signature of the challenge message by `address` (65 bytes r, s, v from an account, or "
-        "whatever the contract wallet's EIP-1271 isValidSignature accepts). Errors carry extensions.reason: "
-        "CHALLENGE_NOT_FOUND, CHALLENGE_EXPIRED, SIGNATURE_MALFORMED, SIGNER_MISMATCH (BAD_USER_INPUT) or "
-        "WALLET_LINKED_ELSEWHERE, WALLET_ALREADY_LINKED, CHAIN_UNAVAILABLE (CONFLICT)."))
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Finish linking: the signature of the challenge message by `address` (65 bytes r, s, v from an account, or "
+            "whatever the contract wallet's EIP-1271 isValidSignature accepts). Errors carry extensions.reason: "
+            "CHALLENGE_NOT_FOUND, CHALLENGE_EXPIRED, SIGNATURE_MALFORMED, SIGNER_MISMATCH (BAD_USER_INPUT) or "
+            "WALLET_LINKED_ELSEWHERE, WALLET_ALREADY_LINKED, CHAIN_UNAVAILABLE (CONFLICT)."
+        ),
+    )
     async def link_wallet(self, info: Info, address: str, signature: str) -> Wallet:
         return Wallet.from_model(await wallets.link(info.context, address, signature))
 

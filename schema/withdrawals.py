@@ -26,9 +26,13 @@ from schema.scalars import BigInt
 from schema.settlements import personal_stream
 from schema.sharing import PRIVATE
 
-WithdrawalState = strawberry.enum(WithdrawalStateModel, description=(
-    "PENDING_APPROVAL (above the approval threshold) -> APPROVED (payout queued) -> COMPLETED (the transfer is final "
-    "on chain) | FAILED (cash given back); PENDING_APPROVAL -> REJECTED (cash given back)."))
+WithdrawalState = strawberry.enum(
+    WithdrawalStateModel,
+    description=(
+        "PENDING_APPROVAL (above the approval threshold) -> APPROVED (payout queued) -> COMPLETED (the transfer is final "
+        "on chain) | FAILED (cash given back); PENDING_APPROVAL -> REJECTED (cash given back)."
+    ),
+)
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
@@ -51,11 +55,24 @@ class Withdrawal:
     updated_at: datetime
 
     @classmethod
-    def of(cls, w: Any) -> "Withdrawal":
-        return cls(id=w.id, user_id=w.user_id, currency=w.currency, amount=trim(w.amount), chain_id=w.chain_id,
-                   token_address=w.token_address, to_address=w.to_address, amount_units=int(w.amount_units),
-                   state=w.state, reason=w.reason, tx_hash=w.tx_hash, block_number=w.block_number,
-                   decided_at=w.decided_at, created_at=w.created_at, updated_at=w.updated_at)
+    def of(cls, w: Any) -> Withdrawal:
+        return cls(
+            id=w.id,
+            user_id=w.user_id,
+            currency=w.currency,
+            amount=trim(w.amount),
+            chain_id=w.chain_id,
+            token_address=w.token_address,
+            to_address=w.to_address,
+            amount_units=int(w.amount_units),
+            state=w.state,
+            reason=w.reason,
+            tx_hash=w.tx_hash,
+            block_number=w.block_number,
+            decided_at=w.decided_at,
+            created_at=w.created_at,
+            updated_at=w.updated_at,
+        )
 
 
 @strawberry.type(description="A live change of one of the caller's withdrawals.")
@@ -71,28 +88,52 @@ class WithdrawalUpdate:
 
 def _page(info: Info, stmt, first, after, last, before):  # type: ignore[no-untyped-def]
     async def run():  # type: ignore[no-untyped-def]
-        page = await keyset_page(await info.context.session(), stmt, [WithdrawalModel.created_at, WithdrawalModel.id],
-                                 descending=True, first=first, after=after, last=last, before=before)
+        page = await keyset_page(
+            await info.context.session(),
+            stmt,
+            [WithdrawalModel.created_at, WithdrawalModel.id],
+            descending=True,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+        )
         return Connection.from_page(page, Withdrawal.of)
+
     return run()
 
 
 @strawberry.type
 class Query:
     @strawberry.field(extensions=authenticated(), description="The caller's withdrawals, newest first.")
-    async def my_withdrawals(self, info: Info, state: WithdrawalState | None = None,  # type: ignore[valid-type]
-                             first: int | None = None, after: str | None = None, last: int | None = None,
-                             before: str | None = None) -> Connection[Withdrawal]:
+    async def my_withdrawals(
+        self,
+        info: Info,
+        state: WithdrawalState | None = None,  # type: ignore[valid-type]
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Withdrawal]:
         stmt = select(WithdrawalModel).where(WithdrawalModel.user_id == info.context.viewer.require_user())
         if state is not None:
             stmt = stmt.where(WithdrawalModel.state == state)
         return await _page(info, stmt, first, after, last, before)
 
-    @strawberry.field(extensions=requires(*STAFF), description=(
-        "Everyone's withdrawals, newest first (state PENDING_APPROVAL: the approval queue)."))
-    async def withdrawals(self, info: Info, state: WithdrawalState | None = None,  # type: ignore[valid-type]
-                          user_id: uuid.UUID | None = None, first: int | None = None, after: str | None = None,
-                          last: int | None = None, before: str | None = None) -> Connection[Withdrawal]:
+    @strawberry.field(
+        extensions=requires(*STAFF),
+        description=("Everyone's withdrawals, newest first (state PENDING_APPROVAL: the approval queue)."),
+    )
+    async def withdrawals(
+        self,
+        info: Info,
+        state: WithdrawalState | None = None,  # type: ignore[valid-type]
+        user_id: uuid.UUID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> Connection[Withdrawal]:
         stmt = select(WithdrawalModel)
         if state is not None:
             stmt = stmt.where(WithdrawalModel.state == state)
@@ -114,43 +155,70 @@ async def _unit(info: Info, work):  # type: ignore[no-untyped-def]
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=authenticated(), description=(
-        "Cash out `amount` of a stablecoin `currency` to one of the caller's linked, verified wallets (idempotent per "
-        "idempotencyKey). The cash is reserved at once; above the approval threshold an ADMIN approves first. "
-        "Errors: BAD_USER_INPUT (reason LIMIT_EXCEEDED for the per-request/daily limits), NOT_FOUND (not your "
-        "wallet), FORBIDDEN (KYC_NOT_APPROVED, WALLET_NOT_VERIFIED), CONFLICT (INSUFFICIENT_FUNDS, "
-        "IDEMPOTENCY_KEY_REUSED)."))
-    async def request_withdrawal(self, info: Info, currency: str, amount: Decimal, wallet: str, idempotency_key: str,
-                                 chain_id: int | None = None) -> Withdrawal:
+    @strawberry.mutation(
+        extensions=authenticated(),
+        description=(
+            "Cash out `amount` of a stablecoin `currency` to one of the caller's linked, verified wallets (idempotent per "
+            "idempotencyKey). The cash is reserved at once; above the approval threshold an ADMIN approves first. "
+            "Errors: BAD_USER_INPUT (reason LIMIT_EXCEEDED for the per-request/daily limits), NOT_FOUND (not your "
+            "wallet), FORBIDDEN (KYC_NOT_APPROVED, WALLET_NOT_VERIFIED), CONFLICT (INSUFFICIENT_FUNDS, "
+            "IDEMPOTENCY_KEY_REUSED)."
+        ),
+    )
+    async def request_withdrawal(
+        self, info: Info, currency: str, amount: Decimal, wallet: str, idempotency_key: str, chain_id: int | None = None
+    ) -> Withdrawal:
         ctx = info.context
         user_id = ctx.viewer.require_user()
         req = withdrawals.WithdrawalRequest(currency, amount, wallet, idempotency_key, chain_id)
-        w, _ = await _unit(info, lambda s: withdrawals.request(s, ctx.settings, user_id, req,
-                                                               request_id=ctx.request_id))
+        w, _ = await _unit(
+            info, lambda s: withdrawals.request(s, ctx.settings, user_id, req, request_id=ctx.request_id)
+        )
         return Withdrawal.of(w)
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> APPROVED: pay it out.")
     async def approve_withdrawal(self, info: Info, id: uuid.UUID, reason: str | None = None) -> Withdrawal:
         ctx = info.context
         actor = ctx.viewer.require_user()
-        return Withdrawal.of(await _unit(info, lambda s: withdrawals.decide(
-            s, id, approve=True, actor_id=actor, reason=reason, request_id=ctx.request_id)))
+        return Withdrawal.of(
+            await _unit(
+                info,
+                lambda s: withdrawals.decide(
+                    s, id, approve=True, actor_id=actor, reason=reason, request_id=ctx.request_id
+                ),
+            )
+        )
 
     @strawberry.mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> REJECTED: cash released.")
     async def reject_withdrawal(self, info: Info, id: uuid.UUID, reason: str) -> Withdrawal:
         ctx = info.context
         actor = ctx.viewer.require_user()
-        return Withdrawal.of(await _unit(info, lambda s: withdrawals.decide(
-            s, id, approve=False, actor_id=actor, reason=reason, request_id=ctx.request_id)))
+        return Withdrawal.of(
+            await _unit(
+                info,
+                lambda s: withdrawals.decide(
+                    s, id, approve=False, actor_id=actor, reason=reason, request_id=ctx.request_id
+                ),
+            )
+        )
 
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(extensions=authenticated(), metadata=PRIVATE, description=(
-        "The caller's withdrawals as their payout completes or fails on chain."))
+    @strawberry.subscription(
+        extensions=authenticated(),
+        metadata=PRIVATE,
+        description=("The caller's withdrawals as their payout completes or fails on chain."),
+    )
     async def my_withdrawals(self, info: Info) -> AsyncGenerator[WithdrawalUpdate, None]:
         user_id = info.context.viewer.require_user()
         async for e in personal_stream(info, f"user:{user_id}:withdrawals"):
-            yield WithdrawalUpdate(id=uuid.UUID(e["id"]), state=WithdrawalStateModel(e["state"]),
-                                   amount=trim(Decimal(e["amount"])), currency=e["currency"], tx_hash=e.get("txHash"),
-                                   block_number=e.get("blockNumber"), reason=e.get("reason"))
+            yield WithdrawalUpdate(
+                id=uuid.UUID(e["id"]),
+                state=WithdrawalStateModel(e["state"]),
+                amount=trim(Decimal(e["amount"])),
+                currency=e["currency"],
+                tx_hash=e.get("txHash"),
+                block_number=e.get("blockNumber"),
+                reason=e.get("reason"),
+            )

@@ -9,25 +9,31 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from core import tracing
 from core.logging import configure_logging
 from core.settings import Settings, get_settings
 from schema import build_schema
+from server.cors import OriginGatedCORS
 from server.graphql_view import GraphQLView
 from server.health import healthz, metrics, readyz, sample_pool
-from server.cors import OriginGatedCORS
 from server.middleware import GraphQLFastPath, RequestContextMiddleware
-from server.reports_http import report_routes
 from server.oauth_token import token_endpoint
+from server.reports_http import report_routes
+from server.services import Services, build_services
 
 # Browsers on an allowed origin (CORS_ORIGINS) may send these; credentials travel in the Authorization header, never
 # in cookies, so no Access-Control-Allow-Credentials.
 CORS_METHODS = ["GET", "POST", "OPTIONS"]
-CORS_HEADERS = ["Authorization", "Content-Type", "X-API-Key", "X-Request-ID", "Apollo-Require-Preflight",
-                "X-Apollo-Operation-Name"]
-from server.services import Services, build_services
+CORS_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-API-Key",
+    "X-Request-ID",
+    "Apollo-Require-Preflight",
+    "X-Apollo-Operation-Name",
+]
 
 log = logging.getLogger("rwa.server")
 
@@ -62,8 +68,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         gc.collect()
         gc.freeze()
         pool_sampler = asyncio.create_task(sample_pool(services))  # pool gauges for the ops port's /metrics
-        log.info("api started", extra={"env": settings.env.value, "graphiql": graphiql_html is not None,
-                                       "introspection": settings.introspection})
+        log.info(
+            "api started",
+            extra={
+                "env": settings.env.value,
+                "graphiql": graphiql_html is not None,
+                "introspection": settings.introspection,
+            },
+        )
         try:
             yield
         finally:
@@ -90,8 +102,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.schema = schema
     app.add_middleware(GraphQLFastPath, view=view)  # innermost: see server/middleware.py
     if settings.allowed_origins:  # inside RequestContextMiddleware: preflight answers get the security headers too
-        app.add_middleware(OriginGatedCORS, allow_origins=settings.allowed_origins, allow_methods=CORS_METHODS,
-                           allow_headers=CORS_HEADERS, expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
+        app.add_middleware(
+            OriginGatedCORS,
+            allow_origins=settings.allowed_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware)
     if (traced := tracing.asgi_middleware()) is not None:  # outermost: the request span covers everything
         app.add_middleware(traced[0], **traced[1])

@@ -18,10 +18,9 @@ so they read their own uncommitted writes.
 from __future__ import annotations
 
 import asyncio
-
 import contextvars
-from collections.abc import Awaitable
-from typing import Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -32,7 +31,6 @@ from core.logging import request_id_var
 from server.services import Services
 from server.viewer import Viewer
 
-
 SETTLE_S = 5.0  # how long closing waits for sibling work still running on the session
 
 
@@ -41,7 +39,7 @@ class DbSlot:
 
     __slots__ = ("owner", "session", "loaders", "read_only", "children", "closed", "users")
 
-    def __init__(self, owner: "Context", read_only: bool = False) -> None:
+    def __init__(self, owner: Context, read_only: bool = False) -> None:
         self.owner = owner
         self.session: AsyncSession | None = None
         self.loaders: dict[str, Any] = {}
@@ -77,8 +75,9 @@ _current_slot: contextvars.ContextVar[DbSlot | None] = contextvars.ContextVar("r
 
 
 class Context:
-    def __init__(self, services: Services, request: Request | WebSocket, response: Response | WebSocket | None,
-                 viewer: Viewer) -> None:
+    def __init__(
+        self, services: Services, request: Request | WebSocket, response: Response | WebSocket | None, viewer: Viewer
+    ) -> None:
         self.services = services
         self.request = request
         self.response = response
@@ -94,7 +93,7 @@ class Context:
         # a socket's revocation watch (server.graphql_view): lives as long as the socket's context
         self.revocation_watch: Any = None
 
-    def __copy__(self) -> "Context":
+    def __copy__(self) -> Context:
         """A copy (a subscription's snapshot context) has database state of its own."""
         clone = object.__new__(Context)
         clone.__dict__.update(self.__dict__)
@@ -193,7 +192,7 @@ class Context:
         session = await self.session()
         return list((await (await session.connection()).exec_driver_sql(sql, params)).all())
 
-    def loader(self, name: str, factory: Callable[["Context"], Any]) -> Any:
+    def loader(self, name: str, factory: Callable[[Context], Any]) -> Any:
         """One DataLoader per name per slot (batching and caching scoped to the operation, or to one root field
         of a query: a loader's batches run on its slot's session)."""
         loaders = self._slot().loaders

@@ -49,14 +49,17 @@ SETUP_COMMAND = "npm ci --ignore-scripts --no-audit --no-fund && python -m serve
 # JSON block), inline styles (the page's <style> block; GraphiQL and CodeMirror set style attributes), GraphiQL's
 # inlined data: fonts and images, requests (HTTP and graphql-transport-ws) to this origin only; and it must never
 # be framed (clickjacking a signed-in dashboard): CSP frame-ancestors plus X-Frame-Options for older browsers.
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
 # The first tab is a blank one for the explorer to fill; then the ready-made dashboard operations, each titled with
 # the role that may run it (server/graphiql_operations.py). Credentials come from the sign-in bar, not the editors.
 EXPLORER_TAB = {"query": "# Tick fields in the Explorer on the left to build a query here, then press Run.\n"}
 EXAMPLE_TABS: tuple[dict[str, str], ...] = (EXPLORER_TAB, *(op.tab() for op in READY_OPERATIONS))
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -163,14 +166,15 @@ def _not_installed_page(missing: list[str]) -> str:
     )
     log.error(message)
     return (
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>GraphiQL unavailable</title></head>"
-        f"<body><h1>GraphiQL unavailable</h1><p id=\"graphiql-error\">{html.escape(message)}</p>"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>GraphiQL unavailable</title></head>'
+        f'<body><h1>GraphiQL unavailable</h1><p id="graphiql-error">{html.escape(message)}</p>'
         "<p>The GraphQL endpoint itself still accepts POST requests.</p></body></html>"
     )
 
 
-def graphiql_html(endpoint: str = "/graphql", subscription_endpoint: str | None = "/graphql",
-                  explorer: bool = True) -> str:
+def graphiql_html(
+    endpoint: str = "/graphql", subscription_endpoint: str | None = "/graphql", explorer: bool = True
+) -> str:
     """The GraphiQL page; every URL in it is on the serving origin. An explanatory page if assets are missing.
 
     `explorer` (settings.graphiql_explorer: GRAPHIQL_EXPLORER, on outside production) adds the explorer plugin,

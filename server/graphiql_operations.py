@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 NOW = "<now>"
@@ -54,6 +54,7 @@ class ReadyOperation:
 
 def resolve_placeholders(variables: dict[str, Any], now: datetime, first_market_id: str | None) -> dict[str, Any]:
     """What the page does to a tab's variables (tests use it to run the operations as the page would)."""
+
     def value(v: Any) -> Any:
         if v == NOW:
             return now.isoformat()
@@ -62,11 +63,12 @@ def resolve_placeholders(variables: dict[str, Any], now: datetime, first_market_
         if isinstance(v, str) and (m := _DAYS_AGO.match(v)):
             return (now - timedelta(days=int(m.group(1)))).isoformat()
         return v
+
     return {k: value(v) for k, v in variables.items()}
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 READY_OPERATIONS: tuple[ReadyOperation, ...] = (

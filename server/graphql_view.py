@@ -9,17 +9,17 @@ import re
 from datetime import timedelta
 from itertools import accumulate
 
-from starlette.exceptions import HTTPException as StarletteHTTPException
 import orjson
+from cross_web import HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.types.unset import UNSET
-from cross_web import HTTPException
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
 from core.errors import AppError
 from core.metrics import WEBSOCKETS_CLOSED_BY_SERVER
@@ -30,7 +30,6 @@ from server.persisted_queries import NOT_FOUND_MESSAGE, PersistedQueries, Persis
 from server.services import Services
 from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 from server.viewer import Viewer, viewer_from_headers
-
 
 MAX_JSON_NESTING = 64
 # set by parse_http_body when the request named a persisted query (run in __call__'s task, read after it)
@@ -86,9 +85,13 @@ def well_formed_ws_message(message: object) -> bool:
     if message.get("type") != "subscribe":
         return True
     payload = message.get("payload")
-    return (isinstance(payload, dict) and isinstance(payload.get("query"), str)
-            and isinstance(payload.get("variables") or {}, dict) and isinstance(payload.get("extensions") or {}, dict)
-            and isinstance(payload.get("operationName") or "", str))
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("query"), str)
+        and isinstance(payload.get("variables") or {}, dict)
+        and isinstance(payload.get("extensions") or {}, dict)
+        and isinstance(payload.get("operationName") or "", str)
+    )
 
 
 def encode_http_json(data: object) -> bytes:
@@ -148,8 +151,9 @@ class GraphQLView(GraphQL):
         self.services = services
         self._graphiql_html = graphiql_html
         settings = services.settings
-        self.persisted = PersistedQueries(services.redis, services.keys, ttl_s=settings.apq_ttl_s,
-                                          max_query_bytes=settings.apq_max_query_bytes)
+        self.persisted = PersistedQueries(
+            services.redis, services.keys, ttl_s=settings.apq_ttl_s, max_query_bytes=settings.apq_max_query_bytes
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -174,8 +178,9 @@ class GraphQLView(GraphQL):
         except PersistedQueryNotFound:
             response = error_response(NOT_FOUND_MESSAGE, "PERSISTED_QUERY_NOT_FOUND", 200)
         except BodyTooLarge:
-            response = error_response(f"request body larger than {max_bytes} bytes", "BAD_USER_INPUT", 413,
-                                      maxBytes=max_bytes)
+            response = error_response(
+                f"request body larger than {max_bytes} bytes", "BAD_USER_INPUT", 413, maxBytes=max_bytes
+            )
         except HTTPException as exc:
             if exc.status_code == 404 and request.method == "GET":
                 response = error_response("GraphiQL is disabled; POST GraphQL requests", "NOT_FOUND", 404)
@@ -204,8 +209,11 @@ class GraphQLView(GraphQL):
         digest = PersistedQueries.requested_hash(data.extensions)
         if digest is None:
             if request.method == "GET":
-                raise HTTPException(400, "GET runs persisted queries only (extensions.persistedQuery, Apollo's "
-                                         "automatic persisted queries); POST other queries")
+                raise HTTPException(
+                    400,
+                    "GET runs persisted queries only (extensions.persistedQuery, Apollo's "
+                    "automatic persisted queries); POST other queries",
+                )
             return data
         data.query = await self.persisted.resolve(digest, data.query)
         _persisted.set(True)
@@ -289,8 +297,9 @@ class GraphQLView(GraphQL):
         Checked where strawberry decides the body is multipart, before the form is read."""
         headers = request.headers
         if not any((headers.get(name) or "").strip() for name in PREFLIGHT_HEADERS):
-            raise PreflightRequired(400, "multipart requests need a non-empty Apollo-Require-Preflight (or "
-                                         "X-Apollo-Operation-Name) header")
+            raise PreflightRequired(
+                400, "multipart requests need a non-empty Apollo-Require-Preflight (or X-Apollo-Operation-Name) header"
+            )
         return await super().parse_multipart(request)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:  # type: ignore[override]
@@ -298,8 +307,9 @@ class GraphQLView(GraphQL):
         if isinstance(request, WebSocket):
             # sockets authenticate through the connection_init payload (see on_ws_connect)
             return Context(self.services, request, response, Viewer(client_ip=client_ip))
-        viewer = await viewer_from_headers(self.services, request.headers.get("authorization"),
-                                           request.headers.get("x-api-key"), client_ip)
+        viewer = await viewer_from_headers(
+            self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
+        )
         return Context(self.services, request, response, viewer)
 
     async def on_ws_connect(self, context: Context):  # type: ignore[no-untyped-def,override]
@@ -329,5 +339,6 @@ def _end_with_session(services: Services, context: Context) -> None:
         except Exception:  # noqa: BLE001 - already closing: nothing left to end
             pass
 
-    context.revocation_watch = services.revocations.watch(str(viewer.user_id), viewer.session_family,
-                                                           viewer.issued_at, end)
+    context.revocation_watch = services.revocations.watch(
+        str(viewer.user_id), viewer.session_family, viewer.issued_at, end
+    )

@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import psutil
-
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import os
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,8 +67,9 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
 
-        defaults = SECURITY_HEADERS if scope.get("path", "").startswith(_CACHEABLE_PREFIX) else (*SECURITY_HEADERS,
-                                                                                                 NO_STORE)
+        defaults = (
+            SECURITY_HEADERS if scope.get("path", "").startswith(_CACHEABLE_PREFIX) else (*SECURITY_HEADERS, NO_STORE)
+        )
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -92,10 +93,12 @@ class RequestContextMiddleware:
         except Exception:
             log.exception("unhandled error")
             if scope["type"] == "http" and not status["sent"]:
-                body = json.dumps({"errors": [{"message": "Internal server error",
-                                               "extensions": {"code": "INTERNAL"}}]}).encode()
-                await send_with_id({"type": "http.response.start", "status": 500,
-                                    "headers": [(b"content-type", b"application/json")]})
+                body = json.dumps(
+                    {"errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL"}}]}
+                ).encode()
+                await send_with_id(
+                    {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json")]}
+                )
                 await send({"type": "http.response.body", "body": body})
             elif scope["type"] == "websocket":
                 # the client must not wait on a socket nobody serves: 1011 = internal error (before the handshake
@@ -109,8 +112,15 @@ class RequestContextMiddleware:
                 path = scope.get("path", "")
                 path_label = path if path in _KNOWN_PATHS else ("/static" if path.startswith("/static") else "other")
                 _request_counter(scope.get("method", ""), path_label, status["code"]).inc()
-                log.info("request", extra={"method": scope.get("method"), "path": path, "status": status["code"],
-                                           "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope.get("method"),
+                        "path": path,
+                        "status": status["code"],
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
             request_id_var.reset(token)
 
 

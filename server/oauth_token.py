@@ -100,9 +100,14 @@ def token_endpoint(services: Services):  # type: ignore[no-untyped-def]
         try:
             retry_after = await _over_failure_limit(services, ip)
             if retry_after:
-                return _answer({"error": "invalid_request", "error_description": "too many failed client "
-                                "authentications from this address; retry later"}, 429,
-                               {"Retry-After": str(retry_after)})
+                return _answer(
+                    {
+                        "error": "invalid_request",
+                        "error_description": "too many failed client authentications from this address; retry later",
+                    },
+                    429,
+                    {"Retry-After": str(retry_after)},
+                )
             form = await _form(request)
             grant_type = form.get("grant_type")
             if not grant_type:
@@ -116,13 +121,15 @@ def token_endpoint(services: Services):  # type: ignore[no-untyped-def]
             else:
                 client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
                 if not client_id or not secret:
-                    raise OAuthError("invalid_client", "client authentication required (HTTP Basic or "
-                                     "client_id and client_secret)", 401)
+                    raise OAuthError(
+                        "invalid_client",
+                        "client authentication required (HTTP Basic or client_id and client_secret)",
+                        401,
+                    )
             if grant_type != "client_credentials":
                 raise OAuthError("unsupported_grant_type", "only grant_type=client_credentials is supported")
             try:
-                grant = await client_credentials(services, client_id, secret, form.get("scope"),
-                                                 request_id_var.get())
+                grant = await client_credentials(services, client_id, secret, form.get("scope"), request_id_var.get())
             except OAuthError as exc:
                 if exc.error == "invalid_client":
                     await _count_failure(services, ip)
@@ -130,7 +137,13 @@ def token_endpoint(services: Services):  # type: ignore[no-untyped-def]
                 raise
         except OAuthError as exc:
             return _error(exc, basic)
-        return _answer({"access_token": grant.access_token, "token_type": "Bearer",
-                        "expires_in": grant.expires_in, "scope": grant.scope})
+        return _answer(
+            {
+                "access_token": grant.access_token,
+                "token_type": "Bearer",
+                "expires_in": grant.expires_in,
+                "scope": grant.scope,
+            }
+        )
 
     return endpoint

@@ -37,8 +37,9 @@ class PersistedQueryNotFound(Exception):
 
 
 class PersistedQueries:
-    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int, max_query_bytes: int,
-                 local_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, ttl_s: int, max_query_bytes: int, local_bytes: int = 4 * 1024 * 1024
+    ) -> None:
         self.redis, self.keys = redis, keys
         self.ttl_s, self.max_query_bytes, self.local_bytes = ttl_s, max_query_bytes, local_bytes
         self._local: OrderedDict[str, str] = OrderedDict()
@@ -52,7 +53,7 @@ class PersistedQueries:
             return None
         pq = extensions["persistedQuery"]
         if not isinstance(pq, dict) or pq.get("version") != 1:
-            raise HTTPException(400, "extensions.persistedQuery must be {\"version\": 1, \"sha256Hash\": \"<hex>\"}")
+            raise HTTPException(400, 'extensions.persistedQuery must be {"version": 1, "sha256Hash": "<hex>"}')
         digest = pq.get("sha256Hash")
         if not isinstance(digest, str) or not _HEX64.match(digest.lower()):
             raise HTTPException(400, "extensions.persistedQuery.sha256Hash must be 64 hexadecimal characters")

@@ -34,8 +34,14 @@ from server.viewer import Viewer, viewer_from_headers
 
 log = logging.getLogger("rwa.reports")
 
-STATUS = {ErrorCode.BAD_USER_INPUT: 400, ErrorCode.UNAUTHENTICATED: 401, ErrorCode.FORBIDDEN: 403,
-          ErrorCode.NOT_FOUND: 404, ErrorCode.CONFLICT: 409, ErrorCode.RATE_LIMITED: 429}
+STATUS = {
+    ErrorCode.BAD_USER_INPUT: 400,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.RATE_LIMITED: 429,
+}
 
 
 def _int(request: Request, name: str, required: bool = False) -> int | None:
@@ -83,26 +89,53 @@ def _uuid(request: Request, name: str) -> uuid.UUID | None:
 
 
 def _file(body: bytes | str, media_type: str, filename: str) -> Response:
-    return Response(body, media_type=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
 
 
-async def _audit(services: Services, viewer: Viewer, action: str, target_type: str, target_id: object,
-                 details: dict[str, object]) -> None:
+async def _audit(
+    services: Services, viewer: Viewer, action: str, target_type: str, target_id: object, details: dict[str, object]
+) -> None:
     async with services.session_factory() as session:
-        record(session, actor_id=viewer.user_id, action=action, target_type=target_type, target_id=target_id,
-               request_id=request_id_var.get(), details={**details, "apiKey": viewer.read_only})
+        record(
+            session,
+            actor_id=viewer.user_id,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            request_id=request_id_var.get(),
+            details={**details, "apiKey": viewer.read_only},
+        )
         await session.commit()
 
 
 async def cap_table_csv(services: Services, viewer: Viewer, request: Request) -> Response:
     async with (services.read_session_factory or services.session_factory)() as session:
-        table = await caps.cap_table(session, viewer, chain_id=_int(request, "chainId", required=True) or 0,
-                                     token=_text(request, "token"), at_block=_int(request, "atBlock"),
-                                     at_time=_instant(request, "atTime"), cipher=services.cipher)
-    await _audit(services, viewer, "report.cap_table.download", "token", table.token.id,
-                 {"chainId": table.token.chain_id, "token": table.token.address, "block": table.at_block,
-                  "holders": table.holder_count})
+        table = await caps.cap_table(
+            session,
+            viewer,
+            chain_id=_int(request, "chainId", required=True) or 0,
+            token=_text(request, "token"),
+            at_block=_int(request, "atBlock"),
+            at_time=_instant(request, "atTime"),
+            cipher=services.cipher,
+        )
+    await _audit(
+        services,
+        viewer,
+        "report.cap_table.download",
+        "token",
+        table.token.id,
+        {
+            "chainId": table.token.chain_id,
+            "token": table.token.address,
+            "block": table.at_block,
+            "holders": table.holder_count,
+        },
+    )
     response = _file(exports.cap_table_csv(table), "text/csv; charset=utf-8", exports.cap_table_filename(table))
     response.headers["X-Cap-Table-Block"] = str(table.at_block)
     response.headers["X-Cap-Table-Final"] = "true" if table.final else "false"
@@ -111,12 +144,26 @@ async def cap_table_csv(services: Services, viewer: Viewer, request: Request) ->
 
 async def _statement(services: Services, viewer: Viewer, request: Request) -> statements.Statement:
     async with (services.read_session_factory or services.session_factory)() as session:
-        s = await statements.statement(session, viewer, period_from=_instant(request, "from", required=True),  # type: ignore[arg-type]
-                                       period_to=_instant(request, "to", required=True),  # type: ignore[arg-type]
-                                       user_id=_uuid(request, "userId"), cipher=services.cipher)
-    await _audit(services, viewer, "report.statement.download", "user", s.user_id,
-                 {"from": s.period_from.isoformat(), "to": s.period_to.isoformat(),
-                  "format": request.url.path.rsplit(".", 1)[-1]})
+        s = await statements.statement(
+            session,
+            viewer,
+            period_from=_instant(request, "from", required=True),  # type: ignore[arg-type]
+            period_to=_instant(request, "to", required=True),  # type: ignore[arg-type]
+            user_id=_uuid(request, "userId"),
+            cipher=services.cipher,
+        )
+    await _audit(
+        services,
+        viewer,
+        "report.statement.download",
+        "user",
+        s.user_id,
+        {
+            "from": s.period_from.isoformat(),
+            "to": s.period_to.isoformat(),
+            "format": request.url.path.rsplit(".", 1)[-1],
+        },
+    )
     return s
 
 
@@ -143,8 +190,9 @@ def _endpoint(services: Services, handler: Handler) -> Callable[[Request], Await
             return response
         try:
             client_ip = request.client.host if request.client else "unknown"
-            viewer = await viewer_from_headers(services, request.headers.get("authorization"),
-                                               request.headers.get("x-api-key"), client_ip)
+            viewer = await viewer_from_headers(
+                services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
+            )
             if getattr(viewer, "scopes", None) is not None:  # an OAuth partner client: no scope opens reports
                 raise Forbidden("reports are not open to OAuth client tokens", reason="INSUFFICIENT_SCOPE")
             return await handler(services, viewer, request)
@@ -153,12 +201,16 @@ def _endpoint(services: Services, handler: Handler) -> Callable[[Request], Await
         except Exception:
             log.exception("report download failed")
             return error_response("internal error", ErrorCode.INTERNAL.value, 500)
+
     return endpoint
 
 
 def report_routes(services: Services) -> list[Route]:
     return [
         Route(path, _endpoint(services, handler), methods=METHODS)
-        for path, handler in (("/reports/cap-table.csv", cap_table_csv), ("/reports/statement.csv", statement_csv),
-                              ("/reports/statement.pdf", statement_pdf))
+        for path, handler in (
+            ("/reports/cap-table.csv", cap_table_csv),
+            ("/reports/statement.csv", statement_csv),
+            ("/reports/statement.pdf", statement_pdf),
+        )
     ]

@@ -78,8 +78,11 @@ class Services:
     def _asyncpg_dsn(self) -> str:
         from sqlalchemy.engine import make_url
 
-        return make_url(self.settings.database_url or "").set(drivername="postgresql").render_as_string(
-            hide_password=False)
+        return (
+            make_url(self.settings.database_url or "")
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
 
     async def open_read_pool(self) -> None:
         """asyncpg pool for single-statement hot reads (`Context.fetch_one`): ~40% less CPU per read than going
@@ -90,8 +93,9 @@ class Services:
 
         dsn = self._asyncpg_dsn()
         size = self.settings.db_pool_size
-        self.read_pool = FairReadPool(await asyncpg.create_pool(dsn, min_size=1, max_size=size,
-                                                                reset=_keep_session_state), size)
+        self.read_pool = FairReadPool(
+            await asyncpg.create_pool(dsn, min_size=1, max_size=size, reset=_keep_session_state), size
+        )
 
     @property
     def pubsub(self) -> PubSubHub:
@@ -135,8 +139,11 @@ def dev_cipher_key(settings: Settings) -> bytes:
 
 def build_cipher(settings: Settings) -> FieldCipher:
     """The personal-data cipher: encrypts under KYC_ENCRYPTION_KEY, also decrypts under the retired keys."""
-    key = (parse_key(settings.kyc_encryption_key.get_secret_value()) if settings.kyc_encryption_key
-           else dev_cipher_key(settings))
+    key = (
+        parse_key(settings.kyc_encryption_key.get_secret_value())
+        if settings.kyc_encryption_key
+        else dev_cipher_key(settings)
+    )
     return FieldCipher(key, settings.kyc_retired_keys())
 
 

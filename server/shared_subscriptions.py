@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType
-from strawberry.asgi import ASGIWebSocketAdapter
 from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types.execution import ExecutionResult, PreExecutionError
@@ -81,8 +81,13 @@ class _Shared:
 
 
 class SharedSubscriptions:
-    def __init__(self, *, shared_fields: frozenset[str] = frozenset(),
-                 snapshot_fields: frozenset[str] = frozenset(), queue_size: int = 128) -> None:
+    def __init__(
+        self,
+        *,
+        shared_fields: frozenset[str] = frozenset(),
+        snapshot_fields: frozenset[str] = frozenset(),
+        queue_size: int = 128,
+    ) -> None:
         self.shared_fields = shared_fields
         self.snapshot_fields = snapshot_fields
         self.queue_size = queue_size
@@ -94,26 +99,36 @@ class SharedSubscriptions:
         """True when the operation selects root fields that are all declared shared (private is the default)."""
         return bool(fields) and all(f in self.shared_fields for f in fields)  # type: ignore[union-attr]
 
-    def key(self, query: str, variables: Mapping[str, Any] | None, operation_name: str | None,
-            fields: tuple[str, ...], viewer: Any) -> Hashable:
-        return (query, json.dumps(variables or {}, sort_keys=True, default=str), operation_name,
-                tuple(sorted(getattr(viewer, "roles", ()))), bool(getattr(viewer, "user_id", None)),
-                # a read-only API key is refused what its owner's token may do: never share across the two
-                bool(getattr(viewer, "read_only", False)),
-                # an OAuth client's scopes decide which root fields it may run (schema/scopes.py)
-                tuple(sorted(getattr(viewer, "scopes", None) or ())), getattr(viewer, "scopes", None) is None)
+    def key(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None,
+        operation_name: str | None,
+        fields: tuple[str, ...],
+        viewer: Any,
+    ) -> Hashable:
+        return (
+            query,
+            json.dumps(variables or {}, sort_keys=True, default=str),
+            operation_name,
+            tuple(sorted(getattr(viewer, "roles", ()))),
+            bool(getattr(viewer, "user_id", None)),
+            # a read-only API key is refused what its owner's token may do: never share across the two
+            bool(getattr(viewer, "read_only", False)),
+            # an OAuth client's scopes decide which root fields it may run (schema/scopes.py)
+            tuple(sorted(getattr(viewer, "scopes", None) or ())),
+            getattr(viewer, "scopes", None) is None,
+        )
 
     def active(self) -> int:
         return len(self._streams)
 
-    async def join(self, key: Hashable, fields: tuple[str, ...], context: Any,
-                   start: StreamFactory) -> SharedStream:
+    async def join(self, key: Hashable, fields: tuple[str, ...], context: Any, start: StreamFactory) -> SharedStream:
         shared = self._streams.get(key)
         late = shared is not None
         if shared is None:
             shared = self._streams[key] = _Shared(key)
-        me = SharedStream(self, shared, fields, context, start, late,
-                          any(f in self.snapshot_fields for f in fields))
+        me = SharedStream(self, shared, fields, context, start, late, any(f in self.snapshot_fields for f in fields))
         shared.subscribers.add(me)
         if shared.task is None:
             self.executions_started += 1
@@ -163,8 +178,16 @@ class SharedStream:
     subscriber is idle (`send_now`); once its transport is paused (a slow reader), results queue here and its
     task sends them through the ordinary ASGI send, which waits until the transport drains."""
 
-    def __init__(self, owner: SharedSubscriptions, shared: _Shared, fields: tuple[str, ...], context: Any,
-                 start: StreamFactory, late: bool, snapshotting: bool) -> None:
+    def __init__(
+        self,
+        owner: SharedSubscriptions,
+        shared: _Shared,
+        fields: tuple[str, ...],
+        context: Any,
+        start: StreamFactory,
+        late: bool,
+        snapshotting: bool,
+    ) -> None:
         self._owner, self._shared, self._fields = owner, shared, fields
         self._context, self._start, self._late, self._snapshotting = context, start, late, snapshotting
         self._buffer: deque[Any] = deque()
@@ -359,7 +382,7 @@ def _sequence(result: Any, fields: tuple[str, ...]) -> int | None:
 class SharedBytesWebSocketAdapter(ASGIWebSocketAdapter):
     """Serialize a shared `next` payload once; each subscriber's frame only differs by its operation id."""
 
-    _cache: "OrderedDict[int, tuple[Any, str]]" = OrderedDict()
+    _cache: OrderedDict[int, tuple[Any, str]] = OrderedDict()
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         payload = message.get("payload")
@@ -454,7 +477,10 @@ class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type
         if message.get("type") == "error":
             for err in message.get("payload") or ():
                 if isinstance(err, dict) and "code" not in (err.get("extensions") or {}):
-                    code = (ErrorCode.RATE_LIMITED if err.get("message") == "Subscription limit reached"
-                            else ErrorCode.BAD_USER_INPUT)
+                    code = (
+                        ErrorCode.RATE_LIMITED
+                        if err.get("message") == "Subscription limit reached"
+                        else ErrorCode.BAD_USER_INPUT
+                    )
                     err["extensions"] = {**(err.get("extensions") or {}), "code": code.value}
         await super().send_message(message)

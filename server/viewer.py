@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
@@ -70,8 +70,10 @@ def _api_key_cache(services: Services) -> dict[str, tuple[float, float, Viewer |
     """Per process (per Services): digest -> (valid until (monotonic), loaded at (epoch), viewer or None)."""
     return services.api_key_cache
 
-async def viewer_from_headers(services: Services, authorization: str | None, api_key: str | None,
-                              client_ip: str) -> Viewer:
+
+async def viewer_from_headers(
+    services: Services, authorization: str | None, api_key: str | None, client_ip: str
+) -> Viewer:
     """Bearer JWTs are verified locally (no database); API keys are looked up by digest (cached briefly)."""
     if authorization:
         scheme, _, credential = authorization.partition(" ")
@@ -83,12 +85,23 @@ async def viewer_from_headers(services: Services, authorization: str | None, api
             if not claims.roles <= KNOWN_ROLES:
                 raise Unauthenticated("invalid access token")
             revocations = services.revocations
-            if (revocations.token_revoked_here(claims.subject, claims.session_family, claims.issued_at)
-                    if revocations.live else
-                    await revocations.token_revoked(claims.subject, claims.session_family, claims.issued_at)):
+            if (
+                revocations.token_revoked_here(claims.subject, claims.session_family, claims.issued_at)
+                if revocations.live
+                else await revocations.token_revoked(claims.subject, claims.session_family, claims.issued_at)
+            ):
                 raise Unauthenticated("session ended; sign in again", reason="SESSION_REVOKED")
-            return Viewer(claims.user_id, claims.roles, None, claims.expires_at, client_ip, claims.session_family,
-                          claims.issued_at, claims.scopes, claims.client_id)
+            return Viewer(
+                claims.user_id,
+                claims.roles,
+                None,
+                claims.expires_at,
+                client_ip,
+                claims.session_family,
+                claims.issued_at,
+                claims.scopes,
+                claims.client_id,
+            )
         elif scheme.lower() == "apikey" and credential:
             api_key = credential
         else:
@@ -122,16 +135,17 @@ async def _viewer_from_api_key(services: Services, api_key: str, client_ip: str)
 async def _load_api_key(services: Services, key_digest: str, client_ip: str) -> Viewer | None:
     loaded_at = time.time()
     async with services.session_factory() as session:
-        row = (await session.execute(
-            select(ApiKey.id, ApiKey.user_id, User.roles, User.status)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.key_hash == key_digest, ApiKey.revoked_at.is_(None))
-        )).first()
+        row = (
+            await session.execute(
+                select(ApiKey.id, ApiKey.user_id, User.roles, User.status)
+                .join(User, User.id == ApiKey.user_id)
+                .where(ApiKey.key_hash == key_digest, ApiKey.revoked_at.is_(None))
+            )
+        ).first()
         viewer = None
         if row is not None and row.status == UserStatus.ACTIVE:
             viewer = Viewer(row.user_id, frozenset(row.roles), row.id, None, client_ip)
-            await session.execute(update(ApiKey).where(ApiKey.id == row.id)
-                                  .values(last_used_at=datetime.now(timezone.utc)))
+            await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=datetime.now(UTC)))
             await session.commit()
     cache = _api_key_cache(services)
     if len(cache) > 10_000:

@@ -36,13 +36,18 @@ def _dsn(database_url: str) -> str:
 
 
 async def _until_blocked_by(conn: asyncpg.Connection, blocker_pid: int) -> None:
-    while not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                                  blocker_pid):
+    while not await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", blocker_pid
+    ):
         await asyncio.sleep(0.01)
 
 
-async def deadlock_once(database_url: str, hold: tuple[str, tuple[Any, ...]], then: tuple[str, tuple[Any, ...]],
-                        work: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+async def deadlock_once(
+    database_url: str,
+    hold: tuple[str, tuple[Any, ...]],
+    then: tuple[str, tuple[Any, ...]],
+    work: Callable[[], Awaitable[T]],
+) -> asyncio.Future[T]:
     """Run `hold` on a second connection, start `work`; once it waits for that lock, run `then` (which must wait for
     a lock `work` holds), commit. Returns `work`'s task (its result or error)."""
     other = await asyncpg.connect(_dsn(database_url), server_settings={"deadlock_timeout": "60s"})

@@ -21,7 +21,7 @@ def _block(node: AnvilNode, tag: str) -> dict:
 def test_node_starts_answers_and_stops_its_process() -> None:
     node = AnvilNode(31337)
     with pytest.raises(AnvilError):
-        node.url  # no port before start
+        _ = node.url  # no port before start
     with node:
         assert node.running and node.port
         reply = httpx.post(node.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
@@ -134,11 +134,7 @@ async def test_async_helpers(anvil: AnvilNode) -> None:
 
 
 def test_nodes_left_running_are_stopped_at_interpreter_exit() -> None:
-    code = (
-        "from chains.anvil import AnvilNode\n"
-        "node = AnvilNode(5).start()\n"
-        "print(node.pid, flush=True)\n"
-    )
+    code = "from chains.anvil import AnvilNode\nnode = AnvilNode(5).start()\nprint(node.pid, flush=True)\n"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
     pid = int(out.stdout.strip())
     with pytest.raises(ProcessLookupError):

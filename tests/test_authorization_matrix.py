@@ -25,10 +25,10 @@ from graphql import GraphQLError
 from starlette.websockets import WebSocket
 
 from core.errors import AppError
-from core.opaque_tokens import new_secret, digest
+from core.oauth_scopes import ALL_SCOPES
+from core.opaque_tokens import digest, new_secret
 from core.settings import Environment, Settings
 from models.identity import ApiKey
-from core.oauth_scopes import ALL_SCOPES
 from schema import build_schema
 from schema.scopes import FIELD_SCOPES
 from server.context import Context
@@ -70,8 +70,10 @@ def test_entries_are_consistent() -> None:
         assert field in rule.document, f"{name}: its document does not call {field}"
         assert rule.scopes <= ALL_SCOPES, f"{name}: unknown scopes {set(rule.scopes) - ALL_SCOPES}"
         declared = FIELD_SCOPES.get(name, frozenset())
-        assert rule.scopes == declared, (f"{name}: the matrix says scopes {sorted(rule.scopes)}, the schema "
-                                         f"(core/oauth_scopes.py) {sorted(declared)}")
+        assert rule.scopes == declared, (
+            f"{name}: the matrix says scopes {sorted(rule.scopes)}, the schema "
+            f"(core/oauth_scopes.py) {sorted(declared)}"
+        )
 
 
 def codes_of(errors: list[dict[str, Any]] | None) -> list[str]:
@@ -110,8 +112,11 @@ def _error_code(error: GraphQLError) -> str:
 
 async def call_subscription(schema, services, rule: Rule, caller: Caller) -> list[str]:  # type: ignore[no-untyped-def]
     """Like graphql-transport-ws: the viewer comes from the connection_init `authorization` payload."""
-    socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50000)},
-                       receive=_never, send=_never)
+    socket = WebSocket(
+        {"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50000)},
+        receive=_never,
+        send=_never,
+    )
     if caller.authorization:
         try:
             viewer = await viewer_from_headers(services, caller.authorization, None, "127.0.0.1")
@@ -128,7 +133,7 @@ async def call_subscription(schema, services, rule: Rule, caller: Caller) -> lis
             return [_error_code(e) for e in result.errors or []]
         try:
             first = await asyncio.wait_for(result.__anext__(), SUBSCRIPTION_WAIT_S)
-        except (asyncio.TimeoutError, StopAsyncIteration):
+        except (TimeoutError, StopAsyncIteration):
             return []
         return [_error_code(e) for e in first.errors or []]
     finally:
@@ -140,8 +145,11 @@ async def call_subscription(schema, services, rule: Rule, caller: Caller) -> lis
 async def hold_subscription(schema, services, rule: Rule, caller: Caller):  # type: ignore[no-untyped-def]
     """Start a subscription and keep it waiting for events; returns an async function that ends it."""
     viewer = await viewer_from_headers(services, caller.authorization, None, "127.0.0.1")
-    socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50001)},
-                       receive=_never, send=_never)
+    socket = WebSocket(
+        {"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50001)},
+        receive=_never,
+        send=_never,
+    )
     context = Context(services, socket, socket, viewer)
     result = await schema.subscribe(rule.document, variable_values=rule.variables, context_value=context)
     waiting = asyncio.ensure_future(result.__anext__()) if hasattr(result, "__anext__") else None

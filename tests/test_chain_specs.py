@@ -13,8 +13,19 @@ from chains.spec import ChainSpec, NativeCurrency
 
 @pytest.mark.parametrize(
     ("key", "chain_id"),
-    [(1, 1), ("1", 1), ("ethereum", 1), ("eth", 1), ("ETH", 1), (137, 137), ("polygon", 137), ("137", 137),
-     (56, 56), ("bsc", 56), (" BSC ", 56)],
+    [
+        (1, 1),
+        ("1", 1),
+        ("ethereum", 1),
+        ("eth", 1),
+        ("ETH", 1),
+        (137, 137),
+        ("polygon", 137),
+        ("137", 137),
+        (56, 56),
+        ("bsc", 56),
+        (" BSC ", 56),
+    ],
 )
 def test_get_chain_accepts_ids_and_names(key: int | str, chain_id: int) -> None:
     assert get_chain(key).chain_id == chain_id
@@ -48,8 +59,15 @@ def test_specs_are_frozen() -> None:
 def test_spec_rejects_inconsistent_log_ranges() -> None:
     with pytest.raises(ValueError):
         ChainSpec(
-            chain_id=9, name="x", short_name="x", block_time_s=1, finality_depth=1, supports_finality_tags=False,
-            max_logs_range=10, max_logs_range_floor=20, native_currency=NativeCurrency("X", "X"),
+            chain_id=9,
+            name="x",
+            short_name="x",
+            block_time_s=1,
+            finality_depth=1,
+            supports_finality_tags=False,
+            max_logs_range=10,
+            max_logs_range_floor=20,
+            native_currency=NativeCurrency("X", "X"),
         )
 
 

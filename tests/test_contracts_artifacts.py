@@ -45,7 +45,12 @@ def test_artifact_shape_and_unknown_name() -> None:
     artifact = load_artifact("SecurityToken")
     assert artifact["bytecode"].startswith("0x") and len(artifact["bytecode"]) > 1000
     assert {e["name"] for e in artifact["abi"] if e["type"] == "function"} >= {
-        "transfer", "batchTransfer", "forcedTransfer", "recoveryAddress", "freezePartialTokens", "batchMint"
+        "transfer",
+        "batchTransfer",
+        "forcedTransfer",
+        "recoveryAddress",
+        "freezePartialTokens",
+        "batchMint",
     }
     with pytest.raises(KeyError, match="unknown contract"):
         load_artifact("Nope")

@@ -197,9 +197,7 @@ async def test_recovery_moves_balance_frozen_state_and_identity(funded: RwaStack
     assert receipt_events(registry, "IdentityRegistered", receipt) == [
         {"investorAddress": new_wallet, "identity": onchain_id}
     ]
-    assert receipt_events(registry, "IdentityRemoved", receipt) == [
-        {"investorAddress": alice, "identity": onchain_id}
-    ]
+    assert receipt_events(registry, "IdentityRemoved", receipt) == [{"investorAddress": alice, "identity": onchain_id}]
     assert await balances(funded, alice, new_wallet) == [0, 100]
     assert await token.functions.getFrozenTokens(new_wallet).call() == 30
     assert await token.functions.getFrozenTokens(alice).call() == 0

@@ -91,16 +91,18 @@ def front_ends() -> Iterator[tuple[str, str]]:
             server.server_close()
 
 
-async def test_a_page_on_another_origin_queries_and_subscribes(front_ends, database_url, redis_url,
-                                                               tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_page_on_another_origin_queries_and_subscribes(
+    front_ends, database_url, redis_url, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     assert CHROMIUM.exists(), "Debian chromium is required (apt-get install chromium)"
     allowed_origin, other_origin = front_ends
     async with committed_sessions(database_url) as sf:
         market = await make_market(sf)
         user_id = await make_user(sf)
     token, _ = KeyRing(TEST_JWT_KEY, "dev-1").issue(user_id, ["INVESTOR"])
-    with api_servers(database_url, redis_url, n=1, data_dir=str(tmp_path),
-                     extra_env={"CORS_ORIGINS": allowed_origin}) as servers:
+    with api_servers(
+        database_url, redis_url, n=1, data_dir=str(tmp_path), extra_env={"CORS_ORIGINS": allowed_origin}
+    ) as servers:
         api = servers.urls[0]
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -110,10 +112,13 @@ async def test_a_page_on_another_origin_queries_and_subscribes(front_ends, datab
                 seen = await page.evaluate(CALL_API, [api, token, str(market.market_id)])
                 assert seen["query"]["status"] == 200, seen
                 assert seen["query"]["body"]["data"] == {
-                    "me": {"id": str(user_id)}, "orderBook": {"marketId": str(market.market_id), "sequence": 0}}
+                    "me": {"id": str(user_id)},
+                    "orderBook": {"marketId": str(market.market_id), "sequence": 0},
+                }
                 assert seen["query"]["requestId"], "X-Request-ID is exposed to the page"
-                assert seen["subscription"] == {"data": {"orderBook": {
-                    "marketId": str(market.market_id), "sequence": 0, "snapshot": True}}}, seen
+                assert seen["subscription"] == {
+                    "data": {"orderBook": {"marketId": str(market.market_id), "sequence": 0, "snapshot": True}}
+                }, seen
 
                 # another origin: the browser withholds the answer (no CORS grant), the API refuses the socket
                 await page.goto(other_origin + "/", wait_until="load")

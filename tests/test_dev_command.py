@@ -17,8 +17,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 90.0  # cold initdb, migrations, three deploys, four Python processes on a busy 2-core machine
 EXIT_TIMEOUT_S = 30.0
 ANVIL_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-CHAIN_LINE = re.compile(r"^chain (\d+) (http://127\.0\.0\.1:(\d+))\s+USDC (0x[0-9a-fA-F]{40})\s+DREF (0x[0-9a-fA-F]{40})$",
-                        re.M)
+CHAIN_LINE = re.compile(
+    r"^chain (\d+) (http://127\.0\.0\.1:(\d+))\s+USDC (0x[0-9a-fA-F]{40})\s+DREF (0x[0-9a-fA-F]{40})$", re.M
+)
 STATUS = "{ indexerStatus { chainId chain headBlock indexedBlock recentEvents } }"
 
 pytestmark = pytest.mark.slow
@@ -65,9 +66,15 @@ class Dev:
         env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("RPC_URLS_")}
         env.update(RWA_DATA_DIR=str(base / "data"), LOG_LEVEL="WARNING")
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([RWA, "dev", "--port", str(self.port)], env=env, cwd=base,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [RWA, "dev", "--port", str(self.port)],
+                env=env,
+                cwd=base,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.chains: dict[int, tuple[str, int, str]] = {}  # chain id -> (rpc url, port, USDC address)
         self.known: dict[int, str] = {}  # pid -> command line of every process tree() saw
 
@@ -115,8 +122,9 @@ class Dev:
 
     def gql(self, query: str, token: str | None = None, **variables: object) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        body = httpx.post(self.url + "/graphql", json={"query": query, "variables": variables}, headers=headers,
-                          timeout=30).json()
+        body = httpx.post(
+            self.url + "/graphql", json={"query": query, "variables": variables}, headers=headers, timeout=30
+        ).json()
         assert not body.get("errors"), body
         return body["data"]  # type: ignore[no-any-return]
 
@@ -164,8 +172,9 @@ def status_by_chain(dev: Dev, token: str) -> dict[int, dict[str, Any]]:
     return {row["chainId"]: row for row in dev.gql(STATUS, token)["indexerStatus"]}
 
 
-def wait_indexed(dev: Dev, token: str, chain_id: int, block: int, events: int = 0,
-                 timeout: float = 30.0) -> dict[str, Any]:
+def wait_indexed(
+    dev: Dev, token: str, chain_id: int, block: int, events: int = 0, timeout: float = 30.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         row = status_by_chain(dev, token)[chain_id]
@@ -181,10 +190,12 @@ def test_dev_serves_indexes_and_ctrl_c_stops_everything(start_dev: Callable[[], 
     dev.wait_ready()
 
     email, password = f"dev-{uuid.uuid4().hex[:8]}@example.com", "correct-horse-9"
-    dev.gql("mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }",
-            e=email, p=password)
-    token = dev.gql("mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
-                    e=email, p=password)["login"]["accessToken"]
+    dev.gql(
+        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }", e=email, p=password
+    )
+    token = dev.gql(
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }", e=email, p=password
+    )["login"]["accessToken"]
     assert dev.gql("{ me { email } }", token)["me"]["email"] == email
 
     rows = status_by_chain(dev, token)
@@ -193,8 +204,12 @@ def test_dev_serves_indexes_and_ctrl_c_stops_everything(start_dev: Callable[[], 
     for chain_id, (url, _, usdc) in dev.chains.items():
         before = wait_indexed(dev, token, chain_id, 0)  # the indexer reached the deploy block
         # a USDC mint (one Transfer event) and 5 empty blocks: the indexed block must follow the new head
-        data = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex() + \
-            ANVIL_ACCOUNT_0[2:].lower().rjust(64, "0") + hex(1_000_000)[2:].rjust(64, "0")
+        data = (
+            "0x"
+            + function_signature_to_4byte_selector("mint(address,uint256)").hex()
+            + ANVIL_ACCOUNT_0[2:].lower().rjust(64, "0")
+            + hex(1_000_000)[2:].rjust(64, "0")
+        )
         rpc(url, "eth_sendTransaction", {"from": ANVIL_ACCOUNT_0, "to": usdc, "data": data})
         rpc(url, "anvil_mine", "0x5")
         head = int(str(rpc(url, "eth_blockNumber")), 16)
@@ -203,16 +218,25 @@ def test_dev_serves_indexes_and_ctrl_c_stops_everything(start_dev: Callable[[], 
         assert after["headBlock"] >= head
 
     # `rwa index` in another shell (same data dir, no RPC_URLS_<id>) sees the dev chains (cli/dev_chains.py)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RPC_URLS_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RPC_URLS_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
     env["RWA_DATA_DIR"] = str(dev.base / "data")
-    status = subprocess.run([RWA, "index", "status", "--json"], env=env, cwd=dev.base, capture_output=True,
-                            text=True, timeout=120)
+    status = subprocess.run(
+        [RWA, "index", "status", "--json"], env=env, cwd=dev.base, capture_output=True, text=True, timeout=120
+    )
     assert status.returncode == 0, status.stderr
     reachable = {row["chain_id"]: row["reachable"] for row in json.loads(status.stdout)["chains"]}
     assert reachable == {1: True, 137: True, 56: True}, status.stdout
     usdc = dev.chains[1][2]
-    verify = subprocess.run([RWA, "index", "verify", "--chain", "1", "--token", usdc], env=env, cwd=dev.base,
-                            capture_output=True, text=True, timeout=120)
+    verify = subprocess.run(
+        [RWA, "index", "verify", "--chain", "1", "--token", usdc],
+        env=env,
+        cwd=dev.base,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verify.returncode == 0 and verify.stdout.startswith("OK"), (verify.stdout, verify.stderr)
 
     page = httpx.get(dev.url + "/graphql", headers={"accept": "text/html"}, timeout=10)

@@ -19,10 +19,14 @@ from tests.test_dev_command import ANVIL_ACCOUNT_0, EXIT_TIMEOUT_S, RWA, Dev, as
 
 pytestmark = pytest.mark.slow
 
-ASSET = ('mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "nl", currency: '
-         '"EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", propertyType: "residential"}}) { id } }')
-TOKENIZE = ('mutation($a: UUID!, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, deploy: $d) '
-            '{ asset { status } token { address startBlock } } }')
+ASSET = (
+    'mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "nl", currency: '
+    '"EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", propertyType: "residential"}}) { id } }'
+)
+TOKENIZE = (
+    "mutation($a: UUID!, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, deploy: $d) "
+    "{ asset { status } token { address startBlock } } }"
+)
 
 
 def _stop(dev: Dev) -> None:
@@ -33,8 +37,9 @@ def _stop(dev: Dev) -> None:
 
 
 def _login(dev: Dev, email: str, password: str) -> str:
-    return dev.gql("mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
-                   e=email, p=password)["login"]["accessToken"]
+    return dev.gql(
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }", e=email, p=password
+    )["login"]["accessToken"]
 
 
 def _admin_token(dev: Dev, email: str, password: str) -> str:
@@ -43,8 +48,9 @@ def _admin_token(dev: Dev, email: str, password: str) -> str:
     me = dev.gql("{ me { id roles } }", token)["me"]
     for role in ("ISSUER", "COMPLIANCE"):
         if role not in me["roles"]:
-            dev.gql("mutation($u: UUID!, $r: Role!) { grantRole(userId: $u, role: $r) { id } }", token, u=me["id"],
-                    r=role)
+            dev.gql(
+                "mutation($u: UUID!, $r: Role!) { grantRole(userId: $u, role: $r) { id } }", token, u=me["id"], r=role
+            )
     return _login(dev, email, password)
 
 
@@ -52,9 +58,12 @@ def _tokenize(dev: Dev, token: str, name: str, symbol: str) -> dict:
     asset = dev.gql(ASSET, token, n=name)["createAsset"]["id"]
     for call in ("submitAsset", "approveAsset"):
         dev.gql(f"mutation($id: UUID!) {{ {call}(id: $id) {{ status }} }}", token, id=asset)
-    body = httpx.post(dev.url + "/graphql", json={"query": TOKENIZE, "variables": {
-        "a": asset, "d": {"name": name, "symbol": symbol, "decimals": 18}}},
-        headers={"authorization": f"Bearer {token}"}, timeout=120).json()
+    body = httpx.post(
+        dev.url + "/graphql",
+        json={"query": TOKENIZE, "variables": {"a": asset, "d": {"name": name, "symbol": symbol, "decimals": 18}}},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=120,
+    ).json()
     assert not body.get("errors"), body
     result = body["data"]["tokenizeAsset"]
     assert result["asset"]["status"] == "ACTIVE"
@@ -79,8 +88,14 @@ def test_dev_restart_continues_the_chains_and_tokenizes(base: Path) -> None:
         email, password = f"admin-{uuid.uuid4().hex[:6]}@example.com", "correct-horse-9"
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env["RWA_DATA_DIR"] = str(base / "data")
-        made = subprocess.run([RWA, "user", "create-admin", "--email", email, "--password", password], env=env,
-                              cwd=base, capture_output=True, text=True, timeout=120)
+        made = subprocess.run(
+            [RWA, "user", "create-admin", "--email", email, "--password", password],
+            env=env,
+            cwd=base,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert made.returncode == 0, made.stderr
         token = _admin_token(first, email, password)
         old = _tokenize(first, token, "Harbour Loft Shares", "HLS")

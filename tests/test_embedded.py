@@ -482,6 +482,11 @@ def test_signal_handlers_take_sigint_even_when_started_ignored() -> None:
         "except KeyboardInterrupt:\n"
         "    print('interrupted')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.split() == ["True", "interrupted"], (out.stdout, out.stderr)

@@ -63,8 +63,13 @@ def jwt_private_pem() -> str:
 
 
 @pytest.fixture(scope="module")
-def server_url(assets_installed: None, jwt_private_pem: str, tmp_path_factory: pytest.TempPathFactory,
-               database_url: str, redis_url: str) -> Iterator[str]:
+def server_url(
+    assets_installed: None,
+    jwt_private_pem: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str,
+    redis_url: str,
+) -> Iterator[str]:
     """The real app (server.app:create_app) under uvicorn; `{ __typename }` and JWT checks need no tables."""
     port = _free_port()
     env = {
@@ -81,8 +86,19 @@ def server_url(assets_installed: None, jwt_private_pem: str, tmp_path_factory: p
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "server.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "server.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         cwd=ROOT,
         env=env,
     )
@@ -133,10 +149,13 @@ def test_graphiql_runs_typename_offline(server_url: str, jwt_private_pem: str) -
             page.on("request", lambda request: requests.append(request))
             # the page's Content-Security-Policy must not block anything GraphiQL does
             violations: list[str] = []
-            page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text
-                    else None)
-            page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
-                                 "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+            page.on(
+                "console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None
+            )
+            page.add_init_script(
+                "window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+            )
             loaded = page.goto(server_url + "/graphql", wait_until="load", timeout=10_000)
             assert loaded is not None and "frame-ancestors 'none'" in loaded.headers["content-security-policy"]
             assert loaded.headers["x-frame-options"] == "DENY"
@@ -164,11 +183,13 @@ def test_graphiql_runs_typename_offline(server_url: str, jwt_private_pem: str) -
 
             with page.expect_request(lambda r: r.method == "POST" and "__typename" in (r.post_data or "")) as run:
                 page.click(".graphiql-execute-button")
-            until(page, "document.querySelector('.graphiql-response').innerText.includes('\"__typename\": \"Query\"')",
-                  timeout=10_000)
+            until(
+                page,
+                "document.querySelector('.graphiql-response').innerText.includes('\"__typename\": \"Query\"')",
+                timeout=10_000,
+            )
             assert run.value.headers.get("authorization") == f"Bearer {token}"
-            assert page.evaluate("window.__csp") == [] and violations == [], (page.evaluate("window.__csp"),
-                                                                               violations)
+            assert page.evaluate("window.__csp") == [] and violations == [], (page.evaluate("window.__csp"), violations)
             page.screenshot(path=str(SCREENSHOT))
         finally:
             browser.close()
@@ -206,15 +227,19 @@ def test_install_fails_clearly_without_node_modules(tmp_path: Path) -> None:
         graphiql.install_assets(node_modules=tmp_path, dest=tmp_path / "out")
 
 
-@pytest.mark.parametrize("env,page_served,explorer", [
-    ({}, True, True),  # development: GraphiQL with the explorer open
-    ({"GRAPHIQL_EXPLORER": "false"}, True, False),
-    ({"RWA_ENV": "production"}, False, False),  # production: no GraphiQL at all unless enabled
-    ({"RWA_ENV": "production", "GRAPHIQL_ENABLED": "true"}, True, False),
-    ({"RWA_ENV": "production", "GRAPHIQL_ENABLED": "true", "GRAPHIQL_EXPLORER": "true"}, True, True),
-])
-def test_explorer_switch(assets_installed: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
-                         page_served: bool, explorer: bool) -> None:
+@pytest.mark.parametrize(
+    "env,page_served,explorer",
+    [
+        ({}, True, True),  # development: GraphiQL with the explorer open
+        ({"GRAPHIQL_EXPLORER": "false"}, True, False),
+        ({"RWA_ENV": "production"}, False, False),  # production: no GraphiQL at all unless enabled
+        ({"RWA_ENV": "production", "GRAPHIQL_ENABLED": "true"}, True, False),
+        ({"RWA_ENV": "production", "GRAPHIQL_ENABLED": "true", "GRAPHIQL_EXPLORER": "true"}, True, True),
+    ],
+)
+def test_explorer_switch(
+    assets_installed: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], page_served: bool, explorer: bool
+) -> None:
     from core.settings import Settings
     from server.app import _graphiql
 

@@ -14,8 +14,8 @@ import json
 import shutil
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,7 +29,8 @@ from core.settings import Settings
 from models.identity import User
 from server import graphiql
 from tests.fixtures.app import TEST_JWT_KEY
-from tests.test_graphiql_browser import CHROMIUM, CHROMIUM_ARGS, until as _until
+from tests.test_graphiql_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_graphiql_browser import until as _until
 from tests.trading.factories import make_market, make_trader
 from tests.trading.live import api_servers, committed_sessions
 
@@ -48,6 +49,7 @@ def database_url(module_database_url: str) -> str:
 @pytest.fixture(scope="module")
 def world(database_url: str) -> dict[str, Any]:
     """An ADMIN who signs in with a password, a market, and two traders who can trade on it."""
+
     async def build() -> dict[str, Any]:
         async with committed_sessions(database_url) as sf:
             admin_id = uuid.uuid4()
@@ -58,8 +60,8 @@ def world(database_url: str) -> dict[str, Any]:
             market = await make_market(sf, maker_bps=0, taker_bps=0)
             seller = await make_trader(sf, market, tokens="100000")
             buyer = await make_trader(sf, market, cash="1000000")
-        return {"email": email, "market_id": str(market.market_id), "seller": seller.user_id,
-                "buyer": buyer.user_id}
+        return {"email": email, "market_id": str(market.market_id), "seller": seller.user_id, "buyer": buyer.user_id}
+
     built = asyncio.run(build())
     keyring = KeyRing.from_settings(Settings(JWT_PRIVATE_KEY=TEST_JWT_KEY))
     built["seller_token"] = keyring.issue(built["seller"], ["INVESTOR"])[0]
@@ -69,8 +71,9 @@ def world(database_url: str) -> dict[str, Any]:
 
 def _gql(url: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = httpx.post(url + "/graphql", json={"query": query, "variables": variables or {}}, headers=headers,
-                          timeout=20)
+    response = httpx.post(
+        url + "/graphql", json={"query": query, "variables": variables or {}}, headers=headers, timeout=20
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -78,6 +81,7 @@ def _gql(url: str, query: str, variables: dict[str, Any] | None = None, token: s
 def _trade(url: str, world: dict[str, Any]) -> None:
     def order(side: str) -> dict[str, Any]:
         return {"i": {"marketId": world["market_id"], "side": side, "type": "LIMIT", "quantity": "2", "price": "1.50"}}
+
     _gql(url, PLACE, order("SELL"), world["seller_token"])
     done = _gql(url, PLACE, order("BUY"), world["buyer_token"])
     assert done["data"]["placeOrder"]["status"] == "FILLED", done
@@ -88,8 +92,11 @@ def _response_text(page: Page) -> str:
 
 
 def _variables_text(page: Page) -> str:
-    return str(page.evaluate(
-        "document.querySelector('.graphiql-editor-tool .graphiql-editor .CodeMirror').CodeMirror.getValue()"))
+    return str(
+        page.evaluate(
+            "document.querySelector('.graphiql-editor-tool .graphiql-editor .CodeMirror').CodeMirror.getValue()"
+        )
+    )
 
 
 def _storage(page: Page) -> dict[str, str]:
@@ -111,8 +118,9 @@ def server_url(database_url: str, redis_url: str, tmp_path_factory: pytest.TempP
     assert CHROMIUM.exists(), "Debian chromium is required (apt-get install chromium)"
     graphiql.install_assets()
     env = {"GRAPHIQL_ENABLED": "true", "ACCESS_TOKEN_TTL_S": str(TOKEN_TTL_S)}
-    with api_servers(database_url, redis_url, n=1, extra_env=env,
-                     data_dir=str(tmp_path_factory.mktemp("graphiql-live"))) as servers:
+    with api_servers(
+        database_url, redis_url, n=1, extra_env=env, data_dir=str(tmp_path_factory.mktemp("graphiql-live"))
+    ) as servers:
         yield servers.urls[0]
 
 
@@ -133,10 +141,13 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
             def on_socket(ws: WebSocket) -> None:
                 sockets.append(ws)
                 ws.on("framesent", lambda payload: frames.append(json.loads(payload)))
+
             page.on("websocket", on_socket)
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            page.add_init_script("window.__csp = []; document.addEventListener('securitypolicyviolation', "
-                                 "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+            page.add_init_script(
+                "window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+            )
             page.goto(url + "/graphql", wait_until="load", timeout=15_000)
 
             # The explorer is open on load, listing the schema's root fields.
@@ -162,15 +173,19 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
             # Build a query by ticking fields in the explorer (first tab: blank), run it, see the market.
             explorer.get_by_text("markets", exact=True).click()
             explorer.get_by_text("symbol", exact=True).first.click()
-            query = str(page.evaluate(
-                "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()"))
+            query = str(
+                page.evaluate("document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()")
+            )
             assert "markets" in query and "symbol" in query, query
-            with page.expect_request(lambda r: r.method == "POST" and "markets" in (r.post_data or "")
-                                     and "symbol" in (r.post_data or "")) as run:
+            with page.expect_request(
+                lambda r: r.method == "POST" and "markets" in (r.post_data or "") and "symbol" in (r.post_data or "")
+            ) as run:
                 page.click(".graphiql-execute-button")
-            _until(page, 
+            _until(
+                page,
                 "document.querySelector('.graphiql-response').innerText.includes('\"symbol\": \"RWA')",
-                timeout=10_000)
+                timeout=10_000,
+            )
             first_token = run.value.headers.get("authorization", "")
             assert first_token.startswith("Bearer ey"), run.value.headers
             assert '"errors"' not in _response_text(page)
@@ -181,20 +196,25 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
 
             # The ready-made live-trades tab: its market placeholder is filled in, Run subscribes, a trade arrives.
             page.locator(".graphiql-tab", has_text="LiveTrades_asINVESTOR").click()
-            _until(page, 
+            _until(
+                page,
                 f"document.querySelector('.graphiql-editor-tool .graphiql-editor .CodeMirror').CodeMirror.getValue()"
-                f".includes('{world['market_id']}')", timeout=10_000)
+                f".includes('{world['market_id']}')",
+                timeout=10_000,
+            )
             page.click(".graphiql-execute-button")
             sequence = _wait_for_trade(page, url, world, after=None)
 
             # The token is renewed before it expires; the socket reconnects with it and keeps delivering.
             def renewals() -> list[Request]:
                 return [r for r in requests if r.method == "POST" and "GraphiQLRefresh" in (r.post_data or "")]
+
             seen = len(renewals())
             deadline = time.monotonic() + TOKEN_TTL_S + 10
             while len(renewals()) == seen:
-                assert time.monotonic() < deadline, [json.loads(r.post_data or "{}").get("query", "")[:40]
-                                                     for r in requests if r.method == "POST"]
+                assert time.monotonic() < deadline, [
+                    json.loads(r.post_data or "{}").get("query", "")[:40] for r in requests if r.method == "POST"
+                ]
                 page.wait_for_timeout(200)
             renewal = renewals()[-1]
             renewal_body = json.loads(renewal.post_data or "{}")
@@ -207,12 +227,12 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
 
             # Runs after the renewal carry the new token.
             page.locator(".graphiql-tab", has_text="IndexerStatus_asINVESTOR").click()
-            with page.expect_request(lambda r: r.method == "POST" and "IndexerStatus_asINVESTOR" in
-                                     (r.post_data or "")) as status_run:
+            with page.expect_request(
+                lambda r: r.method == "POST" and "IndexerStatus_asINVESTOR" in (r.post_data or "")
+            ) as status_run:
                 page.click(".graphiql-execute-button")
             assert status_run.value.headers.get("authorization", "") not in ("", first_token)
-            _until(page, "document.querySelector('.graphiql-response').innerText.includes('chainId')",
-                                   timeout=10_000)
+            _until(page, "document.querySelector('.graphiql-response').innerText.includes('chainId')", timeout=10_000)
 
             # Sign out: logout is called with the refresh token; memory and storage are empty afterwards.
             with page.expect_request(lambda r: r.method == "POST" and "GraphiQLSignOut" in (r.post_data or "")) as out:
@@ -235,8 +255,11 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
             assert _storage(page) == {}
 
             # An analyst's API key, pasted in: sent as a Bearer credential, kept in memory only.
-            token = _gql(url, "mutation($e: String!, $p: String!) { login(email: $e, password: $p) "
-                              "{ accessToken } }", {"e": world["email"], "p": PASSWORD})["data"]["login"]["accessToken"]
+            token = _gql(
+                url,
+                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+                {"e": world["email"], "p": PASSWORD},
+            )["data"]["login"]["accessToken"]
             created = _gql(url, 'mutation { createApiKey(name: "dashboard") { secret } }', token=token)
             secret = created["data"]["createApiKey"]["secret"]
             page.click("text=Use an API key instead")
@@ -247,9 +270,11 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
             with page.expect_request(lambda r: r.method == "POST" and "Me_asINVESTOR" in (r.post_data or "")) as me:
                 page.click(".graphiql-execute-button")
             assert me.value.headers.get("authorization") == f"Bearer {secret}"
-            _until(page, 
+            _until(
+                page,
                 f"document.querySelector('.graphiql-response').innerText.includes('{world['email']}')",
-                timeout=10_000)
+                timeout=10_000,
+            )
             assert _storage(page) == {}
 
             assert page.evaluate("window.__csp") == [], page.evaluate("window.__csp")
@@ -323,8 +348,12 @@ def test_subscription_outlives_a_frozen_tab(world: dict[str, Any], server_url: s
             page.goto(server_url + "/graphql", wait_until="load")
             _sign_in(page, world["email"], PASSWORD)
             page.locator(".graphiql-tab", has_text="LiveTrades_asINVESTOR").click()
-            _until(page, "document.querySelector('.graphiql-editor-tool .graphiql-editor .CodeMirror').CodeMirror"
-                         f".getValue().includes('{world['market_id']}')", timeout=10_000)
+            _until(
+                page,
+                "document.querySelector('.graphiql-editor-tool .graphiql-editor .CodeMirror').CodeMirror"
+                f".getValue().includes('{world['market_id']}')",
+                timeout=10_000,
+            )
             page.click(".graphiql-execute-button")
             sequence = _wait_for_trade(page, server_url, world, after=None)
             cdp = page.context.new_cdp_session(page)
@@ -332,7 +361,9 @@ def test_subscription_outlives_a_frozen_tab(world: dict[str, Any], server_url: s
             cdp.send("Page.setWebLifecycleState", {"state": "frozen"})
             # a wall-clock deadline, not a race: the token the socket signed in with expires while the tab sleeps
             time.sleep(TOKEN_TTL_S + 2)
-            assert len([r for r in requests if "GraphiQLRefresh" in (r.post_data or "")]) == renewals_before  # the tab is frozen: no event of its own can be awaited
+            assert (
+                len([r for r in requests if "GraphiQLRefresh" in (r.post_data or "")]) == renewals_before
+            )  # the tab is frozen: no event of its own can be awaited
             cdp.send("Page.setWebLifecycleState", {"state": "active"})
             _wait_for_trade(page, server_url, world, after=sequence)
             assert "Socket closed" not in _response_text(page)
@@ -350,14 +381,20 @@ def test_sign_in_bar_offers_an_mfa_code_when_login_takes_one(server_url: str) ->
         body = json.loads(route.request.post_data or "{}")
         query = body.get("query", "")
         if "GraphiQLLoginArgs" in query:
-            args = [{"name": n, "type": {"kind": "NON_NULL", "name": None, "ofType": {"kind": "SCALAR", "name": "String"}}}
-                    for n in ("email", "password")]
+            args = [
+                {"name": n, "type": {"kind": "NON_NULL", "name": None, "ofType": {"kind": "SCALAR", "name": "String"}}}
+                for n in ("email", "password")
+            ]
             args.append({"name": "mfaCode", "type": {"kind": "SCALAR", "name": "String", "ofType": None}})
             route.fulfill(json={"data": {"__type": {"fields": [{"name": "login", "args": args}]}}})
         elif "GraphiQLSignIn" in query:
             sent.append(body)
-            route.fulfill(json={"data": None, "errors": [{"message": "Wrong MFA code",
-                                                          "extensions": {"code": "UNAUTHENTICATED"}}]})
+            route.fulfill(
+                json={
+                    "data": None,
+                    "errors": [{"message": "Wrong MFA code", "extensions": {"code": "UNAUTHENTICATED"}}],
+                }
+            )
         else:
             route.continue_()
 
@@ -385,10 +422,12 @@ def _wait_for_trade(page: Page, url: str, world: dict[str, Any], after: int | No
     for _ in range(20):
         _trade(url, world)
         try:
-            _until(page, 
+            _until(
+                page,
                 "(() => { const m = document.querySelector('.graphiql-response').innerText"
-                ".match(/\"sequence\": (\\d+)/); return m && Number(m[1]) > %d; })()" % (after or 0),
-                timeout=2_000)
+                '.match(/"sequence": (\\d+)/); return m && Number(m[1]) > %d; })()' % (after or 0),
+                timeout=2_000,
+            )
         except TimeoutError:  # the subscription may still be starting: trade again
             continue
         text = _response_text(page)

@@ -18,14 +18,31 @@ from core.jwt_keys import KeyRing
 from core.settings import Settings
 from schema import build_schema
 from server import graphiql
-from server.graphiql_operations import (ANY_SIGNED_IN, FIRST_MARKET, NOW, READY_OPERATIONS, STAFF, ReadyOperation,
-                                        days_ago, resolve_placeholders, utc_now)
+from server.graphiql_operations import (
+    ANY_SIGNED_IN,
+    FIRST_MARKET,
+    NOW,
+    READY_OPERATIONS,
+    STAFF,
+    ReadyOperation,
+    days_ago,
+    resolve_placeholders,
+    utc_now,
+)
 from tests.fixtures.app import TEST_JWT_KEY
 from tests.trading.factories import make_market, make_user
 from tests.trading.live import api_servers, committed_sessions
 
-QUESTIONS = ("asset pipeline", "tokenized value by chain", "order book", "payments by state", "indexer status",
-             "audit log", "trades as they happen", "platform kpis")
+QUESTIONS = (
+    "asset pipeline",
+    "tokenized value by chain",
+    "order book",
+    "payments by state",
+    "indexer status",
+    "audit log",
+    "trades as they happen",
+    "platform kpis",
+)
 
 
 def test_every_dashboard_question_has_an_operation() -> None:
@@ -40,13 +57,17 @@ def test_operations_are_valid_and_titled_with_their_role() -> None:
         assert validate(schema, document) == [], op.query
         assert re.fullmatch(rf"\w+_as{op.roles[0]}", op.operation_name), op.operation_name
         assert get_operation_ast(document, op.operation_name) is not None
-        declared = {v.variable.name.value for d in document.definitions
-                    for v in (getattr(d, "variable_definitions", None) or ())}
+        declared = {
+            v.variable.name.value
+            for d in document.definitions
+            for v in (getattr(d, "variable_definitions", None) or ())
+        }
         assert set(op.variables) <= declared, (op.operation_name, op.variables)
     # the page's tabs: the explorer's blank tab, then every operation in order
     assert [t["query"] for t in graphiql.EXAMPLE_TABS[1:]] == [op.tab()["query"] for op in READY_OPERATIONS]
-    subscriptions = [op for op in READY_OPERATIONS
-                     if get_operation_ast(parse(op.query)).operation is OperationType.SUBSCRIPTION]
+    subscriptions = [
+        op for op in READY_OPERATIONS if get_operation_ast(parse(op.query)).operation is OperationType.SUBSCRIPTION
+    ]
     assert subscriptions and "trades(marketId: $marketId)" in subscriptions[0].query
 
 
@@ -71,10 +92,12 @@ def database_url(module_database_url: str) -> str:
 @pytest.fixture(scope="module")
 def live(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A real API process (as dashboards reach it: each request its own session), a market, a user per role."""
+
     async def build() -> tuple[str, dict[str, uuid.UUID]]:
         async with committed_sessions(database_url) as sf:
             market = await make_market(sf)
             return str(market.market_id), {role: await make_user(sf, [role]) for role in ANY_SIGNED_IN}
+
     market_id, users = asyncio.run(build())
     keyring = KeyRing.from_settings(Settings(JWT_PRIVATE_KEY=TEST_JWT_KEY))
     tokens = {role: keyring.issue(user_id, [role])[0] for role, user_id in users.items()}
@@ -83,16 +106,24 @@ def live(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFac
 
 
 def _run(live: dict[str, Any], query: str, variables: dict[str, Any], role: str) -> dict[str, Any]:
-    response = httpx.post(live["url"] + "/graphql", json={"query": query, "variables": variables},
-                          headers={"Authorization": f"Bearer {live['tokens'][role]}"}, timeout=30)
+    response = httpx.post(
+        live["url"] + "/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {live['tokens'][role]}"},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
 
-@pytest.mark.parametrize("operation", [op for op in READY_OPERATIONS if not op.query.startswith("subscription")],
-                         ids=lambda op: op.operation_name)
-def test_operation_runs_with_its_defaults_as_each_role_it_names(operation: ReadyOperation,
-                                                               live: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "operation",
+    [op for op in READY_OPERATIONS if not op.query.startswith("subscription")],
+    ids=lambda op: op.operation_name,
+)
+def test_operation_runs_with_its_defaults_as_each_role_it_names(
+    operation: ReadyOperation, live: dict[str, Any]
+) -> None:
     variables = resolve_placeholders(operation.variables, utc_now(), live["market_id"])
     for role in operation.roles:
         result = _run(live, operation.query, variables, role)
@@ -100,8 +131,9 @@ def test_operation_runs_with_its_defaults_as_each_role_it_names(operation: Ready
         assert result["data"], result
 
 
-@pytest.mark.parametrize("operation", [op for op in READY_OPERATIONS if op.roles == STAFF],
-                         ids=lambda op: op.operation_name)
+@pytest.mark.parametrize(
+    "operation", [op for op in READY_OPERATIONS if op.roles == STAFF], ids=lambda op: op.operation_name
+)
 def test_staff_operation_is_refused_to_an_investor(operation: ReadyOperation, live: dict[str, Any]) -> None:
     # the role in the title is a requirement, not decoration: below it the operation is FORBIDDEN, or (the asset
     # pipeline) shows only what the caller may see: an investor sees no draft or under-review asset

@@ -11,9 +11,11 @@ import models
 
 async def test_models_match_migrations(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
+
         def diff(sync_conn):  # type: ignore[no-untyped-def]
             ctx = MigrationContext.configure(sync_conn, opts={"compare_type": True})
             return compare_metadata(ctx, models.Base.metadata)
+
         changes = await conn.run_sync(diff)
     assert changes == [], f"models and migrations disagree; run `python -m core.migrate <msg> <rev>`: {changes}"
 
@@ -37,10 +39,14 @@ async def test_downgrade_and_upgrade_round_trip(database_url: str) -> None:
         await downgrade(url)
         conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
         try:
-            left = await conn.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
-                                    "AND table_name <> 'alembic_version'")
-            types = await conn.fetch("SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                                     "WHERE n.nspname = 'public' AND t.typtype = 'e'")
+            left = await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_name <> 'alembic_version'"
+            )
+            types = await conn.fetch(
+                "SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+                "WHERE n.nspname = 'public' AND t.typtype = 'e'"
+            )
         finally:
             await conn.close()
         assert [r[0] for r in left] == [] and [r[0] for r in types] == [], (left, types)
@@ -56,10 +62,14 @@ async def test_hex_columns_compare_bytewise(engine: AsyncEngine) -> None:
     from sqlalchemy import text
 
     async with engine.connect() as conn:
-        rows = (await conn.execute(text(
-            "SELECT table_name, column_name, collation_name FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND data_type = 'character varying' "
-            "AND character_maximum_length IN (42, 66) ORDER BY 1, 2"
-        ))).all()
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                    "WHERE table_schema = 'public' AND data_type = 'character varying' "
+                    "AND character_maximum_length IN (42, 66) ORDER BY 1, 2"
+                )
+            )
+        ).all()
     assert len(rows) > 30  # the chain, token, payment and trading tables are all there
     assert [r for r in rows if r.collation_name != "C"] == []

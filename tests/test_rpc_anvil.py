@@ -58,7 +58,9 @@ async def deploy_emitter(client: RpcClient) -> str:
 async def emit(client: RpcClient, emitter: str, n: int) -> dict[str, Any]:
     sender = (await client.call("eth_accounts"))[0]
     data = "0x" + n.to_bytes(32, "big").hex()
-    tx = await client.call("eth_sendTransaction", [{"from": sender, "to": emitter, "data": data, "gas": hex(30_000 + 2_000 * n)}])
+    tx = await client.call(
+        "eth_sendTransaction", [{"from": sender, "to": emitter, "data": data, "gas": hex(30_000 + 2_000 * n)}]
+    )
     return await mined_receipt(client, tx)
 
 

@@ -128,8 +128,9 @@ async def test_html_with_status_200_fails_over_to_the_next_url() -> None:
 
 
 async def test_mismatched_response_id_is_malformed_and_retried() -> None:
-    script = Script(a_example=[lambda b: httpx.Response(200, json={"jsonrpc": "2.0", "id": 999, "result": "0x1"}),
-                               ok("0x2")])
+    script = Script(
+        a_example=[lambda b: httpx.Response(200, json={"jsonrpc": "2.0", "id": 999, "result": "0x1"}), ok("0x2")]
+    )
     async with make_client(script) as client:
         assert await client.block_number() == 2
     assert len(script.seen) == 2
@@ -200,7 +201,9 @@ async def test_json_rpc_rate_limit_error_is_retried() -> None:
 
 
 async def test_range_limit_error_is_raised_not_retried() -> None:
-    script = Script(a_example=[rpc_error(-32005, "query returned more than 10000 results. Try with this block range [0x10, 0x1f].")])
+    script = Script(
+        a_example=[rpc_error(-32005, "query returned more than 10000 results. Try with this block range [0x10, 0x1f].")]
+    )
     async with make_client(script) as client:
         with pytest.raises(LogRangeTooLarge) as exc:
             await client.get_logs(None, None, 16, 100)
@@ -213,7 +216,9 @@ async def test_range_limit_error_is_raised_not_retried() -> None:
 
 async def test_batch_matches_results_by_id_and_splits_into_chunks() -> None:
     def reversed_echo(body: list[dict[str, Any]]) -> httpx.Response:
-        return httpx.Response(200, json=[{"jsonrpc": "2.0", "id": i["id"], "result": i["params"][0]} for i in reversed(body)])
+        return httpx.Response(
+            200, json=[{"jsonrpc": "2.0", "id": i["id"], "result": i["params"][0]} for i in reversed(body)]
+        )
 
     script = Script(a_example=[reversed_echo])
     async with make_client(script, batch_size=100) as client:
@@ -251,8 +256,13 @@ async def test_batch_retries_only_the_items_that_failed_transiently() -> None:
                 flaky["left"] -= 1
                 out.append({"jsonrpc": "2.0", "id": i["id"], "error": {"code": -32000, "message": "header not found"}})
             else:
-                out.append({"jsonrpc": "2.0", "id": i["id"], "result": {"number": i["params"][0], "hash": "0x1",
-                                                                         "parentHash": "0x0"}})
+                out.append(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": i["id"],
+                        "result": {"number": i["params"][0], "hash": "0x1", "parentHash": "0x0"},
+                    }
+                )
         return httpx.Response(200, json=out)
 
     script = Script(a_example=[first_time_header_not_found])
@@ -263,7 +273,13 @@ async def test_batch_retries_only_the_items_that_failed_transiently() -> None:
 
 
 async def test_batch_refused_as_a_whole_is_classified() -> None:
-    script = Script(a_example=[httpx.Response(200, json={"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batch too large"}})])
+    script = Script(
+        a_example=[
+            httpx.Response(
+                200, json={"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "batch too large"}}
+            )
+        ]
+    )
     async with make_client(script) as client:
         with pytest.raises(RpcResponseError):
             await client.batch([("eth_blockNumber", [])])
@@ -336,12 +352,17 @@ async def test_metrics_are_labelled_without_secrets() -> None:
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
     before_req = sample("rwa_rpc_requests_total", chain_id="1", method="eth_blockNumber", url=LABEL_A)
-    before_err = sample("rwa_rpc_errors_total", chain_id="1", method="eth_blockNumber", url=LABEL_A, kind="server_error")
+    before_err = sample(
+        "rwa_rpc_errors_total", chain_id="1", method="eth_blockNumber", url=LABEL_A, kind="server_error"
+    )
     script = Script(a_example=[httpx.Response(503), ok("0x1")])
     async with make_client(script) as client:
         await client.block_number()
     assert sample("rwa_rpc_requests_total", chain_id="1", method="eth_blockNumber", url=LABEL_A) == before_req + 2
-    assert sample("rwa_rpc_errors_total", chain_id="1", method="eth_blockNumber", url=LABEL_A, kind="server_error") == before_err + 1
+    assert (
+        sample("rwa_rpc_errors_total", chain_id="1", method="eth_blockNumber", url=LABEL_A, kind="server_error")
+        == before_err + 1
+    )
     assert sample("rwa_rpc_request_seconds_count", chain_id="1", method="eth_blockNumber", url=LABEL_A) >= 2
     for metric in REGISTRY.collect():
         if metric.name.startswith("rwa_rpc"):

@@ -37,7 +37,9 @@ class RangeLimitedNode:
             msg = self.message
             if self.hint:
                 msg += f" Try with this block range [{hex(lo)}, {hex(lo + self.limit - 1)}]."
-            return httpx.Response(200, json={"jsonrpc": "2.0", "id": body["id"], "error": {"code": self.code, "message": msg}})
+            return httpx.Response(
+                200, json={"jsonrpc": "2.0", "id": body["id"], "error": {"code": self.code, "message": msg}}
+            )
         self.spans.append((lo, hi, True))
         logs = [{"blockNumber": hex(n), "logIndex": "0x0", "address": flt.get("address")} for n in range(lo, hi + 1)]
         return httpx.Response(200, json={"jsonrpc": "2.0", "id": body["id"], "result": logs})
@@ -115,7 +117,9 @@ async def test_refused_at_the_floor_raises() -> None:
 async def test_other_errors_propagate_without_shrinking() -> None:
     def bad_params(request: httpx.Request) -> httpx.Response:
         rid = json.loads(request.content)["id"]
-        return httpx.Response(200, json={"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": "invalid address"}})
+        return httpx.Response(
+            200, json={"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": "invalid address"}}
+        )
 
     async with RpcClient([URL], transport=httpx.MockTransport(bad_params)) as client:
         with pytest.raises(RpcResponseError):
@@ -140,7 +144,9 @@ async def test_timeouts_on_every_url_count_as_a_timeout() -> None:
     initial=st.integers(1, 2000),
     sparse_below=st.integers(0, 400),
 )
-async def test_iter_logs_covers_any_range_exactly_once(limit: int, lo: int, length: int, initial: int, sparse_below: int) -> None:
+async def test_iter_logs_covers_any_range_exactly_once(
+    limit: int, lo: int, length: int, initial: int, sparse_below: int
+) -> None:
     node = RangeLimitedNode(limit=limit, message="exceed maximum block range: %d" % limit)
     ranger = AdaptiveLogRange(initial=initial, floor=1, ceiling=max(initial, 4000), sparse_below=sparse_below)
     async with client_for(node) as client:

@@ -129,13 +129,18 @@ async def test_a_bad_batch_item_is_asked_again_alone(kind: str) -> None:
             good = {"jsonrpc": "2.0", "id": item["id"], "result": dict(BLOCK, number=item["params"][0])}
             if item["params"][0] == "0x2" and not first["done"]:
                 first["done"] = True
-                out.append({
-                    "wrong_id": {"jsonrpc": "2.0", "id": item["id"] + 1000, "result": good["result"]},
-                    "missing_result": {"jsonrpc": "2.0", "id": item["id"]},
-                    "internal_error_32603": {"jsonrpc": "2.0", "id": item["id"],
-                                             "error": {"code": -32603, "message": "internal error"}},
-                    "result_wrong_shape": {"jsonrpc": "2.0", "id": item["id"], "result": "0x2"},
-                }[kind])
+                out.append(
+                    {
+                        "wrong_id": {"jsonrpc": "2.0", "id": item["id"] + 1000, "result": good["result"]},
+                        "missing_result": {"jsonrpc": "2.0", "id": item["id"]},
+                        "internal_error_32603": {
+                            "jsonrpc": "2.0",
+                            "id": item["id"],
+                            "error": {"code": -32603, "message": "internal error"},
+                        },
+                        "result_wrong_shape": {"jsonrpc": "2.0", "id": item["id"], "result": "0x2"},
+                    }[kind]
+                )
             else:
                 out.append(good)
         return httpx.Response(200, json=out)
@@ -161,8 +166,10 @@ async def test_an_error_on_eth_get_logs_only_fails_over() -> None:
 
     def logs_broken(body: Any) -> httpx.Response:
         if body["method"] == "eth_getLogs":
-            return httpx.Response(200, json={"jsonrpc": "2.0", "id": body["id"],
-                                             "error": {"code": -32603, "message": "failed to query logs"}})
+            return httpx.Response(
+                200,
+                json={"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32603, "message": "failed to query logs"}},
+            )
         return answer("0x10")(body)
 
     with respx.mock() as mock:

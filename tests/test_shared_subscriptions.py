@@ -19,8 +19,12 @@ from core.settings import Environment, Settings
 from schema import RwaSchema, build_schema, sharing
 from schema.sharing import SHARED, SHARED_WITH_SNAPSHOT
 from server.middleware import RAW_SEND_SCOPE_KEY
-from server.shared_subscriptions import (SharedBytesWebSocketAdapter, SharedDeliveryHandler, SharedSubscriptions,
-                                         text_frame)
+from server.shared_subscriptions import (
+    SharedBytesWebSocketAdapter,
+    SharedDeliveryHandler,
+    SharedSubscriptions,
+    text_frame,
+)
 
 
 @dataclass
@@ -90,7 +94,6 @@ class Subscription:
         finally:
             FEED.queues.remove(q)
 
-
     @strawberry.subscription  # declares nothing: private
     async def mine(self, info: strawberry.Info) -> AsyncGenerator[str, None]:
         FEED.resolver_runs += 1
@@ -106,8 +109,11 @@ class Subscription:
 
 def make_schema(queue_size: int = 16) -> RwaSchema:
     schema = RwaSchema(query=Query, subscription=Subscription)
-    schema.shared = SharedSubscriptions(shared_fields=sharing.shared_fields(schema._schema),
-                                        snapshot_fields=sharing.snapshot_fields(schema._schema), queue_size=queue_size)
+    schema.shared = SharedSubscriptions(
+        shared_fields=sharing.shared_fields(schema._schema),
+        snapshot_fields=sharing.snapshot_fields(schema._schema),
+        queue_size=queue_size,
+    )
     return schema
 
 
@@ -130,8 +136,7 @@ async def test_identical_subscriptions_execute_once():
     global FEED
     FEED = Feed()
     schema = make_schema()
-    streams = [await schema.stream("subscription { ticks(market: 1) }", context_value=FakeContext())
-               for _ in range(50)]
+    streams = [await schema.stream("subscription { ticks(market: 1) }", context_value=FakeContext()) for _ in range(50)]
     other = await schema.stream("subscription { ticks(market: 2) }", context_value=FakeContext())
     tasks = [asyncio.create_task(collect(s, 3)) for s in [*streams, other]]
     await _settle()
@@ -151,8 +156,12 @@ async def test_different_roles_do_not_share():
     global FEED
     FEED = Feed()
     schema = make_schema()
-    a = await schema.stream("subscription { ticks(market: 1) }", context_value=FakeContext(FakeViewer("u1", frozenset({"ADMIN"}))))
-    b = await schema.stream("subscription { ticks(market: 1) }", context_value=FakeContext(FakeViewer("u2", frozenset({"INVESTOR"}))))
+    a = await schema.stream(
+        "subscription { ticks(market: 1) }", context_value=FakeContext(FakeViewer("u1", frozenset({"ADMIN"})))
+    )
+    b = await schema.stream(
+        "subscription { ticks(market: 1) }", context_value=FakeContext(FakeViewer("u2", frozenset({"INVESTOR"})))
+    )
     tasks = [asyncio.create_task(collect(s, 1)) for s in (a, b)]
     await _settle()
     await FEED.publish(1)
@@ -193,13 +202,19 @@ async def test_late_joiner_of_snapshot_field_gets_a_fresh_snapshot_then_newer_de
     await FEED.publish(3)
     await _settle()
     assert await asyncio.wait_for(first_task, 5) == [
-        {"book": {"sequence": 0, "snapshot": True}}, {"book": {"sequence": 1, "snapshot": False}},
-        {"book": {"sequence": 2, "snapshot": False}}, {"book": {"sequence": 3, "snapshot": False}}]
+        {"book": {"sequence": 0, "snapshot": True}},
+        {"book": {"sequence": 1, "snapshot": False}},
+        {"book": {"sequence": 2, "snapshot": False}},
+        {"book": {"sequence": 3, "snapshot": False}},
+    ]
     assert await asyncio.wait_for(late_task, 5) == [
-        {"book": {"sequence": 2, "snapshot": True}}, {"book": {"sequence": 3, "snapshot": False}}]
+        {"book": {"sequence": 2, "snapshot": True}},
+        {"book": {"sequence": 3, "snapshot": False}},
+    ]
 
 
 # --- direct delivery through strawberry's graphql-transport-ws handler (SharedDeliveryHandler)
+
 
 class FakeTransport:
     def __init__(self, frames: list[dict], closing: bool) -> None:
@@ -257,9 +272,15 @@ class FakeView:
 
 async def open_handler(schema: RwaSchema, socket: FakeSocket, op_id: str, query: str) -> SharedDeliveryHandler:
     adapter = SharedBytesWebSocketAdapter(FakeView(), socket, socket)  # type: ignore[arg-type]
-    handler = SharedDeliveryHandler(view=FakeView(), websocket=adapter, context=FakeContext(), root_value=None,  # type: ignore[arg-type]
-                                    schema=schema, connection_init_wait_timeout=timedelta(seconds=5),
-                                    max_subscriptions_per_connection=None)
+    handler = SharedDeliveryHandler(
+        view=FakeView(),
+        websocket=adapter,
+        context=FakeContext(),
+        root_value=None,  # type: ignore[arg-type]
+        schema=schema,
+        connection_init_wait_timeout=timedelta(seconds=5),
+        max_subscriptions_per_connection=None,
+    )
     handler.connection_acknowledged = True
     await handler.handle_subscribe({"id": op_id, "type": "subscribe", "payload": {"query": query}})
     return handler
@@ -275,8 +296,9 @@ async def test_pump_writes_to_idle_subscribers_without_waking_their_tasks():
     FEED = Feed()
     schema = make_schema()
     sockets = [FakeSocket() for _ in range(20)]
-    handlers = [await open_handler(schema, s, f"op-{i}", "subscription { ticks(market: 1) }")
-                for i, s in enumerate(sockets)]
+    handlers = [
+        await open_handler(schema, s, f"op-{i}", "subscription { ticks(market: 1) }") for i, s in enumerate(sockets)
+    ]
     await _settle()
     for v in (1, 2, 3):
         await FEED.publish(v)
@@ -300,8 +322,10 @@ async def test_blocked_socket_queues_boundedly_in_order_and_does_not_block_other
     FEED = Feed()
     schema = make_schema(queue_size=4)
     slow, fast = FakeSocket(paused=True), FakeSocket()
-    handlers = [await open_handler(schema, slow, "slow", "subscription { ticks(market: 0) }"),
-                await open_handler(schema, fast, "fast", "subscription { ticks(market: 0) }")]
+    handlers = [
+        await open_handler(schema, slow, "slow", "subscription { ticks(market: 0) }"),
+        await open_handler(schema, fast, "fast", "subscription { ticks(market: 0) }"),
+    ]
     await _settle()
     for v in range(20):
         await FEED.publish(v)
@@ -325,8 +349,10 @@ async def test_broken_socket_leaves_without_disturbing_the_others():
     FEED = Feed()
     schema = make_schema()
     broken, ok = FakeSocket(broken=True), FakeSocket()
-    handlers = [await open_handler(schema, broken, "b", "subscription { ticks(market: 3) }"),
-                await open_handler(schema, ok, "ok", "subscription { ticks(market: 3) }")]
+    handlers = [
+        await open_handler(schema, broken, "b", "subscription { ticks(market: 3) }"),
+        await open_handler(schema, ok, "ok", "subscription { ticks(market: 3) }"),
+    ]
     await _settle()
     for v in (1, 2):
         await FEED.publish(v)
@@ -353,8 +379,10 @@ async def test_direct_late_joiner_of_snapshot_field_gets_snapshot_then_newer_del
     await FEED.publish(3)
     await _settle()
     assert nexts(first, "1") == [{"book": {"sequence": s, "snapshot": s == 0}} for s in (0, 1, 2, 3)]
-    assert nexts(late, "2") == [{"book": {"sequence": 2, "snapshot": True}},
-                                {"book": {"sequence": 3, "snapshot": False}}]
+    assert nexts(late, "2") == [
+        {"book": {"sequence": 2, "snapshot": True}},
+        {"book": {"sequence": 3, "snapshot": False}},
+    ]
     for h in handlers:
         await h.shutdown()
 
@@ -371,8 +399,10 @@ def test_every_subscription_root_field_declares_whether_it_is_shared() -> None:
         declared = sharing.declared_sharing(build_schema(Settings(RWA_ENV=env))._schema)  # type: ignore[call-arg]
         assert declared, "the schema has subscriptions"
         unclassified = sorted(name for name, kind in declared.items() if kind not in ("shared", "private"))
-        assert not unclassified, (f"subscription fields {unclassified} declare neither metadata=SHARED nor "
-                                  "metadata=PRIVATE (schema/sharing.py)")
+        assert not unclassified, (
+            f"subscription fields {unclassified} declare neither metadata=SHARED nor "
+            "metadata=PRIVATE (schema/sharing.py)"
+        )
     assert {n for n, kind in declared.items() if kind == "private"} >= {"myOrders", "paymentUpdates"}
     assert {n for n, kind in declared.items() if kind == "shared"} >= {"trades", "orderBook", "ticker", "candles"}
 
@@ -388,11 +418,17 @@ async def test_private_fields_run_per_subscriber_with_their_own_caller():
     global FEED
     FEED = Feed()
     schema = make_schema()
-    contexts = [FakeContext(FakeViewer("alice", frozenset({"INVESTOR"}))),
-                FakeContext(FakeViewer("bob", frozenset({"INVESTOR"}))),
-                FakeContext(FakeViewer("alice", frozenset({"INVESTOR"})))]
-    documents = ["subscription { mine }", "subscription { ...F } fragment F on Subscription { mine }",
-                 "subscription { ... on Subscription { mine } }", "subscription { x: mine }"]
+    contexts = [
+        FakeContext(FakeViewer("alice", frozenset({"INVESTOR"}))),
+        FakeContext(FakeViewer("bob", frozenset({"INVESTOR"}))),
+        FakeContext(FakeViewer("alice", frozenset({"INVESTOR"}))),
+    ]
+    documents = [
+        "subscription { mine }",
+        "subscription { ...F } fragment F on Subscription { mine }",
+        "subscription { ... on Subscription { mine } }",
+        "subscription { x: mine }",
+    ]
     streams = [await schema.stream(doc, context_value=ctx) for doc in documents for ctx in contexts]
     tasks = [asyncio.create_task(collect(s, 2)) for s in streams]
     await _settle()

@@ -12,15 +12,30 @@ from resolvers.audit import record
 
 
 async def on_confirmed(session: AsyncSession, op: ChainOperation) -> None:
-    record(session, actor_id=op.created_by, action=f"{op.kind}.confirmed", target_type="chain_operation",
-           target_id=str(op.id), details={"chainId": op.chain_id, "token": op.contract, "args": op.args,
-                                          "txHash": op.mined_tx_hash or op.tx_hash})
+    record(
+        session,
+        actor_id=op.created_by,
+        action=f"{op.kind}.confirmed",
+        target_type="chain_operation",
+        target_id=str(op.id),
+        details={
+            "chainId": op.chain_id,
+            "token": op.contract,
+            "args": op.args,
+            "txHash": op.mined_tx_hash or op.tx_hash,
+        },
+    )
 
 
 async def on_failed(session: AsyncSession, op: ChainOperation, reason: str) -> None:
-    record(session, actor_id=op.created_by, action=f"{op.kind}.failed", target_type="chain_operation",
-           target_id=str(op.id), details={"chainId": op.chain_id, "token": op.contract, "args": op.args,
-                                          "reason": reason[:500]})
+    record(
+        session,
+        actor_id=op.created_by,
+        action=f"{op.kind}.failed",
+        target_type="chain_operation",
+        target_id=str(op.id),
+        details={"chainId": op.chain_id, "token": op.contract, "args": op.args, "reason": reason[:500]},
+    )
 
 
 register("compliance.", on_confirmed=on_confirmed, on_failed=on_failed)

@@ -21,17 +21,33 @@ log = logging.getLogger("rwa.agent.effects.identity")
 
 async def on_confirmed(session: AsyncSession, op: ChainOperation) -> None:
     chain_id, registry, wallet, _ = parse_ref(op.business_ref)
-    record(session, actor_id=op.created_by, action=f"{op.kind}.confirmed", target_type="wallet", target_id=wallet,
-           details={"chainId": chain_id, "registry": registry, "operation": str(op.id),
-                    "txHash": op.mined_tx_hash or op.tx_hash})
+    record(
+        session,
+        actor_id=op.created_by,
+        action=f"{op.kind}.confirmed",
+        target_type="wallet",
+        target_id=wallet,
+        details={
+            "chainId": chain_id,
+            "registry": registry,
+            "operation": str(op.id),
+            "txHash": op.mined_tx_hash or op.tx_hash,
+        },
+    )
     await sync_one(session, chain_id, registry, wallet, completed=op)
 
 
 async def on_failed(session: AsyncSession, op: ChainOperation, reason: str) -> None:
     chain_id, registry, wallet, _ = parse_ref(op.business_ref)
     log.warning("%s of %s in %s on chain %s failed: %s", op.kind, wallet, registry, chain_id, reason)
-    record(session, actor_id=op.created_by, action=f"{op.kind}.failed", target_type="wallet", target_id=wallet,
-           details={"chainId": chain_id, "registry": registry, "operation": str(op.id), "reason": reason[:500]})
+    record(
+        session,
+        actor_id=op.created_by,
+        action=f"{op.kind}.failed",
+        target_type="wallet",
+        target_id=wallet,
+        details={"chainId": chain_id, "registry": registry, "operation": str(op.id), "reason": reason[:500]},
+    )
     await sync_one(session, chain_id, registry, wallet, completed=op, failed=True)
 
 

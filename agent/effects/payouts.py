@@ -55,16 +55,33 @@ async def _sweep_done(session: AsyncSession, op: ChainOperation) -> None:
     # the holdings move with the indexed Transfer itself; the log keeps who moved what where
     from resolvers.audit import record
 
-    record(session, actor_id=None, action=f"{op.kind}.confirmed", target_type="chain_operation",
-           target_id=str(op.id), details={"chainId": op.chain_id, "to": op.contract, "args": op.args,
-                                          "value": str(op.value), "txHash": op.mined_tx_hash or op.tx_hash})
+    record(
+        session,
+        actor_id=None,
+        action=f"{op.kind}.confirmed",
+        target_type="chain_operation",
+        target_id=str(op.id),
+        details={
+            "chainId": op.chain_id,
+            "to": op.contract,
+            "args": op.args,
+            "value": str(op.value),
+            "txHash": op.mined_tx_hash or op.tx_hash,
+        },
+    )
 
 
 async def _sweep_failed(session: AsyncSession, op: ChainOperation, reason: str) -> None:
     from resolvers.audit import record
 
-    record(session, actor_id=None, action=f"{op.kind}.failed", target_type="chain_operation", target_id=str(op.id),
-           details={"chainId": op.chain_id, "to": op.contract, "reason": reason[:500]})  # the next pass retries
+    record(
+        session,
+        actor_id=None,
+        action=f"{op.kind}.failed",
+        target_type="chain_operation",
+        target_id=str(op.id),
+        details={"chainId": op.chain_id, "to": op.contract, "reason": reason[:500]},
+    )  # the next pass retries
 
 
 register("sweep.", on_confirmed=_sweep_done, on_failed=_sweep_failed)

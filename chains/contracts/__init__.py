@@ -7,7 +7,7 @@ Regenerate them with ``python -m chains.contracts.compile`` after editing a ``.v
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -22,7 +22,7 @@ class Artifact(TypedDict):
     compiler: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str) -> Artifact:
     """Return the compiled ABI and creation bytecode of contract ``name`` (e.g. "SecurityToken")."""
     if name not in CONTRACT_NAMES:

@@ -10,26 +10,44 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from core.errors import BadUserInput
 from models.assets import AssetStatus, AssetType
 from resolvers.pagination import Page, check_window, decode_cursor, encode_cursor
 
-COLUMNS = ("id", "issuer_id", "name", "type::text", "status::text", "description", "jurisdiction", "currency",
-           "attributes::text", "review_reason", "latest_valuation_id", "created_at", "updated_at")
-ORDER_COLUMN = {"CREATED": ("created_at", datetime), "NAME": ("name", str), "VALUATION": ("latest_valuation_amount",
-                                                                                           Decimal)}
+COLUMNS = (
+    "id",
+    "issuer_id",
+    "name",
+    "type::text",
+    "status::text",
+    "description",
+    "jurisdiction",
+    "currency",
+    "attributes::text",
+    "review_reason",
+    "latest_valuation_id",
+    "created_at",
+    "updated_at",
+)
+ORDER_COLUMN = {
+    "CREATED": ("created_at", datetime),
+    "NAME": ("name", str),
+    "VALUATION": ("latest_valuation_amount", Decimal),
+}
 _STATUS = {s.value: s for s in AssetStatus}
 _TYPE = {t.value: t for t in AssetType}
 
 
 @lru_cache(maxsize=256)
-def page_sql(column: str, descending: bool, backwards: bool, filters: tuple[str, ...], visibility: str,
-             after: bool, before: bool) -> str:
+def page_sql(
+    column: str, descending: bool, backwards: bool, filters: tuple[str, ...], visibility: str, after: bool, before: bool
+) -> str:
     """SQL for one shape; parameters follow the order: filters, visibility, after, before, limit."""
     where: list[str] = []
     n = 0
@@ -61,9 +79,11 @@ def page_sql(column: str, descending: bool, backwards: bool, filters: tuple[str,
     if before:
         where.append(f"({column}, id) {'>' if descending else '<'} ({p()}, {p('::uuid')})")
     direction = "DESC" if descending != backwards else "ASC"
-    return (f"SELECT {', '.join(COLUMNS)}, {column} FROM assets"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY {column} {direction}, id {direction} LIMIT {p('::int')}")
+    return (
+        f"SELECT {', '.join(COLUMNS)}, {column} FROM assets"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" ORDER BY {column} {direction}, id {direction} LIMIT {p('::int')}"
+    )
 
 
 def _bound(cursor: str, kind: type) -> list[Any]:
@@ -73,10 +93,21 @@ def _bound(cursor: str, kind: type) -> list[Any]:
     return values
 
 
-async def fetch_page(fetch: Callable[..., Awaitable[list[Any]]], *, order: str, descending: bool, filters: dict[str, Any],
-                     visibility: str, visible_statuses: list[str], viewer_id: uuid.UUID | None,
-                     first: int | None, after: str | None, last: int | None, before: str | None,
-                     make_row: Any) -> Page[Any]:
+async def fetch_page(
+    fetch: Callable[..., Awaitable[list[Any]]],
+    *,
+    order: str,
+    descending: bool,
+    filters: dict[str, Any],
+    visibility: str,
+    visible_statuses: list[str],
+    viewer_id: uuid.UUID | None,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    make_row: Any,
+) -> Page[Any]:
     """`filters` in a stable key order with values already validated; `make_row(values)` builds one row;
     `fetch(sql, *params)` runs the statement (Context.fetch_all)."""
     limit, backwards = check_window(first, last)
@@ -100,9 +131,27 @@ async def fetch_page(fetch: Callable[..., Awaitable[list[Any]]], *, order: str, 
     rows, cursors = [], []
     for r in result:
         attributes = r[8]
-        rows.append(make_row(r[0], r[1], r[2], _TYPE[r[3]], _STATUS[r[4]], r[5], r[6], r[7],
-                             json.loads(attributes) if isinstance(attributes, str) else attributes, r[9], r[10],
-                             r[11], r[12]))
+        rows.append(
+            make_row(
+                r[0],
+                r[1],
+                r[2],
+                _TYPE[r[3]],
+                _STATUS[r[4]],
+                r[5],
+                r[6],
+                r[7],
+                json.loads(attributes) if isinstance(attributes, str) else attributes,
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+            )
+        )
         cursors.append(encode_cursor((r[13], r[0])))
-    return Page(rows, cursors, has_next_page=more if not backwards else bool(before),
-                has_previous_page=more if backwards else bool(after))
+    return Page(
+        rows,
+        cursors,
+        has_next_page=more if not backwards else bool(before),
+        has_previous_page=more if backwards else bool(after),
+    )

@@ -25,8 +25,9 @@ from resolvers.audit import record
 from resolvers.pagination import Page, keyset_page
 from server.context import Context
 
-PUBLIC_STATUSES = frozenset({AssetStatus.TOKENIZING, AssetStatus.ACTIVE, AssetStatus.SUSPENDED,
-                             AssetStatus.REDEEMING, AssetStatus.RETIRED})
+PUBLIC_STATUSES = frozenset(
+    {AssetStatus.TOKENIZING, AssetStatus.ACTIVE, AssetStatus.SUSPENDED, AssetStatus.REDEEMING, AssetStatus.RETIRED}
+)
 STAFF = frozenset({Role.COMPLIANCE.value, Role.ADMIN.value})
 
 
@@ -47,9 +48,21 @@ class AssetRow:
     updated_at: datetime
 
 
-ROW_COLUMNS = (Asset.id, Asset.issuer_id, Asset.name, Asset.type, Asset.status, Asset.description,
-               Asset.jurisdiction, Asset.currency, Asset.attributes, Asset.review_reason,
-               Asset.latest_valuation_id, Asset.created_at, Asset.updated_at)
+ROW_COLUMNS = (
+    Asset.id,
+    Asset.issuer_id,
+    Asset.name,
+    Asset.type,
+    Asset.status,
+    Asset.description,
+    Asset.jurisdiction,
+    Asset.currency,
+    Asset.attributes,
+    Asset.review_reason,
+    Asset.latest_valuation_id,
+    Asset.created_at,
+    Asset.updated_at,
+)
 
 
 def row_of(asset: Asset) -> AssetRow:
@@ -76,8 +89,11 @@ class AssetFilter:
 
 
 def can_see(row: AssetRow | Asset, user_id: uuid.UUID | None, roles: frozenset[str]) -> bool:
-    return bool(roles & STAFF) or row.status in PUBLIC_STATUSES or (
-        user_id is not None and row.issuer_id == user_id and Role.ISSUER.value in roles)
+    return (
+        bool(roles & STAFF)
+        or row.status in PUBLIC_STATUSES
+        or (user_id is not None and row.issuer_id == user_id and Role.ISSUER.value in roles)
+    )
 
 
 def _filters(f: AssetFilter) -> dict[str, Any]:
@@ -104,8 +120,15 @@ def _filters(f: AssetFilter) -> dict[str, Any]:
 _PUBLIC = sorted(s.value for s in PUBLIC_STATUSES)
 
 
-async def list_assets(ctx: Context, f: AssetFilter, order: AssetOrder, first: int | None, after: str | None,
-                      last: int | None, before: str | None) -> Page[AssetRow]:
+async def list_assets(
+    ctx: Context,
+    f: AssetFilter,
+    order: AssetOrder,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Page[AssetRow]:
     """One SQL statement for the page (cached SQL text per shape); related objects come from the loaders."""
     viewer = ctx.viewer
     if viewer.roles & STAFF:
@@ -117,9 +140,20 @@ async def list_assets(ctx: Context, f: AssetFilter, order: AssetOrder, first: in
     column, direction = order.value.rsplit("_", 1)
     from resolvers.assets.loaders import run_sql  # loaders -> valuations -> this module
 
-    return await asset_page.fetch_page(partial(run_sql, ctx), order=column, descending=direction == "DESC", filters=_filters(f),
-                                       visibility=visibility, visible_statuses=_PUBLIC, viewer_id=viewer.user_id,
-                                       first=first, after=after, last=last, before=before, make_row=AssetRow)
+    return await asset_page.fetch_page(
+        partial(run_sql, ctx),
+        order=column,
+        descending=direction == "DESC",
+        filters=_filters(f),
+        visibility=visibility,
+        visible_statuses=_PUBLIC,
+        viewer_id=viewer.user_id,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        make_row=AssetRow,
+    )
 
 
 async def get_asset_row(ctx: Context, asset_id: uuid.UUID) -> AssetRow:
@@ -141,20 +175,45 @@ async def lock_asset(session: AsyncSession, asset_id: uuid.UUID, user_id: uuid.U
     return asset
 
 
-async def create_asset(ctx: Context, *, name: str, type: AssetType, jurisdiction: str, currency: str,
-                       description: str = "", metadata: dict[str, Any] | None = None) -> AssetRow:
+async def create_asset(
+    ctx: Context,
+    *,
+    name: str,
+    type: AssetType,
+    jurisdiction: str,
+    currency: str,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> AssetRow:
     user_id = ctx.viewer.require_role(Role.ISSUER.value)
-    asset = Asset(id=uuid.uuid4(), issuer_id=user_id, name=validation.name(name), type=type,
-                  status=AssetStatus.DRAFT, description=description or "",
-                  jurisdiction=validation.jurisdiction(jurisdiction), currency=validation.currency(currency),
-                  attributes=validation.metadata(type, metadata))
+    asset = Asset(
+        id=uuid.uuid4(),
+        issuer_id=user_id,
+        name=validation.name(name),
+        type=type,
+        status=AssetStatus.DRAFT,
+        description=description or "",
+        jurisdiction=validation.jurisdiction(jurisdiction),
+        currency=validation.currency(currency),
+        attributes=validation.metadata(type, metadata),
+    )
     session = await ctx.session()
     session.add(asset)
     await session.flush()
-    session.add(AssetTransition(asset_id=asset.id, from_status=None, to_status=AssetStatus.DRAFT, action="create",
-                                actor_id=user_id))
-    record(session, actor_id=user_id, action="asset.create", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"type": type.value})
+    session.add(
+        AssetTransition(
+            asset_id=asset.id, from_status=None, to_status=AssetStatus.DRAFT, action="create", actor_id=user_id
+        )
+    )
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.create",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={"type": type.value},
+    )
     await session.commit()
     await session.refresh(asset)
     return row_of(asset)
@@ -181,8 +240,15 @@ async def update_asset(ctx: Context, asset_id: uuid.UUID, changes: dict[str, Any
         asset.type = changes["type"]
     if "type" in changes or "metadata" in changes:
         asset.attributes = validation.metadata(asset.type, changes.get("metadata", asset.attributes))
-    record(session, actor_id=user_id, action="asset.update", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"fields": sorted(changes)})
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.update",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={"fields": sorted(changes)},
+    )
     await session.commit()
     await session.refresh(asset)
     return row_of(asset)
@@ -193,9 +259,19 @@ async def transition(ctx: Context, asset_id: uuid.UUID, action: str, reason: str
     session = await ctx.session()
     asset = await lock_asset(session, asset_id, user_id, ctx.viewer.roles)
     step = await lifecycle.apply(session, asset, action, user_id, ctx.viewer.roles, reason)
-    record(session, actor_id=user_id, action=f"asset.{action}", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"from": step.from_status.value if step.from_status else None,
-                                               "to": step.to_status.value, "reason": reason})
+    record(
+        session,
+        actor_id=user_id,
+        action=f"asset.{action}",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={
+            "from": step.from_status.value if step.from_status else None,
+            "to": step.to_status.value,
+            "reason": reason,
+        },
+    )
     await session.commit()
     await session.refresh(asset)
     return row_of(asset)
@@ -212,17 +288,46 @@ class TransitionRow:
     at: datetime
 
 
-async def transitions_page(session: AsyncSession, asset_id: uuid.UUID, first: int | None, after: str | None,
-                           last: int | None, before: str | None) -> Page[TransitionRow]:
-    cols = (AssetTransition.id, AssetTransition.from_status, AssetTransition.to_status, AssetTransition.action,
-            AssetTransition.actor_id, AssetTransition.reason, AssetTransition.at)
-    page = await keyset_page(session, select(*cols).where(AssetTransition.asset_id == asset_id),
-                             [AssetTransition.id], first=first, after=after, last=last, before=before, scalars=False)
+async def transitions_page(
+    session: AsyncSession,
+    asset_id: uuid.UUID,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Page[TransitionRow]:
+    cols = (
+        AssetTransition.id,
+        AssetTransition.from_status,
+        AssetTransition.to_status,
+        AssetTransition.action,
+        AssetTransition.actor_id,
+        AssetTransition.reason,
+        AssetTransition.at,
+    )
+    page = await keyset_page(
+        session,
+        select(*cols).where(AssetTransition.asset_id == asset_id),
+        [AssetTransition.id],
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        scalars=False,
+    )
     return Page([TransitionRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
 
 
-async def set_latest_valuation(session: AsyncSession, asset_id: uuid.UUID, valuation_id: uuid.UUID,
-                               amount: Decimal, currency: str, as_of: date) -> None:
-    await session.execute(update(Asset).where(Asset.id == asset_id).values(
-        latest_valuation_id=valuation_id, latest_valuation_amount=amount, latest_valuation_currency=currency,
-        latest_valuation_as_of=as_of))
+async def set_latest_valuation(
+    session: AsyncSession, asset_id: uuid.UUID, valuation_id: uuid.UUID, amount: Decimal, currency: str, as_of: date
+) -> None:
+    await session.execute(
+        update(Asset)
+        .where(Asset.id == asset_id)
+        .values(
+            latest_valuation_id=valuation_id,
+            latest_valuation_amount=amount,
+            latest_valuation_currency=currency,
+            latest_valuation_as_of=as_of,
+        )
+    )

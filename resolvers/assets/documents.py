@@ -60,8 +60,16 @@ class DocumentRow:
     created_at: datetime
 
 
-COLUMNS = (AssetDocument.id, AssetDocument.asset_id, AssetDocument.kind, AssetDocument.filename,
-           AssetDocument.content_type, AssetDocument.size, AssetDocument.sha256, AssetDocument.created_at)
+COLUMNS = (
+    AssetDocument.id,
+    AssetDocument.asset_id,
+    AssetDocument.kind,
+    AssetDocument.filename,
+    AssetDocument.content_type,
+    AssetDocument.size,
+    AssetDocument.sha256,
+    AssetDocument.created_at,
+)
 
 
 def _filename(raw: str | None) -> str:
@@ -73,8 +81,9 @@ def _filename(raw: str | None) -> str:
 def check_content(content_type: str, data: bytes) -> str:
     ctype = (content_type or "").split(";", 1)[0].strip().lower()
     if ctype not in ALLOWED_TYPES:
-        raise BadUserInput(f"content type {ctype or 'unknown'!r} is not accepted", field="file",
-                           allowed=sorted(ALLOWED_TYPES))
+        raise BadUserInput(
+            f"content type {ctype or 'unknown'!r} is not accepted", field="file", allowed=sorted(ALLOWED_TYPES)
+        )
     magic = ALLOWED_TYPES[ctype]
     if magic is not None and not data.startswith(magic):
         raise BadUserInput(f"file content is not {ctype}", field="file")
@@ -122,12 +131,27 @@ async def upload_document(ctx: Context, asset_id: uuid.UUID, kind: DocumentKind,
     key = f"assets/{asset.id}/{doc_id}"
     digest = hashlib.sha256(data).hexdigest()
     await storage_for(ctx.settings).put(key, data, ctype)
-    doc = AssetDocument(id=doc_id, asset_id=asset.id, kind=kind, filename=filename, content_type=ctype,
-                        size=len(data), sha256=digest, storage_key=key, uploaded_by=user_id)
+    doc = AssetDocument(
+        id=doc_id,
+        asset_id=asset.id,
+        kind=kind,
+        filename=filename,
+        content_type=ctype,
+        size=len(data),
+        sha256=digest,
+        storage_key=key,
+        uploaded_by=user_id,
+    )
     session.add(doc)
-    record(session, actor_id=user_id, action="asset.upload_document", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"document": str(doc_id), "kind": kind.value, "sha256": digest,
-                                               "size": len(data)})
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.upload_document",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={"document": str(doc_id), "kind": kind.value, "sha256": digest, "size": len(data)},
+    )
     try:
         await session.commit()
     except Exception:
@@ -149,11 +173,27 @@ def readable_kinds(asset_issuer: uuid.UUID, user_id: uuid.UUID | None, roles: fr
     return sorted(PUBLIC_KINDS, key=lambda k: k.value)
 
 
-async def documents_page(session: AsyncSession, asset_id: uuid.UUID, kinds: list[DocumentKind], first: int | None,
-                         after: str | None, last: int | None, before: str | None) -> Page[DocumentRow]:
+async def documents_page(
+    session: AsyncSession,
+    asset_id: uuid.UUID,
+    kinds: list[DocumentKind],
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Page[DocumentRow]:
     stmt = select(*COLUMNS).where(AssetDocument.asset_id == asset_id, AssetDocument.kind.in_(kinds))
-    page = await keyset_page(session, stmt, [AssetDocument.created_at, AssetDocument.id], descending=True,
-                             first=first, after=after, last=last, before=before, scalars=False)
+    page = await keyset_page(
+        session,
+        stmt,
+        [AssetDocument.created_at, AssetDocument.id],
+        descending=True,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        scalars=False,
+    )
     return Page([DocumentRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
 
 
@@ -161,8 +201,13 @@ async def download(ctx: Context, document_id: uuid.UUID) -> tuple[DocumentRow, b
     """The document and its bytes, after checking access and that the bytes still hash to the recorded sha256."""
     user_id, roles = ctx.viewer.require_user(), ctx.viewer.roles
     session = await ctx.session()
-    found = (await session.execute(select(AssetDocument, Asset).join(Asset, Asset.id == AssetDocument.asset_id)
-                                   .where(AssetDocument.id == document_id))).first()
+    found = (
+        await session.execute(
+            select(AssetDocument, Asset)
+            .join(Asset, Asset.id == AssetDocument.asset_id)
+            .where(AssetDocument.id == document_id)
+        )
+    ).first()
     if found is None or not may_read(found[1], found[0].kind, user_id, roles):
         raise NotFound("document not found")
     doc: AssetDocument = found[0]
@@ -174,7 +219,13 @@ async def download(ctx: Context, document_id: uuid.UUID) -> tuple[DocumentRow, b
     if hashlib.sha256(data).hexdigest() != doc.sha256 or len(data) != doc.size:
         log.error("document %s failed its sha256 check: stored content was altered", doc.id)
         raise Conflict("document content does not match its recorded sha256", integrity="MISMATCH")
-    record(session, actor_id=user_id, action="asset.download_document", target_type="document", target_id=doc.id,
-           request_id=ctx.request_id)
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.download_document",
+        target_type="document",
+        target_id=doc.id,
+        request_id=ctx.request_id,
+    )
     await session.commit()
     return DocumentRow(*(getattr(doc, c.key) for c in COLUMNS)), data

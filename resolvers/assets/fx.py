@@ -46,24 +46,41 @@ async def set_rate(ctx: Context, base: str, quote: str, as_of: date, rate: Decim
         raise BadUserInput("rate must be positive", field="rate")
     session = await ctx.session()
     stmt = insert(FxRate).values(base=base, quote=quote, as_of=as_of, rate=rate, set_by=user_id)
-    stmt = stmt.on_conflict_do_update(index_elements=[FxRate.base, FxRate.quote, FxRate.as_of],
-                                      set_={"rate": rate, "set_by": user_id, "updated_at": datetime.now().astimezone()})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[FxRate.base, FxRate.quote, FxRate.as_of],
+        set_={"rate": rate, "set_by": user_id, "updated_at": datetime.now().astimezone()},
+    )
     await session.execute(stmt)
-    record(session, actor_id=user_id, action="fx.set_rate", target_type="fx_rate",
-           target_id=f"{base}/{quote}@{as_of.isoformat()}", request_id=ctx.request_id, details={"rate": str(rate)})
+    record(
+        session,
+        actor_id=user_id,
+        action="fx.set_rate",
+        target_type="fx_rate",
+        target_id=f"{base}/{quote}@{as_of.isoformat()}",
+        request_id=ctx.request_id,
+        details={"rate": str(rate)},
+    )
     await session.commit()
-    found = (await session.execute(select(*COLUMNS).where(FxRate.base == base, FxRate.quote == quote,
-                                                          FxRate.as_of == as_of))).one()
+    found = (
+        await session.execute(select(*COLUMNS).where(FxRate.base == base, FxRate.quote == quote, FxRate.as_of == as_of))
+    ).one()
     return FxRateRow(*found)
 
 
 async def rate_on(session: AsyncSession, base: str, quote: str, on: date) -> Decimal:
     if base == quote:
         return Decimal(1)
-    rows = (await session.execute(
-        select(FxRate.base, FxRate.rate).where(
-            or_(and_(FxRate.base == base, FxRate.quote == quote), and_(FxRate.base == quote, FxRate.quote == base)),
-            FxRate.as_of <= on).order_by(FxRate.as_of.desc(), (FxRate.base == base).desc()).limit(1))).first()
+    rows = (
+        await session.execute(
+            select(FxRate.base, FxRate.rate)
+            .where(
+                or_(and_(FxRate.base == base, FxRate.quote == quote), and_(FxRate.base == quote, FxRate.quote == base)),
+                FxRate.as_of <= on,
+            )
+            .order_by(FxRate.as_of.desc(), (FxRate.base == base).desc())
+            .limit(1)
+        )
+    ).first()
     if rows is None:
         raise NotFound(f"no FX rate {base}/{quote} on or before {on.isoformat()}", base=base, quote=quote)
     found_base, rate = rows
@@ -82,15 +99,29 @@ async def convert(session: AsyncSession, amount: Decimal, currency: str, target:
         return validation.trim((amount * rate).quantize(QUANTUM, rounding=ROUND_HALF_EVEN))
 
 
-async def rates_page(session: AsyncSession, base: str | None, quote: str | None, first: int | None,
-                     after: str | None, last: int | None, before: str | None) -> Page[FxRateRow]:
+async def rates_page(
+    session: AsyncSession,
+    base: str | None,
+    quote: str | None,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Page[FxRateRow]:
     stmt = select(*COLUMNS)
     if base:
         stmt = stmt.where(FxRate.base == validation.currency(base, "base"))
     if quote:
         stmt = stmt.where(FxRate.quote == validation.currency(quote, "quote"))
-    page = await keyset_page(session, stmt, [FxRate.as_of, FxRate.base, FxRate.quote], descending=True,
-                             first=first, after=after, last=last, before=before, scalars=False)
+    page = await keyset_page(
+        session,
+        stmt,
+        [FxRate.as_of, FxRate.base, FxRate.quote],
+        descending=True,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        scalars=False,
+    )
     return Page([FxRateRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
-
-

@@ -39,8 +39,9 @@ STEPS: dict[str, Step] = {
     # the tokenization flow itself confirms or abandons (no caller picks these)
     "confirm_tokens": Step(frozenset({S.TOKENIZING}), S.ACTIVE, frozenset({OWNER, Role.ADMIN.value})),
     "abandon_tokens": Step(frozenset({S.TOKENIZING}), S.APPROVED, frozenset({OWNER, Role.ADMIN.value})),
-    "suspend": Step(frozenset({S.ACTIVE}), S.SUSPENDED, frozenset({Role.COMPLIANCE.value, Role.ADMIN.value}),
-                    needs_reason=True),
+    "suspend": Step(
+        frozenset({S.ACTIVE}), S.SUSPENDED, frozenset({Role.COMPLIANCE.value, Role.ADMIN.value}), needs_reason=True
+    ),
     "resume": Step(frozenset({S.SUSPENDED}), S.ACTIVE, frozenset({Role.COMPLIANCE.value, Role.ADMIN.value})),
     "redeem": Step(frozenset({S.ACTIVE, S.SUSPENDED}), S.REDEEMING, frozenset({OWNER, Role.ADMIN.value})),
     "retire": Step(frozenset({S.REDEEMING}), S.RETIRED, frozenset({Role.ADMIN.value})),
@@ -59,8 +60,14 @@ def _action_of(step: Step) -> str:
     return next(name for name, s in STEPS.items() if s is step)
 
 
-async def apply(session: AsyncSession, asset: Asset, action: str, user_id: uuid.UUID, roles: frozenset[str],
-                reason: str | None = None) -> AssetTransition:
+async def apply(
+    session: AsyncSession,
+    asset: Asset,
+    action: str,
+    user_id: uuid.UUID,
+    roles: frozenset[str],
+    reason: str | None = None,
+) -> AssetTransition:
     """Check caller and state, move the asset and append the history row (caller commits)."""
     step = STEPS[action]
     check_actor(step, asset, user_id, roles)
@@ -68,8 +75,14 @@ async def apply(session: AsyncSession, asset: Asset, action: str, user_id: uuid.
         raise InvalidTransition("asset", asset.status.value, step.target.value)
     if step.needs_reason and not (reason and reason.strip()):
         raise BadUserInput("a reason is required", field="reason")
-    transition = AssetTransition(asset_id=asset.id, from_status=asset.status, to_status=step.target,
-                                 action=action, actor_id=user_id, reason=reason)
+    transition = AssetTransition(
+        asset_id=asset.id,
+        from_status=asset.status,
+        to_status=step.target,
+        action=action,
+        actor_id=user_id,
+        reason=reason,
+    )
     asset.status = step.target
     if action in ("approve", "reject"):
         asset.review_reason = reason

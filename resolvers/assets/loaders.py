@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Select
 from strawberry.dataloader import DataLoader
@@ -56,20 +57,27 @@ def _loader(ctx: Context, batch: Callable[[list[K]], Awaitable[list[V]]]) -> Dat
 
 
 ISSUERS_SQL = "SELECT id, email FROM users WHERE id = ANY($1::uuid[])"
-TOKENS_SQL = (f"SELECT {', '.join(c.key for c in TOKEN_COLUMNS)} FROM tokens WHERE asset_id = ANY($1::uuid[]) "
-              "ORDER BY asset_id, created_at, id")
-LATEST_SQL = (f"SELECT {', '.join('v.' + c.key for c in VALUATION_COLUMNS)} FROM assets a "
-              "JOIN valuations v ON v.id = a.latest_valuation_id WHERE a.id = ANY($1::uuid[])")
-HOLDERS_SQL = ("SELECT h.chain_id, h.token_address, count(*) FROM holdings h "
-               "JOIN unnest($1::int[], $2::text[]) AS k(chain_id, address) "
-               "ON h.chain_id = k.chain_id AND h.token_address = k.address "
-               "WHERE h.balance > 0 GROUP BY h.chain_id, h.token_address")
+TOKENS_SQL = (
+    f"SELECT {', '.join(c.key for c in TOKEN_COLUMNS)} FROM tokens WHERE asset_id = ANY($1::uuid[]) "
+    "ORDER BY asset_id, created_at, id"
+)
+LATEST_SQL = (
+    f"SELECT {', '.join('v.' + c.key for c in VALUATION_COLUMNS)} FROM assets a "
+    "JOIN valuations v ON v.id = a.latest_valuation_id WHERE a.id = ANY($1::uuid[])"
+)
+HOLDERS_SQL = (
+    "SELECT h.chain_id, h.token_address, count(*) FROM holdings h "
+    "JOIN unnest($1::int[], $2::text[]) AS k(chain_id, address) "
+    "ON h.chain_id = k.chain_id AND h.token_address = k.address "
+    "WHERE h.balance > 0 GROUP BY h.chain_id, h.token_address"
+)
 
 
 def issuer_by_id(ctx: Context) -> DataLoader[uuid.UUID, IssuerRow | None]:
     async def batch(ids: list[uuid.UUID]) -> list[IssuerRow | None]:
         found = {r[0]: IssuerRow(r[0], r[1]) for r in await run_sql(ctx, ISSUERS_SQL, ids)}
         return [found.get(i) for i in ids]
+
     return _loader(ctx, batch)
 
 
@@ -79,11 +87,13 @@ def tokens_by_asset(ctx: Context) -> DataLoader[uuid.UUID, list[TokenRow]]:
         for r in await run_sql(ctx, TOKENS_SQL, ids):
             grouped[r[1]].append(token_row(tuple(r)))
         return [grouped.get(i, []) for i in ids]
+
     return _loader(ctx, batch)
 
 
 def latest_valuation_by_asset(ctx: Context) -> DataLoader[uuid.UUID, ValuationRow | None]:
     """Keyed by asset id; follows the denormalized assets.latest_valuation_id (a primary-key join)."""
+
     async def batch(ids: list[uuid.UUID]) -> list[ValuationRow | None]:
         found = {}
         for r in await run_sql(ctx, LATEST_SQL, ids):
@@ -91,15 +101,18 @@ def latest_valuation_by_asset(ctx: Context) -> DataLoader[uuid.UUID, ValuationRo
             row.method = ValuationMethod(row.method)
             found[row.asset_id] = row
         return [found.get(i) for i in ids]
+
     return _loader(ctx, batch)
 
 
 def holder_count_by_token(ctx: Context) -> DataLoader[tuple[int, str], int]:
     """Keyed by (chain_id, checksummed address): holders with a positive balance."""
+
     async def batch(keys: list[tuple[int, str]]) -> list[int]:
         rows = await run_sql(ctx, HOLDERS_SQL, [k[0] for k in keys], [k[1] for k in keys])
         found = {(r[0], r[1]): int(r[2]) for r in rows}
         return [found.get(k, 0) for k in keys]
+
     return _loader(ctx, batch)
 
 

@@ -29,8 +29,20 @@ class TokenRow:
     identity_registry: str | None = None
 
 
-TOKEN_COLUMNS = (Token.id, Token.asset_id, Token.chain_id, Token.address, Token.kind, Token.name, Token.symbol,
-                 Token.decimals, Token.total_supply, Token.paused, Token.start_block, Token.identity_registry)
+TOKEN_COLUMNS = (
+    Token.id,
+    Token.asset_id,
+    Token.chain_id,
+    Token.address,
+    Token.kind,
+    Token.name,
+    Token.symbol,
+    Token.decimals,
+    Token.total_supply,
+    Token.paused,
+    Token.start_block,
+    Token.identity_registry,
+)
 
 
 def token_row(values: tuple) -> TokenRow:  # type: ignore[type-arg]
@@ -41,8 +53,9 @@ def token_row(values: tuple) -> TokenRow:  # type: ignore[type-arg]
     return row
 
 
-async def get_token(session: AsyncSession, token_id: uuid.UUID | None = None, chain_id: int | None = None,
-                    address: str | None = None) -> TokenRow:
+async def get_token(
+    session: AsyncSession, token_id: uuid.UUID | None = None, chain_id: int | None = None, address: str | None = None
+) -> TokenRow:
     stmt = select(*TOKEN_COLUMNS)
     if token_id is not None:
         stmt = stmt.where(Token.id == token_id)

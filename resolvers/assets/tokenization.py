@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi import decode
 from eth_utils import is_address, to_checksum_address
@@ -34,8 +34,14 @@ log = logging.getLogger("rwa.tokenization")
 
 # anvil's first dev account: the default deployer outside production
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-SELECTORS = {"name": "0x06fdde03", "symbol": "0x95d89b41", "decimals": "0x313ce567", "totalSupply": "0x18160ddd",
-             "paused": "0x5c975abb", "identityRegistry": "0x134e18f4"}
+SELECTORS = {
+    "name": "0x06fdde03",
+    "symbol": "0x95d89b41",
+    "decimals": "0x313ce567",
+    "totalSupply": "0x18160ddd",
+    "paused": "0x5c975abb",
+    "identityRegistry": "0x134e18f4",
+}
 
 
 @dataclass(frozen=True)
@@ -154,17 +160,24 @@ async def inspect_contract(rpc: RpcClient, address: str) -> TokenFacts:
     paused_raw = await _optional(rpc, address, "paused")
     registry_raw = await _optional(rpc, address, "identityRegistry")
     registry = to_checksum_address("0x" + registry_raw[-40:]) if registry_raw and len(registry_raw) >= 42 else None
-    return TokenFacts(address=address, name=_string(name_raw)[:100] if name_raw else "", symbol=symbol[:32],
-                      decimals=decimals, total_supply=supply, paused=bool(paused_raw and _uint(paused_raw)),
-                      identity_registry=registry, start_block=await _deployment_block(rpc, address, head))
+    return TokenFacts(
+        address=address,
+        name=_string(name_raw)[:100] if name_raw else "",
+        symbol=symbol[:32],
+        decimals=decimals,
+        total_supply=supply,
+        paused=bool(paused_raw and _uint(paused_raw)),
+        identity_registry=registry,
+        start_block=await _deployment_block(rpc, address, head),
+    )
 
 
 async def deploy_token(url: str, key: str, req: DeployRequest, agents: list[str] | None = None) -> TokenFacts:
     """Deploy (registry +) SecurityToken from the deployer key and wait for the receipts; `agents` (the platform's
     agent signer) become agents of the token and of the registry it deployed."""
-    from chains.deploy import connect
-
     from eth_account import Account  # heavy (py_ecc): loaded on the first deployment, not at API start
+
+    from chains.deploy import connect
 
     account = Account.from_key(key)
     w3 = connect(url)
@@ -182,8 +195,9 @@ async def _deploy(w3: Any, account: Any, req: DeployRequest, agents: list[str] |
         registry = (await deploy_identity_registry(w3, account)).address
     artifact = load_artifact("SecurityToken")
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    receipt = await transact(factory.constructor(req.name, req.symbol, req.decimals, to_checksum_address(registry)),
-                             account)
+    receipt = await transact(
+        factory.constructor(req.name, req.symbol, req.decimals, to_checksum_address(registry)), account
+    )
     token = w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
     await transact(token.functions.addAgent(account.address), account)
     extra = [a for a in (agents or []) if a != account.address]
@@ -194,9 +208,16 @@ async def _deploy(w3: Any, account: Any, req: DeployRequest, agents: list[str] |
         await transact(fresh.functions.addAgent(token.address), account)
         for agent in extra:
             await transact(fresh.functions.addAgent(agent), account)
-    return TokenFacts(address=to_checksum_address(token.address), name=req.name, symbol=req.symbol,
-                      decimals=req.decimals, total_supply=0, paused=False,
-                      identity_registry=to_checksum_address(registry), start_block=int(receipt["blockNumber"]))
+    return TokenFacts(
+        address=to_checksum_address(token.address),
+        name=req.name,
+        symbol=req.symbol,
+        decimals=req.decimals,
+        total_supply=0,
+        paused=False,
+        identity_registry=to_checksum_address(registry),
+        start_block=int(receipt["blockNumber"]),
+    )
 
 
 def _check_deploy(req: DeployRequest) -> DeployRequest:
@@ -211,8 +232,9 @@ def _check_deploy(req: DeployRequest) -> DeployRequest:
     return req
 
 
-async def tokenize_asset(ctx: Context, asset_id: uuid.UUID, chain_id: int, *, address: str | None = None,
-                         deploy: DeployRequest | None = None) -> tuple[AssetRow, uuid.UUID]:
+async def tokenize_asset(
+    ctx: Context, asset_id: uuid.UUID, chain_id: int, *, address: str | None = None, deploy: DeployRequest | None = None
+) -> tuple[AssetRow, uuid.UUID]:
     """Returns the ACTIVE asset and the new token's id."""
     if (address is None) == (deploy is None):
         raise BadUserInput("pass either an existing contract address or deployment parameters", field="address")
@@ -223,8 +245,15 @@ async def tokenize_asset(ctx: Context, asset_id: uuid.UUID, chain_id: int, *, ad
     session = await ctx.session()
     asset = await lock_asset(session, asset_id, user_id, roles)
     await lifecycle.apply(session, asset, "tokenize", user_id, roles)
-    record(session, actor_id=user_id, action="asset.tokenize", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"chainId": chain_id, "mode": "register" if address else "deploy"})
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.tokenize",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={"chainId": chain_id, "mode": "register" if address else "deploy"},
+    )
     await session.commit()
 
     try:
@@ -234,8 +263,9 @@ async def tokenize_asset(ctx: Context, asset_id: uuid.UUID, chain_id: int, *, ad
                 facts = await inspect_contract(rpc, address)
         else:
             assert deploy is not None
-            facts = await deploy_token(urls[0], deployer_key(ctx.settings), deploy,
-                                       agent_addresses(ctx.settings, chain_id))
+            facts = await deploy_token(
+                urls[0], deployer_key(ctx.settings), deploy, agent_addresses(ctx.settings, chain_id)
+            )
         token_id = await _confirm(ctx, asset_id, chain_id, facts)
     except Exception as exc:
         await session.rollback()
@@ -243,8 +273,9 @@ async def tokenize_asset(ctx: Context, asset_id: uuid.UUID, chain_id: int, *, ad
         if isinstance(exc, AppError):
             raise
         log.warning("tokenization of %s on chain %s failed: %r", asset_id, chain_id, exc)
-        raise ChainWorkFailed(f"chain {chain_id} refused or could not be reached: {type(exc).__name__}",
-                              chainId=chain_id) from exc
+        raise ChainWorkFailed(
+            f"chain {chain_id} refused or could not be reached: {type(exc).__name__}", chainId=chain_id
+        ) from exc
     asset = await lock_asset(session, asset_id, user_id, roles)
     await session.commit()
     return row_of(asset), token_id
@@ -254,15 +285,31 @@ async def _confirm(ctx: Context, asset_id: uuid.UUID, chain_id: int, facts: Toke
     user_id, roles = ctx.viewer.require_user(), ctx.viewer.roles
     session = await ctx.session()
     asset = await lock_asset(session, asset_id, user_id, roles)
-    token = Token(id=uuid.uuid4(), chain_id=chain_id, address=facts.address, kind=TokenKind.SECURITY,
-                  asset_id=asset.id, name=facts.name, symbol=facts.symbol, decimals=facts.decimals,
-                  total_supply=facts.total_supply, paused=facts.paused, identity_registry=facts.identity_registry,
-                  start_block=facts.start_block)
+    token = Token(
+        id=uuid.uuid4(),
+        chain_id=chain_id,
+        address=facts.address,
+        kind=TokenKind.SECURITY,
+        asset_id=asset.id,
+        name=facts.name,
+        symbol=facts.symbol,
+        decimals=facts.decimals,
+        total_supply=facts.total_supply,
+        paused=facts.paused,
+        identity_registry=facts.identity_registry,
+        start_block=facts.start_block,
+    )
     session.add(token)
     await lifecycle.apply(session, asset, "confirm_tokens", user_id, roles)
-    record(session, actor_id=user_id, action="asset.tokens_confirmed", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"chainId": chain_id, "address": facts.address,
-                                               "startBlock": facts.start_block})
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.tokens_confirmed",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={"chainId": chain_id, "address": facts.address, "startBlock": facts.start_block},
+    )
     try:
         await session.commit()
     except IntegrityError as exc:
@@ -275,6 +322,13 @@ async def _abandon(ctx: Context, asset_id: uuid.UUID, reason: str) -> None:
     session = await ctx.session()
     asset = await lock_asset(session, asset_id, user_id, roles)
     await lifecycle.apply(session, asset, "abandon_tokens", user_id, roles, reason[:500])
-    record(session, actor_id=user_id, action="asset.tokenize_failed", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"reason": reason[:500]})
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.tokenize_failed",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={"reason": reason[:500]},
+    )
     await session.commit()

@@ -14,10 +14,12 @@ from core.errors import BadUserInput
 from models.assets import AssetType
 
 # ISO 4217 active codes (subset kept short on purpose: fiat used by issuers plus XAU/XAG for commodities)
-CURRENCIES = frozenset("""
+CURRENCIES = frozenset(
+    """
 AED ARS AUD BGN BHD BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY KES KRW KWD MAD MXN
 MYR NGN NOK NZD OMR PEN PHP PLN QAR RON RSD RUB SAR SEK SGD THB TRY TWD UAH USD VND XAG XAU ZAR
-""".split())
+""".split()
+)
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
@@ -87,8 +89,12 @@ class Commodity(_Strict):
 
 
 SCHEMAS: dict[AssetType, type[BaseModel] | None] = {
-    AssetType.REAL_ESTATE: RealEstate, AssetType.BOND: Bond, AssetType.FUND: Fund,
-    AssetType.INVOICE: Invoice, AssetType.COMMODITY: Commodity, AssetType.OTHER: None,
+    AssetType.REAL_ESTATE: RealEstate,
+    AssetType.BOND: Bond,
+    AssetType.FUND: Fund,
+    AssetType.INVOICE: Invoice,
+    AssetType.COMMODITY: Commodity,
+    AssetType.OTHER: None,
 }
 
 
@@ -104,5 +110,6 @@ def metadata(asset_type: AssetType, raw: dict[str, Any] | None) -> dict[str, Any
         return model.model_validate(raw).model_dump(mode="json", exclude_none=True, by_alias=True)
     except ValidationError as exc:
         problems = {".".join(str(p) for p in e["loc"]) or "metadata": e["msg"] for e in exc.errors()}
-        raise BadUserInput(f"metadata is not valid for {asset_type.value}", field="metadata",
-                           problems=problems) from exc
+        raise BadUserInput(
+            f"metadata is not valid for {asset_type.value}", field="metadata", problems=problems
+        ) from exc

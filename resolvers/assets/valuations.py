@@ -36,8 +36,16 @@ class ValuationRow:
     created_at: datetime
 
 
-COLUMNS = (Valuation.id, Valuation.asset_id, Valuation.amount, Valuation.currency, Valuation.method,
-           Valuation.as_of, Valuation.source, Valuation.created_at)
+COLUMNS = (
+    Valuation.id,
+    Valuation.asset_id,
+    Valuation.amount,
+    Valuation.currency,
+    Valuation.method,
+    Valuation.as_of,
+    Valuation.source,
+    Valuation.created_at,
+)
 
 
 def _amount(raw: Decimal) -> Decimal:
@@ -52,8 +60,9 @@ def _amount(raw: Decimal) -> Decimal:
     return value
 
 
-async def add_valuation(ctx: Context, asset_id: uuid.UUID, amount: Decimal, currency: str,
-                        method: ValuationMethod, as_of: date, source: str) -> ValuationRow:
+async def add_valuation(
+    ctx: Context, asset_id: uuid.UUID, amount: Decimal, currency: str, method: ValuationMethod, as_of: date, source: str
+) -> ValuationRow:
     """The asset's issuer or staff record a valuation; the asset's latest moves if this one is newer."""
     user_id = ctx.viewer.require_user()
     roles = ctx.viewer.roles
@@ -68,27 +77,60 @@ async def add_valuation(ctx: Context, asset_id: uuid.UUID, amount: Decimal, curr
         raise BadUserInput("source must have 1 to 200 characters", field="source")
     if as_of > date.today():
         raise BadUserInput("asOf cannot be in the future", field="asOf")
-    valuation = Valuation(id=uuid.uuid4(), asset_id=asset.id, amount=_amount(amount),
-                          currency=validation.currency(currency), method=method, as_of=as_of, source=source,
-                          created_by=user_id)
+    valuation = Valuation(
+        id=uuid.uuid4(),
+        asset_id=asset.id,
+        amount=_amount(amount),
+        currency=validation.currency(currency),
+        method=method,
+        as_of=as_of,
+        source=source,
+        created_by=user_id,
+    )
     session.add(valuation)
     await session.flush()
     if asset.latest_valuation_as_of is None or as_of >= asset.latest_valuation_as_of:
         await set_latest_valuation(session, asset.id, valuation.id, valuation.amount, valuation.currency, as_of)
-    record(session, actor_id=user_id, action="asset.add_valuation", target_type="asset", target_id=asset.id,
-           request_id=ctx.request_id, details={"valuation": str(valuation.id), "amount": str(valuation.amount),
-                                               "currency": valuation.currency, "asOf": as_of.isoformat()})
+    record(
+        session,
+        actor_id=user_id,
+        action="asset.add_valuation",
+        target_type="asset",
+        target_id=asset.id,
+        request_id=ctx.request_id,
+        details={
+            "valuation": str(valuation.id),
+            "amount": str(valuation.amount),
+            "currency": valuation.currency,
+            "asOf": as_of.isoformat(),
+        },
+    )
     await session.commit()
     await session.refresh(valuation)
     return ValuationRow(*(getattr(valuation, c.key) for c in COLUMNS))
 
 
-async def valuations_page(session: AsyncSession, asset_id: uuid.UUID, first: int | None, after: str | None,
-                          last: int | None, before: str | None) -> Page[ValuationRow]:
+async def valuations_page(
+    session: AsyncSession,
+    asset_id: uuid.UUID,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> Page[ValuationRow]:
     """Newest first: (as_of, created_at, id) descending."""
     key = [Valuation.as_of, Valuation.created_at, Valuation.id]
-    page = await keyset_page(session, select(*COLUMNS).where(Valuation.asset_id == asset_id), key, descending=True,
-                             first=first, after=after, last=last, before=before, scalars=False)
+    page = await keyset_page(
+        session,
+        select(*COLUMNS).where(Valuation.asset_id == asset_id),
+        key,
+        descending=True,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        scalars=False,
+    )
     return Page([ValuationRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
 
 
@@ -98,6 +140,9 @@ async def valuations_by_ids(session: AsyncSession, ids: list[uuid.UUID]) -> dict
 
 
 async def latest_for_asset(session: AsyncSession, asset_id: uuid.UUID) -> ValuationRow | None:
-    found = (await session.execute(select(*COLUMNS).join(Asset, Asset.latest_valuation_id == Valuation.id)
-                                   .where(Asset.id == asset_id))).first()
+    found = (
+        await session.execute(
+            select(*COLUMNS).join(Asset, Asset.latest_valuation_id == Valuation.id).where(Asset.id == asset_id)
+        )
+    ).first()
     return ValuationRow(*found) if found else None

@@ -38,9 +38,14 @@ class Action(str, enum.Enum):
     UNPAUSE = "unpause"
 
 
-FUNCTION = {Action.FREEZE: "setAddressFrozen", Action.UNFREEZE: "setAddressFrozen",
-            Action.FREEZE_PARTIAL: "freezePartialTokens", Action.UNFREEZE_PARTIAL: "unfreezePartialTokens",
-            Action.PAUSE: "pause", Action.UNPAUSE: "unpause"}
+FUNCTION = {
+    Action.FREEZE: "setAddressFrozen",
+    Action.UNFREEZE: "setAddressFrozen",
+    Action.FREEZE_PARTIAL: "freezePartialTokens",
+    Action.UNFREEZE_PARTIAL: "unfreezePartialTokens",
+    Action.PAUSE: "pause",
+    Action.UNPAUSE: "unpause",
+}
 _KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 MAX_REASON = 500
 OPEN = ("PENDING", "SIGNED", "BROADCAST", "MINED")
@@ -68,9 +73,18 @@ def _units(amount: Decimal | None, decimals: int) -> int:
     return units
 
 
-async def act(session: AsyncSession, action: Action, token_id: uuid.UUID, *, actor_id: uuid.UUID, reason: str,
-              wallet: str | None = None, amount: Decimal | None = None, idempotency_key: str | None = None,
-              request_id: str | None = None) -> ChainOperation:
+async def act(
+    session: AsyncSession,
+    action: Action,
+    token_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+    reason: str,
+    wallet: str | None = None,
+    amount: Decimal | None = None,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+) -> ChainOperation:
     """Queue one compliance action (see the module docstring). Does not commit."""
     why = _reason(reason)
     if idempotency_key is not None and not _KEY.match(idempotency_key):
@@ -89,16 +103,22 @@ async def act(session: AsyncSession, action: Action, token_id: uuid.UUID, *, act
         subject = checksum(wallet)
     prefix = f"compliance:{token.chain_id}:{token.address}:{subject}:"
     ref = f"{prefix}{action.value}:{idempotency_key or uuid.uuid4()}"
-    existing = (await session.execute(select(ChainOperation).where(ChainOperation.business_ref == ref))
-                ).scalar_one_or_none()
+    existing = (
+        await session.execute(select(ChainOperation).where(ChainOperation.business_ref == ref))
+    ).scalar_one_or_none()
     if existing is not None:
         return existing
     conn = await pg(session)
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", prefix)
-    if await conn.fetchval("SELECT count(*) FROM chain_operations WHERE business_ref LIKE $1 || '%' "
-                           "AND state::text = ANY($2::text[])", prefix, list(OPEN)):
-        raise Conflict("another compliance action on this token and subject is still on its way to the chain",
-                       reason="OPERATION_IN_FLIGHT")
+    if await conn.fetchval(
+        "SELECT count(*) FROM chain_operations WHERE business_ref LIKE $1 || '%' AND state::text = ANY($2::text[])",
+        prefix,
+        list(OPEN),
+    ):
+        raise Conflict(
+            "another compliance action on this token and subject is still on its way to the chain",
+            reason="OPERATION_IN_FLIGHT",
+        )
     holding = None if on_token else await session.get(Holding, (token.chain_id, token.address, subject))
     units = 0
     if action is Action.PAUSE and token.paused:
@@ -126,15 +146,30 @@ async def act(session: AsyncSession, action: Action, token_id: uuid.UUID, *, act
         if units > frozen:
             raise BadUserInput("amount exceeds the wallet's frozen tokens", field="amount", frozen=str(frozen))
         args = [subject, units]
-    op = await enqueue(session, kind=f"compliance.{action.value}", chain_id=token.chain_id, contract=token.address,
-                       abi_name="SecurityToken", function=FUNCTION[action], args=args, business_ref=ref,
-                       actor_id=actor_id)
+    op = await enqueue(
+        session,
+        kind=f"compliance.{action.value}",
+        chain_id=token.chain_id,
+        contract=token.address,
+        abi_name="SecurityToken",
+        function=FUNCTION[action],
+        args=args,
+        business_ref=ref,
+        actor_id=actor_id,
+    )
     details = {"chainId": token.chain_id, "token": token.address, "reason": why, "operation": str(op.id)}
     if not on_token:
         details["wallet"] = subject
     if units:
         details["units"] = str(units)
-    record(session, actor_id=actor_id, action=f"compliance.{action.value}", target_type="token",
-           target_id=token.id, request_id=request_id, details=details)
+    record(
+        session,
+        actor_id=actor_id,
+        action=f"compliance.{action.value}",
+        target_type="token",
+        target_id=token.id,
+        request_id=request_id,
+        details=details,
+    )
     await session.flush()
     return op

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,10 +34,20 @@ class Profile:
 
 async def _limit(ctx: Context, action: str, email: str) -> None:
     s, keys = ctx.settings, ctx.services.keys
-    await hit(ctx.services.redis, keys("rl", action, "ip", ctx.viewer.client_ip), s.login_rate_per_minute * 3,
-              WINDOW_S, f"{action} attempts from this address")
-    await hit(ctx.services.redis, keys("rl", action, "acct", email), s.login_rate_per_minute, WINDOW_S,
-              f"{action} attempts for this account")
+    await hit(
+        ctx.services.redis,
+        keys("rl", action, "ip", ctx.viewer.client_ip),
+        s.login_rate_per_minute * 3,
+        WINDOW_S,
+        f"{action} attempts from this address",
+    )
+    await hit(
+        ctx.services.redis,
+        keys("rl", action, "acct", email),
+        s.login_rate_per_minute,
+        WINDOW_S,
+        f"{action} attempts for this account",
+    )
 
 
 async def create_user(session: AsyncSession, email: str, password: str, roles: list[str]) -> User:
@@ -59,8 +69,14 @@ async def register(ctx: Context, email: str, password: str) -> IssuedSession:
     session = await ctx.session()
     user = await create_user(session, normalized, password, [Role.INVESTOR.value])
     issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
-    record(session, actor_id=user.id, action="user.register", target_type="user", target_id=user.id,
-           request_id=ctx.request_id)
+    record(
+        session,
+        actor_id=user.id,
+        action="user.register",
+        target_type="user",
+        target_id=user.id,
+        request_id=ctx.request_id,
+    )
     await session.commit()
     return issued
 
@@ -69,6 +85,7 @@ async def register(ctx: Context, email: str, password: str) -> IssuedSession:
 class LoginResult:
     """Either a session, or (the account has MFA and no code came with the password) a challenge for
     `completeMfaLogin`."""
+
     session: IssuedSession | None
     mfa_challenge: mfa_flows.MfaChallenge | None
 
@@ -81,10 +98,12 @@ async def login(ctx: Context, email: str, password: str, mfa_code: str | None = 
     await _limit(ctx, "login", normalized)
     session = await ctx.session()
     user = (await session.execute(select(User).where(User.email == normalized).with_for_update())).scalar_one_or_none()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if user is not None and user.locked_until is not None and user.locked_until > now:
-        raise RateLimited("account temporarily locked after repeated failures",
-                          retry_after=int((user.locked_until - now).total_seconds()) + 1)
+        raise RateLimited(
+            "account temporarily locked after repeated failures",
+            retry_after=int((user.locked_until - now).total_seconds()) + 1,
+        )
     if not verify_password(user.password_hash if user else None, password) or user is None:
         if user is not None:
             await _register_failure(session, ctx, user, now)
@@ -98,29 +117,52 @@ async def login(ctx: Context, email: str, password: str, mfa_code: str | None = 
     if factor is None:
         required = mfa.roles_requiring_mfa(ctx.settings) & set(user.roles)
         if required:
-            record(session, actor_id=user.id, action="user.login_refused", target_type="user", target_id=user.id,
-                   request_id=ctx.request_id, details={"reason": "MFA_ENROLMENT_REQUIRED"})
+            record(
+                session,
+                actor_id=user.id,
+                action="user.login_refused",
+                target_type="user",
+                target_id=user.id,
+                request_id=ctx.request_id,
+                details={"reason": "MFA_ENROLMENT_REQUIRED"},
+            )
             await session.commit()
-            raise Forbidden(f"{', '.join(sorted(required))} accounts must sign in with MFA in production: enrol "
-                            "with `rwa user mfa-enrol --email <your email>` on a server host",
-                            reason="MFA_ENROLMENT_REQUIRED")
+            raise Forbidden(
+                f"{', '.join(sorted(required))} accounts must sign in with MFA in production: enrol "
+                "with `rwa user mfa-enrol --email <your email>` on a server host",
+                reason="MFA_ENROLMENT_REQUIRED",
+            )
     elif not mfa_code:
         # the password was right: open a short-lived challenge instead of a session
         user.failed_logins, user.locked_until = 0, None
         challenge = await mfa_flows.open_challenge(ctx, user.id)
-        record(session, actor_id=user.id, action="user.login_mfa_challenge", target_type="user", target_id=user.id,
-               request_id=ctx.request_id)
+        record(
+            session,
+            actor_id=user.id,
+            action="user.login_mfa_challenge",
+            target_type="user",
+            target_id=user.id,
+            request_id=ctx.request_id,
+        )
         await session.commit()
         return LoginResult(None, challenge)
     else:
         await mfa_flows.limit_codes(ctx, user.id)
-        mfa_kind = await mfa.check_code(session, ctx.services.cipher, ctx.settings, factor, mfa_code, Unauthenticated,
-                                        ctx.request_id)
+        mfa_kind = await mfa.check_code(
+            session, ctx.services.cipher, ctx.settings, factor, mfa_code, Unauthenticated, ctx.request_id
+        )
     user.failed_logins = 0
     user.locked_until = None
     issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
-    record(session, actor_id=user.id, action="user.login", target_type="user", target_id=user.id,
-           request_id=ctx.request_id, details={"mfa": mfa_kind} if mfa_kind else None)
+    record(
+        session,
+        actor_id=user.id,
+        action="user.login",
+        target_type="user",
+        target_id=user.id,
+        request_id=ctx.request_id,
+        details={"mfa": mfa_kind} if mfa_kind else None,
+    )
     await session.commit()
     return LoginResult(issued, None)
 
@@ -130,22 +172,37 @@ async def _register_failure(session: AsyncSession, ctx: Context, user: User, now
     user.failed_logins += 1
     over = user.failed_logins - ctx.settings.login_failures_before_lock
     if over >= 0:
-        user.locked_until = now + timedelta(seconds=min(ctx.settings.login_lock_s * (2 ** over), 86_400))
+        user.locked_until = now + timedelta(seconds=min(ctx.settings.login_lock_s * (2**over), 86_400))
     await session.commit()
 
 
 async def refresh(ctx: Context, refresh_token: str) -> IssuedSession:
     session = await ctx.session()
-    issued = await rotate(session, ctx.services.keyring, refresh_token, ctx.settings.refresh_token_ttl_s,
-                          ctx.services.revocations, ctx.request_id)
+    issued = await rotate(
+        session,
+        ctx.services.keyring,
+        refresh_token,
+        ctx.settings.refresh_token_ttl_s,
+        ctx.services.revocations,
+        ctx.request_id,
+    )
     required = mfa.roles_requiring_mfa(ctx.settings) & set(issued.user.roles)
     if required and not await mfa.has_active_factor(session, issued.user.id):
         # a session opened before the account gained a staff role must not refresh into a staff token without MFA
         await session.rollback()
-        raise Forbidden(f"{', '.join(sorted(required))} accounts must use MFA in production: enrol with "
-                        "`rwa user mfa-enrol --email <your email>` on a server host", reason="MFA_ENROLMENT_REQUIRED")
-    record(session, actor_id=issued.user.id, action="user.refresh_token", target_type="session",
-           target_id=issued.family_id, request_id=ctx.request_id)
+        raise Forbidden(
+            f"{', '.join(sorted(required))} accounts must use MFA in production: enrol with "
+            "`rwa user mfa-enrol --email <your email>` on a server host",
+            reason="MFA_ENROLMENT_REQUIRED",
+        )
+    record(
+        session,
+        actor_id=issued.user.id,
+        action="user.refresh_token",
+        target_type="session",
+        target_id=issued.family_id,
+        request_id=ctx.request_id,
+    )
     await session.commit()
     return issued
 
@@ -165,8 +222,14 @@ async def logout(ctx: Context, refresh_token: str | None) -> bool:
     else:
         raise BadUserInput("no session to log out of", field="refreshToken")
     await revoke_family(session, family, "LOGOUT")
-    record(session, actor_id=user_id, action="user.logout", target_type="session", target_id=family,
-           request_id=ctx.request_id)
+    record(
+        session,
+        actor_id=user_id,
+        action="user.logout",
+        target_type="session",
+        target_id=family,
+        request_id=ctx.request_id,
+    )
     await session.commit()
     await ctx.services.revocations.revoke_session(family)
     return True
@@ -205,8 +268,15 @@ async def set_role(ctx: Context, user_id: uuid.UUID, role: Role, granted: bool) 
         roles.discard(role.value)
     lost_role = not set(user.roles) <= roles
     user.roles = sorted(roles)
-    record(session, actor_id=actor, action="user.grant_role" if granted else "user.revoke_role",
-           target_type="user", target_id=user.id, request_id=ctx.request_id, details={"role": role.value})
+    record(
+        session,
+        actor_id=actor,
+        action="user.grant_role" if granted else "user.revoke_role",
+        target_type="user",
+        target_id=user.id,
+        request_id=ctx.request_id,
+        details={"role": role.value},
+    )
     await session.commit()
     if lost_role:  # tokens carry roles: end the ones that still claim it (the next refresh issues the new set)
         await ctx.services.revocations.revoke_user(user.id)
@@ -218,12 +288,19 @@ async def create_admin(session: AsyncSession, email: str, password: str) -> User
     normalized = normalize_email(email)
     existing = (await session.execute(select(User).where(User.email == normalized))).scalar_one_or_none()
     if existing is not None:
-        await session.execute(update(User).where(User.id == existing.id)
-                              .values(roles=sorted(set(existing.roles) | {Role.ADMIN.value})))
+        await session.execute(
+            update(User).where(User.id == existing.id).values(roles=sorted(set(existing.roles) | {Role.ADMIN.value}))
+        )
         user = existing
     else:
         user = await create_user(session, normalized, password, [Role.INVESTOR.value, Role.ADMIN.value])
-    record(session, actor_id=None, action="user.create_admin", target_type="user", target_id=user.id,
-           details={"via": "cli"})
+    record(
+        session,
+        actor_id=None,
+        action="user.create_admin",
+        target_type="user",
+        target_id=user.id,
+        details={"via": "cli"},
+    )
     await session.commit()
     return user

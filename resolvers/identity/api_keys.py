@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,16 +42,33 @@ async def create(ctx: Context, name: str) -> CreatedApiKey:
     user_id = ctx.viewer.require_user()
     name = _name(name)
     session = await ctx.session()
-    active = (await session.execute(select(func.count()).select_from(ApiKey).where(
-        ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None)))).scalar_one()
+    active = (
+        await session.execute(
+            select(func.count()).select_from(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        )
+    ).scalar_one()
     if active >= MAX_ACTIVE_KEYS:
         raise Conflict(f"at most {MAX_ACTIVE_KEYS} active API keys per user; revoke one first")
     secret = new_secret(API_KEY_PREFIX)
-    key = ApiKey(id=uuid.uuid4(), user_id=user_id, name=name, prefix=secret[:DISPLAY_PREFIX_LEN],
-                 key_hash=digest(secret), scope=READ_SCOPE, created_at=datetime.now(timezone.utc))
+    key = ApiKey(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        name=name,
+        prefix=secret[:DISPLAY_PREFIX_LEN],
+        key_hash=digest(secret),
+        scope=READ_SCOPE,
+        created_at=datetime.now(UTC),
+    )
     session.add(key)
-    record(session, actor_id=user_id, action="api_key.create", target_type="api_key", target_id=key.id,
-           request_id=ctx.request_id, details={"name": name, "prefix": key.prefix})
+    record(
+        session,
+        actor_id=user_id,
+        action="api_key.create",
+        target_type="api_key",
+        target_id=key.id,
+        request_id=ctx.request_id,
+        details={"name": name, "prefix": key.prefix},
+    )
     await session.commit()
     return CreatedApiKey(key, secret)
 
@@ -59,15 +76,23 @@ async def create(ctx: Context, name: str) -> CreatedApiKey:
 async def revoke(ctx: Context, key_id: uuid.UUID) -> ApiKey:
     user_id = ctx.viewer.require_user()
     session = await ctx.session()
-    key = (await session.execute(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id)
-                                 .with_for_update())).scalar_one_or_none()
+    key = (
+        await session.execute(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id).with_for_update())
+    ).scalar_one_or_none()
     if key is None:
         raise NotFound("no such API key on your account")
     if key.revoked_at is not None:
         raise Conflict("API key already revoked")
-    key.revoked_at = datetime.now(timezone.utc)
-    record(session, actor_id=user_id, action="api_key.revoke", target_type="api_key", target_id=key.id,
-           request_id=ctx.request_id, details={"prefix": key.prefix})
+    key.revoked_at = datetime.now(UTC)
+    record(
+        session,
+        actor_id=user_id,
+        action="api_key.revoke",
+        target_type="api_key",
+        target_id=key.id,
+        request_id=ctx.request_id,
+        details={"prefix": key.prefix},
+    )
     await session.commit()
     forget_api_key(ctx.services, key.key_hash)
     # every other process refuses it from now on (the schema promises "stops working immediately")

@@ -13,9 +13,18 @@ from models.identity import AuditLog
 from resolvers.pagination import Page, keyset_page
 
 
-async def entries(session: AsyncSession, *, actor_id: uuid.UUID | None = None, action: str | None = None,
-                  since: datetime | None = None, until: datetime | None = None, first: int | None = None,
-                  after: str | None = None, last: int | None = None, before: str | None = None) -> Page[AuditLog]:
+async def entries(
+    session: AsyncSession,
+    *,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[AuditLog]:
     """`since` is inclusive and `until` exclusive; `action` matches exactly, or by prefix when it ends in '.*'."""
     stmt = select(AuditLog)
     if actor_id is not None:
@@ -35,5 +44,6 @@ async def entries(session: AsyncSession, *, actor_id: uuid.UUID | None = None, a
         stmt = stmt.where(AuditLog.at >= since)
     if until is not None:
         stmt = stmt.where(AuditLog.at < until)
-    return await keyset_page(session, stmt, [AuditLog.at, AuditLog.id], descending=True, first=first, after=after,
-                             last=last, before=before)
+    return await keyset_page(
+        session, stmt, [AuditLog.at, AuditLog.id], descending=True, first=first, after=after, last=last, before=before
+    )

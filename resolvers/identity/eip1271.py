@@ -20,8 +20,13 @@ def personal_message_hash(message: str) -> bytes:
 
 def _call_data(digest: bytes, signature: bytes) -> str:
     padded = signature + b"\x00" * (-len(signature) % 32)
-    return (SELECTOR + digest.hex() + (64).to_bytes(32, "big").hex() + len(signature).to_bytes(32, "big").hex()
-            + padded.hex())
+    return (
+        SELECTOR
+        + digest.hex()
+        + (64).to_bytes(32, "big").hex()
+        + len(signature).to_bytes(32, "big").hex()
+        + padded.hex()
+    )
 
 
 async def has_code(rpc: RpcClient, address: str) -> bool:

@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -62,7 +62,7 @@ MAX_REASON = 1000
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _text(value: str, field: str, max_len: int) -> str:
@@ -81,11 +81,15 @@ def validate(details: KycDetails, today: date) -> KycDetails:
         raise BadUserInput("dateOfBirth must be in the past", field="dateOfBirth")
     number = details.document_number.strip()
     if not _DOCUMENT_NUMBER.match(number):
-        raise BadUserInput("documentNumber must be 1 to 64 letters, digits, spaces, '-' or '/'",
-                           field="documentNumber")
-    return KycDetails(full_name=_text(details.full_name, "fullName", 200), date_of_birth=details.date_of_birth,
-                      country=country, document_type=DocumentType(details.document_type), document_number=number,
-                      address=_text(details.address, "address", 500))
+        raise BadUserInput("documentNumber must be 1 to 64 letters, digits, spaces, '-' or '/'", field="documentNumber")
+    return KycDetails(
+        full_name=_text(details.full_name, "fullName", 200),
+        date_of_birth=details.date_of_birth,
+        country=country,
+        document_type=DocumentType(details.document_type),
+        document_number=number,
+        address=_text(details.address, "address", 500),
+    )
 
 
 def encrypt_details(cipher: FieldCipher, case_id: uuid.UUID, details: KycDetails) -> bytes:
@@ -101,9 +105,14 @@ def decrypt_details(cipher: FieldCipher, case: KycCase, user_cipher: FieldCipher
     if case.personal_data is None:
         return None
     raw = json.loads(decrypt_blob(cipher, user_cipher, case.personal_data, case.id.bytes))
-    return KycDetails(full_name=raw["full_name"], date_of_birth=date.fromisoformat(raw["date_of_birth"]),
-                      country=raw["country"], document_type=DocumentType(raw["document_type"]),
-                      document_number=raw["document_number"], address=raw["address"])
+    return KycDetails(
+        full_name=raw["full_name"],
+        date_of_birth=date.fromisoformat(raw["date_of_birth"]),
+        country=raw["country"],
+        document_type=DocumentType(raw["document_type"]),
+        document_number=raw["document_number"],
+        address=raw["address"],
+    )
 
 
 def may_read_details(viewer: Viewer, case: KycCase) -> bool:
@@ -157,8 +166,9 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
         await session.rollback()
         raise Unauthenticated("this account no longer exists") from exc
     assert user_cipher is not None
-    case = (await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
-            ).scalar_one_or_none()
+    case = (
+        await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
+    ).scalar_one_or_none()
     current = KycStatus.NOT_STARTED if case is None else status_of(case, now)
     target = next_status(KycEvent.SUBMIT, current)
     if case is None:
@@ -169,8 +179,15 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
     case.country = details.country
     case.submitted_at = now
     case.reviewed_by = case.reviewed_at = case.decision_reason = case.expires_at = None
-    record(session, actor_id=user_id, action="kyc.submit", target_type="kyc_case", target_id=case.id,
-           request_id=ctx.request_id, details={"from": current.value, "to": target.value})
+    record(
+        session,
+        actor_id=user_id,
+        action="kyc.submit",
+        target_type="kyc_case",
+        target_id=case.id,
+        request_id=ctx.request_id,
+        details={"from": current.value, "to": target.value},
+    )
     try:
         await session.flush()
     except IntegrityError as exc:
@@ -189,8 +206,7 @@ async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason:
     assert role is not None
     actor = ctx.viewer.require_role(role.value)
     session = await ctx.session()
-    case = (await session.execute(select(KycCase).where(KycCase.id == case_id).with_for_update())
-            ).scalar_one_or_none()
+    case = (await session.execute(select(KycCase).where(KycCase.id == case_id).with_for_update())).scalar_one_or_none()
     if case is None:
         raise NotFound("KYC case not found")
     if case.user_id == actor:
@@ -202,14 +218,22 @@ async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason:
     if event in (KycEvent.APPROVE, KycEvent.REJECT):
         case.reviewed_by, case.reviewed_at = actor, now
     validity = timedelta(days=ctx.settings.kyc_approval_days)  # KYC_APPROVAL_DAYS
-    case.expires_at = now + validity if target is KycStatus.APPROVED else (
-        now if target is KycStatus.EXPIRED else case.expires_at)
+    case.expires_at = (
+        now + validity if target is KycStatus.APPROVED else (now if target is KycStatus.EXPIRED else case.expires_at)
+    )
     case.decision_reason = reason
     details: dict[str, str] = {"from": current.value, "to": target.value}
     if reason:
         details["reason"] = reason
-    record(session, actor_id=actor, action=f"kyc.{event.value.lower()}", target_type="kyc_case",
-           target_id=case.id, request_id=ctx.request_id, details=details)
+    record(
+        session,
+        actor_id=actor,
+        action=f"kyc.{event.value.lower()}",
+        target_type="kyc_case",
+        target_id=case.id,
+        request_id=ctx.request_id,
+        details=details,
+    )
     await session.flush()
     await sync_users(session, [case.user_id], actor_id=actor)  # the identity registries follow (registry_sync)
     await session.commit()
@@ -274,16 +298,18 @@ async def expire_lapsed(session: AsyncSession, now: datetime | None = None, batc
     return total
 
 
-async def list_cases(session: AsyncSession, status: KycStatus | None, first: int | None, after: str | None,
-                     now: datetime | None = None) -> Page[KycCase]:
+async def list_cases(
+    session: AsyncSession, status: KycStatus | None, first: int | None, after: str | None, now: datetime | None = None
+) -> Page[KycCase]:
     """Review queue order: oldest submission first. Status filters use the effective status (lapsed = EXPIRED)."""
     now = now or utcnow()
     stmt = select(KycCase)
     if status is KycStatus.APPROVED:
         stmt = stmt.where(KycCase.status == status, or_(KycCase.expires_at.is_(None), KycCase.expires_at > now))
     elif status is KycStatus.EXPIRED:
-        stmt = stmt.where(or_(KycCase.status == status,
-                              and_(KycCase.status == KycStatus.APPROVED, KycCase.expires_at <= now)))
+        stmt = stmt.where(
+            or_(KycCase.status == status, and_(KycCase.status == KycStatus.APPROVED, KycCase.expires_at <= now))
+        )
     elif status is not None:
         stmt = stmt.where(KycCase.status == status)
     return await keyset_page(session, stmt, [KycCase.submitted_at, KycCase.id], first=first, after=after)

@@ -61,7 +61,12 @@ def next_status(event: KycEvent, current: KycStatus) -> KycStatus:
     """The state `event` leads to from `current`, or InvalidTransition (code CONFLICT)."""
     target = TRANSITIONS.get((event, current))
     if target is None:
-        wanted = {KycEvent.SUBMIT: S.PENDING_REVIEW, KycEvent.APPROVE: S.APPROVED, KycEvent.REJECT: S.REJECTED,
-                  KycEvent.SUSPEND: S.SUSPENDED, KycEvent.EXPIRE: S.EXPIRED}[event]
+        wanted = {
+            KycEvent.SUBMIT: S.PENDING_REVIEW,
+            KycEvent.APPROVE: S.APPROVED,
+            KycEvent.REJECT: S.REJECTED,
+            KycEvent.SUSPEND: S.SUSPENDED,
+            KycEvent.EXPIRE: S.EXPIRED,
+        }[event]
         raise InvalidTransition("KYC case", current.value, wanted.value)
     return target

@@ -27,7 +27,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyotp
 from sqlalchemy import delete, select
@@ -83,7 +83,7 @@ def _new_recovery_codes() -> tuple[list[str], list[str]]:
     codes = []
     for _ in range(RECOVERY_CODES):
         raw = base64.b32encode(secrets.token_bytes(10)).decode()  # 80 bits -> 16 base32 characters
-        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
     return codes, [recovery_digest(c) for c in codes]
 
 
@@ -101,30 +101,36 @@ def matching_step(secret: str, code: str, last_used_step: int | None, now: float
 
 
 async def factor_for_update(session: AsyncSession, user_id: uuid.UUID) -> UserMfa | None:
-    return (await session.execute(select(UserMfa).where(UserMfa.user_id == user_id).with_for_update())
-            ).scalar_one_or_none()
+    return (
+        await session.execute(select(UserMfa).where(UserMfa.user_id == user_id).with_for_update())
+    ).scalar_one_or_none()
 
 
 async def state(session: AsyncSession, user_id: uuid.UUID) -> MfaState:
     row = await session.get(UserMfa, user_id)
     if row is None:
         return MfaState(False, False, None, 0)
-    return MfaState(row.confirmed_at is not None, row.confirmed_at is None, row.confirmed_at,
-                    len(row.recovery_code_hashes) if row.confirmed_at is not None else 0)
+    return MfaState(
+        row.confirmed_at is not None,
+        row.confirmed_at is None,
+        row.confirmed_at,
+        len(row.recovery_code_hashes) if row.confirmed_at is not None else 0,
+    )
 
 
 async def has_active_factor(session: AsyncSession, user_id: uuid.UUID) -> bool:
-    return (await session.execute(select(UserMfa.confirmed_at).where(UserMfa.user_id == user_id))
-            ).scalar_one_or_none() is not None
+    return (
+        await session.execute(select(UserMfa.confirmed_at).where(UserMfa.user_id == user_id))
+    ).scalar_one_or_none() is not None
 
 
-async def begin(session: AsyncSession, cipher: FieldCipher, user_id: uuid.UUID, email: str,
-                issuer: str) -> Enrolment:
+async def begin(session: AsyncSession, cipher: FieldCipher, user_id: uuid.UUID, email: str, issuer: str) -> Enrolment:
     """Store a fresh pending secret (replacing an unconfirmed one). The caller audits and commits."""
     row = await factor_for_update(session, user_id)
     if row is not None and row.confirmed_at is not None:
-        raise Conflict("MFA is already enabled; disable it first to enrol a new authenticator",
-                       reason="MFA_ALREADY_ENABLED")
+        raise Conflict(
+            "MFA is already enabled; disable it first to enrol a new authenticator", reason="MFA_ALREADY_ENABLED"
+        )
     secret = pyotp.random_base32(32)  # 160 bits, the key size RFC 4226 recommends for HMAC-SHA1
     blob = cipher.encrypt(secret.encode(), _aad(user_id))
     if row is None:
@@ -133,21 +139,32 @@ async def begin(session: AsyncSession, cipher: FieldCipher, user_id: uuid.UUID, 
     else:
         row.secret_enc, row.last_used_step, row.recovery_code_hashes = blob, None, []
     await session.flush()
-    uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP_S, digest=hashlib.sha1, issuer=issuer,
-                     name=email).provisioning_uri()
+    uri = pyotp.TOTP(
+        secret, digits=DIGITS, interval=STEP_S, digest=hashlib.sha1, issuer=issuer, name=email
+    ).provisioning_uri()
     # spelled out although they are the Key URI Format defaults: some apps mis-handle absent parameters
     return Enrolment(f"{uri}&algorithm=SHA1&digits={DIGITS}&period={STEP_S}", secret)
 
 
-async def check_code(session: AsyncSession, cipher: FieldCipher, settings: Settings, row: UserMfa, code: str,
-                     error: type[AppError], request_id: str | None = None, **error_extensions: object) -> str:
+async def check_code(
+    session: AsyncSession,
+    cipher: FieldCipher,
+    settings: Settings,
+    row: UserMfa,
+    code: str,
+    error: type[AppError],
+    request_id: str | None = None,
+    **error_extensions: object,
+) -> str:
     """Accept a TOTP code (or a recovery code once the factor is confirmed) and return which kind it was, or
     count the failure (committed at once, like a password failure) and raise `error`. A locked factor raises
     RateLimited without looking at the code."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if row.locked_until is not None and row.locked_until > now:
-        raise RateLimited("too many wrong MFA codes; the second factor is temporarily locked",
-                          retry_after=int((row.locked_until - now).total_seconds()) + 1)
+        raise RateLimited(
+            "too many wrong MFA codes; the second factor is temporarily locked",
+            retry_after=int((row.locked_until - now).total_seconds()) + 1,
+        )
     step = matching_step(_secret(cipher, row), code or "", row.last_used_step, time.time())
     kind: str | None = None
     if step is not None:
@@ -161,17 +178,31 @@ async def check_code(session: AsyncSession, cipher: FieldCipher, settings: Setti
         row.failed_attempts += 1
         over = row.failed_attempts - settings.login_failures_before_lock
         if over >= 0:
-            row.locked_until = now + timedelta(seconds=min(settings.login_lock_s * (2 ** over), 86_400))
-        record(session, actor_id=row.user_id, action="mfa.code_rejected", target_type="user", target_id=row.user_id,
-               request_id=request_id, details={"failures": row.failed_attempts, "locked": over >= 0})
+            row.locked_until = now + timedelta(seconds=min(settings.login_lock_s * (2**over), 86_400))
+        record(
+            session,
+            actor_id=row.user_id,
+            action="mfa.code_rejected",
+            target_type="user",
+            target_id=row.user_id,
+            request_id=request_id,
+            details={"failures": row.failed_attempts, "locked": over >= 0},
+        )
         await session.commit()
         raise error("invalid MFA code", reason="MFA_CODE_INVALID", **error_extensions)
     row.failed_attempts, row.locked_until = 0, None
     return kind
 
 
-async def confirm(session: AsyncSession, cipher: FieldCipher, settings: Settings, user_id: uuid.UUID, code: str,
-                  error: type[AppError], request_id: str | None = None) -> list[str]:
+async def confirm(
+    session: AsyncSession,
+    cipher: FieldCipher,
+    settings: Settings,
+    user_id: uuid.UUID,
+    code: str,
+    error: type[AppError],
+    request_id: str | None = None,
+) -> list[str]:
     """Activate the pending secret with a first valid code; return the recovery codes (plain text, shown once)."""
     row = await factor_for_update(session, user_id)
     if row is None:
@@ -180,7 +211,7 @@ async def confirm(session: AsyncSession, cipher: FieldCipher, settings: Settings
         raise Conflict("MFA is already enabled", reason="MFA_ALREADY_ENABLED")
     await check_code(session, cipher, settings, row, code, error, request_id, field="code")
     codes, hashes = _new_recovery_codes()
-    row.confirmed_at, row.recovery_code_hashes = datetime.now(timezone.utc), hashes
+    row.confirmed_at, row.recovery_code_hashes = datetime.now(UTC), hashes
     return codes
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -36,12 +36,22 @@ class MfaChallenge:
 async def limit_codes(ctx: Context, account: object | None) -> None:
     """Code attempts share the login budget: per address and per account (when known), per minute."""
     s, keys = ctx.settings, ctx.services.keys
-    await hit(ctx.services.redis, keys("rl", "mfa", "ip", ctx.viewer.client_ip), s.login_rate_per_minute * 3,
-              WINDOW_S, "MFA code attempts from this address")
+    await hit(
+        ctx.services.redis,
+        keys("rl", "mfa", "ip", ctx.viewer.client_ip),
+        s.login_rate_per_minute * 3,
+        WINDOW_S,
+        "MFA code attempts from this address",
+    )
     if account is None:  # e.g. an unknown challenge: one shared bucket would let anyone block everybody
         return
-    await hit(ctx.services.redis, keys("rl", "mfa", "acct", account), s.login_rate_per_minute, WINDOW_S,
-              "MFA code attempts for this account")
+    await hit(
+        ctx.services.redis,
+        keys("rl", "mfa", "acct", account),
+        s.login_rate_per_minute,
+        WINDOW_S,
+        "MFA code attempts for this account",
+    )
 
 
 def _challenge_key(ctx: Context, challenge: str) -> str:
@@ -52,7 +62,7 @@ async def open_challenge(ctx: Context, user_id: uuid.UUID) -> MfaChallenge:
     challenge = new_secret("rwamfa")
     ttl = ctx.settings.mfa_challenge_ttl_s
     await ctx.services.redis.set(_challenge_key(ctx, challenge), str(user_id), ex=ttl)
-    return MfaChallenge(challenge, datetime.now(timezone.utc) + timedelta(seconds=ttl))
+    return MfaChallenge(challenge, datetime.now(UTC) + timedelta(seconds=ttl))
 
 
 async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSession:
@@ -71,10 +81,12 @@ async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSessi
     user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one_or_none()
     if user is None or user.status is not UserStatus.ACTIVE:
         raise Unauthenticated("account disabled")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if user.locked_until is not None and user.locked_until > now:
-        raise RateLimited("account temporarily locked after repeated failures",
-                          retry_after=int((user.locked_until - now).total_seconds()) + 1)
+        raise RateLimited(
+            "account temporarily locked after repeated failures",
+            retry_after=int((user.locked_until - now).total_seconds()) + 1,
+        )
     row = await mfa.factor_for_update(session, user_id)
     if row is None or row.confirmed_at is None:
         raise invalid
@@ -84,8 +96,15 @@ async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSessi
         raise invalid
     user.failed_logins, user.locked_until = 0, None
     issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
-    record(session, actor_id=user.id, action="user.login", target_type="user", target_id=user.id,
-           request_id=ctx.request_id, details={"mfa": kind})
+    record(
+        session,
+        actor_id=user.id,
+        action="user.login",
+        target_type="user",
+        target_id=user.id,
+        request_id=ctx.request_id,
+        details={"mfa": kind},
+    )
     await session.commit()
     return issued
 
@@ -103,8 +122,14 @@ async def begin_enrolment(ctx: Context) -> mfa.Enrolment:
     user = await _me(ctx)
     session = await ctx.session()
     enrolment = await mfa.begin(session, ctx.services.cipher, user.id, user.email, ctx.settings.mfa_issuer)
-    record(session, actor_id=user.id, action="mfa.enrolment_begin", target_type="user", target_id=user.id,
-           request_id=ctx.request_id)
+    record(
+        session,
+        actor_id=user.id,
+        action="mfa.enrolment_begin",
+        target_type="user",
+        target_id=user.id,
+        request_id=ctx.request_id,
+    )
     await session.commit()
     return enrolment
 
@@ -113,10 +138,16 @@ async def confirm_enrolment(ctx: Context, code: str) -> list[str]:
     user_id = ctx.viewer.require_user()
     await limit_codes(ctx, user_id)
     session = await ctx.session()
-    codes = await mfa.confirm(session, ctx.services.cipher, ctx.settings, user_id, code, BadUserInput,
-                             ctx.request_id)
-    record(session, actor_id=user_id, action="mfa.enrolment_confirm", target_type="user", target_id=user_id,
-           request_id=ctx.request_id, details={"recovery_codes": len(codes)})
+    codes = await mfa.confirm(session, ctx.services.cipher, ctx.settings, user_id, code, BadUserInput, ctx.request_id)
+    record(
+        session,
+        actor_id=user_id,
+        action="mfa.enrolment_confirm",
+        target_type="user",
+        target_id=user_id,
+        request_id=ctx.request_id,
+        details={"recovery_codes": len(codes)},
+    )
     await session.commit()
     return codes
 
@@ -126,16 +157,26 @@ async def disable(ctx: Context, code: str) -> bool:
     user = await _me(ctx)
     required = mfa.roles_requiring_mfa(ctx.settings) & set(user.roles)
     if required:
-        raise Forbidden(f"MFA is required for {', '.join(sorted(required))} in production and cannot be disabled",
-                        reason="MFA_REQUIRED_FOR_ROLE")
+        raise Forbidden(
+            f"MFA is required for {', '.join(sorted(required))} in production and cannot be disabled",
+            reason="MFA_REQUIRED_FOR_ROLE",
+        )
     await limit_codes(ctx, user.id)
     session = await ctx.session()
     row = await mfa.confirmed_factor(session, user.id)
-    kind = await mfa.check_code(session, ctx.services.cipher, ctx.settings, row, code, BadUserInput, ctx.request_id,
-                                field="code")
+    kind = await mfa.check_code(
+        session, ctx.services.cipher, ctx.settings, row, code, BadUserInput, ctx.request_id, field="code"
+    )
     await mfa.remove(session, user.id)
-    record(session, actor_id=user.id, action="mfa.disable", target_type="user", target_id=user.id,
-           request_id=ctx.request_id, details={"with": kind})
+    record(
+        session,
+        actor_id=user.id,
+        action="mfa.disable",
+        target_type="user",
+        target_id=user.id,
+        request_id=ctx.request_id,
+        details={"with": kind},
+    )
     await session.commit()
     return True
 
@@ -145,11 +186,19 @@ async def regenerate_recovery_codes(ctx: Context, code: str) -> list[str]:
     await limit_codes(ctx, user_id)
     session = await ctx.session()
     row = await mfa.confirmed_factor(session, user_id)
-    kind = await mfa.check_code(session, ctx.services.cipher, ctx.settings, row, code, BadUserInput, ctx.request_id,
-                                field="code")
+    kind = await mfa.check_code(
+        session, ctx.services.cipher, ctx.settings, row, code, BadUserInput, ctx.request_id, field="code"
+    )
     codes = mfa.regenerate_codes(row)
-    record(session, actor_id=user_id, action="mfa.recovery_codes_regenerate", target_type="user",
-           target_id=user_id, request_id=ctx.request_id, details={"with": kind, "recovery_codes": len(codes)})
+    record(
+        session,
+        actor_id=user_id,
+        action="mfa.recovery_codes_regenerate",
+        target_type="user",
+        target_id=user_id,
+        request_id=ctx.request_id,
+        details={"with": kind, "recovery_codes": len(codes)},
+    )
     await session.commit()
     return codes
 

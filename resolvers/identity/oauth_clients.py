@@ -21,7 +21,7 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -45,7 +45,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _pepper(services: Services) -> bytes:
@@ -58,8 +58,11 @@ def _pepper(services: Services) -> bytes:
         else:
             from core.encryption import parse_key
 
-            master = (parse_key(settings.kyc_encryption_key.get_secret_value()) if settings.kyc_encryption_key
-                      else dev_cipher_key(settings))
+            master = (
+                parse_key(settings.kyc_encryption_key.get_secret_value())
+                if settings.kyc_encryption_key
+                else dev_cipher_key(settings)
+            )
             pepper = HKDF(hashes.SHA256(), 32, salt=None, info=b"rwa oauth client secret pepper").derive(master)
         services._oauth_pepper = pepper  # type: ignore[attr-defined]
     return pepper
@@ -74,8 +77,9 @@ def parse_scopes(raw: list[str] | str, field: str = "scopes") -> list[str]:
     scopes = sorted(set(s for s in items if s))
     unknown = [s for s in scopes if s not in ALL_SCOPES]
     if unknown or not scopes:
-        raise BadUserInput(f"scopes must be one or more of {', '.join(sorted(ALL_SCOPES))}", field=field,
-                           unknown=unknown)
+        raise BadUserInput(
+            f"scopes must be one or more of {', '.join(sorted(ALL_SCOPES))}", field=field, unknown=unknown
+        )
     return scopes
 
 
@@ -95,8 +99,13 @@ def _name(name: str) -> str:
 
 def _new_secret(services: Services, client: OAuthClient) -> tuple[OAuthClientSecret, str]:
     secret = f"{SECRET_PREFIX}_{secrets.token_urlsafe(32)}"
-    row = OAuthClientSecret(id=uuid.uuid4(), client_pk=client.id, secret_hash=secret_digest(services, secret),
-                            prefix=secret[:DISPLAY_PREFIX_LEN], created_at=utcnow())
+    row = OAuthClientSecret(
+        id=uuid.uuid4(),
+        client_pk=client.id,
+        secret_hash=secret_digest(services, secret),
+        prefix=secret[:DISPLAY_PREFIX_LEN],
+        created_at=utcnow(),
+    )
     return row, secret
 
 
@@ -109,23 +118,42 @@ async def register(ctx: Context, name: str, owner_id: uuid.UUID, scopes: list[st
         raise NotFound("no such user", field="ownerId")
     if owner.status is not UserStatus.ACTIVE:
         raise Conflict("the owner's account is disabled", field="ownerId")
-    client = OAuthClient(id=uuid.uuid4(), client_id=f"{CLIENT_ID_PREFIX}_{secrets.token_urlsafe(16)}", name=name,
-                         owner_id=owner_id, scopes=scopes, created_by=admin, created_at=utcnow())
+    client = OAuthClient(
+        id=uuid.uuid4(),
+        client_id=f"{CLIENT_ID_PREFIX}_{secrets.token_urlsafe(16)}",
+        name=name,
+        owner_id=owner_id,
+        scopes=scopes,
+        created_by=admin,
+        created_at=utcnow(),
+    )
     session.add(client)
     await session.flush()
     row, secret = _new_secret(ctx.services, client)
     session.add(row)
-    record(session, actor_id=admin, action="oauth_client.register", target_type="oauth_client",
-           target_id=client.id, request_id=ctx.request_id,
-           details={"clientId": client.client_id, "name": name, "owner": str(owner_id), "scopes": scopes,
-                    "secretPrefix": row.prefix})
+    record(
+        session,
+        actor_id=admin,
+        action="oauth_client.register",
+        target_type="oauth_client",
+        target_id=client.id,
+        request_id=ctx.request_id,
+        details={
+            "clientId": client.client_id,
+            "name": name,
+            "owner": str(owner_id),
+            "scopes": scopes,
+            "secretPrefix": row.prefix,
+        },
+    )
     await session.commit()
     return IssuedSecret(client, secret)
 
 
 async def _locked_client(session: AsyncSession, client_id: str) -> OAuthClient:
-    client = (await session.execute(select(OAuthClient).where(OAuthClient.client_id == client_id)
-                                    .with_for_update())).scalar_one_or_none()
+    client = (
+        await session.execute(select(OAuthClient).where(OAuthClient.client_id == client_id).with_for_update())
+    ).scalar_one_or_none()
     if client is None:
         raise NotFound("no such OAuth client", field="clientId")
     if client.revoked_at is not None:
@@ -134,9 +162,17 @@ async def _locked_client(session: AsyncSession, client_id: str) -> OAuthClient:
 
 
 async def _live_secrets(session: AsyncSession, client: OAuthClient, now: datetime) -> list[OAuthClientSecret]:
-    return list((await session.execute(select(OAuthClientSecret).where(
-        OAuthClientSecret.client_pk == client.id, OAuthClientSecret.revoked_at.is_(None),
-        or_(OAuthClientSecret.expires_at.is_(None), OAuthClientSecret.expires_at > now)))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(OAuthClientSecret).where(
+                    OAuthClientSecret.client_pk == client.id,
+                    OAuthClientSecret.revoked_at.is_(None),
+                    or_(OAuthClientSecret.expires_at.is_(None), OAuthClientSecret.expires_at > now),
+                )
+            )
+        ).scalars()
+    )
 
 
 async def rotate(ctx: Context, client_id: str, overlap_s: int) -> IssuedSecret:
@@ -157,10 +193,20 @@ async def rotate(ctx: Context, client_id: str, overlap_s: int) -> IssuedSecret:
             row.expires_at = until
     new, secret = _new_secret(ctx.services, client)
     session.add(new)
-    record(session, actor_id=admin, action="oauth_client.rotate", target_type="oauth_client", target_id=client.id,
-           request_id=ctx.request_id, details={"clientId": client.client_id, "secretPrefix": new.prefix,
-                                               "overlapSeconds": overlap_s,
-                                               "previous": [r.prefix for r in old]})
+    record(
+        session,
+        actor_id=admin,
+        action="oauth_client.rotate",
+        target_type="oauth_client",
+        target_id=client.id,
+        request_id=ctx.request_id,
+        details={
+            "clientId": client.client_id,
+            "secretPrefix": new.prefix,
+            "overlapSeconds": overlap_s,
+            "previous": [r.prefix for r in old],
+        },
+    )
     await session.commit()
     if overlap_s == 0:
         for row in old:
@@ -175,12 +221,25 @@ async def revoke(ctx: Context, client_id: str) -> OAuthClient:
     client = await _locked_client(session, client_id)
     now = utcnow()
     client.revoked_at = now
-    sids = list((await session.execute(
-        update(OAuthClientSecret).where(OAuthClientSecret.client_pk == client.id,
-                                        OAuthClientSecret.revoked_at.is_(None))
-        .values(revoked_at=now).returning(OAuthClientSecret.id))).scalars())
-    record(session, actor_id=admin, action="oauth_client.revoke", target_type="oauth_client", target_id=client.id,
-           request_id=ctx.request_id, details={"clientId": client.client_id})
+    sids = list(
+        (
+            await session.execute(
+                update(OAuthClientSecret)
+                .where(OAuthClientSecret.client_pk == client.id, OAuthClientSecret.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(OAuthClientSecret.id)
+            )
+        ).scalars()
+    )
+    record(
+        session,
+        actor_id=admin,
+        action="oauth_client.revoke",
+        target_type="oauth_client",
+        target_id=client.id,
+        request_id=ctx.request_id,
+        details={"clientId": client.client_id},
+    )
     await session.commit()
     for sid in sids:
         await ctx.services.revocations.revoke_session(sid)
@@ -195,8 +254,13 @@ async def list_clients(session: AsyncSession, include_revoked: bool) -> list[OAu
 
 
 async def secrets_of(session: AsyncSession, client_pks: list[uuid.UUID]) -> dict[uuid.UUID, list[OAuthClientSecret]]:
-    rows = (await session.execute(select(OAuthClientSecret).where(OAuthClientSecret.client_pk.in_(client_pks))
-                                  .order_by(OAuthClientSecret.created_at.desc()))).scalars()
+    rows = (
+        await session.execute(
+            select(OAuthClientSecret)
+            .where(OAuthClientSecret.client_pk.in_(client_pks))
+            .order_by(OAuthClientSecret.created_at.desc())
+        )
+    ).scalars()
     out: dict[uuid.UUID, list[OAuthClientSecret]] = {}
     for row in rows:
         out.setdefault(row.client_pk, []).append(row)
@@ -221,15 +285,20 @@ class TokenGrant:
     scope: str
 
 
-async def client_credentials(services: Services, client_id: str, client_secret: str,
-                             requested_scope: str | None, request_id: str | None = None) -> TokenGrant:
+async def client_credentials(
+    services: Services, client_id: str, client_secret: str, requested_scope: str | None, request_id: str | None = None
+) -> TokenGrant:
     """Authenticate the client and issue its access token (RFC 6749 §4.4.2-3), or raise OAuthError."""
     now = utcnow()
     presented = secret_digest(services, client_secret)
     async with services.session_factory() as session:
-        row = (await session.execute(
-            select(OAuthClient, User).join(User, User.id == OAuthClient.owner_id)
-            .where(OAuthClient.client_id == client_id[:64]))).first()
+        row = (
+            await session.execute(
+                select(OAuthClient, User)
+                .join(User, User.id == OAuthClient.owner_id)
+                .where(OAuthClient.client_id == client_id[:64])
+            )
+        ).first()
         match: OAuthClientSecret | None = None
         if row is not None and row[0].revoked_at is None:
             for candidate in await _live_secrets(session, row[0], now):
@@ -246,20 +315,33 @@ async def client_credentials(services: Services, client_id: str, client_secret: 
         else:
             asked = set(requested_scope.split())
             if not asked <= granted:
-                raise OAuthError("invalid_scope", "requested scope exceeds what this client was granted: "
-                                 + " ".join(sorted(asked - granted)))
+                raise OAuthError(
+                    "invalid_scope",
+                    "requested scope exceeds what this client was granted: " + " ".join(sorted(asked - granted)),
+                )
             scopes = sorted(asked)
         not_after = int(match.expires_at.timestamp()) if match.expires_at is not None else None
-        token, exp = services.keyring.issue(owner.id, list(owner.roles), str(match.id), scopes=scopes,
-                                            client_id=client.client_id, not_after=not_after)
+        token, exp = services.keyring.issue(
+            owner.id, list(owner.roles), str(match.id), scopes=scopes, client_id=client.client_id, not_after=not_after
+        )
         # at most once a minute: concurrent token requests of one client would otherwise queue on its row lock
-        await session.execute(update(OAuthClient).where(
-            OAuthClient.id == client.id,
-            or_(OAuthClient.last_used_at.is_(None), OAuthClient.last_used_at < now - LAST_USED_RESOLUTION))
-            .values(last_used_at=now))
-        record(session, actor_id=owner.id, action="oauth_client.token", target_type="oauth_client",
-               target_id=client.id, request_id=request_id,
-               details={"clientId": client.client_id, "scope": " ".join(scopes), "secretPrefix": match.prefix})
+        await session.execute(
+            update(OAuthClient)
+            .where(
+                OAuthClient.id == client.id,
+                or_(OAuthClient.last_used_at.is_(None), OAuthClient.last_used_at < now - LAST_USED_RESOLUTION),
+            )
+            .values(last_used_at=now)
+        )
+        record(
+            session,
+            actor_id=owner.id,
+            action="oauth_client.token",
+            target_type="oauth_client",
+            target_id=client.id,
+            request_id=request_id,
+            details={"clientId": client.client_id, "scope": " ".join(scopes), "secretPrefix": match.prefix},
+        )
         await session.commit()
     return TokenGrant(token, max(exp - int(now.timestamp()), 0), " ".join(scopes))
 

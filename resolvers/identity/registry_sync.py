@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,7 +72,8 @@ class Registry:
 async def registries(session: AsyncSession) -> list[Registry]:
     rows = await (await pg(session)).fetch(
         "SELECT DISTINCT chain_id, identity_registry FROM tokens WHERE kind = 'SECURITY' "
-        "AND identity_registry IS NOT NULL ORDER BY chain_id, identity_registry")
+        "AND identity_registry IS NOT NULL ORDER BY chain_id, identity_registry"
+    )
     return [Registry(r[0], r[1]) for r in rows]
 
 
@@ -101,9 +102,17 @@ LEFT JOIN wallets w ON w.address = $3
 LEFT JOIN kyc_cases k ON k.user_id = w.user_id"""
 
 
-async def sync_one(session: AsyncSession, chain_id: int, registry: str, wallet: str, *,
-                   actor_id: uuid.UUID | None = None, now: datetime | None = None,
-                   completed: ChainOperation | None = None, failed: bool = False) -> ChainOperation | None:
+async def sync_one(
+    session: AsyncSession,
+    chain_id: int,
+    registry: str,
+    wallet: str,
+    *,
+    actor_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+    completed: ChainOperation | None = None,
+    failed: bool = False,
+) -> ChainOperation | None:
     """Bring one (registry, wallet) towards its desired state (see the module docstring). `completed`: the
     operation of this key whose completion handler is calling (counted as finished whatever its row says yet);
     when it `failed`, its direction is not re-enqueued automatically (no retry loop on a permanent revert; the
@@ -111,13 +120,15 @@ async def sync_one(session: AsyncSession, chain_id: int, registry: str, wallet: 
     conn = await pg(session)
     prefix = ref_prefix(chain_id, registry, wallet)
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", prefix)
-    r = await conn.fetchrow(_STATE, chain_id, registry, wallet, prefix, list(OPEN_STATES),
-                            completed.id if completed is not None else None)
+    r = await conn.fetchrow(
+        _STATE, chain_id, registry, wallet, prefix, list(OPEN_STATES), completed.id if completed is not None else None
+    )
     if r["open"]:
         return None
-    now = now or datetime.now(timezone.utc)
-    approved = (r["kyc"] is not None and
-                effective_status(KycStatus(r["kyc"]), r["expires_at"], now) is KycStatus.APPROVED)
+    now = now or datetime.now(UTC)
+    approved = (
+        r["kyc"] is not None and effective_status(KycStatus(r["kyc"]), r["expires_at"], now) is KycStatus.APPROVED
+    )
     registered = bool(r["registered"])
     country = ISO_3166_NUMERIC.get(r["country"] or "")
     args: list
@@ -142,25 +153,40 @@ async def sync_one(session: AsyncSession, chain_id: int, registry: str, wallet: 
         kind, function, args = DELETE, "deleteIdentity", [wallet]
     if failed and completed is not None and kind == completed.kind:
         return None
-    if (completed is None and r["last_kind"] == kind and r["last_state"] in ("FAILED", "CANCELED")
-            and r["last_at"] is not None and now - r["last_at"] < RETRY_FAILED_AFTER):
+    if (
+        completed is None
+        and r["last_kind"] == kind
+        and r["last_state"] in ("FAILED", "CANCELED")
+        and r["last_at"] is not None
+        and now - r["last_at"] < RETRY_FAILED_AFTER
+    ):
         return None  # the same change just failed (e.g. the agent is not an agent of that registry): back off
-    op = await enqueue(session, kind=kind, chain_id=chain_id, contract=registry, abi_name="IdentityRegistry",
-                       function=function, args=args, business_ref=f"{prefix}{int(r['versions']) + 1}",
-                       actor_id=actor_id)
+    op = await enqueue(
+        session,
+        kind=kind,
+        chain_id=chain_id,
+        contract=registry,
+        abi_name="IdentityRegistry",
+        function=function,
+        args=args,
+        business_ref=f"{prefix}{int(r['versions']) + 1}",
+        actor_id=actor_id,
+    )
     log.info("identity %s of %s in %s on chain %s queued (%s)", function, wallet, registry, chain_id, op.business_ref)
     return op
 
 
-async def sync_wallets(session: AsyncSession, wallets: list[str], *, actor_id: uuid.UUID | None = None,
-                       only: list[Registry] | None = None) -> list[ChainOperation]:
+async def sync_wallets(
+    session: AsyncSession, wallets: list[str], *, actor_id: uuid.UUID | None = None, only: list[Registry] | None = None
+) -> list[ChainOperation]:
     """`sync_one` for every wallet in every registry (or `only` these), keys locked in one sorted order so two
     decisions never deadlock. Does not commit."""
     if not wallets:
         return []
     ops = []
-    for reg in sorted(only if only is not None else await registries(session),
-                      key=lambda g: ref_prefix(g.chain_id, g.address, "")):
+    for reg in sorted(
+        only if only is not None else await registries(session), key=lambda g: ref_prefix(g.chain_id, g.address, "")
+    ):
         for wallet in sorted(set(wallets)):
             op = await sync_one(session, reg.chain_id, reg.address, wallet, actor_id=actor_id)
             if op is not None:
@@ -168,8 +194,9 @@ async def sync_wallets(session: AsyncSession, wallets: list[str], *, actor_id: u
     return ops
 
 
-async def sync_users(session: AsyncSession, user_ids: list[uuid.UUID], *,
-                     actor_id: uuid.UUID | None = None) -> list[ChainOperation]:
+async def sync_users(
+    session: AsyncSession, user_ids: list[uuid.UUID], *, actor_id: uuid.UUID | None = None
+) -> list[ChainOperation]:
     return await sync_wallets(session, await wallets_of_users(session, user_ids), actor_id=actor_id)
 
 
@@ -206,7 +233,7 @@ async def reconcile(session: AsyncSession, *, limit: int = 500, now: datetime | 
     """One pass over the drift between KYC and the indexed registries (a new token's registry, a missed trigger):
     `sync_one` for each drifting key (it skips keys with an operation in flight). Returns the operations queued.
     Does not commit."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rows = await (await pg(session)).fetch(_DRIFT, now, limit, list(ISO_3166_NUMERIC), list(ISO_3166_NUMERIC.values()))
     n = 0
     for chain_id, registry, wallet in rows:

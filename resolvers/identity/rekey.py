@@ -24,6 +24,7 @@ from resolvers.audit import record
 @dataclass(frozen=True)
 class Column:
     """One encrypted column: its table, key column, blob column, and the associated data of a row."""
+
     name: str
     table: str
     key: str
@@ -40,38 +41,57 @@ COLUMNS = (
 
 def _stale(col: Column) -> str:
     # not (v2 and this key id): v1 blobs and blobs under a retired key
-    return (f"{col.blob} IS NOT NULL AND (get_byte({col.blob}, 0) <> 2 "
-            f"OR substring({col.blob} FROM 2 FOR {KEY_ID_BYTES}) <> :kid)")
+    return (
+        f"{col.blob} IS NOT NULL AND (get_byte({col.blob}, 0) <> 2 "
+        f"OR substring({col.blob} FROM 2 FOR {KEY_ID_BYTES}) <> :kid)"
+    )
 
 
 async def remaining(session: AsyncSession, cipher: FieldCipher) -> dict[str, int]:
     """Rows per column not yet under the current key."""
     out = {}
     for col in COLUMNS:
-        count = await session.scalar(text(f"SELECT count(*) FROM {col.table} WHERE {_stale(col)}"),
-                                     {"kid": cipher.key_id})
+        count = await session.scalar(
+            text(f"SELECT count(*) FROM {col.table} WHERE {_stale(col)}"), {"kid": cipher.key_id}
+        )
         out[col.name] = int(count or 0)
     return out
 
 
 async def rekey_batch(session: AsyncSession, cipher: FieldCipher, col: Column, batch: int) -> int:
     """Re-encrypt up to `batch` rows of one column in one transaction; the number re-encrypted."""
-    rows = (await session.execute(
-        text(f"SELECT {col.key}, {col.blob} FROM {col.table} WHERE {_stale(col)} ORDER BY {col.key} "
-             f"LIMIT :batch FOR UPDATE SKIP LOCKED"), {"kid": cipher.key_id, "batch": batch})).all()
+    rows = (
+        await session.execute(
+            text(
+                f"SELECT {col.key}, {col.blob} FROM {col.table} WHERE {_stale(col)} ORDER BY {col.key} "
+                f"LIMIT :batch FOR UPDATE SKIP LOCKED"
+            ),
+            {"kid": cipher.key_id, "batch": batch},
+        )
+    ).all()
     for key, blob in rows:
         new = cipher.rekey(bytes(blob), col.aad(key))
-        await session.execute(text(f"UPDATE {col.table} SET {col.blob} = :blob WHERE {col.key} = :key"),
-                              {"blob": new, "key": key})
+        await session.execute(
+            text(f"UPDATE {col.table} SET {col.blob} = :blob WHERE {col.key} = :key"), {"blob": new, "key": key}
+        )
     if rows:
-        record(session, actor_id=None, action="kyc.rekey", target_type=col.table,
-               details={"column": col.name, "rows": len(rows), "key_id": cipher.key_id.hex()})
+        record(
+            session,
+            actor_id=None,
+            action="kyc.rekey",
+            target_type=col.table,
+            details={"column": col.name, "rows": len(rows), "key_id": cipher.key_id.hex()},
+        )
     await session.commit()
     return len(rows)
 
 
-async def rekey_all(factory: async_sessionmaker[AsyncSession], cipher: FieldCipher, batch: int = 500,
-                    progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+async def rekey_all(
+    factory: async_sessionmaker[AsyncSession],
+    cipher: FieldCipher,
+    batch: int = 500,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
     """Re-encrypt every column until nothing is left (rows locked by requests are retried); rows per column."""
     done = {col.name: 0 for col in COLUMNS}
     for col in COLUMNS:

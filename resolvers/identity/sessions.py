@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,41 +37,58 @@ async def start_session(session: AsyncSession, keyring: KeyRing, user: User, ref
     return await _issue(session, keyring, user, family.id, refresh_ttl_s)
 
 
-async def _issue(session: AsyncSession, keyring: KeyRing, user: User, family_id: uuid.UUID,
-                 refresh_ttl_s: int) -> IssuedSession:
+async def _issue(
+    session: AsyncSession, keyring: KeyRing, user: User, family_id: uuid.UUID, refresh_ttl_s: int
+) -> IssuedSession:
     refresh = new_secret("rwar")
-    now = datetime.now(timezone.utc)
-    session.add(RefreshToken(family_id=family_id, token_hash=digest(refresh),
-                             expires_at=now + timedelta(seconds=refresh_ttl_s)))
+    now = datetime.now(UTC)
+    session.add(
+        RefreshToken(family_id=family_id, token_hash=digest(refresh), expires_at=now + timedelta(seconds=refresh_ttl_s))
+    )
     access, exp = keyring.issue(user.id, list(user.roles), str(family_id))
-    return IssuedSession(access, datetime.fromtimestamp(exp, timezone.utc), refresh, user, family_id)
+    return IssuedSession(access, datetime.fromtimestamp(exp, UTC), refresh, user, family_id)
 
 
-async def rotate(session: AsyncSession, keyring: KeyRing, presented: str, refresh_ttl_s: int,
-                 revocations: RevocationList | None = None, request_id: str | None = None) -> IssuedSession:
+async def rotate(
+    session: AsyncSession,
+    keyring: KeyRing,
+    presented: str,
+    refresh_ttl_s: int,
+    revocations: RevocationList | None = None,
+    request_id: str | None = None,
+) -> IssuedSession:
     """Spend `presented` and issue its successor. The row lock makes two concurrent uses count as reuse, which
     revokes the family: its refresh tokens here, its access tokens through `revocations`."""
-    row = (await session.execute(
-        select(RefreshToken, RefreshTokenFamily)
-        .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
-        .where(RefreshToken.token_hash == digest(presented))
-        .with_for_update(of=RefreshToken)
-    )).first()
+    row = (
+        await session.execute(
+            select(RefreshToken, RefreshTokenFamily)
+            .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
+            .where(RefreshToken.token_hash == digest(presented))
+            .with_for_update(of=RefreshToken)
+        )
+    ).first()
     if row is None:
         raise Unauthenticated("invalid refresh token")
     token, family = row
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if family.revoked_at is not None:
         raise Unauthenticated("session revoked")
     if token.spent_at is not None:
         await revoke_family(session, family.id, "REUSE_DETECTED")
-        record(session, actor_id=family.user_id, action="user.refresh_token_reused", target_type="session",
-               target_id=family.id, request_id=request_id)
+        record(
+            session,
+            actor_id=family.user_id,
+            action="user.refresh_token_reused",
+            target_type="session",
+            target_id=family.id,
+            request_id=request_id,
+        )
         await session.commit()
         if revocations is not None:
             await revocations.revoke_session(family.id)
-        raise Unauthenticated("refresh token reuse detected; all sessions of this login were revoked",
-                              reason="REFRESH_TOKEN_REUSED")
+        raise Unauthenticated(
+            "refresh token reuse detected; all sessions of this login were revoked", reason="REFRESH_TOKEN_REUSED"
+        )
     if token.expires_at <= now:
         raise Unauthenticated("refresh token expired")
     user = await session.get(User, family.user_id)
@@ -85,15 +102,17 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str
     await session.execute(
         update(RefreshTokenFamily)
         .where(RefreshTokenFamily.id == family_id, RefreshTokenFamily.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(timezone.utc), revoked_reason=reason)
+        .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
 
 
 async def family_of(session: AsyncSession, presented: str, user_id: uuid.UUID) -> uuid.UUID | None:
     """The session of a refresh token, if it is one of `user_id`'s (another user's token names no session of
     theirs: a caller can only end their own sessions)."""
-    return (await session.execute(
-        select(RefreshToken.family_id)
-        .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
-        .where(RefreshToken.token_hash == digest(presented), RefreshTokenFamily.user_id == user_id)
-    )).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(RefreshToken.family_id)
+            .join(RefreshTokenFamily, RefreshTokenFamily.id == RefreshToken.family_id)
+            .where(RefreshToken.token_hash == digest(presented), RefreshTokenFamily.user_id == user_id)
+        )
+    ).scalar_one_or_none()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 STATEMENT = "Link this wallet to your StableRWA account. Signing costs nothing and moves no funds."
 
@@ -63,8 +63,13 @@ class SiweMessage:
         lines = [f"{self.domain} wants you to sign in with your Ethereum account:", self.address, ""]
         if self.statement:
             lines += [self.statement, ""]
-        lines += [f"URI: {self.uri}", f"Version: {self.version}", f"Chain ID: {self.chain_id}",
-                  f"Nonce: {self.nonce}", f"Issued At: {rfc3339(self.issued_at)}"]
+        lines += [
+            f"URI: {self.uri}",
+            f"Version: {self.version}",
+            f"Chain ID: {self.chain_id}",
+            f"Nonce: {self.nonce}",
+            f"Issued At: {rfc3339(self.issued_at)}",
+        ]
         if self.expiration_time is not None:
             lines.append(f"Expiration Time: {rfc3339(self.expiration_time)}")
         if self.not_before is not None:
@@ -79,7 +84,7 @@ class SiweMessage:
 
 def rfc3339(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, as EIP-4361 examples write it."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _time(raw: str | None) -> datetime | None:
@@ -101,11 +106,20 @@ def parse(text: str) -> SiweMessage:
     g = match.groupdict()
     issued = _time(g["issued_at"])
     assert issued is not None
-    return SiweMessage(domain=g["domain"], address=g["address"], statement=g["statement"], uri=g["uri"],
-                       chain_id=int(g["chain_id"]), nonce=g["nonce"], issued_at=issued,
-                       expiration_time=_time(g["expiration_time"]), version=g["version"],
-                       not_before=_time(g["not_before"]), request_id=g["request_id"],
-                       resources=tuple(r[2:] for r in (g["resources"] or "").split("\n") if r))
+    return SiweMessage(
+        domain=g["domain"],
+        address=g["address"],
+        statement=g["statement"],
+        uri=g["uri"],
+        chain_id=int(g["chain_id"]),
+        nonce=g["nonce"],
+        issued_at=issued,
+        expiration_time=_time(g["expiration_time"]),
+        version=g["version"],
+        not_before=_time(g["not_before"]),
+        request_id=g["request_id"],
+        resources=tuple(r[2:] for r in (g["resources"] or "").split("\n") if r),
+    )
 
 
 def check(message: SiweMessage, *, domain: str, address: str, chain_id: int, nonce: str, now: datetime) -> str | None:

@@ -49,6 +49,16 @@ async def verifications_of(session: AsyncSession, addresses: list[str]) -> dict[
     if not addresses:
         return out
     for r in await (await pg(session)).fetch(_READ, addresses):
-        out[r["address"]].append(Verification(r["address"], r["chain_id"], r["registry"], r["verified"],
-                                              r["identity"], r["country"], r["updated_block"], r["pending"]))
+        out[r["address"]].append(
+            Verification(
+                r["address"],
+                r["chain_id"],
+                r["registry"],
+                r["verified"],
+                r["identity"],
+                r["country"],
+                r["updated_block"],
+                r["pending"],
+            )
+        )
     return out

@@ -14,7 +14,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from eth_utils import is_address, is_checksum_address, to_checksum_address
 from sqlalchemy import delete, select
@@ -42,8 +42,9 @@ class ChallengeNotFound(BadUserInput):
     """No pending challenge for this address: never issued, already used, or long gone."""
 
     def __init__(self) -> None:
-        super().__init__("no pending challenge for this address; request a new one", field="address",
-                         reason="CHALLENGE_NOT_FOUND")
+        super().__init__(
+            "no pending challenge for this address; request a new one", field="address", reason="CHALLENGE_NOT_FOUND"
+        )
 
 
 class ChallengeExpired(BadUserInput):
@@ -69,7 +70,7 @@ class WalletChallenge:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def checksum(address: str) -> str:
@@ -78,16 +79,31 @@ def checksum(address: str) -> str:
     body = address[2:]
     mixed_case = body != body.lower() and body != body.upper()
     if not (len(address) == 42 and address[:2] == "0x" and is_address(address)) or (
-            mixed_case and not is_checksum_address(address)):
-        raise BadUserInput("address must be a 0x-prefixed 20-byte hex address (EIP-55 if mixed case)",
-                           field="address")
+        mixed_case and not is_checksum_address(address)
+    ):
+        raise BadUserInput("address must be a 0x-prefixed 20-byte hex address (EIP-55 if mixed case)", field="address")
     return to_checksum_address(address)
 
 
-def render_message(domain: str, address: str, nonce: str, issued_at: datetime, expires_at: datetime,
-                   chain_id: int = 1, uri: str | None = None) -> str:
-    return siwe.SiweMessage(domain=domain, address=address, statement=siwe.STATEMENT, uri=uri or f"https://{domain}",
-                            chain_id=chain_id, nonce=nonce, issued_at=issued_at, expiration_time=expires_at).render()
+def render_message(
+    domain: str,
+    address: str,
+    nonce: str,
+    issued_at: datetime,
+    expires_at: datetime,
+    chain_id: int = 1,
+    uri: str | None = None,
+) -> str:
+    return siwe.SiweMessage(
+        domain=domain,
+        address=address,
+        statement=siwe.STATEMENT,
+        uri=uri or f"https://{domain}",
+        chain_id=chain_id,
+        nonce=nonce,
+        issued_at=issued_at,
+        expiration_time=expires_at,
+    ).render()
 
 
 def _key(ctx: Context, user_id: uuid.UUID, address: str) -> str:
@@ -119,20 +135,38 @@ async def challenge(ctx: Context, address: str, chain_id: int = 1) -> WalletChal
     user_id = ctx.viewer.require_user()
     address = checksum(address)
     chain_id = _chain(chain_id)
-    await hit(ctx.services.redis, ctx.services.keys("rl", "wallet-challenge", user_id), CHALLENGES_PER_MINUTE, 60,
-              "wallet challenges")
+    await hit(
+        ctx.services.redis,
+        ctx.services.keys("rl", "wallet-challenge", user_id),
+        CHALLENGES_PER_MINUTE,
+        60,
+        "wallet challenges",
+    )
     now = utcnow().replace(microsecond=0)
     domain, nonce, expires_at = _domain(ctx), secrets.token_hex(16), now + CHALLENGE_TTL
     uri = _uri(ctx, domain)
     message = render_message(domain, address, nonce, now, expires_at, chain_id, uri)
-    stored = {"message": message, "nonce": nonce, "expires_at": expires_at.isoformat(), "domain": domain,
-              "chain_id": chain_id}
+    stored = {
+        "message": message,
+        "nonce": nonce,
+        "expires_at": expires_at.isoformat(),
+        "domain": domain,
+        "chain_id": chain_id,
+    }
     # a newer challenge for the same address replaces the older one
-    await ctx.services.redis.set(_key(ctx, user_id, address), json.dumps(stored),
-                                 ex=int(CHALLENGE_TTL.total_seconds()) + _REDIS_GRACE_S)
+    await ctx.services.redis.set(
+        _key(ctx, user_id, address), json.dumps(stored), ex=int(CHALLENGE_TTL.total_seconds()) + _REDIS_GRACE_S
+    )
     session = await ctx.session()
-    record(session, actor_id=user_id, action="wallet.challenge", target_type="wallet", target_id=address,
-           request_id=ctx.request_id, details={"chainId": chain_id})
+    record(
+        session,
+        actor_id=user_id,
+        action="wallet.challenge",
+        target_type="wallet",
+        target_id=address,
+        request_id=ctx.request_id,
+        details={"chainId": chain_id},
+    )
     await session.commit()
     return WalletChallenge(domain, address, nonce, now, expires_at, message, chain_id, uri)
 
@@ -173,8 +207,11 @@ async def contract_signed(ctx: Context, chain_id: int, address: str, message: st
                 return None
             return await eip1271.is_valid_signature(rpc, address, message, raw)
     except RpcError as exc:
-        raise Conflict(f"chain {chain_id} could not be asked whether the contract wallet signed: "
-                       f"{type(exc).__name__}; try again", field="signature", reason="CHAIN_UNAVAILABLE") from exc
+        raise Conflict(
+            f"chain {chain_id} could not be asked whether the contract wallet signed: {type(exc).__name__}; try again",
+            field="signature",
+            reason="CHAIN_UNAVAILABLE",
+        ) from exc
 
 
 async def link(ctx: Context, address: str, signature: str) -> Wallet:
@@ -188,8 +225,14 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
         raise ChallengeExpired()
     message = siwe.parse(stored["message"])
     chain_id = int(stored.get("chain_id", message.chain_id))
-    problem = siwe.check(message, domain=stored.get("domain", message.domain), address=address, chain_id=chain_id,
-                         nonce=stored["nonce"], now=utcnow())
+    problem = siwe.check(
+        message,
+        domain=stored.get("domain", message.domain),
+        address=address,
+        chain_id=chain_id,
+        nonce=stored["nonce"],
+        now=utcnow(),
+    )
     if problem is not None:  # the stored message is ours: a mismatch is a bug, never the caller's input
         raise ChallengeNotFound()
     sig = signature_bytes(signature)
@@ -197,8 +240,11 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
     if signer != address:
         by_contract = await contract_signed(ctx, chain_id, address, stored["message"], sig)
         if by_contract is None and signer is None:
-            raise SignatureInvalid("signature does not verify (65 bytes r, s, v from an account, or what the "
-                                   "contract wallet's isValidSignature accepts)", "SIGNATURE_MALFORMED")
+            raise SignatureInvalid(
+                "signature does not verify (65 bytes r, s, v from an account, or what the "
+                "contract wallet's isValidSignature accepts)",
+                "SIGNATURE_MALFORMED",
+            )
         if not by_contract:
             raise SignatureInvalid("the signature was not made by this address", "SIGNER_MISMATCH")
     session = await ctx.session()
@@ -212,9 +258,15 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
     except IntegrityError as exc:  # linked concurrently
         await session.rollback()
         raise _linked_conflict(False) from exc
-    record(session, actor_id=user_id, action="wallet.link", target_type="wallet", target_id=address,
-           request_id=ctx.request_id, details={"nonce": stored["nonce"], "chainId": chain_id,
-                                               "signer": "EOA" if signer == address else "EIP1271"})
+    record(
+        session,
+        actor_id=user_id,
+        action="wallet.link",
+        target_type="wallet",
+        target_id=address,
+        request_id=ctx.request_id,
+        details={"nonce": stored["nonce"], "chainId": chain_id, "signer": "EOA" if signer == address else "EIP1271"},
+    )
     await sync_wallets(session, [address], actor_id=user_id)  # KYC APPROVED: registered on chain (registry_sync)
     await session.commit()
     return wallet
@@ -222,8 +274,9 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
 
 def _linked_conflict(mine: bool) -> Conflict:
     if mine:
-        return Conflict("this wallet is already linked to your account", field="address",
-                        reason="WALLET_ALREADY_LINKED")
+        return Conflict(
+            "this wallet is already linked to your account", field="address", reason="WALLET_ALREADY_LINKED"
+        )
     return Conflict("this wallet is linked to another account", field="address", reason="WALLET_LINKED_ELSEWHERE")
 
 
@@ -231,18 +284,29 @@ async def unlink(ctx: Context, address: str) -> bool:
     user_id = ctx.viewer.require_user()
     address = checksum(address)
     session = await ctx.session()
-    deleted = (await session.execute(
-        delete(Wallet).where(Wallet.address == address, Wallet.user_id == user_id).returning(Wallet.id)
-    )).scalar_one_or_none()
+    deleted = (
+        await session.execute(
+            delete(Wallet).where(Wallet.address == address, Wallet.user_id == user_id).returning(Wallet.id)
+        )
+    ).scalar_one_or_none()
     if deleted is None:
         raise NotFound("no such wallet on your account", field="address")
-    record(session, actor_id=user_id, action="wallet.unlink", target_type="wallet", target_id=address,
-           request_id=ctx.request_id)
+    record(
+        session,
+        actor_id=user_id,
+        action="wallet.unlink",
+        target_type="wallet",
+        target_id=address,
+        request_id=ctx.request_id,
+    )
     await sync_wallets(session, [address], actor_id=user_id)  # deleted from the identity registries
     await session.commit()
     return True
 
 
 async def wallets_of(session: AsyncSession, user_id: uuid.UUID) -> list[Wallet]:
-    return list((await session.execute(
-        select(Wallet).where(Wallet.user_id == user_id).order_by(Wallet.linked_at, Wallet.id))).scalars())
+    return list(
+        (
+            await session.execute(select(Wallet).where(Wallet.user_id == user_id).order_by(Wallet.linked_at, Wallet.id))
+        ).scalars()
+    )

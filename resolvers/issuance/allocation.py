@@ -46,8 +46,9 @@ def lots_for(amount: Decimal, lot_price: Decimal) -> int:
         return int((amount / lot_price).to_integral_value(rounding=ROUND_FLOOR))
 
 
-def allocate(demands: Sequence[Demand], *, lot_price: Decimal, hard_cap: Decimal,
-             rule: AllocationRule) -> list[Allocation]:
+def allocate(
+    demands: Sequence[Demand], *, lot_price: Decimal, hard_cap: Decimal, rule: AllocationRule
+) -> list[Allocation]:
     """One Allocation per demand, in the order given."""
     if lot_price <= 0:
         raise ValueError("lot_price must be positive")

@@ -109,8 +109,9 @@ class Change:
     ref: str | None = None
 
 
-async def _subs(session: AsyncSession, offering_id: uuid.UUID, state: SubscriptionState, mint_ref: str | None = None
-                ) -> list[Sub]:
+async def _subs(
+    session: AsyncSession, offering_id: uuid.UUID, state: SubscriptionState, mint_ref: str | None = None
+) -> list[Sub]:
     """Subscriptions of `offering_id` in `state` (and of one mint batch), locked, in time priority."""
     conn = await pg(session)
     if mint_ref is None:
@@ -126,20 +127,33 @@ async def _apply(session: AsyncSession, changes: dict[uuid.UUID, Change]) -> Non
     ids = list(changes)
     c = [changes[i] for i in ids]
     await (await pg(session)).execute(
-        _SET, ids, [x.state.value for x in c], [x.reason for x in c], [x.quantity for x in c],
-        [Decimal(x.units) for x in c], [x.cash for x in c], [x.ref for x in c])
+        _SET,
+        ids,
+        [x.state.value for x in c],
+        [x.reason for x in c],
+        [x.quantity for x in c],
+        [Decimal(x.units) for x in c],
+        [x.cash for x in c],
+        [x.ref for x in c],
+    )
 
 
-async def _set_state(session: AsyncSession, ids: list[uuid.UUID], state: SubscriptionState,
-                     reason: str | None = None) -> None:
+async def _set_state(
+    session: AsyncSession, ids: list[uuid.UUID], state: SubscriptionState, reason: str | None = None
+) -> None:
     """Only the state (and a reason): what was allocated stays."""
     await (await pg(session)).execute(
         "UPDATE offering_subscriptions SET state = $2::subscription_state, reason = coalesce($3, reason), "
-        "updated_at = now() WHERE id = ANY($1::uuid[])", ids, state.value, reason)
+        "updated_at = now() WHERE id = ANY($1::uuid[])",
+        ids,
+        state.value,
+        reason,
+    )
 
 
-async def _release(session: AsyncSession, offering: Offering, subs: list[Sub], amounts: list[Decimal],
-                   reference: str) -> None:
+async def _release(
+    session: AsyncSession, offering: Offering, subs: list[Sub], amounts: list[Decimal], reference: str
+) -> None:
     """Give `amounts` of the subscriptions' reserved cash back, in one ledger movement."""
     legs: list[tuple[ledger.AccountRef, Decimal]] = []
     for sub, amount in zip(subs, amounts):
@@ -149,8 +163,9 @@ async def _release(session: AsyncSession, offering: Offering, subs: list[Sub], a
         await ledger.post(session, kind="RELEASE", reference=reference, currency=offering.quote_currency, legs=legs)
 
 
-async def cancel_offering(session: AsyncSession, actor: Actor, offering_id: uuid.UUID, reason: str = "ISSUER_CANCELED"
-                          ) -> Offering:
+async def cancel_offering(
+    session: AsyncSession, actor: Actor, offering_id: uuid.UUID, reason: str = "ISSUER_CANCELED"
+) -> Offering:
     offering = await locked(session, offering_id)
     _check_issuer(actor, offering.issuer_id)
     await _cancel(session, actor, offering, reason)
@@ -158,8 +173,15 @@ async def cancel_offering(session: AsyncSession, actor: Actor, offering_id: uuid
 
 
 async def _cancel(session: AsyncSession, actor: Actor, offering: Offering, reason: str) -> None:
-    transition(session, actor, offering, (OfferingState.DRAFT, OfferingState.OPEN, OfferingState.CLOSED),
-               OfferingState.CANCELED, "cancel", {"reason": reason})
+    transition(
+        session,
+        actor,
+        offering,
+        (OfferingState.DRAFT, OfferingState.OPEN, OfferingState.CLOSED),
+        OfferingState.CANCELED,
+        "cancel",
+        {"reason": reason},
+    )
     subs = await _subs(session, offering.id, SubscriptionState.ACTIVE)
     await _release(session, offering, subs, [s.amount for s in subs], f"offering:{offering.id}:cancel")
     await _apply(session, {s.id: Change(SubscriptionState.CANCELED, reason) for s in subs})
@@ -182,8 +204,12 @@ async def close_offering(session: AsyncSession, actor: Actor, offering_id: uuid.
     subs = [s for s in subs if s.id in verified]
     with localcontext(prec=100):
         lot_price = offering.price * offering.lot_size
-    allocations = allocate([Demand(s.id, s.seq, s.amount) for s in subs], lot_price=lot_price,
-                           hard_cap=offering.hard_cap, rule=offering.allocation_rule)
+    allocations = allocate(
+        [Demand(s.id, s.seq, s.amount) for s in subs],
+        lot_price=lot_price,
+        hard_cap=offering.hard_cap,
+        rule=offering.allocation_rule,
+    )
     if sum(a.cash for a in allocations) < offering.target or not any(a.lots for a in allocations):
         await _apply(session, changes)
         await _cancel(session, actor, offering, "TARGET_NOT_REACHED")
@@ -195,25 +221,44 @@ async def close_offering(session: AsyncSession, actor: Actor, offering_id: uuid.
             continue
         with localcontext(prec=100):
             quantity = offering.lot_size * a.lots
-        changes[s.id] = change = Change(SubscriptionState.ALLOCATED, None, quantity,
-                                        to_units(quantity, token.decimals), a.cash)
+        changes[s.id] = change = Change(
+            SubscriptionState.ALLOCATED, None, quantity, to_units(quantity, token.decimals), a.cash
+        )
         allocated.append((s, change))
     mints = []
     for n, start in enumerate(range(0, len(allocated), MINT_BATCH)):
-        batch = allocated[start:start + MINT_BATCH]
+        batch = allocated[start : start + MINT_BATCH]
         ref = f"offering:{offering.id}:mint:{n}"
-        mints.append(dict(kind=MINT_KIND, chain_id=offering.chain_id, contract=offering.token_address,
-                          abi_name="SecurityToken", function="batchMint",
-                          args=[[s.wallet for s, _ in batch], [c.units for _, c in batch]],
-                          business_ref=ref, actor_id=actor.user_id))
+        mints.append(
+            dict(
+                kind=MINT_KIND,
+                chain_id=offering.chain_id,
+                contract=offering.token_address,
+                abi_name="SecurityToken",
+                function="batchMint",
+                args=[[s.wallet for s, _ in batch], [c.units for _, c in batch]],
+                business_ref=ref,
+                actor_id=actor.user_id,
+            )
+        )
         for _, c in batch:
             c.ref = ref
     await enqueue_many(session, mints)  # one INSERT for all the batches
     await _apply(session, changes)
     offering.allocated_total = sum((a.cash for a in allocations), Decimal(0))
-    transition(session, actor, offering, (OfferingState.CLOSED,), OfferingState.ALLOCATED, "allocate",
-               {"allocated": str(offering.allocated_total), "subscriptions": str(len(allocated)),
-                "mintBatches": str((len(allocated) + MINT_BATCH - 1) // MINT_BATCH)})
+    transition(
+        session,
+        actor,
+        offering,
+        (OfferingState.CLOSED,),
+        OfferingState.ALLOCATED,
+        "allocate",
+        {
+            "allocated": str(offering.allocated_total),
+            "subscriptions": str(len(allocated)),
+            "mintBatches": str((len(allocated) + MINT_BATCH - 1) // MINT_BATCH),
+        },
+    )
     return offering
 
 
@@ -248,8 +293,9 @@ async def _release_leftovers(session: AsyncSession, offering: Offering) -> bool:
         legs += [(UserAccount(user_id, AccountKind.RESERVED), -amount), (UserAccount(user_id), amount)]
     if not legs:
         return False
-    return await ledger.post(session, kind="RELEASE", reference=_leftover_ref(offering.id),
-                             currency=offering.quote_currency, legs=legs)
+    return await ledger.post(
+        session, kind="RELEASE", reference=_leftover_ref(offering.id), currency=offering.quote_currency, legs=legs
+    )
 
 
 def platform_fee(amount: Decimal, bps: int) -> Decimal:
@@ -266,7 +312,8 @@ async def _batch(session: AsyncSession, op: ChainOperation) -> tuple[Offering, l
 
 async def _maybe_settled(session: AsyncSession, offering: Offering) -> None:
     left = await (await pg(session)).fetchval(
-        "SELECT 1 FROM offering_subscriptions WHERE offering_id = $1 AND state = 'ALLOCATED' LIMIT 1", offering.id)
+        "SELECT 1 FROM offering_subscriptions WHERE offering_id = $1 AND state = 'ALLOCATED' LIMIT 1", offering.id
+    )
     if left is None and offering.state is OfferingState.ALLOCATED:
         transition(session, Actor(None), offering, (OfferingState.ALLOCATED,), OfferingState.SETTLED, "settle")
 
@@ -280,16 +327,28 @@ async def mint_confirmed(session: AsyncSession, op: ChainOperation) -> None:
     total = sum((s.allocated_cash for s in subs), Decimal(0))
     fee = platform_fee(total, offering.fee_bps)
     legs: list[tuple[ledger.AccountRef, Decimal]] = [
-        (UserAccount(s.user_id, AccountKind.RESERVED), -s.allocated_cash) for s in subs]
+        (UserAccount(s.user_id, AccountKind.RESERVED), -s.allocated_cash) for s in subs
+    ]
     legs.append((UserAccount(offering.issuer_id), total - fee))
     if fee:
         legs.append((Platform(AccountKind.FEES), fee))
-    await ledger.post(session, kind="ISSUANCE", reference=f"{op.business_ref}:settle",
-                      currency=offering.quote_currency, legs=legs,
-                      details={"offering": str(offering.id), "tx": op.mined_tx_hash or op.tx_hash})
+    await ledger.post(
+        session,
+        kind="ISSUANCE",
+        reference=f"{op.business_ref}:settle",
+        currency=offering.quote_currency,
+        legs=legs,
+        details={"offering": str(offering.id), "tx": op.mined_tx_hash or op.tx_hash},
+    )
     await _set_state(session, [s.id for s in subs], SubscriptionState.SETTLED)
-    record(session, actor_id=None, action="offering.mint_settled", target_type="offering", target_id=offering.id,
-           details={"operation": str(op.id), "subscriptions": str(len(subs)), "cash": str(total), "fee": str(fee)})
+    record(
+        session,
+        actor_id=None,
+        action="offering.mint_settled",
+        target_type="offering",
+        target_id=offering.id,
+        details={"operation": str(op.id), "subscriptions": str(len(subs)), "cash": str(total), "fee": str(fee)},
+    )
     await _maybe_settled(session, offering)
 
 
@@ -302,8 +361,15 @@ async def mint_failed(session: AsyncSession, op: ChainOperation, reason: str) ->
     await _release(session, offering, subs, [s.allocated_cash for s in subs], f"{op.business_ref}:failed")
     why = " ".join(reason.split())[:40] or "MINT_FAILED"
     await _set_state(session, [s.id for s in subs], SubscriptionState.FAILED, why)
-    log.warning("offering %s mint %s failed (%s): %d subscriptions released", offering.id, op.business_ref, why,
-                len(subs))
-    record(session, actor_id=None, action="offering.mint_failed", target_type="offering", target_id=offering.id,
-           details={"operation": str(op.id), "reason": reason[:200], "subscriptions": str(len(subs))})
+    log.warning(
+        "offering %s mint %s failed (%s): %d subscriptions released", offering.id, op.business_ref, why, len(subs)
+    )
+    record(
+        session,
+        actor_id=None,
+        action="offering.mint_failed",
+        target_type="offering",
+        target_id=offering.id,
+        details={"operation": str(op.id), "reason": reason[:200], "subscriptions": str(len(subs))},
+    )
     await _maybe_settled(session, offering)

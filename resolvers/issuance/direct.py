@@ -78,12 +78,24 @@ async def _earlier(session: AsyncSession, actor: Actor, client_key: str | None) 
         return None
     if not 0 < len(client_key) <= 64:
         raise BadUserInput("clientKey must have 1 to 64 characters", field="clientKey")
-    return (await session.execute(select(TokenIssuance).where(TokenIssuance.requested_by == actor.user_id,
-                                                              TokenIssuance.client_key == client_key))).scalar()
+    return (
+        await session.execute(
+            select(TokenIssuance).where(
+                TokenIssuance.requested_by == actor.user_id, TokenIssuance.client_key == client_key
+            )
+        )
+    ).scalar()
 
 
-async def issue_tokens(session: AsyncSession, actor: Actor, token_id: uuid.UUID, lines: list[Line], *,
-                       approval_threshold: Decimal, client_key: str | None = None) -> TokenIssuance:
+async def issue_tokens(
+    session: AsyncSession,
+    actor: Actor,
+    token_id: uuid.UUID,
+    lines: list[Line],
+    *,
+    approval_threshold: Decimal,
+    client_key: str | None = None,
+) -> TokenIssuance:
     if (earlier := await _earlier(session, actor, client_key)) is not None:
         return earlier
     token, asset = await _security_token(session, token_id)
@@ -93,64 +105,117 @@ async def issue_tokens(session: AsyncSession, actor: Actor, token_id: uuid.UUID,
     if not 0 < len(lines) <= MAX_LINES:
         raise BadUserInput(f"allocations must have 1 to {MAX_LINES} entries", field="allocations")
     units = [_check_quantity(ln.quantity, token.decimals, f"allocations.{i}.amount") for i, ln in enumerate(lines)]
-    wallets = {r[0]: r[1] for r in await (await pg(session)).fetch(_WALLETS, list({ln.user_id for ln in lines}),
-                                                                   token.id)}
+    wallets = {
+        r[0]: r[1] for r in await (await pg(session)).fetch(_WALLETS, list({ln.user_id for ln in lines}), token.id)
+    }
     for i, ln in enumerate(lines):
         if ln.user_id not in wallets:
-            raise BadUserInput("this investor has no linked wallet that the token's identity registry lists "
-                               "(or it is frozen)", field=f"allocations.{i}.userId", reason="NO_VERIFIED_WALLET")
+            raise BadUserInput(
+                "this investor has no linked wallet that the token's identity registry lists (or it is frozen)",
+                field=f"allocations.{i}.userId",
+                reason="NO_VERIFIED_WALLET",
+            )
     total = sum((ln.quantity for ln in lines), Decimal(0))
     needs_approval = total > approval_threshold
-    issuance = TokenIssuance(id=uuid.uuid4(), kind=IssuanceKind.ISSUE, token_id=token.id, chain_id=token.chain_id,
-                             token_address=token.address, total_quantity=total, requested_by=actor.user_id,
-                             client_key=client_key,
-                             state=IssuanceState.PENDING_APPROVAL if needs_approval else IssuanceState.SUBMITTED)
+    issuance = TokenIssuance(
+        id=uuid.uuid4(),
+        kind=IssuanceKind.ISSUE,
+        token_id=token.id,
+        chain_id=token.chain_id,
+        token_address=token.address,
+        total_quantity=total,
+        requested_by=actor.user_id,
+        client_key=client_key,
+        state=IssuanceState.PENDING_APPROVAL if needs_approval else IssuanceState.SUBMITTED,
+    )
     session.add(issuance)
     await session.flush()
     for i, (ln, u) in enumerate(zip(lines, units)):
-        session.add(TokenIssuanceLine(issuance_id=issuance.id, line=i, user_id=ln.user_id,
-                                      wallet_address=wallets[ln.user_id], quantity=ln.quantity, units=u,
-                                      op_ref=f"issuance:{issuance.id}:mint:{i // MINT_BATCH}"))
+        session.add(
+            TokenIssuanceLine(
+                issuance_id=issuance.id,
+                line=i,
+                user_id=ln.user_id,
+                wallet_address=wallets[ln.user_id],
+                quantity=ln.quantity,
+                units=u,
+                op_ref=f"issuance:{issuance.id}:mint:{i // MINT_BATCH}",
+            )
+        )
     await session.flush()
-    record(session, actor_id=actor.user_id, action="issuance.request", target_type="token_issuance",
-           target_id=issuance.id, request_id=actor.request_id,
-           details={"token": str(token.id), "total": str(total), "lines": str(len(lines)),
-                    "state": issuance.state.value})
+    record(
+        session,
+        actor_id=actor.user_id,
+        action="issuance.request",
+        target_type="token_issuance",
+        target_id=issuance.id,
+        request_id=actor.request_id,
+        details={"token": str(token.id), "total": str(total), "lines": str(len(lines)), "state": issuance.state.value},
+    )
     if not needs_approval:
         await _submit(session, actor, issuance)
     return issuance
 
 
 async def _submit(session: AsyncSession, actor: Actor, issuance: TokenIssuance) -> None:
-    lines = list((await session.execute(select(TokenIssuanceLine).where(
-        TokenIssuanceLine.issuance_id == issuance.id).order_by(TokenIssuanceLine.line))).scalars())
+    lines = list(
+        (
+            await session.execute(
+                select(TokenIssuanceLine)
+                .where(TokenIssuanceLine.issuance_id == issuance.id)
+                .order_by(TokenIssuanceLine.line)
+            )
+        ).scalars()
+    )
     batches: dict[str, list[TokenIssuanceLine]] = {}
     for ln in lines:
         batches.setdefault(ln.op_ref, []).append(ln)
     for ref, batch in batches.items():
         if issuance.kind is IssuanceKind.ISSUE:
-            await enqueue(session, kind=ISSUE_KIND, chain_id=issuance.chain_id, contract=issuance.token_address,
-                          abi_name="SecurityToken", function="batchMint",
-                          args=[[b.wallet_address for b in batch], [int(b.units) for b in batch]],
-                          business_ref=ref, actor_id=actor.user_id)
+            await enqueue(
+                session,
+                kind=ISSUE_KIND,
+                chain_id=issuance.chain_id,
+                contract=issuance.token_address,
+                abi_name="SecurityToken",
+                function="batchMint",
+                args=[[b.wallet_address for b in batch], [int(b.units) for b in batch]],
+                business_ref=ref,
+                actor_id=actor.user_id,
+            )
         else:
             [b] = batch
-            await enqueue(session, kind=BURN_KIND, chain_id=issuance.chain_id, contract=issuance.token_address,
-                          abi_name="SecurityToken", function="burn", args=[b.wallet_address, int(b.units)],
-                          business_ref=ref, actor_id=actor.user_id)
+            await enqueue(
+                session,
+                kind=BURN_KIND,
+                chain_id=issuance.chain_id,
+                contract=issuance.token_address,
+                abi_name="SecurityToken",
+                function="burn",
+                args=[b.wallet_address, int(b.units)],
+                business_ref=ref,
+                actor_id=actor.user_id,
+            )
 
 
 async def _locked(session: AsyncSession, issuance_id: uuid.UUID) -> TokenIssuance:
     await session.flush()  # the re-read below must not drop this session's pending changes
-    issuance = (await session.execute(select(TokenIssuance).where(TokenIssuance.id == issuance_id).with_for_update()
-                                      .execution_options(populate_existing=True))).scalar_one_or_none()
+    issuance = (
+        await session.execute(
+            select(TokenIssuance)
+            .where(TokenIssuance.id == issuance_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if issuance is None:
         raise NotFound("issuance not found")
     return issuance
 
 
-async def decide_issuance(session: AsyncSession, actor: Actor, issuance_id: uuid.UUID, *, approve: bool,
-                          reason: str | None = None) -> TokenIssuance:
+async def decide_issuance(
+    session: AsyncSession, actor: Actor, issuance_id: uuid.UUID, *, approve: bool, reason: str | None = None
+) -> TokenIssuance:
     """COMPLIANCE approves (-> SUBMITTED, the mints go to the agent) or rejects a PENDING_APPROVAL issuance."""
     issuance = await _locked(session, issuance_id)
     if issuance.state is not IssuanceState.PENDING_APPROVAL:
@@ -163,43 +228,83 @@ async def decide_issuance(session: AsyncSession, actor: Actor, issuance_id: uuid
     issuance.decided_by = actor.user_id
     issuance.state = IssuanceState.SUBMITTED if approve else IssuanceState.REJECTED
     issuance.reason = why
-    record(session, actor_id=actor.user_id, action="issuance.approve" if approve else "issuance.reject",
-           target_type="token_issuance", target_id=issuance.id, request_id=actor.request_id,
-           details={"reason": why} if why else {})
+    record(
+        session,
+        actor_id=actor.user_id,
+        action="issuance.approve" if approve else "issuance.reject",
+        target_type="token_issuance",
+        target_id=issuance.id,
+        request_id=actor.request_id,
+        details={"reason": why} if why else {},
+    )
     if approve:
         await _submit(session, actor, issuance)
     return issuance
 
 
-async def redeem_tokens(session: AsyncSession, actor: Actor, token_id: uuid.UUID, user_id: uuid.UUID,
-                        quantity: Decimal, client_key: str | None = None) -> TokenIssuance:
+async def redeem_tokens(
+    session: AsyncSession,
+    actor: Actor,
+    token_id: uuid.UUID,
+    user_id: uuid.UUID,
+    quantity: Decimal,
+    client_key: str | None = None,
+) -> TokenIssuance:
     """Burn `quantity` of an investor's tokens from the linked wallet that holds the most (unfrozen balance)."""
     if (earlier := await _earlier(session, actor, client_key)) is not None:
         return earlier
     token, asset = await _security_token(session, token_id)
     _check_issuer(actor, asset.issuer_id)
     if asset.status not in (AssetStatus.ACTIVE, AssetStatus.SUSPENDED, AssetStatus.REDEEMING):
-        raise Conflict(f"the asset is {asset.status.value}; redemption needs ACTIVE, SUSPENDED or REDEEMING",
-                       reason="ASSET_NOT_REDEEMABLE")
+        raise Conflict(
+            f"the asset is {asset.status.value}; redemption needs ACTIVE, SUSPENDED or REDEEMING",
+            reason="ASSET_NOT_REDEEMABLE",
+        )
     units = _check_quantity(quantity, token.decimals, "amount")
-    row = (await (await pg(session)).fetchrow(
+    row = await (await pg(session)).fetchrow(
         """SELECT h.holder, h.balance - h.frozen_amount AS free FROM holdings h
            JOIN wallets wa ON wa.address = h.holder AND wa.user_id = $1
            WHERE h.chain_id = $2 AND h.token_address = $3 ORDER BY free DESC, h.holder LIMIT 1""",
-        user_id, token.chain_id, token.address))
+        user_id,
+        token.chain_id,
+        token.address,
+    )
     if row is None or int(row["free"]) < units:
         raise Conflict("the investor's wallets do not hold that many unfrozen tokens", reason="INSUFFICIENT_BALANCE")
-    issuance = TokenIssuance(id=uuid.uuid4(), kind=IssuanceKind.REDEEM, token_id=token.id, chain_id=token.chain_id,
-                             token_address=token.address, total_quantity=quantity, requested_by=actor.user_id,
-                             client_key=client_key, state=IssuanceState.SUBMITTED)
+    issuance = TokenIssuance(
+        id=uuid.uuid4(),
+        kind=IssuanceKind.REDEEM,
+        token_id=token.id,
+        chain_id=token.chain_id,
+        token_address=token.address,
+        total_quantity=quantity,
+        requested_by=actor.user_id,
+        client_key=client_key,
+        state=IssuanceState.SUBMITTED,
+    )
     session.add(issuance)
     await session.flush()
-    session.add(TokenIssuanceLine(issuance_id=issuance.id, line=0, user_id=user_id, wallet_address=row["holder"],
-                                  quantity=quantity, units=units, op_ref=f"issuance:{issuance.id}:burn:0"))
+    session.add(
+        TokenIssuanceLine(
+            issuance_id=issuance.id,
+            line=0,
+            user_id=user_id,
+            wallet_address=row["holder"],
+            quantity=quantity,
+            units=units,
+            op_ref=f"issuance:{issuance.id}:burn:0",
+        )
+    )
     await session.flush()
-    record(session, actor_id=actor.user_id, action="issuance.redeem", target_type="token_issuance",
-           target_id=issuance.id, request_id=actor.request_id,
-           details={"token": str(token.id), "user": str(user_id), "amount": str(quantity)})
+    record(
+        session,
+        actor_id=actor.user_id,
+        action="issuance.redeem",
+        target_type="token_issuance",
+        target_id=issuance.id,
+        request_id=actor.request_id,
+        details={"token": str(token.id), "user": str(user_id), "amount": str(quantity)},
+    )
     await _submit(session, actor, issuance)
     return issuance
 
@@ -212,19 +317,37 @@ async def _finish_if_done(session: AsyncSession, op: ChainOperation, failed_reas
         issuance.state, issuance.reason = IssuanceState.FAILED, " ".join(failed_reason.split())[:MAX_REASON]
     else:
         await session.flush()
-        refs = list((await session.execute(select(TokenIssuanceLine.op_ref).where(
-            TokenIssuanceLine.issuance_id == issuance.id).distinct())).scalars())
-        open_ops = (await session.execute(select(func.count()).select_from(ChainOperation).where(
-            ChainOperation.business_ref.in_(refs), ChainOperation.id != op.id,
-            ChainOperation.state != OperationState.CONFIRMED))).scalar_one()
+        refs = list(
+            (
+                await session.execute(
+                    select(TokenIssuanceLine.op_ref).where(TokenIssuanceLine.issuance_id == issuance.id).distinct()
+                )
+            ).scalars()
+        )
+        open_ops = (
+            await session.execute(
+                select(func.count())
+                .select_from(ChainOperation)
+                .where(
+                    ChainOperation.business_ref.in_(refs),
+                    ChainOperation.id != op.id,
+                    ChainOperation.state != OperationState.CONFIRMED,
+                )
+            )
+        ).scalar_one()
         if open_ops:
             return
         issuance.state = IssuanceState.SETTLED
         if issuance.kind is IssuanceKind.REDEEM:
             await _retire_if_redeemed(session, issuance)
-    record(session, actor_id=None, action=f"issuance.{issuance.state.value.lower()}", target_type="token_issuance",
-           target_id=issuance.id, details={"operation": str(op.id), **({"reason": issuance.reason}
-                                                                       if failed_reason else {})})
+    record(
+        session,
+        actor_id=None,
+        action=f"issuance.{issuance.state.value.lower()}",
+        target_type="token_issuance",
+        target_id=issuance.id,
+        details={"operation": str(op.id), **({"reason": issuance.reason} if failed_reason else {})},
+    )
 
 
 async def _retire_if_redeemed(session: AsyncSession, issuance: TokenIssuance) -> None:
@@ -235,16 +358,33 @@ async def _retire_if_redeemed(session: AsyncSession, issuance: TokenIssuance) ->
     asset = (await session.execute(select(Asset).where(Asset.id == token.asset_id).with_for_update())).scalar_one()
     if asset.status is not AssetStatus.REDEEMING:
         return
-    outstanding = (await session.execute(
-        select(func.coalesce(func.sum(Holding.balance), 0)).join(Token, (Token.chain_id == Holding.chain_id)
-                                                                 & (Token.address == Holding.token_address))
-        .where(Token.asset_id == asset.id))).scalar_one()
+    outstanding = (
+        await session.execute(
+            select(func.coalesce(func.sum(Holding.balance), 0))
+            .join(Token, (Token.chain_id == Holding.chain_id) & (Token.address == Holding.token_address))
+            .where(Token.asset_id == asset.id)
+        )
+    ).scalar_one()
     if int(outstanding) == 0:
-        session.add(AssetTransition(asset_id=asset.id, from_status=asset.status, to_status=AssetStatus.RETIRED,
-                                    action="retire", actor_id=None, reason="all tokens redeemed"))
+        session.add(
+            AssetTransition(
+                asset_id=asset.id,
+                from_status=asset.status,
+                to_status=AssetStatus.RETIRED,
+                action="retire",
+                actor_id=None,
+                reason="all tokens redeemed",
+            )
+        )
         asset.status = AssetStatus.RETIRED
-        record(session, actor_id=None, action="asset.retire", target_type="asset", target_id=asset.id,
-               details={"reason": "all tokens redeemed", "issuance": str(issuance.id)})
+        record(
+            session,
+            actor_id=None,
+            action="asset.retire",
+            target_type="asset",
+            target_id=asset.id,
+            details={"reason": "all tokens redeemed", "issuance": str(issuance.id)},
+        )
 
 
 async def operation_confirmed(session: AsyncSession, op: ChainOperation) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -75,8 +75,13 @@ def validate(spec: OfferingSpec, decimals: int) -> None:
     name = " ".join(spec.name.split())
     if not 0 < len(name) <= MAX_NAME:
         raise BadUserInput(f"name must have 1 to {MAX_NAME} characters", field="name")
-    for field, value in (("price", spec.price), ("lotSize", spec.lot_size), ("minTicket", spec.min_ticket),
-                         ("target", spec.target), ("hardCap", spec.hard_cap)):
+    for field, value in (
+        ("price", spec.price),
+        ("lotSize", spec.lot_size),
+        ("minTicket", spec.min_ticket),
+        ("target", spec.target),
+        ("hardCap", spec.hard_cap),
+    ):
         _positive(field, value)
     if spec.max_ticket is not None:
         _positive("maxTicket", spec.max_ticket)
@@ -94,12 +99,13 @@ def validate(spec: OfferingSpec, decimals: int) -> None:
         raise BadUserInput("minTicket must not exceed hardCap", field="minTicket")
     if spec.closes_at <= spec.opens_at:
         raise BadUserInput("closesAt must be after opensAt", field="closesAt")
-    if spec.closes_at <= datetime.now(timezone.utc):
+    if spec.closes_at <= datetime.now(UTC):
         raise BadUserInput("closesAt must be in the future", field="closesAt")
     if spec.eligible_countries is not None:
         if not spec.eligible_countries:
-            raise BadUserInput("eligibleCountries must name at least one country (or be null for any)",
-                               field="eligibleCountries")
+            raise BadUserInput(
+                "eligibleCountries must name at least one country (or be null for any)", field="eligibleCountries"
+            )
         for c in spec.eligible_countries:
             if c.upper() not in ISO_3166_ALPHA2:
                 raise BadUserInput(f"unknown country code {c!r} (ISO 3166-1 alpha-2)", field="eligibleCountries")
@@ -129,18 +135,44 @@ async def create_offering(session: AsyncSession, actor: Actor, spec: OfferingSpe
         raise BadUserInput("quoteCurrency must be 2 to 16 letters or digits", field="quoteCurrency")
     validate(spec, token.decimals)
     offering = Offering(
-        id=uuid.uuid4(), token_id=token.id, asset_id=asset.id, issuer_id=asset.issuer_id, chain_id=token.chain_id,
-        token_address=token.address, name=" ".join(spec.name.split()), quote_currency=currency, price=spec.price,
-        lot_size=spec.lot_size, min_ticket=spec.min_ticket, max_ticket=spec.max_ticket, target=spec.target,
-        hard_cap=spec.hard_cap, opens_at=spec.opens_at, closes_at=spec.closes_at,
-        eligible_countries=None if spec.eligible_countries is None
+        id=uuid.uuid4(),
+        token_id=token.id,
+        asset_id=asset.id,
+        issuer_id=asset.issuer_id,
+        chain_id=token.chain_id,
+        token_address=token.address,
+        name=" ".join(spec.name.split()),
+        quote_currency=currency,
+        price=spec.price,
+        lot_size=spec.lot_size,
+        min_ticket=spec.min_ticket,
+        max_ticket=spec.max_ticket,
+        target=spec.target,
+        hard_cap=spec.hard_cap,
+        opens_at=spec.opens_at,
+        closes_at=spec.closes_at,
+        eligible_countries=None
+        if spec.eligible_countries is None
         else sorted({c.upper() for c in spec.eligible_countries}),
-        accredited_only=spec.accredited_only, allocation_rule=spec.allocation_rule, fee_bps=spec.fee_bps,
-        state=OfferingState.DRAFT, subscribed_total=Decimal(0), allocated_total=Decimal(0), subscription_count=0)
+        accredited_only=spec.accredited_only,
+        allocation_rule=spec.allocation_rule,
+        fee_bps=spec.fee_bps,
+        state=OfferingState.DRAFT,
+        subscribed_total=Decimal(0),
+        allocated_total=Decimal(0),
+        subscription_count=0,
+    )
     session.add(offering)
     await session.flush()
-    record(session, actor_id=actor.user_id, action="offering.create", target_type="offering", target_id=offering.id,
-           request_id=actor.request_id, details={"token": str(token.id), "hardCap": str(spec.hard_cap)})
+    record(
+        session,
+        actor_id=actor.user_id,
+        action="offering.create",
+        target_type="offering",
+        target_id=offering.id,
+        request_id=actor.request_id,
+        details={"token": str(token.id), "hardCap": str(spec.hard_cap)},
+    )
     return offering
 
 
@@ -148,30 +180,51 @@ async def locked(session: AsyncSession, offering_id: uuid.UUID) -> Offering:
     """The offering, row-locked and re-read (pending changes of this session are flushed first, so the re-read
     cannot drop them)."""
     await session.flush()
-    offering = (await session.execute(select(Offering).where(Offering.id == offering_id).with_for_update()
-                                      .execution_options(populate_existing=True))).scalar_one_or_none()
+    offering = (
+        await session.execute(
+            select(Offering)
+            .where(Offering.id == offering_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if offering is None:
         raise NotFound("offering not found")
     return offering
 
 
-def transition(session: AsyncSession, actor: Actor, offering: Offering, allowed: tuple[OfferingState, ...],
-               to: OfferingState, action: str, details: dict[str, str] | None = None) -> None:
+def transition(
+    session: AsyncSession,
+    actor: Actor,
+    offering: Offering,
+    allowed: tuple[OfferingState, ...],
+    to: OfferingState,
+    action: str,
+    details: dict[str, str] | None = None,
+) -> None:
     """Move `offering` (locked) to `to` if its state allows, with the audit row."""
     if offering.state not in allowed:
-        raise Conflict(f"the offering is {offering.state.value}; {action} needs "
-                       f"{' or '.join(s.value for s in allowed)}", reason="INVALID_STATE")
+        raise Conflict(
+            f"the offering is {offering.state.value}; {action} needs {' or '.join(s.value for s in allowed)}",
+            reason="INVALID_STATE",
+        )
     before = offering.state
     offering.state = to
-    record(session, actor_id=actor.user_id, action=f"offering.{action}", target_type="offering",
-           target_id=offering.id, request_id=actor.request_id,
-           details={"from": before.value, "to": to.value, **(details or {})})
+    record(
+        session,
+        actor_id=actor.user_id,
+        action=f"offering.{action}",
+        target_type="offering",
+        target_id=offering.id,
+        request_id=actor.request_id,
+        details={"from": before.value, "to": to.value, **(details or {})},
+    )
 
 
 async def open_offering(session: AsyncSession, actor: Actor, offering_id: uuid.UUID) -> Offering:
     offering = await locked(session, offering_id)
     _check_issuer(actor, offering.issuer_id)
-    if offering.closes_at <= datetime.now(timezone.utc):
+    if offering.closes_at <= datetime.now(UTC):
         raise Conflict("the offering's closing time has passed", reason="OFFERING_CLOSED")
     transition(session, actor, offering, (OfferingState.DRAFT,), OfferingState.OPEN, "open")
     return offering

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -107,8 +107,10 @@ def decide(offering: Offering, rows: list[Any], amount: Decimal, now: datetime) 
     if (why := accepts_subscriptions(offering, now)) is not None:
         return why, None
     first = rows[0]
-    if first["kyc"] is None or effective_status(KycStatus(first["kyc"]), first["kyc_expires"], now) \
-            is not KycStatus.APPROVED:
+    if (
+        first["kyc"] is None
+        or effective_status(KycStatus(first["kyc"]), first["kyc_expires"], now) is not KycStatus.APPROVED
+    ):
         return "KYC_NOT_APPROVED", None
     if offering.eligible_countries is not None and first["country"] not in offering.eligible_countries:
         return "COUNTRY_NOT_ELIGIBLE", None
@@ -119,8 +121,7 @@ def decide(offering: Offering, rows: list[Any], amount: Decimal, now: datetime) 
         return "NO_VERIFIED_WALLET", None
     if offering.max_ticket is not None and Decimal(first["mine"]) + amount > offering.max_ticket:
         return "MAX_TICKET_EXCEEDED", wallets[0]
-    if offering.allocation_rule is AllocationRule.FIRST_COME and \
-            offering.subscribed_total + amount > offering.hard_cap:
+    if offering.allocation_rule is AllocationRule.FIRST_COME and offering.subscribed_total + amount > offering.hard_cap:
         return "CAP_REACHED", wallets[0]
     cash = first["cash"] if first["cash"] is not None else Decimal(0)
     if cash < amount:
@@ -140,9 +141,14 @@ RETURNING subscribed_total, subscription_count"""
 async def _key_shared(session: AsyncSession, offering_id: uuid.UUID) -> Offering:
     """The offering, re-read under FOR KEY SHARE (see the module docstring)."""
     await session.flush()
-    offering = (await session.execute(
-        select(Offering).where(Offering.id == offering_id).with_for_update(read=True, key_share=True)
-        .execution_options(populate_existing=True))).scalar_one_or_none()
+    offering = (
+        await session.execute(
+            select(Offering)
+            .where(Offering.id == offering_id)
+            .with_for_update(read=True, key_share=True)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if offering is None:
         raise NotFound("offering not found")
     return offering
@@ -154,11 +160,18 @@ def _totals(offering: Offering, row: Any) -> None:
     set_committed_value(offering, "subscription_count", row["subscription_count"])
 
 
-async def _existing(session: AsyncSession, offering_id: uuid.UUID, user_id: uuid.UUID,
-                    client_key: str) -> OfferingSubscription | None:
-    return (await session.execute(select(OfferingSubscription).where(
-        OfferingSubscription.offering_id == offering_id, OfferingSubscription.user_id == user_id,
-        OfferingSubscription.client_key == client_key))).scalar_one_or_none()
+async def _existing(
+    session: AsyncSession, offering_id: uuid.UUID, user_id: uuid.UUID, client_key: str
+) -> OfferingSubscription | None:
+    return (
+        await session.execute(
+            select(OfferingSubscription).where(
+                OfferingSubscription.offering_id == offering_id,
+                OfferingSubscription.user_id == user_id,
+                OfferingSubscription.client_key == client_key,
+            )
+        )
+    ).scalar_one_or_none()
 
 
 async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) -> OfferingSubscription:
@@ -171,18 +184,28 @@ async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) 
         raise BadUserInput(f"clientKey must have 1 to {MAX_CLIENT_KEY} characters", field="clientKey")
     offering = await _key_shared(session, req.offering_id)
     conn = await pg(session)
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                       f"offering-subscriber:{offering.id}:{user_id}")
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"offering-subscriber:{offering.id}:{user_id}"
+    )
     if key is not None and (earlier := await _existing(session, offering.id, user_id, key)) is not None:
         return earlier  # before validation: a retried request gets what it got the first time
     _validate(req, offering)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = await conn.fetch(_READ, user_id, offering.quote_currency, offering.id, offering.token_id)
     reason, wallet = decide(offering, rows, req.amount, now)
-    sub = OfferingSubscription(id=uuid.uuid4(), offering_id=offering.id, user_id=user_id, client_key=key,
-                               amount=req.amount, wallet_address=wallet, reason=reason,
-                               state=SubscriptionState.REJECTED if reason else SubscriptionState.ACTIVE,
-                               allocated_quantity=Decimal(0), allocated_units=0, allocated_cash=Decimal(0))
+    sub = OfferingSubscription(
+        id=uuid.uuid4(),
+        offering_id=offering.id,
+        user_id=user_id,
+        client_key=key,
+        amount=req.amount,
+        wallet_address=wallet,
+        reason=reason,
+        state=SubscriptionState.REJECTED if reason else SubscriptionState.ACTIVE,
+        allocated_quantity=Decimal(0),
+        allocated_units=0,
+        allocated_cash=Decimal(0),
+    )
     session.add(sub)
     first_come = offering.allocation_rule is AllocationRule.FIRST_COME
     if reason is not None or not first_come:
@@ -209,31 +232,60 @@ async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) 
 
 
 def _audit(session: AsyncSession, actor: Actor, sub: OfferingSubscription) -> None:
-    record(session, actor_id=actor.user_id, action="offering.subscribe", target_type="offering_subscription",
-           target_id=sub.id, request_id=actor.request_id,
-           details={"offering": str(sub.offering_id), "amount": str(sub.amount), "state": sub.state.value,
-                    **({"reason": sub.reason} if sub.reason else {})})
+    record(
+        session,
+        actor_id=actor.user_id,
+        action="offering.subscribe",
+        target_type="offering_subscription",
+        target_id=sub.id,
+        request_id=actor.request_id,
+        details={
+            "offering": str(sub.offering_id),
+            "amount": str(sub.amount),
+            "state": sub.state.value,
+            **({"reason": sub.reason} if sub.reason else {}),
+        },
+    )
 
 
-async def cancel_subscription(session: AsyncSession, actor: Actor, subscription_id: uuid.UUID
-                              ) -> OfferingSubscription:
+async def cancel_subscription(session: AsyncSession, actor: Actor, subscription_id: uuid.UUID) -> OfferingSubscription:
     """The investor takes an ACTIVE subscription back while the offering is OPEN; its cash is released."""
-    found = (await session.execute(select(OfferingSubscription.offering_id).where(
-        OfferingSubscription.id == subscription_id, OfferingSubscription.user_id == actor.user_id))).scalar()
+    found = (
+        await session.execute(
+            select(OfferingSubscription.offering_id).where(
+                OfferingSubscription.id == subscription_id, OfferingSubscription.user_id == actor.user_id
+            )
+        )
+    ).scalar()
     if found is None:
         raise NotFound("subscription not found")
     offering = await _key_shared(session, found)  # the offering first, as subscribe and close lock it: no deadlock
-    sub = (await session.execute(select(OfferingSubscription).where(OfferingSubscription.id == subscription_id)
-                                 .with_for_update().execution_options(populate_existing=True))).scalar_one()
+    sub = (
+        await session.execute(
+            select(OfferingSubscription)
+            .where(OfferingSubscription.id == subscription_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
     if offering.state is not OfferingState.OPEN:
-        raise Conflict(f"the offering is {offering.state.value}; subscriptions can be canceled while it is OPEN",
-                       reason="OFFERING_NOT_OPEN")
+        raise Conflict(
+            f"the offering is {offering.state.value}; subscriptions can be canceled while it is OPEN",
+            reason="OFFERING_NOT_OPEN",
+        )
     if sub.state is not SubscriptionState.ACTIVE:
         raise Conflict(f"the subscription is {sub.state.value}", reason="INVALID_STATE")
     conn = await pg(session)
     await ledger.release(session, sub.user_id, sub.amount, offering.quote_currency, f"subscription:{sub.id}:release")
     sub.state, sub.reason = SubscriptionState.CANCELED, "USER_CANCELED"
     _totals(offering, await conn.fetchrow(_CLAIM, offering.id, -sub.amount, -1, False))
-    record(session, actor_id=actor.user_id, action="offering.subscription_cancel", target_type="offering_subscription",
-           target_id=sub.id, request_id=actor.request_id, details={"offering": str(offering.id)})
+    record(
+        session,
+        actor_id=actor.user_id,
+        action="offering.subscription_cancel",
+        target_type="offering_subscription",
+        target_id=sub.id,
+        request_id=actor.request_id,
+        details={"offering": str(offering.id)},
+    )
     return sub

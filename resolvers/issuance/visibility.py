@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, false, or_, select, true
@@ -39,16 +39,21 @@ async def visible_offerings(session: AsyncSession, actor: Actor) -> Select[tuple
     if _staff(actor):
         return stmt
     me = actor.user_id
-    case = (await session.execute(select(KycCase.status, KycCase.expires_at, KycCase.country, KycCase.accredited)
-                                  .where(KycCase.user_id == me))).first()
+    case = (
+        await session.execute(
+            select(KycCase.status, KycCase.expires_at, KycCase.country, KycCase.accredited).where(KycCase.user_id == me)
+        )
+    ).first()
     eligible: Any = false()
-    if case is not None and effective_status(case.status, case.expires_at, datetime.now(timezone.utc)) \
-            is KycStatus.APPROVED:
-        eligible = and_(Offering.state == OfferingState.OPEN,
-                        or_(Offering.eligible_countries.is_(None), Offering.eligible_countries.any(case.country or "")),
-                        true() if case.accredited else Offering.accredited_only.is_(False))
-    mine = select(OfferingSubscription.offering_id).where(OfferingSubscription.user_id == me,
-                                                          OfferingSubscription.state != SubscriptionState.REJECTED)
+    if case is not None and effective_status(case.status, case.expires_at, datetime.now(UTC)) is KycStatus.APPROVED:
+        eligible = and_(
+            Offering.state == OfferingState.OPEN,
+            or_(Offering.eligible_countries.is_(None), Offering.eligible_countries.any(case.country or "")),
+            true() if case.accredited else Offering.accredited_only.is_(False),
+        )
+    mine = select(OfferingSubscription.offering_id).where(
+        OfferingSubscription.user_id == me, OfferingSubscription.state != SubscriptionState.REJECTED
+    )
     return stmt.where(or_(eligible, Offering.id.in_(mine), Offering.issuer_id == me))
 
 
@@ -73,9 +78,13 @@ def channel(offering_id: object) -> str:
 
 
 def event(offering: Offering) -> dict[str, Any]:
-    return {"offeringId": str(offering.id), "state": offering.state.value,
-            "subscribedTotal": str(offering.subscribed_total), "subscriptionCount": offering.subscription_count,
-            "allocatedTotal": str(offering.allocated_total)}
+    return {
+        "offeringId": str(offering.id),
+        "state": offering.state.value,
+        "subscribedTotal": str(offering.subscribed_total),
+        "subscriptionCount": offering.subscription_count,
+        "allocatedTotal": str(offering.allocated_total),
+    }
 
 
 async def publish(pubsub: PubSubHub, offering: Offering) -> None:

@@ -30,10 +30,41 @@ from resolvers.payments.states import Actor, transition, utcnow
 
 # ISO-4217 minor units of the fiat currencies accepted by bank transfer.
 MINOR_UNITS: dict[str, int] = {
-    "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "NZD": 2, "SGD": 2, "HKD": 2, "CNY": 2,
-    "INR": 2, "BRL": 2, "MXN": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "CZK": 2, "ZAR": 2, "AED": 2,
-    "SAR": 2, "ILS": 2, "TRY": 2, "THB": 2, "JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "HUF": 2,
-    "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "NZD": 2,
+    "SGD": 2,
+    "HKD": 2,
+    "CNY": 2,
+    "INR": 2,
+    "BRL": 2,
+    "MXN": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "PLN": 2,
+    "CZK": 2,
+    "ZAR": 2,
+    "AED": 2,
+    "SAR": 2,
+    "ILS": 2,
+    "TRY": 2,
+    "THB": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "VND": 0,
+    "HUF": 2,
+    "BHD": 3,
+    "KWD": 3,
+    "JOD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 MIN_EXPIRES_S = 1
 MAX_EXPIRES_S = 30 * 24 * 3600
@@ -66,8 +97,7 @@ def parse_amount(amount: Decimal, places: int, field: str = "amount") -> Decimal
     except InvalidOperation as exc:
         raise BadUserInput(f"{field} is not a number", field=field) from exc
     if isinstance(exponent, int) and -exponent > places:
-        raise BadUserInput(f"{field} has more than {places} decimals for this currency", field=field,
-                           decimals=places)
+        raise BadUserInput(f"{field} has more than {places} decimals for this currency", field=field, decimals=places)
     return amount
 
 
@@ -86,21 +116,40 @@ def _reference_code() -> str:
 
 async def _stablecoin(session: AsyncSession, chain_id: int | None, token: str | None) -> Token:
     if chain_id is None or not token:
-        raise BadUserInput("STABLECOIN payments need chainId and token", field="chainId" if chain_id is None else "token")
+        raise BadUserInput(
+            "STABLECOIN payments need chainId and token", field="chainId" if chain_id is None else "token"
+        )
     if not is_address(token):
         raise BadUserInput("token is not an address", field="token")
-    row = (await session.execute(select(Token).where(
-        Token.chain_id == chain_id, Token.address == to_checksum_address(token),
-        Token.kind == TokenKind.STABLECOIN))).scalar_one_or_none()
+    row = (
+        await session.execute(
+            select(Token).where(
+                Token.chain_id == chain_id,
+                Token.address == to_checksum_address(token),
+                Token.kind == TokenKind.STABLECOIN,
+            )
+        )
+    ).scalar_one_or_none()
     if row is None:
         raise BadUserInput("no such stablecoin on that chain", field="token")
     return row
 
 
-async def create_payment(session: AsyncSession, wallet: DepositWallet, *, user_id: uuid.UUID, amount: Decimal,
-                         currency: str, method: PaymentMethod, idempotency_key: str, chain_id: int | None = None,
-                         token: str | None = None, expires_in: int = DEFAULT_EXPIRES_S,
-                         request_id: str | None = None, now: datetime | None = None) -> tuple[Payment, bool]:
+async def create_payment(
+    session: AsyncSession,
+    wallet: DepositWallet,
+    *,
+    user_id: uuid.UUID,
+    amount: Decimal,
+    currency: str,
+    method: PaymentMethod,
+    idempotency_key: str,
+    chain_id: int | None = None,
+    token: str | None = None,
+    expires_in: int = DEFAULT_EXPIRES_S,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Payment, bool]:
     """Create the payment, or return the one this user already created with this key (created=False).
     Reusing a key with different parameters is a CONFLICT. The caller commits."""
     key = idempotency_key.strip()
@@ -116,8 +165,12 @@ async def create_payment(session: AsyncSession, wallet: DepositWallet, *, user_i
         if tok.symbol and code != tok.symbol.upper():
             raise BadUserInput(f"currency must be the token's symbol {tok.symbol}", field="currency")
         parse_amount(amount, tok.decimals)
-        values.update(chain_id=chain_id, token_address=tok.address, decimals=tok.decimals,
-                      amount_units=to_units(amount, tok.decimals))
+        values.update(
+            chain_id=chain_id,
+            token_address=tok.address,
+            decimals=tok.decimals,
+            amount_units=to_units(amount, tok.decimals),
+        )
     else:
         if chain_id is not None or token:
             raise BadUserInput("chainId and token are for STABLECOIN payments only", field="chainId")
@@ -125,8 +178,13 @@ async def create_payment(session: AsyncSession, wallet: DepositWallet, *, user_i
             raise BadUserInput("currency must be an ISO-4217 code accepted for bank transfers", field="currency")
         parse_amount(amount, MINOR_UNITS[code])
     if existing is not None:
-        same = (existing.method is method and existing.amount == amount and existing.currency == code
-                and existing.chain_id == values.get("chain_id") and existing.token_address == values.get("token_address"))
+        same = (
+            existing.method is method
+            and existing.amount == amount
+            and existing.currency == code
+            and existing.chain_id == values.get("chain_id")
+            and existing.token_address == values.get("token_address")
+        )
         if not same:
             raise Conflict("idempotencyKey was already used for a different payment", reason="IDEMPOTENCY_KEY_REUSED")
         return existing, False
@@ -137,28 +195,63 @@ async def create_payment(session: AsyncSession, wallet: DepositWallet, *, user_i
         values.update(derivation_index=index, deposit_address=wallet.address(int(index)))
     else:
         values["reference_code"] = _reference_code()
-    payment = (await session.scalars(insert(Payment).values(
-        id=pid, user_id=user_id, method=method, state=PaymentState.AWAITING_FUNDS, amount=amount, currency=code,
-        idempotency_key=key, expires_at=now + timedelta(seconds=expires_in), received_units=0, final_units=0,
-        received_amount=Decimal(0), credited_amount=Decimal(0), refundable_amount=Decimal(0),
-        refunded_amount=Decimal(0), created_at=now, updated_at=now, **values,
-    ).on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"]).returning(Payment))).one_or_none()
+    payment = (
+        await session.scalars(
+            insert(Payment)
+            .values(
+                id=pid,
+                user_id=user_id,
+                method=method,
+                state=PaymentState.AWAITING_FUNDS,
+                amount=amount,
+                currency=code,
+                idempotency_key=key,
+                expires_at=now + timedelta(seconds=expires_in),
+                received_units=0,
+                final_units=0,
+                received_amount=Decimal(0),
+                credited_amount=Decimal(0),
+                refundable_amount=Decimal(0),
+                refunded_amount=Decimal(0),
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
+            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+            .returning(Payment)
+        )
+    ).one_or_none()
     if payment is None:  # a concurrent request with the same key won
         winner = await by_idempotency_key(session, user_id, key)
         assert winner is not None
         return winner, False
-    session.add(PaymentTransition(payment_id=pid, from_state="NEW", to_state=PaymentState.AWAITING_FUNDS.value,
-                                  actor_id=user_id, reason="created", at=now))
+    session.add(
+        PaymentTransition(
+            payment_id=pid,
+            from_state="NEW",
+            to_state=PaymentState.AWAITING_FUNDS.value,
+            actor_id=user_id,
+            reason="created",
+            at=now,
+        )
+    )
     notify.queue(session, payment, None)
-    record(session, actor_id=user_id, action="payment.create", target_type="payment", target_id=pid,
-           request_id=request_id, details={"method": method.value, "currency": code, "amount": str(amount),
-                                           "chainId": chain_id})
+    record(
+        session,
+        actor_id=user_id,
+        action="payment.create",
+        target_type="payment",
+        target_id=pid,
+        request_id=request_id,
+        details={"method": method.value, "currency": code, "amount": str(amount), "chainId": chain_id},
+    )
     return payment, True
 
 
 async def by_idempotency_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> Payment | None:
-    return (await session.execute(select(Payment).where(Payment.user_id == user_id, Payment.idempotency_key == key))
-            ).scalar_one_or_none()
+    return (
+        await session.execute(select(Payment).where(Payment.user_id == user_id, Payment.idempotency_key == key))
+    ).scalar_one_or_none()
 
 
 async def get(session: AsyncSession, payment_id: uuid.UUID, *, lock: bool = False) -> Payment:
@@ -198,22 +291,50 @@ def filtered(f: PaymentFilter) -> Select:
     return stmt
 
 
-async def list_payments(session: AsyncSession, f: PaymentFilter, *, first: int | None = None,
-                        after: str | None = None, last: int | None = None, before: str | None = None) -> Page[Payment]:
+async def list_payments(
+    session: AsyncSession,
+    f: PaymentFilter,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+) -> Page[Payment]:
     """Newest first; `created_from` inclusive, `created_to` exclusive."""
-    return await keyset_page(session, filtered(f), [Payment.created_at, Payment.id], descending=True,
-                             first=first, after=after, last=last, before=before)
+    return await keyset_page(
+        session,
+        filtered(f),
+        [Payment.created_at, Payment.id],
+        descending=True,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+    )
 
 
-async def cancel(session: AsyncSession, payment_id: uuid.UUID, actor_id: uuid.UUID, *, staff: bool,
-                 request_id: str | None = None) -> Payment:
+async def cancel(
+    session: AsyncSession, payment_id: uuid.UUID, actor_id: uuid.UUID, *, staff: bool, request_id: str | None = None
+) -> Payment:
     payment = await get(session, payment_id, lock=True)
     if not staff and payment.user_id != actor_id:
         raise NotFound("payment not found")
     if payment.received_units or payment.state is not PaymentState.AWAITING_FUNDS:
         raise Conflict(f"a {payment.state.value} payment cannot be canceled", reason="INVALID_STATE")
-    transition(session, payment, PaymentState.CANCELED, actor=Actor.OWNER if payment.user_id == actor_id else Actor.ADMIN,
-               actor_id=actor_id, reason="canceled")
-    record(session, actor_id=actor_id, action="payment.cancel", target_type="payment", target_id=payment.id,
-           request_id=request_id)
+    transition(
+        session,
+        payment,
+        PaymentState.CANCELED,
+        actor=Actor.OWNER if payment.user_id == actor_id else Actor.ADMIN,
+        actor_id=actor_id,
+        reason="canceled",
+    )
+    record(
+        session,
+        actor_id=actor_id,
+        action="payment.cancel",
+        target_type="payment",
+        target_id=payment.id,
+        request_id=request_id,
+    )
     return payment

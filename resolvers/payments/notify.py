@@ -31,10 +31,16 @@ def channel(payment_id: object) -> str:
 
 def event_payload(payment: Payment, previous: PaymentState | None) -> dict[str, Any]:
     return {
-        "id": str(payment.id), "userId": str(payment.user_id), "state": payment.state.value,
-        "previousState": previous.value if previous else None, "method": payment.method.value,
-        "amount": str(payment.amount), "currency": payment.currency, "chainId": payment.chain_id,
-        "receivedAmount": str(payment.received_amount), "creditedAmount": str(payment.credited_amount),
+        "id": str(payment.id),
+        "userId": str(payment.user_id),
+        "state": payment.state.value,
+        "previousState": previous.value if previous else None,
+        "method": payment.method.value,
+        "amount": str(payment.amount),
+        "currency": payment.currency,
+        "chainId": payment.chain_id,
+        "receivedAmount": str(payment.received_amount),
+        "creditedAmount": str(payment.credited_amount),
     }
 
 
@@ -56,11 +62,15 @@ async def write_outbox(session: AsyncSession) -> None:
     if not events:
         return
     rows = [{"event": event_name(e), "payload": e} for e in events]
-    await session.execute(text(
-        "INSERT INTO webhook_deliveries (id, endpoint_id, url, event, payload, state, attempts) "
-        "SELECT gen_random_uuid(), e.id, e.url, ev.event, ev.payload, 'PENDING', 0 "
-        "FROM webhook_endpoints e CROSS JOIN jsonb_to_recordset(CAST(:events AS jsonb)) AS ev(event text, payload jsonb) "
-        "WHERE e.active"), {"events": json.dumps(rows)})
+    await session.execute(
+        text(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, url, event, payload, state, attempts) "
+            "SELECT gen_random_uuid(), e.id, e.url, ev.event, ev.payload, 'PENDING', 0 "
+            "FROM webhook_endpoints e CROSS JOIN jsonb_to_recordset(CAST(:events AS jsonb)) AS ev(event text, payload jsonb) "
+            "WHERE e.active"
+        ),
+        {"events": json.dumps(rows)},
+    )
 
 
 async def commit_outbox(session: AsyncSession) -> None:
@@ -69,11 +79,11 @@ async def commit_outbox(session: AsyncSession) -> None:
     await session.commit()
 
 
-async def commit_unit(session: AsyncSession, work: Callable[[], Awaitable[T]], redis: Redis | None,
-                      prefix: str) -> T:
+async def commit_unit(session: AsyncSession, work: Callable[[], Awaitable[T]], redis: Redis | None, prefix: str) -> T:
     """`work` (a payment change on `session`), its outbox and the commit as one unit, re-run from the start on a
     deadlock or serialization failure (core.transactions; the events queued by a failed attempt are dropped);
     the committed events are published once, after it."""
+
     async def unit() -> T:
         result = await work()
         await commit_outbox(session)

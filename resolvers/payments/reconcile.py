@@ -32,15 +32,15 @@ from redis.asyncio import Redis
 from sqlalchemy import and_, exists, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models.ledger import AccountKind
 from models.chain import IndexerCursor
+from models.ledger import AccountKind
 from models.payments import Payment, PaymentMethod, PaymentState
 from models.tokens import TokenTransfer
 from resolvers.ledger import DepositCredit, Platform, credit_deposits, post
 from resolvers.payments import notify
 from resolvers.payments.intents import from_units
-from resolvers.raw_sql import pg
 from resolvers.payments.states import OPEN_STATES, Actor, HistoryRow, insert_history, transition, utcnow
+from resolvers.raw_sql import pg
 
 log = logging.getLogger("rwa.payments.reconcile")
 S = PaymentState
@@ -82,8 +82,9 @@ def is_final(t: Transfer, finalized: int | None) -> bool:
     return finalized is not None and t.block_number <= finalized
 
 
-def decide(state: PaymentState, intended: int, expires_at: datetime, transfers: Sequence[Transfer],
-           finalized: int | None) -> Decision:
+def decide(
+    state: PaymentState, intended: int, expires_at: datetime, transfers: Sequence[Transfer], finalized: int | None
+) -> Decision:
     """Pure: the state the observed transfers call for (the table in the module docstring)."""
     received = sum(t.value for t in transfers)
     final = sum(t.value for t in transfers if is_final(t, finalized))
@@ -118,11 +119,15 @@ WHERE p.chain_id = $1 AND p.method = 'STABLECOIN'
 _OPEN_IDS_SQL = _OPEN_SQL + "  AND p.id = ANY($3::uuid[])"
 
 
-async def _observe(session: AsyncSession, chain_id: int, now: datetime, ids: Sequence[uuid.UUID] | None = None
-                   ) -> dict[uuid.UUID, tuple[tuple, list[Transfer]]]:
+async def _observe(
+    session: AsyncSession, chain_id: int, now: datetime, ids: Sequence[uuid.UUID] | None = None
+) -> dict[uuid.UUID, tuple[tuple, list[Transfer]]]:
     conn = await pg(session)  # raw asyncpg: every open payment's row each pass (SQLAlchemy's rows cost ~10x)
-    rows = (await conn.fetch(_OPEN_SQL, chain_id, now - LATE_WINDOW) if ids is None
-            else await conn.fetch(_OPEN_IDS_SQL, chain_id, now - LATE_WINDOW, list(ids)))
+    rows = (
+        await conn.fetch(_OPEN_SQL, chain_id, now - LATE_WINDOW)
+        if ids is None
+        else await conn.fetch(_OPEN_IDS_SQL, chain_id, now - LATE_WINDOW, list(ids))
+    )
     out: dict[uuid.UUID, tuple[tuple, list[Transfer]]] = {}
     for r in rows:
         entry = out.get(r[0])
@@ -158,14 +163,23 @@ async def refresh_stale_statistics(session: AsyncSession, tables: Sequence[str] 
 async def finalized_block(session: AsyncSession, chain_id: int) -> int | None:
     """The chain's finalized block as far as the indexer has indexed it (rows above `indexed_block` may not
     have been checked against the node's canonical chain yet)."""
-    return (await session.execute(text(
-        "SELECT LEAST(finalized_block, indexed_block) FROM indexer_cursors WHERE chain_id = :c"), {"c": chain_id})
+    return (
+        await session.execute(
+            text("SELECT LEAST(finalized_block, indexed_block) FROM indexer_cursors WHERE chain_id = :c"),
+            {"c": chain_id},
+        )
     ).scalar_one_or_none()
 
 
-async def reconcile_chain(session_factory: async_sessionmaker[AsyncSession], chain_id: int, *,
-                          redis: Redis | None = None, prefix: str = "", now: datetime | None = None,
-                          chunk: int = CHUNK) -> ReconcileStats:
+async def reconcile_chain(
+    session_factory: async_sessionmaker[AsyncSession],
+    chain_id: int,
+    *,
+    redis: Redis | None = None,
+    prefix: str = "",
+    now: datetime | None = None,
+    chunk: int = CHUNK,
+) -> ReconcileStats:
     """One pass over chain `chain_id`. Idempotent: running it again (or concurrently) changes nothing more."""
     now = now or utcnow()
     stats = ReconcileStats()
@@ -187,21 +201,31 @@ async def reconcile_chain(session_factory: async_sessionmaker[AsyncSession], cha
             changed.append(pid)
     for start in range(0, len(changed), chunk):
         async with session_factory() as session:
-            await _apply_chunk(session, chain_id, changed[start:start + chunk], now, stats)
+            await _apply_chunk(session, chain_id, changed[start : start + chunk], now, stats)
             events = await notify.commit(session, redis, prefix)
         at = utcnow()
         stats.committed += [(uuid.UUID(e["id"]), S(e["state"]), at) for e in events if e["previousState"] != e["state"]]
     return stats
 
 
-async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID], now: datetime,
-                       stats: ReconcileStats) -> None:
+async def _apply_chunk(
+    session: AsyncSession, chain_id: int, ids: list[uuid.UUID], now: datetime, stats: ReconcileStats
+) -> None:
     # one reconciler per chain at a time; concurrent passes queue here and then find nothing left to do
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_BASE + chain_id})
     finalized = await finalized_block(session, chain_id)
-    payments = {p.id: p for p in (await session.execute(
-        select(Payment).where(Payment.id.in_(ids)).order_by(Payment.id).with_for_update()
-        .execution_options(populate_existing=True))).scalars()}
+    payments = {
+        p.id: p
+        for p in (
+            await session.execute(
+                select(Payment)
+                .where(Payment.id.in_(ids))
+                .order_by(Payment.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+    }
     fresh = await _observe(session, chain_id, now, ids)
     resync: dict[uuid.UUID, Sequence[Transfer]] = {}
     credits: list[DepositCredit] = []  # the chunk's credits, posted together (3 statements, not 2 per payment)
@@ -224,17 +248,24 @@ async def _apply_chunk(session: AsyncSession, chain_id: int, ids: list[uuid.UUID
             notify.queue(session, payment, payment.state)  # amounts changed: live update, no transition
             continue
         await _settle(session, payment, d, decimals, credits)
-        transition(session, payment, d.target, actor=Actor.SYSTEM,
-                   reason=f"received {from_units(d.received_units, decimals)} (final {from_units(d.final_units, decimals)})"
-                          f" at finalized block {finalized}", history=history)
+        transition(
+            session,
+            payment,
+            d.target,
+            actor=Actor.SYSTEM,
+            reason=f"received {from_units(d.received_units, decimals)} (final {from_units(d.final_units, decimals)})"
+            f" at finalized block {finalized}",
+            history=history,
+        )
         stats.transitions[d.target.value] = stats.transitions.get(d.target.value, 0) + 1
     await credit_deposits(session, credits)
     await insert_history(session, history)
     await _sync_matches(session, chain_id, resync)
 
 
-async def _settle(session: AsyncSession, payment: Payment, d: Decision, decimals: int,
-                  credits: list[DepositCredit]) -> None:
+async def _settle(
+    session: AsyncSession, payment: Payment, d: Decision, decimals: int, credits: list[DepositCredit]
+) -> None:
     """Ledger effects of reaching a settled state; every movement has a per-payment reference (retry-safe). The
     credit is appended to `credits`, which the caller posts in the same transaction before it commits."""
     details = {"paymentId": str(payment.id), "chainId": payment.chain_id}
@@ -250,9 +281,14 @@ async def _settle(session: AsyncSession, payment: Payment, d: Decision, decimals
 
 async def _hold(session: AsyncSession, payment: Payment, amount: Decimal, what: str) -> None:
     """Money received but not credited: owed back to the payer until refunded (or accepted)."""
-    await post(session, kind="HOLD", reference=f"payment:{payment.id}:{what}", currency=payment.currency,
-               details={"paymentId": str(payment.id)},
-               legs=[(Platform(AccountKind.DEPOSITS), -amount), (Platform(AccountKind.REFUNDS_PAYABLE), amount)])
+    await post(
+        session,
+        kind="HOLD",
+        reference=f"payment:{payment.id}:{what}",
+        currency=payment.currency,
+        details={"paymentId": str(payment.id)},
+        legs=[(Platform(AccountKind.DEPOSITS), -amount), (Platform(AccountKind.REFUNDS_PAYABLE), amount)],
+    )
     payment.refundable_amount = amount
 
 
@@ -267,35 +303,60 @@ async def _sync_matches(session: AsyncSession, chain_id: int, current: dict[uuid
         return
     conn = await pg(session)
     await conn.execute("DELETE FROM payment_matches WHERE payment_id = ANY($1::uuid[])", list(current))
-    rows = [(t.block_hash, t.log_index, pid, t.block_number, t.tx_hash, t.from_address, Decimal(t.value))
-            for pid, transfers in current.items() for t in transfers]
+    rows = [
+        (t.block_hash, t.log_index, pid, t.block_number, t.tx_hash, t.from_address, Decimal(t.value))
+        for pid, transfers in current.items()
+        for t in transfers
+    ]
     if rows:
         await conn.execute(_INSERT_MATCHES, chain_id, *map(list, zip(*rows)))
 
 
-async def expire_payments(session_factory: async_sessionmaker[AsyncSession], *, redis: Redis | None = None,
-                          prefix: str = "", now: datetime | None = None, limit: int = 1000) -> int:
+async def expire_payments(
+    session_factory: async_sessionmaker[AsyncSession],
+    *,
+    redis: Redis | None = None,
+    prefix: str = "",
+    now: datetime | None = None,
+    limit: int = 1000,
+) -> int:
     """AWAITING_FUNDS past expiry -> EXPIRED; UNDERPAID past expiry with every transfer final -> EXPIRED with what
     arrived held for refund. DETECTED never expires: the full amount arrived in time. Idempotent."""
     now = now or utcnow()
     done = 0
     async with session_factory() as session:
         on_time_transfer = exists().where(
-            TokenTransfer.chain_id == Payment.chain_id, TokenTransfer.token_address == Payment.token_address,
+            TokenTransfer.chain_id == Payment.chain_id,
+            TokenTransfer.token_address == Payment.token_address,
             TokenTransfer.to_address == Payment.deposit_address,
-            or_(TokenTransfer.block_time.is_(None), TokenTransfer.block_time <= Payment.expires_at))
+            or_(TokenTransfer.block_time.is_(None), TokenTransfer.block_time <= Payment.expires_at),
+        )
         # A stablecoin payment expires only once the indexer has polled its chain after the expiry moment (so a
         # transfer mined just in time is not missed because of indexer lag), and only with no on-time transfer
         # left unreconciled (the reconciler settles those).
         indexed_past_expiry = IndexerCursor.updated_at > Payment.expires_at + timedelta(seconds=1)
-        rows = (await session.execute(
-            select(Payment).outerjoin(IndexerCursor, IndexerCursor.chain_id == Payment.chain_id)
-            .where(Payment.state.in_([S.AWAITING_FUNDS, S.UNDERPAID]), Payment.expires_at < now,
-                   or_(Payment.method == PaymentMethod.BANK_TRANSFER,
-                       and_(indexed_past_expiry,
-                            or_(Payment.state == S.UNDERPAID, ~on_time_transfer))))
-            .order_by(Payment.expires_at).limit(limit).with_for_update(of=Payment, skip_locked=True)
-            .execution_options(populate_existing=True))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(Payment)
+                    .outerjoin(IndexerCursor, IndexerCursor.chain_id == Payment.chain_id)
+                    .where(
+                        Payment.state.in_([S.AWAITING_FUNDS, S.UNDERPAID]),
+                        Payment.expires_at < now,
+                        or_(
+                            Payment.method == PaymentMethod.BANK_TRANSFER,
+                            and_(indexed_past_expiry, or_(Payment.state == S.UNDERPAID, ~on_time_transfer)),
+                        ),
+                    )
+                    .order_by(Payment.expires_at)
+                    .limit(limit)
+                    .with_for_update(of=Payment, skip_locked=True)
+                    .execution_options(populate_existing=True)
+                )
+            )
+            .scalars()
+            .all()
+        )
         for payment in rows:
             if payment.state is S.UNDERPAID:
                 if payment.received_units != payment.final_units:

@@ -20,8 +20,8 @@ from models.ledger import AccountKind
 from models.payments import OutgoingTransfer, Payment, PaymentMatch, PaymentMethod, PaymentRefund, PaymentState
 from resolvers.audit import record
 from resolvers.ledger import Platform, UserAccount, credit_deposit, post
-from resolvers.payments.intents import MINOR_UNITS, get, parse_amount, to_units
 from resolvers.payments import payouts
+from resolvers.payments.intents import MINOR_UNITS, get, parse_amount, to_units
 from resolvers.payments.states import Actor, transition
 
 S = PaymentState
@@ -48,8 +48,13 @@ def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
-async def confirm_bank_transfer(session: AsyncSession, payment_id: uuid.UUID, bank_reference: str,
-                                actor_id: uuid.UUID, request_id: str | None = None) -> Payment:
+async def confirm_bank_transfer(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    bank_reference: str,
+    actor_id: uuid.UUID,
+    request_id: str | None = None,
+) -> Payment:
     """The bank statement shows the money: credit the intended amount once and record the bank's reference."""
     # payments.bank_reference is VARCHAR(120): a longer one failed the UPDATE and came back INTERNAL (fuzz gate)
     reference = _text(bank_reference, "bankReference", BANK_REFERENCE_CHARS)
@@ -58,37 +63,68 @@ async def confirm_bank_transfer(session: AsyncSession, payment_id: uuid.UUID, ba
         raise BadUserInput("only BANK_TRANSFER payments are confirmed by hand", field="paymentId")
     if payment.state not in (S.AWAITING_FUNDS, S.EXPIRED):
         raise Conflict(f"a {payment.state.value} payment cannot be confirmed", reason="INVALID_STATE")
-    await credit_deposit(session, payment.user_id, payment.amount, payment.currency, f"payment:{payment.id}:credit",
-                         {"paymentId": str(payment.id), "bankReference": reference})
+    await credit_deposit(
+        session,
+        payment.user_id,
+        payment.amount,
+        payment.currency,
+        f"payment:{payment.id}:credit",
+        {"paymentId": str(payment.id), "bankReference": reference},
+    )
     payment.bank_reference = reference
     payment.received_amount = payment.credited_amount = payment.amount
-    transition(session, payment, S.CONFIRMED, actor=Actor.ADMIN, actor_id=actor_id,
-               reason=f"bank transfer {reference}")
-    record(session, actor_id=actor_id, action="payment.confirm_bank_transfer", target_type="payment",
-           target_id=payment.id, request_id=request_id, details={"bankReference": reference})
+    transition(session, payment, S.CONFIRMED, actor=Actor.ADMIN, actor_id=actor_id, reason=f"bank transfer {reference}")
+    record(
+        session,
+        actor_id=actor_id,
+        action="payment.confirm_bank_transfer",
+        target_type="payment",
+        target_id=payment.id,
+        request_id=request_id,
+        details={"bankReference": reference},
+    )
     return payment
 
 
-async def accept_late(session: AsyncSession, payment_id: uuid.UUID, actor_id: uuid.UUID, reason: str,
-                      request_id: str | None = None) -> Payment:
+async def accept_late(
+    session: AsyncSession, payment_id: uuid.UUID, actor_id: uuid.UUID, reason: str, request_id: str | None = None
+) -> Payment:
     """Review of a LATE payment decided to keep it: the held funds go to the user's cash account."""
     why = _text(reason, "reason")
     payment = await get(session, payment_id, lock=True)
     if payment.state is not S.LATE:
         raise Conflict(f"a {payment.state.value} payment is not held for review", reason="INVALID_STATE")
     held, _ = outstanding(payment)
-    await post(session, kind="CREDIT", reference=f"payment:{payment.id}:credit", currency=payment.currency,
-               details={"paymentId": str(payment.id), "late": True},
-               legs=[(Platform(AccountKind.REFUNDS_PAYABLE), -held), (UserAccount(payment.user_id), held)])
+    await post(
+        session,
+        kind="CREDIT",
+        reference=f"payment:{payment.id}:credit",
+        currency=payment.currency,
+        details={"paymentId": str(payment.id), "late": True},
+        legs=[(Platform(AccountKind.REFUNDS_PAYABLE), -held), (UserAccount(payment.user_id), held)],
+    )
     payment.credited_amount, payment.refundable_amount = held, payment.refunded_amount
     transition(session, payment, S.CONFIRMED, actor=Actor.ADMIN, actor_id=actor_id, reason=why)
-    record(session, actor_id=actor_id, action="payment.accept_late", target_type="payment", target_id=payment.id,
-           request_id=request_id, details={"reason": why, "amount": str(held)})
+    record(
+        session,
+        actor_id=actor_id,
+        action="payment.accept_late",
+        target_type="payment",
+        target_id=payment.id,
+        request_id=request_id,
+        details={"reason": why, "amount": str(held)},
+    )
     return payment
 
 
-async def refund(session: AsyncSession, payment_id: uuid.UUID, amount: Decimal | None, reason: str,
-                 actor_id: uuid.UUID, request_id: str | None = None) -> tuple[PaymentRefund, Payment]:
+async def refund(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    amount: Decimal | None,
+    reason: str,
+    actor_id: uuid.UUID,
+    request_id: str | None = None,
+) -> tuple[PaymentRefund, Payment]:
     """Refund `amount` (None: everything still refundable). The caller commits."""
     why = _text(reason, "reason")
     payment = await get(session, payment_id, lock=True)
@@ -100,8 +136,9 @@ async def refund(session: AsyncSession, payment_id: uuid.UUID, amount: Decimal |
         raise Conflict("nothing left to refund on this payment", reason="NOTHING_TO_REFUND")
     value = available if amount is None else parse_amount(amount, _places(payment))
     if value > available:
-        raise BadUserInput(f"at most {available} {payment.currency} can be refunded", field="amount",
-                           available=str(available))
+        raise BadUserInput(
+            f"at most {available} {payment.currency} can be refunded", field="amount", available=str(available)
+        )
     from_held = min(value, held)
     from_credit = value - from_held
     row = PaymentRefund(id=uuid.uuid4(), payment_id=payment.id, amount=value, reason=why, actor_id=actor_id)
@@ -111,33 +148,65 @@ async def refund(session: AsyncSession, payment_id: uuid.UUID, amount: Decimal |
         legs.append((Platform(AccountKind.REFUNDS_PAYABLE), -from_held))
     if from_credit:
         legs.append((UserAccount(payment.user_id), -from_credit))
-    await post(session, kind="REFUND", reference=f"payment:{payment.id}:refund:{row.id}", currency=payment.currency,
-               details={"paymentId": str(payment.id), "refundId": str(row.id)}, legs=legs)
+    await post(
+        session,
+        kind="REFUND",
+        reference=f"payment:{payment.id}:refund:{row.id}",
+        currency=payment.currency,
+        details={"paymentId": str(payment.id), "refundId": str(row.id)},
+        legs=legs,
+    )
     await session.flush()
     if payment.method is PaymentMethod.STABLECOIN:
-        payer = (await session.execute(select(PaymentMatch.from_address).where(PaymentMatch.payment_id == payment.id)
-                                       .order_by(PaymentMatch.block_number.desc()).limit(1))).scalar_one_or_none()
+        payer = (
+            await session.execute(
+                select(PaymentMatch.from_address)
+                .where(PaymentMatch.payment_id == payment.id)
+                .order_by(PaymentMatch.block_number.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
         if payer is None:
             raise Conflict("no on-chain transfer to refund to", reason="NO_SOURCE_ADDRESS")
-        transfer = OutgoingTransfer(refund_id=row.id, chain_id=payment.chain_id, token_address=payment.token_address,
-                                    to_address=payer, amount_units=to_units(value, payment.decimals or 0))
+        transfer = OutgoingTransfer(
+            refund_id=row.id,
+            chain_id=payment.chain_id,
+            token_address=payment.token_address,
+            to_address=payer,
+            amount_units=to_units(value, payment.decimals or 0),
+        )
         session.add(transfer)
         await session.flush()
         await payouts.enqueue_refund(session, transfer, actor_id)  # paid by the treasury signer (agent outbox)
     payment.refunded_amount += value
     target = S.REFUNDED if value == available else S.PARTIALLY_REFUNDED
     transition(session, payment, target, actor=Actor.ADMIN, actor_id=actor_id, reason=why)
-    record(session, actor_id=actor_id, action="payment.refund", target_type="payment", target_id=payment.id,
-           request_id=request_id, details={"amount": str(value), "reason": why, "refundId": str(row.id)})
+    record(
+        session,
+        actor_id=actor_id,
+        action="payment.refund",
+        target_type="payment",
+        target_id=payment.id,
+        request_id=request_id,
+        details={"amount": str(value), "reason": why, "refundId": str(row.id)},
+    )
     return row, payment
 
 
-async def fail(session: AsyncSession, payment_id: uuid.UUID, reason: str, actor_id: uuid.UUID,
-               request_id: str | None = None) -> Payment:
+async def fail(
+    session: AsyncSession, payment_id: uuid.UUID, reason: str, actor_id: uuid.UUID, request_id: str | None = None
+) -> Payment:
     """Give up on a payment that cannot complete (e.g. the token was paused); nothing was credited yet."""
     why = _text(reason, "reason")
     payment = await get(session, payment_id, lock=True)
     transition(session, payment, S.FAILED, actor=Actor.ADMIN, actor_id=actor_id, reason=why)
-    record(session, actor_id=actor_id, action="payment.fail", target_type="payment", target_id=payment.id,
-           request_id=request_id, details={"reason": why})
+    record(
+        session,
+        actor_id=actor_id,
+        action="payment.fail",
+        target_type="payment",
+        target_id=payment.id,
+        request_id=request_id,
+        details={"reason": why},
+    )
     return payment

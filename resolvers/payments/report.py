@@ -41,12 +41,25 @@ async def settlement_report(session: AsyncSession, start: datetime, end: datetim
     if (end - start).days > MAX_WINDOW_DAYS:
         raise BadUserInput(f"the window is at most {MAX_WINDOW_DAYS} days", field="to")
     zero = Decimal(0)
-    rows = (await session.execute(
-        select(Payment.state, Payment.method, Payment.currency, Payment.chain_id, func.count(),
-               func.sum(Payment.amount), func.sum(Payment.received_amount), func.sum(Payment.credited_amount),
-               func.sum(Payment.refunded_amount), func.sum(Payment.refundable_amount))
-        .where(Payment.created_at >= start, Payment.created_at < end)
-        .group_by(Payment.state, Payment.method, Payment.currency, Payment.chain_id)
-        .order_by(Payment.currency, Payment.chain_id.nulls_first(), Payment.state, Payment.method))).all()
-    return [SettlementLine(r[0], r[1], r[2], r[3], int(r[4]), *(plain(Decimal(v or zero)) for v in r[5:]))
-            for r in rows]
+    rows = (
+        await session.execute(
+            select(
+                Payment.state,
+                Payment.method,
+                Payment.currency,
+                Payment.chain_id,
+                func.count(),
+                func.sum(Payment.amount),
+                func.sum(Payment.received_amount),
+                func.sum(Payment.credited_amount),
+                func.sum(Payment.refunded_amount),
+                func.sum(Payment.refundable_amount),
+            )
+            .where(Payment.created_at >= start, Payment.created_at < end)
+            .group_by(Payment.state, Payment.method, Payment.currency, Payment.chain_id)
+            .order_by(Payment.currency, Payment.chain_id.nulls_first(), Payment.state, Payment.method)
+        )
+    ).all()
+    return [
+        SettlementLine(r[0], r[1], r[2], r[3], int(r[4]), *(plain(Decimal(v or zero)) for v in r[5:])) for r in rows
+    ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,8 +71,11 @@ TRANSITIONS: dict[tuple[PaymentState, PaymentState], frozenset[Actor]] = {
     (S.PARTIALLY_REFUNDED, S.REFUNDED): _ADMIN,
     # a refund's payout failed on chain: the refund is undone (resolvers/payments/payouts.py)
     (S.REFUNDED, S.PARTIALLY_REFUNDED): _SYS,
-    **{(s, back): _SYS for s in (S.REFUNDED, S.PARTIALLY_REFUNDED)
-       for back in (S.CONFIRMED, S.OVERPAID, S.LATE, S.EXPIRED)},
+    **{
+        (s, back): _SYS
+        for s in (S.REFUNDED, S.PARTIALLY_REFUNDED)
+        for back in (S.CONFIRMED, S.OVERPAID, S.LATE, S.EXPIRED)
+    },
 }
 
 # states the reconciler still looks at (an EXPIRED payment may still receive a late transfer)
@@ -98,12 +101,20 @@ def allowed(current: PaymentState, target: PaymentState, actor: Actor) -> bool:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def transition(session: AsyncSession, payment: Payment, target: PaymentState, *, actor: Actor,
-               actor_id: uuid.UUID | None = None, reason: str = "", now: datetime | None = None,
-               history: list[HistoryRow] | None = None) -> None:
+def transition(
+    session: AsyncSession,
+    payment: Payment,
+    target: PaymentState,
+    *,
+    actor: Actor,
+    actor_id: uuid.UUID | None = None,
+    reason: str = "",
+    now: datetime | None = None,
+    history: list[HistoryRow] | None = None,
+) -> None:
     """Move `payment` (a row locked by the caller) to `target`, or raise InvalidTransition (CONFLICT). With
     `history`, the payment_transitions row is appended there for the caller to insert with its batch
     (`insert_history`, in the same transaction) instead of being added to the session one ORM object at a time."""
@@ -120,6 +131,14 @@ def transition(session: AsyncSession, payment: Payment, target: PaymentState, *,
     if history is not None:
         history.append((payment.id, current.value, target.value, actor_id, reason[:1000], now))
     else:
-        session.add(PaymentTransition(payment_id=payment.id, from_state=current.value, to_state=target.value,
-                                      actor_id=actor_id, reason=reason[:1000], at=now))
+        session.add(
+            PaymentTransition(
+                payment_id=payment.id,
+                from_state=current.value,
+                to_state=target.value,
+                actor_id=actor_id,
+                reason=reason[:1000],
+                at=now,
+            )
+        )
     notify.queue(session, payment, current)

@@ -59,15 +59,22 @@ ORDER BY p.chain_id, h.balance DESC
 LIMIT $5"""
 
 
-async def candidates(session: AsyncSession, min_amount: Decimal, *, chain_id: int | None = None,
-                     limit: int = 200) -> list[Candidate]:
+async def candidates(
+    session: AsyncSession, min_amount: Decimal, *, chain_id: int | None = None, limit: int = 200
+) -> list[Candidate]:
     rows = await (await pg(session)).fetch(_CANDIDATES, list(SWEEPABLE), chain_id, min_amount, list(_OPEN), limit)
     return [Candidate(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5])) for r in rows]
 
 
-async def sweep_pass(session: AsyncSession, min_amount: Decimal, treasury: Callable[[int], str],
-                     native_balance: Callable[[int, str], Awaitable[int]],
-                     gas_price: Callable[[int], Awaitable[int]], *, chain_id: int | None = None) -> dict[str, int]:
+async def sweep_pass(
+    session: AsyncSession,
+    min_amount: Decimal,
+    treasury: Callable[[int], str],
+    native_balance: Callable[[int, str], Awaitable[int]],
+    gas_price: Callable[[int], Awaitable[int]],
+    *,
+    chain_id: int | None = None,
+) -> dict[str, int]:
     """Queue the top-ups and sweeps one pass needs (see the module docstring). Does not commit. Returns counts."""
     queued = {"topups": 0, "sweeps": 0}
     for c in await candidates(session, min_amount, chain_id=chain_id):
@@ -75,13 +82,30 @@ async def sweep_pass(session: AsyncSession, min_amount: Decimal, treasury: Calla
         have = await native_balance(c.chain_id, c.address)
         n = c.versions + 1
         if have < need:
-            await enqueue(session, kind="gas.topup", chain_id=c.chain_id, contract=c.address, abi_name="",
-                          function="", args=[], value=need - have, signer="treasury",
-                          business_ref=f"gas:{c.chain_id}:{c.address}:{n}")
+            await enqueue(
+                session,
+                kind="gas.topup",
+                chain_id=c.chain_id,
+                contract=c.address,
+                abi_name="",
+                function="",
+                args=[],
+                value=need - have,
+                signer="treasury",
+                business_ref=f"gas:{c.chain_id}:{c.address}:{n}",
+            )
             queued["topups"] += 1
         else:
-            await enqueue(session, kind="sweep.deposit", chain_id=c.chain_id, contract=c.token,
-                          abi_name="Stablecoin", function="transfer", args=[treasury(c.chain_id), c.units],
-                          signer=f"deposit:{c.index}", business_ref=f"sweep:{c.chain_id}:{c.address}:{n}")
+            await enqueue(
+                session,
+                kind="sweep.deposit",
+                chain_id=c.chain_id,
+                contract=c.token,
+                abi_name="Stablecoin",
+                function="transfer",
+                args=[treasury(c.chain_id), c.units],
+                signer=f"deposit:{c.index}",
+                business_ref=f"sweep:{c.chain_id}:{c.address}:{n}",
+            )
             queued["sweeps"] += 1
     return queued

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import select, text, update
@@ -50,25 +50,45 @@ async def endpoints(session: AsyncSession) -> list[WebhookEndpoint]:
     return list((await session.execute(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at))).scalars())
 
 
-async def create_endpoint(session: AsyncSession, url: str, actor_id: uuid.UUID, request_id: str | None,
-                          policy: TargetPolicy, resolve: Resolver = system_resolve) -> WebhookEndpoint:
+async def create_endpoint(
+    session: AsyncSession,
+    url: str,
+    actor_id: uuid.UUID,
+    request_id: str | None,
+    policy: TargetPolicy,
+    resolve: Resolver = system_resolve,
+) -> WebhookEndpoint:
     row = WebhookEndpoint(id=uuid.uuid4(), url=await check_url(url, policy, resolve), active=True)
     session.add(row)
     await session.flush()
     await session.refresh(row)
-    record(session, actor_id=actor_id, action="webhook.create_endpoint", target_type="webhook_endpoint",
-           target_id=row.id, request_id=request_id, details={"url": row.url})
+    record(
+        session,
+        actor_id=actor_id,
+        action="webhook.create_endpoint",
+        target_type="webhook_endpoint",
+        target_id=row.id,
+        request_id=request_id,
+        details={"url": row.url},
+    )
     return row
 
 
-async def disable_endpoint(session: AsyncSession, endpoint_id: uuid.UUID, actor_id: uuid.UUID,
-                           request_id: str | None) -> WebhookEndpoint:
+async def disable_endpoint(
+    session: AsyncSession, endpoint_id: uuid.UUID, actor_id: uuid.UUID, request_id: str | None
+) -> WebhookEndpoint:
     row = await session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
     if row is None:
         raise NotFound("webhook endpoint not found")
     row.active = False
-    record(session, actor_id=actor_id, action="webhook.disable_endpoint", target_type="webhook_endpoint",
-           target_id=row.id, request_id=request_id)
+    record(
+        session,
+        actor_id=actor_id,
+        action="webhook.disable_endpoint",
+        target_type="webhook_endpoint",
+        target_id=row.id,
+        request_id=request_id,
+    )
     return row
 
 
@@ -78,30 +98,41 @@ async def deliveries(session: AsyncSession, state: str | None, first: int | None
         if state not in STATES:
             raise BadUserInput(f"state must be one of {', '.join(STATES)}", field="state")
         stmt = stmt.where(WebhookDelivery.state == state)
-    return await keyset_page(session, stmt, [WebhookDelivery.created_at, WebhookDelivery.id], descending=True,
-                             first=first, after=after)
+    return await keyset_page(
+        session, stmt, [WebhookDelivery.created_at, WebhookDelivery.id], descending=True, first=first, after=after
+    )
 
 
-async def redeliver(session: AsyncSession, delivery_id: uuid.UUID, actor_id: uuid.UUID,
-                    request_id: str | None) -> WebhookDelivery:
+async def redeliver(
+    session: AsyncSession, delivery_id: uuid.UUID, actor_id: uuid.UUID, request_id: str | None
+) -> WebhookDelivery:
     row = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if row is None:
         raise NotFound("webhook delivery not found")
     if row.state != "DEAD":
         raise Conflict("only dead letters can be redelivered", reason="INVALID_STATE")
     row.state, row.attempts, row.last_error = "PENDING", 0, None
-    record(session, actor_id=actor_id, action="webhook.redeliver", target_type="webhook_delivery", target_id=row.id,
-           request_id=request_id)
+    record(
+        session,
+        actor_id=actor_id,
+        action="webhook.redeliver",
+        target_type="webhook_delivery",
+        target_id=row.id,
+        request_id=request_id,
+    )
     return row
 
 
 async def claim_pending(session: AsyncSession, limit: int = 500) -> list[uuid.UUID]:
     """PENDING (and long-lost QUEUED) -> QUEUED; returns the ids to send to the actor. The caller commits."""
-    rows = await session.execute(text(
-        "UPDATE webhook_deliveries SET state = 'QUEUED' WHERE id IN ("
-        " SELECT id FROM webhook_deliveries WHERE state = 'PENDING' OR (state = 'QUEUED' AND created_at < :stale)"
-        " ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING id"),
-        {"stale": datetime.now(timezone.utc) - REQUEUE_AFTER, "n": limit})
+    rows = await session.execute(
+        text(
+            "UPDATE webhook_deliveries SET state = 'QUEUED' WHERE id IN ("
+            " SELECT id FROM webhook_deliveries WHERE state = 'PENDING' OR (state = 'QUEUED' AND created_at < :stale)"
+            " ORDER BY created_at LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING id"
+        ),
+        {"stale": datetime.now(UTC) - REQUEUE_AFTER, "n": limit},
+    )
     return [r[0] for r in rows]
 
 
@@ -109,12 +140,22 @@ def delivery_client(timeout_s: float = 10.0) -> httpx.AsyncClient:
     """The HTTP client deliveries go through: no redirects, no proxy from the environment (the checked address is
     the one connected to), and no kept-alive connections (a pooled TLS connection is keyed by address, not by the
     host name it was verified for)."""
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False,
-                             limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
 
 
-async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, client: httpx.AsyncClient,
-                  policy: TargetPolicy, resolve: Resolver = system_resolve) -> bool:
+async def attempt(
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    secret: bytes,
+    client: httpx.AsyncClient,
+    policy: TargetPolicy,
+    resolve: Resolver = system_resolve,
+) -> bool:
     """POST once. True when delivered (or already delivered/dead: nothing to do); raises DeliveryFailed. A target
     the policy refuses ends the delivery (DEAD, with the reason); only an unresolvable host is retried."""
     row = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
@@ -135,14 +176,19 @@ async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, 
         await session.commit()
         raise DeliveryFailed(row.last_error) from None
     # Standard Webhooks: webhook-id is the delivery's id (stable across retries), signed with this attempt's time
-    headers = {"Host": target.host_header, "Content-Type": "application/json", "X-RWA-Event": row.event,
-               **signed_headers(secret, str(row.id), body)}
+    headers = {
+        "Host": target.host_header,
+        "Content-Type": "application/json",
+        "X-RWA-Event": row.event,
+        **signed_headers(secret, str(row.id), body),
+    }
     # TLS to the checked address, verified for the host name
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
         for n, address in enumerate(target.addresses):  # each checked address in turn until one accepts
-            request = client.build_request("POST", target.pinned_url(address), content=body, headers=headers,
-                                           extensions=extensions)
+            request = client.build_request(
+                "POST", target.pinned_url(address), content=body, headers=headers, extensions=extensions
+            )
             try:
                 reply = await client.send(request, follow_redirects=False, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout):
@@ -156,7 +202,7 @@ async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, 
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     if error is None:
-        row.state, row.delivered_at, row.last_error = "DELIVERED", datetime.now(timezone.utc), None
+        row.state, row.delivered_at, row.last_error = "DELIVERED", datetime.now(UTC), None
         await session.commit()
         return True
     row.last_error = error
@@ -165,6 +211,9 @@ async def attempt(session: AsyncSession, delivery_id: uuid.UUID, secret: bytes, 
 
 
 async def mark_dead(session: AsyncSession, delivery_id: uuid.UUID) -> None:
-    await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
-                                                        WebhookDelivery.state != "DELIVERED").values(state="DEAD"))
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state != "DELIVERED")
+        .values(state="DEAD")
+    )
     await session.commit()

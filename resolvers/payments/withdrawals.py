@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -61,7 +61,7 @@ class WithdrawalRequest:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def _stablecoin(session: AsyncSession, currency: str, chain_id: int | None) -> Token:
@@ -73,18 +73,23 @@ async def _stablecoin(session: AsyncSession, currency: str, chain_id: int | None
         stmt = stmt.where(Token.chain_id == chain_id)
     tokens = list((await session.execute(stmt.order_by(Token.chain_id, Token.address))).scalars())
     if not tokens:
-        raise BadUserInput(f"no {code} stablecoin" + (f" on chain {chain_id}" if chain_id is not None else ""),
-                           field="currency")
+        raise BadUserInput(
+            f"no {code} stablecoin" + (f" on chain {chain_id}" if chain_id is not None else ""), field="currency"
+        )
     if len(tokens) > 1:
-        raise BadUserInput(f"{code} exists on several chains: pass chainId", field="chainId",
-                           chains=sorted({t.chain_id for t in tokens}))
+        raise BadUserInput(
+            f"{code} exists on several chains: pass chainId",
+            field="chainId",
+            chains=sorted({t.chain_id for t in tokens}),
+        )
     return tokens[0]
 
 
 async def _check_wallet(session: AsyncSession, user_id: uuid.UUID, address: str, chain_id: int, now: datetime) -> str:
     wallet = checksum(address)
-    owned = (await session.execute(select(Wallet.id).where(Wallet.address == wallet, Wallet.user_id == user_id))
-             ).scalar_one_or_none()
+    owned = (
+        await session.execute(select(Wallet.id).where(Wallet.address == wallet, Wallet.user_id == user_id))
+    ).scalar_one_or_none()
     if owned is None:
         raise NotFound("no such wallet on your account", field="wallet")
     case = (await session.execute(select(KycCase).where(KycCase.user_id == user_id))).scalar_one_or_none()
@@ -93,12 +98,19 @@ async def _check_wallet(session: AsyncSession, user_id: uuid.UUID, address: str,
     conn = await pg(session)
     registries = await conn.fetchval(
         "SELECT count(DISTINCT identity_registry) FROM tokens WHERE chain_id = $1 AND kind = 'SECURITY' "
-        "AND identity_registry IS NOT NULL", chain_id)
+        "AND identity_registry IS NOT NULL",
+        chain_id,
+    )
     if registries and not await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM identities WHERE chain_id = $1 AND investor = $2 AND registered)",
-            chain_id, wallet):
-        raise Forbidden("the wallet is not verified on chain yet (not in an identity registry of this chain)",
-                        field="wallet", reason="WALLET_NOT_VERIFIED")
+        "SELECT EXISTS (SELECT 1 FROM identities WHERE chain_id = $1 AND investor = $2 AND registered)",
+        chain_id,
+        wallet,
+    ):
+        raise Forbidden(
+            "the wallet is not verified on chain yet (not in an identity registry of this chain)",
+            field="wallet",
+            reason="WALLET_NOT_VERIFIED",
+        )
     return wallet
 
 
@@ -106,8 +118,15 @@ def _same(w: Withdrawal, token: Token, amount: Decimal, wallet: str) -> bool:
     return (w.chain_id, w.token_address, w.amount, w.to_address) == (token.chain_id, token.address, amount, wallet)
 
 
-async def request(session: AsyncSession, settings: Settings, user_id: uuid.UUID, req: WithdrawalRequest, *,
-                  request_id: str | None = None, now: datetime | None = None) -> tuple[Withdrawal, bool]:
+async def request(
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    req: WithdrawalRequest,
+    *,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Withdrawal, bool]:
     """Create the withdrawal (or return the one created with this key: created=False). Does not commit."""
     now = now or utcnow()
     key = (req.idempotency_key or "").strip()
@@ -115,55 +134,110 @@ async def request(session: AsyncSession, settings: Settings, user_id: uuid.UUID,
         raise BadUserInput("idempotencyKey must be 1 to 120 characters", field="idempotencyKey")
     token = await _stablecoin(session, req.currency, req.chain_id)
     amount = parse_amount(req.amount, token.decimals)
-    await (await pg(session)).execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                                      f"withdrawals:{user_id}")
-    existing = (await session.execute(select(Withdrawal).where(
-        Withdrawal.user_id == user_id, Withdrawal.idempotency_key == key))).scalar_one_or_none()
+    await (await pg(session)).execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"withdrawals:{user_id}")
+    existing = (
+        await session.execute(
+            select(Withdrawal).where(Withdrawal.user_id == user_id, Withdrawal.idempotency_key == key)
+        )
+    ).scalar_one_or_none()
     wallet = checksum(req.wallet)
     if existing is not None:
         if not _same(existing, token, amount, wallet):
-            raise Conflict("idempotencyKey was already used for a different withdrawal",
-                           reason="IDEMPOTENCY_KEY_REUSED")
+            raise Conflict(
+                "idempotencyKey was already used for a different withdrawal", reason="IDEMPOTENCY_KEY_REUSED"
+            )
         return existing, False
     if amount < settings.withdrawal_min or amount > settings.withdrawal_max:
-        raise BadUserInput(f"amount must be between {settings.withdrawal_min} and {settings.withdrawal_max}",
-                           field="amount", reason="LIMIT_EXCEEDED")
+        raise BadUserInput(
+            f"amount must be between {settings.withdrawal_min} and {settings.withdrawal_max}",
+            field="amount",
+            reason="LIMIT_EXCEEDED",
+        )
     today = await (await pg(session)).fetchval(
         "SELECT coalesce(sum(amount), 0) FROM withdrawals WHERE user_id = $1 AND currency = $2 AND created_at > $3 "
-        "AND state NOT IN ('REJECTED', 'FAILED')", user_id, token.symbol.upper(), now - timedelta(days=1))
+        "AND state NOT IN ('REJECTED', 'FAILED')",
+        user_id,
+        token.symbol.upper(),
+        now - timedelta(days=1),
+    )
     if today + amount > settings.withdrawal_daily_max:
-        raise BadUserInput(f"at most {settings.withdrawal_daily_max} {token.symbol} per 24 hours "
-                           f"({settings.withdrawal_daily_max - today} left)", field="amount",
-                           reason="LIMIT_EXCEEDED", remaining=str(max(settings.withdrawal_daily_max - today, 0)))
+        raise BadUserInput(
+            f"at most {settings.withdrawal_daily_max} {token.symbol} per 24 hours "
+            f"({settings.withdrawal_daily_max - today} left)",
+            field="amount",
+            reason="LIMIT_EXCEEDED",
+            remaining=str(max(settings.withdrawal_daily_max - today, 0)),
+        )
     wallet = await _check_wallet(session, user_id, wallet, token.chain_id, now)
     needs_approval = amount > settings.withdrawal_approval_threshold
-    w = Withdrawal(id=uuid.uuid4(), user_id=user_id, currency=token.symbol.upper(), amount=amount,
-                   chain_id=token.chain_id, token_address=token.address, to_address=wallet,
-                   amount_units=to_units(amount, token.decimals), idempotency_key=key,
-                   state=W.PENDING_APPROVAL if needs_approval else W.APPROVED, created_at=now, updated_at=now)
+    w = Withdrawal(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        currency=token.symbol.upper(),
+        amount=amount,
+        chain_id=token.chain_id,
+        token_address=token.address,
+        to_address=wallet,
+        amount_units=to_units(amount, token.decimals),
+        idempotency_key=key,
+        state=W.PENDING_APPROVAL if needs_approval else W.APPROVED,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(w)
     await session.flush()
-    await ledger.post(session, kind="WITHDRAWAL_RESERVE", reference=f"withdrawal:{w.id}:reserve", currency=w.currency,
-                      legs=[(ledger.UserAccount(user_id), -amount),
-                            (ledger.Platform(AccountKind.WITHDRAWALS_PENDING), amount)],
-                      details={"withdrawalId": str(w.id)})
+    await ledger.post(
+        session,
+        kind="WITHDRAWAL_RESERVE",
+        reference=f"withdrawal:{w.id}:reserve",
+        currency=w.currency,
+        legs=[(ledger.UserAccount(user_id), -amount), (ledger.Platform(AccountKind.WITHDRAWALS_PENDING), amount)],
+        details={"withdrawalId": str(w.id)},
+    )
     if not needs_approval:
         await _enqueue(session, w, user_id)
-    record(session, actor_id=user_id, action="withdrawal.request", target_type="withdrawal", target_id=w.id,
-           request_id=request_id, details={"amount": str(amount), "currency": w.currency, "chainId": w.chain_id,
-                                           "wallet": wallet, "state": w.state.value})
+    record(
+        session,
+        actor_id=user_id,
+        action="withdrawal.request",
+        target_type="withdrawal",
+        target_id=w.id,
+        request_id=request_id,
+        details={
+            "amount": str(amount),
+            "currency": w.currency,
+            "chainId": w.chain_id,
+            "wallet": wallet,
+            "state": w.state.value,
+        },
+    )
     return w, True
 
 
 async def _enqueue(session: AsyncSession, w: Withdrawal, actor_id: uuid.UUID | None) -> ChainOperation:
-    return await enqueue(session, kind=KIND, chain_id=w.chain_id, contract=w.token_address, abi_name="Stablecoin",
-                         function="transfer", args=[w.to_address, int(w.amount_units)], business_ref=business_ref(w.id),
-                         signer="treasury", actor_id=actor_id)
+    return await enqueue(
+        session,
+        kind=KIND,
+        chain_id=w.chain_id,
+        contract=w.token_address,
+        abi_name="Stablecoin",
+        function="transfer",
+        args=[w.to_address, int(w.amount_units)],
+        business_ref=business_ref(w.id),
+        signer="treasury",
+        actor_id=actor_id,
+    )
 
 
 async def _locked(session: AsyncSession, withdrawal_id: uuid.UUID) -> Withdrawal:
-    w = (await session.execute(select(Withdrawal).where(Withdrawal.id == withdrawal_id).with_for_update()
-                               .execution_options(populate_existing=True))).scalar_one_or_none()
+    w = (
+        await session.execute(
+            select(Withdrawal)
+            .where(Withdrawal.id == withdrawal_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if w is None:
         raise NotFound("withdrawal not found", field="id")
     return w
@@ -176,8 +250,15 @@ def _reason(reason: str) -> str:
     return why
 
 
-async def decide(session: AsyncSession, withdrawal_id: uuid.UUID, *, approve: bool, actor_id: uuid.UUID,
-                 reason: str | None = None, request_id: str | None = None) -> Withdrawal:
+async def decide(
+    session: AsyncSession,
+    withdrawal_id: uuid.UUID,
+    *,
+    approve: bool,
+    actor_id: uuid.UUID,
+    reason: str | None = None,
+    request_id: str | None = None,
+) -> Withdrawal:
     """ADMIN: PENDING_APPROVAL -> APPROVED (payout queued) | REJECTED (cash released). Nobody decides on their own
     withdrawal. Does not commit."""
     why = _reason(reason) if not approve or reason else None
@@ -196,22 +277,33 @@ async def decide(session: AsyncSession, withdrawal_id: uuid.UUID, *, approve: bo
     else:
         w.state = W.REJECTED
         await _release(session, w, "rejected")
-    record(session, actor_id=actor_id, action="withdrawal.approve" if approve else "withdrawal.reject",
-           target_type="withdrawal", target_id=w.id, request_id=request_id,
-           details={"amount": str(w.amount), "currency": w.currency, **({"reason": why} if why else {})})
+    record(
+        session,
+        actor_id=actor_id,
+        action="withdrawal.approve" if approve else "withdrawal.reject",
+        target_type="withdrawal",
+        target_id=w.id,
+        request_id=request_id,
+        details={"amount": str(w.amount), "currency": w.currency, **({"reason": why} if why else {})},
+    )
     await session.flush()
     return w
 
 
 async def _release(session: AsyncSession, w: Withdrawal, why: str) -> None:
-    await ledger.post(session, kind="WITHDRAWAL_RELEASE", reference=f"withdrawal:{w.id}:release", currency=w.currency,
-                      legs=[(ledger.Platform(AccountKind.WITHDRAWALS_PENDING), -w.amount),
-                            (ledger.UserAccount(w.user_id), w.amount)],
-                      details={"withdrawalId": str(w.id), "why": why})
+    await ledger.post(
+        session,
+        kind="WITHDRAWAL_RELEASE",
+        reference=f"withdrawal:{w.id}:release",
+        currency=w.currency,
+        legs=[(ledger.Platform(AccountKind.WITHDRAWALS_PENDING), -w.amount), (ledger.UserAccount(w.user_id), w.amount)],
+        details={"withdrawalId": str(w.id), "why": why},
+    )
 
 
-async def payout_completed(session: AsyncSession, op: ChainOperation, *, confirmed: bool,
-                           reason: str = "") -> Withdrawal | None:
+async def payout_completed(
+    session: AsyncSession, op: ChainOperation, *, confirmed: bool, reason: str = ""
+) -> Withdrawal | None:
     """The payout of an APPROVED withdrawal completed (see the module docstring); a finished one does not change.
     Returns the withdrawal when it changed."""
     w = await _locked(session, uuid.UUID(op.business_ref.removeprefix("withdrawal:")))
@@ -220,21 +312,41 @@ async def payout_completed(session: AsyncSession, op: ChainOperation, *, confirm
     w.tx_hash, w.block_number, w.updated_at = op.mined_tx_hash or op.tx_hash, op.mined_block, utcnow()
     if confirmed:
         w.state = W.COMPLETED
-        await ledger.post(session, kind="WITHDRAWAL", reference=f"withdrawal:{w.id}:paid", currency=w.currency,
-                          legs=[(ledger.Platform(AccountKind.WITHDRAWALS_PENDING), -w.amount),
-                                (ledger.Platform(AccountKind.WITHDRAWALS), w.amount)],
-                          details={"withdrawalId": str(w.id), "txHash": w.tx_hash})
+        await ledger.post(
+            session,
+            kind="WITHDRAWAL",
+            reference=f"withdrawal:{w.id}:paid",
+            currency=w.currency,
+            legs=[
+                (ledger.Platform(AccountKind.WITHDRAWALS_PENDING), -w.amount),
+                (ledger.Platform(AccountKind.WITHDRAWALS), w.amount),
+            ],
+            details={"withdrawalId": str(w.id), "txHash": w.tx_hash},
+        )
     else:
         w.state, w.reason = W.FAILED, " ".join(reason.split())[:MAX_REASON] or "PAYOUT_FAILED"
         await _release(session, w, "payout failed")
-    record(session, actor_id=None, action=f"withdrawal.{w.state.value.lower()}", target_type="withdrawal",
-           target_id=w.id, details={"operation": str(op.id), "txHash": w.tx_hash,
-                                    **({} if confirmed else {"reason": w.reason})})
+    record(
+        session,
+        actor_id=None,
+        action=f"withdrawal.{w.state.value.lower()}",
+        target_type="withdrawal",
+        target_id=w.id,
+        details={"operation": str(op.id), "txHash": w.tx_hash, **({} if confirmed else {"reason": w.reason})},
+    )
     await session.flush()
     return w
 
 
 def event_of(w: Withdrawal) -> dict:
-    return {"id": str(w.id), "state": w.state.value, "amount": str(w.amount), "currency": w.currency,
-            "chainId": w.chain_id, "toAddress": w.to_address, "txHash": w.tx_hash, "blockNumber": w.block_number,
-            "reason": w.reason}
+    return {
+        "id": str(w.id),
+        "state": w.state.value,
+        "amount": str(w.amount),
+        "currency": w.currency,
+        "chainId": w.chain_id,
+        "toAddress": w.to_address,
+        "txHash": w.tx_hash,
+        "blockNumber": w.block_number,
+        "reason": w.reason,
+    }

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,7 +51,7 @@ class ErasureDecision(str, enum.Enum):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def pseudonym_email(user_id: uuid.UUID) -> str:
@@ -75,15 +75,27 @@ async def request(ctx: Context, reason: str | None) -> ErasureRequest:
     reason = _reason(reason, required=False)
     session = await ctx.session()
     await session.execute(select(User.id).where(User.id == user_id).with_for_update())
-    pending = (await session.execute(select(ErasureRequest.id).where(
-        ErasureRequest.user_id == user_id, ErasureRequest.status == ErasureStatus.PENDING))).scalar()
+    pending = (
+        await session.execute(
+            select(ErasureRequest.id).where(
+                ErasureRequest.user_id == user_id, ErasureRequest.status == ErasureStatus.PENDING
+            )
+        )
+    ).scalar()
     if pending is not None:
         raise Conflict("an erasure request of yours is already pending", requestId=str(pending))
-    row = ErasureRequest(id=uuid.uuid4(), user_id=user_id, status=ErasureStatus.PENDING, reason=reason,
-                         requested_at=utcnow())
+    row = ErasureRequest(
+        id=uuid.uuid4(), user_id=user_id, status=ErasureStatus.PENDING, reason=reason, requested_at=utcnow()
+    )
     session.add(row)
-    record(session, actor_id=user_id, action="privacy.erasure_request", target_type="erasure_request",
-           target_id=row.id, request_id=ctx.request_id)
+    record(
+        session,
+        actor_id=user_id,
+        action="privacy.erasure_request",
+        target_type="erasure_request",
+        target_id=row.id,
+        request_id=ctx.request_id,
+    )
     await session.commit()
     return row
 
@@ -103,20 +115,24 @@ async def blockers(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
     is still on its way, and security tokens held in its wallets (a register cannot name a holder nobody knows)."""
     row = (await session.execute(text(_BLOCKERS), {"uid": user_id})).one()
     found = []
-    for name, count in (("OPEN_ORDERS", row.open_orders), ("OPEN_WITHDRAWALS", row.open_withdrawals),
-                        ("PENDING_SETTLEMENTS", row.pending_settlements), ("TOKEN_HOLDINGS", row.token_holdings)):
+    for name, count in (
+        ("OPEN_ORDERS", row.open_orders),
+        ("OPEN_WITHDRAWALS", row.open_withdrawals),
+        ("PENDING_SETTLEMENTS", row.pending_settlements),
+        ("TOKEN_HOLDINGS", row.token_holdings),
+    ):
         if count:
             found.append(name)
     return found
 
 
-async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision,
-                  reason: str | None) -> ErasureRequest:
+async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision, reason: str | None) -> ErasureRequest:
     actor = ctx.viewer.require_role(Role.COMPLIANCE.value)
     reason = _reason(reason, required=decision is ErasureDecision.REJECT)
     session = await ctx.session()
-    row = (await session.execute(select(ErasureRequest).where(ErasureRequest.id == request_id)
-                                 .with_for_update())).scalar_one_or_none()
+    row = (
+        await session.execute(select(ErasureRequest).where(ErasureRequest.id == request_id).with_for_update())
+    ).scalar_one_or_none()
     if row is None:
         raise NotFound("no such erasure request")
     if row.user_id == actor:
@@ -127,8 +143,15 @@ async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision
     if decision is ErasureDecision.REJECT:
         row.processed_by, row.processed_at, row.decision_reason = actor, now, reason
         row.status = ErasureStatus.REJECTED
-        record(session, actor_id=actor, action="privacy.erasure_reject", target_type="erasure_request",
-               target_id=row.id, request_id=ctx.request_id, details={"reason": reason})
+        record(
+            session,
+            actor_id=actor,
+            action="privacy.erasure_reject",
+            target_type="erasure_request",
+            target_id=row.id,
+            request_id=ctx.request_id,
+            details={"reason": reason},
+        )
         await session.commit()
         return row
     user = (await session.execute(select(User).where(User.id == row.user_id).with_for_update())).scalar_one()
@@ -141,10 +164,19 @@ async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision
     await _close_kyc(session, user.id, actor, now)
     row.status = ErasureStatus.COMPLETED
     row.key_destroy_after = None if hold_days == 0 else now + timedelta(days=hold_days)
-    record(session, actor_id=actor, action="privacy.erasure", target_type="user", target_id=user.id,
-           request_id=ctx.request_id,
-           details={"request": str(row.id), "keyDestroyed": hold_days == 0,
-                    "keyDestroyAfter": row.key_destroy_after.isoformat() if row.key_destroy_after else None})
+    record(
+        session,
+        actor_id=actor,
+        action="privacy.erasure",
+        target_type="user",
+        target_id=user.id,
+        request_id=ctx.request_id,
+        details={
+            "request": str(row.id),
+            "keyDestroyed": hold_days == 0,
+            "keyDestroyAfter": row.key_destroy_after.isoformat() if row.key_destroy_after else None,
+        },
+    )
     await session.commit()
     # every token of the account ends on every process now (the users trigger does it too, once its listener runs)
     await ctx.services.revocations.revoke_user(user.id)
@@ -156,23 +188,34 @@ async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision
     return row
 
 
-async def _erase(session: AsyncSession, user: User, now: datetime, *,
-                 destroy_key: bool) -> tuple[list[str], list[uuid.UUID]]:
+async def _erase(
+    session: AsyncSession, user: User, now: datetime, *, destroy_key: bool
+) -> tuple[list[str], list[uuid.UUID]]:
     user.email = pseudonym_email(user.id)
     user.password_hash = UNUSABLE_PASSWORD
     user.status = UserStatus.DISABLED
     user.failed_logins, user.locked_until = 0, None
     await session.execute(delete(RefreshTokenFamily).where(RefreshTokenFamily.user_id == user.id))
     await session.execute(delete(UserMfa).where(UserMfa.user_id == user.id))
-    key_hashes = list((await session.execute(delete(ApiKey).where(ApiKey.user_id == user.id)
-                                             .returning(ApiKey.key_hash))).scalars())
+    key_hashes = list(
+        (await session.execute(delete(ApiKey).where(ApiKey.user_id == user.id).returning(ApiKey.key_hash))).scalars()
+    )
     clients = select(OAuthClient.id).where(OAuthClient.owner_id == user.id).scalar_subquery()
-    secret_ids = list((await session.execute(
-        update(OAuthClientSecret).where(OAuthClientSecret.client_pk.in_(clients),
-                                        OAuthClientSecret.revoked_at.is_(None))
-        .values(revoked_at=now).returning(OAuthClientSecret.id))).scalars())
-    await session.execute(update(OAuthClient).where(OAuthClient.owner_id == user.id, OAuthClient.revoked_at.is_(None))
-                          .values(revoked_at=now))
+    secret_ids = list(
+        (
+            await session.execute(
+                update(OAuthClientSecret)
+                .where(OAuthClientSecret.client_pk.in_(clients), OAuthClientSecret.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(OAuthClientSecret.id)
+            )
+        ).scalars()
+    )
+    await session.execute(
+        update(OAuthClient)
+        .where(OAuthClient.owner_id == user.id, OAuthClient.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
     if destroy_key:
         await shred(session, user.id, now)
     return key_hashes, secret_ids
@@ -181,19 +224,26 @@ async def _erase(session: AsyncSession, user: User, now: datetime, *,
 async def _close_kyc(session: AsyncSession, user_id: uuid.UUID, actor: uuid.UUID, now: datetime) -> None:
     """The erased person is no longer a verified investor: an approval expires now, a pending case is rejected
     (through the KYC state machine), and their wallets leave the identity registries (registry_sync, by the agent)."""
-    case = (await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
-            ).scalar_one_or_none()
+    case = (
+        await session.execute(select(KycCase).where(KycCase.user_id == user_id).with_for_update())
+    ).scalar_one_or_none()
     if case is not None:
         current = status_of(case, now)
         event = {KycStatus.APPROVED: KycEvent.EXPIRE, KycStatus.PENDING_REVIEW: KycEvent.REJECT}.get(current)
         if event is not None:
             case.status = next_status(event, current)
-            case.reviewed_by, case.reviewed_at = (actor, now) if event is KycEvent.REJECT else (
-                case.reviewed_by, case.reviewed_at)
+            case.reviewed_by, case.reviewed_at = (
+                (actor, now) if event is KycEvent.REJECT else (case.reviewed_by, case.reviewed_at)
+            )
             case.expires_at = now if event is KycEvent.EXPIRE else case.expires_at
-            record(session, actor_id=actor, action=f"kyc.{event.value.lower()}", target_type="kyc_case",
-                   target_id=case.id, details={"from": current.value, "to": case.status.value,
-                                               "reason": "ACCOUNT_ERASED"})
+            record(
+                session,
+                actor_id=actor,
+                action=f"kyc.{event.value.lower()}",
+                target_type="kyc_case",
+                target_id=case.id,
+                details={"from": current.value, "to": case.status.value, "reason": "ACCOUNT_ERASED"},
+            )
         case.decision_reason = "account erased"
     await session.flush()
     await sync_users(session, [user_id], actor_id=actor)
@@ -205,15 +255,22 @@ async def shred(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> Non
     await session.execute(update(KycCase).where(KycCase.user_id == user_id).values(country=None))
 
 
-async def list_requests(session: AsyncSession, status: ErasureStatus | None, first: int | None,
-                        after: str | None) -> Page[ErasureRequest]:
+async def list_requests(
+    session: AsyncSession, status: ErasureStatus | None, first: int | None, after: str | None
+) -> Page[ErasureRequest]:
     stmt = select(ErasureRequest)
     if status is not None:
         stmt = stmt.where(ErasureRequest.status == status)
-    return await keyset_page(session, stmt, [ErasureRequest.requested_at, ErasureRequest.id], first=first,
-                             after=after)
+    return await keyset_page(session, stmt, [ErasureRequest.requested_at, ErasureRequest.id], first=first, after=after)
 
 
 async def my_requests(session: AsyncSession, user_id: uuid.UUID) -> list[ErasureRequest]:
-    return list((await session.execute(select(ErasureRequest).where(ErasureRequest.user_id == user_id)
-                                       .order_by(ErasureRequest.requested_at.desc()))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(ErasureRequest)
+                .where(ErasureRequest.user_id == user_id)
+                .order_by(ErasureRequest.requested_at.desc())
+            )
+        ).scalars()
+    )

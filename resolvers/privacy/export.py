@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -32,24 +32,41 @@ FORMAT_VERSION = 1
 
 # (section, SQL returning one jsonb array, table that must exist): :uid is the caller
 _SECTIONS: tuple[tuple[str, str, str], ...] = (
-    ("wallets", "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.linked_at) FROM wallets t WHERE t.user_id = :uid",
-     "wallets"),
-    ("apiKeys", "SELECT jsonb_agg(to_jsonb(t) - 'key_hash' ORDER BY t.created_at) FROM api_keys t "
-                "WHERE t.user_id = :uid", "api_keys"),
-    ("sessions", "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.created_at) FROM refresh_token_families t "
-                 "WHERE t.user_id = :uid", "refresh_token_families"),
-    ("oauthClients", "SELECT jsonb_agg(to_jsonb(t) - 'created_by' ORDER BY t.created_at) FROM oauth_clients t "
-                     "WHERE t.owner_id = :uid", "oauth_clients"),
-    ("ledgerAccounts", "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.created_at) FROM ledger_accounts t "
-                       "WHERE t.owner_id = :uid", "ledger_accounts"),
-    ("ledgerEntries", """SELECT jsonb_agg(jsonb_build_object('id', e.id, 'accountId', e.account_id,
+    ("wallets", "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.linked_at) FROM wallets t WHERE t.user_id = :uid", "wallets"),
+    (
+        "apiKeys",
+        "SELECT jsonb_agg(to_jsonb(t) - 'key_hash' ORDER BY t.created_at) FROM api_keys t WHERE t.user_id = :uid",
+        "api_keys",
+    ),
+    (
+        "sessions",
+        "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.created_at) FROM refresh_token_families t WHERE t.user_id = :uid",
+        "refresh_token_families",
+    ),
+    (
+        "oauthClients",
+        "SELECT jsonb_agg(to_jsonb(t) - 'created_by' ORDER BY t.created_at) FROM oauth_clients t "
+        "WHERE t.owner_id = :uid",
+        "oauth_clients",
+    ),
+    (
+        "ledgerAccounts",
+        "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.created_at) FROM ledger_accounts t WHERE t.owner_id = :uid",
+        "ledger_accounts",
+    ),
+    (
+        "ledgerEntries",
+        """SELECT jsonb_agg(jsonb_build_object('id', e.id, 'accountId', e.account_id,
                             'currency', e.currency, 'amount', e.amount, 'createdAt', e.created_at,
                             'transactionId', x.id, 'kind', x.kind, 'reference', x.reference) ORDER BY e.id)
                          FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
                          JOIN ledger_transactions x ON x.id = e.transaction_id WHERE a.owner_id = :uid""",
-     "ledger_entries"),
+        "ledger_entries",
+    ),
     ("orders", "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.seq) FROM orders t WHERE t.user_id = :uid", "orders"),
-    ("trades", """SELECT jsonb_agg(jsonb_build_object('id', t.id, 'marketId', t.market_id,
+    (
+        "trades",
+        """SELECT jsonb_agg(jsonb_build_object('id', t.id, 'marketId', t.market_id,
                      'side', CASE WHEN t.buyer_id = :uid THEN 'BUY' ELSE 'SELL' END,
                      'orderId', CASE WHEN (t.buyer_id = :uid) = (t.taker_side = 'BUY') THEN t.taker_order_id
                                      ELSE t.maker_order_id END,
@@ -59,19 +76,41 @@ _SECTIONS: tuple[tuple[str, str, str], ...] = (
                                  ELSE t.maker_fee END,
                      'settlement', t.settlement, 'failureReason', t.failure_reason, 'createdAt', t.created_at)
                    ORDER BY t.seq)
-                 FROM trades t WHERE t.buyer_id = :uid OR t.seller_id = :uid""", "trades"),
-    ("payments", "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.created_at) FROM payments t WHERE t.user_id = :uid",
-     "payments"),
-    ("withdrawals", "SELECT jsonb_agg(to_jsonb(t) - 'decided_by' ORDER BY t.created_at) FROM withdrawals t "
-                    "WHERE t.user_id = :uid", "withdrawals"),
-    ("offeringSubscriptions", "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.seq) FROM offering_subscriptions t "
-                              "WHERE t.user_id = :uid", "offering_subscriptions"),
-    ("tokenIssuanceLines", "SELECT jsonb_agg(to_jsonb(t)) FROM token_issuance_lines t WHERE t.user_id = :uid",
-     "token_issuance_lines"),
-    ("holdings", """SELECT jsonb_agg(to_jsonb(h) ORDER BY h.chain_id, h.token_address) FROM holdings h
-                    WHERE h.holder IN (SELECT address FROM wallets WHERE user_id = :uid)""", "holdings"),
-    ("erasureRequests", "SELECT jsonb_agg(to_jsonb(t) - 'processed_by' ORDER BY t.requested_at) "
-                        "FROM erasure_requests t WHERE t.user_id = :uid", "erasure_requests"),
+                 FROM trades t WHERE t.buyer_id = :uid OR t.seller_id = :uid""",
+        "trades",
+    ),
+    (
+        "payments",
+        "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.created_at) FROM payments t WHERE t.user_id = :uid",
+        "payments",
+    ),
+    (
+        "withdrawals",
+        "SELECT jsonb_agg(to_jsonb(t) - 'decided_by' ORDER BY t.created_at) FROM withdrawals t WHERE t.user_id = :uid",
+        "withdrawals",
+    ),
+    (
+        "offeringSubscriptions",
+        "SELECT jsonb_agg(to_jsonb(t) ORDER BY t.seq) FROM offering_subscriptions t WHERE t.user_id = :uid",
+        "offering_subscriptions",
+    ),
+    (
+        "tokenIssuanceLines",
+        "SELECT jsonb_agg(to_jsonb(t)) FROM token_issuance_lines t WHERE t.user_id = :uid",
+        "token_issuance_lines",
+    ),
+    (
+        "holdings",
+        """SELECT jsonb_agg(to_jsonb(h) ORDER BY h.chain_id, h.token_address) FROM holdings h
+                    WHERE h.holder IN (SELECT address FROM wallets WHERE user_id = :uid)""",
+        "holdings",
+    ),
+    (
+        "erasureRequests",
+        "SELECT jsonb_agg(to_jsonb(t) - 'processed_by' ORDER BY t.requested_at) "
+        "FROM erasure_requests t WHERE t.user_id = :uid",
+        "erasure_requests",
+    ),
 )
 
 # audit rows by the caller, or about any object of theirs (the ids gathered below)
@@ -96,7 +135,7 @@ FROM audit_log a WHERE a.actor_id = :uid OR a.target_id = ANY(:ids)"""
 
 def _number(raw: str) -> int | str:
     value = int(raw)
-    return value if -2**53 < value < 2**53 else raw  # a JavaScript number holds it exactly, else a string
+    return value if -(2**53) < value < 2**53 else raw  # a JavaScript number holds it exactly, else a string
 
 
 def _load(raw: str | None) -> Any:
@@ -122,34 +161,60 @@ def _camel(value: Any) -> Any:
 
 async def _existing_tables(session: AsyncSession) -> set[str]:
     names = sorted({table for _, _, table in _SECTIONS})
-    rows = (await session.execute(text("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
-                                       "AND relname = ANY(:n) AND pg_table_is_visible(oid)"), {"n": names})).scalars()
+    rows = (
+        await session.execute(
+            text(
+                "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') "
+                "AND relname = ANY(:n) AND pg_table_is_visible(oid)"
+            ),
+            {"n": names},
+        )
+    ).scalars()
     return set(rows)
 
 
-async def collect(session: AsyncSession, master: FieldCipher, user_id: uuid.UUID,
-                  now: datetime | None = None) -> dict[str, Any]:
+async def collect(
+    session: AsyncSession, master: FieldCipher, user_id: uuid.UUID, now: datetime | None = None
+) -> dict[str, Any]:
     """The bundle for one user (no access check: callers decide who may see it)."""
     params = {"uid": user_id}
-    profile = (await session.execute(text(
-        "SELECT (to_jsonb(u) - 'password_hash' - 'failed_logins' - 'locked_until')::text FROM users u "
-        "WHERE u.id = :uid"), params)).scalar_one()
-    bundle: dict[str, Any] = {"formatVersion": FORMAT_VERSION,
-                              "generatedAt": (now or datetime.now(timezone.utc)).isoformat(),
-                              "profile": _load(profile)}
-    mfa = (await session.execute(text("SELECT confirmed_at, created_at FROM user_mfa WHERE user_id = :uid"),
-                                 params)).first()
-    bundle["mfa"] = {"enabled": bool(mfa and mfa.confirmed_at), "enrolledAt":
-                     mfa.confirmed_at.isoformat() if mfa and mfa.confirmed_at else None}
+    profile = (
+        await session.execute(
+            text(
+                "SELECT (to_jsonb(u) - 'password_hash' - 'failed_logins' - 'locked_until')::text FROM users u "
+                "WHERE u.id = :uid"
+            ),
+            params,
+        )
+    ).scalar_one()
+    bundle: dict[str, Any] = {
+        "formatVersion": FORMAT_VERSION,
+        "generatedAt": (now or datetime.now(UTC)).isoformat(),
+        "profile": _load(profile),
+    }
+    mfa = (
+        await session.execute(text("SELECT confirmed_at, created_at FROM user_mfa WHERE user_id = :uid"), params)
+    ).first()
+    bundle["mfa"] = {
+        "enabled": bool(mfa and mfa.confirmed_at),
+        "enrolledAt": mfa.confirmed_at.isoformat() if mfa and mfa.confirmed_at else None,
+    }
     case = (await session.execute(text("SELECT id FROM kyc_cases WHERE user_id = :uid"), params)).scalar()
     if case is None:
         bundle["kyc"] = None
     else:
         row = await session.get(KycCase, case)
         assert row is not None
-        kyc = _load((await session.execute(text(
-            "SELECT (to_jsonb(k) - 'personal_data' - 'reviewed_by')::text FROM kyc_cases k WHERE k.id = :id"),
-            {"id": case})).scalar_one())
+        kyc = _load(
+            (
+                await session.execute(
+                    text(
+                        "SELECT (to_jsonb(k) - 'personal_data' - 'reviewed_by')::text FROM kyc_cases k WHERE k.id = :id"
+                    ),
+                    {"id": case},
+                )
+            ).scalar_one()
+        )
         details = await read_details(session, master, row)
         if details is not None:
             personal = asdict(details)
@@ -164,8 +229,9 @@ async def collect(session: AsyncSession, master: FieldCipher, user_id: uuid.UUID
         if table in tables:
             bundle[name] = _load((await session.execute(text(f"SELECT ({sql})::text"), params)).scalar())
     ids = (await session.execute(text(_MY_OBJECT_IDS), params)).scalar() or []
-    bundle["auditLog"] = _load((await session.execute(text(f"SELECT ({_AUDIT})::text"),
-                                                      {**params, "ids": ids})).scalar())
+    bundle["auditLog"] = _load(
+        (await session.execute(text(f"SELECT ({_AUDIT})::text"), {**params, "ids": ids})).scalar()
+    )
     return bundle
 
 
@@ -176,8 +242,14 @@ async def export_my_data(ctx: Context) -> dict[str, Any]:
         raise Forbidden("exportMyData needs your own sign-in (not an API key or an OAuth client)")
     session = await ctx.session()
     bundle = await collect(session, ctx.services.cipher, user_id)
-    record(session, actor_id=user_id, action="privacy.export", target_type="user", target_id=user_id,
-           request_id=ctx.request_id, details={"sections": sorted(k for k in bundle if k not in
-                                                                  ("formatVersion", "generatedAt"))})
+    record(
+        session,
+        actor_id=user_id,
+        action="privacy.export",
+        target_type="user",
+        target_id=user_id,
+        request_id=ctx.request_id,
+        details={"sections": sorted(k for k in bundle if k not in ("formatVersion", "generatedAt"))},
+    )
     await session.commit()
     return bundle

@@ -27,14 +27,17 @@ class Erased(Conflict):
         super().__init__("this account's personal data was erased", reason="PERSONAL_DATA_ERASED")
 
 
-async def cipher_for(session: AsyncSession, master: FieldCipher, user_id: uuid.UUID, *,
-                     create: bool = False) -> FieldCipher | None:
+async def cipher_for(
+    session: AsyncSession, master: FieldCipher, user_id: uuid.UUID, *, create: bool = False
+) -> FieldCipher | None:
     """The user's data-key cipher; None when they have none yet (and `create` is false). Raises Erased."""
     wrapped = await _wrapped(session, user_id)
     if wrapped is None and create:
-        await session.execute(insert(UserDataKey).values(user_id=user_id, wrapped_key=wrap(master, user_id,
-                                                                                            new_data_key()))
-                              .on_conflict_do_nothing(index_elements=[UserDataKey.user_id]))
+        await session.execute(
+            insert(UserDataKey)
+            .values(user_id=user_id, wrapped_key=wrap(master, user_id, new_data_key()))
+            .on_conflict_do_nothing(index_elements=[UserDataKey.user_id])
+        )
         wrapped = await _wrapped(session, user_id)
     if wrapped is None:
         return None
@@ -47,8 +50,11 @@ _DESTROYED = b""
 
 
 async def _wrapped(session: AsyncSession, user_id: uuid.UUID) -> bytes | None:
-    row = (await session.execute(select(UserDataKey.wrapped_key, UserDataKey.destroyed_at)
-                                 .where(UserDataKey.user_id == user_id))).first()
+    row = (
+        await session.execute(
+            select(UserDataKey.wrapped_key, UserDataKey.destroyed_at).where(UserDataKey.user_id == user_id)
+        )
+    ).first()
     if row is None:
         return None
     if row.wrapped_key is None or row.destroyed_at is not None:
@@ -56,13 +62,19 @@ async def _wrapped(session: AsyncSession, user_id: uuid.UUID) -> bytes | None:
     return bytes(row.wrapped_key)
 
 
-async def ciphers_for(session: AsyncSession, master: FieldCipher,
-                      user_ids: list[uuid.UUID]) -> dict[uuid.UUID, FieldCipher | None]:
+async def ciphers_for(
+    session: AsyncSession, master: FieldCipher, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, FieldCipher | None]:
     """Batch form for reports: user id -> cipher (None: no key, or erased)."""
-    rows = (await session.execute(select(UserDataKey.user_id, UserDataKey.wrapped_key)
-                                  .where(UserDataKey.user_id.in_(user_ids)))).all()
-    return {r.user_id: (unwrap(master, r.user_id, bytes(r.wrapped_key)) if r.wrapped_key is not None else None)
-            for r in rows}
+    rows = (
+        await session.execute(
+            select(UserDataKey.user_id, UserDataKey.wrapped_key).where(UserDataKey.user_id.in_(user_ids))
+        )
+    ).all()
+    return {
+        r.user_id: (unwrap(master, r.user_id, bytes(r.wrapped_key)) if r.wrapped_key is not None else None)
+        for r in rows
+    }
 
 
 def decrypt_blob(master: FieldCipher, user_cipher: FieldCipher | None, blob: bytes, aad: bytes) -> bytes:
@@ -76,10 +88,17 @@ def decrypt_blob(master: FieldCipher, user_cipher: FieldCipher | None, blob: byt
 async def destroy(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> bool:
     """Crypto-shred: forget the wrapped key (a user who never had one gets a destroyed marker, so no key can be
     created for them later). True when a key existed."""
-    existed = (await session.execute(update(UserDataKey).where(UserDataKey.user_id == user_id,
-                                                               UserDataKey.wrapped_key.is_not(None))
-                                     .values(wrapped_key=None, destroyed_at=now)
-                                     .returning(UserDataKey.user_id))).first() is not None
-    await session.execute(insert(UserDataKey).values(user_id=user_id, wrapped_key=None, destroyed_at=now)
-                          .on_conflict_do_nothing(index_elements=[UserDataKey.user_id]))
+    existed = (
+        await session.execute(
+            update(UserDataKey)
+            .where(UserDataKey.user_id == user_id, UserDataKey.wrapped_key.is_not(None))
+            .values(wrapped_key=None, destroyed_at=now)
+            .returning(UserDataKey.user_id)
+        )
+    ).first() is not None
+    await session.execute(
+        insert(UserDataKey)
+        .values(user_id=user_id, wrapped_key=None, destroyed_at=now)
+        .on_conflict_do_nothing(index_elements=[UserDataKey.user_id])
+    )
     return existed

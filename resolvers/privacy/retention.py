@@ -12,7 +12,7 @@ they hold no personal data of an erased account beyond its pseudonymous id.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,19 +44,36 @@ class Purged:
 
 
 async def purge(session: AsyncSession, settings: Settings, now: datetime | None = None) -> Purged:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     due = list((await session.execute(text(_DUE_KEYS), {"now": now})).scalars())
     for user_id in due:
         await shred(session, user_id, now)
-        record(session, actor_id=None, action="privacy.key_destroyed", target_type="user", target_id=user_id,
-               details={"reason": "RETENTION_ENDED"})
-    sessions = (await session.execute(text(_OLD_SESSIONS), {
-        "cutoff": now - timedelta(days=settings.privacy_session_retention_days)})).rowcount
-    api_keys = (await session.execute(text(_OLD_API_KEYS), {
-        "cutoff": now - timedelta(days=settings.privacy_api_key_retention_days)})).rowcount
+        record(
+            session,
+            actor_id=None,
+            action="privacy.key_destroyed",
+            target_type="user",
+            target_id=user_id,
+            details={"reason": "RETENTION_ENDED"},
+        )
+    sessions = (
+        await session.execute(
+            text(_OLD_SESSIONS), {"cutoff": now - timedelta(days=settings.privacy_session_retention_days)}
+        )
+    ).rowcount
+    api_keys = (
+        await session.execute(
+            text(_OLD_API_KEYS), {"cutoff": now - timedelta(days=settings.privacy_api_key_retention_days)}
+        )
+    ).rowcount
     result = Purged(len(due), int(sessions or 0), int(api_keys or 0))
     if result.sessions or result.api_keys:
-        record(session, actor_id=None, action="privacy.retention_purge", target_type="retention",
-               details={"sessions": result.sessions, "apiKeys": result.api_keys})
+        record(
+            session,
+            actor_id=None,
+            action="privacy.retention_purge",
+            target_type="retention",
+            details={"sessions": result.sessions, "apiKeys": result.api_keys},
+        )
     await session.commit()
     return result

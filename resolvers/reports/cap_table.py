@@ -31,7 +31,7 @@ import enum
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -112,6 +112,7 @@ def units_to_amount(units: int, decimals: int) -> Decimal:
 
 
 # --- access ----------------------------------------------------------------------------------------
+
 
 def require_cap_table_role(viewer: Viewer) -> None:
     """Before any lookup: a caller who could never read a cap table learns nothing about tokens."""
@@ -208,16 +209,26 @@ WHERE w.address = ANY($1::varchar[])"""
 
 # --- the cap table -----------------------------------------------------------------------------------
 
+
 async def load_token(session: AsyncSession, chain_id: int, token: str) -> TokenInfo:
     row = await (await pg(session)).fetchrow(_TOKEN, chain_id, token)
     if row is None:
         raise NotFound(f"no token {token} on chain {chain_id}")
-    return TokenInfo(row["id"], row["chain_id"], row["address"], row["symbol"], row["decimals"],
-                     int(row["start_block"]), row["asset_id"], row["issuer_id"])
+    return TokenInfo(
+        row["id"],
+        row["chain_id"],
+        row["address"],
+        row["symbol"],
+        row["decimals"],
+        int(row["start_block"]),
+        row["asset_id"],
+        row["issuer_id"],
+    )
 
 
-async def resolve_block(session: AsyncSession, token: TokenInfo, at_block: int | None, at_time: datetime | None,
-                        now: datetime | None = None) -> tuple[int, datetime | None, int]:
+async def resolve_block(
+    session: AsyncSession, token: TokenInfo, at_block: int | None, at_time: datetime | None, now: datetime | None = None
+) -> tuple[int, datetime | None, int]:
     """(block, its time when stored, the token's indexed block) for the arguments; BAD_USER_INPUT when out of range."""
     if at_block is not None and at_time is not None:
         raise BadUserInput("pass atBlock or atTime, not both", field="atTime")
@@ -229,7 +240,7 @@ async def resolve_block(session: AsyncSession, token: TokenInfo, at_block: int |
     if at_time is not None:
         if at_time.tzinfo is None:
             raise BadUserInput("atTime needs a time zone offset", field="atTime")
-        if at_time > (now or datetime.now(timezone.utc)):
+        if at_time > (now or datetime.now(UTC)):
             raise BadUserInput("atTime is in the future", field="atTime")
         row = await conn.fetchrow(_BLOCK_AT_TIME, token.chain_id, at_time)
         if row is None:  # before any stored block of the chain: before the token's history
@@ -240,8 +251,9 @@ async def resolve_block(session: AsyncSession, token: TokenInfo, at_block: int |
     if at_block is None:
         at_block = indexed
     elif at_block > indexed:
-        raise BadUserInput(f"atBlock {at_block} is above the indexed block {indexed}", field="atBlock",
-                           indexedBlock=indexed)
+        raise BadUserInput(
+            f"atBlock {at_block} is above the indexed block {indexed}", field="atBlock", indexedBlock=indexed
+        )
     return at_block, await conn.fetchval(_BLOCK_TIME, token.chain_id, at_block), indexed
 
 
@@ -304,8 +316,9 @@ def _percent(balance: int, total: int) -> Decimal:
         return (Decimal(balance) * 100 / Decimal(total)).quantize(PERCENT_PLACES, rounding=ROUND_HALF_EVEN)
 
 
-def _full_name(cipher: FieldCipher, user_cipher: FieldCipher | None, case_id: uuid.UUID | None,
-               personal_data: bytes | None) -> str | None:
+def _full_name(
+    cipher: FieldCipher, user_cipher: FieldCipher | None, case_id: uuid.UUID | None, personal_data: bytes | None
+) -> str | None:
     """The KYC full name, under the owner's data key (resolvers/privacy/keys.py); None when unreadable: erased
     (crypto-shredded) or a key this process lacks."""
     if case_id is None or personal_data is None:
@@ -320,10 +333,19 @@ def _full_name(cipher: FieldCipher, user_cipher: FieldCipher | None, case_id: uu
     return details.full_name if details is not None else None
 
 
-async def cap_table(session: AsyncSession, viewer: Viewer, *, chain_id: int, token: str,
-                    at_block: int | None = None, at_time: datetime | None = None,
-                    cipher: FieldCipher | None = None, strategy: Strategy | None = None,
-                    limit: int | None = None, now: datetime | None = None) -> CapTable:
+async def cap_table(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    chain_id: int,
+    token: str,
+    at_block: int | None = None,
+    at_time: datetime | None = None,
+    cipher: FieldCipher | None = None,
+    strategy: Strategy | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> CapTable:
     """Holders of `token` at the end of `at_block` (or at `at_time`; default: the indexed block), largest first.
     `limit` keeps the largest holders (the totals still cover everyone); `strategy` forces one (tests)."""
     require_cap_table_role(viewer)
@@ -350,8 +372,9 @@ async def cap_table(session: AsyncSession, viewer: Viewer, *, chain_id: int, tok
     names = cipher is not None and level is IdentityLevel.FULL and may_read_names(viewer)
     identities = {}
     if ordered:
-        identities = {r["address"]: r for r in await (await pg(session)).fetch(
-            _IDENTITIES, [holder for holder, _ in ordered])}
+        identities = {
+            r["address"]: r for r in await (await pg(session)).fetch(_IDENTITIES, [holder for holder, _ in ordered])
+        }
     user_ciphers: dict[uuid.UUID, FieldCipher | None] = {}
     if names and cipher is not None:
         from resolvers.privacy.keys import ciphers_for
@@ -365,16 +388,38 @@ async def cap_table(session: AsyncSession, viewer: Viewer, *, chain_id: int, tok
     rows = []
     for holder, balance in ordered:
         who = identities.get(holder)
-        common = dict(holder=holder, balance=balance, amount=units_to_amount(balance, info.decimals),
-                      percent=_percent(balance, total))
+        common = dict(
+            holder=holder,
+            balance=balance,
+            amount=units_to_amount(balance, info.decimals),
+            percent=_percent(balance, total),
+        )
         if who is None:
             rows.append(CapTableRow(**common))
         elif level is IdentityLevel.ISSUER:
             rows.append(CapTableRow(**common, user_id=who["id"], kyc_country=who["country"]))
         else:
-            rows.append(CapTableRow(**common, user_id=who["id"], email=who["email"], kyc_country=who["country"],
-                                    full_name=_full_name(cipher, user_ciphers.get(who["id"]), who["case_id"],
-                                                         who["personal_data"]) if names and cipher is not None else None))
-    return CapTable(token=info, at_block=block, at_block_time=block_time, indexed_block=indexed,
-                    final=finalized is not None and block <= int(finalized), total_supply=total,
-                    holder_count=len(balances), rows=rows, identity=level, strategy=plan.strategy, names=names)
+            rows.append(
+                CapTableRow(
+                    **common,
+                    user_id=who["id"],
+                    email=who["email"],
+                    kyc_country=who["country"],
+                    full_name=_full_name(cipher, user_ciphers.get(who["id"]), who["case_id"], who["personal_data"])
+                    if names and cipher is not None
+                    else None,
+                )
+            )
+    return CapTable(
+        token=info,
+        at_block=block,
+        at_block_time=block_time,
+        indexed_block=indexed,
+        final=finalized is not None and block <= int(finalized),
+        total_supply=total,
+        holder_count=len(balances),
+        rows=rows,
+        identity=level,
+        strategy=plan.strategy,
+        names=names,
+    )

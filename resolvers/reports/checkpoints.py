@@ -67,8 +67,9 @@ class Written:
     holders: int
 
 
-async def write_token_checkpoints(session: AsyncSession, chain_id: int, token: str, *,
-                                  every: int = CHECKPOINT_EVERY, max_count: int = MAX_PER_RUN) -> list[Written]:
+async def write_token_checkpoints(
+    session: AsyncSession, chain_id: int, token: str, *, every: int = CHECKPOINT_EVERY, max_count: int = MAX_PER_RUN
+) -> list[Written]:
     """Checkpoints of one token up to its safe limit; each committed on its own."""
     written: list[Written] = []
     for _ in range(max_count):
@@ -92,8 +93,9 @@ async def write_token_checkpoints(session: AsyncSession, chain_id: int, token: s
     return written
 
 
-async def write_checkpoints(session: AsyncSession, *, every: int = CHECKPOINT_EVERY,
-                            max_per_token: int = MAX_PER_RUN) -> list[Written]:
+async def write_checkpoints(
+    session: AsyncSession, *, every: int = CHECKPOINT_EVERY, max_per_token: int = MAX_PER_RUN
+) -> list[Written]:
     tokens = [(r["chain_id"], r["address"]) for r in await (await pg(session)).fetch(_TOKENS)]
     await session.commit()
     written: list[Written] = []

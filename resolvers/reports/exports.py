@@ -53,6 +53,7 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 # --- cap table ---------------------------------------------------------------------------------------------
 
+
 def cap_table_columns(table: CapTable) -> list[str]:
     columns = ["holder", "balance_units", "amount", "percent"]
     if table.identity is IdentityLevel.FULL:
@@ -66,8 +67,16 @@ def cap_table_csv(table: CapTable) -> str:
     columns = cap_table_columns(table)
 
     def row(r: Any) -> list[Any]:
-        values = {"holder": r.holder, "balance_units": r.balance, "amount": r.amount, "percent": r.percent,
-                  "user_id": r.user_id, "email": r.email, "full_name": r.full_name, "kyc_country": r.kyc_country}
+        values = {
+            "holder": r.holder,
+            "balance_units": r.balance,
+            "amount": r.amount,
+            "percent": r.percent,
+            "user_id": r.user_id,
+            "email": r.email,
+            "full_name": r.full_name,
+            "kyc_country": r.kyc_country,
+        }
         return [values[c] for c in columns]
 
     return to_csv(columns, (row(r) for r in table.rows))
@@ -79,27 +88,64 @@ def cap_table_filename(table: CapTable) -> str:
 
 # --- statement ---------------------------------------------------------------------------------------------
 
-STATEMENT_COLUMNS = ["section", "date", "asset", "description", "quantity", "price", "amount", "fee", "balance",
-                     "status"]
+STATEMENT_COLUMNS = [
+    "section",
+    "date",
+    "asset",
+    "description",
+    "quantity",
+    "price",
+    "amount",
+    "fee",
+    "balance",
+    "status",
+]
 
 
 def statement_rows(s: Statement) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for c in s.cash:
-        rows.append(["cash_opening", s.period_from, c.currency, "opening balance", None, None, None, None, c.opening,
-                     None])
+        rows.append(
+            ["cash_opening", s.period_from, c.currency, "opening balance", None, None, None, None, c.opening, None]
+        )
     for m in s.movements:
-        rows.append(["cash", m.at, m.currency, f"{m.kind} {m.reference}", None, None, m.amount, None, m.balance_after,
-                     None])
+        rows.append(
+            ["cash", m.at, m.currency, f"{m.kind} {m.reference}", None, None, m.amount, None, m.balance_after, None]
+        )
     for c in s.cash:
-        rows.append(["cash_closing", s.period_to, c.currency, "closing balance", None, None, None, None, c.closing,
-                     None])
+        rows.append(
+            ["cash_closing", s.period_to, c.currency, "closing balance", None, None, None, None, c.closing, None]
+        )
     for t in s.trades:
-        rows.append(["trade", t.at, t.market, f"{t.side} trade {t.trade_id}", t.quantity, t.price, t.notional, t.fee,
-                     None, t.settlement])
+        rows.append(
+            [
+                "trade",
+                t.at,
+                t.market,
+                f"{t.side} trade {t.trade_id}",
+                t.quantity,
+                t.price,
+                t.notional,
+                t.fee,
+                None,
+                t.settlement,
+            ]
+        )
     for f in s.fees:
-        rows.append(["fees", s.period_to, f.currency, f"trading fees ({f.trades} trades)", None, None, f.amount,
-                     None, None, None])
+        rows.append(
+            [
+                "fees",
+                s.period_to,
+                f.currency,
+                f"trading fees ({f.trades} trades)",
+                None,
+                None,
+                f.amount,
+                None,
+                None,
+                None,
+            ]
+        )
     for h in s.holdings:
         asset = f"{h.symbol or h.token} (chain {h.chain_id} {h.token})"
         rows.append(["holding_start", s.period_from, asset, "balance at start", h.start, None, None, None, None, None])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -91,18 +91,24 @@ class KpiSnapshot:
         return json.dumps(asdict(self), default=_encode)
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> "KpiSnapshot":
+    def from_json(cls, raw: str | bytes) -> KpiSnapshot:
         d = json.loads(raw)
         return cls(
-            computed_at=datetime.fromisoformat(d["computed_at"]), compute_ms=float(d["compute_ms"]),
+            computed_at=datetime.fromisoformat(d["computed_at"]),
+            compute_ms=float(d["compute_ms"]),
             assets_by_status=[StatusCount(**x) for x in d["assets_by_status"]],
-            tokenized_value=[TokenizedValue(x["currency"], Decimal(x["amount"]), x["assets"])
-                             for x in d["tokenized_value"]],
-            trading=[TradingWindow(x["window"], x["currency"], Decimal(x["volume"]), x["trades"], Decimal(x["fees"]))
-                     for x in d["trading"]],
+            tokenized_value=[
+                TokenizedValue(x["currency"], Decimal(x["amount"]), x["assets"]) for x in d["tokenized_value"]
+            ],
+            trading=[
+                TradingWindow(x["window"], x["currency"], Decimal(x["volume"]), x["trades"], Decimal(x["fees"]))
+                for x in d["trading"]
+            ],
             fees_earned=[FeesEarned(x["currency"], Decimal(x["amount"])) for x in d["fees_earned"]],
-            payments=[PaymentStateTotal(x["state"], x["currency"], x["count"], Decimal(x["amount"]))
-                      for x in d["payments"]])
+            payments=[
+                PaymentStateTotal(x["state"], x["currency"], x["count"], Decimal(x["amount"])) for x in d["payments"]
+            ],
+        )
 
     def age_s(self, now: datetime) -> float:
         return max((now - self.computed_at).total_seconds(), 0.0)
@@ -147,22 +153,30 @@ WHERE created_at >= $1 AND created_at <= $2 GROUP BY 1, 2 ORDER BY 1, 2"""
 
 
 async def compute_kpis(session: AsyncSession, now: datetime | None = None) -> KpiSnapshot:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     started = time.perf_counter()
     conn = await pg(session)
     by_status = {r["status"]: int(r["n"]) for r in await conn.fetch(_ASSETS)}
-    snap = KpiSnapshot(computed_at=now, compute_ms=0.0,
-                       assets_by_status=[StatusCount(s.value, by_status.get(s.value, 0)) for s in AssetStatus])
-    snap.tokenized_value = [TokenizedValue(r["currency"], r["amount"], int(r["n"]))
-                            for r in await conn.fetch(_TOKENIZED, list(TOKENIZED_STATUSES))]
+    snap = KpiSnapshot(
+        computed_at=now,
+        compute_ms=0.0,
+        assets_by_status=[StatusCount(s.value, by_status.get(s.value, 0)) for s in AssetStatus],
+    )
+    snap.tokenized_value = [
+        TokenizedValue(r["currency"], r["amount"], int(r["n"]))
+        for r in await conn.fetch(_TOKENIZED, list(TOKENIZED_STATUSES))
+    ]
     (_, d24), (_, d7), (_, d30) = WINDOWS
     for r in await conn.fetch(_TRADING, now, now - d24, now - d7, now - d30):
         for window, suffix in (("24h", "24"), ("7d", "7"), ("30d", "30")):
-            snap.trading.append(TradingWindow(window, r["currency"], r["v" + suffix], int(r["n" + suffix]),
-                                              r["f" + suffix]))
+            snap.trading.append(
+                TradingWindow(window, r["currency"], r["v" + suffix], int(r["n" + suffix]), r["f" + suffix])
+            )
     snap.fees_earned = [FeesEarned(r["currency"], r["amount"]) for r in await conn.fetch(_FEES)]
-    snap.payments = [PaymentStateTotal(r["state"], r["currency"], int(r["n"]), r["amount"])
-                     for r in await conn.fetch(_PAYMENTS, now - PAYMENTS_WINDOW, now)]
+    snap.payments = [
+        PaymentStateTotal(r["state"], r["currency"], int(r["n"]), r["amount"])
+        for r in await conn.fetch(_PAYMENTS, now - PAYMENTS_WINDOW, now)
+    ]
     snap.compute_ms = round((time.perf_counter() - started) * 1000, 3)
     return snap
 
@@ -178,11 +192,12 @@ async def refresh_kpis(session: AsyncSession, redis: Redis, keys: Keys, now: dat
     return snap
 
 
-async def platform_kpis(session: AsyncSession, redis: Redis, keys: Keys, viewer: Viewer,
-                        now: datetime | None = None) -> KpiSnapshot:
+async def platform_kpis(
+    session: AsyncSession, redis: Redis, keys: Keys, viewer: Viewer, now: datetime | None = None
+) -> KpiSnapshot:
     """The stored snapshot; computed here only when it is missing or older than MAX_AGE_S."""
     viewer.require_role(*STAFF)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     raw = await redis.get(snapshot_key(keys))
     if raw is not None:
         snap = KpiSnapshot.from_json(raw)

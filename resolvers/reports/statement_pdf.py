@@ -35,8 +35,9 @@ class _Pdf(FPDF):
         if self.unicode:
             return text
         text = unicodedata.normalize("NFKD", text)
-        return "".join(ch for ch in text if not unicodedata.combining(ch)).encode("latin-1", "replace").decode(
-            "latin-1")
+        return (
+            "".join(ch for ch in text if not unicodedata.combining(ch)).encode("latin-1", "replace").decode("latin-1")
+        )
 
     def footer(self) -> None:
         self.set_y(-12)
@@ -57,8 +58,9 @@ class _Pdf(FPDF):
             self.line_text("none")
             return
         self.set_font(self.family, "", 7.5)
-        with self.table(col_widths=tuple(widths), text_align="LEFT", line_height=4.5, first_row_as_headings=True,
-                        width=sum(widths)) as table:
+        with self.table(
+            col_widths=tuple(widths), text_align="LEFT", line_height=4.5, first_row_as_headings=True, width=sum(widths)
+        ) as table:
             table.row([self.text_of(h) for h in header])
             for r in rows:
                 table.row([self.text_of(cell(v)) for v in r])
@@ -79,19 +81,29 @@ def render(s: Statement) -> bytes:
         pdf.line_text("Wallets: " + ", ".join(s.wallets), size=8)
 
     pdf.heading("Cash")
-    pdf.grid(["Currency", "Opening", "Credits", "Debits", "Closing"],
-             [[c.currency, c.opening, c.credits, c.debits, c.closing] for c in s.cash], [25, 40, 40, 40, 40])
+    pdf.grid(
+        ["Currency", "Opening", "Credits", "Debits", "Closing"],
+        [[c.currency, c.opening, c.credits, c.debits, c.closing] for c in s.cash],
+        [25, 40, 40, 40, 40],
+    )
     pdf.heading("Cash movements")
-    pdf.grid(["Date", "Currency", "Kind", "Amount", "Balance", "Reference"],
-             [[_day(m.at), m.currency, m.kind, m.amount, m.balance_after, m.reference] for m in s.movements],
-             [30, 17, 20, 30, 30, 63])
+    pdf.grid(
+        ["Date", "Currency", "Kind", "Amount", "Balance", "Reference"],
+        [[_day(m.at), m.currency, m.kind, m.amount, m.balance_after, m.reference] for m in s.movements],
+        [30, 17, 20, 30, 30, 63],
+    )
     pdf.heading("Trades")
-    pdf.grid(["Date", "Market", "Side", "Quantity", "Price", "Notional", "Fee", "Settlement"],
-             [[_day(t.at), t.market, t.side, t.quantity, t.price, t.notional, t.fee, t.settlement] for t in s.trades],
-             [30, 28, 12, 24, 24, 26, 22, 24])
+    pdf.grid(
+        ["Date", "Market", "Side", "Quantity", "Price", "Notional", "Fee", "Settlement"],
+        [[_day(t.at), t.market, t.side, t.quantity, t.price, t.notional, t.fee, t.settlement] for t in s.trades],
+        [30, 28, 12, 24, 24, 26, 22, 24],
+    )
     pdf.heading("Fees")
     pdf.grid(["Currency", "Trading fees", "Trades"], [[f.currency, f.amount, f.trades] for f in s.fees], [25, 40, 20])
     pdf.heading("Holdings")
-    pdf.grid(["Token", "Chain", "Address", "Start", "End"],
-             [[h.symbol, h.chain_id, h.token, h.start, h.end] for h in s.holdings], [22, 14, 84, 35, 35])
+    pdf.grid(
+        ["Token", "Chain", "Address", "Start", "End"],
+        [[h.symbol, h.chain_id, h.token, h.start, h.end] for h in s.holdings],
+        [22, 14, 84, 35, 35],
+    )
     return bytes(pdf.output())

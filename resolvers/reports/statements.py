@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,8 +182,14 @@ def authorize(viewer: Viewer, user_id: uuid.UUID | None) -> uuid.UUID:
     return user_id
 
 
-async def _name(session: AsyncSession, viewer: Viewer, user_id: uuid.UUID, cipher: FieldCipher | None,
-                case_id: uuid.UUID | None, personal_data: bytes | None) -> str | None:
+async def _name(
+    session: AsyncSession,
+    viewer: Viewer,
+    user_id: uuid.UUID,
+    cipher: FieldCipher | None,
+    case_id: uuid.UUID | None,
+    personal_data: bytes | None,
+) -> str | None:
     """The KYC full name for the investor and COMPLIANCE, signed in interactively; None when erased or unreadable."""
     if cipher is None or case_id is None or personal_data is None or not interactive(viewer):
         return None
@@ -192,8 +198,7 @@ async def _name(session: AsyncSession, viewer: Viewer, user_id: uuid.UUID, ciphe
     from resolvers.identity.kyc import read_details
 
     try:
-        details = await read_details(session, cipher, KycCase(id=case_id, user_id=user_id,
-                                                               personal_data=personal_data))
+        details = await read_details(session, cipher, KycCase(id=case_id, user_id=user_id, personal_data=personal_data))
     except Exception:  # a key this process lacks: the statement goes on without it
         return None
     return details.full_name if details is not None else None
@@ -204,35 +209,60 @@ def _fee_of(bought: bool, taker_side: str, maker_fee: Decimal, taker_fee: Decima
     return taker_fee if took else maker_fee
 
 
-async def statement(session: AsyncSession, viewer: Viewer, *, period_from: datetime, period_to: datetime,
-                    user_id: uuid.UUID | None = None, cipher: FieldCipher | None = None,
-                    now: datetime | None = None) -> Statement:
+async def statement(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    period_from: datetime,
+    period_to: datetime,
+    user_id: uuid.UUID | None = None,
+    cipher: FieldCipher | None = None,
+    now: datetime | None = None,
+) -> Statement:
     target = authorize(viewer, user_id)
     check_period(period_from, period_to)
     conn = await pg(session)
     user = await conn.fetchrow(_USER, target)
     if user is None:
         raise NotFound("no such user")
-    out = Statement(user_id=target, email=user["email"],
-                    full_name=await _name(session, viewer, target, cipher, user["case_id"], user["personal_data"]),
-                    period_from=period_from, period_to=period_to, generated_at=now or datetime.now(timezone.utc),
-                    wallets=list(user["wallets"]))
+    out = Statement(
+        user_id=target,
+        email=user["email"],
+        full_name=await _name(session, viewer, target, cipher, user["case_id"], user["personal_data"]),
+        period_from=period_from,
+        period_to=period_to,
+        generated_at=now or datetime.now(UTC),
+        wallets=list(user["wallets"]),
+    )
     _cash(out, await conn.fetch(_CASH, target, period_from))
     for r in await conn.fetch(_TRADES, target, period_from, period_to):
         fee = _fee_of(r["bought"], r["taker_side"], r["maker_fee"], r["taker_fee"])
-        out.trades.append(StatementTrade(
-            at=r["created_at"], trade_id=r["id"], market=r["symbol"], currency=r["quote_currency"],
-            side="BUY" if r["bought"] else "SELL", quantity=r["quantity"], price=r["price"],
-            notional=notional_of(r["price"], r["quantity"]), fee=fee, settlement=r["settlement"]))
+        out.trades.append(
+            StatementTrade(
+                at=r["created_at"],
+                trade_id=r["id"],
+                market=r["symbol"],
+                currency=r["quote_currency"],
+                side="BUY" if r["bought"] else "SELL",
+                quantity=r["quantity"],
+                price=r["price"],
+                notional=notional_of(r["price"], r["quantity"]),
+                fee=fee,
+                settlement=r["settlement"],
+            )
+        )
     fees: dict[str, list[Decimal]] = defaultdict(list)
     for t in out.trades:
         if t.settlement != "FAILED":
             fees[t.currency].append(t.fee)
     out.fees = [FeeTotal(c, sum(v, Decimal(0)), len(v)) for c, v in sorted(fees.items())]
     if out.wallets:
-        out.holdings = [HoldingChange(r["chain_id"], r["address"], r["symbol"], r["decimals"], int(r["start_units"]),
-                                      int(r["end_units"]))
-                        for r in await conn.fetch(_HOLDINGS, out.wallets, period_from, period_to)]
+        out.holdings = [
+            HoldingChange(
+                r["chain_id"], r["address"], r["symbol"], r["decimals"], int(r["start_units"]), int(r["end_units"])
+            )
+            for r in await conn.fetch(_HOLDINGS, out.wallets, period_from, period_to)
+        ]
     return out
 
 
@@ -256,7 +286,18 @@ def _cash(out: Statement, rows: list) -> None:  # type: ignore[type-arg]
         c, amount = r["currency"], r["amount"]
         running[c] += amount
         (credits if amount > 0 else debits)[c] += amount
-        out.movements.append(CashMovement(at=r["at"], currency=c, amount=amount, balance_after=running[c],
-                                          kind=r["kind"], reference=r["reference"]))
-    out.cash = [CashSummary(c, opening[c], credits[c], debits[c], running[c]) for c in sorted(opening)
-                if opening[c] or running[c] or credits[c] or debits[c]]
+        out.movements.append(
+            CashMovement(
+                at=r["at"],
+                currency=c,
+                amount=amount,
+                balance_after=running[c],
+                kind=r["kind"],
+                reference=r["reference"],
+            )
+        )
+    out.cash = [
+        CashSummary(c, opening[c], credits[c], debits[c], running[c])
+        for c in sorted(opening)
+        if opening[c] or running[c] or credits[c] or debits[c]
+    ]

@@ -60,13 +60,15 @@ SELECT s.book_sequence, l.side, l.price, l.qty FROM s LEFT JOIN (
     GROUP BY o.side, o.price) l ON true"""
 
 
-async def sequence_and_levels(session: AsyncSession, market_id: uuid.UUID, levels: set[tuple[Side, Decimal]]
-                              ) -> tuple[int, list[tuple[Side, Decimal, Decimal]]]:
+async def sequence_and_levels(
+    session: AsyncSession, market_id: uuid.UUID, levels: set[tuple[Side, Decimal]]
+) -> tuple[int, list[tuple[Side, Decimal, Decimal]]]:
     """Bump the market's book sequence and read the open quantity at each changed (side, price) after the change
     (0 where a level emptied), in one round trip (the level read sees this transaction's earlier statements)."""
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
-    rows = await (await pg(session)).fetch(_SEQUENCE_AND_LEVELS, market_id, [s.value for s, _ in ordered],
-                                           [p for _, p in ordered])
+    rows = await (await pg(session)).fetch(
+        _SEQUENCE_AND_LEVELS, market_id, [s.value for s, _ in ordered], [p for _, p in ordered]
+    )
     found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
     return rows[0][0], [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
 
@@ -96,8 +98,9 @@ _RESTING_SQL = {
 }
 
 
-async def resting_orders(session: AsyncSession, market_id: uuid.UUID, side: Side, limit_price: Decimal | None,
-                         limit: int) -> tuple[list[BookOrder], dict[uuid.UUID, Resting]]:
+async def resting_orders(
+    session: AsyncSession, market_id: uuid.UUID, side: Side, limit_price: Decimal | None, limit: int
+) -> tuple[list[BookOrder], dict[uuid.UUID, Resting]]:
     """Open orders on `side` that cross `limit_price`, best first (price, then arrival)."""
     args: tuple[object, ...] = (market_id, side.value, limit) + ((limit_price,) if limit_price is not None else ())
     rows = await (await pg(session)).fetch(_RESTING_SQL[(side, limit_price is not None)], *args)
@@ -106,8 +109,11 @@ async def resting_orders(session: AsyncSession, market_id: uuid.UUID, side: Side
     return book, extra
 
 
-async def match_against_book(session: AsyncSession, market_id: uuid.UUID, taker: Incoming, now) -> tuple[  # type: ignore[no-untyped-def]
-        MatchResult, dict[uuid.UUID, Resting]]:
+async def match_against_book(
+    session: AsyncSession, market_id: uuid.UUID, taker: Incoming, now
+) -> tuple[  # type: ignore[no-untyped-def]
+    MatchResult, dict[uuid.UUID, Resting]
+]:
     """Fetch as much of the opposite side as the taker can use (growing the batch when it runs out) and match."""
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY
     limit = FIRST_BATCH
@@ -123,8 +129,13 @@ async def match_against_book(session: AsyncSession, market_id: uuid.UUID, taker:
 
 async def depth(session: AsyncSession, market_id: uuid.UUID, side: Side, n: int) -> list[tuple[Decimal, Decimal]]:
     price_order = Order.price.desc() if side is Side.BUY else Order.price.asc()
-    rows = (await session.execute(
-        select(Order.price, func.sum(Order.quantity - Order.filled_quantity))
-        .where(Order.market_id == market_id, Order.side == side, Order.status.in_(OPEN_STATUSES))
-        .group_by(Order.price).order_by(price_order).limit(n))).all()
+    rows = (
+        await session.execute(
+            select(Order.price, func.sum(Order.quantity - Order.filled_quantity))
+            .where(Order.market_id == market_id, Order.side == side, Order.status.in_(OPEN_STATUSES))
+            .group_by(Order.price)
+            .order_by(price_order)
+            .limit(n)
+        )
+    ).all()
     return [(Decimal(p), Decimal(q)) for p, q in rows]

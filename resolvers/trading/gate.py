@@ -23,7 +23,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,7 +51,8 @@ def to_units(quantity: Decimal, decimals: int) -> int:
 # in any of its markets, unsettled outgoing instructions), and the market's risk limits and maker fee tiers
 # (resolvers/trading/risk.py, $5: now). One row per wallet; one row of NULL wallet columns when there is none; no row
 # when the market does not exist.
-_READ = """
+_READ = (
+    """
 SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
        m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry,
        (SELECT o.id FROM orders o WHERE o.user_id = $2 AND o.client_order_id = $4) AS existing,
@@ -63,7 +63,9 @@ SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_deci
 FROM markets m
 JOIN tokens t ON t.id = m.base_token_id
 LEFT JOIN kyc_cases k ON k.user_id = $2
-LEFT JOIN LATERAL (""" + LIMITS_SQL + """) rk ON true
+LEFT JOIN LATERAL ("""
+    + LIMITS_SQL
+    + """) rk ON true
 LEFT JOIN LATERAL (
     SELECT wa.address, wa.linked_at, h.balance, h.frozen_amount, h.frozen,
            CASE WHEN $3 THEN (SELECT coalesce(sum(o.quantity - o.filled_quantity), 0) FROM orders o
@@ -87,6 +89,7 @@ LEFT JOIN LATERAL (
 ) w ON true
 WHERE m.id = $1
 ORDER BY w.linked_at, w.address"""
+)
 
 
 @dataclass
@@ -100,8 +103,14 @@ class Inputs:
     limits: Limits = Limits()
 
 
-async def read(session: AsyncSession, market_id: uuid.UUID, user_id: uuid.UUID, side: Side,
-               client_order_id: str | None, now: datetime) -> Inputs:
+async def read(
+    session: AsyncSession,
+    market_id: uuid.UUID,
+    user_id: uuid.UUID,
+    side: Side,
+    client_order_id: str | None,
+    now: datetime,
+) -> Inputs:
     """Run under the market lock (see the module docstring)."""
     rows = await (await pg(session)).fetch(_READ, market_id, user_id, side is Side.SELL, client_order_id, now)
     if not rows:
@@ -110,15 +119,18 @@ async def read(session: AsyncSession, market_id: uuid.UUID, user_id: uuid.UUID, 
     return Inputs(MarketSpec(r[0], MarketStatus(r[1]), *r[2:14]), r["existing"], rows, limits_of(r))
 
 
-def decide(market: MarketSpec, rows: list[Any], user_side: Side, quantity: Decimal, cash_needed: Decimal,
-           now: datetime) -> GateResult:
+def decide(
+    market: MarketSpec, rows: list[Any], user_side: Side, quantity: Decimal, cash_needed: Decimal, now: datetime
+) -> GateResult:
     if market.status is not MarketStatus.OPEN:
         return GateResult("MARKET_NOT_OPEN")
     if market.paused:
         return GateResult("TOKEN_PAUSED")
     first = rows[0]
-    if first["kyc"] is None or effective_status(KycStatus(first["kyc"]), first["kyc_expires"], now) \
-            is not KycStatus.APPROVED:
+    if (
+        first["kyc"] is None
+        or effective_status(KycStatus(first["kyc"]), first["kyc_expires"], now) is not KycStatus.APPROVED
+    ):
         return GateResult("KYC_NOT_APPROVED")
     wallets = [r for r in rows if r["address"] is not None]
     if market.identity_registry is None or not wallets:

@@ -85,9 +85,13 @@ async def publish(hub: Any, events: Events) -> None:
 
 
 def book_event(market_id: uuid.UUID, sequence: int, levels: list[tuple[Side, Decimal, Decimal]]) -> dict[str, Any]:
-    return {"marketId": market_id, "sequence": sequence, "snapshot": False,
-            "bids": [[p, q] for s, p, q in levels if s is Side.BUY],
-            "asks": [[p, q] for s, p, q in levels if s is Side.SELL]}
+    return {
+        "marketId": market_id,
+        "sequence": sequence,
+        "snapshot": False,
+        "bids": [[p, q] for s, p, q in levels if s is Side.BUY],
+        "asks": [[p, q] for s, p, q in levels if s is Side.SELL],
+    }
 
 
 @dataclass(frozen=True)
@@ -127,16 +131,36 @@ class TickerData:
 async def ticker(session: AsyncSession, market_id: uuid.UUID, now: datetime) -> TickerData:
     since = now - timedelta(hours=24)
     snap = await book_snapshot(session, market_id, 1)
-    last = (await session.execute(select(Trade.price).where(Trade.market_id == market_id)
-                                  .order_by(Trade.seq.desc()).limit(1))).scalar_one_or_none()
+    last = (
+        await session.execute(
+            select(Trade.price).where(Trade.market_id == market_id).order_by(Trade.seq.desc()).limit(1)
+        )
+    ).scalar_one_or_none()
     window = select(Trade).where(Trade.market_id == market_id, Trade.created_at >= since).subquery()
-    high, low, volume = (await session.execute(select(func.max(window.c.price), func.min(window.c.price),
-                                                      func.coalesce(func.sum(window.c.quantity), 0)))).one()
-    first = (await session.execute(select(Trade.price).where(Trade.market_id == market_id, Trade.created_at >= since)
-                                   .order_by(Trade.seq.asc()).limit(1))).scalar_one_or_none()
-    return TickerData(market_id, last, snap.bids[0][0] if snap.bids else None, snap.asks[0][0] if snap.asks else None,
-                      (last - first) if (last is not None and first is not None) else None, Decimal(volume),
-                      high, low, snap.sequence)
+    high, low, volume = (
+        await session.execute(
+            select(func.max(window.c.price), func.min(window.c.price), func.coalesce(func.sum(window.c.quantity), 0))
+        )
+    ).one()
+    first = (
+        await session.execute(
+            select(Trade.price)
+            .where(Trade.market_id == market_id, Trade.created_at >= since)
+            .order_by(Trade.seq.asc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    return TickerData(
+        market_id,
+        last,
+        snap.bids[0][0] if snap.bids else None,
+        snap.asks[0][0] if snap.asks else None,
+        (last - first) if (last is not None and first is not None) else None,
+        Decimal(volume),
+        high,
+        low,
+        snap.sequence,
+    )
 
 
 MAX_TRADES_SNAPSHOT = 200
@@ -162,6 +186,17 @@ async def trades_snapshot(session: AsyncSession, market_id: uuid.UUID, limit: in
     rows = (await session.execute(_TRADES_SNAPSHOT, {"market": market_id, "limit": limit})).all()
     if not rows:
         raise NotFound("market not found", field="marketId")
-    trades = [Trade(id=r[1], market_id=market_id, market_sequence=r[2], price=r[3], quantity=r[4],
-                    taker_side=Side(r[5]), created_at=r[6]) for r in rows if r[1] is not None]
+    trades = [
+        Trade(
+            id=r[1],
+            market_id=market_id,
+            market_sequence=r[2],
+            price=r[3],
+            quantity=r[4],
+            taker_side=Side(r[5]),
+            created_at=r[6],
+        )
+        for r in rows
+        if r[1] is not None
+    ]
     return TradesSnapshot(market_id, rows[0][0], trades[::-1])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -46,11 +46,12 @@ class MakerSpec:
 def validate(spec: MakerSpec, market: Market) -> None:
     ceiling = max(market.maker_fee_bps, market.taker_fee_bps)
     if not -MAX_FEE_BPS <= spec.maker_fee_bps <= ceiling:
-        raise BadUserInput(f"makerFeeBps must be between -{MAX_FEE_BPS} (a rebate) and the market's highest fee "
-                           f"{ceiling}", field="makerFeeBps")
+        raise BadUserInput(
+            f"makerFeeBps must be between -{MAX_FEE_BPS} (a rebate) and the market's highest fee {ceiling}",
+            field="makerFeeBps",
+        )
     if not 0 <= spec.taker_fee_bps <= ceiling:
-        raise BadUserInput(f"takerFeeBps must be between 0 and the market's highest fee {ceiling}",
-                           field="takerFeeBps")
+        raise BadUserInput(f"takerFeeBps must be between 0 and the market's highest fee {ceiling}", field="takerFeeBps")
     if not 1 <= spec.max_spread_bps <= 10000:
         raise BadUserInput("maxSpreadBps must be between 1 and 10000", field="maxSpreadBps")
     if not spec.min_quote_size.is_finite() or not 0 < spec.min_quote_size < MONEY_LIMIT:
@@ -59,48 +60,86 @@ def validate(spec: MakerSpec, market: Market) -> None:
         raise BadUserInput("minUptime is a fraction between 0 and 1 with at most 4 decimals", field="minUptime")
 
 
-async def set_market_maker(session: AsyncSession, actor_id: uuid.UUID, market_id: uuid.UUID, user_id: uuid.UUID,
-                           spec: MakerSpec, request_id: str | None) -> MarketMaker:
+async def set_market_maker(
+    session: AsyncSession,
+    actor_id: uuid.UUID,
+    market_id: uuid.UUID,
+    user_id: uuid.UUID,
+    spec: MakerSpec,
+    request_id: str | None,
+) -> MarketMaker:
     market = await session.get(Market, market_id)
     if market is None:
         raise NotFound("market not found", field="marketId")
     if await session.get(User, user_id) is None:
         raise NotFound("user not found", field="userId")
     validate(spec, market)
-    now = datetime.now(timezone.utc)
-    values = {"maker_fee_bps": spec.maker_fee_bps, "taker_fee_bps": spec.taker_fee_bps,
-              "max_spread_bps": spec.max_spread_bps, "min_quote_size": spec.min_quote_size,
-              "min_uptime": spec.min_uptime, "active": True, "updated_by": actor_id, "updated_at": now}
-    await session.execute(insert(MarketMaker).values(market_id=market_id, user_id=user_id, **values)
-                          .on_conflict_do_update(index_elements=[MarketMaker.market_id, MarketMaker.user_id],
-                                                 set_=values))
-    record(session, actor_id=actor_id, action="market.maker_set", target_type="market", target_id=market_id,
-           request_id=request_id, details={"user": str(user_id), "makerFeeBps": spec.maker_fee_bps,
-                                           "takerFeeBps": spec.taker_fee_bps, "maxSpreadBps": spec.max_spread_bps,
-                                           "minQuoteSize": str(spec.min_quote_size),
-                                           "minUptime": str(spec.min_uptime)})
+    now = datetime.now(UTC)
+    values = {
+        "maker_fee_bps": spec.maker_fee_bps,
+        "taker_fee_bps": spec.taker_fee_bps,
+        "max_spread_bps": spec.max_spread_bps,
+        "min_quote_size": spec.min_quote_size,
+        "min_uptime": spec.min_uptime,
+        "active": True,
+        "updated_by": actor_id,
+        "updated_at": now,
+    }
+    await session.execute(
+        insert(MarketMaker)
+        .values(market_id=market_id, user_id=user_id, **values)
+        .on_conflict_do_update(index_elements=[MarketMaker.market_id, MarketMaker.user_id], set_=values)
+    )
+    record(
+        session,
+        actor_id=actor_id,
+        action="market.maker_set",
+        target_type="market",
+        target_id=market_id,
+        request_id=request_id,
+        details={
+            "user": str(user_id),
+            "makerFeeBps": spec.maker_fee_bps,
+            "takerFeeBps": spec.taker_fee_bps,
+            "maxSpreadBps": spec.max_spread_bps,
+            "minQuoteSize": str(spec.min_quote_size),
+            "minUptime": str(spec.min_uptime),
+        },
+    )
     await session.commit()
     return await _get(session, market_id, user_id)
 
 
-async def remove_market_maker(session: AsyncSession, actor_id: uuid.UUID, market_id: uuid.UUID, user_id: uuid.UUID,
-                              request_id: str | None) -> MarketMaker:
+async def remove_market_maker(
+    session: AsyncSession, actor_id: uuid.UUID, market_id: uuid.UUID, user_id: uuid.UUID, request_id: str | None
+) -> MarketMaker:
     """The account trades at the market's fees again and is no longer sampled; its history stays."""
     maker = await session.get(MarketMaker, (market_id, user_id), with_for_update=True)
     if maker is None:
         raise NotFound("not a market maker of this market", field="userId")
     maker.active = False
     maker.updated_by = actor_id
-    record(session, actor_id=actor_id, action="market.maker_removed", target_type="market", target_id=market_id,
-           request_id=request_id, details={"user": str(user_id)})
+    record(
+        session,
+        actor_id=actor_id,
+        action="market.maker_removed",
+        target_type="market",
+        target_id=market_id,
+        request_id=request_id,
+        details={"user": str(user_id)},
+    )
     await session.commit()
     return await _get(session, market_id, user_id)
 
 
 async def _get(session: AsyncSession, market_id: uuid.UUID, user_id: uuid.UUID) -> MarketMaker:
-    return (await session.execute(select(MarketMaker).where(MarketMaker.market_id == market_id,
-                                                            MarketMaker.user_id == user_id)
-                                  .execution_options(populate_existing=True))).scalar_one()
+    return (
+        await session.execute(
+            select(MarketMaker)
+            .where(MarketMaker.market_id == market_id, MarketMaker.user_id == user_id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
 
 
 # every active maker of every OPEN market: its best own bid and ask (size at that price), the spread and whether the
@@ -207,11 +246,26 @@ async def report(session: AsyncSession, market_id: uuid.UUID, start: datetime, e
     for r in rows:
         uptime = (Decimal(r["compliant"]) / Decimal(r["samples"])).quantize(Decimal("1e-4")) if r["samples"] else None
         v = volumes.get(r["user_id"])
-        out.append(Performance(
-            r["user_id"], r["email"], r["active"], r["maker_fee_bps"], r["taker_fee_bps"], r["max_spread_bps"],
-            r["min_quote_size"], r["min_uptime"], r["samples"], r["compliant"], uptime,
-            uptime is not None and uptime >= r["min_uptime"],
-            None if r["avg_spread"] is None else Decimal(r["avg_spread"]).quantize(Decimal("1e-4")), r["two_sided"],
-            (v and v["maker_volume"]) or zero, (v and v["taker_volume"]) or zero, (v and v["maker_fees"]) or zero,
-            (v and v["taker_fees"]) or zero))
+        out.append(
+            Performance(
+                r["user_id"],
+                r["email"],
+                r["active"],
+                r["maker_fee_bps"],
+                r["taker_fee_bps"],
+                r["max_spread_bps"],
+                r["min_quote_size"],
+                r["min_uptime"],
+                r["samples"],
+                r["compliant"],
+                uptime,
+                uptime is not None and uptime >= r["min_uptime"],
+                None if r["avg_spread"] is None else Decimal(r["avg_spread"]).quantize(Decimal("1e-4")),
+                r["two_sided"],
+                (v and v["maker_volume"]) or zero,
+                (v and v["taker_volume"]) or zero,
+                (v and v["maker_fees"]) or zero,
+                (v and v["taker_fees"]) or zero,
+            )
+        )
     return out

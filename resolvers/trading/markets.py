@@ -43,8 +43,9 @@ def _places(d: Decimal) -> int:
 def check_storable(spec: MarketSpec) -> None:
     """What the markets row cannot hold is the client's error, not the database's: a 51-character symbol or a tick
     size of 1E+25 failed the INSERT and came back INTERNAL (found by the fuzz gate)."""
-    if spec.symbol is not None and not (spec.symbol.strip() and len(spec.symbol) <= MAX_SYMBOL_CHARS
-                                        and spec.symbol.isprintable()):
+    if spec.symbol is not None and not (
+        spec.symbol.strip() and len(spec.symbol) <= MAX_SYMBOL_CHARS and spec.symbol.isprintable()
+    ):
         raise BadUserInput(f"symbol must be 1 to {MAX_SYMBOL_CHARS} printable characters", field="symbol")
     for name, value in (("tickSize", spec.tick_size), ("lotSize", spec.lot_size), ("minNotional", spec.min_notional)):
         if value.is_finite() and abs(value) >= MONEY_LIMIT:
@@ -81,19 +82,40 @@ async def open_market(ctx: Context, spec: MarketSpec) -> Market:
     if asset is None or asset.status is not AssetStatus.ACTIVE:
         raise Conflict("the token's asset is not ACTIVE", reason="ASSET_NOT_ACTIVE")
     quote = spec.quote_currency.strip().upper()
-    stable = (await session.execute(select(Token.id).where(
-        Token.kind == TokenKind.STABLECOIN, Token.symbol == quote).limit(1))).scalar_one_or_none()
+    stable = (
+        await session.execute(
+            select(Token.id).where(Token.kind == TokenKind.STABLECOIN, Token.symbol == quote).limit(1)
+        )
+    ).scalar_one_or_none()
     if stable is None:
         raise BadUserInput(f"{quote!r} is not a known stablecoin", field="quoteCurrency")
     validate_spec(spec, token.decimals)
-    market = Market(id=uuid.uuid4(), symbol=spec.symbol or f"{token.symbol or token.address[:8]}/{quote}",
-                    base_token_id=token.id, chain_id=token.chain_id, token_address=token.address,
-                    base_decimals=token.decimals, quote_currency=quote, tick_size=spec.tick_size,
-                    lot_size=spec.lot_size, min_notional=spec.min_notional, maker_fee_bps=spec.maker_fee_bps,
-                    taker_fee_bps=spec.taker_fee_bps, status=MarketStatus.OPEN, book_sequence=0)
+    market = Market(
+        id=uuid.uuid4(),
+        symbol=spec.symbol or f"{token.symbol or token.address[:8]}/{quote}",
+        base_token_id=token.id,
+        chain_id=token.chain_id,
+        token_address=token.address,
+        base_decimals=token.decimals,
+        quote_currency=quote,
+        tick_size=spec.tick_size,
+        lot_size=spec.lot_size,
+        min_notional=spec.min_notional,
+        maker_fee_bps=spec.maker_fee_bps,
+        taker_fee_bps=spec.taker_fee_bps,
+        status=MarketStatus.OPEN,
+        book_sequence=0,
+    )
     session.add(market)
-    record(session, actor_id=actor, action="market.open", target_type="market", target_id=market.id,
-           request_id=ctx.request_id, details={"symbol": market.symbol})
+    record(
+        session,
+        actor_id=actor,
+        action="market.open",
+        target_type="market",
+        target_id=market.id,
+        request_id=ctx.request_id,
+        details={"symbol": market.symbol},
+    )
     try:
         await session.commit()
     except IntegrityError as exc:
@@ -106,8 +128,9 @@ def _duplicate(exc: IntegrityError, symbol: str, quote: str) -> Conflict:
     """Name what collided: the symbol (another token's market may hold it) or this token's market in `quote`."""
     constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None) or str(exc.orig)
     if "symbol" in constraint:
-        return Conflict(f"the market symbol {symbol!r} is taken; pass another `symbol`", reason="DUPLICATE_SYMBOL",
-                        field="symbol")
+        return Conflict(
+            f"the market symbol {symbol!r} is taken; pass another `symbol`", reason="DUPLICATE_SYMBOL", field="symbol"
+        )
     return Conflict(f"this token already has a market in {quote}", reason="DUPLICATE_MARKET", field="quoteCurrency")
 
 
@@ -115,8 +138,9 @@ async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -
     actor = ctx.viewer.require_user()
     session = await ctx.session()
     await lock_market(session, market_id)  # serialized with placements, which read the status under this lock
-    market = (await session.execute(select(Market).where(Market.id == market_id).with_for_update())
-              ).scalar_one_or_none()
+    market = (
+        await session.execute(select(Market).where(Market.id == market_id).with_for_update())
+    ).scalar_one_or_none()
     if market is None:
         raise NotFound("market not found")
     if market.status is MarketStatus.CLOSED and status is not MarketStatus.CLOSED:
@@ -124,10 +148,20 @@ async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -
     previous = market.status
     market.status = status
     # any halt (circuit breaker, kill switch) ends with this decision
-    await session.execute(update(MarketRiskLimits).where(MarketRiskLimits.market_id == market_id)
-                          .values(halted_until=None, halt_reason=None))
-    record(session, actor_id=actor, action="market.status", target_type="market", target_id=market.id,
-           request_id=ctx.request_id, details={"from": previous.value, "to": status.value})
+    await session.execute(
+        update(MarketRiskLimits)
+        .where(MarketRiskLimits.market_id == market_id)
+        .values(halted_until=None, halt_reason=None)
+    )
+    record(
+        session,
+        actor_id=actor,
+        action="market.status",
+        target_type="market",
+        target_id=market.id,
+        request_id=ctx.request_id,
+        details={"from": previous.value, "to": status.value},
+    )
     await session.commit()
     return market
 

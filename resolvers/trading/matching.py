@@ -197,8 +197,9 @@ class OrderBook:
                 self._remove(fill.maker_id)
         if result.rests:
             assert taker.price is not None
-            order = BookOrder(taker.id, taker.owner, taker.side, taker.price, result.remaining, taker.seq,
-                              taker.expires_at)
+            order = BookOrder(
+                taker.id, taker.owner, taker.side, taker.price, result.remaining, taker.seq, taker.expires_at
+            )
             (self.bids if taker.side is Side.BUY else self.asks).add(order)
             self.index[taker.id] = order
         return result

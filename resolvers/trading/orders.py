@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -78,8 +78,26 @@ VIEW_SQL = ", ".join(f.name for f in fields(OrderView))  # the column names are 
 
 def _view(r: Any) -> OrderView:
     """An OrderView from a raw row of VIEW_SQL (asyncpg returns enums as str)."""
-    return OrderView(r[0], r[1], r[2], r[3], r[4], Side(r[5]), OrderType(r[6]), TimeInForce(r[7]), r[8], r[9], r[10],
-                     OrderStatus(r[11]), r[12], r[13], r[14], r[15], r[16], r[17])
+    return OrderView(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        Side(r[5]),
+        OrderType(r[6]),
+        TimeInForce(r[7]),
+        r[8],
+        r[9],
+        r[10],
+        OrderStatus(r[11]),
+        r[12],
+        r[13],
+        r[14],
+        r[15],
+        r[16],
+        r[17],
+    )
 
 
 _BY_CLIENT_ID = f"SELECT {VIEW_SQL} FROM orders WHERE user_id = $1 AND client_order_id = $2"
@@ -126,12 +144,12 @@ class Placed:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def risk_day(now: datetime) -> date:
     """The UTC day an order's value counts on (the daily notional limit)."""
-    return now.astimezone(timezone.utc).date()
+    return now.astimezone(UTC).date()
 
 
 MAX_AMOUNT = Decimal("1e18")  # Numeric(38, 18) holds 20 integer digits; products must stay in range
@@ -146,8 +164,9 @@ def validate(req: OrderRequest, market: Market, now: datetime) -> TimeInForce:
     if not req.quantity.is_finite() or not 0 < req.quantity < MAX_AMOUNT:
         raise BadUserInput("quantity must be positive and below 1e18", field="quantity")
     if not _multiple(req.quantity, market.lot_size):
-        raise BadUserInput(f"quantity must be a multiple of the lot size {market.lot_size.normalize()}",
-                           field="quantity")
+        raise BadUserInput(
+            f"quantity must be a multiple of the lot size {market.lot_size.normalize()}", field="quantity"
+        )
     if req.price is not None and (not req.price.is_finite() or not 0 < req.price < MAX_AMOUNT):
         raise BadUserInput("price must be positive and below 1e18", field="price")
     if req.price is not None and not _multiple(req.price, market.tick_size):
@@ -167,8 +186,9 @@ def validate(req: OrderRequest, market: Market, now: datetime) -> TimeInForce:
     if req.price is not None and notional_of(req.price, req.quantity) >= MAX_AMOUNT:
         raise BadUserInput("order value too large", field="quantity")
     if req.price is not None and notional_of(req.price, req.quantity) < market.min_notional:
-        raise BadUserInput(f"order value is below the minimum notional {market.min_notional.normalize()}",
-                           field="quantity")
+        raise BadUserInput(
+            f"order value is below the minimum notional {market.min_notional.normalize()}", field="quantity"
+        )
     if req.client_order_id is not None and not 0 < len(req.client_order_id) <= MAX_CLIENT_ORDER_ID:
         raise BadUserInput(f"clientOrderId must have 1 to {MAX_CLIENT_ORDER_ID} characters", field="clientOrderId")
     return tif
@@ -186,8 +206,14 @@ def _audit_details(market_id: uuid.UUID, status: OrderStatus, reason: str | None
 
 
 @transient_retry
-async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderRequest, *,
-                      request_id: str | None = None, now: datetime | None = None) -> Placed:
+async def place_order(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    req: OrderRequest,
+    *,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> Placed:
     """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused).
 
     Hot path (the market lock is held from the first statement to the commit, so its round trips bound a market's
@@ -216,32 +242,54 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
         await session.rollback()
         return Placed(replay, Events(), replayed=True)
     limits = found.limits
-    if market.status is MarketStatus.HALTED and limits.resume_due(now) and await risk.resume_if_due(conn, market.id,
-                                                                                                     now):
+    if (
+        market.status is MarketStatus.HALTED
+        and limits.resume_due(now)
+        and await risk.resume_if_due(conn, market.id, now)
+    ):
         market = replace(market, status=MarketStatus.OPEN)  # a circuit-breaker halt that is over
     reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)  # type: ignore[arg-type]
     verdict = gate.decide(market, found.rows, req.side, req.quantity, reservation, now)
     checked = risk.Verdict(None, req.price, req.price)  # no limits: the order as given
     if verdict.reason is None and limits.present:
         checked = risk.check(limits, req.side, req.type, req.quantity, req.price, market.tick_size)
-        reason = checked.reason or await risk.position_refusal(conn, limits, market, user_id, req.side,
-                                                               req.quantity)
+        reason = checked.reason or await risk.position_refusal(conn, limits, market, user_id, req.side, req.quantity)
         verdict = gate.GateResult(reason, verdict.wallet) if reason else verdict
     order_id = uuid.uuid4()
     events = Events()
-    insert = (order_id, market.id, user_id, req.client_order_id, req.side.value, req.type.value, tif.value,
-              req.price, req.quantity)
+    insert = (
+        order_id,
+        market.id,
+        user_id,
+        req.client_order_id,
+        req.side.value,
+        req.type.value,
+        tif.value,
+        req.price,
+        req.quantity,
+    )
     try:
         if verdict.reason is not None:
-            view = _view(await conn.fetchrow(
-                _INSERT, *insert, Decimal(0), OrderStatus.REJECTED.value, verdict.reason, req.expires_at,
-                verdict.wallet, Decimal(0), request_id,
-                _audit_details(market.id, OrderStatus.REJECTED, verdict.reason)))
+            view = _view(
+                await conn.fetchrow(
+                    _INSERT,
+                    *insert,
+                    Decimal(0),
+                    OrderStatus.REJECTED.value,
+                    verdict.reason,
+                    req.expires_at,
+                    verdict.wallet,
+                    Decimal(0),
+                    request_id,
+                    _audit_details(market.id, OrderStatus.REJECTED, verdict.reason),
+                )
+            )
             events.add(market_data.orders_channel(user_id), view.event())
         else:
             taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
-            view = await _execute(session, conn, market, taker, insert, verdict.wallet, request_id, now, events,
-                                  limits, checked)
+            view = await _execute(
+                session, conn, market, taker, insert, verdict.wallet, request_id, now, events, limits, checked
+            )
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "uq_orders_user_client_order_id":
             raise
@@ -255,9 +303,19 @@ async def place_order(session: AsyncSession, user_id: uuid.UUID, req: OrderReque
     return Placed(view, events)
 
 
-async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: MarketSpec, taker: Incoming,
-                   insert: tuple[Any, ...], taker_wallet: str | None, request_id: str | None, now: datetime,
-                   events: Events, limits: risk.Limits, checked: risk.Verdict) -> OrderView:
+async def _execute(
+    session: AsyncSession,
+    conn: asyncpg.Connection,
+    market: MarketSpec,
+    taker: Incoming,
+    insert: tuple[Any, ...],
+    taker_wallet: str | None,
+    request_id: str | None,
+    now: datetime,
+    events: Events,
+    limits: risk.Limits,
+    checked: risk.Verdict,
+) -> OrderView:
     """Match the taker (a MARKET order within the price band; stopped by the circuit breaker), store it, settle
     its fills (at each side's fee tier), update the makers, audit, count the daily order value, bump the book
     sequence; add the events (trades, book, orders); return the taker as stored."""
@@ -274,8 +332,20 @@ async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: Mark
         levels.add((taker.side, taker.price))
         if buyer_is_taker:  # only the resting part holds cash; the fills are paid from AVAILABLE
             held = buy_reservation(market, taker.price, result.remaining)  # type: ignore[arg-type]
-    taker_view = _view(await conn.fetchrow(_INSERT, *insert, result.filled, result.status.value, result.reason,
-                                           taker.expires_at, taker_wallet, held, None, None))
+    taker_view = _view(
+        await conn.fetchrow(
+            _INSERT,
+            *insert,
+            result.filled,
+            result.status.value,
+            result.reason,
+            taker.expires_at,
+            taker_wallet,
+            held,
+            None,
+            None,
+        )
+    )
     if tripped:
         await risk.trip(conn, limits, market.id, now, request_id, taker.id)  # type: ignore[arg-type]
     # makers: (id, filled or None to keep, status, reason, reserved cash left)
@@ -290,37 +360,76 @@ async def _execute(session: AsyncSession, conn: asyncpg.Connection, market: Mark
         r = resting[fill.maker_id]  # type: ignore[index]
         buyer_id, seller_id = (taker.owner, r.user_id) if buyer_is_taker else (r.user_id, taker.owner)
         buyer_wallet, seller_wallet = (taker_wallet, r.wallet) if buyer_is_taker else (r.wallet, taker_wallet)
-        settled = await settle(session, market, maker_order_id=fill.maker_id, taker_order_id=taker.id,  # type: ignore[arg-type]
-                               taker_side=taker.side, buyer_id=buyer_id, seller_id=seller_id,  # type: ignore[arg-type]
-                               price=fill.price, quantity=fill.quantity, buyer_wallet=buyer_wallet,
-                               seller_wallet=seller_wallet, now=now,
-                               maker_fee_bps=limits.fees(r.user_id, market.maker_fee_bps, market.taker_fee_bps)[0],
-                               taker_fee_bps=taker_fee_bps)
+        settled = await settle(
+            session,
+            market,
+            maker_order_id=fill.maker_id,
+            taker_order_id=taker.id,  # type: ignore[arg-type]
+            taker_side=taker.side,
+            buyer_id=buyer_id,
+            seller_id=seller_id,  # type: ignore[arg-type]
+            price=fill.price,
+            quantity=fill.quantity,
+            buyer_wallet=buyer_wallet,
+            seller_wallet=seller_wallet,
+            now=now,
+            maker_fee_bps=limits.fees(r.user_id, market.maker_fee_bps, market.taker_fee_bps)[0],
+            taker_fee_bps=taker_fee_bps,
+        )
         events.add(market_data.trades_channel(market.id), settled.event())
         levels.add((opposite, r.price))
         maker_reserved = r.reserved_cash - (settled.buyer_cost if not buyer_is_taker else 0)
         if fill.maker_remaining == 0:
             if opposite is Side.BUY:  # give back what the filled buy still holds (rounding of its reservation)
-                await release_reservation(session, fill.maker_id, r.user_id, maker_reserved,  # type: ignore[arg-type]
-                                          market.quote_currency)
+                await release_reservation(
+                    session,
+                    fill.maker_id,
+                    r.user_id,
+                    maker_reserved,  # type: ignore[arg-type]
+                    market.quote_currency,
+                )
             makers.append((fill.maker_id, r.quantity, OrderStatus.FILLED.value, None, Decimal(0)))
         else:
-            makers.append((fill.maker_id, r.quantity - fill.maker_remaining, OrderStatus.PARTIALLY_FILLED.value,
-                           None, maker_reserved))
+            makers.append(
+                (
+                    fill.maker_id,
+                    r.quantity - fill.maker_remaining,
+                    OrderStatus.PARTIALLY_FILLED.value,
+                    None,
+                    maker_reserved,
+                )
+            )
     if held:
-        await ledger.reserve(session, taker.owner, held, market.quote_currency,  # type: ignore[arg-type]
-                             reference=f"order:{taker.id}:reserve")
+        await ledger.reserve(
+            session,
+            taker.owner,
+            held,
+            market.quote_currency,  # type: ignore[arg-type]
+            reference=f"order:{taker.id}:reserve",
+        )
     views = [taker_view]
     if makers:
         views += map(_view, await conn.fetch(_UPDATE_MAKERS, *(list(c) for c in zip(*makers)), now))
     counted = result.filled + (result.remaining if result.rests else 0)
-    value = (notional_of(checked.value_price, counted) if limits.daily is not None
-             and checked.value_price is not None and counted else None)
+    value = (
+        notional_of(checked.value_price, counted)
+        if limits.daily is not None and checked.value_price is not None and counted
+        else None
+    )
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
-    rows = await conn.fetch(_FINAL, market.id, [s.value for s, _ in ordered], [p for _, p in ordered],
-                            taker.owner, str(taker.id), request_id,
-                            _audit_details(market.id, taker_view.status, taker_view.reason), bool(levels),
-                            risk_day(now), value)
+    rows = await conn.fetch(
+        _FINAL,
+        market.id,
+        [s.value for s, _ in ordered],
+        [p for _, p in ordered],
+        taker.owner,
+        str(taker.id),
+        request_id,
+        _audit_details(market.id, taker_view.status, taker_view.reason),
+        bool(levels),
+        risk_day(now),
+        value,
+    )
     if levels:
         found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
         totals = [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
@@ -352,32 +461,61 @@ RETURNING {VIEW_SQL}"""
 
 
 @transient_retry
-async def cancel_orders(session: AsyncSession, user_id: uuid.UUID | None, market_id: uuid.UUID,
-                        order_ids: list[uuid.UUID] | None, *, reason: str, status: OrderStatus = OrderStatus.CANCELED,
-                        request_id: str | None = None, now: datetime | None = None,
-                        strict: bool = False) -> tuple[list[OrderView], Events]:
+async def cancel_orders(
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    market_id: uuid.UUID,
+    order_ids: list[uuid.UUID] | None,
+    *,
+    reason: str,
+    status: OrderStatus = OrderStatus.CANCELED,
+    request_id: str | None = None,
+    now: datetime | None = None,
+    strict: bool = False,
+) -> tuple[list[OrderView], Events]:
     """Cancel open orders of a market (the given ids, or all of `user_id`'s, or all when user_id is None) under
     the market lock, release their reservations, bump the book sequence once, commit. The one path of
     cancelOrder, cancelAllOrders, market closing and GTD expiry (raw asyncpg, like placeOrder; resolvers/raw_sql.py).
     NOT_FOUND for an unknown market; with `strict`, CONFLICT when none of `order_ids` is open any more."""
     now = now or utcnow()
     await book.lock_market(session, market_id)
-    views, events = await cancel_locked(session, user_id, market_id, order_ids, reason=reason, status=status,
-                                        request_id=request_id, now=now, strict=strict, actor_id=user_id)
+    views, events = await cancel_locked(
+        session,
+        user_id,
+        market_id,
+        order_ids,
+        reason=reason,
+        status=status,
+        request_id=request_id,
+        now=now,
+        strict=strict,
+        actor_id=user_id,
+    )
     await session.commit()
     return views, events
 
 
-async def cancel_locked(session: AsyncSession, user_id: uuid.UUID | None, market_id: uuid.UUID,
-                        order_ids: list[uuid.UUID] | None, *, reason: str, status: OrderStatus, request_id: str | None,
-                        now: datetime, strict: bool, actor_id: uuid.UUID | None) -> tuple[list[OrderView], Events]:
+async def cancel_locked(
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    market_id: uuid.UUID,
+    order_ids: list[uuid.UUID] | None,
+    *,
+    reason: str,
+    status: OrderStatus,
+    request_id: str | None,
+    now: datetime,
+    strict: bool,
+    actor_id: uuid.UUID | None,
+) -> tuple[list[OrderView], Events]:
     """`cancel_orders` under a market lock the caller holds, without committing; audit rows name `actor_id`."""
     conn = await pg(session)
     currency = await conn.fetchval("SELECT quote_currency FROM markets WHERE id = $1", market_id)
     if currency is None:
         raise NotFound("market not found", field="marketId")
-    victims = [_view(r) for r in await conn.fetch(_VICTIMS, market_id, user_id, order_ids,
-                                                  status is OrderStatus.EXPIRED, now)]
+    victims = [
+        _view(r) for r in await conn.fetch(_VICTIMS, market_id, user_id, order_ids, status is OrderStatus.EXPIRED, now)
+    ]
     if strict and order_ids and not victims:
         current = await conn.fetchval("SELECT status::text FROM orders WHERE id = ANY($1) LIMIT 1", order_ids)
         await session.rollback()
@@ -388,12 +526,24 @@ async def cancel_locked(session: AsyncSession, user_id: uuid.UUID | None, market
     for v in victims:
         if v.side is Side.BUY:
             await release_reservation(session, v.id, v.user_id, v.reserved_cash, currency)
-    finished = {r[0]: _view(r) for r in await conn.fetch(
-        _FINISH_MANY, [v.id for v in victims], status.value, reason, now, actor_id, f"order.{status.value.lower()}",
-        request_id, json.dumps({"reason": reason}))}
+    finished = {
+        r[0]: _view(r)
+        for r in await conn.fetch(
+            _FINISH_MANY,
+            [v.id for v in victims],
+            status.value,
+            reason,
+            now,
+            actor_id,
+            f"order.{status.value.lower()}",
+            request_id,
+            json.dumps({"reason": reason}),
+        )
+    }
     views = [finished[v.id] for v in victims]
-    seq, totals = await book.sequence_and_levels(session, market_id,
-                                                 {(v.side, v.price) for v in victims if v.price is not None})
+    seq, totals = await book.sequence_and_levels(
+        session, market_id, {(v.side, v.price) for v in victims if v.price is not None}
+    )
     events.add(market_data.book_channel(market_id), market_data.book_event(market_id, seq, totals))
     for view in views:
         events.add(market_data.orders_channel(view.user_id), view.event())
@@ -401,12 +551,15 @@ async def cancel_locked(session: AsyncSession, user_id: uuid.UUID | None, market
 
 
 @transient_retry
-async def cancel_order(session: AsyncSession, user_id: uuid.UUID, order_id: uuid.UUID, *,
-                       request_id: str | None = None) -> tuple[OrderView, Events]:
-    market_id = await (await pg(session)).fetchval("SELECT market_id FROM orders WHERE id = $1 AND user_id = $2",
-                                                   order_id, user_id)
+async def cancel_order(
+    session: AsyncSession, user_id: uuid.UUID, order_id: uuid.UUID, *, request_id: str | None = None
+) -> tuple[OrderView, Events]:
+    market_id = await (await pg(session)).fetchval(
+        "SELECT market_id FROM orders WHERE id = $1 AND user_id = $2", order_id, user_id
+    )
     if market_id is None:
         raise NotFound("order not found", field="id")
-    done, events = await cancel_orders(session, user_id, market_id, [order_id], reason="USER_CANCELED",
-                                       request_id=request_id, strict=True)
+    done, events = await cancel_orders(
+        session, user_id, market_id, [order_id], reason="USER_CANCELED", request_id=request_id, strict=True
+    )
     return done[0], events

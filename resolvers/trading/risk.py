@@ -121,9 +121,24 @@ def limits_of(row: Any) -> Limits:
     tiers = {} if users is None else {u: (mk, tk) for u, mk, tk in zip(users, row["mm_maker"], row["mm_taker"])}
     if not row["rl_present"]:
         return Limits(fee_tiers=tiers)
-    return Limits(True, row["rl_band"], row["rl_reference"], row["rl_max_qty"], row["rl_max_notional"], row["rl_daily"],
-                  row["rl_max_position"], row["rl_move"], row["rl_window"], row["rl_halt"], row["rl_halted_until"],
-                  row["rl_halt_reason"], row["rl_last"], row["rl_breaker_ref"], row["rl_used"] or ZERO, tiers)
+    return Limits(
+        True,
+        row["rl_band"],
+        row["rl_reference"],
+        row["rl_max_qty"],
+        row["rl_max_notional"],
+        row["rl_daily"],
+        row["rl_max_position"],
+        row["rl_move"],
+        row["rl_window"],
+        row["rl_halt"],
+        row["rl_halted_until"],
+        row["rl_halt_reason"],
+        row["rl_last"],
+        row["rl_breaker_ref"],
+        row["rl_used"] or ZERO,
+        tiers,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +158,9 @@ def band(reference: Decimal, band_bps: int) -> tuple[Decimal, Decimal]:
         return reference * (BPS - band_bps) / BPS, reference * (BPS + band_bps) / BPS
 
 
-def check(lim: Limits, side: Side, type_: OrderType, quantity: Decimal, price: Decimal | None,
-          tick: Decimal) -> Verdict:
+def check(
+    lim: Limits, side: Side, type_: OrderType, quantity: Decimal, price: Decimal | None, tick: Decimal
+) -> Verdict:
     """The market-level and daily checks (no I/O); the position check is `position_refusal`."""
     if not lim.present:
         return Verdict(None, price, price)
@@ -157,7 +173,9 @@ def check(lim: Limits, side: Side, type_: OrderType, quantity: Decimal, price: D
             if not lo <= price <= hi:
                 return Verdict("PRICE_OUTSIDE_BAND")
         elif side is Side.BUY:  # a MARKET buy always has a cap (orders.validate)
-            match_price = min(price, _ticks(hi, tick, ROUND_FLOOR)) if price is not None else _ticks(hi, tick, ROUND_FLOOR)
+            match_price = (
+                min(price, _ticks(hi, tick, ROUND_FLOOR)) if price is not None else _ticks(hi, tick, ROUND_FLOOR)
+            )
         else:
             edge = _ticks(lo, tick, ROUND_CEILING)
             match_price = edge if price is None else max(price, edge)
@@ -207,8 +225,9 @@ async def position(conn: asyncpg.Connection, market_id: uuid.UUID, user_id: uuid
     return Decimal(row["units"]).scaleb(-decimals) + row["open_buys"]
 
 
-async def position_refusal(conn: asyncpg.Connection, lim: Limits, market: Any, user_id: uuid.UUID, side: Side,
-                           quantity: Decimal) -> str | None:
+async def position_refusal(
+    conn: asyncpg.Connection, lim: Limits, market: Any, user_id: uuid.UUID, side: Side, quantity: Decimal
+) -> str | None:
     """MAX_POSITION_EXCEEDED or None; takes the (investor, token) lock first (held to commit)."""
     if lim.max_position is None or side is not Side.BUY:
         return None
@@ -250,20 +269,56 @@ WITH m AS (UPDATE markets SET status = 'HALTED' WHERE id = $1 AND status = 'OPEN
 SELECT count(*) FROM m"""
 
 
-async def halt(conn: asyncpg.Connection, market_id: uuid.UUID, *, until: datetime | None, reason: str,
-               now: datetime, actor_id: uuid.UUID | None, action: str, request_id: str | None,
-               details: dict[str, Any]) -> None:
+async def halt(
+    conn: asyncpg.Connection,
+    market_id: uuid.UUID,
+    *,
+    until: datetime | None,
+    reason: str,
+    now: datetime,
+    actor_id: uuid.UUID | None,
+    action: str,
+    request_id: str | None,
+    details: dict[str, Any],
+) -> None:
     """HALTED with its reason (and end for the breaker), audited; run under the market lock."""
-    await conn.fetchval(_HALT, market_id, until, reason, now, actor_id, action, request_id,
-                        json.dumps({"reason": reason, "until": until.isoformat() if until else None, **details}))
+    await conn.fetchval(
+        _HALT,
+        market_id,
+        until,
+        reason,
+        now,
+        actor_id,
+        action,
+        request_id,
+        json.dumps({"reason": reason, "until": until.isoformat() if until else None, **details}),
+    )
 
 
-async def trip(conn: asyncpg.Connection, lim: Limits, market_id: uuid.UUID, now: datetime,
-               request_id: str | None, order_id: uuid.UUID) -> None:
-    await halt(conn, market_id, until=now + timedelta(seconds=lim.halt_s or 0), reason=CIRCUIT_BREAKER, now=now,
-               actor_id=None, action="market.circuit_breaker", request_id=request_id,
-               details={"reference": str(lim.breaker_ref) if lim.breaker_ref is not None else None,
-                        "moveBps": lim.move_bps, "windowS": lim.window_s, "order": str(order_id)})
+async def trip(
+    conn: asyncpg.Connection,
+    lim: Limits,
+    market_id: uuid.UUID,
+    now: datetime,
+    request_id: str | None,
+    order_id: uuid.UUID,
+) -> None:
+    await halt(
+        conn,
+        market_id,
+        until=now + timedelta(seconds=lim.halt_s or 0),
+        reason=CIRCUIT_BREAKER,
+        now=now,
+        actor_id=None,
+        action="market.circuit_breaker",
+        request_id=request_id,
+        details={
+            "reference": str(lim.breaker_ref) if lim.breaker_ref is not None else None,
+            "moveBps": lim.move_bps,
+            "windowS": lim.window_s,
+            "order": str(order_id),
+        },
+    )
 
 
 # a due breaker halt ends: the state is cleared and the market OPEN again (unless ADMIN closed or reopened it)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -66,18 +66,28 @@ def validate(spec: LimitsSpec) -> None:
             raise BadUserInput(f"{_camel(f.name)} must be between 1 and {MAX_SECONDS} seconds", field=_camel(f.name))
     breaker = (spec.breaker_move_bps, spec.breaker_window_s, spec.breaker_halt_s)
     if any(v is None for v in breaker) and any(v is not None for v in breaker):
-        raise BadUserInput("the circuit breaker needs breakerMoveBps, breakerWindowS and breakerHaltS together",
-                           field="breakerMoveBps")
+        raise BadUserInput(
+            "the circuit breaker needs breakerMoveBps, breakerWindowS and breakerHaltS together", field="breakerMoveBps"
+        )
 
 
 async def valuation_price(session: AsyncSession, market: Market) -> Decimal | None:
     """The asset's latest valuation per whole token, in the market's quote currency: the stablecoin counts as its
     peg (the symbol's first three letters: USDC -> USD), converted with the FX table when the valuation is in
     another currency. None when the token has no supply or valuation, or no FX rate applies."""
-    row = (await session.execute(
-        select(Asset.latest_valuation_amount, Asset.latest_valuation_currency, Asset.latest_valuation_as_of,
-               Token.total_supply, Token.decimals)
-        .join(Token, Token.asset_id == Asset.id).where(Token.id == market.base_token_id))).first()
+    row = (
+        await session.execute(
+            select(
+                Asset.latest_valuation_amount,
+                Asset.latest_valuation_currency,
+                Asset.latest_valuation_as_of,
+                Token.total_supply,
+                Token.decimals,
+            )
+            .join(Token, Token.asset_id == Asset.id)
+            .where(Token.id == market.base_token_id)
+        )
+    ).first()
     if row is None or not row.total_supply or not row.latest_valuation_amount or row.latest_valuation_currency is None:
         return None
     with localcontext(prec=60):
@@ -85,15 +95,17 @@ async def valuation_price(session: AsyncSession, market: Market) -> Decimal | No
     peg = market.quote_currency[:3]
     if row.latest_valuation_currency != peg:
         try:
-            per_token = await fx.convert(session, per_token, row.latest_valuation_currency, peg,
-                                         row.latest_valuation_as_of)
+            per_token = await fx.convert(
+                session, per_token, row.latest_valuation_currency, peg, row.latest_valuation_as_of
+            )
         except (NotFound, BadUserInput):
             return None
     return per_token.quantize(Decimal("1e-18"))
 
 
-async def set_limits(session: AsyncSession, actor_id: uuid.UUID, market_id: uuid.UUID, spec: LimitsSpec,
-                     request_id: str | None) -> MarketRiskLimits:
+async def set_limits(
+    session: AsyncSession, actor_id: uuid.UUID, market_id: uuid.UUID, spec: LimitsSpec, request_id: str | None
+) -> MarketRiskLimits:
     """Replace the market's limits (the halt state stays); audited."""
     validate(spec)
     market = await session.get(Market, market_id)
@@ -105,16 +117,32 @@ async def set_limits(session: AsyncSession, actor_id: uuid.UUID, market_id: uuid
         if traded is None:
             reference = await valuation_price(session, market)
             if reference is None:
-                raise BadUserInput("the market has no trade and its asset no valuation per token in "
-                                   f"{market.quote_currency}: pass referencePrice", field="referencePrice")
+                raise BadUserInput(
+                    "the market has no trade and its asset no valuation per token in "
+                    f"{market.quote_currency}: pass referencePrice",
+                    field="referencePrice",
+                )
     values: dict[str, Any] = {f.name: getattr(spec, f.name) for f in fields(spec)}
-    values.update(reference_price=reference, updated_by=actor_id, updated_at=datetime.now(timezone.utc))
+    values.update(reference_price=reference, updated_by=actor_id, updated_at=datetime.now(UTC))
     await lock_market(session, market_id)  # placements read the limits under this lock
-    await session.execute(insert(MarketRiskLimits).values(market_id=market_id, **values)
-                          .on_conflict_do_update(index_elements=[MarketRiskLimits.market_id], set_=values))
-    record(session, actor_id=actor_id, action="market.risk_limits", target_type="market", target_id=market_id,
-           request_id=request_id, details={_camel(k): (str(v) if isinstance(v, Decimal) else v)
-                                           for k, v in values.items() if k not in ("updated_by", "updated_at")})
+    await session.execute(
+        insert(MarketRiskLimits)
+        .values(market_id=market_id, **values)
+        .on_conflict_do_update(index_elements=[MarketRiskLimits.market_id], set_=values)
+    )
+    record(
+        session,
+        actor_id=actor_id,
+        action="market.risk_limits",
+        target_type="market",
+        target_id=market_id,
+        request_id=request_id,
+        details={
+            _camel(k): (str(v) if isinstance(v, Decimal) else v)
+            for k, v in values.items()
+            if k not in ("updated_by", "updated_at")
+        },
+    )
     await session.commit()
     return await get_limits(session, market_id)  # type: ignore[return-value]
 
@@ -122,8 +150,13 @@ async def set_limits(session: AsyncSession, actor_id: uuid.UUID, market_id: uuid
 async def get_limits(session: AsyncSession, market_id: uuid.UUID) -> MarketRiskLimits | None:
     if await session.get(Market, market_id) is None:
         raise NotFound("market not found", field="marketId")
-    return (await session.execute(select(MarketRiskLimits).where(MarketRiskLimits.market_id == market_id)
-                                  .execution_options(populate_existing=True))).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(MarketRiskLimits)
+            .where(MarketRiskLimits.market_id == market_id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
 
 
 @dataclass
@@ -134,14 +167,15 @@ class Killed:
 
 
 @transient_retry
-async def kill_market(session: AsyncSession, actor_id: uuid.UUID, market_id: uuid.UUID, reason: str | None,
-                      request_id: str | None) -> Killed:
+async def kill_market(
+    session: AsyncSession, actor_id: uuid.UUID, market_id: uuid.UUID, reason: str | None, request_id: str | None
+) -> Killed:
     """The kill switch, in one transaction under the market lock: HALTED (until ADMIN reopens it with
     setMarketStatus), every open order canceled (reason KILL_SWITCH) with its cash reservation released, audited
     (market.kill, and order.canceled per order naming the ADMIN)."""
     if reason is not None and len(reason) > MAX_REASON:
         raise BadUserInput(f"reason must have at most {MAX_REASON} characters", field="reason")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     conn = await pg(session)
     await lock_market(session, market_id)
     status = await conn.fetchval("SELECT status::text FROM markets WHERE id = $1", market_id)
@@ -150,11 +184,29 @@ async def kill_market(session: AsyncSession, actor_id: uuid.UUID, market_id: uui
     if status == MarketStatus.CLOSED.value:
         await session.rollback()
         raise Conflict("a CLOSED market has no book to stop", reason="MARKET_CLOSED")
-    await risk.halt(conn, market_id, until=None, reason=risk.KILL_SWITCH, now=now, actor_id=actor_id,
-                    action="market.kill", request_id=request_id, details={"note": reason, "from": status})
-    views, events = await cancel_locked(session, None, market_id, None, reason=risk.KILL_SWITCH,
-                                        status=OrderStatus.CANCELED,
-                                        request_id=request_id, now=now, strict=False, actor_id=actor_id)
+    await risk.halt(
+        conn,
+        market_id,
+        until=None,
+        reason=risk.KILL_SWITCH,
+        now=now,
+        actor_id=actor_id,
+        action="market.kill",
+        request_id=request_id,
+        details={"note": reason, "from": status},
+    )
+    views, events = await cancel_locked(
+        session,
+        None,
+        market_id,
+        None,
+        reason=risk.KILL_SWITCH,
+        status=OrderStatus.CANCELED,
+        request_id=request_id,
+        now=now,
+        strict=False,
+        actor_id=actor_id,
+    )
     await session.commit()
     return Killed(MarketStatus.HALTED, len(views), events)
 
@@ -162,8 +214,17 @@ async def kill_market(session: AsyncSession, actor_id: uuid.UUID, market_id: uui
 async def resume_due_markets(session: AsyncSession, now: datetime) -> int:
     """End every circuit-breaker halt that is due (the worker; a placement does it too, under the lock).
     Returns how many markets opened again."""
-    due = (await session.execute(select(MarketRiskLimits.market_id).where(
-        MarketRiskLimits.halt_reason == risk.CIRCUIT_BREAKER, MarketRiskLimits.halted_until <= now))).scalars().all()
+    due = (
+        (
+            await session.execute(
+                select(MarketRiskLimits.market_id).where(
+                    MarketRiskLimits.halt_reason == risk.CIRCUIT_BREAKER, MarketRiskLimits.halted_until <= now
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     await session.rollback()
     opened = 0
     for market_id in due:

@@ -25,7 +25,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, localcontext
-
 from typing import Any
 
 from sqlalchemy import select
@@ -36,9 +35,9 @@ from core.transactions import transient_retry
 from models.ledger import AccountKind
 from models.trading import InstructionStatus, Market, SettlementInstruction, SettlementStatus, Side, Trade
 from resolvers import ledger
-from resolvers.ledger import Platform, UserAccount
 from resolvers.assets.validation import trim
 from resolvers.audit import record
+from resolvers.ledger import Platform, UserAccount
 from resolvers.raw_sql import pg
 from resolvers.trading.gate import to_units
 
@@ -92,9 +91,15 @@ class SettledTrade:
     market_sequence: int = 0  # 1, 2, 3... per market (the trades stream's sequence)
 
     def event(self) -> dict[str, Any]:
-        return {"id": self.id, "sequence": self.market_sequence, "marketId": self.market_id,
-                "takerSide": self.taker_side,
-                "price": self.price, "quantity": self.quantity, "createdAt": self.created_at}
+        return {
+            "id": self.id,
+            "sequence": self.market_sequence,
+            "marketId": self.market_id,
+            "takerSide": self.taker_side,
+            "price": self.price,
+            "quantity": self.quantity,
+            "createdAt": self.created_at,
+        }
 
 
 # the trade, its token leg (when both wallets are known) and the leg's agent operation in one round trip; the
@@ -119,10 +124,23 @@ WITH t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, bu
 SELECT seq, market_sequence FROM t"""
 
 
-async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUID, taker_order_id: uuid.UUID,
-                 taker_side: Side, buyer_id: uuid.UUID, seller_id: uuid.UUID, price: Decimal, quantity: Decimal,
-                 buyer_wallet: str | None, seller_wallet: str | None, now: datetime,
-                 maker_fee_bps: int | None = None, taker_fee_bps: int | None = None) -> SettledTrade:
+async def settle(
+    session: AsyncSession,
+    market: Any,
+    *,
+    maker_order_id: uuid.UUID,
+    taker_order_id: uuid.UUID,
+    taker_side: Side,
+    buyer_id: uuid.UUID,
+    seller_id: uuid.UUID,
+    price: Decimal,
+    quantity: Decimal,
+    buyer_wallet: str | None,
+    seller_wallet: str | None,
+    now: datetime,
+    maker_fee_bps: int | None = None,
+    taker_fee_bps: int | None = None,
+) -> SettledTrade:
     """Record the trade (PENDING) with its token leg as an instruction, and move its cash.
     `market`: models Market or book.MarketSpec. The fee rates default to the market's; a designated market maker's
     tier may differ (a negative maker fee is a rebate, paid from the FEES account: the movement still balances)."""
@@ -134,31 +152,83 @@ async def settle(session: AsyncSession, market: Any, *, maker_order_id: uuid.UUI
     both = bool(buyer_wallet and seller_wallet)
     instruction_id, units = uuid.uuid4(), to_units(quantity, market.base_decimals)
     seq, market_sequence = await (await pg(session)).fetchrow(
-        _TRADE, trade_id, market.id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side.value, price,
-        quantity, maker_fee, taker_fee, now, instruction_id, market.chain_id, market.token_address,
-        seller_wallet if both else None, buyer_wallet if both else None, Decimal(units), uuid.uuid4())
+        _TRADE,
+        trade_id,
+        market.id,
+        maker_order_id,
+        taker_order_id,
+        buyer_id,
+        seller_id,
+        taker_side.value,
+        price,
+        quantity,
+        maker_fee,
+        taker_fee,
+        now,
+        instruction_id,
+        market.chain_id,
+        market.token_address,
+        seller_wallet if both else None,
+        buyer_wallet if both else None,
+        Decimal(units),
+        uuid.uuid4(),
+    )
     buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
     buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED
-    legs = [(UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),
-            (UserAccount(seller_id), notional - seller_fee)]
+    legs = [
+        (UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),
+        (UserAccount(seller_id), notional - seller_fee),
+    ]
     if buyer_fee + seller_fee:
         legs.append((Platform(AccountKind.FEES), buyer_fee + seller_fee))
-    await ledger.post(session, kind="SETTLE", reference=f"trade:{trade_id}:settle", currency=market.quote_currency,
-                      legs=legs, details={"market": str(market.id), "price": str(price), "quantity": str(quantity)})
-    return SettledTrade(trade_id, seq, market.id, taker_side, price, quantity, notional + buyer_fee, maker_fee,
-                        taker_fee, SettlementStatus.PENDING, now, market_sequence)
+    await ledger.post(
+        session,
+        kind="SETTLE",
+        reference=f"trade:{trade_id}:settle",
+        currency=market.quote_currency,
+        legs=legs,
+        details={"market": str(market.id), "price": str(price), "quantity": str(quantity)},
+    )
+    return SettledTrade(
+        trade_id,
+        seq,
+        market.id,
+        taker_side,
+        price,
+        quantity,
+        notional + buyer_fee,
+        maker_fee,
+        taker_fee,
+        SettlementStatus.PENDING,
+        now,
+        market_sequence,
+    )
 
 
 MAX_FAILURE_REASON = 80
 
 
 @transient_retry
-async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
-                                 tx_hash: str | None = None, reason: str | None = None,
-                                 actor_id: uuid.UUID | None = None, request_id: str | None = None) -> SettlementStatus:
+async def record_transfer_result(
+    session: AsyncSession,
+    instruction_id: uuid.UUID,
+    *,
+    confirmed: bool,
+    tx_hash: str | None = None,
+    reason: str | None = None,
+    actor_id: uuid.UUID | None = None,
+    request_id: str | None = None,
+) -> SettlementStatus:
     """`apply_transfer_result`, committed (a finished instruction changes nothing and rolls back)."""
-    status, changed = await apply_transfer_result(session, instruction_id, confirmed=confirmed, tx_hash=tx_hash,
-                                                  reason=reason, actor_id=actor_id, request_id=request_id)
+    status, changed = await apply_transfer_result(
+        session,
+        instruction_id,
+        confirmed=confirmed,
+        tx_hash=tx_hash,
+        reason=reason,
+        actor_id=actor_id,
+        request_id=request_id,
+    )
     await (session.commit() if changed else session.rollback())
     return status
 
@@ -166,21 +236,30 @@ async def record_transfer_result(session: AsyncSession, instruction_id: uuid.UUI
 def failure_reason(reason: str | None) -> str:
     """A revert reason as a trade's failure_reason: one line, at most MAX_FAILURE_REASON characters."""
     why = " ".join((reason or "TRANSFER_FAILED").split()) or "TRANSFER_FAILED"
-    return why if len(why) <= MAX_FAILURE_REASON else why[:MAX_FAILURE_REASON - 3] + "..."
+    return why if len(why) <= MAX_FAILURE_REASON else why[: MAX_FAILURE_REASON - 3] + "..."
 
 
-async def apply_transfer_result(session: AsyncSession, instruction_id: uuid.UUID, *, confirmed: bool,
-                                tx_hash: str | None = None, reason: str | None = None,
-                                actor_id: uuid.UUID | None = None,
-                                request_id: str | None = None) -> tuple[SettlementStatus, bool]:
+async def apply_transfer_result(
+    session: AsyncSession,
+    instruction_id: uuid.UUID,
+    *,
+    confirmed: bool,
+    tx_hash: str | None = None,
+    reason: str | None = None,
+    actor_id: uuid.UUID | None = None,
+    request_id: str | None = None,
+) -> tuple[SettlementStatus, bool]:
     """The on-chain transfer of a trade completed: the instruction becomes CONFIRMED | FAILED and the trade
     SETTLED | FAILED (with `reason`, default TRANSFER_FAILED, and its cash compensated: `_reverse_cash`).
     Idempotent: a finished instruction does not change (returns its status and False). Does not commit."""
     why = None if confirmed else " ".join((reason or "TRANSFER_FAILED").split())
     if why is not None and not 0 < len(why) <= MAX_FAILURE_REASON:
         raise BadUserInput(f"reason must have 1 to {MAX_FAILURE_REASON} characters", field="reason")
-    instruction = (await session.execute(select(SettlementInstruction).where(
-        SettlementInstruction.id == instruction_id).with_for_update())).scalar_one_or_none()
+    instruction = (
+        await session.execute(
+            select(SettlementInstruction).where(SettlementInstruction.id == instruction_id).with_for_update()
+        )
+    ).scalar_one_or_none()
     if instruction is None:
         raise NotFound("settlement instruction not found")
     if (done := instruction.status) in (InstructionStatus.CONFIRMED, InstructionStatus.FAILED):
@@ -188,17 +267,32 @@ async def apply_transfer_result(session: AsyncSession, instruction_id: uuid.UUID
     instruction.status = InstructionStatus.CONFIRMED if confirmed else InstructionStatus.FAILED
     instruction.tx_hash = tx_hash or instruction.tx_hash
     status = SettlementStatus.SETTLED if confirmed else SettlementStatus.FAILED
-    trade = (await session.execute(select(Trade).where(Trade.id == instruction.trade_id).with_for_update())
-             ).scalar_one()
+    trade = (
+        await session.execute(select(Trade).where(Trade.id == instruction.trade_id).with_for_update())
+    ).scalar_one()
     trade.settlement, trade.failure_reason = status, why
     if why is not None:
         reversal = await _reverse_cash(session, trade)
         log.warning("trade %s settlement FAILED (%s); cash reversed: %s", trade.id, why, reversal)
-        record(session, actor_id=actor_id, action="trade.settlement_failed", target_type="trade", target_id=trade.id,
-               request_id=request_id, details={"reason": why, "instruction": str(instruction.id), **reversal})
+        record(
+            session,
+            actor_id=actor_id,
+            action="trade.settlement_failed",
+            target_type="trade",
+            target_id=trade.id,
+            request_id=request_id,
+            details={"reason": why, "instruction": str(instruction.id), **reversal},
+        )
     else:
-        record(session, actor_id=actor_id, action="trade.settled", target_type="trade", target_id=trade.id,
-               request_id=request_id, details={"instruction": str(instruction.id), "txHash": instruction.tx_hash})
+        record(
+            session,
+            actor_id=actor_id,
+            action="trade.settled",
+            target_type="trade",
+            target_id=trade.id,
+            request_id=request_id,
+            details={"instruction": str(instruction.id), "txHash": instruction.tx_hash},
+        )
     await session.flush()
     return status, True
 
@@ -212,25 +306,40 @@ async def _reverse_cash(session: AsyncSession, trade: Trade) -> dict[str, str]:
     no user balance goes negative. Idempotent per trade (reference trade:<id>:reverse)."""
     currency = (await session.execute(select(Market.quote_currency).where(Market.id == trade.market_id))).scalar_one()
     notional = notional_of(trade.price, trade.quantity)
-    buyer_fee, seller_fee = ((trade.taker_fee, trade.maker_fee) if trade.taker_side is Side.BUY
-                             else (trade.maker_fee, trade.taker_fee))
+    buyer_fee, seller_fee = (
+        (trade.taker_fee, trade.maker_fee) if trade.taker_side is Side.BUY else (trade.maker_fee, trade.taker_fee)
+    )
     buyer, seller = UserAccount(trade.buyer_id), UserAccount(trade.seller_id)
     receivable, fees = Platform(AccountKind.RECEIVABLES), Platform(AccountKind.FEES)
     owed = notional - seller_fee
     balances = await ledger.locked_balances(session, currency, [buyer, seller, receivable, fees])
     taken = min(owed, balances[seller])
-    legs = [(buyer, notional + buyer_fee), (seller, -taken), (receivable, -(owed - taken)),
-            (fees, -(buyer_fee + seller_fee))]
-    await ledger.post(session, kind="SETTLE_REVERSAL", reference=f"trade:{trade.id}:reverse", currency=currency,
-                      legs=[(ref, amount) for ref, amount in legs if amount],
-                      details={"trade": str(trade.id), "market": str(trade.market_id)})
-    amounts = {"refundedToBuyer": notional + buyer_fee, "takenFromSeller": taken, "owedBySeller": owed - taken,
-               "feesReversed": buyer_fee + seller_fee}
+    legs = [
+        (buyer, notional + buyer_fee),
+        (seller, -taken),
+        (receivable, -(owed - taken)),
+        (fees, -(buyer_fee + seller_fee)),
+    ]
+    await ledger.post(
+        session,
+        kind="SETTLE_REVERSAL",
+        reference=f"trade:{trade.id}:reverse",
+        currency=currency,
+        legs=[(ref, amount) for ref, amount in legs if amount],
+        details={"trade": str(trade.id), "market": str(trade.market_id)},
+    )
+    amounts = {
+        "refundedToBuyer": notional + buyer_fee,
+        "takenFromSeller": taken,
+        "owedBySeller": owed - taken,
+        "feesReversed": buyer_fee + seller_fee,
+    }
     return {"currency": currency, **{k: str(trim(v)) for k, v in amounts.items()}}
 
 
-async def release_reservation(session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID, amount: Decimal,
-                              currency: str) -> None:
+async def release_reservation(
+    session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID, amount: Decimal, currency: str
+) -> None:
     """Give back what a finished buy order still holds (once per order: the reference is idempotent)."""
     if amount > 0:
         await ledger.release(session, user_id, amount, currency, reference=f"order:{order_id}:release")

@@ -40,8 +40,7 @@ class SettledRow:
     tx_hash: str | None
 
 
-async def confirm_transfers(session: AsyncSession, results: list[tuple[uuid.UUID, str | None]]
-                            ) -> list[SettledRow]:
+async def confirm_transfers(session: AsyncSession, results: list[tuple[uuid.UUID, str | None]]) -> list[SettledRow]:
     """(instruction id, tx hash) pairs whose transfer is indexed and final -> the trades that became SETTLED."""
     if not results:
         return []

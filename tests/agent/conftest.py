@@ -29,12 +29,19 @@ from core.settings import Settings
 from indexer.lock import asyncpg_dsn
 from indexer.service import run_indexer
 from tests.indexer.conftest import (  # noqa: F401  (fixtures re-exported)
-    TEST_CONFIG, Deployed, add_tokens, deploy, idx_db, indexer_template_db, node,
+    TEST_CONFIG,
+    Deployed,
+    add_tokens,
+    deploy,
+    idx_db,
+    indexer_template_db,
+    node,
 )
 
 AGENT_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil account 0
-FAST = AgentConfig(poll_s=0.05, replace_after_s=2.0, lock_retry_s=0.2, error_backoff_s=0.2, failed_backoff_s=0.5,
-                   rpc_timeout_s=10)
+FAST = AgentConfig(
+    poll_s=0.05, replace_after_s=2.0, lock_retry_s=0.2, error_backoff_s=0.2, failed_backoff_s=0.5, rpc_timeout_s=10
+)
 
 
 @pytest.fixture
@@ -42,8 +49,12 @@ def settings(idx_db: str, node: AnvilNode, redis_url: str, monkeypatch: pytest.M
     monkeypatch.setenv("RPC_URLS_1", node.url)
     for var in ("AGENT_PRIVATE_KEY", "TREASURY_PRIVATE_KEY", "AGENT_SIGNER_URL", "AGENT_SIGNER_ADDRESS"):
         monkeypatch.delenv(var, raising=False)
-    return Settings(DATABASE_URL=idx_db, REDIS_URL=redis_url, AGENT_PRIVATE_KEY=AGENT_KEY,  # type: ignore[call-arg]
-                    RWA_REDIS_PREFIX=f"rwa-test:{uuid.uuid4().hex[:8]}:")
+    return Settings(
+        DATABASE_URL=idx_db,
+        REDIS_URL=redis_url,
+        AGENT_PRIVATE_KEY=AGENT_KEY,  # type: ignore[call-arg]
+        RWA_REDIS_PREFIX=f"rwa-test:{uuid.uuid4().hex[:8]}:",
+    )
 
 
 @dataclass
@@ -68,18 +79,31 @@ class World:
         finally:
             await conn.close()
 
-    async def enqueue_transfer(self, ref: str, amount: int, *, sender: str | None = None,
-                               receiver: str | None = None, kind: str = "test.transfer",
-                               function: str = "forcedTransfer") -> uuid.UUID:
+    async def enqueue_transfer(
+        self,
+        ref: str,
+        amount: int,
+        *,
+        sender: str | None = None,
+        receiver: str | None = None,
+        kind: str = "test.transfer",
+        function: str = "forcedTransfer",
+    ) -> uuid.UUID:
         from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
         engine = create_async_engine(self.db_url)
         try:
             async with AsyncSession(engine, expire_on_commit=False) as s:
-                op = await enqueue(s, kind=kind, chain_id=1, contract=self.d.stack.token.address,
-                                   abi_name="SecurityToken", function=function,
-                                   args=[sender or self.seller, receiver or self.buyer, amount],
-                                   business_ref=ref)
+                op = await enqueue(
+                    s,
+                    kind=kind,
+                    chain_id=1,
+                    contract=self.d.stack.token.address,
+                    abi_name="SecurityToken",
+                    function=function,
+                    args=[sender or self.seller, receiver or self.buyer, amount],
+                    business_ref=ref,
+                )
                 await s.commit()
                 return op.id
         finally:
@@ -88,8 +112,12 @@ class World:
     async def ops(self) -> dict[str, asyncpg.Record]:
         return {r["business_ref"]: r for r in await self.sql("SELECT * FROM chain_operations")}
 
-    async def wait_ops(self, pred: Callable[[dict[str, asyncpg.Record]], bool], timeout: float = 60.0,
-                       tasks: tuple[asyncio.Task[Any], ...] = ()) -> dict[str, asyncpg.Record]:
+    async def wait_ops(
+        self,
+        pred: Callable[[dict[str, asyncpg.Record]], bool],
+        timeout: float = 60.0,
+        tasks: tuple[asyncio.Task[Any], ...] = (),
+    ) -> dict[str, asyncpg.Record]:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             for t in tasks:
@@ -109,8 +137,10 @@ class World:
 
         topic = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
         frm = "0x" + "0" * 24 + (sender or self.seller)[2:].lower()
-        return self.node.rpc("eth_getLogs", {"address": self.d.stack.token.address, "fromBlock": "0x0",
-                                             "toBlock": "latest", "topics": [topic, frm]})
+        return self.node.rpc(
+            "eth_getLogs",
+            {"address": self.d.stack.token.address, "fromBlock": "0x0", "toBlock": "latest", "topics": [topic, frm]},
+        )
 
 
 @pytest.fixture
@@ -126,8 +156,9 @@ async def world(settings: Settings, node: AnvilNode, idx_db: str) -> AsyncIterat
 
 
 @contextlib.asynccontextmanager
-async def running(w: World, *, agent: bool = True, indexer: bool = True, miner: bool = True,
-                  config: AgentConfig = FAST) -> AsyncIterator[tuple[asyncio.Task[Any], ...]]:
+async def running(
+    w: World, *, agent: bool = True, indexer: bool = True, miner: bool = True, config: AgentConfig = FAST
+) -> AsyncIterator[tuple[asyncio.Task[Any], ...]]:
     """Indexer + agent in this process, and a block every 0.1 s (finality = head - 8 on these nodes)."""
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
@@ -153,15 +184,27 @@ async def running(w: World, *, agent: bool = True, indexer: bool = True, miner: 
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def agent_process(w: World, *, crash_at: str | None = None, extra_env: dict[str, str] | None = None
-                  ) -> subprocess.Popen[bytes]:
+def agent_process(
+    w: World, *, crash_at: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """`rwa agent run --chain 1` as a child process (the fault tests kill it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "TREASURY_", "RWA_AGENT_"))}
-    env.update(DATABASE_URL=w.db_url, REDIS_URL=w.settings.redis_url or "", RPC_URLS_1=w.node.url,
-               AGENT_PRIVATE_KEY=AGENT_KEY, RWA_AGENT_POLL_S="0.05", RWA_AGENT_REPLACE_AFTER_S="2",
-               LOG_JSON="false", RWA_DATA_DIR=f"/tmp/rwa-agent-test-{uuid.uuid4().hex[:8]}")
+    env.update(
+        DATABASE_URL=w.db_url,
+        REDIS_URL=w.settings.redis_url or "",
+        RPC_URLS_1=w.node.url,
+        AGENT_PRIVATE_KEY=AGENT_KEY,
+        RWA_AGENT_POLL_S="0.05",
+        RWA_AGENT_REPLACE_AFTER_S="2",
+        LOG_JSON="false",
+        RWA_DATA_DIR=f"/tmp/rwa-agent-test-{uuid.uuid4().hex[:8]}",
+    )
     if crash_at:
         env["RWA_AGENT_TEST_CRASH_AT"] = crash_at
     env.update(extra_env or {})
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "agent", "run", "--chain", "1"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "agent", "run", "--chain", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

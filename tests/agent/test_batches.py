@@ -64,8 +64,10 @@ async def test_batch_reverting_at_estimation_sends_its_members_alone(world: Worl
     await settlement(world, "test:broke", 10**18, sender=broke)
     await settlement(world, good[2], 10**18)
     async with running(world) as tasks:
-        ops = await world.wait_ops(lambda o: all(o[r]["state"] == "CONFIRMED" for r in good)
-                                   and o["test:broke"]["state"] == "FAILED", tasks=tasks)
+        ops = await world.wait_ops(
+            lambda o: all(o[r]["state"] == "CONFIRMED" for r in good) and o["test:broke"]["state"] == "FAILED",
+            tasks=tasks,
+        )
     [batch] = batches(ops)
     assert batch["state"] == "FAILED" and batch["revert_reason"] == "insufficient unfrozen balance"
     assert batch["nonce"] is None and batch["tx_hashes"] == []  # nothing was sent
@@ -90,17 +92,27 @@ async def test_batch_reverting_when_mined_sends_its_members_alone(world: World) 
             ops = await world.wait_ops(lambda o: any(b["state"] == "BROADCAST" for b in batches(o)), tasks=tasks)
             [batch] = batches(ops)
             # the seller moves its tokens away, paying more for gas: mined first, the batch then reverts
-            world.node.rpc("eth_sendTransaction", {
-                "from": mover, "to": world.d.stack.token.address, "maxPriorityFeePerGas": hex(10**11),
-                "maxFeePerGas": hex(10**12),
-                "data": world.d.stack.token.encode_abi("transfer", [world.d.accounts[2], 2 * 10**18])})
+            world.node.rpc(
+                "eth_sendTransaction",
+                {
+                    "from": mover,
+                    "to": world.d.stack.token.address,
+                    "maxPriorityFeePerGas": hex(10**11),
+                    "maxFeePerGas": hex(10**12),
+                    "data": world.d.stack.token.encode_abi("transfer", [world.d.accounts[2], 2 * 10**18]),
+                },
+            )
             world.node.mine(1)
             rcpt = world.node.rpc("eth_getTransactionReceipt", batch["tx_hash"])
             assert rcpt is not None and int(rcpt["status"], 16) == 0
             world.node.set_automine(True)
         async with running(world) as tasks:
-            ops = await world.wait_ops(lambda o: all(o[r]["state"] == "CONFIRMED" for r in refs)
-                                       and o["test:mined:moved"]["state"] == "FAILED", tasks=tasks)
+            ops = await world.wait_ops(
+                lambda o: (
+                    all(o[r]["state"] == "CONFIRMED" for r in refs) and o["test:mined:moved"]["state"] == "FAILED"
+                ),
+                tasks=tasks,
+            )
     finally:
         world.node.set_automine(True)
     [batch] = batches(ops)
@@ -117,4 +129,3 @@ async def test_lone_operation_is_not_batched(world: World) -> None:
         ops = await world.wait_ops(lambda o: o["test:lone"]["state"] == "CONFIRMED", tasks=tasks)
     assert batches(ops) == [] and ops["test:lone"]["batch_id"] is None
     one_transfer_per_ref(world, ops, ["test:lone"])
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 from agent import handlers
 from models.operations import OperationState
 from tests.agent.conftest import World, running
@@ -77,11 +76,20 @@ def _status(world: World) -> tuple[int, dict]:
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "TREASURY_", "RPC_URLS_"))}
-    env.update(DATABASE_URL=world.db_url, REDIS_URL=world.settings.redis_url or "", RPC_URLS_1=world.node.url,
-               AGENT_PRIVATE_KEY="0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-               RWA_DATA_DIR="/tmp/rwa-agent-status-test")
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "agent", "status", "--json"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env.update(
+        DATABASE_URL=world.db_url,
+        REDIS_URL=world.settings.redis_url or "",
+        RPC_URLS_1=world.node.url,
+        AGENT_PRIVATE_KEY="0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+        RWA_DATA_DIR="/tmp/rwa-agent-status-test",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "agent", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -92,8 +100,9 @@ async def test_status_json_reports_and_fails_when_out_of_gas(world: World) -> No
     (row,) = body["signers"]
     assert row["address"] == world.d.agent and row["roles"] == ["agent", "treasury"]
     assert row["pending"] == 1 and row["oldest_pending_age_s"] >= 0 and row["sender_running"] is False
-    assert row["next_nonce"] == int(world.node.rpc("eth_getTransactionCount", world.d.agent, "pending"), 16) and \
-        isinstance(row["next_nonce"], int)
+    assert row["next_nonce"] == int(
+        world.node.rpc("eth_getTransactionCount", world.d.agent, "pending"), 16
+    ) and isinstance(row["next_nonce"], int)
     saved = world.node.rpc("eth_getBalance", world.d.agent, "latest")
     world.node.rpc("anvil_setBalance", world.d.agent, "0x1")
     try:
@@ -126,8 +135,12 @@ async def test_a_failing_handler_holds_back_only_its_own_operation(world: World)
         for ref in refs:
             await world.enqueue_transfer(ref, 10**18)
         async with running(world) as tasks:
-            ops = await world.wait_ops(lambda o: sum(o[r]["state"] == "CONFIRMED" for r in refs) == 3
-                                       and o["test:h:1"]["last_error"] is not None, tasks=tasks)
+            ops = await world.wait_ops(
+                lambda o: (
+                    sum(o[r]["state"] == "CONFIRMED" for r in refs) == 3 and o["test:h:1"]["last_error"] is not None
+                ),
+                tasks=tasks,
+            )
             assert ops["test:h:1"]["state"] == "MINED"
             assert "domain bug" in ops["test:h:1"]["last_error"]
             broken["on"] = False
@@ -152,12 +165,15 @@ async def test_a_stopped_sender_releases_its_lock_before_its_connection_returns_
     from tests.agent.conftest import AGENT_KEY, FAST
 
     engine = create_async_engine(world.db_url, pool_size=2)
-    held = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")  # server-wide view
+    held = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )  # server-wide view
     try:
         async with RpcClient([world.node.url], chain_id=1) as client:
-            task = asyncio.create_task(run_sender(engine, client, SenderSpec(1, LocalSigner(AGENT_KEY), ("agent",)),
-                                                  FAST, asyncio.Event()))
+            task = asyncio.create_task(
+                run_sender(engine, client, SenderSpec(1, LocalSigner(AGENT_KEY), ("agent",)), FAST, asyncio.Event())
+            )
             for _ in range(200):
                 if (await world.sql(held, 0x52574132))[0][0] == 1:
                     break

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from chains.deploy import transact
-from tests.agent.conftest import FAST, World, agent_process, running
+from tests.agent.conftest import World, agent_process, running
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -108,8 +108,9 @@ async def test_revert_when_mined_fails_with_the_reason(world: World) -> None:
     await world.enqueue_transfer("test:a", 6 * 10**23)
     await world.enqueue_transfer("test:b", 6 * 10**23)
     async with running(world) as tasks:
-        ops = await world.wait_ops(lambda o: {o["test:a"]["state"], o["test:b"]["state"]} == {"CONFIRMED", "FAILED"},
-                                   tasks=tasks)
+        ops = await world.wait_ops(
+            lambda o: {o["test:a"]["state"], o["test:b"]["state"]} == {"CONFIRMED", "FAILED"}, tasks=tasks
+        )
     failed = ops["test:b"] if ops["test:b"]["state"] == "FAILED" else ops["test:a"]
     assert failed["mined_status"] == 0 and failed["revert_reason"] == "sender balance too low"
     assert failed["nonce"] is not None and failed["mined_block"] is not None
@@ -125,8 +126,13 @@ async def test_reorg_that_removes_the_transfer_ends_confirmed_once(world: World)
         world.node.reorg(2)  # the last two blocks replaced by empty ones: our tx is no longer on chain
         replaced = world.node.rpc("eth_getBlockByNumber", hex(gone["mined_block"]), False)
         assert replaced["hash"] != gone["mined_block_hash"]
-        ops = await world.wait_ops(lambda o: o["test:reorg"]["mined_block_hash"] not in (None, gone["mined_block_hash"])
-                                   and o["test:reorg"]["state"] == "MINED", tasks=tasks)
+        ops = await world.wait_ops(
+            lambda o: (
+                o["test:reorg"]["mined_block_hash"] not in (None, gone["mined_block_hash"])
+                and o["test:reorg"]["state"] == "MINED"
+            ),
+            tasks=tasks,
+        )
     async with running(world) as tasks:
         ops = await world.wait_ops(lambda o: o["test:reorg"]["state"] == "CONFIRMED", tasks=tasks)
     op = ops["test:reorg"]
@@ -159,8 +165,10 @@ async def test_nonce_taken_by_an_outside_tx_is_signed_again(world: World) -> Non
             lost = ops["test:race"]
             world.node.rpc("anvil_dropTransaction", lost["tx_hash"])
             # the key's owner sends something else at the same nonce, and it is mined
-            world.node.rpc("eth_sendTransaction", {"from": world.d.agent, "to": world.d.agent, "value": "0x0",
-                                                   "nonce": hex(lost["nonce"])})
+            world.node.rpc(
+                "eth_sendTransaction",
+                {"from": world.d.agent, "to": world.d.agent, "value": "0x0", "nonce": hex(lost["nonce"])},
+            )
             world.node.set_automine(True)
             world.node.mine(1)
         async with running(world) as tasks:
@@ -182,9 +190,12 @@ async def test_two_agent_processes_one_sender(world: World) -> None:
         try:
             ops = await world.wait_ops(lambda o: all(o[r]["state"] == "CONFIRMED" for r in refs), tasks=tasks)
             # this database's sender locks only: pg_locks spans the server, where other runs may hold theirs
-            holders = await world.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                                      "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                                      "AND classid = $1::bigint::oid", 0x52574132)
+            holders = await world.sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid = $1::bigint::oid",
+                0x52574132,
+            )
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)

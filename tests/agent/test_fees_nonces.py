@@ -27,10 +27,10 @@ def test_first_send_uses_the_chain_spec() -> None:
     assert capped.max_fee_per_gas == 5 * 10**9  # never above the cap
 
 
-@given(fee=st.integers(1, 10**13), tip=st.integers(0, 10**12), base=st.integers(0, 10**13),
-       pct=st.integers(13, 100))
-def test_replacement_bumps_both_fields_by_at_least_12_5_percent_or_not_at_all(fee: int, tip: int, base: int,
-                                                                                pct: int) -> None:
+@given(fee=st.integers(1, 10**13), tip=st.integers(0, 10**12), base=st.integers(0, 10**13), pct=st.integers(13, 100))
+def test_replacement_bumps_both_fields_by_at_least_12_5_percent_or_not_at_all(
+    fee: int, tip: int, base: int, pct: int
+) -> None:
     tip = min(tip, fee)
     cap = 2 * 10**13
     old = Fees(max_fee_per_gas=fee, max_priority_fee_per_gas=tip)
@@ -50,13 +50,16 @@ def test_no_replacement_past_the_cap() -> None:
     assert bumped(Fees(gas_price=80), Fees(gas_price=80), cap=100, pct=25) == Fees(gas_price=100)
 
 
-@pytest.mark.parametrize(("mined", "pending", "held", "expected"), [
-    (5, 5, [], [5, 6, 7]),
-    (5, 8, [5, 6, 7], [8, 9, 10]),  # ours in flight
-    (5, 8, [5, 7], [8, 9, 10]),  # 6 pending in the pool, not ours: somebody else's, skipped
-    (5, 5, [6, 8], [5, 7, 9]),  # a canceled op's nonce below ours is re-used: no gap stalls the sender
-    (5, 6, [3, 4], [6, 7, 8]),  # nonces below the mined count are history
-])
+@pytest.mark.parametrize(
+    ("mined", "pending", "held", "expected"),
+    [
+        (5, 5, [], [5, 6, 7]),
+        (5, 8, [5, 6, 7], [8, 9, 10]),  # ours in flight
+        (5, 8, [5, 7], [8, 9, 10]),  # 6 pending in the pool, not ours: somebody else's, skipped
+        (5, 5, [6, 8], [5, 7, 9]),  # a canceled op's nonce below ours is re-used: no gap stalls the sender
+        (5, 6, [3, 4], [6, 7, 8]),  # nonces below the mined count are history
+    ],
+)
 def test_free_nonces(mined: int, pending: int, held: list[int], expected: list[int]) -> None:
     assert list(itertools.islice(free_nonces(mined, pending, held), 3)) == expected
 

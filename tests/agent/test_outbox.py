@@ -15,39 +15,92 @@ BUYER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
 
 async def test_enqueue_is_idempotent_per_business_ref(session: AsyncSession) -> None:
-    first = await enqueue(session, kind="settlement.transfer", chain_id=1, contract=TOKEN, abi_name="SecurityToken",
-                          function="forcedTransfer", args=[SELLER, BUYER, 10**18], business_ref="settlement:abc")
+    first = await enqueue(
+        session,
+        kind="settlement.transfer",
+        chain_id=1,
+        contract=TOKEN,
+        abi_name="SecurityToken",
+        function="forcedTransfer",
+        args=[SELLER, BUYER, 10**18],
+        business_ref="settlement:abc",
+    )
     # a replay with different arguments still returns the first row, unchanged
-    again = await enqueue(session, kind="settlement.transfer", chain_id=1, contract=TOKEN, abi_name="SecurityToken",
-                          function="forcedTransfer", args=[SELLER, BUYER, 5], business_ref="settlement:abc")
+    again = await enqueue(
+        session,
+        kind="settlement.transfer",
+        chain_id=1,
+        contract=TOKEN,
+        abi_name="SecurityToken",
+        function="forcedTransfer",
+        args=[SELLER, BUYER, 5],
+        business_ref="settlement:abc",
+    )
     assert again.id == first.id
     assert again.args == [SELLER, BUYER, str(10**18)]
     assert again.state is OperationState.PENDING and again.attempts == 0 and again.tx_hashes == []
     assert again.contract == "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # checksummed
-    count = await session.scalar(select(func.count()).select_from(ChainOperation)
-                                 .where(ChainOperation.business_ref == "settlement:abc"))
+    count = await session.scalar(
+        select(func.count()).select_from(ChainOperation).where(ChainOperation.business_ref == "settlement:abc")
+    )
     assert count == 1
-    other = await enqueue(session, kind="settlement.transfer", chain_id=1, contract=TOKEN, abi_name="SecurityToken",
-                          function="forcedTransfer", args=[SELLER, BUYER, 1], business_ref="settlement:def")
+    other = await enqueue(
+        session,
+        kind="settlement.transfer",
+        chain_id=1,
+        contract=TOKEN,
+        abi_name="SecurityToken",
+        function="forcedTransfer",
+        args=[SELLER, BUYER, 1],
+        business_ref="settlement:def",
+    )
     assert other.id != first.id
 
 
 async def test_enqueue_rolls_back_with_the_decision(session: AsyncSession) -> None:
     async with session.begin_nested() as sp:
-        await enqueue(session, kind="payout.refund", chain_id=1, contract=TOKEN, abi_name="Stablecoin",
-                      function="transfer", args=[BUYER, 7], business_ref="refund:rolled-back", signer="treasury")
+        await enqueue(
+            session,
+            kind="payout.refund",
+            chain_id=1,
+            contract=TOKEN,
+            abi_name="Stablecoin",
+            function="transfer",
+            args=[BUYER, 7],
+            business_ref="refund:rolled-back",
+            signer="treasury",
+        )
         await sp.rollback()
-    assert await session.scalar(select(func.count()).select_from(ChainOperation)
-                                .where(ChainOperation.business_ref == "refund:rolled-back")) == 0
+    assert (
+        await session.scalar(
+            select(func.count()).select_from(ChainOperation).where(ChainOperation.business_ref == "refund:rolled-back")
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("bad", [
-    dict(business_ref=""), dict(business_ref="x" * 201), dict(kind=""), dict(signer="s" * 21),
-    dict(function="", value=0), dict(value=-1), dict(args=[1.5]),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(business_ref=""),
+        dict(business_ref="x" * 201),
+        dict(kind=""),
+        dict(signer="s" * 21),
+        dict(function="", value=0),
+        dict(value=-1),
+        dict(args=[1.5]),
+    ],
+)
 async def test_enqueue_refuses_bad_input(session: AsyncSession, bad: dict) -> None:
-    params = dict(kind="settlement.transfer", chain_id=1, contract=TOKEN, abi_name="SecurityToken",
-                  function="forcedTransfer", args=[SELLER, BUYER, 1], business_ref="settlement:bad")
+    params = dict(
+        kind="settlement.transfer",
+        chain_id=1,
+        contract=TOKEN,
+        abi_name="SecurityToken",
+        function="forcedTransfer",
+        args=[SELLER, BUYER, 1],
+        business_ref="settlement:bad",
+    )
     params.update(bad)
     with pytest.raises((ValueError, TypeError)):
         await enqueue(session, **params)

@@ -18,29 +18,48 @@ def tx_hash() -> str:
 
 
 async def op_by_ref(session: AsyncSession, ref: str) -> ChainOperation:
-    return (await session.execute(select(ChainOperation).where(ChainOperation.business_ref == ref)
-                                  .execution_options(populate_existing=True))).scalar_one()
+    return (
+        await session.execute(
+            select(ChainOperation).where(ChainOperation.business_ref == ref).execution_options(populate_existing=True)
+        )
+    ).scalar_one()
 
 
 async def broadcast(session: AsyncSession, op: ChainOperation) -> str:
     """What the executor writes when it sends: a hash (kept in tx_hashes) and BROADCAST."""
     h = tx_hash()
-    await session.execute(update(ChainOperation).where(ChainOperation.id == op.id).values(
-        state=OperationState.BROADCAST, tx_hash=h, tx_hashes=[*op.tx_hashes, h]))
+    await session.execute(
+        update(ChainOperation)
+        .where(ChainOperation.id == op.id)
+        .values(state=OperationState.BROADCAST, tx_hash=h, tx_hashes=[*op.tx_hashes, h])
+    )
     await session.refresh(op)
     return h
 
 
-async def index_transfer(session: AsyncSession, chain_id: int, token: str, frm: str, to: str, units: int,
-                         txh: str, block: int = 100) -> None:
+async def index_transfer(
+    session: AsyncSession, chain_id: int, token: str, frm: str, to: str, units: int, txh: str, block: int = 100
+) -> None:
     """What the indexer writes for a Transfer: the row and both holdings moved (final or not)."""
-    session.add(TokenTransfer(chain_id=chain_id, block_hash=tx_hash(), log_index=0, block_number=block, tx_hash=txh,
-                              token_address=token, from_address=frm, to_address=to, value=units))
+    session.add(
+        TokenTransfer(
+            chain_id=chain_id,
+            block_hash=tx_hash(),
+            log_index=0,
+            block_number=block,
+            tx_hash=txh,
+            token_address=token,
+            from_address=frm,
+            to_address=to,
+            value=units,
+        )
+    )
     for holder, delta in ((frm, -units), (to, units)):
         h = await session.get(Holding, (chain_id, token, holder))
         if h is None:
-            session.add(Holding(chain_id=chain_id, token_address=token, holder=holder, balance=delta,
-                                updated_block=block))
+            session.add(
+                Holding(chain_id=chain_id, token_address=token, holder=holder, balance=delta, updated_block=block)
+            )
         else:
             h.balance = int(h.balance) + delta
     await session.flush()

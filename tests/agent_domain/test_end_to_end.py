@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from chains.rpc import RpcClient
 from indexer.verify import verify_token
 from models.identity import KycCase, KycStatus, User, Wallet
 from models.tokens import Token, TokenKind
-from models.trading import Market, OrderType, SettlementInstruction, SettlementStatus, Side, Trade
+from models.trading import Market, OrderType, SettlementInstruction, Side, Trade
 from models.withdrawals import Withdrawal, WithdrawalState
 from resolvers import ledger
 from resolvers.identity.registry_sync import sync_users, sync_wallets
@@ -61,10 +61,23 @@ class Platform:
             token = (await s.execute(select(Token).where(Token.kind == TokenKind.SECURITY))).scalar_one()
             self.token_id = token.id
             self.market_id = uuid.uuid4()
-            s.add(Market(id=self.market_id, symbol="TREF/USDC", base_token_id=token.id, chain_id=1,
-                         token_address=token.address, base_decimals=18, quote_currency=QUOTE,
-                         tick_size=Decimal("0.01"), lot_size=Decimal("1"), min_notional=Decimal(0), maker_fee_bps=0,
-                         taker_fee_bps=0, book_sequence=0))
+            s.add(
+                Market(
+                    id=self.market_id,
+                    symbol="TREF/USDC",
+                    base_token_id=token.id,
+                    chain_id=1,
+                    token_address=token.address,
+                    base_decimals=18,
+                    quote_currency=QUOTE,
+                    tick_size=Decimal("0.01"),
+                    lot_size=Decimal("1"),
+                    min_notional=Decimal(0),
+                    maker_fee_bps=0,
+                    taker_fee_bps=0,
+                    book_sequence=0,
+                )
+            )
             await s.commit()
 
     async def investor(self, wallet: str, cash: str = "0", country: str = "US", sync: bool = False) -> uuid.UUID:
@@ -72,8 +85,15 @@ class Platform:
         async with self.sf() as s:
             s.add(User(id=user_id, email=f"i-{user_id.hex[:10]}@example.com", password_hash="x"))
             await s.flush()
-            s.add(KycCase(id=uuid.uuid4(), user_id=user_id, status=KycStatus.APPROVED, country=country,
-                          expires_at=datetime(2100, 1, 1, tzinfo=timezone.utc)))
+            s.add(
+                KycCase(
+                    id=uuid.uuid4(),
+                    user_id=user_id,
+                    status=KycStatus.APPROVED,
+                    country=country,
+                    expires_at=datetime(2100, 1, 1, tzinfo=UTC),
+                )
+            )
             s.add(Wallet(id=uuid.uuid4(), user_id=user_id, address=wallet))
             await s.flush()
             if Decimal(cash):
@@ -85,15 +105,22 @@ class Platform:
 
     async def order(self, user_id: uuid.UUID, side: Side, qty: str, price: str) -> Any:
         async with self.sf() as s:
-            placed = await place_order(s, user_id, OrderRequest(self.market_id, side, OrderType.LIMIT, Decimal(qty),
-                                                                Decimal(price)))
+            placed = await place_order(
+                s, user_id, OrderRequest(self.market_id, side, OrderType.LIMIT, Decimal(qty), Decimal(price))
+            )
             await s.commit()
             return placed.order
 
     async def trade_of(self, seller_wallet: str) -> tuple[Trade, SettlementInstruction]:
         async with self.sf() as s:
-            i = (await s.execute(select(SettlementInstruction).where(SettlementInstruction.from_wallet == seller_wallet)
-                                 .order_by(SettlementInstruction.created_at.desc()).limit(1))).scalar_one()
+            i = (
+                await s.execute(
+                    select(SettlementInstruction)
+                    .where(SettlementInstruction.from_wallet == seller_wallet)
+                    .order_by(SettlementInstruction.created_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one()
             t = (await s.execute(select(Trade).where(Trade.id == i.trade_id))).scalar_one()
             return t, i
 
@@ -110,8 +137,12 @@ async def test_trade_settles_on_chain_and_a_revert_fails_it(world: World) -> Non
     buyer = await p.investor(buyer_w, cash="1000")
     token = world.d.stack.token
     async with running(world) as tasks:
-        await until(lambda: p.indexed("SELECT count(*) FROM identities WHERE registered AND investor = ANY($1)",
-                                      [seller_w, buyer_w]), tasks=tasks)
+        await until(
+            lambda: p.indexed(
+                "SELECT count(*) FROM identities WHERE registered AND investor = ANY($1)", [seller_w, buyer_w]
+            ),
+            tasks=tasks,
+        )
         await until(lambda: p.indexed("SELECT balance FROM holdings WHERE holder = $1", seller_w), tasks=tasks)
         await p.order(buyer, Side.BUY, "5", "10.00")
         sell = await p.order(seller, Side.SELL, "5", "10.00")
@@ -120,9 +151,11 @@ async def test_trade_settles_on_chain_and_a_revert_fails_it(world: World) -> Non
 
         async def settled() -> bool:
             return await p.indexed("SELECT settlement::text FROM trades WHERE id = $1", trade.id) == "SETTLED"
+
         await until(settled, tasks=tasks)
-        op = (await world.sql("SELECT * FROM chain_operations WHERE business_ref = $1",
-                              f"settlement:{instruction.id}"))[0]
+        op = (
+            await world.sql("SELECT * FROM chain_operations WHERE business_ref = $1", f"settlement:{instruction.id}")
+        )[0]
         fin = await p.indexed("SELECT finalized_block FROM indexer_cursors WHERE chain_id = 1")
         assert op["state"] == "CONFIRMED" and op["confirmed_block"] <= fin
         assert await token.functions.balanceOf(buyer_w).call() == 5 * 10**18
@@ -140,18 +173,22 @@ async def test_trade_settles_on_chain_and_a_revert_fails_it(world: World) -> Non
     await transact(token.functions.mint(mover_w, 3 * 10**18), world.d.agent)
     mover = await p.investor(mover_w)
     async with running(world, agent=False) as tasks:
-        await until(lambda: p.indexed("SELECT balance FROM holdings WHERE holder = $1 AND balance > 0", mover_w),
-                    tasks=tasks)
+        await until(
+            lambda: p.indexed("SELECT balance FROM holdings WHERE holder = $1 AND balance > 0", mover_w), tasks=tasks
+        )
         await p.order(buyer, Side.BUY, "3", "10.00")
         await p.order(mover, Side.SELL, "3", "10.00")
     failed_trade, _ = await p.trade_of(mover_w)
     await transact(token.functions.transfer(seller_w, 3 * 10**18), mover_w)
     async with running(world) as tasks:
+
         async def failed() -> bool:
             return await p.indexed("SELECT settlement::text FROM trades WHERE id = $1", failed_trade.id) == "FAILED"
+
         await until(failed, tasks=tasks)
-        await until(lambda: p.indexed("SELECT count(*) FROM holdings WHERE holder = $1 AND balance = 0", mover_w),
-                    tasks=tasks)
+        await until(
+            lambda: p.indexed("SELECT count(*) FROM holdings WHERE holder = $1 AND balance = 0", mover_w), tasks=tasks
+        )
     reason = await p.indexed("SELECT failure_reason FROM trades WHERE id = $1", failed_trade.id)
     assert reason == "insufficient unfrozen balance"
     async with p.sf() as s:
@@ -164,14 +201,15 @@ async def test_trade_settles_on_chain_and_a_revert_fails_it(world: World) -> Non
     paused_trade, _ = await p.trade_of(seller_w)
     await transact(token.functions.pause(), world.d.agent)
     async with running(world) as tasks:
+
         async def refused() -> bool:
             return await p.indexed("SELECT settlement::text FROM trades WHERE id = $1", paused_trade.id) == "FAILED"
+
         await until(refused, tasks=tasks)
     assert await p.indexed("SELECT failure_reason FROM trades WHERE id = $1", paused_trade.id) == "token is paused"
     await transact(token.functions.unpause(), world.d.agent)
     async with running(world, agent=False) as tasks:
-        await until(lambda: p.indexed("SELECT NOT paused FROM tokens WHERE address = $1", token.address),
-                    tasks=tasks)
+        await until(lambda: p.indexed("SELECT NOT paused FROM tokens WHERE address = $1", token.address), tasks=tasks)
     async with RpcClient([world.node.url], chain_id=1) as rpc:
         report = await verify_token(p.engine, rpc, 1, token.address)
     assert report.mismatches == [] and report.holders_checked >= 3
@@ -190,19 +228,22 @@ async def test_identity_follows_kyc_and_withdrawal_is_paid(world: World) -> None
 
         async def registered() -> bool:
             return bool(await p.indexed("SELECT registered FROM identities WHERE investor = $1", newcomer))
+
         await until(registered, tasks=tasks)
         assert await registry.functions.isVerified(newcomer).call()
         assert await registry.functions.investorCountry(newcomer).call() == 276
         # registered and verified: a withdrawal to that wallet is paid by the treasury
         async with p.sf() as s:
-            w, _ = await withdrawals.request(s, world.settings, user, withdrawals.WithdrawalRequest(
-                QUOTE, Decimal("12.5"), newcomer, "e2e"))
+            w, _ = await withdrawals.request(
+                s, world.settings, user, withdrawals.WithdrawalRequest(QUOTE, Decimal("12.5"), newcomer, "e2e")
+            )
             await s.commit()
 
         async def paid() -> bool:
             async with p.sf() as s:
                 row = await s.get(Withdrawal, w.id, populate_existing=True)
                 return row.state is WithdrawalState.COMPLETED
+
         await until(paid, tasks=tasks)
         assert await usdc.functions.balanceOf(newcomer).call() == 12_500_000
         # suspended: the wallet leaves the registry
@@ -213,9 +254,14 @@ async def test_identity_follows_kyc_and_withdrawal_is_paid(world: World) -> None
 
         async def deleted() -> bool:
             return await p.indexed("SELECT registered FROM identities WHERE investor = $1", newcomer) is False
+
         await until(deleted, tasks=tasks)
     assert not await registry.functions.isVerified(newcomer).call()
-    kinds = [r["kind"] for r in await world.sql(
-        "SELECT kind FROM chain_operations WHERE business_ref LIKE 'identity:%' ORDER BY created_at")]
+    kinds = [
+        r["kind"]
+        for r in await world.sql(
+            "SELECT kind FROM chain_operations WHERE business_ref LIKE 'identity:%' ORDER BY created_at"
+        )
+    ]
     assert kinds == ["identity.register", "identity.delete"]
     await p.engine.dispose()

@@ -4,8 +4,6 @@ REJECTED INSUFFICIENT_TOKEN_BALANCE because the stale instruction of a transfer 
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from sqlalchemy import delete
 
 from models.operations import OperationState
@@ -30,8 +28,11 @@ async def test_indexed_transfer_is_not_counted_twice(session_factory, session): 
     await place_order(session, seller.user_id, limit(m, Side.SELL, "10", "5.00"))
     _, instruction = await trade_of(session, seller.wallet)
     op = await op_by_ref(session, f"settlement:{instruction.id}")
-    assert (op.kind, op.function, op.args) == ("settlement.transfer", "settlementTransfer",
-                                                 [seller.wallet, buyer.wallet, str(10 * 10**6)])
+    assert (op.kind, op.function, op.args) == (
+        "settlement.transfer",
+        "settlementTransfer",
+        [seller.wallet, buyer.wallet, str(10 * 10**6)],
+    )
 
     # sent, not indexed yet: the instruction holds 10 of the 100
     txh = await broadcast(session, op)

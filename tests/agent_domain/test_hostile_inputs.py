@@ -18,45 +18,84 @@ FREEZE = """mutation($t: UUID!, $w: String!, $a: Decimal!, $r: String!, $k: Stri
 BIG = "9" * 80
 
 
-@pytest.mark.parametrize("currency,amount,wallet,key,chain", [
-    ("USDC", "NaN", None, "k", None), ("USDC", "Infinity", None, "k", None), ("USDC", "-1", None, "k", None),
-    ("USDC", "0", None, "k", None), ("USDC", "1e400", None, "k", None), ("USDC", BIG, None, "k", None),
-    ("USDC", "0.0000001", None, "k", None), ("", "1", None, "k", None), ("U" * 100, "1", None, "k", None),
-    ("USDC", "1", "0x", "k", None), ("USDC", "1", "not an address", "k", None), ("USDC", "1", None, "", None),
-    ("USDC", "1", None, "k" * 500, None), ("USDC", "1", None, "k", 999999), ("USDC", "1", None, "k", -1),
-    ("USDC", "1", "0x" + "ab" * 20, "k", None),
-])
-async def test_request_withdrawal(gql, make_user, session_factory, session, currency, amount, wallet, key,  # type: ignore[no-untyped-def]
-                                  chain):
+@pytest.mark.parametrize(
+    "currency,amount,wallet,key,chain",
+    [
+        ("USDC", "NaN", None, "k", None),
+        ("USDC", "Infinity", None, "k", None),
+        ("USDC", "-1", None, "k", None),
+        ("USDC", "0", None, "k", None),
+        ("USDC", "1e400", None, "k", None),
+        ("USDC", BIG, None, "k", None),
+        ("USDC", "0.0000001", None, "k", None),
+        ("", "1", None, "k", None),
+        ("U" * 100, "1", None, "k", None),
+        ("USDC", "1", "0x", "k", None),
+        ("USDC", "1", "not an address", "k", None),
+        ("USDC", "1", None, "", None),
+        ("USDC", "1", None, "k" * 500, None),
+        ("USDC", "1", None, "k", 999999),
+        ("USDC", "1", None, "k", -1),
+        ("USDC", "1", "0x" + "ab" * 20, "k", None),
+    ],
+)
+async def test_request_withdrawal(
+    gql,
+    make_user,
+    session_factory,
+    session,
+    currency,
+    amount,
+    wallet,
+    key,  # type: ignore[no-untyped-def]
+    chain,
+):
     m = await make_market(session_factory, quote="USDC" if currency == "USDC" else None)
     user = await make_user()
     t = await make_trader(session_factory, m, cash="100", user_id=user.id)
-    result = await gql(WITHDRAW, {"c": currency, "a": amount, "w": wallet or t.wallet, "k": key, "ch": chain},
-                       token=user.token)
+    result = await gql(
+        WITHDRAW, {"c": currency, "a": amount, "w": wallet or t.wallet, "k": key, "ch": chain}, token=user.token
+    )
     codes = {e["extensions"]["code"] for e in result.get("errors") or []}
     assert codes and codes <= OK_CODES, result
     assert await session.scalar(select(func.count()).select_from(Withdrawal)) == 0
 
 
-@pytest.mark.parametrize("amount,reason,key,wallet", [
-    ("NaN", "r", None, None), ("-5", "r", None, None), ("1e400", "r", None, None), (BIG, "r", None, None),
-    ("1", "", None, None), ("1", "x" * 5000, None, None), ("1", "r", "bad key!", None), ("1", "r", "k" * 65, None),
-    ("1", "r", None, "0x123"), ("0.0000000000000000001", "r", None, None),
-])
+@pytest.mark.parametrize(
+    "amount,reason,key,wallet",
+    [
+        ("NaN", "r", None, None),
+        ("-5", "r", None, None),
+        ("1e400", "r", None, None),
+        (BIG, "r", None, None),
+        ("1", "", None, None),
+        ("1", "x" * 5000, None, None),
+        ("1", "r", "bad key!", None),
+        ("1", "r", "k" * 65, None),
+        ("1", "r", None, "0x123"),
+        ("0.0000000000000000001", "r", None, None),
+    ],
+)
 async def test_freeze_tokens(gql, make_user, session_factory, session, amount, reason, key, wallet):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory, decimals=6)
     t = await make_trader(session_factory, m, tokens="10")
     officer = await make_user(["COMPLIANCE"])
-    result = await gql(FREEZE, {"t": str(m.token_id), "w": wallet or t.wallet, "a": amount, "r": reason, "k": key},
-                       token=officer.token)
+    result = await gql(
+        FREEZE, {"t": str(m.token_id), "w": wallet or t.wallet, "a": amount, "r": reason, "k": key}, token=officer.token
+    )
     codes = {e["extensions"]["code"] for e in result.get("errors") or []}
     assert codes and codes <= OK_CODES, result
-    assert await session.scalar(select(func.count()).select_from(ChainOperation)
-                                .where(ChainOperation.kind.like("compliance.%"))) == 0
+    assert (
+        await session.scalar(
+            select(func.count()).select_from(ChainOperation).where(ChainOperation.kind.like("compliance.%"))
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("args", ['kind: "x"', f'kind: "{"k" * 41}"', "first: 100000", 'after: "garbage"',
-                                  "chainId: -1", 'businessRef: ""'])
+@pytest.mark.parametrize(
+    "args", ['kind: "x"', f'kind: "{"k" * 41}"', "first: 100000", 'after: "garbage"', "chainId: -1", 'businessRef: ""']
+)
 async def test_operations_query(gql, make_user, args):  # type: ignore[no-untyped-def]
     admin = await make_user(["ADMIN"])
     result = await gql(f"{{ operations({args}) {{ edges {{ node {{ id }} }} }} }}", token=admin.token)

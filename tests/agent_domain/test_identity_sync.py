@@ -4,8 +4,7 @@ state so approve -> suspend -> re-approve ends registered whatever the timing.""
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
@@ -20,14 +19,24 @@ from tests.trading.factories import make_market, make_trader
 
 
 async def ops_of(session, wallet: str) -> list[ChainOperation]:  # type: ignore[no-untyped-def]
-    return list((await session.execute(select(ChainOperation).where(
-        ChainOperation.business_ref.like("identity:%:" + wallet + ":%")).order_by(ChainOperation.created_at)
-        .execution_options(populate_existing=True))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(ChainOperation)
+                .where(ChainOperation.business_ref.like("identity:%:" + wallet + ":%"))
+                .order_by(ChainOperation.created_at)
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+    )
 
 
 async def set_kyc(session, user_id, status: KycStatus) -> None:  # type: ignore[no-untyped-def]
-    await session.execute(update(KycCase).where(KycCase.user_id == user_id).values(
-        status=status, country="FR", expires_at=datetime(2100, 1, 1, tzinfo=timezone.utc)))
+    await session.execute(
+        update(KycCase)
+        .where(KycCase.user_id == user_id)
+        .values(status=status, country="FR", expires_at=datetime(2100, 1, 1, tzinfo=UTC))
+    )
 
 
 async def investor(session_factory, session, m, registered: bool):  # type: ignore[no-untyped-def]
@@ -47,8 +56,12 @@ async def test_approved_wallet_is_registered_with_its_country(session_factory, s
     t = await make_trader(session_factory, m, registered=False)
     await session.execute(update(KycCase).where(KycCase.user_id == t.user_id).values(country="DE"))
     [op] = await sync_wallets(session, [t.wallet])
-    assert (op.kind, op.function, op.contract, op.chain_id) == ("identity.register", "registerIdentity",
-                                                                 m.registry, m.chain_id)
+    assert (op.kind, op.function, op.contract, op.chain_id) == (
+        "identity.register",
+        "registerIdentity",
+        m.registry,
+        m.chain_id,
+    )
     assert op.args == [t.wallet, onchain_identity(t.user_id), "276"]
     assert op.business_ref == f"identity:{m.chain_id}:{m.registry}:{t.wallet}:1"
     # a second decision while it is in flight adds nothing
@@ -99,7 +112,7 @@ async def test_failed_operation_does_not_loop(session_factory, session):  # type
     assert await sync_wallets(session, [t.wallet]) == []
     assert await reconcile(session) == 0
     # ...but after the back-off they do
-    later = datetime.now(timezone.utc) + registry_sync.RETRY_FAILED_AFTER + timedelta(seconds=1)
+    later = datetime.now(UTC) + registry_sync.RETRY_FAILED_AFTER + timedelta(seconds=1)
     assert await reconcile(session, now=later) == 1
     assert [o.business_ref[-2:] for o in await ops_of(session, t.wallet)] == [":1", ":2"]
 
@@ -113,8 +126,9 @@ async def test_unlink_and_expiry_delete_only_what_the_platform_registered(sessio
     assert await sync_wallets(session, [t.wallet]) == []
     # a linked wallet whose approval lapsed: the expiry job deletes it
     u = await investor(session_factory, session, m, registered=True)
-    await session.execute(update(KycCase).where(KycCase.user_id == u.user_id).values(
-        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    await session.execute(
+        update(KycCase).where(KycCase.user_id == u.user_id).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    )
     assert await expire_lapsed(session) >= 1
     [op] = await ops_of(session, u.wallet)
     assert (op.kind, op.args) == ("identity.delete", [u.wallet])
@@ -127,7 +141,9 @@ async def test_reconcile_registers_approved_wallets_in_a_new_registry(session_fa
     assert await reconcile(session) >= 1
     ops = await ops_of(session, t.wallet)
     assert [(o.kind, o.contract) for o in ops] == [("identity.register", other.registry)]
-    assert await reconcile(session) == 0 or all(o.contract != other.registry for o in (await ops_of(session, t.wallet))[1:])
+    assert await reconcile(session) == 0 or all(
+        o.contract != other.registry for o in (await ops_of(session, t.wallet))[1:]
+    )
 
 
 async def test_registered_with_another_country_is_updated(session_factory, session):  # type: ignore[no-untyped-def]

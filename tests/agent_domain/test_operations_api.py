@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from models.identity import AuditLog
 from models.operations import ChainOperation, OperationState
-from models.trading import SettlementStatus, Side, Trade
+from models.trading import SettlementStatus, Side
 from resolvers.trading.orders import place_order
 from tests.agent_domain.helpers import complete, op_by_ref
 from tests.trading.factories import make_market, make_trader
@@ -41,7 +41,9 @@ async def test_list_filter_and_cancel_a_settlement(gql, make_user, session_facto
     staff = await make_user(["COMPLIANCE"])
     listed = await gql(OPS, {"s": ["PENDING"], "k": "settlement.", "c": m.chain_id}, token=staff.token)
     [edge] = listed["data"]["operations"]["edges"]
-    assert edge["node"]["businessRef"] == f"settlement:{instruction.id}" and edge["node"]["kind"] == "settlement.transfer"
+    assert (
+        edge["node"]["businessRef"] == f"settlement:{instruction.id}" and edge["node"]["kind"] == "settlement.transfer"
+    )
     assert (await gql(OPS, {"k": "identity."}, token=staff.token))["data"]["operations"]["edges"] == []
 
     op_id = edge["node"]["id"]
@@ -53,8 +55,14 @@ async def test_list_filter_and_cancel_a_settlement(gql, make_user, session_facto
     assert code(await gql(RETRY, {"id": op_id}, token=staff.token)) == "COMPENSATED"
     assert code(await gql(CANCEL, {"id": op_id, "r": "again"}, token=staff.token)) == "INVALID_STATE"
     assert code(await gql(CANCEL, {"id": op_id, "r": " "}, token=staff.token)) == "BAD_USER_INPUT"
-    assert await session.scalar(select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == "operation.cancel", AuditLog.target_id == op_id)) == 1
+    assert (
+        await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.action == "operation.cancel", AuditLog.target_id == op_id)
+        )
+        == 1
+    )
 
 
 async def test_compliance_actions(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
@@ -67,18 +75,24 @@ async def test_compliance_actions(gql, make_user, session_factory, session):  # 
     # the same key: the same operation; another freeze while it is in flight: CONFLICT
     again = await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet, "k": "case-17"}, token=officer.token)
     assert again["data"]["freezeWallet"]["id"] == op["id"]
-    assert code(await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet}, token=officer.token)) \
+    assert (
+        code(await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet}, token=officer.token))
         == "OPERATION_IN_FLIGHT"
+    )
     # partial freezes are checked against the indexed balance, in token units
     other = await make_trader(session_factory, m, tokens="10")
     unfreeze = """mutation($t: UUID!, $w: String!) { unfreezeWallet(tokenId: $t, wallet: $w, reason: "x") { id } }"""
     assert code(await gql(unfreeze, {"t": str(m.token_id), "w": other.wallet}, token=officer.token)) == "NOT_FROZEN"
     iced = await make_trader(session_factory, m, tokens="1", frozen=True)
     assert code(await gql(FREEZE, {"t": str(m.token_id), "w": iced.wallet}, token=officer.token)) == "ALREADY_FROZEN"
-    assert code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "10.5"}, token=officer.token)) \
+    assert (
+        code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "10.5"}, token=officer.token))
         == "BAD_USER_INPUT"
-    assert code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "0.0000001"},
-                          token=officer.token)) == "BAD_USER_INPUT"
+    )
+    assert (
+        code(await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "0.0000001"}, token=officer.token))
+        == "BAD_USER_INPUT"
+    )
     ok = await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "2.5"}, token=officer.token)
     assert ok["data"]["freezeTokens"]["args"] == [other.wallet, "2500000"]
     paused = await gql(PAUSE, {"t": str(m.token_id)}, token=officer.token)
@@ -87,17 +101,32 @@ async def test_compliance_actions(gql, make_user, session_factory, session):  # 
     assert code(await gql(unpause, {"t": str(m.token_id)}, token=officer.token)) == "OPERATION_IN_FLIGHT"
     m2 = await make_market(session_factory)
     assert code(await gql(unpause, {"t": str(m2.token_id)}, token=officer.token)) == "NOT_PAUSED"
-    assert code(await gql(FREEZE, {"t": "00000000-0000-0000-0000-000000000000", "w": holder.wallet},
-                          token=officer.token)) == "NOT_FOUND"
-    actions = (await session.execute(select(AuditLog.action).where(AuditLog.action.like("compliance.%"))
-                                     .order_by(AuditLog.id))).scalars().all()
+    assert (
+        code(await gql(FREEZE, {"t": "00000000-0000-0000-0000-000000000000", "w": holder.wallet}, token=officer.token))
+        == "NOT_FOUND"
+    )
+    actions = (
+        (
+            await session.execute(
+                select(AuditLog.action).where(AuditLog.action.like("compliance.%")).order_by(AuditLog.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert actions == ["compliance.freeze", "compliance.freeze_partial", "compliance.pause"]
     # confirmed: an audit row of the outcome (the indexer updates holdings/tokens from the event itself)
-    frozen = await op_by_ref(session, (await session.get(ChainOperation, __import__("uuid").UUID(op["id"]))).business_ref)
+    frozen = await op_by_ref(
+        session, (await session.get(ChainOperation, __import__("uuid").UUID(op["id"]))).business_ref
+    )
     await complete(session, frozen, confirmed=True)
     assert frozen.state is OperationState.CONFIRMED
-    assert await session.scalar(select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == "compliance.freeze.confirmed")) == 1
+    assert (
+        await session.scalar(
+            select(func.count()).select_from(AuditLog).where(AuditLog.action == "compliance.freeze.confirmed")
+        )
+        == 1
+    )
 
 
 async def test_retry_a_failed_identity_operation(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
@@ -106,8 +135,9 @@ async def test_retry_a_failed_identity_operation(gql, make_user, session_factory
 
     m = await make_market(session_factory)
     t = await make_trader(session_factory, m, registered=False)
-    await session.execute(__import__("sqlalchemy").text("UPDATE kyc_cases SET country = 'NL' WHERE user_id = :u"),
-                          {"u": t.user_id})
+    await session.execute(
+        __import__("sqlalchemy").text("UPDATE kyc_cases SET country = 'NL' WHERE user_id = :u"), {"u": t.user_id}
+    )
     [op] = await sync_wallets(session, [t.wallet])
     await complete(session, op, confirmed=False, reason="caller is not an agent")
     await session.commit()

@@ -4,7 +4,7 @@ payout) and refund payouts (a failed payout undoes the refund)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -46,13 +46,18 @@ async def test_withdrawal_reserved_then_final(session_factory, session):  # type
     assert await cash(session, t.user_id) == (Decimal("749.5"), 0)
     assert await platform_balance(session, AccountKind.WITHDRAWALS_PENDING, m.quote) == Decimal("250.5")
     op = await op_by_ref(session, f"withdrawal:{w.id}")
-    assert (op.kind, op.signer, op.function, op.args) == ("payout.withdrawal", "treasury", "transfer",
-                                                            [t.wallet, "250500000"])
+    assert (op.kind, op.signer, op.function, op.args) == (
+        "payout.withdrawal",
+        "treasury",
+        "transfer",
+        [t.wallet, "250500000"],
+    )
     # the same key: the same withdrawal; the same key for something else: CONFLICT
     again, created = await withdrawals.request(session, settings(), t.user_id, req)
     assert again.id == w.id and not created
-    assert await reason_of(withdrawals.request(session, settings(), t.user_id, WithdrawalRequest(
-        m.quote, Decimal("1"), t.wallet, "w-1"))) == ("CONFLICT", "IDEMPOTENCY_KEY_REUSED")
+    assert await reason_of(
+        withdrawals.request(session, settings(), t.user_id, WithdrawalRequest(m.quote, Decimal("1"), t.wallet, "w-1"))
+    ) == ("CONFLICT", "IDEMPOTENCY_KEY_REUSED")
     txh = tx_hash()
     op.mined_tx_hash, op.mined_block = txh, 12
     await complete(session, op, confirmed=True)
@@ -69,10 +74,15 @@ async def test_withdrawal_reserved_then_final(session_factory, session):  # type
 async def test_failed_payout_gives_the_cash_back(session_factory, session):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory)
     t = await make_trader(session_factory, m, cash="100")
-    w, _ = await withdrawals.request(session, settings(), t.user_id, WithdrawalRequest(m.quote, Decimal(40), t.wallet,
-                                                                                       "w-2"))
-    await complete(session, await op_by_ref(session, f"withdrawal:{w.id}"), confirmed=False,
-                   reason="execution reverted: insufficient balance")
+    w, _ = await withdrawals.request(
+        session, settings(), t.user_id, WithdrawalRequest(m.quote, Decimal(40), t.wallet, "w-2")
+    )
+    await complete(
+        session,
+        await op_by_ref(session, f"withdrawal:{w.id}"),
+        confirmed=False,
+        reason="execution reverted: insufficient balance",
+    )
     await session.refresh(w)
     assert w.state is WithdrawalState.FAILED and w.reason == "execution reverted: insufficient balance"
     assert await cash(session, t.user_id) == (Decimal(100), 0)
@@ -87,24 +97,37 @@ async def test_limits_wallet_and_kyc_checks_change_nothing(session_factory, sess
     def req(amount: str, key: str, wallet: str | None = None) -> WithdrawalRequest:
         return WithdrawalRequest(m.quote, Decimal(amount), wallet or t.wallet, key)
 
-    assert await reason_of(withdrawals.request(session, s, t.user_id, req("9.99", "a"))) == \
-        ("BAD_USER_INPUT", "LIMIT_EXCEEDED")
-    assert await reason_of(withdrawals.request(session, s, t.user_id, req("1000.01", "b"))) == \
-        ("BAD_USER_INPUT", "LIMIT_EXCEEDED")
+    assert await reason_of(withdrawals.request(session, s, t.user_id, req("9.99", "a"))) == (
+        "BAD_USER_INPUT",
+        "LIMIT_EXCEEDED",
+    )
+    assert await reason_of(withdrawals.request(session, s, t.user_id, req("1000.01", "b"))) == (
+        "BAD_USER_INPUT",
+        "LIMIT_EXCEEDED",
+    )
     assert (await reason_of(withdrawals.request(session, s, t.user_id, req("1.0000001", "c"))))[0] == "BAD_USER_INPUT"
     await withdrawals.request(session, s, t.user_id, req("1000", "d"))
-    assert await reason_of(withdrawals.request(session, s, t.user_id, req("501", "e"))) == \
-        ("BAD_USER_INPUT", "LIMIT_EXCEEDED")
-    assert await reason_of(withdrawals.request(session, s, t.user_id, req("100", "f", random_address()))) == \
-        ("NOT_FOUND", None)
+    assert await reason_of(withdrawals.request(session, s, t.user_id, req("501", "e"))) == (
+        "BAD_USER_INPUT",
+        "LIMIT_EXCEEDED",
+    )
+    assert await reason_of(withdrawals.request(session, s, t.user_id, req("100", "f", random_address()))) == (
+        "NOT_FOUND",
+        None,
+    )
     unverified = await make_trader(session_factory, m, cash="100", registered=False)
-    assert await reason_of(withdrawals.request(session, s, unverified.user_id, WithdrawalRequest(
-        m.quote, Decimal(50), unverified.wallet, "g"))) == ("FORBIDDEN", "WALLET_NOT_VERIFIED")
+    assert await reason_of(
+        withdrawals.request(
+            session, s, unverified.user_id, WithdrawalRequest(m.quote, Decimal(50), unverified.wallet, "g")
+        )
+    ) == ("FORBIDDEN", "WALLET_NOT_VERIFIED")
     poor = await make_trader(session_factory, m, cash="20")
-    assert await reason_of(withdrawals.request(session, s, poor.user_id, WithdrawalRequest(
-        m.quote, Decimal(50), poor.wallet, "h"))) == ("CONFLICT", "INSUFFICIENT_FUNDS")
-    assert await reason_of(withdrawals.request(session, s, t.user_id, WithdrawalRequest(
-        "NOPE", Decimal(50), t.wallet, "i"))) == ("BAD_USER_INPUT", None)
+    assert await reason_of(
+        withdrawals.request(session, s, poor.user_id, WithdrawalRequest(m.quote, Decimal(50), poor.wallet, "h"))
+    ) == ("CONFLICT", "INSUFFICIENT_FUNDS")
+    assert await reason_of(
+        withdrawals.request(session, s, t.user_id, WithdrawalRequest("NOPE", Decimal(50), t.wallet, "i"))
+    ) == ("BAD_USER_INPUT", None)
 
 
 async def test_large_withdrawal_waits_for_an_admin(session_factory, session):  # type: ignore[no-untyped-def]
@@ -113,56 +136,104 @@ async def test_large_withdrawal_waits_for_an_admin(session_factory, session):  #
     s = settings(WITHDRAWAL_APPROVAL_THRESHOLD="1000")
     w, _ = await withdrawals.request(session, s, t.user_id, WithdrawalRequest(m.quote, Decimal(3000), t.wallet, "big"))
     assert w.state is WithdrawalState.PENDING_APPROVAL
-    assert await session.scalar(select(func.count()).select_from(ChainOperation).where(
-        ChainOperation.business_ref == f"withdrawal:{w.id}")) == 0
+    assert (
+        await session.scalar(
+            select(func.count()).select_from(ChainOperation).where(ChainOperation.business_ref == f"withdrawal:{w.id}")
+        )
+        == 0
+    )
     assert await reason_of(withdrawals.decide(session, w.id, approve=True, actor_id=t.user_id)) == ("FORBIDDEN", None)
     admin = uuid.uuid4()
     await withdrawals.decide(session, w.id, approve=True, actor_id=admin)
-    assert w.state is WithdrawalState.APPROVED and (await op_by_ref(session, f"withdrawal:{w.id}")).args[1] == \
-        "3000000000"
-    assert await reason_of(withdrawals.decide(session, w.id, approve=False, actor_id=admin, reason="x")) == \
-        ("CONFLICT", "INVALID_STATE")
+    assert (
+        w.state is WithdrawalState.APPROVED and (await op_by_ref(session, f"withdrawal:{w.id}")).args[1] == "3000000000"
+    )
+    assert await reason_of(withdrawals.decide(session, w.id, approve=False, actor_id=admin, reason="x")) == (
+        "CONFLICT",
+        "INVALID_STATE",
+    )
     # approval re-checks the wallet: unlinked meanwhile, it cannot be approved (only rejected)
     w3, _ = await withdrawals.request(session, s, t.user_id, WithdrawalRequest(m.quote, Decimal(1001), t.wallet, "b3"))
     async with session.begin_nested() as unlinked:
         await session.execute(delete(Wallet).where(Wallet.address == t.wallet))
-        assert await reason_of(withdrawals.decide(session, w3.id, approve=True, actor_id=admin)) == \
-            ("NOT_FOUND", None)
+        assert await reason_of(withdrawals.decide(session, w3.id, approve=True, actor_id=admin)) == ("NOT_FOUND", None)
         await unlinked.rollback()
     await withdrawals.decide(session, w3.id, approve=False, actor_id=admin, reason="wallet unlinked")
     w2, _ = await withdrawals.request(session, s, t.user_id, WithdrawalRequest(m.quote, Decimal(1500), t.wallet, "b2"))
     await withdrawals.decide(session, w2.id, approve=False, actor_id=admin, reason="source of funds unclear")
     assert w2.state is WithdrawalState.REJECTED
     assert await cash(session, t.user_id) == (Decimal(2000), 0)
-    actions = (await session.execute(select(AuditLog.action).where(AuditLog.action.like("withdrawal.%"))
-                                     .order_by(AuditLog.id))).scalars().all()
-    assert actions == ["withdrawal.request", "withdrawal.approve", "withdrawal.request", "withdrawal.reject",
-                       "withdrawal.request", "withdrawal.reject"]
+    actions = (
+        (
+            await session.execute(
+                select(AuditLog.action).where(AuditLog.action.like("withdrawal.%")).order_by(AuditLog.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    assert actions == [
+        "withdrawal.request",
+        "withdrawal.approve",
+        "withdrawal.request",
+        "withdrawal.reject",
+        "withdrawal.request",
+        "withdrawal.reject",
+    ]
 
 
 async def test_refund_payout_failure_undoes_the_refund(session_factory, session):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory)
     t = await make_trader(session_factory, m)
-    usdc = (await session.execute(select(Token).where(Token.symbol == m.quote, Token.kind == TokenKind.STABLECOIN))
-            ).scalar_one()
+    usdc = (
+        await session.execute(select(Token).where(Token.symbol == m.quote, Token.kind == TokenKind.STABLECOIN))
+    ).scalar_one()
     payer = random_address()
-    p = Payment(id=uuid.uuid4(), user_id=t.user_id, method=PaymentMethod.STABLECOIN, state=PaymentState.CONFIRMED,
-                amount=Decimal(100), currency=m.quote, idempotency_key="p", chain_id=m.chain_id,
-                token_address=usdc.address, decimals=6, deposit_address=random_address(), derivation_index=10**9,
-                amount_units=100 * 10**6, received_units=100 * 10**6, final_units=100 * 10**6,
-                received_amount=Decimal(100), credited_amount=Decimal(100),
-                expires_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    p = Payment(
+        id=uuid.uuid4(),
+        user_id=t.user_id,
+        method=PaymentMethod.STABLECOIN,
+        state=PaymentState.CONFIRMED,
+        amount=Decimal(100),
+        currency=m.quote,
+        idempotency_key="p",
+        chain_id=m.chain_id,
+        token_address=usdc.address,
+        decimals=6,
+        deposit_address=random_address(),
+        derivation_index=10**9,
+        amount_units=100 * 10**6,
+        received_units=100 * 10**6,
+        final_units=100 * 10**6,
+        received_amount=Decimal(100),
+        credited_amount=Decimal(100),
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
     session.add(p)
     await session.flush()
-    session.add(PaymentMatch(chain_id=m.chain_id, block_hash=tx_hash(), log_index=0, payment_id=p.id, block_number=5,
-                             tx_hash=tx_hash(), from_address=payer, value=100 * 10**6))
+    session.add(
+        PaymentMatch(
+            chain_id=m.chain_id,
+            block_hash=tx_hash(),
+            log_index=0,
+            payment_id=p.id,
+            block_number=5,
+            tx_hash=tx_hash(),
+            from_address=payer,
+            value=100 * 10**6,
+        )
+    )
     await ledger.credit_deposit(session, t.user_id, Decimal(100), m.quote, f"payment:{p.id}:credit")
     admin = await make_user(session_factory, ["ADMIN"])
     row, payment = await refund(session, p.id, Decimal(30), "customer asked", admin)
     assert payment.state is PaymentState.PARTIALLY_REFUNDED
     op = await op_by_ref(session, f"refund:{row.id}")
-    assert (op.kind, op.signer, op.contract, op.args) == ("payout.refund", "treasury", usdc.address,
-                                                          [payer, str(30 * 10**6)])
+    assert (op.kind, op.signer, op.contract, op.args) == (
+        "payout.refund",
+        "treasury",
+        usdc.address,
+        [payer, str(30 * 10**6)],
+    )
     await complete(session, op, confirmed=False, reason="execution reverted: insufficient balance")
     out = (await session.execute(select(OutgoingTransfer).where(OutgoingTransfer.refund_id == row.id))).scalar_one()
     await session.refresh(payment)
@@ -188,7 +259,9 @@ async def test_request_withdrawal_over_graphql(gql, make_user, session_factory):
       requestWithdrawal(currency: $c, amount: $a, wallet: $w, idempotencyKey: $k) { id state amount toAddress } }"""
     ok = await gql(doc, {"c": m.quote.lower(), "a": "12.5", "w": t.wallet, "k": "g1"}, token=user.token)
     assert ok.get("data") and "errors" not in ok, ok
-    assert ok["data"]["requestWithdrawal"]["state"] == "APPROVED" and ok["data"]["requestWithdrawal"]["amount"] == "12.5"
+    assert (
+        ok["data"]["requestWithdrawal"]["state"] == "APPROVED" and ok["data"]["requestWithdrawal"]["amount"] == "12.5"
+    )
     bad = await gql(doc, {"c": m.quote, "a": "-1", "w": t.wallet, "k": "g2"}, token=user.token)
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     mine = await gql("{ myWithdrawals(first: 5) { edges { node { id state } } } }", token=user.token)
@@ -204,12 +277,14 @@ async def test_my_withdrawals_hears_the_payout(gql, make_user, services, session
     m = await make_market(session_factory)
     user = await make_user()
     t = await make_trader(session_factory, m, cash="100", user_id=user.id)
-    w, _ = await withdrawals.request(session, settings(), t.user_id, WithdrawalRequest(m.quote, Decimal(9), t.wallet,
-                                                                                       "sub"))
+    w, _ = await withdrawals.request(
+        session, settings(), t.user_id, WithdrawalRequest(m.quote, Decimal(9), t.wallet, "sub")
+    )
     await session.commit()
     live.configure(services.redis, services.settings.redis_prefix)
-    stream, ctx = await subscribe(services, user.token,
-                                  "subscription { myWithdrawals { id state amount txHash blockNumber } }")
+    stream, ctx = await subscribe(
+        services, user.token, "subscription { myWithdrawals { id state amount txHash blockNumber } }"
+    )
     try:
         first = asyncio.ensure_future(stream.__anext__())
         await asyncio.sleep(0.3)  # the Redis subscription is up
@@ -220,8 +295,13 @@ async def test_my_withdrawals_hears_the_payout(gql, make_user, services, session
             await s.commit()
         await live.drain()
         update = await asyncio.wait_for(first, 5)
-        assert update.data["myWithdrawals"] == {"id": str(w.id), "state": "COMPLETED", "amount": "9",
-                                                "txHash": op.mined_tx_hash, "blockNumber": 31}
+        assert update.data["myWithdrawals"] == {
+            "id": str(w.id),
+            "state": "COMPLETED",
+            "amount": "9",
+            "txHash": op.mined_tx_hash,
+            "blockNumber": 31,
+        }
     finally:
         live.configure(None)
         await stream.aclose()

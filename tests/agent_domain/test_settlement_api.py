@@ -29,8 +29,11 @@ async def _never() -> None:
 
 async def subscribe(services, token: str, document: str = SUB):  # type: ignore[no-untyped-def]
     viewer = await viewer_from_headers(services, f"Bearer {token}", None, "127.0.0.1")
-    socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50003)},
-                       receive=_never, send=_never)  # type: ignore[arg-type]
+    socket = WebSocket(
+        {"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 50003)},
+        receive=_never,
+        send=_never,
+    )  # type: ignore[arg-type]
     context = Context(services, socket, socket, viewer)
     return await build_schema(services.settings).subscribe(document, context_value=context), context
 
@@ -45,9 +48,14 @@ async def test_my_trades_and_my_settlements(gql, make_user, services, session_fa
     await session.commit()
     trade, instruction = await trade_of(session, seller.wallet)
     [edge] = (await gql(MY_TRADES, token=seller_user.token))["data"]["myTrades"]["edges"]
-    assert edge["node"] | {"id": None} == {"id": None, "settlement": "PENDING", "settlementTxHash": None,
-                                           "settlementBlock": None, "settlementOperationState": "PENDING",
-                                           "settlementFailureReason": None}
+    assert edge["node"] | {"id": None} == {
+        "id": None,
+        "settlement": "PENDING",
+        "settlementTxHash": None,
+        "settlementBlock": None,
+        "settlementOperationState": "PENDING",
+        "settlementFailureReason": None,
+    }
     op = await op_by_ref(session, f"settlement:{instruction.id}")
     txh = await broadcast(session, op)
     await session.commit()
@@ -71,8 +79,13 @@ async def test_my_trades_and_my_settlements(gql, make_user, services, session_fa
             await s.commit()
         await live.drain()
         update = await asyncio.wait_for(first, 5)
-        assert update.data["mySettlements"] == {"tradeId": str(trade.id), "settlement": "SETTLED", "txHash": txh,
-                                                "blockNumber": 77, "failureReason": None}
+        assert update.data["mySettlements"] == {
+            "tradeId": str(trade.id),
+            "settlement": "SETTLED",
+            "txHash": txh,
+            "blockNumber": 77,
+            "failureReason": None,
+        }
     finally:
         live.configure(None)
         await stream.aclose()

@@ -52,8 +52,12 @@ async def test_a_batch_member_whose_seller_moved_tokens_fails_alone(world: World
     mover = await p.investor(mover_w)
     buyer = await p.investor(buyer_w, cash="1000")
     async with running(world, agent=False) as tasks:
-        await until(lambda: p.indexed("SELECT count(*) = 2 FROM holdings WHERE holder = ANY($1) AND balance > 0",
-                                      [seller_w, mover_w]), tasks=tasks)
+        await until(
+            lambda: p.indexed(
+                "SELECT count(*) = 2 FROM holdings WHERE holder = ANY($1) AND balance > 0", [seller_w, mover_w]
+            ),
+            tasks=tasks,
+        )
         await p.order(buyer, Side.BUY, "2", "10.00")
         await p.order(seller, Side.SELL, "2", "10.00")
         await p.order(buyer, Side.BUY, "3", "10.00")
@@ -67,8 +71,10 @@ async def test_a_batch_member_whose_seller_moved_tokens_fails_alone(world: World
         await until(lambda: p.indexed("SELECT count(*) = 0 FROM trades WHERE settlement = 'PENDING'"), tasks=tasks)
     states = {r[0]: r[1] for r in await world.sql("SELECT id, settlement::text FROM trades")}
     assert states.pop(failed_trade.id) == "FAILED" and set(states.values()) == {"SETTLED"} and len(states) == 2
-    assert await p.indexed("SELECT failure_reason FROM trades WHERE id = $1",
-                           failed_trade.id) == "insufficient unfrozen balance"
+    assert (
+        await p.indexed("SELECT failure_reason FROM trades WHERE id = $1", failed_trade.id)
+        == "insufficient unfrozen balance"
+    )
     [batch] = await world.sql("SELECT * FROM chain_operations WHERE kind = 'batch.settlement.transfer'")
     assert batch["state"] == "FAILED" and batch["revert_reason"] == "insufficient unfrozen balance"
     members = await world.sql("SELECT * FROM chain_operations WHERE batch_id = $1", batch["id"])

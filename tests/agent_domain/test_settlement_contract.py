@@ -16,8 +16,13 @@ async def reverts(call, sender: str) -> str:  # type: ignore[no-untyped-def]
     return str(err.value)
 
 
-async def test_settlement_transfer_follows_the_token_rules(funded: RwaStack, agent: str, alice: str, bob: str,  # noqa: F811
-                                                           anvil_accounts: list[str]) -> None:
+async def test_settlement_transfer_follows_the_token_rules(
+    funded: RwaStack,
+    agent: str,
+    alice: str,
+    bob: str,  # noqa: F811
+    anvil_accounts: list[str],
+) -> None:
     token = funded.token
     receipt = await transact(token.functions.settlementTransfer(alice, bob, 10), agent)
     assert receipt_events(token, "Transfer", receipt) == [{"from": alice, "to": bob, "value": 10}]

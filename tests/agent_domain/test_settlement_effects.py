@@ -33,8 +33,9 @@ async def test_one_operation_per_instruction_in_the_matching_transaction(session
     op = await op_by_ref(session, f"settlement:{instruction.id}")
     assert (op.chain_id, op.contract, op.abi_name, op.signer) == (m.chain_id, m.token_address, "SecurityToken", "agent")
     assert op.args == [seller.wallet, buyer.wallet, str(4 * 10**6)]
-    n = await session.scalar(select(func.count()).select_from(ChainOperation)
-                             .where(ChainOperation.business_ref.like("settlement:%")))
+    n = await session.scalar(
+        select(func.count()).select_from(ChainOperation).where(ChainOperation.business_ref.like("settlement:%"))
+    )
     assert n == 1
 
 
@@ -52,8 +53,14 @@ async def test_confirmed_settles_once(session_factory, session):  # type: ignore
     await complete(session, op, confirmed=False, reason="late failure")
     await session.refresh(trade)
     assert trade.settlement is SettlementStatus.SETTLED
-    assert await session.scalar(select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == "trade.settled", AuditLog.target_id == str(trade.id))) == 1
+    assert (
+        await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.action == "trade.settled", AuditLog.target_id == str(trade.id))
+        )
+        == 1
+    )
 
 
 async def test_revert_fails_the_trade_and_reverses_cash(session_factory, session):  # type: ignore[no-untyped-def]
@@ -68,8 +75,11 @@ async def test_revert_fails_the_trade_and_reverses_cash(session_factory, session
     assert await cash(session, buyer.user_id) == (Decimal("1000"), 0)
     assert await cash(session, seller.user_id) == (0, 0)
     assert (await ledger.total_by_currency(session))[m.quote] == 0
-    [audit] = (await session.execute(select(AuditLog).where(AuditLog.action == "trade.settlement_failed",
-                                                            AuditLog.target_id == str(trade.id)))).scalars()
+    [audit] = (
+        await session.execute(
+            select(AuditLog).where(AuditLog.action == "trade.settlement_failed", AuditLog.target_id == str(trade.id))
+        )
+    ).scalars()
     assert audit.details["instruction"] == str(instruction.id)
 
 
@@ -79,9 +89,33 @@ async def test_inlined_operation_is_what_enqueue_writes(session_factory, session
 
     m, seller, buyer, trade, instruction = await _trade(session_factory, session)
     inlined = await op_by_ref(session, f"settlement:{instruction.id}")
-    twin = await enqueue(session, kind="settlement.transfer", chain_id=m.chain_id, contract=m.token_address,
-                         abi_name="SecurityToken", function="settlementTransfer",
-                         args=[seller.wallet, buyer.wallet, int(instruction.amount)], business_ref="twin:1")
-    columns = ("kind", "chain_id", "contract", "abi_name", "function", "args", "value", "signer", "state", "attempts",
-               "sender", "nonce", "raw_tx", "tx_hash", "tx_hashes", "created_by", "next_attempt_at")
+    twin = await enqueue(
+        session,
+        kind="settlement.transfer",
+        chain_id=m.chain_id,
+        contract=m.token_address,
+        abi_name="SecurityToken",
+        function="settlementTransfer",
+        args=[seller.wallet, buyer.wallet, int(instruction.amount)],
+        business_ref="twin:1",
+    )
+    columns = (
+        "kind",
+        "chain_id",
+        "contract",
+        "abi_name",
+        "function",
+        "args",
+        "value",
+        "signer",
+        "state",
+        "attempts",
+        "sender",
+        "nonce",
+        "raw_tx",
+        "tx_hash",
+        "tx_hashes",
+        "created_by",
+        "next_attempt_at",
+    )
     assert {c: getattr(inlined, c) for c in columns} == {c: getattr(twin, c) for c in columns}

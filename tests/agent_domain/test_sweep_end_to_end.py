@@ -6,7 +6,7 @@ left alone."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from pydantic import SecretStr
@@ -42,14 +42,29 @@ async def test_topup_then_sweep_to_the_treasury(world: World) -> None:  # noqa: 
         s.add(User(id=user, email=f"s-{user.hex[:8]}@example.com", password_hash="x"))
         await s.flush()
         for index, address, state in ((11, paid, PaymentState.CONFIRMED), (12, waiting, PaymentState.UNDERPAID)):
-            s.add(Payment(id=uuid.uuid4(), user_id=user, method=PaymentMethod.STABLECOIN, state=state,
-                          amount=Decimal(40), currency="USDC", idempotency_key=f"k{index}", chain_id=1,
-                          token_address=usdc.address, decimals=6, deposit_address=address, derivation_index=index,
-                          amount_units=40 * 10**6, expires_at=datetime.now(timezone.utc) + timedelta(hours=1)))
+            s.add(
+                Payment(
+                    id=uuid.uuid4(),
+                    user_id=user,
+                    method=PaymentMethod.STABLECOIN,
+                    state=state,
+                    amount=Decimal(40),
+                    currency="USDC",
+                    idempotency_key=f"k{index}",
+                    chain_id=1,
+                    token_address=usdc.address,
+                    decimals=6,
+                    deposit_address=address,
+                    derivation_index=index,
+                    amount_units=40 * 10**6,
+                    expires_at=datetime.now(UTC) + timedelta(hours=1),
+                )
+            )
         await s.commit()
     before = await usdc.functions.balanceOf(treasury).call()
 
     async with RpcClient([world.node.url], chain_id=1) as rpc:
+
         async def native(_: int, address: str) -> int:
             return int(await rpc.call("eth_getBalance", [address, "latest"]), 16)
 
@@ -63,8 +78,9 @@ async def test_topup_then_sweep_to_the_treasury(world: World) -> None:  # noqa: 
                 return queued
 
         async def holding(address: str) -> int:
-            rows = await world.sql("SELECT balance FROM holdings WHERE token_address = $1 AND holder = $2",
-                                   usdc.address, address)
+            rows = await world.sql(
+                "SELECT balance FROM holdings WHERE token_address = $1 AND holder = $2", usdc.address, address
+            )
             return int(rows[0][0]) if rows else -1
 
         async def indexed() -> bool:
@@ -76,11 +92,13 @@ async def test_topup_then_sweep_to_the_treasury(world: World) -> None:  # noqa: 
         async with running(world) as tasks:
             await until(indexed, tasks=tasks)
             assert await one_pass() == {"topups": 1, "sweeps": 0}
-            await world.wait_ops(lambda o: f"gas:1:{paid}:1" in o and o[f"gas:1:{paid}:1"]["state"] == "CONFIRMED",
-                                 tasks=tasks)
+            await world.wait_ops(
+                lambda o: f"gas:1:{paid}:1" in o and o[f"gas:1:{paid}:1"]["state"] == "CONFIRMED", tasks=tasks
+            )
             assert await one_pass() == {"topups": 0, "sweeps": 1}
             ops = await world.wait_ops(
-                lambda o: f"sweep:1:{paid}:2" in o and o[f"sweep:1:{paid}:2"]["state"] == "CONFIRMED", tasks=tasks)
+                lambda o: f"sweep:1:{paid}:2" in o and o[f"sweep:1:{paid}:2"]["state"] == "CONFIRMED", tasks=tasks
+            )
             await until(swept, tasks=tasks)
     sweep = ops[f"sweep:1:{paid}:2"]
     assert sweep["signer"] == "deposit:11" and sweep["sender"] == paid

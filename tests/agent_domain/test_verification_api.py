@@ -4,7 +4,7 @@ with approved KYC queues its registration in the same transaction."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from eth_account import Account
 from sqlalchemy import select
@@ -21,12 +21,19 @@ WALLETS = "{ myWallets { address verifications { chainId registry verified ident
 async def test_token_identity_registry_and_wallet_verifications(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory)
     user, account = await make_user(), Account.create()
-    token = await gql("query($id: UUID!) { token(id: $id) { identityRegistry } }", {"id": str(m.token_id)},
-                      token=user.token)
+    token = await gql(
+        "query($id: UUID!) { token(id: $id) { identityRegistry } }", {"id": str(m.token_id)}, token=user.token
+    )
     assert token["data"]["token"]["identityRegistry"] == m.registry
     async with session_factory() as s:
-        s.add(KycCase(user_id=user.id, status=KycStatus.APPROVED, country="IT",
-                      expires_at=datetime(2100, 1, 1, tzinfo=timezone.utc)))
+        s.add(
+            KycCase(
+                user_id=user.id,
+                status=KycStatus.APPROVED,
+                country="IT",
+                expires_at=datetime(2100, 1, 1, tzinfo=UTC),
+            )
+        )
         await s.commit()
     issued = await challenge(gql, user, account.address)
     linked = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
@@ -35,24 +42,46 @@ async def test_token_identity_registry_and_wallet_verifications(gql, make_user, 
     assert op.args[0] == account.address and op.args[2] == "380" and op.contract == m.registry
 
     [wallet] = (await gql(WALLETS, token=user.token))["data"]["myWallets"]
-    assert wallet["verifications"] == [{"chainId": m.chain_id, "registry": m.registry, "verified": False,
-                                        "identity": None, "country": None, "pending": True}]
+    assert wallet["verifications"] == [
+        {
+            "chainId": m.chain_id,
+            "registry": m.registry,
+            "verified": False,
+            "identity": None,
+            "country": None,
+            "pending": True,
+        }
+    ]
     # the indexer stored IdentityRegistered
     async with session_factory() as s:
-        s.add(IdentityEntry(chain_id=m.chain_id, registry_address=m.registry, investor=account.address,
-                            identity=op.args[1], country=380, registered=True, updated_block=7))
+        s.add(
+            IdentityEntry(
+                chain_id=m.chain_id,
+                registry_address=m.registry,
+                investor=account.address,
+                identity=op.args[1],
+                country=380,
+                registered=True,
+                updated_block=7,
+            )
+        )
         await s.commit()
     [wallet] = (await gql(WALLETS, token=user.token))["data"]["myWallets"]
     assert wallet["verifications"][0] | {"pending": False} == {
-        "chainId": m.chain_id, "registry": m.registry, "verified": True, "identity": op.args[1], "country": 380,
-        "pending": False}
+        "chainId": m.chain_id,
+        "registry": m.registry,
+        "verified": True,
+        "identity": op.args[1],
+        "country": 380,
+        "pending": False,
+    }
 
 
 async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
     from sqlalchemy import update
 
     from tests.agent_domain.helpers import complete
-    from tests.identity.test_kyc import PERSONAL, REVIEW, SUSPEND, SUBMIT
+    from tests.identity.test_kyc import PERSONAL, REVIEW, SUBMIT, SUSPEND
 
     m = await make_market(session_factory)
     user, officer, account = await make_user(), await make_user(roles=["COMPLIANCE"]), Account.create()
@@ -61,9 +90,16 @@ async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session
     await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
 
     async def ops() -> list[ChainOperation]:
-        return list((await session.execute(select(ChainOperation).where(ChainOperation.kind.like("identity.%"))
-                                           .order_by(ChainOperation.created_at)
-                                           .execution_options(populate_existing=True))).scalars())
+        return list(
+            (
+                await session.execute(
+                    select(ChainOperation)
+                    .where(ChainOperation.kind.like("identity.%"))
+                    .order_by(ChainOperation.created_at)
+                    .execution_options(populate_existing=True)
+                )
+            ).scalars()
+        )
 
     assert await ops() == []  # linked, but not approved yet
     assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)
@@ -72,15 +108,25 @@ async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session
     assert "errors" not in await gql(SUSPEND, {"id": case, "r": "sanctions hit"}, token=officer.token)
     assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)  # lifted
     assert len(await ops()) == 1  # one in flight per (registry, wallet): nothing new yet
-    session.add(IdentityEntry(chain_id=m.chain_id, registry_address=m.registry, investor=account.address,
-                              identity=register.args[1], country=276, registered=True, updated_block=9))
+    session.add(
+        IdentityEntry(
+            chain_id=m.chain_id,
+            registry_address=m.registry,
+            investor=account.address,
+            identity=register.args[1],
+            country=276,
+            registered=True,
+            updated_block=9,
+        )
+    )
     await complete(session, register, confirmed=True)
     assert len(await ops()) == 1  # approved and registered: nothing to do
     assert "errors" not in await gql(SUSPEND, {"id": case, "r": "again"}, token=officer.token)
     [_, delete] = await ops()
     assert delete.kind == "identity.delete" and delete.business_ref.endswith(":2")
-    await session.execute(update(IdentityEntry).where(IdentityEntry.investor == account.address)
-                          .values(registered=False))
+    await session.execute(
+        update(IdentityEntry).where(IdentityEntry.investor == account.address).values(registered=False)
+    )
     assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)
     await complete(session, delete, confirmed=True)
     kinds = [(o.kind, o.business_ref.rsplit(":", 1)[1]) for o in await ops()]
@@ -96,12 +142,14 @@ async def test_verifications_of_several_wallets_in_one_response(gql, make_user, 
     for _ in range(4):
         account = Account.create()
         issued = await challenge(gql, user, account.address)
-        assert "errors" not in await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])},
-                                         token=user.token)
+        assert "errors" not in await gql(
+            LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token
+        )
         linked.append(account.address)
     result = await gql(WALLETS, token=user.token)
     assert "errors" not in result, result
     wallets = result["data"]["myWallets"]
     assert sorted(w["address"] for w in wallets) == sorted(linked)
-    assert all(sorted(v["registry"] for v in w["verifications"]) == sorted([m.registry, other.registry])
-               for w in wallets)
+    assert all(
+        sorted(v["registry"] for v in w["verifications"]) == sorted([m.registry, other.registry]) for w in wallets
+    )

@@ -13,10 +13,12 @@ from models.assets import AssetStatus as S
 from models.assets import AssetType as T
 from models.tokens import Holding, Token
 
-LIST = ("query($f: AssetFilter, $o: AssetOrder!, $first: Int, $after: String, $last: Int, $before: String) "
-        "{ assets(filter: $f, orderBy: $o, first: $first, after: $after, last: $last, before: $before) "
-        "{ edges { cursor node { id name status latestValuation { amount } } } "
-        "pageInfo { hasNextPage hasPreviousPage endCursor startCursor } } }")
+LIST = (
+    "query($f: AssetFilter, $o: AssetOrder!, $first: Int, $after: String, $last: Int, $before: String) "
+    "{ assets(filter: $f, orderBy: $o, first: $first, after: $after, last: $last, before: $before) "
+    "{ edges { cursor node { id name status latestValuation { amount } } } "
+    "pageInfo { hasNextPage hasPreviousPage endCursor startCursor } } }"
+)
 
 
 async def page(gql, token, order="CREATED_DESC", f=None, **window):  # type: ignore[no-untyped-def]
@@ -40,16 +42,16 @@ async def walk(gql, token, order, size, f=None, between=None):  # type: ignore[n
 @pytest.mark.parametrize("order", ["CREATED_DESC", "NAME_ASC", "VALUATION_DESC", "VALUATION_ASC"])
 async def test_pages_are_stable_while_rows_are_inserted(order, make_user, make_asset, gql) -> None:
     issuer, admin = await make_user(roles=["ISSUER"]), await make_user(roles=["ADMIN"])
-    original = {str(await make_asset(issuer.id, name=f"Asset {i:03}", valuation=Decimal(i * 10 % 70)))
-                for i in range(23)}
+    original = {
+        str(await make_asset(issuer.id, name=f"Asset {i:03}", valuation=Decimal(i * 10 % 70))) for i in range(23)
+    }
     inserted: list[str] = []
     counter = iter(range(1000))
 
     async def insert_some() -> None:
         for _ in range(3):  # new rows land before, inside and after the current position
             n = next(counter)
-            inserted.append(str(await make_asset(issuer.id, name=f"Asset {n % 30:03}b",
-                                                 valuation=Decimal(n * 7 % 70))))
+            inserted.append(str(await make_asset(issuer.id, name=f"Asset {n % 30:03}b", valuation=Decimal(n * 7 % 70))))
 
     seen = await walk(gql, admin.token, order, 4, between=insert_some)
     assert len(seen) == len(set(seen)), "a row was returned twice"
@@ -80,10 +82,19 @@ async def test_backwards_paging_and_window_limits(make_user, make_asset, gql) ->
 async def test_filters_orderings_and_visibility(make_user, make_asset, gql) -> None:
     issuer, other = await make_user(roles=["ISSUER"]), await make_user(roles=["ISSUER"])
     investor, admin = await make_user(roles=["INVESTOR"]), await make_user(roles=["ADMIN"])
-    a = await make_asset(issuer.id, status=S.ACTIVE, type=T.BOND, name="Alpha 100% Bond", valuation=Decimal(5),
-                         jurisdiction="LU", tokens=1, chain_id=137)
-    b = await make_asset(issuer.id, status=S.ACTIVE, type=T.FUND, name="Beta Fund", valuation=Decimal(50),
-                         tokens=1, chain_id=1)
+    a = await make_asset(
+        issuer.id,
+        status=S.ACTIVE,
+        type=T.BOND,
+        name="Alpha 100% Bond",
+        valuation=Decimal(5),
+        jurisdiction="LU",
+        tokens=1,
+        chain_id=137,
+    )
+    b = await make_asset(
+        issuer.id, status=S.ACTIVE, type=T.FUND, name="Beta Fund", valuation=Decimal(50), tokens=1, chain_id=1
+    )
     c = await make_asset(issuer.id, status=S.DRAFT, type=T.BOND, name="Gamma draft")
     d = await make_asset(other.id, status=S.UNDER_REVIEW, type=T.BOND, name="Delta review")
 
@@ -105,8 +116,9 @@ async def test_filters_orderings_and_visibility(make_user, make_asset, gql) -> N
     assert await ids(admin.token, "NAME_DESC") == [str(x) for x in (c, d, b, a)]
 
 
-async def test_a_page_of_100_runs_a_fixed_number_of_statements(make_user, make_asset, gql, engine: AsyncEngine,
-                                                             session_factory: async_sessionmaker[AsyncSession]) -> None:
+async def test_a_page_of_100_runs_a_fixed_number_of_statements(
+    make_user, make_asset, gql, engine: AsyncEngine, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
     """Issuer, latest valuation, tokens and their holder counts for 100 assets: one statement each, not 100."""
     issuers = [await make_user(roles=["ISSUER"]) for _ in range(5)]
     admin = await make_user(roles=["ADMIN"])
@@ -116,12 +128,21 @@ async def test_a_page_of_100_runs_a_fixed_number_of_statements(make_user, make_a
         tokens = (await s.execute(Token.__table__.select())).all()
         for t in tokens[:50]:
             for h in range(3):
-                s.add(Holding(chain_id=t.chain_id, token_address=t.address,
-                              holder=to_checksum_address(f"0x{h + 1:040x}"), balance=10 + h, updated_block=1))
+                s.add(
+                    Holding(
+                        chain_id=t.chain_id,
+                        token_address=t.address,
+                        holder=to_checksum_address(f"0x{h + 1:040x}"),
+                        balance=10 + h,
+                        updated_block=1,
+                    )
+                )
         await s.commit()
-    query = ("query($n: Int!) { assets(first: $n, orderBy: VALUATION_DESC) { edges { node { id name "
-             "issuer { id email } latestValuation { amount currency asOf } "
-             "tokens { address symbol holderCount } } } } }")
+    query = (
+        "query($n: Int!) { assets(first: $n, orderBy: VALUATION_DESC) { edges { node { id name "
+        "issuer { id email } latestValuation { amount currency asOf } "
+        "tokens { address symbol holderCount } } } } }"
+    )
     statements: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
@@ -136,7 +157,9 @@ async def test_a_page_of_100_runs_a_fixed_number_of_statements(make_user, make_a
             assert "errors" not in r, r
             edges = r["data"]["assets"]["edges"]
             assert len(edges) == n
-            counts[n] = [s for s in statements if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))]
+            counts[n] = [
+                s for s in statements if not s.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))
+            ]
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert len(counts[100]) == len(counts[10]) == 5, counts[100]  # page + 4 loaders

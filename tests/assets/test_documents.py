@@ -13,20 +13,35 @@ from core.storage import LocalStorage, ObjectMissing
 from models.assets import AssetStatus as S
 from resolvers.assets.documents import MAX_BYTES
 
-UPLOAD = ("mutation($a: UUID!, $k: DocumentKind!, $f: Upload!) { uploadAssetDocument(assetId: $a, kind: $k, file: $f) "
-          "{ id kind filename contentType size sha256 } }")
+UPLOAD = (
+    "mutation($a: UUID!, $k: DocumentKind!, $f: Upload!) { uploadAssetDocument(assetId: $a, kind: $k, file: $f) "
+    "{ id kind filename contentType size sha256 } }"
+)
 DOWNLOAD = "query($id: UUID!) { documentContent(id: $id) { contentBase64 document { sha256 filename } } }"
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
 
 
-async def upload(client, token, asset_id, data, *, kind="PROSPECTUS", filename="prospectus.pdf",  # type: ignore[no-untyped-def]
-                 content_type="application/pdf", preflight=True):
+async def upload(
+    client,
+    token,
+    asset_id,
+    data,
+    *,
+    kind="PROSPECTUS",
+    filename="prospectus.pdf",  # type: ignore[no-untyped-def]
+    content_type="application/pdf",
+    preflight=True,
+):
     ops = {"query": UPLOAD, "variables": {"a": str(asset_id), "k": kind, "f": None}}
     headers = {"Authorization": f"Bearer {token}"}
     if preflight:
         headers["Apollo-Require-Preflight"] = "true"
-    resp = await client.post("/graphql", data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.f"]})},
-                             files={"0": (filename, data, content_type)}, headers=headers)
+    resp = await client.post(
+        "/graphql",
+        data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.f"]})},
+        files={"0": (filename, data, content_type)},
+        headers=headers,
+    )
     return resp
 
 
@@ -39,8 +54,11 @@ async def test_upload_records_sha256_and_download_verifies_it(client, gql, make_
     assert doc["filename"] == "Prospectus 2026.pdf" and doc["contentType"] == "application/pdf"
     r = await gql(DOWNLOAD, {"id": doc["id"]}, token=issuer.token)
     assert base64.b64decode(r["data"]["documentContent"]["contentBase64"]) == PDF
-    r = await gql("query($id: UUID!) { asset(id: $id) { documents { edges { node { id kind } } } } }",
-                  {"id": str(asset_id)}, token=issuer.token)
+    r = await gql(
+        "query($id: UUID!) { asset(id: $id) { documents { edges { node { id kind } } } } }",
+        {"id": str(asset_id)},
+        token=issuer.token,
+    )
     assert [e["node"]["id"] for e in r["data"]["asset"]["documents"]["edges"]] == [doc["id"]]
 
 
@@ -51,8 +69,11 @@ async def test_multipart_without_the_preflight_header_is_refused(client, gql, ma
     resp = await upload(client, issuer.token, asset_id, PDF, preflight=False)
     error = resp.json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "Preflight" in error["message"]
-    r = await gql("query($id: UUID!) { asset(id: $id) { documents { edges { node { id } } } } }",
-                  {"id": str(asset_id)}, token=issuer.token)
+    r = await gql(
+        "query($id: UUID!) { asset(id: $id) { documents { edges { node { id } } } } }",
+        {"id": str(asset_id)},
+        token=issuer.token,
+    )
     assert r["data"]["asset"]["documents"]["edges"] == []
 
 
@@ -66,8 +87,15 @@ async def test_too_large_is_rejected(client, make_user, make_asset, settings) ->
     assert not (settings.data_path() / "documents").exists() or not any((settings.data_path() / "documents").rglob("*"))
 
 
-@pytest.mark.parametrize("data,ctype", [(PDF, "application/x-msdownload"), (b"MZ\x90\x00binary", "application/pdf"),
-                                        (b"\xff\xfe\x00bad", "text/plain"), (PDF, "")])
+@pytest.mark.parametrize(
+    "data,ctype",
+    [
+        (PDF, "application/x-msdownload"),
+        (b"MZ\x90\x00binary", "application/pdf"),
+        (b"\xff\xfe\x00bad", "text/plain"),
+        (PDF, ""),
+    ],
+)
 async def test_wrong_type_is_rejected(data, ctype, client, make_user, make_asset) -> None:
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id)
@@ -97,9 +125,16 @@ async def test_download_is_authorized(client, gql, make_user, make_asset) -> Non
     draft_doc = (await upload(client, issuer.token, draft, PDF)).json()["data"]["uploadAssetDocument"]["id"]
     legal = (await upload(client, issuer.token, active, PDF, kind="LEGAL")).json()["data"]["uploadAssetDocument"]["id"]
     prospectus = (await upload(client, issuer.token, active, PDF)).json()["data"]["uploadAssetDocument"]["id"]
-    expectations = [(draft_doc, investor, "NOT_FOUND"), (draft_doc, other, "NOT_FOUND"), (draft_doc, compliance, None),
-                    (legal, investor, "NOT_FOUND"), (legal, compliance, None), (legal, issuer, None),
-                    (prospectus, investor, None), (prospectus, other, None)]
+    expectations = [
+        (draft_doc, investor, "NOT_FOUND"),
+        (draft_doc, other, "NOT_FOUND"),
+        (draft_doc, compliance, None),
+        (legal, investor, "NOT_FOUND"),
+        (legal, compliance, None),
+        (legal, issuer, None),
+        (prospectus, investor, None),
+        (prospectus, other, None),
+    ]
     for doc_id, who, code in expectations:  # NOT_FOUND: a document the caller may not see is null, like a missing one
         r = await gql(DOWNLOAD, {"id": doc_id}, token=who.token)
         if code == "NOT_FOUND":

@@ -32,9 +32,13 @@ def doc(call: str) -> str:
 @pytest.fixture
 async def actors(make_user):  # type: ignore[no-untyped-def]
     owner = await make_user(roles=["ISSUER"])
-    return {"owner": owner, "other_issuer": await make_user(roles=["ISSUER"]),
-            "INVESTOR": await make_user(roles=["INVESTOR"]), "COMPLIANCE": await make_user(roles=["COMPLIANCE"]),
-            "ADMIN": await make_user(roles=["ADMIN"])}
+    return {
+        "owner": owner,
+        "other_issuer": await make_user(roles=["ISSUER"]),
+        "INVESTOR": await make_user(roles=["INVESTOR"]),
+        "COMPLIANCE": await make_user(roles=["COMPLIANCE"]),
+        "ADMIN": await make_user(roles=["ADMIN"]),
+    }
 
 
 async def status_of(gql, admin, asset_id) -> str:  # type: ignore[no-untyped-def]
@@ -53,9 +57,12 @@ async def test_allowed_callers_move_the_asset(action, actors, make_asset, gql, s
             r = await gql(query, {"id": str(asset_id)}, token=actors[actor].token)
             assert "errors" not in r, (action, actor, source, r)
             assert r["data"][name]["status"] == target.value
-            hist = await gql("query($id: UUID!) { asset(id: $id) { transitions(last: 1) { edges { node "
-                             "{ fromStatus toStatus action actorId reason } } } } }", {"id": str(asset_id)},
-                             token=actors["ADMIN"].token)
+            hist = await gql(
+                "query($id: UUID!) { asset(id: $id) { transitions(last: 1) { edges { node "
+                "{ fromStatus toStatus action actorId reason } } } } }",
+                {"id": str(asset_id)},
+                token=actors["ADMIN"].token,
+            )
             node = hist["data"]["asset"]["transitions"]["edges"][-1]["node"]
             assert (node["fromStatus"], node["toStatus"], node["action"]) == (source.value, target.value, action)
             assert node["actorId"] == str(actors[actor].id)
@@ -100,58 +107,95 @@ async def test_wrong_state_is_a_conflict(action, actors, make_asset, gql) -> Non
 
 async def test_reject_needs_a_reason_and_records_it(actors, make_asset, gql) -> None:
     asset_id = await make_asset(actors["owner"].id, status=S.UNDER_REVIEW)
-    r = await gql('mutation($id: UUID!) { rejectAsset(id: $id, reason: "  ") { status } }', {"id": str(asset_id)},
-                  token=actors["COMPLIANCE"].token)
+    r = await gql(
+        'mutation($id: UUID!) { rejectAsset(id: $id, reason: "  ") { status } }',
+        {"id": str(asset_id)},
+        token=actors["COMPLIANCE"].token,
+    )
     assert gql.error_code(r) == "BAD_USER_INPUT"
-    r = await gql('mutation($id: UUID!) { rejectAsset(id: $id, reason: "missing appraisal") { status reviewReason } }',
-                  {"id": str(asset_id)}, token=actors["COMPLIANCE"].token)
+    r = await gql(
+        'mutation($id: UUID!) { rejectAsset(id: $id, reason: "missing appraisal") { status reviewReason } }',
+        {"id": str(asset_id)},
+        token=actors["COMPLIANCE"].token,
+    )
     assert r["data"]["rejectAsset"] == {"status": "REJECTED", "reviewReason": "missing appraisal"}
 
 
 async def test_full_lifecycle_through_the_api(actors, gql) -> None:
     owner, compliance = actors["owner"], actors["COMPLIANCE"]
-    r = await gql('mutation { createAsset(input: {name: "Harbour Loft", type: REAL_ESTATE, jurisdiction: "nl", '
-                  'currency: "EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", '
-                  'propertyType: "residential"}}) { id status jurisdiction } }', token=owner.token)
+    r = await gql(
+        'mutation { createAsset(input: {name: "Harbour Loft", type: REAL_ESTATE, jurisdiction: "nl", '
+        'currency: "EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", '
+        'propertyType: "residential"}}) { id status jurisdiction } }',
+        token=owner.token,
+    )
     asset = r["data"]["createAsset"]
     assert asset["status"] == "DRAFT" and asset["jurisdiction"] == "NL"
     v = {"id": asset["id"]}
-    r = await gql('mutation($id: UUID!) { updateAsset(id: $id, input: {description: "canal view"}) '
-                  '{ description name } }', v, token=owner.token)
+    r = await gql(
+        'mutation($id: UUID!) { updateAsset(id: $id, input: {description: "canal view"}) { description name } }',
+        v,
+        token=owner.token,
+    )
     assert r["data"]["updateAsset"] == {"description": "canal view", "name": "Harbour Loft"}
-    for call, token in (("submitAsset(id: $id)", owner), ('rejectAsset(id: $id, reason: "no deed")', compliance),
-                        ("reviseAsset(id: $id)", owner), ("submitAsset(id: $id)", owner),
-                        ("approveAsset(id: $id)", compliance)):
+    for call, token in (
+        ("submitAsset(id: $id)", owner),
+        ('rejectAsset(id: $id, reason: "no deed")', compliance),
+        ("reviseAsset(id: $id)", owner),
+        ("submitAsset(id: $id)", owner),
+        ("approveAsset(id: $id)", compliance),
+    ):
         r = await gql(f"mutation($id: UUID!) {{ {call} {{ status }} }}", v, token=token.token)
         assert "errors" not in r, r
-    r = await gql('mutation($id: UUID!) { updateAsset(id: $id, input: {name: "late edit"}) { name } }', v,
-                  token=owner.token)
+    r = await gql(
+        'mutation($id: UUID!) { updateAsset(id: $id, input: {name: "late edit"}) { name } }', v, token=owner.token
+    )
     assert gql.error_code(r) == "CONFLICT"  # only drafts are editable
-    r = await gql("query($id: UUID!) { asset(id: $id) { status transitions { edges { node { action toStatus } } } } }",
-                  v, token=owner.token)
+    r = await gql(
+        "query($id: UUID!) { asset(id: $id) { status transitions { edges { node { action toStatus } } } } }",
+        v,
+        token=owner.token,
+    )
     steps = [(e["node"]["action"], e["node"]["toStatus"]) for e in r["data"]["asset"]["transitions"]["edges"]]
-    assert steps == [("create", "DRAFT"), ("submit", "UNDER_REVIEW"), ("reject", "REJECTED"), ("revise", "DRAFT"),
-                     ("submit", "UNDER_REVIEW"), ("approve", "APPROVED")]
+    assert steps == [
+        ("create", "DRAFT"),
+        ("submit", "UNDER_REVIEW"),
+        ("reject", "REJECTED"),
+        ("revise", "DRAFT"),
+        ("submit", "UNDER_REVIEW"),
+        ("approve", "APPROVED"),
+    ]
 
 
-@pytest.mark.parametrize("metadata", [{"address": "x"}, {"address": "Main St 1", "areaSqm": "-1",
-                                                          "propertyType": "office"}, {"unknown": 1}])
+@pytest.mark.parametrize(
+    "metadata", [{"address": "x"}, {"address": "Main St 1", "areaSqm": "-1", "propertyType": "office"}, {"unknown": 1}]
+)
 async def test_metadata_is_validated_per_type(metadata, actors, gql) -> None:
-    r = await gql('mutation($m: JSON) { createAsset(input: {name: "A", type: REAL_ESTATE, jurisdiction: "DE", '
-                  'currency: "EUR", metadata: $m}) { id } }', {"m": metadata}, token=actors["owner"].token)
+    r = await gql(
+        'mutation($m: JSON) { createAsset(input: {name: "A", type: REAL_ESTATE, jurisdiction: "DE", '
+        'currency: "EUR", metadata: $m}) { id } }',
+        {"m": metadata},
+        token=actors["owner"].token,
+    )
     assert gql.error_code(r) == "BAD_USER_INPUT"
     assert r["errors"][0]["extensions"]["field"] == "metadata"
 
 
 async def test_bad_codes_are_rejected(actors, gql) -> None:
     for juris, cur, field in (("DEU", "EUR", "jurisdiction"), ("DE", "EURO", "currency"), ("DE", "XYZ", "currency")):
-        r = await gql(f'mutation {{ createAsset(input: {{name: "A", type: OTHER, jurisdiction: "{juris}", '
-                      f'currency: "{cur}"}}) {{ id }} }}', token=actors["owner"].token)
+        r = await gql(
+            f'mutation {{ createAsset(input: {{name: "A", type: OTHER, jurisdiction: "{juris}", '
+            f'currency: "{cur}"}}) {{ id }} }}',
+            token=actors["owner"].token,
+        )
         assert gql.error_code(r) == "BAD_USER_INPUT" and r["errors"][0]["extensions"]["field"] == field
 
 
 async def test_issuer_cannot_edit_someone_elses_draft(actors, make_asset, gql) -> None:
     asset_id = await make_asset(actors["owner"].id, status=S.DRAFT)
-    r = await gql('mutation($id: UUID!) { updateAsset(id: $id, input: {name: "mine now"}) { name } }',
-                  {"id": str(asset_id)}, token=actors["other_issuer"].token)
+    r = await gql(
+        'mutation($id: UUID!) { updateAsset(id: $id, input: {name: "mine now"}) { name } }',
+        {"id": str(asset_id)},
+        token=actors["other_issuer"].token,
+    )
     assert gql.error_code(r) == "NOT_FOUND"

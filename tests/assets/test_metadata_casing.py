@@ -6,13 +6,14 @@ import json
 import uuid
 
 import asyncpg
-import pytest
 from sqlalchemy.engine import make_url
 
 from core.migrate import downgrade, upgrade
 
-CREATE = ('mutation($m: JSON!) { createAsset(input: {name: "Harbour Bond", type: BOND, jurisdiction: "DE", '
-          'currency: "EUR", metadata: $m}) { id metadata } }')
+CREATE = (
+    'mutation($m: JSON!) { createAsset(input: {name: "Harbour Bond", type: BOND, jurisdiction: "DE", '
+    'currency: "EUR", metadata: $m}) { id metadata } }'
+)
 
 
 async def test_metadata_is_camel_case_in_and_out(gql, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -21,16 +22,24 @@ async def test_metadata_is_camel_case_in_and_out(gql, make_user) -> None:  # typ
     created = await gql(CREATE, {"m": sent}, token=issuer.token)
     assert created.get("errors") is None, created
     assert created["data"]["createAsset"]["metadata"] == {
-        "couponRate": "3.50", "maturityDate": "2031-06-30", "faceValue": "1000", "isin": "DE0001102580"}
-    read = await gql("query($id: UUID!) { asset(id: $id) { metadata } }",
-                     {"id": created["data"]["createAsset"]["id"]}, token=issuer.token)
+        "couponRate": "3.50",
+        "maturityDate": "2031-06-30",
+        "faceValue": "1000",
+        "isin": "DE0001102580",
+    }
+    read = await gql(
+        "query($id: UUID!) { asset(id: $id) { metadata } }",
+        {"id": created["data"]["createAsset"]["id"]},
+        token=issuer.token,
+    )
     assert read["data"]["asset"]["metadata"] == created["data"]["createAsset"]["metadata"]
 
 
 async def test_snake_case_keys_are_refused_by_their_camel_case_name(gql, make_user) -> None:  # type: ignore[no-untyped-def]
     issuer = await make_user(roles=["ISSUER"])
-    refused = await gql(CREATE, {"m": {"coupon_rate": "3.5", "maturity_date": "2031-06-30", "face_value": "1000"}},
-                        token=issuer.token)
+    refused = await gql(
+        CREATE, {"m": {"coupon_rate": "3.5", "maturity_date": "2031-06-30", "face_value": "1000"}}, token=issuer.token
+    )
     assert gql.error_code(refused) == "BAD_USER_INPUT"
     problems = refused["errors"][0]["extensions"]["problems"]
     assert problems["couponRate"] == "Field required" and "coupon_rate" in problems
@@ -38,8 +47,9 @@ async def test_snake_case_keys_are_refused_by_their_camel_case_name(gql, make_us
 
 async def test_migration_renames_stored_keys(database_url: str) -> None:
     name = f"rwa_meta_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(make_url(database_url).set(drivername="postgresql", database="postgres")
-                                  .render_as_string(False))
+    admin = await asyncpg.connect(
+        make_url(database_url).set(drivername="postgresql", database="postgres").render_as_string(False)
+    )
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
         url = make_url(database_url).set(database=name).render_as_string(False)
@@ -48,25 +58,40 @@ async def test_migration_renames_stored_keys(database_url: str) -> None:
         conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
         try:
             issuer = uuid.uuid4()
-            await conn.execute("INSERT INTO users (id, email, password_hash, roles, status, failed_logins) "
-                               "VALUES ($1, 'i@example.com', 'x', ARRAY['ISSUER'], 'ACTIVE', 0)", issuer)
-            rows = {"REAL_ESTATE": {"address": "Kade 1", "area_sqm": "120.5", "property_type": "office"},
-                    "OTHER": {"area_sqm": "kept as the issuer wrote it"}}
+            await conn.execute(
+                "INSERT INTO users (id, email, password_hash, roles, status, failed_logins) "
+                "VALUES ($1, 'i@example.com', 'x', ARRAY['ISSUER'], 'ACTIVE', 0)",
+                issuer,
+            )
+            rows = {
+                "REAL_ESTATE": {"address": "Kade 1", "area_sqm": "120.5", "property_type": "office"},
+                "OTHER": {"area_sqm": "kept as the issuer wrote it"},
+            }
             ids = {}
             for kind, attributes in rows.items():
                 ids[kind] = uuid.uuid4()
-                await conn.execute("INSERT INTO assets (id, issuer_id, name, type, status, jurisdiction, currency, "
-                                   "description, attributes) VALUES ($1, $2, 'a', $3, 'DRAFT', 'DE', 'EUR', '', "
-                                   "$4::jsonb)",
-                                   ids[kind], issuer, kind, json.dumps(attributes))
+                await conn.execute(
+                    "INSERT INTO assets (id, issuer_id, name, type, status, jurisdiction, currency, "
+                    "description, attributes) VALUES ($1, $2, 'a', $3, 'DRAFT', 'DE', 'EUR', '', "
+                    "$4::jsonb)",
+                    ids[kind],
+                    issuer,
+                    kind,
+                    json.dumps(attributes),
+                )
             await upgrade(url, "0021")
-            stored = {kind: json.loads(await conn.fetchval("SELECT attributes::text FROM assets WHERE id = $1", i))
-                      for kind, i in ids.items()}
-            assert stored == {"REAL_ESTATE": {"address": "Kade 1", "areaSqm": "120.5", "propertyType": "office"},
-                              "OTHER": {"area_sqm": "kept as the issuer wrote it"}}
+            stored = {
+                kind: json.loads(await conn.fetchval("SELECT attributes::text FROM assets WHERE id = $1", i))
+                for kind, i in ids.items()
+            }
+            assert stored == {
+                "REAL_ESTATE": {"address": "Kade 1", "areaSqm": "120.5", "propertyType": "office"},
+                "OTHER": {"area_sqm": "kept as the issuer wrote it"},
+            }
             await downgrade(url, "0020")
-            back = json.loads(await conn.fetchval("SELECT attributes::text FROM assets WHERE id = $1",
-                                                  ids["REAL_ESTATE"]))
+            back = json.loads(
+                await conn.fetchval("SELECT attributes::text FROM assets WHERE id = $1", ids["REAL_ESTATE"])
+            )
             assert back == rows["REAL_ESTATE"]
         finally:
             await conn.close()

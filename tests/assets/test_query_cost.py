@@ -9,8 +9,10 @@ from core.settings import Settings
 from schema import build_schema
 from schema.cost import operation_cost
 
-BIG = ("{ assets(first: 100) { edges { node { tokens { holdings(first: 100) { edges { node { holder } } } "
-       "transfers(first: 100) { edges { node { txHash } } } } } } } }")
+BIG = (
+    "{ assets(first: 100) { edges { node { tokens { holdings(first: 100) { edges { node { holder } } } "
+    "transfers(first: 100) { edges { node { txHash } } } } } } } }"
+)
 
 
 def cost(query: str, variables: dict | None = None, operation: str | None = None) -> int:  # type: ignore[type-arg]
@@ -24,8 +26,9 @@ def test_fields_cost_one_and_connections_multiply() -> None:
     assert cost("{ assets(first: 10) { edges { node { name issuer { email } } } } }") == 1 + 10 * 5
     # nested: holdings page of 100 inside a page of 100 assets
     inner = 1 + 100 * 3  # holdings(first: 100) { edges { node { holder } } }
-    assert cost("{ assets(first: 100) { edges { node { tokens { holdings(first: 100) { edges { node { holder } } } } } } } }") \
-        == 1 + 100 * (1 + 1 + 1 + inner)
+    assert cost(
+        "{ assets(first: 100) { edges { node { tokens { holdings(first: 100) { edges { node { holder } } } } } } } }"
+    ) == 1 + 100 * (1 + 1 + 1 + inner)
     assert cost(BIG) == 1 + 100 * (1 + 1 + 1 + 2 * (1 + 100 * 3))
 
 
@@ -46,10 +49,12 @@ async def test_over_budget_is_refused_before_execution(gql, make_user, settings)
     error = r["errors"][0]
     assert error["extensions"] == {"code": "QUERY_TOO_COMPLEX", "cost": cost(BIG), "maxCost": settings.max_query_cost}
     # a mutation over budget changes nothing: its selection is priced before it runs
-    heavy = ('mutation { createAsset(input: {name: "x", type: OTHER, jurisdiction: "DE", currency: "EUR"}) '
-             '{ id tokens { holdings(first: 100) { edges { node { holder balance frozen } } } '
-             'transfers(first: 100) { edges { node { txHash value blockNumber fromAddress toAddress } } } } '
-             'transitions(first: 100) { edges { node { action reason at actorId fromStatus toStatus } } } } }')
+    heavy = (
+        'mutation { createAsset(input: {name: "x", type: OTHER, jurisdiction: "DE", currency: "EUR"}) '
+        "{ id tokens { holdings(first: 100) { edges { node { holder balance frozen } } } "
+        "transfers(first: 100) { edges { node { txHash value blockNumber fromAddress toAddress } } } } "
+        "transitions(first: 100) { edges { node { action reason at actorId fromStatus toStatus } } } } }"
+    )
     issuer = await make_user(roles=["ISSUER", "ADMIN"])
     r = await gql(heavy.replace("100", "9000"), token=issuer.token)
     assert gql.error_code(r) == "QUERY_TOO_COMPLEX"

@@ -12,9 +12,11 @@ from chains.deploy import transact
 from models.assets import AssetStatus as S
 from models.tokens import Holding, Token, TokenKind
 
-TOKENIZE = ("mutation($a: UUID!, $addr: String, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, "
-            "address: $addr, deploy: $d) { asset { status tokens { address } } token { id chainId chainName "
-            "address symbol decimals totalSupply paused startBlock holderCount kind } } }")
+TOKENIZE = (
+    "mutation($a: UUID!, $addr: String, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, "
+    "address: $addr, deploy: $d) { asset { status tokens { address } } token { id chainId chainName "
+    "address symbol decimals totalSupply paused startBlock holderCount kind } } }"
+)
 HISTORY = "query($id: UUID!) { asset(id: $id) { status transitions { edges { node { action toStatus reason } } } } }"
 
 
@@ -35,29 +37,42 @@ async def first_code_block(w3, address: str) -> int:  # type: ignore[no-untyped-
 async def test_deploy_path(chain_env, anvil_w3, make_user, make_asset, gql, session: AsyncSession) -> None:
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id, status=S.APPROVED)
-    r = await gql(TOKENIZE, {"a": str(asset_id), "d": {"name": "Harbour Loft Shares", "symbol": "HLS",
-                                                       "decimals": 6}}, token=issuer.token)
+    r = await gql(
+        TOKENIZE,
+        {"a": str(asset_id), "d": {"name": "Harbour Loft Shares", "symbol": "HLS", "decimals": 6}},
+        token=issuer.token,
+    )
     assert "errors" not in r, r
     result = r["data"]["tokenizeAsset"]
     token = result["token"]
     assert result["asset"]["status"] == "ACTIVE" and result["asset"]["tokens"] == [{"address": token["address"]}]
     assert token["address"] == to_checksum_address(token["address"])
-    assert (token["symbol"], token["decimals"], token["totalSupply"], token["paused"], token["kind"]) == \
-        ("HLS", 6, "0", False, "SECURITY")
+    assert (token["symbol"], token["decimals"], token["totalSupply"], token["paused"], token["kind"]) == (
+        "HLS",
+        6,
+        "0",
+        False,
+        "SECURITY",
+    )
     assert token["chainName"].lower() == "ethereum"
     assert await anvil_w3.eth.get_code(token["address"])  # really deployed
     assert token["startBlock"] == await first_code_block(anvil_w3, token["address"])
     row = (await session.execute(select(Token).where(Token.address == token["address"]))).scalar_one()
-    assert (row.chain_id, row.kind, row.asset_id, row.start_block) == (1, TokenKind.SECURITY, asset_id,
-                                                                       token["startBlock"])
+    assert (row.chain_id, row.kind, row.asset_id, row.start_block) == (
+        1,
+        TokenKind.SECURITY,
+        asset_id,
+        token["startBlock"],
+    )
     assert row.identity_registry is not None and await anvil_w3.eth.get_code(row.identity_registry)
     r = await gql(HISTORY, {"id": str(asset_id)}, token=issuer.token)
     steps = [e["node"]["action"] for e in r["data"]["asset"]["transitions"]["edges"]]
     assert steps[-2:] == ["tokenize", "confirm_tokens"]
 
 
-async def test_register_path_validates_on_chain(chain_env, anvil_w3, rwa_stack, anvil_accounts, make_user,
-                                                make_asset, gql, session: AsyncSession) -> None:
+async def test_register_path_validates_on_chain(
+    chain_env, anvil_w3, rwa_stack, anvil_accounts, make_user, make_asset, gql, session: AsyncSession
+) -> None:
     admin = await make_user(roles=["ADMIN"])
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id, status=S.APPROVED)
@@ -75,12 +90,22 @@ async def test_register_path_validates_on_chain(chain_env, anvil_w3, rwa_stack, 
     row = (await session.execute(select(Token).where(Token.address == token_contract.address))).scalar_one()
     assert row.identity_registry == rwa_stack.registry.address
     # holder count and holdings come from the indexer's tables
-    session.add(Holding(chain_id=1, token_address=token_contract.address, holder=holder, balance=5 * 10**18,
-                        updated_block=token["startBlock"]))
+    session.add(
+        Holding(
+            chain_id=1,
+            token_address=token_contract.address,
+            holder=holder,
+            balance=5 * 10**18,
+            updated_block=token["startBlock"],
+        )
+    )
     await session.commit()
-    r = await gql("query($a: String!) { token(chainId: 1, address: $a) { holderCount holdings { edges { node "
-                  "{ holder balance } } } transfers { edges { node { txHash } } } } }",
-                  {"a": token_contract.address}, token=admin.token)
+    r = await gql(
+        "query($a: String!) { token(chainId: 1, address: $a) { holderCount holdings { edges { node "
+        "{ holder balance } } } transfers { edges { node { txHash } } } } }",
+        {"a": token_contract.address},
+        token=admin.token,
+    )
     assert r["data"]["token"]["holderCount"] == 1
     assert r["data"]["token"]["holdings"]["edges"] == [{"node": {"holder": holder, "balance": str(5 * 10**18)}}]
 
@@ -93,8 +118,9 @@ async def test_register_path_validates_on_chain(chain_env, anvil_w3, rwa_stack, 
 
 
 @pytest.mark.parametrize("target", ["eoa", "stablecoin_registry"])
-async def test_register_refuses_what_is_not_a_token(target, chain_env, rwa_stack, anvil_accounts, make_user,
-                                                   make_asset, gql) -> None:
+async def test_register_refuses_what_is_not_a_token(
+    target, chain_env, rwa_stack, anvil_accounts, make_user, make_asset, gql
+) -> None:
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id, status=S.APPROVED)
     # an account without code; a contract without decimals/symbol/totalSupply (the identity registry)
@@ -132,12 +158,19 @@ async def test_tokenize_checks_state_role_and_input(chain_env, make_user, make_a
     assert gql.error_code(r) == "FORBIDDEN"
     r = await gql(TOKENIZE, {"a": str(approved), "d": deploy}, token=other.token)
     assert gql.error_code(r) == "NOT_FOUND"
-    for variables in ({"a": str(approved)}, {"a": str(approved), "d": deploy, "addr": "0x1"},
-                      {"a": str(approved), "d": {"name": "X", "symbol": "X", "decimals": 40}}):
+    for variables in (
+        {"a": str(approved)},
+        {"a": str(approved), "d": deploy, "addr": "0x1"},
+        {"a": str(approved), "d": {"name": "X", "symbol": "X", "decimals": 40}},
+    ):
         r = await gql(TOKENIZE, variables, token=issuer.token)
         assert gql.error_code(r) == "BAD_USER_INPUT", variables
-    r = await gql("mutation($a: UUID!) { tokenizeAsset(assetId: $a, chainId: 10, deploy: {name: \"X\", "
-                  "symbol: \"X\"}) { token { id } } }", {"a": str(approved)}, token=issuer.token)
+    r = await gql(
+        'mutation($a: UUID!) { tokenizeAsset(assetId: $a, chainId: 10, deploy: {name: "X", '
+        'symbol: "X"}) { token { id } } }',
+        {"a": str(approved)},
+        token=issuer.token,
+    )
     assert gql.error_code(r) == "BAD_USER_INPUT"
     r = await gql(HISTORY, {"id": str(approved)}, token=issuer.token)
     assert r["data"]["asset"]["status"] == "APPROVED"

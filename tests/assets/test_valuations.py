@@ -8,15 +8,25 @@ import pytest
 
 from models.assets import AssetStatus as S
 
-ADD = ("mutation($i: AddValuationInput!) { addValuation(input: $i) { id amount currency method asOf source "
-       "amountIn(currency: \"USD\") } }")
+ADD = (
+    "mutation($i: AddValuationInput!) { addValuation(input: $i) { id amount currency method asOf source "
+    'amountIn(currency: "USD") } }'
+)
 ADD_PLAIN = "mutation($i: AddValuationInput!) { addValuation(input: $i) { id amount currency asOf } }"
 RATE = "mutation($b: String!, $q: String!, $d: Date!, $r: Decimal!) { setFxRate(base: $b, quote: $q, asOf: $d, rate: $r) { base quote rate asOf } }"
 
 
 def val(asset_id, amount="1000000.50", currency="EUR", as_of="2026-03-31", method="APPRAISAL"):  # type: ignore[no-untyped-def]
-    return {"i": {"assetId": str(asset_id), "amount": amount, "currency": currency, "method": method,
-                  "asOf": as_of, "source": "Knight Frank"}}
+    return {
+        "i": {
+            "assetId": str(asset_id),
+            "amount": amount,
+            "currency": currency,
+            "method": method,
+            "asOf": as_of,
+            "source": "Knight Frank",
+        }
+    }
 
 
 async def test_history_and_latest(make_user, make_asset, gql) -> None:
@@ -25,9 +35,12 @@ async def test_history_and_latest(make_user, make_asset, gql) -> None:
     for amount, as_of in (("100", "2026-01-31"), ("300", "2026-03-31"), ("200", "2026-02-28")):
         r = await gql(ADD_PLAIN, val(asset_id, amount, as_of=as_of), token=issuer.token)
         assert "errors" not in r, r
-    r = await gql("query($id: UUID!) { asset(id: $id) { latestValuation { amount asOf } "
-                  "valuations { edges { node { amount asOf method source } } } } }", {"id": str(asset_id)},
-                  token=admin.token)
+    r = await gql(
+        "query($id: UUID!) { asset(id: $id) { latestValuation { amount asOf } "
+        "valuations { edges { node { amount asOf method source } } } } }",
+        {"id": str(asset_id)},
+        token=admin.token,
+    )
     asset = r["data"]["asset"]
     assert asset["latestValuation"] == {"amount": "300", "asOf": "2026-03-31"}  # newest as-of, not newest entry
     assert [e["node"]["amount"] for e in asset["valuations"]["edges"]] == ["300", "200", "100"]
@@ -41,10 +54,18 @@ async def test_amounts_stay_exact_decimals(make_user, make_asset, gql) -> None:
     assert r["data"]["addValuation"]["amount"] == "12345678901234567890.123456789012345678"
 
 
-@pytest.mark.parametrize("changes,field", [({"currency": "EURO"}, "currency"), ({"currency": "ABC"}, "currency"),
-                                           ({"amount": "-1"}, "amount"), ({"amount": "1e30"}, "amount"),
-                                           ({"amount": "0.0000000000000000001"}, "amount"),
-                                           ({"asOf": "2999-01-01"}, "asOf"), ({"source": " "}, "source")])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"currency": "EURO"}, "currency"),
+        ({"currency": "ABC"}, "currency"),
+        ({"amount": "-1"}, "amount"),
+        ({"amount": "1e30"}, "amount"),
+        ({"amount": "0.0000000000000000001"}, "amount"),
+        ({"asOf": "2999-01-01"}, "asOf"),
+        ({"source": " "}, "source"),
+    ],
+)
 async def test_invalid_valuations_are_rejected(changes, field, make_user, make_asset, gql) -> None:
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id)
@@ -52,8 +73,11 @@ async def test_invalid_valuations_are_rejected(changes, field, make_user, make_a
     v["i"].update(changes)
     r = await gql(ADD_PLAIN, v, token=issuer.token)
     assert gql.error_code(r) == "BAD_USER_INPUT" and r["errors"][0]["extensions"]["field"] == field
-    r = await gql("query($id: UUID!) { asset(id: $id) { valuations { edges { node { id } } } } }",
-                  {"id": str(asset_id)}, token=issuer.token)
+    r = await gql(
+        "query($id: UUID!) { asset(id: $id) { valuations { edges { node { id } } } } }",
+        {"id": str(asset_id)},
+        token=issuer.token,
+    )
     assert r["data"]["asset"]["valuations"]["edges"] == []
 
 
@@ -81,17 +105,22 @@ async def test_fx_conversion_uses_the_rate_in_force_on_the_as_of_date(make_user,
     r = await gql(ADD, val(asset_id, "1000", as_of="2026-03-31"), token=issuer.token)
     assert r["data"]["addValuation"]["amountIn"] == "1200"
     # the inverse pair, and a date before any rate
-    r = await gql('{ convertAmount(amount: "1200", fromCurrency: "USD", toCurrency: "EUR", asOf: "2026-03-02") }',
-                  token=issuer.token)
+    r = await gql(
+        '{ convertAmount(amount: "1200", fromCurrency: "USD", toCurrency: "EUR", asOf: "2026-03-02") }',
+        token=issuer.token,
+    )
     assert Decimal(r["data"]["convertAmount"]) == Decimal(1000)
-    r = await gql('{ convertAmount(amount: "1", fromCurrency: "EUR", toCurrency: "USD", asOf: "2025-12-31") }',
-                  token=issuer.token)
+    r = await gql(
+        '{ convertAmount(amount: "1", fromCurrency: "EUR", toCurrency: "USD", asOf: "2025-12-31") }', token=issuer.token
+    )
     assert gql.error_code(r) == "NOT_FOUND"
     r = await gql(RATE, {"b": "EUR", "q": "USD", "d": "2026-01-01", "r": "1.15"}, token=admin.token)
     assert r["data"]["setFxRate"]["rate"] == "1.15"  # upsert of the same day
     r = await gql('{ fxRates(base: "EUR") { edges { node { quote asOf rate } } } }', token=issuer.token)
     assert [(e["node"]["asOf"], e["node"]["rate"]) for e in r["data"]["fxRates"]["edges"]] == [
-        ("2026-03-01", "1.2"), ("2026-01-01", "1.15")]
+        ("2026-03-01", "1.2"),
+        ("2026-01-01", "1.15"),
+    ]
 
 
 async def test_fx_rates_are_admin_only_and_validated(make_user, gql) -> None:

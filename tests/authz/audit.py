@@ -3,6 +3,7 @@
 from tests.authz import Rule
 
 ENTRIES = {
-    "Query.auditLog": Rule("{ auditLog(first: 1) { edges { node { action } } } }",
-                           roles=frozenset({"ADMIN", "COMPLIANCE"})),
+    "Query.auditLog": Rule(
+        "{ auditLog(first: 1) { edges { node { action } } } }", roles=frozenset({"ADMIN", "COMPLIANCE"})
+    ),
 }

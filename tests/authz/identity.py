@@ -11,8 +11,10 @@ ENTRIES = {
     "Mutation.login": Rule('mutation { login(email: "x@example.com", password: "y") { accessToken } }', public=True),
     "Mutation.refreshToken": Rule('mutation { refreshToken(refreshToken: "nope") { accessToken } }', public=True),
     "Mutation.logout": Rule('mutation { logout(refreshToken: "nope") }'),
-    "Mutation.grantRole": Rule(f'mutation {{ grantRole(userId: "{NOBODY}", role: ISSUER) {{ id }} }}',
-                               roles=frozenset({"ADMIN"})),
-    "Mutation.revokeRole": Rule(f'mutation {{ revokeRole(userId: "{NOBODY}", role: ISSUER) {{ id }} }}',
-                                roles=frozenset({"ADMIN"})),
+    "Mutation.grantRole": Rule(
+        f'mutation {{ grantRole(userId: "{NOBODY}", role: ISSUER) {{ id }} }}', roles=frozenset({"ADMIN"})
+    ),
+    "Mutation.revokeRole": Rule(
+        f'mutation {{ revokeRole(userId: "{NOBODY}", role: ISSUER) {{ id }} }}', roles=frozenset({"ADMIN"})
+    ),
 }

@@ -14,11 +14,17 @@ ENTRIES = {
     "Query.indexerStatus": Rule("{ indexerStatus { chainId indexedBlock } }"),
     "Query.tokenHoldings": Rule(
         f'{{ tokenHoldings(chainId: 1, token: "{TOKEN}") {{ edges {{ node {{ holder balance }} }} }} }}',
-        roles=STAFF, scopes=frozenset({"holdings:read"})),
+        roles=STAFF,
+        scopes=frozenset({"holdings:read"}),
+    ),
     "Query.tokenTransfers": Rule(
         f'{{ tokenTransfers(chainId: 1, token: "{TOKEN}", holder: "{HOLDER}") {{ edges {{ node {{ value }} }} }} }}',
-        roles=STAFF, scopes=frozenset({"holdings:read"})),
+        roles=STAFF,
+        scopes=frozenset({"holdings:read"}),
+    ),
     "Query.holderBalance": Rule(
-        f'{{ holderBalance(chainId: 1, token: "{TOKEN}", holder: "{HOLDER}") {{ balance }} }}', roles=STAFF,
-            scopes=frozenset({"holdings:read"})),
+        f'{{ holderBalance(chainId: 1, token: "{TOKEN}", holder: "{HOLDER}") {{ balance }} }}',
+        roles=STAFF,
+        scopes=frozenset({"holdings:read"}),
+    ),
 }

@@ -15,30 +15,42 @@ def _m(call: str, roles: frozenset[str], scopes: frozenset[str] = frozenset()) -
 ENTRIES = {
     "Query.offerings": Rule("{ offerings(first: 1) { edges { node { id } } } }", scopes=frozenset({"offerings:read"})),
     "Query.offering": Rule(f'{{ offering(id: "{NOBODY}") {{ id }} }}', scopes=frozenset({"offerings:read"})),
-    "Query.mySubscriptions": Rule("{ mySubscriptions(first: 1) { edges { node { id } } } }",
-        scopes=frozenset({"offerings:read"})),
-    "Query.offeringSubscriptions": Rule(f'{{ offeringSubscriptions(offeringId: "{NOBODY}") {{ edges {{ cursor }} }} }}',
-                                        roles=STAFF_AND_ISSUERS),
+    "Query.mySubscriptions": Rule(
+        "{ mySubscriptions(first: 1) { edges { node { id } } } }", scopes=frozenset({"offerings:read"})
+    ),
+    "Query.offeringSubscriptions": Rule(
+        f'{{ offeringSubscriptions(offeringId: "{NOBODY}") {{ edges {{ cursor }} }} }}', roles=STAFF_AND_ISSUERS
+    ),
     "Query.tokenIssuances": Rule("{ tokenIssuances(first: 1) { edges { cursor } } }", roles=STAFF_AND_ISSUERS),
     "Mutation.createOffering": _m(
         f'createOffering(input: {{tokenId: "{NOBODY}", name: "x", quoteCurrency: "USDC", price: "1", minTicket: "1", '
         f'target: "1", hardCap: "10", opensAt: "2030-01-01T00:00:00Z", closesAt: "2030-02-01T00:00:00Z", '
-        f'allocationRule: PRO_RATA}})', ISSUERS),
+        f"allocationRule: PRO_RATA}})",
+        ISSUERS,
+    ),
     "Mutation.openOffering": _m(f'openOffering(id: "{NOBODY}")', ISSUERS),
     "Mutation.closeOffering": _m(f'closeOffering(id: "{NOBODY}")', ISSUERS),
     "Mutation.cancelOffering": _m(f'cancelOffering(id: "{NOBODY}")', ISSUERS),
-    "Mutation.subscribeToOffering": _m(f'subscribeToOffering(input: {{offeringId: "{NOBODY}", amount: "1"}})',
-                                       INVESTORS, scopes=frozenset({"offerings:write"})),
-    "Mutation.cancelSubscription": _m(f'cancelSubscription(id: "{NOBODY}")', INVESTORS,
-        scopes=frozenset({"offerings:write"})),
-    "Mutation.issueTokens": _m(f'issueTokens(input: {{tokenId: "{NOBODY}", allocations: [{{userId: "{NOBODY}", '
-                               f'amount: "1"}}]}})', ISSUERS),
+    "Mutation.subscribeToOffering": _m(
+        f'subscribeToOffering(input: {{offeringId: "{NOBODY}", amount: "1"}})',
+        INVESTORS,
+        scopes=frozenset({"offerings:write"}),
+    ),
+    "Mutation.cancelSubscription": _m(
+        f'cancelSubscription(id: "{NOBODY}")', INVESTORS, scopes=frozenset({"offerings:write"})
+    ),
+    "Mutation.issueTokens": _m(
+        f'issueTokens(input: {{tokenId: "{NOBODY}", allocations: [{{userId: "{NOBODY}", amount: "1"}}]}})', ISSUERS
+    ),
     "Mutation.approveIssuance": _m(f'approveIssuance(id: "{NOBODY}")', frozenset({"COMPLIANCE", "ADMIN"})),
     "Mutation.rejectIssuance": _m(f'rejectIssuance(id: "{NOBODY}", reason: "no")', frozenset({"COMPLIANCE", "ADMIN"})),
-    "Mutation.redeemTokens": _m(f'redeemTokens(input: {{tokenId: "{NOBODY}", userId: "{NOBODY}", amount: "1"}})',
-                                ISSUERS),
-    "Mutation.setAccreditation": Rule(f'mutation {{ setAccreditation(userId: "{NOBODY}", accredited: true) }}',
-                                      roles=frozenset({"COMPLIANCE"})),
-    "Subscription.offeringUpdates": Rule(f'subscription {{ offeringUpdates(offeringId: "{NOBODY}") {{ state }} }}',
-        scopes=frozenset({"offerings:read"})),
+    "Mutation.redeemTokens": _m(
+        f'redeemTokens(input: {{tokenId: "{NOBODY}", userId: "{NOBODY}", amount: "1"}})', ISSUERS
+    ),
+    "Mutation.setAccreditation": Rule(
+        f'mutation {{ setAccreditation(userId: "{NOBODY}", accredited: true) }}', roles=frozenset({"COMPLIANCE"})
+    ),
+    "Subscription.offeringUpdates": Rule(
+        f'subscription {{ offeringUpdates(offeringId: "{NOBODY}") {{ state }} }}', scopes=frozenset({"offerings:read"})
+    ),
 }

@@ -11,10 +11,13 @@ ENTRIES = {
     "Query.kycCases": Rule("{ kycCases(first: 1) { edges { node { id status } } } }", roles=STAFF),
     "Mutation.submitKyc": Rule(
         'mutation { submitKyc(input: {fullName: "A B", dateOfBirth: "1990-01-01", country: "DE", '
-        'documentType: PASSPORT, documentNumber: "X1", address: "Street 1"}) { status } }'),
-    "Mutation.reviewKyc": Rule(f'mutation {{ reviewKyc(caseId: "{NOBODY}", decision: APPROVE) {{ status }} }}',
-                               roles=COMPLIANCE),
-    "Mutation.suspendKyc": Rule(f'mutation {{ suspendKyc(caseId: "{NOBODY}", reason: "r") {{ status }} }}',
-                                roles=COMPLIANCE),
+        'documentType: PASSPORT, documentNumber: "X1", address: "Street 1"}) { status } }'
+    ),
+    "Mutation.reviewKyc": Rule(
+        f'mutation {{ reviewKyc(caseId: "{NOBODY}", decision: APPROVE) {{ status }} }}', roles=COMPLIANCE
+    ),
+    "Mutation.suspendKyc": Rule(
+        f'mutation {{ suspendKyc(caseId: "{NOBODY}", reason: "r") {{ status }} }}', roles=COMPLIANCE
+    ),
     "Mutation.expireKyc": Rule(f'mutation {{ expireKyc(caseId: "{NOBODY}") {{ status }} }}', roles=COMPLIANCE),
 }

@@ -9,10 +9,14 @@ ENTRIES = {
     "Query.oauthClients": Rule("{ oauthClients { clientId scopes } }", roles=ADMIN),
     "Mutation.registerOAuthClient": Rule(
         f'mutation {{ registerOAuthClient(name: "matrix", ownerId: "{NOBODY}", scopes: ["assets:read"]) '
-        '{ clientSecret } }', roles=ADMIN),
+        "{ clientSecret } }",
+        roles=ADMIN,
+    ),
     "Mutation.rotateOAuthClientSecret": Rule(
         'mutation { rotateOAuthClientSecret(clientId: "rwac_nobody", overlapSeconds: 60) { clientSecret } }',
-        roles=ADMIN),
-    "Mutation.revokeOAuthClient": Rule('mutation { revokeOAuthClient(clientId: "rwac_nobody") { clientId } }',
-                                       roles=ADMIN),
+        roles=ADMIN,
+    ),
+    "Mutation.revokeOAuthClient": Rule(
+        'mutation { revokeOAuthClient(clientId: "rwac_nobody") { clientId } }', roles=ADMIN
+    ),
 }

@@ -17,24 +17,29 @@ ENTRIES = {
     "Mutation.retryOperation": _m(f'retryOperation(id: "{NOBODY}")', STAFF),
     "Mutation.cancelOperation": _m(f'cancelOperation(id: "{NOBODY}", reason: "x")', STAFF),
     "Mutation.freezeWallet": _m(f'freezeWallet(tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x")', COMPLIANCE),
-    "Mutation.unfreezeWallet": _m(f'unfreezeWallet(tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x")',
-                                  COMPLIANCE),
-    "Mutation.freezeTokens": _m(f'freezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x")',
-                                COMPLIANCE),
-    "Mutation.unfreezeTokens": _m(f'unfreezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", '
-                                  f'reason: "x")', COMPLIANCE),
+    "Mutation.unfreezeWallet": _m(f'unfreezeWallet(tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x")', COMPLIANCE),
+    "Mutation.freezeTokens": _m(
+        f'freezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x")', COMPLIANCE
+    ),
+    "Mutation.unfreezeTokens": _m(
+        f'unfreezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x")', COMPLIANCE
+    ),
     "Mutation.pauseToken": _m(f'pauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
     "Mutation.unpauseToken": _m(f'unpauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
 }
-ENTRIES["Subscription.mySettlements"] = Rule("subscription { mySettlements { tradeId } }",
-                                             scopes=frozenset({"orders:read"}))
-ENTRIES["Query.myWithdrawals"] = Rule("{ myWithdrawals(first: 1) { edges { node { id } } } }",
-                                      scopes=frozenset({"payments:read"}))
+ENTRIES["Subscription.mySettlements"] = Rule(
+    "subscription { mySettlements { tradeId } }", scopes=frozenset({"orders:read"})
+)
+ENTRIES["Query.myWithdrawals"] = Rule(
+    "{ myWithdrawals(first: 1) { edges { node { id } } } }", scopes=frozenset({"payments:read"})
+)
 ENTRIES["Query.withdrawals"] = Rule("{ withdrawals(first: 1) { edges { node { id } } } }", roles=STAFF)
-ENTRIES["Mutation.requestWithdrawal"] = _m(f'requestWithdrawal(currency: "USDC", amount: "1", wallet: "{WALLET}", '
-                                           f'idempotencyKey: "k")', frozenset({"INVESTOR", "ISSUER", "COMPLIANCE",
-                                                                               "ADMIN"}))
+ENTRIES["Mutation.requestWithdrawal"] = _m(
+    f'requestWithdrawal(currency: "USDC", amount: "1", wallet: "{WALLET}", idempotencyKey: "k")',
+    frozenset({"INVESTOR", "ISSUER", "COMPLIANCE", "ADMIN"}),
+)
 ENTRIES["Mutation.approveWithdrawal"] = _m(f'approveWithdrawal(id: "{NOBODY}")', frozenset({"ADMIN"}))
 ENTRIES["Mutation.rejectWithdrawal"] = _m(f'rejectWithdrawal(id: "{NOBODY}", reason: "x")', frozenset({"ADMIN"}))
-ENTRIES["Subscription.myWithdrawals"] = Rule("subscription { myWithdrawals { id } }",
-                                             scopes=frozenset({"payments:read"}))
+ENTRIES["Subscription.myWithdrawals"] = Rule(
+    "subscription { myWithdrawals { id } }", scopes=frozenset({"payments:read"})
+)

@@ -7,32 +7,45 @@ STAFF = frozenset({"ADMIN", "COMPLIANCE"})
 ADMIN = frozenset({"ADMIN"})
 
 ENTRIES = {
-    "Query.payments": Rule("{ payments(first: 1) { edges { node { id state } } } }",
-        scopes=frozenset({"payments:read"})),
+    "Query.payments": Rule(
+        "{ payments(first: 1) { edges { node { id state } } } }", scopes=frozenset({"payments:read"})
+    ),
     "Query.payment": Rule(f'{{ payment(id: "{NOBODY}") {{ id }} }}', scopes=frozenset({"payments:read"})),
     "Query.settlementReport": Rule(
-        '{ settlementReport(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { state count } }', roles=STAFF),
+        '{ settlementReport(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { state count } }', roles=STAFF
+    ),
     "Query.webhookEndpoints": Rule("{ webhookEndpoints { id url } }", roles=ADMIN),
-    "Query.webhookDeliveries": Rule('{ webhookDeliveries(state: "DEAD", first: 1) { edges { node { id } } } }',
-                                    roles=ADMIN),
+    "Query.webhookDeliveries": Rule(
+        '{ webhookDeliveries(state: "DEAD", first: 1) { edges { node { id } } } }', roles=ADMIN
+    ),
     "Mutation.createPayment": Rule(
         'mutation { createPayment(input: {amount: "10.00", currency: "USD", method: BANK_TRANSFER, '
-        'idempotencyKey: "authz"}) { id state } }', scopes=frozenset({"payments:write"})),
-    "Mutation.cancelPayment": Rule(f'mutation {{ cancelPayment(id: "{NOBODY}") {{ id }} }}',
-        scopes=frozenset({"payments:write"})),
+        'idempotencyKey: "authz"}) { id state } }',
+        scopes=frozenset({"payments:write"}),
+    ),
+    "Mutation.cancelPayment": Rule(
+        f'mutation {{ cancelPayment(id: "{NOBODY}") {{ id }} }}', scopes=frozenset({"payments:write"})
+    ),
     "Mutation.confirmBankTransfer": Rule(
-        f'mutation {{ confirmBankTransfer(paymentId: "{NOBODY}", bankReference: "B1") {{ id }} }}', roles=ADMIN),
-    "Mutation.refundPayment": Rule(f'mutation {{ refundPayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}',
-                                   roles=ADMIN),
+        f'mutation {{ confirmBankTransfer(paymentId: "{NOBODY}", bankReference: "B1") {{ id }} }}', roles=ADMIN
+    ),
+    "Mutation.refundPayment": Rule(
+        f'mutation {{ refundPayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}', roles=ADMIN
+    ),
     "Mutation.acceptLatePayment": Rule(
-        f'mutation {{ acceptLatePayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}', roles=ADMIN),
-    "Mutation.failPayment": Rule(f'mutation {{ failPayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}',
-                                 roles=ADMIN),
-    "Mutation.createWebhookEndpoint": Rule('mutation { createWebhookEndpoint(url: "https://example.com/h") { id } }',
-                                           roles=ADMIN),
-    "Mutation.disableWebhookEndpoint": Rule(f'mutation {{ disableWebhookEndpoint(id: "{NOBODY}") {{ id }} }}',
-                                            roles=ADMIN),
+        f'mutation {{ acceptLatePayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}', roles=ADMIN
+    ),
+    "Mutation.failPayment": Rule(
+        f'mutation {{ failPayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}', roles=ADMIN
+    ),
+    "Mutation.createWebhookEndpoint": Rule(
+        'mutation { createWebhookEndpoint(url: "https://example.com/h") { id } }', roles=ADMIN
+    ),
+    "Mutation.disableWebhookEndpoint": Rule(
+        f'mutation {{ disableWebhookEndpoint(id: "{NOBODY}") {{ id }} }}', roles=ADMIN
+    ),
     "Mutation.redeliverWebhook": Rule(f'mutation {{ redeliverWebhook(id: "{NOBODY}") {{ id }} }}', roles=ADMIN),
-    "Subscription.paymentUpdates": Rule(f'subscription {{ paymentUpdates(id: "{NOBODY}") {{ state }} }}',
-        scopes=frozenset({"payments:read"})),
+    "Subscription.paymentUpdates": Rule(
+        f'subscription {{ paymentUpdates(id: "{NOBODY}") {{ state }} }}', scopes=frozenset({"payments:read"})
+    ),
 }

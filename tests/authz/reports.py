@@ -12,9 +12,12 @@ TOKEN = "0x00000000000000000000000000000000000000aa"
 ENTRIES = {
     "Query.capTable": Rule(
         f'{{ capTable(chainId: 1, token: "{TOKEN}") {{ holderCount holders {{ holder percent }} }} }}',
-        roles=frozenset({"ADMIN", "COMPLIANCE", "ISSUER"})),
+        roles=frozenset({"ADMIN", "COMPLIANCE", "ISSUER"}),
+    ),
     "Query.investorStatement": Rule(
-        '{ investorStatement(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { email cash { currency } } }'),
-    "Query.platformKpis": Rule("{ platformKpis { computedAt assetsByStatus { status count } } }",
-                               roles=frozenset({"ADMIN", "COMPLIANCE"})),
+        '{ investorStatement(from: "2026-01-01T00:00:00Z", to: "2026-02-01T00:00:00Z") { email cash { currency } } }'
+    ),
+    "Query.platformKpis": Rule(
+        "{ platformKpis { computedAt assetsByStatus { status count } } }", roles=frozenset({"ADMIN", "COMPLIANCE"})
+    ),
 }

@@ -10,11 +10,15 @@ ENTRIES = {
     "Query.marketMakerReport": Rule(f'{{ marketMakerReport(marketId: "{NOBODY}") {{ userId }} }}', roles=ADMIN),
     "Mutation.setMarketRiskLimits": Rule(
         f'mutation {{ setMarketRiskLimits(marketId: "{NOBODY}", input: {{maxOrderQuantity: "10"}}) {{ marketId }} }}',
-        roles=ADMIN),
+        roles=ADMIN,
+    ),
     "Mutation.killMarket": Rule(f'mutation {{ killMarket(marketId: "{NOBODY}") {{ canceledOrders }} }}', roles=ADMIN),
     "Mutation.setMarketMaker": Rule(
         f'mutation {{ setMarketMaker(marketId: "{NOBODY}", userId: "{NOBODY}", makerFeeBps: -5, takerFeeBps: 10, '
-        f'maxSpreadBps: 100, minQuoteSize: "10", minUptime: "0.9") {{ userId }} }}', roles=ADMIN),
+        f'maxSpreadBps: 100, minQuoteSize: "10", minUptime: "0.9") {{ userId }} }}',
+        roles=ADMIN,
+    ),
     "Mutation.removeMarketMaker": Rule(
-        f'mutation {{ removeMarketMaker(marketId: "{NOBODY}", userId: "{NOBODY}") {{ userId }} }}', roles=ADMIN),
+        f'mutation {{ removeMarketMaker(marketId: "{NOBODY}", userId: "{NOBODY}") {{ userId }} }}', roles=ADMIN
+    ),
 }

@@ -41,16 +41,24 @@ def fuzz_rpc_env(local_chains: dict[int, AnvilNode]) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-async def fuzz_services(module_database_url: str, redis_url: str, fuzz_rpc_env: None,
-                        tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Services]:
+async def fuzz_services(
+    module_database_url: str, redis_url: str, fuzz_rpc_env: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Services]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz-data")
-    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=module_database_url, REDIS_URL=redis_url,
-                        RWA_REDIS_PREFIX=f"rwa-fuzz:{uuid.uuid4().hex[:8]}:", RWA_DATA_DIR=str(data_dir),
-                        JWT_PRIVATE_KEY=generate_private_key_pem(), KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
-                        HD_WALLET_MNEMONIC=TEST_MNEMONIC, LOG_JSON=False,
-                        # the callers sign in again after every generated `logout` of their own session, far more
-                        # often than the per-account limit allows (the limiter has its own tests)
-                        LOGIN_RATE_PER_MINUTE=1_000_000)
+    settings = Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=module_database_url,
+        REDIS_URL=redis_url,
+        RWA_REDIS_PREFIX=f"rwa-fuzz:{uuid.uuid4().hex[:8]}:",
+        RWA_DATA_DIR=str(data_dir),
+        JWT_PRIVATE_KEY=generate_private_key_pem(),
+        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
+        HD_WALLET_MNEMONIC=TEST_MNEMONIC,
+        LOG_JSON=False,
+        # the callers sign in again after every generated `logout` of their own session, far more
+        # often than the per-account limit allows (the limiter has its own tests)
+        LOGIN_RATE_PER_MINUTE=1_000_000,
+    )
     services = build_services(settings)  # as `rwa serve` builds them: its own engine, sessions and read pool
     await services.open_read_pool()
     try:

@@ -18,10 +18,19 @@ from tests.fuzz.scalars import Pools, argument_kind, named_type, scalar_strategi
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
 FILES = st.tuples(
     st.sampled_from(["prospectus.pdf", "a.txt", "../../etc/passwd", "", "x" * 300 + ".pdf", "\u202e.pdf"]),
-    st.one_of(st.sampled_from([PDF, b"", b"MZ\x90\x00", b"hello,world\n", b"\x89PNG\r\n\x1a\n"]),
-              st.binary(max_size=256)),
-    st.sampled_from(["application/pdf", "text/plain", "text/csv", "image/png", "application/x-msdownload",
-                     "application/octet-stream"]),
+    st.one_of(
+        st.sampled_from([PDF, b"", b"MZ\x90\x00", b"hello,world\n", b"\x89PNG\r\n\x1a\n"]), st.binary(max_size=256)
+    ),
+    st.sampled_from(
+        [
+            "application/pdf",
+            "text/plain",
+            "text/csv",
+            "image/png",
+            "application/x-msdownload",
+            "application/octet-stream",
+        ]
+    ),
 )
 
 
@@ -36,8 +45,9 @@ class Operation:
         return f"query: {self.query}\nvariables: {self.variables!r}"[:4000] + (f"\nfiles: {files}" if files else "")
 
 
-def hoist(schema: graphql.GraphQLSchema, document: graphql.DocumentNode,
-          files: list[tuple[str, bytes, str]]) -> Operation:
+def hoist(
+    schema: graphql.GraphQLSchema, document: graphql.DocumentNode, files: list[tuple[str, bytes, str]]
+) -> Operation:
     """The same operation with every root field argument passed as a variable of the argument's declared type."""
     op = document.definitions[0]
     assert isinstance(op, graphql.OperationDefinitionNode)
@@ -54,27 +64,42 @@ def hoist(schema: graphql.GraphQLSchema, document: graphql.DocumentNode,
         for argument in selection.arguments or ():
             arg_def = field_def.args[argument.name.value]
             name = graphql.NameNode(value=f"v{len(definitions)}")
-            definitions.append(graphql.VariableDefinitionNode(
-                variable=graphql.VariableNode(name=name), type=graphql.parse_type(str(arg_def.type)), directives=()))
+            definitions.append(
+                graphql.VariableDefinitionNode(
+                    variable=graphql.VariableNode(name=name), type=graphql.parse_type(str(arg_def.type)), directives=()
+                )
+            )
             if named_type(arg_def.type).name == "Upload" and isinstance(arg_def.type, graphql.GraphQLNonNull) and files:
                 variables[name.value] = None
                 uploads[name.value] = files[len(uploads) % len(files)]
             else:
                 variables[name.value] = graphql.value_from_ast_untyped(argument.value)
             arguments.append(graphql.ArgumentNode(name=argument.name, value=graphql.VariableNode(name=name)))
-        selections.append(graphql.FieldNode(alias=selection.alias, name=selection.name, arguments=tuple(arguments),
-                                            directives=selection.directives, selection_set=selection.selection_set))
+        selections.append(
+            graphql.FieldNode(
+                alias=selection.alias,
+                name=selection.name,
+                arguments=tuple(arguments),
+                directives=selection.directives,
+                selection_set=selection.selection_set,
+            )
+        )
     hoisted = graphql.OperationDefinitionNode(
-        operation=op.operation, name=graphql.NameNode(value="Fuzz"), variable_definitions=tuple(definitions),
-        directives=(), selection_set=graphql.SelectionSetNode(selections=tuple(selections)))
+        operation=op.operation,
+        name=graphql.NameNode(value="Fuzz"),
+        variable_definitions=tuple(definitions),
+        directives=(),
+        selection_set=graphql.SelectionSetNode(selections=tuple(selections)),
+    )
     return Operation(graphql.print_ast(graphql.DocumentNode(definitions=(hoisted,))), variables, uploads)
 
 
 RETARGET_SHARE = 0.7  # of the arguments with a known kind that take a value of that kind from the pools
 
 
-def retarget(schema: graphql.GraphQLSchema, document: graphql.DocumentNode, pools: Pools,
-             rnd: random.Random) -> graphql.DocumentNode:
+def retarget(
+    schema: graphql.GraphQLSchema, document: graphql.DocumentNode, pools: Pools, rnd: random.Random
+) -> graphql.DocumentNode:
     """hypothesis-graphql draws each scalar by type alone; here arguments and input fields whose name tells their
     kind (`marketId`, `caseId`, the `id` of `cancelOrder`, `currency`, `holder`, `chainId`) mostly take a value of
     that kind from the pools instead (new nodes: the generated ones may be cached and shared)."""
@@ -83,14 +108,21 @@ def retarget(schema: graphql.GraphQLSchema, document: graphql.DocumentNode, pool
     root = schema.get_root_type(op.operation)
     assert root is not None
 
-    def value(name: str, type_: graphql.GraphQLInputType, node: graphql.ValueNode,
-              id_of: graphql.GraphQLNamedType | None) -> graphql.ValueNode:
+    def value(
+        name: str, type_: graphql.GraphQLInputType, node: graphql.ValueNode, id_of: graphql.GraphQLNamedType | None
+    ) -> graphql.ValueNode:
         named = named_type(type_)
         if isinstance(named, graphql.GraphQLInputObjectType) and isinstance(node, graphql.ObjectValueNode):
-            return graphql.ObjectValueNode(fields=tuple(
-                graphql.ObjectFieldNode(name=f.name, value=value(f.name.value, named.fields[f.name.value].type,
-                                                                 f.value, None))
-                if f.name.value in named.fields else f for f in node.fields))
+            return graphql.ObjectValueNode(
+                fields=tuple(
+                    graphql.ObjectFieldNode(
+                        name=f.name, value=value(f.name.value, named.fields[f.name.value].type, f.value, None)
+                    )
+                    if f.name.value in named.fields
+                    else f
+                    for f in node.fields
+                )
+            )
         if isinstance(node, graphql.ListValueNode) or rnd.random() > RETARGET_SHARE:
             return node
         if name == "chainId" and named.name == "Int":
@@ -106,26 +138,60 @@ def retarget(schema: graphql.GraphQLSchema, document: graphql.DocumentNode, pool
             continue
         field_def = root.fields[selection.name.value]
         arguments = tuple(
-            graphql.ArgumentNode(name=a.name, value=value(a.name.value, field_def.args[a.name.value].type, a.value,
-                                                          named_type(field_def.type)))
-            if a.name.value in field_def.args else a for a in selection.arguments or ())
-        selections.append(graphql.FieldNode(alias=selection.alias, name=selection.name, arguments=arguments,
-                                            directives=selection.directives, selection_set=selection.selection_set))
-    return graphql.DocumentNode(definitions=(graphql.OperationDefinitionNode(
-        operation=op.operation, name=op.name, variable_definitions=op.variable_definitions, directives=op.directives,
-        selection_set=graphql.SelectionSetNode(selections=tuple(selections))),))
+            graphql.ArgumentNode(
+                name=a.name,
+                value=value(a.name.value, field_def.args[a.name.value].type, a.value, named_type(field_def.type)),
+            )
+            if a.name.value in field_def.args
+            else a
+            for a in selection.arguments or ()
+        )
+        selections.append(
+            graphql.FieldNode(
+                alias=selection.alias,
+                name=selection.name,
+                arguments=arguments,
+                directives=selection.directives,
+                selection_set=selection.selection_set,
+            )
+        )
+    return graphql.DocumentNode(
+        definitions=(
+            graphql.OperationDefinitionNode(
+                operation=op.operation,
+                name=op.name,
+                variable_definitions=op.variable_definitions,
+                directives=op.directives,
+                selection_set=graphql.SelectionSetNode(selections=tuple(selections)),
+            ),
+        )
+    )
 
 
-def operations(schema: graphql.GraphQLSchema, pools: Pools, kind: str, fields: list[str] | None,
-               mode: Mode = Mode.POSITIVE, hostile: bool = True) -> st.SearchStrategy[Operation]:
+def operations(
+    schema: graphql.GraphQLSchema,
+    pools: Pools,
+    kind: str,
+    fields: list[str] | None,
+    mode: Mode = Mode.POSITIVE,
+    hostile: bool = True,
+) -> st.SearchStrategy[Operation]:
     """Operations of `kind` ("query" or "mutation") over `fields` (None: any subset of the root fields)."""
     build = queries if kind == "query" else mutations
-    documents = build(schema, fields=fields, custom_scalars=scalar_strategies(pools, hostile), mode=mode,
-                      print_ast=lambda d: d, allow_x00=False, codec="utf-8")
+    documents = build(
+        schema,
+        fields=fields,
+        custom_scalars=scalar_strategies(pools, hostile),
+        mode=mode,
+        print_ast=lambda d: d,
+        allow_x00=False,
+        codec="utf-8",
+    )
     if mode is Mode.NEGATIVE:  # an invalid document may not even name valid arguments: send it as it is
         return documents.map(lambda d: Operation(graphql.print_ast(d)))
     documents = st.tuples(documents, st.randoms(use_true_random=False)).map(
-        lambda t: retarget(schema, t[0], pools, t[1]))
+        lambda t: retarget(schema, t[0], pools, t[1])
+    )
     literal = documents.map(lambda d: Operation(graphql.print_ast(d)))
     hoisted = st.tuples(documents, st.lists(FILES, min_size=1, max_size=2)).map(lambda t: hoist(schema, *t))
     return st.one_of(literal, hoisted)

@@ -16,9 +16,9 @@ from typing import Any
 import graphql
 import httpx
 
+from server.services import Services
 from tests.fuzz.documents import Operation
 from tests.fuzz.scalars import Pools
-from server.services import Services
 from tests.fuzz.world import Account, World, call, restore
 
 # root fields by which a caller may end its own session or lose its role: the runner then restores the account, or
@@ -51,8 +51,16 @@ class ServerErrors(logging.Handler):
 class Caller:
     """One role's view of the API: its token (renewed in long runs) and the shared pools."""
 
-    def __init__(self, schema: graphql.GraphQLSchema, client: httpx.AsyncClient, setup_client: httpx.AsyncClient,
-                 services: Services, world: World, pools: Pools, role: str) -> None:
+    def __init__(
+        self,
+        schema: graphql.GraphQLSchema,
+        client: httpx.AsyncClient,
+        setup_client: httpx.AsyncClient,
+        services: Services,
+        world: World,
+        pools: Pools,
+        role: str,
+    ) -> None:
         self.client, self.services, self.world, self.pools, self.role = client, services, world, pools, role
         self.schema, self.setup_client = schema, setup_client
         self.account: Account | None = world.accounts.get(role)
@@ -68,8 +76,11 @@ class Caller:
         if self.account is None:
             return {}
         if time.monotonic() - self.renewed > TOKEN_REFRESH_S:
-            data = await call(self.setup_client, "mutation($r: String!) { refreshToken(refreshToken: $r) "
-                                           "{ accessToken refreshToken } }", {"r": self.account.refresh_token})
+            data = await call(
+                self.setup_client,
+                "mutation($r: String!) { refreshToken(refreshToken: $r) { accessToken refreshToken } }",
+                {"r": self.account.refresh_token},
+            )
             self.account.access_token = data["refreshToken"]["accessToken"]
             self.account.refresh_token = data["refreshToken"]["refreshToken"]
             self.renewed = time.monotonic()
@@ -80,14 +91,18 @@ class Caller:
         if not op.files:
             # json.dumps(allow_nan=True): a variable may be Infinity/NaN, which hostile clients do send
             body = json.dumps({"query": op.query, "variables": op.variables}).encode()
-            return await self.client.post("/graphql", content=body,
-                                          headers={**headers, "content-type": "application/json"})
+            return await self.client.post(
+                "/graphql", content=body, headers={**headers, "content-type": "application/json"}
+            )
         names = list(op.files)
-        form = {"operations": json.dumps({"query": op.query, "variables": op.variables}),
-                "map": json.dumps({str(i): [f"variables.{name}"] for i, name in enumerate(names)})}
+        form = {
+            "operations": json.dumps({"query": op.query, "variables": op.variables}),
+            "map": json.dumps({str(i): [f"variables.{name}"] for i, name in enumerate(names)}),
+        }
         files = {str(i): op.files[name] for i, name in enumerate(names)}
-        return await self.client.post("/graphql", data=form, files=files,
-                                      headers={**headers, "Apollo-Require-Preflight": "true"})
+        return await self.client.post(
+            "/graphql", data=form, files=files, headers={**headers, "Apollo-Require-Preflight": "true"}
+        )
 
     async def check(self, op: Operation) -> None:
         self.errors.drain()
@@ -103,8 +118,10 @@ class Caller:
             return
         server = self.errors.drain()
         _log_failure(self.role, op, resp, problem, server)
-        raise AssertionError(f"{problem} as {self.role}\n{op.describe()}\nHTTP {resp.status_code}: {resp.text[:1500]}"
-                             + (f"\nserver log:\n{server}" if server else ""))
+        raise AssertionError(
+            f"{problem} as {self.role}\n{op.describe()}\nHTTP {resp.status_code}: {resp.text[:1500]}"
+            + (f"\nserver log:\n{server}" if server else "")
+        )
 
 
 def _problem(resp: httpx.Response) -> str | None:
@@ -128,8 +145,9 @@ def _problem(resp: httpx.Response) -> str | None:
 def _root_type(schema: graphql.GraphQLSchema, op: Operation) -> graphql.GraphQLObjectType | None:
     document = graphql.parse(op.query)
     definition = document.definitions[0]
-    return schema.get_root_type(definition.operation) if isinstance(definition, graphql.OperationDefinitionNode) \
-        else None
+    return (
+        schema.get_root_type(definition.operation) if isinstance(definition, graphql.OperationDefinitionNode) else None
+    )
 
 
 def _outcome(op: Operation, resp: httpx.Response) -> tuple[list[str], str]:
@@ -139,8 +157,15 @@ def _outcome(op: Operation, resp: httpx.Response) -> tuple[list[str], str]:
         document = graphql.parse(op.query)
     except (ValueError, graphql.GraphQLError):
         return ([], f"HTTP {resp.status_code}")
-    fields = sorted({sel.name.value for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)
-                     for sel in d.selection_set.selections if isinstance(sel, graphql.FieldNode)})
+    fields = sorted(
+        {
+            sel.name.value
+            for d in document.definitions
+            if isinstance(d, graphql.OperationDefinitionNode)
+            for sel in d.selection_set.selections
+            if isinstance(sel, graphql.FieldNode)
+        }
+    )
     errors = body.get("errors") if isinstance(body, dict) else None
     code = ((errors[0].get("extensions") or {}).get("code") or "UNCODED") if errors else "data"
     if errors:  # the start of the message tells which check refused it
@@ -152,8 +177,15 @@ def _log_failure(role: str, op: Operation, resp: httpx.Response, problem: str, s
     path = os.environ.get("RWA_FUZZ_LOG")
     if not path:
         return
-    entry: dict[str, Any] = {"problem": problem, "role": role, "query": op.query, "variables": repr(op.variables)[:2000],
-                             "files": [f[0] for f in op.files.values()], "status": resp.status_code,
-                             "body": resp.text[:1000], "server": server[-3000:]}
+    entry: dict[str, Any] = {
+        "problem": problem,
+        "role": role,
+        "query": op.query,
+        "variables": repr(op.variables)[:2000],
+        "files": [f[0] for f in op.files.values()],
+        "status": resp.status_code,
+        "body": resp.text[:1000],
+        "server": server[-3000:],
+    }
     with open(path, "a", encoding="utf-8") as log:
         log.write(json.dumps(entry) + "\n")

@@ -6,25 +6,31 @@ import graphql
 import httpx
 import pytest
 
-from schema import build_schema
 from core.settings import Environment, Settings
+from schema import build_schema
 from tests.fuzz.documents import PDF, hoist
 from tests.fuzz.runner import _problem
 
 
-@pytest.mark.parametrize("status, body, problem", [
-    (500, {"errors": [{"message": "x", "extensions": {"code": "INTERNAL"}}]}, "HTTP 500"),
-    (502, None, "HTTP 502"),
-    (200, {"data": None, "errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL"}}]},
-     "an INTERNAL error"),
-    (200, {"data": None, "errors": [{"message": "boom"}]}, "an error without extensions.code"),
-    (400, {"errors": [{"message": "bad", "extensions": {}}]}, "an error without extensions.code"),
-    (200, [1, 2], "a body that is not a JSON object"),
-    (200, None, "a body that is not JSON"),
-    (200, {"data": {"me": None}, "errors": [{"message": "no", "extensions": {"code": "UNAUTHENTICATED"}}]}, None),
-    (400, {"errors": [{"message": "bad", "extensions": {"code": "BAD_USER_INPUT"}}]}, None),
-    (200, {"data": {"markets": []}}, None),
-])
+@pytest.mark.parametrize(
+    "status, body, problem",
+    [
+        (500, {"errors": [{"message": "x", "extensions": {"code": "INTERNAL"}}]}, "HTTP 500"),
+        (502, None, "HTTP 502"),
+        (
+            200,
+            {"data": None, "errors": [{"message": "Internal server error", "extensions": {"code": "INTERNAL"}}]},
+            "an INTERNAL error",
+        ),
+        (200, {"data": None, "errors": [{"message": "boom"}]}, "an error without extensions.code"),
+        (400, {"errors": [{"message": "bad", "extensions": {}}]}, "an error without extensions.code"),
+        (200, [1, 2], "a body that is not a JSON object"),
+        (200, None, "a body that is not JSON"),
+        (200, {"data": {"me": None}, "errors": [{"message": "no", "extensions": {"code": "UNAUTHENTICATED"}}]}, None),
+        (400, {"errors": [{"message": "bad", "extensions": {"code": "BAD_USER_INPUT"}}]}, None),
+        (200, {"data": {"markets": []}}, None),
+    ],
+)
 def test_the_check_flags_every_broken_answer(status: int, body: object, problem: str | None) -> None:
     resp = httpx.Response(status, json=body) if body is not None else httpx.Response(status, text="<html>oops")
     assert _problem(resp) == problem
@@ -32,11 +38,17 @@ def test_the_check_flags_every_broken_answer(status: int, body: object, problem:
 
 def test_hoisted_arguments_keep_their_types_and_uploads_become_files() -> None:
     schema = build_schema(Settings(RWA_ENV=Environment.TEST))._schema
-    document = graphql.parse('mutation { uploadAssetDocument(assetId: "00000000-0000-0000-0000-000000000001", '
-                             'kind: PROSPECTUS, file: "x") { id } placeOrder(input: {marketId: "m", side: BUY, '
-                             'type: LIMIT, quantity: 1.5}) { id } }')
+    document = graphql.parse(
+        'mutation { uploadAssetDocument(assetId: "00000000-0000-0000-0000-000000000001", '
+        'kind: PROSPECTUS, file: "x") { id } placeOrder(input: {marketId: "m", side: BUY, '
+        "type: LIMIT, quantity: 1.5}) { id } }"
+    )
     op = hoist(schema, document, [("a.pdf", PDF, "application/pdf")])
     assert graphql.validate(schema, graphql.parse(op.query)) == []
-    assert op.variables == {"v0": "00000000-0000-0000-0000-000000000001", "v1": "PROSPECTUS", "v2": None,
-                            "v3": {"marketId": "m", "side": "BUY", "type": "LIMIT", "quantity": 1.5}}
+    assert op.variables == {
+        "v0": "00000000-0000-0000-0000-000000000001",
+        "v1": "PROSPECTUS",
+        "v2": None,
+        "v3": {"marketId": "m", "side": "BUY", "type": "LIMIT", "quantity": 1.5},
+    }
     assert op.files == {"v2": ("a.pdf", PDF, "application/pdf")}

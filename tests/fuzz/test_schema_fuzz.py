@@ -22,7 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from hypothesis_graphql import Mode
 
 from core.settings import Environment, Settings
@@ -35,8 +36,9 @@ from tests.fuzz.world import PASSWORD, World
 
 SCHEMA = build_schema(Settings(RWA_ENV=Environment.TEST))._schema
 ROLES = ("ANONYMOUS", "INVESTOR", "ADMIN")
-ROOT_FIELDS = [("query", name) for name in sorted(SCHEMA.query_type.fields)] + \
-              [("mutation", name) for name in sorted(SCHEMA.mutation_type.fields)]  # type: ignore[union-attr]
+ROOT_FIELDS = [("query", name) for name in sorted(SCHEMA.query_type.fields)] + [
+    ("mutation", name) for name in sorted(SCHEMA.mutation_type.fields)
+]  # type: ignore[union-attr]
 
 
 def budget(name: str, default: int) -> int:
@@ -46,28 +48,41 @@ def budget(name: str, default: int) -> int:
 def fuzz_settings(examples: int):  # type: ignore[no-untyped-def]
     # no shrinking unless asked: a failure already prints its whole (single-field) operation, and shrinking one
     # through the database costs minutes of a CI budget
-    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if os.environ.get("RWA_FUZZ_SHRINK") else [])
-    return settings(max_examples=examples, deadline=None, database=None, phases=phases,
-                    derandomize=os.environ.get("RWA_FUZZ_RANDOM") != "1",
-                    suppress_health_check=list(HealthCheck))
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + (
+        [Phase.shrink] if os.environ.get("RWA_FUZZ_SHRINK") else []
+    )
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=phases,
+        derandomize=os.environ.get("RWA_FUZZ_RANDOM") != "1",
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 @pytest.fixture(scope="module")
 def pools(world: World) -> Pools:
-    return Pools(ids=list(world.ids), strings=[*world.strings, PASSWORD],
-                 named={kind: list(values) for kind, values in world.named.items()})
+    return Pools(
+        ids=list(world.ids),
+        strings=[*world.strings, PASSWORD],
+        named={kind: list(values) for kind, values in world.named.items()},
+    )
 
 
 @pytest.fixture(scope="module")
-async def callers(fuzz_client: httpx.AsyncClient, setup_client: httpx.AsyncClient, fuzz_services: Services,
-                  world: World, pools: Pools) -> AsyncIterator[dict[str, Caller]]:
+async def callers(
+    fuzz_client: httpx.AsyncClient, setup_client: httpx.AsyncClient, fuzz_services: Services, world: World, pools: Pools
+) -> AsyncIterator[dict[str, Caller]]:
     made = {role: Caller(SCHEMA, fuzz_client, setup_client, fuzz_services, world, pools, role) for role in ROLES}
     yield made
     for caller in made.values():
         caller.close()
     if os.environ.get("RWA_FUZZ_STATS"):  # what the answers were, per caller and root field(s)
-        stats = {role: {f"{fields} -> {code}": n for (fields, code), n in sorted(c.outcomes.items())}
-                 for role, c in made.items()}
+        stats = {
+            role: {f"{fields} -> {code}": n for (fields, code), n in sorted(c.outcomes.items())}
+            for role, c in made.items()
+        }
         Path(os.environ["RWA_FUZZ_STATS"]).write_text(json.dumps(stats, indent=1))
 
 
@@ -78,8 +93,14 @@ def strategy(pools: Pools, kind: str, fields: tuple[str, ...] | None, mode: Mode
     key = (kind, fields, mode)
     if key not in _strategies:
         # several root fields: plausible arguments only, so that the fields get to run side by side
-        _strategies[key] = operations(SCHEMA, pools, kind, None if fields is None else list(fields), mode,
-                                      hostile=fields is None or len(fields) == 1)
+        _strategies[key] = operations(
+            SCHEMA,
+            pools,
+            kind,
+            None if fields is None else list(fields),
+            mode,
+            hostile=fields is None or len(fields) == 1,
+        )
     return _strategies[key]
 
 
@@ -98,8 +119,9 @@ def test_every_root_field_is_fuzzed() -> None:
 @pytest.mark.parametrize("kind, field", ROOT_FIELDS, ids=[f"{k}.{f}" for k, f in ROOT_FIELDS])
 @fuzz_settings(budget("RWA_FUZZ_EXAMPLES", 3))
 @given(data=st.data())
-async def test_root_field(callers: dict[str, Caller], pools: Pools, role: str, kind: str, field: str,
-                          data: st.DataObject) -> None:
+async def test_root_field(
+    callers: dict[str, Caller], pools: Pools, role: str, kind: str, field: str, data: st.DataObject
+) -> None:
     await callers[role].check(data.draw(strategy(pools, kind, (field,))))
 
 
@@ -107,8 +129,9 @@ async def test_root_field(callers: dict[str, Caller], pools: Pools, role: str, k
 @pytest.mark.parametrize("kind", ["query", "mutation"])
 @fuzz_settings(budget("RWA_FUZZ_MULTI_EXAMPLES", 25))
 @given(data=st.data())
-async def test_several_root_fields(callers: dict[str, Caller], pools: Pools, role: str, kind: str,
-                                   data: st.DataObject) -> None:
+async def test_several_root_fields(
+    callers: dict[str, Caller], pools: Pools, role: str, kind: str, data: st.DataObject
+) -> None:
     await callers[role].check(data.draw(strategy(pools, kind, data.draw(root_field_sets(kind)))))
 
 
@@ -116,6 +139,7 @@ async def test_several_root_fields(callers: dict[str, Caller], pools: Pools, rol
 @pytest.mark.parametrize("kind", ["query", "mutation"])
 @fuzz_settings(budget("RWA_FUZZ_NEGATIVE_EXAMPLES", 10))
 @given(data=st.data())
-async def test_invalid_documents(callers: dict[str, Caller], pools: Pools, role: str, kind: str,
-                                 data: st.DataObject) -> None:
+async def test_invalid_documents(
+    callers: dict[str, Caller], pools: Pools, role: str, kind: str, data: st.DataObject
+) -> None:
     await callers[role].check(data.draw(strategy(pools, kind, None, Mode.NEGATIVE)))

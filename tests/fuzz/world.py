@@ -55,8 +55,9 @@ class SeedFailed(AssertionError):
     pass
 
 
-async def call(client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None,
-               token: str | None = None) -> dict[str, Any]:
+async def call(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     resp = await client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
     body = resp.json()
@@ -66,8 +67,11 @@ async def call(client: httpx.AsyncClient, query: str, variables: dict[str, Any] 
 
 
 async def login(client: httpx.AsyncClient, account: Account) -> None:
-    data = await call(client, "mutation($e: String!, $p: String!) { login(email: $e, password: $p) "
-                              "{ accessToken refreshToken } }", {"e": account.email, "p": PASSWORD})
+    data = await call(
+        client,
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }",
+        {"e": account.email, "p": PASSWORD},
+    )
     account.access_token = data["login"]["accessToken"]
     account.refresh_token = data["login"]["refreshToken"]
 
@@ -89,8 +93,13 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     accounts: dict[str, Account] = {}
     async with sf() as s:
         # "VICTIM" is never signed in by the gate: generated logins may lock it, and it owns a KYC case
-        for role, roles in (("ADMIN", ["ADMIN"]), ("INVESTOR", ["INVESTOR"]), ("ISSUER", ["ISSUER"]),
-                            ("COMPLIANCE", ["COMPLIANCE"]), ("VICTIM", ["INVESTOR"])):
+        for role, roles in (
+            ("ADMIN", ["ADMIN"]),
+            ("INVESTOR", ["INVESTOR"]),
+            ("ISSUER", ["ISSUER"]),
+            ("COMPLIANCE", ["COMPLIANCE"]),
+            ("VICTIM", ["INVESTOR"]),
+        ):
             account = Account(uuid.uuid4(), f"fuzz-{role.lower()}-{uuid.uuid4().hex[:6]}@example.com", roles)
             s.add(User(id=account.id, email=account.email, password_hash=password_hash, roles=roles))
             accounts[role] = account
@@ -117,11 +126,19 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     world.add("address", market.token_address, market.registry, trader.wallet, counterparty.wallet)
     world.add("currency", market.quote, "USD", "EUR")
     world.add("country", "DE", "FR", "US", "GB", "CH")
-    place = ("mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }")
-    for who, side, price in ((investor, "BUY", "1.00"), (investor, "SELL", "5.00"), (counter_token, "SELL", "1.00"),
-                             (counter_token, "BUY", "0.50")):
-        order = await call(client, place, {"i": {"marketId": str(market.market_id), "side": side, "type": "LIMIT",
-                                                 "quantity": "2", "price": price}}, who)
+    place = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
+    for who, side, price in (
+        (investor, "BUY", "1.00"),
+        (investor, "SELL", "5.00"),
+        (counter_token, "SELL", "1.00"),
+        (counter_token, "BUY", "0.50"),
+    ):
+        order = await call(
+            client,
+            place,
+            {"i": {"marketId": str(market.market_id), "side": side, "type": "LIMIT", "quantity": "2", "price": price}},
+            who,
+        )
         world.add("orderId", order["placeOrder"]["id"])
     markets = await call(client, "{ markets { id symbol } }", token=investor)
     world.strings += [m["symbol"] for m in markets["markets"]]
@@ -130,47 +147,98 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     create = "mutation($i: CreateAssetInput!) { createAsset(input: $i) { id } }"
     asset_ids = []
     for name in ("Fuzz Draft Tower", "Fuzz Review Bond", "Fuzz Approved Fund"):
-        data = await call(client, create, {"i": {"name": name, "type": "REAL_ESTATE", "jurisdiction": "DE",
-                                                 "currency": "EUR", "metadata": {"address": "Hauptstr. 1, Berlin", "areaSqm": "1200.5",
-                                                              "propertyType": "office"}}}, issuer)
+        data = await call(
+            client,
+            create,
+            {
+                "i": {
+                    "name": name,
+                    "type": "REAL_ESTATE",
+                    "jurisdiction": "DE",
+                    "currency": "EUR",
+                    "metadata": {"address": "Hauptstr. 1, Berlin", "areaSqm": "1200.5", "propertyType": "office"},
+                }
+            },
+            issuer,
+        )
         asset_ids.append(data["createAsset"]["id"])
     for asset_id in asset_ids[1:]:
         await call(client, "mutation($a: UUID!) { submitAsset(id: $a) { id } }", {"a": asset_id}, issuer)
-    await call(client, "mutation($a: UUID!) { approveAsset(id: $a) { id } }", {"a": asset_ids[2]},
-               accounts["COMPLIANCE"].access_token)
+    await call(
+        client,
+        "mutation($a: UUID!) { approveAsset(id: $a) { id } }",
+        {"a": asset_ids[2]},
+        accounts["COMPLIANCE"].access_token,
+    )
     world.add("assetId", *asset_ids)
-    ops = {"query": "mutation($a: UUID!, $f: Upload!) { uploadAssetDocument(assetId: $a, kind: PROSPECTUS, file: $f) "
-                    "{ id } }", "variables": {"a": asset_ids[0], "f": None}}
-    resp = await client.post("/graphql", data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.f"]})},
-                             files={"0": ("prospectus.pdf", PDF, "application/pdf")},
-                             headers={"Authorization": f"Bearer {issuer}", "Apollo-Require-Preflight": "true"})
+    ops = {
+        "query": "mutation($a: UUID!, $f: Upload!) { uploadAssetDocument(assetId: $a, kind: PROSPECTUS, file: $f) "
+        "{ id } }",
+        "variables": {"a": asset_ids[0], "f": None},
+    }
+    resp = await client.post(
+        "/graphql",
+        data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.f"]})},
+        files={"0": ("prospectus.pdf", PDF, "application/pdf")},
+        headers={"Authorization": f"Bearer {issuer}", "Apollo-Require-Preflight": "true"},
+    )
     if resp.status_code != 200 or resp.json().get("errors"):
         raise SeedFailed(f"seeding the fuzz world failed: upload -> {resp.status_code} {resp.text[:500]}")
     world.add("assetDocumentId", resp.json()["data"]["uploadAssetDocument"]["id"])
-    market_asset = await call(client, "query($t: UUID!) { token(id: $t) { assetId } }", {"t": str(market.token_id)}, admin)
-    valuation = await call(client, "mutation($i: AddValuationInput!) { addValuation(input: $i) { id } }",
-                           {"i": {"assetId": market_asset["token"]["assetId"], "amount": "1250000.50",
-                                  "currency": "EUR", "method": "NAV", "asOf": "2026-01-01", "source": "fuzz"}}, admin)
+    market_asset = await call(
+        client, "query($t: UUID!) { token(id: $t) { assetId } }", {"t": str(market.token_id)}, admin
+    )
+    valuation = await call(
+        client,
+        "mutation($i: AddValuationInput!) { addValuation(input: $i) { id } }",
+        {
+            "i": {
+                "assetId": market_asset["token"]["assetId"],
+                "amount": "1250000.50",
+                "currency": "EUR",
+                "method": "NAV",
+                "asOf": "2026-01-01",
+                "source": "fuzz",
+            }
+        },
+        admin,
+    )
     world.add("assetId", market_asset["token"]["assetId"])
     world.add("valuationId", valuation["addValuation"]["id"])
-    await call(client, 'mutation { setFxRate(base: "USD", quote: "EUR", asOf: "2026-01-01", rate: "0.92") { rate } }',
-               token=admin)
+    await call(
+        client,
+        'mutation { setFxRate(base: "USD", quote: "EUR", asOf: "2026-01-01", rate: "0.92") { rate } }',
+        token=admin,
+    )
 
     # payments: bank transfers (one confirmed, so refunds have something to refund) and a stablecoin intent
     async with sf() as s:
-        stablecoin = (await s.execute(select(Token.address).where(
-            Token.kind == TokenKind.STABLECOIN, Token.symbol == market.quote))).scalar_one()
+        stablecoin = (
+            await s.execute(
+                select(Token.address).where(Token.kind == TokenKind.STABLECOIN, Token.symbol == market.quote)
+            )
+        ).scalar_one()
     world.add("address", stablecoin)
     pay = "mutation($i: CreatePaymentInput!) { createPayment(input: $i) { id } }"
     payment_ids = []
-    for key, extra in (("fuzz-bank-1", {}), ("fuzz-bank-2", {}),
-                       ("fuzz-coin-1", {"method": "STABLECOIN", "currency": market.quote, "chainId": 1,
-                                        "token": stablecoin})):
-        data = await call(client, pay, {"i": {"amount": "100", "currency": "USD", "method": "BANK_TRANSFER",
-                                              "idempotencyKey": key, **extra}}, investor)
+    for key, extra in (
+        ("fuzz-bank-1", {}),
+        ("fuzz-bank-2", {}),
+        ("fuzz-coin-1", {"method": "STABLECOIN", "currency": market.quote, "chainId": 1, "token": stablecoin}),
+    ):
+        data = await call(
+            client,
+            pay,
+            {"i": {"amount": "100", "currency": "USD", "method": "BANK_TRANSFER", "idempotencyKey": key, **extra}},
+            investor,
+        )
         payment_ids.append(data["createPayment"]["id"])
-    await call(client, 'mutation($p: UUID!) { confirmBankTransfer(paymentId: $p, bankReference: "FZ-1") { id } }',
-               {"p": payment_ids[0]}, admin)
+    await call(
+        client,
+        'mutation($p: UUID!) { confirmBankTransfer(paymentId: $p, bankReference: "FZ-1") { id } }',
+        {"p": payment_ids[0]},
+        admin,
+    )
     world.add("paymentId", *payment_ids)
     world.strings += ["fuzz-bank-1", "FZ-1"]
 
@@ -178,14 +246,26 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     key = await call(client, 'mutation { createApiKey(name: "fuzz") { apiKey { id } } }', token=investor)
     world.add("apiKeyId", key["createApiKey"]["apiKey"]["id"])
     victim = services.keyring.issue(accounts["VICTIM"].id, ["INVESTOR"])[0]
-    kyc = await call(client, "mutation($i: KycInput!) { submitKyc(input: $i) { id } }",
-                     {"i": {"fullName": "Vic Tim", "dateOfBirth": "1990-05-01", "country": "DE",
-                            "documentType": "PASSPORT", "documentNumber": "C01X00T47", "address": "Hauptstr. 1"}},
-                     victim)
+    kyc = await call(
+        client,
+        "mutation($i: KycInput!) { submitKyc(input: $i) { id } }",
+        {
+            "i": {
+                "fullName": "Vic Tim",
+                "dateOfBirth": "1990-05-01",
+                "country": "DE",
+                "documentType": "PASSPORT",
+                "documentNumber": "C01X00T47",
+                "address": "Hauptstr. 1",
+            }
+        },
+        victim,
+    )
     world.add("kycCaseId", kyc["submitKyc"]["id"])
     # loopback resolves without a network (production refuses it; deliveries are not run here)
-    hook = await call(client, 'mutation { createWebhookEndpoint(url: "https://localhost:9/hooks/rwa") { id url } }',
-                      token=admin)
+    hook = await call(
+        client, 'mutation { createWebhookEndpoint(url: "https://localhost:9/hooks/rwa") { id url } }', token=admin
+    )
     world.add("webhookEndpointId", hook["createWebhookEndpoint"]["id"])
     world.strings += [hook["createWebhookEndpoint"]["url"], "https://example.com/hooks/rwa"]
     return world

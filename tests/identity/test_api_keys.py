@@ -84,8 +84,9 @@ async def test_key_carries_owner_roles_but_only_for_reading(gql, make_user):
     secret = (await create(gql, admin))["secret"]
     log = await gql("{ auditLog(first: 5) { edges { node { action } } } }", headers={"X-API-Key": secret})
     assert "errors" not in log, log
-    grant = await gql(f'mutation {{ grantRole(userId: "{admin.id}", role: ISSUER) {{ id }} }}',
-                      headers={"X-API-Key": secret})
+    grant = await gql(
+        f'mutation {{ grantRole(userId: "{admin.id}", role: ISSUER) {{ id }} }}', headers={"X-API-Key": secret}
+    )
     assert gql.error_code(grant) == "FORBIDDEN"
 
 

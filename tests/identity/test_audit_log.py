@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from models.identity import AuditLog
 
@@ -14,15 +14,32 @@ QUERY = """query($actor: UUID, $action: String, $since: DateTime, $until: DateTi
     edges { cursor node { id at actorId action targetType targetId requestId details } }
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def seed(session, alice: uuid.UUID, bob: uuid.UUID) -> list[int]:  # type: ignore[no-untyped-def]
     """Seven rows one minute apart (the last two share a timestamp); returns their ids, oldest first."""
-    specs = [(alice, "kyc.submit", 0), (bob, "kyc.approve", 1), (alice, "wallet.link", 2),
-             (None, "user.create_admin", 3), (bob, "kyc.reject", 4), (alice, "api_key.create", 5), (bob, "kyc_x.other", 5)]
-    rows = [AuditLog(actor_id=a, action=act, at=T0 + timedelta(minutes=m), target_type="t", target_id=str(i),
-                     request_id=f"req-{i}", details={"n": i}) for i, (a, act, m) in enumerate(specs)]
+    specs = [
+        (alice, "kyc.submit", 0),
+        (bob, "kyc.approve", 1),
+        (alice, "wallet.link", 2),
+        (None, "user.create_admin", 3),
+        (bob, "kyc.reject", 4),
+        (alice, "api_key.create", 5),
+        (bob, "kyc_x.other", 5),
+    ]
+    rows = [
+        AuditLog(
+            actor_id=a,
+            action=act,
+            at=T0 + timedelta(minutes=m),
+            target_type="t",
+            target_id=str(i),
+            request_id=f"req-{i}",
+            details={"n": i},
+        )
+        for i, (a, act, m) in enumerate(specs)
+    ]
     session.add_all(rows)
     await session.commit()
     return [r.id for r in rows]
@@ -76,8 +93,9 @@ async def test_filters(gql, make_user, session):
     assert (await page_ids(gql, officer.token, action="kyc.*", **window))[0] == [ids[4], ids[1], ids[0]]
     assert (await page_ids(gql, officer.token, actor=str(bob), action="kyc.*", **window))[0] == [ids[4], ids[1]]
     # since inclusive, until exclusive
-    got, _ = await page_ids(gql, officer.token, since=(T0 + timedelta(minutes=1)).isoformat(),
-                            until=(T0 + timedelta(minutes=4)).isoformat())
+    got, _ = await page_ids(
+        gql, officer.token, since=(T0 + timedelta(minutes=1)).isoformat(), until=(T0 + timedelta(minutes=4)).isoformat()
+    )
     assert got == [ids[3], ids[2], ids[1]]
     naive = await gql(QUERY, {"since": "2026-01-01T00:00:00"}, token=officer.token)
     assert gql.error_code(naive) == "BAD_USER_INPUT"
@@ -87,11 +105,14 @@ async def test_filters(gql, make_user, session):
 
 async def test_mutations_leave_actor_target_and_request_id(gql, make_user):
     admin, user = await make_user(roles=["ADMIN"]), await make_user()
-    created = await gql('mutation { createApiKey(name: "audit me") { apiKey { id } } }', token=user.token,
-                        headers={"X-Request-ID": "req-audit-7"})
+    created = await gql(
+        'mutation { createApiKey(name: "audit me") { apiKey { id } } }',
+        token=user.token,
+        headers={"X-Request-ID": "req-audit-7"},
+    )
     key_id = created["data"]["createApiKey"]["apiKey"]["id"]
     result = await gql(QUERY, {"actor": str(user.id), "action": "api_key.create"}, token=admin.token)
     node = result["data"]["auditLog"]["edges"][0]["node"]
     assert node["actorId"] == str(user.id) and node["targetType"] == "api_key" and node["targetId"] == key_id
     assert node["requestId"] == "req-audit-7"
-    assert datetime.fromisoformat(node["at"]) <= datetime.now(timezone.utc)
+    assert datetime.fromisoformat(node["at"]) <= datetime.now(UTC)

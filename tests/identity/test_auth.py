@@ -35,8 +35,10 @@ async def test_duplicate_email_conflicts_and_changes_nothing(gql, session):
 
 
 async def test_bad_input_is_typed(gql):
-    assert gql.error_code(await gql(REGISTER, {"email": "not-an-email", "password": "s3cure-passphrase"})) \
+    assert (
+        gql.error_code(await gql(REGISTER, {"email": "not-an-email", "password": "s3cure-passphrase"}))
         == "BAD_USER_INPUT"
+    )
     assert gql.error_code(await gql(REGISTER, {"email": "c@example.com", "password": "short"})) == "BAD_USER_INPUT"
     assert gql.error_code(await gql(ME, token="garbage.token.here")) == "UNAUTHENTICATED"
     assert gql.error_code(await gql("{ me { nope } }")) == "BAD_USER_INPUT"
@@ -45,8 +47,9 @@ async def test_bad_input_is_typed(gql):
 async def test_wrong_password_then_lockout(gql, make_user):
     user = await make_user()
     for _ in range(5):
-        assert gql.error_code(await gql(LOGIN, {"email": user.email, "password": "wrong-password-1"})) \
-            == "UNAUTHENTICATED"
+        assert (
+            gql.error_code(await gql(LOGIN, {"email": user.email, "password": "wrong-password-1"})) == "UNAUTHENTICATED"
+        )
     locked = await gql(LOGIN, {"email": user.email, "password": user.password})
     assert gql.error_code(locked) == "RATE_LIMITED"
     assert locked["errors"][0]["extensions"]["retryAfter"] > 0
@@ -54,8 +57,10 @@ async def test_wrong_password_then_lockout(gql, make_user):
 
 async def test_login_rate_limited_per_account(gql, make_user, settings):
     user = await make_user()
-    codes = [gql.error_code(await gql(LOGIN, {"email": user.email, "password": user.password}))
-             for _ in range(settings.login_rate_per_minute + 1)]
+    codes = [
+        gql.error_code(await gql(LOGIN, {"email": user.email, "password": user.password}))
+        for _ in range(settings.login_rate_per_minute + 1)
+    ]
     assert codes[:-1] == [None] * settings.login_rate_per_minute
     assert codes[-1] == "RATE_LIMITED"
 
@@ -75,8 +80,9 @@ async def test_refresh_rotates_and_reuse_revokes_family(gql, make_user):
 async def test_logout_revokes_refresh(gql, make_user):
     user = await make_user()
     pair = (await gql(LOGIN, {"email": user.email, "password": user.password}))["data"]["login"]
-    out = await gql("mutation($t: String) { logout(refreshToken: $t) }", {"t": pair["refreshToken"]},
-                    token=pair["accessToken"])
+    out = await gql(
+        "mutation($t: String) { logout(refreshToken: $t) }", {"t": pair["refreshToken"]}, token=pair["accessToken"]
+    )
     assert out["data"]["logout"] is True
     assert gql.error_code(await gql(REFRESH, {"t": pair["refreshToken"]})) == "UNAUTHENTICATED"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -27,15 +27,24 @@ CASES = """query($status: KycStatus, $first: Int, $after: String) { kycCases(sta
 # the specification, written out independently of resolvers/identity/kyc_states.py
 E, S = KycEvent, KycStatus
 EXPECTED = {
-    (E.SUBMIT, S.REJECTED): S.PENDING_REVIEW, (E.SUBMIT, S.EXPIRED): S.PENDING_REVIEW,
-    (E.APPROVE, S.PENDING_REVIEW): S.APPROVED, (E.REJECT, S.PENDING_REVIEW): S.REJECTED,
-    (E.SUSPEND, S.APPROVED): S.SUSPENDED, (E.EXPIRE, S.APPROVED): S.EXPIRED,
+    (E.SUBMIT, S.REJECTED): S.PENDING_REVIEW,
+    (E.SUBMIT, S.EXPIRED): S.PENDING_REVIEW,
+    (E.APPROVE, S.PENDING_REVIEW): S.APPROVED,
+    (E.REJECT, S.PENDING_REVIEW): S.REJECTED,
+    (E.SUSPEND, S.APPROVED): S.SUSPENDED,
+    (E.EXPIRE, S.APPROVED): S.EXPIRED,
     (E.APPROVE, S.SUSPENDED): S.APPROVED,  # COMPLIANCE lifts a suspension
 }
 CASES_WITH_DETAILS = "{ kycCases { edges { node { id details { fullName documentNumber } } } } }"
 
-PERSONAL = {"fullName": "Zebulon Quagmire-Oyelaran", "dateOfBirth": "1984-02-29", "country": "de",
-            "documentType": "PASSPORT", "documentNumber": "C01X00T47", "address": "Lindenstrasse 7, 10969 Berlin"}
+PERSONAL = {
+    "fullName": "Zebulon Quagmire-Oyelaran",
+    "dateOfBirth": "1984-02-29",
+    "country": "de",
+    "documentType": "PASSPORT",
+    "documentNumber": "C01X00T47",
+    "address": "Lindenstrasse 7, 10969 Berlin",
+}
 
 
 async def submit(gql, user, **changes):  # type: ignore[no-untyped-def]
@@ -53,8 +62,9 @@ async def test_submit_encrypts_personal_fields_at_rest(gql, make_user, session, 
     case = result["data"]["submitKyc"]
     assert case["status"] == "PENDING_REVIEW" and case["userId"] == str(owner.id)
 
-    raw = (await session.execute(text("SELECT personal_data, country FROM kyc_cases WHERE id = :id"),
-                                 {"id": case["id"]})).one()
+    raw = (
+        await session.execute(text("SELECT personal_data, country FROM kyc_cases WHERE id = :id"), {"id": case["id"]})
+    ).one()
     blob = bytes(raw.personal_data)
     for secret in ("Zebulon", "Quagmire", "C01X00T47", "Lindenstrasse", "1984-02-29", "PASSPORT"):
         assert secret.encode() not in blob
@@ -81,8 +91,7 @@ async def test_submit_encrypts_personal_fields_at_rest(gql, make_user, session, 
 async def test_my_kyc_before_submission_is_not_started(gql, make_user):
     user = await make_user()
     mine = (await gql(MY_KYC, token=user.token))["data"]["myKyc"]
-    assert mine == {"id": None, "status": "NOT_STARTED", "decisionReason": None, "expiresAt": None,
-                    "details": None}
+    assert mine == {"id": None, "status": "NOT_STARTED", "decisionReason": None, "expiresAt": None, "details": None}
 
 
 async def test_approve_then_suspend(gql, make_user, session):
@@ -91,7 +100,7 @@ async def test_approve_then_suspend(gql, make_user, session):
     approved = (await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token))["data"]["reviewKyc"]
     assert approved["status"] == "APPROVED" and approved["reviewedBy"] == str(officer.id)
     expires = datetime.fromisoformat(approved["expiresAt"])
-    assert timedelta(days=364) < expires - datetime.now(timezone.utc) <= timedelta(days=365)
+    assert timedelta(days=364) < expires - datetime.now(UTC) <= timedelta(days=365)
     suspended = await gql(SUSPEND, {"id": case_id, "r": "sanctions hit"}, token=officer.token)
     assert suspended["data"]["suspendKyc"] == {"status": "SUSPENDED", "decisionReason": "sanctions hit"}
     assert await actions(session) == ["kyc.submit", "kyc.approve", "kyc.suspend"]
@@ -125,21 +134,27 @@ async def test_every_transition_of_the_table(gql, make_user, session):
         KycEvent.SUSPEND: lambda: gql(SUSPEND, {"id": case_id, "r": "why"}, token=officer.token),
         KycEvent.EXPIRE: lambda: gql(EXPIRE, {"id": case_id}, token=officer.token),
     }
-    future = datetime.now(timezone.utc) + timedelta(days=30)
+    future = datetime.now(UTC) + timedelta(days=30)
     checked = 0
     for state in KycStatus:
         if state is KycStatus.NOT_STARTED:
             continue  # no row yet: covered by the first submission above and test_my_kyc_before_submission
         for event, call in calls.items():
-            await session.execute(update(KycCase).where(KycCase.id == uuid.UUID(case_id))
-                                  .values(status=state, expires_at=future))
+            await session.execute(
+                update(KycCase).where(KycCase.id == uuid.UUID(case_id)).values(status=state, expires_at=future)
+            )
             await session.commit()
             audit_before = len(await actions(session))
             result = await call()
             field = next(iter(result["data"] or {"x": None}))
             target = EXPECTED.get((event, state))
-            stored = (await session.execute(select(KycCase.status).where(KycCase.id == uuid.UUID(case_id))
-                                            .execution_options(populate_existing=True))).scalar_one()
+            stored = (
+                await session.execute(
+                    select(KycCase.status)
+                    .where(KycCase.id == uuid.UUID(case_id))
+                    .execution_options(populate_existing=True)
+                )
+            ).scalar_one()
             if target is None:
                 assert gql.error_code(result) == "CONFLICT", (event, state, result)
                 assert result["errors"][0]["extensions"]["current"] == state.value
@@ -155,8 +170,11 @@ async def test_approval_lapses_at_expiry_and_can_be_renewed(gql, make_user, sess
     owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
     case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
     await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
-    await session.execute(update(KycCase).where(KycCase.id == uuid.UUID(case_id))
-                          .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    await session.execute(
+        update(KycCase)
+        .where(KycCase.id == uuid.UUID(case_id))
+        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    )
     await session.commit()
     assert (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]["status"] == "EXPIRED"
     expired = await gql(CASES, {"status": "EXPIRED"}, token=officer.token)
@@ -174,7 +192,7 @@ async def test_expire_early_by_compliance(gql, make_user):
     await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
     expired = (await gql(EXPIRE, {"id": case_id, "r": "document expired"}, token=officer.token))["data"]
     assert expired["expireKyc"]["status"] == "EXPIRED"
-    assert datetime.fromisoformat(expired["expireKyc"]["expiresAt"]) <= datetime.now(timezone.utc)
+    assert datetime.fromisoformat(expired["expireKyc"]["expiresAt"]) <= datetime.now(UTC)
 
 
 async def test_details_visible_to_owner_and_compliance_only(gql, make_user):
@@ -193,11 +211,11 @@ async def test_details_visible_to_owner_and_compliance_only(gql, make_user):
     assert (await gql(MY_KYC, token=other.token))["data"]["myKyc"]["details"] is None
 
     # a long-lived read-only key never opens personal data, even the compliance officer's
-    key = (await gql('mutation { createApiKey(name: "desk") { secret } }', token=officer.token))
+    key = await gql('mutation { createApiKey(name: "desk") { secret } }', token=officer.token)
     secret = key["data"]["createApiKey"]["secret"]
     via_key = await gql(CASES_WITH_DETAILS, headers={"X-API-Key": secret})
     assert gql.error_code(via_key) == "FORBIDDEN" and "Zebulon" not in str(via_key)
-    owner_key = (await gql('mutation { createApiKey(name: "me") { secret } }', token=owner.token))
+    owner_key = await gql('mutation { createApiKey(name: "me") { secret } }', token=owner.token)
     mine = await gql(MY_KYC, headers={"X-API-Key": owner_key["data"]["createApiKey"]["secret"]})
     assert gql.error_code(mine) == "FORBIDDEN" and mine["data"]["myKyc"]["details"] is None
 
@@ -220,14 +238,17 @@ async def test_compliance_cannot_review_own_case(gql, make_user):
     assert (await gql(MY_KYC, token=officer.token))["data"]["myKyc"]["status"] == "PENDING_REVIEW"
 
 
-@pytest.mark.parametrize("changes,field", [
-    ({"country": "XX"}, "country"),
-    ({"country": "DEU"}, "country"),
-    ({"dateOfBirth": "2999-01-01"}, "dateOfBirth"),
-    ({"fullName": "   "}, "fullName"),
-    ({"documentNumber": "<script>"}, "documentNumber"),
-    ({"address": "x" * 501}, "address"),
-])
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"country": "XX"}, "country"),
+        ({"country": "DEU"}, "country"),
+        ({"dateOfBirth": "2999-01-01"}, "dateOfBirth"),
+        ({"fullName": "   "}, "fullName"),
+        ({"documentNumber": "<script>"}, "documentNumber"),
+        ({"address": "x" * 501}, "address"),
+    ],
+)
 async def test_bad_input_is_typed_and_stores_nothing(gql, make_user, session, changes, field):
     owner = await make_user()
     result = await submit(gql, owner, **changes)
@@ -249,17 +270,19 @@ async def test_queue_filters_and_pages_oldest_first(gql, make_user, session):
     for _ in range(5):
         ids.append((await submit(gql, await make_user()))["data"]["submitKyc"]["id"])
     # one transaction: give the submissions distinct times so the order is the submission order
-    base = datetime.now(timezone.utc) - timedelta(hours=1)
+    base = datetime.now(UTC) - timedelta(hours=1)
     for i, case_id in enumerate(ids):
-        await session.execute(update(KycCase).where(KycCase.id == uuid.UUID(case_id))
-                              .values(submitted_at=base + timedelta(minutes=i)))
+        await session.execute(
+            update(KycCase).where(KycCase.id == uuid.UUID(case_id)).values(submitted_at=base + timedelta(minutes=i))
+        )
     await session.commit()
     await gql(REVIEW, {"id": ids[1], "d": "APPROVE"}, token=officer.token)
 
     seen, after = [], None
     while True:
-        page = (await gql(CASES, {"status": "PENDING_REVIEW", "first": 2, "after": after},
-                          token=officer.token))["data"]["kycCases"]
+        page = (await gql(CASES, {"status": "PENDING_REVIEW", "first": 2, "after": after}, token=officer.token))[
+            "data"
+        ]["kycCases"]
         seen += [e["node"]["id"] for e in page["edges"]]
         if not page["pageInfo"]["hasNextPage"]:
             break
@@ -278,5 +301,6 @@ async def test_submit_for_a_vanished_account_is_unauthenticated(gql, make_user, 
     result = await submit(gql, gone)
     assert gql.error_code(result) == "UNAUTHENTICATED", result
     assert "concurrently" not in result["errors"][0]["message"]
-    assert (await session.execute(text("SELECT count(*) FROM kyc_cases WHERE user_id = :id"),
-                                  {"id": gone.id})).scalar_one() == 0
+    assert (
+        await session.execute(text("SELECT count(*) FROM kyc_cases WHERE user_id = :id"), {"id": gone.id})
+    ).scalar_one() == 0

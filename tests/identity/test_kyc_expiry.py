@@ -4,14 +4,14 @@ audit row each; nothing else changes; a second pass finds nothing. The worker sc
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from models.identity import AuditLog, KycCase, KycStatus
 from resolvers.identity.kyc import expire_lapsed
 
-NOW = datetime(2031, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2031, 6, 1, tzinfo=UTC)
 
 
 async def test_lapsed_approvals_become_expired_with_audit_rows(session, make_user):  # type: ignore[no-untyped-def]
@@ -32,17 +32,39 @@ async def test_lapsed_approvals_become_expired_with_audit_rows(session, make_use
     await session.commit()
 
     assert await expire_lapsed(session, NOW, batch=2) >= 3  # batches of 2; other tests' lapsed cases go too
-    rows = {c.id: c for c in (await session.execute(
-        select(KycCase).where(KycCase.id.in_(ids.values())).execution_options(populate_existing=True))).scalars()}
+    rows = {
+        c.id: c
+        for c in (
+            await session.execute(
+                select(KycCase).where(KycCase.id.in_(ids.values())).execution_options(populate_existing=True)
+            )
+        ).scalars()
+    }
     got = {name: (rows[i].status, rows[i].expires_at) for name, i in ids.items()}
-    assert got == {**cases, **{n: (KycStatus.EXPIRED, cases[n][1]) for n in
-                               ("lapsed_long_ago", "lapsed_just_now", "lapsed_third")}}
-    audit = (await session.execute(select(AuditLog).where(
-        AuditLog.action == "kyc.expire", AuditLog.target_id.in_([str(i) for i in ids.values()])))).scalars().all()
+    assert got == {
+        **cases,
+        **{n: (KycStatus.EXPIRED, cases[n][1]) for n in ("lapsed_long_ago", "lapsed_just_now", "lapsed_third")},
+    }
+    audit = (
+        (
+            await session.execute(
+                select(AuditLog).where(
+                    AuditLog.action == "kyc.expire", AuditLog.target_id.in_([str(i) for i in ids.values()])
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert sorted(a.target_id for a in audit) == sorted(  # type: ignore[type-var]
-        str(ids[n]) for n in ("lapsed_long_ago", "lapsed_just_now", "lapsed_third"))
-    assert all(a.actor_id is None and a.target_type == "kyc_case" and a.details == {
-        "from": "APPROVED", "to": "EXPIRED", "reason": "APPROVAL_LAPSED"} for a in audit)
+        str(ids[n]) for n in ("lapsed_long_ago", "lapsed_just_now", "lapsed_third")
+    )
+    assert all(
+        a.actor_id is None
+        and a.target_type == "kyc_case"
+        and a.details == {"from": "APPROVED", "to": "EXPIRED", "reason": "APPROVAL_LAPSED"}
+        for a in audit
+    )
     assert await expire_lapsed(session, NOW) == 0  # idempotent
 
 

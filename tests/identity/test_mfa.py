@@ -47,8 +47,11 @@ async def test_enrolment_is_inactive_until_confirmed_and_secret_encrypted(gql, m
     assert "algorithm=SHA1" in uri
     row = (await session.execute(select(UserMfa).where(UserMfa.user_id == user.id))).scalar_one()
     assert secret.encode() not in row.secret_enc and row.confirmed_at is None
-    assert (await gql(STATUS, token=user.token))["data"]["mfaStatus"] == \
-        {"enabled": False, "pendingEnrolment": True, "recoveryCodesLeft": 0}
+    assert (await gql(STATUS, token=user.token))["data"]["mfaStatus"] == {
+        "enabled": False,
+        "pendingEnrolment": True,
+        "recoveryCodesLeft": 0,
+    }
     # pending: login still answers with a session
     login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]
     assert login["accessToken"] and login["mfaRequired"] is False
@@ -56,14 +59,18 @@ async def test_enrolment_is_inactive_until_confirmed_and_secret_encrypted(gql, m
     assert gql.error_code(wrong) == "BAD_USER_INPUT" and reason(wrong) == "MFA_CODE_INVALID"
     codes = (await gql(CONFIRM, {"c": code(secret, 0)}, token=user.token))["data"]["confirmMfaEnrolment"]
     assert len(codes["recoveryCodes"]) == 10 and len(set(codes["recoveryCodes"])) == 10
-    assert (await gql(STATUS, token=user.token))["data"]["mfaStatus"] == \
-        {"enabled": True, "pendingEnrolment": False, "recoveryCodesLeft": 10}
+    assert (await gql(STATUS, token=user.token))["data"]["mfaStatus"] == {
+        "enabled": True,
+        "pendingEnrolment": False,
+        "recoveryCodesLeft": 10,
+    }
     again = await gql(BEGIN, token=user.token)
     assert gql.error_code(again) == "CONFLICT"
     # recovery codes are stored hashed
     await session.refresh(row)
-    assert not any(c in row.recovery_code_hashes or c.replace("-", "") in row.recovery_code_hashes
-                   for c in codes["recoveryCodes"])
+    assert not any(
+        c in row.recovery_code_hashes or c.replace("-", "") in row.recovery_code_hashes for c in codes["recoveryCodes"]
+    )
 
 
 async def test_login_requires_a_code_and_challenge_is_single_use(gql, make_user, services):
@@ -72,8 +79,9 @@ async def test_login_requires_a_code_and_challenge_is_single_use(gql, make_user,
     login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]
     assert login["mfaRequired"] is True and login["accessToken"] is None and login["refreshToken"] is None
     assert login["user"] is None and login["mfaChallenge"]
-    ttl = await services.redis.ttl(services.keys("mfa", "challenge", __import__("hashlib").sha256(
-        login["mfaChallenge"].encode()).hexdigest()))
+    ttl = await services.redis.ttl(
+        services.keys("mfa", "challenge", __import__("hashlib").sha256(login["mfaChallenge"].encode()).hexdigest())
+    )
     assert 0 < ttl <= 300
     bad = await gql(COMPLETE, {"ch": login["mfaChallenge"], "c": "12345"})
     assert gql.error_code(bad) == "UNAUTHENTICATED" and reason(bad) == "MFA_CODE_INVALID"
@@ -192,18 +200,24 @@ async def test_production_session_cannot_refresh_into_staff_without_mfa(gql, mak
     secret, _ = await enrol(gql, admin_secret_user)
     investor = await make_user()
     pair = (await gql(LOGIN, {"e": investor.email, "p": investor.password}))["data"]["login"]
-    admin = (await gql(LOGIN, {"e": admin_secret_user.email, "p": admin_secret_user.password,
-                               "m": code(secret, 0)}))["data"]["login"]
-    granted = await gql('mutation($u: UUID!) { grantRole(userId: $u, role: ADMIN) { roles } }',
-                        {"u": str(investor.id)}, token=admin["accessToken"])
+    admin = (await gql(LOGIN, {"e": admin_secret_user.email, "p": admin_secret_user.password, "m": code(secret, 0)}))[
+        "data"
+    ]["login"]
+    granted = await gql(
+        "mutation($u: UUID!) { grantRole(userId: $u, role: ADMIN) { roles } }",
+        {"u": str(investor.id)},
+        token=admin["accessToken"],
+    )
     assert "ADMIN" in granted["data"]["grantRole"]["roles"]
-    refreshed = await gql("mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }",
-                          {"t": pair["refreshToken"]})
+    refreshed = await gql(
+        "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }", {"t": pair["refreshToken"]}
+    )
     assert gql.error_code(refreshed) == "FORBIDDEN" and reason(refreshed) == "MFA_ENROLMENT_REQUIRED"
     # with MFA enrolled the session refreshes again (the refused attempt did not spend the token)
     secret2, _ = await enrol(gql, investor)
-    again = await gql("mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }",
-                      {"t": pair["refreshToken"]})
+    again = await gql(
+        "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }", {"t": pair["refreshToken"]}
+    )
     assert again["data"]["refreshToken"]["accessToken"], again
 
 
@@ -217,14 +231,22 @@ async def test_every_step_audited(gql, make_user, session):
     assert gql.error_code(refused) == "BAD_USER_INPUT"
     new = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
     assert new
-    rows = (await session.execute(select(AuditLog.action, AuditLog.details).where(AuditLog.actor_id == user.id)
-                                  .order_by(AuditLog.id))).all()
-    assert [r[0] for r in rows] == ["mfa.enrolment_begin", "mfa.enrolment_confirm", "user.login_mfa_challenge",
-                                    "user.login", "mfa.recovery_codes_regenerate", "mfa.code_rejected",
-                                    "user.login_mfa_challenge"]
+    rows = (
+        await session.execute(
+            select(AuditLog.action, AuditLog.details).where(AuditLog.actor_id == user.id).order_by(AuditLog.id)
+        )
+    ).all()
+    assert [r[0] for r in rows] == [
+        "mfa.enrolment_begin",
+        "mfa.enrolment_confirm",
+        "user.login_mfa_challenge",
+        "user.login",
+        "mfa.recovery_codes_regenerate",
+        "mfa.code_rejected",
+        "user.login_mfa_challenge",
+    ]
     assert rows[3][1] == {"mfa": "totp"} and rows[5][1] == {"failures": 1, "locked": False}
     assert not any(c in str(r[1]) for r in rows for c in recovery + [secret])
-
 
 
 async def test_guessing_challenges_is_rate_limited_per_address(gql, settings):

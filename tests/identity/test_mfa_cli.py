@@ -22,11 +22,13 @@ LOGIN = """mutation($e: String!, $p: String!, $m: String) { login(email: $e, pas
   accessToken mfaRequired } }"""
 
 
-async def test_mfa_enrol_from_the_cli_then_sign_in(database_url: str, redis_url: str, redis_prefix: str,
-                                                    tmp_path: Path) -> None:
+async def test_mfa_enrol_from_the_cli_then_sign_in(
+    database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
     db = await create_database(database_url, migrated=True)
     key = os.urandom(32).hex()
     try:
+
         def run(*args: str):  # type: ignore[no-untyped-def]
             return rwa(*args, database_url=db, redis_url=redis_url, tmp_path=tmp_path, KYC_ENCRYPTION_KEY=key)
 
@@ -49,13 +51,21 @@ async def test_mfa_enrol_from_the_cli_then_sign_in(database_url: str, redis_url:
         recovery = [line for line in done.stdout.splitlines() if re.fullmatch(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){3}", line)]
         assert len(recovery) == 10
 
-        settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=db, REDIS_URL=redis_url,  # type: ignore[call-arg]
-                            RWA_REDIS_PREFIX=redis_prefix, RWA_DATA_DIR=str(tmp_path / "app"),
-                            JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=key, LOG_JSON=False)
+        settings = Settings(
+            RWA_ENV=Environment.TEST,
+            DATABASE_URL=db,
+            REDIS_URL=redis_url,  # type: ignore[call-arg]
+            RWA_REDIS_PREFIX=redis_prefix,
+            RWA_DATA_DIR=str(tmp_path / "app"),
+            JWT_PRIVATE_KEY=TEST_JWT_KEY,
+            KYC_ENCRYPTION_KEY=key,
+            LOG_JSON=False,
+        )
         services = build_services(settings)
         try:
             app = create_app(settings, services)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+
                 async def login(code: str | None) -> dict:  # type: ignore[type-arg]
                     body = {"query": LOGIN, "variables": {"e": email, "p": PASSWORD, "m": code}}
                     return (await client.post("/graphql", json=body)).json()

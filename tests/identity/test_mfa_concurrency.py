@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 
 import httpx
 import pyotp
-import time
 from sqlalchemy import func, select
 
 from core.encryption import FieldCipher, parse_key
@@ -28,13 +28,24 @@ PASSWORD = "correct-horse-9-battery"
 
 
 async def test_concurrent_uses_of_one_code_open_one_session(module_database_url, redis_url, redis_prefix, tmp_path):  # type: ignore[no-untyped-def]
-    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=module_database_url, REDIS_URL=redis_url,  # type: ignore[call-arg]
-                        RWA_REDIS_PREFIX=redis_prefix, RWA_DATA_DIR=str(tmp_path / "data"),
-                        JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=os.urandom(32).hex(), LOG_JSON=False)
+    settings = Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=module_database_url,
+        REDIS_URL=redis_url,  # type: ignore[call-arg]
+        RWA_REDIS_PREFIX=redis_prefix,
+        RWA_DATA_DIR=str(tmp_path / "data"),
+        JWT_PRIVATE_KEY=TEST_JWT_KEY,
+        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
+        LOG_JSON=False,
+    )
     async with committed_sessions(module_database_url) as sf:
-        services = Services(settings=settings, session_factory=sf, redis=create_redis(redis_url),
-                            keyring=KeyRing.from_settings(settings),
-                            cipher=FieldCipher(parse_key(settings.kyc_encryption_key.get_secret_value())))  # type: ignore[union-attr]
+        services = Services(
+            settings=settings,
+            session_factory=sf,
+            redis=create_redis(redis_url),
+            keyring=KeyRing.from_settings(settings),
+            cipher=FieldCipher(parse_key(settings.kyc_encryption_key.get_secret_value())),
+        )  # type: ignore[union-attr]
         user_id, email = uuid.uuid4(), f"mfa-{uuid.uuid4().hex[:8]}@example.com"
         async with sf() as s:
             s.add(User(id=user_id, email=email, password_hash=hash_password(PASSWORD), roles=["INVESTOR"]))
@@ -44,10 +55,12 @@ async def test_concurrent_uses_of_one_code_open_one_session(module_database_url,
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+
                 async def gql(query: str, variables: dict | None = None, auth: str | None = None) -> dict:  # type: ignore[type-arg]
                     headers = {"Authorization": f"Bearer {auth}"} if auth else {}
-                    resp = await client.post("/graphql", json={"query": query, "variables": variables or {}},
-                                             headers=headers)
+                    resp = await client.post(
+                        "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+                    )
                     assert resp.status_code == 200, resp.text
                     return resp.json()
 
@@ -56,16 +69,18 @@ async def test_concurrent_uses_of_one_code_open_one_session(module_database_url,
 
                 secret = (await gql(BEGIN, auth=token))["data"]["beginMfaEnrolment"]["secret"]
                 totp = pyotp.TOTP(secret)
-                recovery = (await gql(CONFIRM, {"c": totp.at(time.time() - 30)}, auth=token)
-                            )["data"]["confirmMfaEnrolment"]["recoveryCodes"]
+                recovery = (await gql(CONFIRM, {"c": totp.at(time.time() - 30)}, auth=token))["data"][
+                    "confirmMfaEnrolment"
+                ]["recoveryCodes"]
 
                 same = totp.at(time.time())
                 results = await asyncio.gather(*[gql(LOGIN, {"e": email, "p": PASSWORD, "m": same}) for _ in range(4)])
                 assert opened(results, "login") == 1, results
                 assert {reason(r) for r in results if r.get("errors")} == {"MFA_CODE_INVALID"}
 
-                challenges = [(await gql(LOGIN, {"e": email, "p": PASSWORD}))["data"]["login"]["mfaChallenge"]
-                              for _ in range(3)]
+                challenges = [
+                    (await gql(LOGIN, {"e": email, "p": PASSWORD}))["data"]["login"]["mfaChallenge"] for _ in range(3)
+                ]
                 results = await asyncio.gather(*[gql(COMPLETE, {"ch": ch, "c": recovery[0]}) for ch in challenges])
                 assert opened(results, "completeMfaLogin") == 1, results
 
@@ -73,8 +88,13 @@ async def test_concurrent_uses_of_one_code_open_one_session(module_database_url,
                 results = await asyncio.gather(*[gql(COMPLETE, {"ch": challenge, "c": c}) for c in recovery[1:4]])
                 assert opened(results, "completeMfaLogin") == 1, results
             async with sf() as s:
-                sessions = (await s.execute(select(func.count()).select_from(RefreshTokenFamily)
-                                            .where(RefreshTokenFamily.user_id == user_id))).scalar_one()
+                sessions = (
+                    await s.execute(
+                        select(func.count())
+                        .select_from(RefreshTokenFamily)
+                        .where(RefreshTokenFamily.user_id == user_id)
+                    )
+                ).scalar_one()
             assert sessions == 3
         finally:
             await services.redis.aclose()

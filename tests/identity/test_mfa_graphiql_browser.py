@@ -30,28 +30,42 @@ def database_url(module_database_url: str) -> str:
 def server_url(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert CHROMIUM.exists(), "Debian chromium is required (apt-get install chromium)"
     graphiql.install_assets()
-    with api_servers(database_url, redis_url, n=1, extra_env={"GRAPHIQL_ENABLED": "true"},
-                     data_dir=str(tmp_path_factory.mktemp("mfa-graphiql"))) as servers:
+    with api_servers(
+        database_url,
+        redis_url,
+        n=1,
+        extra_env={"GRAPHIQL_ENABLED": "true"},
+        data_dir=str(tmp_path_factory.mktemp("mfa-graphiql")),
+    ) as servers:
         yield servers.urls[0]
 
 
 def _gql(url: str, query: str, variables: dict | None = None, token: str | None = None) -> dict:  # type: ignore[type-arg]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    resp = httpx.post(url + "/graphql", json={"query": query, "variables": variables or {}}, headers=headers,
-                      timeout=20)
+    resp = httpx.post(
+        url + "/graphql", json={"query": query, "variables": variables or {}}, headers=headers, timeout=20
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
 
 def test_sign_in_bar_with_a_real_mfa_account(server_url: str, tmp_path: Path) -> None:
     email = f"mfa-{uuid.uuid4().hex[:8]}@example.com"
-    token = _gql(server_url, "mutation($e: String!, $p: String!) { register(email: $e, password: $p) "
-                 "{ accessToken } }", {"e": email, "p": PASSWORD})["data"]["register"]["accessToken"]
-    secret = _gql(server_url, "mutation { beginMfaEnrolment { secret } }", token=token
-                  )["data"]["beginMfaEnrolment"]["secret"]
+    token = _gql(
+        server_url,
+        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }",
+        {"e": email, "p": PASSWORD},
+    )["data"]["register"]["accessToken"]
+    secret = _gql(server_url, "mutation { beginMfaEnrolment { secret } }", token=token)["data"]["beginMfaEnrolment"][
+        "secret"
+    ]
     totp = pyotp.TOTP(secret)
-    confirmed = _gql(server_url, "mutation($c: String!) { confirmMfaEnrolment(code: $c) { recoveryCodes } }",
-                     {"c": totp.at(time.time() - 30)}, token=token)
+    confirmed = _gql(
+        server_url,
+        "mutation($c: String!) { confirmMfaEnrolment(code: $c) { recoveryCodes } }",
+        {"c": totp.at(time.time() - 30)},
+        token=token,
+    )
     assert confirmed["data"]["confirmMfaEnrolment"]["recoveryCodes"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

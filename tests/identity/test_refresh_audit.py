@@ -17,8 +17,11 @@ async def test_refresh_and_reuse_are_audited(gql, make_user, session) -> None:  
     assert (await gql(REFRESH, {"t": first}))["data"]["refreshToken"]["refreshToken"]
     assert gql.error_code(await gql(REFRESH, {"t": first})) == "UNAUTHENTICATED"  # reuse
     assert gql.error_code(await gql(REFRESH, {"t": "rwar_not-a-token"})) == "UNAUTHENTICATED"
-    rows = (await session.execute(select(AuditLog).where(AuditLog.actor_id == user.id)
-                                  .order_by(AuditLog.id))).scalars().all()
+    rows = (
+        (await session.execute(select(AuditLog).where(AuditLog.actor_id == user.id).order_by(AuditLog.id)))
+        .scalars()
+        .all()
+    )
     actions = [r.action for r in rows]
     assert actions == ["user.login", "user.refresh_token", "user.refresh_token_reused"], actions
     refreshed, reused = rows[1], rows[2]

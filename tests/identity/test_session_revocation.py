@@ -87,8 +87,11 @@ async def test_refresh_reuse_ends_every_access_token_of_the_family(gql, make_use
 async def test_revoked_role_ends_the_tokens_that_claim_it(gql, make_user) -> None:  # type: ignore[no-untyped-def]
     admin, issuer = await make_user(roles=["ADMIN"]), await make_user(roles=["INVESTOR", "ISSUER"])
     pair = await login(gql, issuer)
-    revoke = await gql('mutation($u: UUID!) { revokeRole(userId: $u, role: ISSUER) { roles } }', {"u": str(issuer.id)},
-                       token=admin.token)
+    revoke = await gql(
+        "mutation($u: UUID!) { revokeRole(userId: $u, role: ISSUER) { roles } }",
+        {"u": str(issuer.id)},
+        token=admin.token,
+    )
     assert revoke["data"]["revokeRole"]["roles"] == ["INVESTOR"], revoke
     for token in (pair["accessToken"], issuer.token):
         assert gql.error_code(await gql(ME, token=token)) == "UNAUTHENTICATED"
@@ -101,9 +104,14 @@ async def test_revoked_user_is_refused_everywhere_and_nothing_is_written(gql, ma
     user = await make_user()
     await services.revocations.revoke_user(user.id)
     audit_before = (await session.execute(select(func.count()).select_from(AuditLog))).scalar_one()
-    for doc in (ME, CREATE_KEY, LOGOUT, 'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
-                'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
-                'idempotencyKey: "k1"}) { id } }'):
+    for doc in (
+        ME,
+        CREATE_KEY,
+        LOGOUT,
+        'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
+        'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
+        'idempotencyKey: "k1"}) { id } }',
+    ):
         result = await gql(doc, {"t": None}, token=user.token)
         assert gql.error_code(result) == "UNAUTHENTICATED", (doc, result)
     assert (await session.execute(select(func.count()).select_from(AuditLog))).scalar_one() == audit_before

@@ -4,6 +4,7 @@ contract wallet deployed on anvil links when its owner key signs, and is refused
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,8 @@ WALLET_SOURCE = Path(__file__).with_name("contracts") / "Eip1271Wallet.vy"
 EIP4361 = re.compile(
     r"^(?P<domain>\S+) wants you to sign in with your Ethereum account:\n(?P<address>0x[0-9a-fA-F]{40})\n\n"
     r"(?P<statement>[^\n]+)\n\nURI: (?P<uri>\S+)\nVersion: 1\nChain ID: (?P<chain>\d+)\nNonce: (?P<nonce>[A-Za-z0-9]{8,})\n"
-    r"Issued At: (?P<issued>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\nExpiration Time: (?P<exp>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$")
+    r"Issued At: (?P<issued>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\nExpiration Time: (?P<exp>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$"
+)
 
 
 def sign(account, message: str) -> str:  # type: ignore[no-untyped-def]
@@ -74,25 +76,35 @@ async def test_an_unsupported_chain_is_refused(gql, make_user, chain: int) -> No
 
 
 def test_messages_are_checked_field_by_field() -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    now = datetime(2026, 1, 31, 9, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
     address = Account.create().address
-    message = siwe.SiweMessage(domain="api.example", address=address, statement=siwe.STATEMENT,
-                               uri="https://api.example", chain_id=1, nonce="a1b2c3d4e5", issued_at=now,
-                               expiration_time=now + timedelta(minutes=10))
+    message = siwe.SiweMessage(
+        domain="api.example",
+        address=address,
+        statement=siwe.STATEMENT,
+        uri="https://api.example",
+        chain_id=1,
+        nonce="a1b2c3d4e5",
+        issued_at=now,
+        expiration_time=now + timedelta(minutes=10),
+    )
     expected = dict(domain="api.example", address=address, chain_id=1, nonce="a1b2c3d4e5")
     assert siwe.check(siwe.parse(message.render()), **expected, now=now) is None  # type: ignore[arg-type]
-    for change, problem in ((dict(domain="evil.example"), "domain"), (dict(chain_id=137), "chain id"),
-                            (dict(nonce="zzzzzzzzzz"), "nonce"), (dict(address=Account.create().address), "address")):
+    for change, problem in (
+        (dict(domain="evil.example"), "domain"),
+        (dict(chain_id=137), "chain id"),
+        (dict(nonce="zzzzzzzzzz"), "nonce"),
+        (dict(address=Account.create().address), "address"),
+    ):
         assert siwe.check(message, **{**expected, **change}, now=now) == problem  # type: ignore[arg-type]
     assert siwe.check(message, **expected, now=now + timedelta(minutes=11)) == "expired"  # type: ignore[arg-type]
     with pytest.raises(siwe.MalformedMessage):
         siwe.parse(message.render().replace("Version: 1", "Version: 2"))
 
 
-async def test_a_contract_wallet_links_by_eip1271(chain_env, anvil_w3, anvil_accounts, gql, make_user,
-                                                  session) -> None:  # type: ignore[no-untyped-def]
+async def test_a_contract_wallet_links_by_eip1271(chain_env, anvil_w3, anvil_accounts, gql, make_user, session) -> None:  # type: ignore[no-untyped-def]
     owner, stranger = Account.create(), Account.create()
     wallet = await deploy_wallet(anvil_w3, anvil_accounts[0], owner.address)
     user = await make_user()
@@ -109,8 +121,11 @@ async def test_a_contract_wallet_links_by_eip1271(chain_env, anvil_w3, anvil_acc
     linked = await gql(LINK, {"a": wallet, "s": sign(owner, issued["message"])}, token=user.token)
     assert linked.get("errors") is None, linked
     assert linked["data"]["linkWallet"]["address"] == wallet
-    audit = (await session.execute(select(AuditLog.details).where(AuditLog.action == "wallet.link",
-                                                                  AuditLog.target_id == wallet))).scalar_one()
+    audit = (
+        await session.execute(
+            select(AuditLog.details).where(AuditLog.action == "wallet.link", AuditLog.target_id == wallet)
+        )
+    ).scalar_one()
     assert audit["signer"] == "EIP1271" and audit["chainId"] == 1
 
     # a malformed signature for a contract wallet: the contract refuses (its call reverts), no error leaks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from eth_account import Account
@@ -34,8 +34,10 @@ async def test_link_with_signature_stores_checksummed(gql, make_user, session, s
     issued = await challenge(gql, user, account.address.lower())
     assert issued["address"] == account.address and account.address in issued["message"]
     assert issued["nonce"] in issued["message"] and issued["domain"] == "testserver"
-    assert datetime.fromisoformat(issued["expiresAt"]) - datetime.fromisoformat(issued["issuedAt"]) \
+    assert (
+        datetime.fromisoformat(issued["expiresAt"]) - datetime.fromisoformat(issued["issuedAt"])
         == wallet_rules.CHALLENGE_TTL
+    )
     ttl = await services.redis.ttl(services.keys("wallet-challenge", user.id, account.address))
     assert 0 < ttl <= wallet_rules.CHALLENGE_TTL.total_seconds() + 300
 
@@ -44,10 +46,13 @@ async def test_link_with_signature_stores_checksummed(gql, make_user, session, s
     stored = (await session.execute(text("SELECT address FROM wallets"))).scalar_one()
     assert stored == account.address  # EIP-55 in the database too
     assert (await gql(MY_WALLETS, token=user.token))["data"]["myWallets"] == [{"address": account.address}]
-    rows = (await session.execute(select(AuditLog.action, AuditLog.target_id, AuditLog.request_id)
-                                  .order_by(AuditLog.id))).all()
-    assert [(r.action, r.target_id) for r in rows] == [("wallet.challenge", account.address),
-                                                       ("wallet.link", account.address)]
+    rows = (
+        await session.execute(select(AuditLog.action, AuditLog.target_id, AuditLog.request_id).order_by(AuditLog.id))
+    ).all()
+    assert [(r.action, r.target_id) for r in rows] == [
+        ("wallet.challenge", account.address),
+        ("wallet.link", account.address),
+    ]
     assert all(r.request_id for r in rows)
 
 
@@ -86,7 +91,7 @@ async def test_signature_of_another_message_is_refused(gql, make_user):
 async def test_expired_challenge(gql, make_user, monkeypatch):
     user, account = await make_user(), Account.create()
     issued = await challenge(gql, user, account.address)
-    later = datetime.now(timezone.utc) + wallet_rules.CHALLENGE_TTL + timedelta(seconds=1)
+    later = datetime.now(UTC) + wallet_rules.CHALLENGE_TTL + timedelta(seconds=1)
     monkeypatch.setattr(wallet_rules, "utcnow", lambda: later)
     result = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
     assert gql.error_code(result) == "BAD_USER_INPUT"
@@ -129,14 +134,19 @@ async def test_unlink(gql, make_user, session):
     assert actions == ["wallet.challenge", "wallet.link", "wallet.unlink"]
 
 
-@pytest.mark.parametrize("address", [
-    "0x123", "not-an-address", "0xZZZZ00000000000000000000000000000000dEaD", "000000000000000000000000000000000000dEaD00",
-    "0x000000000000000000000000000000000000DEAd",  # mixed case with a wrong EIP-55 checksum
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "0x123",
+        "not-an-address",
+        "0xZZZZ00000000000000000000000000000000dEaD",
+        "000000000000000000000000000000000000dEaD00",
+        "0x000000000000000000000000000000000000DEAd",  # mixed case with a wrong EIP-55 checksum
+    ],
+)
 async def test_bad_addresses(gql, make_user, address):
     user = await make_user()
-    for doc, variables in ((CHALLENGE, {"a": address}), (LINK, {"a": address, "s": "0x00"}),
-                           (UNLINK, {"a": address})):
+    for doc, variables in ((CHALLENGE, {"a": address}), (LINK, {"a": address, "s": "0x00"}), (UNLINK, {"a": address})):
         result = await gql(doc, variables, token=user.token)
         assert gql.error_code(result) == "BAD_USER_INPUT", (doc, result)
         assert result["errors"][0]["extensions"]["field"] == "address"
@@ -159,6 +169,8 @@ async def test_anonymous_callers_are_refused(gql):
 
 async def test_challenges_are_rate_limited_per_user(gql, make_user):
     user, address = await make_user(), Account.create().address
-    codes = [gql.error_code(await gql(CHALLENGE, {"a": address}, token=user.token))
-             for _ in range(wallet_rules.CHALLENGES_PER_MINUTE + 1)]
+    codes = [
+        gql.error_code(await gql(CHALLENGE, {"a": address}, token=user.token))
+        for _ in range(wallet_rules.CHALLENGES_PER_MINUTE + 1)
+    ]
     assert codes[:-1] == [None] * wallet_rules.CHALLENGES_PER_MINUTE and codes[-1] == "RATE_LIMITED"

@@ -51,20 +51,40 @@ class Result:
         return json.loads(self.stdout)
 
 
-def rwa_env(database_url: str, redis_url: str, rpc: Mapping[int, str] | None = None,
-            extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def rwa_env(
+    database_url: str, redis_url: str, rpc: Mapping[int, str] | None = None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RPC_URLS_", "RWA_INDEXER_"))}
-    env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "RWA_ENV": "test", "LOG_JSON": "false",
-                "RWA_REDIS_PREFIX": f"rwa-test:{uuid.uuid4().hex[:8]}:"})
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "RWA_ENV": "test",
+            "LOG_JSON": "false",
+            "RWA_REDIS_PREFIX": f"rwa-test:{uuid.uuid4().hex[:8]}:",
+        }
+    )
     env.update({f"RPC_URLS_{chain_id}": url for chain_id, url in (rpc or {}).items()})
     env.update(extra or {})
     return env
 
 
-def run_rwa(args: list[str], database_url: str, redis_url: str, rpc: Mapping[int, str] | None = None,
-            timeout: float = 60, extra: Mapping[str, str] | None = None) -> Result:
-    proc = subprocess.run([RWA, "index", *args], env=rwa_env(database_url, redis_url, rpc, extra), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+def run_rwa(
+    args: list[str],
+    database_url: str,
+    redis_url: str,
+    rpc: Mapping[int, str] | None = None,
+    timeout: float = 60,
+    extra: Mapping[str, str] | None = None,
+) -> Result:
+    proc = subprocess.run(
+        [RWA, "index", *args],
+        env=rwa_env(database_url, redis_url, rpc, extra),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -28,7 +28,10 @@ from tests.fixtures.db import admin_database_url
 
 # anvil --slots-in-an-epoch 4: finalized = head - 8; the fallback depth and reorg window match it.
 TEST_CONFIG = IndexerConfig(
-    poll_interval_s=0.05, finality_depth={1: 8, 137: 8, 56: 8}, lock_retry_s=0.2, error_backoff_s=0.2,
+    poll_interval_s=0.05,
+    finality_depth={1: 8, 137: 8, 56: 8},
+    lock_retry_s=0.2,
+    error_backoff_s=0.2,
     rpc_timeout_s=10,
 )
 
@@ -114,20 +117,34 @@ async def add_tokens(db_url: str, chain_id: int, d: Deployed, *, security: bool 
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
         if security:
-            await insert_token(conn, chain_id, d.stack.token.address, "SECURITY", 18, d.start_block,
-                               d.stack.registry.address)
+            await insert_token(
+                conn, chain_id, d.stack.token.address, "SECURITY", 18, d.start_block, d.stack.registry.address
+            )
         if stable:
             await insert_token(conn, chain_id, d.stack.stablecoin.address, "STABLECOIN", 6, d.start_block, None)
     finally:
         await conn.close()
 
 
-async def insert_token(conn: asyncpg.Connection, chain_id: int, address: str, kind: str, decimals: int,
-                       start_block: int, registry: str | None) -> None:
+async def insert_token(
+    conn: asyncpg.Connection,
+    chain_id: int,
+    address: str,
+    kind: str,
+    decimals: int,
+    start_block: int,
+    registry: str | None,
+) -> None:
     await conn.execute(
         "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, "
         "identity_registry, start_block) VALUES ($1, $2, $3, $4, '', '', $5, 0, false, $6, $7)",
-        uuid.uuid4(), chain_id, address, kind, decimals, registry, start_block,
+        uuid.uuid4(),
+        chain_id,
+        address,
+        kind,
+        decimals,
+        registry,
+        start_block,
     )
 
 
@@ -139,8 +156,9 @@ async def cursor_block(db_url: str, chain_id: int) -> int | None:
         await conn.close()
 
 
-async def wait_synced(db_url: str, heads: dict[int, Any], timeout: float = 20.0,
-                      task: asyncio.Task[Any] | None = None) -> None:
+async def wait_synced(
+    db_url: str, heads: dict[int, Any], timeout: float = 20.0, task: asyncio.Task[Any] | None = None
+) -> None:
     """Until every chain's cursor reached its node's head (``heads``: chain id -> AnvilNode)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -169,13 +187,13 @@ async def table_rows(db_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]
 
 SNAPSHOT_QUERIES = {
     "chain_events": "SELECT chain_id, block_hash, log_index, block_number, tx_hash, tx_index, address, event, topics, "
-                    "data, args::text, subject FROM chain_events ORDER BY 1, 4, 3",
+    "data, args::text, subject FROM chain_events ORDER BY 1, 4, 3",
     "token_transfers": "SELECT * FROM token_transfers ORDER BY chain_id, block_number, log_index",
     "holdings": "SELECT * FROM holdings ORDER BY 1, 2, 3",
     "identities": "SELECT * FROM identities ORDER BY 1, 2, 3",
     "tokens": "SELECT chain_id, address, total_supply, paused FROM tokens ORDER BY 1, 2",
     "event_blocks": "SELECT b.* FROM blocks b WHERE EXISTS (SELECT 1 FROM chain_events e WHERE e.chain_id = b.chain_id "
-                    "AND e.block_hash = b.hash) ORDER BY 1, 2",
+    "AND e.block_hash = b.hash) ORDER BY 1, 2",
     "fetched_intervals": "SELECT * FROM fetched_intervals ORDER BY 1, 2, 3",
     "cursor": "SELECT chain_id, indexed_block, indexed_hash FROM indexer_cursors ORDER BY 1",
 }
@@ -191,15 +209,19 @@ async def assert_matches_chain(db_url: str, chain_id: int, d: Deployed, extra_ho
     token, registry, stable = d.stack.token, d.stack.registry, d.stack.stablecoin
     mine = [token.address, stable.address]
     rows = await table_rows(
-        db_url, "SELECT token_address, holder, balance, frozen_amount, frozen FROM holdings "
-        "WHERE chain_id = $1 AND token_address = ANY($2::text[])", chain_id, mine,
+        db_url,
+        "SELECT token_address, holder, balance, frozen_amount, frozen FROM holdings "
+        "WHERE chain_id = $1 AND token_address = ANY($2::text[])",
+        chain_id,
+        mine,
     )
     held = {(r[0], r[1]): r for r in rows}
     involved = await table_rows(
         db_url,
         "SELECT DISTINCT token_address, a FROM token_transfers, LATERAL (VALUES (from_address), (to_address)) v(a) "
         "WHERE chain_id = $1 AND token_address = ANY($2::text[]) AND a <> '0x0000000000000000000000000000000000000000'",
-        chain_id, mine,
+        chain_id,
+        mine,
     )
     keys = set(held) | {(t, a) for t, a in involved} | {(token.address, h) for h in extra_holders}
     for tok_addr, holder in sorted(keys):
@@ -213,16 +235,23 @@ async def assert_matches_chain(db_url: str, chain_id: int, d: Deployed, extra_ho
         if contract is token:
             assert int(got[3]) == await token.functions.getFrozenTokens(holder).call(), holder
             assert got[4] == await token.functions.isFrozen(holder).call(), holder
-    tokens = await table_rows(db_url, "SELECT address, total_supply, paused FROM tokens "
-                              "WHERE chain_id = $1 AND address = ANY($2::text[])", chain_id, mine)
+    tokens = await table_rows(
+        db_url,
+        "SELECT address, total_supply, paused FROM tokens WHERE chain_id = $1 AND address = ANY($2::text[])",
+        chain_id,
+        mine,
+    )
     for addr, supply, paused in tokens:
         contract = token if addr == token.address else stable
         assert int(supply) == await contract.functions.totalSupply().call(), addr
         if contract is token:
             assert paused == await token.functions.paused().call()
-    for reg, investor, identity, country, registered in await table_rows(
-        db_url, "SELECT registry_address, investor, identity, country, registered FROM identities "
-        "WHERE chain_id = $1 AND registry_address = $2", chain_id, registry.address,
+    for _reg, investor, identity, country, registered in await table_rows(
+        db_url,
+        "SELECT registry_address, investor, identity, country, registered FROM identities "
+        "WHERE chain_id = $1 AND registry_address = $2",
+        chain_id,
+        registry.address,
     ):
         assert registered == await registry.functions.isVerified(investor).call(), investor
         if registered:
@@ -231,8 +260,9 @@ async def assert_matches_chain(db_url: str, chain_id: int, d: Deployed, extra_ho
     return len(keys)
 
 
-async def wait_at_head(db_url: str, chain_id: int, n: AnvilNode, timeout: float = 20.0,
-                       task: asyncio.Task[Any] | None = None) -> None:
+async def wait_at_head(
+    db_url: str, chain_id: int, n: AnvilNode, timeout: float = 20.0, task: asyncio.Task[Any] | None = None
+) -> None:
     """Until the cursor is exactly the node's head block (number and hash): a reorg was handled."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -240,8 +270,9 @@ async def wait_at_head(db_url: str, chain_id: int, n: AnvilNode, timeout: float 
             task.result()
             raise AssertionError("indexer ended")
         head = n.rpc("eth_getBlockByNumber", "latest", False)
-        rows = await table_rows(db_url, "SELECT indexed_block, indexed_hash FROM indexer_cursors WHERE chain_id = $1",
-                                chain_id)
+        rows = await table_rows(
+            db_url, "SELECT indexed_block, indexed_hash FROM indexer_cursors WHERE chain_id = $1", chain_id
+        )
         if rows and rows[0] == (int(head["number"], 16), head["hash"]):
             return
         if asyncio.get_running_loop().time() > deadline:
@@ -254,5 +285,7 @@ def transfer_request(sender: str, token: str, to: str, amount: int) -> dict[str,
     from eth_abi import encode
     from eth_utils import function_signature_to_4byte_selector
 
-    data = function_signature_to_4byte_selector("transfer(address,uint256)") + encode(["address", "uint256"], [to, amount])
+    data = function_signature_to_4byte_selector("transfer(address,uint256)") + encode(
+        ["address", "uint256"], [to, amount]
+    )
     return {"from": sender, "to": token, "data": "0x" + data.hex(), "gas": hex(300_000)}

@@ -18,8 +18,9 @@ KINDS = ("429", "503", "timeout", "malformed", "drop_item")
 
 
 class FaultyRpc:
-    def __init__(self, upstream: str, *, fault_rate: float = 0.2, max_log_span: int = 8, delay_s: float = 1.5,
-                 seed: int = 11) -> None:
+    def __init__(
+        self, upstream: str, *, fault_rate: float = 0.2, max_log_span: int = 8, delay_s: float = 1.5, seed: int = 11
+    ) -> None:
         self.upstream = upstream
         self.fault_rate = fault_rate
         self.max_log_span = max_log_span
@@ -55,8 +56,11 @@ class FaultyRpc:
         if hi - lo + 1 <= self.max_log_span:
             return None
         self.injected["range_limit"] += 1
-        return {"jsonrpc": "2.0", "id": payload["id"],
-                "error": {"code": -32005, "message": "query returned more than 10000 results"}}
+        return {
+            "jsonrpc": "2.0",
+            "id": payload["id"],
+            "error": {"code": -32005, "message": "query returned more than 10000 results"},
+        }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

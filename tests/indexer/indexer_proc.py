@@ -29,8 +29,13 @@ async def main() -> None:
     os.environ["RPC_URLS_1"] = args.rpc_url
     settings = Settings(DATABASE_URL=args.database_url, REDIS_URL=None)  # type: ignore[call-arg]
     config = IndexerConfig(
-        poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2,
-        batch_events=args.batch_events, logs_per_call=max(1, args.batch_events // 2), initial_span=5,
+        poll_interval_s=0.05,
+        finality_depth={1: 8},
+        lock_retry_s=0.2,
+        error_backoff_s=0.2,
+        batch_events=args.batch_events,
+        logs_per_call=max(1, args.batch_events // 2),
+        initial_span=5,
     )
     stop = asyncio.Event()
 

@@ -12,6 +12,7 @@ import subprocess
 import asyncpg
 
 from chains.anvil import AnvilNode
+from chains.registry import get_chain
 from core.settings import Settings
 from indexer import backfill_requests, lock
 from indexer.chainstate import read_heads
@@ -19,10 +20,15 @@ from indexer.fetch import make_ranger
 from indexer.lock import asyncpg_dsn
 from indexer.service import make_client, run_indexer
 from indexer.write import ensure_cursor, prepare_connection
-from chains.registry import get_chain
-from tests.indexer.cli_helpers import RWA, REPO, rwa_env, run_rwa
+from tests.indexer.cli_helpers import REPO, RWA, run_rwa, rwa_env
 from tests.indexer.conftest import (
-    TEST_CONFIG, add_tokens, assert_matches_chain, deploy, snapshot, table_rows, wait_at_head,
+    TEST_CONFIG,
+    add_tokens,
+    assert_matches_chain,
+    deploy,
+    snapshot,
+    table_rows,
+    wait_at_head,
 )
 from tests.indexer.scenario import run_scenario
 
@@ -48,8 +54,9 @@ async def _wait_state(idx_db: str, request_id: int, states: tuple[str, ...], tim
         await asyncio.sleep(0.05)
 
 
-async def test_executor_works_in_slices_and_resumes(node: AnvilNode, settings: Settings, idx_db: str,
-                                                    indexer_template_db: str) -> None:
+async def test_executor_works_in_slices_and_resumes(
+    node: AnvilNode, settings: Settings, idx_db: str, indexer_template_db: str
+) -> None:
     """The writer's side: tiny slices (one batch each), progress after each, the same rows as a backfill."""
     d = await _story(node, idx_db)
     spec = get_chain(1)
@@ -65,8 +72,9 @@ async def test_executor_works_in_slices_and_resumes(node: AnvilNode, settings: S
             ranger = make_ranger(spec, 2)
             slices, seen = 0, []
             while True:
-                worked = await backfill_requests.execute(conn, client, 1, config, ranger, finalized=heads.finalized,
-                                                         ceiling=heads.finalized, budget_s=0.0)
+                worked = await backfill_requests.execute(
+                    conn, client, 1, config, ranger, finalized=heads.finalized, ceiling=heads.finalized, budget_s=0.0
+                )
                 now = await backfill_requests.get(conn, req.id)
                 assert now is not None
                 seen.append((now.state, now.blocks_done))
@@ -81,15 +89,17 @@ async def test_executor_works_in_slices_and_resumes(node: AnvilNode, settings: S
         # nothing left: a second request for the same range is DONE at once, scanning nothing
         again = await backfill_requests.submit(conn, 1, 0, heads.finalized, None)
         async with make_client(settings, 1, config) as client:
-            assert await backfill_requests.execute(conn, client, 1, config, ranger, finalized=heads.finalized,
-                                                   ceiling=heads.finalized)
+            assert await backfill_requests.execute(
+                conn, client, 1, config, ranger, finalized=heads.finalized, ceiling=heads.finalized
+            )
         done = await backfill_requests.get(conn, again.id)
         assert done is not None and (done.state, done.blocks_total, done.events) == ("DONE", 0, 0)
         # an unknown token fails the request with the reason, instead of stopping the writer
         bad = await backfill_requests.submit(conn, 1, 0, None, "0x" + "ab" * 20)
         async with make_client(settings, 1, config) as client:
-            await backfill_requests.execute(conn, client, 1, config, ranger, finalized=heads.finalized,
-                                            ceiling=heads.finalized)
+            await backfill_requests.execute(
+                conn, client, 1, config, ranger, finalized=heads.finalized, ceiling=heads.finalized
+            )
         failed = await backfill_requests.get(conn, bad.id)
         assert failed is not None and failed.state == "FAILED" and "not registered" in (failed.error or "")
     finally:
@@ -97,8 +107,9 @@ async def test_executor_works_in_slices_and_resumes(node: AnvilNode, settings: S
     await assert_matches_chain(idx_db, 1, d)
 
 
-async def test_cli_backfill_beside_a_running_indexer(node: AnvilNode, settings: Settings, idx_db: str,
-                                                     redis_url: str) -> None:
+async def test_cli_backfill_beside_a_running_indexer(
+    node: AnvilNode, settings: Settings, idx_db: str, redis_url: str
+) -> None:
     d = await _story(node, idx_db)
     stop = asyncio.Event()
     task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=TEST_CONFIG))
@@ -106,20 +117,34 @@ async def test_cli_backfill_beside_a_running_indexer(node: AnvilNode, settings: 
         await wait_at_head(idx_db, 1, node, task=task)
         # the range is indexed already: the running writer still answers the request, and keeps following
         # (the CLI runs in a thread: this event loop drives the indexer meanwhile)
-        waited = await asyncio.to_thread(run_rwa, ["backfill", "--chain", "1", "--from-block", str(d.start_block)],
-                                         idx_db, redis_url, {1: node.url}, 60, CLI_ENV)
+        waited = await asyncio.to_thread(
+            run_rwa,
+            ["backfill", "--chain", "1", "--from-block", str(d.start_block)],
+            idx_db,
+            redis_url,
+            {1: node.url},
+            60,
+            CLI_ENV,
+        )
         assert waited.code == 0, waited.output
         assert "another indexer process holds the writer lock" not in waited.output
         assert "backfill done by the running indexer" in waited.output
-        filed = await asyncio.to_thread(run_rwa, ["backfill", "--chain", "1", "--from-block", "0", "--no-wait",
-                                                  "--token", d.stack.token.address.lower()],
-                                        idx_db, redis_url, {1: node.url}, 60, CLI_ENV)
+        filed = await asyncio.to_thread(
+            run_rwa,
+            ["backfill", "--chain", "1", "--from-block", "0", "--no-wait", "--token", d.stack.token.address.lower()],
+            idx_db,
+            redis_url,
+            {1: node.url},
+            60,
+            CLI_ENV,
+        )
         assert filed.code == 0 and "filed" in filed.output, filed.output
         rows = await table_rows(idx_db, REQUESTS)
         assert [r[1] for r in rows][0] == "DONE" and len(rows) == 2
         await _wait_state(idx_db, rows[1][0], ("DONE",))
-        status = await asyncio.to_thread(run_rwa, ["status", "--json", "--chain", "1"], idx_db, redis_url,
-                                         {1: node.url})
+        status = await asyncio.to_thread(
+            run_rwa, ["status", "--json", "--chain", "1"], idx_db, redis_url, {1: node.url}
+        )
         assert status.code == 0, status.output
         chain = status.json()["chains"][0]
         assert chain["state"] == "ok" and [b["state"] for b in chain["backfills"]] == ["DONE", "DONE"]

@@ -32,15 +32,25 @@ async def test_window_is_a_hash_chain_and_old_empty_blocks_are_pruned(
         stop.set()
         await asyncio.wait_for(task, 10)
     head = node.block_number()
-    window = await table_rows(idx_db, "SELECT number, hash, parent_hash FROM blocks WHERE number > $1 ORDER BY number",
-                              head - 9)
+    window = await table_rows(
+        idx_db, "SELECT number, hash, parent_hash FROM blocks WHERE number > $1 ORDER BY number", head - 9
+    )
     assert [r[0] for r in window] == list(range(head - 8, head + 1))
     assert all(b[2] == a[1] for a, b in zip(window, window[1:]))  # parent-hash chain
-    (stale,) = (await table_rows(
-        idx_db, "SELECT count(*) FROM blocks b WHERE number < $1 AND NOT EXISTS "
-        "(SELECT 1 FROM chain_events e WHERE e.block_number = b.number)", head - PRUNE_EVERY - 20))[0]
+    (stale,) = (
+        await table_rows(
+            idx_db,
+            "SELECT count(*) FROM blocks b WHERE number < $1 AND NOT EXISTS "
+            "(SELECT 1 FROM chain_events e WHERE e.block_number = b.number)",
+            head - PRUNE_EVERY - 20,
+        )
+    )[0]
     assert stale == 0
-    (with_events,) = (await table_rows(
-        idx_db, "SELECT count(DISTINCT e.block_number) - count(DISTINCT b.number) FROM chain_events e "
-        "LEFT JOIN blocks b ON b.chain_id = e.chain_id AND b.hash = e.block_hash"))[0]
+    (with_events,) = (
+        await table_rows(
+            idx_db,
+            "SELECT count(DISTINCT e.block_number) - count(DISTINCT b.number) FROM chain_events e "
+            "LEFT JOIN blocks b ON b.chain_id = e.chain_id AND b.hash = e.block_hash",
+        )
+    )[0]
     assert with_events == 0  # every block with events is kept

@@ -22,6 +22,7 @@ from server.viewer import Viewer
 from tests.indexer.cli_helpers import REPO, RWA, run_rwa, rwa_env
 from tests.indexer.conftest import add_tokens, cursor_block, deploy, snapshot
 
+
 class RangeLimitedProxy:
     """A provider that refuses eth_getLogs over more than `max_span` blocks (as hosted RPCs do) and answers them
     slowly, in front of anvil: the backfill shrinks its spans to fit, so it writes many small batches and a
@@ -34,8 +35,11 @@ class RangeLimitedProxy:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 reply = proxy.refusal(body)
-                data = json.dumps(reply).encode() if reply is not None else httpx.post(
-                    upstream, json=body, timeout=30).content
+                data = (
+                    json.dumps(reply).encode()
+                    if reply is not None
+                    else httpx.post(upstream, json=body, timeout=30).content
+                )
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
@@ -60,7 +64,7 @@ class RangeLimitedProxy:
             return {"jsonrpc": "2.0", "id": body["id"], "error": error}
         return None
 
-    def __enter__(self) -> "RangeLimitedProxy":
+    def __enter__(self) -> RangeLimitedProxy:
         self.thread.start()
         return self
 
@@ -92,8 +96,9 @@ async def test_backfill_progress_interrupt_resume_verify(idx_db, node, redis_url
 
     with RangeLimitedProxy(node.url) as proxy:
         env = rwa_env(idx_db, redis_url, {1: proxy.url}, {"RWA_INDEXER_BATCH_EVENTS": "1"})
-        proc = subprocess.Popen([RWA, "index", *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [RWA, "index", *args], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             first = proc.stderr.readline()  # type: ignore[union-attr]  # piped stderr: one line per update
             assert PROGRESS.search(first), first + proc.stderr.read()  # type: ignore[union-attr]
@@ -139,10 +144,12 @@ async def test_backfill_progress_interrupt_resume_verify(idx_db, node, redis_url
             someone = load_recipients(RECIPIENTS)[0]
             now = await holder_balance(session, staff, chain_id=1, token=usd.address, holder=someone)
             assert now.balance == TXS == await usd.functions.balanceOf(someone).call()
-            before_load = await holder_balance(session, staff, chain_id=1, token=usd.address, holder=someone,
-                                               at_block=d.start_block + 5)
+            before_load = await holder_balance(
+                session, staff, chain_id=1, token=usd.address, holder=someone, at_block=d.start_block + 5
+            )
             assert before_load.balance == await usd.functions.balanceOf(someone).call(
-                block_identifier=d.start_block + 5)
+                block_identifier=d.start_block + 5
+            )
     finally:
         await engine.dispose()
 
@@ -158,8 +165,14 @@ async def test_run_follows_until_sigterm_and_status_reports_it(idx_db, node, red
     from tests.fixtures.app import free_port
 
     metrics_port = free_port()
-    proc = subprocess.Popen([RWA, "index", "run", "--chain", "ethereum", "--metrics-port", str(metrics_port)],
-                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [RWA, "index", "run", "--chain", "ethereum", "--metrics-port", str(metrics_port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         head = node.block_number()
         deadline = time.monotonic() + 60

@@ -9,14 +9,18 @@ GOOD = "0x52908400098527886E0F7030069857D2E4169EE7"  # a valid EIP-55 address (f
 BAD_CHECKSUM = "0x52908400098527886E0F7030069857D2E4169Ee7"
 
 BAD_INPUT = [
-    (["verify", "--chain", "goerli", "--token", GOOD],
-     "unknown chain 'goerli'; known chains: 1 (ethereum), 137 (polygon), 56 (bsc)"),
+    (
+        ["verify", "--chain", "goerli", "--token", GOOD],
+        "unknown chain 'goerli'; known chains: 1 (ethereum), 137 (polygon), 56 (bsc)",
+    ),
     (["backfill", "--chain", "5", "--from-block", "0"], "unknown chain '5'; known chains: 1 (ethereum)"),
     (["run", "--chain", "solana"], "unknown chain 'solana'"),
     (["status", "--chain", "avalanche"], "unknown chain 'avalanche'"),
     (["verify", "--chain", "1", "--token", "0x1234"], "not an address: '0x1234'"),
-    (["verify", "--chain", "ethereum", "--token", BAD_CHECKSUM],
-     f"bad address checksum: '{BAD_CHECKSUM}' (did you mean {GOOD}?)"),
+    (
+        ["verify", "--chain", "ethereum", "--token", BAD_CHECKSUM],
+        f"bad address checksum: '{BAD_CHECKSUM}' (did you mean {GOOD}?)",
+    ),
     (["backfill", "--chain", "polygon", "--from-block", "0", "--token", GOOD[2:]], "not an address"),
     (["backfill", "--chain", "bsc", "--from-block", "10", "--to-block", "9"], "--from-block 10 is above --to-block 9"),
     (["verify", "--chain", "56", "--token", GOOD], "no RPC URL for bsc (chain 56): set RPC_URLS_56"),
@@ -36,9 +40,12 @@ def test_bad_input_exits_2_with_one_line(database_url, redis_url) -> None:  # ty
 def test_unreachable_rpc_exits_3_naming_chain_and_host_only(database_url, redis_url) -> None:
     port = closed_port()
     rpc = {1: secret_url(port)}
-    calls = [(["verify", "--chain", "1", "--token", GOOD], rpc),
-             (["backfill", "--chain", "1", "--from-block", "0"], rpc),
-             (["run", "--chain", "eth"], rpc), (["run"], rpc)]
+    calls = [
+        (["verify", "--chain", "1", "--token", GOOD], rpc),
+        (["backfill", "--chain", "1", "--from-block", "0"], rpc),
+        (["run", "--chain", "eth"], rpc),
+        (["run"], rpc),
+    ]
     for (args, _), result in zip(calls, run_many(calls, database_url, redis_url)):
         assert result.code == 3, (args, result.output)
         assert f"ethereum (chain 1): RPC unreachable at http://127.0.0.1:{port}" in result.stderr, (args, result.stderr)

@@ -15,7 +15,17 @@ from chains.loadgen import load_recipients, prepare_security_token_load, send_ba
 from core.settings import Settings
 from indexer.service import run_indexer
 from tests.indexer.conftest import (
-    TEST_CONFIG, _url, table_rows, add_tokens, assert_matches_chain, clone_db, cursor_block, deploy, drop_db, snapshot, wait_synced,
+    TEST_CONFIG,
+    _url,
+    add_tokens,
+    assert_matches_chain,
+    clone_db,
+    cursor_block,
+    deploy,
+    drop_db,
+    snapshot,
+    table_rows,
+    wait_synced,
 )
 from tests.indexer.scenario import run_scenario
 
@@ -50,8 +60,9 @@ async def test_kill_9_mid_backfill_then_resume_equals_uninterrupted_run(
         monkeypatch.setenv("RPC_URLS_1", node.url)
         settings = Settings(DATABASE_URL=ref_url, REDIS_URL=None)  # type: ignore[call-arg]
         stop = asyncio.Event()
-        cfg = TEST_CONFIG.__class__(**{**TEST_CONFIG.__dict__, "batch_events": 300, "logs_per_call": 150,
-                                       "initial_span": 5})
+        cfg = TEST_CONFIG.__class__(
+            **{**TEST_CONFIG.__dict__, "batch_events": 300, "logs_per_call": 150, "initial_span": 5}
+        )
         task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=cfg))
         await wait_synced(ref_url, {1: node}, timeout=60, task=task)
         stop.set()
@@ -72,7 +83,10 @@ async def test_kill_9_mid_backfill_then_resume_equals_uninterrupted_run(
             while (await cursor_block(idx_db, 1) or -1) <= before:  # wait for a committed batch
                 assert proc.poll() is None, log.read_text()[-3000:]
                 if asyncio.get_running_loop().time() > deadline:
-                    activity = await table_rows(idx_db, "SELECT application_name, state, wait_event, query FROM pg_stat_activity WHERE datname = current_database()")
+                    activity = await table_rows(
+                        idx_db,
+                        "SELECT application_name, state, wait_event, query FROM pg_stat_activity WHERE datname = current_database()",
+                    )
                     raise AssertionError((progress, activity, log.read_text()[-3000:]))
                 await asyncio.sleep(0.02)
             await asyncio.sleep(rng.uniform(0.0, 0.15))  # then die at an arbitrary point

@@ -16,11 +16,18 @@ from chains.anvil import AnvilNode, free_port
 from chains.deploy import deploy_stablecoin, transact
 from cli import dev_state
 from core.settings import Settings
-from tests.fixtures.db import reloaded
-from indexer.service import run_indexer
 from indexer.lock import asyncpg_dsn
+from indexer.service import run_indexer
+from tests.fixtures.db import reloaded
 from tests.indexer.conftest import (
-    TEST_CONFIG, add_tokens, assert_matches_chain, cursor_block, deploy, insert_token, table_rows, wait_at_head,
+    TEST_CONFIG,
+    add_tokens,
+    assert_matches_chain,
+    cursor_block,
+    deploy,
+    insert_token,
+    table_rows,
+    wait_at_head,
 )
 from tests.indexer.scenario import run_scenario
 
@@ -35,8 +42,9 @@ async def _follow(settings: Settings, idx_db: str, node: AnvilNode) -> None:
         await asyncio.wait_for(task, 10)
 
 
-async def test_kill_9_loses_blocks_and_reconcile_heals_the_index(tmp_path: Path, idx_db: str, settings: Settings,
-                                                                 monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_kill_9_loses_blocks_and_reconcile_heals_the_index(
+    tmp_path: Path, idx_db: str, settings: Settings, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     # one port for the three lives of the chain, so the contract objects stay bound to it
     state, port = ["--state", str(dev_state.state_path(tmp_path, 1))], free_port()
     dev_state.state_path(tmp_path, 1).parent.mkdir(parents=True)

@@ -17,16 +17,23 @@ from tests.indexer.conftest import deploy
 from tests.indexer.scenario import run_scenario
 
 _CONTRACT_OF = {
-    "IdentityRegistered": "IdentityRegistry", "IdentityRemoved": "IdentityRegistry", "CountryUpdated": "IdentityRegistry",
+    "IdentityRegistered": "IdentityRegistry",
+    "IdentityRemoved": "IdentityRegistry",
+    "CountryUpdated": "IdentityRegistry",
 }
 
 
 def _abi_args(name: str, log: dict[str, Any], w3_codec: Any) -> dict[str, Any]:
     abi = event_abi(_CONTRACT_OF.get(name, "SecurityToken"), name)
     entry = {
-        "address": log["address"], "topics": [bytes.fromhex(t[2:]) for t in log["topics"]],
-        "data": bytes.fromhex(log["data"][2:]), "logIndex": 0, "transactionIndex": 0,
-        "transactionHash": b"\x00" * 32, "blockHash": b"\x00" * 32, "blockNumber": 0,
+        "address": log["address"],
+        "topics": [bytes.fromhex(t[2:]) for t in log["topics"]],
+        "data": bytes.fromhex(log["data"][2:]),
+        "logIndex": 0,
+        "transactionIndex": 0,
+        "transactionHash": b"\x00" * 32,
+        "blockHash": b"\x00" * 32,
+        "blockNumber": 0,
     }
     return dict(get_event_data(w3_codec, abi, entry)["args"])
 

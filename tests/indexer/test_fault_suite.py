@@ -25,12 +25,19 @@ from chains.anvil import AnvilNode
 from chains.deploy import transact
 from chains.rpc import RpcClient
 from core.settings import Settings
-from tests.fixtures.db import reloaded
 from indexer.service import backfill, run_indexer
 from indexer.verify import verify_token
+from tests.fixtures.db import reloaded
 from tests.indexer.cli_helpers import REPO, RWA, rwa_env
 from tests.indexer.conftest import (
-    TEST_CONFIG, Deployed, add_tokens, assert_matches_chain, cursor_block, deploy, table_rows, transfer_request,
+    TEST_CONFIG,
+    Deployed,
+    add_tokens,
+    assert_matches_chain,
+    cursor_block,
+    deploy,
+    table_rows,
+    transfer_request,
     wait_at_head,
 )
 from tests.indexer.scenario import E18, run_scenario
@@ -95,8 +102,9 @@ async def test_a_reorg_between_get_logs_and_the_block_fetch_loses_nothing(
         await asyncio.wait_for(fired.wait(), 20)
         await wait_at_head(idx_db, 1, node, task=task)
         head = node.rpc("eth_getBlockByNumber", "latest", False)
-        moved = await table_rows(idx_db, "SELECT from_address, to_address, value FROM token_transfers "
-                                         "WHERE block_hash = $1", head["hash"])
+        moved = await table_rows(
+            idx_db, "SELECT from_address, to_address, value FROM token_transfers WHERE block_hash = $1", head["hash"]
+        )
         assert moved == [(w["dave"], w["bob"], 7 * E18)]
     finally:
         await stop_indexer(stop, task)
@@ -120,8 +128,13 @@ async def test_one_null_block_while_catching_up_is_not_a_reorg(
     finalized = int(node.rpc("eth_getBlockByNumber", "finalized", False)["number"], 16)
     assert finalized > stopped_at + 8
     # what a `run` that stopped here would have recorded (the floor of ReorgTooDeep)
-    await table_rows(idx_db, "UPDATE indexer_cursors SET finalized_block = $2, head_block = $3 WHERE chain_id = $1 "
-                             "RETURNING 1", 1, finalized, node.block_number())
+    await table_rows(
+        idx_db,
+        "UPDATE indexer_cursors SET finalized_block = $2, head_block = $3 WHERE chain_id = $1 RETURNING 1",
+        1,
+        finalized,
+        node.block_number(),
+    )
 
     proxy = await FaultProxy(node.url).start()
     proxy.answer_null(1, when=lambda n: n == stopped_at)  # one lagging answer for the cursor's block
@@ -192,8 +205,10 @@ async def test_backfill_through_a_provider_failing_20_percent_finishes_and_verif
     assert sum(proxy.injected.values()) >= 8 and len(proxy.injected) >= 5, (proxy.injected, proxy.requests)
     await assert_matches_chain(idx_db, 1, d, extra_holders=(*recipients[:10], *w.values()))
     await verify_ok(idx_db, node, d)
-    print(f"backfill under 20% faults: {time.monotonic() - started:.1f}s, {sum(proxy.requests.values())} calls, "
-          f"injected {dict(proxy.injected)}")
+    print(
+        f"backfill under 20% faults: {time.monotonic() - started:.1f}s, {sum(proxy.requests.values())} calls, "
+        f"injected {dict(proxy.injected)}"
+    )
 
 
 async def test_run_starts_with_a_broken_first_provider_and_drops_a_wrong_chain_one(
@@ -206,8 +221,14 @@ async def test_run_starts_with_a_broken_first_provider_and_drops_a_wrong_chain_o
     polygon = await FaultProxy(node.url, chain_id=137).start()  # a Polygon URL configured for Ethereum
     urls = f"{broken.url},{polygon.url},{node.url}"
     env = rwa_env(idx_db, redis_url, {1: urls}, {"RWA_INDEXER_POLL_S": "0.1", "RWA_FINALITY_DEPTH_1": "8"})
-    proc = subprocess.Popen([RWA, "index", "run", "--chain", "ethereum", "--metrics-port", "0"], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [RWA, "index", "run", "--chain", "ethereum", "--metrics-port", "0"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         head = node.block_number()
         deadline = time.monotonic() + 60
@@ -226,8 +247,9 @@ async def test_run_starts_with_a_broken_first_provider_and_drops_a_wrong_chain_o
     assert "serves chain 137, not 1: dropped from the rotation" in err, err
     assert f"127.0.0.1:{polygon.port}" in err and "Traceback" not in err
     assert sum(broken.injected.values()) >= 1
-    rows = await table_rows(idx_db, "SELECT count(*) FROM token_transfers WHERE token_address = $1",
-                            d.stack.stablecoin.address)
+    rows = await table_rows(
+        idx_db, "SELECT count(*) FROM token_transfers WHERE token_address = $1", d.stack.stablecoin.address
+    )
     assert rows[0][0] >= 1
 
 
@@ -248,16 +270,24 @@ async def test_self_check_heals_stored_blocks_that_differ_from_the_node(
         head = node.block_number()
         bogus = "0x" + "de" * 32
         # below the cursor: a block from "another fork", and its Transfer gone with it
-        await table_rows(idx_db, "UPDATE blocks SET hash = $3 WHERE chain_id = $1 AND number = $2 RETURNING 1",
-                         1, head - 2, bogus)
+        await table_rows(
+            idx_db, "UPDATE blocks SET hash = $3 WHERE chain_id = $1 AND number = $2 RETURNING 1", 1, head - 2, bogus
+        )
         # above the cursor: what a backfill from another fork would have left
-        await table_rows(idx_db, "INSERT INTO blocks (chain_id, number, hash, parent_hash, timestamp) "
-                                 "VALUES ($1, $2, $3, $3, now()) RETURNING 1", 1, head + 2, "0x" + "ad" * 32)
+        await table_rows(
+            idx_db,
+            "INSERT INTO blocks (chain_id, number, hash, parent_hash, timestamp) "
+            "VALUES ($1, $2, $3, $3, now()) RETURNING 1",
+            1,
+            head + 2,
+            "0x" + "ad" * 32,
+        )
         for _ in range(3):
             await transact(d.stack.token.functions.transfer(w["dave"], E18), w["bob"])
         await wait_at_head(idx_db, 1, node, task=task, timeout=40)
-        stored = dict(await table_rows(idx_db, "SELECT number, hash FROM blocks WHERE chain_id = 1 AND number >= $1",
-                                       head - 2))
+        stored = dict(
+            await table_rows(idx_db, "SELECT number, hash FROM blocks WHERE chain_id = 1 AND number >= $1", head - 2)
+        )
         for n in (head - 2, head + 2):
             assert stored[n] == node.rpc("eth_getBlockByNumber", hex(n), False)["hash"]
     finally:
@@ -297,8 +327,13 @@ async def test_rwa_index_backfill_through_20_percent_faults_finishes_and_verify_
     extra = {"RWA_INDEXER_BATCH_EVENTS": "10", "RWA_INDEXER_LOGS_PER_CALL": "5"}
     try:
         result = await asyncio.to_thread(
-            run_rwa, ["backfill", "--chain", "1", "--from-block", str(d.start_block)], idx_db, redis_url,
-            {1: proxy.url}, 240, extra,
+            run_rwa,
+            ["backfill", "--chain", "1", "--from-block", str(d.start_block)],
+            idx_db,
+            redis_url,
+            {1: proxy.url},
+            240,
+            extra,
         )
     finally:
         await proxy.stop()
@@ -306,7 +341,8 @@ async def test_rwa_index_backfill_through_20_percent_faults_finishes_and_verify_
     assert "backfill done" in result.stderr and "Traceback" not in result.output
     assert sum(proxy.injected.values()) >= 3, proxy.injected
     for token in (d.stack.token.address, d.stack.stablecoin.address):
-        verified = await asyncio.to_thread(run_rwa, ["verify", "--chain", "1", "--token", token], idx_db, redis_url,
-                                           {1: node.url})
+        verified = await asyncio.to_thread(
+            run_rwa, ["verify", "--chain", "1", "--token", token], idx_db, redis_url, {1: node.url}
+        )
         assert verified.code == 0, verified.output
     await assert_matches_chain(idx_db, 1, d, extra_holders=tuple(w.values()))

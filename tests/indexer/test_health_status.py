@@ -11,11 +11,11 @@ import pytest
 from chains.anvil import AnvilNode
 from chains.deploy import transact
 from core.settings import Settings
-from tests.fixtures.db import reloaded
 from indexer.errors import ReorgTooDeep
 from indexer.lock import asyncpg_dsn
 from indexer.reorg import rollback
 from indexer.service import run_indexer
+from tests.fixtures.db import reloaded
 from tests.indexer.cli_helpers import closed_port, run_rwa
 from tests.indexer.conftest import TEST_CONFIG, add_tokens, deploy, table_rows, transfer_request, wait_at_head
 from tests.indexer.scenario import E18, run_scenario
@@ -72,8 +72,9 @@ async def test_reorg_too_deep_reads_stopped_until_the_chain_is_healthy_again(
     assert code == 0 and row["state"] == "ok"
 
 
-async def test_repeated_step_failures_read_failing(node: AnvilNode, settings: Settings, idx_db: str,
-                                                   redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_repeated_step_failures_read_failing(
+    node: AnvilNode, settings: Settings, idx_db: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = await deploy(node.url)
     await add_tokens(idx_db, 1, d)
     monkeypatch.setenv("RPC_URLS_1", f"http://127.0.0.1:{closed_port()}")  # the indexer's provider is down

@@ -40,4 +40,5 @@ async def test_backfill_twice_and_forced_refetch_leave_identical_rows(
     await backfill(settings, 1, d.start_block, head, token=d.stack.token.address.lower(), config=TEST_CONFIG)
     after_token = await snapshot(idx_db)
     assert {k: v for k, v in after_token.items() if k != "fetched_intervals"} == {
-        k: v for k, v in before.items() if k != "fetched_intervals"}
+        k: v for k, v in before.items() if k != "fetched_intervals"
+    }

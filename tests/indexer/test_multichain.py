@@ -14,7 +14,14 @@ from chains.deploy import transact
 from core.settings import Settings
 from indexer.service import run_indexer
 from tests.indexer.conftest import (
-    TEST_CONFIG, Deployed, add_tokens, assert_matches_chain, deploy, table_rows, transfer_request, wait_at_head,
+    TEST_CONFIG,
+    Deployed,
+    add_tokens,
+    assert_matches_chain,
+    deploy,
+    table_rows,
+    transfer_request,
+    wait_at_head,
 )
 from tests.indexer.scenario import E18, run_scenario
 

@@ -16,9 +16,17 @@ from indexer.errors import ReorgTooDeep
 from indexer.reorg import reorg_channel
 from indexer.service import run_indexer
 from tests.indexer.conftest import (
-    TEST_CONFIG, add_tokens, assert_matches_chain, deploy, snapshot, table_rows, transfer_request, wait_at_head,
+    TEST_CONFIG,
+    add_tokens,
+    assert_matches_chain,
+    deploy,
+    snapshot,
+    table_rows,
+    transfer_request,
+    wait_at_head,
 )
 from tests.indexer.scenario import E18, run_scenario
+
 
 async def ready_for_transfers(d, w) -> None:  # type: ignore[no-untyped-def]
     """After the scenario: unpause, unfreeze dave, give bob tokens to move around."""
@@ -54,7 +62,9 @@ async def test_reorgs_of_depth_1_to_5_while_following(
                 await transact(d.stack.token.functions.transfer(dave, E18), bob)
             await wait_at_head(idx_db, 1, node, task=task)
             head = node.block_number()
-            dropped = [node.rpc("eth_getBlockByNumber", hex(n), False)["hash"] for n in range(head - depth + 1, head + 1)]
+            dropped = [
+                node.rpc("eth_getBlockByNumber", hex(n), False)["hash"] for n in range(head - depth + 1, head + 1)
+            ]
             assert (await table_rows(idx_db, DROPPED_ROWS_SQL, dropped))[0][0] > 0
             # replacement blocks: dave pays bob back instead, in the last new block
             node.reorg(depth, [(transfer_request(dave, token, bob, 3 * E18), depth - 1)])

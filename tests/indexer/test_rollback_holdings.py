@@ -12,7 +12,14 @@ from chains.deploy import transact
 from core.settings import Settings
 from indexer.service import run_indexer
 from tests.indexer.conftest import (
-    TEST_CONFIG, add_tokens, clone_db, deploy, drop_db, table_rows, transfer_request, wait_at_head,
+    TEST_CONFIG,
+    add_tokens,
+    clone_db,
+    deploy,
+    drop_db,
+    table_rows,
+    transfer_request,
+    wait_at_head,
 )
 from tests.indexer.scenario import E18, run_scenario
 from tests.indexer.test_reorg import ready_for_transfers
@@ -22,8 +29,9 @@ HOLDINGS = "SELECT token_address, holder, balance, frozen_amount, frozen, update
 
 async def _index_to_head(settings: Settings, db: str, node: AnvilNode) -> None:
     stop = asyncio.Event()
-    task = asyncio.create_task(run_indexer(settings.model_copy(update={"database_url": db}), [1], stop=stop,
-                                           config=TEST_CONFIG))
+    task = asyncio.create_task(
+        run_indexer(settings.model_copy(update={"database_url": db}), [1], stop=stop, config=TEST_CONFIG)
+    )
     try:
         await wait_at_head(db, 1, node, task=task)
     finally:
@@ -68,10 +76,16 @@ async def test_rollback_leaves_no_orphan_row_and_no_stale_updated_block(
     assert after[(token.address, dave)][5] == kept_block
     carol_row = after[(token.address, carol)]
     assert carol_row[4] is True  # frozen again: the unfreeze is gone
-    newest_carol = (await table_rows(
-        idx_db, "SELECT max(b) FROM (SELECT block_number b FROM token_transfers WHERE token_address = $1 AND "
-        "(from_address = $2 OR to_address = $2) UNION ALL SELECT block_number FROM chain_events WHERE address = $1 "
-        "AND subject = $2) x", token.address, carol))[0][0]
+    newest_carol = (
+        await table_rows(
+            idx_db,
+            "SELECT max(b) FROM (SELECT block_number b FROM token_transfers WHERE token_address = $1 AND "
+            "(from_address = $2 OR to_address = $2) UNION ALL SELECT block_number FROM chain_events WHERE address = $1 "
+            "AND subject = $2) x",
+            token.address,
+            carol,
+        )
+    )[0][0]
     assert carol_row[5] == newest_carol < kept_block
 
     # the whole table equals a fresh index of the surviving chain

@@ -12,10 +12,16 @@ from chains.anvil import AnvilNode
 from chains.deploy import transact
 from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers
 from core.settings import Settings
-from tests.fixtures.db import reloaded
 from indexer.service import run_indexer
+from tests.fixtures.db import reloaded
 from tests.indexer.conftest import (
-    TEST_CONFIG, add_tokens, assert_matches_chain, deploy, table_rows, transfer_request, wait_at_head,
+    TEST_CONFIG,
+    add_tokens,
+    assert_matches_chain,
+    deploy,
+    table_rows,
+    transfer_request,
+    wait_at_head,
 )
 from tests.indexer.faulty_rpc import FaultyRpc
 from tests.indexer.scenario import E18, run_scenario
@@ -52,11 +58,13 @@ async def test_faulty_provider_and_dead_url_still_index_exactly(
         await asyncio.wait_for(task, 15)
         await proxy.stop()
     await assert_matches_chain(idx_db, 1, d, extra_holders=(*recipients[:10], *w.values()))
-    (dupes,) = (await table_rows(
-        idx_db, "SELECT count(*) - count(DISTINCT (chain_id, tx_hash, log_index)) FROM chain_events"))[0]
+    (dupes,) = (
+        await table_rows(idx_db, "SELECT count(*) - count(DISTINCT (chain_id, tx_hash, log_index)) FROM chain_events")
+    )[0]
     assert dupes == 0
-    (n,) = (await table_rows(idx_db, "SELECT count(*) FROM token_transfers WHERE token_address = $1",
-                             d.stack.token.address))[0]
+    (n,) = (
+        await table_rows(idx_db, "SELECT count(*) FROM token_transfers WHERE token_address = $1", d.stack.token.address)
+    )[0]
     assert n >= 1000 + 7
     for kind in ("429", "503", "timeout", "malformed", "drop_item", "range_limit"):
         assert proxy.injected[kind] > 0, proxy.injected

@@ -35,14 +35,24 @@ async def test_scenario_state_matches_contract_views(node: AnvilNode, settings: 
     checked = await assert_matches_chain(idx_db, 1, d, extra_holders=tuple(wallets.values()))
     assert checked >= 6
     events = dict(await table_rows(idx_db, "SELECT event, count(*) FROM chain_events GROUP BY event"))
-    for name in ("Transfer", "Paused", "Unpaused", "AddressFrozen", "TokensFrozen", "TokensUnfrozen",
-                 "RecoverySuccess", "IdentityRegistered", "IdentityRemoved", "CountryUpdated"):
+    for name in (
+        "Transfer",
+        "Paused",
+        "Unpaused",
+        "AddressFrozen",
+        "TokensFrozen",
+        "TokensUnfrozen",
+        "RecoverySuccess",
+        "IdentityRegistered",
+        "IdentityRemoved",
+        "CountryUpdated",
+    ):
         assert events.get(name, 0) >= 1, (name, events)
     assert "Unknown" not in events
     # the recovered wallet carries alice's freeze; alice is unfrozen and no longer registered
-    (dave,) = await table_rows(idx_db, "SELECT frozen, frozen_amount, balance FROM holdings WHERE holder = $1",
-                               wallets["dave"])
+    (dave,) = await table_rows(
+        idx_db, "SELECT frozen, frozen_amount, balance FROM holdings WHERE holder = $1", wallets["dave"]
+    )
     assert dave[0] is True and int(dave[1]) == 200 * 10**18 and int(dave[2]) == 900 * 10**18
-    ident = dict(((r[0], r[1]) for r in await table_rows(
-        idx_db, "SELECT investor, registered FROM identities")))
+    ident = dict((r[0], r[1]) for r in await table_rows(idx_db, "SELECT investor, registered FROM identities"))
     assert ident[wallets["alice"]] is False and ident[wallets["dave"]] is True and ident[wallets["erin"]] is False

@@ -19,8 +19,8 @@ from eth_utils import to_checksum_address
 from chains.anvil import AnvilNode, free_port
 from chains.deploy import transact
 from core.settings import Settings
-from tests.fixtures.db import reloaded
 from indexer.service import backfill
+from tests.fixtures.db import reloaded
 from tests.indexer.conftest import TEST_CONFIG, add_tokens, assert_matches_chain, deploy, table_rows
 from tests.indexer.scenario import run_scenario
 
@@ -73,8 +73,11 @@ class StateWindowProxy:
     async def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
         if await self._too_old(item):
             self.refused += 1
-            return {"jsonrpc": "2.0", "id": item["id"], "error": {
-                "code": -32000, "message": "missing trie node 5a1f0c2e (path ) state is not available"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": item["id"],
+                "error": {"code": -32000, "message": "missing trie node 5a1f0c2e (path ) state is not available"},
+            }
         r = await self._http.post(self.upstream, json=item)
         return r.json()
 
@@ -93,12 +96,10 @@ async def _story(node_url: str, idx_db: str) -> tuple[Any, dict[str, str], str, 
     w = await run_scenario(d)
     frank = d.accounts[6]
     registry = d.stack.registry
-    await transact(registry.functions.registerIdentity(frank, to_checksum_address(f"0x{0x1DF01:040x}"), 250),
-                   d.agent)
+    await transact(registry.functions.registerIdentity(frank, to_checksum_address(f"0x{0x1DF01:040x}"), 250), d.agent)
     end = await d.w3.eth.block_number
     await transact(registry.functions.deleteIdentity(frank), d.agent)
-    await transact(registry.functions.registerIdentity(frank, to_checksum_address(f"0x{0x1DF02:040x}"), 124),
-                   d.agent)
+    await transact(registry.functions.registerIdentity(frank, to_checksum_address(f"0x{0x1DF02:040x}"), 124), d.agent)
     return d, w, frank, end
 
 
@@ -111,12 +112,14 @@ async def _check(idx_db: str, d: Any, w: dict[str, str], frank: str) -> None:
     # frank's registration as of the backfill's end is no longer the node's current one: unknown, not a guess
     assert rows[frank][1:] == (to_checksum_address(f"0x{0x1DF01:040x}"), None, True, "UNKNOWN")
     registered = await table_rows(
-        idx_db, "SELECT args FROM chain_events WHERE event = 'IdentityRegistered' AND subject = $1", frank)
+        idx_db, "SELECT args FROM chain_events WHERE event = 'IdentityRegistered' AND subject = $1", frank
+    )
     assert json.loads(registered[0][0])["countrySource"] == "UNKNOWN"
 
 
-async def test_backfill_past_anvils_state_window(idx_db: str, settings: Settings,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_backfill_past_anvils_state_window(
+    idx_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real node that keeps 5 states: the error is anvil's own BlockOutOfRangeError."""
     with AnvilNode(1, extra_args=["--prune-history", "5"]) as pruned:
         monkeypatch.setenv("RPC_URLS_1", pruned.url)
@@ -136,8 +139,9 @@ async def test_backfill_past_anvils_state_window(idx_db: str, settings: Settings
         await assert_matches_chain(idx_db, 1, d)
 
 
-async def test_backfill_through_a_full_node_refusing_old_state(node: AnvilNode, idx_db: str, settings: Settings,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_backfill_through_a_full_node_refusing_old_state(
+    node: AnvilNode, idx_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """geth's wording ("missing trie node"), injected by a proxy in front of an archive anvil."""
     d, w, frank, end = await _story(node.url, idx_db)
     node.mine(20)

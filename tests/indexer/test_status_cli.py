@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from tests.indexer.cli_helpers import SECRETS, cli_database_url, closed_port, run_many, secret_url, sql  # noqa: F401
 
-KEYS = {"chain_id", "chain", "configured", "reachable", "error", "endpoints", "head", "safe", "finalized", "indexed",
-        "lag", "recent_events", "window_blocks", "events_per_second", "cursor_updated_at", "state", "stopped_reason",
-        "error_count", "last_error", "backfills"}
+KEYS = {
+    "chain_id",
+    "chain",
+    "configured",
+    "reachable",
+    "error",
+    "endpoints",
+    "head",
+    "safe",
+    "finalized",
+    "indexed",
+    "lag",
+    "recent_events",
+    "window_blocks",
+    "events_per_second",
+    "cursor_updated_at",
+    "state",
+    "stopped_reason",
+    "error_count",
+    "last_error",
+    "backfills",
+}
 
 
 async def test_status_json_and_table(cli_database_url, redis_url, local_chains) -> None:  # type: ignore[no-untyped-def]
@@ -45,8 +64,11 @@ async def test_status_json_and_table(cli_database_url, redis_url, local_chains) 
 
 
 def test_status_exits_3_when_every_configured_node_is_down(cli_database_url, redis_url) -> None:
-    down, unconfigured = run_many([(["status", "--json"], {1: secret_url(closed_port())}), (["status", "--json"], {})],
-                                  cli_database_url, redis_url)
+    down, unconfigured = run_many(
+        [(["status", "--json"], {1: secret_url(closed_port())}), (["status", "--json"], {})],
+        cli_database_url,
+        redis_url,
+    )
     assert down.code == 3, down.output
     rows = {r["chain_id"]: r for r in down.json()["chains"]}
     assert not rows[1]["reachable"] and "RPC unreachable" in rows[1]["error"]

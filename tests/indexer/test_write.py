@@ -77,8 +77,9 @@ async def test_a_batch_that_does_not_extend_the_cursor_is_refused(conn: asyncpg.
     await write_batch(conn, batch(10, 12, [(10, 0, ZERO_ADDRESS, A, 100)]), address_starts=starts, move_cursor=True)
     before = await _state(conn)
     with pytest.raises(ReorgDetected):  # parent of block 13 is not the indexed block 12's hash
-        await write_batch(conn, batch(13, 14, [(13, 0, A, B, 1)], parent=_h(999)), address_starts=starts,
-                          move_cursor=True)
+        await write_batch(
+            conn, batch(13, 14, [(13, 0, A, B, 1)], parent=_h(999)), address_starts=starts, move_cursor=True
+        )
     with pytest.raises(ReorgDetected):  # a gap after the cursor
         await write_batch(conn, batch(15, 16, [(15, 0, A, B, 1)]), address_starts=starts, move_cursor=True)
     assert await _state(conn) == before  # nothing of the refused batches was written

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -36,8 +36,13 @@ async def sf(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
         yield factory
 
 
-async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, hard_cap: str, n: int,  # type: ignore[no-untyped-def]
-                    max_ticket: str | None = None):
+async def _offering(
+    sf: async_sessionmaker[AsyncSession],
+    rule: AllocationRule,
+    hard_cap: str,
+    n: int,  # type: ignore[no-untyped-def]
+    max_ticket: str | None = None,
+):
     m = await make_market(sf)
     issuer = await make_user(sf, ["ISSUER"])
     async with sf() as s:
@@ -45,12 +50,20 @@ async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, 
         await s.execute(update(Asset).where(Asset.id == token.asset_id).values(issuer_id=issuer))
         await s.commit()
     boss = Actor(issuer, frozenset({"ISSUER"}))
-    now = datetime.now(timezone.utc)
-    spec = offerings.OfferingSpec(token_id=m.token_id, name="race", quote_currency=m.quote, price=Decimal(10),
-                                  min_ticket=Decimal(10), target=Decimal(10), hard_cap=Decimal(hard_cap),
-                                  opens_at=now - timedelta(minutes=1), closes_at=now + timedelta(hours=1),
-                                  allocation_rule=rule,
-                                  max_ticket=None if max_ticket is None else Decimal(max_ticket))
+    now = datetime.now(UTC)
+    spec = offerings.OfferingSpec(
+        token_id=m.token_id,
+        name="race",
+        quote_currency=m.quote,
+        price=Decimal(10),
+        min_ticket=Decimal(10),
+        target=Decimal(10),
+        hard_cap=Decimal(hard_cap),
+        opens_at=now - timedelta(minutes=1),
+        closes_at=now + timedelta(hours=1),
+        allocation_rule=rule,
+        max_ticket=None if max_ticket is None else Decimal(max_ticket),
+    )
     async with sf() as s:
         o = await offerings.create_offering(s, boss, spec)
         await offerings.open_offering(s, boss, o.id)
@@ -61,8 +74,11 @@ async def _offering(sf: async_sessionmaker[AsyncSession], rule: AllocationRule, 
 
 async def _subscribe(sf, offering_id, user_id, amount, key=None):  # type: ignore[no-untyped-def]
     async with sf() as s:
-        sub = await subscriptions.subscribe(s, Actor(user_id, frozenset({"INVESTOR"})),
-                                            subscriptions.SubscribeRequest(offering_id, Decimal(amount), key))
+        sub = await subscriptions.subscribe(
+            s,
+            Actor(user_id, frozenset({"INVESTOR"})),
+            subscriptions.SubscribeRequest(offering_id, Decimal(amount), key),
+        )
         await s.commit()
         return sub
 
@@ -113,8 +129,12 @@ async def test_cancels_racing_the_close_conserve_every_investors_cash(sf) -> Non
     results = await asyncio.gather(*[cancel(s) for s in subs[::2]], close(), *[cancel(s) for s in subs[1::2]])
     assert "closed" in results
     async with sf() as s:
-        rows = {r.user_id: r for r in (await s.execute(select(OfferingSubscription).where(
-            OfferingSubscription.offering_id == oid))).scalars()}
+        rows = {
+            r.user_id: r
+            for r in (
+                await s.execute(select(OfferingSubscription).where(OfferingSubscription.offering_id == oid))
+            ).scalars()
+        }
     allocated = Decimal(0)
     for t in traders:
         sub, b = rows[t.user_id], await _cash(sf, t.user_id, m.quote)
@@ -141,11 +161,16 @@ async def test_subscriptions_racing_the_close_are_allocated_or_refused_never_lef
             await s.commit()
 
     first = [await subscribe(t.user_id) for t in traders[:2]]  # so that the close never misses its target
-    results = first + await asyncio.gather(*[subscribe(t.user_id) for t in traders[2:6]], close(),
-                                           *[subscribe(t.user_id) for t in traders[6:]])
+    results = first + await asyncio.gather(
+        *[subscribe(t.user_id) for t in traders[2:6]], close(), *[subscribe(t.user_id) for t in traders[6:]]
+    )
     async with sf() as s:
-        rows = {r.user_id: r for r in (await s.execute(select(OfferingSubscription).where(
-            OfferingSubscription.offering_id == oid))).scalars()}
+        rows = {
+            r.user_id: r
+            for r in (
+                await s.execute(select(OfferingSubscription).where(OfferingSubscription.offering_id == oid))
+            ).scalars()
+        }
         o = await offerings.locked(s, oid)
     taken = [r for r in rows.values() if r.state in (SubscriptionState.ALLOCATED, SubscriptionState.UNALLOCATED)]
     refused = [r for r in rows.values() if r.state is SubscriptionState.REJECTED]
@@ -187,23 +212,34 @@ async def test_leftovers_not_released_after_the_close_are_released_by_the_first_
     async with sf() as s:
         await closing.close_offering(s, boss, oid)
         await s.commit()  # and the process dies before release_leftovers
-    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == \
-        [ledger.Balance(m.quote, Decimal(900), Decimal(100)), ledger.Balance(m.quote, Decimal(895), Decimal(105))]
+    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == [
+        ledger.Balance(m.quote, Decimal(900), Decimal(100)),
+        ledger.Balance(m.quote, Decimal(895), Decimal(105)),
+    ]
     async with sf() as s:
-        [op] = (await s.execute(select(ChainOperation).where(ChainOperation.business_ref.like(f"offering:{oid}:mint:%"))
-                                )).scalars().all()
+        [op] = (
+            (await s.execute(select(ChainOperation).where(ChainOperation.business_ref.like(f"offering:{oid}:mint:%"))))
+            .scalars()
+            .all()
+        )
         await closing.mint_confirmed(s, op)
         await s.commit()
         assert not await closing.release_leftovers(s, oid)  # once only
         await s.commit()
     async with sf() as s:
-        rows = {r.user_id: r for r in (await s.execute(select(OfferingSubscription).where(
-            OfferingSubscription.offering_id == oid))).scalars()}
+        rows = {
+            r.user_id: r
+            for r in (
+                await s.execute(select(OfferingSubscription).where(OfferingSubscription.offering_id == oid))
+            ).scalars()
+        }
     # 15 lots of 10 for 10 + 10 asked: 7 each, the last one by time priority to the first
     assert [rows[t.user_id].allocated_cash for t in traders] == [Decimal(80), Decimal(70)]
     assert {r.state for r in rows.values()} == {SubscriptionState.SETTLED} and len(subs) == 2
-    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == \
-        [ledger.Balance(m.quote, Decimal(920), Decimal(0)), ledger.Balance(m.quote, Decimal(930), Decimal(0))]
+    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == [
+        ledger.Balance(m.quote, Decimal(920), Decimal(0)),
+        ledger.Balance(m.quote, Decimal(930), Decimal(0)),
+    ]
 
 
 async def test_the_scheduled_close_allocates_and_releases_the_leftovers(sf) -> None:  # type: ignore[no-untyped-def]
@@ -214,12 +250,15 @@ async def test_the_scheduled_close_allocates_and_releases_the_leftovers(sf) -> N
     for t, amount in zip(traders, ("100", "105")):
         await _subscribe(sf, oid, t.user_id, amount)
     async with sf() as s:
-        await s.execute(update(Offering).where(Offering.id == oid).values(
-            closes_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        await s.execute(
+            update(Offering).where(Offering.id == oid).values(closes_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
         await s.commit()
     assert await close_due(sf) >= 1
     async with sf() as s:
         assert (await offerings.locked(s, oid)).state is OfferingState.ALLOCATED
     # allocated cash stays reserved until the mint settles; the rest is back at once
-    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == \
-        [ledger.Balance(m.quote, Decimal(920), Decimal(80)), ledger.Balance(m.quote, Decimal(930), Decimal(70))]
+    assert [await _cash(sf, t.user_id, m.quote) for t in traders] == [
+        ledger.Balance(m.quote, Decimal(920), Decimal(80)),
+        ledger.Balance(m.quote, Decimal(930), Decimal(70)),
+    ]

@@ -4,7 +4,7 @@ calls them, in one transaction). The on-chain loop is in test_issuance_chain.py.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -26,10 +26,20 @@ SUBSCRIBE = f"mutation($i: SubscribeInput!) {{ subscribeToOffering(input: $i) {{
 
 
 def _input(m, **over):  # type: ignore[no-untyped-def]
-    now = datetime.now(timezone.utc)
-    base = {"tokenId": str(m.token_id), "name": "Fund A, class 1", "quoteCurrency": m.quote, "price": "10",
-            "minTicket": "10", "target": "50", "hardCap": "200", "opensAt": (now - timedelta(minutes=1)).isoformat(),
-            "closesAt": (now + timedelta(days=1)).isoformat(), "allocationRule": "PRO_RATA", "feeBps": 100}
+    now = datetime.now(UTC)
+    base = {
+        "tokenId": str(m.token_id),
+        "name": "Fund A, class 1",
+        "quoteCurrency": m.quote,
+        "price": "10",
+        "minTicket": "10",
+        "target": "50",
+        "hardCap": "200",
+        "opensAt": (now - timedelta(minutes=1)).isoformat(),
+        "closesAt": (now + timedelta(days=1)).isoformat(),
+        "allocationRule": "PRO_RATA",
+        "feeBps": 100,
+    }
     return {"i": {**base, **over}}
 
 
@@ -62,8 +72,9 @@ async def _open(gql, issuer, m, **over):  # type: ignore[no-untyped-def]
     created = await gql(CREATE, _input(m, **over), token=issuer.token)
     offering = created["data"]["createOffering"]
     assert offering["state"] == "DRAFT", created
-    opened = await gql("mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": offering["id"]},
-                       token=issuer.token)
+    opened = await gql(
+        "mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": offering["id"]}, token=issuer.token
+    )
     assert opened["data"]["openOffering"]["state"] == "OPEN"
     return offering["id"]
 
@@ -84,8 +95,10 @@ async def test_pro_rata_offering_from_subscription_to_settled_cash(gql, make_use
     # refusals are REJECTED subscriptions with a reason, holding nothing
     us, _ = await _investor(gql, make_user, session_factory, m, country="US")
     res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=us.token)
-    assert (res["data"]["subscribeToOffering"]["state"], res["data"]["subscribeToOffering"]["reason"]) == \
-        ("REJECTED", "COUNTRY_NOT_ELIGIBLE")
+    assert (res["data"]["subscribeToOffering"]["state"], res["data"]["subscribeToOffering"]["reason"]) == (
+        "REJECTED",
+        "COUNTRY_NOT_ELIGIBLE",
+    )
     poor, _ = await _investor(gql, make_user, session_factory, m, cash="5")
     res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "50"}}, token=poor.token)
     assert res["data"]["subscribeToOffering"]["reason"] == "INSUFFICIENT_CASH"
@@ -94,34 +107,42 @@ async def test_pro_rata_offering_from_subscription_to_settled_cash(gql, make_use
     res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "5"}}, token=investors[0][0].token)
     assert gql.error_code(res) == "BAD_USER_INPUT" and res["errors"][0]["extensions"]["field"] == "amount"
     # the US investor cannot see it; eligible ones and the issuer can
-    assert (await gql("query($id: UUID!) { offering(id: $id) { id } }", {"id": oid}, token=us.token)
-            )["data"]["offering"] is None
-    seen = await gql("query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }", {"id": oid},
-                     token=investors[0][0].token)
+    assert (await gql("query($id: UUID!) { offering(id: $id) { id } }", {"id": oid}, token=us.token))["data"][
+        "offering"
+    ] is None
+    seen = await gql(
+        "query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }",
+        {"id": oid},
+        token=investors[0][0].token,
+    )
     assert seen["data"]["offering"] == {"subscribedTotal": "300", "subscriptionCount": 3}
 
-    closed = await gql(f"mutation($id: UUID!) {{ closeOffering(id: $id) {{ {OFFERING} }} }}", {"id": oid},
-                       token=issuer.token)
+    closed = await gql(
+        f"mutation($id: UUID!) {{ closeOffering(id: $id) {{ {OFFERING} }} }}", {"id": oid}, token=issuer.token
+    )
     assert closed["data"]["closeOffering"]["state"] == "ALLOCATED", closed
     assert closed["data"]["closeOffering"]["allocatedTotal"] == "200"
     mine = await gql(f"{{ mySubscriptions(first: 5) {{ edges {{ node {{ {SUB} }} }} }} }}", token=investors[0][0].token)
     first = mine["data"]["mySubscriptions"]["edges"][0]["node"]
     # 3 x 10 lots asked, 20 lots to give: 6 each and the 2 left over by time priority
     assert (first["state"], first["allocatedQuantity"], first["allocatedCash"]) == ("ALLOCATED", "7", "70")
-    assert first["allocatedUnits"] == str(7 * 10 ** m.decimals)
+    assert first["allocatedUnits"] == str(7 * 10**m.decimals)
     assert await _cash(session_factory, investors[0][0].id, m.quote) == (Decimal(930), Decimal(70))
     assert await _cash(session_factory, investors[2][0].id, m.quote) == (Decimal(940), Decimal(60))
     async with session_factory() as s:
-        [op] = (await s.execute(select(ChainOperation).where(
-            ChainOperation.business_ref.like(f"offering:{oid}:mint:%")))).scalars().all()
+        [op] = (
+            (await s.execute(select(ChainOperation).where(ChainOperation.business_ref.like(f"offering:{oid}:mint:%"))))
+            .scalars()
+            .all()
+        )
     assert (op.kind, op.function, op.abi_name) == ("offering.mint", "batchMint", "SecurityToken")
     assert op.args[0] == [t.wallet for _, t in investors]
-    assert op.args[1] == [str(n * 10 ** m.decimals) for n in (7, 7, 6)]
+    assert op.args[1] == [str(n * 10**m.decimals) for n in (7, 7, 6)]
 
     # the agent confirms the mint from the indexed event: cash goes to the issuer, the fee to the platform
     async with session_factory() as s:
         op = await s.get(ChainOperation, op.id)
-        fees_before = (await ledger.locked_balances(s, m.quote, [ledger.Platform(AccountKind.FEES)]))
+        fees_before = await ledger.locked_balances(s, m.quote, [ledger.Platform(AccountKind.FEES)])
         await closing.mint_confirmed(s, op)
         await closing.mint_confirmed(s, op)  # a replay changes nothing
         await s.commit()
@@ -137,8 +158,14 @@ async def test_pro_rata_offering_from_subscription_to_settled_cash(gql, make_use
     assert final["data"]["offering"]["state"] == "SETTLED"
     async with session_factory() as s:
         actions = set((await s.execute(select(AuditLog.action).where(AuditLog.target_id == oid))).scalars())
-    assert {"offering.create", "offering.open", "offering.close", "offering.allocate", "offering.settle",
-            "offering.mint_settled"} <= actions
+    assert {
+        "offering.create",
+        "offering.open",
+        "offering.close",
+        "offering.allocate",
+        "offering.settle",
+        "offering.mint_settled",
+    } <= actions
 
 
 async def test_failed_mint_releases_the_allocated_cash(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
@@ -149,15 +176,17 @@ async def test_failed_mint_releases_the_allocated_cash(gql, make_user, session_f
     await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
     assert await _cash(session_factory, user.id, m.quote) == (Decimal(900), Decimal(100))
     async with session_factory() as s:
-        op = (await s.execute(select(ChainOperation).where(
-            ChainOperation.business_ref == f"offering:{oid}:mint:0"))).scalar_one()
+        op = (
+            await s.execute(select(ChainOperation).where(ChainOperation.business_ref == f"offering:{oid}:mint:0"))
+        ).scalar_one()
         await closing.mint_failed(s, op, "receiver not verified")
         await s.commit()
     assert await _cash(session_factory, user.id, m.quote) == (Decimal(1000), Decimal(0))
     assert await _cash(session_factory, issuer.id, m.quote) == (Decimal(0), Decimal(0))
     async with session_factory() as s:
-        sub = (await s.execute(select(OfferingSubscription).where(
-            OfferingSubscription.user_id == user.id))).scalar_one()
+        sub = (
+            await s.execute(select(OfferingSubscription).where(OfferingSubscription.user_id == user.id))
+        ).scalar_one()
     assert (sub.state, sub.reason) == (SubscriptionState.FAILED, "receiver not verified")
 
 
@@ -185,10 +214,12 @@ async def test_unverified_wallet_at_close_is_rejected_not_minted(gql, make_user,
         await s.commit()
     await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
     async with session_factory() as s:
-        sub = (await s.execute(select(OfferingSubscription).where(OfferingSubscription.user_id == gone.id))
-               ).scalar_one()
-        op = (await s.execute(select(ChainOperation).where(
-            ChainOperation.business_ref == f"offering:{oid}:mint:0"))).scalar_one()
+        sub = (
+            await s.execute(select(OfferingSubscription).where(OfferingSubscription.user_id == gone.id))
+        ).scalar_one()
+        op = (
+            await s.execute(select(ChainOperation).where(ChainOperation.business_ref == f"offering:{oid}:mint:0"))
+        ).scalar_one()
     assert (sub.state, sub.reason) == (SubscriptionState.REJECTED, "WALLET_NOT_VERIFIED")
     assert trader.wallet not in op.args[0]
     assert await _cash(session_factory, gone.id, m.quote) == (Decimal(1000), Decimal(0))
@@ -207,11 +238,13 @@ async def test_state_and_role_checks(gql, make_user, session_factory):  # type: 
     user, _ = await _investor(gql, make_user, session_factory, m)
     res = await gql(SUBSCRIBE, {"i": {"offeringId": created["id"], "amount": "100"}}, token=user.token)
     assert res["data"]["subscribeToOffering"]["reason"] == "OFFERING_NOT_OPEN"  # still DRAFT
-    res = await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": created["id"]},
-                    token=issuer.token)
+    res = await gql(
+        "mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": created["id"]}, token=issuer.token
+    )
     assert gql.error_code(res) == "CONFLICT"
-    res = await gql("mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": created["id"]},
-                    token=other.token)
+    res = await gql(
+        "mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": created["id"]}, token=other.token
+    )
     assert gql.error_code(res) == "FORBIDDEN"
 
 
@@ -219,8 +252,9 @@ async def test_cancel_subscription_releases_cash_only_while_open(gql, make_user,
     m, issuer = await _setup(gql, make_user, session_factory)
     oid = await _open(gql, issuer, m)
     user, _ = await _investor(gql, make_user, session_factory, m)
-    sub = (await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=user.token)
-           )["data"]["subscribeToOffering"]
+    sub = (await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=user.token))["data"][
+        "subscribeToOffering"
+    ]
     cancel = "mutation($id: UUID!) { cancelSubscription(id: $id) { state reason } }"
     stranger, _ = await _investor(gql, make_user, session_factory, m)
     assert gql.error_code(await gql(cancel, {"id": sub["id"]}, token=stranger.token)) == "NOT_FOUND"
@@ -228,21 +262,23 @@ async def test_cancel_subscription_releases_cash_only_while_open(gql, make_user,
     assert res["data"]["cancelSubscription"] == {"state": "CANCELED", "reason": "USER_CANCELED"}
     assert await _cash(session_factory, user.id, m.quote) == (Decimal(1000), Decimal(0))
     assert gql.error_code(await gql(cancel, {"id": sub["id"]}, token=user.token)) == "CONFLICT"
-    offering = await gql("query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }",
-                         {"id": oid}, token=issuer.token)
+    offering = await gql(
+        "query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }", {"id": oid}, token=issuer.token
+    )
     assert offering["data"]["offering"] == {"subscribedTotal": "0", "subscriptionCount": 0}
 
 
-async def test_offering_updates_start_with_the_state_then_follow_each_change(gql, make_user, session_factory,
-                                                                             services) -> None:  # type: ignore[no-untyped-def]
+async def test_offering_updates_start_with_the_state_then_follow_each_change(
+    gql, make_user, session_factory, services
+) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
-    from tests.payments.test_updates import _never  # a socket nobody talks to
     from starlette.websockets import WebSocket
 
     from schema import build_schema
     from server.context import Context
     from server.viewer import viewer_from_headers
+    from tests.payments.test_updates import _never  # a socket nobody talks to
 
     m, issuer = await _setup(gql, make_user, session_factory)
     oid = await _open(gql, issuer, m, eligibleCountries=["DE"])
@@ -252,11 +288,13 @@ async def test_offering_updates_start_with_the_state_then_follow_each_change(gql
 
     async def subscribe(token: str):  # type: ignore[no-untyped-def]
         viewer = await viewer_from_headers(services, f"Bearer {token}", None, "127.0.0.1")
-        socket = WebSocket({"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 5)},
-                           receive=_never, send=_never)  # type: ignore[arg-type]
+        socket = WebSocket(
+            {"type": "websocket", "path": "/graphql", "headers": [], "client": ("127.0.0.1", 5)},
+            receive=_never,
+            send=_never,
+        )  # type: ignore[arg-type]
         ctx = Context(services, socket, socket, viewer)
-        return await build_schema(services.settings).subscribe(doc, variable_values={"id": oid},
-                                                               context_value=ctx), ctx
+        return await build_schema(services.settings).subscribe(doc, variable_values={"id": oid}, context_value=ctx), ctx
 
     denied, ctx = await subscribe(outsider.token)
     first = await asyncio.wait_for(denied.__anext__(), 5)
@@ -270,8 +308,7 @@ async def test_offering_updates_start_with_the_state_then_follow_each_change(gql
         await asyncio.sleep(0.2)  # the Redis subscription is up
         await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "120"}}, token=watcher.token)
         update_ = await asyncio.wait_for(stream.__anext__(), 5)
-        assert update_.data["offeringUpdates"] == {"state": "OPEN", "subscribedTotal": "120",
-                                                   "subscriptionCount": 1}
+        assert update_.data["offeringUpdates"] == {"state": "OPEN", "subscribedTotal": "120", "subscriptionCount": 1}
         await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
         closed = await asyncio.wait_for(stream.__anext__(), 5)
         assert closed.data["offeringUpdates"]["state"] == "ALLOCATED"

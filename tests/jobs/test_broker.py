@@ -26,8 +26,9 @@ def _round_trip(broker: dramatiq.Broker) -> str:
         seen.append(payload)
         done.set()
 
-    actor = dramatiq.Actor(record, broker=broker, actor_name=f"record_{queue}", queue_name=queue, priority=0,
-                           options={"max_retries": 0})
+    actor = dramatiq.Actor(
+        record, broker=broker, actor_name=f"record_{queue}", queue_name=queue, priority=0, options={"max_retries": 0}
+    )
     token = uuid.uuid4().hex
     actor.send(token)
     worker = dramatiq.Worker(broker, queues={queue}, worker_threads=1, worker_timeout=100)

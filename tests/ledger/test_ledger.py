@@ -10,9 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from core.errors import BadUserInput, Conflict
-from models.ledger import AccountKind
 from resolvers import ledger
-from resolvers.ledger import Platform, UserAccount
+from resolvers.ledger import UserAccount
 
 
 async def test_credit_reserve_release_and_zero_sum(session, make_user):
@@ -30,8 +29,9 @@ async def test_credit_reserve_release_and_zero_sum(session, make_user):
 
 async def test_same_reference_posts_once(session, make_user):
     user = await make_user()
-    results = [await ledger.credit_deposit(session, user.id, Decimal("5"), "USD", "payment:42:credit")
-               for _ in range(3)]
+    results = [
+        await ledger.credit_deposit(session, user.id, Decimal("5"), "USD", "payment:42:credit") for _ in range(3)
+    ]
     assert results == [True, False, False]
     [bal] = await ledger.balances(session, user.id)
     assert bal.available == Decimal("5")
@@ -55,8 +55,13 @@ async def test_database_refuses_unbalanced_entries_and_edits(session, make_user)
     txn = (await session.execute(text("SELECT transaction_id FROM ledger_entries LIMIT 1"))).scalar_one()
     with pytest.raises(DBAPIError, match="does not balance"):
         async with session.begin_nested():
-            await session.execute(text("INSERT INTO ledger_entries (transaction_id, account_id, currency, amount) "
-                                       "VALUES (:t, :a, 'USD', 1)"), {"t": txn, "a": acc})
+            await session.execute(
+                text(
+                    "INSERT INTO ledger_entries (transaction_id, account_id, currency, amount) "
+                    "VALUES (:t, :a, 'USD', 1)"
+                ),
+                {"t": txn, "a": acc},
+            )
     with pytest.raises(DBAPIError, match="append-only"):
         async with session.begin_nested():
             await session.execute(text("UPDATE ledger_entries SET amount = 0"))
@@ -72,7 +77,9 @@ async def test_concurrent_reservations_never_overspend(engine, make_user):
     import uuid
 
     async with factory() as s:
-        user = User(id=uuid.uuid4(), email=f"c-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", roles=["INVESTOR"])
+        user = User(
+            id=uuid.uuid4(), email=f"c-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", roles=["INVESTOR"]
+        )
         s.add(user)
         await s.commit()
         await ledger.credit_deposit(s, user.id, Decimal("100"), "USDX", f"c:{user.id}")
@@ -102,27 +109,42 @@ async def test_batch_credits_post_each_reference_once_and_balance(session, make_
     credits once; accounts are created on first use; every transaction balances and the ledger sums to zero."""
     a, b = await make_user(), await make_user()
     assert await ledger.credit_deposit(session, a.id, Decimal("1"), "USDB", "batch:pre")
-    first = await ledger.credit_deposits(session, [
-        (a.id, Decimal("10"), "USDB", "batch:1", {"n": 1}),
-        (b.id, Decimal("20"), "USDB", "batch:2", None),
-        (a.id, Decimal("10"), "USDB", "batch:1", {"n": 1}),  # duplicate within the batch
-        (a.id, Decimal("1"), "USDB", "batch:pre", None),  # posted before by credit_deposit
-        (b.id, Decimal("3.5"), "EURB", "batch:3", None),  # second currency, new accounts
-    ])
+    first = await ledger.credit_deposits(
+        session,
+        [
+            (a.id, Decimal("10"), "USDB", "batch:1", {"n": 1}),
+            (b.id, Decimal("20"), "USDB", "batch:2", None),
+            (a.id, Decimal("10"), "USDB", "batch:1", {"n": 1}),  # duplicate within the batch
+            (a.id, Decimal("1"), "USDB", "batch:pre", None),  # posted before by credit_deposit
+            (b.id, Decimal("3.5"), "EURB", "batch:3", None),  # second currency, new accounts
+        ],
+    )
     assert first == {"batch:1", "batch:2", "batch:3"}
-    second = await ledger.credit_deposits(session, [
-        (a.id, Decimal("10"), "USDB", "batch:1", None), (b.id, Decimal("20"), "USDB", "batch:2", None),
-        (a.id, Decimal("0.25"), "USDB", "batch:4", None)])
+    second = await ledger.credit_deposits(
+        session,
+        [
+            (a.id, Decimal("10"), "USDB", "batch:1", None),
+            (b.id, Decimal("20"), "USDB", "batch:2", None),
+            (a.id, Decimal("0.25"), "USDB", "batch:4", None),
+        ],
+    )
     assert second == {"batch:4"}
     assert await ledger.credit_deposits(session, []) == set()
     assert not await ledger.credit_deposit(session, a.id, Decimal("10"), "USDB", "batch:1")
     assert {(x.currency, x.available) for x in await ledger.balances(session, a.id)} == {("USDB", Decimal("11.25"))}
     assert {(x.currency, x.available) for x in await ledger.balances(session, b.id)} == {
-        ("EURB", Decimal("3.5")), ("USDB", Decimal("20"))}
-    rows = (await session.execute(text(
-        "SELECT t.reference, count(*), sum(e.amount), t.details FROM ledger_transactions t "
-        "JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.reference LIKE 'batch:%' "
-        "GROUP BY t.reference, t.details ORDER BY t.reference"))).all()
+        ("EURB", Decimal("3.5")),
+        ("USDB", Decimal("20")),
+    }
+    rows = (
+        await session.execute(
+            text(
+                "SELECT t.reference, count(*), sum(e.amount), t.details FROM ledger_transactions t "
+                "JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.reference LIKE 'batch:%' "
+                "GROUP BY t.reference, t.details ORDER BY t.reference"
+            )
+        )
+    ).all()
     assert [(r[0], r[1], r[2]) for r in rows] == [(f"batch:{k}", 2, 0) for k in ("1", "2", "3", "4", "pre")]
     assert rows[0][3] == {"n": 1}
     totals = await ledger.total_by_currency(session)
@@ -146,7 +168,9 @@ async def test_concurrent_batches_credit_once(engine, make_user):
 
     factory = async_sessionmaker(engine, expire_on_commit=False)
     async with factory() as s:
-        user = User(id=uuid.uuid4(), email=f"b-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", roles=["INVESTOR"])
+        user = User(
+            id=uuid.uuid4(), email=f"b-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", roles=["INVESTOR"]
+        )
         s.add(user)
         await s.commit()
     refs = [f"cb:{user.id}:{i}" for i in range(30)]

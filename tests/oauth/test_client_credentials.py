@@ -3,7 +3,6 @@ issues scoped JWTs; scopes are enforced per root field; revocation ends tokens a
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import time
@@ -14,7 +13,7 @@ import jwt
 from sqlalchemy import select, text
 
 from core.revocation import RevocationList
-from models.identity import AuditLog, UserStatus, User
+from models.identity import AuditLog, User, UserStatus
 
 REGISTER = """mutation($name: String!, $owner: UUID!, $scopes: [String!]!) {
   registerOAuthClient(name: $name, ownerId: $owner, scopes: $scopes) {
@@ -65,8 +64,7 @@ async def test_register_shows_the_secret_once_and_stores_an_hmac(gql, make_user,
     # unknown scopes and unknown owners are refused, nothing stored
     bad = await gql(REGISTER, {"name": "x", "owner": str(partner.id), "scopes": ["admin:all"]}, token=admin.token)
     assert gql.error_code(bad) == "BAD_USER_INPUT" and bad["errors"][0]["extensions"]["unknown"] == ["admin:all"]
-    bad = await gql(REGISTER, {"name": "x", "owner": str(uuid.uuid4()), "scopes": ["assets:read"]},
-                    token=admin.token)
+    bad = await gql(REGISTER, {"name": "x", "owner": str(uuid.uuid4()), "scopes": ["assets:read"]}, token=admin.token)
     assert gql.error_code(bad) == "NOT_FOUND"
     assert (await session.execute(text("SELECT count(*) FROM oauth_clients"))).scalar_one() == 1
 
@@ -87,9 +85,13 @@ async def test_token_endpoint_issues_a_scoped_jwt_enforced_per_field(gql, make_u
 
     allowed = await gql("{ assets(first: 1) { edges { node { id } } } markets { id } }", token=access)
     assert "errors" not in allowed, allowed
-    for doc in ("{ me { id } }", "{ myKyc { status } }", 'mutation { createApiKey(name: "x") { secret } }',
-                "{ assets(first: 1) { edges { node { id } } } me { id } }",
-                "query Q { ...F } fragment F on Query { me { id } }"):
+    for doc in (
+        "{ me { id } }",
+        "{ myKyc { status } }",
+        'mutation { createApiKey(name: "x") { secret } }',
+        "{ assets(first: 1) { edges { node { id } } } me { id } }",
+        "query Q { ...F } fragment F on Query { me { id } }",
+    ):
         refused = await gql(doc, token=access)
         assert gql.error_code(refused) == "FORBIDDEN", (doc, refused)
         assert refused["errors"][0]["extensions"]["reason"] == "INSUFFICIENT_SCOPE"
@@ -124,19 +126,27 @@ async def test_rfc6749_errors(gql, make_user, client, session):
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
     missing = await client.post("/oauth/token", data={}, headers=basic(client_id, secret))
     assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
-    both = await client.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id,
-                                                   "client_secret": secret}, headers=basic(client_id, secret))
+    both = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        headers=basic(client_id, secret),
+    )
     assert both.status_code == 400 and both.json()["error"] == "invalid_request"
-    as_json = await client.post("/oauth/token", json={"grant_type": "client_credentials"},
-                                headers={"Authorization": basic(client_id, secret)["Authorization"]})
+    as_json = await client.post(
+        "/oauth/token",
+        json={"grant_type": "client_credentials"},
+        headers={"Authorization": basic(client_id, secret)["Authorization"]},
+    )
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
     get = await client.get("/oauth/token")
     assert get.status_code == 405 and get.json()["error"] == "invalid_request"
-    repeated = await client.post("/oauth/token", content="grant_type=client_credentials&grant_type=x",
-                                 headers=basic(client_id, secret))
+    repeated = await client.post(
+        "/oauth/token", content="grant_type=client_credentials&grant_type=x", headers=basic(client_id, secret)
+    )
     assert repeated.status_code == 400 and repeated.json()["error"] == "invalid_request"
-    nul = await client.post("/oauth/token", content="grant_type=client_credentials&client_id=a%00b&client_secret=x",
-                            headers=FORM)
+    nul = await client.post(
+        "/oauth/token", content="grant_type=client_credentials&client_id=a%00b&client_secret=x", headers=FORM
+    )
     assert nul.status_code == 400 and nul.json()["error"] == "invalid_request"
     nul = await token(client, "rwac_\x00", secret)
     assert nul.status_code == 401 and nul.json()["error"] == "invalid_client"
@@ -181,8 +191,15 @@ async def test_rotation_with_overlap_then_without(gql, make_user, client, sessio
     assert (await token(client, client_id, newest)).status_code == 200
     bad = await gql(ROTATE, {"c": client_id, "o": -1}, token=admin.token)
     assert gql.error_code(bad) == "BAD_USER_INPUT"
-    actions = (await session.execute(select(AuditLog.action).where(AuditLog.action.like("oauth_client.r%"))
-                                     .order_by(AuditLog.id))).scalars().all()
+    actions = (
+        (
+            await session.execute(
+                select(AuditLog.action).where(AuditLog.action.like("oauth_client.r%")).order_by(AuditLog.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert actions == ["oauth_client.register", "oauth_client.rotate", "oauth_client.rotate"]
 
 
@@ -229,5 +246,12 @@ async def test_client_scopes_cannot_read_personal_details(gql, make_user, client
     owner = uuid.uuid4()
     case = type("Case", (), {"user_id": owner})()
     assert may_read_details(Viewer(owner, frozenset({"INVESTOR"})), case)  # type: ignore[arg-type]
-    assert not may_read_details(Viewer(owner, frozenset({"INVESTOR"}), scopes=frozenset({"account:read"}),  # type: ignore[arg-type]
-                                       client_id="rwac_x"), case)
+    assert not may_read_details(
+        Viewer(
+            owner,
+            frozenset({"INVESTOR"}),
+            scopes=frozenset({"account:read"}),  # type: ignore[arg-type]
+            client_id="rwac_x",
+        ),
+        case,
+    )

@@ -41,10 +41,12 @@ async def test_client_token_across_processes_and_revocation(servers: Servers, da
     admin_id, owner_id = uuid.uuid4(), uuid.uuid4()
     async with committed_sessions(database_url) as sf:
         async with sf() as s:
-            s.add(User(id=admin_id, email=f"admin-{admin_id.hex[:8]}@example.com", password_hash="x",
-                       roles=["ADMIN"]))
-            s.add(User(id=owner_id, email=f"partner-{owner_id.hex[:8]}@example.com", password_hash="x",
-                       roles=["INVESTOR"]))
+            s.add(User(id=admin_id, email=f"admin-{admin_id.hex[:8]}@example.com", password_hash="x", roles=["ADMIN"]))
+            s.add(
+                User(
+                    id=owner_id, email=f"partner-{owner_id.hex[:8]}@example.com", password_hash="x", roles=["INVESTOR"]
+                )
+            )
             await s.commit()
         m = await make_market(sf)
     admin = keyring.issue(admin_id, ["ADMIN"])[0]
@@ -54,8 +56,9 @@ async def test_client_token_across_processes_and_revocation(servers: Servers, da
         client_id = created["data"]["registerOAuthClient"]["client"]["clientId"]
         secret = created["data"]["registerOAuthClient"]["clientSecret"]
         basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-        resp = await http.post(b + "/oauth/token", data={"grant_type": "client_credentials"},
-                               headers={"Authorization": f"Basic {basic}"})
+        resp = await http.post(
+            b + "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+        )
         assert resp.status_code == 200 and resp.headers["cache-control"] == "no-store", resp.text
         token = resp.json()["access_token"]
         for url in (a, b):
@@ -68,19 +71,29 @@ async def test_client_token_across_processes_and_revocation(servers: Servers, da
             await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
             # a subscription outside the scopes is refused on the socket; one inside it runs
-            await ws.send(json.dumps({"id": "0", "type": "subscribe",
-                                      "payload": {"query": "subscription { myOrders { id } }"}}))
+            await ws.send(
+                json.dumps({"id": "0", "type": "subscribe", "payload": {"query": "subscription { myOrders { id } }"}})
+            )
             refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert refused["type"] in ("error", "next") and "INSUFFICIENT_SCOPE" in json.dumps(refused), refused
-            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
-                "query": "subscription($m: UUID!) { orderBook(marketId: $m) { sequence } }",
-                "variables": {"m": str(m.market_id)}}}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {
+                            "query": "subscription($m: UUID!) { orderBook(marketId: $m) { sequence } }",
+                            "variables": {"m": str(m.market_id)},
+                        },
+                    }
+                )
+            )
             first = json.loads(await asyncio.wait_for(ws.recv(), 10))
             while first.get("id") == "0":  # the refused one's `complete`
                 first = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert first["type"] == "next" and first["id"] == "1" and "errors" not in first["payload"], first
 
-            revoke = 'mutation($c: String!) { revokeOAuthClient(clientId: $c) { revokedAt } }'
+            revoke = "mutation($c: String!) { revokeOAuthClient(clientId: $c) { revokedAt } }"
             revoked = await graphql(http, a, revoke, {"c": client_id}, admin)
             assert "errors" not in revoked, revoked
             # process B learned it before A answered: its next request is refused and the socket is closed
@@ -90,6 +103,7 @@ async def test_client_token_across_processes_and_revocation(servers: Servers, da
                 while True:
                     await asyncio.wait_for(ws.recv(), 10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
-        again = await http.post(a + "/oauth/token", data={"grant_type": "client_credentials"},
-                                headers={"Authorization": f"Basic {basic}"})
+        again = await http.post(
+            a + "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+        )
         assert again.status_code == 401 and again.json()["error"] == "invalid_client"

@@ -25,8 +25,11 @@ def test_root_fields_through_fragments_aliases_and_named_operations() -> None:
     assert root_fields(doc, "B") == ("Mutation", ["placeOrder"])
     assert root_fields(doc, None) is None and root_fields(doc, "C") is None  # graphql-core reports these itself
     refused = scope_refusal(doc, "A", frozenset({"market-data:read", "assets:read"}))
-    assert refused is not None and refused.extensions == {"reason": "INSUFFICIENT_SCOPE", "field": "me",
-                                                          "requiredScopes": ["account:read"]}
+    assert refused is not None and refused.extensions == {
+        "reason": "INSUFFICIENT_SCOPE",
+        "field": "me",
+        "requiredScopes": ["account:read"],
+    }
     assert scope_refusal(doc, "A", frozenset({"market-data:read", "assets:read", "account:read"})) is None
     assert scope_refusal(doc, "B", frozenset({"orders:read"})) is not None
     assert scope_refusal(doc, "B", frozenset({"orders:write"})) is None

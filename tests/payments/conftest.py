@@ -27,15 +27,16 @@ from core.migrate import upgrade
 from core.settings import Environment, Settings
 from indexer.config import IndexerConfig
 from indexer.lock import asyncpg_dsn
-from tests.fixtures.db import admin_database_url
 from indexer.service import run_indexer
 from jobs import context as job_context
 from models.identity import User
 from models.payments import Payment, PaymentMethod, PaymentState
 from resolvers.payments import intents, notify
+from tests.fixtures.db import admin_database_url
 
-INDEXER_CONFIG = IndexerConfig(poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2,
-                               rpc_timeout_s=10)
+INDEXER_CONFIG = IndexerConfig(
+    poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2, rpc_timeout_s=10
+)
 TEST_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
 USDC = 10**6
 
@@ -76,12 +77,19 @@ def chain() -> Iterator[AnvilNode]:
 
 
 @pytest.fixture
-def pay_settings(pay_db: str, chain: AnvilNode, redis_url: str, monkeypatch: pytest.MonkeyPatch,
-                 tmp_path: Any) -> Iterator[Settings]:
+def pay_settings(
+    pay_db: str, chain: AnvilNode, redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> Iterator[Settings]:
     monkeypatch.setenv("RPC_URLS_1", chain.url)
-    s = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=pay_db, REDIS_URL=redis_url,  # type: ignore[call-arg]
-                 RWA_REDIS_PREFIX=f"rwa-test:{uuid.uuid4().hex[:8]}:", RWA_DATA_DIR=str(tmp_path / "data"),
-                 HD_WALLET_MNEMONIC=TEST_MNEMONIC, WEBHOOK_SECRET=secrets.token_hex(32))
+    s = Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=pay_db,
+        REDIS_URL=redis_url,  # type: ignore[call-arg]
+        RWA_REDIS_PREFIX=f"rwa-test:{uuid.uuid4().hex[:8]}:",
+        RWA_DATA_DIR=str(tmp_path / "data"),
+        HD_WALLET_MNEMONIC=TEST_MNEMONIC,
+        WEBHOOK_SECRET=secrets.token_hex(32),
+    )
     job_context.configure(s)
     yield s
     job_context.configure(None)
@@ -111,9 +119,17 @@ class Rig:
     async def create(self, amount: str, *, expires_in: int = 3600, key: str | None = None) -> Payment:
         async with self.factory() as s:
             p, _ = await intents.create_payment(
-                s, DepositWallet(TEST_MNEMONIC), user_id=self.user_id, amount=Decimal(amount), currency="USDC",
-                method=PaymentMethod.STABLECOIN, idempotency_key=key or uuid.uuid4().hex, chain_id=1,
-                token=self.stablecoin.address, expires_in=expires_in)
+                s,
+                DepositWallet(TEST_MNEMONIC),
+                user_id=self.user_id,
+                amount=Decimal(amount),
+                currency="USDC",
+                method=PaymentMethod.STABLECOIN,
+                idempotency_key=key or uuid.uuid4().hex,
+                chain_id=1,
+                token=self.stablecoin.address,
+                expires_in=expires_in,
+            )
             await notify.commit(s, None, "")
             return p
 
@@ -143,6 +159,7 @@ class Rig:
     async def wait_indexed(self, block: int) -> None:
         async def done() -> bool:
             return (await self.scalar("SELECT indexed_block FROM indexer_cursors WHERE chain_id = 1") or -1) >= block
+
         await self.wait(done)
 
     async def wait_final(self, block: int) -> None:
@@ -150,25 +167,38 @@ class Rig:
         self.node.mine(max(0, block + 8 - self.node.block_number()) + 1)
 
         async def done() -> bool:
-            return (await self.scalar("SELECT LEAST(finalized_block, indexed_block) FROM indexer_cursors "
-                                      "WHERE chain_id = 1") or -1) >= block
+            return (
+                await self.scalar(
+                    "SELECT LEAST(finalized_block, indexed_block) FROM indexer_cursors WHERE chain_id = 1"
+                )
+                or -1
+            ) >= block
+
         await self.wait(done)
 
     async def credits(self, pid: uuid.UUID) -> int:
-        return await self.scalar("SELECT count(*) FROM ledger_transactions WHERE reference = :r",
-                                 r=f"payment:{pid}:credit")
+        return await self.scalar(
+            "SELECT count(*) FROM ledger_transactions WHERE reference = :r", r=f"payment:{pid}:credit"
+        )
 
     async def available(self) -> Decimal:
-        return await self.scalar("SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE owner_id = :u "
-                                 "AND kind = 'AVAILABLE' AND currency = 'USDC'", u=self.user_id) or Decimal(0)
+        return await self.scalar(
+            "SELECT coalesce(sum(balance), 0) FROM ledger_accounts WHERE owner_id = :u "
+            "AND kind = 'AVAILABLE' AND currency = 'USDC'",
+            u=self.user_id,
+        ) or Decimal(0)
 
     async def ledger_balanced(self) -> bool:
-        return await self.scalar("SELECT coalesce(bool_and(t = 0), true) FROM (SELECT sum(balance) t "
-                                 "FROM ledger_accounts GROUP BY currency) x")
+        return await self.scalar(
+            "SELECT coalesce(bool_and(t = 0), true) FROM (SELECT sum(balance) t "
+            "FROM ledger_accounts GROUP BY currency) x"
+        )
 
 
 @pytest.fixture
-async def rig(pay_settings: Settings, chain: AnvilNode, factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[Rig]:
+async def rig(
+    pay_settings: Settings, chain: AnvilNode, factory: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Rig]:
     w3 = connect(chain.url)
     accounts = list(await w3.eth.accounts)
     start = await w3.eth.block_number + 1
@@ -177,10 +207,13 @@ async def rig(pay_settings: Settings, chain: AnvilNode, factory: async_sessionma
     await transact(stable.functions.mint(payer, 1_000_000 * USDC), accounts[0])
     user_id = uuid.uuid4()
     async with factory() as s:
-        await s.execute(text(
-            "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, start_block)"
-            " VALUES (:id, 1, :a, 'STABLECOIN', 'USD Coin', 'USDC', 6, 0, false, :b)"),
-            {"id": uuid.uuid4(), "a": stable.address, "b": start})
+        await s.execute(
+            text(
+                "INSERT INTO tokens (id, chain_id, address, kind, name, symbol, decimals, total_supply, paused, start_block)"
+                " VALUES (:id, 1, :a, 'STABLECOIN', 'USD Coin', 'USDC', 6, 0, false, :b)"
+            ),
+            {"id": uuid.uuid4(), "a": stable.address, "b": start},
+        )
         s.add(User(id=user_id, email=f"payer-{user_id.hex[:8]}@example.com", password_hash="x"))
         await s.commit()
     stop = asyncio.Event()
@@ -200,4 +233,5 @@ async def rig(pay_settings: Settings, chain: AnvilNode, factory: async_sessionma
 def state_is(rig: Rig, pid: uuid.UUID, *states: PaymentState) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return (await rig.payment(pid)).state in states
+
     return check

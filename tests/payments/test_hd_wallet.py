@@ -44,6 +44,10 @@ def test_production_refuses_the_public_anvil_mnemonic(monkeypatch: pytest.Monkey
     monkeypatch.delenv("HD_WALLET_MNEMONIC", raising=False)
     env = production_env()
     Settings(**env).check_production()  # type: ignore[arg-type]
-    for value in (ANVIL_MNEMONIC, ANVIL_MNEMONIC.upper(), "  test test test test test test test test test test test  junk "):
+    for value in (
+        ANVIL_MNEMONIC,
+        ANVIL_MNEMONIC.upper(),
+        "  test test test test test test test test test test test  junk ",
+    ):
         with pytest.raises(ConfigError, match="HD_WALLET_MNEMONIC"):
             Settings(**{**env, "HD_WALLET_MNEMONIC": value}).check_production()  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ cancel, visibility, filters and the settlement report (no chain needed: reconcil
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from models.identity import AuditLog
 from models.ledger import AccountKind
-from models.payments import Payment, PaymentState, PaymentTransition
+from models.payments import Payment, PaymentTransition
 from models.tokens import Token, TokenKind
 from resolvers.ledger import balances, total_by_currency
 
@@ -22,15 +22,30 @@ FIELDS = "id state amount receivedAmount creditedAmount refundedAmount refundabl
 
 
 def bank(amount: str, currency: str = "USD", key: str | None = None) -> dict:
-    return {"input": {"amount": amount, "currency": currency, "method": "BANK_TRANSFER",
-                      "idempotencyKey": key or uuid.uuid4().hex}}
+    return {
+        "input": {
+            "amount": amount,
+            "currency": currency,
+            "method": "BANK_TRANSFER",
+            "idempotencyKey": key or uuid.uuid4().hex,
+        }
+    }
 
 
 @pytest.fixture
 async def usdc(session) -> Token:  # type: ignore[no-untyped-def]
-    token = Token(id=uuid.uuid4(), chain_id=137, address="0x" + uuid.uuid4().hex[:8].rjust(40, "a"),
-                  kind=TokenKind.STABLECOIN, name="USD Coin", symbol="USDC", decimals=6, start_block=0)
+    token = Token(
+        id=uuid.uuid4(),
+        chain_id=137,
+        address="0x" + uuid.uuid4().hex[:8].rjust(40, "a"),
+        kind=TokenKind.STABLECOIN,
+        name="USD Coin",
+        symbol="USDC",
+        decimals=6,
+        start_block=0,
+    )
     from eth_utils import to_checksum_address
+
     token.address = to_checksum_address(token.address)
     session.add(token)
     await session.commit()
@@ -51,13 +66,17 @@ async def test_same_idempotency_key_returns_the_same_payment(gql, make_user) -> 
     assert gql.error_code(reused) == "CONFLICT"
 
 
-@pytest.mark.parametrize(("amount", "currency"), [("10.001", "USD"), ("1.5", "JPY"), ("0.0001", "KWD"),
-                                                   ("0", "USD"), ("-5", "EUR"), ("10", "XYZ"), ("NaN", "USD")])
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [("10.001", "USD"), ("1.5", "JPY"), ("0.0001", "KWD"), ("0", "USD"), ("-5", "EUR"), ("10", "XYZ"), ("NaN", "USD")],
+)
 async def test_amounts_beyond_the_currency_minor_units_are_refused(gql, make_user, amount, currency, session) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     result = await gql(CREATE, bank(amount, currency), token=user.token)
     assert gql.error_code(result) == "BAD_USER_INPUT", result
-    assert (await session.execute(select(func.count()).select_from(Payment).where(Payment.user_id == user.id))).scalar() == 0
+    assert (
+        await session.execute(select(func.count()).select_from(Payment).where(Payment.user_id == user.id))
+    ).scalar() == 0
 
 
 async def test_minor_units_allowed(gql, make_user) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +93,7 @@ async def test_stablecoin_payment_gets_its_own_deposit_address(gql, make_user, u
     b = (await gql(CREATE, {"input": {**inp, "idempotencyKey": "b"}}, token=user.token))["data"]["createPayment"]
     assert a["depositAddress"] != b["depositAddress"] and a["depositAddress"].startswith("0x")
     assert a["amountUnits"] == "25123456" and a["chainId"] == 137
-    round_ = (await gql(CREATE, {"input": {**inp, "amount": "250.0", "idempotencyKey": "e"}}, token=user.token))
+    round_ = await gql(CREATE, {"input": {**inp, "amount": "250.0", "idempotencyKey": "e"}}, token=user.token)
     assert round_["data"]["createPayment"]["amountUnits"] == "250000000"  # not "2.500E+8": JS BigInt() reads it
     too_fine = await gql(CREATE, {"input": {**inp, "amount": "1.0000001", "idempotencyKey": "c"}}, token=user.token)
     assert gql.error_code(too_fine) == "BAD_USER_INPUT"
@@ -100,15 +119,32 @@ async def test_bank_transfer_confirmed_by_admin_credits_once_and_refunds_balance
     assert part["amount"] == "30" and part["payment"]["state"] == "PARTIALLY_REFUNDED"
     too_much = await gql(refund.replace("30.00", "70.01"), token=admin.token)
     assert gql.error_code(too_much) == "BAD_USER_INPUT"
-    rest = (await gql(f'mutation {{ refundPayment(paymentId: "{pid}", reason: "rest") {{ amount payment {{ state refundedAmount }} }} }}',
-                      token=admin.token))["data"]["refundPayment"]
+    rest = (
+        await gql(
+            f'mutation {{ refundPayment(paymentId: "{pid}", reason: "rest") {{ amount payment {{ state refundedAmount }} }} }}',
+            token=admin.token,
+        )
+    )["data"]["refundPayment"]
     assert rest["amount"] == "70" and rest["payment"] == {"state": "REFUNDED", "refundedAmount": "100"}
     assert [(b.currency, b.available) for b in await balances(session, user.id)] == [("EUR", Decimal(0))]
     assert all(v == 0 for v in (await total_by_currency(session)).values())
-    history = (await session.execute(select(PaymentTransition.to_state).where(
-        PaymentTransition.payment_id == uuid.UUID(pid)).order_by(PaymentTransition.id))).scalars().all()
+    history = (
+        (
+            await session.execute(
+                select(PaymentTransition.to_state)
+                .where(PaymentTransition.payment_id == uuid.UUID(pid))
+                .order_by(PaymentTransition.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert history == ["AWAITING_FUNDS", "CONFIRMED", "PARTIALLY_REFUNDED", "REFUNDED"]
-    actions = (await session.execute(select(AuditLog.action).where(AuditLog.target_id == pid).order_by(AuditLog.id))).scalars().all()
+    actions = (
+        (await session.execute(select(AuditLog.action).where(AuditLog.target_id == pid).order_by(AuditLog.id)))
+        .scalars()
+        .all()
+    )
     assert actions == ["payment.create", "payment.confirm_bank_transfer", "payment.refund", "payment.refund"]
 
 
@@ -117,9 +153,16 @@ async def test_refund_of_spent_cash_is_refused_and_changes_nothing(gql, make_use
 
     user, admin = await make_user(), await make_user(roles=["ADMIN"])
     pid = (await gql(CREATE, bank("50.00"), token=user.token))["data"]["createPayment"]["id"]
-    await gql(f'mutation {{ confirmBankTransfer(paymentId: "{pid}", bankReference: "W1") {{ id }} }}', token=admin.token)
-    await post(session, kind="FEE", reference=f"spend:{pid}", currency="USD",
-               legs=[(UserAccount(user.id), Decimal(-45)), (Platform(AccountKind.FEES), Decimal(45))])
+    await gql(
+        f'mutation {{ confirmBankTransfer(paymentId: "{pid}", bankReference: "W1") {{ id }} }}', token=admin.token
+    )
+    await post(
+        session,
+        kind="FEE",
+        reference=f"spend:{pid}",
+        currency="USD",
+        legs=[(UserAccount(user.id), Decimal(-45)), (Platform(AccountKind.FEES), Decimal(45))],
+    )
     await session.commit()
     result = await gql(f'mutation {{ refundPayment(paymentId: "{pid}", reason: "r") {{ id }} }}', token=admin.token)
     assert gql.error_code(result) == "CONFLICT"
@@ -135,10 +178,13 @@ async def test_cancel_and_invalid_transitions(gql, make_user) -> None:  # type: 
     assert (await gql(cancel, token=user.token))["data"]["cancelPayment"]["state"] == "CANCELED"
     assert gql.error_code(await gql(cancel, token=user.token)) == "CONFLICT"
     admin = await make_user(roles=["ADMIN"])
-    late = await gql(f'mutation {{ acceptLatePayment(paymentId: "{pid}", reason: "x") {{ state }} }}', token=admin.token)
+    late = await gql(
+        f'mutation {{ acceptLatePayment(paymentId: "{pid}", reason: "x") {{ state }} }}', token=admin.token
+    )
     assert gql.error_code(late) == "CONFLICT"
-    confirm = await gql(f'mutation {{ confirmBankTransfer(paymentId: "{pid}", bankReference: "B") {{ state }} }}',
-                        token=admin.token)
+    confirm = await gql(
+        f'mutation {{ confirmBankTransfer(paymentId: "{pid}", bankReference: "B") {{ state }} }}', token=admin.token
+    )
     assert gql.error_code(confirm) == "CONFLICT"
 
 
@@ -163,7 +209,7 @@ async def test_visibility_filters_and_settlement_report(gql, make_user) -> None:
     assert "errors" not in hidden and hidden["data"]["payment"] is None, hidden
     assert (await gql(f'{{ payment(id: "{b1}") {{ id }} }}', token=compliance.token))["data"]["payment"]["id"] == b1
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     report = f"""{{ settlementReport(from: "{(now - timedelta(hours=1)).isoformat()}", to: "{(now + timedelta(hours=1)).isoformat()}") {{
         state method currency chainId count amount credited }} }}"""
     denied = await gql(report, token=alice.token)
@@ -172,6 +218,7 @@ async def test_visibility_filters_and_settlement_report(gql, make_user) -> None:
     usd_confirmed = [x for x in lines if x["currency"] == "USD" and x["state"] == "CONFIRMED"]
     assert usd_confirmed and usd_confirmed[0]["credited"] == usd_confirmed[0]["amount"]
     assert sum(x["count"] for x in lines if x["state"] == "AWAITING_FUNDS") >= 2
-    bad = await gql('{ settlementReport(from: "2026-02-01T00:00:00Z", to: "2026-01-01T00:00:00Z") { count } }',
-                    token=admin.token)
+    bad = await gql(
+        '{ settlementReport(from: "2026-02-01T00:00:00Z", to: "2026-01-01T00:00:00Z") { count } }', token=admin.token
+    )
     assert gql.error_code(bad) == "BAD_USER_INPUT"

@@ -46,8 +46,9 @@ async def test_deposit_detected_then_confirmed_and_credited_once(rig: Rig) -> No
     assert await rig.credits(p.id) == 1 and await rig.available() == Decimal("125.5")
     assert await rig.scalar("SELECT count(*) FROM payment_matches WHERE payment_id = :p", p=p.id) == 1
     assert await rig.ledger_balanced()
-    history = await rig.scalar("SELECT string_agg(to_state, ',' ORDER BY id) FROM payment_transitions "
-                               "WHERE payment_id = :p", p=p.id)
+    history = await rig.scalar(
+        "SELECT string_agg(to_state, ',' ORDER BY id) FROM payment_transitions WHERE payment_id = :p", p=p.id
+    )
     assert history == "AWAITING_FUNDS,DETECTED,CONFIRMED"
 
 
@@ -77,8 +78,13 @@ async def test_overpaid_credits_the_intended_amount_and_flags_the_excess(rig: Ri
     done = await rig.payment(p.id)
     assert done.state is S.OVERPAID and done.credited_amount == 50 and done.refundable_amount == 30
     assert await rig.available() == 50 and await rig.credits(p.id) == 1
-    assert await rig.scalar("SELECT balance FROM ledger_accounts WHERE owner_id IS NULL AND kind = 'REFUNDS_PAYABLE' "
-                            "AND currency = 'USDC'") == 30
+    assert (
+        await rig.scalar(
+            "SELECT balance FROM ledger_accounts WHERE owner_id IS NULL AND kind = 'REFUNDS_PAYABLE' "
+            "AND currency = 'USDC'"
+        )
+        == 30
+    )
     # ADMIN refunds the excess: an outgoing transfer back to the payer, the user's cash untouched
     async with rig.factory() as s:
         row, payment = await refund(s, p.id, Decimal(30), "overpayment", rig.user_id)
@@ -138,8 +144,8 @@ async def test_reorg_removing_the_deposit_returns_it_to_awaiting_funds(rig: Rig)
     await rig.wait_indexed(block + 1)
 
     async def dropped() -> bool:
-        return await rig.scalar("SELECT count(*) FROM token_transfers WHERE to_address = :a",
-                                a=p.deposit_address) == 0
+        return await rig.scalar("SELECT count(*) FROM token_transfers WHERE to_address = :a", a=p.deposit_address) == 0
+
     await rig.wait(dropped)
     await reconcile(rig)
     back = await rig.payment(p.id)

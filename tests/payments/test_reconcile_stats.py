@@ -14,8 +14,11 @@ from resolvers.payments.reconcile import refresh_stale_statistics
 async def _stats_visible(factory: async_sessionmaker[AsyncSession], table: str, rows: int) -> None:
     for _ in range(100):  # cumulative statistics are flushed by the writing backend shortly after its commit
         async with factory() as s:
-            mods = (await s.execute(text("SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = :t"),
-                                    {"t": table})).scalar()
+            mods = (
+                await s.execute(
+                    text("SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = :t"), {"t": table}
+                )
+            ).scalar()
         if mods is not None and mods >= rows:
             return
         await asyncio.sleep(0.1)
@@ -31,8 +34,7 @@ async def test_stale_tables_are_analyzed_once(factory: async_sessionmaker[AsyncS
     async with factory() as s:
         assert await refresh_stale_statistics(s, ("stats_probe", "payments")) == ["stats_probe"]
         await s.commit()
-        analyzed = (await s.execute(text(
-            "SELECT reltuples FROM pg_class WHERE relname = 'stats_probe'"))).scalar()
+        analyzed = (await s.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'stats_probe'"))).scalar()
         assert analyzed == 1500
         assert await refresh_stale_statistics(s, ("stats_probe",)) == []  # fresh now
         # grows by less than its size: left to autovacuum

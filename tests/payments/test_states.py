@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from resolvers.payments.reconcile import Transfer, decide
 from resolvers.payments.states import TRANSITIONS, Actor, allowed
 
 S = PaymentState
-EXPIRES = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+EXPIRES = datetime(2026, 1, 1, 12, tzinfo=UTC)
 ON_TIME = EXPIRES - timedelta(minutes=5)
 LATE = EXPIRES + timedelta(minutes=5)
 
@@ -21,23 +21,26 @@ def t(value: int, block: int, at: datetime | None = ON_TIME, i: int = 0) -> Tran
     return Transfer(f"0x{block:064x}", i, block, "0xtx", "0xfrom", value, at)
 
 
-@pytest.mark.parametrize(("state", "transfers", "finalized", "target"), [
-    (S.AWAITING_FUNDS, [], 100, None),
-    (S.AWAITING_FUNDS, [t(100, 50)], 40, S.DETECTED),            # seen, not final
-    (S.AWAITING_FUNDS, [t(100, 50)], 50, S.CONFIRMED),           # already final when first seen
-    (S.DETECTED, [t(100, 50)], 60, S.CONFIRMED),
-    (S.DETECTED, [t(150, 50)], 60, S.OVERPAID),
-    (S.AWAITING_FUNDS, [t(60, 50)], 40, S.UNDERPAID),
-    (S.UNDERPAID, [t(60, 50), t(40, 55, i=1)], 52, S.DETECTED),  # topped up, the top-up not final
-    (S.UNDERPAID, [t(60, 50), t(40, 55, i=1)], 55, S.CONFIRMED),  # several transfers sum
-    (S.DETECTED, [], 60, S.AWAITING_FUNDS),                      # a reorg removed it
-    (S.UNDERPAID, [], 60, S.AWAITING_FUNDS),
-    (S.DETECTED, [t(60, 50)], 40, S.UNDERPAID),                  # a reorg removed one of two
-    (S.AWAITING_FUNDS, [t(100, 50, LATE)], 60, None),            # late: left for expiry, then LATE
-    (S.EXPIRED, [t(100, 50, LATE)], 40, None),                   # late, not final yet
-    (S.EXPIRED, [t(100, 50, LATE)], 50, S.LATE),
-    (S.CONFIRMED, [t(100, 50), t(5, 70, i=1)], 80, None),        # settled payments are not reopened
-])
+@pytest.mark.parametrize(
+    ("state", "transfers", "finalized", "target"),
+    [
+        (S.AWAITING_FUNDS, [], 100, None),
+        (S.AWAITING_FUNDS, [t(100, 50)], 40, S.DETECTED),  # seen, not final
+        (S.AWAITING_FUNDS, [t(100, 50)], 50, S.CONFIRMED),  # already final when first seen
+        (S.DETECTED, [t(100, 50)], 60, S.CONFIRMED),
+        (S.DETECTED, [t(150, 50)], 60, S.OVERPAID),
+        (S.AWAITING_FUNDS, [t(60, 50)], 40, S.UNDERPAID),
+        (S.UNDERPAID, [t(60, 50), t(40, 55, i=1)], 52, S.DETECTED),  # topped up, the top-up not final
+        (S.UNDERPAID, [t(60, 50), t(40, 55, i=1)], 55, S.CONFIRMED),  # several transfers sum
+        (S.DETECTED, [], 60, S.AWAITING_FUNDS),  # a reorg removed it
+        (S.UNDERPAID, [], 60, S.AWAITING_FUNDS),
+        (S.DETECTED, [t(60, 50)], 40, S.UNDERPAID),  # a reorg removed one of two
+        (S.AWAITING_FUNDS, [t(100, 50, LATE)], 60, None),  # late: left for expiry, then LATE
+        (S.EXPIRED, [t(100, 50, LATE)], 40, None),  # late, not final yet
+        (S.EXPIRED, [t(100, 50, LATE)], 50, S.LATE),
+        (S.CONFIRMED, [t(100, 50), t(5, 70, i=1)], 80, None),  # settled payments are not reopened
+    ],
+)
 def test_decisions(state: PaymentState, transfers: list[Transfer], finalized: int, target: PaymentState | None) -> None:
     assert decide(state, 100, EXPIRES, transfers, finalized).target is target
 

@@ -25,8 +25,9 @@ def test_the_reference_library_verifies_our_signature() -> None:
     assert set(sent) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     assert Webhook(secret).verify(BODY, sent) == json.loads(BODY)
     # the signed content is "<id>.<timestamp>.<body>", base64 HMAC-SHA256, version v1
-    digest = hmac.new(b"k" * 32, f"{sent['webhook-id']}.{sent['webhook-timestamp']}.".encode() + BODY,
-                      hashlib.sha256).digest()
+    digest = hmac.new(
+        b"k" * 32, f"{sent['webhook-id']}.{sent['webhook-timestamp']}.".encode() + BODY, hashlib.sha256
+    ).digest()
     assert sent["webhook-signature"] == "v1," + base64.b64encode(digest).decode()
 
 

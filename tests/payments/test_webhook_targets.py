@@ -32,12 +32,43 @@ PROD = TargetPolicy(allow_loopback=False)
 DEV = TargetPolicy(allow_loopback=True)
 SECRET = b"s" * 32
 
-NOT_PUBLIC = ["127.0.0.1", "127.1.2.3", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1",
-              "169.254.169.254", "169.254.0.1", "0.0.0.0", "0.1.2.3", "224.0.0.1", "239.255.255.250",
-              "255.255.255.255", "240.0.0.1", "192.0.2.1", "198.18.0.1", "203.0.113.9", "192.0.0.8",
-              "::1", "::", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "::127.0.0.1",
-              "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "2002:7f00:1::1", "2001:0:4136:e378::1", "fe80::1",
-              "fd00:ec2::254", "fc00::1", "fec0::1", "ff02::1", "2001:db8::1"]
+NOT_PUBLIC = [
+    "127.0.0.1",
+    "127.1.2.3",
+    "10.1.2.3",
+    "172.16.0.1",
+    "172.31.255.255",
+    "192.168.1.1",
+    "100.64.0.1",
+    "169.254.169.254",
+    "169.254.0.1",
+    "0.0.0.0",
+    "0.1.2.3",
+    "224.0.0.1",
+    "239.255.255.250",
+    "255.255.255.255",
+    "240.0.0.1",
+    "192.0.2.1",
+    "198.18.0.1",
+    "203.0.113.9",
+    "192.0.0.8",
+    "::1",
+    "::",
+    "::ffff:127.0.0.1",
+    "::ffff:169.254.169.254",
+    "::ffff:10.0.0.1",
+    "::127.0.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b::7f00:1",
+    "2002:7f00:1::1",
+    "2001:0:4136:e378::1",
+    "fe80::1",
+    "fd00:ec2::254",
+    "fc00::1",
+    "fec0::1",
+    "ff02::1",
+    "2001:db8::1",
+]
 PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "64:ff9b::808:808"]
 
 
@@ -55,24 +86,60 @@ def test_public_addresses_are_allowed(address: str) -> None:
 
 
 # real resolution (the system resolver; literals and /etc/hosts, no network): every spelling of a forbidden host
-@pytest.mark.parametrize("url", [
-    "https://127.0.0.1/h", "https://2130706433/h", "https://0177.0.0.1/h", "https://0x7f.0.0.1/h", "https://0x7f000001/h",
-    "https://017700000001/h", "https://127.1/h", "https://localhost/h", "https://LOCALHOST./h", "https://[::1]/h",
-    "https://[::ffff:7f00:1]/h", "https://[::ffff:127.0.0.1]:8443/h", "https://169.254.169.254/latest/meta-data/",
-    "https://2852039166/", "https://0xa9fea9fe/", "https://0251.0376.0251.0376/", "https://[fe80::1]/",
-    "https://10.0.0.1/", "https://0.0.0.0/", "https://0/", "https://[::]/", "https://100.64.1.1/",
-    "https://224.0.0.251/", "https://[fd00::1]/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/h",
+        "https://2130706433/h",
+        "https://0177.0.0.1/h",
+        "https://0x7f.0.0.1/h",
+        "https://0x7f000001/h",
+        "https://017700000001/h",
+        "https://127.1/h",
+        "https://localhost/h",
+        "https://LOCALHOST./h",
+        "https://[::1]/h",
+        "https://[::ffff:7f00:1]/h",
+        "https://[::ffff:127.0.0.1]:8443/h",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://2852039166/",
+        "https://0xa9fea9fe/",
+        "https://0251.0376.0251.0376/",
+        "https://[fe80::1]/",
+        "https://10.0.0.1/",
+        "https://0.0.0.0/",
+        "https://0/",
+        "https://[::]/",
+        "https://100.64.1.1/",
+        "https://224.0.0.251/",
+        "https://[fd00::1]/",
+    ],
+)
 async def test_forbidden_hosts_in_any_spelling_are_refused(url: str) -> None:
     with pytest.raises(TargetRefused) as refused:
         await resolve_target(url, PROD)
     assert not refused.value.retryable
 
 
-@pytest.mark.parametrize("url", [
-    "http://8.8.8.8/h",  # public but not https
-    "https://user:pw@8.8.8.8/h", "https://@8.8.8.8/h", "ftp://8.8.8.8/h", "file:///etc/passwd", "gopher://8.8.8.8/",
-    "https:///h", "https://8.8.8.8:0/h", "https://8.8.8.8:99999/h", "https://8.8.8.8/h h", "https://8.8.8.8\\@127.0.0.1/",
-    "https://8.8.8.8/" + "x" * 500, "//8.8.8.8/h", "8.8.8.8"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://8.8.8.8/h",  # public but not https
+        "https://user:pw@8.8.8.8/h",
+        "https://@8.8.8.8/h",
+        "ftp://8.8.8.8/h",
+        "file:///etc/passwd",
+        "gopher://8.8.8.8/",
+        "https:///h",
+        "https://8.8.8.8:0/h",
+        "https://8.8.8.8:99999/h",
+        "https://8.8.8.8/h h",
+        "https://8.8.8.8\\@127.0.0.1/",
+        "https://8.8.8.8/" + "x" * 500,
+        "//8.8.8.8/h",
+        "8.8.8.8",
+    ],
+)
 async def test_malformed_or_plain_http_urls_are_refused(url: str) -> None:
     with pytest.raises(TargetRefused):
         await resolve_target(url, PROD)
@@ -123,22 +190,35 @@ async def test_registration_refuses_forbidden_targets_in_production(app_client, 
     admin = await make_user(roles=["ADMIN"])
     auth = {"Authorization": f"Bearer {admin.token}"}
     async with app_client(**production()) as c:
-        for url in ("http://127.0.0.1:9/h", "https://127.0.0.1/h", "https://2130706433/h", "https://localhost/h",
-                    "https://169.254.169.254/latest/meta-data/", "https://[::ffff:a9fe:a9fe]/", "http://8.8.8.8/h",
-                    "https://10.0.0.1/h"):
+        for url in (
+            "http://127.0.0.1:9/h",
+            "https://127.0.0.1/h",
+            "https://2130706433/h",
+            "https://localhost/h",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[::ffff:a9fe:a9fe]/",
+            "http://8.8.8.8/h",
+            "https://10.0.0.1/h",
+        ):
             reply = (await c.post("/graphql", json={"query": CREATE, "variables": {"u": url}}, headers=auth)).json()
             assert reply["data"] is None, (url, reply)
-            assert reply["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "url",
-                                                        "reason": "WEBHOOK_TARGET_REFUSED"}, (url, reply)
+            assert reply["errors"][0]["extensions"] == {
+                "code": "BAD_USER_INPUT",
+                "field": "url",
+                "reason": "WEBHOOK_TARGET_REFUSED",
+            }, (url, reply)
         assert await session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
-        ok = (await c.post("/graphql", json={"query": CREATE, "variables": {"u": "https://8.8.8.8/hook"}},
-                           headers=auth)).json()
+        ok = (
+            await c.post("/graphql", json={"query": CREATE, "variables": {"u": "https://8.8.8.8/hook"}}, headers=auth)
+        ).json()
     assert ok["data"]["createWebhookEndpoint"]["url"] == "https://8.8.8.8/hook", ok
     async with app_client() as c:  # test environment: a local receiver is fine, a private one is not
-        local = (await c.post("/graphql", json={"query": CREATE, "variables": {"u": "http://127.0.0.1:9/h"}},
-                              headers=auth)).json()
-        private = (await c.post("/graphql", json={"query": CREATE, "variables": {"u": "http://192.168.0.10/h"}},
-                                headers=auth)).json()
+        local = (
+            await c.post("/graphql", json={"query": CREATE, "variables": {"u": "http://127.0.0.1:9/h"}}, headers=auth)
+        ).json()
+        private = (
+            await c.post("/graphql", json={"query": CREATE, "variables": {"u": "http://192.168.0.10/h"}}, headers=auth)
+        ).json()
     assert local["data"]["createWebhookEndpoint"]["url"] == "http://127.0.0.1:9/h", local
     assert private["errors"][0]["extensions"]["reason"] == "WEBHOOK_TARGET_REFUSED", private
 
@@ -200,8 +280,12 @@ async def state_of(session, delivery_id: uuid.UUID) -> tuple[str, str | None]:  
 
 
 async def test_delivery_rechecks_the_target_and_kills_refused_ones(session, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
-    for url in (f"http://127.0.0.1:{receiver.port}/h", f"http://2130706433:{receiver.port}/h",
-                f"http://localhost:{receiver.port}/h", "https://169.254.169.254/latest/meta-data/"):
+    for url in (
+        f"http://127.0.0.1:{receiver.port}/h",
+        f"http://2130706433:{receiver.port}/h",
+        f"http://localhost:{receiver.port}/h",
+        "https://169.254.169.254/latest/meta-data/",
+    ):
         delivery = await make_delivery(session, url)
         async with webhooks.delivery_client() as http:
             assert await webhooks.attempt(session, delivery, SECRET, http, PROD) is False
@@ -263,16 +347,23 @@ def _tls_for(host: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server context with a certificate for `host` only, client context trusting it)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     import tempfile
 
     with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as f:
@@ -293,8 +384,9 @@ async def test_https_to_the_checked_address_verifies_the_certificate_for_the_hos
 
     try:
         delivery = await make_delivery(session, f"https://{host}:{tls_receiver.port}/secure")
-        async with httpx.AsyncClient(verify=client_tls, follow_redirects=False, trust_env=False,
-                                     limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        async with httpx.AsyncClient(
+            verify=client_tls, follow_redirects=False, trust_env=False, limits=httpx.Limits(max_keepalive_connections=0)
+        ) as http:
             assert await webhooks.attempt(session, delivery, SECRET, http, DEV, to_loopback) is True
     finally:
         tls_receiver.close()

@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,7 +17,6 @@ import pytest
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO
-
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from core.webhooks import key_of, public_secret
@@ -99,7 +99,7 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 
@@ -108,8 +108,9 @@ class Receiver:
         self.server.server_close()
 
 
-async def test_webhooks_signed_retried_and_dead_lettered(rig: Rig, worker: dramatiq.Worker,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_webhooks_signed_retried_and_dead_lettered(
+    rig: Rig, worker: dramatiq.Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from jobs.webhooks import deliver_webhook
 
     monkeypatch.setitem(deliver_webhook.options, "min_backoff", 50)
@@ -126,6 +127,7 @@ async def test_webhooks_signed_retried_and_dead_lettered(rig: Rig, worker: drama
 
         async def settled() -> bool:
             return await rig.scalar("SELECT count(*) FROM webhook_deliveries WHERE state IN ('PENDING', 'QUEUED')") == 0
+
         await rig.wait(settled, timeout=30)
 
     # what a receiver configures: the whsec_ form of WEBHOOK_SECRET
@@ -145,9 +147,13 @@ async def test_webhooks_signed_retried_and_dead_lettered(rig: Rig, worker: drama
     async with rig.factory() as s:
         delivered = await webhooks.deliveries(s, "DELIVERED", 50, None)
         dead = await webhooks.deliveries(s, "DEAD", 50, None)
-    assert len(delivered.rows) == len(set(events)) and all(d.attempts == 3 and d.url.endswith("/ok") for d in delivered.rows)
+    assert len(delivered.rows) == len(set(events)) and all(
+        d.attempts == 3 and d.url.endswith("/ok") for d in delivered.rows
+    )
     # the always-failing endpoint: 1 try + 3 retries, then a dead letter with the last error
-    assert len(dead.rows) == len(set(events)) and all(d.url.endswith("/down") and d.last_error == "HTTP 500" for d in dead.rows)
+    assert len(dead.rows) == len(set(events)) and all(
+        d.url.endswith("/down") and d.last_error == "HTTP 500" for d in dead.rows
+    )
     assert [d.attempts for d in dead.rows] == [4] * len(dead.rows)
 
 
@@ -166,7 +172,7 @@ async def test_trading_actors_run_against_the_schema(pay_settings, worker: drama
 async def test_kyc_expiry_actor_expires_a_lapsed_approval(pay_settings, factory, worker: dramatiq.Worker) -> None:  # type: ignore[no-untyped-def]
     """The periodic KYC job runs on the worker and writes EXPIRED on a lapsed approval (committed data)."""
     import uuid
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from jobs.kyc import expire_kyc_approvals
     from models.identity import KycCase, KycStatus, User
@@ -175,8 +181,14 @@ async def test_kyc_expiry_actor_expires_a_lapsed_approval(pay_settings, factory,
     async with factory() as s:
         s.add(User(id=user_id, email=f"kyc-{user_id.hex[:8]}@example.com", password_hash="x"))
         await s.flush()
-        s.add(KycCase(id=case_id, user_id=user_id, status=KycStatus.APPROVED,
-                      expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        s.add(
+            KycCase(
+                id=case_id,
+                user_id=user_id,
+                status=KycStatus.APPROVED,
+                expires_at=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
         await s.commit()
     expire_kyc_approvals.send_with_options(max_retries=0)
     await asyncio.to_thread(worker.broker.join, "identity", fail_fast=True, timeout=20_000)

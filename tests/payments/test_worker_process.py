@@ -23,22 +23,42 @@ from tests.payments.conftest import TEST_MNEMONIC
 RWA = str(Path(sys.executable).with_name("rwa"))
 
 
-async def test_rwa_worker_runs_the_schedule(pay_db: str, redis_url: str, factory: async_sessionmaker[AsyncSession],
-                                            tmp_path: Path) -> None:
+async def test_rwa_worker_runs_the_schedule(
+    pay_db: str, redis_url: str, factory: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
     from core.hd_wallet import DepositWallet
 
     user_id = uuid.uuid4()
     async with factory() as s:
         s.add(User(id=user_id, email=f"w-{user_id.hex[:8]}@example.com", password_hash="x"))
         await s.flush()
-        p, _ = await intents.create_payment(s, DepositWallet(TEST_MNEMONIC), user_id=user_id, amount=Decimal("5"),
-                                            currency="EUR", method=PaymentMethod.BANK_TRANSFER, idempotency_key="w",
-                                            expires_in=1)
+        p, _ = await intents.create_payment(
+            s,
+            DepositWallet(TEST_MNEMONIC),
+            user_id=user_id,
+            amount=Decimal("5"),
+            currency="EUR",
+            method=PaymentMethod.BANK_TRANSFER,
+            idempotency_key="w",
+            expires_in=1,
+        )
         await notify.commit(s, None, "")
-    env = {**os.environ, "DATABASE_URL": pay_db, "REDIS_URL": redis_url, "RWA_ENV": "test",
-           "RWA_REDIS_PREFIX": f"rwa-test:{uuid.uuid4().hex[:8]}:", "RWA_DATA_DIR": str(tmp_path), "LOG_JSON": "0"}
-    proc = subprocess.Popen([RWA, "worker", "--threads", "2"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": pay_db,
+        "REDIS_URL": redis_url,
+        "RWA_ENV": "test",
+        "RWA_REDIS_PREFIX": f"rwa-test:{uuid.uuid4().hex[:8]}:",
+        "RWA_DATA_DIR": str(tmp_path),
+        "LOG_JSON": "0",
+    }
+    proc = subprocess.Popen(
+        [RWA, "worker", "--threads", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         state = None
         for _ in range(300):

@@ -36,7 +36,6 @@ def app_client(services: Services) -> Callable[..., AbstractAsyncContextManager[
 _as_env = settings_values  # the settings as constructor keywords (tests/fixtures/db.py)
 
 
-
 @pytest.fixture
 def probe_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """build_schema (hence create_app) includes the test-only probe fields of tests/platform/probes.py."""

@@ -18,7 +18,7 @@ class Node:
     value: int = 1
 
     @strawberry.field
-    def child(self) -> "Node":
+    def child(self) -> Node:
         return Node()
 
 
@@ -48,4 +48,3 @@ class ProbeQuery:
         await asyncio.sleep(0.01)
         log.warning("probe after", extra={"tag": tag})
         return tag
-

@@ -32,20 +32,29 @@ GRANT = "mutation($u: UUID!) { grantRole(userId: $u, role: ISSUER) { id roles } 
 REGISTER = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }"
 
 
-def rwa(*args: str, database_url: str, redis_url: str, tmp_path: Path,
-        **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "RWA_ENV": "test",
-           "RWA_DATA_DIR": str(tmp_path / "data"), **extra_env}
-    return subprocess.run([RWA, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+def rwa(
+    *args: str, database_url: str, redis_url: str, tmp_path: Path, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RWA_ENV": "test",
+        "RWA_DATA_DIR": str(tmp_path / "data"),
+        **extra_env,
+    }
+    return subprocess.run(
+        [RWA, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
 
 
 async def create_database(database_url: str, *, migrated: bool) -> str:
     """A new database on the test database's server."""
     url = make_url(database_url)
     name = f"rwa_cli_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(url.set(drivername="postgresql", database="postgres")
-                                  .render_as_string(hide_password=False))
+    admin = await asyncpg.connect(
+        url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    )
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -58,8 +67,9 @@ async def create_database(database_url: str, *, migrated: bool) -> str:
 
 async def drop_database(database_url: str) -> None:
     url = make_url(database_url)
-    admin = await asyncpg.connect(url.set(drivername="postgresql", database="postgres")
-                                  .render_as_string(hide_password=False))
+    admin = await asyncpg.connect(
+        url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    )
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
     finally:
@@ -84,15 +94,25 @@ async def cli_session(cli_database: str):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def cli_gql(cli_database: str, redis_url: str, redis_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     """POST a GraphQL document to the real app running on the CLI's database."""
-    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=cli_database, REDIS_URL=redis_url,  # type: ignore[call-arg]
-                        RWA_REDIS_PREFIX=redis_prefix, RWA_DATA_DIR=str(tmp_path / "app"),
-                        JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=os.urandom(32).hex(), LOG_JSON=False)
+    settings = Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=cli_database,
+        REDIS_URL=redis_url,  # type: ignore[call-arg]
+        RWA_REDIS_PREFIX=redis_prefix,
+        RWA_DATA_DIR=str(tmp_path / "app"),
+        JWT_PRIVATE_KEY=TEST_JWT_KEY,
+        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
+        LOG_JSON=False,
+    )
     services = build_services(settings)
     app = create_app(settings, services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+
         async def _post(query: str, variables: dict, token: str | None = None) -> dict:  # type: ignore[type-arg]
             headers = {"Authorization": f"Bearer {token}"} if token else {}
-            return (await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)).json()
+            return (
+                await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+            ).json()
 
         yield _post
     await services.aclose()
@@ -128,7 +148,7 @@ async def test_create_admin_then_login_and_grant_role(run, cli_gql, cli_session,
     assert sorted(granted["data"]["grantRole"]["roles"]) == ["INVESTOR", "ISSUER"], granted
 
     admin_id = (await cli_session.execute(select(User.id).where(User.email == email.lower()))).scalar_one()
-    audit = (await cli_session.execute(select(AuditLog.action).where(AuditLog.target_id == str(admin_id))))
+    audit = await cli_session.execute(select(AuditLog.action).where(AuditLog.target_id == str(admin_id)))
     assert "user.create_admin" in audit.scalars().all()
 
 
@@ -142,11 +162,14 @@ async def test_create_admin_promotes_an_existing_user(run, cli_session) -> None:
     assert len(rows) == 1 and "ADMIN" in rows[0]
 
 
-@pytest.mark.parametrize("email,password,expected", [
-    ("not-an-email", PASSWORD, "invalid email"),
-    ("", PASSWORD, "invalid email"),
-    ("ok-{}@example.com", "short", "password"),
-])
+@pytest.mark.parametrize(
+    "email,password,expected",
+    [
+        ("not-an-email", PASSWORD, "invalid email"),
+        ("", PASSWORD, "invalid email"),
+        ("ok-{}@example.com", "short", "password"),
+    ],
+)
 async def test_create_admin_refuses_bad_input(run, cli_session, email: str, password: str, expected: str) -> None:  # type: ignore[no-untyped-def]
     email = email.format(uuid.uuid4().hex[:8])
     proc = run("user", "create-admin", "--email", email, "--password", password)
@@ -163,24 +186,33 @@ def test_create_admin_checks_the_email_before_prompting(run) -> None:  # type: i
     assert "password" not in (proc.stdout + proc.stderr).lower()
 
 
-@pytest.mark.parametrize("args", [("serve", "--port", "99999"), ("dev", "--port", "0"),
-                                  ("index", "run", "--metrics-port", "70000")])
+@pytest.mark.parametrize(
+    "args", [("serve", "--port", "99999"), ("dev", "--port", "0"), ("index", "run", "--metrics-port", "70000")]
+)
 def test_ports_out_of_range_are_refused(args: tuple[str, ...], tmp_path: Path, redis_url: str) -> None:
     """`rwa serve --port 99999` used to start, announcing port 99999 while listening on 99999 % 65536."""
-    proc = rwa(*args, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres", redis_url=redis_url,
-               tmp_path=tmp_path)
+    proc = rwa(
+        *args, database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres", redis_url=redis_url, tmp_path=tmp_path
+    )
     assert_clean_failure(proc)
     assert proc.returncode == 2 and "port" in proc.stderr.lower(), proc.stderr
 
 
 @pytest.mark.parametrize("command", [("serve", "--port", "1"), ("worker",)])
-@pytest.mark.parametrize("variable, value, code", [
-    ("JWT_PRIVATE_KEY", "garbage", 2), ("JWT_RETIRED_PUBLIC_KEYS", "not json", 2),
-    ("JWT_RETIRED_PUBLIC_KEYS", '{"old": "garbage"}', 2), ("KYC_ENCRYPTION_KEY", "short", 2),
-    ("LOG_LEVEL", "bogus", 2), ("RWA_DATA_DIR", "/proc/no-such-dir/data", 3),
-])
-def test_bad_configuration_is_one_line_naming_it(command: tuple[str, ...], variable: str, value: str, code: int,
-                                                 database_url: str, redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "variable, value, code",
+    [
+        ("JWT_PRIVATE_KEY", "garbage", 2),
+        ("JWT_RETIRED_PUBLIC_KEYS", "not json", 2),
+        ("JWT_RETIRED_PUBLIC_KEYS", '{"old": "garbage"}', 2),
+        ("KYC_ENCRYPTION_KEY", "short", 2),
+        ("LOG_LEVEL", "bogus", 2),
+        ("RWA_DATA_DIR", "/proc/no-such-dir/data", 3),
+    ],
+)
+def test_bad_configuration_is_one_line_naming_it(
+    command: tuple[str, ...], variable: str, value: str, code: int, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     """Each was a traceback (from inside the uvicorn worker for the keys); nothing starts listening."""
     proc = rwa(*command, database_url=database_url, redis_url=redis_url, tmp_path=tmp_path, **{variable: value})
     assert_clean_failure(proc)
@@ -189,9 +221,17 @@ def test_bad_configuration_is_one_line_naming_it(command: tuple[str, ...], varia
 
 
 def test_create_admin_with_unreachable_database_fails_cleanly(tmp_path: Path, redis_url: str) -> None:
-    proc = rwa("user", "create-admin", "--email", "a@example.com", "--password", PASSWORD,
-               database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres", redis_url=redis_url,
-               tmp_path=tmp_path)
+    proc = rwa(
+        "user",
+        "create-admin",
+        "--email",
+        "a@example.com",
+        "--password",
+        PASSWORD,
+        database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres",
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+    )
     assert_clean_failure(proc)
     assert "database" in proc.stderr.lower()
 
@@ -208,8 +248,9 @@ async def schema_fingerprint(database_url: str) -> tuple[str, list[tuple[str, st
     conn = await asyncpg.connect(dsn)
     try:
         version = await conn.fetchval("SELECT version_num FROM alembic_version")
-        columns = await conn.fetch("SELECT table_name, column_name FROM information_schema.columns "
-                                   "WHERE table_schema = 'public' ORDER BY 1, 2")
+        columns = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"
+        )
     finally:
         await conn.close()
     return version, [(r["table_name"], r["column_name"]) for r in columns]
@@ -227,21 +268,33 @@ async def test_migrate_is_idempotent(empty_database: str, redis_url: str, tmp_pa
 
 
 def test_migrate_with_unreachable_database_fails_cleanly(tmp_path: Path, redis_url: str) -> None:
-    proc = rwa("migrate", database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres", redis_url=redis_url,
-               tmp_path=tmp_path)
+    proc = rwa(
+        "migrate",
+        database_url="postgresql+asyncpg://postgres@127.0.0.1:1/postgres",
+        redis_url=redis_url,
+        tmp_path=tmp_path,
+    )
     assert_clean_failure(proc)
     assert "database" in proc.stderr.lower()
 
 
-@pytest.mark.parametrize("broken, expected", [
-    (lambda url: "not a url", "postgresql+asyncpg://"),
-    (lambda url: "mysql://root@127.0.0.1/db", "postgresql+asyncpg://"),
-    (lambda url: url.set(drivername="postgresql"), "postgresql+asyncpg://"),  # sync driver: unusable
-    (lambda url: url.set(database=f"missing_{uuid.uuid4().hex[:8]}"), "does not exist"),
-    (lambda url: url.set(username=f"nobody_{uuid.uuid4().hex[:8]}", password="x"), "refused"),
-])
-def test_migrate_with_an_unusable_database_url_fails_cleanly(broken, expected: str, database_url: str,  # type: ignore[no-untyped-def]
-                                                            redis_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "broken, expected",
+    [
+        (lambda url: "not a url", "postgresql+asyncpg://"),
+        (lambda url: "mysql://root@127.0.0.1/db", "postgresql+asyncpg://"),
+        (lambda url: url.set(drivername="postgresql"), "postgresql+asyncpg://"),  # sync driver: unusable
+        (lambda url: url.set(database=f"missing_{uuid.uuid4().hex[:8]}"), "does not exist"),
+        (lambda url: url.set(username=f"nobody_{uuid.uuid4().hex[:8]}", password="x"), "refused"),
+    ],
+)
+def test_migrate_with_an_unusable_database_url_fails_cleanly(
+    broken,
+    expected: str,
+    database_url: str,  # type: ignore[no-untyped-def]
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
     bad = broken(make_url(database_url))
     bad = bad if isinstance(bad, str) else bad.render_as_string(hide_password=False)
     proc = rwa("migrate", database_url=bad, redis_url=redis_url, tmp_path=tmp_path)

@@ -33,12 +33,21 @@ DASHBOARD_WITH_LOADERS = """{ a: assets(first: 5) { edges { node { id issuer { i
 
 
 @pytest.fixture
-async def real_services(module_database_url: str, redis_url: str, redis_prefix: str,
-                        tmp_path: Path) -> AsyncIterator[Services]:
+async def real_services(
+    module_database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> AsyncIterator[Services]:
     """Services as `rwa serve` builds them: own engine (small pool, so requests must share it), read pool."""
-    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=module_database_url, REDIS_URL=redis_url,
-                        RWA_REDIS_PREFIX=redis_prefix, RWA_DATA_DIR=str(tmp_path / "data"), RWA_DB_POOL_SIZE=5,
-                        JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=os.urandom(32).hex(), LOG_JSON=False)
+    settings = Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=module_database_url,
+        REDIS_URL=redis_url,
+        RWA_REDIS_PREFIX=redis_prefix,
+        RWA_DATA_DIR=str(tmp_path / "data"),
+        RWA_DB_POOL_SIZE=5,
+        JWT_PRIVATE_KEY=TEST_JWT_KEY,
+        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
+        LOG_JSON=False,
+    )
     services = build_services(settings)
     await services.open_read_pool()
     try:
@@ -49,8 +58,12 @@ async def real_services(module_database_url: str, redis_url: str, redis_prefix: 
 
 async def _user(services: Services) -> str:
     async with services.session_factory() as s:
-        user = User(id=uuid.uuid4(), email=f"dash-{uuid.uuid4().hex[:8]}@example.com", password_hash="x",
-                    roles=[Role.INVESTOR.value])
+        user = User(
+            id=uuid.uuid4(),
+            email=f"dash-{uuid.uuid4().hex[:8]}@example.com",
+            password_hash="x",
+            roles=[Role.INVESTOR.value],
+        )
         s.add(user)
         await s.commit()
     keyring: KeyRing = services.keyring
@@ -61,9 +74,9 @@ async def _many(services: Services, query: str, token: str, n: int) -> list[dict
     app = create_app(services.settings, services)
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=60) as client:
+
         async def one() -> dict:
-            resp = await client.post("/graphql", json={"query": query},
-                                     headers={"Authorization": f"Bearer {token}"})
+            resp = await client.post("/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"})
             assert resp.status_code == 200, resp.text
             return resp.json()
 
@@ -99,8 +112,7 @@ def test_concurrent_operations_on_one_websocket(real_services: Services, query: 
     (one operation ending closed the session another was using)."""
     token = asyncio.run(_user_sync_helper(real_services.settings))
     app = create_app(real_services.settings, None)
-    with TestClient(app) as client, client.websocket_connect(
-            "/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+    with TestClient(app) as client, client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
         assert ws.receive_json()["type"] == "connection_ack"
         for i in range(20):

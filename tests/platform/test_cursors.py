@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import UTC
 
 import pytest
 
@@ -37,7 +38,7 @@ CRAFTED = {
     "decimal infinity": tagged(["dec", "-Infinity"], ["u", U]),
     "decimal of 400 digits": tagged(["dec", "9" * 400], ["u", U]),
     "float value": tagged(["v", 1.5], ["u", U]),
-    "huge integer": tagged(["v", 2 ** 70], ["u", U]),
+    "huge integer": tagged(["v", 2**70], ["u", U]),
     "5000-digit integer": b64(b'[["v", ' + b"9" * 5000 + b'], ["u", "' + U.encode() + b'"]]'),
     "object value": tagged(["v", {"a": 1}], ["u", U]),
     "list value": tagged(["v", [1]], ["u", U]),
@@ -62,8 +63,11 @@ LISTS = {
     "fxRates": ("query($c: String!) { fxRates(after: $c) { edges { cursor } } }", "INVESTOR"),
     "myOrders": ("query($c: String!) { myOrders(after: $c) { edges { cursor } } }", "INVESTOR"),
     "auditLog": ("query($c: String!) { auditLog(after: $c) { edges { cursor } } }", "ADMIN"),
-    "tokenHoldings": ("query($c: String!) { tokenHoldings(chainId: 1, token: \"0x0000000000000000000000000000000000000001\","
-                      " after: $c) { edges { cursor } } }", "ADMIN"),
+    "tokenHoldings": (
+        'query($c: String!) { tokenHoldings(chainId: 1, token: "0x0000000000000000000000000000000000000001",'
+        " after: $c) { edges { cursor } } }",
+        "ADMIN",
+    ),
 }
 
 # crafted for a (datetime, uuid) key, but a well-formed cursor of these lists' keys
@@ -89,21 +93,30 @@ async def test_cursors_of_one_list_are_refused_by_another(gql, make_user) -> Non
     seq = encode_cursor([12])
     result = await gql(LISTS["auditLog"][0], {"c": seq}, token=user.token)
     assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    from datetime import datetime, timezone
-    stamp = encode_cursor([datetime.now(timezone.utc), uuid.uuid4()])
+    from datetime import datetime
+
+    stamp = encode_cursor([datetime.now(UTC), uuid.uuid4()])
     result = await gql(LISTS["myOrders"][0], {"c": stamp}, token=user.token)
     assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     # an out-of-range bigint for a seq key
-    result = await gql(LISTS["myOrders"][0], {"c": encode_cursor([2 ** 63])}, token=user.token)
+    result = await gql(LISTS["myOrders"][0], {"c": encode_cursor([2**63])}, token=user.token)
     assert result["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 def test_cursors_round_trip() -> None:
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
     from decimal import Decimal
 
-    values = [datetime(2024, 5, 1, 12, tzinfo=timezone.utc), date(2024, 5, 1), Decimal("12345678901234567890.5"),
-              uuid.uuid4(), 2 ** 62, "Tour Eiffel 🗼" * 14, None, True]
+    values = [
+        datetime(2024, 5, 1, 12, tzinfo=UTC),
+        date(2024, 5, 1),
+        Decimal("12345678901234567890.5"),
+        uuid.uuid4(),
+        2**62,
+        "Tour Eiffel 🗼" * 14,
+        None,
+        True,
+    ]
     assert decode_cursor(encode_cursor(values), len(values)) == values
     # a 200-character name of emoji (the longest asset name) still fits the length cap
     assert decode_cursor(encode_cursor(["🗼" * 200, uuid.UUID(U)]), 2)[0] == "🗼" * 200

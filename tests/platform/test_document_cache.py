@@ -57,8 +57,13 @@ async def test_cache_stays_within_its_byte_bound(app_client) -> None:  # type: i
         documents = c.app.state.schema.documents
         for i in range(60):
             # ~30 kB each, under the per-document size: cached until the byte bound evicts
-            query = f"query Q{i} {{ __typename\n# " + "y" * 30_000 + "\n" + " ".join(
-                f"a{j}: __typename" for j in range(20)) + " }"
+            query = (
+                f"query Q{i} {{ __typename\n# "
+                + "y" * 30_000
+                + "\n"
+                + " ".join(f"a{j}: __typename" for j in range(20))
+                + " }"
+            )
             assert codes(await post(c, query)) == []
             assert documents.bytes <= bound
             assert documents.bytes == sum(e.size for e in documents._entries.values())
@@ -80,8 +85,9 @@ def test_footprint_is_not_an_underestimate() -> None:
         "fields": "{ " + "__typename " * 1500 + "}",
         "aliases": "{ " + " ".join(f"a{i}: __typename" for i in range(25)) + " }",
         "comments": "{ __typename }\n" + "# a comment line that goes on for a while\n" * 700,
-        "strings": "{ " + " ".join(f'a{i}: assets(filter: {{search: "{"s" * 300}"}}) {{ totalCount }}'
-                                  for i in range(20)) + " }",
+        "strings": "{ "
+        + " ".join(f'a{i}: assets(filter: {{search: "{"s" * 300}"}}) {{ totalCount }}' for i in range(20))
+        + " }",
         "errors": "{ " + " ".join(f"nope{i}" for i in range(300)) + " }",
         "introspection": get_introspection_query(descriptions=True),
         "small": "{ me { id email roles } }",

@@ -34,12 +34,14 @@ def bombs(levels: int) -> dict[str, str]:
     return {
         "two spreads": f"{{ ...{top} }}\n" + chain(levels, "__typename", "...{p} ...{p}"),
         "aliases inside": f"{{ ...{top} }}\n" + chain(levels, "x: __typename", "a: __typename ...{p} ...{p}"),
-        "inline fragments": f"{{ ...{top} }}\n" + chain(levels, "__typename",
-                                                       "... on Query {{ ...{p} }} ... {{ ...{p} }}"),
+        "inline fragments": f"{{ ...{top} }}\n"
+        + chain(levels, "__typename", "... on Query {{ ...{p} }} ... {{ ...{p} }}"),
         "on another type": f"{{ me {{ ...{top} }} }}\n" + chain(levels, "id email", "...{p} ...{p}", on="User"),
         "fields between": f"{{ ...{top} }}\n" + chain(levels, "__typename", "me {{ id }} ...{p} ...{p}"),
-        "five spreads": f"{{ ...{top} }}\n" + chain(min(levels, 12), "__typename", "...{p} ...{p} ...{p} ...{p} ...{p}")
-        .replace(f"...{top} }}", f"...F{min(levels, 12)} }}", 1),
+        "five spreads": f"{{ ...{top} }}\n"
+        + chain(min(levels, 12), "__typename", "...{p} ...{p} ...{p} ...{p} ...{p}").replace(
+            f"...{top} }}", f"...F{min(levels, 12)} }}", 1
+        ),
         "named operation": f"query Bomb {{ ...{top} }}\n" + chain(levels, "__typename", "...{p} ...{p}"),
     }
 
@@ -77,12 +79,17 @@ def test_walks_summarise_each_fragment_once() -> None:
     levels = 200
     document = parse(f"{{ ...F{levels} }}\n" + chain(levels, "x: __typename", "...{p} ...{p}"))
     errors = limit_errors(document, max_depth=12, max_aliases=30)
-    assert [e.message for e in errors] == [f"{2 ** levels} aliases found. Allowed: 30"]
+    assert [e.message for e in errors] == [f"{2**levels} aliases found. Allowed: 30"]
     schema = build_schema(Settings(RWA_ENV=Environment.TEST))
-    assert operation_cost(schema._schema, document, None, {}) == 2 ** levels
+    assert operation_cost(schema._schema, document, None, {}) == 2**levels
     # depth through a chain of 300 fragments (one spread each): no recursion through the interpreter's stack
-    deep = parse("{ ...D300 }\n" + "\n".join(
-        ["fragment D0 on Query { me { id } }"] + [f"fragment D{i} on Query {{ ...D{i - 1} }}" for i in range(1, 301)]))
+    deep = parse(
+        "{ ...D300 }\n"
+        + "\n".join(
+            ["fragment D0 on Query { me { id } }"]
+            + [f"fragment D{i} on Query {{ ...D{i - 1} }}" for i in range(1, 301)]
+        )
+    )
     assert limit_errors(deep, max_depth=12, max_aliases=30) == []
     assert operation_cost(schema._schema, deep, None, {}) == 2
 
@@ -93,38 +100,46 @@ def test_limits_hold_in_every_environment(env: Environment) -> None:
     for kind, query in bombs(LEVELS).items():
         started = time.perf_counter()
         errors = schema.documents.get(query).errors  # type: ignore[union-attr]
-        assert errors and all(e.original_error is not None and e.original_error.code.value == "QUERY_TOO_COMPLEX"
-                              for e in errors), kind
+        assert errors and all(
+            e.original_error is not None and e.original_error.code.value == "QUERY_TOO_COMPLEX" for e in errors
+        ), kind
         assert time.perf_counter() - started < WALL_BOUND_S
 
 
 async def test_depth_through_fragments_and_inline_fragments(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
-    shallow = ("{ probeNode { ...A } } fragment A on Node { ... on Node { child { ...B } } } "
-               "fragment B on Node { value }")
-    deep = ("{ probeNode { ...A } } fragment A on Node { ... on Node { child { ...B } } } "
-            "fragment B on Node { child { child { value } } }")
+    shallow = (
+        "{ probeNode { ...A } } fragment A on Node { ... on Node { child { ...B } } } fragment B on Node { value }"
+    )
+    deep = (
+        "{ probeNode { ...A } } fragment A on Node { ... on Node { child { ...B } } } "
+        "fragment B on Node { child { child { value } } }"
+    )
     async with app_client(MAX_QUERY_DEPTH=3) as c:
         body, _ = await post(c, shallow)
         assert codes(body) == [] and body["data"]["probeNode"]["child"]["value"] == 1
         body, _ = await post(c, deep)
         assert codes(body) == ["QUERY_TOO_COMPLEX"]
         # the children of introspection fields do not count towards depth (as before)
-        body, _ = await post(c, "{ __type(name: \"Query\") { fields { type { ofType { ofType { name } } } } } }")
+        body, _ = await post(c, '{ __type(name: "Query") { fields { type { ofType { ofType { name } } } } } }')
         assert codes(body) == []
 
 
 async def test_aliases_count_as_executed(app_client) -> None:  # type: ignore[no-untyped-def]
     async with app_client(MAX_ALIASES=3) as c:
-        body, _ = await post(c, "{ ...A ...B } fragment A on Query { a: __typename } fragment B on Query { ...A b: __typename }")
+        body, _ = await post(
+            c, "{ ...A ...B } fragment A on Query { a: __typename } fragment B on Query { ...A b: __typename }"
+        )
         assert codes(body) == []
-        body, _ = await post(c, "{ ...A ...A ...B } fragment A on Query { a: __typename } "
-                                "fragment B on Query { ...A b: __typename }")
+        body, _ = await post(
+            c, "{ ...A ...A ...B } fragment A on Query { a: __typename } fragment B on Query { ...A b: __typename }"
+        )
         assert codes(body) == ["QUERY_TOO_COMPLEX"] and "4 aliases found" in body["errors"][0]["message"]
 
 
 async def test_repeated_fields_are_refused_before_the_quadratic_rule(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
     """graphql-core compares every pair of fields that share a response name: 490 copies of one field took 1.4 s,
     a binary tree of `child` fields (1,800 tokens) 1 s."""
+
     def tree(depth: int) -> str:
         return "value" if depth == 0 else f"child {{ {tree(depth - 1)} }} child {{ {tree(depth - 1)} }}"
 
@@ -134,8 +149,11 @@ async def test_repeated_fields_are_refused_before_the_quadratic_rule(app_client,
             assert codes(body) == ["QUERY_TOO_COMPLEX"], body
             assert elapsed < WALL_BOUND_S
         # ordinary repetition still validates and runs
-        body, _ = await post(c, "{ probeNode { value child { value } } probeNode { value } ...P ...P } "
-                                "fragment P on Query { probeNode { child { value } } }")
+        body, _ = await post(
+            c,
+            "{ probeNode { value child { value } } probeNode { value } ...P ...P } "
+            "fragment P on Query { probeNode { child { value } } }",
+        )
         assert codes(body) == [] and body["data"]["probeNode"]["child"]["value"] == 1
 
 
@@ -163,17 +181,23 @@ async def test_nested_json_literals_and_variables_are_typed(gql, make_user, dept
     (bounded by the body's nesting guard). Either way a typed answer, never INTERNAL or a crash."""
     issuer = await make_user(roles=["ISSUER"])
     literal = "{a: " * depth + "1" + "}" * depth
-    create = ("mutation { createAsset(input: {name: \"Nested\", type: OTHER, jurisdiction: \"DE\", currency: \"EUR\", "
-              f"metadata: {literal}}}) {{ id }} }}")
+    create = (
+        'mutation { createAsset(input: {name: "Nested", type: OTHER, jurisdiction: "DE", currency: "EUR", '
+        f"metadata: {literal}}}) {{ id }} }}"
+    )
     result = await gql(create, token=issuer.token)
-    assert {e["extensions"]["code"] for e in result.get("errors") or []} <= {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}, result
+    assert {e["extensions"]["code"] for e in result.get("errors") or []} <= {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}, (
+        result
+    )
     nested: object = 1
     for _ in range(depth):
         nested = {"a": nested}
     variables = {"i": {"name": "Nested", "type": "OTHER", "jurisdiction": "DE", "currency": "EUR", "metadata": nested}}
-    resp = await gql.client.post("/graphql", json={"query": "mutation($i: CreateAssetInput!) { createAsset(input: $i) "
-                                                            "{ id } }", "variables": variables},
-                                 headers={"Authorization": f"Bearer {issuer.token}"})
+    resp = await gql.client.post(
+        "/graphql",
+        json={"query": "mutation($i: CreateAssetInput!) { createAsset(input: $i) { id } }", "variables": variables},
+        headers={"Authorization": f"Bearer {issuer.token}"},
+    )
     assert resp.status_code < 500
     body = resp.json()
     assert {e["extensions"]["code"] for e in body.get("errors") or []} <= {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}, body

@@ -11,24 +11,46 @@ from pathlib import Path
 from core.settings import _PER_CHAIN_INTS, Settings
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("core", "server", "schema", "resolvers", "models", "indexer", "chains", "cli", "migrations", "jobs",
-            "agent")
+PACKAGES = (
+    "core",
+    "server",
+    "schema",
+    "resolvers",
+    "models",
+    "indexer",
+    "chains",
+    "cli",
+    "migrations",
+    "jobs",
+    "agent",
+)
 # file -> (number of environment accesses, why they are not settings reads)
 ALLOWED = {
     "core/settings.py": (None, "the settings object itself"),
     "cli/main.py": (1, "writes RWA_SERVE_WORKERS for the uvicorn workers it starts"),
     "cli/runtime.py": (2, "exports the embedded DATABASE_URL/REDIS_URL/RWA_DATA_DIR to child processes"),
     "cli/dev.py": (1, "the environment of the child processes `rwa dev` starts"),
-    "cli/dev_chains.py": (2, "exports a running `rwa dev`'s RPC_URLS_<id> for this process and its children, then "
-                             "clears the settings cache"),
+    "cli/dev_chains.py": (
+        2,
+        "exports a running `rwa dev`'s RPC_URLS_<id> for this process and its children, then clears the settings cache",
+    ),
     "chains/anvil.py": (1, "ANVIL_BIN: dev/test tooling that locates the anvil binary (tests point it elsewhere)"),
-    "chains/registry.py": (1, "rpc_urls_for(): the fallback after Settings.rpc_urls(), for in-process tests that set "
-                              "RPC_URLS_<id> after the settings were built"),
+    "chains/registry.py": (
+        1,
+        "rpc_urls_for(): the fallback after Settings.rpc_urls(), for in-process tests that set "
+        "RPC_URLS_<id> after the settings were built",
+    ),
     "core/migrate.py": (1, "TEST_DATABASE_URL: the autogenerate comparison of the migrations test"),
-    "core/ops_server.py": (5, "PROMETHEUS_MULTIPROC_DIR: prometheus_client's multiprocess protocol, exported to the "
-                              "worker processes it supervises"),
-    "core/healthcheck.py": (1, "the container HEALTHCHECK probe: reads the ops port variables without building "
-                               "the settings (it runs every 30 s and must stay light)"),
+    "core/ops_server.py": (
+        5,
+        "PROMETHEUS_MULTIPROC_DIR: prometheus_client's multiprocess protocol, exported to the "
+        "worker processes it supervises",
+    ),
+    "core/healthcheck.py": (
+        1,
+        "the container HEALTHCHECK probe: reads the ops port variables without building "
+        "the settings (it runs every 30 s and must stay light)",
+    ),
 }
 
 
@@ -37,11 +59,18 @@ def _environment_accesses(path: Path) -> int:
     tree = ast.parse(path.read_text(), str(path))
     count = 0
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os" \
-                and node.attr in ("environ", "getenv", "environb", "putenv"):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in ("environ", "getenv", "environb", "putenv")
+        ):
             count += 1
-        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
-                any(a.name in ("environ", "getenv", "environb") for a in node.names):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(a.name in ("environ", "getenv", "environb") for a in node.names)
+        ):
             count += 1
     return count
 
@@ -53,10 +82,13 @@ def test_no_environment_reads_outside_the_settings_object() -> None:
             n = _environment_accesses(path)
             if n:
                 found[str(path.relative_to(REPO))] = n
-    unexpected = {f: n for f, n in found.items() if f not in ALLOWED or (ALLOWED[f][0] is not None and
-                                                                          n > ALLOWED[f][0])}
-    assert not unexpected, (f"environment read outside core/settings.py: {unexpected}. Add a field to Settings "
-                            "(and a README row), or to ALLOWED here with the reason")
+    unexpected = {
+        f: n for f, n in found.items() if f not in ALLOWED or (ALLOWED[f][0] is not None and n > ALLOWED[f][0])
+    }
+    assert not unexpected, (
+        f"environment read outside core/settings.py: {unexpected}. Add a field to Settings "
+        "(and a README row), or to ALLOWED here with the reason"
+    )
     stale = [f for f in ALLOWED if f not in found and f != "core/settings.py"]
     assert not stale, f"ALLOWED lists files that no longer read the environment: {stale}"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import strawberry
@@ -21,7 +21,7 @@ class Color(enum.Enum):
 class Item:
     id: strawberry.ID
     count: int
-    maybe: Optional[int]
+    maybe: int | None
     colors: list[Color]
     tags: list[str]
 
@@ -32,14 +32,14 @@ class Item:
 
 @strawberry.type
 class Box:
-    item: Optional[Item]
+    item: Item | None
     strict: Item
     items: list[Item]
-    maybe_items: Optional[list[Item]]
+    maybe_items: list[Item] | None
     _cached: strawberry.Private[object] = NOT_LOADED
 
     @strawberry.field(metadata={PREFETCHED: "_cached"})
-    def cached(self) -> Optional[Item]:  # like Asset's prefetched fields: the prefetched value, else a load
+    def cached(self) -> Item | None:  # like Asset's prefetched fields: the prefetched value, else a load
         return self.strict if self._cached is NOT_LOADED else self._cached  # type: ignore[return-value]
 
     @strawberry.field
@@ -50,24 +50,28 @@ class Box:
 @strawberry.type
 class Query:
     @strawberry.field
-    def boxes(self) -> list[Optional[Box]]:
+    def boxes(self) -> list[Box | None]:
         good = ITEMS[1]
-        return [Box(item=None, strict=good, items=ITEMS, maybe_items=None),
-                Box(item=good, strict=good, items=ITEMS, maybe_items=ITEMS, _cached=ITEMS[2]),
-                Box(item=BAD[0], strict=good, items=ITEMS, maybe_items=[ITEMS[0], BAD[1]]),  # nulls the lists
-                Box(item=good, strict=BAD[1], items=ITEMS, maybe_items=None)]  # nulls the box
+        return [
+            Box(item=None, strict=good, items=ITEMS, maybe_items=None),
+            Box(item=good, strict=good, items=ITEMS, maybe_items=ITEMS, _cached=ITEMS[2]),
+            Box(item=BAD[0], strict=good, items=ITEMS, maybe_items=[ITEMS[0], BAD[1]]),  # nulls the lists
+            Box(item=good, strict=BAD[1], items=ITEMS, maybe_items=None),
+        ]  # nulls the box
 
     @strawberry.field
     def items(self) -> list[Item]:
         return ITEMS
 
     @strawberry.field
-    def bad(self) -> list[Optional[Item]]:  # each broken item becomes null, with its error
+    def bad(self) -> list[Item | None]:  # each broken item becomes null, with its error
         return BAD
 
 
-ITEMS = [Item(id=strawberry.ID(str(i)), count=i, maybe=None if i % 2 else i, colors=[Color.RED, Color.BLUE],
-              tags=["a", "b"]) for i in range(3)]
+ITEMS = [
+    Item(id=strawberry.ID(str(i)), count=i, maybe=None if i % 2 else i, colors=[Color.RED, Color.BLUE], tags=["a", "b"])
+    for i in range(3)
+]
 BAD: list[Any] = [
     Item(id=strawberry.ID("1"), count="not a number", maybe=1, colors=[], tags=[]),  # type: ignore[arg-type]
     Item(id=strawberry.ID("2"), count=None, maybe=1, colors=[], tags=[]),  # type: ignore[arg-type]
@@ -98,8 +102,10 @@ async def test_same_data_and_errors(field: str) -> None:
         assert list(got.data[field][0]) == ["id", "n", "maybe", "colors", "tags", "doubled", "__typename"]
 
 
-BOXES = ("{ boxes { item { id n: count } strict { id colors } items { id n: count } maybeItems { count } "
-         "cached { id } later { id count } } }")
+BOXES = (
+    "{ boxes { item { id n: count } strict { id colors } items { id n: count } maybeItems { count } "
+    "cached { id } later { id count } } }"
+)
 
 
 async def test_objects_lists_prefetched_and_errors_inside_them() -> None:
@@ -115,6 +121,8 @@ async def test_objects_lists_prefetched_and_errors_inside_them() -> None:
 
 
 def test_exception_handlers_or_another_default_resolver_turn_it_off() -> None:
-    other = strawberry.Schema(query=Query, config=strawberry.schema.config.StrawberryConfig(
-        default_resolver=lambda obj, name: getattr(obj, name)))
+    other = strawberry.Schema(
+        query=Query,
+        config=strawberry.schema.config.StrawberryConfig(default_resolver=lambda obj, name: getattr(obj, name)),
+    )
     assert executor_for(other).plain == {}

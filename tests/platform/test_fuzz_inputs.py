@@ -7,7 +7,8 @@ import json
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from models.assets import FxRate
@@ -26,8 +27,11 @@ async def count(session, model) -> int:  # type: ignore[no-untyped-def]
 
 async def post_raw(client, body: str, token: str):  # type: ignore[no-untyped-def]
     """The body exactly as given (json.dumps escapes lone surrogates as \\udXXX, as a hostile client would)."""
-    return await client.post("/graphql", content=body.encode(),
-                             headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+    return await client.post(
+        "/graphql",
+        content=body.encode(),
+        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+    )
 
 
 def assert_typed(resp) -> list[str]:  # type: ignore[no-untyped-def]
@@ -38,11 +42,14 @@ def assert_typed(resp) -> list[str]:  # type: ignore[no-untyped-def]
     return codes
 
 
-@pytest.mark.parametrize("variables", [
-    '{"n": "a\\u0000b"}',  # NUL: Postgres text refuses it (was INTERNAL after the resolver ran)
-    '{"n": "\\ud800"}',  # a lone surrogate cannot be encoded as UTF-8 (was INTERNAL)
-    '{"n": "ok", "extra": ["\\udfff"]}',  # anywhere in the body
-])
+@pytest.mark.parametrize(
+    "variables",
+    [
+        '{"n": "a\\u0000b"}',  # NUL: Postgres text refuses it (was INTERNAL after the resolver ran)
+        '{"n": "\\ud800"}',  # a lone surrogate cannot be encoded as UTF-8 (was INTERNAL)
+        '{"n": "ok", "extra": ["\\udfff"]}',  # anywhere in the body
+    ],
+)
 async def test_unstorable_text_is_refused_and_nothing_is_written(client, make_user, session, variables: str) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     resp = await post_raw(client, '{"query": %s, "variables": %s}' % (json.dumps(CREATE_KEY), variables), user.token)
@@ -62,12 +69,14 @@ async def test_nul_escape_in_a_graphql_literal_is_refused(client, make_user, ses
 
 async def test_escaped_surrogate_pairs_are_ordinary_text(client, make_user) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
-    resp = await post_raw(client, json.dumps({"query": CREATE_KEY, "variables": {"n": "key \U0001F600"}}), user.token)
-    assert resp.json()["data"]["createApiKey"]["apiKey"]["name"] == "key \U0001F600", resp.text
+    resp = await post_raw(client, json.dumps({"query": CREATE_KEY, "variables": {"n": "key \U0001f600"}}), user.token)
+    assert resp.json()["data"]["createApiKey"]["apiKey"]["name"] == "key \U0001f600", resp.text
 
 
-_HOSTILE_TEXT = st.one_of(st.text(max_size=300), st.sampled_from(["\x00", "\ud800", "'; DROP TABLE users; --", " " * 5,
-                                                                  "\u202e", "x" * 10_000]))
+_HOSTILE_TEXT = st.one_of(
+    st.text(max_size=300),
+    st.sampled_from(["\x00", "\ud800", "'; DROP TABLE users; --", " " * 5, "\u202e", "x" * 10_000]),
+)
 _HOSTILE_AMOUNT = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
     st.integers(min_value=-(10**40), max_value=10**40),
@@ -86,13 +95,24 @@ async def test_create_api_key_with_any_name(client, make_user, session, name: st
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(amount=_HOSTILE_AMOUNT, currency=st.one_of(st.sampled_from(["USD", "EUR", "JPY", "usd"]), _HOSTILE_TEXT),
-       key=_HOSTILE_TEXT, expires=st.one_of(st.integers(min_value=-(2**31), max_value=2**31 - 1), st.just("60")))
+@given(
+    amount=_HOSTILE_AMOUNT,
+    currency=st.one_of(st.sampled_from(["USD", "EUR", "JPY", "usd"]), _HOSTILE_TEXT),
+    key=_HOSTILE_TEXT,
+    expires=st.one_of(st.integers(min_value=-(2**31), max_value=2**31 - 1), st.just("60")),
+)
 async def test_create_bank_payment_with_any_input(client, make_user, session, amount, currency, key, expires) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     before = await count(session, Payment)
-    variables = {"i": {"amount": amount, "currency": currency, "method": "BANK_TRANSFER", "idempotencyKey": key,
-                       "expiresIn": expires}}
+    variables = {
+        "i": {
+            "amount": amount,
+            "currency": currency,
+            "method": "BANK_TRANSFER",
+            "idempotencyKey": key,
+            "expiresIn": expires,
+        }
+    }
     resp = await post_raw(client, json.dumps({"query": CREATE_PAYMENT, "variables": variables}), user.token)
     codes = assert_typed(resp)
     if codes:
@@ -105,14 +125,17 @@ async def test_create_bank_payment_with_any_input(client, make_user, session, am
 REPORT = "query($f: DateTime!, $t: DateTime!) { settlementReport(from: $f, to: $t) { state } }"
 
 
-@pytest.mark.parametrize("start, end, code", [
-    ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00+02:00", None),
-    ("2024-01-01", "2024-02-01T00:00:00Z", "BAD_USER_INPUT"),  # no offset (was TypeError naive/aware -> INTERNAL)
-    ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00", "BAD_USER_INPUT"),
-    ("0001-01-01T00:00:00+14:00", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),  # before year 1 in UTC (was INTERNAL)
-    ("2024-13-01T00:00:00Z", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),
-    ("yesterday", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),
-])
+@pytest.mark.parametrize(
+    "start, end, code",
+    [
+        ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00+02:00", None),
+        ("2024-01-01", "2024-02-01T00:00:00Z", "BAD_USER_INPUT"),  # no offset (was TypeError naive/aware -> INTERNAL)
+        ("2024-01-01T00:00:00Z", "2024-01-02T00:00:00", "BAD_USER_INPUT"),
+        ("0001-01-01T00:00:00+14:00", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),  # before year 1 in UTC (was INTERNAL)
+        ("2024-13-01T00:00:00Z", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),
+        ("yesterday", "2024-01-01T00:00:00Z", "BAD_USER_INPUT"),
+    ],
+)
 async def test_datetime_arguments_need_an_offset(gql, make_user, start: str, end: str, code: str | None) -> None:  # type: ignore[no-untyped-def]
     admin = await make_user(roles=["ADMIN"])
     result = await gql(REPORT, {"f": start, "t": end}, token=admin.token)
@@ -125,8 +148,9 @@ SET_FX = 'mutation($r: Decimal!) { setFxRate(base: "USD", quote: "EUR", asOf: "2
 CREDIT = 'mutation($u: UUID!, $a: Decimal!) { creditCash(userId: $u, amount: $a, currency: "USD", reference: "fz") { available } }'
 
 
-@pytest.mark.parametrize("number", ["NaN", "sNaN", "-Infinity", "1E+999999999", "1e-999999999", "9" * 60,
-                                    "1." + "1" * 58])
+@pytest.mark.parametrize(
+    "number", ["NaN", "sNaN", "-Infinity", "1E+999999999", "1e-999999999", "9" * 60, "1." + "1" * 58]
+)
 async def test_decimals_that_break_arithmetic_are_refused(gql, make_user, session, number: str) -> None:  # type: ignore[no-untyped-def]
     """They reached Decimal arithmetic / asyncpg's encoder: InvalidOperation, Overflow, a ledger sum rounded at
     28 digits ("does not balance") and an unencodable exponent were all INTERNAL."""
@@ -138,27 +162,55 @@ async def test_decimals_that_break_arithmetic_are_refused(gql, make_user, sessio
     assert (await count(session, FxRate), await count(session, LedgerTransaction)) == before
 
 
-PLACE = ("mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status reason price quantity "
-         "reservedCash } }")
-_HOSTILE_DATETIME = st.one_of(st.none(), st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
-                              st.sampled_from(["", "now", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00"]))
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status reason price quantity reservedCash } }"
+_HOSTILE_DATETIME = st.one_of(
+    st.none(),
+    st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+    st.sampled_from(["", "now", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+14:00"]),
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(side=st.sampled_from(["BUY", "SELL"]), kind=st.sampled_from(["LIMIT", "MARKET"]),
-       quantity=_HOSTILE_AMOUNT, price=st.one_of(st.none(), _HOSTILE_AMOUNT),
-       tif=st.sampled_from([None, "GTC", "IOC", "FOK", "GTD"]), expires=_HOSTILE_DATETIME,
-       client_id=st.one_of(st.none(), _HOSTILE_TEXT))
-async def test_place_order_with_any_input(client, services, session_factory, session, side, kind, quantity, price,  # type: ignore[no-untyped-def]
-                                          tif, expires, client_id) -> None:
+@given(
+    side=st.sampled_from(["BUY", "SELL"]),
+    kind=st.sampled_from(["LIMIT", "MARKET"]),
+    quantity=_HOSTILE_AMOUNT,
+    price=st.one_of(st.none(), _HOSTILE_AMOUNT),
+    tif=st.sampled_from([None, "GTC", "IOC", "FOK", "GTD"]),
+    expires=_HOSTILE_DATETIME,
+    client_id=st.one_of(st.none(), _HOSTILE_TEXT),
+)
+async def test_place_order_with_any_input(
+    client,
+    services,
+    session_factory,
+    session,
+    side,
+    kind,
+    quantity,
+    price,  # type: ignore[no-untyped-def]
+    tif,
+    expires,
+    client_id,
+) -> None:
     from models.trading import Order
     from tests.trading.factories import make_market, make_trader
 
     market = await make_market(session_factory)
     trader = await make_trader(session_factory, market, cash="1000", tokens="100")
     token, _ = services.keyring.issue(trader.user_id, ["INVESTOR"])
-    variables = {"i": {"marketId": str(market.market_id), "side": side, "type": kind, "quantity": quantity,
-                       "price": price, "timeInForce": tif, "expiresAt": expires, "clientOrderId": client_id}}
+    variables = {
+        "i": {
+            "marketId": str(market.market_id),
+            "side": side,
+            "type": kind,
+            "quantity": quantity,
+            "price": price,
+            "timeInForce": tif,
+            "expiresAt": expires,
+            "clientOrderId": client_id,
+        }
+    }
     resp = await post_raw(client, json.dumps({"query": PLACE, "variables": variables}), token)
     codes = assert_typed(resp)
     mine = select(func.count()).select_from(Order).where(Order.user_id == trader.user_id)

@@ -39,8 +39,10 @@ async def test_depth_limit_with_defaults(app_client, probe_schema, settings) -> 
 
 
 async def test_depth_through_fragments_counts(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
-    query = ("query { probeNode { ...A } } fragment A on Node { child { ...B } } "
-             "fragment B on Node { child { child { value } } }")
+    query = (
+        "query { probeNode { ...A } } fragment A on Node { child { ...B } } "
+        "fragment B on Node { child { child { value } } }"
+    )
     async with app_client(MAX_QUERY_DEPTH=3) as c:
         assert first_code(await post(c, query)) == "QUERY_TOO_COMPLEX"
 
@@ -65,27 +67,34 @@ async def test_token_limit_with_defaults(client, settings) -> None:  # type: ign
     assert codes(body) == ["QUERY_TOO_COMPLEX"]
 
 
-@pytest.mark.parametrize("query,variables", [
-    ("{ nope }", None),
-    ("{ me { nope } }", None),
-    ("{", None),
-    ("query { __typename } query { __typename }", None),
-    ("query($n: Int!) { __typename }", {}),
-    # words of the limit messages in an ordinary error must not make it QUERY_TOO_COMPLEX
-    ("query($n: Int!) { __typename }", {"n": "more than 3 tokens, aliases found, exceeds maximum operation depth"}),
-    ("{ tokens }", None),
-    # variables that do not coerce (graphql-core sets original_error on these: they were masked as INTERNAL)
-    ("query($id: UUID!) { asset(id: $id) { id } }", {}),
-    ("query($id: UUID!) { asset(id: $id) { id } }", {"id": None}),
-    ("query($id: UUID!) { asset(id: $id) { id } }", {"id": "not-a-uuid"}),
-    ("query($id: UUID!) { asset(id: $id) { id } }", {"id": 5}),
-    ("mutation($d: Date!) { setFxRate(base: \"USD\", quote: \"EUR\", asOf: $d, rate: \"1\") { rate } }",
-     {"d": "2020-13-45"}),
-    ("mutation($r: Decimal!) { setFxRate(base: \"USD\", quote: \"EUR\", asOf: \"2024-01-01\", rate: $r) { rate } }",
-     {"r": "abc"}),
-    ("mutation($s: OrderSide!) { cancelAllOrders(marketId: $s) { id } }", {"s": "SIDEWAYS"}),
-    ("{ moreThanTokens_depth: __typename aliases found }", None),
-])
+@pytest.mark.parametrize(
+    "query,variables",
+    [
+        ("{ nope }", None),
+        ("{ me { nope } }", None),
+        ("{", None),
+        ("query { __typename } query { __typename }", None),
+        ("query($n: Int!) { __typename }", {}),
+        # words of the limit messages in an ordinary error must not make it QUERY_TOO_COMPLEX
+        ("query($n: Int!) { __typename }", {"n": "more than 3 tokens, aliases found, exceeds maximum operation depth"}),
+        ("{ tokens }", None),
+        # variables that do not coerce (graphql-core sets original_error on these: they were masked as INTERNAL)
+        ("query($id: UUID!) { asset(id: $id) { id } }", {}),
+        ("query($id: UUID!) { asset(id: $id) { id } }", {"id": None}),
+        ("query($id: UUID!) { asset(id: $id) { id } }", {"id": "not-a-uuid"}),
+        ("query($id: UUID!) { asset(id: $id) { id } }", {"id": 5}),
+        (
+            'mutation($d: Date!) { setFxRate(base: "USD", quote: "EUR", asOf: $d, rate: "1") { rate } }',
+            {"d": "2020-13-45"},
+        ),
+        (
+            'mutation($r: Decimal!) { setFxRate(base: "USD", quote: "EUR", asOf: "2024-01-01", rate: $r) { rate } }',
+            {"r": "abc"},
+        ),
+        ("mutation($s: OrderSide!) { cancelAllOrders(marketId: $s) { id } }", {"s": "SIDEWAYS"}),
+        ("{ moreThanTokens_depth: __typename aliases found }", None),
+    ],
+)
 async def test_invalid_documents_are_bad_user_input(client, query: str, variables: dict | None) -> None:  # type: ignore[no-untyped-def,type-arg]
     body = await post(client, query, variables)
     assert codes(body) and set(codes(body)) == {"BAD_USER_INPUT"}, body

@@ -82,9 +82,14 @@ async def test_request_id_on_every_log_line_of_the_request(app_client, probe_sch
     query = "query($t: String!) { probeLog(tag: $t) }"
     async with app_client() as c:
         # two requests interleaved on one event loop: each line must carry its own request's id
-        responses = await asyncio.gather(*(
-            c.post("/graphql", json={"query": query, "variables": {"t": tag}}, headers={"X-Request-ID": f"rid-{tag}"})
-            for tag in ("one", "two")))
+        responses = await asyncio.gather(
+            *(
+                c.post(
+                    "/graphql", json={"query": query, "variables": {"t": tag}}, headers={"X-Request-ID": f"rid-{tag}"}
+                )
+                for tag in ("one", "two")
+            )
+        )
     assert [r.json()["data"]["probeLog"] for r in responses] == ["one", "two"]
     lines = json_logs.lines()
     for tag in ("one", "two"):
@@ -152,8 +157,9 @@ async def test_readyz_names_both(services) -> None:  # type: ignore[no-untyped-d
     dead_db = create_session_factory(engine)
     dead_redis = create_redis(f"redis://127.0.0.1:{closed_port()}/0")
     try:
-        resp = await ready(dataclasses.replace(services, session_factory=dead_db, read_session_factory=dead_db,
-                                               redis=dead_redis))
+        resp = await ready(
+            dataclasses.replace(services, session_factory=dead_db, read_session_factory=dead_db, redis=dead_redis)
+        )
     finally:
         await dead_redis.aclose()
         await engine.dispose()
@@ -209,7 +215,6 @@ async def test_metrics_are_not_on_the_api_port_by_default(client) -> None:  # ty
 
 async def test_operation_name_labels_are_bounded(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from core.ops_server import metrics_payload
-
     from schema.extensions import OperationLifecycle as OperationMetrics
 
     monkeypatch.setattr(OperationMetrics, "_known_names", set(OperationMetrics._known_names))
@@ -227,6 +232,7 @@ async def test_operation_name_labels_are_bounded(client, monkeypatch) -> None:  
 
 # --- malformed requests ---------------------------------------------------------------------------------------
 
+
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
     """A body without Content-Length (sent chunked)."""
     for part in parts:
@@ -234,7 +240,9 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 MALFORMED = {
-    "invalid json": dict(method="POST", content=b'{"query": "{ __typename }"', headers={"content-type": "application/json"}),
+    "invalid json": dict(
+        method="POST", content=b'{"query": "{ __typename }"', headers={"content-type": "application/json"}
+    ),
     "json array": dict(method="POST", content=b"[1, 2]", headers={"content-type": "application/json"}),
     "json null": dict(method="POST", content=b"null", headers={"content-type": "application/json"}),
     "json string": dict(method="POST", content=b'"{ __typename }"', headers={"content-type": "application/json"}),
@@ -245,27 +253,42 @@ MALFORMED = {
     "wrong content type": dict(method="POST", content=b"{ __typename }", headers={"content-type": "text/plain"}),
     "no content type": dict(method="POST", content=b'{"query": "{ __typename }"}'),
     "form body": dict(method="POST", data={"query": "{ __typename }"}),
-    "bad multipart": dict(method="POST", files={"operations": (None, "not json")},
-                          headers={"apollo-require-preflight": "true"}),
+    "bad multipart": dict(
+        method="POST", files={"operations": (None, "not json")}, headers={"apollo-require-preflight": "true"}
+    ),
     "not utf-8": dict(method="POST", content=b'{"query": "\xff\xfe"}', headers={"content-type": "application/json"}),
     "GET with query params": dict(method="GET", params={"query": "{ __typename }"}),
     "GET mutation": dict(method="GET", params={"query": "mutation { logout }"}),
     "PUT": dict(method="PUT", json={"query": "{ __typename }"}),
-    "huge variables": dict(method="POST", json={"query": "query($s: String) { __typename }",
-                                                "variables": {"s": "x" * 3_000_000, "n": list(range(100_000))}}),
-    "huge chunked body": dict(method="POST", content=lambda: chunks(b'{"query": "{ __typename }", "variables": {"s": "',
-                                                            *[b"x" * 100_000] * 30, b'"}}'),
-                              headers={"content-type": "application/json"}),
-    "deeply nested variables": dict(method="POST", content=b'{"query": "{ __typename }", "variables": {"a": '
-                                    + b"[" * 100_000 + b"]" * 100_000 + b"}}",
-                                    headers={"content-type": "application/json"}),
+    "huge variables": dict(
+        method="POST",
+        json={
+            "query": "query($s: String) { __typename }",
+            "variables": {"s": "x" * 3_000_000, "n": list(range(100_000))},
+        },
+    ),
+    "huge chunked body": dict(
+        method="POST",
+        content=lambda: chunks(b'{"query": "{ __typename }", "variables": {"s": "', *[b"x" * 100_000] * 30, b'"}}'),
+        headers={"content-type": "application/json"},
+    ),
+    "deeply nested variables": dict(
+        method="POST",
+        content=b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+        headers={"content-type": "application/json"},
+    ),
     "subscription over http": dict(method="POST", json={"query": "subscription { __typename }"}),
     # request.form() refused these with Starlette's plain-text 400
-    "multipart without boundary": dict(method="POST", content=b"xx", headers={"content-type": "multipart/form-data",
-                                                                           "apollo-require-preflight": "true"}),
-    "garbage multipart": dict(method="POST", content=b"garbage",
-                              headers={"content-type": "multipart/form-data; boundary=abc",
-                                       "apollo-require-preflight": "true"}),
+    "multipart without boundary": dict(
+        method="POST",
+        content=b"xx",
+        headers={"content-type": "multipart/form-data", "apollo-require-preflight": "true"},
+    ),
+    "garbage multipart": dict(
+        method="POST",
+        content=b"garbage",
+        headers={"content-type": "multipart/form-data; boundary=abc", "apollo-require-preflight": "true"},
+    ),
     "OPTIONS": dict(method="OPTIONS"),  # the route did not list it: plain-text 405
 }
 
@@ -296,7 +319,7 @@ async def test_malformed_requests_get_typed_json_errors(client, case: str) -> No
         kwargs["content"] = kwargs["content"]()
     resp = await client.request(method, "/graphql", **kwargs)
     assert resp.status_code < 500, (resp.status_code, resp.text[:500])
-    assert "Traceback" not in resp.text and "File \"" not in resp.text
+    assert "Traceback" not in resp.text and 'File "' not in resp.text
     assert resp.headers["content-type"].startswith("application/json"), resp.headers["content-type"]
     body = resp.json()
     errors = body.get("errors")
@@ -313,10 +336,14 @@ def test_websocket_rejects_bad_messages_without_crashing(services) -> None:  # t
     app = create_app(services.settings, services)
     nested = '{"type": "ping", "payload": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
     with TestClient(app) as tc:
-        shapes = ("[1, 2]", '"ping"', '{"id": "1", "type": "subscribe", "payload": "x"}',  # crashed the handler
-                  '{"id": "1", "type": "subscribe", "payload": {"query": 5}}',
-                  '{"id": "1", "type": "subscribe", "payload": {"query": "subscription { __typename }", "variables": [1]}}',
-                  '{"type": "ping", "payload": {"a": "\\ud800"}}')
+        shapes = (
+            "[1, 2]",
+            '"ping"',
+            '{"id": "1", "type": "subscribe", "payload": "x"}',  # crashed the handler
+            '{"id": "1", "type": "subscribe", "payload": {"query": 5}}',
+            '{"id": "1", "type": "subscribe", "payload": {"query": "subscription { __typename }", "variables": [1]}}',
+            '{"type": "ping", "payload": {"a": "\\ud800"}}',
+        )
         for bad in (nested, "not json", *shapes):
             with tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
                 ws.send_json({"type": "connection_init"})
@@ -338,8 +365,11 @@ def test_queries_over_websocket_get_codes_and_masking(services, probe_schema) ->
     with TestClient(app) as tc, tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json({"type": "connection_init"})
         assert ws.receive_json()["type"] == "connection_ack"
-        for op_id, query, code in (("1", "{ me { id } }", "UNAUTHENTICATED"), ("2", "mutation { logout }", "UNAUTHENTICATED"),
-                                   ("3", "{ probeCrash }", "INTERNAL")):
+        for op_id, query, code in (
+            ("1", "{ me { id } }", "UNAUTHENTICATED"),
+            ("2", "mutation { logout }", "UNAUTHENTICATED"),
+            ("3", "{ probeCrash }", "INTERNAL"),
+        ):
             ws.send_json({"id": op_id, "type": "subscribe", "payload": {"query": query}})
             frame = ws.receive_json()
             assert frame["id"] == op_id and frame["type"] == "next", frame
@@ -370,7 +400,6 @@ def test_websocket_handler_crash_closes_with_1011() -> None:
         assert closed.value.code == 1011
 
 
-
 async def test_operation_limit_per_socket_is_a_typed_error(live_server, services) -> None:  # type: ignore[no-untyped-def]
     """The 51st concurrent operation on one socket is refused with an `error` frame carrying RATE_LIMITED; the socket
     and the 50 running subscriptions stay up."""
@@ -382,8 +411,11 @@ async def test_operation_limit_per_socket_is_a_typed_error(live_server, services
         await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
         for i in range(51):
-            await ws.send(json.dumps({"id": str(i), "type": "subscribe",
-                                      "payload": {"query": "subscription { myOrders { id } }"}}))
+            await ws.send(
+                json.dumps(
+                    {"id": str(i), "type": "subscribe", "payload": {"query": "subscription { myOrders { id } }"}}
+                )
+            )
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert frame["id"] == "50" and frame["type"] == "error", frame
         assert [e["extensions"]["code"] for e in frame["payload"]] == ["RATE_LIMITED"]

@@ -13,9 +13,11 @@ import pytest
 
 
 def _has(obj: object, name: str, who: str) -> object:
-    assert hasattr(obj, name), (f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)} has no "
-                                f"{name!r} any more (strawberry {md.version('strawberry-graphql')}, uvicorn "
-                                f"{md.version('uvicorn')}): {who} needs it")
+    assert hasattr(obj, name), (
+        f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)} has no "
+        f"{name!r} any more (strawberry {md.version('strawberry-graphql')}, uvicorn "
+        f"{md.version('uvicorn')}): {who} needs it"
+    )
     return getattr(obj, name)
 
 
@@ -35,9 +37,9 @@ def test_strawberry_transport_ws_handler_internals() -> None:
 def test_strawberry_schema_internals() -> None:
     import strawberry
     from graphql import GraphQLSchema
+    from strawberry.scalars import JSON
     from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
     from strawberry.schema.types.scalar import DEFAULT_SCALAR_REGISTRY
-    from strawberry.scalars import JSON
 
     @strawberry.type
     class Query:
@@ -51,8 +53,9 @@ def test_strawberry_schema_internals() -> None:
     for name in ("execute_fields", "execute_root_grouped_field_set"):  # schema/fast_executor.py overrides these
         base = _has(StrawberryGraphQLCoreExecutionContext, name, "schema/fast_executor.py")
         assert _params(base) == _params(getattr(FastExecutor, name)), f"{name} changed shape: schema/fast_executor.py"
-    assert {"serialize", "parse_value"} <= set(vars(DEFAULT_SCALAR_REGISTRY[JSON])) or \
-        all(hasattr(DEFAULT_SCALAR_REGISTRY[JSON], a) for a in ("serialize", "parse_value")), "schema/scalars.py"
+    assert {"serialize", "parse_value"} <= set(vars(DEFAULT_SCALAR_REGISTRY[JSON])) or all(
+        hasattr(DEFAULT_SCALAR_REGISTRY[JSON], a) for a in ("serialize", "parse_value")
+    ), "schema/scalars.py"
 
 
 def test_uvicorn_supervisor_and_websocket_internals() -> None:
@@ -80,8 +83,12 @@ def test_installed_version_is_inside_the_declared_bounds(dist: str, module: str)
     from packaging.version import Version
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
-    req = next(Requirement(r) for r in project["dependencies"]
-               if canonicalize_name(Requirement(r).name) == canonicalize_name(dist))
+    req = next(
+        Requirement(r)
+        for r in project["dependencies"]
+        if canonicalize_name(Requirement(r).name) == canonicalize_name(dist)
+    )
     assert Version(md.version(dist)) in req.specifier, (
         f"{dist} {md.version(dist)} is installed but pyproject.toml allows {req.specifier}: reinstall from "
-        "requirements.lock (bash scripts/setup.sh)")
+        "requirements.lock (bash scripts/setup.sh)"
+    )

@@ -30,19 +30,39 @@ from tests.platform.test_cli import create_database, drop_database
 
 RWA = str(Path(sys.executable).with_name("rwa"))
 PASSWORD = "correct-horse-battery-9"
-PERSONAL = {"fullName": "Ada Quagmire", "dateOfBirth": "1984-02-29", "country": "de", "documentType": "PASSPORT",
-            "documentNumber": "C01X00T47", "address": "Lindenstrasse 7, 10969 Berlin"}
+PERSONAL = {
+    "fullName": "Ada Quagmire",
+    "dateOfBirth": "1984-02-29",
+    "country": "de",
+    "documentType": "PASSPORT",
+    "documentNumber": "C01X00T47",
+    "address": "Lindenstrasse 7, 10969 Berlin",
+}
 SUBMIT = "mutation($input: KycInput!) { submitKyc(input: $input) { id status } }"
 MY_KYC = "{ myKyc { id details { fullName documentNumber } } }"
 
 
 def run_rwa(*args: str, db: str, redis_url: str, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
-    full = {**os.environ, "DATABASE_URL": db, "REDIS_URL": redis_url, "RWA_ENV": "test", "LOG_JSON": "false",
-            "RWA_DATA_DIR": str(tmp_path / "data"), **env}
+    full = {
+        **os.environ,
+        "DATABASE_URL": db,
+        "REDIS_URL": redis_url,
+        "RWA_ENV": "test",
+        "LOG_JSON": "false",
+        "RWA_DATA_DIR": str(tmp_path / "data"),
+        **env,
+    }
     if "KYC_RETIRED_ENCRYPTION_KEYS" not in env:
         full.pop("KYC_RETIRED_ENCRYPTION_KEYS", None)
-    return subprocess.Popen([RWA, *args], env=full, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [RWA, *args],
+        env=full,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
@@ -52,19 +72,29 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
 
 @asynccontextmanager
 async def api(db: str, redis_url: str, redis_prefix: str, tmp_path: Path, key: str, retired: str = ""):  # type: ignore[no-untyped-def]
-    settings = Settings(RWA_ENV=Environment.TEST, DATABASE_URL=db, REDIS_URL=redis_url,  # type: ignore[call-arg]
-                        RWA_REDIS_PREFIX=redis_prefix, RWA_DATA_DIR=str(tmp_path / "app"),
-                        JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=key,
-                        KYC_RETIRED_ENCRYPTION_KEYS=retired or None, LOG_JSON=False)
+    settings = Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=db,
+        REDIS_URL=redis_url,  # type: ignore[call-arg]
+        RWA_REDIS_PREFIX=redis_prefix,
+        RWA_DATA_DIR=str(tmp_path / "app"),
+        JWT_PRIVATE_KEY=TEST_JWT_KEY,
+        KYC_ENCRYPTION_KEY=key,
+        KYC_RETIRED_ENCRYPTION_KEYS=retired or None,
+        LOG_JSON=False,
+    )
     services = build_services(settings)
     try:
         app = create_app(settings, services)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+
             async def gql(query: str, variables: dict | None = None, token: str | None = None) -> dict:  # type: ignore[type-arg]
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
-                resp = await client.post("/graphql", json={"query": query, "variables": variables or {}},
-                                         headers=headers)
+                resp = await client.post(
+                    "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+                )
                 return resp.json()
+
             yield gql, services
     finally:
         await services.aclose()
@@ -72,11 +102,15 @@ async def api(db: str, redis_url: str, redis_prefix: str, tmp_path: Path, key: s
 
 async def sign_up(gql) -> str:  # type: ignore[no-untyped-def]
     email = f"kyc-{uuid.uuid4().hex[:10]}@example.com"
-    r = await gql('mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }',
-                  {"e": email, "p": PASSWORD})
+    r = await gql(
+        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }",
+        {"e": email, "p": PASSWORD},
+    )
     assert "errors" not in r, r
-    r = await gql('mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }',
-                  {"e": email, "p": PASSWORD})
+    r = await gql(
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+        {"e": email, "p": PASSWORD},
+    )
     return r["data"]["login"]["accessToken"]
 
 
@@ -85,8 +119,9 @@ async def headers(db: str) -> dict[str, set[bytes]]:
     engine = create_engine(db, pool_size=1)
     try:
         async with engine.connect() as conn:
-            kyc = (await conn.execute(text("SELECT wrapped_key FROM user_data_keys WHERE wrapped_key IS NOT NULL"))
-                   ).scalars()  # personal data is under per-user data keys, wrapped by the KYC key
+            kyc = (
+                await conn.execute(text("SELECT wrapped_key FROM user_data_keys WHERE wrapped_key IS NOT NULL"))
+            ).scalars()  # personal data is under per-user data keys, wrapped by the KYC key
             kyc_heads = {bytes(b)[:9] for b in kyc}
             mfa = (await conn.execute(text("SELECT secret_enc FROM user_mfa"))).scalars()
             return {"kyc": kyc_heads, "mfa": {bytes(b)[:9] for b in mfa}}
@@ -103,7 +138,9 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
         async with api(db, redis_url, redis_prefix, tmp_path, old) as (gql, services):
             for _ in range(3):
                 token = await sign_up(gql)
-                assert (await gql(SUBMIT, {"input": PERSONAL}, token))["data"]["submitKyc"]["status"] == "PENDING_REVIEW"
+                assert (await gql(SUBMIT, {"input": PERSONAL}, token))["data"]["submitKyc"][
+                    "status"
+                ] == "PENDING_REVIEW"
                 tokens.append(token)
             assert "errors" not in await gql("mutation { beginMfaEnrolment { secret } }", token=tokens[0])
             async with services.session_factory() as session:  # a row written before key ids existed (v1)
@@ -111,9 +148,11 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
                 plain = services.cipher.decrypt(bytes(row.wrapped_key), wrap_aad(row.user_id))
                 nonce = os.urandom(12)
                 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
                 v1 = b"\x01" + nonce + AESGCM(bytes.fromhex(old)).encrypt(nonce, plain, wrap_aad(row.user_id))
-                await session.execute(text("UPDATE user_data_keys SET wrapped_key = :b WHERE user_id = :id"),
-                                      {"b": v1, "id": row.user_id})
+                await session.execute(
+                    text("UPDATE user_data_keys SET wrapped_key = :b WHERE user_id = :id"), {"b": v1, "id": row.user_id}
+                )
                 await session.commit()
 
         # a process with the new key only cannot read the old rows: this is why the old key stays (retired)
@@ -131,8 +170,12 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
             assert b"\x02" + key_id(bytes.fromhex(new)) in (await headers(db))["kyc"]
 
             env = {"KYC_ENCRYPTION_KEY": new, "KYC_RETIRED_ENCRYPTION_KEYS": old}
-            code, out = finish(run_rwa("kyc", "rekey", "--status", db=db, redis_url=redis_url, tmp_path=tmp_path, **env))
-            assert code == 1 and "user_data_keys.wrapped_key: 3 left" in out and "user_mfa.secret_enc: 1 left" in out, out
+            code, out = finish(
+                run_rwa("kyc", "rekey", "--status", db=db, redis_url=redis_url, tmp_path=tmp_path, **env)
+            )
+            assert code == 1 and "user_data_keys.wrapped_key: 3 left" in out and "user_mfa.secret_enc: 1 left" in out, (
+                out
+            )
 
             # the rekey runs (batches of 1) while the API keeps answering reads of every case
             proc = run_rwa("kyc", "rekey", "--batch", "1", db=db, redis_url=redis_url, tmp_path=tmp_path, **env)
@@ -146,10 +189,13 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
             code, out = finish(proc)
             assert code == 0, out
             assert "3 re-encrypted, 0 left" in out and "1 re-encrypted, 0 left" in out, out
-        assert await headers(db) == {"kyc": {b"\x02" + key_id(bytes.fromhex(new))},
-                                     "mfa": {b"\x02" + key_id(bytes.fromhex(new))}}
-        code, out = finish(run_rwa("kyc", "rekey", "--status", db=db, redis_url=redis_url, tmp_path=tmp_path,
-                                   KYC_ENCRYPTION_KEY=new))
+        assert await headers(db) == {
+            "kyc": {b"\x02" + key_id(bytes.fromhex(new))},
+            "mfa": {b"\x02" + key_id(bytes.fromhex(new))},
+        }
+        code, out = finish(
+            run_rwa("kyc", "rekey", "--status", db=db, redis_url=redis_url, tmp_path=tmp_path, KYC_ENCRYPTION_KEY=new)
+        )
         assert code == 0 and "rows left under old keys: 0" in out, out
 
         # phase 3: the old key is gone; everything reads under the new key alone, and the rekey left audit rows
@@ -157,17 +203,22 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
             for token in tokens:
                 assert (await gql(MY_KYC, token=token))["data"]["myKyc"]["details"]["fullName"] == "Ada Quagmire"
             async with services.session_factory() as session:
-                audit = (await session.execute(text(
-                    "SELECT details FROM audit_log WHERE action = 'kyc.rekey'"))).scalars().all()
-                assert sum(d["rows"] for d in audit) == 4 and all(d["key_id"] == key_id(bytes.fromhex(new)).hex()
-                                                                  for d in audit)
+                audit = (
+                    (await session.execute(text("SELECT details FROM audit_log WHERE action = 'kyc.rekey'")))
+                    .scalars()
+                    .all()
+                )
+                assert sum(d["rows"] for d in audit) == 4 and all(
+                    d["key_id"] == key_id(bytes.fromhex(new)).hex() for d in audit
+                )
                 secret = (await session.execute(text("SELECT user_id, secret_enc FROM user_mfa"))).one()
                 FieldCipher(bytes.fromhex(new)).decrypt(bytes(secret.secret_enc), b"mfa-totp:" + secret.user_id.bytes)
 
         # a rotation that forgot the retired key: a clean refusal, nothing changed
         newer = os.urandom(32).hex()
-        code, out = finish(run_rwa("kyc", "rekey", db=db, redis_url=redis_url, tmp_path=tmp_path,
-                                   KYC_ENCRYPTION_KEY=newer))
+        code, out = finish(
+            run_rwa("kyc", "rekey", db=db, redis_url=redis_url, tmp_path=tmp_path, KYC_ENCRYPTION_KEY=newer)
+        )
         assert code == 3 and "neither KYC_ENCRYPTION_KEY nor in KYC_RETIRED_ENCRYPTION_KEYS" in out, out
         assert "Traceback" not in out
         assert (await headers(db))["kyc"] == {b"\x02" + key_id(bytes.fromhex(new))}
@@ -176,8 +227,8 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
 
 
 def test_production_refuses_a_malformed_or_current_retired_kyc_key() -> None:
-    from tests.platform.test_settings import production_env
     from core.settings import ConfigError
+    from tests.platform.test_settings import production_env
 
     env = production_env()
     with pytest.raises(ConfigError, match="KYC_RETIRED_ENCRYPTION_KEYS"):
@@ -188,18 +239,36 @@ def test_production_refuses_a_malformed_or_current_retired_kyc_key() -> None:
 
 
 def test_jwt_rotation_in_three_phases(tmp_path: Path) -> None:
-    env = {**os.environ, "RWA_ENV": "test", "RWA_DATA_DIR": str(tmp_path / "data"), "JWT_PRIVATE_KEY": TEST_JWT_KEY,
-           "JWT_KEY_ID": "prod-1", "JWT_RETIRED_PUBLIC_KEYS": "{}"}
-    made = subprocess.run([RWA, "keys", "jwt-new", "--kid", "prod-2", "--out", str(tmp_path / "jwt-2.pem")],
-                          env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "RWA_ENV": "test",
+        "RWA_DATA_DIR": str(tmp_path / "data"),
+        "JWT_PRIVATE_KEY": TEST_JWT_KEY,
+        "JWT_KEY_ID": "prod-1",
+        "JWT_RETIRED_PUBLIC_KEYS": "{}",
+    }
+    made = subprocess.run(
+        [RWA, "keys", "jwt-new", "--kid", "prod-2", "--out", str(tmp_path / "jwt-2.pem")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "jwt-2.pem").stat().st_mode & 0o077 == 0  # private key readable by its owner only
     new_pem = (tmp_path / "jwt-2.pem").read_text()
     phase1_retired = json.loads(made.stdout)
     assert phase1_retired == {"prod-2": public_key_pem(new_pem)}
-    again = subprocess.run([RWA, "keys", "jwt-new", "--kid", "prod-3", "--out", str(tmp_path / "jwt-2.pem")],
-                           env=env, capture_output=True, text=True, timeout=60)
-    assert again.returncode == 2 and "not overwritten" in again.stderr and (tmp_path / "jwt-2.pem").read_text() == new_pem
+    again = subprocess.run(
+        [RWA, "keys", "jwt-new", "--kid", "prod-3", "--out", str(tmp_path / "jwt-2.pem")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        again.returncode == 2 and "not overwritten" in again.stderr and (tmp_path / "jwt-2.pem").read_text() == new_pem
+    )
 
     user = uuid.uuid4()
     before = KeyRing(TEST_JWT_KEY, "prod-1")
@@ -215,12 +284,26 @@ def test_jwt_rotation_in_three_phases(tmp_path: Path) -> None:
     with pytest.raises(Unauthenticated):
         phase3.verify(old_token)  # after phase 3 the old key verifies nothing
 
-    status = subprocess.run([RWA, "keys", "jwt-status", "--json"], capture_output=True, text=True, timeout=60,
-                            env={**env, "JWT_PRIVATE_KEY": new_pem, "JWT_KEY_ID": "prod-2",
-                                 "JWT_RETIRED_PUBLIC_KEYS": json.dumps({"prod-1": public_key_pem(TEST_JWT_KEY)})})
+    status = subprocess.run(
+        [RWA, "keys", "jwt-status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **env,
+            "JWT_PRIVATE_KEY": new_pem,
+            "JWT_KEY_ID": "prod-2",
+            "JWT_RETIRED_PUBLIC_KEYS": json.dumps({"prod-1": public_key_pem(TEST_JWT_KEY)}),
+        },
+    )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout) == {"signing": "prod-2", "verifying": ["prod-1", "prod-2"]}
-    broken = subprocess.run([RWA, "keys", "jwt-status"], capture_output=True, text=True, timeout=60,
-                            env={**env, "JWT_RETIRED_PUBLIC_KEYS": '{"prod-0": "not a pem"}'})
+    broken = subprocess.run(
+        [RWA, "keys", "jwt-status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "JWT_RETIRED_PUBLIC_KEYS": '{"prod-0": "not a pem"}'},
+    )
     assert broken.returncode == 2 and "JWT_RETIRED_PUBLIC_KEYS" in broken.stderr and "Traceback" not in broken.stderr
     assert generate_private_key_pem() != new_pem

@@ -38,8 +38,15 @@ def _previous_revision() -> str:
 
 
 def _env(database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "RWA_ENV": "test",
-            "RWA_DATA_DIR": str(tmp_path / "data"), "LOG_JSON": "false", **extra}
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RWA_ENV": "test",
+        "RWA_DATA_DIR": str(tmp_path / "data"),
+        "LOG_JSON": "false",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -67,7 +74,9 @@ async def _migration_lock_holder(url: str) -> int | None:
     try:
         return await conn.fetchval(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = $1 "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", MIGRATION_LOCK_ID)
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            MIGRATION_LOCK_ID,
+        )
     finally:
         await conn.close()
 
@@ -75,8 +84,15 @@ async def _migration_lock_holder(url: str) -> int | None:
 async def test_two_migrations_at_once_one_refuses(behind_database: str, redis_url: str, tmp_path: Path) -> None:
     blocker = await _hold_alembic_version(behind_database)
     env = _env(behind_database, redis_url, tmp_path, MIGRATION_LOCK_TIMEOUT_S="60")
-    first = subprocess.Popen([RWA, "migrate"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, stdin=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [RWA, "migrate"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while (holder := await _migration_lock_holder(behind_database)) is None:
@@ -84,8 +100,16 @@ async def test_two_migrations_at_once_one_refuses(behind_database: str, redis_ur
             assert time.monotonic() < deadline, "the first migration never took the migration lock"
             await asyncio.sleep(0.2)
         started = time.monotonic()
-        second = await asyncio.to_thread(subprocess.run, [RWA, "migrate"], env=env, cwd=tmp_path, capture_output=True,
-                                         text=True, timeout=60, stdin=subprocess.DEVNULL)
+        second = await asyncio.to_thread(
+            subprocess.run,
+            [RWA, "migrate"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         refused_in = time.monotonic() - started
         assert second.returncode == 5, second.stderr
         said = " ".join(second.stderr.split())  # rich wraps long lines
@@ -110,9 +134,15 @@ async def test_lock_timeout_aborts_with_nothing_applied(behind_database: str, re
     try:
         started = time.monotonic()
         proc = await asyncio.to_thread(
-            subprocess.run, [RWA, "migrate"], env=_env(behind_database, redis_url, tmp_path,
-                                                       MIGRATION_LOCK_TIMEOUT_S="1"),
-            cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            subprocess.run,
+            [RWA, "migrate"],
+            env=_env(behind_database, redis_url, tmp_path, MIGRATION_LOCK_TIMEOUT_S="1"),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         took = time.monotonic() - started
     finally:
         await blocker.execute("ROLLBACK")
@@ -126,18 +156,32 @@ async def test_lock_timeout_aborts_with_nothing_applied(behind_database: str, re
     assert await _migration_lock_holder(behind_database) is None
     # nothing in the way any more: the same command migrates
     again = await asyncio.to_thread(
-        subprocess.run, [RWA, "migrate"], env=_env(behind_database, redis_url, tmp_path, MIGRATION_LOCK_TIMEOUT_S="1"),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        subprocess.run,
+        [RWA, "migrate"],
+        env=_env(behind_database, redis_url, tmp_path, MIGRATION_LOCK_TIMEOUT_S="1"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert again.returncode == 0, again.stderr
     assert await current_revisions(behind_database) == head_revisions()
 
 
-async def test_serve_refuses_a_schema_behind_without_migrating(behind_database: str, redis_url: str,
-                                                               tmp_path: Path) -> None:
+async def test_serve_refuses_a_schema_behind_without_migrating(
+    behind_database: str, redis_url: str, tmp_path: Path
+) -> None:
     proc = await asyncio.to_thread(
-        subprocess.run, [RWA, "serve", "--port", "1"],  # never gets to bind
-        env=_env(behind_database, redis_url, tmp_path, MIGRATE_ON_START="false"), cwd=tmp_path,
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        subprocess.run,
+        [RWA, "serve", "--port", "1"],  # never gets to bind
+        env=_env(behind_database, redis_url, tmp_path, MIGRATE_ON_START="false"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 4, proc.stderr
     said = " ".join(proc.stderr.split())  # rich wraps long lines
     assert "run `rwa migrate`" in said and f"schema is at {_previous_revision()}," in said, said
@@ -146,8 +190,15 @@ async def test_serve_refuses_a_schema_behind_without_migrating(behind_database: 
 
 async def test_worker_refuses_a_schema_behind_too(behind_database: str, redis_url: str, tmp_path: Path) -> None:
     proc = await asyncio.to_thread(
-        subprocess.run, [RWA, "worker"], env=_env(behind_database, redis_url, tmp_path, MIGRATE_ON_START="false"),
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        subprocess.run,
+        [RWA, "worker"],
+        env=_env(behind_database, redis_url, tmp_path, MIGRATE_ON_START="false"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 4, proc.stderr
     assert await current_revisions(behind_database) == {_previous_revision()}
 

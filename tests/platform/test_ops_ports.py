@@ -50,10 +50,19 @@ def total(text: str, name: str, **labels: str) -> float:
 
 
 def _env(database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "RWA_ENV": "test",
-            "RWA_DATA_DIR": str(tmp_path / "data"), "RWA_REDIS_PREFIX": f"rwa-ops:{uuid.uuid4().hex[:8]}:",
-            "JWT_PRIVATE_KEY": TEST_JWT_KEY, "KYC_ENCRYPTION_KEY": os.urandom(32).hex(), "LOG_LEVEL": "WARNING",
-            "RWA_PROMETHEUS_BASE_DIR": str(tmp_path / "prom"), **extra}
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RWA_ENV": "test",
+        "RWA_DATA_DIR": str(tmp_path / "data"),
+        "RWA_REDIS_PREFIX": f"rwa-ops:{uuid.uuid4().hex[:8]}:",
+        "JWT_PRIVATE_KEY": TEST_JWT_KEY,
+        "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+        "LOG_LEVEL": "WARNING",
+        "RWA_PROMETHEUS_BASE_DIR": str(tmp_path / "prom"),
+        **extra,
+    }
 
 
 def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
@@ -69,8 +78,14 @@ def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
 def _serve(env: dict[str, str], tmp_path: Path, workers: int, name: str) -> tuple[str, str, subprocess.Popen]:  # type: ignore[type-arg]
     port, ops = free_port(), free_port()
     log = open(tmp_path / f"{name}.log", "wb")
-    proc = subprocess.Popen([RWA, "serve", "--port", str(port), "--workers", str(workers), "--metrics-port", str(ops)],
-                            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [RWA, "serve", "--port", str(port), "--workers", str(workers), "--metrics-port", str(ops)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -82,9 +97,15 @@ def _serve(env: dict[str, str], tmp_path: Path, workers: int, name: str) -> tupl
 
 
 @pytest.fixture
-def trusted_api(module_database_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen]]:  # type: ignore[type-arg]
-    url, ops, proc = _serve(_env(module_database_url, redis_url, tmp_path, LOGIN_RATE_PER_MINUTE="2",
-                                 FORWARDED_ALLOW_IPS="127.0.0.1"), tmp_path, 2, "trusted")
+def trusted_api(
+    module_database_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[tuple[str, str, subprocess.Popen]]:  # type: ignore[type-arg]
+    url, ops, proc = _serve(
+        _env(module_database_url, redis_url, tmp_path, LOGIN_RATE_PER_MINUTE="2", FORWARDED_ALLOW_IPS="127.0.0.1"),
+        tmp_path,
+        2,
+        "trusted",
+    )
     try:
         yield url, ops, proc
     finally:
@@ -96,9 +117,14 @@ def _logins(url: str, forwarded_for: list[str]) -> list[str | None]:
     codes = []
     with httpx.Client(timeout=10) as c:
         for i, ip in enumerate(forwarded_for):
-            resp = c.post(url + "/graphql", headers={"x-forwarded-for": ip},
-                          json={"query": LOGIN, "variables": {"e": f"nobody{i}-{uuid.uuid4().hex[:6]}@example.com",
-                                                              "p": "wrong-password-1"}})
+            resp = c.post(
+                url + "/graphql",
+                headers={"x-forwarded-for": ip},
+                json={
+                    "query": LOGIN,
+                    "variables": {"e": f"nobody{i}-{uuid.uuid4().hex[:6]}@example.com", "p": "wrong-password-1"},
+                },
+            )
             errors = resp.json().get("errors") or [{}]
             codes.append(errors[0].get("extensions", {}).get("code"))
     return codes
@@ -112,8 +138,9 @@ def test_serve_metrics_of_every_worker_on_the_ops_port(trusted_api, tmp_path: Pa
     with httpx.Client(timeout=10) as c:  # new connections: the kernel spreads them over both workers
         pids = set()
         for _ in range(n):
-            resp = c.post(url + "/graphql", json={"query": "query OpsProbe { __typename }"},
-                          headers={"connection": "close"})
+            resp = c.post(
+                url + "/graphql", json={"query": "query OpsProbe { __typename }"}, headers={"connection": "close"}
+            )
             assert resp.status_code == 200
         for _ in range(30):
             pids.add(httpx.get(url + "/readyz", headers={"connection": "close"}).json()["worker"]["pid"])
@@ -130,21 +157,29 @@ def test_serve_metrics_of_every_worker_on_the_ops_port(trusted_api, tmp_path: Pa
         text = httpx.get(ops + "/metrics", timeout=5).text
         assert total(text, "rwa_websocket_connections_open") == 1
     assert total(text, "rwa_websocket_connections_accepted_total") == 1
-    wait_for(lambda: total(httpx.get(ops + "/metrics").text, "rwa_websocket_connections_open") == 0, 10,
-             "the closed socket to stop counting")
+    wait_for(
+        lambda: total(httpx.get(ops + "/metrics").text, "rwa_websocket_connections_open") == 0,
+        10,
+        "the closed socket to stop counting",
+    )
     assert httpx.get(url + "/metrics").status_code == 404, "metrics must not be public on the API port"
     assert httpx.get(ops + "/healthz").status_code == 200
     _stop(proc)
     assert not prom_dirs[0].exists(), "the multiprocess directory outlived the supervisor"
 
 
-def test_forwarded_for_is_believed_from_trusted_proxies_only(trusted_api, module_database_url: str, redis_url: str,
-                                                             tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_forwarded_for_is_believed_from_trusted_proxies_only(
+    trusted_api, module_database_url: str, redis_url: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     url, _, _ = trusted_api
     # trusted peer (127.0.0.1): eight clients behind the proxy, one attempt each: nobody is limited
     assert "RATE_LIMITED" not in _logins(url, [f"203.0.113.{i}" for i in range(8)])
-    untrusted_url, _, proc = _serve(_env(module_database_url, redis_url, tmp_path, LOGIN_RATE_PER_MINUTE="2",
-                                         FORWARDED_ALLOW_IPS="10.9.9.9"), tmp_path, 1, "untrusted")
+    untrusted_url, _, proc = _serve(
+        _env(module_database_url, redis_url, tmp_path, LOGIN_RATE_PER_MINUTE="2", FORWARDED_ALLOW_IPS="10.9.9.9"),
+        tmp_path,
+        1,
+        "untrusted",
+    )
     try:
         # an untrusted peer spoofing a new address on every attempt still shares one bucket (3 x 2 per minute)
         codes = _logins(untrusted_url, [f"198.51.100.{i}" for i in range(8)])
@@ -158,8 +193,14 @@ def test_worker_health_and_job_metrics(module_database_url: str, redis_url: str,
     broker = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
     env = _env(module_database_url, redis_url, tmp_path, BROKER_URL=broker)
     log = open(tmp_path / "worker.log", "wb")
-    proc = subprocess.Popen([RWA, "worker", "--threads", "2", "--metrics-port", str(ops_port)], env=env, cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [RWA, "worker", "--threads", "2", "--metrics-port", str(ops_port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     ops = f"http://127.0.0.1:{ops_port}"
     try:
         ready = wait_for(lambda: httpx.get(ops + "/readyz", timeout=5), 90, "the worker's ops port")
@@ -167,6 +208,7 @@ def test_worker_health_and_job_metrics(module_database_url: str, redis_url: str,
         body = ready.json()
         assert body["role"] == "worker" and body["broker"] == {"kind": "rabbitmq", "reachable": True}
         assert httpx.get(ops + "/healthz").json()["dramatiq"] == "running"
+
         # the scheduler's periodic jobs run in the dramatiq processes: their counts reach the parent's ops port
         def processed() -> str | None:
             text = httpx.get(ops + "/metrics").text
@@ -210,7 +252,7 @@ def test_indexer_readiness_writer_lag_standby_and_stopped() -> None:
     ok, details = check()
     assert not ok and details["chains"][c]["role"] == "stopped"
     stale = Heartbeat(stale_after_s=0.0)
-    assert readiness([], stale, 10)() [0] is False and stale.check()[0] is False
+    assert readiness([], stale, 10)()[0] is False and stale.check()[0] is False
 
 
 def test_agent_readiness_fails_while_a_sending_signer_is_out_of_gas() -> None:
@@ -225,23 +267,27 @@ def test_agent_readiness_fails_while_a_sending_signer_is_out_of_gas() -> None:
     metrics.GAS_BALANCE.labels(c, a).set(10**18)
     ok, details = check()
     mine = [s for s in details["signers"] if s["address"] == a]
-    assert ok and mine == [{"chainId": 990002, "address": a, "role": "sender", "balanceWei": str(10**18),
-                            "gasLow": False}]
+    assert ok and mine == [
+        {"chainId": 990002, "address": a, "role": "sender", "balanceWei": str(10**18), "gasLow": False}
+    ]
     metrics.GAS_LOW.labels(c, a).set(1)
     assert check()[0] is False
     metrics.IS_SENDER.labels(c, a).set(0)  # a standby sends nothing: its gas does not matter
     assert check()[0] is True
 
 
-@pytest.mark.parametrize(("argv", "env", "url"), [
-    (["rwa", "serve", "--host", "0.0.0.0", "--port", "8000"], {}, "http://127.0.0.1:8000/healthz"),
-    (["rwa", "serve", "--port=8080"], {}, "http://127.0.0.1:8080/healthz"),
-    (["rwa", "index", "run", "--metrics-port", "9111"], {}, "http://127.0.0.1:9111/healthz"),
-    (["rwa", "index", "run"], {"RWA_INDEXER_METRICS_PORT": "9201"}, "http://127.0.0.1:9201/healthz"),
-    (["rwa", "agent", "run"], {"RWA_AGENT_METRICS_PORT": "9102"}, "http://127.0.0.1:9102/healthz"),
-    (["rwa", "worker", "--threads", "4"], {}, "http://127.0.0.1:9103/healthz"),
-    (["rwa", "migrate"], {}, None),
-])
+@pytest.mark.parametrize(
+    ("argv", "env", "url"),
+    [
+        (["rwa", "serve", "--host", "0.0.0.0", "--port", "8000"], {}, "http://127.0.0.1:8000/healthz"),
+        (["rwa", "serve", "--port=8080"], {}, "http://127.0.0.1:8080/healthz"),
+        (["rwa", "index", "run", "--metrics-port", "9111"], {}, "http://127.0.0.1:9111/healthz"),
+        (["rwa", "index", "run"], {"RWA_INDEXER_METRICS_PORT": "9201"}, "http://127.0.0.1:9201/healthz"),
+        (["rwa", "agent", "run"], {"RWA_AGENT_METRICS_PORT": "9102"}, "http://127.0.0.1:9102/healthz"),
+        (["rwa", "worker", "--threads", "4"], {}, "http://127.0.0.1:9103/healthz"),
+        (["rwa", "migrate"], {}, None),
+    ],
+)
 def test_image_healthcheck_finds_each_role(argv: list[str], env: dict[str, str], url: str | None) -> None:
     from core.healthcheck import health_url
 

@@ -38,8 +38,7 @@ async def test_register_once_then_by_hash_over_post_and_get(app_client) -> None:
         assert got.status_code == 200 and got.json()["data"] == {"markets": []}, got.text
         assert got.headers["cache-control"].startswith("public, max-age="), dict(got.headers)
         etag = got.headers["etag"]
-        again = await c.get("/graphql", params={"extensions": json.dumps(EXT(digest))},
-                            headers={"if-none-match": etag})
+        again = await c.get("/graphql", params={"extensions": json.dumps(EXT(digest))}, headers={"if-none-match": etag})
         assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
 
     async with app_client() as other_process:  # another API process: its own memory, the same Redis
@@ -52,8 +51,11 @@ async def test_signed_in_get_is_private_and_errors_are_not_cached(app_client, ma
     me = "query Me { me { id } }"
     async with app_client() as c:
         await c.post("/graphql", json={"query": me, "extensions": EXT(sha(me))})
-        mine = await c.get("/graphql", params={"extensions": json.dumps(EXT(sha(me)))},
-                           headers={"authorization": f"Bearer {user.token}"})
+        mine = await c.get(
+            "/graphql",
+            params={"extensions": json.dumps(EXT(sha(me)))},
+            headers={"authorization": f"Bearer {user.token}"},
+        )
         assert mine.json()["data"]["me"]["id"] == str(user.id)
         assert mine.headers["cache-control"] == "private, no-cache" and "etag" in mine.headers
         anonymous = await c.get("/graphql", params={"extensions": json.dumps(EXT(sha(me)))})
@@ -70,8 +72,11 @@ async def test_bad_persisted_query_requests_are_typed_and_store_nothing(app_clie
         # the mismatched hash did not become a name for the other document
         still_unknown = await c.post("/graphql", json={"extensions": EXT(sha(query))})
         assert still_unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
-        for bad in ({"persistedQuery": {"version": 2, "sha256Hash": sha(query)}},
-                    {"persistedQuery": {"version": 1, "sha256Hash": "xyz"}}, {"persistedQuery": "x"}):
+        for bad in (
+            {"persistedQuery": {"version": 2, "sha256Hash": sha(query)}},
+            {"persistedQuery": {"version": 1, "sha256Hash": "xyz"}},
+            {"persistedQuery": "x"},
+        ):
             resp = await c.post("/graphql", json={"query": query, "extensions": bad})
             assert resp.status_code == 400 and resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", bad
         # GET runs persisted queries only, and never a mutation

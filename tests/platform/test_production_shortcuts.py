@@ -16,29 +16,45 @@ from models.ledger import LedgerTransaction
 from server.app import create_app
 from tests.platform.conftest import _as_env
 
-CREDIT = ('mutation($u: UUID!) { creditCash(userId: $u, amount: "1000000", currency: "USD", reference: "free") '
-          '{ available } }')
+CREDIT = (
+    'mutation($u: UUID!) { creditCash(userId: $u, amount: "1000000", currency: "USD", reference: "free") '
+    "{ available } }"
+)
 
 
 def production(**overrides: object) -> dict[str, object]:
     """What a production deployment must set on top of the test settings (check_production passes)."""
-    return {"RWA_ENV": "production", "HD_WALLET_MNEMONIC": " ".join(secrets.token_hex(4) for _ in range(12)),
-            "WEBHOOK_SECRET": secrets.token_hex(32), **overrides}
+    return {
+        "RWA_ENV": "production",
+        "HD_WALLET_MNEMONIC": " ".join(secrets.token_hex(4) for _ in range(12)),
+        "WEBHOOK_SECRET": secrets.token_hex(32),
+        **overrides,
+    }
 
 
 async def test_credit_cash_is_not_in_the_production_schema(app_client, make_user, session) -> None:  # type: ignore[no-untyped-def]
     admin = await make_user(roles=["ADMIN"])
     before = await session.scalar(select(func.count()).select_from(LedgerTransaction))
     async with app_client(**production()) as c:
-        reply = (await c.post("/graphql", json={"query": CREDIT, "variables": {"u": str(admin.id)}},
-                              headers={"Authorization": f"Bearer {admin.token}"})).json()
+        reply = (
+            await c.post(
+                "/graphql",
+                json={"query": CREDIT, "variables": {"u": str(admin.id)}},
+                headers={"Authorization": f"Bearer {admin.token}"},
+            )
+        ).json()
     assert reply.get("data") is None and [e["extensions"]["code"] for e in reply["errors"]] == ["BAD_USER_INPUT"]
     assert reply["errors"][0]["message"] == "Cannot query field 'creditCash' on type 'Mutation'.", reply
     assert await session.scalar(select(func.count()).select_from(LedgerTransaction)) == before
     # outside production it is still there (development and tests fund accounts with it)
     async with app_client() as c:
-        reply = (await c.post("/graphql", json={"query": CREDIT, "variables": {"u": str(admin.id)}},
-                              headers={"Authorization": f"Bearer {admin.token}"})).json()
+        reply = (
+            await c.post(
+                "/graphql",
+                json={"query": CREDIT, "variables": {"u": str(admin.id)}},
+                headers={"Authorization": f"Bearer {admin.token}"},
+            )
+        ).json()
     assert reply["data"]["creditCash"] == [{"available": "1000000"}], reply
 
 
@@ -53,8 +69,11 @@ SUGGESTING: dict[str, tuple[str, dict[str, Any]]] = {
     "variable type": ("query($s: MarketStatuss) { markets(status: $s) { id } }", {}),
     "fragment type": ("{ markets { ... on Markett { id } } }", {}),
     "input field literal": ("{ assets(filter: {statuss: DRAFT}) { __typename } }", {}),
-    "input field variable": ("query($f: AssetFilter) { assets(filter: $f) { __typename } }", {"f": {"statuss": "DRAFT"}}),
-    "subscription field": ("subscription { tradez(marketId: \"00000000-0000-0000-0000-000000000000\") { id } }", {}),
+    "input field variable": (
+        "query($f: AssetFilter) { assets(filter: $f) { __typename } }",
+        {"f": {"statuss": "DRAFT"}},
+    ),
+    "subscription field": ('subscription { tradez(marketId: "00000000-0000-0000-0000-000000000000") { id } }', {}),
 }
 
 
@@ -87,8 +106,11 @@ def test_no_suggestions_over_websocket_when_introspection_is_off(services) -> No
         ws.send_json({"type": "connection_init"})
         assert ws.receive_json()["type"] == "connection_ack"
         # over a socket a subscription's variables are coerced too (its enum value would be suggested)
-        candles = ('subscription($i: CandleInterval!) { candles(marketId: "00000000-0000-0000-0000-000000000000", '
-                   'interval: $i) { open } }', {"i": "ONE_MINUTEE"})
+        candles = (
+            'subscription($i: CandleInterval!) { candles(marketId: "00000000-0000-0000-0000-000000000000", '
+            "interval: $i) { open } }",
+            {"i": "ONE_MINUTEE"},
+        )
         for n, (query, variables) in enumerate([*SUGGESTING.values(), candles]):
             ws.send_json({"id": str(n), "type": "subscribe", "payload": {"query": query, "variables": variables}})
             frame = ws.receive_json()

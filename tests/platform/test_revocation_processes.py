@@ -29,22 +29,35 @@ ME = "{ me { id } }"
 LOGOUT = "mutation { logout }"
 CREATE_KEY = 'mutation { createApiKey(name: "board") { secret apiKey { id } } }'
 REVOKE_KEY = "mutation($id: UUID!) { revokeApiKey(id: $id) { id } }"
-WRITES = [CREATE_KEY, LOGOUT, 'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
-          'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
-          'idempotencyKey: "k1"}) { id } }',
-          'mutation { placeOrder(input: {marketId: "%s", side: BUY, type: LIMIT, quantity: "1", price: "1", '
-          'clientOrderId: "c1"}) { id } }' % uuid.uuid4()]
+WRITES = [
+    CREATE_KEY,
+    LOGOUT,
+    'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
+    'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
+    'idempotencyKey: "k1"}) { id } }',
+    'mutation { placeOrder(input: {marketId: "%s", side: BUY, type: LIMIT, quantity: "1", price: "1", '
+    'clientOrderId: "c1"}) { id } }' % uuid.uuid4(),
+]
 
 
 def _settings(database_url: str, redis_url: str, prefix: str, data_dir: Path) -> Settings:
-    return Settings(RWA_ENV=Environment.TEST, DATABASE_URL=database_url, REDIS_URL=redis_url,
-                    RWA_REDIS_PREFIX=prefix, RWA_DATA_DIR=str(data_dir), RWA_DB_POOL_SIZE=3,
-                    JWT_PRIVATE_KEY=TEST_JWT_KEY, KYC_ENCRYPTION_KEY=os.urandom(32).hex(), LOG_JSON=False)
+    return Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        RWA_REDIS_PREFIX=prefix,
+        RWA_DATA_DIR=str(data_dir),
+        RWA_DB_POOL_SIZE=3,
+        JWT_PRIVATE_KEY=TEST_JWT_KEY,
+        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
+        LOG_JSON=False,
+    )
 
 
 @pytest.fixture
-async def process_factory(module_database_url: str, redis_url: str, redis_prefix: str,
-                          tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
+async def process_factory(
+    module_database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> AsyncIterator[Callable[[], Any]]:
     """`await new_process()` -> (Services started as `rwa serve` starts them, a client of its app)."""
     started: list[tuple[Services, httpx.AsyncClient]] = []
 
@@ -52,8 +65,9 @@ async def process_factory(module_database_url: str, redis_url: str, redis_prefix
         services = build_services(_settings(module_database_url, redis_url, redis_prefix, tmp_path / "data"))
         await services.start()
         app = create_app(services.settings, services)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)),
-                                   base_url="http://testserver")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)), base_url="http://testserver"
+        )
         started.append((services, client))
         return services, client
 
@@ -64,8 +78,9 @@ async def process_factory(module_database_url: str, redis_url: str, redis_prefix
 
 
 async def _gql(client: httpx.AsyncClient, query: str, token: str, variables: dict | None = None) -> dict:  # type: ignore[type-arg]
-    resp = await client.post("/graphql", json={"query": query, "variables": variables or {}},
-                             headers={"Authorization": f"Bearer {token}"})
+    resp = await client.post(
+        "/graphql", json={"query": query, "variables": variables or {}}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -75,10 +90,14 @@ def _code(result: dict) -> str | None:  # type: ignore[type-arg]
 
 
 async def _register(client: httpx.AsyncClient) -> dict:  # type: ignore[type-arg]
-    result = await client.post("/graphql", json={
-        "query": "mutation($e: String!) { register(email: $e, password: \"s3cure-passphrase\") "
-                 "{ accessToken refreshToken user { id } } }",
-        "variables": {"e": f"p-{uuid.uuid4().hex[:10]}@example.com"}})
+    result = await client.post(
+        "/graphql",
+        json={
+            "query": 'mutation($e: String!) { register(email: $e, password: "s3cure-passphrase") '
+            "{ accessToken refreshToken user { id } } }",
+            "variables": {"e": f"p-{uuid.uuid4().hex[:10]}@example.com"},
+        },
+    )
     return result.json()["data"]["register"]
 
 
@@ -123,7 +142,7 @@ async def test_revoked_api_key_stops_on_every_process_at_once(process_factory) -
 
 
 async def test_without_a_mirror_the_check_asks_redis(process_factory) -> None:  # type: ignore[no-untyped-def]
-    (a, client_a), (b, client_b) = await process_factory(), await process_factory()
+    (_a, client_a), (b, client_b) = await process_factory(), await process_factory()
     await b.revocations.stop()  # B lost its subscription: it checks Redis per request
     assert not b.revocations.live
     token = (await _register(client_a))["accessToken"]
@@ -132,15 +151,20 @@ async def test_without_a_mirror_the_check_asks_redis(process_factory) -> None:  
     assert _code(await _gql(client_b, ME, token)) == "UNAUTHENTICATED"
 
 
-@pytest.mark.parametrize("change", ["UPDATE users SET status = 'DISABLED' WHERE id = $1",
-                                    "DELETE FROM users WHERE id = $1"])
-async def test_user_disabled_or_deleted_in_the_database_loses_every_token(process_factory, module_database_url,
-                                                                         change: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "change", ["UPDATE users SET status = 'DISABLED' WHERE id = $1", "DELETE FROM users WHERE id = $1"]
+)
+async def test_user_disabled_or_deleted_in_the_database_loses_every_token(
+    process_factory, module_database_url, change: str
+) -> None:  # type: ignore[no-untyped-def]
     (a, client_a), (b, client_b) = await process_factory(), await process_factory()
     user_id = uuid.uuid4()
     async with a.session_factory() as s:
-        s.add(User(id=user_id, email=f"gone-{user_id.hex[:8]}@example.com", password_hash="x",
-                   roles=[Role.INVESTOR.value]))
+        s.add(
+            User(
+                id=user_id, email=f"gone-{user_id.hex[:8]}@example.com", password_hash="x", roles=[Role.INVESTOR.value]
+            )
+        )
         await s.commit()
     token = a.keyring.issue(user_id, [Role.INVESTOR.value])[0]
     assert _code(await _gql(client_b, ME, token)) is None
@@ -157,9 +181,13 @@ async def test_user_disabled_or_deleted_in_the_database_loses_every_token(proces
 async def test_a_process_started_later_knows_earlier_changes(process_factory, module_database_url) -> None:  # type: ignore[no-untyped-def]
     """Changed while no process listened: the table written by the trigger is replayed at start."""
     user_id = uuid.uuid4()
-    await _sql(module_database_url, "INSERT INTO users (id, email, password_hash, roles, status, failed_logins, "
-               "created_at, updated_at) VALUES ($1, $2, 'x', '{INVESTOR}', 'ACTIVE', 0, now(), now())",
-               user_id, f"late-{user_id.hex[:8]}@example.com")
+    await _sql(
+        module_database_url,
+        "INSERT INTO users (id, email, password_hash, roles, status, failed_logins, "
+        "created_at, updated_at) VALUES ($1, $2, 'x', '{INVESTOR}', 'ACTIVE', 0, now(), now())",
+        user_id,
+        f"late-{user_id.hex[:8]}@example.com",
+    )
     from core.jwt_keys import KeyRing
 
     token = KeyRing(TEST_JWT_KEY, "dev-1").issue(user_id, ["INVESTOR"])[0]
@@ -176,8 +204,12 @@ async def _sql_fetch(database_url: str, statement: str, *args: Any) -> Any:
         await conn.close()
 
 
-def test_a_socket_closes_when_its_session_is_revoked(module_database_url, redis_url, redis_prefix,  # type: ignore[no-untyped-def]
-                                                       tmp_path) -> None:
+def test_a_socket_closes_when_its_session_is_revoked(
+    module_database_url,
+    redis_url,
+    redis_prefix,  # type: ignore[no-untyped-def]
+    tmp_path,
+) -> None:
     """Logged out on another process (another app instance): the socket authenticated by that session closes
     with 4403 instead of delivering private events until the token expires."""
     from starlette.testclient import TestClient
@@ -185,14 +217,21 @@ def test_a_socket_closes_when_its_session_is_revoked(module_database_url, redis_
 
     settings = _settings(module_database_url, redis_url, redis_prefix, tmp_path / "data")
     with TestClient(create_app(settings)) as socket_side, TestClient(create_app(settings)) as other_side:
-        session = other_side.post("/graphql", json={
-            "query": "mutation($e: String!) { register(email: $e, password: \"s3cure-passphrase\") "
-                     "{ accessToken refreshToken } }",
-            "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"}}).json()["data"]["register"]
-        other = other_side.post("/graphql", json={
-            "query": "mutation($e: String!) { register(email: $e, password: \"s3cure-passphrase\") "
-                     "{ accessToken } }",
-            "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"}}).json()["data"]["register"]
+        session = other_side.post(
+            "/graphql",
+            json={
+                "query": 'mutation($e: String!) { register(email: $e, password: "s3cure-passphrase") '
+                "{ accessToken refreshToken } }",
+                "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"},
+            },
+        ).json()["data"]["register"]
+        other = other_side.post(
+            "/graphql",
+            json={
+                "query": 'mutation($e: String!) { register(email: $e, password: "s3cure-passphrase") { accessToken } }',
+                "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"},
+            },
+        ).json()["data"]["register"]
         sockets = []
         for token in (session["accessToken"], other["accessToken"]):
             ws = socket_side.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]).__enter__()
@@ -200,8 +239,9 @@ def test_a_socket_closes_when_its_session_is_revoked(module_database_url, redis_
             assert ws.receive_json()["type"] == "connection_ack"
             sockets.append(ws)
         revoked, unrelated = sockets
-        logout = other_side.post("/graphql", json={"query": LOGOUT},
-                                 headers={"Authorization": f"Bearer {session['accessToken']}"}).json()
+        logout = other_side.post(
+            "/graphql", json={"query": LOGOUT}, headers={"Authorization": f"Bearer {session['accessToken']}"}
+        ).json()
         assert logout["data"]["logout"] is True, logout
         with pytest.raises(WebSocketDisconnect) as closed:
             revoked.receive_json()

@@ -37,8 +37,11 @@ def _free_port() -> int:
 def moto_server() -> Iterator[str]:
     """moto's standalone server on 127.0.0.1 and a random port, stopped after the module."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -63,8 +66,13 @@ def moto_server() -> Iterator[str]:
 @pytest.fixture
 def bucket(moto_server: str) -> str:
     name = f"rwa-docs-{os.urandom(4).hex()}"
-    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id=KEYS["access_key_id"],
-                 aws_secret_access_key=KEYS["secret_access_key"]).create_bucket(Bucket=name)
+    boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id=KEYS["access_key_id"],
+        aws_secret_access_key=KEYS["secret_access_key"],
+    ).create_bucket(Bucket=name)
     return name
 
 
@@ -80,19 +88,29 @@ def no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def settings_for(moto_server: str, bucket: str, **extra: str) -> Settings:
-    return Settings(DOCUMENT_STORAGE_URL=f"s3://{bucket}/docs/prod", S3_ENDPOINT=moto_server,  # type: ignore[call-arg]
-                    S3_REGION="eu-west-1", **extra)
+    return Settings(
+        DOCUMENT_STORAGE_URL=f"s3://{bucket}/docs/prod",
+        S3_ENDPOINT=moto_server,  # type: ignore[call-arg]
+        S3_REGION="eu-west-1",
+        **extra,
+    )
 
 
 def raw_object(moto_server: str, bucket: str, key: str) -> bytes:
-    client = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
-                          aws_access_key_id=KEYS["access_key_id"], aws_secret_access_key=KEYS["secret_access_key"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id=KEYS["access_key_id"],
+        aws_secret_access_key=KEYS["secret_access_key"],
+    )
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
 async def test_round_trip_with_static_keys(moto_server: str, bucket: str, no_aws_env: None) -> None:
-    settings = settings_for(moto_server, bucket, S3_ACCESS_KEY_ID=KEYS["access_key_id"],
-                            S3_SECRET_ACCESS_KEY=KEYS["secret_access_key"])
+    settings = settings_for(
+        moto_server, bucket, S3_ACCESS_KEY_ID=KEYS["access_key_id"], S3_SECRET_ACCESS_KEY=KEYS["secret_access_key"]
+    )
     store = storage_from_settings(settings)
     assert isinstance(store, S3Storage) and "secret" not in repr(store)
     body = os.urandom(256 * 1024)  # binary, larger than one read
@@ -109,8 +127,9 @@ async def test_round_trip_with_static_keys(moto_server: str, bucket: str, no_aws
         await store.get("../escape")
 
 
-async def test_default_credential_chain_from_the_environment(moto_server: str, bucket: str, no_aws_env: None,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_default_credential_chain_from_the_environment(
+    moto_server: str, bucket: str, no_aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No S3_* keys in the settings: boto3's chain finds AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
     store = storage_from_settings(settings_for(moto_server, bucket))
     with pytest.raises(StorageError, match="credentials"):  # nothing in the chain yet: a typed error
@@ -122,8 +141,9 @@ async def test_default_credential_chain_from_the_environment(moto_server: str, b
     assert await store.get("assets/x/y") == b"data"
 
 
-async def test_iam_role_through_web_identity(moto_server: str, bucket: str, no_aws_env: None, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_iam_role_through_web_identity(
+    moto_server: str, bucket: str, no_aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The EKS/IRSA shape: a role ARN and a projected token file; boto3 calls STS AssumeRoleWithWebIdentity (moto's
     STS here) and signs with the temporary credentials. No key anywhere in the configuration."""
     token = tmp_path / "token"
@@ -149,20 +169,36 @@ async def test_unreachable_store_is_a_storage_error(no_aws_env: None) -> None:
     assert time.monotonic() - started < 30
 
 
-async def test_api_upload_and_download_through_s3(app_client, make_user, make_asset, moto_server: str,  # type: ignore[no-untyped-def]
-                                                  bucket: str, no_aws_env: None) -> None:
+async def test_api_upload_and_download_through_s3(
+    app_client,
+    make_user,
+    make_asset,
+    moto_server: str,  # type: ignore[no-untyped-def]
+    bucket: str,
+    no_aws_env: None,
+) -> None:
     from models.assets import AssetStatus
 
-    env = {"DOCUMENT_STORAGE_URL": f"s3://{bucket}/api", "S3_ENDPOINT": moto_server, "S3_REGION": "us-east-1",
-           "S3_ACCESS_KEY_ID": KEYS["access_key_id"], "S3_SECRET_ACCESS_KEY": KEYS["secret_access_key"]}
+    env = {
+        "DOCUMENT_STORAGE_URL": f"s3://{bucket}/api",
+        "S3_ENDPOINT": moto_server,
+        "S3_REGION": "us-east-1",
+        "S3_ACCESS_KEY_ID": KEYS["access_key_id"],
+        "S3_SECRET_ACCESS_KEY": KEYS["secret_access_key"],
+    }
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id, status=AssetStatus.DRAFT)
     async with app_client(**env) as client:
         resp = await upload(client, issuer.token, asset_id, PDF)
         doc = resp.json()["data"]["uploadAssetDocument"]
         assert raw_object(moto_server, bucket, f"api/assets/{asset_id}/{doc['id']}") == PDF
-        r = (await client.post("/graphql", json={"query": DOWNLOAD, "variables": {"id": doc["id"]}},
-                               headers={"Authorization": f"Bearer {issuer.token}"})).json()
+        r = (
+            await client.post(
+                "/graphql",
+                json={"query": DOWNLOAD, "variables": {"id": doc["id"]}},
+                headers={"Authorization": f"Bearer {issuer.token}"},
+            )
+        ).json()
         assert base64.b64decode(r["data"]["documentContent"]["contentBase64"]) == PDF
         assert r["data"]["documentContent"]["document"]["sha256"] == hashlib.sha256(PDF).hexdigest()
 
@@ -172,13 +208,18 @@ def test_local_storage_stays_the_default(tmp_path: Path) -> None:
     assert isinstance(store, LocalStorage) and store.root == tmp_path.resolve() / "documents"
 
 
-@pytest.mark.parametrize(("extra", "match"), [
-    ({"DOCUMENT_STORAGE_URL": "s3:///no-bucket"}, "names no bucket"),
-    ({"DOCUMENT_STORAGE_URL": "ftp://host/x"}, "DOCUMENT_STORAGE_URL"),
-    ({"S3_ACCESS_KEY_ID": "AKIAREALKEY000000001"}, "go together"),
-    ({"S3_ACCESS_KEY_ID": "AKIAREALKEY000000001", "S3_SECRET_ACCESS_KEY": "change-me-please-0123456789"},
-     "S3_SECRET_ACCESS_KEY looks like a placeholder"),
-])
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"DOCUMENT_STORAGE_URL": "s3:///no-bucket"}, "names no bucket"),
+        ({"DOCUMENT_STORAGE_URL": "ftp://host/x"}, "DOCUMENT_STORAGE_URL"),
+        ({"S3_ACCESS_KEY_ID": "AKIAREALKEY000000001"}, "go together"),
+        (
+            {"S3_ACCESS_KEY_ID": "AKIAREALKEY000000001", "S3_SECRET_ACCESS_KEY": "change-me-please-0123456789"},
+            "S3_SECRET_ACCESS_KEY looks like a placeholder",
+        ),
+    ],
+)
 def test_production_refuses_a_broken_storage_configuration(extra: dict[str, str], match: str) -> None:
     from tests.platform.test_settings import production_env
 

@@ -22,8 +22,14 @@ def test_scale_out_quick(database_url: str, redis_url: str) -> None:
 
     admin = make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
     env = {**os.environ, "BENCH_DATABASE_URL": admin, "BENCH_REDIS_URL": redis_url}
-    proc = subprocess.run([sys.executable, "-m", "bench.scale_out", "--quick"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale_out", "--quick"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["failures"] == []

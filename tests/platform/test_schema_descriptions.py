@@ -44,15 +44,20 @@ def schemas() -> dict[Environment, GraphQLSchema]:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_argument_and_field_is_described(schemas: dict[Environment, GraphQLSchema], env: Environment) -> None:
     missing = [f"{table} {path}" for table, path, _, text in targets(schemas[env]) if not (text or "").strip()]
-    assert not missing, (f"{len(missing)} undescribed in the {env.value} schema: describe them where they are "
-                         "defined or in schema/descriptions.py:\n" + "\n".join(missing))
+    assert not missing, (
+        f"{len(missing)} undescribed in the {env.value} schema: describe them where they are "
+        "defined or in schema/descriptions.py:\n" + "\n".join(missing)
+    )
 
 
 def test_no_stale_description_entries(schemas: dict[Environment, GraphQLSchema]) -> None:
     """An entry is live when something it targets carries its text: a path that no longer exists, a shared name
     no argument/field has, or an entry a definition-site description overrides is dead text and fails here."""
-    tables = {"arg": (d.ARG_OVERRIDES, d.ARGS), "field": (d.FIELD_OVERRIDES, d.FIELDS),
-              "input": (d.INPUT_OVERRIDES, d.INPUT_FIELDS)}
+    tables = {
+        "arg": (d.ARG_OVERRIDES, d.ARGS),
+        "field": (d.FIELD_OVERRIDES, d.FIELDS),
+        "input": (d.INPUT_OVERRIDES, d.INPUT_FIELDS),
+    }
     live: set[tuple[str, str]] = set()
     for schema in schemas.values():
         for table, path, name, text in targets(schema):
@@ -61,18 +66,25 @@ def test_no_stale_description_entries(schemas: dict[Environment, GraphQLSchema])
                 live.add((table + " path", path))
             elif path not in exact and shared.get(name) == text:
                 live.add((table + " name", name))
-    stale = [f"{table} {key}" for table, (exact, shared) in tables.items()
-             for kind, entries in (("path", exact), ("name", shared)) for key in entries
-             if (f"{table} {kind}", key) not in live]
+    stale = [
+        f"{table} {key}"
+        for table, (exact, shared) in tables.items()
+        for kind, entries in (("path", exact), ("name", shared))
+        for key in entries
+        if (f"{table} {kind}", key) not in live
+    ]
     assert not stale, "schema/descriptions.py entries that describe nothing served (remove them):\n" + "\n".join(stale)
 
 
 def test_entries_are_sentences() -> None:
     """Each entry is a real description: non-empty, starts with a capital, backtick or digit, ends with a full stop
     (the SDL and GraphiQL show them as they are)."""
-    bad = [key for table in (d.ARGS, d.ARG_OVERRIDES, d.FIELDS, d.FIELD_OVERRIDES, d.INPUT_FIELDS, d.INPUT_OVERRIDES)
-           for key, text in table.items()
-           if not text.strip() or not text.endswith((".", ")")) or not (text[0].isupper() or text[0] in "`0123456789")]
+    bad = [
+        key
+        for table in (d.ARGS, d.ARG_OVERRIDES, d.FIELDS, d.FIELD_OVERRIDES, d.INPUT_FIELDS, d.INPUT_OVERRIDES)
+        for key, text in table.items()
+        if not text.strip() or not text.endswith((".", ")")) or not (text[0].isupper() or text[0] in "`0123456789")
+    ]
     assert not bad, f"entries that are not sentences: {bad}"
 
 

@@ -17,8 +17,13 @@ EVERYWHERE = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "r
 
 def assert_secured(resp: httpx.Response, *, cache: str | None = "no-store") -> None:
     for name, value in EVERYWHERE.items():
-        assert resp.headers.get(name) == value, (resp.request.method, resp.request.url, resp.status_code, name,
-                                                 dict(resp.headers))
+        assert resp.headers.get(name) == value, (
+            resp.request.method,
+            resp.request.url,
+            resp.status_code,
+            name,
+            dict(resp.headers),
+        )
     assert "frame-ancestors 'none'" in resp.headers.get("content-security-policy", ""), dict(resp.headers)
     if cache is not None:
         assert resp.headers.get("cache-control") == cache, (resp.request.url, resp.status_code, dict(resp.headers))
@@ -63,8 +68,9 @@ async def test_a_response_that_sets_its_own_cache_control_keeps_it() -> None:
     queries) is obeyed; the other headers still apply, whatever the status (a 429 here)."""
 
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
-        response = Response(b"{}", status_code=429, media_type="application/json",
-                            headers={"Cache-Control": "public, max-age=60"})
+        response = Response(
+            b"{}", status_code=429, media_type="application/json", headers={"Cache-Control": "public, max-age=60"}
+        )
         await response(scope, receive, send)
 
     transport = httpx.ASGITransport(app=RequestContextMiddleware(app))
@@ -76,16 +82,26 @@ async def test_a_response_that_sets_its_own_cache_control_keeps_it() -> None:
 
 
 def multipart(query: str, **headers: str) -> dict[str, object]:
-    return dict(files={"operations": (None, json.dumps({"query": query, "variables": {}})), "map": (None, "{}")},
-                headers=headers)
+    return dict(
+        files={"operations": (None, json.dumps({"query": query, "variables": {}})), "map": (None, "{}")},
+        headers=headers,
+    )
 
 
-@pytest.mark.parametrize("query", ["{ __typename }", "mutation { logout(refreshToken: \"x\") }",
-                                   "query { me { id } }"])
-@pytest.mark.parametrize("headers", [{}, {"apollo-require-preflight": ""}, {"apollo-require-preflight": "  "},
-                                     {"x-apollo-operation-name": ""}, {"x-requested-with": "XMLHttpRequest"}])
+@pytest.mark.parametrize("query", ["{ __typename }", 'mutation { logout(refreshToken: "x") }', "query { me { id } }"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"apollo-require-preflight": ""},
+        {"apollo-require-preflight": "  "},
+        {"x-apollo-operation-name": ""},
+        {"x-requested-with": "XMLHttpRequest"},
+    ],
+)
 async def test_multipart_without_preflight_header_is_refused_for_every_operation(
-        client, query: str, headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    client, query: str, headers: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
     resp = await client.post("/graphql", **multipart(query, **headers))
     body = resp.json()
     assert resp.status_code == 400 and body["data"] is None, body
@@ -93,11 +109,15 @@ async def test_multipart_without_preflight_header_is_refused_for_every_operation
     assert_secured(resp)
 
 
-@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=XyZ", "Multipart/Form-Data; boundary=XyZ",
-                                          " multipart/form-data ; boundary=XyZ"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data; boundary=XyZ", "Multipart/Form-Data; boundary=XyZ", " multipart/form-data ; boundary=XyZ"],
+)
 async def test_multipart_spellings_without_preflight_never_execute(client, content_type: str) -> None:  # type: ignore[no-untyped-def]
-    body = (b'--XyZ\r\nContent-Disposition: form-data; name="operations"\r\n\r\n{"query": "{ __typename }"}\r\n'
-            b'--XyZ\r\nContent-Disposition: form-data; name="map"\r\n\r\n{}\r\n--XyZ--\r\n')
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="operations"\r\n\r\n{"query": "{ __typename }"}\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="map"\r\n\r\n{}\r\n--XyZ--\r\n'
+    )
     resp = await client.post("/graphql", content=body, headers={"content-type": content_type})
     assert resp.status_code == 400 and resp.json()["data"] is None, resp.text
     assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

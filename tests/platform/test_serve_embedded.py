@@ -76,9 +76,15 @@ class Server:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "RWA_ENV")}
         env.update(RWA_DATA_DIR=str(data_dir), LOG_LEVEL=log_level)
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([RWA, "serve", "--port", str(self.port), *args], env=env, cwd=data_dir.parent,
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [RWA, "serve", "--port", str(self.port), *args],
+                env=env,
+                cwd=data_dir.parent,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-3000:]
@@ -150,8 +156,12 @@ def serve(data_dir: Path) -> Iterator:  # type: ignore[type-arg]
 
 def register(url: str, request_id: str | None = None) -> None:
     email = f"embedded-{uuid.uuid4().hex[:8]}@example.com"
-    resp = httpx.post(url + "/graphql", json={"query": REGISTER, "variables": {"e": email, "p": "embedded-pass-1"}},
-                      headers={"X-Request-ID": request_id} if request_id else {}, timeout=30)
+    resp = httpx.post(
+        url + "/graphql",
+        json={"query": REGISTER, "variables": {"e": email, "p": "embedded-pass-1"}},
+        headers={"X-Request-ID": request_id} if request_id else {},
+        timeout=30,
+    )
     body = resp.json()
     assert body.get("data") and body["data"]["register"]["user"]["email"] == email, body
     assert body["data"]["register"]["accessToken"]
@@ -183,8 +193,9 @@ def test_serve_embedded_then_signal_leaves_nothing(serve, data_dir: Path, sig: s
     # the process's log stream, start to shutdown: one JSON object per line, request lines carry the request id
     lines = [json.loads(line) for line in output.splitlines() if line.strip()]
     request_lines = [line for line in lines if line.get("request_id") == f"embedded-{sig.name}"]
-    assert [(line["msg"], line["path"]) for line in request_lines if line["logger"] == "rwa.http"] == \
-        [("request", "/graphql")]
+    assert [(line["msg"], line["path"]) for line in request_lines if line["logger"] == "rwa.http"] == [
+        ("request", "/graphql")
+    ]
     assert any(line["msg"] == "api stopped" for line in lines), "graceful shutdown ran the lifespan end"
 
 

@@ -53,12 +53,26 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
 def served(request, module_database_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # type: ignore[no-untyped-def]
     workers = getattr(request, "param", 2)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": module_database_url, "REDIS_URL": redis_url, "RWA_ENV": "test",
-           "RWA_DATA_DIR": str(tmp_path / "data"), "RWA_REDIS_PREFIX": f"rwa-serve:{uuid.uuid4().hex[:8]}:",
-           "JWT_PRIVATE_KEY": TEST_JWT_KEY, "KYC_ENCRYPTION_KEY": os.urandom(32).hex(), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": module_database_url,
+        "REDIS_URL": redis_url,
+        "RWA_ENV": "test",
+        "RWA_DATA_DIR": str(tmp_path / "data"),
+        "RWA_REDIS_PREFIX": f"rwa-serve:{uuid.uuid4().hex[:8]}:",
+        "JWT_PRIVATE_KEY": TEST_JWT_KEY,
+        "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+        "LOG_LEVEL": "WARNING",
+    }
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([RWA, "serve", "--port", str(port), "--workers", str(workers)], env=env, cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [RWA, "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
 
     last: list[str] = []
@@ -101,20 +115,28 @@ def gql(url: str, query: str, variables: dict | None = None, token: str | None =
 
 def link_wallet(url: str, token: str) -> None:
     account = Account.create()
-    issued = gql(url, "mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address},
-                 token)
+    issued = gql(
+        url, "mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address}, token
+    )
     message = issued["data"]["walletChallenge"]["message"]
     signature = "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
-    linked = gql(url, "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
-                 {"a": account.address, "s": signature}, token)
+    linked = gql(
+        url,
+        "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
+        {"a": account.address, "s": signature},
+        token,
+    )
     assert linked["data"]["linkWallet"]["address"] == account.address, linked
 
 
 def test_nested_cursor_after_link_wallet_does_not_kill_a_worker(served) -> None:  # type: ignore[no-untyped-def]
     url, proc = served
     before = sorted(p.pid for p in workers_of(proc))
-    registered = gql(url, "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }",
-                     {"e": f"w-{uuid.uuid4().hex[:8]}@example.com", "p": "correct-horse-9-battery"})
+    registered = gql(
+        url,
+        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }",
+        {"e": f"w-{uuid.uuid4().hex[:8]}@example.com", "p": "correct-horse-9-battery"},
+    )
     token = registered["data"]["register"]["accessToken"]
     for _ in range(4):  # over fresh connections: both workers import eth-account
         link_wallet(url, token)
@@ -144,8 +166,9 @@ def test_a_killed_worker_is_replaced_and_readyz_tells(served) -> None:  # type: 
         assert body["worker"]["alive"] == 1 and body["worker"]["expected"] == 2
     finally:
         os.kill(proc.pid, signal.SIGCONT)
-    replacement = wait_for(lambda: [p for p in workers_of(proc) if p.pid not in (victim.pid, survivor.pid)], 30,
-                           "a replacement worker")
+    replacement = wait_for(
+        lambda: [p for p in workers_of(proc) if p.pid not in (victim.pid, survivor.pid)], 30, "a replacement worker"
+    )
     assert len(replacement) == 1
 
     def replaced_and_ready() -> dict | None:  # type: ignore[type-arg]
@@ -196,13 +219,16 @@ def test_a_single_worker_is_supervised_too(served) -> None:  # type: ignore[no-u
 def test_recursion_limit_is_the_default_in_every_entry_point() -> None:
     """Importing any entry point, then eth-account/web3 and signing (what linkWallet, deployments and the agent do),
     leaves the limit at the interpreter's default: py_ecc's import raised it to 100,000 for the whole process."""
-    script = ("import sys, importlib; importlib.import_module(sys.argv[1]); import eth_account, web3; "
-              "from eth_account.messages import encode_defunct; a = eth_account.Account.create(); "
-              "m = encode_defunct(text='x'); eth_account.Account.recover_message(m, signature=a.sign_message(m).signature); "
-              "print(sys.getrecursionlimit())")
+    script = (
+        "import sys, importlib; importlib.import_module(sys.argv[1]); import eth_account, web3; "
+        "from eth_account.messages import encode_defunct; a = eth_account.Account.create(); "
+        "m = encode_defunct(text='x'); eth_account.Account.recover_message(m, signature=a.sign_message(m).signature); "
+        "print(sys.getrecursionlimit())"
+    )
     for module in ("server.app", "cli.main", "jobs.actors", "indexer.cli", "chains.deploy", "core.settings"):
-        out = subprocess.run([sys.executable, "-c", script, module], cwd=REPO, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", script, module], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         assert int(out.stdout.strip()) == DEFAULT_RECURSION_LIMIT, module
 
@@ -211,11 +237,15 @@ async def test_recursion_limit_after_link_wallet_in_process(gql, make_user) -> N
     import server.app  # noqa: F401  (the app's imports)
 
     user, account = await make_user(), Account.create()
-    issued = await gql("mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address},
-                       token=user.token)
+    issued = await gql(
+        "mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address}, token=user.token
+    )
     message = issued["data"]["walletChallenge"]["message"]
     signature = "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
-    linked = await gql("mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
-                       {"a": account.address, "s": signature}, token=user.token)
+    linked = await gql(
+        "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
+        {"a": account.address, "s": signature},
+        token=user.token,
+    )
     assert linked["data"]["linkWallet"]["address"] == account.address
     assert sys.getrecursionlimit() == DEFAULT_RECURSION_LIMIT

@@ -21,20 +21,36 @@ from tests.fixtures.app import TEST_JWT_KEY
 REPO = Path(__file__).resolve().parents[2]
 RWA = str(Path(sys.executable).with_name("rwa"))
 SECRET_VARS = ("JWT_PRIVATE_KEY", "KYC_ENCRYPTION_KEY", "HD_WALLET_MNEMONIC", "WEBHOOK_SECRET")
-PLACEHOLDERS = ("change-me", "CHANGEME-please-0123456789abcdefghijklmnop", "placeholder" * 4, "dev-only-key-" * 4,
-                "example-" * 6, "my-webhook-secret-value-0123456789abcdef", "short-but-real")
+PLACEHOLDERS = (
+    "change-me",
+    "CHANGEME-please-0123456789abcdefghijklmnop",
+    "placeholder" * 4,
+    "dev-only-key-" * 4,
+    "example-" * 6,
+    "my-webhook-secret-value-0123456789abcdef",
+    "short-but-real",
+)
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings also read the process environment: only what each test passes may count."""
-    for name in ("RWA_ENV", "DATABASE_URL", "REDIS_URL", "GRAPHIQL_ENABLED", "INTROSPECTION_ENABLED",
-                 "DEPLOYER_PRIVATE_KEY", *SECRET_VARS):
+    for name in (
+        "RWA_ENV",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "GRAPHIQL_ENABLED",
+        "INTROSPECTION_ENABLED",
+        "DEPLOYER_PRIVATE_KEY",
+        *SECRET_VARS,
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
-def production_env(database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
-                   redis_url: str = "redis://127.0.0.1:6379/0") -> dict[str, str]:
+def production_env(
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+    redis_url: str = "redis://127.0.0.1:6379/0",
+) -> dict[str, str]:
     """A complete, acceptable production configuration."""
     return {
         "RWA_ENV": "production",
@@ -68,13 +84,16 @@ def test_production_refuses_a_placeholder(name: str, value: str) -> None:
     assert value not in str(refused.value), "the refusal must not print the secret itself"
 
 
-@pytest.mark.parametrize("name,value", [
-    ("HD_WALLET_MNEMONIC", "test test test test test test test test test test test junk"),
-    ("HD_WALLET_MNEMONIC", "  Test test TEST test test test test test test test test junk "),
-    ("DEPLOYER_PRIVATE_KEY", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
-    ("DEPLOYER_PRIVATE_KEY", "59C6995E998F97A5A0044966F0945389DC9E86DAE88C7A8412F4603B6B78690D"),
-    ("DEPLOYER_PRIVATE_KEY", "change-me"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("HD_WALLET_MNEMONIC", "test test test test test test test test test test test junk"),
+        ("HD_WALLET_MNEMONIC", "  Test test TEST test test test test test test test test junk "),
+        ("DEPLOYER_PRIVATE_KEY", "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"),
+        ("DEPLOYER_PRIVATE_KEY", "59C6995E998F97A5A0044966F0945389DC9E86DAE88C7A8412F4603B6B78690D"),
+        ("DEPLOYER_PRIVATE_KEY", "change-me"),
+    ],
+)
 def test_production_refuses_public_dev_keys(name: str, value: str) -> None:
     """anvil's mnemonic and funded accounts are public: real money must never sit behind them."""
     with pytest.raises(ConfigError, match=name):
@@ -102,8 +121,13 @@ def test_secrets_stay_out_of_repr_and_logs() -> None:
         log.info("settings %s %r", settings, settings, extra={"settings": settings, "dump": settings.model_dump()})
     finally:
         log.removeHandler(handler)
-    rendered = [repr(settings), str(settings), stream.getvalue(), settings.model_dump_json(), json.dumps(
-        settings.model_dump(), default=str)]
+    rendered = [
+        repr(settings),
+        str(settings),
+        stream.getvalue(),
+        settings.model_dump_json(),
+        json.dumps(settings.model_dump(), default=str),
+    ]
     for name in SECRET_VARS:
         value = env[name]
         for text in rendered:
@@ -118,8 +142,9 @@ def test_rwa_serve_refuses_production_without_secret(missing: str, tmp_path: Pat
     env.update(production_env())
     del env[missing]
     env["RWA_DATA_DIR"] = str(tmp_path / "data")
-    proc = subprocess.run([RWA, "serve", "--port", "1"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [RWA, "serve", "--port", "1"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert missing in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -128,8 +153,9 @@ def test_rwa_serve_refuses_production_without_secret(missing: str, tmp_path: Pat
 
 def test_rwa_serve_refuses_production_placeholder(tmp_path: Path) -> None:
     env = {**os.environ, **production_env(), "WEBHOOK_SECRET": "change-me", "RWA_DATA_DIR": str(tmp_path / "d")}
-    proc = subprocess.run([RWA, "serve", "--port", "1"], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [RWA, "serve", "--port", "1"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert "WEBHOOK_SECRET" in proc.stderr and "change-me" not in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -150,12 +176,15 @@ async def graphiql_status(client) -> tuple[int, str, dict | None]:  # type: igno
     return resp.status_code, resp.headers["content-type"], body
 
 
-@pytest.mark.parametrize("overrides,enabled", [
-    ({}, True),  # development/test default
-    ({"GRAPHIQL_ENABLED": "false"}, False),
-    ({"production": True}, False),  # production default
-    ({"production": True, "GRAPHIQL_ENABLED": "true"}, True),
-])
+@pytest.mark.parametrize(
+    "overrides,enabled",
+    [
+        ({}, True),  # development/test default
+        ({"GRAPHIQL_ENABLED": "false"}, False),
+        ({"production": True}, False),  # production default
+        ({"production": True, "GRAPHIQL_ENABLED": "true"}, True),
+    ],
+)
 async def test_graphiql_switch(app_client, overrides: dict, enabled: bool) -> None:  # type: ignore[type-arg,no-untyped-def]
     overrides = dict(overrides)
     if overrides.pop("production", False):
@@ -171,12 +200,15 @@ async def test_graphiql_switch(app_client, overrides: dict, enabled: bool) -> No
         assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 
-@pytest.mark.parametrize("overrides,enabled", [
-    ({}, True),
-    ({"INTROSPECTION_ENABLED": "false"}, False),
-    ({"production": True}, False),
-    ({"production": True, "INTROSPECTION_ENABLED": "true"}, True),
-])
+@pytest.mark.parametrize(
+    "overrides,enabled",
+    [
+        ({}, True),
+        ({"INTROSPECTION_ENABLED": "false"}, False),
+        ({"production": True}, False),
+        ({"production": True, "INTROSPECTION_ENABLED": "true"}, True),
+    ],
+)
 async def test_introspection_switch(app_client, overrides: dict, enabled: bool) -> None:  # type: ignore[type-arg,no-untyped-def]
     overrides = dict(overrides)
     if overrides.pop("production", False):

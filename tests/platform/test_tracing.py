@@ -66,16 +66,33 @@ def _hex(trace_id: int) -> str:
     return format(trace_id, "032x")
 
 
-async def test_place_order_trace_from_request_to_database_to_publish(spans, log_lines, app_client, make_user,  # type: ignore[no-untyped-def]
-                                                                     session_factory) -> None:
+async def test_place_order_trace_from_request_to_database_to_publish(
+    spans,
+    log_lines,
+    app_client,
+    make_user,  # type: ignore[no-untyped-def]
+    session_factory,
+) -> None:
     m = await make_market(session_factory)
     seller, buyer = await make_user(), await make_user()
     await make_trader(session_factory, m, user_id=seller.id, tokens="100")
     await make_trader(session_factory, m, user_id=buyer.id, cash="1000")
     async with app_client() as client:
+
         async def place(user, side: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
-            body = {"query": PLACE, "operationName": None, "variables": {"i": {
-                "marketId": str(m.market_id), "side": side, "type": "LIMIT", "quantity": "10", "price": "2.50"}}}
+            body = {
+                "query": PLACE,
+                "operationName": None,
+                "variables": {
+                    "i": {
+                        "marketId": str(m.market_id),
+                        "side": side,
+                        "type": "LIMIT",
+                        "quantity": "10",
+                        "price": "2.50",
+                    }
+                },
+            }
             resp = await client.post("/graphql", json=body, headers={"Authorization": f"Bearer {user.token}"})
             return resp.json()["data"]["placeOrder"]
 
@@ -86,8 +103,10 @@ async def test_place_order_trace_from_request_to_database_to_publish(spans, log_
 
     finished = spans.get_finished_spans()
     server = [s for s in finished if s.kind is SpanKind.SERVER]
-    assert len(server) == 1 and server[0].attributes["http.route" if "http.route" in server[0].attributes
-                                                       else "http.target"] == "/graphql"
+    assert (
+        len(server) == 1
+        and server[0].attributes["http.route" if "http.route" in server[0].attributes else "http.target"] == "/graphql"
+    )
     trace_id = server[0].context.trace_id
     in_trace = [s for s in finished if s.context.trace_id == trace_id]
     sql = [s for s in in_trace if s.attributes.get("db.system") == "postgresql"]
@@ -134,7 +153,8 @@ def test_job_trace_linked_to_the_request_that_queued_it(spans, log_lines) -> Non
     # the job is a trace of its own, linked to the span that queued it
     assert process.kind is SpanKind.CONSUMER and process.parent is None and process.context.trace_id != request_trace
     assert [(link.context.trace_id, link.context.span_id) for link in process.links] == [
-        (request_trace, publish.context.span_id)]
+        (request_trace, publish.context.span_id)
+    ]
     assert process.attributes["messaging.system"] == "dramatiq"
     job_lines = [line for line in log_lines.lines if line["logger"] == "rwa.jobs.test"]
     assert job_lines and job_lines[0]["trace_id"] == _hex(process.context.trace_id)
@@ -144,16 +164,18 @@ def test_no_endpoint_installs_nothing() -> None:
     """Untraced processes pay nothing: no instrumentation imported (redis imports
     the SDK for its own metrics), no call wrapped, no
     middleware, no wrapped call."""
-    code = ("import sys; from core.settings import Settings; from core import tracing; from server.app import create_app;"
-            "s = Settings(RWA_ENV='test', DATABASE_URL='postgresql+asyncpg://u@127.0.0.1:1/x', REDIS_URL='redis://127.0.0.1:1');"
-            "app = create_app(s); import jobs.broker;"
-            "assert not tracing.enabled();"
-            "loaded = [m for m in sys.modules if m.startswith('opentelemetry.instrumentation')];"
-            "assert not loaded, loaded[:5];"
-            "import asyncpg.connection, redis.asyncio, httpx;"
-            "assert not any(hasattr(f, '__wrapped__') for f in (asyncpg.connection.Connection.fetch,"
-            " redis.asyncio.Redis.execute_command, httpx.AsyncClient.send));"
-            "assert 'OpenTelemetry' not in repr(app.user_middleware); print('ok')")
+    code = (
+        "import sys; from core.settings import Settings; from core import tracing; from server.app import create_app;"
+        "s = Settings(RWA_ENV='test', DATABASE_URL='postgresql+asyncpg://u@127.0.0.1:1/x', REDIS_URL='redis://127.0.0.1:1');"
+        "app = create_app(s); import jobs.broker;"
+        "assert not tracing.enabled();"
+        "loaded = [m for m in sys.modules if m.startswith('opentelemetry.instrumentation')];"
+        "assert not loaded, loaded[:5];"
+        "import asyncpg.connection, redis.asyncio, httpx;"
+        "assert not any(hasattr(f, '__wrapped__') for f in (asyncpg.connection.Connection.fetch,"
+        " redis.asyncio.Redis.execute_command, httpx.AsyncClient.send));"
+        "assert 'OpenTelemetry' not in repr(app.user_middleware); print('ok')"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -27,8 +27,9 @@ def _revisions() -> tuple[str, str]:
     return module.revision, module.down_revision
 
 
-async def test_existing_rows_are_rewrapped_under_per_user_keys(database_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Path) -> None:
+async def test_existing_rows_are_rewrapped_under_per_user_keys(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     revision, before = _revisions()
     master_key = os.urandom(32)
     monkeypatch.setenv("KYC_ENCRYPTION_KEY", master_key.hex())
@@ -36,8 +37,9 @@ async def test_existing_rows_are_rewrapped_under_per_user_keys(database_url: str
     get_settings.cache_clear()
     master = FieldCipher(master_key)
     name = f"rwa_dek_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(make_url(database_url).set(drivername="postgresql", database="postgres")
-                                  .render_as_string(False))
+    admin = await asyncpg.connect(
+        make_url(database_url).set(drivername="postgresql", database="postgres").render_as_string(False)
+    )
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = make_url(database_url).set(database=name).render_as_string(False)
     try:
@@ -47,12 +49,19 @@ async def test_existing_rows_are_rewrapped_under_per_user_keys(database_url: str
             cases = {}
             for n in range(3):
                 user_id, case_id = uuid.uuid4(), uuid.uuid4()
-                await conn.execute("INSERT INTO users (id, email, password_hash, roles, status, failed_logins) "
-                                   "VALUES ($1, $2, 'x', '{INVESTOR}', 'ACTIVE', 0)", user_id, f"m{n}-{user_id.hex[:6]}@example.com")
+                await conn.execute(
+                    "INSERT INTO users (id, email, password_hash, roles, status, failed_logins) "
+                    "VALUES ($1, $2, 'x', '{INVESTOR}', 'ACTIVE', 0)",
+                    user_id,
+                    f"m{n}-{user_id.hex[:6]}@example.com",
+                )
                 plain = f'{{"full_name": "Person {n}"}}'.encode()
-                await conn.execute("INSERT INTO kyc_cases (id, user_id, status, personal_data) VALUES "
-                                   "($1, $2, 'PENDING_REVIEW', $3)", case_id, user_id,
-                                   master.encrypt(plain, case_id.bytes))
+                await conn.execute(
+                    "INSERT INTO kyc_cases (id, user_id, status, personal_data) VALUES ($1, $2, 'PENDING_REVIEW', $3)",
+                    case_id,
+                    user_id,
+                    master.encrypt(plain, case_id.bytes),
+                )
                 cases[case_id] = (user_id, plain)
             await upgrade(url)
             for case_id, (user_id, plain) in cases.items():
@@ -68,10 +77,11 @@ async def test_existing_rows_are_rewrapped_under_per_user_keys(database_url: str
 
             # an erased user's data does not come back on downgrade; the others are under the master key again
             erased_case, (erased_user, _) = next(iter(cases.items()))
-            await conn.execute("UPDATE user_data_keys SET wrapped_key = NULL, destroyed_at = now() "
-                               "WHERE user_id = $1", erased_user)
+            await conn.execute(
+                "UPDATE user_data_keys SET wrapped_key = NULL, destroyed_at = now() WHERE user_id = $1", erased_user
+            )
             await downgrade(url, before)
-            for case_id, (user_id, plain) in cases.items():
+            for case_id, (_user_id, plain) in cases.items():
                 blob = await conn.fetchval("SELECT personal_data FROM kyc_cases WHERE id = $1", case_id)
                 if case_id == erased_case:
                     assert blob is None

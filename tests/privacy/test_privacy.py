@@ -4,7 +4,7 @@ makes personal data unreadable (crypto-shredding) while the ledger still balance
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -23,12 +23,18 @@ REQUEST = "mutation($r: String) { requestErasure(reason: $r) { id status userId 
 PROCESS = """mutation($id: UUID!, $d: ErasureDecision!, $r: String) { processErasure(id: $id, decision: $d, reason: $r)
   { id status processedAt keyDestroyAfter } }"""
 SUBMIT = "mutation($i: KycInput!) { submitKyc(input: $i) { id } }"
-REVIEW = 'mutation($id: UUID!) { reviewKyc(caseId: $id, decision: APPROVE) { status } }'
+REVIEW = "mutation($id: UUID!) { reviewKyc(caseId: $id, decision: APPROVE) { status } }"
 PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
 CANCEL = "mutation($id: UUID!) { cancelOrder(id: $id) { status } }"
-LOGIN = 'mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }'
-PERSONAL = {"fullName": "Ottilie Brandauer-Nkemelu", "dateOfBirth": "1979-11-03", "country": "AT",
-            "documentType": "PASSPORT", "documentNumber": "P4471923X", "address": "Praterstrasse 12, 1020 Wien"}
+LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+PERSONAL = {
+    "fullName": "Ottilie Brandauer-Nkemelu",
+    "dateOfBirth": "1979-11-03",
+    "country": "AT",
+    "documentType": "PASSPORT",
+    "documentNumber": "P4471923X",
+    "address": "Praterstrasse 12, 1020 Wien",
+}
 
 
 def ok(result: dict) -> dict:  # type: ignore[type-arg]
@@ -45,16 +51,27 @@ async def world(gql, make_user, session_factory):  # type: ignore[no-untyped-def
     m = await make_market(session_factory)
     a = await make_trader(session_factory, m, tokens="10", cash="5", kyc=None, user_id=alice.id)
     b = await make_trader(session_factory, m, cash="1000", user_id=bob.id)
-    sell = ok(await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "SELL", "type": "LIMIT",
-                                      "quantity": "10", "price": "25"}}, token=alice.token))["placeOrder"]
-    buy = ok(await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT",
-                                     "quantity": "10", "price": "25"}}, token=bob.token))["placeOrder"]
+    sell = ok(
+        await gql(
+            PLACE,
+            {"i": {"marketId": str(m.market_id), "side": "SELL", "type": "LIMIT", "quantity": "10", "price": "25"}},
+            token=alice.token,
+        )
+    )["placeOrder"]
+    buy = ok(
+        await gql(
+            PLACE,
+            {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "10", "price": "25"}},
+            token=bob.token,
+        )
+    )["placeOrder"]
     assert buy["status"] == "FILLED", buy
     return compliance, alice, bob, m, a, b, sell, buy, case_id
 
 
-async def test_export_holds_everything_about_the_caller_and_nothing_of_others(gql, make_user, session_factory,
-                                                                               session, services):
+async def test_export_holds_everything_about_the_caller_and_nothing_of_others(
+    gql, make_user, session_factory, session, services
+):
     compliance, alice, bob, m, a, b, sell, buy, case_id = await world(gql, make_user, session_factory)
     data = ok(await gql(EXPORT, token=alice.token))["exportMyData"]
     assert data["profile"]["id"] == str(alice.id) and data["profile"]["email"] == alice.email
@@ -73,7 +90,8 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(gq
     assert data["ledgerEntries"] and all(e["accountId"] in accounts for e in data["ledgerEntries"])
     # her balance is the sum of her entries (money as exact strings)
     assert sum(Decimal(e["amount"]) for e in data["ledgerEntries"]) == sum(
-        Decimal(acc["balance"]) for acc in accounts.values())
+        Decimal(acc["balance"]) for acc in accounts.values()
+    )
     assert [h["holder"] for h in data["holdings"]] == [a.wallet]
     actions = {(r["action"], r["actor"]) for r in data["auditLog"]}
     assert ("kyc.submit", "self") in actions and ("kyc.approve", "staff") in actions
@@ -88,12 +106,14 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(gq
     assert row.actor_id == alice.id and "kyc" in row.details["sections"]
     secret = "rwak_" + uuid.uuid4().hex
     from core.opaque_tokens import digest
+
     async with session_factory() as s:
         s.add(ApiKey(id=uuid.uuid4(), user_id=alice.id, name="k", prefix=secret[:12], key_hash=digest(secret)))
         await s.commit()
     assert gql.error_code(await gql(EXPORT, headers={"Authorization": f"Bearer {secret}"})) == "FORBIDDEN"
-    client_token, _ = services.keyring.issue(alice.id, ["INVESTOR"], scopes=["account:read", "orders:read"],
-                                             client_id="rwac_test")
+    client_token, _ = services.keyring.issue(
+        alice.id, ["INVESTOR"], scopes=["account:read", "orders:read"], client_id="rwac_test"
+    )
     refused = await gql(EXPORT, token=client_token)
     assert gql.error_code(refused) == "FORBIDDEN"
     # the reviewer's export shows that they approved a case, not whose, nor the details
@@ -106,13 +126,15 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(gq
     assert bobs["trades"][0]["side"] == "BUY" and str(alice.id) not in str(bobs)
 
 
-async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_user, session_factory, session,
-                                                                    services):
+async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_user, session_factory, session, services):
     compliance, alice, bob, m, a, b, sell, buy, case_id = await world(gql, make_user, session_factory)
-    balances_before = {r.id: r.balance for r in (await session.execute(
-        select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()}
-    audit_before = (await session.execute(select(func.count()).select_from(AuditLog)
-                                          .where(AuditLog.actor_id == alice.id))).scalar_one()
+    balances_before = {
+        r.id: r.balance
+        for r in (await session.execute(select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()
+    }
+    audit_before = (
+        await session.execute(select(func.count()).select_from(AuditLog).where(AuditLog.actor_id == alice.id))
+    ).scalar_one()
 
     req = ok(await gql(REQUEST, {"r": "closing my account"}, token=alice.token))["requestErasure"]
     assert req["status"] == "PENDING" and req["userId"] == str(alice.id)
@@ -120,10 +142,16 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
     assert gql.error_code(again) == "CONFLICT"
     # nobody decides on their own request; a rejection needs a reason; blockers are named
     assert gql.error_code(await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=alice.token)) == "FORBIDDEN"
-    assert gql.error_code(await gql(PROCESS, {"id": req["id"], "d": "REJECT"},
-                                    token=compliance.token)) == "BAD_USER_INPUT"
-    resting = ok(await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT",
-                                         "quantity": "1", "price": "1"}}, token=alice.token))["placeOrder"]
+    assert (
+        gql.error_code(await gql(PROCESS, {"id": req["id"], "d": "REJECT"}, token=compliance.token)) == "BAD_USER_INPUT"
+    )
+    resting = ok(
+        await gql(
+            PLACE,
+            {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1", "price": "1"}},
+            token=alice.token,
+        )
+    )["placeOrder"]
     blocked = await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token)
     assert gql.error_code(blocked) == "CONFLICT"
     assert blocked["errors"][0]["extensions"]["reason"] == "ERASURE_BLOCKED"
@@ -134,8 +162,10 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
     await session.execute(text("UPDATE trades SET settlement = 'SETTLED' WHERE market_id = :m"), {"m": m.market_id})
     await session.execute(text("UPDATE holdings SET balance = 0 WHERE holder = :w"), {"w": a.wallet})
     await session.commit()
-    balances_before = {r.id: r.balance for r in (await session.execute(
-        select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()}
+    balances_before = {
+        r.id: r.balance
+        for r in (await session.execute(select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()
+    }
 
     done = ok(await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token))["processErasure"]
     assert done["status"] == "COMPLETED" and done["keyDestroyAfter"] is None
@@ -148,47 +178,72 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
     user = await session.get(User, alice.id)
     assert user is not None and user.status is UserStatus.DISABLED and user.email == pseudonym_email(alice.id)
     assert alice.email not in user.email and user.password_hash == "!erased"
-    assert (await session.execute(select(func.count()).select_from(RefreshTokenFamily)
-                                  .where(RefreshTokenFamily.user_id == alice.id))).scalar_one() == 0
+    assert (
+        await session.execute(
+            select(func.count()).select_from(RefreshTokenFamily).where(RefreshTokenFamily.user_id == alice.id)
+        )
+    ).scalar_one() == 0
 
     # nothing decrypts: the ciphertext is still there, its key is gone; not even the master key opens it
     case = await session.get(KycCase, uuid.UUID(case_id))
     assert case is not None and case.personal_data is not None and case.country is None
     # no longer a verified investor: the approval expired, and her wallet leaves the identity registry
     assert case.status is KycStatus.EXPIRED
-    ops = (await session.execute(text("SELECT kind FROM chain_operations WHERE business_ref LIKE :p"),
-                                 {"p": f"identity:{m.chain_id}:{m.registry}:{a.wallet}:%"})).scalars().all()
+    ops = (
+        (
+            await session.execute(
+                text("SELECT kind FROM chain_operations WHERE business_ref LIKE :p"),
+                {"p": f"identity:{m.chain_id}:{m.registry}:{a.wallet}:%"},
+            )
+        )
+        .scalars()
+        .all()
+    )
     assert ops == ["identity.delete"]
     with pytest.raises(Erased):
         await cipher_for(session, services.cipher, alice.id)
     with pytest.raises((InvalidTag, ValueError)):
         services.cipher.decrypt(bytes(case.personal_data), case.id.bytes)
-    wrapped = (await session.execute(text("SELECT wrapped_key, destroyed_at FROM user_data_keys WHERE user_id = :u"),
-                                     {"u": alice.id})).one()
+    wrapped = (
+        await session.execute(
+            text("SELECT wrapped_key, destroyed_at FROM user_data_keys WHERE user_id = :u"), {"u": alice.id}
+        )
+    ).one()
     assert wrapped.wrapped_key is None and wrapped.destroyed_at is not None
-    cases = ok(await gql("{ kycCases { edges { node { id status details { fullName } } } } }",
-                         token=compliance.token))["kycCases"]["edges"]
+    cases = ok(await gql("{ kycCases { edges { node { id status details { fullName } } } } }", token=compliance.token))[
+        "kycCases"
+    ]["edges"]
     mine = [e["node"] for e in cases if e["node"]["id"] == case_id]
     assert mine == [{"id": case_id, "status": "EXPIRED", "details": None}]
 
     # the ledger keeps the pseudonymous accounts, balanced; trades still list for the counterparty and the market
-    after = {r.id: r.balance for r in (await session.execute(
-        select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()}
+    after = {
+        r.id: r.balance
+        for r in (await session.execute(select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()
+    }
     assert after == balances_before
-    sums = (await session.execute(select(LedgerEntry.currency, func.sum(LedgerEntry.amount))
-                                  .group_by(LedgerEntry.currency))).all()
+    sums = (
+        await session.execute(select(LedgerEntry.currency, func.sum(LedgerEntry.amount)).group_by(LedgerEntry.currency))
+    ).all()
     assert sums and all(total == 0 for _, total in sums)
     bob_trades = ok(await gql("{ myTrades(first: 5) { edges { node { id quantity } } } }", token=bob.token))
     assert len(bob_trades["myTrades"]["edges"]) == 1
-    market_trades = ok(await gql("query($m: UUID!) { trades(marketId: $m, first: 5) { edges { node { id } } } }",
-                                 {"m": str(m.market_id)}, token=compliance.token))
+    market_trades = ok(
+        await gql(
+            "query($m: UUID!) { trades(marketId: $m, first: 5) { edges { node { id } } } }",
+            {"m": str(m.market_id)},
+            token=compliance.token,
+        )
+    )
     assert len(market_trades["trades"]["edges"]) == 1
-    trade = (await session.execute(text("SELECT seller_id FROM trades WHERE market_id = :m"),
-                                   {"m": m.market_id})).scalar_one()
+    trade = (
+        await session.execute(text("SELECT seller_id FROM trades WHERE market_id = :m"), {"m": m.market_id})
+    ).scalar_one()
     assert trade == alice.id  # the pseudonymous id stays
     # the audit log keeps every row by the pseudonymous id, plus the erasure itself
-    assert (await session.execute(select(func.count()).select_from(AuditLog)
-                                  .where(AuditLog.actor_id == alice.id))).scalar_one() >= audit_before
+    assert (
+        await session.execute(select(func.count()).select_from(AuditLog).where(AuditLog.actor_id == alice.id))
+    ).scalar_one() >= audit_before
     erased = (await session.execute(select(AuditLog).where(AuditLog.action == "privacy.erasure"))).scalar_one()
     assert erased.actor_id == compliance.id and erased.target_id == str(alice.id)
     assert PERSONAL["fullName"] not in str(erased.details) and alice.email not in str(erased.details)
@@ -206,50 +261,63 @@ async def test_legal_hold_then_retention_job_destroys_the_key(gql, make_user, se
     # held: COMPLIANCE still reads the details, the account is already closed
     assert gql.error_code(await gql("{ me { id } }", token=alice.token)) == "UNAUTHENTICATED"
     held = ok(await gql("{ kycCases { edges { node { id details { fullName } } } } }", token=compliance.token))
-    assert {"id": case_id, "details": {"fullName": PERSONAL["fullName"]}} in [e["node"] for e in
-                                                                                 held["kycCases"]["edges"]]
+    assert {"id": case_id, "details": {"fullName": PERSONAL["fullName"]}} in [
+        e["node"] for e in held["kycCases"]["edges"]
+    ]
     # ended sessions and revoked API keys past their retention go too
-    old = datetime.now(timezone.utc) - timedelta(days=200)
+    old = datetime.now(UTC) - timedelta(days=200)
     other = await make_user()
     async with session_factory() as s:
         s.add(RefreshTokenFamily(id=uuid.uuid4(), user_id=other.id, created_at=old, revoked_at=old))
         s.add(RefreshTokenFamily(id=uuid.uuid4(), user_id=other.id))  # live: stays
-        s.add(ApiKey(id=uuid.uuid4(), user_id=other.id, name="old", prefix="rwak_old", key_hash="a" * 64,
-                     revoked_at=old))
+        s.add(
+            ApiKey(id=uuid.uuid4(), user_id=other.id, name="old", prefix="rwak_old", key_hash="a" * 64, revoked_at=old)
+        )
         await s.commit()
 
-    early = await purge(session, services.settings, datetime.now(timezone.utc) + timedelta(days=29))
+    early = await purge(session, services.settings, datetime.now(UTC) + timedelta(days=29))
     assert early.keys_destroyed == 0 and early.sessions == 1 and early.api_keys == 1
     assert await cipher_for(session, services.cipher, alice.id) is not None
-    late = await purge(session, services.settings, datetime.now(timezone.utc) + timedelta(days=31))
+    late = await purge(session, services.settings, datetime.now(UTC) + timedelta(days=31))
     assert late.keys_destroyed == 1
     with pytest.raises(Erased):
         await cipher_for(session, services.cipher, alice.id)
     gone = ok(await gql("{ kycCases { edges { node { id details { fullName } } } } }", token=compliance.token))
     assert {"id": case_id, "details": None} in [e["node"] for e in gone["kycCases"]["edges"]]
-    assert (await session.execute(select(func.count()).select_from(RefreshTokenFamily)
-                                  .where(RefreshTokenFamily.user_id == other.id))).scalar_one() == 1
+    assert (
+        await session.execute(
+            select(func.count()).select_from(RefreshTokenFamily).where(RefreshTokenFamily.user_id == other.id)
+        )
+    ).scalar_one() == 1
     row = (await session.execute(select(AuditLog).where(AuditLog.action == "privacy.key_destroyed"))).scalar_one()
     assert row.target_id == str(alice.id) and row.details == {"reason": "RETENTION_ENDED"}
     # idempotent
-    later = await purge(session, services.settings, datetime.now(timezone.utc) + timedelta(days=32))
+    later = await purge(session, services.settings, datetime.now(UTC) + timedelta(days=32))
     assert later.keys_destroyed == 0
 
 
 async def test_a_rejected_request_changes_nothing_and_may_be_asked_again(gql, make_user, session):
     compliance, alice = await make_user(roles=["COMPLIANCE"]), await make_user()
     req = ok(await gql(REQUEST, {"r": "please"}, token=alice.token))["requestErasure"]
-    queue = ok(await gql("{ erasureRequests(status: PENDING) { edges { node { id userId } } } }",
-                         token=compliance.token))["erasureRequests"]["edges"]
+    queue = ok(
+        await gql("{ erasureRequests(status: PENDING) { edges { node { id userId } } } }", token=compliance.token)
+    )["erasureRequests"]["edges"]
     assert [e["node"] for e in queue] == [{"id": req["id"], "userId": str(alice.id)}]
-    done = ok(await gql(PROCESS, {"id": req["id"], "d": "REJECT", "r": "legal hold: open investigation"},
-                        token=compliance.token))["processErasure"]
+    done = ok(
+        await gql(
+            PROCESS, {"id": req["id"], "d": "REJECT", "r": "legal hold: open investigation"}, token=compliance.token
+        )
+    )["processErasure"]
     assert done["status"] == "REJECTED"
     mine = ok(await gql("{ myErasureRequests { id status decisionReason } }", token=alice.token))
-    assert mine["myErasureRequests"] == [{"id": req["id"], "status": "REJECTED",
-                                          "decisionReason": "legal hold: open investigation"}]
+    assert mine["myErasureRequests"] == [
+        {"id": req["id"], "status": "REJECTED", "decisionReason": "legal hold: open investigation"}
+    ]
     assert ok(await gql("{ me { email } }", token=alice.token))["me"]["email"] == alice.email
     assert ok(await gql(REQUEST, {}, token=alice.token))["requestErasure"]["status"] == "PENDING"
-    actions = (await session.execute(select(AuditLog.action).where(AuditLog.action.like("privacy.%"))
-                                     .order_by(AuditLog.id))).scalars().all()
+    actions = (
+        (await session.execute(select(AuditLog.action).where(AuditLog.action.like("privacy.%")).order_by(AuditLog.id)))
+        .scalars()
+        .all()
+    )
     assert actions == ["privacy.erasure_request", "privacy.erasure_reject", "privacy.erasure_request"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -47,7 +47,9 @@ async def test_balances_at_past_blocks_with_identity_for_compliance(gql, make_us
     assert table["totalSupply"] == str(BIG) and table["holderCount"] == 3
     rows = holders(at11)
     assert [h["holder"] for h in table["holders"]] == [ALICE, BOB, CAROL]  # largest first
-    assert rows[ALICE]["balance"] == str(BIG - 500) and rows[BOB]["balance"] == "400" and rows[CAROL]["balance"] == "100"
+    assert (
+        rows[ALICE]["balance"] == str(BIG - 500) and rows[BOB]["balance"] == "400" and rows[CAROL]["balance"] == "100"
+    )
     assert rows[ALICE]["amount"] == "999999999999.9999999999999995"  # exact: 10^30 - 500 units at 18 decimals
     assert rows[ALICE]["email"] == "alice@example.com" and rows[ALICE]["fullName"] == "Alice Example"
     assert rows[ALICE]["kycCountry"] == "FR" and rows[ALICE]["userId"] == str(world["alice"].id)
@@ -68,13 +70,13 @@ async def test_balances_at_past_blocks_with_identity_for_compliance(gql, make_us
 
 
 async def test_an_erased_investor_keeps_no_name(gql, make_user, world, session) -> None:  # type: ignore[no-untyped-def]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from resolvers.privacy.keys import destroy
 
     officer = await make_user(roles=["COMPLIANCE"])
     assert holders(await gql(Q, {}, token=officer.token))[ALICE]["fullName"] == "Alice Example"
-    await destroy(session, world["alice"].id, datetime.now(timezone.utc))  # crypto-shredding: her data key is gone
+    await destroy(session, world["alice"].id, datetime.now(UTC))  # crypto-shredding: her data key is gone
     await session.commit()
     rows = holders(await gql(Q, {}, token=officer.token))
     assert rows[ALICE]["fullName"] is None and rows[ALICE]["balance"] == str(BIG - 450)
@@ -102,7 +104,7 @@ async def test_at_a_date(gql, make_user, world) -> None:  # type: ignore[no-unty
     assert holders({"data": {"capTable": table}})[BOB]["email"] == "bob@example.com"
     before = (await gql(Q, {"atTime": "2025-01-01T00:00:00Z"}, token=admin.token))["data"]["capTable"]
     assert before["holders"] == [] and before["totalSupply"] == "0" and before["atBlock"] == 9
-    after = (await gql(Q, {"atTime": (block_time(14) + timedelta(days=1)).isoformat()}, token=admin.token))
+    after = await gql(Q, {"atTime": (block_time(14) + timedelta(days=1)).isoformat()}, token=admin.token)
     assert after["data"]["capTable"]["atBlock"] == 14
 
 
@@ -127,13 +129,16 @@ async def test_api_key_of_compliance_gets_no_names(gql, make_user, world, sessio
     assert rows[ALICE]["email"] == "alice@example.com" and rows[ALICE]["fullName"] is None
 
 
-@pytest.mark.parametrize("variables, field", [
-    ({"atBlock": 15}, "atBlock"),
-    ({"atBlock": -1}, "atBlock"),
-    ({"atBlock": 11, "atTime": "2026-01-01T00:00:00Z"}, "atTime"),
-    ({"atTime": "2999-01-01T00:00:00Z"}, "atTime"),
-    ({"first": -1}, "first"),  # (10001 is refused earlier, by the query cost limit)
-])
+@pytest.mark.parametrize(
+    "variables, field",
+    [
+        ({"atBlock": 15}, "atBlock"),
+        ({"atBlock": -1}, "atBlock"),
+        ({"atBlock": 11, "atTime": "2026-01-01T00:00:00Z"}, "atTime"),
+        ({"atTime": "2999-01-01T00:00:00Z"}, "atTime"),
+        ({"first": -1}, "first"),  # (10001 is refused earlier, by the query cost limit)
+    ],
+)
 async def test_bad_input(gql, make_user, world, variables, field) -> None:  # type: ignore[no-untyped-def]
     admin = await make_user(roles=["ADMIN"])
     result = await gql(Q, variables, token=admin.token)
@@ -153,26 +158,39 @@ async def test_unknown_token_and_first(gql, make_user, world) -> None:  # type: 
 
 async def test_csv_download(client, make_user, world, session, services) -> None:  # type: ignore[no-untyped-def]
     officer = await make_user(roles=["COMPLIANCE"])
-    resp = await client.get("/reports/cap-table.csv", params={"chainId": 1, "token": TOKEN, "atBlock": 11},
-                            headers={"Authorization": f"Bearer {officer.token}"})
+    resp = await client.get(
+        "/reports/cap-table.csv",
+        params={"chainId": 1, "token": TOKEN, "atBlock": 11},
+        headers={"Authorization": f"Bearer {officer.token}"},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/csv")
     assert "attachment" in resp.headers["content-disposition"] and resp.headers["x-cap-table-block"] == "11"
     rows = list(csv.DictReader(io.StringIO(resp.text)))
     assert [(r["holder"], r["balance_units"]) for r in rows] == [(ALICE, str(BIG - 500)), (BOB, "400"), (CAROL, "100")]
     assert rows[1]["email"] == "bob@example.com" and rows[1]["kyc_country"] == "DE"
-    audit = (await session.execute(select(AuditLog).where(AuditLog.action == "report.cap_table.download"))).scalars().all()
+    audit = (
+        (await session.execute(select(AuditLog).where(AuditLog.action == "report.cap_table.download"))).scalars().all()
+    )
     assert len(audit) == 1 and audit[0].actor_id == officer.id and audit[0].details["block"] == 11
 
     investor = await make_user()
     cases = [
         ({}, {"chainId": 1, "token": TOKEN}, 401, "UNAUTHENTICATED"),
         ({"Authorization": f"Bearer {investor.token}"}, {"chainId": 1, "token": TOKEN}, 403, "FORBIDDEN"),
-        ({"Authorization": f"Bearer {officer.token}"}, {"chainId": 1, "token": TOKEN, "atBlock": 99}, 400,
-         "BAD_USER_INPUT"),
+        (
+            {"Authorization": f"Bearer {officer.token}"},
+            {"chainId": 1, "token": TOKEN, "atBlock": 99},
+            400,
+            "BAD_USER_INPUT",
+        ),
         ({"Authorization": f"Bearer {officer.token}"}, {"chainId": "one", "token": TOKEN}, 400, "BAD_USER_INPUT"),
-        ({"Authorization": f"Bearer {officer.token}"}, {"chainId": 1, "token": TOKEN, "atTime": "yesterday"}, 400,
-         "BAD_USER_INPUT"),
+        (
+            {"Authorization": f"Bearer {officer.token}"},
+            {"chainId": 1, "token": TOKEN, "atTime": "yesterday"},
+            400,
+            "BAD_USER_INPUT",
+        ),
         ({"Authorization": "Bearer not-a-token"}, {"chainId": 1, "token": TOKEN}, 401, "UNAUTHENTICATED"),
     ]
     for headers, params, status, code in cases:
@@ -181,13 +199,18 @@ async def test_csv_download(client, make_user, world, session, services) -> None
         assert resp.json()["errors"][0]["extensions"]["code"] == code
     # an OAuth partner client acting for a COMPLIANCE account: no scope opens reports
     client_token, _ = services.keyring.issue(officer.id, ["COMPLIANCE"], scopes=["holdings:read"], client_id="rwac_r")
-    resp = await client.get("/reports/cap-table.csv", params={"chainId": 1, "token": TOKEN},
-                            headers={"Authorization": f"Bearer {client_token}"})
+    resp = await client.get(
+        "/reports/cap-table.csv",
+        params={"chainId": 1, "token": TOKEN},
+        headers={"Authorization": f"Bearer {client_token}"},
+    )
     assert resp.status_code == 403 and resp.json()["errors"][0]["extensions"]["reason"] == "INSUFFICIENT_SCOPE"
     resp = await client.post("/reports/cap-table.csv", headers={"Authorization": f"Bearer {officer.token}"})
     assert resp.status_code == 405 and resp.headers["allow"] == "GET"
     assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    still = (await session.execute(select(AuditLog).where(AuditLog.action == "report.cap_table.download"))).scalars().all()
+    still = (
+        (await session.execute(select(AuditLog).where(AuditLog.action == "report.cap_table.download"))).scalars().all()
+    )
     assert len(still) == 1  # refusals export nothing and record nothing
 
 

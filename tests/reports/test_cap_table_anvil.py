@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from eth_utils import to_checksum_address
@@ -31,12 +31,18 @@ E18 = 10**18
 @pytest.fixture
 def indexer_settings(idx_db: str, node: AnvilNode, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:  # noqa: F811
     monkeypatch.setenv("RPC_URLS_1", node.url)
-    return Settings(DATABASE_URL=idx_db, REDIS_URL=redis_url,  # type: ignore[call-arg]
-                    RWA_REDIS_PREFIX=f"rwa-test:{uuid.uuid4().hex[:8]}:")
+    return Settings(
+        DATABASE_URL=idx_db,
+        REDIS_URL=redis_url,  # type: ignore[call-arg]
+        RWA_REDIS_PREFIX=f"rwa-test:{uuid.uuid4().hex[:8]}:",
+    )
 
 
-async def test_cap_table_matches_the_chain_at_every_block(node: AnvilNode, idx_db: str,  # noqa: F811
-                                                          indexer_settings: Settings) -> None:
+async def test_cap_table_matches_the_chain_at_every_block(
+    node: AnvilNode,
+    idx_db: str,  # noqa: F811
+    indexer_settings: Settings,
+) -> None:
     d = await deploy(node.url)
     await add_tokens(idx_db, 1, d, stable=False)
     token, registry, agent = d.stack.token, d.stack.registry, d.agent
@@ -83,8 +89,9 @@ async def test_cap_table_matches_the_chain_at_every_block(node: AnvilNode, idx_d
                         expected[w] = balance
                 supply = await token.functions.totalSupply().call(block_identifier=block)
                 for strategy in (Strategy.FORWARD, Strategy.REVERSE, Strategy.CHECKPOINT, None):
-                    table = await cap_table(session, viewer, chain_id=1, token=token.address, at_block=block,
-                                            strategy=strategy)
+                    table = await cap_table(
+                        session, viewer, chain_id=1, token=token.address, at_block=block, strategy=strategy
+                    )
                     assert {r.holder: r.balance for r in table.rows} == expected, (block, strategy)
                     assert table.total_supply == supply and table.at_block == block
                     assert sum(r.percent for r in table.rows) == pytest.approx(100 if supply else 0, abs=1e-5)
@@ -95,8 +102,9 @@ async def test_cap_table_matches_the_chain_at_every_block(node: AnvilNode, idx_d
             for block in moved_at:
                 when = times[block] + timedelta(seconds=30)
                 expected_block = max(b for b, t in times.items() if t <= when)
-                at = await cap_table(session, viewer, chain_id=1, token=token.address, at_time=when,
-                                     now=when + timedelta(days=1))
+                at = await cap_table(
+                    session, viewer, chain_id=1, token=token.address, at_time=when, now=when + timedelta(days=1)
+                )
                 assert at.at_block == expected_block and at.at_block_time == times[expected_block]
                 by_block = await cap_table(session, viewer, chain_id=1, token=token.address, at_block=block)
                 assert at.rows == by_block.rows
@@ -109,4 +117,4 @@ async def test_cap_table_matches_the_chain_at_every_block(node: AnvilNode, idx_d
 
 async def node_block_time(node: AnvilNode, block: int) -> datetime:
     raw = node.rpc("eth_getBlockByNumber", hex(block), False)
-    return datetime.fromtimestamp(int(raw["timestamp"], 16), tz=timezone.utc)
+    return datetime.fromtimestamp(int(raw["timestamp"], 16), tz=UTC)

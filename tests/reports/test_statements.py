@@ -48,12 +48,23 @@ async def world(session_factory, session, services):  # type: ignore[no-untyped-
     now = (await session.execute(text("SELECT now()"))).scalar_one()
     await session.execute(text("UPDATE trades SET created_at = :t"), {"t": now})
     async with session_factory() as s:  # the buyer's wallet: 7 before the periods, 4 more inside period A
-        for block, (value, at) in enumerate(((7_000_000, now - timedelta(hours=3)),
-                                             (4_000_000, now + timedelta(minutes=30))), start=100):
-            s.add(TokenTransfer(chain_id=m.chain_id, block_hash=f"0x{block:064x}", log_index=0, block_number=block,
-                                block_time=at, tx_hash=f"0x{block:064x}", token_address=m.token_address,
-                                from_address="0x" + "0" * 40 if block == 100 else seller.wallet,
-                                to_address=buyer.wallet, value=value))
+        for block, (value, at) in enumerate(
+            ((7_000_000, now - timedelta(hours=3)), (4_000_000, now + timedelta(minutes=30))), start=100
+        ):
+            s.add(
+                TokenTransfer(
+                    chain_id=m.chain_id,
+                    block_hash=f"0x{block:064x}",
+                    log_index=0,
+                    block_number=block,
+                    block_time=at,
+                    tx_hash=f"0x{block:064x}",
+                    token_address=m.token_address,
+                    from_address="0x" + "0" * 40 if block == 100 else seller.wallet,
+                    to_address=buyer.wallet,
+                    value=value,
+                )
+            )
         await s.commit()
     await session.commit()
     tokens = {}
@@ -73,24 +84,55 @@ async def test_statement_of_a_buyer(gql, world) -> None:  # type: ignore[no-unty
     token = world["tokens"][buyer.user_id]
     s = (await gql(Q, period(world, -1, 1), token=token))["data"]["investorStatement"]
     assert s["userId"] == str(buyer.user_id) and s["wallets"] == [buyer.wallet]
-    assert s["cash"] == [{"currency": m.quote, "opening": "0", "credits": "1000", "debits": "-20.04",
-                          "closing": "979.96"}]
+    assert s["cash"] == [
+        {"currency": m.quote, "opening": "0", "credits": "1000", "debits": "-20.04", "closing": "979.96"}
+    ]
     assert [(x["kind"], x["amount"], x["balanceAfter"]) for x in s["movements"]] == [
-        ("CREDIT", "1000", "1000"), ("SETTLE", "-20.04", "979.96")]
-    assert s["trades"] == [{"market": s["trades"][0]["market"], "currency": m.quote, "side": "BUY", "quantity": "4",
-                            "price": "5", "notional": "20", "fee": "0.04", "settlement": "PENDING"}]
+        ("CREDIT", "1000", "1000"),
+        ("SETTLE", "-20.04", "979.96"),
+    ]
+    assert s["trades"] == [
+        {
+            "market": s["trades"][0]["market"],
+            "currency": m.quote,
+            "side": "BUY",
+            "quantity": "4",
+            "price": "5",
+            "notional": "20",
+            "fee": "0.04",
+            "settlement": "PENDING",
+        }
+    ]
     assert s["fees"] == [{"currency": m.quote, "amount": "0.04", "trades": 1}]
-    assert s["holdings"] == [{"chainId": m.chain_id, "token": m.token_address, "symbol": "RWA",
-                              "startUnits": "7000000", "endUnits": "11000000", "start": "7", "end": "11"}]
+    assert s["holdings"] == [
+        {
+            "chainId": m.chain_id,
+            "token": m.token_address,
+            "symbol": "RWA",
+            "startUnits": "7000000",
+            "endUnits": "11000000",
+            "start": "7",
+            "end": "11",
+        }
+    ]
     rows = list(csv.DictReader(io.StringIO(s["csv"])))
-    assert [r["section"] for r in rows] == ["cash_opening", "cash", "cash", "cash_closing", "trade", "fees",
-                                            "holding_start", "holding_end"]
+    assert [r["section"] for r in rows] == [
+        "cash_opening",
+        "cash",
+        "cash",
+        "cash_closing",
+        "trade",
+        "fees",
+        "holding_start",
+        "holding_end",
+    ]
     assert rows[3]["balance"] == "979.96" and rows[4]["fee"] == "0.04" and rows[7]["quantity"] == "11"
 
     # after the period: opening is today's balance less what came since; nothing moves
     later = (await gql(Q, period(world, 1, 2), token=token))["data"]["investorStatement"]
-    assert later["cash"] == [{"currency": m.quote, "opening": "979.96", "credits": "0", "debits": "0",
-                              "closing": "979.96"}]
+    assert later["cash"] == [
+        {"currency": m.quote, "opening": "979.96", "credits": "0", "debits": "0", "closing": "979.96"}
+    ]
     assert later["movements"] == [] and later["trades"] == [] and later["fees"] == []
     assert [(h["start"], h["end"]) for h in later["holdings"]] == [("11", "11")]
     # before everything: no cash, the 7 tokens held throughout
@@ -141,13 +183,18 @@ async def test_pdf_and_csv_downloads(client, world, session, make_user) -> None:
         assert expected in text_, expected
     resp = await client.get("/reports/statement.csv", params=period(world, -1, 1), headers=headers)
     assert resp.status_code == 200 and resp.text.startswith("section,date,asset,")
-    audit = (await session.execute(select(AuditLog).where(AuditLog.action == "report.statement.download"))).scalars().all()
+    audit = (
+        (await session.execute(select(AuditLog).where(AuditLog.action == "report.statement.download"))).scalars().all()
+    )
     assert sorted(a.details["format"] for a in audit) == ["csv", "pdf"]
     assert all(a.target_id == str(buyer.user_id) for a in audit)
 
     other = await make_user()
-    denied = await client.get("/reports/statement.pdf", params={**period(world, -1, 1), "userId": str(buyer.user_id)},
-                              headers={"Authorization": f"Bearer {other.token}"})
+    denied = await client.get(
+        "/reports/statement.pdf",
+        params={**period(world, -1, 1), "userId": str(buyer.user_id)},
+        headers={"Authorization": f"Bearer {other.token}"},
+    )
     assert denied.status_code == 403 and denied.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     bad = await client.get("/reports/statement.pdf", params={"from": "2026-01-01", "to": "x"}, headers=headers)
     assert bad.status_code == 400 and bad.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
@@ -165,9 +212,18 @@ async def test_the_kyc_name_for_the_investor_and_compliance_only(gql, make_user,
     buyer = world["buyer"]
     case = (await session.execute(select(KycCase).where(KycCase.user_id == buyer.user_id))).scalar_one()
     key = await cipher_for(session, services.cipher, buyer.user_id, create=True)
-    case.personal_data = encrypt_details(key, case.id, KycDetails(
-        full_name="Bea Buyer", date_of_birth=date(1985, 5, 5), country="NL", document_type=DocumentType.PASSPORT,
-        document_number="P1", address="2 Canal St"))
+    case.personal_data = encrypt_details(
+        key,
+        case.id,
+        KycDetails(
+            full_name="Bea Buyer",
+            date_of_birth=date(1985, 5, 5),
+            country="NL",
+            document_type=DocumentType.PASSPORT,
+            document_number="P1",
+            address="2 Canal St",
+        ),
+    )
     await session.commit()
     args = {**period(world, -1, 1), "userId": str(buyer.user_id)}
     own = (await gql(Q, args, token=world["tokens"][buyer.user_id]))["data"]["investorStatement"]

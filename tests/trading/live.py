@@ -31,21 +31,51 @@ class Servers:
 
 
 @contextlib.contextmanager
-def api_servers(database_url: str, redis_url: str, n: int = 2, extra_env: dict[str, str] | None = None,
-                data_dir: str = "/tmp") -> Iterator[Servers]:
+def api_servers(
+    database_url: str, redis_url: str, n: int = 2, extra_env: dict[str, str] | None = None, data_dir: str = "/tmp"
+) -> Iterator[Servers]:
     prefix = f"rwa-trading:{uuid.uuid4().hex[:8]}:"
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "RWA_ENV": "test",
-           "RWA_DATA_DIR": data_dir, "RWA_REDIS_PREFIX": prefix, "JWT_PRIVATE_KEY": TEST_JWT_KEY,
-           "KYC_ENCRYPTION_KEY": os.urandom(32).hex(), "LOG_LEVEL": "WARNING", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RWA_ENV": "test",
+        "RWA_DATA_DIR": data_dir,
+        "RWA_REDIS_PREFIX": prefix,
+        "JWT_PRIVATE_KEY": TEST_JWT_KEY,
+        "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
+        "LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
     procs: list[subprocess.Popen] = []
     urls: list[str] = []
     try:
         for _ in range(n):
             port = free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "server.app:create_app_from_env", "--factory", "--host",
-                 "127.0.0.1", "--port", str(port), "--ws", WEBSOCKETS, "--log-level", "warning", "--no-access-log"],
-                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "server.app:create_app_from_env",
+                        "--factory",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--ws",
+                        WEBSOCKETS,
+                        "--log-level",
+                        "warning",
+                        "--no-access-log",
+                    ],
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 40
         for proc, url in zip(procs, urls):
@@ -81,8 +111,9 @@ async def committed_sessions(database_url: str) -> AsyncIterator[async_sessionma
         await engine.dispose()
 
 
-async def graphql(client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any] | None = None,
-                  token: str | None = None) -> dict[str, Any]:
+async def graphql(
+    client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     resp = await client.post(url + "/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
     assert resp.status_code == 200, resp.text
@@ -105,14 +136,16 @@ class WsSubscription:
 
 
 @contextlib.asynccontextmanager
-async def subscribe(url: str, query: str, variables: dict[str, Any] | None = None,
-                    token: str | None = None) -> AsyncIterator[WsSubscription]:
+async def subscribe(
+    url: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+) -> AsyncIterator[WsSubscription]:
     ws_url = url.replace("http://", "ws://") + "/graphql"
     async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"], open_timeout=10) as ws:  # type: ignore[list-item]
         payload = {"authorization": f"Bearer {token}"} if token else {}
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert ack["type"] == "connection_ack", ack
-        await ws.send(json.dumps({"id": "1", "type": "subscribe",
-                                  "payload": {"query": query, "variables": variables or {}}}))
+        await ws.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
+        )
         yield WsSubscription(ws)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -18,8 +18,16 @@ PLACE = f"mutation($i: PlaceOrderInput!) {{ placeOrder(input: $i) {{ {ORDER} }} 
 
 
 def order_input(m, side, qty, price=None, **extra):  # type: ignore[no-untyped-def]
-    return {"i": {"marketId": str(m.market_id), "side": side, "type": extra.pop("type", "LIMIT"), "quantity": qty,
-                  "price": price, **extra}}
+    return {
+        "i": {
+            "marketId": str(m.market_id),
+            "side": side,
+            "type": extra.pop("type", "LIMIT"),
+            "quantity": qty,
+            "price": price,
+            **extra,
+        }
+    }
 
 
 def field_of(result) -> str | None:  # type: ignore[no-untyped-def]
@@ -31,12 +39,22 @@ async def test_open_market_and_status(gql, make_user, session_factory):  # type:
     m = await make_market(session_factory)
     quote = f"EUR{uuid.uuid4().hex[:5].upper()}"
     async with session_factory() as s:
-        s.add(Token(id=uuid.uuid4(), chain_id=m.chain_id, address=random_address(), kind=TokenKind.STABLECOIN,
-                    symbol=quote, decimals=6))
+        s.add(
+            Token(
+                id=uuid.uuid4(),
+                chain_id=m.chain_id,
+                address=random_address(),
+                kind=TokenKind.STABLECOIN,
+                symbol=quote,
+                decimals=6,
+            )
+        )
         await s.commit()
-    call = ("mutation($t: UUID!, $q: String!, $tick: Decimal!, $lot: Decimal!) { openMarket(tokenId: $t, "
-            "quoteCurrency: $q, tickSize: $tick, lotSize: $lot, takerFeeBps: 25) { id symbol status tickSize "
-            "lotSize takerFeeBps quoteCurrency } }")
+    call = (
+        "mutation($t: UUID!, $q: String!, $tick: Decimal!, $lot: Decimal!) { openMarket(tokenId: $t, "
+        "quoteCurrency: $q, tickSize: $tick, lotSize: $lot, takerFeeBps: 25) { id symbol status tickSize "
+        "lotSize takerFeeBps quoteCurrency } }"
+    )
     args = {"t": str(m.token_id), "q": quote, "tick": "0.0100", "lot": "1"}
     bad = await gql(call, {**args, "tick": "0"}, token=admin.token)
     assert gql.error_code(bad) == "BAD_USER_INPUT" and field_of(bad) == "tickSize"
@@ -50,13 +68,18 @@ async def test_open_market_and_status(gql, make_user, session_factory):  # type:
     again = await gql(call, args, token=admin.token)
     assert gql.error_code(again) == "CONFLICT" and again["errors"][0]["extensions"]["reason"] == "DUPLICATE_MARKET"
     other = await make_market(session_factory)  # another token asking for the same symbol
-    named = ("mutation($t: UUID!, $q: String!, $s: String!) { openMarket(tokenId: $t, quoteCurrency: $q, "
-             "tickSize: \"0.01\", lotSize: \"1\", symbol: $s) { id } }")
+    named = (
+        "mutation($t: UUID!, $q: String!, $s: String!) { openMarket(tokenId: $t, quoteCurrency: $q, "
+        'tickSize: "0.01", lotSize: "1", symbol: $s) { id } }'
+    )
     taken = await gql(named, {"t": str(other.token_id), "q": quote, "s": market["symbol"]}, token=admin.token)
     assert taken["errors"][0]["extensions"]["reason"] == "DUPLICATE_SYMBOL"
     assert market["symbol"] in taken["errors"][0]["message"]
-    halted = await gql('mutation($m: UUID!) { setMarketStatus(marketId: $m, status: HALTED) { status } }',
-                       {"m": market["id"]}, token=admin.token)
+    halted = await gql(
+        "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: HALTED) { status } }",
+        {"m": market["id"]},
+        token=admin.token,
+    )
     assert halted["data"]["setMarketStatus"]["status"] == "HALTED"
     listed = await gql("{ markets(status: HALTED) { id } }", token=admin.token)
     assert {"id": market["id"]} in listed["data"]["markets"]
@@ -83,8 +106,9 @@ async def test_order_input_errors_name_the_field(gql, make_user, session_factory
     for variables, field in cases:
         result = await gql(PLACE, variables, token=user.token)
         assert gql.error_code(result) == "BAD_USER_INPUT" and field_of(result) == field, (variables, result)
-    nope = await gql(PLACE, {"i": {**order_input(m, "BUY", "10", "1")["i"], "marketId": str(uuid.uuid4())}},
-                     token=user.token)
+    nope = await gql(
+        PLACE, {"i": {**order_input(m, "BUY", "10", "1")["i"], "marketId": str(uuid.uuid4())}}, token=user.token
+    )
     assert gql.error_code(nope) == "NOT_FOUND"
 
 
@@ -94,8 +118,10 @@ async def test_fund_trade_and_read_back(gql, make_user, services, session_factor
     m = await make_market(session_factory, maker_bps=0, taker_bps=10)
     await make_trader(session_factory, m, user_id=buyer_user.id)
     await make_trader(session_factory, m, user_id=seller_user.id, tokens="100")
-    credit = ("mutation($u: UUID!) { creditCash(userId: $u, amount: \"500\", currency: \"%s\", reference: \"r1\") "
-              "{ currency available } }" % m.quote)
+    credit = (
+        'mutation($u: UUID!) { creditCash(userId: $u, amount: "500", currency: "%s", reference: "r1") '
+        "{ currency available } }" % m.quote
+    )
     for _ in range(2):  # idempotent per reference
         funded = await gql(credit, {"u": str(buyer_user.id)}, token=admin.token)
         assert funded["data"]["creditCash"] == [{"currency": m.quote, "available": "500"}]
@@ -103,8 +129,11 @@ async def test_fund_trade_and_read_back(gql, make_user, services, session_factor
 
     ask = await gql(PLACE, order_input(m, "SELL", "10", "2.50", clientOrderId="s-1"), token=seller_user.token)
     assert ask["data"]["placeOrder"]["status"] == "NEW"
-    book = await gql('query($m: UUID!) { orderBook(marketId: $m, depth: 5) { sequence bids { price } '
-                     'asks { price quantity } } }', {"m": str(m.market_id)}, token=buyer_user.token)
+    book = await gql(
+        "query($m: UUID!) { orderBook(marketId: $m, depth: 5) { sequence bids { price } asks { price quantity } } }",
+        {"m": str(m.market_id)},
+        token=buyer_user.token,
+    )
     assert book["data"]["orderBook"]["asks"] == [{"price": "2.5", "quantity": "10"}]
     seq_before = book["data"]["orderBook"]["sequence"]
     bid = await gql(PLACE, order_input(m, "BUY", "4", "3.00"), token=buyer_user.token)
@@ -112,26 +141,40 @@ async def test_fund_trade_and_read_back(gql, make_user, services, session_factor
     bal = await gql("{ myBalances { currency available reserved } }", token=buyer_user.token)
     assert bal["data"]["myBalances"] == [{"currency": m.quote, "available": "489.99", "reserved": "0"}]
 
-    book = await gql('query($m: UUID!) { orderBook(marketId: $m) { sequence asks { price quantity } } }',
-                     {"m": str(m.market_id)}, token=buyer_user.token)
+    book = await gql(
+        "query($m: UUID!) { orderBook(marketId: $m) { sequence asks { price quantity } } }",
+        {"m": str(m.market_id)},
+        token=buyer_user.token,
+    )
     assert book["data"]["orderBook"]["asks"] == [{"price": "2.5", "quantity": "6"}]
     assert book["data"]["orderBook"]["sequence"] == seq_before + 1
-    trades = await gql('query($m: UUID!) { trades(marketId: $m, first: 5) { edges { node { price quantity '
-                       'takerSide } } } }', {"m": str(m.market_id)}, token=buyer_user.token)
+    trades = await gql(
+        "query($m: UUID!) { trades(marketId: $m, first: 5) { edges { node { price quantity takerSide } } } }",
+        {"m": str(m.market_id)},
+        token=buyer_user.token,
+    )
     assert [e["node"] for e in trades["data"]["trades"]["edges"]] == [
-        {"price": "2.5", "quantity": "4", "takerSide": "BUY"}]
+        {"price": "2.5", "quantity": "4", "takerSide": "BUY"}
+    ]
     mine = await gql("{ myTrades { edges { node { side fee settlement } } } }", token=seller_user.token)
     assert [e["node"] for e in mine["data"]["myTrades"]["edges"]] == [
-        {"side": "SELL", "fee": "0", "settlement": "PENDING"}]
-    now = datetime.now(timezone.utc)
-    candles = await gql('query($m: UUID!, $f: DateTime!) { candles(marketId: $m, interval: ONE_MINUTE, from: $f) '
-                        '{ open close volume tradeCount } }',
-                        {"m": str(m.market_id), "f": (now - timedelta(minutes=5)).isoformat()}, token=seller_user.token)
+        {"side": "SELL", "fee": "0", "settlement": "PENDING"}
+    ]
+    now = datetime.now(UTC)
+    candles = await gql(
+        "query($m: UUID!, $f: DateTime!) { candles(marketId: $m, interval: ONE_MINUTE, from: $f) "
+        "{ open close volume tradeCount } }",
+        {"m": str(m.market_id), "f": (now - timedelta(minutes=5)).isoformat()},
+        token=seller_user.token,
+    )
     assert candles["data"]["candles"] == [{"open": "2.5", "close": "2.5", "volume": "4", "tradeCount": 1}]
-    open_orders = await gql("{ myOrders(status: [NEW, PARTIALLY_FILLED]) { edges { node { clientOrderId "
-                            "filledQuantity status } } } }", token=seller_user.token)
+    open_orders = await gql(
+        "{ myOrders(status: [NEW, PARTIALLY_FILLED]) { edges { node { clientOrderId filledQuantity status } } } }",
+        token=seller_user.token,
+    )
     assert [e["node"] for e in open_orders["data"]["myOrders"]["edges"]] == [
-        {"clientOrderId": "s-1", "filledQuantity": "4", "status": "PARTIALLY_FILLED"}]
+        {"clientOrderId": "s-1", "filledQuantity": "4", "status": "PARTIALLY_FILLED"}
+    ]
 
     order_id = ask["data"]["placeOrder"]["id"]
     cancel = "mutation($id: UUID!) { cancelOrder(id: $id) { status reason } }"
@@ -148,18 +191,25 @@ async def test_cancel_all_and_closing_a_market(gql, make_user, session_factory):
     for price in ("1.00", "1.10"):
         await gql(PLACE, order_input(m, "BUY", "5", price), token=user.token)
     await gql(PLACE, order_input(m, "SELL", "5", "9.00"), token=user.token)
-    res = await gql('mutation($m: UUID!) { cancelAllOrders(marketId: $m) { status } }', {"m": str(m.market_id)},
-                    token=user.token)
+    res = await gql(
+        "mutation($m: UUID!) { cancelAllOrders(marketId: $m) { status } }", {"m": str(m.market_id)}, token=user.token
+    )
     assert [o["status"] for o in res["data"]["cancelAllOrders"]] == ["CANCELED"] * 3
     bal = await gql("{ myBalances { reserved } }", token=user.token)
     assert bal["data"]["myBalances"] == [{"reserved": "0"}]
     await gql(PLACE, order_input(m, "BUY", "5", "1.00"), token=user.token)
-    await gql('mutation($m: UUID!) { setMarketStatus(marketId: $m, status: CLOSED) { status } }',
-              {"m": str(m.market_id)}, token=admin.token)
+    await gql(
+        "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: CLOSED) { status } }",
+        {"m": str(m.market_id)},
+        token=admin.token,
+    )
     orders = await gql("{ myOrders(first: 1) { edges { node { status reason } } } }", token=user.token)
     assert orders["data"]["myOrders"]["edges"][0]["node"] == {"status": "CANCELED", "reason": "MARKET_CLOSED"}
-    reopen = await gql('mutation($m: UUID!) { setMarketStatus(marketId: $m, status: OPEN) { status } }',
-                       {"m": str(m.market_id)}, token=admin.token)
+    reopen = await gql(
+        "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: OPEN) { status } }",
+        {"m": str(m.market_id)},
+        token=admin.token,
+    )
     assert gql.error_code(reopen) == "CONFLICT"
 
 
@@ -167,45 +217,67 @@ async def test_gtd_orders_expire_on_time(gql, make_user, session_factory, sessio
     user = await make_user()
     m = await make_market(session_factory)
     await make_trader(session_factory, m, user_id=user.id, cash="1000")
-    soon = datetime.now(timezone.utc) + timedelta(seconds=30)
-    placed = await gql(PLACE, order_input(m, "BUY", "5", "1.00", timeInForce="GTD", expiresAt=soon.isoformat()),
-                       token=user.token)
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    placed = await gql(
+        PLACE, order_input(m, "BUY", "5", "1.00", timeInForce="GTD", expiresAt=soon.isoformat()), token=user.token
+    )
     assert placed["data"]["placeOrder"]["status"] == "NEW"
     assert await expire_due_orders(session, soon - timedelta(seconds=1)) == 0
     assert await expire_due_orders(session, soon) == 1
     orders = await gql("{ myOrders { edges { node { status reason reservedCash } } } }", token=user.token)
-    assert orders["data"]["myOrders"]["edges"][0]["node"] == {"status": "EXPIRED", "reason": "GTD_EXPIRED",
-                                                              "reservedCash": "0"}
+    assert orders["data"]["myOrders"]["edges"][0]["node"] == {
+        "status": "EXPIRED",
+        "reason": "GTD_EXPIRED",
+        "reservedCash": "0",
+    }
     bal = await gql("{ myBalances { available reserved } }", token=user.token)
     assert bal["data"]["myBalances"] == [{"available": "1000", "reserved": "0"}]
     async with session_factory() as s:
-        n = (await s.execute(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action.in_(["order.place", "order.expired"]), AuditLog.target_id == placed["data"]["placeOrder"]["id"]))
+        n = (
+            await s.execute(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(
+                    AuditLog.action.in_(["order.place", "order.expired"]),
+                    AuditLog.target_id == placed["data"]["placeOrder"]["id"],
+                )
+            )
         ).scalar_one()
     assert n == 2
 
 
 async def test_candles_roll_up_matches_the_live_aggregate(session_factory, session):  # type: ignore[no-untyped-def]
+    from models.trading import OrderType, Side
     from resolvers.trading import candles
     from resolvers.trading.orders import OrderRequest, place_order
-    from models.trading import OrderType, Side
 
     m = await make_market(session_factory, maker_bps=0, taker_bps=0)
     seller = await make_trader(session_factory, m, tokens="100")
     buyer = await make_trader(session_factory, m, cash="1000")
-    t0 = datetime(2026, 1, 1, 10, 0, 5, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, 10, 0, 5, tzinfo=UTC)
     for i, price in enumerate(["2.00", "3.00", "1.00"]):
         at = t0 + timedelta(minutes=2 * (i // 2))
-        await place_order(session, seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(2),
-                                                                Decimal(price)), now=at)
-        await place_order(session, buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(2),
-                                                               Decimal(price)), now=at)
+        await place_order(
+            session,
+            seller.user_id,
+            OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(2), Decimal(price)),
+            now=at,
+        )
+        await place_order(
+            session,
+            buyer.user_id,
+            OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(2), Decimal(price)),
+            now=at,
+        )
     end = t0 + timedelta(hours=1)
     live = await candles.candles(session, m.market_id, candles.CandleInterval.ONE_MINUTE, t0 - timedelta(hours=1), end)
     assert [(c.open, c.high, c.low, c.close, c.volume, c.trade_count) for c in live] == [
-        (2, 3, 2, 3, 4, 2), (1, 1, 1, 1, 2, 1)]
+        (2, 3, 2, 3, 4, 2),
+        (1, 1, 1, 1, 2, 1),
+    ]
     assert await candles.roll_up(session, m.market_id, candles.CandleInterval.ONE_MINUTE, now=end) == 2
     assert await candles.roll_up(session, m.market_id, candles.CandleInterval.ONE_MINUTE, now=end) == 0
-    stored = await candles.candles(session, m.market_id, candles.CandleInterval.ONE_MINUTE,
-                                   t0 - timedelta(hours=1), end)
+    stored = await candles.candles(
+        session, m.market_id, candles.CandleInterval.ONE_MINUTE, t0 - timedelta(hours=1), end
+    )
     assert stored == live

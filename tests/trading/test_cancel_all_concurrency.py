@@ -31,16 +31,28 @@ async def test_cancel_all_races_place_order(module_database_url):  # type: ignor
         user = await make_trader(sf, m, cash="100000")
         other = await make_trader(sf, m, tokens="100")
         async with sf() as s:  # someone else's resting ask, far above every bid: must survive every cancelAll
-            theirs = (await place_order(s, other.user_id, OrderRequest(
-                m.market_id, Side.SELL, OrderType.LIMIT, Decimal("5"), Decimal("99")))).order
+            theirs = (
+                await place_order(
+                    s, other.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal("5"), Decimal("99"))
+                )
+            ).order
 
         async def placer(n: int) -> list[uuid.UUID]:
             ids = []
             for i in range(ORDERS_EACH):
                 async with sf() as s:
-                    placed = await place_order(s, user.user_id, OrderRequest(
-                        m.market_id, Side.BUY, OrderType.LIMIT, Decimal(1 + i % 3), Decimal(10 + n) / 2,
-                        client_order_id=f"p{n}-{i}"))
+                    placed = await place_order(
+                        s,
+                        user.user_id,
+                        OrderRequest(
+                            m.market_id,
+                            Side.BUY,
+                            OrderType.LIMIT,
+                            Decimal(1 + i % 3),
+                            Decimal(10 + n) / 2,
+                            client_order_id=f"p{n}-{i}",
+                        ),
+                    )
                     assert placed.order.status is OrderStatus.NEW
                     ids.append(placed.order.id)
             return ids
@@ -65,18 +77,32 @@ async def test_cancel_all_races_place_order(module_database_url):  # type: ignor
         assert sorted(canceled) == sorted(placed_ids) and len(placed_ids) == PLACERS * ORDERS_EACH
 
         async with sf() as s:
-            assert await s.scalar(select(func.count()).select_from(Order).where(
-                Order.user_id == user.user_id, Order.status.in_(OPEN_STATUSES))) == 0
+            assert (
+                await s.scalar(
+                    select(func.count())
+                    .select_from(Order)
+                    .where(Order.user_id == user.user_id, Order.status.in_(OPEN_STATUSES))
+                )
+                == 0
+            )
             assert await s.scalar(select(func.sum(Order.reserved_cash)).where(Order.user_id == user.user_id)) == 0
             [cash] = await ledger.balances(s, user.user_id)
             assert (cash.available, cash.reserved) == (Decimal("100000"), 0)
             # one reservation and one release per order, never more
             for kind in ("RESERVE", "RELEASE"):
-                assert await s.scalar(select(func.count()).select_from(LedgerTransaction).where(
-                    LedgerTransaction.kind == kind,
-                    LedgerTransaction.reference.in_([f"order:{i}:{kind.lower()}" for i in placed_ids]))) == len(placed_ids)
-            assert await s.scalar(select(func.count()).select_from(AuditLog).where(
-                AuditLog.action == "order.canceled", AuditLog.actor_id == user.user_id)) == len(placed_ids)
+                assert await s.scalar(
+                    select(func.count())
+                    .select_from(LedgerTransaction)
+                    .where(
+                        LedgerTransaction.kind == kind,
+                        LedgerTransaction.reference.in_([f"order:{i}:{kind.lower()}" for i in placed_ids]),
+                    )
+                ) == len(placed_ids)
+            assert await s.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(AuditLog.action == "order.canceled", AuditLog.actor_id == user.user_id)
+            ) == len(placed_ids)
             assert (await s.get(Order, theirs.id)).status is OrderStatus.NEW  # type: ignore[union-attr]
             assert (await ledger.total_by_currency(s))[m.quote] == 0
 

@@ -3,13 +3,12 @@ a cancel, quantity and cash conserved, reservations consistent, the book never c
 
 from __future__ import annotations
 
-import pytest
-
 import asyncio
 import random
 from decimal import Decimal
 
 import httpx
+import pytest
 from sqlalchemy import func, select, text
 
 from core.jwt_keys import KeyRing
@@ -23,7 +22,7 @@ CLIENTS = 8
 ORDERS_PER_CLIENT = 40
 START_CASH = Decimal("100000")
 START_TOKENS = Decimal("1000")
-PLACE = ("mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }")
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }"
 CANCEL = "mutation($id: UUID!) { cancelOrder(id: $id) { id status filledQuantity } }"
 
 
@@ -33,8 +32,15 @@ def database_url(module_database_url: str) -> str:
     return module_database_url
 
 
-async def client_run(n: int, urls: list[str], market_id: str, token: str, canceled: dict[str, Decimal],
-                     errors: list[str], placed: list[str]) -> None:
+async def client_run(
+    n: int,
+    urls: list[str],
+    market_id: str,
+    token: str,
+    canceled: dict[str, Decimal],
+    errors: list[str],
+    placed: list[str],
+) -> None:
     rng = random.Random(n)
     mine: list[str] = []
     async with httpx.AsyncClient(timeout=60) as http:
@@ -53,8 +59,14 @@ async def client_run(n: int, urls: list[str], market_id: str, token: str, cancel
             side = rng.choice(["BUY", "SELL"])
             price = Decimal(rng.randint(95, 105)) / 10
             kind = rng.choices(["GTC", "IOC", "FOK", "MARKET"], [6, 2, 1, 1])[0]
-            inp = {"marketId": market_id, "side": side, "quantity": str(rng.randint(1, 8)), "price": str(price),
-                   "type": "MARKET" if kind == "MARKET" else "LIMIT", "clientOrderId": f"c{n}-{i}"}
+            inp = {
+                "marketId": market_id,
+                "side": side,
+                "quantity": str(rng.randint(1, 8)),
+                "price": str(price),
+                "type": "MARKET" if kind == "MARKET" else "LIMIT",
+                "clientOrderId": f"c{n}-{i}",
+            }
             if kind in ("IOC", "FOK"):
                 inp["timeInForce"] = kind
             res = await graphql(http, url, PLACE, {"i": inp}, token)
@@ -81,9 +93,15 @@ async def test_two_processes_many_clients_invariants(database_url, redis_url, se
         errors: list[str] = []
         placed: list[str] = []
         with api_servers(database_url, redis_url, n=2, data_dir=str(tmp_path)) as servers:
-            await asyncio.wait_for(asyncio.gather(*[
-                client_run(n, servers.urls, str(m.market_id), tokens[n], canceled, errors, placed) for n in range(CLIENTS)]),
-                timeout=300)
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *[
+                        client_run(n, servers.urls, str(m.market_id), tokens[n], canceled, errors, placed)
+                        for n in range(CLIENTS)
+                    ]
+                ),
+                timeout=300,
+            )
         assert not errors, errors[:5]
 
         async with sf() as s:
@@ -114,23 +132,47 @@ async def test_two_processes_many_clients_invariants(database_url, redis_url, se
                 bal = {b.currency: b for b in await ledger.balances(s, trader.user_id)}[m.quote]
                 held = sum((o.reserved_cash for o in orders if o.user_id == trader.user_id), Decimal(0))
                 assert bal.reserved == held
-                bought = sum((t.price * t.quantity + (t.taker_fee if t.taker_side is Side.BUY else t.maker_fee)
-                              for t in trades if t.buyer_id == trader.user_id), Decimal(0))
-                sold = sum((t.price * t.quantity - (t.taker_fee if t.taker_side is Side.SELL else t.maker_fee)
-                            for t in trades if t.seller_id == trader.user_id), Decimal(0))
+                bought = sum(
+                    (
+                        t.price * t.quantity + (t.taker_fee if t.taker_side is Side.BUY else t.maker_fee)
+                        for t in trades
+                        if t.buyer_id == trader.user_id
+                    ),
+                    Decimal(0),
+                )
+                sold = sum(
+                    (
+                        t.price * t.quantity - (t.taker_fee if t.taker_side is Side.SELL else t.maker_fee)
+                        for t in trades
+                        if t.seller_id == trader.user_id
+                    ),
+                    Decimal(0),
+                )
                 assert bal.total == START_CASH - bought + sold
                 for o in orders:
                     if o.user_id == trader.user_id and o.status in OPEN_STATUSES and o.side is Side.BUY:
                         assert o.reserved_cash >= (o.quantity - o.filled_quantity) * o.price
             fees = sum((t.maker_fee + t.taker_fee for t in trades), Decimal(0))
-            platform_fees = (await s.execute(select(LedgerAccount.balance).where(
-                LedgerAccount.owner_id.is_(None), LedgerAccount.kind == AccountKind.FEES,
-                LedgerAccount.currency == m.quote))).scalar_one()
+            platform_fees = (
+                await s.execute(
+                    select(LedgerAccount.balance).where(
+                        LedgerAccount.owner_id.is_(None),
+                        LedgerAccount.kind == AccountKind.FEES,
+                        LedgerAccount.currency == m.quote,
+                    )
+                )
+            ).scalar_one()
             assert platform_fees == fees
             # tokens: one instruction per trade, seller wallet -> buyer wallet, in raw units
-            amount = (await s.execute(select(func.coalesce(func.sum(SettlementInstruction.amount), 0)).where(
-                SettlementInstruction.trade_id.in_([t.id for t in trades])))).scalar_one()
-            assert amount == sum(t.quantity for t in trades) * 10 ** m.decimals
-            seq = (await s.execute(text("SELECT book_sequence FROM markets WHERE id = :m"), {"m": m.market_id})
-                   ).scalar_one()
+            amount = (
+                await s.execute(
+                    select(func.coalesce(func.sum(SettlementInstruction.amount), 0)).where(
+                        SettlementInstruction.trade_id.in_([t.id for t in trades])
+                    )
+                )
+            ).scalar_one()
+            assert amount == sum(t.quantity for t in trades) * 10**m.decimals
+            seq = (
+                await s.execute(text("SELECT book_sequence FROM markets WHERE id = :m"), {"m": m.market_id})
+            ).scalar_one()
             assert seq > 0

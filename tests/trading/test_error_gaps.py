@@ -3,7 +3,7 @@ of a GTD order after its expiry."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,16 +16,19 @@ CANDLES = "query($m: UUID!, $f: DateTime, $t: DateTime) { candles(marketId: $m, 
 PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status clientOrderId } }"
 
 
-@pytest.mark.parametrize("from_,to,code", [
-    (None, "0001-01-01T00:00:00Z", "BAD_USER_INPUT"),  # `to - 1 day` overflowed: INTERNAL
-    (None, "0001-01-01T12:00:00Z", None),  # the window is clipped to the first representable instant
-    (None, "0001-01-01T00:00:00-05:00", None),
-    ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", None),
-    ("9999-12-31T23:59:59Z", None, "BAD_USER_INPUT"),  # from after now
-    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "BAD_USER_INPUT"),
-    (None, "9999-12-31T23:59:59.999999Z", None),
-    (None, "0001-01-01T00:00:00+14:00", "BAD_USER_INPUT"),  # before the first instant in UTC
-])
+@pytest.mark.parametrize(
+    "from_,to,code",
+    [
+        (None, "0001-01-01T00:00:00Z", "BAD_USER_INPUT"),  # `to - 1 day` overflowed: INTERNAL
+        (None, "0001-01-01T12:00:00Z", None),  # the window is clipped to the first representable instant
+        (None, "0001-01-01T00:00:00-05:00", None),
+        ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", None),
+        ("9999-12-31T23:59:59Z", None, "BAD_USER_INPUT"),  # from after now
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "BAD_USER_INPUT"),
+        (None, "9999-12-31T23:59:59.999999Z", None),
+        (None, "0001-01-01T00:00:00+14:00", "BAD_USER_INPUT"),  # before the first instant in UTC
+    ],
+)
 async def test_candles_at_the_edges_of_time(gql, make_user, session_factory, from_, to, code) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     m = await make_market(session_factory)
@@ -38,8 +41,16 @@ async def test_candles_at_the_edges_of_time(gql, make_user, session_factory, fro
 
 async def _place_in_the_past(session, m, user_id, client_order_id: str, expires_at: datetime):  # type: ignore[no-untyped-def]
     """A GTD order placed an hour ago, expiring half an hour ago (the resolver takes `now`)."""
-    req = orders.OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal("5"), Decimal("1.00"), TimeInForce.GTD,
-                              expires_at, client_order_id)
+    req = orders.OrderRequest(
+        m.market_id,
+        Side.BUY,
+        OrderType.LIMIT,
+        Decimal("5"),
+        Decimal("1.00"),
+        TimeInForce.GTD,
+        expires_at,
+        client_order_id,
+    )
     placed = await orders.place_order(session, user_id, req, now=expires_at - timedelta(minutes=30))
     return placed.order
 
@@ -48,10 +59,20 @@ async def test_retrying_an_expired_gtd_order_returns_the_stored_order(gql, make_
     user = await make_user()
     m = await make_market(session_factory)
     await make_trader(session_factory, m, user_id=user.id, cash="1000")
-    expired = datetime.now(timezone.utc) - timedelta(minutes=30)
+    expired = datetime.now(UTC) - timedelta(minutes=30)
     stored = await _place_in_the_past(session, m, user.id, "gtd-retry-1", expired)
-    retry = {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "5", "price": "1.00",
-                   "timeInForce": "GTD", "expiresAt": expired.isoformat(), "clientOrderId": "gtd-retry-1"}}
+    retry = {
+        "i": {
+            "marketId": str(m.market_id),
+            "side": "BUY",
+            "type": "LIMIT",
+            "quantity": "5",
+            "price": "1.00",
+            "timeInForce": "GTD",
+            "expiresAt": expired.isoformat(),
+            "clientOrderId": "gtd-retry-1",
+        }
+    }
     result = await gql(PLACE, retry, token=user.token)
     assert "errors" not in result, result
     assert result["data"]["placeOrder"]["id"] == str(stored.id)

@@ -26,8 +26,10 @@ async def rejected(session, user_id, req) -> str:  # type: ignore[no-untyped-def
     return placed.order.reason  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("kyc", [None, KycStatus.NOT_STARTED, KycStatus.PENDING_REVIEW, KycStatus.REJECTED,
-                                 KycStatus.SUSPENDED, KycStatus.EXPIRED])
+@pytest.mark.parametrize(
+    "kyc",
+    [None, KycStatus.NOT_STARTED, KycStatus.PENDING_REVIEW, KycStatus.REJECTED, KycStatus.SUSPENDED, KycStatus.EXPIRED],
+)
 async def test_kyc_not_approved(session_factory, session, kyc):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory)
     t = await make_trader(session_factory, m, cash="100", tokens="100", kyc=kyc)

@@ -42,8 +42,7 @@ def order(market_id: str, side: str) -> dict:  # type: ignore[type-arg]
     return {"i": {"marketId": market_id, "side": side, "type": "LIMIT", "quantity": "2", "price": "1.50"}}
 
 
-async def test_graphql_ws_reference_client_receives_a_trade(node_client, database_url, redis_url, settings,
-                                                            tmp_path):  # type: ignore[no-untyped-def]
+async def test_graphql_ws_reference_client_receives_a_trade(node_client, database_url, redis_url, settings, tmp_path):  # type: ignore[no-untyped-def]
     keyring = KeyRing.from_settings(settings)
     async with committed_sessions(database_url) as sf:
         m = await make_market(sf, maker_bps=0, taker_bps=0)
@@ -55,8 +54,15 @@ async def test_graphql_ws_reference_client_receives_a_trade(node_client, databas
     with api_servers(database_url, redis_url, n=1, data_dir=str(tmp_path)) as servers:
         url = servers.urls[0]
         proc = await asyncio.create_subprocess_exec(
-            "node", str(node_client), url.replace("http://", "ws://") + "/graphql", buyer_token, market_id,
-            cwd=node_client.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            "node",
+            str(node_client),
+            url.replace("http://", "ws://") + "/graphql",
+            buyer_token,
+            market_id,
+            cwd=node_client.parent,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             line = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))  # type: ignore[union-attr]
             assert line == {"event": "connected"}, line
@@ -69,7 +75,7 @@ async def test_graphql_ws_reference_client_receives_a_trade(node_client, databas
                     assert done["data"]["placeOrder"]["status"] == "FILLED"
                     try:
                         event = json.loads(await asyncio.wait_for(proc.stdout.readline(), 2))  # type: ignore[union-attr]
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
             assert event is not None and event["event"] == "next", event
             update = event["value"]["data"]["trades"]

@@ -8,7 +8,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -55,17 +54,26 @@ async def cross(http, url, m, seller, buyer, price="2.50", qty="3"):  # type: ig
 async def test_trade_on_one_process_reaches_subscribers_on_the_other(servers, database_url, settings):  # type: ignore[no-untyped-def]
     m, seller, buyer, _ = await setup_market(database_url, settings)
     a, b = servers.urls
-    query = ("subscription($m: UUID!) { trades(marketId: $m) { marketId sequence snapshot "
-             "trades { price quantity takerSide sequence } } }")
-    async with subscribe(a, query, {"m": str(m.market_id)}, seller) as s1, \
-            subscribe(a, query, {"m": str(m.market_id)}, buyer) as s2, httpx.AsyncClient(timeout=30) as http:
+    query = (
+        "subscription($m: UUID!) { trades(marketId: $m) { marketId sequence snapshot "
+        "trades { price quantity takerSide sequence } } }"
+    )
+    async with (
+        subscribe(a, query, {"m": str(m.market_id)}, seller) as s1,
+        subscribe(a, query, {"m": str(m.market_id)}, buyer) as s2,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
         for sub in (s1, s2):  # both start with the market's (empty) snapshot at sequence 0
             snap = (await sub.next())["payload"]["data"]["trades"]
             assert snap == {"marketId": str(m.market_id), "sequence": 0, "snapshot": True, "trades": []}
         await cross(http, b, m, seller, buyer)
         msg = (await s1.next())["payload"]["data"]["trades"]
-        assert msg == {"marketId": str(m.market_id), "sequence": 1, "snapshot": False,
-                       "trades": [{"price": "2.5", "quantity": "3", "takerSide": "BUY", "sequence": 1}]}
+        assert msg == {
+            "marketId": str(m.market_id),
+            "sequence": 1,
+            "snapshot": False,
+            "trades": [{"price": "2.5", "quantity": "3", "takerSide": "BUY", "sequence": 1}],
+        }
         assert (await s2.next())["payload"]["data"]["trades"] == msg  # the same event, same sequence
         await cross(http, b, m, seller, buyer, price="2.60", qty="1")
         assert (await s1.next())["payload"]["data"]["trades"]["sequence"] == 2  # consecutive per market
@@ -77,24 +85,38 @@ async def test_trades_stream_starts_with_the_latest_trades(servers, database_url
     m, seller, buyer, _ = await setup_market(database_url, settings)
     other, o_seller, o_buyer, _ = await setup_market(database_url, settings)
     a, b = servers.urls
-    query = ("subscription($m: UUID!, $n: Int!) { trades(marketId: $m, last: $n) { sequence snapshot "
-             "trades { price sequence } } }")
+    query = (
+        "subscription($m: UUID!, $n: Int!) { trades(marketId: $m, last: $n) { sequence snapshot "
+        "trades { price sequence } } }"
+    )
     async with httpx.AsyncClient(timeout=30) as http:
         for price in ("1.00", "2.00", "3.00"):
             await cross(http, b, m, seller, buyer, price=price, qty="1")
             await cross(http, b, other, o_seller, o_buyer, price=price, qty="1")
         async with subscribe(a, query, {"m": str(m.market_id), "n": 2}, buyer) as sub:
             snap = (await sub.next())["payload"]["data"]["trades"]
-            assert snap == {"sequence": 3, "snapshot": True,
-                            "trades": [{"price": "2", "sequence": 2}, {"price": "3", "sequence": 3}]}
+            assert snap == {
+                "sequence": 3,
+                "snapshot": True,
+                "trades": [{"price": "2", "sequence": 2}, {"price": "3", "sequence": 3}],
+            }
             await cross(http, b, other, o_seller, o_buyer, price="9.00", qty="1")
             await cross(http, b, m, seller, buyer, price="4.00", qty="1")
             assert (await sub.next())["payload"]["data"]["trades"] == {
-                "sequence": 4, "snapshot": False, "trades": [{"price": "4", "sequence": 4}]}
-        page = await graphql(http, a, "query($m: UUID!) { trades(marketId: $m, first: 2) { edges { node { sequence "
-                             "price } } } }", {"m": str(m.market_id)})
-        assert [e["node"] for e in page["data"]["trades"]["edges"]] == [{"sequence": 4, "price": "4"},
-                                                                        {"sequence": 3, "price": "3"}]
+                "sequence": 4,
+                "snapshot": False,
+                "trades": [{"price": "4", "sequence": 4}],
+            }
+        page = await graphql(
+            http,
+            a,
+            "query($m: UUID!) { trades(marketId: $m, first: 2) { edges { node { sequence price } } } }",
+            {"m": str(m.market_id)},
+        )
+        assert [e["node"] for e in page["data"]["trades"]["edges"]] == [
+            {"sequence": 4, "price": "4"},
+            {"sequence": 3, "price": "3"},
+        ]
         async with subscribe(a, query, {"m": str(m.market_id), "n": 201}) as too_many:
             refused = await too_many.next()
             errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
@@ -106,16 +128,22 @@ async def test_order_book_snapshot_then_consecutive_deltas(servers, database_url
     a, b = servers.urls
     async with httpx.AsyncClient(timeout=30) as http:
         await graphql(http, b, PLACE, order(m, "BUY", "5", "1.00"), buyer)
-        query = ("subscription($m: UUID!) { orderBook(marketId: $m, depth: 5) { sequence snapshot "
-                 "bids { price quantity } asks { price quantity } } }")
+        query = (
+            "subscription($m: UUID!) { orderBook(marketId: $m, depth: 5) { sequence snapshot "
+            "bids { price quantity } asks { price quantity } } }"
+        )
         async with subscribe(a, query, {"m": str(m.market_id)}, buyer) as sub:
             first = (await sub.next())["payload"]["data"]["orderBook"]
             assert first["snapshot"] is True and first["bids"] == [{"price": "1", "quantity": "5"}]
             seq = first["sequence"]
             await graphql(http, b, PLACE, order(m, "SELL", "7", "3.00"), seller)
             delta = (await sub.next())["payload"]["data"]["orderBook"]
-            assert delta == {"sequence": seq + 1, "snapshot": False, "bids": [],
-                             "asks": [{"price": "3", "quantity": "7"}]}
+            assert delta == {
+                "sequence": seq + 1,
+                "snapshot": False,
+                "bids": [],
+                "asks": [{"price": "3", "quantity": "7"}],
+            }
             await graphql(http, b, PLACE, order(m, "BUY", "2", "3.00"), buyer)  # trades 2 at 3.00
             delta = (await sub.next())["payload"]["data"]["orderBook"]
             assert delta["sequence"] == seq + 2 and delta["asks"] == [{"price": "3", "quantity": "5"}]
@@ -131,8 +159,11 @@ async def test_ticker_and_candles_follow_trades(servers, database_url, settings)
     a, b = servers.urls
     tq = "subscription($m: UUID!) { ticker(marketId: $m) { last bestBid bestAsk volume24h high24h low24h change24h } }"
     cq = "subscription($m: UUID!) { candles(marketId: $m, interval: ONE_MINUTE) { open close volume tradeCount } }"
-    async with subscribe(a, tq, {"m": str(m.market_id)}, buyer) as ticker, \
-            subscribe(a, cq, {"m": str(m.market_id)}, buyer) as candles, httpx.AsyncClient(timeout=30) as http:
+    async with (
+        subscribe(a, tq, {"m": str(m.market_id)}, buyer) as ticker,
+        subscribe(a, cq, {"m": str(m.market_id)}, buyer) as candles,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
         first = (await ticker.next())["payload"]["data"]["ticker"]
         assert first["last"] is None and first["volume24h"] == "0"
         await asyncio.sleep(0.3)  # a market that never traded has no candle yet; let its listener start
@@ -142,8 +173,15 @@ async def test_ticker_and_candles_follow_trades(servers, database_url, settings)
         last: dict = {}  # type: ignore[type-arg]
         while last.get("last") != "4" and time.monotonic() < deadline:
             last = (await ticker.next())["payload"]["data"]["ticker"]
-        assert last == {"last": "4", "bestBid": None, "bestAsk": None, "volume24h": "2", "high24h": "4",
-                        "low24h": "2", "change24h": "2"}
+        assert last == {
+            "last": "4",
+            "bestBid": None,
+            "bestAsk": None,
+            "volume24h": "2",
+            "high24h": "4",
+            "low24h": "2",
+            "change24h": "2",
+        }
         candle: dict = {}  # type: ignore[type-arg]
         while candle.get("tradeCount") != 2 and time.monotonic() < deadline:
             candle = (await candles.next())["payload"]["data"]["candles"]
@@ -151,12 +189,15 @@ async def test_ticker_and_candles_follow_trades(servers, database_url, settings)
         # subscribers arriving now get the current state at once: on this process they join the shared streams
         # above, on the other they start new ones
         for url in (a, b):
-            async with subscribe(url, tq, {"m": str(m.market_id)}) as late_ticker, \
-                    subscribe(url, cq, {"m": str(m.market_id)}) as late_candles:
+            async with (
+                subscribe(url, tq, {"m": str(m.market_id)}) as late_ticker,
+                subscribe(url, cq, {"m": str(m.market_id)}) as late_candles,
+            ):
                 assert (await late_ticker.next(timeout=15))["payload"]["data"]["ticker"]["last"] == "4"
                 assert (await late_candles.next(timeout=15))["payload"]["data"]["candles"] in (
                     {"open": "2", "close": "4", "volume": "2", "tradeCount": 2},
-                    {"open": "4", "close": "4", "volume": "0", "tradeCount": 0})  # the minute turned: flat at the last
+                    {"open": "4", "close": "4", "volume": "0", "tradeCount": 0},
+                )  # the minute turned: flat at the last
 
 
 async def test_my_orders_is_personal_and_closes_when_the_token_expires(servers, database_url, settings):  # type: ignore[no-untyped-def]
@@ -171,7 +212,7 @@ async def test_my_orders_is_personal_and_closes_when_the_token_expires(servers, 
             try:
                 msg = await mine.next(timeout=2)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
         assert msg is not None
         update = msg["payload"]["data"]["myOrders"]

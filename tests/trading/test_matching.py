@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from models.trading import OrderStatus, OrderType, Side, TimeInForce
 from resolvers.trading.matching import BookOrder, Incoming, OrderBook, match
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 D = Decimal
 
 

@@ -7,7 +7,15 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from models.ledger import AccountKind, LedgerAccount
-from models.trading import InstructionStatus, OrderStatus, OrderType, SettlementInstruction, SettlementStatus, Side, Trade
+from models.trading import (
+    InstructionStatus,
+    OrderStatus,
+    OrderType,
+    SettlementInstruction,
+    SettlementStatus,
+    Side,
+    Trade,
+)
 from resolvers import ledger
 from resolvers.trading.orders import OrderRequest, cancel_order, place_order
 from resolvers.trading.settlement import record_transfer_result
@@ -19,9 +27,15 @@ def limit(m, side, qty, price, **kw):  # type: ignore[no-untyped-def]
 
 
 async def fees_balance(session, currency: str) -> Decimal:  # type: ignore[no-untyped-def]
-    return (await session.execute(select(LedgerAccount.balance).where(
-        LedgerAccount.owner_id.is_(None), LedgerAccount.kind == AccountKind.FEES,
-        LedgerAccount.currency == currency))).scalar_one_or_none() or Decimal(0)
+    return (
+        await session.execute(
+            select(LedgerAccount.balance).where(
+                LedgerAccount.owner_id.is_(None),
+                LedgerAccount.kind == AccountKind.FEES,
+                LedgerAccount.currency == currency,
+            )
+        )
+    ).scalar_one_or_none() or Decimal(0)
 
 
 async def test_cross_settles_cash_and_records_token_instruction(session_factory, session):  # type: ignore[no-untyped-def]
@@ -46,14 +60,17 @@ async def test_cross_settles_cash_and_records_token_instruction(session_factory,
     assert await fees_balance(session, m.quote) == Decimal("0.06")
     assert (await ledger.total_by_currency(session))[m.quote] == 0
 
-    instruction = (await session.execute(select(SettlementInstruction).where(
-        SettlementInstruction.trade_id == trade.id))).scalar_one()
+    instruction = (
+        await session.execute(select(SettlementInstruction).where(SettlementInstruction.trade_id == trade.id))
+    ).scalar_one()
     assert (instruction.chain_id, instruction.token_address) == (m.chain_id, m.token_address)
     assert (instruction.from_wallet, instruction.to_wallet) == (seller.wallet, buyer.wallet)
     assert instruction.amount == 4 * 10**m.decimals and instruction.status is InstructionStatus.PENDING
 
-    assert await record_transfer_result(session, instruction.id, confirmed=True, tx_hash="0x" + "ab" * 32) \
+    assert (
+        await record_transfer_result(session, instruction.id, confirmed=True, tx_hash="0x" + "ab" * 32)
         is SettlementStatus.SETTLED
+    )
     await session.refresh(trade)
     await session.refresh(instruction)
     assert trade.settlement is SettlementStatus.SETTLED and instruction.status is InstructionStatus.CONFIRMED
@@ -67,8 +84,9 @@ async def test_failed_transfer_marks_the_trade_failed(session_factory, session):
     buyer = await make_trader(session_factory, m, cash="100")
     await place_order(session, seller.user_id, limit(m, Side.SELL, "1", "1.00"))
     await place_order(session, buyer.user_id, limit(m, Side.BUY, "1", "1.00"))
-    instruction = (await session.execute(select(SettlementInstruction).where(
-        SettlementInstruction.from_wallet == seller.wallet))).scalar_one()
+    instruction = (
+        await session.execute(select(SettlementInstruction).where(SettlementInstruction.from_wallet == seller.wallet))
+    ).scalar_one()
     assert await record_transfer_result(session, instruction.id, confirmed=False) is SettlementStatus.FAILED
     trade = (await session.execute(select(Trade).where(Trade.id == instruction.trade_id))).scalar_one()
     await session.refresh(trade)

@@ -4,7 +4,7 @@ market lock: a regression to per-row reads or re-reads shows up here as extra st
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, text
@@ -28,29 +28,41 @@ async def test_expired_maker_met_while_matching_is_expired_and_releases_its_cash
     m = await make_market(session_factory, maker_bps=0, taker_bps=0)
     buyer = await make_trader(session_factory, m, cash="100")
     seller = await make_trader(session_factory, m, tokens="10")
-    t0 = datetime.now(timezone.utc)
-    bid = await place_order(session, buyer.user_id, limit(m, Side.BUY, "5", "2.00", time_in_force=TimeInForce.GTD,
-                                                          expires_at=t0 + timedelta(seconds=10)), now=t0)
+    t0 = datetime.now(UTC)
+    bid = await place_order(
+        session,
+        buyer.user_id,
+        limit(m, Side.BUY, "5", "2.00", time_in_force=TimeInForce.GTD, expires_at=t0 + timedelta(seconds=10)),
+        now=t0,
+    )
     assert bid.order.status is OrderStatus.NEW and bid.order.reserved_cash == Decimal("10")
     # the expiry job has not run yet: the sell meets the expired bid, expires it instead of trading, and rests
     ask = await place_order(session, seller.user_id, limit(m, Side.SELL, "5", "2.00"), now=t0 + timedelta(seconds=20))
     assert ask.order.status is OrderStatus.NEW and ask.order.filled_quantity == 0
-    assert (await session.execute(select(func.count()).select_from(Trade).where(
-        Trade.market_id == m.market_id))).scalar_one() == 0
-    status, reason, reserved = (await session.execute(select(Order.status, Order.reason, Order.reserved_cash).where(
-        Order.id == bid.order.id))).one()
+    assert (
+        await session.execute(select(func.count()).select_from(Trade).where(Trade.market_id == m.market_id))
+    ).scalar_one() == 0
+    status, reason, reserved = (
+        await session.execute(select(Order.status, Order.reason, Order.reserved_cash).where(Order.id == bid.order.id))
+    ).one()
     assert (status, reason, reserved) == (OrderStatus.EXPIRED, "GTD_EXPIRED", 0)
     (cash,) = await ledger.balances(session, buyer.user_id)
     assert (cash.available, cash.reserved) == (Decimal("100"), 0)
     # what subscribers hear: the book (bid level gone, ask level new), then both orders as stored
     channels = [c for c, _ in ask.events.messages]
-    assert channels == [market_data.book_channel(m.market_id), market_data.orders_channel(seller.user_id),
-                        market_data.orders_channel(buyer.user_id)]
+    assert channels == [
+        market_data.book_channel(m.market_id),
+        market_data.orders_channel(seller.user_id),
+        market_data.orders_channel(buyer.user_id),
+    ]
     book = ask.events.messages[0][1]
     assert book["bids"] == [[Decimal("2.00"), 0]] and book["asks"] == [[Decimal("2.00"), Decimal(5)]]
     assert ask.events.messages[2][1]["status"] is OrderStatus.EXPIRED
-    audited = (await session.execute(select(AuditLog.details).where(
-        AuditLog.action == "order.place", AuditLog.target_id == str(ask.order.id)))).scalar_one()
+    audited = (
+        await session.execute(
+            select(AuditLog.details).where(AuditLog.action == "order.place", AuditLog.target_id == str(ask.order.id))
+        )
+    ).scalar_one()
     assert audited == {"market": str(m.market_id), "status": "NEW", "reason": None}
 
 
@@ -61,8 +73,11 @@ async def test_rejected_order_is_stored_and_audited(session_factory, session):  
     assert placed.order.status is OrderStatus.REJECTED and placed.order.reason == "INSUFFICIENT_CASH"
     assert placed.order.wallet_address == buyer.wallet
     assert [c for c, _ in placed.events.messages] == [market_data.orders_channel(buyer.user_id)]
-    audited = (await session.execute(select(AuditLog.details).where(
-        AuditLog.action == "order.place", AuditLog.target_id == str(placed.order.id)))).scalar_one()
+    audited = (
+        await session.execute(
+            select(AuditLog.details).where(AuditLog.action == "order.place", AuditLog.target_id == str(placed.order.id))
+        )
+    ).scalar_one()
     assert audited["status"] == "REJECTED" and audited["reason"] == "INSUFFICIENT_CASH"
 
 
@@ -71,11 +86,16 @@ async def test_replayed_reference_creates_no_accounts(session, make_user):  # ty
     ref = f"test:{uuid.uuid4()}"
     assert await ledger.credit_deposit(session, user.id, Decimal("3"), "USD", ref)
     # same reference, another currency whose accounts do not exist yet: a replay, nothing is created
-    assert not await ledger.post(session, kind="CREDIT", reference=ref, currency="EURX",
-                                 legs=[(Platform(ledger.AccountKind.DEPOSITS), Decimal(-3)),
-                                       (UserAccount(user.id), Decimal(3))])
-    assert (await session.execute(select(func.count()).select_from(LedgerAccount).where(
-        LedgerAccount.currency == "EURX"))).scalar_one() == 0
+    assert not await ledger.post(
+        session,
+        kind="CREDIT",
+        reference=ref,
+        currency="EURX",
+        legs=[(Platform(ledger.AccountKind.DEPOSITS), Decimal(-3)), (UserAccount(user.id), Decimal(3))],
+    )
+    assert (
+        await session.execute(select(func.count()).select_from(LedgerAccount).where(LedgerAccount.currency == "EURX"))
+    ).scalar_one() == 0
 
 
 async def test_round_trips_per_placement(session_factory, session):  # type: ignore[no-untyped-def]

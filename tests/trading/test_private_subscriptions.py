@@ -22,9 +22,11 @@ from tests.trading.factories import make_market, make_trader
 from tests.trading.live import Servers, api_servers, committed_sessions, graphql
 
 PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
-MY_ORDERS = ["subscription { myOrders { id side price } }",
-             "subscription { ...Mine } fragment Mine on Subscription { myOrders { id side price } }",
-             "subscription { ... on Subscription { myOrders { id side price } } }"]
+MY_ORDERS = [
+    "subscription { myOrders { id side price } }",
+    "subscription { ...Mine } fragment Mine on Subscription { myOrders { id side price } }",
+    "subscription { ... on Subscription { myOrders { id side price } } }",
+]
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +64,16 @@ class Socket:
 
 @contextlib.asynccontextmanager
 async def socket(url: str, token: str, query: str, variables: dict[str, Any] | None = None) -> AsyncIterator[Socket]:
-    async with websockets.connect(url.replace("http://", "ws://") + "/graphql", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                                  open_timeout=10) as ws:
+    async with websockets.connect(
+        url.replace("http://", "ws://") + "/graphql",
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        open_timeout=10,
+    ) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
-        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query,
-                                                                            "variables": variables or {}}}))
+        await ws.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
+        )
         yield Socket(ws)
 
 
@@ -94,15 +100,23 @@ async def test_two_users_never_receive_each_others_orders(server, database_url, 
         m = await make_market(sf, maker_bps=0, taker_bps=0)
         alice = await make_trader(sf, m, cash="1000")
         bob = await make_trader(sf, m, cash="1000")
-    tokens = {"alice": keyring.issue(alice.user_id, ["INVESTOR"])[0], "bob": keyring.issue(bob.user_id, ["INVESTOR"])[0]}
+    tokens = {
+        "alice": keyring.issue(alice.user_id, ["INVESTOR"])[0],
+        "bob": keyring.issue(bob.user_id, ["INVESTOR"])[0],
+    }
     url = server.urls[0]
     async with contextlib.AsyncExitStack() as stack:
-        sockets = {(who, n): await stack.enter_async_context(socket(url, tokens[who], doc))
-                   for n, doc in enumerate(MY_ORDERS) for who in ("alice", "bob")}
+        sockets = {
+            (who, n): await stack.enter_async_context(socket(url, tokens[who], doc))
+            for n, doc in enumerate(MY_ORDERS)
+            for who in ("alice", "bob")
+        }
         await _listening(url)
         async with httpx.AsyncClient(timeout=30) as http:
-            placed = {"alice": (await graphql(http, url, PLACE, buy(m, "1.00"), tokens["alice"]))["data"]["placeOrder"],
-                      "bob": (await graphql(http, url, PLACE, buy(m, "2.00"), tokens["bob"]))["data"]["placeOrder"]}
+            placed = {
+                "alice": (await graphql(http, url, PLACE, buy(m, "1.00"), tokens["alice"]))["data"]["placeOrder"],
+                "bob": (await graphql(http, url, PLACE, buy(m, "2.00"), tokens["bob"]))["data"]["placeOrder"],
+            }
         for (who, n), sock in sockets.items():
             first = order_of(await sock.recv(10))
             assert first["id"] == placed[who]["id"], (who, MY_ORDERS[n], first)
@@ -150,21 +164,29 @@ async def test_payment_updates_are_never_handed_to_another_user(server, database
     dave_token = keyring.issue(dave.user_id, ["INVESTOR"])[0]
     erin_token = keyring.issue(erin.user_id, ["INVESTOR"])[0]
     url = server.urls[0]
-    create = ('mutation($k: String!) { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
-              'idempotencyKey: $k}) { id state } }')
+    create = (
+        'mutation($k: String!) { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
+        "idempotencyKey: $k}) { id state } }"
+    )
     async with httpx.AsyncClient(timeout=30) as http:
-        for doc in ("subscription($p: UUID!) { paymentUpdates(id: $p) { paymentId state } }",
-                    "subscription($p: UUID!) { ...U } fragment U on Subscription { paymentUpdates(id: $p) { paymentId state } }"):
+        for doc in (
+            "subscription($p: UUID!) { paymentUpdates(id: $p) { paymentId state } }",
+            "subscription($p: UUID!) { ...U } fragment U on Subscription { paymentUpdates(id: $p) { paymentId state } }",
+        ):
             payment = (await graphql(http, url, create, {"k": uuid.uuid4().hex}, dave_token))["data"]["createPayment"]
             variables = {"p": payment["id"]}
-            async with socket(url, dave_token, doc, variables) as owner, socket(url, erin_token, doc, variables) as other:
+            async with (
+                socket(url, dave_token, doc, variables) as owner,
+                socket(url, erin_token, doc, variables) as other,
+            ):
                 assert (await owner.recv(10))["payload"]["data"]["paymentUpdates"]["state"] == "AWAITING_FUNDS"
                 refused = await other.recv(10)
                 assert refused["type"] == "error" or refused["payload"].get("errors"), refused
                 errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
                 assert errors[0]["extensions"]["code"] in ("NOT_FOUND", "FORBIDDEN"), refused
-                canceled = await graphql(http, url, "mutation($p: UUID!) { cancelPayment(id: $p) { state } }",
-                                         variables, dave_token)
+                canceled = await graphql(
+                    http, url, "mutation($p: UUID!) { cancelPayment(id: $p) { state } }", variables, dave_token
+                )
                 assert canceled["data"]["cancelPayment"]["state"] == "CANCELED", canceled
                 update = (await owner.recv(10))["payload"]["data"]["paymentUpdates"]
                 assert update["state"] == "CANCELED", update
@@ -182,16 +204,20 @@ async def test_any_socket_is_closed_when_its_token_expires(server, database_url,
     long_token = keyring.issue(frank.user_id, ["INVESTOR"])[0]
     short_token = keyring.issue(frank.user_id, ["INVESTOR"], now=int(time.time()) - settings.access_token_ttl_s + 4)[0]
     url = server.urls[0]
-    create = ('mutation($k: String!) { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
-              'idempotencyKey: $k}) { id } }')
+    create = (
+        'mutation($k: String!) { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
+        "idempotencyKey: $k}) { id } }"
+    )
     async with httpx.AsyncClient(timeout=30) as http:
         payment = (await graphql(http, url, create, {"k": uuid.uuid4().hex}, long_token))["data"]["createPayment"]
     updates = "subscription($p: UUID!) { paymentUpdates(id: $p) { state } }"
     trades = "subscription($m: UUID!) { trades(marketId: $m) { sequence snapshot } }"
     started = time.monotonic()
-    async with socket(url, short_token, updates, {"p": payment["id"]}) as mine, \
-            socket(url, short_token, trades, {"m": str(m.market_id)}) as market, \
-            socket(url, long_token, trades, {"m": str(m.market_id)}) as lasting:
+    async with (
+        socket(url, short_token, updates, {"p": payment["id"]}) as mine,
+        socket(url, short_token, trades, {"m": str(m.market_id)}) as market,
+        socket(url, long_token, trades, {"m": str(m.market_id)}) as lasting,
+    ):
         assert (await mine.recv(10))["payload"]["data"]["paymentUpdates"]["state"] == "AWAITING_FUNDS"
         for sock in (market, lasting):  # the trades stream starts with its snapshot
             assert (await sock.recv(10))["payload"]["data"]["trades"]["snapshot"] is True

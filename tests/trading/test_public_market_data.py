@@ -25,15 +25,25 @@ def database_url(module_database_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def public(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    with api_servers(database_url, redis_url, n=1, data_dir=str(tmp_path_factory.mktemp("pub")),
-                     extra_env={"PUBLIC_RATE_PER_MINUTE": str(RATE)}) as s:
+    with api_servers(
+        database_url,
+        redis_url,
+        n=1,
+        data_dir=str(tmp_path_factory.mktemp("pub")),
+        extra_env={"PUBLIC_RATE_PER_MINUTE": str(RATE)},
+    ) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def login_only(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    with api_servers(database_url, redis_url, n=1, data_dir=str(tmp_path_factory.mktemp("priv")),
-                     extra_env={"MARKET_DATA_REQUIRES_LOGIN": "true"}) as s:
+    with api_servers(
+        database_url,
+        redis_url,
+        n=1,
+        data_dir=str(tmp_path_factory.mktemp("priv")),
+        extra_env={"MARKET_DATA_REQUIRES_LOGIN": "true"},
+    ) as s:
         yield s
 
 
@@ -51,8 +61,9 @@ async def test_anonymous_caller_reads_market_data_within_its_rate(public, databa
         # 5 root fields counted; the rest of the minute's allowance, then RATE_LIMITED with retryAfter
         used = 5
         while used < RATE:
-            ok = await graphql(http, url, "query($m: UUID!) { orderBook(marketId: $m) { sequence } }",
-                               {"m": str(m.market_id)})
+            ok = await graphql(
+                http, url, "query($m: UUID!) { orderBook(marketId: $m) { sequence } }", {"m": str(m.market_id)}
+            )
             assert "errors" not in ok, ok
             used += 1
         limited = await graphql(http, url, "{ markets { id } }")
@@ -73,8 +84,11 @@ async def test_anonymous_subscriber_gets_the_trades_snapshot(public, database_ur
     async with subscribe(url, query, {"m": str(m.market_id)}) as sub:
         first = await sub.next()
         assert first["type"] == "next", first
-        assert first["payload"]["data"]["trades"] == {"sequence": 1, "snapshot": True,
-                                                      "trades": [{"price": "3", "quantity": "2"}]}
+        assert first["payload"]["data"]["trades"] == {
+            "sequence": 1,
+            "snapshot": True,
+            "trades": [{"price": "3", "quantity": "2"}],
+        }
 
 
 async def _fresh_allowance(servers: Servers, redis_url: str) -> None:
@@ -96,11 +110,13 @@ async def test_setting_requires_a_login_for_market_data(login_only, database_url
     async with httpx.AsyncClient(timeout=30) as http:
         anon = await graphql(http, url, "query($m: UUID!) { ticker(marketId: $m) { last } }", {"m": str(m.market_id)})
         assert anon["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", anon
-        signed = await graphql(http, url, "query($m: UUID!) { ticker(marketId: $m) { last } }",
-                               {"m": str(m.market_id)}, buyer)
+        signed = await graphql(
+            http, url, "query($m: UUID!) { ticker(marketId: $m) { last } }", {"m": str(m.market_id)}, buyer
+        )
         assert signed["data"]["ticker"]["last"] is None, signed
-    async with subscribe(url, "subscription($m: UUID!) { trades(marketId: $m) { sequence } }",
-                         {"m": str(m.market_id)}) as sub:
+    async with subscribe(
+        url, "subscription($m: UUID!) { trades(marketId: $m) { sequence } }", {"m": str(m.market_id)}
+    ) as sub:
         refused = await sub.next()
         assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 

@@ -15,12 +15,18 @@ from models.tokens import Token
 from models.trading import MarketRiskLimits
 from tests.trading.factories import make_market, make_trader
 
-LIMITS = ("marketId priceBandBps referencePrice maxOrderQuantity maxOrderNotional dailyNotionalLimit maxPosition "
-          "breakerMoveBps breakerWindowS breakerHaltS haltedUntil haltReason")
-SET = f"mutation($m: UUID!, $i: MarketRiskLimitsInput!) {{ setMarketRiskLimits(marketId: $m, input: $i) {{ {LIMITS} }} }}"
+LIMITS = (
+    "marketId priceBandBps referencePrice maxOrderQuantity maxOrderNotional dailyNotionalLimit maxPosition "
+    "breakerMoveBps breakerWindowS breakerHaltS haltedUntil haltReason"
+)
+SET = (
+    f"mutation($m: UUID!, $i: MarketRiskLimitsInput!) {{ setMarketRiskLimits(marketId: $m, input: $i) {{ {LIMITS} }} }}"
+)
 PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status reason } }"
-MAKER = ("mutation($m: UUID!, $u: UUID!, $mk: Int!) { setMarketMaker(marketId: $m, userId: $u, makerFeeBps: $mk, "
-         "takerFeeBps: 10, maxSpreadBps: 100, minQuoteSize: \"5\", minUptime: \"0.9\") { userId makerFeeBps active } }")
+MAKER = (
+    "mutation($m: UUID!, $u: UUID!, $mk: Int!) { setMarketMaker(marketId: $m, userId: $u, makerFeeBps: $mk, "
+    'takerFeeBps: 10, maxSpreadBps: 100, minQuoteSize: "5", minUptime: "0.9") { userId makerFeeBps active } }'
+)
 
 
 async def audits(session_factory, action: str) -> int:  # type: ignore[no-untyped-def]
@@ -35,39 +41,73 @@ async def test_limits_kill_switch_and_reopen(gql, make_user, session_factory, se
     investor_token = services.keyring.issue(investor.user_id, ["INVESTOR"])[0]
     async with session_factory() as s:  # valuation 1,000,000 USD over 100,000 tokens: 10 per token
         token = await s.get(Token, m.token_id)
-        token.total_supply = 100_000 * 10 ** m.decimals  # type: ignore[union-attr]
-        await s.execute(update(Asset).where(Asset.id == token.asset_id).values(  # type: ignore[union-attr]
-            latest_valuation_amount=Decimal(1_000_000), latest_valuation_currency="USD",
-            latest_valuation_as_of=date(2026, 1, 1)))
+        token.total_supply = 100_000 * 10**m.decimals  # type: ignore[union-attr]
+        await s.execute(
+            update(Asset)
+            .where(Asset.id == token.asset_id)
+            .values(  # type: ignore[union-attr]
+                latest_valuation_amount=Decimal(1_000_000),
+                latest_valuation_currency="USD",
+                latest_valuation_as_of=date(2026, 1, 1),
+            )
+        )
         await s.commit()
     bad = await gql(SET, {"m": str(m.market_id), "i": {"breakerMoveBps": 100}}, token=admin.token)
     assert gql.error_code(bad) == "BAD_USER_INPUT"
     assert bad["errors"][0]["extensions"]["field"] == "breakerMoveBps"
     async with session_factory() as s:
         assert await s.get(MarketRiskLimits, m.market_id) is None
-    ok = await gql(SET, {"m": str(m.market_id), "i": {"priceBandBps": 1000, "maxOrderQuantity": "100",
-                                                      "breakerMoveBps": 500, "breakerWindowS": 60,
-                                                      "breakerHaltS": 120}}, token=admin.token)
+    ok = await gql(
+        SET,
+        {
+            "m": str(m.market_id),
+            "i": {
+                "priceBandBps": 1000,
+                "maxOrderQuantity": "100",
+                "breakerMoveBps": 500,
+                "breakerWindowS": 60,
+                "breakerHaltS": 120,
+            },
+        },
+        token=admin.token,
+    )
     limits = ok["data"]["setMarketRiskLimits"]
     assert limits["referencePrice"] == "10" and limits["priceBandBps"] == 1000 and limits["maxPosition"] is None
     assert await audits(session_factory, "market.risk_limits") == 1
-    outside = await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1",
-                                      "price": "11.5"}}, token=investor_token)
-    assert outside["data"]["placeOrder"] == {"id": outside["data"]["placeOrder"]["id"], "status": "REJECTED",
-                                             "reason": "PRICE_OUTSIDE_BAND"}
-    resting = await gql(PLACE, {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1",
-                                      "price": "10"}}, token=investor_token)
+    outside = await gql(
+        PLACE,
+        {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1", "price": "11.5"}},
+        token=investor_token,
+    )
+    assert outside["data"]["placeOrder"] == {
+        "id": outside["data"]["placeOrder"]["id"],
+        "status": "REJECTED",
+        "reason": "PRICE_OUTSIDE_BAND",
+    }
+    resting = await gql(
+        PLACE,
+        {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1", "price": "10"}},
+        token=investor_token,
+    )
     assert resting["data"]["placeOrder"]["status"] == "NEW"
-    kill = "mutation($m: UUID!) { killMarket(marketId: $m, reason: \"fat finger\") { status canceledOrders } }"
+    kill = 'mutation($m: UUID!) { killMarket(marketId: $m, reason: "fat finger") { status canceledOrders } }'
     killed = await gql(kill, {"m": str(m.market_id)}, token=admin.token)
     assert killed["data"]["killMarket"] == {"status": "HALTED", "canceledOrders": 1}
-    read = await gql(f"query($m: UUID!) {{ marketRiskLimits(marketId: $m) {{ {LIMITS} }} }}", {"m": str(m.market_id)},
-                     token=admin.token)
+    read = await gql(
+        f"query($m: UUID!) {{ marketRiskLimits(marketId: $m) {{ {LIMITS} }} }}",
+        {"m": str(m.market_id)},
+        token=admin.token,
+    )
     assert read["data"]["marketRiskLimits"]["haltReason"] == "KILL_SWITCH"
     reopen = "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: OPEN) { status } }"
-    assert (await gql(reopen, {"m": str(m.market_id)}, token=admin.token))["data"]["setMarketStatus"]["status"] == "OPEN"
-    read = await gql(f"query($m: UUID!) {{ marketRiskLimits(marketId: $m) {{ {LIMITS} }} }}", {"m": str(m.market_id)},
-                     token=admin.token)
+    assert (await gql(reopen, {"m": str(m.market_id)}, token=admin.token))["data"]["setMarketStatus"][
+        "status"
+    ] == "OPEN"
+    read = await gql(
+        f"query($m: UUID!) {{ marketRiskLimits(marketId: $m) {{ {LIMITS} }} }}",
+        {"m": str(m.market_id)},
+        token=admin.token,
+    )
     assert read["data"]["marketRiskLimits"]["haltReason"] is None
     assert await audits(session_factory, "market.kill") == 1
     missing = await gql(kill, {"m": "00000000-0000-0000-0000-000000000000"}, token=admin.token)
@@ -84,15 +124,34 @@ async def test_market_maker_designation_and_report(gql, make_user, session_facto
     assert gql.error_code(bad) == "BAD_USER_INPUT" and bad["errors"][0]["extensions"]["field"] == "makerFeeBps"
     ok = await gql(MAKER, {"m": str(m.market_id), "u": str(maker.user_id), "mk": -2}, token=admin.token)
     assert ok["data"]["setMarketMaker"] == {"userId": str(maker.user_id), "makerFeeBps": -2, "active": True}
-    report = await gql("query($m: UUID!) { marketMakerReport(marketId: $m) { userId samples uptime "
-                       "meetsObligations makerFeeBps makerVolume } }", {"m": str(m.market_id)}, token=admin.token)
-    assert report["data"]["marketMakerReport"] == [{"userId": str(maker.user_id), "samples": 0, "uptime": None,
-                                                    "meetsObligations": False, "makerFeeBps": -2, "makerVolume": "0"}]
-    bad_window = await gql('query($m: UUID!) { marketMakerReport(marketId: $m, from: "2026-01-02T00:00:00Z", '
-                           'to: "2026-01-01T00:00:00Z") { userId } }', {"m": str(m.market_id)}, token=admin.token)
+    report = await gql(
+        "query($m: UUID!) { marketMakerReport(marketId: $m) { userId samples uptime "
+        "meetsObligations makerFeeBps makerVolume } }",
+        {"m": str(m.market_id)},
+        token=admin.token,
+    )
+    assert report["data"]["marketMakerReport"] == [
+        {
+            "userId": str(maker.user_id),
+            "samples": 0,
+            "uptime": None,
+            "meetsObligations": False,
+            "makerFeeBps": -2,
+            "makerVolume": "0",
+        }
+    ]
+    bad_window = await gql(
+        'query($m: UUID!) { marketMakerReport(marketId: $m, from: "2026-01-02T00:00:00Z", '
+        'to: "2026-01-01T00:00:00Z") { userId } }',
+        {"m": str(m.market_id)},
+        token=admin.token,
+    )
     assert gql.error_code(bad_window) == "BAD_USER_INPUT"
-    removed = await gql("mutation($m: UUID!, $u: UUID!) { removeMarketMaker(marketId: $m, userId: $u) { active } }",
-                        {"m": str(m.market_id), "u": str(maker.user_id)}, token=admin.token)
+    removed = await gql(
+        "mutation($m: UUID!, $u: UUID!) { removeMarketMaker(marketId: $m, userId: $u) { active } }",
+        {"m": str(m.market_id), "u": str(maker.user_id)},
+        token=admin.token,
+    )
     assert removed["data"]["removeMarketMaker"] == {"active": False}
     assert await audits(session_factory, "market.maker_set") == 1
     assert await audits(session_factory, "market.maker_removed") == 1

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from datetime import datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import func, select
 
 from models.identity import AuditLog
-from models.ledger import LedgerAccount
 from models.tokens import Token, TokenKind
 from models.trading import Market, MarketStatus, Order, OrderStatus, OrderType, Side, Trade
 from resolvers import ledger
@@ -44,13 +42,35 @@ async def second_market(sf, m: MarketSetup) -> MarketSetup:  # type: ignore[no-u
     quote = f"EUR{uuid.uuid4().hex[:5].upper()}"
     market_id = uuid.uuid4()
     async with sf() as s:
-        s.add(Token(id=uuid.uuid4(), chain_id=m.chain_id, address=random_address(), kind=TokenKind.STABLECOIN,
-                    symbol=quote, decimals=6))
+        s.add(
+            Token(
+                id=uuid.uuid4(),
+                chain_id=m.chain_id,
+                address=random_address(),
+                kind=TokenKind.STABLECOIN,
+                symbol=quote,
+                decimals=6,
+            )
+        )
         await s.flush()
-        s.add(Market(id=market_id, symbol=f"RWA{market_id.hex[:6]}/{quote}", base_token_id=m.token_id,
-                     chain_id=m.chain_id, token_address=m.token_address, base_decimals=m.decimals, quote_currency=quote,
-                     tick_size=Decimal("0.01"), lot_size=Decimal(1), min_notional=Decimal(0), maker_fee_bps=10,
-                     taker_fee_bps=20, status=MarketStatus.OPEN, book_sequence=0))
+        s.add(
+            Market(
+                id=market_id,
+                symbol=f"RWA{market_id.hex[:6]}/{quote}",
+                base_token_id=m.token_id,
+                chain_id=m.chain_id,
+                token_address=m.token_address,
+                base_decimals=m.decimals,
+                quote_currency=quote,
+                tick_size=Decimal("0.01"),
+                lot_size=Decimal(1),
+                min_notional=Decimal(0),
+                maker_fee_bps=10,
+                taker_fee_bps=20,
+                status=MarketStatus.OPEN,
+                book_sequence=0,
+            )
+        )
         await s.commit()
     return MarketSetup(market_id, m.token_id, m.chain_id, m.token_address, m.registry, m.decimals, quote)
 
@@ -68,8 +88,9 @@ async def test_max_position_across_two_markets_of_the_token(module_database_url)
             await configure(sf, m, max_position=Decimal("20"))
         await place(sf, seller.user_id, limit(usd, Side.SELL, "100", "10"))
         # 16 buys of 3 at once: in USD they fill (unsettled legs), in EUR they rest (open buys); 2 + 6 x 3 = 20
-        orders = await asyncio.gather(*(place(sf, buyer.user_id, limit(usd if i % 2 else eur, Side.BUY, "3", "10"))
-                                        for i in range(16)))
+        orders = await asyncio.gather(
+            *(place(sf, buyer.user_id, limit(usd if i % 2 else eur, Side.BUY, "3", "10")) for i in range(16))
+        )
         accepted = [o for o in orders if o.status is not OrderStatus.REJECTED]
         assert len(accepted) == 6
         assert {o.reason for o in orders if o.status is OrderStatus.REJECTED} == {"MAX_POSITION_EXCEEDED"}
@@ -93,21 +114,38 @@ async def test_band_and_size_limits_under_concurrent_trading(module_database_url
     async with committed_sessions(module_database_url) as sf:
         m = await make_market(sf, tick="0.1")
         traders = [await make_trader(sf, m, cash="100000", tokens="1000") for _ in range(6)]
-        await configure(sf, m, price_band_bps=500, reference_price=Decimal("10"), max_order_quantity=Decimal("8"),
-                        max_order_notional=Decimal("75"))
+        await configure(
+            sf,
+            m,
+            price_band_bps=500,
+            reference_price=Decimal("10"),
+            max_order_quantity=Decimal("8"),
+            max_order_notional=Decimal("75"),
+        )
 
         async def run(n: int) -> None:
             rng = random.Random(n)
             for _ in range(25):
                 side = rng.choice([Side.BUY, Side.SELL])
-                await place(sf, traders[n].user_id, limit(m, side, rng.randint(1, 9), Decimal(rng.randint(90, 116)) / 10))
+                await place(
+                    sf, traders[n].user_id, limit(m, side, rng.randint(1, 9), Decimal(rng.randint(90, 116)) / 10)
+                )
 
         await asyncio.gather(*(run(n) for n in range(len(traders))))
         async with sf() as s:
-            orders = (await s.execute(select(Order).where(Order.market_id == m.market_id).order_by(Order.seq))
-                      ).scalars().all()
-            trades = (await s.execute(select(Trade.price, Order.seq).join(Order, Order.id == Trade.taker_order_id)
-                                      .where(Trade.market_id == m.market_id).order_by(Trade.seq))).all()
+            orders = (
+                (await s.execute(select(Order).where(Order.market_id == m.market_id).order_by(Order.seq)))
+                .scalars()
+                .all()
+            )
+            trades = (
+                await s.execute(
+                    select(Trade.price, Order.seq)
+                    .join(Order, Order.id == Trade.taker_order_id)
+                    .where(Trade.market_id == m.market_id)
+                    .order_by(Trade.seq)
+                )
+            ).all()
         assert len(trades) > 10, "the flow should trade"
         reasons = {o.reason for o in orders if o.status is OrderStatus.REJECTED}
         assert {"PRICE_OUTSIDE_BAND", "MAX_ORDER_QUANTITY_EXCEEDED", "MAX_ORDER_NOTIONAL_EXCEEDED"} <= reasons
@@ -129,17 +167,32 @@ async def test_circuit_breaker_under_a_burst_of_sweeps(module_database_url):  # 
         await configure(sf, m, breaker_move_bps=1000, breaker_window_s=300, breaker_halt_s=600)
         await place(sf, seller.user_id, limit(m, Side.SELL, "1", "10"))
         await place(sf, buyers[0].user_id, limit(m, Side.BUY, "1", "10"))  # reference 10: fills up to 11 allowed
-        asks = [await place(sf, seller.user_id, limit(m, Side.SELL, "1", str(Decimal("10.2") + Decimal("0.2") * i)))
-                for i in range(10)]  # 10.2 .. 12.0
+        asks = [
+            await place(sf, seller.user_id, limit(m, Side.SELL, "1", str(Decimal("10.2") + Decimal("0.2") * i)))
+            for i in range(10)
+        ]  # 10.2 .. 12.0
         orders = await asyncio.gather(*(place(sf, b.user_id, limit(m, Side.BUY, "2", "12")) for b in buyers))
         async with sf() as s:
             prices = (await s.execute(select(Trade.price).where(Trade.market_id == m.market_id))).scalars().all()
             assert max(prices) <= 11 and len(prices) == 1 + 5  # 10.2 .. 11.0 filled, nothing beyond
             assert (await s.get(Market, m.market_id)).status is MarketStatus.HALTED  # type: ignore[union-attr]
-            assert await s.scalar(select(func.count()).select_from(AuditLog).where(
-                AuditLog.action == "market.circuit_breaker", AuditLog.target_id == str(m.market_id))) == 1
-            still = (await s.execute(select(Order.price).where(Order.id.in_([a.id for a in asks]),
-                                                               Order.status == OrderStatus.NEW))).scalars().all()
+            assert (
+                await s.scalar(
+                    select(func.count())
+                    .select_from(AuditLog)
+                    .where(AuditLog.action == "market.circuit_breaker", AuditLog.target_id == str(m.market_id))
+                )
+                == 1
+            )
+            still = (
+                (
+                    await s.execute(
+                        select(Order.price).where(Order.id.in_([a.id for a in asks]), Order.status == OrderStatus.NEW)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             assert sorted(still) == [Decimal("11.2") + Decimal("0.2") * i for i in range(5)]  # book intact
             assert (await ledger.total_by_currency(s))[m.quote] == 0
             for b in buyers:
@@ -160,9 +213,11 @@ async def test_kill_switch_racing_placements(module_database_url):  # type: igno
 
         async def run(n: int) -> None:
             rng = random.Random(n)
-            for i in range(15):
+            for _ in range(15):
                 side = rng.choice([Side.BUY, Side.SELL])
-                await place(sf, traders[n].user_id, limit(m, side, rng.randint(1, 5), Decimal(rng.randint(95, 105)) / 10))
+                await place(
+                    sf, traders[n].user_id, limit(m, side, rng.randint(1, 5), Decimal(rng.randint(95, 105)) / 10)
+                )
 
         async def kill() -> None:
             await asyncio.sleep(0.3)
@@ -183,5 +238,8 @@ async def test_kill_switch_racing_placements(module_database_url):  # type: igno
                 [cash] = await ledger.balances(s, t.user_id)
                 assert cash.reserved == 0
             assert (await ledger.total_by_currency(s))[m.quote] == 0
-            assert await s.scalar(select(func.count()).select_from(AuditLog).where(
-                AuditLog.action == "order.canceled", AuditLog.actor_id == admin)) == len(killed)
+            assert await s.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(AuditLog.action == "order.canceled", AuditLog.actor_id == admin)
+            ) == len(killed)

@@ -5,7 +5,7 @@ the kill switch halts and cancels everything, releasing reservations."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,8 +13,18 @@ from sqlalchemy import func, select
 
 from core.errors import BadUserInput, Conflict
 from models.identity import AuditLog
-from models.trading import (InvestorDailyNotional, Market, MarketRiskLimits, MarketStatus, Order, OrderStatus,
-                            OrderType, Side, TimeInForce, Trade)
+from models.trading import (
+    InvestorDailyNotional,
+    Market,
+    MarketRiskLimits,
+    MarketStatus,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    Trade,
+)
 from resolvers import ledger
 from resolvers.trading import risk_admin
 from resolvers.trading.orders import OrderRequest, cancel_orders, place_order
@@ -41,8 +51,14 @@ async def test_band_order_size_and_notional(session_factory):  # type: ignore[no
     m = await make_market(sf)
     seller = await make_trader(sf, m, tokens="1000")
     buyer = await make_trader(sf, m, cash="100000")
-    await configure(sf, m, price_band_bps=1000, reference_price=Decimal("10"), max_order_quantity=Decimal("50"),
-                    max_order_notional=Decimal("400"))
+    await configure(
+        sf,
+        m,
+        price_band_bps=1000,
+        reference_price=Decimal("10"),
+        max_order_quantity=Decimal("50"),
+        max_order_notional=Decimal("400"),
+    )
     # before any trade the band is around the reference price: 9..11
     assert (await place(sf, buyer.user_id, limit(m, Side.BUY, "1", "11.01"))).reason == "PRICE_OUTSIDE_BAND"
     assert (await place(sf, seller.user_id, limit(m, Side.SELL, "1", "8.99"))).reason == "PRICE_OUTSIDE_BAND"
@@ -57,8 +73,11 @@ async def test_band_order_size_and_notional(session_factory):  # type: ignore[no
     assert (await place(sf, buyer.user_id, limit(m, Side.BUY, "1", "11.50"))).status is OrderStatus.NEW
     assert (await place(sf, buyer.user_id, limit(m, Side.BUY, "1", "11.60"))).reason == "PRICE_OUTSIDE_BAND"
     async with sf() as s:
-        rejected = await s.scalar(select(func.count()).select_from(Order).where(
-            Order.market_id == m.market_id, Order.status == OrderStatus.REJECTED))
+        rejected = await s.scalar(
+            select(func.count())
+            .select_from(Order)
+            .where(Order.market_id == m.market_id, Order.status == OrderStatus.REJECTED)
+        )
         assert rejected == 5
 
 
@@ -71,13 +90,26 @@ async def test_market_orders_fill_only_inside_the_band(session_factory):  # type
     for price in ("10.00", "10.50"):
         await place(sf, seller.user_id, limit(m, Side.SELL, "2", price))
     async with sf() as s:  # an ask above the band (placed before the band was this tight)
-        s.add(Order(id=uuid.uuid4(), market_id=m.market_id, user_id=seller.user_id, side=Side.SELL,
-                    type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, price=Decimal("12"), quantity=Decimal(5),
-                    filled_quantity=Decimal(0), status=OrderStatus.NEW, wallet_address=seller.wallet,
-                    reserved_cash=Decimal(0)))
+        s.add(
+            Order(
+                id=uuid.uuid4(),
+                market_id=m.market_id,
+                user_id=seller.user_id,
+                side=Side.SELL,
+                type=OrderType.LIMIT,
+                time_in_force=TimeInForce.GTC,
+                price=Decimal("12"),
+                quantity=Decimal(5),
+                filled_quantity=Decimal(0),
+                status=OrderStatus.NEW,
+                wallet_address=seller.wallet,
+                reserved_cash=Decimal(0),
+            )
+        )
         await s.commit()
-    order = await place(sf, buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.MARKET, Decimal("9"),
-                                                        Decimal("100")))
+    order = await place(
+        sf, buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.MARKET, Decimal("9"), Decimal("100"))
+    )
     assert (order.status, order.filled_quantity, order.reason) == (OrderStatus.CANCELED, 4, "NO_LIQUIDITY")
     async with sf() as s:
         prices = (await s.execute(select(Trade.price).where(Trade.market_id == m.market_id))).scalars().all()
@@ -95,8 +127,9 @@ async def test_daily_notional_counts_filled_and_resting_value_and_cancels_give_i
     assert (await place(sf, buyer.user_id, limit(m, Side.BUY, "4", "10"))).status is OrderStatus.NEW  # 100
     async with sf() as s:
         await cancel_orders(s, buyer.user_id, m.market_id, [first.id], reason="USER_CANCELED")
-        used = await s.scalar(select(InvestorDailyNotional.notional).where(
-            InvestorDailyNotional.user_id == buyer.user_id))
+        used = await s.scalar(
+            select(InvestorDailyNotional.notional).where(InvestorDailyNotional.user_id == buyer.user_id)
+        )
     assert used == 40
     assert (await place(sf, buyer.user_id, limit(m, Side.BUY, "6", "10"))).status is OrderStatus.NEW
 
@@ -122,7 +155,7 @@ async def test_circuit_breaker_halts_then_resumes_with_the_book_intact(session_f
     seller = await make_trader(sf, m, tokens="1000")
     buyer = await make_trader(sf, m, cash="100000")
     await configure(sf, m, breaker_move_bps=1000, breaker_window_s=300, breaker_halt_s=60)
-    t0 = datetime.now(timezone.utc)
+    t0 = datetime.now(UTC)
     for price in ("10", "10.5", "11", "11.5"):
         await place(sf, seller.user_id, limit(m, Side.SELL, "1", price), now=t0)
     resting_bid = await place(sf, buyer.user_id, limit(m, Side.BUY, "1", "5"), now=t0)
@@ -135,13 +168,22 @@ async def test_circuit_breaker_halts_then_resumes_with_the_book_intact(session_f
         assert (await s.get(Market, m.market_id)).status is MarketStatus.HALTED  # type: ignore[union-attr]
         state = await s.get(MarketRiskLimits, m.market_id)
         assert state.halt_reason == "CIRCUIT_BREAKER"  # type: ignore[union-attr]
-        assert await s.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action == "market.circuit_breaker", AuditLog.target_id == str(m.market_id))) == 1
+        assert (
+            await s.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(AuditLog.action == "market.circuit_breaker", AuditLog.target_id == str(m.market_id))
+            )
+            == 1
+        )
     during = await place(sf, buyer.user_id, limit(m, Side.BUY, "1", "11.5"), now=t0 + timedelta(seconds=30))
     assert during.reason == "MARKET_NOT_OPEN"
     async with sf() as s:  # the book is intact: the 11.5 ask and the 5 bid still rest
-        open_ids = set((await s.execute(select(Order.id).where(
-            Order.market_id == m.market_id, Order.status == OrderStatus.NEW))).scalars())
+        open_ids = set(
+            (
+                await s.execute(select(Order.id).where(Order.market_id == m.market_id, Order.status == OrderStatus.NEW))
+            ).scalars()
+        )
     assert resting_bid.id in open_ids and len(open_ids) == 2
     # the halt ends when due: the next placement reopens the market under the lock
     after = await place(sf, seller.user_id, limit(m, Side.SELL, "1", "12"), now=t0 + timedelta(seconds=62))
@@ -156,7 +198,7 @@ async def test_breaker_with_nothing_filled_rejects_and_the_job_resumes(session_f
     seller = await make_trader(sf, m, tokens="1000")
     buyer = await make_trader(sf, m, cash="100000")
     await configure(sf, m, breaker_move_bps=500, breaker_window_s=60, breaker_halt_s=30)
-    t0 = datetime.now(timezone.utc) - timedelta(minutes=10)
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
     await place(sf, seller.user_id, limit(m, Side.SELL, "1", "10"), now=t0)
     await place(sf, buyer.user_id, limit(m, Side.BUY, "1", "10"), now=t0)  # last trade before the window: 10
     await place(sf, seller.user_id, limit(m, Side.SELL, "1", "11"), now=t0)
@@ -187,13 +229,25 @@ async def test_kill_switch_halts_cancels_all_and_releases_cash(session_factory):
         for b in buyers:
             [cash] = await ledger.balances(s, b.user_id)
             assert (cash.available, cash.reserved) == (Decimal("1000"), 0)
-        assert await s.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action == "order.canceled", AuditLog.actor_id == admin)) == 4
-        assert await s.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action == "market.kill", AuditLog.actor_id == admin)) == 1
+        assert (
+            await s.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(AuditLog.action == "order.canceled", AuditLog.actor_id == admin)
+            )
+            == 4
+        )
+        assert (
+            await s.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(AuditLog.action == "market.kill", AuditLog.actor_id == admin)
+            )
+            == 1
+        )
     assert (await place(sf, buyers[0].user_id, limit(m, Side.BUY, "1", "9"))).reason == "MARKET_NOT_OPEN"
     async with sf() as s:  # no automatic resume after a kill
-        assert await risk_admin.resume_due_markets(s, datetime.now(timezone.utc) + timedelta(days=1)) == 0
+        assert await risk_admin.resume_due_markets(s, datetime.now(UTC) + timedelta(days=1)) == 0
 
 
 async def test_bad_limits_are_typed_errors(session_factory):  # type: ignore[no-untyped-def]
@@ -229,11 +283,13 @@ async def test_market_orders_keep_their_cap_and_floor_without_limits(session_fac
     await place(sf, seller.user_id, limit(m, Side.SELL, "2", "12"))
     await place(sf, buyer.user_id, limit(m, Side.BUY, "2", "8"))
     await place(sf, buyer.user_id, limit(m, Side.BUY, "2", "6"))
-    buy = await place(sf, buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.MARKET, Decimal(4),
-                                                      Decimal("11")))
+    buy = await place(
+        sf, buyer.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.MARKET, Decimal(4), Decimal("11"))
+    )
     assert (buy.status, buy.filled_quantity, buy.reason) == (OrderStatus.CANCELED, 2, "NO_LIQUIDITY")
-    sell = await place(sf, seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.MARKET, Decimal(4),
-                                                        Decimal("7")))
+    sell = await place(
+        sf, seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.MARKET, Decimal(4), Decimal("7"))
+    )
     assert (sell.status, sell.filled_quantity, sell.reason) == (OrderStatus.CANCELED, 2, "NO_LIQUIDITY")
     async with sf() as s:
         prices = (await s.execute(select(Trade.price).where(Trade.market_id == m.market_id))).scalars().all()

@@ -33,31 +33,50 @@ async def test_limits_hold_across_two_api_processes(database_url, redis_url, set
         investor = await make_trader(sf, daily, cash="100000")
         await make_trader(sf, position, user_id=investor.user_id, kyc=None)
         async with sf() as s:
-            await risk_admin.set_limits(s, admin, daily.market_id,
-                                        risk_admin.LimitsSpec(daily_notional_limit=Decimal("500")), None)
+            await risk_admin.set_limits(
+                s, admin, daily.market_id, risk_admin.LimitsSpec(daily_notional_limit=Decimal("500")), None
+            )
         async with sf() as s:
-            await risk_admin.set_limits(s, admin, position.market_id,
-                                        risk_admin.LimitsSpec(max_position=Decimal("7")), None)
+            await risk_admin.set_limits(
+                s, admin, position.market_id, risk_admin.LimitsSpec(max_position=Decimal("7")), None
+            )
         async with sf() as s:
             await ledger.credit_deposit(s, investor.user_id, Decimal("100000"), position.quote, reference="risk-http")
             await s.commit()
     token = keyring.issue(investor.user_id, ["INVESTOR"])[0]
 
     def order(m, i):  # type: ignore[no-untyped-def]
-        return {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1", "price": "100",
-                      "clientOrderId": f"{m.market_id.hex[:8]}-{i}"}}
+        return {
+            "i": {
+                "marketId": str(m.market_id),
+                "side": "BUY",
+                "type": "LIMIT",
+                "quantity": "1",
+                "price": "100",
+                "clientOrderId": f"{m.market_id.hex[:8]}-{i}",
+            }
+        }
 
     with api_servers(database_url, redis_url, n=2, data_dir=str(tmp_path)) as servers:
         async with httpx.AsyncClient(timeout=60) as http:
-            results = await asyncio.wait_for(asyncio.gather(*(
-                graphql(http, servers.urls[i % 2], PLACE, order(m, i), token)
-                for m in (daily, position) for i in range(12))), timeout=120)
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        graphql(http, servers.urls[i % 2], PLACE, order(m, i), token)
+                        for m in (daily, position)
+                        for i in range(12)
+                    )
+                ),
+                timeout=120,
+            )
     assert not [r for r in results if r.get("errors")], results[:3]
     placed = [r["data"]["placeOrder"] for r in results]
     by_market = {daily.market_id: placed[:12], position.market_id: placed[12:]}
     assert sum(o["status"] == "NEW" for o in by_market[daily.market_id]) == 5  # 5 x 100 = the daily limit
-    assert {o["reason"] for o in by_market[daily.market_id] if o["status"] == "REJECTED"} == \
-        {"DAILY_NOTIONAL_LIMIT_EXCEEDED"}
+    assert {o["reason"] for o in by_market[daily.market_id] if o["status"] == "REJECTED"} == {
+        "DAILY_NOTIONAL_LIMIT_EXCEEDED"
+    }
     assert sum(o["status"] == "NEW" for o in by_market[position.market_id]) == 7  # open buys count as position
-    assert {o["reason"] for o in by_market[position.market_id] if o["status"] == "REJECTED"} == \
-        {"MAX_POSITION_EXCEEDED"}
+    assert {o["reason"] for o in by_market[position.market_id] if o["status"] == "REJECTED"} == {
+        "MAX_POSITION_EXCEEDED"
+    }

@@ -21,8 +21,12 @@ from tests.trading.test_orders_flow import limit
 
 
 async def platform_balance(session, kind: AccountKind, currency: str) -> Decimal:  # type: ignore[no-untyped-def]
-    return (await session.execute(select(LedgerAccount.balance).where(
-        LedgerAccount.owner_id.is_(None), LedgerAccount.kind == kind, LedgerAccount.currency == currency))
+    return (
+        await session.execute(
+            select(LedgerAccount.balance).where(
+                LedgerAccount.owner_id.is_(None), LedgerAccount.kind == kind, LedgerAccount.currency == currency
+            )
+        )
     ).scalar_one_or_none() or Decimal(0)
 
 
@@ -32,14 +36,20 @@ async def cash(session, user_id) -> tuple[Decimal, Decimal]:  # type: ignore[no-
 
 
 async def open_reserved(session, user_id) -> Decimal:  # type: ignore[no-untyped-def]
-    rows = (await session.execute(select(Order.reserved_cash).where(
-        Order.user_id == user_id, Order.status.in_((OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED))))).scalars()
+    rows = (
+        await session.execute(
+            select(Order.reserved_cash).where(
+                Order.user_id == user_id, Order.status.in_((OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED))
+            )
+        )
+    ).scalars()
     return sum(rows, Decimal(0))
 
 
 async def trade_of(session, seller_wallet: str) -> tuple[Trade, SettlementInstruction]:  # type: ignore[no-untyped-def]
-    instruction = (await session.execute(select(SettlementInstruction).where(
-        SettlementInstruction.from_wallet == seller_wallet))).scalar_one()
+    instruction = (
+        await session.execute(select(SettlementInstruction).where(SettlementInstruction.from_wallet == seller_wallet))
+    ).scalar_one()
     trade = (await session.execute(select(Trade).where(Trade.id == instruction.trade_id))).scalar_one()
     return trade, instruction
 
@@ -57,8 +67,12 @@ async def test_failed_transfer_reverses_cash_frees_tokens_and_audits(session_fac
     assert refused.order.reason == "INSUFFICIENT_TOKEN_BALANCE"
 
     trade, instruction = await trade_of(session, seller.wallet)
-    assert await record_transfer_result(session, instruction.id, confirmed=False,
-                                        reason="transfer reverted: wallet frozen") is SettlementStatus.FAILED
+    assert (
+        await record_transfer_result(
+            session, instruction.id, confirmed=False, reason="transfer reverted: wallet frozen"
+        )
+        is SettlementStatus.FAILED
+    )
     await session.refresh(trade)
     await session.refresh(instruction)
     assert (trade.settlement, trade.failure_reason) == (SettlementStatus.FAILED, "transfer reverted: wallet frozen")
@@ -70,8 +84,11 @@ async def test_failed_transfer_reverses_cash_frees_tokens_and_audits(session_fac
     assert await platform_balance(session, AccountKind.FEES, m.quote) == 0
     assert await platform_balance(session, AccountKind.RECEIVABLES, m.quote) == 0
     assert (await ledger.total_by_currency(session))[m.quote] == 0
-    [audit] = (await session.execute(select(AuditLog).where(AuditLog.action == "trade.settlement_failed",
-                                                            AuditLog.target_id == str(trade.id)))).scalars()
+    [audit] = (
+        await session.execute(
+            select(AuditLog).where(AuditLog.action == "trade.settlement_failed", AuditLog.target_id == str(trade.id))
+        )
+    ).scalars()
     assert audit.details["reason"] == "transfer reverted: wallet frozen"
     assert audit.details["refundedToBuyer"] == "20.02" and audit.details["owedBySeller"] == "0"
     # the tokens never left: all 10 are free again
@@ -102,10 +119,13 @@ async def test_cash_the_seller_spent_is_owed_in_receivables(session_factory, ses
     assert await open_reserved(session, seller.user_id) == Decimal("15")
     assert await platform_balance(session, AccountKind.RECEIVABLES, m.quote) == Decimal("-15")
     assert (await ledger.total_by_currency(session))[m.quote] == 0
-    mine = await gql("{ myTrades { edges { node { side settlement settlementFailureReason } } } }",
-                     token=services.keyring.issue(seller.user_id, ["INVESTOR"])[0])
+    mine = await gql(
+        "{ myTrades { edges { node { side settlement settlementFailureReason } } } }",
+        token=services.keyring.issue(seller.user_id, ["INVESTOR"])[0],
+    )
     assert [e["node"] for e in mine["data"]["myTrades"]["edges"]] == [
-        {"side": "SELL", "settlement": "FAILED", "settlementFailureReason": "TRANSFER_FAILED"}]
+        {"side": "SELL", "settlement": "FAILED", "settlementFailureReason": "TRANSFER_FAILED"}
+    ]
 
 
 async def test_bad_reason_is_refused_and_changes_nothing(session_factory, session):  # type: ignore[no-untyped-def]
