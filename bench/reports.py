@@ -331,7 +331,7 @@ async def explain(conn: asyncpg.Connection, sql: str, *params: Any, lines: int =
 
 async def bench_cap_table(url: str) -> None:
     from resolvers.reports import cap_table as caps
-    from server.viewer import Viewer
+    from resolvers.viewer import Viewer
 
     engine = create_async_engine(url)
     viewer = Viewer(user_id=uuid.uuid4(), roles=frozenset({"ADMIN"}))
@@ -413,7 +413,7 @@ async def bench_cap_table(url: str) -> None:
 async def bench_kpis(url: str) -> None:
     from core.redis import Keys, create_redis
     from resolvers.reports import kpis
-    from server.viewer import Viewer
+    from resolvers.viewer import Viewer
 
     engine = create_async_engine(url)
     redis = create_redis(REDIS_URL)
@@ -453,9 +453,9 @@ async def bench_kpi_http(url: str, requests: int = 300) -> None:
     import httpx
 
     from core.jwt_keys import generate_private_key_pem
+    from core.services import build_services
     from core.settings import Environment, Settings
     from server.app import create_app
-    from server.services import build_services
 
     settings = Settings(
         RWA_ENV=Environment.TEST,

@@ -22,8 +22,8 @@ def rekey(
     """Re-wrap every personal-data key (per user; they encrypt the KYC cases) and MFA secret not yet under KYC_ENCRYPTION_KEY (old keys in
     KYC_RETIRED_ENCRYPTION_KEYS). Resumable and idempotent; safe next to running API processes."""
     from core.db import create_engine, create_session_factory
+    from core.services import build_cipher
     from resolvers.identity.rekey import rekey_all, remaining
-    from server.services import build_cipher
 
     with runtime(quiet_logs=True) as settings:
         try:

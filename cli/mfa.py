@@ -29,11 +29,11 @@ def mfa_enrol(
 
     from core.db import create_engine, create_session_factory
     from core.errors import AppError, BadUserInput
+    from core.services import build_cipher
     from models.identity import User
     from resolvers.audit import record
     from resolvers.identity import mfa
     from resolvers.identity.validation import normalize_email
-    from server.services import build_cipher
 
     with runtime(quiet_logs=True) as settings:
         cipher = build_cipher(settings)

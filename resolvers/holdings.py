@@ -26,7 +26,7 @@ from indexer.status import indexed_block_for
 from models.identity import Role, Wallet
 from models.tokens import Holding, TokenTransfer
 from resolvers.pagination import Page, keyset_page
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 
 STAFF_ROLES = (Role.ADMIN.value, Role.COMPLIANCE.value, Role.ISSUER.value)
 

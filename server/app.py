@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from core import tracing
 from core.logging import configure_logging
+from core.services import Services, build_services
 from core.settings import Settings, get_settings
 from schema import build_schema
 from server.cors import OriginGatedCORS
@@ -21,7 +22,6 @@ from server.health import healthz, metrics, readyz, sample_pool
 from server.middleware import GraphQLFastPath, RequestContextMiddleware
 from server.oauth_token import token_endpoint
 from server.reports_http import report_routes
-from server.services import Services, build_services
 
 # Browsers on an allowed origin (CORS_ORIGINS) may send these; credentials travel in the Authorization header, never
 # in cookies, so no Access-Control-Allow-Credentials.

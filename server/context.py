@@ -28,8 +28,8 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from core.logging import request_id_var
-from server.services import Services
-from server.viewer import Viewer
+from core.services import Services
+from resolvers.viewer import Viewer
 
 SETTLE_S = 5.0  # how long closing waits for sibling work still running on the session
 

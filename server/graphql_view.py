@@ -23,13 +23,13 @@ from strawberry.types.unset import UNSET
 
 from core.errors import AppError
 from core.metrics import WEBSOCKETS_CLOSED_BY_SERVER
+from core.services import Services
+from resolvers.viewer import Viewer, viewer_from_headers
 from schema.extensions import classify_all
 from server.context import Context
 from server.graphiql import PAGE_HEADERS
 from server.persisted_queries import NOT_FOUND_MESSAGE, PersistedQueries, PersistedQueryNotFound, etag_matches, etag_of
-from server.services import Services
 from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
-from server.viewer import Viewer, viewer_from_headers
 
 MAX_JSON_NESTING = 64
 # set by parse_http_body when the request named a persisted query (run in __call__'s task, read after it)

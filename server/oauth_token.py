@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.logging import request_id_var
+from core.services import Services
 from resolvers.identity.oauth_clients import OAuthError, client_credentials
-from server.services import Services
 
 log = logging.getLogger("rwa.oauth")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

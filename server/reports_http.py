@@ -25,12 +25,12 @@ from starlette.routing import Route
 
 from core.errors import AppError, BadUserInput, ErrorCode, Forbidden
 from core.logging import request_id_var
+from core.services import Services
 from resolvers.audit import record
 from resolvers.reports import cap_table as caps
 from resolvers.reports import exports, statements
+from resolvers.viewer import Viewer, viewer_from_headers
 from server.graphql_view import error_response
-from server.services import Services
-from server.viewer import Viewer, viewer_from_headers
 
 log = logging.getLogger("rwa.reports")
 

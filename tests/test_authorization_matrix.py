@@ -29,10 +29,10 @@ from core.oauth_scopes import ALL_SCOPES
 from core.opaque_tokens import digest, new_secret
 from core.settings import Environment, Settings
 from models.identity import ApiKey
+from resolvers.viewer import viewer_from_headers
 from schema import build_schema
 from schema.scopes import FIELD_SCOPES
 from server.context import Context
-from server.viewer import viewer_from_headers
 from tests.authz import ROLES, Rule, all_entries
 
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
@@ -123,7 +123,7 @@ async def call_subscription(schema, services, rule: Rule, caller: Caller) -> lis
         except AppError as exc:  # the socket would be rejected at connection_init
             return [exc.code.value]
     else:
-        from server.viewer import Viewer
+        from resolvers.viewer import Viewer
 
         viewer = Viewer(client_ip="127.0.0.1")
     context = Context(services, socket, socket, viewer)

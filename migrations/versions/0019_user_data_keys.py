@@ -26,7 +26,7 @@ depends_on = None
 
 def _master():  # type: ignore[no-untyped-def]
     from core.settings import get_settings
-    from server.services import build_cipher
+    from core.services import build_cipher
 
     return build_cipher(get_settings())
 

@@ -22,8 +22,8 @@ from models.assets import Asset, AssetStatus, AssetTransition, AssetType
 from models.identity import Role
 from resolvers.assets import asset_page, lifecycle, validation
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.pagination import Page, keyset_page
-from server.context import Context
 
 PUBLIC_STATUSES = frozenset(
     {AssetStatus.TOKENIZING, AssetStatus.ACTIVE, AssetStatus.SUSPENDED, AssetStatus.REDEEMING, AssetStatus.RETIRED}

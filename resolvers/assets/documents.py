@@ -23,8 +23,8 @@ from models.assets import Asset, AssetDocument, AssetStatus, DocumentKind
 from models.identity import Role
 from resolvers.assets.assets import STAFF, can_see, lock_asset
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.pagination import Page, keyset_page
-from server.context import Context
 
 log = logging.getLogger("rwa.documents")
 

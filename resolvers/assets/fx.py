@@ -19,8 +19,8 @@ from models.assets import FxRate
 from models.identity import Role
 from resolvers.assets import validation
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.pagination import Page, keyset_page
-from server.context import Context
 
 QUANTUM = Decimal("1e-18")
 

@@ -22,7 +22,7 @@ from models.assets import ValuationMethod
 from resolvers.assets.token_reads import TOKEN_COLUMNS, TokenRow, token_row
 from resolvers.assets.valuations import COLUMNS as VALUATION_COLUMNS
 from resolvers.assets.valuations import ValuationRow
-from server.context import Context
+from resolvers.context import Context
 
 K = TypeVar("K")
 V = TypeVar("V")

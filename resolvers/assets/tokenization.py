@@ -28,7 +28,7 @@ from models.tokens import Token, TokenKind
 from resolvers.assets import lifecycle
 from resolvers.assets.assets import AssetRow, lock_asset, row_of
 from resolvers.audit import record
-from server.context import Context
+from resolvers.context import Context
 
 log = logging.getLogger("rwa.tokenization")
 

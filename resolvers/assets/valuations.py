@@ -17,8 +17,8 @@ from models.identity import Role
 from resolvers.assets import validation
 from resolvers.assets.assets import STAFF, lock_asset, set_latest_valuation
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.pagination import Page, keyset_page
-from server.context import Context
 
 MAX_AMOUNT = Decimal(10) ** 20  # Numeric(38, 18) holds 20 integer digits
 CLOSED = frozenset({AssetStatus.RETIRED})

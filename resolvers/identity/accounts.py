@@ -15,10 +15,10 @@ from core.passwords import hash_password, verify_password
 from core.rate_limit import hit
 from models.identity import Role, User, UserStatus
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.identity import mfa, mfa_flows
 from resolvers.identity.sessions import IssuedSession, family_of, revoke_family, rotate, start_session
 from resolvers.identity.validation import check_password, normalize_email
-from server.context import Context
 
 WINDOW_S = 60
 

@@ -1,7 +1,7 @@
 """API keys for dashboards: read-only bearer secrets, shown once, stored as a SHA-256 digest.
 
 The secret is `rwak_<43 url-safe chars>`; its first 12 characters are kept in clear as a display prefix so a
-user can tell keys apart. server.viewer resolves keys by digest and refuses mutations for them.
+user can tell keys apart. resolvers.viewer resolves keys by digest and refuses mutations for them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from core.errors import BadUserInput, Conflict, NotFound
 from core.opaque_tokens import digest, new_secret
 from models.identity import ApiKey
 from resolvers.audit import record
-from server.context import Context
-from server.viewer import API_KEY_PREFIX, forget_api_key
+from resolvers.context import Context
+from resolvers.viewer import API_KEY_PREFIX, forget_api_key
 
 DISPLAY_PREFIX_LEN = 12
 MAX_ACTIVE_KEYS = 20

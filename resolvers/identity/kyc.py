@@ -25,14 +25,14 @@ from core.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthentic
 from core.transactions import transient_retry
 from models.identity import KycCase, KycStatus, Role
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.identity.countries import ISO_3166_ALPHA2
 from resolvers.identity.kyc_states import ACTOR, KycEvent, effective_status, next_status
 from resolvers.identity.registry_sync import sync_users
 from resolvers.pagination import Page, keyset_page
 from resolvers.privacy.keys import Erased, cipher_for, decrypt_blob
 from resolvers.raw_sql import pg
-from server.context import Context
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 
 
 class DocumentType(str, enum.Enum):

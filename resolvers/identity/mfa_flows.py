@@ -20,9 +20,9 @@ from core.opaque_tokens import digest, new_secret
 from core.rate_limit import hit
 from models.identity import User, UserStatus
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.identity import mfa
 from resolvers.identity.sessions import IssuedSession, start_session
-from server.context import Context
 
 WINDOW_S = 60
 

@@ -31,11 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Conflict, NotFound
 from core.oauth_scopes import ALL_SCOPES
+from core.services import Services, dev_cipher_key
 from models.identity import Role, User, UserStatus
 from models.oauth import OAuthClient, OAuthClientSecret
 from resolvers.audit import record
-from server.context import Context
-from server.services import Services, dev_cipher_key
+from resolvers.context import Context
 
 CLIENT_ID_PREFIX = "rwac"
 SECRET_PREFIX = "rwacs"

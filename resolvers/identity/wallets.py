@@ -28,9 +28,9 @@ from core.errors import BadUserInput, Conflict, NotFound
 from core.rate_limit import hit
 from models.identity import Wallet
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.identity import eip1271, siwe
 from resolvers.identity.registry_sync import sync_wallets
-from server.context import Context
 
 CHALLENGE_TTL = timedelta(minutes=10)
 _REDIS_GRACE_S = 300

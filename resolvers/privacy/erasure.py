@@ -32,13 +32,13 @@ from models.identity import ApiKey, KycCase, KycStatus, RefreshTokenFamily, Role
 from models.oauth import OAuthClient, OAuthClientSecret
 from models.privacy import ErasureRequest, ErasureStatus
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.identity.kyc import status_of
 from resolvers.identity.kyc_states import KycEvent, next_status
 from resolvers.identity.registry_sync import sync_users
 from resolvers.pagination import Page, keyset_page
 from resolvers.privacy import keys
-from server.context import Context
-from server.viewer import forget_api_key
+from resolvers.viewer import forget_api_key
 
 ERASED_DOMAIN = "erased.invalid"
 UNUSABLE_PASSWORD = "!erased"  # not an argon2 hash: verify_password is always False

@@ -25,8 +25,8 @@ from core.encryption import FieldCipher
 from core.errors import Forbidden
 from models.identity import KycCase
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.identity.kyc import read_details
-from server.context import Context
 
 FORMAT_VERSION = 1
 

@@ -43,7 +43,7 @@ from indexer.status import indexed_block_for
 from models.identity import KycCase, Role
 from resolvers.holdings import parse_address, parse_block, parse_chain_id
 from resolvers.raw_sql import pg
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 
 log = logging.getLogger("rwa.reports")
 

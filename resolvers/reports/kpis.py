@@ -31,7 +31,7 @@ from core.redis import Keys
 from models.assets import AssetStatus
 from models.identity import Role
 from resolvers.raw_sql import pg
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 
 REFRESH_S = 30.0
 MAX_AGE_S = 300.0

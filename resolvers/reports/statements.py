@@ -34,7 +34,7 @@ from models.identity import KycCase, Role
 from resolvers.raw_sql import pg
 from resolvers.reports.cap_table import interactive, units_to_amount
 from resolvers.trading.settlement import notional_of
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 
 MAX_PERIOD_DAYS = 400
 STAFF = (Role.ADMIN.value, Role.COMPLIANCE.value)

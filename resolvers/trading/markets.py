@@ -15,8 +15,8 @@ from models.assets import Asset, AssetStatus
 from models.tokens import Token, TokenKind
 from models.trading import Market, MarketRiskLimits, MarketStatus
 from resolvers.audit import record
+from resolvers.context import Context
 from resolvers.trading.book import lock_market
-from server.context import Context
 
 MAX_FEE_BPS = 1000  # 10 %
 MAX_SYMBOL_CHARS = 50  # markets.symbol is VARCHAR(50)

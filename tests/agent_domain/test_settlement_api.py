@@ -10,9 +10,9 @@ from starlette.websockets import WebSocket
 from agent.effects import live
 from models.trading import Side
 from resolvers.trading.orders import place_order
+from resolvers.viewer import viewer_from_headers
 from schema import build_schema
 from server.context import Context
-from server.viewer import viewer_from_headers
 from tests.agent_domain.helpers import broadcast, complete, op_by_ref
 from tests.trading.factories import make_market, make_trader
 from tests.trading.test_orders_flow import limit

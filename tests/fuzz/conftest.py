@@ -17,9 +17,9 @@ from starlette.applications import Starlette
 
 from chains.anvil import AnvilNode
 from core.jwt_keys import generate_private_key_pem
+from core.services import Services, build_services
 from core.settings import Environment, Settings
 from server.app import create_app
-from server.services import Services, build_services
 from tests.fuzz.world import World, seed_world
 
 # anvil's/hardhat's public test mnemonic: fine outside production, and it gives stablecoin payments a deposit wallet

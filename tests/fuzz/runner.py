@@ -16,7 +16,7 @@ from typing import Any
 import graphql
 import httpx
 
-from server.services import Services
+from core.services import Services
 from tests.fuzz.documents import Operation
 from tests.fuzz.scalars import Pools
 from tests.fuzz.world import Account, World, call, restore

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode
 
+from core.services import Services
 from core.settings import Environment, Settings
 from schema import build_schema
-from server.services import Services
 from tests.fuzz.documents import operations
 from tests.fuzz.runner import Caller
 from tests.fuzz.scalars import Pools

@@ -17,9 +17,9 @@ import httpx
 from sqlalchemy import select, update
 
 from core.passwords import hash_password
+from core.services import Services
 from models.identity import User
 from models.tokens import Token, TokenKind
-from server.services import Services
 from tests.trading.factories import make_market, make_trader
 
 PASSWORD = "correct-horse-9-battery"

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pyotp
 
+from core.services import build_services
 from core.settings import Environment, Settings
 from server.app import create_app
-from server.services import build_services
 from tests.fixtures.app import TEST_JWT_KEY
 from tests.platform.test_cli import PASSWORD, assert_clean_failure, create_database, drop_database, rwa
 

@@ -16,10 +16,10 @@ from core.encryption import FieldCipher, parse_key
 from core.jwt_keys import KeyRing
 from core.passwords import hash_password
 from core.redis import create_redis
+from core.services import Services
 from core.settings import Environment, Settings
 from models.identity import RefreshTokenFamily, User
 from server.app import create_app
-from server.services import Services
 from tests.fixtures.app import TEST_JWT_KEY
 from tests.identity.test_mfa import BEGIN, COMPLETE, CONFIRM, LOGIN, reason
 from tests.trading.live import committed_sessions

@@ -18,7 +18,7 @@ import httpx
 from chains.deploy import transact
 from chains.loadgen import load_recipients, send_batch_transfers
 from resolvers.holdings import holder_balance, token_holdings
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 from tests.indexer.cli_helpers import REPO, RWA, run_rwa, rwa_env
 from tests.indexer.conftest import add_tokens, cursor_block, deploy, snapshot
 

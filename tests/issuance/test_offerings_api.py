@@ -275,9 +275,9 @@ async def test_offering_updates_start_with_the_state_then_follow_each_change(
 
     from starlette.websockets import WebSocket
 
+    from resolvers.viewer import viewer_from_headers
     from schema import build_schema
     from server.context import Context
-    from server.viewer import viewer_from_headers
     from tests.payments.test_updates import _never  # a socket nobody talks to
 
     m, issuer = await _setup(gql, make_user, session_factory)

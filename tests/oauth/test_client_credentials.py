@@ -241,7 +241,7 @@ async def test_a_disabled_owner_gets_no_token(gql, make_user, client, session_fa
 async def test_client_scopes_cannot_read_personal_details(gql, make_user, client):
     """Even a field a scope opens never decrypts KYC details for a client token (owner-only, interactive)."""
     from resolvers.identity.kyc import may_read_details
-    from server.viewer import Viewer
+    from resolvers.viewer import Viewer
 
     owner = uuid.uuid4()
     case = type("Case", (), {"user_id": owner})()

@@ -7,9 +7,9 @@ import asyncio
 
 from starlette.websockets import WebSocket
 
+from resolvers.viewer import viewer_from_headers
 from schema import build_schema
 from server.context import Context
-from server.viewer import viewer_from_headers
 
 SUB = "subscription($id: UUID!) { paymentUpdates(id: $id) { paymentId state previousState creditedAmount } }"
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 import schema as schema_package
+from core.services import Services
 from core.settings import Settings
 from server.app import create_app
-from server.services import Services
 from tests.fixtures.db import settings_values
 from tests.platform.probes import ProbeQuery
 

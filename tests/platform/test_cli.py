@@ -18,10 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from core.migrate import upgrade
+from core.services import build_services
 from core.settings import Environment, Settings
 from models.identity import AuditLog, User
 from server.app import create_app
-from server.services import build_services
 from tests.fixtures.app import TEST_JWT_KEY
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,10 +20,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from core.jwt_keys import KeyRing
+from core.services import Services, build_services
 from core.settings import Environment, Settings
 from models.identity import Role, User
 from server.app import create_app
-from server.services import Services, build_services
 from tests.fixtures.app import TEST_JWT_KEY
 
 DASHBOARD = "{ myKyc { status } myApiKeys { id } myWallets { address } markets { id } }"

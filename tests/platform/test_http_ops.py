@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.db import create_engine, create_session_factory
 from core.logging import JsonFormatter
 from core.redis import create_redis
+from core.services import Services
 from server.app import create_app
-from server.services import Services
 
 
 def closed_port() -> int:

@@ -22,9 +22,9 @@ from core.db import create_engine
 from core.encryption import FieldCipher, key_id
 from core.errors import Unauthenticated
 from core.jwt_keys import KeyRing, generate_private_key_pem, public_key_pem
+from core.services import build_services
 from core.settings import Environment, Settings
 from server.app import create_app
-from server.services import build_services
 from tests.fixtures.app import TEST_JWT_KEY
 from tests.platform.test_cli import create_database, drop_database
 

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from core.revocation import USER
+from core.services import Services, build_services
 from core.settings import Environment, Settings
 from models.identity import Role, User
 from server.app import create_app
-from server.services import Services, build_services
 from tests.fixtures.app import TEST_JWT_KEY
 from tests.fixtures.db import _asyncpg_dsn
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from models.identity import AuditLog
 from resolvers.reports.cap_table import Strategy, cap_table
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 from tests.reports.seed import ALICE, BIG, BOB, CAROL, TOKEN, block_time, seed_token
 from tests.test_authorization_matrix import make_api_key
 

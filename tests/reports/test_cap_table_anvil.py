@@ -22,7 +22,7 @@ from core.settings import Settings
 from indexer.service import run_indexer
 from resolvers.reports.cap_table import Strategy, cap_table
 from resolvers.reports.checkpoints import write_checkpoints
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 from tests.indexer.conftest import TEST_CONFIG, add_tokens, deploy, idx_db, indexer_template_db, node, wait_synced  # noqa: F401
 
 E18 = 10**18

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from models.chain import IndexerCursor
 from resolvers.reports.cap_table import Strategy, cap_table
 from resolvers.reports.checkpoints import write_checkpoints, write_token_checkpoints
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 from tests.reports.seed import ALICE, BIG, BOB, CAROL, TOKEN, seed_token
 
 

@@ -16,7 +16,7 @@ from models.payments import Payment, PaymentMethod, PaymentState
 from models.trading import OrderType, Side
 from resolvers.reports import kpis
 from resolvers.trading.orders import OrderRequest, place_order
-from server.viewer import Viewer
+from resolvers.viewer import Viewer
 from tests.trading.factories import make_market, make_trader
 
 Q = """{ platformKpis {

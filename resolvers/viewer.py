@@ -16,8 +16,8 @@ from sqlalchemy import select, update
 
 from core.errors import Forbidden, Unauthenticated
 from core.opaque_tokens import digest
+from core.services import Services
 from models.identity import ApiKey, Role, User, UserStatus
-from server.services import Services
 
 API_KEY_PREFIX = "rwak"
 _API_KEY_CACHE_S = 5.0
