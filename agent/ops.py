@@ -45,7 +45,7 @@ def signers() -> tuple[bool, list[dict[str, Any]]]:
     return ok, rows
 
 
-def readiness(heartbeat: Heartbeat):  # type: ignore[no-untyped-def]
+def readiness(heartbeat: Heartbeat):
     def check() -> tuple[bool, dict[str, Any]]:
         alive, beat = heartbeat.check()
         ok, rows = signers()

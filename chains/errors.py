@@ -254,18 +254,17 @@ def classify_rpc_error(error: object, *, method: str, url: str | None, idempoten
     code = code if isinstance(code, int) else None
     message = str(error.get("message", ""))
     data = error.get("data")
-    ctx = {"url": url, "method": method}
     if code == 429 or _RATE_PATTERNS.search(message):
-        return RpcRateLimited(f"rate limited ({code}): {message}", **ctx)
+        return RpcRateLimited(f"rate limited ({code}): {message}", url=url, method=method)
     if method == "eth_getLogs" and (code == LIMIT_EXCEEDED or _RANGE_PATTERNS.search(message)):
-        return LogRangeTooLarge(code, message, suggested_range=_suggested_range(message), **ctx)
+        return LogRangeTooLarge(code, message, suggested_range=_suggested_range(message), url=url, method=method)
     if code == LIMIT_EXCEEDED:
-        return RpcRateLimited(f"limit exceeded ({code}): {message}", **ctx)
+        return RpcRateLimited(f"limit exceeded ({code}): {message}", url=url, method=method)
     if code == EXECUTION_ERROR or _DETERMINISTIC_PATTERNS.search(message):
-        return RpcResponseError(code if code is not None else 0, message, data, **ctx)
+        return RpcResponseError(code if code is not None else 0, message, data, url=url, method=method)
     if _TRANSIENT_PATTERNS.search(message) or (idempotent and code not in (INVALID_REQUEST, INVALID_PARAMS)):
-        return RpcServerError(f"node error ({code}): {message}", **ctx)
-    return RpcResponseError(code if code is not None else 0, message, data, **ctx)
+        return RpcServerError(f"node error ({code}): {message}", url=url, method=method)
+    return RpcResponseError(code if code is not None else 0, message, data, url=url, method=method)
 
 
 def _suggested_range(message: str) -> tuple[int, int] | None:

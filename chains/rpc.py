@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -494,4 +494,4 @@ def _chain_id_of(body: Any, req_id: int, ep: Endpoint) -> int:
         raise err
     result = body.get("result")
     _checked(_hex_quantity, result, ep, "eth_chainId")
-    return int(result, 16)
+    return int(cast(str, result), 16)  # _hex_quantity checked it is a hex string

@@ -83,7 +83,7 @@ class Reconciled:
     lost_tokens: tuple[str, ...] = ()  # registered token addresses with no code on the chain
 
 
-async def _rpc(client, url: str, method: str, *params: object) -> object:  # type: ignore[no-untyped-def]
+async def _rpc(client, url: str, method: str, *params: object) -> object:
     from chains.anvil import rpc
 
     return await rpc(url, method, *params, client=client)
@@ -113,7 +113,7 @@ async def _reconcile_chain(
     client,
     chain_id: int,
     url: str,
-    restored: bool,  # type: ignore[no-untyped-def]
+    restored: bool,
     deployer: str,
 ) -> Reconciled:
     rolled_back_to: int | None = None
@@ -159,7 +159,7 @@ async def _reconcile_chain(
     return result
 
 
-async def _heal_index(conn, client, chain_id: int, url: str) -> int | None:  # type: ignore[no-untyped-def]
+async def _heal_index(conn, client, chain_id: int, url: str) -> int | None:
     """Roll the index back to the highest stored block the chain still has; None if none is left."""
     from indexer.reorg import rollback
 
@@ -179,7 +179,7 @@ async def _skip_registered_addresses(
     conn,
     client,
     chain_id: int,
-    url: str,  # type: ignore[no-untyped-def]
+    url: str,
     deployer: str,
 ) -> int | None:
     """Move the deployer's nonce past the highest nonce whose CREATE address a token row names."""

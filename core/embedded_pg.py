@@ -168,7 +168,9 @@ class EmbeddedPostgres:
         proc = running_postmaster(self.pgdata)
         if proc is None:
             return False
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import create_command_function
+
+        pg_ctl = create_command_function("pg_ctl")  # what pgserver binds as _commands.pg_ctl (setattr at import)
 
         user = "pgserver" if os.geteuid() == 0 else None
         try:

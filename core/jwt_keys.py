@@ -39,6 +39,13 @@ class AccessClaims:
     client_id: str | None = None
 
 
+def _exact_number(value: object) -> int | float:
+    # numbers a float holds exactly (a 400-digit exp passed PyJWT and overflowed where it became a float)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -(2**53) < value < 2**53:
+        raise ValueError("exp and iat must be numbers")
+    return value
+
+
 def _claims_of(claims: Any) -> AccessClaims:
     """Strict shapes: a validly signed token with claims of the wrong type is refused like a forged one (one
     with `roles` a list of objects, or `sub` a number, ended as an HTTP 500)."""
@@ -49,10 +56,7 @@ def _claims_of(claims: Any) -> AccessClaims:
         raise ValueError("sub, sid and roles are required")
     if not all(isinstance(r, str) for r in roles):
         raise ValueError("roles must be strings")
-    for value in (exp, iat):
-        # numbers a float holds exactly (a 400-digit exp passed PyJWT and overflowed where it became a float)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -(2**53) < value < 2**53:
-            raise ValueError("exp and iat must be numbers")
+    exp, iat = _exact_number(exp), _exact_number(iat)
     scope, client_id = claims.get("scope"), claims.get("client_id")
     if (scope is None) != (client_id is None):
         raise ValueError("scope and client_id go together")

@@ -49,7 +49,7 @@ async def _run(
     try:
         async with engine.connect() as conn:
 
-            def _command(sync_conn):  # type: ignore[no-untyped-def]
+            def _command(sync_conn):
                 cfg = alembic_config()
                 cfg.attributes.update(
                     connection=sync_conn,
@@ -135,7 +135,7 @@ async def autogenerate(message: str, rev_id: str, admin_url: str) -> None:
         engine = create_async_engine(url)
         async with engine.connect() as conn:
 
-            def _gen(sync_conn):  # type: ignore[no-untyped-def]
+            def _gen(sync_conn):
                 cfg = alembic_config()
                 cfg.attributes["connection"] = sync_conn
                 command.upgrade(cfg, "heads")

@@ -146,8 +146,8 @@ class OpsServer:
                         self._send(404, b'{"error": "not found"}', "application/json")
                 except Exception as exc:  # noqa: BLE001  (a failing check is a 503 with its reason, never a crash)
                     log.warning("ops endpoint %s failed: %s", path, exc)
-                    body = json.dumps({"status": "unavailable", "role": server.role, "error": type(exc).__name__})
-                    self._send(503, body.encode(), "application/json")
+                    error = json.dumps({"status": "unavailable", "role": server.role, "error": type(exc).__name__})
+                    self._send(503, error.encode(), "application/json")
 
             def _send(self, status: int, body: bytes, ctype: str) -> None:
                 self.send_response(status)

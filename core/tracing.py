@@ -40,7 +40,8 @@ def setup(settings: Settings, *, exporter: SpanExporter | None = None, service_n
     global _enabled
     if _enabled:
         return True
-    if exporter is None and not settings.otel_exporter_otlp_endpoint:
+    endpoint = settings.otel_exporter_otlp_endpoint
+    if exporter is None and not endpoint:
         return False
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
@@ -58,15 +59,11 @@ def setup(settings: Settings, *, exporter: SpanExporter | None = None, service_n
     )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    else:
+    elif endpoint:  # always set here (returned above otherwise)
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         # the exporter reads OTEL_EXPORTER_OTLP_* itself (headers, timeout, certificate): the standard names
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces")
-            )
-        )  # type: ignore[union-attr]
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")))
         trace.set_tracer_provider(provider)  # once per process, for any other instrumented library
 
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from indexer.events import TRANSFER_TOPIC0, UndecodableLog, checksum, decode_log, subject_of
+from indexer.events import TRANSFER_TOPIC0, Args, UndecodableLog, checksum, decode_log, subject_of
 from indexer.fetch import FetchedRange
 
 BLOCK_COLUMNS = ("chain_id", "number", "hash", "parent_hash", "timestamp")
@@ -64,10 +64,10 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
     chain_id = batch.chain_id
     out = DecodedBatch(chain_id, batch.from_block, batch.to_block, batch.end_hash)
     times: dict[int, datetime] = {}
-    for n, blk in batch.blocks.items():
+    for number, blk in batch.blocks.items():
         t = _ts(blk["timestamp"])
-        times[n] = t
-        out.blocks.append((chain_id, n, blk["hash"], blk["parentHash"], t))
+        times[number] = t
+        out.blocks.append((chain_id, number, blk["hash"], blk["parentHash"], t))
     first = batch.blocks.get(batch.from_block)
     if first is not None:
         out.first_hash, out.first_parent = first["hash"], first["parentHash"]
@@ -113,6 +113,7 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
             decoded = decode_log(topics, data)
         except UndecodableLog:
             decoded = None
+        arg_map: Args
         if decoded is None:
             name, arg_map, subject = "Unknown", {}, None
         else:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from typing import TypedDict
 
 import asyncpg
 from redis.asyncio import Redis
@@ -37,6 +38,14 @@ from indexer.write import ensure_cursor, prepare_connection
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 256  # blocks of finality progress between two prunes
 FETCH_RETRY_FOR_S = 60.0  # a fetch failing this long ends the step (the next one re-reads the heads)
+
+
+class RetryPacing(TypedDict):
+    """index_range's retry keywords."""
+
+    retry_base_s: float
+    retry_cap_s: float
+    retry_for_s: float
 
 
 class ChainFollower:
@@ -246,9 +255,9 @@ class ChainFollower:
         return Cursor(reach, block_hash, cursor.finalized_block)
 
     @property
-    def _retry(self) -> dict[str, float]:
+    def _retry(self) -> RetryPacing:
         """index_range's fetch retry pacing: the follower's backoff, and a budget after which the step ends."""
-        return {"retry_base_s": self.backoff.base, "retry_cap_s": self.backoff.cap, "retry_for_s": FETCH_RETRY_FOR_S}
+        return RetryPacing(retry_base_s=self.backoff.base, retry_cap_s=self.backoff.cap, retry_for_s=FETCH_RETRY_FOR_S)
 
     async def self_check(self, cursor: Cursor, heads: Heads) -> bool:
         """Compare every stored block from ``depth`` below the cursor up to the node's head with the node; if one

@@ -36,7 +36,7 @@ def chain_health(chain_id: int, max_lag: int) -> tuple[bool, dict[str, Any]]:
     return lag <= max_lag, details
 
 
-def readiness(chain_ids: list[int], heartbeat: Heartbeat, max_lag: int):  # type: ignore[no-untyped-def]
+def readiness(chain_ids: list[int], heartbeat: Heartbeat, max_lag: int):
     def check() -> tuple[bool, dict[str, Any]]:
         alive, beat = heartbeat.check()
         chains = {}

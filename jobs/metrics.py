@@ -47,7 +47,7 @@ class JobMetrics(dramatiq.Middleware):
     def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message, delay: Any) -> None:
         JOBS_ENQUEUED.labels(message.actor_name).inc()
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         with self._lock:
             self._started[message.message_id] = time.perf_counter()
         JOBS_IN_PROGRESS.labels(message.actor_name).inc()
@@ -55,7 +55,7 @@ class JobMetrics(dramatiq.Middleware):
     def after_process_message(
         self,
         broker: dramatiq.Broker,
-        message: dramatiq.Message,
+        message: dramatiq.MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -68,7 +68,7 @@ class JobMetrics(dramatiq.Middleware):
             JOBS_IN_PROGRESS.labels(actor).dec()
         (JOBS_FAILED if exception is not None else JOBS_PROCESSED).labels(actor).inc()
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
         with self._lock:
             started = self._started.pop(message.message_id, None)
         if started is not None:

@@ -22,7 +22,7 @@ log = logging.getLogger("rwa.jobs.offerings")
 BATCH = 20
 
 
-async def close_due(session_factory) -> int:  # type: ignore[no-untyped-def]
+async def close_due(session_factory) -> int:
     """Close every OPEN offering past its closing time; returns how many were closed."""
     async with session_factory() as session:
         due = list(

@@ -39,7 +39,7 @@ def broker_reachable(url: str, timeout: float = 2.0) -> tuple[bool, str | None]:
 
 
 class WorkerHealth:
-    def __init__(self, proc: subprocess.Popen, broker_url: str, kind: str) -> None:  # type: ignore[type-arg]
+    def __init__(self, proc: subprocess.Popen, broker_url: str, kind: str) -> None:
         self.proc = proc
         self.broker_url = broker_url
         self.kind = kind

@@ -14,14 +14,15 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BigInteger, Enum, Select, SmallInteger, tuple_
+from sqlalchemy import BigInteger, Enum, Select, SmallInteger, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.errors import BadUserInput
@@ -29,6 +30,12 @@ from core.errors import BadUserInput
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 T = TypeVar("T")
+# a key column: a mapped attribute (`Asset.created_at`) or a Core column/expression
+KeyColumn = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+# totalCount counts at most this many rows (a bounded scan); above it the count is null (README "Pagination")
+TOTAL_COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,20 @@ class Page(Generic[T]):
     cursors: list[str]
     has_next_page: bool
     has_previous_page: bool
+    # counts every row of the list (all pages), up to TOTAL_COUNT_CAP; None when the list is not countable cheaply
+    count: Callable[[], Awaitable[int | None]] | None = field(default=None, compare=False, repr=False)
+
+
+def bounded_count(session: AsyncSession, stmt: Select) -> Callable[[], Awaitable[int | None]]:
+    """The rows of `stmt` (filters as given, before any cursor), counted up to TOTAL_COUNT_CAP, lazily: the
+    statement runs only when a client selects totalCount. None above the cap."""
+
+    async def count() -> int | None:
+        capped = stmt.order_by(None).limit(TOTAL_COUNT_CAP + 1).subquery()
+        n = (await session.execute(select(func.count()).select_from(capped))).scalar_one()
+        return None if n > TOTAL_COUNT_CAP else int(n)
+
+    return count
 
 
 def _tag(value: Any) -> list[Any]:
@@ -89,11 +110,9 @@ def _datetime(raw: Any) -> datetime:
 
 def _decimal(raw: Any) -> Decimal:
     value = Decimal(_text(raw, _DECIMAL_DIGITS + 10))
-    if (
-        not value.is_finite()
-        or len(value.as_tuple().digits) > _DECIMAL_DIGITS
-        or abs(value.as_tuple().exponent) > _DECIMAL_EXPONENT
-    ):  # type: ignore[arg-type]
+    _, digits, exponent = value.as_tuple()
+    # a finite Decimal's exponent is an int ('n'/'N'/'F' mark NaN/sNaN/Infinity)
+    if not isinstance(exponent, int) or len(digits) > _DECIMAL_DIGITS or abs(exponent) > _DECIMAL_EXPONENT:
         raise _Malformed("decimal out of range")
     return value
 
@@ -127,7 +146,7 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps([_tag(v) for v in values]).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, width: int, columns: Sequence[ColumnElement[Any]] | None = None) -> list[Any]:
+def decode_cursor(cursor: str, width: int, columns: Sequence[KeyColumn] | None = None) -> list[Any]:
     """The values of a cursor from encode_cursor; anything else (too long, not base64 JSON, nested, unknown tags,
     values no key column can hold, or of another column's type when `columns` are given) is BAD_USER_INPUT."""
     if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_CHARS:
@@ -159,7 +178,7 @@ def _nesting(raw: bytes) -> int:
     return deepest
 
 
-def _fits(value: Any, column: ColumnElement[Any]) -> bool:
+def _fits(value: Any, column: KeyColumn) -> bool:
     """Whether a decoded value can be compared with a key column (else Postgres refused the statement: INTERNAL)."""
     if value is None:
         return True
@@ -193,7 +212,7 @@ def check_window(first: int | None, last: int | None) -> tuple[int, bool]:
 async def keyset_page(
     session: AsyncSession,
     stmt: Select,
-    key: Sequence[ColumnElement[Any]],
+    key: Sequence[KeyColumn],
     *,
     descending: bool = False,
     first: int | None = None,
@@ -204,6 +223,7 @@ async def keyset_page(
 ) -> Page[Any]:
     """Run `stmt` one page at a time. The key columns must be selected-from entities of `stmt`."""
     limit, backwards = check_window(first, last)
+    count = bounded_count(session, stmt)
     cols = tuple_(*key)
     if after:
         bound = tuple_(*decode_cursor(after, len(key), key))
@@ -213,9 +233,9 @@ async def keyset_page(
         stmt = stmt.where(cols > bound if descending else cols < bound)
     forward_desc = descending != backwards
     stmt = stmt.add_columns(*key).order_by(*[(c.desc() if forward_desc else c.asc()) for c in key]).limit(limit + 1)
-    result = (await session.execute(stmt)).all()
+    result = list((await session.execute(stmt)).all())
     more = len(result) > limit
-    result = result[:limit]
+    del result[limit:]
     if backwards:
         result.reverse()
     width = len(key)
@@ -226,4 +246,5 @@ async def keyset_page(
         cursors,
         has_next_page=more if not backwards else bool(before),
         has_previous_page=more if backwards else bool(after),
+        count=count,
     )

@@ -25,4 +25,4 @@ async def pg(session: AsyncSession) -> asyncpg.Connection:
     adapted: Any = (await conn.get_raw_connection()).dbapi_connection
     if adapted._transaction is None and adapted.isolation_level != "autocommit":
         await adapted._start_transaction()
-    return adapted.driver_connection  # type: ignore[no-any-return]
+    return adapted.driver_connection

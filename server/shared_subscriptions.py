@@ -403,7 +403,7 @@ class SharedBytesWebSocketAdapter(ASGIWebSocketAdapter):
         await super().send_json(message)
 
 
-class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type-arg]
+class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws handler that lets shared subscriptions deliver their results directly; an operation
     that is completed or canceled stops its direct delivery at once (before its task sees the cancellation).
     A socket signed in with an access token is closed with 4401 when the token expires, its operations (whatever
@@ -442,7 +442,7 @@ class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):  # type: ignore[type
         finally:
             metrics.WEBSOCKETS_OPEN.dec()
 
-    async def _send_result_stream(self, operation, result_source):  # type: ignore[no-untyped-def,override]
+    async def _send_result_stream(self, operation, result_source):
         kind = "shared" if isinstance(result_source, SharedStream) else "private"
         metrics.SUBSCRIPTIONS_STARTED.labels(kind).inc()
         metrics.SUBSCRIPTIONS_ACTIVE.labels(kind).inc()

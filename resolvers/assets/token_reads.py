@@ -45,7 +45,7 @@ TOKEN_COLUMNS = (
 )
 
 
-def token_row(values: tuple) -> TokenRow:  # type: ignore[type-arg]
+def token_row(values: tuple) -> TokenRow:
     row = TokenRow(*values)
     row.total_supply = int(row.total_supply)
     if not isinstance(row.kind, TokenKind):  # driver SQL returns the enum's text

@@ -43,7 +43,7 @@ async def cipher_for(
         return None
     if wrapped is _DESTROYED:
         raise Erased()
-    return unwrap(master, user_id, wrapped)  # type: ignore[arg-type]
+    return unwrap(master, user_id, wrapped)
 
 
 _DESTROYED = b""

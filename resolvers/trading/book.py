@@ -111,7 +111,7 @@ async def resting_orders(
 
 async def match_against_book(
     session: AsyncSession, market_id: uuid.UUID, taker: Incoming, now
-) -> tuple[  # type: ignore[no-untyped-def]
+) -> tuple[
     MatchResult, dict[uuid.UUID, Resting]
 ]:
     """Fetch as much of the opposite side as the taker can use (growing the batch when it runs out) and match."""

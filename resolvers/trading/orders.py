@@ -385,7 +385,7 @@ async def _execute(
                     session,
                     fill.maker_id,
                     r.user_id,
-                    maker_reserved,  # type: ignore[arg-type]
+                    maker_reserved,
                     market.quote_currency,
                 )
             makers.append((fill.maker_id, r.quantity, OrderStatus.FILLED.value, None, Decimal(0)))
@@ -404,7 +404,7 @@ async def _execute(
             session,
             taker.owner,
             held,
-            market.quote_currency,  # type: ignore[arg-type]
+            market.quote_currency,
             reference=f"order:{taker.id}:reserve",
         )
     views = [taker_view]
