@@ -49,7 +49,7 @@ PAY_STATES = ["AWAITING_FUNDS", "DETECTED", "CONFIRMED", "EXPIRED", "CANCELED", 
 
 
 def _addr(i: int) -> str:
-    from indexer.inputs import checksum_address
+    from chains.inputs import checksum_address
 
     return checksum_address(f"0x{i + 0x1000:040x}")
 

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chains.errors import RpcError, UnknownChain
+from chains.inputs import checksum_address, parse_chain
 from chains.registry import all_chains, rpc_urls_for
 from chains.rpc import RpcClient
 from chains.rpc_urls import url_label
@@ -33,7 +34,6 @@ from chains.spec import ChainSpec
 from cli.runtime import err, runtime
 from core.settings import Settings
 from indexer.cli_progress import BackfillProgress
-from indexer.inputs import checksum_address, parse_chain
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 

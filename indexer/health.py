@@ -5,7 +5,7 @@ and GraphQL ``indexerStatus``:
   below the finality floor changed; an operator must look);
 - ``error_count``/``last_error``/``last_error_at``: the run of consecutive failed steps the follower is
   retrying through (a dead RPC provider, a database hiccup). FAILING_AFTER of them in a row make the
-  chain "failing".
+  chain "failing" (`state_of`, models/index_status.py, reads them back).
 
 Both are cleared by the next step that succeeds, so a fixed chain reads healthy again without a hand edit.
 The writes use the writer's own connection outside any transaction, and are best effort: losing a health
@@ -20,7 +20,6 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-FAILING_AFTER = 3  # consecutive failed steps before a chain is reported failing (one blip is not news)
 _MAX_TEXT = 500  # error texts are one-line summaries (RPC errors carry redacted URLs only)
 
 # The cursor row may not exist yet (a chain that failed before its first step): create it unindexed.
@@ -74,12 +73,3 @@ async def record_error(conn: asyncpg.Connection, chain_id: int, exc: BaseExcepti
 async def record_healthy(conn: asyncpg.Connection, chain_id: int) -> bool:
     """A step succeeded: forget the stop and the error run (one cheap UPDATE that matches nothing when healthy)."""
     return await _write(conn, _HEALTHY_SQL, chain_id)
-
-
-def state_of(stopped_reason: str | None, error_count: int, indexed_block: int | None) -> str:
-    """``stopped`` | ``failing`` | ``ok`` | ``not indexed`` (no cursor yet)."""
-    if stopped_reason:
-        return "stopped"
-    if error_count >= FAILING_AFTER:
-        return "failing"
-    return "ok" if indexed_block is not None else "not indexed"

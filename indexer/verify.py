@@ -3,7 +3,7 @@
 At the indexed block the holdings table is compared as is; at an earlier block each holder's balance is
 recomputed from the indexed transfers (sum in - sum out up to that block). The holder set is the holdings
 table either way, and `totalSupply()` is compared with the sum of the indexed balances, which catches
-holders the index missed. The indexed block (indexer.status.indexed_block_for) and the holdings are read in
+holders the index missed. The indexed block (models.index_status.indexed_block_for) and the holdings are read in
 one REPEATABLE READ transaction, so a running indexer cannot move them apart mid-read. The eth_calls go out
 as batched JSON-RPC.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from chains.inputs import ZERO_ADDRESS
 from chains.rpc import RpcClient
 from chains.rpc_params import block_param
-from indexer.inputs import ZERO_ADDRESS
-from indexer.status import indexed_block_for
+from models.index_status import indexed_block_for
 from models.tokens import Holding, TokenTransfer
 
 BALANCE_OF = "0x70a08231"  # balanceOf(address)

@@ -20,10 +20,10 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chains.errors import UnknownChain
+from chains.inputs import checksum_address, parse_chain
 from core.errors import BadUserInput, Forbidden
-from indexer.inputs import checksum_address, parse_chain
-from indexer.status import indexed_block_for
 from models.identity import Role, Wallet
+from models.index_status import indexed_block_for
 from models.tokens import Holding, TokenTransfer
 from resolvers.pagination import Page, keyset_page
 from resolvers.viewer import Viewer

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chains.registry import all_chains
-from indexer.status import DEFAULT_WINDOW_BLOCKS, BackfillRequestStatus, read_cursor_status
+from models.index_status import DEFAULT_WINDOW_BLOCKS, BackfillRequestStatus, read_cursor_status
 from resolvers.holdings import parse_chain_id
 
 

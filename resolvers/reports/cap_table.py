@@ -36,11 +36,11 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chains.inputs import ZERO_ADDRESS
 from core.encryption import FieldCipher
 from core.errors import BadUserInput, Forbidden, NotFound
-from indexer.inputs import ZERO_ADDRESS
-from indexer.status import indexed_block_for
 from models.identity import KycCase, Role
+from models.index_status import indexed_block_for
 from resolvers.holdings import parse_address, parse_block, parse_chain_id
 from resolvers.raw_sql import pg
 from resolvers.viewer import Viewer

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from indexer.inputs import ZERO_ADDRESS
-from indexer.status import indexed_block_for
+from chains.inputs import ZERO_ADDRESS
+from models.index_status import indexed_block_for
 from resolvers.raw_sql import pg
 
 log = logging.getLogger("rwa.reports")
