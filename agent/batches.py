@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import handlers, metrics
 from agent.context import SenderContext
+from core.db import rowcount
 from models.operations import ChainOperation, OperationState
 from models.tokens import TokenTransfer
 
@@ -275,7 +276,7 @@ async def members_confirmed_many(session: AsyncSession, confirmed: list[ChainOpe
             )
         )
     ).all()
-    indexed: dict[tuple[str, str, str], Counter[tuple[str, str, int]]] = {}
+    indexed: dict[tuple[str | None, str | None, str], Counter[tuple[str, str, int]]] = {}
     for t in transfers:
         indexed.setdefault((t.block_hash, t.tx_hash, t.token_address), Counter())[
             _key(t.from_address, t.to_address, t.value)
@@ -293,7 +294,7 @@ async def members_confirmed_many(session: AsyncSession, confirmed: list[ChainOpe
             missing.append(r.business_ref)
     if missing:
         raise RuntimeError(f"no indexed Transfer for {len(missing)} batch member(s) ({', '.join(missing[:3])}...)")
-    fields = {
+    fields: dict[uuid.UUID, dict[str, Any]] = {
         bid: dict(
             state=S.CONFIRMED,
             confirmed_block=b.confirmed_block,
@@ -321,7 +322,8 @@ async def members_confirmed_many(session: AsyncSession, confirmed: list[ChainOpe
     )
     # what the handlers read, as plain rows (an ORM instance each cost ~0.7 ms: most of a batch's confirmation)
     done = [ConfirmedMember(**r._mapping, **fields[bid]) for bid, rs in members.items() for r in rs]
-    await handlers.run_confirmed_many(session, done)  # type: ignore[arg-type]
+    # ConfirmedMember has the ChainOperation attributes the handlers read: plain rows instead of ORM instances
+    await handlers.run_confirmed_many(session, done)  # type: ignore[arg-type]  # duck-typed ChainOperation
     for m in done:
         c = str(m.chain_id)
         metrics.TRANSITIONS.labels(c, "CONFIRMED").inc()
@@ -338,11 +340,11 @@ async def members_released(session: AsyncSession, batch: ChainOperation, reason:
         .where(table.c.batch_id == batch.id, table.c.state == S.BATCHED.value)
         .values(state=S.PENDING.value, last_error=why, next_attempt_at=None, updated_at=func.now())
     )
-    if moved.rowcount:
+    if rowcount(moved):
         log.info(
             "batch %s (%d members) did not go through (%s): its members are sent alone",
             batch.business_ref,
-            moved.rowcount,
+            rowcount(moved),
             reason,
         )
 

@@ -196,9 +196,9 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
                         .values(last_error=f"handler failed: {type(exc).__name__}: {exc}"[:2000])
                     )
             for op_id in suspect:
-                op = locked.get(op_id)
-                if op is None:
+                if op_id not in locked:
                     continue
+                op = locked[op_id]
                 if canonical.get(op_id):
                     ctx.warn_once(
                         f"noevent:{op_id}",

@@ -112,7 +112,7 @@ class RemoteSigner:
     """eth_signTransaction on a signer endpoint (Web3Signer/Clef/anvil)."""
 
     def __init__(self, url: str, address: str, *, timeout: float = 10.0) -> None:
-        self.address = to_checksum_address(address)
+        self.address: str = to_checksum_address(address)
         self._client = RpcClient([url], timeout=timeout, max_retries=0)
 
     def __repr__(self) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core import tracing
@@ -37,3 +40,9 @@ def create_read_session_factory(engine: AsyncEngine) -> SessionFactory:
 def sync_url(database_url: str) -> str:
     """The same database for sync drivers (alembic autogenerate comparisons, psycopg2 tools)."""
     return database_url.replace("+asyncpg", "+psycopg2")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE/DELETE (or a text() DML) matched. session.execute returns a CursorResult for those, but
+    SQLAlchemy's annotations type every session.execute as Result, which has no rowcount."""
+    return cast(CursorResult[Any], result).rowcount

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import DateTime, MetaData, Numeric, String, func
+from sqlalchemy import DateTime, MetaData, Numeric, String, Table, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -33,6 +34,10 @@ TokenUnits = Numeric(78, 0)
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {Decimal: Money, uuid.UUID: UUID(as_uuid=True), datetime: DateTime(timezone=True)}
+
+    if TYPE_CHECKING:
+        # every model maps a Table (none maps a join or a select), so Core statements may take Model.__table__
+        __table__: ClassVar[Table]
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import rowcount
 from core.settings import Settings
 from resolvers.audit import record
 from resolvers.privacy.erasure import shred
@@ -56,16 +57,16 @@ async def purge(session: AsyncSession, settings: Settings, now: datetime | None 
             target_id=user_id,
             details={"reason": "RETENTION_ENDED"},
         )
-    sessions = (
+    sessions = rowcount(
         await session.execute(
             text(_OLD_SESSIONS), {"cutoff": now - timedelta(days=settings.privacy_session_retention_days)}
         )
-    ).rowcount
-    api_keys = (
+    )
+    api_keys = rowcount(
         await session.execute(
             text(_OLD_API_KEYS), {"cutoff": now - timedelta(days=settings.privacy_api_key_retention_days)}
         )
-    ).rowcount
+    )
     result = Purged(len(due), int(sessions or 0), int(api_keys or 0))
     if result.sessions or result.api_keys:
         record(
