@@ -111,7 +111,7 @@ class BalanceRow:
 
 
 def _mapped(page: Page[Any], build: Any) -> Page[Any]:
-    return Page([build(r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
+    return Page([build(r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count)
 
 
 # --- queries -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from schema import (
     issuance,
     kyc,
     market_data,
+    node,
     oauth,
     operations,
     payments,
@@ -45,7 +46,7 @@ QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.
 QUERIES += (assets.Query, documents.Query, tokens.Query)
 MUTATIONS: tuple[type, ...] = (identity.Mutation, kyc.Mutation, wallets.Mutation, api_keys.Mutation)
 MUTATIONS += (assets.Mutation, documents.Mutation)
-QUERIES += (trading.Query,)
+QUERIES += (trading.Query, node.Query)
 MUTATIONS += (trading.Mutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 QUERIES += (payments.Query,)

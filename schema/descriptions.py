@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from graphql import GraphQLInputObjectType, GraphQLInterfaceType, GraphQLObjectType, GraphQLSchema
 
+from schema.mutations import GENERATED_INPUTS
+
 _ADDRESS = "0x and 40 hex digits: all lowercase, all uppercase, or a valid EIP-55 mixed-case checksum"
 _PAGE = "at most 100; default 20 when neither first nor last is given; not together with last"
 
@@ -705,6 +707,11 @@ def describe(schema: GraphQLSchema) -> None:
                     if not arg.description:
                         arg.description = _pick(f"{path}.{arg_name}", arg_name, ARG_OVERRIDES, ARGS)
         elif isinstance(t, GraphQLInputObjectType):
+            mutation = GENERATED_INPUTS.get(type_name)
             for field_name, field in t.fields.items():
-                if not field.description:
+                if field.description:
+                    continue
+                if mutation is not None:  # a mutation's arguments folded into its input (schema/mutations.py)
+                    field.description = _pick(f"{mutation}.{field_name}", field_name, ARG_OVERRIDES, ARGS)
+                else:
                     field.description = _pick(f"{type_name}.{field_name}", field_name, INPUT_OVERRIDES, INPUT_FIELDS)

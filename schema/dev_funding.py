@@ -17,13 +17,14 @@ from models.identity import Role, User
 from resolvers import ledger
 from resolvers.assets.validation import trim
 from resolvers.audit import record
+from schema.mutations import mutation
 from schema.permissions import requires
 from schema.trading import CashBalance
 
 
 @strawberry.type
 class DevMutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN),
         description=(
             "Development only (absent from the production schema): credit a user's cash through the ledger "

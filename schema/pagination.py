@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import strawberry
@@ -30,11 +30,22 @@ class Edge(Generic[NodeT]):
 class Connection(Generic[NodeT]):
     edges: list[Edge[NodeT]]
     page_info: PageInfo
+    _count: strawberry.Private[Callable[[], Awaitable[int | None]] | None] = None
+
+    @strawberry.field(
+        description=(
+            "How many items the whole list has (all pages, with the same filters), counted only when selected; "
+            "null above 10,000 items or for a list that cannot be counted cheaply."
+        )
+    )
+    async def total_count(self) -> int | None:
+        return None if self._count is None else await self._count()
 
     @classmethod
     def from_page(cls, page: Page, to_node: Callable[[object], NodeT]) -> Connection[NodeT]:
         edges = [Edge(cursor=c, node=to_node(r)) for r, c in zip(page.rows, page.cursors)]
         return cls(
+            _count=page.count,
             edges=edges,
             page_info=PageInfo(
                 has_next_page=page.has_next_page,

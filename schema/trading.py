@@ -28,6 +28,8 @@ from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data, markets, orders, settlement
 from schema.lookups import found
+from schema.mutations import after_commit, mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, public_market_data, requires
 
@@ -42,8 +44,7 @@ MAX_DEPTH = 200
 
 
 @strawberry.type(description="A security token traded against a stablecoin quote currency.")
-class Market:
-    id: uuid.UUID
+class Market(Node):
     symbol: str
     token_id: uuid.UUID
     chain_id: int
@@ -77,8 +78,7 @@ class Market:
 
 
 @strawberry.type(description="An order. REJECTED orders carry the compliance gate's code in `reason`.")
-class Order:
-    id: uuid.UUID
+class Order(Node):
     market_id: uuid.UUID
     client_order_id: str | None
     side: OrderSide  # type: ignore[valid-type]
@@ -384,7 +384,7 @@ class PlaceOrderInput:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="Open a market for an ACTIVE security token.")
+    @mutation(extensions=requires(Role.ADMIN), description="Open a market for an ACTIVE security token.")
     async def open_market(
         self,
         info: Info,
@@ -402,7 +402,7 @@ class Mutation:
         )
         return Market.of(await markets.open_market(info.context, spec))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN), description="OPEN | HALTED | CLOSED. Closing cancels the market's open orders."
     )
     async def set_market_status(self, info: Info, market_id: uuid.UUID, status: MarketStatus) -> Market:  # type: ignore[valid-type]
@@ -412,10 +412,10 @@ class Mutation:
             _, events = await orders.cancel_orders(
                 session, None, market.id, None, reason="MARKET_CLOSED", request_id=info.context.request_id
             )
-            await market_data.publish(info.context.services.pubsub, events)
+            after_commit(info, lambda: market_data.publish(info.context.services.pubsub, events))
         return Market.of(market)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "Place an order (idempotent per clientOrderId). A compliance refusal is a REJECTED order with a reason, "
@@ -437,24 +437,46 @@ class Mutation:
         placed = await orders.place_order(
             await info.context.session(), user_id, req, request_id=info.context.request_id
         )
-        await market_data.publish(info.context.services.pubsub, placed.events)
+        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, placed.events))
         return Order.of(placed.order)
 
-    @strawberry.mutation(extensions=authenticated(), description="Cancel one of the caller's open orders.")
+    @mutation(extensions=authenticated(), description="Cancel one of the caller's open orders.")
     async def cancel_order(self, info: Info, id: uuid.UUID) -> Order:
         user_id = info.context.viewer.require_user()
         view, events = await orders.cancel_order(
             await info.context.session(), user_id, id, request_id=info.context.request_id
         )
-        await market_data.publish(info.context.services.pubsub, events)
+        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, events))
         return Order.of(view)
 
-    @strawberry.mutation(extensions=authenticated(), description="Cancel all of the caller's open orders in a market.")
+    @mutation(extensions=authenticated(), description="Cancel all of the caller's open orders in a market.")
     async def cancel_all_orders(self, info: Info, market_id: uuid.UUID) -> list[Order]:
         user_id = info.context.viewer.require_user()
         session = await info.context.session()
         views, events = await orders.cancel_orders(
             session, user_id, market_id, None, reason="USER_CANCELED", request_id=info.context.request_id
         )
-        await market_data.publish(info.context.services.pubsub, events)
+        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, events))
         return [Order.of(v) for v in views]
+
+
+async def load_market(info: Info, id: uuid.UUID) -> Market | None:
+    """`node(id)` for a Market: public market data, like `markets` (null for anonymous callers when
+    MARKET_DATA_REQUIRES_LOGIN)."""
+    if info.context.services.settings.market_data_requires_login and not info.context.viewer.authenticated:
+        return None
+    market = await (await info.context.session()).get(MarketModel, id)
+    return None if market is None else Market.of(market)
+
+
+async def load_order(info: Info, id: uuid.UUID) -> Order | None:
+    """`node(id)` for an Order: only its owner sees it (like `myOrders`)."""
+    user_id = info.context.viewer.user_id
+    if user_id is None:
+        return None
+    order = await (await info.context.session()).get(OrderModel, id)
+    return Order.of(order) if order is not None and order.user_id == user_id else None
+
+
+register_node("Market", "markets", load_market)
+register_node("Order", "orders", load_order)

@@ -194,7 +194,9 @@ async def documents_page(
         before=before,
         scalars=False,
     )
-    return Page([DocumentRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
+    return Page(
+        [DocumentRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count
+    )
 
 
 async def download(ctx: Context, document_id: uuid.UUID) -> tuple[DocumentRow, bytes]:

@@ -124,4 +124,6 @@ async def rates_page(
         before=before,
         scalars=False,
     )
-    return Page([FxRateRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page)
+    return Page(
+        [FxRateRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count
+    )

@@ -12,6 +12,7 @@ from graphql import GraphQLInputObjectType, GraphQLInterfaceType, GraphQLObjectT
 from core.settings import Environment, Settings
 from schema import build_schema
 from schema import descriptions as d
+from schema.mutations import GENERATED_INPUTS
 
 ENVIRONMENTS = (Environment.PRODUCTION, Environment.DEVELOPMENT)
 
@@ -32,8 +33,12 @@ def targets(schema: GraphQLSchema) -> Iterator[tuple[str, str, str, str | None]]
                 for arg_name, arg in field.args.items():
                     yield "arg", f"{type_name}.{field_name}.{arg_name}", arg_name, arg.description
         elif isinstance(t, GraphQLInputObjectType):
+            mutation = GENERATED_INPUTS.get(type_name)  # a mutation's arguments as one input: described as such
             for field_name, field in t.fields.items():
-                yield "input", f"{type_name}.{field_name}", field_name, field.description
+                if mutation is not None:
+                    yield "arg", f"{mutation}.{field_name}", field_name, field.description
+                else:
+                    yield "input", f"{type_name}.{field_name}", field_name, field.description
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from resolvers.trading.expiry import expire_due_orders
 from tests.trading.factories import make_market, make_trader, random_address
 
 ORDER = "id status reason price quantity filledQuantity reservedCash clientOrderId"
-PLACE = f"mutation($i: PlaceOrderInput!) {{ placeOrder(input: $i) {{ {ORDER} }} }}"
+ERRORS = "errors { code field message }"
+PLACE = f"mutation($i: PlaceOrderInput!) {{ placeOrder(input: $i) {{ order {{ {ORDER} }} {ERRORS} }} }}"
 
 
 def order_input(m, side, qty, price=None, **extra):  # type: ignore[no-untyped-def]
@@ -31,7 +32,9 @@ def order_input(m, side, qty, price=None, **extra):  # type: ignore[no-untyped-d
 
 
 def field_of(result) -> str | None:  # type: ignore[no-untyped-def]
-    return result["errors"][0]["extensions"].get("field")
+    """The input field a mutation's first payload error names (its path is ["input", <field>])."""
+    (payload,) = result["data"].values()
+    return payload["errors"][0]["field"][-1]
 
 
 async def test_open_market_and_status(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
@@ -51,9 +54,9 @@ async def test_open_market_and_status(gql, make_user, session_factory):  # type:
         )
         await s.commit()
     call = (
-        "mutation($t: UUID!, $q: String!, $tick: Decimal!, $lot: Decimal!) { openMarket(tokenId: $t, "
-        "quoteCurrency: $q, tickSize: $tick, lotSize: $lot, takerFeeBps: 25) { id symbol status tickSize "
-        "lotSize takerFeeBps quoteCurrency } }"
+        "mutation($t: UUID!, $q: String!, $tick: Decimal!, $lot: Decimal!) { openMarket(input: {tokenId: $t, "
+        "quoteCurrency: $q, tickSize: $tick, lotSize: $lot, takerFeeBps: 25}) { market { id symbol status tickSize "
+        "lotSize takerFeeBps quoteCurrency } errors { code field message } } }"
     )
     args = {"t": str(m.token_id), "q": quote, "tick": "0.0100", "lot": "1"}
     bad = await gql(call, {**args, "tick": "0"}, token=admin.token)
@@ -63,24 +66,24 @@ async def test_open_market_and_status(gql, make_user, session_factory):  # type:
     bad = await gql(call, {**args, "q": "NOPE"}, token=admin.token)
     assert gql.error_code(bad) == "BAD_USER_INPUT" and field_of(bad) == "quoteCurrency"
     ok = await gql(call, args, token=admin.token)
-    market = ok["data"]["openMarket"]
+    market = gql.payload(ok, "openMarket", "market")
     assert market["status"] == "OPEN" and market["tickSize"] == "0.01" and market["takerFeeBps"] == 25
     again = await gql(call, args, token=admin.token)
-    assert gql.error_code(again) == "CONFLICT" and again["errors"][0]["extensions"]["reason"] == "DUPLICATE_MARKET"
+    assert gql.error_code(again) == "DUPLICATE_MARKET" and again["data"]["openMarket"]["market"] is None
     other = await make_market(session_factory)  # another token asking for the same symbol
     named = (
-        "mutation($t: UUID!, $q: String!, $s: String!) { openMarket(tokenId: $t, quoteCurrency: $q, "
-        'tickSize: "0.01", lotSize: "1", symbol: $s) { id } }'
+        "mutation($t: UUID!, $q: String!, $s: String!) { openMarket(input: {tokenId: $t, quoteCurrency: $q, "
+        'tickSize: "0.01", lotSize: "1", symbol: $s}) { market { id } errors { code message } } }'
     )
     taken = await gql(named, {"t": str(other.token_id), "q": quote, "s": market["symbol"]}, token=admin.token)
-    assert taken["errors"][0]["extensions"]["reason"] == "DUPLICATE_SYMBOL"
-    assert market["symbol"] in taken["errors"][0]["message"]
+    (error,) = taken["data"]["openMarket"]["errors"]
+    assert error["code"] == "DUPLICATE_SYMBOL" and market["symbol"] in error["message"]
     halted = await gql(
-        "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: HALTED) { status } }",
+        "mutation($m: UUID!) { setMarketStatus(input: {marketId: $m, status: HALTED}) { market { status } errors { code } } }",
         {"m": market["id"]},
         token=admin.token,
     )
-    assert halted["data"]["setMarketStatus"]["status"] == "HALTED"
+    assert gql.payload(halted, "setMarketStatus", "market")["status"] == "HALTED"
     listed = await gql("{ markets(status: HALTED) { id } }", token=admin.token)
     assert {"id": market["id"]} in listed["data"]["markets"]
     async with session_factory() as s:
@@ -119,16 +122,16 @@ async def test_fund_trade_and_read_back(gql, make_user, services, session_factor
     await make_trader(session_factory, m, user_id=buyer_user.id)
     await make_trader(session_factory, m, user_id=seller_user.id, tokens="100")
     credit = (
-        'mutation($u: UUID!) { creditCash(userId: $u, amount: "500", currency: "%s", reference: "r1") '
-        "{ currency available } }" % m.quote
+        'mutation($u: UUID!) { creditCash(input: {userId: $u, amount: "500", currency: "%s", reference: "r1"}) '
+        "{ cashBalances { currency available } errors { code } } }" % m.quote
     )
     for _ in range(2):  # idempotent per reference
         funded = await gql(credit, {"u": str(buyer_user.id)}, token=admin.token)
-        assert funded["data"]["creditCash"] == [{"currency": m.quote, "available": "500"}]
+        assert gql.payload(funded, "creditCash", "cashBalances") == [{"currency": m.quote, "available": "500"}]
     assert gql.error_code(await gql(credit, {"u": str(buyer_user.id)}, token=buyer_user.token)) == "FORBIDDEN"
 
     ask = await gql(PLACE, order_input(m, "SELL", "10", "2.50", clientOrderId="s-1"), token=seller_user.token)
-    assert ask["data"]["placeOrder"]["status"] == "NEW"
+    assert ask["data"]["placeOrder"]["order"]["status"] == "NEW"
     book = await gql(
         "query($m: UUID!) { orderBook(marketId: $m, depth: 5) { sequence bids { price } asks { price quantity } } }",
         {"m": str(m.market_id)},
@@ -137,7 +140,7 @@ async def test_fund_trade_and_read_back(gql, make_user, services, session_factor
     assert book["data"]["orderBook"]["asks"] == [{"price": "2.5", "quantity": "10"}]
     seq_before = book["data"]["orderBook"]["sequence"]
     bid = await gql(PLACE, order_input(m, "BUY", "4", "3.00"), token=buyer_user.token)
-    assert bid["data"]["placeOrder"]["status"] == "FILLED"
+    assert bid["data"]["placeOrder"]["order"]["status"] == "FILLED"
     bal = await gql("{ myBalances { currency available reserved } }", token=buyer_user.token)
     assert bal["data"]["myBalances"] == [{"currency": m.quote, "available": "489.99", "reserved": "0"}]
 
@@ -176,12 +179,12 @@ async def test_fund_trade_and_read_back(gql, make_user, services, session_factor
         {"clientOrderId": "s-1", "filledQuantity": "4", "status": "PARTIALLY_FILLED"}
     ]
 
-    order_id = ask["data"]["placeOrder"]["id"]
-    cancel = "mutation($id: UUID!) { cancelOrder(id: $id) { status reason } }"
+    order_id = ask["data"]["placeOrder"]["order"]["id"]
+    cancel = "mutation($id: UUID!) { cancelOrder(id: $id) { order { status reason } errors { code } } }"
     assert gql.error_code(await gql(cancel, {"id": order_id}, token=buyer_user.token)) == "NOT_FOUND"
     done = await gql(cancel, {"id": order_id}, token=seller_user.token)
-    assert done["data"]["cancelOrder"] == {"status": "CANCELED", "reason": "USER_CANCELED"}
-    assert gql.error_code(await gql(cancel, {"id": order_id}, token=seller_user.token)) == "CONFLICT"
+    assert gql.payload(done, "cancelOrder", "order") == {"status": "CANCELED", "reason": "USER_CANCELED"}
+    assert gql.error_code(await gql(cancel, {"id": order_id}, token=seller_user.token)) == "INVALID_STATE"
 
 
 async def test_cancel_all_and_closing_a_market(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
@@ -192,25 +195,27 @@ async def test_cancel_all_and_closing_a_market(gql, make_user, session_factory):
         await gql(PLACE, order_input(m, "BUY", "5", price), token=user.token)
     await gql(PLACE, order_input(m, "SELL", "5", "9.00"), token=user.token)
     res = await gql(
-        "mutation($m: UUID!) { cancelAllOrders(marketId: $m) { status } }", {"m": str(m.market_id)}, token=user.token
+        "mutation($m: UUID!) { cancelAllOrders(input: {marketId: $m}) { orders { status } errors { code } } }",
+        {"m": str(m.market_id)},
+        token=user.token,
     )
-    assert [o["status"] for o in res["data"]["cancelAllOrders"]] == ["CANCELED"] * 3
+    assert [o["status"] for o in gql.payload(res, "cancelAllOrders", "orders")] == ["CANCELED"] * 3
     bal = await gql("{ myBalances { reserved } }", token=user.token)
     assert bal["data"]["myBalances"] == [{"reserved": "0"}]
     await gql(PLACE, order_input(m, "BUY", "5", "1.00"), token=user.token)
     await gql(
-        "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: CLOSED) { status } }",
+        "mutation($m: UUID!) { setMarketStatus(input: {marketId: $m, status: CLOSED}) { market { status } } }",
         {"m": str(m.market_id)},
         token=admin.token,
     )
     orders = await gql("{ myOrders(first: 1) { edges { node { status reason } } } }", token=user.token)
     assert orders["data"]["myOrders"]["edges"][0]["node"] == {"status": "CANCELED", "reason": "MARKET_CLOSED"}
     reopen = await gql(
-        "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: OPEN) { status } }",
+        "mutation($m: UUID!) { setMarketStatus(input: {marketId: $m, status: OPEN}) { market { status } errors { code } } }",
         {"m": str(m.market_id)},
         token=admin.token,
     )
-    assert gql.error_code(reopen) == "CONFLICT"
+    assert gql.error_code(reopen) == "MARKET_CLOSED"
 
 
 async def test_gtd_orders_expire_on_time(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
@@ -221,7 +226,7 @@ async def test_gtd_orders_expire_on_time(gql, make_user, session_factory, sessio
     placed = await gql(
         PLACE, order_input(m, "BUY", "5", "1.00", timeInForce="GTD", expiresAt=soon.isoformat()), token=user.token
     )
-    assert placed["data"]["placeOrder"]["status"] == "NEW"
+    assert placed["data"]["placeOrder"]["order"]["status"] == "NEW"
     assert await expire_due_orders(session, soon - timedelta(seconds=1)) == 0
     assert await expire_due_orders(session, soon) == 1
     orders = await gql("{ myOrders { edges { node { status reason reservedCash } } } }", token=user.token)
@@ -239,7 +244,7 @@ async def test_gtd_orders_expire_on_time(gql, make_user, session_factory, sessio
                 .select_from(AuditLog)
                 .where(
                     AuditLog.action.in_(["order.place", "order.expired"]),
-                    AuditLog.target_id == placed["data"]["placeOrder"]["id"],
+                    AuditLog.target_id == placed["data"]["placeOrder"]["order"]["id"],
                 )
             )
         ).scalar_one()
