@@ -100,7 +100,7 @@ _RESTING_SQL = {
 
 async def resting_orders(
     session: AsyncSession, market_id: uuid.UUID, side: Side, limit_price: Decimal | None, limit: int
-) -> tuple[list[BookOrder], dict[uuid.UUID, Resting]]:
+) -> tuple[list[BookOrder[uuid.UUID]], dict[uuid.UUID, Resting]]:
     """Open orders on `side` that cross `limit_price`, best first (price, then arrival)."""
     args: tuple[object, ...] = (market_id, side.value, limit) + ((limit_price,) if limit_price is not None else ())
     rows = await (await pg(session)).fetch(_RESTING_SQL[(side, limit_price is not None)], *args)
@@ -110,10 +110,8 @@ async def resting_orders(
 
 
 async def match_against_book(
-    session: AsyncSession, market_id: uuid.UUID, taker: Incoming, now
-) -> tuple[
-    MatchResult, dict[uuid.UUID, Resting]
-]:
+    session: AsyncSession, market_id: uuid.UUID, taker: Incoming[uuid.UUID], now
+) -> tuple[MatchResult[uuid.UUID], dict[uuid.UUID, Resting]]:
     """Fetch as much of the opposite side as the taker can use (growing the batch when it runs out) and match."""
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY
     limit = FIRST_BATCH
@@ -138,4 +136,4 @@ async def depth(session: AsyncSession, market_id: uuid.UUID, side: Side, n: int)
             .limit(n)
         )
     ).all()
-    return [(Decimal(p), Decimal(q)) for p, q in rows]
+    return [(p, Decimal(q)) for p, q in rows if p is not None]  # MARKET orders (no price) never rest

@@ -23,19 +23,21 @@ from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import Generic, TypeVar
 
 from models.trading import OrderStatus, OrderType, Side, TimeInForce
 
 ZERO = Decimal(0)
+# the ids of orders and of their owners: UUIDs in the API (resolvers/trading/book.py), anything hashable in tests
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(slots=True)
-class BookOrder:
+class BookOrder(Generic[K]):
     """A resting order as the matching core sees it."""
 
-    id: Hashable
-    owner: Hashable
+    id: K
+    owner: K
     side: Side
     price: Decimal
     remaining: Decimal
@@ -44,9 +46,9 @@ class BookOrder:
 
 
 @dataclass(slots=True)
-class Incoming:
-    id: Hashable
-    owner: Hashable
+class Incoming(Generic[K]):
+    id: K
+    owner: K
     side: Side
     type: OrderType
     time_in_force: TimeInForce
@@ -57,23 +59,23 @@ class Incoming:
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
-    maker_id: Hashable
-    taker_id: Hashable
+class Fill(Generic[K]):
+    maker_id: K
+    taker_id: K
     price: Decimal
     quantity: Decimal
     maker_remaining: Decimal  # after this fill
 
 
 @dataclass(slots=True)
-class MatchResult:
-    fills: list[Fill] = field(default_factory=list)
+class MatchResult(Generic[K]):
+    fills: list[Fill[K]] = field(default_factory=list)
     filled: Decimal = ZERO
     remaining: Decimal = ZERO
     status: OrderStatus = OrderStatus.NEW
     reason: str | None = None
     rests: bool = False  # the remainder goes on the book
-    expired_makers: list[Hashable] = field(default_factory=list)
+    expired_makers: list[K] = field(default_factory=list)
 
 
 def crosses(taker_side: Side, limit: Decimal | None, resting_price: Decimal) -> bool:
@@ -82,22 +84,22 @@ def crosses(taker_side: Side, limit: Decimal | None, resting_price: Decimal) -> 
     return resting_price <= limit if taker_side is Side.BUY else resting_price >= limit
 
 
-def _live(o: BookOrder, now: datetime | None) -> bool:
+def _live(o: BookOrder[K], now: datetime | None) -> bool:
     return o.expires_at is None or now is None or o.expires_at > now
 
 
-def match(taker: Incoming, resting: Iterable[BookOrder], now: datetime | None = None) -> MatchResult:
+def match(taker: Incoming[K], resting: Iterable[BookOrder[K]], now: datetime | None = None) -> MatchResult[K]:
     """Match `taker` against `resting` (opposite side, priority order). Does not mutate the inputs."""
     with localcontext(prec=100):  # Numeric(38, 18) quantities need more than the default 28 digits
         return _match(taker, resting, now)
 
 
-def _match(taker: Incoming, resting: Iterable[BookOrder], now: datetime | None) -> MatchResult:
-    result = MatchResult(remaining=taker.quantity)
+def _match(taker: Incoming[K], resting: Iterable[BookOrder[K]], now: datetime | None) -> MatchResult[K]:
+    result: MatchResult[K] = MatchResult(remaining=taker.quantity)
     is_ioc = taker.type is OrderType.MARKET or taker.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
-    candidates: Iterable[BookOrder] = resting
+    candidates: Iterable[BookOrder[K]] = resting
     if taker.time_in_force is TimeInForce.FOK:
-        seen: list[BookOrder] = []
+        seen: list[BookOrder[K]] = []
         available = ZERO
         for o in resting:
             seen.append(o)
@@ -141,15 +143,15 @@ def _match(taker: Incoming, resting: Iterable[BookOrder], now: datetime | None) 
     return result
 
 
-class _Side:
+class _Side(Generic[K]):
     """One side of an in-memory book: sorted price levels, FIFO queue per level."""
 
     def __init__(self, side: Side) -> None:
         self.side = side
         self.prices: list[Decimal] = []  # ascending
-        self.levels: dict[Decimal, deque[BookOrder]] = {}
+        self.levels: dict[Decimal, deque[BookOrder[K]]] = {}
 
-    def add(self, order: BookOrder) -> None:
+    def add(self, order: BookOrder[K]) -> None:
         level = self.levels.get(order.price)
         if level is None:
             level = self.levels[order.price] = deque()
@@ -162,7 +164,7 @@ class _Side:
             del self.levels[price]
             self.prices.pop(bisect.bisect_left(self.prices, price))
 
-    def in_priority(self) -> Iterator[BookOrder]:
+    def in_priority(self) -> Iterator[BookOrder[K]]:
         # lazy and without copies: `match` stops at the first non-crossing price, and the book is only changed
         # after it returns
         ordered = reversed(self.prices) if self.side is Side.BUY else iter(self.prices)
@@ -174,16 +176,16 @@ class _Side:
         return [(p, sum((o.remaining for o in self.levels[p]), ZERO)) for p in ordered]
 
 
-class OrderBook:
+class OrderBook(Generic[K]):
     """A whole book in memory, driven by `match`; used by unit tests and the matching benchmark."""
 
     def __init__(self) -> None:
-        self.bids = _Side(Side.BUY)
-        self.asks = _Side(Side.SELL)
-        self.index: dict[Hashable, BookOrder] = {}
+        self.bids: _Side[K] = _Side(Side.BUY)
+        self.asks: _Side[K] = _Side(Side.SELL)
+        self.index: dict[K, BookOrder[K]] = {}
         self._seq = 0
 
-    def submit(self, taker: Incoming, now: datetime | None = None) -> MatchResult:
+    def submit(self, taker: Incoming[K], now: datetime | None = None) -> MatchResult[K]:
         self._seq += 1
         taker.seq = taker.seq or self._seq
         opposite = self.asks if taker.side is Side.BUY else self.bids
@@ -204,16 +206,16 @@ class OrderBook:
             self.index[taker.id] = order
         return result
 
-    def cancel(self, order_id: Hashable) -> bool:
+    def cancel(self, order_id: K) -> bool:
         return self._remove(order_id)
 
-    def expire(self, now: datetime) -> list[Any]:
+    def expire(self, now: datetime) -> list[K]:
         due = [o.id for o in self.index.values() if o.expires_at is not None and o.expires_at <= now]
         for order_id in due:
             self._remove(order_id)
         return due
 
-    def _remove(self, order_id: Hashable) -> bool:
+    def _remove(self, order_id: K) -> bool:
         order = self.index.pop(order_id, None)
         if order is None:
             return False

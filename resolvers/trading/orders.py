@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, InvalidTransition, NotFound
 from core.transactions import transient_retry
-from models.trading import Market, MarketStatus, OrderStatus, OrderType, Side, TimeInForce
+from models.trading import MarketStatus, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger
 from resolvers.raw_sql import pg
 from resolvers.trading import book, gate, market_data, risk
@@ -160,7 +160,7 @@ def _multiple(value: Decimal, step: Decimal) -> bool:
         return (value % step) == 0
 
 
-def validate(req: OrderRequest, market: Market, now: datetime) -> TimeInForce:
+def validate(req: OrderRequest, market: MarketSpec, now: datetime) -> TimeInForce:
     if not req.quantity.is_finite() or not 0 < req.quantity < MAX_AMOUNT:
         raise BadUserInput("quantity must be positive and below 1e18", field="quantity")
     if not _multiple(req.quantity, market.lot_size):
@@ -234,7 +234,7 @@ async def place_order(
         await session.rollback()
         return Placed(view, Events(), replayed=True)
     try:
-        tif = validate(req, market, now)  # type: ignore[arg-type]
+        tif = validate(req, market, now)
     except BadUserInput:
         replay = await _existing(session, user_id, req.client_order_id)  # stored in another market
         if replay is None:
@@ -248,7 +248,7 @@ async def place_order(
         and await risk.resume_if_due(conn, market.id, now)
     ):
         market = replace(market, status=MarketStatus.OPEN)  # a circuit-breaker halt that is over
-    reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)  # type: ignore[arg-type]
+    reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else Decimal(0)
     verdict = gate.decide(market, found.rows, req.side, req.quantity, reservation, now)
     checked = risk.Verdict(None, req.price, req.price)  # no limits: the order as given
     if verdict.reason is None and limits.present:
@@ -307,7 +307,7 @@ async def _execute(
     session: AsyncSession,
     conn: asyncpg.Connection,
     market: MarketSpec,
-    taker: Incoming,
+    taker: Incoming[uuid.UUID],
     insert: tuple[Any, ...],
     taker_wallet: str | None,
     request_id: str | None,
@@ -331,7 +331,7 @@ async def _execute(
         assert taker.price is not None
         levels.add((taker.side, taker.price))
         if buyer_is_taker:  # only the resting part holds cash; the fills are paid from AVAILABLE
-            held = buy_reservation(market, taker.price, result.remaining)  # type: ignore[arg-type]
+            held = buy_reservation(market, taker.price, result.remaining)
     taker_view = _view(
         await conn.fetchrow(
             _INSERT,
@@ -347,27 +347,27 @@ async def _execute(
         )
     )
     if tripped:
-        await risk.trip(conn, limits, market.id, now, request_id, taker.id)  # type: ignore[arg-type]
+        await risk.trip(conn, limits, market.id, now, request_id, taker.id)
     # makers: (id, filled or None to keep, status, reason, reserved cash left)
     makers: list[tuple[Any, Decimal | None, str, str | None, Decimal]] = []
     for maker_id in result.expired_makers:
-        r = resting[maker_id]  # type: ignore[index]
+        r = resting[maker_id]
         levels.add((opposite, r.price))
         if opposite is Side.BUY:
-            await release_reservation(session, maker_id, r.user_id, r.reserved_cash, market.quote_currency)  # type: ignore[arg-type]
+            await release_reservation(session, maker_id, r.user_id, r.reserved_cash, market.quote_currency)
         makers.append((maker_id, None, OrderStatus.EXPIRED.value, "GTD_EXPIRED", Decimal(0)))
     for fill in result.fills:
-        r = resting[fill.maker_id]  # type: ignore[index]
+        r = resting[fill.maker_id]
         buyer_id, seller_id = (taker.owner, r.user_id) if buyer_is_taker else (r.user_id, taker.owner)
         buyer_wallet, seller_wallet = (taker_wallet, r.wallet) if buyer_is_taker else (r.wallet, taker_wallet)
         settled = await settle(
             session,
             market,
             maker_order_id=fill.maker_id,
-            taker_order_id=taker.id,  # type: ignore[arg-type]
+            taker_order_id=taker.id,
             taker_side=taker.side,
             buyer_id=buyer_id,
-            seller_id=seller_id,  # type: ignore[arg-type]
+            seller_id=seller_id,
             price=fill.price,
             quantity=fill.quantity,
             buyer_wallet=buyer_wallet,

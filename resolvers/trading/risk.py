@@ -236,13 +236,13 @@ async def position_refusal(
     return "MAX_POSITION_EXCEEDED" if held + quantity > lim.max_position else None
 
 
-def breaker_cut(lim: Limits, taker: Incoming, result: MatchResult) -> bool:
+def breaker_cut(lim: Limits, taker: Incoming[uuid.UUID], result: MatchResult[uuid.UUID]) -> bool:
     """Drop the fills from the first one that moves the price beyond the breaker (all of them for FOK), cancel the
     remainder; True when the breaker tripped (the caller halts the market)."""
-    if not lim.breaker_on or not result.fills:
+    if not lim.breaker_on or lim.move_bps is None or not result.fills:  # (breaker_on implies move_bps)
         return False
     ref = lim.breaker_ref if lim.breaker_ref is not None else result.fills[0].price
-    lo, hi = band(ref, lim.move_bps)  # type: ignore[arg-type]
+    lo, hi = band(ref, lim.move_bps)
     cut = next((i for i, f in enumerate(result.fills) if not lo <= f.price <= hi), None)
     if cut is None:
         return False
@@ -256,7 +256,7 @@ def breaker_cut(lim: Limits, taker: Incoming, result: MatchResult) -> bool:
     return True
 
 
-def with_price(taker: Incoming, price: Decimal | None) -> Incoming:
+def with_price(taker: Incoming[uuid.UUID], price: Decimal | None) -> Incoming[uuid.UUID]:
     return taker if price == taker.price else replace(taker, price=price)
 
 

@@ -144,7 +144,9 @@ async def set_limits(
         },
     )
     await session.commit()
-    return await get_limits(session, market_id)  # type: ignore[return-value]
+    limits = await get_limits(session, market_id)
+    assert limits is not None  # the row was just written
+    return limits
 
 
 async def get_limits(session: AsyncSession, market_id: uuid.UUID) -> MarketRiskLimits | None:

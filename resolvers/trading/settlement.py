@@ -39,6 +39,7 @@ from resolvers.assets.validation import trim
 from resolvers.audit import record
 from resolvers.ledger import Platform, UserAccount
 from resolvers.raw_sql import pg
+from resolvers.trading.book import MarketSpec
 from resolvers.trading.gate import to_units
 
 log = logging.getLogger("rwa.trading")
@@ -69,7 +70,7 @@ def notional_of(price: Decimal, quantity: Decimal) -> Decimal:
         return price * quantity
 
 
-def buy_reservation(market: Market, price: Decimal, quantity: Decimal) -> Decimal:
+def buy_reservation(market: Market | MarketSpec, price: Decimal, quantity: Decimal) -> Decimal:
     bps = max(market.maker_fee_bps, market.taker_fee_bps)
     with localcontext(prec=100):
         return (price * quantity * (BPS + bps) / BPS).quantize(QUANTUM, rounding=ROUND_CEILING)
@@ -126,7 +127,7 @@ SELECT seq, market_sequence FROM t"""
 
 async def settle(
     session: AsyncSession,
-    market: Any,
+    market: Market | MarketSpec,
     *,
     maker_order_id: uuid.UUID,
     taker_order_id: uuid.UUID,
@@ -175,7 +176,7 @@ async def settle(
     )
     buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
     buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED
-    legs = [
+    legs: list[tuple[ledger.AccountRef, Decimal]] = [
         (UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),
         (UserAccount(seller_id), notional - seller_fee),
     ]
@@ -314,7 +315,7 @@ async def _reverse_cash(session: AsyncSession, trade: Trade) -> dict[str, str]:
     owed = notional - seller_fee
     balances = await ledger.locked_balances(session, currency, [buyer, seller, receivable, fees])
     taken = min(owed, balances[seller])
-    legs = [
+    legs: list[tuple[ledger.AccountRef, Decimal]] = [
         (buyer, notional + buyer_fee),
         (seller, -taken),
         (receivable, -(owed - taken)),
