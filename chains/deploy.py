@@ -14,7 +14,7 @@ eth-account ``LocalAccount`` (we sign locally and send the raw transaction). Use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -22,7 +22,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract.async_contract import AsyncContract, AsyncContractConstructor, AsyncContractFunction
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import Hash32, TxParams, TxReceipt  # Hash32: eth_typing's, which web3 depends on
 
 from chains.contracts import load_artifact
 
@@ -68,15 +68,16 @@ def _revert_reason(exc: ContractLogicError) -> str:
 
 async def send(w3: AsyncWeb3, fn: Transactable, sender: Sender, tx: dict[str, Any] | None = None) -> bytes:
     """Send without waiting: returns the tx hash. Raises TransactionReverted if gas estimation reverts."""
-    params: dict[str, Any] = {"from": sender_address(sender), **(tx or {})}
+    params = cast(TxParams, {"from": sender_address(sender), **(tx or {})})  # tx: TxParams keys (gas, nonce, value)
     try:
         if isinstance(sender, LocalAccount):
             if "nonce" not in params:
                 params["nonce"] = await w3.eth.get_transaction_count(sender.address, "pending")
-            built = await fn.build_transaction(params)  # type: ignore[arg-type]
-            signed = sender.sign_transaction(built)
+            built = await fn.build_transaction(params)
+            # eth-account annotates a plain dict, web3 returns the TxParams TypedDict of the same keys
+            signed = sender.sign_transaction(built)  # type: ignore[arg-type]  # TypedDict where a dict is annotated
             return bytes(await w3.eth.send_raw_transaction(signed.raw_transaction))
-        return bytes(await fn.transact(params))  # type: ignore[arg-type]
+        return bytes(await fn.transact(params))
     except ContractLogicError as exc:
         raise TransactionReverted(_describe(fn), _revert_reason(exc)) from exc
 
@@ -87,7 +88,7 @@ async def transact(
     """Send ``fn`` from ``sender``, wait for the receipt and raise TransactionReverted on failure."""
     w3: AsyncWeb3 = fn.w3
     tx_hash = await send(w3, fn, sender, tx)
-    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
+    receipt = await w3.eth.wait_for_transaction_receipt(Hash32(tx_hash), timeout=timeout, poll_latency=0.05)
     if receipt["status"] != 1:
         raise TransactionReverted(_describe(fn), f"status 0 in tx {tx_hash.hex()}", receipt)
     return receipt
@@ -98,7 +99,12 @@ async def deploy(w3: AsyncWeb3, name: str, deployer: Sender, *args: Any) -> Asyn
     artifact = load_artifact(name)
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     receipt = await transact(factory.constructor(*args), deployer)
-    return w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
+    address = receipt["contractAddress"]
+    if address is None:  # a successful creation transaction always has one
+        raise RuntimeError(
+            f"deploying {name}: the receipt of {receipt['transactionHash'].hex()} has no contractAddress"
+        )
+    return w3.eth.contract(address=address, abi=artifact["abi"])
 
 
 def at(w3: AsyncWeb3, name: str, address: str) -> AsyncContract:
