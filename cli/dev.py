@@ -84,7 +84,8 @@ async def seed_demo(database_url: str, urls: dict[int, str]) -> dict[int, DemoCh
                 try:
                     start = await w3.eth.block_number
                     stack = await deploy_rwa_stack(w3, deployer, "Demo Real Estate Fund", "DREF", 18)
-                    investors = (await w3.eth.accounts)[1:4]
+                    # (web3 annotates the accounts as a 1-tuple)
+                    investors = list(await w3.eth.accounts)[1:4]
                     for i, investor in enumerate(investors):
                         await transact(stack.registry.functions.registerIdentity(investor, investor, 840 + i), deployer)
                         await transact(stack.stablecoin.functions.mint(investor, 100_000 * 10**6), deployer)

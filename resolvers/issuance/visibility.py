@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, false, or_, select, true
+from sqlalchemy import Select, and_, any_, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
@@ -34,7 +34,7 @@ def _staff(actor: Actor) -> bool:
     return actor.has(Role.ADMIN, Role.COMPLIANCE)
 
 
-async def visible_offerings(session: AsyncSession, actor: Actor) -> Select[tuple[Offering]]:
+async def visible_offerings(session: AsyncSession, actor: Actor) -> Select[Offering]:
     stmt = select(Offering)
     if _staff(actor):
         return stmt
@@ -48,7 +48,7 @@ async def visible_offerings(session: AsyncSession, actor: Actor) -> Select[tuple
     if case is not None and effective_status(case.status, case.expires_at, datetime.now(UTC)) is KycStatus.APPROVED:
         eligible = and_(
             Offering.state == OfferingState.OPEN,
-            or_(Offering.eligible_countries.is_(None), Offering.eligible_countries.any(case.country or "")),
+            or_(Offering.eligible_countries.is_(None), any_(Offering.eligible_countries) == (case.country or "")),
             true() if case.accredited else Offering.accredited_only.is_(False),
         )
     mine = select(OfferingSubscription.offering_id).where(
@@ -65,7 +65,7 @@ async def require_manager(session: AsyncSession, actor: Actor, offering_id: uuid
     return offering
 
 
-def visible_issuances(actor: Actor) -> Select[tuple[TokenIssuance]]:
+def visible_issuances(actor: Actor) -> Select[TokenIssuance]:
     stmt = select(TokenIssuance)
     if _staff(actor):
         return stmt

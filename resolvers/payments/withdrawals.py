@@ -243,7 +243,7 @@ async def _locked(session: AsyncSession, withdrawal_id: uuid.UUID) -> Withdrawal
     return w
 
 
-def _reason(reason: str) -> str:
+def _reason(reason: str | None) -> str:
     why = " ".join((reason or "").split())
     if not 1 <= len(why) <= MAX_REASON:
         raise BadUserInput(f"reason must have 1 to {MAX_REASON} characters", field="reason")
