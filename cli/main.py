@@ -17,8 +17,8 @@ schema_app = typer.Typer(no_args_is_help=True, help="GraphQL schema tools.")
 app.add_typer(user_app, name="user")
 app.add_typer(schema_app, name="schema")
 
-try:  # the indexer registers its own command group
-    from indexer.cli import app as index_app
+try:  # `rwa index`: the indexer's command group (cli/indexer.py)
+    from cli.indexer import app as index_app
 
     app.add_typer(index_app, name="index")
 except ImportError:  # pragma: no cover - indexer not installed in this build

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from indexer.cli_progress import BackfillProgress
+from cli.indexer_progress import BackfillProgress
 from indexer.service import ProgressUpdate
 
 

@@ -225,7 +225,7 @@ def test_recursion_limit_is_the_default_in_every_entry_point() -> None:
         "m = encode_defunct(text='x'); eth_account.Account.recover_message(m, signature=a.sign_message(m).signature); "
         "print(sys.getrecursionlimit())"
     )
-    for module in ("server.app", "cli.main", "jobs.actors", "indexer.cli", "chains.deploy", "core.settings"):
+    for module in ("server.app", "cli.main", "jobs.actors", "cli.indexer", "chains.deploy", "core.settings"):
         out = subprocess.run(
             [sys.executable, "-c", script, module], cwd=REPO, capture_output=True, text=True, timeout=120
         )

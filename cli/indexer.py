@@ -31,9 +31,9 @@ from chains.registry import all_chains, rpc_urls_for
 from chains.rpc import RpcClient
 from chains.rpc_urls import url_label
 from chains.spec import ChainSpec
+from cli.indexer_progress import BackfillProgress
 from cli.runtime import err, runtime
 from core.settings import Settings
-from indexer.cli_progress import BackfillProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
