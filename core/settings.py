@@ -189,6 +189,12 @@ class Settings(BaseSettings):
     apq_ttl_s: int = Field(86400, alias="APQ_TTL_S", ge=1)
     apq_max_query_bytes: int = Field(32 * 1024, alias="APQ_MAX_QUERY_BYTES", ge=0)
     apq_public_max_age_s: int = Field(5, alias="APQ_PUBLIC_MAX_AGE_S", ge=0)
+    # the server-side response cache (server/response_cache.py): query answers of the allow-listed public and
+    # per-role reads, kept per process, invalidated by every successful mutation (Redis versions); writes that do
+    # not go through a mutation (indexer, agent, jobs) show after at most RESPONSE_CACHE_TTL_S
+    response_cache_enabled: bool = Field(True, alias="RESPONSE_CACHE_ENABLED")
+    response_cache_ttl_s: float = Field(2.0, alias="RESPONSE_CACHE_TTL_S", ge=0)
+    response_cache_bytes: int = Field(32 * 1024 * 1024, alias="RESPONSE_CACHE_BYTES", ge=0)
     # request bodies: JSON GraphQL requests, and multipart uploads (asset documents, up to 10 MiB each)
     max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_upload_bytes: int = Field(16 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")

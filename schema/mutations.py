@@ -45,6 +45,7 @@ from strawberry.types import Info
 from strawberry.types.arguments import StrawberryArgument
 from strawberry.types.base import get_object_definition
 
+from core import response_versions
 from core.errors import AppError, BadUserInput, Conflict, ErrorReason, InvalidTransition, NotFound
 from resolvers.unit_of_work import UnitOfWork
 
@@ -201,7 +202,9 @@ def mutation(
         input_type: type | None = None
         input_fields: set[str] = set()
         if any(p.name == "input" for p in keep):
-            input_fields = {f.name for f in get_object_definition(hints["input"], strict=True).fields}
+            input_fields = {
+                f.graphql_name or camel(f.name) for f in get_object_definition(hints["input"], strict=True).fields
+            }
         if folded:
             annotations: dict[str, Any] = {}
             namespace: dict[str, Any] = {}
@@ -262,6 +265,9 @@ def mutation(
                 raise
             finally:
                 info.context.unit_of_work = None
+            services = info.context.services
+            # cached reads this may change are stale from now on (server/response_cache.py), before we answer
+            await response_versions.bump(services.redis, services.keys, response_versions.tags_changed_by(gql_name))
             return payload_type(**{result_field: value, "errors": []})
 
         parameters = [

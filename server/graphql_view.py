@@ -29,11 +29,16 @@ from schema.extensions import classify_all
 from server.context import Context
 from server.graphiql import PAGE_HEADERS
 from server.persisted_queries import NOT_FOUND_MESSAGE, PersistedQueries, PersistedQueryNotFound, etag_matches, etag_of
+from server.response_cache import CachedAnswer, Plan, ResponseCache
 from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 
 MAX_JSON_NESTING = 64
 # set by parse_http_body when the request named a persisted query (run in __call__'s task, read after it)
 _persisted: contextvars.ContextVar[bool] = contextvars.ContextVar("rwa_persisted_query", default=False)
+# the response-cache plan of the running HTTP request, and the versions read before it executed
+_cache_plan: contextvars.ContextVar[tuple[Plan, tuple[int, ...]] | None] = contextvars.ContextVar(
+    "rwa_response_cache_plan", default=None
+)
 # types json.dumps refuses are refused by orjson too (they then fail in json.dumps, as before)
 _ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 # JSON escapes of text no column can store: NUL (Postgres text refuses it) and UTF-16 surrogates (JSON decodes a
@@ -154,6 +159,7 @@ class GraphQLView(GraphQL):
         self.persisted = PersistedQueries(
             services.redis, services.keys, ttl_s=settings.apq_ttl_s, max_query_bytes=settings.apq_max_query_bytes
         )
+        self.response_cache = ResponseCache(services) if settings.response_cache_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -172,7 +178,17 @@ class GraphQLView(GraphQL):
             if declared > max_bytes:
                 raise BodyTooLarge
             _persisted.set(False)
-            response = await self.run(request)
+            _cache_plan.set(None)
+            try:
+                response = await self.run(request)
+                planned = _cache_plan.get()
+                if planned is not None:
+                    response.headers["X-Cache"] = "MISS"
+                    body = bytes(response.body)
+                    if response.status_code == 200 and b'"errors"' not in body and self.response_cache is not None:
+                        self.response_cache.store(planned[0], planned[1], body)
+            except CachedAnswer as cached:
+                response = Response(cached.body, media_type="application/json", headers={"X-Cache": "HIT"})
             if _persisted.get() and request.method == "GET" and response.status_code == 200:
                 response = self._cacheable(response, headers)
         except PersistedQueryNotFound:
@@ -214,10 +230,34 @@ class GraphQLView(GraphQL):
                     "GET runs persisted queries only (extensions.persistedQuery, Apollo's "
                     "automatic persisted queries); POST other queries",
                 )
+            await self._from_cache(request, data)
             return data
         data.query = await self.persisted.resolve(digest, data.query)
         _persisted.set(True)
+        await self._from_cache(request, data)
         return data
+
+    async def _from_cache(self, request: Request, data) -> None:  # type: ignore[no-untyped-def]
+        """A cacheable read (server/response_cache.py) answered from the cache raises CachedAnswer; a miss
+        remembers its plan so the answer is stored. The caller is identified first (as get_context would, which
+        then reuses it): who asks decides which cached answer applies."""
+        cache = self.response_cache
+        if cache is None:
+            return
+        # strawberry hands parse_http_body its request adapter (cross_web); the Starlette request is inside it
+        request = getattr(request, "_request", request)
+        client_ip = request.client.host if request.client else "unknown"
+        viewer = await viewer_from_headers(
+            self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
+        )
+        request.scope["rwa.viewer"] = viewer
+        plan = cache.plan(data.query, data.operation_name, data.variables, viewer)
+        if plan is None:
+            return
+        body, versions = await cache.lookup(plan, client_ip)
+        if body is not None:
+            raise CachedAnswer(body)
+        _cache_plan.set((plan, versions))
 
     def _cacheable(self, response: Response, headers: dict[bytes, bytes]) -> Response:
         """A GET persisted query's answer: public when no credentials came with it (public data only), private
@@ -307,9 +347,11 @@ class GraphQLView(GraphQL):
         if isinstance(request, WebSocket):
             # sockets authenticate through the connection_init payload (see on_ws_connect)
             return Context(self.services, request, response, Viewer(client_ip=client_ip))
-        viewer = await viewer_from_headers(
-            self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
-        )
+        viewer = request.scope.get("rwa.viewer")  # identified already for the response cache
+        if viewer is None:
+            viewer = await viewer_from_headers(
+                self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
+            )
         return Context(self.services, request, response, viewer)
 
     async def on_ws_connect(self, context: Context):  # type: ignore[no-untyped-def,override]

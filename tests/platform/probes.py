@@ -12,21 +12,21 @@ log = logging.getLogger("rwa.probe")
 
 
 @strawberry.type
-class Node:
+class ProbeNode:
     """A self-nesting type, so depth limits can be tested."""
 
     value: int = 1
 
     @strawberry.field
-    def child(self) -> Node:
-        return Node()
+    def child(self) -> ProbeNode:
+        return ProbeNode()
 
 
 @strawberry.type
 class ProbeQuery:
     @strawberry.field
-    def probe_node(self) -> Node:
-        return Node()
+    def probe_node(self) -> ProbeNode:
+        return ProbeNode()
 
     @strawberry.field
     async def probe_crash(self) -> int:

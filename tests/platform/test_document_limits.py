@@ -107,12 +107,10 @@ def test_limits_hold_in_every_environment(env: Environment) -> None:
 
 
 async def test_depth_through_fragments_and_inline_fragments(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
-    shallow = (
-        "{ probeNode { ...A } } fragment A on Node { ... on Node { child { ...B } } } fragment B on Node { value }"
-    )
+    shallow = "{ probeNode { ...A } } fragment A on ProbeNode { ... on ProbeNode { child { ...B } } } fragment B on ProbeNode { value }"
     deep = (
-        "{ probeNode { ...A } } fragment A on Node { ... on Node { child { ...B } } } "
-        "fragment B on Node { child { child { value } } }"
+        "{ probeNode { ...A } } fragment A on ProbeNode { ... on ProbeNode { child { ...B } } } "
+        "fragment B on ProbeNode { child { child { value } } }"
     )
     async with app_client(MAX_QUERY_DEPTH=3) as c:
         body, _ = await post(c, shallow)

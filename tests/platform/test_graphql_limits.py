@@ -40,8 +40,8 @@ async def test_depth_limit_with_defaults(app_client, probe_schema, settings) -> 
 
 async def test_depth_through_fragments_counts(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
     query = (
-        "query { probeNode { ...A } } fragment A on Node { child { ...B } } "
-        "fragment B on Node { child { child { value } } }"
+        "query { probeNode { ...A } } fragment A on ProbeNode { child { ...B } } "
+        "fragment B on ProbeNode { child { child { value } } }"
     )
     async with app_client(MAX_QUERY_DEPTH=3) as c:
         assert first_code(await post(c, query)) == "QUERY_TOO_COMPLEX"
