@@ -39,8 +39,8 @@ from schema.document_cache import DocumentCache
 from schema.extensions import Limits, OperationLifecycle
 from schema.fast_executor import executor_for
 from schema.scalars import SCALAR_OVERRIDES
+from schema.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema.suggestions import HideSuggestions, without_suggestions
-from server.shared_subscriptions import SharedSubscriptions, subscription_fields
 
 QUERIES: tuple[type, ...] = (identity.Query, kyc.Query, wallets.Query, api_keys.Query, audit.Query, chain.Query)
 QUERIES += (assets.Query, documents.Query, tokens.Query)

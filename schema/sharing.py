@@ -5,7 +5,7 @@
 
 - SHARED: the results depend only on the operation (document, variables) and on what authorization decides from
   the caller's roles, never on who the caller is. Sockets whose operations are identical (and whose callers have
-  the same roles and kind of credential) get one execution's results (server/shared_subscriptions.py).
+  the same roles and kind of credential) get one execution's results (schema/shared_subscriptions.py).
   `SHARED_WITH_SNAPSHOT` also says the stream starts with a snapshot (late joiners get a fresh one).
 - PRIVATE, and anything not declared: executed for each subscriber alone, with that socket's own caller; its
   results are never handed to another socket, of another user or of the same user with other credentials.

@@ -200,7 +200,7 @@ async def test_field_authorization(name: str, gql, make_user, services, session_
     schema = build_schema(services.settings) if root == "Subscription" else None
     holder = None
     if schema is not None:
-        # Subscriptions with equal documents share one execution (server/shared_subscriptions.py): keep one open
+        # Subscriptions with equal documents share one execution (schema/shared_subscriptions.py): keep one open
         # for a user holding every role, so a caller who must be denied cannot ride on it.
         holder = await hold_subscription(schema, services, rule, Caller("holder", f"Bearer {owner.token}"))
     problems = []

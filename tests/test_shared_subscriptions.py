@@ -17,14 +17,10 @@ from websockets.frames import Frame, Opcode
 
 from core.settings import Environment, Settings
 from schema import RwaSchema, build_schema, sharing
+from schema.shared_subscriptions import SharedSubscriptions, text_frame
 from schema.sharing import SHARED, SHARED_WITH_SNAPSHOT
 from server.middleware import RAW_SEND_SCOPE_KEY
-from server.shared_subscriptions import (
-    SharedBytesWebSocketAdapter,
-    SharedDeliveryHandler,
-    SharedSubscriptions,
-    text_frame,
-)
+from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 
 
 @dataclass

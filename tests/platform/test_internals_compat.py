@@ -28,7 +28,7 @@ def _params(func: object) -> list[str]:
 def test_strawberry_transport_ws_handler_internals() -> None:
     from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler as H
 
-    who = "server/shared_subscriptions.py (shared subscription fan-out)"
+    who = "server/ and schema/shared_subscriptions.py (shared subscription fan-out)"
     assert _params(_has(H, "_send_result_stream", who))[:3] == ["self", "operation", "result_source"], who
     assert _params(_has(H, "_handle_pre_execution_error", who))[:3] == ["self", "operation", "result"], who
     assert _params(_has(H, "_reject_incremental_delivery", who))[:2] == ["self", "operation"], who
@@ -68,7 +68,7 @@ def test_uvicorn_supervisor_and_websocket_internals() -> None:
     assert _params(Multiprocess.__init__)[:3] == ["self", "config", "sockets"], who  # Multiprocess(config, sockets=)
     _has(Multiprocess, "run", who)
     assert "processes" in inspect.getsource(Multiprocess.__init__), f"{who} reads supervisor.processes"
-    who = "server/shared_subscriptions.py writes frames on the protocol's transport"
+    who = "schema/shared_subscriptions.py writes frames on the protocol's transport"
     src = inspect.getsource(WebSocketsSansIOProtocol)
     assert "self.transport" in src and "def send" in src, who
 
