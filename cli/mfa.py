@@ -38,7 +38,7 @@ def mfa_enrol(
     with runtime(quiet_logs=True) as settings:
         cipher = build_cipher(settings)
 
-        async def _run(step: str, code: str | None) -> tuple[str, object]:
+        async def _run(step: str, code: str | None) -> tuple[str, mfa.Enrolment | list[str]]:
             engine = create_engine(settings.database_url or "", pool_size=1)
             try:
                 async with create_session_factory(engine)() as session:
@@ -48,7 +48,9 @@ def mfa_enrol(
                     if user is None:
                         raise BadUserInput("no account with this email", field="email")
                     if step == "begin":
-                        result: object = await mfa.begin(session, cipher, user.id, user.email, settings.mfa_issuer)
+                        result: mfa.Enrolment | list[str] = await mfa.begin(
+                            session, cipher, user.id, user.email, settings.mfa_issuer
+                        )
                         action = "mfa.enrolment_begin"
                     else:
                         result = await mfa.confirm(session, cipher, settings, user.id, code or "", BadUserInput)
@@ -69,8 +71,9 @@ def mfa_enrol(
         try:
             if code is None:
                 stored, enrolment = asyncio.run(_run("begin", None))
-                typer.echo(f"otpauth URI: {enrolment.otpauth_uri}")  # type: ignore[attr-defined]
-                typer.echo(f"secret:      {enrolment.secret}")  # type: ignore[attr-defined]
+                assert isinstance(enrolment, mfa.Enrolment)  # what "begin" returns
+                typer.echo(f"otpauth URI: {enrolment.otpauth_uri}")
+                typer.echo(f"secret:      {enrolment.secret}")
                 pending = f"enrolment pending: confirm with `rwa user mfa-enrol --email {stored} --code <code>`"
                 if not sys.stdin.isatty():  # scripted: confirm with a second run
                     err.print(pending)
@@ -81,8 +84,9 @@ def mfa_enrol(
                     err.print(pending)
                     return
             stored, codes = asyncio.run(_run("confirm", code))
+            assert isinstance(codes, list)  # what "confirm" returns
         except AppError as exc:
             raise fail(exc.message, 2)
         err.print(f"[green]MFA enabled[/] for {stored}. Recovery codes (shown once, each works once):")
-        for recovery in codes:  # type: ignore[attr-defined]
+        for recovery in codes:
             typer.echo(recovery)

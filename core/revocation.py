@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from redis.asyncio import Redis
@@ -59,15 +59,15 @@ class _MirrorPubSub(PubSub):
 class Watch:
     __slots__ = ("issued_at", "_on_revoked", "_task", "__weakref__")
 
-    def __init__(self, issued_at: float, on_revoked: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, issued_at: float, on_revoked: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.issued_at = issued_at
-        self._on_revoked: Callable[[], Awaitable[None]] | None = on_revoked
+        self._on_revoked: Callable[[], Coroutine[Any, Any, None]] | None = on_revoked
         self._task: asyncio.Task[None] | None = None
 
     def fire(self) -> None:
         if self._on_revoked is not None:
             on_revoked, self._on_revoked = self._on_revoked, None
-            self._task = asyncio.get_running_loop().create_task(on_revoked())  # type: ignore[arg-type]
+            self._task = asyncio.get_running_loop().create_task(on_revoked())
 
 
 class RevocationList:
@@ -169,14 +169,18 @@ class RevocationList:
         if entries.get(member, float("-inf")) < score:
             entries[member] = score
         watches = self._watches.get((kind, member))
-        for watch in tuple(watches or ()):
+        if watches is None:
+            return
+        for watch in tuple(watches):
             if kind != USER or watch.issued_at < score:
-                watches.discard(watch)  # type: ignore[union-attr]
+                watches.discard(watch)
                 watch.fire()
 
     # -- long-lived connections ---------------------------------------------------------------------------------
 
-    def watch(self, user_id: str, sid: str, issued_at: float, on_revoked: Callable[[], Awaitable[None]]) -> Watch:
+    def watch(
+        self, user_id: str, sid: str, issued_at: float, on_revoked: Callable[[], Coroutine[Any, Any, None]]
+    ) -> Watch:
         """Call `on_revoked` (once) when this token's session or user is revoked, on any process: a websocket
         authenticated at connection time ends with its session. Held weakly: keep the returned Watch as long as
         the connection lives."""

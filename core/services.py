@@ -59,6 +59,7 @@ class Services:
         # revoked sessions, users and API keys of every process; mirrored in memory once started (see start)
         self.revocations = RevocationList(self.redis, self.keys, self.settings.access_token_ttl_s)
         self.api_key_cache: dict[str, Any] = {}  # resolvers.viewer
+        self.oauth_pepper: bytes | None = None  # resolvers.identity.oauth_clients, derived on first use
         # sessions bound to one connection (tests: one rolled-back transaction) cannot run concurrently: such
         # services resolve a query's root fields one after the other (schema.fast_executor)
         self.single_connection = isinstance(getattr(self.session_factory, "kw", {}).get("bind"), AsyncConnection)

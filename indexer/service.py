@@ -319,7 +319,9 @@ async def _follow_request(
             return req
         if stop is not None and stop.is_set():
             await backfill_requests.cancel(conn, request_id)
-            return await backfill_requests.get(conn, request_id)  # type: ignore[return-value]
+            canceled = await backfill_requests.get(conn, request_id)
+            assert canceled is not None  # requests are never deleted
+            return canceled
         if time.perf_counter() >= next_lock_try:
             next_lock_try = time.perf_counter() + config.lock_retry_s
             done = await _execute_if_no_writer(settings, request_id, chain_id, config, progress, stop, started)

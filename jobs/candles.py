@@ -14,7 +14,7 @@ try:
     from models.trading import Market
     from resolvers.trading.candles import CandleInterval, roll_up
 except ImportError:  # trading not installed in this build: no actors
-    roll_up = None  # type: ignore[assignment]
+    roll_up = None  # type: ignore[assignment]  # None marks the optional import as missing
 
 
 if roll_up is not None:

@@ -14,7 +14,7 @@ from jobs.scheduler import release
 try:
     from resolvers.trading.expiry import expire_due_orders
 except ImportError:  # trading not installed in this build: no actor
-    expire_due_orders = None  # type: ignore[assignment]
+    expire_due_orders = None  # type: ignore[assignment]  # None marks the optional import as missing
 
 
 if expire_due_orders is not None:

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket
 
 from core.logging import request_id_var
 from core.services import Services
+from core.settings import Settings
 from resolvers.viewer import Viewer
 
 SETTLE_S = 5.0  # how long closing waits for sibling work still running on the session
@@ -102,7 +103,7 @@ class Context:
         return clone
 
     @property
-    def settings(self):  # type: ignore[no-untyped-def]
+    def settings(self) -> Settings:
         return self.services.settings
 
     def _slot(self) -> DbSlot:

@@ -90,7 +90,7 @@ async def _count_failure(services: Services, ip: str) -> None:
         await services.redis.expire(key, FAILURE_WINDOW_S)
 
 
-def token_endpoint(services: Services):  # type: ignore[no-untyped-def]
+def token_endpoint(services: Services):
     async def endpoint(request: Request) -> Response:
         if request.method != "POST":
             return _answer({"error": "invalid_request", "error_description": "use POST"}, 405, {"Allow": "POST"})

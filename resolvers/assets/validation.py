@@ -28,7 +28,13 @@ def trim(value: Decimal) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = 80  # the default 28 digits would round Numeric(38, 18) values
         n = value.normalize()
-        return n.quantize(Decimal(1)) if n.as_tuple().exponent > 0 else n  # type: ignore[operator]
+        return n.quantize(Decimal(1)) if decimal_places(n) < 0 else n
+
+
+def decimal_places(value: Decimal) -> int:
+    """Digits after the point as written (1.50 -> 2, 3E+2 -> -2); 0 for NaN and infinities, which have none."""
+    exponent = value.as_tuple().exponent  # an int, or 'n'/'N'/'F' for NaN/sNaN/Infinity
+    return -exponent if isinstance(exponent, int) else 0
 
 
 def currency(code: str, field: str = "currency") -> str:

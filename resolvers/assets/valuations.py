@@ -55,7 +55,7 @@ def _amount(raw: Decimal) -> Decimal:
         raise BadUserInput("amount must be a decimal number", field="amount") from exc
     if not value.is_finite() or value < 0 or value >= MAX_AMOUNT:
         raise BadUserInput("amount must be between 0 and 1e20", field="amount")
-    if value.as_tuple().exponent < -18:  # type: ignore[operator]
+    if validation.decimal_places(value) > 18:
         raise BadUserInput("amount has more than 18 decimal places", field="amount")
     return value
 

@@ -49,7 +49,7 @@ def utcnow() -> datetime:
 
 
 def _pepper(services: Services) -> bytes:
-    pepper = getattr(services, "_oauth_pepper", None)
+    pepper = services.oauth_pepper
     if pepper is None:
         settings = services.settings
         configured = getattr(settings, "oauth_secret_pepper", None)
@@ -64,7 +64,7 @@ def _pepper(services: Services) -> bytes:
                 else dev_cipher_key(settings)
             )
             pepper = HKDF(hashes.SHA256(), 32, salt=None, info=b"rwa oauth client secret pepper").derive(master)
-        services._oauth_pepper = pepper  # type: ignore[attr-defined]
+        services.oauth_pepper = pepper
     return pepper
 
 

@@ -46,6 +46,7 @@ from core.errors import BadUserInput, Conflict, NotFound
 from models.identity import KycStatus
 from models.issuance import AllocationRule, Offering, OfferingState, OfferingSubscription, SubscriptionState
 from resolvers import ledger
+from resolvers.assets.validation import decimal_places
 from resolvers.audit import record
 from resolvers.identity.kyc_states import effective_status
 from resolvers.issuance.offerings import Actor, accepts_subscriptions
@@ -94,7 +95,7 @@ class SubscribeRequest:
 def _validate(req: SubscribeRequest, offering: Offering) -> None:
     if not req.amount.is_finite() or req.amount <= 0:
         raise BadUserInput("amount must be positive", field="amount")
-    if req.amount.as_tuple().exponent < -18:  # type: ignore[operator]
+    if decimal_places(req.amount) > 18:
         raise BadUserInput("amount may have at most 18 decimal places", field="amount")
     if req.amount < offering.min_ticket:
         raise BadUserInput(f"amount is below the minimum ticket {offering.min_ticket.normalize():f}", field="amount")

@@ -266,7 +266,7 @@ async def statement(
     return out
 
 
-def _cash(out: Statement, rows: list) -> None:  # type: ignore[type-arg]
+def _cash(out: Statement, rows: list) -> None:
     now_balance: dict[str, Decimal] = defaultdict(Decimal)
     since: dict[str, Decimal] = defaultdict(Decimal)
     in_period = []
