@@ -1,6 +1,6 @@
 """Webhook actors: hand PENDING deliveries to `deliver_webhook`, which POSTs one (HMAC-signed) and raises on
 failure so dramatiq retries it with exponential backoff; when retries run out `webhook_dead_letter` marks the
-row DEAD (listed to ADMIN by Query.webhookDeliveries(state: "DEAD"))."""
+row DEAD (listed to ADMIN by Query.webhookDeliveries(state: DEAD))."""
 
 from __future__ import annotations
 

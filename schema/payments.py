@@ -3,6 +3,7 @@ Types and fields only; the work is in resolvers/payments and resolvers/webhooks.
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -29,6 +30,8 @@ from models.payments import WebhookEndpoint as WebhookEndpointModel
 from resolvers.payments import intents, notify, refunds, report, webhooks
 from resolvers.payments.report import plain
 from schema.lookups import found
+from schema.mutations import after_commit, mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.scalars import BigInt
@@ -48,13 +51,37 @@ PaymentState = strawberry.enum(
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
+@strawberry.enum(
+    description=(
+        "A stablecoin refund's on-chain payout: PENDING until the treasury's transfer is final (COMPLETED) or "
+        "FAILED (the refund is then undone)."
+    )
+)
+class PayoutState(enum.Enum):
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+@strawberry.enum(
+    description=(
+        "PENDING (waiting to be sent), QUEUED (handed to the worker), DELIVERED (a 2xx answer came) or DEAD "
+        "(every retry failed: a dead letter, see redeliverWebhook)."
+    )
+)
+class WebhookDeliveryState(enum.Enum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    DELIVERED = "DELIVERED"
+    DEAD = "DEAD"
+
+
 def _staff(info: Info) -> bool:
     return info.context.viewer.has_role(*(r.value for r in STAFF))
 
 
 @strawberry.type(description="An intent to fund the caller's cash account.")
-class Payment:
-    id: uuid.UUID
+class Payment(Node):
     user_id: uuid.UUID
     method: PaymentMethod
     state: PaymentState
@@ -127,15 +154,14 @@ class PaymentUpdate:
         )
 
 
-@strawberry.type
-class PaymentRefund:
-    id: uuid.UUID
+@strawberry.type(description="Money given back on a payment (ADMIN's refundPayment).")
+class PaymentRefund(Node):
     payment_id: uuid.UUID
     amount: Decimal
     reason: str
     created_at: datetime
     payment: Payment
-    payout_state: str | None = strawberry.field(
+    payout_state: PayoutState | None = strawberry.field(
         default=None,
         description=(
             "STABLECOIN refunds: the on-chain payout, PENDING until the treasury's transfer is final (COMPLETED) or "
@@ -155,7 +181,7 @@ class PaymentRefund:
             reason=r.reason,
             created_at=r.created_at,
             payment=Payment.from_model(payment),
-            payout_state=payout.state if payout else None,
+            payout_state=PayoutState(payout.state) if payout else None,
             payout_tx_hash=payout.tx_hash if payout else None,
         )
 
@@ -174,9 +200,8 @@ class SettlementLine:
     refundable: Decimal
 
 
-@strawberry.type
-class WebhookEndpoint:
-    id: uuid.UUID
+@strawberry.type(description="An https URL that payment events are POSTed to (signed per Standard Webhooks).")
+class WebhookEndpoint(Node):
     url: str
     active: bool
     created_at: datetime
@@ -187,13 +212,12 @@ class WebhookEndpoint:
 
 
 @strawberry.type(description="One event for one endpoint: PENDING, QUEUED, DELIVERED, or DEAD (every retry failed).")
-class WebhookDelivery:
-    id: uuid.UUID
+class WebhookDelivery(Node):
     endpoint_id: uuid.UUID | None
     url: str
     event: str
     payload: JSON
-    state: str
+    state: WebhookDeliveryState
     attempts: int
     last_error: str | None
     created_at: datetime
@@ -207,7 +231,7 @@ class WebhookDelivery:
             url=d.url,
             event=d.event,
             payload=d.payload,
-            state=d.state,
+            state=WebhookDeliveryState(d.state),
             attempts=d.attempts,
             last_error=d.last_error,
             created_at=d.created_at,
@@ -227,10 +251,17 @@ class CreatePaymentInput:
 
 
 async def _unit(info: Info, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """A payment mutation's database work, outbox and commit as one retried unit (notify.commit_unit)."""
+    """A payment mutation's database work and its webhook outbox, inside the mutation's unit of work (which commits
+    and re-runs it on a transient error); the payment events are published after the commit (notify.stage)."""
     ctx = info.context
     session = await ctx.session()
-    return await notify.commit_unit(session, lambda: work(session), ctx.services.redis, ctx.settings.redis_prefix)
+    return await notify.stage(
+        session,
+        lambda: work(session),
+        lambda publish: after_commit(info, publish),
+        ctx.services.redis,
+        ctx.settings.redis_prefix,
+    )
 
 
 @strawberry.type
@@ -301,15 +332,21 @@ class Query:
         description=("Webhook deliveries, newest first; state DEAD lists the dead letters."),
     )
     async def webhook_deliveries(
-        self, info: Info, state: str | None = None, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        state: WebhookDeliveryState | None = None,
+        first: int | None = None,
+        after: str | None = None,
     ) -> Connection[WebhookDelivery]:
-        page = await webhooks.deliveries(await info.context.session(), state, first, after)
+        page = await webhooks.deliveries(
+            await info.context.session(), state.value if state is not None else None, first, after
+        )
         return Connection.from_page(page, WebhookDelivery.from_model)
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "Create a payment, or return the one created earlier with the same idempotencyKey. Too many decimals for "
@@ -336,7 +373,7 @@ class Mutation:
         )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(extensions=authenticated(), description="AWAITING_FUNDS -> CANCELED (owner or ADMIN).")
+    @mutation(extensions=authenticated(), description="AWAITING_FUNDS -> CANCELED (owner or ADMIN).")
     async def cancel_payment(self, info: Info, id: uuid.UUID) -> Payment:
         ctx = info.context
         payment = await _unit(
@@ -347,7 +384,7 @@ class Mutation:
         )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN),
         description=("The bank shows the transfer: credit the intended amount (once) and record the bank's reference."),
     )
@@ -361,7 +398,7 @@ class Mutation:
         )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN),
         description=(
             "Refund `amount` (default: all that is left). Held/excess funds are paid back first, then the credited "
@@ -375,14 +412,14 @@ class Mutation:
         row, payment = await _unit(
             info, lambda s: refunds.refund(s, payment_id, amount, reason, ctx.viewer.require_user(), ctx.request_id)
         )
+        session = await ctx.session()
+        await session.flush()  # the payout row (autoflush is off), read before the unit of work commits
         payout = (
-            await (await ctx.session()).execute(
-                select(OutgoingTransferModel).where(OutgoingTransferModel.refund_id == row.id)
-            )
+            await session.execute(select(OutgoingTransferModel).where(OutgoingTransferModel.refund_id == row.id))
         ).scalar_one_or_none()
         return PaymentRefund.from_model(row, payment, payout)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="LATE -> CONFIRMED: credit the held funds.")
+    @mutation(extensions=requires(Role.ADMIN), description="LATE -> CONFIRMED: credit the held funds.")
     async def accept_late_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:
         ctx = info.context
         payment = await _unit(
@@ -390,7 +427,7 @@ class Mutation:
         )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="Give up on a payment nothing was credited for.")
+    @mutation(extensions=requires(Role.ADMIN), description="Give up on a payment nothing was credited for.")
     async def fail_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:
         ctx = info.context
         payment = await _unit(
@@ -398,11 +435,11 @@ class Mutation:
         )
         return Payment.from_model(payment)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN),
         description=(
             "POST payment events to this https URL. Its host must resolve to public addresses only (checked now and "
-            "before every delivery): else BAD_USER_INPUT, reason WEBHOOK_TARGET_REFUSED."
+            "before every delivery): else the error code WEBHOOK_TARGET_REFUSED."
         ),
     )
     async def create_webhook_endpoint(self, info: Info, url: str) -> WebhookEndpoint:
@@ -413,13 +450,13 @@ class Mutation:
         )
         return WebhookEndpoint.from_model(row)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="Stop sending to this endpoint.")
+    @mutation(extensions=requires(Role.ADMIN), description="Stop sending to this endpoint.")
     async def disable_webhook_endpoint(self, info: Info, id: uuid.UUID) -> WebhookEndpoint:
         ctx = info.context
         row = await _unit(info, lambda s: webhooks.disable_endpoint(s, id, ctx.viewer.require_user(), ctx.request_id))
         return WebhookEndpoint.from_model(row)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="Send a dead letter again (DEAD -> PENDING).")
+    @mutation(extensions=requires(Role.ADMIN), description="Send a dead letter again (DEAD -> PENDING).")
     async def redeliver_webhook(self, info: Info, id: uuid.UUID) -> WebhookDelivery:
         ctx = info.context
         row = await _unit(info, lambda s: webhooks.redeliver(s, id, ctx.viewer.require_user(), ctx.request_id))
@@ -442,3 +479,53 @@ class Subscription:
             yield PaymentUpdate.from_event(first)
             async for raw in events:
                 yield PaymentUpdate.from_event(json.loads(raw))
+
+
+async def load_payment(info: Info, id: uuid.UUID) -> Payment | None:
+    """`node(id)` for a Payment: like `payment(id)`, its owner's, or any for ADMIN/COMPLIANCE."""
+    viewer = info.context.viewer
+    if viewer.user_id is None:
+        return None
+    model = await found(intents.get_visible(await info.context.session(), id, viewer.user_id, _staff(info)))
+    return None if model is None else Payment.from_model(model)
+
+
+async def load_payment_refund(info: Info, id: uuid.UUID) -> PaymentRefund | None:
+    """`node(id)` for a PaymentRefund: ADMIN/COMPLIANCE only (no query lists refunds to a payment's owner)."""
+    if info.context.viewer.user_id is None or not _staff(info):
+        return None
+    session = await info.context.session()
+    row = await session.get(PaymentRefundModel, id)
+    if row is None:
+        return None
+    payment = await intents.get(session, row.payment_id)
+    payout = (
+        await session.execute(select(OutgoingTransferModel).where(OutgoingTransferModel.refund_id == row.id))
+    ).scalar_one_or_none()
+    return PaymentRefund.from_model(row, payment, payout)
+
+
+def _admin(info: Info) -> bool:
+    return info.context.viewer.user_id is not None and info.context.viewer.has_role(Role.ADMIN.value)
+
+
+async def load_webhook_endpoint(info: Info, id: uuid.UUID) -> WebhookEndpoint | None:
+    """`node(id)` for a WebhookEndpoint: ADMIN only, like `webhookEndpoints`."""
+    if not _admin(info):
+        return None
+    row = await (await info.context.session()).get(WebhookEndpointModel, id)
+    return None if row is None else WebhookEndpoint.from_model(row)
+
+
+async def load_webhook_delivery(info: Info, id: uuid.UUID) -> WebhookDelivery | None:
+    """`node(id)` for a WebhookDelivery: ADMIN only, like `webhookDeliveries`."""
+    if not _admin(info):
+        return None
+    row = await (await info.context.session()).get(WebhookDeliveryModel, id)
+    return None if row is None else WebhookDelivery.from_model(row)
+
+
+register_node("Payment", "payments", load_payment)
+register_node("PaymentRefund", "payment_refunds", load_payment_refund)
+register_node("WebhookEndpoint", "webhook_endpoints", load_webhook_endpoint)
+register_node("WebhookDelivery", "webhook_deliveries", load_webhook_delivery)

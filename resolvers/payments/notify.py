@@ -3,7 +3,8 @@
 `states.transition` queues an event on the session; `commit(session, redis, prefix)` writes one webhook
 delivery row per active endpoint and event (an outbox, in the same transaction as the transition), commits,
 then publishes each event on the Redis channel `payments:<id>` (what `paymentUpdates` listens to). The worker's
-scheduler hands PENDING deliveries to the `deliver_webhook` actor.
+scheduler hands PENDING deliveries to the `deliver_webhook` actor. A mutation does the same inside its unit of work
+with `stage` (the unit of work commits; the publish is queued to run after that commit).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.transactions import retry_transient
 from models.payments import Payment, PaymentState
+from resolvers.unit_of_work import UnitOfWork
 
 log = logging.getLogger("rwa.payments")
 _KEY = "payment_events"
@@ -79,19 +80,35 @@ async def commit_outbox(session: AsyncSession) -> None:
     await session.commit()
 
 
-async def commit_unit(session: AsyncSession, work: Callable[[], Awaitable[T]], redis: Redis | None, prefix: str) -> T:
-    """`work` (a payment change on `session`), its outbox and the commit as one unit, re-run from the start on a
-    deadlock or serialization failure (core.transactions; the events queued by a failed attempt are dropped);
-    the committed events are published once, after it."""
-
-    async def unit() -> T:
+async def stage(
+    session: AsyncSession,
+    work: Callable[[], Awaitable[T]],
+    after_commit: Callable[[Callable[[], Awaitable[object]]], None],
+    redis: Redis | None,
+    prefix: str,
+) -> T:
+    """`work` (a payment change on `session`) and its outbox, inside a unit of work that commits afterwards
+    (resolvers.unit_of_work): the events `work` queued are written to the outbox now and handed to `after_commit`
+    to be published once committed. Events left by an earlier, failed attempt are dropped first, and those of a
+    failing attempt with it, so a re-run (deadlock) or a refused change publishes nothing twice or wrongly."""
+    discard(session)
+    try:
         result = await work()
-        await commit_outbox(session)
-        return result
-
-    result = await retry_transient(session, unit, on_retry=lambda: discard(session))
-    await publish_committed(session, redis, prefix)
+        await write_outbox(session)
+    except BaseException:
+        discard(session)
+        raise
+    events = session.info.pop(_KEY, [])
+    if redis is not None and events:
+        after_commit(lambda: publish(redis, prefix, events))
     return result
+
+
+async def commit_unit(session: AsyncSession, work: Callable[[], Awaitable[T]], redis: Redis | None, prefix: str) -> T:
+    """`work`, its outbox and the commit as one UnitOfWork, without a request (jobs, the CLI): re-run from the
+    start on a deadlock or serialization failure; the committed events are published once, after it."""
+    uow = UnitOfWork(session)
+    return await uow.run(lambda: stage(session, work, uow.after_commit, redis, prefix))
 
 
 async def commit(session: AsyncSession, redis: Redis | None, prefix: str) -> list[dict[str, Any]]:

@@ -16,35 +16,48 @@ ENTRIES = {
     ),
     "Query.webhookEndpoints": Rule("{ webhookEndpoints { id url } }", roles=ADMIN),
     "Query.webhookDeliveries": Rule(
-        '{ webhookDeliveries(state: "DEAD", first: 1) { edges { node { id } } } }', roles=ADMIN
+        "{ webhookDeliveries(state: DEAD, first: 1) { edges { node { id } } } }", roles=ADMIN
     ),
     "Mutation.createPayment": Rule(
         'mutation { createPayment(input: {amount: "10.00", currency: "USD", method: BANK_TRANSFER, '
-        'idempotencyKey: "authz"}) { id state } }',
+        'idempotencyKey: "authz"}) { payment { id state } errors { code } } }',
         scopes=frozenset({"payments:write"}),
     ),
     "Mutation.cancelPayment": Rule(
-        f'mutation {{ cancelPayment(id: "{NOBODY}") {{ id }} }}', scopes=frozenset({"payments:write"})
+        f'mutation {{ cancelPayment(id: "{NOBODY}") {{ payment {{ id }} errors {{ code }} }} }}',
+        scopes=frozenset({"payments:write"}),
     ),
     "Mutation.confirmBankTransfer": Rule(
-        f'mutation {{ confirmBankTransfer(paymentId: "{NOBODY}", bankReference: "B1") {{ id }} }}', roles=ADMIN
+        f'mutation {{ confirmBankTransfer(input: {{paymentId: "{NOBODY}", bankReference: "B1"}}) '
+        "{ payment { id } errors { code } } }",
+        roles=ADMIN,
     ),
     "Mutation.refundPayment": Rule(
-        f'mutation {{ refundPayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}', roles=ADMIN
+        f'mutation {{ refundPayment(input: {{paymentId: "{NOBODY}", reason: "r"}}) '
+        "{ paymentRefund { id } errors { code } } }",
+        roles=ADMIN,
     ),
     "Mutation.acceptLatePayment": Rule(
-        f'mutation {{ acceptLatePayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}', roles=ADMIN
+        f'mutation {{ acceptLatePayment(input: {{paymentId: "{NOBODY}", reason: "r"}}) '
+        "{ payment { id } errors { code } } }",
+        roles=ADMIN,
     ),
     "Mutation.failPayment": Rule(
-        f'mutation {{ failPayment(paymentId: "{NOBODY}", reason: "r") {{ id }} }}', roles=ADMIN
+        f'mutation {{ failPayment(input: {{paymentId: "{NOBODY}", reason: "r"}}) {{ payment {{ id }} errors {{ code }} }} }}',
+        roles=ADMIN,
     ),
     "Mutation.createWebhookEndpoint": Rule(
-        'mutation { createWebhookEndpoint(url: "https://example.com/h") { id } }', roles=ADMIN
+        'mutation { createWebhookEndpoint(input: {url: "https://example.com/h"}) '
+        "{ webhookEndpoint { id } errors { code } } }",
+        roles=ADMIN,
     ),
     "Mutation.disableWebhookEndpoint": Rule(
-        f'mutation {{ disableWebhookEndpoint(id: "{NOBODY}") {{ id }} }}', roles=ADMIN
+        f'mutation {{ disableWebhookEndpoint(id: "{NOBODY}") {{ webhookEndpoint {{ id }} errors {{ code }} }} }}',
+        roles=ADMIN,
     ),
-    "Mutation.redeliverWebhook": Rule(f'mutation {{ redeliverWebhook(id: "{NOBODY}") {{ id }} }}', roles=ADMIN),
+    "Mutation.redeliverWebhook": Rule(
+        f'mutation {{ redeliverWebhook(id: "{NOBODY}") {{ webhookDelivery {{ id }} errors {{ code }} }} }}', roles=ADMIN
+    ),
     "Subscription.paymentUpdates": Rule(
         f'subscription {{ paymentUpdates(id: "{NOBODY}") {{ state }} }}', scopes=frozenset({"payments:read"})
     ),

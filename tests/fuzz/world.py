@@ -66,6 +66,14 @@ async def call(
     return body["data"]
 
 
+def payload(data: dict[str, Any], mutation: str, field: str) -> Any:
+    """`data.<mutation>.<field>` of a seeding mutation that must have succeeded (its payload has no errors)."""
+    body = data[mutation]
+    if body.get("errors"):
+        raise SeedFailed(f"seeding the fuzz world failed: {mutation} -> {body['errors']}")
+    return body[field]
+
+
 async def login(client: httpx.AsyncClient, account: Account) -> None:
     data = await call(
         client,
@@ -219,7 +227,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
             )
         ).scalar_one()
     world.add("address", stablecoin)
-    pay = "mutation($i: CreatePaymentInput!) { createPayment(input: $i) { id } }"
+    pay = "mutation($i: CreatePaymentInput!) { createPayment(input: $i) { payment { id } errors { code message } } }"
     payment_ids = []
     for key, extra in (
         ("fuzz-bank-1", {}),
@@ -232,13 +240,15 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
             {"i": {"amount": "100", "currency": "USD", "method": "BANK_TRANSFER", "idempotencyKey": key, **extra}},
             investor,
         )
-        payment_ids.append(data["createPayment"]["id"])
-    await call(
+        payment_ids.append(payload(data, "createPayment", "payment")["id"])
+    confirmed = await call(
         client,
-        'mutation($p: UUID!) { confirmBankTransfer(paymentId: $p, bankReference: "FZ-1") { id } }',
+        'mutation($p: UUID!) { confirmBankTransfer(input: {paymentId: $p, bankReference: "FZ-1"}) '
+        "{ payment { id } errors { code message } } }",
         {"p": payment_ids[0]},
         admin,
     )
+    payload(confirmed, "confirmBankTransfer", "payment")
     world.add("paymentId", *payment_ids)
     world.strings += ["fuzz-bank-1", "FZ-1"]
 
@@ -264,8 +274,12 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     world.add("kycCaseId", kyc["submitKyc"]["id"])
     # loopback resolves without a network (production refuses it; deliveries are not run here)
     hook = await call(
-        client, 'mutation { createWebhookEndpoint(url: "https://localhost:9/hooks/rwa") { id url } }', token=admin
+        client,
+        'mutation { createWebhookEndpoint(input: {url: "https://localhost:9/hooks/rwa"}) '
+        "{ webhookEndpoint { id url } errors { code message } } }",
+        token=admin,
     )
-    world.add("webhookEndpointId", hook["createWebhookEndpoint"]["id"])
-    world.strings += [hook["createWebhookEndpoint"]["url"], "https://example.com/hooks/rwa"]
+    endpoint = payload(hook, "createWebhookEndpoint", "webhookEndpoint")
+    world.add("webhookEndpointId", endpoint["id"])
+    world.strings += [endpoint["url"], "https://example.com/hooks/rwa"]
     return world

@@ -34,10 +34,10 @@ async def test_owner_sees_the_current_state_then_each_transition(gql, make_user,
     user, admin, stranger = await make_user(), await make_user(roles=["ADMIN"]), await make_user()
     created = await gql(
         """mutation { createPayment(input: {amount: "100.00", currency: "USD", method: BANK_TRANSFER,
-                           idempotencyKey: "sub"}) { id } }""",
+                           idempotencyKey: "sub"}) { payment { id } } }""",
         token=user.token,
     )
-    pid = created["data"]["createPayment"]["id"]
+    pid = created["data"]["createPayment"]["payment"]["id"]
 
     denied, ctx = await subscribe(services, stranger.token, pid)
     first = await asyncio.wait_for(denied.__anext__(), 5)
@@ -55,9 +55,11 @@ async def test_owner_sees_the_current_state_then_each_transition(gql, make_user,
             "creditedAmount": "0",
         }
         await asyncio.sleep(0.2)  # the Redis subscription is up
-        await gql(
-            f'mutation {{ confirmBankTransfer(paymentId: "{pid}", bankReference: "X") {{ id }} }}', token=admin.token
+        confirm = (
+            f'mutation {{ confirmBankTransfer(input: {{paymentId: "{pid}", bankReference: "X"}}) '
+            "{ payment { id } errors { code } } }"
         )
+        gql.payload(await gql(confirm, token=admin.token), "confirmBankTransfer", "payment")
         update = await asyncio.wait_for(stream.__anext__(), 5)
         assert update.data["paymentUpdates"] == {
             "paymentId": pid,
@@ -65,13 +67,14 @@ async def test_owner_sees_the_current_state_then_each_transition(gql, make_user,
             "previousState": "AWAITING_FUNDS",
             "creditedAmount": "100",
         }
-        failed = await gql(
-            f'mutation {{ confirmBankTransfer(paymentId: "{pid}", bankReference: "X") {{ id }} }}', token=admin.token
+        failed = await gql(confirm, token=admin.token)
+        assert gql.error_code(failed) == "INVALID_STATE"  # a refused transition publishes nothing
+        refund = await gql(
+            f'mutation {{ refundPayment(input: {{paymentId: "{pid}", amount: "1", reason: "r"}}) '
+            "{ paymentRefund { id } errors { code } } }",
+            token=admin.token,
         )
-        assert gql.error_code(failed) == "CONFLICT"  # a refused transition publishes nothing
-        await gql(
-            f'mutation {{ refundPayment(paymentId: "{pid}", amount: "1", reason: "r") {{ id }} }}', token=admin.token
-        )
+        gql.payload(refund, "refundPayment", "paymentRefund")
         nxt = await asyncio.wait_for(stream.__anext__(), 5)
         assert nxt.data["paymentUpdates"]["state"] == "PARTIALLY_REFUNDED"
     finally:

@@ -181,7 +181,10 @@ def test_production_refuses_loopback_webhooks_setting() -> None:
 # --- registration through the API
 
 
-CREATE = "mutation($u: String!) { createWebhookEndpoint(url: $u) { id url } }"
+CREATE = (
+    "mutation($u: String!) { createWebhookEndpoint(input: {url: $u}) "
+    "{ webhookEndpoint { id url } errors { code field message } } }"
+)
 
 
 async def test_registration_refuses_forbidden_targets_in_production(app_client, make_user, session) -> None:  # type: ignore[no-untyped-def]
@@ -201,17 +204,17 @@ async def test_registration_refuses_forbidden_targets_in_production(app_client, 
             "https://10.0.0.1/h",
         ):
             reply = (await c.post("/graphql", json={"query": CREATE, "variables": {"u": url}}, headers=auth)).json()
-            assert reply["data"] is None, (url, reply)
-            assert reply["errors"][0]["extensions"] == {
-                "code": "BAD_USER_INPUT",
-                "field": "url",
-                "reason": "WEBHOOK_TARGET_REFUSED",
-            }, (url, reply)
+            assert "errors" not in reply and reply["data"]["createWebhookEndpoint"]["webhookEndpoint"] is None, (
+                url,
+                reply,
+            )
+            [error] = reply["data"]["createWebhookEndpoint"]["errors"]
+            assert (error["code"], error["field"]) == ("WEBHOOK_TARGET_REFUSED", ["input", "url"]), (url, reply)
         assert await session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 0
         ok = (
             await c.post("/graphql", json={"query": CREATE, "variables": {"u": "https://8.8.8.8/hook"}}, headers=auth)
         ).json()
-    assert ok["data"]["createWebhookEndpoint"]["url"] == "https://8.8.8.8/hook", ok
+    assert ok["data"]["createWebhookEndpoint"]["webhookEndpoint"]["url"] == "https://8.8.8.8/hook", ok
     async with app_client() as c:  # test environment: a local receiver is fine, a private one is not
         local = (
             await c.post("/graphql", json={"query": CREATE, "variables": {"u": "http://127.0.0.1:9/h"}}, headers=auth)
@@ -219,8 +222,8 @@ async def test_registration_refuses_forbidden_targets_in_production(app_client, 
         private = (
             await c.post("/graphql", json={"query": CREATE, "variables": {"u": "http://192.168.0.10/h"}}, headers=auth)
         ).json()
-    assert local["data"]["createWebhookEndpoint"]["url"] == "http://127.0.0.1:9/h", local
-    assert private["errors"][0]["extensions"]["reason"] == "WEBHOOK_TARGET_REFUSED", private
+    assert local["data"]["createWebhookEndpoint"]["webhookEndpoint"]["url"] == "http://127.0.0.1:9/h", local
+    assert private["data"]["createWebhookEndpoint"]["errors"][0]["code"] == "WEBHOOK_TARGET_REFUSED", private
 
 
 # --- delivery

@@ -30,10 +30,10 @@ async def test_a_zero_balance_column_reaches_the_client_as_zero(gql, make_user) 
     user = await make_user()
     res = await gql(
         'mutation { createPayment(input: {amount: "2.50", currency: "USD", method: BANK_TRANSFER, '
-        'idempotencyKey: "wire"}) { amount receivedAmount } }',
+        'idempotencyKey: "wire"}) { payment { amount receivedAmount } } }',
         token=user.token,
     )
-    assert res["data"]["createPayment"] == {"amount": "2.5", "receivedAmount": "0"}
+    assert res["data"]["createPayment"]["payment"] == {"amount": "2.5", "receivedAmount": "0"}
 
 
 @pytest.mark.parametrize(

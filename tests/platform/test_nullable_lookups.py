@@ -35,10 +35,10 @@ async def test_rows_the_caller_may_not_see_are_null_too(gql, make_user) -> None:
     # ... while a lookup every signed-in caller may make answers null for another user's row
     created = await gql(
         'mutation { createPayment(input: {amount: "10", currency: "EUR", method: BANK_TRANSFER, '
-        'idempotencyKey: "nl-1"}) { id } }',
+        'idempotencyKey: "nl-1"}) { payment { id } } }',
         token=other.token,
     )
-    payment_id = created["data"]["createPayment"]["id"]
+    payment_id = created["data"]["createPayment"]["payment"]["id"]
     assert (await gql('{ payment(id: "%s") { id } }' % payment_id, token=other.token))["data"]["payment"]
     hidden = await gql('{ payment(id: "%s") { id } }' % payment_id, token=stranger.token)
     assert "errors" not in hidden and hidden["data"]["payment"] is None, hidden

@@ -34,7 +34,7 @@ WRITES = [
     LOGOUT,
     'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
     'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
-    'idempotencyKey: "k1"}) { id } }',
+    'idempotencyKey: "k1"}) { payment { id } } }',
     'mutation { placeOrder(input: {marketId: "%s", side: BUY, type: LIMIT, quantity: "1", price: "1", '
     'clientOrderId: "c1"}) { id } }' % uuid.uuid4(),
 ]

@@ -166,14 +166,15 @@ async def test_payment_updates_are_never_handed_to_another_user(server, database
     url = server.urls[0]
     create = (
         'mutation($k: String!) { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
-        "idempotencyKey: $k}) { id state } }"
+        "idempotencyKey: $k}) { payment { id state } } }"
     )
     async with httpx.AsyncClient(timeout=30) as http:
         for doc in (
             "subscription($p: UUID!) { paymentUpdates(id: $p) { paymentId state } }",
             "subscription($p: UUID!) { ...U } fragment U on Subscription { paymentUpdates(id: $p) { paymentId state } }",
         ):
-            payment = (await graphql(http, url, create, {"k": uuid.uuid4().hex}, dave_token))["data"]["createPayment"]
+            created = await graphql(http, url, create, {"k": uuid.uuid4().hex}, dave_token)
+            payment = created["data"]["createPayment"]["payment"]
             variables = {"p": payment["id"]}
             async with (
                 socket(url, dave_token, doc, variables) as owner,
@@ -185,9 +186,13 @@ async def test_payment_updates_are_never_handed_to_another_user(server, database
                 errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
                 assert errors[0]["extensions"]["code"] in ("NOT_FOUND", "FORBIDDEN"), refused
                 canceled = await graphql(
-                    http, url, "mutation($p: UUID!) { cancelPayment(id: $p) { state } }", variables, dave_token
+                    http,
+                    url,
+                    "mutation($p: UUID!) { cancelPayment(id: $p) { payment { state } } }",
+                    variables,
+                    dave_token,
                 )
-                assert canceled["data"]["cancelPayment"]["state"] == "CANCELED", canceled
+                assert canceled["data"]["cancelPayment"]["payment"]["state"] == "CANCELED", canceled
                 update = (await owner.recv(10))["payload"]["data"]["paymentUpdates"]
                 assert update["state"] == "CANCELED", update
                 leaked = [msg for msg in await other.quiet(1.0) if msg["type"] == "next"]
@@ -206,10 +211,11 @@ async def test_any_socket_is_closed_when_its_token_expires(server, database_url,
     url = server.urls[0]
     create = (
         'mutation($k: String!) { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
-        "idempotencyKey: $k}) { id } }"
+        "idempotencyKey: $k}) { payment { id } } }"
     )
     async with httpx.AsyncClient(timeout=30) as http:
-        payment = (await graphql(http, url, create, {"k": uuid.uuid4().hex}, long_token))["data"]["createPayment"]
+        created = await graphql(http, url, create, {"k": uuid.uuid4().hex}, long_token)
+        payment = created["data"]["createPayment"]["payment"]
     updates = "subscription($p: UUID!) { paymentUpdates(id: $p) { state } }"
     trades = "subscription($m: UUID!) { trades(marketId: $m) { sequence snapshot } }"
     started = time.monotonic()
