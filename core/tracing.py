@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
     from sqlalchemy.ext.asyncio import AsyncEngine
+    from starlette.types import ASGIApp
 
     from core.settings import Settings
 
@@ -114,18 +116,19 @@ def instrument_engine(engine: AsyncEngine) -> None:
     _instrumented_engines.add(id(engine))
 
 
-def asgi_middleware() -> tuple[type, dict[str, Any]] | None:
-    """(middleware class, options) for Starlette's add_middleware, or None when tracing is off."""
+def asgi_middleware() -> Callable[[ASGIApp], ASGIApp] | None:
+    """A middleware factory for Starlette's add_middleware, or None when tracing is off."""
     if not _enabled:
         return None
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    # no span per ASGI receive/send message: they doubled the spans of every request for nothing a trace shows
-    return OpenTelemetryMiddleware, {
-        "excluded_urls": EXCLUDED_URLS,
-        "tracer_provider": _provider,
-        "exclude_spans": ["receive", "send"],
-    }
+    def traced(app: ASGIApp) -> ASGIApp:
+        # no span per ASGI receive/send message: they doubled the spans of every request for nothing a trace shows
+        return OpenTelemetryMiddleware(
+            app, excluded_urls=EXCLUDED_URLS, tracer_provider=_provider, exclude_spans=["receive", "send"]
+        )
+
+    return traced
 
 
 def current_ids() -> tuple[str, str] | None:

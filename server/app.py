@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
     app.add_middleware(RequestContextMiddleware)
     if (traced := tracing.asgi_middleware()) is not None:  # outermost: the request span covers everything
-        app.add_middleware(traced[0], **traced[1])
+        app.add_middleware(traced)
     return app
 
 

@@ -7,14 +7,32 @@ which always carry it) to CORSMiddleware."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class OriginGatedCORS:
-    def __init__(self, app: ASGIApp, **cors_options: object) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allow_origins: Collection[str],
+        allow_methods: Collection[str],
+        allow_headers: Collection[str],
+        expose_headers: Collection[str] = (),
+        max_age: int = 600,
+    ) -> None:
         self.app = app
-        self.cors = CORSMiddleware(app, **cors_options)  # type: ignore[arg-type]  # options are CORSMiddleware's
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=allow_origins,
+            allow_methods=allow_methods,
+            allow_headers=allow_headers,
+            expose_headers=expose_headers,
+            max_age=max_age,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

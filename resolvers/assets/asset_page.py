@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -94,7 +94,7 @@ def _bound(cursor: str, kind: type) -> list[Any]:
 
 
 async def fetch_page(
-    fetch: Callable[..., Awaitable[list[Any]]],
+    fetch: Callable[..., Awaitable[Sequence[Any]]],
     *,
     order: str,
     descending: bool,
@@ -127,7 +127,7 @@ async def fetch_page(
     more = len(result) > limit
     result = result[:limit]
     if backwards:
-        result.reverse()
+        result = result[::-1]
     rows, cursors = [], []
     for r in result:
         attributes = r[8]

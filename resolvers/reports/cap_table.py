@@ -388,20 +388,18 @@ async def cap_table(
     rows = []
     for holder, balance in ordered:
         who = identities.get(holder)
-        common = dict(
-            holder=holder,
-            balance=balance,
-            amount=units_to_amount(balance, info.decimals),
-            percent=_percent(balance, total),
-        )
+        amount, percent = units_to_amount(balance, info.decimals), _percent(balance, total)
         if who is None:
-            rows.append(CapTableRow(**common))
+            rows.append(CapTableRow(holder, balance, amount, percent))
         elif level is IdentityLevel.ISSUER:
-            rows.append(CapTableRow(**common, user_id=who["id"], kyc_country=who["country"]))
+            rows.append(CapTableRow(holder, balance, amount, percent, user_id=who["id"], kyc_country=who["country"]))
         else:
             rows.append(
                 CapTableRow(
-                    **common,
+                    holder,
+                    balance,
+                    amount,
+                    percent,
                     user_id=who["id"],
                     email=who["email"],
                     kyc_country=who["country"],
