@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Literal, overload
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,6 +64,10 @@ def _text(request: Request, name: str) -> str:
     return raw
 
 
+@overload
+def _instant(request: Request, name: str, required: Literal[True]) -> datetime: ...
+@overload
+def _instant(request: Request, name: str, required: bool = False) -> datetime | None: ...
 def _instant(request: Request, name: str, required: bool = False) -> datetime | None:
     raw = request.query_params.get(name)
     if not raw:
@@ -147,8 +152,8 @@ async def _statement(services: Services, viewer: Viewer, request: Request) -> st
         s = await statements.statement(
             session,
             viewer,
-            period_from=_instant(request, "from", required=True),  # type: ignore[arg-type]
-            period_to=_instant(request, "to", required=True),  # type: ignore[arg-type]
+            period_from=_instant(request, "from", required=True),
+            period_to=_instant(request, "to", required=True),
             user_id=_uuid(request, "userId"),
             cipher=services.cipher,
         )
