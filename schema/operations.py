@@ -14,12 +14,13 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from agent import operations
-from core.transactions import retry_transient
 from models.identity import Role
 from models.operations import ChainOperation as ChainOperationModel
 from models.operations import OperationState as OperationStateModel
 from resolvers.compliance.actions import Action, act
 from resolvers.pagination import keyset_page
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import requires
 from schema.scalars import BigInt
@@ -36,8 +37,7 @@ STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
 @strawberry.type(description="One decision on its way to a chain (the agent's outbox).")
-class ChainOperation:
-    id: uuid.UUID
+class ChainOperation(Node):
     kind: str
     chain_id: int
     contract: str
@@ -127,18 +127,6 @@ class Query:
         return Connection.from_page(page, ChainOperation.of)  # type: ignore[arg-type]
 
 
-async def _unit(info: Info, work):  # type: ignore[no-untyped-def]
-    """`work(session)` and the commit as one unit, re-run on a deadlock or serialization failure."""
-    session = await info.context.session()
-
-    async def unit():  # type: ignore[no-untyped-def]
-        result = await work(session)
-        await session.commit()
-        return result
-
-    return await retry_transient(session, unit)
-
-
 async def _act(
     info: Info,
     action: Action,
@@ -150,19 +138,16 @@ async def _act(
 ) -> ChainOperation:
     ctx = info.context
     actor = ctx.viewer.require_user()
-    op = await _unit(
-        info,
-        lambda s: act(
-            s,
-            action,
-            token_id,
-            actor_id=actor,
-            reason=reason,
-            wallet=wallet,
-            amount=amount,
-            idempotency_key=idempotency_key,
-            request_id=ctx.request_id,
-        ),
+    op = await act(
+        await ctx.session(),
+        action,
+        token_id,
+        actor_id=actor,
+        reason=reason,
+        wallet=wallet,
+        amount=amount,
+        idempotency_key=idempotency_key or None,  # "" is no key
+        request_id=ctx.request_id,
     )
     return ChainOperation.of(op)
 
@@ -172,7 +157,8 @@ _KEY_DOC = "Optional; the same key (per token and wallet) returns the operation 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
+        result="operation",
         extensions=requires(*STAFF),
         description=(
             "FAILED/CANCELED -> PENDING (sent again, new nonce), or a PENDING one in backoff now. CONFLICT COMPENSATED "
@@ -183,10 +169,11 @@ class Mutation:
         ctx = info.context
         actor = ctx.viewer.require_user()
         return ChainOperation.of(
-            await _unit(info, lambda s: operations.retry(s, id, actor_id=actor, request_id=ctx.request_id))
+            await operations.retry(await ctx.session(), id, actor_id=actor, request_id=ctx.request_id)
         )
 
-    @strawberry.mutation(
+    @mutation(
+        result="operation",
         extensions=requires(*STAFF),
         description=(
             "PENDING -> CANCELED (only before signing); the decision is compensated as for a revert (a settlement's "
@@ -197,25 +184,27 @@ class Mutation:
         ctx = info.context
         actor = ctx.viewer.require_user()
         return ChainOperation.of(
-            await _unit(info, lambda s: operations.cancel(s, id, reason, actor_id=actor, request_id=ctx.request_id))
+            await operations.cancel(await ctx.session(), id, reason, actor_id=actor, request_id=ctx.request_id)
         )
 
-    @strawberry.mutation(
+    @mutation(
+        result="operation",
         extensions=requires(Role.COMPLIANCE),
         description=("Freeze a wallet on a token (setAddressFrozen true): no transfer from or to it until unfrozen."),
     )
     async def freeze_wallet(
-        self, info: Info, token_id: uuid.UUID, wallet: str, reason: str, idempotency_key: str | None = strawberry.UNSET
+        self, info: Info, token_id: uuid.UUID, wallet: str, reason: str, idempotency_key: str | None = None
     ) -> ChainOperation:
-        return await _act(info, Action.FREEZE, token_id, reason, wallet, idempotency_key=idempotency_key or None)
+        return await _act(info, Action.FREEZE, token_id, reason, wallet, idempotency_key=idempotency_key)
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="setAddressFrozen false.")
+    @mutation(extensions=requires(Role.COMPLIANCE), description="setAddressFrozen false.", result="operation")
     async def unfreeze_wallet(
-        self, info: Info, token_id: uuid.UUID, wallet: str, reason: str, idempotency_key: str | None = strawberry.UNSET
+        self, info: Info, token_id: uuid.UUID, wallet: str, reason: str, idempotency_key: str | None = None
     ) -> ChainOperation:
-        return await _act(info, Action.UNFREEZE, token_id, reason, wallet, idempotency_key=idempotency_key or None)
+        return await _act(info, Action.UNFREEZE, token_id, reason, wallet, idempotency_key=idempotency_key)
 
-    @strawberry.mutation(
+    @mutation(
+        result="operation",
         extensions=requires(Role.COMPLIANCE),
         description=(
             "Freeze `amount` tokens (whole units, up to the token's decimals) of a wallet (freezePartialTokens)."
@@ -228,11 +217,11 @@ class Mutation:
         wallet: str,
         amount: Decimal,
         reason: str,
-        idempotency_key: str | None = strawberry.UNSET,
+        idempotency_key: str | None = None,
     ) -> ChainOperation:
-        return await _act(info, Action.FREEZE_PARTIAL, token_id, reason, wallet, amount, idempotency_key or None)
+        return await _act(info, Action.FREEZE_PARTIAL, token_id, reason, wallet, amount, idempotency_key)
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="unfreezePartialTokens.")
+    @mutation(extensions=requires(Role.COMPLIANCE), description="unfreezePartialTokens.", result="operation")
     async def unfreeze_tokens(
         self,
         info: Info,
@@ -240,18 +229,30 @@ class Mutation:
         wallet: str,
         amount: Decimal,
         reason: str,
-        idempotency_key: str | None = strawberry.UNSET,
+        idempotency_key: str | None = None,
     ) -> ChainOperation:
-        return await _act(info, Action.UNFREEZE_PARTIAL, token_id, reason, wallet, amount, idempotency_key or None)
+        return await _act(info, Action.UNFREEZE_PARTIAL, token_id, reason, wallet, amount, idempotency_key)
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="Pause every transfer of a token.")
+    @mutation(extensions=requires(Role.COMPLIANCE), description="Pause every transfer of a token.", result="operation")
     async def pause_token(
-        self, info: Info, token_id: uuid.UUID, reason: str, idempotency_key: str | None = strawberry.UNSET
+        self, info: Info, token_id: uuid.UUID, reason: str, idempotency_key: str | None = None
     ) -> ChainOperation:
-        return await _act(info, Action.PAUSE, token_id, reason, idempotency_key=idempotency_key or None)
+        return await _act(info, Action.PAUSE, token_id, reason, idempotency_key=idempotency_key)
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="Unpause a paused token.")
+    @mutation(extensions=requires(Role.COMPLIANCE), description="Unpause a paused token.", result="operation")
     async def unpause_token(
-        self, info: Info, token_id: uuid.UUID, reason: str, idempotency_key: str | None = strawberry.UNSET
+        self, info: Info, token_id: uuid.UUID, reason: str, idempotency_key: str | None = None
     ) -> ChainOperation:
-        return await _act(info, Action.UNPAUSE, token_id, reason, idempotency_key=idempotency_key or None)
+        return await _act(info, Action.UNPAUSE, token_id, reason, idempotency_key=idempotency_key)
+
+
+async def load_operation(info: Info, id: uuid.UUID) -> ChainOperation | None:
+    """`node(id)` for a ChainOperation: ADMIN/COMPLIANCE only, like `operations`."""
+    viewer = info.context.viewer
+    if viewer.user_id is None or not viewer.has_role(*(r.value for r in STAFF)):
+        return None
+    op = await (await info.context.session()).get(ChainOperationModel, id)
+    return None if op is None else ChainOperation.of(op)
+
+
+register_node("ChainOperation", "chain_operations", load_operation)

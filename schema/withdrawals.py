@@ -13,13 +13,14 @@ import strawberry
 from sqlalchemy import select
 from strawberry.types import Info
 
-from core.transactions import retry_transient
 from models.identity import Role
 from models.withdrawals import Withdrawal as WithdrawalModel
 from models.withdrawals import WithdrawalState as WithdrawalStateModel
 from resolvers.assets.validation import trim
 from resolvers.pagination import keyset_page
 from resolvers.payments import withdrawals
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.scalars import BigInt
@@ -37,8 +38,7 @@ STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
 @strawberry.type(description="Cash paid out in stablecoin to one of the owner's wallets.")
-class Withdrawal:
-    id: uuid.UUID
+class Withdrawal(Node):
     user_id: uuid.UUID
     currency: str
     amount: Decimal
@@ -142,27 +142,20 @@ class Query:
         return await _page(info, stmt, first, after, last, before)
 
 
-async def _unit(info: Info, work):  # type: ignore[no-untyped-def]
-    session = await info.context.session()
-
-    async def unit():  # type: ignore[no-untyped-def]
-        result = await work(session)
-        await session.commit()
-        return result
-
-    return await retry_transient(session, unit)
+def _staff(info: Info) -> bool:
+    return info.context.viewer.has_role(*(r.value for r in STAFF))
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "Cash out `amount` of a stablecoin `currency` to one of the caller's linked, verified wallets (idempotent per "
             "idempotencyKey). The cash is reserved at once; above the approval threshold an ADMIN approves first. "
-            "Errors: BAD_USER_INPUT (reason LIMIT_EXCEEDED for the per-request/daily limits), NOT_FOUND (not your "
-            "wallet), FORBIDDEN (KYC_NOT_APPROVED, WALLET_NOT_VERIFIED), CONFLICT (INSUFFICIENT_FUNDS, "
-            "IDEMPOTENCY_KEY_REUSED)."
+            "Error codes: BAD_USER_INPUT, LIMIT_EXCEEDED (the per-request/daily limits), NOT_FOUND (not your wallet), "
+            "INSUFFICIENT_FUNDS, IDEMPOTENCY_KEY_REUSED; FORBIDDEN (KYC_NOT_APPROVED, WALLET_NOT_VERIFIED) stays a "
+            "top-level error."
         ),
     )
     async def request_withdrawal(
@@ -171,34 +164,26 @@ class Mutation:
         ctx = info.context
         user_id = ctx.viewer.require_user()
         req = withdrawals.WithdrawalRequest(currency, amount, wallet, idempotency_key, chain_id)
-        w, _ = await _unit(
-            info, lambda s: withdrawals.request(s, ctx.settings, user_id, req, request_id=ctx.request_id)
-        )
+        w, _ = await withdrawals.request(await ctx.session(), ctx.settings, user_id, req, request_id=ctx.request_id)
         return Withdrawal.of(w)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> APPROVED: pay it out.")
+    @mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> APPROVED: pay it out.")
     async def approve_withdrawal(self, info: Info, id: uuid.UUID, reason: str | None = None) -> Withdrawal:
         ctx = info.context
         actor = ctx.viewer.require_user()
         return Withdrawal.of(
-            await _unit(
-                info,
-                lambda s: withdrawals.decide(
-                    s, id, approve=True, actor_id=actor, reason=reason, request_id=ctx.request_id
-                ),
+            await withdrawals.decide(
+                await ctx.session(), id, approve=True, actor_id=actor, reason=reason, request_id=ctx.request_id
             )
         )
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> REJECTED: cash released.")
+    @mutation(extensions=requires(Role.ADMIN), description="PENDING_APPROVAL -> REJECTED: cash released.")
     async def reject_withdrawal(self, info: Info, id: uuid.UUID, reason: str) -> Withdrawal:
         ctx = info.context
         actor = ctx.viewer.require_user()
         return Withdrawal.of(
-            await _unit(
-                info,
-                lambda s: withdrawals.decide(
-                    s, id, approve=False, actor_id=actor, reason=reason, request_id=ctx.request_id
-                ),
+            await withdrawals.decide(
+                await ctx.session(), id, approve=False, actor_id=actor, reason=reason, request_id=ctx.request_id
             )
         )
 
@@ -222,3 +207,15 @@ class Subscription:
                 block_number=e.get("blockNumber"),
                 reason=e.get("reason"),
             )
+
+
+async def load_withdrawal(info: Info, id: uuid.UUID) -> Withdrawal | None:
+    """`node(id)` for a Withdrawal: its owner's (like `myWithdrawals`), or any for ADMIN/COMPLIANCE (`withdrawals`)."""
+    user_id = info.context.viewer.user_id
+    if user_id is None:
+        return None
+    w = await (await info.context.session()).get(WithdrawalModel, id)
+    return Withdrawal.of(w) if w is not None and (w.user_id == user_id or _staff(info)) else None
+
+
+register_node("Withdrawal", "withdrawals", load_withdrawal)

@@ -1,6 +1,6 @@
 """Withdrawals: an investor cashes out in stablecoin to one of its own linked, verified wallets.
 
-    requestWithdrawal(currency, amount, wallet, idempotencyKey[, chainId])
+    requestWithdrawal(input: {currency, amount, wallet, idempotencyKey[, chainId]})
       -> cash reserved at once: user AVAILABLE -> platform WITHDRAWALS_PENDING (INSUFFICIENT_FUNDS: CONFLICT)
       -> amount <= WITHDRAWAL_APPROVAL_THRESHOLD: APPROVED, payout queued in the same transaction
          above it: PENDING_APPROVAL until an ADMIN (not the requester) approves (payout queued) or rejects (released)

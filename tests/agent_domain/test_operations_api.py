@@ -16,18 +16,25 @@ from tests.trading.test_settlement_failure import trade_of
 
 OPS = """query($s: [OperationState!], $k: String, $c: Int) { operations(state: $s, kind: $k, chainId: $c, first: 10) {
   edges { node { id kind state businessRef args contract chainId } } pageInfo { hasNextPage } } }"""
-CANCEL = "mutation($id: UUID!, $r: String!) { cancelOperation(id: $id, reason: $r) { id state revertReason } }"
-RETRY = "mutation($id: UUID!) { retryOperation(id: $id) { id state } }"
-FREEZE = """mutation($t: UUID!, $w: String!, $k: String) { freezeWallet(tokenId: $t, wallet: $w, reason: "AML hold",
-  idempotencyKey: $k) { id kind function args state } }"""
-PARTIAL = """mutation($t: UUID!, $w: String!, $a: Decimal!) { freezeTokens(tokenId: $t, wallet: $w, amount: $a,
-  reason: "court order") { id args } }"""
-PAUSE = 'mutation($t: UUID!) { pauseToken(tokenId: $t, reason: "incident") { id kind function args } }'
+ERRORS = "errors { code field message }"
+CANCEL = f"""mutation($id: UUID!, $r: String!) {{ cancelOperation(id: $id, input: {{reason: $r}}) {{
+  operation {{ id state revertReason }} {ERRORS} }} }}"""
+RETRY = f"mutation($id: UUID!) {{ retryOperation(id: $id) {{ operation {{ id state }} {ERRORS} }} }}"
+FREEZE = f"""mutation($t: UUID!, $w: String!, $k: String) {{ freezeWallet(input: {{tokenId: $t, wallet: $w,
+  reason: "AML hold", idempotencyKey: $k}}) {{ operation {{ id kind function args state }} {ERRORS} }} }}"""
+PARTIAL = f"""mutation($t: UUID!, $w: String!, $a: Decimal!) {{ freezeTokens(input: {{tokenId: $t, wallet: $w, amount: $a,
+  reason: "court order"}}) {{ operation {{ id args }} {ERRORS} }} }}"""
+PAUSE = f"""mutation($t: UUID!) {{ pauseToken(input: {{tokenId: $t, reason: "incident"}}) {{
+  operation {{ id kind function args }} {ERRORS} }} }}"""
 
 
 def code(result) -> str | None:  # type: ignore[no-untyped-def]
+    """A top-level error's code (authorization), else the payload's first error code (an expected failure)."""
     errors = result.get("errors") or []
-    return errors[0]["extensions"].get("reason") or errors[0]["extensions"]["code"] if errors else None
+    if errors:
+        return errors[0]["extensions"]["code"]
+    [body] = result["data"].values()
+    return body["errors"][0]["code"] if body["errors"] else None
 
 
 async def test_list_filter_and_cancel_a_settlement(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
@@ -48,7 +55,7 @@ async def test_list_filter_and_cancel_a_settlement(gql, make_user, session_facto
 
     op_id = edge["node"]["id"]
     canceled = await gql(CANCEL, {"id": op_id, "r": "wrong wallet"}, token=staff.token)
-    assert canceled["data"]["cancelOperation"]["state"] == "CANCELED"
+    assert canceled["data"]["cancelOperation"]["operation"]["state"] == "CANCELED"
     await session.refresh(trade)
     assert trade.settlement is SettlementStatus.FAILED and trade.failure_reason == "canceled: wrong wallet"
     # compensated: never sent again; canceled twice: CONFLICT
@@ -70,18 +77,19 @@ async def test_compliance_actions(gql, make_user, session_factory, session):  # 
     holder = await make_trader(session_factory, m, tokens="10")
     officer = await make_user(["COMPLIANCE"])
     first = await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet.lower(), "k": "case-17"}, token=officer.token)
-    op = first["data"]["freezeWallet"]
+    op = first["data"]["freezeWallet"]["operation"]
     assert (op["kind"], op["function"], op["args"]) == ("compliance.freeze", "setAddressFrozen", [holder.wallet, True])
     # the same key: the same operation; another freeze while it is in flight: CONFLICT
     again = await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet, "k": "case-17"}, token=officer.token)
-    assert again["data"]["freezeWallet"]["id"] == op["id"]
+    assert again["data"]["freezeWallet"]["operation"]["id"] == op["id"]
     assert (
         code(await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet}, token=officer.token))
         == "OPERATION_IN_FLIGHT"
     )
     # partial freezes are checked against the indexed balance, in token units
     other = await make_trader(session_factory, m, tokens="10")
-    unfreeze = """mutation($t: UUID!, $w: String!) { unfreezeWallet(tokenId: $t, wallet: $w, reason: "x") { id } }"""
+    unfreeze = f"""mutation($t: UUID!, $w: String!) {{ unfreezeWallet(input: {{tokenId: $t, wallet: $w, reason: "x"}}) {{
+      operation {{ id }} {ERRORS} }} }}"""
     assert code(await gql(unfreeze, {"t": str(m.token_id), "w": other.wallet}, token=officer.token)) == "NOT_FROZEN"
     iced = await make_trader(session_factory, m, tokens="1", frozen=True)
     assert code(await gql(FREEZE, {"t": str(m.token_id), "w": iced.wallet}, token=officer.token)) == "ALREADY_FROZEN"
@@ -94,10 +102,12 @@ async def test_compliance_actions(gql, make_user, session_factory, session):  # 
         == "BAD_USER_INPUT"
     )
     ok = await gql(PARTIAL, {"t": str(m.token_id), "w": other.wallet, "a": "2.5"}, token=officer.token)
-    assert ok["data"]["freezeTokens"]["args"] == [other.wallet, "2500000"]
+    assert ok["data"]["freezeTokens"]["operation"]["args"] == [other.wallet, "2500000"]
     paused = await gql(PAUSE, {"t": str(m.token_id)}, token=officer.token)
-    assert paused["data"]["pauseToken"]["function"] == "pause"
-    unpause = 'mutation($t: UUID!) { unpauseToken(tokenId: $t, reason: "x") { id } }'
+    assert paused["data"]["pauseToken"]["operation"]["function"] == "pause"
+    unpause = (
+        f'mutation($t: UUID!) {{ unpauseToken(input: {{tokenId: $t, reason: "x"}}) {{ operation {{ id }} {ERRORS} }} }}'
+    )
     assert code(await gql(unpause, {"t": str(m.token_id)}, token=officer.token)) == "OPERATION_IN_FLIGHT"
     m2 = await make_market(session_factory)
     assert code(await gql(unpause, {"t": str(m2.token_id)}, token=officer.token)) == "NOT_PAUSED"
@@ -143,7 +153,7 @@ async def test_retry_a_failed_identity_operation(gql, make_user, session_factory
     await session.commit()
     admin = await make_user(["ADMIN"])
     retried = await gql(RETRY, {"id": str(op.id)}, token=admin.token)
-    assert retried["data"]["retryOperation"]["state"] == "PENDING", retried
+    assert retried["data"]["retryOperation"]["operation"]["state"] == "PENDING", retried
     op = await op_by_ref(session, op.business_ref)
     assert op.revert_reason is None and op.nonce is None
     await broadcast(session, op)

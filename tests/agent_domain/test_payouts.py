@@ -256,16 +256,28 @@ async def test_request_withdrawal_over_graphql(gql, make_user, session_factory):
     user = await make_user()
     t = await make_trader(session_factory, m, cash="100", user_id=user.id)
     doc = """mutation($c: String!, $a: Decimal!, $w: String!, $k: String!) {
-      requestWithdrawal(currency: $c, amount: $a, wallet: $w, idempotencyKey: $k) { id state amount toAddress } }"""
+      requestWithdrawal(input: {currency: $c, amount: $a, wallet: $w, idempotencyKey: $k}) {
+        withdrawal { id state amount toAddress } errors { code field } } }"""
     ok = await gql(doc, {"c": m.quote.lower(), "a": "12.5", "w": t.wallet, "k": "g1"}, token=user.token)
-    assert ok.get("data") and "errors" not in ok, ok
-    assert (
-        ok["data"]["requestWithdrawal"]["state"] == "APPROVED" and ok["data"]["requestWithdrawal"]["amount"] == "12.5"
-    )
+    withdrawal = gql.payload(ok, "requestWithdrawal", "withdrawal")
+    assert withdrawal["state"] == "APPROVED" and withdrawal["amount"] == "12.5"
     bad = await gql(doc, {"c": m.quote, "a": "-1", "w": t.wallet, "k": "g2"}, token=user.token)
-    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert bad["data"]["requestWithdrawal"]["errors"] == [{"code": "BAD_USER_INPUT", "field": ["input", "amount"]}]
     mine = await gql("{ myWithdrawals(first: 5) { edges { node { id state } } } }", token=user.token)
-    assert [e["node"]["id"] for e in mine["data"]["myWithdrawals"]["edges"]] == [ok["data"]["requestWithdrawal"]["id"]]
+    assert [e["node"]["id"] for e in mine["data"]["myWithdrawals"]["edges"]] == [withdrawal["id"]]
+    # deciding is for PENDING_APPROVAL ones: an APPROVED one is INVALID_STATE, as data; nobody decides their own
+    admin = await make_user(["ADMIN"])
+    approve = """mutation($id: UUID!) { approveWithdrawal(id: $id) { withdrawal { state } errors { code } } }"""
+    reject = """mutation($id: UUID!, $r: String!) { rejectWithdrawal(id: $id, input: {reason: $r}) {
+      withdrawal { state reason } errors { code field } } }"""
+    late = await gql(reject, {"id": withdrawal["id"], "r": "too late"}, token=admin.token)
+    assert late["data"]["rejectWithdrawal"] == {
+        "withdrawal": None,
+        "errors": [{"code": "INVALID_STATE", "field": None}],
+    }
+    assert gql.error_code(await gql(approve, {"id": withdrawal["id"]}, token=admin.token)) == "INVALID_STATE"
+    unknown = await gql(approve, {"id": "00000000-0000-0000-0000-000000000000"}, token=admin.token)
+    assert gql.error_code(unknown) == "NOT_FOUND"
 
 
 async def test_my_withdrawals_hears_the_payout(gql, make_user, services, session_factory, session):  # type: ignore[no-untyped-def]

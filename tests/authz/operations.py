@@ -8,24 +8,28 @@ COMPLIANCE = frozenset({"COMPLIANCE"})
 WALLET = "0x0000000000000000000000000000000000000001"
 
 
-def _m(call: str, roles: frozenset[str]) -> Rule:
-    return Rule(f"mutation {{ {call} {{ id }} }}", roles=roles)
+def _m(call: str, roles: frozenset[str], result: str = "operation") -> Rule:
+    return Rule(f"mutation {{ {call} {{ {result} {{ id }} errors {{ code }} }} }}", roles=roles)
 
 
 ENTRIES = {
     "Query.operations": Rule("{ operations(first: 1) { edges { node { id } } } }", roles=STAFF),
     "Mutation.retryOperation": _m(f'retryOperation(id: "{NOBODY}")', STAFF),
-    "Mutation.cancelOperation": _m(f'cancelOperation(id: "{NOBODY}", reason: "x")', STAFF),
-    "Mutation.freezeWallet": _m(f'freezeWallet(tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x")', COMPLIANCE),
-    "Mutation.unfreezeWallet": _m(f'unfreezeWallet(tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x")', COMPLIANCE),
+    "Mutation.cancelOperation": _m(f'cancelOperation(id: "{NOBODY}", input: {{reason: "x"}})', STAFF),
+    "Mutation.freezeWallet": _m(
+        f'freezeWallet(input: {{tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x"}})', COMPLIANCE
+    ),
+    "Mutation.unfreezeWallet": _m(
+        f'unfreezeWallet(input: {{tokenId: "{NOBODY}", wallet: "{WALLET}", reason: "x"}})', COMPLIANCE
+    ),
     "Mutation.freezeTokens": _m(
-        f'freezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x")', COMPLIANCE
+        f'freezeTokens(input: {{tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x"}})', COMPLIANCE
     ),
     "Mutation.unfreezeTokens": _m(
-        f'unfreezeTokens(tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x")', COMPLIANCE
+        f'unfreezeTokens(input: {{tokenId: "{NOBODY}", wallet: "{WALLET}", amount: "1", reason: "x"}})', COMPLIANCE
     ),
-    "Mutation.pauseToken": _m(f'pauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
-    "Mutation.unpauseToken": _m(f'unpauseToken(tokenId: "{NOBODY}", reason: "x")', COMPLIANCE),
+    "Mutation.pauseToken": _m(f'pauseToken(input: {{tokenId: "{NOBODY}", reason: "x"}})', COMPLIANCE),
+    "Mutation.unpauseToken": _m(f'unpauseToken(input: {{tokenId: "{NOBODY}", reason: "x"}})', COMPLIANCE),
 }
 ENTRIES["Subscription.mySettlements"] = Rule(
     "subscription { mySettlements { tradeId } }", scopes=frozenset({"orders:read"})
@@ -35,11 +39,14 @@ ENTRIES["Query.myWithdrawals"] = Rule(
 )
 ENTRIES["Query.withdrawals"] = Rule("{ withdrawals(first: 1) { edges { node { id } } } }", roles=STAFF)
 ENTRIES["Mutation.requestWithdrawal"] = _m(
-    f'requestWithdrawal(currency: "USDC", amount: "1", wallet: "{WALLET}", idempotencyKey: "k")',
+    f'requestWithdrawal(input: {{currency: "USDC", amount: "1", wallet: "{WALLET}", idempotencyKey: "k"}})',
     frozenset({"INVESTOR", "ISSUER", "COMPLIANCE", "ADMIN"}),
+    "withdrawal",
 )
-ENTRIES["Mutation.approveWithdrawal"] = _m(f'approveWithdrawal(id: "{NOBODY}")', frozenset({"ADMIN"}))
-ENTRIES["Mutation.rejectWithdrawal"] = _m(f'rejectWithdrawal(id: "{NOBODY}", reason: "x")', frozenset({"ADMIN"}))
+ENTRIES["Mutation.approveWithdrawal"] = _m(f'approveWithdrawal(id: "{NOBODY}")', frozenset({"ADMIN"}), "withdrawal")
+ENTRIES["Mutation.rejectWithdrawal"] = _m(
+    f'rejectWithdrawal(id: "{NOBODY}", input: {{reason: "x"}})', frozenset({"ADMIN"}), "withdrawal"
+)
 ENTRIES["Subscription.myWithdrawals"] = Rule(
     "subscription { myWithdrawals { id } }", scopes=frozenset({"payments:read"})
 )
