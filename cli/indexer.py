@@ -168,7 +168,7 @@ async def _until_signalled(work: Callable[[asyncio.Event], Awaitable[T]]) -> tup
             loop.remove_signal_handler(signum)
 
 
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+def _engine(settings: Settings):
     from core.db import create_engine
 
     return create_engine(settings.database_url or "", pool_size=2)

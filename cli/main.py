@@ -6,10 +6,14 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.runtime import check_secrets, err, fail, runtime
+
+if TYPE_CHECKING:
+    import uvicorn  # imported where used: `rwa` starts without it
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="StableRWA: API server, indexer and workers.")
 user_app = typer.Typer(no_args_is_help=True, help="Manage users.")
@@ -105,7 +109,7 @@ def serve(
             remove_multiproc_dir(metrics_dir)
 
 
-def _supervise(config: uvicorn.Config) -> None:  # type: ignore[name-defined]  # noqa: F821
+def _supervise(config: uvicorn.Config) -> None:
     """uvicorn's multiprocess supervisor for every worker count, one included: a worker that dies (SIGKILL, a
     segfault) is replaced instead of taking the API down. uvicorn.run supervises only from two workers on."""
     from uvicorn.server import STARTUP_FAILURE

@@ -135,11 +135,11 @@ def limit_body(receive: Receive, max_bytes: int) -> Receive:
     return limited
 
 
-class GraphQLView(GraphQL):
-    websocket_adapter_class = SharedBytesWebSocketAdapter  # type: ignore[assignment]
-    graphql_transport_ws_handler_class = SharedDeliveryHandler  # type: ignore[assignment]
+class GraphQLView(GraphQL[Context, None]):
+    websocket_adapter_class = SharedBytesWebSocketAdapter
+    graphql_transport_ws_handler_class = SharedDeliveryHandler
 
-    def __init__(self, schema, services: Services, graphiql_html: str | None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, schema, services: Services, graphiql_html: str | None) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if graphiql_html is not None else None,
@@ -212,11 +212,11 @@ class GraphQLView(GraphQL):
             response = error_response(exc.message, exc.code.value, 200, **exc.extensions)
         await response(scope, receive, send)
 
-    def should_render_graphql_ide(self, request) -> bool:  # type: ignore[no-untyped-def,override]
+    def should_render_graphql_ide(self, request) -> bool:
         """A GET naming a persisted query (no `query` parameter) is a query, not a browser opening the page."""
         return "extensions" not in request.query_params and super().should_render_graphql_ide(request)
 
-    async def parse_http_body(self, request):  # type: ignore[no-untyped-def,override]
+    async def parse_http_body(self, request):
         """Automatic persisted queries (server/persisted_queries.py): a persistedQuery extension supplies or names
         the document. GET runs persisted queries only."""
         data = await super().parse_http_body(request)
@@ -237,7 +237,7 @@ class GraphQLView(GraphQL):
         await self._from_cache(request, data)
         return data
 
-    async def _from_cache(self, request: Request, data) -> None:  # type: ignore[no-untyped-def]
+    async def _from_cache(self, request: Request, data) -> None:
         """A cacheable read (server/response_cache.py) answered from the cache raises CachedAnswer; a miss
         remembers its plan so the answer is stored. The caller is identified first (as get_context would, which
         then reuses it): who asks decides which cached answer applies."""
@@ -276,7 +276,7 @@ class GraphQLView(GraphQL):
         response.headers["Vary"] = "Authorization, X-API-Key"
         return response
 
-    def create_response(self, response_data, sub_response: Response) -> Response:  # type: ignore[no-untyped-def,override]
+    def create_response(self, response_data, sub_response: Response) -> Response:
         """strawberry's, with the body encoded by orjson (~5x faster than json.dumps on a page of results).
         Websocket messages keep encode_json."""
         response = Response(encode_http_json(response_data), status_code=200, media_type="application/json")
@@ -318,7 +318,7 @@ class GraphQLView(GraphQL):
             raise HTTPException(400, "the request body must be a JSON object")
         return decoded
 
-    async def process_result(self, request: Request, result):  # type: ignore[no-untyped-def,override]
+    async def process_result(self, request: Request, result):
         # Last line of defence: an error that bypassed the schema's OperationLifecycle (raised from an extension hook,
         # say) still leaves with a code, and masked if it is not a domain error.
         if result.errors and any("code" not in (e.extensions or {}) for e in result.errors):
@@ -330,7 +330,7 @@ class GraphQLView(GraphQL):
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(self._graphiql_html or "", headers=PAGE_HEADERS)
 
-    async def parse_multipart(self, request):  # type: ignore[no-untyped-def,override]
+    async def parse_multipart(self, request):
         """CSRF: a cross-site HTML form can send a multipart POST without a CORS preflight, and it runs with the
         victim's cookies or ambient credentials. Strawberry 0.341 has no check, so every multipart request (any
         operation, not only uploads) must carry a header such a form cannot set, as Apollo Server requires.
@@ -342,7 +342,7 @@ class GraphQLView(GraphQL):
             )
         return await super().parse_multipart(request)
 
-    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:  # type: ignore[override]
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         client_ip = request.client.host if request.client else "unknown"
         if isinstance(request, WebSocket):
             # sockets authenticate through the connection_init payload (see on_ws_connect)
@@ -354,7 +354,7 @@ class GraphQLView(GraphQL):
             )
         return Context(self.services, request, response, viewer)
 
-    async def on_ws_connect(self, context: Context):  # type: ignore[no-untyped-def,override]
+    async def on_ws_connect(self, context: Context):
         params = context.connection_params or {}
         auth = params.get("authorization") or params.get("Authorization")
         if auth:

@@ -24,6 +24,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from core import metrics
 from core.errors import ErrorCode
 from schema.shared_subscriptions import SharedStream
+from server.context import Context
 from server.middleware import RAW_SEND_SCOPE_KEY
 
 TOKEN_EXPIRED_CLOSE_CODE = 4401  # graphql-transport-ws "Unauthorized"
@@ -61,7 +62,7 @@ class SharedBytesWebSocketAdapter(ASGIWebSocketAdapter):
         await super().send_json(message)
 
 
-class SharedDeliveryHandler(BaseGraphQLTransportWSHandler):
+class SharedDeliveryHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """graphql-transport-ws handler that lets shared subscriptions deliver their results directly; an operation
     that is completed or canceled stops its direct delivery at once (before its task sees the cancellation).
     A socket signed in with an access token is closed with 4401 when the token expires, its operations (whatever
