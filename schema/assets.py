@@ -29,6 +29,8 @@ from resolvers.pagination import Page
 from schema.documents import AssetDocument
 from schema.fast_executor import NOT_LOADED, PREFETCHED
 from schema.lookups import found
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.tokens import Token
@@ -49,9 +51,8 @@ class Issuer:
     email: str
 
 
-@strawberry.type
-class Valuation:
-    id: uuid.UUID
+@strawberry.type(description="An appraisal of an asset's value on a date.")
+class Valuation(Node):
     asset_id: uuid.UUID
     amount: Decimal
     currency: str
@@ -131,8 +132,7 @@ async def _tokens_of(info: Info, asset_id: uuid.UUID) -> list[Token]:
 
 
 @strawberry.type(description="A real-world asset registered by an issuer.")
-class Asset:
-    id: uuid.UUID
+class Asset(Node):
     name: str
     type: AssetType
     status: AssetStatus
@@ -394,7 +394,7 @@ def _changes(data: UpdateAssetInput) -> dict[str, object]:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(extensions=requires(Role.ISSUER), description="Create a DRAFT asset owned by the caller.")
+    @mutation(extensions=requires(Role.ISSUER), description="Create a DRAFT asset owned by the caller.")
     async def create_asset(self, info: Info, input: CreateAssetInput) -> Asset:
         return Asset.from_row(
             await asset_rules.create_asset(
@@ -408,47 +408,48 @@ class Mutation:
             )
         )
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER), description="Edit a DRAFT (its issuer only).")
+    @mutation(extensions=requires(Role.ISSUER), description="Edit a DRAFT (its issuer only).")
     async def update_asset(self, info: Info, id: uuid.UUID, input: UpdateAssetInput) -> Asset:
         return Asset.from_row(await asset_rules.update_asset(info.context, id, _changes(input)))
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER), description="DRAFT -> UNDER_REVIEW (its issuer).")
+    @mutation(extensions=requires(Role.ISSUER), description="DRAFT -> UNDER_REVIEW (its issuer).")
     async def submit_asset(self, info: Info, id: uuid.UUID) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "submit"))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="UNDER_REVIEW -> APPROVED.")
+    @mutation(extensions=requires(Role.COMPLIANCE), description="UNDER_REVIEW -> APPROVED.")
     async def approve_asset(self, info: Info, id: uuid.UUID, reason: str | None = None) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "approve", reason))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="UNDER_REVIEW -> REJECTED (reason needed).")
+    @mutation(extensions=requires(Role.COMPLIANCE), description="UNDER_REVIEW -> REJECTED (reason needed).")
     async def reject_asset(self, info: Info, id: uuid.UUID, reason: str) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "reject", reason))
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER), description="REJECTED -> DRAFT, to edit and resubmit.")
+    @mutation(extensions=requires(Role.ISSUER), description="REJECTED -> DRAFT, to edit and resubmit.")
     async def revise_asset(self, info: Info, id: uuid.UUID) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "revise"))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE, Role.ADMIN), description="ACTIVE -> SUSPENDED.")
+    @mutation(extensions=requires(Role.COMPLIANCE, Role.ADMIN), description="ACTIVE -> SUSPENDED.")
     async def suspend_asset(self, info: Info, id: uuid.UUID, reason: str) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "suspend", reason))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE, Role.ADMIN), description="SUSPENDED -> ACTIVE.")
+    @mutation(extensions=requires(Role.COMPLIANCE, Role.ADMIN), description="SUSPENDED -> ACTIVE.")
     async def resume_asset(self, info: Info, id: uuid.UUID) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "resume"))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.ADMIN),
         description="ACTIVE | SUSPENDED -> REDEEMING (its issuer or ADMIN).",
     )
     async def start_asset_redemption(self, info: Info, id: uuid.UUID, reason: str | None = None) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "redeem", reason))
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="REDEEMING -> RETIRED.")
+    @mutation(extensions=requires(Role.ADMIN), description="REDEEMING -> RETIRED.")
     async def retire_asset(self, info: Info, id: uuid.UUID) -> Asset:
         return Asset.from_row(await asset_rules.transition(info.context, id, "retire"))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.ADMIN),
+        result="tokenization",
         description=(
             "APPROVED -> TOKENIZING -> ACTIVE. Pass `address` to register an existing contract (checked on chain), "
             "or `deploy` to deploy the project's SecurityToken. Waits for the deployment receipt."
@@ -476,7 +477,7 @@ class Mutation:
             token = await get_token(session, token_id)
         return TokenizationResult(asset=Asset.from_row(row), token=Token.from_row(token))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.COMPLIANCE, Role.ADMIN),
         description="Record a valuation (the asset's issuer or staff).",
     )
@@ -487,6 +488,31 @@ class Mutation:
             )
         )
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="Set 1 base = rate quote from asOf on.")
+    @mutation(extensions=requires(Role.ADMIN), description="Set 1 base = rate quote from asOf on.")
     async def set_fx_rate(self, info: Info, base: str, quote: str, as_of: date, rate: Decimal) -> FxRate:
         return FxRate.from_row(await fx.set_rate(info.context, base, quote, as_of, rate))
+
+
+async def load_asset(info: Info, id: uuid.UUID) -> Asset | None:
+    """`node(id)` for an Asset: what `asset(id)` shows (signed-in callers; DRAFT and under-review ones only to
+    their issuer and staff)."""
+    if not info.context.viewer.authenticated:
+        return None
+    async with db_lock(info.context):
+        row = await found(asset_rules.get_asset_row(info.context, id))
+    return None if row is None else Asset.from_row(row)
+
+
+async def load_valuation(info: Info, id: uuid.UUID) -> Valuation | None:
+    """`node(id)` for a Valuation: visible with its asset (`Asset.valuations`)."""
+    if not info.context.viewer.authenticated:
+        return None
+    async with db_lock(info.context) as session:
+        row = (await valuations.valuations_by_ids(session, [id])).get(id)
+        if row is None or await found(asset_rules.get_asset_row(info.context, row.asset_id)) is None:
+            return None
+    return Valuation.from_row(row)
+
+
+register_node("Asset", "assets", load_asset)
+register_node("Valuation", "valuations", load_valuation)

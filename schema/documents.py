@@ -1,8 +1,8 @@
 """Asset documents. Upload with the GraphQL multipart request spec:
 
     curl http://host/graphql -H "Authorization: Bearer $T" -H "Apollo-Require-Preflight: true" \
-      -F operations='{"query":"mutation($f: Upload!){ uploadAssetDocument(assetId: \"...\", kind: PROSPECTUS, file: $f){ id sha256 } }","variables":{"f":null}}' \
-      -F map='{"0":["variables.f"]}' -F 0=@prospectus.pdf
+      -F operations='{"query":"mutation($input: UploadAssetDocumentInput!){ uploadAssetDocument(input: $input){ document { id sha256 } errors { code field message } } }","variables":{"input":{"assetId":"...","kind":"PROSPECTUS","file":null}}}' \
+      -F map='{"0":["variables.input.file"]}' -F 0=@prospectus.pdf
 
 Strawberry 0.341 itself has no CSRF check for multipart requests (checked: the view parses any
 multipart/form-data body), so the upload mutation requires a non-empty `Apollo-Require-Preflight` or
@@ -23,15 +23,17 @@ from models.assets import DocumentKind as DocumentKindModel
 from models.identity import Role
 from resolvers.assets import documents
 from resolvers.assets.documents import DocumentRow
+from resolvers.assets.loaders import db_lock
 from schema.lookups import found
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.permissions import authenticated, requires
 
 DocumentKind = strawberry.enum(DocumentKindModel)
 
 
 @strawberry.type(description="A stored file; sha256 is recorded at upload and checked again on every download.")
-class AssetDocument:
-    id: uuid.UUID
+class AssetDocument(Node):
     asset_id: uuid.UUID
     kind: DocumentKind
     filename: str
@@ -79,11 +81,24 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.COMPLIANCE, Role.ADMIN),
+        result="document",
         description=f"Attach a file (max {documents.MAX_BYTES} bytes; PDF, PNG, JPEG, text, CSV).",
     )
     async def upload_asset_document(
         self, info: Info, asset_id: uuid.UUID, kind: DocumentKind, file: Upload
     ) -> AssetDocument:
         return AssetDocument.from_row(await documents.upload_document(info.context, asset_id, kind, file))
+
+
+async def load_document(info: Info, id: uuid.UUID) -> AssetDocument | None:
+    """`node(id)` for an AssetDocument: who may download it (`documentContent`) may see it."""
+    if not info.context.viewer.authenticated:
+        return None
+    async with db_lock(info.context):
+        row = await documents.readable_document(info.context, id)
+    return None if row is None else AssetDocument.from_row(row)
+
+
+register_node("AssetDocument", "asset_documents", load_document)

@@ -15,6 +15,7 @@ from resolvers.assets.loaders import db_lock, loader
 from resolvers.assets.token_reads import TokenRow
 from schema.chain import TokenHolding, TokenTransfer, holdings_connection, transfers_connection
 from schema.lookups import found
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated
 from schema.scalars import BigInt
@@ -23,8 +24,7 @@ TokenKind = strawberry.enum(TokenKindModel)
 
 
 @strawberry.type(description="A token contract on one chain. Amounts are raw integer units (divide by 10^decimals).")
-class Token:
-    id: uuid.UUID
+class Token(Node):
     asset_id: uuid.UUID | None
     chain_id: int
     address: str = strawberry.field(description="EIP-55 checksummed contract address.")
@@ -126,3 +126,15 @@ class Query:
         async with db_lock(info.context) as session:
             row = await found(token_reads.get_token(session, id, chain_id, address))
         return None if row is None else Token.from_row(row)
+
+
+async def load_token(info: Info, id: uuid.UUID) -> Token | None:
+    """`node(id)` for a Token: what `token(id)` shows (any signed-in caller)."""
+    if not info.context.viewer.authenticated:
+        return None
+    async with db_lock(info.context) as session:
+        row = await found(token_reads.get_token(session, id))
+    return None if row is None else Token.from_row(row)
+
+
+register_node("Token", "tokens", load_token)

@@ -21,11 +21,12 @@ pytestmark = pytest.mark.slow
 
 ASSET = (
     'mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "nl", currency: '
-    '"EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", propertyType: "residential"}}) { id } }'
+    '"EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", propertyType: "residential"}}) '
+    "{ asset { id } errors { code message } } }"
 )
 TOKENIZE = (
-    "mutation($a: UUID!, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, deploy: $d) "
-    "{ asset { status } token { address startBlock } } }"
+    "mutation($a: UUID!, $d: DeployTokenInput) { tokenizeAsset(input: {assetId: $a, chainId: 1, deploy: $d}) "
+    "{ tokenization { asset { status } token { address startBlock } } errors { code message } } }"
 )
 
 
@@ -55,17 +56,22 @@ def _admin_token(dev: Dev, email: str, password: str) -> str:
 
 
 def _tokenize(dev: Dev, token: str, name: str, symbol: str) -> dict:
-    asset = dev.gql(ASSET, token, n=name)["createAsset"]["id"]
+    created = dev.gql(ASSET, token, n=name)["createAsset"]
+    assert created["errors"] == [], created
+    asset = created["asset"]["id"]
     for call in ("submitAsset", "approveAsset"):
-        dev.gql(f"mutation($id: UUID!) {{ {call}(id: $id) {{ status }} }}", token, id=asset)
+        done = dev.gql(
+            f"mutation($id: UUID!) {{ {call}(id: $id) {{ asset {{ status }} errors {{ code }} }} }}", token, id=asset
+        )
+        assert done[call]["errors"] == [], done
     body = httpx.post(
         dev.url + "/graphql",
         json={"query": TOKENIZE, "variables": {"a": asset, "d": {"name": name, "symbol": symbol, "decimals": 18}}},
         headers={"authorization": f"Bearer {token}"},
         timeout=120,
     ).json()
-    assert not body.get("errors"), body
-    result = body["data"]["tokenizeAsset"]
+    assert not body.get("errors") and body["data"]["tokenizeAsset"]["errors"] == [], body
+    result = body["data"]["tokenizeAsset"]["tokenization"]
     assert result["asset"]["status"] == "ACTIVE"
     return result["token"]
 

@@ -199,8 +199,7 @@ async def documents_page(
     )
 
 
-async def download(ctx: Context, document_id: uuid.UUID) -> tuple[DocumentRow, bytes]:
-    """The document and its bytes, after checking access and that the bytes still hash to the recorded sha256."""
+async def _readable(ctx: Context, document_id: uuid.UUID) -> AssetDocument:
     user_id, roles = ctx.viewer.require_user(), ctx.viewer.roles
     session = await ctx.session()
     found = (
@@ -213,6 +212,23 @@ async def download(ctx: Context, document_id: uuid.UUID) -> tuple[DocumentRow, b
     if found is None or not may_read(found[1], found[0].kind, user_id, roles):
         raise NotFound("document not found")
     doc: AssetDocument = found[0]
+    return doc
+
+
+async def readable_document(ctx: Context, document_id: uuid.UUID) -> DocumentRow | None:
+    """The document's row if the caller may read it (as `download` would allow), else None."""
+    try:
+        doc = await _readable(ctx, document_id)
+    except NotFound:
+        return None
+    return DocumentRow(*(getattr(doc, c.key) for c in COLUMNS))
+
+
+async def download(ctx: Context, document_id: uuid.UUID) -> tuple[DocumentRow, bytes]:
+    """The document and its bytes, after checking access and that the bytes still hash to the recorded sha256."""
+    user_id = ctx.viewer.require_user()
+    session = await ctx.session()
+    doc = await _readable(ctx, document_id)
     try:
         data = await storage_for(ctx.settings).get(doc.storage_key)
     except ObjectMissing as exc:

@@ -116,6 +116,7 @@ def metadata(asset_type: AssetType, raw: dict[str, Any] | None) -> dict[str, Any
         return model.model_validate(raw).model_dump(mode="json", exclude_none=True, by_alias=True)
     except ValidationError as exc:
         problems = {".".join(str(p) for p in e["loc"]) or "metadata": e["msg"] for e in exc.errors()}
+        listed = "; ".join(f"{key}: {msg}" for key, msg in problems.items())
         raise BadUserInput(
-            f"metadata is not valid for {asset_type.value}", field="metadata", problems=problems
+            f"metadata is not valid for {asset_type.value} ({listed})", field="metadata", problems=problems
         ) from exc

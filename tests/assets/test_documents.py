@@ -14,8 +14,8 @@ from models.assets import AssetStatus as S
 from resolvers.assets.documents import MAX_BYTES
 
 UPLOAD = (
-    "mutation($a: UUID!, $k: DocumentKind!, $f: Upload!) { uploadAssetDocument(assetId: $a, kind: $k, file: $f) "
-    "{ id kind filename contentType size sha256 } }"
+    "mutation($input: UploadAssetDocumentInput!) { uploadAssetDocument(input: $input) "
+    "{ document { id kind filename contentType size sha256 } errors { code field message } } }"
 )
 DOWNLOAD = "query($id: UUID!) { documentContent(id: $id) { contentBase64 document { sha256 filename } } }"
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer\n%%EOF\n"
@@ -32,24 +32,38 @@ async def upload(
     content_type="application/pdf",
     preflight=True,
 ):
-    ops = {"query": UPLOAD, "variables": {"a": str(asset_id), "k": kind, "f": None}}
+    ops = {"query": UPLOAD, "variables": {"input": {"assetId": str(asset_id), "kind": kind, "file": None}}}
     headers = {"Authorization": f"Bearer {token}"}
     if preflight:
         headers["Apollo-Require-Preflight"] = "true"
     resp = await client.post(
         "/graphql",
-        data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.f"]})},
+        data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.input.file"]})},
         files={"0": (filename, data, content_type)},
         headers=headers,
     )
     return resp
 
 
+def uploaded(resp) -> dict:  # type: ignore[no-untyped-def]
+    """The document of an upload that must have succeeded."""
+    body = resp.json()
+    assert "errors" not in body and body["data"]["uploadAssetDocument"]["errors"] == [], body
+    return body["data"]["uploadAssetDocument"]["document"]  # type: ignore[no-any-return]
+
+
+def upload_error(resp) -> dict:  # type: ignore[no-untyped-def]
+    """The payload error of an upload refused as bad input."""
+    body = resp.json()
+    assert "errors" not in body and body["data"]["uploadAssetDocument"]["document"] is None, body
+    return body["data"]["uploadAssetDocument"]["errors"][0]  # type: ignore[no-any-return]
+
+
 async def test_upload_records_sha256_and_download_verifies_it(client, gql, make_user, make_asset) -> None:
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id, status=S.DRAFT)
     resp = await upload(client, issuer.token, asset_id, PDF, filename="../../etc/Prospectus 2026.pdf")
-    doc = resp.json()["data"]["uploadAssetDocument"]
+    doc = uploaded(resp)
     assert doc["sha256"] == hashlib.sha256(PDF).hexdigest() and doc["size"] == len(PDF)
     assert doc["filename"] == "Prospectus 2026.pdf" and doc["contentType"] == "application/pdf"
     r = await gql(DOWNLOAD, {"id": doc["id"]}, token=issuer.token)
@@ -67,7 +81,7 @@ async def test_multipart_without_the_preflight_header_is_refused(client, gql, ma
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id)
     resp = await upload(client, issuer.token, asset_id, PDF, preflight=False)
-    error = resp.json()["errors"][0]
+    error = resp.json()["errors"][0]  # refused by the HTTP layer, before the mutation runs
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "Preflight" in error["message"]
     r = await gql(
         "query($id: UUID!) { asset(id: $id) { documents { edges { node { id } } } } }",
@@ -81,9 +95,9 @@ async def test_too_large_is_rejected(client, make_user, make_asset, settings) ->
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id)
     resp = await upload(client, issuer.token, asset_id, PDF + b"0" * (MAX_BYTES - len(PDF) + 1))
-    body = resp.json()
-    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    assert body["errors"][0]["extensions"]["maxBytes"] == MAX_BYTES
+    error = upload_error(resp)
+    assert error["code"] == "BAD_USER_INPUT" and error["field"] == ["input", "file"]
+    assert str(MAX_BYTES) in error["message"]
     assert not (settings.data_path() / "documents").exists() or not any((settings.data_path() / "documents").rglob("*"))
 
 
@@ -100,13 +114,13 @@ async def test_wrong_type_is_rejected(data, ctype, client, make_user, make_asset
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id)
     resp = await upload(client, issuer.token, asset_id, data, content_type=ctype or "application/octet-stream")
-    assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert upload_error(resp)["code"] == "BAD_USER_INPUT"
 
 
 async def test_tampered_file_is_detected_at_download(client, gql, make_user, make_asset, settings) -> None:
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id)
-    doc = (await upload(client, issuer.token, asset_id, PDF)).json()["data"]["uploadAssetDocument"]
+    doc = uploaded(await upload(client, issuer.token, asset_id, PDF))
     stored = settings.data_path() / "documents" / "assets" / str(asset_id) / doc["id"]
     assert stored.read_bytes() == PDF
     stored.write_bytes(PDF.replace(b"Catalog", b"Catalag"))  # same size, different bytes
@@ -122,9 +136,9 @@ async def test_download_is_authorized(client, gql, make_user, make_asset) -> Non
     compliance, other = await make_user(roles=["COMPLIANCE"]), await make_user(roles=["ISSUER"])
     draft = await make_asset(issuer.id, status=S.DRAFT)
     active = await make_asset(issuer.id, status=S.ACTIVE)
-    draft_doc = (await upload(client, issuer.token, draft, PDF)).json()["data"]["uploadAssetDocument"]["id"]
-    legal = (await upload(client, issuer.token, active, PDF, kind="LEGAL")).json()["data"]["uploadAssetDocument"]["id"]
-    prospectus = (await upload(client, issuer.token, active, PDF)).json()["data"]["uploadAssetDocument"]["id"]
+    draft_doc = uploaded(await upload(client, issuer.token, draft, PDF))["id"]
+    legal = uploaded(await upload(client, issuer.token, active, PDF, kind="LEGAL"))["id"]
+    prospectus = uploaded(await upload(client, issuer.token, active, PDF))["id"]
     expectations = [
         (draft_doc, investor, "NOT_FOUND"),
         (draft_doc, other, "NOT_FOUND"),

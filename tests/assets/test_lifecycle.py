@@ -1,5 +1,5 @@
 """Every lifecycle step: the allowed callers succeed from each source state, other callers get FORBIDDEN,
-other states get CONFLICT, and each success leaves a history row and an audit row."""
+other states get INVALID_STATE (a payload error), and each success leaves a history row and an audit row."""
 
 from __future__ import annotations
 
@@ -15,9 +15,14 @@ ACTORS = ("owner", "other_issuer", "INVESTOR", "COMPLIANCE", "ADMIN")
 STEPS = {
     "submit": ("submitAsset(id: $id)", {S.DRAFT}, S.UNDER_REVIEW, {"owner"}),
     "approve": ("approveAsset(id: $id)", {S.UNDER_REVIEW}, S.APPROVED, {"COMPLIANCE"}),
-    "reject": ('rejectAsset(id: $id, reason: "incomplete")', {S.UNDER_REVIEW}, S.REJECTED, {"COMPLIANCE"}),
+    "reject": ('rejectAsset(id: $id, input: {reason: "incomplete"})', {S.UNDER_REVIEW}, S.REJECTED, {"COMPLIANCE"}),
     "revise": ("reviseAsset(id: $id)", {S.REJECTED}, S.DRAFT, {"owner"}),
-    "suspend": ('suspendAsset(id: $id, reason: "court order")', {S.ACTIVE}, S.SUSPENDED, {"COMPLIANCE", "ADMIN"}),
+    "suspend": (
+        'suspendAsset(id: $id, input: {reason: "court order"})',
+        {S.ACTIVE},
+        S.SUSPENDED,
+        {"COMPLIANCE", "ADMIN"},
+    ),
     "resume": ("resumeAsset(id: $id)", {S.SUSPENDED}, S.ACTIVE, {"COMPLIANCE", "ADMIN"}),
     "redeem": ("startAssetRedemption(id: $id)", {S.ACTIVE, S.SUSPENDED}, S.REDEEMING, {"owner", "ADMIN"}),
     "retire": ("retireAsset(id: $id)", {S.REDEEMING}, S.RETIRED, {"ADMIN"}),
@@ -26,7 +31,10 @@ STEPS = {
 
 def doc(call: str) -> str:
     name = call.split("(")[0]
-    return f"mutation($id: UUID!) {{ {call} {{ id status reviewReason }} }}", name
+    return (
+        f"mutation($id: UUID!) {{ {call} {{ asset {{ id status reviewReason }} errors {{ code field message }} }} }}",
+        name,
+    )
 
 
 @pytest.fixture
@@ -56,7 +64,7 @@ async def test_allowed_callers_move_the_asset(action, actors, make_asset, gql, s
             before = await session.scalar(select(func.count()).select_from(AuditLog))
             r = await gql(query, {"id": str(asset_id)}, token=actors[actor].token)
             assert "errors" not in r, (action, actor, source, r)
-            assert r["data"][name]["status"] == target.value
+            assert gql.payload(r, name, "asset")["status"] == target.value
             hist = await gql(
                 "query($id: UUID!) { asset(id: $id) { transitions(last: 1) { edges { node "
                 "{ fromStatus toStatus action actorId reason } } } } }",
@@ -90,7 +98,7 @@ async def test_other_callers_are_forbidden(action, actors, make_asset, gql) -> N
 
 
 @pytest.mark.parametrize("action", list(STEPS))
-async def test_wrong_state_is_a_conflict(action, actors, make_asset, gql) -> None:
+async def test_wrong_state_is_invalid_state(action, actors, make_asset, gql) -> None:
     call, sources, target, allowed = STEPS[action]
     query, _ = doc(call)
     actor = sorted(allowed)[0]
@@ -99,26 +107,31 @@ async def test_wrong_state_is_a_conflict(action, actors, make_asset, gql) -> Non
             continue
         asset_id = await make_asset(actors["owner"].id, status=state)
         r = await gql(query, {"id": str(asset_id)}, token=actors[actor].token)
-        assert gql.error_code(r) == "CONFLICT", (action, state, r)
-        ext = r["errors"][0]["extensions"]
-        assert (ext["current"], ext["target"]) == (state.value, target.value)
+        assert gql.error_code(r) == "INVALID_STATE", (action, state, r)
+        (payload,) = r["data"].values()
+        assert payload["asset"] is None
+        assert payload["errors"][0]["message"] == f"asset cannot go from {state.value} to {target.value}"
         assert await status_of(gql, actors["ADMIN"], asset_id) == state.value
 
 
 async def test_reject_needs_a_reason_and_records_it(actors, make_asset, gql) -> None:
     asset_id = await make_asset(actors["owner"].id, status=S.UNDER_REVIEW)
     r = await gql(
-        'mutation($id: UUID!) { rejectAsset(id: $id, reason: "  ") { status } }',
+        'mutation($id: UUID!) { rejectAsset(id: $id, input: {reason: "  "}) { asset { status } errors { code field } } }',
         {"id": str(asset_id)},
         token=actors["COMPLIANCE"].token,
     )
-    assert gql.error_code(r) == "BAD_USER_INPUT"
+    assert gql.error_code(r) == "BAD_USER_INPUT" and r["data"]["rejectAsset"]["errors"][0]["field"] == [
+        "input",
+        "reason",
+    ]
     r = await gql(
-        'mutation($id: UUID!) { rejectAsset(id: $id, reason: "missing appraisal") { status reviewReason } }',
+        'mutation($id: UUID!) { rejectAsset(id: $id, input: {reason: "missing appraisal"}) '
+        "{ asset { status reviewReason } errors { code } } }",
         {"id": str(asset_id)},
         token=actors["COMPLIANCE"].token,
     )
-    assert r["data"]["rejectAsset"] == {"status": "REJECTED", "reviewReason": "missing appraisal"}
+    assert gql.payload(r, "rejectAsset", "asset") == {"status": "REJECTED", "reviewReason": "missing appraisal"}
 
 
 async def test_full_lifecycle_through_the_api(actors, gql) -> None:
@@ -126,31 +139,36 @@ async def test_full_lifecycle_through_the_api(actors, gql) -> None:
     r = await gql(
         'mutation { createAsset(input: {name: "Harbour Loft", type: REAL_ESTATE, jurisdiction: "nl", '
         'currency: "EUR", metadata: {address: "Kade 1, Amsterdam", areaSqm: "120.5", '
-        'propertyType: "residential"}}) { id status jurisdiction } }',
+        'propertyType: "residential"}}) { asset { id status jurisdiction } errors { code } } }',
         token=owner.token,
     )
-    asset = r["data"]["createAsset"]
+    asset = gql.payload(r, "createAsset", "asset")
     assert asset["status"] == "DRAFT" and asset["jurisdiction"] == "NL"
     v = {"id": asset["id"]}
     r = await gql(
-        'mutation($id: UUID!) { updateAsset(id: $id, input: {description: "canal view"}) { description name } }',
+        'mutation($id: UUID!) { updateAsset(id: $id, input: {description: "canal view"}) '
+        "{ asset { description name } errors { code } } }",
         v,
         token=owner.token,
     )
-    assert r["data"]["updateAsset"] == {"description": "canal view", "name": "Harbour Loft"}
+    assert gql.payload(r, "updateAsset", "asset") == {"description": "canal view", "name": "Harbour Loft"}
     for call, token in (
         ("submitAsset(id: $id)", owner),
-        ('rejectAsset(id: $id, reason: "no deed")', compliance),
+        ('rejectAsset(id: $id, input: {reason: "no deed"})', compliance),
         ("reviseAsset(id: $id)", owner),
         ("submitAsset(id: $id)", owner),
         ("approveAsset(id: $id)", compliance),
     ):
-        r = await gql(f"mutation($id: UUID!) {{ {call} {{ status }} }}", v, token=token.token)
-        assert "errors" not in r, r
+        r = await gql(
+            f"mutation($id: UUID!) {{ {call} {{ asset {{ status }} errors {{ code }} }} }}", v, token=token.token
+        )
+        assert gql.payload(r, call.split("(")[0], "asset"), r
     r = await gql(
-        'mutation($id: UUID!) { updateAsset(id: $id, input: {name: "late edit"}) { name } }', v, token=owner.token
+        'mutation($id: UUID!) { updateAsset(id: $id, input: {name: "late edit"}) { asset { name } errors { code } } }',
+        v,
+        token=owner.token,
     )
-    assert gql.error_code(r) == "CONFLICT"  # only drafts are editable
+    assert gql.error_code(r) == "INVALID_STATE"  # only drafts are editable
     r = await gql(
         "query($id: UUID!) { asset(id: $id) { status transitions { edges { node { action toStatus } } } } }",
         v,
@@ -173,28 +191,29 @@ async def test_full_lifecycle_through_the_api(actors, gql) -> None:
 async def test_metadata_is_validated_per_type(metadata, actors, gql) -> None:
     r = await gql(
         'mutation($m: JSON) { createAsset(input: {name: "A", type: REAL_ESTATE, jurisdiction: "DE", '
-        'currency: "EUR", metadata: $m}) { id } }',
+        'currency: "EUR", metadata: $m}) { asset { id } errors { code field } } }',
         {"m": metadata},
         token=actors["owner"].token,
     )
     assert gql.error_code(r) == "BAD_USER_INPUT"
-    assert r["errors"][0]["extensions"]["field"] == "metadata"
+    assert r["data"]["createAsset"]["errors"][0]["field"] == ["input", "metadata"]
 
 
 async def test_bad_codes_are_rejected(actors, gql) -> None:
     for juris, cur, field in (("DEU", "EUR", "jurisdiction"), ("DE", "EURO", "currency"), ("DE", "XYZ", "currency")):
         r = await gql(
             f'mutation {{ createAsset(input: {{name: "A", type: OTHER, jurisdiction: "{juris}", '
-            f'currency: "{cur}"}}) {{ id }} }}',
+            f'currency: "{cur}"}}) {{ asset {{ id }} errors {{ code field }} }} }}',
             token=actors["owner"].token,
         )
-        assert gql.error_code(r) == "BAD_USER_INPUT" and r["errors"][0]["extensions"]["field"] == field
+        assert gql.error_code(r) == "BAD_USER_INPUT"
+        assert r["data"]["createAsset"]["errors"][0]["field"] == ["input", field]
 
 
 async def test_issuer_cannot_edit_someone_elses_draft(actors, make_asset, gql) -> None:
     asset_id = await make_asset(actors["owner"].id, status=S.DRAFT)
     r = await gql(
-        'mutation($id: UUID!) { updateAsset(id: $id, input: {name: "mine now"}) { name } }',
+        'mutation($id: UUID!) { updateAsset(id: $id, input: {name: "mine now"}) { asset { name } errors { code } } }',
         {"id": str(asset_id)},
         token=actors["other_issuer"].token,
     )

@@ -51,9 +51,9 @@ async def test_over_budget_is_refused_before_execution(gql, make_user, settings)
     # a mutation over budget changes nothing: its selection is priced before it runs
     heavy = (
         'mutation { createAsset(input: {name: "x", type: OTHER, jurisdiction: "DE", currency: "EUR"}) '
-        "{ id tokens { holdings(first: 100) { edges { node { holder balance frozen } } } "
+        "{ asset { id tokens { holdings(first: 100) { edges { node { holder balance frozen } } } "
         "transfers(first: 100) { edges { node { txHash value blockNumber fromAddress toAddress } } } } "
-        "transitions(first: 100) { edges { node { action reason at actorId fromStatus toStatus } } } } }"
+        "transitions(first: 100) { edges { node { action reason at actorId fromStatus toStatus } } } } } }"
     )
     issuer = await make_user(roles=["ISSUER", "ADMIN"])
     r = await gql(heavy.replace("100", "9000"), token=issuer.token)

@@ -13,9 +13,9 @@ from models.assets import AssetStatus as S
 from models.tokens import Holding, Token, TokenKind
 
 TOKENIZE = (
-    "mutation($a: UUID!, $addr: String, $d: DeployTokenInput) { tokenizeAsset(assetId: $a, chainId: 1, "
-    "address: $addr, deploy: $d) { asset { status tokens { address } } token { id chainId chainName "
-    "address symbol decimals totalSupply paused startBlock holderCount kind } } }"
+    "mutation($a: UUID!, $addr: String, $d: DeployTokenInput) { tokenizeAsset(input: {assetId: $a, chainId: 1, "
+    "address: $addr, deploy: $d}) { tokenization { asset { status tokens { address } } token { id chainId chainName "
+    "address symbol decimals totalSupply paused startBlock holderCount kind } } errors { code field message } } }"
 )
 HISTORY = "query($id: UUID!) { asset(id: $id) { status transitions { edges { node { action toStatus reason } } } } }"
 
@@ -42,8 +42,7 @@ async def test_deploy_path(chain_env, anvil_w3, make_user, make_asset, gql, sess
         {"a": str(asset_id), "d": {"name": "Harbour Loft Shares", "symbol": "HLS", "decimals": 6}},
         token=issuer.token,
     )
-    assert "errors" not in r, r
-    result = r["data"]["tokenizeAsset"]
+    result = gql.payload(r, "tokenizeAsset", "tokenization")
     token = result["token"]
     assert result["asset"]["status"] == "ACTIVE" and result["asset"]["tokens"] == [{"address": token["address"]}]
     assert token["address"] == to_checksum_address(token["address"])
@@ -81,9 +80,9 @@ async def test_register_path_validates_on_chain(
     await transact(rwa_stack.registry.functions.registerIdentity(holder, holder, 276), anvil_accounts[0])
     await transact(token_contract.functions.mint(holder, 5 * 10**18), anvil_accounts[0])
     r = await gql(TOKENIZE, {"a": str(asset_id), "addr": token_contract.address.lower()}, token=admin.token)
-    assert "errors" not in r, r
-    token = r["data"]["tokenizeAsset"]["token"]
-    assert r["data"]["tokenizeAsset"]["asset"]["status"] == "ACTIVE"
+    result = gql.payload(r, "tokenizeAsset", "tokenization")
+    token = result["token"]
+    assert result["asset"]["status"] == "ACTIVE"
     assert token["address"] == token_contract.address  # stored checksummed
     assert (token["symbol"], token["decimals"], token["totalSupply"]) == ("TREF", 18, str(5 * 10**18))
     assert token["startBlock"] == await first_code_block(anvil_w3, token_contract.address)
@@ -126,7 +125,8 @@ async def test_register_refuses_what_is_not_a_token(
     # an account without code; a contract without decimals/symbol/totalSupply (the identity registry)
     address = anvil_accounts[5] if target == "eoa" else rwa_stack.registry.address
     r = await gql(TOKENIZE, {"a": str(asset_id), "addr": address}, token=issuer.token)
-    assert gql.error_code(r) == "BAD_USER_INPUT" and r["errors"][0]["extensions"]["field"] == "address"
+    assert gql.error_code(r) == "BAD_USER_INPUT"
+    assert r["data"]["tokenizeAsset"]["errors"][0]["field"] == ["input", "address"]
     r = await gql(HISTORY, {"id": str(asset_id)}, token=issuer.token)
     asset = r["data"]["asset"]
     assert asset["status"] == "APPROVED"
@@ -153,7 +153,7 @@ async def test_tokenize_checks_state_role_and_input(chain_env, make_user, make_a
     approved = await make_asset(issuer.id, status=S.APPROVED)
     deploy = {"name": "X", "symbol": "X"}
     r = await gql(TOKENIZE, {"a": str(draft), "d": deploy}, token=issuer.token)
-    assert gql.error_code(r) == "CONFLICT"
+    assert gql.error_code(r) == "INVALID_STATE"
     r = await gql(TOKENIZE, {"a": str(approved), "d": deploy}, token=compliance.token)
     assert gql.error_code(r) == "FORBIDDEN"
     r = await gql(TOKENIZE, {"a": str(approved), "d": deploy}, token=other.token)
@@ -166,8 +166,8 @@ async def test_tokenize_checks_state_role_and_input(chain_env, make_user, make_a
         r = await gql(TOKENIZE, variables, token=issuer.token)
         assert gql.error_code(r) == "BAD_USER_INPUT", variables
     r = await gql(
-        'mutation($a: UUID!) { tokenizeAsset(assetId: $a, chainId: 10, deploy: {name: "X", '
-        'symbol: "X"}) { token { id } } }',
+        'mutation($a: UUID!) { tokenizeAsset(input: {assetId: $a, chainId: 10, deploy: {name: "X", '
+        'symbol: "X"}}) { tokenization { token { id } } errors { code field } } }',
         {"a": str(approved)},
         token=issuer.token,
     )

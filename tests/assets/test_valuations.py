@@ -8,12 +8,16 @@ import pytest
 
 from models.assets import AssetStatus as S
 
+ERRORS = "errors { code field message }"
 ADD = (
-    "mutation($i: AddValuationInput!) { addValuation(input: $i) { id amount currency method asOf source "
-    'amountIn(currency: "USD") } }'
+    "mutation($i: AddValuationInput!) { addValuation(input: $i) { valuation { id amount currency method asOf source "
+    f'amountIn(currency: "USD") }} {ERRORS} }} }}'
 )
-ADD_PLAIN = "mutation($i: AddValuationInput!) { addValuation(input: $i) { id amount currency asOf } }"
-RATE = "mutation($b: String!, $q: String!, $d: Date!, $r: Decimal!) { setFxRate(base: $b, quote: $q, asOf: $d, rate: $r) { base quote rate asOf } }"
+ADD_PLAIN = f"mutation($i: AddValuationInput!) {{ addValuation(input: $i) {{ valuation {{ id amount currency asOf }} {ERRORS} }} }}"
+RATE = (
+    "mutation($b: String!, $q: String!, $d: Date!, $r: Decimal!) { setFxRate(input: {base: $b, quote: $q, asOf: $d, "
+    f"rate: $r}}) {{ fxRate {{ base quote rate asOf }} {ERRORS} }} }}"
+)
 
 
 def val(asset_id, amount="1000000.50", currency="EUR", as_of="2026-03-31", method="APPRAISAL"):  # type: ignore[no-untyped-def]
@@ -34,7 +38,7 @@ async def test_history_and_latest(make_user, make_asset, gql) -> None:
     asset_id = await make_asset(issuer.id, status=S.ACTIVE)
     for amount, as_of in (("100", "2026-01-31"), ("300", "2026-03-31"), ("200", "2026-02-28")):
         r = await gql(ADD_PLAIN, val(asset_id, amount, as_of=as_of), token=issuer.token)
-        assert "errors" not in r, r
+        assert gql.payload(r, "addValuation", "valuation"), r
     r = await gql(
         "query($id: UUID!) { asset(id: $id) { latestValuation { amount asOf } "
         "valuations { edges { node { amount asOf method source } } } } }",
@@ -51,7 +55,7 @@ async def test_amounts_stay_exact_decimals(make_user, make_asset, gql) -> None:
     issuer = await make_user(roles=["ISSUER"])
     asset_id = await make_asset(issuer.id, status=S.DRAFT)
     r = await gql(ADD_PLAIN, val(asset_id, "12345678901234567890.123456789012345678"), token=issuer.token)
-    assert r["data"]["addValuation"]["amount"] == "12345678901234567890.123456789012345678"
+    assert gql.payload(r, "addValuation", "valuation")["amount"] == "12345678901234567890.123456789012345678"
 
 
 @pytest.mark.parametrize(
@@ -72,7 +76,8 @@ async def test_invalid_valuations_are_rejected(changes, field, make_user, make_a
     v = val(asset_id)
     v["i"].update(changes)
     r = await gql(ADD_PLAIN, v, token=issuer.token)
-    assert gql.error_code(r) == "BAD_USER_INPUT" and r["errors"][0]["extensions"]["field"] == field
+    assert gql.error_code(r) == "BAD_USER_INPUT"
+    assert r["data"]["addValuation"]["errors"][0]["field"] == ["input", field]
     r = await gql(
         "query($id: UUID!) { asset(id: $id) { valuations { edges { node { id } } } } }",
         {"id": str(asset_id)},
@@ -88,22 +93,22 @@ async def test_only_owner_or_staff_value_an_asset(make_user, make_asset, gql) ->
     r = await gql(ADD_PLAIN, val(asset_id), token=other.token)
     assert gql.error_code(r) == "FORBIDDEN"
     r = await gql(ADD_PLAIN, val(asset_id), token=compliance.token)
-    assert "errors" not in r
+    assert gql.payload(r, "addValuation", "valuation")
     retired = await make_asset(owner.id, status=S.RETIRED)
     r = await gql(ADD_PLAIN, val(retired), token=owner.token)
-    assert gql.error_code(r) == "CONFLICT"
+    assert gql.error_code(r) == "INVALID_STATE"
 
 
 async def test_fx_conversion_uses_the_rate_in_force_on_the_as_of_date(make_user, make_asset, gql) -> None:
     admin, issuer = await make_user(roles=["ADMIN"]), await make_user(roles=["ISSUER"])
     for as_of, rate in (("2026-01-01", "1.10"), ("2026-03-01", "1.20")):
         r = await gql(RATE, {"b": "eur", "q": "USD", "d": as_of, "r": rate}, token=admin.token)
-        assert r["data"]["setFxRate"]["base"] == "EUR", r
+        assert gql.payload(r, "setFxRate", "fxRate")["base"] == "EUR", r
     asset_id = await make_asset(issuer.id, status=S.ACTIVE)
     r = await gql(ADD, val(asset_id, "1000", as_of="2026-02-15"), token=issuer.token)
-    assert r["data"]["addValuation"]["amountIn"] == "1100"  # the January rate, not the March one
+    assert gql.payload(r, "addValuation", "valuation")["amountIn"] == "1100"  # the January rate, not the March one
     r = await gql(ADD, val(asset_id, "1000", as_of="2026-03-31"), token=issuer.token)
-    assert r["data"]["addValuation"]["amountIn"] == "1200"
+    assert gql.payload(r, "addValuation", "valuation")["amountIn"] == "1200"
     # the inverse pair, and a date before any rate
     r = await gql(
         '{ convertAmount(amount: "1200", fromCurrency: "USD", toCurrency: "EUR", asOf: "2026-03-02") }',
@@ -115,7 +120,7 @@ async def test_fx_conversion_uses_the_rate_in_force_on_the_as_of_date(make_user,
     )
     assert gql.error_code(r) == "NOT_FOUND"
     r = await gql(RATE, {"b": "EUR", "q": "USD", "d": "2026-01-01", "r": "1.15"}, token=admin.token)
-    assert r["data"]["setFxRate"]["rate"] == "1.15"  # upsert of the same day
+    assert gql.payload(r, "setFxRate", "fxRate")["rate"] == "1.15"  # upsert of the same day
     r = await gql('{ fxRates(base: "EUR") { edges { node { quote asOf rate } } } }', token=issuer.token)
     assert [(e["node"]["asOf"], e["node"]["rate"]) for e in r["data"]["fxRates"]["edges"]] == [
         ("2026-03-01", "1.2"),

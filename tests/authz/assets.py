@@ -26,23 +26,26 @@ ENTRIES = {
     "Mutation.updateAsset": _m(f'updateAsset(id: "{NOBODY}", input: {{name: "x"}})', {"ISSUER"}),
     "Mutation.submitAsset": _m(f'submitAsset(id: "{NOBODY}")', {"ISSUER"}),
     "Mutation.approveAsset": _m(f'approveAsset(id: "{NOBODY}")', {"COMPLIANCE"}),
-    "Mutation.rejectAsset": _m(f'rejectAsset(id: "{NOBODY}", reason: "x")', {"COMPLIANCE"}),
+    "Mutation.rejectAsset": _m(f'rejectAsset(id: "{NOBODY}", input: {{reason: "x"}})', {"COMPLIANCE"}),
     "Mutation.reviseAsset": _m(f'reviseAsset(id: "{NOBODY}")', {"ISSUER"}),
-    "Mutation.suspendAsset": _m(f'suspendAsset(id: "{NOBODY}", reason: "x")', set(STAFF)),
+    "Mutation.suspendAsset": _m(f'suspendAsset(id: "{NOBODY}", input: {{reason: "x"}})', set(STAFF)),
     "Mutation.resumeAsset": _m(f'resumeAsset(id: "{NOBODY}")', set(STAFF)),
     "Mutation.startAssetRedemption": _m(f'startAssetRedemption(id: "{NOBODY}")', {"ISSUER", "ADMIN"}),
     "Mutation.retireAsset": _m(f'retireAsset(id: "{NOBODY}")', {"ADMIN"}),
     "Mutation.tokenizeAsset": _m(
-        f'tokenizeAsset(assetId: "{NOBODY}", chainId: 1, address: "0x0")', {"ISSUER", "ADMIN"}
+        f'tokenizeAsset(input: {{assetId: "{NOBODY}", chainId: 1, address: "0x0"}})', {"ISSUER", "ADMIN"}
     ),
     "Mutation.addValuation": _m(
         f'addValuation(input: {{assetId: "{NOBODY}", amount: "1", currency: "EUR", '
         f'method: NAV, asOf: "2026-01-01", source: "x"}})',
         {"ISSUER", "COMPLIANCE", "ADMIN"},
     ),
-    "Mutation.setFxRate": _m('setFxRate(base: "EUR", quote: "USD", asOf: "2026-01-01", rate: "1.1")', {"ADMIN"}),
+    "Mutation.setFxRate": _m(
+        'setFxRate(input: {base: "EUR", quote: "USD", asOf: "2026-01-01", rate: "1.1"})', {"ADMIN"}
+    ),
     "Mutation.uploadAssetDocument": Rule(
-        f'mutation($f: Upload!) {{ uploadAssetDocument(assetId: "{NOBODY}", kind: OTHER, file: $f) {{ id }} }}',
+        f'mutation($f: Upload!) {{ uploadAssetDocument(input: {{assetId: "{NOBODY}", kind: OTHER, file: $f}}) '
+        "{ __typename } }",
         variables={"f": "not-a-file"},
         roles=frozenset({"ISSUER", "COMPLIANCE", "ADMIN"}),
     ),

@@ -74,6 +74,17 @@ def hoist(
                 uploads[name.value] = files[len(uploads) % len(files)]
             else:
                 variables[name.value] = graphql.value_from_ast_untyped(argument.value)
+                # an input object's Upload fields (`uploadAssetDocument(input: {file: ...})`) become files too
+                arg_type = named_type(arg_def.type)
+                if (
+                    files
+                    and isinstance(arg_type, graphql.GraphQLInputObjectType)
+                    and isinstance(variables[name.value], dict)
+                ):
+                    for field_name, field in arg_type.fields.items():
+                        if named_type(field.type).name == "Upload" and isinstance(field.type, graphql.GraphQLNonNull):
+                            variables[name.value][field_name] = None
+                            uploads[f"{name.value}.{field_name}"] = files[len(uploads) % len(files)]
             arguments.append(graphql.ArgumentNode(name=argument.name, value=graphql.VariableNode(name=name)))
         selections.append(
             graphql.FieldNode(

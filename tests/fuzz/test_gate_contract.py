@@ -39,16 +39,14 @@ def test_the_check_flags_every_broken_answer(status: int, body: object, problem:
 def test_hoisted_arguments_keep_their_types_and_uploads_become_files() -> None:
     schema = build_schema(Settings(RWA_ENV=Environment.TEST))._schema
     document = graphql.parse(
-        'mutation { uploadAssetDocument(assetId: "00000000-0000-0000-0000-000000000001", '
-        'kind: PROSPECTUS, file: "x") { id } placeOrder(input: {marketId: "m", side: BUY, '
-        "type: LIMIT, quantity: 1.5}) { id } }"
+        'mutation { uploadAssetDocument(input: {assetId: "00000000-0000-0000-0000-000000000001", '
+        'kind: PROSPECTUS, file: "x"}) { __typename } placeOrder(input: {marketId: "m", side: BUY, '
+        "type: LIMIT, quantity: 1.5}) { __typename } }"
     )
     op = hoist(schema, document, [("a.pdf", PDF, "application/pdf")])
     assert graphql.validate(schema, graphql.parse(op.query)) == []
     assert op.variables == {
-        "v0": "00000000-0000-0000-0000-000000000001",
-        "v1": "PROSPECTUS",
-        "v2": None,
-        "v3": {"marketId": "m", "side": "BUY", "type": "LIMIT", "quantity": 1.5},
+        "v0": {"assetId": "00000000-0000-0000-0000-000000000001", "kind": "PROSPECTUS", "file": None},
+        "v1": {"marketId": "m", "side": "BUY", "type": "LIMIT", "quantity": 1.5},
     }
-    assert op.files == {"v2": ("a.pdf", PDF, "application/pdf")}
+    assert op.files == {"v0.file": ("a.pdf", PDF, "application/pdf")}

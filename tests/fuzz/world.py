@@ -152,7 +152,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     world.strings += [m["symbol"] for m in markets["markets"]]
 
     # assets: DRAFT (with a document), UNDER_REVIEW, APPROVED (tokenizeAsset can deploy it on anvil)
-    create = "mutation($i: CreateAssetInput!) { createAsset(input: $i) { id } }"
+    create = "mutation($i: CreateAssetInput!) { createAsset(input: $i) { asset { id } errors { code message } } }"
     asset_ids = []
     for name in ("Fuzz Draft Tower", "Fuzz Review Bond", "Fuzz Approved Fund"):
         data = await call(
@@ -169,36 +169,43 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
             },
             issuer,
         )
-        asset_ids.append(data["createAsset"]["id"])
+        asset_ids.append(payload(data, "createAsset", "asset")["id"])
     for asset_id in asset_ids[1:]:
-        await call(client, "mutation($a: UUID!) { submitAsset(id: $a) { id } }", {"a": asset_id}, issuer)
-    await call(
+        submitted = await call(
+            client,
+            "mutation($a: UUID!) { submitAsset(id: $a) { asset { id } errors { code message } } }",
+            {"a": asset_id},
+            issuer,
+        )
+        payload(submitted, "submitAsset", "asset")
+    approved = await call(
         client,
-        "mutation($a: UUID!) { approveAsset(id: $a) { id } }",
+        "mutation($a: UUID!) { approveAsset(id: $a) { asset { id } errors { code message } } }",
         {"a": asset_ids[2]},
         accounts["COMPLIANCE"].access_token,
     )
+    payload(approved, "approveAsset", "asset")
     world.add("assetId", *asset_ids)
     ops = {
-        "query": "mutation($a: UUID!, $f: Upload!) { uploadAssetDocument(assetId: $a, kind: PROSPECTUS, file: $f) "
-        "{ id } }",
-        "variables": {"a": asset_ids[0], "f": None},
+        "query": "mutation($input: UploadAssetDocumentInput!) { uploadAssetDocument(input: $input) "
+        "{ document { id } errors { code message } } }",
+        "variables": {"input": {"assetId": asset_ids[0], "kind": "PROSPECTUS", "file": None}},
     }
     resp = await client.post(
         "/graphql",
-        data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.f"]})},
+        data={"operations": json.dumps(ops), "map": json.dumps({"0": ["variables.input.file"]})},
         files={"0": ("prospectus.pdf", PDF, "application/pdf")},
         headers={"Authorization": f"Bearer {issuer}", "Apollo-Require-Preflight": "true"},
     )
     if resp.status_code != 200 or resp.json().get("errors"):
         raise SeedFailed(f"seeding the fuzz world failed: upload -> {resp.status_code} {resp.text[:500]}")
-    world.add("assetDocumentId", resp.json()["data"]["uploadAssetDocument"]["id"])
+    world.add("assetDocumentId", payload(resp.json()["data"], "uploadAssetDocument", "document")["id"])
     market_asset = await call(
         client, "query($t: UUID!) { token(id: $t) { assetId } }", {"t": str(market.token_id)}, admin
     )
     valuation = await call(
         client,
-        "mutation($i: AddValuationInput!) { addValuation(input: $i) { id } }",
+        "mutation($i: AddValuationInput!) { addValuation(input: $i) { valuation { id } errors { code message } } }",
         {
             "i": {
                 "assetId": market_asset["token"]["assetId"],
@@ -212,12 +219,14 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
         admin,
     )
     world.add("assetId", market_asset["token"]["assetId"])
-    world.add("valuationId", valuation["addValuation"]["id"])
-    await call(
+    world.add("valuationId", payload(valuation, "addValuation", "valuation")["id"])
+    rate = await call(
         client,
-        'mutation { setFxRate(base: "USD", quote: "EUR", asOf: "2026-01-01", rate: "0.92") { rate } }',
+        'mutation { setFxRate(input: {base: "USD", quote: "EUR", asOf: "2026-01-01", rate: "0.92"}) '
+        "{ fxRate { rate } errors { code message } } }",
         token=admin,
     )
+    payload(rate, "setFxRate", "fxRate")
 
     # payments: bank transfers (one confirmed, so refunds have something to refund) and a stablecoin intent
     async with sf() as s:

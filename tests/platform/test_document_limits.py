@@ -181,7 +181,7 @@ async def test_nested_json_literals_and_variables_are_typed(gql, make_user, dept
     literal = "{a: " * depth + "1" + "}" * depth
     create = (
         'mutation { createAsset(input: {name: "Nested", type: OTHER, jurisdiction: "DE", currency: "EUR", '
-        f"metadata: {literal}}}) {{ id }} }}"
+        f"metadata: {literal}}}) {{ asset {{ id }} errors {{ code }} }} }}"
     )
     result = await gql(create, token=issuer.token)
     assert {e["extensions"]["code"] for e in result.get("errors") or []} <= {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}, (
@@ -193,7 +193,10 @@ async def test_nested_json_literals_and_variables_are_typed(gql, make_user, dept
     variables = {"i": {"name": "Nested", "type": "OTHER", "jurisdiction": "DE", "currency": "EUR", "metadata": nested}}
     resp = await gql.client.post(
         "/graphql",
-        json={"query": "mutation($i: CreateAssetInput!) { createAsset(input: $i) { id } }", "variables": variables},
+        json={
+            "query": "mutation($i: CreateAssetInput!) { createAsset(input: $i) { asset { id } errors { code } } }",
+            "variables": variables,
+        },
         headers={"Authorization": f"Bearer {issuer.token}"},
     )
     assert resp.status_code < 500

@@ -150,7 +150,10 @@ async def test_datetime_arguments_need_an_offset(gql, make_user, start: str, end
     assert gql.error_code(literal) == code, literal
 
 
-SET_FX = 'mutation($r: Decimal!) { setFxRate(base: "USD", quote: "EUR", asOf: "2024-01-01", rate: $r) { rate } }'
+SET_FX = (
+    'mutation($r: Decimal!) { setFxRate(input: {base: "USD", quote: "EUR", asOf: "2024-01-01", rate: $r}) '
+    "{ fxRate { rate } errors { code } } }"
+)
 CREDIT = 'mutation($u: UUID!, $a: Decimal!) { creditCash(userId: $u, amount: $a, currency: "USD", reference: "fz") { available } }'
 
 

@@ -84,11 +84,13 @@ async def test_token_limit_with_defaults(client, settings) -> None:  # type: ign
         ("query($id: UUID!) { asset(id: $id) { id } }", {"id": "not-a-uuid"}),
         ("query($id: UUID!) { asset(id: $id) { id } }", {"id": 5}),
         (
-            'mutation($d: Date!) { setFxRate(base: "USD", quote: "EUR", asOf: $d, rate: "1") { rate } }',
+            'mutation($d: Date!) { setFxRate(input: {base: "USD", quote: "EUR", asOf: $d, rate: "1"}) '
+            "{ fxRate { rate } } }",
             {"d": "2020-13-45"},
         ),
         (
-            'mutation($r: Decimal!) { setFxRate(base: "USD", quote: "EUR", asOf: "2024-01-01", rate: $r) { rate } }',
+            'mutation($r: Decimal!) { setFxRate(input: {base: "USD", quote: "EUR", asOf: "2024-01-01", rate: $r}) '
+            "{ fxRate { rate } } }",
             {"r": "abc"},
         ),
         ("mutation($s: OrderSide!) { cancelAllOrders(marketId: $s) { id } }", {"s": "SIDEWAYS"}),

@@ -22,7 +22,7 @@ import pytest
 from core.settings import ConfigError, Settings
 from core.storage import LocalStorage, ObjectMissing, S3Storage, StorageError, storage_from_settings
 from tests.assets.conftest import make_asset  # noqa: F401  (fixture)
-from tests.assets.test_documents import DOWNLOAD, PDF, upload
+from tests.assets.test_documents import DOWNLOAD, PDF, upload, uploaded
 
 KEYS = {"access_key_id": "AKIAMOTOTESTKEY00001", "secret_access_key": "moto-secret-access-key-0123456789abcdef"}
 
@@ -190,7 +190,7 @@ async def test_api_upload_and_download_through_s3(
     asset_id = await make_asset(issuer.id, status=AssetStatus.DRAFT)
     async with app_client(**env) as client:
         resp = await upload(client, issuer.token, asset_id, PDF)
-        doc = resp.json()["data"]["uploadAssetDocument"]
+        doc = uploaded(resp)
         assert raw_object(moto_server, bucket, f"api/assets/{asset_id}/{doc['id']}") == PDF
         r = (
             await client.post(
