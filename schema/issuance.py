@@ -1,7 +1,8 @@
 """Primary issuance: offerings, subscriptions, direct issuance and redemption (resolvers/issuance).
 
-Thin glue: each mutation builds the actor, runs the domain function and commits as one unit (re-run on a transient
-database conflict), then publishes the offering's new state on `offerings:<id>` for `offeringUpdates`.
+Thin glue: each mutation builds the actor and runs the domain function in its unit of work (schema/mutations.py:
+one commit, re-run on a transient database conflict); the offering's new state is published on `offerings:<id>`
+for `offeringUpdates` after the commit.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from core.errors import NotFound
-from core.transactions import retry_transient
 from models.identity import KycCase, Role
 from models.issuance import AllocationRule as AllocationRuleModel
 from models.issuance import IssuanceKind as IssuanceKindModel
@@ -34,6 +34,9 @@ from resolvers.audit import record
 from resolvers.issuance import closing, direct, offerings, subscriptions, visibility
 from resolvers.issuance.offerings import Actor
 from resolvers.pagination import keyset_page
+from resolvers.unit_of_work import UnitOfWork
+from schema.mutations import after_commit, mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.sharing import PRIVATE  # who may see an offering depends on the caller
@@ -49,8 +52,7 @@ STAFF = (Role.ADMIN.value, Role.COMPLIANCE.value)
 
 
 @strawberry.type(description="A primary offering of new tokens of an ACTIVE security token at a fixed price.")
-class Offering:
-    id: uuid.UUID
+class Offering(Node):
     token_id: uuid.UUID
     asset_id: uuid.UUID
     issuer_id: uuid.UUID
@@ -119,8 +121,7 @@ class Offering:
         "MAX_TICKET_EXCEEDED, CAP_REACHED, INSUFFICIENT_CASH, WALLET_NOT_VERIFIED at close)."
     )
 )
-class OfferingSubscription:
-    id: uuid.UUID
+class OfferingSubscription(Node):
     offering_id: uuid.UUID
     user_id: uuid.UUID
     client_key: str | None
@@ -154,8 +155,7 @@ class OfferingSubscription:
 
 
 @strawberry.type(description="A direct issuance (mint to named investors) or a redemption (burn).")
-class TokenIssuance:
-    id: uuid.UUID
+class TokenIssuance(Node):
     kind: IssuanceKind  # type: ignore[valid-type]
     token_id: uuid.UUID
     chain_id: int
@@ -188,22 +188,20 @@ def _actor(info: Info) -> Actor:
 
 
 async def _unit(info: Info, work: Any) -> Any:
-    """`work(session)` and the commit as one unit, re-run on a transient conflict; publishes offerings it returns."""
+    """`work(session)` in the mutation's unit of work (schema/mutations.py: one commit, re-run on a transient
+    conflict); the offering it changed is published on `offerings:<id>` once that commits."""
     session: AsyncSession = await info.context.session()
-
-    async def unit() -> Any:
-        result = await work(session)
-        await session.commit()
-        return result
-
-    result = await retry_transient(session, unit)
+    result = await work(session)
     if isinstance(result, (OfferingModel, SubscriptionModel, TokenIssuanceModel)):
+        await session.flush()
         await session.refresh(result)  # server-set columns (updated_at) expired at flush
     offering = result if isinstance(result, OfferingModel) else None
     if isinstance(result, SubscriptionModel):
         offering = await session.get(OfferingModel, result.offering_id)
     if offering is not None:
-        await visibility.publish(info.context.services.pubsub, offering)
+        message = json.dumps(visibility.event(offering)).encode()
+        channel = visibility.channel(offering.id)
+        after_commit(info, lambda: visibility.publish_event(info.context.services.pubsub, channel, message))
     return result
 
 
@@ -339,7 +337,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.ADMIN),
         description=("Create an offering (DRAFT) on an ACTIVE security token of one of the caller's assets."),
     )
@@ -363,11 +361,11 @@ class Mutation:
         )
         return Offering.of(await _unit(info, lambda s: offerings.create_offering(s, _actor(info), spec)))
 
-    @strawberry.mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description="DRAFT -> OPEN.")
+    @mutation(extensions=requires(Role.ISSUER, Role.ADMIN), description="DRAFT -> OPEN.")
     async def open_offering(self, info: Info, id: uuid.UUID) -> Offering:
         return Offering.of(await _unit(info, lambda s: offerings.open_offering(s, _actor(info), id)))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.ADMIN),
         description=(
             "OPEN -> CLOSED -> ALLOCATED: allocate by the offering's rule, release what was not allocated and send the "
@@ -376,18 +374,24 @@ class Mutation:
     )
     async def close_offering(self, info: Info, id: uuid.UUID) -> Offering:
         closed = await _unit(info, lambda s: closing.close_offering(s, _actor(info), id))
-        await _unit(info, lambda s: closing.release_leftovers(s, id))  # its own transaction: see closing.py
+        session = await info.context.session()
+
+        async def release() -> None:  # its own transaction once the close committed: see closing.py
+            await UnitOfWork(session).run(lambda: closing.release_leftovers(session, id))
+
+        after_commit(info, release)
         return Offering.of(closed)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.ADMIN),
         description=("DRAFT, OPEN or CLOSED -> CANCELED; every reservation is released."),
     )
     async def cancel_offering(self, info: Info, id: uuid.UUID) -> Offering:
         return Offering.of(await _unit(info, lambda s: closing.cancel_offering(s, _actor(info), id)))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.INVESTOR),
+        result="subscription",
         description=(
             "Subscribe cash to an OPEN offering (reserved at once; idempotent per clientKey). A refusal is a REJECTED "
             "subscription with a reason, not an error."
@@ -397,8 +401,9 @@ class Mutation:
         req = subscriptions.SubscribeRequest(input.offering_id, input.amount, input.client_key)
         return OfferingSubscription.of(await _unit(info, lambda s: subscriptions.subscribe(s, _actor(info), req)))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.INVESTOR),
+        result="subscription",
         description=(
             "Cancel one of the caller's ACTIVE subscriptions while the offering is OPEN; the cash is released."
         ),
@@ -408,7 +413,7 @@ class Mutation:
             await _unit(info, lambda s: subscriptions.cancel_subscription(s, _actor(info), id))
         )
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.ADMIN),
         description=(
             "Mint tokens to named investors without an offering; above ISSUANCE_APPROVAL_THRESHOLD tokens it waits "
@@ -427,22 +432,20 @@ class Mutation:
             )
         )
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.COMPLIANCE, Role.ADMIN),
         description=("Approve a PENDING_APPROVAL issuance (four eyes: not its requester); its mints go to the agent."),
     )
     async def approve_issuance(self, info: Info, id: uuid.UUID) -> TokenIssuance:
         return TokenIssuance.of(await _unit(info, lambda s: direct.decide_issuance(s, _actor(info), id, approve=True)))
 
-    @strawberry.mutation(
-        extensions=requires(Role.COMPLIANCE, Role.ADMIN), description=("Reject a PENDING_APPROVAL issuance.")
-    )
+    @mutation(extensions=requires(Role.COMPLIANCE, Role.ADMIN), description=("Reject a PENDING_APPROVAL issuance."))
     async def reject_issuance(self, info: Info, id: uuid.UUID, reason: str) -> TokenIssuance:
         return TokenIssuance.of(
             await _unit(info, lambda s: direct.decide_issuance(s, _actor(info), id, approve=False, reason=reason))
         )
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ISSUER, Role.ADMIN),
         description=(
             "Burn an investor's tokens (redemption). When the last token of a REDEEMING asset is burned, the asset is "
@@ -459,8 +462,9 @@ class Mutation:
             )
         )
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.COMPLIANCE),
+        result="accredited",
         description=("Mark an investor (with a KYC case) as accredited or not, for accredited-only offerings."),
     )
     async def set_accreditation(self, info: Info, user_id: uuid.UUID, accredited: bool) -> bool:
@@ -525,3 +529,48 @@ class Subscription:
             yield OfferingUpdate.from_event(first)
             async for raw in events:
                 yield OfferingUpdate.from_event(json.loads(raw))
+
+
+async def load_offering(info: Info, id: uuid.UUID) -> Offering | None:
+    """`node(id)` for an Offering: what `offering(id)` shows."""
+    if not info.context.viewer.authenticated:
+        return None
+    session = await info.context.session()
+    stmt = (await visibility.visible_offerings(session, _actor(info))).where(OfferingModel.id == id)
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    return None if row is None else Offering.of(row)
+
+
+async def load_subscription(info: Info, id: uuid.UUID) -> OfferingSubscription | None:
+    """`node(id)` for an OfferingSubscription: its investor (`mySubscriptions`), or the offering's issuer and
+    staff (`offeringSubscriptions`)."""
+    actor = _actor(info)
+    if actor.user_id is None:
+        return None
+    session = await info.context.session()
+    sub = await session.get(SubscriptionModel, id)
+    if sub is None:
+        return None
+    if sub.user_id != actor.user_id:
+        if not actor.has(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE):
+            return None
+        offering = await session.get(OfferingModel, sub.offering_id)
+        if offering is None or not (actor.has(Role.ADMIN, Role.COMPLIANCE) or offering.issuer_id == actor.user_id):
+            return None
+    return OfferingSubscription.of(sub)
+
+
+async def load_issuance(info: Info, id: uuid.UUID) -> TokenIssuance | None:
+    """`node(id)` for a TokenIssuance: what `tokenIssuances` lists (staff; issuers those of their tokens)."""
+    actor = _actor(info)
+    if actor.user_id is None or not actor.has(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE):
+        return None
+    session = await info.context.session()
+    stmt = visibility.visible_issuances(actor).where(TokenIssuanceModel.id == id)
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    return None if row is None else TokenIssuance.of(row)
+
+
+register_node("Offering", "offerings", load_offering)
+register_node("OfferingSubscription", "offering_subscriptions", load_subscription)
+register_node("TokenIssuance", "token_issuances", load_issuance)

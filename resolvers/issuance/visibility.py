@@ -89,7 +89,12 @@ def event(offering: Offering) -> dict[str, Any]:
 
 async def publish(pubsub: PubSubHub, offering: Offering) -> None:
     """After commit: a lost live update is recovered by the snapshot a new subscriber gets."""
+    await publish_event(pubsub, channel(offering.id), json.dumps(event(offering)).encode())
+
+
+async def publish_event(pubsub: PubSubHub, to: str, message: bytes) -> None:
+    """`publish` of an event built earlier (inside the transaction, sent once it committed)."""
     try:
-        await pubsub.publish(channel(offering.id), json.dumps(event(offering)).encode())
+        await pubsub.publish(to, message)
     except Exception:
-        log.warning("could not publish offering %s update", offering.id, exc_info=True)
+        log.warning("could not publish the offering update on %s", to, exc_info=True)

@@ -43,12 +43,15 @@ ENTRIES = {
         f'issueTokens(input: {{tokenId: "{NOBODY}", allocations: [{{userId: "{NOBODY}", amount: "1"}}]}})', ISSUERS
     ),
     "Mutation.approveIssuance": _m(f'approveIssuance(id: "{NOBODY}")', frozenset({"COMPLIANCE", "ADMIN"})),
-    "Mutation.rejectIssuance": _m(f'rejectIssuance(id: "{NOBODY}", reason: "no")', frozenset({"COMPLIANCE", "ADMIN"})),
+    "Mutation.rejectIssuance": _m(
+        f'rejectIssuance(id: "{NOBODY}", input: {{reason: "no"}})', frozenset({"COMPLIANCE", "ADMIN"})
+    ),
     "Mutation.redeemTokens": _m(
         f'redeemTokens(input: {{tokenId: "{NOBODY}", userId: "{NOBODY}", amount: "1"}})', ISSUERS
     ),
     "Mutation.setAccreditation": Rule(
-        f'mutation {{ setAccreditation(userId: "{NOBODY}", accredited: true) }}', roles=frozenset({"COMPLIANCE"})
+        f'mutation {{ setAccreditation(input: {{userId: "{NOBODY}", accredited: true}}) {{ __typename }} }}',
+        roles=frozenset({"COMPLIANCE"}),
     ),
     "Subscription.offeringUpdates": Rule(
         f'subscription {{ offeringUpdates(offeringId: "{NOBODY}") {{ state }} }}', scopes=frozenset({"offerings:read"})

@@ -20,9 +20,20 @@ from resolvers.issuance import closing
 from tests.trading.factories import make_market, make_trader
 
 OFFERING = "id state subscribedTotal subscriptionCount allocatedTotal hardCap"
-CREATE = f"mutation($i: CreateOfferingInput!) {{ createOffering(input: $i) {{ {OFFERING} }} }}"
+ERRORS = "errors { code field message }"
+CREATE = f"mutation($i: CreateOfferingInput!) {{ createOffering(input: $i) {{ offering {{ {OFFERING} }} {ERRORS} }} }}"
 SUB = "id state reason amount allocatedQuantity allocatedUnits allocatedCash walletAddress"
-SUBSCRIBE = f"mutation($i: SubscribeInput!) {{ subscribeToOffering(input: $i) {{ {SUB} }} }}"
+SUBSCRIBE = (
+    f"mutation($i: SubscribeInput!) {{ subscribeToOffering(input: $i) {{ subscription {{ {SUB} }} {ERRORS} }} }}"
+)
+CLOSE = f"mutation($id: UUID!) {{ closeOffering(id: $id) {{ offering {{ {OFFERING} }} {ERRORS} }} }}"
+
+
+def subscribed(result):  # type: ignore[no-untyped-def]
+    """The subscription of a subscribeToOffering call that must have succeeded (a REJECTED one included)."""
+    body = result["data"]["subscribeToOffering"]
+    assert "errors" not in result and body["errors"] == [], result
+    return body["subscription"]
 
 
 def _input(m, **over):  # type: ignore[no-untyped-def]
@@ -70,12 +81,14 @@ async def _cash(session_factory, user_id, currency):  # type: ignore[no-untyped-
 
 async def _open(gql, issuer, m, **over):  # type: ignore[no-untyped-def]
     created = await gql(CREATE, _input(m, **over), token=issuer.token)
-    offering = created["data"]["createOffering"]
+    offering = gql.payload(created, "createOffering", "offering")
     assert offering["state"] == "DRAFT", created
     opened = await gql(
-        "mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": offering["id"]}, token=issuer.token
+        "mutation($id: UUID!) { openOffering(id: $id) { offering { state } errors { code } } }",
+        {"id": offering["id"]},
+        token=issuer.token,
     )
-    assert opened["data"]["openOffering"]["state"] == "OPEN"
+    assert gql.payload(opened, "openOffering", "offering")["state"] == "OPEN"
     return offering["id"]
 
 
@@ -86,26 +99,25 @@ async def test_pro_rata_offering_from_subscription_to_settled_cash(gql, make_use
     subs = []
     for user, _ in investors:
         res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100", "clientKey": "k1"}}, token=user.token)
-        sub = res["data"]["subscribeToOffering"]
+        sub = subscribed(res)
         assert sub["state"] == "ACTIVE", res
         again = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100", "clientKey": "k1"}}, token=user.token)
-        assert again["data"]["subscribeToOffering"]["id"] == sub["id"]  # idempotent per client key
+        assert subscribed(again)["id"] == sub["id"]  # idempotent per client key
         subs.append(sub)
         assert await _cash(session_factory, user.id, m.quote) == (Decimal(900), Decimal(100))
     # refusals are REJECTED subscriptions with a reason, holding nothing
     us, _ = await _investor(gql, make_user, session_factory, m, country="US")
     res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=us.token)
-    assert (res["data"]["subscribeToOffering"]["state"], res["data"]["subscribeToOffering"]["reason"]) == (
-        "REJECTED",
-        "COUNTRY_NOT_ELIGIBLE",
-    )
+    assert (subscribed(res)["state"], subscribed(res)["reason"]) == ("REJECTED", "COUNTRY_NOT_ELIGIBLE")
     poor, _ = await _investor(gql, make_user, session_factory, m, cash="5")
     res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "50"}}, token=poor.token)
-    assert res["data"]["subscribeToOffering"]["reason"] == "INSUFFICIENT_CASH"
+    assert subscribed(res)["reason"] == "INSUFFICIENT_CASH"
     assert await _cash(session_factory, poor.id, m.quote) == (Decimal(5), Decimal(0))
     # validation errors are typed and change nothing
     res = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "5"}}, token=investors[0][0].token)
-    assert gql.error_code(res) == "BAD_USER_INPUT" and res["errors"][0]["extensions"]["field"] == "amount"
+    assert gql.error_code(res) == "BAD_USER_INPUT"
+    assert res["data"]["subscribeToOffering"]["errors"][0]["field"] == ["input", "amount"]
+    assert res["data"]["subscribeToOffering"]["subscription"] is None
     # the US investor cannot see it; eligible ones and the issuer can
     assert (await gql("query($id: UUID!) { offering(id: $id) { id } }", {"id": oid}, token=us.token))["data"][
         "offering"
@@ -117,11 +129,9 @@ async def test_pro_rata_offering_from_subscription_to_settled_cash(gql, make_use
     )
     assert seen["data"]["offering"] == {"subscribedTotal": "300", "subscriptionCount": 3}
 
-    closed = await gql(
-        f"mutation($id: UUID!) {{ closeOffering(id: $id) {{ {OFFERING} }} }}", {"id": oid}, token=issuer.token
-    )
-    assert closed["data"]["closeOffering"]["state"] == "ALLOCATED", closed
-    assert closed["data"]["closeOffering"]["allocatedTotal"] == "200"
+    closed = gql.payload(await gql(CLOSE, {"id": oid}, token=issuer.token), "closeOffering", "offering")
+    assert closed["state"] == "ALLOCATED", closed
+    assert closed["allocatedTotal"] == "200"
     mine = await gql(f"{{ mySubscriptions(first: 5) {{ edges {{ node {{ {SUB} }} }} }} }}", token=investors[0][0].token)
     first = mine["data"]["mySubscriptions"]["edges"][0]["node"]
     # 3 x 10 lots asked, 20 lots to give: 6 each and the 2 left over by time priority
@@ -173,7 +183,7 @@ async def test_failed_mint_releases_the_allocated_cash(gql, make_user, session_f
     oid = await _open(gql, issuer, m, allocationRule="FIRST_COME")
     user, _ = await _investor(gql, make_user, session_factory, m)
     await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "105"}}, token=user.token)
-    await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+    await gql(CLOSE, {"id": oid}, token=issuer.token)
     assert await _cash(session_factory, user.id, m.quote) == (Decimal(900), Decimal(100))
     async with session_factory() as s:
         op = (
@@ -195,11 +205,11 @@ async def test_target_missed_cancels_and_releases_everything(gql, make_user, ses
     oid = await _open(gql, issuer, m, target="150")
     user, _ = await _investor(gql, make_user, session_factory, m)
     await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=user.token)
-    closed = await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
-    assert closed["data"]["closeOffering"]["state"] == "CANCELED"
+    closed = await gql(CLOSE, {"id": oid}, token=issuer.token)
+    assert gql.payload(closed, "closeOffering", "offering")["state"] == "CANCELED"
     assert await _cash(session_factory, user.id, m.quote) == (Decimal(1000), Decimal(0))
-    again = await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
-    assert gql.error_code(again) == "CONFLICT"
+    again = await gql(CLOSE, {"id": oid}, token=issuer.token)
+    assert gql.error_code(again) == "INVALID_STATE" and again["data"]["closeOffering"]["offering"] is None
 
 
 async def test_unverified_wallet_at_close_is_rejected_not_minted(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
@@ -212,7 +222,7 @@ async def test_unverified_wallet_at_close_is_rejected_not_minted(gql, make_user,
     async with session_factory() as s:  # KYC suspended: the agent deleted the wallet's identity
         await s.execute(update(IdentityEntry).where(IdentityEntry.investor == trader.wallet).values(registered=False))
         await s.commit()
-    await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+    await gql(CLOSE, {"id": oid}, token=issuer.token)
     async with session_factory() as s:
         sub = (
             await s.execute(select(OfferingSubscription).where(OfferingSubscription.user_id == gone.id))
@@ -231,19 +241,20 @@ async def test_state_and_role_checks(gql, make_user, session_factory):  # type: 
     res = await gql(CREATE, _input(m), token=other.token)
     assert gql.error_code(res) == "FORBIDDEN"
     res = await gql(CREATE, _input(m, hardCap="5"), token=issuer.token)
-    assert gql.error_code(res) == "BAD_USER_INPUT" and res["errors"][0]["extensions"]["field"] == "hardCap"
+    assert gql.error_code(res) == "BAD_USER_INPUT"
+    assert res["data"]["createOffering"]["errors"][0]["field"] == ["input", "hardCap"]
     res = await gql(CREATE, _input(m, eligibleCountries=["XX"]), token=issuer.token)
     assert gql.error_code(res) == "BAD_USER_INPUT"
-    created = (await gql(CREATE, _input(m), token=issuer.token))["data"]["createOffering"]
+    created = gql.payload(await gql(CREATE, _input(m), token=issuer.token), "createOffering", "offering")
     user, _ = await _investor(gql, make_user, session_factory, m)
     res = await gql(SUBSCRIBE, {"i": {"offeringId": created["id"], "amount": "100"}}, token=user.token)
-    assert res["data"]["subscribeToOffering"]["reason"] == "OFFERING_NOT_OPEN"  # still DRAFT
+    assert subscribed(res)["reason"] == "OFFERING_NOT_OPEN"  # still DRAFT
+    res = await gql(CLOSE, {"id": created["id"]}, token=issuer.token)
+    assert gql.error_code(res) == "INVALID_STATE"
     res = await gql(
-        "mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": created["id"]}, token=issuer.token
-    )
-    assert gql.error_code(res) == "CONFLICT"
-    res = await gql(
-        "mutation($id: UUID!) { openOffering(id: $id) { state } }", {"id": created["id"]}, token=other.token
+        "mutation($id: UUID!) { openOffering(id: $id) { offering { state } errors { code } } }",
+        {"id": created["id"]},
+        token=other.token,
     )
     assert gql.error_code(res) == "FORBIDDEN"
 
@@ -252,16 +263,14 @@ async def test_cancel_subscription_releases_cash_only_while_open(gql, make_user,
     m, issuer = await _setup(gql, make_user, session_factory)
     oid = await _open(gql, issuer, m)
     user, _ = await _investor(gql, make_user, session_factory, m)
-    sub = (await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=user.token))["data"][
-        "subscribeToOffering"
-    ]
-    cancel = "mutation($id: UUID!) { cancelSubscription(id: $id) { state reason } }"
+    sub = subscribed(await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=user.token))
+    cancel = "mutation($id: UUID!) { cancelSubscription(id: $id) { subscription { state reason } errors { code } } }"
     stranger, _ = await _investor(gql, make_user, session_factory, m)
     assert gql.error_code(await gql(cancel, {"id": sub["id"]}, token=stranger.token)) == "NOT_FOUND"
     res = await gql(cancel, {"id": sub["id"]}, token=user.token)
-    assert res["data"]["cancelSubscription"] == {"state": "CANCELED", "reason": "USER_CANCELED"}
+    assert gql.payload(res, "cancelSubscription", "subscription") == {"state": "CANCELED", "reason": "USER_CANCELED"}
     assert await _cash(session_factory, user.id, m.quote) == (Decimal(1000), Decimal(0))
-    assert gql.error_code(await gql(cancel, {"id": sub["id"]}, token=user.token)) == "CONFLICT"
+    assert gql.error_code(await gql(cancel, {"id": sub["id"]}, token=user.token)) == "INVALID_STATE"
     offering = await gql(
         "query($id: UUID!) { offering(id: $id) { subscribedTotal subscriptionCount } }", {"id": oid}, token=issuer.token
     )
@@ -309,9 +318,76 @@ async def test_offering_updates_start_with_the_state_then_follow_each_change(
         await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "120"}}, token=watcher.token)
         update_ = await asyncio.wait_for(stream.__anext__(), 5)
         assert update_.data["offeringUpdates"] == {"state": "OPEN", "subscribedTotal": "120", "subscriptionCount": 1}
-        await gql("mutation($id: UUID!) { closeOffering(id: $id) { state } }", {"id": oid}, token=issuer.token)
+        await gql(CLOSE, {"id": oid}, token=issuer.token)
         closed = await asyncio.wait_for(stream.__anext__(), 5)
         assert closed.data["offeringUpdates"]["state"] == "ALLOCATED"
     finally:
         await stream.aclose()
         await ctx.close()
+
+
+NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id } }"
+
+
+def _types(result):  # type: ignore[no-untyped-def]
+    assert "errors" not in result, result
+    return [n and n["__typename"] for n in result["data"]["nodes"]]
+
+
+async def test_offerings_and_subscriptions_are_nodes_seen_as_their_lookups_show_them(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m, eligibleCountries=["DE"])
+    investor, _ = await _investor(gql, make_user, session_factory, m)
+    outsider, _ = await _investor(gql, make_user, session_factory, m, country="US")
+    sub = subscribed(await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100"}}, token=investor.token))
+    ids = [oid, sub["id"]]
+    assert _types(await gql(NODES, {"ids": ids}, token=investor.token)) == ["Offering", "OfferingSubscription"]
+    assert _types(await gql(NODES, {"ids": ids}, token=issuer.token)) == ["Offering", "OfferingSubscription"]
+    assert _types(await gql(NODES, {"ids": ids}, token=outsider.token)) == [None, None]
+    assert _types(await gql(NODES, {"ids": ids})) == [None, None]
+    one = await gql(
+        "query($id: ID!) { node(id: $id) { ... on Offering { id state } } }", {"id": oid}, token=issuer.token
+    )
+    assert one["data"]["node"] == {"id": oid, "state": "OPEN"}
+
+
+async def test_direct_issuance_four_eyes_and_accreditation(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    m, issuer = await _setup(gql, make_user, session_factory)
+    investor, _ = await _investor(gql, make_user, session_factory, m)
+    compliance, other_issuer = await make_user(roles=["COMPLIANCE"]), await make_user(roles=["ISSUER"])
+    issue = (
+        "mutation($i: IssueTokensInput!) { issueTokens(input: $i) { tokenIssuance { id state totalQuantity } "
+        f"{ERRORS} }} }}"
+    )
+    lines = {"tokenId": str(m.token_id), "allocations": [{"userId": str(investor.id), "amount": "20000"}]}
+    issued = gql.payload(await gql(issue, {"i": lines}, token=issuer.token), "issueTokens", "tokenIssuance")
+    assert (issued["state"], issued["totalQuantity"]) == ("PENDING_APPROVAL", "20000")  # above the threshold
+    nobody = {**lines, "allocations": [{"userId": str(compliance.id), "amount": "1"}]}
+    refused = await gql(issue, {"i": nobody}, token=issuer.token)
+    assert gql.error_code(refused) == "NO_VERIFIED_WALLET" and refused["data"]["issueTokens"]["tokenIssuance"] is None
+    reject = (
+        "mutation($id: UUID!, $r: String!) { rejectIssuance(id: $id, input: {reason: $r}) "
+        f"{{ tokenIssuance {{ state reason }} {ERRORS} }} }}"
+    )
+    blank = await gql(reject, {"id": issued["id"], "r": ""}, token=compliance.token)
+    assert gql.error_code(blank) == "BAD_USER_INPUT"
+    assert blank["data"]["rejectIssuance"]["errors"][0]["field"] == ["input", "reason"]
+    done = await gql(reject, {"id": issued["id"], "r": "no prospectus"}, token=compliance.token)
+    assert gql.payload(done, "rejectIssuance", "tokenIssuance") == {"state": "REJECTED", "reason": "no prospectus"}
+    approve = f"mutation($id: UUID!) {{ approveIssuance(id: $id) {{ tokenIssuance {{ state }} {ERRORS} }} }}"
+    assert gql.error_code(await gql(approve, {"id": issued["id"]}, token=compliance.token)) == "INVALID_STATE"
+    # a TokenIssuance node: its token's issuer and staff, not another issuer nor the investor
+    for who, seen in ((issuer, "TokenIssuance"), (compliance, "TokenIssuance"), (other_issuer, None), (investor, None)):
+        assert _types(await gql(NODES, {"ids": [issued["id"]]}, token=who.token)) == [seen]
+
+    accredit = (
+        "mutation($u: UUID!, $a: Boolean!) { setAccreditation(input: {userId: $u, accredited: $a}) "
+        f"{{ accredited {ERRORS} }} }}"
+    )
+    ok = await gql(accredit, {"u": str(investor.id), "a": True}, token=compliance.token)
+    assert gql.payload(ok, "setAccreditation", "accredited") is True
+    async with session_factory() as s:
+        case = (await s.execute(select(KycCase).where(KycCase.user_id == investor.id))).scalar_one()
+        assert case.accredited is True
+    missing = await gql(accredit, {"u": str(compliance.id), "a": True}, token=compliance.token)
+    assert gql.error_code(missing) == "NOT_FOUND" and missing["data"]["setAccreditation"]["accredited"] is None
