@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import strawberry
 from sqlalchemy import text
@@ -30,6 +30,11 @@ from core.errors import BadUserInput
 
 MAX_NODES = 100
 
+if TYPE_CHECKING:  # the types build a Node from their row's UUID; the wire type is ID (the UUID's string)
+    NodeID: TypeAlias = uuid.UUID | str
+else:
+    NodeID = strawberry.ID
+
 
 @strawberry.interface(
     description=(
@@ -38,7 +43,7 @@ MAX_NODES = 100
     )
 )
 class Node:
-    id: strawberry.ID = strawberry.field(description="The object's global id (a UUID, unique across all types).")
+    id: NodeID = strawberry.field(description="The object's global id (a UUID, unique across all types).")
 
 
 @dataclass(frozen=True)
