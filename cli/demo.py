@@ -61,17 +61,21 @@ class Api:
         return reply["data"]
 
     def user(self, email: str, password: str) -> tuple[str, str]:
-        self(
-            "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }",
+        registered = self(
+            "mutation($e: String!, $p: String!) { register(input: {email: $e, password: $p}) { session { user { id } } "
+            "errors { code message } } }",
             {"e": email, "p": password},
         )
+        _payload(registered, "register", "session")
         return self.login(email, password)
 
     def login(self, email: str, password: str) -> tuple[str, str]:
-        data = self(
-            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { id } } }",
+        reply = self(
+            "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) "
+            "{ session { accessToken user { id } } errors { code message } } }",
             {"e": email, "p": password},
-        )["login"]
+        )
+        data = _payload(reply, "login", "session")
         return data["user"]["id"], data["accessToken"]
 
 
@@ -112,6 +116,15 @@ def create_admin(email: str, password: str) -> None:
         asyncio.run(run())
 
 
+def _payload(data: Any, mutation: str, field: str) -> Any:
+    """`data.<mutation>.<field>` of a mutation payload; an expected failure in its `errors` ends the demo."""
+    body = data[mutation]
+    if body["errors"]:
+        e = body["errors"][0]
+        raise fail(f"{e['message']} ({e['code']}) in: {mutation}", 1)
+    return body[field]
+
+
 def link_wallet(api: Api, token: str) -> str:
     """A fresh key (investors never pay gas: the agent moves their tokens), linked by a signed challenge."""
     from eth_account import Account
@@ -145,12 +158,15 @@ def run(api_url: str, timeout: float) -> None:
     admin_email = f"admin-{tag}@demo.stablerwa.dev"
     create_admin(admin_email, password)
     _, admin = api.login(admin_email, password)
-    grant = "mutation($u: UUID!, $r: Role!) { grantRole(userId: $u, role: $r) { id } }"
+    grant = (
+        "mutation($u: UUID!, $r: Role!) { grantRole(input: {userId: $u, role: $r}) { user { id } "
+        "errors { code message } } }"
+    )
     officer_id, _ = api.user(f"officer-{tag}@demo.stablerwa.dev", password)
-    api(grant, {"u": officer_id, "r": "COMPLIANCE"}, admin)
+    _payload(api(grant, {"u": officer_id, "r": "COMPLIANCE"}, admin), "grantRole", "user")
     _, officer = api.login(f"officer-{tag}@demo.stablerwa.dev", password)
     issuer_id, _ = api.user(f"issuer-{tag}@demo.stablerwa.dev", password)
-    api(grant, {"u": issuer_id, "r": "ISSUER"}, admin)
+    _payload(api(grant, {"u": issuer_id, "r": "ISSUER"}, admin), "grantRole", "user")
     _, issuer = api.login(f"issuer-{tag}@demo.stablerwa.dev", password)
     investors: dict[str, tuple[str, str, str]] = {}
     for name in ("Alice", "Bob"):

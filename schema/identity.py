@@ -10,42 +10,49 @@ from strawberry.types import Info
 
 from models.identity import Role as RoleModel
 from models.identity import User as UserModel
+from models.identity import UserStatus as UserStatusModel
 from resolvers.identity import accounts, mfa_flows
 from resolvers.identity.sessions import IssuedSession
 from schema.lookups import found
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.permissions import authenticated, requires
 
 Role = strawberry.enum(RoleModel, description="What a user may do; ADMIN grants and revokes roles.")
+UserStatus = strawberry.enum(UserStatusModel, description="ACTIVE, or DISABLED (cannot sign in).")
 
 
 @strawberry.type(description="A platform account. Email and roles are visible to the user and to staff.")
-class User:
-    id: uuid.UUID
+class User(Node):
     email: str
-    roles: list[Role]
-    status: str
+    roles: list[Role]  # type: ignore[valid-type]  # Role = strawberry.enum(...): a class at runtime
+    status: UserStatus  # type: ignore[valid-type]  # a strawberry enum, like Role
     created_at: datetime
 
     @classmethod
     def from_model(cls, user: UserModel | accounts.Profile) -> User:
         return cls(
-            id=user.id,
+            id=strawberry.ID(str(user.id)),
             email=user.email,
             roles=[RoleModel(r) for r in user.roles],
-            status=user.status.value,
+            status=user.status,
             created_at=user.created_at,
         )
 
 
-@strawberry.type(description="Returned by register, login and refreshToken. The refresh token is shown once.")
-class AuthPayload:
+@strawberry.type(
+    description=(
+        "A signed-in session, returned by register, completeMfaLogin and refreshToken. The refresh token is shown once."
+    )
+)
+class AuthSession:
     access_token: str
     access_token_expires_at: datetime
     refresh_token: str
     user: User
 
     @classmethod
-    def from_issued(cls, issued: IssuedSession) -> AuthPayload:
+    def from_issued(cls, issued: IssuedSession) -> AuthSession:
         return cls(
             access_token=issued.access_token,
             access_token_expires_at=issued.access_expires_at,
@@ -56,12 +63,12 @@ class AuthPayload:
 
 @strawberry.type(
     description=(
-        "Returned by login. Without MFA (or with a valid `mfaCode`) it carries the session, as AuthPayload does. "
+        "Returned by login. Without MFA (or with a valid `mfaCode`) it carries the session, as AuthSession does. "
         "For an account with MFA and no code, `mfaRequired` is true, the token fields are null and `mfaChallenge` is "
         "to be completed by `completeMfaLogin` before `mfaChallengeExpiresAt`."
     )
 )
-class LoginPayload:
+class LoginResult:
     access_token: str | None
     access_token_expires_at: datetime | None
     refresh_token: str | None
@@ -71,7 +78,7 @@ class LoginPayload:
     mfa_challenge_expires_at: datetime | None
 
     @classmethod
-    def from_result(cls, result: accounts.LoginResult) -> LoginPayload:
+    def from_result(cls, result: accounts.LoginResult) -> LoginResult:
         if result.session is not None:
             s = result.session
             return cls(
@@ -100,11 +107,6 @@ class LoginPayload:
 class MfaEnrolment:
     otpauth_uri: str = strawberry.field(description="otpauth://totp/... for an authenticator app (or a QR code).")
     secret: str = strawberry.field(description="The base32 secret, for manual entry.")
-
-
-@strawberry.type(description="One-time recovery codes, each usable once instead of a TOTP code. Shown once.")
-class MfaRecoveryCodes:
-    recovery_codes: list[str]
 
 
 @strawberry.type(description="The caller's second factor.")
@@ -143,48 +145,62 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create an INVESTOR account and sign in. Rate-limited per IP and per email.")
-    async def register(self, info: Info, email: str, password: str) -> AuthPayload:
-        return AuthPayload.from_issued(await accounts.register(info.context, email, password))
+    @mutation(
+        result="session",
+        description=(
+            "Create an INVESTOR account and sign in. Rate-limited per IP and per email. An invalid email or password "
+            "is BAD_USER_INPUT, an email already taken CONFLICT (in `errors`)."
+        ),
+    )
+    async def register(self, info: Info, email: str, password: str) -> AuthSession:
+        return AuthSession.from_issued(await accounts.register(info.context, email, password))
 
-    @strawberry.mutation(
+    @mutation(
+        result="session",
         description=(
             "Sign in. Repeated failures lock the account for a growing time. For an account with MFA, pass `mfaCode` "
             "(a TOTP or recovery code) to sign in at once, or omit it to get `mfaRequired` and a challenge for "
-            "completeMfaLogin."
-        )
+            "completeMfaLogin. Wrong credentials are a top-level UNAUTHENTICATED error, a locked account "
+            "RATE_LIMITED."
+        ),
     )
-    async def login(self, info: Info, email: str, password: str, mfa_code: str | None = None) -> LoginPayload:
-        return LoginPayload.from_result(await accounts.login(info.context, email, password, mfa_code))
+    async def login(self, info: Info, email: str, password: str, mfa_code: str | None = None) -> LoginResult:
+        return LoginResult.from_result(await accounts.login(info.context, email, password, mfa_code))
 
-    @strawberry.mutation(
+    @mutation(
+        result="session",
         description=(
             "Finish an MFA sign-in: the challenge from login and a TOTP code (or a recovery code, then spent). "
-            "Wrong codes count towards a lock like wrong passwords."
-        )
+            "Wrong codes count towards a lock like wrong passwords (top-level UNAUTHENTICATED)."
+        ),
     )
-    async def complete_mfa_login(self, info: Info, challenge: str, code: str) -> AuthPayload:
-        return AuthPayload.from_issued(await mfa_flows.complete_login(info.context, challenge, code))
+    async def complete_mfa_login(self, info: Info, challenge: str, code: str) -> AuthSession:
+        return AuthSession.from_issued(await mfa_flows.complete_login(info.context, challenge, code))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
+        result="enrolment",
         description=(
             "Start TOTP enrolment: a new secret (replacing an unconfirmed one), active once confirmMfaEnrolment gets a "
-            "first valid code. CONFLICT if MFA is already enabled."
+            "first valid code. MFA_ALREADY_ENABLED if MFA is already enabled."
         ),
     )
     async def begin_mfa_enrolment(self, info: Info) -> MfaEnrolment:
         e = await mfa_flows.begin_enrolment(info.context)
         return MfaEnrolment(otpauth_uri=e.otpauth_uri, secret=e.secret)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
-        description=("Activate MFA with a first code from the authenticator; returns recovery codes, shown once."),
+        result="recoveryCodes",
+        description=(
+            "Activate MFA with a first code from the authenticator; returns the one-time recovery codes, each usable "
+            "once instead of a TOTP code, shown only here."
+        ),
     )
-    async def confirm_mfa_enrolment(self, info: Info, code: str) -> MfaRecoveryCodes:
-        return MfaRecoveryCodes(recovery_codes=await mfa_flows.confirm_enrolment(info.context, code))
+    async def confirm_mfa_enrolment(self, info: Info, code: str) -> list[str]:
+        return await mfa_flows.confirm_enrolment(info.context, code)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "Turn MFA off; needs a fresh TOTP code (or a recovery code). Refused for roles that require MFA in "
@@ -194,18 +210,28 @@ class Mutation:
     async def disable_mfa(self, info: Info, code: str) -> bool:
         return await mfa_flows.disable(info.context, code)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
-        description=("Replace all recovery codes (the old ones stop working); needs a fresh code."),
+        result="recoveryCodes",
+        description=(
+            "Replace all recovery codes (the old ones stop working); needs a fresh code. The new codes, each usable "
+            "once, are shown only here."
+        ),
     )
-    async def regenerate_mfa_recovery_codes(self, info: Info, code: str) -> MfaRecoveryCodes:
-        return MfaRecoveryCodes(recovery_codes=await mfa_flows.regenerate_recovery_codes(info.context, code))
+    async def regenerate_mfa_recovery_codes(self, info: Info, code: str) -> list[str]:
+        return await mfa_flows.regenerate_recovery_codes(info.context, code)
 
-    @strawberry.mutation(description="Spend a refresh token for a new pair. Reusing a spent one revokes the session.")
-    async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
-        return AuthPayload.from_issued(await accounts.refresh(info.context, refresh_token))
+    @mutation(
+        result="session",
+        description=(
+            "Spend a refresh token for a new pair. Reusing a spent one revokes the session. An invalid, spent or "
+            "expired token is a top-level UNAUTHENTICATED error."
+        ),
+    )
+    async def refresh_token(self, info: Info, refresh_token: str) -> AuthSession:
+        return AuthSession.from_issued(await accounts.refresh(info.context, refresh_token))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "End one of your sessions: the one of `refreshToken` (NOT_FOUND if it is not yours), else the one of the "
@@ -215,10 +241,28 @@ class Mutation:
     async def logout(self, info: Info, refresh_token: str | None = None) -> bool:
         return await accounts.logout(info.context, refresh_token)
 
-    @strawberry.mutation(extensions=requires(RoleModel.ADMIN))
-    async def grant_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:
+    @mutation(extensions=requires(RoleModel.ADMIN), description="Give a user a role (ADMIN only; audited).")
+    async def grant_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:  # type: ignore[valid-type]  # a strawberry enum
         return User.from_model(await accounts.set_role(info.context, user_id, role, True))
 
-    @strawberry.mutation(extensions=requires(RoleModel.ADMIN))
-    async def revoke_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:
+    @mutation(
+        extensions=requires(RoleModel.ADMIN),
+        description=(
+            "Take a role from a user (ADMIN only; audited); their tokens still claiming it stop working at once. An "
+            "admin cannot revoke their own ADMIN role (CONFLICT)."
+        ),
+    )
+    async def revoke_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:  # type: ignore[valid-type]  # a strawberry enum
         return User.from_model(await accounts.set_role(info.context, user_id, role, False))
+
+
+async def load_user(info: Info, id: uuid.UUID) -> User | None:
+    """`node(id)` for a User: the user themself (like `me`) and staff (ADMIN, COMPLIANCE: like `user(id)`)."""
+    viewer = info.context.viewer
+    if viewer.user_id is None or (viewer.user_id != id and not viewer.has_role(RoleModel.ADMIN, RoleModel.COMPLIANCE)):
+        return None
+    model = await (await info.context.session()).get(UserModel, id)
+    return None if model is None else User.from_model(model)
+
+
+register_node("User", "users", load_user)

@@ -13,6 +13,8 @@ from models.identity import Role
 from models.oauth import OAuthClient as OAuthClientModel
 from models.oauth import OAuthClientSecret as SecretModel
 from resolvers.identity import oauth_clients
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.permissions import requires
 
 
@@ -34,8 +36,7 @@ class OAuthClientSecret:
         "that account's roles, restricted to `scopes`."
     )
 )
-class OAuthClient:
-    id: uuid.UUID
+class OAuthClient(Node):
     client_id: str
     name: str
     owner_id: uuid.UUID
@@ -48,7 +49,7 @@ class OAuthClient:
     @classmethod
     def from_model(cls, c: OAuthClientModel, secrets: list[SecretModel] | None = None) -> OAuthClient:
         return cls(
-            id=c.id,
+            id=strawberry.ID(str(c.id)),
             client_id=c.client_id,
             name=c.name,
             owner_id=c.owner_id,
@@ -91,37 +92,48 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
-        name="registerOAuthClient",
+    @mutation(
         extensions=requires(Role.ADMIN),
+        result="credentials",
         description=(
             "Register a partner's client acting for `ownerId` within `scopes` (account:read, assets:read, "
             "holdings:read, market-data:read, orders:read, orders:write, payments:read, payments:write, "
             "offerings:read, offerings:write)."
         ),
     )
-    async def register_oauth_client(
+    async def register_o_auth_client(  # served as registerOAuthClient
         self, info: Info, name: str, owner_id: uuid.UUID, scopes: list[str]
     ) -> IssuedOAuthClientSecret:
         return await _issued(info, await oauth_clients.register(info.context, name, owner_id, scopes))
 
-    @strawberry.mutation(
-        name="rotateOAuthClientSecret",
+    @mutation(
         extensions=requires(Role.ADMIN),
+        result="credentials",
         description=(
             "A new secret; the current ones keep working `overlapSeconds` more (0: they and their tokens stop now)."
         ),
     )
-    async def rotate_oauth_client_secret(
+    async def rotate_o_auth_client_secret(  # rotateOAuthClientSecret
         self, info: Info, client_id: str, overlap_seconds: int = 86400
     ) -> IssuedOAuthClientSecret:
         return await _issued(info, await oauth_clients.rotate(info.context, client_id, overlap_seconds))
 
-    @strawberry.mutation(
-        name="revokeOAuthClient",
+    @mutation(
         extensions=requires(Role.ADMIN),
+        result="client",
         description="The client and every token it holds stop working at once, on every process.",
     )
-    async def revoke_oauth_client(self, info: Info, client_id: str) -> OAuthClient:
+    async def revoke_o_auth_client(self, info: Info, client_id: str) -> OAuthClient:  # revokeOAuthClient
         client = await oauth_clients.revoke(info.context, client_id)
         return (await _with_secrets(info, [client]))[0]
+
+
+async def load_oauth_client(info: Info, id: uuid.UUID) -> OAuthClient | None:
+    """`node(id)` for an OAuthClient: ADMIN only (like `oauthClients`)."""
+    if not info.context.viewer.has_role(Role.ADMIN):
+        return None
+    client = await (await info.context.session()).get(OAuthClientModel, id)
+    return None if client is None else (await _with_secrets(info, [client]))[0]
+
+
+register_node("OAuthClient", "oauth_clients", load_oauth_client)

@@ -191,11 +191,15 @@ def test_dev_serves_indexes_and_ctrl_c_stops_everything(start_dev: Callable[[], 
 
     email, password = f"dev-{uuid.uuid4().hex[:8]}@example.com", "correct-horse-9"
     dev.gql(
-        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }", e=email, p=password
+        "mutation($e: String!, $p: String!) { register(input: {email: $e, password: $p}) { session { user { id } } } }",
+        e=email,
+        p=password,
     )
     token = dev.gql(
-        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }", e=email, p=password
-    )["login"]["accessToken"]
+        "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { session { accessToken } } }",
+        e=email,
+        p=password,
+    )["login"]["session"]["accessToken"]
     assert dev.gql("{ me { email } }", token)["me"]["email"] == email
 
     rows = status_by_chain(dev, token)

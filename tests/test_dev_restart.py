@@ -39,8 +39,10 @@ def _stop(dev: Dev) -> None:
 
 def _login(dev: Dev, email: str, password: str) -> str:
     return dev.gql(
-        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }", e=email, p=password
-    )["login"]["accessToken"]
+        "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { session { accessToken } } }",
+        e=email,
+        p=password,
+    )["login"]["session"]["accessToken"]
 
 
 def _admin_token(dev: Dev, email: str, password: str) -> str:
@@ -50,7 +52,10 @@ def _admin_token(dev: Dev, email: str, password: str) -> str:
     for role in ("ISSUER", "COMPLIANCE"):
         if role not in me["roles"]:
             dev.gql(
-                "mutation($u: UUID!, $r: Role!) { grantRole(userId: $u, role: $r) { id } }", token, u=me["id"], r=role
+                "mutation($u: UUID!, $r: Role!) { grantRole(input: {userId: $u, role: $r}) { user { id } } }",
+                token,
+                u=me["id"],
+                r=role,
             )
     return _login(dev, email, password)
 

@@ -257,11 +257,13 @@ def test_dashboard_session_in_the_explorer(world: dict[str, Any], server_url: st
             # An analyst's API key, pasted in: sent as a Bearer credential, kept in memory only.
             token = _gql(
                 url,
-                "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+                "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { session { accessToken } } }",
                 {"e": world["email"], "p": PASSWORD},
-            )["data"]["login"]["accessToken"]
-            created = _gql(url, 'mutation { createApiKey(name: "dashboard") { secret } }', token=token)
-            secret = created["data"]["createApiKey"]["secret"]
+            )["data"]["login"]["session"]["accessToken"]
+            created = _gql(
+                url, 'mutation { createApiKey(input: {name: "dashboard"}) { createdApiKey { secret } } }', token=token
+            )
+            secret = created["data"]["createApiKey"]["createdApiKey"]["secret"]
             page.click("text=Use an API key instead")
             page.fill("#auth-apikey", secret)
             page.click("#auth-use-key")
@@ -373,8 +375,8 @@ def test_subscription_outlives_a_frozen_tab(world: dict[str, Any], server_url: s
 
 
 def test_sign_in_bar_offers_an_mfa_code_when_login_takes_one(server_url: str) -> None:
-    """The schema has no MFA yet: the login arguments the page reads at load are answered here with an `mfaCode`,
-    and the bar must show the field and send the code as that argument (the sign-in itself is answered too)."""
+    """The login input fields the page reads at load are answered here with an `mfaCode`, and the bar must show the
+    field and send the code as that input field (the sign-in itself is answered too)."""
     sent: list[dict[str, Any]] = []
 
     def answer(route: Any) -> None:
@@ -386,7 +388,7 @@ def test_sign_in_bar_offers_an_mfa_code_when_login_takes_one(server_url: str) ->
                 for n in ("email", "password")
             ]
             args.append({"name": "mfaCode", "type": {"kind": "SCALAR", "name": "String", "ofType": None}})
-            route.fulfill(json={"data": {"__type": {"fields": [{"name": "login", "args": args}]}}})
+            route.fulfill(json={"data": {"__type": {"inputFields": args}}})
         elif "GraphiQLSignIn" in query:
             sent.append(body)
             route.fulfill(

@@ -77,8 +77,9 @@ def parse_scopes(raw: list[str] | str, field: str = "scopes") -> list[str]:
     scopes = sorted(set(s for s in items if s))
     unknown = [s for s in scopes if s not in ALL_SCOPES]
     if unknown or not scopes:
+        named = f"unknown scopes {', '.join(unknown)}: " if unknown else ""  # the payload error keeps only the message
         raise BadUserInput(
-            f"scopes must be one or more of {', '.join(sorted(ALL_SCOPES))}", field=field, unknown=unknown
+            f"{named}scopes must be one or more of {', '.join(sorted(ALL_SCOPES))}", field=field, unknown=unknown
         )
     return scopes
 

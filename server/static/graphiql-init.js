@@ -30,15 +30,18 @@
   // ---------------------------------------------------------------------------------------------------------------
   // Credentials, in memory.
 
-  var SESSION_FIELDS = "accessToken accessTokenExpiresAt refreshToken user { id email roles }";
-  var REFRESH = "mutation GraphiQLRefresh($refreshToken: String!) { refreshToken(refreshToken: $refreshToken) { " +
-    SESSION_FIELDS + " } }";
-  var LOGOUT = "mutation GraphiQLSignOut($refreshToken: String) { logout(refreshToken: $refreshToken) }";
+  // Mutations answer a payload: the result (`session`, `ok`) or, for an expected failure, `errors` (typed codes).
+  var SESSION_FIELDS = "session { accessToken accessTokenExpiresAt refreshToken user { id email roles } } " +
+    "errors { code message }";
+  var REFRESH = "mutation GraphiQLRefresh($refreshToken: String!) { " +
+    "refreshToken(input: {refreshToken: $refreshToken}) { " + SESSION_FIELDS + " } }";
+  var LOGOUT = "mutation GraphiQLSignOut($refreshToken: String) { " +
+    "logout(input: {refreshToken: $refreshToken}) { ok errors { code message } } }";
   var WHO = "query GraphiQLApiKey { me { id email roles } }";
   var MARKETS = "query GraphiQLMarkets { markets { id symbol } }";
-  // The login mutation's arguments, read from the schema at load: an MFA code field appears when login takes one.
-  var LOGIN_ARGS = "query GraphiQLLoginArgs { __type(name: \"Mutation\") { fields { name args { name " +
-    "type { kind name ofType { kind name } } } } } }";
+  // The login mutation's input fields, read from the schema at load: an MFA code field appears when login takes one.
+  var LOGIN_ARGS = "query GraphiQLLoginArgs { __type(name: \"LoginInput\") { inputFields { name " +
+    "type { kind name ofType { kind name } } } } }";
   var MFA_ARG = /^(mfa|otp|totp|twoFactor)(Code|Token)?$|^(mfa|otp|totp|verification)?code$/i;
 
   var EMPTY = {kind: null, accessToken: null, refreshAt: 0, expiresAt: 0, refreshToken: null, apiKey: null,
@@ -102,6 +105,15 @@
     return {data: body.data, skewMs: isNaN(serverDate) ? 0 : serverDate - Date.now()};
   }
 
+  // A mutation payload's result (`data[field][result]`), or its first expected failure (`errors`) thrown.
+  function resultOf(data, field, result) {
+    var payload = data[field] || {};
+    if (payload.errors && payload.errors.length) {
+      throw new ServerError(payload.errors[0].message, payload.errors[0].code, false);
+    }
+    return payload[result];
+  }
+
   function applySession(payload, skewMs, rememberMe) {
     var expiresAt = Date.parse(payload.accessTokenExpiresAt) - skewMs;
     var remaining = Math.max(0, expiresAt - Date.now());
@@ -135,7 +147,7 @@
       }
       if (!token) throw new ServerError("Not signed in.", "UNAUTHENTICATED");
       var result = await call(REFRESH, {refreshToken: token});
-      applySession(result.data.refreshToken, result.skewMs, auth.remember);
+      applySession(resultOf(result.data, "refreshToken", "session"), result.skewMs, auth.remember);
     };
     var locked = auth.remember && navigator.locks ?
       navigator.locks.request("stablerwa-graphiql-refresh", run) : run();
@@ -178,12 +190,13 @@
         args += ", $mfaCode: " + mfa.type;
         pass += ", " + mfa.arg + ": $mfaCode";
       }
-      var result = await call("mutation GraphiQLSignIn(" + args + ") { login(" + pass + ") { " + SESSION_FIELDS +
-                              " } }", variables);
+      var result = await call("mutation GraphiQLSignIn(" + args + ") { login(input: {" + pass + "}) { " +
+                              SESSION_FIELDS + " } }", variables);
+      var session = resultOf(result.data, "login", "session");
       // an account with MFA and no code: login answers mfaRequired with null tokens (a challenge, not a session)
-      if (!result.data.login.accessToken) throw new ServerError("Enter the code from your authenticator app.",
-                                                                "MFA_REQUIRED");
-      applySession(result.data.login, result.skewMs, rememberMe);
+      if (!session || !session.accessToken) throw new ServerError("Enter the code from your authenticator app.",
+                                                                  "MFA_REQUIRED");
+      applySession(session, result.skewMs, rememberMe);
     } catch (error) {
       if (/^MFA/.test(error.code || "") && !mfa.arg) mfa = {arg: "mfaCode", type: "String", required: true};
       setAuth({busy: false, error: error.message});
@@ -508,11 +521,10 @@
     })
   );
 
-  // The schema's login arguments (an MFA code field appears when login takes one), then a remembered session.
+  // The schema's login input fields (an MFA code field appears when login takes one), then a remembered session.
   call(LOGIN_ARGS).then(function (result) {
     var type = result.data.__type;
-    var login = type && (type.fields || []).filter(function (f) { return f.name === "login"; })[0];
-    var arg = login && login.args.filter(function (a) { return MFA_ARG.test(a.name); })[0];
+    var arg = type && (type.inputFields || []).filter(function (a) { return MFA_ARG.test(a.name); })[0];
     if (arg) {
       var required = arg.type.kind === "NON_NULL";
       mfa = {arg: arg.name, type: (required ? arg.type.ofType.name : arg.type.name) + (required ? "!" : ""),

@@ -6,12 +6,15 @@ ENTRIES = {
     "Query.mfaStatus": Rule("{ mfaStatus { enabled } }"),
     # public: the challenge from login is the credential (UNAUTHENTICATED is its own answer to a bad one)
     "Mutation.completeMfaLogin": Rule(
-        'mutation { completeMfaLogin(challenge: "nope", code: "000000") { accessToken } }', public=True
+        'mutation { completeMfaLogin(input: {challenge: "nope", code: "000000"}) { session { accessToken } } }',
+        public=True,
     ),
-    "Mutation.beginMfaEnrolment": Rule("mutation { beginMfaEnrolment { otpauthUri } }"),
-    "Mutation.confirmMfaEnrolment": Rule('mutation { confirmMfaEnrolment(code: "000000") { recoveryCodes } }'),
-    "Mutation.disableMfa": Rule('mutation { disableMfa(code: "000000") }'),
+    "Mutation.beginMfaEnrolment": Rule("mutation { beginMfaEnrolment { enrolment { otpauthUri } errors { code } } }"),
+    "Mutation.confirmMfaEnrolment": Rule(
+        'mutation { confirmMfaEnrolment(input: {code: "000000"}) { recoveryCodes errors { code } } }'
+    ),
+    "Mutation.disableMfa": Rule('mutation { disableMfa(input: {code: "000000"}) { ok errors { code } } }'),
     "Mutation.regenerateMfaRecoveryCodes": Rule(
-        'mutation { regenerateMfaRecoveryCodes(code: "000000") { recoveryCodes } }'
+        'mutation { regenerateMfaRecoveryCodes(input: {code: "000000"}) { recoveryCodes errors { code } } }'
     ),
 }

@@ -8,15 +8,17 @@ ADMIN = frozenset({"ADMIN"})
 ENTRIES = {
     "Query.oauthClients": Rule("{ oauthClients { clientId scopes } }", roles=ADMIN),
     "Mutation.registerOAuthClient": Rule(
-        f'mutation {{ registerOAuthClient(name: "matrix", ownerId: "{NOBODY}", scopes: ["assets:read"]) '
-        "{ clientSecret } }",
+        f'mutation {{ registerOAuthClient(input: {{name: "matrix", ownerId: "{NOBODY}", scopes: ["assets:read"]}}) '
+        "{ credentials { clientSecret } errors { code } } }",
         roles=ADMIN,
     ),
     "Mutation.rotateOAuthClientSecret": Rule(
-        'mutation { rotateOAuthClientSecret(clientId: "rwac_nobody", overlapSeconds: 60) { clientSecret } }',
+        'mutation { rotateOAuthClientSecret(input: {clientId: "rwac_nobody", overlapSeconds: 60}) '
+        "{ credentials { clientSecret } errors { code } } }",
         roles=ADMIN,
     ),
     "Mutation.revokeOAuthClient": Rule(
-        'mutation { revokeOAuthClient(clientId: "rwac_nobody") { clientId } }', roles=ADMIN
+        'mutation { revokeOAuthClient(input: {clientId: "rwac_nobody"}) { client { clientId } errors { code } } }',
+        roles=ADMIN,
     ),
 }

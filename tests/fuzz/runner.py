@@ -19,7 +19,7 @@ import httpx
 from core.services import Services
 from tests.fuzz.documents import Operation
 from tests.fuzz.scalars import Pools
-from tests.fuzz.world import Account, World, call, restore
+from tests.fuzz.world import Account, World, call, payload, restore
 
 # root fields by which a caller may end its own session or lose its role: the runner then restores the account, or
 # every later operation of that caller would stop at UNAUTHENTICATED/FORBIDDEN and the gate would test nothing
@@ -78,11 +78,13 @@ class Caller:
         if time.monotonic() - self.renewed > TOKEN_REFRESH_S:
             data = await call(
                 self.setup_client,
-                "mutation($r: String!) { refreshToken(refreshToken: $r) { accessToken refreshToken } }",
+                "mutation($r: String!) { refreshToken(input: {refreshToken: $r}) "
+                "{ session { accessToken refreshToken } errors { code message } } }",
                 {"r": self.account.refresh_token},
             )
-            self.account.access_token = data["refreshToken"]["accessToken"]
-            self.account.refresh_token = data["refreshToken"]["refreshToken"]
+            session = payload(data, "refreshToken", "session")
+            self.account.access_token = session["accessToken"]
+            self.account.refresh_token = session["refreshToken"]
             self.renewed = time.monotonic()
         return {"Authorization": f"Bearer {self.account.access_token}"}
 

@@ -77,11 +77,13 @@ def payload(data: dict[str, Any], mutation: str, field: str) -> Any:
 async def login(client: httpx.AsyncClient, account: Account) -> None:
     data = await call(
         client,
-        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }",
+        "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) "
+        "{ session { accessToken refreshToken } errors { code message } } }",
         {"e": account.email, "p": PASSWORD},
     )
-    account.access_token = data["login"]["accessToken"]
-    account.refresh_token = data["login"]["refreshToken"]
+    session = payload(data, "login", "session")
+    account.access_token = session["accessToken"]
+    account.refresh_token = session["refreshToken"]
 
 
 async def restore(client: httpx.AsyncClient, services: Services, world: World, account: Account) -> None:
@@ -262,8 +264,12 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     world.strings += ["fuzz-bank-1", "FZ-1"]
 
     # identity: an API key, a KYC case waiting for review (the victim's), a webhook endpoint
-    key = await call(client, 'mutation { createApiKey(name: "fuzz") { apiKey { id } } }', token=investor)
-    world.add("apiKeyId", key["createApiKey"]["apiKey"]["id"])
+    key = await call(
+        client,
+        'mutation { createApiKey(input: {name: "fuzz"}) { createdApiKey { apiKey { id } } errors { code message } } }',
+        token=investor,
+    )
+    world.add("apiKeyId", payload(key, "createApiKey", "createdApiKey")["apiKey"]["id"])
     victim = services.keyring.issue(accounts["VICTIM"].id, ["INVESTOR"])[0]
     kyc = await call(
         client,

@@ -9,16 +9,16 @@ from sqlalchemy import func, select, text
 from models.identity import ApiKey, AuditLog
 from resolvers.identity.api_keys import MAX_ACTIVE_KEYS
 
-CREATE = "mutation($n: String!) { createApiKey(name: $n) { secret apiKey { id name prefix scope createdAt } } }"
-REVOKE = "mutation($id: UUID!) { revokeApiKey(id: $id) { id revokedAt } }"
+CREATE = """mutation($n: String!) { createApiKey(input: {name: $n}) {
+  createdApiKey { secret apiKey { id name prefix scope createdAt } } errors { code field message } } }"""
+REVOKE = "mutation($id: UUID!) { revokeApiKey(id: $id) { apiKey { id revokedAt } errors { code field } } }"
 MY_KEYS = "query($all: Boolean!) { myApiKeys(includeRevoked: $all) { id name prefix lastUsedAt revokedAt } }"
 ME = "{ me { id } }"
 
 
 async def create(gql, user, name: str = "dashboard") -> dict:  # type: ignore[no-untyped-def,type-arg]
     result = await gql(CREATE, {"n": name}, token=user.token)
-    assert "errors" not in result, result
-    return result["data"]["createApiKey"]
+    return gql.payload(result, "createApiKey", "createdApiKey")
 
 
 async def test_secret_shown_once_and_stored_as_digest(gql, make_user, session):
@@ -67,7 +67,7 @@ async def test_revoked_key_stops_working_at_once(gql, make_user, session):
     created = await create(gql, user)
     secret, key_id = created["secret"], created["apiKey"]["id"]
     assert "errors" not in await gql(ME, headers={"X-API-Key": secret})  # now cached in this process
-    revoked = (await gql(REVOKE, {"id": key_id}, token=user.token))["data"]["revokeApiKey"]
+    revoked = gql.payload(await gql(REVOKE, {"id": key_id}, token=user.token), "revokeApiKey", "apiKey")
     assert revoked["id"] == key_id and revoked["revokedAt"] is not None
     for headers in ({"Authorization": f"Bearer {secret}"}, {"X-API-Key": secret}):
         assert gql.error_code(await gql(ME, headers=headers)) == "UNAUTHENTICATED"
@@ -85,7 +85,8 @@ async def test_key_carries_owner_roles_but_only_for_reading(gql, make_user):
     log = await gql("{ auditLog(first: 5) { edges { node { action } } } }", headers={"X-API-Key": secret})
     assert "errors" not in log, log
     grant = await gql(
-        f'mutation {{ grantRole(userId: "{admin.id}", role: ISSUER) {{ id }} }}', headers={"X-API-Key": secret}
+        f'mutation {{ grantRole(input: {{userId: "{admin.id}", role: ISSUER}}) {{ user {{ id }} }} }}',
+        headers={"X-API-Key": secret},
     )
     assert gql.error_code(grant) == "FORBIDDEN"
 
@@ -101,7 +102,8 @@ async def test_bad_name_and_active_key_limit(gql, make_user, session):
     user = await make_user()
     for name in ("   ", "x" * 101):
         result = await gql(CREATE, {"n": name}, token=user.token)
-        assert gql.error_code(result) == "BAD_USER_INPUT" and result["errors"][0]["extensions"]["field"] == "name"
+        assert gql.error_code(result) == "BAD_USER_INPUT"
+        assert result["data"]["createApiKey"]["errors"][0]["field"] == ["input", "name"]
     for i in range(MAX_ACTIVE_KEYS):
         await create(gql, user, f"k{i}")
     assert gql.error_code(await gql(CREATE, {"n": "one too many"}, token=user.token)) == "CONFLICT"
@@ -111,3 +113,13 @@ async def test_bad_name_and_active_key_limit(gql, make_user, session):
 async def test_unknown_key_is_unauthenticated(gql):
     assert gql.error_code(await gql(ME, headers={"X-API-Key": "rwak_not-a-real-key"})) == "UNAUTHENTICATED"
     assert gql.error_code(await gql(CREATE, {"n": "x"})) == "UNAUTHENTICATED"
+
+
+async def test_node_returns_a_key_to_its_owner_only(gql, make_user):
+    alice, bob = await make_user(), await make_user()
+    key_id = (await create(gql, alice))["apiKey"]["id"]
+    query = "query($id: ID!) { node(id: $id) { __typename id ... on ApiKey { name scope } } }"
+    mine = await gql(query, {"id": key_id}, token=alice.token)
+    assert mine["data"]["node"] == {"__typename": "ApiKey", "id": key_id, "name": "dashboard", "scope": "read"}
+    assert (await gql(query, {"id": key_id}, token=bob.token))["data"]["node"] is None
+    assert (await gql(query, {"id": key_id}))["data"]["node"] is None

@@ -106,11 +106,11 @@ async def test_filters(gql, make_user, session):
 async def test_mutations_leave_actor_target_and_request_id(gql, make_user):
     admin, user = await make_user(roles=["ADMIN"]), await make_user()
     created = await gql(
-        'mutation { createApiKey(name: "audit me") { apiKey { id } } }',
+        'mutation { createApiKey(input: {name: "audit me"}) { createdApiKey { apiKey { id } } } }',
         token=user.token,
         headers={"X-Request-ID": "req-audit-7"},
     )
-    key_id = created["data"]["createApiKey"]["apiKey"]["id"]
+    key_id = created["data"]["createApiKey"]["createdApiKey"]["apiKey"]["id"]
     result = await gql(QUERY, {"actor": str(user.id), "action": "api_key.create"}, token=admin.token)
     node = result["data"]["auditLog"]["edges"][0]["node"]
     assert node["actorId"] == str(user.id) and node["targetType"] == "api_key" and node["targetId"] == key_id

@@ -211,12 +211,16 @@ async def test_details_visible_to_owner_and_compliance_only(gql, make_user):
     assert (await gql(MY_KYC, token=other.token))["data"]["myKyc"]["details"] is None
 
     # a long-lived read-only key never opens personal data, even the compliance officer's
-    key = await gql('mutation { createApiKey(name: "desk") { secret } }', token=officer.token)
-    secret = key["data"]["createApiKey"]["secret"]
+    key = await gql(
+        'mutation { createApiKey(input: {name: "desk"}) { createdApiKey { secret } } }', token=officer.token
+    )
+    secret = key["data"]["createApiKey"]["createdApiKey"]["secret"]
     via_key = await gql(CASES_WITH_DETAILS, headers={"X-API-Key": secret})
     assert gql.error_code(via_key) == "FORBIDDEN" and "Zebulon" not in str(via_key)
-    owner_key = await gql('mutation { createApiKey(name: "me") { secret } }', token=owner.token)
-    mine = await gql(MY_KYC, headers={"X-API-Key": owner_key["data"]["createApiKey"]["secret"]})
+    owner_key = await gql(
+        'mutation { createApiKey(input: {name: "me"}) { createdApiKey { secret } } }', token=owner.token
+    )
+    mine = await gql(MY_KYC, headers={"X-API-Key": owner_key["data"]["createApiKey"]["createdApiKey"]["secret"]})
     assert gql.error_code(mine) == "FORBIDDEN" and mine["data"]["myKyc"]["details"] is None
 
 

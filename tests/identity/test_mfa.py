@@ -11,14 +11,18 @@ from sqlalchemy import select
 from core.settings import Environment
 from models.identity import AuditLog, UserMfa
 
-BEGIN = "mutation { beginMfaEnrolment { otpauthUri secret } }"
-CONFIRM = "mutation($c: String!) { confirmMfaEnrolment(code: $c) { recoveryCodes } }"
+BEGIN = "mutation { beginMfaEnrolment { enrolment { otpauthUri secret } errors { code field message } } }"
+CONFIRM = "mutation($c: String!) { confirmMfaEnrolment(input: {code: $c}) { recoveryCodes errors { code field } } }"
 STATUS = "{ mfaStatus { enabled pendingEnrolment recoveryCodesLeft } }"
-LOGIN = """mutation($e: String!, $p: String!, $m: String) { login(email: $e, password: $p, mfaCode: $m) {
-  accessToken refreshToken mfaRequired mfaChallenge mfaChallengeExpiresAt user { id } } }"""
-COMPLETE = "mutation($ch: String!, $c: String!) { completeMfaLogin(challenge: $ch, code: $c) { accessToken } }"
-DISABLE = "mutation($c: String!) { disableMfa(code: $c) }"
-REGENERATE = "mutation($c: String!) { regenerateMfaRecoveryCodes(code: $c) { recoveryCodes } }"
+LOGIN = """mutation($e: String!, $p: String!, $m: String) { login(input: {email: $e, password: $p, mfaCode: $m}) {
+  session { accessToken refreshToken mfaRequired mfaChallenge mfaChallengeExpiresAt user { id } } } }"""
+COMPLETE = """mutation($ch: String!, $c: String!) {
+  completeMfaLogin(input: {challenge: $ch, code: $c}) { session { accessToken } } }"""
+DISABLE = "mutation($c: String!) { disableMfa(input: {code: $c}) { ok errors { code field } } }"
+REFRESH = "mutation($t: String!) { refreshToken(input: {refreshToken: $t}) { session { accessToken } } }"
+REGENERATE = (
+    "mutation($c: String!) { regenerateMfaRecoveryCodes(input: {code: $c}) { recoveryCodes errors { code field } } }"
+)
 
 
 def code(secret: str, steps_ahead: int) -> str:
@@ -28,18 +32,21 @@ def code(secret: str, steps_ahead: int) -> str:
 
 
 def reason(result: dict) -> str | None:
-    return result["errors"][0]["extensions"].get("reason")
+    """A top-level error's `extensions.reason` (authentication), else a payload error's code (expected failures)."""
+    if result.get("errors"):
+        return result["errors"][0]["extensions"].get("reason")
+    return next(iter(result["data"].values()))["errors"][0]["code"]
 
 
 async def enrol(gql, user) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
-    begun = (await gql(BEGIN, token=user.token))["data"]["beginMfaEnrolment"]
+    begun = (await gql(BEGIN, token=user.token))["data"]["beginMfaEnrolment"]["enrolment"]
     confirmed = await gql(CONFIRM, {"c": code(begun["secret"], -1)}, token=user.token)
     return begun["secret"], confirmed["data"]["confirmMfaEnrolment"]["recoveryCodes"]
 
 
 async def test_enrolment_is_inactive_until_confirmed_and_secret_encrypted(gql, make_user, session):
     user = await make_user()
-    begun = (await gql(BEGIN, token=user.token))["data"]["beginMfaEnrolment"]
+    begun = (await gql(BEGIN, token=user.token))["data"]["beginMfaEnrolment"]["enrolment"]
     uri, secret = begun["otpauthUri"], begun["secret"]
     parsed = pyotp.parse_uri(uri)
     assert uri.startswith("otpauth://totp/StableRWA:") and parsed.issuer == "StableRWA"
@@ -53,10 +60,11 @@ async def test_enrolment_is_inactive_until_confirmed_and_secret_encrypted(gql, m
         "recoveryCodesLeft": 0,
     }
     # pending: login still answers with a session
-    login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]
+    login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]
     assert login["accessToken"] and login["mfaRequired"] is False
     wrong = await gql(CONFIRM, {"c": "000000" if code(secret, 0) != "000000" else "111111"}, token=user.token)
-    assert gql.error_code(wrong) == "BAD_USER_INPUT" and reason(wrong) == "MFA_CODE_INVALID"
+    assert gql.error_code(wrong) == "MFA_CODE_INVALID" and wrong["data"]["confirmMfaEnrolment"]["recoveryCodes"] is None
+    assert wrong["data"]["confirmMfaEnrolment"]["errors"][0]["field"] == ["input", "code"]
     codes = (await gql(CONFIRM, {"c": code(secret, 0)}, token=user.token))["data"]["confirmMfaEnrolment"]
     assert len(codes["recoveryCodes"]) == 10 and len(set(codes["recoveryCodes"])) == 10
     assert (await gql(STATUS, token=user.token))["data"]["mfaStatus"] == {
@@ -65,7 +73,7 @@ async def test_enrolment_is_inactive_until_confirmed_and_secret_encrypted(gql, m
         "recoveryCodesLeft": 10,
     }
     again = await gql(BEGIN, token=user.token)
-    assert gql.error_code(again) == "CONFLICT"
+    assert gql.error_code(again) == "MFA_ALREADY_ENABLED" and again["data"]["beginMfaEnrolment"]["enrolment"] is None
     # recovery codes are stored hashed
     await session.refresh(row)
     assert not any(
@@ -76,7 +84,7 @@ async def test_enrolment_is_inactive_until_confirmed_and_secret_encrypted(gql, m
 async def test_login_requires_a_code_and_challenge_is_single_use(gql, make_user, services):
     user = await make_user()
     secret, _ = await enrol(gql, user)
-    login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]
+    login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]
     assert login["mfaRequired"] is True and login["accessToken"] is None and login["refreshToken"] is None
     assert login["user"] is None and login["mfaChallenge"]
     ttl = await services.redis.ttl(
@@ -85,7 +93,9 @@ async def test_login_requires_a_code_and_challenge_is_single_use(gql, make_user,
     assert 0 < ttl <= 300
     bad = await gql(COMPLETE, {"ch": login["mfaChallenge"], "c": "12345"})
     assert gql.error_code(bad) == "UNAUTHENTICATED" and reason(bad) == "MFA_CODE_INVALID"
-    done = (await gql(COMPLETE, {"ch": login["mfaChallenge"], "c": code(secret, 0)}))["data"]["completeMfaLogin"]
+    done = (await gql(COMPLETE, {"ch": login["mfaChallenge"], "c": code(secret, 0)}))["data"]["completeMfaLogin"][
+        "session"
+    ]
     me = await gql("{ me { email } }", token=done["accessToken"])
     assert me["data"]["me"]["email"] == user.email
     reused = await gql(COMPLETE, {"ch": login["mfaChallenge"], "c": code(secret, 1)})
@@ -98,22 +108,24 @@ async def test_one_step_login_and_replayed_code_refused(gql, make_user):
     user = await make_user()
     secret, _ = await enrol(gql, user)
     used = code(secret, 0)
-    one = (await gql(LOGIN, {"e": user.email, "p": user.password, "m": used}))["data"]["login"]
+    one = (await gql(LOGIN, {"e": user.email, "p": user.password, "m": used}))["data"]["login"]["session"]
     assert one["accessToken"] and one["mfaRequired"] is False
     replay = await gql(LOGIN, {"e": user.email, "p": user.password, "m": used})
     assert gql.error_code(replay) == "UNAUTHENTICATED" and reason(replay) == "MFA_CODE_INVALID"
     # through the challenge too
-    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
+    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["mfaChallenge"]
     assert reason(await gql(COMPLETE, {"ch": challenge, "c": used})) == "MFA_CODE_INVALID"
     # an older step than the last accepted one is a replay as well
     assert reason(await gql(COMPLETE, {"ch": challenge, "c": code(secret, -1)})) == "MFA_CODE_INVALID"
-    assert (await gql(COMPLETE, {"ch": challenge, "c": code(secret, 1)}))["data"]["completeMfaLogin"]["accessToken"]
+    assert (await gql(COMPLETE, {"ch": challenge, "c": code(secret, 1)}))["data"]["completeMfaLogin"]["session"][
+        "accessToken"
+    ]
 
 
 async def test_wrong_codes_counted_then_locked(gql, make_user, settings, session):
     user = await make_user()
     secret, _ = await enrol(gql, user)
-    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
+    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["mfaChallenge"]
     good = code(secret, 0)
     wrong = [c for c in ("000000", "111111", "222222", "333333", "444444", "555555") if c != good]
     for i in range(settings.login_failures_before_lock):
@@ -125,7 +137,7 @@ async def test_wrong_codes_counted_then_locked(gql, make_user, settings, session
     assert gql.error_code(locked) == "RATE_LIMITED" and locked["errors"][0]["extensions"]["retryAfter"] > 0
     # the lock holds on the one-step path and for a fresh challenge too
     assert gql.error_code(await gql(LOGIN, {"e": user.email, "p": user.password, "m": good})) == "RATE_LIMITED"
-    fresh = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
+    fresh = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["mfaChallenge"]
     assert gql.error_code(await gql(COMPLETE, {"ch": fresh, "c": good})) == "RATE_LIMITED"
 
 
@@ -133,7 +145,7 @@ async def test_code_attempts_rate_limited_per_account(gql, make_user, settings):
     settings.login_failures_before_lock = 1000  # isolate the Redis limit from the lock
     user = await make_user()
     await enrol(gql, user)
-    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
+    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["mfaChallenge"]
     # the account's budget per minute is shared by every code attempt: enrolment's confirmation spent one
     budget = settings.login_rate_per_minute - 1
     codes = [gql.error_code(await gql(COMPLETE, {"ch": challenge, "c": "abcdef"})) for _ in range(budget + 1)]
@@ -143,32 +155,34 @@ async def test_code_attempts_rate_limited_per_account(gql, make_user, settings):
 async def test_recovery_code_works_once(gql, make_user):
     user = await make_user()
     _, recovery = await enrol(gql, user)
-    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
+    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["mfaChallenge"]
     done = await gql(COMPLETE, {"ch": challenge, "c": recovery[0].lower()})
-    assert done["data"]["completeMfaLogin"]["accessToken"]
-    token = done["data"]["completeMfaLogin"]["accessToken"]
+    assert done["data"]["completeMfaLogin"]["session"]["accessToken"]
+    token = done["data"]["completeMfaLogin"]["session"]["accessToken"]
     assert (await gql(STATUS, token=token))["data"]["mfaStatus"]["recoveryCodesLeft"] == 9
     again = await gql(LOGIN, {"e": user.email, "p": user.password, "m": recovery[0]})
     assert gql.error_code(again) == "UNAUTHENTICATED" and reason(again) == "MFA_CODE_INVALID"
-    assert (await gql(LOGIN, {"e": user.email, "p": user.password, "m": recovery[1]}))["data"]["login"]["accessToken"]
+    assert (await gql(LOGIN, {"e": user.email, "p": user.password, "m": recovery[1]}))["data"]["login"]["session"][
+        "accessToken"
+    ]
 
 
 async def test_regenerate_and_disable_need_a_code(gql, make_user):
     user = await make_user()
     secret, recovery = await enrol(gql, user)
-    assert gql.error_code(await gql(REGENERATE, {"c": "not-a-code"}, token=user.token)) == "BAD_USER_INPUT"
+    assert gql.error_code(await gql(REGENERATE, {"c": "not-a-code"}, token=user.token)) == "MFA_CODE_INVALID"
     fresh = (await gql(REGENERATE, {"c": code(secret, 0)}, token=user.token))["data"]
     new_codes = fresh["regenerateMfaRecoveryCodes"]["recoveryCodes"]
     assert len(new_codes) == 10 and not set(new_codes) & set(recovery)
     old = await gql(LOGIN, {"e": user.email, "p": user.password, "m": recovery[2]})
     assert reason(old) == "MFA_CODE_INVALID"
     refused = await gql(DISABLE, {"c": "000000"}, token=user.token)
-    assert gql.error_code(refused) == "BAD_USER_INPUT" and reason(refused) == "MFA_CODE_INVALID"
+    assert gql.error_code(refused) == "MFA_CODE_INVALID" and refused["data"]["disableMfa"]["ok"] is None
     assert (await gql(STATUS, token=user.token))["data"]["mfaStatus"]["enabled"] is True
-    assert (await gql(DISABLE, {"c": code(secret, 1)}, token=user.token))["data"]["disableMfa"] is True
-    login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]
+    assert (await gql(DISABLE, {"c": code(secret, 1)}, token=user.token))["data"]["disableMfa"]["ok"] is True
+    login = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]
     assert login["accessToken"] and login["mfaRequired"] is False
-    assert gql.error_code(await gql(DISABLE, {"c": code(secret, 1)}, token=user.token)) == "CONFLICT"
+    assert gql.error_code(await gql(DISABLE, {"c": code(secret, 1)}, token=user.token)) == "MFA_NOT_ENABLED"
 
 
 async def test_production_requires_mfa_for_staff(gql, make_user, settings, monkeypatch):
@@ -180,17 +194,19 @@ async def test_production_requires_mfa_for_staff(gql, make_user, settings, monke
     compliance = await make_user(roles=["COMPLIANCE"])
     assert reason(await gql(LOGIN, {"e": compliance.email, "p": compliance.password})) == "MFA_ENROLMENT_REQUIRED"
     investor = await make_user()
-    assert (await gql(LOGIN, {"e": investor.email, "p": investor.password}))["data"]["login"]["accessToken"]
+    assert (await gql(LOGIN, {"e": investor.email, "p": investor.password}))["data"]["login"]["session"]["accessToken"]
     # a wrong password is still just a wrong password (the rule does not reveal the account's roles)
     wrong = await gql(LOGIN, {"e": admin.email, "p": "wrong-password-1"})
     assert gql.error_code(wrong) == "UNAUTHENTICATED"
     secret, _ = await enrol(gql, admin)
-    ok = (await gql(LOGIN, {"e": admin.email, "p": admin.password, "m": code(secret, 0)}))["data"]["login"]
+    ok = (await gql(LOGIN, {"e": admin.email, "p": admin.password, "m": code(secret, 0)}))["data"]["login"]["session"]
     assert ok["accessToken"]
     no_disable = await gql(DISABLE, {"c": code(secret, 1)}, token=admin.token)
     assert gql.error_code(no_disable) == "FORBIDDEN" and reason(no_disable) == "MFA_REQUIRED_FOR_ROLE"
     settings.mfa_required_roles = "ADMIN"
-    assert (await gql(LOGIN, {"e": compliance.email, "p": compliance.password}))["data"]["login"]["accessToken"]
+    assert (await gql(LOGIN, {"e": compliance.email, "p": compliance.password}))["data"]["login"]["session"][
+        "accessToken"
+    ]
 
 
 async def test_production_session_cannot_refresh_into_staff_without_mfa(gql, make_user, settings, monkeypatch):
@@ -199,37 +215,33 @@ async def test_production_session_cannot_refresh_into_staff_without_mfa(gql, mak
     admin_secret_user = await make_user(roles=["ADMIN"])
     secret, _ = await enrol(gql, admin_secret_user)
     investor = await make_user()
-    pair = (await gql(LOGIN, {"e": investor.email, "p": investor.password}))["data"]["login"]
+    pair = (await gql(LOGIN, {"e": investor.email, "p": investor.password}))["data"]["login"]["session"]
     admin = (await gql(LOGIN, {"e": admin_secret_user.email, "p": admin_secret_user.password, "m": code(secret, 0)}))[
         "data"
-    ]["login"]
+    ]["login"]["session"]
     granted = await gql(
-        "mutation($u: UUID!) { grantRole(userId: $u, role: ADMIN) { roles } }",
+        "mutation($u: UUID!) { grantRole(input: {userId: $u, role: ADMIN}) { user { roles } errors { code } } }",
         {"u": str(investor.id)},
         token=admin["accessToken"],
     )
-    assert "ADMIN" in granted["data"]["grantRole"]["roles"]
-    refreshed = await gql(
-        "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }", {"t": pair["refreshToken"]}
-    )
+    assert "ADMIN" in gql.payload(granted, "grantRole", "user")["roles"]
+    refreshed = await gql(REFRESH, {"t": pair["refreshToken"]})
     assert gql.error_code(refreshed) == "FORBIDDEN" and reason(refreshed) == "MFA_ENROLMENT_REQUIRED"
     # with MFA enrolled the session refreshes again (the refused attempt did not spend the token)
     secret2, _ = await enrol(gql, investor)
-    again = await gql(
-        "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }", {"t": pair["refreshToken"]}
-    )
-    assert again["data"]["refreshToken"]["accessToken"], again
+    again = await gql(REFRESH, {"t": pair["refreshToken"]})
+    assert again["data"]["refreshToken"]["session"]["accessToken"], again
 
 
 async def test_every_step_audited(gql, make_user, session):
     user = await make_user()
     secret, recovery = await enrol(gql, user)
-    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
+    challenge = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["mfaChallenge"]
     await gql(COMPLETE, {"ch": challenge, "c": code(secret, 0)})
     await gql(REGENERATE, {"c": code(secret, 1)}, token=user.token)
     refused = await gql(REGENERATE, {"c": "x"}, token=user.token)  # a wrong code is audited too
-    assert gql.error_code(refused) == "BAD_USER_INPUT"
-    new = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["mfaChallenge"]
+    assert gql.error_code(refused) == "MFA_CODE_INVALID"
+    new = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["mfaChallenge"]
     assert new
     rows = (
         await session.execute(

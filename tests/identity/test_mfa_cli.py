@@ -18,8 +18,8 @@ from server.app import create_app
 from tests.fixtures.app import TEST_JWT_KEY
 from tests.platform.test_cli import PASSWORD, assert_clean_failure, create_database, drop_database, rwa
 
-LOGIN = """mutation($e: String!, $p: String!, $m: String) { login(email: $e, password: $p, mfaCode: $m) {
-  accessToken mfaRequired } }"""
+LOGIN = """mutation($e: String!, $p: String!, $m: String) { login(input: {email: $e, password: $p, mfaCode: $m}) {
+  session { accessToken mfaRequired } } }"""
 
 
 async def test_mfa_enrol_from_the_cli_then_sign_in(
@@ -70,11 +70,11 @@ async def test_mfa_enrol_from_the_cli_then_sign_in(
                     body = {"query": LOGIN, "variables": {"e": email, "p": PASSWORD, "m": code}}
                     return (await client.post("/graphql", json=body)).json()
 
-                assert (await login(None))["data"]["login"] == {"accessToken": None, "mfaRequired": True}
+                assert (await login(None))["data"]["login"]["session"] == {"accessToken": None, "mfaRequired": True}
                 # the next step's code (accepted for clock drift): the enrolment used this step's, and a step is
                 # never accepted twice
-                assert (await login(totp.at(time.time() + 30)))["data"]["login"]["accessToken"]
-                assert (await login(recovery[0]))["data"]["login"]["accessToken"]
+                assert (await login(totp.at(time.time() + 30)))["data"]["login"]["session"]["accessToken"]
+                assert (await login(recovery[0]))["data"]["login"]["session"]["accessToken"]
         finally:
             await services.aclose()
     finally:

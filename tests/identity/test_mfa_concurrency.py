@@ -65,9 +65,13 @@ async def test_concurrent_uses_of_one_code_open_one_session(module_database_url,
                     return resp.json()
 
                 def opened(results: list[dict], field: str) -> int:  # type: ignore[type-arg]
-                    return sum(1 for r in results if ((r.get("data") or {}).get(field) or {}).get("accessToken"))
+                    return sum(
+                        1
+                        for r in results
+                        if (((r.get("data") or {}).get(field) or {}).get("session") or {}).get("accessToken")
+                    )
 
-                secret = (await gql(BEGIN, auth=token))["data"]["beginMfaEnrolment"]["secret"]
+                secret = (await gql(BEGIN, auth=token))["data"]["beginMfaEnrolment"]["enrolment"]["secret"]
                 totp = pyotp.TOTP(secret)
                 recovery = (await gql(CONFIRM, {"c": totp.at(time.time() - 30)}, auth=token))["data"][
                     "confirmMfaEnrolment"
@@ -79,12 +83,13 @@ async def test_concurrent_uses_of_one_code_open_one_session(module_database_url,
                 assert {reason(r) for r in results if r.get("errors")} == {"MFA_CODE_INVALID"}
 
                 challenges = [
-                    (await gql(LOGIN, {"e": email, "p": PASSWORD}))["data"]["login"]["mfaChallenge"] for _ in range(3)
+                    (await gql(LOGIN, {"e": email, "p": PASSWORD}))["data"]["login"]["session"]["mfaChallenge"]
+                    for _ in range(3)
                 ]
                 results = await asyncio.gather(*[gql(COMPLETE, {"ch": ch, "c": recovery[0]}) for ch in challenges])
                 assert opened(results, "completeMfaLogin") == 1, results
 
-                challenge = (await gql(LOGIN, {"e": email, "p": PASSWORD}))["data"]["login"]["mfaChallenge"]
+                challenge = (await gql(LOGIN, {"e": email, "p": PASSWORD}))["data"]["login"]["session"]["mfaChallenge"]
                 results = await asyncio.gather(*[gql(COMPLETE, {"ch": challenge, "c": c}) for c in recovery[1:4]])
                 assert opened(results, "completeMfaLogin") == 1, results
             async with sf() as s:

@@ -53,16 +53,15 @@ def test_sign_in_bar_with_a_real_mfa_account(server_url: str, tmp_path: Path) ->
     email = f"mfa-{uuid.uuid4().hex[:8]}@example.com"
     token = _gql(
         server_url,
-        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }",
+        "mutation($e: String!, $p: String!) { register(input: {email: $e, password: $p}) { session { accessToken } } }",
         {"e": email, "p": PASSWORD},
-    )["data"]["register"]["accessToken"]
-    secret = _gql(server_url, "mutation { beginMfaEnrolment { secret } }", token=token)["data"]["beginMfaEnrolment"][
-        "secret"
-    ]
+    )["data"]["register"]["session"]["accessToken"]
+    begun = _gql(server_url, "mutation { beginMfaEnrolment { enrolment { secret } } }", token=token)
+    secret = begun["data"]["beginMfaEnrolment"]["enrolment"]["secret"]
     totp = pyotp.TOTP(secret)
     confirmed = _gql(
         server_url,
-        "mutation($c: String!) { confirmMfaEnrolment(code: $c) { recoveryCodes } }",
+        "mutation($c: String!) { confirmMfaEnrolment(input: {code: $c}) { recoveryCodes } }",
         {"c": totp.at(time.time() - 30)},
         token=token,
     )

@@ -7,14 +7,14 @@ from sqlalchemy import select
 
 from models.identity import AuditLog
 
-LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { refreshToken } }"
-REFRESH = "mutation($t: String!) { refreshToken(refreshToken: $t) { refreshToken } }"
+LOGIN = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { session { refreshToken } } }"
+REFRESH = "mutation($t: String!) { refreshToken(input: {refreshToken: $t}) { session { refreshToken } } }"
 
 
 async def test_refresh_and_reuse_are_audited(gql, make_user, session) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
-    first = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["refreshToken"]
-    assert (await gql(REFRESH, {"t": first}))["data"]["refreshToken"]["refreshToken"]
+    first = (await gql(LOGIN, {"e": user.email, "p": user.password}))["data"]["login"]["session"]["refreshToken"]
+    assert (await gql(REFRESH, {"t": first}))["data"]["refreshToken"]["session"]["refreshToken"]
     assert gql.error_code(await gql(REFRESH, {"t": first})) == "UNAUTHENTICATED"  # reuse
     assert gql.error_code(await gql(REFRESH, {"t": "rwar_not-a-token"})) == "UNAUTHENTICATED"
     rows = (

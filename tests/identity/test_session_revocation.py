@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from models.identity import ApiKey, AuditLog
 
 LOGIN = """mutation($email: String!, $password: String!) {
-  login(email: $email, password: $password) { accessToken refreshToken } }"""
-REFRESH = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken } }"
-LOGOUT = "mutation($t: String) { logout(refreshToken: $t) }"
+  login(input: {email: $email, password: $password}) { session { accessToken refreshToken } } }"""
+REFRESH = "mutation($t: String!) { refreshToken(input: {refreshToken: $t}) { session { accessToken refreshToken } } }"
+LOGOUT = "mutation($t: String) { logout(input: {refreshToken: $t}) { ok errors { code } } }"
 ME = "{ me { id roles } }"
-CREATE_KEY = 'mutation { createApiKey(name: "k") { secret } }'
+CREATE_KEY = 'mutation { createApiKey(input: {name: "k"}) { createdApiKey { secret } errors { code } } }'
 
 
 def reason(result: dict) -> str | None:  # type: ignore[type-arg]
@@ -28,7 +28,7 @@ def reason(result: dict) -> str | None:  # type: ignore[type-arg]
 async def login(gql, user) -> dict:  # type: ignore[no-untyped-def,type-arg]
     result = await gql(LOGIN, {"email": user.email, "password": user.password})
     assert "errors" not in result, result
-    return result["data"]["login"]
+    return result["data"]["login"]["session"]
 
 
 async def test_logout_ends_the_access_token(gql, make_user, session) -> None:  # type: ignore[no-untyped-def]
@@ -36,7 +36,7 @@ async def test_logout_ends_the_access_token(gql, make_user, session) -> None:  #
     pair = await login(gql, user)
     other = await login(gql, user)  # a second device: another session
     assert (await gql(ME, token=pair["accessToken"]))["data"]["me"]["id"] == str(user.id)
-    assert (await gql(LOGOUT, {"t": None}, token=pair["accessToken"]))["data"]["logout"] is True
+    assert gql.payload(await gql(LOGOUT, {"t": None}, token=pair["accessToken"]), "logout", "ok") is True
     for doc in (ME, CREATE_KEY, LOGOUT):
         result = await gql(doc, {"t": None}, token=pair["accessToken"])
         assert gql.error_code(result) == "UNAUTHENTICATED", result
@@ -51,7 +51,8 @@ async def test_logout_ends_the_access_token(gql, make_user, session) -> None:  #
 async def test_logout_by_refresh_token_ends_that_sessions_access_tokens(gql, make_user) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     phone, laptop = await login(gql, user), await login(gql, user)
-    assert (await gql(LOGOUT, {"t": phone["refreshToken"]}, token=laptop["accessToken"]))["data"]["logout"] is True
+    logout = await gql(LOGOUT, {"t": phone["refreshToken"]}, token=laptop["accessToken"])
+    assert gql.payload(logout, "logout", "ok") is True
     assert gql.error_code(await gql(ME, token=phone["accessToken"])) == "UNAUTHENTICATED"
     assert "errors" not in await gql(ME, token=laptop["accessToken"])
 
@@ -62,6 +63,7 @@ async def test_logout_with_someone_elses_refresh_token_changes_nothing(gql, make
     audit_before = (await session.execute(select(func.count()).select_from(AuditLog))).scalar_one()
     result = await gql(LOGOUT, {"t": alice_pair["refreshToken"]}, token=mallory_pair["accessToken"])
     assert gql.error_code(result) == "NOT_FOUND", result
+    assert result["data"]["logout"] == {"ok": None, "errors": [{"code": "NOT_FOUND"}]}
     assert (await session.execute(select(func.count()).select_from(AuditLog))).scalar_one() == audit_before
     # alice's session is intact, and so is mallory's
     assert "errors" not in await gql(ME, token=alice_pair["accessToken"])
@@ -75,7 +77,7 @@ async def test_logout_with_someone_elses_refresh_token_changes_nothing(gql, make
 async def test_refresh_reuse_ends_every_access_token_of_the_family(gql, make_user) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     first = await login(gql, user)
-    second = (await gql(REFRESH, {"t": first["refreshToken"]}))["data"]["refreshToken"]
+    second = (await gql(REFRESH, {"t": first["refreshToken"]}))["data"]["refreshToken"]["session"]
     assert "errors" not in await gql(ME, token=second["accessToken"])
     reuse = await gql(REFRESH, {"t": first["refreshToken"]})  # the leaked token comes back
     assert reason(reuse) == "REFRESH_TOKEN_REUSED"
@@ -88,14 +90,14 @@ async def test_revoked_role_ends_the_tokens_that_claim_it(gql, make_user) -> Non
     admin, issuer = await make_user(roles=["ADMIN"]), await make_user(roles=["INVESTOR", "ISSUER"])
     pair = await login(gql, issuer)
     revoke = await gql(
-        "mutation($u: UUID!) { revokeRole(userId: $u, role: ISSUER) { roles } }",
+        "mutation($u: UUID!) { revokeRole(input: {userId: $u, role: ISSUER}) { user { roles } errors { code } } }",
         {"u": str(issuer.id)},
         token=admin.token,
     )
-    assert revoke["data"]["revokeRole"]["roles"] == ["INVESTOR"], revoke
+    assert gql.payload(revoke, "revokeRole", "user")["roles"] == ["INVESTOR"], revoke
     for token in (pair["accessToken"], issuer.token):
         assert gql.error_code(await gql(ME, token=token)) == "UNAUTHENTICATED"
-    fresh = (await gql(REFRESH, {"t": pair["refreshToken"]}))["data"]["refreshToken"]
+    fresh = (await gql(REFRESH, {"t": pair["refreshToken"]}))["data"]["refreshToken"]["session"]
     assert (await gql(ME, token=fresh["accessToken"]))["data"]["me"]["roles"] == ["INVESTOR"]
 
 

@@ -16,20 +16,22 @@ from core.revocation import RevocationList
 from models.identity import AuditLog, User, UserStatus
 
 REGISTER = """mutation($name: String!, $owner: UUID!, $scopes: [String!]!) {
-  registerOAuthClient(name: $name, ownerId: $owner, scopes: $scopes) {
+  registerOAuthClient(input: {name: $name, ownerId: $owner, scopes: $scopes}) { credentials {
     clientSecret previousSecretsValidUntil
-    client { id clientId name ownerId scopes revokedAt secrets { prefix expiresAt revokedAt } } } }"""
-ROTATE = """mutation($c: String!, $o: Int!) { rotateOAuthClientSecret(clientId: $c, overlapSeconds: $o) {
-  clientSecret previousSecretsValidUntil client { secrets { prefix expiresAt revokedAt } } } }"""
-REVOKE = "mutation($c: String!) { revokeOAuthClient(clientId: $c) { clientId revokedAt } }"
+    client { id clientId name ownerId scopes revokedAt secrets { prefix expiresAt revokedAt } } }
+  errors { code field message } } }"""
+ROTATE = """mutation($c: String!, $o: Int!) { rotateOAuthClientSecret(input: {clientId: $c, overlapSeconds: $o}) {
+  credentials { clientSecret previousSecretsValidUntil client { secrets { prefix expiresAt revokedAt } } }
+  errors { code field message } } }"""
+REVOKE = """mutation($c: String!) { revokeOAuthClient(input: {clientId: $c}) {
+  client { clientId revokedAt } errors { code field message } } }"""
 LIST = "{ oauthClients(includeRevoked: true) { clientId scopes lastUsedAt revokedAt secrets { prefix } } }"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 async def register(gql, admin, owner_id, scopes=("assets:read", "market-data:read"), name="Partner Ltd"):  # type: ignore[no-untyped-def]
     result = await gql(REGISTER, {"name": name, "owner": str(owner_id), "scopes": list(scopes)}, token=admin.token)
-    assert "errors" not in result, result
-    data = result["data"]["registerOAuthClient"]
+    data = gql.payload(result, "registerOAuthClient", "credentials")
     return data["client"]["clientId"], data["clientSecret"], data
 
 
@@ -63,9 +65,12 @@ async def test_register_shows_the_secret_once_and_stores_an_hmac(gql, make_user,
     assert secret not in str(audit.details)
     # unknown scopes and unknown owners are refused, nothing stored
     bad = await gql(REGISTER, {"name": "x", "owner": str(partner.id), "scopes": ["admin:all"]}, token=admin.token)
-    assert gql.error_code(bad) == "BAD_USER_INPUT" and bad["errors"][0]["extensions"]["unknown"] == ["admin:all"]
+    assert gql.error_code(bad) == "BAD_USER_INPUT" and bad["data"]["registerOAuthClient"]["credentials"] is None
+    refusal = bad["data"]["registerOAuthClient"]["errors"][0]
+    assert refusal["field"] == ["input", "scopes"] and "unknown scopes admin:all" in refusal["message"]
     bad = await gql(REGISTER, {"name": "x", "owner": str(uuid.uuid4()), "scopes": ["assets:read"]}, token=admin.token)
     assert gql.error_code(bad) == "NOT_FOUND"
+    assert bad["data"]["registerOAuthClient"]["errors"][0]["field"] == ["input", "ownerId"]
     assert (await session.execute(text("SELECT count(*) FROM oauth_clients"))).scalar_one() == 1
 
 
@@ -88,7 +93,7 @@ async def test_token_endpoint_issues_a_scoped_jwt_enforced_per_field(gql, make_u
     for doc in (
         "{ me { id } }",
         "{ myKyc { status } }",
-        'mutation { createApiKey(name: "x") { secret } }',
+        'mutation { createApiKey(input: {name: "x"}) { createdApiKey { secret } } }',
         "{ assets(first: 1) { edges { node { id } } } me { id } }",
         "query Q { ...F } fragment F on Query { me { id } }",
     ):
@@ -170,7 +175,9 @@ async def test_rotation_with_overlap_then_without(gql, make_user, client, sessio
     client_id, old_secret, _ = await register(gql, admin, partner.id)
     old_token = (await token(client, client_id, old_secret)).json()["access_token"]
 
-    rotated = (await gql(ROTATE, {"c": client_id, "o": 120}, token=admin.token))["data"]["rotateOAuthClientSecret"]
+    rotated = gql.payload(
+        await gql(ROTATE, {"c": client_id, "o": 120}, token=admin.token), "rotateOAuthClientSecret", "credentials"
+    )
     new_secret, until = rotated["clientSecret"], rotated["previousSecretsValidUntil"]
     assert until is not None and new_secret != old_secret
     # during the overlap both secrets work; a token of the old one ends no later than the overlap
@@ -181,7 +188,9 @@ async def test_rotation_with_overlap_then_without(gql, make_user, client, sessio
     assert exp <= time.time() + 121
     assert "errors" not in await gql("{ markets { id } }", token=old_token)
 
-    again = (await gql(ROTATE, {"c": client_id, "o": 0}, token=admin.token))["data"]["rotateOAuthClientSecret"]
+    again = gql.payload(
+        await gql(ROTATE, {"c": client_id, "o": 0}, token=admin.token), "rotateOAuthClientSecret", "credentials"
+    )
     newest = again["clientSecret"]
     for s in (old_secret, new_secret):
         assert (await token(client, client_id, s)).json()["error"] == "invalid_client"
@@ -191,6 +200,7 @@ async def test_rotation_with_overlap_then_without(gql, make_user, client, sessio
     assert (await token(client, client_id, newest)).status_code == 200
     bad = await gql(ROTATE, {"c": client_id, "o": -1}, token=admin.token)
     assert gql.error_code(bad) == "BAD_USER_INPUT"
+    assert bad["data"]["rotateOAuthClientSecret"]["errors"][0]["field"] == ["input", "overlapSeconds"]
     actions = (
         (
             await session.execute(
@@ -215,7 +225,7 @@ async def test_revocation_ends_tokens_at_once_on_every_process(gql, make_user, c
         assert other.live and not other.token_revoked_here(claims.subject, claims.session_family, claims.issued_at)
         assert "errors" not in await gql("{ markets { id } }", token=access)
         revoked = await gql(REVOKE, {"c": client_id}, token=admin.token)
-        assert revoked["data"]["revokeOAuthClient"]["revokedAt"] is not None
+        assert gql.payload(revoked, "revokeOAuthClient", "client")["revokedAt"] is not None
         # the revoking call returned only once every subscribed process applied it
         assert other.token_revoked_here(claims.subject, claims.session_family, claims.issued_at)
     finally:
@@ -255,3 +265,19 @@ async def test_client_scopes_cannot_read_personal_details(gql, make_user, client
         ),
         case,
     )
+
+
+async def test_node_returns_a_client_to_admins_only(gql, make_user):
+    admin, partner = await make_user(roles=["ADMIN"]), await make_user()
+    _, _, data = await register(gql, admin, partner.id)
+    client_pk = data["client"]["id"]
+    query = "query($id: ID!) { node(id: $id) { __typename id ... on OAuthClient { clientId } } }"
+    seen = await gql(query, {"id": client_pk}, token=admin.token)
+    assert seen["data"]["node"] == {
+        "__typename": "OAuthClient",
+        "id": client_pk,
+        "clientId": data["client"]["clientId"],
+    }
+    compliance = await make_user(roles=["COMPLIANCE"])
+    for viewer in (partner, compliance):
+        assert (await gql(query, {"id": client_pk}, token=viewer.token))["data"]["node"] is None

@@ -20,8 +20,8 @@ from tests.fixtures.app import TEST_JWT_KEY
 from tests.trading.factories import make_market
 from tests.trading.live import Servers, api_servers, committed_sessions, graphql
 
-REGISTER = """mutation($o: UUID!) { registerOAuthClient(name: "Live partner", ownerId: $o,
-  scopes: ["market-data:read"]) { clientSecret client { clientId } } }"""
+REGISTER = """mutation($o: UUID!) { registerOAuthClient(input: {name: "Live partner", ownerId: $o,
+  scopes: ["market-data:read"]}) { credentials { clientSecret client { clientId } } errors { code message } } }"""
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,9 @@ async def test_client_token_across_processes_and_revocation(servers: Servers, da
     admin = keyring.issue(admin_id, ["ADMIN"])[0]
     async with httpx.AsyncClient(timeout=30) as http:
         created = await graphql(http, a, REGISTER, {"o": str(owner_id)}, admin)
-        assert "errors" not in created, created
-        client_id = created["data"]["registerOAuthClient"]["client"]["clientId"]
-        secret = created["data"]["registerOAuthClient"]["clientSecret"]
+        assert "errors" not in created and created["data"]["registerOAuthClient"]["errors"] == [], created
+        client_id = created["data"]["registerOAuthClient"]["credentials"]["client"]["clientId"]
+        secret = created["data"]["registerOAuthClient"]["credentials"]["clientSecret"]
         basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
         resp = await http.post(
             b + "/oauth/token", data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
@@ -93,9 +93,9 @@ async def test_client_token_across_processes_and_revocation(servers: Servers, da
                 first = json.loads(await asyncio.wait_for(ws.recv(), 10))
             assert first["type"] == "next" and first["id"] == "1" and "errors" not in first["payload"], first
 
-            revoke = "mutation($c: String!) { revokeOAuthClient(clientId: $c) { revokedAt } }"
+            revoke = "mutation($c: String!) { revokeOAuthClient(input: {clientId: $c}) { client { revokedAt } } }"
             revoked = await graphql(http, a, revoke, {"c": client_id}, admin)
-            assert "errors" not in revoked, revoked
+            assert "errors" not in revoked and revoked["data"]["revokeOAuthClient"]["client"]["revokedAt"], revoked
             # process B learned it before A answered: its next request is refused and the socket is closed
             ended = await graphql(http, b, "{ markets { id } }", token=token)
             assert ended["errors"][0]["extensions"]["reason"] == "SESSION_REVOKED", ended

@@ -27,9 +27,11 @@ from tests.fixtures.app import TEST_JWT_KEY
 REPO = Path(__file__).resolve().parents[2]
 RWA = str(Path(sys.executable).with_name("rwa"))
 PASSWORD = "admin-passphrase-42"
-LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { roles } } }"
-GRANT = "mutation($u: UUID!) { grantRole(userId: $u, role: ISSUER) { id roles } }"
-REGISTER = "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }"
+LOGIN = """mutation($e: String!, $p: String!) {
+  login(input: {email: $e, password: $p}) { session { accessToken user { roles } } } }"""
+GRANT = "mutation($u: UUID!) { grantRole(input: {userId: $u, role: ISSUER}) { user { id roles } errors { code } } }"
+REGISTER = """mutation($e: String!, $p: String!) {
+  register(input: {email: $e, password: $p}) { session { user { id } } errors { code } } }"""
 
 
 def rwa(
@@ -139,13 +141,13 @@ async def test_create_admin_then_login_and_grant_role(run, cli_gql, cli_session,
     assert not (tmp_path / "data" / "pg").exists(), "a configured DATABASE_URL must not start embedded Postgres"
 
     login = await cli_gql(LOGIN, {"e": email.lower(), "p": PASSWORD})
-    assert (login.get("data") or {}).get("login"), login
-    assert sorted(login["data"]["login"]["user"]["roles"]) == ["ADMIN", "INVESTOR"], login
-    token = login["data"]["login"]["accessToken"]
+    assert ((login.get("data") or {}).get("login") or {}).get("session"), login
+    assert sorted(login["data"]["login"]["session"]["user"]["roles"]) == ["ADMIN", "INVESTOR"], login
+    token = login["data"]["login"]["session"]["accessToken"]
     investor = await cli_gql(REGISTER, {"e": f"inv-{uuid.uuid4().hex[:8]}@example.com", "p": "investor-pass-1"})
-    investor_id = investor["data"]["register"]["user"]["id"]
+    investor_id = investor["data"]["register"]["session"]["user"]["id"]
     granted = await cli_gql(GRANT, {"u": investor_id}, token=token)
-    assert sorted(granted["data"]["grantRole"]["roles"]) == ["INVESTOR", "ISSUER"], granted
+    assert sorted(granted["data"]["grantRole"]["user"]["roles"]) == ["INVESTOR", "ISSUER"], granted
 
     admin_id = (await cli_session.execute(select(User.id).where(User.email == email.lower()))).scalar_one()
     audit = await cli_session.execute(select(AuditLog.action).where(AuditLog.target_id == str(admin_id)))

@@ -16,7 +16,10 @@ from models.identity import ApiKey, AuditLog
 from models.ledger import LedgerTransaction
 from models.payments import Payment
 
-CREATE_KEY = "mutation($n: String!) { createApiKey(name: $n) { apiKey { id name } } }"
+CREATE_KEY = (
+    "mutation($n: String!) { createApiKey(input: {name: $n}) { createdApiKey { apiKey { id name } } "
+    "errors { code field } } }"
+)
 CREATE_PAYMENT = (
     "mutation($i: CreatePaymentInput!) { createPayment(input: $i) { payment { id amount } errors { code field } } }"
 )
@@ -67,7 +70,7 @@ async def test_unstorable_text_is_refused_and_nothing_is_written(client, make_us
 async def test_nul_escape_in_a_graphql_literal_is_refused(client, make_user, session) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     for literal in ('"a\\u0000b"', '"a\\u{0}b"'):
-        query = "mutation { createApiKey(name: %s) { apiKey { id } } }" % literal
+        query = "mutation { createApiKey(input: {name: %s}) { createdApiKey { apiKey { id } } } }" % literal
         resp = await post_raw(client, json.dumps({"query": query}), user.token)
         assert assert_typed(resp) == ["BAD_USER_INPUT"], (literal, resp.text)
     assert await count(session, ApiKey) == 0
@@ -76,7 +79,7 @@ async def test_nul_escape_in_a_graphql_literal_is_refused(client, make_user, ses
 async def test_escaped_surrogate_pairs_are_ordinary_text(client, make_user) -> None:  # type: ignore[no-untyped-def]
     user = await make_user()
     resp = await post_raw(client, json.dumps({"query": CREATE_KEY, "variables": {"n": "key \U0001f600"}}), user.token)
-    assert resp.json()["data"]["createApiKey"]["apiKey"]["name"] == "key \U0001f600", resp.text
+    assert resp.json()["data"]["createApiKey"]["createdApiKey"]["apiKey"]["name"] == "key \U0001f600", resp.text
 
 
 _HOSTILE_TEXT = st.one_of(

@@ -103,15 +103,15 @@ async def api(db: str, redis_url: str, redis_prefix: str, tmp_path: Path, key: s
 async def sign_up(gql) -> str:  # type: ignore[no-untyped-def]
     email = f"kyc-{uuid.uuid4().hex[:10]}@example.com"
     r = await gql(
-        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { user { id } } }",
+        "mutation($e: String!, $p: String!) { register(input: {email: $e, password: $p}) { session { user { id } } } }",
         {"e": email, "p": PASSWORD},
     )
-    assert "errors" not in r, r
+    assert "errors" not in r and r["data"]["register"]["session"], r
     r = await gql(
-        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+        "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { session { accessToken } } }",
         {"e": email, "p": PASSWORD},
     )
-    return r["data"]["login"]["accessToken"]
+    return r["data"]["login"]["session"]["accessToken"]
 
 
 async def headers(db: str) -> dict[str, set[bytes]]:
@@ -142,7 +142,8 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
                     "status"
                 ] == "PENDING_REVIEW"
                 tokens.append(token)
-            assert "errors" not in await gql("mutation { beginMfaEnrolment { secret } }", token=tokens[0])
+            begun = await gql("mutation { beginMfaEnrolment { enrolment { secret } } }", token=tokens[0])
+            assert "errors" not in begun and begun["data"]["beginMfaEnrolment"]["enrolment"], begun
             async with services.session_factory() as session:  # a row written before key ids existed (v1)
                 row = (await session.execute(text("SELECT user_id, wrapped_key FROM user_data_keys LIMIT 1"))).one()
                 plain = services.cipher.decrypt(bytes(row.wrapped_key), wrap_aad(row.user_id))

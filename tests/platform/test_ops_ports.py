@@ -23,7 +23,7 @@ from tests.fixtures.app import TEST_JWT_KEY, free_port
 
 RWA = str(Path(sys.executable).with_name("rwa"))
 REPO = Path(__file__).resolve().parents[2]
-LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+LOGIN = "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) { session { accessToken } } }"
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]

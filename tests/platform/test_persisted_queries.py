@@ -82,7 +82,7 @@ async def test_bad_persisted_query_requests_are_typed_and_store_nothing(app_clie
         # GET runs persisted queries only, and never a mutation
         plain = await c.get("/graphql", params={"query": query}, headers={"accept": "application/json"})
         assert plain.status_code == 400 and plain.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-        mutation = 'mutation { logout(refreshToken: "x") }'
+        mutation = 'mutation { logout(input: {refreshToken: "x"}) { ok } }'
         await c.post("/graphql", json={"query": mutation, "extensions": EXT(sha(mutation))})
         refused = await c.get("/graphql", params={"extensions": json.dumps(EXT(sha(mutation)))})
         assert refused.status_code in (400, 405)

@@ -26,9 +26,9 @@ from tests.fixtures.app import TEST_JWT_KEY
 from tests.fixtures.db import _asyncpg_dsn
 
 ME = "{ me { id } }"
-LOGOUT = "mutation { logout }"
-CREATE_KEY = 'mutation { createApiKey(name: "board") { secret apiKey { id } } }'
-REVOKE_KEY = "mutation($id: UUID!) { revokeApiKey(id: $id) { id } }"
+LOGOUT = "mutation { logout { ok errors { code } } }"
+CREATE_KEY = 'mutation { createApiKey(input: {name: "board"}) { createdApiKey { secret apiKey { id } } } }'
+REVOKE_KEY = "mutation($id: UUID!) { revokeApiKey(id: $id) { apiKey { id } errors { code } } }"
 WRITES = [
     CREATE_KEY,
     LOGOUT,
@@ -93,12 +93,12 @@ async def _register(client: httpx.AsyncClient) -> dict:  # type: ignore[type-arg
     result = await client.post(
         "/graphql",
         json={
-            "query": 'mutation($e: String!) { register(email: $e, password: "s3cure-passphrase") '
-            "{ accessToken refreshToken user { id } } }",
+            "query": 'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
+            "{ session { accessToken refreshToken user { id } } } }",
             "variables": {"e": f"p-{uuid.uuid4().hex[:10]}@example.com"},
         },
     )
-    return result.json()["data"]["register"]
+    return result.json()["data"]["register"]["session"]
 
 
 async def _sql(database_url: str, statement: str, *args: Any) -> Any:
@@ -123,7 +123,7 @@ async def test_logout_on_one_process_is_seen_on_the_other_at_once(process_factor
     session = await _register(client_a)
     token = session["accessToken"]
     assert _code(await _gql(client_b, ME, token)) is None
-    assert (await _gql(client_a, LOGOUT, token))["data"]["logout"] is True
+    assert (await _gql(client_a, LOGOUT, token))["data"]["logout"]["ok"] is True
     assert _code(await _gql(client_b, ME, token)) == "UNAUTHENTICATED"
     assert _code(await _gql(client_a, ME, token)) == "UNAUTHENTICATED"
 
@@ -131,11 +131,12 @@ async def test_logout_on_one_process_is_seen_on_the_other_at_once(process_factor
 async def test_revoked_api_key_stops_on_every_process_at_once(process_factory) -> None:  # type: ignore[no-untyped-def]
     (_, client_a), (_, client_b) = await process_factory(), await process_factory()
     token = (await _register(client_a))["accessToken"]
-    created = (await _gql(client_a, CREATE_KEY, token))["data"]["createApiKey"]
+    created = (await _gql(client_a, CREATE_KEY, token))["data"]["createApiKey"]["createdApiKey"]
     key = {"X-API-Key": created["secret"]}
     for client in (client_a, client_b):  # both processes now hold it in their cache
         assert (await client.post("/graphql", json={"query": ME}, headers=key)).json()["data"]["me"]
-    assert _code(await _gql(client_a, REVOKE_KEY, token, {"id": created["apiKey"]["id"]})) is None
+    revoked = await _gql(client_a, REVOKE_KEY, token, {"id": created["apiKey"]["id"]})
+    assert _code(revoked) is None and revoked["data"]["revokeApiKey"]["errors"] == [], revoked
     for client in (client_b, client_a):
         body = (await client.post("/graphql", json={"query": ME}, headers=key)).json()
         assert _code(body) == "UNAUTHENTICATED", body
@@ -220,18 +221,19 @@ def test_a_socket_closes_when_its_session_is_revoked(
         session = other_side.post(
             "/graphql",
             json={
-                "query": 'mutation($e: String!) { register(email: $e, password: "s3cure-passphrase") '
-                "{ accessToken refreshToken } }",
+                "query": 'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
+                "{ session { accessToken refreshToken } } }",
                 "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"},
             },
-        ).json()["data"]["register"]
+        ).json()["data"]["register"]["session"]
         other = other_side.post(
             "/graphql",
             json={
-                "query": 'mutation($e: String!) { register(email: $e, password: "s3cure-passphrase") { accessToken } }',
+                "query": 'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
+                "{ session { accessToken } } }",
                 "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"},
             },
-        ).json()["data"]["register"]
+        ).json()["data"]["register"]["session"]
         sockets = []
         for token in (session["accessToken"], other["accessToken"]):
             ws = socket_side.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]).__enter__()
@@ -242,7 +244,7 @@ def test_a_socket_closes_when_its_session_is_revoked(
         logout = other_side.post(
             "/graphql", json={"query": LOGOUT}, headers={"Authorization": f"Bearer {session['accessToken']}"}
         ).json()
-        assert logout["data"]["logout"] is True, logout
+        assert logout["data"]["logout"]["ok"] is True, logout
         with pytest.raises(WebSocketDisconnect) as closed:
             revoked.receive_json()
         assert closed.value.code == 4403

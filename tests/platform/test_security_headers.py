@@ -88,7 +88,9 @@ def multipart(query: str, **headers: str) -> dict[str, object]:
     )
 
 
-@pytest.mark.parametrize("query", ["{ __typename }", 'mutation { logout(refreshToken: "x") }', "query { me { id } }"])
+@pytest.mark.parametrize(
+    "query", ["{ __typename }", 'mutation { logout(input: {refreshToken: "x"}) { ok } }', "query { me { id } }"]
+)
 @pytest.mark.parametrize(
     "headers",
     [

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 RWA = str(Path(sys.executable).with_name("rwa"))
 READY_TIMEOUT_S = 120.0  # cold initdb + migrations on a busy 2-core machine
 EXIT_TIMEOUT_S = 15.0
-REGISTER = """mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken user { email } } }"""
+REGISTER = """mutation($e: String!, $p: String!) {
+  register(input: {email: $e, password: $p}) { session { accessToken user { email } } } }"""
 
 pytestmark = pytest.mark.slow
 
@@ -163,8 +164,8 @@ def register(url: str, request_id: str | None = None) -> None:
         timeout=30,
     )
     body = resp.json()
-    assert body.get("data") and body["data"]["register"]["user"]["email"] == email, body
-    assert body["data"]["register"]["accessToken"]
+    assert body.get("data") and body["data"]["register"]["session"]["user"]["email"] == email, body
+    assert body["data"]["register"]["session"]["accessToken"]
 
 
 def assert_nothing_left(data_dir: Path, pids: list[int]) -> None:

@@ -134,10 +134,10 @@ def test_nested_cursor_after_link_wallet_does_not_kill_a_worker(served) -> None:
     before = sorted(p.pid for p in workers_of(proc))
     registered = gql(
         url,
-        "mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }",
+        "mutation($e: String!, $p: String!) { register(input: {email: $e, password: $p}) { session { accessToken } } }",
         {"e": f"w-{uuid.uuid4().hex[:8]}@example.com", "p": "correct-horse-9-battery"},
     )
-    token = registered["data"]["register"]["accessToken"]
+    token = registered["data"]["register"]["session"]["accessToken"]
     for _ in range(4):  # over fresh connections: both workers import eth-account
         link_wallet(url, token)
     for _ in range(6):
