@@ -42,6 +42,23 @@ class AssetStatus(str, enum.Enum):
     RETIRED = "RETIRED"
 
 
+class AssetAction(str, enum.Enum):
+    """A lifecycle step in the asset's history (asset_transitions.action; resolvers/assets/lifecycle.py STEPS)."""
+
+    create = "create"
+    submit = "submit"
+    approve = "approve"
+    reject = "reject"
+    revise = "revise"
+    tokenize = "tokenize"
+    confirm_tokens = "confirm_tokens"
+    abandon_tokens = "abandon_tokens"
+    suspend = "suspend"
+    resume = "resume"
+    redeem = "redeem"
+    retire = "retire"
+
+
 class ValuationMethod(str, enum.Enum):
     APPRAISAL = "APPRAISAL"
     NAV = "NAV"

@@ -50,6 +50,33 @@ class SubscriptionState(str, enum.Enum):
     FAILED = "FAILED"  # mint failed; cash released
 
 
+class SubscriptionReason(str, enum.Enum):
+    """Why a subscription is REJECTED, CANCELED, UNALLOCATED or FAILED (offering_subscriptions.reason holds the value;
+    a FAILED mint stores the chain's failure text instead, reported as MINT_FAILED)."""
+
+    # REJECTED at subscription (resolvers/issuance/subscriptions.py decide(), in this order)
+    OFFERING_NOT_OPEN = "OFFERING_NOT_OPEN"
+    OFFERING_NOT_STARTED = "OFFERING_NOT_STARTED"
+    OFFERING_CLOSED = "OFFERING_CLOSED"
+    KYC_NOT_APPROVED = "KYC_NOT_APPROVED"
+    COUNTRY_NOT_ELIGIBLE = "COUNTRY_NOT_ELIGIBLE"
+    NOT_ACCREDITED = "NOT_ACCREDITED"
+    NO_VERIFIED_WALLET = "NO_VERIFIED_WALLET"
+    MAX_TICKET_EXCEEDED = "MAX_TICKET_EXCEEDED"
+    CAP_REACHED = "CAP_REACHED"
+    INSUFFICIENT_CASH = "INSUFFICIENT_CASH"
+    # REJECTED at close: the wallet is no longer listed by the identity registry, or frozen
+    WALLET_NOT_VERIFIED = "WALLET_NOT_VERIFIED"
+    # CANCELED
+    USER_CANCELED = "USER_CANCELED"
+    ISSUER_CANCELED = "ISSUER_CANCELED"
+    TARGET_NOT_REACHED = "TARGET_NOT_REACHED"
+    # UNALLOCATED
+    NOT_ALLOCATED = "NOT_ALLOCATED"
+    # FAILED
+    MINT_FAILED = "MINT_FAILED"
+
+
 class IssuanceKind(str, enum.Enum):
     ISSUE = "ISSUE"
     REDEEM = "REDEEM"

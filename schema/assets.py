@@ -11,6 +11,7 @@ from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from models.assets import AssetAction as AssetActionModel
 from models.assets import AssetStatus as AssetStatusModel
 from models.assets import AssetType as AssetTypeModel
 from models.assets import ValuationMethod as ValuationMethodModel
@@ -42,6 +43,13 @@ AssetStatus = strawberry.enum(
     "(-> DRAFT) -> TOKENIZING -> ACTIVE <-> SUSPENDED -> REDEEMING -> RETIRED",
 )
 ValuationMethod = strawberry.enum(ValuationMethodModel)
+AssetAction = strawberry.enum(
+    AssetActionModel,
+    description=(
+        "A step in an asset's history: create, submit, approve, reject, revise, tokenize, confirm_tokens and "
+        "abandon_tokens (the tokenization's outcome), suspend, resume, redeem, retire."
+    ),
+)
 AssetOrder = strawberry.enum(AssetOrderModel)
 
 
@@ -84,7 +92,7 @@ class Valuation(Node):
 class AssetTransition:
     from_status: AssetStatus | None
     to_status: AssetStatus
-    action: str
+    action: AssetAction  # type: ignore[valid-type]  # a strawberry enum
     actor_id: uuid.UUID | None
     reason: str | None
     at: datetime
@@ -94,7 +102,7 @@ class AssetTransition:
         return cls(
             from_status=r.from_status,
             to_status=r.to_status,
-            action=r.action,
+            action=AssetActionModel(r.action),
             actor_id=r.actor_id,
             reason=r.reason,
             at=r.at,

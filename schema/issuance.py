@@ -27,6 +27,7 @@ from models.issuance import IssuanceState as IssuanceStateModel
 from models.issuance import Offering as OfferingModel
 from models.issuance import OfferingState as OfferingStateModel
 from models.issuance import OfferingSubscription as SubscriptionModel
+from models.issuance import SubscriptionReason as SubscriptionReasonModel
 from models.issuance import SubscriptionState as SubscriptionStateModel
 from models.issuance import TokenIssuance as TokenIssuanceModel
 from resolvers.assets.validation import trim
@@ -46,6 +47,16 @@ OfferingState = strawberry.enum(
 )
 AllocationRule = strawberry.enum(AllocationRuleModel, description="How an oversubscribed offering is shared.")
 SubscriptionState = strawberry.enum(SubscriptionStateModel, name="OfferingSubscriptionState")
+SubscriptionReason = strawberry.enum(
+    SubscriptionReasonModel,
+    name="OfferingSubscriptionReason",
+    description=(
+        "Why a subscription is REJECTED (at subscription: OFFERING_NOT_OPEN, OFFERING_NOT_STARTED, OFFERING_CLOSED, "
+        "KYC_NOT_APPROVED, COUNTRY_NOT_ELIGIBLE, NOT_ACCREDITED, NO_VERIFIED_WALLET, MAX_TICKET_EXCEEDED, "
+        "CAP_REACHED, INSUFFICIENT_CASH; at close: WALLET_NOT_VERIFIED), CANCELED (USER_CANCELED, ISSUER_CANCELED, "
+        "TARGET_NOT_REACHED), UNALLOCATED (NOT_ALLOCATED) or FAILED (MINT_FAILED, see failureDetail)."
+    ),
+)
 IssuanceKind = strawberry.enum(IssuanceKindModel)
 IssuanceState = strawberry.enum(IssuanceStateModel)
 STAFF = (Role.ADMIN.value, Role.COMPLIANCE.value)
@@ -115,11 +126,7 @@ class Offering(Node):
 
 
 @strawberry.type(
-    description=(
-        "An investor's subscription. REJECTED ones carry the reason (OFFERING_NOT_OPEN, OFFERING_NOT_STARTED, "
-        "OFFERING_CLOSED, KYC_NOT_APPROVED, COUNTRY_NOT_ELIGIBLE, NOT_ACCREDITED, NO_VERIFIED_WALLET, "
-        "MAX_TICKET_EXCEEDED, CAP_REACHED, INSUFFICIENT_CASH, WALLET_NOT_VERIFIED at close)."
-    )
+    description="An investor's subscription. A refusal is a REJECTED subscription with its `reason`, not an error."
 )
 class OfferingSubscription(Node):
     offering_id: uuid.UUID
@@ -128,7 +135,10 @@ class OfferingSubscription(Node):
     amount: Decimal
     wallet_address: str | None
     state: SubscriptionState  # type: ignore[valid-type]
-    reason: str | None
+    reason: SubscriptionReason | None  # type: ignore[valid-type]  # a strawberry enum
+    failure_detail: str | None = strawberry.field(
+        description="For a FAILED subscription: what the chain reported about its mint; null otherwise."
+    )
     allocated_quantity: Decimal
     allocated_units: str = strawberry.field(description="Raw token units minted (decimal integer string).")
     allocated_cash: Decimal
@@ -137,6 +147,7 @@ class OfferingSubscription(Node):
 
     @classmethod
     def of(cls, s: SubscriptionModel) -> OfferingSubscription:
+        reason, detail = _reason(s.reason)
         return cls(
             id=s.id,
             offering_id=s.offering_id,
@@ -145,13 +156,24 @@ class OfferingSubscription(Node):
             amount=trim(s.amount),
             wallet_address=s.wallet_address,
             state=s.state,
-            reason=s.reason,
+            reason=reason,
+            failure_detail=detail,
             allocated_quantity=trim(s.allocated_quantity),
             allocated_units=str(int(s.allocated_units)),
             allocated_cash=trim(s.allocated_cash),
             created_at=s.created_at,
             updated_at=s.updated_at,
         )
+
+
+def _reason(raw: str | None) -> tuple[SubscriptionReasonModel | None, str | None]:
+    """The stored reason as a code, and the failure text a FAILED mint stores in its place."""
+    if raw is None:
+        return None, None
+    try:
+        return SubscriptionReasonModel(raw), None
+    except ValueError:
+        return SubscriptionReasonModel.MINT_FAILED, raw
 
 
 @strawberry.type(description="A direct issuance (mint to named investors) or a redemption (burn).")

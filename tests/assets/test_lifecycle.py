@@ -218,3 +218,11 @@ async def test_issuer_cannot_edit_someone_elses_draft(actors, make_asset, gql) -
         token=actors["other_issuer"].token,
     )
     assert gql.error_code(r) == "NOT_FOUND"
+
+
+def test_every_lifecycle_action_is_an_asset_action_value() -> None:
+    """AssetTransition.action is the AssetAction enum: each step lifecycle.py can record has a value."""
+    from models.assets import AssetAction
+    from resolvers.assets.lifecycle import STEPS
+
+    assert set(STEPS) | {"create"} == {a.value for a in AssetAction}

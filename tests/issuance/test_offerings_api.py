@@ -198,6 +198,10 @@ async def test_failed_mint_releases_the_allocated_cash(gql, make_user, session_f
             await s.execute(select(OfferingSubscription).where(OfferingSubscription.user_id == user.id))
         ).scalar_one()
     assert (sub.state, sub.reason) == (SubscriptionState.FAILED, "receiver not verified")
+    mine = await gql("{ mySubscriptions { edges { node { state reason failureDetail } } } }", token=user.token)
+    assert mine["data"]["mySubscriptions"]["edges"] == [
+        {"node": {"state": "FAILED", "reason": "MINT_FAILED", "failureDetail": "receiver not verified"}}
+    ]
 
 
 async def test_target_missed_cancels_and_releases_everything(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
