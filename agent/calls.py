@@ -58,6 +58,68 @@ def _coerce(typ: str, value: Any) -> Any:
     return value
 
 
+_ELEMENTARY = re.compile(r"(address|bool|u?int(\d*)|bytes(\d+))")
+
+
+def _static_word(typ: str, value: Any) -> bytes:
+    """One 32-byte ABI word of an elementary static type, with eth_abi's range checks (ValueError otherwise)."""
+    if typ == "address":
+        if isinstance(value, str) and len(value) == 42 and value[:2] in ("0x", "0X"):
+            value = bytes.fromhex(value[2:])
+        if not isinstance(value, bytes) or len(value) != 20:
+            raise ValueError(f"not a 20-byte address: {value!r}")
+        return bytes(12) + value
+    if typ == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"not a bool: {value!r}")
+        return (1 if value else 0).to_bytes(32, "big")
+    if typ.startswith("uint"):
+        bits = int(typ[4:] or 256)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+            raise ValueError(f"{value!r} does not fit {typ}")
+        return value.to_bytes(32, "big")
+    if typ.startswith("int"):
+        bits = int(typ[3:] or 256)
+        if isinstance(value, bool) or not isinstance(value, int) or not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+            raise ValueError(f"{value!r} does not fit {typ}")
+        return value.to_bytes(32, "big", signed=True)
+    size = int(typ[5:])  # bytesN
+    if not isinstance(value, bytes) or len(value) > size:
+        raise ValueError(f"{value!r} does not fit {typ}")
+    return value.ljust(32, b"\0")
+
+
+def _fast_types(types: tuple[str, ...]) -> bool:
+    """Elementary static types and one-dimensional dynamic arrays of them: what the fast encoder handles."""
+    for t in types:
+        base = t[:-2] if t.endswith("[]") else t
+        m = _ELEMENTARY.fullmatch(base)
+        if m is None or "[" in base or (m.group(3) and not 1 <= int(m.group(3)) <= 32):
+            return False
+    return True
+
+
+def _encode_fast(types: tuple[str, ...], values: list[Any]) -> bytes:
+    """ABI encoding (head words, then each array's length and elements) of what _fast_types accepts: eth_abi's
+    generic codec cost ~11 ms for a 200-wallet batchMint on an idle machine (36 ms under load), most of the CPU of
+    signing a burst of them; this is the same bytes (tests compare) in a fraction of it."""
+    head: list[bytes] = []
+    tail: list[bytes] = []
+    offset = 32 * len(types)
+    for t, v in zip(types, values):
+        if t.endswith("[]"):
+            base = t[:-2]
+            if not isinstance(v, (list, tuple)):
+                raise ValueError(f"not a list for {t}: {v!r}")
+            part = len(v).to_bytes(32, "big") + b"".join(_static_word(base, x) for x in v)
+            head.append(offset.to_bytes(32, "big"))
+            tail.append(part)
+            offset += len(part)
+        else:
+            head.append(_static_word(t, v))
+    return b"".join(head) + b"".join(tail)
+
+
 def encode_call(abi_name: str, function: str, args: list[Any]) -> str:
     """0x-hex call data; "0x" for a plain value transfer (empty function). ValueError on a bad argument."""
     if not function:
@@ -65,6 +127,8 @@ def encode_call(abi_name: str, function: str, args: list[Any]) -> str:
     selector, types = function_types(abi_name, function, len(args))
     try:
         values = [_coerce(t, a) for t, a in zip(types, args)]
+        if _fast_types(types):
+            return "0x" + (selector + _encode_fast(types, values)).hex()
         return "0x" + (selector + encode(list(types), values)).hex()
     except Exception as exc:  # noqa: BLE001  (eth_abi raises several types)
         raise ValueError(f"cannot encode {function}({', '.join(types)}) with {args!r}: {exc}") from exc
