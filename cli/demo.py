@@ -178,22 +178,35 @@ def run(api_url: str, timeout: float) -> None:
         step(f"{name}: KYC APPROVED, wallet {wallet} linked")
 
     step("the issuer tokenizes an asset on chain 1 (a new token and identity registry)")
-    asset = api(
-        """mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "DE",
-                  currency: "EUR", metadata: {address: "Mainzer Landstrasse 1, Frankfurt", areaSqm: "1200",
-                  propertyType: "office"}}) { id } }""",
-        {"n": f"Demo Tower {tag}"},
-        issuer,
-    )["createAsset"]["id"]
-    api("mutation($id: UUID!) { submitAsset(id: $id) { status } }", {"id": asset}, issuer)
-    api("mutation($id: UUID!) { approveAsset(id: $id) { status } }", {"id": asset}, officer)
-    token = api(
-        """mutation($a: UUID!, $s: String!) { tokenizeAsset(assetId: $a, chainId: 1,
-                  deploy: {name: "Demo Tower", symbol: $s, decimals: 18}) {
-                  token { id address identityRegistry } } }""",
-        {"a": asset, "s": f"DT{tag[:4].upper()}"},
-        issuer,
-    )["tokenizeAsset"]["token"]
+    asset = _payload(
+        api(
+            """mutation($n: String!) { createAsset(input: {name: $n, type: REAL_ESTATE, jurisdiction: "DE",
+                      currency: "EUR", metadata: {address: "Mainzer Landstrasse 1, Frankfurt", areaSqm: "1200",
+                      propertyType: "office"}}) { asset { id } errors { code message } } }""",
+            {"n": f"Demo Tower {tag}"},
+            issuer,
+        ),
+        "createAsset",
+        "asset",
+    )["id"]
+    for call, who in (("submitAsset", issuer), ("approveAsset", officer)):
+        done = api(
+            f"mutation($id: UUID!) {{ {call}(id: $id) {{ asset {{ status }} errors {{ code message }} }} }}",
+            {"id": asset},
+            who,
+        )
+        _payload(done, call, "asset")
+    token = _payload(
+        api(
+            """mutation($a: UUID!, $s: String!) { tokenizeAsset(input: {assetId: $a, chainId: 1,
+                      deploy: {name: "Demo Tower", symbol: $s, decimals: 18}}) {
+                      tokenization { token { id address identityRegistry } } errors { code message } } }""",
+            {"a": asset, "s": f"DT{tag[:4].upper()}"},
+            issuer,
+        ),
+        "tokenizeAsset",
+        "tokenization",
+    )["token"]
     step(f"token {token['address']}, identity registry {token['identityRegistry']}")
 
     def registered() -> bool:
@@ -212,11 +225,15 @@ def run(api_url: str, timeout: float) -> None:
 
     alice_id, alice, alice_wallet = investors["Alice"]
     bob_id, bob, _ = investors["Bob"]
-    api(
-        """mutation($t: UUID!, $u: UUID!) { issueTokens(input: {tokenId: $t, allocations: [{userId: $u,
-          amount: "100"}]}) { state } }""",
-        {"t": token["id"], "u": alice_id},
-        issuer,
+    _payload(
+        api(
+            """mutation($t: UUID!, $u: UUID!) { issueTokens(input: {tokenId: $t, allocations: [{userId: $u,
+              amount: "100"}]}) { tokenIssuance { state } errors { code message } } }""",
+            {"t": token["id"], "u": alice_id},
+            issuer,
+        ),
+        "issueTokens",
+        "tokenIssuance",
     )
 
     def minted() -> bool:
