@@ -40,7 +40,11 @@ async def test_kill_9_then_restart_sends_each_reference_once(world: World, point
         crashing = agent_process(world, crash_at=point)
         assert await _wait_exit(crashing) == -signal.SIGKILL  # died at the hook, like kill -9
         ops = await world.ops()
-        assert all(ops[r]["state"] == "SIGNED" and ops[r]["raw_tx"] for r in refs)  # stored before it was sent
+        # the pass signs in chunks (1, 2, ...): it died after the first, whose op was stored before it was sent;
+        # the others were never signed
+        signed = [r for r in refs if ops[r]["state"] == "SIGNED"]
+        assert signed and all(ops[r]["raw_tx"] for r in signed)
+        assert all(ops[r]["state"] == "PENDING" and not ops[r]["raw_tx"] for r in refs if r not in signed)
         if point == "after_sign":
             assert world.transfers_on_chain() == []
         restarted = agent_process(world)
@@ -104,13 +108,23 @@ async def test_stuck_under_fee_spike_is_replaced_with_bumped_fees(world: World) 
 
 
 async def test_revert_when_mined_fails_with_the_reason(world: World) -> None:
-    # each estimate passes alone; together they exceed the seller's balance, so the second reverts when mined
-    await world.enqueue_transfer("test:a", 6 * 10**23)
-    await world.enqueue_transfer("test:b", 6 * 10**23)
-    async with running(world) as tasks:
-        ops = await world.wait_ops(
-            lambda o: {o["test:a"]["state"], o["test:b"]["state"]} == {"CONFIRMED", "FAILED"}, tasks=tasks
-        )
+    # each estimate passes alone; together they exceed the seller's balance, so the second reverts when mined.
+    # Nothing is mined until both are sent: the agent signs a pass in chunks (1, 2, ...), so on an automining node
+    # the second would be estimated after the first was mined, and fail at estimation instead
+    world.node.set_automine(False)
+    try:
+        await world.enqueue_transfer("test:a", 6 * 10**23)
+        await world.enqueue_transfer("test:b", 6 * 10**23)
+        async with running(world, miner=False) as tasks:
+            await world.wait_ops(lambda o: o["test:a"]["state"] == o["test:b"]["state"] == "BROADCAST", tasks=tasks)
+        world.node.set_automine(True)
+        world.node.mine(1)
+        async with running(world) as tasks:
+            ops = await world.wait_ops(
+                lambda o: {o["test:a"]["state"], o["test:b"]["state"]} == {"CONFIRMED", "FAILED"}, tasks=tasks
+            )
+    finally:
+        world.node.set_automine(True)
     failed = ops["test:b"] if ops["test:b"]["state"] == "FAILED" else ops["test:a"]
     assert failed["mined_status"] == 0 and failed["revert_reason"] == "sender balance too low"
     assert failed["nonce"] is not None and failed["mined_block"] is not None
