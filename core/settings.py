@@ -316,8 +316,9 @@ class Settings(BaseSettings):
         if raw:
             return raw
         field = {"AGENT_PRIVATE_KEY": self.agent_private_key, "TREASURY_PRIVATE_KEY": self.treasury_private_key}
-        if field.get(name) is not None:
-            return field[name].get_secret_value().strip() or None  # type: ignore[union-attr]
+        secret = field.get(name)
+        if secret is not None:
+            return secret.get_secret_value().strip() or None
         return self._per_chain.get(name) or None
 
     def data_path(self) -> Path:
@@ -409,4 +410,4 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]
+    return Settings()
