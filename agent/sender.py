@@ -23,6 +23,7 @@ from agent.fees import Fees, with_margin
 from agent.nonces import foreign_nonces, free_nonces
 from agent.transitions import fail
 from chains.errors import RetryableRpcError, RpcError, RpcResponseError
+from core.db import rowcount
 from models.operations import ChainOperation, OperationState
 
 S = OperationState
@@ -204,7 +205,7 @@ async def _sign_chunk(
                         )
                     )
                 ).all()
-                held_set = {int(n) for n in held}
+                held_set = {n for n in held if n is not None}  # (the query excludes NULL nonces)
                 foreign = foreign_nonces(view.mined_nonce, view.pending_nonce, held_set)
                 if foreign:
                     metrics.FOREIGN_NONCES.labels(str(ctx.chain_id)).inc(len(foreign))
@@ -302,8 +303,8 @@ async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> 
                     .where(ChainOperation.id.in_(sent), ChainOperation.state == S.BROADCAST)
                     .values(broadcast_at=func.now())
                 )
-                if moved.rowcount:
-                    metrics.TRANSITIONS.labels(str(ctx.chain_id), "BROADCAST").inc(moved.rowcount)
+                if broadcast := rowcount(moved):
+                    metrics.TRANSITIONS.labels(str(ctx.chain_id), "BROADCAST").inc(broadcast)
             if errors:
                 table = ChainOperation.__table__
                 await s.execute(
