@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
+from typing import cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
@@ -177,6 +178,11 @@ class Asset(Node):
             _latest_valuation_id=r.latest_valuation_id,
         )
 
+    @property
+    def row_id(self) -> uuid.UUID:
+        """`id` as the UUID it is built from (Node.id is typed UUID | str)."""
+        return cast(uuid.UUID, self.id)
+
     # sync resolvers that return either the prefetched value or the loader's awaitable
     @strawberry.field(metadata={PREFETCHED: "_issuer"})
     def issuer(self, info: Info) -> Issuer | None:
@@ -188,13 +194,13 @@ class Asset(Node):
     def latest_valuation(self, info: Info) -> Valuation | None:
         if self._latest is not NOT_LOADED or self._latest_valuation_id is None:
             return None if self._latest is NOT_LOADED else self._latest  # type: ignore[return-value]
-        return _latest_of(info, self.id)  # type: ignore[return-value]
+        return _latest_of(info, self.row_id)  # type: ignore[return-value]
 
     @strawberry.field(metadata={PREFETCHED: "_tokens"})
     def tokens(self, info: Info) -> list[Token]:
         if self._tokens is not NOT_LOADED:
             return self._tokens  # type: ignore[return-value]
-        return _tokens_of(info, self.id)  # type: ignore[return-value]
+        return _tokens_of(info, self.row_id)  # type: ignore[return-value]
 
     @strawberry.field(description="Valuation history, newest first.")
     async def valuations(
@@ -206,7 +212,7 @@ class Asset(Node):
         before: str | None = None,
     ) -> Connection[Valuation]:
         async with db_lock(info.context) as session:
-            page = await valuations.valuations_page(session, self.id, first, after, last, before)
+            page = await valuations.valuations_page(session, self.row_id, first, after, last, before)
         return Connection.from_page(page, Valuation.from_row)
 
     @strawberry.field(description="Lifecycle history, oldest first.")
@@ -219,7 +225,7 @@ class Asset(Node):
         before: str | None = None,
     ) -> Connection[AssetTransition]:
         async with db_lock(info.context) as session:
-            page = await asset_rules.transitions_page(session, self.id, first, after, last, before)
+            page = await asset_rules.transitions_page(session, self.row_id, first, after, last, before)
         return Connection.from_page(page, AssetTransition.from_row)
 
     @strawberry.field(description="Documents the caller may read, newest first.")
@@ -234,7 +240,7 @@ class Asset(Node):
         viewer = info.context.viewer
         kinds = document_rules.readable_kinds(self.issuer_id, viewer.user_id, viewer.roles)
         async with db_lock(info.context) as session:
-            page = await document_rules.documents_page(session, self.id, kinds, first, after, last, before)
+            page = await document_rules.documents_page(session, self.row_id, kinds, first, after, last, before)
         return Connection.from_page(page, AssetDocument.from_row)
 
 
