@@ -12,7 +12,6 @@ import strawberry
 from strawberry.types import Info
 
 from core.errors import BadUserInput, NotFound
-from core.transactions import retry_transient
 from models.identity import Role, User
 from resolvers import ledger
 from resolvers.assets.validation import trim
@@ -44,23 +43,19 @@ class DevMutation:
         if not currency or len(currency) > 16:
             raise BadUserInput("currency must have 1 to 16 characters", field="currency")
 
-        async def credit() -> None:
-            posted = await ledger.credit_deposit(
-                session, user_id, amount, currency, reference=f"admin-credit:{reference}", details={"by": str(actor)}
+        posted = await ledger.credit_deposit(
+            session, user_id, amount, currency, reference=f"admin-credit:{reference}", details={"by": str(actor)}
+        )
+        if posted:
+            record(
+                session,
+                actor_id=actor,
+                action="cash.credit",
+                target_type="user",
+                target_id=user_id,
+                request_id=info.context.request_id,
+                details={"amount": str(amount), "currency": currency},
             )
-            if posted:
-                record(
-                    session,
-                    actor_id=actor,
-                    action="cash.credit",
-                    target_type="user",
-                    target_id=user_id,
-                    request_id=info.context.request_id,
-                    details={"amount": str(amount), "currency": currency},
-                )
-            await session.commit()
-
-        await retry_transient(session, credit)
         rows = await ledger.balances(session, user_id)
         return [
             CashBalance(

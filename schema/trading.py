@@ -13,9 +13,11 @@ from strawberry.types import Info
 
 from core.errors import BadUserInput
 from models.identity import Role
+from models.operations import OperationState as OperationStateModel
 from models.trading import Market as MarketModel
 from models.trading import MarketStatus as MarketStatusModel
 from models.trading import Order as OrderModel
+from models.trading import OrderReason as OrderReasonModel
 from models.trading import OrderStatus as OrderStatusModel
 from models.trading import OrderType as OrderTypeModel
 from models.trading import SettlementStatus as SettlementStatusModel
@@ -30,6 +32,7 @@ from resolvers.trading import market_data, markets, orders, settlement
 from schema.lookups import found
 from schema.mutations import after_commit, mutation
 from schema.node import Node, register_node
+from schema.operations import OperationState
 from schema.pagination import Connection
 from schema.permissions import authenticated, public_market_data, requires
 
@@ -38,6 +41,17 @@ OrderSide = strawberry.enum(SideModel, name="OrderSide")
 OrderType = strawberry.enum(OrderTypeModel)
 TimeInForce = strawberry.enum(TimeInForceModel)
 OrderStatus = strawberry.enum(OrderStatusModel)
+OrderReason = strawberry.enum(
+    OrderReasonModel,
+    description=(
+        "Why an order is REJECTED (the compliance gate: MARKET_NOT_OPEN, TOKEN_PAUSED, KYC_NOT_APPROVED, "
+        "NO_LINKED_WALLET, WALLET_FROZEN, INSUFFICIENT_TOKEN_BALANCE, INSUFFICIENT_CASH; the risk controls: "
+        "PRICE_OUTSIDE_BAND, MAX_ORDER_QUANTITY_EXCEEDED, PRICE_REQUIRED, MAX_ORDER_NOTIONAL_EXCEEDED, "
+        "DAILY_NOTIONAL_LIMIT_EXCEEDED, MAX_POSITION_EXCEEDED, CIRCUIT_BREAKER), CANCELED (USER_CANCELED, "
+        "IOC_UNFILLED, NO_LIQUIDITY, FOK_UNFILLABLE, SELF_TRADE_PREVENTED, MARKET_CLOSED, KILL_SWITCH, "
+        "CIRCUIT_BREAKER) or EXPIRED (GTD_EXPIRED)."
+    ),
+)
 SettlementStatus = strawberry.enum(SettlementStatusModel)
 CandleInterval = strawberry.enum(candle_rules.CandleInterval)
 MAX_DEPTH = 200
@@ -88,15 +102,8 @@ class Order(Node):
     quantity: Decimal
     filled_quantity: Decimal
     status: OrderStatus  # type: ignore[valid-type]
-    reason: str | None = strawberry.field(
-        description=(
-            "Why the order is REJECTED (MARKET_NOT_OPEN, TOKEN_PAUSED, KYC_NOT_APPROVED, NO_LINKED_WALLET, "
-            "WALLET_FROZEN, INSUFFICIENT_TOKEN_BALANCE, INSUFFICIENT_CASH; risk controls: PRICE_OUTSIDE_BAND, "
-            "MAX_ORDER_QUANTITY_EXCEEDED, PRICE_REQUIRED, MAX_ORDER_NOTIONAL_EXCEEDED, DAILY_NOTIONAL_LIMIT_EXCEEDED, "
-            "MAX_POSITION_EXCEEDED, CIRCUIT_BREAKER), CANCELED (USER_CANCELED, IOC_UNFILLED, NO_LIQUIDITY, "
-            "FOK_UNFILLABLE, SELF_TRADE_PREVENTED, MARKET_CLOSED, KILL_SWITCH, CIRCUIT_BREAKER) or EXPIRED "
-            "(GTD_EXPIRED)."
-        )
+    reason: OrderReason | None = strawberry.field(  # type: ignore[valid-type]
+        description="Why the order is REJECTED, CANCELED or EXPIRED (see OrderReason); null otherwise."
     )
     expires_at: datetime | None
     wallet_address: str | None
@@ -105,10 +112,7 @@ class Order(Node):
     updated_at: datetime
 
     @classmethod
-    def of(cls, o: Any) -> Order:
-        def n(d: Decimal | None) -> Decimal | None:
-            return None if d is None else trim(d)
-
+    def of(cls, o: OrderModel | orders.OrderView) -> Order:
         return cls(
             id=o.id,
             market_id=o.market_id,
@@ -116,27 +120,27 @@ class Order(Node):
             side=o.side,
             type=o.type,
             time_in_force=o.time_in_force,
-            price=n(o.price),
-            quantity=n(o.quantity),  # type: ignore[arg-type]
-            filled_quantity=n(o.filled_quantity),
+            price=None if o.price is None else trim(o.price),
+            quantity=trim(o.quantity),
+            filled_quantity=trim(o.filled_quantity),
             status=o.status,
-            reason=o.reason,  # type: ignore[arg-type]
+            reason=None if o.reason is None else OrderReasonModel(o.reason),
             expires_at=o.expires_at,
             wallet_address=o.wallet_address,
-            reserved_cash=n(o.reserved_cash),
-            created_at=o.created_at,  # type: ignore[arg-type]
+            reserved_cash=trim(o.reserved_cash),
+            created_at=o.created_at,
             updated_at=o.updated_at,
         )
 
 
-@strawberry.type(description="A trade at the resting (maker) order's price.")
-class Trade:
-    id: uuid.UUID
-    sequence: int = strawberry.field(
-        description=(
-            "The market's trade sequence: 1, 2, 3... per market, in matching order (the `trades` stream's sequence)."
-        )
-    )
+TRADE_SEQUENCE = (
+    "The market's trade sequence: 1, 2, 3... per market, in matching order (the `trades` stream's sequence)."
+)
+
+
+@strawberry.type(description="A trade at the resting (maker) order's price (public market data).")
+class Trade(Node):
+    sequence: int = strawberry.field(description=TRADE_SEQUENCE)
     market_id: uuid.UUID
     price: Decimal
     quantity: Decimal
@@ -144,8 +148,20 @@ class Trade:
     created_at: datetime
 
 
-@strawberry.type(description="One of the caller's trades, with both orders, fees and the settlement state.")
-class MyTrade(Trade):
+@strawberry.type(
+    description=(
+        "One of the caller's trades, with both orders, fees and the settlement state. `id` is the trade's id: "
+        "`node(id)` returns its public `Trade`."
+    )
+)
+class MyTrade:
+    id: uuid.UUID = strawberry.field(description="The trade's id (`Trade.id`).")
+    sequence: int = strawberry.field(description=TRADE_SEQUENCE)
+    market_id: uuid.UUID
+    price: Decimal
+    quantity: Decimal
+    taker_side: OrderSide  # type: ignore[valid-type]
+    created_at: datetime
     maker_order_id: uuid.UUID
     taker_order_id: uuid.UUID
     side: OrderSide  # type: ignore[valid-type]
@@ -162,12 +178,9 @@ class MyTrade(Trade):
         default=None,
         description=("The block the token transfer was mined in; the trade is SETTLED when that block is final."),
     )
-    settlement_operation_state: str | None = strawberry.field(
+    settlement_operation_state: OperationState | None = strawberry.field(  # type: ignore[valid-type]
         default=None,
-        description=(
-            "The agent operation's state (PENDING, SIGNED, BROADCAST, MINED, CONFIRMED, FAILED, CANCELED); null when "
-            "the trade has no on-chain leg."
-        ),
+        description="The state of the agent operation carrying the token transfer; null when it has none.",
     )
 
 
@@ -337,7 +350,7 @@ class Query:
             leg = legs.get(t.id, no_leg)
             return MyTrade(
                 id=t.id,
-                sequence=t.seq,
+                sequence=t.market_sequence,
                 market_id=t.market_id,
                 price=trim(t.price),
                 quantity=trim(t.quantity),
@@ -351,7 +364,9 @@ class Query:
                 settlement_failure_reason=t.failure_reason,
                 settlement_tx_hash=leg.tx_hash,
                 settlement_block=leg.block_number,
-                settlement_operation_state=leg.operation_state,
+                settlement_operation_state=None
+                if leg.operation_state is None
+                else OperationStateModel(leg.operation_state),
             )
 
         return Connection.from_page(page, node)  # type: ignore[arg-type]
@@ -460,13 +475,26 @@ class Mutation:
         return [Order.of(v) for v in views]
 
 
+def market_data_visible(info: Info) -> bool:
+    """Public market data (schema/permissions.public_market_data): hidden from anonymous callers only when
+    MARKET_DATA_REQUIRES_LOGIN."""
+    return not (info.context.services.settings.market_data_requires_login and not info.context.viewer.authenticated)
+
+
 async def load_market(info: Info, id: uuid.UUID) -> Market | None:
-    """`node(id)` for a Market: public market data, like `markets` (null for anonymous callers when
-    MARKET_DATA_REQUIRES_LOGIN)."""
-    if info.context.services.settings.market_data_requires_login and not info.context.viewer.authenticated:
+    """`node(id)` for a Market: public market data, like `markets`."""
+    if not market_data_visible(info):
         return None
     market = await (await info.context.session()).get(MarketModel, id)
     return None if market is None else Market.of(market)
+
+
+async def load_trade(info: Info, id: uuid.UUID) -> Trade | None:
+    """`node(id)` for a Trade: public market data, like `trades`."""
+    if not market_data_visible(info):
+        return None
+    trade = await (await info.context.session()).get(TradeModel, id)
+    return None if trade is None else trade_of(trade)
 
 
 async def load_order(info: Info, id: uuid.UUID) -> Order | None:
@@ -480,3 +508,4 @@ async def load_order(info: Info, id: uuid.UUID) -> Order | None:
 
 register_node("Market", "markets", load_market)
 register_node("Order", "orders", load_order)
+register_node("Trade", "trades", load_trade)

@@ -12,12 +12,22 @@ import strawberry
 from strawberry.types import Info
 
 from models.identity import Role
+from models.trading import HaltReason as HaltReasonModel
 from models.trading import MarketMaker as MarketMakerModel
 from models.trading import MarketRiskLimits as LimitsModel
 from resolvers.assets.validation import trim
 from resolvers.trading import market_data, market_makers, risk_admin
+from schema.mutations import after_commit, mutation
 from schema.permissions import requires
 from schema.trading import MarketStatus
+
+HaltReason = strawberry.enum(
+    HaltReasonModel,
+    description=(
+        "Why the risk controls HALTED a market: CIRCUIT_BREAKER (until `haltedUntil`, or an ADMIN reopens it) or "
+        "KILL_SWITCH (until an ADMIN reopens it)."
+    ),
+)
 
 
 def _n(d: Decimal | None) -> Decimal | None:
@@ -49,7 +59,9 @@ class MarketRiskLimits:
     breaker_window_s: int | None
     breaker_halt_s: int | None
     halted_until: datetime | None = strawberry.field(description="End of a circuit-breaker halt.")
-    halt_reason: str | None = strawberry.field(description="CIRCUIT_BREAKER or KILL_SWITCH while HALTED by them.")
+    halt_reason: HaltReason | None = strawberry.field(  # type: ignore[valid-type]
+        description="CIRCUIT_BREAKER or KILL_SWITCH while HALTED by them; null otherwise."
+    )
     updated_at: datetime
 
     @classmethod
@@ -66,13 +78,14 @@ class MarketRiskLimits:
             breaker_window_s=r.breaker_window_s,
             breaker_halt_s=r.breaker_halt_s,
             halted_until=r.halted_until,
-            halt_reason=r.halt_reason,
+            halt_reason=None if r.halt_reason is None else HaltReasonModel(r.halt_reason),
             updated_at=r.updated_at,
         )
 
 
-@strawberry.input(description="A market's whole risk configuration: an omitted limit is off.")
-class MarketRiskLimitsInput:
+@strawberry.input(description="A market and its whole risk configuration: an omitted limit is off.")
+class SetMarketRiskLimitsInput:
+    market_id: uuid.UUID
     price_band_bps: int | None = None
     reference_price: Decimal | None = strawberry.field(
         default=None,
@@ -199,13 +212,11 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN),
         description=("Replace a market's risk limits (omitted: off); the halt state is kept."),
     )
-    async def set_market_risk_limits(
-        self, info: Info, market_id: uuid.UUID, input: MarketRiskLimitsInput
-    ) -> MarketRiskLimits:
+    async def set_market_risk_limits(self, info: Info, input: SetMarketRiskLimitsInput) -> MarketRiskLimits:
         actor = info.context.viewer.require_user()
         spec = risk_admin.LimitsSpec(
             input.price_band_bps,
@@ -218,10 +229,12 @@ class Mutation:
             input.breaker_window_s,
             input.breaker_halt_s,
         )
-        row = await risk_admin.set_limits(await info.context.session(), actor, market_id, spec, info.context.request_id)
+        row = await risk_admin.set_limits(
+            await info.context.session(), actor, input.market_id, spec, info.context.request_id
+        )
         return MarketRiskLimits.of(row)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN),
         description=(
             "Kill switch: HALT the market and cancel every open order (reservations released). setMarketStatus(OPEN) "
@@ -233,10 +246,10 @@ class Mutation:
         killed = await risk_admin.kill_market(
             await info.context.session(), actor, market_id, reason, info.context.request_id
         )
-        await market_data.publish(info.context.services.pubsub, killed.events)
+        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, killed.events))
         return KillSwitchResult(market_id=market_id, status=killed.status, canceled_orders=killed.canceled)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.ADMIN),
         description=(
             "Designate (or update) an account as a market maker of a market with its fee tier and obligations."
@@ -260,7 +273,7 @@ class Mutation:
         )
         return MarketMaker.of(row)
 
-    @strawberry.mutation(extensions=requires(Role.ADMIN), description="End a market-maker designation.")
+    @mutation(extensions=requires(Role.ADMIN), description="End a market-maker designation.")
     async def remove_market_maker(self, info: Info, market_id: uuid.UUID, user_id: uuid.UUID) -> MarketMaker:
         actor = info.context.viewer.require_user()
         row = await market_makers.remove_market_maker(

@@ -33,17 +33,19 @@ ENTRIES = {
     "Query.myTrades": Rule("{ myTrades(first: 1) { edges { node { id } } } }", scopes=frozenset({"orders:read"})),
     "Query.myBalances": Rule("{ myBalances { currency } }", scopes=frozenset({"payments:read"})),
     "Mutation.openMarket": _m(
-        f'openMarket(tokenId: "{NOBODY}", quoteCurrency: "USDC", tickSize: "0.01", lotSize: "1")', {"ADMIN"}
+        f'openMarket(input: {{tokenId: "{NOBODY}", quoteCurrency: "USDC", tickSize: "0.01", lotSize: "1"}})', {"ADMIN"}
     ),
-    "Mutation.setMarketStatus": _m(f'setMarketStatus(marketId: "{NOBODY}", status: HALTED)', {"ADMIN"}),
+    "Mutation.setMarketStatus": _m(f'setMarketStatus(input: {{marketId: "{NOBODY}", status: HALTED}})', {"ADMIN"}),
     "Mutation.placeOrder": _m(
         f'placeOrder(input: {{marketId: "{NOBODY}", side: BUY, type: LIMIT, quantity: "1", price: "1"}})',
         scopes=frozenset({"orders:write"}),
     ),
     "Mutation.cancelOrder": _m(f'cancelOrder(id: "{NOBODY}")', scopes=frozenset({"orders:write"})),
-    "Mutation.cancelAllOrders": _m(f'cancelAllOrders(marketId: "{NOBODY}")', scopes=frozenset({"orders:write"})),
+    "Mutation.cancelAllOrders": _m(
+        f'cancelAllOrders(input: {{marketId: "{NOBODY}"}})', scopes=frozenset({"orders:write"})
+    ),
     "Mutation.creditCash": _m(
-        f'creditCash(userId: "{NOBODY}", amount: "1", currency: "USDC", reference: "x")', {"ADMIN"}
+        f'creditCash(input: {{userId: "{NOBODY}", amount: "1", currency: "USDC", reference: "x"}})', {"ADMIN"}
     ),
     "Subscription.trades": Rule(
         f'subscription {{ trades(marketId: "{NOBODY}") {{ sequence }} }}',

@@ -22,8 +22,10 @@ CLIENTS = 8
 ORDERS_PER_CLIENT = 40
 START_CASH = Decimal("100000")
 START_TOKENS = Decimal("1000")
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }"
-CANCEL = "mutation($id: UUID!) { cancelOrder(id: $id) { id status filledQuantity } }"
+PLACE = (
+    "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status filledQuantity } errors { code } } }"
+)
+CANCEL = "mutation($id: UUID!) { cancelOrder(id: $id) { order { id status filledQuantity } errors { code } } }"
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +51,12 @@ async def client_run(
             if mine and rng.random() < 0.3:
                 oid = mine.pop(rng.randrange(len(mine)))
                 res = await graphql(http, url, CANCEL, {"id": oid}, token)
-                if res.get("errors"):
-                    code = res["errors"][0]["extensions"]["code"]
-                    if code != "CONFLICT":  # already filled: fine
-                        errors.append(f"cancel: {res['errors']}")
+                if res.get("errors") or res["data"]["cancelOrder"]["errors"]:
+                    failed = res.get("errors") or res["data"]["cancelOrder"]["errors"]
+                    if failed[0].get("code") != "INVALID_STATE":  # already filled: fine
+                        errors.append(f"cancel: {failed}")
                 else:
-                    canceled[oid] = Decimal(res["data"]["cancelOrder"]["filledQuantity"])
+                    canceled[oid] = Decimal(res["data"]["cancelOrder"]["order"]["filledQuantity"])
                 continue
             side = rng.choice(["BUY", "SELL"])
             price = Decimal(rng.randint(95, 105)) / 10
@@ -70,16 +72,16 @@ async def client_run(
             if kind in ("IOC", "FOK"):
                 inp["timeInForce"] = kind
             res = await graphql(http, url, PLACE, {"i": inp}, token)
-            if res.get("errors"):
-                errors.append(f"place: {res['errors']}")
+            if res.get("errors") or res["data"]["placeOrder"]["errors"]:
+                errors.append(f"place: {res.get('errors') or res['data']['placeOrder']['errors']}")
                 continue
-            order = res["data"]["placeOrder"]
+            order = res["data"]["placeOrder"]["order"]
             placed.append(order["id"])
             if order["status"] in ("NEW", "PARTIALLY_FILLED"):
                 mine.append(order["id"])
             if i == 5:  # a retry with the same clientOrderId returns the same order
                 again = await graphql(http, urls[0], PLACE, {"i": inp}, token)
-                if again["data"]["placeOrder"]["id"] != order["id"]:
+                if again["data"]["placeOrder"]["order"]["id"] != order["id"]:
                     errors.append("clientOrderId retry created a second order")
 
 

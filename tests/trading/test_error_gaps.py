@@ -13,7 +13,10 @@ from resolvers.trading import orders
 from tests.trading.factories import make_market, make_trader
 
 CANDLES = "query($m: UUID!, $f: DateTime, $t: DateTime) { candles(marketId: $m, interval: ONE_DAY, from: $f, to: $t) { open } }"
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status clientOrderId } }"
+PLACE = (
+    "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) "
+    "{ order { id status clientOrderId } errors { code field message } } }"
+)
 
 
 @pytest.mark.parametrize(
@@ -74,15 +77,14 @@ async def test_retrying_an_expired_gtd_order_returns_the_stored_order(gql, make_
         }
     }
     result = await gql(PLACE, retry, token=user.token)
-    assert "errors" not in result, result
-    assert result["data"]["placeOrder"]["id"] == str(stored.id)
+    assert gql.payload(result, "placeOrder", "order")["id"] == str(stored.id)
     # retried into another market: still the stored order (the clientOrderId is the user's, not the market's)
     other = await make_market(session_factory)
     elsewhere = {"i": {**retry["i"], "marketId": str(other.market_id)}}
     result = await gql(PLACE, elsewhere, token=user.token)
-    assert result["data"]["placeOrder"]["id"] == str(stored.id), result
+    assert gql.payload(result, "placeOrder", "order")["id"] == str(stored.id), result
     # a new clientOrderId with an expiry in the past is still refused
     fresh = {"i": {**retry["i"], "clientOrderId": "gtd-retry-2"}}
     result = await gql(PLACE, fresh, token=user.token)
     assert gql.error_code(result) == "BAD_USER_INPUT"
-    assert result["errors"][0]["extensions"]["field"] == "expiresAt"
+    assert result["data"]["placeOrder"]["errors"][0]["field"] == ["input", "expiresAt"]

@@ -17,7 +17,7 @@ from tests.trading.factories import make_market, make_trader
 from tests.trading.live import api_servers, committed_sessions, graphql
 
 SCRIPT = Path(__file__).with_name("graphql_ws_client.mjs")
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { status } }"
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { status } errors { code } } }"
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ async def test_graphql_ws_reference_client_receives_a_trade(node_client, databas
                 while event is None and time.monotonic() < deadline:
                     await graphql(http, url, PLACE, order(market_id, "SELL"), seller_token)
                     done = await graphql(http, url, PLACE, order(market_id, "BUY"), buyer_token)
-                    assert done["data"]["placeOrder"]["status"] == "FILLED"
+                    assert done["data"]["placeOrder"]["order"]["status"] == "FILLED"
                     try:
                         event = json.loads(await asyncio.wait_for(proc.stdout.readline(), 2))  # type: ignore[union-attr]
                     except TimeoutError:

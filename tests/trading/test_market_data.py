@@ -17,7 +17,7 @@ from core.jwt_keys import KeyRing
 from tests.trading.factories import make_market, make_trader
 from tests.trading.live import Servers, api_servers, committed_sessions, graphql, subscribe
 
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status } errors { code } } }"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def order(m, side: str, qty: str, price: str) -> dict:  # type: ignore[no-untype
 async def cross(http, url, m, seller, buyer, price="2.50", qty="3"):  # type: ignore[no-untyped-def]
     a = await graphql(http, url, PLACE, order(m, "SELL", qty, price), seller)
     b = await graphql(http, url, PLACE, order(m, "BUY", qty, price), buyer)
-    assert a["data"]["placeOrder"]["status"] == "NEW" and b["data"]["placeOrder"]["status"] == "FILLED", (a, b)
+    assert a["data"]["placeOrder"]["order"]["status"] == "NEW", a
+    assert b["data"]["placeOrder"]["order"]["status"] == "FILLED", b
 
 
 async def test_trade_on_one_process_reaches_subscribers_on_the_other(servers, database_url, settings):  # type: ignore[no-untyped-def]

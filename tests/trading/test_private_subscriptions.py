@@ -21,7 +21,7 @@ from core.jwt_keys import KeyRing
 from tests.trading.factories import make_market, make_trader
 from tests.trading.live import Servers, api_servers, committed_sessions, graphql
 
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status } errors { code } } }"
 MY_ORDERS = [
     "subscription { myOrders { id side price } }",
     "subscription { ...Mine } fragment Mine on Subscription { myOrders { id side price } }",
@@ -114,8 +114,10 @@ async def test_two_users_never_receive_each_others_orders(server, database_url, 
         await _listening(url)
         async with httpx.AsyncClient(timeout=30) as http:
             placed = {
-                "alice": (await graphql(http, url, PLACE, buy(m, "1.00"), tokens["alice"]))["data"]["placeOrder"],
-                "bob": (await graphql(http, url, PLACE, buy(m, "2.00"), tokens["bob"]))["data"]["placeOrder"],
+                "alice": (await graphql(http, url, PLACE, buy(m, "1.00"), tokens["alice"]))["data"]["placeOrder"][
+                    "order"
+                ],
+                "bob": (await graphql(http, url, PLACE, buy(m, "2.00"), tokens["bob"]))["data"]["placeOrder"]["order"],
             }
         for (who, n), sock in sockets.items():
             first = order_of(await sock.recv(10))
@@ -142,7 +144,7 @@ async def test_sockets_of_one_user_with_different_expiries(server, database_url,
         short2 = await stack.enter_async_context(socket(url, short_token, doc))
         await _listening(url)
         async with httpx.AsyncClient(timeout=30) as http:
-            first = (await graphql(http, url, PLACE, buy(m, "1.00"), long_token))["data"]["placeOrder"]
+            first = (await graphql(http, url, PLACE, buy(m, "1.00"), long_token))["data"]["placeOrder"]["order"]
             for sock in (short1, long1, long2, short2):
                 assert order_of(await sock.recv(10))["id"] == first["id"]
             for sock in (short1, short2):  # the short token expires: closed with 4401, nothing else before
@@ -150,7 +152,7 @@ async def test_sockets_of_one_user_with_different_expiries(server, database_url,
                     extra = await sock.recv(10)
                     raise AssertionError(f"after expiry: {extra}")
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
-            second = (await graphql(http, url, PLACE, buy(m, "1.01"), long_token))["data"]["placeOrder"]
+            second = (await graphql(http, url, PLACE, buy(m, "1.01"), long_token))["data"]["placeOrder"]["order"]
             for sock in (long1, long2):  # the others go on
                 assert order_of(await sock.recv(10))["id"] == second["id"]
 

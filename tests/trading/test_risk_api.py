@@ -19,13 +19,16 @@ LIMITS = (
     "marketId priceBandBps referencePrice maxOrderQuantity maxOrderNotional dailyNotionalLimit maxPosition "
     "breakerMoveBps breakerWindowS breakerHaltS haltedUntil haltReason"
 )
+ERRORS = "errors { code field message }"
 SET = (
-    f"mutation($m: UUID!, $i: MarketRiskLimitsInput!) {{ setMarketRiskLimits(marketId: $m, input: $i) {{ {LIMITS} }} }}"
+    f"mutation($i: SetMarketRiskLimitsInput!) {{ setMarketRiskLimits(input: $i) "
+    f"{{ marketRiskLimits {{ {LIMITS} }} {ERRORS} }} }}"
 )
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status reason } }"
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status reason } errors { code } } }"
 MAKER = (
-    "mutation($m: UUID!, $u: UUID!, $mk: Int!) { setMarketMaker(marketId: $m, userId: $u, makerFeeBps: $mk, "
-    'takerFeeBps: 10, maxSpreadBps: 100, minQuoteSize: "5", minUptime: "0.9") { userId makerFeeBps active } }'
+    "mutation($m: UUID!, $u: UUID!, $mk: Int!) { setMarketMaker(input: {marketId: $m, userId: $u, makerFeeBps: $mk, "
+    'takerFeeBps: 10, maxSpreadBps: 100, minQuoteSize: "5", minUptime: "0.9"}) '
+    f"{{ marketMaker {{ userId makerFeeBps active }} {ERRORS} }} }}"
 )
 
 
@@ -52,16 +55,16 @@ async def test_limits_kill_switch_and_reopen(gql, make_user, session_factory, se
             )
         )
         await s.commit()
-    bad = await gql(SET, {"m": str(m.market_id), "i": {"breakerMoveBps": 100}}, token=admin.token)
+    bad = await gql(SET, {"i": {"marketId": str(m.market_id), "breakerMoveBps": 100}}, token=admin.token)
     assert gql.error_code(bad) == "BAD_USER_INPUT"
-    assert bad["errors"][0]["extensions"]["field"] == "breakerMoveBps"
+    assert bad["data"]["setMarketRiskLimits"]["errors"][0]["field"] == ["input", "breakerMoveBps"]
     async with session_factory() as s:
         assert await s.get(MarketRiskLimits, m.market_id) is None
     ok = await gql(
         SET,
         {
-            "m": str(m.market_id),
             "i": {
+                "marketId": str(m.market_id),
                 "priceBandBps": 1000,
                 "maxOrderQuantity": "100",
                 "breakerMoveBps": 500,
@@ -71,7 +74,7 @@ async def test_limits_kill_switch_and_reopen(gql, make_user, session_factory, se
         },
         token=admin.token,
     )
-    limits = ok["data"]["setMarketRiskLimits"]
+    limits = gql.payload(ok, "setMarketRiskLimits", "marketRiskLimits")
     assert limits["referencePrice"] == "10" and limits["priceBandBps"] == 1000 and limits["maxPosition"] is None
     assert await audits(session_factory, "market.risk_limits") == 1
     outside = await gql(
@@ -79,8 +82,8 @@ async def test_limits_kill_switch_and_reopen(gql, make_user, session_factory, se
         {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1", "price": "11.5"}},
         token=investor_token,
     )
-    assert outside["data"]["placeOrder"] == {
-        "id": outside["data"]["placeOrder"]["id"],
+    assert outside["data"]["placeOrder"]["order"] == {
+        "id": outside["data"]["placeOrder"]["order"]["id"],
         "status": "REJECTED",
         "reason": "PRICE_OUTSIDE_BAND",
     }
@@ -89,20 +92,22 @@ async def test_limits_kill_switch_and_reopen(gql, make_user, session_factory, se
         {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1", "price": "10"}},
         token=investor_token,
     )
-    assert resting["data"]["placeOrder"]["status"] == "NEW"
-    kill = 'mutation($m: UUID!) { killMarket(marketId: $m, reason: "fat finger") { status canceledOrders } }'
+    assert resting["data"]["placeOrder"]["order"]["status"] == "NEW"
+    kill = (
+        'mutation($m: UUID!) { killMarket(input: {marketId: $m, reason: "fat finger"}) '
+        f"{{ killSwitchResult {{ status canceledOrders }} {ERRORS} }} }}"
+    )
     killed = await gql(kill, {"m": str(m.market_id)}, token=admin.token)
-    assert killed["data"]["killMarket"] == {"status": "HALTED", "canceledOrders": 1}
+    assert gql.payload(killed, "killMarket", "killSwitchResult") == {"status": "HALTED", "canceledOrders": 1}
     read = await gql(
         f"query($m: UUID!) {{ marketRiskLimits(marketId: $m) {{ {LIMITS} }} }}",
         {"m": str(m.market_id)},
         token=admin.token,
     )
     assert read["data"]["marketRiskLimits"]["haltReason"] == "KILL_SWITCH"
-    reopen = "mutation($m: UUID!) { setMarketStatus(marketId: $m, status: OPEN) { status } }"
-    assert (await gql(reopen, {"m": str(m.market_id)}, token=admin.token))["data"]["setMarketStatus"][
-        "status"
-    ] == "OPEN"
+    reopen = f"mutation($m: UUID!) {{ setMarketStatus(input: {{marketId: $m, status: OPEN}}) {{ market {{ status }} {ERRORS} }} }}"
+    reopened = await gql(reopen, {"m": str(m.market_id)}, token=admin.token)
+    assert gql.payload(reopened, "setMarketStatus", "market")["status"] == "OPEN"
     read = await gql(
         f"query($m: UUID!) {{ marketRiskLimits(marketId: $m) {{ {LIMITS} }} }}",
         {"m": str(m.market_id)},
@@ -111,7 +116,8 @@ async def test_limits_kill_switch_and_reopen(gql, make_user, session_factory, se
     assert read["data"]["marketRiskLimits"]["haltReason"] is None
     assert await audits(session_factory, "market.kill") == 1
     missing = await gql(kill, {"m": "00000000-0000-0000-0000-000000000000"}, token=admin.token)
-    assert gql.error_code(missing) == "NOT_FOUND"
+    assert gql.error_code(missing) == "NOT_FOUND" and missing["data"]["killMarket"]["killSwitchResult"] is None
+    assert missing["data"]["killMarket"]["errors"][0]["field"] == ["input", "marketId"]
     denied = await gql(kill, {"m": str(m.market_id)}, token=investor_token)
     assert gql.error_code(denied) == "FORBIDDEN"
 
@@ -121,9 +127,14 @@ async def test_market_maker_designation_and_report(gql, make_user, session_facto
     m = await make_market(session_factory, maker_bps=10, taker_bps=20)
     maker = await make_trader(session_factory, m, cash="1000", tokens="100")
     bad = await gql(MAKER, {"m": str(m.market_id), "u": str(maker.user_id), "mk": 30}, token=admin.token)
-    assert gql.error_code(bad) == "BAD_USER_INPUT" and bad["errors"][0]["extensions"]["field"] == "makerFeeBps"
+    assert gql.error_code(bad) == "BAD_USER_INPUT"
+    assert bad["data"]["setMarketMaker"]["errors"][0]["field"] == ["input", "makerFeeBps"]
     ok = await gql(MAKER, {"m": str(m.market_id), "u": str(maker.user_id), "mk": -2}, token=admin.token)
-    assert ok["data"]["setMarketMaker"] == {"userId": str(maker.user_id), "makerFeeBps": -2, "active": True}
+    assert gql.payload(ok, "setMarketMaker", "marketMaker") == {
+        "userId": str(maker.user_id),
+        "makerFeeBps": -2,
+        "active": True,
+    }
     report = await gql(
         "query($m: UUID!) { marketMakerReport(marketId: $m) { userId samples uptime "
         "meetsObligations makerFeeBps makerVolume } }",
@@ -148,10 +159,11 @@ async def test_market_maker_designation_and_report(gql, make_user, session_facto
     )
     assert gql.error_code(bad_window) == "BAD_USER_INPUT"
     removed = await gql(
-        "mutation($m: UUID!, $u: UUID!) { removeMarketMaker(marketId: $m, userId: $u) { active } }",
+        "mutation($m: UUID!, $u: UUID!) { removeMarketMaker(input: {marketId: $m, userId: $u}) "
+        "{ marketMaker { active } errors { code } } }",
         {"m": str(m.market_id), "u": str(maker.user_id)},
         token=admin.token,
     )
-    assert removed["data"]["removeMarketMaker"] == {"active": False}
+    assert gql.payload(removed, "removeMarketMaker", "marketMaker") == {"active": False}
     assert await audits(session_factory, "market.maker_set") == 1
     assert await audits(session_factory, "market.maker_removed") == 1

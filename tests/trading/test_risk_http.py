@@ -16,7 +16,7 @@ from resolvers.trading import risk_admin
 from tests.trading.factories import make_market, make_trader, make_user
 from tests.trading.live import api_servers, committed_sessions, graphql
 
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status reason } }"
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status reason } errors { code } } }"
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,8 @@ async def test_limits_hold_across_two_api_processes(database_url, redis_url, set
                 ),
                 timeout=120,
             )
-    assert not [r for r in results if r.get("errors")], results[:3]
-    placed = [r["data"]["placeOrder"] for r in results]
+    assert not [r for r in results if r.get("errors") or r["data"]["placeOrder"]["errors"]], results[:3]
+    placed = [r["data"]["placeOrder"]["order"] for r in results]
     by_market = {daily.market_id: placed[:12], position.market_id: placed[12:]}
     assert sum(o["status"] == "NEW" for o in by_market[daily.market_id]) == 5  # 5 x 100 = the daily limit
     assert {o["reason"] for o in by_market[daily.market_id] if o["status"] == "REJECTED"} == {
