@@ -241,7 +241,7 @@ async def rolling_restart(apis: list[Api], clients: int, drain_s: float) -> dict
 
 # --- trades across processes --------------------------------------------------------------------------------------
 
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status } errors { code } } }"
 TRADES = "subscription($m: UUID!) { trades(marketId: $m) { sequence snapshot trades { price quantity takerSide } } }"
 
 
@@ -280,7 +280,7 @@ async def trades_across_processes(db_url: str, env: dict[str, str], apis: list[A
         ]
         message = (await sub.next(timeout=30))["payload"]["data"]["trades"]
         latency_ms = (time.monotonic() - started) * 1000
-    statuses = [p["data"]["placeOrder"]["status"] for p in placed]
+    statuses = [p["data"]["placeOrder"]["order"]["status"] for p in placed]
     received = message == {
         "sequence": 1,
         "snapshot": False,

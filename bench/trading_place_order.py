@@ -21,7 +21,9 @@ from decimal import Decimal
 
 from bench.harness import REDIS_URL, WrkResult, _ms, print_table, scratch_database, uvicorn_server, wrk_post
 
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }"
+PLACE = (
+    "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status filledQuantity } errors { code } } }"
+)
 
 
 async def _setup(database_url: str) -> tuple[str, list[tuple[str, str]], str]:

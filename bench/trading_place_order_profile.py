@@ -47,7 +47,10 @@ async def _http_client(db_url: str, market_id: uuid.UUID, users: list[uuid.UUID]
     app = create_app_from_env()
     await app.router.lifespan_context(app).__aenter__()  # left open: the process ends with the run
     keyring = KeyRing(pem, "bench", ttl_s=3600)
-    query = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }"
+    query = (
+        "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) "
+        "{ order { id status filledQuantity } errors { code } } }"
+    )
     posts = [
         (
             json.dumps(
@@ -74,6 +77,7 @@ async def _http_client(db_url: str, market_id: uuid.UUID, users: list[uuid.UUID]
         body, headers = posts[i % 2]
         r = await client.post("/graphql", content=body, headers=headers)
         assert r.status_code == 200 and "errors" not in r.json(), r.text
+        assert r.json()["data"]["placeOrder"]["errors"] == [], r.text
 
     return one
 

@@ -249,24 +249,32 @@ def run(api_url: str, timeout: float) -> None:
     wait("the 100 tokens minted to Alice", minted, timeout)
     step("100 tokens minted to Alice (issueTokens -> agent mint -> indexed Transfer)")
 
-    market = api(
-        """mutation($t: UUID!, $s: String!) { openMarket(tokenId: $t, quoteCurrency: "USDC",
-                   tickSize: "0.01", lotSize: "1", symbol: $s) { id symbol } }""",
-        {"t": token["id"], "s": f"DT{tag}/USDC"},
-        admin,
-    )["openMarket"]
-    api(
-        """mutation($u: UUID!, $r: String!) { creditCash(userId: $u, amount: "1000", currency: "USDC",
-          reference: $r) { currency } }""",
-        {"u": bob_id, "r": f"demo-{tag}"},
-        admin,
+    market = _payload(
+        api(
+            """mutation($t: UUID!, $s: String!) { openMarket(input: {tokenId: $t, quoteCurrency: "USDC",
+                   tickSize: "0.01", lotSize: "1", symbol: $s}) { market { id symbol } errors { code message } } }""",
+            {"t": token["id"], "s": f"DT{tag}/USDC"},
+            admin,
+        ),
+        "openMarket",
+        "market",
+    )
+    _payload(
+        api(
+            """mutation($u: UUID!, $r: String!) { creditCash(input: {userId: $u, amount: "1000", currency: "USDC",
+          reference: $r}) { cashBalances { currency } errors { code message } } }""",
+            {"u": bob_id, "r": f"demo-{tag}"},
+            admin,
+        ),
+        "creditCash",
+        "cashBalances",
     )
     step(f"market {market['symbol']} open; Bob has 1000 USDC")
 
     order = """mutation($m: UUID!, $s: OrderSide!) { placeOrder(input: {marketId: $m, side: $s, type: LIMIT,
-               quantity: "10", price: "25.00"}) { status reason } }"""
-    sold = api(order, {"m": market["id"], "s": "SELL"}, alice)["placeOrder"]
-    bought = api(order, {"m": market["id"], "s": "BUY"}, bob)["placeOrder"]
+               quantity: "10", price: "25.00"}) { order { status reason } errors { code message } } }"""
+    sold = _payload(api(order, {"m": market["id"], "s": "SELL"}, alice), "placeOrder", "order")
+    bought = _payload(api(order, {"m": market["id"], "s": "BUY"}, bob), "placeOrder", "order")
     if bought["status"] != "FILLED":
         raise fail(f"the orders did not cross: sell {sold}, buy {bought}", 1)
     step("Alice sold 10 at 25.00 to Bob: one trade, settlement PENDING")

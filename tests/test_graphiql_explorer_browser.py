@@ -36,7 +36,7 @@ from tests.trading.live import api_servers, committed_sessions
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PASSWORD = "correct-horse-9-battery"
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { status } }"
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { status } errors { code } } }"
 TOKEN_TTL_S = 20  # renewed about 5 s before expiry (a quarter of the lifetime, at most a minute)
 
 
@@ -84,7 +84,7 @@ def _trade(url: str, world: dict[str, Any]) -> None:
 
     _gql(url, PLACE, order("SELL"), world["seller_token"])
     done = _gql(url, PLACE, order("BUY"), world["buyer_token"])
-    assert done["data"]["placeOrder"]["status"] == "FILLED", done
+    assert done["data"]["placeOrder"]["order"]["status"] == "FILLED", done
 
 
 def _response_text(page: Page) -> str:

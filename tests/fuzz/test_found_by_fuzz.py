@@ -37,8 +37,8 @@ async def test_a_failed_child_field_leaves_no_closed_connection_in_the_pool(
 
 OPEN_MARKET = (
     "mutation($t: UUID!, $q: String!, $tick: Decimal!, $lot: Decimal!, $min: Decimal!, $s: String) "
-    "{ openMarket(tokenId: $t, quoteCurrency: $q, tickSize: $tick, lotSize: $lot, minNotional: $min, "
-    "symbol: $s) { id } }"
+    "{ openMarket(input: {tokenId: $t, quoteCurrency: $q, tickSize: $tick, lotSize: $lot, minNotional: $min, "
+    "symbol: $s}) { market { id } errors { code field } } }"
 )
 
 
@@ -75,8 +75,8 @@ async def test_open_market_refuses_what_its_columns_cannot_hold(
         json={"query": OPEN_MARKET, "variables": variables},
         headers={"Authorization": f"Bearer {world.token('ADMIN')}"},
     )
-    error = resp.json()["errors"][0]
-    assert (error["extensions"]["code"], error["extensions"].get("field")) == ("BAD_USER_INPUT", field), resp.text
+    [error] = resp.json()["data"]["openMarket"]["errors"]
+    assert (error["code"], error["field"]) == ("BAD_USER_INPUT", ["input", field]), resp.text
 
 
 async def test_values_longer_or_larger_than_their_columns_are_refused(
@@ -93,8 +93,8 @@ async def test_values_longer_or_larger_than_their_columns_are_refused(
             "bankReference",
         ),
         (
-            'mutation($u: UUID!, $a: Decimal!) { creditCash(userId: $u, amount: $a, currency: "USD", reference: "big") '
-            "{ available } }",
+            'mutation($u: UUID!, $a: Decimal!) { creditCash(input: {userId: $u, amount: $a, currency: "USD", '
+            'reference: "big"}) { cashBalances { available } errors { code field } } }',
             {"u": str(world.accounts["INVESTOR"].id), "a": "1E+25"},
             "amount",
         ),

@@ -136,7 +136,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     world.add("address", market.token_address, market.registry, trader.wallet, counterparty.wallet)
     world.add("currency", market.quote, "USD", "EUR")
     world.add("country", "DE", "FR", "US", "GB", "CH")
-    place = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
+    place = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status } errors { code message } } }"
     for who, side, price in (
         (investor, "BUY", "1.00"),
         (investor, "SELL", "5.00"),
@@ -149,7 +149,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
             {"i": {"marketId": str(market.market_id), "side": side, "type": "LIMIT", "quantity": "2", "price": price}},
             who,
         )
-        world.add("orderId", order["placeOrder"]["id"])
+        world.add("orderId", payload(order, "placeOrder", "order")["id"])
     markets = await call(client, "{ markets { id symbol } }", token=investor)
     world.strings += [m["symbol"] for m in markets["markets"]]
 

@@ -20,7 +20,7 @@ def test_root_fields_through_fragments_aliases_and_named_operations() -> None:
         query A { x: markets { id } ...F ... on Query { assets(first: 1) { edges { cursor } } } __typename }
         fragment F on Query { me { id } ...G }
         fragment G on Query { markets { id } ...F }
-        mutation B { placeOrder(input: {}) { id } }""")
+        mutation B { placeOrder(input: {}) { order { id } } }""")
     assert root_fields(doc, "A") == ("Query", ["markets", "me", "markets", "assets", "__typename"])
     assert root_fields(doc, "B") == ("Mutation", ["placeOrder"])
     assert root_fields(doc, None) is None and root_fields(doc, "C") is None  # graphql-core reports these itself

@@ -157,7 +157,10 @@ SET_FX = (
     'mutation($r: Decimal!) { setFxRate(input: {base: "USD", quote: "EUR", asOf: "2024-01-01", rate: $r}) '
     "{ fxRate { rate } errors { code } } }"
 )
-CREDIT = 'mutation($u: UUID!, $a: Decimal!) { creditCash(userId: $u, amount: $a, currency: "USD", reference: "fz") { available } }'
+CREDIT = (
+    'mutation($u: UUID!, $a: Decimal!) { creditCash(input: {userId: $u, amount: $a, currency: "USD", reference: "fz"}) '
+    "{ cashBalances { available } errors { code } } }"
+)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +177,10 @@ async def test_decimals_that_break_arithmetic_are_refused(gql, make_user, sessio
     assert (await count(session, FxRate), await count(session, LedgerTransaction)) == before
 
 
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status reason price quantity reservedCash } }"
+PLACE = (
+    "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) "
+    "{ order { id status reason price quantity reservedCash } errors { code field } } }"
+)
 _HOSTILE_DATETIME = st.one_of(
     st.none(),
     st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),

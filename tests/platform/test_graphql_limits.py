@@ -93,7 +93,7 @@ async def test_token_limit_with_defaults(client, settings) -> None:  # type: ign
             "{ fxRate { rate } } }",
             {"r": "abc"},
         ),
-        ("mutation($s: OrderSide!) { cancelAllOrders(marketId: $s) { id } }", {"s": "SIDEWAYS"}),
+        ("mutation($s: OrderSide!) { cancelAllOrders(input: {marketId: $s}) { orders { id } } }", {"s": "SIDEWAYS"}),
         ("{ moreThanTokens_depth: __typename aliases found }", None),
     ],
 )

@@ -17,8 +17,8 @@ from server.app import create_app
 from tests.platform.conftest import _as_env
 
 CREDIT = (
-    'mutation($u: UUID!) { creditCash(userId: $u, amount: "1000000", currency: "USD", reference: "free") '
-    "{ available } }"
+    'mutation($u: UUID!) { creditCash(input: {userId: $u, amount: "1000000", currency: "USD", reference: "free"}) '
+    "{ cashBalances { available } errors { code } } }"
 )
 
 
@@ -55,7 +55,7 @@ async def test_credit_cash_is_not_in_the_production_schema(app_client, make_user
                 headers={"Authorization": f"Bearer {admin.token}"},
             )
         ).json()
-    assert reply["data"]["creditCash"] == [{"available": "1000000"}], reply
+    assert reply["data"]["creditCash"] == {"cashBalances": [{"available": "1000000"}], "errors": []}, reply
 
 
 # (document, variables): each made graphql-core suggest schema names: a field, an argument, an enum value in a

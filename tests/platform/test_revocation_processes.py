@@ -36,7 +36,7 @@ WRITES = [
     'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
     'idempotencyKey: "k1"}) { payment { id } } }',
     'mutation { placeOrder(input: {marketId: "%s", side: BUY, type: LIMIT, quantity: "1", price: "1", '
-    'clientOrderId: "c1"}) { id } }' % uuid.uuid4(),
+    'clientOrderId: "c1"}) { order { id } } }' % uuid.uuid4(),
 ]
 
 

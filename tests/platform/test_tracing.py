@@ -23,7 +23,9 @@ from core.logging import JsonFormatter
 from core.settings import Settings
 from tests.trading.factories import make_market, make_trader
 
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status filledQuantity } }"
+PLACE = (
+    "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status filledQuantity } errors { code } } }"
+)
 
 
 class Lines(logging.Handler):
@@ -94,7 +96,7 @@ async def test_place_order_trace_from_request_to_database_to_publish(
                 },
             }
             resp = await client.post("/graphql", json=body, headers={"Authorization": f"Bearer {user.token}"})
-            return resp.json()["data"]["placeOrder"]
+            return resp.json()["data"]["placeOrder"]["order"]
 
         assert (await place(seller, "SELL"))["status"] == "NEW"
         spans.clear()
