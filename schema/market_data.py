@@ -124,9 +124,9 @@ def order_of_event(e: dict[str, Any]) -> Order:
         expires_at=dt(e["expires_at"]),
         wallet_address=e["wallet_address"],
         reserved_cash=Decimal(e["reserved_cash"]),
-        created_at=dt(e["created_at"]),
-        updated_at=dt(e["updated_at"]),
-    )  # type: ignore[arg-type]
+        created_at=datetime.fromisoformat(e["created_at"]),
+        updated_at=datetime.fromisoformat(e["updated_at"]),
+    )
     return Order.of(view)
 
 
