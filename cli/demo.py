@@ -131,20 +131,29 @@ def link_wallet(api: Api, token: str) -> str:
     from eth_account.messages import encode_defunct
 
     account = Account.create()
-    message = api("mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address}, token)[
-        "walletChallenge"
-    ]["message"]
+    challenge = api(
+        "mutation($a: String!) { walletChallenge(input: {address: $a}) { challenge { message } "
+        "errors { code message } } }",
+        {"a": account.address},
+        token,
+    )
+    message = _payload(challenge, "walletChallenge", "challenge")["message"]
     signature = "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
-    api(
-        "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
+    linked = api(
+        "mutation($a: String!, $s: String!) { linkWallet(input: {address: $a, signature: $s}) { wallet { address } "
+        "errors { code message } } }",
         {"a": account.address, "s": signature},
         token,
     )
+    _payload(linked, "linkWallet", "wallet")
     return str(account.address)
 
 
 KYC = """mutation($n: String!) { submitKyc(input: {fullName: $n, dateOfBirth: "1990-01-01", country: "DE",
-  documentType: PASSPORT, documentNumber: "C01X00T47", address: "Unter den Linden 1, Berlin"}) { id } }"""
+  documentType: PASSPORT, documentNumber: "C01X00T47", address: "Unter den Linden 1, Berlin"}) { kycCase { id }
+  errors { code message } } }"""
+REVIEW_KYC = """mutation($c: UUID!) { reviewKyc(id: $c, input: {decision: APPROVE}) { kycCase { status }
+  errors { code message } } }"""
 MY_TRADES = """{ myTrades(first: 1) { edges { node { id settlement settlementOperationState settlementTxHash
   settlementBlock } } } }"""
 
@@ -171,8 +180,8 @@ def run(api_url: str, timeout: float) -> None:
     investors: dict[str, tuple[str, str, str]] = {}
     for name in ("Alice", "Bob"):
         user_id, token = api.user(f"{name.lower()}-{tag}@demo.stablerwa.dev", password)
-        case = api(KYC, {"n": f"{name} Demo"}, token)["submitKyc"]["id"]
-        api("mutation($c: UUID!) { reviewKyc(caseId: $c, decision: APPROVE) { status } }", {"c": case}, officer)
+        case = _payload(api(KYC, {"n": f"{name} Demo"}, token), "submitKyc", "kycCase")["id"]
+        _payload(api(REVIEW_KYC, {"c": case}, officer), "reviewKyc", "kycCase")
         wallet = link_wallet(api, token)
         investors[name] = (user_id, token, wallet)
         step(f"{name}: KYC APPROVED, wallet {wallet} linked")

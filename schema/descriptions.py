@@ -28,7 +28,6 @@ ARGS: dict[str, str] = {
     "tokenId": "The token's id (`Token.id`, the platform's row, not the contract address).",
     "offeringId": "The offering's id (`Offering.id`).",
     "paymentId": "The payment's id (`Payment.id`).",
-    "caseId": "The KYC case's id (`KycCase.id`).",
     "reason": "Why, in free text (1 to 500 characters after collapsing whitespace); recorded in the audit log.",
     "idempotencyKey": (
         "A key of your choice, 1 to 64 letters, digits, '-' or '_': the same key for the same "
@@ -92,6 +91,9 @@ ARG_OVERRIDES: dict[str, str] = {
     "Mutation.approveWithdrawal.id": "The PENDING_APPROVAL withdrawal's id.",
     "Mutation.rejectWithdrawal.id": "The PENDING_APPROVAL withdrawal's id.",
     "Mutation.processErasure.id": "The PENDING erasure request's id.",
+    "Mutation.reviewKyc.id": "The PENDING_REVIEW KYC case's id (`KycCase.id`).",
+    "Mutation.suspendKyc.id": "The APPROVED KYC case's id (`KycCase.id`).",
+    "Mutation.expireKyc.id": "The APPROVED KYC case's id (`KycCase.id`).",
     # reasons: required or optional, and what for
     "Mutation.reviewKyc.reason": "Why; required to REJECT (at most 1000 characters), shown as decisionReason.",
     "Mutation.suspendKyc.reason": "Why the approval is suspended (at most 1000 characters), shown as decisionReason.",

@@ -12,6 +12,8 @@ from models.identity import KycCase as KycCaseModel
 from models.identity import KycStatus as KycStatusModel
 from models.identity import Role
 from resolvers.identity import kyc
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 
@@ -47,9 +49,13 @@ class KycDetails:
         )
 
 
-@strawberry.type(description="A user's KYC case. Status and dates are visible to staff; details are not.")
-class KycCase:
-    id: uuid.UUID | None = strawberry.field(description="Null until the first submission.")
+@strawberry.type(
+    description=(
+        "A user's KYC case, from its first submission on. Status and dates are visible to its owner and to staff "
+        "(COMPLIANCE, ADMIN); details are not."
+    )
+)
+class KycCase(Node):
     user_id: uuid.UUID
     status: KycStatus
     submitted_at: datetime | None
@@ -57,7 +63,7 @@ class KycCase:
     reviewed_by: uuid.UUID | None
     decision_reason: str | None = strawberry.field(description="Why it was rejected, suspended or expired.")
     expires_at: datetime | None = strawberry.field(description="When an approval lapses.")
-    row: strawberry.Private[KycCaseModel | None]
+    row: strawberry.Private[KycCaseModel]
 
     @strawberry.field(
         description=(
@@ -66,8 +72,6 @@ class KycCase:
         )
     )
     async def details(self, info: Info) -> KycDetails | None:
-        if self.row is None:
-            return None
         found = await kyc.details_for(info.context, self.row)
         return KycDetails.from_details(found) if found else None
 
@@ -83,20 +87,6 @@ class KycCase:
             decision_reason=case.decision_reason,
             expires_at=case.expires_at,
             row=case,
-        )
-
-    @classmethod
-    def not_started(cls, user_id: uuid.UUID) -> KycCase:
-        return cls(
-            id=None,
-            user_id=user_id,
-            status=KycStatusModel.NOT_STARTED,
-            submitted_at=None,
-            reviewed_at=None,
-            reviewed_by=None,
-            decision_reason=None,
-            expires_at=None,
-            row=None,
         )
 
 
@@ -122,11 +112,14 @@ class KycInput:
 
 @strawberry.type
 class Query:
-    @strawberry.field(extensions=authenticated(), description="The caller's own KYC case (NOT_STARTED if none).")
-    async def my_kyc(self, info: Info) -> KycCase:
+    @strawberry.field(
+        extensions=authenticated(),
+        description="The caller's own KYC case; null before their first submission (KYC status NOT_STARTED).",
+    )
+    async def my_kyc(self, info: Info) -> KycCase | None:
         user_id = info.context.viewer.require_user()
         case = await kyc.my_case(await info.context.session(), user_id)
-        return KycCase.from_model(case) if case else KycCase.not_started(user_id)
+        return KycCase.from_model(case) if case else None
 
     @strawberry.field(
         extensions=requires(Role.COMPLIANCE, Role.ADMIN),
@@ -141,25 +134,37 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
-        extensions=authenticated(), description="Submit (or resubmit after REJECTED/EXPIRED) for review."
-    )
+    @mutation(extensions=authenticated(), description="Submit (or resubmit after REJECTED/EXPIRED) for review.")
     async def submit_kyc(self, info: Info, input: KycInput) -> KycCase:
         return KycCase.from_model(await kyc.submit(info.context, input.to_details()))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.COMPLIANCE),
         description="Approve or reject a PENDING_REVIEW case; REJECT needs a reason.",
     )
-    async def review_kyc(
-        self, info: Info, case_id: uuid.UUID, decision: KycDecision, reason: str | None = None
-    ) -> KycCase:
-        return KycCase.from_model(await kyc.review(info.context, case_id, decision, reason))
+    async def review_kyc(self, info: Info, id: uuid.UUID, decision: KycDecision, reason: str | None = None) -> KycCase:
+        return KycCase.from_model(await kyc.review(info.context, id, decision, reason))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="APPROVED -> SUSPENDED.")
-    async def suspend_kyc(self, info: Info, case_id: uuid.UUID, reason: str) -> KycCase:
-        return KycCase.from_model(await kyc.suspend(info.context, case_id, reason))
+    @mutation(extensions=requires(Role.COMPLIANCE), description="APPROVED -> SUSPENDED.")
+    async def suspend_kyc(self, info: Info, id: uuid.UUID, reason: str) -> KycCase:
+        return KycCase.from_model(await kyc.suspend(info.context, id, reason))
 
-    @strawberry.mutation(extensions=requires(Role.COMPLIANCE), description="APPROVED -> EXPIRED, before its date.")
-    async def expire_kyc(self, info: Info, case_id: uuid.UUID, reason: str | None = None) -> KycCase:
-        return KycCase.from_model(await kyc.expire(info.context, case_id, reason))
+    @mutation(extensions=requires(Role.COMPLIANCE), description="APPROVED -> EXPIRED, before its date.")
+    async def expire_kyc(self, info: Info, id: uuid.UUID, reason: str | None = None) -> KycCase:
+        return KycCase.from_model(await kyc.expire(info.context, id, reason))
+
+
+async def load_kyc_case(info: Info, id: uuid.UUID) -> KycCase | None:
+    """`node(id)` for a KycCase: its owner (like `myKyc`) and COMPLIANCE or ADMIN (like `kycCases`)."""
+    viewer = info.context.viewer
+    if viewer.user_id is None:
+        return None
+    case = await (await info.context.session()).get(KycCaseModel, id)
+    if case is None:
+        return None
+    if case.user_id != viewer.user_id and not viewer.has_role(Role.COMPLIANCE.value, Role.ADMIN.value):
+        return None
+    return KycCase.from_model(case)
+
+
+register_node("KycCase", "kyc_cases", load_kyc_case)

@@ -14,6 +14,8 @@ from models.identity import Role
 from models.privacy import ErasureRequest as ErasureRequestModel
 from models.privacy import ErasureStatus as ErasureStatusModel
 from resolvers.privacy import erasure, export
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 
@@ -24,8 +26,7 @@ ErasureDecision = strawberry.enum(
 
 
 @strawberry.type(description="A request to erase the requester's personal data (GDPR art. 17).")
-class ErasureRequest:
-    id: uuid.UUID
+class ErasureRequest(Node):
     user_id: uuid.UUID
     status: ErasureStatus
     reason: str | None
@@ -67,7 +68,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "Everything the platform holds about you, as one JSON document: profile, KYC (personal fields decrypted), "
@@ -79,7 +80,7 @@ class Mutation:
     async def export_my_data(self, info: Info) -> JSON:
         return await export.export_my_data(info.context)
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "Ask for your personal data to be erased. COMPLIANCE processes it; afterwards you cannot sign in."
@@ -88,7 +89,7 @@ class Mutation:
     async def request_erasure(self, info: Info, reason: str | None = None) -> ErasureRequest:
         return ErasureRequest.from_model(await erasure.request(info.context, reason))
 
-    @strawberry.mutation(
+    @mutation(
         extensions=requires(Role.COMPLIANCE),
         description=(
             "ERASE: personal data made unreadable (its data key destroyed), email pseudonymized, sign-in impossible; "
@@ -100,3 +101,18 @@ class Mutation:
         self, info: Info, id: uuid.UUID, decision: ErasureDecision = ErasureDecision.ERASE, reason: str | None = None
     ) -> ErasureRequest:
         return ErasureRequest.from_model(await erasure.process(info.context, id, decision, reason))
+
+
+async def load_erasure_request(info: Info, id: uuid.UUID) -> ErasureRequest | None:
+    """`node(id)` for an ErasureRequest: its requester (like `myErasureRequests`) and COMPLIANCE (like
+    `erasureRequests`)."""
+    viewer = info.context.viewer
+    if viewer.user_id is None:
+        return None
+    row = await (await info.context.session()).get(ErasureRequestModel, id)
+    if row is None or (row.user_id != viewer.user_id and not viewer.has_role(Role.COMPLIANCE.value)):
+        return None
+    return ErasureRequest.from_model(row)
+
+
+register_node("ErasureRequest", "erasure_requests", load_erasure_request)

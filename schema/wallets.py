@@ -13,6 +13,8 @@ from strawberry.types import Info
 from models.identity import Wallet as WalletModel
 from resolvers.assets.loaders import db_lock
 from resolvers.identity import verifications, wallets
+from schema.mutations import mutation
+from schema.node import Node, register_node
 from schema.permissions import authenticated
 
 
@@ -44,8 +46,7 @@ def _verifications_loader(ctx: Any) -> DataLoader[str, list[verifications.Verifi
 
 
 @strawberry.type(description="An EVM address linked to the caller; the same address on every chain.")
-class Wallet:
-    id: uuid.UUID
+class Wallet(Node):
     address: str = strawberry.field(description="EIP-55 checksummed")
     linked_at: datetime
 
@@ -103,12 +104,13 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
-            "Start linking `address`: returns the EIP-4361 message to sign. BAD_USER_INPUT for a malformed address or "
-            "an unsupported chain."
+            "Start linking `address`: returns the EIP-4361 message to sign. A malformed address or an unsupported "
+            "chain is a BAD_USER_INPUT payload error."
         ),
+        result="challenge",
     )
     async def wallet_challenge(
         self,
@@ -136,18 +138,33 @@ class Mutation:
             message=c.message,
         )
 
-    @strawberry.mutation(
+    @mutation(
         extensions=authenticated(),
         description=(
             "Finish linking: the signature of the challenge message by `address` (65 bytes r, s, v from an account, or "
-            "whatever the contract wallet's EIP-1271 isValidSignature accepts). Errors carry extensions.reason: "
-            "CHALLENGE_NOT_FOUND, CHALLENGE_EXPIRED, SIGNATURE_MALFORMED, SIGNER_MISMATCH (BAD_USER_INPUT) or "
-            "WALLET_LINKED_ELSEWHERE, WALLET_ALREADY_LINKED, CHAIN_UNAVAILABLE (CONFLICT)."
+            "whatever the contract wallet's EIP-1271 isValidSignature accepts). Expected failures are payload errors "
+            "with code CHALLENGE_NOT_FOUND, CHALLENGE_EXPIRED, SIGNATURE_MALFORMED, SIGNER_MISMATCH, "
+            "WALLET_LINKED_ELSEWHERE, WALLET_ALREADY_LINKED, CHAIN_UNAVAILABLE or BAD_USER_INPUT (a malformed address)."
         ),
     )
     async def link_wallet(self, info: Info, address: str, signature: str) -> Wallet:
         return Wallet.from_model(await wallets.link(info.context, address, signature))
 
-    @strawberry.mutation(extensions=authenticated(), description="Remove one of the caller's wallets.")
+    @mutation(
+        extensions=authenticated(),
+        description="Remove one of the caller's wallets (NOT_FOUND when it is not linked to your account).",
+    )
     async def unlink_wallet(self, info: Info, address: str) -> bool:
         return await wallets.unlink(info.context, address)
+
+
+async def load_wallet(info: Info, id: uuid.UUID) -> Wallet | None:
+    """`node(id)` for a Wallet: only the user it is linked to sees it (like `myWallets`)."""
+    user_id = info.context.viewer.user_id
+    if user_id is None:
+        return None
+    wallet = await (await info.context.session()).get(WalletModel, id)
+    return Wallet.from_model(wallet) if wallet is not None and wallet.user_id == user_id else None
+
+
+register_node("Wallet", "wallets", load_wallet)

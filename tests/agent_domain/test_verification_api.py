@@ -37,7 +37,7 @@ async def test_token_identity_registry_and_wallet_verifications(gql, make_user, 
         await s.commit()
     issued = await challenge(gql, user, account.address)
     linked = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
-    assert "errors" not in linked, linked
+    gql.payload(linked, "linkWallet", "wallet")
     [op] = (await session.execute(select(ChainOperation).where(ChainOperation.kind == "identity.register"))).scalars()
     assert op.args[0] == account.address and op.args[2] == "380" and op.contract == m.registry
 
@@ -85,9 +85,10 @@ async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session
 
     m = await make_market(session_factory)
     user, officer, account = await make_user(), await make_user(roles=["COMPLIANCE"]), Account.create()
-    case = (await gql(SUBMIT, {"input": PERSONAL}, token=user.token))["data"]["submitKyc"]["id"]
+    case = gql.payload(await gql(SUBMIT, {"input": PERSONAL}, token=user.token), "submitKyc", "kycCase")["id"]
     issued = await challenge(gql, user, account.address)
-    await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
+    linked = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
+    gql.payload(linked, "linkWallet", "wallet")
 
     async def ops() -> list[ChainOperation]:
         return list(
@@ -102,11 +103,12 @@ async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session
         )
 
     assert await ops() == []  # linked, but not approved yet
-    assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)
+    gql.payload(await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token), "reviewKyc", "kycCase")
     [register] = await ops()
     assert register.args[2] == "276"  # PERSONAL's country DE
-    assert "errors" not in await gql(SUSPEND, {"id": case, "r": "sanctions hit"}, token=officer.token)
-    assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)  # lifted
+    gql.payload(await gql(SUSPEND, {"id": case, "r": "sanctions hit"}, token=officer.token), "suspendKyc", "kycCase")
+    # lifted
+    gql.payload(await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token), "reviewKyc", "kycCase")
     assert len(await ops()) == 1  # one in flight per (registry, wallet): nothing new yet
     session.add(
         IdentityEntry(
@@ -121,13 +123,13 @@ async def test_approve_suspend_reapprove_through_the_api(gql, make_user, session
     )
     await complete(session, register, confirmed=True)
     assert len(await ops()) == 1  # approved and registered: nothing to do
-    assert "errors" not in await gql(SUSPEND, {"id": case, "r": "again"}, token=officer.token)
+    gql.payload(await gql(SUSPEND, {"id": case, "r": "again"}, token=officer.token), "suspendKyc", "kycCase")
     [_, delete] = await ops()
     assert delete.kind == "identity.delete" and delete.business_ref.endswith(":2")
     await session.execute(
         update(IdentityEntry).where(IdentityEntry.investor == account.address).values(registered=False)
     )
-    assert "errors" not in await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token)
+    gql.payload(await gql(REVIEW, {"id": case, "d": "APPROVE"}, token=officer.token), "reviewKyc", "kycCase")
     await complete(session, delete, confirmed=True)
     kinds = [(o.kind, o.business_ref.rsplit(":", 1)[1]) for o in await ops()]
     assert kinds == [("identity.register", "1"), ("identity.delete", "2"), ("identity.register", "3")]
@@ -142,9 +144,8 @@ async def test_verifications_of_several_wallets_in_one_response(gql, make_user, 
     for _ in range(4):
         account = Account.create()
         issued = await challenge(gql, user, account.address)
-        assert "errors" not in await gql(
-            LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token
-        )
+        linked_one = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
+        gql.payload(linked_one, "linkWallet", "wallet")
         linked.append(account.address)
     result = await gql(WALLETS, token=user.token)
     assert "errors" not in result, result

@@ -11,13 +11,17 @@ ENTRIES = {
     "Query.kycCases": Rule("{ kycCases(first: 1) { edges { node { id status } } } }", roles=STAFF),
     "Mutation.submitKyc": Rule(
         'mutation { submitKyc(input: {fullName: "A B", dateOfBirth: "1990-01-01", country: "DE", '
-        'documentType: PASSPORT, documentNumber: "X1", address: "Street 1"}) { status } }'
+        'documentType: PASSPORT, documentNumber: "X1", address: "Street 1"}) { kycCase { status } errors { code } } }'
     ),
     "Mutation.reviewKyc": Rule(
-        f'mutation {{ reviewKyc(caseId: "{NOBODY}", decision: APPROVE) {{ status }} }}', roles=COMPLIANCE
+        f'mutation {{ reviewKyc(id: "{NOBODY}", input: {{decision: APPROVE}}) {{ kycCase {{ status }} errors {{ code }} }} }}',
+        roles=COMPLIANCE,
     ),
     "Mutation.suspendKyc": Rule(
-        f'mutation {{ suspendKyc(caseId: "{NOBODY}", reason: "r") {{ status }} }}', roles=COMPLIANCE
+        f'mutation {{ suspendKyc(id: "{NOBODY}", input: {{reason: "r"}}) {{ kycCase {{ status }} errors {{ code }} }} }}',
+        roles=COMPLIANCE,
     ),
-    "Mutation.expireKyc": Rule(f'mutation {{ expireKyc(caseId: "{NOBODY}") {{ status }} }}', roles=COMPLIANCE),
+    "Mutation.expireKyc": Rule(
+        f'mutation {{ expireKyc(id: "{NOBODY}") {{ kycCase {{ status }} errors {{ code }} }} }}', roles=COMPLIANCE
+    ),
 }

@@ -9,7 +9,12 @@ COMPLIANCE = frozenset({"COMPLIANCE"})
 ENTRIES = {
     "Query.myErasureRequests": Rule("{ myErasureRequests { id status } }"),
     "Query.erasureRequests": Rule("{ erasureRequests(first: 1) { edges { node { id } } } }", roles=COMPLIANCE),
-    "Mutation.exportMyData": Rule("mutation { exportMyData }"),
-    "Mutation.requestErasure": Rule('mutation { requestErasure(reason: "matrix") { id status } }'),
-    "Mutation.processErasure": Rule(f'mutation {{ processErasure(id: "{NOBODY}") {{ id }} }}', roles=COMPLIANCE),
+    "Mutation.exportMyData": Rule("mutation { exportMyData { data errors { code } } }"),
+    "Mutation.requestErasure": Rule(
+        'mutation { requestErasure(input: {reason: "matrix"}) { erasureRequest { id status } errors { code } } }'
+    ),
+    "Mutation.processErasure": Rule(
+        f'mutation {{ processErasure(id: "{NOBODY}") {{ erasureRequest {{ id }} errors {{ code }} }} }}',
+        roles=COMPLIANCE,
+    ),
 }

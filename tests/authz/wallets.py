@@ -6,7 +6,14 @@ ADDRESS = "0x000000000000000000000000000000000000dEaD"
 
 ENTRIES = {
     "Query.myWallets": Rule("{ myWallets { address } }", scopes=frozenset({"account:read"})),
-    "Mutation.walletChallenge": Rule(f'mutation {{ walletChallenge(address: "{ADDRESS}") {{ nonce }} }}'),
-    "Mutation.linkWallet": Rule(f'mutation {{ linkWallet(address: "{ADDRESS}", signature: "0x00") {{ id }} }}'),
-    "Mutation.unlinkWallet": Rule(f'mutation {{ unlinkWallet(address: "{ADDRESS}") }}'),
+    "Mutation.walletChallenge": Rule(
+        f'mutation {{ walletChallenge(input: {{address: "{ADDRESS}"}}) {{ challenge {{ nonce }} errors {{ code }} }} }}'
+    ),
+    "Mutation.linkWallet": Rule(
+        f'mutation {{ linkWallet(input: {{address: "{ADDRESS}", signature: "0x00"}}) '
+        "{ wallet { id } errors { code } } }"
+    ),
+    "Mutation.unlinkWallet": Rule(
+        f'mutation {{ unlinkWallet(input: {{address: "{ADDRESS}"}}) {{ ok errors {{ code }} }} }}'
+    ),
 }

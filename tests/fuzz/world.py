@@ -273,7 +273,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
     victim = services.keyring.issue(accounts["VICTIM"].id, ["INVESTOR"])[0]
     kyc = await call(
         client,
-        "mutation($i: KycInput!) { submitKyc(input: $i) { id } }",
+        "mutation($i: KycInput!) { submitKyc(input: $i) { kycCase { id } errors { code message } } }",
         {
             "i": {
                 "fullName": "Vic Tim",
@@ -286,7 +286,7 @@ async def seed_world(client: httpx.AsyncClient, services: Services) -> World:
         },
         victim,
     )
-    world.add("kycCaseId", kyc["submitKyc"]["id"])
+    world.add("kycCaseId", payload(kyc, "submitKyc", "kycCase")["id"])
     # loopback resolves without a network (production refuses it; deliveries are not run here)
     hook = await call(
         client,

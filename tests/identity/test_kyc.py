@@ -15,11 +15,15 @@ from resolvers.identity.kyc_states import KycEvent
 from resolvers.privacy.keys import cipher_for
 
 SUBMIT = """mutation($input: KycInput!) { submitKyc(input: $input) {
-  id userId status submittedAt reviewedAt decisionReason expiresAt } }"""
+  kycCase { id userId status submittedAt reviewedAt decisionReason expiresAt } errors { code field message } } }"""
 REVIEW = """mutation($id: UUID!, $d: KycDecision!, $r: String) {
-  reviewKyc(caseId: $id, decision: $d, reason: $r) { id status reviewedAt reviewedBy decisionReason expiresAt } }"""
-SUSPEND = "mutation($id: UUID!, $r: String!) { suspendKyc(caseId: $id, reason: $r) { status decisionReason } }"
-EXPIRE = "mutation($id: UUID!, $r: String) { expireKyc(caseId: $id, reason: $r) { status expiresAt } }"
+  reviewKyc(id: $id, input: {decision: $d, reason: $r}) {
+    kycCase { id status reviewedAt reviewedBy decisionReason expiresAt } errors { code field message } } }"""
+SUSPEND = """mutation($id: UUID!, $r: String!) { suspendKyc(id: $id, input: {reason: $r}) {
+  kycCase { status decisionReason } errors { code field message } } }"""
+EXPIRE = """mutation($id: UUID!, $r: String) { expireKyc(id: $id, input: {reason: $r}) {
+  kycCase { status expiresAt } errors { code field message } } }"""
+NODE = "query($id: ID!) { node(id: $id) { __typename id ... on KycCase { userId status } } }"
 MY_KYC = """{ myKyc { id status decisionReason expiresAt details {
   fullName dateOfBirth country documentType documentNumber address } } }"""
 CASES = """query($status: KycStatus, $first: Int, $after: String) { kycCases(status: $status, first: $first,
@@ -51,6 +55,10 @@ async def submit(gql, user, **changes):  # type: ignore[no-untyped-def]
     return await gql(SUBMIT, {"input": {**PERSONAL, **changes}}, token=user.token)
 
 
+def case_of(gql, result, mutation: str = "submitKyc"):  # type: ignore[no-untyped-def]
+    return gql.payload(result, mutation, "kycCase")
+
+
 async def actions(session) -> list[str]:  # type: ignore[no-untyped-def]
     return list((await session.execute(select(AuditLog.action).order_by(AuditLog.id))).scalars())
 
@@ -59,7 +67,7 @@ async def test_submit_encrypts_personal_fields_at_rest(gql, make_user, session, 
     owner = await make_user()
     caplog.set_level(logging.DEBUG)
     result = await submit(gql, owner)
-    case = result["data"]["submitKyc"]
+    case = case_of(gql, result)
     assert case["status"] == "PENDING_REVIEW" and case["userId"] == str(owner.id)
 
     raw = (
@@ -88,35 +96,48 @@ async def test_submit_encrypts_personal_fields_at_rest(gql, make_user, session, 
     assert "Zebulon" not in str(row.details) and row.details == {"from": "NOT_STARTED", "to": "PENDING_REVIEW"}
 
 
-async def test_my_kyc_before_submission_is_not_started(gql, make_user):
+async def test_my_kyc_before_submission_is_null(gql, make_user):
+    """No case before the first submission (KYC status NOT_STARTED): null, not an object without an id."""
     user = await make_user()
-    mine = (await gql(MY_KYC, token=user.token))["data"]["myKyc"]
-    assert mine == {"id": None, "status": "NOT_STARTED", "decisionReason": None, "expiresAt": None, "details": None}
+    assert (await gql(MY_KYC, token=user.token))["data"]["myKyc"] is None
+
+
+async def test_node_returns_a_case_to_its_owner_and_staff_only(gql, make_user):
+    owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
+    admin, other = await make_user(roles=["ADMIN"]), await make_user()
+    case_id = case_of(gql, await submit(gql, owner))["id"]
+    for viewer in (owner, officer, admin):
+        found = (await gql(NODE, {"id": case_id}, token=viewer.token))["data"]["node"]
+        assert found == {"__typename": "KycCase", "id": case_id, "userId": str(owner.id), "status": "PENDING_REVIEW"}
+    for token in (other.token, None):
+        hidden = await gql(NODE, {"id": case_id}, token=token)
+        assert "errors" not in hidden and hidden["data"]["node"] is None
 
 
 async def test_approve_then_suspend(gql, make_user, session):
     owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
-    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
-    approved = (await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token))["data"]["reviewKyc"]
+    case_id = case_of(gql, await submit(gql, owner))["id"]
+    approved = case_of(gql, await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token), "reviewKyc")
     assert approved["status"] == "APPROVED" and approved["reviewedBy"] == str(officer.id)
     expires = datetime.fromisoformat(approved["expiresAt"])
     assert timedelta(days=364) < expires - datetime.now(UTC) <= timedelta(days=365)
     suspended = await gql(SUSPEND, {"id": case_id, "r": "sanctions hit"}, token=officer.token)
-    assert suspended["data"]["suspendKyc"] == {"status": "SUSPENDED", "decisionReason": "sanctions hit"}
+    assert case_of(gql, suspended, "suspendKyc") == {"status": "SUSPENDED", "decisionReason": "sanctions hit"}
     assert await actions(session) == ["kyc.submit", "kyc.approve", "kyc.suspend"]
 
 
 async def test_reject_needs_reason_then_resubmit(gql, make_user, session):
     owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
-    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    case_id = case_of(gql, await submit(gql, owner))["id"]
     no_reason = await gql(REVIEW, {"id": case_id, "d": "REJECT", "r": "  "}, token=officer.token)
     assert gql.error_code(no_reason) == "BAD_USER_INPUT"
+    assert no_reason["data"]["reviewKyc"]["errors"][0]["field"] == ["input", "reason"]
     rejected = await gql(REVIEW, {"id": case_id, "d": "REJECT", "r": "document unreadable"}, token=officer.token)
-    assert rejected["data"]["reviewKyc"]["status"] == "REJECTED"
+    assert case_of(gql, rejected, "reviewKyc")["status"] == "REJECTED"
     mine = (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]
     assert (mine["status"], mine["decisionReason"]) == ("REJECTED", "document unreadable")
 
-    again = (await submit(gql, owner, documentNumber="C01X00T48"))["data"]["submitKyc"]
+    again = case_of(gql, await submit(gql, owner, documentNumber="C01X00T48"))
     assert again["id"] == case_id and again["status"] == "PENDING_REVIEW"
     assert again["reviewedAt"] is None and again["decisionReason"] is None
     assert (await gql(MY_KYC, token=owner.token))["data"]["myKyc"]["details"]["documentNumber"] == "C01X00T48"
@@ -124,9 +145,10 @@ async def test_reject_needs_reason_then_resubmit(gql, make_user, session):
 
 
 async def test_every_transition_of_the_table(gql, make_user, session):
-    """Each (event, state): allowed pairs land on the table's target; the others are CONFLICT and change nothing."""
+    """Each (event, state): allowed pairs land on the table's target; the others are INVALID_STATE and change
+    nothing."""
     owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
-    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    case_id = case_of(gql, await submit(gql, owner))["id"]
     calls = {
         KycEvent.SUBMIT: lambda: submit(gql, owner),
         KycEvent.APPROVE: lambda: gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token),
@@ -146,7 +168,7 @@ async def test_every_transition_of_the_table(gql, make_user, session):
             await session.commit()
             audit_before = len(await actions(session))
             result = await call()
-            field = next(iter(result["data"] or {"x": None}))
+            field = next(iter(result["data"]))
             target = EXPECTED.get((event, state))
             stored = (
                 await session.execute(
@@ -156,11 +178,12 @@ async def test_every_transition_of_the_table(gql, make_user, session):
                 )
             ).scalar_one()
             if target is None:
-                assert gql.error_code(result) == "CONFLICT", (event, state, result)
-                assert result["errors"][0]["extensions"]["current"] == state.value
+                assert gql.error_code(result) == "INVALID_STATE", (event, state, result)
+                assert result["data"][field]["kycCase"] is None
+                assert f"from {state.value} to" in result["data"][field]["errors"][0]["message"]
                 assert stored is state and len(await actions(session)) == audit_before, (event, state)
             else:
-                assert result["data"][field]["status"] == target.value, (event, state, result)
+                assert result["data"][field]["kycCase"]["status"] == target.value, (event, state, result)
                 assert stored is target and len(await actions(session)) == audit_before + 1
             checked += 1
     assert checked == 5 * 5
@@ -168,7 +191,7 @@ async def test_every_transition_of_the_table(gql, make_user, session):
 
 async def test_approval_lapses_at_expiry_and_can_be_renewed(gql, make_user, session):
     owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
-    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    case_id = case_of(gql, await submit(gql, owner))["id"]
     await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
     await session.execute(
         update(KycCase)
@@ -182,17 +205,18 @@ async def test_approval_lapses_at_expiry_and_can_be_renewed(gql, make_user, sess
     approved = await gql(CASES, {"status": "APPROVED"}, token=officer.token)
     assert approved["data"]["kycCases"]["edges"] == []
     # already lapsed: expiring again is not a transition
-    assert gql.error_code(await gql(EXPIRE, {"id": case_id}, token=officer.token)) == "CONFLICT"
-    assert (await submit(gql, owner))["data"]["submitKyc"]["status"] == "PENDING_REVIEW"
+    assert gql.error_code(await gql(EXPIRE, {"id": case_id}, token=officer.token)) == "INVALID_STATE"
+    assert case_of(gql, await submit(gql, owner))["status"] == "PENDING_REVIEW"
 
 
 async def test_expire_early_by_compliance(gql, make_user):
     owner, officer = await make_user(), await make_user(roles=["COMPLIANCE"])
-    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    case_id = case_of(gql, await submit(gql, owner))["id"]
     await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
-    expired = (await gql(EXPIRE, {"id": case_id, "r": "document expired"}, token=officer.token))["data"]
-    assert expired["expireKyc"]["status"] == "EXPIRED"
-    assert datetime.fromisoformat(expired["expireKyc"]["expiresAt"]) <= datetime.now(UTC)
+    result = await gql(EXPIRE, {"id": case_id, "r": "document expired"}, token=officer.token)
+    expired = case_of(gql, result, "expireKyc")
+    assert expired["status"] == "EXPIRED"
+    assert datetime.fromisoformat(expired["expiresAt"]) <= datetime.now(UTC)
 
 
 async def test_details_visible_to_owner_and_compliance_only(gql, make_user):
@@ -207,8 +231,8 @@ async def test_details_visible_to_owner_and_compliance_only(gql, make_user):
     assert as_admin["data"]["kycCases"]["edges"][0]["node"]["details"] is None
     assert "Zebulon" not in str(as_admin)
     assert gql.error_code(await gql(CASES_WITH_DETAILS, token=other.token)) == "FORBIDDEN"
-    # the other investor's own case is empty: nothing of the owner's leaks through myKyc
-    assert (await gql(MY_KYC, token=other.token))["data"]["myKyc"]["details"] is None
+    # the other investor has no case: nothing of the owner's leaks through myKyc
+    assert (await gql(MY_KYC, token=other.token))["data"]["myKyc"] is None
 
     # a long-lived read-only key never opens personal data, even the compliance officer's
     key = await gql(
@@ -226,7 +250,7 @@ async def test_details_visible_to_owner_and_compliance_only(gql, make_user):
 
 async def test_roles_on_review_mutations(gql, make_user, session):
     owner = await make_user()
-    case_id = (await submit(gql, owner))["data"]["submitKyc"]["id"]
+    case_id = case_of(gql, await submit(gql, owner))["id"]
     for roles in (["INVESTOR"], ["ISSUER"], ["ADMIN"]):
         staff = await make_user(roles=roles)
         assert gql.error_code(await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=staff.token)) == "FORBIDDEN"
@@ -236,7 +260,7 @@ async def test_roles_on_review_mutations(gql, make_user, session):
 
 async def test_compliance_cannot_review_own_case(gql, make_user):
     officer = await make_user(roles=["INVESTOR", "COMPLIANCE"])
-    case_id = (await submit(gql, officer))["data"]["submitKyc"]["id"]
+    case_id = case_of(gql, await submit(gql, officer))["id"]
     result = await gql(REVIEW, {"id": case_id, "d": "APPROVE"}, token=officer.token)
     assert gql.error_code(result) == "FORBIDDEN"
     assert (await gql(MY_KYC, token=officer.token))["data"]["myKyc"]["status"] == "PENDING_REVIEW"
@@ -257,7 +281,9 @@ async def test_bad_input_is_typed_and_stores_nothing(gql, make_user, session, ch
     owner = await make_user()
     result = await submit(gql, owner, **changes)
     assert gql.error_code(result) == "BAD_USER_INPUT"
-    assert result["errors"][0]["extensions"]["field"] == field
+    payload = result["data"]["submitKyc"]
+    assert payload["kycCase"] is None
+    assert [(e["code"], e["field"]) for e in payload["errors"]] == [("BAD_USER_INPUT", ["input", field])]
     assert (await session.execute(select(KycCase.id))).first() is None
     assert await actions(session) == []
 
@@ -272,7 +298,7 @@ async def test_queue_filters_and_pages_oldest_first(gql, make_user, session):
     officer = await make_user(roles=["COMPLIANCE"])
     ids = []
     for _ in range(5):
-        ids.append((await submit(gql, await make_user()))["data"]["submitKyc"]["id"])
+        ids.append(case_of(gql, await submit(gql, await make_user()))["id"])
     # one transaction: give the submissions distinct times so the order is the submission order
     base = datetime.now(UTC) - timedelta(hours=1)
     for i, case_id in enumerate(ids):

@@ -110,7 +110,7 @@ async def test_revoked_user_is_refused_everywhere_and_nothing_is_written(gql, ma
         ME,
         CREATE_KEY,
         LOGOUT,
-        'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
+        'mutation { walletChallenge(input: {address: "0x' + "ab" * 20 + '"}) { challenge { nonce } } }',
         'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
         'idempotencyKey: "k1"}) { payment { id } } }',
     ):

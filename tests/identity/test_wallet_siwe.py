@@ -15,9 +15,10 @@ from sqlalchemy import select
 from models.identity import AuditLog, Wallet
 from resolvers.identity import siwe
 
-CHALLENGE = """mutation($a: String!, $c: Int!) { walletChallenge(address: $a, chainId: $c) {
-  domain address chainId uri nonce issuedAt expiresAt message } }"""
-LINK = "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }"
+CHALLENGE = """mutation($a: String!, $c: Int!) { walletChallenge(input: {address: $a, chainId: $c}) {
+  challenge { domain address chainId uri nonce issuedAt expiresAt message } errors { code field message } } }"""
+LINK = """mutation($a: String!, $s: String!) { linkWallet(input: {address: $a, signature: $s}) {
+  wallet { address } errors { code field message } } }"""
 WALLET_SOURCE = Path(__file__).with_name("contracts") / "Eip1271Wallet.vy"
 
 # EIP-4361's ABNF, for the fields this message uses (the spec's own layout, line by line)
@@ -51,7 +52,7 @@ async def deploy_wallet(w3, deployer: str, owner: str) -> str:  # type: ignore[n
 async def test_the_challenge_is_an_eip4361_message(gql, make_user) -> None:  # type: ignore[no-untyped-def]
     user, account = await make_user(), Account.create()
     result = await gql(CHALLENGE, {"a": account.address.lower(), "c": 137}, token=user.token)
-    issued = result["data"]["walletChallenge"]
+    issued = gql.payload(result, "walletChallenge", "challenge")
     match = EIP4361.match(issued["message"])
     assert match, issued["message"]
     assert match["domain"] == issued["domain"] == "testserver"
@@ -64,7 +65,7 @@ async def test_the_challenge_is_an_eip4361_message(gql, make_user) -> None:  # t
     assert parsed.expiration_time is not None and parsed.expiration_time.isoformat() == issued["expiresAt"]
     # an account's signature links it whatever the chain named
     linked = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
-    assert linked["data"]["linkWallet"]["address"] == account.address
+    assert gql.payload(linked, "linkWallet", "wallet")["address"] == account.address
 
 
 @pytest.mark.parametrize("chain", [5, 0, -1])
@@ -72,7 +73,7 @@ async def test_an_unsupported_chain_is_refused(gql, make_user, chain: int) -> No
     user = await make_user()
     result = await gql(CHALLENGE, {"a": Account.create().address, "c": chain}, token=user.token)
     assert gql.error_code(result) == "BAD_USER_INPUT"
-    assert result["errors"][0]["extensions"]["field"] == "chainId"
+    assert result["data"]["walletChallenge"]["errors"][0]["field"] == ["input", "chainId"]
 
 
 def test_messages_are_checked_field_by_field() -> None:
@@ -110,17 +111,15 @@ async def test_a_contract_wallet_links_by_eip1271(chain_env, anvil_w3, anvil_acc
     user = await make_user()
 
     # a key that does not own the contract: refused, nothing linked
-    issued = (await gql(CHALLENGE, {"a": wallet, "c": 1}, token=user.token))["data"]["walletChallenge"]
+    issued = gql.payload(await gql(CHALLENGE, {"a": wallet, "c": 1}, token=user.token), "walletChallenge", "challenge")
     refused = await gql(LINK, {"a": wallet, "s": sign(stranger, issued["message"])}, token=user.token)
-    assert gql.error_code(refused) == "BAD_USER_INPUT"
-    assert refused["errors"][0]["extensions"]["reason"] == "SIGNER_MISMATCH"
+    assert gql.error_code(refused) == "SIGNER_MISMATCH"
     assert (await session.execute(select(Wallet).where(Wallet.address == wallet))).first() is None
 
     # the owner's signature: the contract says valid, the wallet is linked
-    issued = (await gql(CHALLENGE, {"a": wallet, "c": 1}, token=user.token))["data"]["walletChallenge"]
+    issued = gql.payload(await gql(CHALLENGE, {"a": wallet, "c": 1}, token=user.token), "walletChallenge", "challenge")
     linked = await gql(LINK, {"a": wallet, "s": sign(owner, issued["message"])}, token=user.token)
-    assert linked.get("errors") is None, linked
-    assert linked["data"]["linkWallet"]["address"] == wallet
+    assert gql.payload(linked, "linkWallet", "wallet")["address"] == wallet
     audit = (
         await session.execute(
             select(AuditLog.details).where(AuditLog.action == "wallet.link", AuditLog.target_id == wallet)
@@ -132,4 +131,4 @@ async def test_a_contract_wallet_links_by_eip1271(chain_env, anvil_w3, anvil_acc
     other = await make_user()
     await gql(CHALLENGE, {"a": wallet, "c": 1}, token=other.token)
     garbage = await gql(LINK, {"a": wallet, "s": "0x" + "ab" * 130}, token=other.token)
-    assert garbage["errors"][0]["extensions"]["reason"] == "SIGNER_MISMATCH", garbage
+    assert gql.error_code(garbage) == "SIGNER_MISMATCH", garbage

@@ -12,11 +12,13 @@ from sqlalchemy import select, text
 from models.identity import AuditLog, Wallet
 from resolvers.identity import wallets as wallet_rules
 
-CHALLENGE = """mutation($a: String!) { walletChallenge(address: $a) {
-  domain address nonce issuedAt expiresAt message } }"""
-LINK = "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { id address linkedAt } }"
-UNLINK = "mutation($a: String!) { unlinkWallet(address: $a) }"
+CHALLENGE = """mutation($a: String!) { walletChallenge(input: {address: $a}) {
+  challenge { domain address nonce issuedAt expiresAt message } errors { code field message } } }"""
+LINK = """mutation($a: String!, $s: String!) { linkWallet(input: {address: $a, signature: $s}) {
+  wallet { id address linkedAt } errors { code field message } } }"""
+UNLINK = "mutation($a: String!) { unlinkWallet(input: {address: $a}) { ok errors { code field message } } }"
 MY_WALLETS = "{ myWallets { address } }"
+NODE = "query($id: ID!) { node(id: $id) { __typename id ... on Wallet { address } } }"
 
 
 def sign(account, message: str) -> str:  # type: ignore[no-untyped-def]
@@ -25,8 +27,7 @@ def sign(account, message: str) -> str:  # type: ignore[no-untyped-def]
 
 async def challenge(gql, user, address: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
     result = await gql(CHALLENGE, {"a": address}, token=user.token)
-    assert "errors" not in result, result
-    return result["data"]["walletChallenge"]
+    return gql.payload(result, "walletChallenge", "challenge")
 
 
 async def test_link_with_signature_stores_checksummed(gql, make_user, session, services):
@@ -42,7 +43,7 @@ async def test_link_with_signature_stores_checksummed(gql, make_user, session, s
     assert 0 < ttl <= wallet_rules.CHALLENGE_TTL.total_seconds() + 300
 
     linked = await gql(LINK, {"a": account.address.lower(), "s": sign(account, issued["message"])}, token=user.token)
-    assert linked["data"]["linkWallet"]["address"] == account.address
+    assert gql.payload(linked, "linkWallet", "wallet")["address"] == account.address
     stored = (await session.execute(text("SELECT address FROM wallets"))).scalar_one()
     assert stored == account.address  # EIP-55 in the database too
     assert (await gql(MY_WALLETS, token=user.token))["data"]["myWallets"] == [{"address": account.address}]
@@ -60,11 +61,10 @@ async def test_replayed_nonce_is_refused(gql, make_user, session):
     user, account = await make_user(), Account.create()
     issued = await challenge(gql, user, account.address)
     sig = sign(account, issued["message"])
-    assert "errors" not in await gql(LINK, {"a": account.address, "s": sig}, token=user.token)
+    gql.payload(await gql(LINK, {"a": account.address, "s": sig}, token=user.token), "linkWallet", "wallet")
     await gql(UNLINK, {"a": account.address}, token=user.token)
     replay = await gql(LINK, {"a": account.address, "s": sig}, token=user.token)
-    assert gql.error_code(replay) == "BAD_USER_INPUT"
-    assert replay["errors"][0]["extensions"]["reason"] == "CHALLENGE_NOT_FOUND"
+    assert gql.error_code(replay) == "CHALLENGE_NOT_FOUND"
     assert (await session.execute(select(Wallet))).first() is None
 
 
@@ -72,11 +72,10 @@ async def test_wrong_signer_burns_the_nonce(gql, make_user, session):
     user, account, impostor = await make_user(), Account.create(), Account.create()
     issued = await challenge(gql, user, account.address)
     wrong = await gql(LINK, {"a": account.address, "s": sign(impostor, issued["message"])}, token=user.token)
-    assert gql.error_code(wrong) == "BAD_USER_INPUT"
-    assert wrong["errors"][0]["extensions"]["reason"] == "SIGNER_MISMATCH"
+    assert gql.error_code(wrong) == "SIGNER_MISMATCH"
     # the nonce was single-use even though the attempt failed: the right signature is now too late
     right = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
-    assert right["errors"][0]["extensions"]["reason"] == "CHALLENGE_NOT_FOUND"
+    assert gql.error_code(right) == "CHALLENGE_NOT_FOUND"
     assert (await session.execute(select(Wallet))).first() is None
 
 
@@ -85,7 +84,7 @@ async def test_signature_of_another_message_is_refused(gql, make_user):
     issued = await challenge(gql, user, account.address)
     forged = sign(account, issued["message"].replace(issued["nonce"], "0" * 32))
     result = await gql(LINK, {"a": account.address, "s": forged}, token=user.token)
-    assert result["errors"][0]["extensions"]["reason"] == "SIGNER_MISMATCH"
+    assert gql.error_code(result) == "SIGNER_MISMATCH"
 
 
 async def test_expired_challenge(gql, make_user, monkeypatch):
@@ -94,15 +93,14 @@ async def test_expired_challenge(gql, make_user, monkeypatch):
     later = datetime.now(UTC) + wallet_rules.CHALLENGE_TTL + timedelta(seconds=1)
     monkeypatch.setattr(wallet_rules, "utcnow", lambda: later)
     result = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
-    assert gql.error_code(result) == "BAD_USER_INPUT"
-    assert result["errors"][0]["extensions"]["reason"] == "CHALLENGE_EXPIRED"
+    assert gql.error_code(result) == "CHALLENGE_EXPIRED"
 
 
 async def test_challenge_of_one_user_cannot_be_used_by_another(gql, make_user):
     alice, mallory, account = await make_user(), await make_user(), Account.create()
     issued = await challenge(gql, alice, account.address)
     stolen = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=mallory.token)
-    assert stolen["errors"][0]["extensions"]["reason"] == "CHALLENGE_NOT_FOUND"
+    assert gql.error_code(stolen) == "CHALLENGE_NOT_FOUND"
 
 
 async def test_one_wallet_belongs_to_one_user(gql, make_user, session):
@@ -112,11 +110,10 @@ async def test_one_wallet_belongs_to_one_user(gql, make_user, session):
 
     issued = await challenge(gql, bob, account.address)
     taken = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=bob.token)
-    assert gql.error_code(taken) == "CONFLICT"
-    assert taken["errors"][0]["extensions"]["reason"] == "WALLET_LINKED_ELSEWHERE"
+    assert gql.error_code(taken) == "WALLET_LINKED_ELSEWHERE"
     issued = await challenge(gql, alice, account.address)
     again = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=alice.token)
-    assert again["errors"][0]["extensions"]["reason"] == "WALLET_ALREADY_LINKED"
+    assert gql.error_code(again) == "WALLET_ALREADY_LINKED"
     owners = (await session.execute(select(Wallet.user_id))).scalars().all()
     assert owners == [alice.id]
     # bob cannot unlink alice's wallet either
@@ -127,7 +124,7 @@ async def test_unlink(gql, make_user, session):
     user, account = await make_user(), Account.create()
     issued = await challenge(gql, user, account.address)
     await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
-    assert (await gql(UNLINK, {"a": account.address.lower()}, token=user.token))["data"]["unlinkWallet"] is True
+    assert gql.payload(await gql(UNLINK, {"a": account.address.lower()}, token=user.token), "unlinkWallet", "ok")
     assert (await gql(MY_WALLETS, token=user.token))["data"]["myWallets"] == []
     assert gql.error_code(await gql(UNLINK, {"a": account.address}, token=user.token)) == "NOT_FOUND"
     actions = (await session.execute(select(AuditLog.action).order_by(AuditLog.id))).scalars().all()
@@ -149,7 +146,8 @@ async def test_bad_addresses(gql, make_user, address):
     for doc, variables in ((CHALLENGE, {"a": address}), (LINK, {"a": address, "s": "0x00"}), (UNLINK, {"a": address})):
         result = await gql(doc, variables, token=user.token)
         assert gql.error_code(result) == "BAD_USER_INPUT", (doc, result)
-        assert result["errors"][0]["extensions"]["field"] == "address"
+        [payload] = result["data"].values()
+        assert payload["errors"][0]["field"] == ["input", "address"]
 
 
 @pytest.mark.parametrize("signature", ["0x00", "zz", "0x" + "00" * 65, "0x" + "ab" * 66])
@@ -157,8 +155,7 @@ async def test_malformed_signatures(gql, make_user, signature):
     user, account = await make_user(), Account.create()
     await challenge(gql, user, account.address)
     result = await gql(LINK, {"a": account.address, "s": signature}, token=user.token)
-    assert gql.error_code(result) == "BAD_USER_INPUT"
-    assert result["errors"][0]["extensions"]["reason"] == "SIGNATURE_MALFORMED"
+    assert gql.error_code(result) == "SIGNATURE_MALFORMED"
 
 
 async def test_anonymous_callers_are_refused(gql):
@@ -174,3 +171,15 @@ async def test_challenges_are_rate_limited_per_user(gql, make_user):
         for _ in range(wallet_rules.CHALLENGES_PER_MINUTE + 1)
     ]
     assert codes[:-1] == [None] * wallet_rules.CHALLENGES_PER_MINUTE and codes[-1] == "RATE_LIMITED"
+
+
+async def test_node_returns_a_wallet_to_its_owner_only(gql, make_user):
+    user, other, account = await make_user(), await make_user(), Account.create()
+    issued = await challenge(gql, user, account.address)
+    linked = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
+    wallet_id = gql.payload(linked, "linkWallet", "wallet")["id"]
+    mine = (await gql(NODE, {"id": wallet_id}, token=user.token))["data"]["node"]
+    assert mine == {"__typename": "Wallet", "id": wallet_id, "address": account.address}
+    for token in (other.token, None):
+        hidden = await gql(NODE, {"id": wallet_id}, token=token)
+        assert "errors" not in hidden and hidden["data"]["node"] is None

@@ -38,7 +38,7 @@ PERSONAL = {
     "documentNumber": "C01X00T47",
     "address": "Lindenstrasse 7, 10969 Berlin",
 }
-SUBMIT = "mutation($input: KycInput!) { submitKyc(input: $input) { id status } }"
+SUBMIT = "mutation($input: KycInput!) { submitKyc(input: $input) { kycCase { id status } errors { code } } }"
 MY_KYC = "{ myKyc { id details { fullName documentNumber } } }"
 
 
@@ -138,9 +138,8 @@ async def test_kyc_key_rotation_online(database_url: str, redis_url: str, redis_
         async with api(db, redis_url, redis_prefix, tmp_path, old) as (gql, services):
             for _ in range(3):
                 token = await sign_up(gql)
-                assert (await gql(SUBMIT, {"input": PERSONAL}, token))["data"]["submitKyc"][
-                    "status"
-                ] == "PENDING_REVIEW"
+                submitted = (await gql(SUBMIT, {"input": PERSONAL}, token))["data"]["submitKyc"]
+                assert submitted["kycCase"]["status"] == "PENDING_REVIEW", submitted
                 tokens.append(token)
             begun = await gql("mutation { beginMfaEnrolment { enrolment { secret } } }", token=tokens[0])
             assert "errors" not in begun and begun["data"]["beginMfaEnrolment"]["enrolment"], begun

@@ -32,7 +32,7 @@ REVOKE_KEY = "mutation($id: UUID!) { revokeApiKey(id: $id) { apiKey { id } error
 WRITES = [
     CREATE_KEY,
     LOGOUT,
-    'mutation { walletChallenge(address: "0x' + "ab" * 20 + '") { nonce } }',
+    'mutation { walletChallenge(input: {address: "0x' + "ab" * 20 + '"}) { challenge { nonce } } }',
     'mutation { createPayment(input: {amount: "10", currency: "USD", method: BANK_TRANSFER, '
     'idempotencyKey: "k1"}) { payment { id } } }',
     'mutation { placeOrder(input: {marketId: "%s", side: BUY, type: LIMIT, quantity: "1", price: "1", '

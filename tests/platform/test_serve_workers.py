@@ -116,17 +116,20 @@ def gql(url: str, query: str, variables: dict | None = None, token: str | None =
 def link_wallet(url: str, token: str) -> None:
     account = Account.create()
     issued = gql(
-        url, "mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address}, token
+        url,
+        "mutation($a: String!) { walletChallenge(input: {address: $a}) { challenge { message } } }",
+        {"a": account.address},
+        token,
     )
-    message = issued["data"]["walletChallenge"]["message"]
+    message = issued["data"]["walletChallenge"]["challenge"]["message"]
     signature = "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
     linked = gql(
         url,
-        "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
+        "mutation($a: String!, $s: String!) { linkWallet(input: {address: $a, signature: $s}) { wallet { address } } }",
         {"a": account.address, "s": signature},
         token,
     )
-    assert linked["data"]["linkWallet"]["address"] == account.address, linked
+    assert linked["data"]["linkWallet"]["wallet"]["address"] == account.address, linked
 
 
 def test_nested_cursor_after_link_wallet_does_not_kill_a_worker(served) -> None:  # type: ignore[no-untyped-def]
@@ -238,14 +241,16 @@ async def test_recursion_limit_after_link_wallet_in_process(gql, make_user) -> N
 
     user, account = await make_user(), Account.create()
     issued = await gql(
-        "mutation($a: String!) { walletChallenge(address: $a) { message } }", {"a": account.address}, token=user.token
+        "mutation($a: String!) { walletChallenge(input: {address: $a}) { challenge { message } } }",
+        {"a": account.address},
+        token=user.token,
     )
-    message = issued["data"]["walletChallenge"]["message"]
+    message = issued["data"]["walletChallenge"]["challenge"]["message"]
     signature = "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
     linked = await gql(
-        "mutation($a: String!, $s: String!) { linkWallet(address: $a, signature: $s) { address } }",
+        "mutation($a: String!, $s: String!) { linkWallet(input: {address: $a, signature: $s}) { wallet { address } } }",
         {"a": account.address, "s": signature},
         token=user.token,
     )
-    assert linked["data"]["linkWallet"]["address"] == account.address
+    assert linked["data"]["linkWallet"]["wallet"]["address"] == account.address
     assert sys.getrecursionlimit() == DEFAULT_RECURSION_LIMIT

@@ -18,15 +18,20 @@ from resolvers.privacy.keys import Erased, cipher_for
 from resolvers.privacy.retention import purge
 from tests.trading.factories import make_market, make_trader
 
-EXPORT = "mutation { exportMyData }"
-REQUEST = "mutation($r: String) { requestErasure(reason: $r) { id status userId } }"
-PROCESS = """mutation($id: UUID!, $d: ErasureDecision!, $r: String) { processErasure(id: $id, decision: $d, reason: $r)
-  { id status processedAt keyDestroyAfter } }"""
-SUBMIT = "mutation($i: KycInput!) { submitKyc(input: $i) { id } }"
-REVIEW = "mutation($id: UUID!) { reviewKyc(caseId: $id, decision: APPROVE) { status } }"
-PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { id status } }"
-CANCEL = "mutation($id: UUID!) { cancelOrder(id: $id) { status } }"
-LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }"
+EXPORT = "mutation { exportMyData { data errors { code field message } } }"
+REQUEST = """mutation($r: String) { requestErasure(input: {reason: $r}) {
+  erasureRequest { id status userId } errors { code field message } } }"""
+PROCESS = """mutation($id: UUID!, $d: ErasureDecision!, $r: String) {
+  processErasure(id: $id, input: {decision: $d, reason: $r}) {
+    erasureRequest { id status processedAt keyDestroyAfter } errors { code field message } } }"""
+SUBMIT = "mutation($i: KycInput!) { submitKyc(input: $i) { kycCase { id } errors { code field message } } }"
+REVIEW = """mutation($id: UUID!) { reviewKyc(id: $id, input: {decision: APPROVE}) {
+  kycCase { status } errors { code field message } } }"""
+PLACE = "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status } errors { code message } } }"
+CANCEL = "mutation($id: UUID!) { cancelOrder(id: $id) { order { status } errors { code message } } }"
+LOGIN = """mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) {
+  session { accessToken } errors { code message } } }"""
+NODE = "query($id: ID!) { node(id: $id) { __typename id ... on ErasureRequest { status userId } } }"
 PERSONAL = {
     "fullName": "Ottilie Brandauer-Nkemelu",
     "dateOfBirth": "1979-11-03",
@@ -46,25 +51,29 @@ async def world(gql, make_user, session_factory):  # type: ignore[no-untyped-def
     """Alice (KYC submitted with personal data and approved) sells 10 to Bob: one trade, cash moved, fees paid."""
     compliance = await make_user(roles=["COMPLIANCE"])
     alice, bob = await make_user(), await make_user()
-    case_id = ok(await gql(SUBMIT, {"i": PERSONAL}, token=alice.token))["submitKyc"]["id"]
-    ok(await gql(REVIEW, {"id": case_id}, token=compliance.token))
+    case_id = gql.payload(await gql(SUBMIT, {"i": PERSONAL}, token=alice.token), "submitKyc", "kycCase")["id"]
+    gql.payload(await gql(REVIEW, {"id": case_id}, token=compliance.token), "reviewKyc", "kycCase")
     m = await make_market(session_factory)
     a = await make_trader(session_factory, m, tokens="10", cash="5", kyc=None, user_id=alice.id)
     b = await make_trader(session_factory, m, cash="1000", user_id=bob.id)
-    sell = ok(
+    sell = gql.payload(
         await gql(
             PLACE,
             {"i": {"marketId": str(m.market_id), "side": "SELL", "type": "LIMIT", "quantity": "10", "price": "25"}},
             token=alice.token,
-        )
-    )["placeOrder"]
-    buy = ok(
+        ),
+        "placeOrder",
+        "order",
+    )
+    buy = gql.payload(
         await gql(
             PLACE,
             {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "10", "price": "25"}},
             token=bob.token,
-        )
-    )["placeOrder"]
+        ),
+        "placeOrder",
+        "order",
+    )
     assert buy["status"] == "FILLED", buy
     return compliance, alice, bob, m, a, b, sell, buy, case_id
 
@@ -73,7 +82,7 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(
     gql, make_user, session_factory, session, services
 ):
     compliance, alice, bob, m, a, b, sell, buy, case_id = await world(gql, make_user, session_factory)
-    data = ok(await gql(EXPORT, token=alice.token))["exportMyData"]
+    data = gql.payload(await gql(EXPORT, token=alice.token), "exportMyData", "data")
     assert data["profile"]["id"] == str(alice.id) and data["profile"]["email"] == alice.email
     assert "passwordHash" not in data["profile"] and "password_hash" not in str(data)
     assert data["kyc"]["id"] == case_id and data["kyc"]["status"] == "APPROVED"
@@ -117,11 +126,11 @@ async def test_export_holds_everything_about_the_caller_and_nothing_of_others(
     refused = await gql(EXPORT, token=client_token)
     assert gql.error_code(refused) == "FORBIDDEN"
     # the reviewer's export shows that they approved a case, not whose, nor the details
-    staff = ok(await gql(EXPORT, token=compliance.token))["exportMyData"]
+    staff = gql.payload(await gql(EXPORT, token=compliance.token), "exportMyData", "data")
     [approval] = [r for r in staff["auditLog"] if r["action"] == "kyc.approve"]
     assert approval["actor"] == "self" and approval["targetId"] is None and approval["details"] is None
     assert case_id not in str(staff) and str(alice.id) not in str(staff)
-    bobs = ok(await gql(EXPORT, token=bob.token))["exportMyData"]
+    bobs = gql.payload(await gql(EXPORT, token=bob.token), "exportMyData", "data")
     assert bobs["kyc"]["personalDetails"] is None and PERSONAL["fullName"] not in str(bobs)
     assert bobs["trades"][0]["side"] == "BUY" and str(alice.id) not in str(bobs)
 
@@ -136,28 +145,38 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
         await session.execute(select(func.count()).select_from(AuditLog).where(AuditLog.actor_id == alice.id))
     ).scalar_one()
 
-    req = ok(await gql(REQUEST, {"r": "closing my account"}, token=alice.token))["requestErasure"]
+    req = gql.payload(
+        await gql(REQUEST, {"r": "closing my account"}, token=alice.token), "requestErasure", "erasureRequest"
+    )
     assert req["status"] == "PENDING" and req["userId"] == str(alice.id)
     again = await gql(REQUEST, {"r": None}, token=alice.token)
-    assert gql.error_code(again) == "CONFLICT"
+    assert gql.error_code(again) == "CONFLICT" and again["data"]["requestErasure"]["erasureRequest"] is None
+    # the request is a Node: its requester and COMPLIANCE see it, nobody else
+    for viewer in (alice, compliance):
+        found = (await gql(NODE, {"id": req["id"]}, token=viewer.token))["data"]["node"]
+        assert found == {"__typename": "ErasureRequest", "id": req["id"], "status": "PENDING", "userId": str(alice.id)}
+    for token in (bob.token, None):
+        assert (await gql(NODE, {"id": req["id"]}, token=token))["data"]["node"] is None
     # nobody decides on their own request; a rejection needs a reason; blockers are named
     assert gql.error_code(await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=alice.token)) == "FORBIDDEN"
     assert (
         gql.error_code(await gql(PROCESS, {"id": req["id"], "d": "REJECT"}, token=compliance.token)) == "BAD_USER_INPUT"
     )
-    resting = ok(
+    resting = gql.payload(
         await gql(
             PLACE,
             {"i": {"marketId": str(m.market_id), "side": "BUY", "type": "LIMIT", "quantity": "1", "price": "1"}},
             token=alice.token,
-        )
-    )["placeOrder"]
+        ),
+        "placeOrder",
+        "order",
+    )
     blocked = await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token)
-    assert gql.error_code(blocked) == "CONFLICT"
-    assert blocked["errors"][0]["extensions"]["reason"] == "ERASURE_BLOCKED"
-    assert blocked["errors"][0]["extensions"]["blockers"] == ["OPEN_ORDERS", "PENDING_SETTLEMENTS", "TOKEN_HOLDINGS"]
+    assert gql.error_code(blocked) == "ERASURE_BLOCKED"
+    [error] = blocked["data"]["processErasure"]["errors"]
+    assert error["message"] == "settle the account first: OPEN_ORDERS, PENDING_SETTLEMENTS, TOKEN_HOLDINGS"
     assert (await session.get(User, alice.id)).email == alice.email  # type: ignore[union-attr]
-    ok(await gql(CANCEL, {"id": resting["id"]}, token=alice.token))
+    gql.payload(await gql(CANCEL, {"id": resting["id"]}, token=alice.token), "cancelOrder", "order")
     # the trade settles on chain: her 10 tokens went to Bob (what the agent and the indexer would record)
     await session.execute(text("UPDATE trades SET settlement = 'SETTLED' WHERE market_id = :m"), {"m": m.market_id})
     await session.execute(text("UPDATE holdings SET balance = 0 WHERE holder = :w"), {"w": a.wallet})
@@ -167,7 +186,9 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
         for r in (await session.execute(select(LedgerAccount).where(LedgerAccount.owner_id == alice.id))).scalars()
     }
 
-    done = ok(await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token))["processErasure"]
+    done = gql.payload(
+        await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token), "processErasure", "erasureRequest"
+    )
     assert done["status"] == "COMPLETED" and done["keyDestroyAfter"] is None
 
     # signing in is impossible: the old token, the old credentials, the pseudonym
@@ -254,9 +275,11 @@ async def test_erasure_shreds_personal_data_keeps_ledger_and_trades(gql, make_us
 async def test_legal_hold_then_retention_job_destroys_the_key(gql, make_user, session_factory, session, services):
     services.settings.privacy_kyc_retention_days = 30
     compliance, alice = await make_user(roles=["COMPLIANCE"]), await make_user()
-    case_id = ok(await gql(SUBMIT, {"i": PERSONAL}, token=alice.token))["submitKyc"]["id"]
-    req = ok(await gql(REQUEST, {}, token=alice.token))["requestErasure"]
-    done = ok(await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token))["processErasure"]
+    case_id = gql.payload(await gql(SUBMIT, {"i": PERSONAL}, token=alice.token), "submitKyc", "kycCase")["id"]
+    req = gql.payload(await gql(REQUEST, {}, token=alice.token), "requestErasure", "erasureRequest")
+    done = gql.payload(
+        await gql(PROCESS, {"id": req["id"], "d": "ERASE"}, token=compliance.token), "processErasure", "erasureRequest"
+    )
     assert done["keyDestroyAfter"] is not None
     # held: COMPLIANCE still reads the details, the account is already closed
     assert gql.error_code(await gql("{ me { id } }", token=alice.token)) == "UNAUTHENTICATED"
@@ -298,23 +321,27 @@ async def test_legal_hold_then_retention_job_destroys_the_key(gql, make_user, se
 
 async def test_a_rejected_request_changes_nothing_and_may_be_asked_again(gql, make_user, session):
     compliance, alice = await make_user(roles=["COMPLIANCE"]), await make_user()
-    req = ok(await gql(REQUEST, {"r": "please"}, token=alice.token))["requestErasure"]
+    req = gql.payload(await gql(REQUEST, {"r": "please"}, token=alice.token), "requestErasure", "erasureRequest")
     queue = ok(
         await gql("{ erasureRequests(status: PENDING) { edges { node { id userId } } } }", token=compliance.token)
     )["erasureRequests"]["edges"]
     assert [e["node"] for e in queue] == [{"id": req["id"], "userId": str(alice.id)}]
-    done = ok(
+    done = gql.payload(
         await gql(
             PROCESS, {"id": req["id"], "d": "REJECT", "r": "legal hold: open investigation"}, token=compliance.token
-        )
-    )["processErasure"]
+        ),
+        "processErasure",
+        "erasureRequest",
+    )
     assert done["status"] == "REJECTED"
     mine = ok(await gql("{ myErasureRequests { id status decisionReason } }", token=alice.token))
     assert mine["myErasureRequests"] == [
         {"id": req["id"], "status": "REJECTED", "decisionReason": "legal hold: open investigation"}
     ]
     assert ok(await gql("{ me { email } }", token=alice.token))["me"]["email"] == alice.email
-    assert ok(await gql(REQUEST, {}, token=alice.token))["requestErasure"]["status"] == "PENDING"
+    assert gql.payload(await gql(REQUEST, {}, token=alice.token), "requestErasure", "erasureRequest")["status"] == (
+        "PENDING"
+    )
     actions = (
         (await session.execute(select(AuditLog.action).where(AuditLog.action.like("privacy.%")).order_by(AuditLog.id)))
         .scalars()
