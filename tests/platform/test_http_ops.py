@@ -258,7 +258,7 @@ MALFORMED = {
     ),
     "not utf-8": dict(method="POST", content=b'{"query": "\xff\xfe"}', headers={"content-type": "application/json"}),
     "GET with query params": dict(method="GET", params={"query": "{ __typename }"}),
-    "GET mutation": dict(method="GET", params={"query": "mutation { logout }"}),
+    "GET mutation": dict(method="GET", params={"query": "mutation { logout { ok } }"}),
     "PUT": dict(method="PUT", json={"query": "{ __typename }"}),
     "huge variables": dict(
         method="POST",
@@ -367,7 +367,7 @@ def test_queries_over_websocket_get_codes_and_masking(services, probe_schema) ->
         assert ws.receive_json()["type"] == "connection_ack"
         for op_id, query, code in (
             ("1", "{ me { id } }", "UNAUTHENTICATED"),
-            ("2", "mutation { logout }", "UNAUTHENTICATED"),
+            ("2", "mutation { logout { ok } }", "UNAUTHENTICATED"),
             ("3", "{ probeCrash }", "INTERNAL"),
         ):
             ws.send_json({"id": op_id, "type": "subscribe", "payload": {"query": query}})
