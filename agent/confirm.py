@@ -57,6 +57,7 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
     """Confirm or fail MINED ops at finality; move reorged ones back. Returns how many changed."""
     if view.finalized is None:
         return 0
+    finalized: int = view.finalized
     event = exists().where(
         and_(
             ChainEvent.chain_id == ChainOperation.chain_id,
@@ -74,8 +75,18 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
         )
     )
     async with ctx.session() as s:
-        indexed = await s.scalar(select(IndexerCursor.indexed_block).where(IndexerCursor.chain_id == ctx.chain_id))
-        indexed = -1 if indexed is None else int(indexed)
+        # the indexer's cursor read again here, not the iteration's view: the steps before this one can take a
+        # while in a burst, and a block the indexer finalized meanwhile is confirmed in this pass, not the next
+        cursor = (
+            await s.execute(
+                select(IndexerCursor.indexed_block, IndexerCursor.finalized_block).where(
+                    IndexerCursor.chain_id == ctx.chain_id
+                )
+            )
+        ).one_or_none()
+        indexed = -1 if cursor is None or cursor.indexed_block is None else int(cursor.indexed_block)
+        if cursor is not None and cursor.finalized_block is not None:
+            finalized = int(cursor.finalized_block)
         # only what can move now: final and indexed, or seen under another block hash (the rest waits cheaply)
         rows = (
             await s.execute(
@@ -84,7 +95,7 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
                     ChainOperation.chain_id == ctx.chain_id,
                     ChainOperation.sender == ctx.address,
                     ChainOperation.state == S.MINED,
-                    or_(ChainOperation.mined_block <= min(view.finalized, indexed), other_hash),
+                    or_(ChainOperation.mined_block <= min(finalized, indexed), other_hash),
                 )
                 .order_by(ChainOperation.nonce)
                 .limit(2000)
@@ -105,7 +116,7 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
         op = ops[r.id]
         if r.moved:
             suspect.append(r.id)
-        elif op.mined_block is not None and op.mined_block <= view.finalized and indexed >= op.mined_block:
+        elif op.mined_block is not None and op.mined_block <= finalized and indexed >= op.mined_block:
             if r.has_event or op.mined_status == 0 or not op.function:
                 done.append((r.id, r.has_event))
             else:
