@@ -183,7 +183,7 @@ async def create_asset(
     jurisdiction: str,
     currency: str,
     description: str = "",
-    metadata: dict[str, Any] | None = None,
+    metadata: object = None,  # the client's JSON: validation.metadata checks it is an object
 ) -> AssetRow:
     user_id = ctx.viewer.require_role(Role.ISSUER.value)
     asset = Asset(

@@ -104,7 +104,7 @@ SCHEMAS: dict[AssetType, type[BaseModel] | None] = {
 }
 
 
-def metadata(asset_type: AssetType, raw: dict[str, Any] | None) -> dict[str, Any]:
+def metadata(asset_type: AssetType, raw: object) -> dict[str, Any]:
     """Validate `raw` against the type's schema; returns JSON-ready values (Decimals and dates as strings)."""
     raw = raw or {}
     if not isinstance(raw, dict):
