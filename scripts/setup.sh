@@ -58,6 +58,15 @@ if [ "${RWA_SETUP_BROWSER:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# wrk drives the HTTP benchmarks and tests/platform/test_scale_out.py (bench/scale_out.py --quick).
+if [ "${RWA_SETUP_DEPLOY_TOOLS:-0}" = "1" ] && ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "note: wrk is not installed; the scale-out test and the HTTP benches need it (apt-get install wrk)" >&2
+  fi
+fi
+
 # Deployment tooling for tests/platform/test_deploy_manifests.py: Debian's kubectl (kustomize) and prometheus
 # (promtool); kubernetes-validate comes with the dev extra. The test fails, not skips, when they are missing.
 if [ "${RWA_SETUP_DEPLOY_TOOLS:-0}" = "1" ] && { ! command -v kubectl >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; }; then
