@@ -135,7 +135,7 @@ class db_lock:  # noqa: N801 - used as `async with db_lock(ctx) as session`
         self.ctx = ctx
         self.lock = _lock(ctx)
 
-    async def __aenter__(self):  # type: ignore[no-untyped-def]
+    async def __aenter__(self):
         await self.lock.acquire()
         return await self.ctx.session()
 
