@@ -30,14 +30,23 @@ const seller = new Api(URL);
 const admin = new Api(URL);
 const sockets: ReturnType<Api["socket"]>[] = [];
 
+/** A mutation payload's result, asserting the mutation succeeded: expected failures come back as typed data in
+ * the payload's `errors` (code, field path, message) with the result null. */
+function succeeded<T>(result: T | null | undefined, errors: readonly { code: string }[]): T {
+  assert.deepEqual(errors, []);
+  assert.ok(result);
+  return result;
+}
+
 async function signIn(api: Api, email: string): Promise<string> {
   api.accessToken = null; // a revoked access token would be refused before login runs
-  const { login } = await api.request(LoginDocument, { email, password: PASSWORD });
-  assert.equal(login.mfaRequired, false);
-  assert.ok(login.accessToken && login.refreshToken && login.accessTokenExpiresAt);
-  assert.match(login.accessTokenExpiresAt, DATE_TIME);
-  api.accessToken = login.accessToken;
-  return login.refreshToken;
+  const { login } = await api.request(LoginDocument, { input: { email, password: PASSWORD } });
+  const session = succeeded(login.session, login.errors);
+  assert.equal(session.mfaRequired, false);
+  assert.ok(session.accessToken && session.refreshToken && session.accessTokenExpiresAt);
+  assert.match(session.accessTokenExpiresAt, DATE_TIME);
+  api.accessToken = session.accessToken;
+  return session.refreshToken;
 }
 
 function socket(api: Api): ReturnType<Api["socket"]> {
@@ -57,14 +66,15 @@ after(async () => {
 
 test("login, refresh (rotating) and me", async () => {
   const refresh = await signIn(buyer, env("RWA_BUYER_EMAIL"));
-  const { refreshToken } = await buyer.request(RefreshTokenDocument, { refreshToken: refresh });
-  assert.notEqual(refreshToken.refreshToken, refresh);
-  buyer.accessToken = refreshToken.accessToken;
+  const { refreshToken } = await buyer.request(RefreshTokenDocument, { input: { refreshToken: refresh } });
+  const renewed = succeeded(refreshToken.session, refreshToken.errors);
+  assert.notEqual(renewed.refreshToken, refresh);
+  buyer.accessToken = renewed.accessToken;
   const { me } = await buyer.request(MeDocument);
   assert.equal(me.email, env("RWA_BUYER_EMAIL"));
   assert.deepEqual(me.roles, ["INVESTOR"]);
   // a spent refresh token is refused with a code the client can act on (sign in again)
-  await assert.rejects(buyer.request(RefreshTokenDocument, { refreshToken: refresh }),
+  await assert.rejects(buyer.request(RefreshTokenDocument, { input: { refreshToken: refresh } }),
                        (e: unknown) => e instanceof GraphQLRequestError && e.codes[0] === "UNAUTHENTICATED");
   // ... and reusing it revoked the whole login: sign in afresh for the rest of the run
   await signIn(buyer, env("RWA_BUYER_EMAIL"));
@@ -109,10 +119,10 @@ test("order book, trades and ticker subscriptions see a trade placed over HTTP; 
 
   const sell = await seller.request(PlaceOrderDocument, {
     input: { marketId: MARKET_ID, side: "SELL", type: "LIMIT", quantity: "2", price: "1.50" } });
-  assert.equal(sell.placeOrder.status, "NEW");
+  assert.equal(succeeded(sell.placeOrder.order, sell.placeOrder.errors).status, "NEW");
   const buy = await buyer.request(PlaceOrderDocument, {
     input: { marketId: MARKET_ID, side: "BUY", type: "LIMIT", quantity: "2", price: "1.50" } });
-  assert.equal(buy.placeOrder.status, "FILLED");
+  assert.equal(succeeded(buy.placeOrder.order, buy.placeOrder.errors).status, "FILLED");
   const update = await trades.next((t) => !t.trades.snapshot);
   assert.equal(update.trades.sequence, before.trades.sequence + 1);
   const trade = update.trades.trades[0];
@@ -128,13 +138,20 @@ test("order book, trades and ticker subscriptions see a trade placed over HTTP; 
   assert.ok(later.orderBook.sequence > snapshot.orderBook.sequence);
   await mine.next((o) => o.myOrders.status === "FILLED");
 
-  const resting = await buyer.request(PlaceOrderDocument, {
+  const placed = await buyer.request(PlaceOrderDocument, {
     input: { marketId: MARKET_ID, side: "BUY", type: "LIMIT", quantity: "1", price: "1.00", clientOrderId: "ui-1" } });
-  assert.equal(resting.placeOrder.status, "NEW");
-  assert.equal(resting.placeOrder.reservedCash, "1");
-  const { cancelOrder } = await buyer.request(CancelOrderDocument, { id: resting.placeOrder.id });
-  assert.equal(cancelOrder.status, "CANCELED");
-  await mine.next((o) => o.myOrders.id === resting.placeOrder.id && o.myOrders.status === "CANCELED");
+  const resting = succeeded(placed.placeOrder.order, placed.placeOrder.errors);
+  assert.equal(resting.status, "NEW");
+  assert.equal(resting.reservedCash, "1");
+  const { cancelOrder } = await buyer.request(CancelOrderDocument, { id: resting.id });
+  assert.equal(succeeded(cancelOrder.order, cancelOrder.errors).status, "CANCELED");
+  await mine.next((o) => o.myOrders.id === resting.id && o.myOrders.status === "CANCELED");
+  // an expected failure is data: typed code, the input path at fault, no order
+  const refused = await buyer.request(PlaceOrderDocument, {
+    input: { marketId: MARKET_ID, side: "BUY", type: "LIMIT", quantity: "-1", price: "1.00" } });
+  assert.equal(refused.placeOrder.order, null);
+  assert.equal(refused.placeOrder.errors[0]?.code, "BAD_USER_INPUT");
+  assert.deepEqual(refused.placeOrder.errors[0]?.field, ["input", "quantity"]);
 
   const { myOrders } = await buyer.request(MyOrdersDocument, { marketId: MARKET_ID, first: 50 });
   const statuses = new Set(myOrders.edges.map((e) => e.node.status));
@@ -151,8 +168,9 @@ test("order book, trades and ticker subscriptions see a trade placed over HTTP; 
 });
 
 test("a bank payment: created, followed live until an administrator confirms it, listed", async () => {
-  const { createPayment } = await buyer.request(CreatePaymentDocument, {
+  const created = await buyer.request(CreatePaymentDocument, {
     input: { amount: "25.00", currency: "USD", method: "BANK_TRANSFER", idempotencyKey: `ui-${Date.now()}` } });
+  const createPayment = succeeded(created.createPayment.payment, created.createPayment.errors);
   assert.equal(createPayment.state, "AWAITING_FUNDS");
   assert.equal(createPayment.amount, "25");
   assert.ok(createPayment.referenceCode);
@@ -161,8 +179,8 @@ test("a bank payment: created, followed live until an administrator confirms it,
   const current = await updates.next();
   assert.equal(current.paymentUpdates.state, "AWAITING_FUNDS");
   const { confirmBankTransfer } = await admin.request(ConfirmBankTransferDocument,
-                                                      { paymentId: createPayment.id, bankReference: "BANK-REF-1" });
-  assert.equal(confirmBankTransfer.state, "CONFIRMED");
+                                                      { input: { paymentId: createPayment.id, bankReference: "BANK-REF-1" } });
+  assert.equal(succeeded(confirmBankTransfer.payment, confirmBankTransfer.errors).state, "CONFIRMED");
   const confirmed = await updates.next((u) => u.paymentUpdates.state === "CONFIRMED");
   assert.equal(confirmed.paymentUpdates.previousState, "AWAITING_FUNDS");
   assert.equal(confirmed.paymentUpdates.creditedAmount, "25");
