@@ -1,0 +1,329 @@
+"""Benchmark: our indexer (`rwa index backfill`) vs Ponder 0.16.10 on the shared peer's chain, same run.
+
+The chain (built once, then reused): the peer's ``chain/`` folder (``../shared/peers/ponder``, copied to
+``--work``, default ~/.cache/rwa-bench/ponder, where ``npm ci`` runs): BenchToken (a plain ERC-20 with
+``batchTransfer``) deployed on anvil (chain id 1) by ``workload.mjs``, 10 senders (the dev accounts) paying 5,000
+holders in batches of 500: ``--events`` Transfer events (default 200,000; the 10 mints included). Then 70 empty
+blocks so that every event is final for both sides, and ``anvil_dumpState`` to ``state-<events>.json``.
+
+Each run, for each side (the order alternates between runs), cold:
+- a fresh anvil started with ``--load-state`` (the same blocks, nothing cached in the node's memory by the other
+  side) and a fresh database (ours migrated to head with the token's row inserted, untimed; Ponder's empty: it
+  creates its own tables inside its timed start);
+- the clock starts before the process is spawned (interpreter start, imports, connections included) and stops
+  when the process has exited (ours: `rwa index backfill --chain 1 --from-block 1 --to-block <F>`) or when
+  Ponder's ``GET /ready`` first answers 200 (`ponder start`: historical indexing up to its finalized block done);
+  ``F`` = head - 65 = Ponder's finalized block (chain id 1: 65 blocks), so both cover the same blocks;
+- peak RSS: the largest of the sampled (every 50 ms) sum of VmRSS over the process tree and the root's VmHWM;
+- verified complete after the clock stops: the transfer rows (= the chain's logs), the balance rows, and every
+  holder's balance equal to ``balanceOf`` on the chain (5,010 eth_calls in one JSON-RPC batch).
+
+Fairness:
+- Ponder does more RPC work: it fetches each block with a log with its transactions (and caches the RPC results in
+  its database); we fetch logs and block headers only. Ponder runs a JS handler per event (an insert and two
+  upserts through its in-memory cache, flushed in bulk); we write set-based (COPY, balances aggregated per batch).
+- We do more: raw events (`chain_events`), blocks, fetched intervals, the supply column, all in Postgres; Ponder
+  also writes its RPC cache and checkpoints. Both end with every transfer and every balance.
+- Ponder creates its schema at start (timed); ours is migrated before the clock (as in production, by
+  `rwa-migrate`). Ours also connects to Redis (the local one) at start.
+- Ponder builds its project (esbuild/vite) at start; its ``.ponder`` build dir is deleted before each run. Ponder
+  runs on node 22 if ``--node`` points at it (the peer notes node 22 is ~10-20% faster than node 20), else `node`.
+- No warm-up run for either; Postgres' shared buffers and the OS page cache are shared and warm for both.
+
+    .venv/bin/python bench/indexer_vs_ponder.py                   # 200,000 events, 2 runs
+    .venv/bin/python bench/indexer_vs_ponder.py --events 20000 --runs 1   # quick check
+    .venv/bin/python bench/indexer_vs_ponder.py --only ours       # skip Ponder (profiling)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from chains.anvil import AnvilNode, free_port  # noqa: E402
+from indexer.lock import asyncpg_dsn  # noqa: E402
+
+ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PEER = REPO.parent / "shared" / "peers" / "ponder"
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # ponder.config.ts: the first deployment on a fresh anvil
+PONDER_FINALITY = 65  # Ponder's fixed finality for chain id 1
+NHOLDERS = 5000
+
+
+def sh(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    subprocess.run(cmd, cwd=cwd, check=True, env={**os.environ, **(env or {})})
+
+
+def setup(work: Path) -> None:
+    """Copy the peer's folders to ``work`` (writable) and install their npm packages once."""
+    if not (work / "chain").exists():
+        shutil.copytree(PEER, work, dirs_exist_ok=True)
+        sh(["chmod", "-R", "u+w", str(work)], work)
+    if not (work / "chain" / "node_modules").exists():
+        sh(["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"], work / "chain")
+    if not (work / "chain" / "BenchToken.json").exists():
+        sh(["node", "compile.js"], work / "chain")
+    if not (work / "indexer" / "node_modules").exists():
+        sh(["npm", "ci", "--no-audit", "--no-fund"], work / "indexer")
+    wl = work / "chain" / "workload.mjs"
+    text = wl.read_text()
+    if "const TOTAL = 200_000" in text:  # the event count as a parameter
+        wl.write_text(text.replace("const TOTAL = 200_000", "const TOTAL = Number(process.env.EVENTS ?? 200000)"))
+
+
+def build_chain(work: Path, events: int) -> tuple[Path, dict]:
+    """The chain with ``events`` Transfers, dumped once: (state file, workload.json)."""
+    state = work / f"state-{events}.json"
+    meta_file = work / f"workload-{events}.json"
+    if state.exists() and meta_file.exists():
+        return state, json.loads(meta_file.read_text())
+    t0 = time.perf_counter()
+    with AnvilNode(1, slots_in_an_epoch=32) as node:
+        sh(["node", "workload.mjs"], work / "chain", {"RPC": node.url, "EVENTS": str(events)})
+        node.mine(PONDER_FINALITY + 5)
+        dumped = node.rpc("anvil_dumpState")
+        state.write_bytes(gzip.decompress(bytes.fromhex(dumped[2:])))
+    shutil.copy(work / "chain" / "workload.json", meta_file)
+    meta = json.loads(meta_file.read_text())
+    if meta["token"].lower() != TOKEN.lower():
+        raise SystemExit(f"token deployed at {meta['token']}, ponder.config.ts expects {TOKEN}")
+    print(
+        f"built the chain: {meta['events']} events, {state.stat().st_size >> 20} MB state ({time.perf_counter() - t0:.0f}s)"
+    )
+    return state, meta
+
+
+def holders() -> list[str]:
+    return ["0x" + hashlib.sha256(f"holder-{i}".encode()).hexdigest()[:40] for i in range(NHOLDERS)]
+
+
+def chain_balances(url: str, accounts: list[str]) -> dict[str, int]:
+    addrs = [a.lower() for a in accounts] + holders()
+    calls = [
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "method": "eth_call",
+            "params": [{"to": TOKEN, "data": "0x70a08231" + a[2:].rjust(64, "0")}, "latest"],
+        }
+        for i, a in enumerate(addrs)
+    ]
+    out = httpx.post(url, json=calls, timeout=120).json()
+    by_id = {r["id"]: int(r["result"], 16) for r in out}
+    return {a: by_id[i] for i, a in enumerate(addrs)}
+
+
+class PeakRss:
+    """Samples the process tree of ``pid`` every 50 ms: max of sum(VmRSS) over the tree and the root's VmHWM."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _field(pid: int, name: str) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(name):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def _tree(self, pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            try:
+                for task in Path(f"/proc/{p}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        return out
+
+    def sample(self) -> None:
+        total = sum(self._field(p, "VmRSS:") for p in self._tree(self.pid))
+        self.peak_kb = max(self.peak_kb, total, self._field(self.pid, "VmHWM:"))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.sample()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
+
+
+async def fresh_db(migrate: bool) -> tuple[str, str]:
+    name = f"rwa_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    if migrate:
+        from core.migrate import upgrade
+
+        await upgrade(url)
+    return name, url
+
+
+async def drop_db(name: str) -> None:
+    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def check(side: str, transfers: int, rows: dict[str, int], expected: dict[str, int], events: int) -> str:
+    bad = [a for a, b in expected.items() if rows.get(a, 0) != b]
+    extra = [a for a in rows if a not in expected and rows[a] != 0]
+    ok = transfers == events and not bad and not extra
+    if not ok:
+        raise SystemExit(
+            f"{side}: NOT complete: {transfers}/{events} transfers, {len(bad)} wrong balances, {extra[:3]}"
+        )
+    return f"verified: {transfers} transfers, {len(rows)} balances = balanceOf"
+
+
+async def run_ours(state: Path, meta: dict, expected: dict[str, int]) -> dict:
+    name, db_url = await fresh_db(migrate=True)
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        await conn.execute(
+            "INSERT INTO tokens (id, chain_id, address, kind, decimals, total_supply, paused, start_block, name, "
+            "symbol) VALUES ($1, 1, $2, 'SECURITY', 18, 0, false, 1, 'Bench', 'BNCH')",
+            uuid.uuid4(),
+            TOKEN,
+        )
+        await conn.close()
+        with AnvilNode(1, slots_in_an_epoch=32, extra_args=("--load-state", str(state))) as node:
+            to_block = node.block_number() - PONDER_FINALITY
+            env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RPC_URLS_1": node.url}
+            cmd = [str(REPO / ".venv" / "bin" / "rwa"), "index", "backfill", "--chain", "1"]
+            cmd += ["--from-block", "1", "--to-block", str(to_block)]
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            rss = PeakRss(proc.pid)
+            _, err = proc.communicate()
+            wall = time.perf_counter() - started
+            peak = rss.stop()
+            if proc.returncode:
+                raise SystemExit(f"rwa index backfill failed ({proc.returncode}): {err.decode()[-2000:]}")
+            conn = await asyncpg.connect(asyncpg_dsn(db_url))
+            transfers = await conn.fetchval("SELECT count(*) FROM token_transfers")
+            rows = {
+                r["holder"].lower(): int(r["balance"])
+                for r in await conn.fetch("SELECT holder, balance FROM holdings WHERE chain_id = 1")
+            }
+            await conn.close()
+    finally:
+        await drop_db(name)
+    return {"wall": wall, "rss": peak, "verified": check("ours", transfers, rows, expected, meta["events"])}
+
+
+async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expected: dict[str, int]) -> dict:
+    name, db_url = await fresh_db(migrate=False)
+    idx = work / "indexer"
+    shutil.rmtree(idx / ".ponder", ignore_errors=True)
+    try:
+        with AnvilNode(1, slots_in_an_epoch=32, extra_args=("--load-state", str(state))) as node:
+            port = free_port()
+            dsn = asyncpg_dsn(db_url)
+            env = {**os.environ, "DATABASE_URL": dsn, "PONDER_RPC_URL_1": node.url, "PONDER_TELEMETRY_DISABLED": "1"}
+            cmd = [node_bin, str(idx / "node_modules" / "ponder" / "dist" / "esm" / "bin" / "ponder.js")]
+            cmd += ["start", "--schema", "bench", "--port", str(port), "--log-level", "warn"]
+            log = open(work / "ponder-last.log", "wb")  # noqa: SIM115
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=idx, env=env, stdout=log, stderr=subprocess.STDOUT)
+            rss = PeakRss(proc.pid)
+            try:
+                with httpx.Client(timeout=2) as http:
+                    while True:
+                        if proc.poll() is not None:
+                            raise SystemExit(f"ponder exited {proc.returncode}: see {work / 'ponder-last.log'}")
+                        try:
+                            if http.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                                break
+                        except httpx.HTTPError:
+                            pass
+                        time.sleep(0.05)
+                wall = time.perf_counter() - started
+                rss.sample()
+                peak = rss.stop()
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                log.close()
+            conn = await asyncpg.connect(dsn)
+            transfers = await conn.fetchval("SELECT count(*) FROM bench.transfer")
+            rows = {r["address"].lower(): int(r["balance"]) for r in await conn.fetch("SELECT * FROM bench.account")}
+            await conn.close()
+    finally:
+        await drop_db(name)
+    return {"wall": wall, "rss": peak, "verified": check("ponder", transfers, rows, expected, meta["events"])}
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(args.work).expanduser()
+    setup(work)
+    state, meta = build_chain(work, args.events)
+    node_bin = args.node or shutil.which("node") or "node"
+    node_version = subprocess.run([node_bin, "--version"], capture_output=True, text=True).stdout.strip()
+    with AnvilNode(1, slots_in_an_epoch=32, extra_args=("--load-state", str(state))) as node:
+        expected = chain_balances(node.url, meta["senders"])
+    expected = {a: b for a, b in expected.items() if b}
+    n = meta["events"]
+    print(f"chain: {n} Transfer events, {len(expected)} holders with a balance; Ponder on node {node_version}")
+    sides = ["ours", "ponder"] if args.only is None else [args.only]
+    results: dict[str, list[dict]] = {s: [] for s in sides}
+    for run in range(args.runs):
+        order = sides if run % 2 == 0 else sides[::-1]
+        load = os.getloadavg()[0]
+        for side in order:
+            if side == "ours":
+                r = await run_ours(state, meta, expected)
+            else:
+                r = await run_ponder(work, node_bin, state, meta, expected)
+            results[side].append(r)
+            print(
+                f"run {run + 1} {side:>6}: {r['wall']:6.2f} s  {n / r['wall']:>8,.0f} events/s  "
+                f"peak RSS {r['rss']:5.0f} MB  ({r['verified']}; load {load:.1f})",
+                flush=True,
+            )
+        if len(sides) == 2:
+            o, p = results["ours"][-1], results["ponder"][-1]
+            print(f"run {run + 1} ratio: ours {p['wall'] / o['wall']:.2f}x faster than Ponder", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000, help="Transfer events on the chain (default 200,000)")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--only", choices=("ours", "ponder"), default=None)
+    parser.add_argument("--work", default="~/.cache/rwa-bench/ponder", help="writable copy of the peer's folders")
+    parser.add_argument("--node", default=os.environ.get("BENCH_NODE"), help="node binary for Ponder (default: node)")
+    asyncio.run(main(parser.parse_args()))
