@@ -85,7 +85,7 @@ class RwaSchema(strawberry.Schema):
     shared: SharedSubscriptions | None = None
     documents: DocumentCache | None = None
 
-    def process_errors(self, errors, execution_context=None):  # type: ignore[no-untyped-def,override]
+    def process_errors(self, errors, execution_context=None):
         """Expected errors are the client's business; OperationLifecycle logs the unexpected ones with their traceback."""
 
     def _document(self, query: str) -> DocumentNode | None:
@@ -102,7 +102,7 @@ class RwaSchema(strawberry.Schema):
         query,
         variable_values=None,
         context_value=None,
-        root_value=None,  # type: ignore[override]
+        root_value=None,
         operation_name=None,
         allowed_operation_types=None,
         operation_extensions=None,
@@ -127,7 +127,7 @@ class RwaSchema(strawberry.Schema):
         query,
         variable_values=None,
         context_value=None,
-        root_value=None,  # type: ignore[override]
+        root_value=None,
         operation_name=None,
         operation_extensions=None,
         allowed_operation_types=None,
@@ -145,10 +145,10 @@ class RwaSchema(strawberry.Schema):
                 operation_extensions,
                 allowed_operation_types,
             )
-        base = super()
+        stream = super().stream
 
-        async def start(ctx):  # type: ignore[no-untyped-def]
-            return await base.stream(
+        async def start(ctx):
+            return await stream(
                 query, variable_values, ctx, root_value, operation_name, operation_extensions, allowed_operation_types
             )
 
@@ -200,4 +200,4 @@ def build_schema(settings: Settings) -> strawberry.Schema:
 
 def production_sdl() -> str:
     """The SDL committed as schema.graphql: the schema production serves (development adds DEV_MUTATIONS)."""
-    return build_schema(Settings(RWA_ENV=Environment.PRODUCTION)).as_str() + "\n"  # type: ignore[call-arg]
+    return build_schema(Settings(RWA_ENV=Environment.PRODUCTION)).as_str() + "\n"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import cast
+from typing import TypeAlias, TypeVar, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
@@ -37,21 +38,28 @@ from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.tokens import Token
 
-AssetType = strawberry.enum(AssetTypeModel)
-AssetStatus = strawberry.enum(
+T = TypeVar("T")
+
+strawberry.enum(AssetTypeModel)
+AssetType: TypeAlias = AssetTypeModel
+strawberry.enum(
     AssetStatusModel,
     description="DRAFT -> UNDER_REVIEW -> APPROVED | REJECTED "
     "(-> DRAFT) -> TOKENIZING -> ACTIVE <-> SUSPENDED -> REDEEMING -> RETIRED",
 )
-ValuationMethod = strawberry.enum(ValuationMethodModel)
-AssetAction = strawberry.enum(
+AssetStatus: TypeAlias = AssetStatusModel
+strawberry.enum(ValuationMethodModel)
+ValuationMethod: TypeAlias = ValuationMethodModel
+strawberry.enum(
     AssetActionModel,
     description=(
         "A step in an asset's history: create, submit, approve, reject, revise, tokenize, confirm_tokens and "
         "abandon_tokens (the tokenization's outcome), suspend, resume, redeem, retire."
     ),
 )
-AssetOrder = strawberry.enum(AssetOrderModel)
+AssetAction: TypeAlias = AssetActionModel
+strawberry.enum(AssetOrderModel)
+AssetOrder: TypeAlias = AssetOrderModel
 
 
 @strawberry.type
@@ -93,7 +101,7 @@ class Valuation(Node):
 class AssetTransition:
     from_status: AssetStatus | None
     to_status: AssetStatus
-    action: AssetAction  # type: ignore[valid-type]  # a strawberry enum
+    action: AssetAction
     actor_id: uuid.UUID | None
     reason: str | None
     at: datetime
@@ -156,9 +164,9 @@ class Asset(Node):
     _latest_valuation_id: strawberry.Private[uuid.UUID | None]
     # filled by Query.assets for a whole page at once (through the same DataLoaders), so these fields resolve
     # without one awaitable per row (and without a resolver call: PREFETCHED); NOT_LOADED falls back to the loader
-    _issuer: strawberry.Private[object] = NOT_LOADED
-    _latest: strawberry.Private[object] = NOT_LOADED
-    _tokens: strawberry.Private[object] = NOT_LOADED
+    _issuer: strawberry.Private[Issuer | None] = NOT_LOADED
+    _latest: strawberry.Private[Valuation | None] = NOT_LOADED
+    _tokens: strawberry.Private[list[Token]] = NOT_LOADED
 
     @classmethod
     def from_row(cls, r: AssetRow) -> Asset:
@@ -170,7 +178,7 @@ class Asset(Node):
             description=r.description,
             jurisdiction=r.jurisdiction,
             currency=r.currency,
-            metadata=r.attributes,
+            metadata=JSON(r.attributes),
             review_reason=r.review_reason,
             created_at=r.created_at,
             updated_at=r.updated_at,
@@ -183,24 +191,25 @@ class Asset(Node):
         """`id` as the UUID it is built from (Node.id is typed UUID | str)."""
         return cast(uuid.UUID, self.id)
 
-    # sync resolvers that return either the prefetched value or the loader's awaitable
+    # sync resolvers that return either the prefetched value or the loader's awaitable (a coroutine, which
+    # strawberry awaits; typed as the value, the GraphQL type strawberry reads from the annotation)
     @strawberry.field(metadata={PREFETCHED: "_issuer"})
     def issuer(self, info: Info) -> Issuer | None:
         if self._issuer is not NOT_LOADED:
-            return self._issuer  # type: ignore[return-value]
-        return _issuer_of(info, self.issuer_id)  # type: ignore[return-value]
+            return self._issuer
+        return _issuer_of(info, self.issuer_id)  # type: ignore[return-value]  # strawberry awaits it
 
     @strawberry.field(description="The valuation with the newest as-of date.", metadata={PREFETCHED: "_latest"})
     def latest_valuation(self, info: Info) -> Valuation | None:
         if self._latest is not NOT_LOADED or self._latest_valuation_id is None:
-            return None if self._latest is NOT_LOADED else self._latest  # type: ignore[return-value]
-        return _latest_of(info, self.row_id)  # type: ignore[return-value]
+            return None if self._latest is NOT_LOADED else self._latest
+        return _latest_of(info, self.row_id)  # type: ignore[return-value]  # strawberry awaits it
 
     @strawberry.field(metadata={PREFETCHED: "_tokens"})
     def tokens(self, info: Info) -> list[Token]:
         if self._tokens is not NOT_LOADED:
-            return self._tokens  # type: ignore[return-value]
-        return _tokens_of(info, self.row_id)  # type: ignore[return-value]
+            return self._tokens
+        return _tokens_of(info, self.row_id)  # type: ignore[return-value]  # strawberry awaits it
 
     @strawberry.field(description="Valuation history, newest first.")
     async def valuations(
@@ -358,7 +367,7 @@ def node_fields(info: Info) -> set[str]:
     out: set[str] = set()
     walked: set[tuple[int, tuple[str, ...]]] = set()  # a selection set is walked once per path, however often spread
 
-    def walk(selection_set, path: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    def walk(selection_set, path: tuple[str, ...]) -> None:
         if selection_set is None or (id(selection_set), path) in walked:
             return
         walked.add((id(selection_set), path))
@@ -379,6 +388,16 @@ def node_fields(info: Info) -> set[str]:
     return out
 
 
+def _batch(results: Sequence[T | BaseException]) -> list[T]:
+    """A DataLoader batch function's results: an error it returned for a key is raised, as DataLoader.load would."""
+    values = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        values.append(result)
+    return values
+
+
 async def prefetch(info: Info, nodes: list[Asset], wanted: set[str]) -> None:
     """Load issuer / latest valuation / tokens for the whole page with the DataLoaders' batch functions (one
     statement each; calling the batch directly skips a future per key, since the page already is the batch)."""
@@ -386,18 +405,20 @@ async def prefetch(info: Info, nodes: list[Asset], wanted: set[str]) -> None:
         return
     ctx = info.context
     if "issuer" in wanted:
-        issuers = await loader(ctx, "IssuerByIdLoader").load_fn([n.issuer_id for n in nodes])
+        issuers = _batch(await loader(ctx, "IssuerByIdLoader").load_fn([n.issuer_id for n in nodes]))
         for n, row in zip(nodes, issuers):
             n._issuer = _issuer_from(row)
     if "latestValuation" in wanted:
         valued = [n for n in nodes if n._latest_valuation_id is not None]
-        rows = await loader(ctx, "LatestValuationByAssetLoader").load_fn([n.id for n in valued]) if valued else []
+        rows = (
+            _batch(await loader(ctx, "LatestValuationByAssetLoader").load_fn([n.id for n in valued])) if valued else []
+        )
         for n in nodes:
             n._latest = None
         for n, row in zip(valued, rows):
             n._latest = Valuation.from_row(row) if row else None
     if "tokens" in wanted:
-        token_lists = await loader(ctx, "TokensByAssetLoader").load_fn([n.id for n in nodes])
+        token_lists = _batch(await loader(ctx, "TokensByAssetLoader").load_fn([n.id for n in nodes]))
         for n, rows in zip(nodes, token_lists):
             n._tokens = [Token.from_row(r) for r in rows]
 

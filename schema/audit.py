@@ -37,7 +37,7 @@ class AuditEntry:
             target_type=row.target_type,
             target_id=row.target_id,
             request_id=row.request_id,
-            details=row.details,
+            details=JSON(row.details),
         )
 
 

@@ -109,10 +109,8 @@ class TokenHolding:
     chain_id: int
     token: str
     holder: str
-    balance: BigInt  # type: ignore[valid-type]
-    frozen_amount: BigInt = strawberry.field(  # type: ignore[valid-type]
-        description="Part of the balance frozen by an agent."
-    )
+    balance: BigInt
+    frozen_amount: BigInt = strawberry.field(description="Part of the balance frozen by an agent.")
     frozen: bool = strawberry.field(description="The whole address is frozen.")
     updated_block: int
 
@@ -140,7 +138,7 @@ class TokenTransfer:
     tx_hash: str
     from_address: str
     to_address: str
-    value: BigInt  # type: ignore[valid-type]
+    value: BigInt
 
     @classmethod
     def from_row(cls, r: holdings.TransferRow) -> TokenTransfer:
@@ -163,7 +161,7 @@ class HolderBalance:
     chain_id: int
     token: str
     holder: str
-    balance: BigInt  # type: ignore[valid-type]
+    balance: BigInt
     at_block: int
     indexed_block: int = strawberry.field(description="The newest block the index covers (the upper bound of atBlock).")
 

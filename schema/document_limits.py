@@ -50,7 +50,7 @@ def spreads_in(selection_set: SelectionSetNode) -> Iterator[FragmentSpreadNode]:
         for sel in stack.pop().selections:
             if isinstance(sel, FragmentSpreadNode):
                 yield sel
-            elif sel.selection_set is not None:  # fields and inline fragments
+            elif isinstance(sel, (FieldNode, InlineFragmentNode)) and sel.selection_set is not None:
                 stack.append(sel.selection_set)
 
 
@@ -114,8 +114,8 @@ def _summarise(selection_set: SelectionSetNode, done: dict[str, _Summary]) -> _S
     return _Summary(depth, aliases)
 
 
-def _too_complex(message: str, nodes: object = None) -> GraphQLError:
-    return GraphQLError(message, nodes, original_error=QueryTooComplex(message))  # type: ignore[arg-type]
+def _too_complex(message: str, nodes: list[OperationDefinitionNode] | None = None) -> GraphQLError:
+    return GraphQLError(message, nodes, original_error=QueryTooComplex(message))
 
 
 def _flatten(selection_set: SelectionSetNode, flat: dict[str, list[FieldNode]], limit: int) -> list[FieldNode] | None:

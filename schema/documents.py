@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime
+from typing import TypeAlias
 
 import strawberry
 from strawberry.file_uploads import Upload
@@ -29,7 +30,8 @@ from schema.mutations import mutation
 from schema.node import Node, register_node
 from schema.permissions import authenticated, requires
 
-DocumentKind = strawberry.enum(DocumentKindModel)
+strawberry.enum(DocumentKindModel)
+DocumentKind: TypeAlias = DocumentKindModel
 
 
 @strawberry.type(description="A stored file; sha256 is recorded at upload and checked again on every download.")

@@ -78,7 +78,7 @@ def classify(error: GraphQLError) -> GraphQLError:
 def classify_all(errors: list[GraphQLError]) -> list[GraphQLError]:
     out = [classify(e) for e in errors]
     for e in out:
-        GRAPHQL_ERRORS.labels(e.extensions["code"]).inc()
+        GRAPHQL_ERRORS.labels((e.extensions or {})["code"]).inc()  # classify() always sets it
     return out
 
 
@@ -118,7 +118,7 @@ class OperationLifecycle(SchemaExtension):
         if execution_context is not None:
             self.execution_context = execution_context
 
-    async def on_operation(self):  # type: ignore[override]
+    async def on_operation(self):
         started = time.perf_counter()
         ctx = self.execution_context
         documents = self.limits.documents
@@ -185,9 +185,9 @@ class OperationLifecycle(SchemaExtension):
                     )
         if ctx.graphql_document is not None and ctx.result is None:
             self.cost = cached_cost(ctx, self._entry)
-            refused = over_budget(self.cost, self.limits.max_cost)
-            if refused is not None:
-                ctx.result = refused
+            too_costly = over_budget(self.cost, self.limits.max_cost)
+            if too_costly is not None:
+                ctx.result = too_costly
         yield
 
     def get_results(self) -> dict[str, Any]:

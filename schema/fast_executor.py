@@ -19,7 +19,7 @@ runs as usual: a list resolver can fill a whole page at once and skip one resolv
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, Undefined, is_leaf_type
 from graphql.pyutils import Path, gather_with_cancel
@@ -38,7 +38,7 @@ def _serializer(type_: Any) -> Callable[[Any], Any] | None:
     the whole list take graphql-core's path). Other types: None."""
     inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
     if is_leaf_type(inner):
-        return inner.coerce_output_value  # type: ignore[no-any-return]
+        return inner.coerce_output_value
     if (
         isinstance(inner, GraphQLList)
         and isinstance(inner.of_type, GraphQLNonNull)
@@ -195,8 +195,10 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         name = parent_type.name
-        plain = self.plain.get(name, _NONE) if self._fast else None
-        objects = self.objects.get(name, _NONE) if self._fast else None
+        if not self._fast:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        plain = self.plain.get(name, _NONE)
+        objects = self.objects.get(name, _NONE)
         if plain is None or (plain is _NONE and objects is _NONE):
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
         results: dict[str, Any] = {}
@@ -262,7 +264,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             results.update(zip(names, values))
             if others is None:
                 return results
-            return _merge(results, rest, values[-1] if others_async else others)
+            return _merge(results, rest, values[-1] if others_async else cast(dict[str, Any], others))
 
         return merged()
 
@@ -279,6 +281,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         _, field_type, object_type, is_list = spec
         execute = self.collect_and_execute_subfields
         awaitables: list[int] = []
+        completed: Any  # the completed object (or its awaitable), or a list of them for [T!]
         try:
             if not is_list:
                 completed = execute(object_type, details, path, value, position_context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TypeAlias
 
 import strawberry
 from strawberry.types import Info
@@ -18,15 +19,17 @@ from schema.mutations import mutation
 from schema.node import Node, register_node
 from schema.permissions import authenticated, requires
 
-Role = strawberry.enum(RoleModel, description="What a user may do; ADMIN grants and revokes roles.")
-UserStatus = strawberry.enum(UserStatusModel, description="ACTIVE, or DISABLED (cannot sign in).")
+strawberry.enum(RoleModel, description="What a user may do; ADMIN grants and revokes roles.")
+Role: TypeAlias = RoleModel
+strawberry.enum(UserStatusModel, description="ACTIVE, or DISABLED (cannot sign in).")
+UserStatus: TypeAlias = UserStatusModel
 
 
 @strawberry.type(description="A platform account. Email and roles are visible to the user and to staff.")
 class User(Node):
     email: str
-    roles: list[Role]  # type: ignore[valid-type]  # Role = strawberry.enum(...): a class at runtime
-    status: UserStatus  # type: ignore[valid-type]  # a strawberry enum, like Role
+    roles: list[Role]
+    status: UserStatus
     created_at: datetime
 
     @classmethod
@@ -242,7 +245,7 @@ class Mutation:
         return await accounts.logout(info.context, refresh_token)
 
     @mutation(extensions=requires(RoleModel.ADMIN), description="Give a user a role (ADMIN only; audited).")
-    async def grant_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:  # type: ignore[valid-type]  # a strawberry enum
+    async def grant_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:
         return User.from_model(await accounts.set_role(info.context, user_id, role, True))
 
     @mutation(
@@ -252,7 +255,7 @@ class Mutation:
             "admin cannot revoke their own ADMIN role (CONFLICT)."
         ),
     )
-    async def revoke_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:  # type: ignore[valid-type]  # a strawberry enum
+    async def revoke_role(self, info: Info, user_id: uuid.UUID, role: Role) -> User:
         return User.from_model(await accounts.set_role(info.context, user_id, role, False))
 
 

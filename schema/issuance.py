@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import strawberry
 from sqlalchemy import select
@@ -42,12 +42,15 @@ from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.sharing import PRIVATE  # who may see an offering depends on the caller
 
-OfferingState = strawberry.enum(
+strawberry.enum(
     OfferingStateModel, description="DRAFT -> OPEN -> CLOSED -> ALLOCATED -> SETTLED, or CANCELED before allocation."
 )
-AllocationRule = strawberry.enum(AllocationRuleModel, description="How an oversubscribed offering is shared.")
-SubscriptionState = strawberry.enum(SubscriptionStateModel, name="OfferingSubscriptionState")
-SubscriptionReason = strawberry.enum(
+OfferingState: TypeAlias = OfferingStateModel
+strawberry.enum(AllocationRuleModel, description="How an oversubscribed offering is shared.")
+AllocationRule: TypeAlias = AllocationRuleModel
+strawberry.enum(SubscriptionStateModel, name="OfferingSubscriptionState")
+SubscriptionState: TypeAlias = SubscriptionStateModel
+strawberry.enum(
     SubscriptionReasonModel,
     name="OfferingSubscriptionReason",
     description=(
@@ -57,8 +60,11 @@ SubscriptionReason = strawberry.enum(
         "TARGET_NOT_REACHED), UNALLOCATED (NOT_ALLOCATED) or FAILED (MINT_FAILED, see failureDetail)."
     ),
 )
-IssuanceKind = strawberry.enum(IssuanceKindModel)
-IssuanceState = strawberry.enum(IssuanceStateModel)
+SubscriptionReason: TypeAlias = SubscriptionReasonModel
+strawberry.enum(IssuanceKindModel)
+IssuanceKind: TypeAlias = IssuanceKindModel
+strawberry.enum(IssuanceStateModel)
+IssuanceState: TypeAlias = IssuanceStateModel
 STAFF = (Role.ADMIN.value, Role.COMPLIANCE.value)
 
 
@@ -83,9 +89,9 @@ class Offering(Node):
     closes_at: datetime
     eligible_countries: list[str] | None = strawberry.field(description="Investor countries allowed (null: any).")
     accredited_only: bool
-    allocation_rule: AllocationRule  # type: ignore[valid-type]
+    allocation_rule: AllocationRule
     fee_bps: int
-    state: OfferingState  # type: ignore[valid-type]
+    state: OfferingState
     subscribed_total: Decimal = strawberry.field(description="Cash of the ACTIVE subscriptions.")
     subscription_count: int
     allocated_total: Decimal
@@ -134,8 +140,8 @@ class OfferingSubscription(Node):
     client_key: str | None
     amount: Decimal
     wallet_address: str | None
-    state: SubscriptionState  # type: ignore[valid-type]
-    reason: SubscriptionReason | None  # type: ignore[valid-type]  # a strawberry enum
+    state: SubscriptionState
+    reason: SubscriptionReason | None
     failure_detail: str | None = strawberry.field(
         description="For a FAILED subscription: what the chain reported about its mint; null otherwise."
     )
@@ -178,10 +184,10 @@ def _reason(raw: str | None) -> tuple[SubscriptionReasonModel | None, str | None
 
 @strawberry.type(description="A direct issuance (mint to named investors) or a redemption (burn).")
 class TokenIssuance(Node):
-    kind: IssuanceKind  # type: ignore[valid-type]
+    kind: IssuanceKind
     token_id: uuid.UUID
     chain_id: int
-    state: IssuanceState  # type: ignore[valid-type]
+    state: IssuanceState
     total_quantity: Decimal
     reason: str | None
     requested_by: uuid.UUID
@@ -238,7 +244,7 @@ class CreateOfferingInput:
     hard_cap: Decimal
     opens_at: datetime
     closes_at: datetime
-    allocation_rule: AllocationRule  # type: ignore[valid-type]
+    allocation_rule: AllocationRule
     lot_size: Decimal = strawberry.field(default=Decimal(1), description="Whole tokens per lot (default 1).")
     max_ticket: Decimal | None = None
     eligible_countries: list[str] | None = strawberry.field(
@@ -288,7 +294,7 @@ class Query:
     async def offerings(
         self,
         info: Info,
-        state: OfferingState | None = None,  # type: ignore[valid-type]
+        state: OfferingState | None = None,
         token_id: uuid.UUID | None = None,
         first: int | None = None,
         after: str | None = None,
@@ -300,7 +306,7 @@ class Query:
         if token_id is not None:
             stmt = stmt.where(OfferingModel.token_id == token_id)
         page = await keyset_page(session, stmt, [OfferingModel.seq], descending=True, first=first, after=after)
-        return Connection.from_page(page, Offering.of)  # type: ignore[arg-type]
+        return Connection.from_page(page, Offering.of)
 
     @strawberry.field(extensions=authenticated(), description="One offering, or null when missing or not visible.")
     async def offering(self, info: Info, id: uuid.UUID) -> Offering | None:
@@ -320,7 +326,7 @@ class Query:
         page = await keyset_page(
             await info.context.session(), stmt, [SubscriptionModel.seq], descending=True, first=first, after=after
         )
-        return Connection.from_page(page, OfferingSubscription.of)  # type: ignore[arg-type]
+        return Connection.from_page(page, OfferingSubscription.of)
 
     @strawberry.field(
         extensions=requires(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE),
@@ -333,7 +339,7 @@ class Query:
         await visibility.require_manager(session, _actor(info), offering_id)
         stmt = select(SubscriptionModel).where(SubscriptionModel.offering_id == offering_id)
         page = await keyset_page(session, stmt, [SubscriptionModel.seq], first=first, after=after)
-        return Connection.from_page(page, OfferingSubscription.of)  # type: ignore[arg-type]
+        return Connection.from_page(page, OfferingSubscription.of)
 
     @strawberry.field(
         extensions=requires(Role.ISSUER, Role.ADMIN, Role.COMPLIANCE),
@@ -343,7 +349,7 @@ class Query:
         self,
         info: Info,
         token_id: uuid.UUID | None = None,
-        state: IssuanceState | None = None,  # type: ignore[valid-type]
+        state: IssuanceState | None = None,
         first: int | None = None,
         after: str | None = None,
     ) -> Connection[TokenIssuance]:
@@ -354,7 +360,7 @@ class Query:
         if state is not None:
             stmt = stmt.where(TokenIssuanceModel.state == state)
         page = await keyset_page(session, stmt, [TokenIssuanceModel.seq], descending=True, first=first, after=after)
-        return Connection.from_page(page, TokenIssuance.of)  # type: ignore[arg-type]
+        return Connection.from_page(page, TokenIssuance.of)
 
 
 @strawberry.type
@@ -516,7 +522,7 @@ class Mutation:
 @strawberry.type(description="An offering's state and subscribed total, sent at subscribe time and on every change.")
 class OfferingUpdate:
     offering_id: uuid.UUID
-    state: OfferingState  # type: ignore[valid-type]
+    state: OfferingState
     subscribed_total: Decimal
     subscription_count: int
     allocated_total: Decimal

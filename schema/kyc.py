@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import TypeAlias
 
 import strawberry
 from strawberry.types import Info
@@ -17,15 +18,18 @@ from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 
-KycStatus = strawberry.enum(
+strawberry.enum(
     KycStatusModel,
     description=(
         "NOT_STARTED -> PENDING_REVIEW -> APPROVED | REJECTED; REJECTED or EXPIRED may resubmit; "
         "APPROVED -> SUSPENDED | EXPIRED (an approval lapses by itself at expiresAt)."
     ),
 )
-DocumentType = strawberry.enum(kyc.DocumentType)
-KycDecision = strawberry.enum(kyc.KycDecision)
+KycStatus: TypeAlias = KycStatusModel
+strawberry.enum(kyc.DocumentType)
+DocumentType: TypeAlias = kyc.DocumentType
+strawberry.enum(kyc.KycDecision)
+KycDecision: TypeAlias = kyc.KycDecision
 
 
 @strawberry.type(description="Decrypted personal details: for the case owner and for COMPLIANCE only.")

@@ -297,7 +297,7 @@ class Subscription:
             "the candle of each trade as it happens. A market that never traded sends nothing until its first trade."
         ),
     )
-    async def candles(self, info: Info, market_id: uuid.UUID, interval: CandleInterval) -> AsyncGenerator[Candle, None]:  # type: ignore[valid-type]
+    async def candles(self, info: Info, market_id: uuid.UUID, interval: CandleInterval) -> AsyncGenerator[Candle, None]:
         if getattr(info.context, "snapshot_only", False):
             current = await _current_candle(info, market_id, interval)
             if current is not None:

@@ -53,8 +53,9 @@ log = logging.getLogger("rwa.graphql")
 
 EXPECTED: tuple[type[AppError], ...] = (BadUserInput, NotFound, Conflict)
 
-UserErrorCode = strawberry.enum(
-    Enum(  # type: ignore[misc]  # a functional Enum built from the generic codes plus every domain reason
+# a functional Enum built at import from the generic codes plus every domain reason (mypy sees an Enum value)
+UserErrorCode = strawberry.enum(  # type: ignore[call-overload]  # the argument is an Enum class
+    Enum(
         "UserErrorCode",
         {
             "BAD_USER_INPUT": "BAD_USER_INPUT",
@@ -73,7 +74,7 @@ UserErrorCode = strawberry.enum(
 
 @strawberry.interface(description="An expected failure of a mutation, returned in its payload's `errors`.")
 class UserError:
-    code: UserErrorCode = strawberry.field(description="What went wrong.")  # type: ignore[valid-type]  # an enum value
+    code: UserErrorCode = strawberry.field(description="What went wrong.")  # type: ignore[valid-type]  # functional Enum
     field: list[str] | None = strawberry.field(
         description='The argument path at fault, e.g. ["input", "quantity"]; null when no single input is.'
     )
@@ -227,7 +228,7 @@ def mutation(
             description=f"An expected failure of `{gql_name}`.",
         )
         result_field = result or _result_name(returned)
-        payload_annotations = {result_field: returned | None, "errors": list[error_type]}  # type: ignore[valid-type]
+        payload_annotations = {result_field: returned | None, "errors": list[error_type]}  # type: ignore[valid-type]  # a class built here
         payload_type = strawberry.type(
             type(
                 _own(f"{name}Payload", gql_name),
@@ -279,7 +280,7 @@ def mutation(
             parameters.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]))
             annotations[p.name] = hints[p.name]
         if input_type is not None:
-            input_annotation = input_type | None if all_optional else input_type  # type: ignore[operator]
+            input_annotation = input_type | None if all_optional else input_type
             default = None if all_optional else inspect.Parameter.empty
             parameters.append(
                 inspect.Parameter("input", inspect.Parameter.KEYWORD_ONLY, annotation=input_annotation, default=default)

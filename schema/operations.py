@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import strawberry
 from strawberry.scalars import JSON
@@ -25,7 +25,7 @@ from schema.pagination import Connection
 from schema.permissions import requires
 from schema.scalars import BigInt
 
-OperationState = strawberry.enum(
+strawberry.enum(
     OperationStateModel,
     description=(
         "PENDING -> SIGNED -> BROADCAST -> MINED -> CONFIRMED (its event indexed at or below the finalized block) | "
@@ -33,6 +33,7 @@ OperationState = strawberry.enum(
         "a batch operation's transaction (kind batch.<kind>), CONFIRMED with it or sent alone if it reverts."
     ),
 )
+OperationState: TypeAlias = OperationStateModel
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
@@ -45,15 +46,15 @@ class ChainOperation(Node):
     args: JSON
     signer: str = strawberry.field(description="Role of the signing key: agent, treasury, deposit:<index>.")
     business_ref: str = strawberry.field(description="Unique per decision, e.g. settlement:<instruction id>.")
-    state: OperationState  # type: ignore[valid-type]
+    state: OperationState
     attempts: int
     sender: str | None
-    nonce: BigInt | None  # type: ignore[valid-type]
+    nonce: BigInt | None
     tx_hash: str | None = strawberry.field(description="The latest signed transaction's hash.")
     tx_hashes: list[str] = strawberry.field(description="Every hash broadcast for it (fee-bump replacements too).")
     mined_tx_hash: str | None
-    mined_block: BigInt | None  # type: ignore[valid-type]
-    confirmed_block: BigInt | None  # type: ignore[valid-type]
+    mined_block: BigInt | None
+    confirmed_block: BigInt | None
     revert_reason: str | None
     last_error: str | None
     created_by: uuid.UUID | None
@@ -104,7 +105,7 @@ class Query:
     async def operations(
         self,
         info: Info,
-        state: list[OperationState] | None = None,  # type: ignore[valid-type]
+        state: list[OperationState] | None = None,
         kind: str | None = None,
         chain_id: int | None = None,
         business_ref: str | None = None,
@@ -124,7 +125,7 @@ class Query:
             last=last,
             before=before,
         )
-        return Connection.from_page(page, ChainOperation.of)  # type: ignore[arg-type]
+        return Connection.from_page(page, ChainOperation.of)
 
 
 async def _act(

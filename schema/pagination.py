@@ -10,6 +10,7 @@ import strawberry
 from resolvers.pagination import Page
 
 NodeT = TypeVar("NodeT")
+RowT = TypeVar("RowT")  # what a resolver page holds, turned into NodeT by from_page
 
 
 @strawberry.type
@@ -42,7 +43,7 @@ class Connection(Generic[NodeT]):
         return None if self._count is None else await self._count()
 
     @classmethod
-    def from_page(cls, page: Page, to_node: Callable[[object], NodeT]) -> Connection[NodeT]:
+    def from_page(cls, page: Page[RowT], to_node: Callable[[RowT], NodeT]) -> Connection[NodeT]:
         edges = [Edge(cursor=c, node=to_node(r)) for r, c in zip(page.rows, page.cursors)]
         return cls(
             _count=page.count,

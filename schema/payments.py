@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeAlias, TypeVar
 
 import strawberry
 from sqlalchemy import select
@@ -39,8 +39,9 @@ from schema.sharing import PRIVATE
 
 T = TypeVar("T")
 
-PaymentMethod = strawberry.enum(PaymentMethodModel, description="STABLECOIN (chain + token) or BANK_TRANSFER.")
-PaymentState = strawberry.enum(
+strawberry.enum(PaymentMethodModel, description="STABLECOIN (chain + token) or BANK_TRANSFER.")
+PaymentMethod: TypeAlias = PaymentMethodModel
+strawberry.enum(
     PaymentStateModel,
     description=(
         "AWAITING_FUNDS -> DETECTED (transfer seen) -> CONFIRMED (final on its chain; cash credited once). UNDERPAID "
@@ -48,6 +49,7 @@ PaymentState = strawberry.enum(
         "funds after expiry, held for review; a reorg before finality returns DETECTED/UNDERPAID to AWAITING_FUNDS."
     ),
 )
+PaymentState: TypeAlias = PaymentStateModel
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
@@ -90,9 +92,9 @@ class Payment(Node):
     chain_id: int | None
     token_address: str | None
     deposit_address: str | None = strawberry.field(description="Send exactly `amount` of the token here.")
-    amount_units: BigInt | None = strawberry.field(description="Intended amount in raw token units.")  # type: ignore[valid-type]
-    received_units: BigInt = strawberry.field(description="Matched so far, final or not.")  # type: ignore[valid-type]
-    final_units: BigInt = strawberry.field(description="Matched in finalized blocks.")  # type: ignore[valid-type]
+    amount_units: BigInt | None = strawberry.field(description="Intended amount in raw token units.")
+    received_units: BigInt = strawberry.field(description="Matched so far, final or not.")
+    final_units: BigInt = strawberry.field(description="Matched in finalized blocks.")
     reference_code: str | None = strawberry.field(description="BANK_TRANSFER: quote it in the transfer.")
     bank_reference: str | None
     received_amount: Decimal = strawberry.field(description="Final funds received, in `currency`.")
@@ -230,7 +232,7 @@ class WebhookDelivery(Node):
             endpoint_id=d.endpoint_id,
             url=d.url,
             event=d.event,
-            payload=d.payload,
+            payload=JSON(d.payload),
             state=WebhookDeliveryState(d.state),
             attempts=d.attempts,
             last_error=d.last_error,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TypeAlias
 
 import strawberry
 from strawberry.scalars import JSON
@@ -19,10 +20,12 @@ from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 
-ErasureStatus = strawberry.enum(ErasureStatusModel, description="PENDING until COMPLIANCE decides.")
-ErasureDecision = strawberry.enum(
+strawberry.enum(ErasureStatusModel, description="PENDING until COMPLIANCE decides.")
+ErasureStatus: TypeAlias = ErasureStatusModel
+strawberry.enum(
     erasure.ErasureDecision, description="ERASE the account's personal data, or REJECT (a reason is required)."
 )
+ErasureDecision: TypeAlias = erasure.ErasureDecision
 
 
 @strawberry.type(description="A request to erase the requester's personal data (GDPR art. 17).")
@@ -78,7 +81,7 @@ class Mutation:
         ),
     )
     async def export_my_data(self, info: Info) -> JSON:
-        return await export.export_my_data(info.context)
+        return JSON(await export.export_my_data(info.context))
 
     @mutation(
         extensions=authenticated(),

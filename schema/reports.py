@@ -33,7 +33,7 @@ from schema.scalars import BigInt
 )
 class CapTableHolder:
     holder: str
-    balance: BigInt = strawberry.field(description="Raw token units.")  # type: ignore[valid-type]
+    balance: BigInt = strawberry.field(description="Raw token units.")
     amount: Decimal = strawberry.field(description="balance / 10^decimals.")
     percent: Decimal = strawberry.field(description="Of the total supply at the block, 6 decimal places.")
     user_id: uuid.UUID | None
@@ -56,7 +56,7 @@ class CapTable:
     )
     indexed_block: int = strawberry.field(description="The newest block of the token's indexed history.")
     final: bool = strawberry.field(description="atBlock is at or below the finalized block: no reorg can change it.")
-    total_supply: BigInt = strawberry.field(  # type: ignore[valid-type]
+    total_supply: BigInt = strawberry.field(
         description="Raw units held by every holder at the block (mints minus burns)."
     )
     total_amount: Decimal
@@ -168,8 +168,8 @@ class StatementHolding:
     chain_id: int
     token: str
     symbol: str
-    start_units: BigInt  # type: ignore[valid-type]
-    end_units: BigInt  # type: ignore[valid-type]
+    start_units: BigInt
+    end_units: BigInt
     start: Decimal
     end: Decimal
 
@@ -260,7 +260,7 @@ class InvestorStatement:
 
 @strawberry.type
 class AssetStatusCount:
-    status: AssetStatus  # type: ignore[valid-type]
+    status: AssetStatus
     count: int
 
 
@@ -288,7 +288,7 @@ class FeesEarned:
 
 @strawberry.type(description="Payments created in the last 30 days, by state and currency.")
 class PaymentStateTotal:
-    state: PaymentState  # type: ignore[valid-type]
+    state: PaymentState
     currency: str
     count: int
     amount: Decimal = strawberry.field(description="Sum of the intended amounts.")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal as PyDecimal
 from decimal import localcontext
-from typing import NewType
+from typing import TYPE_CHECKING, Any, NewType, TypeAlias
 
 import strawberry
 from strawberry.exceptions import StrawberryInputCoercionError
@@ -14,6 +15,7 @@ from strawberry.file_uploads import Upload as PyUpload
 from strawberry.scalars import JSON as PyJSON
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition, DecimalDefinition, UUIDDefinition
 from strawberry.schema.types.scalar import DEFAULT_SCALAR_REGISTRY
+from strawberry.types.scalar import ScalarDefinition
 
 from core.errors import BadUserInput
 
@@ -38,18 +40,34 @@ def _serialize_big_int(value: object) -> str:
     return str(int(number))
 
 
-BigInt = strawberry.scalar(
-    NewType("BigInt", int),
-    name="BigInt",
-    serialize=_serialize_big_int,
-    parse_value=_parse_big_int,
-    description=(
-        "An integer of any size (raw token units, up to uint256). Wire format: always a JSON string holding a plain "
-        "decimal integer: an optional `-` then digits, no exponent, no `+`, no leading zeros, no fraction "
-        '(`"250000000"`, `"0"`); JavaScript reads it with `BigInt(value)`. Inputs: that string or a JSON '
-        "integer."
-    ),
-)
+if TYPE_CHECKING:
+    # to the type checker a BigInt field holds what resolvers put there: an int, or a Decimal read from a
+    # Numeric(78, 0) column (strawberry's scalar() returns a wrapper object, which is not a type)
+    BigInt: TypeAlias = int | PyDecimal
+else:
+    BigInt = strawberry.scalar(
+        NewType("BigInt", int),
+        name="BigInt",
+        serialize=_serialize_big_int,
+        parse_value=_parse_big_int,
+        description=(
+            "An integer of any size (raw token units, up to uint256). Wire format: always a JSON string holding a plain "
+            "decimal integer: an optional `-` then digits, no exponent, no `+`, no leading zeros, no fraction "
+            '(`"250000000"`, `"0"`); JavaScript reads it with `BigInt(value)`. Inputs: that string or a JSON '
+            "integer."
+        ),
+    )
+
+
+def _parser(builtin: ScalarDefinition) -> Callable[[Any], Any]:
+    """A built-in scalar's parse_value function (ScalarDefinition types it optional; these have one)."""
+    if builtin.parse_value is None:
+        raise TypeError(f"strawberry's {builtin.name} scalar has no parse_value function")
+    return builtin.parse_value
+
+
+_parse_builtin_datetime = _parser(DateTimeDefinition)
+_parse_builtin_decimal = _parser(DecimalDefinition)
 
 
 def _parse_datetime(value: object) -> datetime:
@@ -57,7 +75,7 @@ def _parse_datetime(value: object) -> datetime:
     Resolvers compare inputs with aware datetimes: a time without an offset ("2024-01-01") raised TypeError and
     came back INTERNAL, and so did one that leaves datetime's range in UTC ("0001-01-01T00:00:00+14:00")."""
     try:
-        parsed = DateTimeDefinition.parse_value(value)  # type: ignore[misc]
+        parsed = _parse_builtin_datetime(value)
         if parsed.tzinfo is not None:
             parsed.astimezone(UTC)
     except (StrawberryInputCoercionError, OverflowError):
@@ -75,14 +93,14 @@ def _parse_decimal(value: object) -> PyDecimal:
     1E+999999999, 1e-999999999 or 60 digits reached resolver arithmetic (InvalidOperation, Overflow) or asyncpg's
     encoder and came back INTERNAL. Domain ranges (with `extensions.field`) stay with the resolvers."""
     try:
-        parsed = DecimalDefinition.parse_value(value)  # type: ignore[misc]
+        parsed = _parse_builtin_decimal(value)
     except StrawberryInputCoercionError:
         raise BadUserInput(f"not a decimal number: {str(value)[:40]!r}") from None
     if parsed.is_finite() and parsed.is_zero():
         return PyDecimal(0)  # "0E-1000026" included: asyncpg cannot encode that exponent
     if not (
         parsed.is_finite() and parsed.adjusted() < DECIMAL_DIGITS and parsed.as_tuple().exponent >= -DECIMAL_DIGITS
-    ):  # type: ignore[operator]
+    ):
         raise BadUserInput(
             f"a decimal must be finite, with at most {DECIMAL_DIGITS} digits before and after the "
             f"point: {str(value)[:40]!r}"
@@ -135,16 +153,24 @@ Decimal = strawberry.scalar(
     ),
 )
 
+
 # The remaining built-in scalars keep their parsing and serialization; only their descriptions say the wire format.
+def _serializer(builtin: ScalarDefinition) -> Callable[[Any], Any]:
+    """A built-in scalar's serialize function (ScalarDefinition types it optional; every built-in has one)."""
+    if builtin.serialize is None:
+        raise TypeError(f"strawberry's {builtin.name} scalar has no serialize function")
+    return builtin.serialize
+
+
 Date = strawberry.scalar(
     name="Date",
-    serialize=DateDefinition.serialize,
+    serialize=_serializer(DateDefinition),
     parse_value=DateDefinition.parse_value,
     description='A calendar day. Wire format: an ISO 8601 string `YYYY-MM-DD` (`"2026-01-31"`), no time, no zone.',
 )
 UUID = strawberry.scalar(
     name="UUID",
-    serialize=UUIDDefinition.serialize,
+    serialize=_serializer(UUIDDefinition),
     parse_value=UUIDDefinition.parse_value,
     description=(
         "The id of a row. Wire format: a UUID (RFC 9562) string, lowercase, hyphenated "
@@ -153,7 +179,7 @@ UUID = strawberry.scalar(
 )
 JSON = strawberry.scalar(
     name="JSON",
-    serialize=DEFAULT_SCALAR_REGISTRY[PyJSON].serialize,
+    serialize=_serializer(DEFAULT_SCALAR_REGISTRY[PyJSON]),
     parse_value=DEFAULT_SCALAR_REGISTRY[PyJSON].parse_value,
     specified_by_url="https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_december_2017.pdf",
     description=(
@@ -163,11 +189,18 @@ JSON = strawberry.scalar(
 )
 Upload = strawberry.scalar(
     name="Upload",
-    serialize=DEFAULT_SCALAR_REGISTRY[PyUpload].serialize,
+    serialize=_serializer(DEFAULT_SCALAR_REGISTRY[PyUpload]),
     parse_value=DEFAULT_SCALAR_REGISTRY[PyUpload].parse_value,
     description=(
         "A file, input only: a variable set to null in `operations` and mapped to a multipart part, per the "
         "GraphQL multipart request specification; the request needs an `Apollo-Require-Preflight` header."
     ),
 )
-SCALAR_OVERRIDES = {datetime: DateTime, PyDecimal: Decimal, date: Date, uuid.UUID: UUID, PyJSON: JSON, PyUpload: Upload}
+SCALAR_OVERRIDES: dict[object, ScalarDefinition] = {
+    datetime: DateTime,
+    PyDecimal: Decimal,
+    date: Date,
+    uuid.UUID: UUID,
+    PyJSON: JSON,
+    PyUpload: Upload,
+}

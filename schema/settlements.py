@@ -23,7 +23,7 @@ from schema.trading import SettlementStatus
 class SettlementUpdate:
     trade_id: uuid.UUID
     market_id: uuid.UUID
-    settlement: SettlementStatus  # type: ignore[valid-type]
+    settlement: SettlementStatus
     failure_reason: str | None
     tx_hash: str | None
     block_number: int | None

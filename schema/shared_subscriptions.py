@@ -27,16 +27,16 @@ import contextlib
 import copy
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 _END = object()
-StreamFactory = Callable[[Any], Awaitable[AsyncIterator[Any]]]
+StreamFactory = Callable[[Any], Awaitable[AsyncGenerator[Any, None]]]
 
 
 def subscription_fields(document: DocumentNode | None, operation_name: str | None) -> tuple[str, ...] | None:
@@ -54,9 +54,10 @@ def subscription_fields(document: DocumentNode | None, operation_name: str | Non
             selections = definition.selection_set.selections
             # a fragment spread's name is not a field's, and an inline fragment has none: such documents are
             # never shared (their field could be private)
-            if not all(isinstance(sel, FieldNode) for sel in selections):
+            fields = [sel for sel in selections if isinstance(sel, FieldNode)]
+            if len(fields) != len(selections):
                 return None
-            return tuple(sel.name.value for sel in selections)  # type: ignore[attr-defined]
+            return tuple(sel.name.value for sel in fields)
     return None
 
 
@@ -83,9 +84,9 @@ class SharedSubscriptions:
         self.executions_started = 0  # observable in tests and benchmarks
         self.direct_sends = 0  # frames the pump wrote to transports itself (no wake-up of the subscriber's task)
 
-    def shareable(self, fields: tuple[str, ...] | None) -> bool:
+    def shareable(self, fields: tuple[str, ...] | None) -> TypeGuard[tuple[str, ...]]:
         """True when the operation selects root fields that are all declared shared (private is the default)."""
-        return bool(fields) and all(f in self.shared_fields for f in fields)  # type: ignore[union-attr]
+        return fields is not None and bool(fields) and all(f in self.shared_fields for f in fields)
 
     def key(
         self,
@@ -145,7 +146,7 @@ class SharedSubscriptions:
                 self.direct_sends += sent
         finally:
             with contextlib.suppress(Exception):
-                await source.aclose()  # type: ignore[attr-defined]
+                await source.aclose()
             for sub in tuple(shared.subscribers):
                 sub.offer(_END)
             if self._streams.get(shared.key) is shared:
@@ -208,10 +209,10 @@ class SharedStream:
             if seq is not None and seq <= self._floor:
                 return False
         proto = self._proto
-        if proto.close_sent:  # type: ignore[union-attr]
-            return False  # the server is closing this connection (and ending its operations)
+        if proto is None or proto.close_sent:  # (None: not while fast) the server is closing this connection
+            return False  # (and ending its operations)
         # uvicorn closes the transport when the peer closes, breaks the protocol or is gone
-        if not proto.writable.is_set() or self._transport.is_closing():  # type: ignore[union-attr]
+        if not proto.writable.is_set() or self._transport.is_closing():
             # above the high-water mark (a slow reader), or the peer is gone: its task takes over, in order, and
             # waits for the transport to drain or ends the operation with the connection
             self.fast = False
@@ -337,7 +338,7 @@ async def _snapshot(context: Any, start: StreamFactory) -> Any:
             return result
     finally:
         with contextlib.suppress(Exception):
-            await source.aclose()  # type: ignore[attr-defined]
+            await source.aclose()
     return None
 
 

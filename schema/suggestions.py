@@ -30,7 +30,7 @@ class HideSuggestions(ASTValidationRule):
 def without_suggestions(executor_class: type[Any]) -> type[Any]:
     """A subclass of `executor_class` (a graphql-core Executor) whose executors never add suggestions."""
 
-    class NoSuggestionsExecutor(executor_class):  # type: ignore[misc,valid-type]
+    class NoSuggestionsExecutor(executor_class):
         @classmethod
         def build(cls, *args: Any, **kwargs: Any) -> Any:
             kwargs["hide_suggestions"] = True

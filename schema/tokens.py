@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypeAlias
 
 import strawberry
 from strawberry.types import Info
@@ -20,7 +21,8 @@ from schema.pagination import Connection
 from schema.permissions import authenticated
 from schema.scalars import BigInt
 
-TokenKind = strawberry.enum(TokenKindModel)
+strawberry.enum(TokenKindModel)
+TokenKind: TypeAlias = TokenKindModel
 
 
 @strawberry.type(description="A token contract on one chain. Amounts are raw integer units (divide by 10^decimals).")
@@ -32,7 +34,7 @@ class Token(Node):
     name: str
     symbol: str
     decimals: int
-    total_supply: BigInt  # type: ignore[valid-type]
+    total_supply: BigInt
     paused: bool
     start_block: int
     identity_registry: str | None = strawberry.field(

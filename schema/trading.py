@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 from sqlalchemy import or_, select
@@ -36,12 +36,17 @@ from schema.operations import OperationState
 from schema.pagination import Connection
 from schema.permissions import authenticated, public_market_data, requires
 
-MarketStatus = strawberry.enum(MarketStatusModel)
-OrderSide = strawberry.enum(SideModel, name="OrderSide")
-OrderType = strawberry.enum(OrderTypeModel)
-TimeInForce = strawberry.enum(TimeInForceModel)
-OrderStatus = strawberry.enum(OrderStatusModel)
-OrderReason = strawberry.enum(
+strawberry.enum(MarketStatusModel)
+MarketStatus: TypeAlias = MarketStatusModel
+strawberry.enum(SideModel, name="OrderSide")
+OrderSide: TypeAlias = SideModel
+strawberry.enum(OrderTypeModel)
+OrderType: TypeAlias = OrderTypeModel
+strawberry.enum(TimeInForceModel)
+TimeInForce: TypeAlias = TimeInForceModel
+strawberry.enum(OrderStatusModel)
+OrderStatus: TypeAlias = OrderStatusModel
+strawberry.enum(
     OrderReasonModel,
     description=(
         "Why an order is REJECTED (the compliance gate: MARKET_NOT_OPEN, TOKEN_PAUSED, KYC_NOT_APPROVED, "
@@ -52,8 +57,11 @@ OrderReason = strawberry.enum(
         "CIRCUIT_BREAKER) or EXPIRED (GTD_EXPIRED)."
     ),
 )
-SettlementStatus = strawberry.enum(SettlementStatusModel)
-CandleInterval = strawberry.enum(candle_rules.CandleInterval)
+OrderReason: TypeAlias = OrderReasonModel
+strawberry.enum(SettlementStatusModel)
+SettlementStatus: TypeAlias = SettlementStatusModel
+strawberry.enum(candle_rules.CandleInterval)
+CandleInterval: TypeAlias = candle_rules.CandleInterval
 MAX_DEPTH = 200
 
 
@@ -69,7 +77,7 @@ class Market(Node):
     min_notional: Decimal
     maker_fee_bps: int
     taker_fee_bps: int
-    status: MarketStatus  # type: ignore[valid-type]
+    status: MarketStatus
     created_at: datetime
 
     @classmethod
@@ -95,14 +103,14 @@ class Market(Node):
 class Order(Node):
     market_id: uuid.UUID
     client_order_id: str | None
-    side: OrderSide  # type: ignore[valid-type]
-    type: OrderType  # type: ignore[valid-type]
-    time_in_force: TimeInForce  # type: ignore[valid-type]
+    side: OrderSide
+    type: OrderType
+    time_in_force: TimeInForce
     price: Decimal | None
     quantity: Decimal
     filled_quantity: Decimal
-    status: OrderStatus  # type: ignore[valid-type]
-    reason: OrderReason | None = strawberry.field(  # type: ignore[valid-type]
+    status: OrderStatus
+    reason: OrderReason | None = strawberry.field(
         description="Why the order is REJECTED, CANCELED or EXPIRED (see OrderReason); null otherwise."
     )
     expires_at: datetime | None
@@ -144,7 +152,7 @@ class Trade(Node):
     market_id: uuid.UUID
     price: Decimal
     quantity: Decimal
-    taker_side: OrderSide  # type: ignore[valid-type]
+    taker_side: OrderSide
     created_at: datetime
 
 
@@ -160,13 +168,13 @@ class MyTrade:
     market_id: uuid.UUID
     price: Decimal
     quantity: Decimal
-    taker_side: OrderSide  # type: ignore[valid-type]
+    taker_side: OrderSide
     created_at: datetime
     maker_order_id: uuid.UUID
     taker_order_id: uuid.UUID
-    side: OrderSide  # type: ignore[valid-type]
+    side: OrderSide
     fee: Decimal
-    settlement: SettlementStatus  # type: ignore[valid-type]
+    settlement: SettlementStatus
     settlement_failure_reason: str | None = strawberry.field(
         description="Why the settlement FAILED (its cash was then reversed); null otherwise."
     )
@@ -178,7 +186,7 @@ class MyTrade:
         default=None,
         description=("The block the token transfer was mined in; the trade is SETTLED when that block is final."),
     )
-    settlement_operation_state: OperationState | None = strawberry.field(  # type: ignore[valid-type]
+    settlement_operation_state: OperationState | None = strawberry.field(
         default=None,
         description="The state of the agent operation carrying the token transfer; null when it has none.",
     )
@@ -260,7 +268,7 @@ def check_depth(depth: int) -> None:
 @strawberry.type
 class Query:
     @strawberry.field(extensions=public_market_data(), description="Markets by symbol.")
-    async def markets(self, info: Info, status: MarketStatus | None = None) -> list[Market]:  # type: ignore[valid-type]
+    async def markets(self, info: Info, status: MarketStatus | None = None) -> list[Market]:
         session = await info.context.session()
         return [Market.of(m) for m in await markets.list_markets(session, status)]
 
@@ -294,7 +302,7 @@ class Query:
             last=last,
             before=before,
         )
-        return Connection.from_page(page, trade_of)  # type: ignore[arg-type]
+        return Connection.from_page(page, trade_of)
 
     @strawberry.field(
         extensions=public_market_data(), description="OHLCV buckets in [from, to) (default: the last day)."
@@ -303,7 +311,7 @@ class Query:
         self,
         info: Info,
         market_id: uuid.UUID,
-        interval: CandleInterval,  # type: ignore[valid-type]
+        interval: CandleInterval,
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
     ) -> list[Candle]:
@@ -315,7 +323,7 @@ class Query:
     async def my_orders(
         self,
         info: Info,
-        status: list[OrderStatus] | None = None,  # type: ignore[valid-type]
+        status: list[OrderStatus] | None = None,
         market_id: uuid.UUID | None = None,
         first: int | None = None,
         after: str | None = None,
@@ -329,7 +337,7 @@ class Query:
         page = await keyset_page(
             await info.context.session(), stmt, [OrderModel.seq], descending=True, first=first, after=after
         )
-        return Connection.from_page(page, Order.of)  # type: ignore[arg-type]
+        return Connection.from_page(page, Order.of)
 
     @strawberry.field(extensions=authenticated(), description="The caller's trades (as buyer or seller), newest first.")
     async def my_trades(
@@ -369,7 +377,7 @@ class Query:
                 else OperationStateModel(leg.operation_state),
             )
 
-        return Connection.from_page(page, node)  # type: ignore[arg-type]
+        return Connection.from_page(page, node)
 
     @strawberry.field(extensions=authenticated(), description="The caller's cash per currency (ledger).")
     async def my_balances(self, info: Info) -> list[CashBalance]:
@@ -386,11 +394,11 @@ class Query:
 @strawberry.input
 class PlaceOrderInput:
     market_id: uuid.UUID
-    side: OrderSide  # type: ignore[valid-type]
-    type: OrderType  # type: ignore[valid-type]
+    side: OrderSide
+    type: OrderType
     quantity: Decimal
     price: Decimal | None = strawberry.field(default=None, description="Limit price; for MARKET buys the price cap.")
-    time_in_force: TimeInForce | None = strawberry.field(  # type: ignore[valid-type]
+    time_in_force: TimeInForce | None = strawberry.field(
         default=None, description="Default GTC for LIMIT, IOC for MARKET."
     )
     expires_at: datetime | None = None
@@ -420,7 +428,7 @@ class Mutation:
     @mutation(
         extensions=requires(Role.ADMIN), description="OPEN | HALTED | CLOSED. Closing cancels the market's open orders."
     )
-    async def set_market_status(self, info: Info, market_id: uuid.UUID, status: MarketStatus) -> Market:  # type: ignore[valid-type]
+    async def set_market_status(self, info: Info, market_id: uuid.UUID, status: MarketStatus) -> Market:
         market = await markets.set_status(info.context, market_id, status)
         if market.status is MarketStatusModel.CLOSED:
             session = await info.context.session()

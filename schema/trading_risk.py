@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import strawberry
 from strawberry.types import Info
@@ -21,13 +21,14 @@ from schema.mutations import after_commit, mutation
 from schema.permissions import requires
 from schema.trading import MarketStatus
 
-HaltReason = strawberry.enum(
+strawberry.enum(
     HaltReasonModel,
     description=(
         "Why the risk controls HALTED a market: CIRCUIT_BREAKER (until `haltedUntil`, or an ADMIN reopens it) or "
         "KILL_SWITCH (until an ADMIN reopens it)."
     ),
 )
+HaltReason: TypeAlias = HaltReasonModel
 
 
 def _n(d: Decimal | None) -> Decimal | None:
@@ -59,7 +60,7 @@ class MarketRiskLimits:
     breaker_window_s: int | None
     breaker_halt_s: int | None
     halted_until: datetime | None = strawberry.field(description="End of a circuit-breaker halt.")
-    halt_reason: HaltReason | None = strawberry.field(  # type: ignore[valid-type]
+    halt_reason: HaltReason | None = strawberry.field(
         description="CIRCUIT_BREAKER or KILL_SWITCH while HALTED by them; null otherwise."
     )
     updated_at: datetime
@@ -109,7 +110,7 @@ class SetMarketRiskLimitsInput:
 @strawberry.type
 class KillSwitchResult:
     market_id: uuid.UUID
-    status: MarketStatus  # type: ignore[valid-type]
+    status: MarketStatus
     canceled_orders: int
 
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 import strawberry
 from sqlalchemy import select
@@ -27,13 +27,14 @@ from schema.scalars import BigInt
 from schema.settlements import personal_stream
 from schema.sharing import PRIVATE
 
-WithdrawalState = strawberry.enum(
+strawberry.enum(
     WithdrawalStateModel,
     description=(
         "PENDING_APPROVAL (above the approval threshold) -> APPROVED (payout queued) -> COMPLETED (the transfer is final "
         "on chain) | FAILED (cash given back); PENDING_APPROVAL -> REJECTED (cash given back)."
     ),
 )
+WithdrawalState: TypeAlias = WithdrawalStateModel
 STAFF = (Role.ADMIN, Role.COMPLIANCE)
 
 
@@ -45,8 +46,8 @@ class Withdrawal(Node):
     chain_id: int
     token_address: str
     to_address: str
-    amount_units: BigInt  # type: ignore[valid-type]
-    state: WithdrawalState  # type: ignore[valid-type]
+    amount_units: BigInt
+    state: WithdrawalState
     reason: str | None = strawberry.field(description="Why it was REJECTED or FAILED.")
     tx_hash: str | None
     block_number: int | None
@@ -78,7 +79,7 @@ class Withdrawal(Node):
 @strawberry.type(description="A live change of one of the caller's withdrawals.")
 class WithdrawalUpdate:
     id: uuid.UUID
-    state: WithdrawalState  # type: ignore[valid-type]
+    state: WithdrawalState
     amount: Decimal
     currency: str
     tx_hash: str | None
@@ -86,8 +87,8 @@ class WithdrawalUpdate:
     reason: str | None
 
 
-def _page(info: Info, stmt, first, after, last, before):  # type: ignore[no-untyped-def]
-    async def run():  # type: ignore[no-untyped-def]
+def _page(info: Info, stmt, first, after, last, before):
+    async def run():
         page = await keyset_page(
             await info.context.session(),
             stmt,
@@ -109,7 +110,7 @@ class Query:
     async def my_withdrawals(
         self,
         info: Info,
-        state: WithdrawalState | None = None,  # type: ignore[valid-type]
+        state: WithdrawalState | None = None,
         first: int | None = None,
         after: str | None = None,
         last: int | None = None,
@@ -127,7 +128,7 @@ class Query:
     async def withdrawals(
         self,
         info: Info,
-        state: WithdrawalState | None = None,  # type: ignore[valid-type]
+        state: WithdrawalState | None = None,
         user_id: uuid.UUID | None = None,
         first: int | None = None,
         after: str | None = None,
