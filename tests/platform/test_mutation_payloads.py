@@ -204,3 +204,23 @@ async def test_node_and_nodes_follow_each_types_visibility(gql, make_user, sessi
     assert gql.error_code(too_many) == "BAD_USER_INPUT"
     counted = await gql("{ myOrders(first: 1) { totalCount edges { node { id } } } }", token=owner.token)
     assert counted["data"]["myOrders"]["totalCount"] == 1 and len(counted["data"]["myOrders"]["edges"]) == 1
+
+
+async def test_a_domain_operation_runs_without_a_request(services, make_user, session_factory) -> None:  # type: ignore[no-untyped-def]
+    """Jobs and the CLI call the same domain operations the mutations call, with an OperationContext (no request)
+    in the same unit of work."""
+    from models.trading import Market, MarketStatus
+    from resolvers.context import OperationContext
+    from resolvers.trading import markets
+    from resolvers.viewer import Viewer
+
+    admin = await make_user(roles=["ADMIN"])
+    m = await make_market(session_factory)
+    async with session_factory() as session:
+        ctx = OperationContext(services, session, Viewer(admin.id, frozenset({"ADMIN"})))
+        halted = await UnitOfWork(session).run(lambda: markets.set_status(ctx, m.market_id, MarketStatus.HALTED))
+    assert halted.status is MarketStatus.HALTED
+    async with session_factory() as other:  # committed by the unit of work, with its audit row
+        assert (await other.get(Market, m.market_id)).status is MarketStatus.HALTED  # type: ignore[union-attr]
+        audited = select(func.count()).select_from(AuditLog).where(AuditLog.target_id == str(m.market_id))
+        assert (await other.execute(audited)).scalar_one() == 1
