@@ -105,3 +105,31 @@ async def test_private_reads_and_anonymous_protected_reads_always_execute(client
     assert mixed is None  # one private root field: the whole answer is private
     denied, body = await post(client, "query($id: UUID!) { asset(id: $id) { id } }", {"id": str(uuid.uuid4())})
     assert denied is None and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_holdings_an_investor_may_read_are_not_served_to_another(client, make_user, session_factory) -> None:  # type: ignore[no-untyped-def]
+    # Token.holdings/transfers under `asset` depend on who asks (an investor reads them for its own wallets only):
+    # the investors' shared per-role answer once handed one investor's holdings to any other investor
+    from sqlalchemy import select
+
+    from models.identity import Wallet
+    from models.tokens import Token
+    from tests.trading.factories import random_address
+
+    m = await make_market(session_factory)
+    alice, bob = await make_user(), await make_user()
+    wallet = random_address()
+    async with session_factory() as s:
+        s.add(Wallet(user_id=alice.id, address=wallet))
+        asset_id = (await s.execute(select(Token.asset_id).where(Token.id == m.token_id))).scalar_one()
+        await s.commit()
+    query = (
+        "query($id: UUID!, $h: String) { asset(id: $id) { tokens { holdings(holder: $h) { edges { node { balance } } }"
+        " transfers(holder: $h) { edges { node { txHash } } } } } }"
+    )
+    variables = {"id": str(asset_id), "h": wallet}
+    own, body = await post(client, query, variables, token=alice.token)
+    assert own == "MISS" and "errors" not in body
+    assert (await post(client, query, variables, token=alice.token))[0] == "HIT"
+    other, refused = await post(client, query, variables, token=bob.token)
+    assert other == "MISS" and refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
