@@ -192,6 +192,10 @@ async def run_chain(
                         )
                 await _sleep(stop, 5.0)
         finally:
+            if stop.is_set() and tasks:
+                # a stop: each sender ends after its current iteration and unlocks; cancelled mid-query, its
+                # connection was left in an unknown protocol state and the unlock on it failed at every shutdown
+                await asyncio.wait(list(tasks.values()), timeout=config.rpc_timeout_s)
             for t in tasks.values():
                 t.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
