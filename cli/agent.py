@@ -20,11 +20,15 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split
 
 @app.callback()
 def _dev_chains() -> None:
-    """Next to a running `rwa dev` (same data dir), its local chains count as configured."""
-    from cli.dev_chains import adopt
+    """Next to a running `rwa dev` (same data dir), its local chains count as configured, with its agent's key."""
+    from cli.dev_chains import adopt, adopt_agent_key
     from cli.runtime import load_settings
 
-    adopt(load_settings().data_path())
+    adopted = adopt(load_settings().data_path())
+    if adopted:
+        from cli.dev import ANVIL_AGENT_KEY
+
+        adopt_agent_key(adopted, ANVIL_AGENT_KEY)
 
 
 def _chain_ids(chain: str | None, settings: object) -> list[int]:

@@ -1,12 +1,13 @@
 """The RPC URLs of a running `rwa dev`'s local chains, for other `rwa` commands on the same data dir: the chains
 listen on ports chosen at start, so `rwa index status | verify | backfill` in another shell would otherwise find no
-RPC_URLS_<id> and report every chain unconfigured. Explicit RPC_URLS_<id> always win."""
+RPC_URLS_<id> and report every chain unconfigured. Explicit RPC_URLS_<id> always win. `rwa agent status | run`
+also take the key `rwa dev` gives its agent for those chains, unless a key or signer is set."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 
 FILE = "dev-chains.json"
@@ -52,3 +53,20 @@ def adopt(data_dir: Path, environ: MutableMapping[str, str] = os.environ) -> dic
 
         get_settings.cache_clear()
     return adopted
+
+
+def adopt_agent_key(chain_ids: Iterable[int], key: str, environ: MutableMapping[str, str] = os.environ) -> list[int]:
+    """Set AGENT_PRIVATE_KEY_<id> to `key` for the adopted dev chains where no agent key or signer is set; which."""
+
+    def unset(name: str) -> bool:
+        return not environ.get(name, "").strip()
+
+    if not (unset("AGENT_PRIVATE_KEY") and unset("AGENT_SIGNER_URL")):
+        return []
+    chosen = [c for c in chain_ids if unset(f"AGENT_PRIVATE_KEY_{c}") and unset(f"AGENT_SIGNER_URL_{c}")]
+    environ.update({f"AGENT_PRIVATE_KEY_{c}": key for c in chosen})
+    if chosen and environ is os.environ:  # the settings object read the keys once: read them again
+        from core.settings import get_settings
+
+        get_settings.cache_clear()
+    return chosen

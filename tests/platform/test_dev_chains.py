@@ -27,3 +27,13 @@ def test_chains_of_a_dev_that_is_gone_are_ignored(tmp_path: Path) -> None:
     assert dev_chains.adopt(tmp_path, environ) == {} and environ == {}
     (tmp_path / dev_chains.FILE).write_text("not json")
     assert dev_chains.adopt(tmp_path, environ) == {}
+
+
+def test_agent_commands_next_to_dev_sign_with_its_agent_key_unless_one_is_set() -> None:
+    # `rwa agent status` next to `rwa dev` found the chains but no key: every chain "not set", unhealthy, exit 1
+    environ = {"AGENT_PRIVATE_KEY_137": "0xown", "AGENT_SIGNER_URL_56": "http://signer"}
+    assert dev_chains.adopt_agent_key([1, 137, 56], "0xdev", environ) == [1]
+    assert environ["AGENT_PRIVATE_KEY_1"] == "0xdev" and environ["AGENT_PRIVATE_KEY_137"] == "0xown"
+    assert "AGENT_PRIVATE_KEY_56" not in environ
+    assert dev_chains.adopt_agent_key([1], "0xdev", {"AGENT_PRIVATE_KEY": "0xglobal"}) == []
+    assert dev_chains.adopt_agent_key([1], "0xdev", {"AGENT_SIGNER_URL": "http://signer"}) == []
