@@ -43,6 +43,7 @@ import gzip
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -84,20 +85,32 @@ def setup(work: Path) -> None:
     if not (work / "indexer" / "node_modules").exists():
         sh(["npm", "ci", "--no-audit", "--no-fund"], work / "indexer")
     wl = work / "chain" / "workload.mjs"
-    text = wl.read_text()
-    if "const TOTAL = 200_000" in text:  # the event count as a parameter
-        wl.write_text(text.replace("const TOTAL = 200_000", "const TOTAL = Number(process.env.EVENTS ?? 200000)"))
+    text = (PEER / "chain" / "workload.mjs").read_text()
+    line = "const TOTAL = 200_000, BATCH = 500, NHOLDERS = 5000;"
+    if line in text:  # the event and holder counts as parameters
+        wl.write_text(
+            text.replace(
+                line,
+                "const TOTAL = Number(process.env.EVENTS ?? 200000), BATCH = 500, "
+                "NHOLDERS = Number(process.env.HOLDERS ?? 5000);",
+            )
+        )
 
 
-def build_chain(work: Path, events: int) -> tuple[Path, dict]:
-    """The chain with ``events`` Transfers, dumped once: (state file, workload.json)."""
-    state = work / f"state-{events}.json"
-    meta_file = work / f"workload-{events}.json"
+def build_chain(work: Path, events: int, n_holders: int) -> tuple[Path, dict]:
+    """The chain with ``events`` Transfers to ``n_holders`` holders, dumped once: (state file, workload.json)."""
+    tag = f"{events}" if n_holders == NHOLDERS else f"{events}-{n_holders}"
+    state = work / f"state-{tag}.json"
+    meta_file = work / f"workload-{tag}.json"
     if state.exists() and meta_file.exists():
         return state, json.loads(meta_file.read_text())
     t0 = time.perf_counter()
     with AnvilNode(1, slots_in_an_epoch=32) as node:
-        sh(["node", "workload.mjs"], work / "chain", {"RPC": node.url, "EVENTS": str(events)})
+        sh(
+            ["node", "workload.mjs"],
+            work / "chain",
+            {"RPC": node.url, "EVENTS": str(events), "HOLDERS": str(n_holders)},
+        )
         node.mine(PONDER_FINALITY + 5)
         dumped = node.rpc("anvil_dumpState")
         state.write_bytes(gzip.decompress(bytes.fromhex(dumped[2:])))
@@ -111,12 +124,12 @@ def build_chain(work: Path, events: int) -> tuple[Path, dict]:
     return state, meta
 
 
-def holders() -> list[str]:
-    return ["0x" + hashlib.sha256(f"holder-{i}".encode()).hexdigest()[:40] for i in range(NHOLDERS)]
+def holders(n: int) -> list[str]:
+    return ["0x" + hashlib.sha256(f"holder-{i}".encode()).hexdigest()[:40] for i in range(n)]
 
 
-def chain_balances(url: str, accounts: list[str]) -> dict[str, int]:
-    addrs = [a.lower() for a in accounts] + holders()
+def chain_balances(url: str, accounts: list[str], n_holders: int) -> dict[str, int]:
+    addrs = [a.lower() for a in accounts] + holders(n_holders)
     calls = [
         {
             "jsonrpc": "2.0",
@@ -160,6 +173,17 @@ class PeakRss:
             except OSError:
                 pass
         return out
+
+    def cpu_s(self) -> float:
+        """utime + stime of the live tree, all threads (Ponder's at ready)."""
+        ticks = 0
+        for p in self._tree(self.pid):
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (OSError, ValueError, IndexError):
+                pass
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def sample(self) -> None:
         total = sum(self._field(p, "VmRSS:") for p in self._tree(self.pid))
@@ -205,7 +229,7 @@ def check(side: str, transfers: int, rows: dict[str, int], expected: dict[str, i
     return f"verified: {transfers} transfers, {len(rows)} balances = balanceOf"
 
 
-async def run_ours(state: Path, meta: dict, expected: dict[str, int]) -> dict:
+async def run_ours(state: Path, meta: dict, expected: dict[str, int], profile: str | None = None) -> dict:
     name, db_url = await fresh_db(migrate=True)
     try:
         conn = await asyncpg.connect(asyncpg_dsn(db_url))
@@ -221,11 +245,18 @@ async def run_ours(state: Path, meta: dict, expected: dict[str, int]) -> dict:
             env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "RPC_URLS_1": node.url}
             cmd = [str(REPO / ".venv" / "bin" / "rwa"), "index", "backfill", "--chain", "1"]
             cmd += ["--from-block", "1", "--to-block", str(to_block)]
+            if profile:  # the same backfill call under pyinstrument (bench/indexer_backfill.py's child)
+                cmd = [sys.executable, str(REPO / "bench" / "indexer_backfill.py"), "--child", db_url, node.url]
+                cmd += ["1", str(to_block)]
+                env["BENCH_PROFILE"] = profile
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             rss = PeakRss(proc.pid)
             _, err = proc.communicate()
             wall = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             peak = rss.stop()
             if proc.returncode:
                 raise SystemExit(f"rwa index backfill failed ({proc.returncode}): {err.decode()[-2000:]}")
@@ -238,7 +269,7 @@ async def run_ours(state: Path, meta: dict, expected: dict[str, int]) -> dict:
             await conn.close()
     finally:
         await drop_db(name)
-    return {"wall": wall, "rss": peak, "verified": check("ours", transfers, rows, expected, meta["events"])}
+    return {"wall": wall, "rss": peak, "cpu": cpu, "verified": check("ours", transfers, rows, expected, meta["events"])}
 
 
 async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expected: dict[str, int]) -> dict:
@@ -268,6 +299,7 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
                             pass
                         time.sleep(0.05)
                 wall = time.perf_counter() - started
+                cpu = rss.cpu_s()
                 rss.sample()
                 peak = rss.stop()
             finally:
@@ -284,17 +316,22 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
             await conn.close()
     finally:
         await drop_db(name)
-    return {"wall": wall, "rss": peak, "verified": check("ponder", transfers, rows, expected, meta["events"])}
+    return {
+        "wall": wall,
+        "rss": peak,
+        "cpu": cpu,
+        "verified": check("ponder", transfers, rows, expected, meta["events"]),
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
     work = Path(args.work).expanduser()
     setup(work)
-    state, meta = build_chain(work, args.events)
+    state, meta = build_chain(work, args.events, args.holders)
     node_bin = args.node or shutil.which("node") or "node"
     node_version = subprocess.run([node_bin, "--version"], capture_output=True, text=True).stdout.strip()
     with AnvilNode(1, slots_in_an_epoch=32, extra_args=("--load-state", str(state))) as node:
-        expected = chain_balances(node.url, meta["senders"])
+        expected = chain_balances(node.url, meta["senders"], args.holders)
     expected = {a: b for a, b in expected.items() if b}
     n = meta["events"]
     print(f"chain: {n} Transfer events, {len(expected)} holders with a balance; Ponder on node {node_version}")
@@ -305,25 +342,31 @@ async def main(args: argparse.Namespace) -> None:
         load = os.getloadavg()[0]
         for side in order:
             if side == "ours":
-                r = await run_ours(state, meta, expected)
+                r = await run_ours(state, meta, expected, args.profile)
             else:
                 r = await run_ponder(work, node_bin, state, meta, expected)
             results[side].append(r)
             print(
                 f"run {run + 1} {side:>6}: {r['wall']:6.2f} s  {n / r['wall']:>8,.0f} events/s  "
-                f"peak RSS {r['rss']:5.0f} MB  ({r['verified']}; load {load:.1f})",
+                f"CPU {r['cpu']:6.2f} s  peak RSS {r['rss']:5.0f} MB  ({r['verified']}; load {load:.1f})",
                 flush=True,
             )
         if len(sides) == 2:
             o, p = results["ours"][-1], results["ponder"][-1]
-            print(f"run {run + 1} ratio: ours {p['wall'] / o['wall']:.2f}x faster than Ponder", flush=True)
+            print(
+                f"run {run + 1} ratio: ours {p['wall'] / o['wall']:.2f}x faster than Ponder (wall), "
+                f"{p['cpu'] / o['cpu']:.2f}x less CPU",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000, help="Transfer events on the chain (default 200,000)")
+    parser.add_argument("--holders", type=int, default=NHOLDERS, help="distinct recipients (default 5,000)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--only", choices=("ours", "ponder"), default=None)
     parser.add_argument("--work", default="~/.cache/rwa-bench/ponder", help="writable copy of the peer's folders")
+    parser.add_argument("--profile", help="ours: write a pyinstrument report of the backfill call to this file")
     parser.add_argument("--node", default=os.environ.get("BENCH_NODE"), help="node binary for Ponder (default: node)")
     asyncio.run(main(parser.parse_args()))
