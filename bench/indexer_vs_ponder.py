@@ -30,6 +30,24 @@ Fairness:
   runs on node 22 if ``--node`` points at it (the peer notes node 22 is ~10-20% faster than node 20), else `node`.
 - No warm-up run for either; Postgres' shared buffers and the OS page cache are shared and warm for both.
 
+Why many holders cost (issue 16: "the holder distribution halves the rate"), measured with ``--holders``, same
+200,000 events, same 10 senders, batches of 500, 2026-12-06 10:32, load 4.3-4.9, alternating, ours only:
+- 510 holders: 11.46 / 11.25 s (17.4k / 17.8k events/s), CPU of our process 5.73 / 5.77 s;
+- 5,010 holders: 17.24 / 17.52 s (11.6k / 11.4k events/s), CPU 6.68 / 6.90 s.
+So 10x the holders costs 1.5x the wall time but only +1.0 s (+18%) of our CPU: the rest is Postgres. pyinstrument
+of the backfill call (``--profile``, one run each, load 7-8; wall seconds awaited per statement): the holdings
+upsert (``_ADD_BALANCES``) 0.41 -> 2.01 s, the COPY of chain_events + token_transfers 6.29 -> 7.55 s, decode
+3.09 -> 5.16 s (of it 1.27 s in ``to_checksum_address``: the first sight of each address, 56 us each unloaded).
+Cause: each 5,000-event write batch upserts one holdings row per distinct address it touches: 5,010 rows per batch
+(200,000 row versions over the run) against 510 (20,000). Every such update is non-HOT (``balance`` is in
+``ix_holdings_token_balance``), so each writes a new heap tuple plus entries in both holdings indexes (and, not
+measured, the next batch's ON CONFLICT probe may walk the key's dead versions until vacuum); the COPY spreads index inserts of
+``ix_token_transfers_to`` over 10x more keys. Larger write batches amortize the upserts (one row per holder per
+batch): ``RWA_INDEXER_BATCH_EVENTS=20000`` ran 26.4 / 12.4 s against 30.7 / 19.0 s at 5,000 (same run, load 7-9)
+but peaks at 231-233 MB RSS instead of 159-160 MB (the 256 MB budget of issue 16), so the default stays.
+The project's own bench (37-47k events/s) times inside the backfill call on a quieter machine; from process start
+the CLI adds 1.4-2.5 s (``rwa index backfill --help`` alone, under load) before the first block.
+
     .venv/bin/python bench/indexer_vs_ponder.py                   # 200,000 events, 2 runs
     .venv/bin/python bench/indexer_vs_ponder.py --events 20000 --runs 1   # quick check
     .venv/bin/python bench/indexer_vs_ponder.py --only ours       # skip Ponder (profiling)
