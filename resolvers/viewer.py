@@ -65,6 +65,18 @@ class Viewer:
             raise Forbidden(f"requires role {' or '.join(roles)}")
         return user_id
 
+    # The permission layer's checks (schema/permissions.py): they decide whether a field runs, not what it answers,
+    # so they use only whether the caller is signed in and its roles, never who it is (server/response_cache.py
+    # shares answers between callers whose resolvers never asked who they are).
+    def check_signed_in(self) -> None:
+        if not self.authenticated:
+            raise Unauthenticated("authentication required")
+
+    def check_role(self, *roles: str) -> None:
+        self.check_signed_in()
+        if not self.has_role(*roles):
+            raise Forbidden(f"requires role {' or '.join(roles)}")
+
 
 def _api_key_cache(services: Services) -> dict[str, tuple[float, float, Viewer | None]]:
     """Per process (per Services): digest -> (valid until (monotonic), loaded at (epoch), viewer or None)."""

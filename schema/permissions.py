@@ -29,7 +29,7 @@ def _check_read_only(info: Info) -> None:
 
 class IsAuthenticated(BasePermission):
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        info.context.viewer.require_user()
+        info.context.viewer.check_signed_in()
         _check_read_only(info)
         return True
 
@@ -39,7 +39,7 @@ class HasRole(BasePermission):
         self.roles = tuple(r.value for r in roles)
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        info.context.viewer.require_role(*self.roles)
+        info.context.viewer.check_role(*self.roles)
         _check_read_only(info)
         return True
 
@@ -58,7 +58,7 @@ class PublicMarketData(BasePermission):
             return True
         settings = context.services.settings
         if settings.market_data_requires_login:
-            viewer.require_user()
+            viewer.check_signed_in()
         await hit(
             context.services.redis,
             context.services.keys("rl", "public", viewer.client_ip),

@@ -29,7 +29,7 @@ from schema.extensions import classify_all
 from server.context import Context
 from server.graphiql import PAGE_HEADERS
 from server.persisted_queries import NOT_FOUND_MESSAGE, PersistedQueries, PersistedQueryNotFound, etag_matches, etag_of
-from server.response_cache import CachedAnswer, Plan, ResponseCache
+from server.response_cache import CachedAnswer, Plan, RecordingViewer, ResponseCache
 from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 
 MAX_JSON_NESTING = 64
@@ -186,7 +186,10 @@ class GraphQLView(GraphQL[Context, None]):
                     response.headers["X-Cache"] = "MISS"
                     body = bytes(response.body)
                     if response.status_code == 200 and b'"errors"' not in body and self.response_cache is not None:
-                        self.response_cache.store(planned[0], planned[1], body)
+                        context = request.scope.get("rwa.context")
+                        viewer = context.viewer if context is not None else None
+                        identity_read = not isinstance(viewer, RecordingViewer) or viewer.identity_read
+                        self.response_cache.store(planned[0], planned[1], body, identity_read)
             except CachedAnswer as cached:
                 response = Response(cached.body, media_type="application/json", headers={"X-Cache": "HIT"})
             if _persisted.get() and request.method == "GET" and response.status_code == 200:
@@ -247,16 +250,18 @@ class GraphQLView(GraphQL[Context, None]):
         # strawberry hands parse_http_body its request adapter (cross_web); the Starlette request is inside it
         request = getattr(request, "_request", request)
         client_ip = request.client.host if request.client else "unknown"
-        viewer = await viewer_from_headers(
-            self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
-        )
-        request.scope["rwa.viewer"] = viewer
+        context = request.scope.get("rwa.context")  # strawberry builds the context before it parses the body
+        if context is None:
+            return
+        viewer = context.viewer
         plan = cache.plan(data.query, data.operation_name, data.variables, viewer)
         if plan is None:
             return
         body, versions = await cache.lookup(plan, client_ip)
         if body is not None:
             raise CachedAnswer(body)
+        # executed with a viewer that notices whether the answer depends on who asks (stored accordingly)
+        context.viewer = RecordingViewer.of(viewer)
         _cache_plan.set((plan, versions))
 
     def _cacheable(self, response: Response, headers: dict[bytes, bytes]) -> Response:
@@ -347,12 +352,12 @@ class GraphQLView(GraphQL[Context, None]):
         if isinstance(request, WebSocket):
             # sockets authenticate through the connection_init payload (see on_ws_connect)
             return Context(self.services, request, response, Viewer(client_ip=client_ip))
-        viewer = request.scope.get("rwa.viewer")  # identified already for the response cache
-        if viewer is None:
-            viewer = await viewer_from_headers(
-                self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
-            )
-        return Context(self.services, request, response, viewer)
+        viewer = await viewer_from_headers(
+            self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
+        )
+        context = Context(self.services, request, response, viewer)
+        request.scope["rwa.context"] = context  # the response cache (parse_http_body, after this) reads the caller
+        return context
 
     async def on_ws_connect(self, context: Context):
         params = context.connection_params or {}

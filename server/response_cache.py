@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ from graphql.error import GraphQLError
 
 from core.rate_limit import hit
 from core.response_versions import ALL, MARKET, current
-from models.identity import Role
+from resolvers.viewer import Viewer
 
 PUBLIC, ROLE = "public", "role"
 # root field -> (scope, tags it depends on)
@@ -57,6 +57,7 @@ CACHEABLE: dict[str, tuple[str, tuple[str, ...]]] = {
 # Token.transfers under `asset`/`assets` (an investor may read them for its own linked wallets only)
 PER_USER_FIELDS = frozenset({"holdings", "transfers"})
 _PARSED_MAX = 256
+_PERSONAL_MAX = 4096
 _QUERY_MAX_CHARS = 16 * 1024
 
 
@@ -80,9 +81,43 @@ class CachedAnswer(Exception):
 
 @dataclass(frozen=True)
 class Plan:
-    key: str
+    key: str  # shared by every caller of the scope (public, or a role set)
+    user_key: str  # this caller's own entry, used once the document was seen to depend on who asks
     tags: tuple[str, ...]
     rate_counts: int  # anonymous public reads: how many root fields to count against the per-IP limit
+
+
+# what identifies a caller beyond its roles; reading any of it while answering makes the answer per caller
+_IDENTITY = frozenset({"user_id", "api_key_id", "session_family", "issued_at", "client_id", "expires_at"})
+
+
+class RecordingViewer(Viewer):
+    """The viewer of a cacheable read: records whether anything that executes the query asks who the caller is
+    (its id, its session...), beyond whether it is signed in and its roles (the permission layer's checks,
+    Viewer.check_signed_in/check_role, do not count). An answer computed without asking is the same for every caller
+    of the scope and is shared; one that asked is cached for that caller only. This catches every resolver, also
+    ones written after this cache, instead of a list of fields known to be personal."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _IDENTITY:
+            object.__setattr__(self, "_identity_read", True)
+        return object.__getattribute__(self, name)
+
+    @property
+    def authenticated(self) -> bool:
+        return object.__getattribute__(self, "user_id") is not None
+
+    @property
+    def read_only(self) -> bool:
+        return object.__getattribute__(self, "api_key_id") is not None
+
+    @property
+    def identity_read(self) -> bool:
+        return bool(self.__dict__.get("_identity_read"))
+
+    @classmethod
+    def of(cls, viewer: Viewer) -> RecordingViewer:
+        return cls(**{f.name: object.__getattribute__(viewer, f.name) for f in fields(Viewer)})
 
 
 @dataclass
@@ -101,6 +136,8 @@ class ResponseCache:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._size = 0
         self._roots: OrderedDict[tuple[str, str | None], tuple[tuple[str, ...] | None, bool]] = OrderedDict()
+        # shared keys whose answer turned out to depend on who asks: looked up per caller from then on
+        self._personal: OrderedDict[str, None] = OrderedDict()
 
     def _root_fields(self, query: str, operation_name: str | None) -> tuple[tuple[str, ...] | None, bool]:
         """The root fields of the query operation (None when it is not a plain cacheable query), and whether the
@@ -147,10 +184,8 @@ class ResponseCache:
         else:
             if anonymous:
                 return None  # refused by the fields' own authorization
-            roles = sorted(viewer.roles)
-            scope = "roles:" + ",".join(roles)
-            if Role.ISSUER.value in roles or per_user:
-                scope += f":{viewer.user_id}"
+            # API keys are read-only callers of the same user: kept apart in case a field treats them differently
+            scope = "roles:" + ",".join(sorted(viewer.roles)) + (":key" if viewer.read_only else "")
         try:
             encoded_vars = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
         except TypeError:
@@ -159,16 +194,30 @@ class ResponseCache:
         for part in (scope.encode(), query.encode(), (operation_name or "").encode(), encoded_vars):
             digest.update(part)
             digest.update(b"\0")
+        key = digest.hexdigest()
+        user_key = hashlib.sha256(f"{key}\0{object.__getattribute__(viewer, 'user_id')}".encode()).hexdigest()
+        if per_user:
+            self._mark_personal(key)
         rate_counts = len(roots) if anonymous else 0
-        return Plan(digest.hexdigest(), tags, rate_counts)
+        return Plan(key, user_key, tags, rate_counts)
+
+    def _mark_personal(self, key: str) -> None:
+        self._personal[key] = None
+        self._personal.move_to_end(key)
+        if len(self._personal) > _PERSONAL_MAX:
+            self._personal.popitem(last=False)
+
+    def key_for(self, plan: Plan) -> str:
+        return plan.user_key if plan.key in self._personal else plan.key
 
     async def lookup(self, plan: Plan, client_ip: str) -> tuple[bytes | None, tuple[int, ...]]:
         services = self.services
         versions = await current(services.redis, services.keys, plan.tags)
-        entry = self._entries.get(plan.key)
+        key = self.key_for(plan)
+        entry = self._entries.get(key)
         if entry is None or entry.versions != versions or time.monotonic() - entry.stored_at > self.ttl_s:
             return None, versions
-        self._entries.move_to_end(plan.key)
+        self._entries.move_to_end(key)
         for _ in range(plan.rate_counts):
             await hit(
                 services.redis,
@@ -179,13 +228,21 @@ class ResponseCache:
             )
         return entry.body, versions
 
-    def store(self, plan: Plan, versions: tuple[int, ...], body: bytes) -> None:
+    def store(self, plan: Plan, versions: tuple[int, ...], body: bytes, identity_read: bool) -> None:
+        """Keep `body`: shared by the scope, or, when answering it asked who the caller is, for that caller only
+        (and the shared key is looked up per caller from then on)."""
+        if identity_read:
+            self._mark_personal(plan.key)
+            shared = self._entries.pop(plan.key, None)  # an answer shared before is not trusted any more
+            if shared is not None:
+                self._size -= len(shared.body)
         if len(body) > self.max_bytes // 10:
             return
-        old = self._entries.pop(plan.key, None)
+        key = self.key_for(plan)
+        old = self._entries.pop(key, None)
         if old is not None:
             self._size -= len(old.body)
-        self._entries[plan.key] = Entry(body, versions, time.monotonic())
+        self._entries[key] = Entry(body, versions, time.monotonic())
         self._size += len(body)
         while self._size > self.max_bytes and self._entries:
             _, evicted = self._entries.popitem(last=False)
