@@ -30,6 +30,18 @@ from core.transactions import retry_transient
 
 log = logging.getLogger("rwa.uow")
 T = TypeVar("T")
+_ACTIVE = "rwa.unit_of_work"  # session.info flag: a unit of work owns this session's commit
+
+
+async def commit(session: AsyncSession) -> None:
+    """What a domain operation calls where its work is complete: inside a unit of work (every mutation, and jobs
+    that use one) the unit commits at its end, so this only flushes (constraint errors surface here, in order);
+    outside one it commits. A write that must persist even when the operation then fails (a failed sign-in
+    counted before the refusal) calls `session.commit()` itself and says why."""
+    if session.info.get(_ACTIVE):
+        await session.flush()
+    else:
+        await session.commit()
 
 
 class UnitOfWork:
@@ -50,7 +62,13 @@ class UnitOfWork:
                 await self.session.commit()
             return result
 
-        result = await retry_transient(self.session, once, on_retry=self._after.clear)
+        outer = self.session.info.get(_ACTIVE)
+        self.session.info[_ACTIVE] = True
+        try:
+            result = await retry_transient(self.session, once, on_retry=self._after.clear)
+        finally:
+            if not outer:
+                self.session.info.pop(_ACTIVE, None)
         callbacks, self._after = self._after, []
         for callback in callbacks:
             try:
