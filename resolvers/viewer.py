@@ -158,6 +158,7 @@ async def _load_api_key(services: Services, key_digest: str, client_ip: str) -> 
         if row is not None and row.status == UserStatus.ACTIVE:
             viewer = Viewer(row.user_id, frozenset(row.roles), row.id, None, client_ip)
             await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=datetime.now(UTC)))
+            # its own session (authentication, no unit of work): commits the last-used stamp
             await session.commit()
     cache = _api_key_cache(services)
     if len(cache) > 10_000:

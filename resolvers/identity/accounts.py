@@ -14,6 +14,7 @@ from core.errors import BadUserInput, Conflict, Forbidden, NotFound, RateLimited
 from core.passwords import hash_password, verify_password
 from core.rate_limit import hit
 from models.identity import Role, User, UserStatus
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.identity import mfa, mfa_flows
@@ -77,7 +78,7 @@ async def register(ctx: Context, email: str, password: str) -> IssuedSession:
         target_id=user.id,
         request_id=ctx.request_id,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return issued
 
 
@@ -126,6 +127,7 @@ async def login(ctx: Context, email: str, password: str, mfa_code: str | None = 
                 request_id=ctx.request_id,
                 details={"reason": "MFA_ENROLMENT_REQUIRED"},
             )
+            # durable even if the login is refused: the refusal's audit row must stay (the raise aborts the unit)
             await session.commit()
             raise Forbidden(
                 f"{', '.join(sorted(required))} accounts must sign in with MFA in production: enrol "
@@ -144,7 +146,7 @@ async def login(ctx: Context, email: str, password: str, mfa_code: str | None = 
             target_id=user.id,
             request_id=ctx.request_id,
         )
-        await session.commit()
+        await unit_of_work.commit(session)
         return LoginResult(None, challenge)
     else:
         await mfa_flows.limit_codes(ctx, user.id)
@@ -163,7 +165,7 @@ async def login(ctx: Context, email: str, password: str, mfa_code: str | None = 
         request_id=ctx.request_id,
         details={"mfa": mfa_kind} if mfa_kind else None,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return LoginResult(issued, None)
 
 
@@ -173,6 +175,7 @@ async def _register_failure(session: AsyncSession, ctx: Context, user: User, now
     over = user.failed_logins - ctx.settings.login_failures_before_lock
     if over >= 0:
         user.locked_until = now + timedelta(seconds=min(ctx.settings.login_lock_s * (2**over), 86_400))
+    # durable even if the login then fails: the failure counter and lock must stay (the raise aborts the unit)
     await session.commit()
 
 
@@ -203,7 +206,7 @@ async def refresh(ctx: Context, refresh_token: str) -> IssuedSession:
         target_id=issued.family_id,
         request_id=ctx.request_id,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return issued
 
 
@@ -230,6 +233,7 @@ async def logout(ctx: Context, refresh_token: str | None) -> bool:
         target_id=family,
         request_id=ctx.request_id,
     )
+    # durable before the revocation goes to Redis: other processes refuse the session only once it is ended here
     await session.commit()
     await ctx.services.revocations.revoke_session(family)
     return True
@@ -277,6 +281,7 @@ async def set_role(ctx: Context, user_id: uuid.UUID, role: Role, granted: bool) 
         request_id=ctx.request_id,
         details={"role": role.value},
     )
+    # durable before the revocation goes to Redis: tokens are refused only once the role change is stored
     await session.commit()
     if lost_role:  # tokens carry roles: end the ones that still claim it (the next refresh issues the new set)
         await ctx.services.revocations.revoke_user(user.id)
@@ -302,5 +307,5 @@ async def create_admin(session: AsyncSession, email: str, password: str) -> User
         target_id=user.id,
         details={"via": "cli"},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return user

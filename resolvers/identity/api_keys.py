@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import BadUserInput, Conflict, NotFound
 from core.opaque_tokens import digest, new_secret
 from models.identity import ApiKey
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.viewer import API_KEY_PREFIX, forget_api_key
@@ -69,7 +70,7 @@ async def create(ctx: Context, name: str) -> CreatedApiKey:
         request_id=ctx.request_id,
         details={"name": name, "prefix": key.prefix},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return CreatedApiKey(key, secret)
 
 
@@ -93,6 +94,7 @@ async def revoke(ctx: Context, key_id: uuid.UUID) -> ApiKey:
         request_id=ctx.request_id,
         details={"prefix": key.prefix},
     )
+    # durable before the key is dropped from the caches and revoked in Redis on every process
     await session.commit()
     forget_api_key(ctx.services, key.key_hash)
     # every other process refuses it from now on (the schema promises "stops working immediately")

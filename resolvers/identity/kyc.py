@@ -24,6 +24,7 @@ from core.encryption import FieldCipher
 from core.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from core.transactions import transient_retry
 from models.identity import KycCase, KycStatus, Role
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.identity.countries import ISO_3166_ALPHA2
@@ -197,7 +198,7 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
         # two first submissions raced; the other one won
         raise Conflict("a KYC case for this user was created concurrently; retry") from exc
     await sync_users(session, [user_id], actor_id=user_id)  # back in review: no longer verified on chain
-    await session.commit()
+    await unit_of_work.commit(session)
     return case
 
 
@@ -236,7 +237,7 @@ async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason:
     )
     await session.flush()
     await sync_users(session, [case.user_id], actor_id=actor)  # the identity registries follow (registry_sync)
-    await session.commit()
+    await unit_of_work.commit(session)
     return case
 
 
@@ -282,6 +283,7 @@ async def _expire_batch(session: AsyncSession, now: datetime, limit: int) -> int
     target = next_status(KycEvent.EXPIRE, KycStatus.APPROVED)  # the state machine decides, not this statement
     users = await (await pg(session)).fetchval(_EXPIRE_LAPSED, now, limit, target.value)
     await sync_users(session, list(users))  # their wallets leave the identity registries (registry_sync)
+    # a batch job: each batch is its own transaction (expire_lapsed loops over them)
     await session.commit()
     return len(users)
 

@@ -188,6 +188,7 @@ async def check_code(
             request_id=request_id,
             details={"failures": row.failed_attempts, "locked": over >= 0},
         )
+        # durable even if the operation then fails: the wrong-code counter and lock must stay
         await session.commit()
         raise error("invalid MFA code", reason="MFA_CODE_INVALID", **error_extensions)
     row.failed_attempts, row.locked_until = 0, None

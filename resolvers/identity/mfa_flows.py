@@ -19,6 +19,7 @@ from core.errors import BadUserInput, Forbidden, RateLimited, Unauthenticated
 from core.opaque_tokens import digest, new_secret
 from core.rate_limit import hit
 from models.identity import User, UserStatus
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.identity import mfa
@@ -105,7 +106,7 @@ async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSessi
         request_id=ctx.request_id,
         details={"mfa": kind},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return issued
 
 
@@ -130,7 +131,7 @@ async def begin_enrolment(ctx: Context) -> mfa.Enrolment:
         target_id=user.id,
         request_id=ctx.request_id,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return enrolment
 
 
@@ -148,7 +149,7 @@ async def confirm_enrolment(ctx: Context, code: str) -> list[str]:
         request_id=ctx.request_id,
         details={"recovery_codes": len(codes)},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return codes
 
 
@@ -177,7 +178,7 @@ async def disable(ctx: Context, code: str) -> bool:
         request_id=ctx.request_id,
         details={"with": kind},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return True
 
 
@@ -199,7 +200,7 @@ async def regenerate_recovery_codes(ctx: Context, code: str) -> list[str]:
         request_id=ctx.request_id,
         details={"with": kind, "recovery_codes": len(codes)},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return codes
 
 

@@ -34,6 +34,7 @@ from core.oauth_scopes import ALL_SCOPES
 from core.services import Services, dev_cipher_key
 from models.identity import Role, User, UserStatus
 from models.oauth import OAuthClient, OAuthClientSecret
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 
@@ -147,7 +148,7 @@ async def register(ctx: Context, name: str, owner_id: uuid.UUID, scopes: list[st
             "secretPrefix": row.prefix,
         },
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return IssuedSecret(client, secret)
 
 
@@ -208,6 +209,7 @@ async def rotate(ctx: Context, client_id: str, overlap_s: int) -> IssuedSecret:
             "previous": [r.prefix for r in old],
         },
     )
+    # durable before the old secrets are revoked in Redis (overlap 0): refused only once stored
     await session.commit()
     if overlap_s == 0:
         for row in old:
@@ -241,6 +243,7 @@ async def revoke(ctx: Context, client_id: str) -> OAuthClient:
         request_id=ctx.request_id,
         details={"clientId": client.client_id},
     )
+    # durable before the client's secrets are revoked in Redis on every process
     await session.commit()
     for sid in sids:
         await ctx.services.revocations.revoke_session(sid)
@@ -343,6 +346,7 @@ async def client_credentials(
             request_id=request_id,
             details={"clientId": client.client_id, "scope": " ".join(scopes), "secretPrefix": match.prefix},
         )
+        # its own session (the token endpoint, no unit of work): commits the last-used stamp and audit row
         await session.commit()
     return TokenGrant(token, max(exp - int(now.timestamp()), 0), " ".join(scopes))
 

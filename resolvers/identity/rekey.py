@@ -82,6 +82,7 @@ async def rekey_batch(session: AsyncSession, cipher: FieldCipher, col: Column, b
             target_type=col.table,
             details={"column": col.name, "rows": len(rows), "key_id": cipher.key_id.hex()},
         )
+    # a batch job: each batch is its own transaction (rekey_all loops over them)
     await session.commit()
     return len(rows)
 

@@ -83,6 +83,7 @@ async def rotate(
             target_id=family.id,
             request_id=request_id,
         )
+        # durable even if the refresh then fails: the reused family stays revoked (and is revoked in Redis after)
         await session.commit()
         if revocations is not None:
             await revocations.revoke_session(family.id)

@@ -27,6 +27,7 @@ from chains.rpc import RpcClient
 from core.errors import BadUserInput, Conflict, NotFound
 from core.rate_limit import hit
 from models.identity import Wallet
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.identity import eip1271, siwe
@@ -167,7 +168,7 @@ async def challenge(ctx: Context, address: str, chain_id: int = 1) -> WalletChal
         request_id=ctx.request_id,
         details={"chainId": chain_id},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return WalletChallenge(domain, address, nonce, now, expires_at, message, chain_id, uri)
 
 
@@ -268,7 +269,7 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
         details={"nonce": stored["nonce"], "chainId": chain_id, "signer": "EOA" if signer == address else "EIP1271"},
     )
     await sync_wallets(session, [address], actor_id=user_id)  # KYC APPROVED: registered on chain (registry_sync)
-    await session.commit()
+    await unit_of_work.commit(session)
     return wallet
 
 
@@ -300,7 +301,7 @@ async def unlink(ctx: Context, address: str) -> bool:
         request_id=ctx.request_id,
     )
     await sync_wallets(session, [address], actor_id=user_id)  # deleted from the identity registries
-    await session.commit()
+    await unit_of_work.commit(session)
     return True
 
 
