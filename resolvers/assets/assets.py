@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import BadUserInput, Forbidden, InvalidTransition, NotFound
 from models.assets import Asset, AssetStatus, AssetTransition, AssetType
 from models.identity import Role
+from resolvers import unit_of_work
 from resolvers.assets import asset_page, lifecycle, validation
 from resolvers.audit import record
 from resolvers.context import Context
@@ -217,7 +218,7 @@ async def create_asset(
         request_id=ctx.request_id,
         details={"type": type.value},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     await session.refresh(asset)
     return row_of(asset)
 
@@ -252,7 +253,7 @@ async def update_asset(ctx: Context, asset_id: uuid.UUID, changes: dict[str, Any
         request_id=ctx.request_id,
         details={"fields": sorted(changes)},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     await session.refresh(asset)
     return row_of(asset)
 
@@ -275,7 +276,7 @@ async def transition(ctx: Context, asset_id: uuid.UUID, action: str, reason: str
             "reason": reason,
         },
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     await session.refresh(asset)
     return row_of(asset)
 

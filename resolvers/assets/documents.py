@@ -21,6 +21,7 @@ from core.settings import Settings
 from core.storage import ObjectMissing, Storage, storage_from_settings
 from models.assets import Asset, AssetDocument, AssetStatus, DocumentKind
 from models.identity import Role
+from resolvers import unit_of_work
 from resolvers.assets.assets import STAFF, can_see, lock_asset
 from resolvers.audit import record
 from resolvers.context import Context
@@ -153,6 +154,7 @@ async def upload_document(ctx: Context, asset_id: uuid.UUID, kind: DocumentKind,
         details={"document": str(doc_id), "kind": kind.value, "sha256": digest, "size": len(data)},
     )
     try:
+        # durable here, not at the unit's end: the blob is already stored and is deleted when this fails
         await session.commit()
     except Exception:
         await storage_for(ctx.settings).delete(key)  # no orphaned blob when the row did not land
@@ -245,5 +247,5 @@ async def download(ctx: Context, document_id: uuid.UUID) -> tuple[DocumentRow, b
         target_id=doc.id,
         request_id=ctx.request_id,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return DocumentRow(*(getattr(doc, c.key) for c in COLUMNS)), data

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import BadUserInput, NotFound
 from models.assets import FxRate
 from models.identity import Role
+from resolvers import unit_of_work
 from resolvers.assets import validation
 from resolvers.audit import record
 from resolvers.context import Context
@@ -60,7 +61,7 @@ async def set_rate(ctx: Context, base: str, quote: str, as_of: date, rate: Decim
         request_id=ctx.request_id,
         details={"rate": str(rate)},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     found = (
         await session.execute(select(*COLUMNS).where(FxRate.base == base, FxRate.quote == quote, FxRate.as_of == as_of))
     ).one()

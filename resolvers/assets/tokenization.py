@@ -25,6 +25,7 @@ from chains.rpc import RpcClient
 from core.errors import AppError, BadUserInput, Conflict
 from core.settings import Environment, Settings
 from models.tokens import Token, TokenKind
+from resolvers import unit_of_work
 from resolvers.assets import lifecycle
 from resolvers.assets.assets import AssetRow, lock_asset, row_of
 from resolvers.audit import record
@@ -254,6 +255,7 @@ async def tokenize_asset(
         request_id=ctx.request_id,
         details={"chainId": chain_id, "mode": "register" if address else "deploy"},
     )
+    # durable before the RPC calls: releases the asset's row lock during the deploy; TOKENIZING is the record
     await session.commit()
 
     try:
@@ -277,7 +279,7 @@ async def tokenize_asset(
             f"chain {chain_id} refused or could not be reached: {type(exc).__name__}", chainId=chain_id
         ) from exc
     asset = await lock_asset(session, asset_id, user_id, roles)
-    await session.commit()
+    await unit_of_work.commit(session)
     return row_of(asset), token_id
 
 
@@ -311,6 +313,7 @@ async def _confirm(ctx: Context, asset_id: uuid.UUID, chain_id: int, facts: Toke
         details={"chainId": chain_id, "address": facts.address, "startBlock": facts.start_block},
     )
     try:
+        # durable at once: the contract is on chain; a failure later in the unit must not lose its record
         await session.commit()
     except IntegrityError as exc:
         raise Conflict("this token contract is already registered", field="address") from exc
@@ -331,4 +334,5 @@ async def _abandon(ctx: Context, asset_id: uuid.UUID, reason: str) -> None:
         request_id=ctx.request_id,
         details={"reason": reason[:500]},
     )
+    # durable even if the tokenization then fails (it raises next): the asset must leave TOKENIZING
     await session.commit()

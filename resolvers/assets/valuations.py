@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import BadUserInput, Forbidden, InvalidTransition
 from models.assets import Asset, AssetStatus, Valuation, ValuationMethod
 from models.identity import Role
+from resolvers import unit_of_work
 from resolvers.assets import validation
 from resolvers.assets.assets import STAFF, lock_asset, set_latest_valuation
 from resolvers.audit import record
@@ -105,7 +106,7 @@ async def add_valuation(
             "asOf": as_of.isoformat(),
         },
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     await session.refresh(valuation)
     return ValuationRow(*(getattr(valuation, c.key) for c in COLUMNS))
 
