@@ -145,6 +145,7 @@ async def roll_up(
                 set_={k: stmt.excluded[k] for k in ("open", "high", "low", "close", "volume", "trade_count")},
             )
         )
+    # a job (jobs/candles.py, one message per market): each roll-up is its own transaction
     await session.commit()
     return len(rows)
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import BadUserInput, NotFound
 from models.identity import User
 from models.trading import Market, MarketMaker
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.raw_sql import pg
 from resolvers.trading.markets import MAX_FEE_BPS, MONEY_LIMIT
@@ -106,7 +107,7 @@ async def set_market_maker(
             "minUptime": str(spec.min_uptime),
         },
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return await _get(session, market_id, user_id)
 
 
@@ -128,7 +129,7 @@ async def remove_market_maker(
         request_id=request_id,
         details={"user": str(user_id)},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return await _get(session, market_id, user_id)
 
 
@@ -172,6 +173,7 @@ ON CONFLICT DO NOTHING"""
 async def sample_quotes(session: AsyncSession, now: datetime) -> int:
     """Record one sample per active maker of every OPEN market; returns how many."""
     status = await (await pg(session)).execute(_SAMPLE, now)
+    # a job (jobs/trading_risk.py): each sample is its own transaction
     await session.commit()
     return int(status.split()[-1])
 

@@ -14,6 +14,7 @@ from core.errors import BadUserInput, Conflict, NotFound
 from models.assets import Asset, AssetStatus
 from models.tokens import Token, TokenKind
 from models.trading import Market, MarketRiskLimits, MarketStatus
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.trading.book import lock_market
@@ -117,7 +118,7 @@ async def open_market(ctx: Context, spec: MarketSpec) -> Market:
         details={"symbol": market.symbol},
     )
     try:
-        await session.commit()
+        await unit_of_work.commit(session)
     except IntegrityError as exc:
         await session.rollback()
         raise _duplicate(exc, market.symbol, quote) from exc
@@ -162,7 +163,7 @@ async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -
         request_id=ctx.request_id,
         details={"from": previous.value, "to": status.value},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return market
 
 

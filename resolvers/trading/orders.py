@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import BadUserInput, InvalidTransition, NotFound
 from core.transactions import transient_retry
 from models.trading import MarketStatus, OrderStatus, OrderType, Side, TimeInForce
-from resolvers import ledger
+from resolvers import ledger, unit_of_work
 from resolvers.raw_sql import pg
 from resolvers.trading import book, gate, market_data, risk
 from resolvers.trading.book import MarketSpec
@@ -299,7 +299,7 @@ async def place_order(
         if replay is None:
             raise
         return Placed(replay, Events(), replayed=True)
-    await session.commit()
+    await unit_of_work.commit(session)
     return Placed(view, events)
 
 
@@ -491,7 +491,7 @@ async def cancel_orders(
         strict=strict,
         actor_id=user_id,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return views, events
 
 

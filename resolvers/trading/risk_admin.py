@@ -18,6 +18,7 @@ from core.transactions import transient_retry
 from models.assets import Asset
 from models.tokens import Token
 from models.trading import Market, MarketRiskLimits, MarketStatus, OrderStatus, Trade
+from resolvers import unit_of_work
 from resolvers.assets import fx
 from resolvers.audit import record
 from resolvers.raw_sql import pg
@@ -143,7 +144,7 @@ async def set_limits(
             if k not in ("updated_by", "updated_at")
         },
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     limits = await get_limits(session, market_id)
     assert limits is not None  # the row was just written
     return limits
@@ -209,7 +210,7 @@ async def kill_market(
         strict=False,
         actor_id=actor_id,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return Killed(MarketStatus.HALTED, len(views), events)
 
 
@@ -232,5 +233,6 @@ async def resume_due_markets(session: AsyncSession, now: datetime) -> int:
     for market_id in due:
         await lock_market(session, market_id)
         opened += await risk.resume_if_due(await pg(session), market_id, now)
+        # a job loop (jobs/trading_risk.py): each market's resume is its own transaction, its lock released
         await session.commit()
     return opened

@@ -34,7 +34,7 @@ from core.errors import BadUserInput, NotFound
 from core.transactions import transient_retry
 from models.ledger import AccountKind
 from models.trading import InstructionStatus, Market, SettlementInstruction, SettlementStatus, Side, Trade
-from resolvers import ledger
+from resolvers import ledger, unit_of_work
 from resolvers.assets.validation import trim
 from resolvers.audit import record
 from resolvers.ledger import Platform, UserAccount
@@ -230,7 +230,7 @@ async def record_transfer_result(
         actor_id=actor_id,
         request_id=request_id,
     )
-    await (session.commit() if changed else session.rollback())
+    await (unit_of_work.commit(session) if changed else session.rollback())
     return status
 
 
