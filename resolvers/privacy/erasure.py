@@ -31,6 +31,7 @@ from core.errors import BadUserInput, Conflict, Forbidden, NotFound
 from models.identity import ApiKey, KycCase, KycStatus, RefreshTokenFamily, Role, User, UserMfa, UserStatus
 from models.oauth import OAuthClient, OAuthClientSecret
 from models.privacy import ErasureRequest, ErasureStatus
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.identity.kyc import status_of
@@ -96,7 +97,7 @@ async def request(ctx: Context, reason: str | None) -> ErasureRequest:
         target_id=row.id,
         request_id=ctx.request_id,
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return row
 
 
@@ -152,7 +153,7 @@ async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision
             request_id=ctx.request_id,
             details={"reason": reason},
         )
-        await session.commit()
+        await unit_of_work.commit(session)
         return row
     user = (await session.execute(select(User).where(User.id == row.user_id).with_for_update())).scalar_one()
     found = await blockers(session, user.id)
@@ -177,6 +178,7 @@ async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision
             "keyDestroyAfter": row.key_destroy_after.isoformat() if row.key_destroy_after else None,
         },
     )
+    # durable before the account's tokens and API keys are revoked in Redis on every process
     await session.commit()
     # every token of the account ends on every process now (the users trigger does it too, once its listener runs)
     await ctx.services.revocations.revoke_user(user.id)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.encryption import FieldCipher
 from core.errors import Forbidden
 from models.identity import KycCase
+from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
 from resolvers.identity.kyc import read_details
@@ -251,5 +252,5 @@ async def export_my_data(ctx: Context) -> dict[str, Any]:
         request_id=ctx.request_id,
         details={"sections": sorted(k for k in bundle if k not in ("formatVersion", "generatedAt"))},
     )
-    await session.commit()
+    await unit_of_work.commit(session)
     return bundle

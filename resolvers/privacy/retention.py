@@ -76,5 +76,6 @@ async def purge(session: AsyncSession, settings: Settings, now: datetime | None 
             target_type="retention",
             details={"sessions": result.sessions, "apiKeys": result.api_keys},
         )
+    # a retention job: its purge is its own transaction
     await session.commit()
     return result
