@@ -77,6 +77,7 @@ async def write_outbox(session: AsyncSession) -> None:
 async def commit_outbox(session: AsyncSession) -> None:
     """Write the outbox and commit (the end of a unit of work: core.transactions may re-run everything up to here)."""
     await write_outbox(session)
+    # durable before notify.commit publishes the events (reconcile's own loop of transactions)
     await session.commit()
 
 

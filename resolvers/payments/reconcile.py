@@ -186,6 +186,7 @@ async def reconcile_chain(
     async with session_factory() as session:
         try:
             if await refresh_stale_statistics(session):
+                # reconcile's own loop of transactions: the statistics refresh stands alone
                 await session.commit()
         except Exception:  # e.g. not the tables' owner: reconciling matters more than the plan
             log.warning("could not refresh planner statistics", exc_info=True)

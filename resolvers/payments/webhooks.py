@@ -171,8 +171,10 @@ async def attempt(
         row.last_error = f"refused: {exc.message}"[:500]
         if not exc.retryable:
             row.state = "DEAD"
+            # the delivery job: each attempt's outcome is its own transaction (no unit of work)
             await session.commit()
             return False
+        # the delivery job: the refusal is recorded before the retry is scheduled
         await session.commit()
         raise DeliveryFailed(row.last_error) from None
     # Standard Webhooks: webhook-id is the delivery's id (stable across retries), signed with this attempt's time
@@ -203,9 +205,11 @@ async def attempt(
         error = f"{type(exc).__name__}: {exc}"[:500]
     if error is None:
         row.state, row.delivered_at, row.last_error = "DELIVERED", datetime.now(UTC), None
+        # the delivery job: recorded after the HTTP POST, in its own transaction
         await session.commit()
         return True
     row.last_error = error
+    # the delivery job: the failure is recorded before the retry is scheduled
     await session.commit()
     raise DeliveryFailed(error)
 
@@ -216,4 +220,5 @@ async def mark_dead(session: AsyncSession, delivery_id: uuid.UUID) -> None:
         .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state != "DELIVERED")
         .values(state="DEAD")
     )
+    # the delivery job: its own transaction
     await session.commit()

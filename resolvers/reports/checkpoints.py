@@ -88,6 +88,7 @@ async def write_token_checkpoints(
         status = await conn.execute(_BALANCES, chain_id, token, previous, block)
         holders = int(status.rsplit(" ", 1)[-1])
         await conn.execute(_MARK, chain_id, token, block, holders)
+        # a job loop: each checkpoint is committed on its own
         await session.commit()
         written.append(Written(chain_id, token, int(block), holders))
     return written
@@ -97,6 +98,7 @@ async def write_checkpoints(
     session: AsyncSession, *, every: int = CHECKPOINT_EVERY, max_per_token: int = MAX_PER_RUN
 ) -> list[Written]:
     tokens = [(r["chain_id"], r["address"]) for r in await (await pg(session)).fetch(_TOKENS)]
+    # a job loop: the token list is read in its own transaction
     await session.commit()
     written: list[Written] = []
     for chain_id, token in tokens:
