@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import NotFound
-from models.trading import Market, Side, Trade
+from models.trading import OPEN_STATUSES, Market, Order, Side, Trade
 from resolvers.trading import book
 
 log = logging.getLogger("rwa.trading.market_data")
@@ -129,37 +129,45 @@ class TickerData:
 
 
 async def ticker(session: AsyncSession, market_id: uuid.UUID, now: datetime) -> TickerData:
+    """The market's ticker from ONE statement, so the book and the trades are one snapshot: separate reads on an
+    autocommit session could take the best ask from before a trade and the last price from after it (a ticker
+    with last 4 and the 4 ask that trade consumed still on offer, seen under load)."""
     since = now - timedelta(hours=24)
-    snap = await book_snapshot(session, market_id, 1)
-    last = (
+    mine = Trade.market_id == market_id
+    in_window = and_(mine, Trade.created_at >= since)
+
+    def best(side: Side) -> Any:
+        price = func.max(Order.price) if side is Side.BUY else func.min(Order.price)
+        resting = and_(Order.market_id == market_id, Order.side == side, Order.status.in_(OPEN_STATUSES))
+        return select(price).where(resting).scalar_subquery()
+
+    row = (
         await session.execute(
-            select(Trade.price).where(Trade.market_id == market_id).order_by(Trade.seq.desc()).limit(1)
-        )
-    ).scalar_one_or_none()
-    window = select(Trade).where(Trade.market_id == market_id, Trade.created_at >= since).subquery()
-    high, low, volume = (
-        await session.execute(
-            select(func.max(window.c.price), func.min(window.c.price), func.coalesce(func.sum(window.c.quantity), 0))
+            select(
+                select(Market.book_sequence).where(Market.id == market_id).scalar_subquery(),
+                best(Side.BUY),
+                best(Side.SELL),
+                select(Trade.price).where(mine).order_by(Trade.seq.desc()).limit(1).scalar_subquery(),
+                select(Trade.price).where(in_window).order_by(Trade.seq.asc()).limit(1).scalar_subquery(),
+                select(func.max(Trade.price)).where(in_window).scalar_subquery(),
+                select(func.min(Trade.price)).where(in_window).scalar_subquery(),
+                select(func.coalesce(func.sum(Trade.quantity), 0)).where(in_window).scalar_subquery(),
+            )
         )
     ).one()
-    first = (
-        await session.execute(
-            select(Trade.price)
-            .where(Trade.market_id == market_id, Trade.created_at >= since)
-            .order_by(Trade.seq.asc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    sequence, best_bid, best_ask, last, first, high, low, volume = row
+    if sequence is None:
+        raise NotFound("market not found", field="marketId")
     return TickerData(
         market_id,
         last,
-        snap.bids[0][0] if snap.bids else None,
-        snap.asks[0][0] if snap.asks else None,
+        best_bid,
+        best_ask,
         (last - first) if (last is not None and first is not None) else None,
         Decimal(volume),
         high,
         low,
-        snap.sequence,
+        sequence,
     )
 
 
