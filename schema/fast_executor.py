@@ -81,21 +81,27 @@ def plain_leaf_fields(schema: GraphQLSchema, usable: bool) -> PlainFields:
     return table
 
 
-# per object type name: {field name: (attribute, field type, object type, is list)}
-ObjectFields = dict[str, dict[str, tuple[str, Any, GraphQLObjectType, bool]]]
+# per object type name: {field name: (attribute, field type, object type, is list, exact class or None)}
+ObjectFields = dict[str, dict[str, tuple[str, Any, GraphQLObjectType, bool, type | None]]]
 
 
-def _object_shape(type_: Any) -> tuple[GraphQLObjectType, bool] | None:
-    """(object type, is list) for `T`, `T!`, `[T!]` and `[T!]!` of an object type without is_type_of."""
+def _object_shape(type_: Any) -> tuple[GraphQLObjectType, bool, type | None] | None:
+    """(object type, is list, class) for `T`, `T!`, `[T!]` and `[T!]!` of an object type. A type with is_type_of
+    (Strawberry gives one to every type implementing an interface, e.g. Node) is checked by graphql-core on every
+    value; here a value of exactly the type's own class passes that check by construction (Strawberry's is_type_of
+    is an isinstance test), so the fast path requires that class and leaves anything else to graphql-core."""
     inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
     is_list = isinstance(inner, GraphQLList)
     if is_list:
         if not isinstance(inner.of_type, GraphQLNonNull):
             return None
         inner = inner.of_type.of_type
-    if isinstance(inner, GraphQLObjectType) and inner.is_type_of is None:
-        return inner, is_list
-    return None
+    if not isinstance(inner, GraphQLObjectType):
+        return None
+    if inner.is_type_of is None:
+        return inner, is_list, None
+    origin = getattr((inner.extensions or {}).get(_BACKREF), "origin", None)
+    return (inner, is_list, origin) if isinstance(origin, type) else None
 
 
 def plain_object_fields(schema: GraphQLSchema, usable: bool) -> ObjectFields:
@@ -213,7 +219,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                 if value is None and not isinstance(ospec[1], GraphQLNonNull):
                     results[response_name] = None
                     continue
-                if value is not NOT_LOADED and value is not None and _completable(value, ospec[3]):
+                if value is not NOT_LOADED and value is not None and _completable(value, ospec[3], ospec[4]):
                     try:
                         completed = self._complete_object_field(
                             ospec, details, Path(path, response_name, name), value, position_context
@@ -270,7 +276,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def _complete_object_field(
         self,
-        spec: tuple[str, Any, GraphQLObjectType, bool],
+        spec: tuple[str, Any, GraphQLObjectType, bool, type | None],
         details: Any,
         path: Path,
         value: Any,
@@ -278,7 +284,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         """graphql-core's complete_object_value / complete_list_value for an object (or [T!]) value in hand,
         with its error handling: an error nulls the field, or propagates when the field is non-null."""
-        _, field_type, object_type, is_list = spec
+        _, field_type, object_type, is_list, _ = spec
         execute = self.collect_and_execute_subfields
         awaitables: list[int] = []
         completed: Any  # the completed object (or its awaitable), or a list of them for [T!]
@@ -318,11 +324,16 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
 _NONE: dict[str, Any] = {}
 
 
-def _completable(value: Any, is_list: bool) -> bool:
-    """Values graphql-core would complete without an error of their own (a list of non-null items)."""
+def _completable(value: Any, is_list: bool, exact: type | None) -> bool:
+    """Values graphql-core would complete without an error of their own (a list of non-null items), and of exactly
+    the type's class when it has is_type_of."""
     if not is_list:
-        return not isinstance(value, Exception)
-    return isinstance(value, (list, tuple)) and all(v is not None and not isinstance(v, Exception) for v in value)
+        return not isinstance(value, Exception) and (exact is None or type(value) is exact)
+    if not isinstance(value, (list, tuple)):
+        return False
+    if exact is not None:
+        return all(type(v) is exact for v in value)
+    return all(v is not None and not isinstance(v, Exception) for v in value)
 
 
 def _merge(results: dict[str, Any], rest: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:

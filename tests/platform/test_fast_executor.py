@@ -126,3 +126,46 @@ def test_exception_handlers_or_another_default_resolver_turn_it_off() -> None:
         config=strawberry.schema.config.StrawberryConfig(default_resolver=lambda obj, name: getattr(obj, name)),
     )
     assert executor_for(other).plain == {}
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Pet(Named):  # implements an interface: Strawberry gives it is_type_of (like every Node type)
+    legs: int
+
+
+@strawberry.type
+class Owner:
+    pet: Pet
+    pets: list[Pet]
+
+
+@strawberry.type
+class PetQuery:
+    @strawberry.field
+    def owners(self) -> list[Owner | None]:
+        return [
+            Owner(pet=Pet(name="rex", legs=4), pets=[Pet(name="tweety", legs=2)]),
+            Owner(pet=ITEMS[0], pets=[]),  # type: ignore[arg-type]  # not a Pet: graphql-core's type error
+            Owner(pet=Pet(name="nemo", legs=0), pets=[Pet(name="a", legs=1), ITEMS[1]]),  # type: ignore[list-item]  # ditto
+        ]
+
+
+async def test_types_with_is_type_of_take_the_fast_path_only_for_their_own_class() -> None:
+    """Node types (interface implementers) were left to graphql-core's slow path; values of exactly their class
+    now take the fast one, anything else still gets graphql-core's check and error."""
+    plain = strawberry.Schema(query=PetQuery)
+    fast = strawberry.Schema(query=PetQuery)
+    fast.execution_context_class = executor_for(fast)
+    assert fast.execution_context_class.objects["Owner"].keys() == {"pet", "pets"}
+    query = "{ owners { pet { name legs } pets { name } } }"
+    expected = await plain.execute(query)
+    got = await fast.execute(query)
+    assert got.data == expected.data
+    assert [(e.message, e.path) for e in got.errors] == [(e.message, e.path) for e in expected.errors]
+    assert got.data["owners"][0] == {"pet": {"name": "rex", "legs": 4}, "pets": [{"name": "tweety"}]}
+    assert got.data["owners"][1] is None and got.data["owners"][2] is None and len(got.errors) == 2
