@@ -31,8 +31,9 @@ ALLOWED = {
     "cli/runtime.py": (2, "exports the embedded DATABASE_URL/REDIS_URL/RWA_DATA_DIR to child processes"),
     "cli/dev.py": (1, "the environment of the child processes `rwa dev` starts"),
     "cli/dev_chains.py": (
-        2,
-        "exports a running `rwa dev`'s RPC_URLS_<id> for this process and its children, then clears the settings cache",
+        4,
+        "exports a running `rwa dev`'s RPC_URLS_<id> (and, for `rwa agent`, the dev agent's key for those chains) "
+        "for this process and its children, then clears the settings cache",
     ),
     "chains/anvil.py": (1, "ANVIL_BIN: dev/test tooling that locates the anvil binary (tests point it elsewhere)"),
     "chains/registry.py": (
