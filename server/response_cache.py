@@ -4,11 +4,10 @@ Only queries whose root fields are all in `CACHEABLE` are cached; anything else 
 as `me`/`myOrders`, batches, documents with errors) always executes.
 
 - Key: sha256 of the scope, the document, the operation name and the variables (sorted). The scope is `public`
-  for market data (the same answer for everyone, signed in or not), else the caller's roles, plus the caller's
-  id for an ISSUER (an issuer also sees its own unpublished assets and documents) and for any caller whose document
-  selects a field answered per user (`PER_USER_FIELDS`: a token's `holdings`/`transfers`, which an investor sees
-  only for its own wallets). OAuth client tokens (scoped) are never served from the cache; with
-  MARKET_DATA_REQUIRES_LOGIN an anonymous caller is not either.
+  for market data (the same answer for everyone, signed in or not), else the caller's roles. An answer whose
+  execution asked who the caller is (RecordingViewer: an issuer's own drafts, an investor's own holdings) is kept
+  per caller, and that shared key is looked up per caller from then on. OAuth client tokens (scoped) are never
+  served from the cache; with MARKET_DATA_REQUIRES_LOGIN an anonymous caller is not either.
 - Invalidation: an entry remembers the versions of its tags (core/response_versions.py) read *before* its query
   executed; a successful mutation bumps them after its commit and before its answer goes out, so a read that
   follows a successful mutation (on any API process) never gets an answer from before it. Writes that are not
@@ -28,10 +27,7 @@ from typing import Any
 
 import orjson
 from graphql import (
-    DocumentNode,
-    ExecutableDefinitionNode,
     FieldNode,
-    InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
     parse,
@@ -53,25 +49,9 @@ CACHEABLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "assets": (ROLE, (ALL,)),
     "asset": (ROLE, (ALL,)),
 }
-# field names (at any depth) whose answer depends on who asks, not only on the caller's roles: Token.holdings and
-# Token.transfers under `asset`/`assets` (an investor may read them for its own linked wallets only)
-PER_USER_FIELDS = frozenset({"holdings", "transfers"})
 _PARSED_MAX = 256
 _PERSONAL_MAX = 4096
 _QUERY_MAX_CHARS = 16 * 1024
-
-
-def _field_names(document: DocumentNode) -> set[str]:
-    """Every field name selected in the document: its operations and fragment definitions, at any depth."""
-    names: set[str] = set()
-    pending = [d.selection_set for d in document.definitions if isinstance(d, ExecutableDefinitionNode)]
-    while pending:
-        for selection in pending.pop().selections:
-            if isinstance(selection, FieldNode):
-                names.add(selection.name.value)
-            if isinstance(selection, (FieldNode, InlineFragmentNode)) and selection.selection_set is not None:
-                pending.append(selection.selection_set)
-    return names
 
 
 class CachedAnswer(Exception):
@@ -135,21 +115,19 @@ class ResponseCache:
         self.max_bytes = settings.response_cache_bytes
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._size = 0
-        self._roots: OrderedDict[tuple[str, str | None], tuple[tuple[str, ...] | None, bool]] = OrderedDict()
+        self._roots: OrderedDict[tuple[str, str | None], tuple[str, ...] | None] = OrderedDict()
         # shared keys whose answer turned out to depend on who asks: looked up per caller from then on
         self._personal: OrderedDict[str, None] = OrderedDict()
 
-    def _root_fields(self, query: str, operation_name: str | None) -> tuple[tuple[str, ...] | None, bool]:
-        """The root fields of the query operation (None when it is not a plain cacheable query), and whether the
-        document selects a field of PER_USER_FIELDS anywhere."""
+    def _root_fields(self, query: str, operation_name: str | None) -> tuple[str, ...] | None:
+        """The root fields of the query operation, None when it is not a plain cacheable query."""
         if len(query) > _QUERY_MAX_CHARS:
-            return None, False  # not kept (nor parsed again here): a read this large is not worth caching
+            return None  # not kept (nor parsed again here): a read this large is not worth caching
         key = (query, operation_name)
         if key in self._roots:
             self._roots.move_to_end(key)
             return self._roots[key]
         roots: tuple[str, ...] | None = None
-        per_user = False
         try:
             document = parse(query, no_location=True, max_tokens=5000)
         except GraphQLError:
@@ -162,16 +140,15 @@ class ResponseCache:
                 if all(isinstance(s, FieldNode) for s in selections):
                     names = tuple(s.name.value for s in selections if s.name.value != "__typename")  # type: ignore[attr-defined]  # FieldNode, checked above
                     roots = names if names and all(n in CACHEABLE for n in names) else None
-            per_user = roots is not None and not PER_USER_FIELDS.isdisjoint(_field_names(document))
-        self._roots[key] = (roots, per_user)
+        self._roots[key] = roots
         if len(self._roots) > _PARSED_MAX:
             self._roots.popitem(last=False)
-        return roots, per_user
+        return roots
 
     def plan(self, query: str | None, operation_name: str | None, variables: Any, viewer: Any) -> Plan | None:
         if not query or viewer.scopes is not None:
             return None
-        roots, per_user = self._root_fields(query, operation_name)
+        roots = self._root_fields(query, operation_name)
         if roots is None:
             return None
         scopes = {CACHEABLE[r][0] for r in roots}
@@ -195,9 +172,7 @@ class ResponseCache:
             digest.update(part)
             digest.update(b"\0")
         key = digest.hexdigest()
-        user_key = hashlib.sha256(f"{key}\0{object.__getattribute__(viewer, 'user_id')}".encode()).hexdigest()
-        if per_user:
-            self._mark_personal(key)
+        user_key = hashlib.sha256(f"{key}\0{viewer.user_id}".encode()).hexdigest()
         rate_counts = len(roots) if anonymous else 0
         return Plan(key, user_key, tags, rate_counts)
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from models.assets import Asset, AssetStatus, AssetType
 from tests.trading.factories import make_market
 
@@ -109,14 +107,9 @@ async def test_private_reads_and_anonymous_protected_reads_always_execute(client
     assert denied is None and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-@pytest.mark.parametrize("listed", [True, False], ids=["listed-per-user-fields", "unlisted-detected-at-runtime"])
-async def test_holdings_an_investor_may_read_are_not_served_to_another(  # type: ignore[no-untyped-def]
-    client, make_user, session_factory, monkeypatch, listed: bool
-) -> None:
-    # unlisted: a personal field nobody declared is still caught, because answering it asked who the caller is
-    # (server/response_cache.RecordingViewer); the class of leak, not only the fields known today
-    if not listed:
-        monkeypatch.setattr("server.response_cache.PER_USER_FIELDS", frozenset())
+async def test_holdings_an_investor_may_read_are_not_served_to_another(client, make_user, session_factory) -> None:  # type: ignore[no-untyped-def]
+    # no list of personal fields exists: answering holdings asked who the caller is (server/response_cache.py,
+    # RecordingViewer), so the answer is kept per caller; the class of leak, not only the fields known today
     # Token.holdings/transfers under `asset` depend on who asks (an investor reads them for its own wallets only):
     # the investors' shared per-role answer once handed one investor's holdings to any other investor
     from sqlalchemy import select
