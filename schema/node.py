@@ -67,7 +67,7 @@ def node_types() -> dict[str, NodeType]:
     return dict(_TYPES)
 
 
-def parse_ids(ids: list[strawberry.ID], field: str) -> list[uuid.UUID | None]:
+def parse_ids(ids: list[strawberry.ID]) -> list[uuid.UUID | None]:
     out: list[uuid.UUID | None] = []
     for raw in ids:
         try:
@@ -90,7 +90,7 @@ async def locate(info: Info, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
 async def load_nodes(info: Info, ids: list[strawberry.ID]) -> list[Any]:
     if len(ids) > MAX_NODES:
         raise BadUserInput(f"at most {MAX_NODES} ids", field="ids")
-    parsed = parse_ids(ids, "ids")
+    parsed = parse_ids(ids)
     found = await locate(info, [i for i in parsed if i is not None])
     out: list[Any] = []
     for i in parsed:
