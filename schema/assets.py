@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, cast
 
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
@@ -25,7 +24,8 @@ from resolvers.assets.assets import AssetFilter as AssetFilterRow
 from resolvers.assets.assets import AssetOrder as AssetOrderModel
 from resolvers.assets.assets import AssetRow, TransitionRow
 from resolvers.assets.fx import FxRateRow
-from resolvers.assets.loaders import IssuerRow, db_lock, loader
+from resolvers.assets.loaders import IssuerRow, db_lock, loader, valuation_row
+from resolvers.assets.token_reads import token_row
 from resolvers.assets.validation import trim
 from resolvers.assets.valuations import ValuationRow
 from resolvers.pagination import Page
@@ -37,8 +37,6 @@ from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
 from schema.tokens import Token
-
-T = TypeVar("T")
 
 strawberry.enum(AssetTypeModel)
 AssetType: TypeAlias = AssetTypeModel
@@ -331,9 +329,10 @@ class Query:
         before: str | None = None,
     ) -> Connection[Asset]:
         f = AssetFilterRow(**vars(filter)) if filter is not None else AssetFilterRow()
-        page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before)
-        nodes = [Asset.from_row(r) for r in page.rows]
-        await prefetch(info, nodes, node_fields(info))
+        wanted = node_fields(info)
+        relations = tuple(r for name, r in _RELATIONS.items() if name in wanted)
+        page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before, relations)
+        nodes = [_with_relations(*r) for r in page.rows] if relations else [Asset.from_row(r) for r in page.rows]
         return Connection.from_page(Page(nodes, page.cursors, page.has_next_page, page.has_previous_page), lambda n: n)
 
     @strawberry.field(extensions=authenticated(), description="FX rates, newest as-of first.")
@@ -388,39 +387,22 @@ def node_fields(info: Info) -> set[str]:
     return out
 
 
-def _batch(results: Sequence[T | BaseException]) -> list[T]:
-    """A DataLoader batch function's results: an error it returned for a key is raised, as DataLoader.load would."""
-    values = []
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-        values.append(result)
-    return values
+# Asset field -> relation loaded with the page (resolvers/assets/asset_page.RELATIONS): the rows its DataLoader
+# (IssuerByIdLoader, LatestValuationByAssetLoader, TokensByAssetLoader) would give
+_RELATIONS = {"issuer": "issuer", "latestValuation": "latest", "tokens": "tokens"}
 
 
-async def prefetch(info: Info, nodes: list[Asset], wanted: set[str]) -> None:
-    """Load issuer / latest valuation / tokens for the whole page with the DataLoaders' batch functions (one
-    statement each; calling the batch directly skips a future per key, since the page already is the batch)."""
-    if not nodes:
-        return
-    ctx = info.context
-    if "issuer" in wanted:
-        issuers = _batch(await loader(ctx, "IssuerByIdLoader").load_fn([n.issuer_id for n in nodes]))
-        for n, row in zip(nodes, issuers):
-            n._issuer = _issuer_from(row)
-    if "latestValuation" in wanted:
-        valued = [n for n in nodes if n._latest_valuation_id is not None]
-        rows = (
-            _batch(await loader(ctx, "LatestValuationByAssetLoader").load_fn([n.id for n in valued])) if valued else []
-        )
-        for n in nodes:
-            n._latest = None
-        for n, row in zip(valued, rows):
-            n._latest = Valuation.from_row(row) if row else None
-    if "tokens" in wanted:
-        token_lists = _batch(await loader(ctx, "TokensByAssetLoader").load_fn([n.id for n in nodes]))
-        for n, rows in zip(nodes, token_lists):
-            n._tokens = [Token.from_row(r) for r in rows]
+def _with_relations(row: AssetRow, related: dict[str, Any]) -> Asset:
+    node = Asset.from_row(row)
+    if "issuer" in related:
+        issuer = related["issuer"]
+        node._issuer = None if issuer is None else Issuer(id=issuer[0], email=issuer[1])
+    if "latest" in related:
+        latest = related["latest"]
+        node._latest = None if latest is None else Valuation.from_row(valuation_row(latest))
+    if "tokens" in related:
+        node._tokens = [Token.from_row(token_row(t)) for t in related["tokens"]]
+    return node
 
 
 def _changes(data: UpdateAssetInput) -> dict[str, object]:

@@ -129,8 +129,10 @@ async def list_assets(
     after: str | None,
     last: int | None,
     before: str | None,
-) -> Page[AssetRow]:
-    """One SQL statement for the page (cached SQL text per shape); related objects come from the loaders."""
+    relations: tuple[str, ...] = (),
+) -> Page[Any]:
+    """One SQL statement for the page (cached SQL text per shape), with the `relations` of asset_page.RELATIONS
+    its caller wants: rows are AssetRow, or (AssetRow, related values) when relations are given."""
     viewer = ctx.viewer
     if viewer.roles & STAFF:
         visibility = "all"
@@ -155,6 +157,7 @@ async def list_assets(
         last=last,
         before=before,
         make_row=AssetRow,
+        relations=relations,
     )
 
 

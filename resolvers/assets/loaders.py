@@ -91,14 +91,20 @@ def tokens_by_asset(ctx: Context) -> DataLoader[uuid.UUID, list[TokenRow]]:
     return _loader(ctx, batch)
 
 
+def valuation_row(values: Sequence[Any]) -> ValuationRow:
+    """A ValuationRow from driver SQL's columns (VALUATION_COLUMNS order; the method as its enum's text)."""
+    row = ValuationRow(*values)
+    row.method = ValuationMethod(row.method)
+    return row
+
+
 def latest_valuation_by_asset(ctx: Context) -> DataLoader[uuid.UUID, ValuationRow | None]:
     """Keyed by asset id; follows the denormalized assets.latest_valuation_id (a primary-key join)."""
 
     async def batch(ids: list[uuid.UUID]) -> list[ValuationRow | None]:
         found = {}
         for r in await run_sql(ctx, LATEST_SQL, ids):
-            row = ValuationRow(*r)
-            row.method = ValuationMethod(row.method)
+            row = valuation_row(r)
             found[row.asset_id] = row
         return [found.get(i) for i in ids]
 
