@@ -1,11 +1,25 @@
-"""Benchmark (issue 5a): `placeOrder` over HTTP on one uvicorn worker with wrk, next to the plain Starlette +
-asyncpg endpoint (bench/plain_app.py) in the same run.
+"""Benchmark (issue 16 item 4): crossing `placeOrder` over HTTP with wrk, on one uvicorn worker and on one market
+from two API processes together, next to the plain Starlette + asyncpg endpoint (bench/plain_app.py) in the same
+run; with the server processes' CPU time per request (load-independent, unlike req/s on a shared machine).
 
-    .venv/bin/python -m bench.trading_place_order [--duration 10] [--connections 50]
+    .venv/bin/python -m bench.trading_place_order [--duration 10] [--connections 50] [--mode all|one|two]
 
 The wrk script alternates a seller's SELL and a buyer's BUY at one price, so every other request crosses: half
 the requests rest an order, half trade against it (settlement in the ledger, a transfer instruction, market data
-published to Redis). Each request: JWT check, compliance gate, market lock, matching, audit row, commit.
+published to Redis). Each request: JWT check (and its revocation lookup in Redis), GraphQL parse/validate/execute,
+compliance gate, market lock, matching, audit row, commit, publish. Placements of one market in one process are
+group-committed by resolvers/trading/sequencer.py. Two-process mode: two single-worker uvicorn processes on the same
+database and market, one wrk per process (half the connections each) running at the same time; req/s is the sum,
+p50/p99 the worse of the two.
+
+Fairness. The plain endpoint reads one row by primary key with asyncpg and returns JSON: no auth, no GraphQL, no
+transaction, no writes, no Redis; placeOrder does all of those, so the ratio is the price of the stack and of the
+work, not of the framework alone. Both get the same wrk settings, a 2 s warm-up run on the same server first (asyncpg
+prepared-statement caches, SQLAlchemy compiled caches, the ledger's account cache, GraphQL document caches are
+warm; the book is not reset after the warm-up), and the timing boundary is wrk's: from the request written to
+the response read, on keep-alive connections, client and servers and Postgres and Redis on the same 2 cores (wrk's
+own CPU is not in the server CPU figure; Postgres' and Redis' CPU are in neither). CPU per request is the server
+processes' utime+stime (/proc) over the measured run divided by wrk's request count.
 """
 
 from __future__ import annotations
@@ -18,8 +32,9 @@ import re
 import subprocess
 import tempfile
 from decimal import Decimal
+from pathlib import Path
 
-from bench.harness import REDIS_URL, WrkResult, _ms, print_table, scratch_database, uvicorn_server, wrk_post
+from bench.harness import REDIS_URL, Server, WrkResult, _ms, print_table, scratch_database, uvicorn_server, wrk_post
 
 PLACE = (
     "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id status filledQuantity } errors { code } } }"
@@ -41,9 +56,27 @@ async def _setup(database_url: str) -> tuple[str, list[tuple[str, str]], str]:
     return str(m.market_id), [(str(seller.user_id), "SELL"), (str(buyer.user_id), "BUY")], str(plain_user)
 
 
-def wrk_alternating(
-    name: str, url: str, bodies: list[str], tokens: list[str], *, connections: int, duration_s: int
-) -> WrkResult:
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk_cmd(script: str, url: str, connections: int, duration_s: int) -> list[str]:
+    return ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--timeout", "30s", "--latency", "-s", script, url]
+
+
+def _parse(name: str, out: str) -> WrkResult:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = int(re.search(r"NON2XX (\d+)", out).group(1))  # type: ignore[union-attr]
+    result = WrkResult(name, rps, p50, p99, non2xx)
+    result.requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[attr-defined,union-attr]
+    return result
+
+
+def _script(bodies: list[str], tokens: list[str]) -> str:
     reqs = ",\n".join(
         f'  wrk.format("POST", nil, {{["Content-Type"]="application/json", ["Authorization"]="Bearer {t}"}}, '
         f"[==[{b}]==])"
@@ -57,19 +90,45 @@ def wrk_alternating(
     )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--timeout", "30s", "--latency", "-s", f.name, url],
-        capture_output=True,
-        text=True,
-        timeout=duration_s + 60,
-        check=True,
-    ).stdout
-    os.unlink(f.name)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    non2xx = int(re.search(r"NON2XX (\d+)", out).group(1))  # type: ignore[union-attr]
-    return WrkResult(name, rps, p50, p99, non2xx)
+    return f.name
+
+
+def wrk_alternating(
+    name: str,
+    urls: list[str],
+    bodies: list[str],
+    tokens: list[str],
+    *,
+    connections: int,
+    duration_s: int,
+    pids: list[int] | None = None,
+) -> WrkResult:
+    """wrk on every url at once (connections split between them); req/s summed, latencies the worst; with `pids`,
+    the servers' CPU ms per request in `cpu_ms`."""
+    script = _script(bodies, tokens)
+    cpu0 = sum(_cpu_s(p) for p in pids or [])
+    runs = [
+        subprocess.Popen(
+            _wrk_cmd(script, url + "/graphql", max(1, connections // len(urls)), duration_s),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for url in urls
+    ]
+    outs = [r.communicate(timeout=duration_s + 60)[0] for r in runs]
+    cpu = sum(_cpu_s(p) for p in pids or []) - cpu0
+    os.unlink(script)
+    parts = [_parse(name, out) for out in outs]
+    result = WrkResult(
+        name,
+        sum(p.requests_per_s for p in parts),
+        max(p.p50_ms for p in parts),
+        max(p.p99_ms for p in parts),
+        sum(p.non_2xx for p in parts),
+    )
+    requests = sum(p.requests for p in parts)  # type: ignore[attr-defined]
+    result.cpu_ms = cpu * 1000 / requests if pids and requests else None  # type: ignore[attr-defined]
+    return result
 
 
 async def _summary(database_url: str, market_id: str) -> str:
@@ -90,10 +149,29 @@ async def _summary(database_url: str, market_id: str) -> str:
     return ", ".join(f"{r['status']}={r['n']}" for r in rows) + f"; trades={trades}"
 
 
+def _measure(
+    name: str, servers: list[Server], bodies: list[str], tokens: list[str], args: argparse.Namespace
+) -> WrkResult:
+    urls = [s.url for s in servers]
+    wrk_alternating("warmup", urls, bodies, tokens, connections=args.connections, duration_s=2)
+    result = wrk_alternating(
+        name,
+        urls,
+        bodies,
+        tokens,
+        connections=args.connections,
+        duration_s=args.duration,
+        pids=[s.proc.pid for s in servers],
+    )
+    result.peak_rss_mb = sum(s.peak_rss_mb() for s in servers)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--mode", choices=["all", "one", "two"], default="all")
     args = parser.parse_args()
 
     from core.jwt_keys import KeyRing, generate_private_key_pem
@@ -137,18 +215,19 @@ def main() -> None:
                 connections=args.connections,
             )
             baseline.peak_rss_mb = plain.peak_rss_mb()
-        with uvicorn_server("server.app:create_app_from_env", env) as api:
-            wrk_alternating("warmup", api.url + "/graphql", bodies, tokens, connections=args.connections, duration_s=2)
-            place = wrk_alternating(
-                "graphql placeOrder (sell/buy cross)",
-                api.url + "/graphql",
-                bodies,
-                tokens,
-                connections=args.connections,
-                duration_s=args.duration,
-            )
-            place.peak_rss_mb = api.peak_rss_mb()
-        print_table([baseline, place], baseline)
+        results = [baseline]
+        if args.mode in ("all", "one"):
+            with uvicorn_server("server.app:create_app_from_env", env) as api:
+                results.append(_measure("placeOrder, 1 process", [api], bodies, tokens, args))
+        if args.mode in ("all", "two"):
+            with (
+                uvicorn_server("server.app:create_app_from_env", env) as a,
+                uvicorn_server("server.app:create_app_from_env", env) as b,
+            ):
+                results.append(_measure("placeOrder, 2 processes", [a, b], bodies, tokens, args))
+        print_table(results, baseline)
+        for r in results[1:]:
+            print(f"{r.name}: server CPU {r.cpu_ms:.2f} ms/request")  # type: ignore[attr-defined]
         print(f"\nbook after the run: {asyncio.run(_summary(db_url, market_id))}")
 
 

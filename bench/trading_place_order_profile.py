@@ -1,8 +1,10 @@
 """In-process cost of `place_order`: sequential alternating SELL/BUY at one price against a scratch database,
 reporting CPU and wall per order and SQL statements per order; `--profile` prints cProfile CPU-time tables.
 `--http` goes through the whole ASGI app instead (JWT, GraphQL, session, publish to Redis), without sockets.
+`--concurrent K` places K at a time, each in a unit of work as the mutation does, so they go through the market's
+sequencer (resolvers/trading/sequencer.py) and are group-committed in batches of up to K.
 
-    .venv/bin/python -m bench.trading_place_order_profile [--orders 400] [--profile] [--http]
+    .venv/bin/python -m bench.trading_place_order_profile [--orders 400] [--profile] [--http] [--concurrent K]
 """
 
 from __future__ import annotations
@@ -82,13 +84,14 @@ async def _http_client(db_url: str, market_id: uuid.UUID, users: list[uuid.UUID]
     return one
 
 
-async def _run(db_url: str, n: int, profile: bool, http: bool = False) -> None:
+async def _run(db_url: str, n: int, profile: bool, http: bool = False, concurrent: int = 1) -> None:
     from core.db import create_engine, create_session_factory
     from models.trading import OrderType, Side
     from resolvers.trading.orders import OrderRequest, place_order
+    from resolvers.unit_of_work import UnitOfWork
     from tests.trading.factories import make_market, make_trader
 
-    engine = create_engine(db_url, pool_size=2)
+    engine = create_engine(db_url, pool_size=max(2, concurrent // 4))
     sf = create_session_factory(engine)
     m = await make_market(sf, tick="0.01", lot="1", maker_bps=10, taker_bps=20)
     seller = await make_trader(sf, m, tokens=Decimal("1000000000"))
@@ -114,13 +117,19 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False) -> None:
     async def one(i: int) -> None:
         uid, req = reqs[i % 2]
         async with sf() as s:
-            await place_order(s, uid, req, request_id=str(uuid.uuid4()))
+            if concurrent > 1:
+                await UnitOfWork(s).run(lambda: place_order(s, uid, req, request_id=str(uuid.uuid4())))
+            else:
+                await place_order(s, uid, req, request_id=str(uuid.uuid4()))
 
     if http:
         one = await _http_client(db_url, m.market_id, [seller.user_id, buyer.user_id])
 
-    for i in range(40):  # warm caches (compiled SQL, pool)
-        await one(i)
+    async def wave(i: int) -> None:
+        await asyncio.gather(*[one(j) for j in range(i, i + concurrent)])
+
+    for i in range(0, 40, concurrent):  # warm caches (compiled SQL, pool)
+        await wave(i)
     statements = 0
     profiler = None
     if profile:
@@ -129,8 +138,8 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False) -> None:
         profiler = cProfile.Profile(time.process_time)  # CPU only: waiting on Postgres is not the question
         profiler.enable()
     c0, w0 = time.process_time(), time.perf_counter()
-    for i in range(n):
-        await one(i)
+    for i in range(0, n, concurrent):
+        await wave(i)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     if profiler is not None:
         import pstats
@@ -151,9 +160,10 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=400)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--http", action="store_true")
+    parser.add_argument("--concurrent", type=int, default=1)
     args = parser.parse_args()
     with scratch_database() as db_url:
-        asyncio.run(_run(db_url, args.orders, args.profile, args.http))
+        asyncio.run(_run(db_url, args.orders, args.profile, args.http, args.concurrent))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from core.transactions import transient_retry
 from models.trading import MarketStatus, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger, unit_of_work
 from resolvers.raw_sql import pg
-from resolvers.trading import book, gate, market_data, risk
+from resolvers.trading import book, gate, market_data, risk, sequencer
 from resolvers.trading.book import MarketSpec
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import Incoming
@@ -205,7 +205,6 @@ def _audit_details(market_id: uuid.UUID, status: OrderStatus, reason: str | None
     return json.dumps({"market": str(market_id), "status": status.value, "reason": reason})
 
 
-@transient_retry
 async def place_order(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -216,13 +215,64 @@ async def place_order(
 ) -> Placed:
     """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused).
 
-    Hot path (the market lock is held from the first statement to the commit, so its round trips bound a market's
-    throughput): raw asyncpg on the session's connection and transaction (resolvers/raw_sql.py); one read for the
-    market, idempotency and the gate; writes return the rows they change, so nothing is re-read."""
-    now = now or utcnow()
+    Inside a unit of work on a session bound to an engine (every placeOrder mutation), the order goes through the
+    market's sequencer (resolvers/trading/sequencer.py): concurrent placements of one market in this process are
+    matched one after the other in one transaction under one market lock and committed together (group commit);
+    the caller's session is not used. Elsewhere (tests on a shared connection, scripts) it runs alone on `session`.
+    Both run `place_locked` for each order, so the rules are the same."""
+    if sequencer.applies(session):
+        return await sequencer.submit(session, user_id, req, request_id, now)
+    return await place_alone(session, user_id, req, request_id=request_id, now=now)
+
+
+@transient_retry
+async def place_alone(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    req: OrderRequest,
+    *,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> Placed:
+    """One placement in its own transaction on `session`: market lock, `place_locked`, commit (a replay rolls
+    back: it wrote nothing)."""
+    await book.lock_market(session, req.market_id)  # first: everything read after it is current
+    try:
+        placed = await place_locked(session, user_id, req, request_id=request_id, now=now or utcnow())
+    except asyncpg.UniqueViolationError as exc:
+        replay = await replay_after_conflict(session, exc, user_id, req.client_order_id)
+        return Placed(replay, Events(), replayed=True)
+    if placed.replayed:
+        await session.rollback()
+    else:
+        await unit_of_work.commit(session)
+    return placed
+
+
+async def replay_after_conflict(
+    session: AsyncSession, exc: asyncpg.UniqueViolationError, user_id: uuid.UUID, client_order_id: str | None
+) -> OrderView:
+    """The same clientOrderId placed concurrently in another market: the first one wins (roll back, return it)."""
+    if exc.constraint_name != "uq_orders_user_client_order_id":
+        raise exc
+    await session.rollback()
+    replay = await _existing(session, user_id, client_order_id)
+    if replay is None:
+        raise exc
+    return replay
+
+
+async def place_locked(
+    session: AsyncSession, user_id: uuid.UUID, req: OrderRequest, *, request_id: str | None, now: datetime
+) -> Placed:
+    """Place one order in the session's transaction, under the market lock the caller holds; neither commits nor
+    rolls back. NotFound / BadUserInput are raised before anything is written (the transaction stays usable); a
+    replay (same clientOrderId) writes nothing.
+
+    Hot path (the market lock is held until the commit, so its round trips bound a market's throughput): raw
+    asyncpg on the session's connection and transaction (resolvers/raw_sql.py); one read for the market,
+    idempotency and the gate; writes return the rows they change, so nothing is re-read."""
     conn = await pg(session)
-    # the lock comes first: everything read after it (market status, fees, the book, open sells) is current
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", book.lock_key(req.market_id))
     found = await gate.read(session, req.market_id, user_id, req.side, req.client_order_id, now)
     market = found.market
     if market is None:
@@ -230,16 +280,13 @@ async def place_order(
     # idempotency before validation: a retry gets the stored order even when the request would no longer validate
     # (a GTD order's expiresAt has passed since, the lot size changed)
     if found.existing is not None:
-        view = _view(await conn.fetchrow(_BY_ID, found.existing))
-        await session.rollback()
-        return Placed(view, Events(), replayed=True)
+        return Placed(_view(await conn.fetchrow(_BY_ID, found.existing)), Events(), replayed=True)
     try:
         tif = validate(req, market, now)
     except BadUserInput:
         replay = await _existing(session, user_id, req.client_order_id)  # stored in another market
         if replay is None:
             raise
-        await session.rollback()
         return Placed(replay, Events(), replayed=True)
     limits = found.limits
     if (
@@ -268,38 +315,27 @@ async def place_order(
         req.price,
         req.quantity,
     )
-    try:
-        if verdict.reason is not None:
-            view = _view(
-                await conn.fetchrow(
-                    _INSERT,
-                    *insert,
-                    Decimal(0),
-                    OrderStatus.REJECTED.value,
-                    verdict.reason,
-                    req.expires_at,
-                    verdict.wallet,
-                    Decimal(0),
-                    request_id,
-                    _audit_details(market.id, OrderStatus.REJECTED, verdict.reason),
-                )
+    if verdict.reason is not None:
+        view = _view(
+            await conn.fetchrow(
+                _INSERT,
+                *insert,
+                Decimal(0),
+                OrderStatus.REJECTED.value,
+                verdict.reason,
+                req.expires_at,
+                verdict.wallet,
+                Decimal(0),
+                request_id,
+                _audit_details(market.id, OrderStatus.REJECTED, verdict.reason),
             )
-            events.add(market_data.orders_channel(user_id), view.event())
-        else:
-            taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
-            view = await _execute(
-                session, conn, market, taker, insert, verdict.wallet, request_id, now, events, limits, checked
-            )
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != "uq_orders_user_client_order_id":
-            raise
-        # the same clientOrderId placed concurrently in another market: the first one wins
-        await session.rollback()
-        replay = await _existing(session, user_id, req.client_order_id)
-        if replay is None:
-            raise
-        return Placed(replay, Events(), replayed=True)
-    await unit_of_work.commit(session)
+        )
+        events.add(market_data.orders_channel(user_id), view.event())
+    else:
+        taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
+        view = await _execute(
+            session, conn, market, taker, insert, verdict.wallet, request_id, now, events, limits, checked
+        )
     return Placed(view, events)
 
 
