@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,12 +23,15 @@ MYR NGN NOK NZD OMR PEN PHP PLN QAR RON RSD RUB SAR SEK SGD THB TRY TWD UAH USD 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
+# the default 28 digits would round Numeric(38, 18) values; an explicit context costs less than localcontext()
+_WIDE = Context(prec=80)
+_ONE = Decimal(1)
+
+
 def trim(value: Decimal) -> Decimal:
     """Drop the column's trailing zeros without switching to exponent notation (300.000 -> 300, not 3E+2)."""
-    with localcontext() as ctx:
-        ctx.prec = 80  # the default 28 digits would round Numeric(38, 18) values
-        n = value.normalize()
-        return n.quantize(Decimal(1)) if decimal_places(n) < 0 else n
+    n = value.normalize(_WIDE)
+    return n.quantize(_ONE, context=_WIDE) if decimal_places(n) < 0 else n
 
 
 def decimal_places(value: Decimal) -> int:

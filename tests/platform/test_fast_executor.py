@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import json
 from typing import Any
 
 import pytest
 import strawberry
 
+from schema import fast_executor
 from schema.fast_executor import NOT_LOADED, PREFETCHED, executor_for
 
 
@@ -169,3 +171,92 @@ async def test_types_with_is_type_of_take_the_fast_path_only_for_their_own_class
     assert [(e.message, e.path) for e in got.errors] == [(e.message, e.path) for e in expected.errors]
     assert got.data["owners"][0] == {"pet": {"name": "rex", "legs": 4}, "pets": [{"name": "tweety"}]}
     assert got.data["owners"][1] is None and got.data["owners"][2] is None and len(got.errors) == 2
+
+
+PLANNED = (
+    "query($no: Boolean!) { boxes { __typename item { id n: count colors tags maybe } items { ...I } "
+    "strict @include(if: $no) { id } cached { id x: id __typename } maybeItems { id @skip(if: $no) count } } } "
+    "fragment I on Item { id count ... on Item { colors } }"
+)
+
+
+@pytest.mark.parametrize("no", [True, False])
+async def test_plans_give_graphql_cores_data_errors_and_key_order(no: bool) -> None:
+    """Selections of plain fields only (fragments, aliases, __typename, @skip/@include) complete through a plan;
+    a value the plan cannot complete (BAD items, NOT_LOADED, a non-null null) goes back to graphql-core's path."""
+    plain, fast = _schemas()
+    expected = await plain.execute(PLANNED, variable_values={"no": no})
+    ran: list[int] = []
+    original = fast_executor._run
+
+    def counting(plan: Any, value: Any) -> Any:
+        ran.append(1)
+        return original(plan, value)
+
+    fast_executor._run = counting  # type: ignore[assignment]
+    try:
+        got = await fast.execute(PLANNED, variable_values={"no": no})
+    finally:
+        fast_executor._run = original  # type: ignore[assignment]
+    assert ran, "no plan ran"
+    assert json.dumps(got.data) == json.dumps(expected.data)  # the same keys in the same order
+    assert [(e.message, e.path) for e in got.errors or []] == [(e.message, e.path) for e in expected.errors or []]
+
+
+@strawberry.type
+class Shelf:
+    boxes: list[Box]
+    first: Box | None
+
+
+@strawberry.type
+class ShelfQuery:
+    @strawberry.field
+    def shelves(self) -> list[Shelf | None]:
+        good = ITEMS[0]
+        return [
+            Shelf(boxes=[Box(item=good, strict=good, items=ITEMS, maybe_items=ITEMS, _cached=None)], first=None),
+            # a box whose items hold a broken one: the plan of `shelves` gives up, graphql-core nulls the shelf
+            Shelf(boxes=[Box(item=good, strict=good, items=[good, BAD[1]], maybe_items=None)], first=None),
+            Shelf(boxes=[], first=Box(item=None, strict=BAD[0], items=[], maybe_items=[])),
+        ]
+
+
+async def test_plans_nest_and_fall_back_as_a_whole() -> None:
+    plain = strawberry.Schema(query=ShelfQuery)
+    fast = strawberry.Schema(query=ShelfQuery)
+    fast.execution_context_class = executor_for(fast)
+    query = "{ shelves { boxes { item { id } items { n: count } cached { id } maybeItems { id } } first { strict { id n: count } } } }"
+    expected = await plain.execute(query)
+    got = await fast.execute(query)
+    assert json.dumps(got.data) == json.dumps(expected.data)
+    assert [(e.message, e.path) for e in got.errors or []] == [(e.message, e.path) for e in expected.errors or []]
+    assert (
+        got.data
+        == {
+            "shelves": [
+                {
+                    "boxes": [
+                        {
+                            "item": {"id": "0"},
+                            "items": [{"n": 0}, {"n": 1}, {"n": 2}],
+                            "cached": None,
+                            "maybeItems": [{"id": "0"}, {"id": "1"}, {"id": "2"}],
+                        }
+                    ],
+                    "first": None,
+                },
+                None,
+                {"boxes": [], "first": None},
+            ]
+        }
+        and len(got.errors) == 2
+    )
+
+
+def test_enum_table_answers_as_strawberry() -> None:
+    _, fast = _schemas()
+    serialize = fast.execution_context_class.plain["Item"]["colors"][1]
+    color = fast._schema.type_map["Color"]
+    assert serialize([Color.RED, Color.BLUE]) == [color.coerce_output_value(c) for c in (Color.RED, Color.BLUE)]
+    assert serialize(["RED"]) == [color.coerce_output_value("RED")]  # not a member: the type's own coercion
