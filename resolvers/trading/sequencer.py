@@ -22,7 +22,8 @@ Why the invariants hold:
   writes anything: both stay with their order and the batch goes on;
 - anything else (a ledger refusal after writes began, a unique violation, an unexpected database error) rolls the
   whole batch back and each of its orders runs again alone, in its own transaction (`orders.place_alone`), so one
-  bad order cannot fail the others; a deadlock or serialization failure re-runs the batch first (core.transactions).
+  bad order cannot fail the others; a deadlock or serialization failure re-runs the batch first (core.transactions);
+  a failed COMMIT (it may have taken effect) is answered as an error to every caller of the batch, never re-run.
 
 A batch is what arrived while the previous one ran (no waiting to fill one), at most MAX_BATCH orders, so an order
 on an idle market runs at once. The queue lives in this process's memory only: a caller is answered after the
@@ -41,7 +42,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.errors import BadUserInput, NotFound
-from core.transactions import retry_transient
+from core.transactions import retry_transient, transient_sqlstate
 from resolvers import unit_of_work
 from resolvers.trading import book
 
@@ -138,6 +139,10 @@ async def _run(lane: _Lane, batch: list[_Job]) -> None:
         async with _session(lane.engine) as session:
             try:
                 outcomes = await retry_transient(session, lambda: _together(session, lane.market_id, batch))
+            except _CommitFailed as exc:  # it may have committed: running the orders again could place them twice
+                for job in batch:
+                    _answer(job, exc.__cause__ or exc)
+                return
             except Exception as exc:  # noqa: BLE001  (each order runs again alone below)
                 log.info("order batch of %d failed (%r); placing its orders one by one", len(batch), exc)
                 await session.rollback()
@@ -171,5 +176,15 @@ async def _together(session: AsyncSession, market_id: uuid.UUID, batch: list[_Jo
             outcomes.append(exc)
         else:
             outcomes.append(placed)
-    await session.commit()
+    try:
+        await session.commit()
+    except Exception as exc:
+        if transient_sqlstate(exc) is not None:
+            raise  # rolled back for sure: the batch runs again
+        raise _CommitFailed from exc
     return outcomes
+
+
+class _CommitFailed(Exception):
+    """The batch's COMMIT failed (e.g. the connection dropped): whether it took effect is unknown, so its orders are
+    answered with the error rather than placed again (a client retries with its clientOrderId)."""

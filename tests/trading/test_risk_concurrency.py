@@ -16,6 +16,7 @@ from models.trading import Market, MarketStatus, Order, OrderStatus, OrderType, 
 from resolvers import ledger
 from resolvers.trading import risk_admin
 from resolvers.trading.orders import OrderRequest, place_order
+from resolvers.unit_of_work import UnitOfWork
 from tests.trading.factories import MarketSetup, make_market, make_trader, make_user, random_address
 from tests.trading.live import committed_sessions
 
@@ -29,8 +30,9 @@ async def configure(sf, m, **limits):  # type: ignore[no-untyped-def]
 
 
 async def place(sf, user, req):  # type: ignore[no-untyped-def]
+    """In a unit of work, as the placeOrder mutation: through the market's sequencer (batched placements)."""
     async with sf() as s:
-        return (await place_order(s, user, req)).order
+        return (await UnitOfWork(s).run(lambda: place_order(s, user, req))).order
 
 
 def limit(m, side, qty, price):  # type: ignore[no-untyped-def]

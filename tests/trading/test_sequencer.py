@@ -178,3 +178,37 @@ async def test_a_failing_order_falls_back_alone_and_spares_its_batch(module_data
             trades = (await s.execute(select(Trade).where(Trade.market_id == m.market_id))).scalars().all()
             assert sum(t.quantity for t in trades) == 6
             assert (await ledger.total_by_currency(s))[m.quote] == 0
+
+
+async def test_a_failed_commit_is_answered_not_placed_again(module_database_url, monkeypatch, batch_sizes):  # type: ignore[no-untyped-def]
+    """A COMMIT that fails may still have taken effect: the batch's callers get the error, nothing is re-run (here
+    the fault rolls back, so nothing is stored and a retry with the same clientOrderId places the order once)."""
+    async with committed_sessions(module_database_url) as sf:
+        m = await make_market(sf, tick="0.1", lot="1", maker_bps=0, taker_bps=0)
+        seller = await make_trader(sf, m, tokens="100")
+        real_session = sequencer._session
+
+        def failing_session(engine):  # type: ignore[no-untyped-def]
+            session = real_session(engine)
+
+            async def commit() -> None:
+                await session.rollback()
+                raise ConnectionResetError("injected: connection lost during COMMIT")
+
+            session.commit = commit  # type: ignore[method-assign]
+            return session
+
+        monkeypatch.setattr(sequencer, "_session", failing_session)
+        reqs = [
+            OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(q), Decimal(10), None, None, f"f{q}")
+            for q in range(1, 7)
+        ]
+        outcomes = await asyncio.gather(*[place_in_uow(sf, seller.user_id, r) for r in reqs], return_exceptions=True)
+        assert any(size > 1 for size in batch_sizes)
+        assert all(isinstance(out, ConnectionResetError) for out in outcomes), outcomes
+        monkeypatch.setattr(sequencer, "_session", real_session)
+        again = await asyncio.gather(*[place_in_uow(sf, seller.user_id, r) for r in reqs])
+        assert not any(p.replayed for p in again)
+        async with sf() as s:
+            rows = (await s.execute(select(Order).where(Order.market_id == m.market_id))).scalars().all()
+            assert sorted(o.quantity for o in rows) == [1, 2, 3, 4, 5, 6]
