@@ -36,6 +36,7 @@ from schema import (
 )
 from schema.descriptions import describe
 from schema.document_cache import DocumentCache
+from schema.extension_runner import LeanExtensionsRunner
 from schema.extensions import Limits, OperationLifecycle
 from schema.fast_executor import executor_for
 from schema.scalars import SCALAR_OVERRIDES
@@ -84,6 +85,10 @@ MUTATIONS += (privacy.Mutation,)
 class RwaSchema(strawberry.Schema):
     shared: SharedSubscriptions | None = None
     documents: DocumentCache | None = None
+
+    def create_extensions_runner(self, execution_context, extensions):
+        """Hooks looked up and wrapped once per extension class, not per operation (schema/extension_runner.py)."""
+        return LeanExtensionsRunner(execution_context=execution_context, extensions=extensions)
 
     def process_errors(self, errors, execution_context=None):
         """Expected errors are the client's business; OperationLifecycle logs the unexpected ones with their traceback."""

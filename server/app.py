@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     app.state.schema = schema
+    app.state.graphql_view = view
     app.add_middleware(GraphQLFastPath, view=view)  # innermost: see server/middleware.py
     if settings.allowed_origins:  # inside RequestContextMiddleware: preflight answers get the security headers too
         app.add_middleware(

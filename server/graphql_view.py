@@ -116,9 +116,10 @@ _POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
 
 
 def _is_json(content_type: bytes | None) -> bool:
-    """`application/json`, parameters (charset) aside: what strawberry reads as a JSON body (it accepts any media
-    type containing the string; those others keep going through strawberry's run)."""
-    return content_type is not None and content_type.partition(b";")[0].strip().lower() == b"application/json"
+    """`application/json`, parameters (charset) aside: what strawberry reads as a JSON body (it also accepts any
+    media type containing that string, and refuses other spellings such as `Application/JSON`: those keep going
+    through strawberry's run)."""
+    return content_type is not None and content_type.partition(b";")[0].strip() == b"application/json"
 
 
 class BodyTooLarge(Exception):
