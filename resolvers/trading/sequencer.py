@@ -25,6 +25,13 @@ Why the invariants hold:
   bad order cannot fail the others; a deadlock or serialization failure re-runs the batch first (core.transactions);
   a failed COMMIT (it may have taken effect) is answered as an error to every caller of the batch, never re-run.
 
+What it saves: the lock and the COMMIT (its WAL flush) once per batch instead of once per order, and the request
+holds no connection while it waits. What it does not: each order of a batch still makes its own round trips
+(~6: gate read, book read, order insert, trade, ledger, final update), one after the other under the lock, so a
+market's throughput is about 1 / (one order's round trips); going further means writing a batch's rows with
+multi-row statements, which needs the batch's changes (cash, open sells, the book, counters) kept in memory for
+the later orders' checks.
+
 A batch is what arrived while the previous one ran (no waiting to fill one), at most MAX_BATCH orders, so an order
 on an idle market runs at once. The queue lives in this process's memory only: a caller is answered after the
 commit, so a crash loses no acknowledged order (a client that got no answer retries with its clientOrderId).
