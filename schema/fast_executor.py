@@ -16,13 +16,14 @@ no field extensions) returns `source._attr` directly unless it holds NOT_LOADED,
 runs as usual: a list resolver can fill a whole page at once and skip one resolver call per row.
 
 An object field whose selection is plain at every depth (leaves, plain or prefetched object fields, __typename,
-fragments, @skip/@include) is completed by a plan compiled once per operation (see Plan): per object, no
-collect/execute calls, no path objects, no per-field table lookups. On the asset list this halved the
-executor's CPU. Enums serialize through a table of their members (Strawberry's loops over the values).
+fragments, @skip/@include) is completed by a plan built once per operation (see Plan) and run as a generated
+Python function (one per distinct plan, shared by all operations): per object, no collect/execute calls, no path
+objects, no per-field table lookups. On the asset list this cut the request's CPU by ~30%. Enums serialize through a table of their members (Strawberry's loops over the values).
 """
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -30,6 +31,7 @@ from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -425,71 +427,107 @@ _EVALUATED = frozenset({"skip", "include"})  # applied by field collection; any 
 # collect/execute calls, path objects and per-field table lookups of execute_fields.
 Plan = tuple[tuple[Any, ...], ...]
 _LEAF, _OBJECT, _TYPENAME = 0, 1, 2
-# graphql-core's serializers that return a value of this exact type unchanged
+# graphql-core's serializers that return a value of this exact type unchanged (an int: within 32 bits)
 _PASSTHROUGH: dict[Any, type] = {
     GraphQLString.coerce_output_value: str,
     GraphQLID.coerce_output_value: str,
     GraphQLBoolean.coerce_output_value: bool,
+    GraphQLInt.coerce_output_value: int,
 }
-_MISSING: Any = object()
 
 
 class _Impure(Exception):
     """A value a plan cannot complete by itself."""
 
 
-def _run(plan: Plan, value: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for entry in plan:
-        kind = entry[0]
-        if kind == _LEAF:
-            _, name, attr, serialize, non_null, same = entry
-            raw = getattr(value, attr, _MISSING)
-            if type(raw) is same:  # a str for String or ID, a bool for Boolean: their serializers return it as is
-                out[name] = raw
-                continue
-            if raw is None:
-                if non_null:
-                    raise _Impure
-                out[name] = None
-                continue
-            if raw is _MISSING:
-                raise _Impure
-            try:
-                coerced = serialize(raw)
-            except Exception as exc:  # noqa: BLE001 - graphql-core's path reports it
-                raise _Impure from exc
-            if coerced is None or coerced is Undefined:
-                raise _Impure
-            out[name] = coerced
-        elif kind == _OBJECT:
-            _, name, attr, sub, is_list, exact, non_null = entry
-            raw = getattr(value, attr, NOT_LOADED)
-            if raw is None:
-                if non_null:
-                    raise _Impure
-                out[name] = None
-            elif raw is NOT_LOADED:
-                raise _Impure
-            else:
-                out[name] = _complete(sub, raw, is_list, exact)
-        else:
-            out[entry[1]] = entry[2]
-    return out
-
-
 def _complete(plan: Plan, value: Any, is_list: bool, exact: type | None) -> Any:
     """An object (or list of objects, for [T!]) completed by its plan."""
+    key = (plan, is_list, exact)
+    complete = _COMPLETERS.get(key)
+    if complete is None:
+        if len(_COMPLETERS) >= 1024:  # plans follow the documents in use; a bound keeps odd clients from growing it
+            _COMPLETERS.clear()
+        complete = _COMPLETERS[key] = _completer(_runner(plan), is_list, exact)
+    return complete(value)
+
+
+_COMPLETERS: dict[tuple[Plan, bool, type | None], Callable[[Any], Any]] = {}
+_RUNNERS: dict[Plan, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _completer(run: Callable[[Any], dict[str, Any]], is_list: bool, exact: type | None) -> Callable[[Any], Any]:
     if not is_list:
-        _check(value, exact)
-        return _run(plan, value)
-    if not isinstance(value, (list, tuple)):
-        raise _Impure
-    out = []
-    for item in value:
-        _check(item, exact)
-        out.append(_run(plan, item))
-    return out
+
+        def complete_one(value: Any) -> dict[str, Any]:
+            _check(value, exact)
+            return run(value)
+
+        return complete_one
+
+    def complete_list(values: Any) -> list[dict[str, Any]]:
+        if not isinstance(values, (list, tuple)):
+            raise _Impure
+        for value in values:
+            _check(value, exact)
+        return [run(value) for value in values]
+
+    return complete_list
+
+
+def _runner(plan: Plan) -> Callable[[Any], dict[str, Any]]:
+    """The plan as a Python function (compiled once per distinct plan, in any operation): one attribute read
+    and a type test per plain value, the result dict built in one step, in the plan's key order."""
+    run = _RUNNERS.get(plan)
+    if run is not None:
+        return run
+    env: dict[str, Any] = {"_Impure": _Impure, "NOT_LOADED": NOT_LOADED, "Undefined": Undefined}
+    lines = ["def run(value):"]
+    keys = []
+    for i, entry in enumerate(plan):
+        if entry[0] == _TYPENAME:
+            keys.append(f"{entry[1]!r}: {entry[2]!r}")
+            continue
+        attr = entry[2]
+        read = f"value.{attr}" if attr.isidentifier() and not keyword.iskeyword(attr) else f"getattr(value, a{i})"
+        env[f"a{i}"] = attr
+        lines += ["    try:", f"        r = {read}", "    except AttributeError:", "        raise _Impure from None"]
+        null = "raise _Impure" if entry[-1 if entry[0] == _OBJECT else 4] else f"v{i} = None"
+        if entry[0] == _LEAF:
+            _, _, _, serialize, _, same = entry
+            env[f"s{i}"], env[f"t{i}"] = serialize, same
+            if same is not None:
+                in_range = " and -2147483648 <= r <= 2147483647" if same is int else ""
+                lines += [f"    if type(r) is t{i}{in_range}:", f"        v{i} = r", "    elif r is None:"]
+            else:
+                lines += ["    if r is None:"]
+            lines += [
+                f"        {null}",
+                "    else:",
+                "        try:",
+                f"            v{i} = s{i}(r)",
+                "        except Exception:",
+                "            raise _Impure from None",
+                f"        if v{i} is None or v{i} is Undefined:",
+                "            raise _Impure",
+            ]
+        else:
+            _, _, _, sub, is_list, exact, _ = entry
+            env[f"c{i}"] = _completer(_runner(sub), is_list, exact)
+            lines += [
+                "    if r is None:",
+                f"        {null}",
+                "    elif r is NOT_LOADED:",
+                "        raise _Impure",
+                "    else:",
+                f"        v{i} = c{i}(r)",
+            ]
+        keys.append(f"{entry[1]!r}: v{i}")
+    lines.append("    return {" + ", ".join(keys) + "}")
+    exec("\n".join(lines), env)  # noqa: S102 - our own text: identifiers checked, names and values as literals
+    run = _RUNNERS[plan] = env["run"]
+    if len(_RUNNERS) > 4096:
+        _RUNNERS.clear()
+    return cast(Callable[[Any], dict[str, Any]], run)
 
 
 def _check(value: Any, exact: type | None) -> None:

@@ -205,7 +205,7 @@ async def fetch_page(
             r[5],
             r[6],
             r[7],
-            json.loads(attributes) if isinstance(attributes, str) else attributes,
+            _json(attributes) if isinstance(attributes, str) else attributes,
             r[9],
             r[10],
             r[11],

@@ -94,8 +94,11 @@ def tokens_by_asset(ctx: Context) -> DataLoader[uuid.UUID, list[TokenRow]]:
 def valuation_row(values: Sequence[Any]) -> ValuationRow:
     """A ValuationRow from driver SQL's columns (VALUATION_COLUMNS order; the method as its enum's text)."""
     row = ValuationRow(*values)
-    row.method = ValuationMethod(row.method)
+    row.method = _METHODS.get(row.method) or ValuationMethod(row.method)
     return row
+
+
+_METHODS = {m.value: m for m in ValuationMethod}
 
 
 def latest_valuation_by_asset(ctx: Context) -> DataLoader[uuid.UUID, ValuationRow | None]:

@@ -45,11 +45,14 @@ TOKEN_COLUMNS = (
 )
 
 
+_KINDS = {k.value: k for k in TokenKind}
+
+
 def token_row(values: tuple) -> TokenRow:
     row = TokenRow(*values)
     row.total_supply = int(row.total_supply)
     if not isinstance(row.kind, TokenKind):  # driver SQL returns the enum's text
-        row.kind = TokenKind(row.kind)
+        row.kind = _KINDS.get(row.kind) or TokenKind(row.kind)
     return row
 
 

@@ -187,17 +187,17 @@ async def test_plans_give_graphql_cores_data_errors_and_key_order(no: bool) -> N
     plain, fast = _schemas()
     expected = await plain.execute(PLANNED, variable_values={"no": no})
     ran: list[int] = []
-    original = fast_executor._run
+    original = fast_executor._complete
 
-    def counting(plan: Any, value: Any) -> Any:
+    def counting(plan: Any, value: Any, *args: Any) -> Any:
         ran.append(1)
-        return original(plan, value)
+        return original(plan, value, *args)
 
-    fast_executor._run = counting  # type: ignore[assignment]
+    fast_executor._complete = counting  # type: ignore[assignment]
     try:
         got = await fast.execute(PLANNED, variable_values={"no": no})
     finally:
-        fast_executor._run = original  # type: ignore[assignment]
+        fast_executor._complete = original  # type: ignore[assignment]
     assert ran, "no plan ran"
     assert json.dumps(got.data) == json.dumps(expected.data)  # the same keys in the same order
     assert [(e.message, e.path) for e in got.errors or []] == [(e.message, e.path) for e in expected.errors or []]
@@ -260,3 +260,34 @@ def test_enum_table_answers_as_strawberry() -> None:
     color = fast._schema.type_map["Color"]
     assert serialize([Color.RED, Color.BLUE]) == [color.coerce_output_value(c) for c in (Color.RED, Color.BLUE)]
     assert serialize(["RED"]) == [color.coerce_output_value("RED")]  # not a member: the type's own coercion
+
+
+@strawberry.type
+class EdgeQuery:
+    @strawberry.field
+    def boxes(self) -> list[Box | None]:
+        big = Item(id=strawberry.ID("9"), count=2**31, maybe=-(2**31), colors=[], tags=[])
+        flag = Item(id=strawberry.ID("8"), count=True, maybe=1, colors=[], tags=[])  # type: ignore[arg-type]
+        return [
+            Box(item=big, strict=ITEMS[0], items=[], maybe_items=None),  # Int beyond 32 bits: graphql-core's error
+            Box(item=flag, strict=ITEMS[0], items=[], maybe_items=None),  # a bool for Int: serialized as 1
+            Box(item=ITEMS[1], strict=ITEMS[0], items=[], maybe_items=None),
+        ]
+
+
+async def test_plans_pass_through_only_what_serializers_return_unchanged() -> None:
+    plain = strawberry.Schema(query=EdgeQuery)
+    fast = strawberry.Schema(query=EdgeQuery)
+    fast.execution_context_class = executor_for(fast)
+    query = "{ boxes { item { id count maybe } } }"
+    expected = await plain.execute(query)
+    got = await fast.execute(query)
+    assert json.dumps(got.data) == json.dumps(expected.data)
+    assert [(e.message, e.path) for e in got.errors or []] == [(e.message, e.path) for e in expected.errors or []]
+    assert got.data == {
+        "boxes": [
+            {"item": None},
+            {"item": {"id": "8", "count": 1, "maybe": 1}},
+            {"item": {"id": "1", "count": 1, "maybe": None}},
+        ]
+    }
