@@ -257,10 +257,9 @@ def _related(record: Any, relations: tuple[str, ...]) -> dict[str, Any]:
     at = len(COLUMNS) + 1  # after the page's columns and its sort key
     for name in relations:
         width = RELATION_WIDTH[name]
-        if name == "tokens":
-            related[name] = [tuple(t) for t in record[at]]
-        else:
-            values = tuple(record[at : at + width])
-            related[name] = None if values[0] is None else values  # a LEFT JOIN that found nothing
+        if name == "tokens":  # the driver decodes an anonymous record as a tuple
+            related[name] = record[at]
+        else:  # a LEFT JOIN that found nothing: None
+            related[name] = None if record[at] is None else record[at : at + width]
         at += width
     return related
