@@ -31,7 +31,8 @@ _ONE = Decimal(1)
 def trim(value: Decimal) -> Decimal:
     """Drop the column's trailing zeros without switching to exponent notation (300.000 -> 300, not 3E+2)."""
     n = value.normalize(_WIDE)
-    return n.quantize(_ONE, context=_WIDE) if decimal_places(n) < 0 else n
+    # a positive exponent (decimal_places < 0) is the one case str() writes as "E+": cheaper than as_tuple()
+    return n.quantize(_ONE, context=_WIDE) if "E+" in str(n) else n
 
 
 def decimal_places(value: Decimal) -> int:
