@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -41,6 +43,7 @@ from indexer.lock import asyncpg_dsn  # noqa: E402
 
 ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 CONFIG = IndexerConfig()
+E2E_ONLY = os.environ.get("BENCH_E2E_ONLY") == "1"  # skip the read baseline and the COPY ceiling (iterating)
 
 
 async def fresh_db() -> tuple[str, str]:
@@ -176,14 +179,23 @@ def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
     )
 
 
-async def main(n_events: int, shape: str) -> None:
+async def main(n_events: int, shape: str, reuse: bool) -> None:
     from chains.anvil import AnvilNode
     from chains.deploy import connect, deploy_rwa_stack
     from chains.loadgen import load_recipients, prepare_security_token_load, send_batch_transfers
 
     print(f"--- shape: {shape}", flush=True)
     # base fee 0: full blocks would raise it above the fee cap the load txs were sent with (they then never mine)
-    with AnvilNode(1, extra_args=("--gas-limit", "100000000", "--base-fee", "0")) as node:
+    anvil_args: tuple[str, ...] = ("--gas-limit", "100000000", "--base-fee", "0")
+    cache = Path(os.environ.get("BENCH_CHAIN_CACHE", "~/.cache/rwa-bench/backfill")).expanduser()
+    state_file, meta_file = cache / f"state-{shape}-{n_events}.json", cache / f"meta-{shape}-{n_events}.json"
+    if reuse and state_file.exists() and meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+        with AnvilNode(1, extra_args=(*anvil_args, "--load-state", str(state_file))) as node:
+            print(f"reusing the chain dumped in {state_file}: {meta}", flush=True)
+            await measure(node.url, meta["token"], meta["registry"], meta["start"], node.block_number())
+        return
+    with AnvilNode(1, extra_args=anvil_args) as node:
         w3 = connect(node.url)
         agent = (await w3.eth.accounts)[0]
         start = await w3.eth.block_number + 1
@@ -206,47 +218,64 @@ async def main(n_events: int, shape: str) -> None:
             counts = await generate(node.url, stack.token.address, stack.registry.address, agent, Shape(n_events))
             print(f"generated {counts} events ({time.perf_counter() - t0:.1f}s)", flush=True)
         head = node.block_number()
-        addresses = [stack.token.address, stack.registry.address]
-
-        n_read, t_read = await read_baseline(node.url, addresses, start, head)
-        n_copy, t_copy = await copy_ceiling(node.url, addresses, start, head)
-
-        name, db_url = await fresh_db()
-        try:
-            await add_token(db_url, stack.token.address, stack.registry.address, start)
-            spawned = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", db_url, node.url, str(start), str(head)],
-                check=True,
-                stdout=subprocess.PIPE,
-                text=True,
-                cwd=REPO,
-            )
-            process_s = time.perf_counter() - spawned
-            e2e = json.loads(out.stdout.strip().splitlines()[-1])
-            conn = await asyncpg.connect(asyncpg_dsn(db_url))
-            holders = await conn.fetchval("SELECT count(*) FROM holdings")
-            await conn.close()
-        finally:
-            await drop_db(name)
         await w3.provider.disconnect()  # else aiohttp warns "Unclosed client session" at exit
+        if reuse:
+            cache.mkdir(parents=True, exist_ok=True)
+            state_file.write_bytes(gzip.decompress(bytes.fromhex(node.rpc("anvil_dumpState")[2:])))
+            meta_file.write_text(
+                json.dumps({"token": stack.token.address, "registry": stack.registry.address, "start": start})
+            )
+        await measure(node.url, stack.token.address, stack.registry.address, start, head)
+
+
+async def measure(rpc_url: str, token: str, registry: str, start: int, head: int) -> None:
+    addresses = [token, registry]
+    n_read, t_read, n_copy, t_copy = 1, 1.0, 1, 1.0
+    if not E2E_ONLY:
+        n_read, t_read = await read_baseline(rpc_url, addresses, start, head)
+        n_copy, t_copy = await copy_ceiling(rpc_url, addresses, start, head)
+
+    name, db_url = await fresh_db()
+    try:
+        await add_token(db_url, token, registry, start)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spawned = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", db_url, rpc_url, str(start), str(head)],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        process_s = time.perf_counter() - spawned
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        e2e = json.loads(out.stdout.strip().splitlines()[-1])
+        conn = await asyncpg.connect(asyncpg_dsn(db_url))
+        holders = await conn.fetchval("SELECT count(*) FROM holdings")
+        await conn.close()
+    finally:
+        await drop_db(name)
 
     e2e_rate = e2e["events"] / e2e["seconds"]
     copy_rate = n_copy / t_copy
-    print(f"read baseline (RpcClient eth_getLogs, no writes): {n_read:>8} logs   {n_read / t_read:>10,.0f} logs/s")
-    print(f"COPY ceiling (same rows, asyncpg COPY alone):     {n_copy:>8} rows   {copy_rate:>10,.0f} rows/s")
+    if not E2E_ONLY:
+        print(f"read baseline (RpcClient eth_getLogs, no writes): {n_read:>8} logs   {n_read / t_read:>10,.0f} logs/s")
+        print(f"COPY ceiling (same rows, asyncpg COPY alone):     {n_copy:>8} rows   {copy_rate:>10,.0f} rows/s")
     print(
         f"end-to-end backfill (fetch+decode+write+holdings): {e2e['events']:>7} events {e2e_rate:>10,.0f} events/s "
         f"({e2e['seconds']:.2f}s, peak RSS {e2e['rss_mb']:.0f} MB, {holders} holdings)"
     )
     print(
         f"end-to-end from process start (spawn to exit):     {e2e['events']:>7} events "
-        f"{e2e['events'] / process_s:>10,.0f} events/s ({process_s:.2f}s)"
+        f"{e2e['events'] / process_s:>10,.0f} events/s ({process_s:.2f}s, CPU {cpu_s:.2f}s = "
+        f"{cpu_s / e2e['events'] * 1e6:.0f} us/event; load {os.getloadavg()[0]:.1f})"
     )
-    print(
-        f"end-to-end / COPY ceiling: {e2e_rate / copy_rate:.0%}   end-to-end / read baseline: "
-        f"{e2e_rate / (n_read / t_read):.0%}"
-    )
+    if not E2E_ONLY:
+        print(
+            f"end-to-end / COPY ceiling: {e2e_rate / copy_rate:.0%}   end-to-end / read baseline: "
+            f"{e2e_rate / (n_read / t_read):.0%}"
+        )
 
 
 if __name__ == "__main__":
@@ -256,6 +285,11 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--events", type=int, default=50_000)
         parser.add_argument("--shape", choices=("busy", "realistic", "both"), default="both")
+        parser.add_argument(
+            "--reuse-chain",
+            action="store_true",
+            help="dump the generated chain to $BENCH_CHAIN_CACHE (default ~/.cache/rwa-bench/backfill) and load it next time",
+        )
         args = parser.parse_args()
         for s in ("busy", "realistic") if args.shape == "both" else (args.shape,):
-            asyncio.run(main(args.events, s))
+            asyncio.run(main(args.events, s, args.reuse_chain))

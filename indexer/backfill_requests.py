@@ -220,6 +220,7 @@ async def execute(
                 ranger=ranger,
                 move_cursor=False,
                 max_events=config.batch_events,
+                commit_events=1,  # a transaction per batch: a slice can stop after any batch
                 logs_per_call=config.logs_per_call,
                 rpc_timeout=config.rpc_timeout_s,
                 stop=round_stop,

@@ -16,7 +16,7 @@ class IndexerConfig:
 
     poll_interval_s: float | None = None
     finality_depth: Mapping[int, int] = field(default_factory=dict)
-    batch_events: int = 5_000  # events per write transaction (bounds memory: ~3 batches in flight)
+    batch_events: int = 5_000  # events per write batch (bounds memory: ~3 batches in flight; see COMMIT_BATCHES)
     logs_per_call: int = 2_500  # shrink the getLogs span when a call returns more
     initial_span: int | None = None  # first getLogs span; None: 1, grown by the fetcher
     lock_retry_s: float = 1.0  # how often a standby process tries to take the writer lock

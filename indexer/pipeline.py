@@ -4,6 +4,14 @@ A transient failure of the fetch stage (an RPC fault that outlasted the client's
 a reorg racing the reads) does not end the range: the fetch resumes after the last batch it produced,
 after a backoff with jitter, until ``retry_for_s`` seconds pass without progress. So a backfill through
 a provider that fails 20% of its requests finishes instead of stopping with "RPC unreachable".
+
+While the writer is behind (the next batch is already fetched when one is written), up to COMMIT_BATCHES
+batches share one transaction: their rows are copied batch by batch (memory stays one batch), their
+balance deltas are summed in memory and applied once before the commit, in the same transaction as the
+rows and the cursor, so after a crash holdings still match the cursor. A realistic history touches
+thousands of distinct holders per batch, and each holdings upsert writes a new row version and index
+entries: once per group instead of once per batch (issue 16). At the head (one batch per poll) each
+batch commits alone, as before. ``on_batch`` and the metrics see a batch once it is committed.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from chains.errors import AllEndpointsFailed, LogRangeTooLarge, RetryableRpcError
 from chains.log_range import AdaptiveLogRange
@@ -24,7 +33,7 @@ from indexer.backoff import Backoff, sleep_or_stop
 from indexer.decode import DecodedBatch, decode_range
 from indexer.errors import InconsistentFetch
 from indexer.fetch import fetch_ranges
-from indexer.write import WriteResult, write_batch
+from indexer.write import PendingBalances, WriteResult, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,12 @@ class BatchDone:
 
 _END = object()
 
+# Batches that may share one transaction while the writer is behind (the next batch already fetched).
+# Measured on the Ponder comparison's chain (200,000 Transfers, 5,010 holders, batches of 5,000; one run each,
+# load 5-6.5): 1 (as before): 7.2 s CPU in the indexer + 9.0 s in its Postgres backend; 4: 6.1 + 6.2 s;
+# 8: 5.0 + 5.0 s; 16: 5.3 + 5.0 s. Memory does not grow with it (a batch is freed once copied).
+COMMIT_BATCHES = 8
+
 
 async def index_range(
     conn: asyncpg.Connection,
@@ -57,6 +72,7 @@ async def index_range(
     ranger: AdaptiveLogRange,
     move_cursor: bool,
     max_events: int = 20_000,
+    commit_events: int | None = None,
     logs_per_call: int = 10_000,
     rpc_timeout: float | None = None,
     stop: asyncio.Event | None = None,
@@ -72,6 +88,8 @@ async def index_range(
     stage cancels the other and propagates. ``stop`` is honoured between batches and during a backoff
     (what is committed stays committed).
     """
+    if commit_events is None:
+        commit_events = COMMIT_BATCHES * max_events
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)  # bounded: one batch waits while one is written
     addresses = sorted(address_starts)
 
@@ -119,11 +137,34 @@ async def index_range(
 
     producer = asyncio.create_task(produce())
     last = lo - 1
+    group: Transaction | None = None  # open while consecutive batches share one transaction (see the docstring)
+    pending = PendingBalances()
+    written: list[BatchDone] = []  # the open group's batches, reported once it commits
+    group_events = 0
+
+    async def commit() -> None:
+        nonlocal group, group_events, last
+        assert group is not None
+        await pending.apply(conn, chain_id)
+        await group.commit()
+        group, group_events = None, 0
+        c = str(chain_id)
+        for done in written:
+            last = done.to_block
+            metrics.BATCHES_WRITTEN.labels(c).inc()
+            for event, n in done.result.by_event.items():
+                metrics.EVENTS_WRITTEN.labels(c, event).inc(n)
+            if on_batch is not None:
+                on_batch(done)
+        if move_cursor:
+            metrics.INDEXED_BLOCK.labels(c).set(last)
+        written.clear()
+
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
+            done_, _ = await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done_:
                 getter.cancel()
                 producer.result()  # raises the fetch error
                 item = await queue.get()  # producer finished cleanly: the end marker is queued
@@ -132,20 +173,34 @@ async def index_range(
             if item is _END:
                 break
             assert isinstance(item, DecodedBatch)
+            if group is None:
+                group = conn.transaction()
+                await group.start()
             started = time.perf_counter()
-            result = await write_batch(conn, item, address_starts=address_starts, move_cursor=move_cursor)
-            last = item.to_block
-            c = str(chain_id)
-            metrics.BATCHES_WRITTEN.labels(c).inc()
-            for event, n in result.by_event.items():
-                metrics.EVENTS_WRITTEN.labels(c, event).inc(n)
-            if move_cursor:
-                metrics.INDEXED_BLOCK.labels(c).set(item.to_block)
-            if on_batch is not None:
-                on_batch(BatchDone(item.from_block, item.to_block, result, time.perf_counter() - started))
+            result = await write_batch(
+                conn, item, address_starts=address_starts, move_cursor=move_cursor, pending=pending
+            )
+            written.append(BatchDone(item.from_block, item.to_block, result, time.perf_counter() - started))
+            group_events += len(item.events)
+            del item  # its rows are in Postgres: free them while the next batch is written
+            if (
+                not (stop is not None and stop.is_set())
+                and group_events < commit_events
+                and len(written) < COMMIT_BATCHES
+                and not queue.empty()
+            ):
+                continue  # the next batch is already fetched: write it in the same transaction
+            await commit()
             if stop is not None and stop.is_set():
                 break
+        if group is not None:  # the end marker was queued behind the last batch
+            await commit()
     finally:
+        if group is not None:  # a batch (or the commit) failed: nothing of the group is committed
+            try:
+                await group.rollback()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass  # the connection is gone: the server rolls back; the first error is what matters
         if not producer.done():
             producer.cancel()
             try:
