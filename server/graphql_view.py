@@ -122,6 +122,18 @@ def _is_json(content_type: bytes | None) -> bool:
     return content_type is not None and content_type.partition(b";")[0].strip() == b"application/json"
 
 
+def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The first Authorization and X-API-Key header values (as Starlette's Headers.get reads them), in one pass."""
+    authorization = api_key = None
+    for name, value in headers:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+    return authorization, api_key
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -320,7 +332,8 @@ class GraphQLView(GraphQL[Context, None]):
             return
         # strawberry hands parse_http_body its request adapter (cross_web); the Starlette request is inside it
         request = getattr(request, "_request", request)
-        client_ip = request.client.host if request.client else "unknown"
+        client = request.scope.get("client")
+        client_ip = client[0] if client else "unknown"
         context = request.scope.get("rwa.context")  # strawberry builds the context before it parses the body
         if context is None:
             return
@@ -356,7 +369,8 @@ class GraphQLView(GraphQL[Context, None]):
         """strawberry's, with the body encoded by orjson (~5x faster than json.dumps on a page of results).
         Websocket messages keep encode_json."""
         response = Response(encode_http_json(response_data), status_code=200, media_type="application/json")
-        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.raw_headers:  # usually none (get_sub_response): no MutableHeaders built to merge nothing
+            response.raw_headers.extend(sub_response.raw_headers)
         if sub_response.background:
             response.background = sub_response.background
         if sub_response.status_code:
@@ -418,14 +432,22 @@ class GraphQLView(GraphQL[Context, None]):
             )
         return await super().parse_multipart(request)
 
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """strawberry's (a response whose headers, status and background task the answer takes over), without
+        deleting its content-length through a MutableHeaders: no headers at all."""
+        sub_response = Response()
+        sub_response.status_code = None  # type: ignore[assignment]  # strawberry's "not set"
+        sub_response.raw_headers = []
+        return sub_response
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        client_ip = request.client.host if request.client else "unknown"
+        client = request.scope.get("client")  # Starlette's request.client, without building an Address
+        client_ip = client[0] if client else "unknown"
         if isinstance(request, WebSocket):
             # sockets authenticate through the connection_init payload (see on_ws_connect)
             return Context(self.services, request, response, Viewer(client_ip=client_ip))
-        viewer = await viewer_from_headers(
-            self.services, request.headers.get("authorization"), request.headers.get("x-api-key"), client_ip
-        )
+        authorization, api_key = _credentials(request.scope["headers"])
+        viewer = await viewer_from_headers(self.services, authorization, api_key, client_ip)
         context = Context(self.services, request, response, viewer)
         request.scope["rwa.context"] = context  # the response cache (parse_http_body, after this) reads the caller
         return context

@@ -37,7 +37,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # GraphQL results, errors and health answers are per caller and per moment: no shared or browser cache keeps them
 NO_STORE = (b"cache-control", b"no-store")
 _CACHEABLE_PREFIX = "/static/"  # GraphiQL's bundles, versioned in their URLs
-_DEFAULT_NAMES = frozenset(name for name, _ in (*SECURITY_HEADERS, NO_STORE))
+_DEFAULT_HEADERS = (*SECURITY_HEADERS, NO_STORE)
+_DEFAULT_NAMES = frozenset(name for name, _ in _DEFAULT_HEADERS)
 
 
 _COUNTERS: dict[tuple[str, str, int], Any] = {}
@@ -67,9 +68,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = {"code": 500, "sent": False}
 
-        defaults = (
-            SECURITY_HEADERS if scope.get("path", "").startswith(_CACHEABLE_PREFIX) else (*SECURITY_HEADERS, NO_STORE)
-        )
+        defaults = SECURITY_HEADERS if scope.get("path", "").startswith(_CACHEABLE_PREFIX) else _DEFAULT_HEADERS
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -112,15 +111,16 @@ class RequestContextMiddleware:
                 path = scope.get("path", "")
                 path_label = path if path in _KNOWN_PATHS else ("/static" if path.startswith("/static") else "other")
                 _request_counter(scope.get("method", ""), path_label, status["code"]).inc()
-                log.info(
-                    "request",
-                    extra={
-                        "method": scope.get("method"),
-                        "path": path,
-                        "status": status["code"],
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
+                if log.isEnabledFor(logging.INFO):  # the line's fields cost a dict per request even when dropped
+                    log.info(
+                        "request",
+                        extra={
+                            "method": scope.get("method"),
+                            "path": path,
+                            "status": status["code"],
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        },
+                    )
             request_id_var.reset(token)
 
 
