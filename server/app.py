@@ -36,6 +36,7 @@ CORS_HEADERS = [
 ]
 
 log = logging.getLogger("rwa.server")
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700); see lifespan
 
 
 def _graphiql(settings: Settings) -> tuple[str | None, list[BaseRoute]]:
@@ -67,6 +68,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         # generations, so full collections stay short (a ~250 ms pause otherwise dominated p99).
         gc.collect()
         gc.freeze()
+        # A young collection every 700 allocations ran every couple of requests, each walking the objects of the
+        # requests in flight (promoting them, to be walked again): ~3-7% of a small query's instructions. Garbage
+        # without cycles is freed by reference counting regardless; only cyclic garbage waits longer.
+        gc_thresholds = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc_thresholds[1:])
         pool_sampler = asyncio.create_task(sample_pool(services))  # pool gauges for the ops port's /metrics
         log.info(
             "api started",
@@ -80,6 +86,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             yield
         finally:
             pool_sampler.cancel()
+            gc.set_threshold(*gc_thresholds)
             if owns_services:
                 await services.aclose()
             log.info("api stopped")
