@@ -480,7 +480,12 @@ def _runner(plan: Plan) -> Callable[[Any], dict[str, Any]]:
     run = _RUNNERS.get(plan)
     if run is not None:
         return run
-    env: dict[str, Any] = {"_Impure": _Impure, "NOT_LOADED": NOT_LOADED, "Undefined": Undefined}
+    env: dict[str, Any] = {
+        "_Impure": _Impure,
+        "NOT_LOADED": NOT_LOADED,
+        "Undefined": Undefined,
+        "is_awaitable": is_awaitable,
+    }
     lines = ["def run(value):"]
     keys = []
     for i, entry in enumerate(plan):
@@ -512,15 +517,33 @@ def _runner(plan: Plan) -> Callable[[Any], dict[str, Any]]:
             ]
         else:
             _, _, _, sub, is_list, exact, _ = entry
-            env[f"c{i}"] = _completer(_runner(sub), is_list, exact)
+            env[f"r{i}"], env[f"e{i}"] = _runner(sub), exact
+            # _check inline: exactly the class for a type with is_type_of, else no exception and no awaitable
+            bad = f"type(x) is not e{i}" if exact is not None else "isinstance(x, Exception) or is_awaitable(x)"
             lines += [
                 "    if r is None:",
                 f"        {null}",
                 "    elif r is NOT_LOADED:",
                 "        raise _Impure",
-                "    else:",
-                f"        v{i} = c{i}(r)",
             ]
+            if is_list:
+                lines += [
+                    "    elif not isinstance(r, (list, tuple)):",
+                    "        raise _Impure",
+                    "    else:",
+                    "        for x in r:",
+                    f"            if {'x is None or ' if exact is None else ''}{bad}:",
+                    "                raise _Impure",
+                    f"        v{i} = [r{i}(x) for x in r]",
+                ]
+            else:
+                lines += [
+                    "    else:",
+                    "        x = r",
+                    f"        if {bad}:",
+                    "            raise _Impure",
+                    f"        v{i} = r{i}(r)",
+                ]
         keys.append(f"{entry[1]!r}: v{i}")
     lines.append("    return {" + ", ".join(keys) + "}")
     exec("\n".join(lines), env)  # noqa: S102 - our own text: identifiers checked, names and values as literals
