@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -109,14 +110,69 @@ async def resting_orders(
     return book, extra
 
 
+@dataclass(slots=True)
+class Prefetched:
+    """The first FIRST_BATCH resting orders of `side` crossing `price` (None: any), best first, read with the gate
+    (resolvers/trading/gate.py) in the same transaction under the market lock."""
+
+    side: Side
+    price: Decimal | None
+    book: list[BookOrder[uuid.UUID]]
+    extra: dict[uuid.UUID, Resting]
+
+    @classmethod
+    def of(cls, side: Side, price: Decimal | None, r: Any) -> Prefetched:
+        if r["bk_id"] is None:
+            return cls(side, price, [], {})
+        cols = zip(
+            r["bk_id"],
+            r["bk_user"],
+            r["bk_price"],
+            r["bk_qty"],
+            r["bk_filled"],
+            r["bk_seq"],
+            r["bk_expires"],
+            r["bk_wallet"],
+            r["bk_reserved"],
+        )
+        book: list[BookOrder[uuid.UUID]] = []
+        extra: dict[uuid.UUID, Resting] = {}
+        for oid, user, price_, qty, filled, seq, expires, wallet, reserved in cols:
+            book.append(BookOrder(oid, user, side, price_, qty - filled, seq, expires))
+            extra[oid] = Resting(user, price_, wallet, reserved, qty, filled)
+        return cls(side, price, book, extra)
+
+    def covers(self, side: Side, price: Decimal | None) -> bool:
+        """Whether this is a superset, in the same priority order, of what `resting_orders(side, price)` returns
+        first: the same side, read with a bound at least as loose (matching stops at the first non-crossing price,
+        so extra rows past it change nothing)."""
+        if side is not self.side:
+            return False
+        if self.price is None:  # read without a bound
+            return True
+        if price is None:
+            return False
+        # bids read at >= self.price cover bids >= price when price >= self.price; asks likewise downwards
+        return price >= self.price if side is Side.BUY else price <= self.price
+
+
 async def match_against_book(
-    session: AsyncSession, market_id: uuid.UUID, taker: Incoming[uuid.UUID], now
+    session: AsyncSession,
+    market_id: uuid.UUID,
+    taker: Incoming[uuid.UUID],
+    now,
+    prefetched: Prefetched | None = None,
 ) -> tuple[MatchResult[uuid.UUID], dict[uuid.UUID, Resting]]:
-    """Fetch as much of the opposite side as the taker can use (growing the batch when it runs out) and match."""
+    """Fetch as much of the opposite side as the taker can use (growing the batch when it runs out) and match;
+    the first batch may come `prefetched` with the gate's read."""
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY
     limit = FIRST_BATCH
+    first = prefetched if prefetched is not None and prefetched.covers(opposite, taker.price) else None
     while True:
-        book, extra = await resting_orders(session, market_id, opposite, taker.price, limit)
+        if first is not None:
+            book, extra, first = first.book, first.extra, None
+        else:
+            book, extra = await resting_orders(session, market_id, opposite, taker.price, limit)
         result = match(taker, book, now)
         exhausted = len(book) < limit
         done = result.remaining == 0 or result.reason == "SELF_TRADE_PREVENTED"

@@ -31,8 +31,10 @@ from models.identity import KycStatus
 from models.trading import MarketStatus, Side
 from resolvers.identity.kyc_states import effective_status
 from resolvers.raw_sql import pg
-from resolvers.trading.book import MarketSpec
+from resolvers.trading.book import FIRST_BATCH, MarketSpec, Prefetched
 from resolvers.trading.risk import LIMITS_SQL, Limits, limits_of
+
+NO_PRICE_BOUND = Decimal("1e18")  # above any price (orders.MAX_AMOUNT)
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,17 @@ def to_units(quantity: Decimal, decimals: int) -> int:
 # the gate reads, in one round trip: the KYC case, AVAILABLE cash (buys), and every linked wallet the token's
 # identity registry lists with its holding and, for sells, what is already promised from it (open sells of the token
 # in any of its markets, unsettled outgoing instructions), and the market's risk limits and maker fee tiers
-# (resolvers/trading/risk.py, $5: now). One row per wallet; one row of NULL wallet columns when there is none; no row
-# when the market does not exist.
+# (resolvers/trading/risk.py, $5: now), and the first `book.FIRST_BATCH` ($7) resting orders of the opposite side
+# that cross the order's price ($6; 0 / 1e18 when it has none), best first, for matching (book.Prefetched): the
+# read book.match_against_book would make next, one round trip earlier (nothing between them writes orders). One
+# row per wallet; one row of NULL wallet columns when there is none; no row when the market does not exist.
+_BOOK = """
+          (SELECT o.id, o.user_id, o.price, o.quantity, o.filled_quantity, o.seq, o.expires_at, o.wallet_address,
+                  o.reserved_cash, {k} AS k
+           FROM orders o
+           WHERE {taker_sell} AND o.market_id = $1 AND o.side = '{side}' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
+             AND o.price {cross} $6
+           ORDER BY o.price {direction}, o.seq ASC LIMIT $7)"""
 _READ = (
     """
 SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
@@ -59,7 +70,7 @@ SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_deci
        k.status AS kyc, k.expires_at AS kyc_expires,
        CASE WHEN NOT $3 THEN (SELECT a.balance FROM ledger_accounts a WHERE a.owner_id = $2 AND a.kind = 'AVAILABLE'
                                                                       AND a.currency = m.quote_currency) END AS cash,
-       w.address, w.balance, w.frozen_amount, w.frozen, w.open_qty, w.pending, rk.*
+       w.address, w.balance, w.frozen_amount, w.frozen, w.open_qty, w.pending, rk.*, bk.*
 FROM markets m
 JOIN tokens t ON t.id = m.base_token_id
 LEFT JOIN kyc_cases k ON k.user_id = $2
@@ -87,6 +98,20 @@ LEFT JOIN LATERAL (
     LEFT JOIN holdings h ON h.holder = wa.address AND h.chain_id = m.chain_id AND h.token_address = m.token_address
     WHERE wa.user_id = $2
 ) w ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(r.id ORDER BY r.k, r.seq) AS bk_id, array_agg(r.user_id ORDER BY r.k, r.seq) AS bk_user,
+           array_agg(r.price ORDER BY r.k, r.seq) AS bk_price, array_agg(r.quantity ORDER BY r.k, r.seq) AS bk_qty,
+           array_agg(r.filled_quantity ORDER BY r.k, r.seq) AS bk_filled, array_agg(r.seq ORDER BY r.k, r.seq) AS bk_seq,
+           array_agg(r.expires_at ORDER BY r.k, r.seq) AS bk_expires,
+           array_agg(r.wallet_address ORDER BY r.k, r.seq) AS bk_wallet,
+           array_agg(r.reserved_cash ORDER BY r.k, r.seq) AS bk_reserved
+    FROM ("""
+    + _BOOK.format(taker_sell="$3", side="BUY", cross=">=", k="-o.price", direction="DESC")
+    + """
+          UNION ALL"""
+    + _BOOK.format(taker_sell="NOT $3", side="SELL", cross="<=", k="o.price", direction="ASC")
+    + """) r
+) bk ON true
 WHERE m.id = $1
 ORDER BY w.linked_at, w.address"""
 )
@@ -101,6 +126,7 @@ class Inputs:
     existing: uuid.UUID | None
     rows: list[Any]
     limits: Limits = Limits()
+    book: Prefetched | None = None
 
 
 async def read(
@@ -110,13 +136,23 @@ async def read(
     side: Side,
     client_order_id: str | None,
     now: datetime,
+    price: Decimal | None = None,
 ) -> Inputs:
-    """Run under the market lock (see the module docstring)."""
-    rows = await (await pg(session)).fetch(_READ, market_id, user_id, side is Side.SELL, client_order_id, now)
+    """Run under the market lock (see the module docstring). `price`: the order's limit (cap, floor), for the
+    prefetched book."""
+    sell = side is Side.SELL
+    bound = price if price is not None else (Decimal(0) if sell else NO_PRICE_BOUND)
+    rows = await (await pg(session)).fetch(_READ, market_id, user_id, sell, client_order_id, now, bound, FIRST_BATCH)
     if not rows:
         return Inputs(None, None, [])
     r = rows[0]
-    return Inputs(MarketSpec(r[0], MarketStatus(r[1]), *r[2:14]), r["existing"], rows, limits_of(r))
+    return Inputs(
+        MarketSpec(r[0], MarketStatus(r[1]), *r[2:14]),
+        r["existing"],
+        rows,
+        limits_of(r),
+        Prefetched.of(Side.BUY if sell else Side.SELL, price, r),
+    )
 
 
 def decide(

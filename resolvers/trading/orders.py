@@ -273,7 +273,7 @@ async def place_locked(
     asyncpg on the session's connection and transaction (resolvers/raw_sql.py); one read for the market,
     idempotency and the gate; writes return the rows they change, so nothing is re-read."""
     conn = await pg(session)
-    found = await gate.read(session, req.market_id, user_id, req.side, req.client_order_id, now)
+    found = await gate.read(session, req.market_id, user_id, req.side, req.client_order_id, now, req.price)
     market = found.market
     if market is None:
         raise NotFound("market not found", field="marketId")
@@ -334,7 +334,7 @@ async def place_locked(
     else:
         taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
         view = await _execute(
-            session, conn, market, taker, insert, verdict.wallet, request_id, now, events, limits, checked
+            session, conn, market, taker, insert, verdict.wallet, request_id, now, events, limits, checked, found.book
         )
     return Placed(view, events)
 
@@ -351,12 +351,13 @@ async def _execute(
     events: Events,
     limits: risk.Limits,
     checked: risk.Verdict,
+    prefetched: book.Prefetched | None = None,
 ) -> OrderView:
     """Match the taker (a MARKET order within the price band; stopped by the circuit breaker), store it, settle
     its fills (at each side's fee tier), update the makers, audit, count the daily order value, bump the book
     sequence; add the events (trades, book, orders); return the taker as stored."""
     matcher = risk.with_price(taker, checked.match_price) if taker.type is OrderType.MARKET else taker
-    result, resting = await book.match_against_book(session, market.id, matcher, now)
+    result, resting = await book.match_against_book(session, market.id, matcher, now, prefetched)
     tripped = risk.breaker_cut(limits, taker, result)
     taker_fee_bps = limits.fees(taker.owner, market.maker_fee_bps, market.taker_fee_bps)[1]
     opposite = Side.SELL if taker.side is Side.BUY else Side.BUY

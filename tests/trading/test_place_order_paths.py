@@ -119,11 +119,11 @@ async def test_round_trips_per_placement(session_factory, session):  # type: ign
         crossing = len(queries)
     finally:
         conn.remove_query_logger(log)
-    # resting sell: lock, read (market, idempotency, gate), book, insert, audit+sequence+levels (BEGIN/COMMIT and
-    # the test's savepoints go through SQLAlchemy and are not counted)
-    assert resting == 5, queries
+    # resting sell: lock, read (market, idempotency, gate, the crossing part of the book), insert,
+    # audit+sequence+levels (BEGIN/COMMIT and the test's savepoints go through SQLAlchemy and are not counted)
+    assert resting == 4, queries
     # crossing buy: + trade with its instruction, ledger (2), makers
-    assert crossing == 9, queries
+    assert crossing == 8, queries
 
 
 async def test_raw_statements_run_in_the_session_transaction(engine):  # type: ignore[no-untyped-def]
@@ -141,3 +141,35 @@ async def test_raw_statements_run_in_the_session_transaction(engine):  # type: i
         await holder.commit()
         assert (await other.execute(text(probe), {"k": key})).scalar_one() is True
         await other.rollback()
+
+
+async def test_a_sweep_deeper_than_the_prefetched_book_reads_on(session_factory, session):  # type: ignore[no-untyped-def]
+    """The gate's read brings the first book.FIRST_BATCH crossing orders; a taker that needs more reads on (and a
+    MARKET sell without a floor, read without a bound, still matches best first)."""
+    from resolvers.trading.book import FIRST_BATCH
+
+    m = await make_market(session_factory, maker_bps=0, taker_bps=0)
+    seller = await make_trader(session_factory, m, tokens="1000")
+    buyer = await make_trader(session_factory, m, cash="100000")
+    n = FIRST_BATCH + 6
+    for i in range(n):  # the worst price first in time, so priority is by price, then arrival
+        await place_order(
+            session, seller.user_id, limit(m, Side.SELL, "1", str(Decimal("5.00") + Decimal(n - i) / 100))
+        )
+    placed = await place_order(session, buyer.user_id, limit(m, Side.BUY, str(n), "100.00"))
+    assert placed.order.status is OrderStatus.FILLED and placed.order.filled_quantity == n
+    prices = [
+        p
+        for (p,) in await session.execute(
+            select(Trade.price).where(Trade.taker_order_id == placed.order.id).order_by(Trade.seq)
+        )
+    ]
+    assert prices == sorted(prices) and len(prices) == n
+    for price in ("4.00", "3.00"):
+        await place_order(session, buyer.user_id, limit(m, Side.BUY, "1", price))
+    sold = await place_order(
+        session, seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.MARKET, Decimal(2), None)
+    )
+    assert sold.order.status is OrderStatus.FILLED
+    prices = [p for (p,) in await session.execute(select(Trade.price).where(Trade.taker_order_id == sold.order.id))]
+    assert sorted(prices) == [Decimal("3.00"), Decimal("4.00")]
