@@ -247,7 +247,10 @@ def main() -> None:
                 results.append(_measure("placeOrder, 2 processes", [a, b], bodies, tokens, args))
         print_table(results, baseline)
         for r in results[1:]:
-            print(f"{r.name}: server CPU {r.cpu_ms:.2f} ms/request")  # type: ignore[attr-defined]
+            cpu = r.cpu_ms  # type: ignore[attr-defined]
+            print(
+                f"{r.name}: server CPU " + (f"{cpu:.2f} ms/request" if cpu is not None else "- (no request completed)")
+            )
         for market in markets:
             print(f"book after the run: {asyncio.run(_summary(db_url, market))}")
 
