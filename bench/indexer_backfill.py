@@ -13,7 +13,18 @@ Then, on the same block range, it measures:
   spawn to its exit (imports, connections and start-up included); its peak RSS is reported too.
 Each measurement uses a fresh database migrated to head. Compare numbers within one run only.
 
-    .venv/bin/python bench/indexer_backfill.py --events 50000 [--shape busy|realistic|both]
+Fairness: the three measurements run one after the other (never concurrently) on the same node and block range.
+The COPY ceiling copies rows decoded before its clock and writes no blocks, intervals, cursor or derived state: an
+upper bound, not a like-for-like rival. The end-to-end child is timed twice: inside the backfill call, and from
+its spawn to its exit (interpreter start, imports and connections included); its CPU (user + system, from
+process start) is reported as the load-independent signal. ``--reuse-chain`` dumps the generated chain
+(``anvil_dumpState``; ``$BENCH_CHAIN_CACHE``, default ~/.cache/rwa-bench/backfill) and loads it next time
+(``--load-state``): such a node keeps no historical state, so IdentityRegistered countries are read at the head
+(LATEST, with the identity check) instead of at the log's block, as against a pruned provider.
+``BENCH_E2E_ONLY=1`` skips the read baseline and the COPY ceiling; ``BENCH_PROFILE=<file>`` writes a pyinstrument
+report of the child.
+
+    .venv/bin/python bench/indexer_backfill.py --events 50000 [--shape busy|realistic|both] [--reuse-chain]
 """
 
 from __future__ import annotations

@@ -179,20 +179,25 @@ def check_consistency(batch: FetchedRange, parent_hash: str | None = None) -> No
     batch's end)."""
     blocks = batch.blocks
     keys = _LOG_KEYS
-    for lg in batch.logs:
+    checked: dict[tuple[str, str], None] = {}  # (block number, block hash) pairs already checked: a busy block
+    for lg in batch.logs:  # repeats them for thousands of logs
         if not keys <= lg.keys():
             raise InconsistentFetch(f"log without {', '.join(sorted(keys - lg.keys()))}")
         if lg.get("removed"):
             raise InconsistentFetch(f"removed log in block {lg['blockNumber']}")
+        pair = (lg["blockNumber"], lg["blockHash"])
+        if pair in checked:
+            continue
         try:
-            n = int(lg["blockNumber"], 16)
+            n = int(pair[0], 16)
         except (TypeError, ValueError):
             raise InconsistentFetch(f"log with block number {lg['blockNumber']!r:.40}") from None
         blk = blocks.get(n)
         if blk is None or not batch.from_block <= n <= batch.to_block:
             raise InconsistentFetch(f"log of block {n} outside [{batch.from_block}, {batch.to_block}]")
-        if blk["hash"] != lg["blockHash"]:
+        if blk["hash"] != pair[1]:
             raise InconsistentFetch(f"log block hash differs from block {n}'s hash")
+        checked[pair] = None
     first = blocks.get(batch.from_block)
     if parent_hash is not None and first is not None and first["parentHash"] != parent_hash:
         raise InconsistentFetch(f"block {batch.from_block} does not extend the previous batch")
@@ -227,11 +232,11 @@ async def fetch_ranges(
                 client, addresses, start, min(to_block, finalized), ranger, max_events, logs_per_call, timeout
             )
             wanted = set()
-            for lg in logs:
-                try:
-                    wanted.add(int(lg["blockNumber"], 16))
-                except (KeyError, TypeError, ValueError):
-                    raise InconsistentFetch("log without a block number") from None
+            try:
+                for hex_n in {lg["blockNumber"] for lg in logs}:
+                    wanted.add(int(hex_n, 16))
+            except (KeyError, TypeError, ValueError):
+                raise InconsistentFetch("log without a block number") from None
             wanted.add(end)
             blocks = await fetch_blocks(client, sorted(w for w in wanted if start <= w <= end))
         else:
