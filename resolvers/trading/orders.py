@@ -111,13 +111,6 @@ WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, ty
      a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
            SELECT $3, 'order.place', 'order', $1::text, $16, $17 WHERE $17::jsonb IS NOT NULL)
 SELECT * FROM o"""
-# the makers a placement changed (fills, finishes), one statement
-_UPDATE_MAKERS = f"""
-UPDATE orders o SET filled_quantity = coalesce(u.filled, o.filled_quantity), status = u.status, reason = u.reason,
-                    reserved_cash = u.reserved, updated_at = $6
-FROM unnest($1::uuid[], $2::numeric[], $3::order_status[], $4::varchar[], $5::numeric[])
-     AS u(id, filled, status, reason, reserved)
-WHERE o.id = u.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}"""
 # the audit row, the investor's daily order value (when the market limits it: $9 day, $10 value added) and (when
 # the book changed) the market's next book sequence with the new totals of the changed levels; the level read sees
 # the statements before this one
@@ -134,6 +127,29 @@ SELECT s.book_sequence, l.side, l.price, l.qty FROM (SELECT 1) one LEFT JOIN s O
     WHERE o.market_id = $1 AND o.status IN ('NEW', 'PARTIALLY_FILLED')
       AND (o.side, o.price) IN (SELECT * FROM unnest($2::order_side[], $3::numeric[]))
     GROUP BY o.side, o.price) l ON true"""
+
+# a placement that changed makers: their update and _FINAL in one round trip. Every part of one statement sees the
+# same snapshot, so the level totals here are from before the makers' update (and after the taker's insert, an
+# earlier statement); _execute subtracts what the update takes off each level (fills, expired remainders).
+_MAKERS_AND_FINAL = f"""
+WITH u AS (UPDATE orders o SET filled_quantity = coalesce(x.filled, o.filled_quantity), status = x.status,
+                               reason = x.reason, reserved_cash = x.reserved, updated_at = $16
+           FROM unnest($11::uuid[], $12::numeric[], $13::order_status[], $14::varchar[], $15::numeric[])
+                AS x(id, filled, status, reason, reserved)
+           WHERE o.id = x.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}),
+     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           VALUES ($4, 'order.place', 'order', $5, $6, $7)),
+     d AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
+           SELECT $1, $4, $9::date, $10::numeric WHERE $10::numeric IS NOT NULL
+           ON CONFLICT (market_id, user_id, day)
+           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
+     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 AND $8 RETURNING book_sequence),
+     l AS (SELECT array_agg(g.side::text) AS sides, array_agg(g.price) AS prices, array_agg(g.qty) AS qtys FROM (
+               SELECT o.side, o.price, sum(o.quantity - o.filled_quantity) AS qty FROM orders o
+               WHERE o.market_id = $1 AND o.status IN ('NEW', 'PARTIALLY_FILLED')
+                 AND (o.side, o.price) IN (SELECT * FROM unnest($2::order_side[], $3::numeric[]))
+               GROUP BY o.side, o.price) g)
+SELECT u.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM u, l"""
 
 
 @dataclass
@@ -445,8 +461,6 @@ async def _execute(
             reference=f"order:{taker.id}:reserve",
         )
     views = [taker_view]
-    if makers:
-        views += map(_view, await conn.fetch(_UPDATE_MAKERS, *(list(c) for c in zip(*makers)), now))
     counted = result.filled + (result.remaining if result.rests else 0)
     value = (
         notional_of(checked.value_price, counted)
@@ -454,8 +468,7 @@ async def _execute(
         else None
     )
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
-    rows = await conn.fetch(
-        _FINAL,
+    final = (
         market.id,
         [s.value for s, _ in ordered],
         [p for _, p in ordered],
@@ -467,10 +480,32 @@ async def _execute(
         risk_day(now),
         value,
     )
-    if levels:
-        found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
-        totals = [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
-        events.add(market_data.book_channel(market.id), market_data.book_event(market.id, rows[0][0], totals))
+    if makers:  # makers changed, so levels changed: one statement, the totals corrected for the makers' update
+        rows = await conn.fetch(_MAKERS_AND_FINAL, *final, *(list(c) for c in zip(*makers)), now)
+        views += map(_view, rows)
+        taken: dict[tuple[str, Decimal], Decimal] = {}
+        for fill in result.fills:
+            key = (opposite.value, resting[fill.maker_id].price)
+            taken[key] = taken.get(key, Decimal(0)) + fill.quantity
+        for maker_id in result.expired_makers:
+            r = resting[maker_id]
+            key = (opposite.value, r.price)
+            taken[key] = taken.get(key, Decimal(0)) + (r.quantity - r.filled)
+        sides, prices, qtys = rows[0]["sides"] or [], rows[0]["prices"] or [], rows[0]["qtys"] or []
+        before = dict(zip(zip(sides, prices), qtys))
+        with localcontext(prec=100):  # Numeric(38, 18) totals need more than 28 digits
+            totals = [
+                (s, p, before.get((s.value, p), Decimal(0)) - taken.get((s.value, p), Decimal(0))) for s, p in ordered
+            ]
+        events.add(
+            market_data.book_channel(market.id), market_data.book_event(market.id, rows[0]["book_sequence"], totals)
+        )
+    else:
+        rows = await conn.fetch(_FINAL, *final)
+        if levels:
+            found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
+            totals = [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
+            events.add(market_data.book_channel(market.id), market_data.book_event(market.id, rows[0][0], totals))
     for v in views:
         events.add(market_data.orders_channel(v.user_id), v.event())
     return taker_view

@@ -122,8 +122,8 @@ async def test_round_trips_per_placement(session_factory, session):  # type: ign
     # resting sell: lock, read (market, idempotency, gate, the crossing part of the book), insert,
     # audit+sequence+levels (BEGIN/COMMIT and the test's savepoints go through SQLAlchemy and are not counted)
     assert resting == 4, queries
-    # crossing buy: + trade with its instruction, ledger (2), makers
-    assert crossing == 8, queries
+    # crossing buy: + trade with its instruction, ledger (2); the makers' update rides with the audit row
+    assert crossing == 7, queries
 
 
 async def test_raw_statements_run_in_the_session_transaction(engine):  # type: ignore[no-untyped-def]

@@ -129,6 +129,29 @@ async def test_concurrent_batches_from_two_engines_keep_every_invariant(module_d
                 assert bal.reserved == sum((o.reserved_cash for o in rows if o.user_id == trader.user_id), Decimal(0))
                 assert bal.available >= 0
 
+            # the book events agree with the book: per level, the latest event's total is what is open now
+            latest: dict[tuple[str, Decimal], tuple[int, Decimal]] = {}
+            for p in placed:
+                for ch, e in p.events.messages:
+                    if ch == market_data.book_channel(m.market_id):
+                        for side, entries in (("BUY", e["bids"]), ("SELL", e["asks"])):
+                            for price, qty in entries:
+                                if latest.get((side, price), (-1, 0))[0] < e["sequence"]:
+                                    latest[(side, price)] = (e["sequence"], qty)
+            assert latest
+            for (side, price), (_, qty) in latest.items():
+                open_qty = sum(
+                    (
+                        o.quantity - o.filled_quantity
+                        for o in rows
+                        if o.status in OPEN_STATUSES and o.side.value == side and o.price == price
+                    ),
+                    Decimal(0),
+                )
+                assert qty == open_qty, (side, price)
+            sequences = [e["sequence"] for p in placed for ch, e in p.events.messages if "book" in ch]
+            assert len(sequences) == len(set(sequences))
+
         # published once: every trade is in exactly one placement's events; a replay carries none
         channel = market_data.trades_channel(m.market_id)
         published = Counter(e["id"] for p in placed for ch, e in p.events.messages if ch == channel)
