@@ -56,6 +56,8 @@ with one batch per transaction, 6.1 + 6.2 s with 4, 5.0 + 5.0 s with 8; peak RSS
 ``ix_holdings_token_balance`` so that the upserts become HOT (fillfactor 70) was measured apart (40 upserts of the
 same 5,010 rows): 47-80% HOT, WAL 102 -> 43-69 MB; not done: that index serves the holders of a token by balance
 (``holdings(token)``, keyset pages), and the shared transactions already cut those updates eightfold.
+After it, ``--holders 500`` vs 5,000 (13:16, load 5.3-6.3, ours only, two runs each): 23.53 / 26.29 s vs
+21.62 / 19.10 s, CPU 7.8 / 8.4 vs 7.8 / 7.3 s: the holder count no longer shows.
 The project's own bench (37-47k events/s) times inside the backfill call on a quieter machine; from process start
 the CLI adds 1.4-2.5 s (``rwa index backfill --help`` alone, under load) before the first block.
 
