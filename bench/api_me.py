@@ -18,7 +18,7 @@ Fairness:
   body (size, nesting, NUL/surrogates), add the security headers and `Cache-Control: no-store`.
 - What the peer does and the API does not: asyncpg's default reset of the connection on release (a second round
   trip per request; the API's read pool skips it: core/services.py). The peer ignores the Authorization header.
-- Process tuning: the API worker freezes its startup objects and collects young objects every 20,000 allocations
+- Process tuning: the API worker freezes its startup objects and collects young objects every 10,000 allocations
   (server/app.py); the peer runs CPython's defaults.
 - Warm-up: 2 s of wrk on each server before measuring. Both servers run during the whole bench (each idle while
   the other is measured); rounds alternate the order (plain first, then the API first), so a change in the load
