@@ -59,14 +59,14 @@ class _NoHook:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     async def __aenter__(self) -> None:
         return None
 
-    async def __aexit__(self, *exc: object) -> bool:
-        return False
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 _NO_HOOK = _NoHook()
@@ -104,18 +104,18 @@ class _OneHook:
 class LeanExtensionsRunner(SchemaExtensionsRunner):
     def _stage(self, manager: type[ExtensionContextManagerBase]) -> Any:
         name = manager.HOOK_NAME
-        found = None
+        found: tuple[Callable[[Any], Any], bool, SchemaExtension] | None = None
         for extension in self.extensions:
             wrapped = _wrapped(type(extension), name)
             if wrapped is None:
                 continue
-            if wrapped is False or found is not None:
+            if not isinstance(wrapped, tuple) or found is not None:
                 return manager(self.extensions)  # several hooks, or one strawberry wraps its own way
-            found = (wrapped, extension)
+            found = (*wrapped, extension)
         if found is None:
             return _NO_HOOK
-        (factory, is_async), extension = found  # type: ignore[misc]
-        return _OneHook(factory(extension), is_async, f"{extension}.{name}")
+        factory, is_async, hooked = found
+        return _OneHook(factory(hooked), is_async, f"{hooked}.{name}")
 
     def operation(self) -> Any:
         return self._stage(OperationContextManager)

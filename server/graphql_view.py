@@ -8,6 +8,7 @@ import json
 import re
 from datetime import timedelta
 from itertools import accumulate
+from typing import Any
 
 import orjson
 from cross_web import HTTPException
@@ -261,7 +262,7 @@ class GraphQLView(GraphQL[Context, None]):
         body), the body, persisted queries and the response cache, execution, process_result, create_response.
         Anything else in the body (a batch, a field of the wrong type) goes to strawberry's `run`, which answers it
         as before."""
-        root_value = await self.get_root_value(request)
+        root_value = None  # strawberry's get_root_value, not overridden here
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
         data = self.parse_json(await request.body())
@@ -398,7 +399,7 @@ class GraphQLView(GraphQL[Context, None]):
             raise json.JSONDecodeError("strings must not contain NUL characters or unpaired surrogates", "", 0)
         return decoded
 
-    def parse_json(self, data: str | bytes) -> object:
+    def parse_json(self, data: str | bytes) -> dict[str, Any]:
         """HTTP bodies (and GET/multipart JSON parameters): a JSON object, else a typed 400."""
         try:
             decoded = self._loads(data)
