@@ -33,12 +33,17 @@ T = TypeVar("T")
 _ACTIVE = "rwa.unit_of_work"  # session.info flag: a unit of work owns this session's commit
 
 
+def in_unit(session: AsyncSession) -> bool:
+    """Whether a unit of work owns this session's commit (a mutation, or a job running in one)."""
+    return bool(session.info.get(_ACTIVE))
+
+
 async def commit(session: AsyncSession) -> None:
     """What a domain operation calls where its work is complete: inside a unit of work (every mutation, and jobs
     that use one) the unit commits at its end, so this only flushes (constraint errors surface here, in order);
     outside one it commits. A write that must persist even when the operation then fails (a failed sign-in
     counted before the refusal) calls `session.commit()` itself and says why."""
-    if session.info.get(_ACTIVE):
+    if in_unit(session):
         await session.flush()
     else:
         await session.commit()

@@ -84,7 +84,7 @@ def applies(session: AsyncSession) -> bool:
     """Sequence placements whose session is inside a unit of work (a mutation: its commit is owned, so not using
     the session changes nothing for the caller) and bound to an engine (a session on one shared connection, e.g.
     a test's rolled-back transaction, must see its own writes: it places alone)."""
-    return bool(session.info.get(unit_of_work._ACTIVE)) and isinstance(session.bind, AsyncEngine)
+    return unit_of_work.in_unit(session) and isinstance(session.bind, AsyncEngine)
 
 
 async def submit(
