@@ -212,17 +212,23 @@ async def test_kill_switch_racing_placements(module_database_url):  # type: igno
         admin = await make_user(sf, ["ADMIN"])
         traders = [await make_trader(sf, m, cash="100000", tokens="1000") for _ in range(6)]
         killed_at: list[int] = []
+        placed = 0
+        a_third_placed = asyncio.Event()  # the kill lands mid-stream however fast or loaded the machine is
 
         async def run(n: int) -> None:
+            nonlocal placed
             rng = random.Random(n)
             for _ in range(15):
                 side = rng.choice([Side.BUY, Side.SELL])
                 await place(
                     sf, traders[n].user_id, limit(m, side, rng.randint(1, 5), Decimal(rng.randint(95, 105)) / 10)
                 )
+                placed += 1
+                if placed == 30:
+                    a_third_placed.set()
 
         async def kill() -> None:
-            await asyncio.sleep(0.3)
+            await a_third_placed.wait()
             async with sf() as s:
                 killed_at.append((await risk_admin.kill_market(s, admin, m.market_id, "test", None)).canceled)
 
