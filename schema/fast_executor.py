@@ -173,6 +173,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
 
     plain: PlainFields = {}
     objects: ObjectFields = {}
+    # per (object type name, ids of the field nodes): the nodes (kept alive: their ids are the key) and the plan of
+    # that selection, shared by every operation of the document (see collect_and_execute_subfields); per schema
+    shared_plans: dict[tuple[str, tuple[int, ...]], tuple[tuple[Any, ...], Plan | None]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -192,6 +195,45 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped, new_defer_usages, _ = self.collect_subfields(object_type, details)
         plan = None if new_defer_usages else self._compile(object_type, grouped)
         self._plans[key] = (details, plan)
+        return plan
+
+    def collect_and_execute_subfields(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: Any,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """An object value graphql-core has checked (a resolver's answer: `me`, a mutation's payload) completed by
+        the plan of its selection when it has one (see Plan); otherwise, or when the value does not fit the plan,
+        graphql-core's path as before."""
+        if self._fast and position_context is None:
+            plan = self._shared_plan(return_type, field_details_list)
+            if plan is not None:
+                try:
+                    return _complete(plan, result, False, None)
+                except _Impure:
+                    pass  # graphql-core's path completes it (plans only read: nothing ran twice)
+        return super().collect_and_execute_subfields(return_type, field_details_list, path, result, position_context)
+
+    def _shared_plan(self, object_type: GraphQLObjectType, details: Any) -> Plan | None:
+        """The plan of a selection without directives (@skip/@include depend on the variables; @defer on more),
+        built once for the document: the same field nodes (documents are cached, schema/document_cache.py)
+        collect the same subfields in every operation. None for other selections."""
+        nodes = tuple(d.node for d in details)
+        key = (object_type.name, tuple(map(id, nodes)))
+        known = self.shared_plans.get(key)
+        if known is not None:
+            return known[1]
+        plan = None
+        if all(d.defer_usage is None and d.fragment_variable_values is None for d in details) and _directive_free(
+            nodes, self.fragments, set()
+        ):
+            plan = self._plan(object_type, details)
+        if len(self.shared_plans) >= 1024:  # selections follow the documents in use: bounded like _COMPLETERS
+            self.shared_plans.clear()
+        self.shared_plans[key] = (nodes, plan)
         return plan
 
     def _compile(self, object_type: GraphQLObjectType, grouped_field_set: Any) -> Plan | None:
@@ -553,6 +595,28 @@ def _runner(plan: Plan) -> Callable[[Any], dict[str, Any]]:
     return cast(Callable[[Any], dict[str, Any]], run)
 
 
+def _directive_free(nodes: Any, fragments: dict[str, Any], seen: set[str]) -> bool:
+    """No directive on these selections, their fragments and their subselections, at any depth."""
+    for node in nodes:
+        if node.directives:
+            return False
+        name = getattr(node, "name", None)
+        if node.kind == "fragment_spread":
+            if name.value in seen:
+                continue
+            seen.add(name.value)
+            fragment = fragments.get(name.value)
+            if fragment is None:
+                return False
+            node = fragment.definition
+            if node.directives:
+                return False
+        selection_set = getattr(node, "selection_set", None)
+        if selection_set is not None and not _directive_free(selection_set.selections, fragments, seen):
+            return False
+    return True
+
+
 def _check(value: Any, exact: type | None) -> None:
     """graphql-core completes any object for a type without is_type_of, awaiting awaitables and reporting
     exceptions; plans take plain objects only, and of exactly the class for a type with is_type_of."""
@@ -624,5 +688,9 @@ def executor_for(schema: Any) -> type[FastExecutor]:
     return type(
         "SchemaFastExecutor",
         (FastExecutor,),
-        {"plain": plain_leaf_fields(schema._schema, usable), "objects": plain_object_fields(schema._schema, usable)},
+        {
+            "plain": plain_leaf_fields(schema._schema, usable),
+            "objects": plain_object_fields(schema._schema, usable),
+            "shared_plans": {},
+        },
     )
