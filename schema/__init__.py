@@ -8,6 +8,8 @@ from typing import Any
 import strawberry
 from graphql import DocumentNode, GraphQLError, parse, specified_rules
 from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql.execution import ExperimentalIncrementalExecutionResults, execute, experimental_execute_incrementally
+from graphql.execution.executor import UNEXPECTED_MULTIPLE_PAYLOADS
 from graphql.execution.middleware import MiddlewareManager
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.exceptions import MissingQueryError
@@ -244,13 +246,20 @@ class RwaSchema(strawberry.Schema):
         middleware = MiddlewareManager(*(ext for ext in extensions if ext._implements_resolve()))
         executor_class = self.execution_context_class
         executor_kwargs: dict[str, Any] = {} if executor_class is None else {"executor_class": executor_class}
+        # graphql-core's execute is this plus a refusal of schemas declaring @defer/@stream and a coroutine that
+        # refuses incremental results: without those directives nothing is delivered incrementally
+        run = (
+            execute
+            if self._schema.get_directive("defer") or self._schema.get_directive("stream")
+            else experimental_execute_incrementally
+        )
         try:
             async with runner.operation():
                 if errors := await self._prepare_operation_async(ctx, runner):
                     return await self._handle_execution_result(ctx, errors, runner)
                 async with runner.executing():
                     if not ctx.result:
-                        result = self._get_execute_function()(
+                        result = run(
                             self._schema,
                             ctx.graphql_document,
                             root_value=ctx.root_value,
@@ -264,6 +273,8 @@ class RwaSchema(strawberry.Schema):
                         )
                         if isawaitable(result):
                             result = await result
+                        if isinstance(result, ExperimentalIncrementalExecutionResults):  # as graphql-core's execute
+                            raise GraphQLError(UNEXPECTED_MULTIPLE_PAYLOADS)
                         ctx.result = result
                     else:
                         result = ctx.result

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -133,6 +133,29 @@ def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | 
         elif name == b"x-api-key" and api_key is None:
             api_key = value.decode("latin-1")
     return authorization, api_key
+
+
+async def _read_body(request: Request) -> bytes:
+    """Starlette's Request.body() without its async generator and aclosing wrapper: the same messages read, the
+    same ClientDisconnect, the body kept on the request (strawberry's run reads it again for what it answers)."""
+    if hasattr(request, "_body") or request._stream_consumed:
+        return await request.body()
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            request._is_disconnected = True
+            raise ClientDisconnect()
+    request._stream_consumed = True
+    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body
 
 
 class BodyTooLarge(Exception):
@@ -265,7 +288,7 @@ class GraphQLView(GraphQL[Context, None]):
         root_value = None  # strawberry's get_root_value, not overridden here
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
-        data = self.parse_json(await request.body())
+        data = self.parse_json(await _read_body(request))
         query, variables, extensions = data.get("query"), data.get("variables"), data.get("extensions")
         if not (
             (query is None or isinstance(query, str))
@@ -436,7 +459,9 @@ class GraphQLView(GraphQL[Context, None]):
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """strawberry's (a response whose headers, status and background task the answer takes over), without
         deleting its content-length through a MutableHeaders: no headers at all."""
-        sub_response = Response()
+        sub_response = Response.__new__(Response)  # Response() renders an empty body and its headers: unused
+        sub_response.body = b""
+        sub_response.background = None
         sub_response.status_code = None  # type: ignore[assignment]  # strawberry's "not set"
         sub_response.raw_headers = []
         return sub_response
