@@ -17,10 +17,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import asyncpg
-from redis.asyncio import Redis
+
+if TYPE_CHECKING:  # redis is imported where used: `rwa index backfill` never connects to it
+    from redis.asyncio import Redis
 
 from chains.errors import ChainIdMismatch, RpcError
 from chains.rpc import RpcClient

@@ -11,13 +11,10 @@ import asyncio
 import os
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from core.migrate import asyncpg_dsn as asyncpg_dsn  # re-exported: the indexer's and the benches' name for it
 
 LOCK_CLASS = 0x52574131  # "RWA1": the first key of pg_advisory_lock(int, int); the second is the chain id
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def application_name(chain_id: int, role: str = "indexer") -> str:

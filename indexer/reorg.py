@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
-from redis.asyncio import Redis
+
+if TYPE_CHECKING:  # redis is imported where used: `rwa index backfill` never connects to it
+    from redis.asyncio import Redis
 
 from chains.rpc import RpcClient
 from indexer import intervals

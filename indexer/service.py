@@ -12,13 +12,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
-from redis.asyncio import Redis
+
+if TYPE_CHECKING:  # redis is imported where used: `rwa index backfill` never connects to it
+    from redis.asyncio import Redis
 
 from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
-from core.redis import create_redis
 from core.settings import ConfigError, Settings
 from indexer import backfill_requests, health, intervals, lock, metrics
 from indexer.backoff import Backoff, retry_transient, sleep_or_stop
@@ -128,6 +130,8 @@ async def run_indexer(
         get_chain(cid)  # UnknownChain early
         if not (settings.rpc_urls(cid) or rpc_urls_for(cid)):
             raise NoRpcUrls(cid)
+    from core.redis import create_redis
+
     redis = create_redis(settings.redis_url) if settings.redis_url else None
     tasks = [asyncio.create_task(_run_chain(settings, cid, config, stop, redis), name=f"chain-{cid}") for cid in ids]
     try:
