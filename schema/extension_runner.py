@@ -76,14 +76,15 @@ class _OneHook:
     """A stage one extension hooks into: its context manager, entered with `with` (a sync hook, as strawberry's
     sync execution requires) or `async with` (either kind)."""
 
-    __slots__ = ("cm", "is_async", "stage")
+    __slots__ = ("cm", "extension", "hook", "is_async")
 
-    def __init__(self, cm: Any, is_async: bool, stage: str) -> None:
-        self.cm, self.is_async, self.stage = cm, is_async, stage
+    def __init__(self, cm: Any, is_async: bool, extension: SchemaExtension, hook: str) -> None:
+        self.cm, self.is_async, self.extension, self.hook = cm, is_async, extension, hook
 
     def __enter__(self) -> None:
         if self.is_async:
-            raise RuntimeError(f"SchemaExtension hook {self.stage} failed to complete synchronously.")
+            stage = f"{self.extension}.{self.hook}"  # built here: formatting the extension costs on every operation
+            raise RuntimeError(f"SchemaExtension hook {stage} failed to complete synchronously.")
         self.cm.__enter__()
 
     def __exit__(self, *exc: Any) -> bool:
@@ -115,7 +116,7 @@ class LeanExtensionsRunner(SchemaExtensionsRunner):
         if found is None:
             return _NO_HOOK
         factory, is_async, hooked = found
-        return _OneHook(factory(hooked), is_async, f"{hooked}.{name}")
+        return _OneHook(factory(hooked), is_async, hooked, name)
 
     async def get_extensions_results(self, ctx: Any) -> dict[str, Any]:
         """strawberry's, without an await_maybe coroutine per extension."""
