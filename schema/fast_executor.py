@@ -221,6 +221,31 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     pass  # graphql-core's path completes it (plans only read: nothing ran twice)
         return super().collect_and_execute_subfields(return_type, field_details_list, path, result, position_context)
 
+    async def complete_awaitable_value(
+        self,
+        return_type: Any,
+        field_details_list: Any,
+        info: Any,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's, without its with_abort_signal coroutine around the resolver's awaitable when there is no
+        abort signal (then it only awaits it): one layer less resumed on every suspension of an async resolver."""
+        if self.abort_signal is not None:
+            return await super().complete_awaitable_value(
+                return_type, field_details_list, info, path, result, position_context
+            )
+        try:
+            resolved = await result
+            completed = self.complete_value(return_type, field_details_list, info, path, resolved, position_context)
+            if self.is_awaitable(completed):
+                completed = await completed
+        except Exception as raw_error:  # noqa: BLE001 - handled as graphql-core's complete_awaitable_value does
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            completed = None
+        return completed
+
     def _shared_plan(self, object_type: GraphQLObjectType, details: Any) -> Plan | None:
         """The plan of a selection without directives (@skip/@include depend on the variables; @defer on more),
         built once for the document: the same field nodes (documents are cached, schema/document_cache.py)
