@@ -16,7 +16,7 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, _parse_operation_document, _run_validation
 from strawberry.tools import merge_types
 from strawberry.types.execution import ExecutionContext, PreExecutionError
 from strawberry.types.graphql import OperationType
@@ -50,7 +50,7 @@ from schema import (
 )
 from schema.descriptions import describe
 from schema.document_cache import DocumentCache
-from schema.extension_runner import LeanExtensionsRunner
+from schema.extension_runner import _NO_HOOK, LeanExtensionsRunner
 from schema.extensions import Limits, OperationLifecycle
 from schema.fast_executor import executor_for
 from schema.scalars import SCALAR_OVERRIDES
@@ -94,6 +94,9 @@ QUERIES += (oauth.Query,)
 MUTATIONS += (oauth.Mutation,)
 QUERIES += (privacy.Query,)
 MUTATIONS += (privacy.Mutation,)
+
+
+_HOOKED = object()  # RwaSchema._prepare_lean: an extension hooks into parsing or validation
 
 
 class OperationExecutionContext(ExecutionContext):
@@ -255,7 +258,10 @@ class RwaSchema(strawberry.Schema):
         )
         try:
             async with runner.operation():
-                if errors := await self._prepare_operation_async(ctx, runner):
+                errors = self._prepare_lean(ctx, runner)
+                if errors is _HOOKED:
+                    errors = await self._prepare_operation_async(ctx, runner)
+                if errors:
                     return await self._handle_execution_result(ctx, errors, runner)
                 async with runner.executing():
                     if not ctx.result:
@@ -287,6 +293,34 @@ class RwaSchema(strawberry.Schema):
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
             return await self._handle_execution_result(ctx, PreExecutionError(data=None, errors=[error]), runner)
         return await self._handle_execution_result(ctx, result, runner, skip_process_errors=True)
+
+    def _prepare_lean(self, ctx, runner):
+        """strawberry's _prepare_operation_async when no extension hooks into parsing or validation (OperationLifecycle
+        parses and validates in its operation hook): the same steps without entering two no-op stages, and without
+        a coroutine. _HOOKED when an extension hooks into them (then strawberry's runs)."""
+        if runner.parsing() is not _NO_HOOK or runner.validation() is not _NO_HOOK:
+            return _HOOKED
+        if not ctx.query and ctx.graphql_document is None:
+            raise MissingQueryError
+        try:
+            _parse_operation_document(ctx)
+        except GraphQLError as error:
+            ctx.pre_execution_errors = [error]
+            return PreExecutionError(data=None, errors=[error])
+        except Exception as error:  # noqa: BLE001 - as strawberry: answered as a GraphQL error
+            error = GraphQLError(str(error), original_error=error)
+            ctx.pre_execution_errors = [error]
+            return PreExecutionError(data=None, errors=[error])
+        try:
+            operation_type = ctx.operation_type
+        except RuntimeError as error:
+            raise CannotGetOperationTypeError(ctx.operation_name) from error
+        if operation_type not in ctx.allowed_operations:
+            raise InvalidOperationTypeError(operation_type)
+        _run_validation(ctx)
+        if ctx.pre_execution_errors:
+            return PreExecutionError(data=None, errors=ctx.pre_execution_errors)
+        return None
 
     async def stream(
         self,
