@@ -96,6 +96,8 @@ QUERIES += (privacy.Query,)
 MUTATIONS += (privacy.Mutation,)
 
 
+# strawberry's predicate (typed as returning bool, graphql-core wants a TypeGuard)
+_IS_AWAITABLE: Any = optimized_is_awaitable
 _HOOKED = object()  # RwaSchema._prepare_lean: an extension hooks into parsing or validation
 
 
@@ -273,7 +275,7 @@ class RwaSchema(strawberry.Schema):
                             variable_values=ctx.variables,
                             operation_name=ctx.operation_name,
                             context_value=ctx.context,
-                            is_awaitable=optimized_is_awaitable,
+                            is_awaitable=_IS_AWAITABLE,
                             operation_extensions=operation_extensions,
                             **executor_kwargs,
                         )

@@ -629,12 +629,12 @@ def _directive_free(nodes: Any, fragments: dict[str, Any], seen: set[str]) -> bo
     for node in nodes:
         if node.directives:
             return False
-        name = getattr(node, "name", None)
         if node.kind == "fragment_spread":
-            if name.value in seen:
+            name = node.name.value
+            if name in seen:
                 continue
-            seen.add(name.value)
-            fragment = fragments.get(name.value)
+            seen.add(name)
+            fragment = fragments.get(name)
             if fragment is None:
                 return False
             node = fragment.definition

@@ -291,3 +291,24 @@ async def test_plans_pass_through_only_what_serializers_return_unchanged() -> No
             {"item": {"id": "1", "count": 1, "maybe": None}},
         ]
     }
+
+
+async def test_a_resolvers_answer_shares_its_plan_across_a_documents_operations_only_without_directives() -> None:
+    """collect_and_execute_subfields: the plan of a directive-free selection is built once per document and reused
+    by its later operations; a selection with @skip/@include (it depends on the variables) is collected per operation
+    by graphql-core. Either way, the same data as graphql-core's path."""
+    from graphql import execute, parse
+
+    plain, fast = _schemas()
+    executor = fast.execution_context_class
+    shared = "{ items { id ...F n: count } } fragment F on Item { tags colors }"
+    skipping = "query ($no: Boolean!) { items { id ...F n: count @skip(if: $no) } } fragment F on Item { tags }"
+    for query, variables in [(shared, {}), (skipping, {"no": True}), (skipping, {"no": False})]:
+        document = parse(query)
+        for _ in range(2):  # the second operation of the same document finds the plan it left
+            expected = await plain.execute(query, variable_values=variables)
+            got = execute(fast._schema, document, variable_values=variables, executor_class=executor)
+            assert not got.errors and json.dumps(got.data) == json.dumps(expected.data)
+        root = document.definitions[0].selection_set.selections[0]  # type: ignore[attr-defined]
+        plans = [plan for nodes, plan in executor.shared_plans.values() if nodes[0] is root]
+        assert len(plans) == 1 and (plans[0] is None) == (query is skipping)
