@@ -31,7 +31,8 @@ Fairness:
 - No warm-up run for either; Postgres' shared buffers and the OS page cache are shared and warm for both.
 - CPU is each side's own process tree (user + system); neither side's Postgres backends are counted.
 - Ours runs with its production defaults (5,000-event batches, up to 8 of them per transaction while behind);
-  Ponder with the peer's config. Ours from process start includes the CLI's migration check (alembic import).
+  Ponder with the peer's config. Ours from process start includes the CLI's migration check (since 13:50: one asyncpg query against the
+  scripts' revision ids; alembic is imported only when the database is behind).
 
 Why many holders cost (issue 16: "the holder distribution halves the rate"), measured with ``--holders``, same
 200,000 events, same 10 senders, batches of 500, 2026-12-06 10:32, load 4.3-4.9, alternating, ours only:
@@ -59,7 +60,9 @@ same 5,010 rows): 47-80% HOT, WAL 102 -> 43-69 MB; not done: that index serves t
 After it, ``--holders 500`` vs 5,000 (13:16, load 5.3-6.3, ours only, two runs each): 23.53 / 26.29 s vs
 21.62 / 19.10 s, CPU 7.8 / 8.4 vs 7.8 / 7.3 s: the holder count no longer shows.
 The project's own bench (37-47k events/s) times inside the backfill call on a quieter machine; from process start
-the CLI adds 1.4-2.5 s (``rwa index backfill --help`` alone, under load) before the first block.
+the CLI adds 1.4-2.5 s (``rwa index backfill --help`` alone, under load) before the first block; since 13:50 about
+0.7 s (process start to the backfill call: imports 0.63 s under ``-X importtime``, no alembic, sqlalchemy, models,
+redis or opentelemetry), and the backfill runs with the cyclic GC's young threshold at 50,000 (cli/indexer.py).
 
     .venv/bin/python bench/indexer_vs_ponder.py                   # 200,000 events, 2 runs
     .venv/bin/python bench/indexer_vs_ponder.py --events 20000 --runs 1   # quick check
