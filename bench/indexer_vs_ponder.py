@@ -62,7 +62,11 @@ After it, ``--holders 500`` vs 5,000 (13:16, load 5.3-6.3, ours only, two runs e
 The project's own bench (37-47k events/s) times inside the backfill call on a quieter machine; from process start
 the CLI adds 1.4-2.5 s (``rwa index backfill --help`` alone, under load) before the first block; since 13:50 about
 0.7 s (process start to the backfill call: imports 0.63 s under ``-X importtime``, no alembic, sqlalchemy, models,
-redis or opentelemetry), and the backfill runs with the cyclic GC's young threshold at 50,000 (cli/indexer.py).
+redis or opentelemetry). Tried and
+dropped (14:00, load 1.5-3.2): the cyclic GC's young threshold at 50,000 cut the process's CPU by ~11% (5 pairs,
+5.43 -> 4.81 s) but raised its peak RSS from 121-125 to 216-222 MB (small cyclic garbage of httpx requests, freed
+late, pins allocator arenas); at 10,000 (RSS 123-130 MB) the CPU difference was lost in the noise (5 pairs, means
+6.36 vs 6.47 s).
 
     .venv/bin/python bench/indexer_vs_ponder.py                   # 200,000 events, 2 runs
     .venv/bin/python bench/indexer_vs_ponder.py --events 20000 --runs 1   # quick check

@@ -182,21 +182,6 @@ def _pipeline() -> Any:
     return service
 
 
-# A backfill allocates millions of short-lived containers (the JSON of each eth_getLogs page, one tuple per row):
-# with the default young-generation threshold (700) the cyclic GC runs thousands of times and its older
-# generations keep re-walking every object the imports left. Frozen imports and a 50,000 threshold: CPU of
-# `rwa index backfill` on the Ponder comparison's chain (200,000 events) 5.43 -> 4.81 s, mean of 5 alternating
-# pairs, each pair lower (2026-12-06, load 2.2-3.1). Its rows are freed by reference counting either way.
-_GC_THRESHOLD = (50_000, 20, 20)
-
-
-def _tune_gc() -> None:
-    import gc
-
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLD)
-
-
 # --- run -----------------------------------------------------------------------------------------
 
 
@@ -370,7 +355,6 @@ def backfill(
                 if value is not None and value > head:
                     raise fail(f"{name} {value} is above the head {head} of {spec.short_name}", EXIT_BAD_INPUT)
             service = _pipeline()
-            _tune_gc()
             from indexer.errors import IndexerBusy
 
             try:
