@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.dsn import asyncpg_dsn
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -97,17 +99,6 @@ def known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
     return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """The libpq form of a ``postgresql+asyncpg://`` URL (what asyncpg.connect takes): the same string without the
-    driver; any other form through sqlalchemy's URL parser."""
-    prefix = "postgresql+asyncpg://"
-    if database_url.startswith(prefix):
-        return "postgresql://" + database_url[len(prefix) :]
-    from sqlalchemy.engine import make_url
-
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def script_heads(versions_dir: Path | None = None) -> set[str] | None:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.db import SessionFactory, create_engine, create_read_session_factory, create_session_factory
+from core.dsn import asyncpg_dsn
 from core.encryption import FieldCipher, parse_key
 from core.jwt_keys import KeyRing
 from core.pubsub import PubSubHub
@@ -77,13 +78,7 @@ class Services:
             await self._user_changes.start()
 
     def _asyncpg_dsn(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        return (
-            make_url(self.settings.database_url or "")
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
+        return asyncpg_dsn(self.settings.database_url or "")
 
     async def open_read_pool(self) -> None:
         """asyncpg pool for single-statement hot reads (`Context.fetch_one`): ~40% less CPU per read than going

@@ -12,7 +12,7 @@ import os
 
 import asyncpg
 
-from core.migrate import asyncpg_dsn as asyncpg_dsn  # re-exported: the indexer's and the benches' name for it
+from core.dsn import asyncpg_dsn as asyncpg_dsn  # re-exported: the indexer's and the benches' name for it
 
 LOCK_CLASS = 0x52574131  # "RWA1": the first key of pg_advisory_lock(int, int); the second is the chain id
 

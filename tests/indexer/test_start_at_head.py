@@ -19,7 +19,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
-from core.migrate import MIGRATIONS_DIR, asyncpg_dsn, at_head, current_revisions, script_heads, upgrade
+from core.dsn import asyncpg_dsn
+from core.migrate import MIGRATIONS_DIR, at_head, current_revisions, script_heads, upgrade
 from tests.fixtures.db import admin_database_url
 
 REPO = Path(__file__).resolve().parents[2]
