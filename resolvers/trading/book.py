@@ -86,10 +86,22 @@ class Resting:
     filled: Decimal
 
 
-_RESTING = """
-SELECT id, user_id, price, quantity, filled_quantity, seq, expires_at, wallet_address, reserved_cash FROM orders
-WHERE market_id = $1 AND side = $2 AND status IN ('NEW', 'PARTIALLY_FILLED'){cross}
-ORDER BY price {direction}, seq ASC LIMIT $3"""
+# a resting order's columns, in the order `_resting` unpacks them (also read by the gate's prefetch, gate.py)
+RESTING_COLUMNS = (
+    "id",
+    "user_id",
+    "price",
+    "quantity",
+    "filled_quantity",
+    "seq",
+    "expires_at",
+    "wallet_address",
+    "reserved_cash",
+)
+_RESTING = f"""
+SELECT {", ".join(RESTING_COLUMNS)} FROM orders
+WHERE market_id = $1 AND side = $2 AND status IN ('NEW', 'PARTIALLY_FILLED'){{cross}}
+ORDER BY price {{direction}}, seq ASC LIMIT $3"""
 # (side, has a limit price) -> SQL; separate texts so each keeps its own plan on the book index
 _RESTING_SQL = {
     (Side.SELL, False): _RESTING.format(cross="", direction="ASC"),
@@ -105,8 +117,16 @@ async def resting_orders(
     """Open orders on `side` that cross `limit_price`, best first (price, then arrival)."""
     args: tuple[object, ...] = (market_id, side.value, limit) + ((limit_price,) if limit_price is not None else ())
     rows = await (await pg(session)).fetch(_RESTING_SQL[(side, limit_price is not None)], *args)
-    book = [BookOrder(r[0], r[1], side, r[2], r[3] - r[4], r[5], r[6]) for r in rows]
-    extra = {r[0]: Resting(r[1], r[2], r[7], r[8], r[3], r[4]) for r in rows}
+    return _resting(side, rows)
+
+
+def _resting(side: Side, rows: Any) -> tuple[list[BookOrder[uuid.UUID]], dict[uuid.UUID, Resting]]:
+    """The matching engine's view of resting orders (values in RESTING_COLUMNS order) and what settling needs."""
+    book: list[BookOrder[uuid.UUID]] = []
+    extra: dict[uuid.UUID, Resting] = {}
+    for oid, user, price, qty, filled, seq, expires, wallet, reserved in rows:
+        book.append(BookOrder(oid, user, side, price, qty - filled, seq, expires))
+        extra[oid] = Resting(user, price, wallet, reserved, qty, filled)
     return book, extra
 
 
@@ -124,22 +144,7 @@ class Prefetched:
     def of(cls, side: Side, price: Decimal | None, r: Any) -> Prefetched:
         if r["bk_id"] is None:
             return cls(side, price, [], {})
-        cols = zip(
-            r["bk_id"],
-            r["bk_user"],
-            r["bk_price"],
-            r["bk_qty"],
-            r["bk_filled"],
-            r["bk_seq"],
-            r["bk_expires"],
-            r["bk_wallet"],
-            r["bk_reserved"],
-        )
-        book: list[BookOrder[uuid.UUID]] = []
-        extra: dict[uuid.UUID, Resting] = {}
-        for oid, user, price_, qty, filled, seq, expires, wallet, reserved in cols:
-            book.append(BookOrder(oid, user, side, price_, qty - filled, seq, expires))
-            extra[oid] = Resting(user, price_, wallet, reserved, qty, filled)
+        book, extra = _resting(side, zip(*(r["bk_" + c] for c in RESTING_COLUMNS)))
         return cls(side, price, book, extra)
 
     def covers(self, side: Side, price: Decimal | None) -> bool:

@@ -31,7 +31,7 @@ from models.identity import KycStatus
 from models.trading import MarketStatus, Side
 from resolvers.identity.kyc_states import effective_status
 from resolvers.raw_sql import pg
-from resolvers.trading.book import FIRST_BATCH, MarketSpec, Prefetched
+from resolvers.trading.book import FIRST_BATCH, RESTING_COLUMNS, MarketSpec, Prefetched
 from resolvers.trading.risk import LIMITS_SQL, Limits, limits_of
 
 NO_PRICE_BOUND = Decimal("1e18")  # above any price (orders.MAX_AMOUNT)
@@ -55,13 +55,16 @@ def to_units(quantity: Decimal, decimals: int) -> int:
 # that cross the order's price ($6; 0 / 1e18 when it has none), best first, for matching (book.Prefetched): the
 # read book.match_against_book would make next, one round trip earlier (nothing between them writes orders). One
 # row per wallet; one row of NULL wallet columns when there is none; no row when the market does not exist.
-_BOOK = """
-          (SELECT o.id, o.user_id, o.price, o.quantity, o.filled_quantity, o.seq, o.expires_at, o.wallet_address,
-                  o.reserved_cash, {k} AS k
+_BOOK = (
+    """
+          (SELECT """
+    + ", ".join("o." + c for c in RESTING_COLUMNS)
+    + """, {k} AS k
            FROM orders o
            WHERE {taker_sell} AND o.market_id = $1 AND o.side = '{side}' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
              AND o.price {cross} $6
            ORDER BY o.price {direction}, o.seq ASC LIMIT $7)"""
+)
 _READ = (
     """
 SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
@@ -99,12 +102,9 @@ LEFT JOIN LATERAL (
     WHERE wa.user_id = $2
 ) w ON true
 LEFT JOIN LATERAL (
-    SELECT array_agg(r.id ORDER BY r.k, r.seq) AS bk_id, array_agg(r.user_id ORDER BY r.k, r.seq) AS bk_user,
-           array_agg(r.price ORDER BY r.k, r.seq) AS bk_price, array_agg(r.quantity ORDER BY r.k, r.seq) AS bk_qty,
-           array_agg(r.filled_quantity ORDER BY r.k, r.seq) AS bk_filled, array_agg(r.seq ORDER BY r.k, r.seq) AS bk_seq,
-           array_agg(r.expires_at ORDER BY r.k, r.seq) AS bk_expires,
-           array_agg(r.wallet_address ORDER BY r.k, r.seq) AS bk_wallet,
-           array_agg(r.reserved_cash ORDER BY r.k, r.seq) AS bk_reserved
+    SELECT """
+    + ", ".join(f"array_agg(r.{c} ORDER BY r.k, r.seq) AS bk_{c}" for c in RESTING_COLUMNS)
+    + """
     FROM ("""
     + _BOOK.format(taker_sell="$3", side="BUY", cross=">=", k="-o.price", direction="DESC")
     + """
