@@ -28,6 +28,7 @@ import orjson
 
 from core.errors import BadUserInput
 from models.assets import AssetStatus, AssetType
+from resolvers.assets.token_reads import TOKEN_COLUMNS
 from resolvers.pagination import Page, check_window, decode_cursor, encode_cursor
 
 COLUMNS = (
@@ -53,21 +54,9 @@ ORDER_COLUMN = {
 # relation name -> (select-list SQL over the page subquery `p`, join SQL or "")
 ISSUER_COLUMNS = ("id", "email")
 VALUATION_COLUMNS = ("id", "asset_id", "amount", "currency", "method", "as_of", "source", "created_at")
-# as TOKENS_SQL of loaders.py; the enum as text (asyncpg decodes no enum inside an anonymous record)
-TOKEN_FIELDS = (
-    "id",
-    "asset_id",
-    "chain_id",
-    "address",
-    "kind::text",
-    "name",
-    "symbol",
-    "decimals",
-    "total_supply",
-    "paused",
-    "start_block",
-    "identity_registry",
-)
+# TOKENS_SQL's columns (token_row reads them in this order); the enum as text (asyncpg decodes no enum inside an
+# anonymous record)
+TOKEN_FIELDS = tuple(f"{c.key}::text" if c.key == "kind" else c.key for c in TOKEN_COLUMNS)
 RELATIONS: dict[str, tuple[str, str]] = {
     "issuer": (", ".join(f"u.{c}" for c in ISSUER_COLUMNS), "LEFT JOIN users u ON u.id = p.issuer_id"),
     "latest": (
