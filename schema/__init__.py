@@ -199,17 +199,12 @@ class RwaSchema(strawberry.Schema):
         answered INTERNAL. Refused instead as an operation type the method does not allow (400 BAD_USER_INPUT)."""
         if allowed_operation_types is not None and OperationType.SUBSCRIPTION in allowed_operation_types:
             allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
-        if self.directives or self.config.enable_experimental_incremental_execution:
-            return await super().execute(
-                query,
-                variable_values,
-                context_value,
-                root_value,
-                operation_name,
-                allowed_operation_types,
-                operation_extensions,
-            )
-        return await self._execute_lean(
+        run = (
+            super().execute
+            if self.directives or self.config.enable_experimental_incremental_execution
+            else self._execute_lean
+        )
+        return await run(
             query,
             variable_values,
             context_value,

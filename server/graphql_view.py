@@ -356,8 +356,6 @@ class GraphQLView(GraphQL[Context, None]):
             return
         # strawberry hands parse_http_body its request adapter (cross_web); the Starlette request is inside it
         request = getattr(request, "_request", request)
-        client = request.scope.get("client")
-        client_ip = client[0] if client else "unknown"
         context = request.scope.get("rwa.context")  # strawberry builds the context before it parses the body
         if context is None:
             return
@@ -365,7 +363,7 @@ class GraphQLView(GraphQL[Context, None]):
         plan = cache.plan(data.query, data.operation_name, data.variables, viewer)
         if plan is None:
             return
-        body, versions = await cache.lookup(plan, client_ip)
+        body, versions = await cache.lookup(plan, viewer.client_ip)  # get_context's, from the same scope
         if body is not None:
             raise CachedAnswer(body)
         # executed with a viewer that notices whether the answer depends on who asks (stored accordingly)
