@@ -30,7 +30,7 @@ from resolvers.assets.validation import trim
 from resolvers.assets.valuations import ValuationRow
 from resolvers.pagination import Page
 from schema.documents import AssetDocument
-from schema.fast_executor import NOT_LOADED, PREFETCHED
+from schema.lean_resolvers import NOT_LOADED, PREFETCHED
 from schema.lookups import found
 from schema.mutations import mutation
 from schema.node import Node, register_node

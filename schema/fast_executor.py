@@ -1,5 +1,5 @@
 """Cheaper field resolution: an executor that completes plain scalar fields without graphql-core's per-field
-machinery, and lean resolvers for plain object fields and prefetched fields.
+machinery, and object fields of plain selections by plans (schema.plans).
 
 A list page resolves hundreds of fields that are plain attributes of already loaded objects (`id`, `name`,
 `status`, ...). For each, graphql-core builds a resolve-info object, Strawberry calls three wrapper functions
@@ -10,166 +10,37 @@ leaf type) are read with `getattr` and serialized by their type directly.
 Anything unusual takes graphql-core's own path, which then produces the exact same result or error: a missing
 attribute, a null value, a value the type refuses to serialize, a schema with resolve middleware.
 
-Plain fields of object type (`edges`, `node`, `pageInfo`) keep graphql-core's path but resolve with one
-`getattr` instead of three Strawberry wrapper calls. A field declared with `metadata={PREFETCHED: "_attr"}` (and
-no field extensions) returns `source._attr` directly unless it holds NOT_LOADED, in which case its own resolver
-runs as usual: a list resolver can fill a whole page at once and skip one resolver call per row.
-
-An object field whose selection is plain at every depth (leaves, plain or prefetched object fields, __typename,
-fragments, @skip/@include) is completed by a plan built once per operation (see Plan) and run as a generated
-Python function (one per distinct plan, shared by all operations): per object, no collect/execute calls, no path
-objects, no per-field table lookups. On the asset list this cut the request's CPU by ~30%. Enums serialize through a table of their members (Strawberry's loops over the values).
+Plain fields of object type (`edges`, `node`, `pageInfo`) keep graphql-core's path but resolve with one `getattr`
+(schema.lean_resolvers). An object field whose selection is plain at every depth is completed by its plan, built
+here once per operation (see schema.plans).
 """
 
 from __future__ import annotations
 
-import inspect
-import keyword
-from collections.abc import Callable
 from typing import Any, cast
 
-from graphql import (
-    GraphQLBoolean,
-    GraphQLEnumType,
-    GraphQLID,
-    GraphQLInt,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLObjectType,
-    GraphQLSchema,
-    GraphQLString,
-    Undefined,
-    is_leaf_type,
-)
-from graphql.pyutils import Path, gather_with_cancel, is_awaitable
-from strawberry.exceptions import PermissionReturnedNonBooleanError
-from strawberry.extensions.field_extension import FieldExtension
-from strawberry.permission import PermissionExtension
+from graphql import GraphQLNonNull, GraphQLObjectType, Undefined
+from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-_BACKREF = "strawberry-definition"
-PREFETCHED = "rwa-prefetched"
-NOT_LOADED: Any = type("NotLoaded", (), {"__repr__": lambda self: "NOT_LOADED", "__slots__": ()})()
+from schema.lean_resolvers import NOT_LOADED, install_lean_resolvers
+from schema.plans import (
+    EVALUATED,
+    LEAF,
+    OBJECT,
+    PASSTHROUGH,
+    TYPENAME,
+    Impure,
+    ObjectFields,
+    PlainFields,
+    Plan,
+    complete,
+    directive_free,
+    plain_leaf_fields,
+    plain_object_fields,
+)
 
-# per object type name: {field name: (attribute, serialize)}
-PlainFields = dict[str, dict[str, tuple[str, Callable[[Any], Any]]]]
-
-
-def _enum_serializer(type_: Any) -> Callable[[Any], Any]:
-    """Strawberry's enum serialization compares the member's value with each of the type's values in turn; a
-    member of the enum's own class is looked up in a table of the same answers instead."""
-    wrapped = getattr(type_, "wrapped_cls", None)
-    slow = type_.coerce_output_value
-    if not isinstance(wrapped, type):
-        return cast(Callable[[Any], Any], slow)
-    table = {}
-    for member in cast(Any, wrapped):
-        table[member] = next((n for n, v in type_.values.items() if member.value == v.value), None)
-    if None in table.values():  # a member the type does not list: its own error, from graphql-core's path
-        return cast(Callable[[Any], Any], slow)
-
-    def serialize_enum(value: Any) -> Any:
-        return table[value] if type(value) is wrapped else slow(value)
-
-    return serialize_enum
-
-
-def _serializer(type_: Any) -> Callable[[Any], Any] | None:
-    """Leaf types serialize with their own function; lists of non-null leaves item by item (a null item makes
-    the whole list take graphql-core's path). Other types: None."""
-    inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
-    if isinstance(inner, GraphQLEnumType):
-        return _enum_serializer(inner)
-    if is_leaf_type(inner):
-        return inner.coerce_output_value
-    if (
-        isinstance(inner, GraphQLList)
-        and isinstance(inner.of_type, GraphQLNonNull)
-        and is_leaf_type(inner.of_type.of_type)
-    ):
-        item_type = inner.of_type.of_type
-        coerce = (
-            _enum_serializer(item_type) if isinstance(item_type, GraphQLEnumType) else item_type.coerce_output_value
-        )
-
-        def serialize_list(values: Any) -> list[Any] | None:
-            if isinstance(values, (str, bytes, dict)):
-                return None
-            out = []
-            for v in values:
-                c = coerce(v) if v is not None else None
-                if c is None or c is Undefined:
-                    return None
-                out.append(c)
-            return out
-
-        return serialize_list
-    return None
-
-
-def plain_leaf_fields(schema: GraphQLSchema, usable: bool) -> PlainFields:
-    if not usable:
-        return {}
-    table: PlainFields = {}
-    for type_ in schema.type_map.values():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
-            continue
-        fields = {}
-        for name, field in type_.fields.items():
-            definition = (field.extensions or {}).get(_BACKREF)
-            if definition is None or not getattr(definition, "is_basic_field", False):
-                continue
-            serialize = _serializer(field.type)
-            if serialize is not None:
-                fields[name] = (definition.python_name, serialize)
-        if fields:
-            table[type_.name] = fields
-    return table
-
-
-# per object type name: {field name: (attribute, field type, object type, is list, exact class or None)}
-ObjectFields = dict[str, dict[str, tuple[str, Any, GraphQLObjectType, bool, type | None]]]
-
-
-def _object_shape(type_: Any) -> tuple[GraphQLObjectType, bool, type | None] | None:
-    """(object type, is list, class) for `T`, `T!`, `[T!]` and `[T!]!` of an object type. A type with is_type_of
-    (Strawberry gives one to every type implementing an interface, e.g. Node) is checked by graphql-core on every
-    value; here a value of exactly the type's own class passes that check by construction (Strawberry's is_type_of
-    is an isinstance test), so the fast path requires that class and leaves anything else to graphql-core."""
-    inner = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
-    is_list = isinstance(inner, GraphQLList)
-    if is_list:
-        if not isinstance(inner.of_type, GraphQLNonNull):
-            return None
-        inner = inner.of_type.of_type
-    if not isinstance(inner, GraphQLObjectType):
-        return None
-    if inner.is_type_of is None:
-        return inner, is_list, None
-    origin = getattr((inner.extensions or {}).get(_BACKREF), "origin", None)
-    return (inner, is_list, origin) if isinstance(origin, type) else None
-
-
-def plain_object_fields(schema: GraphQLSchema, usable: bool) -> ObjectFields:
-    """Object-typed fields that are plain attributes (or PREFETCHED ones: their value unless NOT_LOADED)."""
-    table: ObjectFields = {}
-    for type_ in schema.type_map.values() if usable else ():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
-            continue
-        fields = {}
-        for name, field in type_.fields.items():
-            definition = (field.extensions or {}).get(_BACKREF)
-            if definition is None or definition.extensions:
-                continue
-            attr = (definition.metadata or {}).get(PREFETCHED) or (
-                definition.python_name if definition.is_basic_field else None
-            )
-            shape = _object_shape(field.type)
-            if attr and shape:
-                fields[name] = (attr, field.type, *shape)
-        if fields:
-            table[type_.name] = fields
-    return table
+_NONE: dict[str, Any] = {}
 
 
 class FastExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -216,8 +87,8 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             plan = self._shared_plan(return_type, field_details_list)
             if plan is not None:
                 try:
-                    return _complete(plan, result, False, None)
-                except _Impure:
+                    return complete(plan, result, False, None)
+                except Impure:
                     pass  # graphql-core's path completes it (plans only read: nothing ran twice)
         return super().collect_and_execute_subfields(return_type, field_details_list, path, result, position_context)
 
@@ -256,7 +127,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         if known is not None:
             return known[1]
         plan = None
-        if all(d.defer_usage is None and d.fragment_variable_values is None for d in details) and _directive_free(
+        if all(d.defer_usage is None and d.fragment_variable_values is None for d in details) and directive_free(
             nodes, self.fragments, set()
         ):
             plan = self._plan(object_type, details)
@@ -271,16 +142,16 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         plan: list[Any] = []
         for response_name, details in grouped_field_set.items():
             nodes = [d.node for d in details]
-            if any(d.name.value not in _EVALUATED for n in nodes for d in n.directives or ()):
+            if any(d.name.value not in EVALUATED for n in nodes for d in n.directives or ()):
                 return None
             field_name = nodes[0].name.value
             if field_name == "__typename":
-                plan.append((_TYPENAME, response_name, object_type.name))
+                plan.append((TYPENAME, response_name, object_type.name))
                 continue
             spec = plain.get(field_name)
             if spec is not None:
                 non_null = isinstance(object_type.fields[field_name].type, GraphQLNonNull)
-                plan.append((_LEAF, response_name, spec[0], spec[1], non_null, _PASSTHROUGH.get(spec[1])))
+                plan.append((LEAF, response_name, spec[0], spec[1], non_null, PASSTHROUGH.get(spec[1])))
                 continue
             ospec = objects.get(field_name)
             if ospec is None:
@@ -289,7 +160,7 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             sub = self._plan(sub_type, details)
             if sub is None:
                 return None
-            plan.append((_OBJECT, response_name, attr, sub, is_list, exact, isinstance(field_type, GraphQLNonNull)))
+            plan.append((OBJECT, response_name, attr, sub, is_list, exact, isinstance(field_type, GraphQLNonNull)))
         return tuple(plan)
 
     def execute_root_grouped_field_set(
@@ -378,9 +249,9 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
                     plan = self._plan(ospec[2], details)
                     if plan is not None:
                         try:
-                            results[response_name] = _complete(plan, value, ospec[3], ospec[4])
+                            results[response_name] = complete(plan, value, ospec[3], ospec[4])
                             continue
-                        except _Impure:
+                        except Impure:
                             pass  # graphql-core's path completes it (plans only read: nothing ran twice)
                 if value is not NOT_LOADED and value is not None and _completable(value, ospec[3], ospec[4]):
                     try:
@@ -484,178 +355,6 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
         return await_completed()
 
 
-_NONE: dict[str, Any] = {}
-_EVALUATED = frozenset({"skip", "include"})  # applied by field collection; any other directive: graphql-core
-
-# A plan completes one object's selection by reading attributes only: per field in response order,
-#   (_LEAF, response name, attribute, serialize, non-null, type the serializer returns unchanged or None)
-#   (_OBJECT, response name, attribute, plan of the object type, is list, exact class or None, non-null)
-#   (_TYPENAME, response name, type name)
-# for a selection whose fields are all plain (or PREFETCHED) at every depth. Running it calls no resolver, so
-# when a value does not fit (a null in a non-null field, a value its scalar refuses, NOT_LOADED, an object of
-# another class) the plan gives up (_Impure) and graphql-core's path completes the same value from the start,
-# with its own errors and paths. Compiled once per field group per operation, it replaces per object the
-# collect/execute calls, path objects and per-field table lookups of execute_fields.
-Plan = tuple[tuple[Any, ...], ...]
-_LEAF, _OBJECT, _TYPENAME = 0, 1, 2
-# graphql-core's serializers that return a value of this exact type unchanged (an int: within 32 bits)
-_PASSTHROUGH: dict[Any, type] = {
-    GraphQLString.coerce_output_value: str,
-    GraphQLID.coerce_output_value: str,
-    GraphQLBoolean.coerce_output_value: bool,
-    GraphQLInt.coerce_output_value: int,
-}
-
-
-class _Impure(Exception):
-    """A value a plan cannot complete by itself."""
-
-
-def _complete(plan: Plan, value: Any, is_list: bool, exact: type | None) -> Any:
-    """An object (or list of objects, for [T!]) completed by its plan."""
-    key = (plan, is_list, exact)
-    complete = _COMPLETERS.get(key)
-    if complete is None:
-        if len(_COMPLETERS) >= 1024:  # plans follow the documents in use; a bound keeps odd clients from growing it
-            _COMPLETERS.clear()
-        complete = _COMPLETERS[key] = _completer(_runner(plan), is_list, exact)
-    return complete(value)
-
-
-_COMPLETERS: dict[tuple[Plan, bool, type | None], Callable[[Any], Any]] = {}
-_RUNNERS: dict[Plan, Callable[[Any], dict[str, Any]]] = {}
-
-
-def _completer(run: Callable[[Any], dict[str, Any]], is_list: bool, exact: type | None) -> Callable[[Any], Any]:
-    if not is_list:
-
-        def complete_one(value: Any) -> dict[str, Any]:
-            _check(value, exact)
-            return run(value)
-
-        return complete_one
-
-    def complete_list(values: Any) -> list[dict[str, Any]]:
-        if not isinstance(values, (list, tuple)):
-            raise _Impure
-        for value in values:
-            _check(value, exact)
-        return [run(value) for value in values]
-
-    return complete_list
-
-
-def _runner(plan: Plan) -> Callable[[Any], dict[str, Any]]:
-    """The plan as a Python function (compiled once per distinct plan, in any operation): one attribute read
-    and a type test per plain value, the result dict built in one step, in the plan's key order."""
-    run = _RUNNERS.get(plan)
-    if run is not None:
-        return run
-    env: dict[str, Any] = {
-        "_Impure": _Impure,
-        "NOT_LOADED": NOT_LOADED,
-        "Undefined": Undefined,
-        "is_awaitable": is_awaitable,
-    }
-    lines = ["def run(value):"]
-    keys = []
-    for i, entry in enumerate(plan):
-        if entry[0] == _TYPENAME:
-            keys.append(f"{entry[1]!r}: {entry[2]!r}")
-            continue
-        attr = entry[2]
-        read = f"value.{attr}" if attr.isidentifier() and not keyword.iskeyword(attr) else f"getattr(value, a{i})"
-        env[f"a{i}"] = attr
-        lines += ["    try:", f"        r = {read}", "    except AttributeError:", "        raise _Impure from None"]
-        null = "raise _Impure" if entry[-1 if entry[0] == _OBJECT else 4] else f"v{i} = None"
-        if entry[0] == _LEAF:
-            _, _, _, serialize, _, same = entry
-            env[f"s{i}"], env[f"t{i}"] = serialize, same
-            if same is not None:
-                in_range = " and -2147483648 <= r <= 2147483647" if same is int else ""
-                lines += [f"    if type(r) is t{i}{in_range}:", f"        v{i} = r", "    elif r is None:"]
-            else:
-                lines += ["    if r is None:"]
-            lines += [
-                f"        {null}",
-                "    else:",
-                "        try:",
-                f"            v{i} = s{i}(r)",
-                "        except Exception:",
-                "            raise _Impure from None",
-                f"        if v{i} is None or v{i} is Undefined:",
-                "            raise _Impure",
-            ]
-        else:
-            _, _, _, sub, is_list, exact, _ = entry
-            env[f"r{i}"], env[f"e{i}"] = _runner(sub), exact
-            # _check inline: exactly the class for a type with is_type_of, else no exception and no awaitable
-            bad = f"type(x) is not e{i}" if exact is not None else "isinstance(x, Exception) or is_awaitable(x)"
-            lines += [
-                "    if r is None:",
-                f"        {null}",
-                "    elif r is NOT_LOADED:",
-                "        raise _Impure",
-            ]
-            if is_list:
-                lines += [
-                    "    elif not isinstance(r, (list, tuple)):",
-                    "        raise _Impure",
-                    "    else:",
-                    "        for x in r:",
-                    f"            if {'x is None or ' if exact is None else ''}{bad}:",
-                    "                raise _Impure",
-                    f"        v{i} = [r{i}(x) for x in r]",
-                ]
-            else:
-                lines += [
-                    "    else:",
-                    "        x = r",
-                    f"        if {bad}:",
-                    "            raise _Impure",
-                    f"        v{i} = r{i}(r)",
-                ]
-        keys.append(f"{entry[1]!r}: v{i}")
-    lines.append("    return {" + ", ".join(keys) + "}")
-    exec("\n".join(lines), env)  # noqa: S102 - our own text: identifiers checked, names and values as literals
-    run = _RUNNERS[plan] = env["run"]
-    if len(_RUNNERS) > 4096:
-        _RUNNERS.clear()
-    return cast(Callable[[Any], dict[str, Any]], run)
-
-
-def _directive_free(nodes: Any, fragments: dict[str, Any], seen: set[str]) -> bool:
-    """No directive on these selections, their fragments and their subselections, at any depth."""
-    for node in nodes:
-        if node.directives:
-            return False
-        if node.kind == "fragment_spread":
-            name = node.name.value
-            if name in seen:
-                continue
-            seen.add(name)
-            fragment = fragments.get(name)
-            if fragment is None:
-                return False
-            node = fragment.definition
-            if node.directives:
-                return False
-        selection_set = getattr(node, "selection_set", None)
-        if selection_set is not None and not _directive_free(selection_set.selections, fragments, seen):
-            return False
-    return True
-
-
-def _check(value: Any, exact: type | None) -> None:
-    """graphql-core completes any object for a type without is_type_of, awaiting awaitables and reporting
-    exceptions; plans take plain objects only, and of exactly the class for a type with is_type_of."""
-    if exact is not None:
-        if type(value) is not exact:
-            raise _Impure
-    elif value is None or isinstance(value, Exception) or is_awaitable(value):
-        raise _Impure
-
-
 def _completable(value: Any, is_list: bool, exact: type | None) -> bool:
     """Values graphql-core would complete without an error of their own (a list of non-null items), and of exactly
     the type's class when it has is_type_of."""
@@ -674,97 +373,6 @@ def _merge(results: dict[str, Any], rest: dict[str, Any], others: dict[str, Any]
         for name in rest.keys() - others.keys():
             del results[name]
     return results
-
-
-def _attribute_resolver(attr: str) -> Callable[..., Any]:
-    def resolve(source: Any, info: Any, **_: Any) -> Any:
-        return getattr(source, attr)
-
-    resolve._is_default = True  # type: ignore[attr-defined]  # as strawberry marks its own default resolvers
-    return resolve
-
-
-def _prefetched_resolver(attr: str, resolver: Callable[..., Any]) -> Callable[..., Any]:
-    def resolve(source: Any, info: Any, **kwargs: Any) -> Any:
-        value = getattr(source, attr, NOT_LOADED)
-        return resolver(source, info, **kwargs) if value is NOT_LOADED else value
-
-    return resolve
-
-
-def _permission_resolver(definition: Any, info_class: type, extension: Any) -> Callable[..., Any] | None:
-    """strawberry's resolver for an async field without arguments whose one extension is a PermissionExtension
-    with synchronous checks (`me`, `mfaStatus`), in one coroutine: strawberry's takes five calls and three awaited
-    layers (its resolver, await_maybe, argument conversion, the extension chain, the permission's await_maybe)
-    around the same steps. The same order: the Info, each permission (its errors, a non-boolean refused, a refusal
-    through the extension's _on_unauthorized), then the resolver with self and info as strawberry passes them.
-    None for any other field."""
-    resolver = definition.base_resolver
-    if (
-        resolver is None
-        or definition.is_subscription
-        or not definition.is_async
-        or definition.arguments
-        or resolver.parent_parameter is not None
-        or resolver.root_parameter is not None
-        or len(definition.extensions) != 1
-        or type(extension) is not PermissionExtension
-        or not extension.permissions
-        or any(inspect.iscoroutinefunction(p.has_permission) for p in extension.permissions)
-        or type(extension).map_arguments is not FieldExtension.map_arguments
-    ):
-        return None
-    permissions = tuple(extension.permissions)
-    pass_self = resolver.self_parameter is not None
-    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
-    call = resolver.__call__
-
-    async def resolve(source: Any, info: Any, **kwargs: Any) -> Any:
-        strawberry_info = info_class(_raw_info=info, _field=definition)
-        for permission in permissions:
-            allowed = permission.has_permission(source, strawberry_info)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed
-            if not isinstance(allowed, bool):
-                if inspect.iscoroutine(allowed):
-                    allowed.close()
-                raise PermissionReturnedNonBooleanError(permission, allowed)
-            if not allowed:
-                return extension._on_unauthorized(permission)
-        args = (source,) if pass_self else ()
-        result = call(*args, **{info_name: strawberry_info}) if info_name is not None else call(*args)
-        if inspect.isasyncgen(result):
-            return result
-        return await result
-
-    return resolve
-
-
-def install_lean_resolvers(schema: GraphQLSchema, info_class: type | None = None) -> None:
-    for type_ in schema.type_map.values():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
-            continue
-        for field in type_.fields.values():
-            definition = (field.extensions or {}).get(_BACKREF)
-            if definition is None or field.resolve is None:
-                continue
-            if definition.extensions:
-                lean = None
-                # replaces strawberry's async resolver only (not a subscription's, nor one wrapped otherwise)
-                if (
-                    info_class
-                    and field.subscribe is None
-                    and getattr(field.resolve, "__name__", "") == "_async_resolver"
-                ):
-                    lean = _permission_resolver(definition, info_class, definition.extensions[0])
-                if lean is not None:
-                    field.resolve = lean
-                continue
-            prefetched = (definition.metadata or {}).get(PREFETCHED)
-            if prefetched:
-                field.resolve = _prefetched_resolver(prefetched, field.resolve)
-            elif definition.is_basic_field:
-                field.resolve = _attribute_resolver(definition.python_name)
 
 
 def executor_for(schema: Any) -> type[FastExecutor]:

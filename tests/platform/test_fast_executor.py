@@ -10,7 +10,8 @@ import pytest
 import strawberry
 
 from schema import fast_executor
-from schema.fast_executor import NOT_LOADED, PREFETCHED, executor_for
+from schema.fast_executor import executor_for
+from schema.lean_resolvers import NOT_LOADED, PREFETCHED
 
 
 @strawberry.enum
@@ -187,17 +188,17 @@ async def test_plans_give_graphql_cores_data_errors_and_key_order(no: bool) -> N
     plain, fast = _schemas()
     expected = await plain.execute(PLANNED, variable_values={"no": no})
     ran: list[int] = []
-    original = fast_executor._complete
+    original = fast_executor.complete
 
     def counting(plan: Any, value: Any, *args: Any) -> Any:
         ran.append(1)
         return original(plan, value, *args)
 
-    fast_executor._complete = counting  # type: ignore[assignment]
+    fast_executor.complete = counting  # type: ignore[assignment]
     try:
         got = await fast.execute(PLANNED, variable_values={"no": no})
     finally:
-        fast_executor._complete = original  # type: ignore[assignment]
+        fast_executor.complete = original  # type: ignore[assignment]
     assert ran, "no plan ran"
     assert json.dumps(got.data) == json.dumps(expected.data)  # the same keys in the same order
     assert [(e.message, e.path) for e in got.errors or []] == [(e.message, e.path) for e in expected.errors or []]
