@@ -31,7 +31,18 @@ from resolvers.trading import book, gate, market_data, risk, sequencer
 from resolvers.trading.book import MarketSpec
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import Incoming
-from resolvers.trading.settlement import buy_reservation, notional_of, release_reservation, settle
+from resolvers.trading.settlement import (
+    TRADES_CTE,
+    PricedFill,
+    buy_reservation,
+    buyer_cost,
+    notional_of,
+    price_fill,
+    release_reservation,
+    settle_cash,
+    settled,
+    trades_params,
+)
 
 MAX_CLIENT_ORDER_ID = 64
 
@@ -103,34 +114,56 @@ def _view(r: Any) -> OrderView:
 _BY_CLIENT_ID = f"SELECT {VIEW_SQL} FROM orders WHERE user_id = $1 AND client_order_id = $2"
 _BY_ID = f"SELECT {VIEW_SQL} FROM orders WHERE id = $1"
 # the incoming order is inserted once matching has decided its state (under the lock, so its seq still gives it
-# time priority), before the trades that reference it; the audit row rides along on a rejection
-_INSERT = f"""
+# time priority), in the same statement as the rows that reference it (trades) or that describe it (audit)
+_ORDER_CTE = f"""
 WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity,
                                filled_quantity, status, reason, expires_at, wallet_address, reserved_cash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {VIEW_SQL}),
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {VIEW_SQL})"""
+# a rejection: the order and its audit row
+_INSERT = (
+    _ORDER_CTE
+    + """,
      a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           SELECT $3, 'order.place', 'order', $1::text, $16, $17 WHERE $17::jsonb IS NOT NULL)
+           VALUES ($3, 'order.place', 'order', $1::text, $16, $17))
 SELECT * FROM o"""
-# the audit row, the investor's daily order value (when the market limits it: $9 day, $10 value added) and (when
-# the book changed) the market's next book sequence with the new totals of the changed levels; the level read sees
-# the statements before this one
-_FINAL = """
-WITH a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           VALUES ($4, 'order.place', 'order', $5, $6, $7)),
+)
+# an order that changed no maker (it rests, or found nothing to take): the order, its audit row, the investor's
+# daily order value (when the market limits it: $19 day, $20 value added) and (when it rests, $18) the market's next
+# book sequence with the totals of the changed levels ($21, $22). Every part of one statement sees the snapshot from
+# before it, so the totals do not include the order itself: _execute adds what rests.
+_INSERT_AND_FINAL = (
+    _ORDER_CTE
+    + """,
+     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           VALUES ($3, 'order.place', 'order', $1::text, $16, $17)),
      u AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
-           SELECT $1, $4, $9::date, $10::numeric WHERE $10::numeric IS NOT NULL
+           SELECT $2, $3, $19::date, $20::numeric WHERE $20::numeric IS NOT NULL
            ON CONFLICT (market_id, user_id, day)
            DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
-     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 AND $8 RETURNING book_sequence)
-SELECT s.book_sequence, l.side, l.price, l.qty FROM (SELECT 1) one LEFT JOIN s ON true LEFT JOIN (
-    SELECT o.side, o.price, sum(o.quantity - o.filled_quantity) AS qty FROM orders o
-    WHERE o.market_id = $1 AND o.status IN ('NEW', 'PARTIALLY_FILLED')
-      AND (o.side, o.price) IN (SELECT * FROM unnest($2::order_side[], $3::numeric[]))
-    GROUP BY o.side, o.price) l ON true"""
-
-# a placement that changed makers: their update and _FINAL in one round trip. Every part of one statement sees the
-# same snapshot, so the level totals here are from before the makers' update (and after the taker's insert, an
-# earlier statement); _execute subtracts what the update takes off each level (fills, expired remainders).
+     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $2 AND $18 RETURNING book_sequence),
+     l AS (SELECT array_agg(g.side::text) AS sides, array_agg(g.price) AS prices, array_agg(g.qty) AS qtys FROM (
+               SELECT r.side, r.price, sum(r.quantity - r.filled_quantity) AS qty FROM orders r
+               WHERE r.market_id = $2 AND r.status IN ('NEW', 'PARTIALLY_FILLED')
+                 AND (r.side, r.price) IN (SELECT * FROM unnest($21::order_side[], $22::numeric[]))
+               GROUP BY r.side, r.price) g)
+SELECT o.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM o, l"""
+)
+# an order that changed makers: the order and its trades (with their token legs, settlement.TRADES_CTE; $16 the
+# trades' time), their (seq, market sequence) in fill order
+_TAKER_AND_TRADES = (
+    _ORDER_CTE
+    + ","
+    + TRADES_CTE
+    + """
+SELECT o.*, x.ids AS trade_ids, x.seqs AS trade_seqs, x.market_seqs AS trade_market_seqs FROM o, (
+    SELECT array_agg(t.id ORDER BY t.seq) AS ids, array_agg(t.seq ORDER BY t.seq) AS seqs,
+           array_agg(t.market_sequence ORDER BY t.seq) AS market_seqs FROM t) x"""
+)
+# then, once the cash has moved (ledger), the makers' update, the order's audit row, the investor's daily order value
+# (when the market limits it: $9 day, $10 value added), the market's next book sequence and the changed levels'
+# totals, in one round trip. Every part of one statement sees the same snapshot, so the level totals here are from
+# before the makers' update (and after the taker's insert, an earlier statement); _execute subtracts what the update
+# takes off each level (fills, expired remainders).
 _MAKERS_AND_FINAL = f"""
 WITH u AS (UPDATE orders o SET filled_quantity = coalesce(x.filled, o.filled_quantity), status = x.status,
                                reason = x.reason, reserved_cash = x.reserved, updated_at = $16
@@ -369,9 +402,12 @@ async def _execute(
     checked: risk.Verdict,
     prefetched: book.Prefetched | None = None,
 ) -> OrderView:
-    """Match the taker (a MARKET order within the price band; stopped by the circuit breaker), store it, settle
-    its fills (at each side's fee tier), update the makers, audit, count the daily order value, bump the book
-    sequence; add the events (trades, book, orders); return the taker as stored."""
+    """Match the taker (a MARKET order within the price band; stopped by the circuit breaker), store it with its
+    trades, settle their cash (at each side's fee tier), update the makers, audit, count the daily order value, bump
+    the book sequence; add the events (trades, book, orders); return the taker as stored.
+
+    Round trips after the gate's read: an order that changed no maker, one (plus the reservation of a resting buy);
+    otherwise the order with its trades, the ledger's movements, the makers with the rest."""
     matcher = risk.with_price(taker, checked.match_price) if taker.type is OrderType.MARKET else taker
     result, resting = await book.match_against_book(session, market.id, matcher, now, prefetched)
     tripped = risk.breaker_cut(limits, taker, result)
@@ -385,62 +421,82 @@ async def _execute(
         levels.add((taker.side, taker.price))
         if buyer_is_taker:  # only the resting part holds cash; the fills are paid from AVAILABLE
             held = buy_reservation(market, taker.price, result.remaining)
-    taker_view = _view(
-        await conn.fetchrow(
-            _INSERT,
-            *insert,
-            result.filled,
-            result.status.value,
-            result.reason,
-            taker.expires_at,
-            taker_wallet,
+    if held:
+        await ledger.reserve(
+            session,
+            taker.owner,
             held,
-            None,
-            None,
+            market.quote_currency,
+            reference=f"order:{taker.id}:reserve",
         )
+    stored = (*insert, result.filled, result.status.value, result.reason, taker.expires_at, taker_wallet, held)
+    counted = result.filled + (result.remaining if result.rests else 0)
+    value = (
+        notional_of(checked.value_price, counted)
+        if limits.daily is not None and checked.value_price is not None and counted
+        else None
     )
-    if tripped:
-        await risk.trip(conn, limits, market.id, now, request_id, taker.id)
+    audit = _audit_details(market.id, result.status, result.reason)
+    ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
+    if not result.fills and not result.expired_makers:  # no maker changed: one statement
+        row = await conn.fetchrow(
+            _INSERT_AND_FINAL,
+            *stored,
+            request_id,
+            audit,
+            bool(levels),
+            risk_day(now),
+            value,
+            [s.value for s, _ in ordered],
+            [p for _, p in ordered],
+        )
+        taker_view = _view(row)
+        if tripped:  # the breaker cut every fill (FOK)
+            await risk.trip(conn, limits, market.id, now, request_id, taker.id)
+        if levels:
+            before = dict(zip(zip(row["sides"] or [], row["prices"] or []), row["qtys"] or []))
+            with localcontext(prec=100):  # the statement's level read does not see the order it inserts
+                totals = [
+                    (s, p, before.get((s.value, p), Decimal(0)) + (result.remaining if s is taker.side else 0))
+                    for s, p in ordered
+                ]
+            events.add(
+                market_data.book_channel(market.id), market_data.book_event(market.id, row["book_sequence"], totals)
+            )
+        events.add(market_data.orders_channel(taker_view.user_id), taker_view.event())
+        return taker_view
     # makers: (id, filled or None to keep, status, reason, reserved cash left)
     makers: list[tuple[Any, Decimal | None, str, str | None, Decimal]] = []
+    releases: list[tuple[uuid.UUID, uuid.UUID, Decimal]] = []  # (maker, owner, amount) of finished maker buys
     for maker_id in result.expired_makers:
         r = resting[maker_id]
         levels.add((opposite, r.price))
         if opposite is Side.BUY:
-            await release_reservation(session, maker_id, r.user_id, r.reserved_cash, market.quote_currency)
+            releases.append((maker_id, r.user_id, r.reserved_cash))
         makers.append((maker_id, None, OrderStatus.EXPIRED.value, "GTD_EXPIRED", Decimal(0)))
+    fills: list[PricedFill] = []
     for fill in result.fills:
         r = resting[fill.maker_id]
         buyer_id, seller_id = (taker.owner, r.user_id) if buyer_is_taker else (r.user_id, taker.owner)
         buyer_wallet, seller_wallet = (taker_wallet, r.wallet) if buyer_is_taker else (r.wallet, taker_wallet)
-        settled = await settle(
-            session,
+        priced = price_fill(
             market,
             maker_order_id=fill.maker_id,
-            taker_order_id=taker.id,
-            taker_side=taker.side,
             buyer_id=buyer_id,
             seller_id=seller_id,
             price=fill.price,
             quantity=fill.quantity,
             buyer_wallet=buyer_wallet,
             seller_wallet=seller_wallet,
-            now=now,
             maker_fee_bps=limits.fees(r.user_id, market.maker_fee_bps, market.taker_fee_bps)[0],
             taker_fee_bps=taker_fee_bps,
         )
-        events.add(market_data.trades_channel(market.id), settled.event())
+        fills.append(priced)
         levels.add((opposite, r.price))
-        maker_reserved = r.reserved_cash - (settled.buyer_cost if not buyer_is_taker else 0)
+        maker_reserved = r.reserved_cash - (buyer_cost(priced, taker.side) if not buyer_is_taker else 0)
         if fill.maker_remaining == 0:
             if opposite is Side.BUY:  # give back what the filled buy still holds (rounding of its reservation)
-                await release_reservation(
-                    session,
-                    fill.maker_id,
-                    r.user_id,
-                    maker_reserved,
-                    market.quote_currency,
-                )
+                releases.append((fill.maker_id, r.user_id, maker_reserved))
             makers.append((fill.maker_id, r.quantity, OrderStatus.FILLED.value, None, Decimal(0)))
         else:
             makers.append(
@@ -452,21 +508,18 @@ async def _execute(
                     maker_reserved,
                 )
             )
-    if held:
-        await ledger.reserve(
-            session,
-            taker.owner,
-            held,
-            market.quote_currency,
-            reference=f"order:{taker.id}:reserve",
-        )
-    views = [taker_view]
-    counted = result.filled + (result.remaining if result.rests else 0)
-    value = (
-        notional_of(checked.value_price, counted)
-        if limits.daily is not None and checked.value_price is not None and counted
-        else None
-    )
+    row = await conn.fetchrow(_TAKER_AND_TRADES, *stored, now, *trades_params(market, fills))
+    taker_view = _view(row)
+    sequences = dict(zip(row["trade_ids"] or [], zip(row["trade_seqs"] or [], row["trade_market_seqs"] or [])))
+    if tripped:
+        await risk.trip(conn, limits, market.id, now, request_id, taker.id)
+    for priced in fills:
+        await settle_cash(session, market, priced, taker.side)
+        seq, market_sequence = sequences[priced.trade_id]
+        trade = settled(market.id, priced, taker.side, now, seq, market_sequence)
+        events.add(market_data.trades_channel(market.id), trade.event())
+    for maker_id, owner, amount in releases:
+        await release_reservation(session, maker_id, owner, amount, market.quote_currency)
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
     final = (
         market.id,
@@ -475,38 +528,29 @@ async def _execute(
         taker.owner,
         str(taker.id),
         request_id,
-        _audit_details(market.id, taker_view.status, taker_view.reason),
-        bool(levels),
+        audit,
+        True,
         risk_day(now),
         value,
     )
-    if makers:  # makers changed, so levels changed: one statement, the totals corrected for the makers' update
-        rows = await conn.fetch(_MAKERS_AND_FINAL, *final, *(list(c) for c in zip(*makers)), now)
-        views += map(_view, rows)
-        taken: dict[tuple[str, Decimal], Decimal] = {}
-        for fill in result.fills:
-            key = (opposite.value, resting[fill.maker_id].price)
-            taken[key] = taken.get(key, Decimal(0)) + fill.quantity
-        for maker_id in result.expired_makers:
-            r = resting[maker_id]
-            key = (opposite.value, r.price)
-            taken[key] = taken.get(key, Decimal(0)) + (r.quantity - r.filled)
-        sides, prices, qtys = rows[0]["sides"] or [], rows[0]["prices"] or [], rows[0]["qtys"] or []
-        before = dict(zip(zip(sides, prices), qtys))
-        with localcontext(prec=100):  # Numeric(38, 18) totals need more than 28 digits
-            totals = [
-                (s, p, before.get((s.value, p), Decimal(0)) - taken.get((s.value, p), Decimal(0))) for s, p in ordered
-            ]
-        events.add(
-            market_data.book_channel(market.id), market_data.book_event(market.id, rows[0]["book_sequence"], totals)
-        )
-    else:
-        rows = await conn.fetch(_FINAL, *final)
-        if levels:
-            found = {(r[1], r[2]): r[3] for r in rows if r[1] is not None}
-            totals = [(s, p, found.get((s.value, p), Decimal(0))) for s, p in ordered]
-            events.add(market_data.book_channel(market.id), market_data.book_event(market.id, rows[0][0], totals))
-    for v in views:
+    # makers changed, so levels changed: one statement, the totals corrected for the makers' update
+    rows = await conn.fetch(_MAKERS_AND_FINAL, *final, *(list(c) for c in zip(*makers)), now)
+    taken: dict[tuple[str, Decimal], Decimal] = {}
+    for fill in result.fills:
+        key = (opposite.value, resting[fill.maker_id].price)
+        taken[key] = taken.get(key, Decimal(0)) + fill.quantity
+    for maker_id in result.expired_makers:
+        r = resting[maker_id]
+        key = (opposite.value, r.price)
+        taken[key] = taken.get(key, Decimal(0)) + (r.quantity - r.filled)
+    sides, prices, qtys = rows[0]["sides"] or [], rows[0]["prices"] or [], rows[0]["qtys"] or []
+    before = dict(zip(zip(sides, prices), qtys))
+    with localcontext(prec=100):  # Numeric(38, 18) totals need more than 28 digits
+        totals = [
+            (s, p, before.get((s.value, p), Decimal(0)) - taken.get((s.value, p), Decimal(0))) for s, p in ordered
+        ]
+    events.add(market_data.book_channel(market.id), market_data.book_event(market.id, rows[0]["book_sequence"], totals))
+    for v in [taker_view, *map(_view, rows)]:
         events.add(market_data.orders_channel(v.user_id), v.event())
     return taker_view
 

@@ -103,103 +103,153 @@ class SettledTrade:
         }
 
 
-# the trade, its token leg (when both wallets are known) and the leg's agent operation in one round trip; the
-# instruction's foreign key is checked at the end of the statement, when the trade row exists. The operation row is
-# what agent.outbox.enqueue writes (a test compares them), inlined: enqueue's ORM insert + read back cost ~4-6 ms per
-# trade on these machines against ~1 ms for a separate raw INSERT and nothing extra here, on the matching hot path.
-_TRADE = """
-WITH t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side, price,
+# The trades of one incoming order, with their token legs (when both wallets are known) and the legs' agent operations,
+# as the rest of one statement that first inserts the order itself (orders.py: the caller prepends its `o` CTE;
+# $1 is the order's id, $2 its market, $5 its side, $16 the trades' time; `trades_params` are $17..$31): a trade's foreign
+# keys (to the order, and the instruction's to the trade) are checked at the end of the statement, when all rows
+# exist. Trades go in fill order (ORDER BY n), so the per-market trade sequence (a BEFORE INSERT trigger) follows it.
+# The operation row is what agent.outbox.enqueue writes (a test compares them), inlined: enqueue's ORM insert + read
+# back cost ~4-6 ms per trade on these machines, on the matching hot path.
+TRADES_CTE = """
+     f AS (SELECT * FROM unnest($17::uuid[], $18::uuid[], $19::uuid[], $20::uuid[], $21::numeric[], $22::numeric[],
+                                $23::numeric[], $24::numeric[], $25::uuid[], $26::varchar[], $27::varchar[],
+                                $28::numeric[], $29::uuid[])
+                  WITH ORDINALITY AS f(id, maker, buyer, seller, price, quantity, maker_fee, taker_fee, instruction,
+                                       from_wallet, to_wallet, units, op, n)),
+     t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side, price,
                                quantity, maker_fee, taker_fee, settlement, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'PENDING', $12) RETURNING seq, market_sequence),
+           SELECT f.id, $2, f.maker, $1, f.buyer, f.seller, $5, f.price, f.quantity, f.maker_fee, f.taker_fee,
+                  'PENDING', $16
+           FROM f ORDER BY f.n RETURNING id, seq, market_sequence),
      i AS (INSERT INTO settlement_instructions (id, trade_id, chain_id, token_address, from_wallet, to_wallet, amount,
                                                 status)
-           SELECT $13, $1, $14, $15, $16::varchar, $17::varchar, $18, 'PENDING'
-           WHERE $16::varchar IS NOT NULL AND $17::varchar IS NOT NULL),
-     o AS (INSERT INTO chain_operations (id, kind, chain_id, contract, abi_name, function, args, value, signer,
-                                         business_ref, state, attempts, tx_hashes)
-           SELECT $19, 'settlement.transfer', $14, $15, 'SecurityToken', 'settlementTransfer',
-                  jsonb_build_array($16::varchar, $17::varchar, $18::numeric::text), 0, 'agent',
-                  'settlement:' || $13::text, 'PENDING', 0, '{}'
-           WHERE $16::varchar IS NOT NULL AND $17::varchar IS NOT NULL
-           ON CONFLICT (business_ref) DO NOTHING)
-SELECT seq, market_sequence FROM t"""
+           SELECT f.instruction, f.id, $30, $31, f.from_wallet, f.to_wallet, f.units, 'PENDING'
+           FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL),
+     op AS (INSERT INTO chain_operations (id, kind, chain_id, contract, abi_name, function, args, value, signer,
+                                          business_ref, state, attempts, tx_hashes)
+            SELECT f.op, 'settlement.transfer', $30, $31, 'SecurityToken', 'settlementTransfer',
+                   jsonb_build_array(f.from_wallet, f.to_wallet, f.units::text), 0, 'agent',
+                   'settlement:' || f.instruction::text, 'PENDING', 0, '{}'
+            FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL
+            ON CONFLICT (business_ref) DO NOTHING)"""
 
 
-async def settle(
-    session: AsyncSession,
+@dataclass(frozen=True, slots=True)
+class PricedFill:
+    """One fill of an incoming order, priced (fees at each side's rate), with the ids of the rows it becomes."""
+
+    trade_id: uuid.UUID
+    maker_order_id: uuid.UUID
+    buyer_id: uuid.UUID
+    seller_id: uuid.UUID
+    price: Decimal
+    quantity: Decimal
+    notional: Decimal
+    maker_fee: Decimal
+    taker_fee: Decimal
+    from_wallet: str | None  # the token leg's wallets: both or neither (no instruction without both)
+    to_wallet: str | None
+    units: int
+    instruction_id: uuid.UUID
+    operation_id: uuid.UUID
+
+
+def price_fill(
     market: Market | MarketSpec,
     *,
     maker_order_id: uuid.UUID,
-    taker_order_id: uuid.UUID,
-    taker_side: Side,
     buyer_id: uuid.UUID,
     seller_id: uuid.UUID,
     price: Decimal,
     quantity: Decimal,
     buyer_wallet: str | None,
     seller_wallet: str | None,
-    now: datetime,
     maker_fee_bps: int | None = None,
     taker_fee_bps: int | None = None,
-) -> SettledTrade:
-    """Record the trade (PENDING) with its token leg as an instruction, and move its cash.
-    `market`: models Market or book.MarketSpec. The fee rates default to the market's; a designated market maker's
-    tier may differ (a negative maker fee is a rebate, paid from the FEES account: the movement still balances)."""
+) -> PricedFill:
+    """The fees default to the market's; a designated market maker's tier may differ (a negative maker fee is a
+    rebate, paid from the FEES account: the movement still balances)."""
     notional = notional_of(price, quantity)  # Numeric(38, 18) products need more than 28 digits
-    maker_fee = fee(notional, market.maker_fee_bps if maker_fee_bps is None else maker_fee_bps)
-    taker_fee = fee(notional, market.taker_fee_bps if taker_fee_bps is None else taker_fee_bps)
-    buyer_is_taker = taker_side is Side.BUY
-    trade_id = uuid.uuid4()
     both = bool(buyer_wallet and seller_wallet)
-    instruction_id, units = uuid.uuid4(), to_units(quantity, market.base_decimals)
-    seq, market_sequence = await (await pg(session)).fetchrow(
-        _TRADE,
-        trade_id,
-        market.id,
+    return PricedFill(
+        uuid.uuid4(),
         maker_order_id,
-        taker_order_id,
         buyer_id,
         seller_id,
-        taker_side.value,
         price,
         quantity,
-        maker_fee,
-        taker_fee,
-        now,
-        instruction_id,
-        market.chain_id,
-        market.token_address,
+        notional,
+        fee(notional, market.maker_fee_bps if maker_fee_bps is None else maker_fee_bps),
+        fee(notional, market.taker_fee_bps if taker_fee_bps is None else taker_fee_bps),
         seller_wallet if both else None,
         buyer_wallet if both else None,
-        Decimal(units),
+        to_units(quantity, market.base_decimals),
+        uuid.uuid4(),
         uuid.uuid4(),
     )
-    buyer_fee, seller_fee = (taker_fee, maker_fee) if buyer_is_taker else (maker_fee, taker_fee)
+
+
+def trades_params(market: Market | MarketSpec, fills: list[PricedFill]) -> tuple[Any, ...]:
+    """TRADES_CTE's parameters $17..$31."""
+    return (
+        [f.trade_id for f in fills],
+        [f.maker_order_id for f in fills],
+        [f.buyer_id for f in fills],
+        [f.seller_id for f in fills],
+        [f.price for f in fills],
+        [f.quantity for f in fills],
+        [f.maker_fee for f in fills],
+        [f.taker_fee for f in fills],
+        [f.instruction_id for f in fills],
+        [f.from_wallet for f in fills],
+        [f.to_wallet for f in fills],
+        [Decimal(f.units) for f in fills],
+        [f.operation_id for f in fills],
+        market.chain_id,
+        market.token_address,
+    )
+
+
+def buyer_cost(fill: PricedFill, taker_side: Side) -> Decimal:
+    """What the fill takes from the buyer: notional + the buyer's fee."""
+    return fill.notional + (fill.taker_fee if taker_side is Side.BUY else fill.maker_fee)
+
+
+async def settle_cash(session: AsyncSession, market: Market | MarketSpec, fill: PricedFill, taker_side: Side) -> None:
+    """The fill's cash leg: buyer -> seller, both fees -> FEES. A taker buyer pays from AVAILABLE, a maker buyer from
+    its RESERVED cash; the ledger refuses (CONFLICT, INSUFFICIENT_FUNDS) what a balance does not cover."""
+    buyer_is_taker = taker_side is Side.BUY
+    buyer_fee, seller_fee = (fill.taker_fee, fill.maker_fee) if buyer_is_taker else (fill.maker_fee, fill.taker_fee)
     buyer_pays_from = AccountKind.AVAILABLE if buyer_is_taker else AccountKind.RESERVED
     legs: list[tuple[ledger.AccountRef, Decimal]] = [
-        (UserAccount(buyer_id, buyer_pays_from), -(notional + buyer_fee)),
-        (UserAccount(seller_id), notional - seller_fee),
+        (UserAccount(fill.buyer_id, buyer_pays_from), -(fill.notional + buyer_fee)),
+        (UserAccount(fill.seller_id), fill.notional - seller_fee),
     ]
     if buyer_fee + seller_fee:
         legs.append((Platform(AccountKind.FEES), buyer_fee + seller_fee))
     await ledger.post(
         session,
         kind="SETTLE",
-        reference=f"trade:{trade_id}:settle",
+        reference=f"trade:{fill.trade_id}:settle",
         currency=market.quote_currency,
         legs=legs,
-        details={"market": str(market.id), "price": str(price), "quantity": str(quantity)},
+        details={"market": str(market.id), "price": str(fill.price), "quantity": str(fill.quantity)},
     )
+
+
+def settled(
+    market_id: uuid.UUID, fill: PricedFill, taker_side: Side, now: datetime, seq: int, market_sequence: int
+) -> SettledTrade:
     return SettledTrade(
-        trade_id,
+        fill.trade_id,
         seq,
-        market.id,
+        market_id,
         taker_side,
-        price,
-        quantity,
-        notional + buyer_fee,
-        maker_fee,
-        taker_fee,
+        fill.price,
+        fill.quantity,
+        buyer_cost(fill, taker_side),
+        fill.maker_fee,
+        fill.taker_fee,
         SettlementStatus.PENDING,
         now,
         market_sequence,

@@ -119,11 +119,12 @@ async def test_round_trips_per_placement(session_factory, session):  # type: ign
         crossing = len(queries)
     finally:
         conn.remove_query_logger(log)
-    # resting sell: lock, read (market, idempotency, gate, the crossing part of the book), insert,
-    # audit+sequence+levels (BEGIN/COMMIT and the test's savepoints go through SQLAlchemy and are not counted)
-    assert resting == 4, queries
-    # crossing buy: + trade with its instruction, ledger (2); the makers' update rides with the audit row
-    assert crossing == 7, queries
+    # resting sell: lock, read (market, idempotency, gate, the crossing part of the book), the order with its
+    # audit row, sequence and levels (BEGIN/COMMIT and the test's savepoints go through SQLAlchemy and are not counted)
+    assert resting == 3, queries
+    # crossing buy: lock, read, the order with its trade and instruction, ledger (2), the makers' update with the
+    # audit row, sequence and levels
+    assert crossing == 6, queries
 
 
 async def test_raw_statements_run_in_the_session_transaction(engine):  # type: ignore[no-untyped-def]
