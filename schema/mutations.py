@@ -36,6 +36,7 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
+import uuid
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Annotated, Any, get_args, get_origin
@@ -85,6 +86,8 @@ _REGISTRY: dict[str, str] = {}  # generated type name -> the mutation that owns 
 # generated input type -> "Mutation.<field>": its fields are described like that mutation's arguments
 # (schema/descriptions.py: ARG_OVERRIDES "Mutation.openMarket.tickSize", then ARGS by name)
 GENERATED_INPUTS: dict[str, str] = {}
+# "Mutation field" -> the argument path its NOT_FOUND names when the error itself names none of its arguments
+NOT_FOUND_TARGETS: dict[str, list[str] | None] = {}
 
 
 def camel(name: str) -> str:
@@ -144,7 +147,23 @@ def _optional(annotation: Any) -> bool:
     return type(None) in get_args(annotation)
 
 
-def error_of(exc: AppError, error_type: type, input_fields: set[str]) -> Any:
+def _is_reference(annotation: Any) -> bool:
+    """A UUID argument (optional or not): a reference to the thing the mutation acts on."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    annotation = getattr(annotation, "of_type", annotation)  # a resolved input field's StrawberryOptional
+    return annotation is uuid.UUID or (type(None) in get_args(annotation) and uuid.UUID in get_args(annotation))
+
+
+def error_of(
+    exc: AppError,
+    error_type: type,
+    input_fields: set[str],
+    target: list[str] | None = None,
+    kept: frozenset[str] = frozenset(),
+) -> Any:
+    """The payload error for `exc`. `field` is a path to one of the mutation's arguments or null. A NOT_FOUND that
+    names none of them (or nothing) is about the mutation's target: its `id`, else its input's one reference."""
     reason = exc.extensions.get("reason")
     if isinstance(exc, InvalidTransition):
         code = "INVALID_STATE"
@@ -158,6 +177,12 @@ def error_of(exc: AppError, error_type: type, input_fields: set[str]) -> Any:
     path: list[str] | None = None
     if isinstance(field, str) and field:
         path = ["input", field] if field in input_fields else [field]
+    if (
+        isinstance(exc, NotFound)
+        and target is not None
+        and (path is None or (path[0] != "input" and path[0] not in kept))
+    ):
+        path = target
     return error_type(code=UserErrorCode[code], field=path, message=exc.message)
 
 
@@ -221,6 +246,18 @@ def mutation(
                 type(_own(f"{name}Input", gql_name), (), namespace),
                 description=input_description or f"The arguments of `{gql_name}`.",
             )
+        references = [
+            f.graphql_name or camel(f.name)
+            for f in (
+                get_object_definition(hints["input"], strict=True).fields if "input" in {p.name for p in keep} else []
+            )
+            if _is_reference(f.type)
+        ] + [
+            _field_of(p, hints[p.name])[1].graphql_name or camel(p.name) for p in folded if _is_reference(hints[p.name])
+        ]
+        kept_names = frozenset(p.name for p in keep)
+        target = ["id"] if "id" in kept_names else (["input", references[0]] if len(references) == 1 else None)
+        NOT_FOUND_TARGETS[gql_name] = target
         all_optional = all(p.default is not inspect.Parameter.empty or _optional(hints[p.name]) for p in folded)
 
         error_type = strawberry.type(
@@ -260,7 +297,9 @@ def mutation(
                 value = await uow.run(lambda: fn(self, info, **kwargs))
             except EXPECTED as exc:
                 await uow.abort()
-                return payload_type(**{result_field: None, "errors": [error_of(exc, error_type, input_fields)]})
+                return payload_type(
+                    **{result_field: None, "errors": [error_of(exc, error_type, input_fields, target, kept_names)]}
+                )
             except BaseException:
                 await uow.abort()
                 raise

@@ -59,7 +59,7 @@ class Line:
 async def _security_token(session: AsyncSession, token_id: uuid.UUID) -> tuple[Token, Asset]:
     token = await session.get(Token, token_id)
     if token is None or token.kind is not TokenKind.SECURITY or token.asset_id is None:
-        raise NotFound("security token not found")
+        raise NotFound("security token not found", field="tokenId")
     asset = await session.get(Asset, token.asset_id)
     assert asset is not None
     return token, asset
