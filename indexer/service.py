@@ -8,6 +8,7 @@ result = await backfill(settings, 1, 18_000_000, None, token="0x...", progress=p
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -34,6 +35,22 @@ from indexer.write import ensure_cursor, prepare_connection
 from indexer.writer import ChainWriter
 
 log = logging.getLogger(__name__)
+
+
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move the objects alive when the first backfill starts (modules, classes, functions, settings) to the
+    collector's permanent generation, once per process, so that full collections stop traversing them: a
+    backfill allocates row tuples, JSON dicts and topic lists fast enough to trigger several. On the Ponder
+    comparison's chain (200,000 Transfers) the process's CPU fell from 5.80 / 6.35 s to 5.14 / 5.01 s (alternating,
+    load 4.8-5.4), peak RSS unchanged (118-121 MB). Cyclic garbage alive at that moment is never collected: a
+    one-time start-up amount."""
+    global _heap_frozen
+    if not _heap_frozen:
+        gc.freeze()
+        _heap_frozen = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +185,7 @@ async def backfill(
     refuses (IndexerBusy) while another process holds the chain's writer lock."""
     config = config or IndexerConfig.from_env()
     spec = get_chain(chain_id)
+    _freeze_startup_heap()
     if from_block < 0 or (to_block is not None and from_block > to_block):
         raise ValueError(f"bad block range: from {from_block} to {to_block}")
     started = time.perf_counter()
