@@ -23,7 +23,6 @@ from web3.contract import AsyncContract
 from chains.anvil import AnvilNode
 from chains.deploy import connect, deploy_stablecoin, transact
 from core.hd_wallet import DepositWallet
-from core.migrate import upgrade
 from core.settings import Environment, Settings
 from indexer.config import IndexerConfig
 from indexer.lock import asyncpg_dsn
@@ -32,7 +31,7 @@ from jobs import context as job_context
 from models.identity import User
 from models.payments import Payment, PaymentMethod, PaymentState
 from resolvers.payments import intents, notify
-from tests.fixtures.db import admin_database_url
+from tests.fixtures.db import DatabaseDrops, admin_database_url
 
 INDEXER_CONFIG = IndexerConfig(
     poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2, rpc_timeout_s=10
@@ -53,21 +52,13 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-async def payments_template_db(service_urls: tuple[str, str]) -> AsyncIterator[str]:
-    name = f"rwa_pay_tmpl_{uuid.uuid4().hex[:8]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    await upgrade(_url(name))
-    yield name
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
-async def pay_db(payments_template_db: str) -> AsyncIterator[str]:
+async def pay_db(migrated_template: str, database_drops: DatabaseDrops) -> AsyncIterator[str]:
+    """A fresh migrated database per test (a copy of the session's template), dropped in the background after."""
     name = f"rwa_pay_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{payments_template_db}"')
+    await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
     yield _url(name)
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    database_drops.soon(admin_database_url(), name)
 
 
 @pytest.fixture
