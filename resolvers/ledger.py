@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.errors import BadUserInput, Conflict
 from models.ledger import AccountKind, LedgerAccount
@@ -287,26 +287,155 @@ async def credit_deposits(session: AsyncSession, items: list[DepositCredit]) -> 
     return posted
 
 
-async def reserve(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str, reference: str) -> bool:
-    """Hold free cash for an open buy order (AVAILABLE -> RESERVED)."""
-    return await post(
-        session,
-        kind="RESERVE",
-        reference=reference,
-        currency=currency,
-        legs=[(UserAccount(user_id), -amount), (UserAccount(user_id, AccountKind.RESERVED), amount)],
+# --- movements inside a caller's statement (placeOrder's hot path: resolvers/trading/orders.py) ---
+# Every movement of one currency as CTEs of the caller's statement (after its own, behind a comma), so the cash moves
+# in the same round trip as the rows it pays for. The same rules as `post`: each reference recorded once (a movement
+# whose reference was posted before writes nothing), the touched accounts locked in id order, all entries in one
+# INSERT (the balance trigger checks each transaction), balances from the aggregated deltas of what was written.
+# A user account taken below zero fails the statement on the accounts' CHECK constraint (`refusal` maps it to
+# `post`'s Conflict); the accounts must exist (`ensure_accounts` first), else the balance trigger refuses the
+# movement that misses a leg.
+_MOVEMENTS = """
+     lx AS (INSERT INTO ledger_transactions (id, kind, reference, details)
+            SELECT i, k, r, d::jsonb FROM unnest({p1}::uuid[], {p2}::text[], {p3}::text[], {p4}::text[]) AS u(i, k, r, d)
+            ON CONFLICT (reference) DO NOTHING RETURNING id),
+     lk AS (SELECT a.id, a.owner_id, a.kind FROM ledger_accounts a
+            WHERE a.currency = {p0}::varchar
+              AND ((a.owner_id, a.kind) IN (SELECT * FROM unnest({p9}::uuid[], {p10}::ledger_account_kind[]))
+                   OR (a.owner_id IS NULL AND a.kind = ANY({p11}::ledger_account_kind[])))
+            ORDER BY a.id FOR UPDATE OF a),
+     le AS (INSERT INTO ledger_entries (transaction_id, account_id, currency, amount)
+            SELECT g.txn, lk.id, {p0}::varchar, g.amount
+            FROM unnest({p5}::uuid[], {p6}::uuid[], {p7}::ledger_account_kind[], {p8}::numeric[])
+                 WITH ORDINALITY AS g(txn, owner, kind, amount, n)
+            JOIN lx ON lx.id = g.txn
+            JOIN lk ON lk.owner_id IS NOT DISTINCT FROM g.owner AND lk.kind = g.kind
+            ORDER BY g.n RETURNING account_id, amount),
+     lb AS (UPDATE ledger_accounts a SET balance = a.balance + d.delta
+            FROM (SELECT account_id, sum(amount) AS delta FROM le GROUP BY account_id) d WHERE a.id = d.account_id)"""
+MOVEMENT_PARAMS = 12
+
+
+@dataclass(frozen=True)
+class Movement:
+    kind: str
+    reference: str
+    legs: list[tuple[AccountRef, Decimal]]
+    details: dict[str, Any] | None = None
+
+
+def movements_cte(first: int) -> str:
+    """_MOVEMENTS with its parameters numbered from ${first} (MOVEMENT_PARAMS of them: `movements_params`)."""
+    return _MOVEMENTS.format(**{f"p{i}": f"${first + i}" for i in range(MOVEMENT_PARAMS)})
+
+
+def movements_params(currency: str, movements: list[Movement]) -> tuple[Any, ...]:
+    """The parameters of `movements_cte` for balanced movements in `currency`."""
+    keys: list[tuple[uuid.UUID | None, str]] = []
+    txns, owners, kinds, amounts = [], [], [], []
+    ids = [uuid.uuid4() for _ in movements]
+    for txn, m in zip(ids, movements):
+        if sum((amount for _, amount in m.legs), Decimal(0)) != 0:
+            raise ValueError(f"ledger movement {m.reference} does not balance")
+        for ref, amount in m.legs:
+            key = _key(ref)
+            keys.append(key)
+            txns.append(txn)
+            owners.append(key[0])
+            kinds.append(key[1])
+            amounts.append(amount)
+    users, platform, _ = _lock_args(currency, keys)
+    return (
+        currency,
+        ids,
+        [m.kind for m in movements],
+        [m.reference for m in movements],
+        [json.dumps(m.details or {}) for m in movements],
+        txns,
+        owners,
+        kinds,
+        amounts,
+        [u for u, _ in users],
+        [k for _, k in users],
+        platform,
     )
+
+
+# (currency, (owner, kind)) of accounts known to exist committed (accounts are never deleted). Not
+# `_existing_accounts`, which may hold an account created in a transaction that then rolled back (`post` re-creates
+# what it does not find; a statement carrying `movements_cte` could not).
+_committed_accounts: set[tuple[str, str, tuple[uuid.UUID | None, str]]] = set()  # (database, currency, key)
+_ENSURED = "rwa.ledger.ensured"  # session.info: accounts made sure of in the current transaction (see begin_accounts)
+
+
+def _database(session: AsyncSession) -> str:
+    return str(session.bind.url.database) if isinstance(session.bind, AsyncEngine) else ""
+
+
+def begin_accounts(session: AsyncSession) -> None:
+    """A transaction that will carry `movements_cte` starts: from here `ensure_accounts` remembers what it made sure
+    of, until `accounts_committed` (after the commit) or the next `begin_accounts` (a retry after a rollback)."""
+    session.info[_ENSURED] = set()
+
+
+def accounts_committed(session: AsyncSession) -> None:
+    """The transaction begun with `begin_accounts` committed: its accounts exist for every later one. Only for a
+    session bound to an engine (one bound to a connection may be inside an outer transaction that rolls back)."""
+    ensured = session.info.pop(_ENSURED, None)
+    if ensured and isinstance(session.bind, AsyncEngine):
+        if len(_committed_accounts) > 100_000:
+            _committed_accounts.clear()
+        db = _database(session)
+        _committed_accounts.update((db, currency, key) for currency, key in ensured)
+
+
+async def ensure_accounts(session: AsyncSession, currency: str, refs: list[AccountRef]) -> None:
+    """Make sure the accounts exist for `movements_cte`: nothing for those seen committed or already made sure of in
+    this transaction, else one statement (it waits for another transaction's uncommitted creation of the same
+    account to end). Call before the statement that locks accounts (as `post` creates before it locks)."""
+    ensured: set[tuple[str, tuple[uuid.UUID | None, str]]] | None = session.info.get(_ENSURED)
+    db = _database(session)
+    keys = {(currency, _key(ref)) for ref in refs}
+    missing = [k for c, k in keys - (ensured or set()) if (db, c, k) not in _committed_accounts]
+    if missing:
+        await (await pg(session)).execute(_CREATE_ACCOUNTS, currency, [u for u, _ in missing], [k for _, k in missing])
+    if ensured is not None:
+        ensured.update(keys)
+
+
+def refusal(exc: BaseException, currency: str) -> Conflict | None:
+    """`post`'s Conflict for a statement that failed because a movement took a user account below zero."""
+    if getattr(exc, "constraint_name", None) == "ck_ledger_accounts_user_balance_not_negative":
+        return Conflict(f"insufficient {currency} balance", reason="INSUFFICIENT_FUNDS")
+    return None
+
+
+def reserve_movement(user_id: uuid.UUID, amount: Decimal, reference: str) -> Movement:
+    """Hold free cash for an open buy order (AVAILABLE -> RESERVED)."""
+    legs: list[tuple[AccountRef, Decimal]] = [
+        (UserAccount(user_id), -amount),
+        (UserAccount(user_id, AccountKind.RESERVED), amount),
+    ]
+    return Movement("RESERVE", reference, legs)
+
+
+def release_movement(user_id: uuid.UUID, amount: Decimal, reference: str) -> Movement:
+    """Give held cash back (RESERVED -> AVAILABLE), e.g. when an order is canceled."""
+    legs: list[tuple[AccountRef, Decimal]] = [
+        (UserAccount(user_id, AccountKind.RESERVED), -amount),
+        (UserAccount(user_id), amount),
+    ]
+    return Movement("RELEASE", reference, legs)
+
+
+async def reserve(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str, reference: str) -> bool:
+    m = reserve_movement(user_id, amount, reference)
+    return await post(session, kind=m.kind, reference=reference, currency=currency, legs=m.legs)
 
 
 async def release(session: AsyncSession, user_id: uuid.UUID, amount: Decimal, currency: str, reference: str) -> bool:
-    """Give held cash back (RESERVED -> AVAILABLE), e.g. when an order is canceled."""
-    return await post(
-        session,
-        kind="RELEASE",
-        reference=reference,
-        currency=currency,
-        legs=[(UserAccount(user_id, AccountKind.RESERVED), -amount), (UserAccount(user_id), amount)],
-    )
+    m = release_movement(user_id, amount, reference)
+    return await post(session, kind=m.kind, reference=reference, currency=currency, legs=m.legs)
 
 
 async def balances(session: AsyncSession, user_id: uuid.UUID) -> list[Balance]:

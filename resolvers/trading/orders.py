@@ -39,7 +39,7 @@ from resolvers.trading.settlement import (
     notional_of,
     price_fill,
     release_reservation,
-    settle_cash,
+    settle_movement,
     settled,
     trades_params,
 )
@@ -145,20 +145,27 @@ _INSERT_AND_FINAL = (
                SELECT r.side, r.price, sum(r.quantity - r.filled_quantity) AS qty FROM orders r
                WHERE r.market_id = $2 AND r.status IN ('NEW', 'PARTIALLY_FILLED')
                  AND (r.side, r.price) IN (SELECT * FROM unnest($21::order_side[], $22::numeric[]))
-               GROUP BY r.side, r.price) g)
+               GROUP BY r.side, r.price) g){cash}
 SELECT o.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM o, l"""
 )
+# a resting buy: with its reservation (the ledger's CTEs, $23..)
+_INSERT_AND_FINAL_CASH = _INSERT_AND_FINAL.replace("{cash}", "," + ledger.movements_cte(23))
+_INSERT_AND_FINAL = _INSERT_AND_FINAL.replace("{cash}", "")
 # an order that changed makers: the order and its trades (with their token legs, settlement.TRADES_CTE; $16 the
-# trades' time), their (seq, market sequence) in fill order
+# trades' time) and the cash they move (the ledger's CTEs, $32..: the trades' settlement, the reservation of what
+# rests of a buy, the release of what finished maker buys still hold), their (seq, market sequence) in fill order
 _TAKER_AND_TRADES = (
     _ORDER_CTE
     + ","
     + TRADES_CTE
+    + "{cash}"
     + """
 SELECT o.*, x.ids AS trade_ids, x.seqs AS trade_seqs, x.market_seqs AS trade_market_seqs FROM o, (
     SELECT array_agg(t.id ORDER BY t.seq) AS ids, array_agg(t.seq ORDER BY t.seq) AS seqs,
            array_agg(t.market_sequence ORDER BY t.seq) AS market_seqs FROM t) x"""
 )
+_TAKER_AND_TRADES_CASH = _TAKER_AND_TRADES.replace("{cash}", "," + ledger.movements_cte(32))
+_TAKER_AND_TRADES = _TAKER_AND_TRADES.replace("{cash}", "")
 # then, once the cash has moved (ledger), the makers' update, the order's audit row, the investor's daily order value
 # (when the market limits it: $9 day, $10 value added), the market's next book sequence and the changed levels'
 # totals, in one round trip. Every part of one statement sees the same snapshot, so the level totals here are from
@@ -285,6 +292,7 @@ async def place_alone(
 ) -> Placed:
     """One placement in its own transaction on `session`: market lock, `place_locked`, commit (a replay rolls
     back: it wrote nothing)."""
+    ledger.begin_accounts(session)
     await book.lock_market(session, req.market_id)  # first: everything read after it is current
     try:
         placed = await place_locked(session, user_id, req, request_id=request_id, now=now or utcnow())
@@ -293,8 +301,11 @@ async def place_alone(
         return Placed(replay, Events(), replayed=True)
     if placed.replayed:
         await session.rollback()
+    elif unit_of_work.in_unit(session):
+        await unit_of_work.commit(session)  # the unit commits later: the accounts it created are not known committed
     else:
-        await unit_of_work.commit(session)
+        await session.commit()
+        ledger.accounts_committed(session)
     return placed
 
 
@@ -388,6 +399,24 @@ async def place_locked(
     return Placed(view, events)
 
 
+async def _write(
+    session: AsyncSession, conn: asyncpg.Connection, sql: str, currency: str, cash: list[ledger.Movement], *args: Any
+) -> Any:
+    """One row of `sql`, which carries the ledger's CTEs when `cash` is not empty (their parameters follow `args`);
+    a movement that takes a user account below zero is the ledger's CONFLICT (INSUFFICIENT_FUNDS), as `ledger.post`
+    answers it (the transaction is then aborted: the caller rolls back)."""
+    if not cash:
+        return await conn.fetchrow(sql, *args)
+    await ledger.ensure_accounts(session, currency, [ref for m in cash for ref, _ in m.legs])
+    try:
+        return await conn.fetchrow(sql, *args, *ledger.movements_params(currency, cash))
+    except asyncpg.CheckViolationError as exc:
+        refused = ledger.refusal(exc, currency)
+        if refused is None:
+            raise
+        raise refused from exc
+
+
 async def _execute(
     session: AsyncSession,
     conn: asyncpg.Connection,
@@ -421,14 +450,9 @@ async def _execute(
         levels.add((taker.side, taker.price))
         if buyer_is_taker:  # only the resting part holds cash; the fills are paid from AVAILABLE
             held = buy_reservation(market, taker.price, result.remaining)
+    cash: list[ledger.Movement] = []  # in one currency, written with the order's statement
     if held:
-        await ledger.reserve(
-            session,
-            taker.owner,
-            held,
-            market.quote_currency,
-            reference=f"order:{taker.id}:reserve",
-        )
+        cash.append(ledger.reserve_movement(taker.owner, held, f"order:{taker.id}:reserve"))
     stored = (*insert, result.filled, result.status.value, result.reason, taker.expires_at, taker_wallet, held)
     counted = result.filled + (result.remaining if result.rests else 0)
     value = (
@@ -439,8 +463,12 @@ async def _execute(
     audit = _audit_details(market.id, result.status, result.reason)
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
     if not result.fills and not result.expired_makers:  # no maker changed: one statement
-        row = await conn.fetchrow(
-            _INSERT_AND_FINAL,
+        row = await _write(
+            session,
+            conn,
+            _INSERT_AND_FINAL_CASH if cash else _INSERT_AND_FINAL,
+            market.quote_currency,
+            cash,
             *stored,
             request_id,
             audit,
@@ -467,12 +495,11 @@ async def _execute(
         return taker_view
     # makers: (id, filled or None to keep, status, reason, reserved cash left)
     makers: list[tuple[Any, Decimal | None, str, str | None, Decimal]] = []
-    releases: list[tuple[uuid.UUID, uuid.UUID, Decimal]] = []  # (maker, owner, amount) of finished maker buys
     for maker_id in result.expired_makers:
         r = resting[maker_id]
         levels.add((opposite, r.price))
-        if opposite is Side.BUY:
-            releases.append((maker_id, r.user_id, r.reserved_cash))
+        if opposite is Side.BUY and r.reserved_cash > 0:
+            cash.append(ledger.release_movement(r.user_id, r.reserved_cash, f"order:{maker_id}:release"))
         makers.append((maker_id, None, OrderStatus.EXPIRED.value, "GTD_EXPIRED", Decimal(0)))
     fills: list[PricedFill] = []
     for fill in result.fills:
@@ -492,11 +519,12 @@ async def _execute(
             taker_fee_bps=taker_fee_bps,
         )
         fills.append(priced)
+        cash.append(settle_movement(market, priced, taker.side))
         levels.add((opposite, r.price))
         maker_reserved = r.reserved_cash - (buyer_cost(priced, taker.side) if not buyer_is_taker else 0)
         if fill.maker_remaining == 0:
-            if opposite is Side.BUY:  # give back what the filled buy still holds (rounding of its reservation)
-                releases.append((fill.maker_id, r.user_id, maker_reserved))
+            if opposite is Side.BUY and maker_reserved > 0:  # what the filled buy still holds (rounding)
+                cash.append(ledger.release_movement(r.user_id, maker_reserved, f"order:{fill.maker_id}:release"))
             makers.append((fill.maker_id, r.quantity, OrderStatus.FILLED.value, None, Decimal(0)))
         else:
             makers.append(
@@ -508,18 +536,24 @@ async def _execute(
                     maker_reserved,
                 )
             )
-    row = await conn.fetchrow(_TAKER_AND_TRADES, *stored, now, *trades_params(market, fills))
+    row = await _write(
+        session,
+        conn,
+        _TAKER_AND_TRADES_CASH if cash else _TAKER_AND_TRADES,
+        market.quote_currency,
+        cash,
+        *stored,
+        now,
+        *trades_params(market, fills),
+    )
     taker_view = _view(row)
     sequences = dict(zip(row["trade_ids"] or [], zip(row["trade_seqs"] or [], row["trade_market_seqs"] or [])))
     if tripped:
         await risk.trip(conn, limits, market.id, now, request_id, taker.id)
     for priced in fills:
-        await settle_cash(session, market, priced, taker.side)
         seq, market_sequence = sequences[priced.trade_id]
         trade = settled(market.id, priced, taker.side, now, seq, market_sequence)
         events.add(market_data.trades_channel(market.id), trade.event())
-    for maker_id, owner, amount in releases:
-        await release_reservation(session, maker_id, owner, amount, market.quote_currency)
     ordered = sorted(levels, key=lambda x: (x[0].value, x[1]))
     final = (
         market.id,

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.errors import BadUserInput, NotFound
 from core.transactions import retry_transient, transient_sqlstate
-from resolvers import unit_of_work
+from resolvers import ledger, unit_of_work
 from resolvers.trading import book
 
 log = logging.getLogger("rwa.trading")
@@ -172,6 +172,7 @@ async def _together(session: AsyncSession, market_id: uuid.UUID, batch: list[_Jo
     Placed, or the BadUserInput / NotFound it raised before writing anything."""
     from resolvers.trading import orders
 
+    ledger.begin_accounts(session)
     await book.lock_market(session, market_id)
     outcomes: list[Any] = []
     for job in batch:
@@ -189,6 +190,7 @@ async def _together(session: AsyncSession, market_id: uuid.UUID, batch: list[_Jo
         if transient_sqlstate(exc) is not None:
             raise  # rolled back for sure: the batch runs again
         raise _CommitFailed from exc
+    ledger.accounts_committed(session)
     return outcomes
 
 

@@ -215,7 +215,7 @@ def buyer_cost(fill: PricedFill, taker_side: Side) -> Decimal:
     return fill.notional + (fill.taker_fee if taker_side is Side.BUY else fill.maker_fee)
 
 
-async def settle_cash(session: AsyncSession, market: Market | MarketSpec, fill: PricedFill, taker_side: Side) -> None:
+def settle_movement(market: Market | MarketSpec, fill: PricedFill, taker_side: Side) -> ledger.Movement:
     """The fill's cash leg: buyer -> seller, both fees -> FEES. A taker buyer pays from AVAILABLE, a maker buyer from
     its RESERVED cash; the ledger refuses (CONFLICT, INSUFFICIENT_FUNDS) what a balance does not cover."""
     buyer_is_taker = taker_side is Side.BUY
@@ -227,14 +227,8 @@ async def settle_cash(session: AsyncSession, market: Market | MarketSpec, fill: 
     ]
     if buyer_fee + seller_fee:
         legs.append((Platform(AccountKind.FEES), buyer_fee + seller_fee))
-    await ledger.post(
-        session,
-        kind="SETTLE",
-        reference=f"trade:{fill.trade_id}:settle",
-        currency=market.quote_currency,
-        legs=legs,
-        details={"market": str(market.id), "price": str(fill.price), "quantity": str(fill.quantity)},
-    )
+    details = {"market": str(market.id), "price": str(fill.price), "quantity": str(fill.quantity)}
+    return ledger.Movement("SETTLE", f"trade:{fill.trade_id}:settle", legs, details)
 
 
 def settled(

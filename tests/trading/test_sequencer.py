@@ -235,3 +235,51 @@ async def test_a_failed_commit_is_answered_not_placed_again(module_database_url,
         async with sf() as s:
             rows = (await s.execute(select(Order).where(Order.market_id == m.market_id))).scalars().all()
             assert sorted(o.quantity for o in rows) == [1, 2, 3, 4, 5, 6]
+
+
+async def test_cash_the_ledger_refuses_fails_that_order_alone(module_database_url, monkeypatch, batch_sizes):  # type: ignore[no-untyped-def]
+    """The gate's cash check passed but the ledger refuses (as when another market's placement spent the cash in
+    between; here the gate is told to let it through): the order's statement fails on the balance constraint, its
+    batch rolls back and runs order by order, the order is answered CONFLICT (INSUFFICIENT_FUNDS) and writes
+    nothing; the others of its batch are placed; the ledger still sums to zero."""
+    from core.errors import Conflict
+    from resolvers.trading import gate
+
+    async with committed_sessions(module_database_url) as sf:
+        m = await make_market(sf, tick="0.1", lot="1", maker_bps=0, taker_bps=0)
+        seller = await make_trader(sf, m, tokens="100")
+        rich = await make_trader(sf, m, cash="1000")
+        poor = await make_trader(sf, m, cash="5")
+        real_decide = gate.decide
+
+        def lenient(*args):  # type: ignore[no-untyped-def]
+            verdict = real_decide(*args)
+            return gate.GateResult(None, verdict.wallet) if verdict.reason == "INSUFFICIENT_CASH" else verdict
+
+        monkeypatch.setattr(gate, "decide", lenient)
+        sell = OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(3), Decimal(10))
+        await place_in_uow(sf, seller.user_id, sell)
+        buy = OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(10))
+        bid = OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(9))  # rests: reserves 9
+        reqs = [(rich.user_id, buy), (poor.user_id, buy), (rich.user_id, buy), (poor.user_id, bid), (rich.user_id, bid)]
+        outcomes = await asyncio.gather(*[place_in_uow(sf, u, r) for u, r in reqs], return_exceptions=True)
+        assert any(size > 1 for size in batch_sizes)
+        for (user, _), out in zip(reqs, outcomes):
+            if user == poor.user_id:
+                assert isinstance(out, Conflict) and out.extensions.get("reason") == "INSUFFICIENT_FUNDS", out
+            else:
+                assert isinstance(out, orders.Placed) and not out.replayed, out
+        async with sf() as s:
+            rows = (await s.execute(select(Order).where(Order.market_id == m.market_id))).scalars().all()
+            assert poor.user_id not in {o.user_id for o in rows}
+            assert sorted((o.side.value, o.quantity, o.filled_quantity) for o in rows) == [
+                ("BUY", 1, 0),
+                ("BUY", 1, 1),
+                ("BUY", 1, 1),
+                ("SELL", 3, 2),
+            ]
+            assert (await ledger.total_by_currency(s))[m.quote] == 0
+            poor_cash = {b.currency: b for b in await ledger.balances(s, poor.user_id)}[m.quote]
+            assert (poor_cash.available, poor_cash.reserved) == (Decimal(5), Decimal(0))
+            rich_cash = {b.currency: b for b in await ledger.balances(s, rich.user_id)}[m.quote]
+            assert (rich_cash.available, rich_cash.reserved) == (Decimal(1000 - 20 - 9), Decimal(9))
