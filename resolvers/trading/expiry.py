@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.trading import OPEN_STATUSES, Order, OrderStatus
 from resolvers.trading import market_data
-from resolvers.trading.orders import cancel_orders
+from resolvers.trading.cancel import cancel_orders
 
 
 async def expire_due_orders(session: AsyncSession, now: datetime, hub: Any | None = None) -> int:

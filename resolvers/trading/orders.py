@@ -1,5 +1,6 @@
-"""Placing and canceling orders: validation, idempotency per (user, clientOrderId), the compliance gate, matching
-under the market lock, settlement and reservations, all in one transaction; market data published after commit.
+"""Placing orders: validation, idempotency per (user, clientOrderId), the compliance gate, matching under the market
+lock, settlement and reservations, all in one transaction; market data published after commit. The statements are
+resolvers/trading/order_sql.py; canceling is resolvers/trading/cancel.py (re-exported here for existing callers).
 
 Cash: the gate checks that AVAILABLE covers `price x quantity x (1 + max fee)` (settlement.buy_reservation). Fills
 of an incoming buy are paid from AVAILABLE; the part that rests reserves its own `buy_reservation` (AVAILABLE ->
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
 from typing import Any
@@ -22,23 +23,25 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import BadUserInput, InvalidTransition, NotFound
+from core.errors import BadUserInput, NotFound
 from core.transactions import transient_retry
 from models.trading import MarketStatus, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger, unit_of_work
 from resolvers.raw_sql import pg
-from resolvers.trading import book, gate, market_data, risk, sequencer
+from resolvers.trading import book, gate, market_data, order_sql, risk, sequencer
 from resolvers.trading.book import MarketSpec
+from resolvers.trading.cancel import cancel_locked as cancel_locked
+from resolvers.trading.cancel import cancel_order as cancel_order
+from resolvers.trading.cancel import cancel_orders as cancel_orders
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import Incoming
+from resolvers.trading.order_view import BY_CLIENT_ID, BY_ID, OrderView, view_of
 from resolvers.trading.settlement import (
-    TRADES_CTE,
     PricedFill,
     buy_reservation,
     buyer_cost,
     notional_of,
     price_fill,
-    release_reservation,
     settle_movement,
     settled,
     trades_params,
@@ -57,139 +60,6 @@ class OrderRequest:
     time_in_force: TimeInForce | None = None
     expires_at: datetime | None = None
     client_order_id: str | None = None
-
-
-@dataclass(slots=True)
-class OrderView:
-    id: uuid.UUID
-    seq: int
-    market_id: uuid.UUID
-    user_id: uuid.UUID
-    client_order_id: str | None
-    side: Side
-    type: OrderType
-    time_in_force: TimeInForce
-    price: Decimal | None
-    quantity: Decimal
-    filled_quantity: Decimal
-    status: OrderStatus
-    reason: str | None
-    expires_at: datetime | None
-    wallet_address: str | None
-    reserved_cash: Decimal
-    created_at: datetime
-    updated_at: datetime
-
-    def event(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-VIEW_SQL = ", ".join(f.name for f in fields(OrderView))  # the column names are the field names
-
-
-def _view(r: Any) -> OrderView:
-    """An OrderView from a raw row of VIEW_SQL (asyncpg returns enums as str)."""
-    return OrderView(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        Side(r[5]),
-        OrderType(r[6]),
-        TimeInForce(r[7]),
-        r[8],
-        r[9],
-        r[10],
-        OrderStatus(r[11]),
-        r[12],
-        r[13],
-        r[14],
-        r[15],
-        r[16],
-        r[17],
-    )
-
-
-_BY_CLIENT_ID = f"SELECT {VIEW_SQL} FROM orders WHERE user_id = $1 AND client_order_id = $2"
-_BY_ID = f"SELECT {VIEW_SQL} FROM orders WHERE id = $1"
-# the incoming order is inserted once matching has decided its state (under the lock, so its seq still gives it
-# time priority), in the same statement as the rows that reference it (trades) or that describe it (audit)
-_ORDER_CTE = f"""
-WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity,
-                               filled_quantity, status, reason, expires_at, wallet_address, reserved_cash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {VIEW_SQL})"""
-# a rejection: the order and its audit row
-_INSERT = (
-    _ORDER_CTE
-    + """,
-     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           VALUES ($3, 'order.place', 'order', $1::text, $16, $17))
-SELECT * FROM o"""
-)
-# an order that changed no maker (it rests, or found nothing to take): the order, its audit row, the investor's
-# daily order value (when the market limits it: $19 day, $20 value added) and (when it rests, $18) the market's next
-# book sequence with the totals of the changed levels ($21, $22). Every part of one statement sees the snapshot from
-# before it, so the totals do not include the order itself: _execute adds what rests.
-_INSERT_AND_FINAL = (
-    _ORDER_CTE
-    + """,
-     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           VALUES ($3, 'order.place', 'order', $1::text, $16, $17)),
-     u AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
-           SELECT $2, $3, $19::date, $20::numeric WHERE $20::numeric IS NOT NULL
-           ON CONFLICT (market_id, user_id, day)
-           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
-     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $2 AND $18 RETURNING book_sequence),
-     l AS (SELECT array_agg(g.side::text) AS sides, array_agg(g.price) AS prices, array_agg(g.qty) AS qtys FROM (
-               SELECT r.side, r.price, sum(r.quantity - r.filled_quantity) AS qty FROM orders r
-               WHERE r.market_id = $2 AND r.status IN ('NEW', 'PARTIALLY_FILLED')
-                 AND (r.side, r.price) IN (SELECT * FROM unnest($21::order_side[], $22::numeric[]))
-               GROUP BY r.side, r.price) g){cash}
-SELECT o.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM o, l"""
-)
-# a resting buy: with its reservation (the ledger's CTEs, $23..)
-_INSERT_AND_FINAL_CASH = _INSERT_AND_FINAL.replace("{cash}", "," + ledger.movements_cte(23))
-_INSERT_AND_FINAL = _INSERT_AND_FINAL.replace("{cash}", "")
-# an order that changed makers: the order and its trades (with their token legs, settlement.TRADES_CTE; $16 the
-# trades' time) and the cash they move (the ledger's CTEs, $32..: the trades' settlement, the reservation of what
-# rests of a buy, the release of what finished maker buys still hold), their (seq, market sequence) in fill order
-_TAKER_AND_TRADES = (
-    _ORDER_CTE
-    + ","
-    + TRADES_CTE
-    + "{cash}"
-    + """
-SELECT o.*, x.ids AS trade_ids, x.seqs AS trade_seqs, x.market_seqs AS trade_market_seqs FROM o, (
-    SELECT array_agg(t.id ORDER BY t.seq) AS ids, array_agg(t.seq ORDER BY t.seq) AS seqs,
-           array_agg(t.market_sequence ORDER BY t.seq) AS market_seqs FROM t) x"""
-)
-_TAKER_AND_TRADES_CASH = _TAKER_AND_TRADES.replace("{cash}", "," + ledger.movements_cte(32))
-_TAKER_AND_TRADES = _TAKER_AND_TRADES.replace("{cash}", "")
-# then, once the cash has moved (ledger), the makers' update, the order's audit row, the investor's daily order value
-# (when the market limits it: $9 day, $10 value added), the market's next book sequence and the changed levels'
-# totals, in one round trip. Every part of one statement sees the same snapshot, so the level totals here are from
-# before the makers' update (and after the taker's insert, an earlier statement); _execute subtracts what the update
-# takes off each level (fills, expired remainders).
-_MAKERS_AND_FINAL = f"""
-WITH u AS (UPDATE orders o SET filled_quantity = coalesce(x.filled, o.filled_quantity), status = x.status,
-                               reason = x.reason, reserved_cash = x.reserved, updated_at = $16
-           FROM unnest($11::uuid[], $12::numeric[], $13::order_status[], $14::varchar[], $15::numeric[])
-                AS x(id, filled, status, reason, reserved)
-           WHERE o.id = x.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}),
-     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           VALUES ($4, 'order.place', 'order', $5, $6, $7)),
-     d AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
-           SELECT $1, $4, $9::date, $10::numeric WHERE $10::numeric IS NOT NULL
-           ON CONFLICT (market_id, user_id, day)
-           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
-     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 AND $8 RETURNING book_sequence),
-     l AS (SELECT array_agg(g.side::text) AS sides, array_agg(g.price) AS prices, array_agg(g.qty) AS qtys FROM (
-               SELECT o.side, o.price, sum(o.quantity - o.filled_quantity) AS qty FROM orders o
-               WHERE o.market_id = $1 AND o.status IN ('NEW', 'PARTIALLY_FILLED')
-                 AND (o.side, o.price) IN (SELECT * FROM unnest($2::order_side[], $3::numeric[]))
-               GROUP BY o.side, o.price) g)
-SELECT u.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM u, l"""
 
 
 @dataclass
@@ -253,8 +123,8 @@ def validate(req: OrderRequest, market: MarketSpec, now: datetime) -> TimeInForc
 async def _existing(session: AsyncSession, user_id: uuid.UUID, client_order_id: str | None) -> OrderView | None:
     if client_order_id is None:
         return None
-    row = await (await pg(session)).fetchrow(_BY_CLIENT_ID, user_id, client_order_id)
-    return None if row is None else _view(row)
+    row = await (await pg(session)).fetchrow(BY_CLIENT_ID, user_id, client_order_id)
+    return None if row is None else view_of(row)
 
 
 def _audit_details(market_id: uuid.UUID, status: OrderStatus, reason: str | None) -> str:
@@ -340,7 +210,7 @@ async def place_locked(
     # idempotency before validation: a retry gets the stored order even when the request would no longer validate
     # (a GTD order's expiresAt has passed since, the lot size changed)
     if found.existing is not None:
-        return Placed(_view(await conn.fetchrow(_BY_ID, found.existing)), Events(), replayed=True)
+        return Placed(view_of(await conn.fetchrow(BY_ID, found.existing)), Events(), replayed=True)
     try:
         tif = validate(req, market, now)
     except BadUserInput:
@@ -376,9 +246,9 @@ async def place_locked(
         req.quantity,
     )
     if verdict.reason is not None:
-        view = _view(
+        view = view_of(
             await conn.fetchrow(
-                _INSERT,
+                order_sql.INSERT_REJECTED,
                 *insert,
                 Decimal(0),
                 OrderStatus.REJECTED.value,
@@ -466,7 +336,7 @@ async def _execute(
         row = await _write(
             session,
             conn,
-            _INSERT_AND_FINAL_CASH if cash else _INSERT_AND_FINAL,
+            order_sql.INSERT_AND_FINAL_CASH if cash else order_sql.INSERT_AND_FINAL,
             market.quote_currency,
             cash,
             *stored,
@@ -478,7 +348,7 @@ async def _execute(
             [s.value for s, _ in ordered],
             [p for _, p in ordered],
         )
-        taker_view = _view(row)
+        taker_view = view_of(row)
         if tripped:  # the breaker cut every fill (FOK)
             await risk.trip(conn, limits, market.id, now, request_id, taker.id)
         if levels:
@@ -539,14 +409,14 @@ async def _execute(
     row = await _write(
         session,
         conn,
-        _TAKER_AND_TRADES_CASH if cash else _TAKER_AND_TRADES,
+        order_sql.TAKER_AND_TRADES_CASH if cash else order_sql.TAKER_AND_TRADES,
         market.quote_currency,
         cash,
         *stored,
         now,
         *trades_params(market, fills),
     )
-    taker_view = _view(row)
+    taker_view = view_of(row)
     sequences = dict(zip(row["trade_ids"] or [], zip(row["trade_seqs"] or [], row["trade_market_seqs"] or [])))
     if tripped:
         await risk.trip(conn, limits, market.id, now, request_id, taker.id)
@@ -568,7 +438,7 @@ async def _execute(
         value,
     )
     # makers changed, so levels changed: one statement, the totals corrected for the makers' update
-    rows = await conn.fetch(_MAKERS_AND_FINAL, *final, *(list(c) for c in zip(*makers)), now)
+    rows = await conn.fetch(order_sql.MAKERS_AND_FINAL, *final, *(list(c) for c in zip(*makers)), now)
     taken: dict[tuple[str, Decimal], Decimal] = {}
     for fill in result.fills:
         key = (opposite.value, resting[fill.maker_id].price)
@@ -584,132 +454,6 @@ async def _execute(
             (s, p, before.get((s.value, p), Decimal(0)) - taken.get((s.value, p), Decimal(0))) for s, p in ordered
         ]
     events.add(market_data.book_channel(market.id), market_data.book_event(market.id, rows[0]["book_sequence"], totals))
-    for v in [taker_view, *map(_view, rows)]:
+    for v in [taker_view, *map(view_of, rows)]:
         events.add(market_data.orders_channel(v.user_id), v.event())
     return taker_view
-
-
-# the open orders a cancel takes off the book: of a market; of one user (or all); the given ids (or all); for
-# expiry only the due ones. Arrival order, so reservations are released and events sent in a stable order.
-_VICTIMS = f"""
-SELECT {VIEW_SQL} FROM orders
-WHERE market_id = $1 AND status IN ('NEW', 'PARTIALLY_FILLED') AND ($2::uuid IS NULL OR user_id = $2)
-  AND ($3::uuid[] IS NULL OR id = ANY($3)) AND (NOT $4 OR expires_at <= $5)
-ORDER BY seq"""
-# every victim finished, one audit row each, and the remainders' value given back to their owners' daily order
-# value counters (risk.py; no row when the market has no daily limit), in one round trip
-_FINISH_MANY = f"""
-WITH a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           SELECT $5::uuid, $6::varchar, 'order', unnest($1::uuid[])::text, $7::varchar, $8::jsonb),
-     d AS (UPDATE investor_daily_notional n SET notional = greatest(n.notional - v.amount, 0)
-           FROM (SELECT o.market_id, o.user_id, (o.created_at AT TIME ZONE 'UTC')::date AS day,
-                        sum(o.price * (o.quantity - o.filled_quantity)) AS amount
-                 FROM orders o WHERE o.id = ANY($1) AND o.price IS NOT NULL GROUP BY 1, 2, 3) v
-           WHERE n.market_id = v.market_id AND n.user_id = v.user_id AND n.day = v.day)
-UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4 WHERE id = ANY($1)
-RETURNING {VIEW_SQL}"""
-
-
-@transient_retry
-async def cancel_orders(
-    session: AsyncSession,
-    user_id: uuid.UUID | None,
-    market_id: uuid.UUID,
-    order_ids: list[uuid.UUID] | None,
-    *,
-    reason: str,
-    status: OrderStatus = OrderStatus.CANCELED,
-    request_id: str | None = None,
-    now: datetime | None = None,
-    strict: bool = False,
-) -> tuple[list[OrderView], Events]:
-    """Cancel open orders of a market (the given ids, or all of `user_id`'s, or all when user_id is None) under
-    the market lock, release their reservations, bump the book sequence once, commit. The one path of
-    cancelOrder, cancelAllOrders, market closing and GTD expiry (raw asyncpg, like placeOrder; resolvers/raw_sql.py).
-    NOT_FOUND for an unknown market; with `strict`, CONFLICT when none of `order_ids` is open any more."""
-    now = now or utcnow()
-    await book.lock_market(session, market_id)
-    views, events = await cancel_locked(
-        session,
-        user_id,
-        market_id,
-        order_ids,
-        reason=reason,
-        status=status,
-        request_id=request_id,
-        now=now,
-        strict=strict,
-        actor_id=user_id,
-    )
-    await unit_of_work.commit(session)
-    return views, events
-
-
-async def cancel_locked(
-    session: AsyncSession,
-    user_id: uuid.UUID | None,
-    market_id: uuid.UUID,
-    order_ids: list[uuid.UUID] | None,
-    *,
-    reason: str,
-    status: OrderStatus,
-    request_id: str | None,
-    now: datetime,
-    strict: bool,
-    actor_id: uuid.UUID | None,
-) -> tuple[list[OrderView], Events]:
-    """`cancel_orders` under a market lock the caller holds, without committing; audit rows name `actor_id`."""
-    conn = await pg(session)
-    currency = await conn.fetchval("SELECT quote_currency FROM markets WHERE id = $1", market_id)
-    if currency is None:
-        raise NotFound("market not found", field="marketId")
-    victims = [
-        _view(r) for r in await conn.fetch(_VICTIMS, market_id, user_id, order_ids, status is OrderStatus.EXPIRED, now)
-    ]
-    if strict and order_ids and not victims:
-        current = await conn.fetchval("SELECT status::text FROM orders WHERE id = ANY($1) LIMIT 1", order_ids)
-        await session.rollback()
-        raise InvalidTransition("order", current or "UNKNOWN", status.value)
-    events = Events()
-    if not victims:
-        return [], events
-    for v in victims:
-        if v.side is Side.BUY:
-            await release_reservation(session, v.id, v.user_id, v.reserved_cash, currency)
-    finished = {
-        r[0]: _view(r)
-        for r in await conn.fetch(
-            _FINISH_MANY,
-            [v.id for v in victims],
-            status.value,
-            reason,
-            now,
-            actor_id,
-            f"order.{status.value.lower()}",
-            request_id,
-            json.dumps({"reason": reason}),
-        )
-    }
-    views = [finished[v.id] for v in victims]
-    seq, totals = await book.sequence_and_levels(
-        session, market_id, {(v.side, v.price) for v in victims if v.price is not None}
-    )
-    events.add(market_data.book_channel(market_id), market_data.book_event(market_id, seq, totals))
-    for view in views:
-        events.add(market_data.orders_channel(view.user_id), view.event())
-    return views, events
-
-
-@transient_retry
-async def cancel_order(
-    session: AsyncSession, user_id: uuid.UUID, order_id: uuid.UUID, *, request_id: str | None = None
-) -> tuple[OrderView, Events]:
-    market_id = await (await pg(session)).fetchval(
-        "SELECT market_id FROM orders WHERE id = $1 AND user_id = $2", order_id, user_id
-    )
-    if market_id is None:
-        raise NotFound("order not found", field="id")
-    done, events = await cancel_orders(
-        session, user_id, market_id, [order_id], reason="USER_CANCELED", request_id=request_id, strict=True
-    )
-    return done[0], events

@@ -24,9 +24,9 @@ from resolvers.audit import record
 from resolvers.raw_sql import pg
 from resolvers.trading import risk
 from resolvers.trading.book import lock_market
+from resolvers.trading.cancel import cancel_locked
 from resolvers.trading.market_data import Events
 from resolvers.trading.markets import MONEY_LIMIT
-from resolvers.trading.orders import cancel_locked
 
 MAX_BPS = 10000
 MAX_SECONDS = 7 * 86400

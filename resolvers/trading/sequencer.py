@@ -26,11 +26,13 @@ Why the invariants hold:
   a failed COMMIT (it may have taken effect) is answered as an error to every caller of the batch, never re-run.
 
 What it saves: the lock and the COMMIT (its WAL flush) once per batch instead of once per order, and the request
-holds no connection while it waits. What it does not: each order of a batch still makes its own round trips
-(~6: gate read, book read, order insert, trade, ledger, final update), one after the other under the lock, so a
-market's throughput is about 1 / (one order's round trips); going further means writing a batch's rows with
-multi-row statements, which needs the batch's changes (cash, open sells, the book, counters) kept in memory for
-the later orders' checks.
+holds no connection while it waits. What it does not: each order of a batch still makes its own round trips, one
+after the other under the lock: the gate's read, then one statement that writes the order with everything that
+belongs to it when it changes no maker (audit, counters, book sequence, a resting buy's reservation), or two when
+it trades (the order, its trades and their cash; the makers' update with the rest): 2.6 per order in the bench's
+mix. So a market's throughput is about 1 / (one order's 2-3 round trips + its Python work); going further means
+one read and one write per batch, with the batch's changes (cash, open sells, the book, counters) kept in memory
+for the later orders' checks.
 
 A batch is what arrived while the previous one ran (no waiting to fill one), at most MAX_BATCH orders, so an order
 on an idle market runs at once. The queue lives in this process's memory only: a caller is answered after the

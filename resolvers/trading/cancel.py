@@ -1,0 +1,147 @@
+"""Canceling open orders: cancelOrder, cancelAllOrders, market closing and the kill switch, GTD expiry. Under the
+market lock, like placing (resolvers/trading/book.py): the victims finish, their reservations are released, the
+book sequence moves once; market data is published after the commit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import InvalidTransition, NotFound
+from core.transactions import transient_retry
+from models.trading import OrderStatus, Side
+from resolvers import unit_of_work
+from resolvers.raw_sql import pg
+from resolvers.trading import book, market_data
+from resolvers.trading.market_data import Events
+from resolvers.trading.order_view import VIEW_SQL, OrderView, view_of
+from resolvers.trading.settlement import release_reservation
+
+# the open orders a cancel takes off the book: of a market; of one user (or all); the given ids (or all); for
+# expiry only the due ones. Arrival order, so reservations are released and events sent in a stable order.
+_VICTIMS = f"""
+SELECT {VIEW_SQL} FROM orders
+WHERE market_id = $1 AND status IN ('NEW', 'PARTIALLY_FILLED') AND ($2::uuid IS NULL OR user_id = $2)
+  AND ($3::uuid[] IS NULL OR id = ANY($3)) AND (NOT $4 OR expires_at <= $5)
+ORDER BY seq"""
+# every victim finished, one audit row each, and the remainders' value given back to their owners' daily order
+# value counters (risk.py; no row when the market has no daily limit), in one round trip
+_FINISH_MANY = f"""
+WITH a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           SELECT $5::uuid, $6::varchar, 'order', unnest($1::uuid[])::text, $7::varchar, $8::jsonb),
+     d AS (UPDATE investor_daily_notional n SET notional = greatest(n.notional - v.amount, 0)
+           FROM (SELECT o.market_id, o.user_id, (o.created_at AT TIME ZONE 'UTC')::date AS day,
+                        sum(o.price * (o.quantity - o.filled_quantity)) AS amount
+                 FROM orders o WHERE o.id = ANY($1) AND o.price IS NOT NULL GROUP BY 1, 2, 3) v
+           WHERE n.market_id = v.market_id AND n.user_id = v.user_id AND n.day = v.day)
+UPDATE orders SET status = $2, reason = $3, reserved_cash = 0, updated_at = $4 WHERE id = ANY($1)
+RETURNING {VIEW_SQL}"""
+
+
+@transient_retry
+async def cancel_orders(
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    market_id: uuid.UUID,
+    order_ids: list[uuid.UUID] | None,
+    *,
+    reason: str,
+    status: OrderStatus = OrderStatus.CANCELED,
+    request_id: str | None = None,
+    now: datetime | None = None,
+    strict: bool = False,
+) -> tuple[list[OrderView], Events]:
+    """Cancel open orders of a market (the given ids, or all of `user_id`'s, or all when user_id is None) under
+    the market lock, release their reservations, bump the book sequence once, commit. The one path of
+    cancelOrder, cancelAllOrders, market closing and GTD expiry (raw asyncpg, like placeOrder; resolvers/raw_sql.py).
+    NOT_FOUND for an unknown market; with `strict`, CONFLICT when none of `order_ids` is open any more."""
+    now = now or datetime.now(UTC)
+    await book.lock_market(session, market_id)
+    views, events = await cancel_locked(
+        session,
+        user_id,
+        market_id,
+        order_ids,
+        reason=reason,
+        status=status,
+        request_id=request_id,
+        now=now,
+        strict=strict,
+        actor_id=user_id,
+    )
+    await unit_of_work.commit(session)
+    return views, events
+
+
+async def cancel_locked(
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    market_id: uuid.UUID,
+    order_ids: list[uuid.UUID] | None,
+    *,
+    reason: str,
+    status: OrderStatus,
+    request_id: str | None,
+    now: datetime,
+    strict: bool,
+    actor_id: uuid.UUID | None,
+) -> tuple[list[OrderView], Events]:
+    """`cancel_orders` under a market lock the caller holds, without committing; audit rows name `actor_id`."""
+    conn = await pg(session)
+    currency = await conn.fetchval("SELECT quote_currency FROM markets WHERE id = $1", market_id)
+    if currency is None:
+        raise NotFound("market not found", field="marketId")
+    victims = [
+        view_of(r)
+        for r in await conn.fetch(_VICTIMS, market_id, user_id, order_ids, status is OrderStatus.EXPIRED, now)
+    ]
+    if strict and order_ids and not victims:
+        current = await conn.fetchval("SELECT status::text FROM orders WHERE id = ANY($1) LIMIT 1", order_ids)
+        await session.rollback()
+        raise InvalidTransition("order", current or "UNKNOWN", status.value)
+    events = Events()
+    if not victims:
+        return [], events
+    for v in victims:
+        if v.side is Side.BUY:
+            await release_reservation(session, v.id, v.user_id, v.reserved_cash, currency)
+    finished = {
+        r[0]: view_of(r)
+        for r in await conn.fetch(
+            _FINISH_MANY,
+            [v.id for v in victims],
+            status.value,
+            reason,
+            now,
+            actor_id,
+            f"order.{status.value.lower()}",
+            request_id,
+            json.dumps({"reason": reason}),
+        )
+    }
+    views = [finished[v.id] for v in victims]
+    seq, totals = await book.sequence_and_levels(
+        session, market_id, {(v.side, v.price) for v in victims if v.price is not None}
+    )
+    events.add(market_data.book_channel(market_id), market_data.book_event(market_id, seq, totals))
+    for view in views:
+        events.add(market_data.orders_channel(view.user_id), view.event())
+    return views, events
+
+
+@transient_retry
+async def cancel_order(
+    session: AsyncSession, user_id: uuid.UUID, order_id: uuid.UUID, *, request_id: str | None = None
+) -> tuple[OrderView, Events]:
+    market_id = await (await pg(session)).fetchval(
+        "SELECT market_id FROM orders WHERE id = $1 AND user_id = $2", order_id, user_id
+    )
+    if market_id is None:
+        raise NotFound("order not found", field="id")
+    done, events = await cancel_orders(
+        session, user_id, market_id, [order_id], reason="USER_CANCELED", request_id=request_id, strict=True
+    )
+    return done[0], events
