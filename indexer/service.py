@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # redis is imported where used: `rwa index backfill` never co
 from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.settings import ConfigError, Settings
-from indexer import backfill_requests, health, intervals, lock, metrics
+from indexer import backfill_requests, deferred_indexes, health, intervals, lock, metrics
 from indexer.backoff import Backoff, retry_transient, sleep_or_stop
 from indexer.chainstate import load_cursor, load_watched, read_heads
 from indexer.config import IndexerConfig
@@ -109,6 +109,7 @@ async def _run_chain(
                 if not await lock.wait_for_lock(conn, chain_id, stop, config.lock_retry_s):
                     return
                 reconnect.reset()
+                await deferred_indexes.restore(conn)  # left missing by a backfill that did not finish
                 metrics.IS_LEADER.labels(c).set(1)
                 log.info("chain %s: writer lock acquired; indexing", chain_id)
                 follower = ChainWriter(spec, client, conn, config, redis=redis, redis_prefix=settings.redis_prefix)
@@ -191,9 +192,12 @@ async def backfill(
     started = time.perf_counter()
     async with make_client(settings, chain_id, config) as client:
         conn = await lock.connect(_database_url(settings), chain_id, role="backfill")
+        deferred = False
         try:
             if not await lock.try_lock(conn, chain_id):
                 raise IndexerBusy(chain_id)
+            await deferred_indexes.restore(conn)  # left missing by a backfill that did not finish
+            deferred = await deferred_indexes.defer(conn)  # a first history: two indexes are built after it
             await prepare_connection(conn)
             watched = await load_watched(conn, chain_id)
             if token is not None:
@@ -266,6 +270,13 @@ async def backfill(
                     stopped = True
                     break
         finally:
+            if deferred:
+                try:
+                    await deferred_indexes.restore(conn, deferred_here=True)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    log.error(
+                        "chain %s: deferred indexes not rebuilt (the next start rebuilds them): %s", chain_id, exc
+                    )
             await conn.close()
     return BackfillResult(chain_id, from_block, end, done, events, transfers, time.perf_counter() - started, stopped)
 
