@@ -14,6 +14,7 @@ Snapshot reads (order book, ticker, current candle) open their own short DB sess
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -70,18 +71,65 @@ class Events:
         self.messages.append((channel, event))
 
 
+@dataclass
+class _Outbox:
+    """One hub's messages waiting for Redis, sent by one task in arrival order; each caller waits for the pipeline
+    that carries its messages."""
+
+    hub: Any
+    pending: list[tuple[str, bytes]] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+_outboxes: dict[int, _Outbox] = {}
+
+
 async def publish(hub: Any, events: Events) -> None:
     """Best effort: the trade is committed whatever Redis says; book subscribers resync from snapshots on gaps.
-    All messages of one transaction go in one pipelined round trip, in order."""
+
+    Messages go out in the order of the calls (each call's in its order), each exactly once. Calls that arrive while
+    a pipeline is on its way share the next one (the placements of one sequencer batch are answered together, so
+    their publishes come together: one round trip and one pipeline's CPU for many, instead of one each). Returns
+    once this call's messages were sent (or failed: logged)."""
     if not events.messages:
         return
+    loop = asyncio.get_running_loop()
+    box = _outboxes.get(id(hub))
+    if box is None or box.hub is not hub or (box.task is not None and box.task.get_loop() is not loop):
+        box = _outboxes[id(hub)] = _Outbox(hub)
+    box.pending.extend((hub.prefix + channel, encode(event)) for channel, event in events.messages)
+    done: asyncio.Future[None] = loop.create_future()
+    box.waiters.append(done)
+    if box.task is None:
+        box.task = asyncio.create_task(_send(box), name="market-data-publish")
+    await asyncio.shield(done)  # a caller that goes away does not stop the others' messages
+
+
+async def _send(box: _Outbox) -> None:
     try:
-        async with hub.redis.pipeline(transaction=False) as pipe:
-            for channel, event in events.messages:
-                pipe.publish(hub.prefix + channel, encode(event))
-            await pipe.execute()
-    except Exception:
-        log.warning("could not publish %s", ", ".join(c for c, _ in events.messages), exc_info=True)
+        while box.pending:
+            batch, box.pending = box.pending, []
+            waiters, box.waiters = box.waiters, []
+            try:
+                async with box.hub.redis.pipeline(transaction=False) as pipe:
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+            except Exception:
+                log.warning("could not publish %s", ", ".join(sorted({c for c, _ in batch})), exc_info=True)
+            finally:
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
+    finally:
+        box.task = None
+        for w in box.waiters:  # only if cancelled (shutdown): nobody is left waiting
+            if not w.done():
+                w.set_result(None)
+        box.waiters, box.pending = [], []
+        if _outboxes.get(id(box.hub)) is box:
+            del _outboxes[id(box.hub)]
 
 
 def book_event(market_id: uuid.UUID, sequence: int, levels: list[tuple[Side, Decimal, Decimal]]) -> dict[str, Any]:
