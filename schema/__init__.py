@@ -99,6 +99,27 @@ MUTATIONS += (privacy.Mutation,)
 # strawberry's predicate (typed as returning bool, graphql-core wants a TypeGuard)
 _IS_AWAITABLE: Any = optimized_is_awaitable
 _HOOKED = object()  # RwaSchema._prepare_lean: an extension hooks into parsing or validation
+_NO_MIDDLEWARE = MiddlewareManager()  # keeps no state without middlewares (get_field_resolver returns its argument)
+
+
+# per id of a frozenset of allowed operation types (the view passes the same one on every request): that set and
+# the same without subscriptions (hashing an OperationType runs enum's Python __hash__)
+_ALLOWED: dict[int, tuple[frozenset[OperationType], frozenset[OperationType]]] = {}
+
+
+def _without_subscriptions(allowed: Any) -> Any:
+    """`allowed` without SUBSCRIPTION (unchanged when it has none)."""
+    frozen = type(allowed) is frozenset
+    if frozen:
+        known = _ALLOWED.get(id(allowed))
+        if known is not None and known[0] is allowed:
+            return known[1]
+    without = set(allowed) - {OperationType.SUBSCRIPTION} if OperationType.SUBSCRIPTION in allowed else allowed
+    if frozen:
+        if len(_ALLOWED) >= 64:  # callers pass constants; a bound keeps a caller building sets from growing it
+            _ALLOWED.clear()
+        _ALLOWED[id(allowed)] = (allowed, frozenset(without))
+    return without
 
 
 class OperationExecutionContext(ExecutionContext):
@@ -146,6 +167,8 @@ class OperationExecutionContext(ExecutionContext):
 class RwaSchema(strawberry.Schema):
     shared: SharedSubscriptions | None = None
     documents: DocumentCache | None = None
+    # graphql-core's execute function for _execute_lean, chosen on first use (the schema's directives are fixed)
+    _lean_run: Any = None
 
     def _create_execution_context(
         self,
@@ -197,8 +220,8 @@ class RwaSchema(strawberry.Schema):
         """HTTP requests never run subscriptions (they need the graphql-transport-ws websocket): strawberry allows
         them over GET/POST for a multipart protocol this API does not serve, and executed like a query a subscription
         answered INTERNAL. Refused instead as an operation type the method does not allow (400 BAD_USER_INPUT)."""
-        if allowed_operation_types is not None and OperationType.SUBSCRIPTION in allowed_operation_types:
-            allowed_operation_types = set(allowed_operation_types) - {OperationType.SUBSCRIPTION}
+        if allowed_operation_types is not None:
+            allowed_operation_types = _without_subscriptions(allowed_operation_types)
         run = (
             super().execute
             if self.directives or self.config.enable_experimental_incremental_execution
@@ -243,16 +266,20 @@ class RwaSchema(strawberry.Schema):
         for extension in extensions:
             extension.execution_context = ctx
         runner = self.create_extensions_runner(ctx, extensions)
-        middleware = MiddlewareManager(*(ext for ext in extensions if ext._implements_resolve()))
+        resolving = [ext for ext in extensions if ext._implements_resolve()]
+        # without middleware a manager only hands resolvers back unchanged: one shared instance does that
+        middleware = MiddlewareManager(*resolving) if resolving else _NO_MIDDLEWARE
         executor_class = self.execution_context_class
         executor_kwargs: dict[str, Any] = {} if executor_class is None else {"executor_class": executor_class}
-        # graphql-core's execute is this plus a refusal of schemas declaring @defer/@stream and a coroutine that
-        # refuses incremental results: without those directives nothing is delivered incrementally
-        run = (
-            execute
-            if self._schema.get_directive("defer") or self._schema.get_directive("stream")
-            else experimental_execute_incrementally
-        )
+        run = self._lean_run
+        if run is None:
+            # graphql-core's execute is this plus a refusal of schemas declaring @defer/@stream and a coroutine
+            # that refuses incremental results: without those directives nothing is delivered incrementally
+            run = self._lean_run = (
+                execute
+                if self._schema.get_directive("defer") or self._schema.get_directive("stream")
+                else experimental_execute_incrementally
+            )
         try:
             async with runner.operation():
                 errors = self._prepare_lean(ctx, runner)

@@ -196,7 +196,7 @@ class OperationLifecycle(SchemaExtension):
     def _record(self, ctx: Any, started: float) -> None:
         name = ctx.operation_name or "anonymous"
         try:
-            op_type = ctx.operation_type.value
+            op_type = ctx.operation_type._value_  # the value, without enum's two-call property
         except Exception:  # the document did not parse: no operation type
             op_type = "invalid"
         if op_type == "invalid" or not self._validated:

@@ -130,3 +130,79 @@ async def test_lean_runner_runs_hooks_like_strawberrys(monkeypatch: pytest.Monke
     assert answers[0] == answers[1]
     assert logs[0] == logs[1]
     assert "outer execute end" in logs[0] and "inner parse" in logs[0]
+
+
+def _one_hook_schema(events: list[str], fail: str) -> strawberry.Schema:
+    """One extension per stage: the lean runner drives its generators itself (schema/extension_runner._OneHook)."""
+
+    def step(name: str) -> None:
+        events.append(name)
+        if fail == name:
+            raise ValueError(f"failed at {name}")
+
+    class Only(SchemaExtension):
+        async def on_operation(self) -> AsyncIterator[None]:
+            step("operation start")
+            try:
+                yield
+            except ValueError as exc:
+                events.append(f"operation saw {exc}")
+                raise
+            finally:
+                events.append("operation finally")
+            step("operation end")
+            if fail == "operation yields twice":
+                yield
+
+        def on_execute(self) -> Iterator[None]:
+            step("execute start")
+            if fail == "execute never yields":
+                return
+            try:
+                yield
+            finally:
+                events.append("execute finally")
+            step("execute end")
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def ok(self) -> bool:
+            step("resolver")
+            return True
+
+    return strawberry.Schema(query=Query, extensions=[Only])
+
+
+@pytest.mark.parametrize(
+    "fail",
+    [
+        "nothing",
+        "operation start",
+        "operation end",
+        "operation yields twice",
+        "execute start",
+        "execute end",
+        "execute never yields",
+        "resolver",
+    ],
+)
+async def test_one_hook_stages_run_like_strawberrys(monkeypatch: pytest.MonkeyPatch, fail: str) -> None:
+    """Entering, leaving cleanly, and an exception leaving a stage (from the hook itself or from the stage inside
+    it), and a generator that does not yield or yields twice: the same events, answer or exception as strawberry's
+    runner."""
+    outcomes, logs = [], []
+    for runner in (SchemaExtensionsRunner, LeanExtensionsRunner):
+        events: list[str] = []
+        schema = _one_hook_schema(events, fail)
+        monkeypatch.setattr(schema, "create_extensions_runner", lambda ctx, exts, r=runner: r(ctx, exts))
+        try:
+            result = await schema.execute("{ ok }")
+            outcomes.append(("answer", result.data, [e.message for e in result.errors or []]))
+        except Exception as exc:  # noqa: BLE001 - what escapes is part of the comparison
+            outcomes.append(("raised", type(exc).__name__, str(exc)))
+        logs.append(events)
+    assert outcomes[0] == outcomes[1]
+    assert logs[0] == logs[1]
+    if fail != "nothing":
+        assert fail in logs[0] or fail.startswith(("operation yields", "execute never")), logs[0]
