@@ -17,7 +17,8 @@ Fairness: the three measurements run one after the other (never concurrently) on
 The COPY ceiling copies rows decoded before its clock and writes no blocks, intervals, cursor or derived state: an
 upper bound, not a like-for-like rival. The end-to-end child is timed twice: inside the backfill call, and from
 its spawn to its exit (interpreter start, imports and connections included); its CPU (user + system, from
-process start) is reported as the load-independent signal. ``--reuse-chain`` dumps the generated chain
+process start) is reported as the load-independent signal, with the CPU of the Postgres backends serving the
+child's database (bench/indexer_vs_ponder.py's PgCpu). ``--reuse-chain`` dumps the generated chain
 (``anvil_dumpState``; ``$BENCH_CHAIN_CACHE``, default ~/.cache/rwa-bench/backfill) and loads it next time
 (``--load-state``): such a node keeps no historical state, so IdentityRegistered countries are read at the head
 (LATEST, with the identity check) instead of at the log's block, as against a pruned provider.
@@ -249,7 +250,10 @@ async def measure(rpc_url: str, token: str, registry: str, start: int, head: int
     name, db_url = await fresh_db()
     try:
         await add_token(db_url, token, registry, start)
+        from bench.indexer_vs_ponder import PgCpu
+
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pg = PgCpu(name)
         spawned = time.perf_counter()
         out = subprocess.run(
             [sys.executable, __file__, "--child", db_url, rpc_url, str(start), str(head)],
@@ -259,6 +263,7 @@ async def measure(rpc_url: str, token: str, registry: str, start: int, head: int
             cwd=REPO,
         )
         process_s = time.perf_counter() - spawned
+        pg_cpu = pg.stop()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         e2e = json.loads(out.stdout.strip().splitlines()[-1])
@@ -280,7 +285,8 @@ async def measure(rpc_url: str, token: str, registry: str, start: int, head: int
     print(
         f"end-to-end from process start (spawn to exit):     {e2e['events']:>7} events "
         f"{e2e['events'] / process_s:>10,.0f} events/s ({process_s:.2f}s, CPU {cpu_s:.2f}s = "
-        f"{cpu_s / e2e['events'] * 1e6:.0f} us/event; load {os.getloadavg()[0]:.1f})"
+        f"{cpu_s / e2e['events'] * 1e6:.0f} us/event; its Postgres backends {pg_cpu:.2f}s = "
+        f"{pg_cpu / e2e['events'] * 1e6:.0f} us/event; load {os.getloadavg()[0]:.1f})"
     )
     if not E2E_ONLY:
         print(

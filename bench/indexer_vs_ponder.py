@@ -29,7 +29,11 @@ Fairness:
 - Ponder builds its project (esbuild/vite) at start; its ``.ponder`` build dir is deleted before each run. Ponder
   runs on node 22 if ``--node`` points at it (the peer notes node 22 is ~10-20% faster than node 20), else `node`.
 - No warm-up run for either; Postgres' shared buffers and the OS page cache are shared and warm for both.
-- CPU is each side's own process tree (user + system); neither side's Postgres backends are counted.
+- CPU is each side's own process tree (user + system), and separately the CPU of the Postgres backends serving
+  its database (sampled every 100 ms by process title; the parallel workers of an index build are not counted).
+- Both build some indexes after the history: Ponder all of its own after its historical sync; ours, on a database
+  whose ``token_transfers`` is empty, ``ix_token_transfers_from``/``_to`` (indexer/deferred_indexes.py), rebuilt
+  before the process exits (inside our timed window).
 - Ours runs with its production defaults (5,000-event batches, up to 8 of them per transaction while behind);
   Ponder with the peer's config. Ours from process start includes the CLI's migration check (since 13:50: one asyncpg query against the
   scripts' revision ids; alembic is imported only when the database is behind).
@@ -67,6 +71,20 @@ dropped (14:00, load 1.5-3.2): the cyclic GC's young threshold at 50,000 cut the
 5.43 -> 4.81 s) but raised its peak RSS from 121-125 to 216-222 MB (small cyclic garbage of httpx requests, freed
 late, pins allocator arenas); at 10,000 (RSS 123-130 MB) the CPU difference was lost in the noise (5 pairs, means
 6.36 vs 6.47 s).
+
+Where the time went (16:00, in-process trace of the backfill call, load 4-7): the writer was busy ~95% of the call
+(the fetch side was never the wait after the first batch); of our process's ~5.5 s CPU, the cyclic GC took 1.7 s
+(1.1 s in full collections traversing the start-up heap), asyncpg's encoding ~1.2 s (token_transfers 3.2 us/row,
+2.6 of it the numeric and timestamptz columns; chain_events 2.2 us/row, the topics array's ABC checks), JSON
+0.6 s, decode 0.65 s; the writer's Postgres backend used 4.5-5.4 s, anvil 0.8 s. COPYing the same decoded rows
+alone (8 batches per transaction) into variants of the tables: all 9 indexes 4.5-5.0 s backend CPU, primary keys
+only 1.95 s, none 1.29 s; the holder-keyed ``ix_token_transfers_from``/``_to`` cost the most (random leaf inserts;
+the 9 indexes, 136 MB, outgrow the 128 MB shared_buffers, so the backend evicts dirty pages itself: 400 MB of
+backend writes per run). ``SET LOCAL synchronous_commit = off``: no difference (5 commits per run). Done since:
+``gc.freeze()`` of the start-up heap (process CPU 5.80 / 6.35 -> 5.14 / 5.01 s) and, into an empty
+``token_transfers``, ``ix_token_transfers_from``/``_to`` built after the rows (indexer/deferred_indexes.py:
+backend CPU 4.5-5.2 -> 2.8-3.0 s + 0.6 s to build them). Variance: the server ran 0-9 checkpoints during one run
+(other sessions' DROP DATABASE, max_wal_size); each adds full-page images and competes for the disk; now printed.
 
     .venv/bin/python bench/indexer_vs_ponder.py                   # 200,000 events, 2 runs
     .venv/bin/python bench/indexer_vs_ponder.py --events 20000 --runs 1   # quick check
@@ -237,6 +255,50 @@ class PeakRss:
         return self.peak_kb / 1024
 
 
+class PgCpu:
+    """CPU (user + system) of the Postgres backends serving database ``name``: every 100 ms, the processes whose
+    title is ``postgres: ... <user> <name> ...``; each backend's last reading counts. (Parallel workers of an
+    index build are titled by their leader's pid, not the database: not counted.)"""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.ticks, self._stop = f" {name} ", {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                title = (d / "cmdline").read_bytes()
+                if not title.startswith(b"postgres:") or self.name.encode() not in title:
+                    continue
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                self.ticks[int(d.name)] = int(fields[11]) + int(fields[12])
+            except (OSError, ValueError, IndexError):
+                pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.sample()
+
+    def stop(self) -> float:
+        self.sample()
+        self._stop.set()
+        self._thread.join()
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+
+async def checkpoints() -> int:
+    """Checkpoints the server has run (any database): one during a run adds full-page images to its WAL and
+    competes for the disk; other sessions' DROP DATABASE (tests, benches) requests one, as does max_wal_size."""
+    admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
+    try:
+        return int(await admin.fetchval("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"))
+    finally:
+        await admin.close()
+
+
 async def fresh_db(migrate: bool) -> tuple[str, str]:
     name = f"rwa_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
@@ -288,6 +350,8 @@ async def run_ours(state: Path, meta: dict, expected: dict[str, int], profile: s
                 cmd += ["1", str(to_block)]
                 env["BENCH_PROFILE"] = profile
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            ck = await checkpoints()
+            pg = PgCpu(name)
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             rss = PeakRss(proc.pid)
@@ -296,6 +360,8 @@ async def run_ours(state: Path, meta: dict, expected: dict[str, int], profile: s
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             peak = rss.stop()
+            pg_cpu = pg.stop()
+            ck = await checkpoints() - ck
             if proc.returncode:
                 raise SystemExit(f"rwa index backfill failed ({proc.returncode}): {err.decode()[-2000:]}")
             conn = await asyncpg.connect(asyncpg_dsn(db_url))
@@ -307,7 +373,14 @@ async def run_ours(state: Path, meta: dict, expected: dict[str, int], profile: s
             await conn.close()
     finally:
         await drop_db(name)
-    return {"wall": wall, "rss": peak, "cpu": cpu, "verified": check("ours", transfers, rows, expected, meta["events"])}
+    return {
+        "wall": wall,
+        "rss": peak,
+        "cpu": cpu,
+        "pg_cpu": pg_cpu,
+        "checkpoints": ck,
+        "verified": check("ours", transfers, rows, expected, meta["events"]),
+    }
 
 
 async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expected: dict[str, int]) -> dict:
@@ -322,6 +395,8 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
             cmd = [node_bin, str(idx / "node_modules" / "ponder" / "dist" / "esm" / "bin" / "ponder.js")]
             cmd += ["start", "--schema", "bench", "--port", str(port), "--log-level", "warn"]
             log = open(work / "ponder-last.log", "wb")  # noqa: SIM115
+            ck = await checkpoints()
+            pg = PgCpu(name)
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=idx, env=env, stdout=log, stderr=subprocess.STDOUT)
             rss = PeakRss(proc.pid)
@@ -338,6 +413,7 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
                         time.sleep(0.05)
                 wall = time.perf_counter() - started
                 cpu = rss.cpu_s()
+                pg_cpu = pg.stop()
                 rss.sample()
                 peak = rss.stop()
             finally:
@@ -348,6 +424,7 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
                     proc.kill()
                     proc.wait()
                 log.close()
+            ck = await checkpoints() - ck
             conn = await asyncpg.connect(dsn)
             transfers = await conn.fetchval("SELECT count(*) FROM bench.transfer")
             rows = {r["address"].lower(): int(r["balance"]) for r in await conn.fetch("SELECT * FROM bench.account")}
@@ -358,6 +435,8 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
         "wall": wall,
         "rss": peak,
         "cpu": cpu,
+        "pg_cpu": pg_cpu,
+        "checkpoints": ck,
         "verified": check("ponder", transfers, rows, expected, meta["events"]),
     }
 
@@ -386,14 +465,16 @@ async def main(args: argparse.Namespace) -> None:
             results[side].append(r)
             print(
                 f"run {run + 1} {side:>6}: {r['wall']:6.2f} s  {n / r['wall']:>8,.0f} events/s  "
-                f"CPU {r['cpu']:6.2f} s  peak RSS {r['rss']:5.0f} MB  ({r['verified']}; load {load:.1f})",
+                f"CPU {r['cpu']:6.2f} s + its Postgres {r['pg_cpu']:5.2f} s  peak RSS {r['rss']:5.0f} MB  "
+                f"({r['verified']}; load {load:.1f}, {r['checkpoints']} checkpoints)",
                 flush=True,
             )
         if len(sides) == 2:
             o, p = results["ours"][-1], results["ponder"][-1]
             print(
                 f"run {run + 1} ratio: ours {p['wall'] / o['wall']:.2f}x faster than Ponder (wall), "
-                f"{p['cpu'] / o['cpu']:.2f}x less CPU",
+                f"{p['cpu'] / o['cpu']:.2f}x less CPU, {(p['cpu'] + p['pg_cpu']) / (o['cpu'] + o['pg_cpu']):.2f}x with "
+                "each side's Postgres backends",
                 flush=True,
             )
 
