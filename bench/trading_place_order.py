@@ -18,8 +18,9 @@ work, not of the framework alone. Both get the same wrk settings, a 2 s warm-up 
 prepared-statement caches, SQLAlchemy compiled caches, the ledger's account cache, GraphQL document caches are
 warm; the book is not reset after the warm-up), and the timing boundary is wrk's: from the request written to
 the response read, on keep-alive connections, client and servers and Postgres and Redis on the same 2 cores (wrk's
-own CPU is not in the server CPU figure; Postgres' and Redis' CPU are in neither). CPU per request is the server
-processes' utime+stime (/proc) over the measured run divided by wrk's request count. No agent runs, so every
+own CPU is not in the server CPU figure; Redis' CPU is in none). CPU per request is the server processes'
+utime+stime (/proc) over the measured run divided by wrk's request count; the Postgres figure is the same for the
+backends connected to the bench's database (the servers' pools; one opened during the run counts from 0). No agent runs, so every
 trade's token transfer stays PENDING and the gate's read of the seller's unsettled transfers grows with each trade
 (~2.5 ms per sell at 500 pending, measured): later seconds of a run cost more than earlier ones, which is why each
 phase gets a market and traders of its own; a deployment whose agent keeps up has a short backlog.
@@ -66,6 +67,32 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _backend_cpu(database_url: str) -> dict[int, float]:
+    """pid -> utime+stime (s) of every Postgres backend connected to the bench's database (same machine)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+
+    async def pids() -> list[int]:
+        conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", url.database
+            )
+        finally:
+            await conn.close()
+        return [r["pid"] for r in rows]
+
+    out: dict[int, float] = {}
+    for pid in asyncio.run(pids()):
+        try:
+            out[pid] = _cpu_s(pid)
+        except OSError:  # ended meanwhile
+            pass
+    return out
+
+
 def _wrk_cmd(script: str, url: str, connections: int, duration_s: int) -> list[str]:
     return ["wrk", "-t2", f"-c{connections}", f"-d{duration_s}s", "--timeout", "30s", "--latency", "-s", script, url]
 
@@ -106,10 +133,13 @@ def wrk_alternating(
     connections: int,
     duration_s: int,
     pids: list[int] | None = None,
+    database_url: str | None = None,
 ) -> WrkResult:
     """wrk on every url at once (connections split between them); req/s summed, latencies the worst; with `pids`,
-    the servers' CPU ms per request in `cpu_ms`."""
+    the servers' CPU ms per request in `cpu_ms`; with `database_url`, the Postgres backends' in `db_cpu_ms`
+    (the backends connected at the end, from their CPU at the start, 0 for those opened meanwhile)."""
     script = _script(bodies, tokens)
+    db0 = _backend_cpu(database_url) if database_url else {}
     cpu0 = sum(_cpu_s(p) for p in pids or [])
     runs = [
         subprocess.Popen(
@@ -121,6 +151,7 @@ def wrk_alternating(
     ]
     outs = [r.communicate(timeout=duration_s + 60)[0] for r in runs]
     cpu = sum(_cpu_s(p) for p in pids or []) - cpu0
+    db1 = _backend_cpu(database_url) if database_url else {}
     os.unlink(script)
     parts = [_parse(name, out) for out in outs]
     result = WrkResult(
@@ -132,6 +163,8 @@ def wrk_alternating(
     )
     requests = sum(p.requests for p in parts)  # type: ignore[attr-defined]
     result.cpu_ms = cpu * 1000 / requests if pids and requests else None  # type: ignore[attr-defined]
+    db_cpu = sum(t - db0.get(pid, 0.0) for pid, t in db1.items())
+    result.db_cpu_ms = db_cpu * 1000 / requests if database_url and requests else None  # type: ignore[attr-defined]
     return result
 
 
@@ -152,7 +185,12 @@ async def _summary(database_url: str, market_id: str) -> str:
 
 
 def _measure(
-    name: str, servers: list[Server], bodies: list[str], tokens: list[str], args: argparse.Namespace
+    name: str,
+    servers: list[Server],
+    bodies: list[str],
+    tokens: list[str],
+    args: argparse.Namespace,
+    database_url: str,
 ) -> WrkResult:
     urls = [s.url for s in servers]
     wrk_alternating("warmup", urls, bodies, tokens, connections=args.connections, duration_s=2)
@@ -164,6 +202,7 @@ def _measure(
         connections=args.connections,
         duration_s=args.duration,
         pids=[s.proc.pid for s in servers],
+        database_url=database_url,
     )
     result.peak_rss_mb = sum(s.peak_rss_mb() for s in servers)
     return result
@@ -233,7 +272,7 @@ def main() -> None:
             markets.append(market_id)
             bodies, tokens = workload(market_id, traders)
             with uvicorn_server("server.app:create_app_from_env", env) as api:
-                results.append(_measure("placeOrder, 1 process", [api], bodies, tokens, args))
+                results.append(_measure("placeOrder, 1 process", [api], bodies, tokens, args, db_url))
         if args.mode in ("all", "two"):
             # a market and traders of its own: the sellers' unsettled transfers (no agent runs here) make the gate's
             # read grow with every trade, so a phase must not inherit the previous phase's backlog
@@ -244,12 +283,14 @@ def main() -> None:
                 uvicorn_server("server.app:create_app_from_env", env) as a,
                 uvicorn_server("server.app:create_app_from_env", env) as b,
             ):
-                results.append(_measure("placeOrder, 2 processes", [a, b], bodies, tokens, args))
+                results.append(_measure("placeOrder, 2 processes", [a, b], bodies, tokens, args, db_url))
         print_table(results, baseline)
         for r in results[1:]:
-            cpu = r.cpu_ms  # type: ignore[attr-defined]
+            cpu, db_cpu = r.cpu_ms, r.db_cpu_ms  # type: ignore[attr-defined]
             print(
-                f"{r.name}: server CPU " + (f"{cpu:.2f} ms/request" if cpu is not None else "- (no request completed)")
+                f"{r.name}: server CPU "
+                + (f"{cpu:.2f} ms/request" if cpu is not None else "- (no request completed)")
+                + (f", Postgres backends' CPU {db_cpu:.2f} ms/request" if db_cpu is not None else "")
             )
         for market in markets:
             print(f"book after the run: {asyncio.run(_summary(db_url, market))}")

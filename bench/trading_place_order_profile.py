@@ -1,5 +1,6 @@
 """In-process cost of `place_order`: sequential alternating SELL/BUY at one price against a scratch database,
-reporting CPU and wall per order and SQL statements per order; `--profile` prints cProfile CPU-time tables.
+reporting CPU and wall per order and SQL statements per order, and the raw statements' time from sent to answered
+(the time under the market lock); `--profile` prints cProfile CPU-time tables.
 `--http` goes through the whole ASGI app instead (JWT, GraphQL, session, publish to Redis), without sockets.
 `--concurrent K` places K at a time, each in a unit of work as the mutation does, so they go through the market's
 sequencer (resolvers/trading/sequencer.py) and are group-committed in batches of up to K.
@@ -14,6 +15,7 @@ import asyncio
 import time
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import event
 
@@ -107,7 +109,17 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False, concurren
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: object, _rec: object) -> None:  # statements run on raw asyncpg (resolvers/raw_sql)
-        dbapi_conn.driver_connection.add_query_logger(lambda _r: count())  # type: ignore[attr-defined]
+        dbapi_conn.driver_connection.add_query_logger(timed)  # type: ignore[attr-defined]
+
+    by_statement: dict[str, list[float]] = {}  # the statement's first words -> [count, seconds]
+
+    def timed(record: Any) -> None:
+        count()
+        text = " ".join(record.query.split())
+        key = text if len(text) <= 110 else f"{text[:60]} ... {text[-45:]}"
+        entry = by_statement.setdefault(key, [0, 0.0])
+        entry[0] += 1
+        entry[1] += record.elapsed
 
     reqs = [
         (seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(1), Decimal("10.00"))),
@@ -131,6 +143,7 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False, concurren
     for i in range(0, 40, concurrent):  # warm caches (compiled SQL, pool)
         await wave(i)
     statements = 0
+    by_statement.clear()
     profiler = None
     if profile:
         import cProfile
@@ -152,6 +165,10 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False, concurren
         f"{n} orders: CPU {cpu / n * 1000:.2f} ms/order, wall {wall / n * 1000:.2f} ms/order, "
         + ("(statements: the app has its own engine)" if http else f"{statements / n:.1f} SQL statements/order")
     )
+    if not http:
+        print("raw statements (asyncpg, from sent to answered; under load it includes waiting for a core):")
+        for key, (n_, seconds) in sorted(by_statement.items(), key=lambda kv: -kv[1][1])[:10]:
+            print(f"  {n_ / n:5.2f}/order {seconds / n_ * 1000:6.2f} ms each {seconds / n * 1000:6.2f} ms/order  {key}")
     await engine.dispose()
 
 
