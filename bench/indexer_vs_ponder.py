@@ -80,7 +80,8 @@ Where the time went (16:00, in-process trace of the backfill call, load 4-7): th
 alone (8 batches per transaction) into variants of the tables: all 9 indexes 4.5-5.0 s backend CPU, primary keys
 only 1.95 s, none 1.29 s; the holder-keyed ``ix_token_transfers_from``/``_to`` cost the most (random leaf inserts;
 the 9 indexes, 136 MB, outgrow the 128 MB shared_buffers, so the backend evicts dirty pages itself: 400 MB of
-backend writes per run). ``SET LOCAL synchronous_commit = off``: no difference (5 commits per run). Done since:
+backend writes per run). ``SET LOCAL synchronous_commit = off``: no difference (5 commits per run). A self-built text COPY of chain_events
+(no asyncpg encoding): our side 2.2-2.4 -> 1.8-2.1 us/row, the backend's 3.0-4.0 -> 4.7-5.1 us/row: not done. Done since:
 ``gc.freeze()`` of the start-up heap (process CPU 5.80 / 6.35 -> 5.14 / 5.01 s) and, into an empty
 ``token_transfers``, ``ix_token_transfers_from``/``_to`` built after the rows (indexer/deferred_indexes.py:
 backend CPU 4.5-5.2 -> 2.8-3.0 s + 0.6 s to build them). Variance: the server ran 0-9 checkpoints during one run
