@@ -262,7 +262,8 @@ class PgCpu:
     index build are titled by their leader's pid, not the database: not counted.)"""
 
     def __init__(self, name: str) -> None:
-        self.name, self.ticks, self._stop = f" {name} ", {}, threading.Event()
+        self.name, self._stop = f" {name} ", threading.Event()
+        self.ticks: dict[int, int] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -290,14 +291,23 @@ class PgCpu:
         return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
 
 
-async def checkpoints() -> int:
-    """Checkpoints the server has run (any database): one during a run adds full-page images to its WAL and
-    competes for the disk; other sessions' DROP DATABASE (tests, benches) requests one, as does max_wal_size."""
+async def checkpoints() -> tuple[int, int]:
+    """(checkpoints, MB of buffers written by backends themselves) so far, server-wide: a checkpoint during a run
+    adds full-page images to its WAL and competes for the disk (other sessions' DROP DATABASE requests one, as
+    does max_wal_size); a backend that finds no clean buffer writes a dirty one itself (and first flushes WAL)."""
     admin = await asyncpg.connect(asyncpg_dsn(ADMIN_URL))
     try:
-        return int(await admin.fetchval("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"))
+        row = await admin.fetchrow(
+            "SELECT checkpoints_timed + checkpoints_req AS n, buffers_backend * current_setting('block_size')::bigint "
+            "/ 1048576 AS mb FROM pg_stat_bgwriter"
+        )
+        return int(row["n"]), int(row["mb"])
     finally:
         await admin.close()
+
+
+def since(before: tuple[int, int], after: tuple[int, int]) -> str:
+    return f"{after[0] - before[0]} checkpoints, {after[1] - before[1]} MB backend writes (server-wide)"
 
 
 async def fresh_db(migrate: bool) -> tuple[str, str]:
@@ -362,7 +372,7 @@ async def run_ours(state: Path, meta: dict, expected: dict[str, int], profile: s
             cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             peak = rss.stop()
             pg_cpu = pg.stop()
-            ck = await checkpoints() - ck
+            ck_note = since(ck, await checkpoints())
             if proc.returncode:
                 raise SystemExit(f"rwa index backfill failed ({proc.returncode}): {err.decode()[-2000:]}")
             conn = await asyncpg.connect(asyncpg_dsn(db_url))
@@ -379,7 +389,7 @@ async def run_ours(state: Path, meta: dict, expected: dict[str, int], profile: s
         "rss": peak,
         "cpu": cpu,
         "pg_cpu": pg_cpu,
-        "checkpoints": ck,
+        "checkpoints": ck_note,
         "verified": check("ours", transfers, rows, expected, meta["events"]),
     }
 
@@ -425,7 +435,7 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
                     proc.kill()
                     proc.wait()
                 log.close()
-            ck = await checkpoints() - ck
+            ck_note = since(ck, await checkpoints())
             conn = await asyncpg.connect(dsn)
             transfers = await conn.fetchval("SELECT count(*) FROM bench.transfer")
             rows = {r["address"].lower(): int(r["balance"]) for r in await conn.fetch("SELECT * FROM bench.account")}
@@ -437,7 +447,7 @@ async def run_ponder(work: Path, node_bin: str, state: Path, meta: dict, expecte
         "rss": peak,
         "cpu": cpu,
         "pg_cpu": pg_cpu,
-        "checkpoints": ck,
+        "checkpoints": ck_note,
         "verified": check("ponder", transfers, rows, expected, meta["events"]),
     }
 
@@ -467,7 +477,7 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"run {run + 1} {side:>6}: {r['wall']:6.2f} s  {n / r['wall']:>8,.0f} events/s  "
                 f"CPU {r['cpu']:6.2f} s + its Postgres {r['pg_cpu']:5.2f} s  peak RSS {r['rss']:5.0f} MB  "
-                f"({r['verified']}; load {load:.1f}, {r['checkpoints']} checkpoints)",
+                f"({r['verified']}; load {load:.1f}, {r['checkpoints']})",
                 flush=True,
             )
         if len(sides) == 2:
