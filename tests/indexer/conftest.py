@@ -24,7 +24,7 @@ from core.migrate import upgrade
 from core.settings import Settings
 from indexer.config import IndexerConfig
 from indexer.lock import asyncpg_dsn
-from tests.fixtures.db import admin_database_url
+from tests.fixtures.db import DatabaseDrops, admin_database_url
 
 # anvil --slots-in-an-epoch 4: finalized = head - 8; the fallback depth and reorg window match it.
 TEST_CONFIG = IndexerConfig(
@@ -73,11 +73,11 @@ async def drop_db(name: str) -> None:
 
 
 @pytest.fixture
-async def idx_db(indexer_template_db: str) -> AsyncIterator[str]:
-    """URL of a fresh migrated database for this test."""
+async def idx_db(indexer_template_db: str, database_drops: DatabaseDrops) -> AsyncIterator[str]:
+    """URL of a fresh migrated database for this test (dropped in the background: a drop waits for a checkpoint)."""
     name = await clone_db(indexer_template_db)
     yield _url(name)
-    await drop_db(name)
+    database_drops.soon(admin_database_url(), name)
 
 
 @pytest.fixture

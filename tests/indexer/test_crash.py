@@ -30,10 +30,14 @@ from tests.indexer.conftest import (
 from tests.indexer.scenario import run_scenario
 
 REPO = Path(__file__).resolve().parents[2]
+# Small batches: while behind, up to COMMIT_BATCHES of them share a commit (800 events here, ~6% of the chain), so a
+# run killed soon after its first commit is still mid-backfill. With 300 (2,400 per commit) a fast run once
+# indexed to the head before its third kill.
+BATCH_EVENTS = 100
 
 
 def start_indexer(db_url: str, rpc_url: str, log: Path, until: int | None = None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "tests.indexer.indexer_proc", db_url, rpc_url, "--batch-events", "300"]
+    cmd = [sys.executable, "-m", "tests.indexer.indexer_proc", db_url, rpc_url, "--batch-events", str(BATCH_EVENTS)]
     if until is not None:
         cmd += ["--until", str(until)]
     with open(log, "ab") as out:  # a file, not a pipe: a full pipe would block the child
@@ -61,7 +65,12 @@ async def test_kill_9_mid_backfill_then_resume_equals_uninterrupted_run(
         settings = Settings(DATABASE_URL=ref_url, REDIS_URL=None)  # type: ignore[call-arg]
         stop = asyncio.Event()
         cfg = TEST_CONFIG.__class__(
-            **{**TEST_CONFIG.__dict__, "batch_events": 300, "logs_per_call": 150, "initial_span": 5}
+            **{
+                **TEST_CONFIG.__dict__,
+                "batch_events": BATCH_EVENTS,
+                "logs_per_call": BATCH_EVENTS // 2,
+                "initial_span": 5,
+            }
         )
         task = asyncio.create_task(run_indexer(settings, [1], stop=stop, config=cfg))
         await wait_synced(ref_url, {1: node}, timeout=60, task=task)
@@ -89,7 +98,7 @@ async def test_kill_9_mid_backfill_then_resume_equals_uninterrupted_run(
                     )
                     raise AssertionError((progress, activity, log.read_text()[-3000:]))
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(rng.uniform(0.0, 0.15))  # then die at an arbitrary point
+            await asyncio.sleep(rng.uniform(0.0, 0.05))  # then die at an arbitrary point
         finally:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()

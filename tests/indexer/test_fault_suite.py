@@ -188,7 +188,9 @@ async def test_backfill_through_a_provider_failing_20_percent_finishes_and_verif
     w = await ready(d)
     recipients = load_recipients(40)
     await prepare_security_token_load(d.w3, d.stack, d.agent, recipients, supply=10**24)
-    await send_batch_transfers(node.url, d.stack.token.address, d.agent, recipients, txs=40, rpc_batch=1)
+    # 80 blocks of transfers: the backfill batches its calls, so 40 made only ~35 HTTP requests and, at 20%, 7
+    # faults in one run (fewer than the 8 asserted below); each block adds requests, so faults
+    await send_batch_transfers(node.url, d.stack.token.address, d.agent, recipients, txs=80, rpc_batch=1)
     node.mine(10)  # every event finalized: a backfill (to the finalized block) covers them all
     proxy = await FaultProxy(node.url, fault_rate=0.2, timeout_s=1.0, seed=2026).start()
     monkeypatch.setenv("RPC_URLS_1", proxy.url)

@@ -19,7 +19,10 @@ from tests.platform.responses import codes
 
 # 942-byte class of the outside test: F_i spreads F_(i-1) twice, 22 levels
 LEVELS = 22
-WALL_BOUND_S = 0.5  # today's code: 17-24 s for 22 levels
+# CPU seconds of this process (the app runs in it): the exponential walk took 17-24 s for 22 levels and the
+# quadratic field-merging rule 1-1.4 s; the linear walks take milliseconds. CPU, not wall time: on a loaded 2-core
+# machine one request's wall time reached 3.1 s while it waited for a core.
+CPU_BOUND_S = 0.5
 
 
 def chain(levels: int, base: str, step: str, on: str = "Query") -> str:
@@ -47,9 +50,9 @@ def bombs(levels: int) -> dict[str, str]:
 
 
 async def post(client, query: str, variables: dict | None = None) -> tuple[dict, float]:  # type: ignore[no-untyped-def,type-arg]
-    started = time.perf_counter()
+    started = time.process_time()
     resp = await client.post("/graphql", json={"query": query, "variables": variables or {}})
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert resp.status_code < 500, resp.text
     return resp.json(), elapsed
 
@@ -60,18 +63,18 @@ async def test_fragment_bombs_are_refused_in_milliseconds(client, kind: str) -> 
     body, elapsed = await post(client, query)
     assert codes(body) and set(codes(body)) == {"QUERY_TOO_COMPLEX"}, body
     assert body.get("data") is None
-    assert elapsed < WALL_BOUND_S, f"{kind}: {elapsed:.2f} s"
+    assert elapsed < CPU_BOUND_S, f"{kind}: {elapsed:.2f} s"
     # the same document again (now from the cache) and once more with fresh text: still refused, still fast
     for again in (query, query + " "):
         body, elapsed = await post(client, again)
-        assert set(codes(body)) == {"QUERY_TOO_COMPLEX"} and elapsed < WALL_BOUND_S
+        assert set(codes(body)) == {"QUERY_TOO_COMPLEX"} and elapsed < CPU_BOUND_S
 
 
 async def test_the_outside_document_is_942_bytes_and_refused(client) -> None:  # type: ignore[no-untyped-def]
     query = "{ ...F22 }\n" + chain(22, "__typename", "...{p} ...{p}")
     assert 850 < len(query) < 1000
     body, elapsed = await post(client, query)
-    assert codes(body) == ["QUERY_TOO_COMPLEX"] and elapsed < WALL_BOUND_S
+    assert codes(body) == ["QUERY_TOO_COMPLEX"] and elapsed < CPU_BOUND_S
 
 
 def test_walks_summarise_each_fragment_once() -> None:
@@ -98,12 +101,12 @@ def test_walks_summarise_each_fragment_once() -> None:
 def test_limits_hold_in_every_environment(env: Environment) -> None:
     schema = build_schema(Settings(RWA_ENV=env))
     for kind, query in bombs(LEVELS).items():
-        started = time.perf_counter()
+        started = time.process_time()
         errors = schema.documents.get(query).errors  # type: ignore[union-attr]
         assert errors and all(
             e.original_error is not None and e.original_error.code.value == "QUERY_TOO_COMPLEX" for e in errors
         ), kind
-        assert time.perf_counter() - started < WALL_BOUND_S
+        assert time.process_time() - started < CPU_BOUND_S
 
 
 async def test_depth_through_fragments_and_inline_fragments(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
@@ -145,7 +148,7 @@ async def test_repeated_fields_are_refused_before_the_quadratic_rule(app_client,
         for query in ("{ " + "probeNode { value } " * 490 + "}", "{ probeNode { " + tree(8) + " } }"):
             body, elapsed = await post(c, query)
             assert codes(body) == ["QUERY_TOO_COMPLEX"], body
-            assert elapsed < WALL_BOUND_S
+            assert elapsed < CPU_BOUND_S
         # ordinary repetition still validates and runs
         body, _ = await post(
             c,
@@ -158,9 +161,9 @@ async def test_repeated_fields_are_refused_before_the_quadratic_rule(app_client,
 async def test_fragment_cycles_are_bad_input_quickly(client) -> None:  # type: ignore[no-untyped-def]
     cyclic = "{ ...F22 }\n" + chain(22, "...F22", "...{p} ...{p}")
     body, elapsed = await post(client, cyclic)
-    assert codes(body) and set(codes(body)) == {"BAD_USER_INPUT"} and elapsed < WALL_BOUND_S
+    assert codes(body) and set(codes(body)) == {"BAD_USER_INPUT"} and elapsed < CPU_BOUND_S
     body, elapsed = await post(client, "{ ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A ...A }")
-    assert set(codes(body)) == {"BAD_USER_INPUT"} and elapsed < WALL_BOUND_S
+    assert set(codes(body)) == {"BAD_USER_INPUT"} and elapsed < CPU_BOUND_S
 
 
 async def test_nesting_beyond_the_parser_is_too_complex(client) -> None:  # type: ignore[no-untyped-def]
