@@ -16,12 +16,38 @@ ORDER_CTE = f"""
 WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity,
                                filled_quantity, status, reason, expires_at, wallet_address, reserved_cash)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {VIEW_SQL})"""
+
+
+def _audit(actor: str, target: str, request: str, details: str) -> str:
+    """CTE a: the order's 'order.place' audit row (the parameters are placeholders such as "$3")."""
+    return f"""
+     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
+           VALUES ({actor}, 'order.place', 'order', {target}, {request}, {details}))"""
+
+
+def _final(market: str, user: str, day: str, value: str, bump: str, sides: str, prices: str) -> str:
+    """CTEs d, s, l of a placement's last statement: the investor's daily order value (when `value` is not null),
+    the market's next book sequence (when `bump`), and the totals of the changed levels (`sides`, `prices`) as
+    arrays. Every part of one statement sees the snapshot from before it."""
+    return f"""
+     d AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
+           SELECT {market}, {user}, {day}::date, {value}::numeric WHERE {value}::numeric IS NOT NULL
+           ON CONFLICT (market_id, user_id, day)
+           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
+     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = {market} AND {bump} RETURNING book_sequence),
+     l AS (SELECT array_agg(g.side::text) AS sides, array_agg(g.price) AS prices, array_agg(g.qty) AS qtys FROM (
+               SELECT r.side, r.price, sum(r.quantity - r.filled_quantity) AS qty FROM orders r
+               WHERE r.market_id = {market} AND r.status IN ('NEW', 'PARTIALLY_FILLED')
+                 AND (r.side, r.price) IN (SELECT * FROM unnest({sides}::order_side[], {prices}::numeric[]))
+               GROUP BY r.side, r.price) g)"""
+
+
 # a rejection: the order and its audit row
 INSERT_REJECTED = (
     ORDER_CTE
-    + """,
-     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           VALUES ($3, 'order.place', 'order', $1::text, $16, $17))
+    + ","
+    + _audit("$3", "$1::text", "$16", "$17")
+    + """
 SELECT * FROM o"""
 )
 # an order that changed no maker (it rests, or found nothing to take): the order, its audit row, the investor's
@@ -30,19 +56,11 @@ SELECT * FROM o"""
 # before it, so the totals do not include the order itself: orders._execute adds what rests.
 INSERT_AND_FINAL = (
     ORDER_CTE
-    + """,
-     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           VALUES ($3, 'order.place', 'order', $1::text, $16, $17)),
-     u AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
-           SELECT $2, $3, $19::date, $20::numeric WHERE $20::numeric IS NOT NULL
-           ON CONFLICT (market_id, user_id, day)
-           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
-     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $2 AND $18 RETURNING book_sequence),
-     l AS (SELECT array_agg(g.side::text) AS sides, array_agg(g.price) AS prices, array_agg(g.qty) AS qtys FROM (
-               SELECT r.side, r.price, sum(r.quantity - r.filled_quantity) AS qty FROM orders r
-               WHERE r.market_id = $2 AND r.status IN ('NEW', 'PARTIALLY_FILLED')
-                 AND (r.side, r.price) IN (SELECT * FROM unnest($21::order_side[], $22::numeric[]))
-               GROUP BY r.side, r.price) g){cash}
+    + ","
+    + _audit("$3", "$1::text", "$16", "$17")
+    + ","
+    + _final(market="$2", user="$3", day="$19", value="$20", bump="$18", sides="$21", prices="$22")
+    + """{cash}
 SELECT o.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM o, l"""
 )
 # a resting buy: with its reservation (the ledger's CTEs, $23..)
@@ -68,22 +86,16 @@ TAKER_AND_TRADES = TAKER_AND_TRADES.replace("{cash}", "")
 # totals, in one round trip. Every part of one statement sees the same snapshot, so the level totals here are from
 # before the makers' update (and after the taker's insert, an earlier statement); orders._execute subtracts what the update
 # takes off each level (fills, expired remainders).
-MAKERS_AND_FINAL = f"""
+MAKERS_AND_FINAL = (
+    f"""
 WITH u AS (UPDATE orders o SET filled_quantity = coalesce(x.filled, o.filled_quantity), status = x.status,
                                reason = x.reason, reserved_cash = x.reserved, updated_at = $16
            FROM unnest($11::uuid[], $12::numeric[], $13::order_status[], $14::varchar[], $15::numeric[])
                 AS x(id, filled, status, reason, reserved)
-           WHERE o.id = x.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}),
-     a AS (INSERT INTO audit_log (actor_id, action, target_type, target_id, request_id, details)
-           VALUES ($4, 'order.place', 'order', $5, $6, $7)),
-     d AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
-           SELECT $1, $4, $9::date, $10::numeric WHERE $10::numeric IS NOT NULL
-           ON CONFLICT (market_id, user_id, day)
-           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional),
-     s AS (UPDATE markets SET book_sequence = book_sequence + 1 WHERE id = $1 AND $8 RETURNING book_sequence),
-     l AS (SELECT array_agg(g.side::text) AS sides, array_agg(g.price) AS prices, array_agg(g.qty) AS qtys FROM (
-               SELECT o.side, o.price, sum(o.quantity - o.filled_quantity) AS qty FROM orders o
-               WHERE o.market_id = $1 AND o.status IN ('NEW', 'PARTIALLY_FILLED')
-                 AND (o.side, o.price) IN (SELECT * FROM unnest($2::order_side[], $3::numeric[]))
-               GROUP BY o.side, o.price) g)
+           WHERE o.id = x.id RETURNING {", ".join("o." + f.name for f in fields(OrderView))}),"""
+    + _audit("$4", "$5", "$6", "$7")
+    + ","
+    + _final(market="$1", user="$4", day="$9", value="$10", bump="$8", sides="$2", prices="$3")
+    + """
 SELECT u.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM u, l"""
+)
