@@ -149,8 +149,6 @@ def _optional(annotation: Any) -> bool:
 
 def _is_reference(annotation: Any) -> bool:
     """A UUID argument (optional or not): a reference to the thing the mutation acts on."""
-    if get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
     annotation = getattr(annotation, "of_type", annotation)  # a resolved input field's StrawberryOptional
     return annotation is uuid.UUID or (type(None) in get_args(annotation) and uuid.UUID in get_args(annotation))
 
@@ -227,10 +225,12 @@ def mutation(
 
         input_type: type | None = None
         input_fields: set[str] = set()
+        references: list[str] = []  # the input's UUID fields: what a NOT_FOUND is about when it names nothing
         if any(p.name == "input" for p in keep):
-            input_fields = {
-                f.graphql_name or camel(f.name) for f in get_object_definition(hints["input"], strict=True).fields
-            }
+            for f in get_object_definition(hints["input"], strict=True).fields:
+                input_fields.add(f.graphql_name or camel(f.name))
+                if _is_reference(f.type):
+                    references.append(f.graphql_name or camel(f.name))
         if folded:
             annotations: dict[str, Any] = {}
             namespace: dict[str, Any] = {}
@@ -239,6 +239,8 @@ def mutation(
                 annotations[p.name] = annotation
                 namespace[p.name] = field
                 input_fields.add(field.graphql_name or camel(p.name))
+                if _is_reference(annotation):
+                    references.append(field.graphql_name or camel(p.name))
             namespace["__annotations__"] = annotations
             namespace["__module__"] = fn.__module__
             GENERATED_INPUTS[f"{name}Input"] = f"Mutation.{gql_name}"
@@ -246,15 +248,6 @@ def mutation(
                 type(_own(f"{name}Input", gql_name), (), namespace),
                 description=input_description or f"The arguments of `{gql_name}`.",
             )
-        references = [
-            f.graphql_name or camel(f.name)
-            for f in (
-                get_object_definition(hints["input"], strict=True).fields if "input" in {p.name for p in keep} else []
-            )
-            if _is_reference(f.type)
-        ] + [
-            _field_of(p, hints[p.name])[1].graphql_name or camel(p.name) for p in folded if _is_reference(hints[p.name])
-        ]
         kept_names = frozenset(p.name for p in keep)
         target = ["id"] if "id" in kept_names else (["input", references[0]] if len(references) == 1 else None)
         NOT_FOUND_TARGETS[gql_name] = target
