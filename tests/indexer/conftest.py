@@ -20,11 +20,10 @@ from web3 import AsyncWeb3
 
 from chains.anvil import AnvilNode
 from chains.deploy import RwaStack, connect, deploy_rwa_stack
-from core.migrate import upgrade
 from core.settings import Settings
 from indexer.config import IndexerConfig
 from indexer.lock import asyncpg_dsn
-from tests.fixtures.db import DatabaseDrops, admin_database_url
+from tests.fixtures.db import DatabaseDrops, admin_database_url, admin_sql, fresh_database
 
 # anvil --slots-in-an-epoch 4: finalized = head - 8; the fallback depth and reorg window match it.
 TEST_CONFIG = IndexerConfig(
@@ -41,43 +40,26 @@ def _url(database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def indexer_template_db(service_urls: tuple[str, str]) -> AsyncIterator[str]:
-    """A migrated database no one connects to, so CREATE DATABASE ... TEMPLATE can copy it."""
-    name = f"rwa_idx_tmpl_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    await upgrade(_url(name))
-    yield name
-    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+def indexer_template_db(migrated_template: str) -> str:
+    """The session's migrated template (tests/fixtures/db.py), which no one connects to, for `clone_db`."""
+    return migrated_template
 
 
 async def clone_db(template: str) -> str:
     name = f"rwa_idx_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await admin.close()
+    await admin_sql(admin_database_url(), f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return name
 
 
 async def drop_db(name: str) -> None:
-    admin = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await admin_sql(admin_database_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 async def idx_db(indexer_template_db: str, database_drops: DatabaseDrops) -> AsyncIterator[str]:
     """URL of a fresh migrated database for this test (dropped in the background: a drop waits for a checkpoint)."""
-    name = await clone_db(indexer_template_db)
-    yield _url(name)
-    database_drops.soon(admin_database_url(), name)
+    async with fresh_database(admin_database_url(), "rwa_idx", database_drops) as url:  # copies the template
+        yield url
 
 
 @pytest.fixture

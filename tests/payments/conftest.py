@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
@@ -25,13 +23,12 @@ from chains.deploy import connect, deploy_stablecoin, transact
 from core.hd_wallet import DepositWallet
 from core.settings import Environment, Settings
 from indexer.config import IndexerConfig
-from indexer.lock import asyncpg_dsn
 from indexer.service import run_indexer
 from jobs import context as job_context
 from models.identity import User
 from models.payments import Payment, PaymentMethod, PaymentState
 from resolvers.payments import intents, notify
-from tests.fixtures.db import DatabaseDrops, admin_database_url
+from tests.fixtures.db import DatabaseDrops, admin_database_url, fresh_database
 
 INDEXER_CONFIG = IndexerConfig(
     poll_interval_s=0.05, finality_depth={1: 8}, lock_retry_s=0.2, error_backoff_s=0.2, rpc_timeout_s=10
@@ -40,25 +37,11 @@ TEST_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner 
 USDC = 10**6
 
 
-def _url(database: str) -> str:
-    return make_url(admin_database_url()).set(database=database).render_as_string(hide_password=False)
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(admin_database_url()))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def pay_db(migrated_template: str, database_drops: DatabaseDrops) -> AsyncIterator[str]:
     """A fresh migrated database per test (a copy of the session's template), dropped in the background after."""
-    name = f"rwa_pay_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"')
-    yield _url(name)
-    database_drops.soon(admin_database_url(), name)
+    async with fresh_database(admin_database_url(), "rwa_pay", database_drops) as url:
+        yield url
 
 
 @pytest.fixture
