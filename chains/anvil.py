@@ -83,6 +83,18 @@ def _reorg_params(depth: int, txs: Iterable[ReorgTx]) -> list[Any]:
     return [depth, [[tx, offset] for tx, offset in txs]]
 
 
+# Coinbases the replacement blocks of a reorg are mined with: anvil re-mines a replaced block with the
+# same timestamp, and once the base fee of empty blocks has sunk to its floor (7 wei, ~150 blocks in)
+# an empty replacement block was the same block again, same hash. The first replacement block gets a
+# miner other than the replaced block's, so it and every block after it (they name it as parent) differ.
+_REORG_COINBASES = ("0x00000000000000000000000000000000000000f1", "0x00000000000000000000000000000000000000f2")
+
+
+def _reorg_coinbase(replaced: dict[str, Any] | None) -> str:
+    first, second = _REORG_COINBASES
+    return second if replaced is not None and replaced["miner"].lower() == first else first
+
+
 # Nodes still running at interpreter exit (a test run or `rwa dev` ended without stop()) are
 # stopped then, so no anvil outlives its parent after a normal exit or Ctrl-C.
 _running: weakref.WeakSet[AnvilNode] = weakref.WeakSet()
@@ -233,8 +245,16 @@ class AnvilNode:
         self.rpc("anvil_mine", hex(blocks))
 
     def reorg(self, depth: int, txs: Iterable[ReorgTx] = ()) -> None:
-        """Replace the last ``depth`` blocks (same height, new hashes); their txs are dropped."""
-        self.rpc("anvil_reorg", *_reorg_params(depth, txs))
+        """Replace the last ``depth`` blocks (same height, new hashes: mined by another coinbase, the
+        node's own coinbase restored afterwards); their txs are dropped."""
+        params = _reorg_params(depth, txs)
+        coinbase = self.rpc("eth_coinbase")
+        replaced = self.rpc("eth_getBlockByNumber", hex(self.block_number() - depth + 1), False)
+        self.rpc("anvil_setCoinbase", _reorg_coinbase(replaced))
+        try:
+            self.rpc("anvil_reorg", *params)
+        finally:
+            self.rpc("anvil_setCoinbase", coinbase)
 
     def snapshot(self) -> str:
         return str(self.rpc("evm_snapshot"))
@@ -281,7 +301,17 @@ async def mine(url: str, blocks: int = 1) -> None:
 
 
 async def reorg(url: str, depth: int, txs: Iterable[ReorgTx] = ()) -> None:
-    await rpc(url, "anvil_reorg", *_reorg_params(depth, txs))
+    """Replace the last ``depth`` blocks (same height, new hashes), as ``AnvilNode.reorg``."""
+    params = _reorg_params(depth, txs)
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        coinbase = await rpc(url, "eth_coinbase", client=client)
+        head = int(await rpc(url, "eth_blockNumber", client=client), 16)
+        replaced = await rpc(url, "eth_getBlockByNumber", hex(head - depth + 1), False, client=client)
+        await rpc(url, "anvil_setCoinbase", _reorg_coinbase(replaced), client=client)
+        try:
+            await rpc(url, "anvil_reorg", *params, client=client)
+        finally:
+            await rpc(url, "anvil_setCoinbase", coinbase, client=client)
 
 
 async def snapshot(url: str) -> str:

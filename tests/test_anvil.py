@@ -92,6 +92,44 @@ def test_reorg_replaces_blocks_at_same_height(anvil: AnvilNode) -> None:
     assert _block(anvil, hex(head - 2))["parentHash"] == _block(anvil, hex(head - 3))["hash"]
 
 
+def _mine_to_base_fee_floor(node: AnvilNode) -> None:
+    """Empty blocks lower the base fee by 1/8 until it stops at 7 wei: from then on an empty block re-mined with
+    the same timestamp would be the same block, the case a reorg must still give new hashes in."""
+    while int(_block(node, "latest")["baseFeePerGas"], 16) > 7:
+        node.mine(64)
+    node.mine(5)
+
+
+def test_reorg_of_empty_blocks_at_the_base_fee_floor_gives_new_hashes(anvil: AnvilNode) -> None:
+    _mine_to_base_fee_floor(anvil)
+    coinbase = anvil.rpc("eth_coinbase")
+    for depth in (1, 3, 3):  # twice in a row: the replaced blocks' own miner is then the reorg's coinbase
+        head = anvil.block_number()
+        old = [_block(anvil, hex(n)) for n in range(head - depth + 1, head + 1)]
+        assert all(b["transactions"] == [] and int(b["baseFeePerGas"], 16) == 7 for b in old)
+        anvil.reorg(depth)
+        new = [_block(anvil, hex(n)) for n in range(head - depth + 1, head + 1)]
+        assert anvil.block_number() == head
+        assert all(o["hash"] != n["hash"] for o, n in zip(old, new))
+        assert all(anvil.rpc("eth_getBlockByHash", o["hash"], False) is None for o in old)
+    assert anvil.rpc("eth_coinbase") == coinbase  # the node's coinbase is back for the blocks mined next
+    anvil.mine()
+    assert _block(anvil, "latest")["miner"] == coinbase
+
+
+async def test_async_reorg_of_empty_blocks_at_the_base_fee_floor_gives_new_hashes(anvil: AnvilNode) -> None:
+    _mine_to_base_fee_floor(anvil)
+    coinbase = anvil.rpc("eth_coinbase")
+    for depth in (2, 2):
+        head = anvil.block_number()
+        old = [_block(anvil, hex(n))["hash"] for n in range(head - depth + 1, head + 1)]
+        await anvil_mod.reorg(anvil.url, depth)
+        assert anvil.block_number() == head
+        new = [_block(anvil, hex(n))["hash"] for n in range(head - depth + 1, head + 1)]
+        assert all(o != n for o, n in zip(old, new))
+    assert anvil.rpc("eth_coinbase") == coinbase
+
+
 def test_reorg_can_include_transactions(anvil: AnvilNode) -> None:
     sender, receiver = anvil.rpc("eth_accounts")[:2]
     anvil.mine(3)
