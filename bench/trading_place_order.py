@@ -21,9 +21,9 @@ the response read, on keep-alive connections, client and servers and Postgres an
 own CPU is not in the server CPU figure; Redis' CPU is in none). CPU per request is the server processes'
 utime+stime (/proc) over the measured run divided by wrk's request count; the Postgres figure is the same for the
 backends connected to the bench's database (the servers' pools; one opened during the run counts from 0). No agent runs, so every
-trade's token transfer stays PENDING and the gate's read of the seller's unsettled transfers grows with each trade
-(~2.5 ms per sell at 500 pending, measured): later seconds of a run cost more than earlier ones, which is why each
-phase gets a market and traders of its own; a deployment whose agent keeps up has a short backlog.
+trade's token transfer stays PENDING; the gate reads the seller's unsettled total from `settlement_outgoing` (one row,
+migration 0023) instead of summing the instructions, which grew with each trade (~2.5 ms per sell at 500 pending
+before). Each phase still gets a market and traders of its own.
 """
 
 from __future__ import annotations
@@ -67,30 +67,30 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _backend_cpu(database_url: str) -> dict[int, float]:
+async def backend_cpu(database_url: str) -> dict[int, float]:
     """pid -> utime+stime (s) of every Postgres backend connected to the bench's database (same machine)."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
-
-    async def pids() -> list[int]:
-        conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
-        try:
-            rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", url.database
-            )
-        finally:
-            await conn.close()
-        return [r["pid"] for r in rows]
-
+    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", url.database
+        )
+    finally:
+        await conn.close()
     out: dict[int, float] = {}
-    for pid in asyncio.run(pids()):
+    for r in rows:
         try:
-            out[pid] = _cpu_s(pid)
+            out[r["pid"]] = _cpu_s(r["pid"])
         except OSError:  # ended meanwhile
             pass
     return out
+
+
+def _backend_cpu(database_url: str) -> dict[int, float]:
+    return asyncio.run(backend_cpu(database_url))
 
 
 def _wrk_cmd(script: str, url: str, connections: int, duration_s: int) -> list[str]:
@@ -274,8 +274,7 @@ def main() -> None:
             with uvicorn_server("server.app:create_app_from_env", env) as api:
                 results.append(_measure("placeOrder, 1 process", [api], bodies, tokens, args, db_url))
         if args.mode in ("all", "two"):
-            # a market and traders of its own: the sellers' unsettled transfers (no agent runs here) make the gate's
-            # read grow with every trade, so a phase must not inherit the previous phase's backlog
+            # a market and traders of its own: a phase does not inherit the previous phase's book and backlog
             market_id, traders, _ = asyncio.run(_setup(db_url)) if markets else (market_id, traders, None)
             markets.append(market_id)
             bodies, tokens = workload(market_id, traders)

@@ -1,6 +1,7 @@
 """In-process cost of `place_order`: sequential alternating SELL/BUY at one price against a scratch database,
-reporting CPU and wall per order and SQL statements per order, and the raw statements' time from sent to answered
-(the time under the market lock); `--profile` prints cProfile CPU-time tables.
+reporting CPU (this process's and the Postgres backends') and wall per order and SQL statements per order, and the
+raw statements' time from sent to answered (the time under the market lock); `--profile` prints cProfile CPU-time
+tables.
 `--http` goes through the whole ASGI app instead (JWT, GraphQL, session, publish to Redis), without sockets.
 `--concurrent K` places K at a time, each in a unit of work as the mutation does, so they go through the market's
 sequencer (resolvers/trading/sequencer.py) and are group-committed in batches of up to K.
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import event
 
 from bench.harness import REDIS_URL, scratch_database
+from bench.trading_place_order import backend_cpu
 
 
 async def _http_client(db_url: str, market_id: uuid.UUID, users: list[uuid.UUID]):  # type: ignore[no-untyped-def]
@@ -150,10 +152,13 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False, concurren
 
         profiler = cProfile.Profile(time.process_time)  # CPU only: waiting on Postgres is not the question
         profiler.enable()
+    db0 = await backend_cpu(db_url)
     c0, w0 = time.process_time(), time.perf_counter()
     for i in range(0, n, concurrent):
         await wave(i)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    db1 = await backend_cpu(db_url)
+    db_cpu = sum(t - db0.get(pid, 0.0) for pid, t in db1.items())
     if profiler is not None:
         import pstats
 
@@ -162,7 +167,8 @@ async def _run(db_url: str, n: int, profile: bool, http: bool = False, concurren
         stats.sort_stats("tottime").print_stats(45)
         stats.sort_stats("cumulative").print_stats(70)
     print(
-        f"{n} orders: CPU {cpu / n * 1000:.2f} ms/order, wall {wall / n * 1000:.2f} ms/order, "
+        f"{n} orders: CPU {cpu / n * 1000:.2f} ms/order (Postgres backends {db_cpu / n * 1000:.2f}), "
+        f"wall {wall / n * 1000:.2f} ms/order, "
         + ("(statements: the app has its own engine)" if http else f"{statements / n:.1f} SQL statements/order")
     )
     if not http:

@@ -106,6 +106,13 @@ class ChainOperation(Base):
         Index("ix_chain_operations_state_chain", "state", "chain_id", "created_at"),
         Index("ix_chain_operations_kind_created", "kind", "created_at"),
         Index("ix_chain_operations_batch_id", "batch_id", postgresql_where=text("batch_id IS NOT NULL")),
+        # operations with a hash that are not final: the trading gate checks whether their transfer is indexed
+        # (resolvers/trading/gate.py, migration 0023)
+        Index(
+            "ix_chain_operations_unfinished_hashes",
+            "chain_id",
+            postgresql_where=text("tx_hashes <> '{}' AND state NOT IN ('CONFIRMED', 'FAILED', 'CANCELED')"),
+        ),
         # prefix lookups of versioned refs ("identity:<chain>:<registry>:<wallet>:<n>"; migration 0011)
         Index(
             "ix_chain_operations_business_ref_prefix",

@@ -262,7 +262,28 @@ class SettlementInstruction(Base):
             "to_wallet",
             postgresql_where=text("status IN ('PENDING', 'SUBMITTED')"),
         ),
+        # unfinished legs that carry a hash: the gate checks whether their transfer is indexed (migration 0023)
+        Index(
+            "ix_settlement_instructions_pending_hash",
+            "chain_id",
+            "token_address",
+            "from_wallet",
+            postgresql_where=text("status IN ('PENDING', 'SUBMITTED') AND tx_hash IS NOT NULL"),
+        ),
     )
+
+
+class SettlementOutgoing(Base):
+    """Per (chain, token, seller wallet): the raw units of its settlement instructions that are PENDING or SUBMITTED,
+    kept by statement-level triggers on settlement_instructions (migration 0023), so the compliance gate reads one
+    row instead of summing the unfinished instructions (resolvers/trading/gate.py)."""
+
+    __tablename__ = "settlement_outgoing"
+
+    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_address: Mapped[str] = mapped_column(Address, primary_key=True)
+    wallet: Mapped[str] = mapped_column(Address, primary_key=True)
+    amount: Mapped[int] = mapped_column(TokenUnits, nullable=False)
 
 
 class Candle(Base):
