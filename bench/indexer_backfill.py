@@ -113,6 +113,7 @@ async def copy_ceiling(rpc_url: str, addresses: list[str], lo: int, hi: int) -> 
     """Decode (untimed), then time asyncpg COPY of the same chain_events + token_transfers rows."""
     from chains.registry import get_chain
     from chains.rpc import RpcClient
+    from indexer import pgtime
     from indexer.decode import EVENT_COLUMNS, TRANSFER_COLUMNS, decode_range
     from indexer.fetch import fetch_ranges, make_ranger
 
@@ -136,6 +137,7 @@ async def copy_ceiling(rpc_url: str, addresses: list[str], lo: int, hi: int) -> 
     name, url = await fresh_db()
     try:
         conn = await asyncpg.connect(asyncpg_dsn(url))
+        await pgtime.install(conn)  # the decoded rows carry the writer connection's timestamptz form
         started = time.perf_counter()
         n = 0
         for b in batches:

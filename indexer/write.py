@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from indexer import intervals
+from indexer import intervals, pgtime
 from indexer.decode import BLOCK_COLUMNS, EVENT_COLUMNS, TRANSFER_COLUMNS, DecodedBatch
 from indexer.errors import ReorgDetected
 from indexer.events import ZERO_ADDRESS
@@ -194,6 +194,7 @@ class WriteResult:
 
 async def prepare_connection(conn: asyncpg.Connection) -> None:
     await conn.execute(_TEMP_TABLES)
+    await pgtime.install(conn)  # the decode stage's block times (indexer/pgtime.py)
 
 
 async def ensure_cursor(conn: asyncpg.Connection, chain_id: int, indexed_block: int) -> None:
