@@ -25,17 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak
-
 from chains.errors import AllEndpointsFailed, RetryableRpcError, RpcError, RpcResponseError
 from chains.rpc import RpcClient
 from indexer.errors import InconsistentFetch
-from indexer.events import BY_NAME, INVESTOR_COUNTRY_SELECTOR
+from indexer.events import BY_NAME, INVESTOR_COUNTRY_SELECTOR, keccak_hex
 
 log = logging.getLogger(__name__)
 
 _REGISTERED_TOPIC0 = BY_NAME["IdentityRegistered"].topic0
-_IDENTITY_SELECTOR = "0x" + keccak(text="identity(address)")[:4].hex()
+_IDENTITY_SELECTOR = "0x" + keccak_hex("identity(address)")[:8]
 
 EVENT, LATEST, UNKNOWN = "EVENT", "LATEST", "UNKNOWN"
 CALLS_PER_GROUP = 500
