@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from inspect import isawaitable
 from typing import Any
 
@@ -52,7 +53,7 @@ from schema.descriptions import describe
 from schema.document_cache import DocumentCache
 from schema.extension_runner import _NO_HOOK, LeanExtensionsRunner
 from schema.extensions import Limits, OperationLifecycle
-from schema.fast_executor import executor_for
+from schema.fast_executor import RootField, execute_root_field, executor_for, prepare_root_field
 from schema.scalars import SCALAR_OVERRIDES
 from schema.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema.suggestions import HideSuggestions, without_suggestions
@@ -95,6 +96,8 @@ MUTATIONS += (oauth.Mutation,)
 QUERIES += (privacy.Query,)
 MUTATIONS += (privacy.Mutation,)
 
+
+log = logging.getLogger("rwa.graphql")
 
 # strawberry's predicate (typed as returning bool, graphql-core wants a TypeGuard)
 _IS_AWAITABLE: Any = optimized_is_awaitable
@@ -169,6 +172,8 @@ class RwaSchema(strawberry.Schema):
     documents: DocumentCache | None = None
     # graphql-core's execute function for _execute_lean, chosen on first use (the schema's directives are fixed)
     _lean_run: Any = None
+    # a single argument-free root field runs without graphql-core's executor (_root_field); off: always graphql-core's
+    root_field_path = True
 
     def _create_execution_context(
         self,
@@ -288,7 +293,29 @@ class RwaSchema(strawberry.Schema):
                 if errors:
                     return await self._handle_execution_result(ctx, errors, runner)
                 async with runner.executing():
-                    if not ctx.result:
+                    if ctx.result:
+                        result = ctx.result
+                    elif (root := self._root_field(ctx, executor_class, middleware, run)) is not None:
+                        # one root field without arguments, completed by its plan (schema/fast_executor.py)
+                        result = ctx.result = await execute_root_field(
+                            root,
+                            ctx.root_value,
+                            ctx.context,
+                            operation_extensions,
+                            _IS_AWAITABLE,
+                            lambda: executor_class.build(
+                                self._schema,
+                                ctx.graphql_document,
+                                ctx.root_value,
+                                ctx.context,
+                                ctx.variables,
+                                ctx.operation_name,
+                                middleware=middleware,
+                                is_awaitable=_IS_AWAITABLE,
+                                operation_extensions=operation_extensions,
+                            ),
+                        )
+                    else:
                         result = run(
                             self._schema,
                             ctx.graphql_document,
@@ -306,8 +333,6 @@ class RwaSchema(strawberry.Schema):
                         if isinstance(result, ExperimentalIncrementalExecutionResults):  # as graphql-core's execute
                             raise GraphQLError(UNEXPECTED_MULTIPLE_PAYLOADS)
                         ctx.result = result
-                    else:
-                        result = ctx.result
                     if isinstance(result, GraphQLExecutionResult) and result.errors:
                         ctx.pre_execution_errors = result.errors
                         self._process_errors(result.errors, ctx)
@@ -317,6 +342,34 @@ class RwaSchema(strawberry.Schema):
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
             return await self._handle_execution_result(ctx, PreExecutionError(data=None, errors=[error]), runner)
         return await self._handle_execution_result(ctx, result, runner, skip_process_errors=True)
+
+    def _root_field(self, ctx: ExecutionContext, executor_class: Any, middleware: Any, run: Any) -> RootField | None:
+        """The prepared single root field of a document the DocumentCache keeps (see prepare_root_field), found
+        once per document and operation name; None for the normal path (also with resolve middleware, or a schema
+        declaring @defer/@stream)."""
+        documents = self.documents
+        if (
+            documents is None
+            or middleware is not _NO_MIDDLEWARE
+            or run is not experimental_execute_incrementally
+            or not self.root_field_path
+        ):
+            return None
+        entry = documents.entry(ctx.query) if ctx.query else None
+        if entry is None or entry.document is not ctx.graphql_document or executor_class is None:
+            return None
+        name = ctx.operation_name
+        try:
+            return entry.root_fields[name]
+        except KeyError:
+            pass
+        try:
+            root = prepare_root_field(executor_class, entry.document, name)
+        except Exception:  # noqa: BLE001 - a document the preparation does not foresee: graphql-core runs it
+            log.exception("preparing the root field of a document failed")
+            root = None
+        entry.root_fields[name] = root
+        return root
 
     def _prepare_lean(self, ctx, runner):
         """strawberry's _prepare_operation_async when no extension hooks into parsing or validation (OperationLifecycle

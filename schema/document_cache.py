@@ -56,6 +56,8 @@ class CachedDocument:
     errors: tuple[GraphQLError, ...]
     size: int = 0
     costs: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    # per operation name: what schema.fast_executor.prepare_root_field found for it (None: the normal path)
+    root_fields: dict[str | None, Any] = field(default_factory=dict)
 
     def remember_cost(self, key: tuple[Any, ...], cost: int) -> None:
         if len(self.costs) >= COSTS_PER_DOCUMENT:
@@ -107,6 +109,10 @@ class DocumentCache:
             if entry.size <= self.max_bytes:
                 self._store(query, entry)
         return entry
+
+    def entry(self, query: str) -> CachedDocument | None:
+        """The kept entry of this text, if any (no LRU bookkeeping: `get` did it for this request)."""
+        return self._entries.get(query)
 
     def document(self, query: str) -> DocumentNode | None:
         """The parsed document, or None when it does not parse."""
