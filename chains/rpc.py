@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -118,6 +119,7 @@ class RpcClient:
         self._ids = itertools.count(1)
         self._http = httpx.AsyncClient(
             transport=transport,
+            verify=_needs_tls(self._endpoints),
             timeout=httpx.Timeout(timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"content-type": "application/json", "accept": "application/json"},
@@ -438,6 +440,16 @@ class RpcClient:
 
 
 # --- reply checks (run inside an attempt: a failure is retried and failed over) ------------------
+
+
+_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
+def _needs_tls(endpoints: Sequence[Endpoint]) -> bool:
+    """True unless every URL is plain http and no proxy comes from the environment: building httpx's TLS
+    context (loading the CA bundle) is ~40 ms of CPU, paid at every `rwa index backfill` start against a
+    local node. Certificates are verified whenever TLS can be used."""
+    return any(not ep.url.startswith("http://") for ep in endpoints) or any(os.environ.get(v) for v in _PROXY_VARS)
 
 
 def _malformed(ep: Endpoint, method: str, why: str) -> MalformedResponse:
