@@ -47,7 +47,9 @@ def to_units(quantity: Decimal, decimals: int) -> int:
     return int(quantity.scaleb(decimals))
 
 
-# The market with its base token, the caller's earlier order with this clientOrderId (idempotency), and everything
+# The market with its base token, the caller's earlier order with this clientOrderId (idempotency; `$4 IS NOT NULL`
+# makes the lookup a one-time filter of the cached plan: without it, a planner without statistics walked all the
+# user's orders by ix_orders_user_created for an order that has none), and everything
 # the gate reads, in one round trip: the KYC case, AVAILABLE cash (buys), and every linked wallet the token's
 # identity registry lists with its holding and, for sells, what is already promised from it (open sells of the token
 # in any of its markets, unsettled outgoing instructions), and the market's risk limits and maker fee tiers
@@ -77,7 +79,7 @@ _READ = (
     """
 SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
        m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry,
-       (SELECT o.id FROM orders o WHERE o.user_id = $2 AND o.client_order_id = $4) AS existing,
+       (SELECT o.id FROM orders o WHERE o.user_id = $2 AND o.client_order_id = $4 AND $4 IS NOT NULL) AS existing,
        k.status AS kyc, k.expires_at AS kyc_expires,
        CASE WHEN NOT $3 THEN (SELECT a.balance FROM ledger_accounts a WHERE a.owner_id = $2 AND a.kind = 'AVAILABLE'
                                                                       AND a.currency = m.quote_currency) END AS cash,

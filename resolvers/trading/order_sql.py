@@ -99,3 +99,7 @@ WITH u AS (UPDATE orders o SET filled_quantity = coalesce(x.filled, o.filled_qua
     + """
 SELECT u.*, (SELECT book_sequence FROM s) AS book_sequence, l.sides, l.prices, l.qtys FROM u, l"""
 )
+# the same for the usual single maker: `o.id = $11[1]` makes the maker a primary-key lookup in the cached plan
+# whatever the planner knows of the table (without statistics it hash-joined a scan of every order: O(table))
+MAKERS_AND_FINAL_ONE = MAKERS_AND_FINAL.replace("WHERE o.id = x.id", "WHERE o.id = ($11::uuid[])[1] AND o.id = x.id")
+assert MAKERS_AND_FINAL_ONE != MAKERS_AND_FINAL

@@ -438,7 +438,8 @@ async def _execute(
         value,
     )
     # makers changed, so levels changed: one statement, the totals corrected for the makers' update
-    rows = await conn.fetch(order_sql.MAKERS_AND_FINAL, *final, *(list(c) for c in zip(*makers)), now)
+    sql = order_sql.MAKERS_AND_FINAL_ONE if len(makers) == 1 else order_sql.MAKERS_AND_FINAL
+    rows = await conn.fetch(sql, *final, *(list(c) for c in zip(*makers)), now)
     taken: dict[tuple[str, Decimal], Decimal] = {}
     for fill in result.fills:
         key = (opposite.value, resting[fill.maker_id].price)
