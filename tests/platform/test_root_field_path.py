@@ -88,6 +88,14 @@ class RootProbeQuery:
     async def root_probe_argument_thing(self, count: int = 3) -> RootProbeThing:
         return _thing(count)
 
+    @strawberry.field
+    async def root_probe_info_thing(self, info: strawberry.Info) -> RootProbeThing:
+        INFOS.append(info._raw_info)
+        return _thing()
+
+
+INFOS: list[Any] = []  # the graphql-core infos root_probe_info_thing was called with
+
 
 @pytest.fixture
 async def probe_client(
@@ -227,3 +235,25 @@ async def test_the_operation_is_counted_and_timed(probe_client, make_user, fast_
     assert REGISTRY.get_sample_value("rwa_graphql_requests_total", labels) == before + 2
     assert REGISTRY.get_sample_value("rwa_graphql_request_seconds_count", {"operation": "Me"}) == timed + 2
     assert fast_runs == ["me"]
+
+
+async def test_the_resolver_gets_the_info_graphql_core_builds(probe_client, fast_runs) -> None:  # type: ignore[no-untyped-def]
+    """Field by field (strawberry's info class, built positionally here), except the async helpers: graphql-core binds
+    them to its executor, the fast path to functions doing the same."""
+    INFOS.clear()
+    body = {"query": "query I { thing: rootProbeInfoThing { name ...F } } fragment F on RootProbeThing { count }"}
+    fast, normal = await _both(probe_client, {**body, "extensions": {"trace": "x"}})
+    assert fast == normal and fast_runs == ["rootProbeInfoThing"]
+    got, expected = INFOS
+    assert type(got) is type(expected) and got._fields == expected._fields
+    for name in expected._fields:
+        mine, theirs = getattr(got, name), getattr(expected, name)
+        if name == "path":
+            assert (mine.as_list(), mine.typename) == (theirs.as_list(), theirs.typename) == (["thing"], "Query")
+        elif name == "context":
+            assert type(mine) is type(theirs) and mine is not theirs
+        elif name == "async_helpers":
+            assert type(mine) is type(theirs)
+        else:
+            assert mine == theirs, name
+    assert got.operation_extensions == {"trace": "x"} and list(got.fragments) == ["F"]
