@@ -6,12 +6,14 @@ Kept apart from RpcClient so that the retry/failover policy (rpc.py) reads on it
 from __future__ import annotations
 
 import email.utils
+import gc
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from chains.errors import (
     MalformedResponse,
@@ -91,7 +93,7 @@ async def post(
         except httpx.TransportError as exc:
             # Never include str(exc): some httpx messages quote the request URL.
             raise RpcUnavailable(f"connection failed ({type(exc).__name__})", url=url, method=label_method) from None
-        return _decode(resp, raw, url=url, method=label_method)
+        return _decode(resp, raw, url=url, method=label_method, fast=label_method in _HEX_ONLY)
     except RpcError as err:
         endpoint.record_error(label_method, err.kind)
         raise
@@ -99,13 +101,13 @@ async def post(
         RPC_LATENCY.labels(chain, label_method, url).observe(time.perf_counter() - started)
 
 
-def _decode(resp: httpx.Response, raw: bytes, *, url: str, method: str) -> Any:
+def _decode(resp: httpx.Response, raw: bytes, *, url: str, method: str, fast: bool = False) -> Any:
     status = resp.status_code
     if status == 429:
         retry_after = parse_retry_after(resp.headers.get("retry-after"))
         raise RpcRateLimited("HTTP 429 Too Many Requests", retry_after=retry_after, url=url, method=method)
     try:
-        decoded = json.loads(raw)
+        decoded = _loads(raw) if fast else json.loads(raw)
     except ValueError:
         decoded = None
         if status < 400:
@@ -115,6 +117,31 @@ def _decode(resp: httpx.Response, raw: bytes, *, url: str, method: str) -> Any:
             raise RpcServerError(f"HTTP {status}", status_code=status, url=url, method=method)
         raise RpcHttpError(f"HTTP {status}", status_code=status, url=url, method=method)
     return decoded
+
+
+# The bulk reads of a backfill, whose results are objects of hex strings (read with int(x, 16), which refuses a
+# float): parsed by _loads. orjson reads an integer beyond 64 bits as a float where json keeps it exact, so the other
+# methods keep json.
+_HEX_ONLY = frozenset(("eth_getLogs", "batch:eth_getLogs", "batch:eth_getBlockByNumber"))
+
+
+def _loads(raw: bytes) -> Any:
+    """The JSON body; orjson with the cyclic collector paused while it builds the result.
+
+    A getLogs body of 2,500 logs is ~7,500 new dicts and lists: with the collector on, orjson's speed is lost to the
+    young collections it triggers over the half-built result (which is acyclic: a tree of dicts, lists, str and
+    int, freed by reference counting). Fetch stage of the Ponder comparison's 200,000 logs, CPU of 4 runs each
+    (load 6-7.5): json 1.39-1.53 s, orjson 1.45-1.78 s, orjson with the collector paused 1.22-1.31 s. What orjson
+    refuses (NaN) goes to json, which decides as before."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _looks_like_jsonrpc(body: Any) -> bool:
