@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from indexer.events import TRANSFER_TOPIC0, Args, UndecodableLog, checksum, decode_log, subject_of
@@ -63,6 +64,15 @@ def _ts(hex_ts: str) -> tuple[int]:
     return ((int(hex_ts, 16) - PG_EPOCH_S) * 1_000_000,)
 
 
+@lru_cache(maxsize=1 << 15)
+def _topic_holder(topic: str) -> str:
+    """The checksummed address in an indexed address topic, cached by the topic itself: a hit skips the slice
+    and the concatenation in front of checksum's own cache. With transaction indexes parsed once per
+    transaction, decode of the Ponder comparison's 200,000 Transfers: 0.82-0.90 s -> 0.75-0.84 s of CPU
+    (load 11). 32,768 entries (~7 MB at most): a history with more holders falls through to checksum's."""
+    return checksum("0x" + topic[26:])
+
+
 def decode_range(batch: FetchedRange) -> DecodedBatch:
     chain_id = batch.chain_id
     out = DecodedBatch(chain_id, batch.from_block, batch.to_block, batch.end_hash)
@@ -78,6 +88,8 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
     events, transfers = out.events, out.transfers
     ev_append, tt_append = events.append, transfers.append
     numbers: dict[str, int] = {}  # "0x..." -> int: a busy block repeats its number thousands of times
+    tx_indexes: dict[str, int] = {}  # the same for transaction indexes (a batchTransfer emits hundreds of logs)
+    holder = _topic_holder
     for lg in batch.logs:
         topics: list[str] = lg["topics"]
         data: str = lg["data"]
@@ -91,9 +103,13 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
         emitter = checksum(lg["address"])
         if len(topics) == 3 and topics[0] == TRANSFER_TOPIC0:
             # The hot path: slice the words directly.
-            frm = checksum("0x" + topics[1][26:])
-            to = checksum("0x" + topics[2][26:])
+            frm = holder(topics[1])
+            to = holder(topics[2])
             value = int(data[2:66], 16)
+            hex_i = lg["transactionIndex"]
+            tx_index = tx_indexes.get(hex_i)
+            if tx_index is None:
+                tx_index = tx_indexes[hex_i] = int(hex_i, 16)
             ev_append(
                 (
                     chain_id,
@@ -101,7 +117,7 @@ def decode_range(batch: FetchedRange) -> DecodedBatch:
                     log_index,
                     n,
                     tx_hash,
-                    int(lg["transactionIndex"], 16),
+                    tx_index,
                     emitter,
                     "Transfer",
                     topics,
