@@ -523,14 +523,13 @@ async def execute_root_field(
             value = await value
     except Exception as raw_error:  # noqa: BLE001 - reported by graphql-core's executor, as on the normal path
         return await _complete_slowly(root, build, path, None, raw_error)
-    object_type = root.object_type
     if value is not None and not isinstance(value, Exception) and not is_awaitable(value):
-        is_type_of = object_type.is_type_of
-        if is_type_of is None or is_type_of(value, info) is True:
-            try:
+        is_type_of = root.object_type.is_type_of
+        try:
+            if is_type_of is None or is_type_of(value, info) is True:
                 return ExecutionResult({root.response_name: complete(root.plan, value, False, None)}, None)
-            except Impure:
-                pass  # graphql-core completes it (plans only read: nothing ran twice)
+        except Exception:  # noqa: BLE001 - Impure, or an error graphql-core reports (plans and is_type_of only read)
+            pass
     return await _complete_slowly(root, build, path, value, None)
 
 

@@ -42,6 +42,22 @@ class RootProbeOther:
     tags: list[str]
 
 
+@strawberry.type
+class RootProbePlain:  # no interface: no is_type_of, any object with the attributes completes
+    name: str
+    count: int
+    tags: list[str]
+
+
+class _Raising:
+    count = 1
+    tags = ["x"]
+
+    @property
+    def name(self) -> str:
+        raise ValueError("a property that fails while the plan reads it")
+
+
 def _thing(count: Any = 1) -> RootProbeThing:
     return RootProbeThing(name="a", count=count, tags=["x", "y"])
 
@@ -71,6 +87,10 @@ class RootProbeQuery:
     @strawberry.field
     async def root_probe_wrong_thing(self) -> RootProbeThing | None:
         return RootProbeOther(name="b", count=2, tags=[])  # type: ignore[return-value]  # fails is_type_of
+
+    @strawberry.field
+    async def root_probe_raising_thing(self) -> RootProbePlain | None:
+        return _Raising()  # type: ignore[return-value]  # duck-typed: read attribute by attribute
 
     @strawberry.field
     async def root_probe_missing_thing(self) -> RootProbeThing:
@@ -185,6 +205,7 @@ CASES = {
     "rootProbeNullThing": (None, "INTERNAL"),  # graphql-core's non-null error, masked
     "rootProbeBigThing": ({"rootProbeBigThing": None}, "INTERNAL"),  # graphql-core's Int error, masked
     "rootProbeWrongThing": ({"rootProbeWrongThing": None}, "INTERNAL"),  # is_type_of refused it
+    "rootProbeRaisingThing": ({"rootProbeRaisingThing": None}, "INTERNAL"),  # the plan's read raised
     "rootProbeMissingThing": (None, "NOT_FOUND"),
     "rootProbeCrashingThing": ({"rootProbeCrashingThing": None}, "INTERNAL"),
 }
