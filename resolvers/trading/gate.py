@@ -74,6 +74,8 @@ _BOOK = (
 # operation has a hash and is not final (a final operation finished its instruction in the same transaction; were
 # one not, its instruction would count as outgoing: the safe side), or
 # that carry a hash, are looked up (both by partial indexes; the agent keeps few in flight).
+# Open sells: `market_id = ANY(ARRAY(...))` searches the book index in the token's markets only (with `IN (SELECT
+# ...)` a planner without statistics walked every open sell of every market).
 _UUID_REF = "^settlement:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _READ = (
     """
@@ -93,7 +95,8 @@ LEFT JOIN LATERAL ("""
 LEFT JOIN LATERAL (
     SELECT wa.address, wa.linked_at, h.balance, h.frozen_amount, h.frozen,
            CASE WHEN $3 THEN (SELECT coalesce(sum(o.quantity - o.filled_quantity), 0) FROM orders o
-                              WHERE o.market_id IN (SELECT mm.id FROM markets mm WHERE mm.base_token_id = m.base_token_id)
+                              WHERE o.market_id = ANY(ARRAY(SELECT mm.id FROM markets mm
+                                                            WHERE mm.base_token_id = m.base_token_id))
                                 AND o.side = 'SELL' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
                                 AND o.wallet_address = wa.address) END AS open_qty,
            CASE WHEN $3 THEN coalesce((SELECT so.amount FROM settlement_outgoing so

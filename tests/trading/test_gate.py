@@ -113,3 +113,19 @@ async def test_gate_order_market_status_first(session_factory, session):  # type
         await s.execute(update(Token).where(Token.id == m.token_id).values(paused=False))
         await s.commit()
     assert await rejected(session, t.user_id, limit(m, Side.BUY)) == "KYC_NOT_APPROVED"
+
+
+async def test_open_sells_in_the_tokens_other_market_count(session_factory, session):  # type: ignore[no-untyped-def]
+    """Tokens offered in one quote currency cannot be offered again in another; other tokens' sells do not count."""
+    from tests.trading.test_risk_concurrency import second_market
+
+    usd = await make_market(session_factory)
+    eur = await second_market(session_factory, usd)
+    t = await make_trader(session_factory, usd, tokens="100")
+    other = await make_market(session_factory)
+    await make_trader(session_factory, other, tokens="100", user_id=t.user_id, kyc=None)  # another token and wallet
+    assert (await place_order(session, t.user_id, limit(other, Side.SELL, qty="100"))).order.status is OrderStatus.NEW
+    assert (await place_order(session, t.user_id, limit(usd, Side.SELL, qty="60"))).order.status is OrderStatus.NEW
+    assert await rejected(session, t.user_id, limit(eur, Side.SELL, qty="41")) == "INSUFFICIENT_TOKEN_BALANCE"
+    placed = await place_order(session, t.user_id, limit(eur, Side.SELL, qty="40"))
+    assert placed.order.status is OrderStatus.NEW
