@@ -159,17 +159,21 @@ async def _write_fresh(conn: asyncpg.Connection, batch: DecodedBatch, pending: P
 # estimates 1 row per contract and picks the (chain_id, address, block_number) index instead, filtering
 # every event of the contract for each key: 5,000 identity registrations in one batch took 53 s instead
 # of 0.1 s (bench/indexer_backfill.py --shape realistic). So before a recompute of many keys, statistics
-# are refreshed when the table has grown by more than a fifth since they were taken (inside the
+# are refreshed when the table has grown by more than STATS_GROWTH since they were taken (inside the
 # transaction, so the batch's own rows count); the table grows geometrically between two refreshes, so a
-# backfill runs O(log n) of them. Only the columns the lookups filter on are analyzed: 0.21-0.27 s against
-# 1.10-1.19 s for the whole row (args, topics and data are the costly columns) at 50,000 events, where the
-# full ANALYZE was a quarter of a realistic backfill's wall time. A column list leaves
-# n_mod_since_analyze alone, so growth is read from the table's pages against those of the last ANALYZE.
+# backfill runs O(log n) of them. STATS_GROWTH was 1.2 (6 ANALYZEs, 0.45 s of the writer's time in a 3.5 s
+# realistic 50,000-event call); at 2 it is 3 (0.18-0.26 s), and estimates at most 2x low still pick the
+# subject index (tests/indexer/test_write_planner.py); the recompute statements took as long (load 9-10).
+# Only the columns the lookups filter on are analyzed: 0.21-0.27 s against 1.10-1.19 s for the whole row
+# (args, topics and data are the costly columns) at 50,000 events, where the full ANALYZE was a quarter of
+# a realistic backfill's wall time. A column list leaves n_mod_since_analyze alone, so growth is read from
+# the table's pages against those of the last ANALYZE.
 _STALE_STATS_SQL = """
 SELECT c.reltuples, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int AS pages
 FROM pg_class c WHERE c.oid = 'chain_events'::regclass
 """
 _ANALYZE_SQL = "ANALYZE chain_events (chain_id, address, subject, event, block_number)"
+STATS_GROWTH = 2.0
 _MANY_KEYS = 50  # fewer lookups than this cost less than an ANALYZE even with a bad plan
 
 
@@ -179,7 +183,7 @@ async def refresh_planner_stats(conn: asyncpg.Connection, keys: int) -> bool:
     if keys < _MANY_KEYS:
         return False
     row = await conn.fetchrow(_STALE_STATS_SQL)
-    if row["reltuples"] >= 0 and row["pages"] <= 1.2 * max(row["relpages"], 1):
+    if row["reltuples"] >= 0 and row["pages"] <= STATS_GROWTH * max(row["relpages"], 1):
         return False
     await conn.execute(_ANALYZE_SQL)
     return True
