@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import random
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -442,14 +442,11 @@ class RpcClient:
 # --- reply checks (run inside an attempt: a failure is retried and failed over) ------------------
 
 
-_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
-
-
 def _needs_tls(endpoints: Sequence[Endpoint]) -> bool:
     """True unless every URL is plain http and no proxy comes from the environment: building httpx's TLS
     context (loading the CA bundle) is ~40 ms of CPU, paid at every `rwa index backfill` start against a
     local node. Certificates are verified whenever TLS can be used."""
-    return any(not ep.url.startswith("http://") for ep in endpoints) or any(os.environ.get(v) for v in _PROXY_VARS)
+    return any(not ep.url.startswith("http://") for ep in endpoints) or bool(urllib.request.getproxies())
 
 
 def _malformed(ep: Endpoint, method: str, why: str) -> MalformedResponse:

@@ -303,3 +303,18 @@ async def test_verify_chain_id_retries_a_single_url_that_answers_badly_once() ->
         async with client(A) as c:
             assert await c.verify_chain_id() == 1
     assert len(seen) == 2
+
+
+def test_certificates_are_verified_whenever_tls_can_be_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain-http local nodes skip building a TLS context; an https URL or a proxy from the environment keeps
+    certificate checks on."""
+    from chains.rpc import _needs_tls
+
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    local = RpcClient(["http://127.0.0.1:8545"], chain_id=1)
+    remote = RpcClient(["http://127.0.0.1:8545", A], chain_id=1)
+    assert not _needs_tls(local._endpoints)
+    assert _needs_tls(remote._endpoints)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert _needs_tls(local._endpoints)
