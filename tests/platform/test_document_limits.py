@@ -19,9 +19,10 @@ from tests.platform.responses import codes
 
 # 942-byte class of the outside test: F_i spreads F_(i-1) twice, 22 levels
 LEVELS = 22
-# CPU seconds of this process (the app runs in it): the exponential walk took 17-24 s for 22 levels and the
-# quadratic field-merging rule 1-1.4 s; the linear walks take milliseconds. CPU, not wall time: on a loaded 2-core
-# machine one request's wall time reached 3.1 s while it waited for a core.
+# CPU seconds of this thread (the app runs on its event loop): the exponential walk took 17-24 s for 22 levels and
+# the quadratic field-merging rule 1-1.4 s; the linear walks take milliseconds. CPU, not wall time: on a loaded 2-core
+# machine one request's wall time reached 3.1 s while it waited for a core. This thread only, not the process: the
+# fixtures' background DROP DATABASE threads run in this process too (0.51-0.54 s of process time was measured).
 CPU_BOUND_S = 0.5
 
 
@@ -50,9 +51,9 @@ def bombs(levels: int) -> dict[str, str]:
 
 
 async def post(client, query: str, variables: dict | None = None) -> tuple[dict, float]:  # type: ignore[no-untyped-def,type-arg]
-    started = time.process_time()
+    started = time.thread_time()
     resp = await client.post("/graphql", json={"query": query, "variables": variables or {}})
-    elapsed = time.process_time() - started
+    elapsed = time.thread_time() - started
     assert resp.status_code < 500, resp.text
     return resp.json(), elapsed
 
@@ -101,12 +102,12 @@ def test_walks_summarise_each_fragment_once() -> None:
 def test_limits_hold_in_every_environment(env: Environment) -> None:
     schema = build_schema(Settings(RWA_ENV=env))
     for kind, query in bombs(LEVELS).items():
-        started = time.process_time()
+        started = time.thread_time()
         errors = schema.documents.get(query).errors  # type: ignore[union-attr]
         assert errors and all(
             e.original_error is not None and e.original_error.code.value == "QUERY_TOO_COMPLEX" for e in errors
         ), kind
-        assert time.process_time() - started < CPU_BOUND_S
+        assert time.thread_time() - started < CPU_BOUND_S
 
 
 async def test_depth_through_fragments_and_inline_fragments(app_client, probe_schema) -> None:  # type: ignore[no-untyped-def]
