@@ -125,7 +125,7 @@ class Api:
             self.proc.wait()
 
 
-def throughput(apis: list[Api], seconds: int) -> dict[str, float]:
+def throughput(apis: list[Api], seconds: int) -> dict[str, Any]:
     one = wrk_post(
         "1 process",
         apis[0].url + "/graphql",
@@ -160,6 +160,7 @@ def throughput(apis: list[Api], seconds: int) -> dict[str, float]:
         "one_process_rps": round(one.requests_per_s),
         f"{len(apis)}_processes_rps": round(many),
         "ratio": round(many / one.requests_per_s, 2),
+        "per_process_rps": [round(r.requests_per_s) for r in results],
         "non_2xx": one.non_2xx + sum(r.non_2xx for r in results),
     }
 
