@@ -46,5 +46,14 @@ if [ -z "${TEST_REDIS_URL:-}" ] && (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null
 fi
 echo "tests use: ${TEST_DATABASE_URL:-embedded Postgres} / ${TEST_REDIS_URL:-embedded Redis}"
 
+# The suite runs in 3 worker processes (pytest-xdist, a whole test file per worker; each worker is a session of its
+# own: databases, Redis prefixes, anvil chains, servers on free ports). `-n 0` (or RWA_TEST_WORKERS=0) runs it in one
+# process, `-n N` in N; --pdb/--trace run in one process too.
+workers=(-n "${RWA_TEST_WORKERS:-3}" --dist loadfile)
+for arg in "$@"; do
+  case "$arg" in
+    -n* | --numprocesses | --numprocesses=* | --pdb | --trace) workers=() ;;
+  esac
+done
 # pytest exits 5 when it collected nothing: that is a failure here too.
-exec "${RWA_VENV:-.venv}/bin/pytest" "$@"
+exec "${RWA_VENV:-.venv}/bin/pytest" ${workers[@]+"${workers[@]}"} "$@"
