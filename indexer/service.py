@@ -21,6 +21,8 @@ import asyncpg
 if TYPE_CHECKING:  # redis is imported where used: `rwa index backfill` never connects to it
     from redis.asyncio import Redis
 
+    from chains.spec import ChainSpec
+
 from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.settings import ConfigError, Settings
@@ -206,100 +208,110 @@ async def backfill(
     if from_block < 0 or (to_block is not None and from_block > to_block):
         raise ValueError(f"bad block range: from {from_block} to {to_block}")
     with _fewer_full_collections():
-        started = time.perf_counter()
-        async with make_client(settings, chain_id, config) as client:
-            conn = await lock.connect(_database_url(settings), chain_id, role="backfill")
-            deferred = False
-            try:
-                if not await lock.try_lock(conn, chain_id):
-                    raise IndexerBusy(chain_id)
-                await deferred_indexes.restore(conn)  # left missing by a backfill that did not finish
-                deferred = await deferred_indexes.defer(conn)  # a first history: two indexes are built after it
-                await prepare_connection(conn)
-                watched = await load_watched(conn, chain_id)
-                if token is not None:
-                    addr = checksum(token)
-                    row = await conn.fetchrow(
-                        "SELECT start_block, identity_registry FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)",
-                        chain_id,
-                        addr,
-                    )
-                    if row is None:
-                        raise UnknownToken(chain_id, addr)
-                    registry = checksum(row["identity_registry"]) if row["identity_registry"] else None
-                    targets = {a: s for a, s in watched.items() if a in (addr, registry)}
-                else:
-                    targets = dict(watched)
-                heads = await retry_transient(
-                    lambda: read_heads(client, spec, config.depth_for(spec), config.use_finality_tags),
-                    what=f"chain {chain_id}: reading the heads",
-                    stop=stop,
-                )
-                end = heads.finalized if to_block is None else to_block
-                if from_block > end:
-                    raise ValueError(f"bad block range: from {from_block} is above {end}")
-                if watched:
-                    await ensure_cursor(conn, chain_id, min(watched.values()) - 1)
-                covered = await intervals.load(conn, chain_id)
-                spans = intervals.merge(
-                    [
-                        g
-                        for a, s in targets.items()
-                        for g in intervals.gaps(covered.get(a, []), max(from_block, s), end)
-                        if max(from_block, s) <= end
-                    ]
-                )
-                total = sum(hi - lo + 1 for lo, hi in spans)
-                done = events = transfers = 0
-                ranger = make_ranger(spec, config.initial_span)
-                stopped = False
-                for lo, hi in spans:
-                    cursor = await load_cursor(conn, chain_id)
-                    move = (
-                        token is None and cursor is not None and cursor.indexed_block == lo - 1 and targets == watched
-                    )
+        return await _backfill(settings, spec, chain_id, from_block, to_block, token, progress, stop, config)
 
-                    def on_batch(b: BatchDone) -> None:
-                        nonlocal done, events, transfers
-                        done += b.to_block - b.from_block + 1
-                        events += b.result.events
-                        transfers += b.result.transfers
-                        if progress is not None:
-                            progress(
-                                ProgressUpdate(chain_id, done, total, events, time.perf_counter() - started, b.to_block)
-                            )
 
-                    last = await index_range(
-                        conn,
-                        client,
-                        chain_id,
-                        targets,
-                        lo,
-                        hi,
-                        finalized=heads.finalized,
-                        ranger=ranger,
-                        move_cursor=move,
-                        max_events=config.batch_events,
-                        logs_per_call=config.logs_per_call,
-                        rpc_timeout=config.rpc_timeout_s,
-                        stop=stop,
-                        on_batch=on_batch,
-                    )
-                    if last < hi:
-                        stopped = True
-                        break
-            finally:
-                if deferred:
-                    try:
-                        await deferred_indexes.restore(conn, deferred_here=True)
-                    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                        log.error(
-                            "chain %s: deferred indexes not rebuilt (the next start rebuilds them): %s", chain_id, exc
+async def _backfill(
+    settings: Settings,
+    spec: ChainSpec,
+    chain_id: int,
+    from_block: int,
+    to_block: int | None,
+    token: str | None,
+    progress: Callable[[ProgressUpdate], None] | None,
+    stop: asyncio.Event | None,
+    config: IndexerConfig,
+) -> BackfillResult:
+    started = time.perf_counter()
+    async with make_client(settings, chain_id, config) as client:
+        conn = await lock.connect(_database_url(settings), chain_id, role="backfill")
+        deferred = False
+        try:
+            if not await lock.try_lock(conn, chain_id):
+                raise IndexerBusy(chain_id)
+            await deferred_indexes.restore(conn)  # left missing by a backfill that did not finish
+            deferred = await deferred_indexes.defer(conn)  # a first history: two indexes are built after it
+            await prepare_connection(conn)
+            watched = await load_watched(conn, chain_id)
+            if token is not None:
+                addr = checksum(token)
+                row = await conn.fetchrow(
+                    "SELECT start_block, identity_registry FROM tokens WHERE chain_id = $1 AND lower(address) = lower($2)",
+                    chain_id,
+                    addr,
+                )
+                if row is None:
+                    raise UnknownToken(chain_id, addr)
+                registry = checksum(row["identity_registry"]) if row["identity_registry"] else None
+                targets = {a: s for a, s in watched.items() if a in (addr, registry)}
+            else:
+                targets = dict(watched)
+            heads = await retry_transient(
+                lambda: read_heads(client, spec, config.depth_for(spec), config.use_finality_tags),
+                what=f"chain {chain_id}: reading the heads",
+                stop=stop,
+            )
+            end = heads.finalized if to_block is None else to_block
+            if from_block > end:
+                raise ValueError(f"bad block range: from {from_block} is above {end}")
+            if watched:
+                await ensure_cursor(conn, chain_id, min(watched.values()) - 1)
+            covered = await intervals.load(conn, chain_id)
+            spans = intervals.merge(
+                [
+                    g
+                    for a, s in targets.items()
+                    for g in intervals.gaps(covered.get(a, []), max(from_block, s), end)
+                    if max(from_block, s) <= end
+                ]
+            )
+            total = sum(hi - lo + 1 for lo, hi in spans)
+            done = events = transfers = 0
+            ranger = make_ranger(spec, config.initial_span)
+            stopped = False
+            for lo, hi in spans:
+                cursor = await load_cursor(conn, chain_id)
+                move = token is None and cursor is not None and cursor.indexed_block == lo - 1 and targets == watched
+
+                def on_batch(b: BatchDone) -> None:
+                    nonlocal done, events, transfers
+                    done += b.to_block - b.from_block + 1
+                    events += b.result.events
+                    transfers += b.result.transfers
+                    if progress is not None:
+                        progress(
+                            ProgressUpdate(chain_id, done, total, events, time.perf_counter() - started, b.to_block)
                         )
-                await conn.close()
-        return BackfillResult(
-            chain_id, from_block, end, done, events, transfers, time.perf_counter() - started, stopped
-        )
+
+                last = await index_range(
+                    conn,
+                    client,
+                    chain_id,
+                    targets,
+                    lo,
+                    hi,
+                    finalized=heads.finalized,
+                    ranger=ranger,
+                    move_cursor=move,
+                    max_events=config.batch_events,
+                    logs_per_call=config.logs_per_call,
+                    rpc_timeout=config.rpc_timeout_s,
+                    stop=stop,
+                    on_batch=on_batch,
+                )
+                if last < hi:
+                    stopped = True
+                    break
+        finally:
+            if deferred:
+                try:
+                    await deferred_indexes.restore(conn, deferred_here=True)
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                    log.error(
+                        "chain %s: deferred indexes not rebuilt (the next start rebuilds them): %s", chain_id, exc
+                    )
+            await conn.close()
+    return BackfillResult(chain_id, from_block, end, done, events, transfers, time.perf_counter() - started, stopped)
 
 
 def _request_update(req: backfill_requests.BackfillRequest, elapsed_s: float) -> ProgressUpdate:
