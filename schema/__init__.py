@@ -53,7 +53,8 @@ from schema.descriptions import describe
 from schema.document_cache import DocumentCache
 from schema.extension_runner import _NO_HOOK, LeanExtensionsRunner
 from schema.extensions import Limits, OperationLifecycle
-from schema.fast_executor import RootField, execute_root_field, executor_for, prepare_root_field
+from schema.fast_executor import executor_for
+from schema.root_field import RootField, execute_root_field, prepare_root_field
 from schema.scalars import SCALAR_OVERRIDES
 from schema.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema.suggestions import HideSuggestions, without_suggestions
@@ -296,7 +297,7 @@ class RwaSchema(strawberry.Schema):
                     if ctx.result:
                         result = ctx.result
                     elif (root := self._root_field(ctx, executor_class, middleware, run)) is not None:
-                        # one root field without arguments, completed by its plan (schema/fast_executor.py)
+                        # one root field without arguments, completed by its plan (schema/root_field.py)
                         result = ctx.result = await execute_root_field(
                             root,
                             ctx.root_value,

@@ -56,7 +56,7 @@ class CachedDocument:
     errors: tuple[GraphQLError, ...]
     size: int = 0
     costs: dict[tuple[Any, ...], int] = field(default_factory=dict)
-    # per operation name: what schema.fast_executor.prepare_root_field found for it (None: the normal path)
+    # per operation name: what schema.root_field.prepare_root_field found for it (None: the normal path)
     root_fields: dict[str | None, Any] = field(default_factory=dict)
 
     def remember_cost(self, key: tuple[Any, ...], cost: int) -> None:

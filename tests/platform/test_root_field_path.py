@@ -1,5 +1,5 @@
 """A query of one root field without arguments (`{ me { id email roles } }`) runs without graphql-core's executor
-(schema/fast_executor.py: prepare_root_field, execute_root_field). Every answer here is compared with the one the
+(schema/root_field.py: prepare_root_field, execute_root_field). Every answer here is compared with the one the
 normal path gives for the same request on the same app (RwaSchema.root_field_path off): the same status, headers and
 JSON (data, errors with their codes and paths, extensions), for values the plan completes and for each kind of value
 or error it hands back to graphql-core; documents it does not prepare take the normal path."""
