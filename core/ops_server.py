@@ -104,17 +104,35 @@ def _reap_dead_processes(directory: str) -> None:
 
 
 def metrics_payload() -> tuple[bytes, str]:
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        from prometheus_client import multiprocess
+        return _multiprocess_metrics(directory), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
+
+def _multiprocess_metrics(directory: str, attempts: int = 5) -> bytes:
+    """Every process's metrics, read again when a process was creating its file at that instant.
+
+    prometheus_client creates a process's `.db` file empty and sizes it a moment later; a read in between fails
+    with `struct.error` (seen in CI as a 503 from a worker's /metrics while its dramatiq processes started). The
+    window is a few microseconds, so a short pause and a second read find the file whole."""
+    import struct
+
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    for attempt in range(attempts):
         _reap_dead_processes(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        try:
+            return generate_latest(registry)
+        except (struct.error, UnicodeDecodeError, FileNotFoundError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class OpsServer:

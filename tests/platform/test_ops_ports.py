@@ -306,3 +306,30 @@ def test_image_healthcheck_probes_a_live_ops_port() -> None:
         assert subprocess.run(check, cwd=REPO, timeout=30).returncode == 1
     finally:
         server.stop()
+
+
+def test_metrics_read_while_a_process_creates_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scrape that lands while a new process's metrics file is still empty (prometheus_client opens it, then
+    sizes it) answers the metrics, not a 503: the file is read again once whole."""
+    import threading
+
+    from prometheus_client import CollectorRegistry, Counter, values
+    from prometheus_client.mmap_dict import MmapedDict
+
+    from core.ops_server import metrics_payload
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda: 1))  # this test's "process"
+    counter = Counter("rwa_probe_jobs", "probe", registry=CollectorRegistry())
+    counter.inc(3)
+    assert total(metrics_payload()[0].decode(), "rwa_probe_jobs_total") == 3
+
+    starting = tmp_path / "counter_424242.db"
+    starting.touch()  # the instant between open('a+b') and truncate in MmapedDict.__init__
+    sized = threading.Timer(0.005, lambda: MmapedDict(str(starting)).close())
+    sized.start()
+    try:
+        text = metrics_payload()[0].decode()
+    finally:
+        sized.join()
+    assert total(text, "rwa_probe_jobs_total") == 3
