@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(12, alias="MAX_QUERY_DEPTH")
     max_aliases: int = Field(30, alias="MAX_ALIASES")
     max_query_tokens: int = Field(2000, alias="MAX_QUERY_TOKENS")
+    # the document text, comments and literals included: graphql-core reads it a character at a time (~0.7 us each),
+    # so a 1 MB comment held the event loop ~0.7 s; longer documents are refused before the lexer runs
+    max_query_chars: int = Field(64 * 1024, alias="MAX_QUERY_CHARS", ge=1)
     max_query_cost: int = Field(50_000, alias="MAX_QUERY_COST")
     parser_cache_size: int = Field(512, alias="PARSER_CACHE_SIZE")
     # the parsed/validated document cache is bounded in bytes too (estimated footprint of the ASTs it keeps), and

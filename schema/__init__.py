@@ -449,6 +449,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         max_bytes=settings.document_cache_bytes,
         max_document_chars=settings.document_cache_max_chars,
         max_tokens=settings.max_query_tokens,
+        max_source_length=settings.max_query_chars,
         rules=rules,
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,

@@ -76,6 +76,7 @@ class DocumentCache:
         max_bytes: int,
         max_document_chars: int,
         max_tokens: int,
+        max_source_length: int | None = None,
         rules: tuple[type[ASTValidationRule], ...],
         max_depth: int,
         max_aliases: int,
@@ -84,6 +85,9 @@ class DocumentCache:
         self.max_bytes = max_bytes
         self.max_document_chars = max_document_chars
         self.max_tokens = max_tokens
+        # longer documents are refused before they are lexed (MAX_QUERY_CHARS): "Source contains more than N code
+        # points", QUERY_TOO_COMPLEX; strawberry's own parse gets the same option (OperationLifecycle)
+        self.max_source_length = max_source_length
         self.rules = rules
         self.max_depth = max_depth
         self.max_aliases = max_aliases
@@ -102,7 +106,7 @@ class DocumentCache:
             self.hits += 1
             return entry
         self.misses += 1
-        document = parse(query, max_tokens=self.max_tokens)
+        document = parse(query, max_tokens=self.max_tokens, max_source_length=self.max_source_length)
         entry = CachedDocument(document, self.validate(document))
         if len(query) <= self.max_document_chars:
             entry.size = footprint(query, document, entry.errors)

@@ -206,3 +206,34 @@ async def test_nested_json_literals_and_variables_are_typed(gql, make_user, dept
     assert resp.status_code < 500
     body = resp.json()
     assert {e["extensions"]["code"] for e in body.get("errors") or []} <= {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX"}, body
+
+
+@pytest.mark.parametrize(
+    "padding",
+    [
+        "{ __typename }\n#" + "x" * 900_000,  # one comment: one token, so MAX_QUERY_TOKENS never stopped it
+        "{ __typename " + " " * 900_000 + "}",
+        '{ asset(id: "' + "a" * 900_000 + '") { id } }',
+        "{ __typename \n#" + "x" * 900_000,  # a syntax error at the end: it was lexed twice (ours, strawberry's)
+    ],
+    ids=["comment", "whitespace", "string literal", "syntax error"],
+)
+async def test_documents_longer_than_max_query_chars_are_refused_unread(client, padding: str) -> None:  # type: ignore[no-untyped-def]
+    """graphql-core lexes a character at a time: a 900 kB comment (within MAX_REQUEST_BYTES) held the event loop
+    0.6-0.9 s per request, signed in or not, answered as if it were `{ __typename }`. Now refused with
+    QUERY_TOO_COMPLEX before the lexer runs, whatever the padding is made of."""
+    body, elapsed = await post(client, padding)
+    assert codes(body) == ["QUERY_TOO_COMPLEX"], body
+    assert "65536 code points" in body["errors"][0]["message"]
+    assert elapsed < CPU_BOUND_S
+
+
+async def test_max_query_chars_is_the_bound_on_the_document_text(app_client) -> None:  # type: ignore[no-untyped-def]
+    async with app_client(MAX_QUERY_CHARS=1000) as c:
+        fits = "{ __typename }\n#" + "x" * (1000 - 16)
+        assert len(fits) == 1000
+        body, _ = await post(c, fits)
+        assert codes(body) == [] and body["data"] == {"__typename": "Query"}
+        body, _ = await post(c, fits + "x")
+        assert codes(body) == ["QUERY_TOO_COMPLEX"]
+        assert body["errors"][0]["message"].startswith("Syntax Error: Source contains more than 1000 code points.")
