@@ -77,29 +77,18 @@ _BOOK = (
 # Open sells: `market_id = ANY(ARRAY(...))` searches the book index in the token's markets only (with `IN (SELECT
 # ...)` a planner without statistics walked every open sell of every market).
 _UUID_REF = "^settlement:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-_READ = (
+# Each linked wallet of user {user} that the token's identity registry lists, with its holding and, when {sell}, what is
+# already promised from it (open sells of the token in any of its markets, unsettled outgoing instructions): the
+# rows of `decide` (LATERAL under `markets m JOIN tokens t`; also the batch read, resolvers/trading/batch_sql.py)
+WALLETS = (
     """
-SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
-       m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry,
-       (SELECT o.id FROM orders o WHERE o.user_id = $2 AND o.client_order_id = $4 AND $4 IS NOT NULL) AS existing,
-       k.status AS kyc, k.expires_at AS kyc_expires,
-       CASE WHEN NOT $3 THEN (SELECT a.balance FROM ledger_accounts a WHERE a.owner_id = $2 AND a.kind = 'AVAILABLE'
-                                                                      AND a.currency = m.quote_currency) END AS cash,
-       w.address, w.balance, w.frozen_amount, w.frozen, w.open_qty, w.pending, rk.*, bk.*
-FROM markets m
-JOIN tokens t ON t.id = m.base_token_id
-LEFT JOIN kyc_cases k ON k.user_id = $2
-LEFT JOIN LATERAL ("""
-    + LIMITS_SQL
-    + """) rk ON true
-LEFT JOIN LATERAL (
     SELECT wa.address, wa.linked_at, h.balance, h.frozen_amount, h.frozen,
-           CASE WHEN $3 THEN (SELECT coalesce(sum(o.quantity - o.filled_quantity), 0) FROM orders o
+           CASE WHEN {sell} THEN (SELECT coalesce(sum(o.quantity - o.filled_quantity), 0) FROM orders o
                               WHERE o.market_id = ANY(ARRAY(SELECT mm.id FROM markets mm
                                                             WHERE mm.base_token_id = m.base_token_id))
                                 AND o.side = 'SELL' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
                                 AND o.wallet_address = wa.address) END AS open_qty,
-           CASE WHEN $3 THEN coalesce((SELECT so.amount FROM settlement_outgoing so
+           CASE WHEN {sell} THEN coalesce((SELECT so.amount FROM settlement_outgoing so
                                        WHERE so.chain_id = m.chain_id AND so.token_address = m.token_address
                                          AND so.wallet = wa.address), 0)
                            - (SELECT coalesce(sum(s.amount), 0) FROM (
@@ -132,7 +121,27 @@ LEFT JOIN LATERAL (
     JOIN identities ie ON ie.investor = wa.address AND ie.chain_id = m.chain_id
                           AND ie.registry_address = t.identity_registry AND ie.registered
     LEFT JOIN holdings h ON h.holder = wa.address AND h.chain_id = m.chain_id AND h.token_address = m.token_address
-    WHERE wa.user_id = $2
+    WHERE wa.user_id = {user}"""
+)
+_READ = (
+    """
+SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
+       m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry,
+       (SELECT o.id FROM orders o WHERE o.user_id = $2 AND o.client_order_id = $4 AND $4 IS NOT NULL) AS existing,
+       k.status AS kyc, k.expires_at AS kyc_expires,
+       CASE WHEN NOT $3 THEN (SELECT a.balance FROM ledger_accounts a WHERE a.owner_id = $2 AND a.kind = 'AVAILABLE'
+                                                                      AND a.currency = m.quote_currency) END AS cash,
+       w.address, w.balance, w.frozen_amount, w.frozen, w.open_qty, w.pending, rk.*, bk.*
+FROM markets m
+JOIN tokens t ON t.id = m.base_token_id
+LEFT JOIN kyc_cases k ON k.user_id = $2
+LEFT JOIN LATERAL ("""
+    + LIMITS_SQL
+    + """) rk ON true
+LEFT JOIN LATERAL (
+    """
+    + WALLETS.replace("{user}", "$2").replace("{sell}", "$3")
+    + """
 ) w ON true
 LEFT JOIN LATERAL (
     SELECT """

@@ -6,7 +6,7 @@ Python work, and its own commit. Here concurrent placements of one market in thi
 market (started by the first placement, ending when the queue is empty) takes them in arrival order as a batch,
 on its own session:
 
-    lock the market once -> for each order: orders.place_locked (gate, risk, matching, settlement, audit) -> commit
+    lock the market once -> batch.place_batch (gate, risk, matching, settlement, audit for every order) -> commit
 
 and then resolves each caller's future with its own result. The caller publishes its own events after that
 (schema/trading.py queues the publish after its unit of work, which has nothing left to commit): exactly once per
@@ -15,9 +15,9 @@ event, after the commit that made it true.
 Why the invariants hold:
 - one transaction at a time changes a book: the batch holds the market lock from before its first read to its
   commit, on any number of processes (the lock is Postgres', not this module's);
-- each order of a batch reads the state the earlier ones wrote (same transaction), so matching, the gate's cash and
-  open-sell checks, the risk counters and idempotency (a clientOrderId repeated inside one batch is a replay) see
-  the same thing as if they had committed one by one;
+- each order of a batch sees the state the earlier ones left (in memory, resolvers/trading/batch.py, or read in the
+  same transaction), so matching, the gate's cash and open-sell checks, the risk counters and idempotency (a
+  clientOrderId repeated inside one batch is a replay) see the same thing as if they had committed one by one;
 - a refusal is data (a REJECTED order) and an invalid request (BadUserInput, NotFound) is raised before the order
   writes anything: both stay with their order and the batch goes on;
 - anything else (a ledger refusal after writes began, a unique violation, an unexpected database error) rolls the
@@ -26,13 +26,11 @@ Why the invariants hold:
   a failed COMMIT (it may have taken effect) is answered as an error to every caller of the batch, never re-run.
 
 What it saves: the lock and the COMMIT (its WAL flush) once per batch instead of once per order, and the request
-holds no connection while it waits. What it does not: each order of a batch still makes its own round trips, one
-after the other under the lock: the gate's read, then one statement that writes the order with everything that
-belongs to it when it changes no maker (audit, counters, book sequence, a resting buy's reservation), or two when
-it trades (the order, its trades and their cash; the makers' update with the rest): 2.6 per order in the bench's
-mix. So a market's throughput is about 1 / (one order's 2-3 round trips + its Python work); going further means
-one read and one write per batch, with the batch's changes (cash, open sells, the book, counters) kept in memory
-for the later orders' checks.
+holds no connection while it waits; and the batch's orders are decided in memory between one read and one write
+(resolvers/trading/batch.py: 4 statements per batch whatever its size, the book sequence's bump included), so a
+market's throughput is bounded by the Python work per order rather than by round trips under the lock. The orders
+that path cannot decide (risk limits, replays, a walk past the rows read) run `orders.place_locked` one by one in
+the same transaction.
 
 A batch is what arrived while the previous one ran (no waiting to fill one), at most MAX_BATCH orders, so an order
 on an idle market runs at once. The queue lives in this process's memory only: a caller is answered after the
@@ -50,7 +48,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from core.errors import BadUserInput, NotFound
 from core.transactions import retry_transient, transient_sqlstate
 from resolvers import ledger, unit_of_work
 from resolvers.trading import book
@@ -170,22 +167,14 @@ async def _run(lane: _Lane, batch: list[_Job]) -> None:
 
 
 async def _together(session: AsyncSession, market_id: uuid.UUID, batch: list[_Job]) -> list[Any]:
-    """One transaction: the market lock, every order of the batch in arrival order, one commit. Per order its
-    Placed, or the BadUserInput / NotFound it raised before writing anything."""
-    from resolvers.trading import orders
+    """One transaction: the market lock, every order of the batch in arrival order (one read and one write:
+    resolvers/trading/batch.py), one commit. Per order its Placed, or the BadUserInput / NotFound it raised before
+    writing anything."""
+    from resolvers.trading import batch as batch_placement
 
     ledger.begin_accounts(session)
     await book.lock_market(session, market_id)
-    outcomes: list[Any] = []
-    for job in batch:
-        try:
-            placed = await orders.place_locked(
-                session, job.user_id, job.req, request_id=job.request_id, now=job.now or orders.utcnow()
-            )
-        except (BadUserInput, NotFound) as exc:
-            outcomes.append(exc)
-        else:
-            outcomes.append(placed)
+    outcomes = await batch_placement.place_batch(session, market_id, batch)
     try:
         await session.commit()
     except Exception as exc:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from core.errors import BadUserInput
 from models.trading import OPEN_STATUSES, Order, OrderStatus, OrderType, Side, TimeInForce, Trade
 from resolvers import ledger
-from resolvers.trading import market_data, orders, sequencer
+from resolvers.trading import batch, market_data, orders, sequencer
 from resolvers.trading.orders import OrderRequest, place_order
 from resolvers.unit_of_work import UnitOfWork
 from tests.trading.factories import make_market, make_trader
@@ -180,7 +180,16 @@ async def test_a_failing_order_falls_back_alone_and_spares_its_batch(module_data
             alone_runs.append(req.quantity)
             return await real_alone(session, user_id, req, **kw)
 
+        real_write = batch._Batch.write
+
+        async def faulty_write(self, session):  # type: ignore[no-untyped-def]  # the batch's one write
+            placed = await real_write(self, session)
+            if any(plan.taker.quantity == poisoned for plan in self.plans):
+                raise RuntimeError("injected fault after writing")
+            return placed
+
         monkeypatch.setattr(orders, "place_locked", faulty)
+        monkeypatch.setattr(batch._Batch, "write", faulty_write)
         monkeypatch.setattr(orders, "place_alone", counting_alone)
         reqs = [
             (seller.user_id, OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(q), Decimal(10), None, None))
