@@ -1,21 +1,19 @@
 """The Strawberry ASGI view: builds the per-request context, serves only graphql-transport-ws, and answers
-malformed HTTP requests with typed JSON errors instead of plain-text 400s."""
+malformed HTTP requests with typed JSON errors instead of plain-text 400s. Below it: server/http_requests.py (body
+limits, credentials, error answers) and server/json_bodies.py (what a body may hold, how answers are encoded)."""
 
 from __future__ import annotations
 
 import contextvars
 import json
-import re
 from datetime import timedelta
-from itertools import accumulate
 from typing import Any
 
-import orjson
 from cross_web import HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
@@ -33,157 +31,30 @@ from resolvers.viewer import Viewer, viewer_from_headers
 from schema.extensions import classify_all
 from server.context import Context
 from server.graphiql import PAGE_HEADERS
+from server.http_requests import (
+    PREFLIGHT_HEADERS,
+    BodyTooLarge,
+    PreflightRequired,
+    credentials_of,
+    error_response,
+    is_json_media_type,
+    limit_body,
+    read_body,
+)
+from server.json_bodies import decode_checked, encode_http_json, well_formed_ws_message
 from server.persisted_queries import NOT_FOUND_MESSAGE, PersistedQueries, PersistedQueryNotFound, etag_matches, etag_of
 from server.response_cache import CachedAnswer, Plan, RecordingViewer, ResponseCache
 from server.shared_subscriptions import SharedBytesWebSocketAdapter, SharedDeliveryHandler
 
-MAX_JSON_NESTING = 64
 # set by parse_http_body when the request named a persisted query (run in __call__'s task, read after it)
 _persisted: contextvars.ContextVar[bool] = contextvars.ContextVar("rwa_persisted_query", default=False)
 # the response-cache plan of the running HTTP request, and the versions read before it executed
 _cache_plan: contextvars.ContextVar[tuple[Plan, tuple[int, ...]] | None] = contextvars.ContextVar(
     "rwa_response_cache_plan", default=None
 )
-# types json.dumps refuses are refused by orjson too (they then fail in json.dumps, as before)
-_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
-# JSON escapes of text no column can store: NUL (Postgres text refuses it) and UTF-16 surrogates (JSON decodes a
-# lone one into a str that cannot be encoded as UTF-8). Only bodies containing one are walked (see unstorable_text).
-_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
-_GRAPHQL_NUL_ESCAPE = re.compile(r"\\u(?:0000|\{0+\})")
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-def error_response(message: str, code: str, status: int, **extensions: object) -> Response:
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
-    return Response(json.dumps(body), status_code=status, media_type="application/json")
-
-
-def json_nesting_exceeds(data: bytes, limit: int) -> bool:
-    """True when the JSON text nests arrays/objects deeper than `limit`. json's C decoder recurses on the C stack,
-    and py_ecc (imported by eth-account) raises the recursion limit to 100000, so a body of 100k `[` crashed the
-    worker with a segfault instead of raising RecursionError."""
-    if data.count(b"[") + data.count(b"{") <= limit:  # cannot nest deeper than it has brackets
-        return False
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    return max(accumulate(_BRACKET_STEP[b] for b in brackets), default=0) > limit
-
-
-def unstorable_text(value: object) -> bool:
-    """True when a decoded JSON value holds a string with NUL or a lone surrogate, or a GraphQL document with a
-    NUL escape in a literal; each ended as an INTERNAL error where the string reached Postgres or a hash."""
-    if isinstance(value, str):
-        if "\x00" in value or _GRAPHQL_NUL_ESCAPE.search(value):
-            return True
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(unstorable_text(k) or unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(unstorable_text(v) for v in value)
-    return False
-
-
-def well_formed_ws_message(message: object) -> bool:
-    """An object; a subscribe's payload an object with a string query and optional object variables/extensions."""
-    if not isinstance(message, dict):
-        return False
-    if message.get("type") != "subscribe":
-        return True
-    payload = message.get("payload")
-    return (
-        isinstance(payload, dict)
-        and isinstance(payload.get("query"), str)
-        and isinstance(payload.get("variables") or {}, dict)
-        and isinstance(payload.get("extensions") or {}, dict)
-        and isinstance(payload.get("operationName") or "", str)
-    )
-
-
-def encode_http_json(data: object) -> bytes:
-    """Whatever orjson refuses (integers beyond 64 bits in a JSON scalar, say) goes through json.dumps."""
-    try:
-        return orjson.dumps(data, option=_ORJSON_STRICT)
-    except TypeError:
-        return json.dumps(data, separators=(",", ":")).encode()
-
 
 # what strawberry allows over POST (OperationType.from_http); RwaSchema.execute refuses subscriptions over HTTP
 _POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    """`application/json`, parameters (charset) aside: what strawberry reads as a JSON body (it also accepts any
-    media type containing that string, and refuses other spellings such as `Application/JSON`: those keep going
-    through strawberry's run)."""
-    return content_type is not None and content_type.partition(b";")[0].strip() == b"application/json"
-
-
-def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
-    """The first Authorization and X-API-Key header values (as Starlette's Headers.get reads them), in one pass."""
-    authorization = api_key = None
-    for name, value in headers:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value.decode("latin-1")
-        elif name == b"x-api-key" and api_key is None:
-            api_key = value.decode("latin-1")
-    return authorization, api_key
-
-
-async def _read_body(request: Request) -> bytes:
-    """Starlette's Request.body() without its async generator and aclosing wrapper: the same messages read, the
-    same ClientDisconnect, the body kept on the request (strawberry's run reads it again for what it answers)."""
-    if hasattr(request, "_body") or request._stream_consumed:
-        return await request.body()
-    receive = request.receive
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunk = message.get("body", b"")
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        elif message["type"] == "http.disconnect":
-            request._is_disconnected = True
-            raise ClientDisconnect()
-    request._stream_consumed = True
-    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    return body
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-# headers a plain cross-site form cannot send (they force a CORS preflight): see GraphQLView.parse_multipart
-PREFLIGHT_HEADERS = ("apollo-require-preflight", "x-apollo-operation-name")
-
-
-class PreflightRequired(HTTPException):
-    """A multipart request without a CSRF preflight header."""
-
-
-def limit_body(receive: Receive, max_bytes: int) -> Receive:
-    """`receive` that refuses a body (chunked or not) larger than max_bytes."""
-    seen = 0
-
-    async def limited() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > max_bytes:
-                raise BodyTooLarge
-        return message
-
-    return limited
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -236,7 +107,11 @@ class GraphQLView(GraphQL[Context, None]):
             _persisted.set(False)
             _cache_plan.set(None)
             try:
-                if self._json_post_fast and scope["method"] == "POST" and _is_json(headers.get(b"content-type")):
+                if (
+                    self._json_post_fast
+                    and scope["method"] == "POST"
+                    and is_json_media_type(headers.get(b"content-type"))
+                ):
                     response = await self._run_json_post(request)
                 else:
                     response = await self.run(request)
@@ -288,7 +163,7 @@ class GraphQLView(GraphQL[Context, None]):
         root_value = None  # strawberry's get_root_value, not overridden here
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
-        data = self.parse_json(await _read_body(request))
+        data = self.parse_json(await read_body(request))
         query, variables, extensions = data.get("query"), data.get("variables"), data.get("extensions")
         if not (
             (query is None or isinstance(query, str))
@@ -403,27 +278,15 @@ class GraphQLView(GraphQL[Context, None]):
         """graphql-transport-ws messages (strawberry's ASGI adapter decodes each with this; its handler closes the
         socket with 4400 on JSONDecodeError). A message of the wrong shape (an array, a subscribe payload that is
         not an object with a string query) crashed the handler instead: the socket dropped without a close code."""
-        message = self._loads(data)
+        message = decode_checked(data)
         if not well_formed_ws_message(message):
             raise json.JSONDecodeError("not a graphql-transport-ws message", "", 0)
         return message
 
-    def _loads(self, data: str | bytes) -> object:
-        raw = data.encode() if isinstance(data, str) else data
-        if json_nesting_exceeds(raw, MAX_JSON_NESTING):
-            raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_NESTING} levels", "", 0)
-        try:
-            decoded = json.loads(raw)
-        except UnicodeDecodeError as exc:
-            raise json.JSONDecodeError("not UTF-8", "", exc.start) from exc
-        if (_SUSPECT_ESCAPE.search(raw) or b"u{" in raw) and unstorable_text(decoded):
-            raise json.JSONDecodeError("strings must not contain NUL characters or unpaired surrogates", "", 0)
-        return decoded
-
     def parse_json(self, data: str | bytes) -> dict[str, Any]:
         """HTTP bodies (and GET/multipart JSON parameters): a JSON object, else a typed 400."""
         try:
-            decoded = self._loads(data)
+            decoded = decode_checked(data)
         except json.JSONDecodeError as exc:
             raise HTTPException(400, f"Unable to parse request body as JSON: {exc.msg}") from exc
         if not isinstance(decoded, dict):
@@ -470,7 +333,7 @@ class GraphQLView(GraphQL[Context, None]):
         if isinstance(request, WebSocket):
             # sockets authenticate through the connection_init payload (see on_ws_connect)
             return Context(self.services, request, response, Viewer(client_ip=client_ip))
-        authorization, api_key = _credentials(request.scope["headers"])
+        authorization, api_key = credentials_of(request.scope["headers"])
         viewer = await viewer_from_headers(self.services, authorization, api_key, client_ip)
         context = Context(self.services, request, response, viewer)
         request.scope["rwa.context"] = context  # the response cache (parse_http_body, after this) reads the caller
