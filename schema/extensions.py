@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ def classify(error: GraphQLError) -> GraphQLError:
             ErrorCode.QUERY_TOO_COMPLEX.value if _TOO_COMPLEX.match(error.message) else ErrorCode.BAD_USER_INPUT.value
         )
         message, extra = error.message, {}
+    elif error.path is None and isinstance(original, ValueError) and "integer string conversion" in str(original):
+        # an Int/BigInt literal longer than int() converts (sys.get_int_max_str_digits(), 4300): graphql-core's
+        # literal coercion let the ValueError through and it answered INTERNAL, logged with a traceback
+        code, extra = ErrorCode.BAD_USER_INPUT.value, {}
+        message = f"an integer literal has more than {sys.get_int_max_str_digits()} digits"
     elif (sqlstate := transient_sqlstate(original)) is not None:
         # a deadlock/serialization failure outside a retried unit (core.transactions): Postgres rolled the
         # transaction back, so the client may simply send the operation again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -19,14 +20,23 @@ from strawberry.types.scalar import ScalarDefinition
 
 from core.errors import BadUserInput
 
+# What a number in a string may look like: ASCII digits only. Python's int() and Decimal() also take surrounding
+# whitespace, `_` between digits and any Unicode digit ("1_0" and " 10" were 10, the Arabic-Indic "٣" was 3), so an
+# amount a client (or a typo) wrote in no format this API documents was accepted as another number.
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE_TEXT = re.compile(r"[+-]?(?:s?nan|inf|infinity)", re.IGNORECASE)  # refused below, with their own message
+
 
 def _parse_big_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise BadUserInput(f"not an integer: {value!r}")
+        raise BadUserInput(f"not an integer: {str(value)[:40]!r}")
+    if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
+        raise BadUserInput(f"not an integer: {value[:40]!r}")
     try:
         return int(value)
-    except ValueError:
-        raise BadUserInput(f"not an integer: {value!r}") from None
+    except ValueError:  # more digits than int() converts (4300)
+        raise BadUserInput(f"not an integer: {str(value)[:40]!r}") from None
 
 
 def _serialize_big_int(value: object) -> str:
@@ -92,6 +102,8 @@ def _parse_decimal(value: object) -> PyDecimal:
     """A finite number with at most DECIMAL_DIGITS digits before and after the point. NaN, Infinity, sNaN,
     1E+999999999, 1e-999999999 or 60 digits reached resolver arithmetic (InvalidOperation, Overflow) or asyncpg's
     encoder and came back INTERNAL. Domain ranges (with `extensions.field`) stay with the resolvers."""
+    if isinstance(value, str) and not (_DECIMAL_TEXT.fullmatch(value) or _NON_FINITE_TEXT.fullmatch(value)):
+        raise BadUserInput(f"not a decimal number: {value[:40]!r}")
     try:
         parsed = _parse_builtin_decimal(value)
     except StrawberryInputCoercionError:

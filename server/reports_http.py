@@ -51,10 +51,10 @@ def _int(request: Request, name: str, required: bool = False) -> int | None:
         if required:
             raise BadUserInput(f"{name} is required", field=name)
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadUserInput(f"{name} must be an integer", field=name) from None
+    # ASCII digits only: int() also took " 7", "1_0" and Unicode digits ("٣" was block 3)
+    if not (raw.isascii() and raw.removeprefix("-").isdigit() and len(raw) <= 40):
+        raise BadUserInput(f"{name} must be an integer", field=name)
+    return int(raw)
 
 
 def _text(request: Request, name: str) -> str:

@@ -11,10 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from core.errors import BadUserInput
 from models.assets import FxRate
 from models.identity import ApiKey, AuditLog
 from models.ledger import LedgerTransaction
 from models.payments import Payment
+from schema.scalars import _parse_big_int
 
 CREATE_KEY = (
     "mutation($n: String!) { createApiKey(input: {name: $n}) { createdApiKey { apiKey { id name } } "
@@ -175,6 +177,36 @@ async def test_decimals_that_break_arithmetic_are_refused(gql, make_user, sessio
     credit = await gql(CREDIT, {"u": str(admin.id), "a": number}, token=admin.token)
     assert (gql.error_code(fx), gql.error_code(credit)) == ("BAD_USER_INPUT", "BAD_USER_INPUT"), (fx, credit)
     assert (await count(session, FxRate), await count(session, LedgerTransaction)) == before
+
+
+@pytest.mark.parametrize("number", ["1_000", " 5", "5 ", "\u0663", "\u0661\u0660", "\uff15", "5\n", "0x10"])
+async def test_numbers_in_no_documented_format_are_refused(gql, make_user, session, number: str) -> None:  # type: ignore[no-untyped-def]
+    """Python's Decimal()/int() read `_` between digits, surrounding whitespace and any Unicode digit: "1_000" credited
+    1000, the Arabic-Indic "\u0663" 3, an order of quantity " 5" rested for 5. Amounts are ASCII digits (Decimal's and
+    BigInt's documented wire formats): anything else is BAD_USER_INPUT and nothing is written."""
+    admin = await make_user(roles=["ADMIN"])
+    before = (await count(session, FxRate), await count(session, LedgerTransaction))
+    fx = await gql(SET_FX, {"r": number}, token=admin.token)
+    credit = await gql(CREDIT, {"u": str(admin.id), "a": number}, token=admin.token)
+    assert (gql.error_code(fx), gql.error_code(credit)) == ("BAD_USER_INPUT", "BAD_USER_INPUT"), (fx, credit)
+    assert (await count(session, FxRate), await count(session, LedgerTransaction)) == before
+
+
+@pytest.mark.parametrize("digits", [4301, 20_000])
+async def test_integer_literals_longer_than_python_converts_are_bad_input(gql, make_user, digits: int) -> None:  # type: ignore[no-untyped-def]
+    """graphql-core coerces an Int literal with int(), which refuses more than 4300 digits with a ValueError: the
+    document answered INTERNAL (and logged a traceback) instead of a typed error."""
+    user = await make_user()
+    body = await gql("{ myOrders(first: %s) { edges { node { id } } } }" % ("9" * digits), token=user.token)
+    assert gql.error_code(body) == "BAD_USER_INPUT", body
+    assert body["errors"][0]["message"] == "an integer literal has more than 4300 digits"
+
+
+def test_big_int_inputs_are_ascii_integers() -> None:
+    for text in ("1_000", " 5", "\u0663", "5.0", "", "9" * 5000):
+        with pytest.raises(BadUserInput):
+            _parse_big_int(text)
+    assert [_parse_big_int(v) for v in ("250000000", "-3", "0", 7, 2**256)] == [250000000, -3, 0, 7, 2**256]
 
 
 PLACE = (

@@ -185,6 +185,15 @@ async def test_csv_download(client, make_user, world, session, services) -> None
             "BAD_USER_INPUT",
         ),
         ({"Authorization": f"Bearer {officer.token}"}, {"chainId": "one", "token": TOKEN}, 400, "BAD_USER_INPUT"),
+        # int() took these as 1 and 11: integers are ASCII digits, nothing around them
+        ({"Authorization": f"Bearer {officer.token}"}, {"chainId": "\u0661", "token": TOKEN}, 400, "BAD_USER_INPUT"),
+        ({"Authorization": f"Bearer {officer.token}"}, {"chainId": " 1", "token": TOKEN}, 400, "BAD_USER_INPUT"),
+        (
+            {"Authorization": f"Bearer {officer.token}"},
+            {"chainId": 1, "token": TOKEN, "atBlock": "1_1"},
+            400,
+            "BAD_USER_INPUT",
+        ),
         (
             {"Authorization": f"Bearer {officer.token}"},
             {"chainId": 1, "token": TOKEN, "atTime": "yesterday"},
