@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from core.jwt_keys import KeyRing
 from core.services import Services, build_services
@@ -25,6 +24,7 @@ from core.settings import Environment, Settings
 from models.identity import Role, User
 from server.app import create_app
 from tests.fixtures.app import TEST_JWT_KEY
+from tests.platform.served import serving, websocket
 
 DASHBOARD = "{ myKyc { status } myApiKeys { id } myWallets { address } markets { id } }"
 # every root field reads through the session; the nested `issuer` fields go through a DataLoader of their root field
@@ -107,19 +107,18 @@ async def test_one_request_many_root_fields(real_services: Services) -> None:
 
 
 @pytest.mark.parametrize("query", [DASHBOARD, "{ myKyc { status } }", "{ myWallets { address } }"])
-def test_concurrent_operations_on_one_websocket(real_services: Services, query: str) -> None:
+async def test_concurrent_operations_on_one_websocket(real_services: Services, query: str) -> None:
     """graphql-transport-ws runs a socket's operations concurrently over one context: each gets its own session
-    (one operation ending closed the session another was using)."""
-    token = asyncio.run(_user_sync_helper(real_services.settings))
-    app = create_app(real_services.settings, None)
-    with TestClient(app) as client, client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-        ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
-        assert ws.receive_json()["type"] == "connection_ack"
+    (one operation ending closed the session another was using). The app builds its services as `rwa serve` does."""
+    token = await _user(real_services)
+    async with serving(create_app(real_services.settings, None)) as url, websocket(url) as ws:
+        await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        assert (await ws.receive_json())["type"] == "connection_ack"
         for i in range(20):
-            ws.send_json({"id": str(i), "type": "subscribe", "payload": {"query": query}})
+            await ws.send_json({"id": str(i), "type": "subscribe", "payload": {"query": query}})
         nexts, completes = {}, set()
         while len(completes) < 20:
-            msg = ws.receive_json()
+            msg = await ws.receive_json()
             if msg["type"] == "next":
                 nexts[msg["id"]] = msg["payload"]
             elif msg["type"] == "complete":
@@ -128,14 +127,6 @@ def test_concurrent_operations_on_one_websocket(real_services: Services, query: 
                 raise AssertionError(msg)
     assert [p for p in nexts.values() if p.get("errors")] == []
     assert len(nexts) == 20
-
-
-async def _user_sync_helper(settings: Settings) -> str:
-    services = build_services(settings)
-    try:
-        return await _user(services)
-    finally:
-        await services.aclose()
 
 
 async def test_sessions_bound_to_one_connection_take_turns(gql, make_user, services: Services) -> None:

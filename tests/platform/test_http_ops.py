@@ -22,6 +22,7 @@ from core.logging import JsonFormatter
 from core.redis import create_redis
 from core.services import Services
 from server.app import create_app
+from tests.platform.served import serving, websocket
 
 
 def closed_port() -> int:
@@ -328,62 +329,54 @@ async def test_malformed_requests_get_typed_json_errors(client, case: str) -> No
         assert error["extensions"]["code"] in {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX", "NOT_FOUND"}, error
 
 
-def test_websocket_rejects_bad_messages_without_crashing(services) -> None:  # type: ignore[no-untyped-def]
+async def test_websocket_rejects_bad_messages_without_crashing(services) -> None:  # type: ignore[no-untyped-def]
     """graphql-transport-ws decodes messages with the view's decode_json: bad ones close the socket with 4400."""
-    from starlette.testclient import TestClient
-    from starlette.websockets import WebSocketDisconnect
-
     app = create_app(services.settings, services)
     nested = '{"type": "ping", "payload": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
-    with TestClient(app) as tc:
-        shapes = (
-            "[1, 2]",
-            '"ping"',
-            '{"id": "1", "type": "subscribe", "payload": "x"}',  # crashed the handler
-            '{"id": "1", "type": "subscribe", "payload": {"query": 5}}',
-            '{"id": "1", "type": "subscribe", "payload": {"query": "subscription { __typename }", "variables": [1]}}',
-            '{"type": "ping", "payload": {"a": "\\ud800"}}',
-        )
+    shapes = (
+        "[1, 2]",
+        '"ping"',
+        '{"id": "1", "type": "subscribe", "payload": "x"}',  # crashed the handler
+        '{"id": "1", "type": "subscribe", "payload": {"query": 5}}',
+        '{"id": "1", "type": "subscribe", "payload": {"query": "subscription { __typename }", "variables": [1]}}',
+        '{"type": "ping", "payload": {"a": "\\ud800"}}',
+    )
+    async with serving(app) as url:
         for bad in (nested, "not json", *shapes):
-            with tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-                ws.send_json({"type": "connection_init"})
-                assert ws.receive_json()["type"] == "connection_ack"
-                ws.send_json({"type": "ping"})
-                assert ws.receive_json()["type"] == "pong"
-                ws.send_text(bad)
-                with pytest.raises(WebSocketDisconnect) as closed:
-                    ws.receive_json()
-                assert closed.value.code == 4400
+            async with websocket(url) as ws:
+                await ws.send_json({"type": "connection_init"})
+                assert (await ws.receive_json())["type"] == "connection_ack"
+                await ws.send_json({"type": "ping"})
+                assert (await ws.receive_json())["type"] == "pong"
+                await ws.send_text(bad)
+                assert await ws.close_code() == 4400, bad[:80]
 
 
-def test_queries_over_websocket_get_codes_and_masking(services, probe_schema) -> None:  # type: ignore[no-untyped-def]
+async def test_queries_over_websocket_get_codes_and_masking(services, probe_schema) -> None:  # type: ignore[no-untyped-def]
     """A query or mutation sent over graphql-transport-ws is streamed: its errors had no extensions.code, and an
     unexpected exception's message reached the client unmasked."""
-    from starlette.testclient import TestClient
-
     app = create_app(services.settings, services)
-    with TestClient(app) as tc, tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-        ws.send_json({"type": "connection_init"})
-        assert ws.receive_json()["type"] == "connection_ack"
+    async with serving(app) as url, websocket(url) as ws:
+        await ws.send_json({"type": "connection_init"})
+        assert (await ws.receive_json())["type"] == "connection_ack"
         for op_id, query, code in (
             ("1", "{ me { id } }", "UNAUTHENTICATED"),
             ("2", "mutation { logout { ok } }", "UNAUTHENTICATED"),
             ("3", "{ probeCrash }", "INTERNAL"),
         ):
-            ws.send_json({"id": op_id, "type": "subscribe", "payload": {"query": query}})
-            frame = ws.receive_json()
+            await ws.send_json({"id": op_id, "type": "subscribe", "payload": {"query": query}})
+            frame = await ws.receive_json()
             assert frame["id"] == op_id and frame["type"] == "next", frame
             assert [e["extensions"]["code"] for e in frame["payload"]["errors"]] == [code], frame
-            assert ws.receive_json() == {"id": op_id, "type": "complete"}
+            assert await ws.receive_json() == {"id": op_id, "type": "complete"}
         assert "hunter2" not in str(frame) and frame["payload"]["errors"][0]["message"] == "Internal server error"
 
 
-def test_websocket_handler_crash_closes_with_1011() -> None:
+async def test_websocket_handler_crash_closes_with_1011() -> None:
     """An exception escaping a websocket handler closes the socket with 1011 instead of leaving the client waiting."""
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
-    from starlette.testclient import TestClient
-    from starlette.websockets import WebSocket, WebSocketDisconnect
+    from starlette.websockets import WebSocket
 
     from server.middleware import RequestContextMiddleware
 
@@ -393,11 +386,9 @@ def test_websocket_handler_crash_closes_with_1011() -> None:
         raise RuntimeError("handler bug")
 
     app = RequestContextMiddleware(Starlette(routes=[WebSocketRoute("/ws", crashing)]))
-    with TestClient(app) as tc, tc.websocket_connect("/ws") as ws:
-        ws.send_text("hello")
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_text()
-        assert closed.value.code == 1011
+    async with serving(app) as url, websocket(url, "/ws", graphql=False) as ws:
+        await ws.send_text("hello")
+        assert await ws.close_code() == 1011
 
 
 async def test_operation_limit_per_socket_is_a_typed_error(live_server, services) -> None:  # type: ignore[no-untyped-def]

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from starlette.testclient import TestClient
 
 from core.settings import Settings
 from models.ledger import LedgerTransaction
 from server.app import create_app
 from tests.platform.conftest import _as_env
+from tests.platform.served import serving, websocket
 
 CREDIT = (
     'mutation($u: UUID!) { creditCash(input: {userId: $u, amount: "1000000", currency: "USD", reference: "free"}) '
@@ -99,12 +99,12 @@ async def test_no_suggestions_over_http_when_introspection_is_off(app_client, ca
         assert not any("Did you mean" in m or "did you mean" in m for m in _messages(reply)), (overrides, reply)
 
 
-def test_no_suggestions_over_websocket_when_introspection_is_off(services) -> None:  # type: ignore[no-untyped-def]
+async def test_no_suggestions_over_websocket_when_introspection_is_off(services) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(**{**_as_env(services.settings), **production()})  # type: ignore[arg-type]
     app = create_app(settings, dataclasses.replace(services, settings=settings))
-    with TestClient(app) as tc, tc.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
-        ws.send_json({"type": "connection_init"})
-        assert ws.receive_json()["type"] == "connection_ack"
+    async with serving(app) as url, websocket(url) as ws:
+        await ws.send_json({"type": "connection_init"})
+        assert (await ws.receive_json())["type"] == "connection_ack"
         # over a socket a subscription's variables are coerced too (its enum value would be suggested)
         candles = (
             'subscription($i: CandleInterval!) { candles(marketId: "00000000-0000-0000-0000-000000000000", '
@@ -112,10 +112,10 @@ def test_no_suggestions_over_websocket_when_introspection_is_off(services) -> No
             {"i": "ONE_MINUTEE"},
         )
         for n, (query, variables) in enumerate([*SUGGESTING.values(), candles]):
-            ws.send_json({"id": str(n), "type": "subscribe", "payload": {"query": query, "variables": variables}})
-            frame = ws.receive_json()
+            await ws.send_json({"id": str(n), "type": "subscribe", "payload": {"query": query, "variables": variables}})
+            frame = await ws.receive_json()
             assert frame["id"] == str(n) and frame["type"] in ("error", "next"), frame
             errors = frame["payload"] if frame["type"] == "error" else frame["payload"]["errors"]
             assert errors and not any("Did you mean" in e["message"] for e in errors), frame
             if frame["type"] == "next":
-                assert ws.receive_json() == {"id": str(n), "type": "complete"}
+                assert await ws.receive_json() == {"id": str(n), "type": "complete"}

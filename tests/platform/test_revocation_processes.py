@@ -24,6 +24,7 @@ from models.identity import Role, User
 from server.app import create_app
 from tests.fixtures.app import TEST_JWT_KEY
 from tests.fixtures.db import _asyncpg_dsn
+from tests.platform.served import serving, websocket
 
 ME = "{ me { id } }"
 LOGOUT = "mutation { logout { ok errors { code } } }"
@@ -205,7 +206,7 @@ async def _sql_fetch(database_url: str, statement: str, *args: Any) -> Any:
         await conn.close()
 
 
-def test_a_socket_closes_when_its_session_is_revoked(
+async def test_a_socket_closes_when_its_session_is_revoked(
     module_database_url,
     redis_url,
     redis_prefix,  # type: ignore[no-untyped-def]
@@ -213,46 +214,34 @@ def test_a_socket_closes_when_its_session_is_revoked(
 ) -> None:
     """Logged out on another process (another app instance): the socket authenticated by that session closes
     with 4403 instead of delivering private events until the token expires."""
-    from starlette.testclient import TestClient
-    from starlette.websockets import WebSocketDisconnect
-
     settings = _settings(module_database_url, redis_url, redis_prefix, tmp_path / "data")
-    with TestClient(create_app(settings)) as socket_side, TestClient(create_app(settings)) as other_side:
-        session = other_side.post(
-            "/graphql",
-            json={
-                "query": 'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
-                "{ session { accessToken refreshToken } } }",
-                "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"},
-            },
-        ).json()["data"]["register"]["session"]
-        other = other_side.post(
-            "/graphql",
-            json={
-                "query": 'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
-                "{ session { accessToken } } }",
-                "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"},
-            },
-        ).json()["data"]["register"]["session"]
-        sockets = []
-        for token in (session["accessToken"], other["accessToken"]):
-            ws = socket_side.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]).__enter__()
-            ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
-            assert ws.receive_json()["type"] == "connection_ack"
-            sockets.append(ws)
-        revoked, unrelated = sockets
-        logout = other_side.post(
-            "/graphql", json={"query": LOGOUT}, headers={"Authorization": f"Bearer {session['accessToken']}"}
-        ).json()
-        assert logout["data"]["logout"]["ok"] is True, logout
-        with pytest.raises(WebSocketDisconnect) as closed:
-            revoked.receive_json()
-        assert closed.value.code == 4403
-        # the other user's socket still serves
-        unrelated.send_json({"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }"}})
-        assert unrelated.receive_json()["type"] == "next"
-        for ws in sockets:
-            ws.__exit__(None, None, None)
+    register = (
+        'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
+        "{ session { accessToken refreshToken } } }"
+    )
+    async with (
+        serving(create_app(settings)) as socket_side,
+        serving(create_app(settings)) as other_url,
+        httpx.AsyncClient(base_url=other_url, timeout=30) as other_side,
+    ):
+        tokens = []
+        for _ in range(2):
+            reply = await other_side.post(
+                "/graphql", json={"query": register, "variables": {"e": f"ws-{uuid.uuid4().hex[:10]}@example.com"}}
+            )
+            tokens.append(reply.json()["data"]["register"]["session"]["accessToken"])
+        async with websocket(socket_side) as revoked, websocket(socket_side) as unrelated:
+            for ws, token in ((revoked, tokens[0]), (unrelated, tokens[1])):
+                await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+                assert (await ws.receive_json())["type"] == "connection_ack"
+            logout = await other_side.post(
+                "/graphql", json={"query": LOGOUT}, headers={"Authorization": f"Bearer {tokens[0]}"}
+            )
+            assert logout.json()["data"]["logout"]["ok"] is True, logout.text
+            assert await revoked.close_code() == 4403
+            # the other user's socket still serves
+            await unrelated.send_json({"id": "1", "type": "subscribe", "payload": {"query": "{ me { id } }"}})
+            assert (await unrelated.receive_json())["type"] == "next"
 
 
 async def test_the_mirror_reloads_after_its_subscription_was_cut(process_factory, redis_url) -> None:  # type: ignore[no-untyped-def]
