@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -110,10 +109,6 @@ class BalanceRow:
     indexed_block: int
 
 
-def _mapped(page: Page[Any], build: Any) -> Page[Any]:
-    return Page([build(r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count)
-
-
 # --- queries -------------------------------------------------------------------------------------
 
 
@@ -154,7 +149,7 @@ async def token_holdings(
         before=before,
         scalars=False,
     )
-    return _mapped(page, lambda r: HoldingRow(chain_id, token, r[0], int(r[1]), int(r[2]), r[3], r[4]))
+    return page.map(lambda r: HoldingRow(chain_id, token, r[0], int(r[1]), int(r[2]), r[3], r[4]))
 
 
 async def token_transfers(
@@ -201,7 +196,7 @@ async def token_transfers(
         before=before,
         scalars=False,
     )
-    return _mapped(page, lambda r: TransferRow(chain_id, token, r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7])))
+    return page.map(lambda r: TransferRow(chain_id, token, r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7])))
 
 
 async def holder_balance(

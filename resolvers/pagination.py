@@ -30,6 +30,7 @@ from core.errors import BadUserInput
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 T = TypeVar("T")
+U = TypeVar("U")
 # a key column: a mapped attribute (`Asset.created_at`) or a Core column/expression
 KeyColumn = ColumnElement[Any] | QueryableAttribute[Any]
 
@@ -46,6 +47,10 @@ class Page(Generic[T]):
     has_previous_page: bool
     # counts every row of the list (all pages), up to TOTAL_COUNT_CAP; None when the list is not countable cheaply
     count: Callable[[], Awaitable[int | None]] | None = field(default=None, compare=False, repr=False)
+
+    def map(self, build: Callable[[T], U]) -> Page[U]:
+        """The same page (cursors, page flags, count) with each row built into another type."""
+        return Page([build(r) for r in self.rows], self.cursors, self.has_next_page, self.has_previous_page, self.count)
 
 
 def bounded_count(session: AsyncSession, stmt: Select) -> Callable[[], Awaitable[int | None]]:

@@ -20,7 +20,6 @@ from resolvers.assets.assets import AssetOrder as AssetOrderModel
 from resolvers.assets.assets import AssetRow
 from resolvers.assets.loaders import db_lock, valuation_row
 from resolvers.assets.token_reads import token_row
-from resolvers.pagination import Page
 from schema.asset_mutations import Mutation
 from schema.asset_types import Asset, AssetOrder, AssetStatus, AssetType, FxRate, Issuer, Valuation
 from schema.lookups import found
@@ -68,8 +67,7 @@ class Query:
         wanted = node_fields(info)
         relations = tuple(r for name, r in _RELATIONS.items() if name in wanted)
         page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before, relations)
-        nodes = [_with_relations(*r) for r in page.rows] if relations else [Asset.from_row(r) for r in page.rows]
-        return Connection.from_page(Page(nodes, page.cursors, page.has_next_page, page.has_previous_page), lambda n: n)
+        return Connection.from_page(page, (lambda r: _with_relations(*r)) if relations else Asset.from_row)
 
     @strawberry.field(extensions=authenticated(), description="FX rates, newest as-of first.")
     async def fx_rates(

@@ -322,9 +322,7 @@ async def transitions_page(
         before=before,
         scalars=False,
     )
-    return Page(
-        [TransitionRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count
-    )
+    return page.map(lambda r: TransitionRow(*r))
 
 
 async def set_latest_valuation(

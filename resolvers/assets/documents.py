@@ -196,9 +196,7 @@ async def documents_page(
         before=before,
         scalars=False,
     )
-    return Page(
-        [DocumentRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count
-    )
+    return page.map(lambda r: DocumentRow(*r))
 
 
 async def _readable(ctx: Context, document_id: uuid.UUID) -> AssetDocument:

@@ -125,6 +125,4 @@ async def rates_page(
         before=before,
         scalars=False,
     )
-    return Page(
-        [FxRateRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count
-    )
+    return page.map(lambda r: FxRateRow(*r))

@@ -132,9 +132,7 @@ async def valuations_page(
         before=before,
         scalars=False,
     )
-    return Page(
-        [ValuationRow(*r) for r in page.rows], page.cursors, page.has_next_page, page.has_previous_page, page.count
-    )
+    return page.map(lambda r: ValuationRow(*r))
 
 
 async def valuations_by_ids(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, ValuationRow]:
