@@ -67,7 +67,8 @@ LEFT JOIN LATERAL (
     )
     + """
     FROM unnest($2::uuid[]) WITH ORDINALITY AS u(uid, n)
-    LEFT JOIN kyc_cases k ON k.user_id = u.uid
+    -- OFFSET 0: one unique-index lookup per user (a generic plan without statistics would scan the table)
+    LEFT JOIN LATERAL (SELECT kc.status, kc.expires_at FROM kyc_cases kc WHERE kc.user_id = u.uid OFFSET 0) k ON true
     LEFT JOIN ledger_accounts la ON la.owner_id = u.uid AND la.kind = 'AVAILABLE' AND la.currency = m.quote_currency
     LEFT JOIN LATERAL ("""
     + WALLETS.replace("{user}", "u.uid").replace("{sell}", "true")
