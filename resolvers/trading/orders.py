@@ -145,7 +145,9 @@ async def place_order(
     market's sequencer (resolvers/trading/sequencer.py): concurrent placements of one market in this process are
     matched one after the other in one transaction under one market lock and committed together (group commit);
     the caller's session is not used. Elsewhere (tests on a shared connection, scripts) it runs alone on `session`.
-    Both run `place_locked` for each order, so the rules are the same."""
+    Alone runs `place_locked`; a batch decides its orders in memory by the same rules between one read and one write
+    (resolvers/trading/batch.py, which falls back to `place_locked` for what it does not decide), and
+    tests/trading/test_batch_placement.py checks that both decide the same."""
     if sequencer.applies(session):
         return await sequencer.submit(session, user_id, req, request_id, now)
     return await place_alone(session, user_id, req, request_id=request_id, now=now)
