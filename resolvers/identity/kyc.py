@@ -241,7 +241,9 @@ async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason:
     return case
 
 
-def _reason(reason: str | None, required: bool) -> str | None:
+def decision_reason(reason: str | None, required: bool) -> str | None:
+    """A reviewer's reason for a decision (KYC here, erasure requests too): white space folded, at most MAX_REASON
+    characters, refused when `required` and blank."""
     reason = " ".join(reason.split()) if reason else None
     if required and not reason:
         raise BadUserInput("a reason is required", field="reason")
@@ -251,17 +253,17 @@ def _reason(reason: str | None, required: bool) -> str | None:
 
 
 async def review(ctx: Context, case_id: uuid.UUID, decision: KycDecision, reason: str | None) -> KycCase:
-    reason = _reason(reason, required=decision is KycDecision.REJECT)
+    reason = decision_reason(reason, required=decision is KycDecision.REJECT)
     event = KycEvent.APPROVE if decision is KycDecision.APPROVE else KycEvent.REJECT
     return await _transition(ctx, case_id, event, reason)
 
 
 async def suspend(ctx: Context, case_id: uuid.UUID, reason: str) -> KycCase:
-    return await _transition(ctx, case_id, KycEvent.SUSPEND, _reason(reason, required=True))
+    return await _transition(ctx, case_id, KycEvent.SUSPEND, decision_reason(reason, required=True))
 
 
 async def expire(ctx: Context, case_id: uuid.UUID, reason: str | None) -> KycCase:
-    return await _transition(ctx, case_id, KycEvent.EXPIRE, _reason(reason, required=False))
+    return await _transition(ctx, case_id, KycEvent.EXPIRE, decision_reason(reason, required=False))
 
 
 # one batch of lapsed approvals: locked (SKIP LOCKED: a reviewer's transition in flight waits for the next pass),

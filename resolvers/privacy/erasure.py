@@ -27,14 +27,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import BadUserInput, Conflict, Forbidden, NotFound
+from core.errors import Conflict, Forbidden, NotFound
 from models.identity import ApiKey, KycCase, KycStatus, RefreshTokenFamily, Role, User, UserMfa, UserStatus
 from models.oauth import OAuthClient, OAuthClientSecret
 from models.privacy import ErasureRequest, ErasureStatus
 from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.context import Context
-from resolvers.identity.kyc import status_of
+from resolvers.identity.kyc import decision_reason, status_of
 from resolvers.identity.kyc_states import KycEvent, next_status
 from resolvers.identity.registry_sync import sync_users
 from resolvers.pagination import Page, keyset_page
@@ -43,7 +43,6 @@ from resolvers.viewer import forget_api_key
 
 ERASED_DOMAIN = "erased.invalid"
 UNUSABLE_PASSWORD = "!erased"  # not an argon2 hash: verify_password is always False
-MAX_REASON = 1000
 
 
 class ErasureDecision(str, enum.Enum):
@@ -59,21 +58,12 @@ def pseudonym_email(user_id: uuid.UUID) -> str:
     return f"erased+{hashlib.sha256(b'rwa-erased:' + user_id.bytes).hexdigest()[:24]}@{ERASED_DOMAIN}"
 
 
-def _reason(reason: str | None, required: bool) -> str | None:
-    reason = " ".join(reason.split()) if reason else None
-    if required and not reason:
-        raise BadUserInput("a reason is required", field="reason")
-    if reason and len(reason) > MAX_REASON:
-        raise BadUserInput(f"reason must be at most {MAX_REASON} characters", field="reason")
-    return reason
-
-
 async def request(ctx: Context, reason: str | None) -> ErasureRequest:
     viewer = ctx.viewer
     user_id = viewer.require_user()
     if not viewer.interactive:
         raise Forbidden("an erasure request needs your own sign-in (not an API key or an OAuth client)")
-    reason = _reason(reason, required=False)
+    reason = decision_reason(reason, required=False)
     session = await ctx.session()
     await session.execute(select(User.id).where(User.id == user_id).with_for_update())
     pending = (
@@ -129,7 +119,7 @@ async def blockers(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
 
 async def process(ctx: Context, request_id: uuid.UUID, decision: ErasureDecision, reason: str | None) -> ErasureRequest:
     actor = ctx.viewer.require_role(Role.COMPLIANCE.value)
-    reason = _reason(reason, required=decision is ErasureDecision.REJECT)
+    reason = decision_reason(reason, required=decision is ErasureDecision.REJECT)
     session = await ctx.session()
     row = (
         await session.execute(select(ErasureRequest).where(ErasureRequest.id == request_id).with_for_update())
