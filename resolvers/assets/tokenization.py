@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode
 from eth_utils import is_address, to_checksum_address
+from redis.exceptions import LockError
 from sqlalchemy.exc import IntegrityError
 
 from chains.contracts import load_artifact
@@ -173,6 +176,31 @@ async def inspect_contract(rpc: RpcClient, address: str) -> TokenFacts:
     )
 
 
+# A deployment sends several transactions from the deployer key, each with the account's next nonce read from the
+# node: two at once (two issuers, or API processes) read the same nonce and one failed with "nonce too low" or
+# "replacement transaction underpriced" (CONFLICT, the asset back to APPROVED). One deployment per key and chain at a
+# time, in every API process; the lock expires on its own if its holder dies.
+DEPLOY_LOCK_TTL_S = 600
+
+
+@asynccontextmanager
+async def deployer_turn(ctx: Context, chain_id: int, key: str) -> AsyncIterator[None]:
+    from eth_account import Account  # heavy (py_ecc): loaded on the first deployment, not at API start
+
+    address = Account.from_key(key).address
+    name = ctx.services.keys("lock", "deployer", chain_id, address)
+    lock = ctx.services.redis.lock(name, timeout=DEPLOY_LOCK_TTL_S, blocking_timeout=DEPLOY_LOCK_TTL_S)
+    if not await lock.acquire():
+        raise Conflict(f"another deployment on chain {chain_id} has held the deployer for {DEPLOY_LOCK_TTL_S} s")
+    try:
+        yield
+    finally:
+        try:
+            await lock.release()
+        except LockError:  # expired meanwhile (a deployment longer than the TTL): nothing left to release
+            log.warning("deployer lock on chain %s expired before the deployment ended", chain_id)
+
+
 async def deploy_token(url: str, key: str, req: DeployRequest, agents: list[str] | None = None) -> TokenFacts:
     """Deploy (registry +) SecurityToken from the deployer key and wait for the receipts; `agents` (the platform's
     agent signer) become agents of the token and of the registry it deployed."""
@@ -265,9 +293,9 @@ async def tokenize_asset(
                 facts = await inspect_contract(rpc, address)
         else:
             assert deploy is not None
-            facts = await deploy_token(
-                urls[0], deployer_key(ctx.settings), deploy, agent_addresses(ctx.settings, chain_id)
-            )
+            key = deployer_key(ctx.settings)
+            async with deployer_turn(ctx, chain_id, key):
+                facts = await deploy_token(urls[0], key, deploy, agent_addresses(ctx.settings, chain_id))
         token_id = await _confirm(ctx, asset_id, chain_id, facts)
     except Exception as exc:
         await session.rollback()

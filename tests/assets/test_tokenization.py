@@ -3,14 +3,25 @@ through eth_call; the asset goes APPROVED -> TOKENIZING -> ACTIVE, or back to AP
 
 from __future__ import annotations
 
+import asyncio
+import os
+import uuid
+
+import httpx
 import pytest
 from eth_utils import to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chains.deploy import transact
+from core.services import build_services
+from core.settings import Environment, Settings
+from models.assets import Asset, AssetType
 from models.assets import AssetStatus as S
+from models.identity import Role, User
 from models.tokens import Holding, Token, TokenKind
+from server.app import create_app
+from tests.fixtures.app import TEST_JWT_KEY
 
 TOKENIZE = (
     "mutation($a: UUID!, $addr: String, $d: DeployTokenInput) { tokenizeAsset(input: {assetId: $a, chainId: 1, "
@@ -67,6 +78,71 @@ async def test_deploy_path(chain_env, anvil_w3, make_user, make_asset, gql, sess
     r = await gql(HISTORY, {"id": str(asset_id)}, token=issuer.token)
     steps = [e["node"]["action"] for e in r["data"]["asset"]["transitions"]["edges"]]
     assert steps[-2:] == ["tokenize", "confirm_tokens"]
+
+
+async def test_concurrent_deployments_each_get_their_token(
+    chain_env, anvil_w3, module_database_url: str, redis_url: str, redis_prefix: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Two issuers tokenizing at once (found with two `rwa demo` runs side by side): both deployments read the
+    deployer's next nonce from the node, one failed with "nonce too low" and its asset went back to APPROVED
+    (CONFLICT "chain 1 refused or could not be reached"). Deployments now take turns on the deployer key. Served
+    as `rwa serve` builds it (own engine, a database of the module's own): the test-transaction fixtures bind every
+    request to one connection, on which concurrent mutations cannot run."""
+    settings = Settings(
+        RWA_ENV=Environment.TEST,
+        DATABASE_URL=module_database_url,
+        REDIS_URL=redis_url,
+        RWA_REDIS_PREFIX=redis_prefix,
+        RWA_DATA_DIR=str(tmp_path / "data"),
+        JWT_PRIVATE_KEY=TEST_JWT_KEY,
+        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
+        LOG_JSON=False,
+    )
+    services = build_services(settings)
+    try:
+        requests = []
+        async with services.session_factory() as s:
+            for n in range(3):
+                issuer = User(id=uuid.uuid4(), email=f"iss-{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
+                issuer.roles = [Role.INVESTOR.value, Role.ISSUER.value]
+                asset = Asset(
+                    id=uuid.uuid4(),
+                    issuer_id=issuer.id,
+                    name=f"Side by side {n}",
+                    type=AssetType.OTHER,
+                    status=S.APPROVED,
+                    jurisdiction="DE",
+                    currency="EUR",
+                    attributes={},
+                )
+                s.add(issuer)
+                await s.flush()
+                s.add(asset)
+                token, _ = services.keyring.issue(issuer.id, issuer.roles)
+                deploy = {"name": f"Side {n}", "symbol": f"SD{n}", "decimals": 0}
+                requests.append(({"a": str(asset.id), "d": deploy}, token))
+            await s.commit()
+        app = create_app(settings, services)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=120) as client:
+
+            async def tokenize(variables: dict, token: str) -> dict:  # type: ignore[type-arg]
+                resp = await client.post(
+                    "/graphql",
+                    json={"query": TOKENIZE, "variables": variables},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                return resp.json()
+
+            replies = await asyncio.gather(*(tokenize(v, t) for v, t in requests))
+    finally:
+        await services.aclose()
+    assert [r.get("errors") for r in replies] == [None] * 3, replies
+    assert [r["data"]["tokenizeAsset"]["errors"] for r in replies] == [[]] * 3, replies
+    tokens = [r["data"]["tokenizeAsset"]["tokenization"]["token"] for r in replies]
+    assert len({t["address"] for t in tokens}) == 3
+    for n, t in enumerate(tokens):
+        assert t["symbol"] == f"SD{n}" and await anvil_w3.eth.get_code(t["address"])
 
 
 async def test_register_path_validates_on_chain(
