@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.app import TEST_JWT_KEY, free_port
+from tests.fixtures.app import free_port, process_env
 
 RWA = str(Path(sys.executable).with_name("rwa"))
 REPO = Path(__file__).resolve().parents[2]
@@ -50,19 +50,8 @@ def total(text: str, name: str, **labels: str) -> float:
 
 
 def _env(database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "RWA_ENV": "test",
-        "RWA_DATA_DIR": str(tmp_path / "data"),
-        "RWA_REDIS_PREFIX": f"rwa-ops:{uuid.uuid4().hex[:8]}:",
-        "JWT_PRIVATE_KEY": TEST_JWT_KEY,
-        "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
-        "LOG_LEVEL": "WARNING",
-        "RWA_PROMETHEUS_BASE_DIR": str(tmp_path / "prom"),
-        **extra,
-    }
+    defaults = {"LOG_LEVEL": "WARNING", "RWA_PROMETHEUS_BASE_DIR": str(tmp_path / "prom")}
+    return process_env(database_url, redis_url, tmp_path / "data", "ops", **{**defaults, **extra})
 
 
 def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]

@@ -20,7 +20,7 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from tests.fixtures.app import TEST_JWT_KEY, free_port
+from tests.fixtures.app import free_port, process_env
 
 RWA = str(Path(sys.executable).with_name("rwa"))
 REPO = Path(__file__).resolve().parents[2]
@@ -53,17 +53,7 @@ def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-d
 def served(request, module_database_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:  # type: ignore[no-untyped-def]
     workers = getattr(request, "param", 2)
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": module_database_url,
-        "REDIS_URL": redis_url,
-        "RWA_ENV": "test",
-        "RWA_DATA_DIR": str(tmp_path / "data"),
-        "RWA_REDIS_PREFIX": f"rwa-serve:{uuid.uuid4().hex[:8]}:",
-        "JWT_PRIVATE_KEY": TEST_JWT_KEY,
-        "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = process_env(module_database_url, redis_url, tmp_path / "data", "serve", LOG_LEVEL="WARNING")
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(
         [RWA, "serve", "--port", str(port), "--workers", str(workers)],
