@@ -161,12 +161,13 @@ async def request(
         now - timedelta(days=1),
     )
     if today + amount > settings.withdrawal_daily_max:
+        # plain decimal text, as the Decimal scalar writes it: the NUMERIC sum read "6065.000000000000000000 left"
+        left = format(max(settings.withdrawal_daily_max - today, 0).normalize(), "f")
         raise BadUserInput(
-            f"at most {settings.withdrawal_daily_max} {token.symbol} per 24 hours "
-            f"({settings.withdrawal_daily_max - today} left)",
+            f"at most {settings.withdrawal_daily_max} {token.symbol} per 24 hours ({left} left)",
             field="amount",
             reason="LIMIT_EXCEEDED",
-            remaining=str(max(settings.withdrawal_daily_max - today, 0)),
+            remaining=left,
         )
     wallet = await _check_wallet(session, user_id, wallet, token.chain_id, now)
     needs_approval = amount > settings.withdrawal_approval_threshold

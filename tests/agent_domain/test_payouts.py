@@ -111,6 +111,9 @@ async def test_limits_wallet_and_kyc_checks_change_nothing(session_factory, sess
         "BAD_USER_INPUT",
         "LIMIT_EXCEEDED",
     )
+    with pytest.raises(AppError) as over:  # what is left, in the API's decimal format (was "500.000000000000000000")
+        await withdrawals.request(session, s, t.user_id, req("501", "e2"))
+    assert over.value.extensions["remaining"] == "500" and "(500 left)" in over.value.message
     assert await reason_of(withdrawals.request(session, s, t.user_id, req("100", "f", random_address()))) == (
         "NOT_FOUND",
         None,
