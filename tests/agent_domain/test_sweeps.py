@@ -7,6 +7,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
+from core.settings import Environment, Settings
+from jobs.sweeps import signing_price
 from models.operations import OperationState
 from models.payments import Payment, PaymentMethod, PaymentState
 from models.tokens import Holding
@@ -90,3 +94,38 @@ async def test_sweep_pass(session_factory, session):  # type: ignore[no-untyped-
         "sweeps": 1,
     }
     assert (await op_by_ref(session, f"sweep:1:{ok}:2")).args == [TREASURY, str(50 * 10**6)]
+
+
+class QuotingNode:
+    """The three quotes signing_price reads: latest block (base fee), eth_gasPrice, eth_maxPriorityFeePerGas."""
+
+    def __init__(self, base_fee: int | None, gas_price: int, tip: int | None) -> None:
+        self.answers = [
+            {"number": "0x10", **({"baseFeePerGas": hex(base_fee)} if base_fee is not None else {})},
+            hex(gas_price),
+            hex(tip) if tip is not None else RuntimeError("method not found"),
+        ]
+
+    async def batch(self, calls, return_exceptions: bool = False):  # type: ignore[no-untyped-def]
+        assert [c[0] for c in calls] == ["eth_getBlockByNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas"]
+        return self.answers
+
+
+@pytest.mark.parametrize(
+    ("chain_id", "node", "sweep_fee"),
+    [
+        # anvil as Polygon (rwa dev's chain 137): the node quotes 1 gwei, the agent tips the spec's 30 gwei
+        (137, QuotingNode(base_fee=7, gas_price=1_000_000_007, tip=1_000_000_000), 30 * 10**9 + 14),
+        (1, QuotingNode(base_fee=20 * 10**9, gas_price=21 * 10**9, tip=None), 42 * 10**9),
+        (56, QuotingNode(base_fee=None, gas_price=3 * 10**9, tip=None), 3 * 10**9),  # legacy gas price
+    ],
+)
+async def test_a_topup_pays_for_the_sweep_the_agent_signs(chain_id: int, node: QuotingNode, sweep_fee: int) -> None:
+    """The top-up was priced with eth_gasPrice; the agent signs at 2 x base fee + the chain's tip. On rwa dev's
+    Polygon chain a deposit got 0.00024 of the 0.0015 its sweep (50,942 gas at 30 gwei) needed: the broadcast was
+    refused ("insufficient funds for gas") on every retry, and the open sweep blocked any further top-up."""
+    settings = Settings(RWA_ENV=Environment.TEST)
+    price = await signing_price(node, settings, chain_id)
+    assert price == sweep_fee
+    topped_up = TRANSFER_GAS * FEE_HEADROOM * price  # what sweep_pass sends an empty deposit address
+    assert topped_up >= 52_000 * sweep_fee  # a stablecoin transfer's gas at the price the agent signs
