@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from itertools import accumulate
 
 import orjson
@@ -83,6 +84,10 @@ def decode_checked(data: str | bytes) -> object:
         decoded = json.loads(raw)
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError("not UTF-8", "", exc.start) from exc
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # an integer of more digits than int() converts (4300): was a 500 / a 1011 close
+        raise json.JSONDecodeError(f"a number with more than {sys.get_int_max_str_digits()} digits", "", 0) from exc
     if (_SUSPECT_ESCAPE.search(raw) or b"u{" in raw) and unstorable_text(decoded):
         raise json.JSONDecodeError("strings must not contain NUL characters or unpaired surrogates", "", 0)
     return decoded

@@ -278,6 +278,27 @@ MALFORMED = {
         content=b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
         headers={"content-type": "application/json"},
     ),
+    # json.loads refuses integers of more than 4300 digits with a ValueError that is not a JSONDecodeError: 500
+    "integer of 5000 digits": dict(
+        method="POST",
+        content=b'{"query": "{ __typename }", "variables": {"n": ' + b"9" * 5000 + b"}}",
+        headers={"content-type": "application/json"},
+    ),
+    "GET integer of 5000 digits": dict(
+        method="GET",
+        params={
+            "extensions": '{"persistedQuery": {"version": 1, "sha256Hash": "' + "a" * 64 + '"}}',
+            "variables": "9" * 5000,
+        },
+    ),
+    "multipart integer of 5000 digits": dict(
+        method="POST",
+        files={
+            "operations": (None, '{"query": "{ __typename }", "variables": {"n": ' + "9" * 5000 + "}}"),
+            "map": (None, "{}"),
+        },
+        headers={"apollo-require-preflight": "true"},
+    ),
     "subscription over http": dict(method="POST", json={"query": "subscription { __typename }"}),
     # request.form() refused these with Starlette's plain-text 400
     "multipart without boundary": dict(
@@ -340,6 +361,7 @@ async def test_websocket_rejects_bad_messages_without_crashing(services) -> None
         '{"id": "1", "type": "subscribe", "payload": {"query": 5}}',
         '{"id": "1", "type": "subscribe", "payload": {"query": "subscription { __typename }", "variables": [1]}}',
         '{"type": "ping", "payload": {"a": "\\ud800"}}',
+        '{"type": "ping", "payload": {"n": ' + "9" * 5000 + "}}",  # closed 1011, a traceback in the log
     )
     async with serving(app) as url:
         for bad in (nested, "not json", *shapes):
