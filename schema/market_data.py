@@ -18,9 +18,7 @@ each subscriber alone.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
@@ -39,6 +37,7 @@ from resolvers.trading import market_data
 from resolvers.trading.orders import OrderView
 from schema.lookups import found
 from schema.permissions import authenticated, public_market_data
+from schema.personal_streams import personal_stream
 from schema.sharing import PRIVATE, SHARED_WITH_SNAPSHOT
 from schema.trading import (
     Candle,
@@ -52,9 +51,6 @@ from schema.trading import (
     levels,
     trade_of,
 )
-
-TOKEN_EXPIRED_CLOSE_CODE = 4401
-
 
 MAX_TRADES_SNAPSHOT = market_data.MAX_TRADES_SNAPSHOT
 
@@ -320,26 +316,8 @@ class Subscription:
         description=("The caller's order updates. The socket closes (code 4401) when its access token expires."),
     )
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
-        viewer = info.context.viewer
-        user_id = viewer.require_user()
-        async with info.context.services.pubsub.listen(market_data.orders_channel(user_id)) as events:
-            while True:
-                timeout = None if viewer.expires_at is None else viewer.expires_at - time.time()
-                if timeout is not None and timeout <= 0:
-                    await _close_expired(info)
-                    return
-                try:
-                    payload = await asyncio.wait_for(events.__anext__(), timeout)
-                except TimeoutError:
-                    continue
-                yield order_of_event(json.loads(payload))
-
-
-async def _close_expired(info: Info) -> None:
-    socket = info.context.request
-    close = getattr(socket, "close", None)
-    if close is not None:
-        try:
-            await close(code=TOKEN_EXPIRED_CLOSE_CODE, reason="access token expired")
-        except Exception:  # already closing
-            pass
+        user_id = info.context.viewer.require_user()
+        # closed with this generator (the channel unsubscribed when the client completes), not when collected
+        async with aclosing(personal_stream(info, market_data.orders_channel(user_id))) as events:
+            async for event in events:
+                yield order_of_event(event)

@@ -3,9 +3,6 @@ executor's transaction commits: agent/effects/live.py). Types and fields only.""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -13,8 +10,8 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from schema.market_data import _close_expired
 from schema.permissions import authenticated
+from schema.personal_streams import personal_stream
 from schema.sharing import PRIVATE
 from schema.trading import SettlementStatus
 
@@ -40,22 +37,6 @@ class SettlementUpdate:
             tx_hash=e.get("txHash"),
             block_number=e.get("blockNumber"),
         )
-
-
-async def personal_stream(info: Info, channel: str) -> AsyncGenerator[dict[str, Any], None]:
-    """The caller's events on `channel`, until its access token expires (the socket then closes with 4401)."""
-    viewer = info.context.viewer
-    async with info.context.services.pubsub.listen(channel) as events:
-        while True:
-            timeout = None if viewer.expires_at is None else viewer.expires_at - time.time()
-            if timeout is not None and timeout <= 0:
-                await _close_expired(info)
-                return
-            try:
-                payload = await asyncio.wait_for(events.__anext__(), timeout)
-            except TimeoutError:
-                continue
-            yield json.loads(payload)
 
 
 @strawberry.type

@@ -23,8 +23,8 @@ from schema.mutations import mutation
 from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
+from schema.personal_streams import personal_stream
 from schema.scalars import BigInt
-from schema.settlements import personal_stream
 from schema.sharing import PRIVATE
 
 strawberry.enum(
