@@ -5,13 +5,13 @@ a reorg racing the reads) does not end the range: the fetch resumes after the la
 after a backoff with jitter, until ``retry_for_s`` seconds pass without progress. So a backfill through
 a provider that fails 20% of its requests finishes instead of stopping with "RPC unreachable".
 
-While the writer is behind (the next batch is already fetched when one is written), up to COMMIT_BATCHES
-batches share one transaction: their rows are copied batch by batch (memory stays one batch), their
+Up to COMMIT_BATCHES consecutive batches of a range share one transaction (a batch joins the open one if it
+is fetched within GROUP_WAIT_S of the previous write): their rows are copied batch by batch (memory stays one batch), their
 balance deltas are summed in memory and applied once before the commit, in the same transaction as the
 rows and the cursor, so after a crash holdings still match the cursor. A realistic history touches
 thousands of distinct holders per batch, and each holdings upsert writes a new row version and index
 entries: once per group instead of once per batch (issue 16). At the head (one batch per poll) each
-batch commits alone, as before. ``on_batch`` and the metrics see a batch once it is committed.
+batch commits alone, as before: the range ends after it. ``on_batch`` and the metrics see a batch once it is committed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from asyncpg.transaction import Transaction
@@ -58,6 +59,13 @@ _END = object()
 # load 5-6.5): 1 (as before): 7.2 s CPU in the indexer + 9.0 s in its Postgres backend; 4: 6.1 + 6.2 s;
 # 8: 5.0 + 5.0 s; 16: 5.3 + 5.0 s. Memory does not grow with it (a batch is freed once copied).
 COMMIT_BATCHES = 8
+# How long an open group waits for the range's next batch before it commits without it. The writer used to commit
+# whenever it had caught up with the fetch (the next batch not yet decoded), which on the Ponder comparison's chain
+# and the realistic shape, where fetch + decode are as slow as the write, was most of the time: one holdings upsert
+# of every holder touched per batch or two instead of one per COMMIT_BATCHES. Waiting costs nothing (the writer
+# has nothing else to do); the bound keeps a stalled fetch (an RPC backoff) from holding written rows uncommitted.
+# At the head the range ends after its last batch, and the end marker commits at once.
+GROUP_WAIT_S = 2.0
 
 
 async def index_range(
@@ -160,16 +168,28 @@ async def index_range(
             metrics.INDEXED_BLOCK.labels(c).set(last)
         written.clear()
 
+    getter: asyncio.Future[object] | None = None  # the pending queue.get(), kept across a group's wait
     try:
         while True:
-            getter = asyncio.ensure_future(queue.get())
-            done_, _ = await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+            if getter is None:
+                getter = asyncio.ensure_future(queue.get())
+            waiting: set[asyncio.Future[Any]] = {getter, producer}
+            done_, _ = await asyncio.wait(
+                waiting,
+                timeout=None if group is None else GROUP_WAIT_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not done_:  # the open group waited GROUP_WAIT_S for the next batch: commit what it has
+                await commit()
+                continue
             if getter not in done_:
                 getter.cancel()
+                getter = None
                 producer.result()  # raises the fetch error
                 item = await queue.get()  # producer finished cleanly: the end marker is queued
             else:
                 item = getter.result()
+                getter = None
             if item is _END:
                 break
             assert isinstance(item, DecodedBatch)
@@ -187,15 +207,16 @@ async def index_range(
                 not (stop is not None and stop.is_set())
                 and group_events < commit_events
                 and len(written) < COMMIT_BATCHES
-                and not queue.empty()
             ):
-                continue  # the next batch is already fetched: write it in the same transaction
+                continue  # more of the range is coming: the next batch joins this transaction
             await commit()
             if stop is not None and stop.is_set():
                 break
         if group is not None:  # the end marker was queued behind the last batch
             await commit()
     finally:
+        if getter is not None:
+            getter.cancel()
         if group is not None:  # a batch (or the commit) failed: nothing of the group is committed
             try:
                 await group.rollback()
