@@ -9,11 +9,13 @@ tokens row carries start_block = the deployment block, so the indexer starts fol
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eth_abi import decode
@@ -27,6 +29,7 @@ from chains.registry import get_chain
 from chains.rpc import RpcClient
 from core.errors import AppError, BadUserInput, Conflict
 from core.settings import Environment, Settings
+from models.assets import AssetStatus
 from models.tokens import Token, TokenKind
 from resolvers import unit_of_work
 from resolvers.assets import lifecycle
@@ -176,11 +179,18 @@ async def inspect_contract(rpc: RpcClient, address: str) -> TokenFacts:
     )
 
 
+# A TOKENIZING asset whose request ended without an outcome (the API process was killed during the deployment)
+# stayed TOKENIZING: tokenizeAsset refused it (INVALID_STATE) and nothing else moved it. After this long (well past
+# a deployment's receipt waits) a new tokenizeAsset gives the old attempt up and starts again.
+STALE_TOKENIZING = timedelta(minutes=30)
+
 # A deployment sends several transactions from the deployer key, each with the account's next nonce read from the
 # node: two at once (two issuers, or API processes) read the same nonce and one failed with "nonce too low" or
 # "replacement transaction underpriced" (CONFLICT, the asset back to APPROVED). One deployment per key and chain at a
-# time, in every API process; the lock expires on its own if its holder dies.
-DEPLOY_LOCK_TTL_S = 600
+# time, in every API process. The lock lives DEPLOY_LOCK_TTL_S and its holder renews it while it deploys: a process
+# that dies holding it delays the next deployment by that much at most.
+DEPLOY_LOCK_TTL_S = 30
+DEPLOY_LOCK_WAIT_S = 600
 
 
 @asynccontextmanager
@@ -189,16 +199,27 @@ async def deployer_turn(ctx: Context, chain_id: int, key: str) -> AsyncIterator[
 
     address = Account.from_key(key).address
     name = ctx.services.keys("lock", "deployer", chain_id, address)
-    lock = ctx.services.redis.lock(name, timeout=DEPLOY_LOCK_TTL_S, blocking_timeout=DEPLOY_LOCK_TTL_S)
+    lock = ctx.services.redis.lock(name, timeout=DEPLOY_LOCK_TTL_S, blocking_timeout=DEPLOY_LOCK_WAIT_S)
     if not await lock.acquire():
-        raise Conflict(f"another deployment on chain {chain_id} has held the deployer for {DEPLOY_LOCK_TTL_S} s")
+        raise Conflict(f"other deployments on chain {chain_id} have held the deployer for {DEPLOY_LOCK_WAIT_S} s")
+
+    async def renew() -> None:
+        try:
+            while True:
+                await asyncio.sleep(DEPLOY_LOCK_TTL_S / 3)
+                await lock.reacquire()
+        except (LockError, ConnectionError, OSError) as exc:  # the finally below reports a lost lock
+            log.warning("deployer lock on chain %s not renewed: %r", chain_id, exc)
+
+    renewing = asyncio.create_task(renew())
     try:
         yield
     finally:
+        renewing.cancel()
         try:
             await lock.release()
-        except LockError:  # expired meanwhile (a deployment longer than the TTL): nothing left to release
-            log.warning("deployer lock on chain %s expired before the deployment ended", chain_id)
+        except LockError:  # lost meanwhile (Redis unreachable while renewing): nothing left to release
+            log.warning("deployer lock on chain %s was lost before the deployment ended", chain_id)
 
 
 async def deploy_token(url: str, key: str, req: DeployRequest, agents: list[str] | None = None) -> TokenFacts:
@@ -273,6 +294,12 @@ async def tokenize_asset(
     user_id, roles = ctx.viewer.require_user(), ctx.viewer.roles
     session = await ctx.session()
     asset = await lock_asset(session, asset_id, user_id, roles)
+    if asset.status is AssetStatus.TOKENIZING and asset.updated_at < datetime.now(UTC) - STALE_TOKENIZING:
+        # the request that started it never finished (its API process died mid-deployment) and no other call
+        # could move the asset on: given up as a failed tokenization would be, then tried again
+        await lifecycle.apply(
+            session, asset, "abandon_tokens", user_id, roles, reason="stale: the tokenizing request never finished"
+        )
     await lifecycle.apply(session, asset, "tokenize", user_id, roles)
     record(
         session,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from eth_utils import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chains.deploy import transact
@@ -20,6 +21,7 @@ from models.assets import Asset, AssetType
 from models.assets import AssetStatus as S
 from models.identity import Role, User
 from models.tokens import Holding, Token, TokenKind
+from resolvers.assets.tokenization import STALE_TOKENIZING
 from server.app import create_app
 from tests.fixtures.app import TEST_JWT_KEY
 
@@ -143,6 +145,33 @@ async def test_concurrent_deployments_each_get_their_token(
     assert len({t["address"] for t in tokens}) == 3
     for n, t in enumerate(tokens):
         assert t["symbol"] == f"SD{n}" and await anvil_w3.eth.get_code(t["address"])
+
+
+async def test_a_tokenization_whose_request_died_can_be_started_again(
+    chain_env, make_user, make_asset, gql, session: AsyncSession
+) -> None:
+    """kill -9 of the API worker during a deployment (found on rwa dev) left the asset TOKENIZING for good: a new
+    tokenizeAsset was INVALID_STATE and no mutation moved it. A TOKENIZING state older than any deployment takes is
+    given up (abandon_tokens, with the reason) by the next tokenizeAsset, which then deploys; a recent one is still
+    refused, so two live calls never deploy twice."""
+    issuer = await make_user(roles=["ISSUER"])
+    deploy = {"name": "Phoenix", "symbol": "PHX", "decimals": 0}
+    fresh = await make_asset(issuer.id, status=S.TOKENIZING)
+    stale = await make_asset(issuer.id, status=S.TOKENIZING)
+    await session.execute(
+        update(Asset)
+        .where(Asset.id == stale)
+        .values(updated_at=datetime.now(UTC) - STALE_TOKENIZING - timedelta(minutes=1))
+    )
+    await session.commit()
+    refused = await gql(TOKENIZE, {"a": str(fresh), "d": deploy}, token=issuer.token)
+    assert [e["code"] for e in refused["data"]["tokenizeAsset"]["errors"]] == ["INVALID_STATE"]
+    r = await gql(TOKENIZE, {"a": str(stale), "d": deploy}, token=issuer.token)
+    assert gql.payload(r, "tokenizeAsset", "tokenization")["asset"]["status"] == "ACTIVE"
+    r = await gql(HISTORY, {"id": str(stale)}, token=issuer.token)
+    steps = [e["node"] for e in r["data"]["asset"]["transitions"]["edges"]]
+    assert [s["action"] for s in steps[-3:]] == ["abandon_tokens", "tokenize", "confirm_tokens"]
+    assert steps[-3]["reason"].startswith("stale")
 
 
 async def test_register_path_validates_on_chain(
