@@ -1,8 +1,8 @@
 """Deposit sweeps: the stablecoin on CONFIRMED payments' deposit addresses moves to the treasury.
 
 A pass (jobs/sweeps.py, periodic) takes the deposit addresses of STABLECOIN payments in CONFIRMED or OVERPAID (the
-funds are final and credited; a payment in any other state, e.g. DETECTED, UNDERPAID, LATE or EXPIRED, is never
-touched) whose indexed token balance is at least SWEEP_MIN_AMOUNT (dust stays until more arrives) and that have no
+funds are final and credited), or REFUNDED / PARTIALLY_REFUNDED (the treasury paid the refund; a payment in any
+other state, e.g. DETECTED, UNDERPAID, LATE or EXPIRED, is never touched) whose indexed token balance is at least SWEEP_MIN_AMOUNT (dust stays until more arrives) and that have no
 sweep or top-up operation in flight, and for each:
 
     the address lacks gas for one transfer  -> "gas.topup": the treasury sends it what it lacks (a value transfer)
@@ -28,7 +28,10 @@ from resolvers.raw_sql import pg
 TRANSFER_GAS = 80_000  # a stablecoin transfer uses ~35-52k, estimated with the agent's margin
 # the agent signs at maxFeePerGas (about 2 x base fee + tip) and may bump it: the node wants gas x max fee up front
 FEE_HEADROOM = 3
-SWEEPABLE = ("CONFIRMED", "OVERPAID")
+# REFUNDED / PARTIALLY_REFUNDED too: a refund is paid by the treasury, so what the payer sent is the platform's
+# whatever the refund; left out, a payment refunded before a pass reached it (seconds after OVERPAID, or a LATE or
+# EXPIRED one refunded after review) kept its funds on the deposit address for good
+SWEEPABLE = ("CONFIRMED", "OVERPAID", "REFUNDED", "PARTIALLY_REFUNDED")
 _OPEN = ("PENDING", "SIGNED", "BROADCAST", "MINED")
 
 

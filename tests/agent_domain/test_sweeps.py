@@ -96,6 +96,28 @@ async def test_sweep_pass(session_factory, session):  # type: ignore[no-untyped-
     assert (await op_by_ref(session, f"sweep:1:{ok}:2")).args == [TREASURY, str(50 * 10**6)]
 
 
+async def test_refunded_payments_are_swept_too(session_factory, session):  # type: ignore[no-untyped-def]
+    """refundPayment pays the payer from the treasury. A payment refunded before a sweep pass reached it (on rwa
+    dev: OVERPAID, refunded 2 s later) was never swept: 15 USDC stayed on its deposit address while the treasury
+    had paid 15 out."""
+    base = 8_000_000
+    refunded = await deposit(session_factory, session, PaymentState.REFUNDED, 15 * 10**6, base + 1)
+    partly = await deposit(session_factory, session, PaymentState.PARTIALLY_REFUNDED, 20 * 10**6, base + 2)
+
+    async def balance(_: int, address: str) -> int:
+        return 10**18
+
+    async def price(_: int) -> int:
+        return 10**9
+
+    assert await sweep_pass(session, Decimal(1), lambda _: TREASURY, balance, price, chain_id=1) == {
+        "topups": 0,
+        "sweeps": 2,
+    }
+    assert (await op_by_ref(session, f"sweep:1:{refunded}:1")).args == [TREASURY, str(15 * 10**6)]
+    assert (await op_by_ref(session, f"sweep:1:{partly}:1")).args == [TREASURY, str(20 * 10**6)]
+
+
 class QuotingNode:
     """The three quotes signing_price reads: latest block (base fee), eth_gasPrice, eth_maxPriorityFeePerGas."""
 
