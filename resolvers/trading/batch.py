@@ -10,7 +10,9 @@ plus the batch's changes in order).
 
 Orders the in-memory path does not decide run through `orders.place_locked` in the same transaction, after what
 was decided before them is written; the orders after them start a new read:
-- the market has risk limits (price band, daily value, position, circuit breaker): the whole batch;
+- the market has a position limit, a circuit breaker or a halt that may end (their checks take a lock, read and
+  write more): the whole batch (the price band, the maximum quantity and value and the daily value are checked in
+  memory: risk.check, with the last trade's price and each investor's daily value as the batch changes them);
 - a clientOrderId used before (a replay: place_locked returns the stored order) or twice in the batch, or an
   invalid request that carries one (place_locked looks for it in the caller's other markets);
 - an order whose matching would walk past the resting orders read (a side of more than BOOK_ROWS orders).
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -31,11 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, NotFound
 from models.ledger import AccountKind
-from models.trading import MarketStatus, OrderStatus, Side
+from models.trading import MarketStatus, OrderStatus, OrderType, Side
 from resolvers import ledger
 from resolvers.ledger import UserAccount
 from resolvers.raw_sql import pg
-from resolvers.trading import batch_sql, gate, market_data, orders
+from resolvers.trading import batch_sql, gate, market_data, orders, risk
 from resolvers.trading.book import MarketSpec
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import BookOrder, Incoming, crosses, match
@@ -44,6 +46,7 @@ from resolvers.trading.settlement import (
     PricedFill,
     buy_reservation,
     buyer_cost,
+    notional_of,
     price_fill,
     settle_movement,
     settled,
@@ -106,6 +109,14 @@ class _Batch:
                     BookOrder(v.id, v.user_id, side, v.price, v.quantity - v.filled_quantity, v.seq, v.expires_at)
                 )
         self.movements: list[ledger.Movement] = []
+        # the market's risk limits (the controls applied here: band, maximum quantity and value, daily value), the
+        # last trade's price and each user's order value per day, as the batch changes them
+        self.limits = risk.limits_of(row)
+        self.last_price: Decimal | None = row["rl_last"]
+        self.used: dict[tuple[uuid.UUID, date], Decimal] = dict(
+            zip(zip(row["dn_users"] or [], row["dn_days"] or []), row["dn_used"] or [])
+        )
+        self.daily: list[tuple[uuid.UUID, date, Decimal]] = []  # order value added (user, day, value)
         self.trades: list[tuple[PricedFill, uuid.UUID, Side, datetime]] = []
         self.plans: list[_Plan] = []
 
@@ -146,6 +157,15 @@ class _Batch:
             return None if cid is not None else exc
         reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else ZERO
         verdict = gate.decide(market, self._rows(user_id), req.side, req.quantity, reservation, now)
+        day = orders.risk_day(now)
+        limits = self.limits
+        checked = risk.Verdict(None, req.price, req.price)  # no limits: the order as given
+        if verdict.reason is None and limits.present:
+            used = self.used.get((user_id, day), ZERO)
+            limits = replace(limits, last_price=self.last_price, used_today=used)
+            checked = risk.check(limits, req.side, req.type, req.quantity, req.price, market.tick_size)
+            if checked.reason is not None:
+                verdict = gate.GateResult(checked.reason, verdict.wallet)
         order_id = uuid.uuid4()
         # seq, created_at and updated_at are the database's: set once written (`_placed`)
         view = OrderView(
@@ -173,11 +193,12 @@ class _Batch:
         taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
         opposite = Side.SELL if req.side is Side.BUY else Side.BUY
         book = self.sides[opposite]
-        result = match(taker, book, now)
+        matcher = risk.with_price(taker, checked.match_price) if req.type is OrderType.MARKET else taker
+        result = match(matcher, book, now)
         if not self.complete[opposite] and not (
             result.remaining == 0
             or result.reason == "SELF_TRADE_PREVENTED"
-            or (book and req.price is not None and not crosses(req.side, req.price, book[-1].price))
+            or (book and matcher.price is not None and not crosses(req.side, matcher.price, book[-1].price))
         ):
             return None  # matching might go on past the rows read
         plan = _Plan(view, req.side, now)
@@ -273,6 +294,13 @@ class _Batch:
             self._rest(BookOrder(order_id, user_id, req.side, req.price, result.remaining, 0, req.expires_at))
             if req.side is Side.SELL and verdict.wallet is not None:
                 self.open_sells[verdict.wallet] = self.open_sells.get(verdict.wallet, ZERO) + result.remaining
+        counted = result.filled + (result.remaining if result.rests else 0)
+        if limits.daily is not None and checked.value_price is not None and counted:
+            value = notional_of(checked.value_price, counted)
+            self.used[(user_id, day)] = self.used.get((user_id, day), ZERO) + value
+            self.daily.append((user_id, day, value))
+        if plan.fills:
+            self.last_price = plan.fills[-1].price  # the reference of the price band from here
         plan.taker = replace(view)
         plan.levels = sorted(levels, key=lambda x: (x[0].value, x[1]))
         return self._add(view, plan, cid, job.request_id)
@@ -363,6 +391,9 @@ class _Batch:
             [v.updated_at for v in changed],
             [s.value for s, _ in levels],
             [p for _, p in levels],
+            [u for u, _, _ in self.daily],
+            [d for _, d, _ in self.daily],
+            [v for _, _, v in self.daily],
         ]
         if self.movements:
             currency = market.quote_currency
@@ -417,10 +448,14 @@ async def _read(session: AsyncSession, market_id: uuid.UUID, jobs: list[Any]) ->
     risk limits (the orders are placed one by one)."""
     users = list(dict.fromkeys(j.user_id for j in jobs))
     keyed = [(j.user_id, j.req.client_order_id) for j in jobs if j.req.client_order_id is not None]
+    days = sorted({orders.risk_day(j.now) for j in jobs if j.now is not None} | {orders.risk_day(orders.utcnow())})
     row = await (await pg(session)).fetchrow(
-        batch_sql.READ, market_id, users, [u for u, _ in keyed], [c for _, c in keyed], BOOK_ROWS
+        batch_sql.READ, market_id, users, [u for u, _ in keyed], [c for _, c in keyed], BOOK_ROWS, days
     )
-    if row is None or row["limited"]:
+    if row is None or (
+        row["rl_present"]
+        and (row["rl_max_position"] is not None or row["rl_move"] is not None or row["rl_halt_reason"] is not None)
+    ):  # the position check (its own lock and read), the circuit breaker, a halt that may end: place_locked
         return row, None
     market = MarketSpec(row[0], MarketStatus(row[1]), *row[2:14])
     cids = set(zip(row["ex_users"] or [], row["ex_cids"] or []))

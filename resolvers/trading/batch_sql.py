@@ -43,17 +43,32 @@ def _book_side(side: str, direction: str, alias: str) -> str:
     return _BOOK_SIDE.format(aggs=aggs, view=view, side=side, direction=direction, alias=alias)
 
 
-# $1 market, $2 the batch's users, ($3, $4) its (user, clientOrderId) pairs, $5 how many resting orders per side.
-# One row; none when the market does not exist.
+# $1 market, $2 the batch's users, ($3, $4) its (user, clientOrderId) pairs, $5 how many resting orders per side,
+# $6 the batch's UTC days; with the market's risk limits (risk.LIMITS_SQL's columns for the controls the in-memory
+# path applies: the last trade's price, the users' order value on those days). One row; none when the market does
+# not exist.
 READ = (
     """
 SELECT m.id, m.status, m.base_token_id, m.chain_id, m.token_address, m.base_decimals, m.quote_currency, m.tick_size,
        m.lot_size, m.min_notional, m.maker_fee_bps, m.taker_fee_bps, t.paused, t.identity_registry,
-       EXISTS (SELECT 1 FROM market_risk_limits rl WHERE rl.market_id = m.id) AS limited,
+       rl.market_id IS NOT NULL AS rl_present, rl.price_band_bps AS rl_band, rl.reference_price AS rl_reference,
+       rl.max_order_quantity AS rl_max_qty, rl.max_order_notional AS rl_max_notional,
+       rl.daily_notional_limit AS rl_daily, rl.max_position AS rl_max_position, rl.breaker_move_bps AS rl_move,
+       rl.breaker_window_s AS rl_window, rl.breaker_halt_s AS rl_halt, rl.halted_until AS rl_halted_until,
+       rl.halt_reason AS rl_halt_reason, lt.price AS rl_last, NULL::numeric AS rl_breaker_ref,
+       NULL::numeric AS rl_used, dn.users AS dn_users, dn.days AS dn_days,
+       dn.used AS dn_used,
        mk.users AS mm_users, mk.maker AS mm_maker, mk.taker AS mm_taker, ex.users AS ex_users, ex.cids AS ex_cids,
        us.*, bb.*, bs.*
 FROM markets m
 JOIN tokens t ON t.id = m.base_token_id
+LEFT JOIN market_risk_limits rl ON rl.market_id = m.id
+LEFT JOIN LATERAL (SELECT tr.price FROM trades tr WHERE tr.market_id = m.id ORDER BY tr.seq DESC LIMIT 1) lt
+       ON rl.market_id IS NOT NULL
+LEFT JOIN LATERAL (SELECT array_agg(d.user_id) AS users, array_agg(d.day) AS days, array_agg(d.notional) AS used
+                   FROM investor_daily_notional d
+                   WHERE rl.daily_notional_limit IS NOT NULL AND d.market_id = m.id AND d.user_id = ANY($2::uuid[])
+                     AND d.day = ANY($6::date[])) dn ON true
 LEFT JOIN LATERAL (SELECT array_agg(x.user_id) AS users, array_agg(x.maker_fee_bps) AS maker,
                           array_agg(x.taker_fee_bps) AS taker
                    FROM market_makers x WHERE x.market_id = m.id AND x.active) mk ON true
@@ -85,7 +100,8 @@ WHERE m.id = $1"""
 # 'order.place' audit row each ($17 request ids, $18 details); the trades ($19..$34 in fill order, $35 chain,
 # $36 token) with their token legs and operations as settlement.TRADES_CTE writes them; the existing makers' final
 # state ($37..$42); the changed levels ($43, $44), whose totals are read from before the statement (every part of one
-# statement sees the same snapshot); the cash movements (the ledger's CTEs, $45..$56). Foreign keys (a trade's
+# statement sees the same snapshot); the investors' daily order value added ($45 user, $46 day, $47 value); the cash
+# movements (the ledger's CTEs, $48..$59). Foreign keys (a trade's
 # orders, an instruction's trade) are checked at the end of the statement, when every row exists.
 _WRITE = """
 WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity,
@@ -131,14 +147,20 @@ WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, ty
                SELECT r.side, r.price, sum(r.quantity - r.filled_quantity) AS qty FROM orders r
                WHERE r.market_id = $1 AND r.status IN ('NEW', 'PARTIALLY_FILLED')
                  AND (r.side, r.price) IN (SELECT * FROM unnest($43::order_side[], $44::numeric[]))
-               GROUP BY r.side, r.price) g){cash}
+               GROUP BY r.side, r.price) g),
+     d AS (INSERT INTO investor_daily_notional (market_id, user_id, day, notional)
+           SELECT $1, x.user_id, x.day, sum(x.value) FROM unnest($45::uuid[], $46::date[], $47::numeric[])
+                AS x(user_id, day, value)
+           GROUP BY x.user_id, x.day
+           ON CONFLICT (market_id, user_id, day)
+           DO UPDATE SET notional = investor_daily_notional.notional + EXCLUDED.notional){cash}
 SELECT (SELECT array_agg(o.id) FROM o) AS order_ids, (SELECT array_agg(o.seq) FROM o) AS order_seqs,
        (SELECT array_agg(o.created_at) FROM o) AS order_created,
        (SELECT array_agg(t.id) FROM t) AS trade_ids, (SELECT array_agg(t.seq) FROM t) AS trade_seqs,
        (SELECT array_agg(t.market_sequence) FROM t) AS trade_market_seqs, (SELECT count(*) FROM u) AS makers,
        l.sides, l.prices, l.qtys
 FROM l"""
-FIRST_CASH_PARAM = 45
+FIRST_CASH_PARAM = 48
 WRITE = _WRITE.replace("{cash}", "")
 WRITE_CASH = _WRITE.replace("{cash}", "," + ledger.movements_cte(FIRST_CASH_PARAM))
 

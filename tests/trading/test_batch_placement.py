@@ -205,12 +205,24 @@ def _ids(outcomes: list[Any]) -> dict[Any, Any]:
 
 
 async def _both_ways(
-    sf: Any, script: list[Step], times: list[int], traders: list[dict[str, str]]
+    sf: Any, script: list[Step], times: list[int], traders: list[dict[str, str]], limits: str | None = None
 ) -> tuple[list[Any], list[Any]]:
-    """`script` as one sequencer batch on one market and order by order on its twin; the normalized outcomes of
-    both, after checking that they and the stored state are the same."""
+    """`script` as one sequencer batch on one market and order by order on its twin (both with the risk `limits`,
+    columns=values of market_risk_limits); the normalized outcomes of both, after checking that they and the stored
+    state are the same."""
     m1, t1 = await _twin(sf, traders)
     m2, t2 = await _twin(sf, traders)
+    if limits:
+        columns, values = zip(*(kv.split("=") for kv in limits.split(",")))
+        async with sf() as s:
+            for m in (m1, m2):
+                await s.execute(
+                    text(
+                        f"INSERT INTO market_risk_limits (market_id, {', '.join(columns)}) VALUES (:m, {', '.join(values)})"
+                    ),
+                    {"m": m.market_id},
+                )
+            await s.commit()
     jobs = []
     for i in range(len(script)):
         who, req, now = _request(m1.market_id, script, i, times[i])
@@ -265,10 +277,17 @@ async def test_a_batch_decides_what_one_by_one_decides(module_database_url):  # 
     assert statuses[17] == (OrderStatus.PARTIALLY_FILLED, None) and statuses[18] == (OrderStatus.FILLED, None)
 
 
-@pytest.mark.parametrize("seed,book_rows", [(1, 64), (2, 64), (3, 3), (4, 2)])
-async def test_random_batches_decide_what_one_by_one_decides(module_database_url, monkeypatch, seed, book_rows):  # type: ignore[no-untyped-def]
+LIMITS = "price_band_bps=400,reference_price=10,max_order_quantity=5,max_order_notional=45,daily_notional_limit=90"
+
+
+@pytest.mark.parametrize(
+    "seed,book_rows,limits", [(1, 64, None), (2, 64, None), (3, 3, None), (4, 2, None), (5, 64, LIMITS), (6, 1, LIMITS)]
+)
+async def test_random_batches_decide_what_one_by_one_decides(module_database_url, monkeypatch, seed, book_rows, limits):  # type: ignore[no-untyped-def]
     """With few resting orders read per side (book_rows 2-3), orders often walk past them: the batch mixes the
-    in-memory path and place_locked in one transaction, re-reading after each."""
+    in-memory path and place_locked in one transaction, re-reading after each. With risk limits (a price band around
+    the last trade, maximum quantity and value, a daily value per investor), the refusals and the MARKET orders'
+    band edges too."""
     monkeypatch.setattr(batch, "BOOK_ROWS", book_rows)
     alone_in_batch: list[Any] = []
     real = orders.place_locked
@@ -280,11 +299,15 @@ async def test_random_batches_decide_what_one_by_one_decides(module_database_url
     monkeypatch.setattr(orders, "place_locked", spy)
     script, times = _random_script(seed, 60)
     async with committed_sessions(module_database_url) as sf:
-        batched, _ = await _both_ways(sf, script, times, RANDOM_TRADERS)
+        batched, _ = await _both_ways(sf, script, times, RANDOM_TRADERS, limits)
     kinds = Counter(
         "error" if isinstance(o, Exception) else ("replay" if o.replayed else o.order.status.value) for o in batched
     )
     assert kinds["FILLED"] and kinds["REJECTED"] and kinds["NEW"] + kinds["PARTIALLY_FILLED"], kinds
+    if limits:
+        reasons = Counter(o.order.reason for o in batched if isinstance(o, orders.Placed))
+        assert reasons["PRICE_OUTSIDE_BAND"] and reasons["MAX_ORDER_QUANTITY_EXCEEDED"], reasons
+        assert reasons["DAILY_NOTIONAL_LIMIT_EXCEEDED"] and reasons["MAX_ORDER_NOTIONAL_EXCEEDED"], reasons
     # replays always go to place_locked (and so do the one-by-one twin's 60); walks past the rows read only with few
     batch_side = len(alone_in_batch) - len(script)
     assert kinds["replay"] <= batch_side < len(script) // 2
@@ -340,7 +363,7 @@ async def test_a_batch_costs_the_same_statements_whatever_its_size(module_databa
         assert calls == []
 
 
-async def test_a_walk_past_the_rows_read_and_a_market_with_limits_place_locked(module_database_url, monkeypatch):  # type: ignore[no-untyped-def]
+async def test_a_walk_past_the_rows_read_and_a_position_limit_place_locked(module_database_url, monkeypatch):  # type: ignore[no-untyped-def]
     calls: list[Any] = []
     real = orders.place_locked
 
@@ -409,6 +432,15 @@ async def test_a_walk_past_the_rows_read_and_a_market_with_limits_place_locked(m
             )
             for q in (1, 9)
         ]
+        async with sequencer._session(sf.kw["bind"]) as session:
+            out = await sequencer._together(session, m.market_id, limited)
+        assert calls == []  # the maximum quantity is checked in memory
+        assert [o.order.reason for o in out] == [None, "MAX_ORDER_QUANTITY_EXCEEDED"]
+        async with sf() as s:  # a position limit: its check takes its own lock and reads (place_locked)
+            await s.execute(
+                text("UPDATE market_risk_limits SET max_position = 100 WHERE market_id = :m"), {"m": m.market_id}
+            )
+            await s.commit()
         async with sequencer._session(sf.kw["bind"]) as session:
             out = await sequencer._together(session, m.market_id, limited)
         assert calls == [1, 9]
