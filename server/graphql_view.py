@@ -57,6 +57,18 @@ _cache_plan: contextvars.ContextVar[tuple[Plan, tuple[int, ...]] | None] = conte
 _POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
 
 
+def _with_credentials(request: Request) -> bool:
+    """Whether the request may have been answered for someone: the caller it was executed for is signed in, or
+    it carries any Authorization / X-API-Key header at all. `public` was decided from the last such header (a dict
+    of them) while the caller is the first one's (credentials_of): a signed-in `me` sent with a second, empty
+    Authorization header went out as `public, max-age`, for any shared cache to keep."""
+    context = request.scope.get("rwa.context")
+    viewer = getattr(context, "viewer", None)
+    if viewer is not None and viewer.authenticated:
+        return True
+    return any(name in (b"authorization", b"x-api-key") for name, _ in request.scope.get("headers") or ())
+
+
 class GraphQLView(GraphQL[Context, None]):
     websocket_adapter_class = SharedBytesWebSocketAdapter
     graphql_transport_ws_handler_class = SharedDeliveryHandler
@@ -127,7 +139,7 @@ class GraphQLView(GraphQL[Context, None]):
             except CachedAnswer as cached:
                 response = Response(cached.body, media_type="application/json", headers={"X-Cache": "HIT"})
             if _persisted.get() and request.method == "GET" and response.status_code == 200:
-                response = self._cacheable(response, headers)
+                response = self._cacheable(response, headers, _with_credentials(request))
         except PersistedQueryNotFound:
             response = error_response(NOT_FOUND_MESSAGE, "PERSISTED_QUERY_NOT_FOUND", 200)
         except BodyTooLarge:
@@ -245,13 +257,13 @@ class GraphQLView(GraphQL[Context, None]):
         context.viewer = RecordingViewer.of(viewer)
         _cache_plan.set((plan, versions))
 
-    def _cacheable(self, response: Response, headers: dict[bytes, bytes]) -> Response:
+    def _cacheable(self, response: Response, headers: dict[bytes, bytes], with_credentials: bool) -> Response:
         """A GET persisted query's answer: public when no credentials came with it (public data only), private
         otherwise; an ETag, and 304 when the client already holds this body. Answers with errors stay no-store."""
         body = bytes(response.body)
         if b'"errors"' in body:
             return response
-        anonymous = not (headers.get(b"authorization") or headers.get(b"x-api-key"))
+        anonymous = not with_credentials
         max_age = self.services.settings.apq_public_max_age_s
         cache_control = f"public, max-age={max_age}" if anonymous else "private, no-cache"
         etag = etag_of(body)

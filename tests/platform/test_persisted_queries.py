@@ -63,6 +63,21 @@ async def test_signed_in_get_is_private_and_errors_are_not_cached(app_client, ma
         assert anonymous.headers["cache-control"] == "no-store" and "etag" not in anonymous.headers
 
 
+async def test_an_answer_to_credentials_is_never_public(app_client, make_user) -> None:  # type: ignore[no-untyped-def]
+    """The caller is authenticated by the first Authorization / X-API-Key header; `public` was decided from the last
+    one (a dict of the headers): a signed-in `me` sent with a second, empty Authorization header went out as
+    `public, max-age=5`, for any shared cache to keep and serve."""
+    user = await make_user()
+    me = "query Me { me { id email } }"
+    params = {"extensions": json.dumps(EXT(sha(me)))}
+    async with app_client() as c:
+        await c.post("/graphql", json={"query": me, "extensions": EXT(sha(me))})
+        for extra in (("authorization", ""), ("x-api-key", ""), ("authorization", "Bearer ")):
+            mine = await c.get("/graphql", params=params, headers=[("authorization", f"Bearer {user.token}"), extra])
+            assert mine.json()["data"]["me"]["email"] == user.email, (extra, mine.text)
+            assert mine.headers["cache-control"] == "private, no-cache", (extra, dict(mine.headers))
+
+
 async def test_bad_persisted_query_requests_are_typed_and_store_nothing(app_client) -> None:  # type: ignore[no-untyped-def]
     query = "{ markets { id } }"
     async with app_client() as c:
