@@ -129,7 +129,7 @@ class OperationLifecycle(SchemaExtension):
         ctx = self.execution_context
         documents = self.limits.documents
         ctx.parse_options["max_tokens"] = documents.max_tokens
-        ctx.parse_options["max_source_length"] = documents.max_source_length
+        ctx.parse_options["max_source_length"] = documents.max_source_length  # type: ignore[typeddict-unknown-key]  # strawberry types only max_tokens; graphql-core 3.3 parse() takes it
         self._validated = False
         if ctx.query and ctx.graphql_document is None:
             try:
