@@ -230,7 +230,7 @@ async def _backfill(
             if not await lock.try_lock(conn, chain_id):
                 raise IndexerBusy(chain_id)
             await deferred_indexes.restore(conn)  # left missing by a backfill that did not finish
-            deferred = await deferred_indexes.defer(conn)  # a first history: two indexes are built after it
+            deferred = await deferred_indexes.defer(conn)  # a first history: secondary indexes built after it
             await prepare_connection(conn)
             watched = await load_watched(conn, chain_id)
             if token is not None:

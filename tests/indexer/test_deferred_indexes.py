@@ -1,4 +1,4 @@
-"""A first backfill builds ix_token_transfers_from/_to after its rows (indexer/deferred_indexes.py): they are gone
+"""A first backfill builds the event tables' secondary indexes after its rows (indexer/deferred_indexes.py): gone
 while it writes, back with the migrations' definitions when it ends, and rebuilt by the next start when it was
 killed in between; the rows stay exact throughout."""
 
@@ -35,7 +35,7 @@ from tests.indexer.scenario import run_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = sorted(deferred_indexes.DEFERRED)
-_DEFS = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'token_transfers' ORDER BY 1"
+_DEFS = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('token_transfers', 'chain_events') ORDER BY 1"
 
 
 async def index_defs(db_url: str) -> dict[str, str]:
