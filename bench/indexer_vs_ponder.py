@@ -31,10 +31,12 @@ Fairness:
 - No warm-up run for either; Postgres' shared buffers and the OS page cache are shared and warm for both.
 - CPU is each side's own process tree (user + system), and separately the CPU of the Postgres backends serving
   its database (sampled every 100 ms by process title; the parallel workers of an index build are not counted).
-- Both build some indexes after the history: Ponder all of its own after its historical sync; ours, on a database
-  whose ``token_transfers`` is empty, ``ix_token_transfers_from``/``_to`` (indexer/deferred_indexes.py), rebuilt
+- Both build some indexes after the history: Ponder all of its own after its historical sync; ours, into empty
+  event tables, every secondary index of ``token_transfers`` and ``chain_events`` but ``ix_chain_events_subject``
+  (indexer/deferred_indexes.py, since 2026-12-06 22:50; before, ``ix_token_transfers_from``/``_to`` only), rebuilt
   before the process exits (inside our timed window).
-- Ours runs with its production defaults (5,000-event batches, up to 8 of them per transaction while behind);
+- Ours runs with its production defaults (5,000-event batches, up to 8 of them per transaction, a batch joining
+  the open one if it is fetched within 2 s: indexer/pipeline.py);
   Ponder with the peer's config. Ours from process start includes the CLI's migration check (since 13:50: one asyncpg query against the
   scripts' revision ids; alembic is imported only when the database is behind).
 
