@@ -25,6 +25,7 @@ from resolvers.payments.intents import MINOR_UNITS, get, parse_amount, to_units
 from resolvers.payments.states import Actor, transition
 
 S = PaymentState
+ZERO_ADDRESS = "0x" + "0" * 40
 REFUNDABLE_STATES = (S.CONFIRMED, S.OVERPAID, S.PARTIALLY_REFUNDED, S.LATE, S.EXPIRED)
 MAX_TEXT = 1000
 BANK_REFERENCE_CHARS = 120
@@ -139,6 +140,21 @@ async def refund(
         raise BadUserInput(
             f"at most {available} {payment.currency} can be refunded", field="amount", available=str(available)
         )
+    payer = None
+    if payment.method is PaymentMethod.STABLECOIN:  # who gets it back, found before anything is written
+        await session.flush()  # matches the caller added (sessions do not autoflush)
+        payer = (
+            await session.execute(
+                select(PaymentMatch.from_address)
+                # a transfer from the zero address is a mint straight to the deposit address: no one to pay back
+                # (the treasury's transfer to 0x0 reverted, on rwa dev, after the refund had been accepted)
+                .where(PaymentMatch.payment_id == payment.id, PaymentMatch.from_address != ZERO_ADDRESS)
+                .order_by(PaymentMatch.block_number.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        if payer is None:
+            raise Conflict("no on-chain transfer to refund to", reason="NO_SOURCE_ADDRESS")
     from_held = min(value, held)
     from_credit = value - from_held
     row = PaymentRefund(id=uuid.uuid4(), payment_id=payment.id, amount=value, reason=why, actor_id=actor_id)
@@ -157,17 +173,7 @@ async def refund(
         legs=legs,
     )
     await session.flush()
-    if payment.method is PaymentMethod.STABLECOIN:
-        payer = (
-            await session.execute(
-                select(PaymentMatch.from_address)
-                .where(PaymentMatch.payment_id == payment.id)
-                .order_by(PaymentMatch.block_number.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        if payer is None:
-            raise Conflict("no on-chain transfer to refund to", reason="NO_SOURCE_ADDRESS")
+    if payer is not None:
         transfer = OutgoingTransfer(
             refund_id=row.id,
             chain_id=payment.chain_id,

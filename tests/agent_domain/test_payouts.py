@@ -254,6 +254,61 @@ async def test_refund_payout_failure_undoes_the_refund(session_factory, session)
     assert (out2.state, out2.tx_hash) == ("COMPLETED", op2.mined_tx_hash)
 
 
+async def test_a_deposit_minted_to_the_address_has_no_one_to_refund(session_factory, session):  # type: ignore[no-untyped-def]
+    """A stablecoin minted straight to a deposit address (its Transfer comes from 0x0) was refunded to 0x0: the
+    refund was accepted (PENDING), then the treasury's transfer reverted ("zero address") and was undone. Refused at
+    once instead, NO_SOURCE_ADDRESS, nothing written; a later transfer from a real sender is refunded to it."""
+    m = await make_market(session_factory)
+    t = await make_trader(session_factory, m)
+    usdc = (
+        await session.execute(select(Token).where(Token.symbol == m.quote, Token.kind == TokenKind.STABLECOIN))
+    ).scalar_one()
+    p = Payment(
+        id=uuid.uuid4(),
+        user_id=t.user_id,
+        method=PaymentMethod.STABLECOIN,
+        state=PaymentState.OVERPAID,
+        amount=Decimal(10),
+        currency=m.quote,
+        idempotency_key="minted",
+        chain_id=m.chain_id,
+        token_address=usdc.address,
+        decimals=6,
+        deposit_address=random_address(),
+        derivation_index=10**9 + 1,
+        amount_units=10 * 10**6,
+        received_units=15 * 10**6,
+        final_units=15 * 10**6,
+        received_amount=Decimal(15),
+        credited_amount=Decimal(10),
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    session.add(p)
+    await session.flush()
+
+    def match(sender: str, block: int) -> PaymentMatch:
+        return PaymentMatch(
+            chain_id=m.chain_id,
+            block_hash=tx_hash(),
+            log_index=0,
+            payment_id=p.id,
+            block_number=block,
+            tx_hash=tx_hash(),
+            from_address=sender,
+            value=15 * 10**6,
+        )
+
+    session.add(match("0x" + "0" * 40, 5))
+    await ledger.credit_deposit(session, t.user_id, Decimal(10), m.quote, f"payment:{p.id}:credit")
+    admin = await make_user(session_factory, ["ADMIN"])
+    assert await reason_of(refund(session, p.id, None, "overpaid", admin)) == ("CONFLICT", "NO_SOURCE_ADDRESS")
+    sender = random_address()
+    session.add(match(sender, 4))  # an earlier transfer from a real sender: the one to pay back
+    await session.flush()
+    row, _ = await refund(session, p.id, Decimal(5), "overpaid", admin)
+    assert (await op_by_ref(session, f"refund:{row.id}")).args == [sender, str(5 * 10**6)]
+
+
 async def test_request_withdrawal_over_graphql(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
     m = await make_market(session_factory)
     user = await make_user()
