@@ -135,3 +135,29 @@ async def test_holdings_an_investor_may_read_are_not_served_to_another(client, m
     assert (await post(client, query, variables, token=alice.token))[0] == "HIT"
     other, refused = await post(client, query, variables, token=bob.token)
     assert other == "MISS" and refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_concurrent_bumps_share_a_round_trip_and_none_is_sent_before_its_caller(redis_url, redis_prefix) -> None:  # type: ignore[no-untyped-def]
+    """Mutations answering at once share one INCR per tag (core/response_versions.bump); a bump that arrives while
+    a batch is on its way to Redis is not folded into it (that INCR may precede the caller's commit) but gets its
+    own, so a read after the mutation answered never matches a version cached from before its commit."""
+    import asyncio
+
+    from core.redis import Keys, create_redis
+    from core.response_versions import MARKET, bump, current
+
+    redis, keys = create_redis(redis_url), Keys(redis_prefix)
+    try:
+        await asyncio.gather(*(bump(redis, keys, (MARKET,)) for _ in range(20)))
+        assert await current(redis, keys, (MARKET,)) == (1,)  # twenty mutations in one tick: one increment
+
+        first = asyncio.ensure_future(bump(redis, keys, (MARKET,)))
+        await asyncio.sleep(0)  # the first bump opens a batch and starts its sender
+        await asyncio.sleep(0)  # the sender seals the batch and is waiting for Redis
+        await asyncio.gather(first, bump(redis, keys, (MARKET,)))
+        assert await current(redis, keys, (MARKET,)) == (3,)  # the late one was sent after it began
+
+        await bump(redis, keys, (MARKET,))
+        assert await current(redis, keys, (MARKET,)) == (4,)
+    finally:
+        await redis.aclose()
