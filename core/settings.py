@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "dev-only", "example", "secret")
@@ -46,6 +46,9 @@ DEV_FRONTEND_ORIGINS = tuple(
     f"http://{host}:{port}" for host in ("localhost", "127.0.0.1") for port in (3000, 4200, 5173)
 )
 
+
+# EIP-4361's domain: an RFC 3986 authority without userinfo (a DNS name or IPv4 address, an optional port)
+SIWE_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?$")
 
 # variables named per chain (or their chain-less fallback), read by Settings.model_post_init
 _PER_CHAIN = re.compile(
@@ -238,8 +241,23 @@ class Settings(BaseSettings):
     # IPs or CIDRs, "*" for any); others' headers are ignored, so the login rate limit keys on the real client
     forwarded_allow_ips: str = Field("127.0.0.1", alias="FORWARDED_ALLOW_IPS")
 
+    # the host[:port] users open the app at (the front end that asks wallets to sign): the domain and URI of wallet
+    # linking's Sign-In with Ethereum message, which wallets compare with the page asking. Required in production;
+    # unset elsewhere: the request's Host header (never trusted in production: a proxying phishing site sets it)
+    siwe_domain: str | None = Field(None, alias="SIWE_DOMAIN")
+
     log_level: str = Field("INFO", alias="LOG_LEVEL")
     log_json: bool = Field(True, alias="LOG_JSON")
+
+    @field_validator("siwe_domain")
+    @classmethod
+    def _siwe_domain(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if not SIWE_DOMAIN.match(value):
+            raise ValueError("SIWE_DOMAIN must be a host[:port] (no scheme or path), e.g. app.example.com")
+        return value.lower()
 
     @property
     def is_production(self) -> bool:
@@ -352,6 +370,11 @@ class Settings(BaseSettings):
                 )
             if any(marker in lowered for marker in PLACEHOLDER_MARKERS) or len(raw) < 32:
                 raise ConfigError(f"{name} looks like a placeholder; set a real secret for RWA_ENV=production")
+        if not self.siwe_domain:
+            raise ConfigError(
+                "SIWE_DOMAIN must be set when RWA_ENV=production: the host users open the app at, shown by wallets "
+                "when they link (the Host header is not trusted there)"
+            )
         if self.webhook_allow_loopback:
             raise ConfigError(
                 "WEBHOOK_ALLOW_LOOPBACK must not be enabled when RWA_ENV=production (webhooks go to "

@@ -53,6 +53,18 @@ class ChallengeExpired(BadUserInput):
         super().__init__("the challenge expired; request a new one", field="signature", reason="CHALLENGE_EXPIRED")
 
 
+class ChallengeForAnotherDomain(BadUserInput):
+    """The challenge names a domain other than SIWE_DOMAIN (issued before it was set or changed): no pending
+    challenge is valid here, so the code is CHALLENGE_NOT_FOUND."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the challenge was issued for another domain; request a new one",
+            field="address",
+            reason="CHALLENGE_NOT_FOUND",
+        )
+
+
 class SignatureInvalid(BadUserInput):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message, field="signature", reason=reason)
@@ -112,15 +124,22 @@ def _key(ctx: Context, user_id: uuid.UUID, address: str) -> str:
 
 
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(?::\d{1,5})?$")
+_LOOPBACK = ("localhost", "127.0.0.1")
 
 
 def _domain(ctx: Context) -> str:
-    """The host the user is talking to, shown by wallets; anything odd in the header falls back to a constant."""
+    """The host wallets show the user: SIWE_DOMAIN (required in production). Unset (development, tests): the host the
+    user is talking to, from the Host header, which whoever sends the request chooses; anything odd there falls back
+    to a constant."""
+    if ctx.settings.siwe_domain:
+        return ctx.settings.siwe_domain
     host = (ctx.request.headers.get("host") or "") if ctx.request is not None else ""
     return host if _HOST.match(host) else "stablerwa"
 
 
 def _uri(ctx: Context, domain: str) -> str:
+    if ctx.settings.siwe_domain:
+        return f"{'http' if domain.rsplit(':', 1)[0] in _LOOPBACK else 'https'}://{domain}"
     scheme = ctx.request.url.scheme if ctx.request is not None else "https"
     return f"{'https' if scheme in ('https', 'wss') else 'http'}://{domain}"
 
@@ -226,9 +245,13 @@ async def link(ctx: Context, address: str, signature: str) -> Wallet:
         raise ChallengeExpired()
     message = siwe.parse(stored["message"])
     chain_id = int(stored.get("chain_id", message.chain_id))
+    # the domain the user's wallet showed must be ours: the configured one when set, else the one issued
+    domain = ctx.settings.siwe_domain or stored.get("domain", message.domain)
+    if message.domain != domain:
+        raise ChallengeForAnotherDomain()
     problem = siwe.check(
         message,
-        domain=stored.get("domain", message.domain),
+        domain=domain,
         address=address,
         chain_id=chain_id,
         nonce=stored["nonce"],

@@ -195,6 +195,7 @@ def test_agent_run_refuses_to_start_in_production_with_a_dev_or_missing_key(
         KYC_ENCRYPTION_KEY="a" * 64,
         WEBHOOK_SECRET="w" * 40,
         HD_WALLET_MNEMONIC="legal winner thank year wave sausage worth useful legal winner thank yellow",
+        SIWE_DOMAIN="app.stablerwa.test",
         RPC_URLS_1="http://127.0.0.1:9",
         RWA_DATA_DIR="/tmp/rwa-agent-prod-test",
         LOG_LEVEL="WARNING",

@@ -132,3 +132,33 @@ async def test_a_contract_wallet_links_by_eip1271(chain_env, anvil_w3, anvil_acc
     await gql(CHALLENGE, {"a": wallet, "c": 1}, token=other.token)
     garbage = await gql(LINK, {"a": wallet, "s": "0x" + "ab" * 130}, token=other.token)
     assert gql.error_code(garbage) == "SIGNER_MISMATCH", garbage
+
+
+async def test_a_configured_domain_ignores_the_host_header(gql, make_user, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A phishing site proxying to the API sets its own Host: with SIWE_DOMAIN the message still names ours, so the
+    victim's wallet warns that the page asking is not the domain in the message."""
+    monkeypatch.setattr(settings, "siwe_domain", "app.stablerwa.test")
+    user, account = await make_user(), Account.create()
+    result = await gql(CHALLENGE, {"a": account.address, "c": 1}, token=user.token, headers={"Host": "evil.example"})
+    issued = gql.payload(result, "walletChallenge", "challenge")
+    match = EIP4361.match(issued["message"])
+    assert match, issued["message"]
+    assert match["domain"] == issued["domain"] == "app.stablerwa.test"
+    assert match["uri"] == issued["uri"] == "https://app.stablerwa.test"
+    assert "evil.example" not in issued["message"]
+    linked = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
+    assert gql.payload(linked, "linkWallet", "wallet")["address"] == account.address
+
+
+async def test_link_refuses_a_message_for_another_domain(gql, make_user, settings, monkeypatch, session) -> None:  # type: ignore[no-untyped-def]
+    """A challenge issued under the Host header (SIWE_DOMAIN unset) no longer links once SIWE_DOMAIN names another
+    domain: the domain the wallet showed must be the configured one."""
+    user, account = await make_user(), Account.create()
+    result = await gql(CHALLENGE, {"a": account.address, "c": 1}, token=user.token, headers={"Host": "evil.example"})
+    issued = gql.payload(result, "walletChallenge", "challenge")
+    assert issued["domain"] == "evil.example"  # development fallback: the Host header
+    monkeypatch.setattr(settings, "siwe_domain", "app.stablerwa.test")
+    refused = await gql(LINK, {"a": account.address, "s": sign(account, issued["message"])}, token=user.token)
+    assert gql.error_code(refused) == "CHALLENGE_NOT_FOUND"
+    assert "another domain" in refused["data"]["linkWallet"]["errors"][0]["message"]
+    assert (await session.execute(select(Wallet).where(Wallet.address == account.address))).first() is None

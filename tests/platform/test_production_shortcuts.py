@@ -28,6 +28,7 @@ def production(**overrides: object) -> dict[str, object]:
         "RWA_ENV": "production",
         "HD_WALLET_MNEMONIC": " ".join(secrets.token_hex(4) for _ in range(12)),
         "WEBHOOK_SECRET": secrets.token_hex(32),
+        "SIWE_DOMAIN": "app.stablerwa.test",
         **overrides,
     }
 

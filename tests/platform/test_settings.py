@@ -42,6 +42,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "GRAPHIQL_ENABLED",
         "INTROSPECTION_ENABLED",
         "DEPLOYER_PRIVATE_KEY",
+        "SIWE_DOMAIN",
         *SECRET_VARS,
     ):
         monkeypatch.delenv(name, raising=False)
@@ -60,6 +61,7 @@ def production_env(
         "KYC_ENCRYPTION_KEY": os.urandom(32).hex(),
         "HD_WALLET_MNEMONIC": " ".join(secrets.token_hex(4) for _ in range(12)),
         "WEBHOOK_SECRET": secrets.token_urlsafe(32),
+        "SIWE_DOMAIN": "app.stablerwa.test",
     }
 
 
@@ -67,7 +69,7 @@ def test_complete_production_config_passes() -> None:
     Settings(**production_env()).check_production()  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", ["DATABASE_URL", "REDIS_URL", *SECRET_VARS])
+@pytest.mark.parametrize("name", ["DATABASE_URL", "REDIS_URL", "SIWE_DOMAIN", *SECRET_VARS])
 def test_production_refuses_a_missing_variable(name: str) -> None:
     env = production_env()
     del env[name]
@@ -104,6 +106,16 @@ def test_production_accepts_a_real_deployer_key() -> None:
     Settings(**{**production_env(), "DEPLOYER_PRIVATE_KEY": "0x" + secrets.token_hex(32)}).check_production()  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "value", ["https://app.example.com", "app.example.com/", "evil.example\r\nX-Injected: 1", "user@app.example.com"]
+)
+def test_siwe_domain_must_be_a_bare_host(value: str) -> None:
+    """It is printed into the message wallets sign: a scheme, path or line break there is a misconfiguration."""
+    with pytest.raises(ValueError, match="SIWE_DOMAIN"):
+        Settings(**{**production_env(), "SIWE_DOMAIN": value})  # type: ignore[arg-type]
+    assert Settings(SIWE_DOMAIN="App.Example.com:8443").siwe_domain == "app.example.com:8443"  # type: ignore[call-arg]
+
+
 def test_development_does_not_require_secrets() -> None:
     Settings(RWA_ENV="development").check_production()  # type: ignore[arg-type]
 
@@ -136,9 +148,9 @@ def test_secrets_stay_out_of_repr_and_logs() -> None:
             assert needle not in text, f"{name} leaked"
 
 
-@pytest.mark.parametrize("missing", ["JWT_PRIVATE_KEY", "DATABASE_URL"])
+@pytest.mark.parametrize("missing", ["JWT_PRIVATE_KEY", "DATABASE_URL", "SIWE_DOMAIN"])
 def test_rwa_serve_refuses_production_without_secret(missing: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", *SECRET_VARS)}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SIWE_DOMAIN", *SECRET_VARS)}
     env.update(production_env())
     del env[missing]
     env["RWA_DATA_DIR"] = str(tmp_path / "data")
