@@ -75,7 +75,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"{data_dir.name}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "RWA_ENV")}
-        env.update(RWA_DATA_DIR=str(data_dir), LOG_LEVEL=log_level)
+        # its ops ports on free ones: the defaults (9100, 9103) may be held by a stack someone runs on this machine
+        env.update(
+            RWA_DATA_DIR=str(data_dir),
+            LOG_LEVEL=log_level,
+            RWA_API_METRICS_PORT=str(free_port()),
+            RWA_WORKER_METRICS_PORT=str(free_port()),
+        )
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [RWA, "serve", "--port", str(self.port), *args],
