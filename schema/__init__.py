@@ -32,6 +32,7 @@ from schema import (
     dev_funding,
     documents,
     identity,
+    input_conversion,
     issuance,
     kyc,
     market_data,
@@ -462,6 +463,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions=[lambda: OperationLifecycle(limits)],
         scalar_overrides=SCALAR_OVERRIDES,
     )
+    input_conversion.install(schema)  # input objects built from a plan made once (schema/input_conversion.py)
     describe(schema._schema)  # arguments and fields their definition leaves undescribed (schema/descriptions.py)
     documents.schema = schema._schema
     schema.documents = documents
