@@ -15,8 +15,32 @@ Anything that is not an `AppError` is masked as INTERNAL (the message never reac
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import Any
+
+# What a client error message repeats of the client's own input: an invalid 100 kB UUID was echoed whole (and twice,
+# by graphql-core's variable error), so the answer grew with the attack. echo() bounds a value a message quotes;
+# bounded() bounds a finished message (graphql-core's and strawberry's included): every run of more than
+# _LONG_RUN_CHARS non-blank characters (a tx hash, 66, stays whole) to ECHO_CHARS + "…", the whole to MAX_MESSAGE_CHARS.
+ECHO_CHARS = 64
+_LONG_RUN_CHARS = 80
+MAX_MESSAGE_CHARS = 1024
+_LONG_RUN = re.compile(r"\S{%d,}" % (_LONG_RUN_CHARS + 1))
+
+
+def echo(value: object) -> str:
+    """`value` as an error message may quote it: its first ECHO_CHARS characters, then "…" when there was more."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
+
+
+def bounded(message: str) -> str:
+    """A client-facing message with whatever input it repeats cut short (see ECHO_CHARS above)."""
+    if len(message) <= _LONG_RUN_CHARS:
+        return message
+    message = _LONG_RUN.sub(lambda run: run[0][:ECHO_CHARS] + "…", message)
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
 
 
 class ErrorCode(str, Enum):
@@ -79,6 +103,7 @@ class AppError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL
 
     def __init__(self, message: str, **extensions: Any) -> None:
+        message = bounded(message)  # a message built from client input stays small whatever was sent
         super().__init__(message)
         self.message = message
         self.extensions = extensions

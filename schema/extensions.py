@@ -20,7 +20,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 from strawberry.types.graphql import OperationType
 
-from core.errors import AppError, ErrorCode, Forbidden
+from core.errors import AppError, ErrorCode, Forbidden, bounded
 from core.metrics import GRAPHQL_ERRORS, GRAPHQL_LATENCY, GRAPHQL_REQUESTS
 from core.transactions import transient_conflict, transient_sqlstate
 from schema.cost import cached_cost, over_budget
@@ -55,7 +55,7 @@ def classify(error: GraphQLError) -> GraphQLError:
         code = (
             ErrorCode.QUERY_TOO_COMPLEX.value if _TOO_COMPLEX.match(error.message) else ErrorCode.BAD_USER_INPUT.value
         )
-        message, extra = error.message, {}
+        message, extra = bounded(error.message), {}  # graphql-core and strawberry quote the whole bad value
     elif error.path is None and isinstance(original, ValueError) and "integer string conversion" in str(original):
         # an Int/BigInt literal longer than int() converts (sys.get_int_max_str_digits(), 4300): graphql-core's
         # literal coercion let the ValueError through and it answered INTERNAL, logged with a traceback

@@ -18,7 +18,7 @@ from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinit
 from strawberry.schema.types.scalar import DEFAULT_SCALAR_REGISTRY
 from strawberry.types.scalar import ScalarDefinition
 
-from core.errors import BadUserInput
+from core.errors import BadUserInput, echo
 
 # What a number in a string may look like: ASCII digits only. Python's int() and Decimal() also take surrounding
 # whitespace, `_` between digits and any Unicode digit ("1_0" and " 10" were 10, the Arabic-Indic "٣" was 3), so an
@@ -30,13 +30,13 @@ _NON_FINITE_TEXT = re.compile(r"[+-]?(?:s?nan|inf|infinity)", re.IGNORECASE)  # 
 
 def _parse_big_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise BadUserInput(f"not an integer: {str(value)[:40]!r}")
+        raise BadUserInput(f"not an integer: {echo(value)!r}")
     if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
-        raise BadUserInput(f"not an integer: {value[:40]!r}")
+        raise BadUserInput(f"not an integer: {echo(value)!r}")
     try:
         return int(value)
     except ValueError:  # more digits than int() converts (4300)
-        raise BadUserInput(f"not an integer: {str(value)[:40]!r}") from None
+        raise BadUserInput(f"not an integer: {echo(value)!r}") from None
 
 
 def _serialize_big_int(value: object) -> str:
@@ -89,9 +89,9 @@ def _parse_datetime(value: object) -> datetime:
         if parsed.tzinfo is not None:
             parsed.astimezone(UTC)
     except (StrawberryInputCoercionError, OverflowError):
-        raise BadUserInput(f"not an ISO 8601 date-time: {value!r}") from None
+        raise BadUserInput(f"not an ISO 8601 date-time: {echo(value)!r}") from None
     if parsed.tzinfo is None:
-        raise BadUserInput(f"date-time needs a UTC offset, e.g. 2024-01-01T00:00:00Z: {value!r}")
+        raise BadUserInput(f"date-time needs a UTC offset, e.g. 2024-01-01T00:00:00Z: {echo(value)!r}")
     return parsed
 
 
@@ -103,11 +103,11 @@ def _parse_decimal(value: object) -> PyDecimal:
     1E+999999999, 1e-999999999 or 60 digits reached resolver arithmetic (InvalidOperation, Overflow) or asyncpg's
     encoder and came back INTERNAL. Domain ranges (with `extensions.field`) stay with the resolvers."""
     if isinstance(value, str) and not (_DECIMAL_TEXT.fullmatch(value) or _NON_FINITE_TEXT.fullmatch(value)):
-        raise BadUserInput(f"not a decimal number: {value[:40]!r}")
+        raise BadUserInput(f"not a decimal number: {echo(value)!r}")
     try:
         parsed = _parse_builtin_decimal(value)
     except StrawberryInputCoercionError:
-        raise BadUserInput(f"not a decimal number: {str(value)[:40]!r}") from None
+        raise BadUserInput(f"not a decimal number: {echo(value)!r}") from None
     if parsed.is_finite() and parsed.is_zero():
         return PyDecimal(0)  # "0E-1000026" included: asyncpg cannot encode that exponent
     if not (
@@ -115,7 +115,7 @@ def _parse_decimal(value: object) -> PyDecimal:
     ):
         raise BadUserInput(
             f"a decimal must be finite, with at most {DECIMAL_DIGITS} digits before and after the "
-            f"point: {str(value)[:40]!r}"
+            f"point: {echo(value)!r}"
         )
     return parsed
 
