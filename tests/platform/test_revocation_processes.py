@@ -263,3 +263,23 @@ async def test_the_mirror_reloads_after_its_subscription_was_cut(process_factory
     await _until(lambda: claims.session_family in services.revocations._sids)
     assert services.revocations.live
     assert _code(await _gql(client, ME, token)) == "UNAUTHENTICATED"
+
+
+async def test_a_served_app_checks_revocations_from_its_mirror(
+    module_database_url, redis_url, redis_prefix, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """The app `rwa serve` runs (create_app without injected services, its lifespan held open by the server)
+    starts the mirror, so no request pays a Redis round trip for the check; leaving the lifespan stops it."""
+    app = create_app(_settings(module_database_url, redis_url, redis_prefix, tmp_path / "data"))
+    services = app.state.services
+    async with app.router.lifespan_context(app):
+        assert services.revocations.live
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50000)), base_url="http://testserver"
+        )
+        async with client:
+            session = await _register(client)
+            assert _code(await _gql(client, ME, session["accessToken"])) is None
+            await services.revocations.revoke_session(services.keyring.verify(session["accessToken"]).session_family)
+            assert _code(await _gql(client, ME, session["accessToken"])) == "UNAUTHENTICATED"
+    assert not services.revocations.live
