@@ -50,11 +50,20 @@ def unstorable_text(value: object) -> bool:
     return False
 
 
+# graphql-transport-ws messages that name an operation: its `id` is a string. strawberry took any JSON value, so
+# a numeric id ran the operation (frames echoed `"id": 1`) and a complete with one was silently ignored
+_WITH_ID = frozenset({"subscribe", "complete"})
+
+
 def well_formed_ws_message(message: object) -> bool:
-    """An object; a subscribe's payload an object with a string query and optional object variables/extensions."""
+    """An object; a subscribe's or complete's id a string; a subscribe's payload an object with a string query and
+    optional object variables/extensions."""
     if not isinstance(message, dict):
         return False
-    if message.get("type") != "subscribe":
+    kind = message.get("type")
+    if isinstance(kind, str) and kind in _WITH_ID and not isinstance(message.get("id"), str):
+        return False
+    if kind != "subscribe":
         return True
     payload = message.get("payload")
     return (
