@@ -81,7 +81,10 @@ def serve(
         os.environ["RWA_SERVE_WORKERS"] = str(workers)
         # a websocket message is bounded like an HTTP body (uvicorn's default is 16 MiB)
         # X-Forwarded-For/-Proto are believed from FORWARDED_ALLOW_IPS peers only (the client IP the login rate limit
-        # keys on); everyone else's are ignored
+        # keys on); everyone else's are ignored.
+        # uvicorn has no header/body read timeout and (httptools) no header-size limit: production runs behind a
+        # proxy that has them (README "Slow clients"). limit_concurrency stays unset: it counts half-open
+        # connections, so a slow-client flood would 503 everyone sooner
         config = uvicorn.Config(
             "server.app:create_app_from_env",
             factory=True,
