@@ -68,6 +68,8 @@ def serve(
     """Run the GraphQL API (/graphql, /healthz, /readyz); Prometheus /metrics of every worker on the ops port."""
     import uvicorn
 
+    from server.http_protocol import BoundedHeadProtocol
+
     with runtime() as settings:
         check_secrets(settings)
         url = f"http://{host}:{port}/graphql"
@@ -82,9 +84,9 @@ def serve(
         # a websocket message is bounded like an HTTP body (uvicorn's default is 16 MiB)
         # X-Forwarded-For/-Proto are believed from FORWARDED_ALLOW_IPS peers only (the client IP the login rate limit
         # keys on); everyone else's are ignored.
-        # uvicorn has no header/body read timeout and (httptools) no header-size limit: production runs behind a
-        # proxy that has them (README "Slow clients"). limit_concurrency stays unset: it counts half-open
-        # connections, so a slow-client flood would 503 everyone sooner
+        # uvicorn has no header read timeout nor (httptools) header-size limit: BoundedHeadProtocol adds both; bodies
+        # have none, so production runs behind a proxy with read timeouts (README "Slow clients").
+        # limit_concurrency stays unset: it counts half-open connections, so a flood would 503 everyone sooner
         config = uvicorn.Config(
             "server.app:create_app_from_env",
             factory=True,
@@ -94,6 +96,7 @@ def serve(
             log_config=None,
             timeout_graceful_shutdown=10,
             ws=WEBSOCKETS,
+            http=BoundedHeadProtocol,
             proxy_headers=True,
             forwarded_allow_ips=settings.forwarded_allow_ips,
             ws_max_size=settings.max_request_bytes,
