@@ -51,7 +51,10 @@ async def _http_client(db_url: str, market_id: uuid.UUID, users: list[uuid.UUID]
     from server.app import create_app_from_env
 
     app = create_app_from_env()
-    await app.router.lifespan_context(app).__aenter__()  # left open: the process ends with the run
+    # left open for the run, and referenced: a lifespan the collector finalizes runs its shutdown (the revocation
+    # mirror, the read pool and Redis closed under the bench), as rwa serve's never does
+    app.state.bench_lifespan = app.router.lifespan_context(app)
+    await app.state.bench_lifespan.__aenter__()
     keyring = KeyRing(pem, "bench", ttl_s=3600)
     query = (
         "mutation($i: PlaceOrderInput!) { placeOrder(input: $i) "
