@@ -10,6 +10,7 @@ from __future__ import annotations
 from resolvers import ledger
 from resolvers.trading.gate import WALLETS
 from resolvers.trading.order_view import VIEW_SQL
+from resolvers.trading.settlement import settlement_legs_cte
 
 VIEW_COLUMNS = VIEW_SQL.split(", ")  # OrderView's fields, in order
 
@@ -103,7 +104,8 @@ WHERE m.id = $1"""
 # statement sees the same snapshot); the investors' daily order value added ($45 user, $46 day, $47 value); the cash
 # movements (the ledger's CTEs, $48..$59). Foreign keys (a trade's
 # orders, an instruction's trade) are checked at the end of the statement, when every row exists.
-_WRITE = """
+_WRITE = (
+    """
 WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity,
                                filled_quantity, status, reason, expires_at, wallet_address, reserved_cash, updated_at)
            SELECT x.id, $1, x.user_id, x.cid, x.side, x.type, x.tif, x.price, x.quantity, x.filled, x.status, x.reason,
@@ -126,18 +128,9 @@ WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, ty
                                quantity, maker_fee, taker_fee, settlement, created_at)
            SELECT f.id, $1, f.maker, f.taker, f.buyer, f.seller, f.taker_side, f.price, f.quantity, f.maker_fee,
                   f.taker_fee, 'PENDING', f.created_at
-           FROM f ORDER BY f.n RETURNING id, seq, market_sequence),
-     i AS (INSERT INTO settlement_instructions (id, trade_id, chain_id, token_address, from_wallet, to_wallet, amount,
-                                                status)
-           SELECT f.instruction, f.id, $35, $36, f.from_wallet, f.to_wallet, f.units, 'PENDING'
-           FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL),
-     op AS (INSERT INTO chain_operations (id, kind, chain_id, contract, abi_name, function, args, value, signer,
-                                          business_ref, state, attempts, tx_hashes)
-            SELECT f.op, 'settlement.transfer', $35, $36, 'SecurityToken', 'settlementTransfer',
-                   jsonb_build_array(f.from_wallet, f.to_wallet, f.units::text), 0, 'agent',
-                   'settlement:' || f.instruction::text, 'PENDING', 0, '{}'
-            FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL
-            ON CONFLICT (business_ref) DO NOTHING),
+           FROM f ORDER BY f.n RETURNING id, seq, market_sequence),"""
+    + settlement_legs_cte("$35", "$36")
+    + """,
      u AS (UPDATE orders r SET filled_quantity = x.filled, status = x.status, reason = x.reason,
                                reserved_cash = x.reserved, updated_at = x.updated_at
            FROM unnest($37::uuid[], $38::numeric[], $39::order_status[], $40::varchar[], $41::numeric[],
@@ -160,6 +153,7 @@ SELECT (SELECT array_agg(o.id) FROM o) AS order_ids, (SELECT array_agg(o.seq) FR
        (SELECT array_agg(t.market_sequence) FROM t) AS trade_market_seqs, (SELECT count(*) FROM u) AS makers,
        l.sides, l.prices, l.qtys
 FROM l"""
+)
 FIRST_CASH_PARAM = 48
 WRITE = _WRITE.replace("{cash}", "")
 WRITE_CASH = _WRITE.replace("{cash}", "," + ledger.movements_cte(FIRST_CASH_PARAM))

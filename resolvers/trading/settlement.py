@@ -103,6 +103,24 @@ class SettledTrade:
         }
 
 
+def settlement_legs_cte(chain_id: str, token_address: str) -> str:
+    """The token legs (`i`) and their agent operations (`op`) of the trades in CTE `f` (columns id, instruction,
+    from_wallet, to_wallet, units, op), for TRADES_CTE and the sequencer's batch write (batch_sql.WRITE);
+    ``chain_id``/``token_address`` name the statement's parameters."""
+    return f"""
+     i AS (INSERT INTO settlement_instructions (id, trade_id, chain_id, token_address, from_wallet, to_wallet, amount,
+                                                status)
+           SELECT f.instruction, f.id, {chain_id}, {token_address}, f.from_wallet, f.to_wallet, f.units, 'PENDING'
+           FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL),
+     op AS (INSERT INTO chain_operations (id, kind, chain_id, contract, abi_name, function, args, value, signer,
+                                          business_ref, state, attempts, tx_hashes)
+            SELECT f.op, 'settlement.transfer', {chain_id}, {token_address}, 'SecurityToken', 'settlementTransfer',
+                   jsonb_build_array(f.from_wallet, f.to_wallet, f.units::text), 0, 'agent',
+                   'settlement:' || f.instruction::text, 'PENDING', 0, '{{}}'
+            FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL
+            ON CONFLICT (business_ref) DO NOTHING)"""
+
+
 # The trades of one incoming order, with their token legs (when both wallets are known) and the legs' agent operations,
 # as the rest of one statement that first inserts the order itself (orders.py: the caller prepends its `o` CTE;
 # $1 is the order's id, $2 its market, $5 its side, $16 the trades' time; `trades_params` are $17..$31): a trade's foreign
@@ -120,18 +138,7 @@ TRADES_CTE = """
                                quantity, maker_fee, taker_fee, settlement, created_at)
            SELECT f.id, $2, f.maker, $1, f.buyer, f.seller, $5, f.price, f.quantity, f.maker_fee, f.taker_fee,
                   'PENDING', $16
-           FROM f ORDER BY f.n RETURNING id, seq, market_sequence),
-     i AS (INSERT INTO settlement_instructions (id, trade_id, chain_id, token_address, from_wallet, to_wallet, amount,
-                                                status)
-           SELECT f.instruction, f.id, $30, $31, f.from_wallet, f.to_wallet, f.units, 'PENDING'
-           FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL),
-     op AS (INSERT INTO chain_operations (id, kind, chain_id, contract, abi_name, function, args, value, signer,
-                                          business_ref, state, attempts, tx_hashes)
-            SELECT f.op, 'settlement.transfer', $30, $31, 'SecurityToken', 'settlementTransfer',
-                   jsonb_build_array(f.from_wallet, f.to_wallet, f.units::text), 0, 'agent',
-                   'settlement:' || f.instruction::text, 'PENDING', 0, '{}'
-            FROM f WHERE f.from_wallet IS NOT NULL AND f.to_wallet IS NOT NULL
-            ON CONFLICT (business_ref) DO NOTHING)"""
+           FROM f ORDER BY f.n RETURNING id, seq, market_sequence),""" + settlement_legs_cte("$30", "$31")
 
 
 @dataclass(frozen=True, slots=True)
