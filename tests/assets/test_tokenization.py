@@ -4,7 +4,6 @@ through eth_call; the asset goes APPROVED -> TOKENIZING -> ACTIVE, or back to AP
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -16,14 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chains.deploy import transact
 from core.services import build_services
-from core.settings import Environment, Settings
 from models.assets import Asset, AssetType
 from models.assets import AssetStatus as S
 from models.identity import Role, User
 from models.tokens import Holding, Token, TokenKind
 from resolvers.assets.tokenization import STALE_TOKENIZING
 from server.app import create_app
-from tests.fixtures.app import TEST_JWT_KEY
+from tests.fixtures.app import make_settings
 
 TOKENIZE = (
     "mutation($a: UUID!, $addr: String, $d: DeployTokenInput) { tokenizeAsset(input: {assetId: $a, chainId: 1, "
@@ -90,16 +88,7 @@ async def test_concurrent_deployments_each_get_their_token(
     (CONFLICT "chain 1 refused or could not be reached"). Deployments now take turns on the deployer key. Served
     as `rwa serve` builds it (own engine, a database of the module's own): the test-transaction fixtures bind every
     request to one connection, on which concurrent mutations cannot run."""
-    settings = Settings(
-        RWA_ENV=Environment.TEST,
-        DATABASE_URL=module_database_url,
-        REDIS_URL=redis_url,
-        RWA_REDIS_PREFIX=redis_prefix,
-        RWA_DATA_DIR=str(tmp_path / "data"),
-        JWT_PRIVATE_KEY=TEST_JWT_KEY,
-        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
-        LOG_JSON=False,
-    )
+    settings = make_settings(module_database_url, redis_url, redis_prefix, tmp_path / "data")
     services = build_services(settings)
     try:
         requests = []

@@ -4,7 +4,6 @@ serialises the attempts, so a TOTP code, a recovery code or a challenge opens ex
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
@@ -17,10 +16,9 @@ from core.jwt_keys import KeyRing
 from core.passwords import hash_password
 from core.redis import create_redis
 from core.services import Services
-from core.settings import Environment, Settings
 from models.identity import RefreshTokenFamily, User
 from server.app import create_app
-from tests.fixtures.app import TEST_JWT_KEY
+from tests.fixtures.app import make_settings
 from tests.identity.test_mfa import BEGIN, COMPLETE, CONFIRM, LOGIN, reason
 from tests.trading.live import committed_sessions
 
@@ -28,16 +26,7 @@ PASSWORD = "correct-horse-9-battery"
 
 
 async def test_concurrent_uses_of_one_code_open_one_session(module_database_url, redis_url, redis_prefix, tmp_path):  # type: ignore[no-untyped-def]
-    settings = Settings(
-        RWA_ENV=Environment.TEST,
-        DATABASE_URL=module_database_url,
-        REDIS_URL=redis_url,  # type: ignore[call-arg]
-        RWA_REDIS_PREFIX=redis_prefix,
-        RWA_DATA_DIR=str(tmp_path / "data"),
-        JWT_PRIVATE_KEY=TEST_JWT_KEY,
-        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
-        LOG_JSON=False,
-    )
+    settings = make_settings(module_database_url, redis_url, redis_prefix, tmp_path / "data")
     async with committed_sessions(module_database_url) as sf:
         services = Services(
             settings=settings,

@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from core.migrate import upgrade
 from core.services import build_services
-from core.settings import Environment, Settings
 from models.identity import AuditLog, User
 from server.app import create_app
-from tests.fixtures.app import TEST_JWT_KEY
+from tests.fixtures.app import make_settings
 
 REPO = Path(__file__).resolve().parents[2]
 RWA = str(Path(sys.executable).with_name("rwa"))
@@ -96,16 +95,7 @@ async def cli_session(cli_database: str):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def cli_gql(cli_database: str, redis_url: str, redis_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     """POST a GraphQL document to the real app running on the CLI's database."""
-    settings = Settings(
-        RWA_ENV=Environment.TEST,
-        DATABASE_URL=cli_database,
-        REDIS_URL=redis_url,  # type: ignore[call-arg]
-        RWA_REDIS_PREFIX=redis_prefix,
-        RWA_DATA_DIR=str(tmp_path / "app"),
-        JWT_PRIVATE_KEY=TEST_JWT_KEY,
-        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
-        LOG_JSON=False,
-    )
+    settings = make_settings(cli_database, redis_url, redis_prefix, tmp_path / "app")
     services = build_services(settings)
     app = create_app(settings, services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:

@@ -10,7 +10,6 @@ test-transaction fixtures bind every session to one connection.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,10 +19,9 @@ import pytest
 
 from core.jwt_keys import KeyRing
 from core.services import Services, build_services
-from core.settings import Environment, Settings
 from models.identity import Role, User
 from server.app import create_app
-from tests.fixtures.app import TEST_JWT_KEY
+from tests.fixtures.app import make_settings
 from tests.platform.served import serving, websocket
 
 DASHBOARD = "{ myKyc { status } myApiKeys { id } myWallets { address } markets { id } }"
@@ -37,17 +35,7 @@ async def real_services(
     module_database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Services]:
     """Services as `rwa serve` builds them: own engine (small pool, so requests must share it), read pool."""
-    settings = Settings(
-        RWA_ENV=Environment.TEST,
-        DATABASE_URL=module_database_url,
-        REDIS_URL=redis_url,
-        RWA_REDIS_PREFIX=redis_prefix,
-        RWA_DATA_DIR=str(tmp_path / "data"),
-        RWA_DB_POOL_SIZE=5,
-        JWT_PRIVATE_KEY=TEST_JWT_KEY,
-        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
-        LOG_JSON=False,
-    )
+    settings = make_settings(module_database_url, redis_url, redis_prefix, tmp_path / "data", RWA_DB_POOL_SIZE=5)
     services = build_services(settings)
     await services.open_read_pool()
     try:

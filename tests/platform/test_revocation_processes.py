@@ -6,7 +6,6 @@ process started later learns it too."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,10 +18,10 @@ import pytest
 
 from core.revocation import USER
 from core.services import Services, build_services
-from core.settings import Environment, Settings
+from core.settings import Settings
 from models.identity import Role, User
 from server.app import create_app
-from tests.fixtures.app import TEST_JWT_KEY
+from tests.fixtures.app import TEST_JWT_KEY, make_settings
 from tests.fixtures.db import _asyncpg_dsn
 from tests.platform.served import serving, websocket
 
@@ -42,17 +41,7 @@ WRITES = [
 
 
 def _settings(database_url: str, redis_url: str, prefix: str, data_dir: Path) -> Settings:
-    return Settings(
-        RWA_ENV=Environment.TEST,
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        RWA_REDIS_PREFIX=prefix,
-        RWA_DATA_DIR=str(data_dir),
-        RWA_DB_POOL_SIZE=3,
-        JWT_PRIVATE_KEY=TEST_JWT_KEY,
-        KYC_ENCRYPTION_KEY=os.urandom(32).hex(),
-        LOG_JSON=False,
-    )
+    return make_settings(database_url, redis_url, prefix, data_dir, RWA_DB_POOL_SIZE=3)
 
 
 @pytest.fixture
