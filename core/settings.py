@@ -50,6 +50,18 @@ DEV_FRONTEND_ORIGINS = tuple(
 # EIP-4361's domain: an RFC 3986 authority without userinfo (a DNS name or IPv4 address, an optional port)
 SIWE_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?(?::\d{1,5})?$")
 
+# RFC 2606 / 6761 names that never reach a real site: a production SIWE_DOMAIN among them is a copied placeholder
+PLACEHOLDER_HOSTS = ("example.com", "example.net", "example.org", "example", "invalid", "localhost")
+
+
+def _placeholder_host(domain: str) -> bool:
+    """`domain` is host[:port], lower-cased by the validator."""
+    host = domain.split(":", 1)[0]
+    if any(host == name or host.endswith("." + name) for name in PLACEHOLDER_HOSTS):
+        return True
+    return host.startswith("127.") or host == "0.0.0.0"
+
+
 # variables named per chain (or their chain-less fallback), read by Settings.model_post_init
 _PER_CHAIN = re.compile(
     r"^(RPC_URLS_\d+|RWA_FINALITY_DEPTH_\d+|RWA_AGENT_FEE_CAP_WEI_\d+|RWA_AGENT_MIN_BALANCE_WEI_\d+"
@@ -374,6 +386,11 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "SIWE_DOMAIN must be set when RWA_ENV=production: the host users open the app at, shown by wallets "
                 "when they link (the Host header is not trusted there)"
+            )
+        if _placeholder_host(self.siwe_domain):
+            raise ConfigError(
+                f"SIWE_DOMAIN={self.siwe_domain} is a placeholder or loopback host; set the host users open the app "
+                "at for RWA_ENV=production (wallets show it when users link)"
             )
         if self.webhook_allow_loopback:
             raise ConfigError(

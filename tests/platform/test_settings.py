@@ -116,6 +116,17 @@ def test_siwe_domain_must_be_a_bare_host(value: str) -> None:
     assert Settings(SIWE_DOMAIN="App.Example.com:8443").siwe_domain == "app.example.com:8443"  # type: ignore[call-arg]
 
 
+@pytest.mark.parametrize(
+    "value", ["app.example.com", "example.org", "Rwa.Example.NET:443", "app.example", "localhost:8000", "127.0.0.1"]
+)
+def test_production_refuses_a_placeholder_siwe_domain(value: str) -> None:
+    """The production overlay ships `app.example.com` to be replaced: left in, every wallet link would show users a
+    domain that is not the app's, so the API refuses to start instead of linking under it."""
+    with pytest.raises(ConfigError, match="SIWE_DOMAIN"):
+        Settings(**{**production_env(), "SIWE_DOMAIN": value}).check_production()  # type: ignore[arg-type]
+    Settings(**{**production_env(), "SIWE_DOMAIN": "app.examples.io"}).check_production()  # type: ignore[arg-type]
+
+
 def test_development_does_not_require_secrets() -> None:
     Settings(RWA_ENV="development").check_production()  # type: ignore[arg-type]
 
