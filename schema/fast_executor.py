@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from graphql import GraphQLNonNull, GraphQLObjectType, GraphQLSchema, Undefined
 from graphql.pyutils import Path, gather_with_cancel
+from orjson import Fragment
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.lean_resolvers import NOT_LOADED, install_lean_resolvers
@@ -120,6 +121,22 @@ class FastExecutor(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             completed = None
         return completed
+
+    def complete_value(
+        self,
+        return_type: Any,
+        field_details_list: Any,
+        info: Any,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """A resolver's answer already rendered as JSON (an orjson.Fragment: a page Postgres built, say) is the
+        field's completed value: the HTTP path's orjson splices it into the response as is. Only resolvers that
+        checked the selection themselves return one; anything else completes as graphql-core does."""
+        if type(result) is Fragment:
+            return result
+        return super().complete_value(return_type, field_details_list, info, path, result, position_context)
 
     def _shared_plan(self, object_type: GraphQLObjectType, details: Any) -> Plan | None:
         """The plan of a selection without directives (@skip/@include depend on the variables; @defer on more),

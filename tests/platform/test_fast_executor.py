@@ -6,8 +6,10 @@ import enum
 import json
 from typing import Any
 
+import orjson
 import pytest
 import strawberry
+from orjson import Fragment
 
 from schema import fast_executor
 from schema.fast_executor import executor_for
@@ -313,3 +315,24 @@ async def test_a_resolvers_answer_shares_its_plan_across_a_documents_operations_
         root = document.definitions[0].selection_set.selections[0]  # type: ignore[attr-defined]
         plans = [plan for nodes, plan in executor.shared_plans.values() if nodes[0] is root]
         assert len(plans) == 1 and (plans[0] is None) == (query is skipping)
+
+
+@strawberry.type
+class RenderedQuery:
+    @strawberry.field
+    def page(self, rendered: bool) -> Box:
+        if rendered:
+            return Fragment(b'{"strict":{"id":"7"}}')  # type: ignore[return-value]
+        return Box(item=None, strict=ITEMS[1], items=[], maybe_items=None)
+
+
+async def test_a_pre_rendered_answer_is_spliced_as_is() -> None:
+    """A resolver that rendered its selection as JSON (orjson.Fragment) hands it to the response unchanged; every
+    other value of the same field still completes field by field."""
+    fast = strawberry.Schema(query=RenderedQuery)
+    fast.execution_context_class = executor_for(fast)
+    rendered = await fast.execute("{ page(rendered: true) { strict { id } } }")
+    assert rendered.errors is None
+    assert orjson.loads(orjson.dumps(rendered.data)) == {"page": {"strict": {"id": "7"}}}
+    completed = await fast.execute("{ page(rendered: false) { strict { id } } }")
+    assert completed.errors is None and completed.data == {"page": {"strict": {"id": "1"}}}
