@@ -244,6 +244,9 @@ def test_roles_probes_scaling_and_disruption(overlay: str) -> None:
     assert "ingress" not in deny and "egress" not in deny
     api_ports = {p["port"] for p in policies["rwa-api-ingress"]["ingress"][0]["ports"]}
     assert api_ports == {8000}
+    if overlay == "production":  # not from any pod of the cluster: from the ingress controller's namespace only
+        sources = policies["rwa-api-ingress"]["ingress"][0]["from"]
+        assert sources and all(set(s) == {"namespaceSelector"} and s["namespaceSelector"] for s in sources)
     egress_ports = {p["port"] for rule in policies["rwa-egress"]["egress"] for p in rule["ports"]}
     assert {53, 5432, 6379, 5672, 443} <= egress_ports
 
