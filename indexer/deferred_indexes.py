@@ -9,7 +9,8 @@ CPU with them and 2.8-3.0 s without; building both afterwards took 0.55-0.61 s (
 
 Since 2026-12-06 also the other secondary indexes of both tables except ``ix_chain_events_subject`` (the
 recompute of freeze and identity state reads it while the backfill writes): ``ix_token_transfers_token_block``,
-``ix_token_transfers_chain_block``, ``ix_chain_events_chain_block``, ``ix_chain_events_chain_address_block``. The
+``ix_token_transfers_chain_block``, ``ix_chain_events_chain_block``, ``ix_chain_events_chain_address_block`` (the two
+``_chain_block`` ones are gone since migration 0024: the primary keys lead with (chain_id, block_number)). The
 COPYs of the Ponder comparison's 200,000 Transfers, in-process, same rows (load 7-10): the writing backend used
 3.09-3.37 s of CPU with them and 1.88-1.94 s without; building the four afterwards 0.37-0.44 s (plus its
 parallel workers).
@@ -22,7 +23,7 @@ and only on a database whose first history is being indexed; no statement of the
 - survives a crash safely: the rows and cursor are committed as always; the indexes are rebuilt by
   ``restore`` at the start of the next `rwa index backfill` or `rwa index run` (any chain), which skips
   them only while another session holds DEFER_LOCK (a backfill deferring them right now).
-The definitions below are the migrations' (0002_chain_and_tokens); tests/indexer/test_deferred_indexes.py
+The definitions below are the migrations' (0002_chain_and_tokens, 0024); tests/indexer/test_deferred_indexes.py
 compares them with a migrated database's catalog.
 """
 
@@ -50,14 +51,6 @@ DEFERRED = {
     "ix_token_transfers_token_block": (
         "CREATE INDEX IF NOT EXISTS ix_token_transfers_token_block ON public.token_transfers "
         "USING btree (chain_id, token_address, block_number, log_index)"
-    ),
-    "ix_token_transfers_chain_block": (
-        "CREATE INDEX IF NOT EXISTS ix_token_transfers_chain_block ON public.token_transfers "
-        "USING btree (chain_id, block_number)"
-    ),
-    "ix_chain_events_chain_block": (
-        "CREATE INDEX IF NOT EXISTS ix_chain_events_chain_block ON public.chain_events "
-        "USING btree (chain_id, block_number, log_index)"
     ),
     "ix_chain_events_chain_address_block": (
         "CREATE INDEX IF NOT EXISTS ix_chain_events_chain_address_block ON public.chain_events "

@@ -1,7 +1,8 @@
 """Chain state written by the indexer: blocks, raw events, per-chain cursors and fetched intervals.
 
-Every row starts its key with chain_id. Raw events are unique per (chain_id, block_hash, log_index), so
-replaying a range is an idempotent upsert.
+Every row starts its key with chain_id. Raw events are unique per (chain_id, block_number, log_index, block_hash),
+so replaying a range is an idempotent upsert, and two blocks at one height (a reorg) keep apart; the key leads with
+the block number so that an indexer appends to it in key order (migration 0024).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, PrimaryKeyConstraint, String, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,9 +36,9 @@ class Block(Base):
 class ChainEvent(Base):
     __tablename__ = "chain_events"
 
-    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_hash: Mapped[str] = mapped_column(Hash32, primary_key=True)
-    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    block_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
+    log_index: Mapped[int] = mapped_column(Integer, nullable=False)
     block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
     tx_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
     tx_index: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -51,7 +52,9 @@ class ChainEvent(Base):
     subject: Mapped[str | None] = mapped_column(Address)
 
     __table_args__ = (
-        Index("ix_chain_events_chain_block", "chain_id", "block_number", "log_index"),
+        # (chain_id, block_number) first: reorg rollbacks and block-range reads use it; block_hash last keeps the logs
+        # of two blocks at one height apart
+        PrimaryKeyConstraint("chain_id", "block_number", "log_index", "block_hash", name="pk_chain_events"),
         Index("ix_chain_events_chain_address_block", "chain_id", "address", "block_number"),
         # Partial: Transfers (the bulk) have no subject, so this index costs them nothing.
         Index(

@@ -9,7 +9,18 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, SmallInteger, String, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Address, Base, Hash32, TokenUnits, created_at, updated_at, uuid_pk
@@ -59,9 +70,9 @@ class Holding(Base):
 class TokenTransfer(Base):
     __tablename__ = "token_transfers"
 
-    chain_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block_hash: Mapped[str] = mapped_column(Hash32, primary_key=True)
-    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    block_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
+    log_index: Mapped[int] = mapped_column(Integer, nullable=False)
     block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
     block_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     tx_hash: Mapped[str] = mapped_column(Hash32, nullable=False)
@@ -71,8 +82,9 @@ class TokenTransfer(Base):
     value: Mapped[int] = mapped_column(TokenUnits, nullable=False)
 
     __table_args__ = (
+        # as chain_events' (models/chain.py): in block order, reorg rollbacks by (chain_id, block_number)
+        PrimaryKeyConstraint("chain_id", "block_number", "log_index", "block_hash", name="pk_token_transfers"),
         Index("ix_token_transfers_token_block", "chain_id", "token_address", "block_number", "log_index"),
-        Index("ix_token_transfers_chain_block", "chain_id", "block_number"),  # reorg rollbacks
         Index("ix_token_transfers_from", "chain_id", "token_address", "from_address", "block_number"),
         Index("ix_token_transfers_to", "chain_id", "token_address", "to_address", "block_number"),
     )
