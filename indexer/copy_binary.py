@@ -214,10 +214,15 @@ def encode_transfers(rows: Sequence[tuple[Any, ...]], chunk: int = CHUNK_ROWS) -
 
 
 async def copy_source(
-    rows: Sequence[tuple[Any, ...]], encode: Callable[[Sequence[tuple[Any, ...]]], Iterator[bytes]]
+    rows: Sequence[tuple[Any, ...]],
+    encode: Callable[[Sequence[tuple[Any, ...]]], Iterator[bytes]],
+    encoded: Sequence[bytes] = (),
 ) -> AsyncIterator[bytes]:
-    """The COPY stream of ``rows`` (for Connection.copy_to_table's ``source``, with ``format="binary"``)."""
+    """The COPY stream of ``encoded`` (rows encoded already, e.g. by indexer/decode.py) and ``rows`` (for
+    Connection.copy_to_table's ``source``, with ``format="binary"``)."""
     yield SIGNATURE
+    for piece in encoded:
+        yield piece
     for piece in encode(rows):
         yield piece
     yield TRAILER

@@ -201,7 +201,7 @@ async def index_range(
                 conn, item, address_starts=address_starts, move_cursor=move_cursor, pending=pending
             )
             written.append(BatchDone(item.from_block, item.to_block, result, time.perf_counter() - started))
-            group_events += len(item.events)
+            group_events += item.n_events
             del item  # its rows are in Postgres: free them while the next batch is written
             if (
                 not (stop is not None and stop.is_set())

@@ -63,15 +63,16 @@ WHERE t.chain_id = $1 AND lower(t.address) = lower(u.token)
 Written = tuple[Counter[str], list[tuple[str, str, str | None]], int]
 
 
-async def _copy_events(conn: asyncpg.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
-    """COPY the rows as indexer/copy_binary.py encodes them (asyncpg's codecs cost the writer 2x the CPU)."""
-    await conn.copy_to_table(table, source=copy_source(rows, encode_events), columns=EVENT_COLUMNS, format="binary")
+async def _copy_events(conn: asyncpg.Connection, table: str, batch: DecodedBatch) -> None:
+    """COPY the batch's events: those the decode stage encoded already, then its row tuples as
+    indexer/copy_binary.py encodes them (asyncpg's codecs cost the writer 2x the CPU)."""
+    source = copy_source(batch.events, encode_events, batch.event_copy)
+    await conn.copy_to_table(table, source=source, columns=EVENT_COLUMNS, format="binary")
 
 
-async def _copy_transfers(conn: asyncpg.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
-    await conn.copy_to_table(
-        table, source=copy_source(rows, encode_transfers), columns=TRANSFER_COLUMNS, format="binary"
-    )
+async def _copy_transfers(conn: asyncpg.Connection, table: str, batch: DecodedBatch) -> None:
+    source = copy_source(batch.transfers, encode_transfers, batch.transfer_copy)
+    await conn.copy_to_table(table, source=source, columns=TRANSFER_COLUMNS, format="binary")
 
 
 async def _write_replay(conn: asyncpg.Connection, batch: DecodedBatch) -> Written:
@@ -79,15 +80,15 @@ async def _write_replay(conn: asyncpg.Connection, batch: DecodedBatch) -> Writte
     come from the rows actually inserted (RETURNING), so a replay changes nothing."""
     by_event: Counter[str] = Counter()
     touched: list[tuple[str, str, str | None]] = []
-    if batch.events:
-        await _copy_events(conn, "_ev", batch.events)
+    if batch.n_events:
+        await _copy_events(conn, "_ev", batch)
         for r in await conn.fetch(_INSERT_EVENTS):
             by_event[r["event"]] += r["n"]
             if r["subject"] is not None:
                 touched.append((r["event"], r["address"], r["subject"]))
     transfers = 0
-    if batch.transfers:
-        await _copy_transfers(conn, "_tt", batch.transfers)
+    if batch.n_transfers:
+        await _copy_transfers(conn, "_tt", batch)
         transfers = (await conn.fetchrow(INSERT_TRANSFERS_SQL, batch.chain_id))["transfers"]
     return by_event, touched, transfers
 
@@ -127,6 +128,27 @@ class PendingBalances:
                     d[0] += value
                     d[1] = blk
 
+    def merge(self, deltas: dict[tuple[str, str], list[int]], minted: dict[str, int]) -> None:
+        """Add deltas summed by the decode stage (indexer/decode.py's fast path: a batch's standard Transfers). The
+        first batch's dicts are taken as they are."""
+        if not self.deltas:
+            self.deltas = deltas
+        else:
+            mine = self.deltas
+            for key, (delta, blk) in deltas.items():
+                d = mine.get(key)
+                if d is None:
+                    mine[key] = [delta, blk]
+                else:
+                    d[0] += delta
+                    if blk > d[1]:
+                        d[1] = blk
+        if not self.minted:
+            self.minted = minted
+        else:
+            for token, m in minted.items():
+                self.minted[token] = self.minted.get(token, 0) + m
+
     async def apply(self, conn: asyncpg.Connection, chain_id: int) -> None:
         """Write the summed deltas (sorted by key: concurrent writers lock rows in one order) and forget them."""
         if self.deltas:
@@ -151,19 +173,22 @@ async def _write_fresh(conn: asyncpg.Connection, batch: DecodedBatch, pending: P
     None if a row exists after all (intervals edited by hand): the caller replays instead."""
     try:
         async with conn.transaction():  # a savepoint: undone alone on a duplicate
-            await _copy_events(conn, "chain_events", batch.events)
-            if batch.transfers:
-                await _copy_transfers(conn, "token_transfers", batch.transfers)
+            await _copy_events(conn, "chain_events", batch)
+            if batch.n_transfers:
+                await _copy_transfers(conn, "token_transfers", batch)
     except asyncpg.UniqueViolationError:
         return None
     by_event: Counter[str] = Counter()
     touched: list[tuple[str, str, str | None]] = []
+    if batch.fast:
+        by_event["Transfer"] = batch.fast
     for ev in batch.events:
         by_event[ev[7]] += 1
         if ev[11] is not None:
             touched.append((ev[7], ev[6], ev[11]))
     pending.add(batch.transfers)
-    return by_event, touched, len(batch.transfers)
+    pending.merge(batch.deltas, batch.minted)
+    return by_event, touched, batch.n_transfers
 
 
 # The recompute queries look up each touched (contract, subject) by the partial subject index. On a table
@@ -259,7 +284,7 @@ async def write_batch(
             bad = await conn.fetchval(_BLOCK_MISMATCH)
             if bad is not None:
                 raise ReorgDetected(chain_id, bad, "fetched block hash differs from the stored one")
-        fresh = batch.events and not await conn.fetchval(
+        fresh = batch.n_events and not await conn.fetchval(
             _ANY_FETCHED, chain_id, list(address_starts), batch.from_block, batch.to_block
         )
         written = await _write_fresh(conn, batch, pending) if fresh else None
