@@ -305,7 +305,11 @@ async def _backfill(
         finally:
             if deferred:
                 try:
-                    await deferred_indexes.restore(conn, deferred_here=True)
+                    await deferred_indexes.restore(
+                        conn,
+                        deferred_here=True,
+                        connect=lambda: lock.connect(_database_url(settings), chain_id, role="backfill-index"),
+                    )
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                     log.error(
                         "chain %s: deferred indexes not rebuilt (the next start rebuilds them): %s", chain_id, exc

@@ -161,3 +161,34 @@ async def test_a_killed_backfill_leaves_exact_rows_and_the_next_start_rebuilds_t
     assert again.events == 0
     assert await index_defs(idx_db) == migrated
     await assert_matches_chain(idx_db, 1, d)
+
+
+async def test_restore_builds_on_two_connections_or_falls_back_to_one(idx_db: str) -> None:
+    """The holder-keyed pair is built on a second connection while the caller's builds the rest; a second
+    connection that cannot be opened leaves every build to the caller's. Either way all come back as migrated."""
+    migrated = await index_defs(idx_db)
+    conn = await asyncpg.connect(asyncpg_dsn(idx_db))
+    opened: list[asyncpg.Connection] = []
+
+    async def second() -> asyncpg.Connection:
+        c = await asyncpg.connect(asyncpg_dsn(idx_db))
+        opened.append(c)
+        return c
+
+    async def refused() -> asyncpg.Connection:
+        raise OSError("no second connection")
+
+    try:
+        for connect in (second, refused):
+            await conn.execute("DROP INDEX " + ", ".join(NAMES))
+            assert await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *deferred_indexes.DEFER_LOCK)
+            built = await deferred_indexes.restore(conn, deferred_here=True, connect=connect)
+            assert sorted(built) == NAMES
+            assert await index_defs(idx_db) == migrated
+            # the lock is released after: another session may defer again
+            assert await conn.fetchval(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
+            )
+        assert len(opened) == 1 and opened[0].is_closed()
+    finally:
+        await conn.close()
