@@ -55,7 +55,7 @@ from schema.document_cache import DocumentCache
 from schema.extension_runner import _NO_HOOK, LeanExtensionsRunner
 from schema.extensions import Limits, OperationLifecycle
 from schema.fast_executor import executor_for
-from schema.root_field import RootField, execute_root_field, prepare_root_field
+from schema.root_field import DECLINED, LATER, RootField, execute_root_field, prepare_root_field
 from schema.scalars import SCALAR_OVERRIDES
 from schema.shared_subscriptions import SharedSubscriptions, subscription_fields
 from schema.suggestions import HideSuggestions, without_suggestions
@@ -297,9 +297,9 @@ class RwaSchema(strawberry.Schema):
                 async with runner.executing():
                     if ctx.result:
                         result = ctx.result
-                    elif (root := self._root_field(ctx, executor_class, middleware, run)) is not None:
-                        # one root field without arguments, completed by its plan (schema/root_field.py)
-                        result = ctx.result = await execute_root_field(
+                    elif (root := self._root_field(ctx, executor_class, middleware, run)) is not None and (
+                        # one root field, its arguments variables, completed by its plan (schema/root_field.py)
+                        result := await execute_root_field(
                             root,
                             ctx.root_value,
                             ctx.context,
@@ -316,8 +316,11 @@ class RwaSchema(strawberry.Schema):
                                 is_awaitable=_IS_AWAITABLE,
                                 operation_extensions=operation_extensions,
                             ),
+                            ctx.variables,
                         )
-                    else:
+                    ) is not DECLINED:
+                        ctx.result = result
+                    else:  # graphql-core's path (also for variables the root field's path declined: it reports them)
                         result = run(
                             self._schema,
                             ctx.graphql_document,
@@ -347,7 +350,7 @@ class RwaSchema(strawberry.Schema):
 
     def _root_field(self, ctx: ExecutionContext, executor_class: Any, middleware: Any, run: Any) -> RootField | None:
         """The prepared single root field of a document the DocumentCache keeps (see prepare_root_field), found
-        once per document and operation name; None for the normal path (also with resolve middleware, or a schema
+        once per document and operation name (with the first request whose variables coerce); None for the normal path (also with resolve middleware, or a schema
         declaring @defer/@stream)."""
         documents = self.documents
         if (
@@ -366,10 +369,12 @@ class RwaSchema(strawberry.Schema):
         except KeyError:
             pass
         try:
-            root = prepare_root_field(executor_class, entry.document, name)
+            root = prepare_root_field(executor_class, entry.document, name, ctx.variables)
         except Exception:  # noqa: BLE001 - a document the preparation does not foresee: graphql-core runs it
             log.exception("preparing the root field of a document failed")
             root = None
+        if root is LATER:  # this request's variables do not coerce: graphql-core reports them, a later one decides
+            return None
         entry.root_fields[name] = root
         return root
 

@@ -1,8 +1,15 @@
-"""A query whose one root field takes no arguments and whose selection has a plan (`{ me { id email roles } }`)
-runs without graphql-core's executor at all (`prepare_root_field`, `execute_root_field`): its resolver is called
-with the same info graphql-core builds, its value completed by the plan (schema.plans). Anything else about the
+"""An operation of one root field whose selection has a plan (`{ me { id email roles } }`, or a mutation whose
+arguments are all variables: `mutation($i: PlaceOrderInput!) { placeOrder(input: $i) { order { id } } }`) runs
+without graphql-core's executor at all (`prepare_root_field`, `execute_root_field`): its resolver is called with the
+same info and arguments graphql-core builds, its value completed by the plan (schema.plans). Anything else about the
 value (an error, a null, an object of another class, a value the plan refuses) is completed by graphql-core's own
-executor from the value in hand, so the answer and its errors are graphql-core's."""
+executor from the value in hand, so the answer and its errors are graphql-core's.
+
+Variables are coerced by a coercer compiled once per document from graphql-core's own algorithm
+(coerce_input_value, with the type dispatch done once): the same values for valid input. Where graphql-core's
+coercion would fail (a missing or null required variable, a wrong scalar or enum, an unknown input field), or on any
+doubt, `execute_root_field` answers DECLINED before anything ran and the operation takes graphql-core's path, which
+reports the error as always."""
 
 from __future__ import annotations
 
@@ -16,29 +23,42 @@ from graphql import (
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLArgument,
     GraphQLError,
     GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
+    Undefined,
+    VariableNode,
+    is_leaf_type,
+    is_required_argument,
+    is_required_input_field,
 )
 from graphql.execution.collect_fields import collect_fields
-from graphql.pyutils import Path, gather_with_cancel
+from graphql.execution.get_variable_signature import get_variable_signature
+from graphql.pyutils import Path, gather_with_cancel, is_iterable
 from graphql.type.definition import GraphQLResolveInfoHelpers
+from graphql.utilities.coerce_input_value import coerce_default_value
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo
 
 from schema.fast_executor import FastExecutor
 from schema.plans import Plan, complete
 
+Coercer = Callable[[Any], Any]  # a value -> its coerced value, or Undefined where graphql-core's coercion fails
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RootField:
-    """A query operation of one root field without arguments, whose selection has a plan: what graphql-core's
-    executor would find for it (the operation, the field, its nodes, the info's fixed parts), found once per
-    document (schema.document_cache keeps it with the document)."""
+    """An operation of one root field whose arguments are variables (or absent), whose selection has a plan: what
+    graphql-core's executor would find for it (the operation, the field, its nodes, the info's fixed parts, how
+    its variables are coerced and passed as arguments), found once per document (schema.document_cache keeps it
+    with the document)."""
 
     schema: GraphQLSchema
     operation: OperationDefinitionNode
@@ -51,14 +71,28 @@ class RootField:
     return_type: Any  # the field's type: the object type, or it non-null
     object_type: GraphQLObjectType
     plan: Plan
+    # per declared variable: its name, whether it is required (non-null), its coercer
+    variables: tuple[tuple[str, bool, Coercer], ...] = ()
+    # per argument: its out name, the variable giving it (None: not given), whether its type is non-null, its
+    # definition when it has a default
+    arguments: tuple[tuple[str, str | None, bool, GraphQLArgument | None], ...] = ()
+
+
+LATER: Any = object()  # prepare_root_field: not decided with this request's variables (they do not coerce)
 
 
 def prepare_root_field(
-    executor_class: type[FastExecutor], document: DocumentNode, operation_name: str | None
+    executor_class: type[FastExecutor],
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: Any = None,
 ) -> RootField | None:
     """The RootField of this (validated) document's operation, or None when the operation is anything else: a
-    mutation, several root fields, arguments, variables, directives, fragments with variables, an abstract or list
-    type, a selection without a plan (a resolver below the root field), a schema with resolve middleware."""
+    subscription, several root fields, an argument that is neither a variable nor absent, variables with defaults
+    or directives, directives, fragments with variables, an abstract or list type, a
+    selection without a plan (a resolver below the root field), a schema with resolve middleware, an input type
+    the coercers do not compile (recursive, @oneOf). LATER when the request's `variables` do not coerce (the
+    document is prepared with a later request's)."""
     schema = executor_class.graphql_schema
     if schema is None or not executor_class.plain:
         return None
@@ -69,25 +103,39 @@ def prepare_root_field(
     if operation_name is not None and (operation.name is None or operation.name.value != operation_name):
         return None
     fragments = [d for d in document.definitions if isinstance(d, FragmentDefinitionNode)]
-    if (
-        operation.operation is not OperationType.QUERY
-        or operation.variable_definitions
-        or operation.directives
-        or any(f.variable_definitions for f in fragments)
-    ):
+    if operation.directives or any(f.variable_definitions for f in fragments):
+        return None
+    if operation.operation is OperationType.QUERY:
+        root_type = schema.query_type
+    elif operation.operation is OperationType.MUTATION:
+        root_type = schema.mutation_type
+    else:
         return None
     selections = operation.selection_set.selections
-    root_type = schema.query_type
     if root_type is None or len(selections) != 1 or not isinstance(selections[0], FieldNode):
         return None
     node = selections[0]
     field = root_type.fields.get(node.name.value)
-    if field is None or node.directives or node.arguments or field.args or field.resolve is None:
+    if field is None or node.directives or field.resolve is None:
         return None
     return_type = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
     if not isinstance(return_type, GraphQLObjectType):
         return None
-    executor = executor_class.build(schema, document, operation_name=operation_name, is_awaitable=_is_awaitable)
+    declared = _variables(schema, operation)
+    if declared is None:
+        return None
+    arguments = _arguments(field, node, {name for name, *_ in declared})
+    if arguments is None:
+        return None
+    executor = executor_class.build(
+        schema,
+        document,
+        raw_variable_values=variables if isinstance(variables, dict) else None,
+        operation_name=operation_name,
+        is_awaitable=_is_awaitable,
+    )
+    if isinstance(executor, list):
+        return LATER
     if not isinstance(executor, FastExecutor) or not executor._fast:
         return None
     grouped, new_defer_usages, _ = collect_fields(
@@ -113,7 +161,179 @@ def prepare_root_field(
         return_type=field.type,
         object_type=return_type,
         plan=plan,
+        variables=declared,
+        arguments=arguments,
     )
+
+
+def _variables(
+    schema: GraphQLSchema, operation: OperationDefinitionNode
+) -> tuple[tuple[str, bool, Coercer], ...] | None:
+    """The operation's variables with their coercers; None when one has a default value or a directive, or a type
+    the coercers do not compile."""
+    declared = []
+    for definition in operation.variable_definitions or ():
+        if definition.default_value is not None or definition.directives:
+            return None
+        signature = get_variable_signature(schema, definition)
+        if isinstance(signature, GraphQLError):
+            return None
+        coercer = _coercer(signature.type, frozenset())
+        if coercer is None:
+            return None
+        declared.append((signature.name, isinstance(signature.type, GraphQLNonNull), coercer))
+    return tuple(declared)
+
+
+def _arguments(
+    field: GraphQLField, node: FieldNode, declared: set[str]
+) -> tuple[tuple[str, str | None, bool, GraphQLArgument | None], ...] | None:
+    """How the field's arguments are found (graphql-core's coerce_argument, for an argument given as a variable or
+    not given): per argument, its out name, the variable naming it (None: not given), whether its type is
+    non-null, and its definition when it has a default value. None when one is given otherwise than by a declared variable."""
+    given = {argument.name.value: argument for argument in node.arguments or ()}
+    if not given.keys() <= field.args.keys():
+        return None
+    arguments = []
+    for name, definition in field.args.items():
+        argument = given.get(name)
+        variable = None
+        if argument is not None:
+            if not isinstance(argument.value, VariableNode) or argument.value.name.value not in declared:
+                return None
+            variable = argument.value.name.value
+        elif is_required_argument(definition):
+            return None  # validation refuses it; graphql-core's path reports it
+        has_default = definition.default is not None or definition.default_value is not Undefined
+        arguments.append(
+            (
+                definition.out_name or name,
+                variable,
+                isinstance(definition.type, GraphQLNonNull),
+                definition if has_default else None,
+            )
+        )
+    return tuple(arguments)
+
+
+_MAX_DEPTH = 32  # type nesting a compiled coercer accepts (graphql-core refuses values nested beyond 200)
+
+
+def _coercer(type_: Any, seen: frozenset[str], depth: int = 0) -> Coercer | None:
+    """graphql-core's coerce_input_value for one input type, with its type dispatch done once: the same value, or
+    Undefined where graphql-core's gives Undefined. None for what is not compiled: recursive or @oneOf input
+    objects, types nested deeper than _MAX_DEPTH."""
+    if depth > _MAX_DEPTH:
+        return None
+    if isinstance(type_, GraphQLNonNull):
+        inner = _coercer(type_.of_type, seen, depth + 1)
+        if inner is None:
+            return None
+
+        def non_null(value: Any) -> Any:
+            if value is None or value is Undefined:
+                return Undefined
+            return inner(value)
+
+        return non_null
+    if isinstance(type_, GraphQLList):
+        item = _coercer(type_.of_type, seen, depth + 1)
+        if item is None:
+            return None
+
+        def list_(value: Any) -> Any:
+            if value is None or value is Undefined:
+                return None
+            if not is_iterable(value):  # a non-list value is a list of one
+                coerced = item(value)
+                return Undefined if coerced is Undefined else [coerced]
+            items = []
+            for entry in value:
+                coerced = item(entry)
+                if coerced is Undefined:
+                    return Undefined
+                items.append(coerced)
+            return items
+
+        return list_
+    if isinstance(type_, GraphQLInputObjectType):
+        if type_.is_one_of or type_.name in seen:
+            return None
+        seen = seen | {type_.name}
+        fields = []
+        for name, field in type_.fields.items():
+            coercer = _coercer(field.type, seen, depth + 1)
+            if coercer is None:
+                return None
+            fields.append((name, field.out_name or name, is_required_input_field(field), field, coercer))
+        known = type_.fields.keys()
+        out_type = type_.out_type
+
+        def input_object(value: Any) -> Any:
+            if value is None or value is Undefined:
+                return None
+            if not isinstance(value, dict):
+                return Undefined
+            for key, given in value.items():
+                if given is not Undefined and key not in known:
+                    return Undefined
+            coerced: dict[str, Any] = {}
+            for name, out_name, required, field, coercer in fields:
+                given = value.get(name, Undefined)
+                if given is Undefined:
+                    if required:
+                        return Undefined
+                    default = coerce_default_value(field)
+                    if default is not Undefined:
+                        coerced[out_name] = default
+                else:
+                    field_value = coercer(given)
+                    if field_value is Undefined:
+                        return Undefined
+                    coerced[out_name] = field_value
+            return out_type(coerced)
+
+        return input_object
+    if not is_leaf_type(type_):
+        return None
+    coerce = type_.coerce_input_value
+
+    def leaf(value: Any) -> Any:
+        if value is None or value is Undefined:
+            return None
+        try:
+            return coerce(value)
+        except Exception:  # noqa: BLE001 - as graphql-core: the value does not coerce
+            return Undefined
+
+    return leaf
+
+
+def coerce_variables(root: RootField, raw: Any) -> dict[str, Any] | None:
+    """The coerced values graphql-core's get_variable_values finds for the RootField's variables (strawberry's info
+    carries them: VariableValues.coerced) when they all coerce; None when graphql-core's would report an error (or
+    on any doubt): then graphql-core's path runs and reports it."""
+    coerced: dict[str, Any] = {}
+    if not root.variables:
+        return coerced
+    if raw is None:
+        raw = {}
+    elif not isinstance(raw, dict):
+        return None
+    try:
+        for name, required, coercer in root.variables:
+            value = raw.get(name, Undefined)
+            if value is Undefined:
+                if required:
+                    return None
+                continue  # a nullable variable not provided (without a default) is omitted
+            value = coercer(value)
+            if value is Undefined:
+                return None
+            coerced[name] = value
+    except Exception:  # noqa: BLE001 - e.g. an invalid default of an input field: graphql-core's path reports it
+        return None
+    return coerced
 
 
 _is_awaitable: Any = optimized_is_awaitable  # the predicate RwaSchema hands graphql-core
@@ -139,6 +359,9 @@ def _gather(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
 _HELPERS = GraphQLResolveInfoHelpers(gather=_gather, track=_track)
 
 
+DECLINED: Any = object()  # execute_root_field: nothing ran; graphql-core's path runs the operation
+
+
 async def execute_root_field(
     root: RootField,
     root_value: Any,
@@ -146,11 +369,34 @@ async def execute_root_field(
     operation_extensions: Any,
     is_awaitable: Callable[[Any], bool],
     build: Callable[[], Any],
+    variables: Any = None,
 ) -> ExecutionResult:
-    """graphql-core's execution of the RootField's operation: its resolver called with the info graphql-core
-    builds (strawberry's, with the operation's extensions), the value completed by the plan. An error, or a value
-    the plan does not complete, is handed to graphql-core's own executor (`build()` makes it, with the arguments of
-    the normal path), which completes the value in hand or reports the error as it would have."""
+    """graphql-core's execution of the RootField's operation: its resolver called with the info and arguments
+    graphql-core builds (strawberry's info, with the operation's extensions), the value completed by the plan. An
+    error, or a value the plan does not complete, is handed to graphql-core's own executor (`build()` makes it,
+    with the arguments of the normal path), which completes the value in hand or reports the error as it would
+    have. DECLINED, before anything ran, when the `variables` (the request's) or the arguments made of them are
+    not what graphql-core would accept."""
+    coerced = coerce_variables(root, variables)
+    if coerced is None:
+        return DECLINED
+    args: dict[str, Any] = {}
+    for out_name, variable, non_null, with_default in root.arguments:
+        value = Undefined if variable is None else coerced.get(variable, Undefined)
+        if value is Undefined:
+            if non_null and with_default is None:  # a required argument
+                return DECLINED
+            if with_default is not None:  # graphql-core's maybe_use_default_value
+                try:
+                    value = coerce_default_value(with_default)
+                except Exception:  # noqa: BLE001 - an invalid default: graphql-core's path reports it
+                    return DECLINED
+                if value is not Undefined:
+                    args[out_name] = value
+            continue  # without a default the argument is omitted
+        if value is None and non_null:
+            return DECLINED
+        args[out_name] = value
     path = Path(None, root.response_name, root.root_type.name)
     info: Any = _OperationContextAwareGraphQLResolveInfo(
         root.field_name,
@@ -162,7 +408,7 @@ async def execute_root_field(
         dict(root.fragments),  # graphql-core builds it per operation
         root_value,
         root.operation,
-        {},  # the coerced variables of an operation that declares none
+        coerced,  # strawberry's info carries the coerced values (graphql-core's VariableValues.coerced)
         context_value,
         is_awaitable,
         None,
@@ -170,7 +416,7 @@ async def execute_root_field(
         operation_extensions,
     )
     try:
-        value = cast(Callable[..., Any], root.field.resolve)(root_value, info)
+        value = cast(Callable[..., Any], root.field.resolve)(root_value, info, **args)
         if is_awaitable(value):
             value = await value
     except Exception as raw_error:  # noqa: BLE001 - reported by graphql-core's executor, as on the normal path

@@ -233,7 +233,6 @@ async def test_values_and_errors_answer_as_the_normal_path(probe_client, fast_ru
         "{ me { id } rootProbeThing { name } }",  # two root fields
         "query($x: Boolean!) { me { id email @include(if: $x) } }",  # variables
         "{ rootProbeArgumentThing(count: 5) { count } }",  # arguments
-        "{ rootProbeArgumentThing { count } }",  # an argument's default
         "{ me @skip(if: false) { id } }",  # a directive
         "{ probeNode { child { value } } }",  # a resolver below the root field: no plan
         "{ __typename }",
