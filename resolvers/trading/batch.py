@@ -92,6 +92,7 @@ class _Batch:
         self.views: dict[uuid.UUID, OrderView] = {}  # every order read or placed: as it stands now
         self.new: list[uuid.UUID] = []  # placed by the batch, in order
         self.audits: list[tuple[str | None, str]] = []  # (request id, details) of each new order
+        self.details: dict[tuple[OrderStatus, str | None], str] = {}  # the audit details per (status, reason)
         self.views_new: set[uuid.UUID] = set()  # the same, as a set
         self.touched: set[uuid.UUID] = set()  # new orders a later one of the batch changed (their updated_at)
         self.changed: set[uuid.UUID] = set()  # existing orders the batch changed
@@ -189,7 +190,7 @@ class _Batch:
             now,
         )
         if verdict.reason is not None:
-            return self._add(view, _Plan(replace(view), req.side, now, rejected=True), cid, job.request_id)
+            return self._add(view, _Plan(view.copy(), req.side, now, rejected=True), cid, job.request_id)
         taker = Incoming(order_id, user_id, req.side, req.type, tif, req.price, req.quantity, 0, req.expires_at)
         opposite = Side.SELL if req.side is Side.BUY else Side.BUY
         book = self.sides[opposite]
@@ -301,7 +302,7 @@ class _Batch:
             self.daily.append((user_id, day, value))
         if plan.fills:
             self.last_price = plan.fills[-1].price  # the reference of the price band from here
-        plan.taker = replace(view)
+        plan.taker = view.copy()
         plan.levels = sorted(levels, key=lambda x: (x[0].value, x[1]))
         return self._add(view, plan, cid, job.request_id)
 
@@ -313,7 +314,7 @@ class _Batch:
             self.touched.add(v.id)
         else:
             self.changed.add(v.id)
-        plan.makers.append(replace(v))
+        plan.makers.append(v.copy())
 
     def _rest(self, order: BookOrder[uuid.UUID]) -> None:
         """Add a resting order behind every order at its price or better; on a side not read whole, only in front
@@ -331,7 +332,11 @@ class _Batch:
         self.views[view.id] = view
         self.new.append(view.id)
         self.views_new.add(view.id)
-        self.audits.append((request_id, orders._audit_details(self.market.id, plan.taker.status, plan.taker.reason)))
+        key = (plan.taker.status, plan.taker.reason)
+        details = self.details.get(key)
+        if details is None:
+            details = self.details[key] = orders._audit_details(self.market.id, *key)
+        self.audits.append((request_id, details))
         if cid is not None:
             self.cids.add((view.user_id, cid))
         self.plans.append(plan)
@@ -420,25 +425,29 @@ class _Batch:
 
         out = []
         market_id = self.market.id
+        trades_channel, book_channel = market_data.trades_channel(market_id), market_data.book_channel(market_id)
+        user_channels: dict[uuid.UUID, str] = {}
         with localcontext(prec=100):  # Numeric(38, 18) totals need more than 28 digits
             for plan in self.plans:
                 events = Events()
+                add = events.messages.append
                 taker = stored(plan.taker)
                 taker.updated_at = taker.created_at  # as inserted (a later order of the batch may change it)
                 for priced in plan.fills:
                     seq, market_sequence = trade_seqs[priced.trade_id]
                     trade = settled(market_id, priced, plan.taker_side, plan.now, seq, market_sequence)
-                    events.add(market_data.trades_channel(market_id), trade.event())
+                    add((trades_channel, trade.event()))
                 for key, delta in plan.deltas.items():
                     totals[key] = totals.get(key, ZERO) + delta
                 if plan.levels:
                     book_sequence += 1
                     changed = [(s, p, totals.get((s.value, p), ZERO)) for s, p in plan.levels]
-                    events.add(
-                        market_data.book_channel(market_id), market_data.book_event(market_id, book_sequence, changed)
-                    )
+                    add((book_channel, market_data.book_event(market_id, book_sequence, changed)))
                 for v in [taker, *map(stored, plan.makers)]:
-                    events.add(market_data.orders_channel(v.user_id), v.event())
+                    channel = user_channels.get(v.user_id)
+                    if channel is None:
+                        channel = user_channels[v.user_id] = market_data.orders_channel(v.user_id)
+                    add((channel, v.event()))
                 out.append(orders.Placed(taker, events))
         return out
 

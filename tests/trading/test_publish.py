@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from types import SimpleNamespace
@@ -171,3 +172,19 @@ def test_events_encode_as_the_standard_library_did() -> None:
         assert json.loads(new) == json.loads(old)
         if old.isascii() and b"\\u" not in old:
             assert new == old
+
+
+def test_order_view_event_and_copy_carry_every_field() -> None:
+    """OrderView.event() publishes every field by its name, and copy() is an independent snapshot equal to
+    `dataclasses.replace` (the batch keeps one per order as it stood after it: later orders change the original)."""
+    at = datetime(2026, 12, 7, 1, 2, 3, tzinfo=UTC)
+    view = OrderView(
+        *(uuid.uuid4(), 3, uuid.uuid4(), uuid.uuid4(), "c", Side.BUY, OrderType.LIMIT, TimeInForce.GTD),
+        *(Decimal("2.50"), Decimal(4), Decimal(1), OrderStatus.PARTIALLY_FILLED, None, at, "0xab", Decimal("7.5")),
+        *(at, at + timedelta(seconds=1)),
+    )
+    assert view.event() == {f.name: getattr(view, f.name) for f in fields(view)}
+    snapshot = view.copy()
+    assert snapshot == replace(view) and snapshot is not view
+    view.filled_quantity, view.status = Decimal(4), OrderStatus.FILLED
+    assert (snapshot.filled_quantity, snapshot.status) == (Decimal(1), OrderStatus.PARTIALLY_FILLED)
