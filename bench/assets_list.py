@@ -15,9 +15,11 @@ process and of the Postgres backends of the bench database, measured over the sa
 Fairness: the same tables, indexes, rows, page (50, keyset by (latest valuation, id) desc) and relations (issuer,
 latest valuation, tokens) for both; both single-process (1 uvicorn worker, 1 node process); both warmed up 3 s;
 wrk -t1 -c8 on the same machine, both servers up at once and measured in alternating slices, so load drift from
-other work hits both sides alike. Both read with one SQL statement per request: PostGraphile builds the response
-JSON inside Postgres, ours joins the relations to the page and builds the response in Python; both return the
-same fields, cursors and pageInfo. Ours also verifies a JWT per request and decides visibility from its roles
+other work hits both sides alike. Both read with one SQL statement per request and both build the rows' JSON
+inside Postgres: PostGraphile the whole response (json_build_object/json_agg), ours each node's JSON text
+(resolvers/assets/page_json.py, for selections it renders exactly; others build objects in Python), with the
+cursors, pageInfo and the connection around them added in Python; both return the same fields, cursors and
+pageInfo. Ours also verifies a JWT per request and decides visibility from its roles
 (ADMIN: every asset, so no extra filter); PostGraphile runs anonymous, without row-level security. PostGraphile
 answers from its own process with no cache (none is built in); the cached side answers repeats of one request
 from memory after a Redis version check, which is what a cache gives a real client reading a hot list; the

@@ -9,12 +9,14 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import strawberry
-from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, OperationType
+from starlette.requests import Request
 from strawberry.types import Info
 
 from resolvers.assets import assets as asset_rules
-from resolvers.assets import fx, valuations
+from resolvers.assets import fx, page_json, valuations
 from resolvers.assets.assets import AssetFilter as AssetFilterRow
 from resolvers.assets.assets import AssetOrder as AssetOrderModel
 from resolvers.assets.assets import AssetRow
@@ -64,6 +66,17 @@ class Query:
         before: str | None = None,
     ) -> Connection[Asset]:
         f = AssetFilterRow(**vars(filter)) if filter is not None else AssetFilterRow()
+        if page_json.ENABLED and _answers_in_json(info):
+            plan = page_json.plan(info._raw_info)
+            if plan is not None:
+                rendered = await asset_rules.list_assets_json(
+                    info.context, f, order_by, first, after, last, before, plan.nodes, plan.joins
+                )
+                count = await rendered.count() if plan.wants_count and rendered.count is not None else None
+                text = plan.render(
+                    rendered.rows, rendered.cursors, rendered.has_next_page, rendered.has_previous_page, count
+                )
+                return orjson.Fragment(text.encode())  # type: ignore[return-value]  # spliced by FastExecutor
         wanted = node_fields(info)
         relations = tuple(r for name, r in _RELATIONS.items() if name in wanted)
         page = await asset_rules.list_assets(info.context, f, order_by, first, after, last, before, relations)
@@ -92,6 +105,25 @@ class Query:
             from resolvers.assets.validation import currency
 
             return await fx.convert(session, amount, currency(from_currency, "fromCurrency"), to_currency, as_of)
+
+
+def _answers_in_json(info: Info) -> bool:
+    """Whether the answer goes out through orjson (schema/fast_executor.py splices an orjson.Fragment): an HTTP
+    request (POST, or a GET persisted query; the response cache stores those bytes) whose operation is a query of
+    `assets` fields only. Not a websocket (graphql-transport-ws runs queries too, encoded by json.dumps), not an
+    internal caller reading `result.data`, and not beside other root fields: server/json_bodies.encode_http_json
+    falls back to json.dumps when orjson refuses a value (an integer beyond 64 bits in another field's JSON),
+    which cannot encode a Fragment."""
+    context = info.context
+    if getattr(context, "per_operation_slots", True) or not isinstance(getattr(context, "request", None), Request):
+        return False
+    operation = info._raw_info.operation
+    return operation.operation is OperationType.QUERY and all(
+        isinstance(s, FieldNode) and s.name.value in _JSON_ROOT_FIELDS for s in operation.selection_set.selections
+    )
+
+
+_JSON_ROOT_FIELDS = frozenset({"assets", "__typename"})
 
 
 def node_fields(info: Info) -> set[str]:

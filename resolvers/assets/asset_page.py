@@ -164,18 +164,9 @@ async def fetch_page(
     `fetch(sql, *params)` runs the statement (Context.fetch_all). With `relations` (names of RELATIONS), each
     row is `(row, {relation: raw values})`: the issuer's and latest valuation's columns as a tuple (None when
     there is none), the tokens as a list of tuples."""
-    limit, backwards = check_window(first, last)
-    column, kind = ORDER_COLUMN[order]
-    params: list[Any] = list(filters.values())
-    if visibility != "all":
-        params.append(visible_statuses)
-    if visibility == "public_or_own":
-        params.append(viewer_id)
-    if after:
-        params += _bound(after, kind)
-    if before:
-        params += _bound(before, kind)
-    params.append(limit + 1)
+    limit, backwards, column, params = _window(
+        order, filters, visibility, visible_statuses, viewer_id, first, after, last, before
+    )
     sql = page_sql(column, descending, backwards, tuple(filters), visibility, bool(after), bool(before), relations)
     result = await fetch(sql, *params)
     more = len(result) > limit
@@ -207,6 +198,78 @@ async def fetch_page(
     return Page(
         rows,
         cursors,
+        has_next_page=more if not backwards else bool(before),
+        has_previous_page=more if backwards else bool(after),
+    )
+
+
+@lru_cache(maxsize=256)
+def wrap_sql(page: str, descending: bool, nodes: tuple[str, ...], joins: tuple[str, ...]) -> str:
+    """The page statement (page_sql's, without relations) with each row's id, sort key and the JSON texts of the
+    `nodes` expressions over the page `p` and the `joins`, in the list's order."""
+    select = ", ".join(("p.id", "p.sort_key", *(f"({n})::text" for n in nodes)))
+    direction = "DESC" if descending else "ASC"
+    return f"SELECT {select} FROM ({page}) p {' '.join(joins)} ORDER BY p.sort_key {direction}, p.id {direction}"
+
+
+def _window(
+    order: str,
+    filters: dict[str, Any],
+    visibility: str,
+    visible_statuses: list[str],
+    viewer_id: uuid.UUID | None,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> tuple[int, bool, str, list[Any]]:
+    """(limit, backwards, sort column, statement parameters) of a page; BAD_USER_INPUT for a bad window or cursor."""
+    limit, backwards = check_window(first, last)
+    column, kind = ORDER_COLUMN[order]
+    params: list[Any] = list(filters.values())
+    if visibility != "all":
+        params.append(visible_statuses)
+    if visibility == "public_or_own":
+        params.append(viewer_id)
+    if after:
+        params += _bound(after, kind)
+    if before:
+        params += _bound(before, kind)
+    params.append(limit + 1)
+    return limit, backwards, column, params
+
+
+async def fetch_json_page(
+    fetch: Callable[..., Awaitable[Sequence[Any]]],
+    *,
+    order: str,
+    descending: bool,
+    filters: dict[str, Any],
+    visibility: str,
+    visible_statuses: list[str],
+    viewer_id: uuid.UUID | None,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    nodes: tuple[str, ...],
+    joins: tuple[str, ...],
+) -> Page[Any]:
+    """fetch_page's page (the same statement around the same parameters, the same rows, cursors and flags) with
+    each row a record of (id, sort key, the JSON texts of the `nodes` SQL expressions over the page `p` and the
+    `joins`: resolvers/assets/page_json.py)."""
+    limit, backwards, column, params = _window(
+        order, filters, visibility, visible_statuses, viewer_id, first, after, last, before
+    )
+    page = page_sql(column, descending, backwards, tuple(filters), visibility, bool(after), bool(before))
+    result = await fetch(wrap_sql(page, descending != backwards, nodes, joins), *params)
+    more = len(result) > limit
+    result = result[:limit]
+    if backwards:
+        result = result[::-1]
+    return Page(
+        list(result),
+        [_cursor(r[1], r[0]) for r in result],
         has_next_page=more if not backwards else bool(before),
         has_previous_page=more if backwards else bool(after),
     )

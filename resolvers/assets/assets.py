@@ -121,6 +121,30 @@ def _filters(f: AssetFilter) -> dict[str, Any]:
 _PUBLIC = sorted(s.value for s in PUBLIC_STATUSES)
 
 
+def _list_args(ctx: Context, f: AssetFilter, order: AssetOrder) -> dict[str, Any]:
+    """What asset_page.fetch_page / fetch_json_page take for this viewer, filter and ordering."""
+    viewer = ctx.viewer
+    if viewer.roles & STAFF:
+        visibility = "all"
+    elif Role.ISSUER.value in viewer.roles and viewer.user_id is not None:  # roles first: others' answers
+        # do not depend on who they are (server/response_cache.py shares them per role)
+        visibility = "public_or_own"
+    else:
+        visibility = "public"
+    column, direction = order.value.rsplit("_", 1)
+    from resolvers.assets.loaders import run_sql  # loaders -> valuations -> this module
+
+    return {
+        "fetch": partial(run_sql, ctx),
+        "order": column,
+        "descending": direction == "DESC",
+        "filters": _filters(f),
+        "visibility": visibility,
+        "visible_statuses": _PUBLIC,
+        "viewer_id": viewer.user_id if visibility == "public_or_own" else None,
+    }
+
+
 async def list_assets(
     ctx: Context,
     f: AssetFilter,
@@ -133,31 +157,32 @@ async def list_assets(
 ) -> Page[Any]:
     """One SQL statement for the page (cached SQL text per shape), with the `relations` of asset_page.RELATIONS
     its caller wants: rows are AssetRow, or (AssetRow, related values) when relations are given."""
-    viewer = ctx.viewer
-    if viewer.roles & STAFF:
-        visibility = "all"
-    elif Role.ISSUER.value in viewer.roles and viewer.user_id is not None:  # roles first: others' answers
-        # do not depend on who they are (server/response_cache.py shares them per role)
-        visibility = "public_or_own"
-    else:
-        visibility = "public"
-    column, direction = order.value.rsplit("_", 1)
-    from resolvers.assets.loaders import run_sql  # loaders -> valuations -> this module
-
     return await asset_page.fetch_page(
-        partial(run_sql, ctx),
-        order=column,
-        descending=direction == "DESC",
-        filters=_filters(f),
-        visibility=visibility,
-        visible_statuses=_PUBLIC,
-        viewer_id=viewer.user_id if visibility == "public_or_own" else None,
+        **_list_args(ctx, f, order),
         first=first,
         after=after,
         last=last,
         before=before,
         make_row=AssetRow,
         relations=relations,
+    )
+
+
+async def list_assets_json(
+    ctx: Context,
+    f: AssetFilter,
+    order: AssetOrder,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+    nodes: tuple[str, ...],
+    joins: tuple[str, ...],
+) -> Page[Any]:
+    """list_assets' page (the same rows, visibility, cursors and errors), each row a record of its id, sort key
+    and the JSON texts of the `nodes` expressions (resolvers/assets/page_json.py)."""
+    return await asset_page.fetch_json_page(
+        **_list_args(ctx, f, order), first=first, after=after, last=last, before=before, nodes=nodes, joins=joins
     )
 
 
