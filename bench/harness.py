@@ -112,23 +112,20 @@ def running_server(
 @contextmanager
 def uvicorn_server(app: str, env: dict[str, str], *, factory: bool = True, workers: int = 1) -> Iterator[Server]:
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    if factory:
-        cmd.append("--factory")
+    if app.startswith("server."):
+        # our API as `rwa serve` runs it: its HTTP protocol (BoundedHeadProtocol: header deadline and size limit,
+        # the response head written with its body), which uvicorn's command line cannot name
+        launch = (
+            "import sys, uvicorn\n"
+            "from server.http_protocol import BoundedHeadProtocol\n"
+            "uvicorn.run(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]), workers=int(sys.argv[3]),"
+            " factory=sys.argv[4] == '1', http=BoundedHeadProtocol, log_level='warning', access_log=False)"
+        )
+        cmd = [sys.executable, "-c", launch, app, str(port), str(workers), "1" if factory else "0"]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+        cmd += ["--factory"] if factory else []
     proc = subprocess.Popen(
         cmd,
         cwd=REPO,
