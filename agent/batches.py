@@ -271,6 +271,8 @@ async def members_confirmed_many(session: AsyncSession, confirmed: list[ChainOpe
                 TokenTransfer.value,
             ).where(
                 TokenTransfer.chain_id.in_(list({b.chain_id for b in confirmed})),
+                # the key's (chain_id, block_number) prefix finds them (migration 0024); the hashes pick the fork
+                TokenTransfer.block_number.in_(list({b.mined_block for b in confirmed if b.mined_block is not None})),
                 TokenTransfer.tx_hash.in_([b.mined_tx_hash for b in confirmed]),
                 TokenTransfer.block_hash.in_([b.mined_block_hash for b in confirmed]),
             )
