@@ -214,6 +214,36 @@ def check_window(first: int | None, last: int | None) -> tuple[int, bool]:
     return n, last is not None
 
 
+def cut_page(result: Sequence[T], limit: int, backwards: bool) -> tuple[list[T], bool]:
+    """The rows fetched for a window (limit + 1 asked, in fetch order) cut to the page, in page order, and whether
+    the fetch found more than the page."""
+    rows = list(result[:limit])
+    if backwards:
+        rows.reverse()
+    return rows, len(result) > limit
+
+
+def window_page(
+    rows: list[T],
+    cursors: list[str],
+    more: bool,
+    *,
+    backwards: bool,
+    after: str | None,
+    before: str | None,
+    count: Callable[[], Awaitable[int | None]] | None = None,
+) -> Page[T]:
+    """The page of a window with its flags: `more` (cut_page's) is the next page going forward, the previous one
+    going backwards; the other side has a page when the window started from a cursor."""
+    return Page(
+        rows,
+        cursors,
+        has_next_page=more if not backwards else bool(before),
+        has_previous_page=more if backwards else bool(after),
+        count=count,
+    )
+
+
 async def keyset_page(
     session: AsyncSession,
     stmt: Select,
@@ -238,18 +268,8 @@ async def keyset_page(
         stmt = stmt.where(cols > bound if descending else cols < bound)
     forward_desc = descending != backwards
     stmt = stmt.add_columns(*key).order_by(*[(c.desc() if forward_desc else c.asc()) for c in key]).limit(limit + 1)
-    result = list((await session.execute(stmt)).all())
-    more = len(result) > limit
-    del result[limit:]
-    if backwards:
-        result.reverse()
+    result, more = cut_page((await session.execute(stmt)).all(), limit, backwards)
     width = len(key)
     rows = [(r[0] if scalars else tuple(r[:-width])) for r in result]
     cursors = [encode_cursor(tuple(r[-width:])) for r in result]
-    return Page(
-        rows,
-        cursors,
-        has_next_page=more if not backwards else bool(before),
-        has_previous_page=more if backwards else bool(after),
-        count=count,
-    )
+    return window_page(rows, cursors, more, backwards=backwards, after=after, before=before, count=count)

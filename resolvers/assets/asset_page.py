@@ -29,7 +29,7 @@ import orjson
 from core.errors import BadUserInput
 from models.assets import AssetStatus, AssetType
 from resolvers.assets.token_reads import TOKEN_COLUMNS
-from resolvers.pagination import Page, check_window, decode_cursor, encode_cursor
+from resolvers.pagination import Page, check_window, cut_page, decode_cursor, encode_cursor, window_page
 
 COLUMNS = (
     "id",
@@ -168,11 +168,7 @@ async def fetch_page(
         order, filters, visibility, visible_statuses, viewer_id, first, after, last, before
     )
     sql = page_sql(column, descending, backwards, tuple(filters), visibility, bool(after), bool(before), relations)
-    result = await fetch(sql, *params)
-    more = len(result) > limit
-    result = result[:limit]
-    if backwards:
-        result = result[::-1]
+    result, more = cut_page(await fetch(sql, *params), limit, backwards)
     rows, cursors = [], []
     for r in result:
         attributes = r[8]
@@ -195,12 +191,7 @@ async def fetch_page(
             row = (row, _related(r, relations))
         rows.append(row)
         cursors.append(_cursor(r[13], r[0]))
-    return Page(
-        rows,
-        cursors,
-        has_next_page=more if not backwards else bool(before),
-        has_previous_page=more if backwards else bool(after),
-    )
+    return window_page(rows, cursors, more, backwards=backwards, after=after, before=before)
 
 
 @lru_cache(maxsize=256)
@@ -262,17 +253,11 @@ async def fetch_json_page(
         order, filters, visibility, visible_statuses, viewer_id, first, after, last, before
     )
     page = page_sql(column, descending, backwards, tuple(filters), visibility, bool(after), bool(before))
-    result = await fetch(wrap_sql(page, descending != backwards, nodes, joins), *params)
-    more = len(result) > limit
-    result = result[:limit]
-    if backwards:
-        result = result[::-1]
-    return Page(
-        list(result),
-        [_cursor(r[1], r[0]) for r in result],
-        has_next_page=more if not backwards else bool(before),
-        has_previous_page=more if backwards else bool(after),
+    result, more = cut_page(
+        await fetch(wrap_sql(page, descending != backwards, nodes, joins), *params), limit, backwards
     )
+    cursors = [_cursor(r[1], r[0]) for r in result]
+    return window_page(result, cursors, more, backwards=backwards, after=after, before=before)
 
 
 def _cursor(key: Any, id_: uuid.UUID) -> str:
