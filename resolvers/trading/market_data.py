@@ -111,7 +111,7 @@ async def publish(hub: Any, events: Events) -> None:
     prefix, pending = hub.prefix, box.pending
     for channel, event in events.messages:
         pending.append(prefix + channel)
-        pending.append(orjson.dumps(event, default=_default))
+        pending.append(encode(event))
     done: asyncio.Future[None] = loop.create_future()
     box.waiters.append(done)
     if box.task is None:

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from models.trading import OrderStatus, OrderType, Side, TimeInForce
@@ -34,53 +35,17 @@ class OrderView:
     updated_at: datetime
 
     def event(self) -> dict[str, Any]:
-        """The published form: every field by its name (spelled out: ~5x `dataclasses.fields` per call)."""
-        return {
-            "id": self.id,
-            "seq": self.seq,
-            "market_id": self.market_id,
-            "user_id": self.user_id,
-            "client_order_id": self.client_order_id,
-            "side": self.side,
-            "type": self.type,
-            "time_in_force": self.time_in_force,
-            "price": self.price,
-            "quantity": self.quantity,
-            "filled_quantity": self.filled_quantity,
-            "status": self.status,
-            "reason": self.reason,
-            "expires_at": self.expires_at,
-            "wallet_address": self.wallet_address,
-            "reserved_cash": self.reserved_cash,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        """The published form: every field by its name."""
+        return dict(zip(_FIELDS, _values(self)))
 
     def copy(self) -> OrderView:
         """The view as it stands now (`dataclasses.replace(self)` without its per-call field walk)."""
-        return OrderView(
-            self.id,
-            self.seq,
-            self.market_id,
-            self.user_id,
-            self.client_order_id,
-            self.side,
-            self.type,
-            self.time_in_force,
-            self.price,
-            self.quantity,
-            self.filled_quantity,
-            self.status,
-            self.reason,
-            self.expires_at,
-            self.wallet_address,
-            self.reserved_cash,
-            self.created_at,
-            self.updated_at,
-        )
+        return OrderView(*_values(self))
 
 
-VIEW_SQL = ", ".join(f.name for f in fields(OrderView))  # the column names are the field names
+_FIELDS = tuple(f.name for f in fields(OrderView))
+_values = attrgetter(*_FIELDS)  # every field's value, in order (one C call; `dataclasses.fields` per call was ~5x)
+VIEW_SQL = ", ".join(_FIELDS)  # the column names are the field names
 
 
 def view_of(r: Any) -> OrderView:

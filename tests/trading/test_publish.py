@@ -114,18 +114,9 @@ async def test_without_scripts_a_pipeline_publishes_each_message_once(redis_url,
 
 
 def _stdlib_encode(event: dict[str, Any]) -> bytes:
-    """The encoder publishing used before orjson: what subscribers were written against."""
-
-    def default(value: Any) -> Any:
-        if isinstance(value, (Decimal, uuid.UUID)):
-            return str(value)
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if hasattr(value, "value"):
-            return value.value
-        raise TypeError(type(value).__name__)
-
-    return json.dumps(event, default=default, separators=(",", ":")).encode()
+    """The encoder publishing used before orjson (json.dumps with the same hook): what subscribers were written
+    against."""
+    return json.dumps(event, default=market_data._default, separators=(",", ":")).encode()
 
 
 def test_events_encode_as_the_standard_library_did() -> None:
