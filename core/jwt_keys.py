@@ -145,7 +145,7 @@ class KeyRing:
         user_id: uuid.UUID,
         roles: list[str],
         session_family: str | None = None,
-        now: int | None = None,
+        now: float | None = None,
         *,
         scopes: list[str] | None = None,
         client_id: str | None = None,

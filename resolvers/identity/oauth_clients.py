@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -325,8 +326,17 @@ async def client_credentials(
                 )
             scopes = sorted(asked)
         not_after = int(match.expires_at.timestamp()) if match.expires_at is not None else None
+        # expires_in counts from the token's own issue second: `now` (taken before the queries) may be a second
+        # behind it, which made expires_in one more than the token's lifetime
+        issued_at = time.time()
         token, exp = services.keyring.issue(
-            owner.id, list(owner.roles), str(match.id), scopes=scopes, client_id=client.client_id, not_after=not_after
+            owner.id,
+            list(owner.roles),
+            str(match.id),
+            now=issued_at,
+            scopes=scopes,
+            client_id=client.client_id,
+            not_after=not_after,
         )
         # at most once a minute: concurrent token requests of one client would otherwise queue on its row lock
         await session.execute(
@@ -348,7 +358,7 @@ async def client_credentials(
         )
         # its own session (the token endpoint, no unit of work): commits the last-used stamp and audit row
         await session.commit()
-    return TokenGrant(token, max(exp - int(now.timestamp()), 0), " ".join(scopes))
+    return TokenGrant(token, max(exp - int(issued_at), 0), " ".join(scopes))
 
 
 def describe(client: OAuthClient) -> dict[str, Any]:  # for logs
