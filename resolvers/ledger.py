@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from core.errors import BadUserInput, Conflict
 from models.ledger import AccountKind, LedgerAccount
 from resolvers.raw_sql import pg
+from resolvers.trading.ids import new_id
 
 USER_KINDS = (AccountKind.AVAILABLE, AccountKind.RESERVED)
 
@@ -333,7 +334,7 @@ def movements_params(currency: str, movements: list[Movement]) -> tuple[Any, ...
     """The parameters of `movements_cte` for balanced movements in `currency`."""
     keys: list[tuple[uuid.UUID | None, str]] = []
     txns, owners, kinds, amounts = [], [], [], []
-    ids = [uuid.uuid4() for _ in movements]
+    ids = [new_id() for _ in movements]
     for txn, m in zip(ids, movements):
         if sum((amount for _, amount in m.legs), Decimal(0)) != 0:
             raise ValueError(f"ledger movement {m.reference} does not balance")

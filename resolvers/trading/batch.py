@@ -39,6 +39,7 @@ from resolvers.ledger import UserAccount
 from resolvers.raw_sql import pg
 from resolvers.trading import batch_sql, gate, market_data, orders, risk
 from resolvers.trading.book import MarketSpec
+from resolvers.trading.ids import new_id
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import BookOrder, Incoming, crosses, match
 from resolvers.trading.order_view import OrderView, view_of
@@ -167,7 +168,7 @@ class _Batch:
             checked = risk.check(limits, req.side, req.type, req.quantity, req.price, market.tick_size)
             if checked.reason is not None:
                 verdict = gate.GateResult(checked.reason, verdict.wallet)
-        order_id = uuid.uuid4()
+        order_id = new_id()
         # seq, created_at and updated_at are the database's: set once written (`_placed`)
         view = OrderView(
             order_id,

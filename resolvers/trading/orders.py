@@ -33,6 +33,7 @@ from resolvers.trading.book import MarketSpec
 from resolvers.trading.cancel import cancel_locked as cancel_locked
 from resolvers.trading.cancel import cancel_order as cancel_order
 from resolvers.trading.cancel import cancel_orders as cancel_orders
+from resolvers.trading.ids import new_id
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import Incoming
 from resolvers.trading.order_view import BY_CLIENT_ID, BY_ID, OrderView, view_of
@@ -234,7 +235,7 @@ async def place_locked(
         checked = risk.check(limits, req.side, req.type, req.quantity, req.price, market.tick_size)
         reason = checked.reason or await risk.position_refusal(conn, limits, market, user_id, req.side, req.quantity)
         verdict = gate.GateResult(reason, verdict.wallet) if reason else verdict
-    order_id = uuid.uuid4()
+    order_id = new_id()
     events = Events()
     insert = (
         order_id,

@@ -41,6 +41,7 @@ from resolvers.ledger import Platform, UserAccount
 from resolvers.raw_sql import pg
 from resolvers.trading.book import MarketSpec
 from resolvers.trading.gate import to_units
+from resolvers.trading.ids import new_id
 
 log = logging.getLogger("rwa.trading")
 QUANTUM = Decimal("1e-18")
@@ -179,7 +180,7 @@ def price_fill(
     notional = notional_of(price, quantity)  # Numeric(38, 18) products need more than 28 digits
     both = bool(buyer_wallet and seller_wallet)
     return PricedFill(
-        uuid.uuid4(),
+        new_id(),
         maker_order_id,
         buyer_id,
         seller_id,
@@ -191,8 +192,8 @@ def price_fill(
         seller_wallet if both else None,
         buyer_wallet if both else None,
         to_units(quantity, market.base_decimals),
-        uuid.uuid4(),
-        uuid.uuid4(),
+        new_id(),
+        new_id(),
     )
 
 
