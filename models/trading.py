@@ -139,8 +139,9 @@ class Market(Base):
     )
     # per-market book sequence: bumped under the market's matching lock, so it orders book events
     book_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
-    # per-market trade sequence: bumped for each trade by a trigger (migration 0020), under the market's
-    # matching lock, so it numbers the market's trades consecutively (the `trades` stream's sequence)
+    # per-market trade sequence: bumped under the market's matching lock, by the batch write for its trades or by
+    # a trigger for a trade inserted without one (migrations 0020, 0025), so it numbers the market's trades
+    # consecutively (the `trades` stream's sequence)
     trade_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
@@ -203,10 +204,11 @@ class Trade(Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False, unique=True)
     market_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("markets.id"), nullable=False)
-    # 1, 2, 3... per market, set by the database on insert (markets.trade_sequence)
+    # 1, 2, 3... per market (markets.trade_sequence): given by the batch write, else set by a trigger on insert
     market_sequence: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=FetchedValue())
-    maker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
-    taker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    # no index: nothing looks trades up by order, and orders are never deleted (migration 0025)
+    maker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    taker_order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"), nullable=False)
     buyer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     seller_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     taker_side: Mapped[Side] = mapped_column(pg_enum(Side, "order_side"), nullable=False)
@@ -247,13 +249,6 @@ class SettlementInstruction(Base):
     updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
-        Index(
-            "ix_settlement_instructions_pending",
-            "chain_id",
-            "token_address",
-            "from_wallet",
-            postgresql_where=text("status IN ('PENDING', 'SUBMITTED')"),
-        ),
         # incoming legs not yet finished (the maximum position counts them)
         Index(
             "ix_settlement_instructions_pending_to",

@@ -2,8 +2,11 @@
 every order of the batch needs (the market, the callers' gate rows, the clientOrderIds already used, the top of
 both sides of the book), and WRITE, everything the batch decided (its orders, audit rows, trades with their token
 legs and agent operations, the makers' new state, the cash movements) with the totals of the changed levels from
-before it. The book sequence is bumped by a third, small statement (BUMP): the trades' BEFORE INSERT trigger
-(migration 0020) updates the market's row too, and two updates of one row from one statement fail in Postgres."""
+before it. WRITE numbers the batch's trades in the market (`market_sequence`) with one update of the market's row
+(`ms`: the batch's trade count added, trade n of the batch gets the value from before + n; the trigger of migration
+0020 fires only for trades inserted without one, migration 0025: it cost one plpgsql call and one row update per
+trade). The book sequence is bumped by a third, small statement (BUMP): two updates of one row from one statement
+fail in Postgres."""
 
 from __future__ import annotations
 
@@ -98,12 +101,12 @@ WHERE m.id = $1"""
 )
 
 # $1 market; the new orders ($2..$16, in arrival order, in their final state; $16 updated_at, NULL: now()) with an
-# 'order.place' audit row each ($17 request ids, $18 details); the trades ($19..$34 in fill order, $35 chain,
-# $36 token) with their token legs and operations as settlement.TRADES_CTE writes them; the existing makers' final
-# state ($37..$42); the changed levels ($43, $44), whose totals are read from before the statement (every part of one
-# statement sees the same snapshot); the investors' daily order value added ($45 user, $46 day, $47 value); the cash
-# movements (the ledger's CTEs, $48..$59). Foreign keys (a trade's
-# orders, an instruction's trade) are checked at the end of the statement, when every row exists.
+# 'order.place' audit row each ($17 request ids, $18 details); the trades ($19..$34 in fill order, $35 chain, $36
+# token; numbered in the market in fill order) with their token legs and operations as settlement.TRADES_CTE writes
+# them; the existing makers' final state ($37..$42); the changed levels ($43, $44), whose totals are read from before
+# the statement (every part of one statement sees the same snapshot); the investors' daily order value added ($45
+# user, $46 day, $47 value); the cash movements (the ledger's CTEs, $48..$59). Foreign keys (a trade's orders, an
+# instruction's trade) are checked at the end of the statement, when every row exists.
 _WRITE = (
     """
 WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, type, time_in_force, price, quantity,
@@ -124,10 +127,12 @@ WITH o AS (INSERT INTO orders (id, market_id, user_id, client_order_id, side, ty
                                 $30::varchar[], $31::varchar[], $32::numeric[], $33::uuid[], $34::timestamptz[])
                   WITH ORDINALITY AS f(id, maker, taker, buyer, seller, taker_side, price, quantity, maker_fee,
                                        taker_fee, instruction, from_wallet, to_wallet, units, op, created_at, n)),
+     ms AS (UPDATE markets SET trade_sequence = trade_sequence + cardinality($19::uuid[])
+            WHERE id = $1 AND cardinality($19::uuid[]) > 0 RETURNING trade_sequence - cardinality($19::uuid[]) AS n),
      t AS (INSERT INTO trades (id, market_id, maker_order_id, taker_order_id, buyer_id, seller_id, taker_side, price,
-                               quantity, maker_fee, taker_fee, settlement, created_at)
+                               quantity, maker_fee, taker_fee, settlement, created_at, market_sequence)
            SELECT f.id, $1, f.maker, f.taker, f.buyer, f.seller, f.taker_side, f.price, f.quantity, f.maker_fee,
-                  f.taker_fee, 'PENDING', f.created_at
+                  f.taker_fee, 'PENDING', f.created_at, (SELECT ms.n FROM ms) + f.n
            FROM f ORDER BY f.n RETURNING id, seq, market_sequence),"""
     + settlement_legs_cte("$35", "$36")
     + """,
