@@ -120,7 +120,7 @@ async def copy_ceiling(rpc_url: str, addresses: list[str], lo: int, hi: int) -> 
     async with RpcClient([rpc_url], chain_id=1, timeout=60) as client:
         ranger = make_ranger(get_chain(1), CONFIG.initial_span)
         batches = [
-            decode_range(b)
+            decode_range(b, fast=False)  # every row as a tuple: the fast path's are COPY data already
             async for b in fetch_ranges(
                 client,
                 1,

@@ -178,10 +178,8 @@ async def _write_fresh(conn: asyncpg.Connection, batch: DecodedBatch, pending: P
                 await _copy_transfers(conn, "token_transfers", batch)
     except asyncpg.UniqueViolationError:
         return None
-    by_event: Counter[str] = Counter()
-    touched: list[tuple[str, str, str | None]] = []
-    if batch.fast:
-        by_event["Transfer"] = batch.fast
+    by_event: Counter[str] = Counter(batch.fast_by_event)
+    touched: list[tuple[str, str, str | None]] = list(batch.fast_touched)
     for ev in batch.events:
         by_event[ev[7]] += 1
         if ev[11] is not None:

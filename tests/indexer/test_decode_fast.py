@@ -1,5 +1,6 @@
-"""indexer/decode.py's fast path: standard Transfers go straight to COPY data and summed deltas, and store exactly
-what the row-tuple path stores (the reference: decode_range(fast=False), encoded by indexer/copy_binary.py)."""
+"""indexer/decode.py's fast path: standard Transfers go straight to COPY data and summed deltas, identity and freeze
+events to COPY data too, and both store exactly what the row-tuple path stores (the reference:
+decode_range(fast=False), encoded by indexer/copy_binary.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from indexer import decode as decode_mod
 from indexer.copy_binary import copy_source, encode_events, encode_transfers
-from indexer.decode import EVENT_COLUMNS, TRANSFER_COLUMNS, decode_range
+from indexer.countries import EVENT, LATEST, UNKNOWN, CountryReading
+from indexer.decode import EVENT_COLUMNS, TRANSFER_COLUMNS, DecodedBatch, decode_range
 from indexer.events import BY_NAME, TRANSFER_TOPIC0, ZERO_ADDRESS, checksum
 from indexer.fetch import FetchedRange
 from indexer.lock import asyncpg_dsn
@@ -66,6 +68,62 @@ def _fetched() -> FetchedRange:
     return FetchedRange(1, 100, 102, logs, blocks)
 
 
+def _with_other_events() -> FetchedRange:
+    """_fetched() plus, in block 103, every identity and freeze event the fast path encodes (IdentityRegistered with
+    each kind of country reading, and none) and the same events in shapes it leaves to the generic path: an extra
+    topic, a short data word, a topic that is no address, a bad hex number."""
+    fetched = _fetched()
+    h = f"0x{103:064x}"
+    fetched.blocks[103] = {"hash": h, "parentHash": f"0x{102:064x}", "timestamp": hex(1_767_270_600 + 12 * 103)}
+    fetched.to_block = 103
+    t = {name: BY_NAME[name].topic0 for name in BY_NAME}
+    a, b, c = HOLDERS[0], HOLDERS[3], HOLDERS[7]
+    shapes = [
+        ("IdentityRegistered", [_topic(a), _topic(b)], "0x"),  # country read at its block
+        ("IdentityRegistered", [_topic(b), _topic(c)], "0x"),  # read at the latest block
+        ("IdentityRegistered", [_topic(c), _topic(a)], "0x"),  # unknown
+        ("IdentityRegistered", [_topic(a), _topic(c)], "0x"),  # no reading at all
+        ("IdentityRemoved", [_topic(b), _topic(c)], "0x"),
+        ("CountryUpdated", [_topic(a), _word(840)], "0x"),
+        ("CountryUpdated", [_topic(b), _word(0)], "0x"),
+        ("AddressFrozen", [_topic(c), _word(1), _topic(a)], "0x"),
+        ("AddressFrozen", [_topic(c), _word(0), _topic(ZERO_ADDRESS)], "0x"),
+        ("TokensFrozen", [_topic(b)], _word(5)),
+        ("TokensUnfrozen", [_topic(b)], _word(2**256 - 1)),
+        ("TokensFrozen", [_topic(b)], _word(10**18) + "0" * 64),  # a second data word: ignored by both paths
+        # the generic path's: an extra topic, no data, a topic that is no address, a bad number
+        ("IdentityRegistered", [_topic(a), _topic(b), _word(1)], "0x"),
+        ("TokensUnfrozen", [_topic(b)], "0x"),
+        ("IdentityRemoved", ["0x" + "zz" * 32, _topic(c)], "0x"),
+        ("CountryUpdated", [_topic(a), "0x" + "g" * 64], "0x"),
+    ]
+    for li, (name, topics, data) in enumerate(shapes):
+        fetched.logs.append(
+            {
+                "blockNumber": hex(103),
+                "blockHash": h,
+                "logIndex": hex(li),
+                "transactionHash": f"0x{(10_300 + li // 3):064x}",
+                "transactionIndex": hex(li // 3),
+                "address": (TOKEN, OTHER)[li % 2],
+                "topics": [t[name], *topics],
+                "data": data,
+                "removed": False,
+            }
+        )
+    fetched.countries = {
+        (h, 0): CountryReading(276, EVENT),
+        (h, 1): CountryReading(826, LATEST, 120),
+        (h, 2): CountryReading(None, UNKNOWN, None),
+        (h, 12): CountryReading(40, EVENT),
+    }
+    return fetched
+
+
+def _touched(batch: DecodedBatch) -> set[tuple[str, str, str]]:
+    return {(ev[7], ev[6], ev[11]) for ev in batch.events if ev[11] is not None} | set(batch.fast_touched)
+
+
 def test_fast_path_takes_standard_transfers_only_and_sums_their_deltas() -> None:
     slow = decode_range(_fetched(), fast=False)
     fast = decode_range(_fetched(), fast=True)
@@ -78,6 +136,23 @@ def test_fast_path_takes_standard_transfers_only_and_sums_their_deltas() -> None
     got.add(fast.transfers)
     got.merge(fast.deltas, fast.minted)
     assert got.deltas == expected.deltas and got.minted == expected.minted
+
+
+def test_fast_path_encodes_standard_identity_and_freeze_events_with_their_counts_and_keys() -> None:
+    slow = decode_range(_with_other_events(), fast=False)
+    fast = decode_range(_with_other_events())
+    assert fast.fast == 27 and fast.fast_other == 12 and len(fast.events) == 9 + 4
+    assert fast.n_events == len(slow.events) == 36 + 16 and fast.n_transfers == len(slow.transfers) == 30
+    by_event: dict[str, int] = {}
+    for ev in slow.events:
+        by_event[ev[7]] = by_event.get(ev[7], 0) + 1
+    for ev in fast.events:
+        by_event[ev[7]] = by_event.get(ev[7], 0) - 1
+    assert {k: v for k, v in by_event.items() if v} == fast.fast_by_event
+    assert fast.fast_by_event["IdentityRegistered"] == 4 and fast.fast_by_event["Transfer"] == 27
+    assert _touched(fast) == _touched(slow)
+    generic = sorted(ev[7] for ev in fast.events if ev[7] != "Transfer")
+    assert generic == ["IdentityRegistered"] + ["Paused"] * 3 + ["Unknown"] * 6  # 3 of them ERC-721 Transfers
 
 
 def test_fast_path_pieces_hold_at_most_chunk_rows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,9 +169,10 @@ async def conn(idx_db: str) -> asyncpg.Connection:
     await c.close()
 
 
-async def test_fast_path_stores_what_the_tuple_path_stores(conn: asyncpg.Connection) -> None:
-    slow = decode_range(_fetched(), fast=False)
-    fast = decode_range(_fetched(), fast=True)
+@pytest.mark.parametrize("fetched", [_fetched, _with_other_events])
+async def test_fast_path_stores_what_the_tuple_path_stores(conn: asyncpg.Connection, fetched) -> None:  # type: ignore[no-untyped-def]
+    slow = decode_range(fetched(), fast=False)
+    fast = decode_range(fetched(), fast=True)
     cases = (
         ("chain_events", EVENT_COLUMNS, encode_events, slow.events, fast.events, fast.event_copy),
         ("token_transfers", TRANSFER_COLUMNS, encode_transfers, slow.transfers, fast.transfers, fast.transfer_copy),
