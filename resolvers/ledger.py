@@ -351,7 +351,7 @@ def movements_params(currency: str, movements: list[Movement]) -> tuple[Any, ...
         ids,
         [m.kind for m in movements],
         [m.reference for m in movements],
-        [json.dumps(m.details or {}) for m in movements],
+        [json.dumps(m.details) if m.details else "{}" for m in movements],
         txns,
         owners,
         kinds,

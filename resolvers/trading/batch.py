@@ -159,11 +159,10 @@ class _Batch:
             return None if cid is not None else exc
         reservation = buy_reservation(market, req.price, req.quantity) if req.side is Side.BUY and req.price else ZERO
         verdict = gate.decide(market, self._rows(user_id), req.side, req.quantity, reservation, now)
-        day = orders.risk_day(now)
         limits = self.limits
         checked = risk.Verdict(None, req.price, req.price)  # no limits: the order as given
         if verdict.reason is None and limits.present:
-            used = self.used.get((user_id, day), ZERO)
+            used = self.used.get((user_id, orders.risk_day(now)), ZERO)
             limits = replace(limits, last_price=self.last_price, used_today=used)
             checked = risk.check(limits, req.side, req.type, req.quantity, req.price, market.tick_size)
             if checked.reason is not None:
@@ -299,6 +298,7 @@ class _Batch:
         counted = result.filled + (result.remaining if result.rests else 0)
         if limits.daily is not None and checked.value_price is not None and counted:
             value = notional_of(checked.value_price, counted)
+            day = orders.risk_day(now)
             self.used[(user_id, day)] = self.used.get((user_id, day), ZERO) + value
             self.daily.append((user_id, day, value))
         if plan.fills:

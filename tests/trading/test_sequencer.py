@@ -292,3 +292,40 @@ async def test_cash_the_ledger_refuses_fails_that_order_alone(module_database_ur
             assert (poor_cash.available, poor_cash.reserved) == (Decimal(5), Decimal(0))
             rich_cash = {b.currency: b for b in await ledger.balances(s, rich.user_id)}[m.quote]
             assert (rich_cash.available, rich_cash.reserved) == (Decimal(1000 - 20 - 9), Decimal(9))
+
+
+async def test_a_caller_that_goes_away_still_gets_its_order_placed(module_database_url, monkeypatch, batch_sizes):  # type: ignore[no-untyped-def]
+    """A placement whose caller is cancelled while it waits in the lane (a client that disconnected) is placed all
+    the same, once, and the rest of its batch is answered as usual: the client finds it by its clientOrderId."""
+    async with committed_sessions(module_database_url) as sf:
+        m = await make_market(sf, tick="0.1", lot="1", maker_bps=0, taker_bps=0)
+        seller = await make_trader(sf, m, tokens="100")
+        real = sequencer._together
+        started = asyncio.Event()
+        go_on = asyncio.Event()
+
+        async def held(session, market_id, batch):  # type: ignore[no-untyped-def]
+            started.set()
+            await go_on.wait()  # the first batch waits: the next placements queue up in the lane meanwhile
+            return await real(session, market_id, batch)
+
+        monkeypatch.setattr(sequencer, "_together", held)
+        reqs = [
+            OrderRequest(m.market_id, Side.SELL, OrderType.LIMIT, Decimal(q), Decimal(10), None, None, f"gone{q}")
+            for q in range(1, 6)
+        ]
+        first = [asyncio.create_task(place_in_uow(sf, seller.user_id, r)) for r in reqs[:2]]
+        await asyncio.wait_for(started.wait(), 10)
+        queued = [asyncio.create_task(place_in_uow(sf, seller.user_id, r)) for r in reqs[2:]]
+        await asyncio.sleep(0.05)  # they are in the lane, waiting for the batch before them
+        queued[0].cancel()
+        go_on.set()
+        outcomes = await asyncio.gather(*first, *queued, return_exceptions=True)
+        assert isinstance(outcomes[2], asyncio.CancelledError), outcomes
+        assert all(isinstance(o, orders.Placed) and not o.replayed for i, o in enumerate(outcomes) if i != 2), outcomes
+        assert batch_sizes == [2, 3]
+        async with sf() as s:
+            rows = (await s.execute(select(Order).where(Order.market_id == m.market_id))).scalars().all()
+            assert sorted(o.quantity for o in rows) == [1, 2, 3, 4, 5]
+        replay = await place_in_uow(sf, seller.user_id, reqs[2])  # the client retries: the order it did not see
+        assert replay.replayed and replay.order.quantity == 3
