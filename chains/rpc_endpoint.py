@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import email.utils
 import gc
+import importlib.util
 import json
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +32,13 @@ from chains.rpc_ratelimit import TokenBucket
 from chains.rpc_urls import url_label
 
 MAX_RETRY_AFTER_S = 60.0  # never let one server park us for longer than this
+
+# httpcore asks which async library runs it with an `import sniffio` inside the function, twice per request (the
+# request, and closing its response stream); sniffio is not installed (anyio 4 no longer needs it), so every request
+# searched sys.path for it and failed: 15-25% of the CPU of the countries' eth_call batches. A None entry in
+# sys.modules makes that import fail at once, with the same ImportError (httpcore then assumes asyncio, as before).
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]  # None means "not importable" to the import system
 
 
 @dataclass(slots=True)
@@ -71,12 +81,14 @@ async def post(
     """
     if endpoint.bucket is not None:
         await endpoint.bucket.acquire()
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    fast = label_method in _HEX_ONLY
+    body = _dumps(payload) if fast else json.dumps(payload, separators=(",", ":")).encode()
     chain, url = endpoint.chain_label, endpoint.label
     RPC_REQUESTS.labels(chain, label_method, url).inc()
     if isinstance(payload, list):
-        for item in payload:
-            RPC_CALLS.labels(chain, item["method"], url).inc()
+        # one labelled child per method, not per item: a countries batch is 100 eth_calls
+        for method, n in Counter([item["method"] for item in payload]).items():
+            RPC_CALLS.labels(chain, method, url).inc(n)
     else:
         RPC_CALLS.labels(chain, payload["method"], url).inc()
     kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
@@ -93,7 +105,7 @@ async def post(
         except httpx.TransportError as exc:
             # Never include str(exc): some httpx messages quote the request URL.
             raise RpcUnavailable(f"connection failed ({type(exc).__name__})", url=url, method=label_method) from None
-        return _decode(resp, raw, url=url, method=label_method, fast=label_method in _HEX_ONLY)
+        return _decode(resp, raw, url=url, method=label_method, fast=fast)
     except RpcError as err:
         endpoint.record_error(label_method, err.kind)
         raise
@@ -119,10 +131,19 @@ def _decode(resp: httpx.Response, raw: bytes, *, url: str, method: str, fast: bo
     return decoded
 
 
-# The bulk reads of a backfill, whose results are objects of hex strings (read with int(x, 16), which refuses a
-# float): parsed by _loads. orjson reads an integer beyond 64 bits as a float where json keeps it exact, so the other
-# methods keep json.
-_HEX_ONLY = frozenset(("eth_getLogs", "batch:eth_getLogs", "batch:eth_getBlockByNumber"))
+# The bulk reads of a backfill, whose params and results are hex strings (results read with int(x, 16), which
+# refuses a float): sent by _dumps, parsed by _loads. orjson reads an integer beyond 64 bits as a float where json
+# keeps it exact, so the other methods keep json. batch:eth_call: the investor countries of a backfill's
+# IdentityRegistered logs (indexer/countries.py), two calls per registration.
+_HEX_ONLY = frozenset(("eth_getLogs", "batch:eth_getLogs", "batch:eth_getBlockByNumber", "batch:eth_call"))
+
+
+def _dumps(payload: Any) -> bytes:
+    """orjson's compact JSON; json's for what orjson refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def _loads(raw: bytes) -> Any:
