@@ -22,7 +22,7 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 def keccak_hex(text: str) -> str:
     """Keccak-256 of ``text`` (UTF-8) as 64 hex digits; pycryptodome directly: eth_utils (its to_checksum_address
     is only the fallback below) is 0.07-0.26 s of imports, paid by every `rwa index backfill` before its first block."""
-    return _keccak_new(digest_bits=256, data=text.encode()).hexdigest()
+    return _keccak_new(digest_bits=256, data=text.encode()).digest().hex()  # hexdigest() formats byte by byte
 
 
 def _to_checksum_address(address: str) -> str:
@@ -31,13 +31,22 @@ def _to_checksum_address(address: str) -> str:
     return str(to_checksum_address(address))
 
 
+# EIP-55 casing without a loop over the characters: bit 3 of each of the hash's first 40 nibbles, spread to one
+# byte per character as 0x20 (the ASCII case bit), and-ed with 0x20 where the character is a letter, flips its case.
+_NIBBLE_HIGH_BITS = int("8" * 40, 16)
+_BIT_TO_CASE = bytes.maketrans(b"01", b"\x00\x20")
+_LETTER_CASE = bytes.maketrans(b"0123456789abcdef", b"\x00" * 10 + b"\x20" * 6)
+
+
 @lru_cache(maxsize=1 << 17)
 def checksum(address: str) -> str:
     """Checksum a 0x-address; cached because a busy token sees the same holders again and again.
 
     EIP-55 over pycryptodome's keccak directly: 20 us against 35 us for eth_utils' to_checksum_address (its
-    generic hashing layers), which a realistic history pays once per distinct holder. Anything that is not
-    "0x" + 40 hex digits goes to to_checksum_address, which raises ValueError for it."""
+    generic hashing layers), which a realistic history pays once per distinct holder. The digest as bytes
+    (hexdigest() formats them one by one in Python: 3.5x the time of the hash), the casing by integer masks (a
+    loop over the 40 characters took as long as the hash). Anything that is not "0x" + 40 hex digits goes to
+    to_checksum_address, which raises ValueError for it."""
     h = address[2:].lower()
     if len(address) != 42 or address[:2] not in ("0x", "0X") or not (h.isascii() and h.isalnum()):
         return _to_checksum_address(address)
@@ -45,8 +54,11 @@ def checksum(address: str) -> str:
         int(h, 16)
     except ValueError:
         return _to_checksum_address(address)
-    digest = _keccak_new(digest_bits=256, data=h.encode()).hexdigest()
-    return "0x" + "".join([c.upper() if x >= "8" else c for c, x in zip(h, digest, strict=False)])
+    raw = h.encode()
+    high = int.from_bytes(_keccak_new(digest_bits=256, data=raw).digest()[:20]) & _NIBBLE_HIGH_BITS
+    flags = int.from_bytes(f"{high >> 3:040x}".encode().translate(_BIT_TO_CASE))
+    upper = int.from_bytes(raw) ^ (flags & int.from_bytes(raw.translate(_LETTER_CASE)))
+    return "0x" + upper.to_bytes(40).decode()
 
 
 def topic_address(topic: str) -> str:

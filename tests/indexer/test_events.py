@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from web3._utils.events import get_event_data
 from chains.anvil import AnvilNode
 from chains.contracts import event_abi
 from chains.rpc import RpcClient
-from indexer.events import BY_TOPIC0, EVENT_TYPES, UndecodableLog, decode_log, subject_of
+from indexer.events import BY_TOPIC0, EVENT_TYPES, UndecodableLog, checksum, decode_log, subject_of
 from indexer.intervals import gaps, merge
 from tests.indexer.conftest import deploy
 from tests.indexer.scenario import run_scenario
@@ -79,3 +80,14 @@ def test_intervals_merge_and_gaps() -> None:
     assert gaps([(1, 9)], 3, 7) == []
     assert gaps([], 3, 7) == [(3, 7)]
     assert gaps([(5, 6)], 3, 7) == [(3, 4), (7, 7)]
+
+
+def test_checksum_is_eip55_for_every_casing_and_refuses_what_is_no_address() -> None:
+    rng = random.Random(55)
+    samples = ["0x" + "0" * 40, "0x" + "f" * 40, "0X" + "AB" * 20, "0x5fbdb2315678afecb367f032d93f642f64180aa3"]
+    samples += ["0x" + "".join(rng.choice("0123456789abcdefABCDEF") for _ in range(40)) for _ in range(3000)]
+    for address in samples:
+        assert checksum(address) == to_checksum_address(address)
+    for bad in ("0x" + "g" * 40, "0x" + "a" * 39, "0x" + "a" * 41, "12" + "a" * 40):
+        with pytest.raises(ValueError):
+            checksum(bad)
