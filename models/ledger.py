@@ -76,8 +76,11 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_transactions.id"), nullable=False, index=True)
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_accounts.id"), nullable=False)
+    # references ledger_transactions.id / ledger_accounts.id, checked by triggers rather than foreign keys (one
+    # set-wise check per INSERT statement instead of a query and a row lock per entry; deletes and re-keying of
+    # referenced rows refused): migration 0025
+    transaction_id: Mapped[uuid.UUID] = mapped_column(nullable=False, index=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
     currency: Mapped[str] = mapped_column(String(16), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Money, nullable=False)  # positive = into the account
     created_at: Mapped[datetime] = created_at()
