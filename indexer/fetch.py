@@ -18,7 +18,7 @@ InconsistentFetch and the caller retries after a backoff (indexer/pipeline.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,7 +221,7 @@ async def fetch_ranges(
     logs_per_call: int = 10_000,
     timeout: float | None = None,
     parent_hash: str | None = None,
-) -> AsyncIterator[FetchedRange]:
+) -> AsyncGenerator[FetchedRange, None]:
     """Yield consistent batches covering [from_block, to_block] exactly once, in order: by number up to
     ``finalized``, by block hash above it. ``parent_hash``: the hash of block from_block - 1 if known
     (each batch must extend the one before)."""

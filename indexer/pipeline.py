@@ -1,4 +1,5 @@
-"""fetch -> decode -> write over one block range, with the next batch fetched while one is written.
+"""fetch -> decode -> write over one block range, three stages at once: while one batch is written, the next is
+decoded and the one after it fetched (``fetched_ahead``).
 
 A transient failure of the fetch stage (an RPC fault that outlasted the client's retries and failover,
 a reorg racing the reads) does not end the range: the fetch resumes after the last batch it produced,
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from indexer import metrics
 from indexer.backoff import Backoff, sleep_or_stop
 from indexer.decode import DecodedBatch, decode_range
 from indexer.errors import InconsistentFetch
-from indexer.fetch import fetch_ranges
+from indexer.fetch import FetchedRange, fetch_ranges
 from indexer.write import PendingBalances, WriteResult, write_batch
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,37 @@ COMMIT_BATCHES = 8
 # has nothing else to do); the bound keeps a stalled fetch (an RPC backoff) from holding written rows uncommitted.
 # At the head the range ends after its last batch, and the end marker commits at once.
 GROUP_WAIT_S = 2.0
+
+
+async def fetched_ahead(batches: AsyncGenerator[FetchedRange, None]) -> AsyncGenerator[FetchedRange, None]:
+    """``batches``, the next one fetched while the caller decodes this one: the fetch mostly waits for the node
+    (and its countries' eth_calls), the decode is CPU, so they overlap. A fetch error comes after the batches
+    fetched before it, in order; closing this generator cancels the fetch and closes ``batches``."""
+    ahead: asyncio.Queue[tuple[FetchedRange | None, BaseException | None]] = asyncio.Queue(maxsize=1)
+
+    async def pump() -> None:
+        try:
+            async for batch in batches:
+                await ahead.put((batch, None))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, in order
+            await ahead.put((None, exc))
+            return
+        await ahead.put((None, None))
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            batch, exc = await ahead.get()
+            if exc is not None:
+                raise exc
+            if batch is None:
+                return
+            yield batch
+            del batch
+    finally:
+        task.cancel()
+        await asyncio.wait([task])  # without its result; a cancellation of this task still propagates
+        await batches.aclose()
 
 
 async def index_range(
@@ -105,8 +137,8 @@ async def index_range(
         pos, parent = lo, None  # next block to fetch, hash of the block before it (once known)
         retry = Backoff(retry_base_s, max(retry_base_s, retry_cap_s))
         while pos <= hi and not (stop is not None and stop.is_set()):
-            try:
-                async for fetched in fetch_ranges(
+            fetching = fetched_ahead(
+                fetch_ranges(
                     client,
                     chain_id,
                     addresses,
@@ -118,9 +150,15 @@ async def index_range(
                     logs_per_call=logs_per_call,
                     timeout=rpc_timeout,
                     parent_hash=parent,
-                ):
-                    await queue.put(decode_range(fetched))
+                )
+            )
+            try:
+                async for fetched in fetching:
+                    decoded = decode_range(fetched)
                     pos, parent = fetched.to_block + 1, fetched.end_hash
+                    del fetched  # its logs are decoded: freed while the next batch is fetched
+                    await queue.put(decoded)
+                    del decoded
                     retry.reset()
                     if stop is not None and stop.is_set():
                         break
@@ -140,6 +178,8 @@ async def index_range(
                 if await sleep_or_stop(stop, delay):
                     break
                 continue
+            finally:
+                await fetching.aclose()
             break
         await queue.put(_END)
 
