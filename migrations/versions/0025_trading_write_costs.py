@@ -46,26 +46,26 @@ def _trigger(when: str) -> None:
 
 
 _BALANCED = """
-    CREATE OR REPLACE FUNCTION ledger_entries_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE bad record;
-    BEGIN
-        SELECT transaction_id, currency, sum(amount) AS total INTO bad FROM new_rows
-        GROUP BY transaction_id, currency HAVING sum(amount) <> 0 LIMIT 1;
-        IF FOUND THEN
-            RAISE EXCEPTION 'ledger transaction % does not balance in % (sum %)',
-                bad.transaction_id, bad.currency, bad.total USING ERRCODE = 'check_violation';
-        END IF;{refs}
-        RETURN NULL;
-    END $$"""
+        CREATE OR REPLACE FUNCTION ledger_entries_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE bad record;
+        BEGIN
+            SELECT transaction_id, currency, sum(amount) AS total INTO bad FROM new_rows
+            GROUP BY transaction_id, currency HAVING sum(amount) <> 0 LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'ledger transaction % does not balance in % (sum %)',
+                    bad.transaction_id, bad.currency, bad.total USING ERRCODE = 'check_violation';
+            END IF;{refs}
+            RETURN NULL;
+        END $$"""
 # what the foreign keys checked entry by entry, once per distinct key (a scalar subquery: one index lookup each, never
 # a scan of the referenced table); FOR KEY SHARE holds off a concurrent delete until this transaction ends
 _REFS = """
-        SELECT x.id INTO bad FROM (SELECT DISTINCT {column} AS id FROM new_rows) x
-        WHERE (SELECT r.id FROM {table} r WHERE r.id = x.id FOR KEY SHARE) IS NULL LIMIT 1;
-        IF FOUND THEN
-            RAISE EXCEPTION 'ledger_entries.{column} % is not in {table}', bad.id
-                USING ERRCODE = 'foreign_key_violation';
-        END IF;"""
+            SELECT x.id INTO bad FROM (SELECT DISTINCT {column} AS id FROM new_rows) x
+            WHERE (SELECT r.id FROM {table} r WHERE r.id = x.id FOR KEY SHARE) IS NULL LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'ledger_entries.{column} % is not in {table}', bad.id
+                    USING ERRCODE = 'foreign_key_violation';
+            END IF;"""
 _REFERENCED = (("ledger_transactions", "transaction_id"), ("ledger_accounts", "account_id"))
 
 
