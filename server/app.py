@@ -7,9 +7,11 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import tracing
 from core.logging import configure_logging
@@ -47,6 +49,33 @@ def _graphiql(settings: Settings) -> tuple[str | None, list[BaseRoute]]:
     except ImportError:  # GraphiQL page not available in this build
         return None, []
     return graphiql_html(explorer=settings.graphiql_explorer), [static_mount()]
+
+
+class RwaApp(Starlette):
+    """Starlette, with HTTP requests to /graphql handed straight to `graphql_http` (RequestContextMiddleware and CORS
+    around the view, the same instances' configuration as in the middleware stack): past Starlette's own call,
+    ServerErrorMiddleware (with its send wrapper) and GraphQLFastPath: three layers per request. What those add
+    for such a request is nothing: RequestContextMiddleware answers any exception with a typed 500 itself, and
+    uvicorn answers one raised past it. Off (None) when tracing wraps the app or middleware is added later."""
+
+    graphql_http: ASGIApp | None = None
+    graphql_path = "/graphql"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.graphql_http
+        if (
+            fast is not None
+            and scope["type"] == "http"
+            and scope["path"] == scope.get("root_path", "") + self.graphql_path
+        ):
+            scope["app"] = self
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        self.graphql_http = None  # a layer added after create_app sees every request
+        super().add_middleware(middleware_class, *args, **kwargs)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
@@ -105,23 +134,26 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/oauth/token", token_endpoint(services), methods=["GET", "POST", "PUT", "DELETE"]),
         *static_routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = RwaApp(routes=routes, lifespan=lifespan)
     app.state.services = services
     app.state.schema = schema
     app.state.graphql_view = view
     app.add_middleware(GraphQLFastPath, view=view)  # innermost: see server/middleware.py
+    cors: dict[str, Any] = dict(
+        allow_origins=settings.allowed_origins,
+        allow_methods=CORS_METHODS,
+        allow_headers=CORS_HEADERS,
+        expose_headers=["X-Request-ID", "Retry-After"],
+        max_age=600,
+    )
     if settings.allowed_origins:  # inside RequestContextMiddleware: preflight answers get the security headers too
-        app.add_middleware(
-            OriginGatedCORS,
-            allow_origins=settings.allowed_origins,
-            allow_methods=CORS_METHODS,
-            allow_headers=CORS_HEADERS,
-            expose_headers=["X-Request-ID", "Retry-After"],
-            max_age=600,
-        )
+        app.add_middleware(OriginGatedCORS, **cors)
     app.add_middleware(RequestContextMiddleware)
     if (traced := tracing.asgi_middleware()) is not None:  # outermost: the request span covers everything
         app.add_middleware(traced)
+    else:  # the same layers around the view, for RwaApp's /graphql HTTP requests
+        inner: Any = OriginGatedCORS(view, **cors) if settings.allowed_origins else view
+        app.graphql_http = RequestContextMiddleware(inner)
     return app
 
 
