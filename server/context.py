@@ -55,6 +55,12 @@ class DbSlot:
     async def close(self) -> None:
         """Give the connection back (also of root-field slots opened below this one), once the other tasks using
         it have finished; one still running after SETTLE_S gets its connection discarded instead."""
+        if self.session is None and not self.users and not self.children:
+            # nothing was opened (reads on the read pool, a placeOrder placed by its market's sequencer): the same
+            # end without looking up the current task (a getpid() system call in CPython 3.11's asyncio)
+            self.closed = True
+            self.loaders.clear()
+            return
         current = asyncio.current_task()
         others = [t for t in self.users if t is not current and not t.done()]
         self.users.clear()
