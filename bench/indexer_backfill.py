@@ -10,7 +10,8 @@ Then, on the same block range, it measures:
 - the read baseline: raw eth_getLogs through RpcClient (same spans as the indexer, no decode/write);
 - the write ceiling: the same raw-event and transfer rows written by asyncpg COPY alone;
 - end to end: ``indexer.service.backfill`` in a child process, timed inside the call and from the process's
-  spawn to its exit (imports, connections and start-up included); its peak RSS is reported too.
+  spawn to its exit (imports, connections and start-up included); its peak RSS is reported too, and its CPU both
+  inside the call and from process start (the start-up's imports are ~0.7 s of CPU here, more under load).
 Each measurement uses a fresh database migrated to head. Compare numbers within one run only.
 
 Fairness: the three measurements run one after the other (never concurrently) on the same node and block range.
@@ -181,14 +182,23 @@ def child_backfill(db_url: str, rpc_url: str, lo: int, hi: int) -> None:
 
         profiler = Profiler(async_mode="enabled")
         profiler.start()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     result = asyncio.run(backfill(settings, 1, lo, hi, config=CONFIG, progress=progress))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    call_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if profile:
         profiler.stop()
         Path(profile).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
     rss_mb = peak_rss_mb()
     print(
         json.dumps(
-            {"events": result.events, "transfers": result.transfers, "seconds": result.elapsed_s, "rss_mb": rss_mb}
+            {
+                "events": result.events,
+                "transfers": result.transfers,
+                "seconds": result.elapsed_s,
+                "rss_mb": rss_mb,
+                "call_cpu_s": call_cpu,
+            }
         )
     )
 
@@ -282,7 +292,8 @@ async def measure(rpc_url: str, token: str, registry: str, start: int, head: int
         print(f"COPY ceiling (same rows, asyncpg COPY alone):     {n_copy:>8} rows   {copy_rate:>10,.0f} rows/s")
     print(
         f"end-to-end backfill (fetch+decode+write+holdings): {e2e['events']:>7} events {e2e_rate:>10,.0f} events/s "
-        f"({e2e['seconds']:.2f}s, peak RSS {e2e['rss_mb']:.0f} MB, {holders} holdings)"
+        f"({e2e['seconds']:.2f}s, peak RSS {e2e['rss_mb']:.0f} MB, {holders} holdings; CPU in the call "
+        f"{e2e['call_cpu_s']:.2f}s = {e2e['call_cpu_s'] / e2e['events'] * 1e6:.0f} us/event)"
     )
     print(
         f"end-to-end from process start (spawn to exit):     {e2e['events']:>7} events "
