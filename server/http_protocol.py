@@ -21,6 +21,7 @@ super() call per header), and a response head's header lines already validated o
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -30,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 HEADER_TIMEOUT_S = 10.0
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; uvicorn's h11 default is 16 KiB, browsers send < 8 KiB
@@ -124,7 +126,6 @@ class LeanCycle(RequestResponseCycle):
         if (
             self.response_started
             or self.disconnected
-            or self.access_log
             or self.flow.write_paused
             or message["type"] != "http.response.start"
         ):
@@ -133,6 +134,17 @@ class LeanCycle(RequestResponseCycle):
         self.response_started = True
         self.waiting_for_100_continue = False
         status_code = message["status"]
+        # uvicorn's access log line; its arguments are only worked out when the line is logged (access_log is True
+        # whenever a root handler exists, core/logging.py, while uvicorn.access logs at WARNING)
+        if self.access_log and self.access_logger.isEnabledFor(logging.INFO):
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(self.scope),
+                self.scope["method"],
+                get_path_with_query_string(self.scope),
+                self.scope["http_version"],
+                status_code,
+            )
         content = [STATUS_LINE[status_code]]
         has_connection_close = False
         lines = _HEAD_LINES

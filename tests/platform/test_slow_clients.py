@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -138,10 +139,10 @@ async def _fails_after_start(scope, receive, send) -> None:  # type: ignore[no-u
     raise RuntimeError("the app fails before its body")
 
 
-async def _exchange(app, request: bytes) -> _Transport:  # type: ignore[no-untyped-def]
-    config = uvicorn.Config(app, http=BoundedHeadProtocol, lifespan="off", log_config=None)
+async def _exchange(app, request: bytes, protocol_class: type = BoundedHeadProtocol) -> _Transport:  # type: ignore[no-untyped-def]
+    config = uvicorn.Config(app, http=protocol_class, lifespan="off", log_config=None)
     config.load()
-    protocol = BoundedHeadProtocol(config, ServerState(), app_state={})
+    protocol = protocol_class(config, ServerState(), app_state={})
     transport = _Transport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     protocol.data_received(request)
@@ -194,3 +195,57 @@ async def test_keep_alive_answers_over_a_socket_are_whole() -> None:
             assert head.startswith(b"HTTP/1.1 200") and b"content-length: 2" in head, head
             assert await reader.readexactly(2) == b"ok"
         writer.close()
+
+
+async def _many_headers(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    headers = [
+        (b"Content-Type", b"application/json"),
+        (b"content-length", b"2"),
+        (b"x-request-id", scope["path"].encode()),
+        (b"cache-control", b"no-store"),
+        [b"x-list", b"a list, not a tuple"],
+        (b"connection", b"keep-alive"),
+    ]
+    await send({"type": "http.response.start", "status": 201, "headers": headers})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def _bad_header(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-bad", b"a\r\nset-cookie: x")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def test_response_heads_are_uvicorns_bytes_also_when_reused() -> None:
+    """LeanCycle reuses validated header lines: the head is byte for byte what uvicorn's own cycle writes, on the
+    first response and on later ones, with per-response values (request id, length) never taken from a previous
+    one."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    def without_date(head: bytes) -> bytes:
+        return b"\r\n".join(line for line in head.split(b"\r\n") if not line.startswith(b"date:"))
+
+    for path in ("/one", "/two", "/one"):
+        ours = await _exchange(_many_headers, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with_uvicorns = await _exchange(
+            _many_headers, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), protocol_class=HttpToolsProtocol
+        )
+        assert without_date(b"".join(ours.writes)) == without_date(b"".join(with_uvicorns.writes))
+        assert f"x-request-id: {path}\r\n".encode() in ours.writes[0]
+
+
+async def test_a_header_value_with_a_line_break_is_still_refused() -> None:
+    for _ in range(2):  # also once the other lines of a head were seen
+        transport = await _exchange(_bad_header, GET)
+        assert transport.closed and not any(b"set-cookie" in w for w in transport.writes)
+
+
+async def test_the_access_log_line_when_uvicorn_access_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        await _exchange(_full, GET)
+    assert [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"] == [
+        '127.0.0.1:50000 - "GET / HTTP/1.1" 200'
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="uvicorn.access"):
+        await _exchange(_full, GET)
+    assert not [r for r in caplog.records if r.name == "uvicorn.access"]
