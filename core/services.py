@@ -40,25 +40,16 @@ class FairReadPool:
         self._closing = False
 
     async def fetchrow(self, sql: str, *params: Any) -> Any:
-        async with self._gate:
-            held = self._take() or [await self.pool.acquire(), self.HOLD_STATEMENTS]
-            try:
-                row = await held[0].fetchrow(sql, *params)
-            except BaseException:
-                await self.pool.release(held[0])
-                raise
-            held[1] -= 1
-            if held[1] > 0 and not self._closing:
-                self._idle.append(held)
-            else:
-                await self.pool.release(held[0])
-            return row
+        return await self._run("fetchrow", sql, params)
 
     async def fetch(self, sql: str, *params: Any) -> list[Any]:
+        return await self._run("fetch", sql, params)
+
+    async def _run(self, method: str, sql: str, params: tuple[Any, ...]) -> Any:
         async with self._gate:
             held = self._take() or [await self.pool.acquire(), self.HOLD_STATEMENTS]
             try:
-                rows = await held[0].fetch(sql, *params)
+                result = await getattr(held[0], method)(sql, *params)
             except BaseException:
                 await self.pool.release(held[0])
                 raise
@@ -67,7 +58,7 @@ class FairReadPool:
                 self._idle.append(held)
             else:
                 await self.pool.release(held[0])
-            return rows
+            return result
 
     def _take(self) -> list[Any] | None:
         """The last connection put back whose socket is still open; a connection that closed while kept (the server
