@@ -47,6 +47,7 @@ from graphql.utilities.coerce_input_value import coerce_default_value
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema import _OperationContextAwareGraphQLResolveInfo
 
+from schema.direct_resolver import DirectResolver, direct_resolver
 from schema.fast_executor import FastExecutor
 from schema.plans import Plan, complete
 
@@ -76,6 +77,8 @@ class RootField:
     # per argument: its out name, the variable giving it (None: not given), whether its type is non-null, its
     # definition when it has a default
     arguments: tuple[tuple[str, str | None, bool, GraphQLArgument | None], ...] = ()
+    # the field's resolver without Strawberry's wrapper (schema.direct_resolver), None: its resolve function
+    direct: DirectResolver | None = None
 
 
 LATER: Any = object()  # prepare_root_field: not decided with this request's variables (they do not coerce)
@@ -163,6 +166,7 @@ def prepare_root_field(
         plan=plan,
         variables=declared,
         arguments=arguments,
+        direct=direct_resolver(schema, field),
     )
 
 
@@ -226,6 +230,18 @@ def _coercer(type_: Any, seen: frozenset[str], depth: int = 0) -> Coercer | None
     if depth > _MAX_DEPTH:
         return None
     if isinstance(type_, GraphQLNonNull):
+        if is_leaf_type(type_.of_type):  # the non-null check and the leaf's in one call
+            coerce_leaf = type_.of_type.coerce_input_value
+
+            def non_null_leaf(value: Any) -> Any:
+                if value is None or value is Undefined:
+                    return Undefined
+                try:
+                    return coerce_leaf(value)
+                except Exception:  # noqa: BLE001 - as graphql-core: the value does not coerce
+                    return Undefined
+
+            return non_null_leaf
         inner = _coercer(type_.of_type, seen, depth + 1)
         if inner is None:
             return None
@@ -267,6 +283,7 @@ def _coercer(type_: Any, seen: frozenset[str], depth: int = 0) -> Coercer | None
                 return None
             fields.append((name, field.out_name or name, is_required_input_field(field), field, coercer))
         known = type_.fields.keys()
+        known_names = frozenset(known)
         out_type = type_.out_type
 
         def input_object(value: Any) -> Any:
@@ -274,9 +291,10 @@ def _coercer(type_: Any, seen: frozenset[str], depth: int = 0) -> Coercer | None
                 return None
             if not isinstance(value, dict):
                 return Undefined
-            for key, given in value.items():
-                if given is not Undefined and key not in known:
-                    return Undefined
+            if not known_names.issuperset(value):  # some key is not a field: unknown unless its value is Undefined
+                for key, given in value.items():
+                    if given is not Undefined and key not in known:
+                        return Undefined
             coerced: dict[str, Any] = {}
             for name, out_name, required, field, coercer in fields:
                 given = value.get(name, Undefined)
@@ -416,9 +434,13 @@ async def execute_root_field(
         operation_extensions,
     )
     try:
-        value = cast(Callable[..., Any], root.field.resolve)(root_value, info, **args)
-        if is_awaitable(value):
-            value = await value
+        direct = root.direct
+        if direct is not None:
+            value = await direct(root_value, info, args)
+        else:
+            value = cast(Callable[..., Any], root.field.resolve)(root_value, info, **args)
+            if is_awaitable(value):
+                value = await value
     except Exception as raw_error:  # noqa: BLE001 - reported by graphql-core's executor, as on the normal path
         return await _complete_slowly(root, build, path, None, raw_error)
     if value is not None and not isinstance(value, Exception) and not is_awaitable(value):
