@@ -21,7 +21,7 @@ from core.errors import NotFound
 from core.services import Services
 from models.identity import User
 from schema.permissions import IsAuthenticated
-from server.app import create_app
+from tests.platform.extra_roots import extra_root_client
 
 
 @strawberry.interface
@@ -121,11 +121,7 @@ INFOS: list[Any] = []  # the graphql-core infos root_probe_info_thing was called
 async def probe_client(
     services: Services, monkeypatch: pytest.MonkeyPatch, probe_schema: None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr(schema_package, "QUERIES", (*schema_package.QUERIES, RootProbeQuery))
-    app = create_app(services.settings, services)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        client.app = app  # type: ignore[attr-defined]
+    async with extra_root_client(services, monkeypatch, (RootProbeQuery,)) as client:
         yield client
 
 

@@ -26,7 +26,7 @@ from models.identity import Role
 from schema import root_field
 from schema.direct_resolver import direct_resolver
 from schema.permissions import authenticated, requires
-from server.app import create_app
+from tests.platform.extra_roots import extra_root_client
 
 CALLS: list[Any] = []  # what each resolver and permission was called with, in order
 
@@ -148,12 +148,7 @@ class RootResMutation:
 
 @pytest.fixture
 async def res_client(services: Services, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr(schema_package, "QUERIES", (*schema_package.QUERIES, RootResQuery))
-    monkeypatch.setattr(schema_package, "MUTATIONS", (*schema_package.MUTATIONS, RootResMutation))
-    app = create_app(services.settings, services)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        client.app = app  # type: ignore[attr-defined]
+    async with extra_root_client(services, monkeypatch, (RootResQuery,), (RootResMutation,)) as client:
         yield client
 
 

@@ -21,7 +21,7 @@ import strawberry
 import schema as schema_package
 from core.services import Services
 from schema import root_field
-from server.app import create_app
+from tests.platform.extra_roots import extra_root_client
 
 
 @strawberry.enum
@@ -124,12 +124,7 @@ class RootVarMutation:
 
 @pytest.fixture
 async def var_client(services: Services, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr(schema_package, "QUERIES", (*schema_package.QUERIES, RootVarQuery))
-    monkeypatch.setattr(schema_package, "MUTATIONS", (*schema_package.MUTATIONS, RootVarMutation))
-    app = create_app(services.settings, services)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        client.app = app  # type: ignore[attr-defined]
+    async with extra_root_client(services, monkeypatch, (RootVarQuery,), (RootVarMutation,)) as client:
         yield client
 
 
