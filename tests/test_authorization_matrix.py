@@ -36,8 +36,10 @@ from server.context import Context
 from tests.authz import ROLES, Rule, all_entries
 
 DENIED = {"UNAUTHENTICATED", "FORBIDDEN"}
-# A subscription that passed authorization waits for events; this long without an error means "allowed".
-SUBSCRIPTION_WAIT_S = 1.0
+# A subscription that passed authorization waits for events; this long without an error means "allowed". Ending
+# one sooner may cancel its first reads mid-statement, which breaks the test's shared connection (a loaded machine
+# took over 1 s for them once).
+SUBSCRIPTION_WAIT_S = 2.0
 
 
 def schema_root_fields() -> list[str]:
@@ -153,7 +155,10 @@ async def hold_subscription(schema, services, rule: Rule, caller: Caller):  # ty
     context = Context(services, socket, socket, viewer)
     result = await schema.subscribe(rule.document, variable_values=rule.variables, context_value=context)
     waiting = asyncio.ensure_future(result.__anext__()) if hasattr(result, "__anext__") else None
-    await asyncio.sleep(0.05)  # let the shared execution start
+    if waiting is not None:
+        # until its first event (its own reads done) or, for one that only waits for events, the same window as a
+        # caller's: the callers' statements go through the same test connection, which takes one at a time
+        await asyncio.wait({waiting}, timeout=SUBSCRIPTION_WAIT_S)
 
     async def release() -> None:
         if waiting is not None:
