@@ -23,7 +23,6 @@ from functools import partial
 from typing import Any
 
 from graphql import GraphQLField, GraphQLSchema
-from strawberry.exceptions import PermissionReturnedNonBooleanError
 from strawberry.permission import PermissionExtension
 from strawberry.relay.types import GlobalID
 from strawberry.scalars import is_scalar
@@ -34,6 +33,8 @@ from strawberry.types.field import StrawberryField
 from strawberry.types.fields.resolver import StrawberryResolver
 from strawberry.types.lazy_type import LazyType
 from strawberry.types.unset import UNSET
+
+from schema.lean_resolvers import ALLOWED, check_permissions
 
 BACKREF = "strawberry-definition"  # where graphql-core's field keeps Strawberry's definition of it
 
@@ -111,7 +112,6 @@ def _build(schema: GraphQLSchema, field: GraphQLField) -> DirectResolver | None:
     call = resolver.wrapped_func
     pass_self = resolver.self_parameter is not None
     pass_info = resolver.info_parameter is not None
-    isawaitable = inspect.isawaitable
 
     async def resolve(source: Any, raw_info: Any, args: dict[str, Any]) -> Any:
         info = info_class(_raw_info=raw_info, _field=definition)
@@ -119,18 +119,10 @@ def _build(schema: GraphQLSchema, field: GraphQLField) -> DirectResolver | None:
         for name, python_name, convert in converters:
             if name in args:
                 kwargs[python_name] = convert(args[name], info)
-        for extension, permission in checks:
-            allowed = permission.has_permission(source, info, **kwargs)
-            if allowed is True:  # what await_maybe and the checks below make of it (inspect.isawaitable is slow)
-                continue
-            if isawaitable(allowed):
-                allowed = await allowed
-            if not isinstance(allowed, bool):
-                if inspect.iscoroutine(allowed):
-                    allowed.close()
-                raise PermissionReturnedNonBooleanError(permission, allowed)
-            if not allowed:
-                return extension._on_unauthorized(permission)
+        if checks:
+            refused = await check_permissions(checks, source, info, kwargs)
+            if refused is not ALLOWED:
+                return refused
         if pass_info:
             kwargs["info"] = info
         result = call(source, **kwargs) if pass_self else call(**kwargs)

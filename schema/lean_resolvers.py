@@ -24,6 +24,29 @@ PREFETCHED = "rwa-prefetched"
 NOT_LOADED: Any = type("NotLoaded", (), {"__repr__": lambda self: "NOT_LOADED", "__slots__": ()})()
 
 
+ALLOWED: Any = type("Allowed", (), {"__repr__": lambda self: "ALLOWED", "__slots__": ()})()
+
+
+async def check_permissions(checks: tuple[tuple[Any, Any], ...], source: Any, info: Any, kwargs: dict[str, Any]) -> Any:
+    """Strawberry's PermissionExtension steps for (extension, permission) pairs in the order given:
+    `has_permission(source, info, **kwargs)`, awaited when it returns an awaitable, a non-boolean refused with
+    PermissionReturnedNonBooleanError; ALLOWED when every check passes, else what the refusing extension's
+    `_on_unauthorized` gives (it raises, or answers null for a field that fails silently)."""
+    for extension, permission in checks:
+        allowed = permission.has_permission(source, info, **kwargs)
+        if allowed is True:  # the common answer, without inspect.isawaitable (slow)
+            continue
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        if not isinstance(allowed, bool):
+            if inspect.iscoroutine(allowed):
+                allowed.close()
+            raise PermissionReturnedNonBooleanError(permission, allowed)
+        if not allowed:
+            return extension._on_unauthorized(permission)
+    return ALLOWED
+
+
 def _attribute_resolver(attr: str) -> Callable[..., Any]:
     def resolve(source: Any, info: Any, **_: Any) -> Any:
         return getattr(source, attr)
@@ -62,23 +85,16 @@ def _permission_resolver(definition: Any, info_class: type, extension: Any) -> C
         or type(extension).map_arguments is not FieldExtension.map_arguments
     ):
         return None
-    permissions = tuple(extension.permissions)
+    checks = tuple((extension, permission) for permission in extension.permissions)
     pass_self = resolver.self_parameter is not None
     info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
     call = resolver.__call__
 
     async def resolve(source: Any, info: Any, **kwargs: Any) -> Any:
         strawberry_info = info_class(_raw_info=info, _field=definition)
-        for permission in permissions:
-            allowed = permission.has_permission(source, strawberry_info)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed
-            if not isinstance(allowed, bool):
-                if inspect.iscoroutine(allowed):
-                    allowed.close()
-                raise PermissionReturnedNonBooleanError(permission, allowed)
-            if not allowed:
-                return extension._on_unauthorized(permission)
+        refused = await check_permissions(checks, source, strawberry_info, {})
+        if refused is not ALLOWED:
+            return refused
         args = (source,) if pass_self else ()
         result = call(*args, **{info_name: strawberry_info}) if info_name is not None else call(*args)
         if inspect.isasyncgen(result):

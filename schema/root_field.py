@@ -230,18 +230,8 @@ def _coercer(type_: Any, seen: frozenset[str], depth: int = 0) -> Coercer | None
     if depth > _MAX_DEPTH:
         return None
     if isinstance(type_, GraphQLNonNull):
-        if is_leaf_type(type_.of_type):  # the non-null check and the leaf's in one call
-            coerce_leaf = type_.of_type.coerce_input_value
-
-            def non_null_leaf(value: Any) -> Any:
-                if value is None or value is Undefined:
-                    return Undefined
-                try:
-                    return coerce_leaf(value)
-                except Exception:  # noqa: BLE001 - as graphql-core: the value does not coerce
-                    return Undefined
-
-            return non_null_leaf
+        if is_leaf_type(type_.of_type):  # the non-null check and the leaf's in one call: a null is invalid
+            return _leaf(type_.of_type.coerce_input_value, null=Undefined)
         inner = _coercer(type_.of_type, seen, depth + 1)
         if inner is None:
             return None
@@ -314,11 +304,16 @@ def _coercer(type_: Any, seen: frozenset[str], depth: int = 0) -> Coercer | None
         return input_object
     if not is_leaf_type(type_):
         return None
-    coerce = type_.coerce_input_value
+    return _leaf(type_.coerce_input_value, null=None)
+
+
+def _leaf(coerce: Callable[[Any], Any], null: Any) -> Coercer:
+    """A leaf type's coercer: `null` for a null or missing value (None for a nullable type, Undefined (invalid) for a
+    non-null one), the parsed value, or Undefined where it does not coerce."""
 
     def leaf(value: Any) -> Any:
         if value is None or value is Undefined:
-            return None
+            return null
         try:
             return coerce(value)
         except Exception:  # noqa: BLE001 - as graphql-core: the value does not coerce
