@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -30,3 +31,14 @@ async def extra_root_client(
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         client.app = app  # type: ignore[attr-defined]
         yield client
+
+
+async def post_compared(
+    client: httpx.AsyncClient, body: dict[str, Any], token: str | None = None
+) -> tuple[int, Any, dict[str, str]]:
+    """(status, JSON body, headers) of a POST /graphql, without the headers that differ between two identical
+    requests (request id) or follow from the body (length): what a fast path's answer is compared on."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    resp = await client.post("/graphql", json=body, headers=headers)
+    kept = {k: v for k, v in resp.headers.items() if k not in ("x-request-id", "content-length")}
+    return resp.status_code, resp.json(), kept

@@ -21,7 +21,7 @@ from core.errors import NotFound
 from core.services import Services
 from models.identity import User
 from schema.permissions import IsAuthenticated
-from tests.platform.extra_roots import extra_root_client
+from tests.platform.extra_roots import extra_root_client, post_compared
 
 
 @strawberry.interface
@@ -139,20 +139,13 @@ def fast_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return ran
 
 
-async def _post(client: httpx.AsyncClient, body: dict[str, Any], token: str | None) -> tuple[int, Any, dict[str, str]]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    resp = await client.post("/graphql", json=body, headers=headers)
-    kept = {k: v for k, v in resp.headers.items() if k not in ("x-request-id", "content-length")}
-    return resp.status_code, resp.json(), kept
-
-
 async def _both(client: httpx.AsyncClient, body: dict[str, Any], token: str | None = None) -> tuple[Any, Any]:
     """(fast path's answer, normal path's answer) to the same request."""
     schema = client.app.state.graphql_view.schema  # type: ignore[attr-defined]
-    fast = await _post(client, body, token)
+    fast = await post_compared(client, body, token)
     schema.root_field_path = False
     try:
-        normal = await _post(client, body, token)
+        normal = await post_compared(client, body, token)
     finally:
         schema.root_field_path = True
     return fast, normal

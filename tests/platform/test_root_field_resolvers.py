@@ -26,7 +26,7 @@ from models.identity import Role
 from schema import root_field
 from schema.direct_resolver import direct_resolver
 from schema.permissions import authenticated, requires
-from tests.platform.extra_roots import extra_root_client
+from tests.platform.extra_roots import extra_root_client, post_compared
 
 CALLS: list[Any] = []  # what each resolver and permission was called with, in order
 
@@ -168,24 +168,17 @@ def fast_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     return ran
 
 
-async def _post(client: httpx.AsyncClient, body: dict[str, Any], token: str | None) -> tuple[int, Any, dict[str, str]]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    resp = await client.post("/graphql", json=body, headers=headers)
-    kept = {k: v for k, v in resp.headers.items() if k not in ("x-request-id", "content-length")}
-    return resp.status_code, resp.json(), kept
-
-
 async def _both(client: httpx.AsyncClient, query: str, variables: Any, token: str | None = None) -> tuple[Any, Any]:
     """(fast path's answer, the calls made); asserts the normal path answers and calls the same."""
     schema = client.app.state.graphql_view.schema  # type: ignore[attr-defined]
     body = {"query": query, "variables": variables}
     CALLS.clear()
-    fast = await _post(client, body, token)
+    fast = await post_compared(client, body, token)
     fast_calls = list(CALLS)
     CALLS.clear()
     schema.root_field_path = False
     try:
-        normal = await _post(client, body, token)
+        normal = await post_compared(client, body, token)
     finally:
         schema.root_field_path = True
     assert fast == normal

@@ -21,7 +21,7 @@ import strawberry
 import schema as schema_package
 from core.services import Services
 from schema import root_field
-from tests.platform.extra_roots import extra_root_client
+from tests.platform.extra_roots import extra_root_client, post_compared
 
 
 @strawberry.enum
@@ -144,22 +144,16 @@ def fast_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return ran
 
 
-async def _post(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
-    resp = await client.post("/graphql", json=body)
-    kept = {k: v for k, v in resp.headers.items() if k not in ("x-request-id", "content-length")}
-    return resp.status_code, resp.json(), kept
-
-
 async def _both(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
     """(fast path's answer, normal path's answer, the resolver calls of each)."""
     schema = client.app.state.graphql_view.schema  # type: ignore[attr-defined]
     CALLS.clear()
-    fast = await _post(client, body)
+    fast = await post_compared(client, body)
     fast_calls = list(CALLS)
     CALLS.clear()
     schema.root_field_path = False
     try:
-        normal = await _post(client, body)
+        normal = await post_compared(client, body)
     finally:
         schema.root_field_path = True
     normal_calls = list(CALLS)
