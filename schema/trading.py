@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import MISSING
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeAlias
@@ -12,9 +10,6 @@ from typing import Annotated, Any, TypeAlias
 import strawberry
 from sqlalchemy import or_, select
 from strawberry.types import Info
-from strawberry.types.arguments import InputContext
-from strawberry.types.base import StrawberryOptional
-from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 
 from core.errors import BadUserInput
 from models.identity import Role
@@ -408,43 +403,6 @@ class PlaceOrderInput:
     )
     expires_at: datetime | None = None
     client_order_id: str | None = strawberry.field(default=None, description="Idempotency key per user.")
-
-
-_LEAVES = (uuid.UUID, Decimal, datetime, str, int, bool)
-
-
-def _leaf_input(cls: type) -> None:
-    """Build `cls` (a strawberry input whose fields are all scalars or enums, optional or not) from its input value
-    as strawberry's own conversion does, without its per-field walk: `convert_argument` returns a scalar's or enum's
-    value as graphql-core coerced it, so the instance gets each given field by its Python name and None for an
-    omitted field without a default (~2% of a placeOrder request's CPU was that walk). The hook is strawberry's
-    `StrawberryObjectDefinition.from_input`; tests/trading/test_place_order_input.py checks it builds what the walk
-    builds."""
-    definition = cls.__strawberry_definition__  # type: ignore[attr-defined]  # set by @strawberry.input
-    for f in definition.fields:
-        inner = f.type.of_type if isinstance(f.type, StrawberryOptional) else f.type
-        if not (inner in _LEAVES or isinstance(inner, StrawberryEnumDefinition) or has_enum_definition(inner)):
-            raise TypeError(f"{cls.__name__}.{f.python_name} is not a scalar or an enum: {inner!r}")
-    unset = {
-        f.python_name: None for f in definition.fields if f.default_value is MISSING and f.default_factory is MISSING
-    }
-    names: dict[int, tuple[tuple[str, str], ...]] = {}  # per strawberry config: (GraphQL name, Python name)
-
-    def from_input(type_: type, value: Mapping[str, Any], context: InputContext) -> Any:
-        pairs = names.get(id(context.config))
-        if pairs is None:
-            convert = context.config.name_converter.from_field
-            pairs = names[id(context.config)] = tuple((convert(f), f.python_name) for f in definition.fields)
-        kwargs = dict(unset)
-        for graphql_name, python_name in pairs:
-            if graphql_name in value:
-                kwargs[python_name] = value[graphql_name]
-        return type_(**kwargs)
-
-    definition.from_input = from_input
-
-
-_leaf_input(PlaceOrderInput)
 
 
 @strawberry.type

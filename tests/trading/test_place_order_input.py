@@ -1,6 +1,6 @@
-"""PlaceOrderInput is built by its own `from_input` hook (schema/trading.py, `_leaf_input`): the same instance as
-strawberry's generic per-field conversion, for every shape of input graphql-core hands over (all fields, only the
-required ones, explicit nulls)."""
+"""PlaceOrderInput is built by the `from_input` hook schema/input_conversion.py plans for it when the schema is
+built: the same instance as strawberry's generic per-field conversion, for every shape of input graphql-core hands
+over (all fields, only the required ones, explicit nulls)."""
 
 from __future__ import annotations
 
