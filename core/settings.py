@@ -216,6 +216,14 @@ class Settings(BaseSettings):
     # request bodies: JSON GraphQL requests, and multipart uploads (asset documents, up to 10 MiB each)
     max_request_bytes: int = Field(1024 * 1024, alias="MAX_REQUEST_BYTES")
     max_upload_bytes: int = Field(16 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")
+    # how long a client may take over each part of a request under `rwa serve` (server/http_protocol.py): the
+    # request line and headers; the body (408), longer only while it keeps arriving at REQUEST_BODY_MIN_RATE
+    # bytes/s on average (a large upload on a slow link; 0: the body timeout is final); a websocket's
+    # graphql-transport-ws connection_init (closed with 4408)
+    request_head_timeout_s: float = Field(10.0, alias="REQUEST_HEAD_TIMEOUT_S", gt=0)
+    request_body_timeout_s: float = Field(30.0, alias="REQUEST_BODY_TIMEOUT_S", gt=0)
+    request_body_min_rate: int = Field(64 * 1024, alias="REQUEST_BODY_MIN_RATE", ge=0)
+    ws_init_timeout_s: float = Field(10.0, alias="WS_INIT_TIMEOUT_S", gt=0)
 
     login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")

@@ -21,6 +21,7 @@ from schema import build_schema
 from server.cors import OriginGatedCORS
 from server.graphql_view import GraphQLView
 from server.health import healthz, metrics, readyz, sample_pool
+from server.http_protocol import TIMEOUTS_STATE_KEY, RequestTimeouts
 from server.middleware import GraphQLFastPath, RequestContextMiddleware
 from server.oauth_token import token_endpoint
 from server.reports_http import report_routes
@@ -90,7 +91,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     view = GraphQLView(schema, services, graphiql_html)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         # injected services (tests) are started by whoever built them
         await (services.start() if owns_services else services.open_read_pool())
         # Everything allocated at startup (schema, modules) is permanent: keep it out of the collector's
@@ -113,7 +114,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             },
         )
         try:
-            yield
+            # uvicorn's lifespan state: what `rwa serve`'s protocol bounds each request's head and body with
+            # (server/http_protocol.py); requests see it in scope["state"] too
+            yield {TIMEOUTS_STATE_KEY: RequestTimeouts.of(settings)}
         finally:
             pool_sampler.cancel()
             gc.set_threshold(*gc_thresholds)

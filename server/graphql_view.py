@@ -80,7 +80,7 @@ class GraphQLView(GraphQL[Context, None]):
             # GET runs persisted queries only (parse_http_body refuses the others): cacheable reads
             allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-            connection_init_wait_timeout=timedelta(seconds=10),
+            connection_init_wait_timeout=timedelta(seconds=services.settings.ws_init_timeout_s),
             max_subscriptions_per_connection=50,
             multipart_uploads_enabled=True,
             # Browsers apply no CORS to WebSockets; strawberry refuses a cross-origin handshake (403) unless its

@@ -1,10 +1,21 @@
-"""`rwa serve`'s HTTP/1.1 protocol: uvicorn's httptools protocol with a deadline for the request head and a bound
-on its size, which uvicorn does not have. A connection that sent half a request line stayed open for as long as
-the client liked (a slow-client flood holds every socket), and a 4 MB header was read whole. Now the request line
-and headers must be complete HEADER_TIMEOUT_S after the connection opens (or after the first byte of the next
-request on a kept-alive connection), within MAX_HEAD_BYTES, or the connection is closed (400 when too large).
-Bodies are bounded by the app (MAX_REQUEST_BYTES / MAX_UPLOAD_BYTES); production still sits behind a proxy with
-read timeouts (README, "Slow clients").
+"""`rwa serve`'s HTTP/1.1 protocol: uvicorn's httptools protocol with deadlines for the request head and body and a
+bound on the head's size, which uvicorn does not have. A connection that sent half a request line stayed open for as
+long as the client liked (a slow-client flood holds every socket), a 4 MB header was read whole, and a request whose
+head declared a body (`Content-Length: 1000000`, or chunked) and then sent it a byte at a time, or not at all, held
+its connection, its request task and its buffers forever. Now:
+
+- the request line and headers must be complete REQUEST_HEAD_TIMEOUT_S after the connection opens (or after the
+  first byte of the next request on a kept-alive connection), within MAX_HEAD_BYTES, or the connection is closed
+  (400 when too large);
+- the body must be complete REQUEST_BODY_TIMEOUT_S after its head, or keep arriving at REQUEST_BODY_MIN_RATE
+  bytes/s on average since the head (checked every REQUEST_BODY_TIMEOUT_S): else the request gets 408 with a typed
+  JSON error (`BAD_USER_INPUT`, `reason: REQUEST_TIMEOUT`) when its answer has not started, and the connection is
+  closed. The app's receive() then returns http.disconnect (Starlette's ClientDisconnect): whatever reads the body
+  (strawberry, multipart uploads, /oauth/token, ...) stops there, nothing is executed, and what the app sends
+  afterwards is dropped. Bodies are also bounded in size by the app (MAX_REQUEST_BYTES / MAX_UPLOAD_BYTES).
+
+The timeouts come from the app's settings (server/app.py's lifespan puts RequestTimeouts in uvicorn's lifespan
+state, which every connection's protocol sees); without them (an app without that lifespan), the defaults below.
 
 It also writes a response's head and body together: uvicorn writes the status line and headers as soon as the app
 sends http.response.start, then the body, in a second write (two send() system calls and two TCP segments per
@@ -13,16 +24,19 @@ held until its body's first write (Starlette's Response sends both at once) and 
 chunked responses, empty bodies, answers to HEAD and 100-continue are written as before. A held head is written before the
 connection is closed (an app that never sends its body).
 
-Per request it does no more than uvicorn's own protocol: the head deadline is armed only when a data_received ends
-with a head still incomplete (a head that arrives whole, the usual case, never arms a timer: two timer handles per
-request before), the head's size is counted in the parser callbacks themselves (uvicorn's bodies inlined, no
-super() call per header), and a response head's header lines already validated once are reused (LeanCycle)."""
+Per request it does no more than uvicorn's own protocol: a deadline is armed only when a data_received ends with a
+head, or a body, still incomplete (a request that arrives whole, the usual case, never arms a timer: two timer
+handles per request before), the head's size is counted in the parser callbacks themselves (uvicorn's bodies
+inlined, no super() call per header), and a response head's header lines already validated once are reused
+(LeanCycle)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
@@ -33,8 +47,50 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-HEADER_TIMEOUT_S = 10.0
+from server.middleware import BODY_TIMED_OUT_SCOPE_KEY, NO_STORE, SECURITY_HEADERS
+
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; uvicorn's h11 default is 16 KiB, browsers send < 8 KiB
+LINGER_S = 1.0  # after a 408: how long the rest of the body is still read (and dropped) before the socket closes
+TIMEOUTS_STATE_KEY = "rwa.request_timeouts"  # in uvicorn's lifespan state (server/app.py)
+
+
+@dataclass(frozen=True)
+class RequestTimeouts:
+    """REQUEST_HEAD_TIMEOUT_S, REQUEST_BODY_TIMEOUT_S and REQUEST_BODY_MIN_RATE (core/settings.py)."""
+
+    head_s: float = 10.0
+    body_s: float = 30.0
+    body_min_rate: int = 64 * 1024  # bytes/s on average since the head; 0: body_s is final
+    answer_408: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rate = f", or at least {self.body_min_rate} bytes/s" if self.body_min_rate else ""
+        body = json.dumps(
+            {
+                "data": None,
+                "errors": [
+                    {
+                        "message": f"the request body did not arrive in time (whole within {self.body_s:g} s{rate})",
+                        "extensions": {
+                            "code": "BAD_USER_INPUT",
+                            "reason": "REQUEST_TIMEOUT",
+                            "timeoutSeconds": self.body_s,
+                        },
+                    }
+                ],
+            }
+        ).encode()
+        # the headers RequestContextMiddleware gives every answer (security headers, no-store)
+        head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n" % len(body)
+        head += b"".join(b"%s: %s\r\n" % header for header in (*SECURITY_HEADERS, NO_STORE))
+        object.__setattr__(self, "answer_408", head + b"\r\n" + body)  # after the status line and default headers
+
+    @classmethod
+    def of(cls, settings: Any) -> RequestTimeouts:
+        return cls(settings.request_head_timeout_s, settings.request_body_timeout_s, settings.request_body_min_rate)
+
+
+DEFAULT_TIMEOUTS = RequestTimeouts()
 
 
 class HeadTooLarge(Exception):
@@ -42,24 +98,39 @@ class HeadTooLarge(Exception):
 
 
 class BoundedHeadProtocol(HttpToolsProtocol):
+    _timeouts = DEFAULT_TIMEOUTS
     _deadline: asyncio.TimerHandle | None = None
     _head_bytes = 0
     _awaiting_head = False  # a request's head began and is not complete yet
+    _body_deadline: asyncio.TimerHandle | None = None
+    _body_started = 0.0  # loop time the body's deadline was armed (its head's end)
+    _body_bytes = 0  # bytes received since then
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn's narrower type
         super().connection_made(transport)
+        self._timeouts = self.app_state.get(TIMEOUTS_STATE_KEY, DEFAULT_TIMEOUTS)
         self._start_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
+        self._stop_body_deadline()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # a head begun in this data and not complete at its end: from now on it has HEADER_TIMEOUT_S (a timer armed
-        # at its first byte would be the same moment: one callback of the event loop)
+        # a head begun in this data and not complete at its end: from now on it has head_s (a timer armed at its
+        # first byte would be the same moment: one callback of the event loop)
         if self._awaiting_head and self._deadline is None and not self.transport.is_closing():
-            self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._head_timed_out)
+            self._deadline = self.loop.call_later(self._timeouts.head_s, self._head_timed_out)
+        # likewise a body still incomplete at the end of the data that completed its head
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body:
+            if self._body_deadline is not None:
+                self._body_bytes += len(data)
+            elif not cycle.disconnected and not self.transport.is_closing():
+                self._body_started = self.loop.time()
+                self._body_bytes = 0
+                self._body_deadline = self.loop.call_later(self._timeouts.body_s, self._body_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -88,6 +159,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
         self._stop_deadline()
+        if self._body_deadline is not None:  # the previous request's body deadline (its body is complete)
+            self._stop_body_deadline()
         previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
@@ -97,7 +170,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def _start_deadline(self) -> None:
         if self._deadline is None:
-            self._deadline = self.loop.call_later(HEADER_TIMEOUT_S, self._head_timed_out)
+            self._deadline = self.loop.call_later(self._timeouts.head_s, self._head_timed_out)
 
     def _stop_deadline(self) -> None:
         if self._deadline is not None:
@@ -108,6 +181,41 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _stop_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_timed_out(self) -> None:
+        self._body_deadline = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        timeouts = self._timeouts
+        if timeouts.body_min_rate and self._body_bytes >= timeouts.body_min_rate * (
+            self.loop.time() - self._body_started
+        ):
+            # still arriving at the minimum average rate (a large upload on a slow link): checked again later
+            self._body_deadline = self.loop.call_later(timeouts.body_s, self._body_timed_out)
+            return
+        cast(dict[str, Any], cycle.scope)[BODY_TIMED_OUT_SCOPE_KEY] = True  # (uvicorn's HTTPScope names its keys)
+        # the app's receive() returns http.disconnect from now on and its sends are dropped
+        cycle.disconnected = True
+        cycle.message_event.set()
+        transport = self.transport
+        # the answer, unless the app's began (or a pipelined request's, which would be interleaved with it)
+        if cycle.response_started or self.pipeline or not transport.can_write_eof():
+            transport.close()
+            return
+        cycle.response_started = cycle.response_complete = True
+        default_headers = b"".join(b"%s: %s\r\n" % header for header in self.server_state.default_headers)
+        transport.write(STATUS_LINE[408] + default_headers + timeouts.answer_408)
+        # then a FIN, and what the client still sends is read and dropped for a moment before closing: a socket
+        # closed with unread data resets the connection, and the client's kernel may drop the answer unread
+        transport.write_eof()
+        self.flow.resume_reading()
+        self.loop.call_later(LINGER_S, transport.close)
 
 
 # (name, value) -> b"name: value\r\n" of response headers that passed uvicorn's checks and carry no framing; bounded

@@ -15,6 +15,7 @@ import re
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logging import request_id_var
@@ -26,6 +27,9 @@ _KNOWN_PATHS = {"/graphql", "/healthz", "/readyz", "/metrics", "/oauth/token"}
 # the server's own ASGI send of a websocket, before any wrapping: shared subscriptions write frames to the
 # connection behind it directly (server/shared_subscriptions.py)
 RAW_SEND_SCOPE_KEY = "rwa.raw_send"
+# set on a request's scope by `rwa serve`'s protocol when the request's body did not arrive in time and it answered
+# 408 itself (server/http_protocol.py)
+BODY_TIMED_OUT_SCOPE_KEY = "rwa.body_timed_out"
 # Every HTTP response: no MIME sniffing (a JSON error echoing input must not render as HTML), no framing
 # (clickjacking), no referrer leaking URLs, and a CSP that allows nothing (API responses are data, not pages).
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -89,6 +93,10 @@ class RequestContextMiddleware:
         try:
             # a websocket's frames go straight out: wrapping every send would cost a call per delivered message
             await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+        except ClientDisconnect:
+            # the client went away while its body was read, or the body timed out (the protocol answered 408):
+            # nobody to answer, nothing went wrong here (nginx's 499 "client closed request" in the metrics)
+            status["code"] = 408 if scope.get(BODY_TIMED_OUT_SCOPE_KEY) else 499
         except Exception:
             log.exception("unhandled error")
             if scope["type"] == "http" and not status["sent"]:

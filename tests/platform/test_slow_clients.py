@@ -1,38 +1,82 @@
-"""`rwa serve`'s HTTP protocol (server/http_protocol.py): a connection whose request head does not arrive in time
-is closed, a head larger than MAX_HEAD_BYTES gets 400, and ordinary keep-alive traffic is untouched; a response's
-head goes out in the same write as its body (streamed, chunked, HEAD and failing answers as before)."""
+"""`rwa serve`'s HTTP protocol (server/http_protocol.py) against real sockets: a connection whose request head does
+not arrive in time is closed, a head larger than MAX_HEAD_BYTES gets 400, a body that does not arrive in time gets
+408 (typed JSON) and its connection closed, with nothing executed, while other clients are served and slow but
+steady uploads succeed; a websocket that never sends connection_init is closed with 4408; ordinary keep-alive
+traffic is untouched; a response's head goes out in the same write as its body (streamed, chunked, HEAD and
+failing answers as before). Timeouts are a fraction of a second here; the waits are bounded far above them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from cli.main import WEBSOCKETS
+from core.services import Services
+from core.settings import Settings
 from server import http_protocol
-from server.http_protocol import BoundedHeadProtocol
-from tests.platform.served import _InLoopServer
+from server.app import create_app
+from server.http_protocol import TIMEOUTS_STATE_KEY, BoundedHeadProtocol, RequestTimeouts
+from tests.fixtures.db import settings_values
+from tests.platform.served import _InLoopServer, websocket
 
-WAIT_S = 20.0  # an upper bound for the test to give up, far above the deadline: not a timing assertion
+WAIT_S = 20.0  # an upper bound for the test to give up, far above the deadlines: not a timing assertion
 
 
-async def _app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-    await send({"type": "http.response.body", "body": b"ok"})
+def _app(timeouts: RequestTimeouts | None = None, bodies: list[bytes] | None = None) -> Any:
+    """An app answering "ok" (after reading the request's body into `bodies`), whose lifespan hands the protocol
+    `timeouts` as server/app.py's does."""
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    if timeouts is not None:
+                        scope["state"][TIMEOUTS_STATE_KEY] = timeouts
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        if bodies is not None:
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+            bodies.append(b"".join(chunks))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
 
 
 @contextlib.asynccontextmanager
-async def _serving() -> AsyncIterator[int]:
-    config = uvicorn.Config(_app, host="127.0.0.1", port=0, http=BoundedHeadProtocol, lifespan="off", log_config=None)
+async def _serving(app: Any = None) -> AsyncIterator[int]:
+    """The port of uvicorn serving `app` on 127.0.0.1 as `rwa serve` does (its HTTP protocol and websockets)."""
+    config = uvicorn.Config(
+        app or _app(), host="127.0.0.1", port=0, http=BoundedHeadProtocol, ws=WEBSOCKETS, log_config=None
+    )
     server = _InLoopServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
+        if task.done():
+            task.result()
         await asyncio.sleep(0.01)
     try:
         yield server.servers[0].sockets[0].getsockname()[1]
@@ -46,9 +90,22 @@ async def _closed(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.read(), WAIT_S)
 
 
-async def test_a_half_sent_request_head_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_protocol, "HEADER_TIMEOUT_S", 0.3)
-    async with _serving() as port:
+async def _get(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    try:
+        return await _closed(reader)
+    finally:
+        writer.close()
+
+
+def _error_of(answer: bytes) -> tuple[bytes, dict[str, Any]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, json.loads(body)["errors"][0]
+
+
+async def test_a_half_sent_request_head_is_closed() -> None:
+    async with _serving(_app(RequestTimeouts(head_s=0.3))) as port:
         # nothing at all, half a request line, and a kept-alive connection that starts a second request and stalls
         idle = await asyncio.open_connection("127.0.0.1", port)
         partial = await asyncio.open_connection("127.0.0.1", port)
@@ -80,6 +137,160 @@ async def test_keep_alive_requests_still_work() -> None:
             assert head.startswith(b"HTTP/1.1 200"), head
             assert await reader.readexactly(2) == b"ok"
         writer.close()
+
+
+# --- request bodies ------------------------------------------------------------------------------------------
+
+BODY_S = 0.5  # the tests' REQUEST_BODY_TIMEOUT_S
+MIN_RATE = 200  # and REQUEST_BODY_MIN_RATE, bytes/s: the steady uploads below send ~1000 bytes/s
+
+
+async def test_a_trickling_or_silent_body_gets_408_while_others_are_served() -> None:
+    bodies: list[bytes] = []
+    async with _serving(_app(RequestTimeouts(body_s=BODY_S, body_min_rate=MIN_RATE), bodies)) as port:
+        started = time.monotonic()
+        trickling = await asyncio.open_connection("127.0.0.1", port)
+        trickling[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        silent = await asyncio.open_connection("127.0.0.1", port)
+        silent[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"{" * 99)
+        chunked = await asyncio.open_connection("127.0.0.1", port)
+        chunked[1].write(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+
+        answers = [asyncio.create_task(_closed(reader)) for reader, _ in (trickling, silent, chunked)]
+
+        async def trickle() -> None:  # a byte every 0.1 s (10 bytes/s) until the answer came
+            while not answers[0].done():
+                await asyncio.sleep(0.1)
+                trickling[1].write(b"x")
+
+        dripping = asyncio.create_task(trickle())
+        # meanwhile other clients are served, on new connections
+        for _ in range(3):
+            assert (await _get(port)).startswith(b"HTTP/1.1 200")
+        for answered, (_, writer) in zip(answers, (trickling, silent, chunked), strict=True):
+            answer = await answered
+            head, error = _error_of(answer)
+            assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head, answer
+            assert b"content-type: application/json" in head and b"x-content-type-options: nosniff" in head
+            assert error["extensions"] == {
+                "code": "BAD_USER_INPUT",
+                "reason": "REQUEST_TIMEOUT",
+                "timeoutSeconds": BODY_S,
+            }
+            writer.close()
+        elapsed = time.monotonic() - started
+        assert BODY_S <= elapsed < WAIT_S  # not before the deadline (timers never fire early), and not forever
+        await dripping
+        assert len(bodies) == 3  # the three GETs: none of the timed-out requests reached the app with a body
+        assert (await _get(port)).startswith(b"HTTP/1.1 200")
+
+
+async def _post_slowly(port: int, pieces: list[bytes], pause_s: float) -> bytes:
+    """The answer to a POST whose body is sent in `pieces`, `pause_s` apart (no more once an answer came: as a
+    client reading its socket as it sends does)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    size = sum(map(len, pieces))
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % size)
+    answer = asyncio.create_task(_closed(reader))
+    for piece in pieces:
+        await asyncio.sleep(pause_s)
+        if answer.done():
+            break
+        writer.write(piece)
+    try:
+        return await answer
+    finally:
+        writer.close()
+
+
+async def test_slow_but_steady_uploads_succeed() -> None:
+    bodies: list[bytes] = []
+    timeouts = RequestTimeouts(body_s=BODY_S, body_min_rate=MIN_RATE)
+    async with _serving(_app(timeouts, bodies)) as port:
+        # a body in three parts, whole well within the timeout
+        assert (await _post_slowly(port, [b"a" * 10, b"b" * 10, b"c" * 10], 0.02)).startswith(b"HTTP/1.1 200")
+        # one that takes ~1.2 s (past REQUEST_BODY_TIMEOUT_S) at ~1000 bytes/s, five times the minimum rate
+        started = time.monotonic()
+        answer = await _post_slowly(port, [b"d" * 100] * 12, 0.1)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert time.monotonic() - started > BODY_S  # it did outlast the plain timeout
+    assert bodies == [b"a" * 10 + b"b" * 10 + b"c" * 10, b"d" * 1200]
+
+
+async def test_without_a_minimum_rate_the_body_timeout_is_final() -> None:
+    async with _serving(_app(RequestTimeouts(body_s=BODY_S, body_min_rate=0), [])) as port:
+        answer = await _post_slowly(port, [b"d" * 1000] * 40, 0.05)  # 20,000 bytes/s, but ~2 s in all
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+
+
+async def test_a_body_sent_after_its_answer_does_not_hold_the_connection() -> None:
+    """The app answers without reading the body (uvicorn discards the rest as it comes): a body that never ends
+    still ends the connection at the deadline, instead of each byte renewing the keep-alive timeout."""
+    async with _serving(_app(RequestTimeouts(body_s=BODY_S, body_min_rate=MIN_RATE))) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+        assert head.startswith(b"HTTP/1.1 200") and await reader.readexactly(2) == b"ok"
+        rest = asyncio.create_task(reader.read())
+        started = time.monotonic()
+        while not rest.done() and time.monotonic() - started < WAIT_S:
+            writer.write(b"x")  # 10 bytes/s, each within uvicorn's 5 s keep-alive timeout
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(ConnectionError):
+            assert await rest == b""  # closed, with no second answer
+        writer.close()
+
+
+# --- the real app ---------------------------------------------------------------------------------------------
+
+REGISTER = (
+    'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) { session { user { id } } } }'
+)
+
+
+def _served_app(services: Services, **overrides: object) -> Any:
+    settings = Settings(**{**settings_values(services.settings), **overrides})  # type: ignore[arg-type]
+    return create_app(settings, dataclasses.replace(services, settings=settings))
+
+
+async def _post_json(port: int, payload: bytes) -> tuple[bytes, dict[str, Any]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    try:
+        head, _, body = (await _closed(reader)).partition(b"\r\n\r\n")
+        return head, json.loads(body)
+    finally:
+        writer.close()
+
+
+async def test_the_api_answers_a_stalled_body_408_and_executes_nothing(services: Services) -> None:
+    app = _served_app(services, REQUEST_BODY_TIMEOUT_S=BODY_S, REQUEST_BODY_MIN_RATE=0)
+    email = f"slow-{uuid.uuid4().hex[:10]}@example.com"
+    payload = json.dumps({"query": REGISTER, "variables": {"e": email}}).encode()
+    async with _serving(app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(payload), payload[:-1])  # all but the last byte, then nothing
+        )
+        head, answer = await _post_json(port, b'{"query": "{ __typename }"}')  # another client meanwhile
+        assert head.startswith(b"HTTP/1.1 200") and answer["data"] == {"__typename": "Query"}
+        head, error = _error_of(await _closed(reader))
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert error["extensions"]["code"] == "BAD_USER_INPUT" and error["extensions"]["reason"] == "REQUEST_TIMEOUT"
+        # the stalled registration never ran: the same one, sent whole, registers the address
+        head, answer = await _post_json(port, payload)
+        assert head.startswith(b"HTTP/1.1 200") and answer["data"]["register"]["session"]["user"]["id"], answer
+
+
+async def test_a_websocket_that_never_sends_connection_init_is_closed_4408(services: Services) -> None:
+    async with _serving(_served_app(services, WS_INIT_TIMEOUT_S=0.3)) as port:
+        async with websocket(f"http://127.0.0.1:{port}") as silent:
+            assert await silent.close_code() == 4408
 
 
 # --- the head written with the body ----------------------------------------------------------------------------
