@@ -28,7 +28,7 @@ from resolvers import ledger
 from resolvers.assets.validation import trim
 from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
-from resolvers.trading import market_data, markets, orders, settlement
+from resolvers.trading import market_data, markets, orders, sequencer, settlement
 from schema.lookups import found
 from schema.mutations import after_commit, mutation
 from schema.node import Node, register_node
@@ -429,13 +429,20 @@ class Mutation:
         extensions=requires(Role.ADMIN), description="OPEN | HALTED | CLOSED. Closing cancels the market's open orders."
     )
     async def set_market_status(self, info: Info, market_id: uuid.UUID, status: MarketStatus) -> Market:
-        market = await markets.set_status(info.context, market_id, status)
-        if market.status is MarketStatusModel.CLOSED:
-            session = await info.context.session()
+        actor, request_id = info.context.viewer.require_user(), info.context.request_id
+
+        async def close(session: Any) -> tuple[MarketModel, market_data.Events]:
+            market = await markets.set_status_in(session, actor, request_id, market_id, status)
+            if market.status is not MarketStatusModel.CLOSED:
+                return market, market_data.Events()
             _, events = await orders.cancel_orders(
-                session, None, market.id, None, reason="MARKET_CLOSED", request_id=info.context.request_id
+                session, None, market.id, None, reason="MARKET_CLOSED", request_id=request_id
             )
-            after_commit(info, lambda: market_data.publish(info.context.services.pubsub, events))
+            return market, events
+
+        hub = info.context.services.pubsub
+        market, events = await sequencer.detached(await info.context.session(), hub, close, _events)
+        after_commit(info, lambda: market_data.publish(hub, events))
         return Market.of(market)
 
     @mutation(
@@ -457,30 +464,45 @@ class Mutation:
             input.expires_at,
             input.client_order_id,
         )
+        hub = info.context.services.pubsub  # the sequencer publishes after its commit; the caller waits for that
         placed = await orders.place_order(
-            await info.context.session(), user_id, req, request_id=info.context.request_id
+            await info.context.session(), user_id, req, request_id=info.context.request_id, hub=hub
         )
-        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, placed.events))
+        after_commit(info, lambda: market_data.publish(hub, placed.events))
         return Order.of(placed.order)
 
     @mutation(extensions=authenticated(), description="Cancel one of the caller's open orders.")
     async def cancel_order(self, info: Info, id: uuid.UUID) -> Order:
-        user_id = info.context.viewer.require_user()
-        view, events = await orders.cancel_order(
-            await info.context.session(), user_id, id, request_id=info.context.request_id
+        user_id, request_id = info.context.viewer.require_user(), info.context.request_id
+        hub = info.context.services.pubsub
+        view, events = await sequencer.detached(
+            await info.context.session(),
+            hub,
+            lambda session: orders.cancel_order(session, user_id, id, request_id=request_id),
+            _events,
         )
-        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, events))
+        after_commit(info, lambda: market_data.publish(hub, events))
         return Order.of(view)
 
     @mutation(extensions=authenticated(), description="Cancel all of the caller's open orders in a market.")
     async def cancel_all_orders(self, info: Info, market_id: uuid.UUID) -> list[Order]:
-        user_id = info.context.viewer.require_user()
-        session = await info.context.session()
-        views, events = await orders.cancel_orders(
-            session, user_id, market_id, None, reason="USER_CANCELED", request_id=info.context.request_id
+        user_id, request_id = info.context.viewer.require_user(), info.context.request_id
+        hub = info.context.services.pubsub
+        views, events = await sequencer.detached(
+            await info.context.session(),
+            hub,
+            lambda session: orders.cancel_orders(
+                session, user_id, market_id, None, reason="USER_CANCELED", request_id=request_id
+            ),
+            _events,
         )
-        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, events))
+        after_commit(info, lambda: market_data.publish(hub, events))
         return [Order.of(v) for v in views]
+
+
+def _events(result: tuple[Any, market_data.Events]) -> market_data.Events:
+    """The events of a (result, events) pair: what sequencer.detached publishes after its commit."""
+    return result[1]
 
 
 def market_data_visible(info: Info) -> bool:

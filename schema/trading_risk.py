@@ -16,7 +16,7 @@ from models.trading import HaltReason as HaltReasonModel
 from models.trading import MarketMaker as MarketMakerModel
 from models.trading import MarketRiskLimits as LimitsModel
 from resolvers.assets.validation import trim
-from resolvers.trading import market_data, market_makers, risk_admin
+from resolvers.trading import market_data, market_makers, risk_admin, sequencer
 from schema.mutations import after_commit, mutation
 from schema.permissions import requires
 from schema.trading import MarketStatus
@@ -244,10 +244,15 @@ class Mutation:
     )
     async def kill_market(self, info: Info, market_id: uuid.UUID, reason: str | None = None) -> KillSwitchResult:
         actor = info.context.viewer.require_user()
-        killed = await risk_admin.kill_market(
-            await info.context.session(), actor, market_id, reason, info.context.request_id
+        request_id, hub = info.context.request_id, info.context.services.pubsub
+        # on a session and task of its own: the cancellations' events go out after its commit even if we go away
+        killed = await sequencer.detached(
+            await info.context.session(),
+            hub,
+            lambda session: risk_admin.kill_market(session, actor, market_id, reason, request_id),
+            lambda done: done.events,
         )
-        after_commit(info, lambda: market_data.publish(info.context.services.pubsub, killed.events))
+        after_commit(info, lambda: market_data.publish(hub, killed.events))
         return KillSwitchResult(market_id=market_id, status=killed.status, canceled_orders=killed.canceled)
 
     @mutation(

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from models.trading import OPEN_STATUSES, Order, OrderStatus
-from resolvers.trading import market_data
+from resolvers.trading import market_data, sequencer
 from resolvers.trading.cancel import cancel_orders
 
 
@@ -29,10 +29,19 @@ async def expire_due_orders(session: AsyncSession, now: datetime, hub: Any | Non
     )
     await session.rollback()
     total = 0
+    engine = session.bind if hub is not None and isinstance(session.bind, AsyncEngine) else None
     for market_id in markets:
-        expired, events = await cancel_orders(
-            session, None, market_id, None, reason="GTD_EXPIRED", status=OrderStatus.EXPIRED, now=now
-        )
+
+        async def expire(s: AsyncSession, market_id: Any = market_id) -> tuple[list[Any], market_data.Events]:
+            return await cancel_orders(
+                s, None, market_id, None, reason="GTD_EXPIRED", status=OrderStatus.EXPIRED, now=now
+            )
+
+        if engine is not None:
+            # its own session and task: the events of a committed expiry go out even if this job is cancelled
+            expired, events = await sequencer.run_detached(engine, hub, expire, lambda done: done[1])
+        else:
+            expired, events = await expire(session)
         total += len(expired)
         if hub is not None:
             await market_data.publish(hub, events)

@@ -67,9 +67,14 @@ def encode(event: dict[str, Any]) -> bytes:
 
 @dataclass
 class Events:
-    """What one committed transaction announces, published in order after commit."""
+    """What one committed transaction announces, published in order after commit.
+
+    `sent` is set when the messages are handed to the sender (`queue`): once per Events, so a transaction's events
+    go out exactly once however many times `publish` is called with them (the task that committed hands them over
+    right after its commit; the caller that asked for the work only waits for them)."""
 
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    sent: asyncio.Future[None] | None = None
 
     def add(self, channel: str, event: dict[str, Any]) -> None:
         self.messages.append((channel, event))
@@ -95,15 +100,13 @@ _PUBLISH_ALL = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1
 _PUBLISH_ALL_SHA = hashlib.sha1(_PUBLISH_ALL.encode()).hexdigest()
 
 
-async def publish(hub: Any, events: Events) -> None:
-    """Best effort: the trade is committed whatever Redis says; book subscribers resync from snapshots on gaps.
-
-    Messages go out in the order of the calls (each call's in its order), each exactly once. Calls that arrive while
-    a round trip is on its way share the next one (the placements of one sequencer batch are answered together, so
-    their publishes come together: one round trip and one command's CPU for many, instead of one each). Returns
-    once this call's messages were sent (or failed: logged)."""
-    if not events.messages:
-        return
+def queue(hub: Any, events: Events) -> asyncio.Future[None] | None:
+    """Hand the events to the hub's sender now, without waiting: the committer calls this right after its commit
+    (no await in between), so the messages go out in commit order whether or not anyone waits for them. Once per
+    Events (later calls return the same future). Returns the future done once they were sent (or failed: logged),
+    None when there is nothing to send."""
+    if events.sent is not None or not events.messages:
+        return events.sent
     loop = asyncio.get_running_loop()
     box = _outboxes.get(id(hub))
     if box is None or box.hub is not hub or (box.task is not None and box.task.get_loop() is not loop):
@@ -112,11 +115,36 @@ async def publish(hub: Any, events: Events) -> None:
     for channel, event in events.messages:
         pending.append(prefix + channel)
         pending.append(encode(event))
-    done: asyncio.Future[None] = loop.create_future()
+    done = events.sent = loop.create_future()
     box.waiters.append(done)
     if box.task is None:
         box.task = asyncio.create_task(_send(box), name="market-data-publish")
-    await asyncio.shield(done)  # a caller that goes away does not stop the others' messages
+    return done
+
+
+async def publish(hub: Any, events: Events) -> None:
+    """Best effort: the trade is committed whatever Redis says; book subscribers resync from snapshots on gaps.
+
+    Messages go out in the order they were queued (each call's in its order), each exactly once (`queue`). Calls
+    that arrive while a round trip is on its way share the next one (the placements of one sequencer batch are
+    queued together: one round trip and one command's CPU for many, instead of one each). Returns once these
+    messages were sent (or failed: logged)."""
+    done = events.sent or queue(hub, events)
+    if done is not None and not done.done():
+        # this call's own future: a caller that goes away cancels only its wait, never the others' messages
+        await done
+
+
+async def flush(timeout: float) -> bool:
+    """Wait (at most `timeout` seconds) until every queued message was sent: on shutdown, before the Redis client
+    closes. True when nothing is left."""
+    senders = [box.task for box in list(_outboxes.values()) if box.task is not None]
+    if not senders:
+        return True
+    _, left = await asyncio.wait(senders, timeout=timeout)
+    if left:
+        log.warning("market data: %d sender(s) still busy after %.1fs at shutdown", len(left), timeout)
+    return not left
 
 
 async def _publish_all(redis: Any, args: list[bytes | str]) -> None:

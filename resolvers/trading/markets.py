@@ -136,8 +136,14 @@ def _duplicate(exc: IntegrityError, symbol: str, quote: str) -> Conflict:
 
 
 async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -> Market:
-    actor = ctx.viewer.require_user()
-    session = await ctx.session()
+    return await set_status_in(await ctx.session(), ctx.viewer.require_user(), ctx.request_id, market_id, status)
+
+
+async def set_status_in(
+    session: AsyncSession, actor: uuid.UUID, request_id: str | None, market_id: uuid.UUID, status: MarketStatus
+) -> Market:
+    """`set_status` on a given session (schema/trading.py closes a market on a session of its own with
+    resolvers/trading/sequencer.detached, so the cancellations' events are published even if the caller goes away)."""
     await lock_market(session, market_id)  # serialized with placements, which read the status under this lock
     market = (
         await session.execute(select(Market).where(Market.id == market_id).with_for_update())
@@ -160,7 +166,7 @@ async def set_status(ctx: Context, market_id: uuid.UUID, status: MarketStatus) -
         action="market.status",
         target_type="market",
         target_id=market.id,
-        request_id=ctx.request_id,
+        request_id=request_id,
         details={"from": previous.value, "to": status.value},
     )
     await unit_of_work.commit(session)

@@ -139,6 +139,7 @@ async def place_order(
     *,
     request_id: str | None = None,
     now: datetime | None = None,
+    hub: Any = None,
 ) -> Placed:
     """Place one order and commit. Returns the order as stored (REJECTED with a reason if the gate refused).
 
@@ -148,9 +149,13 @@ async def place_order(
     the caller's session is not used. Elsewhere (tests on a shared connection, scripts) it runs alone on `session`.
     Alone runs `place_locked`; a batch decides its orders in memory by the same rules between one read and one write
     (resolvers/trading/batch.py, which falls back to `place_locked` for what it does not decide), and
-    tests/trading/test_batch_placement.py checks that both decide the same."""
+    tests/trading/test_batch_placement.py checks that both decide the same.
+
+    With `hub` (a PubSubHub), the sequencer publishes the order's events after its commit, so they go out even if
+    the caller is cancelled while it waits; the caller's `market_data.publish(hub, placed.events)` then only waits
+    for them. Without one, or placed alone, the caller publishes after its commit."""
     if sequencer.applies(session):
-        return await sequencer.submit(session, user_id, req, request_id, now)
+        return await sequencer.submit(session, user_id, req, request_id, now, hub)
     return await place_alone(session, user_id, req, request_id=request_id, now=now)
 
 

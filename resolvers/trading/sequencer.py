@@ -8,9 +8,15 @@ on its own session:
 
     lock the market once -> batch.place_batch (gate, risk, matching, settlement, audit for every order) -> commit
 
-and then resolves each caller's future with its own result. The caller publishes its own events after that
-(schema/trading.py queues the publish after its unit of work, which has nothing left to commit): exactly once per
-event, after the commit that made it true.
+and then hands every order's events to the market data sender (market_data.queue, no await in between: in commit
+order) before it resolves each caller's future with its own result. The lane publishes, not the caller: a caller
+whose task is cancelled while its order waits (a client gone, uvicorn's shutdown) still gets its order placed, and
+its events must go out all the same, exactly once, after the commit that made them true; the caller's own publish
+(schema/trading.py, after its unit of work) only waits for them to be sent.
+
+The cancel paths (cancelOrder, cancelAllOrders, closing a market, the kill switch, expiry) commit in the caller's
+task otherwise: `detached` runs such work on its own session in a task of its own, which commits and hands its
+events over whether or not the caller still waits. `drain` waits for all of it on shutdown.
 
 Why the invariants hold:
 - one transaction at a time changes a book: the batch holds the market lock from before its first read to its
@@ -42,19 +48,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.transactions import retry_transient, transient_sqlstate
 from resolvers import ledger, unit_of_work
-from resolvers.trading import book
+from resolvers.trading import book, market_data
+from resolvers.unit_of_work import UnitOfWork
 
 log = logging.getLogger("rwa.trading")
 
 MAX_BATCH = 64
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -64,6 +73,7 @@ class _Job:
     request_id: str | None
     now: datetime | None
     future: asyncio.Future[Any]
+    hub: Any  # the PubSubHub the lane publishes the order's events to after its commit (None: the caller does)
 
 
 @dataclass(slots=True)
@@ -77,6 +87,7 @@ class _Lane:
 
 
 _lanes: dict[tuple[int, uuid.UUID], _Lane] = {}
+_detached: set[asyncio.Task[Any]] = set()
 
 
 def applies(session: AsyncSession) -> bool:
@@ -87,9 +98,10 @@ def applies(session: AsyncSession) -> bool:
 
 
 async def submit(
-    session: AsyncSession, user_id: uuid.UUID, req: Any, request_id: str | None, now: datetime | None
+    session: AsyncSession, user_id: uuid.UUID, req: Any, request_id: str | None, now: datetime | None, hub: Any = None
 ) -> Any:
-    """Queue the placement on its market's lane and wait for its result (orders.Placed) or error."""
+    """Queue the placement on its market's lane and wait for its result (orders.Placed) or error. With `hub`, the
+    lane publishes the order's events after its commit (the Placed's events are then already queued)."""
     engine = session.bind
     assert isinstance(engine, AsyncEngine)
     key = (id(engine.sync_engine), req.market_id)
@@ -97,12 +109,12 @@ async def submit(
     if lane is None:
         lane = _lanes[key] = _Lane(engine, req.market_id)
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    lane.pending.append(_Job(user_id, req, request_id, now, future))
+    lane.pending.append(_Job(user_id, req, request_id, now, future, hub))
     if lane.task is None:
         lane.task = asyncio.create_task(_drain(key, lane), name=f"order-sequencer-{req.market_id}")
     # not shielded: a caller that goes away (client disconnect) cancels only its future; its order is placed all the
-    # same (the lane never looks at the futures, and `_answer` skips one that is done), as it was with asyncio.shield,
-    # which cost an extra future and two callbacks per order
+    # same (the lane never looks at the futures, and `_answer` skips one that is done) and its events published by
+    # the lane, as it was with asyncio.shield, which cost an extra future and two callbacks per order
     return await future
 
 
@@ -155,6 +167,9 @@ async def _run(lane: _Lane, batch: list[_Job]) -> None:
                 log.info("order batch of %d failed (%r); placing its orders one by one", len(batch), exc)
                 await session.rollback()
             else:
+                for job, outcome in zip(batch, outcomes):  # every event queued before any caller runs again
+                    if job.hub is not None and not isinstance(outcome, BaseException):
+                        market_data.queue(job.hub, outcome.events)
                 for job, outcome in zip(batch, outcomes):
                     _answer(job, outcome)
                 return
@@ -165,6 +180,8 @@ async def _run(lane: _Lane, batch: list[_Job]) -> None:
             except Exception as exc:  # noqa: BLE001  (the caller's error, as if it had placed alone)
                 _answer(job, exc)
             else:
+                if job.hub is not None:
+                    market_data.queue(job.hub, placed.events)
                 _answer(job, placed)
 
 
@@ -190,3 +207,67 @@ async def _together(session: AsyncSession, market_id: uuid.UUID, batch: list[_Jo
 class _CommitFailed(Exception):
     """The batch's COMMIT failed (e.g. the connection dropped): whether it took effect is unknown, so its orders are
     answered with the error rather than placed again (a client retries with its clientOrderId)."""
+
+
+async def detached(
+    session: AsyncSession, hub: Any, work: Callable[[AsyncSession], Awaitable[T]], events: Callable[[T], Any]
+) -> T:
+    """Run `work(session)` (a write that commits at the end of its unit of work and returns what `events` turns into
+    its market_data.Events) so that a committed transaction's events are published exactly once even if the caller
+    goes away: on its own session, in its own unit of work (one transaction, retried on a deadlock), in a task that
+    is not the caller's and hands the events to the sender right after its commit. The caller waits for the result
+    (its errors are the caller's); cancelling the caller does not cancel the work.
+
+    Where that does not apply (no hub, or a session that must see its own writes: `applies`), `work` runs on
+    `session` in the caller's unit of work, and the caller publishes after it commits, as before."""
+    if hub is None or not applies(session):
+        return await work(session)
+    assert isinstance(session.bind, AsyncEngine)
+    return await run_detached(session.bind, hub, work, events)
+
+
+async def run_detached(
+    engine: AsyncEngine, hub: Any, work: Callable[[AsyncSession], Awaitable[T]], events: Callable[[T], Any]
+) -> T:
+    """`detached`'s task, for callers without a unit of work (the expiry job): the work on its own session and unit
+    of work, its events queued after its commit; shielded from the caller's cancellation."""
+
+    async def run() -> T:
+        async with _session(engine) as session:
+            uow = UnitOfWork(session)
+
+            async def once() -> T:
+                result = await work(session)
+                uow.after_commit(lambda: _queue(hub, events(result)))  # called with no await after the commit
+                return result
+
+            return await uow.run(once)
+
+    task = asyncio.create_task(run(), name="trading-detached-write")
+    _detached.add(task)
+    task.add_done_callback(_forget)
+    return await asyncio.shield(task)
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _detached.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a caller that went away no longer waits for it (already logged as its error)
+
+
+async def _queue(hub: Any, events: Any) -> None:
+    market_data.queue(hub, events)
+
+
+async def drain(timeout: float) -> bool:
+    """On shutdown (after the server stopped taking requests, before Redis and the engine close): wait at most
+    `timeout` seconds for the lanes' batches and the detached writes in flight to commit and for every queued market
+    data message to be sent. True when all of it finished in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    busy = [lane.task for lane in list(_lanes.values()) if lane.task is not None] + list(_detached)
+    if busy:
+        _, left = await asyncio.wait(busy, timeout=timeout)
+        if left:
+            log.warning("order sequencer: %d task(s) still running after %.1fs at shutdown", len(left), timeout)
+    return await market_data.flush(max(0.0, deadline - loop.time())) and all(t.done() for t in busy)

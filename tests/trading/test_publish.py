@@ -62,10 +62,14 @@ async def test_concurrent_publishes_share_pipelines_and_keep_call_order(redis_ur
         assert received == [(i, part) for i in range(calls) for part in (0, 1)]  # once each, in call order
         assert await listener.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
         assert 1 <= round_trips < calls / 4, round_trips
-        # later calls, one at a time, still go out (a new sender task after the previous one ended)
+        # publishing the same events again sends nothing (exactly once per Events); later calls, one at a time,
+        # still go out (a new sender task after the previous one ended)
         await market_data.publish(hub, batches[0])
+        later = Events()
+        later.add("market:m:trades", {"call": calls})
+        await market_data.publish(hub, later)
         message = await listener.get_message(ignore_subscribe_messages=True, timeout=5)
-        assert message is not None and json.loads(message["data"]) == {"call": 0, "part": 0}
+        assert message is not None and json.loads(message["data"]) == {"call": calls}
     finally:
         await listener.aclose()
         await redis.aclose()
