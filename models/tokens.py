@@ -87,6 +87,8 @@ class TokenTransfer(Base):
         Index("ix_token_transfers_token_block", "chain_id", "token_address", "block_number", "log_index"),
         Index("ix_token_transfers_from", "chain_id", "token_address", "from_address", "block_number"),
         Index("ix_token_transfers_to", "chain_id", "token_address", "to_address", "block_number"),
+        # a trade's chain leg by its transaction (resolvers/trading/settlement._CHAIN_LEGS; migration 0026)
+        Index("ix_token_transfers_tx_hash", "chain_id", "tx_hash", "block_number"),
     )
 
 
