@@ -12,7 +12,7 @@ from typing import Any
 
 from chains.spec import ChainSpec
 
-CRASH_POINTS = ("after_sign", "after_broadcast")
+CRASH_POINTS = ("after_sign", "after_broadcast", "after_cancel_sign", "after_cancel_broadcast")
 
 
 @dataclass(frozen=True)

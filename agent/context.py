@@ -42,6 +42,7 @@ class SenderContext:
     conn: AsyncConnection
     config: AgentConfig
     gas_low: bool = False
+    refused: int = 0  # SIGNED ops the node refused for funds at the last resend (rwa_agent_refused_operations)
     last_gas_log: float = 0.0
     warned: dict[str, float] = field(default_factory=dict)
 

@@ -3,7 +3,8 @@
     await run_agent(settings)                       # every chain with RPC URLs, until stop is set
     await run_agent(settings, [1], stop=stop)
 
-Per iteration (one batched chain read): gas watch -> send again what is SIGNED -> fold batchable PENDING ops into
+Per iteration (one batched chain read): gas watch -> send again what is SIGNED -> operators' cancels of signed
+ops (agent/cancels.py) -> fold batchable PENDING ops into
 batch operations (agent/batches.py) -> sign and send new PENDING ops -> receipts (MINED / dropped / stuck / foreign nonce) -> confirmations from the indexer at finality. Roles that share
 an address (the treasury falls back to the agent key in dev) share one sender. Senders for "deposit:<i>" roles start
 when such operations appear. An RPC or database failure is logged and the iteration retried after a pause; a signer
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from agent import batches, confirm, gas, handlers, lock, metrics, receipts, sender
+from agent import batches, cancels, confirm, gas, handlers, lock, metrics, receipts, sender
 from agent.config import AgentConfig
 from agent.context import SenderContext
 from agent.errors import SignerError
@@ -29,7 +30,7 @@ from chains.errors import RpcError
 from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.settings import ConfigError, Settings
-from models.operations import OPEN_STATES, ChainOperation
+from models.operations import ChainOperation
 
 log = logging.getLogger("rwa.agent")
 
@@ -50,6 +51,9 @@ async def iterate(ctx: SenderContext) -> int:
     low = gas.watch(ctx, view)
     work = await sender.broadcast_signed(ctx)
     lap("resend")
+    work += await cancels.step(ctx, view)  # operators' cancels of signed ops: even when gas is low (they are cheap)
+    metrics.REFUSED.labels(c, ctx.address).set(ctx.refused)
+    lap("cancel")
     if not low:
         folded = await batches.fold(ctx)
         lap("fold")
@@ -160,7 +164,7 @@ async def run_chain(
                         await conn.scalars(
                             select(ChainOperation.signer)
                             .distinct()
-                            .where(ChainOperation.chain_id == chain_id, ChainOperation.state.in_(OPEN_STATES))
+                            .where(ChainOperation.chain_id == chain_id, ChainOperation.state.in_(cancels.ACTIVE_STATES))
                         )
                     ).all()
                 roles = sorted({"agent", "treasury", *extra})

@@ -15,6 +15,12 @@ PENDING = Gauge("rwa_agent_pending_operations", "Operations not yet confirmed or
 OLDEST_PENDING_AGE = Gauge(
     "rwa_agent_oldest_pending_age_seconds", "Age of the oldest open operation", ["chain_id", "address"]
 )
+REFUSED = Gauge(
+    "rwa_agent_refused_operations",
+    "Signed transactions (operations, or cancels of them) the node refuses for lack of gas funds at the last try: "
+    "fund the sender, or cancel the operation (cancelOperation)",
+    ["chain_id", "address"],
+)
 IS_SENDER = Gauge("rwa_agent_sender", "1 while this process holds the sender lock", ["chain_id", "address"])
 TRANSITIONS = Counter("rwa_agent_operations_total", "Operations reaching a state", ["chain_id", "state"])
 BROADCASTS = Counter("rwa_agent_broadcasts_total", "Raw transactions sent, by why", ["chain_id", "why"])

@@ -7,10 +7,14 @@ Plain functions over a session (the caller commits); each leaves an audit row.
   whose failure handler already compensated the decision (a FAILED settlement reversed the trade's cash, a FAILED
   payout gave the cash back): sending them now would act twice; a new decision is needed instead.
   A failed or canceled batch (agent/batches.py) is refused too: its members were already sent alone.
-- `cancel`: only before anything was signed (PENDING): a signed transaction may already sit in a node's pool, so
-  canceling it could not guarantee it never lands. The operation becomes CANCELED and the kind's failure handler
-  runs in the same transaction (a canceled settlement FAILS its trade and reverses the cash; a canceled payout gives
-  the cash back), exactly as a revert would.
+- `cancel`: PENDING (nothing signed): the operation becomes CANCELED and the kind's failure handler runs in the same
+  transaction (a canceled settlement FAILS its trade and reverses the cash; a canceled payout gives the cash back),
+  exactly as a revert would. SIGNED or BROADCAST (e.g. a sweep the node refuses for lack of gas, holding its
+  sender's nonce): the signed transaction may already sit in a node's pool, so the nonce cannot simply be given to
+  the next operation; the op becomes REPLACED, its sender's agent fills the nonce with a 0-value self-transfer, and
+  the op is CANCELED (and compensated, as above) only when that nonce is final without any of the op's own
+  transactions, or back on its normal path if one of them wins (agent/cancels.py). MINED, BATCHED, REPLACED and
+  final operations: CONFLICT INVALID_STATE.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ S = OperationState
 # failure handlers of these kinds compensate the decision: never re-send them
 COMPENSATED_KINDS = ("settlement.", "payout.", "issuance.")
 MAX_REASON = 500
+_WHY_NOT = {
+    S.MINED: "its transaction is mined; only a reorg could remove it",
+    S.REPLACED: "its cancel is already under way",
+    S.BATCHED: "it rides in a batch operation: cancel the batch",
+    S.SIGNED: "it holds no nonce of a sender to fill",
+    S.BROADCAST: "it holds no nonce of a sender to fill",
+}
 
 
 @dataclass(frozen=True)
@@ -137,15 +148,35 @@ async def cancel(
     if not 1 <= len(why) <= MAX_REASON:
         raise BadUserInput(f"reason must have 1 to {MAX_REASON} characters", field="reason")
     op = await _locked(session, op_id)
+    if op.state in (S.SIGNED, S.BROADCAST) and op.nonce is not None and op.sender is not None:
+        # signed: it may sit in a node's pool, so only a transaction at its nonce can make sure it never lands
+        # (agent/cancels.py); nothing is compensated until that one is final
+        previous = op.state
+        op.state, op.revert_reason = S.REPLACED, f"canceled: {why}"
+        op.last_error = f"cancel requested by an operator: a 0-value transaction of the sender fills nonce {op.nonce}"
+        op.updated_at = datetime.now(UTC)
+        _audit(
+            session,
+            actor_id,
+            "operation.cancel",
+            op,
+            request_id,
+            reason=why,
+            nonce=op.nonce,
+            **{"from": previous.value},
+        )
+        await session.flush()
+        return op
     if op.state is not S.PENDING:
         raise Conflict(
-            f"a {op.state.value} operation cannot be canceled (only before it is signed)", reason="INVALID_STATE"
+            f"a {op.state.value} operation cannot be canceled ({_WHY_NOT.get(op.state, 'it is final')})",
+            reason="INVALID_STATE",
         )
     op.state, op.revert_reason = S.CANCELED, f"canceled: {why}"
     op.last_error = "canceled by an operator"
     op.updated_at = datetime.now(UTC)
     handlers.load_effects()  # the API process has not loaded them (the executor does at start)
     await handlers.run_failed(session, op, f"canceled: {why}")
-    _audit(session, actor_id, "operation.cancel", op, request_id, reason=why)
+    _audit(session, actor_id, "operation.cancel", op, request_id, reason=why, **{"from": S.PENDING.value})
     await session.flush()
     return op

@@ -243,7 +243,7 @@ async def _sign_chunk(
     return len(signed) + n_failed, more
 
 
-_ALREADY = (
+ALREADY = (
     "already known",
     "known transaction",
     "already imported",
@@ -253,31 +253,35 @@ _ALREADY = (
     "replacement transaction underpriced",
     "transaction underpriced",
 )
-_FUNDS = ("insufficient funds", "insufficient balance")
+FUNDS = ("insufficient funds", "insufficient balance")
+REFUSED_PREFIX = "broadcast refused: "  # last_error of an op the node refuses for funds (agent/status.py)
 
 
-async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> None:
+async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> tuple[int, int]:
     """Send the stored raw txs (one batch); SIGNED -> BROADCAST for each the node took or already has.
 
     "nonce too low" / "already known" mean the tx (or another at its nonce) is already in the pool or mined: the
     op is BROADCAST and the receipt poll decides which. Funds and transport errors keep the op SIGNED (sent again
-    next iteration)."""
+    next iteration; a refusal for funds is kept in `last_error`, shown by `rwa agent status`, until the sender is
+    funded or an operator cancels the op: agent/cancels.py). Returns (taken, refused for funds)."""
     if not ops:
-        return
+        return 0, 0
     results = await ctx.client.batch([("eth_sendRawTransaction", [op.raw_tx]) for op in ops], return_exceptions=True)
     crash_point(ctx, "after_broadcast")  # sent, but the database still says SIGNED: the hardest restart
     metrics.BROADCASTS.labels(str(ctx.chain_id), why).inc(len(ops))
     sent: list[Any] = []
     errors: dict[Any, str] = {}
+    refused = 0
     for op, res in zip(ops, results):
         if not isinstance(res, Exception):
             sent.append(op.id)
             continue
         msg = (res.rpc_message if isinstance(res, RpcResponseError) else str(res)).lower()
-        if isinstance(res, RpcResponseError) and any(m in msg for m in _ALREADY):
+        if isinstance(res, RpcResponseError) and any(m in msg for m in ALREADY):
             sent.append(op.id)
-        elif any(m in msg for m in _FUNDS):
-            errors[op.id] = f"broadcast refused: {msg[:300]}"
+        elif any(m in msg for m in FUNDS):
+            errors[op.id] = f"{REFUSED_PREFIX}{msg[:300]}"
+            refused += 1
             ctx.warn_once(
                 "funds",
                 "chain %s: %s cannot pay for gas (%s); operations wait",
@@ -309,13 +313,19 @@ async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> 
             if errors:
                 table = ChainOperation.__table__
                 await s.execute(
-                    update(table).where(table.c.id == bindparam("op_id")).values(last_error=bindparam("msg")),
+                    update(table)
+                    # an operator's cancel (REPLACED) may have come in meanwhile: its own note stays
+                    .where(table.c.id == bindparam("op_id"), table.c.state != S.REPLACED)
+                    .values(last_error=bindparam("msg")),
                     [{"op_id": k, "msg": v} for k, v in errors.items()],
                 )
+    return len(sent), refused
 
 
 async def broadcast_signed(ctx: SenderContext) -> int:
-    """Send again every SIGNED op of this sender (a crash between commit and send, or a refused send)."""
+    """Send again every SIGNED op of this sender (a crash between commit and send, or a refused send). Returns how
+    many the node took: ops it keeps refusing (no funds for gas) are no work, so the loop sleeps between tries
+    instead of sending them again at full speed (~100 sends a second on anvil); `ctx.refused` counts them."""
     async with ctx.session() as s:
         ops = list(
             (
@@ -332,6 +342,8 @@ async def broadcast_signed(ctx: SenderContext) -> int:
             ).all()
         )
         await s.commit()
-    if ops and not ctx.gas_low:
-        await broadcast(ctx, ops, why="signed")
-    return len(ops)
+    ctx.refused = 0
+    if not ops or ctx.gas_low:
+        return 0
+    taken, ctx.refused = await broadcast(ctx, ops, why="signed")
+    return taken

@@ -1,26 +1,32 @@
 """`rwa agent status`: per chain and signer address, the numbers an operator (and Prometheus) needs.
 
-Healthy means: the node answers, the signer's balance is at or above the chain's threshold, and no operation has
-been open for longer than `stale_after_s` (default 15 minutes).
+Healthy means: the node answers, the signer's balance is at or above the chain's threshold, no signed operation is
+refused by the node for lack of gas funds (it holds its nonce: every later operation of the sender waits behind it;
+fund the sender, or cancel it with cancelOperation) and no operation has been open for longer than `stale_after_s`
+(default 15 minutes). `refused` lists those operations with the node's reason; `canceling` the operators' cancels
+whose 0-value transaction is not final yet (agent/cancels.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agent import metrics
+from agent.cancels import ACTIVE_STATES
 from agent.config import AgentConfig
 from agent.errors import SignerError
 from agent.lock import holder_count
+from agent.sender import REFUSED_PREFIX
 from agent.signers import signer_for
 from chains.registry import get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.settings import Settings
-from models.operations import OPEN_STATES, ChainOperation, OperationState
+from models.operations import ChainOperation, OperationState
 
 
 @dataclass
@@ -39,6 +45,8 @@ class SignerStatus:
     sender_running: bool
     healthy: bool
     problems: list[str]
+    refused: list[dict[str, object]] = field(default_factory=list)  # SIGNED, the node refuses them for funds
+    canceling: list[dict[str, object]] = field(default_factory=list)  # REPLACED: cancel tx not final yet
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -64,7 +72,7 @@ async def collect(
             extra = (
                 await conn.scalars(
                     select(ChainOperation.signer)
-                    .where(ChainOperation.chain_id == cid, ChainOperation.state.in_(OPEN_STATES))
+                    .where(ChainOperation.chain_id == cid, ChainOperation.state.in_(ACTIVE_STATES))
                     .distinct()
                 )
             ).all()
@@ -102,7 +110,7 @@ async def collect(
                         ).where(
                             ChainOperation.chain_id == cid,
                             ChainOperation.signer.in_(roles),
-                            ChainOperation.state.in_(OPEN_STATES),
+                            ChainOperation.state.in_(ACTIVE_STATES),
                         )
                     )
                 ).one()
@@ -114,6 +122,43 @@ async def collect(
                     )
                 )
                 running = addr is not None and await holder_count(conn, cid, addr) > 0
+                stuck = (
+                    await conn.execute(
+                        select(
+                            ChainOperation.id,
+                            ChainOperation.business_ref,
+                            ChainOperation.kind,
+                            ChainOperation.state,
+                            ChainOperation.nonce,
+                            ChainOperation.last_error,
+                        )
+                        .where(
+                            ChainOperation.chain_id == cid,
+                            ChainOperation.signer.in_(roles),
+                            (
+                                (ChainOperation.state == OperationState.SIGNED)
+                                & ChainOperation.last_error.startswith(REFUSED_PREFIX, autoescape=True)
+                            )
+                            | (ChainOperation.state == OperationState.REPLACED),
+                        )
+                        .order_by(ChainOperation.nonce)
+                        .limit(50)
+                    )
+                ).all()
+            refused = [_stuck(r) for r in stuck if r.state is OperationState.SIGNED]
+            canceling = [_stuck(r) for r in stuck if r.state is OperationState.REPLACED]
+            if refused:
+                first = refused[0]
+                probs.append(
+                    f"{len(refused)} signed operation(s) refused by the node for gas funds, first {first['businessRef']} "
+                    f"(id {first['id']}) at nonce {first['nonce']}: {first['reason']}; every later operation of "
+                    f"{addr} waits: fund it or cancel them (cancelOperation)"
+                )
+            for pending_cancel in canceling:
+                probs.append(
+                    f"cancel of {pending_cancel['businessRef']} at nonce {pending_cancel['nonce']} under way: "
+                    f"{pending_cancel['reason']}"
+                )
             age = None if row[1] is None else (datetime.now(UTC) - row[1]).total_seconds()
             threshold = config.min_balance(spec)
             if balance is not None and balance < threshold:
@@ -135,6 +180,8 @@ async def collect(
                 running,
                 not probs,
                 probs,
+                refused,
+                canceling,
             )
             out.append(st)
             if addr is not None:
@@ -146,3 +193,13 @@ async def collect(
                 if nonce is not None:
                     metrics.NEXT_NONCE.labels(c, addr).set(nonce)
     return out
+
+
+def _stuck(row: Any) -> dict[str, object]:
+    return {
+        "id": str(row.id),
+        "businessRef": row.business_ref,
+        "kind": row.kind,
+        "nonce": row.nonce,
+        "reason": row.last_error,
+    }

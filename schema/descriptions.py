@@ -81,7 +81,7 @@ ARG_OVERRIDES: dict[str, str] = {
     "Mutation.disableWebhookEndpoint.id": "The webhook endpoint's id.",
     "Mutation.redeliverWebhook.id": "The DEAD webhook delivery's id.",
     "Mutation.retryOperation.id": "The chain operation's id (FAILED, CANCELED, or PENDING in backoff).",
-    "Mutation.cancelOperation.id": "The PENDING chain operation's id.",
+    "Mutation.cancelOperation.id": "The chain operation's id (PENDING, SIGNED or BROADCAST).",
     "Mutation.openOffering.id": "The DRAFT offering's id.",
     "Mutation.closeOffering.id": "The OPEN offering's id.",
     "Mutation.cancelOffering.id": "The offering's id (DRAFT, OPEN or CLOSED).",

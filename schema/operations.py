@@ -29,8 +29,10 @@ strawberry.enum(
     OperationStateModel,
     description=(
         "PENDING -> SIGNED -> BROADCAST -> MINED -> CONFIRMED (its event indexed at or below the finalized block) | "
-        "FAILED (reverted at estimation or when mined) | CANCELED (by an operator, before signing). BATCHED: carried by "
-        "a batch operation's transaction (kind batch.<kind>), CONFIRMED with it or sent alone if it reverts."
+        "FAILED (reverted at estimation or when mined) | CANCELED (by an operator). REPLACED: canceled by an operator "
+        "after signing; a 0-value transaction of the sender fills its nonce, then CANCELED once that is final (or "
+        "MINED if its own transaction wins). BATCHED: carried by a batch operation's transaction (kind batch.<kind>), "
+        "CONFIRMED with it or sent alone if it reverts."
     ),
 )
 OperationState: TypeAlias = OperationStateModel
@@ -177,8 +179,12 @@ class Mutation:
         result="operation",
         extensions=requires(*STAFF),
         description=(
-            "PENDING -> CANCELED (only before signing); the decision is compensated as for a revert (a settlement's "
-            "trade FAILS and its cash is reversed; a payout's cash is given back)."
+            "PENDING -> CANCELED; the decision is compensated as for a revert (a settlement's trade FAILS and its cash "
+            "is reversed; a payout's cash is given back). SIGNED/BROADCAST (e.g. refused by the node for lack of gas, "
+            "holding its sender's nonce) -> REPLACED: the agent fills the nonce with a 0-value self-transfer (the "
+            "sender needs gas for it) and the op becomes CANCELED, compensated, once that is final; if its own "
+            "transaction lands first it completes normally. CONFLICT INVALID_STATE for MINED, BATCHED, REPLACED "
+            "and final operations."
         ),
     )
     async def cancel_operation(self, info: Info, id: uuid.UUID, reason: str) -> ChainOperation:

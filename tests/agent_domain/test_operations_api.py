@@ -163,3 +163,66 @@ async def test_retry_a_failed_identity_operation(gql, make_user, session_factory
     assert code(await gql(RETRY, {"id": "00000000-0000-0000-0000-000000000000"}, token=admin.token)) == "NOT_FOUND"
     investor = await make_user()
     assert code(await gql(RETRY, {"id": str(op.id)}, token=investor.token)) == "FORBIDDEN"
+
+
+async def test_cancel_after_signing_asks_the_agent_to_fill_the_nonce(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
+    """A SIGNED settlement (its raw tx may sit in a node's pool) is not CANCELED at once: REPLACED, its trade not
+    compensated yet (agent/cancels.py finishes it on chain); only ADMIN/COMPLIANCE may ask; audited."""
+    m = await make_market(session_factory)
+    seller = await make_trader(session_factory, m, tokens="10")
+    buyer = await make_trader(session_factory, m, cash="1000")
+    await place_order(session, buyer.user_id, limit(m, Side.BUY, "4", "5.00"))
+    await place_order(session, seller.user_id, limit(m, Side.SELL, "4", "5.00"))
+    await session.commit()
+    trade, instruction = await trade_of(session, seller.wallet)
+    op = await op_by_ref(session, f"settlement:{instruction.id}")
+    await session.execute(
+        __import__("sqlalchemy")
+        .update(ChainOperation)
+        .where(ChainOperation.id == op.id)
+        .values(
+            state=OperationState.SIGNED,
+            sender="0x" + "11" * 20,
+            nonce=7,
+            raw_tx="0x02",
+            tx_hash="0x" + "aa" * 32,
+            tx_hashes=["0x" + "aa" * 32],
+            last_error="broadcast refused: insufficient funds for gas * price + value",
+        )
+    )
+    await session.commit()
+    op_id = str(op.id)
+    investor = await make_user()
+    assert code(await gql(CANCEL, {"id": op_id, "r": "stuck"}, token=investor.token)) == "FORBIDDEN"
+    assert code(await gql(CANCEL, {"id": op_id, "r": "stuck"})) == "UNAUTHENTICATED"
+    admin = await make_user(["ADMIN"])
+    asked = await gql(CANCEL, {"id": op_id, "r": "sweep underfunded"}, token=admin.token)
+    assert asked["data"]["cancelOperation"]["operation"] == {
+        "id": op_id,
+        "state": "REPLACED",
+        "revertReason": "canceled: sweep underfunded",
+    }, asked
+    await session.refresh(trade)
+    assert trade.settlement is SettlementStatus.PENDING  # compensated only once the nonce is filled for good
+    op = await op_by_ref(session, op.business_ref)
+    assert op.nonce == 7 and op.tx_hashes == ["0x" + "aa" * 32]  # it keeps its nonce: nothing is signed over it
+    assert code(await gql(CANCEL, {"id": op_id, "r": "again"}, token=admin.token)) == "INVALID_STATE"
+    assert code(await gql(RETRY, {"id": op_id}, token=admin.token)) == "INVALID_STATE"
+    [audit] = (
+        await session.scalars(
+            select(AuditLog).where(AuditLog.action == "operation.cancel", AuditLog.target_id == op_id)
+        )
+    ).all()
+    assert audit.details["from"] == "SIGNED" and audit.details["nonce"] == 7
+    assert audit.details["reason"] == "sweep underfunded"
+    # a mined one cannot be canceled: only a reorg could take it back
+    await session.execute(
+        __import__("sqlalchemy")
+        .update(ChainOperation)
+        .where(ChainOperation.id == op.id)
+        .values(state=OperationState.MINED)
+    )
+    await session.commit()
+    mined = await gql(CANCEL, {"id": op_id, "r": "too late"}, token=admin.token)
+    assert code(mined) == "INVALID_STATE"
+    assert "mined" in mined["data"]["cancelOperation"]["errors"][0]["message"]

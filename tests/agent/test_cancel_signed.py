@@ -1,0 +1,247 @@
+"""Canceling signed operations on a real anvil node: a SIGNED op the node refuses (its sender cannot pay the gas)
+holds its nonce and every later op of the sender behind it; an operator's cancel fills that nonce with a 0-value
+self-transfer (agent/cancels.py), the op becomes CANCELED and compensated once, and the later ops go through. The
+same for a BROADCAST op racing its cancel (whichever lands decides), and across kill -9 at each new step."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from agent import handlers, metrics
+from agent.operations import cancel
+from agent.status import collect
+from core.errors import Conflict
+from models.identity import AuditLog
+from tests.agent.conftest import FAST, World, agent_process, running
+from tests.agent.test_faults import _wait_exit, one_transfer_per_ref
+
+pytestmark = pytest.mark.timeout(300)
+
+NO_THRESHOLD = dataclasses.replace(FAST, min_balance_wei={1: 0})  # as for a deposit key: sign whatever the balance
+DUST = hex(10**9)  # far below what any transaction's gas costs
+
+
+@pytest.fixture
+def compensations() -> Any:
+    """The failure handler of test.* kinds: what each compensation was called with (it must run once per op)."""
+    calls: list[tuple[str, str]] = []
+
+    async def on_failed(session: AsyncSession, op: Any, reason: str) -> None:
+        calls.append((op.business_ref, reason))
+
+    async def on_confirmed(session: AsyncSession, op: Any) -> None:
+        return None
+
+    handlers.register("test.", on_confirmed=on_confirmed, on_failed=on_failed)
+    yield calls
+    handlers.unregister("test.")
+
+
+async def _cancel(w: World, op_id: uuid.UUID, reason: str) -> str:
+    engine = create_async_engine(w.db_url)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as s:
+            op = await cancel(s, op_id, reason, actor_id=None, request_id="test")
+            await s.commit()
+            return op.state.value
+    finally:
+        await engine.dispose()
+
+
+def _self_transfer_at(w: World, sender: str, nonce: int) -> dict[str, Any]:
+    """The mined transaction of `sender` at `nonce` (found by scanning the chain's blocks)."""
+    head = int(w.node.rpc("eth_blockNumber"), 16)
+    for n in range(head, -1, -1):
+        block = w.node.rpc("eth_getBlockByNumber", hex(n), True)
+        for tx in block["transactions"]:
+            if tx["from"].lower() == sender.lower() and int(tx["nonce"], 16) == nonce:
+                return tx
+    raise AssertionError(f"no transaction of {sender} at nonce {nonce}")
+
+
+async def test_cancel_of_a_signed_op_refused_for_funds_frees_the_sender(world: World, compensations) -> None:  # type: ignore[no-untyped-def]
+    a = world.d.agent
+    saved = world.node.rpc("eth_getBalance", a, "latest")
+    refs = ["test:stuck", "test:after:1", "test:after:2"]
+    ids = {r: await world.enqueue_transfer(r, 10**18) for r in refs}
+    world.node.rpc("anvil_setBalance", a, DUST)
+    try:
+        async with running(world, config=NO_THRESHOLD) as tasks:
+            ops = await world.wait_ops(
+                lambda o: all(o[r]["state"] == "SIGNED" and o[r]["last_error"] for r in refs), tasks=tasks
+            )
+            first = ops["test:stuck"]
+            assert "insufficient funds" in first["last_error"]
+            assert sorted(ops[r]["nonce"] for r in refs) == [first["nonce"], first["nonce"] + 1, first["nonce"] + 2]
+            # operators see it: status names the op, its nonce and the node's reason; the gauge counts them
+            row = await _status(world, a)
+            assert not row.healthy and [x["businessRef"] for x in row.refused] == refs
+            assert "insufficient funds" in str(row.refused[0]["reason"]) and row.refused[0]["nonce"] == first["nonce"]
+            assert any("fund it or cancel" in p for p in row.problems)
+            assert metrics.REFUSED.labels("1", a)._value.get() == 3
+
+            assert await _cancel(world, ids["test:stuck"], "sender underfunded") == "REPLACED"
+            # the cancel tx is signed at the op's nonce, but the node refuses it too until the sender has gas for it
+            ops = await world.wait_ops(
+                lambda o: "cancel tx refused" in (o["test:stuck"]["last_error"] or ""), tasks=tasks
+            )
+            assert ops["test:stuck"]["state"] == "REPLACED" and ops["test:stuck"]["nonce"] == first["nonce"]
+            assert ops["test:stuck"]["tx_hashes"] == first["tx_hashes"]  # the op's own hashes only
+            row = await _status(world, a)
+            assert [x["businessRef"] for x in row.canceling] == ["test:stuck"]
+            assert compensations == []  # nothing is compensated while the op's tx could still land
+
+            world.node.rpc("anvil_setBalance", a, saved)
+            ops = await world.wait_ops(
+                lambda o: (
+                    o["test:stuck"]["state"] == "CANCELED" and all(o[r]["state"] == "CONFIRMED" for r in refs[1:])
+                ),
+                tasks=tasks,
+            )
+            assert metrics.REFUSED.labels("1", a)._value.get() == 0
+    finally:
+        world.node.rpc("anvil_setBalance", a, saved)
+    one_transfer_per_ref(world, ops, refs[1:])  # the canceled op moved nothing
+    filler = _self_transfer_at(world, a, first["nonce"])
+    assert filler["to"].lower() == a.lower() and int(filler["value"], 16) == 0 and filler["input"] in ("0x", "")
+    assert filler["hash"] == ops["test:stuck"]["tx_hash"]
+    assert compensations == [("test:stuck", "canceled: sender underfunded")]
+    assert await _audits(world, ids["test:stuck"]) == 1
+
+
+async def test_cancel_of_a_broadcast_op_replaces_it_in_the_pool(world: World, compensations) -> None:  # type: ignore[no-untyped-def]
+    """A BROADCAST op still pending in the pool: the cancel outbids it at its nonce; it never lands."""
+    world.node.set_automine(False)
+    try:
+        op_id = await world.enqueue_transfer("test:pending", 10**18)
+        async with running(world, miner=False) as tasks:
+            ops = await world.wait_ops(lambda o: o["test:pending"]["state"] == "BROADCAST", tasks=tasks)
+            original = ops["test:pending"]
+            assert world.node.rpc("eth_getTransactionByHash", original["tx_hash"]) is not None  # in the pool
+            assert await _cancel(world, op_id, "wrong amount") == "REPLACED"
+            ops = await world.wait_ops(
+                lambda o: (
+                    o["test:pending"]["tx_hash"] != original["tx_hash"]
+                    and o["test:pending"]["broadcast_at"] is not None
+                    and "sent" in (o["test:pending"]["last_error"] or "")
+                ),
+                tasks=tasks,
+            )
+            world.node.set_automine(True)
+        async with running(world) as tasks:
+            ops = await world.wait_ops(lambda o: o["test:pending"]["state"] == "CANCELED", tasks=tasks)
+    finally:
+        world.node.set_automine(True)
+    assert world.transfers_on_chain() == []
+    assert world.node.rpc("eth_getTransactionReceipt", original["tx_hash"]) is None
+    assert compensations == [("test:pending", "canceled: wrong amount")]
+
+
+async def test_a_cancel_that_loses_the_race_completes_the_op(world: World, compensations) -> None:  # type: ignore[no-untyped-def]
+    """Canceled while BROADCAST, but its own transaction is mined first: the op completes normally and nothing is
+    compensated."""
+    world.node.set_automine(False)
+    try:
+        op_id = await world.enqueue_transfer("test:late", 10**18)
+        async with running(world, miner=False) as tasks:
+            await world.wait_ops(lambda o: o["test:late"]["state"] == "BROADCAST", tasks=tasks)
+        world.node.mine(1)  # the agent is stopped: its tx is mined while the database still says BROADCAST
+        assert await _cancel(world, op_id, "too slow") == "REPLACED"
+        world.node.set_automine(True)
+        async with running(world) as tasks:
+            ops = await world.wait_ops(lambda o: o["test:late"]["state"] == "CONFIRMED", tasks=tasks)
+    finally:
+        world.node.set_automine(True)
+    one_transfer_per_ref(world, ops, ["test:late"])
+    assert compensations == []
+    assert ops["test:late"]["revert_reason"] is None  # the cancel's reason is gone with it
+
+
+async def test_cancel_refused_for_a_mined_op(world: World) -> None:
+    op_id = await world.enqueue_transfer("test:mined", 10**18)
+    async with running(world, indexer=False) as tasks:
+        await world.wait_ops(lambda o: o["test:mined"]["state"] == "MINED", tasks=tasks)
+    with pytest.raises(Conflict) as err:
+        await _cancel(world, op_id, "late")
+    assert err.value.extensions["reason"] == "INVALID_STATE"
+    assert (await world.ops())["test:mined"]["state"] == "MINED"
+
+
+@pytest.mark.parametrize("point", ["after_cancel_sign", "after_cancel_broadcast"])
+async def test_kill_9_during_a_cancel_then_restart(world: World, point: str) -> None:
+    a = world.d.agent
+    saved = world.node.rpc("eth_getBalance", a, "latest")
+    refs = ["test:stuck", "test:after"]
+    ids = {r: await world.enqueue_transfer(r, 10**18) for r in refs}
+    env = {"RWA_AGENT_MIN_BALANCE_WEI_1": "0"}
+    world.node.rpc("anvil_setBalance", a, DUST)
+    try:
+        async with running(world, agent=False) as tasks:
+            first = agent_process(world, extra_env=env)
+            try:
+                ops = await world.wait_ops(
+                    lambda o: all(o[r]["state"] == "SIGNED" and o[r]["last_error"] for r in refs), tasks=tasks
+                )
+            finally:
+                first.send_signal(signal.SIGTERM)
+                assert await _wait_exit(first, 30) == 0
+            stuck = ops["test:stuck"]
+            assert await _cancel(world, ids["test:stuck"], "underfunded") == "REPLACED"
+            world.node.rpc("anvil_setBalance", a, saved)
+            crashing = agent_process(world, crash_at=point, extra_env=env)
+            assert await _wait_exit(crashing) == -signal.SIGKILL
+            op = (await world.ops())["test:stuck"]
+            assert op["state"] == "REPLACED" and op["tx_hash"] not in op["tx_hashes"]  # the cancel tx, stored
+            on_node = world.node.rpc("eth_getTransactionByHash", op["tx_hash"])
+            if point == "after_cancel_sign":
+                assert on_node is None  # stored, never sent
+            else:
+                assert on_node is not None  # sent, but the row does not say so
+                assert op["broadcast_at"] is None
+            restarted = agent_process(world, extra_env=env)
+            try:
+                ops = await world.wait_ops(
+                    lambda o: o["test:stuck"]["state"] == "CANCELED" and o["test:after"]["state"] == "CONFIRMED",
+                    tasks=tasks,
+                )
+            finally:
+                restarted.send_signal(signal.SIGTERM)
+                assert await _wait_exit(restarted, 30) == 0
+    finally:
+        world.node.rpc("anvil_setBalance", a, saved)
+    one_transfer_per_ref(world, ops, ["test:after"])
+    assert ops["test:stuck"]["tx_hash"] == op["tx_hash"]  # the stored cancel tx, sent again: no second one
+    filler = _self_transfer_at(world, a, stuck["nonce"])
+    assert filler["hash"] == op["tx_hash"] and filler["to"].lower() == a.lower()
+
+
+async def _status(w: World, address: str) -> Any:
+    engine = create_async_engine(w.db_url, pool_size=2)
+    try:
+        [row] = [r for r in await collect(w.settings, engine, [1], NO_THRESHOLD) if r.address == address]
+        return row
+    finally:
+        await engine.dispose()
+
+
+async def _audits(w: World, op_id: uuid.UUID) -> int:
+    engine = create_async_engine(w.db_url)
+    try:
+        async with AsyncSession(engine) as s:
+            return int(
+                await s.scalar(
+                    select(func.count())
+                    .select_from(AuditLog)
+                    .where(AuditLog.action == "operation.cancel", AuditLog.target_id == str(op_id))
+                )
+                or 0
+            )
+    finally:
+        await engine.dispose()
