@@ -48,7 +48,8 @@ FUNCTION = {
 }
 _KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 MAX_REASON = 500
-OPEN = ("PENDING", "SIGNED", "BROADCAST", "MINED")
+# REPLACED: an operator's cancel after signing (agent/cancels.py); its own tx may still land, so still in flight
+OPEN = ("PENDING", "SIGNED", "BROADCAST", "MINED", "REPLACED")
 
 
 def _reason(reason: str) -> str:

@@ -43,7 +43,8 @@ from resolvers.raw_sql import pg
 
 log = logging.getLogger("rwa.identity.registry")
 REGISTER, DELETE, UPDATE_COUNTRY = "identity.register", "identity.delete", "identity.update_country"
-OPEN_STATES = ("PENDING", "SIGNED", "BROADCAST", "MINED")
+# REPLACED: an operator's cancel after signing (agent/cancels.py); its own tx may still land, so still in flight
+OPEN_STATES = ("PENDING", "SIGNED", "BROADCAST", "MINED", "REPLACED")
 # a register/delete that FAILED is tried again by a later decision or the reconcile only after this long (an operator
 # may retry it at once with retryOperation), so a permanent revert does not queue a new operation every pass
 RETRY_FAILED_AFTER = timedelta(minutes=15)

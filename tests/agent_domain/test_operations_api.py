@@ -226,3 +226,25 @@ async def test_cancel_after_signing_asks_the_agent_to_fill_the_nonce(gql, make_u
     mined = await gql(CANCEL, {"id": op_id, "r": "too late"}, token=admin.token)
     assert code(mined) == "INVALID_STATE"
     assert "mined" in mined["data"]["cancelOperation"]["errors"][0]["message"]
+
+
+async def test_an_action_being_canceled_on_chain_is_still_in_flight(gql, make_user, session_factory, session):  # type: ignore[no-untyped-def]
+    """REPLACED (cancel asked after signing): the freeze may still land, so a second action on the wallet waits."""
+    m = await make_market(session_factory, decimals=6)
+    holder = await make_trader(session_factory, m, tokens="10")
+    officer = await make_user(["COMPLIANCE"])
+    first = await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet, "k": None}, token=officer.token)
+    op_id = first["data"]["freezeWallet"]["operation"]["id"]
+    await session.execute(
+        __import__("sqlalchemy")
+        .update(ChainOperation)
+        .where(ChainOperation.id == __import__("uuid").UUID(op_id))
+        .values(state=OperationState.BROADCAST, sender="0x" + "22" * 20, nonce=3, tx_hashes=["0x" + "bb" * 32])
+    )
+    await session.commit()
+    asked = await gql(CANCEL, {"id": op_id, "r": "wrong wallet"}, token=officer.token)
+    assert asked["data"]["cancelOperation"]["operation"]["state"] == "REPLACED", asked
+    assert (
+        code(await gql(FREEZE, {"t": str(m.token_id), "w": holder.wallet}, token=officer.token))
+        == "OPERATION_IN_FLIGHT"
+    )
