@@ -232,3 +232,28 @@ async def test_a_cancel_whose_caller_goes_away_is_published_once(
         got = await _received(listener, 3)
         assert [body["sequence"] for channel, body in got if channel.endswith(":book")] == [start + 1]
         assert sorted(body["client_order_id"] for channel, body in got if channel.startswith("user:")) == ["s1", "s2"]
+
+
+async def test_drain_is_bounded_when_redis_does_not_answer(redis_prefix: str) -> None:
+    """Shutdown does not hang on a Redis that never answers: `drain` gives up after its timeout and says so."""
+    stuck = asyncio.Event()
+
+    class Unanswered:
+        async def evalsha(self, *args: Any) -> Any:
+            await stuck.wait()  # never set
+
+    hub = SimpleNamespace(redis=Unanswered(), prefix=redis_prefix)
+    events = market_data.Events()
+    events.add("market:m:book", {"sequence": 1})
+    sent = market_data.queue(hub, events)
+    assert sent is not None
+    try:
+        assert await sequencer.drain(0.2) is False
+        assert not sent.done()
+    finally:
+        senders = [box.task for box in market_data._outboxes.values() if box.hub is hub and box.task is not None]
+        for task in senders:
+            task.cancel()  # as the loop's end would: the waiters are released
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert sent.done()
