@@ -193,7 +193,14 @@ async def _canceled(ctx: SenderContext, s: AsyncSession, op: ChainOperation) -> 
             await handlers.run_failed(s, op, reason)
             await s.flush()
     except Exception as exc:  # noqa: BLE001  (a domain handler's bug must not stall the sender)
-        log.error("chain %s: cancel handler of op %s failed", ctx.chain_id, op.business_ref, exc_info=exc)
+        ctx.warn_once(
+            f"cancelhandler:{op.id}",
+            "chain %s: cancel handler of op %s failed; retrying",
+            ctx.chain_id,
+            op.business_ref,
+            level=40,
+            exc_info=exc,
+        )
         await s.refresh(op)
         op.last_error = f"cancel handler failed: {type(exc).__name__}: {exc}"[:2000]
         return 0

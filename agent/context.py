@@ -43,6 +43,7 @@ class SenderContext:
     config: AgentConfig
     gas_low: bool = False
     refused: int = 0  # SIGNED ops the node refused for funds at the last resend (rwa_agent_refused_operations)
+    canceling: bool = True  # an operator's cancel (REPLACED) may wait: agent/cancels.py runs (True: check at start)
     last_gas_log: float = 0.0
     warned: dict[str, float] = field(default_factory=dict)
 

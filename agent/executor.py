@@ -51,7 +51,8 @@ async def iterate(ctx: SenderContext) -> int:
     low = gas.watch(ctx, view)
     work = await sender.broadcast_signed(ctx)
     lap("resend")
-    work += await cancels.step(ctx, view)  # operators' cancels of signed ops: even when gas is low (they are cheap)
+    if ctx.canceling:  # operators' cancels of signed ops: even when gas is low (a cancel costs 21,000 gas)
+        work += await cancels.step(ctx, view)
     metrics.REFUSED.labels(c, ctx.address).set(ctx.refused)
     lap("cancel")
     if not low:

@@ -325,16 +325,18 @@ async def broadcast(ctx: SenderContext, ops: list[ChainOperation], why: str) -> 
 async def broadcast_signed(ctx: SenderContext) -> int:
     """Send again every SIGNED op of this sender (a crash between commit and send, or a refused send). Returns how
     many the node took: ops it keeps refusing (no funds for gas) are no work, so the loop sleeps between tries
-    instead of sending them again at full speed (~100 sends a second on anvil); `ctx.refused` counts them."""
+    instead of sending them again at full speed (~100 sends a second on anvil); `ctx.refused` counts them. The same
+    read notes whether an operator's cancel (REPLACED) waits (`ctx.canceling`), so the cancel step costs no round
+    trip while there is none."""
     async with ctx.session() as s:
-        ops = list(
+        rows = list(
             (
                 await s.scalars(
                     select(ChainOperation)
                     .where(
                         ChainOperation.chain_id == ctx.chain_id,
                         ChainOperation.sender == ctx.address,
-                        ChainOperation.state == S.SIGNED,
+                        ChainOperation.state.in_((S.SIGNED, S.REPLACED)),
                     )
                     .order_by(ChainOperation.nonce)
                     .limit(ctx.config.batch)
@@ -342,6 +344,8 @@ async def broadcast_signed(ctx: SenderContext) -> int:
             ).all()
         )
         await s.commit()
+    ops = [op for op in rows if op.state is S.SIGNED]
+    ctx.canceling = len(ops) < len(rows)
     ctx.refused = 0
     if not ops or ctx.gas_low:
         return 0
