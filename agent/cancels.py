@@ -185,6 +185,7 @@ async def _canceled(ctx: SenderContext, s: AsyncSession, op: ChainOperation) -> 
     (a savepoint: a handler that fails leaves this op REPLACED with the error, and the others go on)."""
     how = f"our cancel tx {op.tx_hash}" if cancel_signed(op) else "a transaction not sent by the agent"
     reason = op.revert_reason or "canceled"
+    op_id, ref = op.id, op.business_ref  # a rolled-back savepoint expires the row's attributes
     try:
         async with s.begin_nested():
             op.state = S.CANCELED
@@ -194,10 +195,10 @@ async def _canceled(ctx: SenderContext, s: AsyncSession, op: ChainOperation) -> 
             await s.flush()
     except Exception as exc:  # noqa: BLE001  (a domain handler's bug must not stall the sender)
         ctx.warn_once(
-            f"cancelhandler:{op.id}",
+            f"cancelhandler:{op_id}",
             "chain %s: cancel handler of op %s failed; retrying",
             ctx.chain_id,
-            op.business_ref,
+            ref,
             level=40,
             exc_info=exc,
         )

@@ -245,3 +245,42 @@ async def _audits(w: World, op_id: uuid.UUID) -> int:
             )
     finally:
         await engine.dispose()
+
+
+async def test_a_failing_compensation_keeps_the_cancel_open_until_it_succeeds(world: World) -> None:
+    """The compensation runs in the transaction that makes the op CANCELED: while it raises, the op stays REPLACED
+    with the error (the sender goes on with its other ops), and it is applied exactly once when it succeeds."""
+    a = world.d.agent
+    saved = world.node.rpc("eth_getBalance", a, "latest")
+    applied: list[str] = []
+    broken = {"on": True}
+
+    async def on_failed(session: AsyncSession, op: Any, reason: str) -> None:
+        if broken["on"]:
+            raise RuntimeError("ledger unavailable")
+        applied.append(op.business_ref)
+
+    async def on_confirmed(session: AsyncSession, op: Any) -> None:
+        return None
+
+    handlers.register("test.", on_confirmed=on_confirmed, on_failed=on_failed)
+    try:
+        op_id = await world.enqueue_transfer("test:stuck", 10**18)
+        world.node.rpc("anvil_setBalance", a, DUST)
+        async with running(world, config=NO_THRESHOLD) as tasks:
+            await world.wait_ops(lambda o: bool(o["test:stuck"]["last_error"]), tasks=tasks)
+            assert await _cancel(world, op_id, "stuck") == "REPLACED"
+            world.node.rpc("anvil_setBalance", a, saved)
+            ops = await world.wait_ops(
+                lambda o: "cancel handler failed" in (o["test:stuck"]["last_error"] or ""), tasks=tasks
+            )
+            assert ops["test:stuck"]["state"] == "REPLACED" and applied == []
+            await world.enqueue_transfer("test:next", 10**18)  # the sender is not stalled by the broken handler
+            await world.wait_ops(lambda o: o["test:next"]["state"] == "CONFIRMED", tasks=tasks)
+            broken["on"] = False
+            ops = await world.wait_ops(lambda o: o["test:stuck"]["state"] == "CANCELED", tasks=tasks)
+    finally:
+        handlers.unregister("test.")
+        world.node.rpc("anvil_setBalance", a, saved)
+    assert applied == ["test:stuck"]
+    one_transfer_per_ref(world, ops, ["test:next"])
