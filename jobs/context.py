@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core import tracing
+from core.pubsub import PubSubHub
 from core.redis import create_redis
 from core.settings import Settings, get_settings
 from resolvers.payments.webhooks import delivery_client
@@ -28,10 +29,19 @@ class JobContext:
     session_factory: async_sessionmaker[AsyncSession]
     redis: Redis | None
     http: httpx.AsyncClient
+    _hub: PubSubHub | None = None
 
     @property
     def prefix(self) -> str:
         return self.settings.redis_prefix
+
+    @property
+    def hub(self) -> PubSubHub | None:
+        """What jobs publish market data through (the API's subscribers listen on the same prefix); None without
+        Redis. Built on first use: it subscribes to nothing."""
+        if self._hub is None and self.redis is not None:
+            self._hub = PubSubHub(self.redis, self.prefix)
+        return self._hub
 
     async def aclose(self) -> None:
         await self.http.aclose()

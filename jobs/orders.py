@@ -1,5 +1,6 @@
 """GTD order expiry (resolvers.trading.expiry), run periodically by the worker's scheduler. Idempotent: an
-order already expired is not open any more."""
+order already expired is not open any more. Its book and order events go to the API's subscribers through Redis,
+exactly once, after each market's commit."""
 
 from __future__ import annotations
 
@@ -24,6 +25,6 @@ if expire_due_orders is not None:
         ctx = job_context()
         try:
             async with ctx.session_factory() as session:
-                await expire_due_orders(session, datetime.now(UTC))
+                await expire_due_orders(session, datetime.now(UTC), ctx.hub)
         finally:
             release("expire_orders")

@@ -195,3 +195,52 @@ async def test_kyc_expiry_actor_expires_a_lapsed_approval(pay_settings, factory,
     assert not worker.broker.dead_letters
     async with factory() as s:
         assert (await s.get(KycCase, case_id)).status is KycStatus.EXPIRED  # type: ignore[union-attr]
+
+
+async def test_gtd_expiry_actor_publishes_the_expiry_once(  # type: ignore[no-untyped-def]
+    pay_settings, factory, worker: dramatiq.Worker
+) -> None:
+    """The worker's GTD expiry reaches the API's subscribers: the expired order's book and order events, once, on
+    the API's Redis prefix (the job published nothing before: subscribers never saw an order expire)."""
+    import uuid
+    from datetime import datetime, timedelta
+    from decimal import Decimal
+
+    from redis.asyncio import Redis
+
+    from jobs.orders import expire_orders
+    from models.trading import OrderStatus, OrderType, Side, TimeInForce
+    from resolvers.trading.orders import OrderRequest, place_order
+    from tests.trading.factories import make_market, make_trader
+
+    m = await make_market(factory)
+    trader = await make_trader(factory, m, cash="100")
+    expires = datetime.now(UTC) + timedelta(seconds=1)
+    req = OrderRequest(
+        m.market_id, Side.BUY, OrderType.LIMIT, Decimal("2"), Decimal("1.00"), TimeInForce.GTD, expires, "gtd-1"
+    )
+    async with factory() as s:
+        placed = await place_order(s, trader.user_id, req, request_id=str(uuid.uuid4()))
+        await s.commit()
+    assert placed.order.status == OrderStatus.NEW
+    redis = Redis.from_url(pay_settings.redis_url)
+    listener = redis.pubsub()
+    await listener.psubscribe(pay_settings.redis_prefix + "*")
+    try:
+        await listener.get_message(timeout=1)  # the subscription's confirmation
+        await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
+        expire_orders.send_with_options(max_retries=0)
+        await asyncio.to_thread(worker.broker.join, "trading", fail_fast=True, timeout=20_000)
+        assert not worker.broker.dead_letters
+        got: list[tuple[str, dict[str, Any]]] = []
+        while (message := await listener.get_message(ignore_subscribe_messages=True, timeout=1)) is not None:
+            got.append(
+                (message["channel"].decode().removeprefix(pay_settings.redis_prefix), json.loads(message["data"]))
+            )
+    finally:
+        await listener.aclose()
+        await redis.aclose()
+    mine = [body for channel, body in got if channel.startswith("user:")]
+    assert [(o["client_order_id"], o["status"]) for o in mine] == [("gtd-1", "EXPIRED")]
+    book = [body for channel, body in got if channel.endswith(":book")]
+    assert len(book) == 1 and str(m.market_id) in next(c for c, _ in got if c.endswith(":book"))
