@@ -158,7 +158,7 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
     if signed_now:
         crash_point(ctx, "after_cancel_sign")  # stored, not sent: the next pass sends the same bytes
     taken, refused = await _send(ctx, to_send)
-    ctx.refused += refused
+    ctx.refused_cancels = refused
     if moved:
         log.info("chain %s: %s canceled operation(s) of %s settled on chain", ctx.chain_id, moved, ctx.address)
     return moved + signed_now + taken

@@ -43,6 +43,9 @@ class SenderContext:
     config: AgentConfig
     gas_low: bool = False
     refused: int = 0  # SIGNED ops the node refused for funds at the last resend (rwa_agent_refused_operations)
+    refused_balance: int | None = None  # the sender's balance when they were refused (a change: send again)
+    refused_at: float = 0.0  # monotonic time of that refusal
+    refused_cancels: int = 0  # cancel txs (agent/cancels.py) the node refused for funds at the last try
     canceling: bool = True  # an operator's cancel (REPLACED) may wait: agent/cancels.py runs (True: check at start)
     last_gas_log: float = 0.0
     warned: dict[str, float] = field(default_factory=dict)

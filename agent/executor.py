@@ -49,11 +49,13 @@ async def iterate(ctx: SenderContext) -> int:
     view = await ctx.read_chain()
     lap("read")
     low = gas.watch(ctx, view)
-    work = await sender.broadcast_signed(ctx)
+    work = await sender.broadcast_signed(ctx, view)
     lap("resend")
     if ctx.canceling:  # operators' cancels of signed ops: even when gas is low (a cancel costs 21,000 gas)
         work += await cancels.step(ctx, view)
-    metrics.REFUSED.labels(c, ctx.address).set(ctx.refused)
+    else:
+        ctx.refused_cancels = 0
+    metrics.REFUSED.labels(c, ctx.address).set(ctx.refused + ctx.refused_cancels)
     lap("cancel")
     if not low:
         folded = await batches.fold(ctx)
