@@ -28,6 +28,7 @@ sent again (the node answers "already known" or "nonce too low").
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ from agent import handlers, metrics
 from agent.context import ChainView, SenderContext, log
 from agent.fees import Fees, bumped
 from agent.receipts import fetch_receipts, mark_mined
-from agent.sender import ALREADY, FUNDS, crash_point, op_fees, set_fees
+from agent.sender import ALREADY, FUNDS, REFUSED_RETRY_S, crash_point, op_fees, set_fees
 from chains.errors import RpcResponseError
 from models.operations import OPEN_STATES, ChainOperation, OperationState
 
@@ -142,7 +143,11 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
                     await _sign(ctx, op, fees)
                     signed_now += 1
                     to_send.append(op)
-                elif op.broadcast_at is None:
+                elif op.broadcast_at is None and not (
+                    ctx.refused_cancels
+                    and view.balance == ctx.cancel_refused_balance
+                    and time.monotonic() - ctx.cancel_refused_at < REFUSED_RETRY_S
+                ):
                     to_send.append(op)  # never taken (refused for funds, or a crash before the send)
                 elif op.id in known:
                     if not known[op.id]:
@@ -157,8 +162,11 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
                         op.broadcast_at = _now()
     if signed_now:
         crash_point(ctx, "after_cancel_sign")  # stored, not sent: the next pass sends the same bytes
-    taken, refused = await _send(ctx, to_send)
-    ctx.refused_cancels = refused
+    if to_send:  # (a refused cancel is sent again when the balance moves, else every REFUSED_RETRY_S)
+        taken, ctx.refused_cancels = await _send(ctx, to_send)
+        ctx.cancel_refused_balance, ctx.cancel_refused_at = view.balance, time.monotonic()
+    else:
+        taken = 0
     if moved:
         log.info("chain %s: %s canceled operation(s) of %s settled on chain", ctx.chain_id, moved, ctx.address)
     return moved + signed_now + taken

@@ -46,6 +46,8 @@ class SenderContext:
     refused_balance: int | None = None  # the sender's balance when they were refused (a change: send again)
     refused_at: float = 0.0  # monotonic time of that refusal
     refused_cancels: int = 0  # cancel txs (agent/cancels.py) the node refused for funds at the last try
+    cancel_refused_balance: int | None = None
+    cancel_refused_at: float = 0.0
     canceling: bool = True  # an operator's cancel (REPLACED) may wait: agent/cancels.py runs (True: check at start)
     last_gas_log: float = 0.0
     warned: dict[str, float] = field(default_factory=dict)
