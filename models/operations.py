@@ -8,7 +8,9 @@ still yields one operation. The executor (agent/) drives the row through its sta
        |          |          |          |---> FAILED (receipt status 0 at finality, decoded revert reason)
        |          |          |<---------'     (reorg removed the tx before finality: re-broadcast the stored raw tx)
        |          |          '-> PENDING      (its nonce was consumed on chain by a transaction not ours: re-sign)
-       |          '-> CANCELED                (only if the signed tx never reached any node)
+       |          '-> REPLACED -> CANCELED    (an operator's cancel of a SIGNED or BROADCAST op: the agent fills its
+       |                   '-> MINED           nonce with a 0-value self-transfer; CANCELED once that nonce is final
+       |                                       with none of the op's hashes mined, else the op's own tx won)
        |-> FAILED (reverted at gas estimation, nothing sent) | CANCELED
        '-> BATCHED -> CONFIRMED               (a member of a batch operation, `batch_id`: agent/batches.py)
               '-> PENDING                     (the batch reverted: sent alone, never batched again)
@@ -17,8 +19,8 @@ still yields one operation. The executor (agent/) drives the row through its sta
 transaction (same nonce, so it can only land once). Every hash ever broadcast for the op (fee-bump replacements
 included) is kept in `tx_hashes`; the op is confirmed by whichever lands. CONFIRMED is set only from the indexed
 event (chain_events, matched by tx hash) at or below the indexer's finalized block, never from a receipt alone.
-REPLACED is not used as a resting state by the executor (a fee bump keeps the op BROADCAST with the new hash
-appended); it is kept in the enum for operators' tooling.
+A fee bump keeps the op BROADCAST with the new hash appended; REPLACED is only an operator's cancel under way
+(agent/cancels.py): the op keeps its nonce, nothing is compensated until the cancel tx is final.
 
 Numbers: args are JSON with integers as decimal strings (uint256 does not fit a JSON number); fees, gas and
 `value` (wei, for plain value transfers such as gas top-ups) are integers stored as Numeric(78, 0).
@@ -55,6 +57,9 @@ class OperationState(str, enum.Enum):
 IN_FLIGHT_STATES = (OperationState.SIGNED, OperationState.BROADCAST, OperationState.MINED)
 OPEN_STATES = (OperationState.PENDING, OperationState.BATCHED, *IN_FLIGHT_STATES)
 FINAL_STATES = (OperationState.CONFIRMED, OperationState.FAILED, OperationState.CANCELED)
+# States in which the op's own transaction may still land: its business decision is still under way (an operator's
+# cancel, REPLACED, included: the original may win against the cancel tx). As strings, for raw SQL parameters.
+UNDER_WAY_STATE_NAMES = ("PENDING", "SIGNED", "BROADCAST", "MINED", "REPLACED")
 
 
 class ChainOperation(Base):

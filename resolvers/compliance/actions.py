@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.outbox import enqueue
 from core.errors import BadUserInput, Conflict, NotFound
-from models.operations import ChainOperation
+from models.operations import UNDER_WAY_STATE_NAMES, ChainOperation
 from models.tokens import Holding, Token, TokenKind
 from resolvers.audit import record
 from resolvers.identity.wallets import checksum
@@ -48,8 +48,7 @@ FUNCTION = {
 }
 _KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 MAX_REASON = 500
-# REPLACED: an operator's cancel after signing (agent/cancels.py); its own tx may still land, so still in flight
-OPEN = ("PENDING", "SIGNED", "BROADCAST", "MINED", "REPLACED")
+OPEN = UNDER_WAY_STATE_NAMES
 
 
 def _reason(reason: str) -> str:

@@ -36,15 +36,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.outbox import enqueue
 from models.identity import KycStatus
-from models.operations import ChainOperation
+from models.operations import UNDER_WAY_STATE_NAMES, ChainOperation
 from resolvers.identity.countries import ISO_3166_NUMERIC
 from resolvers.identity.kyc_states import effective_status
 from resolvers.raw_sql import pg
 
 log = logging.getLogger("rwa.identity.registry")
 REGISTER, DELETE, UPDATE_COUNTRY = "identity.register", "identity.delete", "identity.update_country"
-# REPLACED: an operator's cancel after signing (agent/cancels.py); its own tx may still land, so still in flight
-OPEN_STATES = ("PENDING", "SIGNED", "BROADCAST", "MINED", "REPLACED")
+OPEN_STATES = UNDER_WAY_STATE_NAMES
 # a register/delete that FAILED is tried again by a later decision or the reconcile only after this long (an operator
 # may retry it at once with retryOperation), so a permanent revert does not queue a new operation every pass
 RETRY_FAILED_AFTER = timedelta(minutes=15)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.operations import UNDER_WAY_STATE_NAMES
 from resolvers.raw_sql import pg
 
 
@@ -36,7 +37,7 @@ SELECT w.address, r.chain_id, r.registry, coalesce(i.registered, false) AS verif
        i.updated_block,
        EXISTS (SELECT 1 FROM chain_operations o
                WHERE o.business_ref LIKE 'identity:' || r.chain_id || ':' || r.registry || ':' || w.address || ':%'
-                 AND o.state IN ('PENDING', 'SIGNED', 'BROADCAST', 'MINED')) AS pending
+                 AND o.state::text = ANY($2::text[])) AS pending
 FROM unnest($1::text[]) AS w(address)
 CROSS JOIN r
 LEFT JOIN identities i ON i.chain_id = r.chain_id AND i.registry_address = r.registry AND i.investor = w.address
@@ -48,7 +49,7 @@ async def verifications_of(session: AsyncSession, addresses: list[str]) -> dict[
     out: dict[str, list[Verification]] = {a: [] for a in addresses}
     if not addresses:
         return out
-    for r in await (await pg(session)).fetch(_READ, addresses):
+    for r in await (await pg(session)).fetch(_READ, addresses, list(UNDER_WAY_STATE_NAMES)):
         out[r["address"]].append(
             Verification(
                 r["address"],

@@ -23,6 +23,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent.outbox import enqueue
+from models.operations import UNDER_WAY_STATE_NAMES
 from resolvers.raw_sql import pg
 
 TRANSFER_GAS = 80_000  # a stablecoin transfer uses ~35-52k, estimated with the agent's margin
@@ -32,7 +33,8 @@ FEE_HEADROOM = 3
 # whatever the refund; left out, a payment refunded before a pass reached it (seconds after OVERPAID, or a LATE or
 # EXPIRED one refunded after review) kept its funds on the deposit address for good
 SWEEPABLE = ("CONFIRMED", "OVERPAID", "REFUNDED", "PARTIALLY_REFUNDED")
-_OPEN = ("PENDING", "SIGNED", "BROADCAST", "MINED")
+# REPLACED too (an operator's cancel under way): the original sweep may still land, so no second one behind it
+_OPEN = UNDER_WAY_STATE_NAMES
 
 
 @dataclass(frozen=True)

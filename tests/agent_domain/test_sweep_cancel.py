@@ -93,6 +93,8 @@ async def test_a_sweep_refused_for_gas_is_canceled_and_the_key_sweeps_again(worl
         async with sf() as s:
             assert (await cancel(s, ops[first]["id"], "deposit address has no gas")).state.value == "REPLACED"
             await s.commit()
+        # while the cancel is under way the original sweep may still land: a pass queues no second one behind it
+        assert await one_pass(10**18) == {"topups": 0, "sweeps": 0}
         await world.wait_ops(lambda o: "cancel tx refused" in (o[first]["last_error"] or ""), tasks=tasks)
         world.node.rpc("anvil_setBalance", paid, hex(10**16))  # enough gas for the cancel (and a later sweep)
         ops = await world.wait_ops(lambda o: o[first]["state"] == "CANCELED", tasks=tasks)
