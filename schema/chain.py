@@ -9,6 +9,7 @@ including the authorization rule in resolvers/holdings.py.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
@@ -166,61 +167,15 @@ class HolderBalance:
     indexed_block: int = strawberry.field(description="The newest block the index covers (the upper bound of atBlock).")
 
 
-async def holdings_connection(
-    info: Info,
-    *,
-    chain_id: int,
-    token: str,
-    holder: str | None = None,
-    include_zero: bool = False,
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
-) -> Connection[TokenHolding]:
-    page = await holdings.token_holdings(
-        await info.context.session(),
-        info.context.viewer,
-        chain_id=chain_id,
-        token=token,
-        holder=holder,
-        include_zero=include_zero,
-        first=first,
-        after=after,
-        last=last,
-        before=before,
-    )
+async def holdings_connection(info: Info, **arguments: Any) -> Connection[TokenHolding]:
+    """`arguments`: resolvers.holdings.token_holdings' keywords, which type and check them."""
+    page = await holdings.token_holdings(await info.context.session(), info.context.viewer, **arguments)
     return Connection.from_page(page, TokenHolding.from_row)
 
 
-async def transfers_connection(
-    info: Info,
-    *,
-    chain_id: int,
-    token: str,
-    holder: str | None = None,
-    from_block: int | None = None,
-    to_block: int | None = None,
-    newest_first: bool = True,
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
-) -> Connection[TokenTransfer]:
-    page = await holdings.token_transfers(
-        await info.context.session(),
-        info.context.viewer,
-        chain_id=chain_id,
-        token=token,
-        holder=holder,
-        from_block=from_block,
-        to_block=to_block,
-        newest_first=newest_first,
-        first=first,
-        after=after,
-        last=last,
-        before=before,
-    )
+async def transfers_connection(info: Info, **arguments: Any) -> Connection[TokenTransfer]:
+    """`arguments`: resolvers.holdings.token_transfers' keywords, which type and check them."""
+    page = await holdings.token_transfers(await info.context.session(), info.context.viewer, **arguments)
     return Connection.from_page(page, TokenTransfer.from_row)
 
 
