@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,6 +88,32 @@ async def _earlier(session: AsyncSession, actor: Actor, client_key: str | None) 
     ).scalar()
 
 
+async def _add_issuance(
+    session: AsyncSession,
+    actor: Actor,
+    token: Token,
+    kind: IssuanceKind,
+    total: Decimal,
+    client_key: str | None,
+    state: IssuanceState,
+) -> TokenIssuance:
+    """The issuance row (flushed: its lines refer to its id) that an issue or a redemption adds."""
+    issuance = TokenIssuance(
+        id=uuid.uuid4(),
+        kind=kind,
+        token_id=token.id,
+        chain_id=token.chain_id,
+        token_address=token.address,
+        total_quantity=total,
+        requested_by=actor.user_id,
+        client_key=client_key,
+        state=state,
+    )
+    session.add(issuance)
+    await session.flush()
+    return issuance
+
+
 async def issue_tokens(
     session: AsyncSession,
     actor: Actor,
@@ -117,19 +144,8 @@ async def issue_tokens(
             )
     total = sum((ln.quantity for ln in lines), Decimal(0))
     needs_approval = total > approval_threshold
-    issuance = TokenIssuance(
-        id=uuid.uuid4(),
-        kind=IssuanceKind.ISSUE,
-        token_id=token.id,
-        chain_id=token.chain_id,
-        token_address=token.address,
-        total_quantity=total,
-        requested_by=actor.user_id,
-        client_key=client_key,
-        state=IssuanceState.PENDING_APPROVAL if needs_approval else IssuanceState.SUBMITTED,
-    )
-    session.add(issuance)
-    await session.flush()
+    state = IssuanceState.PENDING_APPROVAL if needs_approval else IssuanceState.SUBMITTED
+    issuance = await _add_issuance(session, actor, token, IssuanceKind.ISSUE, total, client_key, state)
     for i, (ln, u) in enumerate(zip(lines, units)):
         session.add(
             TokenIssuanceLine(
@@ -172,30 +188,22 @@ async def _submit(session: AsyncSession, actor: Actor, issuance: TokenIssuance) 
         batches.setdefault(ln.op_ref, []).append(ln)
     for ref, batch in batches.items():
         if issuance.kind is IssuanceKind.ISSUE:
-            await enqueue(
-                session,
-                kind=ISSUE_KIND,
-                chain_id=issuance.chain_id,
-                contract=issuance.token_address,
-                abi_name="SecurityToken",
-                function="batchMint",
-                args=[[b.wallet_address for b in batch], [int(b.units) for b in batch]],
-                business_ref=ref,
-                actor_id=actor.user_id,
-            )
+            kind, function = ISSUE_KIND, "batchMint"
+            args: list[Any] = [[b.wallet_address for b in batch], [int(b.units) for b in batch]]
         else:
             [b] = batch
-            await enqueue(
-                session,
-                kind=BURN_KIND,
-                chain_id=issuance.chain_id,
-                contract=issuance.token_address,
-                abi_name="SecurityToken",
-                function="burn",
-                args=[b.wallet_address, int(b.units)],
-                business_ref=ref,
-                actor_id=actor.user_id,
-            )
+            kind, function, args = BURN_KIND, "burn", [b.wallet_address, int(b.units)]
+        await enqueue(
+            session,
+            kind=kind,
+            chain_id=issuance.chain_id,
+            contract=issuance.token_address,
+            abi_name="SecurityToken",
+            function=function,
+            args=args,
+            business_ref=ref,
+            actor_id=actor.user_id,
+        )
 
 
 async def _locked(session: AsyncSession, issuance_id: uuid.UUID) -> TokenIssuance:
@@ -271,19 +279,9 @@ async def redeem_tokens(
     )
     if row is None or int(row["free"]) < units:
         raise Conflict("the investor's wallets do not hold that many unfrozen tokens", reason="INSUFFICIENT_BALANCE")
-    issuance = TokenIssuance(
-        id=uuid.uuid4(),
-        kind=IssuanceKind.REDEEM,
-        token_id=token.id,
-        chain_id=token.chain_id,
-        token_address=token.address,
-        total_quantity=quantity,
-        requested_by=actor.user_id,
-        client_key=client_key,
-        state=IssuanceState.SUBMITTED,
+    issuance = await _add_issuance(
+        session, actor, token, IssuanceKind.REDEEM, quantity, client_key, IssuanceState.SUBMITTED
     )
-    session.add(issuance)
-    await session.flush()
     session.add(
         TokenIssuanceLine(
             issuance_id=issuance.id,
