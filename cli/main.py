@@ -69,6 +69,7 @@ def serve(
     import uvicorn
 
     from server.http_protocol import BoundedHeadProtocol
+    from server.ws_protocol import BoundedWebSocketProtocol
 
     with runtime() as settings:
         check_secrets(settings)
@@ -95,7 +96,7 @@ def serve(
             workers=workers,
             log_config=None,
             timeout_graceful_shutdown=10,
-            ws=WEBSOCKETS,
+            ws=BoundedWebSocketProtocol,  # WEBSOCKETS, with a bound on unread frames (server/ws_protocol.py)
             http=BoundedHeadProtocol,
             proxy_headers=True,
             forwarded_allow_ips=settings.forwarded_allow_ips,

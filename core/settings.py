@@ -219,11 +219,13 @@ class Settings(BaseSettings):
     # how long a client may take over each part of a request under `rwa serve` (server/http_protocol.py): the
     # request line and headers; the body (408), longer only while it keeps arriving at REQUEST_BODY_MIN_RATE
     # bytes/s on average (a large upload on a slow link; 0: the body timeout is final); a websocket's
-    # graphql-transport-ws connection_init (closed with 4408)
+    # graphql-transport-ws connection_init (closed with 4408); how long a websocket peer may leave the server's frames
+    # unread (its send buffer full) before the connection is dropped (server/ws_protocol.py)
     request_head_timeout_s: float = Field(10.0, alias="REQUEST_HEAD_TIMEOUT_S", gt=0)
     request_body_timeout_s: float = Field(30.0, alias="REQUEST_BODY_TIMEOUT_S", gt=0)
     request_body_min_rate: int = Field(64 * 1024, alias="REQUEST_BODY_MIN_RATE", ge=0)
     ws_init_timeout_s: float = Field(10.0, alias="WS_INIT_TIMEOUT_S", gt=0)
+    ws_send_timeout_s: float = Field(30.0, alias="WS_SEND_TIMEOUT_S", gt=0)
 
     login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")

@@ -56,11 +56,13 @@ TIMEOUTS_STATE_KEY = "rwa.request_timeouts"  # in uvicorn's lifespan state (serv
 
 @dataclass(frozen=True)
 class RequestTimeouts:
-    """REQUEST_HEAD_TIMEOUT_S, REQUEST_BODY_TIMEOUT_S and REQUEST_BODY_MIN_RATE (core/settings.py)."""
+    """REQUEST_HEAD_TIMEOUT_S, REQUEST_BODY_TIMEOUT_S, REQUEST_BODY_MIN_RATE and WS_SEND_TIMEOUT_S
+    (core/settings.py)."""
 
     head_s: float = 10.0
     body_s: float = 30.0
     body_min_rate: int = 64 * 1024  # bytes/s on average since the head; 0: body_s is final
+    ws_send_s: float = 30.0  # a websocket's frames left unread this long: aborted (server/ws_protocol.py)
     answer_408: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,7 +89,12 @@ class RequestTimeouts:
 
     @classmethod
     def of(cls, settings: Any) -> RequestTimeouts:
-        return cls(settings.request_head_timeout_s, settings.request_body_timeout_s, settings.request_body_min_rate)
+        return cls(
+            settings.request_head_timeout_s,
+            settings.request_body_timeout_s,
+            settings.request_body_min_rate,
+            settings.ws_send_timeout_s,
+        )
 
 
 DEFAULT_TIMEOUTS = RequestTimeouts()

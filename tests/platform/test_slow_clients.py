@@ -8,10 +8,13 @@ failing answers as before). Timeouts are a fraction of a second here; the waits 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,16 +24,29 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from cli.main import WEBSOCKETS
 from core.services import Services
 from core.settings import Settings
 from server import http_protocol
 from server.app import create_app
 from server.http_protocol import TIMEOUTS_STATE_KEY, BoundedHeadProtocol, RequestTimeouts
+from server.ws_protocol import BoundedWebSocketProtocol
 from tests.fixtures.db import settings_values
 from tests.platform.served import _InLoopServer, websocket
 
 WAIT_S = 20.0  # an upper bound for the test to give up, far above the deadlines: not a timing assertion
+
+
+async def _lifespan(timeouts: RequestTimeouts | None, receive: Any, send: Any, scope: dict[str, Any]) -> None:
+    """server/app.py's lifespan, as far as the protocols see it: the timeouts in uvicorn's lifespan state."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if timeouts is not None:
+                scope["state"][TIMEOUTS_STATE_KEY] = timeouts
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def _app(timeouts: RequestTimeouts | None = None, bodies: list[bytes] | None = None) -> Any:
@@ -39,15 +55,7 @@ def _app(timeouts: RequestTimeouts | None = None, bodies: list[bytes] | None = N
 
     async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    if timeouts is not None:
-                        scope["state"][TIMEOUTS_STATE_KEY] = timeouts
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await _lifespan(timeouts, receive, send, scope)
         if scope["type"] != "http":
             return
         if bodies is not None:
@@ -70,7 +78,7 @@ def _app(timeouts: RequestTimeouts | None = None, bodies: list[bytes] | None = N
 async def _serving(app: Any = None) -> AsyncIterator[int]:
     """The port of uvicorn serving `app` on 127.0.0.1 as `rwa serve` does (its HTTP protocol and websockets)."""
     config = uvicorn.Config(
-        app or _app(), host="127.0.0.1", port=0, http=BoundedHeadProtocol, ws=WEBSOCKETS, log_config=None
+        app or _app(), host="127.0.0.1", port=0, http=BoundedHeadProtocol, ws=BoundedWebSocketProtocol, log_config=None
     )
     server = _InLoopServer(config)
     task = asyncio.create_task(server.serve())
@@ -239,6 +247,50 @@ async def test_a_body_sent_after_its_answer_does_not_hold_the_connection() -> No
         with contextlib.suppress(ConnectionError):
             assert await rest == b""  # closed, with no second answer
         writer.close()
+
+
+# --- websockets ---------------------------------------------------------------------------------------------
+
+
+async def test_a_websocket_peer_that_reads_nothing_is_dropped() -> None:
+    """It holds its frames unread (its receive buffer full): the server's sends block, then the connection is
+    aborted WS_SEND_TIMEOUT_S later and the app's sending task ends, instead of waiting for good."""
+    ended = asyncio.Event()
+    sent = 0
+
+    async def flooding(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        nonlocal sent
+        if scope["type"] == "lifespan":
+            await _lifespan(RequestTimeouts(ws_send_s=0.5), receive, send, scope)
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            while sent < 10_000:  # ~640 MB: far more than any socket buffers
+                await send({"type": "websocket.send", "text": "x" * 65536})
+                sent += 1
+        except Exception:  # noqa: BLE001 - uvicorn's ClientDisconnected once the connection is gone
+            pass
+        ended.set()
+
+    async with _serving(flooding) as port:
+        loop = asyncio.get_running_loop()
+        peer = socket.socket()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.setblocking(False)
+        await loop.sock_connect(peer, ("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        await loop.sock_sendall(
+            peer,
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key.encode(),
+        )
+        assert (await asyncio.wait_for(loop.sock_recv(peer, 12), WAIT_S)) == b"HTTP/1.1 101"
+        try:
+            await asyncio.wait_for(ended.wait(), WAIT_S)  # and then nothing more is read
+        finally:
+            peer.close()
+        assert 0 < sent < 10_000  # it did send until blocked, and stopped because the connection went
 
 
 # --- the real app ---------------------------------------------------------------------------------------------
