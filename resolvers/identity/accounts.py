@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import BadUserInput, Conflict, Forbidden, NotFound, RateLimited, Unauthenticated
+from core.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from core.passwords import hash_password, verify_password
 from core.rate_limit import hit
 from models.identity import Role, User, UserStatus
@@ -100,11 +100,8 @@ async def login(ctx: Context, email: str, password: str, mfa_code: str | None = 
     session = await ctx.session()
     user = (await session.execute(select(User).where(User.email == normalized).with_for_update())).scalar_one_or_none()
     now = datetime.now(UTC)
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        raise RateLimited(
-            "account temporarily locked after repeated failures",
-            retry_after=int((user.locked_until - now).total_seconds()) + 1,
-        )
+    if user is not None:
+        mfa_flows.refuse_if_locked(user, now)
     if not verify_password(user.password_hash if user else None, password) or user is None:
         if user is not None:
             await _register_failure(session, ctx, user, now)
@@ -153,20 +150,7 @@ async def login(ctx: Context, email: str, password: str, mfa_code: str | None = 
         mfa_kind = await mfa.check_code(
             session, ctx.services.cipher, ctx.settings, factor, mfa_code, Unauthenticated, ctx.request_id
         )
-    user.failed_logins = 0
-    user.locked_until = None
-    issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
-    record(
-        session,
-        actor_id=user.id,
-        action="user.login",
-        target_type="user",
-        target_id=user.id,
-        request_id=ctx.request_id,
-        details={"mfa": mfa_kind} if mfa_kind else None,
-    )
-    await unit_of_work.commit(session)
-    return LoginResult(issued, None)
+    return LoginResult(await mfa_flows.open_login_session(ctx, session, user, mfa_kind), None)
 
 
 async def _register_failure(session: AsyncSession, ctx: Context, user: User, now: datetime) -> None:

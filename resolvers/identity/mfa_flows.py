@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Forbidden, RateLimited, Unauthenticated
 from core.opaque_tokens import digest, new_secret
@@ -82,12 +83,7 @@ async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSessi
     user = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one_or_none()
     if user is None or user.status is not UserStatus.ACTIVE:
         raise Unauthenticated("account disabled")
-    now = datetime.now(UTC)
-    if user.locked_until is not None and user.locked_until > now:
-        raise RateLimited(
-            "account temporarily locked after repeated failures",
-            retry_after=int((user.locked_until - now).total_seconds()) + 1,
-        )
+    refuse_if_locked(user, datetime.now(UTC))
     row = await mfa.factor_for_update(session, user_id)
     if row is None or row.confirmed_at is None:
         raise invalid
@@ -95,6 +91,21 @@ async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSessi
     if await ctx.services.redis.delete(key) == 0:  # a concurrent completion spent it first
         await session.rollback()
         raise invalid
+    return await open_login_session(ctx, session, user, kind)
+
+
+def refuse_if_locked(user: User, now: datetime) -> None:
+    """RATE_LIMITED while the account is locked after repeated failed logins, whatever the credential."""
+    if user.locked_until is not None and user.locked_until > now:
+        raise RateLimited(
+            "account temporarily locked after repeated failures",
+            retry_after=int((user.locked_until - now).total_seconds()) + 1,
+        )
+
+
+async def open_login_session(ctx: Context, session: AsyncSession, user: User, mfa_kind: str | None) -> IssuedSession:
+    """The password (and the MFA code, when one was needed) checked out: clear the failure count and the lock, open
+    a session and audit `user.login` (with the code's kind, if any), committed; for login and completeMfaLogin."""
     user.failed_logins, user.locked_until = 0, None
     issued = await start_session(session, ctx.services.keyring, user, ctx.settings.refresh_token_ttl_s)
     record(
@@ -104,7 +115,7 @@ async def complete_login(ctx: Context, challenge: str, code: str) -> IssuedSessi
         target_type="user",
         target_id=user.id,
         request_id=ctx.request_id,
-        details={"mfa": kind},
+        details={"mfa": mfa_kind} if mfa_kind else None,
     )
     await unit_of_work.commit(session)
     return issued
