@@ -21,7 +21,7 @@ class AgentConfig:
     replace_after_s: float = 30.0  # a tx not mined for this long is re-broadcast (dropped) or fee-bumped (stuck)
     fee_bump_pct: int = 25  # replacement bump; nodes require >= 10-12.5% on both fee fields
     gas_margin_pct: int = 25  # estimated gas x (1 + margin)
-    max_in_flight: int = 256  # signed-but-unmined txs per sender (consecutive nonces)
+    max_in_flight: int = 256  # signed-but-unmined txs per sender (consecutive nonces), REPLACED ones included
     batch: int = 200  # ops signed and broadcast per iteration
     batch_max: int = 100  # members per batch operation (agent/batches.py); 1 sends every operation alone
     error_backoff_s: float = 1.0

@@ -4,7 +4,8 @@
 A crash after the commit leaves SIGNED rows whose raw txs `broadcast_signed` sends again at the next start (the same
 bytes: at most one of them can ever be mined, whatever was already sent). Gas is estimated first: a revert at
 estimation makes the op FAILED with the decoded reason and nothing is signed. Several ops per sender are in flight at
-once (up to `max_in_flight` signed-but-unmined), which is where the throughput comes from.
+once (up to `max_in_flight` signed-but-unmined, operators' cancels under way (REPLACED) included), which is where
+the throughput comes from.
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ async def _sign_chunk(
                 .where(
                     ChainOperation.chain_id == ctx.chain_id,
                     ChainOperation.sender == ctx.address,
-                    ChainOperation.state.in_((S.SIGNED, S.BROADCAST)),
+                    # REPLACED: an operator's cancel holds the nonce and the op's own tx may still land
+                    ChainOperation.state.in_((S.SIGNED, S.BROADCAST, S.REPLACED)),
                 )
             )
             room = min(limit, ctx.config.max_in_flight - int(busy or 0))

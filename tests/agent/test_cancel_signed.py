@@ -5,9 +5,11 @@ same for a BROADCAST op racing its cancel (whichever lands decides), and across 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,11 +17,17 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from agent import handlers, metrics
+from agent.config import AgentConfig
+from agent.context import SenderContext
+from agent.executor import iterate
 from agent.operations import cancel
+from agent.signers import LocalSigner
 from agent.status import collect
+from chains.registry import get_chain
+from chains.rpc import RpcClient
 from core.errors import Conflict
 from models.identity import AuditLog
-from tests.agent.conftest import FAST, World, agent_process, running
+from tests.agent.conftest import AGENT_KEY, FAST, World, agent_process, running
 from tests.agent.test_faults import _wait_exit, one_transfer_per_ref
 
 pytestmark = pytest.mark.timeout(300)
@@ -284,3 +292,56 @@ async def test_a_failing_compensation_keeps_the_cancel_open_until_it_succeeds(wo
         world.node.rpc("anvil_setBalance", a, saved)
     assert applied == ["test:stuck"]
     one_transfer_per_ref(world, ops, ["test:next"])
+
+
+@contextlib.asynccontextmanager
+async def stepping(w: World, config: AgentConfig) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """The agent's sender for the agent key, one pass (executor.iterate) per call: what a pass does, without a clock.
+    (No indexer runs: nothing reaches CONFIRMED; the node's own finalized tag drives the cancel step.)"""
+    handlers.load_effects()
+    engine = create_async_engine(w.db_url, pool_size=2)
+    signer = LocalSigner(AGENT_KEY)
+    try:
+        async with RpcClient([w.node.url], chain_id=1, timeout=10) as client, engine.connect() as conn:
+            ctx = SenderContext(get_chain(1), client, signer, ("agent", "treasury"), conn, config)
+
+            async def one_pass() -> int:
+                return await iterate(ctx)
+
+            yield one_pass
+    finally:
+        await engine.dispose()
+
+
+async def test_a_canceling_op_counts_against_max_in_flight(world: World, compensations) -> None:  # type: ignore[no-untyped-def]
+    """A REPLACED op holds its nonce and its own transaction may still land: with max_in_flight=1 the sender signs
+    nothing else until that nonce is settled, then the next op takes the nonce after it."""
+    a = world.d.agent
+    saved = world.node.rpc("eth_getBalance", a, "latest")
+    config = dataclasses.replace(NO_THRESHOLD, max_in_flight=1)
+    first = await world.enqueue_transfer("test:stuck", 10**18)
+    world.node.rpc("anvil_setBalance", a, DUST)
+    try:
+        async with stepping(world, config) as one_pass:
+            await one_pass()
+            stuck = (await world.ops())["test:stuck"]
+            assert stuck["state"] == "SIGNED" and "insufficient funds" in stuck["last_error"]
+            assert await _cancel(world, first, "underfunded") == "REPLACED"
+            await world.enqueue_transfer("test:next", 10**18)
+            await one_pass()
+            await one_pass()
+            ops = await world.ops()
+            assert ops["test:stuck"]["state"] == "REPLACED"
+            assert ops["test:next"]["state"] == "PENDING" and ops["test:next"]["nonce"] is None
+            world.node.rpc("anvil_setBalance", a, saved)
+            for _ in range(40):  # the cancel tx is mined, then final 8 blocks later (anvil slots_in_an_epoch=4)
+                await one_pass()
+                world.node.mine(1)
+                ops = await world.ops()
+                if ops["test:next"]["state"] == "MINED":
+                    break
+    finally:
+        world.node.rpc("anvil_setBalance", a, saved)
+    assert ops["test:stuck"]["state"] == "CANCELED" and ops["test:next"]["state"] == "MINED"
+    assert ops["test:next"]["nonce"] == stuck["nonce"] + 1
+    assert compensations == [("test:stuck", "canceled: underfunded")]
