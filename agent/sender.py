@@ -345,8 +345,9 @@ async def broadcast_signed(ctx: SenderContext, view: ChainView | None = None) ->
                         ChainOperation.sender == ctx.address,
                         ChainOperation.state.in_((S.SIGNED, S.REPLACED)),
                     )
-                    .order_by(ChainOperation.nonce)
-                    .limit(ctx.config.batch)
+                    # a REPLACED one first: behind `batch` refused SIGNED ops it would never be seen, nor canceled
+                    .order_by(ChainOperation.state != S.REPLACED, ChainOperation.nonce)
+                    .limit(ctx.config.batch + 1)
                 )
             ).all()
         )

@@ -345,3 +345,27 @@ async def test_a_canceling_op_counts_against_max_in_flight(world: World, compens
     assert ops["test:stuck"]["state"] == "CANCELED" and ops["test:next"]["state"] == "MINED"
     assert ops["test:next"]["nonce"] == stuck["nonce"] + 1
     assert compensations == [("test:stuck", "canceled: underfunded")]
+
+
+async def test_a_cancel_behind_more_signed_ops_than_a_pass_resends_still_runs(world: World) -> None:
+    """The resend read (RWA_AGENT_BATCH rows by nonce) also tells whether a cancel waits: a REPLACED op above that
+    many refused SIGNED ones must still get its cancel tx signed."""
+    a = world.d.agent
+    saved = world.node.rpc("eth_getBalance", a, "latest")
+    config = dataclasses.replace(NO_THRESHOLD, batch=1)
+    await world.enqueue_transfer("test:low", 10**18)
+    high = await world.enqueue_transfer("test:high", 10**18)
+    world.node.rpc("anvil_setBalance", a, DUST)
+    try:
+        async with stepping(world, config) as one_pass:
+            for _ in range(3):  # one op signed per pass (batch=1)
+                await one_pass()
+            ops = await world.ops()
+            assert [ops[r]["state"] for r in ("test:low", "test:high")] == ["SIGNED", "SIGNED"]
+            assert await _cancel(world, high, "wrong amount") == "REPLACED"
+            await one_pass()
+            op = (await world.ops())["test:high"]
+    finally:
+        world.node.rpc("anvil_setBalance", a, saved)
+    assert op["state"] == "REPLACED" and op["tx_hash"] not in op["tx_hashes"]  # its cancel tx is signed
+    assert "cancel tx refused" in op["last_error"]
