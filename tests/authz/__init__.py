@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 ROLES = ("INVESTOR", "ISSUER", "COMPLIANCE", "ADMIN")
@@ -26,6 +27,12 @@ class Rule:
     # OAuth 2.0 scopes that let a partner client's token call the field (core/oauth_scopes.py); none: every
     # client token is refused (FORBIDDEN, reason INSUFFICIENT_SCOPE), whatever its owner's roles
     scopes: frozenset[str] = frozenset()
+
+
+def mutation(call: str, roles: Iterable[str] = ANY_ROLE, scopes: frozenset[str] = frozenset()) -> Rule:
+    """The rule of a mutation whose payload only needs `__typename` to reach its check: `call` is the field with
+    its arguments."""
+    return Rule(f"mutation {{ {call} {{ __typename }} }}", roles=frozenset(roles), scopes=scopes)
 
 
 def all_entries() -> dict[str, Rule]:

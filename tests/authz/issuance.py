@@ -1,15 +1,11 @@
 """Primary issuance in the authorization matrix."""
 
-from tests.authz import Rule
+from tests.authz import Rule, mutation
 
 NOBODY = "00000000-0000-0000-0000-000000000000"
 ISSUERS = frozenset({"ISSUER", "ADMIN"})
 STAFF_AND_ISSUERS = frozenset({"ISSUER", "ADMIN", "COMPLIANCE"})
 INVESTORS = frozenset({"INVESTOR"})
-
-
-def _m(call: str, roles: frozenset[str], scopes: frozenset[str] = frozenset()) -> Rule:
-    return Rule(f"mutation {{ {call} {{ __typename }} }}", roles=roles, scopes=scopes)
 
 
 ENTRIES = {
@@ -22,31 +18,31 @@ ENTRIES = {
         f'{{ offeringSubscriptions(offeringId: "{NOBODY}") {{ edges {{ cursor }} }} }}', roles=STAFF_AND_ISSUERS
     ),
     "Query.tokenIssuances": Rule("{ tokenIssuances(first: 1) { edges { cursor } } }", roles=STAFF_AND_ISSUERS),
-    "Mutation.createOffering": _m(
+    "Mutation.createOffering": mutation(
         f'createOffering(input: {{tokenId: "{NOBODY}", name: "x", quoteCurrency: "USDC", price: "1", minTicket: "1", '
         f'target: "1", hardCap: "10", opensAt: "2030-01-01T00:00:00Z", closesAt: "2030-02-01T00:00:00Z", '
         f"allocationRule: PRO_RATA}})",
         ISSUERS,
     ),
-    "Mutation.openOffering": _m(f'openOffering(id: "{NOBODY}")', ISSUERS),
-    "Mutation.closeOffering": _m(f'closeOffering(id: "{NOBODY}")', ISSUERS),
-    "Mutation.cancelOffering": _m(f'cancelOffering(id: "{NOBODY}")', ISSUERS),
-    "Mutation.subscribeToOffering": _m(
+    "Mutation.openOffering": mutation(f'openOffering(id: "{NOBODY}")', ISSUERS),
+    "Mutation.closeOffering": mutation(f'closeOffering(id: "{NOBODY}")', ISSUERS),
+    "Mutation.cancelOffering": mutation(f'cancelOffering(id: "{NOBODY}")', ISSUERS),
+    "Mutation.subscribeToOffering": mutation(
         f'subscribeToOffering(input: {{offeringId: "{NOBODY}", amount: "1"}})',
         INVESTORS,
         scopes=frozenset({"offerings:write"}),
     ),
-    "Mutation.cancelSubscription": _m(
+    "Mutation.cancelSubscription": mutation(
         f'cancelSubscription(id: "{NOBODY}")', INVESTORS, scopes=frozenset({"offerings:write"})
     ),
-    "Mutation.issueTokens": _m(
+    "Mutation.issueTokens": mutation(
         f'issueTokens(input: {{tokenId: "{NOBODY}", allocations: [{{userId: "{NOBODY}", amount: "1"}}]}})', ISSUERS
     ),
-    "Mutation.approveIssuance": _m(f'approveIssuance(id: "{NOBODY}")', frozenset({"COMPLIANCE", "ADMIN"})),
-    "Mutation.rejectIssuance": _m(
+    "Mutation.approveIssuance": mutation(f'approveIssuance(id: "{NOBODY}")', frozenset({"COMPLIANCE", "ADMIN"})),
+    "Mutation.rejectIssuance": mutation(
         f'rejectIssuance(id: "{NOBODY}", input: {{reason: "no"}})', frozenset({"COMPLIANCE", "ADMIN"})
     ),
-    "Mutation.redeemTokens": _m(
+    "Mutation.redeemTokens": mutation(
         f'redeemTokens(input: {{tokenId: "{NOBODY}", userId: "{NOBODY}", amount: "1"}})', ISSUERS
     ),
     "Mutation.setAccreditation": Rule(
