@@ -14,46 +14,35 @@ SELLER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 BUYER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
 
+def _transfer(args: list, business_ref: str) -> dict:
+    """enqueue's keywords for a settlement's forced transfer from SELLER to BUYER."""
+    return dict(
+        kind="settlement.transfer",
+        chain_id=1,
+        contract=TOKEN,
+        abi_name="SecurityToken",
+        function="forcedTransfer",
+        args=args,
+        business_ref=business_ref,
+    )
+
+
+async def _rows(session: AsyncSession, business_ref: str) -> int:
+    return await session.scalar(
+        select(func.count()).select_from(ChainOperation).where(ChainOperation.business_ref == business_ref)
+    )
+
+
 async def test_enqueue_is_idempotent_per_business_ref(session: AsyncSession) -> None:
-    first = await enqueue(
-        session,
-        kind="settlement.transfer",
-        chain_id=1,
-        contract=TOKEN,
-        abi_name="SecurityToken",
-        function="forcedTransfer",
-        args=[SELLER, BUYER, 10**18],
-        business_ref="settlement:abc",
-    )
+    first = await enqueue(session, **_transfer([SELLER, BUYER, 10**18], "settlement:abc"))
     # a replay with different arguments still returns the first row, unchanged
-    again = await enqueue(
-        session,
-        kind="settlement.transfer",
-        chain_id=1,
-        contract=TOKEN,
-        abi_name="SecurityToken",
-        function="forcedTransfer",
-        args=[SELLER, BUYER, 5],
-        business_ref="settlement:abc",
-    )
+    again = await enqueue(session, **_transfer([SELLER, BUYER, 5], "settlement:abc"))
     assert again.id == first.id
     assert again.args == [SELLER, BUYER, str(10**18)]
     assert again.state is OperationState.PENDING and again.attempts == 0 and again.tx_hashes == []
     assert again.contract == "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # checksummed
-    count = await session.scalar(
-        select(func.count()).select_from(ChainOperation).where(ChainOperation.business_ref == "settlement:abc")
-    )
-    assert count == 1
-    other = await enqueue(
-        session,
-        kind="settlement.transfer",
-        chain_id=1,
-        contract=TOKEN,
-        abi_name="SecurityToken",
-        function="forcedTransfer",
-        args=[SELLER, BUYER, 1],
-        business_ref="settlement:def",
-    )
+    assert await _rows(session, "settlement:abc") == 1
+    other = await enqueue(session, **_transfer([SELLER, BUYER, 1], "settlement:def"))
     assert other.id != first.id
 
 
@@ -71,12 +60,7 @@ async def test_enqueue_rolls_back_with_the_decision(session: AsyncSession) -> No
             signer="treasury",
         )
         await sp.rollback()
-    assert (
-        await session.scalar(
-            select(func.count()).select_from(ChainOperation).where(ChainOperation.business_ref == "refund:rolled-back")
-        )
-        == 0
-    )
+    assert await _rows(session, "refund:rolled-back") == 0
 
 
 @pytest.mark.parametrize(
@@ -92,15 +76,5 @@ async def test_enqueue_rolls_back_with_the_decision(session: AsyncSession) -> No
     ],
 )
 async def test_enqueue_refuses_bad_input(session: AsyncSession, bad: dict) -> None:
-    params = dict(
-        kind="settlement.transfer",
-        chain_id=1,
-        contract=TOKEN,
-        abi_name="SecurityToken",
-        function="forcedTransfer",
-        args=[SELLER, BUYER, 1],
-        business_ref="settlement:bad",
-    )
-    params.update(bad)
     with pytest.raises((ValueError, TypeError)):
-        await enqueue(session, **params)
+        await enqueue(session, **(_transfer([SELLER, BUYER, 1], "settlement:bad") | bad))
