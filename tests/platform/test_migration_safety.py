@@ -49,6 +49,20 @@ def _env(database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dic
     }
 
 
+async def _run_rwa(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`rwa <args>` run to its end in a thread, so the test's own database sessions (a blocker) stay served."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [RWA, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture
 async def behind_database(database_url: str) -> AsyncIterator[str]:
     """A database one migration behind this release's head."""
@@ -100,16 +114,7 @@ async def test_two_migrations_at_once_one_refuses(behind_database: str, redis_ur
             assert time.monotonic() < deadline, "the first migration never took the migration lock"
             await asyncio.sleep(0.2)
         started = time.monotonic()
-        second = await asyncio.to_thread(
-            subprocess.run,
-            [RWA, "migrate"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
+        second = await _run_rwa("migrate", env=env, cwd=tmp_path)
         refused_in = time.monotonic() - started
         assert second.returncode == 5, second.stderr
         said = " ".join(second.stderr.split())  # rich wraps long lines
@@ -133,15 +138,8 @@ async def test_lock_timeout_aborts_with_nothing_applied(behind_database: str, re
     blocker = await _hold_alembic_version(behind_database)
     try:
         started = time.monotonic()
-        proc = await asyncio.to_thread(
-            subprocess.run,
-            [RWA, "migrate"],
-            env=_env(behind_database, redis_url, tmp_path, MIGRATION_LOCK_TIMEOUT_S="1"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
+        proc = await _run_rwa(
+            "migrate", env=_env(behind_database, redis_url, tmp_path, MIGRATION_LOCK_TIMEOUT_S="1"), cwd=tmp_path
         )
         took = time.monotonic() - started
     finally:
@@ -155,15 +153,11 @@ async def test_lock_timeout_aborts_with_nothing_applied(behind_database: str, re
     assert await current_revisions(behind_database) == {_previous_revision()}
     assert await _migration_lock_holder(behind_database) is None
     # nothing in the way any more: the same command migrates
-    again = await asyncio.to_thread(
-        subprocess.run,
-        [RWA, "migrate"],
+    again = await _run_rwa(
+        "migrate",
         env=_env(behind_database, redis_url, tmp_path, MIGRATION_LOCK_TIMEOUT_S="1"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=120,
-        stdin=subprocess.DEVNULL,
     )
     assert again.returncode == 0, again.stderr
     assert await current_revisions(behind_database) == head_revisions()
@@ -172,15 +166,12 @@ async def test_lock_timeout_aborts_with_nothing_applied(behind_database: str, re
 async def test_serve_refuses_a_schema_behind_without_migrating(
     behind_database: str, redis_url: str, tmp_path: Path
 ) -> None:
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [RWA, "serve", "--port", "1"],  # never gets to bind
+    proc = await _run_rwa(
+        "serve",
+        "--port",
+        "1",  # never gets to bind
         env=_env(behind_database, redis_url, tmp_path, MIGRATE_ON_START="false"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 4, proc.stderr
     said = " ".join(proc.stderr.split())  # rich wraps long lines
@@ -189,15 +180,8 @@ async def test_serve_refuses_a_schema_behind_without_migrating(
 
 
 async def test_worker_refuses_a_schema_behind_too(behind_database: str, redis_url: str, tmp_path: Path) -> None:
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [RWA, "worker"],
-        env=_env(behind_database, redis_url, tmp_path, MIGRATE_ON_START="false"),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
+    proc = await _run_rwa(
+        "worker", env=_env(behind_database, redis_url, tmp_path, MIGRATE_ON_START="false"), cwd=tmp_path
     )
     assert proc.returncode == 4, proc.stderr
     assert await current_revisions(behind_database) == {_previous_revision()}
