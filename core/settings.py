@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     request_body_min_rate: int = Field(64 * 1024, alias="REQUEST_BODY_MIN_RATE", ge=0)
     ws_init_timeout_s: float = Field(10.0, alias="WS_INIT_TIMEOUT_S", gt=0)
     ws_send_timeout_s: float = Field(30.0, alias="WS_SEND_TIMEOUT_S", gt=0)
+    # on shutdown, after the server stopped taking requests and before Redis and the engine close: how long the API
+    # waits for the order sequencer's batches and detached writes in flight to commit and for their market data to be
+    # published (resolvers/trading/sequencer.py drain; 0: nothing waits). uvicorn's timeout_graceful_shutdown (10 s,
+    # cli/main.py) bounds the requests before it, not this
+    shutdown_drain_timeout_s: float = Field(5.0, alias="SHUTDOWN_DRAIN_TIMEOUT_S", ge=0)
 
     login_rate_per_minute: int = Field(20, alias="LOGIN_RATE_PER_MINUTE")
     login_failures_before_lock: int = Field(5, alias="LOGIN_FAILURES_BEFORE_LOCK")

@@ -17,6 +17,7 @@ from core import tracing
 from core.logging import configure_logging
 from core.services import Services, build_services
 from core.settings import Settings, get_settings
+from resolvers.trading import sequencer
 from schema import build_schema
 from server.cors import OriginGatedCORS
 from server.graphql_view import GraphQLView
@@ -79,6 +80,19 @@ class RwaApp(Starlette):
         super().add_middleware(middleware_class, *args, **kwargs)
 
 
+async def _drain_trading(timeout: float) -> None:
+    """The order sequencer's work in flight, committed and published within `timeout` seconds, or a warning."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    if not await sequencer.drain(timeout):
+        log.warning(
+            "shutdown: trading writes or market data still in flight after SHUTDOWN_DRAIN_TIMEOUT_S=%.1fs; "
+            "closing anyway (their events may not be published)",
+            timeout,
+            extra={"waited_s": round(loop.time() - started, 3)},
+        )
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     """`services` is injected by tests (transaction-bound sessions); otherwise built from settings at startup."""
     settings = settings or (services.settings if services else get_settings())
@@ -120,9 +134,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             pool_sampler.cancel()
             gc.set_threshold(*gc_thresholds)
-            if owns_services:
-                await services.aclose()
-            log.info("api stopped")
+            try:
+                # uvicorn has finished (or cut) the requests: an order batch or cancel they started may still be
+                # committing, its events queued for Redis. Let them commit and publish before the engine and Redis
+                # close (injected services too: their owner closes them after this).
+                await _drain_trading(settings.shutdown_drain_timeout_s)
+            finally:
+                if owns_services:
+                    await services.aclose()
+                log.info("api stopped")
 
     routes: list[BaseRoute] = [
         # every method reaches the view, which answers the unsupported ones with a typed JSON 405
