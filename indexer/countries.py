@@ -145,24 +145,14 @@ async def _read_at_latest(
     try:
         if head is None:
             head = await client.block_number()
-        tag = hex(head)
-        calls: list[tuple[str, list[Any]]] = []
-        for lg in regs:
-            investor = lg["topics"][1][2:]
-            calls.append(("eth_call", [{"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + investor}, tag]))
-            calls.append(("eth_call", [{"to": lg["address"], "data": _IDENTITY_SELECTOR + investor}, tag]))
-        results = await _batched(client, calls, "at the latest block")
+        results = await _latest_words(client, regs, hex(head))
     except (RetryableRpcError, AllEndpointsFailed):
         raise
     except RpcError as err:
         raise InconsistentFetch(f"investorCountry at the latest block failed: {err}") from err
-    failed = [r for r in results if isinstance(r, BaseException)]
-    if failed:
-        raise InconsistentFetch(f"investorCountry at the latest block failed: {failed[0]}") from failed[0]
     out: dict[tuple[str, int], CountryReading] = {}
     unknown: list[str] = []
-    for i, lg in enumerate(regs):
-        country, identity = results[2 * i], results[2 * i + 1]
+    for lg, (country, identity) in zip(regs, results):
         logged_identity = "0x" + lg["topics"][2][-40:].lower()
         key = (lg["blockHash"], int(lg["logIndex"], 16))
         if _word_address(identity) == logged_identity:
@@ -187,3 +177,148 @@ async def _read_at_latest(
         f" ({', '.join(unknown[:5])})" if unknown else "",
     )
     return out
+
+
+async def _latest_words(client: RpcClient, regs: Sequence[dict[str, Any]], tag: str) -> list[tuple[Any, Any]]:
+    """(investorCountry, identity) results of each registration's investor at block ``tag``: READS_PER_CALL
+    registrations per eth_call of READER_CODE; a group the reader does not answer (an error other than a
+    transient one, a failed or odd-sized inner call) is read with two plain eth_calls per registration, whose
+    answers and failures are what they always were."""
+    out: list[tuple[Any, Any] | None] = [None] * len(regs)
+    plain: list[int] = []
+    groups: list[range] = []
+    calls: list[tuple[str, list[Any]]] = []
+    for lo in range(0, len(regs), READS_PER_CALL):
+        group = range(lo, min(lo + READS_PER_CALL, len(regs)))
+        args = [_reader_args(regs[i]) for i in group]
+        pairs = [a for a in args if a is not None]
+        if len(pairs) < len(args):
+            plain.extend(group)
+        else:
+            groups.append(group)
+            calls.append(("eth_call", [{"data": "0x" + READER_CODE + "".join(pairs)}, tag]))
+    answers: list[Any] = [None] * len(calls)
+    if calls:
+        try:
+            answers = await client.batch(calls, return_exceptions=True)
+        except (RetryableRpcError, AllEndpointsFailed):
+            raise
+        except RpcError:
+            pass  # the batch refused as a whole (a node without creation calls?): every group the plain way
+    for group, answer in zip(groups, answers):
+        if isinstance(answer, RetryableRpcError | AllEndpointsFailed):
+            raise answer
+        words = _reader_words(answer, len(group))
+        if words is None:
+            plain.extend(group)
+            continue
+        for i, pair in zip(group, words):
+            out[i] = pair
+    if plain:
+        single: list[tuple[str, list[Any]]] = []
+        for i in plain:
+            lg = regs[i]
+            investor = lg["topics"][1][2:]
+            single.append(("eth_call", [{"to": lg["address"], "data": INVESTOR_COUNTRY_SELECTOR + investor}, tag]))
+            single.append(("eth_call", [{"to": lg["address"], "data": _IDENTITY_SELECTOR + investor}, tag]))
+        results = await _batched(client, single, "at the latest block")
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise InconsistentFetch(f"investorCountry at the latest block failed: {failed[0]}") from failed[0]
+        for k, i in enumerate(plain):
+            out[i] = (results[2 * k], results[2 * k + 1])
+    return [pair for pair in out if pair is not None]
+
+
+# One eth_call for many registrations. Reading old registrations at the head took two eth_calls each: 10,000
+# for the 5,000 of bench/indexer_backfill.py's realistic shape, 0.35-0.65 s of the node's time (anvil answers
+# eth_calls one at a time: groups sent concurrently were no faster) before the first batch could be decoded,
+# a fifth of that backfill. READER_CODE is creation code run by eth_call without a "to" (no contract is
+# deployed, no multicall contract needed: any node that simulates a deployment runs it): its constructor
+# arguments, appended to it, are (contract, investor) word pairs; for each it makes the same two calls,
+# investorCountry(investor) and identity(investor), as STATICCALLs, and returns one zero word then the two
+# 32-byte results per pair. An inner call that fails or answers anything but one word reverts the whole
+# call, and that group is read the plain way (the same answers or failures as before). Returned as deployed
+# code, the output must stay under EIP-170's 24,576 bytes (32 + 64 per pair) and not start with 0xEF
+# (EIP-3541: the zero word); the arguments under EIP-3860's 49,152 bytes of creation code.
+READS_PER_CALL = 256
+
+
+def _assemble(ops: Sequence[Any]) -> str:
+    """EVM bytecode as hex from opcode names, ("push", value, bytes), ("label", name) (a JUMPDEST) and
+    ("to", name) (PUSH2 of that label's offset)."""
+    codes = {
+        "ADD": 0x01, "SUB": 0x03, "LT": 0x10, "EQ": 0x14, "ISZERO": 0x15, "AND": 0x16, "SHL": 0x1B,
+        "CODESIZE": 0x38, "CODECOPY": 0x39, "RETURNDATASIZE": 0x3D, "MLOAD": 0x51, "MSTORE": 0x52,
+        "JUMP": 0x56, "JUMPI": 0x57, "GAS": 0x5A, "DUP1": 0x80, "DUP2": 0x81, "DUP3": 0x82, "DUP6": 0x85,
+        "SWAP1": 0x90, "SWAP2": 0x91, "RETURN": 0xF3, "STATICCALL": 0xFA, "REVERT": 0xFD,
+    }  # fmt: skip
+    size = lambda op: 1 if isinstance(op, str) or op[0] == "label" else 3 if op[0] == "to" else 1 + op[2]  # noqa: E731
+    labels, at = {}, 0
+    for op in ops:
+        if not isinstance(op, str) and op[0] == "label":
+            labels[op[1]] = at
+        at += size(op)
+    code = bytearray()
+    for op in ops:
+        if isinstance(op, str):
+            code.append(codes[op])
+        elif op[0] == "label":
+            code.append(0x5B)
+        elif op[0] == "to":
+            code += bytes((0x61,)) + labels[op[1]].to_bytes(2, "big")
+        else:
+            code += bytes((0x5F + op[2],)) + op[1].to_bytes(op[2], "big")
+    return code.hex()
+
+
+def _reader_code() -> str:
+    def push(value: int, n: int = 1) -> tuple[str, int, int]:
+        return ("push", value, n)
+
+    def read(selector: str, out_offset: int) -> list[Any]:  # stack [q, p, end]: out[q + out_offset] = call result
+        return [
+            push(int(selector, 16), 4), push(224), "SHL", push(0), "MSTORE",  # memory[0:4] = selector
+            "DUP2", push(32), "ADD", "MLOAD", push(4), "MSTORE",  # memory[4:36] = investor (the pair's 2nd word)
+            push(32), "DUP2", push(out_offset), "ADD", push(36), push(0), "DUP6", "MLOAD", "GAS", "STATICCALL",
+            "RETURNDATASIZE", push(32), "EQ", "AND", "ISZERO", ("to", "fail"), "JUMPI",
+        ]  # fmt: skip
+
+    body = [
+        # memory: [0, 64) call data scratch, [64, end) the argument pairs, then the output (a zero word first)
+        ("to", "args"), "DUP1", "CODESIZE", "SUB", "DUP1", "SWAP2", push(64), "CODECOPY",  # stack [size]
+        push(64), "ADD", push(64), "DUP2", push(32), "ADD",  # stack [q (output), p (pairs), end]
+        ("label", "loop"), "DUP3", "DUP3", "LT", "ISZERO", ("to", "done"), "JUMPI",
+        *read(INVESTOR_COUNTRY_SELECTOR, 0), *read(_IDENTITY_SELECTOR, 32),
+        push(64), "ADD", "SWAP1", push(64), "ADD", "SWAP1", ("to", "loop"), "JUMP",
+        ("label", "done"), "DUP3", "SWAP1", "SUB", "DUP3", "RETURN",  # return memory[end:q]
+        ("label", "fail"), push(0), "DUP1", "REVERT",
+        ("label", "args"),
+    ]  # fmt: skip
+    code = _assemble(body)
+    return code[:-2]  # the "args" label marks where the arguments start: no JUMPDEST there
+
+
+READER_CODE = _reader_code()
+
+
+def _reader_args(lg: dict[str, Any]) -> str | None:
+    """The log's (contract, investor) words, None if they are not 20 and 32 bytes of hex."""
+    contract, investor = str(lg["address"])[2:].lower(), str(lg["topics"][1])[2:].lower()
+    if len(contract) != 40 or len(investor) != 64:
+        return None
+    try:
+        int(contract, 16), int(investor, 16)
+    except ValueError:
+        return None
+    return "0" * 24 + contract + investor
+
+
+def _reader_words(answer: Any, n: int) -> list[tuple[str, str]] | None:
+    """The reader's output as ("0x" + word, "0x" + word) per pair, None unless it is exactly one zero word and
+    n pairs."""
+    if not isinstance(answer, str) or len(answer) != 2 + 64 * (1 + 2 * n) or answer[2:66] != "0" * 64:
+        return None
+    return [
+        ("0x" + answer[66 + 128 * i : 130 + 128 * i], "0x" + answer[130 + 128 * i : 194 + 128 * i]) for i in range(n)
+    ]
