@@ -49,6 +49,7 @@ class SenderContext:
     cancel_refused_balance: int | None = None
     cancel_refused_at: float = 0.0
     canceling: bool = True  # an operator's cancel (REPLACED) may wait: agent/cancels.py runs (True: check at start)
+    canceling_ops: int = 0  # REPLACED ops of this sender seen by the last resend read (rwa_agent_canceling_operations)
     last_gas_log: float = 0.0
     warned: dict[str, float] = field(default_factory=dict)
 

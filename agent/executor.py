@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent import batches, cancels, confirm, gas, handlers, lock, metrics, receipts, sender
@@ -30,7 +32,7 @@ from chains.errors import RpcError
 from chains.registry import all_chains, get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.settings import ConfigError, Settings
-from models.operations import ChainOperation
+from models.operations import NONCE_STATES, ChainOperation
 
 log = logging.getLogger("rwa.agent")
 
@@ -56,6 +58,7 @@ async def iterate(ctx: SenderContext) -> int:
     else:
         ctx.refused_cancels = 0
     metrics.REFUSED.labels(c, ctx.address).set(ctx.refused + ctx.refused_cancels)
+    metrics.CANCELING.labels(c, ctx.address).set(ctx.canceling_ops)
     lap("cancel")
     if not low:
         folded = await batches.fold(ctx)
@@ -129,6 +132,9 @@ async def run_sender(
                             await _sleep(stop, config.poll_s)
                 finally:
                     metrics.IS_SENDER.labels(c, a).set(0)
+                    # counted by the sender only: a standby (or a key rotated out) must not keep showing them
+                    metrics.REFUSED.labels(c, a).set(0)
+                    metrics.CANCELING.labels(c, a).set(0)
                     # the connection goes back to the pool: it must not keep holding the sender lock there
                     try:
                         await asyncio.shield(lock.unlock(conn, spec.chain_id, a))
@@ -152,6 +158,30 @@ def _signers(settings: Settings, chain_id: int, roles: list[str], known: dict[st
     return [SenderSpec(chain_id, s, tuple(r)) for s, r in by_addr.values()]
 
 
+def _orphaned(chain_id: int, active: Sequence[Any], wanted: set[str], before: dict[str, int]) -> dict[str, int]:
+    """Senders of nonce-holding ops that no configured signer has (a key rotated out while they were in flight):
+    nothing moves them, nor the cancel of a REPLACED one, until that key is configured again. The gauge names them
+    (rwa_agent_orphaned_operations, the readiness JSON, `rwa agent status`); logged once when they appear."""
+    now: dict[str, int] = {}
+    for _role, sender_addr, holding in active:
+        if sender_addr is not None and holding and sender_addr not in wanted:
+            now[sender_addr] = now.get(sender_addr, 0) + int(holding)
+    c = str(chain_id)
+    for a in before.keys() - now.keys():
+        metrics.ORPHANED.labels(c, a).set(0)
+    for a, n in now.items():
+        metrics.ORPHANED.labels(c, a).set(n)
+        if a not in before:
+            log.error(
+                "chain %s: %s operation(s) hold nonces of %s, which no configured signer has any more (key "
+                "rotated?); they wait until its key is configured again (README: agent, rotating a signer key)",
+                chain_id,
+                n,
+                a,
+            )
+    return now
+
+
 async def run_chain(
     settings: Settings, engine: AsyncEngine, chain_id: int, config: AgentConfig, stop: asyncio.Event
 ) -> None:
@@ -159,18 +189,23 @@ async def run_chain(
     known: dict[str, Signer] = {}
     tasks: dict[str, asyncio.Task[None]] = {}  # address -> sender task
     roles_running: dict[str, tuple[str, ...]] = {}
+    orphaned: dict[str, int] = {}
     async with RpcClient(urls, chain_id=chain_id, timeout=config.rpc_timeout_s) as client:
         try:
             while not stop.is_set():
                 async with engine.connect() as conn:
-                    extra = (
-                        await conn.scalars(
-                            select(ChainOperation.signer)
-                            .distinct()
+                    active = (
+                        await conn.execute(
+                            select(
+                                ChainOperation.signer,
+                                ChainOperation.sender,
+                                func.count().filter(ChainOperation.state.in_(NONCE_STATES)),
+                            )
                             .where(ChainOperation.chain_id == chain_id, ChainOperation.state.in_(cancels.ACTIVE_STATES))
+                            .group_by(ChainOperation.signer, ChainOperation.sender)
                         )
                     ).all()
-                roles = sorted({"agent", "treasury", *extra})
+                roles = sorted({"agent", "treasury", *(r[0] for r in active)})
                 try:
                     specs = _signers(settings, chain_id, roles, known)
                 except SignerError as exc:
@@ -182,6 +217,7 @@ async def run_chain(
                         except SignerError:
                             pass
                 wanted = {spec.signer.address for spec in specs}
+                orphaned = _orphaned(chain_id, active, wanted, orphaned)
                 for a in [a for a in tasks if a not in wanted]:  # e.g. a deposit key whose sweeps are done
                     tasks[a].cancel()
                     await asyncio.gather(tasks.pop(a), return_exceptions=True)
@@ -208,6 +244,8 @@ async def run_chain(
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             for s in known.values():
                 await s.aclose()
+            for a in orphaned:  # this process no longer watches the chain: its gauge must not name them forever
+                metrics.ORPHANED.labels(str(chain_id), a).set(0)
 
 
 async def run_agent(

@@ -21,6 +21,18 @@ REFUSED = Gauge(
     "fund the sender, or cancel the operation (cancelOperation)",
     ["chain_id", "address"],
 )
+CANCELING = Gauge(
+    "rwa_agent_canceling_operations",
+    "Operators' cancels of signed operations (REPLACED) whose nonce is not settled yet (agent/cancels.py; the "
+    "sender's resend read counts them, up to RWA_AGENT_BATCH + 1)",
+    ["chain_id", "address"],
+)
+ORPHANED = Gauge(
+    "rwa_agent_orphaned_operations",
+    "Operations holding a nonce (SIGNED, BROADCAST, MINED, REPLACED) of an address no configured signer has any more "
+    "(its key rotated out): nothing advances them until that key is configured again (README, agent section)",
+    ["chain_id", "address"],
+)
 IS_SENDER = Gauge("rwa_agent_sender", "1 while this process holds the sender lock", ["chain_id", "address"])
 TRANSITIONS = Counter("rwa_agent_operations_total", "Operations reaching a state", ["chain_id", "state"])
 BROADCASTS = Counter("rwa_agent_broadcasts_total", "Raw transactions sent, by why", ["chain_id", "why"])

@@ -353,7 +353,8 @@ async def broadcast_signed(ctx: SenderContext, view: ChainView | None = None) ->
         )
         await s.commit()
     ops = [op for op in rows if op.state is S.SIGNED]
-    ctx.canceling = len(ops) < len(rows)
+    ctx.canceling_ops = len(rows) - len(ops)
+    ctx.canceling = ctx.canceling_ops > 0
     if not ops or ctx.gas_low:
         ctx.refused = 0
         return 0

@@ -4,7 +4,10 @@ Healthy means: the node answers, the signer's balance is at or above the chain's
 refused by the node for lack of gas funds (it holds its nonce: every later operation of the sender waits behind it;
 fund the sender, or cancel it with cancelOperation) and no operation has been open for longer than `stale_after_s`
 (default 15 minutes). `refused` lists those operations with the node's reason; `canceling` the operators' cancels
-whose 0-value transaction is not final yet (agent/cancels.py).
+whose 0-value transaction is not final yet (agent/cancels.py); `orphaned` the operations of these roles that hold a
+nonce (SIGNED, BROADCAST, MINED, REPLACED) of an address no configured signer has any more (the role's key was
+rotated while they were in flight): nothing advances them, a cancel included, until that key is configured again
+(README, agent section).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from agent.signers import signer_for
 from chains.registry import get_chain, rpc_urls_for
 from chains.rpc import RpcClient
 from core.settings import Settings
-from models.operations import ChainOperation, OperationState
+from models.operations import NONCE_STATES, ChainOperation, OperationState
 
 
 @dataclass
@@ -47,6 +50,7 @@ class SignerStatus:
     problems: list[str]
     refused: list[dict[str, object]] = field(default_factory=list)  # SIGNED, the node refuses them for funds
     canceling: list[dict[str, object]] = field(default_factory=list)  # REPLACED: cancel tx not final yet
+    orphaned: list[dict[str, object]] = field(default_factory=list)  # nonce of an address without a signer
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -85,6 +89,7 @@ async def collect(
                 addr = None
                 problems.setdefault(None, []).append(f"{role}: {exc}")
             by_addr.setdefault(addr, []).append(role)
+        signed_by = {a for a in by_addr if a is not None}  # addresses a configured signer can still sign for
         urls = settings.rpc_urls(cid) or rpc_urls_for(cid)
         for addr, roles in by_addr.items():
             probs = list(problems.get(addr, []))
@@ -131,6 +136,7 @@ async def collect(
                             ChainOperation.state,
                             ChainOperation.nonce,
                             ChainOperation.last_error,
+                            ChainOperation.sender,
                         )
                         .where(
                             ChainOperation.chain_id == cid,
@@ -139,20 +145,33 @@ async def collect(
                                 (ChainOperation.state == OperationState.SIGNED)
                                 & ChainOperation.last_error.startswith(REFUSED_PREFIX, autoescape=True)
                             )
-                            | (ChainOperation.state == OperationState.REPLACED),
+                            | (ChainOperation.state == OperationState.REPLACED)
+                            | (
+                                ChainOperation.state.in_(NONCE_STATES)
+                                & ChainOperation.sender.is_not(None)
+                                & ChainOperation.sender.not_in(signed_by or {""})
+                            ),
                         )
                         .order_by(ChainOperation.nonce)
                         .limit(50)
                     )
                 ).all()
-            refused = [_stuck(r) for r in stuck if r.state is OperationState.SIGNED]
-            canceling = [_stuck(r) for r in stuck if r.state is OperationState.REPLACED]
+            # an op of a rotated-out sender is listed once, as orphaned: neither its resend nor its cancel can run
+            lost = {r.id for r in stuck if r.sender is not None and r.sender not in signed_by}
+            orphaned = [_stuck(r, orphan=True) for r in stuck if r.id in lost]
+            refused = [_stuck(r) for r in stuck if r.state is OperationState.SIGNED and r.id not in lost]
+            canceling = [_stuck(r) for r in stuck if r.state is OperationState.REPLACED and r.id not in lost]
             if refused:
                 first = refused[0]
                 probs.append(
                     f"{len(refused)} signed operation(s) refused by the node for gas funds, first {first['businessRef']} "
                     f"(id {first['id']}) at nonce {first['nonce']}: {first['reason']}; every later operation of "
                     f"{addr} waits: fund it or cancel them (cancelOperation)"
+                )
+            for o in orphaned:
+                probs.append(
+                    f"{o['state']} operation {o['businessRef']} (id {o['id']}) holds nonce {o['nonce']} of "
+                    f"{o['sender']}, which no configured signer has any more: {o['reason']}"
                 )
             for pending_cancel in canceling:
                 probs.append(
@@ -182,6 +201,7 @@ async def collect(
                 probs,
                 refused,
                 canceling,
+                orphaned,
             )
             out.append(st)
             if addr is not None:
@@ -195,11 +215,19 @@ async def collect(
     return out
 
 
-def _stuck(row: Any) -> dict[str, object]:
+ORPHAN_REASON = (
+    "it waits until that key is configured again (as the role's key, or any role's); a REPLACED op's cancel needs it "
+    "too (README, agent section: rotating a signer key)"
+)
+
+
+def _stuck(row: Any, *, orphan: bool = False) -> dict[str, object]:
     return {
         "id": str(row.id),
         "businessRef": row.business_ref,
         "kind": row.kind,
+        "state": row.state.value,
         "nonce": row.nonce,
-        "reason": row.last_error,
+        "sender": row.sender,
+        "reason": ORPHAN_REASON if orphan else row.last_error,
     }

@@ -57,6 +57,9 @@ class OperationState(str, enum.Enum):
 IN_FLIGHT_STATES = (OperationState.SIGNED, OperationState.BROADCAST, OperationState.MINED)
 OPEN_STATES = (OperationState.PENDING, OperationState.BATCHED, *IN_FLIGHT_STATES)
 FINAL_STATES = (OperationState.CONFIRMED, OperationState.FAILED, OperationState.CANCELED)
+# States in which the op holds a nonce of its sender (REPLACED: until its cancel tx or its own tx fills it): only a
+# signer with that sender's key can advance it.
+NONCE_STATES = (*IN_FLIGHT_STATES, OperationState.REPLACED)
 # States in which the op's own transaction may still land: its business decision is still under way (an operator's
 # cancel, REPLACED, included: the original may win against the cancel tx). As strings, for raw SQL parameters.
 UNDER_WAY_STATE_NAMES = ("PENDING", "SIGNED", "BROADCAST", "MINED", "REPLACED")

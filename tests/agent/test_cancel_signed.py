@@ -369,3 +369,41 @@ async def test_a_cancel_behind_more_signed_ops_than_a_pass_resends_still_runs(wo
         world.node.rpc("anvil_setBalance", a, saved)
     assert op["state"] == "REPLACED" and op["tx_hash"] not in op["tx_hashes"]  # its cancel tx is signed
     assert "cancel tx refused" in op["last_error"]
+
+
+async def test_the_canceling_gauge_counts_cancels_until_their_nonces_are_settled(world: World, compensations) -> None:  # type: ignore[no-untyped-def]
+    """rwa_agent_canceling_operations: the sender's REPLACED ops whose nonce is not settled yet, read each pass; 0
+    once their cancels are final (CANCELED)."""
+    a = world.d.agent
+    saved = world.node.rpc("eth_getBalance", a, "latest")
+    refs = ["test:one", "test:two", "test:kept"]
+    ids = {r: await world.enqueue_transfer(r, 10**18) for r in refs}
+    world.node.rpc("anvil_setBalance", a, DUST)
+    try:
+        async with stepping(world, NO_THRESHOLD) as one_pass:
+            for _ in range(5):  # all three signed, each refused by the node (no funds for gas)
+                await one_pass()
+                if all(o["state"] == "SIGNED" for o in (await world.ops()).values()):
+                    break
+            assert [o["state"] for o in (await world.ops()).values()] == ["SIGNED"] * 3
+            assert metrics.CANCELING.labels("1", a)._value.get() == 0
+            assert await _cancel(world, ids["test:one"], "wrong amount") == "REPLACED"
+            await one_pass()
+            assert metrics.CANCELING.labels("1", a)._value.get() == 1
+            assert await _cancel(world, ids["test:two"], "wrong amount") == "REPLACED"
+            await one_pass()
+            assert metrics.CANCELING.labels("1", a)._value.get() == 2
+            world.node.rpc("anvil_setBalance", a, saved)
+            for _ in range(40):  # the cancel txs are mined, then final 8 blocks later (anvil slots_in_an_epoch=4)
+                await one_pass()
+                world.node.mine(1)
+                ops = await world.ops()
+                if ops["test:one"]["state"] == ops["test:two"]["state"] == "CANCELED":
+                    break
+            assert metrics.CANCELING.labels("1", a)._value.get() > 0  # set before this pass's cancel step ran
+            await one_pass()
+            assert metrics.CANCELING.labels("1", a)._value.get() == 0
+    finally:
+        world.node.rpc("anvil_setBalance", a, saved)
+    assert [ops[r]["state"] for r in refs[:2]] == ["CANCELED", "CANCELED"]
+    assert sorted(compensations) == [("test:one", "canceled: wrong amount"), ("test:two", "canceled: wrong amount")]

@@ -250,19 +250,51 @@ def test_agent_readiness_fails_while_a_sending_signer_is_out_of_gas() -> None:
     from core.ops_server import Heartbeat
 
     c, a = "990002", "0x" + uuid.uuid4().hex[:40].ljust(40, "0")
+    gone = "0x" + uuid.uuid4().hex[:40].ljust(40, "1")  # a rotated-out key whose operations still hold nonces
     check = readiness(Heartbeat())
     metrics.IS_SENDER.labels(c, a).set(1)
     metrics.GAS_LOW.labels(c, a).set(0)
     metrics.GAS_BALANCE.labels(c, a).set(10**18)
+    metrics.REFUSED.labels(c, a).set(2)
+    metrics.CANCELING.labels(c, a).set(1)
+    metrics.ORPHANED.labels(c, gone).set(3)
     ok, details = check()
-    mine = [s for s in details["signers"] if s["address"] == a]
-    assert ok and mine == [
-        {"chainId": 990002, "address": a, "role": "sender", "balanceWei": str(10**18), "gasLow": False}
-    ]
+
+    def mine(details: dict) -> tuple[list[dict], list[dict]]:
+        return (
+            [s for s in details["signers"] if s["address"] == a],
+            [o for o in details["orphaned"] if o["chainId"] == int(c)],
+        )
+
+    # refused, canceling and orphaned operations are reported; they do not fail readiness (gas_low alone does)
+    assert ok and mine(details) == (
+        [
+            {
+                "chainId": 990002,
+                "address": a,
+                "role": "sender",
+                "balanceWei": str(10**18),
+                "gasLow": False,
+                "refused": 2,
+                "canceling": 1,
+            }
+        ],
+        [
+            {
+                "chainId": 990002,
+                "address": gone,
+                "operations": 3,
+                "reason": "no configured signer has this address any more (key rotated?): its operations wait",
+            }
+        ],
+    )
     metrics.GAS_LOW.labels(c, a).set(1)
     assert check()[0] is False
-    metrics.IS_SENDER.labels(c, a).set(0)  # a standby sends nothing: its gas does not matter
-    assert check()[0] is True
+    metrics.IS_SENDER.labels(c, a).set(0)  # a standby sends nothing: its gas and its counts do not matter
+    ok, details = check()
+    assert ok and [(s["role"], s["refused"], s["canceling"]) for s in mine(details)[0]] == [("standby", 0, 0)]
+    metrics.ORPHANED.labels(c, gone).set(0)  # its key configured again: no longer listed
+    assert mine(check()[1])[1] == []
 
 
 @pytest.mark.parametrize(
