@@ -35,7 +35,7 @@ Fairness:
   event tables, every secondary index of ``token_transfers`` and ``chain_events`` but ``ix_chain_events_subject``
   (indexer/deferred_indexes.py, since 2026-12-06 22:50; before, ``ix_token_transfers_from``/``_to`` only), rebuilt
   before the process exits (inside our timed window).
-- Ours runs with its production defaults (5,000-event batches, up to 8 of them per transaction, a batch joining
+- Ours runs with its production defaults (10,000-event batches since 2026-12-07, before 5,000; up to 8 of them per transaction, a batch joining
   the open one if it is fetched within 2 s: indexer/pipeline.py);
   Ponder with the peer's config. Ours from process start includes the CLI's migration check (since 13:50: one asyncpg query against the
   scripts' revision ids; alembic is imported only when the database is behind).

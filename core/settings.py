@@ -159,7 +159,7 @@ class Settings(BaseSettings):
 
     # indexer tuning (indexer/config.py); RWA_FINALITY_DEPTH_<chainid> per chain
     indexer_poll_s: float | None = Field(None, alias="RWA_INDEXER_POLL_S", gt=0)
-    indexer_batch_events: int = Field(5_000, alias="RWA_INDEXER_BATCH_EVENTS", gt=0)
+    indexer_batch_events: int = Field(10_000, alias="RWA_INDEXER_BATCH_EVENTS", gt=0)
     indexer_logs_per_call: int = Field(2_500, alias="RWA_INDEXER_LOGS_PER_CALL", gt=0)
     indexer_lock_retry_s: float = Field(1.0, alias="RWA_INDEXER_LOCK_RETRY_S", gt=0)
     indexer_self_check_s: float = Field(30.0, alias="RWA_INDEXER_SELF_CHECK_S", gt=0)
