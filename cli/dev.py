@@ -47,7 +47,7 @@ ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2f
 ANVIL_AGENT_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
 LOCAL_CHAINS = (1, 137, 56)
 DEV_BLOCK_TIME_S = 1.0
-STOP_TIMEOUT_S = 15.0  # each child's own graceful shutdown is bounded by 10 s
+STOP_TIMEOUT_S = 20.0  # a child's graceful shutdown: 10 s for requests (uvicorn), then SHUTDOWN_DRAIN_TIMEOUT_S (5)
 
 
 @dataclass
