@@ -260,6 +260,9 @@ async def update_asset(ctx: Context, asset_id: uuid.UUID, changes: dict[str, Any
         raise Forbidden("only the asset's issuer may edit it")
     if asset.status is not AssetStatus.DRAFT:
         raise InvalidTransition("asset", asset.status.value, AssetStatus.DRAFT.value)
+    for required in ("name", "type", "jurisdiction", "currency"):  # an asset always has them: null clears nothing
+        if required in changes and changes[required] is None:
+            raise BadUserInput(f"{required} cannot be null; leave it out to keep the current value", field=required)
     if "name" in changes:
         asset.name = validation.name(changes["name"])
     if "description" in changes:

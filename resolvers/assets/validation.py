@@ -41,22 +41,30 @@ def decimal_places(value: Decimal) -> int:
     return -exponent if isinstance(exponent, int) else 0
 
 
+def _text(value: object, field: str) -> str:
+    """Callers pass what the client sent: an explicit null (`updateAsset(input: {currency: null})`) or another
+    type reached `.strip()` and came back INTERNAL."""
+    if not isinstance(value, str):
+        raise BadUserInput(f"{field} must be a string", field=field)
+    return value
+
+
 def currency(code: str, field: str = "currency") -> str:
-    code = code.strip().upper()
+    code = _text(code, field).strip().upper()
     if code not in CURRENCIES:
         raise BadUserInput(f"{code!r} is not a supported ISO-4217 currency code", field=field)
     return code
 
 
 def jurisdiction(code: str) -> str:
-    code = code.strip().upper()
+    code = _text(code, "jurisdiction").strip().upper()
     if not _COUNTRY.match(code):
         raise BadUserInput("jurisdiction must be an ISO 3166-1 alpha-2 country code", field="jurisdiction")
     return code
 
 
 def name(value: str) -> str:
-    value = value.strip()
+    value = _text(value, "name").strip()
     if not 1 <= len(value) <= 200:
         raise BadUserInput("name must have 1 to 200 characters", field="name")
     return value

@@ -229,7 +229,11 @@ GROUP BY x.user_id"""
 
 def report_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
     end = end or now
-    start = start or end - timedelta(days=1)
+    if start is None:
+        try:
+            start = end - timedelta(days=1)
+        except OverflowError:  # `to` in datetime's first day ("0001-01-01T00:00:00Z") came back INTERNAL
+            raise BadUserInput("to is too early: no day before it to report on", field="to") from None
     if start >= end:
         raise BadUserInput("from must be before to", field="from")
     if end - start > timedelta(days=MAX_REPORT_DAYS):

@@ -119,3 +119,60 @@ async def test_values_longer_or_larger_than_their_columns_are_refused(
         },
     )
     assert ok.json()["data"]["confirmBankTransfer"]["payment"]["bankReference"] == "R" * 120, ok.text
+
+
+UPDATE_ASSET = (
+    "mutation($id: UUID!, $i: UpdateAssetInput!) { updateAsset(id: $id, input: $i) "
+    "{ asset { name type jurisdiction currency } errors { code field } } }"
+)
+
+
+async def test_update_asset_refuses_null_for_what_an_asset_always_has(
+    fuzz_client: httpx.AsyncClient, world: World
+) -> None:
+    """Found by the outside sweep (hostile variables against `rwa serve`): `updateAsset(input: {name: null})` (and
+    type, jurisdiction, currency) reached `.strip()` / the metadata schemas with None and came back INTERNAL."""
+    issuer = {"Authorization": f"Bearer {world.token('ISSUER')}"}
+    created = await fuzz_client.post(
+        "/graphql",
+        headers=issuer,
+        json={
+            "query": 'mutation { createAsset(input: {name: "Null probe", type: OTHER, jurisdiction: "DE", '
+            'currency: "EUR"}) { asset { id } errors { code } } }'
+        },
+    )
+    asset_id = created.json()["data"]["createAsset"]["asset"]["id"]
+    before = {"name": "Null probe", "type": "OTHER", "jurisdiction": "DE", "currency": "EUR"}
+    for field in before:
+        resp = await fuzz_client.post(
+            "/graphql", headers=issuer, json={"query": UPDATE_ASSET, "variables": {"id": asset_id, "i": {field: None}}}
+        )
+        assert resp.json()["data"]["updateAsset"] == {
+            "asset": None,
+            "errors": [{"code": "BAD_USER_INPUT", "field": ["input", field]}],
+        }, resp.text
+    unchanged = await fuzz_client.post(
+        "/graphql", headers=issuer, json={"query": UPDATE_ASSET, "variables": {"id": asset_id, "i": {}}}
+    )
+    assert unchanged.json()["data"]["updateAsset"]["asset"] == before, unchanged.text
+
+
+async def test_market_maker_report_to_on_the_first_day_of_the_calendar(
+    fuzz_client: httpx.AsyncClient, world: World
+) -> None:
+    """Found by the outside sweep: `marketMakerReport(to: "0001-01-01T00:00:00Z")` without `from` computed
+    `to - 1 day`, which leaves datetime's range (OverflowError -> INTERNAL)."""
+    query = "query($m: UUID!, $t: DateTime) { marketMakerReport(marketId: $m, to: $t) { __typename } }"
+    admin = {"Authorization": f"Bearer {world.token('ADMIN')}"}
+    for to in ("0001-01-01T00:00:00Z", "0001-01-01T23:59:59.999999+00:00"):
+        resp = await fuzz_client.post(
+            "/graphql", headers=admin, json={"query": query, "variables": {"m": world.named["marketId"][0], "t": to}}
+        )
+        [error] = resp.json()["errors"]
+        assert (error["extensions"]["code"], error["extensions"]["field"]) == ("BAD_USER_INPUT", "to"), resp.text
+    ok = await fuzz_client.post(
+        "/graphql",
+        headers=admin,
+        json={"query": query, "variables": {"m": world.named["marketId"][0], "t": "0001-01-02T00:00:00Z"}},
+    )
+    assert ok.json().get("errors") is None, ok.text
