@@ -327,7 +327,13 @@ class GraphQLView(GraphQL[Context, None]):
             raise PreflightRequired(
                 400, "multipart requests need a non-empty Apollo-Require-Preflight (or X-Apollo-Operation-Name) header"
             )
-        return await super().parse_multipart(request)
+        try:
+            return await super().parse_multipart(request)
+        except (IndexError, TypeError, ValueError, AttributeError) as exc:
+            # strawberry walks each `map` path into the operations unchecked (it catches only KeyError): a list
+            # index past the end ("variables.files.5"), a path through a string or a number, a non-numeric list
+            # index or a path that is not a string came back HTTP 500
+            raise HTTPException(400, "the multipart map names a path the operations do not have") from exc
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """strawberry's (a response whose headers, status and background task the answer takes over), without

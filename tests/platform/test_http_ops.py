@@ -312,6 +312,25 @@ MALFORMED = {
         headers={"content-type": "multipart/form-data; boundary=abc", "apollo-require-preflight": "true"},
     ),
     "OPTIONS": dict(method="OPTIONS"),  # the route did not list it: plain-text 405
+    # strawberry walks each multipart `map` path into the operations catching only KeyError: these were HTTP 500
+    **{
+        f"multipart map {name}": dict(
+            method="POST",
+            files={
+                "operations": (None, json.dumps({"query": "{ __typename }", "variables": variables})),
+                "map": (None, json.dumps({"0": [path]})),
+                "0": ("a.pdf", b"%PDF-1.7"),
+            },
+            headers={"apollo-require-preflight": "true"},
+        )
+        for name, variables, path in (
+            ("index past a list's end", {"files": []}, "variables.files.5"),
+            ("path through a string", {"a": "s"}, "variables.a.b"),
+            ("path through a number", {"a": 1}, "variables.a.b.c"),
+            ("non-numeric list index", {"files": [None]}, "variables.files.x"),
+            ("path not a string", {"a": None}, 7),
+        )
+    },
 }
 
 
