@@ -623,7 +623,10 @@ FIELD_OVERRIDES: dict[str, str] = {
 INPUT_FIELDS: dict[str, str] = {
     "assetId": "The asset's id (`Asset.id`).",
     "marketId": "The market's id (`Market.id`).",
-    "clientKey": "Idempotency key of your choice: the same key returns the result of the first request.",
+    "clientKey": (
+        "Idempotency key of your choice: the same key and parameters return the result of the first request; the "
+        "key with other parameters: IDEMPOTENCY_KEY_REUSED."
+    ),
 }
 
 INPUT_OVERRIDES: dict[str, str] = {

@@ -258,7 +258,10 @@ class CreateOfferingInput:
 class SubscribeInput:
     offering_id: uuid.UUID
     amount: Decimal = strawberry.field(description="Cash to subscribe, reserved at once.")
-    client_key: str | None = strawberry.field(default=None, description="Idempotency key per investor and offering.")
+    client_key: str | None = strawberry.field(
+        default=None,
+        description="Idempotency key per investor and offering (another amount under it: IDEMPOTENCY_KEY_REUSED).",
+    )
 
 
 @strawberry.input

@@ -74,18 +74,42 @@ def _check_quantity(quantity: Decimal, decimals: int, field: str) -> int:
     return to_units(quantity, decimals)
 
 
-async def _earlier(session: AsyncSession, actor: Actor, client_key: str | None) -> TokenIssuance | None:
+async def _earlier(
+    session: AsyncSession,
+    actor: Actor,
+    client_key: str | None,
+    kind: IssuanceKind,
+    token_id: uuid.UUID,
+    lines: list[tuple[uuid.UUID, Decimal]],
+) -> TokenIssuance | None:
+    """The issuance this caller made earlier with `client_key`, when the request is the same one again (kind, token
+    and lines); the key reused for another request is CONFLICT IDEMPOTENCY_KEY_REUSED (returning the earlier one
+    would tell the caller that a request it never made was carried out)."""
     if client_key is None:
         return None
     if not 0 < len(client_key) <= 64:
         raise BadUserInput("clientKey must have 1 to 64 characters", field="clientKey")
-    return (
+    earlier = (
         await session.execute(
             select(TokenIssuance).where(
                 TokenIssuance.requested_by == actor.user_id, TokenIssuance.client_key == client_key
             )
         )
     ).scalar()
+    if earlier is None:
+        return None
+    stored = (
+        await session.execute(
+            select(TokenIssuanceLine.user_id, TokenIssuanceLine.quantity)
+            .where(TokenIssuanceLine.issuance_id == earlier.id)
+            .order_by(TokenIssuanceLine.line)
+        )
+    ).all()
+    if earlier.kind is not kind or earlier.token_id != token_id or [tuple(r) for r in stored] != lines:
+        raise Conflict(
+            "clientKey was already used for a different issuance or redemption", reason="IDEMPOTENCY_KEY_REUSED"
+        )
+    return earlier
 
 
 async def _add_issuance(
@@ -123,7 +147,8 @@ async def issue_tokens(
     approval_threshold: Decimal,
     client_key: str | None = None,
 ) -> TokenIssuance:
-    if (earlier := await _earlier(session, actor, client_key)) is not None:
+    asked = [(ln.user_id, ln.quantity) for ln in lines]
+    if (earlier := await _earlier(session, actor, client_key, IssuanceKind.ISSUE, token_id, asked)) is not None:
         return earlier
     token, asset = await _security_token(session, token_id)
     _check_issuer(actor, asset.issuer_id)
@@ -259,7 +284,8 @@ async def redeem_tokens(
     client_key: str | None = None,
 ) -> TokenIssuance:
     """Burn `quantity` of an investor's tokens from the linked wallet that holds the most (unfrozen balance)."""
-    if (earlier := await _earlier(session, actor, client_key)) is not None:
+    asked = [(user_id, quantity)]
+    if (earlier := await _earlier(session, actor, client_key, IssuanceKind.REDEEM, token_id, asked)) is not None:
         return earlier
     token, asset = await _security_token(session, token_id)
     _check_issuer(actor, asset.issuer_id)

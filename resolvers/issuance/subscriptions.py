@@ -189,6 +189,8 @@ async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) 
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"offering-subscriber:{offering.id}:{user_id}"
     )
     if key is not None and (earlier := await _existing(session, offering.id, user_id, key)) is not None:
+        if earlier.amount != req.amount:  # another request under a used key: not a retry
+            raise Conflict("clientKey was already used for a different subscription", reason="IDEMPOTENCY_KEY_REUSED")
         return earlier  # before validation: a retried request gets what it got the first time
     _validate(req, offering)
     now = datetime.now(UTC)

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from models.assets import Asset
 from models.identity import AuditLog, KycCase
-from models.issuance import OfferingSubscription, SubscriptionState
+from models.issuance import OfferingSubscription, SubscriptionState, TokenIssuance
 from models.ledger import AccountKind
 from models.operations import ChainOperation
 from models.tokens import IdentityEntry, Token
@@ -395,3 +395,40 @@ async def test_direct_issuance_four_eyes_and_accreditation(gql, make_user, sessi
         assert case.accredited is True
     missing = await gql(accredit, {"u": str(compliance.id), "a": True}, token=compliance.token)
     assert gql.error_code(missing) == "NOT_FOUND" and missing["data"]["setAccreditation"]["accredited"] is None
+
+
+async def test_a_client_key_reused_for_another_request_is_a_conflict(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    """A retry with the same clientKey gets the earlier result; the key reused with other parameters is CONFLICT
+    IDEMPOTENCY_KEY_REUSED and changes nothing (it used to answer the earlier result, as if the new request had
+    been carried out: another amount, or another token or kind for issueTokens/redeemTokens)."""
+    m, issuer = await _setup(gql, make_user, session_factory)
+    oid = await _open(gql, issuer, m)
+    user, _ = await _investor(gql, make_user, session_factory, m)
+    sub = subscribed(
+        await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100", "clientKey": "k"}}, token=user.token)
+    )
+    again = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "100", "clientKey": "k"}}, token=user.token)
+    assert subscribed(again)["id"] == sub["id"]
+    other = await gql(SUBSCRIBE, {"i": {"offeringId": oid, "amount": "300", "clientKey": "k"}}, token=user.token)
+    assert gql.error_code(other) == "IDEMPOTENCY_KEY_REUSED", other
+    assert other["data"]["subscribeToOffering"]["subscription"] is None
+    assert await _cash(session_factory, user.id, m.quote) == (Decimal(900), Decimal(100))
+
+    issue = (
+        "mutation($i: IssueTokensInput!) { issueTokens(input: $i) { tokenIssuance { id totalQuantity } "
+        f"{ERRORS} }} }}"
+    )
+    lines = {"tokenId": str(m.token_id), "allocations": [{"userId": str(user.id), "amount": "5"}], "clientKey": "i"}
+    first = gql.payload(await gql(issue, {"i": lines}, token=issuer.token), "issueTokens", "tokenIssuance")
+    retry = gql.payload(await gql(issue, {"i": lines}, token=issuer.token), "issueTokens", "tokenIssuance")
+    assert retry == first
+    more = {**lines, "allocations": [{"userId": str(user.id), "amount": "7"}]}
+    refused = await gql(issue, {"i": more}, token=issuer.token)
+    assert gql.error_code(refused) == "IDEMPOTENCY_KEY_REUSED", refused
+    redeem = f"mutation($i: RedeemTokensInput!) {{ redeemTokens(input: $i) {{ tokenIssuance {{ id }} {ERRORS} }} }}"
+    as_redeem = {"tokenId": str(m.token_id), "userId": str(user.id), "amount": "5", "clientKey": "i"}
+    refused = await gql(redeem, {"i": as_redeem}, token=issuer.token)
+    assert gql.error_code(refused) == "IDEMPOTENCY_KEY_REUSED", refused
+    async with session_factory() as s:
+        stored = (await s.execute(select(TokenIssuance).where(TokenIssuance.requested_by == issuer.id))).scalars().all()
+    assert [(str(i.id), i.total_quantity) for i in stored] == [(first["id"], Decimal(5))]
