@@ -402,7 +402,9 @@ class PlaceOrderInput:
         default=None, description="Default GTC for LIMIT, IOC for MARKET."
     )
     expires_at: datetime | None = None
-    client_order_id: str | None = strawberry.field(default=None, description="Idempotency key per user.")
+    client_order_id: str | None = strawberry.field(
+        default=None, description="Idempotency key per user (the same id for another order: IDEMPOTENCY_KEY_REUSED)."
+    )
 
 
 @strawberry.type

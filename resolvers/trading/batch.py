@@ -474,7 +474,7 @@ async def _read(session: AsyncSession, market_id: uuid.UUID, jobs: list[Any]) ->
 
 async def place_batch(session: AsyncSession, market_id: uuid.UUID, jobs: list[Any]) -> list[Any]:
     """Place `jobs` (in arrival order) in the session's transaction under the market lock; per job its Placed, or
-    the BadUserInput / NotFound it raised before writing anything. Does not commit."""
+    the BadUserInput / NotFound / ClientOrderIdReused it raised before writing anything. Does not commit."""
     outcomes: list[Any] = [None] * len(jobs)
     i, in_memory = 0, True
     while i < len(jobs):
@@ -502,7 +502,7 @@ async def place_batch(session: AsyncSession, market_id: uuid.UUID, jobs: list[An
             outcomes[i] = await orders.place_locked(
                 session, job.user_id, job.req, request_id=job.request_id, now=job.now or orders.utcnow()
             )
-        except (BadUserInput, NotFound) as exc:
+        except (BadUserInput, NotFound, orders.ClientOrderIdReused) as exc:
             outcomes[i] = exc
         i += 1
     return outcomes

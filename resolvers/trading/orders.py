@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import BadUserInput, NotFound
+from core.errors import BadUserInput, Conflict, NotFound
 from core.transactions import transient_retry
 from models.trading import MarketStatus, OrderStatus, OrderType, Side, TimeInForce
 from resolvers import ledger, unit_of_work
@@ -72,6 +72,35 @@ class Placed:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ClientOrderIdReused(Conflict):
+    """The request's clientOrderId names a stored order with other parameters: not a retry (raised before anything
+    is written, like BadUserInput)."""
+
+
+def replayed(req: OrderRequest, stored: OrderView) -> OrderView:
+    """`stored` (the order under the request's clientOrderId) when the request is that order's again; else
+    ClientOrderIdReused. Answering the stored order to another request would tell the caller that an order it never
+    placed (another market, side, quantity, price...) is live."""
+    tif = req.time_in_force or (TimeInForce.GTC if req.type is OrderType.LIMIT else TimeInForce.IOC)
+    asked = (req.market_id, req.side, req.type, tif, req.quantity, req.price, req.expires_at)
+    kept = (
+        stored.market_id,
+        stored.side,
+        stored.type,
+        stored.time_in_force,
+        stored.quantity,
+        stored.price,
+        stored.expires_at,
+    )
+    if asked != kept:
+        raise ClientOrderIdReused(
+            "clientOrderId was already used for a different order",
+            field="clientOrderId",
+            reason="IDEMPOTENCY_KEY_REUSED",
+        )
+    return stored
 
 
 def risk_day(now: datetime) -> date:
@@ -175,7 +204,7 @@ async def place_alone(
     try:
         placed = await place_locked(session, user_id, req, request_id=request_id, now=now or utcnow())
     except asyncpg.UniqueViolationError as exc:
-        replay = await replay_after_conflict(session, exc, user_id, req.client_order_id)
+        replay = await replay_after_conflict(session, exc, user_id, req)
         return Placed(replay, Events(), replayed=True)
     if placed.replayed:
         await session.rollback()
@@ -188,16 +217,17 @@ async def place_alone(
 
 
 async def replay_after_conflict(
-    session: AsyncSession, exc: asyncpg.UniqueViolationError, user_id: uuid.UUID, client_order_id: str | None
+    session: AsyncSession, exc: asyncpg.UniqueViolationError, user_id: uuid.UUID, req: OrderRequest
 ) -> OrderView:
-    """The same clientOrderId placed concurrently in another market: the first one wins (roll back, return it)."""
+    """The same clientOrderId placed concurrently in another market: the first one wins (roll back, return it, or
+    ClientOrderIdReused when it is another order)."""
     if exc.constraint_name != "uq_orders_user_client_order_id":
         raise exc
     await session.rollback()
-    replay = await _existing(session, user_id, client_order_id)
+    replay = await _existing(session, user_id, req.client_order_id)
     if replay is None:
         raise exc
-    return replay
+    return replayed(req, replay)
 
 
 async def place_locked(
@@ -218,14 +248,14 @@ async def place_locked(
     # idempotency before validation: a retry gets the stored order even when the request would no longer validate
     # (a GTD order's expiresAt has passed since, the lot size changed)
     if found.existing is not None:
-        return Placed(view_of(await conn.fetchrow(BY_ID, found.existing)), Events(), replayed=True)
+        return Placed(replayed(req, view_of(await conn.fetchrow(BY_ID, found.existing))), Events(), replayed=True)
     try:
         tif = validate(req, market, now)
     except BadUserInput:
         replay = await _existing(session, user_id, req.client_order_id)  # stored in another market
         if replay is None:
             raise
-        return Placed(replay, Events(), replayed=True)
+        return Placed(replayed(req, replay), Events(), replayed=True)
     limits = found.limits
     if (
         market.status is MarketStatus.HALTED

@@ -115,6 +115,32 @@ async def test_order_input_errors_name_the_field(gql, make_user, session_factory
     assert gql.error_code(nope) == "NOT_FOUND"
 
 
+async def test_a_client_order_id_reused_for_another_order_is_refused(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    """A retry (the same clientOrderId and parameters) gets the stored order; the id reused for another order is
+    IDEMPOTENCY_KEY_REUSED and places nothing (it used to answer the first order: a client asking for 5 at 2.00
+    was told its order of 1 at 1.00 was the one it placed)."""
+    user = await make_user()
+    m = await make_market(session_factory)
+    await make_trader(session_factory, m, user_id=user.id, cash="1000")
+    first = await gql(PLACE, order_input(m, "BUY", "1", "1.00", clientOrderId="k-1"), token=user.token)
+    placed = gql.payload(first, "placeOrder", "order")
+    again = await gql(PLACE, order_input(m, "BUY", "1", "1", clientOrderId="k-1"), token=user.token)
+    assert gql.payload(again, "placeOrder", "order") == placed
+    for other in (
+        order_input(m, "BUY", "5", "1.00", clientOrderId="k-1"),
+        order_input(m, "BUY", "1", "2.00", clientOrderId="k-1"),
+        order_input(m, "SELL", "1", "1.00", clientOrderId="k-1"),
+        order_input(m, "BUY", "1", "1.00", clientOrderId="k-1", timeInForce="IOC"),
+    ):
+        refused = await gql(PLACE, other, token=user.token)
+        assert gql.error_code(refused) == "IDEMPOTENCY_KEY_REUSED", (other, refused)
+        assert field_of(refused) == "clientOrderId" and refused["data"]["placeOrder"]["order"] is None
+    mine = await gql("{ myOrders { edges { node { id quantity price } } } }", token=user.token)
+    assert [e["node"] for e in mine["data"]["myOrders"]["edges"]] == [
+        {"id": placed["id"], "quantity": "1", "price": placed["price"]}
+    ]
+
+
 async def test_fund_trade_and_read_back(gql, make_user, services, session_factory):  # type: ignore[no-untyped-def]
     admin = await make_user(roles=["ADMIN"])
     buyer_user, seller_user = await make_user(), await make_user()

@@ -235,7 +235,7 @@ async def _both_ways(
         async with sf() as session:
             try:
                 alone.append(await orders.place_alone(session, t2[who].user_id, req, request_id=f"r{i}", now=now))
-            except BadUserInput as exc:
+            except (BadUserInput, orders.ClientOrderIdReused) as exc:
                 alone.append(exc)
 
     def first_book(outcomes: list[Any]) -> int:

@@ -98,7 +98,7 @@ def _written_reasons() -> set[str]:
                 callee = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
                 if callee in ("GateResult", "Verdict") and node.args:
                     values.append(node.args[0])
-                if callee not in ("BadUserInput", "Conflict", "NotFound"):
+                if callee not in ("BadUserInput", "Conflict", "NotFound", "ClientOrderIdReused"):
                     values += [kw.value for kw in node.keywords if kw.arg == "reason"]
             elif isinstance(node, ast.Assign):
                 for target in node.targets:

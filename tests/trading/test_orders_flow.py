@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from models.ledger import AccountKind, LedgerAccount
@@ -17,7 +18,7 @@ from models.trading import (
     Trade,
 )
 from resolvers import ledger
-from resolvers.trading.orders import OrderRequest, cancel_order, place_order
+from resolvers.trading.orders import ClientOrderIdReused, OrderRequest, cancel_order, place_order
 from resolvers.trading.settlement import record_transfer_result
 from tests.trading.factories import make_market, make_trader
 
@@ -129,7 +130,15 @@ async def test_client_order_id_is_idempotent(session_factory, session):  # type:
     m = await make_market(session_factory)
     buyer = await make_trader(session_factory, m, cash="1000")
     first = await place_order(session, buyer.user_id, limit(m, Side.BUY, "1", "1.00", client_order_id="abc"))
-    again = await place_order(session, buyer.user_id, limit(m, Side.BUY, "5", "2.00", client_order_id="abc"))
+    again = await place_order(session, buyer.user_id, limit(m, Side.BUY, "1", "1.0", client_order_id="abc"))
     assert again.replayed and again.order.id == first.order.id and again.order.quantity == 1
+    # the key reused for another order is not a retry: refused, nothing written (it used to answer the first order)
+    for other in (
+        limit(m, Side.BUY, "5", "1.00", client_order_id="abc"),
+        limit(m, Side.BUY, "1", "2.00", client_order_id="abc"),
+    ):
+        with pytest.raises(ClientOrderIdReused) as refused:
+            await place_order(session, buyer.user_id, other)
+        assert refused.value.extensions["reason"] == "IDEMPOTENCY_KEY_REUSED"
     (cash,) = await ledger.balances(session, buyer.user_id)
     assert cash.reserved == first.order.reserved_cash

@@ -12,6 +12,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -69,12 +70,16 @@ async def test_concurrent_batches_from_two_engines_keep_every_invariant(module_d
         traders = [await make_trader(sf_a, m, cash=START_CASH, tokens=START_TOKENS) for _ in range(6)]
         broke = await make_trader(sf_a, m, cash="1")  # every buy of it is REJECTED (INSUFFICIENT_CASH)
         jobs: list[tuple[Any, uuid.UUID, OrderRequest]] = []
+        reuses: list[tuple[uuid.UUID, OrderRequest]] = []
         for i in range(240):
             t = traders[i % len(traders)]
             cid = f"c{i}" if i % 3 or i % 20 == 5 else None
-            jobs.append((sf_a if i % 2 else sf_b, t.user_id, _random_request(rng, m.market_id, cid)))
-            if i % 20 == 5:  # the same clientOrderId again at once: one order, the same answer twice
-                jobs.append((sf_b if i % 2 else sf_a, t.user_id, _random_request(rng, m.market_id, f"c{i}")))
+            req = _random_request(rng, m.market_id, cid)
+            jobs.append((sf_a if i % 2 else sf_b, t.user_id, req))
+            if i % 20 == 5:  # the same order again at once: one order, the same answer twice
+                jobs.append((sf_b if i % 2 else sf_a, t.user_id, req))
+            if i % 40 == 5:  # its clientOrderId for another order, later: refused for its caller only
+                reuses.append((t.user_id, replace(req, quantity=req.quantity + 1)))
             if i % 30 == 0:  # invalid: off the tick; raises for its caller only
                 jobs.append(
                     (sf_a, t.user_id, OrderRequest(m.market_id, Side.BUY, OrderType.LIMIT, Decimal(1), Decimal("9.95")))
@@ -104,6 +109,8 @@ async def test_concurrent_batches_from_two_engines_keep_every_invariant(module_d
                 by_cid.setdefault((p.order.user_id, p.order.client_order_id), set()).add(p.order.id)
         assert all(len(ids) == 1 for ids in by_cid.values()), "a clientOrderId made two orders"
         assert sum(p.replayed for p in placed) == sum(1 for i in range(240) if i % 20 == 5)
+        refused = await asyncio.gather(*[place_in_uow(sf_a, u, r) for u, r in reuses], return_exceptions=True)
+        assert len(refused) == 6 and all(isinstance(out, orders.ClientOrderIdReused) for out in refused), refused
 
         async with sf_a() as s:
             rows = (await s.execute(select(Order).where(Order.market_id == m.market_id))).scalars().all()
