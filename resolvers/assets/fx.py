@@ -45,6 +45,8 @@ async def set_rate(ctx: Context, base: str, quote: str, as_of: date, rate: Decim
         raise BadUserInput("base and quote must differ", field="quote")
     if not Decimal(rate).is_finite() or rate <= 0 or rate >= Decimal(10) ** 20:
         raise BadUserInput("rate must be positive", field="rate")
+    if validation.decimal_places(validation.trim(rate)) > 18:  # NUMERIC(38, 18): Postgres rounded the rest away
+        raise BadUserInput("rate has more than 18 decimal places", field="rate")
     session = await ctx.session()
     stmt = insert(FxRate).values(base=base, quote=quote, as_of=as_of, rate=rate, set_by=user_id)
     stmt = stmt.on_conflict_do_update(

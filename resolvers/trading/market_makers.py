@@ -29,7 +29,7 @@ from models.trading import Market, MarketMaker
 from resolvers import unit_of_work
 from resolvers.audit import record
 from resolvers.raw_sql import pg
-from resolvers.trading.markets import MAX_FEE_BPS, MONEY_LIMIT
+from resolvers.trading.markets import MAX_FEE_BPS, MONEY_LIMIT, check_money_scale
 
 SAMPLE_INTERVAL_S = 10.0
 MAX_REPORT_DAYS = 366
@@ -57,6 +57,7 @@ def validate(spec: MakerSpec, market: Market) -> None:
         raise BadUserInput("maxSpreadBps must be between 1 and 10000", field="maxSpreadBps")
     if not spec.min_quote_size.is_finite() or not 0 < spec.min_quote_size < MONEY_LIMIT:
         raise BadUserInput("minQuoteSize must be positive and below 1E+20", field="minQuoteSize")
+    check_money_scale("minQuoteSize", spec.min_quote_size)
     if not spec.min_uptime.is_finite() or not 0 <= spec.min_uptime <= 1 or spec.min_uptime != round(spec.min_uptime, 4):
         raise BadUserInput("minUptime is a fraction between 0 and 1 with at most 4 decimals", field="minUptime")
 

@@ -22,6 +22,7 @@ from resolvers.trading.book import lock_market
 MAX_FEE_BPS = 1000  # 10 %
 MAX_SYMBOL_CHARS = 50  # markets.symbol is VARCHAR(50)
 MONEY_LIMIT = Decimal(10) ** 20  # Money columns are NUMERIC(38, 18): 20 digits before the point
+MONEY_SCALE = 18  # ... and 18 after it
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,19 @@ def _places(d: Decimal) -> int:
     return max(0, -int(exp))
 
 
+def check_money_scale(name: str, value: Decimal) -> None:
+    """Money columns keep MONEY_SCALE decimals and Postgres rounds the rest away without a word: a risk limit of
+    1E-28 was stored (and enforced) as 0, a minNotional of 1.0000000000000000001 as 1. Trailing zeros are fine;
+    counted on the digits as written (normalize() would round a 39-digit value in the default context)."""
+    if not value.is_finite() or value.is_zero():
+        return
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    trailing = len(digits) - len(bytes(digits).rstrip(b"\0"))  # digits are 0-9: a zero digit is byte 0
+    if -(exponent + trailing) > MONEY_SCALE:
+        raise BadUserInput(f"{name} has more than {MONEY_SCALE} decimal places", field=name)
+
+
 def check_storable(spec: MarketSpec) -> None:
     """What the markets row cannot hold is the client's error, not the database's: a 51-character symbol or a tick
     size of 1E+25 failed the INSERT and came back INTERNAL (found by the fuzz gate)."""
@@ -51,6 +65,7 @@ def check_storable(spec: MarketSpec) -> None:
     for name, value in (("tickSize", spec.tick_size), ("lotSize", spec.lot_size), ("minNotional", spec.min_notional)):
         if value.is_finite() and abs(value) >= MONEY_LIMIT:
             raise BadUserInput(f"{name} must be below 1E+20", field=name)
+        check_money_scale(name, value)
 
 
 def validate_spec(spec: MarketSpec, decimals: int) -> None:

@@ -26,7 +26,7 @@ from resolvers.trading import risk
 from resolvers.trading.book import lock_market
 from resolvers.trading.cancel import cancel_locked
 from resolvers.trading.market_data import Events
-from resolvers.trading.markets import MONEY_LIMIT
+from resolvers.trading.markets import MONEY_LIMIT, check_money_scale
 
 MAX_BPS = 10000
 MAX_SECONDS = 7 * 86400
@@ -61,6 +61,7 @@ def validate(spec: LimitsSpec) -> None:
         if isinstance(value, Decimal):
             if not value.is_finite() or not 0 < value < MONEY_LIMIT:
                 raise BadUserInput(f"{_camel(f.name)} must be positive and below 1E+20", field=_camel(f.name))
+            check_money_scale(_camel(f.name), value)
         elif f.name.endswith("_bps") and not 1 <= value <= MAX_BPS:
             raise BadUserInput(f"{_camel(f.name)} must be between 1 and {MAX_BPS}", field=_camel(f.name))
         elif f.name.endswith("_s") and not 1 <= value <= MAX_SECONDS:

@@ -132,6 +132,18 @@ async def test_fx_rates_are_admin_only_and_validated(make_user, gql) -> None:
     compliance, admin = await make_user(roles=["COMPLIANCE"]), await make_user(roles=["ADMIN"])
     r = await gql(RATE, {"b": "EUR", "q": "USD", "d": "2026-01-01", "r": "1.1"}, token=compliance.token)
     assert gql.error_code(r) == "FORBIDDEN"
-    for b, q, rate in (("EUR", "EUR", "1"), ("EUR", "USD", "0"), ("EUR", "USD", "-2"), ("EUR", "XXX", "1")):
+    for b, q, rate in (
+        ("EUR", "EUR", "1"),
+        ("EUR", "USD", "0"),
+        ("EUR", "USD", "-2"),
+        ("EUR", "XXX", "1"),
+        # NUMERIC(38, 18): Postgres stored these as 1 and 0 (found by an outside sweep of rwa serve)
+        ("EUR", "USD", "1.0000000000000000000000001"),
+        ("EUR", "USD", "1E-28"),
+    ):
         r = await gql(RATE, {"b": b, "q": q, "d": "2026-01-01", "r": rate}, token=admin.token)
         assert gql.error_code(r) == "BAD_USER_INPUT", (b, q, rate, r)
+    r = await gql('{ fxRates(base: "EUR") { edges { node { rate } } } }', token=admin.token)
+    assert r["data"]["fxRates"]["edges"] == [], r  # nothing written
+    r = await gql(RATE, {"b": "EUR", "q": "USD", "d": "2026-01-01", "r": "1.100000000000000000000"}, token=admin.token)
+    assert gql.payload(r, "setFxRate", "fxRate")["rate"] == "1.1", r  # trailing zeros lose nothing

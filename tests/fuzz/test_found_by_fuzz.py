@@ -57,6 +57,7 @@ OPEN_MARKET = (
         (None, "1E+25", "1", "0", "tickSize"),  # NUMERIC(38, 18) holds 20 digits before the point
         (None, "0.01", "100000000000000000000", "0", "lotSize"),
         (None, "0.01", "1", "1E+21", "minNotional"),
+        (None, "0.01", "1", "1.0000000000000000001", "minNotional"),  # NUMERIC(38, 18) rounded the 19th decimal
     ],
 )
 async def test_open_market_refuses_what_its_columns_cannot_hold(

@@ -167,3 +167,33 @@ async def test_market_maker_designation_and_report(gql, make_user, session_facto
     assert gql.payload(removed, "removeMarketMaker", "marketMaker") == {"active": False}
     assert await audits(session_factory, "market.maker_set") == 1
     assert await audits(session_factory, "market.maker_removed") == 1
+
+
+async def test_limits_with_more_decimals_than_stored_are_refused(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    """Found by an outside sweep of rwa serve: a limit of 1E-28 (or 1.0000000000000000001) passed the positive check
+    and Postgres rounded it into the NUMERIC(38, 18) column: stored and enforced as 0 (or 1), unlike what the ADMIN
+    set and what the audit row says."""
+    admin = await make_user(roles=["ADMIN"])
+    m = await make_market(session_factory)
+    for field in ("referencePrice", "maxOrderQuantity", "maxOrderNotional", "dailyNotionalLimit", "maxPosition"):
+        for value in ("1E-28", "1.0000000000000000001"):
+            bad = await gql(SET, {"i": {"marketId": str(m.market_id), field: value}}, token=admin.token)
+            assert gql.error_code(bad) == "BAD_USER_INPUT", bad
+            assert bad["data"]["setMarketRiskLimits"]["errors"][0]["field"] == ["input", field], bad
+    async with session_factory() as s:
+        assert await s.get(MarketRiskLimits, m.market_id) is None
+    assert await audits(session_factory, "market.risk_limits") == 0
+    ok = await gql(
+        SET, {"i": {"marketId": str(m.market_id), "maxOrderQuantity": "0.000000000000000001000"}}, token=admin.token
+    )
+    assert gql.payload(ok, "setMarketRiskLimits", "marketRiskLimits")["maxOrderQuantity"] == "0.000000000000000001"
+    maker = await make_trader(session_factory, m, cash="1", tokens="1")
+    designate = (
+        "mutation($m: UUID!, $u: UUID!, $q: Decimal!) { setMarketMaker(input: {marketId: $m, userId: $u, "
+        'makerFeeBps: 0, takerFeeBps: 0, maxSpreadBps: 100, minQuoteSize: $q, minUptime: "0.9"}) '
+        f"{{ marketMaker {{ userId }} {ERRORS} }} }}"
+    )
+    for size in ("1E-28", "5.0000000000000000001"):  # stored as 0 and 5
+        bad = await gql(designate, {"m": str(m.market_id), "u": str(maker.user_id), "q": size}, token=admin.token)
+        assert bad["data"]["setMarketMaker"]["errors"][0]["field"] == ["input", "minQuoteSize"], bad
+    assert await audits(session_factory, "market.maker_set") == 0
