@@ -56,7 +56,12 @@ class Withdrawal(Node):
     updated_at: datetime
 
     @classmethod
-    def of(cls, w: Any) -> Withdrawal:
+    def of(cls, w: Any, payout: tuple[str | None, int | None] | None = None) -> Withdrawal:
+        """From the row; `payout` (withdrawals.payouts_in_flight) gives an APPROVED one's hash and block before its
+        row records them at completion."""
+        tx_hash, block_number = w.tx_hash, w.block_number
+        if payout is not None and tx_hash is None:
+            tx_hash, block_number = payout
         return cls(
             id=w.id,
             user_id=w.user_id,
@@ -68,8 +73,8 @@ class Withdrawal(Node):
             amount_units=int(w.amount_units),
             state=w.state,
             reason=w.reason,
-            tx_hash=w.tx_hash,
-            block_number=w.block_number,
+            tx_hash=tx_hash,
+            block_number=block_number,
             decided_at=w.decided_at,
             created_at=w.created_at,
             updated_at=w.updated_at,
@@ -89,8 +94,9 @@ class WithdrawalUpdate:
 
 def _page(info: Info, stmt, first, after, last, before):
     async def run():
+        session = await info.context.session()
         page = await keyset_page(
-            await info.context.session(),
+            session,
             stmt,
             [WithdrawalModel.created_at, WithdrawalModel.id],
             descending=True,
@@ -99,7 +105,8 @@ def _page(info: Info, stmt, first, after, last, before):
             last=last,
             before=before,
         )
-        return Connection.from_page(page, Withdrawal.of)
+        payouts = await withdrawals.payouts_in_flight(session, page.rows)
+        return Connection.from_page(page, lambda w: Withdrawal.of(w, payouts.get(w.id)))
 
     return run()
 
@@ -215,8 +222,11 @@ async def load_withdrawal(info: Info, id: uuid.UUID) -> Withdrawal | None:
     user_id = info.context.viewer.user_id
     if user_id is None:
         return None
-    w = await (await info.context.session()).get(WithdrawalModel, id)
-    return Withdrawal.of(w) if w is not None and (w.user_id == user_id or _staff(info)) else None
+    session = await info.context.session()
+    w = await session.get(WithdrawalModel, id)
+    if w is None or not (w.user_id == user_id or _staff(info)):
+        return None
+    return Withdrawal.of(w, (await withdrawals.payouts_in_flight(session, [w])).get(w.id))
 
 
 register_node("Withdrawal", "withdrawals", load_withdrawal)

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +50,27 @@ MAX_REASON = 500
 
 def business_ref(withdrawal_id: uuid.UUID) -> str:
     return f"withdrawal:{withdrawal_id}"
+
+
+_PAYOUTS = """SELECT o.business_ref, coalesce(o.mined_tx_hash, o.tx_hash) AS tx_hash, o.mined_block
+FROM chain_operations o WHERE o.business_ref = ANY($1::text[])"""
+
+
+async def payouts_in_flight(session: AsyncSession, rows: list[Any]) -> dict[uuid.UUID, tuple[str | None, int | None]]:
+    """withdrawal id -> (tx hash, mined block) of its payout operation, for the APPROVED withdrawals of `rows`:
+    their row gets the hash only when the payout completes or fails, while the operation has it from its first
+    broadcast (its mined block once mined). One statement for a page."""
+    ids = [w.id for w in rows if w.state is W.APPROVED and w.tx_hash is None]
+    if not ids:
+        return {}
+    found = await (await pg(session)).fetch(_PAYOUTS, [business_ref(i) for i in ids])
+    return {
+        uuid.UUID(r["business_ref"].removeprefix("withdrawal:")): (
+            r["tx_hash"],
+            None if r["mined_block"] is None else int(r["mined_block"]),
+        )
+        for r in found
+    }
 
 
 @dataclass(frozen=True)

@@ -376,3 +376,50 @@ async def test_my_withdrawals_hears_the_payout(gql, make_user, services, session
         live.configure(None)
         await stream.aclose()
         await ctx.close()
+
+
+async def test_a_payout_in_flight_shows_its_transaction(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
+    """`txHash` is documented "null until sent" and `blockNumber` "null until mined": an APPROVED withdrawal shows
+    its payout's hash from the first broadcast and its block once mined, before the row records them at completion
+    (it used to show null for both until COMPLETED, while the operation had both)."""
+    from tests.agent_domain.helpers import broadcast
+
+    m = await make_market(session_factory)
+    user = await make_user()
+    t = await make_trader(session_factory, m, cash="100", user_id=user.id)
+    doc = """mutation($c: String!, $w: String!) {
+      requestWithdrawal(input: {currency: $c, amount: "5", wallet: $w, idempotencyKey: "fly"}) {
+        withdrawal { id txHash } errors { code } } }"""
+    withdrawal = gql.payload(
+        await gql(doc, {"c": m.quote, "w": t.wallet}, token=user.token), "requestWithdrawal", "withdrawal"
+    )
+    assert withdrawal["txHash"] is None
+    mine = "{ myWithdrawals(first: 5) { edges { node { id state txHash blockNumber } } } }"
+    node = "query($id: ID!) { node(id: $id) { ... on Withdrawal { state txHash blockNumber } } }"
+
+    async def seen() -> tuple[dict, dict]:  # type: ignore[type-arg]
+        listed = (await gql(mine, token=user.token))["data"]["myWithdrawals"]["edges"][0]["node"]
+        one = (await gql(node, {"id": withdrawal["id"]}, token=user.token))["data"]["node"]
+        return listed, one
+
+    listed, one = await seen()
+    assert (listed["txHash"], one["txHash"]) == (None, None)  # nothing sent yet
+    async with session_factory() as s:
+        op = await op_by_ref(s, f"withdrawal:{withdrawal['id']}")
+        sent = await broadcast(s, op)
+        await s.commit()
+    listed, one = await seen()
+    assert listed == {"id": withdrawal["id"], "state": "APPROVED", "txHash": sent, "blockNumber": None}
+    assert one == {"state": "APPROVED", "txHash": sent, "blockNumber": None}
+    async with session_factory() as s:
+        op = await op_by_ref(s, f"withdrawal:{withdrawal['id']}")
+        landed = tx_hash()
+        op.mined_tx_hash, op.mined_block = landed, 77
+        await s.commit()
+    listed, one = await seen()
+    assert (listed["txHash"], listed["blockNumber"]) == (landed, 77) and one["txHash"] == landed
+    async with session_factory() as s:
+        await complete(s, await op_by_ref(s, f"withdrawal:{withdrawal['id']}"), confirmed=True)
+        await s.commit()
+    listed, one = await seen()
+    assert (listed["state"], listed["txHash"], listed["blockNumber"]) == ("COMPLETED", landed, 77)
