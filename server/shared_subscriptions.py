@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnected as SocketAlreadyClosed
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
@@ -129,6 +130,14 @@ class SharedDeliveryHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def cleanup_operation(self, operation_id: str) -> None:
         self._stop_direct(operation_id)
         await super().cleanup_operation(operation_id)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        """An operation whose socket closed under it (the peer left, or the server closed it: 4403 when its session
+        was revoked, by a `logout` sent on this very socket, say) has nobody to answer: strawberry logged each one
+        as an ERROR with its traceback ("Exception in worker task"), one per operation a client can make fail."""
+        if isinstance(error, (SocketAlreadyClosed, WebSocketDisconnected, WebSocketDisconnect)):
+            return
+        await super().handle_task_exception(error)
 
     async def send_message(self, message: Any) -> None:
         """`error` frames strawberry makes itself (the per-connection operation limit) get a code like every other

@@ -233,6 +233,45 @@ async def test_a_socket_closes_when_its_session_is_revoked(
             assert (await unrelated.receive_json())["type"] == "next"
 
 
+async def test_a_logout_sent_on_the_socket_closes_it_without_an_error_log(
+    module_database_url,
+    redis_url,
+    redis_prefix,  # type: ignore[no-untyped-def]
+    tmp_path,
+    caplog,
+) -> None:
+    """Found by an outside probe of rwa serve: `logout` run as a graphql-transport-ws operation revokes the session,
+    the server closes the socket with 4403, and the operation's own answer then hit the closed socket: strawberry
+    logged "Exception in worker task" at ERROR with a traceback, once per such operation."""
+    settings = _settings(module_database_url, redis_url, redis_prefix, tmp_path / "data")
+    register = (
+        'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
+        "{ session { accessToken } } }"
+    )
+    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        for _ in range(3):
+            reply = await client.post(
+                "/graphql", json={"query": register, "variables": {"e": f"wsout-{uuid.uuid4().hex[:10]}@example.com"}}
+            )
+            token = reply.json()["data"]["register"]["session"]["accessToken"]
+            async with websocket(url) as ws:
+                await ws.send_json({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+                assert (await ws.receive_json())["type"] == "connection_ack"
+                await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": LOGOUT}})
+                code = None
+                for _ in range(3):  # the answer may still get out before the close
+                    try:
+                        frame = await ws.receive_json()
+                    except Exception as closed:  # noqa: BLE001 (websockets' ConnectionClosed)
+                        code = getattr(getattr(closed, "rcvd", None), "code", None)
+                        break
+                    assert frame["type"] in ("next", "complete"), frame
+                assert code == 4403
+            await asyncio.sleep(0.2)  # the operation task ends after the close
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [], [(r.name, r.getMessage()) for r in errors]
+
+
 async def test_the_mirror_reloads_after_its_subscription_was_cut(process_factory, redis_url) -> None:  # type: ignore[no-untyped-def]
     """redis-py reconnects and resubscribes by itself; a revocation published while the subscription was down
     must still reach the mirror (it reloads the sets after resubscribing)."""
