@@ -27,7 +27,7 @@ from models.payments import PaymentRefund as PaymentRefundModel
 from models.payments import PaymentState as PaymentStateModel
 from models.payments import WebhookDelivery as WebhookDeliveryModel
 from models.payments import WebhookEndpoint as WebhookEndpointModel
-from resolvers.payments import intents, notify, refunds, report, webhooks
+from resolvers.payments import intents, notify, payouts, refunds, report, webhooks
 from resolvers.payments.report import plain
 from schema.lookups import found
 from schema.mutations import after_commit, mutation
@@ -174,7 +174,11 @@ class PaymentRefund(Node):
 
     @classmethod
     def from_model(
-        cls, r: PaymentRefundModel, payment: PaymentModel, payout: OutgoingTransferModel | None = None
+        cls,
+        r: PaymentRefundModel,
+        payment: PaymentModel,
+        payout: OutgoingTransferModel | None = None,
+        payout_tx_hash: str | None = None,
     ) -> PaymentRefund:
         return cls(
             id=r.id,
@@ -184,7 +188,7 @@ class PaymentRefund(Node):
             created_at=r.created_at,
             payment=Payment.from_model(payment),
             payout_state=PayoutState(payout.state) if payout else None,
-            payout_tx_hash=payout.tx_hash if payout else None,
+            payout_tx_hash=payout_tx_hash,
         )
 
 
@@ -419,7 +423,7 @@ class Mutation:
         payout = (
             await session.execute(select(OutgoingTransferModel).where(OutgoingTransferModel.refund_id == row.id))
         ).scalar_one_or_none()
-        return PaymentRefund.from_model(row, payment, payout)
+        return PaymentRefund.from_model(row, payment, payout, await payouts.payout_tx_hash(session, payout))
 
     @mutation(extensions=requires(Role.ADMIN), description="LATE -> CONFIRMED: credit the held funds.")
     async def accept_late_payment(self, info: Info, payment_id: uuid.UUID, reason: str) -> Payment:
@@ -504,7 +508,7 @@ async def load_payment_refund(info: Info, id: uuid.UUID) -> PaymentRefund | None
     payout = (
         await session.execute(select(OutgoingTransferModel).where(OutgoingTransferModel.refund_id == row.id))
     ).scalar_one_or_none()
-    return PaymentRefund.from_model(row, payment, payout)
+    return PaymentRefund.from_model(row, payment, payout, await payouts.payout_tx_hash(session, payout))
 
 
 def _admin(info: Info) -> bool:

@@ -32,6 +32,18 @@ def refund_ref(refund_id: uuid.UUID) -> str:
     return f"refund:{refund_id}"
 
 
+async def payout_tx_hash(session: AsyncSession, transfer: OutgoingTransfer | None) -> str | None:
+    """A refund payout's transaction hash: the transfer's, recorded when it completes or fails; while PENDING, its
+    operation's from the first broadcast (the one that landed once mined)."""
+    if transfer is None or transfer.tx_hash is not None or transfer.state != "PENDING":
+        return None if transfer is None else transfer.tx_hash
+    found: str | None = await (await pg(session)).fetchval(
+        "SELECT coalesce(mined_tx_hash, tx_hash) FROM chain_operations WHERE business_ref = $1",
+        refund_ref(transfer.refund_id),
+    )
+    return found
+
+
 async def enqueue_refund(
     session: AsyncSession, transfer: OutgoingTransfer, actor_id: uuid.UUID | None
 ) -> ChainOperation:
