@@ -4,6 +4,7 @@ text a column can store, the message shape), decoded with those checks, and answ
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from itertools import accumulate
@@ -83,14 +84,26 @@ def encode_http_json(data: object) -> bytes:
         return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _refuse_constant(name: str) -> object:
+    raise json.JSONDecodeError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)", "", 0)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: json.loads made it inf
+        raise json.JSONDecodeError(f"the number {text[:40]} is out of range", "", 0)
+    return value
+
+
 def decode_checked(data: str | bytes) -> object:
     """json.loads, refusing (JSONDecodeError) nesting deeper than MAX_JSON_NESTING, bytes that are not UTF-8 and
-    strings no column can store (unstorable_text)."""
+    strings no column can store (unstorable_text). Python's json also took NaN, Infinity and -Infinity, and made
+    1e999 inf: inside a JSON scalar (asset metadata) they reached Postgres' jsonb and came back INTERNAL."""
     raw = data.encode() if isinstance(data, str) else data
     if json_nesting_exceeds(raw, MAX_JSON_NESTING):
         raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_NESTING} levels", "", 0)
     try:
-        decoded = json.loads(raw)
+        decoded = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError("not UTF-8", "", exc.start) from exc
     except json.JSONDecodeError:

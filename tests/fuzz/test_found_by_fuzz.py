@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -177,3 +179,25 @@ async def test_market_maker_report_to_on_the_first_day_of_the_calendar(
         json={"query": query, "variables": {"m": world.named["marketId"][0], "t": "0001-01-02T00:00:00Z"}},
     )
     assert ok.json().get("errors") is None, ok.text
+
+
+async def test_nan_and_infinity_in_a_json_scalar_are_malformed_json(
+    fuzz_client: httpx.AsyncClient, world: World
+) -> None:
+    """Found by the outside sweep: Python's json decoded NaN, Infinity and 1e999 (inf) in a request body; inside
+    `createAsset(metadata:)` they reached Postgres' jsonb and came back INTERNAL. They are not JSON: HTTP 400."""
+    query = (
+        'mutation($m: JSON!) { createAsset(input: {name: "NaN", type: OTHER, jurisdiction: "DE", currency: "EUR", '
+        "metadata: $m}) { asset { id } errors { code } } }"
+    )
+    for token in ("NaN", "Infinity", "-Infinity", "1e999"):
+        resp = await fuzz_client.post(
+            "/graphql",
+            content=json.dumps({"query": query}).encode()[:-1]
+            + b', "variables": {"m": {"a": '
+            + token.encode()
+            + b"}}}",
+            headers={"Authorization": f"Bearer {world.token('ISSUER')}", "content-type": "application/json"},
+        )
+        assert resp.status_code == 400, (token, resp.text)
+        assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", resp.text

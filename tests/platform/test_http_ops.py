@@ -300,6 +300,22 @@ MALFORMED = {
         headers={"apollo-require-preflight": "true"},
     ),
     "subscription over http": dict(method="POST", json={"query": "subscription { __typename }"}),
+    # Python's json took these (not JSON): inside a JSON scalar they reached jsonb and came back INTERNAL
+    **{
+        f"{token} in variables": dict(
+            method="POST",
+            content=b'{"query": "{ __typename }", "variables": {"m": {"a": ' + token.encode() + b"}}}",
+            headers={"content-type": "application/json"},
+        )
+        for token in ("NaN", "Infinity", "-Infinity", "1e999", "-1E400")
+    },
+    "GET NaN in variables": dict(
+        method="GET",
+        params={
+            "extensions": '{"persistedQuery": {"version": 1, "sha256Hash": "' + "a" * 64 + '"}}',
+            "variables": '{"a": NaN}',
+        },
+    ),
     # request.form() refused these with Starlette's plain-text 400
     "multipart without boundary": dict(
         method="POST",

@@ -40,3 +40,18 @@ async def test_a_string_id_still_runs(services) -> None:  # type: ignore[no-unty
         assert frame["id"] == "7" and frame["type"] == "next", frame
         assert frame["payload"]["data"] == {"__typename": "Query"}, frame
         assert await ws.receive_json() == {"id": "7", "type": "complete"}
+
+
+async def test_nan_and_infinity_close_the_socket_with_4400(services) -> None:  # type: ignore[no-untyped-def]
+    """Not JSON (RFC 8259), though Python's json took them: a message carrying one is malformed like any other."""
+    app = create_app(services.settings, services)
+    async with serving(app) as url:
+        for token in ("NaN", "Infinity", "1e999"):
+            async with websocket(url) as ws:
+                await ws.send_json({"type": "connection_init"})
+                assert (await ws.receive_json())["type"] == "connection_ack"
+                await ws.send_text(
+                    '{"id": "1", "type": "subscribe", "payload": {"query": "{ __typename }", '
+                    f'"variables": {{"m": {{"a": {token}}}}}}}}}'
+                )
+                assert await ws.close_code() == 4400, token
