@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -191,10 +192,30 @@ UUID = strawberry.scalar(
         '(`"0b7c5a8e-2f4d-4c1a-9d3e-5f6a7b8c9d0e"`). Opaque: compare it as a string, do not derive meaning from it.'
     ),
 )
+_parse_builtin_json = _parser(DEFAULT_SCALAR_REGISTRY[PyJSON])
+
+
+def _parse_json(value: object) -> object:
+    """JSON as given, with only finite numbers: a literal `{a: 1e999}` became inf (the request body's decoder
+    refuses NaN/Infinity/1e999, but graphql-core turns a float literal into a Python float), which Postgres' jsonb
+    refused with an INTERNAL error."""
+    parsed = _parse_builtin_json(value)
+    stack = [parsed]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise BadUserInput("JSON numbers must be finite (no NaN or Infinity; 1e999 is out of range)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return parsed
+
+
 JSON = strawberry.scalar(
     name="JSON",
     serialize=_serializer(DEFAULT_SCALAR_REGISTRY[PyJSON]),
-    parse_value=DEFAULT_SCALAR_REGISTRY[PyJSON].parse_value,
+    parse_value=_parse_json,
     specified_by_url="https://ecma-international.org/wp-content/uploads/ECMA-404_2nd_edition_december_2017.pdf",
     description=(
         "Free-form JSON (ECMA-404) sent as is, not as a string: an object, array, string, number, boolean or null. "

@@ -201,3 +201,32 @@ async def test_nan_and_infinity_in_a_json_scalar_are_malformed_json(
         )
         assert resp.status_code == 400, (token, resp.text)
         assert resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", resp.text
+
+
+async def test_an_out_of_range_float_literal_in_a_json_scalar_is_refused(
+    fuzz_client: httpx.AsyncClient, world: World
+) -> None:
+    """Found by the outside sweep: the literal `metadata: {a: 1e999}` became inf in graphql-core and jsonb refused
+    it (INTERNAL); nothing is written."""
+    issuer = {"Authorization": f"Bearer {world.token('ISSUER')}"}
+    for literal in ("{a: 1e999}", "{a: [1, -1e400]}", "-1e999"):
+        name = f"float literal {literal}"
+        resp = await fuzz_client.post(
+            "/graphql",
+            headers=issuer,
+            json={
+                "query": f'mutation {{ createAsset(input: {{name: "{name}", type: OTHER, jurisdiction: "DE", '
+                f'currency: "EUR", metadata: {literal}}}) {{ asset {{ id }} errors {{ code }} }} }}'
+            },
+        )
+        [error] = resp.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", resp.text
+        listed = await fuzz_client.post(
+            "/graphql",
+            headers=issuer,
+            json={
+                "query": "query($s: String) { assets(filter: {search: $s}) { edges { node { id } } } }",
+                "variables": {"s": name},
+            },
+        )
+        assert listed.json()["data"]["assets"]["edges"] == [], listed.text
