@@ -21,7 +21,7 @@ async def expire_kyc_approvals() -> None:
     ctx = job_context()
     try:
         async with ctx.session_factory() as session:
-            n = await expire_lapsed(session)
+            n = await expire_lapsed(session, hub=ctx.hub)
         if n:
             log.info("expired %d lapsed KYC approvals", n)
     finally:

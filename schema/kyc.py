@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import TypeAlias
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info
 
 from models.identity import KycCase as KycCaseModel
 from models.identity import KycStatus as KycStatusModel
 from models.identity import Role
 from resolvers.identity import kyc
-from schema.mutations import mutation
+from resolvers.trading import market_data, sequencer
+from schema.mutations import after_commit, mutation
 from schema.node import Node, register_node
 from schema.pagination import Connection
 from schema.permissions import authenticated, requires
@@ -140,22 +143,35 @@ class Query:
 class Mutation:
     @mutation(extensions=authenticated(), description="Submit (or resubmit after REJECTED/EXPIRED) for review.")
     async def submit_kyc(self, info: Info, input: KycInput) -> KycCase:
-        return KycCase.from_model(await kyc.submit(info.context, input.to_details()))
+        details = input.to_details()
+        return await _with_cancels(info, lambda s: kyc.submit(info.context, details, s))
 
     @mutation(
         extensions=requires(Role.COMPLIANCE),
         description="Approve or reject a PENDING_REVIEW case; REJECT needs a reason.",
     )
     async def review_kyc(self, info: Info, id: uuid.UUID, decision: KycDecision, reason: str | None = None) -> KycCase:
-        return KycCase.from_model(await kyc.review(info.context, id, decision, reason))
+        return await _with_cancels(info, lambda s: kyc.review(info.context, id, decision, reason, s))
 
     @mutation(extensions=requires(Role.COMPLIANCE), description="APPROVED -> SUSPENDED.")
     async def suspend_kyc(self, info: Info, id: uuid.UUID, reason: str) -> KycCase:
-        return KycCase.from_model(await kyc.suspend(info.context, id, reason))
+        return await _with_cancels(info, lambda s: kyc.suspend(info.context, id, reason, s))
 
     @mutation(extensions=requires(Role.COMPLIANCE), description="APPROVED -> EXPIRED, before its date.")
     async def expire_kyc(self, info: Info, id: uuid.UUID, reason: str | None = None) -> KycCase:
-        return KycCase.from_model(await kyc.expire(info.context, id, reason))
+        return await _with_cancels(info, lambda s: kyc.expire(info.context, id, reason, s))
+
+
+async def _with_cancels(
+    info: Info, work: Callable[[AsyncSession], Awaitable[tuple[KycCaseModel, market_data.Events]]]
+) -> KycCase:
+    """A KYC write that may cancel its user's open orders (resolvers/identity/kyc.py `stop_trading`): run like a
+    user cancel (resolvers/trading/sequencer.py `detached`), so the book and order events of what it committed are
+    published exactly once after the commit."""
+    hub = info.context.services.pubsub
+    case, events = await sequencer.detached(await info.context.session(), hub, work, lambda done: done[1])
+    after_commit(info, lambda: market_data.publish(hub, events))
+    return KycCase.from_model(case)
 
 
 async def load_kyc_case(info: Info, id: uuid.UUID) -> KycCase | None:

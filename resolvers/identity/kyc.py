@@ -15,10 +15,11 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.encryption import FieldCipher
 from core.errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
@@ -33,6 +34,9 @@ from resolvers.identity.registry_sync import sync_users
 from resolvers.pagination import Page, keyset_page
 from resolvers.privacy.keys import Erased, cipher_for, decrypt_blob
 from resolvers.raw_sql import pg
+from resolvers.trading import market_data, sequencer
+from resolvers.trading.cancel import cancel_users_orders
+from resolvers.trading.market_data import Events
 from resolvers.viewer import Viewer
 
 
@@ -148,6 +152,24 @@ async def my_case(session: AsyncSession, user_id: uuid.UUID) -> KycCase | None:
 
 
 FOREIGN_KEY_VIOLATION = "23503"
+# the order reason of open orders canceled because their owner may not trade any more (the gate's refusal code)
+KYC_NOT_APPROVED = "KYC_NOT_APPROVED"
+
+
+async def stop_trading(
+    session: AsyncSession,
+    user_ids: list[uuid.UUID],
+    *,
+    actor_id: uuid.UUID | None,
+    request_id: str | None,
+    now: datetime,
+) -> Events:
+    """Users whose KYC just left APPROVED: cancel their open orders in the same transaction (the gate checks a
+    taker only when it places; a resting order would otherwise match and fail at settlement), reservations
+    released, reason KYC_NOT_APPROVED. Returns the book and order events to publish once after the commit."""
+    return await cancel_users_orders(
+        session, user_ids, reason=KYC_NOT_APPROVED, actor_id=actor_id, request_id=request_id, now=now
+    )
 
 
 def _sqlstate(exc: IntegrityError) -> str | None:
@@ -156,11 +178,13 @@ def _sqlstate(exc: IntegrityError) -> str | None:
     return getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
 
 
-async def submit(ctx: Context, details: KycDetails) -> KycCase:
+async def submit(ctx: Context, details: KycDetails, session: AsyncSession | None = None) -> tuple[KycCase, Events]:
+    """Returns the case and the events of the orders it canceled (a resubmission after a lapsed approval that no
+    sweep wrote EXPIRED yet), to publish after the commit. `session`: the one to work on (default the request's)."""
     user_id = ctx.viewer.require_user()
     now = utcnow()
     details = validate(details, now.date())
-    session = await ctx.session()
+    session = session or await ctx.session()
     try:  # details go under the user's own data key, so that an erasure can destroy it (resolvers/privacy)
         user_cipher = await cipher_for(session, ctx.services.cipher, user_id, create=True)
     except IntegrityError as exc:
@@ -198,15 +222,20 @@ async def submit(ctx: Context, details: KycDetails) -> KycCase:
         # two first submissions raced; the other one won
         raise Conflict("a KYC case for this user was created concurrently; retry") from exc
     await sync_users(session, [user_id], actor_id=user_id)  # back in review: no longer verified on chain
+    events = await stop_trading(session, [user_id], actor_id=user_id, request_id=ctx.request_id, now=now)
     await unit_of_work.commit(session)
-    return case
+    return case, events
 
 
-async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason: str | None) -> KycCase:
+async def _transition(
+    ctx: Context, case_id: uuid.UUID, event: KycEvent, reason: str | None, session: AsyncSession | None
+) -> tuple[KycCase, Events]:
+    """The case after `event`, and the events of the open orders canceled with it when its owner may not trade any
+    more (any target but APPROVED), to publish after the commit."""
     role = ACTOR[event]
     assert role is not None
     actor = ctx.viewer.require_role(role.value)
-    session = await ctx.session()
+    session = session or await ctx.session()
     case = (await session.execute(select(KycCase).where(KycCase.id == case_id).with_for_update())).scalar_one_or_none()
     if case is None:
         raise NotFound("KYC case not found")
@@ -237,8 +266,11 @@ async def _transition(ctx: Context, case_id: uuid.UUID, event: KycEvent, reason:
     )
     await session.flush()
     await sync_users(session, [case.user_id], actor_id=actor)  # the identity registries follow (registry_sync)
+    events = Events()
+    if target is not KycStatus.APPROVED:  # no longer allowed to trade: its resting orders leave the books
+        events = await stop_trading(session, [case.user_id], actor_id=actor, request_id=ctx.request_id, now=now)
     await unit_of_work.commit(session)
-    return case
+    return case, events
 
 
 def decision_reason(reason: str | None, required: bool) -> str | None:
@@ -252,18 +284,28 @@ def decision_reason(reason: str | None, required: bool) -> str | None:
     return reason
 
 
-async def review(ctx: Context, case_id: uuid.UUID, decision: KycDecision, reason: str | None) -> KycCase:
+async def review(
+    ctx: Context,
+    case_id: uuid.UUID,
+    decision: KycDecision,
+    reason: str | None,
+    session: AsyncSession | None = None,
+) -> tuple[KycCase, Events]:
     reason = decision_reason(reason, required=decision is KycDecision.REJECT)
     event = KycEvent.APPROVE if decision is KycDecision.APPROVE else KycEvent.REJECT
-    return await _transition(ctx, case_id, event, reason)
+    return await _transition(ctx, case_id, event, reason, session)
 
 
-async def suspend(ctx: Context, case_id: uuid.UUID, reason: str) -> KycCase:
-    return await _transition(ctx, case_id, KycEvent.SUSPEND, decision_reason(reason, required=True))
+async def suspend(
+    ctx: Context, case_id: uuid.UUID, reason: str, session: AsyncSession | None = None
+) -> tuple[KycCase, Events]:
+    return await _transition(ctx, case_id, KycEvent.SUSPEND, decision_reason(reason, required=True), session)
 
 
-async def expire(ctx: Context, case_id: uuid.UUID, reason: str | None) -> KycCase:
-    return await _transition(ctx, case_id, KycEvent.EXPIRE, decision_reason(reason, required=False))
+async def expire(
+    ctx: Context, case_id: uuid.UUID, reason: str | None, session: AsyncSession | None = None
+) -> tuple[KycCase, Events]:
+    return await _transition(ctx, case_id, KycEvent.EXPIRE, decision_reason(reason, required=False), session)
 
 
 # one batch of lapsed approvals: locked (SKIP LOCKED: a reviewer's transition in flight waits for the next pass),
@@ -280,26 +322,47 @@ SELECT coalesce(array_agg(user_id), '{}') FROM up"""
 EXPIRE_BATCH = 500
 
 
-@transient_retry
-async def _expire_batch(session: AsyncSession, now: datetime, limit: int) -> int:
+async def _expire_batch_work(session: AsyncSession, now: datetime, limit: int) -> tuple[int, Events]:
     target = next_status(KycEvent.EXPIRE, KycStatus.APPROVED)  # the state machine decides, not this statement
-    users = await (await pg(session)).fetchval(_EXPIRE_LAPSED, now, limit, target.value)
-    await sync_users(session, list(users))  # their wallets leave the identity registries (registry_sync)
+    users = list(await (await pg(session)).fetchval(_EXPIRE_LAPSED, now, limit, target.value))
+    await sync_users(session, users)  # their wallets leave the identity registries (registry_sync)
+    events = await stop_trading(session, users, actor_id=None, request_id=None, now=now)  # and their orders the books
+    await unit_of_work.commit(session)
+    return len(users), events
+
+
+@transient_retry
+async def _expire_batch(session: AsyncSession, now: datetime, limit: int) -> tuple[int, Events]:
     # a batch job: each batch is its own transaction (expire_lapsed loops over them)
-    await session.commit()
-    return len(users)
+    return await _expire_batch_work(session, now, limit)
 
 
-async def expire_lapsed(session: AsyncSession, now: datetime | None = None, batch: int = EXPIRE_BATCH) -> int:
+async def expire_lapsed(
+    session: AsyncSession, now: datetime | None = None, batch: int = EXPIRE_BATCH, hub: Any | None = None
+) -> int:
     """Write EXPIRED on every APPROVED case whose approval lapsed (`expires_at` <= now), batch by batch, each
-    committed with its audit rows (action kyc.expire, no actor, reason APPROVAL_LAPSED). Reads already treat a
-    lapsed approval as EXPIRED (`effective_status`); this makes the stored state, filters and indexes agree.
-    Idempotent; returns how many cases it expired. Run periodically by the worker (jobs/kyc.py)."""
+    committed with its audit rows (action kyc.expire, no actor, reason APPROVAL_LAPSED) and with the cancel of its
+    users' open orders (reason KYC_NOT_APPROVED). Reads already treat a lapsed approval as EXPIRED
+    (`effective_status`); this makes the stored state, filters, indexes and books agree. The canceled orders' book
+    and order events go out through `hub` (a PubSubHub) once per committed batch, as GTD expiry's do
+    (resolvers/trading/expiry.py). Idempotent; returns how many cases it expired. Run periodically by the worker
+    (jobs/kyc.py)."""
     now = now or utcnow()
     total = 0
-    while n := await _expire_batch(session, now, batch):
+    engine = session.bind if hub is not None and isinstance(session.bind, AsyncEngine) else None
+    while True:
+        if engine is not None:
+            # its own session and task: the events of a committed batch go out even if this job is cancelled
+            n, events = await sequencer.run_detached(
+                engine, hub, lambda s: _expire_batch_work(s, now, batch), lambda done: done[1]
+            )
+        else:
+            n, events = await _expire_batch(session, now, batch)
+        if hub is not None:
+            await market_data.publish(hub, events)
+        if not n:
+            return total
         total += n
-    return total
 
 
 async def list_cases(

@@ -26,6 +26,7 @@ _VICTIMS = f"""
 SELECT {VIEW_SQL} FROM orders
 WHERE market_id = $1 AND status IN ('NEW', 'PARTIALLY_FILLED') AND ($2::uuid IS NULL OR user_id = $2)
   AND ($3::uuid[] IS NULL OR id = ANY($3)) AND (NOT $4 OR expires_at <= $5)
+  AND ($6::uuid[] IS NULL OR user_id = ANY($6))
 ORDER BY seq"""
 # every victim finished, one audit row each, and the remainders' value given back to their owners' daily order
 # value counters (risk.py; no row when the market has no daily limit), in one round trip
@@ -88,15 +89,17 @@ async def cancel_locked(
     now: datetime,
     strict: bool,
     actor_id: uuid.UUID | None,
+    users: list[uuid.UUID] | None = None,
 ) -> tuple[list[OrderView], Events]:
-    """`cancel_orders` under a market lock the caller holds, without committing; audit rows name `actor_id`."""
+    """`cancel_orders` under a market lock the caller holds, without committing; audit rows name `actor_id`.
+    `users`: only the open orders of these users (with user_id None)."""
     conn = await pg(session)
     currency = await conn.fetchval("SELECT quote_currency FROM markets WHERE id = $1", market_id)
     if currency is None:
         raise NotFound("market not found", field="marketId")
     victims = [
         view_of(r)
-        for r in await conn.fetch(_VICTIMS, market_id, user_id, order_ids, status is OrderStatus.EXPIRED, now)
+        for r in await conn.fetch(_VICTIMS, market_id, user_id, order_ids, status is OrderStatus.EXPIRED, now, users)
     ]
     if strict and order_ids and not victims:
         current = await conn.fetchval("SELECT status::text FROM orders WHERE id = ANY($1) LIMIT 1", order_ids)
@@ -145,3 +148,47 @@ async def cancel_order(
         session, user_id, market_id, [order_id], reason="USER_CANCELED", request_id=request_id, strict=True
     )
     return done[0], events
+
+
+# the markets where any of these users has an open order, in lock order (sorted: two such cancels lock alike)
+_USERS_MARKETS = """
+SELECT DISTINCT market_id FROM orders WHERE user_id = ANY($1) AND status IN ('NEW', 'PARTIALLY_FILLED')
+ORDER BY market_id"""
+
+
+async def cancel_users_orders(
+    session: AsyncSession,
+    user_ids: list[uuid.UUID],
+    *,
+    reason: str,
+    actor_id: uuid.UUID | None,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> Events:
+    """Cancel every open order of `user_ids` in every market (reason e.g. KYC_NOT_APPROVED: they may not trade any
+    more), in the caller's transaction and without committing: so the status change that stops them trading and the
+    cancel commit together. Each market under its lock (as a user cancel: an order being matched at the same moment
+    is either filled before or canceled after, never both), reservations released, the book sequence bumped once per
+    market. Returns the events to publish after the commit (book and order events, once)."""
+    events = Events()
+    if not user_ids:
+        return events
+    now = now or datetime.now(UTC)
+    conn = await pg(session)
+    for (market_id,) in await conn.fetch(_USERS_MARKETS, user_ids):
+        await book.lock_market(session, market_id)
+        _, done = await cancel_locked(
+            session,
+            None,
+            market_id,
+            None,
+            reason=reason,
+            status=OrderStatus.CANCELED,
+            request_id=request_id,
+            now=now,
+            strict=False,
+            actor_id=actor_id,
+            users=user_ids,
+        )
+        events.messages.extend(done.messages)
+    return events

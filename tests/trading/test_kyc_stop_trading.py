@@ -1,0 +1,184 @@
+"""An investor who may not trade any more (KYC suspended, expired by COMPLIANCE or lapsed and swept, back in review)
+loses their resting orders in the same transaction: CANCELED with reason KYC_NOT_APPROVED, reservations released,
+one book event per market and one order event per order published after the commit, and a later crossing order
+does not trade with them (it would fail at settlement: the owner's identity left the registry). Committed data and
+the real Redis, run as the mutation runs (resolvers/identity/kyc.py, schema/kyc.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+
+from models.identity import AuditLog, KycCase
+from models.trading import Order, OrderStatus, OrderType, Side, Trade
+from resolvers import ledger
+from resolvers.identity import kyc
+from resolvers.trading import market_data, sequencer
+from resolvers.trading.orders import OrderRequest, place_order
+from resolvers.unit_of_work import UnitOfWork
+from resolvers.viewer import Viewer
+from tests.trading.factories import make_market, make_trader, make_user
+from tests.trading.live import committed_sessions
+
+
+def _req(market_id: uuid.UUID, side: Side, qty: str, price: str) -> OrderRequest:
+    return OrderRequest(market_id, side, OrderType.LIMIT, Decimal(qty), Decimal(price))
+
+
+async def _as_mutation(sf: Any, hub: Any, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """As schema/kyc.py runs a KYC mutation: a unit of work, the write `sequencer.detached`, the publish after it."""
+    async with sf() as s:
+        uow = UnitOfWork(s)
+
+        async def body() -> Any:
+            result = await sequencer.detached(s, hub, work, lambda done: done[1])
+            uow.after_commit(lambda: market_data.publish(hub, result[1]))
+            return result
+
+        return await uow.run(body)
+
+
+@contextlib.asynccontextmanager
+async def _listening(redis_url: str, prefix: str) -> AsyncIterator[Any]:
+    redis = Redis.from_url(redis_url)
+    listener = redis.pubsub()
+    await listener.psubscribe(prefix + "*")
+    await listener.get_message(timeout=1)  # the subscription's confirmation
+    try:
+        yield listener
+    finally:
+        await listener.aclose()
+        await redis.aclose()
+
+
+async def _drain(listener: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every message until none arrives for a while (channel without prefix, body)."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    while (message := await listener.get_message(ignore_subscribe_messages=True, timeout=0.5)) is not None:
+        out.append((message["channel"].decode().split(":", 2)[-1], json.loads(message["data"])))
+    return out
+
+
+async def _setup(sf: Any) -> tuple[Any, Any, Any, uuid.UUID]:
+    m = await make_market(sf, maker_bps=0, taker_bps=0)
+    alice = await make_trader(sf, m, cash="1000", tokens="10")
+    bob = await make_trader(sf, m, cash="1000")
+    async with sf() as s:
+        case_id = (await s.execute(select(KycCase.id).where(KycCase.user_id == alice.user_id))).scalar_one()
+    return m, alice, bob, case_id
+
+
+async def _rest_alices_orders(sf: Any, m: Any, alice: Any) -> list[uuid.UUID]:
+    ids = []
+    for side, qty, price in ((Side.SELL, "2", "30"), (Side.BUY, "1", "20")):
+        async with sf() as s:
+            placed = await place_order(s, alice.user_id, _req(m.market_id, side, qty, price))
+        assert placed.order.status is OrderStatus.NEW
+        ids.append(placed.order.id)
+    return ids
+
+
+async def _assert_stopped(sf: Any, m: Any, alice: Any, bob: Any, ids: list[uuid.UUID], actor: uuid.UUID | None) -> None:
+    async with sf() as s:
+        rows = (await s.execute(select(Order).where(Order.id.in_(ids)))).scalars().all()
+        assert {(o.status, o.reason, o.reserved_cash) for o in rows} == {
+            (OrderStatus.CANCELED, "KYC_NOT_APPROVED", Decimal(0))
+        }
+        (cash,) = [b for b in await ledger.balances(s, alice.user_id) if b.currency == m.quote]
+        assert (cash.available, cash.reserved) == (Decimal("1000"), Decimal(0))  # the buy's reservation came back
+        audit = (
+            await s.execute(
+                select(AuditLog.actor_id, AuditLog.details).where(
+                    AuditLog.action == "order.canceled", AuditLog.target_id.in_([str(i) for i in ids])
+                )
+            )
+        ).all()
+        assert sorted(audit, key=str) == [(actor, {"reason": "KYC_NOT_APPROVED"})] * 2
+    async with sf() as s:  # a later crossing order finds nothing to trade with
+        placed = await place_order(s, bob.user_id, _req(m.market_id, Side.BUY, "2", "30"))
+    assert placed.order.status is OrderStatus.NEW and placed.order.filled_quantity == 0
+    async with sf() as s:
+        assert (await s.execute(select(Trade).where(Trade.market_id == m.market_id))).first() is None
+
+
+def _mine(messages: list[tuple[str, dict[str, Any]]], m: Any, alice: Any) -> tuple[list[Any], list[Any]]:
+    book = [e for c, e in messages if c == market_data.book_channel(m.market_id)]
+    orders = [e for c, e in messages if c == market_data.orders_channel(alice.user_id)]
+    return book, orders
+
+
+async def test_suspending_kyc_cancels_resting_orders_and_publishes_once(
+    module_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, case_id = await _setup(sf)
+        officer = await make_user(sf, ["COMPLIANCE"])
+        ids = await _rest_alices_orders(sf, m, alice)
+        ctx = SimpleNamespace(
+            viewer=Viewer(officer, frozenset({"COMPLIANCE"})),
+            request_id="r-suspend",
+            settings=SimpleNamespace(kyc_approval_days=365),
+        )
+        publisher = Redis.from_url(redis_url)
+        hub = SimpleNamespace(redis=publisher, prefix=redis_prefix)
+        try:
+            async with _listening(redis_url, redis_prefix) as listener:
+                case, _ = await _as_mutation(sf, hub, lambda s: kyc.suspend(ctx, case_id, "sanctions hit", s))
+                assert case.status.value == "SUSPENDED"
+                book, orders = _mine(await _drain(listener), m, alice)
+        finally:
+            await publisher.aclose()
+        assert len(book) == 1, book  # one book event for the market, after the commit
+        assert sorted(e["id"] for e in orders) == sorted(str(i) for i in ids)  # one order event each
+        assert {(e["status"], e["reason"]) for e in orders} == {("CANCELED", "KYC_NOT_APPROVED")}
+        await _assert_stopped(sf, m, alice, bob, ids, officer)
+
+
+async def test_expiring_kyc_by_compliance_cancels_resting_orders(module_database_url: str) -> None:
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, case_id = await _setup(sf)
+        officer = await make_user(sf, ["COMPLIANCE"])
+        ids = await _rest_alices_orders(sf, m, alice)
+        ctx = SimpleNamespace(
+            viewer=Viewer(officer, frozenset({"COMPLIANCE"})),
+            request_id=None,
+            settings=SimpleNamespace(kyc_approval_days=365),
+        )
+        async with sf() as s:
+            case, events = await UnitOfWork(s).run(lambda: kyc.expire(ctx, case_id, None, s))
+        assert case.status.value == "EXPIRED"
+        assert len(_mine(events.messages, m, alice)[0]) == 1
+        await _assert_stopped(sf, m, alice, bob, ids, officer)
+
+
+async def test_the_lapsed_approval_sweep_cancels_resting_orders_and_publishes_once(
+    module_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, case_id = await _setup(sf)
+        ids = await _rest_alices_orders(sf, m, alice)
+        now = datetime.now(UTC)
+        async with sf() as s:  # the approval lapsed a second ago; no one wrote EXPIRED yet
+            await s.execute(update(KycCase).where(KycCase.id == case_id).values(expires_at=now - timedelta(seconds=1)))
+            await s.commit()
+        publisher = Redis.from_url(redis_url)
+        hub = SimpleNamespace(redis=publisher, prefix=redis_prefix)
+        try:
+            async with _listening(redis_url, redis_prefix) as listener:
+                async with sf() as s:
+                    assert await kyc.expire_lapsed(s, now, hub=hub) >= 1  # other tests' lapsed cases go too
+                book, orders = _mine(await _drain(listener), m, alice)
+        finally:
+            await publisher.aclose()
+        assert len(book) == 1, book
+        assert sorted(e["id"] for e in orders) == sorted(str(i) for i in ids)
+        await _assert_stopped(sf, m, alice, bob, ids, None)
