@@ -137,6 +137,14 @@ class PaymentRefund(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     actor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False)
     created_at: Mapped[datetime] = created_at()
+    # refundPayment's optional idempotencyKey (per payment) and the amount as it was asked for (null: all that was
+    # left): a retry with the same key and amount returns this refund, another amount is IDEMPOTENCY_KEY_REUSED
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    requested_amount: Mapped[Decimal | None] = mapped_column(Money)
+
+    __table_args__ = (
+        Index("uq_payment_refunds_payment_idempotency_key", "payment_id", "idempotency_key", unique=True),
+    )
 
 
 class OutgoingTransfer(Base):

@@ -196,6 +196,10 @@ ARG_OVERRIDES: dict[str, str] = {
     "Query.webhookDeliveries.state": "Only deliveries in this state: PENDING, QUEUED, DELIVERED or DEAD.",
     "Mutation.confirmBankTransfer.bankReference": "The bank's reference of the transfer, recorded on the payment.",
     "Mutation.refundPayment.amount": "How much to refund, in the payment's currency; default: all that is left.",
+    "Mutation.refundPayment.idempotencyKey": (
+        "Optional, 1 to 120 characters of your choice (per payment): the same key, amount (as given) and reason "
+        "return the refund made the first time; another amount or reason: IDEMPOTENCY_KEY_REUSED."
+    ),
     "Mutation.createWebhookEndpoint.url": "An https URL whose host resolves to public addresses only.",
     "Mutation.requestWithdrawal.currency": "The stablecoin to pay out (its ledger currency, e.g. USDC).",
     "Mutation.requestWithdrawal.amount": "Cash to pay out, in `currency` (at most the token's decimals).",

@@ -408,15 +408,31 @@ class Mutation:
         extensions=requires(Role.ADMIN),
         description=(
             "Refund `amount` (default: all that is left). Held/excess funds are paid back first, then the credited "
-            "cash; a stablecoin refund is paid on chain by the treasury to the paying address (payoutState)."
+            "cash; a stablecoin refund is paid on chain by the treasury to the paying address (payoutState). With an "
+            "idempotencyKey a retry returns the same refund; the key with another amount or reason: "
+            "IDEMPOTENCY_KEY_REUSED."
         ),
     )
     async def refund_payment(
-        self, info: Info, payment_id: uuid.UUID, reason: str, amount: Decimal | None = None
+        self,
+        info: Info,
+        payment_id: uuid.UUID,
+        reason: str,
+        amount: Decimal | None = None,
+        idempotency_key: str | None = None,
     ) -> PaymentRefund:
         ctx = info.context
         row, payment = await _unit(
-            info, lambda s: refunds.refund(s, payment_id, amount, reason, ctx.viewer.require_user(), ctx.request_id)
+            info,
+            lambda s: refunds.refund(
+                s,
+                payment_id,
+                amount,
+                reason,
+                ctx.viewer.require_user(),
+                ctx.request_id,
+                idempotency_key=idempotency_key or None,  # "" is no key
+            ),
         )
         session = await ctx.session()
         await session.flush()  # the payout row (autoflush is off), read before the unit of work commits

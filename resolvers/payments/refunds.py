@@ -5,6 +5,11 @@ REFUNDS_PAYABLE -> WITHDRAWALS), then what was credited (the user's AVAILABLE ->
 INSUFFICIENT_FUNDS if the user already spent it). One ledger movement per refund, so the ledger stays
 balanced. A stablecoin refund also creates an outgoing transfer to the address the funds came from and queues its
 payout on chain (resolvers/payments/payouts.py: the treasury pays; a failed payout undoes the refund).
+
+An optional idempotency key (per payment, payment_refunds.idempotency_key, unique with payment_id) makes a retry safe:
+the same key, amount as given (null: all that was left at the first call) and reason return the refund made the first
+time and write nothing; other parameters: CONFLICT IDEMPOTENCY_KEY_REUSED. Calls on one payment are serialized by its
+row lock, and the unique index decides if two ever race (the loser returns the winner's refund).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import uuid
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import BadUserInput, Conflict
@@ -29,6 +35,7 @@ ZERO_ADDRESS = "0x" + "0" * 40
 REFUNDABLE_STATES = (S.CONFIRMED, S.OVERPAID, S.PARTIALLY_REFUNDED, S.LATE, S.EXPIRED)
 MAX_TEXT = 1000
 BANK_REFERENCE_CHARS = 120
+KEY_CHARS = 120
 
 
 def _places(payment: Payment) -> int:
@@ -125,17 +132,27 @@ async def refund(
     reason: str,
     actor_id: uuid.UUID,
     request_id: str | None = None,
+    idempotency_key: str | None = None,
 ) -> tuple[PaymentRefund, Payment]:
-    """Refund `amount` (None: everything still refundable). The caller commits."""
+    """Refund `amount` (None: everything still refundable), or return the refund made with this idempotency key (see
+    the module docstring). The caller commits."""
     why = _text(reason, "reason")
+    key = None if idempotency_key is None else idempotency_key.strip()
+    if key is not None and not 1 <= len(key) <= KEY_CHARS:
+        raise BadUserInput(f"idempotencyKey must be 1 to {KEY_CHARS} characters", field="idempotencyKey")
     payment = await get(session, payment_id, lock=True)
+    requested = None if amount is None else parse_amount(amount, _places(payment))
+    if key is not None:  # before the state checks: a retry of a full refund finds the payment REFUNDED
+        existing = await _by_key(session, payment.id, key)
+        if existing is not None:
+            return _same(existing, requested, why), payment
     if payment.state not in REFUNDABLE_STATES:
         raise Conflict(f"a {payment.state.value} payment cannot be refunded", reason="INVALID_STATE")
     held, credited = outstanding(payment)
     available = held + credited
     if available <= 0:
         raise Conflict("nothing left to refund on this payment", reason="NOTHING_TO_REFUND")
-    value = available if amount is None else parse_amount(amount, _places(payment))
+    value = available if requested is None else requested
     if value > available:
         raise BadUserInput(
             f"at most {available} {payment.currency} can be refunded", field="amount", available=str(available)
@@ -157,8 +174,26 @@ async def refund(
             raise Conflict("no on-chain transfer to refund to", reason="NO_SOURCE_ADDRESS")
     from_held = min(value, held)
     from_credit = value - from_held
-    row = PaymentRefund(id=uuid.uuid4(), payment_id=payment.id, amount=value, reason=why, actor_id=actor_id)
-    session.add(row)
+    row = (
+        await session.scalars(
+            insert(PaymentRefund)
+            .values(
+                id=uuid.uuid4(),
+                payment_id=payment.id,
+                amount=value,
+                reason=why,
+                actor_id=actor_id,
+                idempotency_key=key,
+                requested_amount=requested,
+            )
+            .on_conflict_do_nothing(index_elements=["payment_id", "idempotency_key"])
+            .returning(PaymentRefund)
+        )
+    ).one_or_none()
+    if row is None:  # a concurrent call with this key won (only without the payment's lock): nothing written here
+        winner = await _by_key(session, payment.id, key or "")
+        assert winner is not None
+        return _same(winner, requested, why), await get(session, payment.id)
     legs: list = [(Platform(AccountKind.WITHDRAWALS), value)]
     if from_held:
         legs.append((Platform(AccountKind.REFUNDS_PAYABLE), -from_held))
@@ -197,6 +232,20 @@ async def refund(
         details={"amount": str(value), "reason": why, "refundId": str(row.id)},
     )
     return row, payment
+
+
+async def _by_key(session: AsyncSession, payment_id: uuid.UUID, key: str) -> PaymentRefund | None:
+    return (
+        await session.execute(
+            select(PaymentRefund).where(PaymentRefund.payment_id == payment_id, PaymentRefund.idempotency_key == key)
+        )
+    ).scalar_one_or_none()
+
+
+def _same(existing: PaymentRefund, requested: Decimal | None, why: str) -> PaymentRefund:
+    if (existing.requested_amount, existing.reason) != (requested, why):
+        raise Conflict("idempotencyKey was already used for a different refund", reason="IDEMPOTENCY_KEY_REUSED")
+    return existing
 
 
 async def fail(
