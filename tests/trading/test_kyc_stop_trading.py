@@ -6,6 +6,7 @@ the real Redis, run as the mutation runs (resolvers/identity/kyc.py, schema/kyc.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -22,7 +23,7 @@ from models.identity import AuditLog, KycCase
 from models.trading import Order, OrderStatus, OrderType, Side, Trade
 from resolvers import ledger
 from resolvers.identity import kyc
-from resolvers.trading import market_data, sequencer
+from resolvers.trading import book, market_data, sequencer
 from resolvers.trading.orders import OrderRequest, place_order
 from resolvers.unit_of_work import UnitOfWork
 from resolvers.viewer import Viewer
@@ -182,3 +183,57 @@ async def test_the_lapsed_approval_sweep_cancels_resting_orders_and_publishes_on
         assert len(book) == 1, book
         assert sorted(e["id"] for e in orders) == sorted(str(i) for i in ids)
         await _assert_stopped(sf, m, alice, bob, ids, None)
+
+
+@contextlib.asynccontextmanager
+async def _market_lock(sf: Any, market_id: uuid.UUID) -> AsyncIterator[None]:
+    """Another transaction holds the market lock: whatever needs the book waits until it commits."""
+    async with sf() as s:
+        await book.lock_market(s, market_id)
+        yield
+        await s.commit()
+
+
+async def _race(sf: Any, first: str) -> OrderStatus:
+    """Alice rests SELL 2@30; her suspension and Bob's BUY 2@30 queue on the market lock, `first` first."""
+    m, alice, bob, case_id = await _setup(sf)
+    officer = await make_user(sf, ["COMPLIANCE"])
+    async with sf() as s:
+        sell = (await place_order(s, alice.user_id, _req(m.market_id, Side.SELL, "2", "30"))).order.id
+    ctx = SimpleNamespace(
+        viewer=Viewer(officer, frozenset({"COMPLIANCE"})),
+        request_id=None,
+        settings=SimpleNamespace(kyc_approval_days=365),
+    )
+
+    async def suspend() -> Any:
+        async with sf() as s:
+            return await UnitOfWork(s).run(lambda: kyc.suspend(ctx, case_id, "sanctions hit", s))
+
+    async def buy() -> Any:
+        async with sf() as s:
+            return await place_order(s, bob.user_id, _req(m.market_id, Side.BUY, "2", "30"))
+
+    async with _market_lock(sf, m.market_id):
+        tasks = [asyncio.create_task(suspend() if first == "suspend" else buy())]
+        await asyncio.sleep(0.2)
+        tasks.append(asyncio.create_task(buy() if first == "suspend" else suspend()))
+        await asyncio.sleep(0.2)
+    await asyncio.gather(*tasks)
+    async with sf() as s:
+        order = (await s.execute(select(Order).where(Order.id == sell))).scalar_one()
+        trades = (await s.execute(select(Trade).where(Trade.market_id == m.market_id))).scalars().all()
+    if order.status is OrderStatus.CANCELED:
+        assert (order.reason, order.filled_quantity, trades) == ("KYC_NOT_APPROVED", 0, [])
+    else:
+        assert order.status is OrderStatus.FILLED and [t.quantity for t in trades] == [Decimal(2)]
+    return order.status
+
+
+async def test_a_suspension_racing_a_crossing_order_never_both_fills_and_cancels(module_database_url: str) -> None:
+    """The suspension cancels under the market lock, like a user cancel: Alice's resting sell is either filled by
+    Bob's order (which got the lock first) or canceled (no trade), never both, whichever way the race goes."""
+    async with committed_sessions(module_database_url) as sf:
+        assert await _race(sf, "suspend") is OrderStatus.CANCELED
+        assert await _race(sf, "order") is OrderStatus.FILLED
+        assert await _race(sf, "suspend") is OrderStatus.CANCELED
