@@ -38,7 +38,7 @@ from resolvers import ledger
 from resolvers.ledger import UserAccount
 from resolvers.raw_sql import pg
 from resolvers.trading import batch_sql, gate, market_data, orders, risk
-from resolvers.trading.book import MarketSpec
+from resolvers.trading.book import BARRED_REASON, MarketSpec
 from resolvers.trading.ids import new_id
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import BookOrder, Incoming, crosses, match
@@ -98,18 +98,23 @@ class _Batch:
         self.touched: set[uuid.UUID] = set()  # new orders a later one of the batch changed (their updated_at)
         self.changed: set[uuid.UUID] = set()  # existing orders the batch changed
         self.sides: dict[Side, list[BookOrder[uuid.UUID]]] = {}
+        self.barred: set[uuid.UUID] = set()  # resting orders whose owner may not trade any more (book.BARRED_SQL)
         self.complete: dict[Side, bool] = {}  # the whole side was read
         for alias, side in (("bb", Side.BUY), ("bs", Side.SELL)):
             cols = [row[f"{alias}_{c}"] for c in batch_sql.VIEW_COLUMNS]
             views = [view_of(r) for r in zip(*cols)] if cols[0] is not None else []
             self.complete[side] = len(views) < BOOK_ROWS
             self.sides[side] = []
-            for v in views:
+            for v, barred in zip(views, row[f"{alias}_barred"] or ()):
                 assert v.price is not None  # resting orders have a price
                 self.views[v.id] = v
                 self.sides[side].append(
-                    BookOrder(v.id, v.user_id, side, v.price, v.quantity - v.filled_quantity, v.seq, v.expires_at)
+                    BookOrder(
+                        v.id, v.user_id, side, v.price, v.quantity - v.filled_quantity, v.seq, v.expires_at, barred
+                    )
                 )
+                if barred:
+                    self.barred.add(v.id)
         self.movements: list[ledger.Movement] = []
         # the market's risk limits (the controls applied here: band, maximum quantity and value, daily value), the
         # last trade's price and each user's order value per day, as the batch changes them
@@ -225,7 +230,10 @@ class _Batch:
                 self._move(ledger.release_movement(v.user_id, v.reserved_cash, f"order:{maker_id}:release"))
             elif opposite is Side.SELL and v.wallet_address is not None:
                 self.open_sells[v.wallet_address] = self.open_sells.get(v.wallet_address, ZERO) - left
-            self._change(v, plan, now, status=OrderStatus.EXPIRED, reason="GTD_EXPIRED", reserved_cash=ZERO)
+            if maker_id in self.barred:
+                self._change(v, plan, now, status=OrderStatus.CANCELED, reason=BARRED_REASON, reserved_cash=ZERO)
+            else:
+                self._change(v, plan, now, status=OrderStatus.EXPIRED, reason="GTD_EXPIRED", reserved_cash=ZERO)
             gone.add(maker_id)
         taker_fee_bps = self._fees(user_id)[1]
         for fill in result.fills:

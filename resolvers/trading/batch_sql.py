@@ -11,6 +11,7 @@ fail in Postgres."""
 from __future__ import annotations
 
 from resolvers import ledger
+from resolvers.trading.book import BARRED_SQL
 from resolvers.trading.gate import WALLETS
 from resolvers.trading.order_view import VIEW_SQL
 from resolvers.trading.settlement import settlement_legs_cte
@@ -35,16 +36,19 @@ _USER_COLUMNS = {
 _BOOK_SIDE = """
 LEFT JOIN LATERAL (
     SELECT {aggs} FROM (
-        SELECT {view} FROM orders o
+        SELECT {view}, {barred} FROM orders o
         WHERE o.market_id = m.id AND o.side = '{side}' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
         ORDER BY o.price {direction}, o.seq ASC LIMIT $5) r
 ) {alias} ON true"""
 
 
 def _book_side(side: str, direction: str, alias: str) -> str:
-    aggs = ", ".join(f"array_agg(r.{c} ORDER BY r.price {direction}, r.seq) AS {alias}_{c}" for c in VIEW_COLUMNS)
+    aggs = ", ".join(
+        f"array_agg(r.{c} ORDER BY r.price {direction}, r.seq) AS {alias}_{c}" for c in (*VIEW_COLUMNS, "barred")
+    )
     view = ", ".join("o." + c for c in VIEW_COLUMNS)
-    return _BOOK_SIDE.format(aggs=aggs, view=view, side=side, direction=direction, alias=alias)
+    barred = BARRED_SQL.replace("{o}", "o")
+    return _BOOK_SIDE.format(aggs=aggs, view=view, barred=barred, side=side, direction=direction, alias=alias)
 
 
 # $1 market, $2 the batch's users, ($3, $4) its (user, clientOrderId) pairs, $5 how many resting orders per side,

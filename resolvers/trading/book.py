@@ -84,6 +84,7 @@ class Resting:
     reserved_cash: Decimal
     quantity: Decimal
     filled: Decimal
+    barred: bool = False  # BookOrder.barred
 
 
 # a resting order's columns, in the order `_resting` unpacks them (also read by the gate's prefetch, gate.py)
@@ -98,8 +99,18 @@ RESTING_COLUMNS = (
     "wallet_address",
     "reserved_cash",
 )
+# a resting order (alias {o}) whose owner may not trade any more: no KYC case APPROVED and not lapsed (the gate's
+# KYC_NOT_APPROVED for a taker). Matching takes such a maker off the book, CANCELED KYC_NOT_APPROVED, rather than
+# trade with it (the trade would fail at settlement: the owner's identity left the registry); a KYC change cancels
+# them itself (resolvers/identity/kyc.py), this covers an approval that lapsed before the sweep wrote EXPIRED.
+# One unique-index lookup per maker row read, in the same statement.
+BARRED_SQL = (
+    "NOT EXISTS (SELECT 1 FROM kyc_cases kc WHERE kc.user_id = {o}.user_id AND kc.status = 'APPROVED'"
+    " AND (kc.expires_at IS NULL OR kc.expires_at > now())) AS barred"
+)
+BARRED_REASON = "KYC_NOT_APPROVED"
 _RESTING = f"""
-SELECT {", ".join(RESTING_COLUMNS)} FROM orders
+SELECT {", ".join(RESTING_COLUMNS)}, {BARRED_SQL.format(o="orders")} FROM orders
 WHERE market_id = $1 AND side = $2 AND status IN ('NEW', 'PARTIALLY_FILLED'){{cross}}
 ORDER BY price {{direction}}, seq ASC LIMIT $3"""
 # (side, has a limit price) -> SQL; separate texts so each keeps its own plan on the book index
@@ -121,12 +132,13 @@ async def resting_orders(
 
 
 def _resting(side: Side, rows: Any) -> tuple[list[BookOrder[uuid.UUID]], dict[uuid.UUID, Resting]]:
-    """The matching engine's view of resting orders (values in RESTING_COLUMNS order) and what settling needs."""
+    """The matching engine's view of resting orders (values in RESTING_COLUMNS order, then `barred`) and what
+    settling needs."""
     book: list[BookOrder[uuid.UUID]] = []
     extra: dict[uuid.UUID, Resting] = {}
-    for oid, user, price, qty, filled, seq, expires, wallet, reserved in rows:
-        book.append(BookOrder(oid, user, side, price, qty - filled, seq, expires))
-        extra[oid] = Resting(user, price, wallet, reserved, qty, filled)
+    for oid, user, price, qty, filled, seq, expires, wallet, reserved, barred in rows:
+        book.append(BookOrder(oid, user, side, price, qty - filled, seq, expires, barred))
+        extra[oid] = Resting(user, price, wallet, reserved, qty, filled, barred)
     return book, extra
 
 
@@ -144,7 +156,7 @@ class Prefetched:
     def of(cls, side: Side, price: Decimal | None, r: Any) -> Prefetched:
         if r["bk_id"] is None:
             return cls(side, price, [], {})
-        book, extra = _resting(side, zip(*(r["bk_" + c] for c in RESTING_COLUMNS)))
+        book, extra = _resting(side, zip(*(r["bk_" + c] for c in (*RESTING_COLUMNS, "barred"))))
         return cls(side, price, book, extra)
 
     def covers(self, side: Side, price: Decimal | None) -> bool:

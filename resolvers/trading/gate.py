@@ -31,7 +31,7 @@ from models.identity import KycStatus
 from models.trading import MarketStatus, Side
 from resolvers.identity.kyc_states import effective_status
 from resolvers.raw_sql import pg
-from resolvers.trading.book import FIRST_BATCH, RESTING_COLUMNS, MarketSpec, Prefetched
+from resolvers.trading.book import BARRED_SQL, FIRST_BATCH, RESTING_COLUMNS, MarketSpec, Prefetched
 from resolvers.trading.risk import LIMITS_SQL, Limits, limits_of
 
 NO_PRICE_BOUND = Decimal("1e18")  # above any price (orders.MAX_AMOUNT)
@@ -61,6 +61,8 @@ _BOOK = (
     """
           (SELECT """
     + ", ".join("o." + c for c in RESTING_COLUMNS)
+    + ", "
+    + BARRED_SQL.replace("{o}", "o")
     + """, {k} AS k
            FROM orders o
            WHERE {taker_sell} AND o.market_id = $1 AND o.side = '{side}' AND o.status IN ('NEW', 'PARTIALLY_FILLED')
@@ -145,7 +147,7 @@ LEFT JOIN LATERAL (
 ) w ON true
 LEFT JOIN LATERAL (
     SELECT """
-    + ", ".join(f"array_agg(r.{c} ORDER BY r.k, r.seq) AS bk_{c}" for c in RESTING_COLUMNS)
+    + ", ".join(f"array_agg(r.{c} ORDER BY r.k, r.seq) AS bk_{c}" for c in (*RESTING_COLUMNS, "barred"))
     + """
     FROM ("""
     + _BOOK.format(taker_sell="$3", side="BUY", cross=">=", k="-o.price", direction="DESC")

@@ -43,6 +43,7 @@ class BookOrder(Generic[K]):
     remaining: Decimal
     seq: int
     expires_at: datetime | None = None
+    barred: bool = False  # its owner may not trade any more (KYC not APPROVED): taken off the book, never filled
 
 
 @dataclass(slots=True)
@@ -85,7 +86,9 @@ def crosses(taker_side: Side, limit: Decimal | None, resting_price: Decimal) -> 
 
 
 def _live(o: BookOrder[K], now: datetime | None) -> bool:
-    return o.expires_at is None or now is None or o.expires_at > now
+    """Whether the resting order may fill; one that may not (GTD past `expires_at`, or `barred`) is taken off the
+    book as the taker walks over it (`expired_makers`; its writer picks the status and reason)."""
+    return not o.barred and (o.expires_at is None or now is None or o.expires_at > now)
 
 
 def match(taker: Incoming[K], resting: Iterable[BookOrder[K]], now: datetime | None = None) -> MatchResult[K]:

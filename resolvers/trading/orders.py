@@ -408,7 +408,10 @@ async def _execute(
         levels.add((opposite, r.price))
         if opposite is Side.BUY and r.reserved_cash > 0:
             cash.append(ledger.release_movement(r.user_id, r.reserved_cash, f"order:{maker_id}:release"))
-        makers.append((maker_id, None, OrderStatus.EXPIRED.value, "GTD_EXPIRED", Decimal(0)))
+        gone = (
+            (OrderStatus.CANCELED.value, book.BARRED_REASON) if r.barred else (OrderStatus.EXPIRED.value, "GTD_EXPIRED")
+        )
+        makers.append((maker_id, None, *gone, Decimal(0)))
     fills: list[PricedFill] = []
     for fill in result.fills:
         r = resting[fill.maker_id]

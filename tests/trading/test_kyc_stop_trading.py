@@ -237,3 +237,82 @@ async def test_a_suspension_racing_a_crossing_order_never_both_fills_and_cancels
         assert await _race(sf, "suspend") is OrderStatus.CANCELED
         assert await _race(sf, "order") is OrderStatus.FILLED
         assert await _race(sf, "suspend") is OrderStatus.CANCELED
+
+
+async def _lapse(sf: Any, case_id: uuid.UUID) -> None:
+    """The approval lapsed a second ago and no sweep wrote EXPIRED yet: its orders are still on the book."""
+    async with sf() as s:
+        await s.execute(
+            update(KycCase).where(KycCase.id == case_id).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await s.commit()
+
+
+async def _alices_orders_barred(sf: Any, m: Any, alice: Any, ids: list[uuid.UUID]) -> None:
+    async with sf() as s:
+        rows = (await s.execute(select(Order).where(Order.id.in_(ids)))).scalars().all()
+        assert {(o.status, o.reason, o.filled_quantity, o.reserved_cash) for o in rows} == {
+            (OrderStatus.CANCELED, "KYC_NOT_APPROVED", Decimal(0), Decimal(0))
+        }
+        trades = (await s.execute(select(Trade).where(Trade.market_id == m.market_id))).scalars().all()
+        assert [t for t in trades if alice.user_id in (t.buyer_id, t.seller_id)] == []
+        (cash,) = [b for b in await ledger.balances(s, alice.user_id) if b.currency == m.quote]
+        assert (cash.available, cash.reserved) == (Decimal("1000"), Decimal(0))  # the buy's reservation came back
+
+
+async def test_matching_cancels_a_maker_whose_approval_lapsed_instead_of_trading(module_database_url: str) -> None:
+    """Between an approval's lapse and the sweep, a crossing order (placed alone) takes the maker off the book,
+    CANCELED KYC_NOT_APPROVED, and trades with nothing: the trade would fail at settlement."""
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, case_id = await _setup(sf)
+        async with sf() as s:
+            sell = (await place_order(s, alice.user_id, _req(m.market_id, Side.SELL, "2", "30"))).order.id
+        await _lapse(sf, case_id)
+        async with sf() as s:
+            placed = await place_order(s, bob.user_id, _req(m.market_id, Side.BUY, "2", "30"))
+        assert placed.order.status is OrderStatus.NEW and placed.order.filled_quantity == 0
+        await _alices_orders_barred(sf, m, alice, [sell])
+
+
+async def test_a_batch_of_placements_cancels_a_barred_maker_instead_of_trading(
+    module_database_url: str, monkeypatch: Any
+) -> None:
+    """The same in the sequencer's batch path (resolvers/trading/batch.py): Alice's resting SELL and BUY, her
+    approval lapsed; two crossing orders placed in one batch cancel both (the BUY's reservation released) and
+    trade only with each other."""
+    from resolvers.trading import batch as batch_placement
+
+    sizes: list[int] = []
+    real = batch_placement.place_batch
+
+    async def spy(session: Any, market_id: uuid.UUID, jobs: list[Any]) -> Any:
+        sizes.append(len(jobs))
+        return await real(session, market_id, jobs)
+
+    monkeypatch.setattr(batch_placement, "place_batch", spy)
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, case_id = await _setup(sf)
+        carol = await make_trader(sf, m, cash="1000")
+        ids = await _rest_alices_orders(sf, m, alice)  # SELL 2@30, BUY 1@20
+        await _lapse(sf, case_id)
+
+        async def place(user: uuid.UUID, side: Side, qty: str, price: str) -> Any:
+            async with sf() as s:
+                return await UnitOfWork(s).run(lambda: place_order(s, user, _req(m.market_id, side, qty, price)))
+
+        dave = await make_trader(sf, m, tokens="10")
+        async with _market_lock(sf, m.market_id):
+            first = asyncio.create_task(place(carol.user_id, Side.BUY, "1", "10"))  # crosses nothing; runs alone
+            await asyncio.sleep(0.2)
+            # queued behind it, one batch: Dave's SELL 1@20 walks Alice's BUY 1@20 (canceled) and rests; Bob's BUY
+            # 2@30 trades 1 with Dave, walks Alice's SELL 2@30 (canceled) and rests the other 1
+            sell = asyncio.create_task(place(dave.user_id, Side.SELL, "1", "20"))
+            await asyncio.sleep(0.05)
+            buy = asyncio.create_task(place(bob.user_id, Side.BUY, "2", "30"))
+            await asyncio.sleep(0.2)
+        await first
+        sold, bought = await sell, await buy
+        assert sizes == [2]
+        assert (sold.order.status, sold.order.filled_quantity) == (OrderStatus.NEW, 0)
+        assert (bought.order.status, bought.order.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 1)
+        await _alices_orders_barred(sf, m, alice, ids)
