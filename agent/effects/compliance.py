@@ -1,17 +1,26 @@
-"""Compliance operations (freeze/unfreeze, partial, pause/unpause) completed: nothing to change in the domain (the
-indexer derives holdings.frozen / frozen_amount and tokens.paused from the events themselves); an audit row records
-the outcome, so the requester's action and its result are both in the log."""
+"""Compliance operations (freeze/unfreeze, partial, pause/unpause) completed: the indexer derives holdings.frozen /
+frozen_amount and tokens.paused from the events themselves; an audit row records the outcome, so the requester's
+action and its result are both in the log. A whole-wallet freeze also cancels the wallet's open orders in the token's
+markets (reason WALLET_FROZEN, reservations released, book and order events published after the commit)."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agent.effects import live
 from agent.handlers import register
 from models.operations import ChainOperation
 from resolvers.audit import record
+from resolvers.trading.cancel import cancel_wallet_orders
 
 
 async def on_confirmed(session: AsyncSession, op: ChainOperation) -> None:
+    if op.kind == "compliance.freeze" and len(op.args) == 2 and op.args[1] is True:
+        # a frozen wallet can neither send nor receive the token: its open orders in the token's markets could only
+        # trade to fail at settlement, so they leave the books with this confirmation (events after its commit)
+        events = await cancel_wallet_orders(session, op.chain_id, op.contract, str(op.args[0]), reason="WALLET_FROZEN")
+        for channel, event in events.messages:
+            live.queue(session, channel, event)
     record(
         session,
         actor_id=op.created_by,

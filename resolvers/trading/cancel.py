@@ -192,3 +192,44 @@ async def cancel_users_orders(
         )
         events.messages.extend(done.messages)
     return events
+
+
+# the markets of a token where a wallet has open orders, in lock order
+_WALLET_MARKETS = """
+SELECT DISTINCT o.market_id FROM markets m JOIN orders o ON o.market_id = m.id
+WHERE m.chain_id = $1 AND lower(m.token_address) = lower($2) AND o.status IN ('NEW', 'PARTIALLY_FILLED')
+  AND lower(o.wallet_address) = lower($3)
+ORDER BY o.market_id"""
+_WALLET_OPEN = """
+SELECT id FROM orders WHERE market_id = $1 AND status IN ('NEW', 'PARTIALLY_FILLED')
+  AND lower(wallet_address) = lower($2)"""
+
+
+async def cancel_wallet_orders(
+    session: AsyncSession, chain_id: int, token_address: str, wallet: str, *, reason: str, now: datetime | None = None
+) -> Events:
+    """Cancel every open order that sells from or buys into `wallet` in the markets of the token (`chain_id`,
+    `token_address`) (reason e.g. WALLET_FROZEN: the token refuses its transfers), like `cancel_users_orders`: in
+    the caller's transaction, without committing, each market under its lock. Returns the events to publish."""
+    events = Events()
+    now = now or datetime.now(UTC)
+    conn = await pg(session)
+    for (market_id,) in await conn.fetch(_WALLET_MARKETS, chain_id, token_address, wallet):
+        await book.lock_market(session, market_id)
+        ids = [r[0] for r in await conn.fetch(_WALLET_OPEN, market_id, wallet)]  # under the lock
+        if not ids:
+            continue
+        _, done = await cancel_locked(
+            session,
+            None,
+            market_id,
+            ids,
+            reason=reason,
+            status=OrderStatus.CANCELED,
+            request_id=None,
+            now=now,
+            strict=False,
+            actor_id=None,
+        )
+        events.messages.extend(done.messages)
+    return events

@@ -316,3 +316,51 @@ async def test_a_batch_of_placements_cancels_a_barred_maker_instead_of_trading(
         assert (sold.order.status, sold.order.filled_quantity) == (OrderStatus.NEW, 0)
         assert (bought.order.status, bought.order.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 1)
         await _alices_orders_barred(sf, m, alice, ids)
+
+
+async def test_a_confirmed_wallet_freeze_cancels_the_wallets_orders(
+    module_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The agent completes a whole-wallet freeze (agent/effects/compliance.py): the wallet's open orders in the
+    token's markets are CANCELED with reason WALLET_FROZEN in the same transaction, reservations released, their
+    events published once after the commit; a later crossing order does not trade with them."""
+    from agent.effects import compliance, live
+
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, _ = await _setup(sf)
+        ids = await _rest_alices_orders(sf, m, alice)
+        op = SimpleNamespace(
+            id=uuid.uuid4(),
+            kind="compliance.freeze",
+            chain_id=m.chain_id,
+            contract=m.token_address,
+            args=[alice.wallet, True],
+            created_by=None,
+            mined_tx_hash="0x" + "ab" * 32,
+            tx_hash=None,
+        )
+        publisher = Redis.from_url(redis_url)
+        live.configure(publisher, redis_prefix)
+        try:
+            async with _listening(redis_url, redis_prefix) as listener:
+                async with sf() as s:
+                    await compliance.on_confirmed(s, op)  # type: ignore[arg-type]
+                    await s.commit()
+                await live.drain()
+                book_events, orders = _mine(await _drain(listener), m, alice)
+        finally:
+            live.configure(None)
+            await publisher.aclose()
+        assert len(book_events) == 1, book_events
+        assert sorted(e["id"] for e in orders) == sorted(str(i) for i in ids)
+        assert {(e["status"], e["reason"]) for e in orders} == {("CANCELED", "WALLET_FROZEN")}
+        async with sf() as s:
+            rows = (await s.execute(select(Order).where(Order.id.in_(ids)))).scalars().all()
+            assert {(o.status, o.reason, o.reserved_cash) for o in rows} == {
+                (OrderStatus.CANCELED, "WALLET_FROZEN", Decimal(0))
+            }
+            (cash,) = [b for b in await ledger.balances(s, alice.user_id) if b.currency == m.quote]
+            assert (cash.available, cash.reserved) == (Decimal("1000"), Decimal(0))
+        async with sf() as s:
+            placed = await place_order(s, bob.user_id, _req(m.market_id, Side.BUY, "2", "30"))
+        assert placed.order.status is OrderStatus.NEW and placed.order.filled_quantity == 0
