@@ -7,7 +7,7 @@ from inspect import isawaitable
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, parse, specified_rules
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse, specified_rules
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.execution import ExperimentalIncrementalExecutionResults, execute, experimental_execute_incrementally
 from graphql.execution.executor import UNEXPECTED_MULTIPLE_PAYLOADS
@@ -53,7 +53,7 @@ from schema import (
 from schema.descriptions import describe
 from schema.document_cache import DocumentCache
 from schema.extension_runner import _NO_HOOK, LeanExtensionsRunner
-from schema.extensions import Limits, OperationLifecycle
+from schema.extensions import Limits, OperationLifecycle, OperationNotChosen
 from schema.fast_executor import executor_for
 from schema.root_field import DECLINED, LATER, RootField, execute_root_field, prepare_root_field
 from schema.scalars import SCALAR_OVERRIDES
@@ -140,6 +140,12 @@ class OperationExecutionContext(ExecutionContext):
             return found
         name = self._provided_operation_name
         if name is None:
+            # GraphQL spec, GetOperation: without operationName the document must hold exactly one operation.
+            # strawberry ran the first one ("mutation B { logout } query A { me }" logged the caller out): now no
+            # operation type is found and the request is refused (CannotGetOperationTypeError: HTTP 400).
+            if sum(isinstance(d, OperationDefinitionNode) for d in document.definitions) > 1:
+                found = self._found = (document, None, None)
+                return found
             first = get_first_operation(document)
             name = first.name.value if first is not None and first.name else None
         try:
@@ -341,7 +347,11 @@ class RwaSchema(strawberry.Schema):
                     if isinstance(result, GraphQLExecutionResult) and result.errors:
                         ctx.pre_execution_errors = result.errors
                         self._process_errors(result.errors, ctx)
-        except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
+        except CannotGetOperationTypeError as exc:
+            if exc.operation_name is None and not isinstance(exc, OperationNotChosen):
+                raise OperationNotChosen() from exc
+            raise
+        except (MissingQueryError, InvalidOperationTypeError):
             raise
         except Exception as exc:  # noqa: BLE001 - as strawberry: the operation answers with the error
             error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)

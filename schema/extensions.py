@@ -17,6 +17,7 @@ from typing import Any
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -42,6 +43,22 @@ _TOO_COMPLEX = re.compile(
 )
 
 
+class OperationNotChosen(CannotGetOperationTypeError):
+    """No operationName while the document holds no operation or several (GraphQL spec, GetOperation: then
+    operationName is required; schema/__init__.py). strawberry's HTTP view answers 400 with this reason."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def as_http_error_reason(self) -> str:
+        return "the document must hold exactly one operation, or operationName must name the one to run"
+
+
+def operation_refusal(error: CannotGetOperationTypeError) -> str:
+    """Why no operation was chosen: an operationName the document lacks, or none given (OperationNotChosen)."""
+    return (OperationNotChosen() if error.operation_name is None else error).as_http_error_reason()
+
+
 def classify(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     existing = (error.extensions or {}).get("code")
@@ -49,6 +66,10 @@ def classify(error: GraphQLError) -> GraphQLError:
         code, message, extra = original.code.value, original.message, original.extensions
     elif existing in ErrorCode.__members__:
         return error
+    elif isinstance(
+        original, CannotGetOperationTypeError
+    ):  # over a websocket; HTTP answers 400 (server/graphql_view.py)
+        code, message, extra = ErrorCode.BAD_USER_INPUT.value, operation_refusal(original), {}
     elif original is None or (error.path is None and error.message.startswith("Variable '$")):
         # parse/validation/variable-coercion errors: the client's document or variables are wrong (graphql-core 3.3
         # keeps the scalar's exception, e.g. "not a UUID", or its own GraphQLError as a bad variable's original_error)

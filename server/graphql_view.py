@@ -28,7 +28,7 @@ from core.errors import AppError
 from core.metrics import WEBSOCKETS_CLOSED_BY_SERVER
 from core.services import Services
 from resolvers.viewer import Viewer, viewer_from_headers
-from schema.extensions import classify_all
+from schema.extensions import classify_all, operation_refusal
 from server.context import Context
 from server.graphiql import PAGE_HEADERS
 from server.http_requests import (
@@ -197,7 +197,7 @@ class GraphQLView(GraphQL[Context, None]):
                 operation_extensions=request_data.extensions,
             )
         except CannotGetOperationTypeError as e:
-            raise HTTPException(400, e.as_http_error_reason()) from e
+            raise HTTPException(400, operation_refusal(e)) from e
         except InvalidOperationTypeError as e:
             raise HTTPException(400, e.as_http_error_reason("POST")) from e
         except MissingQueryError as e:

@@ -251,6 +251,8 @@ MALFORMED = {
     "query not a string": dict(method="POST", json={"query": 42}),
     "variables not an object": dict(method="POST", json={"query": "{ __typename }", "variables": [1]}),
     "unknown operation name": dict(method="POST", json={"query": "query A { __typename }", "operationName": "B"}),
+    "several operations, no operation name": dict(method="POST", json={"query": "query A { me { id } } query B { x }"}),
+    "fragments only": dict(method="POST", json={"query": "fragment F on Query { __typename }"}),
     "wrong content type": dict(method="POST", content=b"{ __typename }", headers={"content-type": "text/plain"}),
     "no content type": dict(method="POST", content=b'{"query": "{ __typename }"}'),
     "form body": dict(method="POST", data={"query": "{ __typename }"}),
@@ -383,6 +385,46 @@ async def test_malformed_requests_get_typed_json_errors(client, case: str) -> No
     assert errors, body
     for error in errors:
         assert error["extensions"]["code"] in {"BAD_USER_INPUT", "QUERY_TOO_COMPLEX", "NOT_FOUND"}, error
+
+
+async def test_several_operations_need_an_operation_name(client) -> None:  # type: ignore[no-untyped-def]
+    """GraphQL spec, GetOperation: without operationName a document must hold exactly one operation. The first one
+    used to run: "mutation Out { logout } query Me { me }" logged the caller out."""
+    registered = await client.post(
+        "/graphql",
+        json={
+            "query": 'mutation($e: String!) { register(input: {email: $e, password: "s3cure-passphrase"}) '
+            "{ session { accessToken } } }",
+            "variables": {"e": f"ops-{uuid.uuid4().hex[:10]}@example.com"},
+        },
+    )
+    auth = {"authorization": "Bearer " + registered.json()["data"]["register"]["session"]["accessToken"]}
+    both = "mutation Out { logout { ok } } query Me { me { id } }"
+    refused = await client.post("/graphql", json={"query": both}, headers=auth)
+    assert refused.status_code == 400, refused.text
+    [error] = refused.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "operationName" in error["message"], error
+    me = await client.post("/graphql", json={"query": both, "operationName": "Me"}, headers=auth)
+    assert me.status_code == 200 and me.json()["data"]["me"]["id"], me.text  # still signed in
+    alone = await client.post("/graphql", json={"query": "query Me { me { id } }"}, headers=auth)
+    assert alone.json()["data"]["me"]["id"] == me.json()["data"]["me"]["id"]  # one operation: no name needed
+
+
+async def test_several_operations_over_websocket_need_an_operation_name(services) -> None:  # type: ignore[no-untyped-def]
+    app = create_app(services.settings, services)
+    async with serving(app) as url, websocket(url) as ws:
+        await ws.send_json({"type": "connection_init"})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        query = "mutation Out { logout { ok } } query Me { __typename }"
+        await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": query}})
+        frame = await ws.receive_json()
+        assert frame["id"] == "1" and frame["type"] in {"next", "error"}, frame
+        errors = frame["payload"]["errors"] if frame["type"] == "next" else frame["payload"]
+        assert [e["extensions"]["code"] for e in errors] == ["BAD_USER_INPUT"], frame
+        assert "operationName" in errors[0]["message"], frame
+        await ws.send_json({"id": "2", "type": "subscribe", "payload": {"query": query, "operationName": "Me"}})
+        frame = await ws.receive_json()
+        assert frame["type"] == "next" and frame["payload"]["data"] == {"__typename": "Query"}, frame
 
 
 async def test_websocket_rejects_bad_messages_without_crashing(services) -> None:  # type: ignore[no-untyped-def]
