@@ -30,8 +30,8 @@ ARGS: dict[str, str] = {
     "paymentId": "The payment's id (`Payment.id`).",
     "reason": "Why, in free text (1 to 500 characters after collapsing whitespace); recorded in the audit log.",
     "idempotencyKey": (
-        "A key of your choice, 1 to 64 letters, digits, '-' or '_': the same key for the same "
-        "token and subject returns the operation created the first time instead of a new one."
+        "A key of your choice, 1 to 64 visible characters (no spaces or control characters): the same key for the "
+        "same token and subject returns the operation created the first time instead of a new one."
     ),
     "wallet": f"The wallet's EVM address ({_ADDRESS}).",
     "holder": f"A holder's EVM address ({_ADDRESS}).",
@@ -197,7 +197,8 @@ ARG_OVERRIDES: dict[str, str] = {
     "Mutation.confirmBankTransfer.bankReference": "The bank's reference of the transfer, recorded on the payment.",
     "Mutation.refundPayment.amount": "How much to refund, in the payment's currency; default: all that is left.",
     "Mutation.refundPayment.idempotencyKey": (
-        "Optional, 1 to 120 characters of your choice (per payment): the same key, amount (as given) and reason "
+        "Optional, 1 to 120 visible characters of your choice (no spaces or control characters; per payment): the "
+        "same key, amount (as given) and reason "
         "return the refund made the first time; another amount or reason: IDEMPOTENCY_KEY_REUSED."
     ),
     "Mutation.createWebhookEndpoint.url": "An https URL whose host resolves to public addresses only.",
@@ -205,7 +206,7 @@ ARG_OVERRIDES: dict[str, str] = {
     "Mutation.requestWithdrawal.amount": "Cash to pay out, in `currency` (at most the token's decimals).",
     "Mutation.requestWithdrawal.wallet": "One of the caller's linked, verified wallets to pay to.",
     "Mutation.requestWithdrawal.idempotencyKey": (
-        "1 to 120 characters of your choice: the same key and parameters "
+        "1 to 120 visible characters of your choice (no spaces or control characters): the same key and parameters "
         "return the same withdrawal; other parameters: CONFLICT."
     ),
     "Mutation.requestWithdrawal.chainId": "The chain to pay out on; needed when the stablecoin is on several.",
@@ -628,8 +629,9 @@ INPUT_FIELDS: dict[str, str] = {
     "assetId": "The asset's id (`Asset.id`).",
     "marketId": "The market's id (`Market.id`).",
     "clientKey": (
-        "Idempotency key of your choice: the same key and parameters return the result of the first request; the "
-        "key with other parameters: IDEMPOTENCY_KEY_REUSED."
+        "Idempotency key of your choice, 1 to 64 visible characters (no spaces or control characters): the same key "
+        "and parameters return the result of the first request; the key with other parameters: "
+        "IDEMPOTENCY_KEY_REUSED."
     ),
 }
 

@@ -260,7 +260,10 @@ class SubscribeInput:
     amount: Decimal = strawberry.field(description="Cash to subscribe, reserved at once.")
     client_key: str | None = strawberry.field(
         default=None,
-        description="Idempotency key per investor and offering (another amount under it: IDEMPOTENCY_KEY_REUSED).",
+        description=(
+            "Idempotency key per investor and offering, 1 to 64 visible characters (no spaces or control "
+            "characters); another amount under it: IDEMPOTENCY_KEY_REUSED."
+        ),
     )
 
 

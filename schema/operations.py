@@ -149,7 +149,7 @@ async def _act(
         reason=reason,
         wallet=wallet,
         amount=amount,
-        idempotency_key=idempotency_key or None,  # "" is no key
+        idempotency_key=idempotency_key,
         request_id=ctx.request_id,
     )
     return ChainOperation.of(op)

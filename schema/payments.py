@@ -250,7 +250,12 @@ class CreatePaymentInput:
     amount: Decimal
     currency: str
     method: PaymentMethod
-    idempotency_key: str = strawberry.field(description="The same key returns the same payment (per user).")
+    idempotency_key: str = strawberry.field(
+        description=(
+            "1 to 120 visible characters (no spaces or control characters): the same key returns the same payment "
+            "(per user)."
+        )
+    )
     chain_id: int | None = None
     token: str | None = strawberry.field(default=None, description="STABLECOIN: the token contract address.")
     expires_in: int = strawberry.field(default=intents.DEFAULT_EXPIRES_S, description="Seconds.")
@@ -431,7 +436,7 @@ class Mutation:
                 reason,
                 ctx.viewer.require_user(),
                 ctx.request_id,
-                idempotency_key=idempotency_key or None,  # "" is no key
+                idempotency_key=idempotency_key,
             ),
         )
         session = await ctx.session()

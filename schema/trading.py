@@ -26,6 +26,7 @@ from models.trading import TimeInForce as TimeInForceModel
 from models.trading import Trade as TradeModel
 from resolvers import ledger
 from resolvers.assets.validation import trim
+from resolvers.idempotency_keys import check_key
 from resolvers.pagination import keyset_page
 from resolvers.trading import candles as candle_rules
 from resolvers.trading import market_data, markets, orders, sequencer, settlement
@@ -403,7 +404,11 @@ class PlaceOrderInput:
     )
     expires_at: datetime | None = None
     client_order_id: str | None = strawberry.field(
-        default=None, description="Idempotency key per user (the same id for another order: IDEMPOTENCY_KEY_REUSED)."
+        default=None,
+        description=(
+            "Idempotency key per user, 1 to 64 visible characters (no spaces or control characters); the same id "
+            "for another order: IDEMPOTENCY_KEY_REUSED."
+        ),
     )
 
 
@@ -456,6 +461,7 @@ class Mutation:
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> Order:
         user_id = info.context.viewer.require_user()
+        check_key(input.client_order_id, field="clientOrderId", max_chars=orders.MAX_CLIENT_ORDER_ID)
         req = orders.OrderRequest(
             input.market_id,
             input.side,

@@ -13,7 +13,6 @@ OPERATION_IN_FLIGHT (the second would be estimated against the state before the 
 from __future__ import annotations
 
 import enum
-import re
 import uuid
 from decimal import Decimal, InvalidOperation
 
@@ -25,6 +24,7 @@ from core.errors import BadUserInput, Conflict, NotFound
 from models.operations import UNDER_WAY_STATE_NAMES, ChainOperation
 from models.tokens import Holding, Token, TokenKind
 from resolvers.audit import record
+from resolvers.idempotency_keys import check_key
 from resolvers.identity.wallets import checksum
 from resolvers.raw_sql import pg
 
@@ -46,7 +46,7 @@ FUNCTION = {
     Action.PAUSE: "pause",
     Action.UNPAUSE: "unpause",
 }
-_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+MAX_KEY = 64
 MAX_REASON = 500
 OPEN = UNDER_WAY_STATE_NAMES
 
@@ -87,8 +87,7 @@ async def act(
 ) -> ChainOperation:
     """Queue one compliance action (see the module docstring). Does not commit."""
     why = _reason(reason)
-    if idempotency_key is not None and not _KEY.match(idempotency_key):
-        raise BadUserInput("idempotencyKey must be 1 to 64 letters, digits, '-' or '_'", field="idempotencyKey")
+    check_key(idempotency_key, field="idempotencyKey", max_chars=MAX_KEY)
     token = (await session.execute(select(Token).where(Token.id == token_id).with_for_update())).scalar_one_or_none()
     if token is None:
         raise NotFound("token not found", field="tokenId")

@@ -29,6 +29,7 @@ from models.issuance import IssuanceKind, IssuanceState, TokenIssuance, TokenIss
 from models.operations import ChainOperation, OperationState
 from models.tokens import Holding, Token, TokenKind
 from resolvers.audit import record
+from resolvers.idempotency_keys import check_key
 from resolvers.issuance.closing import MINT_BATCH
 from resolvers.issuance.offerings import Actor, _check_issuer
 from resolvers.raw_sql import pg
@@ -85,10 +86,8 @@ async def _earlier(
     """The issuance this caller made earlier with `client_key`, when the request is the same one again (kind, token
     and lines); the key reused for another request is CONFLICT IDEMPOTENCY_KEY_REUSED (returning the earlier one
     would tell the caller that a request it never made was carried out)."""
-    if client_key is None:
+    if check_key(client_key, field="clientKey", max_chars=64) is None:
         return None
-    if not 0 < len(client_key) <= 64:
-        raise BadUserInput("clientKey must have 1 to 64 characters", field="clientKey")
     earlier = (
         await session.execute(
             select(TokenIssuance).where(

@@ -48,6 +48,7 @@ from models.issuance import AllocationRule, Offering, OfferingState, OfferingSub
 from resolvers import ledger
 from resolvers.assets.validation import decimal_places
 from resolvers.audit import record
+from resolvers.idempotency_keys import check_key
 from resolvers.identity.kyc_states import effective_status
 from resolvers.issuance.offerings import Actor, accepts_subscriptions
 from resolvers.raw_sql import pg
@@ -180,9 +181,7 @@ async def subscribe(session: AsyncSession, actor: Actor, req: SubscribeRequest) 
     user_id = actor.user_id
     if user_id is None:
         raise BadUserInput("a subscription needs an investor")
-    key = None if req.client_key is None else req.client_key.strip()
-    if key is not None and not 0 < len(key) <= MAX_CLIENT_KEY:
-        raise BadUserInput(f"clientKey must have 1 to {MAX_CLIENT_KEY} characters", field="clientKey")
+    key = check_key(req.client_key, field="clientKey", max_chars=MAX_CLIENT_KEY)
     offering = await _key_shared(session, req.offering_id)
     conn = await pg(session)
     await conn.execute(

@@ -24,6 +24,7 @@ from core.hd_wallet import DepositWallet
 from models.payments import Payment, PaymentMethod, PaymentState, PaymentTransition
 from models.tokens import Token, TokenKind
 from resolvers.audit import record
+from resolvers.idempotency_keys import check_key
 from resolvers.pagination import Page, keyset_page
 from resolvers.payments import notify
 from resolvers.payments.states import Actor, transition, utcnow
@@ -152,9 +153,8 @@ async def create_payment(
 ) -> tuple[Payment, bool]:
     """Create the payment, or return the one this user already created with this key (created=False).
     Reusing a key with different parameters is a CONFLICT. The caller commits."""
-    key = idempotency_key.strip()
-    if not 1 <= len(key) <= 120:
-        raise BadUserInput("idempotencyKey must be 1 to 120 characters", field="idempotencyKey")
+    key = idempotency_key
+    check_key(key, field="idempotencyKey", max_chars=120, required=True)
     existing = await by_idempotency_key(session, user_id, key)
     code = currency.strip().upper()
     if not MIN_EXPIRES_S <= expires_in <= MAX_EXPIRES_S:

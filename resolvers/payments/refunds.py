@@ -25,6 +25,7 @@ from core.errors import BadUserInput, Conflict
 from models.ledger import AccountKind
 from models.payments import OutgoingTransfer, Payment, PaymentMatch, PaymentMethod, PaymentRefund, PaymentState
 from resolvers.audit import record
+from resolvers.idempotency_keys import check_key
 from resolvers.ledger import Platform, UserAccount, credit_deposit, post
 from resolvers.payments import payouts
 from resolvers.payments.intents import MINOR_UNITS, get, parse_amount, to_units
@@ -137,9 +138,7 @@ async def refund(
     """Refund `amount` (None: everything still refundable), or return the refund made with this idempotency key (see
     the module docstring). The caller commits."""
     why = _text(reason, "reason")
-    key = None if idempotency_key is None else idempotency_key.strip()
-    if key is not None and not 1 <= len(key) <= KEY_CHARS:
-        raise BadUserInput(f"idempotencyKey must be 1 to {KEY_CHARS} characters", field="idempotencyKey")
+    key = check_key(idempotency_key, field="idempotencyKey", max_chars=KEY_CHARS)
     payment = await get(session, payment_id, lock=True)
     requested = None if amount is None else parse_amount(amount, _places(payment))
     if key is not None:  # before the state checks: a retry of a full refund finds the payment REFUNDED

@@ -38,6 +38,7 @@ from models.tokens import Token, TokenKind
 from models.withdrawals import Withdrawal, WithdrawalState
 from resolvers import ledger
 from resolvers.audit import record
+from resolvers.idempotency_keys import check_key
 from resolvers.identity.kyc_states import effective_status
 from resolvers.identity.wallets import checksum
 from resolvers.payments.intents import parse_amount, to_units
@@ -151,9 +152,8 @@ async def request(
 ) -> tuple[Withdrawal, bool]:
     """Create the withdrawal (or return the one created with this key: created=False). Does not commit."""
     now = now or utcnow()
-    key = (req.idempotency_key or "").strip()
-    if not 1 <= len(key) <= 120:
-        raise BadUserInput("idempotencyKey must be 1 to 120 characters", field="idempotencyKey")
+    key = req.idempotency_key
+    check_key(key, field="idempotencyKey", max_chars=120, required=True)
     token = await _stablecoin(session, req.currency, req.chain_id)
     amount = parse_amount(req.amount, token.decimals)
     await (await pg(session)).execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"withdrawals:{user_id}")
