@@ -35,6 +35,7 @@ from server.http_requests import (
     PREFLIGHT_HEADERS,
     BodyTooLarge,
     PreflightRequired,
+    content_encoding_refused,
     credentials_of,
     error_response,
     is_json_media_type,
@@ -55,6 +56,8 @@ _cache_plan: contextvars.ContextVar[tuple[Plan, tuple[int, ...]] | None] = conte
 
 # what strawberry allows over POST (OperationType.from_http); RwaSchema.execute refuses subscriptions over HTTP
 _POST_OPERATIONS = frozenset(OperationType.from_http("POST"))
+# methods whose requests carry no body: a Content-Encoding on them encodes nothing the view reads
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _with_credentials(request: Request) -> bool:
@@ -116,6 +119,16 @@ class GraphQLView(GraphQL[Context, None]):
         try:
             if declared > max_bytes:
                 raise BodyTooLarge
+            if scope["method"] not in _BODILESS and (coding := content_encoding_refused(scope.get("headers") or [])):
+                response = error_response(
+                    f"Content-Encoding {coding!r} is not supported; send the body uncompressed",
+                    "BAD_USER_INPUT",
+                    415,
+                    reason="UNSUPPORTED_CONTENT_ENCODING",
+                )
+                response.headers["Accept-Encoding"] = "identity"
+                await response(scope, receive, send)
+                return
             _persisted.set(False)
             _cache_plan.set(None)
             try:

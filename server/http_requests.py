@@ -23,6 +23,18 @@ def is_json_media_type(content_type: bytes | None) -> bool:
     return content_type is not None and content_type.partition(b";")[0].strip() == b"application/json"
 
 
+def content_encoding_refused(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The request's Content-Encoding when it names a coding other than identity (every Content-Encoding header, each
+    a comma-separated list), else None. Nothing here decodes a compressed body: it was read as plain JSON (a gzip body
+    failed as malformed JSON at best), so it is refused with 415 instead, the same on every path of the view."""
+    for name, value in headers:
+        if name == b"content-encoding":
+            codings = [c.strip().lower() for c in value.split(b",")]
+            if any(c not in (b"", b"identity") for c in codings):
+                return value.decode("latin-1")
+    return None
+
+
 def credentials_of(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
     """The first Authorization and X-API-Key header values (as Starlette's Headers.get reads them), in one pass."""
     authorization = api_key = None

@@ -4,7 +4,9 @@ strawberry's generic `run` does, for good operations and for every kind of bad b
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -73,6 +75,62 @@ async def test_same_answer_as_strawberrys_run(app_and_client, case: str) -> None
     finally:
         view._json_post_fast = True
     assert fast == generic
+
+
+# --- Content-Encoding -----------------------------------------------------------------------------------------
+
+# (header lines, the body as sent: a compressed body, or plain JSON under a coding it is not in)
+ENCODED: dict[str, tuple[list[tuple[str, str]], bytes]] = {
+    "gzip": ([("content-encoding", "gzip")], gzip.compress(b'{"query": "{ __typename }"}')),
+    "gzip on plain json": ([("content-encoding", "gzip")], b'{"query": "{ __typename }"}'),
+    "deflate": ([("content-encoding", "deflate")], zlib.compress(b'{"query": "{ __typename }"}')),
+    "br": ([("content-encoding", "br")], b'{"query": "{ __typename }"}'),
+    "upper case": ([("content-encoding", " GZIP ")], b'{"query": "{ __typename }"}'),
+    "list": ([("content-encoding", "identity, gzip")], b'{"query": "{ __typename }"}'),
+    "second header": (
+        [("content-encoding", "identity"), ("content-encoding", "x-custom")],
+        b'{"query": "{ __typename }"}',
+    ),
+}
+
+
+async def _encoded(
+    client: httpx.AsyncClient, content_type: str, headers: list[tuple[str, str]], body: bytes
+) -> tuple[int, object, dict[str, str]]:
+    resp = await client.post("/graphql", content=body, headers=[("content-type", content_type), *headers])
+    kept = {k: v for k, v in resp.headers.items() if k not in ("x-request-id", "content-length")}
+    return resp.status_code, resp.json(), kept
+
+
+@pytest.mark.parametrize("content_type", [JSON, "application/json; charset=utf-8", "Application/JSON"])
+@pytest.mark.parametrize("case", list(ENCODED))
+async def test_a_content_encoding_is_refused_on_both_paths(app_and_client, case: str, content_type: str) -> None:  # type: ignore[no-untyped-def]
+    """Nothing decodes a compressed body: a coding other than identity is 415 UNSUPPORTED_CONTENT_ENCODING, on the
+    fast path and on strawberry's run alike (before, a plain JSON body under `gzip` ran, a gzip one was 400)."""
+    app, client = app_and_client
+    view = app.state.graphql_view
+    headers, body = ENCODED[case]
+    fast = await _encoded(client, content_type, headers, body)
+    view._json_post_fast = False
+    try:
+        generic = await _encoded(client, content_type, headers, body)
+    finally:
+        view._json_post_fast = True
+    assert fast == generic
+    status, answer, response_headers = fast
+    assert status == 415, answer
+    assert answer["data"] is None  # type: ignore[index]
+    [error] = answer["errors"]  # type: ignore[index]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "reason": "UNSUPPORTED_CONTENT_ENCODING"}
+    assert response_headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize("value", ["identity", "Identity", ""])
+async def test_identity_is_no_encoding(app_and_client, value: str) -> None:  # type: ignore[no-untyped-def]
+    _, client = app_and_client
+    status, answer, _ = await _encoded(client, JSON, [("content-encoding", value)], b'{"query": "{ __typename }"}')
+    assert status == 200, answer
+    assert answer["data"] == {"__typename": "Query"}, answer  # type: ignore[index]
 
 
 # --- the extension runner -----------------------------------------------------------------------------------
