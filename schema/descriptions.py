@@ -636,10 +636,12 @@ INPUT_FIELDS: dict[str, str] = {
 }
 
 INPUT_OVERRIDES: dict[str, str] = {
-    "AddValuationInput.amount": "The value, in `currency` (positive).",
+    "AddValuationInput.amount": "The value, in `currency` (positive, below 1e20, at most 18 decimals).",
     "AddValuationInput.currency": "ISO 4217 currency code.",
     "AddValuationInput.method": "How it was valued.",
-    "AddValuationInput.asOf": "The day it is valid for.",
+    "AddValuationInput.asOf": (
+        "The day it is valid for: from 1900-01-01 to today (today anywhere on earth: up to 14 hours ahead of UTC)."
+    ),
     "AddValuationInput.source": "Who or what produced it (e.g. the appraiser).",
     "AssetFilter.status": "Only assets with this status.",
     "AssetFilter.type": "Only assets of this type.",

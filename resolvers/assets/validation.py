@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
@@ -26,6 +26,20 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 # the default 28 digits would round Numeric(38, 18) values; an explicit context costs less than localcontext()
 _WIDE = Context(prec=80)
 _ONE = Decimal(1)
+
+
+# Calendar days a caller states as past facts (a valuation's asOf): from the lower bound KYC's dateOfBirth uses
+# (resolvers/identity/kyc.py) to the newest day begun anywhere on earth (UTC+14), so a caller whose today is ahead
+# of the server's UTC day is not refused, and nothing later.
+EARLIEST_DATE = date(1900, 1, 1)
+_AHEAD_OF_UTC = timedelta(hours=14)
+
+
+def past_day(value: date, field: str, now: datetime | None = None) -> date:
+    latest = ((now or datetime.now(UTC)) + _AHEAD_OF_UTC).date()
+    if not EARLIEST_DATE <= value <= latest:
+        raise BadUserInput(f"{field} must be a day from {EARLIEST_DATE.isoformat()} to today", field=field)
+    return value
 
 
 def trim(value: Decimal) -> Decimal:

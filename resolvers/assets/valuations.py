@@ -54,8 +54,8 @@ def _amount(raw: Decimal) -> Decimal:
         value = Decimal(raw)
     except (InvalidOperation, TypeError) as exc:
         raise BadUserInput("amount must be a decimal number", field="amount") from exc
-    if not value.is_finite() or value < 0 or value >= MAX_AMOUNT:
-        raise BadUserInput("amount must be between 0 and 1e20", field="amount")
+    if not value.is_finite() or value <= 0 or value >= MAX_AMOUNT:
+        raise BadUserInput("amount must be positive and below 1e20", field="amount")
     if validation.decimal_places(value) > 18:
         raise BadUserInput("amount has more than 18 decimal places", field="amount")
     return value
@@ -76,8 +76,7 @@ async def add_valuation(
     source = source.strip()
     if not 1 <= len(source) <= 200:
         raise BadUserInput("source must have 1 to 200 characters", field="source")
-    if as_of > date.today():
-        raise BadUserInput("asOf cannot be in the future", field="asOf")
+    validation.past_day(as_of, "asOf")
     valuation = Valuation(
         id=uuid.uuid4(),
         asset_id=asset.id,

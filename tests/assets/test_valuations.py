@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -68,6 +69,13 @@ async def test_amounts_stay_exact_decimals(make_user, make_asset, gql) -> None:
         ({"amount": "0.0000000000000000001"}, "amount"),
         ({"asOf": "2999-01-01"}, "asOf"),
         ({"source": " "}, "source"),
+        ({"amount": "0"}, "amount"),
+        ({"amount": "-0"}, "amount"),
+        ({"amount": "0E-18"}, "amount"),
+        ({"asOf": "0001-01-01"}, "asOf"),
+        ({"asOf": "1899-12-31"}, "asOf"),
+        # the day after the newest one begun anywhere on earth (UTC+14)
+        ({"asOf": (datetime.now(UTC) + timedelta(hours=14, days=1)).date().isoformat()}, "asOf"),
     ],
 )
 async def test_invalid_valuations_are_rejected(changes, field, make_user, make_asset, gql) -> None:
@@ -84,6 +92,25 @@ async def test_invalid_valuations_are_rejected(changes, field, make_user, make_a
         token=issuer.token,
     )
     assert r["data"]["asset"]["valuations"]["edges"] == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"amount": "0.000000000000000001"},
+        {"asOf": "1900-01-01"},
+        {"asOf": datetime.now(UTC).date().isoformat()},
+        {"asOf": (datetime.now(UTC) + timedelta(hours=13)).date().isoformat()},  # today in Auckland, say
+    ],
+)
+async def test_valuation_bounds_are_inclusive(changes, make_user, make_asset, gql) -> None:
+    issuer = await make_user(roles=["ISSUER"])
+    asset_id = await make_asset(issuer.id)
+    v = val(asset_id)
+    v["i"].update(changes)
+    r = await gql(ADD_PLAIN, v, token=issuer.token)
+    stored = gql.payload(r, "addValuation", "valuation")
+    assert {k: stored[k] for k in changes} == changes
 
 
 async def test_only_owner_or_staff_value_an_asset(make_user, make_asset, gql) -> None:
