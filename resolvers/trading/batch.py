@@ -38,7 +38,7 @@ from resolvers import ledger
 from resolvers.ledger import UserAccount
 from resolvers.raw_sql import pg
 from resolvers.trading import batch_sql, gate, market_data, orders, risk
-from resolvers.trading.book import BARRED_REASON, MarketSpec
+from resolvers.trading.book import MarketSpec
 from resolvers.trading.ids import new_id
 from resolvers.trading.market_data import Events
 from resolvers.trading.matching import BookOrder, Incoming, crosses, match
@@ -98,7 +98,7 @@ class _Batch:
         self.touched: set[uuid.UUID] = set()  # new orders a later one of the batch changed (their updated_at)
         self.changed: set[uuid.UUID] = set()  # existing orders the batch changed
         self.sides: dict[Side, list[BookOrder[uuid.UUID]]] = {}
-        self.barred: set[uuid.UUID] = set()  # resting orders whose owner may not trade any more (book.BARRED_SQL)
+        self.barred: dict[uuid.UUID, str] = {}  # resting orders that may not trade any more, why (book.BARRED_SQL)
         self.complete: dict[Side, bool] = {}  # the whole side was read
         for alias, side in (("bb", Side.BUY), ("bs", Side.SELL)):
             cols = [row[f"{alias}_{c}"] for c in batch_sql.VIEW_COLUMNS]
@@ -110,11 +110,18 @@ class _Batch:
                 self.views[v.id] = v
                 self.sides[side].append(
                     BookOrder(
-                        v.id, v.user_id, side, v.price, v.quantity - v.filled_quantity, v.seq, v.expires_at, barred
+                        v.id,
+                        v.user_id,
+                        side,
+                        v.price,
+                        v.quantity - v.filled_quantity,
+                        v.seq,
+                        v.expires_at,
+                        barred is not None,
                     )
                 )
-                if barred:
-                    self.barred.add(v.id)
+                if barred is not None:
+                    self.barred[v.id] = barred
         self.movements: list[ledger.Movement] = []
         # the market's risk limits (the controls applied here: band, maximum quantity and value, daily value), the
         # last trade's price and each user's order value per day, as the batch changes them
@@ -231,7 +238,8 @@ class _Batch:
             elif opposite is Side.SELL and v.wallet_address is not None:
                 self.open_sells[v.wallet_address] = self.open_sells.get(v.wallet_address, ZERO) - left
             if maker_id in self.barred:
-                self._change(v, plan, now, status=OrderStatus.CANCELED, reason=BARRED_REASON, reserved_cash=ZERO)
+                why = self.barred[maker_id]
+                self._change(v, plan, now, status=OrderStatus.CANCELED, reason=why, reserved_cash=ZERO)
             else:
                 self._change(v, plan, now, status=OrderStatus.EXPIRED, reason="GTD_EXPIRED", reserved_cash=ZERO)
             gone.add(maker_id)

@@ -84,7 +84,7 @@ class Resting:
     reserved_cash: Decimal
     quantity: Decimal
     filled: Decimal
-    barred: bool = False  # BookOrder.barred
+    barred: str | None = None  # why it may not trade any more (BARRED_SQL; BookOrder.barred), None if it may
 
 
 # a resting order's columns, in the order `_resting` unpacks them (also read by the gate's prefetch, gate.py)
@@ -99,16 +99,21 @@ RESTING_COLUMNS = (
     "wallet_address",
     "reserved_cash",
 )
-# a resting order (alias {o}) whose owner may not trade any more: no KYC case APPROVED and not lapsed (the gate's
-# KYC_NOT_APPROVED for a taker). Matching takes such a maker off the book, CANCELED KYC_NOT_APPROVED, rather than
-# trade with it (the trade would fail at settlement: the owner's identity left the registry); a KYC change cancels
-# them itself (resolvers/identity/kyc.py), this covers an approval that lapsed before the sweep wrote EXPIRED.
-# One unique-index lookup per maker row read, in the same statement.
+# why a resting order (alias {o}) may not trade any more, NULL if it may: KYC_NOT_APPROVED, its owner has no KYC case
+# APPROVED and not lapsed (the gate's KYC_NOT_APPROVED for a taker); WALLET_FROZEN, its wallet is frozen on the
+# market's token (holdings.frozen, as indexed; the gate's WALLET_FROZEN). Matching takes such a maker off the book,
+# CANCELED with that reason, rather than trade with it (the trade would fail at settlement: the owner's identity left
+# the registry, or the token refuses the wallet's transfers); a KYC change and a confirmed freeze cancel them
+# themselves (resolvers/identity/kyc.py, agent/effects/compliance.py), this covers an approval that lapsed before
+# the sweep wrote EXPIRED and a freeze indexed before the agent confirmed it. One unique-index lookup per maker row
+# read, plus two primary-key lookups (market, holding) when the owner's KYC holds, in the same statement.
 BARRED_SQL = (
-    "NOT EXISTS (SELECT 1 FROM kyc_cases kc WHERE kc.user_id = {o}.user_id AND kc.status = 'APPROVED'"
-    " AND (kc.expires_at IS NULL OR kc.expires_at > now())) AS barred"
+    "CASE WHEN NOT EXISTS (SELECT 1 FROM kyc_cases kc WHERE kc.user_id = {o}.user_id AND kc.status = 'APPROVED'"
+    " AND (kc.expires_at IS NULL OR kc.expires_at > now())) THEN 'KYC_NOT_APPROVED'"
+    " WHEN EXISTS (SELECT 1 FROM markets bm JOIN holdings bh ON bh.chain_id = bm.chain_id"
+    " AND bh.token_address = bm.token_address WHERE bm.id = {o}.market_id AND bh.holder = {o}.wallet_address"
+    " AND bh.frozen) THEN 'WALLET_FROZEN' END AS barred"
 )
-BARRED_REASON = "KYC_NOT_APPROVED"
 _RESTING = f"""
 SELECT {", ".join(RESTING_COLUMNS)}, {BARRED_SQL.format(o="orders")} FROM orders
 WHERE market_id = $1 AND side = $2 AND status IN ('NEW', 'PARTIALLY_FILLED'){{cross}}
@@ -137,7 +142,7 @@ def _resting(side: Side, rows: Any) -> tuple[list[BookOrder[uuid.UUID]], dict[uu
     book: list[BookOrder[uuid.UUID]] = []
     extra: dict[uuid.UUID, Resting] = {}
     for oid, user, price, qty, filled, seq, expires, wallet, reserved, barred in rows:
-        book.append(BookOrder(oid, user, side, price, qty - filled, seq, expires, barred))
+        book.append(BookOrder(oid, user, side, price, qty - filled, seq, expires, barred is not None))
         extra[oid] = Resting(user, price, wallet, reserved, qty, filled, barred)
     return book, extra
 

@@ -233,3 +233,62 @@ async def cancel_wallet_orders(
         )
         events.messages.extend(done.messages)
     return events
+
+
+# a wallet's open sells in a token's markets, oldest first, with what of the token it may still send: its indexed
+# balance less its partially frozen amount (raw units; the market's decimals to compare)
+_WALLET_SELL_MARKETS = """
+SELECT DISTINCT o.market_id FROM markets m JOIN orders o ON o.market_id = m.id
+WHERE m.chain_id = $1 AND lower(m.token_address) = lower($2) AND o.status IN ('NEW', 'PARTIALLY_FILLED')
+  AND o.side = 'SELL' AND lower(o.wallet_address) = lower($3)
+ORDER BY o.market_id"""
+_WALLET_SELLS = """
+SELECT o.id, o.market_id, o.quantity - o.filled_quantity AS remaining, m.base_decimals,
+       coalesce(h.balance, 0) - coalesce(h.frozen_amount, 0) AS free
+FROM markets m JOIN orders o ON o.market_id = m.id
+LEFT JOIN holdings h ON h.chain_id = m.chain_id AND h.token_address = m.token_address AND h.holder = o.wallet_address
+WHERE m.id = ANY($1::uuid[]) AND o.status IN ('NEW', 'PARTIALLY_FILLED') AND o.side = 'SELL'
+  AND lower(o.wallet_address) = lower($2)
+ORDER BY o.created_at, o.seq, o.id"""
+
+
+async def cancel_unbacked_sells(
+    session: AsyncSession, chain_id: int, token_address: str, wallet: str, *, reason: str, now: datetime | None = None
+) -> Events:
+    """After part of `wallet`'s tokens (`chain_id`, `token_address`) were frozen: its open sells of the token, in
+    arrival order, keep what its unfrozen balance (holdings.balance - frozen_amount, as indexed) still covers; each
+    one whose remaining quantity no longer fits in what is left is canceled with `reason` (e.g. WALLET_FROZEN: it
+    could only trade to fail at settlement). Like `cancel_wallet_orders`: in the caller's transaction, without
+    committing, every market involved under its lock (taken before the orders are read, in lock order). Returns the
+    events to publish."""
+    events = Events()
+    now = now or datetime.now(UTC)
+    conn = await pg(session)
+    markets = [r[0] for r in await conn.fetch(_WALLET_SELL_MARKETS, chain_id, token_address, wallet)]
+    for market_id in markets:
+        await book.lock_market(session, market_id)
+    victims: dict[uuid.UUID, list[uuid.UUID]] = {}
+    left: int | None = None
+    for oid, market_id, remaining, decimals, free in await conn.fetch(_WALLET_SELLS, markets, wallet):  # locked
+        if left is None:
+            left = int(free)
+        need = int(remaining.scaleb(decimals))
+        if need <= left:
+            left -= need
+        else:
+            victims.setdefault(market_id, []).append(oid)
+    for market_id, ids in sorted(victims.items()):
+        _, done = await cancel_locked(
+            session,
+            None,
+            market_id,
+            ids,
+            reason=reason,
+            status=OrderStatus.CANCELED,
+            request_id=None,
+            now=now,
+            strict=False,
+            actor_id=None,
+        )
+        events.messages.extend(done.messages)
+    return events

@@ -43,7 +43,7 @@ class BookOrder(Generic[K]):
     remaining: Decimal
     seq: int
     expires_at: datetime | None = None
-    barred: bool = False  # its owner may not trade any more (KYC not APPROVED): taken off the book, never filled
+    barred: bool = False  # may not trade any more (KYC not APPROVED, wallet frozen): taken off the book, never filled
 
 
 @dataclass(slots=True)

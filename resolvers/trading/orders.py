@@ -408,9 +408,7 @@ async def _execute(
         levels.add((opposite, r.price))
         if opposite is Side.BUY and r.reserved_cash > 0:
             cash.append(ledger.release_movement(r.user_id, r.reserved_cash, f"order:{maker_id}:release"))
-        gone = (
-            (OrderStatus.CANCELED.value, book.BARRED_REASON) if r.barred else (OrderStatus.EXPIRED.value, "GTD_EXPIRED")
-        )
+        gone = (OrderStatus.CANCELED.value, r.barred) if r.barred else (OrderStatus.EXPIRED.value, "GTD_EXPIRED")
         makers.append((maker_id, None, *gone, Decimal(0)))
     fills: list[PricedFill] = []
     for fill in result.fills:

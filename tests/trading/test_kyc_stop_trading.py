@@ -16,10 +16,12 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from models.identity import AuditLog, KycCase
+from models.tokens import Holding
 from models.trading import Order, OrderStatus, OrderType, Side, Trade
 from resolvers import ledger
 from resolvers.identity import kyc
@@ -248,11 +250,26 @@ async def _lapse(sf: Any, case_id: uuid.UUID) -> None:
         await s.commit()
 
 
-async def _alices_orders_barred(sf: Any, m: Any, alice: Any, ids: list[uuid.UUID]) -> None:
+async def _freeze_indexed(sf: Any, m: Any, alice: Any) -> None:
+    """The indexer stored AddressFrozen for Alice's wallet (holdings.frozen); the agent has not confirmed the freeze
+    yet (or it was not the platform's): her orders are still on the book."""
+    async with sf() as s:
+        await s.execute(
+            update(Holding)
+            .where(Holding.chain_id == m.chain_id, Holding.token_address == m.token_address)
+            .where(Holding.holder == alice.wallet)
+            .values(frozen=True)
+        )
+        await s.commit()
+
+
+async def _alices_orders_barred(
+    sf: Any, m: Any, alice: Any, ids: list[uuid.UUID], reason: str = "KYC_NOT_APPROVED"
+) -> None:
     async with sf() as s:
         rows = (await s.execute(select(Order).where(Order.id.in_(ids)))).scalars().all()
         assert {(o.status, o.reason, o.filled_quantity, o.reserved_cash) for o in rows} == {
-            (OrderStatus.CANCELED, "KYC_NOT_APPROVED", Decimal(0), Decimal(0))
+            (OrderStatus.CANCELED, reason, Decimal(0), Decimal(0))
         }
         trades = (await s.execute(select(Trade).where(Trade.market_id == m.market_id))).scalars().all()
         assert [t for t in trades if alice.user_id in (t.buyer_id, t.seller_id)] == []
@@ -274,12 +291,27 @@ async def test_matching_cancels_a_maker_whose_approval_lapsed_instead_of_trading
         await _alices_orders_barred(sf, m, alice, [sell])
 
 
+async def test_matching_cancels_a_maker_whose_wallet_is_frozen_instead_of_trading(module_database_url: str) -> None:
+    """Between the indexed freeze of a maker's wallet and the agent's confirmation (or a freeze the platform did not
+    send), a crossing order takes the maker off the book, CANCELED WALLET_FROZEN, and trades with nothing."""
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, _ = await _setup(sf)
+        async with sf() as s:
+            sell = (await place_order(s, alice.user_id, _req(m.market_id, Side.SELL, "2", "30"))).order.id
+        await _freeze_indexed(sf, m, alice)
+        async with sf() as s:
+            placed = await place_order(s, bob.user_id, _req(m.market_id, Side.BUY, "2", "30"))
+        assert placed.order.status is OrderStatus.NEW and placed.order.filled_quantity == 0
+        await _alices_orders_barred(sf, m, alice, [sell], "WALLET_FROZEN")
+
+
+@pytest.mark.parametrize("bar", ["lapse", "freeze"])
 async def test_a_batch_of_placements_cancels_a_barred_maker_instead_of_trading(
-    module_database_url: str, monkeypatch: Any
+    module_database_url: str, monkeypatch: Any, bar: str
 ) -> None:
     """The same in the sequencer's batch path (resolvers/trading/batch.py): Alice's resting SELL and BUY, her
-    approval lapsed; two crossing orders placed in one batch cancel both (the BUY's reservation released) and
-    trade only with each other."""
+    approval lapsed (or her wallet's freeze indexed); two crossing orders placed in one batch cancel both (the BUY's
+    reservation released) and trade only with each other."""
     from resolvers.trading import batch as batch_placement
 
     sizes: list[int] = []
@@ -294,7 +326,10 @@ async def test_a_batch_of_placements_cancels_a_barred_maker_instead_of_trading(
         m, alice, bob, case_id = await _setup(sf)
         carol = await make_trader(sf, m, cash="1000")
         ids = await _rest_alices_orders(sf, m, alice)  # SELL 2@30, BUY 1@20
-        await _lapse(sf, case_id)
+        if bar == "lapse":
+            await _lapse(sf, case_id)
+        else:
+            await _freeze_indexed(sf, m, alice)
 
         async def place(user: uuid.UUID, side: Side, qty: str, price: str) -> Any:
             async with sf() as s:
@@ -315,7 +350,7 @@ async def test_a_batch_of_placements_cancels_a_barred_maker_instead_of_trading(
         assert sizes == [2]
         assert (sold.order.status, sold.order.filled_quantity) == (OrderStatus.NEW, 0)
         assert (bought.order.status, bought.order.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, 1)
-        await _alices_orders_barred(sf, m, alice, ids)
+        await _alices_orders_barred(sf, m, alice, ids, "KYC_NOT_APPROVED" if bar == "lapse" else "WALLET_FROZEN")
 
 
 async def test_a_confirmed_wallet_freeze_cancels_the_wallets_orders(
@@ -364,3 +399,73 @@ async def test_a_confirmed_wallet_freeze_cancels_the_wallets_orders(
         async with sf() as s:
             placed = await place_order(s, bob.user_id, _req(m.market_id, Side.BUY, "2", "30"))
         assert placed.order.status is OrderStatus.NEW and placed.order.filled_quantity == 0
+
+
+async def test_a_confirmed_partial_freeze_cancels_the_sells_it_leaves_uncovered(
+    module_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """The agent completes freezePartialTokens (agent/effects/compliance.py) after the indexer stored TokensFrozen:
+    Alice (10 tokens, 3 now frozen) rests SELL 4@30, 4@31, 2@32 and a BUY. In arrival order her 7 unfrozen tokens
+    cover the first 4, not the next 4, then 2: that one is CANCELED WALLET_FROZEN in the same transaction, its events published
+    once after the commit; the others, and her BUY, stay, and a crossing order does not trade with the canceled one."""
+    from agent.effects import compliance, live
+
+    async with committed_sessions(module_database_url) as sf:
+        m, alice, bob, _ = await _setup(sf)
+        placed = {}
+        for side, qty, price in (
+            (Side.SELL, "4", "30"),
+            (Side.SELL, "4", "31"),
+            (Side.SELL, "2", "32"),
+            (Side.BUY, "1", "20"),
+        ):
+            async with sf() as s:
+                order = (await place_order(s, alice.user_id, _req(m.market_id, side, qty, price))).order
+            assert order.status is OrderStatus.NEW
+            placed[price] = order.id
+        frozen = 3 * 10**m.decimals
+        async with sf() as s:  # what the indexer stored from TokensFrozen before the operation was confirmed
+            await s.execute(
+                update(Holding)
+                .where(Holding.chain_id == m.chain_id, Holding.token_address == m.token_address)
+                .where(Holding.holder == alice.wallet)
+                .values(frozen_amount=frozen)
+            )
+            await s.commit()
+        op = SimpleNamespace(
+            id=uuid.uuid4(),
+            kind="compliance.freeze_partial",
+            chain_id=m.chain_id,
+            contract=m.token_address,
+            args=[alice.wallet, frozen],
+            created_by=None,
+            mined_tx_hash="0x" + "cd" * 32,
+            tx_hash=None,
+        )
+        publisher = Redis.from_url(redis_url)
+        live.configure(publisher, redis_prefix)
+        try:
+            async with _listening(redis_url, redis_prefix) as listener:
+                async with sf() as s:
+                    await compliance.on_confirmed(s, op)  # type: ignore[arg-type]
+                    await s.commit()
+                await live.drain()
+                book_events, orders = _mine(await _drain(listener), m, alice)
+        finally:
+            live.configure(None)
+            await publisher.aclose()
+        assert len(book_events) == 1, book_events
+        assert [(e["id"], e["status"], e["reason"]) for e in orders] == [
+            (str(placed["31"]), "CANCELED", "WALLET_FROZEN")
+        ]
+        async with sf() as s:
+            rows = {o.id: o for o in (await s.execute(select(Order).where(Order.id.in_(placed.values())))).scalars()}
+        assert {p: (rows[i].status, rows[i].reason) for p, i in placed.items()} == {
+            "30": (OrderStatus.NEW, None),
+            "31": (OrderStatus.CANCELED, "WALLET_FROZEN"),
+            "32": (OrderStatus.NEW, None),
+            "20": (OrderStatus.NEW, None),
+        }
+        async with sf() as s:  # Bob's BUY 5@31 takes the 4@30 and nothing at 31
+            taken = await place_order(s, bob.user_id, _req(m.market_id, Side.BUY, "5", "31"))
+        assert (taken.order.status, taken.order.filled_quantity) == (OrderStatus.PARTIALLY_FILLED, Decimal(4))
