@@ -74,8 +74,9 @@ async def test_amounts_stay_exact_decimals(make_user, make_asset, gql) -> None:
         ({"amount": "0E-18"}, "amount"),
         ({"asOf": "0001-01-01"}, "asOf"),
         ({"asOf": "1899-12-31"}, "asOf"),
-        # the day after the newest one begun anywhere on earth (UTC+14)
-        ({"asOf": (datetime.now(UTC) + timedelta(hours=14, days=1)).date().isoformat()}, "asOf"),
+        # the day after the newest day begun anywhere (UTC+14) at any time while the suite runs: computed when
+        # the module is collected, so a margin of a day (with days=1 it failed once UTC passed 10:00 mid-run)
+        ({"asOf": (datetime.now(UTC) + timedelta(hours=14, days=2)).date().isoformat()}, "asOf"),
     ],
 )
 async def test_invalid_valuations_are_rejected(changes, field, make_user, make_asset, gql) -> None:
