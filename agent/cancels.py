@@ -32,13 +32,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import handlers, metrics
 from agent.context import ChainView, SenderContext, log
 from agent.fees import Fees, bumped
-from agent.receipts import fetch_receipts, mark_mined
+from agent.receipts import fetch_receipts, mark_mined, sender_ops
 from agent.sender import ALREADY, FUNDS, REFUSED_RETRY_S, crash_point, op_fees, set_fees
 from chains.errors import RpcResponseError
 from models.operations import OPEN_STATES, ChainOperation, OperationState
@@ -86,21 +86,7 @@ async def step(ctx: SenderContext, view: ChainView) -> int:
     moved = 0
     async with ctx.session() as s:
         async with s.begin():
-            ops = list(
-                (
-                    await s.scalars(
-                        select(ChainOperation)
-                        .where(
-                            ChainOperation.chain_id == ctx.chain_id,
-                            ChainOperation.sender == ctx.address,
-                            ChainOperation.state == S.REPLACED,
-                        )
-                        .order_by(ChainOperation.nonce)
-                        .limit(ctx.config.max_in_flight)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            )
+            ops = await sender_ops(s, ctx, S.REPLACED)
             if not ops:
                 return 0
             # finalized first: whatever filled a nonce below it is on chain for good, so the receipts read after it

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent import batches, metrics
 from agent.calls import encode_call
@@ -71,6 +72,23 @@ def competitive(fees: Fees, view: ChainView) -> bool:
     return view.base_fee is None or int(fees.max_fee_per_gas or 0) >= view.base_fee
 
 
+async def sender_ops(s: AsyncSession, ctx: SenderContext, state: OperationState) -> list[ChainOperation]:
+    """This sender's ops in `state` (BROADCAST: poll; REPLACED: agent/cancels.py), by nonce, at most max_in_flight,
+    locked for the pass (SKIP LOCKED leaves an operator's action alone)."""
+    rows = await s.scalars(
+        select(ChainOperation)
+        .where(
+            ChainOperation.chain_id == ctx.chain_id,
+            ChainOperation.sender == ctx.address,
+            ChainOperation.state == state,
+        )
+        .order_by(ChainOperation.nonce)
+        .limit(ctx.config.max_in_flight)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows.all())
+
+
 async def poll(ctx: SenderContext, view: ChainView) -> int:
     """Advance BROADCAST ops (locked for the pass; SKIP LOCKED leaves an operator's action alone). Returns how
     many moved."""
@@ -79,21 +97,7 @@ async def poll(ctx: SenderContext, view: ChainView) -> int:
     moved = mined = 0
     async with ctx.session() as s:
         async with s.begin():
-            ops = list(
-                (
-                    await s.scalars(
-                        select(ChainOperation)
-                        .where(
-                            ChainOperation.chain_id == ctx.chain_id,
-                            ChainOperation.sender == ctx.address,
-                            ChainOperation.state == S.BROADCAST,
-                        )
-                        .order_by(ChainOperation.nonce)
-                        .limit(ctx.config.max_in_flight)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            )
+            ops = await sender_ops(s, ctx, S.BROADCAST)
             if not ops:
                 return 0
             receipts = await fetch_receipts(ctx, ops)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -156,6 +157,36 @@ SELECT DISTINCT market_id FROM orders WHERE user_id = ANY($1) AND status IN ('NE
 ORDER BY market_id"""
 
 
+async def _cancel_for_compliance(
+    session: AsyncSession,
+    market_id: uuid.UUID,
+    ids: list[uuid.UUID] | None,
+    reason: str,
+    now: datetime,
+    *,
+    request_id: str | None = None,
+    actor_id: uuid.UUID | None = None,
+    users: list[uuid.UUID] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """`cancel_locked` as the compliance paths below use it (the market locked by the caller): orders `ids` (or the
+    open ones of `users`) CANCELED with `reason`, whoever owns them, those already closed skipped; the messages to
+    publish after the commit."""
+    _, done = await cancel_locked(
+        session,
+        None,
+        market_id,
+        ids,
+        reason=reason,
+        status=OrderStatus.CANCELED,
+        request_id=request_id,
+        now=now,
+        strict=False,
+        actor_id=actor_id,
+        users=users,
+    )
+    return done.messages
+
+
 async def cancel_users_orders(
     session: AsyncSession,
     user_ids: list[uuid.UUID],
@@ -177,20 +208,11 @@ async def cancel_users_orders(
     conn = await pg(session)
     for (market_id,) in await conn.fetch(_USERS_MARKETS, user_ids):
         await book.lock_market(session, market_id)
-        _, done = await cancel_locked(
-            session,
-            None,
-            market_id,
-            None,
-            reason=reason,
-            status=OrderStatus.CANCELED,
-            request_id=request_id,
-            now=now,
-            strict=False,
-            actor_id=actor_id,
-            users=user_ids,
+        events.messages.extend(
+            await _cancel_for_compliance(
+                session, market_id, None, reason, now, request_id=request_id, actor_id=actor_id, users=user_ids
+            )
         )
-        events.messages.extend(done.messages)
     return events
 
 
@@ -219,19 +241,7 @@ async def cancel_wallet_orders(
         ids = [r[0] for r in await conn.fetch(_WALLET_OPEN, market_id, wallet)]  # under the lock
         if not ids:
             continue
-        _, done = await cancel_locked(
-            session,
-            None,
-            market_id,
-            ids,
-            reason=reason,
-            status=OrderStatus.CANCELED,
-            request_id=None,
-            now=now,
-            strict=False,
-            actor_id=None,
-        )
-        events.messages.extend(done.messages)
+        events.messages.extend(await _cancel_for_compliance(session, market_id, ids, reason, now))
     return events
 
 
@@ -278,17 +288,5 @@ async def cancel_unbacked_sells(
         else:
             victims.setdefault(market_id, []).append(oid)
     for market_id, ids in sorted(victims.items()):
-        _, done = await cancel_locked(
-            session,
-            None,
-            market_id,
-            ids,
-            reason=reason,
-            status=OrderStatus.CANCELED,
-            request_id=None,
-            now=now,
-            strict=False,
-            actor_id=None,
-        )
-        events.messages.extend(done.messages)
+        events.messages.extend(await _cancel_for_compliance(session, market_id, ids, reason, now))
     return events
