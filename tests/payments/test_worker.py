@@ -206,12 +206,11 @@ async def test_gtd_expiry_actor_publishes_the_expiry_once(  # type: ignore[no-un
     from datetime import datetime, timedelta
     from decimal import Decimal
 
-    from redis.asyncio import Redis
-
     from jobs.orders import expire_orders
     from models.trading import OrderStatus, OrderType, Side, TimeInForce
     from resolvers.trading.orders import OrderRequest, place_order
     from tests.trading.factories import make_market, make_trader
+    from tests.trading.live import listening
 
     m = await make_market(factory)
     trader = await make_trader(factory, m, cash="100")
@@ -223,11 +222,7 @@ async def test_gtd_expiry_actor_publishes_the_expiry_once(  # type: ignore[no-un
         placed = await place_order(s, trader.user_id, req, request_id=str(uuid.uuid4()))
         await s.commit()
     assert placed.order.status == OrderStatus.NEW
-    redis = Redis.from_url(pay_settings.redis_url)
-    listener = redis.pubsub()
-    await listener.psubscribe(pay_settings.redis_prefix + "*")
-    try:
-        await listener.get_message(timeout=1)  # the subscription's confirmation
+    async with listening(pay_settings.redis_url, pay_settings.redis_prefix) as listener:
         await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
         expire_orders.send_with_options(max_retries=0)
         await asyncio.to_thread(worker.broker.join, "trading", fail_fast=True, timeout=20_000)
@@ -237,9 +232,6 @@ async def test_gtd_expiry_actor_publishes_the_expiry_once(  # type: ignore[no-un
             got.append(
                 (message["channel"].decode().removeprefix(pay_settings.redis_prefix), json.loads(message["data"]))
             )
-    finally:
-        await listener.aclose()
-        await redis.aclose()
     mine = [body for channel, body in got if channel.startswith("user:")]
     assert [(o["client_order_id"], o["status"]) for o in mine] == [("gtd-1", "EXPIRED")]
     book = [body for channel, body in got if channel.endswith(":book")]

@@ -9,18 +9,16 @@ so only the lane (not the caller) can commit and publish it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from sqlalchemy import select
 from starlette.applications import Starlette
 
@@ -33,7 +31,7 @@ from resolvers.unit_of_work import UnitOfWork
 from server.app import create_app
 from tests.fixtures.app import make_settings
 from tests.trading.factories import make_market, make_trader
-from tests.trading.live import committed_sessions
+from tests.trading.live import committed_sessions, listening
 
 RELEASE_AFTER_S = 0.5  # how long the market lock is held after shutdown starts
 
@@ -72,19 +70,6 @@ async def _until(predicate: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("condition not reached")
-
-
-@contextlib.asynccontextmanager
-async def _listening(redis_url: str, prefix: str) -> AsyncIterator[Any]:
-    redis = Redis.from_url(redis_url)
-    listener = redis.pubsub()
-    await listener.psubscribe(prefix + "*")
-    await listener.get_message(timeout=1)  # the subscription's confirmation
-    try:
-        yield listener
-    finally:
-        await listener.aclose()
-        await redis.aclose()
 
 
 async def _received(listener: Any, prefix: str, about: tuple[str, ...], n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -165,7 +150,7 @@ async def test_shutdown_waits_for_a_batch_in_flight_to_commit_and_publish(
     at_close: list[tuple[bool, bool, bool]] = []
     close = services.aclose
 
-    async with committed_sessions(module_database_url) as sf, _listening(redis_url, redis_prefix) as listener:
+    async with committed_sessions(module_database_url) as sf, listening(redis_url, redis_prefix) as listener:
         m = await make_market(sf, tick="0.1", lot="1")
         seller = await make_trader(sf, m, tokens="100")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import websockets
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from cli.main import WEBSOCKETS  # the API runs as `rwa serve` runs it
@@ -149,3 +150,17 @@ async def subscribe(
             json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables or {}}})
         )
         yield WsSubscription(ws)
+
+
+@contextlib.asynccontextmanager
+async def listening(redis_url: str, prefix: str) -> AsyncIterator[Any]:
+    """A pub/sub listener on every channel under `prefix`, subscribed (confirmation read) before the body runs."""
+    redis = Redis.from_url(redis_url)
+    listener = redis.pubsub()
+    await listener.psubscribe(prefix + "*")
+    await listener.get_message(timeout=1)  # the subscription's confirmation
+    try:
+        yield listener
+    finally:
+        await listener.aclose()
+        await redis.aclose()

@@ -30,7 +30,7 @@ from resolvers.trading.orders import OrderRequest, place_order
 from resolvers.unit_of_work import UnitOfWork
 from resolvers.viewer import Viewer
 from tests.trading.factories import make_market, make_trader, make_user
-from tests.trading.live import committed_sessions
+from tests.trading.live import committed_sessions, listening
 
 
 def _req(market_id: uuid.UUID, side: Side, qty: str, price: str) -> OrderRequest:
@@ -48,19 +48,6 @@ async def _as_mutation(sf: Any, hub: Any, work: Callable[[Any], Awaitable[Any]])
             return result
 
         return await uow.run(body)
-
-
-@contextlib.asynccontextmanager
-async def _listening(redis_url: str, prefix: str) -> AsyncIterator[Any]:
-    redis = Redis.from_url(redis_url)
-    listener = redis.pubsub()
-    await listener.psubscribe(prefix + "*")
-    await listener.get_message(timeout=1)  # the subscription's confirmation
-    try:
-        yield listener
-    finally:
-        await listener.aclose()
-        await redis.aclose()
 
 
 async def _drain(listener: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -134,7 +121,7 @@ async def test_suspending_kyc_cancels_resting_orders_and_publishes_once(
         publisher = Redis.from_url(redis_url)
         hub = SimpleNamespace(redis=publisher, prefix=redis_prefix)
         try:
-            async with _listening(redis_url, redis_prefix) as listener:
+            async with listening(redis_url, redis_prefix) as listener:
                 case, _ = await _as_mutation(sf, hub, lambda s: kyc.suspend(ctx, case_id, "sanctions hit", s))
                 assert case.status.value == "SUSPENDED"
                 book, orders = _mine(await _drain(listener), m, alice)
@@ -176,7 +163,7 @@ async def test_the_lapsed_approval_sweep_cancels_resting_orders_and_publishes_on
         publisher = Redis.from_url(redis_url)
         hub = SimpleNamespace(redis=publisher, prefix=redis_prefix)
         try:
-            async with _listening(redis_url, redis_prefix) as listener:
+            async with listening(redis_url, redis_prefix) as listener:
                 async with sf() as s:
                     assert await kyc.expire_lapsed(s, now, hub=hub) >= 1  # other tests' lapsed cases go too
                 book, orders = _mine(await _drain(listener), m, alice)
@@ -377,7 +364,7 @@ async def test_a_confirmed_wallet_freeze_cancels_the_wallets_orders(
         publisher = Redis.from_url(redis_url)
         live.configure(publisher, redis_prefix)
         try:
-            async with _listening(redis_url, redis_prefix) as listener:
+            async with listening(redis_url, redis_prefix) as listener:
                 async with sf() as s:
                     await compliance.on_confirmed(s, op)  # type: ignore[arg-type]
                     await s.commit()
@@ -445,7 +432,7 @@ async def test_a_confirmed_partial_freeze_cancels_the_sells_it_leaves_uncovered(
         publisher = Redis.from_url(redis_url)
         live.configure(publisher, redis_prefix)
         try:
-            async with _listening(redis_url, redis_prefix) as listener:
+            async with listening(redis_url, redis_prefix) as listener:
                 async with sf() as s:
                     await compliance.on_confirmed(s, op)  # type: ignore[arg-type]
                     await s.commit()

@@ -27,7 +27,7 @@ from resolvers.trading import book, market_data, orders, sequencer
 from resolvers.trading.orders import OrderRequest, place_order
 from resolvers.unit_of_work import UnitOfWork
 from tests.trading.factories import make_market, make_trader
-from tests.trading.live import committed_sessions
+from tests.trading.live import committed_sessions, listening
 
 
 def _req(market_id: uuid.UUID, side: Side, qty: str, price: str, cid: str) -> OrderRequest:
@@ -66,19 +66,6 @@ async def _market_lock(sf: Any, market_id: uuid.UUID) -> AsyncIterator[None]:
         await book.lock_market(s, market_id)
         yield
         await s.commit()
-
-
-@contextlib.asynccontextmanager
-async def _listening(redis_url: str, prefix: str) -> AsyncIterator[Any]:
-    redis = Redis.from_url(redis_url)
-    listener = redis.pubsub()
-    await listener.psubscribe(prefix + "*")
-    await listener.get_message(timeout=1)  # the subscription's confirmation
-    try:
-        yield listener
-    finally:
-        await listener.aclose()
-        await redis.aclose()
 
 
 async def _received(listener: Any, n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -120,7 +107,7 @@ async def _order(sf: Any, user_id: uuid.UUID, cid: str) -> Order:
 async def test_an_order_whose_caller_is_cancelled_in_the_queue_is_published_once_in_order(
     module_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
-    async with committed_sessions(module_database_url) as sf, _listening(redis_url, redis_prefix) as listener:
+    async with committed_sessions(module_database_url) as sf, listening(redis_url, redis_prefix) as listener:
         m = await make_market(sf, tick="0.1", lot="1")
         seller = await make_trader(sf, m, tokens="100")
         buyer = await make_trader(sf, m, cash="10000")
@@ -174,7 +161,7 @@ async def test_a_normal_placement_publishes_each_event_once(
 ) -> None:
     """The lane queues the events after its commit and the caller's publish after its unit of work only waits for
     them: one message each, and the caller is answered once they were sent."""
-    async with committed_sessions(module_database_url) as sf, _listening(redis_url, redis_prefix) as listener:
+    async with committed_sessions(module_database_url) as sf, listening(redis_url, redis_prefix) as listener:
         m = await make_market(sf, tick="0.1", lot="1")
         seller = await make_trader(sf, m, tokens="100")
         buyer = await make_trader(sf, m, cash="10000")
@@ -199,7 +186,7 @@ async def test_a_cancel_whose_caller_goes_away_is_published_once(
 ) -> None:
     """cancelAllOrders as schema/trading.py runs it (sequencer.detached): its caller cancelled while the cancel
     waits for the market lock; the cancel commits and its events go out once."""
-    async with committed_sessions(module_database_url) as sf, _listening(redis_url, redis_prefix) as listener:
+    async with committed_sessions(module_database_url) as sf, listening(redis_url, redis_prefix) as listener:
         m = await make_market(sf, tick="0.1", lot="1")
         seller = await make_trader(sf, m, tokens="100")
         publisher = Redis.from_url(redis_url)
