@@ -340,39 +340,50 @@ async def test_a_batch_of_placements_cancels_a_barred_maker_instead_of_trading(
         await _alices_orders_barred(sf, m, alice, ids, "KYC_NOT_APPROVED" if bar == "lapse" else "WALLET_FROZEN")
 
 
+async def _confirm(
+    sf: Any, redis_url: str, redis_prefix: str, m: Any, alice: Any, kind: str, args: list[Any]
+) -> tuple[list[Any], list[Any]]:
+    """The agent confirms a compliance operation `kind` on the market's token (agent/effects/compliance.py) with
+    a live publisher: (book events, alice's order events) published after its commit."""
+    from agent.effects import compliance, live
+
+    op = SimpleNamespace(
+        id=uuid.uuid4(),
+        kind=kind,
+        chain_id=m.chain_id,
+        contract=m.token_address,
+        args=args,
+        created_by=None,
+        mined_tx_hash="0x" + uuid.uuid4().hex * 2,
+        tx_hash=None,
+    )
+    publisher = Redis.from_url(redis_url)
+    live.configure(publisher, redis_prefix)
+    try:
+        async with listening(redis_url, redis_prefix) as listener:
+            async with sf() as s:
+                await compliance.on_confirmed(s, op)  # type: ignore[arg-type]
+                await s.commit()
+            await live.drain()
+            return _mine(await _drain(listener), m, alice)
+    finally:
+        live.configure(None)
+        await publisher.aclose()
+
+
 async def test_a_confirmed_wallet_freeze_cancels_the_wallets_orders(
     module_database_url: str, redis_url: str, redis_prefix: str
 ) -> None:
     """The agent completes a whole-wallet freeze (agent/effects/compliance.py): the wallet's open orders in the
     token's markets are CANCELED with reason WALLET_FROZEN in the same transaction, reservations released, their
     events published once after the commit; a later crossing order does not trade with them."""
-    from agent.effects import compliance, live
 
     async with committed_sessions(module_database_url) as sf:
         m, alice, bob, _ = await _setup(sf)
         ids = await _rest_alices_orders(sf, m, alice)
-        op = SimpleNamespace(
-            id=uuid.uuid4(),
-            kind="compliance.freeze",
-            chain_id=m.chain_id,
-            contract=m.token_address,
-            args=[alice.wallet, True],
-            created_by=None,
-            mined_tx_hash="0x" + "ab" * 32,
-            tx_hash=None,
+        book_events, orders = await _confirm(
+            sf, redis_url, redis_prefix, m, alice, "compliance.freeze", [alice.wallet, True]
         )
-        publisher = Redis.from_url(redis_url)
-        live.configure(publisher, redis_prefix)
-        try:
-            async with listening(redis_url, redis_prefix) as listener:
-                async with sf() as s:
-                    await compliance.on_confirmed(s, op)  # type: ignore[arg-type]
-                    await s.commit()
-                await live.drain()
-                book_events, orders = _mine(await _drain(listener), m, alice)
-        finally:
-            live.configure(None)
-            await publisher.aclose()
         assert len(book_events) == 1, book_events
         assert sorted(e["id"] for e in orders) == sorted(str(i) for i in ids)
         assert {(e["status"], e["reason"]) for e in orders} == {("CANCELED", "WALLET_FROZEN")}
@@ -395,7 +406,6 @@ async def test_a_confirmed_partial_freeze_cancels_the_sells_it_leaves_uncovered(
     Alice (10 tokens, 3 now frozen) rests SELL 4@30, 4@31, 2@32 and a BUY. In arrival order her 7 unfrozen tokens
     cover the first 4, not the next 4, then 2: that one is CANCELED WALLET_FROZEN in the same transaction, its events published
     once after the commit; the others, and her BUY, stay, and a crossing order does not trade with the canceled one."""
-    from agent.effects import compliance, live
 
     async with committed_sessions(module_database_url) as sf:
         m, alice, bob, _ = await _setup(sf)
@@ -419,28 +429,9 @@ async def test_a_confirmed_partial_freeze_cancels_the_sells_it_leaves_uncovered(
                 .values(frozen_amount=frozen)
             )
             await s.commit()
-        op = SimpleNamespace(
-            id=uuid.uuid4(),
-            kind="compliance.freeze_partial",
-            chain_id=m.chain_id,
-            contract=m.token_address,
-            args=[alice.wallet, frozen],
-            created_by=None,
-            mined_tx_hash="0x" + "cd" * 32,
-            tx_hash=None,
+        book_events, orders = await _confirm(
+            sf, redis_url, redis_prefix, m, alice, "compliance.freeze_partial", [alice.wallet, frozen]
         )
-        publisher = Redis.from_url(redis_url)
-        live.configure(publisher, redis_prefix)
-        try:
-            async with listening(redis_url, redis_prefix) as listener:
-                async with sf() as s:
-                    await compliance.on_confirmed(s, op)  # type: ignore[arg-type]
-                    await s.commit()
-                await live.drain()
-                book_events, orders = _mine(await _drain(listener), m, alice)
-        finally:
-            live.configure(None)
-            await publisher.aclose()
         assert len(book_events) == 1, book_events
         assert [(e["id"], e["status"], e["reason"]) for e in orders] == [
             (str(placed["31"]), "CANCELED", "WALLET_FROZEN")
