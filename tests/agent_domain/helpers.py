@@ -4,6 +4,10 @@ broadcast hash, an indexed transfer, the operation's completion) so decisions an
 from __future__ import annotations
 
 import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,3 +81,54 @@ async def complete(session: AsyncSession, op: ChainOperation, *, confirmed: bool
     else:
         await handlers.run_failed(session, op, reason)
     await session.flush()
+
+
+async def paid_in_stablecoin(
+    session: AsyncSession, m: Any, user_id: uuid.UUID, *, state: Any, asked: int, received: int, **extra: Any
+) -> Any:
+    """A stablecoin payment of the market's quote token (6 decimals): `asked` asked, `received` received from one
+    payer (its PaymentMatch), `asked` credited to the user's cash; flushed, not committed. `extra`: more columns."""
+    from models.payments import Payment, PaymentMatch, PaymentMethod
+    from models.tokens import Token, TokenKind
+    from resolvers import ledger
+    from tests.trading.factories import random_address
+
+    usdc = (
+        await session.execute(select(Token).where(Token.symbol == m.quote, Token.kind == TokenKind.STABLECOIN))
+    ).scalar_one()
+    p = Payment(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        method=PaymentMethod.STABLECOIN,
+        state=state,
+        amount=Decimal(asked),
+        currency=m.quote,
+        idempotency_key="p",
+        chain_id=m.chain_id,
+        token_address=usdc.address,
+        decimals=6,
+        deposit_address=random_address(),
+        amount_units=asked * 10**6,
+        received_units=received * 10**6,
+        final_units=received * 10**6,
+        received_amount=Decimal(received),
+        credited_amount=Decimal(asked),
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        **extra,
+    )
+    session.add(p)
+    await session.flush()
+    session.add(
+        PaymentMatch(
+            chain_id=m.chain_id,
+            block_hash=tx_hash(),
+            log_index=0,
+            payment_id=p.id,
+            block_number=5,
+            tx_hash=tx_hash(),
+            from_address=random_address(),
+            value=received * 10**6,
+        )
+    )
+    await ledger.credit_deposit(session, user_id, Decimal(asked), m.quote, f"payment:{p.id}:credit")
+    return p

@@ -428,50 +428,15 @@ async def test_a_payout_in_flight_shows_its_transaction(gql, make_user, session_
 async def test_a_refund_payout_in_flight_shows_its_transaction(gql, make_user, session_factory):  # type: ignore[no-untyped-def]
     """`PaymentRefund.payoutTxHash` is documented "the payout transaction's hash once sent": it shows the payout
     operation's hash from its first broadcast (it used to stay null until the payout completed)."""
-    from tests.agent_domain.helpers import broadcast
+    from tests.agent_domain.helpers import broadcast, paid_in_stablecoin
 
     m = await make_market(session_factory)
     t = await make_trader(session_factory, m)
     admin = await make_user(["ADMIN"])
     async with session_factory() as s:
-        usdc = (
-            await s.execute(select(Token).where(Token.symbol == m.quote, Token.kind == TokenKind.STABLECOIN))
-        ).scalar_one()
-        p = Payment(
-            id=uuid.uuid4(),
-            user_id=t.user_id,
-            method=PaymentMethod.STABLECOIN,
-            state=PaymentState.CONFIRMED,
-            amount=Decimal(100),
-            currency=m.quote,
-            idempotency_key="p",
-            chain_id=m.chain_id,
-            token_address=usdc.address,
-            decimals=6,
-            deposit_address=random_address(),
-            derivation_index=10**9 + 1,
-            amount_units=100 * 10**6,
-            received_units=100 * 10**6,
-            final_units=100 * 10**6,
-            received_amount=Decimal(100),
-            credited_amount=Decimal(100),
-            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        p = await paid_in_stablecoin(
+            s, m, t.user_id, state=PaymentState.CONFIRMED, asked=100, received=100, derivation_index=10**9 + 1
         )
-        s.add(p)
-        await s.flush()
-        s.add(
-            PaymentMatch(
-                chain_id=m.chain_id,
-                block_hash=tx_hash(),
-                log_index=0,
-                payment_id=p.id,
-                block_number=5,
-                tx_hash=tx_hash(),
-                from_address=random_address(),
-                value=100 * 10**6,
-            )
-        )
-        await ledger.credit_deposit(s, t.user_id, Decimal(100), m.quote, f"payment:{p.id}:credit")
         await s.commit()
     doc = """mutation($p: UUID!) { refundPayment(input: {paymentId: $p, reason: "asked", amount: "10"}) {
       paymentRefund { id payoutState payoutTxHash } errors { code } } }"""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,13 +16,12 @@ from core.errors import AppError
 from models.identity import AuditLog
 from models.ledger import AccountKind, LedgerTransaction
 from models.operations import ChainOperation
-from models.payments import OutgoingTransfer, Payment, PaymentMatch, PaymentMethod, PaymentRefund, PaymentState
-from models.tokens import Token, TokenKind
+from models.payments import OutgoingTransfer, Payment, PaymentRefund, PaymentState
 from resolvers import ledger
 from resolvers.payments import intents, refunds
 from resolvers.payments.refunds import refund
-from tests.agent_domain.helpers import tx_hash
-from tests.trading.factories import make_market, make_trader, random_address
+from tests.agent_domain.helpers import paid_in_stablecoin
+from tests.trading.factories import make_market, make_trader
 from tests.trading.factories import make_user as make_user_row
 from tests.trading.live import committed_sessions
 from tests.trading.test_settlement_failure import cash, platform_balance
@@ -39,46 +37,17 @@ async def overpaid(session_factory) -> tuple[Payment, uuid.UUID, str]:  # type: 
     m = await make_market(session_factory)
     t = await make_trader(session_factory, m)
     async with session_factory() as s:
-        usdc = (
-            await s.execute(select(Token).where(Token.symbol == m.quote, Token.kind == TokenKind.STABLECOIN))
-        ).scalar_one()
-        p = Payment(
-            id=uuid.uuid4(),
-            user_id=t.user_id,
-            method=PaymentMethod.STABLECOIN,
+        p = await paid_in_stablecoin(
+            s,
+            m,
+            t.user_id,
             state=PaymentState.OVERPAID,
-            amount=Decimal(100),
-            currency=m.quote,
-            idempotency_key="p",
-            chain_id=m.chain_id,
-            token_address=usdc.address,
-            decimals=6,
-            deposit_address=random_address(),
+            asked=100,
+            received=120,
             derivation_index=10**9 + uuid.uuid4().int % 10**9,
-            amount_units=100 * 10**6,
-            received_units=120 * 10**6,
-            final_units=120 * 10**6,
-            received_amount=Decimal(120),
-            credited_amount=Decimal(100),
             refundable_amount=Decimal(20),
             refunded_amount=Decimal(0),
-            expires_at=datetime.now(UTC) + timedelta(hours=1),
         )
-        s.add(p)
-        await s.flush()
-        s.add(
-            PaymentMatch(
-                chain_id=m.chain_id,
-                block_hash=tx_hash(),
-                log_index=0,
-                payment_id=p.id,
-                block_number=5,
-                tx_hash=tx_hash(),
-                from_address=random_address(),
-                value=120 * 10**6,
-            )
-        )
-        await ledger.credit_deposit(s, t.user_id, Decimal(100), m.quote, f"payment:{p.id}:credit")
         await ledger.post(
             s,
             kind="CREDIT",
